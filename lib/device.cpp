@@ -1,0 +1,39 @@
+#include "device.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/Context.h>
+#include <torch/version.h>
+
+#include "error.h"
+
+namespace anitalker {
+
+bool cuda_available() { return at::hasCUDA(); }
+
+c10::Device parse_device(const std::string& name) {
+  if (name == "cpu") return c10::Device(c10::kCPU);
+  int index = -1;
+  if (name == "cuda") {
+    index = 0;
+  } else if (name.compare(0, 5, "cuda:") == 0 && name.size() > 5 && name.size() < 9 &&
+             name.find_first_not_of("0123456789", 5) == std::string::npos) {
+    index = std::stoi(name.substr(5));
+  } else {
+    throw Error(Error::Kind::Usage, "device '" + name + "': expected cpu, cuda or cuda:N");
+  }
+  if (!at::hasCUDA())
+    throw Error(Error::Kind::Runtime, "device '" + name + "': this build has no CUDA (LibTorch " TORCH_VERSION
+                                      " without CUDA, or no GPU found); build with -Dtorch_root=<a CUDA LibTorch> or use device=cpu");
+  const int count = static_cast<int>(at::detail::getCUDAHooks().getNumGPUs());
+  if (index >= count)
+    throw Error(Error::Kind::Runtime, "device '" + name + "': only " + std::to_string(count) + " CUDA device(s) present");
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+std::string torch_info() {
+  return std::string("LibTorch ") + TORCH_VERSION + ", " + std::to_string(at::get_num_threads()) + " threads, CUDA " +
+         (at::hasCUDA() ? "yes" : "no");
+}
+
+}  // namespace anitalker

@@ -1,0 +1,91 @@
+#include "state_dict.h"
+
+#include <ATen/ATen.h>
+
+#include "error.h"
+
+namespace anitalker {
+
+namespace {
+at::ScalarType scalar_type(DType t) {
+  switch (t) {
+    case DType::Float32: return at::kFloat;
+    case DType::Float64: return at::kDouble;
+    case DType::Float16: return at::kHalf;
+    case DType::BFloat16: return at::kBFloat16;
+    case DType::Int64: return at::kLong;
+    case DType::Int32: return at::kInt;
+    case DType::Int16: return at::kShort;
+    case DType::Int8: return at::kChar;
+    case DType::UInt8: return at::kByte;
+    case DType::Bool: return at::kBool;
+  }
+  return at::kFloat;
+}
+}  // namespace
+
+at::Tensor to_tensor(const TensorData& t) {
+  // The deleter holds the storage (and through it the mapping) alive for as
+  // long as LibTorch holds the tensor.
+  auto keep = new std::shared_ptr<const Storage>(t.storage);
+  void* base = const_cast<uint8_t*>(t.storage->data);
+  const int64_t n_el = static_cast<int64_t>(t.storage->nbytes / dtype_size(t.dtype));
+  at::Tensor whole = at::from_blob(
+      base, {n_el}, [keep](void*) { delete keep; }, at::TensorOptions().dtype(scalar_type(t.dtype)));
+  return whole.as_strided(t.shape, t.strides, t.offset);
+}
+
+StateDict::StateDict(std::shared_ptr<const Checkpoint> ckpt, std::string prefix)
+    : ckpt_(std::move(ckpt)), prefix_(std::move(prefix)), used_(std::make_shared<Used>()) {}
+
+const TensorData& StateDict::lookup(const std::string& key) const {
+  const TensorData* t = ckpt_->find(prefix_ + key);
+  if (!t) throw format_error(ckpt_->name() + ": missing tensor '" + prefix_ + key + "'");
+  return *t;
+}
+
+bool StateDict::has(const std::string& key) const { return ckpt_->find(prefix_ + key) != nullptr; }
+
+std::vector<int64_t> StateDict::shape(const std::string& key) const { return lookup(key).shape; }
+
+at::Tensor StateDict::get(const std::string& key, const std::vector<int64_t>& shape) const {
+  const TensorData& t = lookup(key);
+  bool ok = t.shape.size() == shape.size();
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || shape[i] == t.shape[i];
+  if (!ok)
+    throw format_error(ckpt_->name() + ": " + prefix_ + key + ": expected shape " + shape_string(shape) + ", got " +
+                       shape_string(t.shape));
+  {
+    std::lock_guard<std::mutex> lock(used_->mu);
+    used_->keys.insert(prefix_ + key);
+  }
+  return to_tensor(t);
+}
+
+at::Tensor StateDict::get_float(const std::string& key, const std::vector<int64_t>& shape) const {
+  at::Tensor t = get(key, shape);
+  return t.scalar_type() == at::kFloat ? t : t.to(at::kFloat);
+}
+
+StateDict StateDict::sub(const std::string& prefix) const {
+  StateDict s(*this);
+  s.prefix_ = prefix_ + prefix;
+  return s;
+}
+
+std::vector<std::string> StateDict::keys() const {
+  std::vector<std::string> out;
+  for (const std::string& k : ckpt_->keys())
+    if (k.compare(0, prefix_.size(), prefix_) == 0) out.push_back(k.substr(prefix_.size()));
+  return out;
+}
+
+std::vector<std::string> StateDict::unused() const {
+  std::lock_guard<std::mutex> lock(used_->mu);
+  std::vector<std::string> out;
+  for (const std::string& k : ckpt_->keys())
+    if (k.compare(0, prefix_.size(), prefix_) == 0 && !used_->keys.count(k)) out.push_back(k.substr(prefix_.size()));
+  return out;
+}
+
+}  // namespace anitalker

@@ -1,0 +1,84 @@
+// The .npy reader and writer.
+#include "npy.h"
+
+#include <gmock/gmock.h>
+
+#include "error.h"
+#include "test_util.h"
+
+using anitalker::DType;
+using testing::HasSubstr;
+using testutil::data;
+using testutil::error_of;
+
+TEST(Npy, ReadsFixture) {
+  anitalker::TensorData t = anitalker::read_npy(data("renderer/direction_Q.npy"));
+  EXPECT_EQ(t.dtype, DType::Float32);
+  EXPECT_EQ(t.shape, (std::vector<int64_t>{24, 20}));
+  EXPECT_TRUE(t.is_contiguous());
+}
+
+TEST(Npy, RoundTripEveryDtype) {
+  testutil::TempDir dir;
+  std::vector<double> f64 = {1.5, -2.25, 3};
+  std::vector<int64_t> i64 = {-1, 1LL << 50};
+  std::vector<uint8_t> u8 = {0, 200, 255, 7};
+  std::vector<float> f32(2 * 3 * 4);
+  for (size_t i = 0; i < f32.size(); ++i) f32[i] = static_cast<float>(i) * 0.5f;
+  anitalker::write_npy(dir / "a.npy", DType::Float64, {3}, f64.data());
+  anitalker::write_npy(dir / "b.npy", DType::Int64, {2, 1}, i64.data());
+  anitalker::write_npy(dir / "c.npy", DType::UInt8, {2, 2}, u8.data());
+  anitalker::write_npy(dir / "d.npy", DType::Float32, {2, 3, 4}, f32.data());
+  anitalker::write_npy(dir / "e.npy", DType::Float32, {0, 4}, f32.data());
+  EXPECT_EQ(anitalker::read_npy(dir / "a.npy").to_doubles(), f64);
+  EXPECT_EQ(anitalker::read_npy(dir / "b.npy").to_doubles(), (std::vector<double>{-1, 1125899906842624.0}));
+  EXPECT_EQ(anitalker::read_npy(dir / "c.npy").to_doubles(), (std::vector<double>{0, 200, 255, 7}));
+  auto d = anitalker::read_npy(dir / "d.npy");
+  EXPECT_EQ(d.shape, (std::vector<int64_t>{2, 3, 4}));
+  EXPECT_EQ(d.to_doubles()[23], 11.5);
+  EXPECT_EQ(anitalker::read_npy(dir / "e.npy").numel(), 0);
+  // numpy's layout: magic, version 1.0, header padded to 64 bytes.
+  const std::string raw = testutil::slurp(dir / "d.npy");
+  EXPECT_EQ(raw.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
+  EXPECT_EQ((raw.size() - 24 * 4) % 64, 0u);
+  EXPECT_THAT(raw, HasSubstr("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4), }"));
+  EXPECT_THAT(testutil::slurp(dir / "a.npy"), HasSubstr("'shape': (3,), }"));
+}
+
+TEST(Npy, FortranOrderIsAStridedView) {
+  testutil::TempDir dir;
+  std::string hdr = "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }";
+  hdr.append(64 - (10 + hdr.size() + 1) % 64, ' ');
+  hdr += '\n';
+  std::string f("\x93NUMPY\x01\x00", 8);
+  f += static_cast<char>(hdr.size());
+  f += '\0';
+  f += hdr;
+  const float col_major[6] = {1, 4, 2, 5, 3, 6};
+  f.append(reinterpret_cast<const char*>(col_major), sizeof col_major);
+  testutil::spit(dir / "f.npy", f);
+  EXPECT_EQ(anitalker::read_npy(dir / "f.npy").to_doubles(), (std::vector<double>{1, 2, 3, 4, 5, 6}));
+}
+
+TEST(Npy, BadFiles) {
+  testutil::TempDir dir;
+  EXPECT_THAT(error_of([&] { anitalker::read_npy(dir / "none.npy"); }), HasSubstr("none.npy: no such file"));
+  testutil::spit(dir / "magic.npy", "PK\x03\x04 zip");
+  EXPECT_THAT(error_of([&] { anitalker::read_npy(dir / "magic.npy"); }), HasSubstr("magic.npy: not a .npy file (wrong magic number)"));
+  std::vector<float> v(10, 1.f);
+  const std::string good = anitalker::npy_bytes(DType::Float32, {10}, v.data());
+  testutil::spit(dir / "short.npy", good.substr(0, good.size() - 4));
+  EXPECT_THAT(error_of([&] { anitalker::read_npy(dir / "short.npy"); }), HasSubstr("short.npy: npy data too short for shape [10]"));
+  std::string be = good;
+  be.replace(be.find("<f4"), 3, ">f4");
+  testutil::spit(dir / "be.npy", be);
+  EXPECT_THAT(error_of([&] { anitalker::read_npy(dir / "be.npy"); }), HasSubstr("be.npy: unsupported npy dtype '>f4'"));
+  testutil::spit(dir / "hdr.npy", good.substr(0, 30));
+  EXPECT_THAT(error_of([&] { anitalker::read_npy(dir / "hdr.npy"); }), HasSubstr("hdr.npy: truncated .npy header"));
+}
+
+TEST(Npy, WriteFailsCleanly) {
+  std::vector<float> v(4, 0.f);
+  EXPECT_THAT(error_of([&] { anitalker::write_npy("/nonexistent-dir/x.npy", DType::Float32, {4}, v.data()); }),
+              HasSubstr("/nonexistent-dir/x.npy: cannot write"));
+}

@@ -1,0 +1,112 @@
+// Loading by name: typed views as at::Tensor, shape checks, prefixes, unused
+// keys; and a value check against the renderer fixture's direction_Q.npy.
+#include "state_dict.h"
+
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+
+#include "device.h"
+#include "error.h"
+#include "npy.h"
+#include "test_util.h"
+
+using anitalker::Checkpoint;
+using anitalker::StateDict;
+using testing::HasSubstr;
+using testutil::data;
+using testutil::error_of;
+
+TEST(StateDict, GetChecksShapeAndNamesKey) {
+  StateDict sd(Checkpoint::open(data("renderer/tiny_lia.ckpt")));
+  at::Tensor w = sd.get("lia.dec.direction.weight", {24, 20});
+  EXPECT_EQ(w.sizes(), at::IntArrayRef({24, 20}));
+  EXPECT_EQ(sd.get("lia.dec.direction.weight", {-1, 20}).size(0), 24);
+  EXPECT_THAT(error_of([&] { sd.get("lia.dec.direction.weight", {512, 20}); }),
+              HasSubstr("tiny_lia.ckpt: lia.dec.direction.weight: expected shape [512, 20], got [24, 20]"));
+  EXPECT_THAT(error_of([&] { sd.get("lia.dec.direction.weight", {24}); }),
+              HasSubstr("expected shape [24], got [24, 20]"));
+  EXPECT_THAT(error_of([&] { sd.get("lia.dec.nothing", {1}); }), HasSubstr("tiny_lia.ckpt: missing tensor 'lia.dec.nothing'"));
+}
+
+TEST(StateDict, PrefixAndUnusedKeys) {
+  StateDict all(Checkpoint::open(data("renderer/tiny_lia.ckpt")));
+  StateDict dec = all.sub("lia.dec.");
+  EXPECT_TRUE(dec.has("direction.weight"));
+  EXPECT_EQ(dec.shape("direction.weight"), (std::vector<int64_t>{24, 20}));
+  const size_t n_dec = dec.keys().size();
+  EXPECT_GT(n_dec, 10u);
+  EXPECT_EQ(dec.unused().size(), n_dec);
+  dec.get("direction.weight", {24, 20});
+  EXPECT_EQ(dec.unused().size(), n_dec - 1);
+  // The record of used keys is shared by all views of one StateDict.
+  EXPECT_EQ(all.unused().size(), all.keys().size() - 1);
+  auto unused = all.unused();
+  EXPECT_EQ(std::count(unused.begin(), unused.end(), "lia.dec.direction.weight"), 0);
+  EXPECT_EQ(std::count(unused.begin(), unused.end(), "lia.dis.convs.0.0.weight"), 1);  // a training-only key
+}
+
+TEST(StateDict, TensorsViewTheFileWithoutCopies) {
+  auto ckpt = Checkpoint::open(data("reader/special.pt"));
+  StateDict sd(ckpt, "state_dict.");
+  const nlohmann::json ref = testutil::json_file(data("reader/special.json"));
+  for (const auto& r : ref) {
+    const std::string key = r["key"];
+    if (key.rfind("state_dict.", 0) != 0) continue;
+    SCOPED_TRACE(key);
+    at::Tensor t = sd.get(key.substr(11), r["shape"].get<std::vector<int64_t>>());
+    at::Tensor d = t.to(at::kDouble).contiguous().reshape(-1);
+    const auto want = r["values"].get<std::vector<double>>();
+    ASSERT_EQ(d.numel(), static_cast<int64_t>(want.size()));
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(d[static_cast<int64_t>(i)].item<double>(), want[i]);
+  }
+  at::Tensor a = sd.get("shared.a", {4, 6}), b = sd.get("shared.b", {3, 4});
+  EXPECT_EQ(static_cast<const float*>(b.data_ptr()) - static_cast<const float*>(a.data_ptr()), 6);
+  at::Tensor tr = sd.get("view.transposed", {8, 6});
+  EXPECT_FALSE(tr.is_contiguous());
+  EXPECT_EQ(tr.strides(), at::IntArrayRef({1, 8}));
+  // The bytes are those of the mapped file.
+  EXPECT_EQ(a.data_ptr(), static_cast<const void*>(ckpt->at("state_dict.shared.a").data()));
+  // get_float converts other dtypes.
+  EXPECT_EQ(sd.get_float("half", {5}).scalar_type(), at::kFloat);
+}
+
+TEST(StateDict, TensorsOutliveTheCheckpointObject) {
+  at::Tensor w;
+  {
+    StateDict sd(Checkpoint::open(data("renderer/tiny_lia.ckpt")));
+    w = sd.get("lia.dec.direction.weight", {24, 20}).clone().zero_();
+    w = sd.get("lia.dec.direction.weight", {24, 20});
+  }
+  EXPECT_TRUE(std::isfinite(w.sum().item<float>()));
+  // In-place ops on a mapped weight touch only this process's copy-on-write page.
+  w.mul_(2);
+  StateDict again(Checkpoint::open(data("renderer/tiny_lia.ckpt")));
+  EXPECT_TRUE(at::allclose(again.get("lia.dec.direction.weight", {24, 20}) * 2, w));
+}
+
+TEST(StateDict, DirectionBasisMatchesFixture) {
+  // spec/renderer.md 3.7: Q = reduced QR of (dec.direction.weight + 1e-8),
+  // LAPACK's sign convention; the fixtures hold the reference's Q.
+  for (const std::string dir : {"renderer", "renderer/s64_perturbed"}) {
+    SCOPED_TRACE(dir);
+    auto ckpt = Checkpoint::open(data(dir + (dir == "renderer" ? "/tiny_lia.ckpt" : "/tiny64_perturbed_lia.ckpt")));
+    StateDict sd(ckpt);
+    at::Tensor w = sd.get("lia.dec.direction.weight", {-1, -1});
+    at::Tensor q = std::get<0>(at::linalg_qr(w + 1e-8, "reduced"));
+    anitalker::TensorData ref = anitalker::read_npy(data(dir + "/direction_Q.npy"));
+    at::Tensor r = anitalker::to_tensor(ref);
+    ASSERT_EQ(q.sizes(), r.sizes());
+    EXPECT_LE((q - r).abs().max().item<float>(), 1e-5);
+  }
+}
+
+TEST(Device, ParseNames) {
+  EXPECT_EQ(anitalker::parse_device("cpu"), c10::Device(c10::kCPU));
+  EXPECT_THAT(error_of([] { anitalker::parse_device("gpu"); }), HasSubstr("device 'gpu': expected cpu, cuda or cuda:N"));
+  EXPECT_THAT(error_of([] { anitalker::parse_device("cuda:x"); }), HasSubstr("expected cpu, cuda or cuda:N"));
+  if (!anitalker::cuda_available()) {
+    EXPECT_THAT(error_of([] { anitalker::parse_device("cuda:0"); }), HasSubstr("device 'cuda:0': this build has no CUDA"));
+  } else {
+    EXPECT_EQ(anitalker::parse_device("cuda").type(), c10::kCUDA);
+  }
+}

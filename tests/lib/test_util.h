@@ -1,0 +1,63 @@
+// Shared by the tests: where the data is, temporary folders, reading files.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+namespace testutil {
+
+// tests/data, from the environment that meson test sets.
+inline std::string data(const std::string& rel = "") {
+  const char* d = std::getenv("ANITALKER_TEST_DATA");
+  return std::string(d ? d : "tests/data") + (rel.empty() ? "" : "/" + rel);
+}
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+inline void spit(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f << bytes;
+}
+
+inline nlohmann::json json_file(const std::string& path) { return nlohmann::json::parse(slurp(path)); }
+
+// A fresh folder, removed with its contents when the object dies.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/anitalker-test-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Runs `fn` and returns the message of the anitalker::Error (or other
+// exception) it throws; fails the test if it throws nothing.
+template <class F>
+std::string error_of(F fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an error";
+  return "";
+}
+
+}  // namespace testutil

@@ -1,0 +1,64 @@
+// anitalker: runs the stages of anitalker-gst without GStreamer, for users,
+// tests and benchmarks.  One subcommand per stage; `bench` holds the
+// benchmarks.  Exit codes: 0 success, 1 failure, 2 usage error.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+int cmd_inspect(int argc, char** argv);
+int bench_load(int argc, char** argv);
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*fn)(int, char**);
+  const char* help;
+};
+
+const Command kCommands[] = {
+    {"inspect", cmd_inspect, "list the tensors of a checkpoint or safetensors file"},
+};
+
+const Command kBenches[] = {
+    {"load", bench_load, "checkpoint loading: a HuBERT-large-sized file, open and read times, memory"},
+};
+
+void usage(FILE* f) {
+  std::fprintf(f, "usage: anitalker COMMAND [ARGS...]   (anitalker COMMAND --help for its options)\n\ncommands:\n");
+  for (const Command& c : kCommands) std::fprintf(f, "  %-10s %s\n", c.name, c.help);
+  std::fprintf(f, "  %-10s %s\n", "bench", "benchmarks (anitalker bench --help)");
+}
+
+int bench(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    std::FILE* f = argc < 2 ? stderr : stdout;
+    std::fprintf(f, "usage: anitalker bench STAGE [ARGS...]\n\nstages:\n");
+    for (const Command& c : kBenches) std::fprintf(f, "  %-10s %s\n", c.name, c.help);
+    return argc < 2 ? 2 : 0;
+  }
+  for (const Command& c : kBenches)
+    if (!std::strcmp(argv[1], c.name)) return c.fn(argc - 1, argv + 1);
+  std::fprintf(stderr, "anitalker bench: unknown stage '%s'\n", argv[1]);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    usage(stdout);
+    return 0;
+  }
+  if (cmd == "bench") return bench(argc - 1, argv + 1);
+  for (const Command& c : kCommands)
+    if (cmd == c.name) return c.fn(argc - 1, argv + 1);
+  std::fprintf(stderr, "anitalker: unknown command '%s'\n", cmd.c_str());
+  usage(stderr);
+  return 2;
+}

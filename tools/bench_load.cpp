@@ -1,0 +1,168 @@
+// anitalker bench load: writes a checkpoint of HuBERT-large's layout and size
+// (1.26 GB of float32, random values) and times opening it the way every
+// element does: Checkpoint::open, then StateDict::get of every tensor as an
+// at::Tensor.  Reports the open time, the time to touch every byte once
+// (page cache warm and, where the kernel lets us drop it, cold), and the
+// resident memory split into file-backed and anonymous pages: a reader that
+// copied the weights would show them as anonymous memory.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <ATen/ATen.h>
+
+#include <cstdio>
+#include <random>
+
+#include "bench_util.h"
+#include "checkpoint.h"
+#include "checkpoint_writer.h"
+#include "cli.h"
+#include "device.h"
+#include "state_dict.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: anitalker bench load [--file PATH] [--layers N] [--repeat N] [--keep]\n"
+    "\n"
+    "Writes a float32 checkpoint with the keys and shapes of HuBERT-large\n"
+    "(24 layers: 1.26 GB; --layers changes the size), then opens it --repeat\n"
+    "times (default 5) and reports the median and min..max of:\n"
+    "  open    Checkpoint::open + StateDict::get of every tensor (at::Tensor views)\n"
+    "  touch   reading every byte once through those tensors (a sum)\n"
+    "with the page cache dropped for the file before each run (cold) and kept\n"
+    "(warm), and the resident memory after loading, file-backed vs anonymous.\n"
+    "  --file PATH   where to write (default: a temporary file, removed after)\n"
+    "  --keep        keep the file\n";
+
+void add(std::vector<anitalker::TensorToWrite>& v, std::vector<std::vector<float>>& bufs, const std::string& key,
+         std::vector<int64_t> shape, std::mt19937& rng) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  bufs.emplace_back(static_cast<size_t>(n));
+  // A cheap generator: the values only need to be non-trivial.
+  uint32_t x = rng();
+  for (float& f : bufs.back()) {
+    x = x * 1664525u + 1013904223u;
+    f = static_cast<float>(static_cast<int32_t>(x)) * (1.0f / 2147483648.0f) * 0.05f;
+  }
+  v.push_back({key, anitalker::DType::Float32, std::move(shape), bufs.back().data()});
+}
+
+void drop_cache(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return;
+  ::fdatasync(fd);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+}
+
+}  // namespace
+
+int bench_load(int argc, char** argv) {
+  return cli::run("bench load", [&] {
+    cli::Args a(argc, argv);
+    std::string file;
+    int layers = 24, repeat = 5;
+    bool keep = false;
+    while (!a.done()) {
+      const std::string s = a.next();
+      if (s == "--help" || s == "-h") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      } else if (s == "--file") file = a.value(s);
+      else if (s == "--layers") layers = static_cast<int>(a.integer(s, 1, 48));
+      else if (s == "--repeat") repeat = static_cast<int>(a.integer(s, 1, 100));
+      else if (s == "--keep") keep = true;
+      else throw cli::UsageError("unknown option " + s);
+    }
+    if (file.empty()) {
+      char tmpl[] = "/tmp/anitalker-bench-XXXXXX";
+      int fd = mkstemp(tmpl);
+      if (fd < 0) throw std::runtime_error("cannot create a temporary file");
+      ::close(fd);
+      file = std::string(tmpl) + ".bin";
+      ::unlink(tmpl);
+    }
+
+    // HuBERT-large (chinese-hubert-large) keys and shapes.
+    std::vector<anitalker::TensorToWrite> ts;
+    std::vector<std::vector<float>> bufs;
+    std::mt19937 rng(0);
+    const int64_t C = 512, H = 1024, F = 4096;
+    add(ts, bufs, "masked_spec_embed", {H}, rng);
+    const int kernels[7] = {10, 3, 3, 3, 3, 2, 2};
+    for (int i = 0; i < 7; ++i) {
+      const std::string p = "feature_extractor.conv_layers." + std::to_string(i) + ".";
+      add(ts, bufs, p + "conv.weight", {C, i ? C : 1, kernels[i]}, rng);
+      add(ts, bufs, p + "conv.bias", {C}, rng);
+      add(ts, bufs, p + "layer_norm.weight", {C}, rng);
+      add(ts, bufs, p + "layer_norm.bias", {C}, rng);
+    }
+    add(ts, bufs, "feature_projection.layer_norm.weight", {C}, rng);
+    add(ts, bufs, "feature_projection.layer_norm.bias", {C}, rng);
+    add(ts, bufs, "feature_projection.projection.weight", {H, C}, rng);
+    add(ts, bufs, "feature_projection.projection.bias", {H}, rng);
+    add(ts, bufs, "encoder.pos_conv_embed.conv.bias", {H}, rng);
+    add(ts, bufs, "encoder.pos_conv_embed.conv.weight_g", {1, 1, 128}, rng);
+    add(ts, bufs, "encoder.pos_conv_embed.conv.weight_v", {H, H / 16, 128}, rng);
+    add(ts, bufs, "encoder.layer_norm.weight", {H}, rng);
+    add(ts, bufs, "encoder.layer_norm.bias", {H}, rng);
+    for (int l = 0; l < layers; ++l) {
+      const std::string p = "encoder.layers." + std::to_string(l) + ".";
+      for (const char* m : {"k_proj", "v_proj", "q_proj", "out_proj"}) {
+        add(ts, bufs, p + "attention." + m + ".weight", {H, H}, rng);
+        add(ts, bufs, p + "attention." + m + ".bias", {H}, rng);
+      }
+      add(ts, bufs, p + "layer_norm.weight", {H}, rng);
+      add(ts, bufs, p + "layer_norm.bias", {H}, rng);
+      add(ts, bufs, p + "feed_forward.intermediate_dense.weight", {F, H}, rng);
+      add(ts, bufs, p + "feed_forward.intermediate_dense.bias", {F}, rng);
+      add(ts, bufs, p + "feed_forward.output_dense.weight", {H, F}, rng);
+      add(ts, bufs, p + "feed_forward.output_dense.bias", {H}, rng);
+      add(ts, bufs, p + "final_layer_norm.weight", {H}, rng);
+      add(ts, bufs, p + "final_layer_norm.bias", {H}, rng);
+    }
+    int64_t values = 0;
+    for (const auto& b : bufs) values += static_cast<int64_t>(b.size());
+    double t0 = bench::now_s();
+    anitalker::write_checkpoint(file, ts);
+    const double t_write = bench::now_s() - t0;
+    bufs.clear();
+    bufs.shrink_to_fit();
+    const double gb = static_cast<double>(values) * 4 / 1e9;
+    std::printf("# anitalker bench load: %s\n", anitalker::torch_info().c_str());
+    std::printf("file: %zu tensors, %.3f GB (%lld values), written in %.2f s\n", ts.size(), gb,
+                static_cast<long long>(values), t_write);
+
+    const cli::Memory m0 = cli::memory();
+    cli::Memory m_loaded;
+    for (int cold = 1; cold >= 0; --cold) {
+      std::vector<double> t_open, t_touch;
+      for (int r = 0; r < repeat; ++r) {
+        if (cold) drop_cache(file);
+        t0 = bench::now_s();
+        auto ckpt = anitalker::Checkpoint::open(file);
+        anitalker::StateDict sd(ckpt);
+        std::vector<at::Tensor> tensors;
+        for (const std::string& k : sd.keys()) tensors.push_back(sd.get(k, sd.shape(k)));
+        const double t1 = bench::now_s();
+        double sum = 0;
+        for (const at::Tensor& t : tensors) sum += t.sum().item<double>();
+        const double t2 = bench::now_s();
+        if (sum == 12345.678) std::printf(" ");  // keep the sum alive
+        t_open.push_back(t1 - t0);
+        t_touch.push_back(t2 - t1);
+        if (r == 0 && !cold) m_loaded = cli::memory();
+      }
+      const bench::Stats so = bench::stats(t_open), st = bench::stats(t_touch);
+      std::printf("%-5s open  %8.4f s  [%.4f .. %.4f]   touch %7.3f s [%.3f .. %.3f]   (%.2f GB/s)\n",
+                  cold ? "cold" : "warm", so.median, so.min, so.max, st.median, st.min, st.max, gb / st.median);
+    }
+    std::printf("memory after loading (warm, all tensors held and read): rss %.0f MB = file-backed %.0f MB + anonymous %.0f MB "
+                "(anonymous before loading: %.0f MB)\n",
+                m_loaded.rss / 1e6, m_loaded.file / 1e6, m_loaded.anon / 1e6, m0.anon / 1e6);
+    if (!keep) std::remove(file.c_str());
+    return 0;
+  });
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages anitalker-gst builds and tests with, if
+# any is missing.  Runs apt-get as root, or through sudo.
+set -euo pipefail
+
+packages=(
+  # build
+  g++ meson ninja-build pkg-config ccache
+  # LibTorch (CPU) and a fast BLAS for it (without OpenBLAS, matmuls use the
+  # reference BLAS and run ~15x slower)
+  libtorch-dev libopenblas0-openmp
+  # images
+  libopencv-dev
+  # GStreamer 1.22: core, base, good, gst-check (in libgstreamer1.0-dev), tools
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools
+  # JSON (config.json, safetensors headers)
+  nlohmann-json3-dev
+  # tests: GoogleTest, and clang's libFuzzer for the fuzz targets
+  libgtest-dev libgmock-dev clang libclang-rt-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
