@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "error.h"
+#include "npy.h"
 
 namespace anitalker {
 
@@ -33,6 +34,26 @@ at::Tensor to_tensor(const TensorData& t) {
   at::Tensor whole = at::from_blob(
       base, {n_el}, [keep](void*) { delete keep; }, at::TensorOptions().dtype(scalar_type(t.dtype)));
   return whole.as_strided(t.shape, t.strides, t.offset);
+}
+
+at::Tensor read_npy_tensor(const std::string& path) { return to_tensor(read_npy(path)); }
+
+void write_npy_tensor(const std::string& path, const at::Tensor& t) {
+  at::Tensor c = t.detach().cpu().contiguous();
+  DType dt;
+  switch (c.scalar_type()) {
+    case at::kFloat: dt = DType::Float32; break;
+    case at::kDouble: dt = DType::Float64; break;
+    case at::kHalf: dt = DType::Float16; break;
+    case at::kLong: dt = DType::Int64; break;
+    case at::kInt: dt = DType::Int32; break;
+    case at::kShort: dt = DType::Int16; break;
+    case at::kChar: dt = DType::Int8; break;
+    case at::kByte: dt = DType::UInt8; break;
+    case at::kBool: dt = DType::Bool; break;
+    default: throw Error(Error::Kind::Usage, path + ": cannot write a " + std::string(c10::toString(c.scalar_type())) + " tensor as .npy");
+  }
+  write_npy(path, dt, c.sizes().vec(), c.data_ptr());
 }
 
 StateDict::StateDict(std::shared_ptr<const Checkpoint> ckpt, std::string prefix)

@@ -19,6 +19,11 @@ namespace anitalker {
 // The tensor as an at::Tensor sharing the checkpoint's memory (CPU).
 at::Tensor to_tensor(const TensorData& t);
 
+// .npy files as at::Tensor (through npy.h): read (mapped) and write (any
+// device, any layout; written C-ordered, atomically).
+at::Tensor read_npy_tensor(const std::string& path);
+void write_npy_tensor(const std::string& path, const at::Tensor& t);
+
 class StateDict {
  public:
   explicit StateDict(std::shared_ptr<const Checkpoint> ckpt, std::string prefix = "");

@@ -6,6 +6,7 @@
 #include <string>
 
 int cmd_inspect(int argc, char** argv);
+int cmd_render(int argc, char** argv);
 int bench_load(int argc, char** argv);
 
 namespace {
@@ -18,6 +19,7 @@ struct Command {
 
 const Command kCommands[] = {
     {"inspect", cmd_inspect, "list the tensors of a checkpoint or safetensors file"},
+    {"render", cmd_render, "stage 1: portrait + motion codes -> frames (LIA renderer)"},
 };
 
 const Command kBenches[] = {

@@ -5,6 +5,10 @@
 #include <fstream>
 #include <string>
 
+#include <ATen/Parallel.h>
+
+#include <thread>
+
 #include "error.h"
 
 namespace cli {
@@ -39,6 +43,14 @@ int run(const char* cmd, const std::function<int()>& body) {
     std::fprintf(stderr, "anitalker %s: %s\n", cmd, e.what());
     return 1;
   }
+}
+
+void set_threads(int n) {
+  if (n <= 0) {
+    const char* env = std::getenv("OMP_NUM_THREADS");
+    n = env && std::atoi(env) > 0 ? std::atoi(env) : static_cast<int>(std::thread::hardware_concurrency());
+  }
+  at::set_num_threads(n > 0 ? n : 1);
 }
 
 Memory memory() {

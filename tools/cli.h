@@ -37,6 +37,10 @@ class Args {
 // exit codes (1 for failures, 2 for usage errors).
 int run(const char* cmd, const std::function<int()>& body);
 
+// LibTorch's intra-op threads: n > 0, or every core when n is 0 (Debian's
+// build defaults to 1 when OMP_NUM_THREADS is unset).
+void set_threads(int n);
+
 // Resident memory of this process, in bytes: total, anonymous, file-backed
 // (from /proc/self/status), and the peak.
 struct Memory {

@@ -1,0 +1,159 @@
+// Portrait decoding and Pillow's bicubic resize (spec/renderer.md 5).
+#include "image.h"
+
+#include <ATen/ATen.h>
+#include <sys/stat.h>
+
+#include <cmath>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "error.h"
+
+namespace anitalker {
+
+RgbImage read_rgb_image(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw Error(Error::Kind::NotFound, path + ": no such file");
+  if (!S_ISREG(st.st_mode)) throw Error(Error::Kind::Unreadable, path + ": not a regular file");
+  // IMREAD_COLOR expands grey and palette and drops alpha, like PIL's
+  // convert('RGB'); PIL does not apply EXIF orientation, so neither do we.
+  cv::Mat bgr;
+  try {
+    bgr = cv::imread(path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+  } catch (const cv::Exception& e) {
+    throw format_error(path + ": cannot decode the image: " + e.what());
+  }
+  if (bgr.empty()) throw format_error(path + ": not an image OpenCV can decode (expected JPEG, PNG, BMP, WebP, TIFF, ...)");
+  if (bgr.depth() != CV_8U) bgr.convertTo(bgr, CV_8U, 1.0 / 256);
+  RgbImage out;
+  out.width = bgr.cols;
+  out.height = bgr.rows;
+  out.data.resize(static_cast<size_t>(out.width) * out.height * 3);
+  cv::Mat rgb(out.height, out.width, CV_8UC3, out.data.data());
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  return out;
+}
+
+namespace {
+
+// Pillow's bicubic filter (a = -0.5), written as Pillow writes it.
+double bicubic(double x) {
+  const double a = -0.5;
+  if (x < 0.0) x = -x;
+  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0.0;
+}
+
+constexpr int kPrecisionBits = 32 - 8 - 2;
+
+// Pillow's precompute_coeffs + normalize_coeffs_8bpc for one axis.
+struct Coeffs {
+  int ksize = 0;
+  std::vector<int> bounds;  // (xmin, count) per output sample
+  std::vector<int32_t> k;   // ksize per output sample, fixed point
+};
+
+Coeffs coeffs(int in_size, int out_size) {
+  const double scale = static_cast<double>(in_size) / out_size;
+  const double filterscale = scale < 1.0 ? 1.0 : scale;
+  const double support = 2.0 * filterscale;
+  Coeffs c;
+  c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  c.bounds.resize(static_cast<size_t>(out_size) * 2);
+  c.k.assign(static_cast<size_t>(out_size) * c.ksize, 0);
+  std::vector<double> w(static_cast<size_t>(c.ksize));
+  for (int xx = 0; xx < out_size; ++xx) {
+    const double center = (xx + 0.5) * scale;
+    const double ss = 1.0 / filterscale;
+    int xmin = static_cast<int>(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    int xmax = static_cast<int>(center + support + 0.5);
+    if (xmax > in_size) xmax = in_size;
+    xmax -= xmin;
+    double ww = 0.0;
+    for (int x = 0; x < xmax; ++x) {
+      w[x] = bicubic((x + xmin - center + 0.5) * ss);
+      ww += w[x];
+    }
+    for (int x = 0; x < xmax; ++x) {
+      const double v = ww != 0.0 ? w[x] / ww : w[x];
+      c.k[static_cast<size_t>(xx) * c.ksize + x] = static_cast<int32_t>(v * (1 << kPrecisionBits) + (v < 0 ? -0.5 : 0.5));
+    }
+    c.bounds[2 * xx] = xmin;
+    c.bounds[2 * xx + 1] = xmax;
+  }
+  return c;
+}
+
+inline uint8_t clip8(int64_t v) {
+  v >>= kPrecisionBits;
+  return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+RgbImage horizontal(const RgbImage& in, int out_w) {
+  const Coeffs c = coeffs(in.width, out_w);
+  RgbImage out;
+  out.width = out_w;
+  out.height = in.height;
+  out.data.resize(static_cast<size_t>(out_w) * in.height * 3);
+  for (int y = 0; y < in.height; ++y) {
+    const uint8_t* row = in.data.data() + static_cast<size_t>(y) * in.width * 3;
+    uint8_t* o = out.data.data() + static_cast<size_t>(y) * out_w * 3;
+    for (int xx = 0; xx < out_w; ++xx) {
+      const int xmin = c.bounds[2 * xx], n = c.bounds[2 * xx + 1];
+      const int32_t* k = c.k.data() + static_cast<size_t>(xx) * c.ksize;
+      for (int ch = 0; ch < 3; ++ch) {
+        int64_t ss = 1 << (kPrecisionBits - 1);
+        for (int x = 0; x < n; ++x) ss += static_cast<int64_t>(row[(x + xmin) * 3 + ch]) * k[x];
+        o[xx * 3 + ch] = clip8(ss);
+      }
+    }
+  }
+  return out;
+}
+
+RgbImage vertical(const RgbImage& in, int out_h) {
+  const Coeffs c = coeffs(in.height, out_h);
+  RgbImage out;
+  out.width = in.width;
+  out.height = out_h;
+  out.data.resize(static_cast<size_t>(in.width) * out_h * 3);
+  const size_t stride = static_cast<size_t>(in.width) * 3;
+  for (int yy = 0; yy < out_h; ++yy) {
+    const int ymin = c.bounds[2 * yy], n = c.bounds[2 * yy + 1];
+    const int32_t* k = c.k.data() + static_cast<size_t>(yy) * c.ksize;
+    uint8_t* o = out.data.data() + static_cast<size_t>(yy) * stride;
+    for (size_t xc = 0; xc < stride; ++xc) {
+      int64_t ss = 1 << (kPrecisionBits - 1);
+      for (int y = 0; y < n; ++y) ss += static_cast<int64_t>(in.data[(y + ymin) * stride + xc]) * k[y];
+      o[xc] = clip8(ss);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+RgbImage pil_resize_bicubic(const RgbImage& in, int width, int height) {
+  if (in.width <= 0 || in.height <= 0 || width <= 0 || height <= 0)
+    throw Error(Error::Kind::Usage, "resize: empty image or size");
+  // Horizontal pass first, into 8 bits; a pass whose size does not change is skipped.
+  RgbImage h = in.width == width ? in : horizontal(in, width);
+  return in.height == height ? h : vertical(h, height);
+}
+
+at::Tensor rgb_to_tensor(const RgbImage& img) {
+  at::Tensor hwc = at::from_blob(const_cast<uint8_t*>(img.data.data()), {img.height, img.width, 3}, at::kByte);
+  // u/255 in double, then float32 (spec 5.3), minus 0.5, times 2.
+  at::Tensor x = hwc.to(at::kDouble).div(255.0).to(at::kFloat);
+  return x.sub(0.5).mul(2).permute({2, 0, 1}).unsqueeze(0).contiguous();
+}
+
+at::Tensor load_portrait(const std::string& path, int size) {
+  const RgbImage img = read_rgb_image(path);
+  return rgb_to_tensor(pil_resize_bicubic(img, size, size));
+}
+
+}  // namespace anitalker

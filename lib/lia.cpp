@@ -1,0 +1,370 @@
+// Stage 1 of AniTalker: LIA encoder and flow-warping renderer
+// (spec/renderer.md 2-4, 6).  The modulated convolutions modulate the
+// activations instead of the weights: conv(x * s, W) * d equals
+// conv(x, W * s * d) per sample, but runs as one ordinary convolution over
+// the whole batch, so batching helps instead of hurting (the reference's
+// grouped convolution gets slower per frame as the batch grows).
+#include "lia.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <map>
+#include <mutex>
+
+#include "checkpoint.h"
+#include "error.h"
+#include "state_dict.h"
+
+namespace anitalker::lia {
+
+namespace {
+
+constexpr double kSqrt2 = 1.4142135623730951;
+
+// An EqualLinear: y = x @ (W * 1/sqrt(in))^T + b (spec 3.1).
+struct Linear {
+  at::Tensor w, b;  // w already scaled (out, in)
+  at::Tensor operator()(const at::Tensor& x) const { return at::linear(x, w, b); }
+};
+
+Linear equal_linear(const StateDict& sd, const std::string& p, int64_t out = -1, int64_t in = -1) {
+  at::Tensor w = sd.get_float(p + ".weight", {out, in});
+  Linear l;
+  l.w = w * (1.0 / std::sqrt(static_cast<double>(w.size(1))));
+  l.b = sd.get_float(p + ".bias", {w.size(0)});
+  return l;
+}
+
+Linear plain_linear(const StateDict& sd, const std::string& p, int64_t out = -1, int64_t in = -1) {
+  Linear l;
+  l.w = sd.get_float(p + ".weight", {out, in});
+  l.b = sd.get_float(p + ".bias", {l.w.size(0)});
+  return l;
+}
+
+// EqualConv2d weight, scaled by 1/sqrt(Cin*k*k).
+at::Tensor equal_conv(const StateDict& sd, const std::string& key, int64_t out, int64_t in, int64_t k) {
+  at::Tensor w = sd.get_float(key, {out, in, k, k});
+  return w * (1.0 / std::sqrt(static_cast<double>(w.size(1) * k * k)));
+}
+
+// conv2d without bias; the overload set of at::conv2d is ambiguous with braces.
+at::Tensor conv(const at::Tensor& x, const at::Tensor& w, int64_t stride = 1, int64_t pad = 0, int64_t groups = 1) {
+  return at::conv2d(x, w, c10::nullopt, at::IntArrayRef{stride}, at::IntArrayRef{pad}, at::IntArrayRef{1}, groups);
+}
+
+// Fused leaky ReLU: leaky_relu(x + b, 0.2) * sqrt(2) (spec 3.2).
+at::Tensor flrelu(const at::Tensor& x, const at::Tensor& b) { return at::leaky_relu(x + b, 0.2) * kSqrt2; }
+
+// upfirdn2d with up = down = 1: pad, then correlate every channel with the
+// flipped kernel (spec 3.3).
+at::Tensor blur(const at::Tensor& x, const at::Tensor& k, int64_t p0, int64_t p1) {
+  const int64_t c = x.size(1);
+  at::Tensor xp = at::constant_pad_nd(x, {p0, p1, p0, p1}, 0);
+  return conv(xp, k.flip({0, 1}).expand({c, 1, k.size(0), k.size(1)}), 1, 0, c);
+}
+
+// upfirdn2d with up = 2, pad (2, 1): zeros after every sample, then blur.
+at::Tensor upsample2(const at::Tensor& x, const at::Tensor& k) {
+  const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  at::Tensor up = at::zeros({b, c, h, 2, w, 2}, x.options());
+  up.select(5, 0).select(3, 0).copy_(x);
+  return blur(up.view({b, c, 2 * h, 2 * w}), k, 2, 1);
+}
+
+struct ConvLayer {  // EqualConv2d + fused leaky ReLU, optional blur-downsample
+  at::Tensor w, bias, kernel;
+};
+
+struct ResBlock {
+  ConvLayer conv1, conv2;
+  at::Tensor skip_kernel, skip_w;
+};
+
+struct ModConv {
+  at::Tensor w;      // (Cout, Cin, k, k), scaled by 1/sqrt(Cin*k*k)
+  at::Tensor wsq;    // (Cout, Cin): sum over k of w^2, for demodulation
+  Linear modulation; // latent -> (B, Cin)
+  at::Tensor act_bias, blur_kernel;
+  bool upsample = false, demodulate = true;
+};
+
+ModConv mod_conv(const StateDict& sd, const std::string& p, int64_t style, bool upsample, bool demodulate,
+                 const std::string& act_bias_key) {
+  ModConv m;
+  at::Tensor w5 = sd.get_float(p + ".weight", {1, -1, -1, -1, -1});
+  const int64_t cin = w5.size(2), k = w5.size(3);
+  m.w = (w5[0] * (1.0 / std::sqrt(static_cast<double>(cin * k * k)))).contiguous();
+  m.wsq = m.w.pow(2).sum({2, 3});
+  m.modulation = equal_linear(sd, p + ".modulation", cin, style);
+  m.upsample = upsample;
+  m.demodulate = demodulate;
+  if (upsample) m.blur_kernel = sd.get_float(p + ".blur.kernel", {4, 4});
+  if (!act_bias_key.empty()) m.act_bias = sd.get_float(act_bias_key, {1, m.w.size(0), 1, 1});
+  return m;
+}
+
+// Modulated convolution (spec 3.8), with the style applied to the input and
+// the demodulation to the output.
+at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor& latent) {
+  at::Tensor s = m.modulation(latent);  // (B, Cin)
+  at::Tensor xs = x * s.unsqueeze(-1).unsqueeze(-1);
+  at::Tensor y;
+  if (m.upsample) {
+    // Per-sample weight (Cout,Cin,k,k) used as a transposed-conv weight laid
+    // out (Cin,Cout,k,k): a transpose of the first two axes, no flip.
+    y = at::conv_transpose2d(xs, m.w.transpose(0, 1), c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0});
+    y = blur(y, m.blur_kernel, 1, 1);
+  } else {
+    y = conv(xs, m.w, 1, m.w.size(2) / 2);
+  }
+  if (m.demodulate) {
+    at::Tensor d = at::rsqrt(at::matmul(s * s, m.wsq.t()) + 1e-8);  // (B, Cout)
+    y = y * d.unsqueeze(-1).unsqueeze(-1);
+  }
+  return y;
+}
+
+}  // namespace
+
+struct Model::Weights {
+  // Encoder (enc.net_app): first conv, L ResBlocks, final 4x4 conv.
+  at::Tensor conv0_w, conv0_b;
+  std::vector<ResBlock> blocks;
+  at::Tensor final_w;
+  std::vector<Linear> hal_fc;  // fc1..fc3
+  at::Tensor hal_w;            // softmax(ws.weights)
+  Linear excl0, excl2;         // identity_excluded_net (plain nn.Linear)
+  std::vector<Linear> fc;      // enc.fc.0..4 (EqualLinear)
+  // Decoder.
+  at::Tensor const_input;  // (1, style, 4, 4)
+  ModConv conv1;
+  std::vector<ModConv> convs;  // 2L
+  struct ToRgb {
+    at::Tensor w, conv_bias, bias, up_kernel;
+  };
+  struct ToFlow {
+    ModConv conv;
+    at::Tensor bias, up_kernel;
+  };
+  std::vector<ToRgb> to_rgbs;
+  std::vector<ToFlow> to_flows;
+  std::vector<at::Tensor> grids;  // base grid per level, (1, r, r, 2)
+};
+
+Model::Model(const StateDict& all, c10::Device device) : device_(device) {
+  const StateDict sd = all.sub("lia.");
+  auto w = std::make_shared<Weights>();
+  const std::string name = all.checkpoint().name();
+
+  // Sizes, from the shapes (spec 1).
+  const std::vector<int64_t> dir = sd.shape("dec.direction.weight");
+  if (dir.size() != 2) throw format_error(name + ": lia.dec.direction.weight: expected 2 dimensions");
+  style_dim_ = static_cast<int>(dir[0]);
+  motion_dim_ = static_cast<int>(dir[1]);
+  levels_ = 0;
+  while (sd.has("dec.to_flows." + std::to_string(levels_) + ".conv.weight")) ++levels_;
+  if (levels_ < 1) throw format_error(name + ": no lia.dec.to_flows.* tensors: not a stage-1 (LIA) checkpoint");
+  size_ = 4 << levels_;
+  const int64_t S = style_dim_;
+  const int L = levels_;
+
+  // Encoder trunk (spec 3.4, 3.5).
+  const StateDict app = sd.sub("enc.net_app.");
+  w->conv0_w = equal_conv(app, "convs.0.0.weight", -1, 3, 1);
+  w->conv0_b = app.get_float("convs.0.1.bias", {1, w->conv0_w.size(0), 1, 1});
+  int64_t cin = w->conv0_w.size(0);
+  for (int r = 1; r <= L; ++r) {
+    const std::string p = "convs." + std::to_string(r) + ".";
+    ResBlock b;
+    b.conv1.w = equal_conv(app, p + "conv1.0.weight", cin, cin, 3);
+    b.conv1.bias = app.get_float(p + "conv1.1.bias", {1, cin, 1, 1});
+    b.conv2.kernel = app.get_float(p + "conv2.0.kernel", {4, 4});
+    b.conv2.w = equal_conv(app, p + "conv2.1.weight", -1, cin, 3);
+    const int64_t cout = b.conv2.w.size(0);
+    b.conv2.bias = app.get_float(p + "conv2.2.bias", {1, cout, 1, 1});
+    b.skip_kernel = app.get_float(p + "skip.0.kernel", {4, 4});
+    b.skip_w = equal_conv(app, p + "skip.1.weight", cout, cin, 1);
+    w->blocks.push_back(std::move(b));
+    cin = cout;
+  }
+  if (cin != S) throw format_error(name + ": the encoder's last ResBlock has " + std::to_string(cin) + " channels, the style has " + std::to_string(S));
+  w->final_w = equal_conv(app, "convs." + std::to_string(L + 1) + ".weight", S, S, 4);
+  for (int i = 1; i <= 3; ++i) w->hal_fc.push_back(equal_linear(app, "fc" + std::to_string(i), S, -1));
+  at::Tensor ws = app.get_float("ws.weights", {-1});
+  if (ws.size(0) < L + 2)
+    throw format_error(name + ": lia.enc.net_app.ws.weights has " + std::to_string(ws.size(0)) + " weights, the encoder needs " + std::to_string(L + 2));
+  w->hal_w = at::softmax(ws, 0);
+  w->excl0 = plain_linear(sd, "enc.net_decouping.identity_excluded_net.0", S, S);
+  w->excl2 = plain_linear(sd, "enc.net_decouping.identity_excluded_net.2", S, S);
+  for (int i = 0; i < 5; ++i) w->fc.push_back(equal_linear(sd, "enc.fc." + std::to_string(i), i < 4 ? S : motion_dim_, S));
+
+  // Direction basis (spec 3.7), once per checkpoint.
+  at::Tensor dw = sd.get_float("dec.direction.weight", {S, motion_dim_});
+  q_ = std::get<0>(at::linalg_qr(dw + 1e-8, "reduced")).contiguous();
+
+  // Decoder (spec 3.8-3.11).
+  w->const_input = sd.get_float("dec.input.input", {1, S, 4, 4});
+  w->conv1 = mod_conv(sd, "dec.conv1.conv", S, false, true, "dec.conv1.activate.bias");
+  for (int k = 0; k < 2 * L; ++k) {
+    const std::string p = "dec.convs." + std::to_string(k);
+    w->convs.push_back(mod_conv(sd, p + ".conv", S, k % 2 == 0, true, p + ".activate.bias"));
+  }
+  for (int j = 0; j < L; ++j) {
+    const int64_t c = w->convs[2 * j + 1].w.size(0);
+    const std::string pr = "dec.to_rgbs." + std::to_string(j) + ".";
+    Weights::ToRgb rgb;
+    rgb.w = equal_conv(sd, pr + "conv.0.weight", 3, c, 1);
+    rgb.conv_bias = sd.get_float(pr + "conv.1.bias", {1, 3, 1, 1});
+    rgb.bias = sd.get_float(pr + "bias", {1, 3, 1, 1});
+    if (j >= 1) rgb.up_kernel = sd.get_float(pr + "upsample.kernel", {4, 4});
+    w->to_rgbs.push_back(rgb);
+    const std::string pf = "dec.to_flows." + std::to_string(j) + ".";
+    Weights::ToFlow fl;
+    fl.conv = mod_conv(sd, pf + "conv", S, false, false, "");
+    if (fl.conv.w.size(0) != 3 || fl.conv.w.size(1) != c)
+      throw format_error(name + ": lia." + pf + "conv.weight: expected shape [1, 3, " + std::to_string(c) + ", 1, 1]");
+    fl.bias = sd.get_float(pf + "bias", {1, 3, 1, 1});
+    if (j >= 1) fl.up_kernel = sd.get_float(pf + "upsample.kernel", {4, 4});
+    w->to_flows.push_back(fl);
+    // Base grid: linspace(-1, 1, r) in float64, cast to float32 (spec 3.9).
+    const int64_t r = 8LL << j;
+    at::Tensor g = at::linspace(-1.0, 1.0, r, at::kDouble).to(at::kFloat);
+    at::Tensor gx = g.view({1, r}).expand({r, r});
+    at::Tensor gy = g.view({r, 1}).expand({r, r});
+    w->grids.push_back(at::stack({gx, gy}, -1).unsqueeze(0).contiguous());
+  }
+  unused_ = all.unused();
+
+  if (device_.type() != c10::kCPU) {
+    auto mv = [&](at::Tensor& t) {
+      if (t.defined()) t = t.to(device_);
+    };
+    for (at::Tensor* t : {&w->conv0_w, &w->conv0_b, &w->final_w, &w->hal_w, &w->const_input, &q_}) mv(*t);
+    for (auto& b : w->blocks)
+      for (at::Tensor* t : {&b.conv1.w, &b.conv1.bias, &b.conv2.w, &b.conv2.bias, &b.conv2.kernel, &b.skip_kernel, &b.skip_w}) mv(*t);
+    auto mvl = [&](Linear& l) {
+      mv(l.w);
+      mv(l.b);
+    };
+    for (auto& l : w->hal_fc) mvl(l);
+    for (auto& l : w->fc) mvl(l);
+    mvl(w->excl0);
+    mvl(w->excl2);
+    auto mvm = [&](ModConv& m) {
+      for (at::Tensor* t : {&m.w, &m.wsq, &m.act_bias, &m.blur_kernel}) mv(*t);
+      mvl(m.modulation);
+    };
+    mvm(w->conv1);
+    for (auto& m : w->convs) mvm(m);
+    for (auto& r : w->to_rgbs)
+      for (at::Tensor* t : {&r.w, &r.conv_bias, &r.bias, &r.up_kernel}) mv(*t);
+    for (auto& f : w->to_flows) {
+      mvm(f.conv);
+      mv(f.bias);
+      mv(f.up_kernel);
+    }
+    for (auto& g : w->grids) mv(g);
+  }
+  w_ = w;
+}
+
+std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device) {
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<const Model>> cache;
+  char* real = ::realpath(path.c_str(), nullptr);
+  const std::string key = (real ? std::string(real) : path) + "|" + device.str();
+  std::free(real);
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto m = cache[key].lock()) return m;
+  auto m = std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device);
+  cache[key] = m;
+  return m;
+}
+
+Portrait Model::encode(const at::Tensor& image) const {
+  const Weights& w = *w_;
+  if (image.dim() != 4 || image.size(0) != 1 || image.size(1) != 3 || image.size(2) != size_ || image.size(3) != size_)
+    throw Error(Error::Kind::Usage, "lia encode: expected an image of shape [1, 3, " + std::to_string(size_) + ", " +
+                                        std::to_string(size_) + "], got " + c10::str(image.sizes()));
+  at::NoGradGuard no_grad;
+  Portrait p;
+  p.image = image.to(device_, at::kFloat).contiguous();
+  // Trunk: h0, ResBlocks h1..hL, final 1x1 code h(L+1).
+  std::vector<at::Tensor> h;
+  h.push_back(flrelu(conv(p.image, w.conv0_w), w.conv0_b));
+  for (const ResBlock& b : w.blocks) {
+    const at::Tensor& x = h.back();
+    at::Tensor y = flrelu(conv(x, b.conv1.w, 1, 1), b.conv1.bias);
+    y = flrelu(conv(blur(y, b.conv2.kernel, 2, 2), b.conv2.w, 2, 0), b.conv2.bias);
+    at::Tensor skip = conv(blur(x, b.skip_kernel, 1, 1), b.skip_w, 2, 0);
+    h.push_back((y + skip) / kSqrt2);
+  }
+  h.push_back(conv(h.back(), w.final_w));
+  // HAL fusion (spec 3.5): mean-pool every level, project the first three.
+  at::Tensor wa = at::zeros({1, style_dim_}, p.image.options());
+  for (size_t i = 0; i < h.size(); ++i) {
+    at::Tensor v = h[i].mean({2, 3});
+    if (i < 3) v = w.hal_fc[i](v);
+    wa = wa + w.hal_w[static_cast<int64_t>(i)] * v;
+  }
+  p.start = wa;
+  // Direction code (spec 3.6): plain MLP, then five linear EqualLinears.
+  at::Tensor u = w.excl2(at::relu(w.excl0(wa)));
+  for (const Linear& l : w.fc) u = l(u);
+  p.direction = u;
+  // feats: trunk outputs 0..L-1, coarse to fine.
+  for (int j = levels_ - 1; j >= 0; --j) p.feats.push_back(h[static_cast<size_t>(j)]);
+  return p;
+}
+
+at::Tensor Model::latent(const Portrait& p, const at::Tensor& motion) const {
+  return p.start + at::matmul(motion, q_.t());
+}
+
+at::Tensor Model::render(const Portrait& p, const at::Tensor& motion_in) const {
+  const Weights& w = *w_;
+  if (motion_in.dim() != 2 || motion_in.size(1) != motion_dim_)
+    throw Error(Error::Kind::Usage, "lia render: expected motion codes of shape [B, " + std::to_string(motion_dim_) + "], got " +
+                                        c10::str(motion_in.sizes()));
+  at::NoGradGuard no_grad;
+  const at::Tensor motion = motion_in.to(device_, at::kFloat);
+  const int64_t B = motion.size(0);
+  const at::Tensor lat = latent(p, motion);  // (B, style)
+
+  at::Tensor x = w.const_input.expand({B, -1, -1, -1});
+  x = flrelu(run_mod_conv(w.conv1, x, lat), w.conv1.act_bias);
+  at::Tensor flow, rgb;
+  for (int j = 0; j < levels_; ++j) {
+    const ModConv& c0 = w.convs[2 * j];
+    const ModConv& c1 = w.convs[2 * j + 1];
+    x = flrelu(run_mod_conv(c0, x, lat), c0.act_bias);
+    x = flrelu(run_mod_conv(c1, x, lat), c1.act_bias);
+    // ToFlow (spec 3.9).
+    const Weights::ToFlow& tf = w.to_flows[j];
+    at::Tensor o = run_mod_conv(tf.conv, x, lat) + tf.bias;
+    if (j >= 1) o = o + upsample2(flow, tf.up_kernel);
+    at::Tensor sampler = at::tanh(o.slice(1, 0, 2));
+    at::Tensor mask = at::sigmoid(o.slice(1, 2, 3));
+    at::Tensor grid = sampler.permute({0, 2, 3, 1}) + w.grids[j];
+    const at::Tensor& f = p.feats[static_cast<size_t>(j)];
+    at::Tensor warp = at::grid_sampler(f.expand({B, -1, -1, -1}), grid, 0, 0, false) * mask;
+    x = warp + x * (1 - mask);
+    flow = o;
+    // ToRGB (spec 3.10) on the warped feature.
+    const Weights::ToRgb& tr = w.to_rgbs[j];
+    at::Tensor r = flrelu(conv(warp, tr.w), tr.conv_bias) + tr.bias;
+    if (j >= 1) r = r + upsample2(rgb, tr.up_kernel);
+    rgb = r;
+  }
+  return rgb;
+}
+
+at::Tensor to_uint8(const at::Tensor& raw) {
+  // clamp, (x+1)/2, *255 in float32, truncation (spec 6).
+  at::Tensor v = (raw.to(at::kFloat).clamp(-1, 1) + 1) / 2;
+  return (v * 255).to(at::kByte).permute({0, 2, 3, 1}).contiguous().cpu();
+}
+
+}  // namespace anitalker::lia

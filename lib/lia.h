@@ -1,0 +1,72 @@
+// Stage 1 of AniTalker: the LIA motion encoder and the flow-warping renderer
+// (spec/renderer.md).  Widths, levels and the image size come from the
+// checkpoint's shapes, so the released stage1.ckpt and the narrow fixtures
+// run through the same code.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace anitalker {
+class StateDict;
+}
+
+namespace anitalker::lia {
+
+// What the encoder makes of one portrait; computed once, used for every frame.
+struct Portrait {
+  at::Tensor image;               // (1,3,S,S) float32 in [-1,1], the network input
+  at::Tensor start;               // (1,style) "wa" / h_source: the start code
+  at::Tensor direction;           // (1,motion) "alpha" / h_motion: the direction code
+  std::vector<at::Tensor> feats;  // L maps, coarse (8x8) to fine (SxS)
+};
+
+class Model {
+ public:
+  // Reads the weights of a stage-1 checkpoint (keys prefixed "lia."; spec 2).
+  // Throws anitalker::Error naming the file and key for a missing or
+  // wrong-shaped tensor.
+  Model(const StateDict& sd, c10::Device device);
+
+  // One process-wide copy per (file, device): a second load of the same file
+  // returns the same model while the first is alive.
+  static std::shared_ptr<const Model> load(const std::string& path, c10::Device device);
+
+  int size() const { return size_; }          // input and output image size S
+  int style_dim() const { return style_dim_; }
+  int motion_dim() const { return motion_dim_; }
+  int levels() const { return levels_; }
+  c10::Device device() const { return device_; }
+  // Keys of the checkpoint that inference does not use (training-only).
+  const std::vector<std::string>& unused_keys() const { return unused_; }
+
+  // Q of the reduced QR of (dec.direction.weight + 1e-8): (style, motion).
+  const at::Tensor& direction_basis() const { return q_; }
+
+  // image: (1,3,S,S) in [-1,1] (see image.h) -> codes and feature maps.
+  Portrait encode(const at::Tensor& image) const;
+
+  // motion: (B, motion) -> raw frames (B,3,S,S), unclamped.
+  at::Tensor render(const Portrait& p, const at::Tensor& motion) const;
+
+  // latent = start + motion @ Q^T: (B, style).
+  at::Tensor latent(const Portrait& p, const at::Tensor& motion) const;
+
+ private:
+  struct Weights;
+  std::shared_ptr<const Weights> w_;
+  at::Tensor q_;
+  c10::Device device_;
+  int size_ = 0, style_dim_ = 0, motion_dim_ = 0, levels_ = 0;
+  std::vector<std::string> unused_;
+};
+
+// Raw frames (B,3,S,S) -> uint8 (B,S,S,3) RGB on the CPU, contiguous:
+// clamp(-1,1), (x+1)/2, *255, truncation (spec 6).
+at::Tensor to_uint8(const at::Tensor& raw);
+
+}  // namespace anitalker::lia

@@ -1,0 +1,197 @@
+// Stage 1 (LIA encoder + renderer) against the reference's outputs in
+// tests/data/renderer (main fixture, 256) and renderer/s64_perturbed (64,
+// perturbed biases), with the tolerances of the fixtures' README.
+#include "lia.h"
+
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+
+#include "checkpoint.h"
+#include "checkpoint_writer.h"
+#include "error.h"
+#include "image.h"
+#include "state_dict.h"
+#include "test_util.h"
+
+using anitalker::read_npy_tensor;
+using testing::HasSubstr;
+using testutil::data;
+using testutil::error_of;
+
+namespace {
+
+struct Fixture {
+  std::string dir, ckpt;
+  std::vector<int> frames;  // rows of motions.npy with reference frames
+  int feats;                // feat_K.npy files present
+  bool perturbed;
+};
+
+const Fixture kMain{"renderer", "renderer/tiny_lia.ckpt", {0, 1, 2}, 6, false};
+const Fixture kS64{"renderer/s64_perturbed", "renderer/s64_perturbed/tiny64_perturbed_lia.ckpt", {0, 2}, 1, true};
+
+float max_abs(const at::Tensor& a, const at::Tensor& b) { return (a.to(at::kFloat) - b.to(at::kFloat)).abs().max().item<float>(); }
+
+std::shared_ptr<const anitalker::lia::Model> model(const Fixture& f) {
+  return anitalker::lia::Model::load(data(f.ckpt), c10::Device(c10::kCPU));
+}
+
+void check_raw(const Fixture& f, const at::Tensor& got, const at::Tensor& want) {
+  at::Tensor d = (got - want).abs().flatten();
+  const float mx = d.max().item<float>();
+  if (f.perturbed) {
+    EXPECT_LE(mx, 1e-3);
+  } else {
+    EXPECT_LE(mx, 0.1);
+    EXPECT_LE(d.mean().item<float>(), 2e-4);
+    EXPECT_LE(at::quantile(d, 0.999).item<float>(), 1e-2);
+  }
+}
+
+void check_u8(const Fixture& f, const at::Tensor& got, const at::Tensor& want) {
+  at::Tensor d = (got.to(at::kInt) - want.to(at::kInt)).abs();
+  const double frac = d.gt(0).to(at::kDouble).mean().item<double>();
+  EXPECT_LE(d.max().item<int>(), f.perturbed ? 2 : 13);
+  EXPECT_LE(frac, f.perturbed ? 0.001 : 0.005);
+}
+
+class Lia : public testing::TestWithParam<Fixture> {};
+
+void PrintTo(const Fixture& f, std::ostream* os) { *os << f.ckpt; }
+
+}  // namespace
+
+TEST_P(Lia, SizesComeFromTheCheckpoint) {
+  const Fixture& f = GetParam();
+  auto m = model(f);
+  EXPECT_EQ(m->size(), f.perturbed ? 64 : 256);
+  EXPECT_EQ(m->levels(), f.perturbed ? 4 : 6);
+  EXPECT_EQ(m->style_dim(), 24);
+  EXPECT_EQ(m->motion_dim(), 20);
+  // The training-only keys are the only ones left unused (spec 2).
+  std::vector<std::string> unused = m->unused_keys();
+  for (const std::string& k : unused)
+    EXPECT_TRUE(k.find("dis.") != std::string::npos || k.find("mi_estimator") != std::string::npos ||
+                k.find("identity_net") != std::string::npos || k.find("noise.weight") != std::string::npos ||
+                k.find("to_rgb1") != std::string::npos || k.find("s.0.upsample.kernel") != std::string::npos)
+        << k;
+}
+
+TEST_P(Lia, PreprocessingIsExact) {
+  // Decode + Pillow bicubic (512 -> 256 and 512 -> 64) + [-1,1]: bit-exact.
+  const Fixture& f = GetParam();
+  at::Tensor x = anitalker::load_portrait(data("renderer/monalisa.jpg"), model(f)->size());
+  at::Tensor want = read_npy_tensor(data(f.dir + "/input.npy"));
+  ASSERT_EQ(x.sizes(), want.sizes());
+  EXPECT_TRUE(at::equal(x, want));
+}
+
+TEST_P(Lia, CodesFeaturesAndBasis) {
+  const Fixture& f = GetParam();
+  auto m = model(f);
+  auto p = m->encode(read_npy_tensor(data(f.dir + "/input.npy")));
+  EXPECT_LE(max_abs(p.start, read_npy_tensor(data(f.dir + "/h_source.npy"))), 1e-5);
+  EXPECT_LE(max_abs(p.direction, read_npy_tensor(data(f.dir + "/h_motion.npy"))), 1e-5);
+  EXPECT_LE(max_abs(m->direction_basis(), read_npy_tensor(data(f.dir + "/direction_Q.npy"))), 1e-5);
+  ASSERT_EQ(static_cast<int>(p.feats.size()), m->levels());
+  for (int k = 0; k < f.feats; ++k) {
+    at::Tensor want = read_npy_tensor(data(f.dir + "/feat_" + std::to_string(k) + ".npy"));
+    ASSERT_EQ(p.feats[k].sizes(), want.sizes()) << k;
+    EXPECT_LE(max_abs(p.feats[k], want), 1e-4) << "feat_" << k;
+  }
+  at::Tensor motions = read_npy_tensor(data(f.dir + "/motions.npy"));
+  EXPECT_LE(max_abs(m->latent(p, motions), read_npy_tensor(data(f.dir + "/latent.npy"))), 1e-5);
+}
+
+TEST_P(Lia, FramesAtBatchOneAndThree) {
+  const Fixture& f = GetParam();
+  auto m = model(f);
+  auto p = m->encode(read_npy_tensor(data(f.dir + "/input.npy")));
+  at::Tensor motions = read_npy_tensor(data(f.dir + "/motions.npy"));
+  at::Tensor batch = m->render(p, motions);  // all rows at once
+  ASSERT_EQ(batch.sizes(), at::IntArrayRef({motions.size(0), 3, m->size(), m->size()}));
+  at::Tensor batch_u8 = anitalker::lia::to_uint8(batch);
+  for (int i : f.frames) {
+    SCOPED_TRACE("frame " + std::to_string(i));
+    at::Tensor raw_want = read_npy_tensor(data(f.dir + "/frame" + std::to_string(i) + "_raw.npy"))[0];
+    at::Tensor u8_want = read_npy_tensor(data(f.dir + "/frame" + std::to_string(i) + "_u8.npy"));
+    at::Tensor one = m->render(p, motions.slice(0, i, i + 1));
+    check_raw(f, one[0], raw_want);
+    check_u8(f, anitalker::lia::to_uint8(one)[0], u8_want);
+    check_raw(f, batch[i], raw_want);
+    check_u8(f, batch_u8[i], u8_want);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, Lia, testing::Values(kMain, kS64),
+                         [](const testing::TestParamInfo<Fixture>& i) { return i.param.perturbed ? "s64_perturbed" : "tiny256"; });
+
+TEST(LiaPost, ToUint8ClampsAndTruncates) {
+  // (1,3,1,2): channel 0 = {-2, -1}, 1 = {0, 0.999}, 2 = {1, 5}.
+  at::Tensor raw = at::tensor({-2.f, -1.f, 0.f, 0.999f, 1.f, 5.f}).view({1, 3, 1, 2});
+  at::Tensor u8 = anitalker::lia::to_uint8(raw);
+  ASSERT_EQ(u8.sizes(), at::IntArrayRef({1, 1, 2, 3}));  // (B, H, W, RGB)
+  // clamp, (x+1)/2*255, truncated: 0 -> 127 (127.5), 0.999 -> 254 (254.87).
+  const std::vector<int> want = {0, 127, 255, 0, 254, 255};
+  at::Tensor flat = u8.flatten();
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(flat[static_cast<int64_t>(i)].item<int>(), want[i]) << i;
+}
+
+TEST(LiaLoad, SameFileSharesOneModel) {
+  auto a = anitalker::lia::Model::load(data(kMain.ckpt), c10::Device(c10::kCPU));
+  auto b = anitalker::lia::Model::load(data(kMain.ckpt), c10::Device(c10::kCPU));
+  EXPECT_EQ(a.get(), b.get());
+}
+
+TEST(LiaLoad, ErrorsNameFileAndKey) {
+  testutil::TempDir dir;
+  EXPECT_THAT(error_of([&] { anitalker::lia::Model::load(dir / "stage1.ckpt", c10::Device(c10::kCPU)); }),
+              HasSubstr("stage1.ckpt: no such file"));
+  // Another model's file (the GFPGAN fixture) given as stage 1.
+  EXPECT_THAT(error_of([&] { anitalker::lia::Model::load(data("face-sr/gfpgan_tiny.pth"), c10::Device(c10::kCPU)); }),
+              HasSubstr("gfpgan_tiny.pth: missing tensor 'lia.dec.direction.weight'"));
+  // A stage-1 file with one tensor of the wrong shape.
+  auto ckpt = anitalker::Checkpoint::open(data(kS64.ckpt));
+  std::vector<anitalker::TensorToWrite> ts;
+  std::vector<std::vector<float>> keep;
+  for (const std::string& k : ckpt->keys()) {
+    const anitalker::TensorData& t = ckpt->at(k);
+    std::vector<int64_t> shape = t.shape;
+    if (k == "lia.dec.convs.3.activate.bias") shape = {1, 5, 1, 1};
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    keep.emplace_back(static_cast<size_t>(n), 0.1f);
+    ts.push_back({k, anitalker::DType::Float32, shape, keep.back().data()});
+  }
+  anitalker::write_checkpoint(dir / "bad.ckpt", ts);
+  EXPECT_THAT(error_of([&] { anitalker::lia::Model::load(dir / "bad.ckpt", c10::Device(c10::kCPU)); }),
+              HasSubstr("bad.ckpt: lia.dec.convs.3.activate.bias: expected shape [1, 24, 1, 1], got [1, 5, 1, 1]"));
+}
+
+TEST(Portrait, GreyAndBadImages) {
+  testutil::TempDir dir;
+  // A grey PGM works, converted to RGB (three equal channels).
+  std::string pgm = "P5\n40 30\n255\n";
+  for (int i = 0; i < 40 * 30; ++i) pgm += static_cast<char>(i % 251);
+  testutil::spit(dir / "grey.pgm", pgm);
+  at::Tensor x = anitalker::load_portrait(dir / "grey.pgm", 64);
+  EXPECT_EQ(x.sizes(), at::IntArrayRef({1, 3, 64, 64}));
+  EXPECT_TRUE(at::equal(x[0][0], x[0][1]));
+  EXPECT_TRUE(at::equal(x[0][1], x[0][2]));
+  testutil::spit(dir / "face.jpg", "this is not a JPEG");
+  EXPECT_THAT(error_of([&] { anitalker::load_portrait(dir / "face.jpg", 256); }), HasSubstr("face.jpg: not an image OpenCV can decode"));
+  EXPECT_THAT(error_of([&] { anitalker::load_portrait(dir / "none.png", 256); }), HasSubstr("none.png: no such file"));
+}
+
+TEST(Portrait, PillowBicubicUpscale) {
+  // Upscaling uses support 2 taps; a constant image stays constant and a
+  // 1x1 image becomes uniform.
+  anitalker::RgbImage one{1, 1, {10, 20, 30}};
+  anitalker::RgbImage up = anitalker::pil_resize_bicubic(one, 5, 3);
+  ASSERT_EQ(up.data.size(), 5u * 3 * 3);
+  for (size_t i = 0; i < up.data.size(); i += 3) {
+    EXPECT_EQ(up.data[i], 10);
+    EXPECT_EQ(up.data[i + 1], 20);
+    EXPECT_EQ(up.data[i + 2], 30);
+  }
+}

@@ -1,0 +1,96 @@
+// anitalker render: stage 1 without GStreamer: a portrait and motion codes in,
+// frames out (spec/renderer.md).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <cstdio>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "device.h"
+#include "error.h"
+#include "image.h"
+#include "lia.h"
+#include "state_dict.h"
+
+static const char* kUsage =
+    "usage: anitalker render --stage1 CKPT --portrait IMAGE --motion MOTION.npy --out FRAMES.npy\n"
+    "                        [--raw] [--codes-dir DIR] [--device D] [--batch-size N] [--threads N]\n"
+    "\n"
+    "Encodes the portrait with the stage-1 (LIA) encoder and renders one frame per\n"
+    "motion code.\n"
+    "  --stage1 CKPT       stage1.ckpt (or a checkpoint in its layout)\n"
+    "  --portrait IMAGE    any image OpenCV decodes; resized to the network size as the\n"
+    "                      reference does (Pillow bicubic)\n"
+    "  --motion M.npy      float32 (N, motion_dim) motion codes; (1, N, motion_dim) too\n"
+    "  --out F.npy         uint8 (N, H, W, 3) RGB frames; with --raw float32 (N, 3, H, W)\n"
+    "                      before the clamp\n"
+    "  --codes-dir DIR     also write input.npy, h_source.npy (start code), h_motion.npy\n"
+    "                      (direction code), direction_Q.npy and feat_K.npy there\n"
+    "  --device D          cpu (default), cuda or cuda:N\n"
+    "  --batch-size N      frames rendered together (default 1)\n"
+    "  --threads N         LibTorch threads (default: the number of cores)\n";
+
+int cmd_render(int argc, char** argv) {
+  return cli::run("render", [&] {
+    cli::Args a(argc, argv);
+    std::string stage1, portrait, motion_path, out, codes_dir, device = "cpu";
+    bool raw = false;
+    long long batch = 1, threads = 0;
+    while (!a.done()) {
+      const std::string s = a.next();
+      if (s == "--help" || s == "-h") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      } else if (s == "--stage1") stage1 = a.value(s);
+      else if (s == "--portrait") portrait = a.value(s);
+      else if (s == "--motion") motion_path = a.value(s);
+      else if (s == "--out") out = a.value(s);
+      else if (s == "--codes-dir") codes_dir = a.value(s);
+      else if (s == "--device") device = a.value(s);
+      else if (s == "--raw") raw = true;
+      else if (s == "--batch-size") batch = a.integer(s, 1, 1024);
+      else if (s == "--threads") threads = a.integer(s, 1, 256);
+      else throw cli::UsageError("unknown option " + s);
+    }
+    if (stage1.empty()) throw cli::UsageError("missing --stage1");
+    if (portrait.empty()) throw cli::UsageError("missing --portrait");
+    if (motion_path.empty()) throw cli::UsageError("missing --motion");
+    if (out.empty()) throw cli::UsageError("missing --out");
+    cli::set_threads(static_cast<int>(threads));
+
+    const c10::Device dev = anitalker::parse_device(device);
+    at::Tensor motion = anitalker::read_npy_tensor(motion_path);
+    if (motion.dim() == 3 && motion.size(0) == 1) motion = motion[0];
+    if (motion.scalar_type() != at::kFloat || motion.dim() != 2)
+      throw anitalker::format_error(motion_path + ": expected float32 motion codes of shape (N, motion_dim), got " +
+                                    c10::str(motion.scalar_type()) + " " + c10::str(motion.sizes()));
+    auto model = anitalker::lia::Model::load(stage1, dev);
+    if (motion.size(1) != model->motion_dim())
+      throw anitalker::format_error(motion_path + ": motion codes have " + std::to_string(motion.size(1)) + " dims, " + stage1 +
+                                    " expects " + std::to_string(model->motion_dim()));
+    const at::Tensor image = anitalker::load_portrait(portrait, model->size());
+    const anitalker::lia::Portrait p = model->encode(image);
+    if (!codes_dir.empty()) {
+      ::mkdir(codes_dir.c_str(), 0777);
+      anitalker::write_npy_tensor(codes_dir + "/input.npy", p.image);
+      anitalker::write_npy_tensor(codes_dir + "/h_source.npy", p.start);
+      anitalker::write_npy_tensor(codes_dir + "/h_motion.npy", p.direction);
+      anitalker::write_npy_tensor(codes_dir + "/direction_Q.npy", model->direction_basis());
+      for (size_t k = 0; k < p.feats.size(); ++k)
+        anitalker::write_npy_tensor(codes_dir + "/feat_" + std::to_string(k) + ".npy", p.feats[k]);
+    }
+    std::vector<at::Tensor> frames;
+    for (int64_t i = 0; i < motion.size(0); i += batch) {
+      at::Tensor r = model->render(p, motion.slice(0, i, std::min<int64_t>(i + batch, motion.size(0))));
+      frames.push_back(raw ? r.cpu() : anitalker::lia::to_uint8(r));
+    }
+    at::Tensor all = frames.empty() ? (raw ? at::zeros({0, 3, model->size(), model->size()})
+                                           : at::zeros({0, model->size(), model->size(), 3}, at::kByte))
+                                    : at::cat(frames, 0);
+    anitalker::write_npy_tensor(out, all);
+    std::fprintf(stderr, "anitalker render: %lld frames of %dx%d to %s\n", static_cast<long long>(all.size(0)), model->size(),
+                 model->size(), out.c_str());
+    return 0;
+  });
+}
