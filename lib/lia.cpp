@@ -57,12 +57,15 @@ at::Tensor conv(const at::Tensor& x, const at::Tensor& w, int64_t stride = 1, in
 // Fused leaky ReLU: leaky_relu(x + b, 0.2) * sqrt(2) (spec 3.2).
 at::Tensor flrelu(const at::Tensor& x, const at::Tensor& b) { return at::leaky_relu(x + b, 0.2) * kSqrt2; }
 
-// upfirdn2d with up = down = 1: pad, then correlate every channel with the
-// flipped kernel (spec 3.3).
-at::Tensor blur(const at::Tensor& x, const at::Tensor& k, int64_t p0, int64_t p1) {
-  const int64_t c = x.size(1);
+// A blur kernel as a depthwise conv weight: flipped (upfirdn2d convolves),
+// one copy per channel: (C, 1, 4, 4), contiguous.
+at::Tensor depthwise(const at::Tensor& k, int64_t c) { return k.flip({0, 1}).expand({c, 1, k.size(0), k.size(1)}).contiguous(); }
+
+// upfirdn2d with up = down = 1: pad, then a depthwise conv (spec 3.3).
+// kd: the kernel from depthwise().
+at::Tensor blur(const at::Tensor& x, const at::Tensor& kd, int64_t p0, int64_t p1) {
   at::Tensor xp = at::constant_pad_nd(x, {p0, p1, p0, p1}, 0);
-  return conv(xp, k.flip({0, 1}).expand({c, 1, k.size(0), k.size(1)}), 1, 0, c);
+  return conv(xp, kd, 1, 0, x.size(1));
 }
 
 // upfirdn2d with up = 2, pad (2, 1): zeros after every sample, then blur.
@@ -84,6 +87,7 @@ struct ResBlock {
 
 struct ModConv {
   at::Tensor w;      // (Cout, Cin, k, k), scaled by 1/sqrt(Cin*k*k)
+  at::Tensor wt;     // upsampling convs: w as (Cin, Cout, k, k)
   at::Tensor wsq;    // (Cout, Cin): sum over k of w^2, for demodulation
   Linear modulation; // latent -> (B, Cin)
   at::Tensor act_bias, blur_kernel;
@@ -100,7 +104,11 @@ ModConv mod_conv(const StateDict& sd, const std::string& p, int64_t style, bool 
   m.modulation = equal_linear(sd, p + ".modulation", cin, style);
   m.upsample = upsample;
   m.demodulate = demodulate;
-  if (upsample) m.blur_kernel = sd.get_float(p + ".blur.kernel", {4, 4});
+  if (upsample) {
+    // Transposed-conv layout (Cin, Cout, k, k): a transpose, no flip (spec 3.8).
+    m.wt = m.w.transpose(0, 1).contiguous();
+    m.blur_kernel = depthwise(sd.get_float(p + ".blur.kernel", {4, 4}), m.w.size(0));
+  }
   if (!act_bias_key.empty()) m.act_bias = sd.get_float(act_bias_key, {1, m.w.size(0), 1, 1});
   return m;
 }
@@ -112,9 +120,7 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
   at::Tensor xs = x * s.unsqueeze(-1).unsqueeze(-1);
   at::Tensor y;
   if (m.upsample) {
-    // Per-sample weight (Cout,Cin,k,k) used as a transposed-conv weight laid
-    // out (Cin,Cout,k,k): a transpose of the first two axes, no flip.
-    y = at::conv_transpose2d(xs, m.w.transpose(0, 1), c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0});
+    y = at::conv_transpose2d(xs, m.wt, c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0});
     y = blur(y, m.blur_kernel, 1, 1);
   } else {
     y = conv(xs, m.w, 1, m.w.size(2) / 2);
@@ -180,11 +186,11 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
     ResBlock b;
     b.conv1.w = equal_conv(app, p + "conv1.0.weight", cin, cin, 3);
     b.conv1.bias = app.get_float(p + "conv1.1.bias", {1, cin, 1, 1});
-    b.conv2.kernel = app.get_float(p + "conv2.0.kernel", {4, 4});
+    b.conv2.kernel = depthwise(app.get_float(p + "conv2.0.kernel", {4, 4}), cin);
     b.conv2.w = equal_conv(app, p + "conv2.1.weight", -1, cin, 3);
     const int64_t cout = b.conv2.w.size(0);
     b.conv2.bias = app.get_float(p + "conv2.2.bias", {1, cout, 1, 1});
-    b.skip_kernel = app.get_float(p + "skip.0.kernel", {4, 4});
+    b.skip_kernel = depthwise(app.get_float(p + "skip.0.kernel", {4, 4}), cin);
     b.skip_w = equal_conv(app, p + "skip.1.weight", cout, cin, 1);
     w->blocks.push_back(std::move(b));
     cin = cout;
@@ -218,7 +224,7 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
     rgb.w = equal_conv(sd, pr + "conv.0.weight", 3, c, 1);
     rgb.conv_bias = sd.get_float(pr + "conv.1.bias", {1, 3, 1, 1});
     rgb.bias = sd.get_float(pr + "bias", {1, 3, 1, 1});
-    if (j >= 1) rgb.up_kernel = sd.get_float(pr + "upsample.kernel", {4, 4});
+    if (j >= 1) rgb.up_kernel = depthwise(sd.get_float(pr + "upsample.kernel", {4, 4}), 3);
     w->to_rgbs.push_back(rgb);
     const std::string pf = "dec.to_flows." + std::to_string(j) + ".";
     Weights::ToFlow fl;
@@ -226,7 +232,7 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
     if (fl.conv.w.size(0) != 3 || fl.conv.w.size(1) != c)
       throw format_error(name + ": lia." + pf + "conv.weight: expected shape [1, 3, " + std::to_string(c) + ", 1, 1]");
     fl.bias = sd.get_float(pf + "bias", {1, 3, 1, 1});
-    if (j >= 1) fl.up_kernel = sd.get_float(pf + "upsample.kernel", {4, 4});
+    if (j >= 1) fl.up_kernel = depthwise(sd.get_float(pf + "upsample.kernel", {4, 4}), 3);
     w->to_flows.push_back(fl);
     // Base grid: linspace(-1, 1, r) in float64, cast to float32 (spec 3.9).
     const int64_t r = 8LL << j;
@@ -253,7 +259,7 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
     mvl(w->excl0);
     mvl(w->excl2);
     auto mvm = [&](ModConv& m) {
-      for (at::Tensor* t : {&m.w, &m.wsq, &m.act_bias, &m.blur_kernel}) mv(*t);
+      for (at::Tensor* t : {&m.w, &m.wt, &m.wsq, &m.act_bias, &m.blur_kernel}) mv(*t);
       mvl(m.modulation);
     };
     mvm(w->conv1);

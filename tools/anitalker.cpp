@@ -8,6 +8,7 @@
 int cmd_inspect(int argc, char** argv);
 int cmd_render(int argc, char** argv);
 int bench_load(int argc, char** argv);
+int bench_render(int argc, char** argv);
 
 namespace {
 
@@ -24,6 +25,7 @@ const Command kCommands[] = {
 
 const Command kBenches[] = {
     {"load", bench_load, "checkpoint loading: a HuBERT-large-sized file, open and read times, memory"},
+    {"render", bench_render, "stage 1 at full size: encoder time, frames per second by batch, GEMM fraction"},
 };
 
 void usage(FILE* f) {

@@ -1,0 +1,113 @@
+// `anitalker render`: the CLI reproduces the renderer fixtures, writes the
+// codes, and fails cleanly (message, exit status, no output file).
+#include <gmock/gmock.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+
+#include "../lib/test_util.h"
+#include "npy.h"
+
+using testing::HasSubstr;
+using testutil::data;
+
+namespace {
+
+struct Result {
+  int status = -1;
+  std::string out;
+};
+
+Result run(const std::string& args) {
+  const char* bin = std::getenv("ANITALKER_BIN");
+  const std::string cmd = std::string(bin ? bin : "anitalker") + " " + args + " 2>&1";
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+bool exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+std::string common() {
+  return "--stage1 '" + data("renderer/tiny_lia.ckpt") + "' --portrait '" + data("renderer/monalisa.jpg") + "' --motion '" +
+         data("renderer/motions.npy") + "'";
+}
+
+}  // namespace
+
+TEST(RenderCli, FramesAndCodesMatchTheReference) {
+  testutil::TempDir dir;
+  Result r = run("render " + common() + " --out '" + dir / "frames.npy" + "' --codes-dir '" + dir / "codes" + "' --batch-size 2");
+  ASSERT_EQ(r.status, 0) << r.out;
+  anitalker::TensorData frames = anitalker::read_npy(dir / "frames.npy");
+  ASSERT_EQ(frames.dtype, anitalker::DType::UInt8);
+  ASSERT_EQ(frames.shape, (std::vector<int64_t>{3, 256, 256, 3}));
+  const std::vector<double> got = frames.to_doubles();
+  const size_t per = 256 * 256 * 3;
+  for (int i = 0; i < 3; ++i) {
+    const std::vector<double> want = anitalker::read_npy(data("renderer/frame" + std::to_string(i) + "_u8.npy")).to_doubles();
+    ASSERT_EQ(want.size(), per);
+    double mx = 0;
+    size_t differ = 0;
+    for (size_t k = 0; k < per; ++k) {
+      const double d = std::fabs(got[i * per + k] - want[k]);
+      mx = std::max(mx, d);
+      differ += d > 0;
+    }
+    EXPECT_LE(mx, 13) << "frame " << i;
+    EXPECT_LE(static_cast<double>(differ) / per, 0.005) << "frame " << i;
+  }
+  for (const char* code : {"h_source", "h_motion"}) {
+    const auto a = anitalker::read_npy(dir / (std::string("codes/") + code + ".npy")).to_doubles();
+    const auto b = anitalker::read_npy(data(std::string("renderer/") + code + ".npy")).to_doubles();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], b[k], 1e-5) << code << " " << k;
+  }
+  EXPECT_EQ(anitalker::read_npy(dir / "codes/input.npy").to_doubles(), anitalker::read_npy(data("renderer/input.npy")).to_doubles());
+  for (int k = 0; k < 6; ++k) EXPECT_TRUE(exists(dir / ("codes/feat_" + std::to_string(k) + ".npy"))) << k;
+}
+
+TEST(RenderCli, RawOutput) {
+  testutil::TempDir dir;
+  Result r = run("render " + common() + " --out '" + dir / "raw.npy" + "' --raw");
+  ASSERT_EQ(r.status, 0) << r.out;
+  anitalker::TensorData raw = anitalker::read_npy(dir / "raw.npy");
+  EXPECT_EQ(raw.dtype, anitalker::DType::Float32);
+  EXPECT_EQ(raw.shape, (std::vector<int64_t>{3, 3, 256, 256}));
+}
+
+TEST(RenderCli, ErrorsLeaveNoFile) {
+  testutil::TempDir dir;
+  const std::string out = dir / "frames.npy";
+  Result r = run("render --stage1 '" + data("renderer/tiny_lia.ckpt") + "' --portrait '" + dir / "nobody.jpg" + "' --motion '" +
+                 data("renderer/motions.npy") + "' --out '" + out + "'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.out, HasSubstr("anitalker render: "));
+  EXPECT_THAT(r.out, HasSubstr("nobody.jpg: no such file"));
+  EXPECT_FALSE(exists(out));
+  // Motion codes of the wrong width.
+  r = run("render --stage1 '" + data("renderer/tiny_lia.ckpt") + "' --portrait '" + data("renderer/monalisa.jpg") + "' --motion '" +
+          data("renderer/h_source.npy") + "' --out '" + out + "'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.out, HasSubstr("h_source.npy: motion codes have 24 dims"));
+  EXPECT_FALSE(exists(out));
+  // Another model's checkpoint.
+  r = run("render --stage1 '" + data("face-sr/gfpgan_tiny.pth") + "' --portrait '" + data("renderer/monalisa.jpg") + "' --motion '" +
+          data("renderer/motions.npy") + "' --out '" + out + "'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.out, HasSubstr("gfpgan_tiny.pth: missing tensor 'lia.dec.direction.weight'"));
+  EXPECT_FALSE(exists(out));
+  r = run("render --stage1 x");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.out, HasSubstr("missing --portrait"));
+}

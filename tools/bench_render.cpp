@@ -1,0 +1,257 @@
+// anitalker bench render: the full-size stage-1 network (256x256, style 512,
+// the released channel table) with random weights, written as a checkpoint in
+// the released layout and loaded through the normal path.  Reports the
+// encoder time, frames per second of the decoder at several batch sizes, the
+// peak memory, and the fraction of this machine's float32 GEMM throughput the
+// decoder reaches (FLOPs counted from the layer shapes).
+#include <ATen/ATen.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include "bench_util.h"
+#include "checkpoint_writer.h"
+#include "cli.h"
+#include "device.h"
+#include "lia.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: anitalker bench render [--batch 1,4,16] [--repeat N] [--frames N] [--threads N] [--device D]\n"
+    "\n"
+    "Builds the full-size stage-1 network (256x256, style 512, motion 20, channels\n"
+    "64..512 as released) with random weights, then times:\n"
+    "  gemm     a 2048x2048 float32 matmul: this machine's reference throughput\n"
+    "  encode   one encoder pass (once per portrait)\n"
+    "  render   the decoder at each batch size (median of --repeat runs of at least\n"
+    "           --frames frames, default 16), in frames per second and GFLOP/s\n"
+    "and the peak resident memory.\n";
+
+struct Writer {
+  std::vector<anitalker::TensorToWrite> ts;
+  std::vector<std::vector<float>> bufs;
+  std::mt19937 rng{1234};
+  void add(const std::string& key, std::vector<int64_t> shape, const char* init) {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    bufs.emplace_back(static_cast<size_t>(n));
+    std::vector<float>& b = bufs.back();
+    const std::string kind = init;
+    if (kind == "randn") {
+      std::normal_distribution<float> nd(0.f, 1.f);
+      for (float& v : b) v = nd(rng);
+    } else if (kind == "one") {
+      std::fill(b.begin(), b.end(), 1.f);
+    } else if (kind == "blur" || kind == "blur4") {  // outer([1,3,3,1])/64, times 4 after upsampling
+      const float k[4] = {1, 3, 3, 1};
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) b[i * 4 + j] = k[i] * k[j] / 64.f * (kind == "blur4" ? 4.f : 1.f);
+    } else if (kind == "small") {
+      std::uniform_real_distribution<float> u(-0.044f, 0.044f);
+      for (float& v : b) v = u(rng);
+    }  // "zero": left at 0
+    ts.push_back({"lia." + key, anitalker::DType::Float32, std::move(shape), b.data()});
+  }
+};
+
+int64_t channels(int64_t res) { return res >= 256 ? 64 : res == 128 ? 128 : res == 64 ? 256 : 512; }
+
+// The released stage1.ckpt's model keys and shapes (spec/renderer.md 2).
+void write_full_stage1(const std::string& path) {
+  Writer w;
+  const int64_t S = 512, M = 20;
+  w.add("enc.net_app.convs.0.0.weight", {64, 3, 1, 1}, "randn");
+  w.add("enc.net_app.convs.0.1.bias", {1, 64, 1, 1}, "zero");
+  for (int r = 1; r <= 6; ++r) {
+    const int64_t cin = channels(256 >> (r - 1)), cout = channels(256 >> r);
+    const std::string p = "enc.net_app.convs." + std::to_string(r) + ".";
+    w.add(p + "conv1.0.weight", {cin, cin, 3, 3}, "randn");
+    w.add(p + "conv1.1.bias", {1, cin, 1, 1}, "zero");
+    w.add(p + "conv2.0.kernel", {4, 4}, "blur");
+    w.add(p + "conv2.1.weight", {cout, cin, 3, 3}, "randn");
+    w.add(p + "conv2.2.bias", {1, cout, 1, 1}, "zero");
+    w.add(p + "skip.0.kernel", {4, 4}, "blur");
+    w.add(p + "skip.1.weight", {cout, cin, 1, 1}, "randn");
+  }
+  w.add("enc.net_app.convs.7.weight", {S, S, 4, 4}, "randn");
+  const int64_t fc_in[3] = {64, 128, 256};
+  for (int i = 0; i < 3; ++i) {
+    w.add("enc.net_app.fc" + std::to_string(i + 1) + ".weight", {S, fc_in[i]}, "randn");
+    w.add("enc.net_app.fc" + std::to_string(i + 1) + ".bias", {S}, "zero");
+  }
+  w.add("enc.net_app.ws.weights", {8}, "randn");
+  for (const char* n : {"identity_excluded_net", "identity_net", "identity_net_density"})
+    for (int i : {0, 2}) {
+      w.add(std::string("enc.net_decouping.") + n + "." + std::to_string(i) + ".weight", {S, S}, "small");
+      w.add(std::string("enc.net_decouping.") + n + "." + std::to_string(i) + ".bias", {S}, "small");
+    }
+  for (int i = 0; i < 5; ++i) {
+    w.add("enc.fc." + std::to_string(i) + ".weight", {i < 4 ? S : M, S}, "randn");
+    w.add("enc.fc." + std::to_string(i) + ".bias", {i < 4 ? S : M}, "zero");
+  }
+  w.add("dec.direction.weight", {S, M}, "randn");
+  w.add("dec.input.input", {1, S, 4, 4}, "randn");
+  w.add("dec.conv1.conv.weight", {1, S, S, 3, 3}, "randn");
+  w.add("dec.conv1.conv.modulation.weight", {S, S}, "randn");
+  w.add("dec.conv1.conv.modulation.bias", {S}, "one");
+  w.add("dec.conv1.noise.weight", {1}, "zero");
+  w.add("dec.conv1.activate.bias", {1, S, 1, 1}, "zero");
+  for (int k = 0; k < 12; ++k) {
+    const int64_t r = 8LL << (k / 2);
+    const int64_t cout = channels(r), cin = k % 2 == 0 ? channels(r / 2) : cout;
+    const std::string p = "dec.convs." + std::to_string(k) + ".";
+    w.add(p + "conv.weight", {1, cout, cin, 3, 3}, "randn");
+    if (k % 2 == 0) w.add(p + "conv.blur.kernel", {4, 4}, "blur4");
+    w.add(p + "conv.modulation.weight", {cin, S}, "randn");
+    w.add(p + "conv.modulation.bias", {cin}, "one");
+    w.add(p + "noise.weight", {1}, "zero");
+    w.add(p + "activate.bias", {1, cout, 1, 1}, "zero");
+  }
+  for (int j = 0; j < 6; ++j) {
+    const int64_t c = channels(8LL << j);
+    const std::string pr = "dec.to_rgbs." + std::to_string(j) + ".";
+    w.add(pr + "conv.0.weight", {3, c, 1, 1}, "randn");
+    w.add(pr + "conv.1.bias", {1, 3, 1, 1}, "zero");
+    w.add(pr + "bias", {1, 3, 1, 1}, "zero");
+    w.add(pr + "upsample.kernel", {4, 4}, "blur4");
+    const std::string pf = "dec.to_flows." + std::to_string(j) + ".";
+    w.add(pf + "conv.weight", {1, 3, c, 1, 1}, "randn");
+    w.add(pf + "conv.modulation.weight", {c, S}, "randn");
+    w.add(pf + "conv.modulation.bias", {c}, "one");
+    w.add(pf + "bias", {1, 3, 1, 1}, "zero");
+    w.add(pf + "upsample.kernel", {4, 4}, "blur4");
+  }
+  anitalker::write_checkpoint(path, w.ts);
+}
+
+// Decoder multiply-adds x 2 per frame, from the layer shapes; the stride-2
+// transposed convs counted at their input size (as the issue counts them).
+double decoder_flops() {
+  double f = 2.0 * 512 * 512 * 9 * 4 * 4;  // conv1 at 4x4
+  for (int k = 0; k < 12; ++k) {
+    const int64_t r = 8LL << (k / 2);
+    const int64_t cout = channels(r), cin = k % 2 == 0 ? channels(r / 2) : cout;
+    const double hw = k % 2 == 0 ? static_cast<double>(r / 2) * (r / 2) : static_cast<double>(r) * r;
+    f += 2.0 * cout * cin * 9 * hw;
+  }
+  for (int j = 0; j < 6; ++j) {
+    const double r = 8 << j;
+    f += 2 * (2.0 * 3 * channels(8LL << j) * r * r);  // ToFlow + ToRGB 1x1 convs
+  }
+  return f;
+}
+
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> v;
+  size_t p = 0;
+  while (p < s.size()) {
+    const size_t q = s.find(',', p);
+    const std::string t = s.substr(p, q == std::string::npos ? std::string::npos : q - p);
+    const int x = std::atoi(t.c_str());
+    if (x < 1 || x > 256) throw cli::UsageError("--batch: expected sizes from 1 to 256, got '" + t + "'");
+    v.push_back(x);
+    if (q == std::string::npos) break;
+    p = q + 1;
+  }
+  return v;
+}
+
+}  // namespace
+
+int bench_render(int argc, char** argv) {
+  return cli::run("bench render", [&] {
+    cli::Args a(argc, argv);
+    std::vector<int> batches = {1, 4, 16};
+    int repeat = 3, frames = 16, threads = 0;
+    std::string device = "cpu";
+    while (!a.done()) {
+      const std::string s = a.next();
+      if (s == "--help" || s == "-h") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      } else if (s == "--batch") batches = parse_list(a.value(s));
+      else if (s == "--repeat") repeat = static_cast<int>(a.integer(s, 1, 100));
+      else if (s == "--frames") frames = static_cast<int>(a.integer(s, 1, 1024));
+      else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));
+      else if (s == "--device") device = a.value(s);
+      else throw cli::UsageError("unknown option " + s);
+    }
+    cli::set_threads(threads);
+    const c10::Device dev = anitalker::parse_device(device);
+    at::NoGradGuard no_grad;
+    auto sync = [&] {
+      if (dev.is_cuda()) at::detail::getCUDAHooks().deviceSynchronize(dev.index());
+    };
+    std::printf("# anitalker bench render: %s, device %s\n", anitalker::torch_info().c_str(), device.c_str());
+
+    // Reference throughput: 2048^2 float32 matmul.
+    at::Tensor ga = at::randn({2048, 2048}, at::TensorOptions().device(dev)), gb = at::randn({2048, 2048}, at::TensorOptions().device(dev));
+    at::mm(ga, gb);
+    sync();
+    std::vector<double> tg;
+    for (int r = 0; r < 5; ++r) {
+      const double t0 = bench::now_s();
+      at::mm(ga, gb);
+      sync();
+      tg.push_back(bench::now_s() - t0);
+    }
+    const bench::Stats sg = bench::stats(tg);
+    const double gemm = 2.0 * 2048 * 2048 * 2048 / sg.median / 1e9;
+    std::printf("gemm     2048x2048 f32: %.1f GFLOP/s (%.3f s, %.3f .. %.3f)\n", gemm, sg.median, sg.min, sg.max);
+
+    char tmpl[] = "/tmp/anitalker-stage1-XXXXXX";
+    const int fd = mkstemp(tmpl);
+    if (fd < 0) throw std::runtime_error("cannot create a temporary file");
+    ::close(fd);
+    const std::string path = std::string(tmpl) + ".ckpt";
+    ::unlink(tmpl);
+    write_full_stage1(path);
+    double t0 = bench::now_s();
+    auto model = anitalker::lia::Model::load(path, dev);
+    const double t_load = bench::now_s() - t0;
+    std::remove(path.c_str());  // the mapping keeps the data
+    std::printf("model    %dx%d, style %d, motion %d, %d levels; loaded in %.2f s\n", model->size(), model->size(),
+                model->style_dim(), model->motion_dim(), model->levels(), t_load);
+
+    at::Tensor image = at::rand({1, 3, 256, 256}).mul(2).sub(1);
+    model->encode(image);  // warm-up
+    std::vector<double> te;
+    anitalker::lia::Portrait p;
+    for (int r = 0; r < repeat; ++r) {
+      t0 = bench::now_s();
+      p = model->encode(image);
+      sync();
+      te.push_back(bench::now_s() - t0);
+    }
+    const bench::Stats se = bench::stats(te);
+    std::printf("encode   %.3f s (%.3f .. %.3f)   [reference: 0.60 s]\n", se.median, se.min, se.max);
+
+    const double flops = decoder_flops();
+    std::printf("decoder  %.2f GFLOP per frame\n", flops / 1e9);
+    std::printf("%-6s %10s %10s %22s %10s %9s\n", "batch", "s/frame", "fps", "range (fps)", "GFLOP/s", "of GEMM");
+    for (int b : batches) {
+      const int runs = std::max(1, (frames + b - 1) / b);
+      at::Tensor motion = at::randn({b, model->motion_dim()}).mul(0.5);
+      model->render(p, motion);  // warm-up
+      sync();
+      std::vector<double> tf;
+      for (int r = 0; r < repeat; ++r) {
+        t0 = bench::now_s();
+        for (int i = 0; i < runs; ++i) anitalker::lia::to_uint8(model->render(p, motion));
+        sync();
+        tf.push_back((bench::now_s() - t0) / (runs * b));
+      }
+      const bench::Stats s = bench::stats(tf);
+      const double gf = flops / s.median / 1e9;
+      std::printf("%-6d %10.4f %10.2f %10.2f .. %-9.2f %10.1f %8.0f%%\n", b, s.median, 1 / s.median, 1 / s.max, 1 / s.min, gf,
+                  100 * gf / gemm);
+    }
+    const cli::Memory m = cli::memory();
+    std::printf("peak resident memory %.0f MB\n", m.peak / 1e6);
+    std::printf("reference (Python, same machine class): 0.56 s/frame at batch 1, 1.08 at 4, 1.24 at 8 (36%% of GEMM at best)\n");
+    return 0;
+  });
+}
