@@ -160,13 +160,15 @@ struct Model::Weights {
 };
 
 Model::Model(const StateDict& all, c10::Device device) : device_(device) {
-  const StateDict sd = all.sub("lia.");
+  // The released file prefixes every key with "lia."; the original loader
+  // also accepts the bare names (spec 2), so do we.
+  const StateDict sd = all.sub(!all.has("lia.dec.direction.weight") && all.has("dec.direction.weight") ? "" : "lia.");
   auto w = std::make_shared<Weights>();
   const std::string name = all.checkpoint().name();
 
   // Sizes, from the shapes (spec 1).
   const std::vector<int64_t> dir = sd.shape("dec.direction.weight");
-  if (dir.size() != 2) throw format_error(name + ": lia.dec.direction.weight: expected 2 dimensions");
+  if (dir.size() != 2) throw format_error(name + ": " + sd.prefix() + "dec.direction.weight: expected 2 dimensions");
   style_dim_ = static_cast<int>(dir[0]);
   motion_dim_ = static_cast<int>(dir[1]);
   levels_ = 0;

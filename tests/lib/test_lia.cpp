@@ -168,6 +168,27 @@ TEST(LiaLoad, ErrorsNameFileAndKey) {
               HasSubstr("bad.ckpt: lia.dec.convs.3.activate.bias: expected shape [1, 24, 1, 1], got [1, 5, 1, 1]"));
 }
 
+TEST(LiaLoad, KeysWithoutThePrefixLoadToo) {
+  // The original loader strips "lia." from the names; a file saved from the
+  // bare model loads the same.
+  testutil::TempDir dir;
+  auto ckpt = anitalker::Checkpoint::open(data(kS64.ckpt));
+  std::vector<anitalker::TensorToWrite> ts;
+  std::vector<std::vector<float>> keepf;
+  for (const std::string& k : ckpt->keys()) {
+    const anitalker::TensorData& t = ckpt->at(k);
+    const std::vector<double> v = t.to_doubles();
+    keepf.emplace_back(v.begin(), v.end());
+    ts.push_back({k.rfind("lia.", 0) == 0 ? k.substr(4) : k, anitalker::DType::Float32, t.shape, keepf.back().data()});
+  }
+  anitalker::write_checkpoint(dir / "bare.ckpt", ts);
+  auto bare = anitalker::lia::Model::load(dir / "bare.ckpt", c10::Device(c10::kCPU));
+  auto ref = model(kS64);
+  at::Tensor x = read_npy_tensor(data(kS64.dir + "/input.npy"));
+  at::Tensor m = read_npy_tensor(data(kS64.dir + "/motions.npy"));
+  EXPECT_TRUE(at::equal(bare->render(bare->encode(x), m), ref->render(ref->encode(x), m)));
+}
+
 TEST(Portrait, GreyAndBadImages) {
   testutil::TempDir dir;
   // A grey PGM works, converted to RGB (three equal channels).
