@@ -5,6 +5,9 @@
 #include <ATen/Context.h>
 #include <torch/version.h>
 
+#include <cstdlib>
+#include <thread>
+
 #include "error.h"
 
 namespace anitalker {
@@ -29,6 +32,15 @@ c10::Device parse_device(const std::string& name) {
   if (index >= count)
     throw Error(Error::Kind::Runtime, "device '" + name + "': only " + std::to_string(count) + " CUDA device(s) present");
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+void set_num_threads(int n) {
+  if (n <= 0) {
+    const char* env = std::getenv("OMP_NUM_THREADS");
+    n = env && std::atoi(env) > 0 ? std::atoi(env) : static_cast<int>(std::thread::hardware_concurrency());
+  }
+  if (n < 1) n = 1;
+  if (at::get_num_threads() != n) at::set_num_threads(n);
 }
 
 std::string torch_info() {

@@ -15,6 +15,11 @@ c10::Device parse_device(const std::string& name);
 // True when this build links a LibTorch with CUDA and a GPU is present.
 bool cuda_available();
 
+// LibTorch's intra-op threads for the calling thread (the OpenMP backend
+// keeps the setting per thread): n > 0, or with n <= 0 OMP_NUM_THREADS when
+// set, else one per core (Debian's build would otherwise use 1).
+void set_num_threads(int n);
+
 // One line on the LibTorch build: version, threads, CUDA.
 std::string torch_info();
 

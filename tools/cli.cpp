@@ -5,10 +5,7 @@
 #include <fstream>
 #include <string>
 
-#include <ATen/Parallel.h>
-
-#include <thread>
-
+#include "device.h"
 #include "error.h"
 
 namespace cli {
@@ -45,13 +42,7 @@ int run(const char* cmd, const std::function<int()>& body) {
   }
 }
 
-void set_threads(int n) {
-  if (n <= 0) {
-    const char* env = std::getenv("OMP_NUM_THREADS");
-    n = env && std::atoi(env) > 0 ? std::atoi(env) : static_cast<int>(std::thread::hardware_concurrency());
-  }
-  at::set_num_threads(n > 0 ? n : 1);
-}
+void set_threads(int n) { anitalker::set_num_threads(n); }
 
 Memory memory() {
   Memory m;

@@ -1,0 +1,40 @@
+// Caps strings and the names of the custom queries and events that the
+// anitalker elements share (DESIGN.md "Between the elements").  Plain C
+// macros, so that any element or test can use them without C++.
+#pragma once
+
+// --- Motion latents: anitalkermotion -> anitalkerrender.
+// Buffers hold float32, time-major: a buffer carries k >= 1 frames of `dims`
+// values.  The motion element produces framerate 25/1; the renderer accepts
+// any positive framerate and passes it on to its video output.
+#define GST_ANITALKER_MOTION_CAPS_NAME "application/x-anitalker-motion"
+#define GST_ANITALKER_MOTION_CAPS                     \
+  GST_ANITALKER_MOTION_CAPS_NAME ", "                 \
+  "dims = (int) [ 1, 2147483647 ], "                  \
+  "framerate = (fraction) [ 1/2147483647, 2147483647/1 ]"
+
+// --- Rendered video: 8-bit RGB, or the padded RGBx / BGRx.
+#define GST_ANITALKER_RENDER_VIDEO_FORMATS "{ RGB, RGBx, BGRx }"
+
+// --- The portrait's codes, asked for by the motion element.
+// A GST_QUERY_CUSTOM that the motion element sends downstream (out of its src
+// pad) and the renderer answers on its sink pad, carrying a structure of this
+// name.  The renderer fills in:
+//   "start"           GstBuffer, style-dim float32 values (h_source / wa)
+//   "direction"       GstBuffer, motion-dim float32 values (h_motion / alpha)
+//   "style-dim"       int
+//   "motion-dim"      int
+//   "portrait-serial" uint, incremented each time a new portrait is encoded
+#define GST_ANITALKER_QUERY_PORTRAIT_CODES "anitalker-portrait-codes"
+#define GST_ANITALKER_FIELD_START "start"
+#define GST_ANITALKER_FIELD_DIRECTION "direction"
+#define GST_ANITALKER_FIELD_STYLE_DIM "style-dim"
+#define GST_ANITALKER_FIELD_MOTION_DIM "motion-dim"
+#define GST_ANITALKER_FIELD_PORTRAIT_SERIAL "portrait-serial"
+
+// --- The portrait changed.
+// A GST_EVENT_CUSTOM_UPSTREAM pushed by the renderer out of its sink pad each
+// time it has encoded a new portrait; field "portrait-serial" (uint) as in
+// the query.  The motion element re-issues the codes query when the serial
+// differs from the one it holds.
+#define GST_ANITALKER_EVENT_PORTRAIT_CHANGED "anitalker-portrait-changed"

@@ -1,0 +1,64 @@
+// Exceptions from libanitalker to element errors: the one mapping every
+// element uses (STYLE.md "Errors").
+#include "gstanitalkercommon.h"
+
+#include <cstdarg>
+#include <exception>
+
+#include "error.h"
+
+void gst_anitalker_post_current_exception(GstElement* element, const std::string& message, bool about_file,
+                                          const char* src_file, const char* function, int line) noexcept {
+  GQuark domain = GST_STREAM_ERROR;
+  gint code = GST_STREAM_ERROR_FAILED;
+  std::string debug;
+  try {
+    throw;
+  } catch (const anitalker::Error& e) {
+    debug = e.what();
+    switch (e.kind()) {
+      case anitalker::Error::Kind::NotFound:
+        domain = GST_RESOURCE_ERROR;
+        code = GST_RESOURCE_ERROR_NOT_FOUND;
+        break;
+      case anitalker::Error::Kind::Unreadable:
+      case anitalker::Error::Kind::Format:
+        if (about_file) {
+          domain = GST_RESOURCE_ERROR;
+          code = GST_RESOURCE_ERROR_READ;
+        } else {
+          domain = GST_STREAM_ERROR;
+          code = GST_STREAM_ERROR_FORMAT;
+        }
+        break;
+      case anitalker::Error::Kind::Runtime:
+        break;
+      case anitalker::Error::Kind::Usage:
+        if (about_file) {
+          domain = GST_RESOURCE_ERROR;
+          code = GST_RESOURCE_ERROR_SETTINGS;
+        } else {
+          domain = GST_LIBRARY_ERROR;
+          code = GST_LIBRARY_ERROR_SETTINGS;
+        }
+        break;
+    }
+  } catch (const std::exception& e) {
+    debug = e.what();
+  } catch (...) {
+    debug = "unknown exception";
+  }
+  // gst_element_message_full takes ownership of both strings.
+  gst_element_message_full(element, GST_MESSAGE_ERROR, domain, code, g_strdup(message.c_str()),
+                           g_strdup(debug.c_str()), src_file, function, line);
+}
+
+std::string gst_anitalker_printf(const char* format, ...) {
+  va_list args;
+  va_start(args, format);
+  gchar* s = g_strdup_vprintf(format, args);
+  va_end(args);
+  std::string out(s);
+  g_free(s);
+  return out;
+}

@@ -1,0 +1,28 @@
+// Helpers shared by the anitalker elements: exceptions from libanitalker to
+// element errors (STYLE.md "Errors").  C++ only, torch-free, so that every
+// element can include it cheaply.
+#pragma once
+
+#include <gst/gst.h>
+
+#include <string>
+
+// Posts a GST_MESSAGE_ERROR for the exception being handled; call it only
+// inside a catch block (it rethrows the current exception to read it).
+// `message` is one short sentence for the user that names the file, if any;
+// e.what() becomes the debug text.  Domain and code follow the kind of
+// anitalker::Error:
+//   NotFound             -> RESOURCE NOT_FOUND
+//   Unreadable, Format   -> RESOURCE READ when `about_file`, else STREAM FORMAT
+//   Runtime              -> STREAM FAILED
+//   Usage                -> RESOURCE SETTINGS when `about_file`, else LIBRARY SETTINGS
+// and any other exception (c10::Error, std::bad_alloc, ...) -> STREAM FAILED.
+void gst_anitalker_post_current_exception(GstElement* element, const std::string& message, bool about_file,
+                                          const char* src_file, const char* function, int line) noexcept;
+
+#define GST_ANITALKER_POST_CURRENT_EXCEPTION(element, message, about_file)                              \
+  gst_anitalker_post_current_exception(GST_ELEMENT_CAST(element), (message), (about_file), __FILE__, \
+                                       GST_FUNCTION, __LINE__)
+
+// printf into a std::string, for the messages above.
+std::string gst_anitalker_printf(const char* format, ...) G_GNUC_PRINTF(1, 2);

@@ -1,0 +1,1079 @@
+// anitalkerrender: renders motion latents to video frames of one portrait with
+// the stage-1 LIA model (spec/renderer.md; the maths is in lib/lia.h).  This
+// file does caps, timestamps, batching, latency, the portrait's life cycle
+// and the codes query of the motion element (DESIGN.md); no maths.
+
+/**
+ * SECTION:element-anitalkerrender
+ * @title: anitalkerrender
+ *
+ * Renders AniTalker motion latents (`application/x-anitalker-motion`, as
+ * produced by anitalkermotion) into video frames of one portrait, with the
+ * stage-1 LIA encoder and flow-warping renderer.  The portrait is encoded
+ * once (and again each time the #GstAnitalkerRender:portrait property
+ * changes, which may happen while PLAYING); every motion frame then becomes
+ * one RGB frame of the checkpoint's image size (256x256 for the released
+ * stage1.ckpt) at the framerate of the motion stream.
+ *
+ * Output frame i of an input buffer with PTS p gets PTS
+ * p + i * framerate_d / framerate_n seconds; frames of buffers without a PTS
+ * continue from the last buffer that had one (or from the segment's start).
+ * A DISCONT input flags the next output frame.  With #GstAnitalkerRender:batch-size
+ * above 1, frames are held until a batch is full (or EOS) and the element
+ * reports the extra latency in the LATENCY query.
+ *
+ * The element also answers the custom query "anitalker-portrait-codes" on
+ * its sink pad (the portrait's start and direction codes, which the motion
+ * generator needs) and sends the custom upstream event
+ * "anitalker-portrait-changed" when a new portrait has been encoded.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 filesrc location=speech.wav ! decodebin ! audioconvert ! audioresample !
+ *     audio/x-raw,rate=16000,channels=1,format=F32LE !
+ *     hubertenc model=models/chinese-hubert-large !
+ *     anitalkermotion checkpoint=models/stage2_audio_only_hubert.ckpt !
+ *     anitalkerrender checkpoint=models/stage1.ckpt portrait=face.jpg batch-size=4 !
+ *     videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
+ * ]|
+ */
+
+#include "gstanitalkerrender.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <gst/video/video.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "device.h"
+#include "error.h"
+#include "gstanitalkercaps.h"
+#include "gstanitalkercommon.h"
+#include "image.h"
+#include "lia.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_anitalker_render_debug);
+#define GST_CAT_DEFAULT gst_anitalker_render_debug
+
+namespace lia = anitalker::lia;
+
+#define DEFAULT_DEVICE "cpu"
+#define DEFAULT_BATCH_SIZE 1
+#define MAX_BATCH_SIZE 64
+#define DEFAULT_NUM_THREADS 0
+#define MAX_NUM_THREADS 64
+
+enum {
+  PROP_0,
+  PROP_CHECKPOINT,
+  PROP_PORTRAIT,
+  PROP_DEVICE,
+  PROP_BATCH_SIZE,
+  PROP_NUM_THREADS,
+};
+
+namespace {
+
+// A held motion frame: its timing was fixed when it arrived.
+struct PendingFrame {
+  GstClockTime pts;
+  GstClockTime duration;
+  bool discont;
+};
+
+// The C++ state of one element (GObject structs never run C++ constructors:
+// BUILD-NOTES), made in _init and deleted in _finalize.
+struct RenderState {
+  RenderState() {
+    g_mutex_init(&encode_lock);
+    g_mutex_init(&lock);
+  }
+  ~RenderState() {
+    g_mutex_clear(&lock);
+    g_mutex_clear(&encode_lock);
+  }
+
+  // Held across a portrait encode (up to a second), so that one encode runs
+  // at a time: the streaming thread and the codes query (which comes from
+  // upstream, maybe from another thread) may both want one.
+  GMutex encode_lock;
+  // Under `lock`, held briefly: read from the streaming thread, from query
+  // handlers (any thread) and from the state change.
+  // Lock order: encode_lock, lock, the object lock.
+  GMutex lock;
+  std::shared_ptr<const lia::Model> model;        // from READY->PAUSED to PAUSED->READY
+  std::string checkpoint;                         // the file `model` came from
+  std::shared_ptr<const lia::Portrait> portrait;  // null until the first encode
+  guint portrait_serial = 0;                      // counts encodes, never reset
+  int dims = 0;                                   // from the sink caps; 0 = none yet
+  int fps_n = 0, fps_d = 1;
+
+  // Streaming thread only (and the serialized events, which run in it).
+  guint announced_serial = 0;  // last serial sent upstream in an event
+  GstVideoInfo out_info;
+  bool have_out_caps = false;
+  GstClockTime segment_start = 0;             // of the last (TIME) segment
+  GstClockTime anchor = GST_CLOCK_TIME_NONE;  // PTS of the last buffer that had one
+  guint64 since_anchor = 0;                   // frames received since `anchor`
+  bool discont = true;                        // flag the next frame DISCONT
+  std::vector<float> motion;                  // pending frames x dims, time-major
+  std::vector<PendingFrame> frames;           // one per pending frame
+
+  void reset_stream() {
+    segment_start = 0;
+    anchor = GST_CLOCK_TIME_NONE;
+    since_anchor = 0;
+    discont = true;
+    motion.clear();
+    frames.clear();
+  }
+};
+
+// A GMutex held for a scope, released on exceptions too.
+class Locked {
+ public:
+  explicit Locked(GMutex* m) : m_(m) { g_mutex_lock(m_); }
+  ~Locked() { g_mutex_unlock(m_); }
+  Locked(const Locked&) = delete;
+  Locked& operator=(const Locked&) = delete;
+
+ private:
+  GMutex* m_;
+};
+
+}  // namespace
+
+struct _GstAnitalkerRender {
+  GstElement parent;
+
+  GstPad* sinkpad;
+  GstPad* srcpad;
+
+  // Properties, under the object lock.
+  gchar* checkpoint;
+  gchar* portrait;
+  gchar* device;
+  guint batch_size;
+  gint num_threads;
+  gboolean portrait_dirty;  // `portrait` was set since the last encode picked it up
+
+  RenderState* state;
+};
+
+/**
+ * GstAnitalkerRender!sink:
+ *
+ * Motion latents: float32, time-major; each buffer holds one or more frames
+ * of `dims` values.  `dims` must equal the checkpoint's motion dimension
+ * (20 for the released models).  anitalkermotion produces framerate 25/1;
+ * any positive framerate is accepted and passed on to the video.
+ */
+static GstStaticPadTemplate sink_template =
+    GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(GST_ANITALKER_MOTION_CAPS));
+
+/**
+ * GstAnitalkerRender!src:
+ *
+ * Video frames of the checkpoint's image size (square), at the framerate of
+ * the motion stream.  RGB is the model's output; RGBx and BGRx are offered
+ * as a cheap repacking.
+ */
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
+    "src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(GST_VIDEO_CAPS_MAKE(GST_ANITALKER_RENDER_VIDEO_FORMATS)));
+
+#define gst_anitalker_render_parent_class parent_class
+G_DEFINE_TYPE(GstAnitalkerRender, gst_anitalker_render, GST_TYPE_ELEMENT);
+GST_ELEMENT_REGISTER_DEFINE(anitalkerrender, "anitalkerrender", GST_RANK_NONE, GST_TYPE_ANITALKER_RENDER);
+
+static void gst_anitalker_render_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec);
+static void gst_anitalker_render_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec);
+static void gst_anitalker_render_finalize(GObject* object);
+static GstStateChangeReturn gst_anitalker_render_change_state(GstElement* element, GstStateChange transition);
+static GstFlowReturn gst_anitalker_render_chain(GstPad* pad, GstObject* parent, GstBuffer* buffer);
+static gboolean gst_anitalker_render_sink_event(GstPad* pad, GstObject* parent, GstEvent* event);
+static gboolean gst_anitalker_render_sink_query(GstPad* pad, GstObject* parent, GstQuery* query);
+static gboolean gst_anitalker_render_src_query(GstPad* pad, GstObject* parent, GstQuery* query);
+
+static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
+  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
+  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+
+  GST_DEBUG_CATEGORY_INIT(gst_anitalker_render_debug, "anitalkerrender", 0, "AniTalker renderer");
+
+  gobject_class->set_property = gst_anitalker_render_set_property;
+  gobject_class->get_property = gst_anitalker_render_get_property;
+  gobject_class->finalize = gst_anitalker_render_finalize;
+
+  /**
+   * GstAnitalkerRender:checkpoint:
+   *
+   * The stage-1 checkpoint (e.g. models/stage1.ckpt).  Loaded when the
+   * element goes from READY to PAUSED; renderers with the same file and
+   * device share one copy of the weights.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_CHECKPOINT,
+      g_param_spec_string("checkpoint", "Checkpoint",
+                          "Path of the stage-1 (LIA) checkpoint, loaded on READY->PAUSED (default: none; required)",
+                          nullptr,
+                          (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+
+  /**
+   * GstAnitalkerRender:portrait:
+   *
+   * The face to animate: an image file (JPEG, PNG, ... anything OpenCV
+   * reads), resized to the model's image size as the reference does.  May
+   * be changed while PLAYING: the new face is encoded at the next buffer
+   * boundary and used from the next rendered frame on.  Setting it to
+   * %NULL or "" keeps the current face.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_PORTRAIT,
+      g_param_spec_string("portrait", "Portrait",
+                          "Path of the portrait image to animate; may change while PLAYING (default: none; required)",
+                          nullptr,
+                          (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
+
+  /**
+   * GstAnitalkerRender:device:
+   *
+   * Where the model runs: "cpu", "cuda" or "cuda:N" (CUDA needs a build
+   * against a CUDA LibTorch).
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_DEVICE,
+      g_param_spec_string("device", "Device", "Device to run the model on: cpu, cuda or cuda:N (default: cpu)",
+                          DEFAULT_DEVICE,
+                          (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+
+  /**
+   * GstAnitalkerRender:batch-size:
+   *
+   * Motion frames rendered in one call of the model.  Above 1, frames are
+   * held until the batch is full (or EOS), which adds batch-size - 1 frame
+   * durations of latency.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_BATCH_SIZE,
+      g_param_spec_uint("batch-size", "Batch size",
+                        "Motion frames rendered in one call of the model (default: 1); adds batch-size - 1 frames of latency",
+                        1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE,
+                        (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
+
+  /**
+   * GstAnitalkerRender:num-threads:
+   *
+   * LibTorch intra-op threads of the streaming thread (OpenMP: the setting
+   * is per thread).  0 leaves LibTorch's default.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_NUM_THREADS,
+      g_param_spec_int("num-threads", "Threads",
+                       "LibTorch threads used to render; 0 = OMP_NUM_THREADS if set, else one per CPU core (default: 0)", 0, MAX_NUM_THREADS,
+                       DEFAULT_NUM_THREADS,
+                       (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
+
+  gst_element_class_set_static_metadata(element_class, "AniTalker renderer", "Filter/Converter/Video",
+                                        "Renders AniTalker motion latents into video frames of a portrait "
+                                        "with the stage-1 LIA model",
+                                        "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
+  gst_element_class_add_static_pad_template(element_class, &sink_template);
+  gst_element_class_add_static_pad_template(element_class, &src_template);
+
+  element_class->change_state = GST_DEBUG_FUNCPTR(gst_anitalker_render_change_state);
+}
+
+static void gst_anitalker_render_init(GstAnitalkerRender* self) {
+  self->sinkpad = gst_pad_new_from_static_template(&sink_template, "sink");
+  gst_pad_set_chain_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_render_chain));
+  gst_pad_set_event_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_render_sink_event));
+  gst_pad_set_query_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_render_sink_query));
+  gst_element_add_pad(GST_ELEMENT(self), self->sinkpad);
+
+  self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
+  gst_pad_set_query_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_anitalker_render_src_query));
+  gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
+
+  self->checkpoint = nullptr;
+  self->portrait = nullptr;
+  self->device = g_strdup(DEFAULT_DEVICE);
+  self->batch_size = DEFAULT_BATCH_SIZE;
+  self->num_threads = DEFAULT_NUM_THREADS;
+  self->portrait_dirty = FALSE;
+  self->state = new RenderState();
+}
+
+static void gst_anitalker_render_finalize(GObject* object) {
+  GstAnitalkerRender* self = GST_ANITALKER_RENDER(object);
+  delete self->state;
+  self->state = nullptr;
+  g_free(self->checkpoint);
+  g_free(self->portrait);
+  g_free(self->device);
+  G_OBJECT_CLASS(parent_class)->finalize(object);
+}
+
+static void gst_anitalker_render_set_property(GObject* object, guint prop_id, const GValue* value,
+                                              GParamSpec* pspec) {
+  GstAnitalkerRender* self = GST_ANITALKER_RENDER(object);
+  gboolean latency_changed = FALSE;
+
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_CHECKPOINT:
+      g_free(self->checkpoint);
+      self->checkpoint = g_value_dup_string(value);
+      break;
+    case PROP_PORTRAIT: {
+      const gchar* path = g_value_get_string(value);
+      // An empty value keeps the current face (documented on the property).
+      if (path != nullptr && path[0] != '\0') {
+        g_free(self->portrait);
+        self->portrait = g_strdup(path);
+        self->portrait_dirty = TRUE;
+      }
+      break;
+    }
+    case PROP_DEVICE:
+      g_free(self->device);
+      self->device = g_value_dup_string(value);
+      break;
+    case PROP_BATCH_SIZE: {
+      guint batch = g_value_get_uint(value);
+      latency_changed = batch != self->batch_size;
+      self->batch_size = batch;
+      break;
+    }
+    case PROP_NUM_THREADS:
+      self->num_threads = g_value_get_int(value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+
+  // The latency we report depends on the batch size: let the pipeline ask again.
+  if (latency_changed && GST_STATE(self) >= GST_STATE_PAUSED)
+    gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
+}
+
+static void gst_anitalker_render_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
+  GstAnitalkerRender* self = GST_ANITALKER_RENDER(object);
+
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_CHECKPOINT:
+      g_value_set_string(value, self->checkpoint);
+      break;
+    case PROP_PORTRAIT:
+      g_value_set_string(value, self->portrait);
+      break;
+    case PROP_DEVICE:
+      g_value_set_string(value, self->device);
+      break;
+    case PROP_BATCH_SIZE:
+      g_value_set_uint(value, self->batch_size);
+      break;
+    case PROP_NUM_THREADS:
+      g_value_set_int(value, self->num_threads);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+/* --- Start and stop ------------------------------------------------------ */
+
+// READY->PAUSED: loads the checkpoint, so that a bad path fails the state
+// change with the file named (STYLE.md: weights load in start, never in caps
+// handlers).
+static gboolean gst_anitalker_render_start(GstAnitalkerRender* self) {
+  RenderState* st = self->state;
+
+  GST_OBJECT_LOCK(self);
+  std::string checkpoint = self->checkpoint ? self->checkpoint : "";
+  std::string device_name = self->device ? self->device : DEFAULT_DEVICE;
+  GST_OBJECT_UNLOCK(self);
+
+  if (checkpoint.empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No checkpoint set."),
+                      ("set the \"checkpoint\" property to a stage-1 checkpoint file"));
+    return FALSE;
+  }
+
+  c10::Device device(c10::kCPU);
+  try {
+    device = anitalker::parse_device(device_name);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(
+        self, gst_anitalker_printf("Cannot use the device \"%s\".", device_name.c_str()), false);
+    return FALSE;
+  }
+
+  std::shared_ptr<const lia::Model> model;
+  try {
+    model = lia::Model::load(checkpoint, device);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(
+        self, gst_anitalker_printf("Could not load the stage-1 checkpoint \"%s\".", checkpoint.c_str()), true);
+    return FALSE;
+  }
+  GST_INFO_OBJECT(self, "%s: image size %d, style %d, motion %d, %d levels, on %s", checkpoint.c_str(),
+                  model->size(), model->style_dim(), model->motion_dim(), model->levels(),
+                  model->device().str().c_str());
+
+  Locked lock(&st->lock);
+  st->model = std::move(model);
+  st->checkpoint = checkpoint;
+  st->portrait.reset();  // encoded by this model, at the first buffer or query
+  st->dims = 0;
+  st->have_out_caps = false;
+  st->reset_stream();
+  return TRUE;
+}
+
+static void gst_anitalker_render_stop(GstAnitalkerRender* self) {
+  RenderState* st = self->state;
+  Locked lock(&st->lock);
+  st->model.reset();
+  st->portrait.reset();
+  st->dims = 0;
+  st->have_out_caps = false;
+  st->reset_stream();
+}
+
+static GstStateChangeReturn gst_anitalker_render_change_state(GstElement* element, GstStateChange transition) {
+  GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
+
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED && !gst_anitalker_render_start(self))
+    return GST_STATE_CHANGE_FAILURE;
+
+  GstStateChangeReturn ret = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
+  if (ret == GST_STATE_CHANGE_FAILURE) {
+    if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) gst_anitalker_render_stop(self);
+    return ret;
+  }
+
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) gst_anitalker_render_stop(self);
+  return ret;
+}
+
+/* --- The portrait ---------------------------------------------------------- */
+
+// Encodes the `portrait` property's file when it was set since the last
+// encode, or when nothing was encoded yet.  Returns the current portrait
+// (null when none is set or no model is loaded) and its serial.  Throws what
+// lib/ throws; *path is the file it tried.
+static std::shared_ptr<const lia::Portrait> gst_anitalker_render_current_portrait(GstAnitalkerRender* self,
+                                                                                  guint* serial,
+                                                                                  std::string* path) {
+  RenderState* st = self->state;
+  Locked encoding(&st->encode_lock);
+  std::shared_ptr<const lia::Model> model;
+  std::shared_ptr<const lia::Portrait> portrait;
+  {
+    Locked lock(&st->lock);
+    model = st->model;
+    portrait = st->portrait;
+    *serial = st->portrait_serial;
+  }
+  if (!model) return nullptr;
+
+  GST_OBJECT_LOCK(self);
+  const gboolean dirty = self->portrait_dirty;
+  *path = self->portrait ? self->portrait : "";
+  self->portrait_dirty = FALSE;
+  GST_OBJECT_UNLOCK(self);
+  if ((!dirty && portrait) || path->empty()) return portrait;
+
+  GST_DEBUG_OBJECT(self, "encoding portrait %s", path->c_str());
+  std::shared_ptr<const lia::Portrait> encoded;
+  {
+    c10::InferenceMode guard;
+    at::Tensor image = anitalker::load_portrait(*path, model->size());  // (1,3,S,S) in [-1,1]
+    encoded = std::make_shared<const lia::Portrait>(model->encode(image.to(model->device())));
+  }
+  Locked lock(&st->lock);
+  if (st->model != model) return nullptr;  // stopped meanwhile
+  st->portrait = std::move(encoded);
+  *serial = ++st->portrait_serial;
+  GST_INFO_OBJECT(self, "portrait %u: %s", *serial, path->c_str());
+  return st->portrait;
+}
+
+// As above, posting the element error for a bad file; FALSE then.
+static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self,
+                                                     std::shared_ptr<const lia::Portrait>* portrait,
+                                                     guint* serial) {
+  std::string path;
+  try {
+    *portrait = gst_anitalker_render_current_portrait(self, serial, &path);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("Could not use the portrait \"%s\".", path.c_str()),
+                                         true);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+// Tells upstream (the motion element) that the codes changed.
+static void gst_anitalker_render_announce_portrait(GstAnitalkerRender* self, guint serial) {
+  RenderState* st = self->state;
+  if (serial == st->announced_serial) return;
+  st->announced_serial = serial;
+  GstStructure* s =
+      gst_structure_new(GST_ANITALKER_EVENT_PORTRAIT_CHANGED, GST_ANITALKER_FIELD_PORTRAIT_SERIAL, G_TYPE_UINT,
+                        serial, nullptr);
+  GST_DEBUG_OBJECT(self, "announcing portrait %u upstream", serial);
+  // Nobody upstream may care (a plain source): not an error.
+  gst_pad_push_event(self->sinkpad, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM, s));
+}
+
+/* --- Caps -------------------------------------------------------------------- */
+
+// The output caps we can make, most preferred format first; null before the
+// model and the sink caps are known.  Call with st->lock held.
+static GstCaps* gst_anitalker_render_output_caps_locked(RenderState* st) {
+  if (!st->model || st->dims == 0) return nullptr;
+  GstCaps* caps = gst_caps_new_empty();
+  for (const char* format : {"RGB", "RGBx", "BGRx"}) {
+    gst_caps_append_structure(
+        caps, gst_structure_new("video/x-raw", "format", G_TYPE_STRING, format, "width", G_TYPE_INT,
+                                st->model->size(), "height", G_TYPE_INT, st->model->size(), "framerate",
+                                GST_TYPE_FRACTION, st->fps_n, st->fps_d, "pixel-aspect-ratio", GST_TYPE_FRACTION,
+                                1, 1, nullptr));
+  }
+  return caps;
+}
+
+// Picks the output format with downstream and sends the caps event.
+static gboolean gst_anitalker_render_negotiate(GstAnitalkerRender* self) {
+  RenderState* st = self->state;
+  GstCaps* ours;
+  {
+    Locked lock(&st->lock);
+    ours = gst_anitalker_render_output_caps_locked(st);
+  }
+  if (ours == nullptr) return FALSE;
+  gst_pad_check_reconfigure(self->srcpad);  // this negotiation answers any pending request
+
+  GstCaps* caps = gst_pad_peer_query_caps(self->srcpad, ours);
+  gst_caps_unref(ours);
+  if (gst_caps_is_empty(caps)) {
+    GST_WARNING_OBJECT(self, "downstream accepts none of our formats");
+    gst_caps_unref(caps);
+    return FALSE;
+  }
+  caps = gst_caps_fixate(caps);
+  GstVideoInfo info;
+  gboolean ok = gst_video_info_from_caps(&info, caps);
+  if (ok) ok = gst_pad_push_event(self->srcpad, gst_event_new_caps(caps));
+  if (ok) {
+    GST_DEBUG_OBJECT(self, "output caps %" GST_PTR_FORMAT, caps);
+    st->out_info = info;
+    st->have_out_caps = true;
+  } else {
+    gst_pad_mark_reconfigure(self->srcpad);
+  }
+  gst_caps_unref(caps);
+  return ok;
+}
+
+static GstFlowReturn gst_anitalker_render_drain(GstAnitalkerRender* self);
+
+// Frame n counted from the anchor: computed from n, never accumulated.
+static GstClockTime frame_offset(const RenderState* st, guint64 n) {
+  return gst_util_uint64_scale(n, GST_SECOND * st->fps_d, st->fps_n);
+}
+
+static gboolean gst_anitalker_render_set_sink_caps(GstAnitalkerRender* self, GstCaps* caps) {
+  RenderState* st = self->state;
+  GstStructure* s = gst_caps_get_structure(caps, 0);
+  gint dims = 0, fps_n = 0, fps_d = 0;
+  if (!gst_structure_get_int(s, "dims", &dims) || !gst_structure_get_fraction(s, "framerate", &fps_n, &fps_d) ||
+      fps_n <= 0 || fps_d <= 0) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Motion caps without dims or a positive framerate."),
+                      ("caps: %" GST_PTR_FORMAT, caps));
+    return FALSE;
+  }
+
+  int motion_dim;
+  std::string checkpoint;
+  {
+    Locked lock(&st->lock);
+    if (!st->model) return FALSE;
+    motion_dim = st->model->motion_dim();
+    checkpoint = st->checkpoint;
+  }
+  if (dims != motion_dim) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
+                      ("Motion frames of %d values do not fit the checkpoint \"%s\", which expects %d.", dims,
+                       checkpoint.c_str(), motion_dim),
+                      ("caps: %" GST_PTR_FORMAT, caps));
+    return FALSE;
+  }
+
+  // Frames already held keep the timing they arrived with.
+  if (!st->frames.empty() && gst_anitalker_render_drain(self) != GST_FLOW_OK) return FALSE;
+  // Frames without PTS go on from where the old framerate left them.
+  if (st->dims != 0 && GST_CLOCK_TIME_IS_VALID(st->anchor)) {
+    st->anchor += frame_offset(st, st->since_anchor);
+    st->since_anchor = 0;
+  }
+  {
+    Locked lock(&st->lock);
+    st->dims = dims;
+    st->fps_n = fps_n;
+    st->fps_d = fps_d;
+  }
+  return gst_anitalker_render_negotiate(self);
+}
+
+/* --- Rendering --------------------------------------------------------------- */
+
+// Copies one (S,S,3) RGB frame into a buffer of the output format.
+static GstBuffer* gst_anitalker_render_make_buffer(RenderState* st, const uint8_t* rgb, int size) {
+  GstBuffer* buffer = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(&st->out_info), nullptr);
+  GstVideoFrame frame;
+  if (!gst_video_frame_map(&frame, &st->out_info, buffer, GST_MAP_WRITE)) {
+    gst_buffer_unref(buffer);
+    return nullptr;
+  }
+  const int stride = GST_VIDEO_FRAME_PLANE_STRIDE(&frame, 0);
+  uint8_t* out = static_cast<uint8_t*>(GST_VIDEO_FRAME_PLANE_DATA(&frame, 0));
+  const GstVideoFormat format = GST_VIDEO_FRAME_FORMAT(&frame);
+  for (int y = 0; y < size; y++) {
+    const uint8_t* src = rgb + (size_t)y * size * 3;
+    uint8_t* dst = out + (size_t)y * stride;
+    switch (format) {
+      case GST_VIDEO_FORMAT_RGB:
+        memcpy(dst, src, (size_t)size * 3);
+        break;
+      case GST_VIDEO_FORMAT_RGBx:
+        for (int x = 0; x < size; x++, src += 3, dst += 4) {
+          dst[0] = src[0];
+          dst[1] = src[1];
+          dst[2] = src[2];
+          dst[3] = 0xff;
+        }
+        break;
+      case GST_VIDEO_FORMAT_BGRx:
+        for (int x = 0; x < size; x++, src += 3, dst += 4) {
+          dst[0] = src[2];
+          dst[1] = src[1];
+          dst[2] = src[0];
+          dst[3] = 0xff;
+        }
+        break;
+      default:
+        g_assert_not_reached();
+    }
+  }
+  gst_video_frame_unmap(&frame);
+  return buffer;
+}
+
+// Renders the first n pending frames in one call of the model and pushes them.
+static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_t n) {
+  RenderState* st = self->state;
+  const int dims = st->dims;
+
+  if (gst_pad_check_reconfigure(self->srcpad) || !st->have_out_caps) {
+    if (!gst_anitalker_render_negotiate(self)) {
+      gst_pad_mark_reconfigure(self->srcpad);
+      return GST_PAD_IS_FLUSHING(self->srcpad) ? GST_FLOW_FLUSHING : GST_FLOW_NOT_NEGOTIATED;
+    }
+  }
+
+  std::shared_ptr<const lia::Model> model;
+  std::shared_ptr<const lia::Portrait> portrait;
+  {
+    Locked lock(&st->lock);
+    model = st->model;
+    portrait = st->portrait;
+  }
+  if (!model || !portrait) {
+    GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("No model or portrait to render with."), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+
+  at::Tensor frames;
+  const gint64 t0 = g_get_monotonic_time();
+  try {
+    c10::InferenceMode guard;
+    // motion: (n, dims), copied to the model's device.
+    at::Tensor motion = at::from_blob(st->motion.data(), {(int64_t)n, dims}, at::kFloat)
+                            .to(model->device(), at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+    frames = lia::to_uint8(model->render(*portrait, motion));  // (n,S,S,3) uint8, CPU, contiguous
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("Rendering %zu frames failed.", n), false);
+    return GST_FLOW_ERROR;
+  }
+  GST_LOG_OBJECT(self, "rendered %zu frames in %.3f s", n, (g_get_monotonic_time() - t0) / 1e6);
+
+  std::vector<PendingFrame> timing(st->frames.begin(), st->frames.begin() + n);
+  st->frames.erase(st->frames.begin(), st->frames.begin() + n);
+  st->motion.erase(st->motion.begin(), st->motion.begin() + n * dims);
+
+  const int size = model->size();
+  if (frames.dim() != 4 || frames.size(0) != (int64_t)n || frames.size(1) != size || frames.size(2) != size ||
+      frames.size(3) != 3 || frames.scalar_type() != at::kByte || !frames.is_contiguous()) {
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("The renderer returned frames of an unexpected shape."),
+                      ("expected (%zu,%d,%d,3) uint8", n, size, size));
+    return GST_FLOW_ERROR;
+  }
+  const uint8_t* data = frames.data_ptr<uint8_t>();
+  for (size_t i = 0; i < n; i++) {
+    GstBuffer* buffer = gst_anitalker_render_make_buffer(st, data + i * size * size * 3, size);
+    if (buffer == nullptr) {
+      GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not map an output buffer."), (nullptr));
+      return GST_FLOW_ERROR;
+    }
+    GST_BUFFER_PTS(buffer) = timing[i].pts;
+    GST_BUFFER_DURATION(buffer) = timing[i].duration;
+    if (timing[i].discont) GST_BUFFER_FLAG_SET(buffer, GST_BUFFER_FLAG_DISCONT);
+    GstFlowReturn ret = gst_pad_push(self->srcpad, buffer);
+    if (ret != GST_FLOW_OK) {
+      GST_DEBUG_OBJECT(self, "push: %s", gst_flow_get_name(ret));
+      return ret;
+    }
+  }
+  return GST_FLOW_OK;
+}
+
+// Renders every pending frame, in batches of at most batch-size.
+static GstFlowReturn gst_anitalker_render_drain(GstAnitalkerRender* self) {
+  RenderState* st = self->state;
+  GST_OBJECT_LOCK(self);
+  size_t batch = self->batch_size;
+  GST_OBJECT_UNLOCK(self);
+  GstFlowReturn ret = GST_FLOW_OK;
+  while (!st->frames.empty() && ret == GST_FLOW_OK)
+    ret = gst_anitalker_render_frames(self, std::min(batch, st->frames.size()));
+  // On an error the rest cannot be rendered either.
+  st->frames.clear();
+  st->motion.clear();
+  return ret;
+}
+
+static GstFlowReturn gst_anitalker_render_chain_impl(GstAnitalkerRender* self, GstBuffer* buffer) {
+  RenderState* st = self->state;
+
+  if (st->dims == 0) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Motion data arrived before its caps."), (nullptr));
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  const gsize size = gst_buffer_get_size(buffer);
+  const gsize frame_bytes = sizeof(float) * (gsize)st->dims;
+  if (size % frame_bytes != 0) {
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+                      ("A motion buffer of %" G_GSIZE_FORMAT " bytes is not a whole number of frames of %d float32 "
+                       "values (%" G_GSIZE_FORMAT " bytes each).",
+                       size, st->dims, frame_bytes),
+                      (nullptr));
+    return GST_FLOW_ERROR;
+  }
+
+  // Settings are picked up at buffer boundaries.
+  GST_OBJECT_LOCK(self);
+  const size_t batch = self->batch_size;
+  const int threads = self->num_threads;
+  const gboolean new_portrait = self->portrait_dirty;
+  GST_OBJECT_UNLOCK(self);
+  // OpenMP: per thread (BUILD-NOTES), so it is set here, in the streaming thread.
+  anitalker::set_num_threads(threads);
+
+  GstFlowReturn ret;
+  // Frames that arrived before the new face are rendered with the old one.
+  if (new_portrait && !st->frames.empty() && (ret = gst_anitalker_render_drain(self)) != GST_FLOW_OK) return ret;
+
+  std::shared_ptr<const lia::Portrait> portrait;
+  guint serial = 0;
+  if (!gst_anitalker_render_update_portrait(self, &portrait, &serial)) return GST_FLOW_ERROR;
+  if (!portrait) {
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No portrait set."),
+                      ("set the \"portrait\" property to an image file"));
+    return GST_FLOW_ERROR;
+  }
+  gst_anitalker_render_announce_portrait(self, serial);
+
+  if (GST_BUFFER_IS_DISCONT(buffer)) {
+    // What is held belongs before the gap.
+    if ((ret = gst_anitalker_render_drain(self)) != GST_FLOW_OK) return ret;
+    st->discont = true;
+  }
+  if (GST_BUFFER_PTS_IS_VALID(buffer)) {
+    st->anchor = GST_BUFFER_PTS(buffer);
+    st->since_anchor = 0;
+  } else if (!GST_CLOCK_TIME_IS_VALID(st->anchor)) {
+    // No timestamps yet: count from the segment's start.
+    st->anchor = st->segment_start;
+    st->since_anchor = 0;
+  }
+
+  const gsize count = size / frame_bytes;
+  const size_t old = st->motion.size();
+  st->motion.resize(old + count * st->dims);
+  gst_buffer_extract(buffer, 0, st->motion.data() + old, size);
+  for (gsize i = 0; i < count; i++) {
+    const guint64 n = st->since_anchor + i;
+    const GstClockTime start = frame_offset(st, n);
+    PendingFrame f;
+    f.pts = st->anchor + start;
+    f.duration = frame_offset(st, n + 1) - start;
+    f.discont = st->discont;
+    st->discont = false;
+    st->frames.push_back(f);
+  }
+  st->since_anchor += count;
+
+  while (st->frames.size() >= batch) {
+    if ((ret = gst_anitalker_render_frames(self, batch)) != GST_FLOW_OK) return ret;
+  }
+  return GST_FLOW_OK;
+}
+
+static GstFlowReturn gst_anitalker_render_chain(GstPad* pad, GstObject* parent, GstBuffer* buffer) {
+  (void)pad;
+  GstAnitalkerRender* self = GST_ANITALKER_RENDER(parent);
+  GstFlowReturn ret;
+  try {
+    ret = gst_anitalker_render_chain_impl(self, buffer);
+  } catch (...) {
+    // The lib/ calls catch their own; this is for the rest (std::bad_alloc).
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Rendering failed.", false);
+    ret = GST_FLOW_ERROR;
+  }
+  gst_buffer_unref(buffer);
+  return ret;
+}
+
+/* --- Events and queries ------------------------------------------------------ */
+
+static gboolean gst_anitalker_render_sink_event_impl(GstAnitalkerRender* self, GstPad* pad, GstEvent* event) {
+  RenderState* st = self->state;
+  switch (GST_EVENT_TYPE(event)) {
+    case GST_EVENT_CAPS: {
+      GstCaps* caps;
+      gst_event_parse_caps(event, &caps);
+      gboolean ok = gst_anitalker_render_set_sink_caps(self, caps);
+      gst_event_unref(event);  // the src pad gets video caps instead
+      return ok;
+    }
+    case GST_EVENT_FLUSH_STOP:
+      st->reset_stream();
+      break;
+    case GST_EVENT_SEGMENT: {
+      gst_anitalker_render_drain(self);
+      const GstSegment* segment;
+      gst_event_parse_segment(event, &segment);
+      if (segment->format == GST_FORMAT_TIME) {
+        st->segment_start = segment->start;
+      } else {
+        // Motion from a source without time (filesrc, appsrc): video needs a
+        // TIME segment; frames count from 0.
+        GST_DEBUG_OBJECT(self, "replacing a %s segment by a TIME segment", gst_format_get_name(segment->format));
+        GstSegment time;
+        gst_segment_init(&time, GST_FORMAT_TIME);
+        GstEvent* replaced = gst_event_new_segment(&time);
+        gst_event_set_seqnum(replaced, gst_event_get_seqnum(event));
+        gst_event_unref(event);
+        event = replaced;
+        st->segment_start = 0;
+      }
+      // Frames without PTS count from the segment's start.
+      st->anchor = GST_CLOCK_TIME_NONE;
+      st->since_anchor = 0;
+      break;
+    }
+    case GST_EVENT_EOS:
+    case GST_EVENT_GAP:
+    case GST_EVENT_STREAM_START:
+    case GST_EVENT_SEGMENT_DONE:
+      // Held frames belong before these on the timeline: render them first.
+      // A failed render has posted its error; the event still goes on.
+      gst_anitalker_render_drain(self);
+      break;
+    default:
+      break;
+  }
+  return gst_pad_event_default(pad, GST_OBJECT(self), event);
+}
+
+static gboolean gst_anitalker_render_sink_event(GstPad* pad, GstObject* parent, GstEvent* event) {
+  GstAnitalkerRender* self = GST_ANITALKER_RENDER(parent);
+  try {
+    return gst_anitalker_render_sink_event_impl(self, pad, event);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Handling an event failed.", false);
+    return FALSE;
+  }
+}
+
+// The codes query of the motion element (gstanitalkercaps.h).
+static gboolean gst_anitalker_render_codes_query(GstAnitalkerRender* self, GstQuery* query) {
+  RenderState* st = self->state;
+  std::shared_ptr<const lia::Portrait> portrait;
+  guint serial = 0;
+  if (!gst_anitalker_render_update_portrait(self, &portrait, &serial)) return FALSE;
+  if (!portrait) {
+    GST_DEBUG_OBJECT(self, "codes query: no portrait (or no model) yet");
+    return FALSE;
+  }
+  int style_dim, motion_dim;
+  {
+    Locked lock(&st->lock);
+    if (!st->model) return FALSE;
+    style_dim = st->model->style_dim();
+    motion_dim = st->model->motion_dim();
+  }
+  // start (1,style), direction (1,motion) -> float32 on the CPU.
+  c10::InferenceMode guard;
+  at::Tensor start = portrait->start.to(at::kCPU, at::kFloat).contiguous();
+  at::Tensor direction = portrait->direction.to(at::kCPU, at::kFloat).contiguous();
+  GstBuffer* start_buf = gst_buffer_new_memdup(start.data_ptr<float>(), start.numel() * sizeof(float));
+  GstBuffer* direction_buf = gst_buffer_new_memdup(direction.data_ptr<float>(), direction.numel() * sizeof(float));
+
+  GstStructure* s = gst_query_writable_structure(query);
+  gst_structure_set(s, GST_ANITALKER_FIELD_START, GST_TYPE_BUFFER, start_buf, GST_ANITALKER_FIELD_DIRECTION,
+                    GST_TYPE_BUFFER, direction_buf, GST_ANITALKER_FIELD_STYLE_DIM, G_TYPE_INT, style_dim,
+                    GST_ANITALKER_FIELD_MOTION_DIM, G_TYPE_INT, motion_dim, GST_ANITALKER_FIELD_PORTRAIT_SERIAL,
+                    G_TYPE_UINT, serial, nullptr);
+  gst_buffer_unref(start_buf);
+  gst_buffer_unref(direction_buf);
+  GST_DEBUG_OBJECT(self, "codes query answered with portrait %u", serial);
+  return TRUE;
+}
+
+// Answers a CAPS query with `caps` (taken) intersected with its filter.
+static void set_caps_result(GstQuery* query, GstCaps* caps) {
+  GstCaps* filter;
+  gst_query_parse_caps(query, &filter);
+  if (filter) {
+    GstCaps* both = gst_caps_intersect_full(filter, caps, GST_CAPS_INTERSECT_FIRST);
+    gst_caps_unref(caps);
+    caps = both;
+  }
+  gst_query_set_caps_result(query, caps);
+  gst_caps_unref(caps);
+}
+
+static gboolean gst_anitalker_render_sink_query_impl(GstAnitalkerRender* self, GstPad* pad, GstQuery* query) {
+  RenderState* st = self->state;
+  switch (GST_QUERY_TYPE(query)) {
+    case GST_QUERY_CUSTOM: {
+      const GstStructure* s = gst_query_get_structure(query);
+      if (s && gst_structure_has_name(s, GST_ANITALKER_QUERY_PORTRAIT_CODES))
+        return gst_anitalker_render_codes_query(self, query);
+      break;
+    }
+    case GST_QUERY_CAPS: {
+      // The template, with dims pinned once the checkpoint is loaded.
+      GstCaps* caps = gst_pad_get_pad_template_caps(pad);
+      {
+        Locked lock(&st->lock);
+        if (st->model) {
+          caps = gst_caps_make_writable(caps);
+          gst_caps_set_simple(caps, "dims", G_TYPE_INT, st->model->motion_dim(), nullptr);
+        }
+      }
+      set_caps_result(query, caps);
+      return TRUE;
+    }
+    case GST_QUERY_ACCEPT_CAPS: {
+      // Against the template, not the pinned dims: caps with the wrong dims
+      // reach the caps event, which posts an error naming both numbers
+      // instead of a bare not-negotiated.
+      GstCaps* caps;
+      gst_query_parse_accept_caps(query, &caps);
+      GstCaps* templ = gst_pad_get_pad_template_caps(pad);
+      gst_query_set_accept_caps_result(query, gst_caps_is_subset(caps, templ));
+      gst_caps_unref(templ);
+      return TRUE;
+    }
+    default:
+      break;
+  }
+  return gst_pad_query_default(pad, GST_OBJECT(self), query);
+}
+
+static gboolean gst_anitalker_render_sink_query(GstPad* pad, GstObject* parent, GstQuery* query) {
+  GstAnitalkerRender* self = GST_ANITALKER_RENDER(parent);
+  try {
+    return gst_anitalker_render_sink_query_impl(self, pad, query);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Answering a query failed.", false);
+    return FALSE;
+  }
+}
+
+static gboolean gst_anitalker_render_src_query_impl(GstAnitalkerRender* self, GstPad* pad, GstQuery* query) {
+  RenderState* st = self->state;
+  switch (GST_QUERY_TYPE(query)) {
+    case GST_QUERY_CAPS: {
+      GstCaps* caps;
+      {
+        Locked lock(&st->lock);
+        caps = gst_anitalker_render_output_caps_locked(st);
+        if (caps == nullptr) {
+          // Before the sink caps: the size is known once the model is.
+          caps = gst_pad_get_pad_template_caps(pad);
+          if (st->model) {
+            caps = gst_caps_make_writable(caps);
+            gst_caps_set_simple(caps, "width", G_TYPE_INT, st->model->size(), "height", G_TYPE_INT,
+                                st->model->size(), nullptr);
+          }
+        }
+      }
+      set_caps_result(query, caps);
+      return TRUE;
+    }
+    case GST_QUERY_LATENCY: {
+      if (!gst_pad_peer_query(self->sinkpad, query)) return FALSE;
+      gboolean live;
+      GstClockTime min, max;
+      gst_query_parse_latency(query, &live, &min, &max);
+      GST_OBJECT_LOCK(self);
+      const guint batch = self->batch_size;
+      GST_OBJECT_UNLOCK(self);
+      gint fps_n = 25, fps_d = 1;  // what the motion element produces, until caps say otherwise
+      {
+        Locked lock(&st->lock);
+        if (st->dims != 0) {
+          fps_n = st->fps_n;
+          fps_d = st->fps_d;
+        }
+      }
+      // A frame waits for the batch-size - 1 frames after it.
+      const GstClockTime ours = gst_util_uint64_scale(batch - 1, GST_SECOND * fps_d, fps_n);
+      min += ours;
+      if (GST_CLOCK_TIME_IS_VALID(max)) max += ours;
+      GST_DEBUG_OBJECT(self, "latency: ours %" GST_TIME_FORMAT ", total min %" GST_TIME_FORMAT " max %" GST_TIME_FORMAT,
+                       GST_TIME_ARGS(ours), GST_TIME_ARGS(min), GST_TIME_ARGS(max));
+      gst_query_set_latency(query, live, min, max);
+      return TRUE;
+    }
+    default:
+      break;
+  }
+  return gst_pad_query_default(pad, GST_OBJECT(self), query);
+}
+
+static gboolean gst_anitalker_render_src_query(GstPad* pad, GstObject* parent, GstQuery* query) {
+  GstAnitalkerRender* self = GST_ANITALKER_RENDER(parent);
+  try {
+    return gst_anitalker_render_src_query_impl(self, pad, query);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Answering a query failed.", false);
+    return FALSE;
+  }
+}

@@ -1,0 +1,871 @@
+// GstHarness tests of anitalkerrender (gst/gstanitalkerrender.cpp): caps,
+// timestamps, frame contents against the renderer fixture
+// (tests/data/renderer, tolerances from its README), batching and latency,
+// flush and EOS, the portrait's codes query and change event, errors.
+// Runs with CK_FORK=no (BUILD-NOTES: torch/OpenMP and fork).
+#include <ATen/ATen.h>
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+#include <glib/gstdio.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gstanitalkercaps.h"
+#include "lia.h"
+#include "npy.h"
+#include "state_dict.h"
+
+namespace {
+
+constexpr int kStyle = 24;   // both fixtures: style_dim
+constexpr int kMotion = 20;  // both fixtures: motion_dim
+const char* const kMotionCaps = "application/x-anitalker-motion, dims=(int)20, framerate=(fraction)25/1";
+
+// A stage-1 fixture of tests/data/renderer (see its README): the checkpoint,
+// motions.npy and frame{i}_u8.npy, and the README's tolerance for uint8 frames.
+struct Fixture {
+  const char* dir;
+  const char* checkpoint;
+  int size;
+  int max_abs;        // max abs difference of a uint8 value
+  int max_per_mille;  // values that differ at all, per 1000 values
+};
+// tiny_lia.ckpt, 256x256: frames for motion rows 0, 1, 2.
+const Fixture kMain = {"renderer", "tiny_lia.ckpt", 256, 13, 5};
+// The perturbed 64x64 variant: frames for rows 0 and 2; cheap to render, so
+// the tests of timing and events use it.
+const Fixture kS64 = {"renderer/s64_perturbed", "tiny64_perturbed_lia.ckpt", 64, 2, 1};
+
+std::string data_path(const std::string& rel) {
+  const char* root = g_getenv("ANITALKER_TEST_DATA");  // checked in main
+  gchar* p = g_build_filename(root, rel.c_str(), nullptr);
+  std::string out(p);
+  g_free(p);
+  return out;
+}
+
+std::string checkpoint_path(const Fixture& fx) { return data_path(std::string(fx.dir) + "/" + fx.checkpoint); }
+std::string portrait_path() { return data_path("renderer/monalisa.jpg"); }
+
+// A .npy file as a tensor, read once per run.
+const at::Tensor& npy(const std::string& rel) {
+  static std::map<std::string, at::Tensor> cache;
+  auto it = cache.find(rel);
+  if (it == cache.end()) {
+    anitalker::TensorData data = anitalker::read_npy(data_path(rel));
+    it = cache.emplace(rel, anitalker::to_tensor(data).contiguous().clone()).first;
+  }
+  return it->second;
+}
+
+// motions.npy (3,20) float32: one motion code per reference frame.
+const at::Tensor& motions(const Fixture& fx) { return npy(std::string(fx.dir) + "/motions.npy"); }
+
+// frame{i}_u8.npy (S,S,3) uint8 RGB: the reference output for motions row i.
+const at::Tensor& reference_frame(const Fixture& fx, int i) {
+  return npy(std::string(fx.dir) + "/frame" + std::to_string(i) + "_u8.npy");
+}
+
+// A buffer of `rows` motion frames from the fixture's motions.npy, from row `first`.
+GstBuffer* motion_buffer(const Fixture& fx, int first, int rows, GstClockTime pts) {
+  const at::Tensor& m = motions(fx);
+  GstBuffer* buf =
+      gst_buffer_new_memdup(m.data_ptr<float>() + (size_t)first * kMotion, sizeof(float) * kMotion * rows);
+  GST_BUFFER_PTS(buf) = pts;
+  return buf;
+}
+
+// PTS of frame n at fps_n/fps_d, counted from `start`.
+GstClockTime frame_time(GstClockTime start, guint64 n, int fps_n = 25, int fps_d = 1) {
+  return start + gst_util_uint64_scale(n, GST_SECOND * fps_d, fps_n);
+}
+
+GstElement* make_render(const Fixture& fx, const char* portrait, guint batch) {
+  GstElement* e = gst_element_factory_make("anitalkerrender", nullptr);
+  fail_unless(e != nullptr, "anitalkerrender not found (GST_PLUGIN_PATH_1_0?)");
+  g_object_set(e, "checkpoint", checkpoint_path(fx).c_str(), "batch-size", batch, nullptr);
+  if (portrait) g_object_set(e, "portrait", portrait, nullptr);
+  return e;
+}
+
+// A started harness around a renderer, by default with the monalisa portrait.
+GstHarness* new_harness(const Fixture& fx, guint batch = 1, const char* portrait = nullptr) {
+  std::string face = portrait ? portrait : portrait_path();
+  GstElement* e = make_render(fx, face.c_str(), batch);
+  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  return h;
+}
+
+// Compares a rendered frame with the reference frame for motion row `row`,
+// with the fixture's tolerance.  `order` maps output channels to RGB (BGRx:
+// {2,1,0}); rows are padded to 4 bytes, as GstVideoInfo lays them out.
+void check_frame(GstBuffer* buf, const Fixture& fx, int row, int pixel_stride = 3, const int order[3] = nullptr) {
+  static const int rgb[3] = {0, 1, 2};
+  if (!order) order = rgb;
+  const int size = fx.size;
+  const at::Tensor& ref = reference_frame(fx, row);
+  fail_unless_equals_int(ref.dim(), 3);
+  fail_unless_equals_int(ref.size(0), size);
+  const uint8_t* r = ref.data_ptr<uint8_t>();
+  const gsize stride = GST_ROUND_UP_4((gsize)size * pixel_stride);
+  fail_unless_equals_uint64(gst_buffer_get_size(buf), stride * size);
+
+  GstMapInfo map;
+  fail_unless(gst_buffer_map(buf, &map, GST_MAP_READ));
+  int max_diff = 0;
+  long differ = 0;
+  for (int y = 0; y < size; y++) {
+    for (int x = 0; x < size; x++) {
+      for (int c = 0; c < 3; c++) {
+        int got = map.data[y * stride + x * pixel_stride + c];
+        int want = r[(y * size + x) * 3 + order[c]];
+        int d = std::abs(got - want);
+        if (d > 0) differ++;
+        if (d > max_diff) max_diff = d;
+      }
+    }
+  }
+  gst_buffer_unmap(buf, &map);
+  const long total = 3L * size * size;
+  GST_INFO("%s row %d: max abs diff %d, %ld of %ld values differ", fx.checkpoint, row, max_diff, differ, total);
+  fail_unless(max_diff <= fx.max_abs, "%s row %d: max abs diff %d > %d", fx.checkpoint, row, max_diff, fx.max_abs);
+  fail_unless(differ * 1000 <= total * fx.max_per_mille, "%s row %d: %ld of %ld values differ (> %d per mille)",
+              fx.checkpoint, row, differ, total, fx.max_per_mille);
+}
+
+// Pops every upstream event; returns the serial of the last
+// "anitalker-portrait-changed" among them, 0 if none.
+guint pull_portrait_changed(GstHarness* h) {
+  guint serial = 0;
+  GstEvent* ev;
+  while ((ev = gst_harness_try_pull_upstream_event(h)) != nullptr) {
+    const GstStructure* s = gst_event_get_structure(ev);
+    if (GST_EVENT_TYPE(ev) == GST_EVENT_CUSTOM_UPSTREAM && s &&
+        gst_structure_has_name(s, GST_ANITALKER_EVENT_PORTRAIT_CHANGED))
+      fail_unless(gst_structure_get_uint(s, GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial));
+    gst_event_unref(ev);
+  }
+  return serial;
+}
+
+// Pops the first ERROR message from the bus; fails if there is none.
+GError* pop_error(GstBus* bus, gchar** debug) {
+  GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+  fail_unless(msg != nullptr, "no error message on the bus");
+  GError* err = nullptr;
+  gst_message_parse_error(msg, &err, debug);
+  gst_message_unref(msg);
+  return err;
+}
+
+GstQuery* new_codes_query() {
+  return gst_query_new_custom(GST_QUERY_CUSTOM, gst_structure_new_empty(GST_ANITALKER_QUERY_PORTRAIT_CODES));
+}
+
+}  // namespace
+
+/* --- caps ---------------------------------------------------------------- */
+
+GST_START_TEST(test_src_caps) {
+  GstHarness* h = new_harness(kMain);
+
+  // Before the sink caps, upstream is told the dims the checkpoint wants.
+  GstCaps* sink_caps = gst_pad_peer_query_caps(h->srcpad, nullptr);
+  gint dims = 0;
+  fail_unless(gst_structure_get_int(gst_caps_get_structure(sink_caps, 0), "dims", &dims));
+  fail_unless_equals_int(dims, kMotion);
+  gst_caps_unref(sink_caps);
+
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  GstCaps* caps = gst_pad_get_current_caps(h->sinkpad);
+  fail_unless(caps != nullptr);
+  GstCaps* expected = gst_caps_from_string(
+      "video/x-raw, format=(string)RGB, width=(int)256, height=(int)256, framerate=(fraction)25/1, "
+      "pixel-aspect-ratio=(fraction)1/1");
+  fail_unless(gst_caps_is_equal(caps, expected), "got %" GST_PTR_FORMAT, caps);
+  gst_caps_unref(expected);
+  gst_caps_unref(caps);
+
+  // Event order downstream: stream-start, caps, segment.
+  const GstEventType order[] = {GST_EVENT_STREAM_START, GST_EVENT_CAPS, GST_EVENT_SEGMENT};
+  for (GstEventType type : order) {
+    GstEvent* ev = gst_harness_pull_event(h);
+    fail_unless_equals_string(GST_EVENT_TYPE_NAME(ev), gst_event_type_get_name(type));
+    gst_event_unref(ev);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_framerate_passes_through) {
+  GstHarness* h = new_harness(kS64);
+  gst_harness_set_src_caps_str(h, "application/x-anitalker-motion, dims=(int)20, framerate=(fraction)30000/1001");
+  GstCaps* caps = gst_pad_get_current_caps(h->sinkpad);
+  GstStructure* s = gst_caps_get_structure(caps, 0);
+  gint n = 0, d = 0, width = 0;
+  fail_unless(gst_structure_get_fraction(s, "framerate", &n, &d));
+  fail_unless_equals_int(n, 30000);
+  fail_unless_equals_int(d, 1001);
+  fail_unless(gst_structure_get_int(s, "width", &width));
+  fail_unless_equals_int(width, 64);
+  gst_caps_unref(caps);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_wrong_dims) {
+  GstHarness* h = new_harness(kMain);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+
+  GstCaps* caps = gst_caps_from_string("application/x-anitalker-motion, dims=(int)7, framerate=(fraction)25/1");
+  // The element refuses the caps event (gst_pad_push_event itself reports a
+  // stored sticky event as pushed, so ask the pad directly) ...
+  GstPad* sinkpad = gst_element_get_static_pad(h->element, "sink");
+  fail_if(gst_pad_send_event(sinkpad, gst_event_new_caps(caps)));
+  gst_object_unref(sinkpad);
+  // ... and so the same caps from upstream, then a buffer, do not negotiate.
+  gst_pad_push_event(h->srcpad, gst_event_new_caps(caps));
+  gst_caps_unref(caps);
+  GstSegment segment;
+  gst_segment_init(&segment, GST_FORMAT_TIME);
+  gst_pad_push_event(h->srcpad, gst_event_new_segment(&segment));
+  GstBuffer* buf = gst_buffer_new_allocate(nullptr, 7 * sizeof(float), nullptr);
+  fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_NOT_NEGOTIATED);
+
+  gchar* debug = nullptr;
+  GError* err = pop_error(bus, &debug);
+  fail_unless(g_error_matches(err, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION), "%s", err->message);
+  fail_unless(strstr(err->message, "7") != nullptr, "%s", err->message);
+  fail_unless(strstr(err->message, "20") != nullptr, "%s", err->message);
+  fail_unless(strstr(err->message, "tiny_lia.ckpt") != nullptr, "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// Downstream that wants BGRx gets it, rows padded as GstVideoInfo says.
+GST_START_TEST(test_bgrx) {
+  GstHarness* h = new_harness(kS64);
+  gst_harness_set_sink_caps_str(h, "video/x-raw, format=(string)BGRx");
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  GstCaps* caps = gst_pad_get_current_caps(h->sinkpad);
+  fail_unless_equals_string(gst_structure_get_string(gst_caps_get_structure(caps, 0), "format"), "BGRx");
+  gst_caps_unref(caps);
+
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 1, 0)), GST_FLOW_OK);
+  GstBuffer* out = gst_harness_pull(h);
+  static const int bgr[3] = {2, 1, 0};
+  check_frame(out, kS64, 0, 4, bgr);
+  gst_buffer_unref(out);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+/* --- timestamps -------------------------------------------------------------- */
+
+GST_START_TEST(test_timestamps) {
+  GstHarness* h = new_harness(kS64);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+
+  const GstClockTime t0 = 1 * GST_SECOND;
+  const GstClockTime t1 = frame_time(t0, 1);
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 1, t0)), GST_FLOW_OK);
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 3, t1)), GST_FLOW_OK);
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 4);
+
+  GstBuffer* out = gst_harness_pull(h);
+  fail_unless_equals_uint64(GST_BUFFER_PTS(out), t0);
+  fail_unless_equals_uint64(GST_BUFFER_DURATION(out), frame_time(0, 1) - frame_time(0, 0));
+  fail_unless(GST_BUFFER_IS_DISCONT(out), "the first buffer is a discont");
+  fail_unless_equals_uint64(gst_buffer_get_size(out), 192 * 64);  // RGB 64x64: stride 192
+  gst_buffer_unref(out);
+  for (guint64 i = 0; i < 3; i++) {
+    out = gst_harness_pull(h);
+    fail_unless_equals_uint64(GST_BUFFER_PTS(out), frame_time(t1, i));
+    fail_unless_equals_uint64(GST_BUFFER_DURATION(out), frame_time(t1, i + 1) - frame_time(t1, i));
+    fail_if(GST_BUFFER_IS_DISCONT(out));
+    gst_buffer_unref(out);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// 30000/1001: frame times are computed from the index, never accumulated,
+// so they do not drift and durations differ by a nanosecond.
+GST_START_TEST(test_timestamps_ntsc) {
+  GstHarness* h = new_harness(kS64);
+  gst_harness_set_src_caps_str(h, "application/x-anitalker-motion, dims=(int)20, framerate=(fraction)30000/1001");
+  const GstClockTime t0 = 0;
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 3, t0)), GST_FLOW_OK);
+  for (guint64 i = 0; i < 3; i++) {
+    GstBuffer* out = gst_harness_pull(h);
+    fail_unless_equals_uint64(GST_BUFFER_PTS(out), frame_time(t0, i, 30000, 1001));
+    fail_unless_equals_uint64(GST_BUFFER_DURATION(out),
+                              frame_time(t0, i + 1, 30000, 1001) - frame_time(t0, i, 30000, 1001));
+    gst_buffer_unref(out);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_discont) {
+  GstHarness* h = new_harness(kS64);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 1, 1, 0)), GST_FLOW_OK);
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 1, 1, frame_time(0, 1))), GST_FLOW_OK);
+  GstBuffer* in = motion_buffer(kS64, 1, 1, 5 * GST_SECOND);
+  GST_BUFFER_FLAG_SET(in, GST_BUFFER_FLAG_DISCONT);
+  fail_unless_equals_int(gst_harness_push(h, in), GST_FLOW_OK);
+  // No PTS: the frame follows the last one that had one.
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 1, 1, GST_CLOCK_TIME_NONE)), GST_FLOW_OK);
+
+  GstBuffer* out = gst_harness_pull(h);
+  fail_unless(GST_BUFFER_IS_DISCONT(out));
+  gst_buffer_unref(out);
+  out = gst_harness_pull(h);
+  fail_if(GST_BUFFER_IS_DISCONT(out));
+  gst_buffer_unref(out);
+  out = gst_harness_pull(h);
+  fail_unless(GST_BUFFER_IS_DISCONT(out));
+  fail_unless_equals_uint64(GST_BUFFER_PTS(out), 5 * GST_SECOND);
+  gst_buffer_unref(out);
+  out = gst_harness_pull(h);
+  fail_if(GST_BUFFER_IS_DISCONT(out));
+  fail_unless_equals_uint64(GST_BUFFER_PTS(out), frame_time(5 * GST_SECOND, 1));
+  gst_buffer_unref(out);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// Buffers without PTS count from the segment's start.
+GST_START_TEST(test_timestamps_without_pts) {
+  GstHarness* h = new_harness(kS64);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  GstSegment segment;
+  gst_segment_init(&segment, GST_FORMAT_TIME);
+  segment.start = segment.time = 3 * GST_SECOND;
+  fail_unless(gst_harness_push_event(h, gst_event_new_segment(&segment)));
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 2, GST_CLOCK_TIME_NONE)), GST_FLOW_OK);
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 2, 1, GST_CLOCK_TIME_NONE)), GST_FLOW_OK);
+  for (guint64 i = 0; i < 3; i++) {
+    GstBuffer* out = gst_harness_pull(h);
+    fail_unless_equals_uint64(GST_BUFFER_PTS(out), frame_time(3 * GST_SECOND, i));
+    fail_unless_equals_uint64(GST_BUFFER_DURATION(out), frame_time(0, i + 1) - frame_time(0, i));
+    gst_buffer_unref(out);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+/* --- contents ------------------------------------------------------------------ */
+
+GST_START_TEST(test_contents) {
+  GstHarness* h = new_harness(kMain);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kMain, 0, 3, 0)), GST_FLOW_OK);
+  for (int i = 0; i < 3; i++) {
+    GstBuffer* out = gst_harness_pull(h);
+    check_frame(out, kMain, i);
+    gst_buffer_unref(out);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_contents_s64) {
+  GstHarness* h = new_harness(kS64);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 3, 0)), GST_FLOW_OK);
+  for (int i = 0; i < 3; i++) {
+    GstBuffer* out = gst_harness_pull(h);
+    if (i != 1) check_frame(out, kS64, i);  // the fixture has no frame for row 1
+    gst_buffer_unref(out);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_batch) {
+  GstHarness* h = new_harness(kMain, 3);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+
+  // Latency: upstream's plus two frames.
+  gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
+  GstQuery* q = gst_query_new_latency();
+  fail_unless(gst_pad_peer_query(h->sinkpad, q));
+  gboolean live;
+  GstClockTime min, max;
+  gst_query_parse_latency(q, &live, &min, &max);
+  fail_unless(live);
+  fail_unless_equals_uint64(min, 10 * GST_MSECOND + frame_time(0, 2));
+  fail_unless_equals_uint64(max, GST_CLOCK_TIME_NONE);
+  gst_query_unref(q);
+
+  // Frames wait until the batch is full, then come out as at batch 1.
+  for (int i = 0; i < 3; i++) {
+    fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);
+    fail_unless_equals_int(gst_harness_push(h, motion_buffer(kMain, i, 1, frame_time(0, i))), GST_FLOW_OK);
+  }
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 3);
+  for (int i = 0; i < 3; i++) {
+    GstBuffer* out = gst_harness_pull(h);
+    fail_unless_equals_uint64(GST_BUFFER_PTS(out), frame_time(0, i));
+    fail_unless_equals_uint64(GST_BUFFER_DURATION(out), frame_time(0, i + 1) - frame_time(0, i));
+    check_frame(out, kMain, i);
+    gst_buffer_unref(out);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_latency_batch_1) {
+  GstHarness* h = new_harness(kS64, 1);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
+  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND);
+  g_object_set(h->element, "batch-size", 4, nullptr);  // while PLAYING
+  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + frame_time(0, 3));
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+/* --- events ---------------------------------------------------------------------- */
+
+GST_START_TEST(test_flush_drops_pending) {
+  GstHarness* h = new_harness(kS64, 2);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 1, 0)), GST_FLOW_OK);
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);
+
+  fail_unless(gst_harness_push_event(h, gst_event_new_flush_start()));
+  fail_unless(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+  GstSegment segment;
+  gst_segment_init(&segment, GST_FORMAT_TIME);
+  fail_unless(gst_harness_push_event(h, gst_event_new_segment(&segment)));
+
+  const GstClockTime t = 2 * GST_SECOND;
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 1, 2, t)), GST_FLOW_OK);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  // Only the two frames after the flush come out.
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 2);
+  for (guint64 i = 0; i < 2; i++) {
+    GstBuffer* out = gst_harness_pull(h);
+    fail_unless_equals_uint64(GST_BUFFER_PTS(out), frame_time(t, i));
+    if (i == 0) fail_unless(GST_BUFFER_IS_DISCONT(out), "the first buffer after a flush is a discont");
+    gst_buffer_unref(out);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+static GstPadProbeReturn record_data(GstPad* pad, GstPadProbeInfo* info, gpointer user_data) {
+  (void)pad;
+  GString* log = static_cast<GString*>(user_data);
+  if (GST_PAD_PROBE_INFO_TYPE(info) & GST_PAD_PROBE_TYPE_BUFFER)
+    g_string_append_c(log, 'B');
+  else if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_EOS)
+    g_string_append_c(log, 'E');
+  return GST_PAD_PROBE_OK;
+}
+
+GST_START_TEST(test_eos_renders_pending) {
+  GstHarness* h = new_harness(kS64, 3);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  GString* log = g_string_new("");
+  gst_pad_add_probe(h->sinkpad, (GstPadProbeType)(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
+                    record_data, log, nullptr);
+
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 1, 0)), GST_FLOW_OK);
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 2, 1, frame_time(0, 1))), GST_FLOW_OK);
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  fail_unless_equals_string(log->str, "BBE");
+  for (int i = 0; i < 2; i++) {
+    GstBuffer* out = gst_harness_pull(h);
+    fail_unless_equals_uint64(GST_BUFFER_PTS(out), frame_time(0, i));
+    check_frame(out, kS64, 2 * i);
+    gst_buffer_unref(out);
+  }
+  g_string_free(log, TRUE);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// After NULL and back, nothing of the old stream remains.
+GST_START_TEST(test_reuse_after_null) {
+  GstHarness* h = new_harness(kS64, 2);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 1, 0)), GST_FLOW_OK);
+
+  fail_unless_equals_int(gst_element_set_state(h->element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+  gst_harness_play(h);
+  fail_unless(gst_harness_push_event(h, gst_event_new_stream_start("again")));
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 1, 2, GST_SECOND)), GST_FLOW_OK);
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 2);
+  for (int i = 0; i < 2; i++) {
+    GstBuffer* out = gst_harness_pull(h);
+    fail_unless_equals_uint64(GST_BUFFER_PTS(out), frame_time(GST_SECOND, i));
+    gst_buffer_unref(out);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+/* --- portrait -------------------------------------------------------------------- */
+
+GST_START_TEST(test_codes_query) {
+  GstHarness* h = new_harness(kS64);
+  // No buffer yet: the query encodes the portrait itself.
+  GstQuery* q = new_codes_query();
+  fail_unless(gst_pad_peer_query(h->srcpad, q));
+  const GstStructure* s = gst_query_get_structure(q);
+  gint style = 0, motion = 0;
+  guint serial = 0;
+  fail_unless(gst_structure_get_int(s, GST_ANITALKER_FIELD_STYLE_DIM, &style));
+  fail_unless(gst_structure_get_int(s, GST_ANITALKER_FIELD_MOTION_DIM, &motion));
+  fail_unless(gst_structure_get_uint(s, GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial));
+  fail_unless_equals_int(style, kStyle);
+  fail_unless_equals_int(motion, kMotion);
+  fail_unless(serial >= 1);
+
+  GstBuffer* start = nullptr;
+  GstBuffer* direction = nullptr;
+  fail_unless(gst_structure_get(s, GST_ANITALKER_FIELD_START, GST_TYPE_BUFFER, &start,
+                                GST_ANITALKER_FIELD_DIRECTION, GST_TYPE_BUFFER, &direction, nullptr));
+  fail_unless_equals_uint64(gst_buffer_get_size(start), kStyle * sizeof(float));
+  fail_unless_equals_uint64(gst_buffer_get_size(direction), kMotion * sizeof(float));
+
+  // The fixture's codes: h_source (start) and h_motion (direction), abs <= 1e-5 (README).
+  float got[kStyle];
+  gst_buffer_extract(start, 0, got, kStyle * sizeof(float));
+  const float* want = npy("renderer/s64_perturbed/h_source.npy").data_ptr<float>();
+  for (int i = 0; i < kStyle; i++)
+    fail_unless(std::fabs(got[i] - want[i]) <= 1e-5f, "start[%d] = %g, want %g", i, got[i], want[i]);
+  gst_buffer_extract(direction, 0, got, kMotion * sizeof(float));
+  want = npy("renderer/s64_perturbed/h_motion.npy").data_ptr<float>();
+  for (int i = 0; i < kMotion; i++)
+    fail_unless(std::fabs(got[i] - want[i]) <= 1e-5f, "direction[%d] = %g, want %g", i, got[i], want[i]);
+  gst_buffer_unref(start);
+  gst_buffer_unref(direction);
+  gst_query_unref(q);
+
+  // A query of another name is not ours.
+  q = gst_query_new_custom(GST_QUERY_CUSTOM, gst_structure_new_empty("something-else"));
+  fail_if(gst_pad_peer_query(h->srcpad, q));
+  gst_query_unref(q);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_codes_query_without_portrait) {
+  GstElement* e = make_render(kS64, nullptr, 1);
+  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  GstQuery* q = new_codes_query();
+  fail_if(gst_pad_peer_query(h->srcpad, q));
+  gst_query_unref(q);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_portrait_change) {
+  GstHarness* h = new_harness(kS64);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 1, 0)), GST_FLOW_OK);
+  gst_buffer_unref(gst_harness_pull(h));
+  const guint serial_before = pull_portrait_changed(h);
+  fail_unless(serial_before >= 1, "no anitalker-portrait-changed event upstream");
+
+  // The same face from another file: a new portrait all the same.
+  gchar* dir = g_dir_make_tmp("anitalkerrender-XXXXXX", nullptr);
+  fail_unless(dir != nullptr);
+  gchar* copy = g_build_filename(dir, "face.jpg", nullptr);
+  gchar* bytes = nullptr;
+  gsize length = 0;
+  fail_unless(g_file_get_contents(portrait_path().c_str(), &bytes, &length, nullptr));
+  fail_unless(g_file_set_contents(copy, bytes, length, nullptr));
+  g_free(bytes);
+
+  g_object_set(h->element, "portrait", copy, nullptr);  // while PLAYING
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 2, 1, frame_time(0, 1))), GST_FLOW_OK);
+  GstBuffer* out = gst_harness_pull(h);
+  check_frame(out, kS64, 2);
+  gst_buffer_unref(out);
+  const guint serial_after = pull_portrait_changed(h);
+  fail_unless(serial_after > serial_before, "serial %u after %u", serial_after, serial_before);
+
+  GstQuery* q = new_codes_query();
+  fail_unless(gst_pad_peer_query(h->srcpad, q));
+  guint serial = 0;
+  fail_unless(gst_structure_get_uint(gst_query_get_structure(q), GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial));
+  fail_unless_equals_int(serial, serial_after);
+  gst_query_unref(q);
+
+  // Nothing changed since: no new event.
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 2, 1, frame_time(0, 2))), GST_FLOW_OK);
+  gst_buffer_unref(gst_harness_pull(h));
+  fail_unless_equals_int(pull_portrait_changed(h), 0);
+
+  gst_harness_teardown(h);
+  g_unlink(copy);
+  g_rmdir(dir);
+  g_free(copy);
+  g_free(dir);
+}
+GST_END_TEST;
+
+/* --- errors ------------------------------------------------------------------------ */
+
+GST_START_TEST(test_missing_checkpoint) {
+  GstElement* e = gst_element_factory_make("anitalkerrender", nullptr);
+  const char* missing = "/nonexistent/anitalker/stage1.ckpt";
+  g_object_set(e, "checkpoint", missing, nullptr);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+
+  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  gchar* debug = nullptr;
+  GError* err = pop_error(bus, &debug);
+  fail_unless(g_error_matches(err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND), "%s", err->message);
+  fail_unless(strstr(err->message, missing) != nullptr, "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_element_set_bus(e, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(e);
+}
+GST_END_TEST;
+
+// A file that is not a checkpoint: RESOURCE READ, the file named.
+GST_START_TEST(test_bad_checkpoint) {
+  GstElement* e = gst_element_factory_make("anitalkerrender", nullptr);
+  const std::string not_a_checkpoint = portrait_path();
+  g_object_set(e, "checkpoint", not_a_checkpoint.c_str(), nullptr);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+
+  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  gchar* debug = nullptr;
+  GError* err = pop_error(bus, &debug);
+  fail_unless(g_error_matches(err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_READ), "%s (%s)", err->message, debug);
+  fail_unless(strstr(err->message, not_a_checkpoint.c_str()) != nullptr, "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_element_set_bus(e, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(e);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_no_checkpoint) {
+  GstElement* e = gst_element_factory_make("anitalkerrender", nullptr);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  gchar* debug = nullptr;
+  GError* err = pop_error(bus, &debug);
+  fail_unless(strstr(err->message, "No checkpoint set") != nullptr, "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_element_set_bus(e, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(e);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_missing_portrait) {
+  const char* missing = "/nonexistent/anitalker/face.jpg";
+  GstHarness* h = new_harness(kS64, 1, missing);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 1, 0)), GST_FLOW_ERROR);
+  gchar* debug = nullptr;
+  GError* err = pop_error(bus, &debug);
+  fail_unless(g_error_matches(err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND), "%s", err->message);
+  fail_unless(strstr(err->message, missing) != nullptr, "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_partial_frame) {
+  GstHarness* h = new_harness(kS64);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+
+  GstBuffer* buf = gst_buffer_new_allocate(nullptr, kMotion * sizeof(float) + 4, nullptr);
+  gst_buffer_memset(buf, 0, 0, gst_buffer_get_size(buf));
+  fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_ERROR);
+  gchar* debug = nullptr;
+  GError* err = pop_error(bus, &debug);
+  fail_unless(g_error_matches(err, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT), "%s", err->message);
+  fail_unless(strstr(err->message, "84 bytes") != nullptr, "%s", err->message);
+  fail_unless(strstr(err->message, "80 bytes") != nullptr, "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+/* --- properties ------------------------------------------------------------------- */
+
+GST_START_TEST(test_properties) {
+  GstElement* e = gst_element_factory_make("anitalkerrender", nullptr);
+  gchar* device = nullptr;
+  guint batch = 0;
+  gint threads = -1;
+  gchar* checkpoint = nullptr;
+  g_object_get(e, "device", &device, "batch-size", &batch, "num-threads", &threads, "checkpoint", &checkpoint,
+               nullptr);
+  fail_unless_equals_string(device, "cpu");
+  fail_unless_equals_int(batch, 1);
+  fail_unless_equals_int(threads, 0);
+  fail_unless(checkpoint == nullptr);
+  g_free(device);
+  g_object_set(e, "num-threads", 2, "batch-size", 64, nullptr);
+  g_object_get(e, "batch-size", &batch, "num-threads", &threads, nullptr);
+  fail_unless_equals_int(batch, 64);
+  fail_unless_equals_int(threads, 2);
+  gst_object_unref(e);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_num_threads_renders) {
+  GstElement* e = make_render(kS64, portrait_path().c_str(), 1);
+  g_object_set(e, "num-threads", 2, nullptr);
+  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 2, 1, 0)), GST_FLOW_OK);
+  GstBuffer* out = gst_harness_pull(h);
+  check_frame(out, kS64, 2);
+  gst_buffer_unref(out);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_bad_device) {
+  GstElement* e = make_render(kS64, nullptr, 1);
+  g_object_set(e, "device", "gpu7", nullptr);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  gchar* debug = nullptr;
+  GError* err = pop_error(bus, &debug);
+  fail_unless(strstr(err->message, "gpu7") != nullptr, "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_element_set_bus(e, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(e);
+}
+GST_END_TEST;
+
+static Suite* anitalkerrender_suite() {
+  Suite* s = suite_create("anitalkerrender");
+
+  TCase* tc = tcase_create("caps");
+  tcase_add_test(tc, test_src_caps);
+  tcase_add_test(tc, test_framerate_passes_through);
+  tcase_add_test(tc, test_wrong_dims);
+  tcase_add_test(tc, test_bgrx);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("timestamps");
+  tcase_add_test(tc, test_timestamps);
+  tcase_add_test(tc, test_timestamps_ntsc);
+  tcase_add_test(tc, test_discont);
+  tcase_add_test(tc, test_timestamps_without_pts);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("contents");
+  tcase_add_test(tc, test_contents);
+  tcase_add_test(tc, test_contents_s64);
+  tcase_add_test(tc, test_batch);
+  tcase_add_test(tc, test_latency_batch_1);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("events");
+  tcase_add_test(tc, test_flush_drops_pending);
+  tcase_add_test(tc, test_eos_renders_pending);
+  tcase_add_test(tc, test_reuse_after_null);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("portrait");
+  tcase_add_test(tc, test_codes_query);
+  tcase_add_test(tc, test_codes_query_without_portrait);
+  tcase_add_test(tc, test_portrait_change);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("errors");
+  tcase_add_test(tc, test_missing_checkpoint);
+  tcase_add_test(tc, test_bad_checkpoint);
+  tcase_add_test(tc, test_no_checkpoint);
+  tcase_add_test(tc, test_missing_portrait);
+  tcase_add_test(tc, test_partial_frame);
+  tcase_add_test(tc, test_bad_device);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("properties");
+  tcase_add_test(tc, test_properties);
+  tcase_add_test(tc, test_num_threads_renders);
+  suite_add_tcase(s, tc);
+
+  return s;
+}
+
+int main(int argc, char** argv) {
+  // BUILD-NOTES: libgomp may hang in a forked child once torch has run in
+  // the parent; meson sets CK_FORK=no, this covers running the binary alone.
+  g_setenv("CK_FORK", "no", FALSE);
+  gst_check_init(&argc, &argv);
+  if (g_getenv("ANITALKER_TEST_DATA") == nullptr) {
+    g_printerr("set ANITALKER_TEST_DATA to tests/data (meson test does)\n");
+    return 1;
+  }
+
+  // Keep one copy of each model alive for the whole run: every renderer of
+  // the tests then shares it (lia::Model::load caches per file while a copy
+  // is alive), so the checkpoints are read once.
+  std::vector<std::shared_ptr<const anitalker::lia::Model>> keep;
+  for (const Fixture* fx : {&kMain, &kS64}) {
+    try {
+      keep.push_back(anitalker::lia::Model::load(checkpoint_path(*fx), c10::Device(c10::kCPU)));
+    } catch (const std::exception& e) {
+      g_printerr("cannot load %s: %s\n", checkpoint_path(*fx).c_str(), e.what());
+      return 1;
+    }
+  }
+  return gst_check_run_suite(anitalkerrender_suite(), "anitalkerrender", __FILE__);
+}
