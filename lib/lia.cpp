@@ -378,12 +378,13 @@ at::Tensor Model::render(const Portrait& p, const at::Tensor& motion_in) const {
   at::Tensor x = w.const_input.expand({B, -1, -1, -1});
   x = flrelu(run_mod_conv(w.conv1, x, lat), w.conv1.act_bias);
   at::Tensor flow, rgb;
-  // The coarse levels run on the whole batch: there the weights dominate
-  // the memory traffic and a batch shares them.  From 64x64 on, the
-  // activations dominate, and on the CPU one image at a time stays in cache
-  // (a batch of 4 was 2-4x slower per image there, measured): those levels
-  // run per image.  On a GPU the whole batch runs at once.
-  const int split = device_.is_cpu() ? std::min(levels_, kCpuBatchedLevels) : levels_;
+  // On the CPU the levels run one image at a time: the decoder is bound by
+  // its activations, which for one image stay in cache; a batch run as one
+  // tensor was 2-7x slower per image at 64x64 and above with LibTorch 1.13
+  // (measured; docs/performance.md).  Only the coarse 8x8 and 16x16 levels
+  // gain from a batch, by too little to matter.  On a GPU the whole batch
+  // runs at once.
+  const int split = device_.is_cpu() ? 0 : levels_;
   levels(p, lat, 0, split, x, flow, rgb);
   if (split == levels_) return rgb;
   std::vector<at::Tensor> out;

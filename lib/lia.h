@@ -59,8 +59,6 @@ class Model {
  private:
   struct Weights;
   void levels(const Portrait& p, const at::Tensor& lat, int j0, int j1, at::Tensor& x, at::Tensor& flow, at::Tensor& rgb) const;
-  // Decoder levels (8, 16) that run batched on the CPU; the rest run per image.
-  static constexpr int kCpuBatchedLevels = 2;
   std::shared_ptr<const Weights> w_;
   at::Tensor q_;
   c10::Device device_;

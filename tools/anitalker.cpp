@@ -7,6 +7,7 @@
 
 int cmd_inspect(int argc, char** argv);
 int cmd_render(int argc, char** argv);
+int cmd_features(int argc, char** argv);
 int bench_load(int argc, char** argv);
 int bench_render(int argc, char** argv);
 
@@ -19,6 +20,7 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"features", cmd_features, "audio features: HuBERT hidden states or MFCC+deltas of a speech file"},
     {"inspect", cmd_inspect, "list the tensors of a checkpoint or safetensors file"},
     {"render", cmd_render, "stage 1: portrait + motion codes -> frames (LIA renderer)"},
 };

@@ -1,0 +1,277 @@
+// HuBERT forward pass (spec/audio-features.md 1.1-1.8).
+#include "hubert.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sys/stat.h>
+
+#include "checkpoint.h"
+#include "error.h"
+#include "state_dict.h"
+#include "tensor_data.h"
+
+namespace anitalker::hubert {
+
+namespace {
+
+int get_int(const nlohmann::json& j, const std::string& path, const char* field, int lo, int hi) {
+  if (!j.contains(field)) throw format_error(path + ": missing field '" + field + "'");
+  const auto& v = j[field];
+  if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > hi)
+    throw format_error(path + ": field '" + field + "' must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                       ", got " + v.dump());
+  return v.get<int>();
+}
+
+std::vector<int> get_ints(const nlohmann::json& j, const std::string& path, const char* field, int lo, int hi) {
+  if (!j.contains(field) || !j[field].is_array() || j[field].empty() || j[field].size() > 32)
+    throw format_error(path + ": field '" + field + "' must be a list of 1 to 32 integers");
+  std::vector<int> out;
+  for (const auto& v : j[field]) {
+    if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > hi)
+      throw format_error(path + ": field '" + field + "' must hold integers from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                         ", got " + v.dump());
+    out.push_back(v.get<int>());
+  }
+  return out;
+}
+
+// Pick the [N, C] -> linear etc. helpers.
+struct Linear {
+  at::Tensor w, b;
+  at::Tensor operator()(const at::Tensor& x) const { return at::linear(x, w, b); }
+};
+struct Norm {
+  at::Tensor w, b;
+};
+
+}  // namespace
+
+Config read_config(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw Error(Error::Kind::NotFound, path + ": no such file");
+  std::shared_ptr<const Storage> bytes = map_file(path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(bytes->data, bytes->data + bytes->nbytes);
+  } catch (const std::exception& e) {
+    throw format_error(path + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw format_error(path + ": expected a JSON object");
+  Config c;
+  c.hidden = get_int(j, path, "hidden_size", 1, 65536);
+  c.layers = get_int(j, path, "num_hidden_layers", 1, 1024);
+  c.heads = get_int(j, path, "num_attention_heads", 1, 1024);
+  c.intermediate = get_int(j, path, "intermediate_size", 1, 1 << 20);
+  if (c.hidden % c.heads) throw format_error(path + ": hidden_size " + std::to_string(c.hidden) + " is not a multiple of num_attention_heads " + std::to_string(c.heads));
+  c.conv_dim = get_ints(j, path, "conv_dim", 1, 65536);
+  c.conv_kernel = get_ints(j, path, "conv_kernel", 1, 4096);
+  c.conv_stride = get_ints(j, path, "conv_stride", 1, 4096);
+  if (c.conv_dim.size() != c.conv_kernel.size() || c.conv_dim.size() != c.conv_stride.size())
+    throw format_error(path + ": conv_dim, conv_kernel and conv_stride must have the same length");
+  c.pos_kernel = get_int(j, path, "num_conv_pos_embeddings", 1, 4096);
+  c.pos_groups = get_int(j, path, "num_conv_pos_embedding_groups", 1, 65536);
+  if (c.hidden % c.pos_groups) throw format_error(path + ": hidden_size is not a multiple of num_conv_pos_embedding_groups");
+  if (j.contains("layer_norm_eps")) {
+    if (!j["layer_norm_eps"].is_number() || !(j["layer_norm_eps"].get<double>() > 0) || j["layer_norm_eps"].get<double>() > 1)
+      throw format_error(path + ": field 'layer_norm_eps' must be a number in (0, 1]");
+    c.layer_norm_eps = j["layer_norm_eps"].get<double>();
+  }
+  c.feat_extract_norm = j.value("feat_extract_norm", std::string("group"));
+  if (c.feat_extract_norm != "layer" && c.feat_extract_norm != "group")
+    throw format_error(path + ": field 'feat_extract_norm' must be \"layer\" or \"group\", got \"" + c.feat_extract_norm + "\"");
+  c.conv_bias = j.value("conv_bias", false);
+  if (!j.value("do_stable_layer_norm", false))
+    throw format_error(path + ": do_stable_layer_norm is false: only the stable-layer-norm (pre-LN) HuBERT of chinese-hubert-large is supported");
+  for (const char* act : {"hidden_act", "feat_extract_activation"}) {
+    const std::string a = j.value(act, std::string("gelu"));
+    if (a != "gelu") throw format_error(path + ": field '" + std::string(act) + "' is \"" + a + "\"; only \"gelu\" is supported");
+  }
+  if (j.contains("feat_proj_layer_norm") && !j.value("feat_proj_layer_norm", true))
+    throw format_error(path + ": feat_proj_layer_norm false is not supported");
+  return c;
+}
+
+int64_t frame_count(const Config& c, int64_t n) {
+  for (size_t i = 0; i < c.conv_kernel.size(); ++i) {
+    if (n < c.conv_kernel[i]) return 0;
+    n = (n - c.conv_kernel[i]) / c.conv_stride[i] + 1;
+  }
+  return n;
+}
+
+int64_t receptive_field(const Config& c) {
+  int64_t rf = 1, jump = 1;
+  for (size_t i = 0; i < c.conv_kernel.size(); ++i) {
+    rf += (c.conv_kernel[i] - 1) * jump;
+    jump *= c.conv_stride[i];
+  }
+  return rf;
+}
+
+struct Model::Weights {
+  std::vector<at::Tensor> conv_w, conv_b;
+  std::vector<Norm> conv_norm;  // every layer ("layer") or layer 0 only ("group")
+  Norm proj_norm;
+  Linear proj;
+  at::Tensor pos_w, pos_b;  // effective weight-normed kernel [H, H/G, K]
+  struct Layer {
+    Norm ln, final_ln;
+    at::Tensor qkv_w, qkv_b;  // q, k, v stacked: [3H, H]
+    Linear out, ff1, ff2;
+  };
+  std::vector<Layer> layers;
+  Norm enc_ln;
+};
+
+Model::Model(const Config& config, const StateDict& all, c10::Device device) : cfg_(config), device_(device) {
+  // A task-head model (HubertForCTC, ...) prefixes the bare model's keys.
+  const StateDict sd = all.sub(!all.has("feature_projection.projection.weight") && all.has("hubert.feature_projection.projection.weight") ? "hubert." : "");
+  auto w = std::make_shared<Weights>();
+  const int64_t H = cfg_.hidden;
+  int64_t cin = 1;
+  for (size_t i = 0; i < cfg_.conv_dim.size(); ++i) {
+    const std::string p = "feature_extractor.conv_layers." + std::to_string(i) + ".";
+    const int64_t cout = cfg_.conv_dim[i];
+    w->conv_w.push_back(sd.get_float(p + "conv.weight", {cout, cin, cfg_.conv_kernel[i]}));
+    w->conv_b.push_back(cfg_.conv_bias ? sd.get_float(p + "conv.bias", {cout}) : at::Tensor());
+    if (cfg_.feat_extract_norm == "layer" || i == 0)
+      w->conv_norm.push_back({sd.get_float(p + "layer_norm.weight", {cout}), sd.get_float(p + "layer_norm.bias", {cout})});
+    cin = cout;
+  }
+  w->proj_norm = {sd.get_float("feature_projection.layer_norm.weight", {cin}), sd.get_float("feature_projection.layer_norm.bias", {cin})};
+  w->proj = {sd.get_float("feature_projection.projection.weight", {H, cin}), sd.get_float("feature_projection.projection.bias", {H})};
+
+  // Weight norm over every dim but the kernel axis (dim 2): one norm per tap (spec 1.4).
+  const std::string pc = "encoder.pos_conv_embed.conv.";
+  const bool old_names = sd.has(pc + "weight_g");
+  const int64_t K = cfg_.pos_kernel, G = cfg_.pos_groups;
+  at::Tensor g = sd.get_float(pc + (old_names ? "weight_g" : "parametrizations.weight.original0"), {1, 1, K});
+  at::Tensor v = sd.get_float(pc + (old_names ? "weight_v" : "parametrizations.weight.original1"), {H, H / G, K});
+  w->pos_w = (g * v / v.pow(2).sum(at::IntArrayRef{0, 1}, true).sqrt()).contiguous();
+  w->pos_b = sd.get_float(pc + "bias", {H});
+
+  for (int l = 0; l < cfg_.layers; ++l) {
+    const std::string p = "encoder.layers." + std::to_string(l) + ".";
+    Weights::Layer L;
+    L.ln = {sd.get_float(p + "layer_norm.weight", {H}), sd.get_float(p + "layer_norm.bias", {H})};
+    L.final_ln = {sd.get_float(p + "final_layer_norm.weight", {H}), sd.get_float(p + "final_layer_norm.bias", {H})};
+    const std::string a = p + "attention.";
+    L.qkv_w = at::cat({sd.get_float(a + "q_proj.weight", {H, H}), sd.get_float(a + "k_proj.weight", {H, H}),
+                       sd.get_float(a + "v_proj.weight", {H, H})}, 0);
+    L.qkv_b = at::cat({sd.get_float(a + "q_proj.bias", {H}), sd.get_float(a + "k_proj.bias", {H}), sd.get_float(a + "v_proj.bias", {H})}, 0);
+    L.out = {sd.get_float(a + "out_proj.weight", {H, H}), sd.get_float(a + "out_proj.bias", {H})};
+    const int64_t F = cfg_.intermediate;
+    L.ff1 = {sd.get_float(p + "feed_forward.intermediate_dense.weight", {F, H}), sd.get_float(p + "feed_forward.intermediate_dense.bias", {F})};
+    L.ff2 = {sd.get_float(p + "feed_forward.output_dense.weight", {H, F}), sd.get_float(p + "feed_forward.output_dense.bias", {H})};
+    w->layers.push_back(std::move(L));
+  }
+  w->enc_ln = {sd.get_float("encoder.layer_norm.weight", {H}), sd.get_float("encoder.layer_norm.bias", {H})};
+
+  if (!device_.is_cpu()) {
+    auto mv = [&](at::Tensor& t) {
+      if (t.defined()) t = t.to(device_);
+    };
+    for (auto& t : w->conv_w) mv(t);
+    for (auto& t : w->conv_b) mv(t);
+    for (auto& n : w->conv_norm) mv(n.w), mv(n.b);
+    for (at::Tensor* t : {&w->proj_norm.w, &w->proj_norm.b, &w->proj.w, &w->proj.b, &w->pos_w, &w->pos_b, &w->enc_ln.w, &w->enc_ln.b}) mv(*t);
+    for (auto& L : w->layers)
+      for (at::Tensor* t : {&L.ln.w, &L.ln.b, &L.final_ln.w, &L.final_ln.b, &L.qkv_w, &L.qkv_b, &L.out.w, &L.out.b, &L.ff1.w, &L.ff1.b,
+                            &L.ff2.w, &L.ff2.b})
+        mv(*t);
+  }
+  w_ = w;
+}
+
+std::shared_ptr<const Model> Model::load(const std::string& dir, c10::Device device) {
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<const Model>> cache;
+  char* real = ::realpath(dir.c_str(), nullptr);
+  const std::string key = (real ? std::string(real) : dir) + "|" + device.str();
+  std::free(real);
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto m = cache[key].lock()) return m;
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) throw Error(Error::Kind::NotFound, dir + ": no such folder (expected a HuBERT folder with config.json and pytorch_model.bin)");
+  if (!S_ISDIR(st.st_mode)) throw Error(Error::Kind::Usage, dir + ": not a folder (expected a HuBERT folder with config.json and pytorch_model.bin)");
+  const Config cfg = read_config(dir + "/config.json");
+  std::string weights = dir + "/pytorch_model.bin";
+  if (::stat(weights.c_str(), &st) != 0 && ::stat((dir + "/model.safetensors").c_str(), &st) == 0) weights = dir + "/model.safetensors";
+  auto m = std::make_shared<const Model>(cfg, StateDict(Checkpoint::open(weights)), device);
+  cache[key] = m;
+  return m;
+}
+
+at::Tensor Model::normalize(const at::Tensor& wave) {
+  at::Tensor x = wave.to(at::kDouble);
+  at::Tensor mu = x.mean();
+  at::Tensor var = (x - mu).pow(2).mean();
+  return ((x - mu) / (var + 1e-7).sqrt()).to(at::kFloat);
+}
+
+at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
+  const Weights& w = *w_;
+  if (wave.dim() != 1) throw Error(Error::Kind::Usage, "hubert: expected a 1-D waveform, got " + c10::str(wave.sizes()));
+  const int64_t T = frame_count(cfg_, wave.size(0));
+  if (T < 1)
+    throw Error(Error::Kind::Usage, "hubert: " + std::to_string(wave.size(0)) + " samples are too short for one feature frame (" +
+                                        "at least " + std::to_string(receptive_field(cfg_)) + " samples are needed)");
+  at::NoGradGuard no_grad;
+  const double eps = cfg_.layer_norm_eps;
+  // x: [1, 1, N] -> conv encoder -> [1, C, T]
+  at::Tensor x = normalize(wave).to(device_).view({1, 1, -1});
+  for (size_t i = 0; i < w.conv_w.size(); ++i) {
+    x = at::conv1d(x, w.conv_w[i], w.conv_b[i], cfg_.conv_stride[i]);
+    if (cfg_.feat_extract_norm == "layer") {
+      // LayerNorm over channels at each time step; the conv layers' norms
+      // use PyTorch's default eps 1e-5 whatever the config says (spec 1.2).
+      x = at::layer_norm(x.transpose(1, 2), {x.size(1)}, w.conv_norm[i].w, w.conv_norm[i].b, 1e-5).transpose(1, 2);
+    } else if (i == 0) {
+      x = at::group_norm(x, x.size(1), w.conv_norm[0].w, w.conv_norm[0].b, 1e-5);
+    }
+    x = at::gelu(x);
+  }
+  at::Tensor feats = x[0].t();  // [T, C]
+  if (taps) taps->conv = feats.cpu();
+  // Projection (spec 1.3).
+  at::Tensor h = w.proj(at::layer_norm(feats, {feats.size(1)}, w.proj_norm.w, w.proj_norm.b, eps));  // [T, H]
+  if (taps) taps->projected = h.cpu();
+  // Positional conv: pad K/2 both sides, drop the last frame when K is even (spec 1.4).
+  const int64_t K = cfg_.pos_kernel;
+  at::Tensor pc = at::conv1d(h.t().unsqueeze(0), w.pos_w, w.pos_b, 1, K / 2, 1, cfg_.pos_groups);
+  if (K % 2 == 0) pc = pc.slice(2, 0, pc.size(2) - 1);
+  pc = at::gelu(pc)[0].t();  // [T, H]
+  if (taps) taps->pos_conv = pc.cpu();
+  h = h + pc;
+
+  // Transformer, pre-LN (spec 1.5).
+  const int64_t H = cfg_.hidden, nh = cfg_.heads, hd = H / nh;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  std::vector<at::Tensor> states{h};
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const Weights::Layer& L = w.layers[l];
+    at::Tensor a = at::layer_norm(h, {H}, L.ln.w, L.ln.b, eps);
+    at::Tensor qkv = at::linear(a, L.qkv_w, L.qkv_b);  // [T, 3H]
+    at::Tensor q = qkv.slice(1, 0, H).mul(scale).view({T, nh, hd}).transpose(0, 1);   // [nh, T, hd]
+    at::Tensor k = qkv.slice(1, H, 2 * H).view({T, nh, hd}).transpose(0, 1);
+    at::Tensor v = qkv.slice(1, 2 * H, 3 * H).view({T, nh, hd}).transpose(0, 1);
+    at::Tensor att = at::softmax(at::bmm(q, k.transpose(1, 2)), -1);                  // [nh, T, T]
+    at::Tensor o = at::bmm(att, v).transpose(0, 1).reshape({T, H});
+    h = h + L.out(o);
+    h = h + L.ff2(at::gelu(L.ff1(at::layer_norm(h, {H}, L.final_ln.w, L.final_ln.b, eps))));
+    // States 1..L-1 are the raw residual stream; the last gets the final LN (spec 1.6).
+    states.push_back(l + 1 < w.layers.size() ? h : at::layer_norm(h, {H}, w.enc_ln.w, w.enc_ln.b, eps));
+  }
+  return at::stack(states, 0).cpu();
+}
+
+at::Tensor pad_for_video(const at::Tensor& states) {
+  return at::cat({states, states.slice(1, states.size(1) - 1, states.size(1))}, 1);
+}
+
+}  // namespace anitalker::hubert

@@ -1,0 +1,76 @@
+// HuBERT (chinese-hubert-large, Hugging Face layout) as the AniTalker demo
+// runs it: waveform normalisation, conv feature encoder, projection,
+// positional conv, stable-layer-norm transformer; all hidden states
+// (spec/audio-features.md 1).  Configured from config.json; widths are
+// checked against the tensors.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace anitalker {
+class StateDict;
+}
+
+namespace anitalker::hubert {
+
+struct Config {
+  int hidden = 0, layers = 0, heads = 0, intermediate = 0;
+  std::vector<int> conv_dim, conv_kernel, conv_stride;
+  int pos_kernel = 0, pos_groups = 0;
+  double layer_norm_eps = 1e-5;
+  std::string feat_extract_norm;  // "layer" or "group"
+  bool conv_bias = true;
+};
+
+// Reads and checks config.json; errors name the file and the field.
+Config read_config(const std::string& path);
+
+// Output frames of the conv encoder for n samples (0 when n is shorter than
+// the receptive field): the layer-by-layer floor cascade, which for the
+// released kernels is floor((n - 400) / 320) + 1.
+int64_t frame_count(const Config& c, int64_t n);
+// Samples that one output frame sees (400 for the released kernels).
+int64_t receptive_field(const Config& c);
+
+class Model {
+ public:
+  Model(const Config& config, const StateDict& sd, c10::Device device);
+  // dir holds config.json and pytorch_model.bin (or model.safetensors).
+  // One process-wide copy per (folder, device).
+  static std::shared_ptr<const Model> load(const std::string& dir, c10::Device device);
+
+  const Config& config() const { return cfg_; }
+  int num_states() const { return cfg_.layers + 1; }
+  int hidden() const { return cfg_.hidden; }
+  c10::Device device() const { return device_; }
+
+  // Zero mean, unit population variance, eps 1e-7 inside the sqrt (spec 1.1).
+  static at::Tensor normalize(const at::Tensor& wave);
+
+  // Intermediates, for tests: conv encoder output [T, C], projection [T, H],
+  // positional conv after GELU [T, H].
+  struct Taps {
+    at::Tensor conv, projected, pos_conv;
+  };
+  // wave: [N] float32 at 16 kHz, not normalised -> [layers+1, T, H] float32
+  // on the CPU.  Throws a Usage error when N gives no frame.
+  at::Tensor hidden_states(const at::Tensor& wave, Taps* taps = nullptr) const;
+
+ private:
+  struct Weights;
+  Config cfg_;
+  std::shared_ptr<const Weights> w_;
+  c10::Device device_;
+};
+
+// The demo's video alignment (spec 1.7): edge-pad one frame at the end,
+// [L, T, H] -> [L, T + 1, H].  The motion model then takes the first
+// 2 * floor((T + 1) / 2) frames.
+at::Tensor pad_for_video(const at::Tensor& states);
+
+}  // namespace anitalker::hubert

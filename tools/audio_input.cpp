@@ -1,0 +1,85 @@
+#include "audio_input.h"
+
+#include <gst/app/gstappsink.h>
+#include <gst/gst.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <memory>
+
+#include "error.h"
+#include "wav.h"
+
+namespace {
+
+std::vector<float> decode_with_gstreamer(const std::string& path) {
+  gst_init(nullptr, nullptr);
+  GError* err = nullptr;
+  gchar* loc = g_strescape(path.c_str(), nullptr);
+  const std::string desc = std::string("filesrc location=\"") + loc +
+                           "\" ! decodebin ! audioconvert ! audioresample ! "
+                           "audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved ! appsink name=sink sync=false";
+  g_free(loc);
+  std::unique_ptr<GstElement, void (*)(GstElement*)> pipe(gst_parse_launch(desc.c_str(), &err), [](GstElement* e) {
+    if (e) {
+      gst_element_set_state(e, GST_STATE_NULL);
+      gst_object_unref(e);
+    }
+  });
+  if (!pipe || err) {
+    const std::string msg = err ? err->message : "unknown error";
+    if (err) g_error_free(err);
+    throw anitalker::Error(anitalker::Error::Kind::Runtime, path + ": cannot build the decoding pipeline: " + msg);
+  }
+  GstElement* sink = gst_bin_get_by_name(GST_BIN(pipe.get()), "sink");
+  gst_element_set_state(pipe.get(), GST_STATE_PLAYING);
+  std::vector<float> out;
+  GstBus* bus = gst_element_get_bus(pipe.get());
+  std::string error;
+  // Pull until EOS; an error on the bus (no decoder, a broken file) ends it
+  // too: the appsink alone would wait for ever.
+  while (!gst_app_sink_is_eos(GST_APP_SINK(sink))) {
+    if (GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR)) {
+      GError* e = nullptr;
+      gst_message_parse_error(msg, &e, nullptr);
+      error = e ? e->message : "unknown error";
+      if (e) g_error_free(e);
+      gst_message_unref(msg);
+      break;
+    }
+    GstSample* smp = gst_app_sink_try_pull_sample(GST_APP_SINK(sink), 50 * GST_MSECOND);
+    if (!smp) continue;
+    GstBuffer* b = gst_sample_get_buffer(smp);
+    GstMapInfo m;
+    if (gst_buffer_map(b, &m, GST_MAP_READ)) {
+      const size_t n = m.size / sizeof(float);
+      const size_t at = out.size();
+      out.resize(at + n);
+      std::memcpy(out.data() + at, m.data, n * sizeof(float));
+      gst_buffer_unmap(b, &m);
+    }
+    gst_sample_unref(smp);
+  }
+  gst_object_unref(bus);
+  gst_object_unref(sink);
+  if (!error.empty()) throw anitalker::format_error(path + ": cannot decode the audio: " + error);
+  return out;
+}
+
+}  // namespace
+
+std::vector<float> read_audio_16k_mono(const std::string& path, std::string* note) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw anitalker::Error(anitalker::Error::Kind::NotFound, path + ": no such file");
+  try {
+    anitalker::Audio a = anitalker::read_wav(path);
+    if (a.sample_rate == 16000) {
+      if (note && a.channels != 1) *note = "mixed " + std::to_string(a.channels) + " channels down to mono (their mean)";
+      return std::move(a.samples);
+    }
+  } catch (const anitalker::Error& e) {
+    if (e.kind() != anitalker::Error::Kind::Format) throw;
+  }
+  if (note) *note = "converted to 16 kHz mono with GStreamer (decodebin ! audioconvert ! audioresample); features then depend on the resampler";
+  return decode_with_gstreamer(path);
+}

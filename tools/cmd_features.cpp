@@ -1,0 +1,75 @@
+// anitalker features: the audio features of the motion models, without
+// GStreamer: HuBERT hidden states (padded as the demo pads them) or MFCC+deltas.
+#include <ATen/ATen.h>
+
+#include <cstdio>
+
+#include "audio_input.h"
+#include "cli.h"
+#include "device.h"
+#include "error.h"
+#include "hubert.h"
+#include "mfcc.h"
+#include "npy.h"
+#include "state_dict.h"
+
+static const char* kUsage =
+    "usage: anitalker features (--hubert DIR | --mfcc) --audio FILE --out F.npy [--device D] [--threads N]\n"
+    "\n"
+    "  --hubert DIR   a HuBERT folder (config.json, pytorch_model.bin), e.g. models/chinese-hubert-large:\n"
+    "                 writes float32 [layers+1, T+1, hidden]: every hidden state, the last frame\n"
+    "                 repeated once as the reference demo pads it (50 frames/s)\n"
+    "  --mfcc         13 MFCCs (c0 = log energy) and their N=1 and N=2 deltas: float32 [T, 39]\n"
+    "                 (100 frames/s)\n"
+    "  --audio FILE   16 kHz mono WAV is read as is; any other file is decoded and resampled\n"
+    "                 with GStreamer, and the features then depend on its resampler\n"
+    "  --device D     cpu (default), cuda or cuda:N (HuBERT)\n"
+    "  --threads N    LibTorch threads (default: one per core)\n";
+
+int cmd_features(int argc, char** argv) {
+  return cli::run("features", [&] {
+    cli::Args a(argc, argv);
+    std::string hubert_dir, audio, out, device = "cpu";
+    bool mfcc = false;
+    int threads = 0;
+    while (!a.done()) {
+      const std::string s = a.next();
+      if (s == "--help" || s == "-h") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      } else if (s == "--hubert") hubert_dir = a.value(s);
+      else if (s == "--mfcc") mfcc = true;
+      else if (s == "--audio") audio = a.value(s);
+      else if (s == "--out") out = a.value(s);
+      else if (s == "--device") device = a.value(s);
+      else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));
+      else throw cli::UsageError("unknown option " + s);
+    }
+    if (mfcc == !hubert_dir.empty()) throw cli::UsageError("give exactly one of --hubert DIR and --mfcc");
+    if (audio.empty()) throw cli::UsageError("missing --audio");
+    if (out.empty()) throw cli::UsageError("missing --out");
+    cli::set_threads(threads);
+    const c10::Device dev = anitalker::parse_device(device);
+    std::string note;
+    std::vector<float> wave = read_audio_16k_mono(audio, &note);
+    if (!note.empty()) std::fprintf(stderr, "anitalker features: note: %s: %s\n", audio.c_str(), note.c_str());
+    if (wave.empty()) throw anitalker::format_error(audio + ": no audio samples");
+    if (mfcc) {
+      anitalker::Mfcc m = anitalker::mfcc(wave.data(), wave.size());
+      const std::vector<double> d = m.stacked39();
+      std::vector<float> f(d.begin(), d.end());
+      anitalker::write_npy(out, anitalker::DType::Float32, {static_cast<int64_t>(m.frames), 39}, f.data());
+      std::fprintf(stderr, "anitalker features: %zu MFCC frames (%zu video frames) to %s\n", m.frames,
+                   anitalker::mfcc_video_frames(m.frames), out.c_str());
+    } else {
+      auto model = anitalker::hubert::Model::load(hubert_dir, dev);
+      at::Tensor x = at::from_blob(wave.data(), {static_cast<int64_t>(wave.size())}, at::kFloat);
+      at::Tensor hs = anitalker::hubert::pad_for_video(model->hidden_states(x));
+      anitalker::write_npy_tensor(out, hs);
+      std::fprintf(stderr, "anitalker features: %lld HuBERT frames (+1 padding, %lld video frames), %lld states of %lld to %s\n",
+                   static_cast<long long>(hs.size(1) - 1), static_cast<long long>(hs.size(1) / 2),
+                   static_cast<long long>(hs.size(0)), static_cast<long long>(hs.size(2)), out.c_str());
+    }
+    return 0;
+  });
+}
