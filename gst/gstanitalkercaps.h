@@ -3,6 +3,27 @@
 // macros, so that any element or test can use them without C++.
 #pragma once
 
+// --- Audio features: hubertenc -> anitalkermotion.
+// Buffers hold float32, time-major: a buffer carries k >= 1 whole frames.
+//   kind=hubert: rate 50/1 (20 ms a frame); one frame is `layers` x `dims`
+//     floats, frame-major: all hidden states of frame t are contiguous, state
+//     0 first, so a run of T frames is laid out [T, layers, dims].  layers is
+//     the model's hidden-state count (25 for chinese-hubert-large), dims its
+//     width (1024).  At the end of the stream one padding frame (a copy of
+//     the last frame) follows, as the demo pads (spec audio-features.md 1.7).
+//   kind=mfcc: rate 100/1 (10 ms a frame), layers 1, dims 39: each frame is
+//     13 MFCCs (c0 = log energy) | delta N=1 | delta N=2 (spec section 2).
+// Frame t of a stream has PTS = first audio PTS + t / rate.
+#define GST_ANITALKER_FEATURES_CAPS_NAME "application/x-anitalker-features"
+#define GST_ANITALKER_FEATURES_CAPS                   \
+  GST_ANITALKER_FEATURES_CAPS_NAME ", "               \
+  "kind = (string) { hubert, mfcc }, "                \
+  "layers = (int) [ 1, 2147483647 ], "                \
+  "dims = (int) [ 1, 2147483647 ], "                  \
+  "rate = (fraction) [ 1/2147483647, 2147483647/1 ]"
+#define GST_ANITALKER_FEATURES_KIND_HUBERT "hubert"
+#define GST_ANITALKER_FEATURES_KIND_MFCC "mfcc"
+
 // --- Motion latents: anitalkermotion -> anitalkerrender.
 // Buffers hold float32, time-major: a buffer carries k >= 1 frames of `dims`
 // values.  The motion element produces framerate 25/1; the renderer accepts

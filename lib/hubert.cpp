@@ -257,10 +257,11 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
     const Weights::Layer& L = w.layers[l];
     at::Tensor a = at::layer_norm(h, {H}, L.ln.w, L.ln.b, eps);
     at::Tensor qkv = at::linear(a, L.qkv_w, L.qkv_b);  // [T, 3H]
-    at::Tensor q = qkv.slice(1, 0, H).mul(scale).view({T, nh, hd}).transpose(0, 1);   // [nh, T, hd]
-    at::Tensor k = qkv.slice(1, H, 2 * H).view({T, nh, hd}).transpose(0, 1);
-    at::Tensor v = qkv.slice(1, 2 * H, 3 * H).view({T, nh, hd}).transpose(0, 1);
-    at::Tensor att = at::softmax(at::bmm(q, k.transpose(1, 2)), -1);                  // [nh, T, T]
+    // [T, 3H] -> q, k, v as [nh, T, hd], contiguous for the batched GEMMs.
+    at::Tensor heads = qkv.view({T, 3, nh, hd}).permute({1, 2, 0, 3}).contiguous();
+    at::Tensor q = heads[0].mul_(scale), k = heads[1], v = heads[2];
+    at::Tensor att = at::bmm(q, k.transpose(1, 2));                                   // [nh, T, T]
+    at::softmax_out(att, att, -1);
     at::Tensor o = at::bmm(att, v).transpose(0, 1).reshape({T, H});
     h = h + L.out(o);
     h = h + L.ff2(at::gelu(L.ff1(at::layer_norm(h, {H}, L.final_ln.w, L.final_ln.b, eps))));

@@ -10,6 +10,7 @@ int cmd_render(int argc, char** argv);
 int cmd_features(int argc, char** argv);
 int bench_load(int argc, char** argv);
 int bench_render(int argc, char** argv);
+int bench_features(int argc, char** argv);
 
 namespace {
 
@@ -26,6 +27,7 @@ const Command kCommands[] = {
 };
 
 const Command kBenches[] = {
+    {"features", bench_features, "HuBERT-large at full size and MFCC: ms per second of audio, GEMM fraction"},
     {"load", bench_load, "checkpoint loading: a HuBERT-large-sized file, open and read times, memory"},
     {"render", bench_render, "stage 1 at full size: encoder time, frames per second by batch, GEMM fraction"},
 };

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <random>
 
+#include "bench_models.h"
 #include "bench_util.h"
 #include "checkpoint.h"
 #include "checkpoint_writer.h"
@@ -34,20 +35,6 @@ const char* kUsage =
     "(warm), and the resident memory after loading, file-backed vs anonymous.\n"
     "  --file PATH   where to write (default: a temporary file, removed after)\n"
     "  --keep        keep the file\n";
-
-void add(std::vector<anitalker::TensorToWrite>& v, std::vector<std::vector<float>>& bufs, const std::string& key,
-         std::vector<int64_t> shape, std::mt19937& rng) {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  bufs.emplace_back(static_cast<size_t>(n));
-  // A cheap generator: the values only need to be non-trivial.
-  uint32_t x = rng();
-  for (float& f : bufs.back()) {
-    x = x * 1664525u + 1013904223u;
-    f = static_cast<float>(static_cast<int32_t>(x)) * (1.0f / 2147483648.0f) * 0.05f;
-  }
-  v.push_back({key, anitalker::DType::Float32, std::move(shape), bufs.back().data()});
-}
 
 void drop_cache(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
@@ -76,63 +63,21 @@ int bench_load(int argc, char** argv) {
       else if (s == "--keep") keep = true;
       else throw cli::UsageError("unknown option " + s);
     }
-    if (file.empty()) {
-      char tmpl[] = "/tmp/anitalker-bench-XXXXXX";
-      int fd = mkstemp(tmpl);
-      if (fd < 0) throw std::runtime_error("cannot create a temporary file");
-      ::close(fd);
-      file = std::string(tmpl) + ".bin";
-      ::unlink(tmpl);
-    }
+    if (file.empty()) file = bench::temp_path("load") + ".bin";
 
     // HuBERT-large (chinese-hubert-large) keys and shapes.
-    std::vector<anitalker::TensorToWrite> ts;
-    std::vector<std::vector<float>> bufs;
-    std::mt19937 rng(0);
-    const int64_t C = 512, H = 1024, F = 4096;
-    add(ts, bufs, "masked_spec_embed", {H}, rng);
-    const int kernels[7] = {10, 3, 3, 3, 3, 2, 2};
-    for (int i = 0; i < 7; ++i) {
-      const std::string p = "feature_extractor.conv_layers." + std::to_string(i) + ".";
-      add(ts, bufs, p + "conv.weight", {C, i ? C : 1, kernels[i]}, rng);
-      add(ts, bufs, p + "conv.bias", {C}, rng);
-      add(ts, bufs, p + "layer_norm.weight", {C}, rng);
-      add(ts, bufs, p + "layer_norm.bias", {C}, rng);
-    }
-    add(ts, bufs, "feature_projection.layer_norm.weight", {C}, rng);
-    add(ts, bufs, "feature_projection.layer_norm.bias", {C}, rng);
-    add(ts, bufs, "feature_projection.projection.weight", {H, C}, rng);
-    add(ts, bufs, "feature_projection.projection.bias", {H}, rng);
-    add(ts, bufs, "encoder.pos_conv_embed.conv.bias", {H}, rng);
-    add(ts, bufs, "encoder.pos_conv_embed.conv.weight_g", {1, 1, 128}, rng);
-    add(ts, bufs, "encoder.pos_conv_embed.conv.weight_v", {H, H / 16, 128}, rng);
-    add(ts, bufs, "encoder.layer_norm.weight", {H}, rng);
-    add(ts, bufs, "encoder.layer_norm.bias", {H}, rng);
-    for (int l = 0; l < layers; ++l) {
-      const std::string p = "encoder.layers." + std::to_string(l) + ".";
-      for (const char* m : {"k_proj", "v_proj", "q_proj", "out_proj"}) {
-        add(ts, bufs, p + "attention." + m + ".weight", {H, H}, rng);
-        add(ts, bufs, p + "attention." + m + ".bias", {H}, rng);
-      }
-      add(ts, bufs, p + "layer_norm.weight", {H}, rng);
-      add(ts, bufs, p + "layer_norm.bias", {H}, rng);
-      add(ts, bufs, p + "feed_forward.intermediate_dense.weight", {F, H}, rng);
-      add(ts, bufs, p + "feed_forward.intermediate_dense.bias", {F}, rng);
-      add(ts, bufs, p + "feed_forward.output_dense.weight", {H, F}, rng);
-      add(ts, bufs, p + "feed_forward.output_dense.bias", {H}, rng);
-      add(ts, bufs, p + "final_layer_norm.weight", {H}, rng);
-      add(ts, bufs, p + "final_layer_norm.bias", {H}, rng);
-    }
-    int64_t values = 0;
-    for (const auto& b : bufs) values += static_cast<int64_t>(b.size());
+    bench::RandomCheckpoint ck;
+    bench::write_hubert_large("", layers, &ck);
+    const std::vector<anitalker::TensorToWrite>& ts = ck.tensors;
+    const int64_t values = ck.values();
     double t0 = bench::now_s();
     anitalker::write_checkpoint(file, ts);
     const double t_write = bench::now_s() - t0;
-    bufs.clear();
-    bufs.shrink_to_fit();
+    const size_t n_tensors = ts.size();
+    ck = bench::RandomCheckpoint();
     const double gb = static_cast<double>(values) * 4 / 1e9;
     std::printf("# anitalker bench load: %s\n", anitalker::torch_info().c_str());
-    std::printf("file: %zu tensors, %.3f GB (%lld values), written in %.2f s\n", ts.size(), gb,
+    std::printf("file: %zu tensors, %.3f GB (%lld values), written in %.2f s\n", n_tensors, gb,
                 static_cast<long long>(values), t_write);
 
     const cli::Memory m0 = cli::memory();

@@ -9,8 +9,8 @@
 
 #include <cmath>
 #include <cstdio>
-#include <random>
 
+#include "bench_models.h"
 #include "bench_util.h"
 #include "checkpoint_writer.h"
 #include "cli.h"
@@ -30,102 +30,7 @@ const char* kUsage =
     "           --frames frames, default 16), in frames per second and GFLOP/s\n"
     "and the peak resident memory.\n";
 
-struct Writer {
-  std::vector<anitalker::TensorToWrite> ts;
-  std::vector<std::vector<float>> bufs;
-  std::mt19937 rng{1234};
-  void add(const std::string& key, std::vector<int64_t> shape, const char* init) {
-    int64_t n = 1;
-    for (int64_t s : shape) n *= s;
-    bufs.emplace_back(static_cast<size_t>(n));
-    std::vector<float>& b = bufs.back();
-    const std::string kind = init;
-    if (kind == "randn") {
-      std::normal_distribution<float> nd(0.f, 1.f);
-      for (float& v : b) v = nd(rng);
-    } else if (kind == "one") {
-      std::fill(b.begin(), b.end(), 1.f);
-    } else if (kind == "blur" || kind == "blur4") {  // outer([1,3,3,1])/64, times 4 after upsampling
-      const float k[4] = {1, 3, 3, 1};
-      for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j) b[i * 4 + j] = k[i] * k[j] / 64.f * (kind == "blur4" ? 4.f : 1.f);
-    } else if (kind == "small") {
-      std::uniform_real_distribution<float> u(-0.044f, 0.044f);
-      for (float& v : b) v = u(rng);
-    }  // "zero": left at 0
-    ts.push_back({"lia." + key, anitalker::DType::Float32, std::move(shape), b.data()});
-  }
-};
-
 int64_t channels(int64_t res) { return res >= 256 ? 64 : res == 128 ? 128 : res == 64 ? 256 : 512; }
-
-// The released stage1.ckpt's model keys and shapes (spec/renderer.md 2).
-void write_full_stage1(const std::string& path) {
-  Writer w;
-  const int64_t S = 512, M = 20;
-  w.add("enc.net_app.convs.0.0.weight", {64, 3, 1, 1}, "randn");
-  w.add("enc.net_app.convs.0.1.bias", {1, 64, 1, 1}, "zero");
-  for (int r = 1; r <= 6; ++r) {
-    const int64_t cin = channels(256 >> (r - 1)), cout = channels(256 >> r);
-    const std::string p = "enc.net_app.convs." + std::to_string(r) + ".";
-    w.add(p + "conv1.0.weight", {cin, cin, 3, 3}, "randn");
-    w.add(p + "conv1.1.bias", {1, cin, 1, 1}, "zero");
-    w.add(p + "conv2.0.kernel", {4, 4}, "blur");
-    w.add(p + "conv2.1.weight", {cout, cin, 3, 3}, "randn");
-    w.add(p + "conv2.2.bias", {1, cout, 1, 1}, "zero");
-    w.add(p + "skip.0.kernel", {4, 4}, "blur");
-    w.add(p + "skip.1.weight", {cout, cin, 1, 1}, "randn");
-  }
-  w.add("enc.net_app.convs.7.weight", {S, S, 4, 4}, "randn");
-  const int64_t fc_in[3] = {64, 128, 256};
-  for (int i = 0; i < 3; ++i) {
-    w.add("enc.net_app.fc" + std::to_string(i + 1) + ".weight", {S, fc_in[i]}, "randn");
-    w.add("enc.net_app.fc" + std::to_string(i + 1) + ".bias", {S}, "zero");
-  }
-  w.add("enc.net_app.ws.weights", {8}, "randn");
-  for (const char* n : {"identity_excluded_net", "identity_net", "identity_net_density"})
-    for (int i : {0, 2}) {
-      w.add(std::string("enc.net_decouping.") + n + "." + std::to_string(i) + ".weight", {S, S}, "small");
-      w.add(std::string("enc.net_decouping.") + n + "." + std::to_string(i) + ".bias", {S}, "small");
-    }
-  for (int i = 0; i < 5; ++i) {
-    w.add("enc.fc." + std::to_string(i) + ".weight", {i < 4 ? S : M, S}, "randn");
-    w.add("enc.fc." + std::to_string(i) + ".bias", {i < 4 ? S : M}, "zero");
-  }
-  w.add("dec.direction.weight", {S, M}, "randn");
-  w.add("dec.input.input", {1, S, 4, 4}, "randn");
-  w.add("dec.conv1.conv.weight", {1, S, S, 3, 3}, "randn");
-  w.add("dec.conv1.conv.modulation.weight", {S, S}, "randn");
-  w.add("dec.conv1.conv.modulation.bias", {S}, "one");
-  w.add("dec.conv1.noise.weight", {1}, "zero");
-  w.add("dec.conv1.activate.bias", {1, S, 1, 1}, "zero");
-  for (int k = 0; k < 12; ++k) {
-    const int64_t r = 8LL << (k / 2);
-    const int64_t cout = channels(r), cin = k % 2 == 0 ? channels(r / 2) : cout;
-    const std::string p = "dec.convs." + std::to_string(k) + ".";
-    w.add(p + "conv.weight", {1, cout, cin, 3, 3}, "randn");
-    if (k % 2 == 0) w.add(p + "conv.blur.kernel", {4, 4}, "blur4");
-    w.add(p + "conv.modulation.weight", {cin, S}, "randn");
-    w.add(p + "conv.modulation.bias", {cin}, "one");
-    w.add(p + "noise.weight", {1}, "zero");
-    w.add(p + "activate.bias", {1, cout, 1, 1}, "zero");
-  }
-  for (int j = 0; j < 6; ++j) {
-    const int64_t c = channels(8LL << j);
-    const std::string pr = "dec.to_rgbs." + std::to_string(j) + ".";
-    w.add(pr + "conv.0.weight", {3, c, 1, 1}, "randn");
-    w.add(pr + "conv.1.bias", {1, 3, 1, 1}, "zero");
-    w.add(pr + "bias", {1, 3, 1, 1}, "zero");
-    w.add(pr + "upsample.kernel", {4, 4}, "blur4");
-    const std::string pf = "dec.to_flows." + std::to_string(j) + ".";
-    w.add(pf + "conv.weight", {1, 3, c, 1, 1}, "randn");
-    w.add(pf + "conv.modulation.weight", {c, S}, "randn");
-    w.add(pf + "conv.modulation.bias", {c}, "one");
-    w.add(pf + "bias", {1, 3, 1, 1}, "zero");
-    w.add(pf + "upsample.kernel", {4, 4}, "blur4");
-  }
-  anitalker::write_checkpoint(path, w.ts);
-}
 
 // Decoder multiply-adds x 2 per frame, from the layer shapes; the stride-2
 // transposed convs counted at their input size (as the issue counts them).
@@ -202,13 +107,8 @@ int bench_render(int argc, char** argv) {
     const double gemm = 2.0 * 2048 * 2048 * 2048 / sg.median / 1e9;
     std::printf("gemm     2048x2048 f32: %.1f GFLOP/s (%.3f s, %.3f .. %.3f)\n", gemm, sg.median, sg.min, sg.max);
 
-    char tmpl[] = "/tmp/anitalker-stage1-XXXXXX";
-    const int fd = mkstemp(tmpl);
-    if (fd < 0) throw std::runtime_error("cannot create a temporary file");
-    ::close(fd);
-    const std::string path = std::string(tmpl) + ".ckpt";
-    ::unlink(tmpl);
-    write_full_stage1(path);
+    const std::string path = bench::temp_path("stage1") + ".ckpt";
+    bench::write_stage1(path);
     double t0 = bench::now_s();
     auto model = anitalker::lia::Model::load(path, dev);
     const double t_load = bench::now_s() - t0;

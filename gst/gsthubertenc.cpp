@@ -1,0 +1,971 @@
+// hubertenc: computes AniTalker's audio features (spec/audio-features.md)
+// from 16 kHz mono audio: the hidden states of a HuBERT model, or MFCCs with
+// deltas.  This file does caps, buffering, timestamps, latency, the offline /
+// streaming policy and the model's life cycle (DESIGN.md); the maths is in
+// lib/hubert.h and lib/mfcc.h.
+
+/**
+ * SECTION:element-hubertenc
+ * @title: hubertenc
+ *
+ * Turns 16 kHz mono speech into the audio features that AniTalker's motion
+ * generator takes (`application/x-anitalker-features`, see
+ * gstanitalkercaps.h for the payload):
+ *
+ * - with #GstHubertEnc:model naming a HuBERT folder (config.json and
+ *   pytorch_model.bin, e.g. chinese-hubert-large): all hidden states of
+ *   the model, 50 frames a second, each frame `layers` x `dims` float32
+ *   values (25 x 1024 for chinese-hubert-large), followed at the end of
+ *   the stream by one padding frame that repeats the last one, as the
+ *   AniTalker demo pads (spec 1.7);
+ * - with #GstHubertEnc:model set to `mfcc`: 13 MFCCs and their two delta
+ *   blocks, 100 frames a second, 39 float32 values a frame (spec 2).
+ *
+ * The sink pad takes only 16 kHz mono (F32LE, or S16LE scaled by 1/32768);
+ * put `audioconvert ! audioresample` before the element for anything else.
+ *
+ * Frame t gets PTS t0 + t / rate, where t0 is the PTS of the first audio
+ * buffer (the segment's start when it has none); timestamps are computed
+ * from t, never accumulated.  A DISCONT buffer re-anchors t0 (see below).
+ *
+ * ## Offline and streaming
+ *
+ * In offline mode the element gathers the whole utterance until EOS and then
+ * computes exactly what the reference computes.  HuBERT attends over the
+ * whole clip and normalises the waveform with the clip's mean and variance
+ * (spec 1.10), so nothing comes out before EOS.
+ *
+ * In streaming mode:
+ *
+ * - MFCC is exact: a frame goes out as soon as its value is final (its
+ *   deltas need the two frames after it, so 45 ms after its PTS), and the
+ *   concatenated output equals the offline output bit for bit.
+ * - HuBERT is an approximation: each time #GstHubertEnc:window ms of new
+ *   audio have arrived, the model runs on that audio with up to
+ *   #GstHubertEnc:context ms of already-encoded audio before it (rounded
+ *   down to whole 20 ms frames), normalised with the statistics of that
+ *   span alone, and only the frames of the new audio go out.  Those frames
+ *   therefore see no audio after the window's end and only `context` ms
+ *   before it; how far this moves the features from the offline result
+ *   depends on the weights and has to be measured with the real model.  At
+ *   EOS the rest goes out, then the padding frame, so the frame count equals
+ *   the offline count.  With a window longer than the utterance the result
+ *   is the offline one.  The reported latency grows by `window`.
+ *
+ * In `auto` mode (the default) the element streams when upstream reports a
+ * live source in the LATENCY query and works offline otherwise.
+ *
+ * FLUSH_STOP and SEGMENT drop the audio not yet encoded.  In streaming mode a
+ * DISCONT buffer or a GAP event first finishes the stream so far (as at EOS,
+ * padding frame included), then starts anew from the next buffer's PTS; the
+ * next output buffer is flagged DISCONT.  Offline, the utterance runs from
+ * the stream's start to EOS whatever lies between.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 filesrc location=speech.wav ! decodebin ! audioconvert ! audioresample !
+ *     hubertenc model=models/chinese-hubert-large !
+ *     anitalkermotion checkpoint=models/stage2_audio_only_hubert.ckpt !
+ *     anitalkerrender checkpoint=models/stage1.ckpt portrait=face.jpg !
+ *     videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
+ * ]|
+ */
+
+#include "gsthubertenc.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "device.h"
+#include "error.h"
+#include "gstanitalkercaps.h"
+#include "gstanitalkercommon.h"
+#include "hubert.h"
+#include "mfcc.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_hubert_enc_debug);
+#define GST_CAT_DEFAULT gst_hubert_enc_debug
+
+namespace hubert = anitalker::hubert;
+
+#define DEFAULT_DEVICE "cpu"
+#define DEFAULT_NUM_THREADS 0
+#define MAX_NUM_THREADS 64
+#define DEFAULT_MODE GST_HUBERT_ENC_MODE_AUTO
+#define DEFAULT_WINDOW_MS 4000
+#define MIN_WINDOW_MS 400
+#define MAX_WINDOW_MS 60000
+#define DEFAULT_CONTEXT_MS 2000
+#define MAX_CONTEXT_MS 30000
+#define MODEL_MFCC "mfcc"
+#define SAMPLE_RATE 16000
+// Frames per output buffer: pushing a long utterance in pieces lets
+// downstream start on the first ones.
+#define FRAMES_PER_BUFFER 50
+
+enum {
+  PROP_0,
+  PROP_MODEL,
+  PROP_DEVICE,
+  PROP_NUM_THREADS,
+  PROP_MODE,
+  PROP_WINDOW,
+  PROP_CONTEXT,
+};
+
+GType gst_hubert_enc_mode_get_type(void) {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {GST_HUBERT_ENC_MODE_OFFLINE, "Gather the whole utterance until EOS (exact)", "offline"},
+      {GST_HUBERT_ENC_MODE_STREAMING, "Encode in windows as audio arrives (bounded latency)", "streaming"},
+      {GST_HUBERT_ENC_MODE_AUTO, "Streaming for live upstream, else offline", "auto"},
+      {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter(&type)) {
+    GType t = g_enum_register_static("GstHubertEncMode", values);
+    g_once_init_leave(&type, t);
+  }
+  return type;
+}
+
+namespace {
+
+// The C++ state of one element (GObject structs never run C++ constructors:
+// BUILD-NOTES), made in _init and deleted in _finalize.
+struct EncState {
+  EncState() { g_mutex_init(&lock); }
+  ~EncState() { g_mutex_clear(&lock); }
+
+  // Under `lock`, held briefly: read from the streaming thread, from query
+  // handlers (any thread) and from the state change.  Lock order: lock, then
+  // the object lock.
+  GMutex lock;
+  bool started = false;                         // from READY->PAUSED to PAUSED->READY
+  bool is_mfcc = false;                         // kind of features
+  std::shared_ptr<const hubert::Model> model;   // HuBERT only
+  std::string model_dir;                        // the folder `model` came from
+  GstHubertEncMode mode = DEFAULT_MODE;         // the property, as at start
+  int resolved = -1;                            // -1: auto not decided yet; else 0 offline, 1 streaming
+  guint window_ms = DEFAULT_WINDOW_MS;          // as at start
+  guint context_ms = DEFAULT_CONTEXT_MS;
+
+  // Streaming thread only (and the serialized events, which run in it).
+  bool s16 = false;                           // sink caps: S16LE, else F32LE
+  bool have_caps = false;
+  GstClockTime segment_start = 0;             // of the last (TIME) segment
+  GstClockTime t0 = GST_CLOCK_TIME_NONE;      // PTS of frame 0; unset until the first buffer
+  bool discont = true;                        // flag the next output buffer DISCONT
+  guint64 received = 0;                       // samples since the stream (re)started
+  guint64 audio_start = 0;                    // stream sample index of audio[0]
+  std::vector<float> audio;                   // samples not needed any more are dropped
+  guint64 emitted = 0;                        // frames pushed since the stream (re)started
+  std::vector<float> last_frame;              // HuBERT: the last frame pushed (for the padding frame)
+
+  void reset_stream() {
+    t0 = GST_CLOCK_TIME_NONE;
+    discont = true;
+    received = 0;
+    audio_start = 0;
+    audio.clear();
+    emitted = 0;
+    last_frame.clear();
+  }
+};
+
+class Locked {
+ public:
+  explicit Locked(GMutex* m) : m_(m) { g_mutex_lock(m_); }
+  ~Locked() { g_mutex_unlock(m_); }
+  Locked(const Locked&) = delete;
+  Locked& operator=(const Locked&) = delete;
+
+ private:
+  GMutex* m_;
+};
+
+// MFCC: each frame needs the sample before it (pre-emphasis) and its deltas
+// the two frames on either side; a region recomputed from this many frames
+// before the next frame to emit reproduces it exactly (see process_mfcc).
+constexpr guint64 kMfccMargin = 3;
+
+}  // namespace
+
+struct _GstHubertEnc {
+  GstElement parent;
+
+  GstPad* sinkpad;
+  GstPad* srcpad;
+
+  // Properties, under the object lock.
+  gchar* model;
+  gchar* device;
+  gint num_threads;
+  GstHubertEncMode mode;
+  guint window_ms;
+  guint context_ms;
+
+  EncState* state;
+};
+
+/**
+ * GstHubertEnc!sink:
+ *
+ * 16 kHz mono audio, float32 or int16 (scaled by 1/32768, as librosa does).
+ * Other rates and channel counts are refused: put audioconvert !
+ * audioresample before the element.
+ */
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
+    "sink", GST_PAD_SINK, GST_PAD_ALWAYS,
+    GST_STATIC_CAPS("audio/x-raw, format = (string) { F32LE, S16LE }, rate = (int) 16000, channels = (int) 1, "
+                    "layout = (string) interleaved"));
+
+/**
+ * GstHubertEnc!src:
+ *
+ * Audio features, float32, time-major (gstanitalkercaps.h): HuBERT hidden
+ * states (kind=hubert, rate 50/1, frames of layers x dims) or MFCC + deltas
+ * (kind=mfcc, layers 1, dims 39, rate 100/1).
+ */
+static GstStaticPadTemplate src_template =
+    GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(GST_ANITALKER_FEATURES_CAPS));
+
+#define gst_hubert_enc_parent_class parent_class
+G_DEFINE_TYPE(GstHubertEnc, gst_hubert_enc, GST_TYPE_ELEMENT);
+GST_ELEMENT_REGISTER_DEFINE(hubertenc, "hubertenc", GST_RANK_NONE, GST_TYPE_HUBERT_ENC);
+
+static void gst_hubert_enc_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec);
+static void gst_hubert_enc_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec);
+static void gst_hubert_enc_finalize(GObject* object);
+static GstStateChangeReturn gst_hubert_enc_change_state(GstElement* element, GstStateChange transition);
+static GstFlowReturn gst_hubert_enc_chain(GstPad* pad, GstObject* parent, GstBuffer* buffer);
+static gboolean gst_hubert_enc_sink_event(GstPad* pad, GstObject* parent, GstEvent* event);
+static gboolean gst_hubert_enc_src_query(GstPad* pad, GstObject* parent, GstQuery* query);
+
+static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
+  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
+  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+
+  GST_DEBUG_CATEGORY_INIT(gst_hubert_enc_debug, "hubertenc", 0, "AniTalker audio features");
+
+  gobject_class->set_property = gst_hubert_enc_set_property;
+  gobject_class->get_property = gst_hubert_enc_get_property;
+  gobject_class->finalize = gst_hubert_enc_finalize;
+
+  /**
+   * GstHubertEnc:model:
+   *
+   * A HuBERT folder (config.json and pytorch_model.bin or
+   * model.safetensors, e.g. models/chinese-hubert-large), loaded when the
+   * element goes from READY to PAUSED; elements with the same folder and
+   * device share one copy of the weights.  The word `mfcc` selects the MFCC
+   * features instead (no weights).
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_MODEL,
+      g_param_spec_string("model", "Model",
+                          "HuBERT model folder, loaded on READY->PAUSED, or \"mfcc\" for MFCC features "
+                          "(default: none; required)",
+                          nullptr,
+                          (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+
+  /**
+   * GstHubertEnc:device:
+   *
+   * Where HuBERT runs: "cpu", "cuda" or "cuda:N" (CUDA needs a build against
+   * a CUDA LibTorch).  MFCC always runs on the CPU.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_DEVICE,
+      g_param_spec_string("device", "Device", "Device to run HuBERT on: cpu, cuda or cuda:N (default: cpu)",
+                          DEFAULT_DEVICE,
+                          (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+
+  /**
+   * GstHubertEnc:num-threads:
+   *
+   * LibTorch intra-op threads of the streaming thread (OpenMP: the setting
+   * is per thread).  0 leaves LibTorch's default.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_NUM_THREADS,
+      g_param_spec_int("num-threads", "Threads",
+                       "LibTorch threads used by HuBERT; 0 = OMP_NUM_THREADS if set, else one per CPU core "
+                       "(default: 0)",
+                       0, MAX_NUM_THREADS, DEFAULT_NUM_THREADS,
+                       (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
+
+  /**
+   * GstHubertEnc:mode:
+   *
+   * offline: gather the utterance until EOS and compute the exact result;
+   * streaming: emit features as audio arrives (exact for MFCC, windowed for
+   * HuBERT); auto: streaming when upstream is live, else offline.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_MODE,
+      g_param_spec_enum("mode", "Mode", "offline (exact, waits for EOS), streaming, or auto (by upstream liveness)",
+                        GST_TYPE_HUBERT_ENC_MODE, DEFAULT_MODE,
+                        (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+
+  /**
+   * GstHubertEnc:window:
+   *
+   * Streaming HuBERT: milliseconds of new audio encoded at a time; the
+   * latency the element adds.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_WINDOW,
+      g_param_spec_uint("window", "Window", "Streaming HuBERT: ms of new audio encoded at a time (default: 4000)",
+                        MIN_WINDOW_MS, MAX_WINDOW_MS, DEFAULT_WINDOW_MS,
+                        (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+
+  /**
+   * GstHubertEnc:context:
+   *
+   * Streaming HuBERT: milliseconds of already-encoded audio run through the
+   * model again before each window (rounded down to 20 ms frames).
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_CONTEXT,
+      g_param_spec_uint("context", "Context",
+                        "Streaming HuBERT: ms of left context before each window (default: 2000)", 0,
+                        MAX_CONTEXT_MS, DEFAULT_CONTEXT_MS,
+                        (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+
+  gst_element_class_set_static_metadata(element_class, "AniTalker audio features", "Filter/Analyzer/Audio",
+                                        "Computes HuBERT hidden states or MFCCs of 16 kHz speech for AniTalker",
+                                        "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
+  gst_element_class_add_static_pad_template(element_class, &sink_template);
+  gst_element_class_add_static_pad_template(element_class, &src_template);
+
+  element_class->change_state = GST_DEBUG_FUNCPTR(gst_hubert_enc_change_state);
+  gst_type_mark_as_plugin_api(GST_TYPE_HUBERT_ENC_MODE, (GstPluginAPIFlags)0);
+}
+
+static void gst_hubert_enc_init(GstHubertEnc* self) {
+  self->sinkpad = gst_pad_new_from_static_template(&sink_template, "sink");
+  gst_pad_set_chain_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_hubert_enc_chain));
+  gst_pad_set_event_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_hubert_enc_sink_event));
+  gst_element_add_pad(GST_ELEMENT(self), self->sinkpad);
+
+  self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
+  gst_pad_set_query_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_hubert_enc_src_query));
+  gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
+
+  self->model = nullptr;
+  self->device = g_strdup(DEFAULT_DEVICE);
+  self->num_threads = DEFAULT_NUM_THREADS;
+  self->mode = DEFAULT_MODE;
+  self->window_ms = DEFAULT_WINDOW_MS;
+  self->context_ms = DEFAULT_CONTEXT_MS;
+  self->state = new EncState();
+}
+
+static void gst_hubert_enc_finalize(GObject* object) {
+  GstHubertEnc* self = GST_HUBERT_ENC(object);
+  delete self->state;
+  self->state = nullptr;
+  g_free(self->model);
+  g_free(self->device);
+  G_OBJECT_CLASS(parent_class)->finalize(object);
+}
+
+static void gst_hubert_enc_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
+  GstHubertEnc* self = GST_HUBERT_ENC(object);
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_MODEL:
+      g_free(self->model);
+      self->model = g_value_dup_string(value);
+      break;
+    case PROP_DEVICE:
+      g_free(self->device);
+      self->device = g_value_dup_string(value);
+      break;
+    case PROP_NUM_THREADS:
+      self->num_threads = g_value_get_int(value);
+      break;
+    case PROP_MODE:
+      self->mode = (GstHubertEncMode)g_value_get_enum(value);
+      break;
+    case PROP_WINDOW:
+      self->window_ms = g_value_get_uint(value);
+      break;
+    case PROP_CONTEXT:
+      self->context_ms = g_value_get_uint(value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+static void gst_hubert_enc_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
+  GstHubertEnc* self = GST_HUBERT_ENC(object);
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_MODEL:
+      g_value_set_string(value, self->model);
+      break;
+    case PROP_DEVICE:
+      g_value_set_string(value, self->device);
+      break;
+    case PROP_NUM_THREADS:
+      g_value_set_int(value, self->num_threads);
+      break;
+    case PROP_MODE:
+      g_value_set_enum(value, self->mode);
+      break;
+    case PROP_WINDOW:
+      g_value_set_uint(value, self->window_ms);
+      break;
+    case PROP_CONTEXT:
+      g_value_set_uint(value, self->context_ms);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+/* --- Start and stop ------------------------------------------------------ */
+
+// READY->PAUSED: loads the model, so that a bad folder fails the state change
+// with the folder named (STYLE.md: weights load in start, never in caps
+// handlers), and takes the settings that hold until PAUSED->READY.
+static gboolean gst_hubert_enc_start(GstHubertEnc* self) {
+  EncState* st = self->state;
+
+  GST_OBJECT_LOCK(self);
+  std::string model_dir = self->model ? self->model : "";
+  std::string device_name = self->device ? self->device : DEFAULT_DEVICE;
+  const GstHubertEncMode mode = self->mode;
+  const guint window_ms = self->window_ms;
+  const guint context_ms = self->context_ms;
+  GST_OBJECT_UNLOCK(self);
+
+  if (model_dir.empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No model set."),
+                      ("set the \"model\" property to a HuBERT folder or to \"mfcc\""));
+    return FALSE;
+  }
+
+  std::shared_ptr<const hubert::Model> model;
+  const bool is_mfcc = model_dir == MODEL_MFCC;
+  if (!is_mfcc) {
+    c10::Device device(c10::kCPU);
+    try {
+      device = anitalker::parse_device(device_name);
+    } catch (...) {
+      GST_ANITALKER_POST_CURRENT_EXCEPTION(
+          self, gst_anitalker_printf("Cannot use the device \"%s\".", device_name.c_str()), false);
+      return FALSE;
+    }
+    try {
+      model = hubert::Model::load(model_dir, device);
+    } catch (...) {
+      GST_ANITALKER_POST_CURRENT_EXCEPTION(
+          self, gst_anitalker_printf("Could not load the HuBERT model \"%s\".", model_dir.c_str()), true);
+      return FALSE;
+    }
+    GST_INFO_OBJECT(self, "%s: %d hidden states of %d values, on %s", model_dir.c_str(), model->num_states(),
+                    model->hidden(), model->device().str().c_str());
+  }
+
+  Locked lock(&st->lock);
+  st->started = true;
+  st->is_mfcc = is_mfcc;
+  st->model = std::move(model);
+  st->model_dir = model_dir;
+  st->mode = mode;
+  st->resolved = mode == GST_HUBERT_ENC_MODE_AUTO ? -1 : (mode == GST_HUBERT_ENC_MODE_STREAMING ? 1 : 0);
+  st->window_ms = window_ms;
+  st->context_ms = context_ms;
+  st->have_caps = false;
+  st->segment_start = 0;
+  st->reset_stream();
+  return TRUE;
+}
+
+static void gst_hubert_enc_stop(GstHubertEnc* self) {
+  EncState* st = self->state;
+  Locked lock(&st->lock);
+  st->started = false;
+  st->model.reset();
+  st->have_caps = false;
+  st->reset_stream();
+}
+
+static GstStateChangeReturn gst_hubert_enc_change_state(GstElement* element, GstStateChange transition) {
+  GstHubertEnc* self = GST_HUBERT_ENC(element);
+
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED && !gst_hubert_enc_start(self)) return GST_STATE_CHANGE_FAILURE;
+
+  GstStateChangeReturn ret = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
+  if (ret == GST_STATE_CHANGE_FAILURE) {
+    if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) gst_hubert_enc_stop(self);
+    return ret;
+  }
+
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) gst_hubert_enc_stop(self);
+  return ret;
+}
+
+/* --- Caps ------------------------------------------------------------------ */
+
+// The fixed output caps; null before start.  Call with st->lock held.
+static GstCaps* gst_hubert_enc_output_caps_locked(EncState* st) {
+  if (!st->started) return nullptr;
+  if (st->is_mfcc) {
+    return gst_caps_new_simple(GST_ANITALKER_FEATURES_CAPS_NAME, "kind", G_TYPE_STRING,
+                               GST_ANITALKER_FEATURES_KIND_MFCC, "layers", G_TYPE_INT, 1, "dims", G_TYPE_INT,
+                               (int)anitalker::kMfccChannels, "rate", GST_TYPE_FRACTION, 100, 1, nullptr);
+  }
+  if (!st->model) return nullptr;
+  return gst_caps_new_simple(GST_ANITALKER_FEATURES_CAPS_NAME, "kind", G_TYPE_STRING,
+                             GST_ANITALKER_FEATURES_KIND_HUBERT, "layers", G_TYPE_INT, st->model->num_states(),
+                             "dims", G_TYPE_INT, st->model->hidden(), "rate", GST_TYPE_FRACTION, 50, 1, nullptr);
+}
+
+static gboolean gst_hubert_enc_set_sink_caps(GstHubertEnc* self, GstCaps* caps) {
+  EncState* st = self->state;
+  // The template pins rate, channels and layout; only the format varies.
+  const gchar* format = gst_structure_get_string(gst_caps_get_structure(caps, 0), "format");
+  if (format == nullptr || (strcmp(format, "F32LE") != 0 && strcmp(format, "S16LE") != 0)) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Audio caps without a format of F32LE or S16LE."),
+                      ("caps: %" GST_PTR_FORMAT, caps));
+    return FALSE;
+  }
+  GstCaps* out;
+  {
+    Locked lock(&st->lock);
+    out = gst_hubert_enc_output_caps_locked(st);
+  }
+  if (out == nullptr) return FALSE;
+  st->s16 = strcmp(format, "S16LE") == 0;
+  gboolean ok = gst_pad_push_event(self->srcpad, gst_event_new_caps(out));
+  GST_DEBUG_OBJECT(self, "input %s, output caps %" GST_PTR_FORMAT, format, out);
+  gst_caps_unref(out);
+  st->have_caps = ok;
+  return ok;
+}
+
+/* --- Encoding -------------------------------------------------------------- */
+
+// Whether this stream is encoded in windows; decides `auto` on first use by
+// asking upstream whether it is live.
+static bool gst_hubert_enc_streaming(GstHubertEnc* self) {
+  EncState* st = self->state;
+  {
+    Locked lock(&st->lock);
+    if (st->resolved >= 0) return st->resolved == 1;
+  }
+  gboolean live = FALSE;
+  GstQuery* q = gst_query_new_latency();
+  if (gst_pad_peer_query(self->sinkpad, q)) gst_query_parse_latency(q, &live, nullptr, nullptr);
+  gst_query_unref(q);
+  GST_INFO_OBJECT(self, "mode auto: upstream is %slive, encoding %s", live ? "" : "not ",
+                  live ? "in windows (streaming)" : "offline");
+  Locked lock(&st->lock);
+  st->resolved = live ? 1 : 0;
+  return live;
+}
+
+// Pushes `count` frames of `frame_floats` values from `data` (time-major),
+// frame indices st->emitted onwards, in buffers of at most FRAMES_PER_BUFFER.
+static GstFlowReturn gst_hubert_enc_push_frames(GstHubertEnc* self, const float* data, guint64 count,
+                                                size_t frame_floats, int rate) {
+  EncState* st = self->state;
+  if (!GST_CLOCK_TIME_IS_VALID(st->t0)) st->t0 = st->segment_start;
+  for (guint64 done = 0; done < count;) {
+    const guint64 n = std::min<guint64>(FRAMES_PER_BUFFER, count - done);
+    const guint64 first = st->emitted;
+    GstBuffer* buffer =
+        gst_buffer_new_memdup(data + done * frame_floats, (gsize)(n * frame_floats * sizeof(float)));
+    // Computed from the frame index, never accumulated.
+    const GstClockTime start = st->t0 + gst_util_uint64_scale(first, GST_SECOND, rate);
+    GST_BUFFER_PTS(buffer) = start;
+    GST_BUFFER_DURATION(buffer) = st->t0 + gst_util_uint64_scale(first + n, GST_SECOND, rate) - start;
+    GST_BUFFER_OFFSET(buffer) = first;
+    GST_BUFFER_OFFSET_END(buffer) = first + n;
+    if (st->discont) {
+      GST_BUFFER_FLAG_SET(buffer, GST_BUFFER_FLAG_DISCONT);
+      st->discont = false;
+    }
+    st->emitted += n;
+    done += n;
+    GstFlowReturn ret = gst_pad_push(self->srcpad, buffer);
+    if (ret != GST_FLOW_OK) {
+      GST_DEBUG_OBJECT(self, "push: %s", gst_flow_get_name(ret));
+      return ret;
+    }
+  }
+  return GST_FLOW_OK;
+}
+
+// Drops the audio before stream sample `keep_from`.
+static void gst_hubert_enc_trim(EncState* st, guint64 keep_from) {
+  if (keep_from <= st->audio_start) return;
+  const guint64 drop = std::min<guint64>(keep_from - st->audio_start, st->audio.size());
+  st->audio.erase(st->audio.begin(), st->audio.begin() + drop);
+  st->audio_start += drop;
+}
+
+// MFCC.  Frame t covers samples [160 t, 160 t + 400) after pre-emphasis,
+// which reads the sample before; its deltas read frames t-2 .. t+2 with edge
+// padding at the true ends (spec 2).  So a frame is final once frame t+2 is
+// complete, and mfcc() over a region that starts kMfccMargin frames before
+// the first frame wanted gives that frame exactly as over the whole clip:
+// the region's first frame (whose pre-emphasis lacks the sample before) and
+// its edge-padded deltas stay in the margin.  `final`: the stream ends here,
+// so every frame goes out (with the reference's padding at the end).
+static GstFlowReturn gst_hubert_enc_process_mfcc(GstHubertEnc* self, bool final) {
+  EncState* st = self->state;
+  const guint64 L = anitalker::kMfccFrameLength, S = anitalker::kMfccFrameStep;
+  const guint64 avail = st->received;
+  const guint64 complete = avail >= L ? (avail - L) / S + 1 : 0;  // frames without zero padding
+  if (!final && complete < st->emitted + 3) return GST_FLOW_OK;    // frame `emitted` not final yet
+  if (avail == 0) return GST_FLOW_OK;
+
+  const guint64 first_frame = st->emitted > kMfccMargin ? st->emitted - kMfccMargin : 0;
+  const guint64 s = first_frame * S;
+  g_assert(s >= st->audio_start && avail > s);
+  anitalker::Mfcc m = anitalker::mfcc(st->audio.data() + (s - st->audio_start), (size_t)(avail - s));
+  const guint64 end = final ? first_frame + m.frames : complete - 2;
+  if (end <= st->emitted) return GST_FLOW_OK;
+  const std::vector<double> all = m.stacked39();
+  const size_t C = anitalker::kMfccChannels;
+  std::vector<float> out((size_t)(end - st->emitted) * C);
+  const double* from = all.data() + (size_t)(st->emitted - first_frame) * C;
+  for (size_t i = 0; i < out.size(); i++) out[i] = (float)from[i];
+
+  GstFlowReturn ret = gst_hubert_enc_push_frames(self, out.data(), end - st->emitted, C, 100);
+  // Keep what the next region needs (the frames are counted pushed even when
+  // the push failed: the stream is over then).
+  const guint64 keep = st->emitted > kMfccMargin ? st->emitted - kMfccMargin : 0;
+  gst_hubert_enc_trim(st, keep * S);
+  return ret;
+}
+
+// HuBERT.  The conv encoder maps frame t to samples [hop t, hop t + rf), so
+// a region that starts at a multiple of hop yields the frames from
+// start / hop on.  Not final: runs only when `window` ms of audio after the
+// last frame pushed have arrived (streaming).  Final: encodes the rest, then
+// pushes the padding frame.  Offline the region is the whole utterance.
+static GstFlowReturn gst_hubert_enc_process_hubert(GstHubertEnc* self, bool final) {
+  EncState* st = self->state;
+  std::shared_ptr<const hubert::Model> model;
+  guint window_ms, context_ms;
+  {
+    Locked lock(&st->lock);
+    model = st->model;
+    window_ms = st->window_ms;
+    context_ms = st->context_ms;
+  }
+  if (!model) {
+    GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("No model to encode with."), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  const hubert::Config& cfg = model->config();
+  guint64 hop = 1;
+  for (int s : cfg.conv_stride) hop *= (guint64)s;
+  const guint64 rf = (guint64)hubert::receptive_field(cfg);
+  const guint64 avail = st->received;
+  const guint64 window = (guint64)window_ms * SAMPLE_RATE / 1000;
+  const guint64 context_frames = (guint64)context_ms * SAMPLE_RATE / 1000 / hop;
+  if (!final && avail < hop * st->emitted + window) return GST_FLOW_OK;
+
+  const guint64 first_frame = st->emitted > context_frames ? st->emitted - context_frames : 0;
+  const guint64 s = first_frame * hop;
+  g_assert(s >= st->audio_start);
+  const guint64 n = avail > s ? avail - s : 0;
+  const guint64 frames = (guint64)hubert::frame_count(cfg, (int64_t)n);  // of the region
+  const int L = model->num_states(), D = model->hidden();
+  const size_t frame_floats = (size_t)L * D;
+  GstFlowReturn ret = GST_FLOW_OK;
+
+  if (first_frame + frames > st->emitted) {
+    at::Tensor out;  // [new frames, L, D], contiguous, CPU
+    {
+      c10::InferenceMode guard;
+      at::Tensor wave = at::from_blob(st->audio.data() + (s - st->audio_start), {(int64_t)n}, at::kFloat);
+      at::Tensor states = model->hidden_states(wave);  // [L, frames, D]
+      out = states.slice(1, (int64_t)(st->emitted - first_frame)).transpose(0, 1).contiguous();
+    }
+    const guint64 count = (guint64)out.size(0);
+    GST_LOG_OBJECT(self, "encoded %" G_GUINT64_FORMAT " samples (context %" G_GUINT64_FORMAT
+                   "): frames %" G_GUINT64_FORMAT " .. %" G_GUINT64_FORMAT,
+                   n, hop * (st->emitted - first_frame), st->emitted, st->emitted + count - 1);
+    const float* data = out.data_ptr<float>();
+    st->last_frame.assign(data + (count - 1) * frame_floats, data + count * frame_floats);
+    ret = gst_hubert_enc_push_frames(self, data, count, frame_floats, 50);
+  }
+  const guint64 keep = st->emitted > context_frames ? st->emitted - context_frames : 0;
+  gst_hubert_enc_trim(st, keep * hop);
+  if (ret != GST_FLOW_OK || !final) return ret;
+
+  if (st->emitted == 0) {
+    if (avail > 0) {
+      GST_ELEMENT_WARNING(self, STREAM, FAILED,
+                          ("%" G_GUINT64_FORMAT " samples of audio are too short for one HuBERT frame "
+                           "(%" G_GUINT64_FORMAT " are needed); no features.",
+                           avail, rf),
+                          (nullptr));
+    }
+    return GST_FLOW_OK;
+  }
+  // The demo's padding frame (spec 1.7): the last frame again, in the next slot.
+  const std::vector<float> pad = st->last_frame;
+  return gst_hubert_enc_push_frames(self, pad.data(), 1, frame_floats, 50);
+}
+
+// Encodes what is due; `final` at the end of a stream (EOS, or a discont in
+// streaming mode).  Errors are posted here.
+static GstFlowReturn gst_hubert_enc_process(GstHubertEnc* self, bool final) {
+  EncState* st = self->state;
+  bool is_mfcc;
+  {
+    Locked lock(&st->lock);
+    if (!st->started) return GST_FLOW_FLUSHING;
+    is_mfcc = st->is_mfcc;
+  }
+  if (!final && !gst_hubert_enc_streaming(self)) return GST_FLOW_OK;  // offline: all at EOS
+
+  GST_OBJECT_LOCK(self);
+  const int threads = self->num_threads;
+  GST_OBJECT_UNLOCK(self);
+  // OpenMP: per thread (BUILD-NOTES), so it is set here, in the streaming thread.
+  anitalker::set_num_threads(threads);
+
+  try {
+    return is_mfcc ? gst_hubert_enc_process_mfcc(self, final) : gst_hubert_enc_process_hubert(self, final);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(
+        self, gst_anitalker_printf("Encoding %" G_GUINT64_FORMAT " samples of audio failed.", st->received), false);
+    return GST_FLOW_ERROR;
+  }
+}
+
+// Ends the stream so far (EOS, discont, gap): pushes every pending frame,
+// then starts counting anew.  The caller decides on the DISCONT flag.
+static GstFlowReturn gst_hubert_enc_drain(GstHubertEnc* self) {
+  EncState* st = self->state;
+  GstFlowReturn ret = GST_FLOW_OK;
+  if (st->received > 0) ret = gst_hubert_enc_process(self, true);
+  st->reset_stream();
+  return ret;
+}
+
+static GstFlowReturn gst_hubert_enc_chain_impl(GstHubertEnc* self, GstBuffer* buffer) {
+  EncState* st = self->state;
+  if (!st->have_caps) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Audio arrived before its caps."), (nullptr));
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  const gsize size = gst_buffer_get_size(buffer);
+  const gsize bps = st->s16 ? 2 : 4;
+  if (size % bps != 0) {
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+                      ("An audio buffer of %" G_GSIZE_FORMAT " bytes is not a whole number of %s samples.", size,
+                       st->s16 ? "S16LE" : "F32LE"),
+                      (nullptr));
+    return GST_FLOW_ERROR;
+  }
+
+  GstFlowReturn ret;
+  if (GST_BUFFER_IS_DISCONT(buffer) && st->received > 0 && gst_hubert_enc_streaming(self)) {
+    // The audio before the gap is a stream of its own.
+    GST_DEBUG_OBJECT(self, "discont: draining %" G_GUINT64_FORMAT " samples", st->received);
+    if ((ret = gst_hubert_enc_drain(self)) != GST_FLOW_OK) return ret;
+  }
+  if (!GST_CLOCK_TIME_IS_VALID(st->t0))
+    st->t0 = GST_BUFFER_PTS_IS_VALID(buffer) ? GST_BUFFER_PTS(buffer) : st->segment_start;
+
+  const gsize count = size / bps;
+  const size_t old = st->audio.size();
+  st->audio.resize(old + count);
+  GstMapInfo map;
+  if (!gst_buffer_map(buffer, &map, GST_MAP_READ)) {
+    st->audio.resize(old);
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not map an audio buffer."), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  if (st->s16) {
+    const guint8* p = map.data;
+    for (gsize i = 0; i < count; i++) {
+      const gint16 v = (gint16)GST_READ_UINT16_LE(p + 2 * i);
+      st->audio[old + i] = (float)v / 32768.0f;
+    }
+  } else {
+    memcpy(st->audio.data() + old, map.data, count * sizeof(float));
+#if G_BYTE_ORDER == G_BIG_ENDIAN
+    for (gsize i = 0; i < count; i++) {
+      guint32 u;
+      memcpy(&u, &st->audio[old + i], 4);
+      u = GUINT32_SWAP_LE_BE(u);
+      memcpy(&st->audio[old + i], &u, 4);
+    }
+#endif
+  }
+  gst_buffer_unmap(buffer, &map);
+  st->received += count;
+
+  return gst_hubert_enc_process(self, false);
+}
+
+static GstFlowReturn gst_hubert_enc_chain(GstPad* pad, GstObject* parent, GstBuffer* buffer) {
+  (void)pad;
+  GstHubertEnc* self = GST_HUBERT_ENC(parent);
+  GstFlowReturn ret;
+  try {
+    ret = gst_hubert_enc_chain_impl(self, buffer);
+  } catch (...) {
+    // The lib/ calls catch their own; this is for the rest (std::bad_alloc).
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Encoding audio failed.", false);
+    ret = GST_FLOW_ERROR;
+  }
+  gst_buffer_unref(buffer);
+  return ret;
+}
+
+/* --- Events and queries ------------------------------------------------------ */
+
+static gboolean gst_hubert_enc_sink_event_impl(GstHubertEnc* self, GstPad* pad, GstEvent* event) {
+  EncState* st = self->state;
+  switch (GST_EVENT_TYPE(event)) {
+    case GST_EVENT_CAPS: {
+      GstCaps* caps;
+      gst_event_parse_caps(event, &caps);
+      gboolean ok = gst_hubert_enc_set_sink_caps(self, caps);
+      gst_event_unref(event);  // the src pad gets features caps instead
+      return ok;
+    }
+    case GST_EVENT_FLUSH_STOP:
+      st->reset_stream();
+      break;
+    case GST_EVENT_SEGMENT: {
+      // A new segment starts a new stream: audio not yet encoded is dropped.
+      if (st->received > 0)
+        GST_DEBUG_OBJECT(self, "new segment: dropping %" G_GUINT64_FORMAT " samples", st->received);
+      st->reset_stream();
+      const GstSegment* segment;
+      gst_event_parse_segment(event, &segment);
+      if (segment->format == GST_FORMAT_TIME) {
+        st->segment_start = segment->start;
+      } else {
+        // Features need a TIME segment; frames count from 0.
+        GST_DEBUG_OBJECT(self, "replacing a %s segment by a TIME segment", gst_format_get_name(segment->format));
+        GstSegment time;
+        gst_segment_init(&time, GST_FORMAT_TIME);
+        GstEvent* replaced = gst_event_new_segment(&time);
+        gst_event_set_seqnum(replaced, gst_event_get_seqnum(event));
+        gst_event_unref(event);
+        event = replaced;
+        st->segment_start = 0;
+      }
+      break;
+    }
+    case GST_EVENT_GAP:
+      // Streaming: the audio before the gap is a stream of its own.  Offline
+      // the utterance goes on (its frames cannot skip the gap).
+      if (st->received > 0 && gst_hubert_enc_streaming(self)) gst_hubert_enc_drain(self);
+      break;
+    case GST_EVENT_EOS:
+      // A failed encode has posted its error; EOS still goes on.
+      gst_hubert_enc_drain(self);
+      break;
+    default:
+      break;
+  }
+  return gst_pad_event_default(pad, GST_OBJECT(self), event);
+}
+
+static gboolean gst_hubert_enc_sink_event(GstPad* pad, GstObject* parent, GstEvent* event) {
+  GstHubertEnc* self = GST_HUBERT_ENC(parent);
+  try {
+    return gst_hubert_enc_sink_event_impl(self, pad, event);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Handling an event failed.", false);
+    return FALSE;
+  }
+}
+
+// Answers a CAPS query with `caps` (taken) intersected with its filter.
+static void set_caps_result(GstQuery* query, GstCaps* caps) {
+  GstCaps* filter;
+  gst_query_parse_caps(query, &filter);
+  if (filter) {
+    GstCaps* both = gst_caps_intersect_full(filter, caps, GST_CAPS_INTERSECT_FIRST);
+    gst_caps_unref(caps);
+    caps = both;
+  }
+  gst_query_set_caps_result(query, caps);
+  gst_caps_unref(caps);
+}
+
+static gboolean gst_hubert_enc_src_query_impl(GstHubertEnc* self, GstPad* pad, GstQuery* query) {
+  EncState* st = self->state;
+  switch (GST_QUERY_TYPE(query)) {
+    case GST_QUERY_CAPS: {
+      GstCaps* caps;
+      {
+        Locked lock(&st->lock);
+        caps = gst_hubert_enc_output_caps_locked(st);
+      }
+      if (caps == nullptr) caps = gst_pad_get_pad_template_caps(pad);
+      set_caps_result(query, caps);
+      return TRUE;
+    }
+    case GST_QUERY_LATENCY: {
+      if (!gst_pad_peer_query(self->sinkpad, query)) return FALSE;
+      gboolean live;
+      GstClockTime min, max;
+      gst_query_parse_latency(query, &live, &min, &max);
+      bool streaming, is_mfcc;
+      guint window_ms;
+      {
+        Locked lock(&st->lock);
+        streaming = st->resolved >= 0 ? st->resolved == 1 : live;
+        is_mfcc = st->is_mfcc;
+        window_ms = st->window_ms;
+      }
+      GstClockTime ours = 0;
+      if (streaming) {
+        // MFCC: frame t is final when frame t+2 is complete, 720 samples
+        // after frame t starts.  HuBERT: a frame waits for its window.
+        const guint64 wait = is_mfcc ? 2 * anitalker::kMfccFrameStep + anitalker::kMfccFrameLength
+                                     : (guint64)window_ms * SAMPLE_RATE / 1000;
+        ours = gst_util_uint64_scale(wait, GST_SECOND, SAMPLE_RATE);
+      } else if (live) {
+        GST_WARNING_OBJECT(self, "offline mode on a live source: nothing comes out before EOS");
+      }
+      min += ours;
+      if (GST_CLOCK_TIME_IS_VALID(max)) max += ours;
+      GST_DEBUG_OBJECT(self, "latency: ours %" GST_TIME_FORMAT ", total min %" GST_TIME_FORMAT " max %" GST_TIME_FORMAT,
+                       GST_TIME_ARGS(ours), GST_TIME_ARGS(min), GST_TIME_ARGS(max));
+      gst_query_set_latency(query, live, min, max);
+      return TRUE;
+    }
+    default:
+      break;
+  }
+  return gst_pad_query_default(pad, GST_OBJECT(self), query);
+}
+
+static gboolean gst_hubert_enc_src_query(GstPad* pad, GstObject* parent, GstQuery* query) {
+  GstHubertEnc* self = GST_HUBERT_ENC(parent);
+  try {
+    return gst_hubert_enc_src_query_impl(self, pad, query);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Answering a query failed.", false);
+    return FALSE;
+  }
+}

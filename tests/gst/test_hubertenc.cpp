@@ -1,0 +1,721 @@
+// GstHarness tests of hubertenc (gst/gsthubertenc.cpp): caps, offline
+// features and timestamps against the audio fixture (tests/data/audio,
+// tolerances from spec/audio-features.md 3), S16LE input, streaming MFCC
+// (bit-exact with offline), streaming HuBERT (frame count, timestamps, its
+// distance from offline), short and empty input, flush, discont, latency,
+// errors.  Runs with CK_FORK=no (BUILD-NOTES: torch/OpenMP and fork).
+#include <ATen/ATen.h>
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gstanitalkercaps.h"
+#include "hubert.h"
+#include "mfcc.h"
+#include "npy.h"
+#include "state_dict.h"
+
+namespace {
+
+constexpr int kStates = 4;     // tiny_hubert: 3 layers + 1
+constexpr int kHidden = 64;    // tiny_hubert: hidden_size
+constexpr int kSamples = 33337;
+constexpr int kHubertFrames = 104;  // padded: T = 103, + 1
+constexpr int kMfccFrames = 207;
+constexpr int kMfcc = 39;
+const char* const kF32Caps = "audio/x-raw, format=(string)F32LE, rate=(int)16000, channels=(int)1, "
+                             "layout=(string)interleaved";
+const char* const kS16Caps = "audio/x-raw, format=(string)S16LE, rate=(int)16000, channels=(int)1, "
+                             "layout=(string)interleaved";
+
+std::string data_path(const std::string& rel) {
+  const char* root = g_getenv("ANITALKER_TEST_DATA");  // checked in main
+  gchar* p = g_build_filename(root, rel.c_str(), nullptr);
+  std::string out(p);
+  g_free(p);
+  return out;
+}
+
+std::string model_dir() { return data_path("audio/tiny_hubert"); }
+
+// A .npy file as a float32 tensor, read once per run.
+const at::Tensor& npy(const std::string& rel) {
+  static std::map<std::string, at::Tensor> cache;
+  auto it = cache.find(rel);
+  if (it == cache.end()) {
+    anitalker::TensorData data = anitalker::read_npy(data_path(rel));
+    it = cache.emplace(rel, anitalker::to_tensor(data).to(at::kFloat).contiguous().clone()).first;
+  }
+  return it->second;
+}
+
+// The 2 s clip as float32 samples (ref/input_f32.npy: the WAV as librosa reads it).
+const float* clip() {
+  const at::Tensor& t = npy("audio/ref/input_f32.npy");
+  fail_unless_equals_int(t.numel(), kSamples);
+  return t.data_ptr<float>();
+}
+
+GstClockTime sample_time(guint64 n) { return gst_util_uint64_scale(n, GST_SECOND, 16000); }
+GstClockTime frame_time(guint64 t, int rate) { return gst_util_uint64_scale(t, GST_SECOND, rate); }
+
+// A started harness around a hubertenc with `model` ("mfcc" or a folder).
+GstHarness* new_harness(const std::string& model, const char* mode = "offline", guint window = 4000,
+                        guint context = 2000, const char* caps = kF32Caps) {
+  GstElement* e = gst_element_factory_make("hubertenc", nullptr);
+  fail_unless(e != nullptr, "hubertenc not found (GST_PLUGIN_PATH_1_0?)");
+  g_object_set(e, "model", model.c_str(), "window", window, "context", context, nullptr);
+  gst_util_set_object_arg(G_OBJECT(e), "mode", mode);
+  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  if (caps) gst_harness_set_src_caps_str(h, caps);
+  return h;
+}
+
+// Pushes samples [from, to) of `x` in buffers of `chunk`, PTS from the sample count.
+void push_f32(GstHarness* h, const float* x, guint64 from, guint64 to, guint64 chunk, GstClockTime base = 0) {
+  for (guint64 i = from; i < to; i += chunk) {
+    const guint64 n = std::min(chunk, to - i);
+    GstBuffer* buf = gst_buffer_new_memdup(x + i, n * sizeof(float));
+    GST_BUFFER_PTS(buf) = base + sample_time(i - from);
+    GST_BUFFER_DURATION(buf) = sample_time(i - from + n) - sample_time(i - from);
+    fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_OK);
+  }
+}
+
+// The output of a harness: every frame's values and PTS.
+struct Output {
+  std::vector<float> values;          // frames x frame_floats
+  std::vector<GstClockTime> pts;      // per frame
+  std::vector<GstClockTime> duration; // per frame
+  std::vector<bool> discont;          // per frame: first of a DISCONT buffer
+  size_t frames() const { return pts.size(); }
+};
+
+// Pulls every queued buffer and splits it into frames; a buffer's frames are
+// spread evenly over its duration in steps of 1/rate (checked).
+Output pull_all(GstHarness* h, size_t frame_floats, int rate) {
+  Output out;
+  GstBuffer* buf;
+  while ((buf = gst_harness_try_pull(h)) != nullptr) {
+    const gsize size = gst_buffer_get_size(buf);
+    fail_unless(size > 0 && size % (frame_floats * sizeof(float)) == 0, "buffer of %zu bytes", (size_t)size);
+    const size_t n = size / (frame_floats * sizeof(float));
+    const size_t old = out.values.size();
+    out.values.resize(old + n * frame_floats);
+    gst_buffer_extract(buf, 0, out.values.data() + old, size);
+    fail_unless(GST_BUFFER_PTS_IS_VALID(buf));
+    // Per-frame times: the buffer's PTS is frame OFFSET's time from t0.
+    const guint64 offset = GST_BUFFER_OFFSET(buf);
+    const GstClockTime t0 = GST_BUFFER_PTS(buf) - frame_time(offset, rate);
+    fail_unless_equals_uint64(GST_BUFFER_DURATION(buf), frame_time(offset + n, rate) - frame_time(offset, rate));
+    fail_unless_equals_uint64(GST_BUFFER_OFFSET_END(buf), offset + n);
+    for (size_t i = 0; i < n; i++) {
+      out.pts.push_back(t0 + frame_time(offset + i, rate));
+      out.duration.push_back(frame_time(offset + i + 1, rate) - frame_time(offset + i, rate));
+      out.discont.push_back(i == 0 && GST_BUFFER_IS_DISCONT(buf));
+    }
+    gst_buffer_unref(buf);
+  }
+  return out;
+}
+
+// Offline features of the whole clip pushed in buffers of `chunk` samples.
+Output run_clip(const std::string& model, const char* mode, guint64 chunk, guint window = 4000,
+                guint context = 2000) {
+  GstHarness* h = new_harness(model, mode, window, context);
+  push_f32(h, clip(), 0, kSamples, chunk);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  const bool mfcc = model == "mfcc";
+  Output out = pull_all(h, mfcc ? kMfcc : kStates * kHidden, mfcc ? 100 : 50);
+  gst_harness_teardown(h);
+  return out;
+}
+
+// Frame t has PTS t/rate from 0, duration the difference of consecutive PTS.
+void check_timestamps(const Output& out, int rate, GstClockTime t0 = 0) {
+  for (size_t t = 0; t < out.frames(); t++) {
+    fail_unless_equals_uint64(out.pts[t], t0 + frame_time(t, rate));
+    fail_unless_equals_uint64(out.duration[t], frame_time(t + 1, rate) - frame_time(t, rate));
+  }
+}
+
+// Compares HuBERT output [T, L, D] with hubert_padded.npy [L, T, D].
+void check_hubert_reference(const Output& out) {
+  const at::Tensor& ref = npy("audio/ref/hubert_padded.npy");
+  fail_unless_equals_int(ref.size(0), kStates);
+  fail_unless_equals_int(ref.size(1), kHubertFrames);
+  fail_unless_equals_int(ref.size(2), kHidden);
+  fail_unless_equals_int(out.frames(), kHubertFrames);
+  const float* r = ref.data_ptr<float>();
+  double max_diff = 0;
+  for (int t = 0; t < kHubertFrames; t++) {
+    for (int l = 0; l < kStates; l++) {
+      for (int d = 0; d < kHidden; d++) {
+        const float got = out.values[((size_t)t * kStates + l) * kHidden + d];
+        const float want = r[((size_t)l * kHubertFrames + t) * kHidden + d];
+        const double diff = std::fabs((double)got - want);
+        max_diff = std::max(max_diff, diff);
+        fail_unless(diff <= 1e-4 + 1e-4 * std::fabs(want), "frame %d state %d dim %d: %g, want %g", t, l, d, got,
+                    want);
+      }
+    }
+  }
+  GST_INFO("offline HuBERT vs reference: max abs diff %g", max_diff);
+}
+
+double max_abs_diff(const Output& a, const Output& b) {
+  fail_unless_equals_int(a.values.size(), b.values.size());
+  double m = 0;
+  for (size_t i = 0; i < a.values.size(); i++) {
+    fail_unless(std::isfinite(a.values[i]));
+    m = std::max(m, std::fabs((double)a.values[i] - b.values[i]));
+  }
+  return m;
+}
+
+// Pops the first message of `type` from the bus; fails if there is none.
+GError* pop_message(GstBus* bus, GstMessageType type, gchar** debug) {
+  GstMessage* msg = gst_bus_pop_filtered(bus, type);
+  fail_unless(msg != nullptr, "no %s message on the bus", gst_message_type_get_name(type));
+  GError* err = nullptr;
+  if (type == GST_MESSAGE_ERROR)
+    gst_message_parse_error(msg, &err, debug);
+  else
+    gst_message_parse_warning(msg, &err, debug);
+  gst_message_unref(msg);
+  return err;
+}
+
+// Pops every downstream event; returns how many were EOS.
+int count_eos(GstHarness* h) {
+  int eos = 0;
+  GstEvent* ev;
+  while ((ev = gst_harness_try_pull_event(h)) != nullptr) {
+    if (GST_EVENT_TYPE(ev) == GST_EVENT_EOS) eos++;
+    gst_event_unref(ev);
+  }
+  return eos;
+}
+
+}  // namespace
+
+/* --- caps ---------------------------------------------------------------- */
+
+GST_START_TEST(test_caps_hubert) {
+  GstHarness* h = new_harness(model_dir());
+  GstCaps* caps = gst_pad_get_current_caps(h->sinkpad);
+  fail_unless(caps != nullptr);
+  GstCaps* expected = gst_caps_from_string(
+      "application/x-anitalker-features, kind=(string)hubert, layers=(int)4, dims=(int)64, rate=(fraction)50/1");
+  fail_unless(gst_caps_is_equal(caps, expected), "got %" GST_PTR_FORMAT, caps);
+  gst_caps_unref(expected);
+  gst_caps_unref(caps);
+
+  // Event order downstream: stream-start, caps, segment.
+  const GstEventType order[] = {GST_EVENT_STREAM_START, GST_EVENT_CAPS, GST_EVENT_SEGMENT};
+  for (GstEventType type : order) {
+    GstEvent* ev = gst_harness_pull_event(h);
+    fail_unless_equals_string(GST_EVENT_TYPE_NAME(ev), gst_event_type_get_name(type));
+    gst_event_unref(ev);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_caps_mfcc) {
+  GstHarness* h = new_harness("mfcc", "offline", 4000, 2000, kS16Caps);
+  GstCaps* caps = gst_pad_get_current_caps(h->sinkpad);
+  fail_unless(caps != nullptr);
+  GstCaps* expected = gst_caps_from_string(
+      "application/x-anitalker-features, kind=(string)mfcc, layers=(int)1, dims=(int)39, rate=(fraction)100/1");
+  fail_unless(gst_caps_is_equal(caps, expected), "got %" GST_PTR_FORMAT, caps);
+  gst_caps_unref(expected);
+  gst_caps_unref(caps);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// 44.1 kHz or stereo is refused by the template (audioconvert ! audioresample go before).
+GST_START_TEST(test_caps_refused) {
+  GstHarness* h = new_harness("mfcc", "offline", 4000, 2000, nullptr);
+  GstPad* sinkpad = gst_element_get_static_pad(h->element, "sink");
+  const char* const refused[] = {
+      "audio/x-raw, format=(string)F32LE, rate=(int)44100, channels=(int)1, layout=(string)interleaved",
+      "audio/x-raw, format=(string)F32LE, rate=(int)16000, channels=(int)2, layout=(string)interleaved",
+      "audio/x-raw, format=(string)S32LE, rate=(int)16000, channels=(int)1, layout=(string)interleaved",
+  };
+  for (const char* s : refused) {
+    GstCaps* caps = gst_caps_from_string(s);
+    fail_if(gst_pad_send_event(sinkpad, gst_event_new_caps(caps)), "accepted %s", s);
+    gst_caps_unref(caps);
+  }
+  gst_object_unref(sinkpad);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+/* --- offline ---------------------------------------------------------------- */
+
+GST_START_TEST(test_offline_hubert) {
+  GstHarness* h = new_harness(model_dir());
+  push_f32(h, clip(), 0, kSamples, 1600);
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);  // nothing before EOS
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h, kStates * kHidden, 50);
+  fail_unless_equals_int(out.frames(), kHubertFrames);
+  check_timestamps(out, 50);
+  fail_unless(out.discont[0], "the first buffer is a discont");
+  check_hubert_reference(out);
+  // The padding frame repeats the last one.
+  fail_unless(memcmp(&out.values[(size_t)103 * kStates * kHidden], &out.values[(size_t)102 * kStates * kHidden],
+                     sizeof(float) * kStates * kHidden) == 0);
+  fail_unless_equals_int(count_eos(h), 1);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_offline_mfcc) {
+  Output out = run_clip("mfcc", "offline", 1600);
+  fail_unless_equals_int(out.frames(), kMfccFrames);
+  check_timestamps(out, 100);
+  const at::Tensor& ref = npy("audio/ref/mfcc39.npy");
+  fail_unless_equals_int(ref.size(0), kMfccFrames);
+  fail_unless_equals_int(ref.size(1), kMfcc);
+  const float* r = ref.data_ptr<float>();
+  double max_diff = 0;
+  for (size_t i = 0; i < out.values.size(); i++) {
+    const double d = std::fabs((double)out.values[i] - r[i]);
+    max_diff = std::max(max_diff, d);
+    fail_unless(d <= 1e-4, "value %zu: %g, want %g", i, out.values[i], r[i]);
+  }
+  GST_INFO("offline MFCC vs reference: max abs diff %g", max_diff);
+}
+GST_END_TEST;
+
+// S16LE is scaled by 1/32768; the features of the quantised clip stay close
+// to those of the float clip.
+GST_START_TEST(test_offline_s16) {
+  std::vector<gint16> s16(kSamples);
+  const float* x = clip();
+  for (int i = 0; i < kSamples; i++)
+    s16[i] = (gint16)std::max(-32768.0, std::min(32767.0, std::round((double)x[i] * 32768.0)));
+  for (const std::string& model : {model_dir(), std::string("mfcc")}) {
+    const bool mfcc = model == "mfcc";
+    const size_t ff = mfcc ? kMfcc : kStates * kHidden;
+    const int rate = mfcc ? 100 : 50;
+    Output want = run_clip(model, "offline", 1600);
+    GstHarness* h = new_harness(model, "offline", 4000, 2000, kS16Caps);
+    for (int i = 0; i < kSamples; i += 1600) {
+      const int n = std::min(1600, kSamples - i);
+      GstBuffer* buf = gst_buffer_new_memdup(s16.data() + i, n * sizeof(gint16));
+      GST_BUFFER_PTS(buf) = sample_time(i);
+      fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_OK);
+    }
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    Output got = pull_all(h, ff, rate);
+    fail_unless_equals_int(got.frames(), want.frames());
+    check_timestamps(got, rate);
+    const double d = max_abs_diff(got, want);
+    g_print("%s: S16LE vs F32LE input, max abs diff %g\n", mfcc ? "mfcc" : "hubert", d);
+    fail_unless(d <= 1e-3, "%s: S16 vs F32 max abs diff %g", mfcc ? "mfcc" : "hubert", d);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
+/* --- streaming ---------------------------------------------------------------- */
+
+// Frames come out while audio arrives, and the whole equals offline bit for
+// bit, whatever the buffer size.
+GST_START_TEST(test_streaming_mfcc_exact) {
+  Output offline = run_clip("mfcc", "offline", 1600);
+  for (guint64 chunk : {1600, 137, 33337}) {
+    GstHarness* h = new_harness("mfcc", "streaming");
+    push_f32(h, clip(), 0, kSamples, chunk);
+    if (chunk == 1600) fail_unless(gst_harness_buffers_in_queue(h) > 0, "nothing came out before EOS");
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    Output out = pull_all(h, kMfcc, 100);
+    fail_unless_equals_int(out.frames(), kMfccFrames);
+    check_timestamps(out, 100);
+    fail_unless(memcmp(out.values.data(), offline.values.data(), out.values.size() * sizeof(float)) == 0,
+                "chunk %d: streaming MFCC differs from offline", (int)chunk);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
+GST_START_TEST(test_streaming_hubert) {
+  Output offline = run_clip(model_dir(), "offline", 1600);
+  struct Setting {
+    guint window, context;
+  };
+  for (Setting s : {Setting{400, 0}, Setting{1000, 0}, Setting{1000, 500}, Setting{1000, 2000}, Setting{500, 1000}}) {
+    GstHarness* h = new_harness(model_dir(), "streaming", s.window, s.context);
+    push_f32(h, clip(), 0, kSamples, 1600);
+    fail_unless(gst_harness_buffers_in_queue(h) > 0, "nothing came out before EOS");
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    Output out = pull_all(h, kStates * kHidden, 50);
+    fail_unless_equals_int(out.frames(), kHubertFrames);
+    check_timestamps(out, 50);
+    // The approximation is measured, not bounded (spec 1.10); with the
+    // fixture's random weights the numbers say nothing about the real model.
+    const double d = max_abs_diff(out, offline);
+    double sum = 0, peak = 0;
+    for (size_t i = 0; i < out.values.size(); i++) {
+      sum += std::fabs((double)out.values[i] - offline.values[i]);
+      peak = std::max(peak, std::fabs((double)offline.values[i]));
+    }
+    g_print("streaming HuBERT window %u ms, context %u ms: max abs diff from offline %g, mean %g (max |offline| %g)\n",
+            s.window, s.context, d, sum / out.values.size(), peak);
+    gst_harness_teardown(h);
+  }
+  // A window longer than the clip: one run at EOS over the whole clip.
+  Output whole = run_clip(model_dir(), "streaming", 1600, 5000, 2000);
+  fail_unless_equals_int(whole.frames(), kHubertFrames);
+  check_timestamps(whole, 50);
+  fail_unless(max_abs_diff(whole, offline) <= 1e-4);
+  check_hubert_reference(whole);
+}
+GST_END_TEST;
+
+// auto: the harness's source is live, so the element streams.
+GST_START_TEST(test_auto_is_streaming_when_live) {
+  GstHarness* h = new_harness("mfcc", "auto");
+  push_f32(h, clip(), 0, 16000, 1600);
+  fail_unless(gst_harness_buffers_in_queue(h) > 0);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_latency) {
+  GstHarness* h = new_harness(model_dir(), "streaming", 1000, 500);
+  gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
+  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + 1000 * GST_MSECOND);
+  gst_harness_teardown(h);
+
+  h = new_harness(model_dir(), "auto");  // live upstream: the default window
+  gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
+  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + 4000 * GST_MSECOND);
+  gst_harness_teardown(h);
+
+  h = new_harness("mfcc", "streaming");  // two frames of look-ahead: 720 samples
+  gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
+  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + 45 * GST_MSECOND);
+  gst_harness_teardown(h);
+
+  h = new_harness(model_dir(), "offline");
+  gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
+  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+/* --- events ---------------------------------------------------------------------- */
+
+GST_START_TEST(test_eos_without_data) {
+  for (const std::string& model : {model_dir(), std::string("mfcc")}) {
+    GstHarness* h = new_harness(model);
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);
+    fail_unless_equals_int(count_eos(h), 1);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
+// 200 samples: less than HuBERT's 400-sample receptive field.
+GST_START_TEST(test_too_short_hubert) {
+  for (const char* mode : {"offline", "streaming"}) {
+    GstHarness* h = new_harness(model_dir(), mode);
+    GstBus* bus = gst_bus_new();
+    gst_element_set_bus(h->element, bus);
+    push_f32(h, clip(), 0, 200, 200);
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);
+    fail_unless_equals_int(count_eos(h), 1);
+    gchar* debug = nullptr;
+    GError* err = pop_message(bus, GST_MESSAGE_WARNING, &debug);
+    fail_unless(strstr(err->message, "200") != nullptr, "%s", err->message);
+    g_error_free(err);
+    g_free(debug);
+    GstMessage* error = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+    fail_unless(error == nullptr, "an error was posted");
+    gst_element_set_bus(h->element, nullptr);
+    gst_object_unref(bus);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
+// MFCC pads the last frame with zeros: 200 samples give one frame, as the
+// reference computes it.
+GST_START_TEST(test_short_mfcc) {
+  GstHarness* h = new_harness("mfcc", "streaming");
+  push_f32(h, clip(), 0, 200, 200);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h, kMfcc, 100);
+  fail_unless_equals_int(out.frames(), 1);
+  std::vector<double> want = anitalker::mfcc39(clip(), 200);
+  for (int i = 0; i < kMfcc; i++) fail_unless_equals_float(out.values[i], (float)want[i]);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// Audio before a flush never reaches the output.
+GST_START_TEST(test_flush_drops_pending) {
+  for (const std::string& model : {model_dir(), std::string("mfcc")}) {
+    const bool mfcc = model == "mfcc";
+    const size_t ff = mfcc ? kMfcc : kStates * kHidden;
+    const int rate = mfcc ? 100 : 50;
+    GstHarness* h = new_harness(model, "offline");
+    push_f32(h, clip(), 0, 8000, 1600);
+    fail_unless(gst_harness_push_event(h, gst_event_new_flush_start()));
+    fail_unless(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+    GstSegment segment;
+    gst_segment_init(&segment, GST_FORMAT_TIME);
+    fail_unless(gst_harness_push_event(h, gst_event_new_segment(&segment)));
+    const GstClockTime t = 2 * GST_SECOND;
+    push_f32(h, clip(), 8000, kSamples, 1600, t);
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    Output out = pull_all(h, ff, rate);
+    // Only the audio after the flush: its own frame count, PTS from its first buffer.
+    const guint64 n = kSamples - 8000;
+    const size_t want = mfcc ? anitalker::mfcc_frame_count(n) : (size_t)((n - 400) / 320 + 2);
+    fail_unless_equals_int(out.frames(), want);
+    check_timestamps(out, rate, t);
+    fail_unless(out.discont[0]);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
+// Streaming: a DISCONT buffer (or a GAP event before a buffer) ends the
+// stream so far, as EOS would, and starts anew from the next buffer's PTS.
+static void check_restart(bool gap) {
+  GstHarness* h = new_harness("mfcc", "streaming");
+  push_f32(h, clip(), 0, 8000, 1600);
+  if (gap) fail_unless(gst_harness_push_event(h, gst_event_new_gap(sample_time(8000), GST_SECOND)));
+  GstBuffer* buf = gst_buffer_new_memdup(clip() + 8000, 1600 * sizeof(float));
+  GST_BUFFER_PTS(buf) = 5 * GST_SECOND;
+  if (!gap) GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DISCONT);
+  fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_OK);
+  push_f32(h, clip(), 9600, 16000, 1600, 5 * GST_SECOND + sample_time(1600));
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h, kMfcc, 100);
+  const size_t part1 = anitalker::mfcc_frame_count(8000);
+  const size_t total = part1 + anitalker::mfcc_frame_count(8000);
+  fail_unless_equals_int(out.frames(), total);
+  // Each part as if it were a clip of its own.
+  std::vector<double> a = anitalker::mfcc39(clip(), 8000);
+  std::vector<double> b = anitalker::mfcc39(clip() + 8000, 8000);
+  for (size_t i = 0; i < a.size(); i++) fail_unless_equals_float(out.values[i], (float)a[i]);
+  for (size_t i = 0; i < b.size(); i++) fail_unless_equals_float(out.values[a.size() + i], (float)b[i]);
+  for (size_t t = 0; t < out.frames(); t++) {
+    const GstClockTime want = t < part1 ? frame_time(t, 100) : 5 * GST_SECOND + frame_time(t - part1, 100);
+    fail_unless_equals_uint64(out.pts[t], want);
+  }
+  fail_unless(out.discont[0]);
+  fail_unless(out.discont[part1], "the first frame after the discont is flagged");
+  gst_harness_teardown(h);
+}
+
+GST_START_TEST(test_streaming_discont) { check_restart(false); }
+GST_END_TEST;
+
+GST_START_TEST(test_streaming_gap) { check_restart(true); }
+GST_END_TEST;
+
+// HuBERT: each part before and after a DISCONT is a stream of its own, with
+// its own padding frame; with the default 4 s window each part is encoded
+// whole, so it equals the offline features of that part.
+GST_START_TEST(test_streaming_discont_hubert) {
+  GstHarness* h = new_harness(model_dir(), "streaming");
+  push_f32(h, clip(), 0, 8000, 1600);
+  GstBuffer* buf = gst_buffer_new_memdup(clip() + 8000, 8000 * sizeof(float));
+  GST_BUFFER_PTS(buf) = 5 * GST_SECOND;
+  GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DISCONT);
+  fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_OK);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h, kStates * kHidden, 50);
+  const int part = (8000 - 400) / 320 + 2;  // 24 frames + the padding frame
+  fail_unless_equals_int(out.frames(), 2 * part);
+
+  auto model = anitalker::hubert::Model::load(model_dir(), c10::Device(c10::kCPU));
+  for (int p = 0; p < 2; p++) {
+    at::Tensor wave = at::from_blob(const_cast<float*>(clip()) + 8000 * p, {8000}, at::kFloat);
+    at::Tensor want = anitalker::hubert::pad_for_video(model->hidden_states(wave)).transpose(0, 1).contiguous();
+    fail_unless_equals_int(want.size(0), part);
+    const float* w = want.data_ptr<float>();
+    for (size_t i = 0; i < (size_t)want.numel(); i++) {
+      const float got = out.values[(size_t)p * part * kStates * kHidden + i];
+      fail_unless(std::fabs(got - w[i]) <= 1e-4 + 1e-4 * std::fabs(w[i]), "part %d value %zu: %g, want %g", p, i,
+                  got, w[i]);
+    }
+    const GstClockTime t0 = p == 0 ? 0 : 5 * GST_SECOND;
+    for (int t = 0; t < part; t++) fail_unless_equals_uint64(out.pts[p * part + t], t0 + frame_time(t, 50));
+    fail_unless(out.discont[p * part]);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// After NULL and back, nothing of the old stream remains.
+GST_START_TEST(test_reuse_after_null) {
+  GstHarness* h = new_harness("mfcc", "offline");
+  push_f32(h, clip(), 0, 8000, 1600);
+  fail_unless_equals_int(gst_element_set_state(h->element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+  gst_harness_play(h);
+  fail_unless(gst_harness_push_event(h, gst_event_new_stream_start("again")));
+  gst_harness_set_src_caps_str(h, kF32Caps);
+  push_f32(h, clip(), 0, 1600, 1600, GST_SECOND);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h, kMfcc, 100);
+  fail_unless_equals_int(out.frames(), anitalker::mfcc_frame_count(1600));
+  check_timestamps(out, 100, GST_SECOND);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+/* --- errors ------------------------------------------------------------------------ */
+
+GST_START_TEST(test_missing_model) {
+  GstElement* e = gst_element_factory_make("hubertenc", nullptr);
+  const char* missing = "/nonexistent/anitalker/chinese-hubert-large";
+  g_object_set(e, "model", missing, nullptr);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  gchar* debug = nullptr;
+  GError* err = pop_message(bus, GST_MESSAGE_ERROR, &debug);
+  fail_unless(g_error_matches(err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND), "%s (%s)", err->message, debug);
+  fail_unless(strstr(err->message, missing) != nullptr, "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_element_set_bus(e, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(e);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_no_model) {
+  GstElement* e = gst_element_factory_make("hubertenc", nullptr);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  gchar* debug = nullptr;
+  GError* err = pop_message(bus, GST_MESSAGE_ERROR, &debug);
+  fail_unless(strstr(err->message, "No model set") != nullptr, "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_element_set_bus(e, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(e);
+}
+GST_END_TEST;
+
+/* --- properties ------------------------------------------------------------------- */
+
+GST_START_TEST(test_properties) {
+  GstElement* e = gst_element_factory_make("hubertenc", nullptr);
+  gchar* device = nullptr;
+  gchar* model = nullptr;
+  gint threads = -1, mode = -1;
+  guint window = 0, context = 0;
+  g_object_get(e, "device", &device, "model", &model, "num-threads", &threads, "mode", &mode, "window", &window,
+               "context", &context, nullptr);
+  fail_unless_equals_string(device, "cpu");
+  fail_unless(model == nullptr);
+  fail_unless_equals_int(threads, 0);
+  fail_unless_equals_int(window, 4000);
+  fail_unless_equals_int(context, 2000);
+  GEnumValue* v = g_enum_get_value(G_ENUM_CLASS(g_type_class_peek(G_PARAM_SPEC_VALUE_TYPE(
+                                       g_object_class_find_property(G_OBJECT_GET_CLASS(e), "mode")))),
+                                   mode);
+  fail_unless(v != nullptr);
+  fail_unless_equals_string(v->value_nick, "auto");
+  g_free(device);
+  gst_util_set_object_arg(G_OBJECT(e), "mode", "streaming");
+  g_object_set(e, "num-threads", 2, "window", 400, "context", 0, nullptr);
+  g_object_get(e, "num-threads", &threads, "window", &window, "context", &context, nullptr);
+  fail_unless_equals_int(threads, 2);
+  fail_unless_equals_int(window, 400);
+  fail_unless_equals_int(context, 0);
+  gst_object_unref(e);
+}
+GST_END_TEST;
+
+static Suite* hubertenc_suite() {
+  Suite* s = suite_create("hubertenc");
+
+  TCase* tc = tcase_create("caps");
+  tcase_add_test(tc, test_caps_hubert);
+  tcase_add_test(tc, test_caps_mfcc);
+  tcase_add_test(tc, test_caps_refused);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("offline");
+  tcase_add_test(tc, test_offline_hubert);
+  tcase_add_test(tc, test_offline_mfcc);
+  tcase_add_test(tc, test_offline_s16);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("streaming");
+  tcase_add_test(tc, test_streaming_mfcc_exact);
+  tcase_add_test(tc, test_streaming_hubert);
+  tcase_add_test(tc, test_auto_is_streaming_when_live);
+  tcase_add_test(tc, test_latency);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("events");
+  tcase_add_test(tc, test_eos_without_data);
+  tcase_add_test(tc, test_too_short_hubert);
+  tcase_add_test(tc, test_short_mfcc);
+  tcase_add_test(tc, test_flush_drops_pending);
+  tcase_add_test(tc, test_streaming_discont);
+  tcase_add_test(tc, test_streaming_gap);
+  tcase_add_test(tc, test_streaming_discont_hubert);
+  tcase_add_test(tc, test_reuse_after_null);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("errors");
+  tcase_add_test(tc, test_missing_model);
+  tcase_add_test(tc, test_no_model);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("properties");
+  tcase_add_test(tc, test_properties);
+  suite_add_tcase(s, tc);
+
+  return s;
+}
+
+int main(int argc, char** argv) {
+  // BUILD-NOTES: libgomp may hang in a forked child once torch has run in
+  // the parent; meson sets CK_FORK=no, this covers running the binary alone.
+  g_setenv("CK_FORK", "no", FALSE);
+  gst_check_init(&argc, &argv);
+  if (g_getenv("ANITALKER_TEST_DATA") == nullptr) {
+    g_printerr("set ANITALKER_TEST_DATA to tests/data (meson test does)\n");
+    return 1;
+  }
+  // Keep one copy of the model alive for the whole run: every element of the
+  // tests then shares it (Model::load caches per folder while a copy is alive).
+  std::shared_ptr<const anitalker::hubert::Model> keep;
+  try {
+    keep = anitalker::hubert::Model::load(model_dir(), c10::Device(c10::kCPU));
+  } catch (const std::exception& e) {
+    g_printerr("cannot load %s: %s\n", model_dir().c_str(), e.what());
+    return 1;
+  }
+  return gst_check_run_suite(hubertenc_suite(), "hubertenc", __FILE__);
+}

@@ -1,0 +1,129 @@
+// anitalker bench features: full-size HuBERT-large (24 layers, 1024 wide)
+// with random weights, written as config.json + pytorch_model.bin and loaded
+// through the normal path; and the MFCC path.  Reports the load time, ms per
+// second of audio for several clip lengths, GFLOP/s against this machine's
+// GEMM throughput (FLOPs counted from the config), and the peak memory.
+#include <ATen/ATen.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "bench_models.h"
+#include "bench_util.h"
+#include "cli.h"
+#include "device.h"
+#include "hubert.h"
+#include "mfcc.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: anitalker bench features [--seconds 1,5,20] [--repeat N] [--layers N] [--threads N] [--device D]\n"
+    "\n"
+    "Builds HuBERT-large (chinese-hubert-large's layout, random weights), then\n"
+    "times the forward pass (all hidden states) on clips of each length, and the\n"
+    "MFCC path on the same clips.  --layers changes the depth (24 released).\n";
+
+// FLOPs of one forward pass over t frames of n samples, from the config.
+double hubert_flops(const anitalker::hubert::Config& c, int64_t n) {
+  double f = 0;
+  int64_t len = n, cin = 1;
+  for (size_t i = 0; i < c.conv_dim.size(); ++i) {
+    len = (len - c.conv_kernel[i]) / c.conv_stride[i] + 1;
+    f += 2.0 * c.conv_dim[i] * cin * c.conv_kernel[i] * len;
+    cin = c.conv_dim[i];
+  }
+  const double T = static_cast<double>(len), H = c.hidden, F = c.intermediate;
+  f += 2.0 * H * cin * T;                                  // projection
+  f += 2.0 * H * (H / c.pos_groups) * c.pos_kernel * T;    // positional conv
+  f += c.layers * (2.0 * T * (4 * H * H + 2 * H * F)      // QKV, out, FFN
+                   + 4.0 * T * T * H);                     // scores and weighted sum
+  return f;
+}
+
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> v;
+  size_t p = 0;
+  while (p <= s.size()) {
+    const size_t q = s.find(',', p);
+    const int x = std::atoi(s.substr(p, q == std::string::npos ? std::string::npos : q - p).c_str());
+    if (x < 1 || x > 600) throw cli::UsageError("--seconds: expected lengths from 1 to 600 s");
+    v.push_back(x);
+    if (q == std::string::npos) break;
+    p = q + 1;
+  }
+  return v;
+}
+
+}  // namespace
+
+int bench_features(int argc, char** argv) {
+  return cli::run("bench features", [&] {
+    cli::Args a(argc, argv);
+    std::vector<int> seconds = {1, 5, 20};
+    int repeat = 3, layers = 24, threads = 0;
+    std::string device = "cpu";
+    while (!a.done()) {
+      const std::string s = a.next();
+      if (s == "--help" || s == "-h") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      } else if (s == "--seconds") seconds = parse_list(a.value(s));
+      else if (s == "--repeat") repeat = static_cast<int>(a.integer(s, 1, 100));
+      else if (s == "--layers") layers = static_cast<int>(a.integer(s, 1, 48));
+      else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));
+      else if (s == "--device") device = a.value(s);
+      else throw cli::UsageError("unknown option " + s);
+    }
+    cli::set_threads(threads);
+    const c10::Device dev = anitalker::parse_device(device);
+    at::NoGradGuard no_grad;
+    std::printf("# anitalker bench features: %s, device %s\n", anitalker::torch_info().c_str(), device.c_str());
+
+    at::Tensor ga = at::randn({2048, 2048}), gb = at::randn({2048, 2048});
+    at::mm(ga, gb);
+    std::vector<double> tg;
+    for (int r = 0; r < 5; ++r) {
+      const double t0 = bench::now_s();
+      at::mm(ga, gb);
+      tg.push_back(bench::now_s() - t0);
+    }
+    const double gemm = 2.0 * 2048 * 2048 * 2048 / bench::stats(tg).median / 1e9;
+    std::printf("gemm     2048x2048 f32: %.1f GFLOP/s\n", gemm);
+
+    const std::string dir = bench::temp_path("hubert");
+    bench::write_hubert_large(dir, layers);
+    double t0 = bench::now_s();
+    auto model = anitalker::hubert::Model::load(dir, dev);
+    const double t_load = bench::now_s() - t0;
+    std::remove((dir + "/pytorch_model.bin").c_str());  // the mapping keeps the data
+    std::remove((dir + "/config.json").c_str());
+    ::rmdir(dir.c_str());
+    std::printf("hubert   %d layers x %d, %d states; loaded in %.2f s   [reference: 11-15 s]\n", layers, model->hidden(),
+                model->num_states(), t_load);
+    std::printf("%-8s %12s %22s %10s %9s %12s\n", "clip", "ms per s", "range", "GFLOP/s", "of GEMM", "MFCC ms/s");
+    for (int sec : seconds) {
+      const int64_t n = 16000LL * sec;
+      at::Tensor wave = at::randn({n}).mul(0.1);
+      model->hidden_states(wave.slice(0, 0, 16000));  // warm-up
+      std::vector<double> th, tm;
+      for (int r = 0; r < repeat; ++r) {
+        t0 = bench::now_s();
+        at::Tensor hs = model->hidden_states(wave);
+        th.push_back(bench::now_s() - t0);
+        t0 = bench::now_s();
+        anitalker::Mfcc m = anitalker::mfcc(wave.data_ptr<float>(), static_cast<size_t>(n));
+        tm.push_back(bench::now_s() - t0);
+      }
+      const bench::Stats s = bench::stats(th), sm = bench::stats(tm);
+      const double gf = hubert_flops(model->config(), n) / s.median / 1e9;
+      std::printf("%-6d s %12.1f %9.1f .. %-10.1f %10.1f %8.0f%% %12.2f\n", sec, 1000 * s.median / sec, 1000 * s.min / sec,
+                  1000 * s.max / sec, gf, 100 * gf / gemm, 1000 * sm.median / sec);
+    }
+    std::printf("GFLOP per second of audio (HuBERT, from the config): %.1f at 1 s\n", hubert_flops(model->config(), 16000) / 1e9);
+    std::printf("peak resident memory %.0f MB\n", cli::memory().peak / 1e6);
+    std::printf("reference (transformers, same machine class): 0.45 s for 1 s, 1.96 s for 5 s, 10.9 s for 20 s\n");
+    return 0;
+  });
+}

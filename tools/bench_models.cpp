@@ -1,0 +1,175 @@
+#include "bench_models.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sys/stat.h>
+#include <stdexcept>
+
+namespace bench {
+
+void RandomCheckpoint::add(const std::string& key, std::vector<int64_t> shape, const char* init, float scale) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  buffers.emplace_back(static_cast<size_t>(n));
+  std::vector<float>& b = buffers.back();
+  const std::string kind = init;
+  if (kind == "randn") {
+    std::normal_distribution<float> nd(0.f, scale);
+    for (float& v : b) v = nd(rng);
+  } else if (kind == "one") {
+    std::fill(b.begin(), b.end(), 1.f);
+  } else if (kind == "uniform") {
+    std::uniform_real_distribution<float> u(-scale, scale);
+    for (float& v : b) v = u(rng);
+  } else if (kind == "blur" || kind == "blur4") {
+    const float k[4] = {1, 3, 3, 1};
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) b[i * 4 + j] = k[i] * k[j] / 64.f * (kind == "blur4" ? 4.f : 1.f);
+  }  // "zero": left at 0
+  tensors.push_back({key, anitalker::DType::Float32, std::move(shape), b.data()});
+}
+
+int64_t RandomCheckpoint::values() const {
+  int64_t n = 0;
+  for (const auto& b : buffers) n += static_cast<int64_t>(b.size());
+  return n;
+}
+
+void write_hubert_large(const std::string& dir, int layers, RandomCheckpoint* keep) {
+  RandomCheckpoint local;
+  RandomCheckpoint& w = keep ? *keep : local;
+  const int64_t C = 512, H = 1024, F = 4096;
+  w.add("masked_spec_embed", {H}, "uniform", 1.f);
+  const int kernels[7] = {10, 3, 3, 3, 3, 2, 2};
+  for (int i = 0; i < 7; ++i) {
+    const std::string p = "feature_extractor.conv_layers." + std::to_string(i) + ".";
+    w.add(p + "conv.weight", {C, i ? C : 1, kernels[i]}, "randn", i ? 0.03f : 0.3f);
+    w.add(p + "conv.bias", {C}, "zero");
+    w.add(p + "layer_norm.weight", {C}, "one");
+    w.add(p + "layer_norm.bias", {C}, "zero");
+  }
+  w.add("feature_projection.layer_norm.weight", {C}, "one");
+  w.add("feature_projection.layer_norm.bias", {C}, "zero");
+  w.add("feature_projection.projection.weight", {H, C}, "randn", 0.02f);
+  w.add("feature_projection.projection.bias", {H}, "zero");
+  w.add("encoder.pos_conv_embed.conv.bias", {H}, "zero");
+  w.add("encoder.pos_conv_embed.conv.weight_g", {1, 1, 128}, "one");
+  w.add("encoder.pos_conv_embed.conv.weight_v", {H, H / 16, 128}, "randn", 0.02f);
+  w.add("encoder.layer_norm.weight", {H}, "one");
+  w.add("encoder.layer_norm.bias", {H}, "zero");
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = "encoder.layers." + std::to_string(l) + ".";
+    for (const char* m : {"k_proj", "v_proj", "q_proj", "out_proj"}) {
+      w.add(p + "attention." + m + ".weight", {H, H}, "randn", 0.02f);
+      w.add(p + "attention." + m + ".bias", {H}, "zero");
+    }
+    w.add(p + "layer_norm.weight", {H}, "one");
+    w.add(p + "layer_norm.bias", {H}, "zero");
+    w.add(p + "feed_forward.intermediate_dense.weight", {F, H}, "randn", 0.02f);
+    w.add(p + "feed_forward.intermediate_dense.bias", {F}, "zero");
+    w.add(p + "feed_forward.output_dense.weight", {H, F}, "randn", 0.02f);
+    w.add(p + "feed_forward.output_dense.bias", {H}, "zero");
+    w.add(p + "final_layer_norm.weight", {H}, "one");
+    w.add(p + "final_layer_norm.bias", {H}, "zero");
+  }
+  if (!dir.empty()) {
+    ::mkdir(dir.c_str(), 0777);
+    w.write(dir + "/pytorch_model.bin");
+    std::ofstream cfg(dir + "/config.json");
+    cfg << "{\n  \"architectures\": [\"HubertModel\"], \"model_type\": \"hubert\",\n"
+           "  \"hidden_size\": 1024, \"num_hidden_layers\": " << layers << ", \"num_attention_heads\": 16,\n"
+           "  \"intermediate_size\": 4096, \"hidden_act\": \"gelu\", \"layer_norm_eps\": 1e-05,\n"
+           "  \"do_stable_layer_norm\": true, \"feat_extract_norm\": \"layer\", \"feat_extract_activation\": \"gelu\",\n"
+           "  \"conv_dim\": [512, 512, 512, 512, 512, 512, 512], \"conv_kernel\": [10, 3, 3, 3, 3, 2, 2],\n"
+           "  \"conv_stride\": [5, 2, 2, 2, 2, 2, 2], \"conv_bias\": true,\n"
+           "  \"num_conv_pos_embeddings\": 128, \"num_conv_pos_embedding_groups\": 16\n}\n";
+    if (!cfg) throw std::runtime_error(dir + "/config.json: cannot write");
+  }
+}
+
+static int64_t channels(int64_t res) { return res >= 256 ? 64 : res == 128 ? 128 : res == 64 ? 256 : 512; }
+
+void write_stage1(const std::string& path) {
+  RandomCheckpoint w;
+  const int64_t S = 512, M = 20;
+  auto add = [&](const std::string& k, std::vector<int64_t> s, const char* init, float scale = 1.f) {
+    w.add("lia." + k, std::move(s), init, scale);
+  };
+  add("enc.net_app.convs.0.0.weight", {64, 3, 1, 1}, "randn");
+  add("enc.net_app.convs.0.1.bias", {1, 64, 1, 1}, "zero");
+  for (int r = 1; r <= 6; ++r) {
+    const int64_t cin = channels(256 >> (r - 1)), cout = channels(256 >> r);
+    const std::string p = "enc.net_app.convs." + std::to_string(r) + ".";
+    add(p + "conv1.0.weight", {cin, cin, 3, 3}, "randn");
+    add(p + "conv1.1.bias", {1, cin, 1, 1}, "zero");
+    add(p + "conv2.0.kernel", {4, 4}, "blur");
+    add(p + "conv2.1.weight", {cout, cin, 3, 3}, "randn");
+    add(p + "conv2.2.bias", {1, cout, 1, 1}, "zero");
+    add(p + "skip.0.kernel", {4, 4}, "blur");
+    add(p + "skip.1.weight", {cout, cin, 1, 1}, "randn");
+  }
+  add("enc.net_app.convs.7.weight", {S, S, 4, 4}, "randn");
+  const int64_t fc_in[3] = {64, 128, 256};
+  for (int i = 0; i < 3; ++i) {
+    add("enc.net_app.fc" + std::to_string(i + 1) + ".weight", {S, fc_in[i]}, "randn");
+    add("enc.net_app.fc" + std::to_string(i + 1) + ".bias", {S}, "zero");
+  }
+  add("enc.net_app.ws.weights", {8}, "randn");
+  for (const char* n : {"identity_excluded_net", "identity_net", "identity_net_density"})
+    for (int i : {0, 2}) {
+      add(std::string("enc.net_decouping.") + n + "." + std::to_string(i) + ".weight", {S, S}, "uniform", 0.044f);
+      add(std::string("enc.net_decouping.") + n + "." + std::to_string(i) + ".bias", {S}, "uniform", 0.044f);
+    }
+  for (int i = 0; i < 5; ++i) {
+    add("enc.fc." + std::to_string(i) + ".weight", {i < 4 ? S : M, S}, "randn");
+    add("enc.fc." + std::to_string(i) + ".bias", {i < 4 ? S : M}, "zero");
+  }
+  add("dec.direction.weight", {S, M}, "randn");
+  add("dec.input.input", {1, S, 4, 4}, "randn");
+  add("dec.conv1.conv.weight", {1, S, S, 3, 3}, "randn");
+  add("dec.conv1.conv.modulation.weight", {S, S}, "randn");
+  add("dec.conv1.conv.modulation.bias", {S}, "one");
+  add("dec.conv1.noise.weight", {1}, "zero");
+  add("dec.conv1.activate.bias", {1, S, 1, 1}, "zero");
+  for (int k = 0; k < 12; ++k) {
+    const int64_t r = 8LL << (k / 2);
+    const int64_t cout = channels(r), cin = k % 2 == 0 ? channels(r / 2) : cout;
+    const std::string p = "dec.convs." + std::to_string(k) + ".";
+    add(p + "conv.weight", {1, cout, cin, 3, 3}, "randn");
+    if (k % 2 == 0) add(p + "conv.blur.kernel", {4, 4}, "blur4");
+    add(p + "conv.modulation.weight", {cin, S}, "randn");
+    add(p + "conv.modulation.bias", {cin}, "one");
+    add(p + "noise.weight", {1}, "zero");
+    add(p + "activate.bias", {1, cout, 1, 1}, "zero");
+  }
+  for (int j = 0; j < 6; ++j) {
+    const int64_t c = channels(8LL << j);
+    const std::string pr = "dec.to_rgbs." + std::to_string(j) + ".";
+    add(pr + "conv.0.weight", {3, c, 1, 1}, "randn");
+    add(pr + "conv.1.bias", {1, 3, 1, 1}, "zero");
+    add(pr + "bias", {1, 3, 1, 1}, "zero");
+    add(pr + "upsample.kernel", {4, 4}, "blur4");
+    const std::string pf = "dec.to_flows." + std::to_string(j) + ".";
+    add(pf + "conv.weight", {1, 3, c, 1, 1}, "randn");
+    add(pf + "conv.modulation.weight", {c, S}, "randn");
+    add(pf + "conv.modulation.bias", {c}, "one");
+    add(pf + "bias", {1, 3, 1, 1}, "zero");
+    add(pf + "upsample.kernel", {4, 4}, "blur4");
+  }
+  w.write(path);
+}
+
+std::string temp_path(const char* stem) {
+  std::string tmpl = std::string("/tmp/anitalker-") + stem + "-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  const int fd = mkstemp(buf.data());
+  if (fd < 0) throw std::runtime_error("cannot create a temporary file");
+  ::close(fd);
+  ::unlink(buf.data());
+  return std::string(buf.data());
+}
+
+}  // namespace bench
