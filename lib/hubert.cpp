@@ -114,7 +114,7 @@ int64_t receptive_field(const Config& c) {
 }
 
 struct Model::Weights {
-  std::vector<at::Tensor> conv_w, conv_b;
+  std::vector<at::Tensor> conv_w2, conv_b;  // kernels as [Cout, k * Cin] (k-major), biases
   std::vector<Norm> conv_norm;  // every layer ("layer") or layer 0 only ("group")
   Norm proj_norm;
   Linear proj;
@@ -137,7 +137,8 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device) : c
   for (size_t i = 0; i < cfg_.conv_dim.size(); ++i) {
     const std::string p = "feature_extractor.conv_layers." + std::to_string(i) + ".";
     const int64_t cout = cfg_.conv_dim[i];
-    w->conv_w.push_back(sd.get_float(p + "conv.weight", {cout, cin, cfg_.conv_kernel[i]}));
+    at::Tensor cw = sd.get_float(p + "conv.weight", {cout, cin, cfg_.conv_kernel[i]});
+    w->conv_w2.push_back(cw.permute({0, 2, 1}).reshape({cout, cfg_.conv_kernel[i] * cin}).contiguous());
     w->conv_b.push_back(cfg_.conv_bias ? sd.get_float(p + "conv.bias", {cout}) : at::Tensor());
     if (cfg_.feat_extract_norm == "layer" || i == 0)
       w->conv_norm.push_back({sd.get_float(p + "layer_norm.weight", {cout}), sd.get_float(p + "layer_norm.bias", {cout})});
@@ -176,7 +177,7 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device) : c
     auto mv = [&](at::Tensor& t) {
       if (t.defined()) t = t.to(device_);
     };
-    for (auto& t : w->conv_w) mv(t);
+    for (auto& t : w->conv_w2) mv(t);
     for (auto& t : w->conv_b) mv(t);
     for (auto& n : w->conv_norm) mv(n.w), mv(n.b);
     for (at::Tensor* t : {&w->proj_norm.w, &w->proj_norm.b, &w->proj.w, &w->proj.b, &w->pos_w, &w->pos_b, &w->enc_ln.w, &w->enc_ln.b}) mv(*t);
@@ -223,20 +224,27 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
                                         "at least " + std::to_string(receptive_field(cfg_)) + " samples are needed)");
   at::NoGradGuard no_grad;
   const double eps = cfg_.layer_norm_eps;
-  // x: [1, 1, N] -> conv encoder -> [1, C, T]
-  at::Tensor x = normalize(wave).to(device_).view({1, 1, -1});
-  for (size_t i = 0; i < w.conv_w.size(); ++i) {
-    x = at::conv1d(x, w.conv_w[i], w.conv_b[i], cfg_.conv_stride[i]);
+  // Conv encoder, time-major: each layer is one GEMM of the overlapping
+  // windows [T', k * Cin] (a strided view of the [T, Cin] input) with the
+  // kernel laid out [Cout, k * Cin]; the layer norms then normalise
+  // contiguous rows.  Same sums as conv1d, without the channel-major
+  // transposes (which cost more than the convolutions on long clips).
+  at::Tensor cur = normalize(wave).to(device_).view({-1, 1});  // [N, 1]
+  for (size_t i = 0; i < w.conv_w2.size(); ++i) {
+    const int64_t k = cfg_.conv_kernel[i], st = cfg_.conv_stride[i], cin = cur.size(1);
+    const int64_t tn = (cur.size(0) - k) / st + 1;
+    at::Tensor win = cur.as_strided({tn, k * cin}, {st * cin, 1});
+    cur = w.conv_b[i].defined() ? at::addmm(w.conv_b[i], win, w.conv_w2[i].t()) : at::mm(win, w.conv_w2[i].t());
     if (cfg_.feat_extract_norm == "layer") {
-      // LayerNorm over channels at each time step; the conv layers' norms
-      // use PyTorch's default eps 1e-5 whatever the config says (spec 1.2).
-      x = at::layer_norm(x.transpose(1, 2), {x.size(1)}, w.conv_norm[i].w, w.conv_norm[i].b, 1e-5).transpose(1, 2);
+      // The conv layers' norms use PyTorch's default eps 1e-5 whatever the
+      // config says (spec 1.2).
+      cur = at::layer_norm(cur, {cur.size(1)}, w.conv_norm[i].w, w.conv_norm[i].b, 1e-5);
     } else if (i == 0) {
-      x = at::group_norm(x, x.size(1), w.conv_norm[0].w, w.conv_norm[0].b, 1e-5);
+      cur = at::group_norm(cur.t().unsqueeze(0), cur.size(1), w.conv_norm[0].w, w.conv_norm[0].b, 1e-5)[0].t().contiguous();
     }
-    x = at::gelu(x);
+    cur = at::gelu(cur);
   }
-  at::Tensor feats = x[0].t();  // [T, C]
+  at::Tensor feats = cur;  // [T, C]
   if (taps) taps->conv = feats.cpu();
   // Projection (spec 1.3).
   at::Tensor h = w.proj(at::layer_norm(feats, {feats.size(1)}, w.proj_norm.w, w.proj_norm.b, eps));  // [T, H]
@@ -260,9 +268,16 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
     // [T, 3H] -> q, k, v as [nh, T, hd], contiguous for the batched GEMMs.
     at::Tensor heads = qkv.view({T, 3, nh, hd}).permute({1, 2, 0, 3}).contiguous();
     at::Tensor q = heads[0].mul_(scale), k = heads[1], v = heads[2];
-    at::Tensor att = at::bmm(q, k.transpose(1, 2));                                   // [nh, T, T]
-    at::softmax_out(att, att, -1);
-    at::Tensor o = at::bmm(att, v).transpose(0, 1).reshape({T, H});
+    // One head at a time: a head's [T, T] scores stay in cache, all heads'
+    // at once (16 x T x T floats, 64 MB at 20 s) do not.
+    at::Tensor o = at::empty({nh, T, hd}, h.options());
+    for (int64_t i = 0; i < nh; ++i) {
+      at::Tensor att = at::mm(q[i], k[i].t());  // [T, T]
+      at::softmax_out(att, att, -1);
+      at::Tensor oi = o[i];
+      at::mm_out(oi, att, v[i]);
+    }
+    o = o.transpose(0, 1).reshape({T, H});
     h = h + L.out(o);
     h = h + L.ff2(at::gelu(L.ff1(at::layer_norm(h, {H}, L.final_ln.w, L.final_ln.b, eps))));
     // States 1..L-1 are the raw residual stream; the last gets the final LN (spec 1.6).
