@@ -122,6 +122,21 @@ int bench_features(int argc, char** argv) {
                   1000 * s.max / sec, gf, 100 * gf / gemm, 1000 * sm.median / sec);
     }
     std::printf("GFLOP per second of audio (HuBERT, from the config): %.1f at 1 s\n", hubert_flops(model->config(), 16000) / 1e9);
+    // Streaming as hubertenc does it: each window of new audio is encoded
+    // with its left context; real-time factor = window / time per window.
+    for (const auto& wc : std::vector<std::pair<int, int>>{{4000, 2000}, {2000, 1000}, {1000, 0}}) {
+      const int64_t n = 16LL * (wc.first + wc.second);
+      at::Tensor wave = at::randn({n}).mul(0.1);
+      std::vector<double> tw;
+      for (int r = 0; r < repeat; ++r) {
+        t0 = bench::now_s();
+        model->hidden_states(wave);
+        tw.push_back(bench::now_s() - t0);
+      }
+      const bench::Stats s = bench::stats(tw);
+      std::printf("streaming window %d ms + context %d ms: %.3f s per window (%.3f .. %.3f), %.2fx real time, latency %d ms + compute\n",
+                  wc.first, wc.second, s.median, s.min, s.max, wc.first / 1000.0 / s.median, wc.first);
+    }
     std::printf("peak resident memory %.0f MB\n", cli::memory().peak / 1e6);
     std::printf("reference (transformers, same machine class): 0.45 s for 1 s, 1.96 s for 5 s, 10.9 s for 20 s\n");
     return 0;
