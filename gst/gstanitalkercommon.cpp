@@ -62,3 +62,15 @@ std::string gst_anitalker_printf(const char* format, ...) {
   g_free(s);
   return out;
 }
+
+void gst_anitalker_set_caps_result(GstQuery* query, GstCaps* caps) {
+  GstCaps* filter;
+  gst_query_parse_caps(query, &filter);
+  if (filter) {
+    GstCaps* both = gst_caps_intersect_full(filter, caps, GST_CAPS_INTERSECT_FIRST);
+    gst_caps_unref(caps);
+    caps = both;
+  }
+  gst_query_set_caps_result(query, caps);
+  gst_caps_unref(caps);
+}

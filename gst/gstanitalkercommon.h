@@ -24,5 +24,20 @@ void gst_anitalker_post_current_exception(GstElement* element, const std::string
   gst_anitalker_post_current_exception(GST_ELEMENT_CAST(element), (message), (about_file), __FILE__, \
                                        GST_FUNCTION, __LINE__)
 
+// A GMutex held for a scope, released on exceptions too.
+class GstAnitalkerLocked {
+ public:
+  explicit GstAnitalkerLocked(GMutex* m) : m_(m) { g_mutex_lock(m_); }
+  ~GstAnitalkerLocked() { g_mutex_unlock(m_); }
+  GstAnitalkerLocked(const GstAnitalkerLocked&) = delete;
+  GstAnitalkerLocked& operator=(const GstAnitalkerLocked&) = delete;
+
+ private:
+  GMutex* m_;
+};
+
+// Answers a CAPS query with `caps` (taken) intersected with its filter.
+void gst_anitalker_set_caps_result(GstQuery* query, GstCaps* caps);
+
 // printf into a std::string, for the messages above.
 std::string gst_anitalker_printf(const char* format, ...) G_GNUC_PRINTF(1, 2);

@@ -135,17 +135,6 @@ struct RenderState {
   }
 };
 
-// A GMutex held for a scope, released on exceptions too.
-class Locked {
- public:
-  explicit Locked(GMutex* m) : m_(m) { g_mutex_lock(m_); }
-  ~Locked() { g_mutex_unlock(m_); }
-  Locked(const Locked&) = delete;
-  Locked& operator=(const Locked&) = delete;
-
- private:
-  GMutex* m_;
-};
 
 }  // namespace
 
@@ -431,7 +420,7 @@ static gboolean gst_anitalker_render_start(GstAnitalkerRender* self) {
                   model->size(), model->style_dim(), model->motion_dim(), model->levels(),
                   model->device().str().c_str());
 
-  Locked lock(&st->lock);
+  GstAnitalkerLocked lock(&st->lock);
   st->model = std::move(model);
   st->checkpoint = checkpoint;
   st->portrait.reset();  // encoded by this model, at the first buffer or query
@@ -443,7 +432,7 @@ static gboolean gst_anitalker_render_start(GstAnitalkerRender* self) {
 
 static void gst_anitalker_render_stop(GstAnitalkerRender* self) {
   RenderState* st = self->state;
-  Locked lock(&st->lock);
+  GstAnitalkerLocked lock(&st->lock);
   st->model.reset();
   st->portrait.reset();
   st->dims = 0;
@@ -477,11 +466,11 @@ static std::shared_ptr<const lia::Portrait> gst_anitalker_render_current_portrai
                                                                                   guint* serial,
                                                                                   std::string* path) {
   RenderState* st = self->state;
-  Locked encoding(&st->encode_lock);
+  GstAnitalkerLocked encoding(&st->encode_lock);
   std::shared_ptr<const lia::Model> model;
   std::shared_ptr<const lia::Portrait> portrait;
   {
-    Locked lock(&st->lock);
+    GstAnitalkerLocked lock(&st->lock);
     model = st->model;
     portrait = st->portrait;
     *serial = st->portrait_serial;
@@ -502,7 +491,7 @@ static std::shared_ptr<const lia::Portrait> gst_anitalker_render_current_portrai
     at::Tensor image = anitalker::load_portrait(*path, model->size());  // (1,3,S,S) in [-1,1]
     encoded = std::make_shared<const lia::Portrait>(model->encode(image.to(model->device())));
   }
-  Locked lock(&st->lock);
+  GstAnitalkerLocked lock(&st->lock);
   if (st->model != model) return nullptr;  // stopped meanwhile
   st->portrait = std::move(encoded);
   *serial = ++st->portrait_serial;
@@ -560,7 +549,7 @@ static gboolean gst_anitalker_render_negotiate(GstAnitalkerRender* self) {
   RenderState* st = self->state;
   GstCaps* ours;
   {
-    Locked lock(&st->lock);
+    GstAnitalkerLocked lock(&st->lock);
     ours = gst_anitalker_render_output_caps_locked(st);
   }
   if (ours == nullptr) return FALSE;
@@ -609,7 +598,7 @@ static gboolean gst_anitalker_render_set_sink_caps(GstAnitalkerRender* self, Gst
   int motion_dim;
   std::string checkpoint;
   {
-    Locked lock(&st->lock);
+    GstAnitalkerLocked lock(&st->lock);
     if (!st->model) return FALSE;
     motion_dim = st->model->motion_dim();
     checkpoint = st->checkpoint;
@@ -630,7 +619,7 @@ static gboolean gst_anitalker_render_set_sink_caps(GstAnitalkerRender* self, Gst
     st->since_anchor = 0;
   }
   {
-    Locked lock(&st->lock);
+    GstAnitalkerLocked lock(&st->lock);
     st->dims = dims;
     st->fps_n = fps_n;
     st->fps_d = fps_d;
@@ -697,7 +686,7 @@ static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_
   std::shared_ptr<const lia::Model> model;
   std::shared_ptr<const lia::Portrait> portrait;
   {
-    Locked lock(&st->lock);
+    GstAnitalkerLocked lock(&st->lock);
     model = st->model;
     portrait = st->portrait;
   }
@@ -931,7 +920,7 @@ static gboolean gst_anitalker_render_codes_query(GstAnitalkerRender* self, GstQu
   }
   int style_dim, motion_dim;
   {
-    Locked lock(&st->lock);
+    GstAnitalkerLocked lock(&st->lock);
     if (!st->model) return FALSE;
     style_dim = st->model->style_dim();
     motion_dim = st->model->motion_dim();
@@ -954,18 +943,6 @@ static gboolean gst_anitalker_render_codes_query(GstAnitalkerRender* self, GstQu
   return TRUE;
 }
 
-// Answers a CAPS query with `caps` (taken) intersected with its filter.
-static void set_caps_result(GstQuery* query, GstCaps* caps) {
-  GstCaps* filter;
-  gst_query_parse_caps(query, &filter);
-  if (filter) {
-    GstCaps* both = gst_caps_intersect_full(filter, caps, GST_CAPS_INTERSECT_FIRST);
-    gst_caps_unref(caps);
-    caps = both;
-  }
-  gst_query_set_caps_result(query, caps);
-  gst_caps_unref(caps);
-}
 
 static gboolean gst_anitalker_render_sink_query_impl(GstAnitalkerRender* self, GstPad* pad, GstQuery* query) {
   RenderState* st = self->state;
@@ -980,13 +957,13 @@ static gboolean gst_anitalker_render_sink_query_impl(GstAnitalkerRender* self, G
       // The template, with dims pinned once the checkpoint is loaded.
       GstCaps* caps = gst_pad_get_pad_template_caps(pad);
       {
-        Locked lock(&st->lock);
+        GstAnitalkerLocked lock(&st->lock);
         if (st->model) {
           caps = gst_caps_make_writable(caps);
           gst_caps_set_simple(caps, "dims", G_TYPE_INT, st->model->motion_dim(), nullptr);
         }
       }
-      set_caps_result(query, caps);
+      gst_anitalker_set_caps_result(query, caps);
       return TRUE;
     }
     case GST_QUERY_ACCEPT_CAPS: {
@@ -1022,7 +999,7 @@ static gboolean gst_anitalker_render_src_query_impl(GstAnitalkerRender* self, Gs
     case GST_QUERY_CAPS: {
       GstCaps* caps;
       {
-        Locked lock(&st->lock);
+        GstAnitalkerLocked lock(&st->lock);
         caps = gst_anitalker_render_output_caps_locked(st);
         if (caps == nullptr) {
           // Before the sink caps: the size is known once the model is.
@@ -1034,7 +1011,7 @@ static gboolean gst_anitalker_render_src_query_impl(GstAnitalkerRender* self, Gs
           }
         }
       }
-      set_caps_result(query, caps);
+      gst_anitalker_set_caps_result(query, caps);
       return TRUE;
     }
     case GST_QUERY_LATENCY: {
@@ -1047,7 +1024,7 @@ static gboolean gst_anitalker_render_src_query_impl(GstAnitalkerRender* self, Gs
       GST_OBJECT_UNLOCK(self);
       gint fps_n = 25, fps_d = 1;  // what the motion element produces, until caps say otherwise
       {
-        Locked lock(&st->lock);
+        GstAnitalkerLocked lock(&st->lock);
         if (st->dims != 0) {
           fps_n = st->fps_n;
           fps_d = st->fps_d;

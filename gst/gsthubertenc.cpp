@@ -178,16 +178,6 @@ struct EncState {
   }
 };
 
-class Locked {
- public:
-  explicit Locked(GMutex* m) : m_(m) { g_mutex_lock(m_); }
-  ~Locked() { g_mutex_unlock(m_); }
-  Locked(const Locked&) = delete;
-  Locked& operator=(const Locked&) = delete;
-
- private:
-  GMutex* m_;
-};
 
 // MFCC: each frame needs the sample before it (pre-emphasis) and its deltas
 // the two frames on either side; a region recomputed from this many frames
@@ -480,7 +470,7 @@ static gboolean gst_hubert_enc_start(GstHubertEnc* self) {
                     model->hidden(), model->device().str().c_str());
   }
 
-  Locked lock(&st->lock);
+  GstAnitalkerLocked lock(&st->lock);
   st->started = true;
   st->is_mfcc = is_mfcc;
   st->model = std::move(model);
@@ -497,7 +487,7 @@ static gboolean gst_hubert_enc_start(GstHubertEnc* self) {
 
 static void gst_hubert_enc_stop(GstHubertEnc* self) {
   EncState* st = self->state;
-  Locked lock(&st->lock);
+  GstAnitalkerLocked lock(&st->lock);
   st->started = false;
   st->model.reset();
   st->have_caps = false;
@@ -546,7 +536,7 @@ static gboolean gst_hubert_enc_set_sink_caps(GstHubertEnc* self, GstCaps* caps) 
   }
   GstCaps* out;
   {
-    Locked lock(&st->lock);
+    GstAnitalkerLocked lock(&st->lock);
     out = gst_hubert_enc_output_caps_locked(st);
   }
   if (out == nullptr) return FALSE;
@@ -565,7 +555,7 @@ static gboolean gst_hubert_enc_set_sink_caps(GstHubertEnc* self, GstCaps* caps) 
 static bool gst_hubert_enc_streaming(GstHubertEnc* self) {
   EncState* st = self->state;
   {
-    Locked lock(&st->lock);
+    GstAnitalkerLocked lock(&st->lock);
     if (st->resolved >= 0) return st->resolved == 1;
   }
   gboolean live = FALSE;
@@ -574,7 +564,7 @@ static bool gst_hubert_enc_streaming(GstHubertEnc* self) {
   gst_query_unref(q);
   GST_INFO_OBJECT(self, "mode auto: upstream is %slive, encoding %s", live ? "" : "not ",
                   live ? "in windows (streaming)" : "offline");
-  Locked lock(&st->lock);
+  GstAnitalkerLocked lock(&st->lock);
   st->resolved = live ? 1 : 0;
   return live;
 }
@@ -665,7 +655,7 @@ static GstFlowReturn gst_hubert_enc_process_hubert(GstHubertEnc* self, bool fina
   std::shared_ptr<const hubert::Model> model;
   guint window_ms, context_ms;
   {
-    Locked lock(&st->lock);
+    GstAnitalkerLocked lock(&st->lock);
     model = st->model;
     window_ms = st->window_ms;
     context_ms = st->context_ms;
@@ -733,7 +723,7 @@ static GstFlowReturn gst_hubert_enc_process(GstHubertEnc* self, bool final) {
   EncState* st = self->state;
   bool is_mfcc;
   {
-    Locked lock(&st->lock);
+    GstAnitalkerLocked lock(&st->lock);
     if (!st->started) return GST_FLOW_FLUSHING;
     is_mfcc = st->is_mfcc;
   }
@@ -898,18 +888,6 @@ static gboolean gst_hubert_enc_sink_event(GstPad* pad, GstObject* parent, GstEve
   }
 }
 
-// Answers a CAPS query with `caps` (taken) intersected with its filter.
-static void set_caps_result(GstQuery* query, GstCaps* caps) {
-  GstCaps* filter;
-  gst_query_parse_caps(query, &filter);
-  if (filter) {
-    GstCaps* both = gst_caps_intersect_full(filter, caps, GST_CAPS_INTERSECT_FIRST);
-    gst_caps_unref(caps);
-    caps = both;
-  }
-  gst_query_set_caps_result(query, caps);
-  gst_caps_unref(caps);
-}
 
 static gboolean gst_hubert_enc_src_query_impl(GstHubertEnc* self, GstPad* pad, GstQuery* query) {
   EncState* st = self->state;
@@ -917,11 +895,11 @@ static gboolean gst_hubert_enc_src_query_impl(GstHubertEnc* self, GstPad* pad, G
     case GST_QUERY_CAPS: {
       GstCaps* caps;
       {
-        Locked lock(&st->lock);
+        GstAnitalkerLocked lock(&st->lock);
         caps = gst_hubert_enc_output_caps_locked(st);
       }
       if (caps == nullptr) caps = gst_pad_get_pad_template_caps(pad);
-      set_caps_result(query, caps);
+      gst_anitalker_set_caps_result(query, caps);
       return TRUE;
     }
     case GST_QUERY_LATENCY: {
@@ -932,7 +910,7 @@ static gboolean gst_hubert_enc_src_query_impl(GstHubertEnc* self, GstPad* pad, G
       bool streaming, is_mfcc;
       guint window_ms;
       {
-        Locked lock(&st->lock);
+        GstAnitalkerLocked lock(&st->lock);
         streaming = st->resolved >= 0 ? st->resolved == 1 : live;
         is_mfcc = st->is_mfcc;
         window_ms = st->window_ms;

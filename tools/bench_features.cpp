@@ -42,19 +42,6 @@ double hubert_flops(const anitalker::hubert::Config& c, int64_t n) {
   return f;
 }
 
-std::vector<int> parse_list(const std::string& s) {
-  std::vector<int> v;
-  size_t p = 0;
-  while (p <= s.size()) {
-    const size_t q = s.find(',', p);
-    const int x = std::atoi(s.substr(p, q == std::string::npos ? std::string::npos : q - p).c_str());
-    if (x < 1 || x > 600) throw cli::UsageError("--seconds: expected lengths from 1 to 600 s");
-    v.push_back(x);
-    if (q == std::string::npos) break;
-    p = q + 1;
-  }
-  return v;
-}
 
 }  // namespace
 
@@ -69,7 +56,7 @@ int bench_features(int argc, char** argv) {
       if (s == "--help" || s == "-h") {
         std::fputs(kUsage, stdout);
         return 0;
-      } else if (s == "--seconds") seconds = parse_list(a.value(s));
+      } else if (s == "--seconds") seconds = bench::parse_int_list(a.value(s), 1, 600, "--seconds");
       else if (s == "--repeat") repeat = static_cast<int>(a.integer(s, 1, 100));
       else if (s == "--layers") layers = static_cast<int>(a.integer(s, 1, 48));
       else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));

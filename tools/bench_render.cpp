@@ -49,20 +49,6 @@ double decoder_flops() {
   return f;
 }
 
-std::vector<int> parse_list(const std::string& s) {
-  std::vector<int> v;
-  size_t p = 0;
-  while (p < s.size()) {
-    const size_t q = s.find(',', p);
-    const std::string t = s.substr(p, q == std::string::npos ? std::string::npos : q - p);
-    const int x = std::atoi(t.c_str());
-    if (x < 1 || x > 256) throw cli::UsageError("--batch: expected sizes from 1 to 256, got '" + t + "'");
-    v.push_back(x);
-    if (q == std::string::npos) break;
-    p = q + 1;
-  }
-  return v;
-}
 
 }  // namespace
 
@@ -77,7 +63,7 @@ int bench_render(int argc, char** argv) {
       if (s == "--help" || s == "-h") {
         std::fputs(kUsage, stdout);
         return 0;
-      } else if (s == "--batch") batches = parse_list(a.value(s));
+      } else if (s == "--batch") batches = bench::parse_int_list(a.value(s), 1, 256, "--batch");
       else if (s == "--repeat") repeat = static_cast<int>(a.integer(s, 1, 100));
       else if (s == "--frames") frames = static_cast<int>(a.integer(s, 1, 1024));
       else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -58,6 +59,27 @@ std::string error_of(F fn) {
   }
   ADD_FAILURE() << "expected an error";
   return "";
+}
+
+// Runs the `anitalker` tool (ANITALKER_BIN) with `args` through the shell;
+// standard error joins the output unless the arguments redirect it.
+struct CliResult {
+  int status = -1;
+  std::string out;
+};
+
+inline CliResult run_cli(const std::string& args) {
+  const char* bin = std::getenv("ANITALKER_BIN");
+  const std::string cmd = std::string(bin ? bin : "anitalker") + " " + args + (args.find("2>") == std::string::npos ? " 2>&1" : "");
+  CliResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
 }
 
 }  // namespace testutil

@@ -15,24 +15,6 @@ using testutil::data;
 
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string out;
-};
-
-Result run(const std::string& args) {
-  const char* bin = std::getenv("ANITALKER_BIN");
-  const std::string cmd = std::string(bin ? bin : "anitalker") + " " + args + " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
 
 void expect_close(const std::string& got_path, const std::string& ref_path, double atol, double rtol) {
   anitalker::TensorData g = anitalker::read_npy(got_path), r = anitalker::read_npy(ref_path);
@@ -49,11 +31,11 @@ void expect_close(const std::string& got_path, const std::string& ref_path, doub
 TEST(FeaturesCli, HubertAndMfccMatchTheReference) {
   testutil::TempDir dir;
   const std::string wav = data("audio/speech_2s_16k.wav");
-  Result r = run("features --hubert '" + data("audio/tiny_hubert") + "' --audio '" + wav + "' --out '" + dir / "h.npy" + "'");
+  testutil::CliResult r = testutil::run_cli("features --hubert '" + data("audio/tiny_hubert") + "' --audio '" + wav + "' --out '" + dir / "h.npy" + "'");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("103 HuBERT frames (+1 padding, 52 video frames)"));
   expect_close(dir / "h.npy", data("audio/ref/hubert_padded.npy"), 1e-4, 1e-4);
-  r = run("features --mfcc --audio '" + wav + "' --out '" + dir / "m.npy" + "'");
+  r = testutil::run_cli("features --mfcc --audio '" + wav + "' --out '" + dir / "m.npy" + "'");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("207 MFCC frames (51 video frames)"));
   expect_close(dir / "m.npy", data("audio/ref/mfcc39.npy"), 1e-4, 0);
@@ -61,7 +43,7 @@ TEST(FeaturesCli, HubertAndMfccMatchTheReference) {
 
 TEST(FeaturesCli, OtherRatesGoThroughGStreamer) {
   testutil::TempDir dir;
-  Result r = run("features --mfcc --audio '" + data("audio/speech_2s_44k1_stereo.wav") + "' --out '" + dir / "m.npy" + "'");
+  testutil::CliResult r = testutil::run_cli("features --mfcc --audio '" + data("audio/speech_2s_44k1_stereo.wav") + "' --out '" + dir / "m.npy" + "'");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("converted to 16 kHz mono with GStreamer"));
   // 91880 samples at 44.1 kHz are 33333 at 16 kHz: 1 + ceil((33333 - 400) / 160) = 207 frames.
@@ -72,19 +54,19 @@ TEST(FeaturesCli, OtherRatesGoThroughGStreamer) {
 TEST(FeaturesCli, Errors) {
   testutil::TempDir dir;
   const std::string out = dir / "f.npy";
-  Result r = run("features --mfcc --audio '" + dir / "none.wav" + "' --out '" + out + "'");
+  testutil::CliResult r = testutil::run_cli("features --mfcc --audio '" + dir / "none.wav" + "' --out '" + out + "'");
   EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.out, HasSubstr("none.wav: no such file"));
-  r = run("features --hubert '" + dir / "nomodel" + "' --audio '" + data("audio/speech_2s_16k.wav") + "' --out '" + out + "'");
+  r = testutil::run_cli("features --hubert '" + dir / "nomodel" + "' --audio '" + data("audio/speech_2s_16k.wav") + "' --out '" + out + "'");
   EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.out, HasSubstr("nomodel: no such folder"));
   testutil::spit(dir / "noise.wav", "definitely not audio at all");
-  r = run("features --mfcc --audio '" + dir / "noise.wav" + "' --out '" + out + "'");
+  r = testutil::run_cli("features --mfcc --audio '" + dir / "noise.wav" + "' --out '" + out + "'");
   EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.out, HasSubstr("noise.wav: cannot decode the audio"));
   struct stat st;
   EXPECT_NE(::stat(out.c_str(), &st), 0);
-  r = run("features --mfcc --hubert x --audio a --out b");
+  r = testutil::run_cli("features --mfcc --hubert x --audio a --out b");
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.out, HasSubstr("give exactly one of --hubert DIR and --mfcc"));
 }

@@ -14,24 +14,6 @@ using testutil::data;
 
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string out;
-};
-
-Result run(const std::string& args) {
-  const char* bin = std::getenv("ANITALKER_BIN");
-  const std::string cmd = std::string(bin ? bin : "anitalker") + " " + args + " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
 
 bool exists(const std::string& p) {
   struct stat st;
@@ -47,7 +29,7 @@ std::string common() {
 
 TEST(RenderCli, FramesAndCodesMatchTheReference) {
   testutil::TempDir dir;
-  Result r = run("render " + common() + " --out '" + dir / "frames.npy" + "' --codes-dir '" + dir / "codes" + "' --batch-size 2");
+  testutil::CliResult r = testutil::run_cli("render " + common() + " --out '" + dir / "frames.npy" + "' --codes-dir '" + dir / "codes" + "' --batch-size 2");
   ASSERT_EQ(r.status, 0) << r.out;
   anitalker::TensorData frames = anitalker::read_npy(dir / "frames.npy");
   ASSERT_EQ(frames.dtype, anitalker::DType::UInt8);
@@ -79,7 +61,7 @@ TEST(RenderCli, FramesAndCodesMatchTheReference) {
 
 TEST(RenderCli, RawOutput) {
   testutil::TempDir dir;
-  Result r = run("render " + common() + " --out '" + dir / "raw.npy" + "' --raw");
+  testutil::CliResult r = testutil::run_cli("render " + common() + " --out '" + dir / "raw.npy" + "' --raw");
   ASSERT_EQ(r.status, 0) << r.out;
   anitalker::TensorData raw = anitalker::read_npy(dir / "raw.npy");
   EXPECT_EQ(raw.dtype, anitalker::DType::Float32);
@@ -89,25 +71,25 @@ TEST(RenderCli, RawOutput) {
 TEST(RenderCli, ErrorsLeaveNoFile) {
   testutil::TempDir dir;
   const std::string out = dir / "frames.npy";
-  Result r = run("render --stage1 '" + data("renderer/tiny_lia.ckpt") + "' --portrait '" + dir / "nobody.jpg" + "' --motion '" +
+  testutil::CliResult r = testutil::run_cli("render --stage1 '" + data("renderer/tiny_lia.ckpt") + "' --portrait '" + dir / "nobody.jpg" + "' --motion '" +
                  data("renderer/motions.npy") + "' --out '" + out + "'");
   EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.out, HasSubstr("anitalker render: "));
   EXPECT_THAT(r.out, HasSubstr("nobody.jpg: no such file"));
   EXPECT_FALSE(exists(out));
   // Motion codes of the wrong width.
-  r = run("render --stage1 '" + data("renderer/tiny_lia.ckpt") + "' --portrait '" + data("renderer/monalisa.jpg") + "' --motion '" +
+  r = testutil::run_cli("render --stage1 '" + data("renderer/tiny_lia.ckpt") + "' --portrait '" + data("renderer/monalisa.jpg") + "' --motion '" +
           data("renderer/h_source.npy") + "' --out '" + out + "'");
   EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.out, HasSubstr("h_source.npy: motion codes have 24 dims"));
   EXPECT_FALSE(exists(out));
   // Another model's checkpoint.
-  r = run("render --stage1 '" + data("face-sr/gfpgan_tiny.pth") + "' --portrait '" + data("renderer/monalisa.jpg") + "' --motion '" +
+  r = testutil::run_cli("render --stage1 '" + data("face-sr/gfpgan_tiny.pth") + "' --portrait '" + data("renderer/monalisa.jpg") + "' --motion '" +
           data("renderer/motions.npy") + "' --out '" + out + "'");
   EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.out, HasSubstr("gfpgan_tiny.pth: missing tensor 'lia.dec.direction.weight'"));
   EXPECT_FALSE(exists(out));
-  r = run("render --stage1 x");
+  r = testutil::run_cli("render --stage1 x");
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.out, HasSubstr("missing --portrait"));
 }

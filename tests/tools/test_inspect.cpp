@@ -10,35 +10,12 @@
 using testing::HasSubstr;
 using testutil::data;
 
-namespace {
-
-struct Result {
-  int status = -1;
-  std::string out;
-};
-
-Result run(const std::string& args) {
-  const char* bin = std::getenv("ANITALKER_BIN");
-  // Standard error joins the output unless the arguments redirect it.
-  const std::string cmd = std::string(bin ? bin : "anitalker") + " " + args + (args.find("2>") == std::string::npos ? " 2>&1" : "");
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-
-}  // namespace
 
 TEST(Inspect, JsonListsExactlyWhatTorchLoadSees) {
   const nlohmann::json ref = testutil::json_file(data("reader/checkpoints.json"));
   for (auto it = ref.begin(); it != ref.end(); ++it) {
     SCOPED_TRACE(it.key());
-    Result r = run("inspect --json '" + data(it.key()) + "' 2>/dev/null");
+    testutil::CliResult r = testutil::run_cli("inspect --json '" + data(it.key()) + "' 2>/dev/null");
     ASSERT_EQ(r.status, 0) << r.out;
     const nlohmann::json got = nlohmann::json::parse(r.out);
     ASSERT_EQ(got.size(), it.value().size());
@@ -53,7 +30,7 @@ TEST(Inspect, JsonListsExactlyWhatTorchLoadSees) {
 }
 
 TEST(Inspect, PlainListing) {
-  Result r = run("inspect '" + data("face-sr/gfpgan_tiny.pth") + "' 2>/dev/null");
+  testutil::CliResult r = testutil::run_cli("inspect '" + data("face-sr/gfpgan_tiny.pth") + "' 2>/dev/null");
   ASSERT_EQ(r.status, 0);
   std::istringstream lines(r.out);
   std::string first;
@@ -62,23 +39,23 @@ TEST(Inspect, PlainListing) {
   size_t count = 1;
   for (std::string l; std::getline(lines, l);) ++count;
   EXPECT_EQ(count, 285u);
-  Result s = run("inspect '" + data("reader/special.pt") + "' 2>&1 >/dev/null");
+  testutil::CliResult s = testutil::run_cli("inspect '" + data("reader/special.pt") + "' 2>&1 >/dev/null");
   EXPECT_THAT(s.out, HasSubstr("tensors, "));
 }
 
 TEST(Inspect, ErrorsExitNonZero) {
-  Result r = run("inspect /nonexistent/stage1.ckpt");
+  testutil::CliResult r = testutil::run_cli("inspect /nonexistent/stage1.ckpt");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.out, "anitalker inspect: /nonexistent/stage1.ckpt: no such file\n");
-  r = run("inspect '" + data("audio/tiny_hubert/config.json") + "'");
+  r = testutil::run_cli("inspect '" + data("audio/tiny_hubert/config.json") + "'");
   EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.out, HasSubstr("config.json: not a checkpoint: wrong magic number"));
-  r = run("inspect");
+  r = testutil::run_cli("inspect");
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.out, HasSubstr("missing FILE"));
-  r = run("inspect --bogus x");
+  r = testutil::run_cli("inspect --bogus x");
   EXPECT_EQ(r.status, 2);
-  r = run("inspect --help");
+  r = testutil::run_cli("inspect --help");
   EXPECT_EQ(r.status, 0);
   EXPECT_THAT(r.out, HasSubstr("usage: anitalker inspect FILE [--json]"));
 }
