@@ -1,0 +1,485 @@
+// Stage 2 of AniTalker: DiffusionPredictor + DDIM sampler (spec/motion.md).
+#include "motion.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include "checkpoint.h"
+#include "error.h"
+#include "state_dict.h"
+
+namespace anitalker::motion {
+
+namespace {
+
+struct Linear {
+  at::Tensor w, b;
+  at::Tensor operator()(const at::Tensor& x) const { return at::linear(x, w, b); }
+};
+
+Linear linear(const StateDict& sd, const std::string& p, int64_t out, int64_t in, bool bias = true) {
+  Linear l;
+  l.w = sd.get_float(p + ".weight", {out, in});
+  if (bias) l.b = sd.get_float(p + ".bias", {l.w.size(0)});
+  return l;
+}
+
+struct Norm {
+  at::Tensor w, b;
+  at::Tensor operator()(const at::Tensor& x) const { return at::layer_norm(x, {w.size(0)}, w, b, 1e-12); }
+};
+
+Norm norm(const StateDict& sd, const std::string& p, int64_t d) { return {sd.get_float(p + ".weight", {d}), sd.get_float(p + ".bias", {d})}; }
+
+struct Conv1d {
+  at::Tensor w, b;
+  int64_t stride = 1, pad = 0, groups = 1;
+  // x channels-first (B,C,L)
+  at::Tensor operator()(const at::Tensor& x) const {
+    return at::conv1d(x, w, b, at::IntArrayRef{stride}, at::IntArrayRef{pad}, at::IntArrayRef{1}, groups);
+  }
+};
+
+Conv1d conv1d(const StateDict& sd, const std::string& p, int64_t out, int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t groups = 1) {
+  Conv1d c;
+  c.w = sd.get_float(p + ".weight", {out, in, k});
+  c.b = sd.get_float(p + ".bias", {c.w.size(0)});
+  c.stride = stride;
+  c.pad = pad;
+  c.groups = groups;
+  return c;
+}
+
+at::Tensor swish(const at::Tensor& x) { return x * at::sigmoid(x); }
+
+struct Block {
+  Linear ffm1, ffm2, ff1, ff2, q, k, v, out, pos;
+  at::Tensor pos_u, pos_v;  // (h, d_k)
+  Conv1d pw1, dw, pw2;
+  at::Tensor bn_w, bn_b, bn_mean, bn_var;
+  Norm n_ffm, n_mha, n_conv, n_ff, n_final;
+};
+
+constexpr int kHeads = 2;
+
+Block block(const StateDict& sd, int64_t d) {
+  Block b;
+  b.ffm1 = linear(sd, "feed_forward_macaron.w_1", -1, d);
+  const int64_t hid = b.ffm1.w.size(0);
+  b.ffm2 = linear(sd, "feed_forward_macaron.w_2", d, hid);
+  b.ff1 = linear(sd, "feed_forward.w_1", hid, d);
+  b.ff2 = linear(sd, "feed_forward.w_2", d, hid);
+  b.q = linear(sd, "self_attn.linear_q", d, d);
+  b.k = linear(sd, "self_attn.linear_k", d, d);
+  b.v = linear(sd, "self_attn.linear_v", d, d);
+  b.out = linear(sd, "self_attn.linear_out", d, d);
+  b.pos = linear(sd, "self_attn.linear_pos", d, d, false);
+  b.pos_u = sd.get_float("self_attn.pos_bias_u", {kHeads, d / kHeads});
+  b.pos_v = sd.get_float("self_attn.pos_bias_v", {kHeads, d / kHeads});
+  b.pw1 = conv1d(sd, "conv_module.pointwise_conv1", 2 * d, d, 1, 1, 0);
+  const int64_t k = sd.shape("conv_module.depthwise_conv.weight").at(2);
+  b.dw = conv1d(sd, "conv_module.depthwise_conv", d, 1, k, 1, (k - 1) / 2, d);
+  b.pw2 = conv1d(sd, "conv_module.pointwise_conv2", d, d, 1, 1, 0);
+  b.bn_w = sd.get_float("conv_module.norm.weight", {d});
+  b.bn_b = sd.get_float("conv_module.norm.bias", {d});
+  b.bn_mean = sd.get_float("conv_module.norm.running_mean", {d});
+  b.bn_var = sd.get_float("conv_module.norm.running_var", {d});
+  b.n_ffm = norm(sd, "norm_ff_macaron", d);
+  b.n_mha = norm(sd, "norm_mha", d);
+  b.n_conv = norm(sd, "norm_conv", d);
+  b.n_ff = norm(sd, "norm_ff", d);
+  b.n_final = norm(sd, "norm_final", d);
+  return b;
+}
+
+std::vector<Block> conformer(const StateDict& sd, int64_t d, const std::string& name, const std::string& prefix) {
+  std::vector<Block> bs;
+  for (int i = 0; sd.has("encoders." + std::to_string(i) + ".norm_ff.weight"); ++i)
+    bs.push_back(block(sd.sub("encoders." + std::to_string(i) + "."), d));
+  if (bs.empty()) throw format_error(name + ": missing tensor '" + prefix + "encoders.0.norm_ff.weight'");
+  return bs;
+}
+
+// Relative positional table (1, 2T-1, d), spec 3.2 step 1.
+at::Tensor rel_pos(int64_t T, int64_t d, const at::TensorOptions& o) {
+  at::Tensor omega = at::exp(at::arange(0, d, 2, at::kFloat) * (-(std::log(10000.0) / static_cast<double>(d))));
+  at::Tensor p = at::arange(0, T, at::kFloat).unsqueeze(1);
+  at::Tensor pos = at::zeros({T, d}, at::kFloat), neg = at::zeros({T, d}, at::kFloat);
+  using at::indexing::None;
+  using at::indexing::Slice;
+  pos.index_put_({Slice(), Slice(0, None, 2)}, at::sin(p * omega));
+  pos.index_put_({Slice(), Slice(1, None, 2)}, at::cos(p * omega));
+  neg.index_put_({Slice(), Slice(0, None, 2)}, at::sin(-1 * p * omega));
+  neg.index_put_({Slice(), Slice(1, None, 2)}, at::cos(-1 * p * omega));
+  at::Tensor r = at::cat({at::flip(pos, {0}), neg.index({Slice(1, None)})}, 0).unsqueeze(0);
+  return r.to(o.device());
+}
+
+at::Tensor rel_shift(const at::Tensor& x) {
+  // espnet's pad-reshape-slice (spec 3.2).
+  const int64_t b = x.size(0), h = x.size(1), t = x.size(2), n = x.size(3);
+  at::Tensor zp = at::zeros({b, h, t, 1}, x.options());
+  at::Tensor xp = at::cat({zp, x}, -1).view({b, h, n + 1, t});
+  using at::indexing::None;
+  using at::indexing::Slice;
+  return xp.index({Slice(), Slice(), Slice(1, None)}).reshape({b, h, t, n}).index({Slice(), Slice(), Slice(), Slice(0, n / 2 + 1)});
+}
+
+at::Tensor mhsa(const Block& w, const at::Tensor& x, const at::Tensor& R) {
+  const int64_t B = x.size(0), T = x.size(1), d = x.size(2), dk = d / kHeads;
+  at::Tensor q = w.q(x).view({B, T, kHeads, dk});  // (B,T,h,dk)
+  at::Tensor k = w.k(x).view({B, T, kHeads, dk}).transpose(1, 2);
+  at::Tensor v = w.v(x).view({B, T, kHeads, dk}).transpose(1, 2);
+  at::Tensor p = w.pos(R).view({R.size(0), -1, kHeads, dk}).transpose(1, 2);
+  at::Tensor qu = (q + w.pos_u).transpose(1, 2);
+  at::Tensor qv = (q + w.pos_v).transpose(1, 2);
+  at::Tensor ac = at::matmul(qu, k.transpose(-2, -1));
+  at::Tensor bd = rel_shift(at::matmul(qv, p.transpose(-2, -1)));
+  at::Tensor scores = (ac + bd) / std::sqrt(static_cast<double>(dk));
+  at::Tensor attn = at::softmax(scores, -1);
+  at::Tensor ctx = at::matmul(attn, v).transpose(1, 2).contiguous().view({B, T, d});
+  return w.out(ctx);
+}
+
+at::Tensor conv_module(const Block& w, const at::Tensor& x) {
+  at::Tensor y = w.pw1(x.transpose(1, 2));
+  y = at::glu(y, 1);
+  y = w.dw(y);
+  y = at::batch_norm(y, w.bn_w, w.bn_b, w.bn_mean, w.bn_var, false, 0.1, 1e-5, true);
+  y = swish(y);
+  y = w.pw2(y);
+  return y.transpose(1, 2);
+}
+
+at::Tensor run_conformer(const std::vector<Block>& bs, at::Tensor x) {
+  const int64_t d = x.size(2);
+  x = x * std::sqrt(static_cast<double>(d));
+  at::Tensor R = rel_pos(x.size(1), d, x.options());
+  for (const Block& w : bs) {
+    x = w.n_ffm(x + 0.5 * w.ffm2(swish(w.ffm1(x))));
+    x = w.n_mha(x + mhsa(w, x, R));
+    x = w.n_conv(x + conv_module(w, x));
+    x = w.n_ff(x + 0.5 * w.ff2(swish(w.ff1(x))));
+    x = w.n_final(x);
+  }
+  return x;
+}
+
+struct Lstm {
+  std::vector<at::Tensor> params;
+  int64_t hidden = 0;
+  Linear fc;
+  at::Tensor operator()(const at::Tensor& x) const {
+    const int64_t layers = static_cast<int64_t>(params.size() / 4);
+    at::Tensor h0 = at::zeros({layers, x.size(0), hidden}, x.options());
+    auto r = at::lstm(x, {h0, h0}, params, true, layers, 0.0, false, false, true);
+    return fc(std::get<0>(r));
+  }
+};
+
+Lstm lstm(const StateDict& sd, const std::string& p, int64_t in, int64_t out) {
+  Lstm l;
+  l.hidden = sd.shape(p + ".lstm.weight_hh_l0").at(1);
+  const int64_t H = l.hidden;
+  for (int k = 0; sd.has(p + ".lstm.weight_ih_l" + std::to_string(k)); ++k) {
+    const std::string s = std::to_string(k);
+    l.params.push_back(sd.get_float(p + ".lstm.weight_ih_l" + s, {4 * H, k == 0 ? in : H}));
+    l.params.push_back(sd.get_float(p + ".lstm.weight_hh_l" + s, {4 * H, H}));
+    l.params.push_back(sd.get_float(p + ".lstm.bias_ih_l" + s, {4 * H}));
+    l.params.push_back(sd.get_float(p + ".lstm.bias_hh_l" + s, {4 * H}));
+  }
+  l.fc = linear(sd, p + ".fc", out, H);
+  return l;
+}
+
+}  // namespace
+
+std::string variant_name(Variant v) {
+  switch (v) {
+    case Variant::HubertAudioOnly: return "hubert_audio_only";
+    case Variant::HubertPoseOnly: return "hubert_pose_only";
+    case Variant::HubertFullControl: return "hubert_full_control";
+    case Variant::MfccPoseOnly: return "mfcc_pose_only";
+    case Variant::MfccFullControl: return "mfcc_full_control";
+  }
+  return "?";
+}
+
+struct Model::Weights {
+  at::Tensor hal_w;  // softmax(weights), (L)
+  Conv1d down1, down2;
+  std::vector<Block> speech, decoder;
+  Lstm pose_pred, pose_enc, loc_pred, loc_enc, scale_pred, scale_enc;
+  Linear init_code, noisy, t_enc, dir, out;
+};
+
+Model::Model(const StateDict& all, c10::Device device) : device_(device) {
+  const std::string name = all.checkpoint().name();
+  const StateDict sd = all.sub("ema_model.");
+  auto w = std::make_shared<Weights>();
+
+  // Sizes from the shapes (spec 1).
+  const std::vector<int64_t> op = sd.shape("out_proj.weight");
+  if (op.size() != 2) throw format_error(name + ": ema_model.out_proj.weight: expected 2 dimensions");
+  motion_dim_ = static_cast<int>(op[0]);
+  decoder_dim_ = static_cast<int>(op[1]);
+  const bool hub = sd.has("weights");
+  const bool pose = sd.has("pose_predictor.fc.weight");
+  const bool loc = sd.has("location_predictor.fc.weight");
+  if (hub) {
+    variant_ = !pose ? Variant::HubertAudioOnly : loc ? Variant::HubertFullControl : Variant::HubertPoseOnly;
+  } else {
+    if (!sd.has("down_sample2.weight"))
+      throw format_error(name + ": missing tensor 'ema_model.weights' (hubert) or 'ema_model.down_sample2.weight' (mfcc): not a stage-2 checkpoint");
+    if (!pose) throw format_error(name + ": missing tensor 'ema_model.pose_predictor.fc.weight' (an mfcc checkpoint without pose)");
+    variant_ = loc ? Variant::MfccFullControl : Variant::MfccPoseOnly;
+  }
+
+  if (hub) {
+    at::Tensor ws = sd.get_float("weights", {-1});
+    hubert_layers_ = static_cast<int>(ws.size(0));
+    w->hal_w = at::softmax(ws, -1);
+    w->down1 = conv1d(sd, "down_sample1", -1, -1, 3, 2, 1);
+    speech_dim_ = static_cast<int>(w->down1.w.size(0));
+    audio_dim_ = static_cast<int>(w->down1.w.size(1));
+    w->speech = conformer(sd.sub("speech_encoder."), speech_dim_, name, "ema_model.speech_encoder.");
+  } else {
+    w->down1 = conv1d(sd, "down_sample1", -1, -1, 3, 2, 1);
+    audio_dim_ = static_cast<int>(w->down1.w.size(1));
+    w->down2 = conv1d(sd, "down_sample2", -1, w->down1.w.size(0), 3, 2, 1);
+    speech_dim_ = static_cast<int>(w->down2.w.size(0));
+  }
+  const int64_t S = speech_dim_, D = decoder_dim_, M = motion_dim_;
+  w->init_code = linear(sd, "init_code_proj.0", -1, -1);
+  const int64_t P = w->init_code.w.size(0);
+  start_dim_ = static_cast<int>(w->init_code.w.size(1));
+  if (D != S + 4 * P)
+    throw format_error(name + ": ema_model.out_proj.weight: decoder width " + std::to_string(D) + " is not speech width " + std::to_string(S) +
+                       " + 4 x projection width " + std::to_string(P));
+  w->noisy = linear(sd, "noisy_encoder.0", P, M);
+  w->t_enc = linear(sd, "t_encoder.0", P, 1);
+  w->dir = linear(sd, "encoder_direction_code", P, M);
+  w->out = linear(sd, "out_proj", M, D);
+  w->decoder = conformer(sd.sub("coarse_decoder."), D, name, "ema_model.coarse_decoder.");
+  if (pose) {
+    w->pose_pred = lstm(sd, "pose_predictor", S, 3);
+    w->pose_enc = lstm(sd, "pose_encoder", 3, S);
+  }
+  if (loc) {
+    w->loc_pred = lstm(sd, "location_predictor", S, 1);
+    w->loc_enc = lstm(sd, "location_encoder", 1, S);
+    w->scale_pred = lstm(sd, "face_scale_predictor", S, 1);
+    w->scale_enc = lstm(sd, "face_scale_encoder", 1, S);
+  }
+
+  // RNG draws of the original's initialisation (spec 7): every ema float
+  // tensor except the HAL weights and LayerNorm/BatchNorm parameters/buffers.
+  const std::string pre = "ema_model.";
+  for (const std::string& k : all.checkpoint().keys()) {
+    if (k.compare(0, pre.size(), pre) != 0) continue;
+    const std::string r = k.substr(pre.size());
+    if (r == "weights" || r.find("norm") != std::string::npos) continue;
+    int64_t n = 1;
+    for (int64_t s : all.checkpoint().at(k).shape) n *= s;
+    init_draws_ += n;
+  }
+  if (all.has("x_T")) {
+    xT_numel_ = 1;
+    for (int64_t s : all.shape("x_T")) xT_numel_ *= s;
+  }
+
+  if (device_.type() != c10::kCPU) {
+    auto mv = [&](at::Tensor& t) {
+      if (t.defined()) t = t.to(device_);
+    };
+    auto mvl = [&](Linear& l) {
+      mv(l.w);
+      mv(l.b);
+    };
+    auto mvc = [&](Conv1d& c) {
+      mv(c.w);
+      mv(c.b);
+    };
+    mv(w->hal_w);
+    mvc(w->down1);
+    mvc(w->down2);
+    for (auto* bs : {&w->speech, &w->decoder})
+      for (Block& b : *bs) {
+        for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out, &b.pos}) mvl(*l);
+        for (at::Tensor* t : {&b.pos_u, &b.pos_v, &b.bn_w, &b.bn_b, &b.bn_mean, &b.bn_var}) mv(*t);
+        for (Conv1d* c : {&b.pw1, &b.dw, &b.pw2}) mvc(*c);
+        for (Norm* n : {&b.n_ffm, &b.n_mha, &b.n_conv, &b.n_ff, &b.n_final}) {
+          mv(n->w);
+          mv(n->b);
+        }
+      }
+    for (Lstm* l : {&w->pose_pred, &w->pose_enc, &w->loc_pred, &w->loc_enc, &w->scale_pred, &w->scale_enc}) {
+      for (at::Tensor& t : l->params) mv(t);
+      mvl(l->fc);
+    }
+    for (Linear* l : {&w->init_code, &w->noisy, &w->t_enc, &w->dir, &w->out}) mvl(*l);
+  }
+  w_ = w;
+}
+
+std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device) {
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<const Model>> cache;
+  char* real = ::realpath(path.c_str(), nullptr);
+  const std::string key = (real ? std::string(real) : path) + "|" + device.str();
+  std::free(real);
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto m = cache[key].lock()) return m;
+  auto m = std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device);
+  cache[key] = m;
+  return m;
+}
+
+std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device, Variant expected) {
+  auto m = load(path, device);
+  if (m->variant() != expected)
+    throw Error(Error::Kind::Usage, path + ": a " + variant_name(m->variant()) + " checkpoint, but infer type " + variant_name(expected) + " was asked for");
+  return m;
+}
+
+Condition Model::condition(const at::Tensor& start, const at::Tensor& direction, const at::Tensor& audio, bool control_flag,
+                           const at::Tensor& pose, const at::Tensor& location, const at::Tensor& scale) const {
+  const Weights& w = *w_;
+  at::NoGradGuard no_grad;
+  auto usage = [](const std::string& s) { return Error(Error::Kind::Usage, "motion: " + s); };
+  if (start.dim() != 2 || start.size(1) != start_dim_) throw usage("expected a start code of shape [1, " + std::to_string(start_dim_) + "]");
+  if (direction.dim() != 2 || direction.size(1) != motion_dim_)
+    throw usage("expected a direction code of shape [1, " + std::to_string(motion_dim_) + "]");
+  Condition c;
+  at::Tensor a = audio.to(device_, at::kFloat);
+  if (hubert()) {
+    if (a.dim() != 4 || a.size(1) != hubert_layers_ || a.size(3) != audio_dim_)
+      throw usage("expected hubert features of shape [1, " + std::to_string(hubert_layers_) + ", 2T, " + std::to_string(audio_dim_) + "]");
+    at::Tensor feat = (w.hal_w.unsqueeze(0).unsqueeze(-1).unsqueeze(-1) * a).sum(1);
+    at::Tensor x = w.down1(feat.transpose(1, 2)).transpose(1, 2);
+    c.speech = run_conformer(w.speech, x);
+  } else {
+    if (a.dim() != 3 || a.size(2) != audio_dim_) throw usage("expected mfcc features of shape [1, 4T, " + std::to_string(audio_dim_) + "]");
+    c.speech = w.down2(w.down1(a.transpose(1, 2))).transpose(1, 2);
+  }
+  const int64_t B = c.speech.size(0), T = c.speech.size(1);
+  auto given = [&](const at::Tensor& t, int64_t ch, const char* what) {
+    if (!t.defined() || t.dim() != 3 || t.size(1) != T || t.size(2) != ch)
+      throw usage(std::string("control flag on: expected ") + what + " of shape [1, " + std::to_string(T) + ", " + std::to_string(ch) + "]");
+    return t.to(device_, at::kFloat);
+  };
+  at::Tensor x = c.speech;
+  if (variant_ == Variant::HubertAudioOnly) {
+    c.pose = pose;
+    c.location = location;
+    c.scale = scale;
+  } else {
+    if (has_location()) {
+      c.location = control_flag ? given(location, 1, "a location") : w.loc_pred(x);
+      x = x + w.loc_enc(c.location);
+      c.scale = control_flag ? given(scale, 1, "a scale") : w.scale_pred(x);
+      x = x + w.scale_enc(c.scale);
+    } else {
+      c.location = at::zeros({B, T, 1}, x.options());
+      c.scale = at::zeros({B, T, 1}, x.options());
+    }
+    c.pose = control_flag ? given(pose, 3, "a pose") : w.pose_pred(x);
+    x = x + w.pose_enc(c.pose);
+  }
+  c.adjusted = x;
+  c.c_dir = w.dir(direction.to(device_, at::kFloat));
+  c.c_start = w.init_code(start.to(device_, at::kFloat));
+  return c;
+}
+
+at::Tensor Model::denoise(const Condition& c, const at::Tensor& x_t, double t, Taps* taps) const {
+  const Weights& w = *w_;
+  at::NoGradGuard no_grad;
+  const int64_t B = c.adjusted.size(0), T = c.adjusted.size(1);
+  if (x_t.dim() != 3 || x_t.size(1) != T || x_t.size(2) != motion_dim_)
+    throw Error(Error::Kind::Usage, "motion: expected x_t of shape [1, " + std::to_string(T) + ", " + std::to_string(motion_dim_) + "]");
+  const int64_t P = c.c_dir.size(1);
+  at::Tensor tt = at::full({B, 1}, t, c.adjusted.options());
+  at::Tensor ct = w.t_enc(tt).unsqueeze(1).expand({B, T, P});
+  at::Tensor z = at::cat({c.adjusted, c.c_dir.unsqueeze(1).expand({B, T, P}), c.c_start.unsqueeze(1).expand({B, T, P}), w.noisy(x_t), ct}, -1);
+  if (taps) taps->concat = z;
+  z = run_conformer(w.decoder, z);
+  if (taps) taps->decoder = z;
+  return w.out(z);
+}
+
+std::vector<int64_t> ddim_timesteps(int steps) {
+  constexpr int kT = 1000;
+  for (int i = 1; i < kT; ++i) {
+    if ((kT + i - 1) / i == steps) {
+      std::vector<int64_t> v;
+      for (int n = 0; n < kT; n += i) v.push_back(n);
+      return v;
+    }
+  }
+  throw Error(Error::Kind::Usage, "motion: cannot create exactly " + std::to_string(steps) + " DDIM steps with an integer stride over 1000 timesteps");
+}
+
+at::Tensor Model::sample(const Condition& c, const at::Tensor& noise, int steps, Trajectory* traj) const {
+  at::NoGradGuard no_grad;
+  const std::vector<int64_t> map = ddim_timesteps(steps);
+  // Base linear schedule (float64, as np.linspace) and respacing (spec 4).
+  constexpr int kT = 1000;
+  const double b0 = 1e-4, b1 = 0.02, step = (b1 - b0) / (kT - 1);
+  std::vector<double> new_betas;
+  double acp = 1.0, last = 1.0;
+  size_t j = 0;
+  for (int n = 0; n < kT; ++n) {
+    const double beta = n == kT - 1 ? b1 : n * step + b0;
+    acp *= 1.0 - beta;
+    if (j < map.size() && map[j] == n) {
+      new_betas.push_back(1.0 - acp / last);
+      last = acp;
+      ++j;
+    }
+  }
+  const size_t S = new_betas.size();
+  std::vector<double> ac(S), ac_prev(S);
+  double cp = 1.0;
+  for (size_t k = 0; k < S; ++k) {
+    ac_prev[k] = cp;
+    cp *= 1.0 - new_betas[k];
+    ac[k] = cp;
+  }
+  auto f = [&](double v) { return at::full({1, 1, 1}, static_cast<float>(v), noise.options().dtype(at::kFloat).device(device_)); };
+  at::Tensor x = noise.to(device_, at::kFloat);
+  for (int k = static_cast<int>(S) - 1; k >= 0; --k) {
+    at::Tensor eps = denoise(c, x, static_cast<double>(map[k]));
+    at::Tensor A = f(std::sqrt(1.0 / ac[k])), Bc = f(std::sqrt(1.0 / ac[k] - 1.0));
+    at::Tensor x0 = at::clamp(A * x - Bc * eps, -1.0, 1.0);
+    at::Tensor e2 = (A * x - x0) / Bc;
+    at::Tensor abp = f(ac_prev[k]);
+    at::Tensor sigma = at::zeros_like(abp);
+    x = x0 * at::sqrt(abp) + at::sqrt(1 - abp - sigma * sigma) * e2;
+    if (traj) {
+      traj->x.push_back(x);
+      traj->pred_x0.push_back(x0);
+    }
+  }
+  return x;
+}
+
+at::Tensor Model::seed_noise(uint64_t seed, int64_t frames) const {
+  at::NoGradGuard no_grad;
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  const int64_t n = init_draws_ + xT_numel_;
+  constexpr int64_t kChunk = 1 << 20;
+  at::Tensor buf = at::empty({std::min(n, kChunk)}, at::kFloat);
+  for (int64_t done = 0; done < n; done += kChunk) {
+    const int64_t m = std::min(kChunk, n - done);
+    buf.narrow(0, 0, m).uniform_(0, 1, gen);
+  }
+  return at::randn({1, frames, motion_dim_}, gen, at::kFloat);
+}
+
+}  // namespace anitalker::motion
