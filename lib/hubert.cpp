@@ -11,6 +11,7 @@
 
 #include "checkpoint.h"
 #include "error.h"
+#include "model_cache.h"
 #include "state_dict.h"
 #include "tensor_data.h"
 
@@ -190,22 +191,17 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device) : c
 }
 
 std::shared_ptr<const Model> Model::load(const std::string& dir, c10::Device device) {
-  static std::mutex mu;
-  static std::map<std::string, std::weak_ptr<const Model>> cache;
-  char* real = ::realpath(dir.c_str(), nullptr);
-  const std::string key = (real ? std::string(real) : dir) + "|" + device.str();
-  std::free(real);
-  std::lock_guard<std::mutex> lock(mu);
-  if (auto m = cache[key].lock()) return m;
-  struct stat st;
-  if (::stat(dir.c_str(), &st) != 0) throw Error(Error::Kind::NotFound, dir + ": no such folder (expected a HuBERT folder with config.json and pytorch_model.bin)");
-  if (!S_ISDIR(st.st_mode)) throw Error(Error::Kind::Usage, dir + ": not a folder (expected a HuBERT folder with config.json and pytorch_model.bin)");
-  const Config cfg = read_config(dir + "/config.json");
-  std::string weights = dir + "/pytorch_model.bin";
-  if (::stat(weights.c_str(), &st) != 0 && ::stat((dir + "/model.safetensors").c_str(), &st) == 0) weights = dir + "/model.safetensors";
-  auto m = std::make_shared<const Model>(cfg, StateDict(Checkpoint::open(weights)), device);
-  cache[key] = m;
-  return m;
+  return shared_model<Model>(dir, device, [&] {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0)
+      throw Error(Error::Kind::NotFound, dir + ": no such folder (expected a HuBERT folder with config.json and pytorch_model.bin)");
+    if (!S_ISDIR(st.st_mode))
+      throw Error(Error::Kind::Usage, dir + ": not a folder (expected a HuBERT folder with config.json and pytorch_model.bin)");
+    const Config cfg = read_config(dir + "/config.json");
+    std::string weights = dir + "/pytorch_model.bin";
+    if (::stat(weights.c_str(), &st) != 0 && ::stat((dir + "/model.safetensors").c_str(), &st) == 0) weights = dir + "/model.safetensors";
+    return std::make_shared<const Model>(cfg, StateDict(Checkpoint::open(weights)), device);
+  });
 }
 
 at::Tensor Model::normalize(const at::Tensor& wave) {

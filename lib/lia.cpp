@@ -14,6 +14,7 @@
 
 #include "checkpoint.h"
 #include "error.h"
+#include "model_cache.h"
 #include "state_dict.h"
 
 namespace anitalker::lia {
@@ -284,16 +285,7 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
 }
 
 std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device) {
-  static std::mutex mu;
-  static std::map<std::string, std::weak_ptr<const Model>> cache;
-  char* real = ::realpath(path.c_str(), nullptr);
-  const std::string key = (real ? std::string(real) : path) + "|" + device.str();
-  std::free(real);
-  std::lock_guard<std::mutex> lock(mu);
-  if (auto m = cache[key].lock()) return m;
-  auto m = std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device);
-  cache[key] = m;
-  return m;
+  return shared_model<Model>(path, device, [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device); });
 }
 
 Portrait Model::encode(const at::Tensor& image) const {

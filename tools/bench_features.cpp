@@ -42,7 +42,6 @@ double hubert_flops(const anitalker::hubert::Config& c, int64_t n) {
   return f;
 }
 
-
 }  // namespace
 
 int bench_features(int argc, char** argv) {
@@ -68,16 +67,7 @@ int bench_features(int argc, char** argv) {
     at::NoGradGuard no_grad;
     std::printf("# anitalker bench features: %s, device %s\n", anitalker::torch_info().c_str(), device.c_str());
 
-    at::Tensor ga = at::randn({2048, 2048}), gb = at::randn({2048, 2048});
-    at::mm(ga, gb);
-    std::vector<double> tg;
-    for (int r = 0; r < 5; ++r) {
-      const double t0 = bench::now_s();
-      at::mm(ga, gb);
-      tg.push_back(bench::now_s() - t0);
-    }
-    const double gemm = 2.0 * 2048 * 2048 * 2048 / bench::stats(tg).median / 1e9;
-    std::printf("gemm     2048x2048 f32: %.1f GFLOP/s\n", gemm);
+    const double gemm = bench::gemm_gflops(dev);
 
     const std::string dir = bench::temp_path("hubert");
     bench::write_hubert_large(dir, layers);

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/Device.h>
+
 #include "checkpoint_writer.h"
 
 namespace bench {
@@ -29,6 +31,10 @@ void write_hubert_large(const std::string& dir, int layers, RandomCheckpoint* ke
 
 // stage1.ckpt's layout: 256x256, style 512, motion 20, channels 64..512.
 void write_stage1(const std::string& path);
+
+// Float32 GEMM throughput of this machine (a 2048x2048 matmul, median of 5),
+// printed as the benchmarks' reference line; in GFLOP/s.
+double gemm_gflops(c10::Device dev);
 
 // A fresh temporary folder or file name under /tmp.
 std::string temp_path(const char* stem);

@@ -52,6 +52,26 @@ double decoder_flops() {
 
 }  // namespace
 
+double bench::gemm_gflops(c10::Device dev) {
+  auto sync = [&] {
+    if (dev.is_cuda()) at::detail::getCUDAHooks().deviceSynchronize(dev.index());
+  };
+  at::Tensor ga = at::randn({2048, 2048}, at::TensorOptions().device(dev)), gb = at::randn({2048, 2048}, at::TensorOptions().device(dev));
+  at::mm(ga, gb);
+  sync();
+  std::vector<double> tg;
+  for (int r = 0; r < 5; ++r) {
+    const double t0 = bench::now_s();
+    at::mm(ga, gb);
+    sync();
+    tg.push_back(bench::now_s() - t0);
+  }
+  const bench::Stats sg = bench::stats(tg);
+  const double gemm = 2.0 * 2048 * 2048 * 2048 / sg.median / 1e9;
+  std::printf("gemm     2048x2048 f32: %.1f GFLOP/s (%.3f s, %.3f .. %.3f)\n", gemm, sg.median, sg.min, sg.max);
+  return gemm;
+}
+
 int bench_render(int argc, char** argv) {
   return cli::run("bench render", [&] {
     cli::Args a(argc, argv);
@@ -78,20 +98,7 @@ int bench_render(int argc, char** argv) {
     };
     std::printf("# anitalker bench render: %s, device %s\n", anitalker::torch_info().c_str(), device.c_str());
 
-    // Reference throughput: 2048^2 float32 matmul.
-    at::Tensor ga = at::randn({2048, 2048}, at::TensorOptions().device(dev)), gb = at::randn({2048, 2048}, at::TensorOptions().device(dev));
-    at::mm(ga, gb);
-    sync();
-    std::vector<double> tg;
-    for (int r = 0; r < 5; ++r) {
-      const double t0 = bench::now_s();
-      at::mm(ga, gb);
-      sync();
-      tg.push_back(bench::now_s() - t0);
-    }
-    const bench::Stats sg = bench::stats(tg);
-    const double gemm = 2.0 * 2048 * 2048 * 2048 / sg.median / 1e9;
-    std::printf("gemm     2048x2048 f32: %.1f GFLOP/s (%.3f s, %.3f .. %.3f)\n", gemm, sg.median, sg.min, sg.max);
+    const double gemm = bench::gemm_gflops(dev);
 
     const std::string path = bench::temp_path("stage1") + ".ckpt";
     bench::write_stage1(path);
