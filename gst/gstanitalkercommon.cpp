@@ -74,3 +74,26 @@ void gst_anitalker_set_caps_result(GstQuery* query, GstCaps* caps) {
   gst_query_set_caps_result(query, caps);
   gst_caps_unref(caps);
 }
+
+GstClockTime gst_anitalker_time_segment(GstElement* element, GstEvent** event) {
+  const GstSegment* segment;
+  gst_event_parse_segment(*event, &segment);
+  if (segment->format == GST_FORMAT_TIME) return segment->start;
+  GST_DEBUG_OBJECT(element, "replacing a %s segment by a TIME segment", gst_format_get_name(segment->format));
+  GstSegment time;
+  gst_segment_init(&time, GST_FORMAT_TIME);
+  GstEvent* replaced = gst_event_new_segment(&time);
+  gst_event_set_seqnum(replaced, gst_event_get_seqnum(*event));
+  gst_event_unref(*event);
+  *event = replaced;
+  return 0;
+}
+
+void gst_anitalker_set_latency(GstElement* element, GstQuery* query, gboolean live, GstClockTime min, GstClockTime max,
+                               GstClockTime ours) {
+  min += ours;
+  if (GST_CLOCK_TIME_IS_VALID(max)) max += ours;
+  GST_DEBUG_OBJECT(element, "latency: ours %" GST_TIME_FORMAT ", total min %" GST_TIME_FORMAT " max %" GST_TIME_FORMAT,
+                   GST_TIME_ARGS(ours), GST_TIME_ARGS(min), GST_TIME_ARGS(max));
+  gst_query_set_latency(query, live, min, max);
+}

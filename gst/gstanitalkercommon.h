@@ -39,5 +39,16 @@ class GstAnitalkerLocked {
 // Answers a CAPS query with `caps` (taken) intersected with its filter.
 void gst_anitalker_set_caps_result(GstQuery* query, GstCaps* caps);
 
+// For a SEGMENT event: returns the start of a TIME segment; any other
+// format (filesrc, appsrc) is replaced in *event by a TIME segment from 0
+// (same seqnum), since the elements timestamp their output in time, and 0
+// is returned.
+GstClockTime gst_anitalker_time_segment(GstElement* element, GstEvent** event);
+
+// Completes a LATENCY query: upstream's min/max (max NONE stays NONE) plus
+// the element's own latency `ours`.
+void gst_anitalker_set_latency(GstElement* element, GstQuery* query, gboolean live, GstClockTime min, GstClockTime max,
+                               GstClockTime ours);
+
 // printf into a std::string, for the messages above.
 std::string gst_anitalker_printf(const char* format, ...) G_GNUC_PRINTF(1, 2);

@@ -863,22 +863,8 @@ static gboolean gst_anitalker_render_sink_event_impl(GstAnitalkerRender* self, G
       break;
     case GST_EVENT_SEGMENT: {
       gst_anitalker_render_drain(self);
-      const GstSegment* segment;
-      gst_event_parse_segment(event, &segment);
-      if (segment->format == GST_FORMAT_TIME) {
-        st->segment_start = segment->start;
-      } else {
-        // Motion from a source without time (filesrc, appsrc): video needs a
-        // TIME segment; frames count from 0.
-        GST_DEBUG_OBJECT(self, "replacing a %s segment by a TIME segment", gst_format_get_name(segment->format));
-        GstSegment time;
-        gst_segment_init(&time, GST_FORMAT_TIME);
-        GstEvent* replaced = gst_event_new_segment(&time);
-        gst_event_set_seqnum(replaced, gst_event_get_seqnum(event));
-        gst_event_unref(event);
-        event = replaced;
-        st->segment_start = 0;
-      }
+      // Motion from a source without time (filesrc, appsrc) counts from 0.
+      st->segment_start = gst_anitalker_time_segment(GST_ELEMENT_CAST(self), &event);
       // Frames without PTS count from the segment's start.
       st->anchor = GST_CLOCK_TIME_NONE;
       st->since_anchor = 0;
@@ -1032,11 +1018,7 @@ static gboolean gst_anitalker_render_src_query_impl(GstAnitalkerRender* self, Gs
       }
       // A frame waits for the batch-size - 1 frames after it.
       const GstClockTime ours = gst_util_uint64_scale(batch - 1, GST_SECOND * fps_d, fps_n);
-      min += ours;
-      if (GST_CLOCK_TIME_IS_VALID(max)) max += ours;
-      GST_DEBUG_OBJECT(self, "latency: ours %" GST_TIME_FORMAT ", total min %" GST_TIME_FORMAT " max %" GST_TIME_FORMAT,
-                       GST_TIME_ARGS(ours), GST_TIME_ARGS(min), GST_TIME_ARGS(max));
-      gst_query_set_latency(query, live, min, max);
+      gst_anitalker_set_latency(GST_ELEMENT_CAST(self), query, live, min, max, ours);
       return TRUE;
     }
     default:

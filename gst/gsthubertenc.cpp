@@ -846,21 +846,8 @@ static gboolean gst_hubert_enc_sink_event_impl(GstHubertEnc* self, GstPad* pad, 
       if (st->received > 0)
         GST_DEBUG_OBJECT(self, "new segment: dropping %" G_GUINT64_FORMAT " samples", st->received);
       st->reset_stream();
-      const GstSegment* segment;
-      gst_event_parse_segment(event, &segment);
-      if (segment->format == GST_FORMAT_TIME) {
-        st->segment_start = segment->start;
-      } else {
-        // Features need a TIME segment; frames count from 0.
-        GST_DEBUG_OBJECT(self, "replacing a %s segment by a TIME segment", gst_format_get_name(segment->format));
-        GstSegment time;
-        gst_segment_init(&time, GST_FORMAT_TIME);
-        GstEvent* replaced = gst_event_new_segment(&time);
-        gst_event_set_seqnum(replaced, gst_event_get_seqnum(event));
-        gst_event_unref(event);
-        event = replaced;
-        st->segment_start = 0;
-      }
+      // Audio from a source without time counts from 0.
+      st->segment_start = gst_anitalker_time_segment(GST_ELEMENT_CAST(self), &event);
       break;
     }
     case GST_EVENT_GAP:
@@ -925,11 +912,7 @@ static gboolean gst_hubert_enc_src_query_impl(GstHubertEnc* self, GstPad* pad, G
       } else if (live) {
         GST_WARNING_OBJECT(self, "offline mode on a live source: nothing comes out before EOS");
       }
-      min += ours;
-      if (GST_CLOCK_TIME_IS_VALID(max)) max += ours;
-      GST_DEBUG_OBJECT(self, "latency: ours %" GST_TIME_FORMAT ", total min %" GST_TIME_FORMAT " max %" GST_TIME_FORMAT,
-                       GST_TIME_ARGS(ours), GST_TIME_ARGS(min), GST_TIME_ARGS(max));
-      gst_query_set_latency(query, live, min, max);
+      gst_anitalker_set_latency(GST_ELEMENT_CAST(self), query, live, min, max, ours);
       return TRUE;
     }
     default:
