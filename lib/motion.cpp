@@ -418,6 +418,10 @@ std::vector<int64_t> ddim_timesteps(int steps) {
 }
 
 at::Tensor Model::sample(const Condition& c, const at::Tensor& noise, int steps, Trajectory* traj) const {
+  return sample(c, noise, steps, at::Tensor(), traj);
+}
+
+at::Tensor Model::sample(const Condition& c, const at::Tensor& noise, int steps, const at::Tensor& known, Trajectory* traj) const {
   at::NoGradGuard no_grad;
   const std::vector<int64_t> map = ddim_timesteps(steps);
   // Base linear schedule (float64, as np.linspace) and respacing (spec 4).
@@ -445,6 +449,16 @@ at::Tensor Model::sample(const Condition& c, const at::Tensor& noise, int steps,
   }
   auto f = [&](double v) { return at::full({1, 1, 1}, static_cast<float>(v), noise.options().dtype(at::kFloat).device(device_)); };
   at::Tensor x = noise.to(device_, at::kFloat);
+  const int64_t C = known.defined() ? known.size(1) : 0;
+  at::Tensor kn, kz;  // known x0 and its noise
+  if (C > 0) {
+    if (known.dim() != 3 || known.size(0) != x.size(0) || C > x.size(1) || known.size(2) != x.size(2))
+      throw Error(Error::Kind::Usage, "motion: the known frames must be [1, C <= T, " + std::to_string(motion_dim_) + "]");
+    kn = known.to(device_, at::kFloat);
+    kz = x.narrow(1, 0, C).clone();
+    x = x.clone();
+    x.narrow(1, 0, C).copy_(f(std::sqrt(ac[S - 1])) * kn + f(std::sqrt(1.0 - ac[S - 1])) * kz);
+  }
   for (int k = static_cast<int>(S) - 1; k >= 0; --k) {
     at::Tensor eps = denoise(c, x, static_cast<double>(map[k]));
     at::Tensor A = f(std::sqrt(1.0 / ac[k])), Bc = f(std::sqrt(1.0 / ac[k] - 1.0));
@@ -453,6 +467,12 @@ at::Tensor Model::sample(const Condition& c, const at::Tensor& noise, int steps,
     at::Tensor abp = f(ac_prev[k]);
     at::Tensor sigma = at::zeros_like(abp);
     x = x0 * at::sqrt(abp) + at::sqrt(1 - abp - sigma * sigma) * e2;
+    if (C > 0) {
+      if (k == 0)
+        x.narrow(1, 0, C).copy_(kn);
+      else
+        x.narrow(1, 0, C).copy_(f(std::sqrt(ac_prev[k])) * kn + f(std::sqrt(1.0 - ac_prev[k])) * kz);
+    }
     if (traj) {
       traj->x.push_back(x);
       traj->pred_x0.push_back(x0);

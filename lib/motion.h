@@ -84,6 +84,13 @@ class Model {
 
   // DDIM with eta 0 over `steps` respaced steps from noise (1,T,M) (spec 4).
   at::Tensor sample(const Condition& c, const at::Tensor& noise, int steps, Trajectory* traj = nullptr) const;
+  // The same with the first C frames held to `known` (1,C,M) at every step:
+  // after each step (and before the first) they are replaced by
+  // sqrt(abar) known + sqrt(1 - abar) noise at the level reached, the
+  // deterministic DDIM path of x0 = known, and the result holds `known`
+  // exactly.  For windowed streaming (motion_driver.h).
+  at::Tensor sample(const Condition& c, const at::Tensor& noise, int steps, const at::Tensor& known,
+                    Trajectory* traj = nullptr) const;
 
   // The demo's noisyT for --seed (spec 7): bit-exact with the reference.
   at::Tensor seed_noise(uint64_t seed, int64_t frames) const;

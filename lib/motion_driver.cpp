@@ -1,0 +1,208 @@
+// The reference demo's driving of stage 2 (spec/motion.md 5), and windowed
+// streaming (motion_driver.h).
+#include "motion_driver.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <string>
+
+#include "error.h"
+
+namespace anitalker::motion {
+
+namespace {
+
+Error usage(const std::string& s) { return Error(Error::Kind::Usage, "motion: " + s); }
+
+std::string shape_str(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+}  // namespace
+
+void control_tensors(const Controls& c, int64_t first, int64_t n, at::Tensor* pose, at::Tensor* location,
+                     at::Tensor* scale) {
+  at::NoGradGuard no_grad;
+  if (c.pose_file.defined()) {
+    const at::Tensor& p = c.pose_file;
+    if (p.dim() != 2 || p.size(1) != 3 || p.size(0) < 1)
+      throw usage("a pose file must hold [N, 3] (yaw, pitch, roll in degrees), not " + shape_str(p));
+    // Rows first .. first+n-1, the last row repeated past the end (spec 5).
+    at::Tensor idx = at::clamp_max(at::arange(first, first + n, at::kLong), p.size(0) - 1);
+    *pose = (p.to(at::kFloat).index_select(0, idx) / 90.0).clamp(-1.0, 1.0).unsqueeze(0);
+  } else {
+    at::Tensor row = at::tensor({c.yaw, c.pitch, c.roll}, at::kFloat).clamp(-1.0, 1.0);
+    *pose = row.view({1, 1, 3}).expand({1, n, 3}).contiguous();
+  }
+  *location = at::full({1, n, 1}, c.location, at::kFloat);
+  *scale = at::full({1, n, 1}, c.scale, at::kFloat);
+}
+
+int64_t motion_frames(const Model& m, int64_t feature_frames) {
+  return feature_frames / (m.hubert() ? 2 : 4);
+}
+
+at::Tensor audio_input(const Model& m, const at::Tensor& features, bool layer_major) {
+  at::Tensor f = features;
+  if (m.hubert()) {
+    const int64_t L = m.hubert_layers(), H = m.audio_dim();
+    const std::string want = layer_major ? "[" + std::to_string(L) + ", N, " + std::to_string(H) + "]"
+                                         : "[N, " + std::to_string(L) + ", " + std::to_string(H) + "]";
+    if (f.dim() != 3 || f.size(2) != H || f.size(layer_major ? 0 : 1) != L)
+      throw usage("expected HuBERT features of shape " + want + ", not " + shape_str(f));
+    const int64_t T = motion_frames(m, f.size(layer_major ? 1 : 0));
+    if (T < 1) throw usage("HuBERT features of " + shape_str(f) + " are too short for one motion frame (2 are needed)");
+    if (!layer_major) f = f.transpose(0, 1);
+    return f.narrow(1, 0, 2 * T).unsqueeze(0).to(at::kFloat).contiguous();
+  }
+  const int64_t D = m.audio_dim();
+  if (f.dim() == 3 && f.size(1) == 1) f = f.squeeze(1);
+  if (f.dim() != 2 || f.size(1) != D)
+    throw usage("expected MFCC features of shape [N, " + std::to_string(D) + "], not " + shape_str(f));
+  const int64_t T = motion_frames(m, f.size(0));
+  if (T < 1) throw usage("MFCC features of " + shape_str(f) + " are too short for one motion frame (4 are needed)");
+  return f.narrow(0, 0, 4 * T).unsqueeze(0).to(at::kFloat).contiguous();
+}
+
+namespace {
+
+Generated run(const Model& m, const at::Tensor& start, const at::Tensor& direction, const at::Tensor& audio,
+              const Controls& c, int64_t first, const at::Tensor& noise, int steps, const at::Tensor& known) {
+  const int64_t T = audio.size(m.hubert() ? 2 : 1) / (m.hubert() ? 2 : 4);
+  at::Tensor pose, location, scale;
+  control_tensors(c, first, T, &pose, &location, &scale);
+  Condition cond = m.condition(start, direction, audio, c.control, pose, location, scale);
+  if (noise.dim() != 3 || noise.size(0) != 1 || noise.size(1) != T || noise.size(2) != m.motion_dim())
+    throw usage("expected noise of shape [1, " + std::to_string(T) + ", " + std::to_string(m.motion_dim()) +
+                "], not " + shape_str(noise));
+  Generated g;
+  g.motion = m.sample(cond, noise, steps, known);
+  if (m.has_pose()) {
+    g.pose = cond.pose;
+    g.location = cond.location;
+    g.scale = cond.scale;
+  } else {  // audio only: no predictors
+    g.pose = at::zeros({1, T, 3}, cond.speech.options());
+    g.location = at::zeros({1, T, 1}, cond.speech.options());
+    g.scale = at::zeros({1, T, 1}, cond.speech.options());
+  }
+  return g;
+}
+
+}  // namespace
+
+Generated generate(const Model& m, const at::Tensor& start, const at::Tensor& direction, const at::Tensor& audio,
+                   const Controls& c, const at::Tensor& noise, int steps) {
+  return run(m, start, direction, audio, c, 0, noise, steps, at::Tensor());
+}
+
+/* --- Stream --------------------------------------------------------------- */
+
+Stream::Stream(std::shared_ptr<const Model> model, const StreamConfig& cfg)
+    : model_(std::move(model)), cfg_(cfg), gen_(at::detail::createCPUGenerator(cfg.seed)) {
+  if (cfg_.window < 1) throw usage("the streaming window must be at least one frame");
+  if (cfg_.context < 0 || cfg_.lookahead < 0) throw usage("context and look-ahead cannot be negative");
+  ddim_timesteps(cfg_.steps);  // throws for a step count the stride rule cannot meet
+  frame_floats_ = model_->hubert() ? (int64_t)model_->hubert_layers() * model_->audio_dim() : model_->audio_dim();
+  reset();
+}
+
+void Stream::set_codes(const at::Tensor& start, const at::Tensor& direction) {
+  if (start.numel() != model_->start_dim())
+    throw usage("expected a start code of " + std::to_string(model_->start_dim()) + " values, not " +
+                std::to_string(start.numel()));
+  if (direction.numel() != model_->motion_dim())
+    throw usage("expected a direction code of " + std::to_string(model_->motion_dim()) + " values, not " +
+                std::to_string(direction.numel()));
+  start_ = start.reshape({1, -1}).to(at::kFloat).clone();
+  direction_ = direction.reshape({1, -1}).to(at::kFloat).clone();
+}
+
+void Stream::reset() {
+  gen_ = at::detail::createCPUGenerator(cfg_.seed);
+  feats_.clear();
+  feat_first_ = received_ = 0;
+  known_ = at::empty({0, model_->motion_dim()}, at::kFloat);
+  known_first_ = emitted_ = 0;
+  noise_ = at::empty({0, model_->motion_dim()}, at::kFloat);
+  noise_first_ = 0;
+}
+
+int64_t Stream::per_frame() const { return model_->hubert() ? 2 : 4; }
+
+int64_t Stream::held_features() const { return (int64_t)feats_.size() / frame_floats_; }
+
+void Stream::push(const float* data, int64_t n) {
+  feats_.insert(feats_.end(), data, data + n * frame_floats_);
+  received_ += n;
+}
+
+bool Stream::ready(bool final) const {
+  const int64_t total = received_ / per_frame();  // motion frames the features make
+  if (final) return total > emitted_;
+  return total >= emitted_ + cfg_.window + cfg_.lookahead;
+}
+
+at::Tensor Stream::noise_for(int64_t a, int64_t b) {
+  const int64_t have = noise_first_ + noise_.size(0);
+  if (b > have) {
+    at::Tensor more = at::randn({b - have, model_->motion_dim()}, gen_, at::kFloat);
+    noise_ = at::cat({noise_, more}, 0);
+  }
+  return noise_.narrow(0, a - noise_first_, b - a).unsqueeze(0);
+}
+
+Generated Stream::next(bool final) {
+  at::NoGradGuard no_grad;
+  if (!start_.defined()) throw usage("no portrait codes for the stream");
+  if (!ready(final)) throw usage("no window is ready");
+  const Model& m = *model_;
+  const int64_t total = received_ / per_frame();
+  const int64_t e = emitted_;
+  const int64_t a = std::max<int64_t>(0, e - cfg_.context);
+  const int64_t b = final ? total : e + cfg_.window + cfg_.lookahead;
+  const int64_t emit_end = final ? total : e + cfg_.window;
+
+  // Features of motion frames [a, b): feature frames [pf a, pf b).
+  const int64_t pf = per_frame();
+  const int64_t f0 = pf * a - feat_first_, fn = pf * (b - a);
+  at::Tensor feats = at::empty({fn * frame_floats_}, at::kFloat);
+  std::copy(feats_.begin() + f0 * frame_floats_, feats_.begin() + (f0 + fn) * frame_floats_, feats.data_ptr<float>());
+  at::Tensor audio = m.hubert() ? audio_input(m, feats.view({fn, m.hubert_layers(), m.audio_dim()}))
+                                : audio_input(m, feats.view({fn, m.audio_dim()}));
+
+  at::Tensor known = known_.narrow(0, a - known_first_, e - a).unsqueeze(0);
+  Generated g = run(m, start_, direction_, audio, controls_, a, noise_for(a, b), cfg_.steps, known);
+
+  Generated out;
+  const int64_t k = emit_end - e;
+  out.motion = g.motion.narrow(1, e - a, k).to(at::kCPU).contiguous();
+  out.pose = g.pose.narrow(1, e - a, k).to(at::kCPU).contiguous();
+  out.location = g.location.narrow(1, e - a, k).to(at::kCPU).contiguous();
+  out.scale = g.scale.narrow(1, e - a, k).to(at::kCPU).contiguous();
+  emitted_ = emit_end;
+
+  // Keep what the next window needs: the last `context` latents, their noise
+  // on, and the features from the next window's first frame on.
+  const int64_t na = std::max<int64_t>(0, emitted_ - cfg_.context);
+  known_ = at::cat({known_, out.motion.squeeze(0)}, 0);
+  known_ = known_.narrow(0, na - known_first_, emitted_ - na).clone();
+  known_first_ = na;
+  if (na > noise_first_) {
+    const int64_t drop = std::min<int64_t>(na - noise_first_, noise_.size(0));
+    noise_ = noise_.narrow(0, drop, noise_.size(0) - drop).clone();
+    noise_first_ += drop;
+  }
+  const int64_t fdrop = std::min<int64_t>(pf * na - feat_first_, held_features());
+  if (fdrop > 0) {
+    feats_.erase(feats_.begin(), feats_.begin() + fdrop * frame_floats_);
+    feat_first_ += fdrop;
+  }
+  return out;
+}
+
+}  // namespace anitalker::motion

@@ -1,0 +1,133 @@
+// Driving the stage-2 motion generator (lib/motion.h) as the reference demo
+// does (spec/motion.md section 5), offline over a whole utterance or in
+// windows over an endless stream.  Shared by the anitalkermotion element, the
+// `anitalker motion` command and `anitalker bench motion`.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+
+#include "motion.h"
+
+namespace anitalker::motion {
+
+// The demo's control signals (spec 5).
+struct Controls {
+  bool control = false;  // control_flag: use these instead of the predictors
+  // Constant pose in the model's units (1 = 90 degrees), as the demo's
+  // --pose_yaw/--pose_pitch/--pose_roll: not divided by 90; clamped to [-1, 1].
+  float yaw = 0.25f, pitch = 0.0f, roll = 0.0f;
+  // When defined: (N, 3) yaw, pitch, roll in degrees per frame (the demo's
+  // --pose_driven_path); divided by 90, truncated or padded with its last
+  // row, clamped.  Replaces the constant pose.
+  at::Tensor pose_file;
+  float location = 0.5f, scale = 0.5f;  // not clamped
+};
+
+// The pose (1,n,3), location and scale (1,n,1) of frames [first, first+n) of
+// an utterance, as the demo builds them.  Throws a Usage error for a pose
+// file that is not (N,3) with N >= 1.
+void control_tensors(const Controls& c, int64_t first, int64_t n, at::Tensor* pose, at::Tensor* location,
+                     at::Tensor* scale);
+
+// Motion frames (25 fps) the demo makes of `feature_frames` input frames:
+// floor(N/2) for HuBERT (50 Hz), floor(N/4) for MFCC (100 Hz).
+int64_t motion_frames(const Model& m, int64_t feature_frames);
+
+// The model's audio input for motion frames [0, T) from feature frames laid
+// out as hubertenc emits them: HuBERT [N, L, H] (frame-major) ->
+// [1, L, 2T, H]; MFCC [N, 39] (or [N, 1, 39]) -> [1, 4T, 39].  Also accepts
+// the demo's own [L, N, H] when `layer_major`.  Throws a Usage error naming
+// the expected shape.
+at::Tensor audio_input(const Model& m, const at::Tensor& features, bool layer_major = false);
+
+// One run of the generator: the motion latents and what the predictors said.
+struct Generated {
+  at::Tensor motion;    // (1,T,M)
+  at::Tensor pose;      // (1,T,3): predicted, or the given pose with control on
+  at::Tensor location;  // (1,T,1): likewise; zeros for variants without it
+  at::Tensor scale;     // (1,T,1)
+};
+
+// The demo's render(): audio (from audio_input), start (1,S), direction
+// (1,M), noise (1,T,M) (e.g. Model::seed_noise), `steps` DDIM steps.
+Generated generate(const Model& m, const at::Tensor& start, const at::Tensor& direction, const at::Tensor& audio,
+                   const Controls& c, const at::Tensor& noise, int steps);
+
+// Windowed generation for live streams (DESIGN.md "Offline and streaming").
+// Each window generates motion frames [a, e + window + lookahead) where e is
+// the count of frames already emitted and a = max(0, e - context): the
+// speech branch sees only those frames' features, and the frames [a, e),
+// already emitted, are held to their known values at every DDIM step (the
+// known latents noised to the step's level with the window's noise, i.e. the
+// deterministic DDIM path of a known x0).  Frames [e, e + window) are
+// emitted; the look-ahead frames are generated again by the next window.
+// Noise is drawn per frame, in order, from one generator seeded with `seed`,
+// so a frame keeps its noise across the windows that see it.  Memory is
+// bounded by (context + window + lookahead) frames of features.
+struct StreamConfig {
+  int window = 25;     // motion frames emitted per window (25 = 1 s)
+  int context = 25;    // already emitted frames re-generated as left context
+  int lookahead = 0;   // frames generated past the window and dropped
+  int steps = 50;
+  uint64_t seed = 0;
+};
+
+class Stream {
+ public:
+  Stream(std::shared_ptr<const Model> model, const StreamConfig& cfg);
+
+  const StreamConfig& config() const { return cfg_; }
+  const Model& model() const { return *model_; }
+
+  // The portrait's codes, start (1,S) and direction (1,M); apply from the
+  // next window.  Required before the first window.
+  void set_codes(const at::Tensor& start, const at::Tensor& direction);
+  bool has_codes() const { return start_.defined(); }
+  // Apply from the next window; frame indices count from the stream's start.
+  void set_controls(const Controls& c) { controls_ = c; }
+
+  // Appends feature frames, float32: HuBERT [n, L, H] at 50 Hz, MFCC [n, 39]
+  // at 100 Hz.  Copied.
+  void push(const float* data, int64_t n);
+
+  // Whether next() has a window to generate: a full one, or with `final`
+  // (the stream ends) whatever frames remain.
+  bool ready(bool final) const;
+  // Generates the next window (call only when ready(final)); returns the new
+  // frames [k, ...] with k >= 1.
+  Generated next(bool final);
+
+  int64_t emitted() const { return emitted_; }
+  int64_t received() const { return received_; }  // feature frames
+  // Feature frames held now (bounded, for tests and the bench).
+  int64_t held_features() const;
+  // Forgets the stream (codes and controls stay).
+  void reset();
+
+ private:
+  int64_t per_frame() const;  // feature frames per motion frame: 2 or 4
+  at::Tensor noise_for(int64_t a, int64_t b);
+
+  std::shared_ptr<const Model> model_;
+  StreamConfig cfg_;
+  at::Tensor start_, direction_;
+  Controls controls_;
+  at::Generator gen_;
+  int64_t frame_floats_ = 0;
+  // Features of frames [feat_first_, feat_first_ + n) (feature frame indices).
+  std::deque<float> feats_;
+  int64_t feat_first_ = 0, received_ = 0;
+  // Emitted latents of motion frames [known_first_, emitted_), (n, M).
+  at::Tensor known_;
+  int64_t known_first_ = 0, emitted_ = 0;
+  // Noise of motion frames [noise_first_, noise_first_ + rows), (rows, M).
+  at::Tensor noise_;
+  int64_t noise_first_ = 0;
+};
+
+}  // namespace anitalker::motion
