@@ -1,5 +1,6 @@
 #include "gstanitalkerelements.h"
 
+#include "gstanitalkermotion.h"
 #include "gstanitalkerrender.h"
 #include "gsthubertenc.h"
 
@@ -9,6 +10,7 @@ gboolean gst_anitalker_register_elements(GstPlugin* plugin) {
   GST_DEBUG_CATEGORY_INIT(gst_anitalker_debug, "anitalker", 0, "anitalker-gst plugin");
   gboolean ok = TRUE;
   ok &= GST_ELEMENT_REGISTER(hubertenc, plugin);
+  ok &= GST_ELEMENT_REGISTER(anitalkermotion, plugin);
   ok &= GST_ELEMENT_REGISTER(anitalkerrender, plugin);
   return ok;
 }

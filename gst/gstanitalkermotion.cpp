@@ -1,0 +1,1301 @@
+// anitalkermotion: turns AniTalker audio features into motion latents with
+// the stage-2 diffusion motion generator (spec/motion.md).  This file does
+// caps, buffering, timestamps, latency, the offline / streaming policy, the
+// portrait codes from downstream, the controls and the model's life cycle
+// (DESIGN.md); the maths is in lib/motion.h and lib/motion_driver.h.
+
+/**
+ * SECTION:element-anitalkermotion
+ * @title: anitalkermotion
+ *
+ * Generates AniTalker motion latents (`application/x-anitalker-motion`, 25
+ * frames a second, 20 values a frame for the released checkpoints) from the
+ * audio features of hubertenc (`application/x-anitalker-features`: HuBERT
+ * hidden states at 50 Hz or MFCCs at 100 Hz), with one of the five released
+ * stage-2 checkpoints (stage2_audio_only_hubert.ckpt, stage2_pose_only_hubert.ckpt,
+ * stage2_full_control_hubert.ckpt, stage2_pose_only_mfcc.ckpt,
+ * stage2_full_control_mfcc.ckpt).  The variant is read from the checkpoint's
+ * keys; the feature kind, layer count and width it needs are fixed on the
+ * sink pad.
+ *
+ * The generator needs the portrait's start and direction codes.  It asks the
+ * downstream anitalkerrender for them (the custom query
+ * "anitalker-portrait-codes") before it generates, and again after the
+ * renderer announces a new portrait; a new portrait applies from the next
+ * generated window.  So anitalkerrender must follow (queues in between are
+ * fine).
+ *
+ * Motion frame n gets PTS t0 + n * 40 ms, where t0 is the PTS of the first
+ * feature buffer (the segment's start when it has none).  Video frame n is
+ * driven by feature frames 2n and 2n+1 (HuBERT) or 4n .. 4n+3 (MFCC), as in
+ * the reference demo; a trailing odd frame is dropped as the demo drops it.
+ *
+ * Each buffer carries a #GstAnitalkerMotionMeta with the pose, face location
+ * and face scale of its frames: the model's predictions with
+ * #GstAnitalkerMotion:control off, else the controls given.  With
+ * #GstAnitalkerMotion:post-messages the same values are posted as element
+ * messages named "anitalker-motion" (fields: "timestamp", "duration",
+ * "frames", and arrays "yaw", "pitch", "roll", "location", "scale").
+ *
+ * ## Offline and streaming
+ *
+ * In offline mode the element gathers the utterance until EOS and then runs
+ * exactly what the reference demo runs: the whole sequence through the
+ * conformers, #GstAnitalkerMotion:steps DDIM steps from the noise the demo
+ * draws with `--seed` #GstAnitalkerMotion:seed.  With the released
+ * checkpoints the output is then the demo's.
+ *
+ * In streaming mode the element generates windows of
+ * #GstAnitalkerMotion:window frames as soon as their features (and
+ * #GstAnitalkerMotion:lookahead frames more) have arrived.  Each window also
+ * re-generates the last #GstAnitalkerMotion:context frames already sent, held
+ * at every denoising step to the values that went out, so that the new frames
+ * continue them; the look-ahead frames are dropped and generated again by the
+ * next window.  Memory stays bounded; the LATENCY query adds
+ * (window + lookahead) frames.  The result is an approximation of the offline
+ * output (the conformers see only the window); docs/elements.md gives the
+ * measured distance and seam jumps.
+ *
+ * In `auto` mode (the default) the element streams when upstream reports a
+ * live source in the LATENCY query and works offline otherwise.
+ *
+ * FLUSH_STOP and SEGMENT drop the features not yet used.  In streaming mode a
+ * DISCONT buffer or a GAP event first finishes the stream so far (as at EOS),
+ * then starts anew; the next output buffer is flagged DISCONT.
+ *
+ * The control properties (pose, face location and scale) are controllable:
+ * a #GstControlSource can animate them; they are read at the start of each
+ * window (streaming) or once (offline).
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 filesrc location=speech.wav ! decodebin ! audioconvert ! audioresample !
+ *     hubertenc model=models/chinese-hubert-large !
+ *     anitalkermotion checkpoint=models/stage2_audio_only_hubert.ckpt seed=0 !
+ *     anitalkerrender checkpoint=models/stage1.ckpt portrait=face.jpg !
+ *     videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
+ * ]|
+ */
+
+#include "gstanitalkermotion.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "device.h"
+#include "error.h"
+#include "gstanitalkercaps.h"
+#include "gstanitalkercommon.h"
+#include "gstanitalkermotionmeta.h"
+#include "motion.h"
+#include "motion_driver.h"
+#include "state_dict.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_anitalker_motion_debug);
+#define GST_CAT_DEFAULT gst_anitalker_motion_debug
+
+namespace motion = anitalker::motion;
+
+#define DEFAULT_DEVICE "cpu"
+#define DEFAULT_NUM_THREADS 0
+#define MAX_NUM_THREADS 64
+#define DEFAULT_TYPE GST_ANITALKER_MOTION_TYPE_AUTO
+#define DEFAULT_STEPS 50
+#define DEFAULT_SEED 0
+#define DEFAULT_CONTROL FALSE
+#define DEFAULT_YAW 0.25f
+#define DEFAULT_PITCH 0.0f
+#define DEFAULT_ROLL 0.0f
+#define DEFAULT_LOCATION 0.5f
+#define DEFAULT_SCALE 0.5f
+#define DEFAULT_MODE GST_ANITALKER_MOTION_MODE_AUTO
+#define DEFAULT_WINDOW 25
+#define DEFAULT_CONTEXT 25
+#define DEFAULT_LOOKAHEAD 0
+#define MAX_FRAMES 1500
+#define DEFAULT_POST_MESSAGES FALSE
+#define FPS 25
+// Frames per output buffer offline: downstream can start on the first ones.
+#define FRAMES_PER_BUFFER 25
+
+enum {
+  PROP_0,
+  PROP_CHECKPOINT,
+  PROP_TYPE,
+  PROP_DEVICE,
+  PROP_NUM_THREADS,
+  PROP_STEPS,
+  PROP_SEED,
+  PROP_CONTROL,
+  PROP_POSE_YAW,
+  PROP_POSE_PITCH,
+  PROP_POSE_ROLL,
+  PROP_POSE_FILE,
+  PROP_FACE_LOCATION,
+  PROP_FACE_SCALE,
+  PROP_MODE,
+  PROP_WINDOW,
+  PROP_CONTEXT,
+  PROP_LOOKAHEAD,
+  PROP_POST_MESSAGES,
+};
+
+GType gst_anitalker_motion_mode_get_type(void) {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {GST_ANITALKER_MOTION_MODE_OFFLINE, "Gather the whole utterance until EOS (exact)", "offline"},
+      {GST_ANITALKER_MOTION_MODE_STREAMING, "Generate in windows as features arrive (bounded latency)",
+       "streaming"},
+      {GST_ANITALKER_MOTION_MODE_AUTO, "Streaming for live upstream, else offline", "auto"},
+      {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter(&type)) {
+    GType t = g_enum_register_static("GstAnitalkerMotionMode", values);
+    g_once_init_leave(&type, t);
+  }
+  return type;
+}
+
+GType gst_anitalker_motion_type_get_type(void) {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {GST_ANITALKER_MOTION_TYPE_AUTO, "Whatever the checkpoint holds", "auto"},
+      {GST_ANITALKER_MOTION_TYPE_HUBERT_AUDIO_ONLY, "HuBERT features, no controls", "hubert_audio_only"},
+      {GST_ANITALKER_MOTION_TYPE_HUBERT_POSE_ONLY, "HuBERT features, pose control", "hubert_pose_only"},
+      {GST_ANITALKER_MOTION_TYPE_HUBERT_FULL_CONTROL, "HuBERT features, pose, location and scale control",
+       "hubert_full_control"},
+      {GST_ANITALKER_MOTION_TYPE_MFCC_POSE_ONLY, "MFCC features, pose control", "mfcc_pose_only"},
+      {GST_ANITALKER_MOTION_TYPE_MFCC_FULL_CONTROL, "MFCC features, pose, location and scale control",
+       "mfcc_full_control"},
+      {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter(&type)) {
+    GType t = g_enum_register_static("GstAnitalkerMotionType", values);
+    g_once_init_leave(&type, t);
+  }
+  return type;
+}
+
+namespace {
+
+motion::Variant variant_of(GstAnitalkerMotionType t) {
+  switch (t) {
+    case GST_ANITALKER_MOTION_TYPE_HUBERT_POSE_ONLY: return motion::Variant::HubertPoseOnly;
+    case GST_ANITALKER_MOTION_TYPE_HUBERT_FULL_CONTROL: return motion::Variant::HubertFullControl;
+    case GST_ANITALKER_MOTION_TYPE_MFCC_POSE_ONLY: return motion::Variant::MfccPoseOnly;
+    case GST_ANITALKER_MOTION_TYPE_MFCC_FULL_CONTROL: return motion::Variant::MfccFullControl;
+    default: return motion::Variant::HubertAudioOnly;
+  }
+}
+
+// The C++ state of one element (GObject structs never run C++ constructors:
+// BUILD-NOTES), made in _init and deleted in _finalize.
+struct MotionState {
+  MotionState() { g_mutex_init(&lock); }
+  ~MotionState() { g_mutex_clear(&lock); }
+
+  // Under `lock`, held briefly: read from the streaming thread, from query
+  // and upstream-event handlers (any thread) and from the state change.
+  // Lock order: lock, then the object lock.
+  GMutex lock;
+  bool started = false;                        // from READY->PAUSED to PAUSED->READY
+  std::shared_ptr<const motion::Model> model;  // from start to stop
+  std::string checkpoint;
+  int resolved = -1;  // -1: auto not decided yet; else 0 offline, 1 streaming
+  motion::StreamConfig cfg;                    // as at start
+  at::Tensor pose_file;                        // (N,3) degrees, or undefined
+  guint announced_serial = 0;                  // from the renderer's event; 0 = none
+  // The portrait's codes from downstream, (1,S) and (1,M); undefined until asked.
+  at::Tensor start, direction;
+  guint codes_serial = 0;
+
+  // Streaming thread only (and the serialized events, which run in it).
+  bool have_caps = false;
+  GstSegment segment;
+  GstClockTime t0 = GST_CLOCK_TIME_NONE;  // PTS of frame 0; unset until the first buffer
+  bool discont = true;
+  std::vector<float> features;            // offline: the utterance so far
+  guint64 received = 0;                   // feature frames since the stream (re)started
+  guint64 emitted = 0;                    // motion frames pushed since then
+  std::unique_ptr<motion::Stream> stream;  // streaming
+
+  void reset_stream() {
+    t0 = GST_CLOCK_TIME_NONE;
+    discont = true;
+    features.clear();
+    features.shrink_to_fit();
+    received = 0;
+    emitted = 0;
+    if (stream) stream->reset();
+  }
+};
+
+}  // namespace
+
+struct _GstAnitalkerMotion {
+  GstElement parent;
+
+  GstPad* sinkpad;
+  GstPad* srcpad;
+
+  // Properties, under the object lock.
+  gchar* checkpoint;
+  GstAnitalkerMotionType type;
+  gchar* device;
+  gint num_threads;
+  guint steps;
+  guint64 seed;
+  gboolean control;
+  gfloat yaw, pitch, roll;
+  gchar* pose_file;
+  gfloat location, scale;
+  GstAnitalkerMotionMode mode;
+  guint window, context, lookahead;
+  gboolean post_messages;
+
+  MotionState* state;
+};
+
+/**
+ * GstAnitalkerMotion!sink:
+ *
+ * Audio features from hubertenc (gstanitalkercaps.h): HuBERT hidden states
+ * (kind=hubert, rate 50/1) for the hubert_* checkpoints, MFCCs (kind=mfcc,
+ * rate 100/1) for the mfcc_* ones.  Layers and dims must be the
+ * checkpoint's (25 x 1024 for the released HuBERT checkpoints, 1 x 39 for
+ * MFCC).
+ */
+static GstStaticPadTemplate sink_template =
+    GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(GST_ANITALKER_FEATURES_CAPS));
+
+/**
+ * GstAnitalkerMotion!src:
+ *
+ * Motion latents, float32, time-major, 25 frames a second, `dims` (20 for
+ * the released checkpoints) values a frame, each buffer with a
+ * #GstAnitalkerMotionMeta.
+ */
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
+    "src", GST_PAD_SRC, GST_PAD_ALWAYS,
+    GST_STATIC_CAPS(GST_ANITALKER_MOTION_CAPS_NAME ", dims = (int) [ 1, 2147483647 ], framerate = (fraction) 25/1"));
+
+#define gst_anitalker_motion_parent_class parent_class
+G_DEFINE_TYPE(GstAnitalkerMotion, gst_anitalker_motion, GST_TYPE_ELEMENT);
+GST_ELEMENT_REGISTER_DEFINE(anitalkermotion, "anitalkermotion", GST_RANK_NONE, GST_TYPE_ANITALKER_MOTION);
+
+static void gst_anitalker_motion_set_property(GObject* object, guint prop_id, const GValue* value,
+                                              GParamSpec* pspec);
+static void gst_anitalker_motion_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec);
+static void gst_anitalker_motion_finalize(GObject* object);
+static GstStateChangeReturn gst_anitalker_motion_change_state(GstElement* element, GstStateChange transition);
+static GstFlowReturn gst_anitalker_motion_chain(GstPad* pad, GstObject* parent, GstBuffer* buffer);
+static gboolean gst_anitalker_motion_sink_event(GstPad* pad, GstObject* parent, GstEvent* event);
+static gboolean gst_anitalker_motion_sink_query(GstPad* pad, GstObject* parent, GstQuery* query);
+static gboolean gst_anitalker_motion_src_event(GstPad* pad, GstObject* parent, GstEvent* event);
+static gboolean gst_anitalker_motion_src_query(GstPad* pad, GstObject* parent, GstQuery* query);
+
+static void install_float(GObjectClass* klass, guint id, const char* name, const char* nick, const char* blurb,
+                          float lo, float hi, float def) {
+  g_object_class_install_property(
+      klass, id,
+      g_param_spec_float(name, nick, blurb, lo, hi, def,
+                         (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_CONTROLLABLE |
+                                       GST_PARAM_MUTABLE_PLAYING)));
+}
+
+static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
+  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
+  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+
+  GST_DEBUG_CATEGORY_INIT(gst_anitalker_motion_debug, "anitalkermotion", 0, "AniTalker motion generator");
+
+  gobject_class->set_property = gst_anitalker_motion_set_property;
+  gobject_class->get_property = gst_anitalker_motion_get_property;
+  gobject_class->finalize = gst_anitalker_motion_finalize;
+
+  const GParamFlags ready = (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  const GParamFlags playing =
+      (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
+
+  /**
+   * GstAnitalkerMotion:checkpoint:
+   *
+   * A stage-2 checkpoint as released (stage2_*.ckpt; its `ema_model.*`
+   * weights are used), loaded when the element goes from READY to PAUSED;
+   * elements with the same file and device share one copy.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_CHECKPOINT,
+      g_param_spec_string("checkpoint", "Checkpoint",
+                          "Stage-2 checkpoint (stage2_*.ckpt), loaded on READY->PAUSED (default: none; required)",
+                          nullptr, ready));
+
+  /**
+   * GstAnitalkerMotion:type:
+   *
+   * The variant expected (the demo's --infer_type); the checkpoint's keys
+   * decide it, and a checkpoint of another variant is an error naming both.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_TYPE,
+      g_param_spec_enum("type", "Type", "Expected variant; auto accepts whatever the checkpoint holds",
+                        GST_TYPE_ANITALKER_MOTION_TYPE, DEFAULT_TYPE, ready));
+
+  g_object_class_install_property(
+      gobject_class, PROP_DEVICE,
+      g_param_spec_string("device", "Device", "Device to run on: cpu, cuda or cuda:N (default: cpu)",
+                          DEFAULT_DEVICE, ready));
+
+  g_object_class_install_property(
+      gobject_class, PROP_NUM_THREADS,
+      g_param_spec_int("num-threads", "Threads",
+                       "LibTorch threads; 0 = OMP_NUM_THREADS if set, else one per CPU core (default: 0)", 0,
+                       MAX_NUM_THREADS, DEFAULT_NUM_THREADS, playing));
+
+  /**
+   * GstAnitalkerMotion:steps:
+   *
+   * DDIM steps (the demo's --step_T).  The respacing rule needs an integer
+   * stride over 1000 timesteps: 1000/steps rounded up must give back
+   * `steps` (50, 25, 20, 10 and 100 do; 600 does not, and is refused when the
+   * element starts).
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_STEPS,
+      g_param_spec_uint("steps", "Steps", "DDIM denoising steps (default: 50)", 1, 1000, DEFAULT_STEPS, ready));
+
+  /**
+   * GstAnitalkerMotion:seed:
+   *
+   * Seed of the initial noise.  Offline, the noise is exactly what the
+   * reference demo draws with `--seed` of the same value and the same
+   * variant; streaming, each frame's noise comes in order from a generator
+   * seeded with it.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_SEED,
+      g_param_spec_uint64("seed", "Seed", "Seed of the initial noise, as the demo's --seed (default: 0)", 0,
+                          G_MAXUINT64, DEFAULT_SEED, ready));
+
+  /**
+   * GstAnitalkerMotion:control:
+   *
+   * The demo's --control_flag: on, the pose (and location and scale for the
+   * full-control variants) given by the properties drive the motion; off,
+   * the model's own predictions do (hubert_audio_only has none and ignores
+   * the controls).
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_CONTROL,
+      g_param_spec_boolean("control", "Control",
+                           "Drive with the pose/location/scale properties instead of the model's predictions "
+                           "(default: false)",
+                           DEFAULT_CONTROL,
+                           (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_CONTROLLABLE |
+                                         GST_PARAM_MUTABLE_PLAYING)));
+
+  /**
+   * GstAnitalkerMotion:pose-yaw:
+   *
+   * Head yaw with #GstAnitalkerMotion:control on, in the model's units
+   * (1 = 90 degrees; the demo's --pose_yaw), clamped to [-1, 1].
+   */
+  install_float(gobject_class, PROP_POSE_YAW, "pose-yaw", "Yaw",
+                "Head yaw with control on, 1 = 90 degrees (default: 0.25)", -1.0f, 1.0f, DEFAULT_YAW);
+  install_float(gobject_class, PROP_POSE_PITCH, "pose-pitch", "Pitch",
+                "Head pitch with control on, 1 = 90 degrees (default: 0)", -1.0f, 1.0f, DEFAULT_PITCH);
+  install_float(gobject_class, PROP_POSE_ROLL, "pose-roll", "Roll",
+                "Head roll with control on, 1 = 90 degrees (default: 0)", -1.0f, 1.0f, DEFAULT_ROLL);
+
+  /**
+   * GstAnitalkerMotion:pose-file:
+   *
+   * A .npy file of [N, 3] yaw, pitch, roll in degrees, frame by frame (the
+   * demo's --pose_driven_path): divided by 90, cut or padded with its last
+   * row to the utterance, and used instead of the constant pose when
+   * #GstAnitalkerMotion:control is on.  Read when the element starts.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_POSE_FILE,
+      g_param_spec_string("pose-file", "Pose file",
+                          "Per-frame pose .npy [N, 3] in degrees, used with control on (default: none)", nullptr,
+                          ready));
+
+  install_float(gobject_class, PROP_FACE_LOCATION, "face-location", "Face location",
+                "Face location with control on, full-control variants (default: 0.5)", -10.0f, 10.0f,
+                DEFAULT_LOCATION);
+  install_float(gobject_class, PROP_FACE_SCALE, "face-scale", "Face scale",
+                "Face scale with control on, full-control variants (default: 0.5)", -10.0f, 10.0f, DEFAULT_SCALE);
+
+  g_object_class_install_property(
+      gobject_class, PROP_MODE,
+      g_param_spec_enum("mode", "Mode",
+                        "offline (exact, waits for EOS), streaming (windows), or auto (by upstream liveness)",
+                        GST_TYPE_ANITALKER_MOTION_MODE, DEFAULT_MODE, ready));
+
+  g_object_class_install_property(
+      gobject_class, PROP_WINDOW,
+      g_param_spec_uint("window", "Window", "Streaming: motion frames (40 ms each) generated per window (default: 25)",
+                        1, MAX_FRAMES, DEFAULT_WINDOW, ready));
+  g_object_class_install_property(
+      gobject_class, PROP_CONTEXT,
+      g_param_spec_uint("context", "Context",
+                        "Streaming: frames already sent that each window re-generates, held to their values "
+                        "(default: 25)",
+                        0, MAX_FRAMES, DEFAULT_CONTEXT, ready));
+  g_object_class_install_property(
+      gobject_class, PROP_LOOKAHEAD,
+      g_param_spec_uint("lookahead", "Look-ahead",
+                        "Streaming: frames generated past each window and dropped; adds latency (default: 0)", 0,
+                        MAX_FRAMES, DEFAULT_LOOKAHEAD, ready));
+
+  g_object_class_install_property(
+      gobject_class, PROP_POST_MESSAGES,
+      g_param_spec_boolean("post-messages", "Post messages",
+                           "Post the predicted pose/location/scale of each buffer as \"anitalker-motion\" element "
+                           "messages (default: false)",
+                           DEFAULT_POST_MESSAGES, playing));
+
+  gst_element_class_set_static_metadata(element_class, "AniTalker motion generator", "Generator/Video",
+                                        "Generates talking-head motion latents from audio features with AniTalker's "
+                                        "stage-2 diffusion model",
+                                        "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
+  gst_element_class_add_static_pad_template(element_class, &sink_template);
+  gst_element_class_add_static_pad_template(element_class, &src_template);
+
+  element_class->change_state = GST_DEBUG_FUNCPTR(gst_anitalker_motion_change_state);
+  gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_MOTION_MODE, (GstPluginAPIFlags)0);
+  gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_MOTION_TYPE, (GstPluginAPIFlags)0);
+}
+
+static void gst_anitalker_motion_init(GstAnitalkerMotion* self) {
+  self->sinkpad = gst_pad_new_from_static_template(&sink_template, "sink");
+  gst_pad_set_chain_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_motion_chain));
+  gst_pad_set_event_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_motion_sink_event));
+  gst_pad_set_query_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_motion_sink_query));
+  gst_element_add_pad(GST_ELEMENT(self), self->sinkpad);
+
+  self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
+  gst_pad_set_event_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_anitalker_motion_src_event));
+  gst_pad_set_query_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_anitalker_motion_src_query));
+  gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
+
+  self->checkpoint = nullptr;
+  self->type = DEFAULT_TYPE;
+  self->device = g_strdup(DEFAULT_DEVICE);
+  self->num_threads = DEFAULT_NUM_THREADS;
+  self->steps = DEFAULT_STEPS;
+  self->seed = DEFAULT_SEED;
+  self->control = DEFAULT_CONTROL;
+  self->yaw = DEFAULT_YAW;
+  self->pitch = DEFAULT_PITCH;
+  self->roll = DEFAULT_ROLL;
+  self->pose_file = nullptr;
+  self->location = DEFAULT_LOCATION;
+  self->scale = DEFAULT_SCALE;
+  self->mode = DEFAULT_MODE;
+  self->window = DEFAULT_WINDOW;
+  self->context = DEFAULT_CONTEXT;
+  self->lookahead = DEFAULT_LOOKAHEAD;
+  self->post_messages = DEFAULT_POST_MESSAGES;
+  self->state = new MotionState();
+  gst_segment_init(&self->state->segment, GST_FORMAT_TIME);
+}
+
+static void gst_anitalker_motion_finalize(GObject* object) {
+  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(object);
+  delete self->state;
+  self->state = nullptr;
+  g_free(self->checkpoint);
+  g_free(self->device);
+  g_free(self->pose_file);
+  G_OBJECT_CLASS(parent_class)->finalize(object);
+}
+
+static void gst_anitalker_motion_set_property(GObject* object, guint prop_id, const GValue* value,
+                                              GParamSpec* pspec) {
+  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(object);
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_CHECKPOINT:
+      g_free(self->checkpoint);
+      self->checkpoint = g_value_dup_string(value);
+      break;
+    case PROP_TYPE:
+      self->type = (GstAnitalkerMotionType)g_value_get_enum(value);
+      break;
+    case PROP_DEVICE:
+      g_free(self->device);
+      self->device = g_value_dup_string(value);
+      break;
+    case PROP_NUM_THREADS:
+      self->num_threads = g_value_get_int(value);
+      break;
+    case PROP_STEPS:
+      self->steps = g_value_get_uint(value);
+      break;
+    case PROP_SEED:
+      self->seed = g_value_get_uint64(value);
+      break;
+    case PROP_CONTROL:
+      self->control = g_value_get_boolean(value);
+      break;
+    case PROP_POSE_YAW:
+      self->yaw = g_value_get_float(value);
+      break;
+    case PROP_POSE_PITCH:
+      self->pitch = g_value_get_float(value);
+      break;
+    case PROP_POSE_ROLL:
+      self->roll = g_value_get_float(value);
+      break;
+    case PROP_POSE_FILE:
+      g_free(self->pose_file);
+      self->pose_file = g_value_dup_string(value);
+      break;
+    case PROP_FACE_LOCATION:
+      self->location = g_value_get_float(value);
+      break;
+    case PROP_FACE_SCALE:
+      self->scale = g_value_get_float(value);
+      break;
+    case PROP_MODE:
+      self->mode = (GstAnitalkerMotionMode)g_value_get_enum(value);
+      break;
+    case PROP_WINDOW:
+      self->window = g_value_get_uint(value);
+      break;
+    case PROP_CONTEXT:
+      self->context = g_value_get_uint(value);
+      break;
+    case PROP_LOOKAHEAD:
+      self->lookahead = g_value_get_uint(value);
+      break;
+    case PROP_POST_MESSAGES:
+      self->post_messages = g_value_get_boolean(value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+static void gst_anitalker_motion_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
+  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(object);
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_CHECKPOINT:
+      g_value_set_string(value, self->checkpoint);
+      break;
+    case PROP_TYPE:
+      g_value_set_enum(value, self->type);
+      break;
+    case PROP_DEVICE:
+      g_value_set_string(value, self->device);
+      break;
+    case PROP_NUM_THREADS:
+      g_value_set_int(value, self->num_threads);
+      break;
+    case PROP_STEPS:
+      g_value_set_uint(value, self->steps);
+      break;
+    case PROP_SEED:
+      g_value_set_uint64(value, self->seed);
+      break;
+    case PROP_CONTROL:
+      g_value_set_boolean(value, self->control);
+      break;
+    case PROP_POSE_YAW:
+      g_value_set_float(value, self->yaw);
+      break;
+    case PROP_POSE_PITCH:
+      g_value_set_float(value, self->pitch);
+      break;
+    case PROP_POSE_ROLL:
+      g_value_set_float(value, self->roll);
+      break;
+    case PROP_POSE_FILE:
+      g_value_set_string(value, self->pose_file);
+      break;
+    case PROP_FACE_LOCATION:
+      g_value_set_float(value, self->location);
+      break;
+    case PROP_FACE_SCALE:
+      g_value_set_float(value, self->scale);
+      break;
+    case PROP_MODE:
+      g_value_set_enum(value, self->mode);
+      break;
+    case PROP_WINDOW:
+      g_value_set_uint(value, self->window);
+      break;
+    case PROP_CONTEXT:
+      g_value_set_uint(value, self->context);
+      break;
+    case PROP_LOOKAHEAD:
+      g_value_set_uint(value, self->lookahead);
+      break;
+    case PROP_POST_MESSAGES:
+      g_value_set_boolean(value, self->post_messages);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+/* --- Start and stop ------------------------------------------------------ */
+
+// READY->PAUSED: loads the checkpoint and the pose file, so that a bad file
+// fails the state change with its name, and checks the settings.
+static gboolean gst_anitalker_motion_start(GstAnitalkerMotion* self) {
+  MotionState* st = self->state;
+
+  GST_OBJECT_LOCK(self);
+  const std::string checkpoint = self->checkpoint ? self->checkpoint : "";
+  const std::string device_name = self->device ? self->device : DEFAULT_DEVICE;
+  const std::string pose_path = self->pose_file ? self->pose_file : "";
+  const GstAnitalkerMotionType type = self->type;
+  const GstAnitalkerMotionMode mode = self->mode;
+  motion::StreamConfig cfg;
+  cfg.window = (int)self->window;
+  cfg.context = (int)self->context;
+  cfg.lookahead = (int)self->lookahead;
+  cfg.steps = (int)self->steps;
+  cfg.seed = self->seed;
+  GST_OBJECT_UNLOCK(self);
+
+  if (checkpoint.empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No checkpoint set."),
+                      ("set the \"checkpoint\" property to a stage-2 checkpoint (stage2_*.ckpt)"));
+    return FALSE;
+  }
+  try {
+    motion::ddim_timesteps(cfg.steps);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("steps=%d cannot be used.", cfg.steps), false);
+    return FALSE;
+  }
+  c10::Device device(c10::kCPU);
+  try {
+    device = anitalker::parse_device(device_name);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("Cannot use the device \"%s\".", device_name.c_str()),
+                                         false);
+    return FALSE;
+  }
+  std::shared_ptr<const motion::Model> model;
+  try {
+    model = type == GST_ANITALKER_MOTION_TYPE_AUTO ? motion::Model::load(checkpoint, device)
+                                                   : motion::Model::load(checkpoint, device, variant_of(type));
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(
+        self, gst_anitalker_printf("Could not load the stage-2 checkpoint \"%s\".", checkpoint.c_str()), true);
+    return FALSE;
+  }
+  at::Tensor pose_file;
+  if (!pose_path.empty()) {
+    try {
+      pose_file = anitalker::read_npy_tensor(pose_path).to(at::kFloat).contiguous().clone();
+      if (pose_file.dim() != 2 || pose_file.size(1) != 3 || pose_file.size(0) < 1)
+        throw anitalker::Error(anitalker::Error::Kind::Format,
+                               pose_path + ": expected [N, 3] yaw, pitch, roll in degrees");
+    } catch (...) {
+      GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("Could not read the pose file \"%s\".",
+                                                                      pose_path.c_str()),
+                                           true);
+      return FALSE;
+    }
+  }
+  GST_INFO_OBJECT(self, "%s: %s, motion %d, start %d, on %s", checkpoint.c_str(),
+                  motion::variant_name(model->variant()).c_str(), model->motion_dim(), model->start_dim(),
+                  model->device().str().c_str());
+
+  GstAnitalkerLocked lock(&st->lock);
+  st->started = true;
+  st->model = model;
+  st->checkpoint = checkpoint;
+  st->resolved = mode == GST_ANITALKER_MOTION_MODE_AUTO ? -1 : (mode == GST_ANITALKER_MOTION_MODE_STREAMING ? 1 : 0);
+  st->cfg = cfg;
+  st->pose_file = pose_file;
+  st->start = at::Tensor();
+  st->direction = at::Tensor();
+  st->codes_serial = 0;
+  st->announced_serial = 0;
+  st->have_caps = false;
+  gst_segment_init(&st->segment, GST_FORMAT_TIME);
+  st->stream = std::make_unique<motion::Stream>(model, cfg);
+  st->reset_stream();
+  return TRUE;
+}
+
+static void gst_anitalker_motion_stop(GstAnitalkerMotion* self) {
+  MotionState* st = self->state;
+  GstAnitalkerLocked lock(&st->lock);
+  st->started = false;
+  st->stream.reset();
+  st->model.reset();
+  st->start = st->direction = at::Tensor();
+  st->pose_file = at::Tensor();
+  st->have_caps = false;
+  st->reset_stream();
+}
+
+static GstStateChangeReturn gst_anitalker_motion_change_state(GstElement* element, GstStateChange transition) {
+  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED && !gst_anitalker_motion_start(self))
+    return GST_STATE_CHANGE_FAILURE;
+
+  GstStateChangeReturn ret = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
+  if (ret == GST_STATE_CHANGE_FAILURE) {
+    if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) gst_anitalker_motion_stop(self);
+    return ret;
+  }
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) gst_anitalker_motion_stop(self);
+  return ret;
+}
+
+/* --- Caps -------------------------------------------------------------------- */
+
+// What the checkpoint takes: features caps with kind, layers, dims and rate
+// fixed; null before start.  Call with st->lock held.
+static GstCaps* gst_anitalker_motion_sink_caps_locked(MotionState* st) {
+  if (!st->model) return nullptr;
+  const motion::Model& m = *st->model;
+  return gst_caps_new_simple(GST_ANITALKER_FEATURES_CAPS_NAME, "kind", G_TYPE_STRING,
+                             m.hubert() ? GST_ANITALKER_FEATURES_KIND_HUBERT : GST_ANITALKER_FEATURES_KIND_MFCC,
+                             "layers", G_TYPE_INT, m.hubert() ? m.hubert_layers() : 1, "dims", G_TYPE_INT,
+                             m.audio_dim(), "rate", GST_TYPE_FRACTION, m.hubert() ? 50 : 100, 1, nullptr);
+}
+
+static GstCaps* gst_anitalker_motion_src_caps_locked(MotionState* st) {
+  if (!st->model) return nullptr;
+  return gst_caps_new_simple(GST_ANITALKER_MOTION_CAPS_NAME, "dims", G_TYPE_INT, st->model->motion_dim(),
+                             "framerate", GST_TYPE_FRACTION, FPS, 1, nullptr);
+}
+
+static gboolean gst_anitalker_motion_set_sink_caps(GstAnitalkerMotion* self, GstCaps* caps) {
+  MotionState* st = self->state;
+  GstCaps *want, *out;
+  std::string variant;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    want = gst_anitalker_motion_sink_caps_locked(st);
+    out = gst_anitalker_motion_src_caps_locked(st);
+    if (st->model) variant = motion::variant_name(st->model->variant());
+  }
+  if (want == nullptr || out == nullptr) {
+    if (want) gst_caps_unref(want);
+    if (out) gst_caps_unref(out);
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Caps arrived before the checkpoint was loaded."), (nullptr));
+    return FALSE;
+  }
+  const gboolean ok = gst_caps_can_intersect(caps, want);
+  if (!ok) {
+    gchar* got = gst_caps_to_string(caps);
+    gchar* exp = gst_caps_to_string(want);
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
+                      ("The features do not fit the %s checkpoint: it takes %s.", variant.c_str(), exp),
+                      ("got %s", got));
+    g_free(got);
+    g_free(exp);
+    gst_caps_unref(want);
+    gst_caps_unref(out);
+    return FALSE;
+  }
+  gst_caps_unref(want);
+  const gboolean pushed = gst_pad_push_event(self->srcpad, gst_event_new_caps(out));
+  GST_DEBUG_OBJECT(self, "output caps %" GST_PTR_FORMAT, out);
+  gst_caps_unref(out);
+  st->have_caps = pushed;
+  return pushed;
+}
+
+/* --- Generation ---------------------------------------------------------------- */
+
+static bool gst_anitalker_motion_streaming(GstAnitalkerMotion* self) {
+  MotionState* st = self->state;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    if (st->resolved >= 0) return st->resolved == 1;
+  }
+  gboolean live = FALSE;
+  GstQuery* q = gst_query_new_latency();
+  if (gst_pad_peer_query(self->sinkpad, q)) gst_query_parse_latency(q, &live, nullptr, nullptr);
+  gst_query_unref(q);
+  GST_INFO_OBJECT(self, "mode auto: upstream is %slive, generating %s", live ? "" : "not ",
+                  live ? "in windows (streaming)" : "offline");
+  GstAnitalkerLocked lock(&st->lock);
+  st->resolved = live ? 1 : 0;
+  return live;
+}
+
+// Makes sure the portrait's codes are at hand and current: asks downstream
+// when there are none yet or the renderer announced a new portrait.  Posts
+// the error and returns false when nobody answers.
+static bool gst_anitalker_motion_ensure_codes(GstAnitalkerMotion* self) {
+  MotionState* st = self->state;
+  int start_dim, motion_dim;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    if (!st->model) return false;
+    if (st->start.defined() && st->announced_serial == st->codes_serial) return true;
+    start_dim = st->model->start_dim();
+    motion_dim = st->model->motion_dim();
+  }
+  GstQuery* q = gst_query_new_custom(GST_QUERY_CUSTOM, gst_structure_new_empty(GST_ANITALKER_QUERY_PORTRAIT_CODES));
+  const gboolean answered = gst_pad_peer_query(self->srcpad, q);
+  const GstStructure* s = gst_query_get_structure(q);
+  const GValue* vs = answered ? gst_structure_get_value(s, GST_ANITALKER_FIELD_START) : nullptr;
+  const GValue* vd = answered ? gst_structure_get_value(s, GST_ANITALKER_FIELD_DIRECTION) : nullptr;
+  guint serial = 0;
+  if (!answered || vs == nullptr || vd == nullptr || !GST_VALUE_HOLDS_BUFFER(vs) || !GST_VALUE_HOLDS_BUFFER(vd)) {
+    gst_query_unref(q);
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("No portrait codes from downstream."),
+                      ("the \"%s\" query was not answered: anitalkermotion needs an anitalkerrender (with its "
+                       "checkpoint and portrait set) downstream",
+                       GST_ANITALKER_QUERY_PORTRAIT_CODES));
+    return false;
+  }
+  gst_structure_get_uint(s, GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial);
+  GstBuffer* bs = gst_value_get_buffer(vs);
+  GstBuffer* bd = gst_value_get_buffer(vd);
+  const gsize ns = gst_buffer_get_size(bs), nd = gst_buffer_get_size(bd);
+  if (ns != (gsize)start_dim * sizeof(float) || nd != (gsize)motion_dim * sizeof(float)) {
+    gst_query_unref(q);
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("The portrait codes do not fit the checkpoint."),
+                      ("got a start code of %" G_GSIZE_FORMAT " and a direction code of %" G_GSIZE_FORMAT
+                       " floats; the checkpoint takes %d and %d",
+                       ns / sizeof(float), nd / sizeof(float), start_dim, motion_dim));
+    return false;
+  }
+  at::Tensor start = at::empty({1, start_dim}, at::kFloat), direction = at::empty({1, motion_dim}, at::kFloat);
+  gst_buffer_extract(bs, 0, start.data_ptr<float>(), ns);
+  gst_buffer_extract(bd, 0, direction.data_ptr<float>(), nd);
+  gst_query_unref(q);
+  GST_DEBUG_OBJECT(self, "portrait codes %u from downstream", serial);
+  GstAnitalkerLocked lock(&st->lock);
+  st->start = start;
+  st->direction = direction;
+  st->codes_serial = serial;
+  // An announcement that raced the query is not lost: the serial stays.
+  if (st->announced_serial == 0) st->announced_serial = serial;
+  return true;
+}
+
+// The controls as the properties say at stream time of frame `frame`
+// (controllable properties are synced first).
+static motion::Controls gst_anitalker_motion_controls(GstAnitalkerMotion* self, guint64 frame) {
+  MotionState* st = self->state;
+  const GstClockTime pts = st->t0 + gst_util_uint64_scale(frame, GST_SECOND, FPS);
+  const GstClockTime stream_time = gst_segment_to_stream_time(&st->segment, GST_FORMAT_TIME, pts);
+  if (GST_CLOCK_TIME_IS_VALID(stream_time)) gst_object_sync_values(GST_OBJECT(self), stream_time);
+  motion::Controls c;
+  GST_OBJECT_LOCK(self);
+  c.control = self->control;
+  c.yaw = self->yaw;
+  c.pitch = self->pitch;
+  c.roll = self->roll;
+  c.location = self->location;
+  c.scale = self->scale;
+  GST_OBJECT_UNLOCK(self);
+  GstAnitalkerLocked lock(&st->lock);
+  c.pose_file = st->pose_file;
+  return c;
+}
+
+// An element message with the per-frame values of one buffer.
+static void gst_anitalker_motion_post(GstAnitalkerMotion* self, GstBuffer* buf, const float* pose,
+                                      const float* location, const float* scale, guint n) {
+  GValue yaw = G_VALUE_INIT, pitch = G_VALUE_INIT, roll = G_VALUE_INIT, loc = G_VALUE_INIT, sc = G_VALUE_INIT;
+  for (GValue* a : {&yaw, &pitch, &roll, &loc, &sc}) gst_value_array_init(a, n);
+  auto append = [](GValue* arr, float v) {
+    GValue x = G_VALUE_INIT;
+    g_value_init(&x, G_TYPE_DOUBLE);
+    g_value_set_double(&x, v);
+    gst_value_array_append_and_take_value(arr, &x);
+  };
+  for (guint i = 0; i < n; i++) {
+    append(&yaw, pose[3 * i]);
+    append(&pitch, pose[3 * i + 1]);
+    append(&roll, pose[3 * i + 2]);
+    append(&loc, location[i]);
+    append(&sc, scale[i]);
+  }
+  GstStructure* s = gst_structure_new("anitalker-motion", "timestamp", G_TYPE_UINT64, GST_BUFFER_PTS(buf),
+                                      "duration", G_TYPE_UINT64, GST_BUFFER_DURATION(buf), "frames", G_TYPE_UINT, n,
+                                      nullptr);
+  gst_structure_take_value(s, "yaw", &yaw);
+  gst_structure_take_value(s, "pitch", &pitch);
+  gst_structure_take_value(s, "roll", &roll);
+  gst_structure_take_value(s, "location", &loc);
+  gst_structure_take_value(s, "scale", &sc);
+  gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_element(GST_OBJECT_CAST(self), s));
+}
+
+// Pushes the frames of `g` (motion (1,k,M) and its predictions), frame
+// indices st->emitted onwards, in buffers of at most `per_buffer` frames.
+static GstFlowReturn gst_anitalker_motion_push(GstAnitalkerMotion* self, const motion::Generated& g, bool control,
+                                               guint per_buffer) {
+  MotionState* st = self->state;
+  bool has_pose, has_location;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    if (!st->model) return GST_FLOW_FLUSHING;
+    has_pose = st->model->has_pose();
+    has_location = st->model->has_location();
+  }
+  GST_OBJECT_LOCK(self);
+  const bool post = self->post_messages;
+  GST_OBJECT_UNLOCK(self);
+  if (!GST_CLOCK_TIME_IS_VALID(st->t0)) st->t0 = st->segment.start;
+
+  at::Tensor m = g.motion.to(at::kCPU, at::kFloat).contiguous();
+  at::Tensor pose = g.pose.to(at::kCPU, at::kFloat).contiguous();
+  at::Tensor location = g.location.to(at::kCPU, at::kFloat).contiguous();
+  at::Tensor scale = g.scale.to(at::kCPU, at::kFloat).contiguous();
+  const guint64 count = (guint64)m.size(1);
+  const int64_t M = m.size(2);
+  const float* data = m.data_ptr<float>();
+  for (guint64 done = 0; done < count;) {
+    const guint64 n = std::min<guint64>(per_buffer, count - done);
+    const guint64 first = st->emitted;
+    GstBuffer* buf = gst_buffer_new_memdup(data + done * M, (gsize)(n * M * sizeof(float)));
+    const GstClockTime start = st->t0 + gst_util_uint64_scale(first, GST_SECOND, FPS);
+    GST_BUFFER_PTS(buf) = start;
+    GST_BUFFER_DURATION(buf) = st->t0 + gst_util_uint64_scale(first + n, GST_SECOND, FPS) - start;
+    GST_BUFFER_OFFSET(buf) = first;
+    GST_BUFFER_OFFSET_END(buf) = first + n;
+    if (st->discont) {
+      GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DISCONT);
+      st->discont = false;
+    }
+    const float* p = pose.data_ptr<float>() + done * 3;
+    const float* l = location.data_ptr<float>() + done;
+    const float* s = scale.data_ptr<float>() + done;
+    // With control on, the values are the given ones (the predictors are
+    // bypassed), except for what the variant cannot take.
+    gst_buffer_add_anitalker_motion_meta(buf, (guint)n, p, l, s, !control, has_pose, has_location);
+    if (post) gst_anitalker_motion_post(self, buf, p, l, s, (guint)n);
+    st->emitted += n;
+    done += n;
+    GstFlowReturn ret = gst_pad_push(self->srcpad, buf);
+    if (ret != GST_FLOW_OK) {
+      GST_DEBUG_OBJECT(self, "push: %s", gst_flow_get_name(ret));
+      return ret;
+    }
+  }
+  return GST_FLOW_OK;
+}
+
+// Offline: the whole utterance at once, as the demo (spec 5).
+static GstFlowReturn gst_anitalker_motion_generate_offline(GstAnitalkerMotion* self) {
+  MotionState* st = self->state;
+  std::shared_ptr<const motion::Model> model;
+  motion::StreamConfig cfg;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    model = st->model;
+    cfg = st->cfg;
+  }
+  if (!model) return GST_FLOW_FLUSHING;
+  const motion::Model& m = *model;
+  const int64_t T = motion::motion_frames(m, (int64_t)st->received);
+  if (T < 1) {
+    if (st->received > 0)
+      GST_ELEMENT_WARNING(self, STREAM, FAILED,
+                          ("%" G_GUINT64_FORMAT " feature frames are too short for one motion frame (%d are needed); "
+                           "no motion.",
+                           st->received, m.hubert() ? 2 : 4),
+                          (nullptr));
+    return GST_FLOW_OK;
+  }
+  if (!gst_anitalker_motion_ensure_codes(self)) return GST_FLOW_ERROR;
+  const motion::Controls controls = gst_anitalker_motion_controls(self, 0);
+  at::Tensor start, direction;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    start = st->start;
+    direction = st->direction;
+  }
+  motion::Generated g;
+  {
+    c10::InferenceMode guard;
+    const int64_t N = (int64_t)st->received;
+    at::Tensor feats = m.hubert() ? at::from_blob(st->features.data(), {N, m.hubert_layers(), m.audio_dim()}, at::kFloat)
+                                  : at::from_blob(st->features.data(), {N, m.audio_dim()}, at::kFloat);
+    at::Tensor audio = motion::audio_input(m, feats);
+    at::Tensor noise = m.seed_noise(cfg.seed, T);
+    GST_DEBUG_OBJECT(self, "offline: %" G_GINT64_FORMAT " feature frames -> %" G_GINT64_FORMAT " motion frames, %d steps",
+                     N, T, cfg.steps);
+    g = motion::generate(m, start, direction, audio, controls, noise, cfg.steps);
+  }
+  st->features.clear();
+  st->features.shrink_to_fit();
+  return gst_anitalker_motion_push(self, g, controls.control, FRAMES_PER_BUFFER);
+}
+
+// Streaming: every window that is ready (all that remain when `final`).
+static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* self, bool final) {
+  MotionState* st = self->state;
+  motion::Stream* stream = st->stream.get();
+  if (stream == nullptr) return GST_FLOW_FLUSHING;
+  while (stream->ready(final)) {
+    if (!gst_anitalker_motion_ensure_codes(self)) return GST_FLOW_ERROR;
+    {
+      GstAnitalkerLocked lock(&st->lock);
+      stream->set_codes(st->start, st->direction);
+    }
+    const motion::Controls controls = gst_anitalker_motion_controls(self, (guint64)stream->emitted());
+    stream->set_controls(controls);
+    motion::Generated g;
+    {
+      c10::InferenceMode guard;
+      g = stream->next(final);
+    }
+    GST_LOG_OBJECT(self, "window: frames %" G_GINT64_FORMAT " .. %" G_GINT64_FORMAT, stream->emitted() - g.motion.size(1),
+                   stream->emitted() - 1);
+    const GstFlowReturn ret = gst_anitalker_motion_push(self, g, controls.control, (guint)g.motion.size(1));
+    if (ret != GST_FLOW_OK) return ret;
+  }
+  return GST_FLOW_OK;
+}
+
+// Generates what is due; `final` at the end of a stream.  Errors are posted here.
+static GstFlowReturn gst_anitalker_motion_process(GstAnitalkerMotion* self, bool final) {
+  MotionState* st = self->state;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    if (!st->started) return GST_FLOW_FLUSHING;
+  }
+  const bool streaming = gst_anitalker_motion_streaming(self);
+  if (!final && !streaming) return GST_FLOW_OK;
+
+  GST_OBJECT_LOCK(self);
+  const int threads = self->num_threads;
+  GST_OBJECT_UNLOCK(self);
+  anitalker::set_num_threads(threads);  // OpenMP: per thread (BUILD-NOTES)
+  try {
+    return streaming ? gst_anitalker_motion_generate_windows(self, final) : gst_anitalker_motion_generate_offline(self);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(
+        self, gst_anitalker_printf("Generating motion from %" G_GUINT64_FORMAT " feature frames failed.", st->received),
+        false);
+    return GST_FLOW_ERROR;
+  }
+}
+
+static GstFlowReturn gst_anitalker_motion_drain(GstAnitalkerMotion* self) {
+  MotionState* st = self->state;
+  GstFlowReturn ret = GST_FLOW_OK;
+  if (st->received > 0) ret = gst_anitalker_motion_process(self, true);
+  st->reset_stream();
+  return ret;
+}
+
+static GstFlowReturn gst_anitalker_motion_chain_impl(GstAnitalkerMotion* self, GstBuffer* buffer) {
+  MotionState* st = self->state;
+  if (!st->have_caps) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Features arrived before their caps."), (nullptr));
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  size_t frame_floats;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    if (!st->model) return GST_FLOW_FLUSHING;
+    const motion::Model& m = *st->model;
+    frame_floats = (size_t)(m.hubert() ? m.hubert_layers() : 1) * (size_t)m.audio_dim();
+  }
+  const gsize size = gst_buffer_get_size(buffer);
+  if (size % (frame_floats * sizeof(float)) != 0) {
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+                      ("A features buffer of %" G_GSIZE_FORMAT " bytes is not a whole number of frames of %" G_GSIZE_FORMAT
+                       " floats.",
+                       size, frame_floats),
+                      (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  const bool streaming = gst_anitalker_motion_streaming(self);
+  GstFlowReturn ret;
+  if (GST_BUFFER_IS_DISCONT(buffer) && st->received > 0 && streaming) {
+    GST_DEBUG_OBJECT(self, "discont: finishing %" G_GUINT64_FORMAT " feature frames", st->received);
+    if ((ret = gst_anitalker_motion_drain(self)) != GST_FLOW_OK) return ret;
+  }
+  if (!GST_CLOCK_TIME_IS_VALID(st->t0))
+    st->t0 = GST_BUFFER_PTS_IS_VALID(buffer) ? GST_BUFFER_PTS(buffer) : st->segment.start;
+
+  const gsize frames = size / (frame_floats * sizeof(float));
+  GstMapInfo map;
+  if (!gst_buffer_map(buffer, &map, GST_MAP_READ)) {
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not map a features buffer."), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  const float* data = reinterpret_cast<const float*>(map.data);
+  if (streaming) {
+    st->stream->push(data, (int64_t)frames);
+  } else {
+    st->features.insert(st->features.end(), data, data + frames * frame_floats);
+  }
+  gst_buffer_unmap(buffer, &map);
+  st->received += frames;
+  return gst_anitalker_motion_process(self, false);
+}
+
+static GstFlowReturn gst_anitalker_motion_chain(GstPad* pad, GstObject* parent, GstBuffer* buffer) {
+  (void)pad;
+  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(parent);
+  GstFlowReturn ret;
+  try {
+    ret = gst_anitalker_motion_chain_impl(self, buffer);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Generating motion failed.", false);
+    ret = GST_FLOW_ERROR;
+  }
+  gst_buffer_unref(buffer);
+  return ret;
+}
+
+/* --- Events and queries ------------------------------------------------------ */
+
+static gboolean gst_anitalker_motion_sink_event_impl(GstAnitalkerMotion* self, GstPad* pad, GstEvent* event) {
+  MotionState* st = self->state;
+  switch (GST_EVENT_TYPE(event)) {
+    case GST_EVENT_CAPS: {
+      GstCaps* caps;
+      gst_event_parse_caps(event, &caps);
+      const gboolean ok = gst_anitalker_motion_set_sink_caps(self, caps);
+      gst_event_unref(event);
+      return ok;
+    }
+    case GST_EVENT_FLUSH_STOP:
+      st->reset_stream();
+      break;
+    case GST_EVENT_SEGMENT: {
+      if (st->received > 0)
+        GST_DEBUG_OBJECT(self, "new segment: dropping %" G_GUINT64_FORMAT " feature frames", st->received);
+      st->reset_stream();
+      gst_anitalker_time_segment(GST_ELEMENT_CAST(self), &event);
+      gst_event_copy_segment(event, &st->segment);
+      break;
+    }
+    case GST_EVENT_GAP:
+      if (st->received > 0 && gst_anitalker_motion_streaming(self)) gst_anitalker_motion_drain(self);
+      break;
+    case GST_EVENT_EOS:
+      gst_anitalker_motion_drain(self);
+      break;
+    default:
+      break;
+  }
+  return gst_pad_event_default(pad, GST_OBJECT(self), event);
+}
+
+static gboolean gst_anitalker_motion_sink_event(GstPad* pad, GstObject* parent, GstEvent* event) {
+  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(parent);
+  try {
+    return gst_anitalker_motion_sink_event_impl(self, pad, event);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Handling an event failed.", false);
+    return FALSE;
+  }
+}
+
+static gboolean gst_anitalker_motion_sink_query(GstPad* pad, GstObject* parent, GstQuery* query) {
+  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(parent);
+  MotionState* st = self->state;
+  switch (GST_QUERY_TYPE(query)) {
+    case GST_QUERY_CAPS: {
+      GstCaps* caps;
+      {
+        GstAnitalkerLocked lock(&st->lock);
+        caps = gst_anitalker_motion_sink_caps_locked(st);
+      }
+      if (caps == nullptr) caps = gst_pad_get_pad_template_caps(pad);
+      gst_anitalker_set_caps_result(query, caps);
+      return TRUE;
+    }
+    case GST_QUERY_ACCEPT_CAPS: {
+      // Against the template: features of the wrong kind or size reach the
+      // caps event, which posts an error naming what the checkpoint takes.
+      GstCaps* caps;
+      gst_query_parse_accept_caps(query, &caps);
+      GstCaps* templ = gst_pad_get_pad_template_caps(pad);
+      gst_query_set_accept_caps_result(query, gst_caps_is_subset(caps, templ));
+      gst_caps_unref(templ);
+      return TRUE;
+    }
+    default:
+      break;
+  }
+  return gst_pad_query_default(pad, parent, query);
+}
+
+static gboolean gst_anitalker_motion_src_event(GstPad* pad, GstObject* parent, GstEvent* event) {
+  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(parent);
+  MotionState* st = self->state;
+  if (GST_EVENT_TYPE(event) == GST_EVENT_CUSTOM_UPSTREAM) {
+    const GstStructure* s = gst_event_get_structure(event);
+    if (s && gst_structure_has_name(s, GST_ANITALKER_EVENT_PORTRAIT_CHANGED)) {
+      guint serial = 0;
+      gst_structure_get_uint(s, GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial);
+      GST_DEBUG_OBJECT(self, "downstream has portrait %u", serial);
+      {
+        GstAnitalkerLocked lock(&st->lock);
+        st->announced_serial = serial;
+      }
+      gst_event_unref(event);
+      return TRUE;
+    }
+  }
+  return gst_pad_event_default(pad, parent, event);
+}
+
+static gboolean gst_anitalker_motion_src_query(GstPad* pad, GstObject* parent, GstQuery* query) {
+  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(parent);
+  MotionState* st = self->state;
+  switch (GST_QUERY_TYPE(query)) {
+    case GST_QUERY_CAPS: {
+      GstCaps* caps;
+      {
+        GstAnitalkerLocked lock(&st->lock);
+        caps = gst_anitalker_motion_src_caps_locked(st);
+      }
+      if (caps == nullptr) caps = gst_pad_get_pad_template_caps(pad);
+      gst_anitalker_set_caps_result(query, caps);
+      return TRUE;
+    }
+    case GST_QUERY_LATENCY: {
+      if (!gst_pad_peer_query(self->sinkpad, query)) return FALSE;
+      gboolean live;
+      GstClockTime min, max;
+      gst_query_parse_latency(query, &live, &min, &max);
+      bool streaming;
+      motion::StreamConfig cfg;
+      {
+        GstAnitalkerLocked lock(&st->lock);
+        streaming = st->resolved >= 0 ? st->resolved == 1 : live;
+        cfg = st->cfg;
+      }
+      GstClockTime ours = 0;
+      if (streaming) {
+        // A frame waits for the features of its window and the look-ahead.
+        ours = gst_util_uint64_scale((guint64)(cfg.window + cfg.lookahead), GST_SECOND, FPS);
+      } else if (live) {
+        GST_WARNING_OBJECT(self, "offline mode on a live source: nothing comes out before EOS");
+      }
+      gst_anitalker_set_latency(GST_ELEMENT_CAST(self), query, live, min, max, ours);
+      return TRUE;
+    }
+    default:
+      break;
+  }
+  return gst_pad_query_default(pad, parent, query);
+}

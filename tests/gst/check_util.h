@@ -1,0 +1,61 @@
+// Helpers shared by the GstHarness tests (gst-check): fixture paths, .npy
+// fixtures as tensors, bus messages and downstream events.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+
+#include <map>
+#include <string>
+
+#include "npy.h"
+#include "state_dict.h"
+
+namespace checkutil {
+
+// A file under ANITALKER_TEST_DATA (tests/data; each main checks it is set).
+inline std::string data_path(const std::string& rel) {
+  const char* root = g_getenv("ANITALKER_TEST_DATA");
+  gchar* p = g_build_filename(root ? root : ".", rel.c_str(), nullptr);
+  std::string out(p);
+  g_free(p);
+  return out;
+}
+
+// A .npy fixture as a contiguous float32 tensor, read once per run.
+inline const at::Tensor& npy(const std::string& rel) {
+  static std::map<std::string, at::Tensor> cache;
+  auto it = cache.find(rel);
+  if (it == cache.end()) {
+    anitalker::TensorData data = anitalker::read_npy(data_path(rel));
+    it = cache.emplace(rel, anitalker::to_tensor(data).to(at::kFloat).contiguous().clone()).first;
+  }
+  return it->second;
+}
+
+// Pops the first error or warning message from the bus; fails if there is none.
+inline GError* pop_message(GstBus* bus, GstMessageType type, gchar** debug) {
+  GstMessage* msg = gst_bus_pop_filtered(bus, type);
+  fail_unless(msg != nullptr, "no %s message on the bus", gst_message_type_get_name(type));
+  GError* err = nullptr;
+  if (type == GST_MESSAGE_ERROR)
+    gst_message_parse_error(msg, &err, debug);
+  else
+    gst_message_parse_warning(msg, &err, debug);
+  gst_message_unref(msg);
+  return err;
+}
+
+// Pops every downstream event; returns how many were EOS.
+inline int count_eos(GstHarness* h) {
+  int eos = 0;
+  GstEvent* ev;
+  while ((ev = gst_harness_try_pull_event(h)) != nullptr) {
+    if (GST_EVENT_TYPE(ev) == GST_EVENT_EOS) eos++;
+    gst_event_unref(ev);
+  }
+  return eos;
+}
+
+}  // namespace checkutil

@@ -1,0 +1,577 @@
+// GstHarness tests of anitalkermotion (gst/gstanitalkermotion.cpp): offline
+// output of all five variants against the reference samples (tests/data/motion,
+// atol 2e-4 as the fixtures' README suggests), controls and pose file,
+// timestamps, the meta and the element messages, streaming windows (frame
+// count, timestamps, latency, distance from offline), property changes while
+// playing, a portrait change, EOS without data, and the errors (wrong variant,
+// wrong features, no codes).  The harness's sink pad answers the portrait
+// codes query as anitalkerrender does.  Runs with CK_FORK=no (BUILD-NOTES).
+#include <ATen/ATen.h>
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "check_util.h"
+#include "gstanitalkercaps.h"
+#include "gstanitalkermotionmeta.h"
+#include "motion.h"
+
+using checkutil::data_path;
+using checkutil::npy;
+
+namespace {
+
+constexpr int kT = 50;       // motion frames of the fixture inputs
+constexpr int kLayers = 25;  // in_hubert.npy [1, 25, 100, 32]
+constexpr int kHidden = 32;
+constexpr int kMfcc = 39;
+constexpr int kDims = 20;
+constexpr float kSampleTol = 2e-4f;  // final samples (fixtures' README)
+
+const char* const kTypes[] = {"hubert_audio_only", "hubert_pose_only", "hubert_full_control", "mfcc_pose_only",
+                              "mfcc_full_control"};
+
+bool is_hubert(const std::string& type) { return type.rfind("hubert", 0) == 0; }
+std::string checkpoint(const std::string& type) { return data_path("motion/ckpt_" + type + ".pt"); }
+
+// What the harness's sink pad answers to the codes query.
+struct Codes {
+  int queries = 0;
+  guint serial = 1;
+  bool answer = true;
+  float direction_scale = 1.0f;  // to make a "new portrait"
+};
+Codes g_codes;
+GstPadQueryFunction g_harness_query = nullptr;
+
+gboolean answer_codes(GstPad* pad, GstObject* parent, GstQuery* query) {
+  const GstStructure* s = gst_query_get_structure(query);
+  if (GST_QUERY_TYPE(query) != GST_QUERY_CUSTOM || s == nullptr ||
+      !gst_structure_has_name(s, GST_ANITALKER_QUERY_PORTRAIT_CODES))
+    return g_harness_query(pad, parent, query);
+  g_codes.queries++;
+  if (!g_codes.answer) return FALSE;
+  at::Tensor start = npy("motion/in_start.npy"), direction = npy("motion/in_direction.npy") * g_codes.direction_scale;
+  direction = direction.contiguous();
+  GstBuffer* bs = gst_buffer_new_memdup(start.data_ptr<float>(), start.numel() * sizeof(float));
+  GstBuffer* bd = gst_buffer_new_memdup(direction.data_ptr<float>(), direction.numel() * sizeof(float));
+  gst_structure_set(gst_query_writable_structure(query), GST_ANITALKER_FIELD_START, GST_TYPE_BUFFER, bs,
+                    GST_ANITALKER_FIELD_DIRECTION, GST_TYPE_BUFFER, bd, GST_ANITALKER_FIELD_PORTRAIT_SERIAL,
+                    G_TYPE_UINT, g_codes.serial, nullptr);
+  gst_buffer_unref(bs);
+  gst_buffer_unref(bd);
+  return TRUE;
+}
+
+std::string features_caps(const std::string& type) {
+  return is_hubert(type) ? "application/x-anitalker-features, kind=(string)hubert, layers=(int)25, dims=(int)32, "
+                           "rate=(fraction)50/1"
+                         : "application/x-anitalker-features, kind=(string)mfcc, layers=(int)1, dims=(int)39, "
+                           "rate=(fraction)100/1";
+}
+
+// A harness around an anitalkermotion with the fixture checkpoint of `type`,
+// its sink pad answering the codes query, its bus kept for messages.
+// `setup` sets more properties before the element starts.
+GstHarness* new_harness(const std::string& type, const char* mode = "offline",
+                        const std::function<void(GstElement*)>& setup = nullptr, const char* caps = nullptr) {
+  GstElement* e = gst_element_factory_make("anitalkermotion", nullptr);
+  fail_unless(e != nullptr, "anitalkermotion not found (GST_PLUGIN_PATH_1_0?)");
+  g_object_set(e, "checkpoint", checkpoint(type).c_str(), "steps", 10u, nullptr);
+  gst_util_set_object_arg(G_OBJECT(e), "mode", mode);
+  if (setup) setup(e);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+  gst_object_unref(bus);
+  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  g_harness_query = GST_PAD_QUERYFUNC(h->sinkpad);
+  gst_pad_set_query_function(h->sinkpad, answer_codes);
+  g_codes = Codes();
+  gst_harness_set_src_caps_str(h, caps ? caps : features_caps(type).c_str());
+  return h;
+}
+
+// The fixture's features as hubertenc sends them: HuBERT [N, 25, 32] frame-major
+// (with the demo's padding frame: N = 101), MFCC [200, 39].
+at::Tensor frames(const std::string& type) {
+  if (is_hubert(type)) {
+    at::Tensor f = npy("motion/in_hubert.npy").squeeze(0).transpose(0, 1).contiguous();  // [100, 25, 32]
+    return at::cat({f, f.narrow(0, f.size(0) - 1, 1)}, 0).contiguous();
+  }
+  return npy("motion/in_mfcc.npy").squeeze(0).contiguous();
+}
+
+GstClockTime frame_time(guint64 n, int rate) { return gst_util_uint64_scale(n, GST_SECOND, rate); }
+
+// Pushes feature frames [from, to) in buffers of `chunk` frames.
+void push_frames(GstHarness* h, const at::Tensor& f, int64_t from, int64_t to, int64_t chunk, int rate) {
+  const int64_t per = f.numel() / f.size(0);
+  for (int64_t i = from; i < to; i += chunk) {
+    const int64_t n = std::min(chunk, to - i);
+    GstBuffer* buf = gst_buffer_new_memdup(f.data_ptr<float>() + i * per, (gsize)(n * per * sizeof(float)));
+    GST_BUFFER_PTS(buf) = frame_time(i, rate);
+    GST_BUFFER_DURATION(buf) = frame_time(i + n, rate) - frame_time(i, rate);
+    fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_OK);
+  }
+}
+
+int rate_of(const std::string& type) { return is_hubert(type) ? 50 : 100; }
+
+struct Output {
+  std::vector<float> motion;  // frames x 20
+  std::vector<float> pose, location, scale;
+  std::vector<bool> predicted;  // per buffer
+  std::vector<bool> discont;    // per buffer
+  int buffers = 0;
+  size_t frames() const { return motion.size() / kDims; }
+};
+
+// Pulls every queued buffer, checking timestamps (frame n at n * 40 ms from
+// `t0`), offsets and the meta.
+Output pull_all(GstHarness* h, GstClockTime t0 = 0) {
+  Output out;
+  GstBuffer* buf;
+  while ((buf = gst_harness_try_pull(h)) != nullptr) {
+    const gsize size = gst_buffer_get_size(buf);
+    fail_unless(size > 0 && size % (kDims * sizeof(float)) == 0);
+    const guint64 n = size / (kDims * sizeof(float));
+    const guint64 at = out.frames();  // not "first": the check macros use that name
+    fail_unless_equals_uint64(GST_BUFFER_OFFSET(buf), at);
+    fail_unless_equals_uint64(GST_BUFFER_OFFSET_END(buf), at + n);
+    fail_unless_equals_uint64(GST_BUFFER_PTS(buf), t0 + frame_time(at, 25));
+    fail_unless_equals_uint64(GST_BUFFER_DURATION(buf), frame_time(at + n, 25) - frame_time(at, 25));
+    out.motion.resize((at + n) * kDims);
+    gst_buffer_extract(buf, 0, out.motion.data() + at * kDims, size);
+    GstAnitalkerMotionMeta* meta = gst_buffer_get_anitalker_motion_meta(buf);
+    fail_unless(meta != nullptr, "a motion buffer without GstAnitalkerMotionMeta");
+    fail_unless_equals_int(meta->n_frames, n);
+    out.pose.insert(out.pose.end(), meta->pose, meta->pose + 3 * n);
+    out.location.insert(out.location.end(), meta->location, meta->location + n);
+    out.scale.insert(out.scale.end(), meta->scale, meta->scale + n);
+    out.predicted.push_back(meta->predicted);
+    out.discont.push_back(GST_BUFFER_IS_DISCONT(buf));
+    out.buffers++;
+    gst_buffer_unref(buf);
+  }
+  return out;
+}
+
+float max_diff(const std::vector<float>& got, const at::Tensor& want) {
+  fail_unless_equals_int(got.size(), want.numel());
+  const float* w = want.data_ptr<float>();
+  float m = 0;
+  for (size_t i = 0; i < got.size(); i++) {
+    fail_unless(std::isfinite(got[i]));
+    m = std::max(m, std::fabs(got[i] - w[i]));
+  }
+  return m;
+}
+
+Output run_offline(const std::string& type, int64_t chunk, GstHarness** keep = nullptr) {
+  GstHarness* h = new_harness(type);
+  const at::Tensor f = frames(type);
+  push_frames(h, f, 0, f.size(0), chunk, rate_of(type));
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);  // offline: all at EOS
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h);
+  fail_unless_equals_int(checkutil::count_eos(h), 1);
+  if (keep)
+    *keep = h;
+  else
+    gst_harness_teardown(h);
+  return out;
+}
+
+GError* element_error(GstHarness* h, gchar** debug) {
+  GstBus* bus = gst_element_get_bus(h->element);
+  GError* err = checkutil::pop_message(bus, GST_MESSAGE_ERROR, debug);
+  gst_object_unref(bus);
+  return err;
+}
+
+}  // namespace
+
+/* --- offline ------------------------------------------------------------------ */
+
+// Each variant, seed 0, 10 steps: the reference's sample_T10_cf0, and the
+// predictions of the forward pass in the meta.
+GST_START_TEST(test_offline_variants) {
+  for (const char* type : kTypes) {
+    Output out = run_offline(type, 7);
+    fail_unless_equals_int(out.frames(), kT);
+    fail_unless(out.discont.front());
+    const float d = max_diff(out.motion, npy("motion/" + std::string(type) + "__sample_T10_cf0.npy"));
+    GST_INFO("%s offline vs reference: max abs %g", type, d);
+    fail_unless(d <= kSampleTol, "%s: max abs %g > %g", type, d, kSampleTol);
+    for (bool p : out.predicted) fail_unless(p);
+    if (std::string(type) != "hubert_audio_only") {
+      const float dp = max_diff(out.pose, npy("motion/" + std::string(type) + "__fwd_t500_cf0__pred_pose.npy"));
+      fail_unless(dp <= 1e-4f, "%s: predicted pose max abs %g", type, dp);
+    }
+    if (strstr(type, "full_control")) {
+      fail_unless(max_diff(out.location, npy("motion/" + std::string(type) + "__fwd_t500_cf0__pred_location.npy")) <=
+                  1e-4f);
+      fail_unless(max_diff(out.scale, npy("motion/" + std::string(type) + "__fwd_t500_cf0__pred_scale.npy")) <= 1e-4f);
+    }
+  }
+}
+GST_END_TEST;
+
+// Control on with the demo's pose file, location 0.3 and scale 0.7: sample_T10_cf1.
+GST_START_TEST(test_offline_control_pose_file) {
+  for (const char* type : {"hubert_full_control", "mfcc_full_control"}) {
+    GstHarness* h = new_harness(type, "offline", [&](GstElement* e) {
+      g_object_set(e, "control", TRUE, "pose-file", data_path("motion/in_pose_deg.npy").c_str(), "face-location",
+                   0.3f, "face-scale", 0.7f, nullptr);
+    });
+    const at::Tensor f = frames(type);
+    push_frames(h, f, 0, f.size(0), 16, rate_of(type));
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    Output out = pull_all(h);
+    fail_unless_equals_int(out.frames(), kT);
+    const float d = max_diff(out.motion, npy("motion/" + std::string(type) + "__sample_T10_cf1.npy"));
+    fail_unless(d <= kSampleTol, "%s: max abs %g", type, d);
+    fail_unless(max_diff(out.pose, npy("motion/in_pose.npy")) <= 1e-6f);
+    fail_unless(max_diff(out.location, npy("motion/in_location.npy")) <= 1e-6f);
+    fail_unless(max_diff(out.scale, npy("motion/in_scale.npy")) <= 1e-6f);
+    for (bool p : out.predicted) fail_unless(!p);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
+// The first buffer's PTS carries over to the output.
+GST_START_TEST(test_offline_timestamps_from_first_pts) {
+  GstHarness* h = new_harness("mfcc_pose_only");
+  const at::Tensor f = frames("mfcc_pose_only");
+  const GstClockTime base = 3 * GST_SECOND;
+  const int64_t per = f.numel() / f.size(0);
+  for (int64_t i = 0; i < f.size(0); i += 50) {
+    GstBuffer* buf = gst_buffer_new_memdup(f.data_ptr<float>() + i * per, (gsize)(50 * per * sizeof(float)));
+    GST_BUFFER_PTS(buf) = base + frame_time(i, 100);
+    fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_OK);
+  }
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h, base);
+  fail_unless_equals_int(out.frames(), kT);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_post_messages) {
+  GstHarness* h = new_harness("hubert_pose_only", "offline", [](GstElement* e) {
+    g_object_set(e, "post-messages", TRUE, nullptr);
+  });
+  const at::Tensor f = frames("hubert_pose_only");
+  push_frames(h, f, 0, f.size(0), 10, 50);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h);
+  GstBus* bus = gst_element_get_bus(h->element);
+  guint frames_posted = 0;
+  GstMessage* msg;
+  while ((msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT)) != nullptr) {
+    const GstStructure* s = gst_message_get_structure(msg);
+    fail_unless(gst_structure_has_name(s, "anitalker-motion"));
+    guint n = 0;
+    fail_unless(gst_structure_get_uint(s, "frames", &n));
+    const GValue* yaw = gst_structure_get_value(s, "yaw");
+    fail_unless(yaw != nullptr && gst_value_array_get_size(yaw) == n);
+    const double y0 = g_value_get_double(gst_value_array_get_value(yaw, 0));
+    fail_unless(std::fabs(y0 - out.pose[3 * frames_posted]) < 1e-6);
+    frames_posted += n;
+    gst_message_unref(msg);
+  }
+  gst_object_unref(bus);
+  fail_unless_equals_int(frames_posted, kT);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_eos_without_data) {
+  GstHarness* h = new_harness("hubert_audio_only");
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);
+  fail_unless_equals_int(checkutil::count_eos(h), 1);
+  fail_unless_equals_int(g_codes.queries, 0);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// One HuBERT frame: too short for a motion frame; a warning, EOS goes on.
+GST_START_TEST(test_too_short) {
+  GstHarness* h = new_harness("hubert_audio_only");
+  const at::Tensor f = frames("hubert_audio_only");
+  push_frames(h, f, 0, 1, 1, 50);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);
+  fail_unless_equals_int(checkutil::count_eos(h), 1);
+  GstBus* bus = gst_element_get_bus(h->element);
+  gchar* debug = nullptr;
+  GError* err = checkutil::pop_message(bus, GST_MESSAGE_WARNING, &debug);
+  fail_unless(strstr(err->message, "too short") != nullptr, "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+/* --- streaming ----------------------------------------------------------------- */
+
+void small_windows(GstElement* e) { g_object_set(e, "window", 10u, "context", 5u, nullptr); }
+
+// Windows of 10 frames with 5 of context: frames go out as their features
+// arrive, 50 in all with continuous timestamps; the distance from offline is
+// logged (the seam metric is in tests/lib/test_motion_stream.cpp).
+GST_START_TEST(test_streaming_windows) {
+  for (const char* type : {"hubert_audio_only", "mfcc_full_control"}) {
+    GstHarness* h = new_harness(type, "streaming", small_windows);
+    const at::Tensor f = frames(type);
+    const int per = is_hubert(type) ? 2 : 4, rate = rate_of(type);
+    // Features for 19 motion frames: one window (10) out, the second not yet.
+    push_frames(h, f, 0, 19 * per, 3, rate);
+    fail_unless_equals_int(gst_harness_buffers_in_queue(h), 1);
+    push_frames(h, f, 19 * per, f.size(0), 3, rate);
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    Output out = pull_all(h);
+    fail_unless_equals_int(out.frames(), kT);
+    fail_unless_equals_int(out.buffers, 5);
+    for (size_t i = 0; i < out.discont.size(); i++) fail_unless_equals_int(out.discont[i], i == 0);
+    const float d = max_diff(out.motion, npy("motion/" + std::string(type) + "__sample_T10_cf0.npy"));
+    GST_INFO("%s streaming (10+5) vs offline reference: max abs %g", type, d);
+    fail_unless(d <= 2.0f);  // outputs live in [-1, 1]
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
+GST_START_TEST(test_latency) {
+  GstHarness* h = new_harness("hubert_audio_only", "streaming", [](GstElement* e) {
+    g_object_set(e, "window", 10u, "lookahead", 2u, nullptr);
+  });
+  gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
+  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + 12 * 40 * GST_MSECOND);
+  gst_harness_teardown(h);
+
+  h = new_harness("hubert_audio_only", "auto");  // live upstream: streaming, default 25 frames
+  gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
+  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + GST_SECOND);
+  gst_harness_teardown(h);
+
+  h = new_harness("hubert_audio_only", "offline");
+  gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
+  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// Controllable properties change while PLAYING: the next window uses them.
+GST_START_TEST(test_property_change_while_playing) {
+  GstHarness* h = new_harness("hubert_full_control", "streaming", [](GstElement* e) {
+    g_object_set(e, "window", 10u, "context", 5u, "control", TRUE, nullptr);
+  });
+  const at::Tensor f = frames("hubert_full_control");
+  push_frames(h, f, 0, 20, 4, 50);  // first window
+  g_object_set(h->element, "pose-yaw", -0.5f, "face-scale", 0.9f, nullptr);
+  push_frames(h, f, 20, 40, 4, 50);  // second window
+  g_object_set(h->element, "control", FALSE, nullptr);
+  push_frames(h, f, 40, 60, 4, 50);  // third
+  Output out = pull_all(h);
+  fail_unless_equals_int(out.frames(), 30);
+  fail_unless_equals_float(out.pose[0], 0.25f);
+  fail_unless_equals_float(out.scale[0], 0.5f);
+  fail_unless_equals_float(out.pose[3 * 10], -0.5f);
+  fail_unless_equals_float(out.scale[10], 0.9f);
+  fail_unless(!out.predicted[0] && !out.predicted[1] && out.predicted[2]);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// A portrait change announced by downstream: the codes are asked for again
+// and the next window uses them.
+GST_START_TEST(test_portrait_change) {
+  GstHarness* h = new_harness("hubert_audio_only", "streaming", small_windows);
+  const at::Tensor f = frames("hubert_audio_only");
+  push_frames(h, f, 0, 40, 4, 50);  // two windows, one query
+  fail_unless_equals_int(g_codes.queries, 1);
+  g_codes.serial = 2;
+  g_codes.direction_scale = -1.0f;
+  GstStructure* s = gst_structure_new(GST_ANITALKER_EVENT_PORTRAIT_CHANGED, GST_ANITALKER_FIELD_PORTRAIT_SERIAL,
+                                      G_TYPE_UINT, 2u, nullptr);
+  fail_unless(gst_harness_push_upstream_event(h, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM, s)));
+  push_frames(h, f, 40, 80, 4, 50);  // two more windows, one more query
+  fail_unless_equals_int(g_codes.queries, 2);
+  Output out = pull_all(h);
+  fail_unless_equals_int(out.frames(), 40);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// FLUSH drops what was gathered; the next stream counts from 0.
+GST_START_TEST(test_flush) {
+  GstHarness* h = new_harness("hubert_audio_only");
+  const at::Tensor f = frames("hubert_audio_only");
+  push_frames(h, f, 0, 50, 10, 50);
+  fail_unless(gst_harness_push_event(h, gst_event_new_flush_start()));
+  fail_unless(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+  GstSegment seg;
+  gst_segment_init(&seg, GST_FORMAT_TIME);
+  fail_unless(gst_harness_push_event(h, gst_event_new_segment(&seg)));
+  push_frames(h, f, 0, 10, 10, 50);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h);
+  fail_unless_equals_int(out.frames(), 5);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+/* --- errors ---------------------------------------------------------------------- */
+
+GST_START_TEST(test_wrong_variant) {
+  GstElement* e = gst_element_factory_make("anitalkermotion", nullptr);
+  g_object_set(e, "checkpoint", checkpoint("hubert_audio_only").c_str(), nullptr);
+  gst_util_set_object_arg(G_OBJECT(e), "type", "mfcc_full_control");
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  gchar* debug = nullptr;
+  GError* err = checkutil::pop_message(bus, GST_MESSAGE_ERROR, &debug);
+  fail_unless(g_error_matches(err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS), "%s (%s)", err->message, debug);
+  fail_unless(strstr(debug, "hubert_audio_only") && strstr(debug, "mfcc_full_control"), "%s", debug);
+  g_error_free(err);
+  g_free(debug);
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_element_set_bus(e, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(e);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_missing_checkpoint) {
+  GstElement* e = gst_element_factory_make("anitalkermotion", nullptr);
+  const char* missing = "/nonexistent/anitalker/stage2.ckpt";
+  g_object_set(e, "checkpoint", missing, nullptr);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  gchar* debug = nullptr;
+  GError* err = checkutil::pop_message(bus, GST_MESSAGE_ERROR, &debug);
+  fail_unless(g_error_matches(err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND), "%s (%s)", err->message, debug);
+  fail_unless(strstr(err->message, missing) != nullptr, "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+  // steps the stride rule cannot meet
+  g_object_set(e, "checkpoint", checkpoint("hubert_audio_only").c_str(), "steps", 600u, nullptr);
+  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  err = checkutil::pop_message(bus, GST_MESSAGE_ERROR, &debug);
+  fail_unless(strstr(err->message, "steps=600") != nullptr, "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_element_set_bus(e, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(e);
+}
+GST_END_TEST;
+
+// MFCC features into a HuBERT checkpoint: an error naming what it takes.
+GST_START_TEST(test_wrong_features) {
+  GstHarness* h = new_harness("hubert_audio_only", "offline", nullptr, features_caps("mfcc_pose_only").c_str());
+  gchar* debug = nullptr;
+  GError* err = element_error(h, &debug);
+  fail_unless(g_error_matches(err, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION), "%s", err->message);
+  fail_unless(strstr(err->message, "hubert_audio_only") && strstr(err->message, "kind=(string)hubert"), "%s",
+              err->message);
+  g_error_free(err);
+  g_free(debug);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// Nobody downstream answers the codes query: an error that says what is missing.
+GST_START_TEST(test_no_codes) {
+  GstHarness* h = new_harness("hubert_audio_only");
+  g_codes.answer = false;
+  const at::Tensor f = frames("hubert_audio_only");
+  push_frames(h, f, 0, 20, 10, 50);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);
+  gchar* debug = nullptr;
+  GError* err = element_error(h, &debug);
+  fail_unless(strstr(err->message, "No portrait codes") != nullptr, "%s", err->message);
+  fail_unless(strstr(debug, "anitalkerrender") != nullptr, "%s", debug);
+  g_error_free(err);
+  g_free(debug);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+GST_START_TEST(test_properties) {
+  GstElement* e = gst_element_factory_make("anitalkermotion", nullptr);
+  guint steps, window, context, lookahead;
+  guint64 seed;
+  gfloat yaw, location, scale;
+  gboolean control, post;
+  g_object_get(e, "steps", &steps, "seed", &seed, "window", &window, "context", &context, "lookahead", &lookahead,
+               "pose-yaw", &yaw, "face-location", &location, "face-scale", &scale, "control", &control,
+               "post-messages", &post, nullptr);
+  fail_unless_equals_int(steps, 50);
+  fail_unless_equals_uint64(seed, 0);
+  fail_unless_equals_int(window, 25);
+  fail_unless_equals_int(context, 25);
+  fail_unless_equals_int(lookahead, 0);
+  fail_unless_equals_float(yaw, 0.25f);
+  fail_unless_equals_float(location, 0.5f);
+  fail_unless_equals_float(scale, 0.5f);
+  fail_unless(!control && !post);
+  GParamSpec* p = g_object_class_find_property(G_OBJECT_GET_CLASS(e), "pose-yaw");
+  fail_unless(p->flags & GST_PARAM_CONTROLLABLE);
+  gst_object_unref(e);
+}
+GST_END_TEST;
+
+static Suite* motion_suite() {
+  Suite* s = suite_create("anitalkermotion");
+  TCase* tc = tcase_create("offline");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_offline_variants);
+  tcase_add_test(tc, test_offline_control_pose_file);
+  tcase_add_test(tc, test_offline_timestamps_from_first_pts);
+  tcase_add_test(tc, test_post_messages);
+  tcase_add_test(tc, test_eos_without_data);
+  tcase_add_test(tc, test_too_short);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("streaming");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_streaming_windows);
+  tcase_add_test(tc, test_latency);
+  tcase_add_test(tc, test_property_change_while_playing);
+  tcase_add_test(tc, test_portrait_change);
+  tcase_add_test(tc, test_flush);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("errors");
+  tcase_add_test(tc, test_wrong_variant);
+  tcase_add_test(tc, test_missing_checkpoint);
+  tcase_add_test(tc, test_wrong_features);
+  tcase_add_test(tc, test_no_codes);
+  tcase_add_test(tc, test_properties);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(int argc, char** argv) {
+  g_setenv("CK_FORK", "no", FALSE);
+  gst_check_init(&argc, &argv);
+  if (g_getenv("ANITALKER_TEST_DATA") == nullptr) {
+    g_printerr("set ANITALKER_TEST_DATA to tests/data (meson test does)\n");
+    return 1;
+  }
+  return gst_check_run_suite(motion_suite(), "anitalkermotion", __FILE__);
+}
