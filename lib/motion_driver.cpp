@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "error.h"
 
@@ -102,6 +103,13 @@ Generated generate(const Model& m, const at::Tensor& start, const at::Tensor& di
 
 /* --- Stream --------------------------------------------------------------- */
 
+at::Tensor stream_noise(uint64_t seed, int64_t frames, int motion_dim) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  std::vector<at::Tensor> rows;
+  for (int64_t f = 0; f < frames; ++f) rows.push_back(at::randn({1, motion_dim}, gen, at::kFloat));
+  return at::cat(rows, 0).unsqueeze(0);
+}
+
 Stream::Stream(std::shared_ptr<const Model> model, const StreamConfig& cfg)
     : model_(std::move(model)), cfg_(cfg), gen_(at::detail::createCPUGenerator(cfg.seed)) {
   if (cfg_.window < 1) throw usage("the streaming window must be at least one frame");
@@ -150,8 +158,11 @@ bool Stream::ready(bool final) const {
 at::Tensor Stream::noise_for(int64_t a, int64_t b) {
   const int64_t have = noise_first_ + noise_.size(0);
   if (b > have) {
-    at::Tensor more = at::randn({b - have, model_->motion_dim()}, gen_, at::kFloat);
-    noise_ = at::cat({noise_, more}, 0);
+    // Frame by frame, as stream_noise() draws them.
+    std::vector<at::Tensor> rows;
+    for (int64_t f = have; f < b; ++f) rows.push_back(at::randn({1, model_->motion_dim()}, gen_, at::kFloat));
+    rows.insert(rows.begin(), noise_);
+    noise_ = at::cat(rows, 0);
   }
   return noise_.narrow(0, a - noise_first_, b - a).unsqueeze(0);
 }

@@ -77,6 +77,10 @@ struct StreamConfig {
   uint64_t seed = 0;
 };
 
+// The noise a Stream with this seed gives frames [0, frames): (1,frames,M).
+// Offline runs with it are comparable with the stream frame for frame.
+at::Tensor stream_noise(uint64_t seed, int64_t frames, int motion_dim);
+
 class Stream {
  public:
   Stream(std::shared_ptr<const Model> model, const StreamConfig& cfg);

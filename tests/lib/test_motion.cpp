@@ -1,8 +1,10 @@
 // Stage 2 (motion generator + DDIM sampler) against the reference's outputs in
 // tests/data/motion, with the tolerances of the fixtures' README.
 #include "motion.h"
+#include "motion_driver.h"
 
 #include <ATen/ATen.h>
+#include <cmath>
 #include <gmock/gmock.h>
 
 #include "checkpoint.h"
@@ -19,6 +21,10 @@ using testutil::data;
 using testutil::error_of;
 
 namespace {
+
+// Seam jumps of the 60 s stream test, relative to the frame-to-frame change
+// elsewhere (docs/elements.md); measured on the fixture model: see the test.
+constexpr double kSeamRatioLimit = 1.5;
 
 struct Case {
   Variant v;
@@ -158,6 +164,108 @@ TEST(MotionLoad, ErrorsNameFileAndKey) {
   write("shape.pt", "", "ema_model.coarse_decoder.encoders.1.feed_forward.w_2.bias");
   EXPECT_THAT(error_of([&] { Model::load(dir / "shape.pt", c10::Device(c10::kCPU)); }),
               HasSubstr("shape.pt: ema_model.coarse_decoder.encoders.1.feed_forward.w_2.bias: expected shape [56], got [57]"));
+}
+
+
+/* --- The demo's driving and windowed streaming (motion_driver.h) --------------------- */
+
+using anitalker::motion::Controls;
+using anitalker::motion::Stream;
+using anitalker::motion::StreamConfig;
+
+// generate() over hubertenc's frame-major layout equals the fixture's sample.
+TEST(MotionDriver, GenerateFromFrameMajorFeatures) {
+  auto m = model(Variant::HubertFullControl);
+  at::Tensor frames = in("hubert").squeeze(0).transpose(0, 1).contiguous();  // [100, 25, 32]
+  frames = at::cat({frames, frames.narrow(0, 99, 1)}, 0);                      // + the demo's padding frame
+  Controls c;
+  c.control = true;
+  c.pose_file = read_npy_tensor(data("motion/in_pose_deg.npy"));
+  c.location = 0.3f;
+  c.scale = 0.7f;
+  auto g = anitalker::motion::generate(*m, in("start"), in("direction"), anitalker::motion::audio_input(*m, frames), c,
+                                       m->seed_noise(0, 50), 10);
+  EXPECT_LE(max_abs(g.motion, ref(Variant::HubertFullControl, "sample_T10_cf1")), 2e-4);
+  EXPECT_LE(max_abs(g.pose, in("pose")), 1e-6);
+  EXPECT_THAT(error_of([&] { anitalker::motion::audio_input(*m, frames.narrow(0, 0, 1)); }), HasSubstr("too short"));
+  EXPECT_THAT(error_of([&] { anitalker::motion::audio_input(*m, in("mfcc").squeeze(0)); }),
+              HasSubstr("expected HuBERT features of shape [N, 25, 32]"));
+}
+
+// Synthetic HuBERT-layout features: smooth per-channel sinusoids, so that
+// neighbouring frames are alike as in speech features.
+at::Tensor synthetic_features(int64_t n, int64_t L, int64_t H) {
+  at::Tensor t = at::arange(n, at::kFloat).view({n, 1, 1});
+  at::Tensor period = 10.0 + at::arange(L * H, at::kFloat).view({1, L, H}).remainder(37.0) * 3.0;
+  at::Tensor phase = at::arange(L * H, at::kFloat).view({1, L, H}) * 0.7;
+  return at::sin(t * (2 * M_PI) / period + phase).contiguous();
+}
+
+struct StreamRun {
+  at::Tensor motion;         // (T, M)
+  int64_t max_held = 0;      // feature frames held at most
+  double seam_ratio = 0;     // mean jump at window seams / mean jump elsewhere
+};
+
+StreamRun run_stream(const Model& m, const at::Tensor& feats, const StreamConfig& cfg, int64_t chunk) {
+  auto shared = Model::load(data("motion/ckpt_" + type(m.variant()) + ".pt"), c10::Device(c10::kCPU));
+  Stream s(shared, cfg);
+  s.set_codes(in("start"), in("direction"));
+  StreamRun r;
+  std::vector<at::Tensor> out;
+  std::vector<int64_t> seams;
+  const int64_t N = feats.size(0), per = feats.numel() / N;
+  for (int64_t i = 0; i <= N; i += chunk) {
+    const bool final = i >= N;
+    if (!final) s.push(feats.data_ptr<float>() + i * per, std::min(chunk, N - i));
+    while (s.ready(final)) {
+      if (s.emitted() > 0) seams.push_back(s.emitted());
+      out.push_back(s.next(final).motion.squeeze(0));
+    }
+    r.max_held = std::max(r.max_held, s.held_features());
+  }
+  r.motion = at::cat(out, 0);
+  at::Tensor d = (r.motion.narrow(0, 1, r.motion.size(0) - 1) - r.motion.narrow(0, 0, r.motion.size(0) - 1)).norm(2, 1);
+  at::Tensor is_seam = at::zeros({d.size(0)}, at::kBool);
+  for (int64_t e : seams) is_seam[e - 1] = true;  // d[e-1] = |x[e] - x[e-1]|
+  r.seam_ratio = d.masked_select(is_seam).mean().item<double>() / d.masked_select(is_seam.logical_not()).mean().item<double>();
+  return r;
+}
+
+// 60 s of features (3000 HuBERT frames, 1500 motion frames) in 20-frame
+// buffers: every frame comes out once, the features held stay bounded by the
+// window, and the seams are no rougher than docs/elements.md documents.
+TEST(MotionStream, SixtySecondsBoundedAndSmooth) {
+  auto m = model(Variant::HubertAudioOnly);
+  const at::Tensor feats = synthetic_features(3000, m->hubert_layers(), m->audio_dim());
+  StreamConfig cfg;
+  cfg.steps = 10;
+  StreamRun held = run_stream(*m, feats, cfg, 20);
+  ASSERT_EQ(held.motion.size(0), 1500);
+  EXPECT_LE(held.max_held, 2 * (cfg.context + cfg.window + cfg.lookahead) + 20);
+  cfg.context = 0;
+  StreamRun cold = run_stream(*m, feats, cfg, 20);
+  // Offline over the whole minute with the stream's noise, for the distance.
+  at::Tensor offline = anitalker::motion::generate(*m, in("start"), in("direction"), anitalker::motion::audio_input(*m, feats),
+                                                   Controls(), anitalker::motion::stream_noise(0, 1500, m->motion_dim()), 10)
+                           .motion.squeeze(0);
+  const double dist = (held.motion - offline).abs().mean().item<double>();
+  const double dist_cold = (cold.motion - offline).abs().mean().item<double>();
+  std::printf("60 s stream, window 25: seam ratio %.3f with 25 frames of held context, %.3f without; "
+              "mean abs distance from offline %.4f / %.4f; max features held %lld\n",
+              held.seam_ratio, cold.seam_ratio, dist, dist_cold, static_cast<long long>(held.max_held));
+  EXPECT_LE(held.seam_ratio, kSeamRatioLimit);
+}
+
+// The held context frames come out of the sampler exactly as given.
+TEST(MotionStream, KnownPrefixIsHeld) {
+  auto m = model(Variant::MfccPoseOnly);
+  auto c = cond(*m, false);
+  at::Tensor noise = ref(Variant::MfccPoseOnly, "noisyT_seed0");
+  at::Tensor known = at::rand({1, 12, 20}) * 2 - 1;
+  at::Tensor x = m->sample(c, noise, 10, known);
+  EXPECT_TRUE(at::equal(x.narrow(1, 0, 12), known));
+  EXPECT_TRUE(at::equal(m->sample(c, noise, 10, at::Tensor()), m->sample(c, noise, 10)));
 }
 
 }  // namespace
