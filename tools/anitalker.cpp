@@ -8,6 +8,7 @@
 int cmd_inspect(int argc, char** argv);
 int cmd_render(int argc, char** argv);
 int cmd_features(int argc, char** argv);
+int cmd_motion(int argc, char** argv);
 int bench_load(int argc, char** argv);
 int bench_render(int argc, char** argv);
 int bench_features(int argc, char** argv);
@@ -23,6 +24,7 @@ struct Command {
 const Command kCommands[] = {
     {"features", cmd_features, "audio features: HuBERT hidden states or MFCC+deltas of a speech file"},
     {"inspect", cmd_inspect, "list the tensors of a checkpoint or safetensors file"},
+    {"motion", cmd_motion, "stage 2: audio features + portrait codes -> motion latents (diffusion)"},
     {"render", cmd_render, "stage 1: portrait + motion codes -> frames (LIA renderer)"},
 };
 

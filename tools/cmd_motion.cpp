@@ -1,0 +1,217 @@
+// anitalker motion: stage 2 without GStreamer: audio features and the
+// portrait's codes in, motion latents out, driven as the reference demo
+// drives the motion generator (spec/motion.md sections 4, 5 and 7).
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <sys/stat.h>
+
+#include "bench_util.h"
+#include "cli.h"
+#include "device.h"
+#include "error.h"
+#include "motion.h"
+#include "motion_driver.h"
+#include "state_dict.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: anitalker motion --stage2 CKPT --features F.npy --start S.npy --direction D.npy\n"
+    "                        (--noise N.npy | --seed K) --out M.npy [--steps 50] [--control]\n"
+    "                        [--pose YAW PITCH ROLL | --pose-file P.npy] [--location L] [--scale S]\n"
+    "                        [--predicted-dir DIR] [--device D] [--threads N]\n"
+    "\n"
+    "Generates the motion latents of an utterance with a stage-2 checkpoint (any of the five\n"
+    "released variants), as the reference demo does.\n"
+    "  --stage2 CKPT       a stage-2 checkpoint, e.g. models/stage2_audio_only_hubert.ckpt\n"
+    "  --features F.npy    HuBERT variants: float32 [layers, N, H] as `anitalker features --hubert`\n"
+    "                      writes it (or the demo's [1, layers, 2T, H]); N/2 motion frames.\n"
+    "                      MFCC variants: [N, 39] as `anitalker features --mfcc` writes it (or\n"
+    "                      [1, 4T, 39]); N/4 motion frames.  Frames past the last whole motion\n"
+    "                      frame are dropped, as the demo drops them\n"
+    "  --start S.npy       the portrait's start code, [1, 512] (`anitalker render --codes-dir`\n"
+    "                      writes it as h_source.npy)\n"
+    "  --direction D.npy   its direction code, [1, 20] (h_motion.npy)\n"
+    "  --noise N.npy       the initial noise, [1, T, 20]; or\n"
+    "  --seed K            the noise the demo draws with --seed K (bit-exact)\n"
+    "  --steps N           DDIM steps (default 50); N must be ceil(1000 / k) for an integer k\n"
+    "  --control           feed the pose (and for full_control, location and scale) below to the\n"
+    "                      model instead of its predictions (the demo's --control_flag)\n"
+    "  --pose Y P R        constant yaw, pitch, roll in the model's units, 1 = 90 degrees, as the\n"
+    "                      demo's --pose_yaw/--pose_pitch/--pose_roll (default 0.25 0 0)\n"
+    "  --pose-file P.npy   per-frame [N, 3] yaw, pitch, roll in degrees (the demo's\n"
+    "                      --pose_driven_path): divided by 90, padded with its last row\n"
+    "  --location L        face location (default 0.5)\n"
+    "  --scale S           face scale (default 0.5)\n"
+    "  --out M.npy         float32 [1, T, 20] motion latents\n"
+    "  --predicted-dir DIR also write the pose [1, T, 3] (pred_pose.npy) and, for full_control,\n"
+    "                      location and scale [1, T, 1] (pred_location.npy, pred_scale.npy): the\n"
+    "                      predictors' output, or the given signals with --control.  The\n"
+    "                      audio_only variant has no predictors: nothing is written for it\n"
+    "  --device D          cpu (default), cuda or cuda:N\n"
+    "  --threads N         LibTorch threads (default: one per core)\n";
+
+std::string shape_str(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+// A float tensor from `path`, as float32.
+at::Tensor read_float(const std::string& path) {
+  at::Tensor t = anitalker::read_npy_tensor(path);
+  if (!at::isFloatingType(t.scalar_type()))
+    throw anitalker::format_error(path + ": expected float values, got " + std::string(c10::toString(t.scalar_type())));
+  return t.to(at::kFloat);
+}
+
+// A code of `n` values as [1, n], accepting [n] and [1, n].
+at::Tensor read_code(const std::string& path, int64_t n, const char* what) {
+  at::Tensor t = read_float(path);
+  if (!((t.dim() == 2 && t.size(0) == 1 && t.size(1) == n) || (t.dim() == 1 && t.size(0) == n)))
+    throw anitalker::format_error(path + ": expected the " + what + " of shape [1, " + std::to_string(n) + "], got " + shape_str(t));
+  return t.reshape({1, n});
+}
+
+// The model's audio input from the layouts the tools and the demo write.  A
+// mismatch is a problem of the file, so the error names it (exit 1).
+at::Tensor read_features(const std::string& path, const anitalker::motion::Model& m) {
+  const at::Tensor given = read_float(path);
+  at::Tensor f = given;
+  const std::string L = std::to_string(m.hubert_layers()), H = std::to_string(m.audio_dim());
+  const std::string want = m.hubert() ? "[" + L + ", N, " + H + "] or [1, " + L + ", 2T, " + H + "] (HuBERT features, for " +
+                                            anitalker::motion::variant_name(m.variant()) + ")"
+                                      : "[N, " + H + "] or [1, 4T, " + H + "] (MFCC features, for " +
+                                            anitalker::motion::variant_name(m.variant()) + ")";
+  try {
+    if (m.hubert()) {
+      if (f.dim() == 4 && f.size(0) == 1) f = f[0];
+      // [L, N, H] as `anitalker features` and the demo write it; hubertenc's
+      // frame-major [N, L, H] too, where it cannot be mistaken for it.
+      if (f.dim() == 3 && f.size(0) != m.hubert_layers() && f.size(1) == m.hubert_layers())
+        return anitalker::motion::audio_input(m, f, /*layer_major=*/false);
+      return anitalker::motion::audio_input(m, f, /*layer_major=*/true);
+    }
+    if (f.dim() == 3 && f.size(0) == 1) f = f[0];
+    return anitalker::motion::audio_input(m, f);
+  } catch (const anitalker::Error& e) {
+    const std::string why = e.what();
+    if (why.find("too short") != std::string::npos) throw anitalker::format_error(path + ": " + why.substr(why.find(' ') + 1));
+    throw anitalker::format_error(path + ": expected features of shape " + want + ", got " + shape_str(given));
+  }
+}
+
+}  // namespace
+
+int cmd_motion(int argc, char** argv) {
+  return cli::run("motion", [&] {
+    cli::Args a(argc, argv);
+    std::string stage2, features, start_path, direction_path, noise_path, out, pred_dir, pose_file, device = "cpu";
+    long long seed = -1, steps = 50, threads = 0;
+    anitalker::motion::Controls ctl;
+    bool pose_given = false, location_given = false;
+    while (!a.done()) {
+      const std::string s = a.next();
+      if (s == "--help" || s == "-h") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      } else if (s == "--stage2") stage2 = a.value(s);
+      else if (s == "--features") features = a.value(s);
+      else if (s == "--start") start_path = a.value(s);
+      else if (s == "--direction") direction_path = a.value(s);
+      else if (s == "--noise") noise_path = a.value(s);
+      else if (s == "--seed") seed = a.integer(s, 0, INT64_MAX);
+      else if (s == "--steps") steps = a.integer(s, 1, 1000);
+      else if (s == "--control") ctl.control = true;
+      else if (s == "--pose") {
+        ctl.yaw = static_cast<float>(a.number(s));
+        ctl.pitch = static_cast<float>(a.number(s));
+        ctl.roll = static_cast<float>(a.number(s));
+        pose_given = true;
+      } else if (s == "--pose-file") pose_file = a.value(s);
+      else if (s == "--location") {
+        ctl.location = static_cast<float>(a.number(s));
+        location_given = true;
+      } else if (s == "--scale") {
+        ctl.scale = static_cast<float>(a.number(s));
+        location_given = true;
+      } else if (s == "--out") out = a.value(s);
+      else if (s == "--predicted-dir") pred_dir = a.value(s);
+      else if (s == "--device") device = a.value(s);
+      else if (s == "--threads") threads = a.integer(s, 1, 256);
+      else throw cli::UsageError("unknown option " + s);
+    }
+    if (stage2.empty()) throw cli::UsageError("missing --stage2");
+    if (features.empty()) throw cli::UsageError("missing --features");
+    if (start_path.empty()) throw cli::UsageError("missing --start");
+    if (direction_path.empty()) throw cli::UsageError("missing --direction");
+    if (noise_path.empty() == (seed < 0)) throw cli::UsageError("give exactly one of --noise N.npy and --seed K");
+    if (out.empty()) throw cli::UsageError("missing --out");
+    if (pose_given && !pose_file.empty()) throw cli::UsageError("give at most one of --pose and --pose-file");
+    // Before any work: a step count the stride rule cannot meet (e.g. 49).
+    try {
+      anitalker::motion::ddim_timesteps(static_cast<int>(steps));
+    } catch (const anitalker::Error& e) {
+      const std::string why = e.what();  // "motion: cannot create exactly ..."
+      throw cli::UsageError("--steps " + std::to_string(steps) + ": " + why.substr(why.find(' ') + 1));
+    }
+    cli::set_threads(static_cast<int>(threads));
+    const c10::Device dev = anitalker::parse_device(device);
+    at::NoGradGuard no_grad;
+
+    if (!ctl.control && (pose_given || !pose_file.empty() || location_given))
+      std::fprintf(stderr, "anitalker motion: note: without --control the model predicts pose, location and scale; the given ones are ignored\n");
+    const double t0 = bench::now_s();
+    auto model = anitalker::motion::Model::load(stage2, dev);
+    const anitalker::motion::Model& m = *model;
+    const at::Tensor audio = read_features(features, m);
+    const int64_t T = audio.size(m.hubert() ? 2 : 1) / (m.hubert() ? 2 : 4);
+    const at::Tensor start = read_code(start_path, m.start_dim(), "start code");
+    const at::Tensor direction = read_code(direction_path, m.motion_dim(), "direction code");
+    if (!pose_file.empty()) {
+      ctl.pose_file = read_float(pose_file);
+      if (ctl.pose_file.dim() != 2 || ctl.pose_file.size(0) < 1 || ctl.pose_file.size(1) != 3)
+        throw anitalker::format_error(pose_file + ": expected a pose file of shape [N, 3] (yaw, pitch, roll in degrees), got " +
+                                      shape_str(ctl.pose_file));
+    }
+    at::Tensor noise;
+    if (!noise_path.empty()) {
+      noise = read_float(noise_path);
+      if (noise.dim() == 2) noise = noise.unsqueeze(0);
+      if (noise.dim() != 3 || noise.size(0) != 1 || noise.size(1) != T || noise.size(2) != m.motion_dim())
+        throw anitalker::format_error(noise_path + ": expected noise of shape [1, " + std::to_string(T) + ", " +
+                                      std::to_string(m.motion_dim()) + "] (" + features + " makes " + std::to_string(T) +
+                                      " motion frames), got " + shape_str(read_float(noise_path)));
+    } else {
+      noise = m.seed_noise(static_cast<uint64_t>(seed), T);
+    }
+    const double t_load = bench::now_s() - t0;
+
+    const double t1 = bench::now_s();
+    const anitalker::motion::Generated g = anitalker::motion::generate(m, start, direction, audio, ctl, noise, static_cast<int>(steps));
+    at::Tensor motion = g.motion.cpu().contiguous();
+    const double t_gen = bench::now_s() - t1;
+
+    // The predictions first, the motion last: when --out exists, so do they.
+    if (!pred_dir.empty()) {
+      if (!m.has_pose()) {
+        std::fprintf(stderr, "anitalker motion: note: %s has no pose, location or scale predictors; nothing written to %s\n",
+                     anitalker::motion::variant_name(m.variant()).c_str(), pred_dir.c_str());
+      } else {
+        ::mkdir(pred_dir.c_str(), 0777);
+        anitalker::write_npy_tensor(pred_dir + "/pred_pose.npy", g.pose);
+        if (m.has_location()) {
+          anitalker::write_npy_tensor(pred_dir + "/pred_location.npy", g.location);
+          anitalker::write_npy_tensor(pred_dir + "/pred_scale.npy", g.scale);
+        }
+      }
+    }
+    anitalker::write_npy_tensor(out, motion);
+    std::fprintf(stderr, "anitalker motion: %s, %lld frames (%.2f s), %lld steps, control %s: %.2f s (+%.2f s loading) to %s\n",
+                 anitalker::motion::variant_name(m.variant()).c_str(), static_cast<long long>(T), T / 25.0, steps,
+                 ctl.control ? "on" : "off", t_gen, t_load, out.c_str());
+    return 0;
+  });
+}
