@@ -131,12 +131,13 @@ at::Tensor rel_shift(const at::Tensor& x) {
   return xp.index({Slice(), Slice(), Slice(1, None)}).reshape({b, h, t, n}).index({Slice(), Slice(), Slice(), Slice(0, n / 2 + 1)});
 }
 
-at::Tensor mhsa(const Block& w, const at::Tensor& x, const at::Tensor& R) {
+// p: the block's linear_pos of the relative positional table, (1, 2T-1, d).
+at::Tensor mhsa(const Block& w, const at::Tensor& x, const at::Tensor& pos) {
   const int64_t B = x.size(0), T = x.size(1), d = x.size(2), dk = d / kHeads;
   at::Tensor q = w.q(x).view({B, T, kHeads, dk});  // (B,T,h,dk)
   at::Tensor k = w.k(x).view({B, T, kHeads, dk}).transpose(1, 2);
   at::Tensor v = w.v(x).view({B, T, kHeads, dk}).transpose(1, 2);
-  at::Tensor p = w.pos(R).view({R.size(0), -1, kHeads, dk}).transpose(1, 2);
+  at::Tensor p = pos.view({pos.size(0), -1, kHeads, dk}).transpose(1, 2);
   at::Tensor qu = (q + w.pos_u).transpose(1, 2);
   at::Tensor qv = (q + w.pos_v).transpose(1, 2);
   at::Tensor ac = at::matmul(qu, k.transpose(-2, -1));
@@ -157,13 +158,24 @@ at::Tensor conv_module(const Block& w, const at::Tensor& x) {
   return y.transpose(1, 2);
 }
 
-at::Tensor run_conformer(const std::vector<Block>& bs, at::Tensor x) {
+// Each block's linear_pos of the relative positional table for T frames:
+// they depend on T only, so the sampler computes them once, not every step
+// (about a seventh of the decoder's work).
+std::vector<at::Tensor> block_positions(const std::vector<Block>& bs, int64_t T, int64_t d, const at::TensorOptions& o) {
+  at::Tensor R = rel_pos(T, d, o);
+  std::vector<at::Tensor> ps;
+  for (const Block& w : bs) ps.push_back(w.pos(R));
+  return ps;
+}
+
+at::Tensor run_conformer(const std::vector<Block>& bs, at::Tensor x, const std::vector<at::Tensor>& positions = {}) {
   const int64_t d = x.size(2);
   x = x * std::sqrt(static_cast<double>(d));
-  at::Tensor R = rel_pos(x.size(1), d, x.options());
-  for (const Block& w : bs) {
+  const std::vector<at::Tensor> ps = positions.empty() ? block_positions(bs, x.size(1), d, x.options()) : positions;
+  for (size_t i = 0; i < bs.size(); ++i) {
+    const Block& w = bs[i];
     x = w.n_ffm(x + 0.5 * w.ffm2(swish(w.ffm1(x))));
-    x = w.n_mha(x + mhsa(w, x, R));
+    x = w.n_mha(x + mhsa(w, x, ps[i]));
     x = w.n_conv(x + conv_module(w, x));
     x = w.n_ff(x + 0.5 * w.ff2(swish(w.ff1(x))));
     x = w.n_final(x);
@@ -384,6 +396,7 @@ Condition Model::condition(const at::Tensor& start, const at::Tensor& direction,
     x = x + w.pose_enc(c.pose);
   }
   c.adjusted = x;
+  c.decoder_positions = block_positions(w.decoder, T, decoder_dim_, x.options());
   c.c_dir = w.dir(direction.to(device_, at::kFloat));
   c.c_start = w.init_code(start.to(device_, at::kFloat));
   return c;
@@ -400,7 +413,7 @@ at::Tensor Model::denoise(const Condition& c, const at::Tensor& x_t, double t, T
   at::Tensor ct = w.t_enc(tt).unsqueeze(1).expand({B, T, P});
   at::Tensor z = at::cat({c.adjusted, c.c_dir.unsqueeze(1).expand({B, T, P}), c.c_start.unsqueeze(1).expand({B, T, P}), w.noisy(x_t), ct}, -1);
   if (taps) taps->concat = z;
-  z = run_conformer(w.decoder, z);
+  z = run_conformer(w.decoder, z, c.decoder_positions);
   if (taps) taps->decoder = z;
   return w.out(z);
 }

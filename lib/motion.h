@@ -32,6 +32,8 @@ struct Condition {
   at::Tensor scale;     // (1,T,1) likewise
   at::Tensor c_dir;     // (1,P)
   at::Tensor c_start;   // (1,P)
+  // Per decoder block: linear_pos of the relative positional table (1,2T-1,D).
+  std::vector<at::Tensor> decoder_positions;
 };
 
 // Intermediate results of one denoiser call, for tests.
