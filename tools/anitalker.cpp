@@ -12,6 +12,7 @@ int cmd_motion(int argc, char** argv);
 int bench_load(int argc, char** argv);
 int bench_render(int argc, char** argv);
 int bench_features(int argc, char** argv);
+int bench_motion(int argc, char** argv);
 
 namespace {
 
@@ -31,6 +32,7 @@ const Command kCommands[] = {
 const Command kBenches[] = {
     {"features", bench_features, "HuBERT-large at full size and MFCC: ms per second of audio, GEMM fraction"},
     {"load", bench_load, "checkpoint loading: a HuBERT-large-sized file, open and read times, memory"},
+    {"motion", bench_motion, "stage 2 at full size: denoiser pass, offline and streaming sampling, GEMM fraction"},
     {"render", bench_render, "stage 1 at full size: encoder time, frames per second by batch, GEMM fraction"},
 };
 

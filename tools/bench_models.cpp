@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sys/stat.h>
@@ -32,6 +33,11 @@ void RandomCheckpoint::add(const std::string& key, std::vector<int64_t> shape, c
       for (int j = 0; j < 4; ++j) b[i * 4 + j] = k[i] * k[j] / 64.f * (kind == "blur4" ? 4.f : 1.f);
   }  // "zero": left at 0
   tensors.push_back({key, anitalker::DType::Float32, std::move(shape), b.data()});
+}
+
+void RandomCheckpoint::add_int64(const std::string& key, int64_t value) {
+  ints.push_back(value);
+  tensors.push_back({key, anitalker::DType::Int64, {}, &ints.back()});
 }
 
 int64_t RandomCheckpoint::values() const {
@@ -162,6 +168,99 @@ void write_stage1(const std::string& path) {
     add(pf + "upsample.kernel", {4, 4}, "blur4");
   }
   w.write(path);
+}
+
+size_t write_stage2(const std::string& path, anitalker::motion::Variant v) {
+  using anitalker::motion::Variant;
+  RandomCheckpoint w;
+  const bool hubert = v == Variant::HubertAudioOnly || v == Variant::HubertPoseOnly || v == Variant::HubertFullControl;
+  const bool pose = v != Variant::HubertAudioOnly;
+  const bool loc = v == Variant::HubertFullControl || v == Variant::MfccFullControl;
+  const int64_t L = 25, H = 1024, S = 512, P = 128, D = S + 4 * P, M = 20, start = 512, hid = 128, mid = 256, K = 13;
+  auto lin = [&](const std::string& p, int64_t out, int64_t in, bool bias = true) {
+    const float b = 1.f / std::sqrt(static_cast<float>(in));
+    w.add(p + ".weight", {out, in}, "uniform", b);
+    if (bias) w.add(p + ".bias", {out}, "uniform", b);
+  };
+  auto conv = [&](const std::string& p, int64_t out, int64_t in, int64_t k) {
+    const float b = 1.f / std::sqrt(static_cast<float>(in * k));
+    w.add(p + ".weight", {out, in, k}, "uniform", b);
+    w.add(p + ".bias", {out}, "uniform", b);
+  };
+  auto norm = [&](const std::string& p, int64_t d) {
+    w.add(p + ".weight", {d}, "one");
+    w.add(p + ".bias", {d}, "zero");
+  };
+  // espnet's conformer block, keys in registration order (spec 2).
+  auto conformer = [&](const std::string& p, int64_t d, int blocks) {
+    for (int i = 0; i < blocks; ++i) {
+      const std::string b = p + ".encoders." + std::to_string(i) + ".";
+      const float xavier = std::sqrt(6.f / static_cast<float>(2 + d / 2));
+      w.add(b + "self_attn.pos_bias_u", {2, d / 2}, "uniform", xavier);
+      w.add(b + "self_attn.pos_bias_v", {2, d / 2}, "uniform", xavier);
+      for (const char* l : {"linear_q", "linear_k", "linear_v", "linear_out"}) lin(b + "self_attn." + l, d, d);
+      lin(b + "self_attn.linear_pos", d, d, false);
+      for (const char* f : {"feed_forward", "feed_forward_macaron"}) {
+        lin(b + f + ".w_1", d, d);
+        lin(b + f + ".w_2", d, d);
+      }
+      conv(b + "conv_module.pointwise_conv1", 2 * d, d, 1);
+      conv(b + "conv_module.depthwise_conv", d, 1, K);
+      norm(b + "conv_module.norm", d);
+      w.add(b + "conv_module.norm.running_mean", {d}, "zero");
+      w.add(b + "conv_module.norm.running_var", {d}, "one");
+      w.add_int64(b + "conv_module.norm.num_batches_tracked", 0);
+      conv(b + "conv_module.pointwise_conv2", d, d, 1);
+      for (const char* n : {"norm_ff", "norm_mha", "norm_ff_macaron", "norm_conv", "norm_final"}) norm(b + n, d);
+    }
+  };
+  auto lstm = [&](const std::string& p, int64_t in, int64_t out) {
+    const float b = 1.f / std::sqrt(static_cast<float>(hid));
+    for (int k = 0; k < 2; ++k) {
+      const std::string s = std::to_string(k);
+      w.add(p + ".lstm.weight_ih_l" + s, {4 * hid, k ? hid : in}, "uniform", b);
+      w.add(p + ".lstm.weight_hh_l" + s, {4 * hid, hid}, "uniform", b);
+      w.add(p + ".lstm.bias_ih_l" + s, {4 * hid}, "uniform", b);
+      w.add(p + ".lstm.bias_hh_l" + s, {4 * hid}, "uniform", b);
+    }
+    lin(p + ".fc", out, hid);
+  };
+  w.add("x_T", {32, 3, 256, 256}, "uniform", 1.f);  // not read: only its size counts (seed replay)
+  const size_t first = w.tensors.size();
+  if (hubert) {
+    w.add("weights", {L}, "zero");
+    conv("down_sample1", S, H, 3);
+    conformer("speech_encoder", S, 4);
+  } else {
+    conv("down_sample1", mid, 39, 3);
+    conv("down_sample2", S, mid, 3);
+  }
+  conformer("coarse_decoder", D, 2);
+  if (pose) {
+    lstm("pose_predictor", S, 3);
+    lstm("pose_encoder", 3, S);
+  }
+  if (loc) {
+    lstm("location_predictor", S, 1);
+    lstm("location_encoder", 1, S);
+    lstm("face_scale_predictor", S, 1);
+    lstm("face_scale_encoder", 1, S);
+  }
+  lin("init_code_proj.0", P, start);
+  lin("noisy_encoder.0", P, M);
+  lin("t_encoder.0", P, 1);
+  lin("encoder_direction_code", P, M);
+  lin("out_proj", M, D);
+  // model.* and ema_model.*: the same memory under both prefixes.
+  std::vector<anitalker::TensorToWrite> all(w.tensors.begin(), w.tensors.begin() + first);
+  for (const char* prefix : {"model.", "ema_model."})
+    for (size_t i = first; i < w.tensors.size(); ++i) {
+      anitalker::TensorToWrite t = w.tensors[i];
+      t.key = prefix + t.key;
+      all.push_back(t);
+    }
+  anitalker::write_checkpoint(path, all);
+  return all.size();
 }
 
 std::vector<int> parse_int_list(const std::string& s, int lo, int hi, const std::string& opt) {

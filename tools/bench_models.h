@@ -3,6 +3,8 @@
 // code as the real files.
 #pragma once
 
+#include <cstdint>
+#include <deque>
 #include <random>
 #include <string>
 #include <vector>
@@ -10,6 +12,7 @@
 #include <c10/core/Device.h>
 
 #include "checkpoint_writer.h"
+#include "motion.h"
 
 namespace bench {
 
@@ -21,6 +24,9 @@ struct RandomCheckpoint {
   // init: "randn" (N(0, scale^2)), "zero", "one", "blur" / "blur4" (the
   // [1,3,3,1] kernel / 64, times 4 after upsampling), "uniform" (+-scale).
   void add(const std::string& key, std::vector<int64_t> shape, const char* init, float scale = 1.f);
+  // An int64 scalar (BatchNorm's num_batches_tracked).
+  void add_int64(const std::string& key, int64_t value);
+  std::deque<int64_t> ints;  // stable addresses
   int64_t values() const;
   void write(const std::string& path) { anitalker::write_checkpoint(path, tensors); }
 };
@@ -31,6 +37,15 @@ void write_hubert_large(const std::string& dir, int layers, RandomCheckpoint* ke
 
 // stage1.ckpt's layout: 256x256, style 512, motion 20, channels 64..512.
 void write_stage1(const std::string& path);
+
+// A stage-2 checkpoint of the released layout and full size (spec/motion.md
+// sections 1 and 2: hubert 25 x 1024, speech 512, projections 128, decoder
+// 1024 in 2 blocks, LSTMs 2 x 128, motion 20, start 512): "x_T"
+// [32,3,256,256], then "model.*" and "ema_model.*" with the same values (the
+// loader reads only ema_model.*).  Weights uniform +-1/sqrt(fan_in) as
+// PyTorch initialises them, norms at their defaults.  Returns the number of
+// tensors written (spec 1: HA 507, HP 547, HF 627, MP 229, MF 309).
+size_t write_stage2(const std::string& path, anitalker::motion::Variant v);
 
 // Float32 GEMM throughput of this machine (a 2048x2048 matmul, median of 5),
 // printed as the benchmarks' reference line; in GFLOP/s.
