@@ -1,0 +1,210 @@
+// facexlib's FaceRestoreHelper as GFPGANer.enhance drives it (spec/face-sr.md
+// 1).  OpenCV does every warp, resize, blur and erosion with the reference's
+// arguments, so the same OpenCV gives the same bytes; the arithmetic around
+// them keeps numpy's types (float64 for the parse branch, float32 for the
+// square mask) and its rounding (half to even for the network output,
+// truncation for the final cast).
+#include "face_restore.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <opencv2/calib3d.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "error.h"
+
+namespace anitalker::face {
+
+namespace {
+
+// facexlib's 5-point template for a 512 face (crop_ratio 1, no shift).
+constexpr double kTemplate512[5][2] = {
+    {192.98138, 239.94708}, {318.90277, 240.19360}, {256.63416, 314.01935}, {201.26117, 371.41043}, {313.08905, 371.15118},
+};
+
+// Label -> mask value (0 or 255); CelebAMask-HQ order as PSFRGAN uses it.
+constexpr uint8_t kMaskColormap[19] = {0, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0, 255, 0, 0, 0};
+
+void check_bgr8(const cv::Mat& m, const char* what) {
+  if (m.empty() || m.type() != CV_8UC3)
+    throw Error(Error::Kind::Usage, std::string(what) + ": expected a BGR uint8 image (CV_8UC3)");
+}
+
+// BGR uint8 -> (1,3,H,W) RGB; `unit(u)` maps a byte to [0,1] as float32.
+template <class Unit>
+at::Tensor to_input(const cv::Mat& bgr, Unit unit) {
+  check_bgr8(bgr, "face input");
+  const int h = bgr.rows, w = bgr.cols;
+  at::Tensor t = at::empty({1, 3, h, w}, at::kFloat);
+  float* p = t.data_ptr<float>();
+  const size_t plane = static_cast<size_t>(h) * w;
+  for (int y = 0; y < h; ++y) {
+    const uint8_t* row = bgr.ptr<uint8_t>(y);
+    for (int x = 0; x < w; ++x) {
+      const size_t i = static_cast<size_t>(y) * w + x;
+      for (int c = 0; c < 3; ++c) {
+        // normalize(mean 0.5, std 0.5): (v - 0.5) / 0.5 in float32.
+        const float v = unit(row[3 * x + 2 - c]);
+        p[c * plane + i] = (v - 0.5f) / 0.5f;
+      }
+    }
+  }
+  return t;
+}
+
+}  // namespace
+
+cv::Mat align_matrix(const Landmarks& lm, int face_size) {
+  // The reference passes float32 landmarks and a float64 template.
+  cv::Mat from(5, 2, CV_32F), to(5, 2, CV_64F);
+  const double s = face_size / 512.0;
+  for (int i = 0; i < 5; ++i) {
+    from.at<float>(i, 0) = lm[i].x;
+    from.at<float>(i, 1) = lm[i].y;
+    to.at<double>(i, 0) = kTemplate512[i][0] * s;
+    to.at<double>(i, 1) = kTemplate512[i][1] * s;
+  }
+  cv::Mat m = cv::estimateAffinePartial2D(from, to, cv::noArray(), cv::LMEDS);
+  if (m.empty()) throw Error(Error::Kind::Runtime, "face alignment: no similarity transform fits the five landmarks");
+  return m;
+}
+
+cv::Mat warp_face(const cv::Mat& bgr, const cv::Mat& affine, int face_size) {
+  check_bgr8(bgr, "warp_face");
+  cv::Mat crop;
+  cv::warpAffine(bgr, crop, affine, cv::Size(face_size, face_size), cv::INTER_LINEAR, cv::BORDER_CONSTANT,
+                 cv::Scalar(135, 133, 132));
+  return crop;
+}
+
+cv::Mat paste_matrix(const cv::Mat& affine, double upscale) {
+  cv::Mat inv;
+  cv::invertAffineTransform(affine, inv);
+  inv *= upscale;
+  if (upscale > 1) inv.col(2) += 0.5 * upscale;
+  return inv;
+}
+
+at::Tensor gfpgan_input(const cv::Mat& bgr) {
+  return to_input(bgr, [](uint8_t u) { return static_cast<float>(u / 255.0); });
+}
+
+at::Tensor parsenet_input(const cv::Mat& bgr) {
+  return to_input(bgr, [](uint8_t u) { return static_cast<float>(u) / 255.0f; });
+}
+
+cv::Mat restored_to_bgr(const at::Tensor& raw) {
+  if (raw.dim() != 4 || raw.size(0) != 1 || raw.size(1) != 3)
+    throw Error(Error::Kind::Usage, "restored_to_bgr: expected a [1, 3, H, W] tensor, got " + c10::str(raw.sizes()));
+  const at::Tensor t = raw.detach().to(at::kCPU, at::kFloat).contiguous();
+  const int h = static_cast<int>(t.size(2)), w = static_cast<int>(t.size(3));
+  const float* p = t.data_ptr<float>();
+  const size_t plane = static_cast<size_t>(h) * w;
+  cv::Mat out(h, w, CV_8UC3);
+  for (int y = 0; y < h; ++y) {
+    uint8_t* row = out.ptr<uint8_t>(y);
+    for (int x = 0; x < w; ++x) {
+      const size_t i = static_cast<size_t>(y) * w + x;
+      for (int c = 0; c < 3; ++c) {
+        float v = std::min(std::max(p[c * plane + i], -1.0f), 1.0f);
+        v = (v + 1.0f) / 2.0f;
+        row[3 * x + 2 - c] = static_cast<uint8_t>(std::nearbyint(v * 255.0f));  // half to even
+      }
+    }
+  }
+  return out;
+}
+
+cv::Mat upscale_background(const cv::Mat& bgr, double upscale) {
+  cv::Mat out;
+  cv::resize(bgr, out, cv::Size(static_cast<int>(bgr.cols * upscale), static_cast<int>(bgr.rows * upscale)), 0, 0,
+             cv::INTER_LANCZOS4);
+  return out;
+}
+
+cv::Mat parse_mask(const cv::Mat& labels) {
+  if (labels.empty() || labels.type() != CV_8UC1) throw Error(Error::Kind::Usage, "parse_mask: expected a uint8 label map");
+  cv::Mat mask(labels.size(), CV_64F);
+  for (int y = 0; y < labels.rows; ++y) {
+    const uint8_t* l = labels.ptr<uint8_t>(y);
+    double* m = mask.ptr<double>(y);
+    for (int x = 0; x < labels.cols; ++x) m[x] = l[x] < 19 ? kMaskColormap[l[x]] : 0;
+  }
+  cv::GaussianBlur(mask, mask, cv::Size(101, 101), 11);
+  cv::GaussianBlur(mask, mask, cv::Size(101, 101), 11);
+  const int t = 10;  // remove the black borders
+  mask.rowRange(0, std::min(t, mask.rows)).setTo(0);
+  mask.rowRange(std::max(0, mask.rows - t), mask.rows).setTo(0);
+  mask.colRange(0, std::min(t, mask.cols)).setTo(0);
+  mask.colRange(std::max(0, mask.cols - t), mask.cols).setTo(0);
+  return mask / 255.0;
+}
+
+cv::Mat warp_mask(const cv::Mat& face_mask, const cv::Mat& inverse, cv::Size out_size) {
+  // flags=3 (INTER_AREA) in the reference, which warpAffine runs as bilinear.
+  cv::Mat soft;
+  cv::warpAffine(face_mask, soft, inverse, out_size, cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar(0));
+  return soft;
+}
+
+void paste_face(cv::Mat& canvas, const cv::Mat& restored, const cv::Mat& inverse, const cv::Mat& face_mask,
+                double upscale) {
+  check_bgr8(restored, "paste_face");
+  if (canvas.type() != CV_64FC3) throw Error(Error::Kind::Usage, "paste_face: the canvas must be CV_64FC3");
+  const cv::Size out = canvas.size();
+  cv::Mat inv_restored;
+  cv::warpAffine(restored, inv_restored, inverse, out);
+
+  if (!face_mask.empty()) {
+    // Parse branch (AniTalker's): float64 throughout.
+    if (face_mask.type() != CV_64FC1) throw Error(Error::Kind::Usage, "paste_face: the face mask must be CV_64F");
+    cv::Mat m = face_mask;
+    if (m.size() != restored.size()) cv::resize(face_mask, m, restored.size());
+    const cv::Mat soft = warp_mask(m, inverse, out);
+    for (int y = 0; y < out.height; ++y) {
+      const double* s = soft.ptr<double>(y);
+      const uint8_t* f = inv_restored.ptr<uint8_t>(y);
+      double* o = canvas.ptr<double>(y);
+      for (int x = 0; x < out.width; ++x)
+        for (int c = 0; c < 3; ++c) o[3 * x + c] = s[x] * f[3 * x + c] + (1 - s[x]) * o[3 * x + c];
+    }
+    return;
+  }
+
+  // Square soft mask: the warped face square, eroded, eroded again by a
+  // margin that grows with the face, blurred; numpy computes it in float32.
+  cv::Mat inv_mask, ero;
+  cv::warpAffine(cv::Mat::ones(restored.size(), CV_32F), inv_mask, inverse, out);
+  const int k = static_cast<int>(2 * upscale);
+  cv::erode(inv_mask, ero, cv::Mat::ones(k, k, CV_8U));
+  const int w_edge = static_cast<int>(std::sqrt(cv::sum(ero)[0])) / 20;
+  cv::Mat center, soft;
+  cv::erode(ero, center, cv::Mat::ones(2 * w_edge, 2 * w_edge, CV_8U));
+  cv::GaussianBlur(center, soft, cv::Size(2 * w_edge + 1, 2 * w_edge + 1), 0);
+  for (int y = 0; y < out.height; ++y) {
+    const float* s = soft.ptr<float>(y);
+    const float* e = ero.ptr<float>(y);
+    const uint8_t* f = inv_restored.ptr<uint8_t>(y);
+    double* o = canvas.ptr<double>(y);
+    for (int x = 0; x < out.width; ++x)
+      for (int c = 0; c < 3; ++c) {
+        const float pasted = e[x] * static_cast<float>(f[3 * x + c]);
+        const float a = s[x] * pasted;
+        const float b = (1.0f - s[x]) * static_cast<float>(o[3 * x + c]);
+        o[3 * x + c] = a + b;
+      }
+  }
+}
+
+cv::Mat canvas_to_bgr(const cv::Mat& canvas) {
+  cv::Mat out(canvas.size(), CV_8UC3);
+  for (int y = 0; y < canvas.rows; ++y) {
+    const double* o = canvas.ptr<double>(y);
+    uint8_t* r = out.ptr<uint8_t>(y);
+    for (int x = 0; x < canvas.cols * 3; ++x) r[x] = static_cast<uint8_t>(std::min(std::max(static_cast<int>(o[x]), 0), 255));
+  }
+  return out;
+}
+
+}  // namespace anitalker::face

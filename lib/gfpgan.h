@@ -1,0 +1,61 @@
+// GFPGAN v1.4 ("clean" architecture, GFPGANv1Clean) for face restoration
+// (spec/face-sr.md 2).  Widths, the number of levels and the style size come
+// from the checkpoint's shapes, so the released GFPGANv1.4.pth and the narrow
+// fixture run through the same code.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace anitalker {
+class StateDict;
+}
+
+namespace anitalker::gfpgan {
+
+// The per-layer noise of the StyleGAN2 decoder (spec 2.6).  The reference's
+// enhance() draws fresh N(0,1) noise on every call (Random); the checkpoint's
+// buffers noise0..14 give repeatable output (Stored, the default); None adds
+// no noise at all.
+enum class Noise { Stored, Random, None };
+
+// "stored" / "random" / "none"; throws a Usage error for anything else.
+Noise parse_noise(const std::string& name);
+const char* noise_name(Noise n);
+
+class Model {
+ public:
+  // Reads {'params_ema': state dict} (the released layout), {'params': ...}
+  // or a plain state dict.  Throws anitalker::Error naming the file, key and
+  // expected shape for a missing or wrong-shaped tensor.  style_mlp.* and the
+  // U-Net's toRGB.* are in the file but not used by inference: ignored.
+  Model(const StateDict& sd, c10::Device device);
+
+  // One process-wide copy per (file, device).
+  static std::shared_ptr<const Model> load(const std::string& path, c10::Device device);
+
+  int size() const { return size_; }            // input and output size (512)
+  int style_dim() const { return style_dim_; }  // num_style_feat (512)
+  int num_latents() const { return num_latents_; }
+  c10::Device device() const { return device_; }
+  // Keys of the checkpoint that inference does not use.
+  const std::vector<std::string>& unused_keys() const { return unused_; }
+
+  // x: (B,3,S,S) RGB in [-1,1] -> the restored image (B,3,S,S) RGB, nominally
+  // in [-1,1] but not clamped (spec 2.5).  Random noise comes from LibTorch's
+  // default generator, drawn in the reference's order.
+  at::Tensor forward(const at::Tensor& x, Noise noise = Noise::Stored) const;
+
+ private:
+  struct Weights;
+  std::shared_ptr<const Weights> w_;
+  c10::Device device_;
+  int size_ = 0, style_dim_ = 0, num_latents_ = 0;
+  std::vector<std::string> unused_;
+};
+
+}  // namespace anitalker::gfpgan

@@ -1,0 +1,130 @@
+// GFPGANv1Clean against the reference's outputs in tests/data/face-sr (narrow
+// 1/32 fixture, stored noise), with the tolerances of the fixtures' README.
+#include "gfpgan.h"
+
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "checkpoint.h"
+#include "checkpoint_writer.h"
+#include "error.h"
+#include "face_restore.h"
+#include "state_dict.h"
+#include "test_util.h"
+
+using anitalker::read_npy_tensor;
+using anitalker::gfpgan::Model;
+using anitalker::gfpgan::Noise;
+using testing::HasSubstr;
+using testutil::data;
+using testutil::error_of;
+
+namespace {
+
+const c10::Device kCpu(c10::kCPU);
+
+std::shared_ptr<const Model> tiny() { return Model::load(data("face-sr/gfpgan_tiny.pth"), kCpu); }
+
+cv::Mat image(const std::string& name) {
+  cv::Mat m = cv::imread(data("face-sr/" + name), cv::IMREAD_UNCHANGED);
+  EXPECT_FALSE(m.empty()) << name;
+  return m;
+}
+
+// The raw output for the fixture's aligned crop, computed once.
+const at::Tensor& raw_output() {
+  static const at::Tensor raw = tiny()->forward(anitalker::face::gfpgan_input(image("aligned_crop_512_bgr.png")));
+  return raw;
+}
+
+// Copies every tensor of `sd` except `drop`, under `wrapper` ("" = plain).
+void rewrite(const anitalker::StateDict& sd, const std::string& path, const std::string& wrapper, const std::string& drop = "") {
+  std::vector<anitalker::TensorToWrite> ts;
+  const auto& ck = sd.checkpoint();
+  for (const std::string& k : ck.keys()) {
+    const std::string bare = k.substr(k.find('.') + 1);  // without "params_ema."
+    if (bare == drop) continue;
+    const anitalker::TensorData& t = ck.at(k);
+    ts.push_back({bare, t.dtype, t.shape, t.data()});
+  }
+  anitalker::write_checkpoint(path, ts, wrapper);
+}
+
+}  // namespace
+
+TEST(Gfpgan, SizesComeFromTheCheckpoint) {
+  auto m = tiny();
+  EXPECT_EQ(m->size(), 512);
+  EXPECT_EQ(m->style_dim(), 32);
+  EXPECT_EQ(m->num_latents(), 16);
+  // Only the weights inference never uses are left: style_mlp and the U-Net toRGB.
+  EXPECT_EQ(m->unused_keys().size(), 16u + 14u);
+  for (const std::string& k : m->unused_keys())
+    EXPECT_TRUE(k.find("stylegan_decoder.style_mlp.") != std::string::npos || k.find("params_ema.toRGB.") == 0) << k;
+}
+
+TEST(Gfpgan, RawOutputMatchesTheReference) {
+  const at::Tensor& raw = raw_output();
+  ASSERT_EQ(raw.sizes(), (std::vector<int64_t>{1, 3, 512, 512}));
+  const at::Tensor want = read_npy_tensor(data("face-sr/gfpgan_raw_output_rgb_center256.npy"));
+  const at::Tensor got = raw.slice(2, 128, 384).slice(3, 128, 384);
+  const at::Tensor d = (got - want).abs();
+  const float mx = d.max().item<float>(), mean = d.mean().item<float>();
+  std::printf("gfpgan raw window: max abs %.3g, mean abs %.3g (tolerance 1e-3 / 1e-4)\n", mx, mean);
+  EXPECT_LE(mx, 1e-3);
+  EXPECT_LE(mean, 1e-4);
+}
+
+TEST(Gfpgan, RestoredBytesMatchTheReference) {
+  const cv::Mat got = anitalker::face::restored_to_bgr(raw_output());
+  const cv::Mat want = image("gfpgan_restored_512_bgr.png");
+  cv::Mat diff;
+  cv::absdiff(got, want, diff);
+  double mx = 0;
+  cv::minMaxLoc(diff.reshape(1), nullptr, &mx);
+  const double exact = 1.0 - cv::countNonZero(diff.reshape(1)) / static_cast<double>(diff.total() * 3);
+  std::printf("gfpgan restored uint8: max %g levels, %.5f%% of values exact (tolerance 1 / 99.9%%)\n", mx, 100 * exact);
+  EXPECT_LE(mx, 1);
+  EXPECT_GE(exact, 0.999);
+}
+
+TEST(Gfpgan, NoiseModes) {
+  auto m = tiny();
+  const at::Tensor x = anitalker::face::gfpgan_input(image("aligned_crop_512_bgr.png"));
+  const at::Tensor none = m->forward(x, Noise::None);
+  // The fixture's noise strengths are not zero, so every mode differs.
+  EXPECT_GT((none - raw_output()).abs().max().item<float>(), 1e-3);
+  at::manual_seed(5);
+  const at::Tensor r1 = m->forward(x, Noise::Random);
+  at::manual_seed(5);
+  const at::Tensor r2 = m->forward(x, Noise::Random);
+  EXPECT_TRUE(at::equal(r1, r2));
+  EXPECT_GT((r1 - raw_output()).abs().max().item<float>(), 1e-3);
+  EXPECT_EQ(anitalker::gfpgan::parse_noise("random"), Noise::Random);
+  EXPECT_THAT(error_of([] { anitalker::gfpgan::parse_noise("fresh"); }), HasSubstr("stored, random or none"));
+}
+
+TEST(Gfpgan, PlainStateDictLoadsToo) {
+  testutil::TempDir dir;
+  const anitalker::StateDict sd(anitalker::Checkpoint::open(data("face-sr/gfpgan_tiny.pth")));
+  rewrite(sd, dir / "plain.pth", "");
+  rewrite(sd, dir / "params.pth", "params");
+  const Model params(anitalker::StateDict(anitalker::Checkpoint::open(dir / "params.pth")), kCpu);
+  EXPECT_EQ(params.unused_keys().size(), tiny()->unused_keys().size());
+  const Model plain(anitalker::StateDict(anitalker::Checkpoint::open(dir / "plain.pth")), kCpu);
+  const at::Tensor x = anitalker::face::gfpgan_input(image("aligned_crop_512_bgr.png"));
+  EXPECT_TRUE(at::equal(plain.forward(x), raw_output()));
+}
+
+TEST(Gfpgan, ErrorsNameTheFileAndTheKey) {
+  testutil::TempDir dir;
+  const anitalker::StateDict sd(anitalker::Checkpoint::open(data("face-sr/gfpgan_tiny.pth")));
+  rewrite(sd, dir / "broken.pth", "params_ema", "condition_shift.3.2.weight");
+  const std::string msg =
+      error_of([&] { Model(anitalker::StateDict(anitalker::Checkpoint::open(dir / "broken.pth")), kCpu); });
+  EXPECT_THAT(msg, HasSubstr("broken.pth"));
+  EXPECT_THAT(msg, HasSubstr("params_ema.condition_shift.3.2.weight"));
+  EXPECT_THAT(error_of([&] { tiny()->forward(at::zeros({1, 3, 256, 256})); }), HasSubstr("[B, 3, 512, 512]"));
+}
