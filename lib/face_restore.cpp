@@ -13,6 +13,8 @@
 #include <opencv2/imgproc.hpp>
 
 #include "error.h"
+#include "parsenet.h"
+#include "retinaface.h"
 
 namespace anitalker::face {
 
@@ -131,8 +133,9 @@ cv::Mat parse_mask(const cv::Mat& labels) {
     double* m = mask.ptr<double>(y);
     for (int x = 0; x < labels.cols; ++x) m[x] = l[x] < 19 ? kMaskColormap[l[x]] : 0;
   }
-  cv::GaussianBlur(mask, mask, cv::Size(101, 101), 11);
-  cv::GaussianBlur(mask, mask, cv::Size(101, 101), 11);
+  cv::Mat once;
+  cv::GaussianBlur(mask, once, cv::Size(101, 101), 11);
+  cv::GaussianBlur(once, mask, cv::Size(101, 101), 11);
   const int t = 10;  // remove the black borders
   mask.rowRange(0, std::min(t, mask.rows)).setTo(0);
   mask.rowRange(std::max(0, mask.rows - t), mask.rows).setTo(0);
@@ -207,4 +210,84 @@ cv::Mat canvas_to_bgr(const cv::Mat& canvas) {
   return out;
 }
 
+cv::Mat restore_face(const gfpgan::Model& model, const cv::Mat& crop, gfpgan::Noise noise) {
+  try {
+    return restored_to_bgr(model.forward(gfpgan_input(crop), noise));
+  } catch (const c10::Error&) {
+    // GFPGANer catches the forward's RuntimeError and keeps the crop.
+    return crop.clone();
+  }
+}
+
+cv::Mat parse_labels(const parsenet::Model& parser, const cv::Mat& restored) {
+  cv::Mat face = restored;
+  if (face.size() != cv::Size(512, 512)) cv::resize(restored, face, cv::Size(512, 512), 0, 0, cv::INTER_LINEAR);
+  const at::Tensor l = parser.labels(parsenet_input(face)).contiguous();
+  return cv::Mat(face.size(), CV_8UC1, l.data_ptr<uint8_t>()).clone();
+}
+
+FaceRestorer::FaceRestorer(std::shared_ptr<const gfpgan::Model> model, std::shared_ptr<const retinaface::Model> detector,
+                           std::shared_ptr<const parsenet::Model> parser, Options options)
+    : model_(std::move(model)), detector_(std::move(detector)), parser_(std::move(parser)), options_(options) {
+  if (!model_) throw Error(Error::Kind::Usage, "face restoration: no GFPGAN model");
+  if (!(options_.upscale >= 1)) throw Error(Error::Kind::Usage, "face restoration: upscale must be >= 1");
+}
+
+std::vector<Face> FaceRestorer::faces(const cv::Mat& bgr) const {
+  if (!detector_) throw Error(Error::Kind::Usage, "face restoration: no detector: give the landmarks or use aligned mode");
+  const at::Tensor rows = detector_->detect(bgr, options_.conf_threshold, options_.nms_threshold).contiguous();
+  const float* r = rows.data_ptr<float>();
+  std::vector<Face> out;
+  for (int64_t i = 0; i < rows.size(0); ++i, r += 15) {
+    // Side faces and tiny faces: eye distance from landmarks 0 and 1.
+    if (std::hypot(r[5] - r[7], r[6] - r[8]) < options_.eye_dist_threshold) continue;
+    Face f;
+    f.box = cv::Rect2f(r[0], r[1], r[2] - r[0], r[3] - r[1]);
+    f.score = r[4];
+    for (int k = 0; k < 5; ++k) f.landmarks[k] = cv::Point2f(r[5 + 2 * k], r[6 + 2 * k]);
+    out.push_back(f);
+  }
+  if (options_.only_center_face && out.size() > 1) {
+    // facexlib's get_center_face: the box centre nearest the image centre.
+    const cv::Point2d c(bgr.cols / 2.0, bgr.rows / 2.0);
+    size_t best = 0;
+    double best_d = 0;
+    for (size_t i = 0; i < out.size(); ++i) {
+      const cv::Rect2f& b = out[i].box;
+      const double d = std::hypot((b.x + (b.x + b.width)) / 2.0 - c.x, (b.y + (b.y + b.height)) / 2.0 - c.y);
+      if (i == 0 || d < best_d) best = i, best_d = d;
+    }
+    out = {out[best]};
+  }
+  return out;
+}
+
+cv::Mat FaceRestorer::enhance(const cv::Mat& bgr) const {
+  std::vector<Landmarks> lms;
+  for (const Face& f : faces(bgr)) lms.push_back(f.landmarks);
+  return enhance(bgr, lms);
+}
+
+cv::Mat FaceRestorer::enhance(const cv::Mat& bgr, const std::vector<Landmarks>& faces) const {
+  check_bgr8(bgr, "face restoration");
+  const int size = model_->size();
+  cv::Mat canvas;
+  upscale_background(bgr, options_.upscale).convertTo(canvas, CV_64FC3);
+  // The reference restores every face first, then pastes them in order.
+  for (const Landmarks& lm : faces) {
+    const cv::Mat affine = align_matrix(lm, size);
+    const cv::Mat restored = restore_face(*model_, warp_face(bgr, affine, size), options_.noise);
+    const cv::Mat mask = parser_ ? parse_mask(parse_labels(*parser_, restored)) : cv::Mat();
+    paste_face(canvas, restored, paste_matrix(affine, options_.upscale), mask, options_.upscale);
+  }
+  return canvas_to_bgr(canvas);
+}
+
+cv::Mat FaceRestorer::restore_aligned(const cv::Mat& bgr) const {
+  check_bgr8(bgr, "face restoration");
+  const int size = model_->size();
+  cv::Mat face = bgr;
+  if (face.size() != cv::Size(size, size)) cv::resize(bgr, face, cv::Size(size, size), 0, 0, cv::INTER_LINEAR);
+  return restore_face(*model_, face, options_.noise);
+}
 }  // namespace anitalker::face

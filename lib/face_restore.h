@@ -82,4 +82,66 @@ void paste_face(cv::Mat& canvas, const cv::Mat& restored, const cv::Mat& inverse
 // The canvas -> BGR uint8 by truncation (astype(uint8)).
 cv::Mat canvas_to_bgr(const cv::Mat& canvas);
 
+// --- Networks on images -----------------------------------------------------
+
+// GFPGAN on an aligned crop (BGR uint8, the model's size) -> the restored
+// face, BGR uint8.  If the forward fails (c10::Error, e.g. out of memory),
+// the crop itself, as the reference does.
+cv::Mat restore_face(const gfpgan::Model& model, const cv::Mat& crop, gfpgan::Noise noise);
+
+// ParseNet labels (uint8, 0..classes-1) of a restored face, resized to
+// 512x512 bilinear first as the reference does.
+cv::Mat parse_labels(const parsenet::Model& parser, const cv::Mat& restored);
+
+// --- The whole frame (spec 1) -----------------------------------------------
+
+struct Options {
+  double upscale = 2;                    // output size = input size * upscale
+  gfpgan::Noise noise = gfpgan::Noise::Stored;
+  float conf_threshold = 0.97f;          // RetinaFace score, strict >
+  double nms_threshold = 0.4;            // IoU, strict >
+  float eye_dist_threshold = 5;          // px between landmarks 0 and 1
+  bool only_center_face = false;         // keep the face nearest the centre
+};
+
+// One face found by the detector: the box, its score and the landmarks.
+struct Face {
+  cv::Rect2f box;
+  float score = 0;
+  Landmarks landmarks;
+};
+
+class FaceRestorer {
+ public:
+  // `detector` may be null (then only the landmark and aligned entry points
+  // work); without `parser` the square soft mask is used for pasting.
+  FaceRestorer(std::shared_ptr<const gfpgan::Model> model, std::shared_ptr<const retinaface::Model> detector,
+               std::shared_ptr<const parsenet::Model> parser, Options options = {});
+
+  const Options& options() const { return options_; }
+  bool has_detector() const { return detector_ != nullptr; }
+  bool has_parser() const { return parser_ != nullptr; }
+
+  // The faces the reference would restore: detections above the threshold
+  // after NMS, minus those whose eyes are closer than eye_dist_threshold,
+  // the centre one only if only_center_face.  Throws a Usage error without a
+  // detector.
+  std::vector<Face> faces(const cv::Mat& bgr) const;
+
+  // GFPGANer.enhance(has_aligned=False, paste_back=True): detect, align,
+  // restore and paste every face into the upscaled background (BGR uint8).
+  cv::Mat enhance(const cv::Mat& bgr) const;
+  // The same with the faces given as landmarks (no detector needed).
+  cv::Mat enhance(const cv::Mat& bgr, const std::vector<Landmarks>& faces) const;
+  // has_aligned=True: the frame is one aligned face, resized to the model's
+  // size (bilinear) and restored; no paste.
+  cv::Mat restore_aligned(const cv::Mat& bgr) const;
+
+ private:
+  std::shared_ptr<const gfpgan::Model> model_;
+  std::shared_ptr<const retinaface::Model> detector_;
+  std::shared_ptr<const parsenet::Model> parser_;
+  Options options_;
+};
+
 }  // namespace anitalker::face

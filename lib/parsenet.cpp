@@ -1,0 +1,162 @@
+// ParseNet (spec/face-sr.md 4): encoder of down-sampling residual blocks,
+// a residual body, up-sampling decoder, 3x3 heads.  Every ConvLayer is
+// reflection pad -> conv -> batch norm (eval) -> leaky ReLU 0.2 with the
+// reference's own ops (no folding of the norm into the conv), because one
+// flipped label near the face edge moves the blurred paste mask by ~7e-4,
+// far above its 1e-5 tolerance.
+#include "parsenet.h"
+
+#include <ATen/ATen.h>
+
+#include "checkpoint.h"
+#include "error.h"
+#include "model_cache.h"
+#include "state_dict.h"
+
+namespace anitalker::parsenet {
+
+namespace {
+
+enum class Scale { None, Down, Up };
+
+struct ConvLayer {  // <p>.conv2d.{weight,bias}, <p>.norm.norm.*
+  at::Tensor w, b;
+  at::Tensor bn_w, bn_b, bn_mean, bn_var;  // defined for norm 'bn'
+  Scale scale = Scale::None;
+  bool act = false;  // LeakyReLU 0.2
+};
+
+ConvLayer conv_layer(const StateDict& sd, const std::string& p, int64_t cin, int64_t cout, Scale scale, bool norm, bool act) {
+  ConvLayer c;
+  c.w = sd.get_float(p + ".conv2d.weight", {cout, cin, 3, 3});
+  const int64_t n = c.w.size(0);
+  if (norm) {
+    // With batch norm the conv has no bias.
+    const std::string q = p + ".norm.norm.";
+    c.bn_w = sd.get_float(q + "weight", {n});
+    c.bn_b = sd.get_float(q + "bias", {n});
+    c.bn_mean = sd.get_float(q + "running_mean", {n});
+    c.bn_var = sd.get_float(q + "running_var", {n});
+  } else {
+    c.b = sd.get_float(p + ".conv2d.bias", {n});
+  }
+  c.scale = scale;
+  c.act = act;
+  return c;
+}
+
+at::Tensor run(const ConvLayer& c, at::Tensor x) {
+  if (c.scale == Scale::Up) x = at::upsample_nearest2d(x, {2 * x.size(2), 2 * x.size(3)}, 2.0, 2.0);
+  x = at::reflection_pad2d(x, {1, 1, 1, 1});
+  const int64_t stride = c.scale == Scale::Down ? 2 : 1;
+  x = at::conv2d(x, c.w, c.b, at::IntArrayRef{stride});
+  if (c.bn_w.defined()) x = at::batch_norm(x, c.bn_w, c.bn_b, c.bn_mean, c.bn_var, false, 0.1, 1e-5, true);
+  if (c.act) x = at::leaky_relu(x, 0.2);
+  return x;
+}
+
+struct ResidualBlock {
+  ConvLayer shortcut;  // undefined weight: identity
+  ConvLayer conv1, conv2;
+};
+
+// Up blocks scale in conv1, down blocks in conv2; the shortcut (a plain conv
+// with bias) exists whenever the block rescales or changes width.
+ResidualBlock residual_block(const StateDict& sd, const std::string& p, int64_t cin, Scale scale) {
+  ResidualBlock r;
+  r.conv1 = conv_layer(sd, p + ".conv1", cin, -1, scale == Scale::Up ? Scale::Up : Scale::None, true, true);
+  const int64_t cout = r.conv1.w.size(0);
+  r.conv2 = conv_layer(sd, p + ".conv2", cout, cout, scale == Scale::Down ? Scale::Down : Scale::None, true, false);
+  if (scale != Scale::None || cin != cout) r.shortcut = conv_layer(sd, p + ".shortcut_func", cin, cout, scale, false, false);
+  return r;
+}
+
+at::Tensor run(const ResidualBlock& r, const at::Tensor& x) {
+  at::Tensor identity = r.shortcut.w.defined() ? run(r.shortcut, x) : x;
+  return identity + run(r.conv2, run(r.conv1, x));
+}
+
+int count(const StateDict& sd, const std::string& group) {
+  int n = 0;
+  while (sd.has(group + "." + std::to_string(n) + ".conv1.conv2d.weight")) ++n;
+  return n;
+}
+
+}  // namespace
+
+struct Model::Weights {
+  ConvLayer first;                                    // encoder.0
+  std::vector<ResidualBlock> encoder, body, decoder;  // encoder.1.., body.*, decoder.*
+  ConvLayer mask;                                     // out_mask_conv
+};
+
+Model::Model(const StateDict& sd, c10::Device device) : device_(device) {
+  const std::string name = sd.checkpoint().name();
+  if (!sd.has("encoder.0.conv2d.weight") || !sd.has("out_mask_conv.conv2d.weight"))
+    throw format_error(name + ": no encoder.0.conv2d.weight / out_mask_conv.conv2d.weight: not a ParseNet checkpoint");
+  auto w = std::make_shared<Weights>();
+  w->first = conv_layer(sd, "encoder.0", 3, -1, Scale::None, false, false);
+  int64_t c = w->first.w.size(0);
+  // encoder.0 is the plain conv; encoder.1.. are the down blocks.
+  int n = 1;
+  while (sd.has("encoder." + std::to_string(n) + ".conv1.conv2d.weight")) {
+    w->encoder.push_back(residual_block(sd, "encoder." + std::to_string(n), c, Scale::Down));
+    c = w->encoder.back().conv1.w.size(0);
+    ++n;
+  }
+  down_steps_ = static_cast<int>(w->encoder.size());
+  const int body = count(sd, "body"), up = count(sd, "decoder");
+  for (int i = 0; i < body; ++i) {
+    w->body.push_back(residual_block(sd, "body." + std::to_string(i), c, Scale::None));
+    if (w->body.back().conv1.w.size(0) != c)
+      throw format_error(name + ": body." + std::to_string(i) + ".conv1.conv2d.weight: expected " + std::to_string(c) +
+                         " output channels (the body keeps its width)");
+  }
+  for (int i = 0; i < up; ++i) {
+    w->decoder.push_back(residual_block(sd, "decoder." + std::to_string(i), c, Scale::Up));
+    c = w->decoder.back().conv1.w.size(0);
+  }
+  if (up != down_steps_)
+    throw format_error(name + ": " + std::to_string(down_steps_) + " encoder blocks but " + std::to_string(up) +
+                       " decoder blocks: the parser must output its input size");
+  w->mask = conv_layer(sd, "out_mask_conv", c, -1, Scale::None, false, false);
+  num_classes_ = static_cast<int>(w->mask.w.size(0));
+  unused_ = sd.unused();
+
+  if (!device_.is_cpu()) {
+    auto mv = [&](ConvLayer& l) {
+      for (at::Tensor* t : {&l.w, &l.b, &l.bn_w, &l.bn_b, &l.bn_mean, &l.bn_var})
+        if (t->defined()) *t = t->to(device_);
+    };
+    mv(w->first);
+    mv(w->mask);
+    for (auto* v : {&w->encoder, &w->body, &w->decoder})
+      for (ResidualBlock& r : *v)
+        for (ConvLayer* l : {&r.shortcut, &r.conv1, &r.conv2}) mv(*l);
+  }
+  w_ = w;
+}
+
+std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device) {
+  return shared_model<Model>(path, device, [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device); });
+}
+
+at::Tensor Model::forward(const at::Tensor& x_in) const {
+  const Weights& w = *w_;
+  const int64_t m = int64_t{1} << down_steps_;
+  if (x_in.dim() != 4 || x_in.size(1) != 3 || x_in.size(2) % m != 0 || x_in.size(3) % m != 0)
+    throw Error(Error::Kind::Usage, "parsenet: expected an image of shape [B, 3, H, W] with H and W multiples of " +
+                                        std::to_string(m) + ", got " + c10::str(x_in.sizes()));
+  at::NoGradGuard no_grad;
+  at::Tensor feat = run(w.first, x_in.to(device_, at::kFloat).contiguous());
+  for (const ResidualBlock& r : w.encoder) feat = run(r, feat);
+  at::Tensor x = feat;
+  for (const ResidualBlock& r : w.body) x = run(r, x);
+  x = feat + x;
+  for (const ResidualBlock& r : w.decoder) x = run(r, x);
+  return run(w.mask, x);
+}
+
+at::Tensor Model::labels(const at::Tensor& x) const { return forward(x).argmax(1).to(at::kCPU, at::kByte); }
+
+}  // namespace anitalker::parsenet

@@ -1,0 +1,51 @@
+// ParseNet (facexlib's face parser, parsing_parsenet.pth) for the paste
+// mask of face restoration (spec/face-sr.md 4).  Depths and widths come from
+// the checkpoint's keys and shapes, so the released file and the narrow
+// fixture run through the same code.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace anitalker {
+class StateDict;
+}
+
+namespace anitalker::parsenet {
+
+class Model {
+ public:
+  // Reads a plain state dict (num_batches_tracked optional).  Throws
+  // anitalker::Error naming the file, key and expected shape.
+  Model(const StateDict& sd, c10::Device device);
+
+  // One process-wide copy per (file, device).
+  static std::shared_ptr<const Model> load(const std::string& path, c10::Device device);
+
+  int num_classes() const { return num_classes_; }
+  int down_steps() const { return down_steps_; }  // 4 for 512 -> 32
+  c10::Device device() const { return device_; }
+  // Keys inference does not use (out_img_conv, num_batches_tracked).
+  const std::vector<std::string>& unused_keys() const { return unused_; }
+
+  // x: (B,3,H,W) RGB in [-1,1], H and W multiples of 2^down_steps -> the
+  // parsing logits (B,classes,H,W) (the first output; the image head is
+  // not computed).
+  at::Tensor forward(const at::Tensor& x) const;
+
+  // argmax over the classes, ties to the lowest index: (B,H,W) uint8 on the CPU.
+  at::Tensor labels(const at::Tensor& x) const;
+
+ private:
+  struct Weights;
+  std::shared_ptr<const Weights> w_;
+  c10::Device device_;
+  int num_classes_ = 0, down_steps_ = 0;
+  std::vector<std::string> unused_;
+};
+
+}  // namespace anitalker::parsenet

@@ -1,0 +1,141 @@
+// The face helper around GFPGAN (alignment, ParseNet, paste-back, the whole
+// frame) against the reference's outputs in tests/data/face-sr, with the
+// tolerances of the fixtures' README.  The frame's faces come from the
+// fixture's landmarks, as the reference run did.
+#include "face_restore.h"
+
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "error.h"
+#include "gfpgan.h"
+#include "parsenet.h"
+#include "state_dict.h"
+#include "test_util.h"
+
+namespace face = anitalker::face;
+using anitalker::read_npy_tensor;
+using testing::HasSubstr;
+using testutil::data;
+using testutil::error_of;
+
+namespace {
+
+const c10::Device kCpu(c10::kCPU);
+
+std::shared_ptr<const anitalker::gfpgan::Model> gfpgan() {
+  return anitalker::gfpgan::Model::load(data("face-sr/gfpgan_tiny.pth"), kCpu);
+}
+std::shared_ptr<const anitalker::parsenet::Model> parser() {
+  return anitalker::parsenet::Model::load(data("face-sr/parsenet_tiny.pth"), kCpu);
+}
+
+cv::Mat image(const std::string& name) {
+  cv::Mat m = cv::imread(data("face-sr/" + name), cv::IMREAD_UNCHANGED);
+  EXPECT_FALSE(m.empty()) << name;
+  return m;
+}
+
+face::Landmarks landmarks() {
+  const at::Tensor t = read_npy_tensor(data("face-sr/landmarks5.npy")).contiguous();
+  face::Landmarks lm;
+  for (int i = 0; i < 5; ++i) lm[i] = cv::Point2f(t[i][0].item<float>(), t[i][1].item<float>());
+  return lm;
+}
+
+double max_abs(const cv::Mat& a, const at::Tensor& want) {
+  const at::Tensor got = at::from_blob(a.data, {a.rows, a.cols}, at::kDouble);
+  return (got - want.to(at::kDouble)).abs().max().item<double>();
+}
+
+struct ByteDiff {
+  double max = 0, exact = 0, within1 = 0;
+};
+
+ByteDiff compare(const cv::Mat& got, const cv::Mat& want) {
+  EXPECT_EQ(got.size(), want.size());
+  EXPECT_EQ(got.type(), want.type());
+  cv::Mat d;
+  cv::absdiff(got, want, d);
+  d = d.reshape(1);
+  ByteDiff r;
+  cv::minMaxLoc(d, nullptr, &r.max);
+  const double n = static_cast<double>(d.total());
+  r.exact = 1 - cv::countNonZero(d) / n;
+  r.within1 = 1 - cv::countNonZero(d > 1) / n;
+  return r;
+}
+
+}  // namespace
+
+TEST(FaceRestore, AffineMatricesMatchTheReference) {
+  const cv::Mat m = face::align_matrix(landmarks());
+  ASSERT_EQ(m.type(), CV_64F);
+  const double e = max_abs(m, read_npy_tensor(data("face-sr/affine_2x3.npy")));
+  const double ei = max_abs(face::paste_matrix(m, 2), read_npy_tensor(data("face-sr/inverse_affine_2x3_upscaled_offset.npy")));
+  std::printf("affine: max abs %.3g, inverse affine: max abs %.3g (tolerance 1e-6)\n", e, ei);
+  EXPECT_LE(e, 1e-6);
+  EXPECT_LE(ei, 1e-6);
+}
+
+TEST(FaceRestore, AlignedCropIsExact) {
+  const cv::Mat crop = face::warp_face(image("frame_256_bgr.png"), face::align_matrix(landmarks()));
+  const ByteDiff d = compare(crop, image("aligned_crop_512_bgr.png"));
+  std::printf("aligned crop: max %g levels, %.4f%% exact (tolerance: exact)\n", d.max, 100 * d.exact);
+  EXPECT_EQ(d.max, 0);
+}
+
+TEST(FaceRestore, ParseNetSizesComeFromTheCheckpoint) {
+  auto p = parser();
+  EXPECT_EQ(p->num_classes(), 19);
+  EXPECT_EQ(p->down_steps(), 4);
+  for (const std::string& k : p->unused_keys())
+    EXPECT_TRUE(k.find("out_img_conv.") == 0 || k.find("num_batches_tracked") != std::string::npos) << k;
+}
+
+TEST(FaceRestore, ParseLabelsAndMaskMatchTheReference) {
+  const cv::Mat labels = face::parse_labels(*parser(), image("gfpgan_restored_512_bgr.png"));
+  const cv::Mat want = image("parse_labels_512.png");
+  const double equal = 1 - cv::countNonZero(labels != want) / static_cast<double>(want.total());
+  std::printf("parse labels: %.4f%% equal (tolerance 99.9%%)\n", 100 * equal);
+  EXPECT_GE(equal, 0.999);
+
+  const cv::Mat inverse = face::paste_matrix(face::align_matrix(landmarks()), 2);
+  const cv::Mat soft = face::warp_mask(face::parse_mask(labels), inverse, cv::Size(512, 512));
+  const at::Tensor ref = read_npy_tensor(data("face-sr/paste_mask_parse_512.npy"));
+  // The reference mask is stored as float32: compare at that precision.
+  const double e = max_abs(soft, ref);
+  std::printf("paste mask: max abs %.3g (tolerance 1e-5)\n", e);
+  EXPECT_LE(e, 1e-5);
+}
+
+TEST(FaceRestore, WholeFrameMatchesTheReference) {
+  const cv::Mat frame = image("frame_256_bgr.png");
+  for (bool use_parse : {false, true}) {
+    const face::FaceRestorer r(gfpgan(), nullptr, use_parse ? parser() : nullptr);
+    const cv::Mat out = r.enhance(frame, {landmarks()});
+    const ByteDiff d = compare(out, image(use_parse ? "pipeline_out_512_bgr_parse.png" : "pipeline_out_512_bgr_noparse.png"));
+    std::printf("whole frame (%s): max %g levels, %.4f%% exact, %.4f%% within 1 (tolerance 2 / 99.5%%)\n",
+                use_parse ? "parse" : "no parse", d.max, 100 * d.exact, 100 * d.within1);
+    EXPECT_LE(d.max, 2);
+    EXPECT_GE(d.within1, 0.995);
+  }
+}
+
+TEST(FaceRestore, NoFaceIsTheResizedBackground) {
+  const cv::Mat frame = image("frame_256_bgr.png");
+  const face::FaceRestorer r(gfpgan(), nullptr, nullptr);
+  const ByteDiff d = compare(r.enhance(frame, {}), face::upscale_background(frame, 2));
+  EXPECT_EQ(d.max, 0);
+  // Without a detector the faces must be given.
+  EXPECT_THAT(error_of([&] { r.enhance(frame); }), HasSubstr("no detector"));
+}
+
+TEST(FaceRestore, AlignedModeRestoresTheWholeFrame) {
+  const face::FaceRestorer r(gfpgan(), nullptr, nullptr);
+  const ByteDiff d = compare(r.restore_aligned(image("aligned_crop_512_bgr.png")), image("gfpgan_restored_512_bgr.png"));
+  EXPECT_EQ(d.max, 0);
+  EXPECT_EQ(r.restore_aligned(image("frame_256_bgr.png")).size(), cv::Size(512, 512));
+}
