@@ -26,8 +26,8 @@ using anitalker::motion::Variant;
 
 const char* kUsage =
     "usage: anitalker bench motion [--seconds 10] [--steps 50,25,10] [--variants ha,hf] [--repeat N]\n"
-    "                              [--window 25] [--context 25] [--lookahead 0] [--stream-steps 50]\n"
-    "                              [--no-stream] [--profile] [--threads N] [--device D]\n"
+    "                              [--stream W:C:L[:STEPS],...] [--no-stream] [--profile] [--threads N]\n"
+    "                              [--device D]\n"
     "\n"
     "Builds each stage-2 variant at full size (ha hubert_audio_only, hp hubert_pose_only,\n"
     "hf hubert_full_control, mp mfcc_pose_only, mf mfcc_full_control; or 'all') with\n"
@@ -36,8 +36,11 @@ const char* kUsage =
     "  condition  the audio branch and variance adapter over --seconds of audio (once per run)\n"
     "  denoise    one denoiser pass over the same frames (once per DDIM step)\n"
     "  offline    motion::generate at each --steps count\n"
-    "  stream     motion::Stream over the same audio, window/context/look-ahead in frames\n"
-    "             (25 = 1 s), at --stream-steps: time per second of audio and real-time factor\n"
+    "  stream     motion::Stream over the same audio for each --stream configuration: window,\n"
+    "             context and look-ahead in frames (25 = 1 s), DDIM steps (default 25:25:0:50):\n"
+    "             time per second of audio and real-time factor\n"
+    "  kernels    a decoder-sized linear layer as OpenBLAS (at::linear) and as a oneDNN 1x1\n"
+    "             convolution, at the frame counts used above\n"
     "Median and range of --repeat runs (default 3).  --profile lists the ops of one\n"
     "denoiser pass by self time.\n";
 
@@ -62,29 +65,34 @@ const std::map<Variant, std::pair<double, double>> kReference = {
     {Variant::HubertFullControl, {0.51, 24.0}},
 };
 
+// FLOPs of the relative-position projection (linear_pos over 2T-1 rows) of
+// one conformer block of width d.
+double position_flops(double T, double d) { return 2 * (2 * T - 1) * d * d; }
+
 // FLOPs of one conformer block stack (spec 3.2) over T frames of width d:
-// the linears (FF hidden = d), the relative-position projection over 2T-1
-// rows, the attention matmuls (scores, positional scores, weighted sum) and
-// the convolution module.
-double conformer_flops(double T, double d, int blocks, double kernel = 13) {
+// the linears (FF hidden = d), the attention matmuls (scores, positional
+// scores, weighted sum) and the convolution module; the position projection
+// when `positions`.
+double conformer_flops(double T, double d, int blocks, bool positions = true, double kernel = 13) {
   const double lin = 2 * T * d * d * (2 + 2 + 4 + 2 + 1);  // FF, macaron FF, q/k/v/out, pointwise 1 (2d), 2
-  const double pos = 2 * (2 * T - 1) * d * d;
   const double att = 2 * T * T * d + 2 * T * (2 * T - 1) * d + 2 * T * T * d;
   const double dw = 2 * T * d * kernel;
-  return blocks * (lin + pos + att + dw);
+  return blocks * (lin + (positions ? position_flops(T, d) : 0) + att + dw);
 }
 
-// One denoiser pass: noisy/t projections, the decoder, out_proj.
-double denoise_flops(const anitalker::motion::Model& m, double T) {
+// One denoiser pass: noisy/t projections, the decoder, out_proj.  The
+// decoder's position projections do not depend on x_t or t: where the
+// condition holds them (c.decoder_positions) they are counted there.
+double denoise_flops(const anitalker::motion::Model& m, const anitalker::motion::Condition& c, double T) {
   const double D = m.decoder_dim(), M = m.motion_dim(), P = (D - m.speech_dim()) / 4;
-  return 2 * T * M * P + 2 * T * P + conformer_flops(T, D, 2) + 2 * T * D * M;
+  return 2 * T * M * P + 2 * T * P + conformer_flops(T, D, 2, c.decoder_positions.empty()) + 2 * T * D * M;
 }
 
 // condition(): layer weighting, downsampling convs, speech conformer (hubert)
 // and the LSTM adapters (2 layers of hidden h, in -> out, per frame).
-double condition_flops(const anitalker::motion::Model& m, double T) {
+double condition_flops(const anitalker::motion::Model& m, const anitalker::motion::Condition& c, double T) {
   const double S = m.speech_dim(), h = 128;
-  double f = 0;
+  double f = c.decoder_positions.size() * position_flops(T, m.decoder_dim());
   if (m.hubert()) {
     f += 2 * m.hubert_layers() * 2 * T * m.audio_dim();
     f += 2 * T * S * m.audio_dim() * 3 + conformer_flops(T, S, 4);
@@ -146,10 +154,10 @@ void profile(const std::function<void()>& fn) {
 int bench_motion(int argc, char** argv) {
   return cli::run("bench motion", [&] {
     cli::Args a(argc, argv);
-    int seconds = 10, repeat = 3, threads = 0, stream_steps = 50;
+    int seconds = 10, repeat = 3, threads = 0;
     std::vector<int> steps = {50, 25, 10};
     std::vector<const VariantInfo*> variants = {&kVariants[0], &kVariants[2]};
-    anitalker::motion::StreamConfig sc;
+    std::vector<anitalker::motion::StreamConfig> streams(1);  // the element's defaults: 25:25:0, 50 steps
     bool stream = true, prof = false;
     std::string device = "cpu";
     while (!a.done()) {
@@ -159,11 +167,35 @@ int bench_motion(int argc, char** argv) {
         return 0;
       } else if (s == "--seconds") seconds = static_cast<int>(a.integer(s, 1, 600));
       else if (s == "--steps") steps = bench::parse_int_list(a.value(s), 1, 1000, "--steps");
-      else if (s == "--stream-steps") stream_steps = static_cast<int>(a.integer(s, 1, 1000));
       else if (s == "--repeat") repeat = static_cast<int>(a.integer(s, 1, 100));
-      else if (s == "--window") sc.window = static_cast<int>(a.integer(s, 1, 100000));
-      else if (s == "--context") sc.context = static_cast<int>(a.integer(s, 0, 100000));
-      else if (s == "--lookahead") sc.lookahead = static_cast<int>(a.integer(s, 0, 100000));
+      else if (s == "--stream") {
+        streams.clear();
+        const std::string list = a.value(s);
+        size_t p = 0;
+        while (true) {
+          const size_t q = list.find(',', p);
+          const std::string t = list.substr(p, q == std::string::npos ? std::string::npos : q - p);
+          std::vector<int> v;
+          std::string u = t;
+          for (char& ch : u)
+            if (ch == ':') ch = ',';
+          try {
+            v = bench::parse_int_list(u, 0, 100000, "--stream");
+          } catch (const cli::UsageError&) {
+          }
+          if ((v.size() != 3 && v.size() != 4) || v[0] < 1 || (v.size() == 4 && v[3] < 1))
+            throw cli::UsageError("--stream: expected WINDOW:CONTEXT:LOOKAHEAD[:STEPS] (frames, window >= 1), got '" + t + "'");
+          anitalker::motion::StreamConfig c;
+          c.window = v[0];
+          c.context = v[1];
+          c.lookahead = v[2];
+          c.steps = v.size() == 4 ? v[3] : 50;
+          anitalker::motion::ddim_timesteps(c.steps);
+          streams.push_back(c);
+          if (q == std::string::npos) break;
+          p = q + 1;
+        }
+      }
       else if (s == "--no-stream") stream = false;
       else if (s == "--profile") prof = true;
       else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));
@@ -187,8 +219,7 @@ int bench_motion(int argc, char** argv) {
       } else throw cli::UsageError("unknown option " + s);
     }
     for (int st : steps) anitalker::motion::ddim_timesteps(st);  // a step count the stride rule cannot meet fails now
-    sc.steps = stream_steps;
-    anitalker::motion::ddim_timesteps(stream_steps);
+    if (!stream) streams.clear();
     cli::set_threads(threads);
     const c10::Device dev = anitalker::parse_device(device);
     at::NoGradGuard no_grad;
@@ -197,6 +228,35 @@ int bench_motion(int argc, char** argv) {
     };
     std::printf("# anitalker bench motion: %s, device %s\n", anitalker::torch_info().c_str(), device.c_str());
     const double gemm = bench::gemm_gflops(dev);
+    {
+      // The decoder's linear layers are 1024 x 1024 over the window's frames:
+      // OpenBLAS (at::linear, as the model runs them) against oneDNN (the same
+      // product as a 1x1 convolution), best of 10.
+      std::vector<int64_t> frames = {25, 50, 25LL * seconds};
+      for (const auto& sc : streams) frames.push_back(sc.window + sc.context + sc.lookahead);
+      std::sort(frames.begin(), frames.end());
+      frames.erase(std::unique(frames.begin(), frames.end()), frames.end());
+      std::printf("kernels  1024x1024 linear over T frames, GFLOP/s, OpenBLAS at::linear / oneDNN 1x1 conv1d:");
+      for (int64_t T : frames) {
+        const at::TensorOptions o = at::TensorOptions().device(dev);
+        const at::Tensor x = at::randn({1, T, 1024}, o), w = at::randn({1024, 1024}, o), b = at::randn({1024}, o);
+        const at::Tensor xc = x.transpose(1, 2).contiguous(), wc = w.unsqueeze(2);
+        auto best = [&](const std::function<void()>& fn) {
+          fn();
+          double t = 1e9;
+          for (int r = 0; r < 10; ++r) {
+            const double t0 = bench::now_s();
+            fn();
+            sync();
+            t = std::min(t, bench::now_s() - t0);
+          }
+          return 2.0 * T * 1024 * 1024 / t / 1e9;
+        };
+        const double gl = best([&] { at::linear(x, w, b); }), gc = best([&] { at::conv1d(xc, wc, b); });
+        std::printf("  T=%lld %.0f / %.0f", static_cast<long long>(T), gl, gc);
+      }
+      std::printf("\n");
+    }
     bool draws_ok = true;
 
     for (const VariantInfo* vi : variants) {
@@ -252,7 +312,7 @@ int bench_motion(int argc, char** argv) {
         td.push_back(bench::now_s() - t0);
       }
       const bench::Stats s_c = bench::stats(tc), s_d = bench::stats(td);
-      const double fc = condition_flops(m, T), fd = denoise_flops(m, T);
+      const double fc = condition_flops(m, c, T), fd = denoise_flops(m, c, T);
       const auto ref = kReference.find(vi->v);
       std::printf("condition %lld frames: %.3f s (%.3f .. %.3f), %.1f GFLOP, %.1f GFLOP/s, %.0f%% of GEMM\n", static_cast<long long>(T),
                   s_c.median, s_c.min, s_c.max, fc / 1e9, fc / s_c.median / 1e9, 100 * fc / s_c.median / 1e9 / gemm);
@@ -283,7 +343,7 @@ int bench_motion(int argc, char** argv) {
 
       // Streaming: features arrive a window at a time; each ready window is
       // generated at once (as the element does).
-      if (stream) {
+      for (const anitalker::motion::StreamConfig& sc : streams) {
         std::vector<double> tt, worst;
         int64_t windows = 0, held = 0;
         for (int r = 0; r < repeat; ++r) {
@@ -314,12 +374,11 @@ int bench_motion(int argc, char** argv) {
           tt.push_back(total);
           worst.push_back(wmax);
         }
-        const bench::Stats s = bench::stats(tt), w = bench::stats(worst);
-        std::printf("stream   window %d + context %d + look-ahead %d frames, %d steps: %.2f s (%.2f .. %.2f) for %d s, %.1f ms per s, "
-                    "%.2fx real time; %lld windows, slowest %.3f s (needs <= %.3f s), at most %lld feature frames held\n",
-                    sc.window, sc.context, sc.lookahead, sc.steps, s.median, s.min, s.max, seconds, 1000 * s.median / seconds,
-                    seconds / s.median, static_cast<long long>(windows), w.median, sc.window / 25.0,
-                    static_cast<long long>(held));
+        const bench::Stats st = bench::stats(tt), w = bench::stats(worst);
+        std::printf("stream   %d:%d:%d, %d steps: %.2f s (%.2f .. %.2f) for %d s, %.1f ms per s, %.2fx real time; %lld windows, "
+                    "slowest %.3f s (a window lasts %.3f s); at most %lld feature frames held\n",
+                    sc.window, sc.context, sc.lookahead, sc.steps, st.median, st.min, st.max, seconds, 1000 * st.median / seconds,
+                    seconds / st.median, static_cast<long long>(windows), w.median, sc.window / 25.0, static_cast<long long>(held));
       }
       const cli::Memory mem = cli::memory();
       std::printf("memory   resident %.0f MB (%.0f MB anonymous, %.0f MB file-backed: weights, libraries), peak %.0f MB\n", mem.rss / 1e6,
