@@ -1,0 +1,161 @@
+// RetinaFace-ResNet50: priors and post-processing against the reference's
+// outputs in tests/data/face-sr (synthetic head outputs), and the full-size
+// network built with random weights from the released key layout.
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+
+#include <fstream>
+#include <opencv2/imgcodecs.hpp>
+#include <sstream>
+
+#include "checkpoint.h"
+#include "checkpoint_writer.h"
+#include "error.h"
+#include "retinaface.h"
+#include "state_dict.h"
+#include "test_util.h"
+
+namespace rf = anitalker::retinaface;
+using anitalker::read_npy_tensor;
+using testing::HasSubstr;
+using testutil::data;
+using testutil::error_of;
+
+namespace {
+
+rf::Heads stored_heads() {
+  rf::Heads h;
+  h.loc = read_npy_tensor(data("face-sr/det_head_loc.npy")).unsqueeze(0);
+  h.conf = read_npy_tensor(data("face-sr/det_head_conf_softmax.npy")).unsqueeze(0);
+  h.landms = read_npy_tensor(data("face-sr/det_head_landms.npy")).unsqueeze(0);
+  return h;
+}
+
+// The released layout with random values: conv weights ~ N(0, 1/fan_in),
+// batch norms near identity.  `module` keeps the "module." prefix, `counts`
+// the num_batches_tracked scalars.
+struct RandomCheckpoint {
+  std::vector<at::Tensor> values;
+  std::vector<anitalker::TensorToWrite> tensors;
+};
+
+RandomCheckpoint random_retinaface(bool module, bool counts) {
+  std::ifstream f(data("face-sr/retinaface_resnet50_keys.txt"));
+  RandomCheckpoint r;
+  at::manual_seed(0);
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream in(line);
+    std::string key, shape_s, dtype;
+    in >> key >> shape_s >> dtype;
+    if (!counts && key.find("num_batches_tracked") != std::string::npos) continue;
+    std::vector<int64_t> shape;
+    if (shape_s != "scalar") {
+      std::istringstream ss(shape_s);
+      for (std::string d; std::getline(ss, d, 'x');) shape.push_back(std::stoll(d));
+    }
+    at::Tensor t;
+    if (dtype == "int64") {
+      t = at::zeros(shape, at::kLong);
+    } else if (shape.size() == 4) {
+      t = at::randn(shape) / std::sqrt(static_cast<double>(shape[1] * shape[2] * shape[3]));
+    } else if (key.find("running_var") != std::string::npos) {
+      t = at::rand(shape) + 0.5;
+    } else if (key.find(".weight") != std::string::npos) {
+      t = 1 + 0.1 * at::randn(shape);
+    } else {
+      t = 0.1 * at::randn(shape);
+    }
+    r.values.push_back(t.contiguous());
+    r.tensors.push_back({module ? key : key.substr(7), dtype == "int64" ? anitalker::DType::Int64 : anitalker::DType::Float32,
+                         shape, r.values.back().data_ptr()});
+  }
+  return r;
+}
+
+void expect_rows_match(const at::Tensor& got, const at::Tensor& want, const char* what) {
+  ASSERT_EQ(got.sizes(), want.sizes()) << what;
+  const at::Tensor rel = (got - want).abs() / want.abs().clamp_min(1.0);
+  const float mx = rel.max().item<float>();
+  std::printf("detections %s: %lld rows, max relative error %.3g (tolerance 1e-4, same count and order)\n", what,
+              static_cast<long long>(got.size(0)), mx);
+  EXPECT_LE(mx, 1e-4) << what;
+  // Same order: the scores line up one for one.
+  EXPECT_TRUE(at::allclose(got.select(1, 4), want.select(1, 4), 0, 0)) << what;
+}
+
+}  // namespace
+
+TEST(FaceDetect, PriorsMatchTheReference) {
+  const at::Tensor p = rf::priors(256, 256);
+  const at::Tensor want = read_npy_tensor(data("face-sr/det_priors_256.npy"));
+  ASSERT_EQ(p.sizes(), want.sizes());
+  const float mx = (p - want).abs().max().item<float>();
+  std::printf("priors 256: max abs %.3g\n", mx);
+  EXPECT_EQ(mx, 0);
+  EXPECT_EQ(rf::priors(512, 512).size(0), 2 * (64 * 64 + 32 * 32 + 16 * 16));
+  EXPECT_EQ(rf::priors(250, 130).size(0), 2 * (32 * 17 + 16 * 9 + 8 * 5));  // ceil(H/step) x ceil(W/step)
+}
+
+TEST(FaceDetect, PostProcessingMatchesTheReference) {
+  const rf::Heads h = stored_heads();
+  const at::Tensor p = rf::priors(256, 256);
+  expect_rows_match(rf::decode(h, p, 256, 256, 0.97f, 0.4), read_npy_tensor(data("face-sr/det_out_thr0.97.npy")), "thr 0.97");
+  expect_rows_match(rf::decode(h, p, 256, 256, 0.8f, 0.4), read_npy_tensor(data("face-sr/det_out_thr0.8.npy")), "thr 0.8");
+}
+
+TEST(FaceDetect, InputIsBgrMinusTheMeans) {
+  cv::Mat img(2, 3, CV_8UC3, cv::Scalar(104, 117, 123));
+  img.at<cv::Vec3b>(1, 2) = cv::Vec3b(0, 255, 10);
+  const at::Tensor x = rf::to_input(img);
+  ASSERT_EQ(x.sizes(), (std::vector<int64_t>{1, 3, 2, 3}));
+  EXPECT_EQ(x[0][0][0][0].item<float>(), 0);
+  EXPECT_EQ(x[0][0][1][2].item<float>(), -104);
+  EXPECT_EQ(x[0][1][1][2].item<float>(), 255 - 117);
+  EXPECT_EQ(x[0][2][1][2].item<float>(), 10 - 123);
+}
+
+TEST(FaceDetect, FullSizeNetworkFromTheReleasedLayout) {
+  testutil::TempDir dir;
+  {
+    const RandomCheckpoint c = random_retinaface(true, true);
+    ASSERT_EQ(c.tensors.size(), 456u);
+    anitalker::write_checkpoint(dir / "module.pth", c.tensors);
+  }
+  const rf::Model m(anitalker::StateDict(anitalker::Checkpoint::open(dir / "module.pth")), c10::Device(c10::kCPU));
+  // Only the batch counters are left over.
+  EXPECT_EQ(m.unused_keys().size(), 73u);
+  for (const std::string& k : m.unused_keys()) EXPECT_THAT(k, HasSubstr("num_batches_tracked"));
+  for (int s : {256, 512}) {
+    const rf::Heads h = m.forward(at::randn({1, 3, s, s}) * 50);
+    const int64_t n = rf::priors(s, s).size(0);
+    EXPECT_EQ(h.loc.sizes(), (std::vector<int64_t>{1, n, 4})) << s;
+    EXPECT_EQ(h.conf.sizes(), (std::vector<int64_t>{1, n, 2})) << s;
+    EXPECT_EQ(h.landms.sizes(), (std::vector<int64_t>{1, n, 10})) << s;
+    EXPECT_TRUE(at::isfinite(h.loc).all().item<bool>()) << s;
+    EXPECT_TRUE(at::allclose(h.conf.sum(-1), at::ones({1, n}), 1e-5, 1e-5)) << s;
+  }
+  const at::Tensor rows = m.detect(cv::imread(data("face-sr/frame_256_bgr.png")), 0.5f);
+  EXPECT_EQ(rows.dim(), 2);
+  EXPECT_EQ(rows.size(1), 15);
+}
+
+TEST(FaceDetect, BareKeysWithoutCountersLoadAndMissingOnesAreNamed) {
+  testutil::TempDir dir;
+  {
+    RandomCheckpoint c = random_retinaface(false, false);
+    ASSERT_EQ(c.tensors.size(), 456u - 73u);
+    anitalker::write_checkpoint(dir / "bare.pth", c.tensors);
+    c.tensors.erase(std::remove_if(c.tensors.begin(), c.tensors.end(),
+                                   [](const anitalker::TensorToWrite& t) { return t.key == "ssh2.conv7x7_3.1.running_var"; }),
+                    c.tensors.end());
+    anitalker::write_checkpoint(dir / "broken.pth", c.tensors);
+  }
+  const rf::Model m(anitalker::StateDict(anitalker::Checkpoint::open(dir / "bare.pth")), c10::Device(c10::kCPU));
+  EXPECT_TRUE(m.unused_keys().empty());
+  const std::string msg = error_of(
+      [&] { rf::Model(anitalker::StateDict(anitalker::Checkpoint::open(dir / "broken.pth")), c10::Device(c10::kCPU)); });
+  EXPECT_THAT(msg, HasSubstr("broken.pth"));
+  EXPECT_THAT(msg, HasSubstr("ssh2.conv7x7_3.1.running_var"));
+}
