@@ -1,5 +1,6 @@
 #include "gstanitalkerelements.h"
 
+#include "gstanitalkerbin.h"
 #include "gstanitalkermotion.h"
 #include "gstanitalkerrender.h"
 #include "gsthubertenc.h"
@@ -12,5 +13,6 @@ gboolean gst_anitalker_register_elements(GstPlugin* plugin) {
   ok &= GST_ELEMENT_REGISTER(hubertenc, plugin);
   ok &= GST_ELEMENT_REGISTER(anitalkermotion, plugin);
   ok &= GST_ELEMENT_REGISTER(anitalkerrender, plugin);
+  ok &= GST_ELEMENT_REGISTER(anitalker, plugin);
   return ok;
 }

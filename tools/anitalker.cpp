@@ -8,11 +8,13 @@
 int cmd_inspect(int argc, char** argv);
 int cmd_render(int argc, char** argv);
 int cmd_features(int argc, char** argv);
+int cmd_generate(int argc, char** argv);
 int cmd_motion(int argc, char** argv);
 int bench_load(int argc, char** argv);
 int bench_render(int argc, char** argv);
 int bench_features(int argc, char** argv);
 int bench_motion(int argc, char** argv);
+int bench_chain_fixtures(int argc, char** argv);
 
 namespace {
 
@@ -24,12 +26,14 @@ struct Command {
 
 const Command kCommands[] = {
     {"features", cmd_features, "audio features: HuBERT hidden states or MFCC+deltas of a speech file"},
+    {"generate", cmd_generate, "portrait + speech -> MP4 (H.264 + AAC): the reference demo's job in one command"},
     {"inspect", cmd_inspect, "list the tensors of a checkpoint or safetensors file"},
     {"motion", cmd_motion, "stage 2: audio features + portrait codes -> motion latents (diffusion)"},
     {"render", cmd_render, "stage 1: portrait + motion codes -> frames (LIA renderer)"},
 };
 
 const Command kBenches[] = {
+    {"chain-fixtures", bench_chain_fixtures, "write the tiny random models that chain end to end (tests/data/chain)"},
     {"features", bench_features, "HuBERT-large at full size and MFCC: ms per second of audio, GEMM fraction"},
     {"load", bench_load, "checkpoint loading: a HuBERT-large-sized file, open and read times, memory"},
     {"motion", bench_motion, "stage 2 at full size: denoiser pass, offline and streaming sampling, GEMM fraction"},

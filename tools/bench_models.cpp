@@ -47,9 +47,16 @@ int64_t RandomCheckpoint::values() const {
 }
 
 void write_hubert_large(const std::string& dir, int layers, RandomCheckpoint* keep) {
+  HubertShape shape;
+  shape.layers = layers;
+  write_hubert(dir, shape, keep);
+}
+
+void write_hubert(const std::string& dir, const HubertShape& shape, RandomCheckpoint* keep) {
   RandomCheckpoint local;
   RandomCheckpoint& w = keep ? *keep : local;
-  const int64_t C = 512, H = 1024, F = 4096;
+  const int64_t C = shape.conv, H = shape.hidden, F = shape.ffn, K = shape.pos_kernel, G = shape.pos_groups;
+  const int layers = shape.layers;
   w.add("masked_spec_embed", {H}, "uniform", 1.f);
   const int kernels[7] = {10, 3, 3, 3, 3, 2, 2};
   for (int i = 0; i < 7; ++i) {
@@ -64,8 +71,8 @@ void write_hubert_large(const std::string& dir, int layers, RandomCheckpoint* ke
   w.add("feature_projection.projection.weight", {H, C}, "randn", 0.02f);
   w.add("feature_projection.projection.bias", {H}, "zero");
   w.add("encoder.pos_conv_embed.conv.bias", {H}, "zero");
-  w.add("encoder.pos_conv_embed.conv.weight_g", {1, 1, 128}, "one");
-  w.add("encoder.pos_conv_embed.conv.weight_v", {H, H / 16, 128}, "randn", 0.02f);
+  w.add("encoder.pos_conv_embed.conv.weight_g", {1, 1, K}, "one");
+  w.add("encoder.pos_conv_embed.conv.weight_v", {H, H / G, K}, "randn", 0.02f);
   w.add("encoder.layer_norm.weight", {H}, "one");
   w.add("encoder.layer_norm.bias", {H}, "zero");
   for (int l = 0; l < layers; ++l) {
@@ -87,29 +94,44 @@ void write_hubert_large(const std::string& dir, int layers, RandomCheckpoint* ke
     ::mkdir(dir.c_str(), 0777);
     w.write(dir + "/pytorch_model.bin");
     std::ofstream cfg(dir + "/config.json");
+    std::string convs;
+    for (int i = 0; i < 7; ++i) convs += (i ? ", " : "") + std::to_string(C);
     cfg << "{\n  \"architectures\": [\"HubertModel\"], \"model_type\": \"hubert\",\n"
-           "  \"hidden_size\": 1024, \"num_hidden_layers\": " << layers << ", \"num_attention_heads\": 16,\n"
-           "  \"intermediate_size\": 4096, \"hidden_act\": \"gelu\", \"layer_norm_eps\": 1e-05,\n"
+        << "  \"hidden_size\": " << H << ", \"num_hidden_layers\": " << layers << ", \"num_attention_heads\": "
+        << shape.heads << ",\n  \"intermediate_size\": " << F
+        << ", \"hidden_act\": \"gelu\", \"layer_norm_eps\": 1e-05,\n"
            "  \"do_stable_layer_norm\": true, \"feat_extract_norm\": \"layer\", \"feat_extract_activation\": \"gelu\",\n"
-           "  \"conv_dim\": [512, 512, 512, 512, 512, 512, 512], \"conv_kernel\": [10, 3, 3, 3, 3, 2, 2],\n"
+        << "  \"conv_dim\": [" << convs << "], \"conv_kernel\": [10, 3, 3, 3, 3, 2, 2],\n"
            "  \"conv_stride\": [5, 2, 2, 2, 2, 2, 2], \"conv_bias\": true,\n"
-           "  \"num_conv_pos_embeddings\": 128, \"num_conv_pos_embedding_groups\": 16\n}\n";
+        << "  \"num_conv_pos_embeddings\": " << K << ", \"num_conv_pos_embedding_groups\": " << G << "\n}\n";
+    std::ofstream pre(dir + "/preprocessor_config.json");
+    pre << "{\n  \"do_normalize\": true, \"feature_extractor_type\": \"Wav2Vec2FeatureExtractor\",\n"
+           "  \"feature_size\": 1, \"padding_side\": \"right\", \"padding_value\": 0, \"return_attention_mask\": false,\n"
+           "  \"sampling_rate\": 16000\n}\n";
     if (!cfg) throw std::runtime_error(dir + "/config.json: cannot write");
   }
 }
 
-static int64_t channels(int64_t res) { return res >= 256 ? 64 : res == 128 ? 128 : res == 64 ? 256 : 512; }
 
-void write_stage1(const std::string& path) {
+
+void write_stage1(const std::string& path) { write_stage1(path, Stage1Shape()); }
+
+void write_stage1(const std::string& path, const Stage1Shape& shape) {
   RandomCheckpoint w;
-  const int64_t S = 512, M = 20;
+  const int64_t S = shape.style, M = shape.motion, size = shape.size;
+  int L = 0;
+  while ((4LL << L) < size) ++L;
+  if ((4LL << L) != size) throw std::runtime_error("write_stage1: the size must be 4 times a power of 2");
+  // Channels at a resolution; from 8x8 down every level carries the style
+  // width (the encoder adds those levels into the style code, spec renderer 3.5).
+  auto ch = [&](int64_t res) { return res <= 8 ? S : shape.channels(res); };
   auto add = [&](const std::string& k, std::vector<int64_t> s, const char* init, float scale = 1.f) {
     w.add("lia." + k, std::move(s), init, scale);
   };
-  add("enc.net_app.convs.0.0.weight", {64, 3, 1, 1}, "randn");
-  add("enc.net_app.convs.0.1.bias", {1, 64, 1, 1}, "zero");
-  for (int r = 1; r <= 6; ++r) {
-    const int64_t cin = channels(256 >> (r - 1)), cout = channels(256 >> r);
+  add("enc.net_app.convs.0.0.weight", {ch(size), 3, 1, 1}, "randn");
+  add("enc.net_app.convs.0.1.bias", {1, ch(size), 1, 1}, "zero");
+  for (int r = 1; r <= L; ++r) {
+    const int64_t cin = ch(size >> (r - 1)), cout = ch(size >> r);
     const std::string p = "enc.net_app.convs." + std::to_string(r) + ".";
     add(p + "conv1.0.weight", {cin, cin, 3, 3}, "randn");
     add(p + "conv1.1.bias", {1, cin, 1, 1}, "zero");
@@ -119,13 +141,12 @@ void write_stage1(const std::string& path) {
     add(p + "skip.0.kernel", {4, 4}, "blur");
     add(p + "skip.1.weight", {cout, cin, 1, 1}, "randn");
   }
-  add("enc.net_app.convs.7.weight", {S, S, 4, 4}, "randn");
-  const int64_t fc_in[3] = {64, 128, 256};
+  add("enc.net_app.convs." + std::to_string(L + 1) + ".weight", {S, S, 4, 4}, "randn");
   for (int i = 0; i < 3; ++i) {
-    add("enc.net_app.fc" + std::to_string(i + 1) + ".weight", {S, fc_in[i]}, "randn");
+    add("enc.net_app.fc" + std::to_string(i + 1) + ".weight", {S, ch(size >> i)}, "randn");
     add("enc.net_app.fc" + std::to_string(i + 1) + ".bias", {S}, "zero");
   }
-  add("enc.net_app.ws.weights", {8}, "randn");
+  add("enc.net_app.ws.weights", {L + 2}, "randn");
   for (const char* n : {"identity_excluded_net", "identity_net", "identity_net_density"})
     for (int i : {0, 2}) {
       add(std::string("enc.net_decouping.") + n + "." + std::to_string(i) + ".weight", {S, S}, "uniform", 0.044f);
@@ -137,14 +158,14 @@ void write_stage1(const std::string& path) {
   }
   add("dec.direction.weight", {S, M}, "randn");
   add("dec.input.input", {1, S, 4, 4}, "randn");
-  add("dec.conv1.conv.weight", {1, S, S, 3, 3}, "randn");
+  add("dec.conv1.conv.weight", {1, ch(4), S, 3, 3}, "randn");
   add("dec.conv1.conv.modulation.weight", {S, S}, "randn");
   add("dec.conv1.conv.modulation.bias", {S}, "one");
   add("dec.conv1.noise.weight", {1}, "zero");
-  add("dec.conv1.activate.bias", {1, S, 1, 1}, "zero");
-  for (int k = 0; k < 12; ++k) {
+  add("dec.conv1.activate.bias", {1, ch(4), 1, 1}, "zero");
+  for (int k = 0; k < 2 * L; ++k) {
     const int64_t r = 8LL << (k / 2);
-    const int64_t cout = channels(r), cin = k % 2 == 0 ? channels(r / 2) : cout;
+    const int64_t cout = ch(r), cin = k % 2 == 0 ? ch(r / 2) : cout;
     const std::string p = "dec.convs." + std::to_string(k) + ".";
     add(p + "conv.weight", {1, cout, cin, 3, 3}, "randn");
     if (k % 2 == 0) add(p + "conv.blur.kernel", {4, 4}, "blur4");
@@ -153,8 +174,8 @@ void write_stage1(const std::string& path) {
     add(p + "noise.weight", {1}, "zero");
     add(p + "activate.bias", {1, cout, 1, 1}, "zero");
   }
-  for (int j = 0; j < 6; ++j) {
-    const int64_t c = channels(8LL << j);
+  for (int j = 0; j < L; ++j) {
+    const int64_t c = ch(8LL << j);
     const std::string pr = "dec.to_rgbs." + std::to_string(j) + ".";
     add(pr + "conv.0.weight", {3, c, 1, 1}, "randn");
     add(pr + "conv.1.bias", {1, 3, 1, 1}, "zero");
@@ -171,12 +192,17 @@ void write_stage1(const std::string& path) {
 }
 
 size_t write_stage2(const std::string& path, anitalker::motion::Variant v) {
+  return write_stage2(path, v, Stage2Shape());
+}
+
+size_t write_stage2(const std::string& path, anitalker::motion::Variant v, const Stage2Shape& shape) {
   using anitalker::motion::Variant;
   RandomCheckpoint w;
   const bool hubert = v == Variant::HubertAudioOnly || v == Variant::HubertPoseOnly || v == Variant::HubertFullControl;
   const bool pose = v != Variant::HubertAudioOnly;
   const bool loc = v == Variant::HubertFullControl || v == Variant::MfccFullControl;
-  const int64_t L = 25, H = 1024, S = 512, P = 128, D = S + 4 * P, M = 20, start = 512, hid = 128, mid = 256, K = 13;
+  const int64_t L = shape.layers, H = shape.hubert, S = shape.speech, P = shape.proj, D = S + 4 * P, M = shape.motion,
+                start = shape.start, hid = shape.lstm, mid = shape.mfcc_mid, K = 13;
   auto lin = [&](const std::string& p, int64_t out, int64_t in, bool bias = true) {
     const float b = 1.f / std::sqrt(static_cast<float>(in));
     w.add(p + ".weight", {out, in}, "uniform", b);
@@ -225,7 +251,7 @@ size_t write_stage2(const std::string& path, anitalker::motion::Variant v) {
     }
     lin(p + ".fc", out, hid);
   };
-  w.add("x_T", {32, 3, 256, 256}, "uniform", 1.f);  // not read: only its size counts (seed replay)
+  w.add("x_T", shape.x_T, "uniform", 1.f);  // not read: only its size counts (seed replay)
   const size_t first = w.tensors.size();
   if (hubert) {
     w.add("weights", {L}, "zero");

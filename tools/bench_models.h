@@ -31,11 +31,27 @@ struct RandomCheckpoint {
   void write(const std::string& path) { anitalker::write_checkpoint(path, tensors); }
 };
 
-// chinese-hubert-large's layout (config.json + pytorch_model.bin) in `dir`,
-// with `layers` transformer layers (24 released).
+// chinese-hubert-large's layout (config.json, preprocessor_config.json and
+// pytorch_model.bin) in `dir`; the defaults are the released sizes.
+struct HubertShape {
+  int layers = 24, heads = 16;
+  int64_t conv = 512, hidden = 1024, ffn = 4096, pos_kernel = 128, pos_groups = 16;
+};
+void write_hubert(const std::string& dir, const HubertShape& shape, RandomCheckpoint* keep = nullptr);
+// The released sizes with `layers` transformer layers.
 void write_hubert_large(const std::string& dir, int layers, RandomCheckpoint* keep = nullptr);
 
-// stage1.ckpt's layout: 256x256, style 512, motion 20, channels 64..512.
+// stage1.ckpt's layout; the defaults are the released sizes: 256x256,
+// style 512, motion 20, channels 64 (256x256) .. 512 (32x32 and below).
+// Levels of 8x8 and below always carry the style width (the encoder's HAL
+// adds them into the style code).
+struct Stage1Shape {
+  int64_t size = 256, style = 512, motion = 20;
+  int64_t (*channels)(int64_t res) = [](int64_t res) -> int64_t {
+    return res >= 256 ? 64 : res == 128 ? 128 : res == 64 ? 256 : 512;
+  };
+};
+void write_stage1(const std::string& path, const Stage1Shape& shape);
 void write_stage1(const std::string& path);
 
 // A stage-2 checkpoint of the released layout and full size (spec/motion.md
@@ -46,6 +62,12 @@ void write_stage1(const std::string& path);
 // PyTorch initialises them, norms at their defaults.  Returns the number of
 // tensors written (spec 1: HA 507, HP 547, HF 627, MP 229, MF 309).
 size_t write_stage2(const std::string& path, anitalker::motion::Variant v);
+// The same with other widths (the defaults are the released ones).
+struct Stage2Shape {
+  int64_t layers = 25, hubert = 1024, speech = 512, proj = 128, motion = 20, start = 512, lstm = 128, mfcc_mid = 256;
+  std::vector<int64_t> x_T = {32, 3, 256, 256};
+};
+size_t write_stage2(const std::string& path, anitalker::motion::Variant v, const Stage2Shape& shape);
 
 // Float32 GEMM throughput of this machine (a 2048x2048 matmul, median of 5),
 // printed as the benchmarks' reference line; in GFLOP/s.

@@ -14,6 +14,11 @@ packages=(
   # GStreamer 1.22: core, base, good, gst-check (in libgstreamer1.0-dev), tools
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools
+  # encoders and muxing for `anitalker generate` and the pipelines: x264enc
+  # (ugly), avenc_aac (libav), h264parse, rtmp2sink, webrtcbin, srt (bad)
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-plugins-bad
+  # the end-to-end tests read the MP4s back with ffprobe
+  ffmpeg
   # JSON (config.json, safetensors headers)
   nlohmann-json3-dev
   # tests: GoogleTest, and clang's libFuzzer for the fuzz targets

@@ -1,0 +1,527 @@
+// anitalker: the whole chain in one bin (gstanitalkerbin.h).  Plumbing only:
+// it creates and links the children, finds the released files in a models
+// folder (lib/models.h) and forwards its properties.
+
+/**
+ * SECTION:element-anitalker
+ * @title: anitalker
+ *
+ * Speech in, the talking portrait out: a bin of
+ *
+ *     audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1,format=F32LE !
+ *     hubertenc name=features ! anitalkermotion name=motion ! anitalkerrender name=render
+ *     [! gfpgansr name=sr]
+ *
+ * Its sink takes audio in any format GStreamer can convert; its src gives
+ * RGB video at 25 frames a second (256x256 with the released stage1.ckpt;
+ * twice that with #GstAnitalkerBin:face-sr).  The audio itself does not come
+ * out: tee it before the bin to mux it with the video (see the example).
+ *
+ * With #GstAnitalkerBin:models-dir the bin finds the released files under
+ * their published names: stage1.ckpt, the variant's
+ * stage2_&lt;...&gt;.ckpt, chinese-hubert-large/ (HuBERT variants) and,
+ * with face-sr, GFPGANv1.4.pth, detection_Resnet50_Final.pth and
+ * parsing_parsenet.pth.  A missing file fails the start with an error that
+ * lists each one and where it is published.  #GstAnitalkerBin:stage1,
+ * #GstAnitalkerBin:stage2 and #GstAnitalkerBin:hubert override single files.
+ *
+ * The other properties go to the children: see hubertenc, anitalkermotion
+ * and anitalkerrender for what they do.  The children are named, so
+ * gst-launch can also reach their own properties (`anitalker
+ * motion::lookahead=2`), and a #GstControlSource can animate the motion
+ * child's pose properties (pipelines/live-pose.sh).
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 filesrc location=speech.wav ! decodebin ! tee name=t
+ *     t. ! queue ! anitalker models-dir=models portrait=face.jpg ! videoconvert ! x264enc ! queue ! mux.
+ *     t. ! queue ! audioconvert ! avenc_aac ! queue ! mux.
+ *     mp4mux name=mux ! filesink location=out.mp4
+ * ]|
+ */
+
+#include "gstanitalkerbin.h"
+
+#include <string>
+#include <vector>
+
+#include "error.h"
+#include "gstanitalkercommon.h"
+#include "gstanitalkermotion.h"
+#include "models.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_anitalker_bin_debug);
+#define GST_CAT_DEFAULT gst_anitalker_bin_debug
+
+#define DEFAULT_MODELS_DIR "models"
+#define DEFAULT_VARIANT GST_ANITALKER_MOTION_TYPE_HUBERT_AUDIO_ONLY
+#define DEFAULT_DEVICE "cpu"
+#define DEFAULT_MODE GST_ANITALKER_MOTION_MODE_AUTO
+
+enum {
+  PROP_0,
+  PROP_MODELS_DIR,
+  PROP_PORTRAIT,
+  PROP_VARIANT,
+  PROP_STAGE1,
+  PROP_STAGE2,
+  PROP_HUBERT,
+  PROP_FACE_SR,
+  PROP_DEVICE,
+  PROP_MODE,
+  // Forwarded to the motion child as they are.
+  PROP_STEPS,
+  PROP_SEED,
+  PROP_CONTROL,
+  PROP_POSE_YAW,
+  PROP_POSE_PITCH,
+  PROP_POSE_ROLL,
+  PROP_POSE_FILE,
+  PROP_FACE_LOCATION,
+  PROP_FACE_SCALE,
+};
+
+struct _GstAnitalkerBin {
+  GstBin parent;
+
+  GstElement* convert;
+  GstElement* resample;
+  GstElement* filter;
+  GstElement* features;
+  GstElement* motion;
+  GstElement* render;
+  GstElement* sr;  // with face-sr, from NULL->READY
+  GstPad* srcpad;  // ghost
+
+  // Under the object lock.
+  gchar* models_dir;
+  gchar* portrait;
+  GstAnitalkerMotionType variant;
+  gchar* stage1;
+  gchar* stage2;
+  gchar* hubert;
+  gboolean face_sr;
+  gchar* device;
+  GstAnitalkerMotionMode mode;
+};
+
+/**
+ * GstAnitalkerBin!sink:
+ *
+ * Any raw audio; converted to 16 kHz mono float inside.
+ */
+static GstStaticPadTemplate sink_template =
+    GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS("audio/x-raw"));
+
+/**
+ * GstAnitalkerBin!src:
+ *
+ * The rendered video (anitalkerrender's, or gfpgansr's with face-sr).
+ */
+static GstStaticPadTemplate src_template =
+    GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS("video/x-raw"));
+
+#define gst_anitalker_bin_parent_class parent_class
+G_DEFINE_TYPE(GstAnitalkerBin, gst_anitalker_bin, GST_TYPE_BIN);
+GST_ELEMENT_REGISTER_DEFINE(anitalker, "anitalker", GST_RANK_NONE, GST_TYPE_ANITALKER_BIN);
+
+static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec);
+static void gst_anitalker_bin_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec);
+static void gst_anitalker_bin_finalize(GObject* object);
+static GstStateChangeReturn gst_anitalker_bin_change_state(GstElement* element, GstStateChange transition);
+
+// A property of the motion child, re-installed on the bin with the child's
+// spec (name, range, default, blurb), so the two never disagree.
+static void forward_motion_property(GObjectClass* klass, GObjectClass* motion_class, guint id, const char* name) {
+  GParamSpec* child = g_object_class_find_property(motion_class, name);
+  g_assert(child != nullptr);
+  GParamSpec* spec = nullptr;
+  const GParamFlags flags = (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+                                          (child->flags & (GST_PARAM_MUTABLE_PLAYING | GST_PARAM_MUTABLE_READY)));
+  const char* nick = g_param_spec_get_nick(child);
+  const char* blurb = g_param_spec_get_blurb(child);
+  if (G_IS_PARAM_SPEC_UINT(child)) {
+    GParamSpecUInt* p = G_PARAM_SPEC_UINT(child);
+    spec = g_param_spec_uint(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
+  } else if (G_IS_PARAM_SPEC_UINT64(child)) {
+    GParamSpecUInt64* p = G_PARAM_SPEC_UINT64(child);
+    spec = g_param_spec_uint64(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
+  } else if (G_IS_PARAM_SPEC_FLOAT(child)) {
+    GParamSpecFloat* p = G_PARAM_SPEC_FLOAT(child);
+    spec = g_param_spec_float(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
+  } else if (G_IS_PARAM_SPEC_BOOLEAN(child)) {
+    spec = g_param_spec_boolean(name, nick, blurb, G_PARAM_SPEC_BOOLEAN(child)->default_value, flags);
+  } else if (G_IS_PARAM_SPEC_STRING(child)) {
+    spec = g_param_spec_string(name, nick, blurb, G_PARAM_SPEC_STRING(child)->default_value, flags);
+  }
+  g_assert(spec != nullptr);
+  g_object_class_install_property(klass, id, spec);
+}
+
+static const struct {
+  guint id;
+  const char* name;
+} kMotionProps[] = {
+    {PROP_STEPS, "steps"},         {PROP_SEED, "seed"},           {PROP_CONTROL, "control"},
+    {PROP_POSE_YAW, "pose-yaw"},   {PROP_POSE_PITCH, "pose-pitch"}, {PROP_POSE_ROLL, "pose-roll"},
+    {PROP_POSE_FILE, "pose-file"}, {PROP_FACE_LOCATION, "face-location"}, {PROP_FACE_SCALE, "face-scale"},
+};
+
+static const char* motion_prop_name(guint id) {
+  for (const auto& p : kMotionProps)
+    if (p.id == id) return p.name;
+  return nullptr;
+}
+
+static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
+  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
+  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+
+  GST_DEBUG_CATEGORY_INIT(gst_anitalker_bin_debug, "anitalker", 0, "AniTalker bin");
+
+  gobject_class->set_property = gst_anitalker_bin_set_property;
+  gobject_class->get_property = gst_anitalker_bin_get_property;
+  gobject_class->finalize = gst_anitalker_bin_finalize;
+
+  const GParamFlags ready = (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+
+  g_object_class_install_property(
+      gobject_class, PROP_MODELS_DIR,
+      g_param_spec_string("models-dir", "Models folder",
+                          "Folder with the released files under their published names (default: \"models\")",
+                          DEFAULT_MODELS_DIR, ready));
+  g_object_class_install_property(
+      gobject_class, PROP_PORTRAIT,
+      g_param_spec_string("portrait", "Portrait",
+                          "Portrait image (JPEG, PNG, ...; a centred face, as the reference advises); can change "
+                          "while playing (default: none; required)",
+                          nullptr,
+                          (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
+  g_object_class_install_property(
+      gobject_class, PROP_VARIANT,
+      g_param_spec_enum("variant", "Variant",
+                        "Motion model, by the reference's names (default: hubert_audio_only, the reference's advice)",
+                        GST_TYPE_ANITALKER_MOTION_TYPE, DEFAULT_VARIANT, ready));
+  g_object_class_install_property(
+      gobject_class, PROP_STAGE1,
+      g_param_spec_string("stage1", "Stage-1 checkpoint",
+                          "Use this stage-1 checkpoint instead of <models-dir>/stage1.ckpt (default: none)", nullptr,
+                          ready));
+  g_object_class_install_property(
+      gobject_class, PROP_STAGE2,
+      g_param_spec_string("stage2", "Stage-2 checkpoint",
+                          "Use this stage-2 checkpoint instead of the variant's file in models-dir; it must be of "
+                          "the variant (default: none)",
+                          nullptr, ready));
+  g_object_class_install_property(
+      gobject_class, PROP_HUBERT,
+      g_param_spec_string("hubert", "HuBERT folder",
+                          "Use this HuBERT folder instead of <models-dir>/chinese-hubert-large (default: none)",
+                          nullptr, ready));
+  g_object_class_install_property(
+      gobject_class, PROP_FACE_SR,
+      g_param_spec_boolean("face-sr", "Face super-resolution",
+                           "Restore the face with gfpgansr (GFPGAN v1.4) and double the size (default: false)", FALSE,
+                           ready));
+  g_object_class_install_property(
+      gobject_class, PROP_DEVICE,
+      g_param_spec_string("device", "Device", "Device of every network: cpu, cuda or cuda:N (default: cpu)",
+                          DEFAULT_DEVICE, ready));
+  g_object_class_install_property(
+      gobject_class, PROP_MODE,
+      g_param_spec_enum("mode", "Mode",
+                        "offline (exact, waits for EOS), streaming (bounded latency), or auto (streaming for live "
+                        "sources) for features and motion",
+                        GST_TYPE_ANITALKER_MOTION_MODE, DEFAULT_MODE, ready));
+
+  GObjectClass* motion_class = G_OBJECT_CLASS(g_type_class_ref(GST_TYPE_ANITALKER_MOTION));
+  for (const auto& p : kMotionProps) forward_motion_property(gobject_class, motion_class, p.id, p.name);
+  g_type_class_unref(motion_class);
+
+  gst_element_class_set_static_metadata(element_class, "AniTalker", "Generator/Video",
+                                        "Animates a portrait from speech: HuBERT/MFCC features, diffusion motion, "
+                                        "LIA rendering and optional GFPGAN face restoration",
+                                        "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
+  gst_element_class_add_static_pad_template(element_class, &sink_template);
+  gst_element_class_add_static_pad_template(element_class, &src_template);
+  element_class->change_state = GST_DEBUG_FUNCPTR(gst_anitalker_bin_change_state);
+}
+
+static GstElement* make(GstAnitalkerBin* self, const char* factory, const char* name) {
+  GstElement* e = gst_element_factory_make(factory, name);
+  if (e == nullptr) {
+    GST_ERROR_OBJECT(self, "no element %s", factory);
+    return nullptr;
+  }
+  gst_bin_add(GST_BIN(self), e);
+  return e;
+}
+
+static void gst_anitalker_bin_init(GstAnitalkerBin* self) {
+  self->models_dir = g_strdup(DEFAULT_MODELS_DIR);
+  self->portrait = nullptr;
+  self->variant = DEFAULT_VARIANT;
+  self->stage1 = self->stage2 = self->hubert = nullptr;
+  self->face_sr = FALSE;
+  self->device = g_strdup(DEFAULT_DEVICE);
+  self->mode = DEFAULT_MODE;
+  self->sr = nullptr;
+
+  self->convert = make(self, "audioconvert", "convert");
+  self->resample = make(self, "audioresample", "resample");
+  self->filter = make(self, "capsfilter", "format");
+  self->features = make(self, "hubertenc", "features");
+  self->motion = make(self, "anitalkermotion", "motion");
+  self->render = make(self, "anitalkerrender", "render");
+  // Without audioconvert/audioresample (gst-plugins-base) the start fails
+  // with a message; the pads exist either way.
+  if (self->filter) {
+    GstCaps* caps = gst_caps_from_string("audio/x-raw, format=(string)F32LE, rate=(int)16000, channels=(int)1, "
+                                         "layout=(string)interleaved");
+    g_object_set(self->filter, "caps", caps, nullptr);
+    gst_caps_unref(caps);
+  }
+  if (self->convert && self->resample && self->filter)
+    gst_element_link_many(self->convert, self->resample, self->filter, self->features, self->motion, self->render,
+                          nullptr);
+
+  GstPadTemplate* st = gst_static_pad_template_get(&sink_template);
+  GstPad* sink = self->convert ? gst_element_get_static_pad(self->convert, "sink") : nullptr;
+  GstPad* ghost = sink ? gst_ghost_pad_new_from_template("sink", sink, st)
+                       : gst_ghost_pad_new_no_target_from_template("sink", st);
+  gst_element_add_pad(GST_ELEMENT(self), ghost);
+  if (sink) gst_object_unref(sink);
+  gst_object_unref(st);
+
+  GstPadTemplate* tt = gst_static_pad_template_get(&src_template);
+  GstPad* src = gst_element_get_static_pad(self->render, "src");
+  self->srcpad = gst_ghost_pad_new_from_template("src", src, tt);
+  gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
+  gst_object_unref(src);
+  gst_object_unref(tt);
+}
+
+static void gst_anitalker_bin_finalize(GObject* object) {
+  GstAnitalkerBin* self = GST_ANITALKER_BIN(object);
+  g_free(self->models_dir);
+  g_free(self->portrait);
+  g_free(self->stage1);
+  g_free(self->stage2);
+  g_free(self->hubert);
+  g_free(self->device);
+  G_OBJECT_CLASS(parent_class)->finalize(object);
+}
+
+static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
+  GstAnitalkerBin* self = GST_ANITALKER_BIN(object);
+  if (const char* name = motion_prop_name(prop_id)) {
+    g_object_set_property(G_OBJECT(self->motion), name, value);
+    return;
+  }
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_MODELS_DIR:
+      g_free(self->models_dir);
+      self->models_dir = g_value_dup_string(value);
+      break;
+    case PROP_PORTRAIT:
+      g_free(self->portrait);
+      self->portrait = g_value_dup_string(value);
+      break;
+    case PROP_VARIANT:
+      self->variant = (GstAnitalkerMotionType)g_value_get_enum(value);
+      break;
+    case PROP_STAGE1:
+      g_free(self->stage1);
+      self->stage1 = g_value_dup_string(value);
+      break;
+    case PROP_STAGE2:
+      g_free(self->stage2);
+      self->stage2 = g_value_dup_string(value);
+      break;
+    case PROP_HUBERT:
+      g_free(self->hubert);
+      self->hubert = g_value_dup_string(value);
+      break;
+    case PROP_FACE_SR:
+      self->face_sr = g_value_get_boolean(value);
+      break;
+    case PROP_DEVICE:
+      g_free(self->device);
+      self->device = g_value_dup_string(value);
+      break;
+    case PROP_MODE:
+      self->mode = (GstAnitalkerMotionMode)g_value_get_enum(value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+  // The portrait may change while playing: the renderer re-encodes it.
+  if (prop_id == PROP_PORTRAIT) g_object_set_property(G_OBJECT(self->render), "portrait", value);
+}
+
+static void gst_anitalker_bin_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
+  GstAnitalkerBin* self = GST_ANITALKER_BIN(object);
+  if (const char* name = motion_prop_name(prop_id)) {
+    g_object_get_property(G_OBJECT(self->motion), name, value);
+    return;
+  }
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_MODELS_DIR:
+      g_value_set_string(value, self->models_dir);
+      break;
+    case PROP_PORTRAIT:
+      g_value_set_string(value, self->portrait);
+      break;
+    case PROP_VARIANT:
+      g_value_set_enum(value, self->variant);
+      break;
+    case PROP_STAGE1:
+      g_value_set_string(value, self->stage1);
+      break;
+    case PROP_STAGE2:
+      g_value_set_string(value, self->stage2);
+      break;
+    case PROP_HUBERT:
+      g_value_set_string(value, self->hubert);
+      break;
+    case PROP_FACE_SR:
+      g_value_set_boolean(value, self->face_sr);
+      break;
+    case PROP_DEVICE:
+      g_value_set_string(value, self->device);
+      break;
+    case PROP_MODE:
+      g_value_set_enum(value, self->mode);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+static std::string dup_or(const gchar* s, const std::string& fallback) { return s && *s ? s : fallback; }
+
+// Puts gfpgansr after the renderer (face-sr on) or takes it out (off).
+static bool gst_anitalker_bin_set_sr(GstAnitalkerBin* self, bool on, const anitalker::models::Set& files,
+                                     const std::string& device) {
+  if (on == (self->sr != nullptr)) {
+    if (on) g_object_set(self->sr, "model", files.gfpgan.c_str(), "detector", files.detector.c_str(), "parser",
+                         files.parser.c_str(), "device", device.c_str(), nullptr);
+    return true;
+  }
+  GstPad* render_src = gst_element_get_static_pad(self->render, "src");
+  if (on) {
+    GstElement* sr = gst_element_factory_make("gfpgansr", "sr");
+    if (sr == nullptr) {
+      gst_object_unref(render_src);
+      GST_ELEMENT_ERROR(self, CORE, MISSING_PLUGIN, ("face-sr needs the gfpgansr element, which is not installed."),
+                        (nullptr));
+      return false;
+    }
+    g_object_set(sr, "model", files.gfpgan.c_str(), "detector", files.detector.c_str(), "parser",
+                 files.parser.c_str(), "device", device.c_str(), nullptr);
+    gst_bin_add(GST_BIN(self), sr);
+    gst_element_link(self->render, sr);
+    GstPad* sr_src = gst_element_get_static_pad(sr, "src");
+    gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), sr_src);
+    gst_object_unref(sr_src);
+    self->sr = sr;
+  } else {
+    gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), render_src);
+    gst_element_unlink(self->render, self->sr);
+    gst_element_set_state(self->sr, GST_STATE_NULL);
+    gst_bin_remove(GST_BIN(self), self->sr);
+    self->sr = nullptr;
+  }
+  gst_object_unref(render_src);
+  return true;
+}
+
+// NULL->READY: finds the files, checks they exist, configures the children.
+static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
+  if (!self->convert || !self->resample || !self->filter || !self->features || !self->motion || !self->render) {
+    GST_ELEMENT_ERROR(self, CORE, MISSING_PLUGIN,
+                      ("A child element is missing: the bin needs audioconvert, audioresample and capsfilter "
+                       "(gst-plugins-base) and this plugin's hubertenc, anitalkermotion and anitalkerrender."),
+                      (nullptr));
+    return FALSE;
+  }
+  GST_OBJECT_LOCK(self);
+  const std::string dir = dup_or(self->models_dir, DEFAULT_MODELS_DIR);
+  const std::string portrait = dup_or(self->portrait, "");
+  const GstAnitalkerMotionType variant = self->variant;
+  const std::string stage1 = dup_or(self->stage1, ""), stage2 = dup_or(self->stage2, ""),
+                    hubert = dup_or(self->hubert, "");
+  const bool face_sr = self->face_sr;
+  const std::string device = dup_or(self->device, DEFAULT_DEVICE);
+  const GstAnitalkerMotionMode mode = self->mode;
+  GST_OBJECT_UNLOCK(self);
+
+  if (portrait.empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No portrait set."), ("set the \"portrait\" property to an image"));
+    return FALSE;
+  }
+  if (variant == GST_ANITALKER_MOTION_TYPE_AUTO) {
+    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("variant=auto is not a variant the bin can find files for."),
+                      ("use one of hubert_audio_only, hubert_pose_only, hubert_full_control, mfcc_pose_only, "
+                       "mfcc_full_control"));
+    return FALSE;
+  }
+  GEnumClass* ec = G_ENUM_CLASS(g_type_class_ref(GST_TYPE_ANITALKER_MOTION_TYPE));
+  const std::string variant_name = g_enum_get_value(ec, variant)->value_nick;
+  g_type_class_unref(ec);
+
+  anitalker::models::Set files = anitalker::models::resolve(dir, variant_name, face_sr);
+  // Overrides replace their entries in the checks.
+  std::vector<anitalker::models::File> checked;
+  for (const anitalker::models::File& f : files.files) {
+    if (!stage1.empty() && f.path == files.stage1) continue;
+    if (!stage2.empty() && f.path == files.stage2) continue;
+    if (!hubert.empty() && !files.hubert_dir.empty() && f.path.rfind(files.hubert_dir + "/", 0) == 0) continue;
+    checked.push_back(f);
+  }
+  if (!stage1.empty()) files.stage1 = stage1;
+  if (!stage2.empty()) files.stage2 = stage2;
+  if (!hubert.empty() && !files.hubert_dir.empty()) files.hubert_dir = hubert;
+  files.files = checked;
+  const std::vector<anitalker::models::File> missing = anitalker::models::missing(files);
+  if (!missing.empty()) {
+    const std::string text = anitalker::models::describe_missing(missing);
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("%s", text.c_str()),
+                      ("models-dir \"%s\", variant %s", dir.c_str(), variant_name.c_str()));
+    return FALSE;
+  }
+
+  GST_INFO_OBJECT(self, "variant %s: %s, %s, %s", variant_name.c_str(), files.stage1.c_str(), files.stage2.c_str(),
+                  files.hubert_dir.empty() ? "mfcc" : files.hubert_dir.c_str());
+  g_object_set(self->features, "model", files.hubert_dir.empty() ? "mfcc" : files.hubert_dir.c_str(), "device",
+               device.c_str(), nullptr);
+  g_object_set(self->motion, "checkpoint", files.stage2.c_str(), "type", variant, "device", device.c_str(), "mode",
+               mode, nullptr);
+  gst_util_set_object_arg(G_OBJECT(self->features), "mode",
+                          mode == GST_ANITALKER_MOTION_MODE_OFFLINE     ? "offline"
+                          : mode == GST_ANITALKER_MOTION_MODE_STREAMING ? "streaming"
+                                                                        : "auto");
+  g_object_set(self->render, "checkpoint", files.stage1.c_str(), "portrait", portrait.c_str(), "device",
+               device.c_str(), nullptr);
+  return gst_anitalker_bin_set_sr(self, face_sr, files, device) ? TRUE : FALSE;
+}
+
+static GstStateChangeReturn gst_anitalker_bin_change_state(GstElement* element, GstStateChange transition) {
+  GstAnitalkerBin* self = GST_ANITALKER_BIN(element);
+  if (transition == GST_STATE_CHANGE_NULL_TO_READY) {
+    gboolean ok = FALSE;
+    try {
+      ok = gst_anitalker_bin_configure(self);
+    } catch (...) {
+      GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Could not configure the bin.", false);
+    }
+    if (!ok) return GST_STATE_CHANGE_FAILURE;
+  }
+  return GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
+}

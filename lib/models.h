@@ -1,0 +1,44 @@
+// The released model files under their published names (models/README.md):
+// which file each variant and stage needs and where it comes from.  One
+// table, used by the `anitalker` bin, `anitalker generate` and the set-up
+// script's manifest (models/manifest.tsv must list the same files).
+// Torch-free.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace anitalker::models {
+
+// The reference's infer_type names, hubert_audio_only first (the default).
+const std::vector<std::string>& variants();
+bool is_variant(const std::string& name);
+bool uses_hubert(const std::string& variant);  // hubert_* variants
+
+// "stage2_audio_only_hubert.ckpt" for "hubert_audio_only", and so on.
+std::string stage2_name(const std::string& variant);
+
+struct File {
+  std::string path;    // under the models folder (or as given)
+  std::string needed;  // what needs it
+  std::string source;  // where it is published
+};
+
+// The files of a run: stage1, the variant's stage 2, HuBERT's folder for the
+// hubert variants (config.json and pytorch_model.bin are checked)
+// and, with face_sr, GFPGAN, RetinaFace and ParseNet.  Paths are dir/name.
+struct Set {
+  std::string stage1, stage2, hubert_dir;  // hubert_dir empty for mfcc variants
+  std::string gfpgan, detector, parser;    // empty without face_sr
+  std::vector<File> files;                 // every file above, for checks
+};
+// Throws anitalker::Error (Usage) for an unknown variant, naming the five.
+Set resolve(const std::string& dir, const std::string& variant, bool face_sr);
+
+// The files of `set` that do not exist, in order.
+std::vector<File> missing(const Set& set);
+
+// "Missing model files ...: each path, what needs it, where it comes from."
+std::string describe_missing(const std::vector<File>& files);
+
+}  // namespace anitalker::models

@@ -1,0 +1,75 @@
+#!/bin/sh
+# End to end with the tiny models that chain (tests/data/chain): the
+# `anitalker` bin in a gst-launch pipeline, and `anitalker generate`, each
+# writing an MP4 of the 2 s clip.  Checks with ffprobe: the video has
+# floor((T_hubert + 1) / 2) = 52 frames at 25 fps (T_hubert = 103 for the
+# clip's 33337 samples; 51 = floor(207 / 4) with MFCC), frame n at n x 40 ms; the AAC track lasts the clip;
+# both decode cleanly.  Then the errors: missing models are listed with their
+# sources, and a failed run leaves no file behind.
+# usage: test_chain.sh ANITALKER_BIN DATA_DIR
+set -eu
+bin=$1 data=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+models=$data/chain
+face=$data/renderer/monalisa.jpg
+clip=$data/audio/speech_2s_16k.wav
+
+check_mp4() {  # FILE VIDEO_FRAMES
+  f=$1 n=$2
+  ffprobe -v error -i "$f" >/dev/null 2>"$work/probe.err"; [ ! -s "$work/probe.err" ] || { cat "$work/probe.err"; exit 1; }
+  ffmpeg -v error -i "$f" -f null - 2>"$work/decode.err"
+  [ ! -s "$work/decode.err" ] || { echo "$f: decoding errors:"; cat "$work/decode.err"; exit 1; }
+  v=$(ffprobe -v error -select_streams v:0 -count_frames -show_entries stream=codec_name,nb_read_frames,r_frame_rate \
+      -of csv=p=0 "$f")
+  echo "$f video: $v"
+  [ "$v" = "h264,25/1,$n" ] || { echo "expected h264, 25/1, $n frames"; exit 1; }
+  # PTS of video frame n is n x 40 ms.
+  ffprobe -v error -select_streams v:0 -show_entries frame=pts_time -of csv=p=0 "$f" | tr -d ',' | grep . |
+    awk '{ want = (NR - 1) * 0.04; d = $1 - want; if (d < 0) d = -d; if (d > 0.0005) { print "frame " NR - 1 ": pts " $1 ", want " want; bad = 1 } }
+         END { exit bad }'
+  a=$(ffprobe -v error -select_streams a:0 -show_entries stream=codec_name,duration -of csv=p=0 "$f")
+  echo "$f audio: $a"
+  # The clip lasts 2.0836 s; AAC adds its priming and pads the last frame:
+  # up to two frames of 1024 samples (128 ms at 16 kHz).
+  echo "$a" | awk -F, '{ d = $2 - 2.0836; if ($1 != "aac" || d < -0.001 || d > 0.129) exit 1 }' ||
+    { echo "expected an AAC track of 2.084 s to 2.212 s"; exit 1; }
+  s=$(ffprobe -v error -select_streams a:0 -show_entries stream=start_time -of csv=p=0 "$f")
+  awk -v s="$s" 'BEGIN { if (s > 0.001 || s < -0.001) exit 1 }' || { echo "audio starts at $s s, not 0"; exit 1; }
+}
+
+# 1. The bin in gst-launch: audio teed into the bin and into the AAC encoder.
+gst-launch-1.0 -q filesrc location="$clip" ! decodebin ! tee name=t \
+  t. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 \
+     ! anitalker models-dir="$models" portrait="$face" steps=10 \
+     ! videoconvert ! video/x-raw,format=I420 ! x264enc ! h264parse ! queue ! mux.video_0 \
+  t. ! queue ! audioconvert ! audioresample ! avenc_aac ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 \
+     ! mux.audio_0 \
+  mp4mux name=mux ! filesink location="$work/launch.mp4"
+check_mp4 "$work/launch.mp4" 52
+
+# 2. anitalker generate, named as the demo names its output in a folder.
+mkdir "$work/out"
+"$bin" generate --portrait "$face" --audio "$clip" --models-dir "$models" --steps 10 --quiet --out "$work/out"
+check_mp4 "$work/out/monalisa-speech_2s_16k.mp4" 52
+"$bin" generate --portrait "$face" --audio "$clip" --models-dir "$models" --variant mfcc_full_control --control \
+  --pose 0.1 0 0 --steps 10 --quiet --out "$work/mfcc.mp4"
+check_mp4 "$work/mfcc.mp4" 51  # MFCC: floor(207 / 4) frames, as the demo trims
+
+# 3. Missing models: each file and its source, exit 1, no output.
+if "$bin" generate --portrait "$face" --audio "$clip" --models-dir "$work/none" --out "$work/x.mp4" 2>"$work/err"; then
+  echo "generate without models succeeded"; exit 1
+fi
+cat "$work/err"
+grep -q "stage1.ckpt" "$work/err" && grep -q "taocode/anitalker_ckpts" "$work/err" &&
+  grep -q "chinese-hubert-large/pytorch_model.bin" "$work/err" || { echo "missing files not listed"; exit 1; }
+
+# 4. A portrait that is not an image: an error, and neither the MP4 nor a part of it.
+echo "not an image" > "$work/bad.jpg"
+if "$bin" generate --portrait "$work/bad.jpg" --audio "$clip" --models-dir "$models" --steps 10 --quiet \
+     --out "$work/bad.mp4" 2>"$work/err"; then
+  echo "generate with a bad portrait succeeded"; exit 1
+fi
+cat "$work/err"
+ls "$work"/bad.mp4* 2>/dev/null && { echo "a half-written file was left"; exit 1; }
+echo ok

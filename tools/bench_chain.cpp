@@ -1,0 +1,61 @@
+// anitalker bench chain-fixtures DIR: writes the tiny models that chain end
+// to end (tests/data/chain): a HuBERT of 24 layers of width 32, the five
+// stage-2 variants for its 25 x 32 features, and a 64x64 stage 1 whose
+// codes fit them, all with random weights (fixed seeds) in the released
+// layouts under the released names.  The stage fixtures of tests/data do
+// not chain (their HuBERT is 4 x 64, their renderer's codes 24 wide), so the
+// end-to-end tests use these.
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <string>
+
+#include "bench_models.h"
+#include "cli.h"
+#include "models.h"
+#include "motion.h"
+
+int bench_chain_fixtures(int argc, char** argv) {
+  return cli::run("bench chain-fixtures", [&] {
+    if (argc != 2 || std::string(argv[1]) == "--help") {
+      std::fputs("usage: anitalker bench chain-fixtures DIR\n"
+                 "  writes stage1.ckpt, stage2_*.ckpt and chinese-hubert-large/ (tiny, random) into DIR\n",
+                 argc == 2 ? stdout : stderr);
+      return argc == 2 ? 0 : 2;
+    }
+    const std::string dir = argv[1];
+    ::mkdir(dir.c_str(), 0777);
+
+    bench::HubertShape hubert;
+    hubert.layers = 24;
+    hubert.heads = 2;
+    hubert.conv = 32;
+    hubert.hidden = 32;
+    hubert.ffn = 64;
+    hubert.pos_kernel = 16;
+    hubert.pos_groups = 4;
+    bench::write_hubert(dir + "/chinese-hubert-large", hubert);
+
+    bench::Stage2Shape s2;
+    s2.hubert = 32;
+    s2.speech = 24;
+    s2.proj = 8;
+    s2.start = 32;
+    s2.lstm = 16;
+    s2.mfcc_mid = 16;
+    s2.x_T = {1, 3, 8, 8};
+    using anitalker::motion::Variant;
+    const Variant variants[] = {Variant::HubertAudioOnly, Variant::HubertPoseOnly, Variant::HubertFullControl,
+                                Variant::MfccPoseOnly, Variant::MfccFullControl};
+    for (Variant v : variants)
+      bench::write_stage2(dir + "/" + anitalker::models::stage2_name(anitalker::motion::variant_name(v)), v, s2);
+
+    bench::Stage1Shape s1;
+    s1.size = 64;
+    s1.style = 32;
+    s1.channels = [](int64_t res) -> int64_t { return res >= 64 ? 8 : 16; };
+    bench::write_stage1(dir + "/stage1.ckpt", s1);
+    std::fprintf(stderr, "anitalker bench chain-fixtures: wrote %s\n", dir.c_str());
+    return 0;
+  });
+}
