@@ -255,7 +255,10 @@ std::vector<Face> FaceRestorer::faces(const cv::Mat& bgr) const {
     for (size_t i = 0; i < out.size(); ++i) {
       const cv::Rect2f& b = out[i].box;
       const double d = std::hypot((b.x + (b.x + b.width)) / 2.0 - c.x, (b.y + (b.y + b.height)) / 2.0 - c.y);
-      if (i == 0 || d < best_d) best = i, best_d = d;
+      if (i == 0 || d < best_d) {
+        best = i;
+        best_d = d;
+      }
     }
     out = {out[best]};
   }
