@@ -17,8 +17,9 @@ packages=(
   # encoders and muxing for `anitalker generate` and the pipelines: x264enc
   # (ugly), avenc_aac (libav), h264parse, rtmp2sink, webrtcbin, srt (bad)
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-plugins-bad
-  # the end-to-end tests read the MP4s back with ffprobe
-  ffmpeg
+  # the end-to-end tests read the MP4s and the RTMP stream back with ffprobe,
+  # from an nginx-rtmp they start on 127.0.0.1
+  ffmpeg nginx libnginx-mod-rtmp
   # JSON (config.json, safetensors headers)
   nlohmann-json3-dev
   # tests: GoogleTest, and clang's libFuzzer for the fuzz targets
