@@ -22,11 +22,13 @@ namespace {
 
 // facexlib's 5-point template for a 512 face (crop_ratio 1, no shift).
 constexpr double kTemplate512[5][2] = {
-    {192.98138, 239.94708}, {318.90277, 240.19360}, {256.63416, 314.01935}, {201.26117, 371.41043}, {313.08905, 371.15118},
+    {192.98138, 239.94708}, {318.90277, 240.19360}, {256.63416, 314.01935},
+    {201.26117, 371.41043}, {313.08905, 371.15118},
 };
 
 // Label -> mask value (0 or 255); CelebAMask-HQ order as PSFRGAN uses it.
-constexpr uint8_t kMaskColormap[19] = {0, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0, 255, 0, 0, 0};
+constexpr uint8_t kMaskColormap[19] = {0,   255, 255, 255, 255, 255, 255, 255, 255, 255,
+                                       255, 255, 255, 255, 0,   255, 0,   0,   0};
 
 void check_bgr8(const cv::Mat& m, const char* what) {
   if (m.empty() || m.type() != CV_8UC3)
@@ -126,7 +128,8 @@ cv::Mat upscale_background(const cv::Mat& bgr, double upscale) {
 }
 
 cv::Mat parse_mask(const cv::Mat& labels) {
-  if (labels.empty() || labels.type() != CV_8UC1) throw Error(Error::Kind::Usage, "parse_mask: expected a uint8 label map");
+  if (labels.empty() || labels.type() != CV_8UC1)
+    throw Error(Error::Kind::Usage, "parse_mask: expected a uint8 label map");
   cv::Mat mask(labels.size(), CV_64F);
   for (int y = 0; y < labels.rows; ++y) {
     const uint8_t* l = labels.ptr<uint8_t>(y);
@@ -205,7 +208,8 @@ cv::Mat canvas_to_bgr(const cv::Mat& canvas) {
   for (int y = 0; y < canvas.rows; ++y) {
     const double* o = canvas.ptr<double>(y);
     uint8_t* r = out.ptr<uint8_t>(y);
-    for (int x = 0; x < canvas.cols * 3; ++x) r[x] = static_cast<uint8_t>(std::min(std::max(static_cast<int>(o[x]), 0), 255));
+    for (int x = 0; x < canvas.cols * 3; ++x)
+      r[x] = static_cast<uint8_t>(std::min(std::max(static_cast<int>(o[x]), 0), 255));
   }
   return out;
 }
@@ -226,7 +230,8 @@ cv::Mat parse_labels(const parsenet::Model& parser, const cv::Mat& restored) {
   return cv::Mat(face.size(), CV_8UC1, l.data_ptr<uint8_t>()).clone();
 }
 
-FaceRestorer::FaceRestorer(std::shared_ptr<const gfpgan::Model> model, std::shared_ptr<const retinaface::Model> detector,
+FaceRestorer::FaceRestorer(std::shared_ptr<const gfpgan::Model> model,
+                           std::shared_ptr<const retinaface::Model> detector,
                            std::shared_ptr<const parsenet::Model> parser, Options options)
     : model_(std::move(model)), detector_(std::move(detector)), parser_(std::move(parser)), options_(options) {
   if (!model_) throw Error(Error::Kind::Usage, "face restoration: no GFPGAN model");
@@ -234,7 +239,8 @@ FaceRestorer::FaceRestorer(std::shared_ptr<const gfpgan::Model> model, std::shar
 }
 
 std::vector<Face> FaceRestorer::faces(const cv::Mat& bgr) const {
-  if (!detector_) throw Error(Error::Kind::Usage, "face restoration: no detector: give the landmarks or use aligned mode");
+  if (!detector_)
+    throw Error(Error::Kind::Usage, "face restoration: no detector: give the landmarks or use aligned mode");
   const at::Tensor rows = detector_->detect(bgr, options_.conf_threshold, options_.nms_threshold).contiguous();
   const float* r = rows.data_ptr<float>();
   std::vector<Face> out;

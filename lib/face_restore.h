@@ -96,12 +96,12 @@ cv::Mat parse_labels(const parsenet::Model& parser, const cv::Mat& restored);
 // --- The whole frame (spec 1) -----------------------------------------------
 
 struct Options {
-  double upscale = 2;                    // output size = input size * upscale
+  double upscale = 2;  // output size = input size * upscale
   gfpgan::Noise noise = gfpgan::Noise::Stored;
-  float conf_threshold = 0.97f;          // RetinaFace score, strict >
-  double nms_threshold = 0.4;            // IoU, strict >
-  float eye_dist_threshold = 5;          // px between landmarks 0 and 1
-  bool only_center_face = false;         // keep the face nearest the centre
+  float conf_threshold = 0.97f;   // RetinaFace score, strict >
+  double nms_threshold = 0.4;     // IoU, strict >
+  float eye_dist_threshold = 5;   // px between landmarks 0 and 1
+  bool only_center_face = false;  // keep the face nearest the centre
 };
 
 // One face found by the detector: the box, its score and the landmarks.

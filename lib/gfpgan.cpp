@@ -120,16 +120,16 @@ struct ToRgb {
 
 struct Model::Weights {
   // U-Net (spec 2.1-2.3).
-  Conv first;                                // conv_body_first
-  std::vector<ResBlock> down, up;            // conv_body_down.*, conv_body_up.*
-  Conv final_conv, final_linear;             // final_conv, final_linear
+  Conv first;                                        // conv_body_first
+  std::vector<ResBlock> down, up;                    // conv_body_down.*, conv_body_up.*
+  Conv final_conv, final_linear;                     // final_conv, final_linear
   std::vector<Conv> scale0, scale2, shift0, shift2;  // condition_{scale,shift}.i.{0,2}
   // StyleGAN2 decoder (spec 2.4), stylegan_decoder.*.
-  at::Tensor const_input;                    // constant_input.weight (1, C, 4, 4)
-  StyleConv conv1;                           // style_conv1
-  ToRgb rgb1;                                // to_rgb1
-  std::vector<StyleConv> convs;              // style_convs.0..2L-1
-  std::vector<ToRgb> rgbs;                   // to_rgbs.0..L-1
+  at::Tensor const_input;        // constant_input.weight (1, C, 4, 4)
+  StyleConv conv1;               // style_conv1
+  ToRgb rgb1;                    // to_rgb1
+  std::vector<StyleConv> convs;  // style_convs.0..2L-1
+  std::vector<ToRgb> rgbs;       // to_rgbs.0..L-1
 };
 
 Noise parse_noise(const std::string& name) {
@@ -141,9 +141,12 @@ Noise parse_noise(const std::string& name) {
 
 const char* noise_name(Noise n) {
   switch (n) {
-    case Noise::Stored: return "stored";
-    case Noise::Random: return "random";
-    case Noise::None: return "none";
+    case Noise::Stored:
+      return "stored";
+    case Noise::Random:
+      return "random";
+    case Noise::None:
+      return "none";
   }
   return "?";
 }
@@ -152,7 +155,7 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
   // GFPGANer reads 'params_ema', else 'params'; a bare state dict also loads.
   const std::string prefix = all.has("params_ema.conv_body_first.weight") ? "params_ema."
                              : all.has("params.conv_body_first.weight")   ? "params."
-                                                                           : "";
+                                                                          : "";
   const StateDict sd = all.sub(prefix);
   const std::string name = all.checkpoint().name();
   auto w = std::make_shared<Weights>();
@@ -161,7 +164,8 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
   int levels = 0;
   while (sd.has("conv_body_down." + std::to_string(levels) + ".conv1.weight")) ++levels;
   if (levels < 1 || !sd.has("stylegan_decoder.constant_input.weight"))
-    throw format_error(name + ": no " + prefix + "conv_body_down.* / stylegan_decoder.* tensors: not a GFPGANv1Clean checkpoint");
+    throw format_error(name + ": no " + prefix +
+                       "conv_body_down.* / stylegan_decoder.* tensors: not a GFPGANv1Clean checkpoint");
   size_ = 4 << levels;
 
   // U-Net encoder (spec 2.1).
@@ -265,7 +269,8 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
 }
 
 std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device) {
-  return shared_model<Model>(path, device, [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device); });
+  return shared_model<Model>(path, device,
+                             [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device); });
 }
 
 namespace {
@@ -311,7 +316,8 @@ at::Tensor Model::forward(const at::Tensor& x_in, Noise noise) const {
   feat = lrelu(conv(feat, w.final_conv, 1));
 
   // W+ style code: (B, num_latents, style_dim).
-  const at::Tensor style = at::linear(feat.reshape({B, -1}), w.final_linear.w, w.final_linear.b).view({B, -1, style_dim_});
+  const at::Tensor style =
+      at::linear(feat.reshape({B, -1}), w.final_linear.w, w.final_linear.b).view({B, -1, style_dim_});
 
   // U-Net decoder and the SFT conditions, [scale_0, shift_0, scale_1, ...].
   std::vector<at::Tensor> scales, shifts;

@@ -26,7 +26,8 @@ struct ConvLayer {  // <p>.conv2d.{weight,bias}, <p>.norm.norm.*
   bool act = false;  // LeakyReLU 0.2
 };
 
-ConvLayer conv_layer(const StateDict& sd, const std::string& p, int64_t cin, int64_t cout, Scale scale, bool norm, bool act) {
+ConvLayer conv_layer(const StateDict& sd, const std::string& p, int64_t cin, int64_t cout, Scale scale, bool norm,
+                     bool act) {
   ConvLayer c;
   c.w = sd.get_float(p + ".conv2d.weight", {cout, cin, 3, 3});
   const int64_t n = c.w.size(0);
@@ -67,7 +68,8 @@ ResidualBlock residual_block(const StateDict& sd, const std::string& p, int64_t 
   r.conv1 = conv_layer(sd, p + ".conv1", cin, -1, scale == Scale::Up ? Scale::Up : Scale::None, true, true);
   const int64_t cout = r.conv1.w.size(0);
   r.conv2 = conv_layer(sd, p + ".conv2", cout, cout, scale == Scale::Down ? Scale::Down : Scale::None, true, false);
-  if (scale != Scale::None || cin != cout) r.shortcut = conv_layer(sd, p + ".shortcut_func", cin, cout, scale, false, false);
+  if (scale != Scale::None || cin != cout)
+    r.shortcut = conv_layer(sd, p + ".shortcut_func", cin, cout, scale, false, false);
   return r;
 }
 
@@ -138,7 +140,8 @@ Model::Model(const StateDict& sd, c10::Device device) : device_(device) {
 }
 
 std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device) {
-  return shared_model<Model>(path, device, [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device); });
+  return shared_model<Model>(path, device,
+                             [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device); });
 }
 
 at::Tensor Model::forward(const at::Tensor& x_in) const {

@@ -55,7 +55,7 @@ at::Tensor run(const ConvBn& c, const at::Tensor& x) {
 // LeakyReLU(slope) with facexlib's rule: slope 0.1 only for <= 64 channels.
 at::Tensor act(const at::Tensor& x, double slope) { return slope == 0 ? at::relu(x) : at::leaky_relu(x, slope); }
 
-struct Bottleneck {  // torchvision v1.5: the stride sits in conv2
+struct Bottleneck {                  // torchvision v1.5: the stride sits in conv2
   ConvBn conv1, conv2, conv3, down;  // down.w undefined: identity
 };
 
@@ -71,12 +71,12 @@ struct Head {
 }  // namespace
 
 struct Model::Weights {
-  ConvBn stem;                                // body.conv1, body.bn1
+  ConvBn stem;                                  // body.conv1, body.bn1
   std::vector<std::vector<Bottleneck>> layers;  // body.layer1..4
-  ConvBn out1, out2, out3, merge1, merge2;    // fpn.*
+  ConvBn out1, out2, out3, merge1, merge2;      // fpn.*
   double fpn_slope = 0;
-  Ssh ssh[3];                                 // ssh1..3
-  Head cls[3], box[3], ldm[3];                // ClassHead, BboxHead, LandmarkHead
+  Ssh ssh[3];                   // ssh1..3
+  Head cls[3], box[3], ldm[3];  // ClassHead, BboxHead, LandmarkHead
 };
 
 Model::Model(const StateDict& all, c10::Device device) : device_(device) {
@@ -172,7 +172,8 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
 }
 
 std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device) {
-  return shared_model<Model>(path, device, [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device); });
+  return shared_model<Model>(path, device,
+                             [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device); });
 }
 
 namespace {
@@ -208,7 +209,8 @@ at::Tensor nearest_to(const at::Tensor& x, const at::Tensor& like) {
 Heads Model::forward(const at::Tensor& x_in) const {
   const Weights& w = *w_;
   if (x_in.dim() != 4 || x_in.size(1) != 3)
-    throw Error(Error::Kind::Usage, "retinaface: expected an image of shape [B, 3, H, W], got " + c10::str(x_in.sizes()));
+    throw Error(Error::Kind::Usage,
+                "retinaface: expected an image of shape [B, 3, H, W], got " + c10::str(x_in.sizes()));
   at::NoGradGuard no_grad;
   at::Tensor x = x_in.to(device_, at::kFloat).contiguous();
   x = at::relu(run(w.stem, x));
@@ -259,7 +261,8 @@ at::Tensor priors(int height, int width) {
 }
 
 at::Tensor to_input(const cv::Mat& bgr) {
-  if (bgr.empty() || bgr.type() != CV_8UC3) throw Error(Error::Kind::Usage, "retinaface: expected a BGR uint8 image (CV_8UC3)");
+  if (bgr.empty() || bgr.type() != CV_8UC3)
+    throw Error(Error::Kind::Usage, "retinaface: expected a BGR uint8 image (CV_8UC3)");
   const int h = bgr.rows, w = bgr.cols;
   at::Tensor t = at::empty({1, 3, h, w}, at::kFloat);
   float* p = t.data_ptr<float>();
@@ -268,12 +271,14 @@ at::Tensor to_input(const cv::Mat& bgr) {
   for (int y = 0; y < h; ++y) {
     const uint8_t* row = bgr.ptr<uint8_t>(y);
     for (int x = 0; x < w; ++x)
-      for (int c = 0; c < 3; ++c) p[c * plane + static_cast<size_t>(y) * w + x] = static_cast<float>(row[3 * x + c]) - mean[c];
+      for (int c = 0; c < 3; ++c)
+        p[c * plane + static_cast<size_t>(y) * w + x] = static_cast<float>(row[3 * x + c]) - mean[c];
   }
   return t;
 }
 
-at::Tensor decode(const Heads& heads, const at::Tensor& pri, int height, int width, float conf_threshold, double nms_threshold) {
+at::Tensor decode(const Heads& heads, const at::Tensor& pri, int height, int width, float conf_threshold,
+                  double nms_threshold) {
   const at::Tensor loc = heads.loc[0].to(at::kCPU, at::kFloat), pre = heads.landms[0].to(at::kCPU, at::kFloat);
   const at::Tensor scores = heads.conf[0].select(1, 1).to(at::kCPU, at::kFloat).contiguous();
   const at::Tensor p = pri.to(at::kCPU, at::kFloat);

@@ -21,9 +21,9 @@ namespace anitalker::retinaface {
 // The three heads over all anchors (N = sum over strides 8, 16, 32 of
 // 2 * ceil(H/s) * ceil(W/s)), batch first.
 struct Heads {
-  at::Tensor loc;    // (B, N, 4) box regressions
-  at::Tensor conf;   // (B, N, 2) class probabilities (softmax applied), column 1 = face
-  at::Tensor landms; // (B, N, 10) landmark regressions
+  at::Tensor loc;     // (B, N, 4) box regressions
+  at::Tensor conf;    // (B, N, 2) class probabilities (softmax applied), column 1 = face
+  at::Tensor landms;  // (B, N, 10) landmark regressions
 };
 
 // The anchors (N, 4) float32 (cx, cy, w, h), normalised to the image (spec 3.3).

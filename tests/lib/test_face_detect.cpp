@@ -68,8 +68,9 @@ RandomCheckpoint random_retinaface(bool module, bool counts) {
       t = 0.1 * at::randn(shape);
     }
     r.values.push_back(t.contiguous());
-    r.tensors.push_back({module ? key : key.substr(7), dtype == "int64" ? anitalker::DType::Int64 : anitalker::DType::Float32,
-                         shape, r.values.back().data_ptr()});
+    r.tensors.push_back({module ? key : key.substr(7),
+                         dtype == "int64" ? anitalker::DType::Int64 : anitalker::DType::Float32, shape,
+                         r.values.back().data_ptr()});
   }
   return r;
 }
@@ -101,8 +102,10 @@ TEST(FaceDetect, PriorsMatchTheReference) {
 TEST(FaceDetect, PostProcessingMatchesTheReference) {
   const rf::Heads h = stored_heads();
   const at::Tensor p = rf::priors(256, 256);
-  expect_rows_match(rf::decode(h, p, 256, 256, 0.97f, 0.4), read_npy_tensor(data("face-sr/det_out_thr0.97.npy")), "thr 0.97");
-  expect_rows_match(rf::decode(h, p, 256, 256, 0.8f, 0.4), read_npy_tensor(data("face-sr/det_out_thr0.8.npy")), "thr 0.8");
+  expect_rows_match(rf::decode(h, p, 256, 256, 0.97f, 0.4), read_npy_tensor(data("face-sr/det_out_thr0.97.npy")),
+                    "thr 0.97");
+  expect_rows_match(rf::decode(h, p, 256, 256, 0.8f, 0.4), read_npy_tensor(data("face-sr/det_out_thr0.8.npy")),
+                    "thr 0.8");
 }
 
 TEST(FaceDetect, InputIsBgrMinusTheMeans) {
@@ -147,15 +150,17 @@ TEST(FaceDetect, BareKeysWithoutCountersLoadAndMissingOnesAreNamed) {
     RandomCheckpoint c = random_retinaface(false, false);
     ASSERT_EQ(c.tensors.size(), 456u - 73u);
     anitalker::write_checkpoint(dir / "bare.pth", c.tensors);
-    c.tensors.erase(std::remove_if(c.tensors.begin(), c.tensors.end(),
-                                   [](const anitalker::TensorToWrite& t) { return t.key == "ssh2.conv7x7_3.1.running_var"; }),
-                    c.tensors.end());
+    c.tensors.erase(
+        std::remove_if(c.tensors.begin(), c.tensors.end(),
+                       [](const anitalker::TensorToWrite& t) { return t.key == "ssh2.conv7x7_3.1.running_var"; }),
+        c.tensors.end());
     anitalker::write_checkpoint(dir / "broken.pth", c.tensors);
   }
   const rf::Model m(anitalker::StateDict(anitalker::Checkpoint::open(dir / "bare.pth")), c10::Device(c10::kCPU));
   EXPECT_TRUE(m.unused_keys().empty());
-  const std::string msg = error_of(
-      [&] { rf::Model(anitalker::StateDict(anitalker::Checkpoint::open(dir / "broken.pth")), c10::Device(c10::kCPU)); });
+  const std::string msg = error_of([&] {
+    rf::Model(anitalker::StateDict(anitalker::Checkpoint::open(dir / "broken.pth")), c10::Device(c10::kCPU));
+  });
   EXPECT_THAT(msg, HasSubstr("broken.pth"));
   EXPECT_THAT(msg, HasSubstr("ssh2.conv7x7_3.1.running_var"));
 }

@@ -2,14 +2,13 @@
 // frame) against the reference's outputs in tests/data/face-sr, with the
 // tolerances of the fixtures' README.  The frame's faces come from the
 // fixture's landmarks, as the reference run did.
-#include "face_restore.h"
-
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
 
 #include <opencv2/imgcodecs.hpp>
 
 #include "error.h"
+#include "face_restore.h"
 #include "gfpgan.h"
 #include "parsenet.h"
 #include "state_dict.h"
@@ -74,7 +73,8 @@ TEST(FaceRestore, AffineMatricesMatchTheReference) {
   const cv::Mat m = face::align_matrix(landmarks());
   ASSERT_EQ(m.type(), CV_64F);
   const double e = max_abs(m, read_npy_tensor(data("face-sr/affine_2x3.npy")));
-  const double ei = max_abs(face::paste_matrix(m, 2), read_npy_tensor(data("face-sr/inverse_affine_2x3_upscaled_offset.npy")));
+  const double ei =
+      max_abs(face::paste_matrix(m, 2), read_npy_tensor(data("face-sr/inverse_affine_2x3_upscaled_offset.npy")));
   std::printf("affine: max abs %.3g, inverse affine: max abs %.3g (tolerance 1e-6)\n", e, ei);
   EXPECT_LE(e, 1e-6);
   EXPECT_LE(ei, 1e-6);
@@ -116,7 +116,8 @@ TEST(FaceRestore, WholeFrameMatchesTheReference) {
   for (bool use_parse : {false, true}) {
     const face::FaceRestorer r(gfpgan(), nullptr, use_parse ? parser() : nullptr);
     const cv::Mat out = r.enhance(frame, {landmarks()});
-    const ByteDiff d = compare(out, image(use_parse ? "pipeline_out_512_bgr_parse.png" : "pipeline_out_512_bgr_noparse.png"));
+    const ByteDiff d =
+        compare(out, image(use_parse ? "pipeline_out_512_bgr_parse.png" : "pipeline_out_512_bgr_noparse.png"));
     std::printf("whole frame (%s): max %g levels, %.4f%% exact, %.4f%% within 1 (tolerance 2 / 99.5%%)\n",
                 use_parse ? "parse" : "no parse", d.max, 100 * d.exact, 100 * d.within1);
     EXPECT_LE(d.max, 2);
@@ -135,7 +136,8 @@ TEST(FaceRestore, NoFaceIsTheResizedBackground) {
 
 TEST(FaceRestore, AlignedModeRestoresTheWholeFrame) {
   const face::FaceRestorer r(gfpgan(), nullptr, nullptr);
-  const ByteDiff d = compare(r.restore_aligned(image("aligned_crop_512_bgr.png")), image("gfpgan_restored_512_bgr.png"));
+  const ByteDiff d =
+      compare(r.restore_aligned(image("aligned_crop_512_bgr.png")), image("gfpgan_restored_512_bgr.png"));
   EXPECT_EQ(d.max, 0);
   EXPECT_EQ(r.restore_aligned(image("frame_256_bgr.png")).size(), cv::Size(512, 512));
 }

@@ -1,7 +1,5 @@
 // GFPGANv1Clean against the reference's outputs in tests/data/face-sr (narrow
 // 1/32 fixture, stored noise), with the tolerances of the fixtures' README.
-#include "gfpgan.h"
-
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
 
@@ -11,6 +9,7 @@
 #include "checkpoint_writer.h"
 #include "error.h"
 #include "face_restore.h"
+#include "gfpgan.h"
 #include "state_dict.h"
 #include "test_util.h"
 
@@ -40,7 +39,8 @@ const at::Tensor& raw_output() {
 }
 
 // Copies every tensor of `sd` except `drop`, under `wrapper` ("" = plain).
-void rewrite(const anitalker::StateDict& sd, const std::string& path, const std::string& wrapper, const std::string& drop = "") {
+void rewrite(const anitalker::StateDict& sd, const std::string& path, const std::string& wrapper,
+             const std::string& drop = "") {
   std::vector<anitalker::TensorToWrite> ts;
   const auto& ck = sd.checkpoint();
   for (const std::string& k : ck.keys()) {
