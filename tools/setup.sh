@@ -25,15 +25,14 @@ while IFS=$'\t' read -r file needed source; do
   fi
 done < models/manifest.tsv
 if [ $missing -gt 0 ]; then
-  echo "$missing file(s) missing."
+  echo "$missing file(s) missing: models/fetch.sh downloads them (needs network access)."
   exit 0
 fi
 echo "All model files are present."
-# The main job (speech + portrait -> MP4) is `anitalker generate`; it arrives
-# with the end-to-end work.  Until then the stages run one by one.
-if "$builddir/tools/anitalker" generate --help >/dev/null 2>&1; then
-  "$builddir/tools/anitalker" generate --portrait "${PORTRAIT:?set PORTRAIT=face.jpg}" --audio "${AUDIO:?set AUDIO=speech.wav}" \
-    --models-dir models --out "${OUT:-out.mp4}"
+# The main job: speech + portrait -> MP4.
+if [ -n "${PORTRAIT:-}" ] && [ -n "${AUDIO:-}" ]; then
+  "$builddir/tools/anitalker" generate --portrait "$PORTRAIT" --audio "$AUDIO" --models-dir models --out "${OUT:-out.mp4}"
 else
-  echo "This build has no 'anitalker generate' yet: see README.md for what runs today."
+  echo "Next: $builddir/tools/anitalker generate --portrait face.jpg --audio speech.wav --out out.mp4"
+  echo "  (or run this script with PORTRAIT=face.jpg AUDIO=speech.wav [OUT=out.mp4])"
 fi
