@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <opencv2/calib3d.hpp>
 #include <opencv2/imgproc.hpp>
@@ -238,37 +239,38 @@ FaceRestorer::FaceRestorer(std::shared_ptr<const gfpgan::Model> model,
   if (!(options_.upscale >= 1)) throw Error(Error::Kind::Usage, "face restoration: upscale must be >= 1");
 }
 
-std::vector<Face> FaceRestorer::faces(const cv::Mat& bgr) const {
-  if (!detector_)
-    throw Error(Error::Kind::Usage, "face restoration: no detector: give the landmarks or use aligned mode");
-  const at::Tensor rows = detector_->detect(bgr, options_.conf_threshold, options_.nms_threshold).contiguous();
+std::vector<Face> select_faces(const at::Tensor& detections, cv::Size image, const Options& options) {
+  if (detections.dim() != 2 || detections.size(1) != 15)
+    throw Error(Error::Kind::Usage,
+                "select_faces: expected (K, 15) detection rows, got " + c10::str(detections.sizes()));
+  const at::Tensor rows = detections.to(at::kCPU, at::kFloat).contiguous();
   const float* r = rows.data_ptr<float>();
   std::vector<Face> out;
+  std::vector<double> center_dist;
+  const double cx = image.width / 2.0, cy = image.height / 2.0;
   for (int64_t i = 0; i < rows.size(0); ++i, r += 15) {
     // Side faces and tiny faces: eye distance from landmarks 0 and 1.
-    if (std::hypot(r[5] - r[7], r[6] - r[8]) < options_.eye_dist_threshold) continue;
+    if (std::hypot(r[5] - r[7], r[6] - r[8]) < options.eye_dist_threshold) continue;
     Face f;
     f.box = cv::Rect2f(r[0], r[1], r[2] - r[0], r[3] - r[1]);
     f.score = r[4];
     for (int k = 0; k < 5; ++k) f.landmarks[k] = cv::Point2f(r[5 + 2 * k], r[6 + 2 * k]);
     out.push_back(f);
+    // facexlib's get_center_face: distance of the box centre to the image centre.
+    center_dist.push_back(std::hypot((r[0] + r[2]) / 2.0 - cx, (r[1] + r[3]) / 2.0 - cy));
   }
-  if (options_.only_center_face && out.size() > 1) {
-    // facexlib's get_center_face: the box centre nearest the image centre.
-    const cv::Point2d c(bgr.cols / 2.0, bgr.rows / 2.0);
-    size_t best = 0;
-    double best_d = 0;
-    for (size_t i = 0; i < out.size(); ++i) {
-      const cv::Rect2f& b = out[i].box;
-      const double d = std::hypot((b.x + (b.x + b.width)) / 2.0 - c.x, (b.y + (b.y + b.height)) / 2.0 - c.y);
-      if (i == 0 || d < best_d) {
-        best = i;
-        best_d = d;
-      }
-    }
+  if (options.only_center_face && out.size() > 1) {
+    // The first of the nearest, as list.index(min(...)).
+    const size_t best = std::min_element(center_dist.begin(), center_dist.end()) - center_dist.begin();
     out = {out[best]};
   }
   return out;
+}
+
+std::vector<Face> FaceRestorer::faces(const cv::Mat& bgr) const {
+  if (!detector_)
+    throw Error(Error::Kind::Usage, "face restoration: no detector: give the landmarks or use aligned mode");
+  return select_faces(detector_->detect(bgr, options_.conf_threshold, options_.nms_threshold), bgr.size(), options_);
 }
 
 cv::Mat FaceRestorer::enhance(const cv::Mat& bgr) const {

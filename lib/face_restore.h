@@ -111,6 +111,12 @@ struct Face {
   Landmarks landmarks;
 };
 
+// The faces the reference restores from RetinaFace's rows (K, 15) (after
+// threshold and NMS, by descending score): rows whose eyes (landmarks 0 and
+// 1) are closer than eye_dist_threshold are dropped; with only_center_face,
+// the one whose box centre is nearest the image centre is kept.
+std::vector<Face> select_faces(const at::Tensor& detections, cv::Size image, const Options& options);
+
 class FaceRestorer {
  public:
   // `detector` may be null (then only the landmark and aligned entry points
@@ -122,10 +128,8 @@ class FaceRestorer {
   bool has_detector() const { return detector_ != nullptr; }
   bool has_parser() const { return parser_ != nullptr; }
 
-  // The faces the reference would restore: detections above the threshold
-  // after NMS, minus those whose eyes are closer than eye_dist_threshold,
-  // the centre one only if only_center_face.  Throws a Usage error without a
-  // detector.
+  // The detector on the frame, then select_faces.  Throws a Usage error
+  // without a detector.
   std::vector<Face> faces(const cv::Mat& bgr) const;
 
   // GFPGANer.enhance(has_aligned=False, paste_back=True): detect, align,

@@ -141,3 +141,35 @@ TEST(FaceRestore, AlignedModeRestoresTheWholeFrame) {
   EXPECT_EQ(d.max, 0);
   EXPECT_EQ(r.restore_aligned(image("frame_256_bgr.png")).size(), cv::Size(512, 512));
 }
+
+TEST(FaceRestore, FaceSelectionFromDetections) {
+  // Rows [x1, y1, x2, y2, score, 5 landmarks], by descending score, 256x256.
+  auto row = [](float x1, float y1, float x2, float y2, float score, float eye_dist) {
+    std::vector<float> r{x1, y1, x2, y2, score};
+    const float ex = (x1 + x2) / 2, ey = (y1 + y2) / 2;
+    for (float v : {ex - eye_dist / 2, ey, ex + eye_dist / 2, ey, ex, ey + 5, ex - 4, ey + 9, ex + 4, ey + 9})
+      r.push_back(v);
+    return r;
+  };
+  std::vector<float> rows;
+  for (const auto& r : {row(100, 100, 150, 150, 0.999f, 4.9f),  // eyes too close: a side face
+                        row(0, 0, 60, 60, 0.995f, 20),          // far from the centre
+                        row(110, 100, 160, 150, 0.990f, 20)})   // near the centre
+    rows.insert(rows.end(), r.begin(), r.end());
+  const at::Tensor dets = at::from_blob(rows.data(), {3, 15}, at::kFloat);
+  face::Options o;
+  std::vector<face::Face> f = face::select_faces(dets, cv::Size(256, 256), o);
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_FLOAT_EQ(f[0].score, 0.995f);
+  EXPECT_FLOAT_EQ(f[1].score, 0.990f);
+  EXPECT_FLOAT_EQ(f[1].landmarks[0].x, 125.0f);
+  EXPECT_FLOAT_EQ(f[1].box.width, 50.0f);
+  o.only_center_face = true;
+  f = face::select_faces(dets, cv::Size(256, 256), o);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_FLOAT_EQ(f[0].score, 0.990f);
+  o = face::Options();
+  o.eye_dist_threshold = 0;
+  EXPECT_EQ(face::select_faces(dets, cv::Size(256, 256), o).size(), 3u);
+  EXPECT_TRUE(face::select_faces(at::zeros({0, 15}), cv::Size(256, 256), o).empty());
+}
