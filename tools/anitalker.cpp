@@ -9,6 +9,9 @@ int cmd_inspect(int argc, char** argv);
 int cmd_render(int argc, char** argv);
 int cmd_features(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
+#ifdef ANITALKER_HAVE_WEBRTC
+int cmd_webrtc(int argc, char** argv);
+#endif
 int cmd_motion(int argc, char** argv);
 int bench_load(int argc, char** argv);
 int bench_render(int argc, char** argv);
@@ -29,6 +32,9 @@ const Command kCommands[] = {
     {"generate", cmd_generate, "portrait + speech -> MP4 (H.264 + AAC): the reference demo's job in one command"},
     {"inspect", cmd_inspect, "list the tensors of a checkpoint or safetensors file"},
     {"motion", cmd_motion, "stage 2: audio features + portrait codes -> motion latents (diffusion)"},
+#ifdef ANITALKER_HAVE_WEBRTC
+    {"webrtc", cmd_webrtc, "the talking portrait to a browser over WebRTC (serves the page itself)"},
+#endif
     {"render", cmd_render, "stage 1: portrait + motion codes -> frames (LIA renderer)"},
 };
 

@@ -17,9 +17,13 @@ packages=(
   # encoders and muxing for `anitalker generate` and the pipelines: x264enc
   # (ugly), avenc_aac (libav), h264parse, rtmp2sink, webrtcbin, srt (bad)
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-plugins-bad
+  # `anitalker webrtc`: webrtcbin's headers, and libnice for its ICE
+  libgstreamer-plugins-bad1.0-dev gstreamer1.0-nice
   # the end-to-end tests read the MP4s and the RTMP stream back with ffprobe,
   # from an nginx-rtmp they start on 127.0.0.1
   ffmpeg nginx libnginx-mod-rtmp
+  # the WebRTC test opens the page in headless Chromium
+  chromium
   # JSON (config.json, safetensors headers)
   nlohmann-json3-dev
   # tests: GoogleTest, and clang's libFuzzer for the fuzz targets
