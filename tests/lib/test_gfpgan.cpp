@@ -128,3 +128,12 @@ TEST(Gfpgan, ErrorsNameTheFileAndTheKey) {
   EXPECT_THAT(msg, HasSubstr("params_ema.condition_shift.3.2.weight"));
   EXPECT_THAT(error_of([&] { tiny()->forward(at::zeros({1, 3, 256, 256})); }), HasSubstr("[B, 3, 512, 512]"));
 }
+
+TEST(Gfpgan, BatchOfTwoIsTwoSingleImages) {
+  // Per-sample modulated weights run as a grouped convolution over the batch.
+  const at::Tensor x = anitalker::face::gfpgan_input(image("aligned_crop_512_bgr.png"));
+  const at::Tensor y = tiny()->forward(at::cat({x.flip(3), x}, 0));
+  ASSERT_EQ(y.size(0), 2);
+  EXPECT_LE((y[1] - raw_output()[0]).abs().max().item<float>(), 1e-4);
+  EXPECT_LE((y[0] - tiny()->forward(x.flip(3))[0]).abs().max().item<float>(), 1e-4);
+}
