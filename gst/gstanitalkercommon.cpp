@@ -2,6 +2,8 @@
 // element uses (STYLE.md "Errors").
 #include "gstanitalkercommon.h"
 
+#include <cmath>
+
 #include <cstdarg>
 #include <exception>
 
@@ -96,4 +98,10 @@ void gst_anitalker_set_latency(GstElement* element, GstQuery* query, gboolean li
   GST_DEBUG_OBJECT(element, "latency: ours %" GST_TIME_FORMAT ", total min %" GST_TIME_FORMAT " max %" GST_TIME_FORMAT,
                    GST_TIME_ARGS(ours), GST_TIME_ARGS(min), GST_TIME_ARGS(max));
   gst_query_set_latency(query, live, min, max);
+}
+
+gssize gst_anitalker_first_non_finite(const float* data, gsize n) {
+  for (gsize i = 0; i < n; i++)
+    if (!std::isfinite(data[i])) return (gssize)i;
+  return -1;
 }

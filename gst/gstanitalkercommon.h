@@ -52,3 +52,7 @@ void gst_anitalker_set_latency(GstElement* element, GstQuery* query, gboolean li
 
 // printf into a std::string, for the messages above.
 std::string gst_anitalker_printf(const char* format, ...) G_GNUC_PRINTF(1, 2);
+
+// The index of the first NaN or inf among n floats, or -1: the elements
+// refuse such input with an error naming the frame (docs/reliability.md).
+gssize gst_anitalker_first_non_finite(const float* data, gsize n);

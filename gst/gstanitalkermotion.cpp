@@ -704,10 +704,7 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerMotion* self) {
   at::Tensor pose_file;
   if (!pose_path.empty()) {
     try {
-      pose_file = anitalker::read_npy_tensor(pose_path).to(at::kFloat).contiguous().clone();
-      if (pose_file.dim() != 2 || pose_file.size(1) != 3 || pose_file.size(0) < 1)
-        throw anitalker::Error(anitalker::Error::Kind::Format,
-                               pose_path + ": expected [N, 3] yaw, pitch, roll in degrees");
+      pose_file = motion::read_pose_file(pose_path);
     } catch (...) {
       GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("Could not read the pose file \"%s\".",
                                                                       pose_path.c_str()),
@@ -1139,6 +1136,14 @@ static GstFlowReturn gst_anitalker_motion_chain_impl(GstAnitalkerMotion* self, G
     return GST_FLOW_ERROR;
   }
   const float* data = reinterpret_cast<const float*>(map.data);
+  const gssize bad = gst_anitalker_first_non_finite(data, frames * frame_floats);
+  if (bad >= 0) {
+    gst_buffer_unmap(buffer, &map);
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+                      ("Feature frame %" G_GUINT64_FORMAT " holds NaN or inf.", st->received + (guint64)bad / frame_floats),
+                      ("value %" G_GSIZE_FORMAT " of the frame; features must be finite", (gsize)bad % frame_floats));
+    return GST_FLOW_ERROR;
+  }
   if (streaming) {
     st->stream->push(data, (int64_t)frames);
   } else {

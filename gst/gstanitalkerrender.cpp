@@ -813,6 +813,14 @@ static GstFlowReturn gst_anitalker_render_chain_impl(GstAnitalkerRender* self, G
   const size_t old = st->motion.size();
   st->motion.resize(old + count * st->dims);
   gst_buffer_extract(buffer, 0, st->motion.data() + old, size);
+  const gssize bad = gst_anitalker_first_non_finite(st->motion.data() + old, count * st->dims);
+  if (bad >= 0) {
+    st->motion.resize(old);
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+                      ("Motion frame %" G_GUINT64_FORMAT " of a buffer holds NaN or inf.", (guint64)(bad / st->dims)),
+                      ("value %" G_GSSIZE_FORMAT " of the frame; motion codes must be finite", bad % st->dims));
+    return GST_FLOW_ERROR;
+  }
   for (gsize i = 0; i < count; i++) {
     const guint64 n = st->since_anchor + i;
     const GstClockTime start = frame_offset(st, n);

@@ -10,6 +10,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "motion.h"
 
@@ -27,6 +28,12 @@ struct Controls {
   at::Tensor pose_file;
   float location = 0.5f, scale = 0.5f;  // not clamped
 };
+
+// Reads a pose file (the demo's --pose_driven_path): .npy [N, 3] yaw, pitch,
+// roll in degrees, N >= 1, any float or integer dtype, every value finite.
+// Throws an anitalker::Error naming the file and what is wrong (shape, NaN or
+// inf with its row).  Returns a float32 CPU tensor.
+at::Tensor read_pose_file(const std::string& path);
 
 // The pose (1,n,3), location and scale (1,n,1) of frames [first, first+n) of
 // an utterance, as the demo builds them.  Throws a Usage error for a pose

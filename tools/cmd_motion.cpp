@@ -171,10 +171,7 @@ int cmd_motion(int argc, char** argv) {
     const at::Tensor start = read_code(start_path, m.start_dim(), "start code");
     const at::Tensor direction = read_code(direction_path, m.motion_dim(), "direction code");
     if (!pose_file.empty()) {
-      ctl.pose_file = read_float(pose_file);
-      if (ctl.pose_file.dim() != 2 || ctl.pose_file.size(0) < 1 || ctl.pose_file.size(1) != 3)
-        throw anitalker::format_error(pose_file + ": expected a pose file of shape [N, 3] (yaw, pitch, roll in degrees), got " +
-                                      shape_str(ctl.pose_file));
+      ctl.pose_file = anitalker::motion::read_pose_file(pose_file);
     }
     at::Tensor noise;
     if (!noise_path.empty()) {

@@ -14,6 +14,8 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -21,6 +23,9 @@
 #include "gstanitalkercaps.h"
 #include "gstanitalkermotionmeta.h"
 #include "motion.h"
+#include "state_dict.h"
+
+#include <glib/gstdio.h>
 
 using checkutil::data_path;
 using checkutil::npy;
@@ -513,6 +518,55 @@ GST_START_TEST(test_no_codes) {
 }
 GST_END_TEST;
 
+// NaN in the features: an error naming the frame.
+GST_START_TEST(test_non_finite_features) {
+  GstHarness* h = new_harness("mfcc_pose_only");
+  std::vector<float> v(8 * kMfcc, 0.5f);
+  v[5 * kMfcc + 2] = std::numeric_limits<float>::infinity();
+  fail_unless_equals_int(gst_harness_push(h, gst_buffer_new_memdup(v.data(), v.size() * sizeof(float))), GST_FLOW_ERROR);
+  gchar* debug = nullptr;
+  GError* err = element_error(h, &debug);
+  fail_unless(g_error_matches(err, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT), "%s", err->message);
+  fail_unless(strstr(err->message, "Feature frame 5 holds NaN or inf"), "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// Pose files of the wrong shape or with NaN fail the start, naming the file.
+GST_START_TEST(test_bad_pose_file) {
+  gchar* dir = g_dir_make_tmp("anitalker-pose-XXXXXX", nullptr);
+  const std::string nan_file = std::string(dir) + "/nan.npy", shape_file = std::string(dir) + "/shape.npy";
+  at::Tensor p = at::zeros({4, 3});
+  p[2][1] = std::numeric_limits<float>::quiet_NaN();
+  anitalker::write_npy_tensor(nan_file, p);
+  anitalker::write_npy_tensor(shape_file, at::zeros({4, 2}));
+  for (const auto& c : {std::make_pair(nan_file, std::string("row 2 holds NaN or inf")),
+                        std::make_pair(shape_file, std::string("expected a pose file of shape [N, 3]"))}) {
+    GstElement* e = gst_element_factory_make("anitalkermotion", nullptr);
+    g_object_set(e, "checkpoint", checkpoint("hubert_pose_only").c_str(), "pose-file", c.first.c_str(), nullptr);
+    GstBus* bus = gst_bus_new();
+    gst_element_set_bus(e, bus);
+    fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+    gchar* debug = nullptr;
+    GError* err = checkutil::pop_message(bus, GST_MESSAGE_ERROR, &debug);
+    fail_unless(strstr(err->message, c.first.c_str()) != nullptr, "%s", err->message);
+    fail_unless(strstr(debug, c.second.c_str()) != nullptr, "%s", debug);
+    g_error_free(err);
+    g_free(debug);
+    gst_element_set_state(e, GST_STATE_NULL);
+    gst_element_set_bus(e, nullptr);
+    gst_object_unref(bus);
+    gst_object_unref(e);
+  }
+  g_remove(nan_file.c_str());
+  g_remove(shape_file.c_str());
+  g_rmdir(dir);
+  g_free(dir);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_properties) {
   GstElement* e = gst_element_factory_make("anitalkermotion", nullptr);
   guint steps, window, context, lookahead;
@@ -561,6 +615,8 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_missing_checkpoint);
   tcase_add_test(tc, test_wrong_features);
   tcase_add_test(tc, test_no_codes);
+  tcase_add_test(tc, test_non_finite_features);
+  tcase_add_test(tc, test_bad_pose_file);
   tcase_add_test(tc, test_properties);
   suite_add_tcase(s, tc);
   return s;

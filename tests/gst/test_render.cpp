@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <limits>
 #include <vector>
 
 #include "gstanitalkercaps.h"
@@ -248,6 +249,28 @@ GST_START_TEST(test_wrong_dims) {
   g_error_free(err);
   g_free(debug);
 
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// NaN or inf in the motion codes: an error naming the frame, nothing rendered.
+GST_START_TEST(test_non_finite_motion) {
+  GstHarness* h = new_harness(kS64);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  std::vector<float> v(2 * 20, 0.1f);
+  v[20 + 3] = std::numeric_limits<float>::quiet_NaN();
+  fail_unless_equals_int(gst_harness_push(h, gst_buffer_new_memdup(v.data(), v.size() * sizeof(float))), GST_FLOW_ERROR);
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);
+  gchar* debug = nullptr;
+  GError* err = pop_error(bus, &debug);
+  fail_unless(g_error_matches(err, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT), "%s", err->message);
+  fail_unless(strstr(err->message, "frame 1") && strstr(err->message, "NaN"), "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
   gst_element_set_bus(h->element, nullptr);
   gst_object_unref(bus);
   gst_harness_teardown(h);
@@ -799,6 +822,7 @@ static Suite* anitalkerrender_suite() {
   tcase_add_test(tc, test_src_caps);
   tcase_add_test(tc, test_framerate_passes_through);
   tcase_add_test(tc, test_wrong_dims);
+  tcase_add_test(tc, test_non_finite_motion);
   tcase_add_test(tc, test_bgrx);
   suite_add_tcase(s, tc);
 
