@@ -284,7 +284,9 @@ cv::Mat FaceRestorer::enhance(const cv::Mat& bgr, const std::vector<Landmarks>& 
   const int size = model_->size();
   cv::Mat canvas;
   upscale_background(bgr, options_.upscale).convertTo(canvas, CV_64FC3);
-  // The reference restores every face first, then pastes them in order.
+  // The reference restores every face, then pastes them in order.  One face
+  // at a time gives the same result: every crop is taken from the input
+  // frame, and only GFPGAN draws random numbers, in the same order.
   for (const Landmarks& lm : faces) {
     const cv::Mat affine = align_matrix(lm, size);
     const cv::Mat restored = restore_face(*model_, warp_face(bgr, affine, size), options_.noise);
@@ -301,4 +303,5 @@ cv::Mat FaceRestorer::restore_aligned(const cv::Mat& bgr) const {
   if (face.size() != cv::Size(size, size)) cv::resize(bgr, face, cv::Size(size, size), 0, 0, cv::INTER_LINEAR);
   return restore_face(*model_, face, options_.noise);
 }
+
 }  // namespace anitalker::face
