@@ -18,6 +18,7 @@ int bench_render(int argc, char** argv);
 int bench_features(int argc, char** argv);
 int bench_motion(int argc, char** argv);
 int bench_chain_fixtures(int argc, char** argv);
+int bench_soak(int argc, char** argv);
 
 namespace {
 
@@ -43,6 +44,7 @@ const Command kBenches[] = {
     {"features", bench_features, "HuBERT-large at full size and MFCC: ms per second of audio, GEMM fraction"},
     {"load", bench_load, "checkpoint loading: a HuBERT-large-sized file, open and read times, memory"},
     {"motion", bench_motion, "stage 2 at full size: denoiser pass, offline and streaming sampling, GEMM fraction"},
+    {"soak", bench_soak, "a long stream through the whole chain: memory over time, frame latency, frame count"},
     {"render", bench_render, "stage 1 at full size: encoder time, frames per second by batch, GEMM fraction"},
 };
 
