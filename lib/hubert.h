@@ -12,30 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "hubert_config.h"
+
 namespace anitalker {
 class StateDict;
 }
 
 namespace anitalker::hubert {
-
-struct Config {
-  int hidden = 0, layers = 0, heads = 0, intermediate = 0;
-  std::vector<int> conv_dim, conv_kernel, conv_stride;
-  int pos_kernel = 0, pos_groups = 0;
-  double layer_norm_eps = 1e-5;
-  std::string feat_extract_norm;  // "layer" or "group"
-  bool conv_bias = true;
-};
-
-// Reads and checks config.json; errors name the file and the field.
-Config read_config(const std::string& path);
-
-// Output frames of the conv encoder for n samples (0 when n is shorter than
-// the receptive field): the layer-by-layer floor cascade, which for the
-// released kernels is floor((n - 400) / 320) + 1.
-int64_t frame_count(const Config& c, int64_t n);
-// Samples that one output frame sees (400 for the released kernels).
-int64_t receptive_field(const Config& c);
 
 class Model {
  public:

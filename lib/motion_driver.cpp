@@ -10,7 +10,8 @@
 #include <vector>
 
 #include "error.h"
-#include "state_dict.h"
+#include "npy.h"
+#include "pose_file.h"
 
 namespace anitalker::motion {
 
@@ -27,15 +28,8 @@ std::string shape_str(const at::Tensor& t) {
 }  // namespace
 
 at::Tensor read_pose_file(const std::string& path) {
-  at::Tensor p = read_npy_tensor(path).to(at::kFloat).contiguous().clone();
-  if (p.dim() != 2 || p.size(1) != 3 || p.size(0) < 1)
-    throw Error(Error::Kind::Format,
-                path + ": expected a pose file of shape [N, 3] (yaw, pitch, roll in degrees), got " + shape_str(p));
-  at::Tensor bad = at::isfinite(p).all(1).logical_not().nonzero();
-  if (bad.size(0) > 0)
-    throw Error(Error::Kind::Format, path + ": row " + std::to_string(bad[0][0].item<int64_t>()) +
-                                         " holds NaN or inf; a pose file must hold finite degrees");
-  return p;
+  const std::vector<float> v = pose_values(read_npy(path), path);
+  return at::from_blob(const_cast<float*>(v.data()), {static_cast<int64_t>(v.size() / 3), 3}, at::kFloat).clone();
 }
 
 void control_tensors(const Controls& c, int64_t first, int64_t n, at::Tensor* pose, at::Tensor* location,
