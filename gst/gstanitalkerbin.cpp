@@ -426,14 +426,20 @@ static bool gst_anitalker_bin_set_sr(GstAnitalkerBin* self, bool on, const anita
     g_object_set(sr, "model", files.gfpgan.c_str(), "detector", files.detector.c_str(), "parser",
                  files.parser.c_str(), "device", device.c_str(), nullptr);
     gst_bin_add(GST_BIN(self), sr);
-    gst_element_link(self->render, sr);
+    // The renderer's src is the ghost pad's target, so linked inside the
+    // ghost pad: retarget first, then it is free to link to gfpgansr.
     GstPad* sr_src = gst_element_get_static_pad(sr, "src");
     gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), sr_src);
     gst_object_unref(sr_src);
     self->sr = sr;
+    if (!gst_element_link(self->render, sr)) {
+      gst_object_unref(render_src);
+      GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Could not link the renderer to gfpgansr."), (nullptr));
+      return false;
+    }
   } else {
-    gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), render_src);
     gst_element_unlink(self->render, self->sr);
+    gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), render_src);
     gst_element_set_state(self->sr, GST_STATE_NULL);
     gst_bin_remove(GST_BIN(self), self->sr);
     self->sr = nullptr;

@@ -3,6 +3,7 @@
 #include "gstanitalkerbin.h"
 #include "gstanitalkermotion.h"
 #include "gstanitalkerrender.h"
+#include "gstgfpgansr.h"
 #include "gsthubertenc.h"
 
 GST_DEBUG_CATEGORY(gst_anitalker_debug);
@@ -13,6 +14,7 @@ gboolean gst_anitalker_register_elements(GstPlugin* plugin) {
   ok &= GST_ELEMENT_REGISTER(hubertenc, plugin);
   ok &= GST_ELEMENT_REGISTER(anitalkermotion, plugin);
   ok &= GST_ELEMENT_REGISTER(anitalkerrender, plugin);
+  ok &= GST_ELEMENT_REGISTER(gfpgansr, plugin);
   ok &= GST_ELEMENT_REGISTER(anitalker, plugin);
   return ok;
 }

@@ -1,0 +1,940 @@
+// gfpgansr: face restoration of video frames with GFPGAN v1.4, as AniTalker's
+// --face_sr runs it (spec/face-sr.md; the maths is in lib/face_restore.h).
+// This file does caps, the models' life cycle, the branch choice, QoS and
+// the pixel formats; no maths.
+
+/**
+ * SECTION:element-gfpgansr
+ * @title: gfpgansr
+ *
+ * Restores the faces of each video frame with GFPGAN v1.4 and pastes them
+ * into the frame upscaled by #GstGfpganSr:upscale (2 by default), as the
+ * reference's `GFPGANer.enhance(paste_back=True)` does:
+ *
+ * 1. RetinaFace (#GstGfpganSr:detector, detection_Resnet50_Final.pth) finds
+ *    the faces: score above 0.97, NMS at 0.4, eyes at least 5 px apart;
+ *    with #GstGfpganSr:only-center-face only the face nearest the centre.
+ * 2. Each face is aligned to the 512x512 FFHQ template from its five
+ *    landmarks and restored with GFPGAN (#GstGfpganSr:model,
+ *    GFPGANv1.4.pth).
+ * 3. The frame is upscaled with Lanczos, and every restored face is pasted
+ *    back through the inverse warp with a soft mask: from ParseNet's face
+ *    labels when #GstGfpganSr:parser (parsing_parsenet.pth) is set, else the
+ *    reference's eroded and blurred square (its use_parse=False branch).
+ *
+ * A frame without faces comes out as the upscaled frame; every face found
+ * is restored.  With #GstGfpganSr:aligned the whole frame is taken as one
+ * face that is already aligned (a crop such as the 512x512 FFHQ ones):
+ * no detector is needed, the frame is resized to 512x512 (bilinear),
+ * restored, and resized to the output size (Lanczos up, area down).
+ *
+ * The element says which branch it runs when it starts: an INFO message
+ * without a parser (or a WARNING when the parser file named does not
+ * exist), and an error when neither a detector nor #GstGfpganSr:aligned
+ * is set.  A file that exists but does not load is an error.
+ *
+ * Caps: RGB, BGR or RGBx in, the same format out at #GstGfpganSr:upscale
+ * times the width and height; framerate and pixel aspect ratio pass
+ * through.  Timestamps, durations and flags pass through; nothing is held
+ * back, so the element adds no latency to the LATENCY query (a frame takes
+ * as long as the networks take: seconds on a CPU, see docs/performance.md).
+ *
+ * With #GstGfpganSr:qos, a frame that arrives later than downstream's last
+ * QoS event says it can still use is not dropped but degraded to the plain
+ * upscaled frame (no detection, no GFPGAN), so the video stays complete and
+ * catches up.  #GstGfpganSr:stats counts the frames, the degraded frames
+ * and the faces restored.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 filesrc location=face.png ! pngdec ! videoconvert ! video/x-raw,format=RGB !
+ *     imagefreeze num-buffers=1 ! gfpgansr model=models/GFPGANv1.4.pth
+ *     detector=models/detection_Resnet50_Final.pth parser=models/parsing_parsenet.pth !
+ *     videoconvert ! pngenc ! filesink location=restored.png
+ * ]|
+ */
+
+#include "gstgfpgansr.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <gst/video/video.h>
+#include <sys/stat.h>
+
+#include <memory>
+#include <opencv2/imgproc.hpp>
+#include <string>
+
+#include "device.h"
+#include "error.h"
+#include "face_restore.h"
+#include "gfpgan.h"
+#include "gstanitalkercommon.h"
+#include "parsenet.h"
+#include "retinaface.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_gfpgan_sr_debug);
+#define GST_CAT_DEFAULT gst_gfpgan_sr_debug
+
+namespace face = anitalker::face;
+
+#define DEFAULT_DEVICE "cpu"
+#define DEFAULT_UPSCALE 2
+#define MAX_UPSCALE 4
+#define DEFAULT_NOISE GST_GFPGAN_SR_NOISE_STORED
+#define DEFAULT_NUM_THREADS 0
+#define MAX_NUM_THREADS 64
+#define STATS_NAME "application/x-gfpgansr-stats"
+
+enum {
+  PROP_0,
+  PROP_MODEL,
+  PROP_DETECTOR,
+  PROP_PARSER,
+  PROP_UPSCALE,
+  PROP_DEVICE,
+  PROP_NOISE,
+  PROP_ALIGNED,
+  PROP_ONLY_CENTER_FACE,
+  PROP_QOS,
+  PROP_NUM_THREADS,
+  PROP_STATS,
+};
+
+namespace {
+
+// The C++ state of one element (GObject structs never run C++ constructors:
+// BUILD-NOTES), made in _init and deleted in _finalize.
+struct SrState {
+  SrState() { g_mutex_init(&lock); }
+  ~SrState() { g_mutex_clear(&lock); }
+
+  // Under `lock`: written by start/stop and the streaming thread, read by
+  // the stats property from any thread.
+  GMutex lock;
+  std::shared_ptr<const anitalker::gfpgan::Model> model;  // from start() to stop()
+  std::shared_ptr<const anitalker::retinaface::Model> detector;
+  std::shared_ptr<const anitalker::parsenet::Model> parser;
+  guint64 frames = 0, degraded = 0, faces = 0;
+  // The running time before which frames are too late, from the last QoS
+  // event (as GstBaseTransform computes it); NONE = no pressure.
+  GstClockTime earliest = GST_CLOCK_TIME_NONE;
+
+  // Streaming thread only (set_caps runs in it).
+  GstVideoInfo in_info, out_info;
+};
+
+}  // namespace
+
+struct _GstGfpganSr {
+  GstBaseTransform parent;
+
+  // Properties, under the object lock.
+  gchar* model;
+  gchar* detector;
+  gchar* parser;
+  gchar* device;
+  guint upscale;
+  GstGfpganSrNoise noise;
+  gboolean aligned;
+  gboolean only_center_face;
+  gboolean qos;
+  gint num_threads;
+
+  SrState* state;
+};
+
+#define VIDEO_CAPS GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBx }")
+
+/**
+ * GstGfpganSr!sink:
+ *
+ * Video frames of any size, packed 8-bit RGB, BGR or RGBx.
+ */
+static GstStaticPadTemplate sink_template =
+    GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(VIDEO_CAPS));
+
+/**
+ * GstGfpganSr!src:
+ *
+ * The same format at #GstGfpganSr:upscale times the width and height.
+ */
+static GstStaticPadTemplate src_template =
+    GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(VIDEO_CAPS));
+
+GType gst_gfpgan_sr_noise_get_type(void) {
+  static gsize type = 0;
+  if (g_once_init_enter(&type)) {
+    static const GEnumValue values[] = {
+        {GST_GFPGAN_SR_NOISE_STORED, "The checkpoint's stored noise buffers: repeatable output", "stored"},
+        {GST_GFPGAN_SR_NOISE_RANDOM, "Fresh N(0,1) noise for every face, as the reference's enhance()", "random"},
+        {GST_GFPGAN_SR_NOISE_NONE, "No noise", "none"},
+        {0, nullptr, nullptr},
+    };
+    g_once_init_leave(&type, g_enum_register_static("GstGfpganSrNoise", values));
+  }
+  return type;
+}
+
+#define gst_gfpgan_sr_parent_class parent_class
+G_DEFINE_TYPE(GstGfpganSr, gst_gfpgan_sr, GST_TYPE_BASE_TRANSFORM);
+GST_ELEMENT_REGISTER_DEFINE(gfpgansr, "gfpgansr", GST_RANK_NONE, GST_TYPE_GFPGAN_SR);
+
+static void gst_gfpgan_sr_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec);
+static void gst_gfpgan_sr_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec);
+static void gst_gfpgan_sr_finalize(GObject* object);
+static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans);
+static gboolean gst_gfpgan_sr_stop(GstBaseTransform* trans);
+static GstCaps* gst_gfpgan_sr_transform_caps(GstBaseTransform* trans, GstPadDirection direction, GstCaps* caps,
+                                             GstCaps* filter);
+static GstCaps* gst_gfpgan_sr_fixate_caps(GstBaseTransform* trans, GstPadDirection direction, GstCaps* caps,
+                                          GstCaps* othercaps);
+static gboolean gst_gfpgan_sr_set_caps(GstBaseTransform* trans, GstCaps* incaps, GstCaps* outcaps);
+static gboolean gst_gfpgan_sr_get_unit_size(GstBaseTransform* trans, GstCaps* caps, gsize* size);
+static gboolean gst_gfpgan_sr_src_event(GstBaseTransform* trans, GstEvent* event);
+static gboolean gst_gfpgan_sr_sink_event(GstBaseTransform* trans, GstEvent* event);
+static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer* inbuf, GstBuffer* outbuf);
+
+static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
+  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
+  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+  GstBaseTransformClass* trans_class = GST_BASE_TRANSFORM_CLASS(klass);
+
+  GST_DEBUG_CATEGORY_INIT(gst_gfpgan_sr_debug, "gfpgansr", 0, "GFPGAN face restoration");
+
+  gobject_class->set_property = gst_gfpgan_sr_set_property;
+  gobject_class->get_property = gst_gfpgan_sr_get_property;
+  gobject_class->finalize = gst_gfpgan_sr_finalize;
+
+  const GParamFlags ready = (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  const GParamFlags playing = (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
+
+  /**
+   * GstGfpganSr:model:
+   *
+   * The GFPGAN checkpoint: GFPGANv1.4.pth ({'params_ema': ...}, the
+   * GFPGANv1Clean architecture; widths come from the shapes).  Loaded on
+   * READY->PAUSED; elements with the same file and device share one copy.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_MODEL,
+      g_param_spec_string("model", "GFPGAN model",
+                          "Path of GFPGANv1.4.pth, loaded on READY->PAUSED (default: none; required)", nullptr, ready));
+
+  /**
+   * GstGfpganSr:detector:
+   *
+   * The RetinaFace-ResNet50 checkpoint, detection_Resnet50_Final.pth.
+   * Required unless #GstGfpganSr:aligned is set (then it is not loaded).
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_DETECTOR,
+      g_param_spec_string("detector", "Face detector",
+                          "Path of detection_Resnet50_Final.pth (RetinaFace); required unless aligned=true "
+                          "(default: none)",
+                          nullptr, ready));
+
+  /**
+   * GstGfpganSr:parser:
+   *
+   * The ParseNet checkpoint, parsing_parsenet.pth, whose face labels shape
+   * the paste mask (the reference's use_parse=True, AniTalker's setting).
+   * Unset or missing: the square soft mask is used, and a message says so.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_PARSER,
+      g_param_spec_string("parser", "Face parser",
+                          "Path of parsing_parsenet.pth for the paste mask; without it the square soft mask "
+                          "is used (default: none)",
+                          nullptr, ready));
+
+  /**
+   * GstGfpganSr:upscale:
+   *
+   * The output is this many times the input's width and height.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_UPSCALE,
+      g_param_spec_uint("upscale", "Upscale", "Output size = input size times this (default: 2)", 1, MAX_UPSCALE,
+                        DEFAULT_UPSCALE, ready));
+
+  /**
+   * GstGfpganSr:device:
+   *
+   * Where the networks run: "cpu", "cuda" or "cuda:N" (CUDA needs a build
+   * against a CUDA LibTorch).
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_DEVICE,
+      g_param_spec_string("device", "Device", "Device to run the networks on: cpu, cuda or cuda:N (default: cpu)",
+                          DEFAULT_DEVICE, ready));
+
+  /**
+   * GstGfpganSr:noise:
+   *
+   * The StyleGAN2 decoder's per-layer noise.  The reference draws fresh
+   * noise for every face (random); the checkpoint's stored buffers give
+   * the same output for the same input (stored, the default).
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_NOISE,
+      g_param_spec_enum("noise", "Noise",
+                        "GFPGAN decoder noise: stored (repeatable), random (as the reference) or none",
+                        GST_TYPE_GFPGAN_SR_NOISE, DEFAULT_NOISE, playing));
+
+  /**
+   * GstGfpganSr:aligned:
+   *
+   * Take every frame as one face already aligned to the FFHQ template:
+   * no detection and no paste-back; the restored face, resized to the
+   * output size, is the output.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_ALIGNED,
+      g_param_spec_boolean("aligned", "Aligned",
+                           "Treat the whole frame as one aligned face: skip detection and paste-back (default: false)",
+                           FALSE, playing));
+
+  /**
+   * GstGfpganSr:only-center-face:
+   *
+   * Restore only the detected face whose box centre is nearest the frame's
+   * centre.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_ONLY_CENTER_FACE,
+      g_param_spec_boolean("only-center-face", "Only the centre face",
+                           "Restore only the face nearest the centre of the frame (default: false)", FALSE, playing));
+
+  /**
+   * GstGfpganSr:qos:
+   *
+   * Under real-time pressure (downstream's QoS events say a frame is already
+   * late), output the plain upscaled frame instead of restoring it, rather
+   * than dropping it.  Such frames are counted in #GstGfpganSr:stats.  This
+   * replaces GstBaseTransform's qos property, which drops frames.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_QOS,
+      g_param_spec_boolean("qos", "QoS",
+                           "Degrade late frames to a plain resize instead of dropping them (default: false)", FALSE,
+                           playing));
+
+  /**
+   * GstGfpganSr:num-threads:
+   *
+   * LibTorch intra-op threads of the streaming thread (OpenMP: the setting
+   * is per thread).  0 leaves LibTorch's default.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_NUM_THREADS,
+      g_param_spec_int("num-threads", "Threads",
+                       "LibTorch threads; 0 = OMP_NUM_THREADS if set, else one per CPU core (default: 0)", 0,
+                       MAX_NUM_THREADS, DEFAULT_NUM_THREADS, playing));
+
+  /**
+   * GstGfpganSr:stats:
+   *
+   * Counters since the element last started, as a structure named
+   * `application/x-gfpgansr-stats`: `frames` (guint64, frames output),
+   * `degraded` (guint64, frames output as a plain resize under QoS) and
+   * `faces` (guint64, faces restored).
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_STATS,
+      g_param_spec_boxed("stats", "Statistics", "Frames output, frames degraded under QoS, faces restored",
+                         GST_TYPE_STRUCTURE, (GParamFlags)(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
+
+  gst_element_class_set_static_metadata(element_class, "GFPGAN face restoration", "Filter/Effect/Video",
+                                        "Restores faces with GFPGAN v1.4 (RetinaFace detection, alignment, "
+                                        "ParseNet paste mask) and upscales the frame",
+                                        "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
+  gst_element_class_add_static_pad_template(element_class, &sink_template);
+  gst_element_class_add_static_pad_template(element_class, &src_template);
+
+  trans_class->start = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_start);
+  trans_class->stop = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_stop);
+  trans_class->transform_caps = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_transform_caps);
+  trans_class->fixate_caps = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_fixate_caps);
+  trans_class->set_caps = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_set_caps);
+  trans_class->get_unit_size = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_get_unit_size);
+  trans_class->src_event = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_src_event);
+  trans_class->sink_event = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_sink_event);
+  trans_class->transform = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_transform);
+  // upscale=1 gives equal caps, and the faces must still be restored.
+  trans_class->passthrough_on_same_caps = FALSE;
+
+  gst_type_mark_as_plugin_api(GST_TYPE_GFPGAN_SR_NOISE, (GstPluginAPIFlags)0);
+}
+
+static void gst_gfpgan_sr_init(GstGfpganSr* self) {
+  self->model = nullptr;
+  self->detector = nullptr;
+  self->parser = nullptr;
+  self->device = g_strdup(DEFAULT_DEVICE);
+  self->upscale = DEFAULT_UPSCALE;
+  self->noise = DEFAULT_NOISE;
+  self->aligned = FALSE;
+  self->only_center_face = FALSE;
+  self->qos = FALSE;
+  self->num_threads = DEFAULT_NUM_THREADS;
+  self->state = new SrState();
+  // Our own QoS degrades instead of dropping: the base class's stays off.
+  gst_base_transform_set_qos_enabled(GST_BASE_TRANSFORM(self), FALSE);
+}
+
+static void gst_gfpgan_sr_finalize(GObject* object) {
+  GstGfpganSr* self = GST_GFPGAN_SR(object);
+  delete self->state;
+  self->state = nullptr;
+  g_free(self->model);
+  g_free(self->detector);
+  g_free(self->parser);
+  g_free(self->device);
+  G_OBJECT_CLASS(parent_class)->finalize(object);
+}
+
+static void gst_gfpgan_sr_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
+  GstGfpganSr* self = GST_GFPGAN_SR(object);
+  gboolean reconfigure = FALSE;
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_MODEL:
+      g_free(self->model);
+      self->model = g_value_dup_string(value);
+      break;
+    case PROP_DETECTOR:
+      g_free(self->detector);
+      self->detector = g_value_dup_string(value);
+      break;
+    case PROP_PARSER:
+      g_free(self->parser);
+      self->parser = g_value_dup_string(value);
+      break;
+    case PROP_UPSCALE:
+      reconfigure = self->upscale != g_value_get_uint(value);
+      self->upscale = g_value_get_uint(value);
+      break;
+    case PROP_DEVICE:
+      g_free(self->device);
+      self->device = g_value_dup_string(value);
+      break;
+    case PROP_NOISE:
+      self->noise = (GstGfpganSrNoise)g_value_get_enum(value);
+      break;
+    case PROP_ALIGNED:
+      self->aligned = g_value_get_boolean(value);
+      break;
+    case PROP_ONLY_CENTER_FACE:
+      self->only_center_face = g_value_get_boolean(value);
+      break;
+    case PROP_QOS:
+      self->qos = g_value_get_boolean(value);
+      break;
+    case PROP_NUM_THREADS:
+      self->num_threads = g_value_get_int(value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+  // The output size depends on upscale.
+  if (reconfigure) gst_base_transform_reconfigure_src(GST_BASE_TRANSFORM(self));
+}
+
+static void gst_gfpgan_sr_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
+  GstGfpganSr* self = GST_GFPGAN_SR(object);
+  if (prop_id == PROP_STATS) {
+    SrState* st = self->state;
+    GstAnitalkerLocked lock(&st->lock);
+    g_value_take_boxed(value,
+                       gst_structure_new(STATS_NAME, "frames", G_TYPE_UINT64, st->frames, "degraded", G_TYPE_UINT64,
+                                         st->degraded, "faces", G_TYPE_UINT64, st->faces, nullptr));
+    return;
+  }
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_MODEL:
+      g_value_set_string(value, self->model);
+      break;
+    case PROP_DETECTOR:
+      g_value_set_string(value, self->detector);
+      break;
+    case PROP_PARSER:
+      g_value_set_string(value, self->parser);
+      break;
+    case PROP_UPSCALE:
+      g_value_set_uint(value, self->upscale);
+      break;
+    case PROP_DEVICE:
+      g_value_set_string(value, self->device);
+      break;
+    case PROP_NOISE:
+      g_value_set_enum(value, self->noise);
+      break;
+    case PROP_ALIGNED:
+      g_value_set_boolean(value, self->aligned);
+      break;
+    case PROP_ONLY_CENTER_FACE:
+      g_value_set_boolean(value, self->only_center_face);
+      break;
+    case PROP_QOS:
+      g_value_set_boolean(value, self->qos);
+      break;
+    case PROP_NUM_THREADS:
+      g_value_set_int(value, self->num_threads);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+/* --- Start and stop ------------------------------------------------------ */
+
+static bool file_exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+// READY->PAUSED: loads the networks, so that a bad path fails the state
+// change with the file named (STYLE.md: weights load in start, never in caps
+// handlers), and says which branch runs.
+static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
+  GstGfpganSr* self = GST_GFPGAN_SR(trans);
+  SrState* st = self->state;
+
+  GST_OBJECT_LOCK(self);
+  const std::string model_path = self->model ? self->model : "";
+  const std::string detector_path = self->detector ? self->detector : "";
+  const std::string parser_path = self->parser ? self->parser : "";
+  const std::string device_name = self->device ? self->device : DEFAULT_DEVICE;
+  const bool aligned = self->aligned;
+  GST_OBJECT_UNLOCK(self);
+
+  if (model_path.empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No GFPGAN model set."),
+                      ("set the \"model\" property to GFPGANv1.4.pth"));
+    return FALSE;
+  }
+  if (!aligned && detector_path.empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
+                      ("No face detector set: set \"detector\" to detection_Resnet50_Final.pth, or aligned=true "
+                       "for frames that are one aligned face."),
+                      (nullptr));
+    return FALSE;
+  }
+
+  c10::Device device(c10::kCPU);
+  try {
+    device = anitalker::parse_device(device_name);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(
+        self, gst_anitalker_printf("Cannot use the device \"%s\".", device_name.c_str()), false);
+    return FALSE;
+  }
+
+  std::shared_ptr<const anitalker::gfpgan::Model> model;
+  std::shared_ptr<const anitalker::retinaface::Model> detector;
+  std::shared_ptr<const anitalker::parsenet::Model> parser;
+  std::string loading = model_path;
+  try {
+    model = anitalker::gfpgan::Model::load(model_path, device);
+    // In aligned mode a detector given is loaded too (aligned may be turned
+    // off while playing), but it need not exist.
+    if (!detector_path.empty() && (!aligned || file_exists(detector_path))) {
+      loading = detector_path;
+      detector = anitalker::retinaface::Model::load(detector_path, device);
+    }
+    if (!parser_path.empty() && file_exists(parser_path)) {
+      loading = parser_path;
+      parser = anitalker::parsenet::Model::load(parser_path, device);
+    }
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("Could not load \"%s\".", loading.c_str()), true);
+    return FALSE;
+  }
+
+  // Which branch runs, for the user (the output differs near the face's edge).
+  if (aligned) {
+    GST_ELEMENT_INFO(self, RESOURCE, SETTINGS, ("aligned=true: every frame is restored as one aligned face."),
+                     ("no detection, no paste-back"));
+  } else if (parser_path.empty()) {
+    GST_ELEMENT_INFO(self, RESOURCE, SETTINGS,
+                     ("No face parser set: faces are pasted with the square soft mask (the no-parser branch)."),
+                     ("set \"parser\" to parsing_parsenet.pth for the reference's parse mask"));
+  } else if (!parser) {
+    GST_ELEMENT_WARNING(self, RESOURCE, NOT_FOUND,
+                        ("Face parser \"%s\" not found: faces are pasted with the square soft mask (the no-parser "
+                         "branch).",
+                         parser_path.c_str()),
+                        (nullptr));
+  }
+  GST_INFO_OBJECT(self, "%s: %d px, on %s; detector %s; parser %s", model_path.c_str(), model->size(),
+                  device.str().c_str(), detector ? detector_path.c_str() : "none",
+                  parser ? parser_path.c_str() : "none");
+
+  GstAnitalkerLocked lock(&st->lock);
+  st->model = std::move(model);
+  st->detector = std::move(detector);
+  st->parser = std::move(parser);
+  st->frames = st->degraded = st->faces = 0;
+  st->earliest = GST_CLOCK_TIME_NONE;
+  return TRUE;
+}
+
+static gboolean gst_gfpgan_sr_stop(GstBaseTransform* trans) {
+  SrState* st = GST_GFPGAN_SR(trans)->state;
+  GstAnitalkerLocked lock(&st->lock);
+  st->model.reset();
+  st->detector.reset();
+  st->parser.reset();
+  st->earliest = GST_CLOCK_TIME_NONE;
+  return TRUE;
+}
+
+/* --- Caps -------------------------------------------------------------------- */
+
+static guint gst_gfpgan_sr_get_upscale(GstGfpganSr* self) {
+  GST_OBJECT_LOCK(self);
+  const guint up = self->upscale;
+  GST_OBJECT_UNLOCK(self);
+  return up;
+}
+
+// One size field of a caps structure, multiplied (sink to src) or divided
+// (src to sink) by `up`.  FALSE when no size of `v` maps (a size that is not
+// a multiple of `up` has no input).
+static gboolean scale_size(const GValue* v, GValue* out, gint up, gboolean multiply) {
+  if (G_VALUE_HOLDS_INT(v)) {
+    const gint x = g_value_get_int(v);
+    if (multiply ? x > G_MAXINT / up : x % up != 0) return FALSE;
+    g_value_init(out, G_TYPE_INT);
+    g_value_set_int(out, multiply ? x * up : x / up);
+    return TRUE;
+  }
+  if (GST_VALUE_HOLDS_INT_RANGE(v)) {
+    const gint lo = gst_value_get_int_range_min(v), hi = gst_value_get_int_range_max(v);
+    gint nlo, nhi, step = 1;
+    if (multiply) {
+      nlo = lo > G_MAXINT / up ? G_MAXINT : lo * up;
+      nhi = (hi > G_MAXINT / up ? G_MAXINT / up : hi) * up;
+      step = up;
+    } else {
+      nlo = (lo + up - 1) / up;
+      nhi = hi / up;
+    }
+    if (nlo > nhi) return FALSE;
+    g_value_init(out, GST_TYPE_INT_RANGE);
+    if (nlo == nhi) {
+      g_value_unset(out);
+      g_value_init(out, G_TYPE_INT);
+      g_value_set_int(out, nlo);
+    } else {
+      gst_value_set_int_range_step(out, nlo, nhi, step);
+    }
+    return TRUE;
+  }
+  if (GST_VALUE_HOLDS_LIST(v)) {
+    g_value_init(out, GST_TYPE_LIST);
+    for (guint i = 0; i < gst_value_list_get_size(v); i++) {
+      GValue item = G_VALUE_INIT;
+      if (scale_size(gst_value_list_get_value(v, i), &item, up, multiply))
+        gst_value_list_append_and_take_value(out, &item);
+    }
+    if (gst_value_list_get_size(out) == 0) {
+      g_value_unset(out);
+      return FALSE;
+    }
+    return TRUE;
+  }
+  return FALSE;
+}
+
+// Same format and framerate, width and height times (or divided by) upscale.
+static GstCaps* gst_gfpgan_sr_transform_caps(GstBaseTransform* trans, GstPadDirection direction, GstCaps* caps,
+                                             GstCaps* filter) {
+  const gint up = (gint)gst_gfpgan_sr_get_upscale(GST_GFPGAN_SR(trans));
+  const gboolean multiply = direction == GST_PAD_SINK;
+  GstCaps* out = gst_caps_new_empty();
+  for (guint i = 0; i < gst_caps_get_size(caps); i++) {
+    GstStructure* s = gst_structure_copy(gst_caps_get_structure(caps, i));
+    gboolean ok = TRUE;
+    for (const char* field : {"width", "height"}) {
+      const GValue* v = gst_structure_get_value(s, field);
+      if (v == nullptr) continue;  // any size stays any size
+      GValue scaled = G_VALUE_INIT;
+      if (!scale_size(v, &scaled, up, multiply)) {
+        ok = FALSE;
+        break;
+      }
+      gst_structure_take_value(s, field, &scaled);
+    }
+    if (!ok) {
+      gst_structure_free(s);
+      continue;
+    }
+    GstCapsFeatures* f = gst_caps_get_features(caps, i);
+    out = gst_caps_merge_structure_full(out, s, f ? gst_caps_features_copy(f) : nullptr);
+  }
+  if (filter) {
+    GstCaps* t = gst_caps_intersect_full(filter, out, GST_CAPS_INTERSECT_FIRST);
+    gst_caps_unref(out);
+    out = t;
+  }
+  GST_DEBUG_OBJECT(trans, "%s x%d: %" GST_PTR_FORMAT " -> %" GST_PTR_FORMAT, multiply ? "sink->src" : "src->sink", up,
+                   caps, out);
+  return out;
+}
+
+// The other side's size is the exact multiple (or quotient) of this side's.
+static GstCaps* gst_gfpgan_sr_fixate_caps(GstBaseTransform* trans, GstPadDirection direction, GstCaps* caps,
+                                          GstCaps* othercaps) {
+  const gint up = (gint)gst_gfpgan_sr_get_upscale(GST_GFPGAN_SR(trans));
+  othercaps = gst_caps_make_writable(gst_caps_truncate(othercaps));
+  const GstStructure* in = gst_caps_get_structure(caps, 0);
+  GstStructure* s = gst_caps_get_structure(othercaps, 0);
+  for (const char* field : {"width", "height"}) {
+    gint x;
+    if (gst_structure_get_int(in, field, &x))
+      gst_structure_fixate_field_nearest_int(s, field, direction == GST_PAD_SINK ? x * up : x / up);
+  }
+  gint n, d;
+  if (gst_structure_get_fraction(in, "framerate", &n, &d))
+    gst_structure_fixate_field_nearest_fraction(s, "framerate", n, d);
+  return gst_caps_fixate(othercaps);
+}
+
+static gboolean gst_gfpgan_sr_set_caps(GstBaseTransform* trans, GstCaps* incaps, GstCaps* outcaps) {
+  GstGfpganSr* self = GST_GFPGAN_SR(trans);
+  SrState* st = self->state;
+  const gint up = (gint)gst_gfpgan_sr_get_upscale(self);
+  GstVideoInfo in, out;
+  if (!gst_video_info_from_caps(&in, incaps) || !gst_video_info_from_caps(&out, outcaps)) {
+    GST_ERROR_OBJECT(self, "caps without a video format: %" GST_PTR_FORMAT " -> %" GST_PTR_FORMAT, incaps, outcaps);
+    return FALSE;
+  }
+  if (GST_VIDEO_INFO_FORMAT(&in) != GST_VIDEO_INFO_FORMAT(&out) ||
+      GST_VIDEO_INFO_WIDTH(&out) != GST_VIDEO_INFO_WIDTH(&in) * up ||
+      GST_VIDEO_INFO_HEIGHT(&out) != GST_VIDEO_INFO_HEIGHT(&in) * up) {
+    GST_ERROR_OBJECT(
+        self, "output caps are not the input's format at %d times its size: %" GST_PTR_FORMAT " -> %" GST_PTR_FORMAT,
+        up, incaps, outcaps);
+    return FALSE;
+  }
+  st->in_info = in;
+  st->out_info = out;
+  return TRUE;
+}
+
+static gboolean gst_gfpgan_sr_get_unit_size(GstBaseTransform* trans, GstCaps* caps, gsize* size) {
+  GstVideoInfo info;
+  if (!gst_video_info_from_caps(&info, caps)) {
+    GST_WARNING_OBJECT(trans, "not video caps: %" GST_PTR_FORMAT, caps);
+    return FALSE;
+  }
+  *size = GST_VIDEO_INFO_SIZE(&info);
+  return TRUE;
+}
+
+/* --- Events -------------------------------------------------------------- */
+
+static gboolean gst_gfpgan_sr_src_event(GstBaseTransform* trans, GstEvent* event) {
+  SrState* st = GST_GFPGAN_SR(trans)->state;
+  if (GST_EVENT_TYPE(event) == GST_EVENT_QOS) {
+    GstQOSType type;
+    gdouble proportion;
+    GstClockTimeDiff diff;
+    GstClockTime timestamp;
+    gst_event_parse_qos(event, &type, &proportion, &diff, &timestamp);
+    // As GstBaseTransform: a late frame (diff > 0) moves the limit twice as
+    // far, so that we skip enough to catch up.
+    GstClockTime earliest = GST_CLOCK_TIME_NONE;
+    if (GST_CLOCK_TIME_IS_VALID(timestamp)) {
+      if (diff > 0)
+        earliest = timestamp + 2 * diff;
+      else
+        earliest = (GstClockTimeDiff)timestamp + diff > 0 ? timestamp + diff : 0;
+    }
+    GST_LOG_OBJECT(trans, "QoS: proportion %g, diff %" G_GINT64_FORMAT ", earliest %" GST_TIME_FORMAT, proportion, diff,
+                   GST_TIME_ARGS(earliest));
+    GstAnitalkerLocked lock(&st->lock);
+    st->earliest = earliest;
+  }
+  return GST_BASE_TRANSFORM_CLASS(parent_class)->src_event(trans, event);
+}
+
+static gboolean gst_gfpgan_sr_sink_event(GstBaseTransform* trans, GstEvent* event) {
+  SrState* st = GST_GFPGAN_SR(trans)->state;
+  if (GST_EVENT_TYPE(event) == GST_EVENT_FLUSH_STOP || GST_EVENT_TYPE(event) == GST_EVENT_SEGMENT) {
+    // Running times start anew.
+    GstAnitalkerLocked lock(&st->lock);
+    st->earliest = GST_CLOCK_TIME_NONE;
+  }
+  return GST_BASE_TRANSFORM_CLASS(parent_class)->sink_event(trans, event);
+}
+
+/* --- Frames -------------------------------------------------------------- */
+
+// The mapped frame as a BGR cv::Mat (a view for BGR, a converted copy else).
+static cv::Mat frame_to_bgr(const GstVideoFrame* f) {
+  const int w = GST_VIDEO_FRAME_WIDTH(f), h = GST_VIDEO_FRAME_HEIGHT(f);
+  const size_t stride = GST_VIDEO_FRAME_PLANE_STRIDE(f, 0);
+  void* data = GST_VIDEO_FRAME_PLANE_DATA(f, 0);
+  cv::Mat bgr;
+  switch (GST_VIDEO_FRAME_FORMAT(f)) {
+    case GST_VIDEO_FORMAT_BGR:
+      return cv::Mat(h, w, CV_8UC3, data, stride);
+    case GST_VIDEO_FORMAT_RGB:
+      cv::cvtColor(cv::Mat(h, w, CV_8UC3, data, stride), bgr, cv::COLOR_RGB2BGR);
+      return bgr;
+    case GST_VIDEO_FORMAT_RGBx:
+      cv::cvtColor(cv::Mat(h, w, CV_8UC4, data, stride), bgr, cv::COLOR_RGBA2BGR);
+      return bgr;
+    default:
+      g_assert_not_reached();
+  }
+  return bgr;
+}
+
+// Writes a BGR image of the frame's size into the mapped frame.
+static void bgr_to_frame(const cv::Mat& bgr, GstVideoFrame* f) {
+  const int w = GST_VIDEO_FRAME_WIDTH(f), h = GST_VIDEO_FRAME_HEIGHT(f);
+  const size_t stride = GST_VIDEO_FRAME_PLANE_STRIDE(f, 0);
+  void* data = GST_VIDEO_FRAME_PLANE_DATA(f, 0);
+  switch (GST_VIDEO_FRAME_FORMAT(f)) {
+    case GST_VIDEO_FORMAT_BGR: {
+      cv::Mat out(h, w, CV_8UC3, data, stride);
+      bgr.copyTo(out);
+      break;
+    }
+    case GST_VIDEO_FORMAT_RGB: {
+      cv::Mat out(h, w, CV_8UC3, data, stride);
+      cv::cvtColor(bgr, out, cv::COLOR_BGR2RGB);
+      break;
+    }
+    case GST_VIDEO_FORMAT_RGBx: {
+      cv::Mat out(h, w, CV_8UC4, data, stride);
+      cv::cvtColor(bgr, out, cv::COLOR_BGR2RGBA);  // x = 255
+      break;
+    }
+    default:
+      g_assert_not_reached();
+  }
+}
+
+static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer* inbuf, GstBuffer* outbuf) {
+  GstGfpganSr* self = GST_GFPGAN_SR(trans);
+  SrState* st = self->state;
+
+  // Settings are picked up at frame boundaries.
+  face::Options options;
+  GST_OBJECT_LOCK(self);
+  options.upscale = self->upscale;
+  options.noise = self->noise == GST_GFPGAN_SR_NOISE_RANDOM ? anitalker::gfpgan::Noise::Random
+                  : self->noise == GST_GFPGAN_SR_NOISE_NONE ? anitalker::gfpgan::Noise::None
+                                                            : anitalker::gfpgan::Noise::Stored;
+  options.only_center_face = self->only_center_face;
+  const bool aligned = self->aligned;
+  const bool qos = self->qos;
+  const int threads = self->num_threads;
+  GST_OBJECT_UNLOCK(self);
+  // OpenMP: per thread (BUILD-NOTES), so it is set here, in the streaming thread.
+  anitalker::set_num_threads(threads);
+
+  std::shared_ptr<const anitalker::gfpgan::Model> model;
+  std::shared_ptr<const anitalker::retinaface::Model> detector;
+  std::shared_ptr<const anitalker::parsenet::Model> parser;
+  GstClockTime earliest;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    model = st->model;
+    detector = st->detector;
+    parser = st->parser;
+    earliest = st->earliest;
+  }
+  if (!model) {
+    GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("No model to restore faces with."), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  if (!aligned && !detector) {
+    // aligned was set at start and cleared while playing.
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
+                      ("No face detector loaded: aligned=false needs \"detector\" set when the element starts."),
+                      (nullptr));
+    return GST_FLOW_ERROR;
+  }
+
+  // Too late for downstream: the plain resize, which takes milliseconds.
+  bool degrade = false;
+  if (qos && GST_CLOCK_TIME_IS_VALID(earliest) && GST_BUFFER_PTS_IS_VALID(inbuf)) {
+    const GstClockTime running = gst_segment_to_running_time(&trans->segment, GST_FORMAT_TIME, GST_BUFFER_PTS(inbuf));
+    degrade = GST_CLOCK_TIME_IS_VALID(running) && running <= earliest;
+  }
+
+  GstVideoFrame in, out;
+  if (!gst_video_frame_map(&in, &st->in_info, inbuf, GST_MAP_READ)) {
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not map an input frame."), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  if (!gst_video_frame_map(&out, &st->out_info, outbuf, GST_MAP_WRITE)) {
+    gst_video_frame_unmap(&in);
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not map an output frame."), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+
+  GstFlowReturn ret = GST_FLOW_OK;
+  size_t faces = 0;
+  const gint64 t0 = g_get_monotonic_time();
+  try {
+    c10::InferenceMode guard;
+    const cv::Mat bgr = frame_to_bgr(&in);
+    const cv::Size out_size(GST_VIDEO_FRAME_WIDTH(&out), GST_VIDEO_FRAME_HEIGHT(&out));
+    cv::Mat result;
+    if (degrade) {
+      result = face::upscale_background(bgr, options.upscale);
+    } else if (aligned) {
+      const face::FaceRestorer restorer(model, nullptr, nullptr, options);
+      const cv::Mat restored = restorer.restore_aligned(bgr);
+      faces = 1;
+      if (restored.size() == out_size) {
+        result = restored;
+      } else {
+        const int interpolation = out_size.width > restored.cols ? cv::INTER_LANCZOS4 : cv::INTER_AREA;
+        cv::resize(restored, result, out_size, 0, 0, interpolation);
+      }
+    } else {
+      const face::FaceRestorer restorer(model, detector, parser, options);
+      std::vector<face::Landmarks> lms;
+      for (const face::Face& f : restorer.faces(bgr)) lms.push_back(f.landmarks);
+      faces = lms.size();
+      result = restorer.enhance(bgr, lms);
+    }
+    if (result.size() != out_size || result.type() != CV_8UC3)
+      throw anitalker::Error(anitalker::Error::Kind::Runtime,
+                             "face restoration returned " + std::to_string(result.cols) + "x" +
+                                 std::to_string(result.rows) + " for a " + std::to_string(out_size.width) + "x" +
+                                 std::to_string(out_size.height) + " frame");
+    bgr_to_frame(result, &out);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(
+        self,
+        gst_anitalker_printf("Face restoration of the frame at %" GST_TIME_FORMAT " failed.",
+                             GST_TIME_ARGS(GST_BUFFER_PTS(inbuf))),
+        false);
+    ret = GST_FLOW_ERROR;
+  }
+  gst_video_frame_unmap(&out);
+  gst_video_frame_unmap(&in);
+  if (ret != GST_FLOW_OK) return ret;
+
+  GST_LOG_OBJECT(self, "frame %" GST_TIME_FORMAT ": %s, %zu faces, %.3f s", GST_TIME_ARGS(GST_BUFFER_PTS(inbuf)),
+                 degrade ? "degraded" : "restored", faces, (g_get_monotonic_time() - t0) / 1e6);
+  GstAnitalkerLocked lock(&st->lock);
+  st->frames++;
+  st->faces += faces;
+  if (degrade) st->degraded++;
+  return GST_FLOW_OK;
+}

@@ -1,0 +1,643 @@
+// GstHarness tests of gfpgansr (gst/gstgfpgansr.cpp): caps and the upscale
+// sizes, formats, timestamps and latency, aligned mode against the face-sr
+// fixture (tolerance from tests/data/face-sr/README.md), zero and several
+// faces, QoS degradation, the branch messages and errors, and face-sr
+// through the anitalker bin.
+//
+// There is no tiny RetinaFace fixture, so the tests write narrow ones: the
+// released key layout (tests/data/face-sr/retinaface_resnet50_keys.txt)
+// with every width divided by 16 (RetinaFace reads its widths from the
+// shapes), zero weights, and head biases that set what is found whatever
+// the frame holds: no face at all, or one 16-px face with fixed landmarks
+// per 32x32 cell of the coarsest level (two faces in a 64x32 frame).
+// Runs with CK_FORK=no (BUILD-NOTES: torch/OpenMP and fork).
+#include <ATen/ATen.h>
+#include <glib/gstdio.h>
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+#include <gst/video/video.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "check_util.h"
+#include "checkpoint_writer.h"
+#include "face_restore.h"
+#include "gfpgan.h"
+#include "parsenet.h"
+#include "retinaface.h"
+
+namespace face = anitalker::face;
+using checkutil::data_path;
+
+namespace {
+
+const c10::Device kCpu(c10::kCPU);
+
+// Set up in main: a temporary folder with the written detectors.
+std::string g_tmp;
+std::string zero_face_detector() { return g_tmp + "/no_face_retinaface.pth"; }
+std::string two_face_detector() { return g_tmp + "/two_face_retinaface.pth"; }
+std::string gfpgan_path() { return data_path("face-sr/gfpgan_tiny.pth"); }
+std::string parser_path() { return data_path("face-sr/parsenet_tiny.pth"); }
+
+// A narrow RetinaFace in the released layout (see the top of the file).
+// With two_faces, level 2 (stride 32) anchor 0 is a face with score ~1, a
+// 16x16 box around the anchor's centre and landmarks at fixed pixel offsets
+// from it (eyes 6 px apart); every other anchor is background.
+void write_detector(const std::string& path, bool two_faces) {
+  std::ifstream f(data_path("face-sr/retinaface_resnet50_keys.txt"));
+  if (!f.good()) throw std::runtime_error("cannot read retinaface_resnet50_keys.txt");
+  std::vector<at::Tensor> values;
+  std::vector<anitalker::TensorToWrite> tensors;
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream in(line);
+    std::string key, shape_s, dtype;
+    in >> key >> shape_s >> dtype;
+    std::vector<int64_t> shape;
+    if (shape_s != "scalar") {
+      std::istringstream ss(shape_s);
+      for (std::string d; std::getline(ss, d, 'x');) shape.push_back(std::stoll(d));
+    }
+    const bool head = key.find("Head.") != std::string::npos;
+    if (!head && !shape.empty()) shape[0] /= 16;             // output channels, BN sizes
+    if (shape.size() == 4 && shape[1] != 3) shape[1] /= 16;  // input channels
+    at::Tensor t = dtype == "int64" ? at::zeros(shape, at::kLong) : at::zeros(shape);
+    if (key.find("running_var") != std::string::npos) t.fill_(1);
+    if (head && shape.size() == 1) {
+      // Bias of a 1x1 head conv: 2 anchors x per-anchor values.
+      const int level = key[key.find("Head.") + 5] - '0';
+      const bool face = two_faces && level == 2;
+      float* b = t.data_ptr<float>();
+      if (key.find("ClassHead") != std::string::npos) {
+        for (int a = 0; a < 2; ++a) {
+          b[2 * a] = (face && a == 0) ? -10 : 10;  // background logit
+          b[2 * a + 1] = -b[2 * a];                // face logit
+        }
+      } else if (face && key.find("BboxHead") != std::string::npos) {
+        // w = prior_w * exp(0.2 * l): 256 px -> 16 px.
+        b[2] = b[3] = static_cast<float>(std::log(16.0 / 256.0) / 0.2);
+      } else if (face && key.find("LandmarkHead") != std::string::npos) {
+        // point = prior centre + 0.1 * l * 256 px.
+        const float px[10] = {-3, -2, 3, -2, 0, 1, -2, 4, 2, 4};
+        for (int i = 0; i < 10; ++i) b[i] = px[i] / 25.6f;
+      }
+    }
+    values.push_back(t.contiguous());
+    tensors.push_back(
+        {key, dtype == "int64" ? anitalker::DType::Int64 : anitalker::DType::Float32, shape, values.back().data_ptr()});
+  }
+  if (tensors.size() != 456) throw std::runtime_error("retinaface_resnet50_keys.txt: not 456 keys");
+  anitalker::write_checkpoint(path, tensors);
+}
+
+cv::Mat image(const std::string& name) {
+  cv::Mat m = cv::imread(data_path("face-sr/" + name), cv::IMREAD_COLOR);
+  fail_unless(!m.empty(), "cannot read %s", name.c_str());
+  return m;
+}
+
+// A smooth test frame without faces (BGR).
+cv::Mat gradient(int w, int h) {
+  cv::Mat m(h, w, CV_8UC3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) m.at<cv::Vec3b>(y, x) = cv::Vec3b(x * 255 / w, y * 255 / h, (x + y) % 256);
+  return m;
+}
+
+// BGR image -> a buffer in `format` (RGB, BGR, RGBx), rows as GstVideoInfo lays them out.
+GstBuffer* frame_buffer(const cv::Mat& bgr, GstVideoFormat format, GstClockTime pts = 0,
+                        GstClockTime duration = 40 * GST_MSECOND) {
+  GstVideoInfo info;
+  gst_video_info_set_format(&info, format, bgr.cols, bgr.rows);
+  GstBuffer* buf = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(&info), nullptr);
+  GstVideoFrame f;
+  fail_unless(gst_video_frame_map(&f, &info, buf, GST_MAP_WRITE));
+  void* data = GST_VIDEO_FRAME_PLANE_DATA(&f, 0);
+  const size_t stride = GST_VIDEO_FRAME_PLANE_STRIDE(&f, 0);
+  if (format == GST_VIDEO_FORMAT_RGBx) {
+    cv::Mat out(bgr.rows, bgr.cols, CV_8UC4, data, stride);
+    cv::cvtColor(bgr, out, cv::COLOR_BGR2RGBA);
+  } else {
+    cv::Mat out(bgr.rows, bgr.cols, CV_8UC3, data, stride);
+    if (format == GST_VIDEO_FORMAT_RGB)
+      cv::cvtColor(bgr, out, cv::COLOR_BGR2RGB);
+    else
+      bgr.copyTo(out);
+  }
+  gst_video_frame_unmap(&f);
+  GST_BUFFER_PTS(buf) = pts;
+  GST_BUFFER_DURATION(buf) = duration;
+  return buf;
+}
+
+// An output buffer in `format` of w x h -> BGR.
+cv::Mat buffer_to_bgr(GstBuffer* buf, GstVideoFormat format, int w, int h) {
+  GstVideoInfo info;
+  gst_video_info_set_format(&info, format, w, h);
+  fail_unless_equals_uint64(gst_buffer_get_size(buf), GST_VIDEO_INFO_SIZE(&info));
+  GstVideoFrame f;
+  fail_unless(gst_video_frame_map(&f, &info, buf, GST_MAP_READ));
+  void* data = GST_VIDEO_FRAME_PLANE_DATA(&f, 0);
+  const size_t stride = GST_VIDEO_FRAME_PLANE_STRIDE(&f, 0);
+  cv::Mat bgr;
+  if (format == GST_VIDEO_FORMAT_RGBx)
+    cv::cvtColor(cv::Mat(h, w, CV_8UC4, data, stride), bgr, cv::COLOR_RGBA2BGR);
+  else if (format == GST_VIDEO_FORMAT_RGB)
+    cv::cvtColor(cv::Mat(h, w, CV_8UC3, data, stride), bgr, cv::COLOR_RGB2BGR);
+  else
+    bgr = cv::Mat(h, w, CV_8UC3, data, stride).clone();
+  gst_video_frame_unmap(&f);
+  return bgr;
+}
+
+struct ByteDiff {
+  double max = 0, exact = 0;
+};
+
+ByteDiff compare(const cv::Mat& got, const cv::Mat& want) {
+  fail_unless(got.size() == want.size(), "size %dx%d, want %dx%d", got.cols, got.rows, want.cols, want.rows);
+  cv::Mat d;
+  cv::absdiff(got, want, d);
+  d = d.reshape(1);
+  ByteDiff r;
+  cv::minMaxLoc(d, nullptr, &r.max);
+  r.exact = 1 - cv::countNonZero(d) / static_cast<double>(d.total());
+  return r;
+}
+
+GstElement* make_sr(const std::string& detector, guint upscale = 2) {
+  GstElement* e = gst_element_factory_make("gfpgansr", nullptr);
+  fail_unless(e != nullptr, "gfpgansr not found (GST_PLUGIN_PATH_1_0?)");
+  g_object_set(e, "model", gfpgan_path().c_str(), "upscale", upscale, nullptr);
+  if (!detector.empty()) g_object_set(e, "detector", detector.c_str(), nullptr);
+  return e;
+}
+
+GstHarness* new_harness(GstElement* e) {
+  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  return h;
+}
+
+void set_video_caps(GstHarness* h, const char* format, int w, int h_) {
+  gchar* s = g_strdup_printf(
+      "video/x-raw, format=(string)%s, width=(int)%d, height=(int)%d, "
+      "framerate=(fraction)25/1, pixel-aspect-ratio=(fraction)1/1",
+      format, w, h_);
+  gst_harness_set_src_caps_str(h, s);
+  g_free(s);
+}
+
+guint64 stat(GstElement* e, const char* field) {
+  GstStructure* s = nullptr;
+  g_object_get(e, "stats", &s, nullptr);
+  fail_unless(s != nullptr);
+  guint64 v = 0;
+  fail_unless(gst_structure_get_uint64(s, field, &v), "stats without %s", field);
+  gst_structure_free(s);
+  return v;
+}
+
+// The first message of `type` on the bus (null if none).
+GstMessage* pop(GstBus* bus, GstMessageType type) { return gst_bus_pop_filtered(bus, type); }
+
+std::string message_text(GstMessage* msg) {
+  GError* err = nullptr;
+  gchar* debug = nullptr;
+  switch (GST_MESSAGE_TYPE(msg)) {
+    case GST_MESSAGE_ERROR:
+      gst_message_parse_error(msg, &err, &debug);
+      break;
+    case GST_MESSAGE_WARNING:
+      gst_message_parse_warning(msg, &err, &debug);
+      break;
+    default:
+      gst_message_parse_info(msg, &err, &debug);
+      break;
+  }
+  std::string s = err ? err->message : "";
+  g_clear_error(&err);
+  g_free(debug);
+  return s;
+}
+
+// Starts `e` (to PAUSED) on a private bus; returns the state change result
+// and the bus (the caller unrefs it after setting the element to NULL).
+GstStateChangeReturn start_on_bus(GstElement* e, GstBus** bus) {
+  *bus = gst_bus_new();
+  gst_element_set_bus(e, *bus);
+  return gst_element_set_state(e, GST_STATE_PAUSED);
+}
+
+void stop_on_bus(GstElement* e, GstBus* bus) {
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_element_set_bus(e, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(e);
+}
+
+}  // namespace
+
+/* --- caps ------------------------------------------------------------------ */
+
+// Zero faces: the frame upscaled with Lanczos (the lib's background), at 1, 2
+// and 4 times the size; the output caps carry the size and the framerate.
+GST_START_TEST(test_upscale_sizes) {
+  const cv::Mat frame = gradient(64, 48);
+  for (guint up : {1u, 2u, 4u}) {
+    GstHarness* h = new_harness(make_sr(zero_face_detector(), up));
+    set_video_caps(h, "RGB", 64, 48);
+    GstCaps* caps = gst_pad_get_current_caps(h->sinkpad);
+    fail_unless(caps != nullptr);
+    gchar* want_s = g_strdup_printf(
+        "video/x-raw, format=(string)RGB, width=(int)%u, height=(int)%u, "
+        "framerate=(fraction)25/1, pixel-aspect-ratio=(fraction)1/1",
+        64 * up, 48 * up);
+    GstCaps* want = gst_caps_from_string(want_s);
+    fail_unless(gst_caps_is_equal(caps, want), "x%u: got %" GST_PTR_FORMAT, up, caps);
+    gst_caps_unref(want);
+    gst_caps_unref(caps);
+    g_free(want_s);
+
+    GstBuffer* out = gst_harness_push_and_pull(h, frame_buffer(frame, GST_VIDEO_FORMAT_RGB));
+    fail_unless(out != nullptr);
+    const ByteDiff d =
+        compare(buffer_to_bgr(out, GST_VIDEO_FORMAT_RGB, 64 * up, 48 * up), face::upscale_background(frame, up));
+    fail_unless_equals_int(d.max, 0);
+    gst_buffer_unref(out);
+    fail_unless_equals_uint64(stat(h->element, "frames"), 1);
+    fail_unless_equals_uint64(stat(h->element, "faces"), 0);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
+// BGR and RGBx come out in the same format, with the same pixels.
+GST_START_TEST(test_formats) {
+  const cv::Mat frame = gradient(32, 32);
+  const cv::Mat want = face::upscale_background(frame, 2);
+  const std::pair<const char*, GstVideoFormat> formats[] = {{"BGR", GST_VIDEO_FORMAT_BGR},
+                                                            {"RGBx", GST_VIDEO_FORMAT_RGBx}};
+  for (const auto& [name, format] : formats) {
+    GstHarness* h = new_harness(make_sr(zero_face_detector()));
+    set_video_caps(h, name, 32, 32);
+    GstCaps* caps = gst_pad_get_current_caps(h->sinkpad);
+    fail_unless_equals_string(gst_structure_get_string(gst_caps_get_structure(caps, 0), "format"), name);
+    gst_caps_unref(caps);
+    GstBuffer* out = gst_harness_push_and_pull(h, frame_buffer(frame, format));
+    fail_unless_equals_int(compare(buffer_to_bgr(out, format, 64, 64), want).max, 0);
+    gst_buffer_unref(out);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
+// Caps queries in both directions: the sink side is the src side divided by
+// upscale, and a size that is not a multiple has no input.
+GST_START_TEST(test_transform_caps) {
+  GstHarness* h = new_harness(make_sr(zero_face_detector(), 2));
+  gst_harness_set_sink_caps_str(h,
+                                "video/x-raw, format=(string)BGR, width=(int)128, height=(int)96, "
+                                "framerate=(fraction)25/1");
+  GstCaps* caps = gst_pad_peer_query_caps(h->srcpad, nullptr);
+  GstCaps* want = gst_caps_from_string(
+      "video/x-raw, format=(string)BGR, width=(int)64, height=(int)48, "
+      "framerate=(fraction)25/1");
+  fail_unless(gst_caps_is_equal(caps, want), "got %" GST_PTR_FORMAT, caps);
+  gst_caps_unref(want);
+  gst_caps_unref(caps);
+  gst_harness_teardown(h);
+
+  h = new_harness(make_sr(zero_face_detector(), 2));
+  gst_harness_set_sink_caps_str(h, "video/x-raw, format=(string)RGB, width=(int)127, height=(int)96");
+  caps = gst_pad_peer_query_caps(h->srcpad, nullptr);
+  fail_unless(gst_caps_is_empty(caps), "got %" GST_PTR_FORMAT, caps);
+  gst_caps_unref(caps);
+  gst_harness_teardown(h);
+
+  // Upstream's range comes out as the multiples of upscale.
+  h = new_harness(make_sr(zero_face_detector(), 4));
+  GstCaps* in = gst_caps_from_string("video/x-raw, format=(string)RGB, width=(int)[ 10, 20 ], height=(int)8");
+  GstCaps* t = GST_BASE_TRANSFORM_GET_CLASS(h->element)
+                   ->transform_caps(GST_BASE_TRANSFORM(h->element), GST_PAD_SINK, in, nullptr);
+  gint w = 0;
+  const GValue* wv = gst_structure_get_value(gst_caps_get_structure(t, 0), "width");
+  fail_unless(GST_VALUE_HOLDS_INT_RANGE(wv));
+  fail_unless_equals_int(gst_value_get_int_range_min(wv), 40);
+  fail_unless_equals_int(gst_value_get_int_range_max(wv), 80);
+  fail_unless_equals_int(gst_value_get_int_range_step(wv), 4);
+  fail_unless(gst_structure_get_int(gst_caps_get_structure(t, 0), "height", &w));
+  fail_unless_equals_int(w, 32);
+  gst_caps_unref(t);
+  gst_caps_unref(in);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+/* --- timing ---------------------------------------------------------------- */
+
+GST_START_TEST(test_timestamps_and_latency) {
+  GstHarness* h = new_harness(make_sr(zero_face_detector()));
+  set_video_caps(h, "RGB", 16, 16);
+  const cv::Mat frame = gradient(16, 16);
+  const GstClockTime pts[] = {0, 40 * GST_MSECOND, 100 * GST_MSECOND};
+  const GstClockTime dur[] = {40 * GST_MSECOND, 60 * GST_MSECOND, 33 * GST_MSECOND};
+  for (int i = 0; i < 3; ++i) {
+    GstBuffer* in = frame_buffer(frame, GST_VIDEO_FORMAT_RGB, pts[i], dur[i]);
+    if (i == 2) GST_BUFFER_FLAG_SET(in, GST_BUFFER_FLAG_DISCONT);
+    GstBuffer* out = gst_harness_push_and_pull(h, in);
+    fail_unless_equals_uint64(GST_BUFFER_PTS(out), pts[i]);
+    fail_unless_equals_uint64(GST_BUFFER_DURATION(out), dur[i]);
+    fail_unless_equals_int(GST_BUFFER_FLAG_IS_SET(out, GST_BUFFER_FLAG_DISCONT), i == 2);
+    gst_buffer_unref(out);
+  }
+  // Nothing is held back: upstream's latency, nothing added.
+  gst_harness_set_upstream_latency(h, 20 * GST_MSECOND);
+  fail_unless_equals_uint64(gst_harness_query_latency(h), 20 * GST_MSECOND);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+/* --- faces ------------------------------------------------------------------- */
+
+// aligned=true without a detector: the aligned crop comes out as the
+// reference's restored face (README: max 1 level, >= 99.9 % exact).
+GST_START_TEST(test_aligned_matches_the_reference) {
+  GstElement* e = make_sr("", 1);
+  g_object_set(e, "aligned", TRUE, nullptr);
+  GstHarness* h = new_harness(e);
+  set_video_caps(h, "BGR", 512, 512);
+  GstBuffer* out = gst_harness_push_and_pull(h, frame_buffer(image("aligned_crop_512_bgr.png"), GST_VIDEO_FORMAT_BGR));
+  const ByteDiff d = compare(buffer_to_bgr(out, GST_VIDEO_FORMAT_BGR, 512, 512), image("gfpgan_restored_512_bgr.png"));
+  g_print("aligned mode vs gfpgan_restored_512_bgr.png: max %g levels, %.4f%% exact (tolerance 1, 99.9%%)\n", d.max,
+          100 * d.exact);
+  fail_unless(d.max <= 1, "max %g", d.max);
+  fail_unless(d.exact >= 0.999, "exact %g", d.exact);
+  gst_buffer_unref(out);
+  fail_unless_equals_uint64(stat(h->element, "faces"), 1);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// Two faces in a frame: both restored and pasted, as the lib's enhance()
+// does with the same detector; the frame around them is the background.
+GST_START_TEST(test_several_faces) {
+  const cv::Mat frame = gradient(64, 32);
+  auto detector = anitalker::retinaface::Model::load(two_face_detector(), kCpu);
+  const face::FaceRestorer lib(anitalker::gfpgan::Model::load(gfpgan_path(), kCpu), detector, nullptr);
+  const std::vector<face::Face> faces = lib.faces(frame);
+  fail_unless_equals_int(faces.size(), 2);
+  const cv::Mat want = lib.enhance(frame);
+  fail_unless(compare(want, face::upscale_background(frame, 2)).max > 0, "the faces changed nothing");
+
+  GstHarness* h = new_harness(make_sr(two_face_detector()));
+  set_video_caps(h, "RGB", 64, 32);
+  GstBuffer* out = gst_harness_push_and_pull(h, frame_buffer(frame, GST_VIDEO_FORMAT_RGB));
+  fail_unless_equals_int(compare(buffer_to_bgr(out, GST_VIDEO_FORMAT_RGB, 128, 64), want).max, 0);
+  gst_buffer_unref(out);
+  fail_unless_equals_uint64(stat(h->element, "faces"), 2);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// Under QoS pressure a late frame is degraded to the plain resize (and
+// counted), not dropped; with qos=false nothing is degraded.
+GST_START_TEST(test_qos_degrades) {
+  const cv::Mat frame = gradient(16, 16);
+  for (gboolean qos : {(gboolean)TRUE, (gboolean)FALSE}) {
+    GstElement* e = make_sr("", 2);
+    // aligned mode: a restored frame differs from the plain resize.
+    g_object_set(e, "aligned", TRUE, "qos", qos, nullptr);
+    GstHarness* h = new_harness(e);
+    set_video_caps(h, "RGB", 16, 16);
+    // Downstream: the frame at 1 s was 1 s late -> frames before 3 s are too late.
+    fail_unless(
+        gst_harness_push_upstream_event(h, gst_event_new_qos(GST_QOS_TYPE_UNDERFLOW, 2.0, GST_SECOND, GST_SECOND)));
+    GstBuffer* out = gst_harness_push_and_pull(h, frame_buffer(frame, GST_VIDEO_FORMAT_RGB, 2 * GST_SECOND));
+    fail_unless(out != nullptr, "the late frame was dropped");
+    fail_unless_equals_uint64(GST_BUFFER_PTS(out), 2 * GST_SECOND);
+    const double d = compare(buffer_to_bgr(out, GST_VIDEO_FORMAT_RGB, 32, 32), face::upscale_background(frame, 2)).max;
+    if (qos) {
+      fail_unless_equals_int(d, 0);
+    } else {
+      fail_unless(d > 0, "qos=false: the frame was not restored");
+    }
+    gst_buffer_unref(out);
+    fail_unless_equals_uint64(stat(h->element, "frames"), 1);
+    fail_unless_equals_uint64(stat(h->element, "degraded"), qos ? 1 : 0);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
+/* --- branches and errors ----------------------------------------------------- */
+
+GST_START_TEST(test_missing_model) {
+  GstElement* e = gst_element_factory_make("gfpgansr", nullptr);
+  const char* missing = "/nonexistent/anitalker/GFPGANv1.4.pth";
+  g_object_set(e, "model", missing, "aligned", TRUE, nullptr);
+  GstBus* bus;
+  fail_unless_equals_int(start_on_bus(e, &bus), GST_STATE_CHANGE_FAILURE);
+  GstMessage* msg = pop(bus, GST_MESSAGE_ERROR);
+  fail_unless(msg != nullptr);
+  GError* err = nullptr;
+  gst_message_parse_error(msg, &err, nullptr);
+  fail_unless(g_error_matches(err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND), "%s", err->message);
+  fail_unless(strstr(err->message, missing) != nullptr, "%s", err->message);
+  g_error_free(err);
+  gst_message_unref(msg);
+  stop_on_bus(e, bus);
+}
+GST_END_TEST;
+
+// No detector and not aligned: an error that says what to set.
+GST_START_TEST(test_no_detector) {
+  GstElement* e = make_sr("");
+  GstBus* bus;
+  fail_unless_equals_int(start_on_bus(e, &bus), GST_STATE_CHANGE_FAILURE);
+  GstMessage* msg = pop(bus, GST_MESSAGE_ERROR);
+  fail_unless(msg != nullptr);
+  const std::string text = message_text(msg);
+  fail_unless(text.find("detection_Resnet50_Final.pth") != std::string::npos, "%s", text.c_str());
+  fail_unless(text.find("aligned=true") != std::string::npos, "%s", text.c_str());
+  gst_message_unref(msg);
+  stop_on_bus(e, bus);
+
+  // A detector file that does not exist, not aligned: the file is named.
+  e = make_sr("/nonexistent/anitalker/detection_Resnet50_Final.pth");
+  fail_unless_equals_int(start_on_bus(e, &bus), GST_STATE_CHANGE_FAILURE);
+  msg = pop(bus, GST_MESSAGE_ERROR);
+  fail_unless(msg != nullptr);
+  fail_unless(message_text(msg).find("/nonexistent/anitalker/detection_Resnet50_Final.pth") != std::string::npos);
+  gst_message_unref(msg);
+  stop_on_bus(e, bus);
+}
+GST_END_TEST;
+
+// The element says which paste branch runs: INFO without a parser, WARNING
+// with a parser file that does not exist, nothing with one that loads.
+GST_START_TEST(test_parser_branch_messages) {
+  struct Case {
+    const char* parser;
+    GstMessageType type;  // the message expected, 0 = none about the parser
+  };
+  const std::string real = parser_path();
+  const Case cases[] = {{nullptr, GST_MESSAGE_INFO},
+                        {"/nonexistent/anitalker/parsing_parsenet.pth", GST_MESSAGE_WARNING},
+                        {real.c_str(), (GstMessageType)0}};
+  for (const Case& c : cases) {
+    GstElement* e = make_sr(zero_face_detector());
+    if (c.parser) g_object_set(e, "parser", c.parser, nullptr);
+    GstBus* bus;
+    fail_unless(start_on_bus(e, &bus) != GST_STATE_CHANGE_FAILURE);
+    GstMessage* msg = pop(bus, (GstMessageType)(GST_MESSAGE_INFO | GST_MESSAGE_WARNING | GST_MESSAGE_ERROR));
+    if (c.type == 0) {
+      fail_unless(msg == nullptr, "unexpected message: %s", msg ? message_text(msg).c_str() : "");
+    } else {
+      fail_unless(msg != nullptr, "no message for parser %s", c.parser ? c.parser : "(none)");
+      fail_unless_equals_int(GST_MESSAGE_TYPE(msg), c.type);
+      const std::string text = message_text(msg);
+      fail_unless(text.find("soft mask") != std::string::npos, "%s", text.c_str());
+      if (c.parser) fail_unless(text.find(c.parser) != std::string::npos, "%s", text.c_str());
+      gst_message_unref(msg);
+    }
+    stop_on_bus(e, bus);
+  }
+}
+GST_END_TEST;
+
+/* --- the bin ----------------------------------------------------------------- */
+
+// face-sr=true: the anitalker bin finds GFPGANv1.4.pth,
+// detection_Resnet50_Final.pth and parsing_parsenet.pth in models-dir (here
+// the face-sr fixtures and the no-face detector next to the chain fixtures),
+// and its video comes out at twice the renderer's 64x64.
+GST_START_TEST(test_bin_face_sr) {
+  const std::string models = g_tmp + "/models";
+  fail_unless(g_mkdir_with_parents(models.c_str(), 0755) == 0);
+  const std::pair<std::string, std::string> links[] = {
+      {"stage1.ckpt", data_path("chain/stage1.ckpt")},
+      {"stage2_audio_only_hubert.ckpt", data_path("chain/stage2_audio_only_hubert.ckpt")},
+      {"chinese-hubert-large", data_path("chain/chinese-hubert-large")},
+      {"GFPGANv1.4.pth", gfpgan_path()},
+      {"parsing_parsenet.pth", parser_path()},
+      {"detection_Resnet50_Final.pth", zero_face_detector()}};
+  for (const auto& [name, target] : links) {
+    const std::string link = models + "/" + name;
+    g_unlink(link.c_str());
+    fail_unless(symlink(target.c_str(), link.c_str()) == 0, "symlink %s", link.c_str());
+  }
+
+  GstElement* bin = gst_element_factory_make("anitalker", nullptr);
+  fail_unless(bin != nullptr);
+  g_object_set(bin, "models-dir", models.c_str(), "portrait", data_path("renderer/monalisa.jpg").c_str(), "face-sr",
+               TRUE, "steps", 2, nullptr);
+  GstHarness* h = new_harness(bin);
+  gst_harness_set_src_caps_str(h,
+                               "audio/x-raw, format=(string)F32LE, rate=(int)16000, channels=(int)1, "
+                               "layout=(string)interleaved");
+  // 0.5 s of a 220 Hz tone.
+  std::vector<float> tone(8000);
+  for (size_t i = 0; i < tone.size(); ++i) tone[i] = 0.3f * std::sin(2 * M_PI * 220 * i / 16000.0);
+  GstBuffer* audio = gst_buffer_new_memdup(tone.data(), tone.size() * sizeof(float));
+  GST_BUFFER_PTS(audio) = 0;
+  fail_unless_equals_int(gst_harness_push(h, audio), GST_FLOW_OK);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+
+  GstCaps* caps = gst_pad_get_current_caps(h->sinkpad);
+  fail_unless(caps != nullptr, "no video caps");
+  gint w = 0, hh = 0;
+  fail_unless(gst_structure_get_int(gst_caps_get_structure(caps, 0), "width", &w));
+  fail_unless(gst_structure_get_int(gst_caps_get_structure(caps, 0), "height", &hh));
+  fail_unless_equals_int(w, 128);
+  fail_unless_equals_int(hh, 128);
+  gst_caps_unref(caps);
+  const guint frames = gst_harness_buffers_received(h);
+  fail_unless(frames >= 10, "%u frames", frames);
+
+  GstElement* sr = gst_bin_get_by_name(GST_BIN(bin), "sr");
+  fail_unless(sr != nullptr);
+  fail_unless_equals_uint64(stat(sr, "frames"), frames);
+  gchar* parser = nullptr;
+  g_object_get(sr, "parser", &parser, nullptr);
+  fail_unless(g_str_has_suffix(parser, "parsing_parsenet.pth"), "%s", parser);
+  g_free(parser);
+  gst_object_unref(sr);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+static Suite* gfpgansr_suite() {
+  Suite* s = suite_create("gfpgansr");
+  TCase* tc = tcase_create("caps");
+  tcase_add_test(tc, test_upscale_sizes);
+  tcase_add_test(tc, test_formats);
+  tcase_add_test(tc, test_transform_caps);
+  tcase_add_test(tc, test_timestamps_and_latency);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("faces");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_aligned_matches_the_reference);
+  tcase_add_test(tc, test_several_faces);
+  tcase_add_test(tc, test_qos_degrades);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("errors");
+  tcase_add_test(tc, test_missing_model);
+  tcase_add_test(tc, test_no_detector);
+  tcase_add_test(tc, test_parser_branch_messages);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("bin");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_bin_face_sr);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(int argc, char** argv) {
+  // BUILD-NOTES: libgomp may hang in a forked child once torch has run in
+  // the parent; meson sets CK_FORK=no, this covers running the binary alone.
+  g_setenv("CK_FORK", "no", FALSE);
+  gst_check_init(&argc, &argv);
+  if (g_getenv("ANITALKER_TEST_DATA") == nullptr) {
+    g_printerr("set ANITALKER_TEST_DATA to tests/data (meson test does)\n");
+    return 1;
+  }
+  gchar* tmp = g_dir_make_tmp("gfpgansr-XXXXXX", nullptr);
+  g_tmp = tmp;
+  g_free(tmp);
+  try {
+    write_detector(zero_face_detector(), false);
+    write_detector(two_face_detector(), true);
+  } catch (const std::exception& e) {
+    g_printerr("cannot write the test detectors: %s\n", e.what());
+    return 1;
+  }
+  // One copy of each model for the whole run (the loaders cache per file
+  // while a copy is alive).
+  auto keep_model = anitalker::gfpgan::Model::load(gfpgan_path(), kCpu);
+  auto keep_parser = anitalker::parsenet::Model::load(parser_path(), kCpu);
+
+  const int failed = gst_check_run_suite(gfpgansr_suite(), "gfpgansr", __FILE__);
+  for (const char* name : {"stage1.ckpt", "stage2_audio_only_hubert.ckpt", "chinese-hubert-large", "GFPGANv1.4.pth",
+                           "parsing_parsenet.pth", "detection_Resnet50_Final.pth"})
+    g_unlink((g_tmp + "/models/" + name).c_str());
+  g_rmdir((g_tmp + "/models").c_str());
+  g_unlink(zero_face_detector().c_str());
+  g_unlink(two_face_detector().c_str());
+  g_rmdir(g_tmp.c_str());
+  return failed;
+}
