@@ -215,9 +215,11 @@ cv::Mat canvas_to_bgr(const cv::Mat& canvas) {
   return out;
 }
 
-cv::Mat restore_face(const gfpgan::Model& model, const cv::Mat& crop, gfpgan::Noise noise) {
+cv::Mat restore_face(const gfpgan::Model& model, const cv::Mat& crop, gfpgan::Noise noise, at::Tensor* raw) {
   try {
-    return restored_to_bgr(model.forward(gfpgan_input(crop), noise));
+    const at::Tensor out = model.forward(gfpgan_input(crop), noise);
+    if (raw) *raw = out;
+    return restored_to_bgr(out);
   } catch (const c10::Error&) {
     // GFPGANer catches the forward's RuntimeError and keeps the crop.
     return crop.clone();
@@ -279,7 +281,7 @@ cv::Mat FaceRestorer::enhance(const cv::Mat& bgr) const {
   return enhance(bgr, lms);
 }
 
-cv::Mat FaceRestorer::enhance(const cv::Mat& bgr, const std::vector<Landmarks>& faces) const {
+cv::Mat FaceRestorer::enhance(const cv::Mat& bgr, const std::vector<Landmarks>& faces, at::Tensor* first_raw) const {
   check_bgr8(bgr, "face restoration");
   const int size = model_->size();
   cv::Mat canvas;
@@ -287,21 +289,22 @@ cv::Mat FaceRestorer::enhance(const cv::Mat& bgr, const std::vector<Landmarks>& 
   // The reference restores every face, then pastes them in order.  One face
   // at a time gives the same result: every crop is taken from the input
   // frame, and only GFPGAN draws random numbers, in the same order.
-  for (const Landmarks& lm : faces) {
-    const cv::Mat affine = align_matrix(lm, size);
-    const cv::Mat restored = restore_face(*model_, warp_face(bgr, affine, size), options_.noise);
+  for (size_t i = 0; i < faces.size(); ++i) {
+    const cv::Mat affine = align_matrix(faces[i], size);
+    const cv::Mat restored =
+        restore_face(*model_, warp_face(bgr, affine, size), options_.noise, i == 0 ? first_raw : nullptr);
     const cv::Mat mask = parser_ ? parse_mask(parse_labels(*parser_, restored)) : cv::Mat();
     paste_face(canvas, restored, paste_matrix(affine, options_.upscale), mask, options_.upscale);
   }
   return canvas_to_bgr(canvas);
 }
 
-cv::Mat FaceRestorer::restore_aligned(const cv::Mat& bgr) const {
+cv::Mat FaceRestorer::restore_aligned(const cv::Mat& bgr, at::Tensor* raw) const {
   check_bgr8(bgr, "face restoration");
   const int size = model_->size();
   cv::Mat face = bgr;
   if (face.size() != cv::Size(size, size)) cv::resize(bgr, face, cv::Size(size, size), 0, 0, cv::INTER_LINEAR);
-  return restore_face(*model_, face, options_.noise);
+  return restore_face(*model_, face, options_.noise, raw);
 }
 
 }  // namespace anitalker::face

@@ -86,8 +86,9 @@ cv::Mat canvas_to_bgr(const cv::Mat& canvas);
 
 // GFPGAN on an aligned crop (BGR uint8, the model's size) -> the restored
 // face, BGR uint8.  If the forward fails (c10::Error, e.g. out of memory),
-// the crop itself, as the reference does.
-cv::Mat restore_face(const gfpgan::Model& model, const cv::Mat& crop, gfpgan::Noise noise);
+// the crop itself, as the reference does.  With `raw`, GFPGAN's output
+// before the clamp goes there too (undefined when the forward failed).
+cv::Mat restore_face(const gfpgan::Model& model, const cv::Mat& crop, gfpgan::Noise noise, at::Tensor* raw = nullptr);
 
 // ParseNet labels (uint8, 0..classes-1) of a restored face, resized to
 // 512x512 bilinear first as the reference does.
@@ -135,11 +136,13 @@ class FaceRestorer {
   // GFPGANer.enhance(has_aligned=False, paste_back=True): detect, align,
   // restore and paste every face into the upscaled background (BGR uint8).
   cv::Mat enhance(const cv::Mat& bgr) const;
-  // The same with the faces given as landmarks (no detector needed).
-  cv::Mat enhance(const cv::Mat& bgr, const std::vector<Landmarks>& faces) const;
+  // The same with the faces given as landmarks (no detector needed).  With
+  // `first_raw`, GFPGAN's unclamped output for the first face goes there
+  // (`anitalker sr --raw`, as the fixtures store it).
+  cv::Mat enhance(const cv::Mat& bgr, const std::vector<Landmarks>& faces, at::Tensor* first_raw = nullptr) const;
   // has_aligned=True: the frame is one aligned face, resized to the model's
   // size (bilinear) and restored; no paste.
-  cv::Mat restore_aligned(const cv::Mat& bgr) const;
+  cv::Mat restore_aligned(const cv::Mat& bgr, at::Tensor* raw = nullptr) const;
 
  private:
   std::shared_ptr<const gfpgan::Model> model_;

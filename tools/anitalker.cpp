@@ -13,6 +13,7 @@ int cmd_generate(int argc, char** argv);
 int cmd_webrtc(int argc, char** argv);
 #endif
 int cmd_motion(int argc, char** argv);
+int cmd_sr(int argc, char** argv);
 int bench_load(int argc, char** argv);
 int bench_render(int argc, char** argv);
 int bench_features(int argc, char** argv);
@@ -37,6 +38,7 @@ const Command kCommands[] = {
     {"webrtc", cmd_webrtc, "the talking portrait to a browser over WebRTC (serves the page itself)"},
 #endif
     {"render", cmd_render, "stage 1: portrait + motion codes -> frames (LIA renderer)"},
+    {"sr", cmd_sr, "GFPGAN face restoration of an image: detect, align, restore, paste into the upscaled image"},
 };
 
 const Command kBenches[] = {

@@ -1,0 +1,237 @@
+// `anitalker sr`: the CLI reproduces the face-sr fixtures (both final frames
+// from the fixture's landmarks, the raw GFPGAN window, aligned mode) with the
+// tolerances of tests/data/face-sr/README.md, writes the detector's rows, and
+// fails cleanly (message, exit status, no output file).
+#include <gmock/gmock.h>
+#include <sys/stat.h>
+
+#include <cmath>
+#include <fstream>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <sstream>
+
+#include "../lib/test_util.h"
+#include "checkpoint_writer.h"
+#include "npy.h"
+
+using testing::HasSubstr;
+using testutil::data;
+
+namespace {
+
+bool exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+std::string q(const std::string& s) { return "'" + s + "'"; }
+
+std::string model() { return "--model " + q(data("face-sr/gfpgan_tiny.pth")); }
+
+struct ByteDiff {
+  double max = 0, exact = 0, within1 = 0;
+};
+
+ByteDiff compare(const std::string& got_path, const std::string& want_name) {
+  const cv::Mat got = cv::imread(got_path, cv::IMREAD_COLOR), want = cv::imread(data("face-sr/" + want_name));
+  ByteDiff r;
+  EXPECT_EQ(got.size(), want.size()) << got_path;
+  if (got.size() != want.size()) return {255, 0, 0};
+  cv::Mat d;
+  cv::absdiff(got, want, d);
+  d = d.reshape(1);
+  cv::minMaxLoc(d, nullptr, &r.max);
+  const double n = static_cast<double>(d.total());
+  r.exact = 1 - cv::countNonZero(d) / n;
+  r.within1 = 1 - cv::countNonZero(d > 1) / n;
+  return r;
+}
+
+// A narrow RetinaFace in the released key layout (every width / 16, zero
+// weights) whose head biases make one 16-px face per 32x32 cell of the
+// stride-32 level, whatever the image: two faces in a 64x32 image, centred
+// at (16, 16) and (48, 16), eyes at (-3, -2) and (3, -2) from the centre.
+// (tests/gst/test_gfpgansr.cpp writes the same file with ATen.)
+void write_two_face_detector(const std::string& path) {
+  std::ifstream f(data("face-sr/retinaface_resnet50_keys.txt"));
+  ASSERT_TRUE(f.good());
+  std::vector<std::vector<float>> floats;
+  std::vector<std::vector<int64_t>> longs;
+  std::vector<anitalker::TensorToWrite> tensors;
+  floats.reserve(500);
+  longs.reserve(500);
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream in(line);
+    std::string key, shape_s, dtype;
+    in >> key >> shape_s >> dtype;
+    std::vector<int64_t> shape;
+    if (shape_s != "scalar") {
+      std::istringstream ss(shape_s);
+      for (std::string d; std::getline(ss, d, 'x');) shape.push_back(std::stoll(d));
+    }
+    const bool head = key.find("Head.") != std::string::npos;
+    if (!head && !shape.empty()) shape[0] /= 16;
+    if (shape.size() == 4 && shape[1] != 3) shape[1] /= 16;
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    if (dtype == "int64") {
+      longs.emplace_back(n, 0);
+      tensors.push_back({key, anitalker::DType::Int64, shape, longs.back().data()});
+      continue;
+    }
+    std::vector<float> v(n, key.find("running_var") != std::string::npos ? 1.f : 0.f);
+    if (head && shape.size() == 1) {
+      const bool face = key[key.find("Head.") + 5] == '2';
+      if (key.find("ClassHead") != std::string::npos) {
+        for (int a = 0; a < 2; ++a) {
+          v[2 * a] = (face && a == 0) ? -10 : 10;
+          v[2 * a + 1] = -v[2 * a];
+        }
+      } else if (face && key.find("BboxHead") != std::string::npos) {
+        v[2] = v[3] = static_cast<float>(std::log(16.0 / 256.0) / 0.2);
+      } else if (face && key.find("LandmarkHead") != std::string::npos) {
+        const float px[10] = {-3, -2, 3, -2, 0, 1, -2, 4, 2, 4};
+        for (int i = 0; i < 10; ++i) v[i] = px[i] / 25.6f;
+      }
+    }
+    floats.push_back(std::move(v));
+    tensors.push_back({key, anitalker::DType::Float32, shape, floats.back().data()});
+  }
+  ASSERT_EQ(tensors.size(), 456u);
+  anitalker::write_checkpoint(path, tensors);
+}
+
+}  // namespace
+
+// Both final frames of the fixture from its landmarks, and the raw window.
+TEST(SrCli, WholeFrameAndRawMatchTheReference) {
+  testutil::TempDir dir;
+  for (bool parse : {true, false}) {
+    const std::string out = dir / (parse ? "parse.png" : "noparse.png");
+    const std::string raw = dir / "raw.npy";
+    testutil::CliResult r =
+        testutil::run_cli("sr " + model() + (parse ? " --parser " + q(data("face-sr/parsenet_tiny.pth")) : "") +
+                          " --landmarks " + q(data("face-sr/landmarks5.npy")) + " --in " +
+                          q(data("face-sr/frame_256_bgr.png")) + " --out " + q(out) + " --raw " + q(raw));
+    ASSERT_EQ(r.status, 0) << r.out;
+    if (!parse) {
+      EXPECT_THAT(r.out, HasSubstr("soft mask"));
+    }
+    const ByteDiff d = compare(out, parse ? "pipeline_out_512_bgr_parse.png" : "pipeline_out_512_bgr_noparse.png");
+    std::printf("sr %s: max %g levels, %.4f%% within 1 (tolerance 2, 99.5%%)\n", parse ? "parse" : "no parse", d.max,
+                100 * d.within1);
+    EXPECT_LE(d.max, 2);
+    EXPECT_GE(d.within1, 0.995);
+
+    // The raw output (1,3,512,512) against the stored window [128:384, 128:384].
+    const anitalker::TensorData got = anitalker::read_npy(raw);
+    ASSERT_EQ(got.dtype, anitalker::DType::Float32);
+    ASSERT_EQ(got.shape, (std::vector<int64_t>{1, 3, 512, 512}));
+    const anitalker::TensorData want = anitalker::read_npy(data("face-sr/gfpgan_raw_output_rgb_center256.npy"));
+    ASSERT_EQ(want.shape, (std::vector<int64_t>{1, 3, 256, 256}));
+    const std::vector<double> g = got.to_doubles(), w = want.to_doubles();
+    double mx = 0, sum = 0;
+    for (int c = 0; c < 3; ++c)
+      for (int y = 0; y < 256; ++y)
+        for (int x = 0; x < 256; ++x) {
+          const double e = std::fabs(g[(c * 512 + y + 128) * 512 + x + 128] - w[(c * 256 + y) * 256 + x]);
+          mx = std::max(mx, e);
+          sum += e;
+        }
+    const double mean = sum / w.size();
+    std::printf("sr --raw window: max abs %.3g, mean abs %.3g (tolerance 1e-3, 1e-4)\n", mx, mean);
+    EXPECT_LE(mx, 1e-3);
+    EXPECT_LE(mean, 1e-4);
+  }
+}
+
+TEST(SrCli, AlignedRestoresTheCrop) {
+  testutil::TempDir dir;
+  testutil::CliResult r = testutil::run_cli("sr " + model() + " --aligned --in " +
+                                            q(data("face-sr/aligned_crop_512_bgr.png")) + " --out " + q(dir / "a.png"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  const ByteDiff d = compare(dir / "a.png", "gfpgan_restored_512_bgr.png");
+  std::printf("sr --aligned: max %g levels, %.4f%% exact (tolerance 1, 99.9%%)\n", d.max, 100 * d.exact);
+  EXPECT_LE(d.max, 1);
+  EXPECT_GE(d.exact, 0.999);
+}
+
+// --detections without --out only detects: the rows of the two faces.
+TEST(SrCli, DetectionsAreWritten) {
+  testutil::TempDir dir;
+  write_two_face_detector(dir / "det.pth");
+  cv::Mat img(32, 64, CV_8UC3, cv::Scalar(90, 120, 150));
+  ASSERT_TRUE(cv::imwrite(dir / "in.png", img));
+  testutil::CliResult r = testutil::run_cli("sr " + model() + " --detector " + q(dir / "det.pth") + " --in " +
+                                            q(dir / "in.png") + " --detections " + q(dir / "dets.npy"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  const anitalker::TensorData t = anitalker::read_npy(dir / "dets.npy");
+  ASSERT_EQ(t.dtype, anitalker::DType::Float32);
+  ASSERT_EQ(t.shape, (std::vector<int64_t>{2, 15}));
+  const std::vector<double> v = t.to_doubles();
+  std::vector<double> centres;
+  for (int i = 0; i < 2; ++i) {
+    const double* row = &v[i * 15];
+    const double cx = (row[0] + row[2]) / 2, cy = (row[1] + row[3]) / 2;
+    centres.push_back(cx);
+    EXPECT_NEAR(row[2] - row[0], 16, 1e-3);
+    EXPECT_NEAR(row[3] - row[1], 16, 1e-3);
+    EXPECT_NEAR(cy, 16, 1e-3);
+    EXPECT_GT(row[4], 0.97);
+    EXPECT_NEAR(row[5], cx - 3, 1e-3);  // left eye
+    EXPECT_NEAR(row[6], cy - 2, 1e-3);
+    EXPECT_NEAR(row[7], cx + 3, 1e-3);  // right eye
+  }
+  std::sort(centres.begin(), centres.end());
+  EXPECT_NEAR(centres[0], 16, 1e-3);
+  EXPECT_NEAR(centres[1], 48, 1e-3);
+  EXPECT_FALSE(exists(dir / "out.png"));
+
+  // With --out too: both faces are restored into the 128x64 image.
+  r = testutil::run_cli("sr " + model() + " --detector " + q(dir / "det.pth") + " --in " + q(dir / "in.png") +
+                        " --out " + q(dir / "out.png"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("2 faces"));
+  EXPECT_EQ(cv::imread(dir / "out.png").size(), cv::Size(128, 64));
+}
+
+TEST(SrCli, ErrorsLeaveNoFile) {
+  testutil::TempDir dir;
+  const std::string out = dir / "out.png", raw = dir / "raw.npy";
+  const std::string frame = " --in " + q(data("face-sr/frame_256_bgr.png"));
+  const std::string lm = " --landmarks " + q(data("face-sr/landmarks5.npy"));
+  const std::string outs = " --out " + q(out) + " --raw " + q(raw);
+
+  // A model file that does not exist.
+  testutil::CliResult r = testutil::run_cli("sr --model " + q(dir / "GFPGANv1.4.pth") + lm + frame + outs);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.out, HasSubstr("anitalker sr: "));
+  EXPECT_THAT(r.out, HasSubstr("GFPGANv1.4.pth"));
+  // A model file that is not GFPGAN.
+  r = testutil::run_cli("sr --model " + q(data("face-sr/parsenet_tiny.pth")) + lm + frame + outs);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.out, HasSubstr("parsenet_tiny.pth"));
+  // An input that is not there.
+  r = testutil::run_cli("sr " + model() + lm + " --in " + q(dir / "nobody.png") + outs);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.out, HasSubstr("nobody.png: no such file"));
+  // Landmarks of the wrong shape (the affine fixture is (2,3)).
+  r = testutil::run_cli("sr " + model() + " --landmarks " + q(data("face-sr/affine_2x3.npy")) + frame + outs);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.out, HasSubstr("(N, 5, 2)"));
+  // No way to find faces; an output format OpenCV cannot write; bad noise.
+  r = testutil::run_cli("sr " + model() + frame + outs);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.out, HasSubstr("--detector, --landmarks or --aligned"));
+  r = testutil::run_cli("sr " + model() + lm + frame + " --out " + q(dir / "out.xyz"));
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.out, HasSubstr("out.xyz"));
+  r = testutil::run_cli("sr " + model() + lm + frame + " --noise loud" + outs);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.out, HasSubstr("loud"));
+
+  for (const std::string& f : {out, raw, dir / "out.xyz"}) EXPECT_FALSE(exists(f)) << f;
+}

@@ -1,0 +1,198 @@
+// anitalker sr: GFPGAN face restoration of one image without GStreamer
+// (spec/face-sr.md; the same lib/face_restore.h code as the gfpgansr element).
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <opencv2/imgcodecs.hpp>
+#include <string>
+#include <vector>
+
+#include "cli.h"
+#include "device.h"
+#include "error.h"
+#include "face_restore.h"
+#include "gfpgan.h"
+#include "npy.h"
+#include "parsenet.h"
+#include "retinaface.h"
+#include "state_dict.h"
+
+namespace face = anitalker::face;
+
+static const char* kUsage =
+    "usage: anitalker sr --model GFPGAN.pth [--detector R.pth] [--parser P.pth] [--landmarks L.npy]\n"
+    "                    [--aligned] [--noise stored|random|none] [--upscale N] [--only-center-face]\n"
+    "                    --in IMAGE [--out IMAGE] [--raw OUT.npy] [--detections DETS.npy]\n"
+    "                    [--device D] [--threads N]\n"
+    "\n"
+    "Restores the faces of an image with GFPGAN and pastes them into the image upscaled\n"
+    "N times, as AniTalker's --face_sr (GFPGANer.enhance) does.\n"
+    "  --model F           GFPGANv1.4.pth (or a checkpoint in its layout)\n"
+    "  --detector F        detection_Resnet50_Final.pth (RetinaFace); needed unless\n"
+    "                      --landmarks or --aligned\n"
+    "  --parser F          parsing_parsenet.pth: ParseNet's paste mask; without it the\n"
+    "                      square soft mask (the reference's use_parse=False)\n"
+    "  --landmarks L.npy   float32 (N,5,2) (or (5,2)): the faces' five points (x, y in\n"
+    "                      input pixels: eyes, nose, mouth corners); skips detection\n"
+    "  --aligned           the image is one face aligned to the FFHQ template: resized\n"
+    "                      to 512x512 and restored, no detection, no paste-back\n"
+    "  --noise M           GFPGAN decoder noise: stored (default, repeatable), random\n"
+    "                      (as the reference) or none\n"
+    "  --upscale N         output size = input size x N (1..4, default 2)\n"
+    "  --only-center-face  restore only the detected face nearest the centre\n"
+    "  --in IMAGE          any image OpenCV decodes\n"
+    "  --out IMAGE         the result (format from the extension: .png, .jpg, ...)\n"
+    "  --raw OUT.npy       GFPGAN's float32 output (1,3,512,512) RGB for the first face,\n"
+    "                      before the clamp\n"
+    "  --detections D.npy  every face the detector found, after threshold and NMS:\n"
+    "                      float32 (N,15) x1 y1 x2 y2 score then five x y; with no --out\n"
+    "                      and no --raw, the tool only detects\n"
+    "  --device D          cpu (default), cuda or cuda:N\n"
+    "  --threads N         LibTorch threads (default: the number of cores)\n";
+
+namespace {
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+cv::Mat read_image(const std::string& path) {
+  if (!exists(path)) throw anitalker::Error(anitalker::Error::Kind::NotFound, path + ": no such file");
+  cv::Mat m = cv::imread(path, cv::IMREAD_COLOR);
+  if (m.empty()) throw anitalker::format_error(path + ": not an image OpenCV can decode");
+  return m;
+}
+
+// (5,2) or (N,5,2) float -> the faces.
+std::vector<face::Landmarks> read_landmarks(const std::string& path) {
+  at::Tensor t = anitalker::read_npy_tensor(path);
+  if (t.dim() == 2) t = t.unsqueeze(0);
+  if (t.dim() != 3 || t.size(1) != 5 || t.size(2) != 2 || !at::isFloatingType(t.scalar_type()))
+    throw anitalker::format_error(path + ": expected float landmarks of shape (N, 5, 2), got " +
+                                  c10::str(t.scalar_type()) + " " + c10::str(t.sizes()));
+  t = t.to(at::kFloat).contiguous();
+  if (!at::isfinite(t).all().item<bool>()) throw anitalker::format_error(path + ": landmarks hold NaN or inf");
+  std::vector<face::Landmarks> out(t.size(0));
+  const float* p = t.data_ptr<float>();
+  for (size_t i = 0; i < out.size(); ++i)
+    for (int k = 0; k < 5; ++k) out[i][k] = cv::Point2f(p[i * 10 + 2 * k], p[i * 10 + 2 * k + 1]);
+  return out;
+}
+
+// The extension OpenCV encodes by, checked before any work is done.
+std::string image_extension(const std::string& path) {
+  const size_t dot = path.rfind('.');
+  const size_t slash = path.rfind('/');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash))
+    throw cli::UsageError("--out " + path + ": no file extension to choose the image format by");
+  const std::string ext = path.substr(dot);
+  if (!cv::haveImageWriter(path)) throw cli::UsageError("--out " + path + ": OpenCV cannot write " + ext + " files");
+  return ext;
+}
+
+// Encoded in memory, then written to a temporary file and renamed: a failure
+// leaves no half-written image.
+void write_image(const std::string& path, const std::string& ext, const cv::Mat& bgr) {
+  std::vector<uchar> bytes;
+  if (!cv::imencode(ext, bgr, bytes))
+    throw anitalker::Error(anitalker::Error::Kind::Runtime, path + ": OpenCV could not encode the image");
+  anitalker::write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
+}
+
+}  // namespace
+
+int cmd_sr(int argc, char** argv) {
+  return cli::run("sr", [&] {
+    cli::Args a(argc, argv);
+    std::string model_path, detector_path, parser_path, landmarks_path, in, out, raw_path, detections_path;
+    std::string device = "cpu", noise = "stored";
+    bool aligned = false, center = false;
+    long long upscale = 2, threads = 0;
+    // One option a line, as the other subcommands.
+    // clang-format off
+    while (!a.done()) {
+      const std::string s = a.next();
+      if (s == "--help" || s == "-h") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      } else if (s == "--model") model_path = a.value(s);
+      else if (s == "--detector") detector_path = a.value(s);
+      else if (s == "--parser") parser_path = a.value(s);
+      else if (s == "--landmarks") landmarks_path = a.value(s);
+      else if (s == "--aligned") aligned = true;
+      else if (s == "--noise") noise = a.value(s);
+      else if (s == "--upscale") upscale = a.integer(s, 1, 4);
+      else if (s == "--only-center-face") center = true;
+      else if (s == "--in") in = a.value(s);
+      else if (s == "--out") out = a.value(s);
+      else if (s == "--raw") raw_path = a.value(s);
+      else if (s == "--detections") detections_path = a.value(s);
+      else if (s == "--device") device = a.value(s);
+      else if (s == "--threads") threads = a.integer(s, 1, 256);
+      else throw cli::UsageError("unknown option " + s);
+    }
+    // clang-format on
+    if (model_path.empty()) throw cli::UsageError("missing --model");
+    if (in.empty()) throw cli::UsageError("missing --in");
+    if (out.empty() && raw_path.empty() && detections_path.empty())
+      throw cli::UsageError("nothing to write: give --out, --raw or --detections");
+    if (aligned && (!landmarks_path.empty() || !detections_path.empty()))
+      throw cli::UsageError("--aligned takes the whole image as one face: no --landmarks or --detections");
+    if (!landmarks_path.empty() && !detections_path.empty())
+      throw cli::UsageError("--landmarks skips detection: nothing to write to --detections");
+    const bool detect = !aligned && landmarks_path.empty();
+    if (detect && detector_path.empty())
+      throw cli::UsageError("no faces to restore: give --detector, --landmarks or --aligned");
+    face::Options options;
+    options.upscale = static_cast<double>(upscale);
+    options.noise = anitalker::gfpgan::parse_noise(noise);
+    options.only_center_face = center;
+    const std::string ext = out.empty() ? "" : image_extension(out);
+    cli::set_threads(static_cast<int>(threads));
+    const c10::Device dev = anitalker::parse_device(device);
+
+    c10::InferenceMode guard;
+    const cv::Mat image = read_image(in);
+    std::shared_ptr<const anitalker::retinaface::Model> detector;
+    if (detect) detector = anitalker::retinaface::Model::load(detector_path, dev);
+    std::vector<face::Landmarks> faces;
+    at::Tensor rows;
+    if (!landmarks_path.empty()) faces = read_landmarks(landmarks_path);
+    if (detect) {
+      rows = detector->detect(image, options.conf_threshold, options.nms_threshold);
+      for (const face::Face& f : face::select_faces(rows, image.size(), options)) faces.push_back(f.landmarks);
+      std::fprintf(stderr, "anitalker sr: %lld faces detected, %zu to restore\n", static_cast<long long>(rows.size(0)),
+                   faces.size());
+    }
+
+    cv::Mat result;
+    at::Tensor raw;
+    const bool restore = !out.empty() || !raw_path.empty();
+    if (restore) {
+      auto model = anitalker::gfpgan::Model::load(model_path, dev);
+      std::shared_ptr<const anitalker::parsenet::Model> parser;
+      if (!aligned && !parser_path.empty()) parser = anitalker::parsenet::Model::load(parser_path, dev);
+      if (!aligned && !parser)
+        std::fprintf(stderr, "anitalker sr: no --parser: pasting with the square soft mask (use_parse=False)\n");
+      const face::FaceRestorer restorer(model, nullptr, parser, options);
+      result = aligned ? restorer.restore_aligned(image, raw_path.empty() ? nullptr : &raw)
+                       : restorer.enhance(image, faces, raw_path.empty() ? nullptr : &raw);
+      if (!raw_path.empty() && !raw.defined())
+        throw anitalker::Error(anitalker::Error::Kind::Runtime,
+                               faces.empty() && !aligned ? "--raw: no face to restore" : "--raw: GFPGAN failed");
+    }
+
+    // Everything is computed: only now are files written.
+    if (!detections_path.empty()) anitalker::write_npy_tensor(detections_path, rows.to(at::kFloat).contiguous());
+    if (!raw_path.empty()) anitalker::write_npy_tensor(raw_path, raw.to(at::kCPU, at::kFloat).contiguous());
+    if (!out.empty()) {
+      write_image(out, ext, result);
+      std::fprintf(stderr, "anitalker sr: %dx%d -> %dx%d, %zu faces, to %s\n", image.cols, image.rows, result.cols,
+                   result.rows, aligned ? size_t{1} : faces.size(), out.c_str());
+    }
+    return 0;
+  });
+}
