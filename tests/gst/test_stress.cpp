@@ -157,6 +157,37 @@ GST_START_TEST(test_two_pipelines_sharing_models) {
 }
 GST_END_TEST;
 
+// Several flushing seeks in a file pipeline through the whole chain (offline
+// mode, so each seek restarts an utterance): no error, and the frames after
+// each seek start at its position.
+GST_START_TEST(test_seeks) {
+  const std::string desc = "filesrc location=\"" + data_path("audio/speech_2s_16k.wav") +
+                           "\" ! wavparse ! anitalker name=talk models-dir=\"" + data_path("chain") + "\" portrait=\"" +
+                           data_path("renderer/monalisa.jpg") + "\" mode=offline steps=10 ! fakesink name=sink sync=false signal-handoffs=true";
+  GError* err = nullptr;
+  GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
+  fail_unless(pipe != nullptr && err == nullptr);
+  std::atomic<int>* frames = watch_frames(pipe);
+  fail_unless(gst_element_set_state(pipe, GST_STATE_PAUSED) != GST_STATE_CHANGE_FAILURE);
+  fail_unless(gst_element_get_state(pipe, nullptr, nullptr, 30 * GST_SECOND) != GST_STATE_CHANGE_FAILURE);
+  for (GstClockTime pos : {GST_SECOND, 500 * GST_MSECOND, 1500 * GST_MSECOND}) {
+    fail_unless(gst_element_seek_simple(pipe, GST_FORMAT_TIME, (GstSeekFlags)(GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_ACCURATE),
+                                        pos));
+    fail_unless(gst_element_get_state(pipe, nullptr, nullptr, 30 * GST_SECOND) != GST_STATE_CHANGE_FAILURE);
+  }
+  // Play from the last seek (1.5 s) to the end: about 0.58 s of audio, 14 frames.
+  const int before = frames->load();
+  fail_unless(gst_element_set_state(pipe, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+  wait_eos(pipe, 60 * GST_SECOND);
+  const int after = frames->load() - before;
+  std::printf("seeks: %d frames after seeking to 1.5 s\n", after);
+  fail_unless(after >= 12 && after <= 16, "%d frames after the seek to 1.5 s of a 2.08 s clip", after);
+  gst_element_set_state(pipe, GST_STATE_NULL);
+  gst_object_unref(pipe);
+  delete frames;
+}
+GST_END_TEST;
+
 static Suite* stress_suite() {
   Suite* s = suite_create("stress");
   TCase* tc = tcase_create("stress");
@@ -164,6 +195,7 @@ static Suite* stress_suite() {
   tcase_add_test(tc, test_state_cycles);
   tcase_add_test(tc, test_properties_from_another_thread);
   tcase_add_test(tc, test_two_pipelines_sharing_models);
+  tcase_add_test(tc, test_seeks);
   suite_add_tcase(s, tc);
   return s;
 }
