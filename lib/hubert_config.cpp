@@ -36,6 +36,8 @@ std::vector<int> get_ints(const nlohmann::json& j, const std::string& path, cons
 
 }  // namespace
 
+static Config config_from_json(const nlohmann::json& j, const std::string& path);
+
 Config read_config(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw Error(Error::Kind::NotFound, path + ": no such file");
@@ -51,6 +53,15 @@ Config parse_config(const char* data, size_t size, const std::string& path) {
     throw format_error(path + ": not valid JSON: " + e.what());
   }
   if (!j.is_object()) throw format_error(path + ": expected a JSON object");
+  try {
+    return config_from_json(j, path);
+  } catch (const nlohmann::json::exception& e) {
+    // A field of the wrong JSON type (found by fuzz_config: "do_stable_layer_norm": "x").
+    throw format_error(path + ": a field has the wrong type: " + e.what());
+  }
+}
+
+static Config config_from_json(const nlohmann::json& j, const std::string& path) {
   Config c;
   c.hidden = get_int(j, path, "hidden_size", 1, 65536);
   c.layers = get_int(j, path, "num_hidden_layers", 1, 1024);

@@ -117,6 +117,11 @@ TEST(Hubert, BadConfigAndFolders) {
               HasSubstr("hidden_size 64 is not a multiple of num_attention_heads 5"));
   EXPECT_THAT(with("\"do_stable_layer_norm\": true", "\"do_stable_layer_norm\": false"), HasSubstr("do_stable_layer_norm is false"));
   EXPECT_THAT(with("\"conv_kernel\": [", "\"conv_kernel\": [1e9, "), HasSubstr("field 'conv_kernel' must hold integers"));
+  // Found by fuzz_config: a field of the wrong JSON type was an uncaught nlohmann exception.
+  EXPECT_THAT(with("\"do_stable_layer_norm\": true", "\"do_stable_layer_norm\": \"yes\""),
+              HasSubstr("config.json: a field has the wrong type"));
+  EXPECT_THAT(with("\"conv_stride\": [\n    5,\n    2,\n    2,", "\"conv_stride\": [\n    4096,\n    4096,\n    4096,"),
+              HasSubstr("receptive field or stride beyond 2^24 samples"));
   testutil::spit(dir / "config.json", "{ not json");
   EXPECT_THAT(error_of([&] { anitalker::hubert::read_config(dir / "config.json"); }), HasSubstr("config.json: not valid JSON"));
   EXPECT_THAT(error_of([&] { anitalker::hubert::Model::load(dir / "nothing", kCpu); }), HasSubstr("nothing: no such folder"));
