@@ -16,11 +16,17 @@
 #include <string>
 #include <vector>
 
+#include "check_util.h"
 #include "gstanitalkercaps.h"
 #include "hubert.h"
 #include "mfcc.h"
 #include "npy.h"
 #include "state_dict.h"
+
+using checkutil::count_eos;
+using checkutil::data_path;
+using checkutil::npy;
+using checkutil::pop_message;
 
 namespace {
 
@@ -35,26 +41,7 @@ const char* const kF32Caps = "audio/x-raw, format=(string)F32LE, rate=(int)16000
 const char* const kS16Caps = "audio/x-raw, format=(string)S16LE, rate=(int)16000, channels=(int)1, "
                              "layout=(string)interleaved";
 
-std::string data_path(const std::string& rel) {
-  const char* root = g_getenv("ANITALKER_TEST_DATA");  // checked in main
-  gchar* p = g_build_filename(root, rel.c_str(), nullptr);
-  std::string out(p);
-  g_free(p);
-  return out;
-}
-
 std::string model_dir() { return data_path("audio/tiny_hubert"); }
-
-// A .npy file as a float32 tensor, read once per run.
-const at::Tensor& npy(const std::string& rel) {
-  static std::map<std::string, at::Tensor> cache;
-  auto it = cache.find(rel);
-  if (it == cache.end()) {
-    anitalker::TensorData data = anitalker::read_npy(data_path(rel));
-    it = cache.emplace(rel, anitalker::to_tensor(data).to(at::kFloat).contiguous().clone()).first;
-  }
-  return it->second;
-}
 
 // The 2 s clip as float32 samples (ref/input_f32.npy: the WAV as librosa reads it).
 const float* clip() {
@@ -179,30 +166,6 @@ double max_abs_diff(const Output& a, const Output& b) {
     m = std::max(m, std::fabs((double)a.values[i] - b.values[i]));
   }
   return m;
-}
-
-// Pops the first message of `type` from the bus; fails if there is none.
-GError* pop_message(GstBus* bus, GstMessageType type, gchar** debug) {
-  GstMessage* msg = gst_bus_pop_filtered(bus, type);
-  fail_unless(msg != nullptr, "no %s message on the bus", gst_message_type_get_name(type));
-  GError* err = nullptr;
-  if (type == GST_MESSAGE_ERROR)
-    gst_message_parse_error(msg, &err, debug);
-  else
-    gst_message_parse_warning(msg, &err, debug);
-  gst_message_unref(msg);
-  return err;
-}
-
-// Pops every downstream event; returns how many were EOS.
-int count_eos(GstHarness* h) {
-  int eos = 0;
-  GstEvent* ev;
-  while ((ev = gst_harness_try_pull_event(h)) != nullptr) {
-    if (GST_EVENT_TYPE(ev) == GST_EVENT_EOS) eos++;
-    gst_event_unref(ev);
-  }
-  return eos;
 }
 
 }  // namespace
