@@ -20,6 +20,7 @@ int bench_features(int argc, char** argv);
 int bench_motion(int argc, char** argv);
 int bench_chain_fixtures(int argc, char** argv);
 int bench_soak(int argc, char** argv);
+int bench_sr(int argc, char** argv);
 
 namespace {
 
@@ -48,6 +49,7 @@ const Command kBenches[] = {
     {"motion", bench_motion, "stage 2 at full size: denoiser pass, offline and streaming sampling, GEMM fraction"},
     {"soak", bench_soak, "a long stream through the whole chain: memory over time, frame latency, frame count"},
     {"render", bench_render, "stage 1 at full size: encoder time, frames per second by batch, GEMM fraction"},
+    {"sr", bench_sr, "face restoration at full size: GFPGAN, ParseNet, RetinaFace and the filter, GEMM fraction"},
 };
 
 void usage(FILE* f) {
