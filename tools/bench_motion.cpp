@@ -220,6 +220,9 @@ int bench_motion(int argc, char** argv) {
     }
     for (int st : steps) anitalker::motion::ddim_timesteps(st);  // a step count the stride rule cannot meet fails now
     if (!stream) streams.clear();
+    // Line by line, so that a run stopped part-way (a timeout on a busy
+    // machine) still leaves what it measured.
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
     cli::set_threads(threads);
     const c10::Device dev = anitalker::parse_device(device);
     at::NoGradGuard no_grad;
