@@ -18,15 +18,26 @@ namespace anitalker::motion {
 
 namespace {
 
+// A linear layer.  On the CPU a sequence (B,T,in) goes through oneDNN as a
+// 1x1 convolution: oneDNN uses the AVX-512 units where OpenBLAS (at::linear)
+// may not (Debian's OpenBLAS is often pinned to its Haswell kernels), and
+// measured 2-2.6x faster at the decoder's sizes (docs/performance.md).  The
+// sums are the same up to float32 rounding order.
 struct Linear {
   at::Tensor w, b;
-  at::Tensor operator()(const at::Tensor& x) const { return at::linear(x, w, b); }
+  at::Tensor w1;  // w as a [out, in, 1] kernel
+  at::Tensor operator()(const at::Tensor& x) const {
+    if (x.dim() == 3 && x.is_cpu() && w1.defined())
+      return at::conv1d(x.transpose(1, 2), w1, b).transpose(1, 2).contiguous();
+    return at::linear(x, w, b);
+  }
 };
 
 Linear linear(const StateDict& sd, const std::string& p, int64_t out, int64_t in, bool bias = true) {
   Linear l;
   l.w = sd.get_float(p + ".weight", {out, in});
   if (bias) l.b = sd.get_float(p + ".bias", {l.w.size(0)});
+  l.w1 = l.w.unsqueeze(-1).contiguous();
   return l;
 }
 
@@ -313,6 +324,7 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
     auto mvl = [&](Linear& l) {
       mv(l.w);
       mv(l.b);
+      l.w1 = at::Tensor();  // the oneDNN path is for the CPU
     };
     auto mvc = [&](Conv1d& c) {
       mv(c.w);
