@@ -18,10 +18,18 @@ namespace anitalker::hubert {
 
 namespace {
 
-// Pick the [N, C] -> linear etc. helpers.
+// y = x w^T + b over time-major rows [T, in].  On the CPU as a oneDNN 1x1
+// convolution: oneDNN uses the AVX-512 units where OpenBLAS (at::linear) may
+// not (Debian's OpenBLAS is often pinned to its Haswell kernels); the sums
+// are the same up to float32 rounding order (lib/motion.cpp does the same).
+at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (x.dim() == 2 && x.is_cpu()) return at::conv1d(x.t().unsqueeze(0), w.unsqueeze(-1), b)[0].t().contiguous();
+  return at::linear(x, w, b);
+}
+
 struct Linear {
   at::Tensor w, b;
-  at::Tensor operator()(const at::Tensor& x) const { return at::linear(x, w, b); }
+  at::Tensor operator()(const at::Tensor& x) const { return dense(x, w, b); }
 };
 struct Norm {
   at::Tensor w, b;
@@ -175,7 +183,7 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const Weights::Layer& L = w.layers[l];
     at::Tensor a = at::layer_norm(h, {H}, L.ln.w, L.ln.b, eps);
-    at::Tensor qkv = at::linear(a, L.qkv_w, L.qkv_b);  // [T, 3H]
+    at::Tensor qkv = dense(a, L.qkv_w, L.qkv_b);  // [T, 3H]
     // [T, 3H] -> q, k, v as [nh, T, hd], contiguous for the batched GEMMs.
     at::Tensor heads = qkv.view({T, 3, nh, hd}).permute({1, 2, 0, 3}).contiguous();
     at::Tensor q = heads[0].mul_(scale), k = heads[1], v = heads[2];
