@@ -5,7 +5,8 @@
 # stream back while it is live and the test checks: H.264 at 25 fps,
 # audio and video starting within 100 ms of each other, and how long the
 # first video frame took to reach the reader from the publisher's start
-# (printed; model loading included; bounded by 30 s).
+# (printed; model loading included; bounded by 30 s).  The reader decodes every
+# frame (ffprobe -show_entries frame=...), so "decodable" is checked too.
 # Skipped (exit 77) without nginx's RTMP module.
 # usage: test_live_rtmp.sh DATA_DIR
 set -eu
@@ -71,7 +72,7 @@ pub_pid=$!
 mkfifo "$work/fifo"
 while IFS= read -r line; do echo "$(date +%s.%N),$line"; done <"$work/fifo" >"$work/packets.csv" &
 stamper=$!
-ffprobe -v error -rw_timeout 20000000 -fflags nobuffer -analyzeduration 100000 -probesize 4096 -i "$url" -show_entries packet=codec_type,stream_index,pts_time \
+ffprobe -v error -rw_timeout 20000000 -fflags nobuffer -analyzeduration 100000 -probesize 4096 -i "$url" -show_entries frame=media_type,stream_index,pts_time \
   -of csv=p=0 >"$work/fifo" 2>"$work/probe.err" &
 reader=$!
 wait "$pub_pid" || { cat "$work/pub.log"; echo "the publisher failed"; exit 1; }
@@ -90,9 +91,9 @@ awk -F, -v start="$start" '
   $2 == "audio" { a++; if (!fa) a0 = $4; fa = 1 }
   END {
     if (bad) exit 1
-    if (v < 50) { print "only " v " video packets"; exit 1 }
+    if (v < 50) { print "only " v " decoded video frames"; exit 1 }
     rate = (v - 1) / (vl - v0)
-    printf "video: %d packets, %.2f fps; audio: %d packets; first video frame after %.2f s\n", v, rate, a, fv - start
+    printf "video: %d decoded frames, %.2f fps; audio: %d decoded frames; first video frame after %.2f s\n", v, rate, a, fv - start
     printf "stream start: video %.3f s, audio %.3f s\n", v0, a0
     if (rate < 24.5 || rate > 25.5) { print "expected 25 fps"; exit 1 }
     d = v0 - a0; if (d < 0) d = -d
