@@ -7,6 +7,7 @@
 #include <cstdarg>
 #include <exception>
 
+#include "device.h"
 #include "error.h"
 
 void gst_anitalker_post_current_exception(GstElement* element, const std::string& message, bool about_file,
@@ -104,4 +105,15 @@ gssize gst_anitalker_first_non_finite(const float* data, gsize n) {
   for (gsize i = 0; i < n; i++)
     if (!std::isfinite(data[i])) return (gssize)i;
   return -1;
+}
+
+bool gst_anitalker_parse_device(GstElement* element, const std::string& name, c10::Device* device) {
+  try {
+    *device = anitalker::parse_device(name);
+    return true;
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(element, gst_anitalker_printf("Cannot use the device \"%s\".", name.c_str()),
+                                         false);
+    return false;
+  }
 }

@@ -3,6 +3,7 @@
 // element can include it cheaply.
 #pragma once
 
+#include <c10/core/Device.h>
 #include <gst/gst.h>
 
 #include <string>
@@ -56,3 +57,8 @@ std::string gst_anitalker_printf(const char* format, ...) G_GNUC_PRINTF(1, 2);
 // The index of the first NaN or inf among n floats, or -1: the elements
 // refuse such input with an error naming the frame (docs/reliability.md).
 gssize gst_anitalker_first_non_finite(const float* data, gsize n);
+
+// Parses a `device` property value ("cpu", "cuda", "cuda:N") into *device;
+// on failure posts the element error ("Cannot use the device ...", with why:
+// e.g. a build without CUDA) and returns false.
+bool gst_anitalker_parse_device(GstElement* element, const std::string& name, c10::Device* device);

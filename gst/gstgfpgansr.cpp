@@ -528,13 +528,7 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
   }
 
   c10::Device device(c10::kCPU);
-  try {
-    device = anitalker::parse_device(device_name);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(
-        self, gst_anitalker_printf("Cannot use the device \"%s\".", device_name.c_str()), false);
-    return FALSE;
-  }
+  if (!gst_anitalker_parse_device(GST_ELEMENT_CAST(self), device_name, &device)) return FALSE;
 
   std::shared_ptr<const anitalker::gfpgan::Model> model;
   std::shared_ptr<const anitalker::retinaface::Model> detector;
