@@ -115,8 +115,8 @@ namespace motion = anitalker::motion;
 #define DEFAULT_LOCATION 0.5f
 #define DEFAULT_SCALE 0.5f
 #define DEFAULT_MODE GST_ANITALKER_MOTION_MODE_AUTO
-#define DEFAULT_WINDOW 25
-#define DEFAULT_CONTEXT 25
+#define DEFAULT_WINDOW 50
+#define DEFAULT_CONTEXT 10
 #define DEFAULT_LOOKAHEAD 0
 #define MAX_FRAMES 1500
 #define DEFAULT_POST_MESSAGES FALSE
@@ -441,13 +441,13 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
 
   g_object_class_install_property(
       gobject_class, PROP_WINDOW,
-      g_param_spec_uint("window", "Window", "Streaming: motion frames (40 ms each) generated per window (default: 25)",
+      g_param_spec_uint("window", "Window", "Streaming: motion frames (40 ms each) generated per window (default: 50)",
                         1, MAX_FRAMES, DEFAULT_WINDOW, ready));
   g_object_class_install_property(
       gobject_class, PROP_CONTEXT,
       g_param_spec_uint("context", "Context",
                         "Streaming: frames already sent that each window re-generates, held to their values "
-                        "(default: 25)",
+                        "(default: 10)",
                         0, MAX_FRAMES, DEFAULT_CONTEXT, ready));
   g_object_class_install_property(
       gobject_class, PROP_LOOKAHEAD,

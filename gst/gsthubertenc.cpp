@@ -98,10 +98,10 @@ namespace hubert = anitalker::hubert;
 #define DEFAULT_NUM_THREADS 0
 #define MAX_NUM_THREADS 64
 #define DEFAULT_MODE GST_HUBERT_ENC_MODE_AUTO
-#define DEFAULT_WINDOW_MS 4000
+#define DEFAULT_WINDOW_MS 2000
 #define MIN_WINDOW_MS 400
 #define MAX_WINDOW_MS 60000
-#define DEFAULT_CONTEXT_MS 2000
+#define DEFAULT_CONTEXT_MS 1000
 #define MAX_CONTEXT_MS 30000
 #define MODEL_MFCC "mfcc"
 #define SAMPLE_RATE 16000
@@ -311,7 +311,7 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
    */
   g_object_class_install_property(
       gobject_class, PROP_WINDOW,
-      g_param_spec_uint("window", "Window", "Streaming HuBERT: ms of new audio encoded at a time (default: 4000)",
+      g_param_spec_uint("window", "Window", "Streaming HuBERT: ms of new audio encoded at a time (default: 2000)",
                         MIN_WINDOW_MS, MAX_WINDOW_MS, DEFAULT_WINDOW_MS,
                         (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
 
@@ -324,7 +324,7 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
   g_object_class_install_property(
       gobject_class, PROP_CONTEXT,
       g_param_spec_uint("context", "Context",
-                        "Streaming HuBERT: ms of left context before each window (default: 2000)", 0,
+                        "Streaming HuBERT: ms of left context before each window (default: 1000)", 0,
                         MAX_CONTEXT_MS, DEFAULT_CONTEXT_MS,
                         (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
 

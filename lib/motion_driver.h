@@ -77,8 +77,8 @@ Generated generate(const Model& m, const at::Tensor& start, const at::Tensor& di
 // so a frame keeps its noise across the windows that see it.  Memory is
 // bounded by (context + window + lookahead) frames of features.
 struct StreamConfig {
-  int window = 25;     // motion frames emitted per window (25 = 1 s)
-  int context = 25;    // already emitted frames re-generated as left context
+  int window = 50;     // motion frames emitted per window (25 = 1 s)
+  int context = 10;    // already emitted frames re-generated as left context
   int lookahead = 0;   // frames generated past the window and dropped
   int steps = 50;
   uint64_t seed = 0;

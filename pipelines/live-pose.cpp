@@ -1,8 +1,9 @@
 // Animating the head pose while the avatar talks, through the GstController:
 // an LFO control source drives anitalkermotion's controllable pose-yaw (the
 // bin's child "motion"), so the head turns left and right every few seconds.
-// The element reads controlled values at the start of each window, and with
-// post-messages=true the bus shows the yaw each window used.
+// The element reads controlled values at the start of each window (1 s
+// windows here, motion::window=25), and with post-messages=true the bus
+// shows the yaw each window used.
 //
 //   build/pipelines/anitalker-live-pose PORTRAIT SPEECH [MODELS_DIR] [OUT.mp4]
 //
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
                          : g_strdup("autovideosink");
   gchar* desc = g_strdup_printf(
       "filesrc location=\"%s\" ! decodebin ! audioconvert ! audioresample ! clocksync ! "
-      "anitalker name=talk variant=hubert_pose_only mode=streaming control=true "
+      "anitalker name=talk variant=hubert_pose_only mode=streaming control=true motion::window=25 "
       "models-dir=\"%s\" portrait=\"%s\" ! videoconvert ! %s",
       argv[2], models, argv[1], sink);
   GError* err = NULL;

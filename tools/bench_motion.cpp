@@ -37,7 +37,7 @@ const char* kUsage =
     "  denoise    one denoiser pass over the same frames (once per DDIM step)\n"
     "  offline    motion::generate at each --steps count\n"
     "  stream     motion::Stream over the same audio for each --stream configuration: window,\n"
-    "             context and look-ahead in frames (25 = 1 s), DDIM steps (default 25:25:0:50):\n"
+    "             context and look-ahead in frames (25 = 1 s), DDIM steps (default 50:10:0:50, the element's):\n"
     "             time per second of audio and real-time factor\n"
     "  kernels    a decoder-sized linear layer as OpenBLAS (at::linear) and as a oneDNN 1x1\n"
     "             convolution, at the frame counts used above\n"
@@ -157,7 +157,7 @@ int bench_motion(int argc, char** argv) {
     int seconds = 10, repeat = 3, threads = 0;
     std::vector<int> steps = {50, 25, 10};
     std::vector<const VariantInfo*> variants = {&kVariants[0], &kVariants[2]};
-    std::vector<anitalker::motion::StreamConfig> streams(1);  // the element's defaults: 25:25:0, 50 steps
+    std::vector<anitalker::motion::StreamConfig> streams(1);  // the element's defaults: 50:10:0, 50 steps
     bool stream = true, prof = false;
     std::string device = "cpu";
     while (!a.done()) {

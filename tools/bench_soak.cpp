@@ -104,7 +104,8 @@ int bench_soak(int argc, char** argv) {
     const std::string desc =
         "audiotestsrc name=src wave=pink-noise volume=0.3 samplesperbuffer=1600 num-buffers=" + std::to_string(buffers) +
         " ! audio/x-raw,rate=16000,channels=1,format=F32LE ! anitalker name=talk mode=streaming steps=" +
-        std::to_string(steps) + " features::window=1000 features::context=1000 ! fakesink name=sink sync=false";
+        std::to_string(steps) + " features::window=1000 features::context=1000 motion::window=25 motion::context=25"
+        " ! fakesink name=sink sync=false";
     GError* err = nullptr;
     GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
     if (!pipe || err) {

@@ -599,8 +599,8 @@ GST_START_TEST(test_properties) {
   fail_unless_equals_string(device, "cpu");
   fail_unless(model == nullptr);
   fail_unless_equals_int(threads, 0);
-  fail_unless_equals_int(window, 4000);
-  fail_unless_equals_int(context, 2000);
+  fail_unless_equals_int(window, 2000);
+  fail_unless_equals_int(context, 1000);
   GEnumValue* v = g_enum_get_value(G_ENUM_CLASS(g_type_class_peek(G_PARAM_SPEC_VALUE_TYPE(
                                        g_object_class_find_property(G_OBJECT_GET_CLASS(e), "mode")))),
                                    mode);

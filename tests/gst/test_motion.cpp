@@ -365,9 +365,9 @@ GST_START_TEST(test_latency) {
   fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + 12 * 40 * GST_MSECOND);
   gst_harness_teardown(h);
 
-  h = new_harness("hubert_audio_only", "auto");  // live upstream: streaming, default 25 frames
+  h = new_harness("hubert_audio_only", "auto");  // live upstream: streaming, default 50 frames
   gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
-  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + GST_SECOND);
+  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + 2 * GST_SECOND);
   gst_harness_teardown(h);
 
   h = new_harness("hubert_audio_only", "offline");
@@ -578,8 +578,8 @@ GST_START_TEST(test_properties) {
                "post-messages", &post, nullptr);
   fail_unless_equals_int(steps, 50);
   fail_unless_equals_uint64(seed, 0);
-  fail_unless_equals_int(window, 25);
-  fail_unless_equals_int(context, 25);
+  fail_unless_equals_int(window, 50);
+  fail_unless_equals_int(context, 10);
   fail_unless_equals_int(lookahead, 0);
   fail_unless_equals_float(yaw, 0.25f);
   fail_unless_equals_float(location, 0.5f);

@@ -239,6 +239,8 @@ TEST(MotionStream, SixtySecondsBoundedAndSmooth) {
   auto m = model(Variant::HubertAudioOnly);
   const at::Tensor feats = synthetic_features(3000, m->hubert_layers(), m->audio_dim());
   StreamConfig cfg;
+  cfg.window = 25;
+  cfg.context = 25;
   cfg.steps = 10;
   StreamRun held = run_stream(*m, feats, cfg, 20);
   ASSERT_EQ(held.motion.size(0), 1500);
@@ -255,6 +257,16 @@ TEST(MotionStream, SixtySecondsBoundedAndSmooth) {
               "mean abs distance from offline %.4f / %.4f; max features held %lld\n",
               held.seam_ratio, cold.seam_ratio, dist, dist_cold, static_cast<long long>(held.max_held));
   EXPECT_LE(held.seam_ratio, kSeamRatioLimit);
+
+  // The element's defaults (window 50, context 10).
+  StreamConfig defaults;
+  defaults.steps = 10;
+  StreamRun d = run_stream(*m, feats, defaults, 20);
+  ASSERT_EQ(d.motion.size(0), 1500);
+  EXPECT_LE(d.max_held, 2 * (defaults.context + defaults.window + defaults.lookahead) + 20);
+  std::printf("60 s stream, window %d, context %d: seam ratio %.3f, mean abs distance from offline %.4f\n",
+              defaults.window, defaults.context, d.seam_ratio, (d.motion - offline).abs().mean().item<double>());
+  EXPECT_LE(d.seam_ratio, kSeamRatioLimit);
 }
 
 // The held context frames come out of the sampler exactly as given.
