@@ -369,6 +369,49 @@ GST_START_TEST(test_timestamps_and_latency) {
 }
 GST_END_TEST;
 
+// Renegotiation mid-stream: the input size and format change three times
+// (64x48 RGB, 32x32 BGR, 96x64 RGBx, each with new caps and a new segment);
+// every output frame has the size and format of the caps in force when its
+// input came, the output caps follow (x2), the pixels are the upscaled frame
+// of that size, and timestamps pass through.
+GST_START_TEST(test_renegotiation) {
+  GstHarness* h = new_harness(make_sr(zero_face_detector(), 2));
+  struct Step {
+    const char* name;
+    GstVideoFormat format;
+    int w, h;
+  };
+  const Step steps[] = {{"RGB", GST_VIDEO_FORMAT_RGB, 64, 48},
+                        {"BGR", GST_VIDEO_FORMAT_BGR, 32, 32},
+                        {"RGBx", GST_VIDEO_FORMAT_RGBx, 96, 64}};
+  GstClockTime pts = 0;
+  for (const Step& step : steps) {
+    set_video_caps(h, step.name, step.w, step.h);
+    const cv::Mat frame = gradient(step.w, step.h);
+    for (int i = 0; i < 2; ++i, pts += 40 * GST_MSECOND) {
+      GstBuffer* out = gst_harness_push_and_pull(h, frame_buffer(frame, step.format, pts));
+      fail_unless(out != nullptr);
+      fail_unless_equals_uint64(GST_BUFFER_PTS(out), pts);
+      fail_unless_equals_uint64(GST_BUFFER_DURATION(out), 40 * GST_MSECOND);
+      const ByteDiff d =
+          compare(buffer_to_bgr(out, step.format, 2 * step.w, 2 * step.h), face::upscale_background(frame, 2));
+      fail_unless_equals_int(d.max, 0);
+      gst_buffer_unref(out);
+    }
+    GstCaps* caps = gst_pad_get_current_caps(h->sinkpad);
+    const GstStructure* st = gst_caps_get_structure(caps, 0);
+    gint w = 0, hh = 0;
+    fail_unless(gst_structure_get_int(st, "width", &w) && gst_structure_get_int(st, "height", &hh));
+    fail_unless_equals_int(w, 2 * step.w);
+    fail_unless_equals_int(hh, 2 * step.h);
+    fail_unless_equals_string(gst_structure_get_string(st, "format"), step.name);
+    gst_caps_unref(caps);
+  }
+  fail_unless_equals_uint64(stat(h->element, "frames"), 6);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 /* --- faces ------------------------------------------------------------------- */
 
 // aligned=true without a detector: the aligned crop comes out as the
@@ -585,6 +628,7 @@ static Suite* gfpgansr_suite() {
   tcase_add_test(tc, test_formats);
   tcase_add_test(tc, test_transform_caps);
   tcase_add_test(tc, test_timestamps_and_latency);
+  tcase_add_test(tc, test_renegotiation);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("faces");

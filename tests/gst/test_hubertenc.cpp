@@ -460,6 +460,77 @@ GST_START_TEST(test_flush_drops_pending) {
 }
 GST_END_TEST;
 
+// A caps event from a caps string.
+static GstEvent* caps_event(const char* caps_s) {
+  GstCaps* caps = gst_caps_from_string(caps_s);
+  GstEvent* e = gst_event_new_caps(caps);
+  gst_caps_unref(caps);
+  return e;
+}
+
+// Renegotiation mid-stream: F32LE for the first second, then S16LE caps and
+// S16LE buffers, then F32LE again.  Nothing gathered is dropped and each
+// buffer is read in the format of the caps before it: the output equals,
+// bit for bit, the features of one float clip whose middle part is the
+// S16LE samples scaled by 1/32768 (HuBERT offline, MFCC streaming).  A
+// format the element does not take (S32LE) is refused at the pad, and the
+// audio after it with not-negotiated.
+GST_START_TEST(test_renegotiation) {
+  const float* x = clip();
+  std::vector<gint16> s16(kSamples);
+  std::vector<float> mixed(x, x + kSamples);
+  const int a = 16000, b = 24000;  // S16LE for samples [a, b)
+  for (int i = a; i < b; i++) {
+    s16[i] = (gint16)std::max(-32768.0, std::min(32767.0, std::round((double)x[i] * 32768.0)));
+    mixed[i] = (float)s16[i] / 32768.0f;
+  }
+  for (const std::string& model : {model_dir(), std::string("mfcc")}) {
+    const bool mfcc = model == "mfcc";
+    const char* mode = mfcc ? "streaming" : "offline";
+    const size_t ff = mfcc ? kMfcc : kStates * kHidden;
+    const int rate = mfcc ? 100 : 50;
+
+    GstHarness* want_h = new_harness(model, mode);
+    push_f32(want_h, mixed.data(), 0, kSamples, 1600);
+    fail_unless(gst_harness_push_event(want_h, gst_event_new_eos()));
+    Output want = pull_all(want_h, ff, rate);
+    gst_harness_teardown(want_h);
+
+    GstHarness* h = new_harness(model, mode);
+    push_f32(h, x, 0, a, 1600);
+    fail_unless(gst_harness_push_event(h, caps_event(kS16Caps)));
+    for (int i = a; i < b; i += 1000) {
+      GstBuffer* buf = gst_buffer_new_memdup(s16.data() + i, 1000 * sizeof(gint16));
+      GST_BUFFER_PTS(buf) = sample_time(i);
+      fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_OK);
+    }
+    fail_unless(gst_harness_push_event(h, caps_event(kF32Caps)));
+    push_f32(h, x + b, 0, kSamples - b, 1600, sample_time(b));
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    Output got = pull_all(h, ff, rate);
+    fail_unless_equals_int(got.frames(), want.frames());
+    check_timestamps(got, rate);
+    fail_unless(memcmp(got.values.data(), want.values.data(), got.values.size() * sizeof(float)) == 0,
+                "%s: features after renegotiation differ from the mixed clip's", model.c_str());
+    gst_harness_teardown(h);
+  }
+
+  GstHarness* h = new_harness("mfcc", "streaming");
+  push_f32(h, x, 0, 1600, 1600);
+  // A sticky event that does not get through is kept on the harness's pad
+  // and pushed again with the next buffer, which then fails too.
+  gst_harness_push_event(
+      h, caps_event("audio/x-raw, format=(string)S32LE, rate=(int)16000, channels=(int)1, layout=(string)interleaved"));
+  GstPad* sink = gst_element_get_static_pad(h->element, "sink");
+  GstCaps* now = gst_pad_get_current_caps(sink);
+  gst_object_unref(sink);
+  fail_unless_equals_string(gst_structure_get_string(gst_caps_get_structure(now, 0), "format"), "F32LE");
+  gst_caps_unref(now);
+  fail_unless_equals_int(gst_harness_push(h, gst_buffer_new_memdup(x, 1600 * sizeof(float))), GST_FLOW_NOT_NEGOTIATED);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 // Streaming: a DISCONT buffer (or a GAP event before a buffer) ends the
 // stream so far, as EOS would, and starts anew from the next buffer's PTS.
 static void check_restart(bool gap) {
@@ -648,6 +719,7 @@ static Suite* hubertenc_suite() {
   tcase_add_test(tc, test_streaming_gap);
   tcase_add_test(tc, test_streaming_discont_hubert);
   tcase_add_test(tc, test_reuse_after_null);
+  tcase_add_test(tc, test_renegotiation);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("errors");

@@ -437,6 +437,48 @@ GST_START_TEST(test_flush) {
 }
 GST_END_TEST;
 
+// Renegotiation mid-stream: the same caps again (as a caps change upstream
+// that ends in the same features caps) keeps the frames gathered so far, so
+// the offline result is unchanged; caps that no longer fit (MFCC into the
+// HuBERT checkpoint) are refused with the negotiation error, and the caps
+// negotiated before stay in force.
+GST_START_TEST(test_renegotiation) {
+  const std::string type = "hubert_audio_only";
+  const at::Tensor f = frames(type);
+  GstHarness* h = new_harness(type);
+  push_frames(h, f, 0, 40, 8, 50);
+  GstCaps* same = gst_caps_from_string(features_caps(type).c_str());
+  fail_unless(gst_harness_push_event(h, gst_event_new_caps(same)));
+  gst_caps_unref(same);
+  push_frames(h, f, 40, f.size(0), 8, 50);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h);
+  fail_unless_equals_int(out.frames(), kT);
+  const float d = max_diff(out.motion, npy("motion/" + type + "__sample_T10_cf0.npy"));
+  fail_unless(d <= kSampleTol, "after re-sent caps: max abs %g > %g", d, kSampleTol);
+  gst_harness_teardown(h);
+
+  h = new_harness(type, "offline");
+  push_frames(h, f, 0, 40, 8, 50);
+  GstCaps* other = gst_caps_from_string(features_caps("mfcc_pose_only").c_str());
+  gst_harness_push_event(h, gst_event_new_caps(other));  // TRUE: sticky events are kept for later
+  gst_caps_unref(other);
+  gchar* debug = nullptr;
+  GError* err = element_error(h, &debug);
+  fail_unless(g_error_matches(err, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION), "%s", err->message);
+  fail_unless(strstr(err->message, "kind=(string)hubert") != nullptr, "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+  GstPad* sink = gst_element_get_static_pad(h->element, "sink");
+  GstCaps* now = gst_pad_get_current_caps(sink);
+  gst_object_unref(sink);
+  fail_unless(now != nullptr);
+  fail_unless_equals_string(gst_structure_get_string(gst_caps_get_structure(now, 0), "kind"), "hubert");
+  gst_caps_unref(now);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 /* --- errors ---------------------------------------------------------------------- */
 
 GST_START_TEST(test_wrong_variant) {
@@ -609,6 +651,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_property_change_while_playing);
   tcase_add_test(tc, test_portrait_change);
   tcase_add_test(tc, test_flush);
+  tcase_add_test(tc, test_renegotiation);
   suite_add_tcase(s, tc);
   tc = tcase_create("errors");
   tcase_add_test(tc, test_wrong_variant);

@@ -295,6 +295,52 @@ GST_START_TEST(test_bgrx) {
 }
 GST_END_TEST;
 
+// Renegotiation mid-stream, both ways: downstream asks for BGRx and then RGB
+// again (RECONFIGURE), and upstream sends motion caps with another framerate.
+// Each frame comes out in the format negotiated when it is made, with the
+// reference's pixels; the output caps carry the new framerate.
+GST_START_TEST(test_renegotiation) {
+  GstHarness* h = new_harness(kS64);
+  gst_harness_set_sink_caps_str(h, "video/x-raw, format=(string)RGB");
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  static const int bgr[3] = {2, 1, 0};
+  struct Step {
+    const char* format;
+    int pixel_stride;
+    const int* order;
+  };
+  const Step steps[] = {{"RGB", 3, nullptr}, {"BGRx", 4, bgr}, {"RGB", 3, nullptr}};
+  int n_out = 0;
+  for (const Step& step : steps) {
+    const int row = 2 * (n_out % 2);  // the fixture has frames for rows 0 and 2
+    gchar* sink_caps = g_strdup_printf("video/x-raw, format=(string)%s", step.format);
+    gst_harness_set_sink_caps_str(h, sink_caps);
+    g_free(sink_caps);
+    fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, row, 1, frame_time(0, n_out))), GST_FLOW_OK);
+    GstBuffer* out = gst_harness_pull(h);
+    check_frame(out, kS64, row, step.pixel_stride, step.order);
+    gst_buffer_unref(out);
+    GstCaps* caps = gst_pad_get_current_caps(h->sinkpad);
+    fail_unless_equals_string(gst_structure_get_string(gst_caps_get_structure(caps, 0), "format"), step.format);
+    gst_caps_unref(caps);
+    n_out++;
+  }
+  gst_harness_set_src_caps_str(h, "application/x-anitalker-motion, dims=(int)20, framerate=(fraction)50/1");
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 2, 1, 0)), GST_FLOW_OK);
+  GstBuffer* out = gst_harness_pull(h);
+  check_frame(out, kS64, 2, 3);
+  fail_unless_equals_uint64(GST_BUFFER_DURATION(out), 20 * GST_MSECOND);
+  gst_buffer_unref(out);
+  GstCaps* caps = gst_pad_get_current_caps(h->sinkpad);
+  gint n = 0, d = 0;
+  fail_unless(gst_structure_get_fraction(gst_caps_get_structure(caps, 0), "framerate", &n, &d));
+  fail_unless_equals_int(n, 50);
+  fail_unless_equals_int(d, 1);
+  gst_caps_unref(caps);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 /* --- timestamps -------------------------------------------------------------- */
 
 GST_START_TEST(test_timestamps) {
@@ -824,6 +870,7 @@ static Suite* anitalkerrender_suite() {
   tcase_add_test(tc, test_wrong_dims);
   tcase_add_test(tc, test_non_finite_motion);
   tcase_add_test(tc, test_bgrx);
+  tcase_add_test(tc, test_renegotiation);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("timestamps");

@@ -1,0 +1,196 @@
+// Leak check across 100 pipeline runs (issue "Reliability", memory): each
+// run builds a pipeline, plays it to EOS and frees it.  Two checks, after a
+// first run that loads the plugin and fills the one-time caches:
+//   - GStreamer's leaks tracer (GST_TRACERS=leaks, set in main) tracks every
+//     GstObject and GstMiniObject (elements, pads, buffers, caps, events,
+//     queries, messages): after 100 more runs no type may have more live
+//     objects than after the first;
+//   - the C heap in use (glibc mallinfo2: every arena plus mmapped blocks,
+//     i.e. torch tensors, model weights and our own structures) must not
+//     grow with the number of runs: after 100 runs within a small bound of
+//     what it was after 10.
+// The pipelines: the whole chain through the `anitalker` bin (hubertenc,
+// anitalkermotion, anitalkerrender; tiny chain models) into gfpgansr in
+// aligned mode.  Runs with CK_FORK=no (BUILD-NOTES).
+// check_util.h first: it brings the standard headers in before gst-check's
+// `fail` macro.
+#include "check_util.h"
+
+#include <malloc.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+
+using checkutil::data_path;
+
+namespace {
+
+// 100 runs; ANITALKER_LEAK_RUNS changes it (the sanitizer setup runs 12:
+// under ASan a run takes ten times as long, and LeakSanitizer checks at exit).
+int runs() {
+  const char* env = g_getenv("ANITALKER_LEAK_RUNS");
+  const int n = env ? atoi(env) : 100;
+  return n >= 11 ? n : 100;
+}
+
+// Bytes of C heap in use: small chunks in every arena plus mmapped blocks.
+size_t heap_in_use() {
+  const struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+
+GstTracer* leaks_tracer() {
+  GList* tracers = gst_tracing_get_active_tracers();
+  GstTracer* found = nullptr;
+  for (GList* l = tracers; l != nullptr; l = l->next)
+    if (found == nullptr && g_strcmp0(G_OBJECT_TYPE_NAME(l->data), "GstLeaksTracer") == 0)
+      found = GST_TRACER(gst_object_ref(l->data));
+  g_list_free_full(tracers, gst_object_unref);
+  return found;
+}
+
+// One run: 0.2 s of audio through the bin, its video frames upscaled by
+// gfpgansr (aligned: the tiny GFPGAN on each whole frame), to EOS.
+int run_once() {
+  const std::string desc =
+      "audiotestsrc wave=pink-noise samplesperbuffer=1600 num-buffers=2 ! audio/x-raw,rate=16000,channels=1 ! "
+      "anitalker models-dir=\"" +
+      data_path("chain") + "\" portrait=\"" + data_path("renderer/monalisa.jpg") +
+      "\" steps=10 ! videoscale ! video/x-raw,width=64,height=64 ! gfpgansr aligned=true model=\"" +
+      data_path("face-sr/gfpgan_tiny.pth") + "\" ! fakesink name=sink signal-handoffs=true sync=false";
+  GError* err = nullptr;
+  GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
+  fail_unless(pipe != nullptr && err == nullptr, "%s", err ? err->message : "?");
+  std::atomic<int> frames(0);
+  GstElement* sink = gst_bin_get_by_name(GST_BIN(pipe), "sink");
+  g_signal_connect(sink, "handoff",
+                   G_CALLBACK(+[](GstElement*, GstBuffer*, GstPad*, gpointer d) { (*static_cast<std::atomic<int>*>(d))++; }),
+                   &frames);
+  gst_object_unref(sink);
+  fail_unless(gst_element_set_state(pipe, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+  GstBus* bus = gst_element_get_bus(pipe);
+  GstMessage* msg =
+      gst_bus_timed_pop_filtered(bus, 120 * GST_SECOND, (GstMessageType)(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  fail_unless(msg != nullptr, "no EOS in time");
+  if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
+    GError* e = nullptr;
+    gst_message_parse_error(msg, &e, nullptr);
+    fail("error: %s", e ? e->message : "?");
+  }
+  gst_message_unref(msg);
+  gst_object_unref(bus);
+  fail_unless_equals_int(gst_element_set_state(pipe, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+  gst_object_unref(pipe);
+  return frames.load();
+}
+
+// The GstObjects and GstMiniObjects alive now (the leaks tracer's
+// get-live-objects, which leaves out what GStreamer marks as kept on
+// purpose), counted by type.  Call it while nothing else runs.
+std::map<std::string, int> live_objects(GstTracer* tracer) {
+  GstStructure* info = nullptr;
+  g_signal_emit_by_name(tracer, "get-live-objects", &info);
+  fail_unless(info != nullptr);
+  std::map<std::string, int> by_type;
+  const GValue* list = gst_structure_get_value(info, "live-objects-list");
+  for (guint i = 0; i < gst_value_list_get_size(list); i++) {
+    const GstStructure* s = gst_value_get_structure(gst_value_list_get_value(list, i));
+    const GValue* object = gst_structure_get_value(s, "object");
+    fail_unless(object != nullptr);
+    by_type[G_VALUE_TYPE_NAME(object)]++;
+    // The list owns one reference of each object it names ("ownership is
+    // transferred to you"), a reference it did not take: take one for it,
+    // so that freeing the list leaves the object as it was.
+    if (G_VALUE_HOLDS_OBJECT(object))
+      g_object_ref(g_value_get_object(object));
+    else
+      gst_mini_object_ref(GST_MINI_OBJECT_CAST(g_value_get_boxed(object)));
+  }
+  gst_structure_free(info);
+  return by_type;
+}
+
+int total(const std::map<std::string, int>& m) {
+  int n = 0;
+  for (const auto& [type, count] : m) n += count;
+  return n;
+}
+
+// "Type: before -> after" for each type whose count changed.
+std::string changes(const std::map<std::string, int>& before, const std::map<std::string, int>& after) {
+  std::string out;
+  std::map<std::string, int> all = before;
+  for (const auto& [type, count] : after) all[type] += 0;
+  for (const auto& [type, unused] : all) {
+    const int a = before.count(type) ? before.at(type) : 0, b = after.count(type) ? after.at(type) : 0;
+    if (a != b) out += "  " + type + ": " + std::to_string(a) + " -> " + std::to_string(b) + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+GST_START_TEST(test_no_leaks_across_runs) {
+  GstTracer* tracer = leaks_tracer();
+  fail_unless(tracer != nullptr, "the leaks tracer is not active (GST_TRACERS=leaks)");
+
+  const int frames0 = run_once();  // loads the plugin, the models' code paths, one-time caches
+  fail_unless(frames0 > 0, "no video frames");
+  const std::map<std::string, int> live1 = live_objects(tracer);
+  // The tracer sees what is alive: a buffer held here shows up.
+  GstBuffer* held = gst_buffer_new();
+  fail_unless_equals_int(total(live_objects(tracer)), total(live1) + 1);
+  gst_buffer_unref(held);
+
+  const int kRuns = runs();
+  size_t heap10 = 0;
+  for (int i = 1; i <= kRuns; i++) {
+    const int frames = run_once();
+    fail_unless_equals_int(frames, frames0);
+    if (i == 10) heap10 = heap_in_use();
+    if (i % 10 == 0) std::printf("leaks: after run %d, heap in use %.1f kB\n", i, heap_in_use() / 1024.0);
+  }
+  const size_t heap100 = heap_in_use();
+  const std::map<std::string, int> live101 = live_objects(tracer);
+  gst_object_unref(tracer);
+
+  const long grown = (long)heap100 - (long)heap10;
+  std::printf("leaks: %d runs of %d frames; live GStreamer objects after the first run %d, after %d more %d; "
+              "heap in use after 10 runs %.1f kB, after %d runs %.1f kB (%+.1f kB, %+.0f bytes per run)\n",
+              kRuns + 1, frames0, total(live1), kRuns, total(live101), heap10 / 1024.0, kRuns, heap100 / 1024.0,
+              grown / 1024.0, grown / (double)(kRuns - 10));
+  // Fewer is fine (a task of the first run may still have been finishing).
+  bool grew = false;
+  for (const auto& [type, count] : live101) grew |= count > (live1.count(type) ? live1.at(type) : 0);
+  fail_if(grew, "GStreamer objects pile up across runs:\n%s", changes(live1, live101).c_str());
+#if !defined(__SANITIZE_ADDRESS__)  // ASan has its own allocator (and quarantine)
+  // What a leak of one frame, one buffer list or one tensor per run would
+  // show: 90 runs x (>= 4 kB) = 360 kB.
+  fail_unless(grown < 256 * 1024, "the heap grew by %ld bytes over %d runs", grown, kRuns - 10);
+#endif
+}
+GST_END_TEST;
+
+static Suite* leaks_suite() {
+  Suite* s = suite_create("leaks");
+  TCase* tc = tcase_create("leaks");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_no_leaks_across_runs);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(int argc, char** argv) {
+  g_setenv("CK_FORK", "no", FALSE);
+  // Before gst_init, which starts the tracers.  Stack traces off: costly.
+  g_setenv("GST_TRACERS", "leaks", TRUE);
+  gst_check_init(&argc, &argv);
+  if (g_getenv("ANITALKER_TEST_DATA") == nullptr) {
+    g_printerr("set ANITALKER_TEST_DATA to tests/data (meson test does)\n");
+    return 1;
+  }
+  return gst_check_run_suite(leaks_suite(), "leaks", __FILE__);
+}
