@@ -868,6 +868,15 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
     degrade = GST_CLOCK_TIME_IS_VALID(running) && running <= earliest;
   }
 
+  if (gst_buffer_get_size(inbuf) < GST_VIDEO_INFO_SIZE(&st->in_info)) {
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+                      ("A video buffer of %" G_GSIZE_FORMAT " bytes is smaller than one %s %dx%d frame (%" G_GSIZE_FORMAT
+                       " bytes).",
+                       gst_buffer_get_size(inbuf), GST_VIDEO_INFO_NAME(&st->in_info), GST_VIDEO_INFO_WIDTH(&st->in_info),
+                       GST_VIDEO_INFO_HEIGHT(&st->in_info), (gsize)GST_VIDEO_INFO_SIZE(&st->in_info)),
+                      (nullptr));
+    return GST_FLOW_ERROR;
+  }
   GstVideoFrame in, out;
   if (!gst_video_frame_map(&in, &st->in_info, inbuf, GST_MAP_READ)) {
     GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not map an input frame."), (nullptr));

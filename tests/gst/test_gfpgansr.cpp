@@ -486,6 +486,33 @@ GST_END_TEST;
 
 /* --- branches and errors ----------------------------------------------------- */
 
+// A zero-length (or short) video buffer: a STREAM FORMAT error that gives
+// both sizes, not a crash.
+GST_START_TEST(test_short_buffer) {
+  GstElement* e = make_sr(zero_face_detector());
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+  GstHarness* h = new_harness(e);
+  set_video_caps(h, "RGB", 32, 32);
+  for (gsize size : {(gsize)0, (gsize)100}) {
+    GstBuffer* buf = gst_buffer_new_allocate(nullptr, size, nullptr);
+    GST_BUFFER_PTS(buf) = 0;
+    fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_ERROR);
+    GstMessage* msg = pop(bus, GST_MESSAGE_ERROR);
+    fail_unless(msg != nullptr);
+    GError* err = nullptr;
+    gst_message_parse_error(msg, &err, nullptr);
+    fail_unless(g_error_matches(err, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT), "%s", err->message);
+    fail_unless(strstr(err->message, "3072 bytes") != nullptr, "%s", err->message);
+    g_error_free(err);
+    gst_message_unref(msg);
+  }
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_missing_model) {
   GstElement* e = gst_element_factory_make("gfpgansr", nullptr);
   const char* missing = "/nonexistent/anitalker/GFPGANv1.4.pth";
@@ -640,6 +667,7 @@ static Suite* gfpgansr_suite() {
 
   tc = tcase_create("errors");
   tcase_add_test(tc, test_missing_model);
+  tcase_add_test(tc, test_short_buffer);
   tcase_add_test(tc, test_no_detector);
   tcase_add_test(tc, test_parser_branch_messages);
   suite_add_tcase(s, tc);

@@ -531,6 +531,34 @@ GST_START_TEST(test_renegotiation) {
 }
 GST_END_TEST;
 
+// Zero-length audio buffers between the others hold no samples and change
+// nothing: streaming MFCC equals offline bit for bit, HuBERT offline the
+// reference.
+GST_START_TEST(test_zero_length_buffers) {
+  for (const std::string& model : {model_dir(), std::string("mfcc")}) {
+    const bool mfcc = model == "mfcc";
+    GstHarness* h = new_harness(model, mfcc ? "streaming" : "offline");
+    for (guint64 i = 0; i < (guint64)kSamples; i += 1600) {
+      GstBuffer* empty = gst_buffer_new();
+      GST_BUFFER_PTS(empty) = sample_time(i);
+      fail_unless_equals_int(gst_harness_push(h, empty), GST_FLOW_OK);
+      push_f32(h, clip() + i, 0, std::min<guint64>(1600, kSamples - i), 1600, sample_time(i));
+    }
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    Output out = pull_all(h, mfcc ? kMfcc : kStates * kHidden, mfcc ? 100 : 50);
+    check_timestamps(out, mfcc ? 100 : 50);
+    if (mfcc) {
+      Output want = run_clip("mfcc", "offline", 1600);
+      fail_unless_equals_int(out.frames(), want.frames());
+      fail_unless(memcmp(out.values.data(), want.values.data(), out.values.size() * sizeof(float)) == 0);
+    } else {
+      check_hubert_reference(out);
+    }
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
 // Streaming: a DISCONT buffer (or a GAP event before a buffer) ends the
 // stream so far, as EOS would, and starts anew from the next buffer's PTS.
 static void check_restart(bool gap) {
@@ -720,6 +748,7 @@ static Suite* hubertenc_suite() {
   tcase_add_test(tc, test_streaming_discont_hubert);
   tcase_add_test(tc, test_reuse_after_null);
   tcase_add_test(tc, test_renegotiation);
+  tcase_add_test(tc, test_zero_length_buffers);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("errors");

@@ -479,6 +479,27 @@ GST_START_TEST(test_renegotiation) {
 }
 GST_END_TEST;
 
+// Zero-length feature buffers between the frames change nothing: the
+// offline result is the reference's.
+GST_START_TEST(test_zero_length_buffers) {
+  const std::string type = "hubert_audio_only";
+  const at::Tensor f = frames(type);
+  GstHarness* h = new_harness(type);
+  for (int64_t i = 0; i < f.size(0); i += 20) {
+    GstBuffer* empty = gst_buffer_new();
+    GST_BUFFER_PTS(empty) = frame_time(i, 50);
+    fail_unless_equals_int(gst_harness_push(h, empty), GST_FLOW_OK);
+    push_frames(h, f, i, std::min<int64_t>(i + 20, f.size(0)), 20, 50);
+  }
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h);
+  fail_unless_equals_int(out.frames(), kT);
+  const float d = max_diff(out.motion, npy("motion/" + type + "__sample_T10_cf0.npy"));
+  fail_unless(d <= kSampleTol, "max abs %g > %g", d, kSampleTol);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 /* --- errors ---------------------------------------------------------------------- */
 
 GST_START_TEST(test_wrong_variant) {
@@ -652,6 +673,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_portrait_change);
   tcase_add_test(tc, test_flush);
   tcase_add_test(tc, test_renegotiation);
+  tcase_add_test(tc, test_zero_length_buffers);
   suite_add_tcase(s, tc);
   tc = tcase_create("errors");
   tcase_add_test(tc, test_wrong_variant);

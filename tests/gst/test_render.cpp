@@ -806,6 +806,29 @@ GST_START_TEST(test_partial_frame) {
 }
 GST_END_TEST;
 
+// A zero-length motion buffer holds no frames: nothing comes of it, and the
+// frames around it render as usual.
+GST_START_TEST(test_zero_length_buffer) {
+  GstHarness* h = new_harness(kS64);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 1, 0)), GST_FLOW_OK);
+  GstBuffer* empty = gst_buffer_new();
+  GST_BUFFER_PTS(empty) = frame_time(0, 1);
+  fail_unless_equals_int(gst_harness_push(h, empty), GST_FLOW_OK);
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 2, 1, frame_time(0, 1))), GST_FLOW_OK);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 2);
+  GstBuffer* a = gst_harness_pull(h);
+  check_frame(a, kS64, 0);
+  GstBuffer* b = gst_harness_pull(h);
+  check_frame(b, kS64, 2);
+  fail_unless_equals_uint64(GST_BUFFER_PTS(b), frame_time(0, 1));
+  gst_buffer_unref(a);
+  gst_buffer_unref(b);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 /* --- properties ------------------------------------------------------------------- */
 
 GST_START_TEST(test_properties) {
@@ -905,6 +928,7 @@ static Suite* anitalkerrender_suite() {
   tcase_add_test(tc, test_no_checkpoint);
   tcase_add_test(tc, test_missing_portrait);
   tcase_add_test(tc, test_partial_frame);
+  tcase_add_test(tc, test_zero_length_buffer);
   tcase_add_test(tc, test_bad_device);
   suite_add_tcase(s, tc);
 

@@ -13,6 +13,9 @@
 #include "state_dict.h"
 #include "test_util.h"
 
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
 using anitalker::read_npy_tensor;
 using testing::HasSubstr;
 using testutil::data;
@@ -202,6 +205,38 @@ TEST(Portrait, GreyAndBadImages) {
   testutil::spit(dir / "face.jpg", "this is not a JPEG");
   EXPECT_THAT(error_of([&] { anitalker::load_portrait(dir / "face.jpg", 256); }), HasSubstr("face.jpg: not an image OpenCV can decode"));
   EXPECT_THAT(error_of([&] { anitalker::load_portrait(dir / "none.png", 256); }), HasSubstr("none.png: no such file"));
+}
+
+// Portraits that are not plain RGB, or of extreme sizes: an RGBA PNG drops
+// its alpha (PIL's convert('RGB') does not composite either), a 1x1 PNG
+// becomes a uniform portrait, and a 10000x10000 PNG (300 MB decoded) is
+// resized like any other.
+TEST(Portrait, AlphaAndExtremeSizes) {
+  testutil::TempDir dir;
+  cv::Mat bgra(48, 40, CV_8UC4);
+  for (int y = 0; y < bgra.rows; ++y)
+    for (int x = 0; x < bgra.cols; ++x) bgra.at<cv::Vec4b>(y, x) = cv::Vec4b(x * 6, y * 5, (x + y) % 256, (x * y) % 256);
+  cv::Mat bgr;
+  cv::cvtColor(bgra, bgr, cv::COLOR_BGRA2BGR);
+  ASSERT_TRUE(cv::imwrite(dir / "rgba.png", bgra));
+  ASSERT_TRUE(cv::imwrite(dir / "rgb.png", bgr));
+  EXPECT_TRUE(at::equal(anitalker::load_portrait(dir / "rgba.png", 64), anitalker::load_portrait(dir / "rgb.png", 64)));
+
+  ASSERT_TRUE(cv::imwrite(dir / "one.png", cv::Mat(1, 1, CV_8UC3, cv::Scalar(30, 20, 10))));
+  at::Tensor one = anitalker::load_portrait(dir / "one.png", 64);
+  ASSERT_EQ(one.sizes(), at::IntArrayRef({1, 3, 64, 64}));
+  for (int c = 0; c < 3; ++c) EXPECT_TRUE(at::equal(one[0][c], at::full_like(one[0][c], one[0][c][0][0].item<float>()))) << "channel " << c;
+  EXPECT_FLOAT_EQ(one[0][0][0][0].item<float>(), (10 / 255.0f - 0.5f) * 2);  // R of BGR (30, 20, 10)
+
+  cv::Mat big(10000, 10000, CV_8UC3, cv::Scalar(200, 100, 50));
+  cv::rectangle(big, cv::Rect(2500, 2500, 5000, 5000), cv::Scalar(0, 0, 255), cv::FILLED);
+  ASSERT_TRUE(cv::imwrite(dir / "big.png", big));
+  big.release();
+  at::Tensor x = anitalker::load_portrait(dir / "big.png", 64);
+  ASSERT_EQ(x.sizes(), at::IntArrayRef({1, 3, 64, 64}));
+  // The red square in the middle, the background at the corner.
+  EXPECT_NEAR(x[0][0][32][32].item<float>(), 1.0f, 1e-6);
+  EXPECT_NEAR(x[0][2][0][0].item<float>(), (200 / 255.0f - 0.5f) * 2, 1e-6);
 }
 
 TEST(Portrait, PillowBicubicUpscale) {
