@@ -191,6 +191,8 @@ static GstCaps* gst_gfpgan_sr_fixate_caps(GstBaseTransform* trans, GstPadDirecti
                                           GstCaps* othercaps);
 static gboolean gst_gfpgan_sr_set_caps(GstBaseTransform* trans, GstCaps* incaps, GstCaps* outcaps);
 static gboolean gst_gfpgan_sr_get_unit_size(GstBaseTransform* trans, GstCaps* caps, gsize* size);
+static gboolean gst_gfpgan_sr_transform_size(GstBaseTransform* trans, GstPadDirection direction, GstCaps* caps,
+                                             gsize size, GstCaps* othercaps, gsize* othersize);
 static gboolean gst_gfpgan_sr_src_event(GstBaseTransform* trans, GstEvent* event);
 static gboolean gst_gfpgan_sr_sink_event(GstBaseTransform* trans, GstEvent* event);
 static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer* inbuf, GstBuffer* outbuf);
@@ -358,6 +360,7 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
   trans_class->fixate_caps = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_fixate_caps);
   trans_class->set_caps = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_set_caps);
   trans_class->get_unit_size = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_get_unit_size);
+  trans_class->transform_size = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_transform_size);
   trans_class->src_event = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_src_event);
   trans_class->sink_event = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_sink_event);
   trans_class->transform = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_transform);
@@ -730,6 +733,28 @@ static gboolean gst_gfpgan_sr_get_unit_size(GstBaseTransform* trans, GstCaps* ca
     return FALSE;
   }
   *size = GST_VIDEO_INFO_SIZE(&info);
+  return TRUE;
+}
+
+// One frame in, one frame out.  An input buffer smaller than one frame of
+// its caps is a stream error that gives both sizes (GstBaseTransform's
+// default, by unit size, only warns).  Larger is accepted: a GstVideoMeta
+// may describe padded rows.
+static gboolean gst_gfpgan_sr_transform_size(GstBaseTransform* trans, GstPadDirection direction, GstCaps* caps,
+                                             gsize size, GstCaps* othercaps, gsize* othersize) {
+  GstVideoInfo info, other;
+  if (!gst_video_info_from_caps(&info, caps) || !gst_video_info_from_caps(&other, othercaps)) return FALSE;
+  if (size < GST_VIDEO_INFO_SIZE(&info)) {
+    if (direction == GST_PAD_SINK)
+      GST_ELEMENT_ERROR(trans, STREAM, FORMAT,
+                        ("A video buffer of %" G_GSIZE_FORMAT " bytes is smaller than one %s %dx%d frame (%" G_GSIZE_FORMAT
+                         " bytes).",
+                         size, GST_VIDEO_INFO_NAME(&info), GST_VIDEO_INFO_WIDTH(&info), GST_VIDEO_INFO_HEIGHT(&info),
+                         (gsize)GST_VIDEO_INFO_SIZE(&info)),
+                        (nullptr));
+    return FALSE;
+  }
+  *othersize = GST_VIDEO_INFO_SIZE(&other);
   return TRUE;
 }
 
