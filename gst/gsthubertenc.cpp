@@ -774,6 +774,7 @@ static GstFlowReturn gst_hubert_enc_chain_impl(GstHubertEnc* self, GstBuffer* bu
     st->t0 = GST_BUFFER_PTS_IS_VALID(buffer) ? GST_BUFFER_PTS(buffer) : st->segment_start;
 
   const gsize count = size / bps;
+  if (count == 0) return GST_FLOW_OK;  // an empty buffer adds nothing (its DISCONT is handled above)
   const size_t old = st->audio.size();
   st->audio.resize(old + count);
   GstMapInfo map;
