@@ -47,6 +47,21 @@ inline GError* pop_message(GstBus* bus, GstMessageType type, gchar** debug) {
   return err;
 }
 
+// Waits for EOS on the pipeline's bus; fails on an error message or when
+// none comes within `timeout`.
+inline void wait_eos(GstElement* pipe, GstClockTime timeout) {
+  GstBus* bus = gst_element_get_bus(pipe);
+  GstMessage* msg = gst_bus_timed_pop_filtered(bus, timeout, (GstMessageType)(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  fail_unless(msg != nullptr, "no EOS in time");
+  if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
+    GError* e = nullptr;
+    gst_message_parse_error(msg, &e, nullptr);
+    fail("error: %s", e ? e->message : "?");
+  }
+  gst_message_unref(msg);
+  gst_object_unref(bus);
+}
+
 // Pops every downstream event; returns how many were EOS.
 inline int count_eos(GstHarness* h) {
   int eos = 0;

@@ -71,17 +71,7 @@ int run_once() {
                    &frames);
   gst_object_unref(sink);
   fail_unless(gst_element_set_state(pipe, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
-  GstBus* bus = gst_element_get_bus(pipe);
-  GstMessage* msg =
-      gst_bus_timed_pop_filtered(bus, 120 * GST_SECOND, (GstMessageType)(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
-  fail_unless(msg != nullptr, "no EOS in time");
-  if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
-    GError* e = nullptr;
-    gst_message_parse_error(msg, &e, nullptr);
-    fail("error: %s", e ? e->message : "?");
-  }
-  gst_message_unref(msg);
-  gst_object_unref(bus);
+  checkutil::wait_eos(pipe, 120 * GST_SECOND);
   fail_unless_equals_int(gst_element_set_state(pipe, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
   gst_object_unref(pipe);
   return frames.load();

@@ -17,6 +17,7 @@
 #include "check_util.h"
 
 using checkutil::data_path;
+using checkutil::wait_eos;
 
 namespace {
 
@@ -50,20 +51,6 @@ std::atomic<int>* watch_frames(GstElement* pipe) {
   g_signal_connect(sink, "handoff", G_CALLBACK(count_handoff), n);
   gst_object_unref(sink);
   return n;
-}
-
-// Waits for EOS or an error; fails on an error.
-void wait_eos(GstElement* pipe, GstClockTime timeout) {
-  GstBus* bus = gst_element_get_bus(pipe);
-  GstMessage* msg = gst_bus_timed_pop_filtered(bus, timeout, (GstMessageType)(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
-  fail_unless(msg != nullptr, "no EOS in time");
-  if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
-    GError* e = nullptr;
-    gst_message_parse_error(msg, &e, nullptr);
-    fail("error: %s", e ? e->message : "?");
-  }
-  gst_message_unref(msg);
-  gst_object_unref(bus);
 }
 
 }  // namespace
