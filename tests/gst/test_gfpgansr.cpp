@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "check_util.h"
+#include "../narrow_retinaface.h"
 #include "checkpoint_writer.h"
 #include "face_restore.h"
 #include "gfpgan.h"
@@ -49,56 +50,9 @@ std::string two_face_detector() { return g_tmp + "/two_face_retinaface.pth"; }
 std::string gfpgan_path() { return data_path("face-sr/gfpgan_tiny.pth"); }
 std::string parser_path() { return data_path("face-sr/parsenet_tiny.pth"); }
 
-// A narrow RetinaFace in the released layout (see the top of the file).
-// With two_faces, level 2 (stride 32) anchor 0 is a face with score ~1, a
-// 16x16 box around the anchor's centre and landmarks at fixed pixel offsets
-// from it (eyes 6 px apart); every other anchor is background.
+// The narrow RetinaFace (see the top of the file; tests/narrow_retinaface.h).
 void write_detector(const std::string& path, bool two_faces) {
-  std::ifstream f(data_path("face-sr/retinaface_resnet50_keys.txt"));
-  if (!f.good()) throw std::runtime_error("cannot read retinaface_resnet50_keys.txt");
-  std::vector<at::Tensor> values;
-  std::vector<anitalker::TensorToWrite> tensors;
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream in(line);
-    std::string key, shape_s, dtype;
-    in >> key >> shape_s >> dtype;
-    std::vector<int64_t> shape;
-    if (shape_s != "scalar") {
-      std::istringstream ss(shape_s);
-      for (std::string d; std::getline(ss, d, 'x');) shape.push_back(std::stoll(d));
-    }
-    const bool head = key.find("Head.") != std::string::npos;
-    if (!head && !shape.empty()) shape[0] /= 16;             // output channels, BN sizes
-    if (shape.size() == 4 && shape[1] != 3) shape[1] /= 16;  // input channels
-    at::Tensor t = dtype == "int64" ? at::zeros(shape, at::kLong) : at::zeros(shape);
-    if (key.find("running_var") != std::string::npos) t.fill_(1);
-    if (head && shape.size() == 1) {
-      // Bias of a 1x1 head conv: 2 anchors x per-anchor values.
-      const int level = key[key.find("Head.") + 5] - '0';
-      const bool face = two_faces && level == 2;
-      float* b = t.data_ptr<float>();
-      if (key.find("ClassHead") != std::string::npos) {
-        for (int a = 0; a < 2; ++a) {
-          b[2 * a] = (face && a == 0) ? -10 : 10;  // background logit
-          b[2 * a + 1] = -b[2 * a];                // face logit
-        }
-      } else if (face && key.find("BboxHead") != std::string::npos) {
-        // w = prior_w * exp(0.2 * l): 256 px -> 16 px.
-        b[2] = b[3] = static_cast<float>(std::log(16.0 / 256.0) / 0.2);
-      } else if (face && key.find("LandmarkHead") != std::string::npos) {
-        // point = prior centre + 0.1 * l * 256 px.
-        const float px[10] = {-3, -2, 3, -2, 0, 1, -2, 4, 2, 4};
-        for (int i = 0; i < 10; ++i) b[i] = px[i] / 25.6f;
-      }
-    }
-    values.push_back(t.contiguous());
-    tensors.push_back(
-        {key, dtype == "int64" ? anitalker::DType::Int64 : anitalker::DType::Float32, shape, values.back().data_ptr()});
-  }
-  if (tensors.size() != 456) throw std::runtime_error("retinaface_resnet50_keys.txt: not 456 keys");
-  anitalker::write_checkpoint(path, tensors);
+  testutil::write_narrow_retinaface(data_path("face-sr/retinaface_resnet50_keys.txt"), path, two_faces);
 }
 
 cv::Mat image(const std::string& name) {

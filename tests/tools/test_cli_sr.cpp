@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "../lib/test_util.h"
+#include "../narrow_retinaface.h"
 #include "checkpoint_writer.h"
 #include "npy.h"
 
@@ -48,60 +49,9 @@ ByteDiff compare(const std::string& got_path, const std::string& want_name) {
   return r;
 }
 
-// A narrow RetinaFace in the released key layout (every width / 16, zero
-// weights) whose head biases make one 16-px face per 32x32 cell of the
-// stride-32 level, whatever the image: two faces in a 64x32 image, centred
-// at (16, 16) and (48, 16), eyes at (-3, -2) and (3, -2) from the centre.
-// (tests/gst/test_gfpgansr.cpp writes the same file with ATen.)
+// The two-face narrow RetinaFace (tests/narrow_retinaface.h).
 void write_two_face_detector(const std::string& path) {
-  std::ifstream f(data("face-sr/retinaface_resnet50_keys.txt"));
-  ASSERT_TRUE(f.good());
-  std::vector<std::vector<float>> floats;
-  std::vector<std::vector<int64_t>> longs;
-  std::vector<anitalker::TensorToWrite> tensors;
-  floats.reserve(500);
-  longs.reserve(500);
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream in(line);
-    std::string key, shape_s, dtype;
-    in >> key >> shape_s >> dtype;
-    std::vector<int64_t> shape;
-    if (shape_s != "scalar") {
-      std::istringstream ss(shape_s);
-      for (std::string d; std::getline(ss, d, 'x');) shape.push_back(std::stoll(d));
-    }
-    const bool head = key.find("Head.") != std::string::npos;
-    if (!head && !shape.empty()) shape[0] /= 16;
-    if (shape.size() == 4 && shape[1] != 3) shape[1] /= 16;
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    if (dtype == "int64") {
-      longs.emplace_back(n, 0);
-      tensors.push_back({key, anitalker::DType::Int64, shape, longs.back().data()});
-      continue;
-    }
-    std::vector<float> v(n, key.find("running_var") != std::string::npos ? 1.f : 0.f);
-    if (head && shape.size() == 1) {
-      const bool face = key[key.find("Head.") + 5] == '2';
-      if (key.find("ClassHead") != std::string::npos) {
-        for (int a = 0; a < 2; ++a) {
-          v[2 * a] = (face && a == 0) ? -10 : 10;
-          v[2 * a + 1] = -v[2 * a];
-        }
-      } else if (face && key.find("BboxHead") != std::string::npos) {
-        v[2] = v[3] = static_cast<float>(std::log(16.0 / 256.0) / 0.2);
-      } else if (face && key.find("LandmarkHead") != std::string::npos) {
-        const float px[10] = {-3, -2, 3, -2, 0, 1, -2, 4, 2, 4};
-        for (int i = 0; i < 10; ++i) v[i] = px[i] / 25.6f;
-      }
-    }
-    floats.push_back(std::move(v));
-    tensors.push_back({key, anitalker::DType::Float32, shape, floats.back().data()});
-  }
-  ASSERT_EQ(tensors.size(), 456u);
-  anitalker::write_checkpoint(path, tensors);
+  testutil::write_narrow_retinaface(data("face-sr/retinaface_resnet50_keys.txt"), path, true);
 }
 
 }  // namespace
