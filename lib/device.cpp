@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/Context.h>
+#include <torch/cuda.h>
 #include <torch/version.h>
 
 #include <cstdlib>
@@ -12,7 +13,11 @@
 
 namespace anitalker {
 
-bool cuda_available() { return at::hasCUDA(); }
+bool cuda_available() { return torch::cuda::is_available(); }
+
+void synchronize(c10::Device device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
 
 c10::Device parse_device(const std::string& name) {
   if (name == "cpu") return c10::Device(c10::kCPU);
@@ -25,12 +30,14 @@ c10::Device parse_device(const std::string& name) {
   } else {
     throw Error(Error::Kind::Usage, "device '" + name + "': expected cpu, cuda or cuda:N");
   }
-  if (!at::hasCUDA())
+  if (!torch::cuda::is_available())
     throw Error(Error::Kind::Runtime, "device '" + name + "': this build has no CUDA (LibTorch " TORCH_VERSION
                                       " without CUDA, or no GPU found); build with -Dtorch_root=<a CUDA LibTorch> or use device=cpu");
-  const int count = static_cast<int>(at::detail::getCUDAHooks().getNumGPUs());
+  const int count = static_cast<int>(torch::cuda::device_count());
   if (index >= count)
     throw Error(Error::Kind::Runtime, "device '" + name + "': only " + std::to_string(count) + " CUDA device(s) present");
+  at::globalContext().setAllowTF32CuBLAS(false);
+  at::globalContext().setAllowTF32CuDNN(false);
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
@@ -45,7 +52,7 @@ void set_num_threads(int n) {
 
 std::string torch_info() {
   return std::string("LibTorch ") + TORCH_VERSION + ", " + std::to_string(at::get_num_threads()) + " threads, CUDA " +
-         (at::hasCUDA() ? "yes" : "no");
+         (torch::cuda::is_available() ? "yes, " + std::to_string(torch::cuda::device_count()) + " GPU(s)" : std::string("no"));
 }
 
 }  // namespace anitalker

@@ -10,7 +10,14 @@ namespace anitalker {
 
 // Throws a Usage error for a malformed name, and a Runtime error when CUDA is
 // asked for but this build or machine has none (or not that many GPUs).
+// Choosing a CUDA device turns TF32 off for cuBLAS and cuDNN, process-wide:
+// float32 then stays float32 (TF32 keeps 10 mantissa bits and would move
+// the outputs by about 1e-3, past the parity tolerances).
 c10::Device parse_device(const std::string& name);
+
+// Waits for the work queued on `device` (CUDA runs asynchronously); nothing
+// for the CPU.  For timings and before handing results to another thread.
+void synchronize(c10::Device device);
 
 // True when this build links a LibTorch with CUDA and a GPU is present.
 bool cuda_available();

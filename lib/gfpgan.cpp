@@ -7,6 +7,7 @@
 #include "gfpgan.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include "checkpoint.h"
 #include "error.h"

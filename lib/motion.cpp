@@ -2,6 +2,8 @@
 #include "motion.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
@@ -196,6 +198,7 @@ at::Tensor run_conformer(const std::vector<Block>& bs, at::Tensor x, const std::
 
 struct Lstm {
   std::vector<at::Tensor> params;
+  at::Tensor flat;  // on CUDA: the one buffer params are views of (cuDNN's layout)
   int64_t hidden = 0;
   Linear fc;
   at::Tensor operator()(const at::Tensor& x) const {
@@ -346,6 +349,13 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
     for (Lstm* l : {&w->pose_pred, &w->pose_enc, &w->loc_pred, &w->loc_enc, &w->scale_pred, &w->scale_enc}) {
       for (at::Tensor& t : l->params) mv(t);
       mvl(l->fc);
+      // cuDNN wants an LSTM's weights in one buffer; separate tensors make
+      // it repack them at every call and warn each time.  This packs them
+      // once (the tensors become views of the buffer), as PyTorch's
+      // flatten_parameters() does.
+      if (device_.is_cuda() && !l->params.empty() && at::globalContext().userEnabledCuDNN())
+        l->flat = at::_cudnn_rnn_flatten_weight(l->params, 4, l->params[0].size(1), /*CUDNN_LSTM*/ 2, l->hidden, 0,
+                                                static_cast<int64_t>(l->params.size() / 4), true, false);
     }
     for (Linear* l : {&w->init_code, &w->noisy, &w->t_enc, &w->dir, &w->out}) mvl(*l);
   }
@@ -423,7 +433,8 @@ at::Tensor Model::denoise(const Condition& c, const at::Tensor& x_t, double t, T
   const int64_t P = c.c_dir.size(1);
   at::Tensor tt = at::full({B, 1}, t, c.adjusted.options());
   at::Tensor ct = w.t_enc(tt).unsqueeze(1).expand({B, T, P});
-  at::Tensor z = at::cat({c.adjusted, c.c_dir.unsqueeze(1).expand({B, T, P}), c.c_start.unsqueeze(1).expand({B, T, P}), w.noisy(x_t), ct}, -1);
+  const at::Tensor xt = x_t.to(device_, at::kFloat);  // a CPU x_t is fine on any device
+  at::Tensor z = at::cat({c.adjusted, c.c_dir.unsqueeze(1).expand({B, T, P}), c.c_start.unsqueeze(1).expand({B, T, P}), w.noisy(xt), ct}, -1);
   if (taps) taps->concat = z;
   z = run_conformer(w.decoder, z, c.decoder_positions);
   if (taps) taps->decoder = z;
