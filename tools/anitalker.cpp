@@ -1,25 +1,34 @@
 // anitalker: runs the stages of anitalker-gst without GStreamer, for users,
 // tests and benchmarks.  One subcommand per stage; `bench` holds the
 // benchmarks.  Exit codes: 0 success, 1 failure, 2 usage error.
+// Built with ANITALKER_CLI_NO_MEDIA (tests/device/run.sh), it keeps only what
+// needs LibTorch and OpenCV's core alone: no GStreamer, no image files.
 #include <cstdio>
 #include <cstring>
 #include <string>
 
+int cmd_check(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
+#ifndef ANITALKER_CLI_NO_MEDIA
 int cmd_render(int argc, char** argv);
 int cmd_features(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
-#ifdef ANITALKER_HAVE_WEBRTC
+#endif
+#if defined(ANITALKER_HAVE_WEBRTC) && !defined(ANITALKER_CLI_NO_MEDIA)
 int cmd_webrtc(int argc, char** argv);
 #endif
 int cmd_motion(int argc, char** argv);
+#ifndef ANITALKER_CLI_NO_MEDIA
 int cmd_sr(int argc, char** argv);
+#endif
 int bench_load(int argc, char** argv);
 int bench_render(int argc, char** argv);
 int bench_features(int argc, char** argv);
 int bench_motion(int argc, char** argv);
 int bench_chain_fixtures(int argc, char** argv);
+#ifndef ANITALKER_CLI_NO_MEDIA
 int bench_soak(int argc, char** argv);
+#endif
 int bench_sr(int argc, char** argv);
 
 namespace {
@@ -31,15 +40,20 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"check", cmd_check, "a GPU against the CPU: every network at full size, random weights, same inputs"},
+#ifndef ANITALKER_CLI_NO_MEDIA
     {"features", cmd_features, "audio features: HuBERT hidden states or MFCC+deltas of a speech file"},
     {"generate", cmd_generate, "portrait + speech -> MP4 (H.264 + AAC): the reference demo's job in one command"},
+#endif
     {"inspect", cmd_inspect, "list the tensors of a checkpoint or safetensors file"},
     {"motion", cmd_motion, "stage 2: audio features + portrait codes -> motion latents (diffusion)"},
-#ifdef ANITALKER_HAVE_WEBRTC
+#if defined(ANITALKER_HAVE_WEBRTC) && !defined(ANITALKER_CLI_NO_MEDIA)
     {"webrtc", cmd_webrtc, "the talking portrait to a browser over WebRTC (serves the page itself)"},
 #endif
+#ifndef ANITALKER_CLI_NO_MEDIA
     {"render", cmd_render, "stage 1: portrait + motion codes -> frames (LIA renderer)"},
     {"sr", cmd_sr, "GFPGAN face restoration of an image: detect, align, restore, paste into the upscaled image"},
+#endif
 };
 
 const Command kBenches[] = {
@@ -47,7 +61,9 @@ const Command kBenches[] = {
     {"features", bench_features, "HuBERT-large at full size and MFCC: ms per second of audio, GEMM fraction"},
     {"load", bench_load, "checkpoint loading: a HuBERT-large-sized file, open and read times, memory"},
     {"motion", bench_motion, "stage 2 at full size: denoiser pass, offline and streaming sampling, GEMM fraction"},
+#ifndef ANITALKER_CLI_NO_MEDIA
     {"soak", bench_soak, "a long stream through the whole chain: memory over time, frame latency, frame count"},
+#endif
     {"render", bench_render, "stage 1 at full size: encoder time, frames per second by batch, GEMM fraction"},
     {"sr", bench_sr, "face restoration at full size: GFPGAN, ParseNet, RetinaFace and the filter, GEMM fraction"},
 };

@@ -4,6 +4,7 @@
 // second of audio for several clip lengths, GFLOP/s against this machine's
 // GEMM throughput (FLOPs counted from the config), and the peak memory.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <unistd.h>
 
@@ -74,9 +75,7 @@ int bench_features(int argc, char** argv) {
     double t0 = bench::now_s();
     auto model = anitalker::hubert::Model::load(dir, dev);
     const double t_load = bench::now_s() - t0;
-    std::remove((dir + "/pytorch_model.bin").c_str());  // the mapping keeps the data
-    std::remove((dir + "/config.json").c_str());
-    ::rmdir(dir.c_str());
+    bench::remove_tree(dir);  // the mapping keeps the data
     std::printf("hubert   %d layers x %d, %d states; loaded in %.2f s   [reference: 11-15 s]\n", layers, model->hidden(),
                 model->num_states(), t_load);
     std::printf("%-8s %12s %22s %10s %9s %12s\n", "clip", "ms per s", "range", "GFLOP/s", "of GEMM", "MFCC ms/s");

@@ -69,9 +69,21 @@ struct Stage2Shape {
 };
 size_t write_stage2(const std::string& path, anitalker::motion::Variant v, const Stage2Shape& shape);
 
+// GFPGANv1Clean v1.4 (512, style 512, channel multiplier 2) in the
+// {'params_ema': ...} layout, ParseNet (512, 19 classes) and
+// RetinaFace-ResNet50 with the "module." prefix (spec/face-sr.md appendices
+// A-C), random weights; each returns the FLOPs of one call (RetinaFace on a
+// size x size frame).
+double write_gfpgan(const std::string& path);
+double write_parsenet(const std::string& path);
+double write_retinaface(const std::string& path, int64_t size);
+
 // Float32 GEMM throughput of this machine (a 2048x2048 matmul, median of 5),
 // printed as the benchmarks' reference line; in GFLOP/s.
 double gemm_gflops(c10::Device dev);
+
+// Removes a file or a folder with what is in it (the temporary models).
+void remove_tree(const std::string& path);
 
 // A fresh temporary folder or file name under /tmp.
 std::string temp_path(const char* stem);

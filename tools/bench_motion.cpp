@@ -5,7 +5,10 @@
 // and windowed streaming over the same audio, with the fraction of this
 // machine's GEMM throughput (FLOPs counted from the shapes) and peak memory.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#ifndef ANITALKER_NO_PROFILER
 #include <torch/csrc/autograd/profiler_legacy.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -107,6 +110,11 @@ double condition_flops(const anitalker::motion::Model& m, const anitalker::motio
 
 // Self and total time per op over one call of `fn`, from LibTorch's legacy
 // profiler (nested ranges per thread: self = total - children).
+#ifdef ANITALKER_NO_PROFILER
+// LibTorch's legacy profiler API changes between releases; a build against a
+// LibTorch it does not fit (tests/device/run.sh) goes without --profile.
+void profile(const std::function<void()>&) { std::printf("  --profile: not in this build\n"); }
+#else
 void profile(const std::function<void()>& fn) {
   using namespace torch::autograd::profiler;
   enableProfilerLegacy(torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU));
@@ -148,6 +156,7 @@ void profile(const std::function<void()>& fn) {
     std::printf("  %-36s %10.2f %6.1f%% %10.2f %7d\n", v[i].first.c_str(), v[i].second.self / 1000, 100 * v[i].second.self / all,
                 v[i].second.total / 1000, v[i].second.calls);
 }
+#endif
 
 }  // namespace
 
@@ -227,7 +236,7 @@ int bench_motion(int argc, char** argv) {
     const c10::Device dev = anitalker::parse_device(device);
     at::NoGradGuard no_grad;
     auto sync = [&] {
-      if (dev.is_cuda()) at::detail::getCUDAHooks().deviceSynchronize(dev.index());
+      anitalker::synchronize(dev);
     };
     std::printf("# anitalker bench motion: %s, device %s\n", anitalker::torch_info().c_str(), device.c_str());
     const double gemm = bench::gemm_gflops(dev);

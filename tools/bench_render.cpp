@@ -5,10 +5,13 @@
 // peak memory, and the fraction of this machine's float32 GEMM throughput the
 // decoder reaches (FLOPs counted from the layer shapes).
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <thread>
 
 #include "bench_models.h"
 #include "bench_util.h"
@@ -21,6 +24,7 @@ namespace {
 
 const char* kUsage =
     "usage: anitalker bench render [--batch 1,4,16] [--repeat N] [--frames N] [--threads N] [--device D]\n"
+    "                              [--pace FPS --seconds N]\n"
     "\n"
     "Builds the full-size stage-1 network (256x256, style 512, motion 20, channels\n"
     "64..512 as released) with random weights, then times:\n"
@@ -28,7 +32,10 @@ const char* kUsage =
     "  encode   one encoder pass (once per portrait)\n"
     "  render   the decoder at each batch size (median of --repeat runs of at least\n"
     "           --frames frames, default 16), in frames per second and GFLOP/s\n"
-    "and the peak resident memory.\n";
+    "and the peak resident memory.  With --pace, then renders one frame at a time at\n"
+    "FPS frames per second for --seconds (default 20), as the element does live, and\n"
+    "reports the CPU this takes (process CPU time / wall time, in cores) and the\n"
+    "frames that missed their slot: the renderer's share of the CPU.\n";
 
 int64_t channels(int64_t res) { return res >= 256 ? 64 : res == 128 ? 128 : res == 64 ? 256 : 512; }
 
@@ -54,7 +61,7 @@ double decoder_flops() {
 
 double bench::gemm_gflops(c10::Device dev) {
   auto sync = [&] {
-    if (dev.is_cuda()) at::detail::getCUDAHooks().deviceSynchronize(dev.index());
+    anitalker::synchronize(dev);
   };
   at::Tensor ga = at::randn({2048, 2048}, at::TensorOptions().device(dev)), gb = at::randn({2048, 2048}, at::TensorOptions().device(dev));
   at::mm(ga, gb);
@@ -76,7 +83,7 @@ int bench_render(int argc, char** argv) {
   return cli::run("bench render", [&] {
     cli::Args a(argc, argv);
     std::vector<int> batches = {1, 4, 16};
-    int repeat = 3, frames = 16, threads = 0;
+    int repeat = 3, frames = 16, threads = 0, pace = 0, seconds = 20;
     std::string device = "cpu";
     while (!a.done()) {
       const std::string s = a.next();
@@ -88,13 +95,15 @@ int bench_render(int argc, char** argv) {
       else if (s == "--frames") frames = static_cast<int>(a.integer(s, 1, 1024));
       else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));
       else if (s == "--device") device = a.value(s);
+      else if (s == "--pace") pace = static_cast<int>(a.integer(s, 1, 1000));
+      else if (s == "--seconds") seconds = static_cast<int>(a.integer(s, 1, 3600));
       else throw cli::UsageError("unknown option " + s);
     }
     cli::set_threads(threads);
     const c10::Device dev = anitalker::parse_device(device);
     at::NoGradGuard no_grad;
     auto sync = [&] {
-      if (dev.is_cuda()) at::detail::getCUDAHooks().deviceSynchronize(dev.index());
+      anitalker::synchronize(dev);
     };
     std::printf("# anitalker bench render: %s, device %s\n", anitalker::torch_info().c_str(), device.c_str());
 
@@ -141,6 +150,28 @@ int bench_render(int argc, char** argv) {
       const double gf = flops / s.median / 1e9;
       std::printf("%-6d %10.4f %10.2f %10.2f .. %-9.2f %10.1f %8.0f%%\n", b, s.median, 1 / s.median, 1 / s.max, 1 / s.min, gf,
                   100 * gf / gemm);
+    }
+    if (pace > 0) {
+      // Live pacing: one frame per slot, then sleep to the next slot.
+      const at::Tensor motion = at::randn({1, model->motion_dim()}).mul(0.5);
+      const int total = pace * seconds;
+      const double period = 1.0 / pace;
+      std::vector<double> tf;
+      int late = 0;
+      const double cpu0 = bench::cpu_s(), w0 = bench::now_s();
+      for (int i = 0; i < total; ++i) {
+        const double slot = w0 + i * period, s0 = bench::now_s();
+        anitalker::lia::to_uint8(model->render(p, motion));
+        sync();
+        const double s1 = bench::now_s();
+        tf.push_back(s1 - s0);
+        if (s1 > slot + period) ++late;
+        if (slot + period > s1) std::this_thread::sleep_for(std::chrono::duration<double>(slot + period - s1));
+      }
+      const double wall = bench::now_s() - w0, cpu = bench::cpu_s() - cpu0;
+      const bench::Stats s = bench::stats(tf);
+      std::printf("paced    %d fps for %d s: CPU %.3f cores (%.1f%% of one core), frame %.1f ms (%.1f .. %.1f), %d of %d late\n",
+                  pace, seconds, cpu / wall, 100 * cpu / wall, 1e3 * s.median, 1e3 * s.min, 1e3 * s.max, late, total);
     }
     const cli::Memory m = cli::memory();
     std::printf("peak resident memory %.0f MB\n", m.peak / 1e6);

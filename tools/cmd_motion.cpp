@@ -2,6 +2,7 @@
 // portrait's codes in, motion latents out, driven as the reference demo
 // drives the motion generator (spec/motion.md sections 4, 5 and 7).
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <cstdint>
 #include <cstdio>
