@@ -42,7 +42,10 @@ at::Tensor conv(const at::Tensor& x, const Conv& c, int64_t pad) {
   return at::conv2d(x, c.w, c.b, at::IntArrayRef{1}, at::IntArrayRef{pad});
 }
 
-at::Tensor lrelu(const at::Tensor& x) { return at::leaky_relu(x, 0.2); }
+// In place: every caller hands over a tensor of its own (a fresh result).
+// The in-place ops below give the same bits as their out-of-place forms and
+// spare a 512x512 pass its allocation.
+at::Tensor lrelu(at::Tensor x) { return at::leaky_relu_(x, 0.2); }
 
 // F.interpolate(x, scale_factor=s, mode='bilinear', align_corners=False):
 // the scale goes to the kernel as given, as Python passes it.
@@ -70,7 +73,7 @@ at::Tensor run(const ResBlock& r, const at::Tensor& x) {
   at::Tensor y = lrelu(conv(x, r.conv1, 1));
   y = resize(y, r.scale);
   y = lrelu(conv(y, r.conv2, 1));
-  return y + conv(resize(x, r.scale), r.skip, 0);
+  return y.add_(conv(resize(x, r.scale), r.skip, 0));
 }
 
 struct ModConv {  // spec 2.4, ModulatedConv2d
@@ -279,19 +282,19 @@ namespace {
 // StyleConv (spec 2.4): modulated conv * sqrt(2), + strength * noise, + bias,
 // leaky ReLU 0.2.
 at::Tensor run(const StyleConv& s, const at::Tensor& x, const at::Tensor& latent, Noise noise) {
-  at::Tensor y = run(s.conv, x, latent) * kSqrt2;
+  at::Tensor y = run(s.conv, x, latent).mul_(kSqrt2);
   if (noise == Noise::Stored) {
-    y = y + s.strength * s.noise;
+    y.add_(s.strength * s.noise);
   } else if (noise == Noise::Random) {
     // out.new_empty(b, 1, h, w).normal_(), as the reference draws it.
-    y = y + s.strength * at::empty({y.size(0), 1, y.size(2), y.size(3)}, y.options()).normal_();
+    y.add_(s.strength * at::empty({y.size(0), 1, y.size(2), y.size(3)}, y.options()).normal_());
   }
-  return lrelu(y + s.bias);
+  return lrelu(y.add_(s.bias));
 }
 
 at::Tensor run(const ToRgb& t, const at::Tensor& x, const at::Tensor& latent, const at::Tensor& skip) {
-  at::Tensor y = run(t.conv, x, latent) + t.bias;
-  if (skip.defined()) y = y + resize(skip, 2.0);
+  at::Tensor y = run(t.conv, x, latent).add_(t.bias);
+  if (skip.defined()) y.add_(resize(skip, 2.0));
   return y;
 }
 
@@ -337,9 +340,10 @@ at::Tensor Model::forward(const at::Tensor& x_in, Noise noise) const {
     const int i = 2 * j + 1;
     out = run(w.convs[2 * j], out, lat(i), noise);
     // SFT on the second half of the channels; the scale multiplies as is.
+    // In place in out (a StyleConv result of its own): the same bits as
+    // cat(same, sft * scale + shift).
     const int64_t half = out.size(1) / 2;
-    at::Tensor same = out.slice(1, 0, half), sft = out.slice(1, half);
-    out = at::cat({same, sft * scales[j] + shifts[j]}, 1);
+    out.slice(1, half).mul_(scales[j]).add_(shifts[j]);
     out = run(w.convs[2 * j + 1], out, lat(i + 1), noise);
     skip = run(w.rgbs[j], out, lat(i + 2), skip);
   }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -81,6 +82,10 @@ double write_retinaface(const std::string& path, int64_t size);
 // Float32 GEMM throughput of this machine (a 2048x2048 matmul, median of 5),
 // printed as the benchmarks' reference line; in GFLOP/s.
 double gemm_gflops(c10::Device dev);
+
+// Runs `fn` once under LibTorch's profiler and prints the ops by self time
+// (a note instead in builds without the profiler, ANITALKER_NO_PROFILER).
+void profile(const std::function<void()>& fn);
 
 // Removes a file or a folder with what is in it (the temporary models).
 void remove_tree(const std::string& path);

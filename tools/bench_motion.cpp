@@ -6,9 +6,6 @@
 // machine's GEMM throughput (FLOPs counted from the shapes) and peak memory.
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
-#ifndef ANITALKER_NO_PROFILER
-#include <torch/csrc/autograd/profiler_legacy.h>
-#endif
 
 #include <algorithm>
 #include <cmath>
@@ -108,55 +105,6 @@ double condition_flops(const anitalker::motion::Model& m, const anitalker::motio
   return f;
 }
 
-// Self and total time per op over one call of `fn`, from LibTorch's legacy
-// profiler (nested ranges per thread: self = total - children).
-#ifdef ANITALKER_NO_PROFILER
-// LibTorch's legacy profiler API changes between releases; a build against a
-// LibTorch it does not fit (tests/device/run.sh) goes without --profile.
-void profile(const std::function<void()>&) { std::printf("  --profile: not in this build\n"); }
-#else
-void profile(const std::function<void()>& fn) {
-  using namespace torch::autograd::profiler;
-  enableProfilerLegacy(torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU));
-  fn();
-  thread_event_lists lists = disableProfilerLegacy();
-  struct Agg {
-    double self = 0, total = 0;
-    int calls = 0;
-  };
-  std::map<std::string, Agg> ops;
-  double all = 0;
-  for (const auto& list : lists) {
-    struct Open {
-      const LegacyEvent* e;
-      double children = 0;
-    };
-    std::vector<Open> stack;
-    for (const LegacyEvent& e : list) {
-      if (e.kind() == EventKind::PushRange) {
-        stack.push_back({&e});
-      } else if (e.kind() == EventKind::PopRange && !stack.empty()) {
-        const Open o = stack.back();
-        stack.pop_back();
-        const double us = o.e->cpuElapsedUs(e);
-        Agg& a = ops[o.e->name()];
-        a.total += us;
-        a.self += us - o.children;
-        ++a.calls;
-        if (!stack.empty()) stack.back().children += us;
-        else all += us;
-      }
-    }
-  }
-  std::vector<std::pair<std::string, Agg>> v(ops.begin(), ops.end());
-  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.self > b.second.self; });
-  std::printf("  profile of one pass (%.1f ms in top-level ops), by self time:\n", all / 1000);
-  std::printf("  %-36s %10s %7s %10s %7s\n", "op", "self ms", "self %", "total ms", "calls");
-  for (size_t i = 0; i < v.size() && i < 14; ++i)
-    std::printf("  %-36s %10.2f %6.1f%% %10.2f %7d\n", v[i].first.c_str(), v[i].second.self / 1000, 100 * v[i].second.self / all,
-                v[i].second.total / 1000, v[i].second.calls);
-}
-#endif
 
 }  // namespace
 
@@ -332,7 +280,7 @@ int bench_motion(int argc, char** argv) {
                   s_d.median, s_d.min, s_d.max, fd / 1e9, fd / s_d.median / 1e9, 100 * fd / s_d.median / 1e9 / gemm);
       if (ref != kReference.end() && seconds == 10) std::printf("   [reference: %.2f s per step]", ref->second.first);
       std::printf("\n");
-      if (prof) profile([&] { m.denoise(c, noise, 500); });
+      if (prof) bench::profile([&] { m.denoise(c, noise, 500); });
 
       // Offline: the whole utterance, as the demo.
       std::printf("%-14s %10s %22s %10s %9s %10s %10s\n", "offline", "s", "range", "ms per s", "RTF", "of GEMM", "reference");

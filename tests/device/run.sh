@@ -53,7 +53,7 @@ srcs="lib/checkpoint.cpp lib/checkpoint_writer.cpp lib/hubert_config.cpp lib/mfc
   lib/pose_file.cpp lib/tensor_data.cpp lib/wav.cpp lib/zip.cpp lib/device.cpp lib/face_restore.cpp lib/gfpgan.cpp lib/hubert.cpp
   lib/lia.cpp lib/motion.cpp lib/motion_driver.cpp lib/parsenet.cpp lib/retinaface.cpp lib/state_dict.cpp
   tools/anitalker.cpp tools/cli.cpp tools/cmd_check.cpp tools/cmd_inspect.cpp tools/cmd_motion.cpp tools/bench_chain.cpp
-  tools/bench_features.cpp tools/bench_load.cpp tools/bench_models.cpp tools/bench_motion.cpp tools/bench_render.cpp tools/bench_sr.cpp"
+  tools/bench_features.cpp tools/bench_load.cpp tools/bench_models.cpp tools/bench_motion.cpp tools/bench_profile.cpp tools/bench_render.cpp tools/bench_sr.cpp"
 t0=$(date +%s)
 export cxx flags obj
 printf '%s\n' $srcs | xargs -P "$(nproc)" -I{} sh -c \
