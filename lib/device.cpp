@@ -3,10 +3,16 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/Context.h>
+#include <c10/core/CPUAllocator.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <new>
+#include <unordered_map>
 #include <thread>
 
 #include "error.h"
@@ -48,6 +54,105 @@ void set_num_threads(int n) {
   }
   if (n < 1) n = 1;
   if (at::get_num_threads() != n) at::set_num_threads(n);
+}
+
+namespace {
+
+// LibTorch's CPU allocator with a cache of freed blocks of 1 MB and more,
+// reused by exact (64 KB rounded) size: a network allocates the same sizes
+// at every call, and a block from the C library would be a fresh mapping
+// whose every page faults in again.  Blocks beyond the cap are freed at once.
+// The context of a DataPtr is its data pointer (oneDNN's raw_allocate wants
+// that), so the sizes are kept in a map.
+class CachingCpuAllocator final : public c10::Allocator {
+ public:
+  CachingCpuAllocator(c10::Allocator* base, size_t cap) : base_(base), cap_(cap) {}
+
+  // Both forms: LibTorch 1.x declares allocate() const, 2.3 and later not.
+  c10::DataPtr allocate(size_t n) const { return take(n); }
+  c10::DataPtr allocate(size_t n) { return take(n); }
+  // Pure virtual from LibTorch 2.3 on; a plain member before.
+  void copy_data(void* dest, const void* src, std::size_t count) const { std::memcpy(dest, src, count); }
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
+
+  static CachingCpuAllocator* instance;
+
+ private:
+  static constexpr size_t kMin = size_t{1} << 17, kRound = size_t{1} << 12;
+
+  c10::DataPtr take(size_t n) const {
+    if (n < kMin) return base_->allocate(n);
+    const size_t size = (n + kRound - 1) / kRound * kRound;
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.find(size);
+      if (it != free_.end()) {
+        p = it->second;
+        free_.erase(it);
+        cached_ -= size;
+      }
+    }
+    if (!p && posix_memalign(&p, 64, size) != 0) throw std::bad_alloc();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sizes_[p] = size;
+    }
+    return {p, p, &release, c10::Device(c10::kCPU)};
+  }
+
+  static void release(void* p) {
+    CachingCpuAllocator* a = instance;
+    size_t size = 0;
+    bool kept = false;
+    {
+      std::lock_guard<std::mutex> lock(a->mu_);
+      auto it = a->sizes_.find(p);
+      if (it != a->sizes_.end()) {
+        size = it->second;
+        a->sizes_.erase(it);
+        if (a->cached_ + size <= a->cap_) {
+          a->free_.emplace(size, p);
+          a->cached_ += size;
+          kept = true;
+        }
+      }
+    }
+    if (kept) return;
+    if (size > 0) {
+      std::free(p);
+    } else if (p) {
+      a->base_->raw_deleter()(p);  // a small block of the base allocator, via raw_allocate
+    }
+  }
+
+  c10::Allocator* base_;
+  const size_t cap_;
+  mutable std::mutex mu_;
+  mutable std::multimap<size_t, void*> free_;
+  mutable std::unordered_map<void*, size_t> sizes_;
+  mutable size_t cached_ = 0;
+};
+
+CachingCpuAllocator* CachingCpuAllocator::instance = nullptr;
+
+}  // namespace
+
+size_t cache_cpu_memory() {
+  static size_t cap = 0;
+  static std::once_flag once;
+  std::call_once(once, [] {
+#if !defined(__SANITIZE_ADDRESS__)  // ASan wants to see every free
+    size_t mb = 2048;
+    if (const char* env = std::getenv("ANITALKER_CPU_CACHE_MB")) mb = static_cast<size_t>(std::strtoull(env, nullptr, 10));
+    if (mb == 0) return;
+    cap = mb << 20;
+    // Kept for the life of the process: tensors may outlive any owner.
+    CachingCpuAllocator::instance = new CachingCpuAllocator(c10::GetCPUAllocator(), cap);
+    c10::SetCPUAllocator(CachingCpuAllocator::instance, /*priority=*/1);
+#endif
+  });
+  return cap;
 }
 
 std::string torch_info() {

@@ -4,6 +4,7 @@
 
 #include <c10/core/Device.h>
 
+#include <cstddef>
 #include <string>
 
 namespace anitalker {
@@ -26,6 +27,17 @@ bool cuda_available();
 // keeps the setting per thread): n > 0, or with n <= 0 OMP_NUM_THREADS when
 // set, else one per core (Debian's build would otherwise use 1).
 void set_num_threads(int n);
+
+// Installs a CPU allocator for LibTorch that keeps freed tensor memory of
+// 1 MB and more for the next tensor of the same size, up to a cap (default
+// 2048 MB; ANITALKER_CPU_CACHE_MB=N sets it, 0 leaves LibTorch's allocator).
+// The networks allocate and free tensors of tens of MB at every layer; from
+// the C library each is a fresh mapping whose pages all fault in again, and
+// those faults cost more than the arithmetic on these machines
+// (docs/performance.md, "Freed tensor memory kept").  Process-wide, once; the
+// CLI and the GStreamer plugin call it at start.  Returns the cap in bytes (0:
+// not installed, also under AddressSanitizer).
+size_t cache_cpu_memory();
 
 // One line on the LibTorch build: version, threads, CUDA.
 std::string torch_info();

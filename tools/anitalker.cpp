@@ -7,6 +7,8 @@
 #include <cstring>
 #include <string>
 
+#include "device.h"
+
 int cmd_check(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
 #ifndef ANITALKER_CLI_NO_MEDIA
@@ -90,6 +92,7 @@ int bench(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  anitalker::cache_cpu_memory();  // lib/device.h: freed tensor memory is reused
   if (argc < 2) {
     usage(stderr);
     return 2;
