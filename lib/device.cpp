@@ -58,8 +58,8 @@ void set_num_threads(int n) {
 
 namespace {
 
-// LibTorch's CPU allocator with a cache of freed blocks of 1 MB and more,
-// reused by exact (64 KB rounded) size: a network allocates the same sizes
+// LibTorch's CPU allocator with a cache of freed blocks of 128 KB and more,
+// reused by exact (4 KB rounded) size: a network allocates the same sizes
 // at every call, and a block from the C library would be a fresh mapping
 // whose every page faults in again.  Blocks beyond the cap are freed at once.
 // The context of a DataPtr is its data pointer (oneDNN's raw_allocate wants
@@ -121,7 +121,7 @@ class CachingCpuAllocator final : public c10::Allocator {
     if (kept) return;
     if (size > 0) {
       std::free(p);
-    } else if (p) {
+    } else if (p && a->base_->raw_deleter()) {
       a->base_->raw_deleter()(p);  // a small block of the base allocator, via raw_allocate
     }
   }
