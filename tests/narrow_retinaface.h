@@ -19,25 +19,43 @@
 
 namespace testutil {
 
-inline void write_narrow_retinaface(const std::string& keys_txt, const std::string& path, bool two_faces) {
+// One line of tests/data/face-sr/retinaface_resnet50_keys.txt: "key
+// AxBxC dtype" ("scalar" for no dimensions); '#' lines are comments.
+struct KeyLine {
+  std::string key, dtype;
+  std::vector<int64_t> shape;
+};
+
+inline std::vector<KeyLine> read_key_lines(const std::string& keys_txt) {
   std::ifstream f(keys_txt);
   if (!f.good()) throw std::runtime_error("cannot read " + keys_txt);
+  std::vector<KeyLine> out;
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream in(line);
+    KeyLine k;
+    std::string shape_s;
+    in >> k.key >> shape_s >> k.dtype;
+    if (shape_s != "scalar") {
+      std::istringstream ss(shape_s);
+      for (std::string d; std::getline(ss, d, 'x');) k.shape.push_back(std::stoll(d));
+    }
+    out.push_back(std::move(k));
+  }
+  return out;
+}
+
+inline void write_narrow_retinaface(const std::string& keys_txt, const std::string& path, bool two_faces) {
   std::vector<std::vector<float>> floats;
   std::vector<std::vector<int64_t>> longs;
   std::vector<anitalker::TensorToWrite> tensors;
   floats.reserve(500);  // the tensors point into these: no reallocation
   longs.reserve(500);
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream in(line);
-    std::string key, shape_s, dtype;
-    in >> key >> shape_s >> dtype;
-    std::vector<int64_t> shape;
-    if (shape_s != "scalar") {
-      std::istringstream ss(shape_s);
-      for (std::string d; std::getline(ss, d, 'x');) shape.push_back(std::stoll(d));
-    }
+  for (KeyLine& k : read_key_lines(keys_txt)) {
+    const std::string& key = k.key;
+    const std::string& dtype = k.dtype;
+    std::vector<int64_t>& shape = k.shape;
     const bool head = key.find("Head.") != std::string::npos;
     if (!head && !shape.empty()) shape[0] /= 16;             // output channels, BN sizes
     if (shape.size() == 4 && shape[1] != 3) shape[1] /= 16;  // input channels

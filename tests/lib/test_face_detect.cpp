@@ -11,6 +11,7 @@
 #include "checkpoint.h"
 #include "checkpoint_writer.h"
 #include "error.h"
+#include "../narrow_retinaface.h"
 #include "retinaface.h"
 #include "state_dict.h"
 #include "test_util.h"
@@ -40,21 +41,13 @@ struct RandomCheckpoint {
 };
 
 RandomCheckpoint random_retinaface(bool module, bool counts) {
-  std::ifstream f(data("face-sr/retinaface_resnet50_keys.txt"));
   RandomCheckpoint r;
   at::manual_seed(0);
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream in(line);
-    std::string key, shape_s, dtype;
-    in >> key >> shape_s >> dtype;
+  for (const testutil::KeyLine& k : testutil::read_key_lines(data("face-sr/retinaface_resnet50_keys.txt"))) {
+    const std::string& key = k.key;
+    const std::string& dtype = k.dtype;
+    const std::vector<int64_t>& shape = k.shape;
     if (!counts && key.find("num_batches_tracked") != std::string::npos) continue;
-    std::vector<int64_t> shape;
-    if (shape_s != "scalar") {
-      std::istringstream ss(shape_s);
-      for (std::string d; std::getline(ss, d, 'x');) shape.push_back(std::stoll(d));
-    }
     at::Tensor t;
     if (dtype == "int64") {
       t = at::zeros(shape, at::kLong);
