@@ -83,6 +83,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -115,6 +116,7 @@ namespace motion = anitalker::motion;
 #define DEFAULT_LOCATION 0.5f
 #define DEFAULT_SCALE 0.5f
 #define DEFAULT_MODE GST_ANITALKER_MOTION_MODE_AUTO
+#define DEFAULT_OFFLINE_LIMIT_S 120
 #define DEFAULT_WINDOW 50
 #define DEFAULT_CONTEXT 10
 #define DEFAULT_LOOKAHEAD 0
@@ -143,6 +145,7 @@ enum {
   PROP_WINDOW,
   PROP_CONTEXT,
   PROP_LOOKAHEAD,
+  PROP_OFFLINE_LIMIT,
   PROP_POST_MESSAGES,
 };
 
@@ -208,6 +211,8 @@ struct MotionState {
   std::shared_ptr<const motion::Model> model;  // from start to stop
   std::string checkpoint;
   int resolved = -1;  // -1: auto not decided yet; else 0 offline, 1 streaming
+  GstAnitalkerMotionMode mode = DEFAULT_MODE;  // as at start
+  guint offline_limit_s = DEFAULT_OFFLINE_LIMIT_S;  // as at start; 0: none
   motion::StreamConfig cfg;                    // as at start
   at::Tensor pose_file;                        // (N,3) degrees, or undefined
   guint announced_serial = 0;                  // from the renderer's event; 0 = none
@@ -257,7 +262,10 @@ struct _GstAnitalkerMotion {
   gfloat location, scale;
   GstAnitalkerMotionMode mode;
   guint window, context, lookahead;
+  guint offline_limit_s;
   gboolean post_messages;
+  // A control value refused at set time (NaN), reported again at start.
+  gchar* settings_error;
 
   MotionState* state;
 };
@@ -455,6 +463,23 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
                         "Streaming: frames generated past each window and dropped; adds latency (default: 0)", 0,
                         MAX_FRAMES, DEFAULT_LOOKAHEAD, ready));
 
+  /**
+   * GstAnitalkerMotion:offline-limit:
+   *
+   * The longest audio, in seconds, generated in one piece.  The denoiser's
+   * attention costs memory and time with the square of the length, so: with
+   * mode=auto on a non-live source, past this length the element goes on in
+   * windows (as streaming, without a gap in the timestamps); with
+   * mode=offline, longer audio is an error that suggests mode=auto or
+   * streaming.  0 = no limit.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_OFFLINE_LIMIT,
+      g_param_spec_uint("offline-limit", "Offline limit",
+                        "Seconds of audio generated in one piece: auto goes on in windows past it, offline refuses "
+                        "longer audio; 0 = no limit (default: 120)",
+                        0, 86400, DEFAULT_OFFLINE_LIMIT_S, ready));
+
   g_object_class_install_property(
       gobject_class, PROP_POST_MESSAGES,
       g_param_spec_boolean("post-messages", "Post messages",
@@ -503,6 +528,7 @@ static void gst_anitalker_motion_init(GstAnitalkerMotion* self) {
   self->window = DEFAULT_WINDOW;
   self->context = DEFAULT_CONTEXT;
   self->lookahead = DEFAULT_LOOKAHEAD;
+  self->offline_limit_s = DEFAULT_OFFLINE_LIMIT_S;
   self->post_messages = DEFAULT_POST_MESSAGES;
   self->state = new MotionState();
   gst_segment_init(&self->state->segment, GST_FORMAT_TIME);
@@ -510,6 +536,7 @@ static void gst_anitalker_motion_init(GstAnitalkerMotion* self) {
 
 static void gst_anitalker_motion_finalize(GObject* object) {
   GstAnitalkerMotion* self = GST_ANITALKER_MOTION(object);
+  g_free(self->settings_error);
   delete self->state;
   self->state = nullptr;
   g_free(self->checkpoint);
@@ -521,7 +548,25 @@ static void gst_anitalker_motion_finalize(GObject* object) {
 static void gst_anitalker_motion_set_property(GObject* object, guint prop_id, const GValue* value,
                                               GParamSpec* pspec) {
   GstAnitalkerMotion* self = GST_ANITALKER_MOTION(object);
+  if (G_IS_PARAM_SPEC_FLOAT(pspec) && !std::isfinite(g_value_get_float(value))) {
+    // A GParamSpec's range check lets NaN through (every comparison with it
+    // is false): refuse it here, keep the value in force, and fail the run.
+    const GParamSpecFloat* f = G_PARAM_SPEC_FLOAT(pspec);
+    const std::string text = gst_anitalker_printf("%s=%g refused: expected a number from %g to %g", pspec->name,
+                                                  (double)g_value_get_float(value), (double)f->minimum,
+                                                  (double)f->maximum);
+    GST_OBJECT_LOCK(self);
+    g_free(self->settings_error);
+    self->settings_error = g_strdup(text.c_str());
+    GST_OBJECT_UNLOCK(self);
+    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("Invalid value for property \"%s\".", pspec->name),
+                      ("%s", text.c_str()));
+    return;
+  }
   GST_OBJECT_LOCK(self);
+  if (self->settings_error && G_IS_PARAM_SPEC_FLOAT(pspec) &&
+      g_str_has_prefix(self->settings_error, (std::string(pspec->name) + "=").c_str()))
+    g_clear_pointer(&self->settings_error, g_free);  // the refused value was replaced
   switch (prop_id) {
     case PROP_CHECKPOINT:
       g_free(self->checkpoint);
@@ -576,6 +621,9 @@ static void gst_anitalker_motion_set_property(GObject* object, guint prop_id, co
       break;
     case PROP_LOOKAHEAD:
       self->lookahead = g_value_get_uint(value);
+      break;
+    case PROP_OFFLINE_LIMIT:
+      self->offline_limit_s = g_value_get_uint(value);
       break;
     case PROP_POST_MESSAGES:
       self->post_messages = g_value_get_boolean(value);
@@ -642,6 +690,9 @@ static void gst_anitalker_motion_get_property(GObject* object, guint prop_id, GV
     case PROP_LOOKAHEAD:
       g_value_set_uint(value, self->lookahead);
       break;
+    case PROP_OFFLINE_LIMIT:
+      g_value_set_uint(value, self->offline_limit_s);
+      break;
     case PROP_POST_MESSAGES:
       g_value_set_boolean(value, self->post_messages);
       break;
@@ -671,8 +722,15 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerMotion* self) {
   cfg.lookahead = (int)self->lookahead;
   cfg.steps = (int)self->steps;
   cfg.seed = self->seed;
+  const std::string settings_error = self->settings_error ? self->settings_error : "";
+  const guint offline_limit_s = self->offline_limit_s;
   GST_OBJECT_UNLOCK(self);
 
+  if (!settings_error.empty()) {
+    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("A property was set to an invalid value."),
+                      ("%s", settings_error.c_str()));
+    return FALSE;
+  }
   if (checkpoint.empty()) {
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No checkpoint set."),
                       ("set the \"checkpoint\" property to a stage-2 checkpoint (stage2_*.ckpt)"));
@@ -715,6 +773,8 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerMotion* self) {
   st->model = model;
   st->checkpoint = checkpoint;
   st->resolved = mode == GST_ANITALKER_MOTION_MODE_AUTO ? -1 : (mode == GST_ANITALKER_MOTION_MODE_STREAMING ? 1 : 0);
+  st->mode = mode;
+  st->offline_limit_s = offline_limit_s;
   st->cfg = cfg;
   st->pose_file = pose_file;
   st->start = at::Tensor();
@@ -1145,6 +1205,33 @@ static GstFlowReturn gst_anitalker_motion_chain_impl(GstAnitalkerMotion* self, G
   }
   gst_buffer_unmap(buffer, &map);
   st->received += frames;
+  if (!streaming) {
+    GstAnitalkerMotionMode mode;
+    guint limit_s;
+    int rate;
+    {
+      GstAnitalkerLocked lock(&st->lock);
+      mode = st->mode;
+      limit_s = st->offline_limit_s;
+      rate = st->model->hubert() ? 50 : 100;  // feature frames per second
+    }
+    if (limit_s > 0 && st->received > (guint64)limit_s * rate) {
+      if (mode == GST_ANITALKER_MOTION_MODE_OFFLINE) {
+        GST_ELEMENT_ERROR(self, STREAM, TOO_LAZY, ("More than %u s of audio features in offline mode.", limit_s),
+                          ("offline generation costs memory with the square of the length; use mode=auto or "
+                           "mode=streaming (windows), or raise offline-limit"));
+        return GST_FLOW_ERROR;
+      }
+      // Auto on a long non-live input: what was gathered goes to the
+      // windows, which go on from frame 0 (offline pushed nothing yet).
+      GST_INFO_OBJECT(self, "mode auto: more than %u s of features, going on in windows", limit_s);
+      st->stream->push(st->features.data(), (int64_t)st->received);
+      st->features.clear();
+      st->features.shrink_to_fit();
+      GstAnitalkerLocked lock(&st->lock);
+      st->resolved = 1;
+    }
+  }
   return gst_anitalker_motion_process(self, false);
 }
 

@@ -102,6 +102,8 @@ namespace hubert = anitalker::hubert;
 #define MIN_WINDOW_MS 400
 #define MAX_WINDOW_MS 60000
 #define DEFAULT_CONTEXT_MS 1000
+#define DEFAULT_OFFLINE_LIMIT_S 120
+#define MAX_OFFLINE_LIMIT_S 86400
 #define MAX_CONTEXT_MS 30000
 #define MODEL_MFCC "mfcc"
 #define SAMPLE_RATE 16000
@@ -117,6 +119,7 @@ enum {
   PROP_MODE,
   PROP_WINDOW,
   PROP_CONTEXT,
+  PROP_OFFLINE_LIMIT,
 };
 
 GType gst_hubert_enc_mode_get_type(void) {
@@ -154,6 +157,7 @@ struct EncState {
   int resolved = -1;                            // -1: auto not decided yet; else 0 offline, 1 streaming
   guint window_ms = DEFAULT_WINDOW_MS;          // as at start
   guint context_ms = DEFAULT_CONTEXT_MS;
+  guint offline_limit_s = DEFAULT_OFFLINE_LIMIT_S;  // as at start; 0: none
 
   // Streaming thread only (and the serialized events, which run in it).
   bool s16 = false;                           // sink caps: S16LE, else F32LE
@@ -199,6 +203,7 @@ struct _GstHubertEnc {
   GstHubertEncMode mode;
   guint window_ms;
   guint context_ms;
+  guint offline_limit_s;
 
   EncState* state;
 };
@@ -328,6 +333,24 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
                         MAX_CONTEXT_MS, DEFAULT_CONTEXT_MS,
                         (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
 
+  /**
+   * GstHubertEnc:offline-limit:
+   *
+   * The longest audio, in seconds, encoded in one piece.  Offline HuBERT's
+   * attention costs memory and time with the square of the length (a
+   * 10-minute clip needs several GB), so: with mode=auto on a non-live
+   * source, past this length the element goes on in windows (as streaming,
+   * without a gap in the timestamps); with mode=offline, longer audio is an
+   * error that suggests mode=auto or streaming.  0 = no limit.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_OFFLINE_LIMIT,
+      g_param_spec_uint("offline-limit", "Offline limit",
+                        "Seconds of audio encoded in one piece: auto goes on in windows past it, offline refuses "
+                        "longer audio; 0 = no limit (default: 120)",
+                        0, MAX_OFFLINE_LIMIT_S, DEFAULT_OFFLINE_LIMIT_S,
+                        (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+
   gst_element_class_set_static_metadata(element_class, "AniTalker audio features", "Filter/Analyzer/Audio",
                                         "Computes HuBERT hidden states or MFCCs of 16 kHz speech for AniTalker",
                                         "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
@@ -354,6 +377,7 @@ static void gst_hubert_enc_init(GstHubertEnc* self) {
   self->mode = DEFAULT_MODE;
   self->window_ms = DEFAULT_WINDOW_MS;
   self->context_ms = DEFAULT_CONTEXT_MS;
+  self->offline_limit_s = DEFAULT_OFFLINE_LIMIT_S;
   self->state = new EncState();
 }
 
@@ -390,6 +414,9 @@ static void gst_hubert_enc_set_property(GObject* object, guint prop_id, const GV
     case PROP_CONTEXT:
       self->context_ms = g_value_get_uint(value);
       break;
+    case PROP_OFFLINE_LIMIT:
+      self->offline_limit_s = g_value_get_uint(value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -419,6 +446,9 @@ static void gst_hubert_enc_get_property(GObject* object, guint prop_id, GValue* 
     case PROP_CONTEXT:
       g_value_set_uint(value, self->context_ms);
       break;
+    case PROP_OFFLINE_LIMIT:
+      g_value_set_uint(value, self->offline_limit_s);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -440,6 +470,7 @@ static gboolean gst_hubert_enc_start(GstHubertEnc* self) {
   const GstHubertEncMode mode = self->mode;
   const guint window_ms = self->window_ms;
   const guint context_ms = self->context_ms;
+  const guint offline_limit_s = self->offline_limit_s;
   GST_OBJECT_UNLOCK(self);
 
   if (model_dir.empty()) {
@@ -473,6 +504,7 @@ static gboolean gst_hubert_enc_start(GstHubertEnc* self) {
   st->resolved = mode == GST_HUBERT_ENC_MODE_AUTO ? -1 : (mode == GST_HUBERT_ENC_MODE_STREAMING ? 1 : 0);
   st->window_ms = window_ms;
   st->context_ms = context_ms;
+  st->offline_limit_s = offline_limit_s;
   st->have_caps = false;
   st->segment_start = 0;
   st->reset_stream();
@@ -550,6 +582,13 @@ static bool gst_hubert_enc_streaming(GstHubertEnc* self) {
   EncState* st = self->state;
   {
     GstAnitalkerLocked lock(&st->lock);
+    if (st->resolved == 0 && st->mode == GST_HUBERT_ENC_MODE_AUTO && st->offline_limit_s > 0 &&
+        st->received > (guint64)st->offline_limit_s * SAMPLE_RATE) {
+      // Auto on a long non-live input: on in windows, from the first frame
+      // not yet pushed (none: offline pushes nothing before EOS).
+      GST_INFO_OBJECT(self, "mode auto: more than %u s of audio, going on in windows", st->offline_limit_s);
+      st->resolved = 1;
+    }
     if (st->resolved >= 0) return st->resolved == 1;
   }
   gboolean live = FALSE;
@@ -801,8 +840,31 @@ static GstFlowReturn gst_hubert_enc_chain_impl(GstHubertEnc* self, GstBuffer* bu
 #endif
   }
   gst_buffer_unmap(buffer, &map);
+  const gssize bad = gst_anitalker_first_non_finite(st->audio.data() + old, count);
+  if (bad >= 0) {
+    const guint64 at = st->received + (guint64)bad;
+    st->audio.resize(old);
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+                      ("Audio sample %" G_GUINT64_FORMAT " (at %.3f s) is NaN or inf.", at, (double)at / SAMPLE_RATE),
+                      ("audio samples must be finite numbers"));
+    return GST_FLOW_ERROR;
+  }
   st->received += count;
 
+  guint limit_s;
+  GstHubertEncMode mode;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    limit_s = st->offline_limit_s;
+    mode = st->mode;
+  }
+  if (mode == GST_HUBERT_ENC_MODE_OFFLINE && limit_s > 0 && st->received > (guint64)limit_s * SAMPLE_RATE) {
+    GST_ELEMENT_ERROR(self, STREAM, TOO_LAZY,
+                      ("More than %u s of audio in offline mode.", limit_s),
+                      ("offline encoding costs memory with the square of the length; use mode=auto or "
+                       "mode=streaming (windows), or raise offline-limit"));
+    return GST_FLOW_ERROR;
+  }
   return gst_hubert_enc_process(self, false);
 }
 
