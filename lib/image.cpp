@@ -9,6 +9,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "error.h"
+#include "image_header.h"
 
 namespace anitalker {
 
@@ -16,6 +17,7 @@ RgbImage read_rgb_image(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw Error(Error::Kind::NotFound, path + ": no such file");
   if (!S_ISREG(st.st_mode)) throw Error(Error::Kind::Unreadable, path + ": not a regular file");
+  check_image_header(path);  // size limit, truncation, GIF: before any pixel is decoded
   // IMREAD_COLOR expands grey and palette and drops alpha, like PIL's
   // convert('RGB'); PIL does not apply EXIF orientation, so neither do we.
   cv::Mat bgr;

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "error.h"
+#include "output_file.h"
 
 namespace anitalker {
 
@@ -156,16 +157,9 @@ std::string npy_bytes(DType dtype, const std::vector<int64_t>& shape, const void
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".part" + std::to_string(::getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw Error(Error::Kind::Unreadable, path + ": cannot write: " + std::strerror(errno));
-  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  const bool closed = std::fclose(f) == 0;
-  if (!ok || !closed || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    throw Error(Error::Kind::Unreadable, path + ": cannot write: " + std::strerror(err));
-  }
+  OutputFile out(path);
+  out.write(bytes);
+  out.commit();
 }
 
 void write_npy(const std::string& path, DType dtype, const std::vector<int64_t>& shape, const void* data) {

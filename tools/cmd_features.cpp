@@ -6,6 +6,7 @@
 
 #include "audio_input.h"
 #include "cli.h"
+#include "output_file.h"
 #include "device.h"
 #include "error.h"
 #include "hubert.h"
@@ -48,6 +49,7 @@ int cmd_features(int argc, char** argv) {
     if (mfcc == !hubert_dir.empty()) throw cli::UsageError("give exactly one of --hubert DIR and --mfcc");
     if (audio.empty()) throw cli::UsageError("missing --audio");
     if (out.empty()) throw cli::UsageError("missing --out");
+    anitalker::check_output_path(out, {audio, hubert_dir});
     cli::set_threads(threads);
     const c10::Device dev = anitalker::parse_device(device);
     std::string note;

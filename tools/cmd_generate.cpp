@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <chrono>
 #include <cstdlib>
 #include <cstdio>
@@ -17,6 +18,8 @@
 #include "cli.h"
 #include "error.h"
 #include "models.h"
+#include "mp4_times.h"
+#include "output_file.h"
 
 static const char* kUsage =
     "usage: anitalker generate --portrait IMG --audio FILE --out OUT.mp4|DIR [--models-dir DIR] [--variant V]\n"
@@ -133,6 +136,20 @@ void add_counter(GstElement* bin, const char* child, Counter* c) {
   gst_object_unref(e);
 }
 
+// The reason part of an element error's debug text, on one line: GStreamer
+// writes "file(line): function (): /pipeline/path:\nreason".
+std::string error_cause(const gchar* debug) {
+  if (debug == nullptr || *debug == 0) return "";
+  std::string d = debug;
+  const size_t nl = d.find('\n');
+  if (nl != std::string::npos) d = d.substr(nl + 1);
+  else if (d.find("/GstPipeline:") != std::string::npos) return "";  // only a location
+  for (char& c : d)
+    if (c == '\n' || c == '\r') c = ' ';
+  while (!d.empty() && d.back() == ' ') d.pop_back();
+  return d.empty() ? "" : "(" + d + ")";
+}
+
 int generate(const Options& o) {
   gst_init(nullptr, nullptr);
   find_plugin();
@@ -151,11 +168,19 @@ int generate(const Options& o) {
   if (is_dir(out))
     out = (out.back() == '/' ? out : out + "/") + stem(o.portrait) + "-" + stem(o.audio) + (o.face_sr ? "_SR" : "") +
           ".mp4";
-  const std::string part = out + ".part";
+  anitalker::check_not_an_input(out, {o.audio, o.portrait, o.pose_file});
+  // A unique temporary file beside the target, renamed over it at success
+  // (lib/output_file.h): no half-written MP4, no run sharing another's file,
+  // and SIGINT/SIGTERM remove it.
+  anitalker::OutputFile output(out);
+  const std::string part = output.temp_path();
 
+  // The queue after the bin gives the encoder a thread of its own: run in
+  // the renderer's streaming thread, x264enc's output depended on timing
+  // (2 of 100 frames differed between runs with the same seed).
   const std::string desc =
       "filesrc location=" + quoted(o.audio) + " ! decodebin ! tee name=t "
-      "t. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! anitalker name=talk ! videoconvert ! "
+      "t. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! anitalker name=talk ! queue ! videoconvert ! "
       "video/x-raw,format=I420 ! x264enc ! h264parse ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! "
       "mux.video_0 "
       "t. ! queue ! audioconvert ! audioresample ! avenc_aac ! "
@@ -201,7 +226,17 @@ int generate(const Options& o) {
         gchar* dbg = nullptr;
         gst_message_parse_error(msg, &e, &dbg);
         error = std::string(e ? e->message : "unknown error");
-        if (dbg && std::getenv("ANITALKER_DEBUG")) error += std::string(" (") + dbg + ")";
+        // Errors about the audio (its reading and decoding, and the features
+        // of its samples) name the file.
+        gchar* path = gst_object_get_path_string(GST_MESSAGE_SRC(msg));
+        const std::string where = path ? path : "";
+        g_free(path);
+        if (where.find("GstFileSrc") != std::string::npos || where.find("GstDecodeBin") != std::string::npos ||
+            where.find("GstHubertEnc") != std::string::npos)
+          error = o.audio + ": " + error;
+        const std::string cause = error_cause(dbg);
+        if (!cause.empty()) error += " " + cause;
+        if (dbg && std::getenv("ANITALKER_DEBUG")) error += std::string("\n  debug: ") + dbg;
         if (e) g_error_free(e);
         g_free(dbg);
       }
@@ -228,14 +263,16 @@ int generate(const Options& o) {
   gst_object_unref(pipe);
 
   if (!error.empty() || video.frames == 0) {
-    std::remove(part.c_str());
-    if (error.empty()) error = "no video frames came out (is the audio too short?)";
+    output.discard();
+    if (error.empty())
+      error = o.audio + ": no video frames came out (" +
+              (features.frames == 0 ? std::string("GStreamer's decoders gave no samples; convert it to PCM, e.g. "
+                                                  "ffmpeg -i IN -c:a pcm_s16le OUT.wav")
+                                    : "the audio is shorter than one video frame") + ")";
     throw anitalker::Error(anitalker::Error::Kind::Runtime, error);
   }
-  if (std::rename(part.c_str(), out.c_str()) != 0) {
-    std::remove(part.c_str());
-    throw anitalker::Error(anitalker::Error::Kind::Runtime, out + ": cannot write: " + std::strerror(errno));
-  }
+  cli::clear_mp4_times(part);  // the muxer's wall-clock times: same inputs, same bytes
+  output.commit();
   // Each stage's share: from the previous stage's last output to its own
   // (offline, the stages run one after the other).
   const double t_end = now_s();
@@ -295,9 +332,26 @@ int cmd_generate(int argc, char** argv) {
     if (o.have_pose && !o.pose_file.empty()) throw cli::UsageError("give --pose or --pose-file, not both");
     if (o.mode != "offline" && o.mode != "streaming" && o.mode != "auto")
       throw cli::UsageError("--mode: offline, streaming or auto, not '" + o.mode + "'");
+    // The element ranges (gst-inspect-1.0 anitalkermotion), checked here so
+    // that nothing runs with a value GLib would drop with a warning.
+    auto check_range = [](const char* opt, double v, double lo, double hi) {
+      if (!std::isfinite(v) || v < lo || v > hi) {
+        char m[200];
+        std::snprintf(m, sizeof m, "%s: expected a number from %g to %g, got %g", opt, lo, hi, v);
+        throw cli::UsageError(m);
+      }
+    };
+    check_range("--pose (yaw)", o.yaw, -1, 1);
+    check_range("--pose (pitch)", o.pitch, -1, 1);
+    check_range("--pose (roll)", o.roll, -1, 1);
+    check_range("--location", o.location, -10, 10);
+    check_range("--scale", o.scale, -10, 10);
     if (!anitalker::models::is_variant(o.variant)) anitalker::models::stage2_name(o.variant);  // throws, naming all
-    for (const std::string* f : {&o.portrait, &o.audio})
+    for (const std::string* f : {&o.portrait, &o.audio}) {
+      if (is_dir(*f))
+        throw anitalker::Error(anitalker::Error::Kind::Usage, *f + ": is a folder, expected a file");
       if (!is_file(*f)) throw anitalker::Error(anitalker::Error::Kind::NotFound, *f + ": no such file");
+    }
     if (!o.pose_file.empty() && !is_file(o.pose_file))
       throw anitalker::Error(anitalker::Error::Kind::NotFound, o.pose_file + ": no such file");
     const auto missing = anitalker::models::missing(anitalker::models::resolve(o.models_dir, o.variant, o.face_sr));

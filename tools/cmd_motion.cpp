@@ -10,6 +10,7 @@
 
 #include "bench_util.h"
 #include "cli.h"
+#include "output_file.h"
 #include "device.h"
 #include "error.h"
 #include "motion.h"
@@ -150,6 +151,7 @@ int cmd_motion(int argc, char** argv) {
     if (direction_path.empty()) throw cli::UsageError("missing --direction");
     if (noise_path.empty() == (seed < 0)) throw cli::UsageError("give exactly one of --noise N.npy and --seed K");
     if (out.empty()) throw cli::UsageError("missing --out");
+    anitalker::check_output_path(out, {stage2, features, start_path, direction_path, noise_path, pose_file});
     if (pose_given && !pose_file.empty()) throw cli::UsageError("give at most one of --pose and --pose-file");
     // Before any work: a step count the stride rule cannot meet (e.g. 49).
     try {

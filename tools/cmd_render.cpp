@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "output_file.h"
 #include "device.h"
 #include "error.h"
 #include "image.h"
@@ -57,6 +58,7 @@ int cmd_render(int argc, char** argv) {
     if (portrait.empty()) throw cli::UsageError("missing --portrait");
     if (motion_path.empty()) throw cli::UsageError("missing --motion");
     if (out.empty()) throw cli::UsageError("missing --out");
+    anitalker::check_output_path(out, {stage1, portrait, motion_path});
     cli::set_threads(static_cast<int>(threads));
 
     const c10::Device dev = anitalker::parse_device(device);

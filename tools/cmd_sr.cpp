@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "output_file.h"
 #include "device.h"
 #include "error.h"
 #include "face_restore.h"
@@ -139,6 +140,10 @@ int cmd_sr(int argc, char** argv) {
     if (in.empty()) throw cli::UsageError("missing --in");
     if (out.empty() && raw_path.empty() && detections_path.empty())
       throw cli::UsageError("nothing to write: give --out, --raw or --detections");
+    for (const auto& [opt, path] : {std::pair<const char*, std::string>{"--out", out}, {"--raw", raw_path},
+                                    {"--detections", detections_path}})
+      if (!path.empty())
+        anitalker::check_output_path(path, {model_path, detector_path, parser_path, landmarks_path, in}, opt);
     if (aligned && (!landmarks_path.empty() || !detections_path.empty()))
       throw cli::UsageError("--aligned takes the whole image as one face: no --landmarks or --detections");
     if (!landmarks_path.empty() && !detections_path.empty())

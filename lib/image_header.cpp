@@ -1,0 +1,148 @@
+#include "image_header.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+#include "error.h"
+
+namespace anitalker {
+
+namespace {
+
+uint32_t be32(const unsigned char* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3]; }
+uint32_t be16(const unsigned char* p) { return (uint32_t(p[0]) << 8) | p[1]; }
+uint32_t le16(const unsigned char* p) { return uint32_t(p[0]) | (uint32_t(p[1]) << 8); }
+uint32_t le24(const unsigned char* p) { return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16); }
+uint32_t le32(const unsigned char* p) { return le24(p) | (uint32_t(p[3]) << 24); }
+
+// JPEG: the SOF marker's size, and whether an EOI marker follows the first
+// SOS (entropy-coded data stuffs every 0xFF with 0x00, so FF D9 there is the
+// end marker).
+void jpeg(const std::vector<unsigned char>& d, ImageHeader* h) {
+  size_t i = 2;
+  while (i + 4 <= d.size()) {
+    if (d[i] != 0xFF) return;  // not a marker where one must be: leave it to the decoder
+    const unsigned char m = d[i + 1];
+    if (m == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
+      i += 2;
+      continue;
+    }
+    const size_t len = be16(&d[i + 2]);
+    if (len < 2) return;
+    const bool sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
+    if (sof && i + 9 <= d.size()) {
+      h->height = be16(&d[i + 5]);
+      h->width = be16(&d[i + 7]);
+    }
+    if (m == 0xDA) {  // start of scan: look for the end marker after it
+      for (size_t k = i + 2 + len; k + 1 < d.size(); ++k)
+        if (d[k] == 0xFF && d[k + 1] == 0xD9) return;
+      h->truncated = true;
+      return;
+    }
+    i += 2 + len;
+  }
+  h->truncated = true;  // the file ends inside the headers
+}
+
+}  // namespace
+
+ImageHeader read_image_header(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw Error(Error::Kind::NotFound, path + ": no such file");
+  if (S_ISDIR(st.st_mode)) throw Error(Error::Kind::Unreadable, path + ": is a folder, expected an image file");
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(Error::Kind::Unreadable, path + ": cannot open: " + std::strerror(errno));
+  ImageHeader h;
+  unsigned char head[32] = {0};
+  f.read(reinterpret_cast<char*>(head), sizeof head);
+  const size_t n = static_cast<size_t>(f.gcount());
+  if (n >= 24 && std::memcmp(head, "\x89PNG\r\n\x1a\n", 8) == 0) {
+    h.format = "png";
+    if (std::memcmp(head + 12, "IHDR", 4) == 0) {
+      h.width = be32(head + 16);
+      h.height = be32(head + 20);
+    }
+    // The last chunk is IEND (some writers add bytes after it: look in the
+    // last 4 KiB).
+    const std::streamoff tail_size = st.st_size < 4096 ? st.st_size : 4096;
+    std::string tail(static_cast<size_t>(tail_size), '\0');
+    f.clear();
+    f.seekg(st.st_size - tail_size);
+    f.read(&tail[0], tail_size);
+    h.truncated = !f || tail.find("IEND") == std::string::npos;
+  } else if (n >= 3 && head[0] == 0xFF && head[1] == 0xD8 && head[2] == 0xFF) {
+    h.format = "jpeg";
+    std::vector<unsigned char> all(static_cast<size_t>(st.st_size));
+    f.clear();
+    f.seekg(0);
+    f.read(reinterpret_cast<char*>(all.data()), static_cast<std::streamsize>(all.size()));
+    all.resize(static_cast<size_t>(f.gcount()));
+    jpeg(all, &h);
+  } else if (n >= 10 && (std::memcmp(head, "GIF87a", 6) == 0 || std::memcmp(head, "GIF89a", 6) == 0)) {
+    h.format = "gif";
+    h.width = le16(head + 6);
+    h.height = le16(head + 8);
+  } else if (n >= 26 && head[0] == 'B' && head[1] == 'M') {
+    h.format = "bmp";
+    h.width = static_cast<int32_t>(le32(head + 18));
+    const int32_t hh = static_cast<int32_t>(le32(head + 22));
+    h.height = hh < 0 ? -static_cast<int64_t>(hh) : hh;
+  } else if (n >= 30 && std::memcmp(head, "RIFF", 4) == 0 && std::memcmp(head + 8, "WEBP", 4) == 0) {
+    h.format = "webp";
+    if (std::memcmp(head + 12, "VP8X", 4) == 0) {
+      h.width = le24(head + 24) + 1;
+      h.height = le24(head + 27) + 1;
+    } else if (std::memcmp(head + 12, "VP8L", 4) == 0) {
+      const uint32_t b = le32(head + 21);
+      h.width = (b & 0x3FFF) + 1;
+      h.height = ((b >> 14) & 0x3FFF) + 1;
+    } else if (std::memcmp(head + 12, "VP8 ", 4) == 0) {
+      h.width = le16(head + 26) & 0x3FFF;
+      h.height = le16(head + 28) & 0x3FFF;
+    }
+  } else if (n >= 4 && (std::memcmp(head, "II*\0", 4) == 0 || std::memcmp(head, "MM\0*", 4) == 0)) {
+    h.format = "tiff";
+  }
+  return h;
+}
+
+int64_t max_image_pixels() {
+  const char* v = std::getenv("ANITALKER_MAX_PIXELS");
+  if (v && *v) {
+    char* end = nullptr;
+    const long long x = std::strtoll(v, &end, 10);
+    if (end && *end == 0 && x > 0) return x;
+  }
+  return 100000000;
+}
+
+void check_image_header(const std::string& path) {
+  const ImageHeader h = read_image_header(path);
+  if (h.format == "gif")
+    throw format_error(path + ": GIF images cannot be read (OpenCV has no GIF decoder); convert it to PNG or JPEG");
+  if (h.truncated)
+    throw format_error(path + ": the " + h.format + " file is truncated (no end marker); it would decode only in part");
+  if (h.width >= 0 && h.height >= 0) {
+    if (h.width == 0 || h.height == 0)
+      throw format_error(path + ": the header gives an empty image (" + std::to_string(h.width) + "x" +
+                         std::to_string(h.height) + ")");
+    const int64_t limit = max_image_pixels();
+    if (h.width * h.height > limit)
+      throw format_error(path + ": the image is " + std::to_string(h.width) + "x" + std::to_string(h.height) + " (" +
+                         std::to_string(h.width * h.height / 1000000) + " Mpx), more than the limit of " +
+                         std::to_string(limit / 1000000) +
+                         " Mpx; scale it down (the networks see 256x256) or raise ANITALKER_MAX_PIXELS");
+  }
+}
+
+}  // namespace anitalker

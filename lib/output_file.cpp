@@ -1,0 +1,191 @@
+#include "output_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "error.h"
+
+namespace anitalker {
+
+namespace {
+
+// The temporary files still open, readable from a signal handler: fixed
+// slots, each a path and a flag set once the path is complete.
+constexpr int kSlots = 64;
+constexpr size_t kPathMax = 4096;
+char g_paths[kSlots][kPathMax];
+// 0 free, 1 being written, 2 published (the handler removes those).
+std::atomic<int> g_state[kSlots];
+
+void register_temp(const std::string& path) {
+  if (path.size() >= kPathMax) return;  // still removed by the destructor
+  for (int i = 0; i < kSlots; ++i) {
+    int expected = 0;
+    if (!g_state[i].compare_exchange_strong(expected, 1)) continue;
+    std::memcpy(g_paths[i], path.c_str(), path.size() + 1);
+    g_state[i].store(2);
+    return;
+  }
+}
+
+void unregister_temp(const std::string& path) {
+  for (int i = 0; i < kSlots; ++i)
+    if (g_state[i].load() == 2 && path == g_paths[i]) {
+      g_state[i].store(0);
+      return;
+    }
+}
+
+const int kSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+struct sigaction g_old[sizeof kSignals / sizeof kSignals[0]];
+
+void on_signal(int sig) {
+  const int saved = errno;
+  for (int i = 0; i < kSlots; ++i)
+    if (g_state[i].load() == 2) ::unlink(g_paths[i]);  // async-signal-safe
+  for (size_t k = 0; k < sizeof kSignals / sizeof kSignals[0]; ++k) {
+    if (kSignals[k] != sig) continue;
+    const struct sigaction& old = g_old[k];
+    if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN) {
+      errno = saved;
+      old.sa_handler(sig);  // a handler the program had before ours
+      return;
+    }
+  }
+  // End as the signal would have: default action, raised again.
+  struct sigaction dfl;
+  std::memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  ::sigaction(sig, &dfl, nullptr);
+  ::raise(sig);
+  errno = saved;
+}
+
+std::string folder_of(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string base_of(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+void install_output_signal_handlers() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (size_t k = 0; k < sizeof kSignals / sizeof kSignals[0]; ++k) {
+      struct sigaction old;
+      if (::sigaction(kSignals[k], nullptr, &old) != 0) continue;
+      g_old[k] = old;
+      if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN) continue;  // e.g. SIGHUP under nohup
+      struct sigaction sa;
+      std::memset(&sa, 0, sizeof sa);
+      sa.sa_handler = on_signal;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = SA_RESTART;
+      ::sigaction(kSignals[k], &sa, nullptr);
+    }
+  });
+}
+
+void check_not_an_input(const std::string& target, const std::vector<std::string>& inputs, const std::string& option) {
+  struct stat t;
+  if (::stat(target.c_str(), &t) != 0) return;  // a new file cannot be an input
+  for (const std::string& in : inputs) {
+    struct stat s;
+    if (in.empty() || ::stat(in.c_str(), &s) != 0) continue;
+    if (s.st_dev == t.st_dev && s.st_ino == t.st_ino)
+      throw Error(Error::Kind::Usage, option + " " + target + " is the input " + in +
+                                          "; refusing to write over an input (choose another output name)");
+  }
+}
+
+void check_output_path(const std::string& target, const std::vector<std::string>& inputs, const std::string& option) {
+  if (target.empty()) throw Error(Error::Kind::Usage, option + ": the output file name is empty");
+  struct stat st;
+  if (::stat(target.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    throw Error(Error::Kind::Usage, target + ": is a folder, expected a file name");
+  const std::string dir = folder_of(target);
+  if (::stat(dir.c_str(), &st) != 0)
+    throw Error(Error::Kind::NotFound, target + ": cannot write: the folder " + dir + " does not exist");
+  if (!S_ISDIR(st.st_mode)) throw Error(Error::Kind::NotFound, target + ": cannot write: " + dir + " is not a folder");
+  check_not_an_input(target, inputs, option);
+}
+
+OutputFile::OutputFile(const std::string& target) : target_(target) {
+  check_output_path(target);
+  const std::string dir = folder_of(target);
+  install_output_signal_handlers();
+  std::string tmpl = (dir == "." && target.find('/') == std::string::npos ? "" : dir + "/") + "." + base_of(target) +
+                     ".XXXXXX.part";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back(0);
+  // Block the signals while the file exists but is not yet registered.
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_BLOCK, &all, &old);
+  const int fd = ::mkstemps(buf.data(), 5);  // O_CREAT | O_EXCL, mode 0600
+  const int err = errno;
+  if (fd >= 0) {
+    temp_ = buf.data();
+    register_temp(temp_);
+    open_ = true;
+    ::close(fd);
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (fd < 0) throw Error(Error::Kind::Unreadable, target + ": cannot write in " + dir + ": " + std::strerror(err));
+}
+
+OutputFile::~OutputFile() { discard(); }
+
+void OutputFile::write(const std::string& bytes) {
+  FILE* f = std::fopen(temp_.c_str(), "wb");
+  if (!f) throw Error(Error::Kind::Unreadable, target_ + ": cannot write: " + std::strerror(errno));
+  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  const int err = errno;
+  const bool closed = std::fclose(f) == 0;
+  if (!ok || !closed) throw Error(Error::Kind::Unreadable, target_ + ": cannot write: " + std::strerror(err));
+}
+
+void OutputFile::commit() {
+  if (!open_) throw Error(Error::Kind::Runtime, target_ + ": the output was already committed or discarded");
+  const int fd = ::open(temp_.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    ::fchmod(fd, 0666 & ~mask);
+    ::close(fd);
+  }
+  if (std::rename(temp_.c_str(), target_.c_str()) != 0) {
+    const int err = errno;
+    discard();
+    throw Error(Error::Kind::Unreadable, target_ + ": cannot write: " + std::strerror(err));
+  }
+  unregister_temp(temp_);
+  open_ = false;
+}
+
+void OutputFile::discard() {
+  if (!open_) return;
+  ::unlink(temp_.c_str());
+  unregister_temp(temp_);
+  open_ = false;
+}
+
+}  // namespace anitalker

@@ -1,0 +1,63 @@
+// Writing an output file safely: the one way every writer of the project
+// (the npy writer, the CLI's --out, `anitalker generate`'s MP4) creates its
+// results.  Torch-free.
+//
+//  - The data goes to a unique temporary file in the target's folder
+//    (".NAME.XXXXXX.part", created with O_EXCL), renamed over the target only
+//    at commit(): a reader never sees a half-written target, and two runs
+//    with the same target never share a temporary file.
+//  - A target that resolves to one of the inputs (same device and inode) is
+//    refused before anything runs.
+//  - SIGINT, SIGTERM, SIGHUP and SIGQUIT remove every temporary file still
+//    open, then end the process as the signal would have.  (SIGKILL cannot
+//    be caught: it leaves the temporary file, never a half-written target.)
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace anitalker {
+
+// Throws Error(Usage) when `target` is the same file as one of `inputs`
+// (same st_dev and st_ino; inputs that do not exist are skipped).  `option`
+// names the option in the message, e.g. "--out".
+void check_not_an_input(const std::string& target, const std::vector<std::string>& inputs,
+                        const std::string& option = "--out");
+
+// Throws what OutputFile's constructor would (a missing folder, a target
+// that is a folder), and what check_not_an_input throws: for tools that
+// check their outputs before any work.
+void check_output_path(const std::string& target, const std::vector<std::string>& inputs = {},
+                       const std::string& option = "--out");
+
+class OutputFile {
+ public:
+  // Creates the temporary file next to `target`.  Throws Error(NotFound) when
+  // the target's folder does not exist, Error(Unreadable) when it cannot be
+  // written, Error(Usage) when the target is an existing folder.
+  explicit OutputFile(const std::string& target);
+  ~OutputFile();  // removes the temporary file unless committed
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+
+  const std::string& target() const { return target_; }
+  // The path to write to (an existing, empty file of this process).
+  const std::string& temp_path() const { return temp_; }
+  // Writes `bytes` to the temporary file (replacing what it held).
+  void write(const std::string& bytes);
+  // Flushes the temporary file to disk, gives it the permissions a new file
+  // gets (0666 less the umask) and renames it over the target.
+  void commit();
+  // Removes the temporary file (also done by the destructor).
+  void discard();
+
+ private:
+  std::string target_, temp_;
+  bool open_ = false;
+};
+
+// Installs the signal handlers that remove open temporary files (idempotent;
+// OutputFile installs them on first use).
+void install_output_signal_handlers();
+
+}  // namespace anitalker

@@ -1,0 +1,127 @@
+#!/bin/bash
+# How the CLI writes its outputs (docs/reliability.md, lib/output_file.h):
+# never over one of its inputs, never a half-written or shared file, nothing
+# left behind by SIGINT / SIGTERM, and clear messages for bad paths and bad
+# controls.  The tiny chain models (tests/data/chain).
+# usage: test_cli_output.sh ANITALKER_BIN DATA_DIR
+set -u
+bin=$1 data=$2
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+cd "$work"
+cp "$data/renderer/monalisa.jpg" face.jpg
+cp "$data/audio/speech_2s_16k.wav" speech.wav
+fail=0
+check() {  # check NAME CONDITION...
+  local name=$1; shift
+  if "$@"; then echo "ok: $name"; else echo "FAIL: $name"; fail=1; fi
+}
+gen() { "$bin" generate --models-dir "$data/chain" --steps 5 --quiet "$@"; }
+leftovers() { ls -A | grep -c '\.part$'; }
+frames() { ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$1"; }
+
+# 3. An output that is an input is refused, and the input is untouched.
+md5=$(md5sum speech.wav face.jpg)
+gen --portrait face.jpg --audio speech.wav --out speech.wav 2>err.txt; rc=$?
+check "generate --out = --audio is refused (rc $rc)" test $rc -eq 2
+check "  and says why" grep -q "is the input speech.wav" err.txt
+gen --portrait face.jpg --audio speech.wav --out ./face.jpg 2>err.txt; rc=$?
+check "generate --out = --portrait (another spelling) is refused (rc $rc)" test $rc -eq 2
+ln -s speech.wav link.wav
+gen --portrait face.jpg --audio speech.wav --out link.wav 2>err.txt; rc=$?
+check "generate --out = a link to --audio is refused (rc $rc)" test $rc -eq 2
+"$bin" features --mfcc --audio speech.wav --out speech.wav 2>err.txt; rc=$?
+check "features --out = --audio is refused (rc $rc)" test $rc -eq 2
+check "the inputs are unchanged" bash -c "[ \"\$(md5sum speech.wav face.jpg)\" = '$md5' ]"
+gen --portrait face.jpg --audio speech.wav --out missing/out.mp4 2>err.txt; rc=$?
+check "--out in a missing folder: rc 1 and the folder named (rc $rc)" \
+  bash -c "[ $rc -eq 1 ] && grep -q 'the folder missing does not exist' err.txt"
+
+# 4. Two runs with the same --out at once: both succeed, the result is one
+# whole video (of either run), no temporary file is left.
+ffmpeg -loglevel error -y -stream_loop 1 -i speech.wav -c copy speech4.wav
+gen --portrait face.jpg --audio speech.wav --out same.mp4 2>a.txt & a=$!
+gen --portrait face.jpg --audio speech4.wav --out same.mp4 2>b.txt & b=$!
+wait $a; ra=$?
+wait $b; rb=$?
+check "two runs with one --out both succeed (rc $ra, $rb)" test $ra -eq 0 -a $rb -eq 0
+n=$(frames same.mp4)
+check "the output is one whole video ($n frames: 52 or 104)" test "$n" = 52 -o "$n" = 104
+check "no temporary file left ($(leftovers))" test "$(leftovers)" -eq 0
+
+# 10. Same inputs, same seed: the same bytes, also when runs share the cores
+# (4 at once, twice: before the fix about 3 runs in 10 differed) and in
+# streaming mode.
+for mode in offline streaming; do
+  for round in 1 2; do
+    for i in 1 2 3 4; do
+      gen --portrait face.jpg --audio speech4.wav --seed 7 --mode $mode --out s$round$i.mp4 2>/dev/null &
+    done
+    wait
+  done
+  distinct=$(md5sum s??.mp4 | awk '{print $1}' | sort -u | wc -l)
+  check "$mode: 8 runs with one seed write identical MP4s ($distinct distinct)" test "$distinct" -eq 1
+  gen --portrait face.jpg --audio speech4.wav --seed 8 --mode $mode --out s3.mp4 2>/dev/null
+  ffmpeg -loglevel error -y -i s11.mp4 -map 0:v -f framemd5 s1.md5
+  ffmpeg -loglevel error -y -i s3.mp4 -map 0:v -f framemd5 s3.md5
+  check "$mode: another seed gives other frames" bash -c "! cmp -s s1.md5 s3.md5"
+  rm -f s??.mp4
+done
+
+# 5. SIGINT, SIGTERM and timeout(1) while the video is being written leave
+# neither the output nor a temporary file.
+ffmpeg -loglevel error -y -stream_loop 14 -i speech.wav -c copy long.wav
+for sig in INT TERM; do
+  rm -f killed.mp4
+  # Default dispositions: a background job of a script starts with SIGINT
+  # ignored (and the program rightly keeps an ignored signal ignored).
+  env --default-signal=INT,TERM "$bin" generate --models-dir "$data/chain" --steps 5 --quiet --portrait face.jpg \
+    --audio long.wav --out killed.mp4 2>/dev/null & p=$!
+  for i in $(seq 200); do [ "$(leftovers)" -gt 0 ] && break; sleep 0.05; done
+  had=$(leftovers)
+  sleep 0.3
+  kill -$sig $p
+  wait $p; rc=$?
+  check "SIG$sig: the run had a temporary file ($had), ends by the signal (rc $rc)" \
+    test "$had" -eq 1 -a $rc -ne 0
+  check "SIG$sig: no output, no temporary file" bash -c "[ ! -e killed.mp4 ] && [ $(leftovers) -eq 0 ]"
+done
+rm -f killed.mp4
+timeout -s TERM 1 "$bin" generate --models-dir "$data/chain" --steps 50 --quiet --portrait face.jpg \
+  --audio long.wav --out killed.mp4 2>/dev/null; rc=$?
+check "timeout 1 s: rc 124, no output, no temporary file" \
+  bash -c "[ $rc -eq 124 ] && [ ! -e killed.mp4 ] && [ $(leftovers) -eq 0 ]"
+
+# 8. Controls out of range, NaN or inf are refused before anything runs.
+for args in "--pose nan 0 0" "--pose 1e30 0 0" "--pose 0 -inf 0" "--scale inf" "--location nan" "--scale 11"; do
+  gen --portrait face.jpg --audio speech.wav --out c.mp4 $args 2>err.txt; rc=$?
+  check "generate $args is refused (rc $rc: $(head -c 80 err.txt))" \
+    bash -c "[ $rc -eq 2 ] && grep -q 'expected a number from' err.txt && [ ! -e c.mp4 ]"
+done
+
+# Smaller: a folder as --audio, a text file named .wav, a truncated JPEG, a GIF.
+gen --portrait face.jpg --audio . --out d.mp4 2>err.txt; rc=$?
+check "a folder as --audio says so (rc $rc)" bash -c "[ $rc -ne 0 ] && grep -q 'is a folder' err.txt"
+echo "not audio" > text.wav
+gen --portrait face.jpg --audio text.wav --out d.mp4 2>err.txt; rc=$?
+check "a text file as --audio names the file (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 1 ] && grep -q 'text.wav' err.txt"
+head -c 20000 face.jpg > cut.jpg
+gen --portrait cut.jpg --audio speech.wav --out d.mp4 2>err.txt; rc=$?
+check "a truncated JPEG is refused, named (rc $rc)" bash -c "[ $rc -eq 1 ] && grep -q 'cut.jpg.*truncated' err.txt"
+printf 'GIF89a\x0a\x00\x0a\x00\x00\x00\x00;' > anim.gif
+gen --portrait anim.gif --audio speech.wav --out d.mp4 2>err.txt; rc=$?
+check "a GIF says GIF (rc $rc)" bash -c "[ $rc -eq 1 ] && grep -q 'GIF images cannot be read' err.txt"
+
+# 9. The element's cause is printed without ANITALKER_DEBUG: a stage-2
+# checkpoint of another variant.
+mkdir models
+for f in stage1.ckpt chinese-hubert-large; do ln -s "$data/chain/$f" models/$f; done
+ln -s "$data/chain/stage2_audio_only_hubert.ckpt" models/stage2_pose_only_hubert.ckpt
+"$bin" generate --models-dir models --variant hubert_pose_only --steps 5 --quiet --portrait face.jpg \
+  --audio speech.wav --out v.mp4 2>err.txt; rc=$?
+check "a wrong variant's checkpoint: the cause is shown (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 1 ] && grep -q 'stage-2 checkpoint' err.txt && grep -qi 'audio_only' err.txt"
+check "no temporary file left at the end ($(leftovers))" test "$(leftovers)" -eq 0
+[ $fail -eq 0 ] && echo "all passed"
+exit $fail
