@@ -5,6 +5,7 @@
 // plays the audio and reports what it received, which this program prints
 // (and, with --frames N, exits on once N frames were decoded: the test).
 #include <gio/gio.h>
+#include <glib-unix.h>
 #include <gst/gst.h>
 #include <gst/sdp/sdp.h>
 #define GST_USE_UNSTABLE_API
@@ -12,6 +13,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -76,6 +78,7 @@ struct App {
   long frames_wanted = 0;
   long frames = 0;
   int exit_code = 1;
+  int connections = 0;  // open HTTP connections (main loop only)
   std::string error;
   GMainLoop* loop = nullptr;
 };
@@ -140,70 +143,157 @@ std::string query_value(const std::string& query, const std::string& key) {
   return "";
 }
 
-void respond(GOutputStream* out, int code, const char* type, const std::string& body) {
-  const char* reason = code == 200 ? "OK" : code == 404 ? "Not Found" : code == 503 ? "Not Ready" : "Bad Request";
-  gchar* head = g_strdup_printf("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
-                                "Connection: close\r\n\r\n",
-                                code, reason, type, body.size());
-  g_output_stream_write_all(out, head, strlen(head), nullptr, nullptr, nullptr);
-  g_output_stream_write_all(out, body.data(), body.size(), nullptr, nullptr, nullptr);
-  g_free(head);
+// --- The HTTP side ---------------------------------------------------------
+// One request per connection (GET /, GET /offer, POST /answer, GET /stats?...),
+// handled in the main loop with asynchronous reads and writes: no thread per
+// client, so a client that sends nothing holds no thread.  Bounds: the head
+// (request line + headers) 16 KiB, the body 1 MiB (checked from
+// Content-Length before anything is read or allocated), 10 s for a whole
+// request, 64 connections at once (more are answered 503 and closed).
+constexpr size_t kMaxHead = 16 * 1024;
+constexpr size_t kMaxBody = 1 << 20;
+constexpr guint kRequestSeconds = 10;
+constexpr int kMaxConnections = 64;
+
+const char* reason_of(int code) {
+  switch (code) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+  }
 }
 
-// One request per connection: GET /, GET /offer, POST /answer, GET /stats?...
-gboolean on_request(GThreadedSocketService*, GSocketConnection* conn, GObject*, gpointer data) {
-  App* app = static_cast<App*>(data);
-  GInputStream* in = g_io_stream_get_input_stream(G_IO_STREAM(conn));
-  GOutputStream* out = g_io_stream_get_output_stream(G_IO_STREAM(conn));
-  GDataInputStream* din = g_data_input_stream_new(in);
-  g_filter_input_stream_set_close_base_stream(G_FILTER_INPUT_STREAM(din), FALSE);
-  gchar* line = g_data_input_stream_read_line(din, nullptr, nullptr, nullptr);
-  std::string method, target;
-  if (line) {
-    gchar** parts = g_strsplit(line, " ", 3);
-    if (parts[0] && parts[1]) {
-      method = parts[0];
-      target = parts[1];
-    }
-    g_strfreev(parts);
-    g_free(line);
-  }
-  gsize length = 0;
-  while (gchar* h = g_data_input_stream_read_line(din, nullptr, nullptr, nullptr)) {
-    g_strchomp(h);
-    if (*h == 0) {
-      g_free(h);
-      break;
-    }
-    if (g_ascii_strncasecmp(h, "content-length:", 15) == 0) length = (gsize)g_ascii_strtoull(h + 15, nullptr, 10);
-    g_free(h);
-  }
-  std::string body(length, '\0');
-  if (length > 0 && length < (1u << 20)) g_input_stream_read_all(G_INPUT_STREAM(din), &body[0], length, nullptr, nullptr, nullptr);
-  const size_t q = target.find('?');
-  const std::string path = target.substr(0, q), query = q == std::string::npos ? "" : target.substr(q + 1);
+std::string response(int code, const char* type, const std::string& body) {
+  gchar* head = g_strdup_printf("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
+                                "Connection: close\r\n\r\n",
+                                code, reason_of(code), type, body.size());
+  std::string out = head;
+  g_free(head);
+  return out + body;
+}
 
-  if (method == "GET" && (path == "/" || path == "/index.html")) {
-    respond(out, 200, "text/html; charset=utf-8", kPage);
-  } else if (method == "GET" && path == "/offer") {
+struct Conn {
+  App* app = nullptr;
+  GSocketConnection* conn = nullptr;
+  GCancellable* cancel = nullptr;
+  guint timer = 0;
+  std::string head, body, reply;
+  std::string method, target;
+  size_t want = 0;
+  bool in_body = false;
+  char buf[4096];
+};
+
+void conn_finish(Conn* c) {
+  if (c->timer) g_source_remove(c->timer);
+  g_io_stream_close(G_IO_STREAM(c->conn), nullptr, nullptr);
+  g_object_unref(c->conn);
+  g_object_unref(c->cancel);
+  c->app->connections--;
+  delete c;
+}
+
+void on_written(GObject* stream, GAsyncResult* res, gpointer data) {
+  g_output_stream_write_all_finish(G_OUTPUT_STREAM(stream), res, nullptr, nullptr);
+  conn_finish(static_cast<Conn*>(data));
+}
+
+void conn_reply(Conn* c, int code, const char* type, const std::string& body) {
+  c->reply = response(code, type, body);
+  GOutputStream* out = g_io_stream_get_output_stream(G_IO_STREAM(c->conn));
+  g_output_stream_write_all_async(out, c->reply.data(), c->reply.size(), G_PRIORITY_DEFAULT, c->cancel, on_written, c);
+}
+
+gboolean on_conn_timeout(gpointer data) {
+  Conn* c = static_cast<Conn*>(data);
+  c->timer = 0;
+  g_cancellable_cancel(c->cancel);  // the pending read or write ends, and with it the connection
+  return G_SOURCE_REMOVE;
+}
+
+// An SDP answer that webrtcbin can take: one media section per offered one,
+// each with ICE credentials and a DTLS fingerprint (here or at session level).
+std::string check_answer(const GstSDPMessage* sdp, const std::string& offer_text) {
+  GstSDPMessage* offer = nullptr;
+  guint offered = 0;
+  if (gst_sdp_message_new_from_text(offer_text.c_str(), &offer) == GST_SDP_OK && offer) {
+    offered = gst_sdp_message_medias_len(offer);
+    gst_sdp_message_free(offer);
+  }
+  const char* version = gst_sdp_message_get_version(sdp);
+  if (!version || std::strcmp(version, "0") != 0) return "not an SDP message (no v=0 line)";
+  const guint n = gst_sdp_message_medias_len(sdp);
+  if (n == 0) return "the SDP has no media section (m= line)";
+  if (offered > 0 && n != offered)
+    return "the SDP answers " + std::to_string(n) + " media sections, the offer has " + std::to_string(offered);
+  const bool session_fp = gst_sdp_message_get_attribute_val(sdp, "fingerprint") != nullptr;
+  const bool session_ufrag = gst_sdp_message_get_attribute_val(sdp, "ice-ufrag") != nullptr;
+  const bool session_pwd = gst_sdp_message_get_attribute_val(sdp, "ice-pwd") != nullptr;
+  for (guint i = 0; i < n; ++i) {
+    const GstSDPMedia* m = gst_sdp_message_get_media(sdp, i);
+    const char* proto = gst_sdp_media_get_proto(m);
+    if (!gst_sdp_media_get_media(m) || !proto || !std::strstr(proto, "RTP"))
+      return "media section " + std::to_string(i) + " is not RTP";
+    if (!session_ufrag && !gst_sdp_media_get_attribute_val(m, "ice-ufrag"))
+      return "media section " + std::to_string(i) + " has no a=ice-ufrag";
+    if (!session_pwd && !gst_sdp_media_get_attribute_val(m, "ice-pwd"))
+      return "media section " + std::to_string(i) + " has no a=ice-pwd";
+    if (!session_fp && !gst_sdp_media_get_attribute_val(m, "fingerprint"))
+      return "media section " + std::to_string(i) + " has no a=fingerprint";
+  }
+  return "";
+}
+
+void handle_request(Conn* c) {
+  App* app = c->app;
+  const size_t q = c->target.find('?');
+  const std::string path = c->target.substr(0, q), query = q == std::string::npos ? "" : c->target.substr(q + 1);
+  const std::string& method = c->method;
+  if (path == "/" || path == "/index.html") {
+    if (method != "GET") return conn_reply(c, 405, "text/plain", "use GET\n");
+    return conn_reply(c, 200, "text/html; charset=utf-8", kPage);
+  }
+  if (path == "/offer") {
+    if (method != "GET") return conn_reply(c, 405, "text/plain", "use GET\n");
     g_mutex_lock(&app->lock);
     const std::string offer = app->offer;
     g_mutex_unlock(&app->lock);
-    respond(out, offer.empty() ? 503 : 200, "application/sdp", offer);
-  } else if (method == "POST" && path == "/answer") {
+    return conn_reply(c, offer.empty() ? 503 : 200, offer.empty() ? "text/plain" : "application/sdp",
+                      offer.empty() ? "no offer yet, ask again\n" : offer);
+  }
+  if (path == "/answer") {
+    if (method != "POST") return conn_reply(c, 405, "text/plain", "use POST with the SDP answer as the body\n");
+    g_mutex_lock(&app->lock);
+    const std::string offer = app->offer;
+    g_mutex_unlock(&app->lock);
+    if (offer.empty()) return conn_reply(c, 409, "text/plain", "no offer was made yet: GET /offer first\n");
+    if (app->answered) return conn_reply(c, 409, "text/plain", "an answer was already taken\n");
     GstSDPMessage* sdp = nullptr;
-    if (gst_sdp_message_new_from_text(body.c_str(), &sdp) != GST_SDP_OK || !sdp) {
-      respond(out, 400, "text/plain", "not an SDP answer\n");
-    } else {
-      GstWebRTCSessionDescription* answer = gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_ANSWER, sdp);
-      g_signal_emit_by_name(app->webrtc, "set-remote-description", answer, nullptr);
-      gst_webrtc_session_description_free(answer);
-      app->answered = true;
-      std::fprintf(stderr, "anitalker webrtc: answer received\n");
-      respond(out, 200, "text/plain", "ok\n");
+    if (gst_sdp_message_new_from_text(c->body.c_str(), &sdp) != GST_SDP_OK || !sdp)
+      return conn_reply(c, 400, "text/plain", "not an SDP answer: it does not parse\n");
+    const std::string why = check_answer(sdp, offer);
+    if (!why.empty()) {
+      gst_sdp_message_free(sdp);
+      std::fprintf(stderr, "anitalker webrtc: answer refused: %s\n", why.c_str());
+      return conn_reply(c, 400, "text/plain", "not an SDP answer: " + why + "\n");
     }
-  } else if (method == "GET" && path == "/stats") {
-    respond(out, 200, "text/plain", "ok\n");
+    GstWebRTCSessionDescription* answer = gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_ANSWER, sdp);
+    g_signal_emit_by_name(app->webrtc, "set-remote-description", answer, nullptr);
+    gst_webrtc_session_description_free(answer);
+    app->answered = true;
+    std::fprintf(stderr, "anitalker webrtc: answer received\n");
+    return conn_reply(c, 200, "text/plain", "ok\n");
+  }
+  if (path == "/stats") {
+    if (method != "GET") return conn_reply(c, 405, "text/plain", "use GET\n");
     const std::string err = query_value(query, "error");
     const long frames = std::atol(query_value(query, "frames").c_str());
     std::fprintf(stderr, "anitalker webrtc: page: %s\n",
@@ -217,10 +307,118 @@ gboolean on_request(GThreadedSocketService*, GSocketConnection* conn, GObject*, 
     const bool done = app->frames_wanted > 0 && app->frames >= app->frames_wanted;
     g_mutex_unlock(&app->lock);
     if (done) g_idle_add([](gpointer d) -> gboolean { quit(static_cast<App*>(d), 0); return G_SOURCE_REMOVE; }, app);
-  } else {
-    respond(out, 404, "text/plain", "not found\n");
+    return conn_reply(c, 200, "text/plain", "ok\n");
   }
-  g_object_unref(din);
+  conn_reply(c, 404, "text/plain", "not found\n");
+}
+
+void conn_read(Conn* c);
+
+// Parses the head once it is complete: false when a reply was sent instead.
+bool parse_head(Conn* c, size_t end) {
+  const std::string head = c->head.substr(0, end);
+  std::string rest = c->head.substr(end);
+  const size_t eol = head.find('\n');
+  std::string line = head.substr(0, eol);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  const size_t sp1 = line.find(' '), sp2 = line.find(' ', sp1 == std::string::npos ? 0 : sp1 + 1);
+  if (sp1 == std::string::npos || sp2 == std::string::npos) {
+    conn_reply(c, 400, "text/plain", "not an HTTP request line\n");
+    return false;
+  }
+  c->method = line.substr(0, sp1);
+  c->target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  bool have_length = false;
+  unsigned long long length = 0;
+  size_t at = eol == std::string::npos ? head.size() : eol + 1;
+  while (at < head.size()) {
+    size_t e = head.find('\n', at);
+    if (e == std::string::npos) e = head.size();
+    std::string h = head.substr(at, e - at);
+    at = e + 1;
+    if (!h.empty() && h.back() == '\r') h.pop_back();
+    if (g_ascii_strncasecmp(h.c_str(), "content-length:", 15) != 0) continue;
+    std::string v = h.substr(15);
+    v.erase(0, v.find_first_not_of(" \t"));
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
+    if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos) {
+      conn_reply(c, 400, "text/plain", "Content-Length is not a number\n");
+      return false;
+    }
+    length = std::strtoull(v.c_str(), nullptr, 10);
+    have_length = true;
+  }
+  if (length > kMaxBody) {
+    conn_reply(c, 413, "text/plain", "the body is larger than 1 MiB\n");
+    return false;
+  }
+  if (c->method == "POST" && !have_length) {
+    conn_reply(c, 411, "text/plain", "a POST needs a Content-Length\n");
+    return false;
+  }
+  c->want = static_cast<size_t>(length);
+  c->in_body = true;
+  c->body = rest.substr(0, c->want);
+  c->head.clear();
+  return true;
+}
+
+void on_read(GObject* stream, GAsyncResult* res, gpointer data) {
+  Conn* c = static_cast<Conn*>(data);
+  const gssize n = g_input_stream_read_finish(G_INPUT_STREAM(stream), res, nullptr);
+  if (n <= 0) return conn_finish(c);  // closed, failed, or timed out (cancelled)
+  if (!c->in_body) {
+    c->head.append(c->buf, static_cast<size_t>(n));
+    size_t end = c->head.find("\r\n\r\n");
+    size_t skip = 4;
+    if (end == std::string::npos) {
+      end = c->head.find("\n\n");
+      skip = 2;
+    }
+    if (end == std::string::npos) {
+      if (c->head.size() > kMaxHead) return conn_reply(c, 431, "text/plain", "the request head is larger than 16 KiB\n");
+      return conn_read(c);
+    }
+    if (end + skip > kMaxHead) return conn_reply(c, 431, "text/plain", "the request head is larger than 16 KiB\n");
+    c->head.erase(end, skip);
+    if (!parse_head(c, end)) return;
+  } else {
+    c->body.append(c->buf, std::min(static_cast<size_t>(n), c->want - c->body.size()));
+  }
+  if (c->body.size() < c->want) return conn_read(c);
+  handle_request(c);
+}
+
+void conn_read(Conn* c) {
+  GInputStream* in = g_io_stream_get_input_stream(G_IO_STREAM(c->conn));
+  g_input_stream_read_async(in, c->buf, sizeof c->buf, G_PRIORITY_DEFAULT, c->cancel, on_read, c);
+}
+
+gboolean on_incoming(GSocketService*, GSocketConnection* conn, GObject*, gpointer data) {
+  App* app = static_cast<App*>(data);
+  if (app->connections >= kMaxConnections) {
+    // Too many at once: a short answer the socket's buffer takes at once.
+    const std::string r = response(503, "text/plain", "too many connections, try again\n");
+    GSocket* sock = g_socket_connection_get_socket(conn);
+    g_socket_set_blocking(sock, FALSE);
+    g_socket_send(sock, r.data(), r.size(), nullptr, nullptr);
+    // End our side after the answer, and read what the client has sent so
+    // far: a socket closed with unread input is reset, which can discard
+    // the answer before the client reads it.
+    g_socket_shutdown(sock, FALSE, TRUE, nullptr);
+    char junk[4096];
+    for (int i = 0; i < 16 && g_socket_receive(sock, junk, sizeof junk, nullptr, nullptr) > 0; ++i) {
+    }
+    g_io_stream_close(G_IO_STREAM(conn), nullptr, nullptr);
+    return TRUE;
+  }
+  app->connections++;
+  Conn* c = new Conn;
+  c->app = app;
+  c->conn = G_SOCKET_CONNECTION(g_object_ref(conn));
+  c->cancel = g_cancellable_new();
+  c->timer = g_timeout_add_seconds(kRequestSeconds, on_conn_timeout, c);
+  conn_read(c);
   return TRUE;
 }
 
@@ -312,7 +510,10 @@ int cmd_webrtc(int argc, char** argv) {
     gst_bus_add_watch(bus, on_bus, &app);
     gst_object_unref(bus);
 
-    GSocketService* service = g_threaded_socket_service_new(4);
+    GSocketService* service = g_socket_service_new();
+    // Connections past the cap are answered 503 at once; a deep accept queue
+    // lets them be taken instead of waiting in the kernel.
+    g_socket_listener_set_backlog(G_SOCKET_LISTENER(service), 256);
     GInetAddress* inet = g_inet_address_new_from_string(address.c_str());
     if (!inet) throw cli::UsageError("--address: not an IP address: " + address);
     GSocketAddress* sa = g_inet_socket_address_new(inet, (guint16)port);
@@ -325,7 +526,7 @@ int cmd_webrtc(int argc, char** argv) {
       throw anitalker::Error(anitalker::Error::Kind::Runtime, "cannot listen on " + address + ":" + std::to_string(port) + ": " + m);
     }
     g_object_unref(sa);
-    g_signal_connect(service, "run", G_CALLBACK(on_request), &app);
+    g_signal_connect(service, "incoming", G_CALLBACK(on_incoming), &app);
     g_socket_service_start(service);
     std::fprintf(stderr, "anitalker webrtc: open http://%s:%d/ in a browser\n", address.c_str(), port);
 
@@ -334,7 +535,18 @@ int cmd_webrtc(int argc, char** argv) {
       quit(static_cast<App*>(d), 1, "timed out");
       return G_SOURCE_REMOVE;
     }, &app);
+    // SIGINT and SIGTERM end the program as its own timeout does.
+    const guint sigint = g_unix_signal_add(SIGINT, [](gpointer d) -> gboolean {
+      quit(static_cast<App*>(d), 130, "interrupted");
+      return G_SOURCE_CONTINUE;  // removed below
+    }, &app);
+    const guint sigterm = g_unix_signal_add(SIGTERM, [](gpointer d) -> gboolean {
+      quit(static_cast<App*>(d), 143, "terminated");
+      return G_SOURCE_CONTINUE;  // removed below
+    }, &app);
     if (app.error.empty()) g_main_loop_run(app.loop);
+    g_source_remove(sigint);
+    g_source_remove(sigterm);
 
     g_socket_service_stop(service);
     g_object_unref(service);

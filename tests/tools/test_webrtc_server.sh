@@ -1,0 +1,110 @@
+#!/bin/bash
+# The HTTP side of `anitalker webrtc` against hostile clients, on 127.0.0.1
+# only (docs/reliability.md): a huge Content-Length, idle connections, 200
+# connections at once, a head without end, bodies that are not SDP.  After
+# each the server must still answer a plain request within a second, and at
+# the end it must still be running.  No browser needed.
+# usage: test_webrtc_server.sh ANITALKER_BIN DATA_DIR
+set -u
+bin=$1 data=$2
+"$bin" --help | grep -q webrtc || { echo "anitalker built without webrtcbin's headers: skipped"; exit 77; }
+gst-inspect-1.0 nicesrc >/dev/null 2>&1 || { echo "no libnice GStreamer plugin (gstreamer1.0-nice): skipped"; exit 77; }
+work=$(mktemp -d)
+server=
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+port=$((20000 + ($$ + 11) % 20000))
+fail=0
+check() {  # check NAME CONDITION...
+  local name=$1; shift
+  if "$@"; then echo "ok: $name"; else echo "FAIL: $name"; fail=1; fi
+}
+
+"$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --steps 5 \
+  --port "$port" --timeout 300 >"$work/server.log" 2>&1 &
+server=$!
+for i in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+
+# request TEXT: sends TEXT, prints the status line (empty when none came
+# within 3 s).
+request() {
+  # SIGPIPE ignored: a server that answers before reading (503) may have
+  # closed its side by the time the request is written.
+  timeout 3 bash -c 'trap "" PIPE; exec 3<>"/dev/tcp/127.0.0.1/'"$port"'" || exit 1; printf "%b" "$1" >&3; head -n 1 <&3' \
+    _ "$1" 2>/dev/null | tr -d '\r'
+}
+serving() {
+  local t0=$(date +%s%N)
+  local s=$(request 'GET / HTTP/1.0\r\n\r\n')
+  local ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  [ "$s" = "HTTP/1.1 200 OK" ] && [ $ms -lt 1000 ] || { echo "  GET / gave '$s' after $ms ms"; return 1; }
+}
+alive() { kill -0 "$server" 2>/dev/null; }
+
+check "serves the page" serving
+for i in $(seq 100); do
+  [ "$(request 'GET /offer HTTP/1.0\r\n\r\n')" = "HTTP/1.1 200 OK" ] && break
+  sleep 0.2
+done
+s=$(request 'POST /answer HTTP/1.1\r\nContent-Length: 100000000000000\r\n\r\n')
+check "Content-Length 1e14 -> 413 ($s)" test "$s" = "HTTP/1.1 413 Payload Too Large"
+check "alive after the huge Content-Length" alive
+s=$(request 'POST /answer HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello')
+check "a body that is not SDP -> 400 ($s)" test "$s" = "HTTP/1.1 400 Bad Request"
+s=$(request 'POST /answer HTTP/1.1\r\nContent-Length: 19\r\n\r\nv=0\r\ns=-\r\nt=0 0\r\n\r\n')
+check "an SDP without media -> 400 ($s)" test "$s" = "HTTP/1.1 400 Bad Request"
+s=$(request 'POST /answer HTTP/1.1\r\nContent-Length: x\r\n\r\n')
+check "Content-Length not a number -> 400 ($s)" test "$s" = "HTTP/1.1 400 Bad Request"
+big=$(head -c 20000 /dev/zero | tr '\0' 'a')
+s=$(request "GET /$big HTTP/1.1\r\n")
+check "a head over 16 KiB -> 431 ($s)" test "$s" = "HTTP/1.1 431 Request Header Fields Too Large"
+
+# Six connections that send a request line and nothing more (they used to
+# hold all four service threads).
+idle=()
+idle_since=$(date +%s%N)
+for i in $(seq 6); do
+  exec {fd}<>"/dev/tcp/127.0.0.1/$port"
+  printf 'GET / HTTP/1.1\r\n' >&$fd
+  idle+=($fd)
+done
+check "serves beside 6 idle connections" serving
+# 200 connections at once, all idle: the first 64 are held (for at most 10 s
+# each), the rest answered 503.
+many=()
+for i in $(seq 200); do
+  exec {fd}<>"/dev/tcp/127.0.0.1/$port" && many+=($fd)
+done
+check "200 connections opened (${#many[@]})" test ${#many[@]} -eq 200
+sleep 0.5
+check "alive with 206 connections" alive
+busy=$(request 'GET / HTTP/1.0\r\n\r\n')
+check "a request over the cap is answered at once ($busy)" test "$busy" = "HTTP/1.1 503 Service Unavailable"
+# The server ends idle connections after 10 s.
+timeout 15 cat <&${idle[0]} >/dev/null
+took=$(( ($(date +%s%N) - idle_since) / 1000000 ))
+check "an idle connection is closed by the server after 10 s ($took ms)" test $took -ge 9000 -a $took -le 12000
+for fd in "${idle[@]}" "${many[@]}"; do exec {fd}>&-; done
+sleep 0.5
+check "serves after the idle connections are gone" serving
+# 200 requests at once, each complete.
+for i in $(seq 200); do request 'GET /offer HTTP/1.0\r\n\r\n' >"$work/r$i" & done
+wait $(jobs -p | grep -v "^$server$") 2>/dev/null
+answered=$(cat "$work"/r* | grep -c '^HTTP/1.1 ')
+check "200 requests at once all answered ($answered)" test "$answered" -eq 200
+check "serves after 200 requests at once" serving
+check "the server is still running" alive
+kill -TERM "$server"
+for i in $(seq 50); do alive || break; sleep 0.1; done
+check "SIGTERM ends the server" bash -c "! kill -0 $server 2>/dev/null"
+server=
+grep -q "answer refused" "$work/server.log" || { echo "FAIL: the log does not say why the answers were refused"; fail=1; }
+[ $fail -eq 0 ] || { echo "--- server log"; tail -20 "$work/server.log"; exit 1; }
+echo "all passed"
