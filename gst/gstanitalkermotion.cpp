@@ -264,8 +264,6 @@ struct _GstAnitalkerMotion {
   guint window, context, lookahead;
   guint offline_limit_s;
   gboolean post_messages;
-  // A control value refused at set time (NaN), reported again at start.
-  gchar* settings_error;
 
   MotionState* state;
 };
@@ -536,7 +534,6 @@ static void gst_anitalker_motion_init(GstAnitalkerMotion* self) {
 
 static void gst_anitalker_motion_finalize(GObject* object) {
   GstAnitalkerMotion* self = GST_ANITALKER_MOTION(object);
-  g_free(self->settings_error);
   delete self->state;
   self->state = nullptr;
   g_free(self->checkpoint);
@@ -548,25 +545,7 @@ static void gst_anitalker_motion_finalize(GObject* object) {
 static void gst_anitalker_motion_set_property(GObject* object, guint prop_id, const GValue* value,
                                               GParamSpec* pspec) {
   GstAnitalkerMotion* self = GST_ANITALKER_MOTION(object);
-  if (G_IS_PARAM_SPEC_FLOAT(pspec) && !std::isfinite(g_value_get_float(value))) {
-    // A GParamSpec's range check lets NaN through (every comparison with it
-    // is false): refuse it here, keep the value in force, and fail the run.
-    const GParamSpecFloat* f = G_PARAM_SPEC_FLOAT(pspec);
-    const std::string text = gst_anitalker_printf("%s=%g refused: expected a number from %g to %g", pspec->name,
-                                                  (double)g_value_get_float(value), (double)f->minimum,
-                                                  (double)f->maximum);
-    GST_OBJECT_LOCK(self);
-    g_free(self->settings_error);
-    self->settings_error = g_strdup(text.c_str());
-    GST_OBJECT_UNLOCK(self);
-    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("Invalid value for property \"%s\".", pspec->name),
-                      ("%s", text.c_str()));
-    return;
-  }
   GST_OBJECT_LOCK(self);
-  if (self->settings_error && G_IS_PARAM_SPEC_FLOAT(pspec) &&
-      g_str_has_prefix(self->settings_error, (std::string(pspec->name) + "=").c_str()))
-    g_clear_pointer(&self->settings_error, g_free);  // the refused value was replaced
   switch (prop_id) {
     case PROP_CHECKPOINT:
       g_free(self->checkpoint);
@@ -722,15 +701,9 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerMotion* self) {
   cfg.lookahead = (int)self->lookahead;
   cfg.steps = (int)self->steps;
   cfg.seed = self->seed;
-  const std::string settings_error = self->settings_error ? self->settings_error : "";
   const guint offline_limit_s = self->offline_limit_s;
   GST_OBJECT_UNLOCK(self);
 
-  if (!settings_error.empty()) {
-    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("A property was set to an invalid value."),
-                      ("%s", settings_error.c_str()));
-    return FALSE;
-  }
   if (checkpoint.empty()) {
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No checkpoint set."),
                       ("set the \"checkpoint\" property to a stage-2 checkpoint (stage2_*.ckpt)"));

@@ -140,8 +140,8 @@ void check_image_header(const std::string& path) {
     if (h.width * h.height > limit)
       throw format_error(path + ": the image is " + std::to_string(h.width) + "x" + std::to_string(h.height) + " (" +
                          std::to_string(h.width * h.height / 1000000) + " Mpx), more than the limit of " +
-                         std::to_string(limit / 1000000) +
-                         " Mpx; scale it down (the networks see 256x256) or raise ANITALKER_MAX_PIXELS");
+                         (limit >= 1000000 ? std::to_string(limit / 1000000) + " Mpx" : std::to_string(limit) + " pixels") +
+                         "; scale it down (the networks see 256x256) or raise ANITALKER_MAX_PIXELS");
   }
 }
 

@@ -24,6 +24,8 @@ packages=(
   ffmpeg nginx libnginx-mod-rtmp
   # the WebRTC test opens the page in headless Chromium
   chromium
+  # the long-audio test reads peak memory with GNU time
+  time
   # JSON (config.json, safetensors headers)
   nlohmann-json3-dev
   # tests: GoogleTest, and clang's libFuzzer for the fuzz targets

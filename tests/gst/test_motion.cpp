@@ -630,6 +630,78 @@ GST_START_TEST(test_bad_pose_file) {
 }
 GST_END_TEST;
 
+// NaN, inf and out-of-range controls never reach the element: GLib refuses
+// them at set time (a warning naming the property; the value in force is
+// kept).  The CLI refuses them before anything runs (test cli_output).
+static void refused_control(GstElement* e, const char* name, float v) {
+  gfloat before = 0, after = 0;
+  g_object_get(e, name, &before, nullptr);
+  ASSERT_WARNING(g_object_set(e, name, v, nullptr));
+  g_object_get(e, name, &after, nullptr);
+  fail_unless_equals_float(after, before);
+}
+
+GST_START_TEST(test_bad_control) {
+  GstElement* e = gst_element_factory_make("anitalkermotion", nullptr);
+  for (const char* name : {"pose-yaw", "pose-pitch", "pose-roll", "face-location", "face-scale"})
+    for (float v : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity(), 1e30f})
+      refused_control(e, name, v);
+  gst_object_unref(e);
+}
+GST_END_TEST;
+
+// The harness's source pad says it is live; this one says it is not (a file).
+static gboolean not_live_query(GstPad* pad, GstObject* parent, GstQuery* query) {
+  if (GST_QUERY_TYPE(query) == GST_QUERY_LATENCY) {
+    gst_query_set_latency(query, FALSE, 0, GST_CLOCK_TIME_NONE);
+    return TRUE;
+  }
+  return gst_pad_query_default(pad, parent, query);
+}
+
+// offline-limit: offline refuses longer input, naming what to use instead;
+// auto on a non-live source goes on in windows past it (output before EOS,
+// every frame once, timestamps without a gap).
+GST_START_TEST(test_offline_limit) {
+  const std::string type = "hubert_audio_only";
+  const at::Tensor f = frames(type);  // 101 frames at 50/s: 2.02 s
+  auto limit1 = [](GstElement* e) { g_object_set(e, "offline-limit", 1u, nullptr); };
+  GstHarness* h = new_harness(type, "offline", limit1);
+  push_frames(h, f, 0, 50, 10, 50);  // exactly 1 s: still fine
+  const int64_t per = f.numel() / f.size(0);
+  GstBuffer* buf = gst_buffer_new_memdup(f.data_ptr<float>() + 50 * per, (gsize)(10 * per * sizeof(float)));
+  fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_ERROR);
+  gchar* debug = nullptr;
+  GError* err = element_error(h, &debug);
+  fail_unless(g_error_matches(err, GST_STREAM_ERROR, GST_STREAM_ERROR_TOO_LAZY), "%s", err->message);
+  fail_unless(strstr(err->message, "More than 1 s") != nullptr, "%s", err->message);
+  fail_unless(strstr(debug, "mode=auto") != nullptr, "%s", debug);
+  g_error_free(err);
+  g_free(debug);
+  gst_harness_teardown(h);
+
+  h = new_harness(type, "auto", limit1);
+  gst_pad_set_query_function(h->srcpad, not_live_query);
+  push_frames(h, f, 0, 40, 10, 50);
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);  // not live, under the limit: offline
+  push_frames(h, f, 40, f.size(0), 10, 50);
+  fail_unless(gst_harness_buffers_in_queue(h) > 0, "auto past the limit should stream");
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h);  // checks offsets and timestamps frame by frame
+  fail_unless_equals_int(out.frames(), kT);
+  for (size_t i = 0; i < out.discont.size(); i++) fail_unless_equals_int(out.discont[i], i == 0);
+  gst_harness_teardown(h);
+
+  // 0 = no limit: offline takes it all.
+  h = new_harness(type, "offline", [](GstElement* e) { g_object_set(e, "offline-limit", 0u, nullptr); });
+  push_frames(h, f, 0, f.size(0), 10, 50);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  fail_unless_equals_int(pull_all(h).frames(), kT);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_properties) {
   GstElement* e = gst_element_factory_make("anitalkermotion", nullptr);
   guint steps, window, context, lookahead;
@@ -683,6 +755,8 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_non_finite_features);
   tcase_add_test(tc, test_bad_pose_file);
   tcase_add_test(tc, test_properties);
+  tcase_add_test(tc, test_bad_control);
+  tcase_add_test(tc, test_offline_limit);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -113,6 +113,18 @@ printf 'GIF89a\x0a\x00\x0a\x00\x00\x00\x00;' > anim.gif
 gen --portrait anim.gif --audio speech.wav --out d.mp4 2>err.txt; rc=$?
 check "a GIF says GIF (rc $rc)" bash -c "[ $rc -eq 1 ] && grep -q 'GIF images cannot be read' err.txt"
 
+# 7. Portraits too large are refused from their header, before decoding,
+# naming the size and the limit (a header-only PNG claims 30000x30000).
+printf '\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x75\x30\x00\x00\x75\x30\x08\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00IEND\xae\x42\x60\x82' > huge.png
+start=$(date +%s%N)
+gen --portrait huge.png --audio speech.wav --out h.mp4 2>err.txt; rc=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+check "a 30000x30000 PNG is refused in $ms ms, naming its size (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 1 ] && grep -q '30000x30000 (900 Mpx), more than the limit of 100 Mpx' err.txt && [ $ms -lt 10000 ]"
+ANITALKER_MAX_PIXELS=1000 "$bin" generate --models-dir "$data/chain" --steps 5 --quiet --portrait face.jpg \
+  --audio speech.wav --out h.mp4 2>err.txt; rc=$?
+check "ANITALKER_MAX_PIXELS lowers the limit (rc $rc)" bash -c "[ $rc -eq 1 ] && grep -q 'more than the limit' err.txt"
+
 # 9. The element's cause is printed without ANITALKER_DEBUG: a stage-2
 # checkpoint of another variant.
 mkdir models
