@@ -10,6 +10,9 @@ builddir=${BUILDDIR:-build}
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 if [ ! -f "$builddir/build.ninja" ]; then
   meson setup "$builddir" -Dtests=true
+else
+  # A folder configured earlier with tests off would build and run nothing.
+  meson configure "$builddir" -Dtests=true
 fi
 ninja -C "$builddir"
 
@@ -23,4 +26,8 @@ fail=$(count Fail)
 timeout=$(count Timeout)
 skipped=$(count Skipped)
 echo "tests: ${ok:-0} passed, $(( ${fail:-0} + ${timeout:-0} )) failed, ${skipped:-0} skipped"
+if [ "${ok:-0}" -eq 0 ]; then
+  echo "tests: no test passed: is $builddir configured with -Dtests=true?" >&2
+  exit 1
+fi
 exit "$rc"
