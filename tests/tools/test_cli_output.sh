@@ -134,6 +134,11 @@ ln -s "$data/chain/stage2_audio_only_hubert.ckpt" models/stage2_pose_only_hubert
   --audio speech.wav --out v.mp4 2>err.txt; rc=$?
 check "a wrong variant's checkpoint: the cause is shown (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 1 ] && grep -q 'stage-2 checkpoint' err.txt && grep -qi 'audio_only' err.txt"
+gen --portrait face.jpg --audio speech.wav --out cuda.mp4 --device cuda 2>err.txt; rc=$?
+if [ $rc -ne 0 ]; then  # a CPU build: the reason comes with the error
+  check "--device cuda without CUDA: the reason is shown (rc $rc: $(cat err.txt))" \
+    bash -c "[ $rc -eq 1 ] && grep -q 'Cannot use the device \"cuda\". (.*CUDA' err.txt"
+fi
 check "no temporary file left at the end ($(leftovers))" test "$(leftovers)" -eq 0
 [ $fail -eq 0 ] && echo "all passed"
 exit $fail
