@@ -29,6 +29,7 @@ namespace {
 
 const char* kUsage =
     "usage: anitalker check [--device D] [--only LIST] [--tolerance X] [--frames N] [--steps N] [--threads N]\n"
+    "                       [--perturb X]\n"
     "\n"
     "Writes each network of the chain at its released size with random weights\n"
     "(HuBERT-large, the five stage-2 variants, the stage-1 encoder and renderer,\n"
@@ -40,6 +41,9 @@ const char* kUsage =
     "and the renderer's 8-bit frames are at most one level apart.\n"
     "  --only LIST     comma-separated subset of: hubert,motion,render,sr\n"
     "  --frames N      motion frames (default 100 = 4 s); --steps N DDIM steps (default 10)\n"
+    "  --perturb X     a self-test of the comparison: add X x each output's range\n"
+    "                  (8-bit frames: ceil(X x 255) levels) to the device's outputs;\n"
+    "                  above --tolerance every row must then fail\n"
     "Exit status 0 when all pass, 1 when any differs more.\n";
 
 struct Row {
@@ -54,7 +58,7 @@ int cmd_check(int argc, char** argv) {
   return cli::run("check", [&] {
     cli::Args a(argc, argv);
     std::string device = "cuda", only = "hubert,motion,render,sr";
-    double tolerance = 1e-3;
+    double tolerance = 1e-3, perturb = 0;
     int frames = 100, steps = 10, threads = 0;
     // clang-format off
     while (!a.done()) {
@@ -65,6 +69,7 @@ int cmd_check(int argc, char** argv) {
       } else if (s == "--device") device = a.value(s);
       else if (s == "--only") only = a.value(s);
       else if (s == "--tolerance") tolerance = a.number(s);
+      else if (s == "--perturb") perturb = a.number(s);
       else if (s == "--frames") frames = static_cast<int>(a.integer(s, 8, 2000));
       else if (s == "--steps") steps = static_cast<int>(a.integer(s, 1, 1000));
       else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));
@@ -72,6 +77,7 @@ int cmd_check(int argc, char** argv) {
     }
     // clang-format on
     if (!(tolerance > 0)) throw cli::UsageError("--tolerance must be > 0");
+    if (!(perturb >= 0 && perturb <= 1)) throw cli::UsageError("--perturb: expected a number from 0 to 1");
     auto wants = [&](const char* name) { return ("," + only + ",").find("," + std::string(name) + ",") != std::string::npos; };
     {
       std::string rest = "," + only + ",";
@@ -92,11 +98,13 @@ int cmd_check(int argc, char** argv) {
     std::vector<Row> rows;
     // Rows pass when relative <= tolerance; an `info` row is printed only.
     auto compare = [&](const std::string& what, const at::Tensor& on_cpu, const at::Tensor& on_dev, bool info = false) {
-      const at::Tensor x = on_cpu.to(cpu, at::kDouble), y = on_dev.to(cpu, at::kDouble);
+      const at::Tensor x = on_cpu.to(cpu, at::kDouble);
+      at::Tensor y = on_dev.to(cpu, at::kDouble);
       if (x.sizes() != y.sizes()) throw std::runtime_error(what + ": shapes differ between the devices");
       Row r;
       r.what = what;
       r.ref = x.abs().max().item<double>();
+      if (perturb > 0) y = y + perturb * r.ref;
       const at::Tensor d = (x - y).abs();
       r.diff = d.max().item<double>();
       r.mean = d.mean().item<double>();
@@ -109,7 +117,8 @@ int cmd_check(int argc, char** argv) {
     };
     // 8-bit frames: at most one level apart (a value on a rounding boundary).
     auto compare_levels = [&](const std::string& what, const at::Tensor& on_cpu, const at::Tensor& on_dev) {
-      const at::Tensor d = (on_cpu.to(at::kInt) - on_dev.to(cpu, at::kInt)).abs();
+      const at::Tensor d =
+          (on_cpu.to(at::kInt) - on_dev.to(cpu, at::kInt) - static_cast<int>(std::ceil(perturb * 255))).abs();
       Row r;
       r.what = what;
       r.ref = 255;

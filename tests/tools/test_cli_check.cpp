@@ -16,6 +16,20 @@ TEST(CheckCli, CpuAgainstCpuPasses) {
   EXPECT_THAT(r.out, HasSubstr("4 outputs compared, 0 differ"));
 }
 
+// The comparison can fail: outputs moved by more than the tolerance are
+// reported and the exit status is 1; moved by less, they pass.  (CPU against
+// CPU on one thread count gives identical outputs: max |diff| 0.)
+TEST(CheckCli, DetectsDifferences) {
+  testutil::CliResult r = testutil::run_cli("check --device cpu --only render --perturb 0.01");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("DIFFERS"));
+  EXPECT_THAT(r.out, testing::Not(HasSubstr(" ok")));
+  EXPECT_THAT(r.out, HasSubstr("4 outputs compared, 3 differ by more than 1.0e-03"));  // + 1 info row
+  r = testutil::run_cli("check --device cpu --only render --perturb 0.0001");
+  EXPECT_EQ(r.status, 0) << r.out;  // 8-bit frames: ceil(0.0255) = 1 level is allowed, the float rows pass
+  EXPECT_THAT(r.out, HasSubstr("0 differ"));
+}
+
 TEST(CheckCli, Errors) {
   testutil::CliResult r = testutil::run_cli("check --only renderer");
   EXPECT_EQ(r.status, 2) << r.out;
