@@ -137,6 +137,28 @@ TEST(FaceDetect, FullSizeNetworkFromTheReleasedLayout) {
   EXPECT_EQ(rows.size(1), 15);
 }
 
+// The whole network (ResNet-50 body, FPN, SSH, heads, softmax) against
+// PyTorch's modules built as facexlib builds them, at every width divided by
+// 16 with random weights and batch-norm statistics, on a 70x100 input whose
+// sizes do not halve evenly (the FPN's upsampling sizes matter):
+// tests/data/face-sr/make_retinaface_ref.py wrote the checkpoint (released
+// key layout, "module." prefix) and the outputs.
+TEST(FaceDetect, WholeNetworkMatchesPyTorch) {
+  const rf::Model m(anitalker::StateDict(anitalker::Checkpoint::open(data("face-sr/retinaface_narrow.pth"))),
+                    c10::Device(c10::kCPU));
+  const at::Tensor x = read_npy_tensor(data("face-sr/retinaface_narrow_input.npy"));
+  ASSERT_EQ(x.sizes(), (std::vector<int64_t>{1, 3, 70, 100}));
+  const rf::Heads h = m.forward(x);
+  const std::pair<const char*, at::Tensor> outs[] = {{"loc", h.loc}, {"conf", h.conf}, {"landms", h.landms}};
+  for (const auto& [name, got] : outs) {
+    const at::Tensor want = read_npy_tensor(data(std::string("face-sr/retinaface_narrow_") + name + ".npy"));
+    ASSERT_EQ(got.sizes(), want.sizes()) << name;
+    const double diff = (got - want).abs().max().item<double>(), scale = want.abs().max().item<double>();
+    std::printf("RetinaFace %s: max |PyTorch| %.4g, max |diff| %.3g\n", name, scale, diff);
+    EXPECT_LE(diff, 1e-5 + 1e-4 * scale) << name;
+  }
+}
+
 TEST(FaceDetect, BareKeysWithoutCountersLoadAndMissingOnesAreNamed) {
   testutil::TempDir dir;
   {
