@@ -147,8 +147,9 @@ static void forward_motion_property(GObjectClass* klass, GObjectClass* motion_cl
     GParamSpecUInt64* p = G_PARAM_SPEC_UINT64(child);
     spec = g_param_spec_uint64(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
   } else if (G_IS_PARAM_SPEC_FLOAT(child)) {
+    // The child's kind of spec: bad values reach the child, which refuses them.
     GParamSpecFloat* p = G_PARAM_SPEC_FLOAT(child);
-    spec = g_param_spec_float(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
+    spec = gst_anitalker_param_spec_float(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
   } else if (G_IS_PARAM_SPEC_BOOLEAN(child)) {
     spec = g_param_spec_boolean(name, nick, blurb, G_PARAM_SPEC_BOOLEAN(child)->default_value, flags);
   } else if (G_IS_PARAM_SPEC_STRING(child)) {

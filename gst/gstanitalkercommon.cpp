@@ -117,3 +117,51 @@ bool gst_anitalker_parse_device(GstElement* element, const std::string& name, c1
     return false;
   }
 }
+
+namespace {
+
+gboolean unchecked_float_validate(GParamSpec*, GValue*) { return FALSE; }  // the element checks
+
+void checked_float_class_init(gpointer klass, gpointer) {
+  G_PARAM_SPEC_CLASS(klass)->value_validate = unchecked_float_validate;
+}
+
+GType checked_float_get_type() {
+  static gsize type = 0;
+  if (g_once_init_enter(&type)) {
+    GTypeInfo info = {};
+    info.class_size = sizeof(GParamSpecClass);
+    info.class_init = checked_float_class_init;
+    info.instance_size = sizeof(GParamSpecFloat);
+    const GType t = g_type_register_static(G_TYPE_PARAM_FLOAT, "GstAnitalkerParamFloat", &info, (GTypeFlags)0);
+    g_once_init_leave(&type, t);
+  }
+  return (GType)type;
+}
+
+}  // namespace
+
+GParamSpec* gst_anitalker_param_spec_float(const char* name, const char* nick, const char* blurb, float min,
+                                           float max, float def, GParamFlags flags) {
+  GParamSpecFloat* p =
+      static_cast<GParamSpecFloat*>(g_param_spec_internal(checked_float_get_type(), name, nick, blurb, flags));
+  p->minimum = min;
+  p->maximum = max;
+  p->default_value = def;
+  return G_PARAM_SPEC(p);
+}
+
+bool gst_anitalker_check_float(GstElement* element, GParamSpec* pspec, float v, gchar** pending) {
+  const GParamSpecFloat* f = G_PARAM_SPEC_FLOAT(pspec);
+  if (std::isfinite(v) && v >= f->minimum && v <= f->maximum) return true;
+  const std::string text = gst_anitalker_printf("%s=%g refused: expected a number from %g to %g; the value in force "
+                                                "stays",
+                                                pspec->name, (double)v, (double)f->minimum, (double)f->maximum);
+  GST_OBJECT_LOCK(element);
+  g_free(*pending);
+  *pending = g_strdup(text.c_str());
+  GST_OBJECT_UNLOCK(element);
+  GST_ELEMENT_ERROR(element, LIBRARY, SETTINGS, ("Invalid value for property \"%s\".", pspec->name),
+                    ("%s", text.c_str()));
+  return false;
+}

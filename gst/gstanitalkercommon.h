@@ -62,3 +62,18 @@ gssize gst_anitalker_first_non_finite(const float* data, gsize n);
 // on failure posts the element error ("Cannot use the device ...", with why:
 // e.g. a build without CUDA) and returns false.
 bool gst_anitalker_parse_device(GstElement* element, const std::string& name, c10::Device* device);
+
+// A float property whose values GLib does not validate: NaN, inf and values
+// out of [min, max] reach the element's set_property, which refuses them with
+// gst_anitalker_check_float (a GParamSpecFloat's own check only warns, and
+// lets the run go on with the old value).  G_IS_PARAM_SPEC_FLOAT holds, so
+// gst-inspect-1.0 shows the range and default as usual.
+GParamSpec* gst_anitalker_param_spec_float(const char* name, const char* nick, const char* blurb, float min,
+                                           float max, float def, GParamFlags flags);
+
+// For a float property of the spec above: true when `v` is finite and in its
+// range.  Otherwise posts LIBRARY SETTINGS naming the property, the value
+// and the range, stores the text in *pending (g_free'd and replaced) so that
+// the next start can fail with it, and returns false; the caller keeps the
+// value in force.  Takes the object lock to store: call it unlocked.
+bool gst_anitalker_check_float(GstElement* element, GParamSpec* pspec, float v, gchar** pending);

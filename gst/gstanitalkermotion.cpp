@@ -264,6 +264,9 @@ struct _GstAnitalkerMotion {
   guint window, context, lookahead;
   guint offline_limit_s;
   gboolean post_messages;
+  // A control value refused at set time (NaN, inf, out of range): the next
+  // start fails with it until a valid value replaces it.
+  gchar* settings_error;
 
   MotionState* state;
 };
@@ -310,9 +313,9 @@ static void install_float(GObjectClass* klass, guint id, const char* name, const
                           float lo, float hi, float def) {
   g_object_class_install_property(
       klass, id,
-      g_param_spec_float(name, nick, blurb, lo, hi, def,
-                         (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_CONTROLLABLE |
-                                       GST_PARAM_MUTABLE_PLAYING)));
+      gst_anitalker_param_spec_float(name, nick, blurb, lo, hi, def,
+                                     (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+                                                   GST_PARAM_CONTROLLABLE | GST_PARAM_MUTABLE_PLAYING)));
 }
 
 static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
@@ -534,6 +537,7 @@ static void gst_anitalker_motion_init(GstAnitalkerMotion* self) {
 
 static void gst_anitalker_motion_finalize(GObject* object) {
   GstAnitalkerMotion* self = GST_ANITALKER_MOTION(object);
+  g_free(self->settings_error);
   delete self->state;
   self->state = nullptr;
   g_free(self->checkpoint);
@@ -545,7 +549,14 @@ static void gst_anitalker_motion_finalize(GObject* object) {
 static void gst_anitalker_motion_set_property(GObject* object, guint prop_id, const GValue* value,
                                               GParamSpec* pspec) {
   GstAnitalkerMotion* self = GST_ANITALKER_MOTION(object);
+  // The controls' specs leave validation to us (gstanitalkercommon.h).
+  if (G_IS_PARAM_SPEC_FLOAT(pspec) &&
+      !gst_anitalker_check_float(GST_ELEMENT_CAST(self), pspec, g_value_get_float(value), &self->settings_error))
+    return;
   GST_OBJECT_LOCK(self);
+  if (self->settings_error && G_IS_PARAM_SPEC_FLOAT(pspec) &&
+      g_str_has_prefix(self->settings_error, (std::string(pspec->name) + "=").c_str()))
+    g_clear_pointer(&self->settings_error, g_free);  // the refused value was replaced
   switch (prop_id) {
     case PROP_CHECKPOINT:
       g_free(self->checkpoint);
@@ -702,8 +713,14 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerMotion* self) {
   cfg.steps = (int)self->steps;
   cfg.seed = self->seed;
   const guint offline_limit_s = self->offline_limit_s;
+  const std::string settings_error = self->settings_error ? self->settings_error : "";
   GST_OBJECT_UNLOCK(self);
 
+  if (!settings_error.empty()) {
+    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("A property was set to an invalid value."),
+                      ("%s", settings_error.c_str()));
+    return FALSE;
+  }
   if (checkpoint.empty()) {
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No checkpoint set."),
                       ("set the \"checkpoint\" property to a stage-2 checkpoint (stage2_*.ckpt)"));

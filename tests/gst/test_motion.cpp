@@ -664,24 +664,62 @@ GST_START_TEST(test_bad_pose_file) {
 }
 GST_END_TEST;
 
-// NaN, inf and out-of-range controls never reach the element: GLib refuses
-// them at set time (a warning naming the property; the value in force is
-// kept).  The CLI refuses them before anything runs (test cli_output).
-static void refused_control(GstElement* e, const char* name, float v) {
-  gfloat before = 0, after = 0;
-  g_object_get(e, name, &before, nullptr);
-  ASSERT_WARNING(g_object_set(e, name, v, nullptr));
-  g_object_get(e, name, &after, nullptr);
-  fail_unless_equals_float(after, before);
-}
-
+// NaN, inf and out-of-range controls are refused at set time: an error
+// naming the property, the value and the range; the value in force stays,
+// and the next start fails until a valid value replaces it.  (With a plain
+// GParamSpecFloat, GLib would only warn and the run would go on.)
 GST_START_TEST(test_bad_control) {
   GstElement* e = gst_element_factory_make("anitalkermotion", nullptr);
+  g_object_set(e, "checkpoint", checkpoint("hubert_audio_only").c_str(), "steps", 10u, nullptr);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
   for (const char* name : {"pose-yaw", "pose-pitch", "pose-roll", "face-location", "face-scale"})
     for (float v : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
-                    -std::numeric_limits<float>::infinity(), 1e30f})
-      refused_control(e, name, v);
+                    -std::numeric_limits<float>::infinity(), 1e30f}) {
+      gfloat before = 0, after = 0;
+      g_object_get(e, name, &before, nullptr);
+      g_object_set(e, name, v, nullptr);
+      g_object_get(e, name, &after, nullptr);
+      fail_unless_equals_float(after, before);
+      gchar* debug = nullptr;
+      GError* err = checkutil::pop_message(bus, GST_MESSAGE_ERROR, &debug);
+      fail_unless(g_error_matches(err, GST_LIBRARY_ERROR, GST_LIBRARY_ERROR_SETTINGS), "%s", err->message);
+      fail_unless(strstr(err->message, name) != nullptr, "%s", err->message);
+      fail_unless(strstr(debug, "refused: expected a number from") != nullptr, "%s", debug);
+      g_error_free(err);
+      g_free(debug);
+    }
+  // The last refused value (face-scale=1e+30) fails the start.
+  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  gchar* debug = nullptr;
+  GError* err = checkutil::pop_message(bus, GST_MESSAGE_ERROR, &debug);
+  fail_unless(strstr(debug, "face-scale=1e+30 refused") != nullptr, "%s", debug);
+  g_error_free(err);
+  g_free(debug);
+  gst_element_set_state(e, GST_STATE_NULL);
+  g_object_set(e, "face-scale", 0.5f, nullptr);  // replaced: the start goes through
+  fail_unless(gst_element_set_state(e, GST_STATE_PAUSED) != GST_STATE_CHANGE_FAILURE);
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_element_set_bus(e, nullptr);
+  gst_object_unref(bus);
   gst_object_unref(e);
+
+  // Through the bin: its copies of the controls refuse alike.
+  GstElement* bin = gst_element_factory_make("anitalker", nullptr);
+  fail_unless(bin != nullptr);
+  bus = gst_bus_new();
+  gst_element_set_bus(bin, bus);
+  g_object_set(bin, "pose-yaw", std::numeric_limits<float>::quiet_NaN(), nullptr);
+  gfloat yaw = 0;
+  g_object_get(bin, "pose-yaw", &yaw, nullptr);
+  fail_unless_equals_float(yaw, 0.25f);
+  err = checkutil::pop_message(bus, GST_MESSAGE_ERROR, &debug);
+  fail_unless(strstr(debug, "pose-yaw=nan refused") != nullptr, "%s", debug);
+  g_error_free(err);
+  g_free(debug);
+  gst_element_set_bus(bin, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(bin);
 }
 GST_END_TEST;
 
