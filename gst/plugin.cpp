@@ -2,14 +2,13 @@
 // element is a thin adapter over libanitalker (lib/), which holds the maths.
 #include <gst/gst.h>
 
-#include "device.h"
 #include "gstanitalkerelements.h"
 
 static gboolean plugin_init(GstPlugin* plugin) {
   gboolean ok = TRUE;
-  // Freed tensor memory is kept for reuse (lib/device.h; ANITALKER_CPU_CACHE_MB
-  // sets the cap, 0 turns it off): the networks run up to 4x faster.
-  anitalker::cache_cpu_memory();
+  // The CPU tensor cache (lib/device.h) is installed by the elements when
+  // they start, not here: a process that only scans the registry or
+  // inspects the plugin gets none.
   // Elements register here as they land (hubertenc, anitalkermotion,
   // anitalkerrender, gfpgansr, the anitalker bin).
   ok &= gst_anitalker_register_elements(plugin);

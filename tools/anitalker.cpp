@@ -71,7 +71,7 @@ const Command kBenches[] = {
 };
 
 void usage(FILE* f) {
-  std::fprintf(f, "usage: anitalker COMMAND [ARGS...]   (anitalker COMMAND --help for its options)\n\ncommands:\n");
+  std::fprintf(f, "usage: anitalker COMMAND [ARGS...]   (anitalker COMMAND --help for its options; anitalker --version)\n\ncommands:\n");
   for (const Command& c : kCommands) std::fprintf(f, "  %-10s %s\n", c.name, c.help);
   std::fprintf(f, "  %-10s %s\n", "bench", "benchmarks (anitalker bench --help)");
 }
@@ -100,6 +100,10 @@ int main(int argc, char** argv) {
   const std::string cmd = argv[1];
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     usage(stdout);
+    return 0;
+  }
+  if (cmd == "--version" || cmd == "-V") {
+    std::printf("anitalker %s (%s)\n", ANITALKER_VERSION, anitalker::torch_info().c_str());
     return 0;
   }
   if (cmd == "bench") return bench(argc - 1, argv + 1);

@@ -4,15 +4,20 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+
 #include "checkpoint.h"
+#include "error.h"
 #include "cli.h"
 
 static const char* kUsage =
-    "usage: anitalker inspect FILE [--json]\n"
+    "usage: anitalker inspect FILE|FOLDER [--json]\n"
     "\n"
     "Lists every tensor of a torch.save checkpoint (.ckpt, .pth, .bin) or a\n"
     "safetensors file: key, dtype (numpy names) and shape, one per line, in file\n"
     "order.  Nested keys are joined with dots (params_ema.conv_body_first.weight).\n"
+    "A model folder (chinese-hubert-large/) shows its model.safetensors or\n"
+    "pytorch_model.bin.\n"
     "\n"
     "  --json   print a JSON array of {\"key\", \"dtype\", \"shape\"} instead\n";
 
@@ -37,6 +42,24 @@ int cmd_inspect(int argc, char** argv) {
       }
     }
     if (file.empty()) throw cli::UsageError("missing FILE");
+    // A model folder (chinese-hubert-large/): its weights file.
+    struct stat st;
+    if (::stat(file.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      std::string found;
+      for (const char* name : {"model.safetensors", "pytorch_model.bin"}) {
+        struct stat f;
+        const std::string p = file + (file.back() == '/' ? "" : "/") + name;
+        if (::stat(p.c_str(), &f) == 0 && S_ISREG(f.st_mode)) {
+          found = p;
+          break;
+        }
+      }
+      if (found.empty())
+        throw anitalker::Error(anitalker::Error::Kind::NotFound,
+                               file + ": a folder without model.safetensors or pytorch_model.bin");
+      std::fprintf(stderr, "%s\n", found.c_str());
+      file = found;
+    }
     auto ckpt = anitalker::Checkpoint::open(file);
     if (json) {
       nlohmann::json out = nlohmann::json::array();

@@ -574,6 +574,7 @@ GST_START_TEST(test_missing_checkpoint) {
   fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
   err = checkutil::pop_message(bus, GST_MESSAGE_ERROR, &debug);
   fail_unless(strstr(err->message, "steps=600") != nullptr, "%s", err->message);
+  fail_unless(strstr(debug, "the nearest are 500 or 1000") != nullptr, "%s", debug);
   g_error_free(err);
   g_free(debug);
   gst_element_set_state(e, GST_STATE_NULL);

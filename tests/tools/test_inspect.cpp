@@ -43,6 +43,17 @@ TEST(Inspect, PlainListing) {
   EXPECT_THAT(s.out, HasSubstr("tensors, "));
 }
 
+// A model folder (chinese-hubert-large/) lists its weights file.
+TEST(Inspect, ModelFolder) {
+  testutil::CliResult r = testutil::run_cli("inspect '" + data("chain/chinese-hubert-large") + "' 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("chinese-hubert-large/pytorch_model.bin\n"));
+  EXPECT_THAT(r.out, HasSubstr("feature_extractor.conv_layers.0.conv.weight"));
+  r = testutil::run_cli("inspect '" + data("renderer") + "'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.out, HasSubstr("a folder without model.safetensors or pytorch_model.bin"));
+}
+
 TEST(Inspect, ErrorsExitNonZero) {
   testutil::CliResult r = testutil::run_cli("inspect /nonexistent/stage1.ckpt");
   EXPECT_EQ(r.status, 1);
@@ -57,5 +68,5 @@ TEST(Inspect, ErrorsExitNonZero) {
   EXPECT_EQ(r.status, 2);
   r = testutil::run_cli("inspect --help");
   EXPECT_EQ(r.status, 0);
-  EXPECT_THAT(r.out, HasSubstr("usage: anitalker inspect FILE [--json]"));
+  EXPECT_THAT(r.out, HasSubstr("usage: anitalker inspect FILE|FOLDER [--json]"));
 }
