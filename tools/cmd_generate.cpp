@@ -41,7 +41,7 @@ static const char* kUsage =
     "  --face-sr         restore the face with GFPGAN v1.4 (output twice the size)\n"
     "  --device D        cpu (default), cuda or cuda:N\n"
     "  --mode M          offline (default: exact, as the reference), streaming or auto\n"
-    "  --quiet           no progress line\n";
+    "  --quiet           no progress (on a terminal a status line, otherwise a line every 10 s)\n";
 
 namespace {
 
@@ -213,6 +213,7 @@ int generate(const Options& o) {
   std::string error;
   gint64 duration = -1;
   const bool tty = !o.quiet && isatty(STDERR_FILENO);
+  double last_line = now_s();
   GstBus* bus = gst_element_get_bus(pipe);
   if (gst_element_set_state(pipe, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE && error.empty())
     error = "the pipeline did not start";
@@ -244,6 +245,14 @@ int generate(const Options& o) {
       done = true;
     }
     if (duration < 0) gst_element_query_duration(pipe, GST_FORMAT_TIME, &duration);
+    if (!tty && !o.quiet && now_s() - last_line >= 10) {
+      // Not a terminal (a log, CI, a pipe): a line every 10 s.
+      last_line = now_s();
+      const guint64 total = duration > 0 ? (guint64)(duration * 25 / GST_SECOND) : 0;
+      std::fprintf(stderr, "anitalker generate: %.0f s: features %" G_GUINT64_FORMAT ", motion %" G_GUINT64_FORMAT
+                           ", video %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " frames\n",
+                   last_line - t_start, features.frames, motion.frames, video.frames, total);
+    }
     if (tty) {
       const double el = now_s() - t_start;
       const guint64 total = duration > 0 ? (guint64)(duration * 25 / GST_SECOND) : 0;

@@ -17,6 +17,7 @@
 static const char* kUsage =
     "usage: anitalker render --stage1 CKPT --portrait IMAGE --motion MOTION.npy --out FRAMES.npy\n"
     "                        [--raw] [--codes-dir DIR] [--device D] [--batch-size N] [--threads N]\n"
+    "       anitalker render --stage1 CKPT --portrait IMAGE --codes-dir DIR   (the codes only)\n"
     "\n"
     "Encodes the portrait with the stage-1 (LIA) encoder and renders one frame per\n"
     "motion code.\n"
@@ -27,7 +28,9 @@ static const char* kUsage =
     "  --out F.npy         uint8 (N, H, W, 3) RGB frames; with --raw float32 (N, 3, H, W)\n"
     "                      before the clamp\n"
     "  --codes-dir DIR     also write input.npy, h_source.npy (start code), h_motion.npy\n"
-    "                      (direction code), direction_Q.npy and feat_K.npy there\n"
+    "                      (direction code), direction_Q.npy and feat_K.npy there; without\n"
+    "                      --motion and --out only h_source.npy and h_motion.npy, what\n"
+    "                      `anitalker motion` takes as --start and --direction\n"
     "  --device D          cpu (default), cuda or cuda:N\n"
     "  --batch-size N      frames rendered together (default 1)\n"
     "  --threads N         LibTorch threads (default: the number of cores)\n";
@@ -56,12 +59,27 @@ int cmd_render(int argc, char** argv) {
     }
     if (stage1.empty()) throw cli::UsageError("missing --stage1");
     if (portrait.empty()) throw cli::UsageError("missing --portrait");
-    if (motion_path.empty()) throw cli::UsageError("missing --motion");
-    if (out.empty()) throw cli::UsageError("missing --out");
-    anitalker::check_output_path(out, {stage1, portrait, motion_path});
+    // --codes-dir alone writes the portrait's codes (what `anitalker motion`
+    // takes as --start and --direction) and renders nothing.
+    const bool codes_only = motion_path.empty() && out.empty() && !codes_dir.empty();
+    if (!codes_only) {
+      if (motion_path.empty()) throw cli::UsageError("missing --motion (or give only --codes-dir to write the codes)");
+      if (out.empty()) throw cli::UsageError("missing --out");
+      anitalker::check_output_path(out, {stage1, portrait, motion_path});
+    }
     cli::set_threads(static_cast<int>(threads));
 
     const c10::Device dev = anitalker::parse_device(device);
+    if (codes_only) {
+      auto model = anitalker::lia::Model::load(stage1, dev);
+      const anitalker::lia::Portrait p = model->encode(anitalker::load_portrait(portrait, model->size()));
+      ::mkdir(codes_dir.c_str(), 0777);
+      anitalker::write_npy_tensor(codes_dir + "/h_source.npy", p.start);
+      anitalker::write_npy_tensor(codes_dir + "/h_motion.npy", p.direction);
+      std::fprintf(stderr, "anitalker render: the codes of %s to %s (h_source.npy, h_motion.npy)\n", portrait.c_str(),
+                   codes_dir.c_str());
+      return 0;
+    }
     at::Tensor motion = anitalker::read_npy_tensor(motion_path);
     if (motion.dim() == 3 && motion.size(0) == 1) motion = motion[0];
     if (motion.scalar_type() != at::kFloat || motion.dim() != 2)

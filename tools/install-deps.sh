@@ -3,7 +3,8 @@
 # any is missing.  Runs apt-get as root, or through sudo.
 set -euo pipefail
 
-packages=(
+# What building and running need (tools/setup.sh installs only these).
+run_packages=(
   # build
   g++ meson ninja-build pkg-config ccache
   # LibTorch (CPU) and a fast BLAS for it (without OpenBLAS, matmuls use the
@@ -11,7 +12,7 @@ packages=(
   libtorch-dev libopenblas0-openmp
   # images
   libopencv-dev
-  # GStreamer 1.22: core, base, good, gst-check (in libgstreamer1.0-dev), tools
+  # GStreamer 1.22: core, base, good, tools
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools
   # encoders and muxing for `anitalker generate` and the pipelines: x264enc
@@ -19,6 +20,13 @@ packages=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-plugins-bad
   # `anitalker webrtc`: webrtcbin's headers, and libnice for its ICE
   libgstreamer-plugins-bad1.0-dev gstreamer1.0-nice
+  # JSON (config.json, safetensors headers)
+  nlohmann-json3-dev
+)
+# What the test suite adds (tools/test.sh, CI).
+test_packages=(
+  # GoogleTest, and clang's libFuzzer for the fuzz targets
+  libgtest-dev libgmock-dev clang libclang-rt-dev
   # the end-to-end tests read the MP4s and the RTMP stream back with ffprobe,
   # from an nginx-rtmp they start on 127.0.0.1
   ffmpeg nginx libnginx-mod-rtmp
@@ -26,11 +34,10 @@ packages=(
   chromium
   # the long-audio test reads peak memory with GNU time
   time
-  # JSON (config.json, safetensors headers)
-  nlohmann-json3-dev
-  # tests: GoogleTest, and clang's libFuzzer for the fuzz targets
-  libgtest-dev libgmock-dev clang libclang-rt-dev
 )
+# usage: install-deps.sh [--run]   (--run: only what building and running need)
+packages=("${run_packages[@]}")
+[ "${1:-}" = "--run" ] || packages+=("${test_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
