@@ -5,17 +5,14 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "rgb_image.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace anitalker {
 
-// An 8-bit RGB image, rows of w*3 bytes.
-struct RgbImage {
-  int width = 0, height = 0;
-  std::vector<uint8_t> data;
-};
 
 // Decodes an image file (any format OpenCV reads) to 8-bit RGB: grey and
 // palette are expanded, alpha is dropped (not composited), 16-bit is scaled

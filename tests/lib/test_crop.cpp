@@ -1,0 +1,155 @@
+// lib/crop.h: the crop rule and the paste-back, against values computed by
+// hand from the rule (not by the code under test).
+#include "crop.h"
+
+#include <gmock/gmock.h>
+
+#include <functional>
+#include <random>
+
+#include "error.h"
+
+namespace crop = anitalker::crop;
+using anitalker::RgbImage;
+using testing::HasSubstr;
+
+namespace {
+
+void expect_square(const crop::Square& s, int x, int y, int side) {
+  EXPECT_EQ(s.x, x);
+  EXPECT_EQ(s.y, y);
+  EXPECT_EQ(s.side, side);
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const anitalker::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+RgbImage noise(int w, int h, unsigned seed) {
+  RgbImage im;
+  im.width = w;
+  im.height = h;
+  im.data.resize(static_cast<size_t>(w) * h * 3);
+  std::mt19937 g(seed);
+  for (auto& v : im.data) v = static_cast<uint8_t>(g() & 0xff);
+  return im;
+}
+
+}  // namespace
+
+TEST(Crop, SquareInTheMiddle) {
+  // 100 x 120 box: side 120 * 1.6 = 192; centre (650, 360): corner 650 - 96, 360 - 96.
+  expect_square(crop::square_for({600, 300, 700, 420}, 1280, 720), 554, 264, 192);
+  // ratio 0: the box's larger side.
+  expect_square(crop::square_for({600, 300, 700, 420}, 1280, 720, 0.0), 590, 300, 120);
+}
+
+TEST(Crop, SideClampedToTheShorterSide) {
+  // 500 x 600 box: 960 > 720, so 720; centre (350, 400): corner -10, 40 (10 columns of padding).
+  expect_square(crop::square_for({100, 100, 600, 700}, 1280, 720), -10, 40, 720);
+  // A portrait picture: the width is the shorter side.
+  expect_square(crop::square_for({50, 300, 350, 600}, 400, 900), 0, 250, 400);
+}
+
+TEST(Crop, EdgesAndCornersArePadded) {
+  // Top-left corner: 50 x 50 -> 80; centre (25, 25): -15, -15.
+  expect_square(crop::square_for({0, 0, 50, 50}, 200, 100), -15, -15, 80);
+  // Right edge: centre (975, 125), 80: 935 .. 1015 on a 1000-wide picture.
+  expect_square(crop::square_for({950, 100, 1000, 150}, 1000, 300), 935, 85, 80);
+  // Bottom-right corner of a portrait picture: centre (290, 590), 32: 274, 574.
+  expect_square(crop::square_for({280, 580, 300, 600}, 300, 600), 274, 574, 32);
+}
+
+TEST(Crop, Rounding) {
+  // 10.5 x 10: 16.8 -> 17; centre (15.25, 15): 6.75 -> 7, 6.5 -> 7 (halves away from zero).
+  expect_square(crop::square_for({10, 10, 20.5, 20}, 100, 100), 7, 7, 17);
+}
+
+TEST(Crop, BadBoxes) {
+  EXPECT_THAT(error_of([] { crop::square_for({-50, -50, -10, -10}, 200, 100); }),
+              HasSubstr("is outside the picture (200x100)"));
+  EXPECT_THAT(error_of([] { crop::square_for({300, 10, 400, 20}, 200, 100); }), HasSubstr("outside the picture (200x100)"));
+  EXPECT_THAT(error_of([] { crop::square_for({10, 10, 10, 20}, 200, 100); }), HasSubstr("is empty"));
+  EXPECT_THAT(error_of([] { crop::square_for({10, 10, NAN, 20}, 200, 100); }), HasSubstr("is empty"));
+  EXPECT_THAT(error_of([] { crop::square_for({10, 10, 20, 20}, 200, 100, -1); }), HasSubstr("expected a number >= 0"));
+  EXPECT_THAT(error_of([] { crop::largest({}); }), HasSubstr("no face boxes"));
+}
+
+TEST(Crop, LargestFaceAndVideoMedian) {
+  // Areas 100, 400, 400, 50: the first of the two largest.
+  EXPECT_EQ(crop::largest({{0, 0, 10, 10}, {0, 0, 20, 20}, {5, 5, 25, 25}, {0, 0, 5, 10}}), 1u);
+  // Centres x 10, 30, 20 -> 20; y 10, 10, 40 -> 10; widths 20, 40, 10 -> 20; heights 20, 20, 60 -> 20.
+  const crop::Box m = crop::median({{0, 0, 20, 20}, {10, 0, 50, 20}, {15, 10, 25, 70}});
+  EXPECT_DOUBLE_EQ(m.x1, 10);
+  EXPECT_DOUBLE_EQ(m.y1, 0);
+  EXPECT_DOUBLE_EQ(m.x2, 30);
+  EXPECT_DOUBLE_EQ(m.y2, 20);
+  // An even count: the mean of the middle two (centres x 10, 30 -> 20; widths 20, 40 -> 30).
+  const crop::Box e = crop::median({{0, 0, 20, 20}, {10, 0, 50, 20}});
+  EXPECT_DOUBLE_EQ(e.x1, 5);
+  EXPECT_DOUBLE_EQ(e.x2, 35);
+}
+
+TEST(Crop, CutPadsWithAColourOrTheEdge) {
+  const RgbImage p = noise(4, 3, 1);
+  const uint8_t grey[3] = {7, 8, 9};
+  const RgbImage c = crop::cut(p, {-1, -1, 3}, crop::Pad::Colour, grey);
+  ASSERT_EQ(c.width, 3);
+  EXPECT_EQ(std::vector<uint8_t>(c.at(0, 0), c.at(0, 0) + 3), std::vector<uint8_t>({7, 8, 9}));
+  EXPECT_EQ(std::vector<uint8_t>(c.at(2, 0), c.at(2, 0) + 3), std::vector<uint8_t>({7, 8, 9}));
+  EXPECT_EQ(std::vector<uint8_t>(c.at(1, 1), c.at(1, 1) + 3), std::vector<uint8_t>(p.at(0, 0), p.at(0, 0) + 3));
+  EXPECT_EQ(std::vector<uint8_t>(c.at(2, 2), c.at(2, 2) + 3), std::vector<uint8_t>(p.at(1, 1), p.at(1, 1) + 3));
+  const RgbImage r = crop::cut(p, {2, 1, 3}, crop::Pad::Replicate);
+  // Column 4 (past the right edge) repeats column 3; row 3 repeats row 2.
+  EXPECT_EQ(std::vector<uint8_t>(r.at(2, 2), r.at(2, 2) + 3), std::vector<uint8_t>(p.at(3, 2), p.at(3, 2) + 3));
+  EXPECT_EQ(std::vector<uint8_t>(r.at(2, 0), r.at(2, 0) + 3), std::vector<uint8_t>(p.at(3, 1), p.at(3, 1) + 3));
+}
+
+// The identity check: the crop pasted back unchanged gives the photo again,
+// exactly outside the square and within 1 level inside (the blend of equal
+// values), for squares in the middle, at each edge and each corner, on
+// portrait and landscape photos.
+TEST(Crop, PasteOfTheCropIsTheIdentity) {
+  for (const auto& [w, h] : {std::pair<int, int>{96, 64}, {64, 96}}) {
+    const RgbImage p = noise(w, h, 2);
+    const int s = 40;
+    const std::vector<crop::Square> squares = {
+        {(w - s) / 2, (h - s) / 2, s}, {-10, (h - s) / 2, s}, {w - 30, (h - s) / 2, s}, {(w - s) / 2, -10, s},
+        {(w - s) / 2, h - 30, s},      {-10, -10, s},          {w - 30, -10, s},         {-10, h - 30, s},
+        {w - 30, h - 30, s}};
+    for (const crop::Square& sq : squares) {
+      SCOPED_TRACE(std::to_string(w) + "x" + std::to_string(h) + " at " + std::to_string(sq.x) + "," +
+                   std::to_string(sq.y));
+      for (crop::Pad pad : {crop::Pad::Colour, crop::Pad::Replicate}) {
+        const RgbImage back = crop::paste(p, crop::cut(p, sq, pad), sq, 8);
+        ASSERT_EQ(back.data.size(), p.data.size());
+        int worst = 0;
+        for (size_t i = 0; i < p.data.size(); ++i) worst = std::max(worst, std::abs(back.data[i] - p.data[i]));
+        EXPECT_LE(worst, 1);
+      }
+    }
+  }
+}
+
+TEST(Crop, PasteBlendsLinearlyOverTheFeather) {
+  RgbImage p;
+  p.width = p.height = 20;
+  p.data.assign(20 * 20 * 3, 100);
+  RgbImage face;
+  face.width = face.height = 10;
+  face.data.assign(10 * 10 * 3, 200);
+  const RgbImage out = crop::paste(p, face, {5, 5, 10}, 4);
+  EXPECT_EQ(out.at(4, 10)[0], 100);  // outside the square
+  // Pixel (5, 10): its centre is 0.5 from the left side: 0.125 * 200 + 0.875 * 100 = 112.5 -> 113.
+  EXPECT_EQ(out.at(5, 10)[0], 113);
+  // (6, 10): 1.5 / 4 -> 137.5 -> 138; (8, 10): 3.5 / 4 -> 187.5 -> 188; (9, 10): 4.5 >= 4 -> 200.
+  EXPECT_EQ(out.at(6, 10)[0], 138);
+  EXPECT_EQ(out.at(8, 10)[0], 188);
+  EXPECT_EQ(out.at(9, 10)[0], 200);
+  EXPECT_THAT(error_of([&] { crop::paste(p, face, {5, 5, 12}, 4); }), HasSubstr("the face is 10x10, the square 12x12"));
+}
