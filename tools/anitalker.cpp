@@ -22,6 +22,7 @@ int cmd_webrtc(int argc, char** argv);
 int cmd_motion(int argc, char** argv);
 #ifndef ANITALKER_CLI_NO_MEDIA
 int cmd_sr(int argc, char** argv);
+int cmd_crop(int argc, char** argv);
 #endif
 int bench_load(int argc, char** argv);
 int bench_render(int argc, char** argv);
@@ -55,6 +56,7 @@ const Command kCommands[] = {
 #ifndef ANITALKER_CLI_NO_MEDIA
     {"render", cmd_render, "stage 1: portrait + motion codes -> frames (LIA renderer)"},
     {"sr", cmd_sr, "GFPGAN face restoration of an image: detect, align, restore, paste into the upscaled image"},
+    {"crop", cmd_crop, "the square the networks see, cut around the face of any photo (the authors' rule), and its box"},
 #endif
 };
 

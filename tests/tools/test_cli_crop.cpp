@@ -1,0 +1,100 @@
+// `anitalker crop`: the square cut by the authors' rule around a given box or
+// the detector's largest face, its box in JSON, and the errors (no face,
+// several faces and --face-index, a box outside the photo).  The expected
+// squares are computed by hand in the comments (lib/crop.h).
+#include <gmock/gmock.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "../lib/test_util.h"
+#include "../narrow_retinaface.h"
+
+using testing::HasSubstr;
+using testutil::data;
+
+namespace {
+
+std::string q(const std::string& s) { return "'" + s + "'"; }
+bool exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+nlohmann::json read_json(const std::string& p) {
+  std::ifstream f(p);
+  return nlohmann::json::parse(f);
+}
+
+}  // namespace
+
+TEST(CropCli, GivenBox) {
+  testutil::TempDir dir;
+  const std::string photo = data("renderer/monalisa.jpg");
+  const cv::Mat img = cv::imread(photo, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+  ASSERT_FALSE(img.empty());
+  // Box 40 x 50 at (100, 80): side 50 * 1.6 = 80; centre (120, 105): corner (80, 65).
+  testutil::CliResult r = testutil::run_cli("crop --portrait " + q(photo) + " --box 100,80,140,130 --out " +
+                                            q(dir / "c.png") + " --box-out " + q(dir / "c.json") + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const nlohmann::json j = read_json(dir / "c.json");
+  EXPECT_EQ(j["x"], 80);
+  EXPECT_EQ(j["y"], 65);
+  EXPECT_EQ(j["side"], 80);
+  EXPECT_EQ(j["picture"][0], img.cols);
+  const cv::Mat c = cv::imread(dir / "c.png", cv::IMREAD_COLOR);
+  ASSERT_EQ(c.cols, 80);
+  ASSERT_EQ(c.rows, 80);
+  cv::Mat d;
+  cv::absdiff(c, img(cv::Rect(80, 65, 80, 80)), d);
+  EXPECT_EQ(cv::countNonZero(d.reshape(1)), 0) << "the square is not the photo's pixels";
+  // Outside the photo: refused, naming its size.
+  r = testutil::run_cli("crop --portrait " + q(photo) + " --box -90,-90,-10,-10 --out " + q(dir / "o.png") + " 2>&1");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("outside the picture (" + std::to_string(img.cols) + "x" + std::to_string(img.rows) + ")"));
+  EXPECT_FALSE(exists(dir / "o.png"));
+  // The output may not be the photo.
+  r = testutil::run_cli("crop --portrait " + q(photo) + " --box 100,80,140,130 --out " + q(photo) + " 2>&1");
+  EXPECT_EQ(r.status, 2) << r.out;
+}
+
+TEST(CropCli, DetectedFaces) {
+  testutil::TempDir dir;
+  const std::string two = dir / "two.pth", none = dir / "none.pth";
+  testutil::write_narrow_retinaface(data("face-sr/retinaface_resnet50_keys.txt"), two, true);
+  testutil::write_narrow_retinaface(data("face-sr/retinaface_resnet50_keys.txt"), none, false);
+  cv::Mat photo(32, 64, CV_8UC3, cv::Scalar(90, 120, 150));
+  ASSERT_TRUE(cv::imwrite(dir / "p.png", photo));
+  // Two 16-px faces centred at (48, 16) and (16, 16), in the detector's order
+  // (equal scores): side 16 * 1.6 = 25.6 -> 26; corners (48 - 13, 16 - 13) =
+  // (35, 3) and (3, 3).  Equal areas: the first is "the largest".
+  testutil::CliResult r = testutil::run_cli("crop --portrait " + q(dir / "p.png") + " --detector " + q(two) +
+                                            " --out " + q(dir / "a.png") + " --box-out " + q(dir / "a.json") + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("2 faces found; using 0 (the largest"));
+  EXPECT_THAT(r.out, HasSubstr("0: (40, 8)-(56, 24)"));
+  EXPECT_THAT(r.out, HasSubstr("1: (8, 8)-(24, 24)"));
+  nlohmann::json j = read_json(dir / "a.json");
+  EXPECT_EQ(j["x"], 35);
+  EXPECT_EQ(j["y"], 3);
+  EXPECT_EQ(j["side"], 26);
+  r = testutil::run_cli("crop --portrait " + q(dir / "p.png") + " --detector " + q(two) + " --face-index 1 --out " +
+                        q(dir / "b.png") + " --box-out " + q(dir / "b.json") + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  j = read_json(dir / "b.json");
+  EXPECT_EQ(j["x"], 3);
+  EXPECT_EQ(j["y"], 3);
+  r = testutil::run_cli("crop --portrait " + q(dir / "p.png") + " --detector " + q(two) + " --face-index 2 --out " +
+                        q(dir / "x.png") + " 2>&1");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("2 face(s) found (0 to 1)"));
+  // No face: an error naming the photo and the way out.
+  r = testutil::run_cli("crop --portrait " + q(dir / "p.png") + " --detector " + q(none) + " --out " +
+                        q(dir / "n.png") + " 2>&1");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("p.png: no face found"));
+  EXPECT_THAT(r.out, HasSubstr("--box X1,Y1,X2,Y2"));
+  EXPECT_FALSE(exists(dir / "n.png"));
+}

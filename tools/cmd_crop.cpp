@@ -1,0 +1,145 @@
+// anitalker crop: the square the networks will see, cut from any photo around
+// its face by the authors' rule (lib/crop.h), and the box in the photo's
+// pixels, so that the framing can be checked before a long run.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli.h"
+#include "crop.h"
+#include "device.h"
+#include "error.h"
+#include "image.h"
+#include "npy.h"
+#include "output_file.h"
+#include "retinaface.h"
+
+static const char* kUsage =
+    "usage: anitalker crop --portrait IMG --out CROP.png (--detector R.pth | --box X1,Y1,X2,Y2)\n"
+    "                      [--box-out BOX.json] [--ratio 0.6] [--face-index N] [--pad colour|replicate]\n"
+    "                      [--device D]\n"
+    "\n"
+    "Cuts the square the networks see around the face, as the authors cut their\n"
+    "training data: the face box's centre, its larger side x (1 + ratio), at most\n"
+    "the photo's shorter side, padded where it leaves the photo.\n"
+    "  --detector F      detection_Resnet50_Final.pth (RetinaFace; the authors used\n"
+    "                    FaceBoxesV2): the largest face, or --face-index N of the\n"
+    "                    faces found (listed when there are several)\n"
+    "  --box X1,Y1,X2,Y2 the face box in the photo's pixels instead of a detector\n"
+    "  --ratio R         expanded_ratio (default 0.6)\n"
+    "  --pad P           colour (black, default) or replicate (the edge pixels)\n"
+    "  --out CROP.png    the square (format from the extension)\n"
+    "  --box-out F.json  {\"x\", \"y\", \"side\"} of the square in the photo's pixels,\n"
+    "                    the face box and the photo's size\n";
+
+namespace {
+
+anitalker::crop::Box parse_box(const std::string& v) {
+  std::vector<double> n;
+  std::stringstream in(v);
+  for (std::string part; std::getline(in, part, ',');) {
+    char* end = nullptr;
+    const double x = std::strtod(part.c_str(), &end);
+    if (part.empty() || *end || !std::isfinite(x)) throw cli::UsageError("--box: expected X1,Y1,X2,Y2, got '" + v + "'");
+    n.push_back(x);
+  }
+  if (n.size() != 4) throw cli::UsageError("--box: expected X1,Y1,X2,Y2, got '" + v + "'");
+  return {n[0], n[1], n[2], n[3]};
+}
+
+}  // namespace
+
+int cmd_crop(int argc, char** argv) {
+  return cli::run("crop", [&] {
+    cli::Args a(argc, argv);
+    std::string portrait, out, box_out, detector, box_text, pad = "colour", device = "cpu";
+    double ratio = 0.6;
+    long long face_index = -1;
+    while (!a.done()) {
+      const std::string s = a.next();
+      if (s == "--help" || s == "-h") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      } else if (s == "--portrait") portrait = a.value(s);
+      else if (s == "--out") out = a.value(s);
+      else if (s == "--box-out") box_out = a.value(s);
+      else if (s == "--detector") detector = a.value(s);
+      else if (s == "--box") box_text = a.value(s);
+      else if (s == "--ratio") ratio = a.number(s);
+      else if (s == "--face-index") face_index = a.integer(s, 0, 1 << 20);
+      else if (s == "--pad") pad = a.value(s);
+      else if (s == "--device") device = a.value(s);
+      else throw cli::UsageError("unknown option " + s);
+    }
+    if (portrait.empty()) throw cli::UsageError("missing --portrait");
+    if (out.empty()) throw cli::UsageError("missing --out");
+    if (detector.empty() == box_text.empty()) throw cli::UsageError("give --detector R.pth or --box X1,Y1,X2,Y2");
+    if (!(ratio >= 0) || !std::isfinite(ratio)) throw cli::UsageError("--ratio: expected a number >= 0");
+    if (pad != "colour" && pad != "replicate") throw cli::UsageError("--pad: colour or replicate, not '" + pad + "'");
+    if (!box_text.empty() && face_index >= 0) throw cli::UsageError("--face-index chooses among detected faces: not with --box");
+    anitalker::check_output_path(out, {portrait, detector});
+    if (!box_out.empty()) anitalker::check_output_path(box_out, {portrait, detector}, "--box-out");
+    std::string ext = out.substr(out.find_last_of('.') == std::string::npos ? out.size() : out.find_last_of('.'));
+    if (ext.empty() || !cv::haveImageWriter(out)) throw cli::UsageError("--out " + out + ": not an image format OpenCV writes");
+
+    const anitalker::RgbImage photo = anitalker::read_rgb_image(portrait);
+    anitalker::crop::Box box;
+    if (!box_text.empty()) {
+      box = parse_box(box_text);
+    } else {
+      c10::InferenceMode guard;
+      auto model = anitalker::retinaface::Model::load(detector, anitalker::parse_device(device));
+      cv::Mat rgb(photo.height, photo.width, CV_8UC3, const_cast<uint8_t*>(photo.data.data())), bgr;
+      cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+      const at::Tensor rows = model->detect(bgr).to(at::kFloat).contiguous();  // (N, 15)
+      std::vector<anitalker::crop::Box> boxes;
+      for (int64_t i = 0; i < rows.size(0); ++i) {
+        const float* r = rows[i].data_ptr<float>();
+        boxes.push_back({r[0], r[1], r[2], r[3]});
+      }
+      if (boxes.empty())
+        throw anitalker::Error(anitalker::Error::Kind::Format,
+                               portrait + ": no face found (RetinaFace, threshold 0.97); give the face's box with --box "
+                                          "X1,Y1,X2,Y2, or use the photo as it is (crop=none)");
+      size_t pick = anitalker::crop::largest(boxes);
+      if (face_index >= 0) {
+        if (static_cast<size_t>(face_index) >= boxes.size())
+          throw cli::UsageError("--face-index " + std::to_string(face_index) + ": " + std::to_string(boxes.size()) +
+                                " face(s) found (0 to " + std::to_string(boxes.size() - 1) + ")");
+        pick = static_cast<size_t>(face_index);
+      }
+      if (boxes.size() > 1) {
+        std::fprintf(stderr, "anitalker crop: note: %zu faces found; using %zu (%s; --face-index N chooses):\n",
+                     boxes.size(), pick, face_index >= 0 ? "--face-index" : "the largest");
+        for (size_t i = 0; i < boxes.size(); ++i)
+          std::fprintf(stderr, "  %zu: (%.0f, %.0f)-(%.0f, %.0f)\n", i, boxes[i].x1, boxes[i].y1, boxes[i].x2, boxes[i].y2);
+      }
+      box = boxes[pick];
+    }
+    const anitalker::crop::Square sq = anitalker::crop::square_for(box, photo.width, photo.height, ratio);
+    const anitalker::RgbImage cut = anitalker::crop::cut(
+        photo, sq, pad == "replicate" ? anitalker::crop::Pad::Replicate : anitalker::crop::Pad::Colour);
+    cv::Mat rgb(cut.height, cut.width, CV_8UC3, const_cast<uint8_t*>(cut.data.data())), bgr;
+    cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+    std::vector<uchar> bytes;
+    if (!cv::imencode(ext, bgr, bytes)) throw anitalker::Error(anitalker::Error::Kind::Runtime, out + ": cannot encode");
+    anitalker::write_file_atomic(out, std::string(bytes.begin(), bytes.end()));
+    if (!box_out.empty()) {
+      const nlohmann::json j = {{"x", sq.x},           {"y", sq.y},           {"side", sq.side},
+                                {"box", {box.x1, box.y1, box.x2, box.y2}},    {"picture", {photo.width, photo.height}},
+                                {"ratio", ratio}};
+      anitalker::write_file_atomic(box_out, j.dump(1) + "\n");
+    }
+    std::fprintf(stderr, "anitalker crop: %dx%d square at (%d, %d) of the %dx%d photo to %s\n", sq.side, sq.side, sq.x,
+                 sq.y, photo.width, photo.height, out.c_str());
+    return 0;
+  });
+}
