@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <sstream>
 #include <string>
@@ -18,6 +17,7 @@
 #include "device.h"
 #include "error.h"
 #include "image.h"
+#include "image_out.h"
 #include "npy.h"
 #include "output_file.h"
 #include "retinaface.h"
@@ -87,8 +87,7 @@ int cmd_crop(int argc, char** argv) {
     if (!box_text.empty() && face_index >= 0) throw cli::UsageError("--face-index chooses among detected faces: not with --box");
     anitalker::check_output_path(out, {portrait, detector});
     if (!box_out.empty()) anitalker::check_output_path(box_out, {portrait, detector}, "--box-out");
-    std::string ext = out.substr(out.find_last_of('.') == std::string::npos ? out.size() : out.find_last_of('.'));
-    if (ext.empty() || !cv::haveImageWriter(out)) throw cli::UsageError("--out " + out + ": not an image format OpenCV writes");
+    const std::string ext = cli::image_extension(out);
 
     const anitalker::RgbImage photo = anitalker::read_rgb_image(portrait);
     anitalker::crop::Box box;
@@ -129,9 +128,7 @@ int cmd_crop(int argc, char** argv) {
         photo, sq, pad == "replicate" ? anitalker::crop::Pad::Replicate : anitalker::crop::Pad::Colour);
     cv::Mat rgb(cut.height, cut.width, CV_8UC3, const_cast<uint8_t*>(cut.data.data())), bgr;
     cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
-    std::vector<uchar> bytes;
-    if (!cv::imencode(ext, bgr, bytes)) throw anitalker::Error(anitalker::Error::Kind::Runtime, out + ": cannot encode");
-    anitalker::write_file_atomic(out, std::string(bytes.begin(), bytes.end()));
+    cli::write_image(out, ext, bgr);
     if (!box_out.empty()) {
       const nlohmann::json j = {{"x", sq.x},           {"y", sq.y},           {"side", sq.side},
                                 {"box", {box.x1, box.y1, box.x2, box.y2}},    {"picture", {photo.width, photo.height}},

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "image_out.h"
 #include "output_file.h"
 #include "device.h"
 #include "error.h"
@@ -83,26 +84,6 @@ std::vector<face::Landmarks> read_landmarks(const std::string& path) {
   return out;
 }
 
-// The extension OpenCV encodes by, checked before any work is done.
-std::string image_extension(const std::string& path) {
-  const size_t dot = path.rfind('.');
-  const size_t slash = path.rfind('/');
-  if (dot == std::string::npos || (slash != std::string::npos && dot < slash))
-    throw cli::UsageError("--out " + path + ": no file extension to choose the image format by");
-  const std::string ext = path.substr(dot);
-  if (!cv::haveImageWriter(path)) throw cli::UsageError("--out " + path + ": OpenCV cannot write " + ext + " files");
-  return ext;
-}
-
-// Encoded in memory, then written to a temporary file and renamed: a failure
-// leaves no half-written image.
-void write_image(const std::string& path, const std::string& ext, const cv::Mat& bgr) {
-  std::vector<uchar> bytes;
-  if (!cv::imencode(ext, bgr, bytes))
-    throw anitalker::Error(anitalker::Error::Kind::Runtime, path + ": OpenCV could not encode the image");
-  anitalker::write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
-}
-
 }  // namespace
 
 int cmd_sr(int argc, char** argv) {
@@ -155,7 +136,7 @@ int cmd_sr(int argc, char** argv) {
     options.upscale = static_cast<double>(upscale);
     options.noise = anitalker::gfpgan::parse_noise(noise);
     options.only_center_face = center;
-    const std::string ext = out.empty() ? "" : image_extension(out);
+    const std::string ext = out.empty() ? "" : cli::image_extension(out);
     cli::set_threads(static_cast<int>(threads));
     const c10::Device dev = anitalker::parse_device(device);
 
@@ -194,7 +175,7 @@ int cmd_sr(int argc, char** argv) {
     if (!detections_path.empty()) anitalker::write_npy_tensor(detections_path, rows.to(at::kFloat).contiguous());
     if (!raw_path.empty()) anitalker::write_npy_tensor(raw_path, raw.to(at::kCPU, at::kFloat).contiguous());
     if (!out.empty()) {
-      write_image(out, ext, result);
+      cli::write_image(out, ext, result);
       std::fprintf(stderr, "anitalker sr: %dx%d -> %dx%d, %zu faces, to %s\n", image.cols, image.rows, result.cols,
                    result.rows, aligned ? size_t{1} : faces.size(), out.c_str());
     }
