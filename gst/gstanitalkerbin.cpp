@@ -10,12 +10,18 @@
  *
  *     audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1,format=F32LE !
  *     hubertenc name=features ! anitalkermotion name=motion ! anitalkerrender name=render
- *     [! gfpgansr name=sr]
+ *     [! gfpgansr name=sr] [! anitalkerpaste name=paste]
  *
  * Its sink takes audio in any format GStreamer can convert; its src gives
  * RGB video at 25 frames a second (256x256 with the released stage1.ckpt;
  * twice that with #GstAnitalkerBin:face-sr).  The audio itself does not come
  * out: tee it before the bin to mux it with the video (see the example).
+ *
+ * Any photo in, the photo out: #GstAnitalkerBin:crop (auto: the square
+ * around the face, found with RetinaFace from models-dir, as the authors cut
+ * their training data) and #GstAnitalkerBin:paste-back (anitalkerpaste at
+ * the end: the video has the photo's size, up to
+ * #GstAnitalkerBin:max-size).
  *
  * With #GstAnitalkerBin:models-dir the bin finds the released files under
  * their published names: stage1.ckpt, the variant's
@@ -48,6 +54,8 @@
 #include "error.h"
 #include "gstanitalkercommon.h"
 #include "gstanitalkermotion.h"
+#include "gstanitalkerpaste.h"
+#include "gstanitalkerrender.h"
 #include "models.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_anitalker_bin_debug);
@@ -79,6 +87,16 @@ enum {
   PROP_POSE_FILE,
   PROP_FACE_LOCATION,
   PROP_FACE_SCALE,
+  // Forwarded to the renderer.
+  PROP_CROP,
+  PROP_FACE_BOX,
+  PROP_CROP_RATIO,
+  PROP_FACE_INDEX,
+  // The paste-back.
+  PROP_PASTE_BACK,
+  PROP_MAX_SIZE,
+  PROP_FEATHER,
+  PROP_COLOUR_MATCH,
 };
 
 struct _GstAnitalkerBin {
@@ -90,8 +108,9 @@ struct _GstAnitalkerBin {
   GstElement* features;
   GstElement* motion;
   GstElement* render;
-  GstElement* sr;  // with face-sr, from NULL->READY
-  GstPad* srcpad;  // ghost
+  GstElement* sr;     // with face-sr, from NULL->READY
+  GstElement* paste;  // linked with paste-back
+  GstPad* srcpad;     // ghost
 
   // Under the object lock.
   gchar* models_dir;
@@ -103,6 +122,7 @@ struct _GstAnitalkerBin {
   gboolean face_sr;
   gchar* device;
   GstAnitalkerMotionMode mode;
+  gboolean paste_back;
 };
 
 /**
@@ -130,10 +150,10 @@ static void gst_anitalker_bin_get_property(GObject* object, guint prop_id, GValu
 static void gst_anitalker_bin_finalize(GObject* object);
 static GstStateChangeReturn gst_anitalker_bin_change_state(GstElement* element, GstStateChange transition);
 
-// A property of the motion child, re-installed on the bin with the child's
-// spec (name, range, default, blurb), so the two never disagree.
-static void forward_motion_property(GObjectClass* klass, GObjectClass* motion_class, guint id, const char* name) {
-  GParamSpec* child = g_object_class_find_property(motion_class, name);
+// A property of a child, re-installed on the bin with the child's spec
+// (name, range, default, blurb), so the two never disagree.
+static void forward_property(GObjectClass* klass, GObjectClass* child_class, guint id, const char* name) {
+  GParamSpec* child = g_object_class_find_property(child_class, name);
   g_assert(child != nullptr);
   GParamSpec* spec = nullptr;
   const GParamFlags flags = (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
@@ -143,6 +163,9 @@ static void forward_motion_property(GObjectClass* klass, GObjectClass* motion_cl
   if (G_IS_PARAM_SPEC_UINT(child)) {
     GParamSpecUInt* p = G_PARAM_SPEC_UINT(child);
     spec = g_param_spec_uint(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
+  } else if (G_IS_PARAM_SPEC_INT(child)) {
+    GParamSpecInt* p = G_PARAM_SPEC_INT(child);
+    spec = g_param_spec_int(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
   } else if (G_IS_PARAM_SPEC_UINT64(child)) {
     GParamSpecUInt64* p = G_PARAM_SPEC_UINT64(child);
     spec = g_param_spec_uint64(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
@@ -159,18 +182,38 @@ static void forward_motion_property(GObjectClass* klass, GObjectClass* motion_cl
   g_object_class_install_property(klass, id, spec);
 }
 
+enum Child { MOTION, RENDER, PASTE };
+
 static const struct {
   guint id;
   const char* name;
-} kMotionProps[] = {
-    {PROP_STEPS, "steps"},         {PROP_SEED, "seed"},           {PROP_CONTROL, "control"},
-    {PROP_POSE_YAW, "pose-yaw"},   {PROP_POSE_PITCH, "pose-pitch"}, {PROP_POSE_ROLL, "pose-roll"},
-    {PROP_POSE_FILE, "pose-file"}, {PROP_FACE_LOCATION, "face-location"}, {PROP_FACE_SCALE, "face-scale"},
+  Child child;
+} kForwarded[] = {
+    {PROP_STEPS, "steps", MOTION},
+    {PROP_SEED, "seed", MOTION},
+    {PROP_CONTROL, "control", MOTION},
+    {PROP_POSE_YAW, "pose-yaw", MOTION},
+    {PROP_POSE_PITCH, "pose-pitch", MOTION},
+    {PROP_POSE_ROLL, "pose-roll", MOTION},
+    {PROP_POSE_FILE, "pose-file", MOTION},
+    {PROP_FACE_LOCATION, "face-location", MOTION},
+    {PROP_FACE_SCALE, "face-scale", MOTION},
+    {PROP_CROP, "crop", RENDER},
+    {PROP_FACE_BOX, "face-box", RENDER},
+    {PROP_CROP_RATIO, "crop-ratio", RENDER},
+    {PROP_FACE_INDEX, "face-index", RENDER},
+    {PROP_MAX_SIZE, "max-size", PASTE},
+    {PROP_FEATHER, "feather", PASTE},
+    {PROP_COLOUR_MATCH, "colour-match", PASTE},
 };
 
-static const char* motion_prop_name(guint id) {
-  for (const auto& p : kMotionProps)
-    if (p.id == id) return p.name;
+// The child and its property for a forwarded id; null otherwise.
+static GstElement* forwarded(GstAnitalkerBin* self, guint id, const char** name) {
+  for (const auto& p : kForwarded)
+    if (p.id == id) {
+      *name = p.name;
+      return p.child == MOTION ? self->motion : p.child == RENDER ? self->render : self->paste;
+    }
   return nullptr;
 }
 
@@ -235,9 +278,18 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
                         "sources) for features and motion",
                         GST_TYPE_ANITALKER_MOTION_MODE, DEFAULT_MODE, ready));
 
-  GObjectClass* motion_class = G_OBJECT_CLASS(g_type_class_ref(GST_TYPE_ANITALKER_MOTION));
-  for (const auto& p : kMotionProps) forward_motion_property(gobject_class, motion_class, p.id, p.name);
-  g_type_class_unref(motion_class);
+  g_object_class_install_property(
+      gobject_class, PROP_PASTE_BACK,
+      g_param_spec_boolean("paste-back", "Paste back",
+                           "Paste the talking face back into the portrait (anitalkerpaste): the video has the "
+                           "picture's size (capped by max-size); needs crop=auto or X,Y,SIDE (default: false)",
+                           FALSE, ready));
+
+  GObjectClass* classes[3] = {G_OBJECT_CLASS(g_type_class_ref(GST_TYPE_ANITALKER_MOTION)),
+                              G_OBJECT_CLASS(g_type_class_ref(GST_TYPE_ANITALKER_RENDER)),
+                              G_OBJECT_CLASS(g_type_class_ref(GST_TYPE_ANITALKER_PASTE))};
+  for (const auto& p : kForwarded) forward_property(gobject_class, classes[p.child], p.id, p.name);
+  for (GObjectClass* c : classes) g_type_class_unref(c);
 
   gst_element_class_set_static_metadata(element_class, "AniTalker", "Generator/Video",
                                         "Animates a portrait from speech: HuBERT/MFCC features, diffusion motion, "
@@ -266,6 +318,7 @@ static void gst_anitalker_bin_init(GstAnitalkerBin* self) {
   self->face_sr = FALSE;
   self->device = g_strdup(DEFAULT_DEVICE);
   self->mode = DEFAULT_MODE;
+  self->paste_back = FALSE;
   self->sr = nullptr;
 
   self->convert = make(self, "audioconvert", "convert");
@@ -274,6 +327,7 @@ static void gst_anitalker_bin_init(GstAnitalkerBin* self) {
   self->features = make(self, "hubertenc", "features");
   self->motion = make(self, "anitalkermotion", "motion");
   self->render = make(self, "anitalkerrender", "render");
+  self->paste = make(self, "anitalkerpaste", "paste");  // linked at READY with paste-back
   // Without audioconvert/audioresample (gst-plugins-base) the start fails
   // with a message; the pads exist either way.
   if (self->filter) {
@@ -315,8 +369,9 @@ static void gst_anitalker_bin_finalize(GObject* object) {
 
 static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
   GstAnitalkerBin* self = GST_ANITALKER_BIN(object);
-  if (const char* name = motion_prop_name(prop_id)) {
-    g_object_set_property(G_OBJECT(self->motion), name, value);
+  const char* name = nullptr;
+  if (GstElement* child = forwarded(self, prop_id, &name)) {
+    g_object_set_property(G_OBJECT(child), name, value);
     return;
   }
   GST_OBJECT_LOCK(self);
@@ -354,6 +409,9 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
     case PROP_MODE:
       self->mode = (GstAnitalkerMotionMode)g_value_get_enum(value);
       break;
+    case PROP_PASTE_BACK:
+      self->paste_back = g_value_get_boolean(value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -365,8 +423,9 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
 
 static void gst_anitalker_bin_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
   GstAnitalkerBin* self = GST_ANITALKER_BIN(object);
-  if (const char* name = motion_prop_name(prop_id)) {
-    g_object_get_property(G_OBJECT(self->motion), name, value);
+  const char* name = nullptr;
+  if (GstElement* child = forwarded(self, prop_id, &name)) {
+    g_object_get_property(G_OBJECT(child), name, value);
     return;
   }
   GST_OBJECT_LOCK(self);
@@ -398,6 +457,9 @@ static void gst_anitalker_bin_get_property(GObject* object, guint prop_id, GValu
     case PROP_MODE:
       g_value_set_enum(value, self->mode);
       break;
+    case PROP_PASTE_BACK:
+      g_value_set_boolean(value, self->paste_back);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -407,45 +469,55 @@ static void gst_anitalker_bin_get_property(GObject* object, guint prop_id, GValu
 
 static std::string dup_or(const gchar* s, const std::string& fallback) { return s && *s ? s : fallback; }
 
-// Puts gfpgansr after the renderer (face-sr on) or takes it out (off).
-static bool gst_anitalker_bin_set_sr(GstAnitalkerBin* self, bool on, const anitalker::models::Set& files,
-                                     const std::string& device) {
-  if (on == (self->sr != nullptr)) {
-    if (on) g_object_set(self->sr, "model", files.gfpgan.c_str(), "detector", files.detector.c_str(), "parser",
-                         files.parser.c_str(), "device", device.c_str(), nullptr);
-    return true;
+// Links the tail of the chain: anitalkerrender [! gfpgansr] [! anitalkerpaste]
+// and points the src ghost pad at its end.  gfpgansr is made when face-sr
+// is first on (it may be missing) and removed when it is off.
+static bool gst_anitalker_bin_set_tail(GstAnitalkerBin* self, bool sr_on, bool paste_on,
+                                       const anitalker::models::Set& files, const std::string& device) {
+  // The ghost pad's target is linked inside it: untarget first, then the
+  // elements are free to be relinked.
+  gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), nullptr);
+  if (self->sr) {
+    gst_element_unlink(self->render, self->sr);
+    if (self->paste) gst_element_unlink(self->sr, self->paste);
   }
-  GstPad* render_src = gst_element_get_static_pad(self->render, "src");
-  if (on) {
-    GstElement* sr = gst_element_factory_make("gfpgansr", "sr");
-    if (sr == nullptr) {
-      gst_object_unref(render_src);
+  if (self->paste) gst_element_unlink(self->render, self->paste);
+
+  if (sr_on && self->sr == nullptr) {
+    self->sr = gst_element_factory_make("gfpgansr", "sr");
+    if (self->sr == nullptr) {
       GST_ELEMENT_ERROR(self, CORE, MISSING_PLUGIN, ("face-sr needs the gfpgansr element, which is not installed."),
                         (nullptr));
       return false;
     }
-    g_object_set(sr, "model", files.gfpgan.c_str(), "detector", files.detector.c_str(), "parser",
-                 files.parser.c_str(), "device", device.c_str(), nullptr);
-    gst_bin_add(GST_BIN(self), sr);
-    // The renderer's src is the ghost pad's target, so linked inside the
-    // ghost pad: retarget first, then it is free to link to gfpgansr.
-    GstPad* sr_src = gst_element_get_static_pad(sr, "src");
-    gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), sr_src);
-    gst_object_unref(sr_src);
-    self->sr = sr;
-    if (!gst_element_link(self->render, sr)) {
-      gst_object_unref(render_src);
-      GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Could not link the renderer to gfpgansr."), (nullptr));
-      return false;
-    }
-  } else {
-    gst_element_unlink(self->render, self->sr);
-    gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), render_src);
+    gst_bin_add(GST_BIN(self), self->sr);
+  } else if (!sr_on && self->sr) {
     gst_element_set_state(self->sr, GST_STATE_NULL);
     gst_bin_remove(GST_BIN(self), self->sr);
     self->sr = nullptr;
   }
-  gst_object_unref(render_src);
+  if (self->sr)
+    g_object_set(self->sr, "model", files.gfpgan.c_str(), "detector", files.detector.c_str(), "parser",
+                 files.parser.c_str(), "device", device.c_str(), nullptr);
+  if (paste_on && self->paste == nullptr) {
+    GST_ELEMENT_ERROR(self, CORE, MISSING_PLUGIN, ("paste-back needs the anitalkerpaste element."), (nullptr));
+    return false;
+  }
+
+  GstElement* last = self->render;
+  for (GstElement* next : {sr_on ? self->sr : nullptr, paste_on ? self->paste : nullptr}) {
+    if (next == nullptr) continue;
+    if (!gst_element_link(last, next)) {
+      GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Could not link %s to %s.", GST_ELEMENT_NAME(last),
+                                                 GST_ELEMENT_NAME(next)),
+                        (nullptr));
+      return false;
+    }
+    last = next;
+  }
+  GstPad* src = gst_element_get_static_pad(last, "src");
+  gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), src);
+  gst_object_unref(src);
   return true;
 }
 
@@ -467,7 +539,15 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
   const bool face_sr = self->face_sr;
   const std::string device = dup_or(self->device, DEFAULT_DEVICE);
   const GstAnitalkerMotionMode mode = self->mode;
+  const bool paste_back = self->paste_back;
   GST_OBJECT_UNLOCK(self);
+  // crop=auto without a face box runs the detector: its file is needed.
+  gchar* crop = nullptr;
+  gchar* face_box = nullptr;
+  g_object_get(self->render, "crop", &crop, "face-box", &face_box, nullptr);
+  const bool detect = crop && std::string(crop) == "auto" && (face_box == nullptr || *face_box == 0);
+  g_free(crop);
+  g_free(face_box);
 
   if (portrait.empty()) {
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No portrait set."), ("set the \"portrait\" property to an image"));
@@ -483,7 +563,7 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
   const std::string variant_name = g_enum_get_value(ec, variant)->value_nick;
   g_type_class_unref(ec);
 
-  anitalker::models::Set files = anitalker::models::resolve(dir, variant_name, face_sr);
+  anitalker::models::Set files = anitalker::models::resolve(dir, variant_name, face_sr, detect);
   // Overrides replace their entries in the checks.
   std::vector<anitalker::models::File> checked;
   for (const anitalker::models::File& f : files.files) {
@@ -515,8 +595,8 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
                           : mode == GST_ANITALKER_MOTION_MODE_STREAMING ? "streaming"
                                                                         : "auto");
   g_object_set(self->render, "checkpoint", files.stage1.c_str(), "portrait", portrait.c_str(), "device",
-               device.c_str(), nullptr);
-  return gst_anitalker_bin_set_sr(self, face_sr, files, device) ? TRUE : FALSE;
+               device.c_str(), "detector", files.detector.empty() ? nullptr : files.detector.c_str(), nullptr);
+  return gst_anitalker_bin_set_tail(self, face_sr, paste_back, files, device) ? TRUE : FALSE;
 }
 
 static GstStateChangeReturn gst_anitalker_bin_change_state(GstElement* element, GstStateChange transition) {

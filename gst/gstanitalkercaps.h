@@ -59,3 +59,14 @@
 // the query.  The motion element re-issues the codes query when the serial
 // differs from the one it holds.
 #define GST_ANITALKER_EVENT_PORTRAIT_CHANGED "anitalker-portrait-changed"
+
+// --- Where the rendered square sits in the original picture.
+// A GST_EVENT_CUSTOM_DOWNSTREAM_STICKY that the renderer pushes out of its
+// src pad before the first frame of each newly encoded portrait; anitalkerpaste
+// pastes the frames back into the picture with it.  Fields:
+//   "picture"          GstBuffer, the whole picture, 8-bit RGB, rows of width * 3 bytes
+//   "width", "height"  int, the picture's size
+//   "cropped"          boolean; FALSE for crop=none (the whole picture was resized)
+//   "x", "y", "side"   int, the square in the picture's pixels (may pass its edges)
+//   "portrait-serial"  uint, as in the codes query
+#define GST_ANITALKER_EVENT_CROP "anitalker-crop"

@@ -2,6 +2,7 @@
 
 #include "gstanitalkerbin.h"
 #include "gstanitalkermotion.h"
+#include "gstanitalkerpaste.h"
 #include "gstanitalkerrender.h"
 #include "gstgfpgansr.h"
 #include "gsthubertenc.h"
@@ -15,6 +16,7 @@ gboolean gst_anitalker_register_elements(GstPlugin* plugin) {
   ok &= GST_ELEMENT_REGISTER(anitalkermotion, plugin);
   ok &= GST_ELEMENT_REGISTER(anitalkerrender, plugin);
   ok &= GST_ELEMENT_REGISTER(gfpgansr, plugin);
+  ok &= GST_ELEMENT_REGISTER(anitalkerpaste, plugin);
   ok &= GST_ELEMENT_REGISTER(anitalker, plugin);
   return ok;
 }

@@ -22,6 +22,14 @@
  * above 1, frames are held until a batch is full (or EOS) and the element
  * reports the extra latency in the LATENCY query.
  *
+ * Any photo: #GstAnitalkerRender:crop chooses the square of the portrait
+ * that the networks see: the whole picture (none, the reference's way), the
+ * square around the face as the authors cut their training data (auto, with
+ * RetinaFace or a given #GstAnitalkerRender:face-box), or a given square.
+ * The picture and the square then go downstream in the sticky custom event
+ * "anitalker-crop", with which anitalkerpaste puts the frames back into the
+ * picture.
+ *
  * The element also answers the custom query "anitalker-portrait-codes" on
  * its sink pad (the portrait's start and direction codes, which the motion
  * generator needs) and sends the custom upstream event
@@ -69,6 +77,10 @@ namespace lia = anitalker::lia;
 #define DEFAULT_NUM_THREADS 0
 #define MAX_NUM_THREADS 64
 
+#define DEFAULT_CROP "none"
+#define DEFAULT_CROP_RATIO 0.6f
+#define DEFAULT_FACE_INDEX -1
+
 enum {
   PROP_0,
   PROP_CHECKPOINT,
@@ -76,6 +88,11 @@ enum {
   PROP_DEVICE,
   PROP_BATCH_SIZE,
   PROP_NUM_THREADS,
+  PROP_CROP,
+  PROP_FACE_BOX,
+  PROP_CROP_RATIO,
+  PROP_FACE_INDEX,
+  PROP_DETECTOR,
 };
 
 namespace {
@@ -111,11 +128,15 @@ struct RenderState {
   std::string checkpoint;                         // the file `model` came from
   std::shared_ptr<const lia::Portrait> portrait;  // null until the first encode
   guint portrait_serial = 0;                      // counts encodes, never reset
+  // The picture the portrait was cut from and where (the crop event).
+  std::shared_ptr<const anitalker::RgbImage> picture;
+  anitalker::crop::Choice choice;
   int dims = 0;                                   // from the sink caps; 0 = none yet
   int fps_n = 0, fps_d = 1;
 
   // Streaming thread only (and the serialized events, which run in it).
   guint announced_serial = 0;  // last serial sent upstream in an event
+  guint crop_serial = 0;       // last serial sent downstream in the crop event
   GstVideoInfo out_info;
   bool have_out_caps = false;
   GstClockTime segment_start = 0;             // of the last (TIME) segment
@@ -150,7 +171,13 @@ struct _GstAnitalkerRender {
   gchar* device;
   guint batch_size;
   gint num_threads;
-  gboolean portrait_dirty;  // `portrait` was set since the last encode picked it up
+  gboolean portrait_dirty;  // `portrait` (or the crop) was set since the last encode picked it up
+  gchar* crop;
+  gchar* face_box;
+  gfloat crop_ratio;
+  gint face_index;
+  gchar* detector;
+  gchar* pending_error;  // a refused crop-ratio, for the next start
 
   RenderState* state;
 };
@@ -268,6 +295,56 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
                        DEFAULT_NUM_THREADS,
                        (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
 
+  const GParamFlags playing =
+      (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
+
+  /**
+   * GstAnitalkerRender:crop:
+   *
+   * Which square of the portrait the networks see.  "none": the whole
+   * picture, resized to the model's size (the reference's way: give it a
+   * centred head).  "auto": the square around the face as the authors cut
+   * their training data (the face box's centre, its larger side times 1 +
+   * #GstAnitalkerRender:crop-ratio, at most the picture's shorter side,
+   * padded with black where it leaves the picture); the face box comes from
+   * #GstAnitalkerRender:face-box or, without one, from RetinaFace
+   * (#GstAnitalkerRender:detector): the largest face, or
+   * #GstAnitalkerRender:face-index.  "X,Y,SIDE": that square, in the
+   * picture's pixels.  Applies from the next portrait encode; the picture
+   * and the square go downstream in the "anitalker-crop" event, for
+   * anitalkerpaste.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_CROP,
+      g_param_spec_string("crop", "Crop",
+                          "none (the whole picture), auto (the square around the face, as the authors cut their "
+                          "data) or X,Y,SIDE (that square in the picture's pixels) (default: none)",
+                          DEFAULT_CROP, playing));
+  g_object_class_install_property(
+      gobject_class, PROP_FACE_BOX,
+      g_param_spec_string("face-box", "Face box",
+                          "With crop=auto: the face box X1,Y1,X2,Y2 in the picture's pixels instead of running the "
+                          "detector (default: none)",
+                          nullptr, playing));
+  g_object_class_install_property(
+      gobject_class, PROP_CROP_RATIO,
+      gst_anitalker_param_spec_float("crop-ratio", "Crop ratio",
+                                     "With crop=auto: the square's side is the face box's larger side times 1 + "
+                                     "this (the authors' expanded_ratio)",
+                                     0.0f, 10.0f, DEFAULT_CROP_RATIO, playing));
+  g_object_class_install_property(
+      gobject_class, PROP_FACE_INDEX,
+      g_param_spec_int("face-index", "Face index",
+                       "With crop=auto and the detector: which face, in the detector's order (by score); -1 = the "
+                       "largest, the authors' choice (default: -1)",
+                       -1, 1023, DEFAULT_FACE_INDEX, playing));
+  g_object_class_install_property(
+      gobject_class, PROP_DETECTOR,
+      g_param_spec_string("detector", "Face detector",
+                          "RetinaFace weights (detection_Resnet50_Final.pth) for crop=auto without a face-box "
+                          "(default: none)",
+                          nullptr, playing));
+
   gst_element_class_set_static_metadata(element_class, "AniTalker renderer", "Filter/Converter/Video",
                                         "Renders AniTalker motion latents into video frames of a portrait "
                                         "with the stage-1 LIA model",
@@ -295,6 +372,12 @@ static void gst_anitalker_render_init(GstAnitalkerRender* self) {
   self->batch_size = DEFAULT_BATCH_SIZE;
   self->num_threads = DEFAULT_NUM_THREADS;
   self->portrait_dirty = FALSE;
+  self->crop = g_strdup(DEFAULT_CROP);
+  self->face_box = nullptr;
+  self->crop_ratio = DEFAULT_CROP_RATIO;
+  self->face_index = DEFAULT_FACE_INDEX;
+  self->detector = nullptr;
+  self->pending_error = nullptr;
   self->state = new RenderState();
 }
 
@@ -305,6 +388,10 @@ static void gst_anitalker_render_finalize(GObject* object) {
   g_free(self->checkpoint);
   g_free(self->portrait);
   g_free(self->device);
+  g_free(self->crop);
+  g_free(self->face_box);
+  g_free(self->detector);
+  g_free(self->pending_error);
   G_OBJECT_CLASS(parent_class)->finalize(object);
 }
 
@@ -313,6 +400,9 @@ static void gst_anitalker_render_set_property(GObject* object, guint prop_id, co
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(object);
   gboolean latency_changed = FALSE;
 
+  if (prop_id == PROP_CROP_RATIO &&
+      !gst_anitalker_check_float(GST_ELEMENT_CAST(self), pspec, g_value_get_float(value), &self->pending_error))
+    return;
   GST_OBJECT_LOCK(self);
   switch (prop_id) {
     case PROP_CHECKPOINT:
@@ -341,6 +431,30 @@ static void gst_anitalker_render_set_property(GObject* object, guint prop_id, co
     }
     case PROP_NUM_THREADS:
       self->num_threads = g_value_get_int(value);
+      break;
+    // The crop settings apply from the next encode: mark the portrait.
+    case PROP_CROP:
+      g_free(self->crop);
+      self->crop = g_value_dup_string(value);
+      self->portrait_dirty = TRUE;
+      break;
+    case PROP_FACE_BOX:
+      g_free(self->face_box);
+      self->face_box = g_value_dup_string(value);
+      self->portrait_dirty = TRUE;
+      break;
+    case PROP_CROP_RATIO:
+      self->crop_ratio = g_value_get_float(value);
+      self->portrait_dirty = TRUE;
+      break;
+    case PROP_FACE_INDEX:
+      self->face_index = g_value_get_int(value);
+      self->portrait_dirty = TRUE;
+      break;
+    case PROP_DETECTOR:
+      g_free(self->detector);
+      self->detector = g_value_dup_string(value);
+      self->portrait_dirty = TRUE;
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -373,6 +487,21 @@ static void gst_anitalker_render_get_property(GObject* object, guint prop_id, GV
     case PROP_NUM_THREADS:
       g_value_set_int(value, self->num_threads);
       break;
+    case PROP_CROP:
+      g_value_set_string(value, self->crop);
+      break;
+    case PROP_FACE_BOX:
+      g_value_set_string(value, self->face_box);
+      break;
+    case PROP_CROP_RATIO:
+      g_value_set_float(value, self->crop_ratio);
+      break;
+    case PROP_FACE_INDEX:
+      g_value_set_int(value, self->face_index);
+      break;
+    case PROP_DETECTOR:
+      g_value_set_string(value, self->detector);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -381,6 +510,29 @@ static void gst_anitalker_render_get_property(GObject* object, guint prop_id, GV
 }
 
 /* --- Start and stop ------------------------------------------------------ */
+
+// The crop properties as lib/crop.h's spec; throws anitalker::Error(Usage)
+// naming the property.  *detector is the detector's file.
+static anitalker::crop::Spec gst_anitalker_render_crop_spec(GstAnitalkerRender* self,
+                                                            std::string* detector = nullptr) {
+  GST_OBJECT_LOCK(self);
+  const std::string crop = self->crop ? self->crop : DEFAULT_CROP;
+  const std::string box = self->face_box ? self->face_box : "";
+  const float ratio = self->crop_ratio;
+  const int index = self->face_index;
+  if (detector) *detector = self->detector ? self->detector : "";
+  GST_OBJECT_UNLOCK(self);
+  anitalker::crop::Spec spec = anitalker::crop::parse_spec(crop, "crop");
+  spec.ratio = ratio;
+  spec.face_index = index;
+  if (!box.empty()) {
+    if (spec.mode != anitalker::crop::Spec::Mode::Auto)
+      throw anitalker::Error(anitalker::Error::Kind::Usage, "face-box is only read with crop=auto (crop is \"" + crop + "\")");
+    spec.have_box = true;
+    spec.box = anitalker::crop::parse_box(box, "face-box");
+  }
+  return spec;
+}
 
 // READY->PAUSED: loads the checkpoint, so that a bad path fails the state
 // change with the file named (STYLE.md: weights load in start, never in caps
@@ -394,7 +546,18 @@ static gboolean gst_anitalker_render_start(GstAnitalkerRender* self) {
   GST_OBJECT_LOCK(self);
   std::string checkpoint = self->checkpoint ? self->checkpoint : "";
   std::string device_name = self->device ? self->device : DEFAULT_DEVICE;
+  const std::string pending = self->pending_error ? self->pending_error : "";
   GST_OBJECT_UNLOCK(self);
+  if (!pending.empty()) {
+    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("%s", pending.c_str()), (nullptr));
+    return FALSE;
+  }
+  try {
+    gst_anitalker_render_crop_spec(self);  // a bad crop or face-box fails the start, not the first frame
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Bad crop settings.", false);
+    return FALSE;
+  }
 
   if (checkpoint.empty()) {
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No checkpoint set."),
@@ -482,17 +645,32 @@ static std::shared_ptr<const lia::Portrait> gst_anitalker_render_current_portrai
   if ((!dirty && portrait) || path->empty()) return portrait;
 
   GST_DEBUG_OBJECT(self, "encoding portrait %s", path->c_str());
+  std::string detector;
+  const anitalker::crop::Spec spec = gst_anitalker_render_crop_spec(self, &detector);
   std::shared_ptr<const lia::Portrait> encoded;
+  anitalker::PreparedPortrait prepared;
   {
     c10::InferenceMode guard;
-    at::Tensor image = anitalker::load_portrait(*path, model->size());  // (1,3,S,S) in [-1,1]
-    encoded = std::make_shared<const lia::Portrait>(model->encode(image.to(model->device())));
+    // (1,3,S,S) in [-1,1], of the square chosen by the crop properties.
+    prepared = anitalker::prepare_portrait(*path, model->size(), spec, detector, model->device());
+    encoded = std::make_shared<const lia::Portrait>(model->encode(prepared.tensor.to(model->device())));
+  }
+  if (prepared.choice.faces.size() > 1) {
+    const std::string note = "Several faces in \"" + *path + "\": " + anitalker::crop::describe_faces(prepared.choice) +
+                             " (" + (spec.face_index >= 0 ? "face-index" : "the largest; face-index chooses") + ").";
+    GST_ELEMENT_INFO(self, RESOURCE, SETTINGS, ("%s", note.c_str()), (nullptr));
   }
   GstAnitalkerLocked lock(&st->lock);
   if (st->model != model) return nullptr;  // stopped meanwhile
   st->portrait = std::move(encoded);
+  st->picture = std::make_shared<const anitalker::RgbImage>(std::move(prepared.picture));
+  st->choice = prepared.choice;
   *serial = ++st->portrait_serial;
-  GST_INFO_OBJECT(self, "portrait %u: %s", *serial, path->c_str());
+  GST_INFO_OBJECT(self, "portrait %u: %s%s", *serial, path->c_str(),
+                  prepared.choice.cropped ? gst_anitalker_printf(" square %d,%d,%d", prepared.choice.square.x,
+                                                                 prepared.choice.square.y, prepared.choice.square.side)
+                                                .c_str()
+                                          : "");
   return st->portrait;
 }
 
@@ -522,6 +700,30 @@ static void gst_anitalker_render_announce_portrait(GstAnitalkerRender* self, gui
   GST_DEBUG_OBJECT(self, "announcing portrait %u upstream", serial);
   // Nobody upstream may care (a plain source): not an error.
   gst_pad_push_event(self->sinkpad, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM, s));
+}
+
+// Tells downstream (anitalkerpaste) the picture and the square of the
+// portrait whose frames follow.
+static void gst_anitalker_render_send_crop(GstAnitalkerRender* self, guint serial) {
+  RenderState* st = self->state;
+  if (serial == st->crop_serial) return;
+  std::shared_ptr<const anitalker::RgbImage> picture;
+  anitalker::crop::Choice choice;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    picture = st->picture;
+    choice = st->choice;
+  }
+  if (!picture) return;
+  st->crop_serial = serial;
+  GstBuffer* buf = gst_buffer_new_memdup(picture->data.data(), picture->data.size());
+  GstStructure* s = gst_structure_new(
+      GST_ANITALKER_EVENT_CROP, "picture", GST_TYPE_BUFFER, buf, "width", G_TYPE_INT, picture->width, "height",
+      G_TYPE_INT, picture->height, "cropped", G_TYPE_BOOLEAN, (gboolean)choice.cropped, "x", G_TYPE_INT,
+      choice.square.x, "y", G_TYPE_INT, choice.square.y, "side", G_TYPE_INT, choice.square.side,
+      GST_ANITALKER_FIELD_PORTRAIT_SERIAL, G_TYPE_UINT, serial, nullptr);
+  gst_buffer_unref(buf);
+  gst_pad_push_event(self->srcpad, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_STICKY, s));
 }
 
 /* --- Caps -------------------------------------------------------------------- */
@@ -791,6 +993,7 @@ static GstFlowReturn gst_anitalker_render_chain_impl(GstAnitalkerRender* self, G
     return GST_FLOW_ERROR;
   }
   gst_anitalker_render_announce_portrait(self, serial);
+  gst_anitalker_render_send_crop(self, serial);
 
   if (GST_BUFFER_IS_DISCONT(buffer)) {
     // What is held belongs before the gap.

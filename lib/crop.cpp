@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <opencv2/imgproc.hpp>
+#include <sstream>
 #include <string>
 
 #include "error.h"
@@ -93,7 +96,109 @@ RgbImage cut(const RgbImage& picture, const Square& sq, Pad pad, const uint8_t c
   return out;
 }
 
-RgbImage paste(const RgbImage& picture, const RgbImage& face, const Square& sq, int feather) {
+namespace {
+
+// The numbers of "A,B,C..." (strtod each; empty parts, trailing text and
+// non-finite values are refused).
+bool numbers_of(const std::string& text, std::vector<double>* out) {
+  std::stringstream in(text);
+  for (std::string part; std::getline(in, part, ',');) {
+    char* end = nullptr;
+    const double x = std::strtod(part.c_str(), &end);
+    if (part.empty() || *end != 0 || !std::isfinite(x)) return false;
+    out->push_back(x);
+  }
+  return !text.empty() && text.back() != ',';
+}
+
+}  // namespace
+
+Spec parse_spec(const std::string& text, const std::string& what) {
+  Spec s;
+  if (text == "none" || text.empty()) return s;
+  if (text == "auto") {
+    s.mode = Spec::Mode::Auto;
+    return s;
+  }
+  std::vector<double> n;
+  const std::string expected = what + ": expected auto, none or X,Y,SIDE (the square in the picture's pixels), got '" +
+                               text + "'";
+  if (!numbers_of(text, &n) || n.size() != 3) throw Error(Error::Kind::Usage, expected);
+  for (double v : n)
+    if (v != std::floor(v) || std::fabs(v) > 1e6) throw Error(Error::Kind::Usage, expected + " (whole numbers)");
+  if (n[2] < 1) throw Error(Error::Kind::Usage, expected + " (SIDE >= 1)");
+  s.mode = Spec::Mode::Square;
+  s.square = {static_cast<int>(n[0]), static_cast<int>(n[1]), static_cast<int>(n[2])};
+  return s;
+}
+
+Box parse_box(const std::string& text, const std::string& what) {
+  std::vector<double> n;
+  if (!numbers_of(text, &n) || n.size() != 4 || !(n[2] > n[0]) || !(n[3] > n[1]))
+    throw Error(Error::Kind::Usage,
+                what + ": expected X1,Y1,X2,Y2 with X2 > X1 and Y2 > Y1 (the face box in the picture's pixels), got '" +
+                    text + "'");
+  return {n[0], n[1], n[2], n[3]};
+}
+
+Choice choose(const Spec& spec, int width, int height, const std::vector<Box>& faces, const std::string& name) {
+  Choice c;
+  const std::string where = name.empty() ? "" : name + ": ";
+  try {
+    switch (spec.mode) {
+      case Spec::Mode::None:
+        return c;
+      case Spec::Mode::Square: {
+        const Square& q = spec.square;
+        if (q.side < 1 || q.x + q.side <= 0 || q.y + q.side <= 0 || q.x >= width || q.y >= height ||
+            q.side > 2 * std::max(width, height))
+          throw Error(Error::Kind::Usage,
+                      "crop: the square " + std::to_string(q.x) + "," + std::to_string(q.y) + "," +
+                          std::to_string(q.side) + " is outside the picture (" + size_text(width, height) +
+                          ") or larger than twice its longer side");
+        c.cropped = true;
+        c.square = q;
+        return c;
+      }
+      case Spec::Mode::Auto:
+        break;
+    }
+    if (spec.have_box) {
+      c.cropped = true;
+      c.square = square_for(spec.box, width, height, spec.ratio);
+      return c;
+    }
+    c.faces = faces;
+    if (faces.empty())
+      throw Error(Error::Kind::Format,
+                  "no face found (RetinaFace, threshold 0.97); give the face's box (face-box=X1,Y1,X2,Y2, "
+                  "--face-box), the square (crop=X,Y,SIDE), or use the picture as it is (crop=none)");
+    if (spec.face_index >= 0 && static_cast<size_t>(spec.face_index) >= faces.size())
+      throw Error(Error::Kind::Usage, "face-index " + std::to_string(spec.face_index) + ": " +
+                                          std::to_string(faces.size()) + " face(s) found (0 to " +
+                                          std::to_string(faces.size() - 1) + ")");
+    c.picked = spec.face_index >= 0 ? spec.face_index : static_cast<int>(largest(faces));
+    c.cropped = true;
+    c.square = square_for(faces[c.picked], width, height, spec.ratio);
+    return c;
+  } catch (const Error& e) {
+    throw Error(e.kind(), where + e.what());
+  }
+}
+
+std::string describe_faces(const Choice& c) {
+  std::string out = std::to_string(c.faces.size()) + " faces:";
+  for (size_t i = 0; i < c.faces.size(); ++i) {
+    const Box& b = c.faces[i];
+    char t[200];
+    std::snprintf(t, sizeof t, "%s %zu (%.0f, %.0f)-(%.0f, %.0f)%s", i ? "," : "", i, b.x1, b.y1, b.x2, b.y2,
+                  static_cast<int>(i) == c.picked ? " [used]" : "");
+    out += t;
+  }
+  return out;
+}
+
+RgbImage paste(const RgbImage& picture, const RgbImage& face, const Square& sq, int feather, bool colour_match) {
   if (face.width != sq.side || face.height != sq.side)
     throw Error(Error::Kind::Usage, "paste: the face is " + size_text(face.width, face.height) + ", the square " +
                                         size_text(sq.side, sq.side) + "; resize it to the square first");
@@ -101,16 +206,92 @@ RgbImage paste(const RgbImage& picture, const RgbImage& face, const Square& sq, 
   RgbImage out = picture;
   const int x0 = std::max(0, sq.x), y0 = std::max(0, sq.y);
   const int x1 = std::min(picture.width, sq.x + sq.side), y1 = std::min(picture.height, sq.y + sq.side);
+  // Distance from a pixel's centre to the nearest side of the square, and
+  // the face's weight there.
+  auto weight = [&](int px, int py) {
+    const double d = std::min({px + 0.5 - sq.x, sq.x + sq.side - (px + 0.5), py + 0.5 - sq.y,
+                               sq.y + sq.side - (py + 0.5)});
+    return feather == 0 ? 1.0 : std::min(1.0, d / feather);
+  };
+  int shift[3] = {0, 0, 0};
+  if (colour_match && feather > 0) {
+    double sum[3] = {0, 0, 0};
+    long count = 0;
+    for (int py = y0; py < y1; ++py)
+      for (int px = x0; px < x1; ++px) {
+        if (weight(px, py) >= 1.0) continue;
+        const uint8_t* f = face.at(px - sq.x, py - sq.y);
+        const uint8_t* p = picture.at(px, py);
+        for (int c = 0; c < 3; ++c) sum[c] += static_cast<double>(p[c]) - f[c];
+        ++count;
+      }
+    if (count > 0)
+      for (int c = 0; c < 3; ++c) shift[c] = static_cast<int>(std::lround(sum[c] / count));
+  }
   for (int py = y0; py < y1; ++py)
     for (int px = x0; px < x1; ++px) {
-      // Distance from the pixel's centre to the nearest side of the square.
-      const double d = std::min({px + 0.5 - sq.x, sq.x + sq.side - (px + 0.5), py + 0.5 - sq.y,
-                                 sq.y + sq.side - (py + 0.5)});
-      const double w = feather == 0 ? 1.0 : std::min(1.0, d / feather);
+      const double w = weight(px, py);
       const uint8_t* f = face.at(px - sq.x, py - sq.y);
       uint8_t* o = out.at(px, py);
-      for (int c = 0; c < 3; ++c) o[c] = static_cast<uint8_t>(std::lround(w * f[c] + (1 - w) * o[c]));
+      for (int c = 0; c < 3; ++c) {
+        const int fc = std::clamp(f[c] + shift[c], 0, 255);
+        o[c] = static_cast<uint8_t>(std::lround(w * fc + (1 - w) * o[c]));
+      }
     }
+  return out;
+}
+
+Canvas plan_canvas(int width, int height, const Square& sq, int max_size) {
+  if (width < 2 || height < 2) throw Error(Error::Kind::Usage, "paste: a picture of " + size_text(width, height) + " is too small");
+  if (max_size < 2) throw Error(Error::Kind::Usage, "paste: max-size " + std::to_string(max_size) + ": expected >= 2");
+  Canvas c;
+  const int longer = std::max(width, height);
+  if (longer <= max_size) {
+    c.width = width - width % 2;
+    c.height = height - height % 2;
+    c.scale = 1;
+    c.square = sq;
+    return c;
+  }
+  c.scale = static_cast<double>(max_size) / longer;
+  auto even = [](double v) { return std::max(2, static_cast<int>(std::lround(v / 2)) * 2); };
+  c.width = even(width * c.scale);
+  c.height = even(height * c.scale);
+  c.square.x = static_cast<int>(std::lround(sq.x * c.scale));
+  c.square.y = static_cast<int>(std::lround(sq.y * c.scale));
+  c.square.side = std::max(1, static_cast<int>(std::lround(sq.side * c.scale)));
+  return c;
+}
+
+namespace {
+
+cv::Mat view(const RgbImage& im) {
+  return cv::Mat(im.height, im.width, CV_8UC3, const_cast<uint8_t*>(im.data.data()));
+}
+
+}  // namespace
+
+RgbImage fit_picture(const RgbImage& picture, const Canvas& canvas) {
+  RgbImage out;
+  out.width = canvas.width;
+  out.height = canvas.height;
+  out.data.resize(static_cast<size_t>(out.width) * out.height * 3);
+  if (canvas.width <= picture.width && canvas.height <= picture.height && canvas.scale == 1) {
+    for (int y = 0; y < out.height; ++y) std::copy(picture.at(0, y), picture.at(0, y) + out.width * 3, out.at(0, y));
+    return out;
+  }
+  cv::Mat dst = view(out);
+  cv::resize(view(picture), dst, cv::Size(out.width, out.height), 0, 0, cv::INTER_AREA);
+  return out;
+}
+
+RgbImage resize_square(const RgbImage& face, int side) {
+  if (face.width == side && face.height == side) return face;
+  RgbImage out;
+  out.width = out.height = side;
+  out.data.resize(static_cast<size_t>(side) * side * 3);
+  cv::Mat dst = view(out);
+  cv::resize(view(face), dst, cv::Size(side, side), 0, 0, side < face.width ? cv::INTER_AREA : cv::INTER_CUBIC);
   return out;
 }
 

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "rgb_image.h"
@@ -55,13 +56,73 @@ enum class Pad { Colour, Replicate };
 RgbImage cut(const RgbImage& picture, const Square& sq, Pad pad = Pad::Colour,
              const uint8_t colour[3] = nullptr);
 
+// What to cut: the `crop` property of the elements and generate's --crop.
+struct Spec {
+  enum class Mode { None, Auto, Square };
+  Mode mode = Mode::None;
+  Square square;          // Mode::Square: the square itself, in picture pixels
+  bool have_box = false;  // Mode::Auto: the face box given (the detector's answer by hand)
+  Box box;
+  double ratio = 0.6;  // expanded_ratio
+  int face_index = -1;  // Mode::Auto with a detector: -1 = the largest face
+  Pad pad = Pad::Colour;
+};
+
+// "none", "auto" or "X,Y,SIDE" (integers, SIDE > 0) -> the mode and square.
+// Throws Error(Usage) naming `what` and the accepted forms.
+Spec parse_spec(const std::string& text, const std::string& what = "crop");
+// "X1,Y1,X2,Y2" -> a box (finite numbers, X2 > X1, Y2 > Y1).
+Box parse_box(const std::string& text, const std::string& what = "face-box");
+
+// The square chosen for one picture, and what was seen on the way.
+struct Choice {
+  bool cropped = false;  // false: Mode::None, the whole picture
+  Square square;         // when cropped
+  std::vector<Box> faces;  // the detector's faces (Mode::Auto without a box)
+  int picked = -1;         // the one used, an index into faces
+};
+
+// The spec applied to a `width` x `height` picture; `faces` is what the
+// detector found (only read for Mode::Auto without a box).  Errors name
+// `name` (the picture's file): no face found (suggesting crop=none, a
+// face-box or a square), a face-index past the faces, a box or square
+// outside the picture (with its size).
+Choice choose(const Spec& spec, int width, int height, const std::vector<Box>& faces, const std::string& name);
+
+// A short text of the faces found, for a note: "3 faces: 0 (x1, y1)-(x2, y2)
+// [used], 1 ...".
+std::string describe_faces(const Choice& c);
+
 // Pastes `face` (side x side, the generated square at the crop's size) into
 // a copy of `picture` at `sq`: pixels farther than `feather` pixels inside
 // the square's edge are the face's, pixels outside the square the
 // picture's, and in between a linear blend (weight = distance to the
 // edge / feather, distances measured from the pixel centres to the square's
-// sides).  Parts of the square outside the picture are dropped.  Throws
+// sides).  Parts of the square outside the picture are dropped.  With
+// `colour_match`, the face is first shifted, per channel, by the mean of
+// picture - face over the blend band (rounded, saturated), so a face whose
+// light drifted meets the picture without a visible edge.  Throws
 // Error(Usage) when the sizes do not agree.
-RgbImage paste(const RgbImage& picture, const RgbImage& face, const Square& sq, int feather = 16);
+RgbImage paste(const RgbImage& picture, const RgbImage& face, const Square& sq, int feather = 16,
+               bool colour_match = false);
+
+// The output of a paste-back: the picture's size, scaled down so that its
+// longer side is at most `max_size` (never up), and made even (H.264): at
+// scale 1 an odd last column or row is dropped (no resampling of the
+// picture); below 1 the scaled size is rounded to even.  The square in the
+// output's pixels: x, y and side times the scale, rounded.
+struct Canvas {
+  int width = 0, height = 0;
+  double scale = 1;
+  Square square;
+};
+Canvas plan_canvas(int width, int height, const Square& sq, int max_size = 1920);
+
+// The picture made the canvas's size (drop or area-resample, as above).
+RgbImage fit_picture(const RgbImage& picture, const Canvas& canvas);
+
+// A face square resized to `side` (area when shrinking, bicubic when
+// growing, a copy when equal).
+RgbImage resize_square(const RgbImage& face, int side);
 
 }  // namespace anitalker::crop

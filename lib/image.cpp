@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "image_header.h"
+#include "retinaface.h"
 
 namespace anitalker {
 
@@ -156,6 +157,36 @@ at::Tensor rgb_to_tensor(const RgbImage& img) {
 at::Tensor load_portrait(const std::string& path, int size) {
   const RgbImage img = read_rgb_image(path);
   return rgb_to_tensor(pil_resize_bicubic(img, size, size));
+}
+
+std::vector<crop::Box> detect_faces(const std::string& detector, const RgbImage& picture, c10::Device device) {
+  auto model = retinaface::Model::load(detector, device);
+  cv::Mat rgb(picture.height, picture.width, CV_8UC3, const_cast<uint8_t*>(picture.data.data())), bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  const at::Tensor rows = model->detect(bgr).to(at::kFloat).contiguous();  // (N, 15)
+  std::vector<crop::Box> boxes;
+  for (int64_t i = 0; i < rows.size(0); ++i) {
+    const float* r = rows[i].data_ptr<float>();
+    boxes.push_back({r[0], r[1], r[2], r[3]});
+  }
+  return boxes;
+}
+
+PreparedPortrait prepare_portrait(const std::string& path, int size, const crop::Spec& spec,
+                                  const std::string& detector, c10::Device device) {
+  PreparedPortrait p;
+  p.picture = read_rgb_image(path);
+  std::vector<crop::Box> faces;
+  if (spec.mode == crop::Spec::Mode::Auto && !spec.have_box) {
+    if (detector.empty())
+      throw Error(Error::Kind::Usage, path + ": crop=auto needs the face detector (detection_Resnet50_Final.pth: the "
+                                             "detector property, or models-dir); or give face-box=X1,Y1,X2,Y2");
+    faces = detect_faces(detector, p.picture, device);
+  }
+  p.choice = crop::choose(spec, p.picture.width, p.picture.height, faces, path);
+  const RgbImage square = p.choice.cropped ? crop::cut(p.picture, p.choice.square, spec.pad) : p.picture;
+  p.tensor = rgb_to_tensor(pil_resize_bicubic(square, size, size));
+  return p;
 }
 
 }  // namespace anitalker

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
+#include "crop.h"
 #include "rgb_image.h"
 
 #include <cstdint>
@@ -14,12 +16,6 @@
 namespace anitalker {
 
 
-// Decodes an image file (any format OpenCV reads) to 8-bit RGB: grey and
-// palette are expanded, alpha is dropped (not composited), 16-bit is scaled
-// down, EXIF orientation is not applied (as PIL's convert('RGB')).  Throws
-// NotFound / Format naming the file.
-RgbImage read_rgb_image(const std::string& path);
-
 // Pillow's Image.resize(size, BICUBIC) on 8-bit RGB, bit-exact.
 RgbImage pil_resize_bicubic(const RgbImage& in, int width, int height);
 
@@ -28,5 +24,21 @@ at::Tensor rgb_to_tensor(const RgbImage& img);
 
 // read_rgb_image, resize to size x size, rgb_to_tensor.
 at::Tensor load_portrait(const std::string& path, int size);
+
+// The faces RetinaFace finds in a picture (threshold 0.97, as gfpgansr),
+// by descending score.  `detector` is detection_Resnet50_Final.pth.
+std::vector<crop::Box> detect_faces(const std::string& detector, const RgbImage& picture, c10::Device device);
+
+// A portrait as the networks see it and where it came from: the picture
+// read, the square chosen by `spec` (lib/crop.h; with crop auto and no face
+// box, RetinaFace from `detector` finds the faces), the square cut (or the
+// whole picture for crop none), resized to size x size as load_portrait.
+struct PreparedPortrait {
+  RgbImage picture;
+  crop::Choice choice;
+  at::Tensor tensor;  // (1,3,size,size) in [-1,1]
+};
+PreparedPortrait prepare_portrait(const std::string& path, int size, const crop::Spec& spec,
+                                  const std::string& detector, c10::Device device);
 
 }  // namespace anitalker

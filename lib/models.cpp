@@ -53,7 +53,7 @@ std::string stage2_name(const std::string& variant) {
   return "stage2_" + variant.substr(us + 1) + "_" + variant.substr(0, us) + ".ckpt";
 }
 
-Set resolve(const std::string& dir, const std::string& variant, bool face_sr) {
+Set resolve(const std::string& dir, const std::string& variant, bool face_sr, bool detect) {
   Set s;
   const std::string s2 = stage2_name(variant);
   s.stage1 = join(dir, "stage1.ckpt");
@@ -73,6 +73,10 @@ Set resolve(const std::string& dir, const std::string& variant, bool face_sr) {
     s.files.push_back({s.gfpgan, "gfpgansr (face-sr)", kGfpgan});
     s.files.push_back({s.detector, "gfpgansr face detection (face-sr)", kDetector});
     s.files.push_back({s.parser, "gfpgansr paste-back mask (face-sr)", kParser});
+  }
+  if (detect && s.detector.empty()) {
+    s.detector = join(dir, "detection_Resnet50_Final.pth");
+    s.files.push_back({s.detector, "anitalkerrender face detection (crop=auto)", kDetector});
   }
   return s;
 }

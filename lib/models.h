@@ -26,14 +26,16 @@ struct File {
 
 // The files of a run: stage1, the variant's stage 2, HuBERT's folder for the
 // hubert variants (config.json and pytorch_model.bin are checked)
-// and, with face_sr, GFPGAN, RetinaFace and ParseNet.  Paths are dir/name.
+// and, with face_sr, GFPGAN, RetinaFace and ParseNet; with detect (crop=auto
+// without a face box), RetinaFace.  Paths are dir/name.
 struct Set {
   std::string stage1, stage2, hubert_dir;  // hubert_dir empty for mfcc variants
-  std::string gfpgan, detector, parser;    // empty without face_sr
+  std::string gfpgan, parser;              // empty without face_sr
+  std::string detector;                    // empty without face_sr or detect
   std::vector<File> files;                 // every file above, for checks
 };
 // Throws anitalker::Error (Usage) for an unknown variant, naming the five.
-Set resolve(const std::string& dir, const std::string& variant, bool face_sr);
+Set resolve(const std::string& dir, const std::string& variant, bool face_sr, bool detect = false);
 
 // The files of `set` that do not exist, in order.
 std::vector<File> missing(const Set& set);

@@ -29,6 +29,7 @@ int bench_render(int argc, char** argv);
 int bench_features(int argc, char** argv);
 int bench_motion(int argc, char** argv);
 int bench_chain_fixtures(int argc, char** argv);
+int bench_random_models(int argc, char** argv);
 #ifndef ANITALKER_CLI_NO_MEDIA
 int bench_soak(int argc, char** argv);
 #endif
@@ -62,6 +63,7 @@ const Command kCommands[] = {
 
 const Command kBenches[] = {
     {"chain-fixtures", bench_chain_fixtures, "write the tiny random models that chain end to end (tests/data/chain)"},
+    {"random-models", bench_random_models, "write the released files at full size with random weights"},
     {"features", bench_features, "HuBERT-large at full size and MFCC: ms per second of audio, GEMM fraction"},
     {"load", bench_load, "checkpoint loading: a HuBERT-large-sized file, open and read times, memory"},
     {"motion", bench_motion, "stage 2 at full size: denoiser pass, offline and streaming sampling, GEMM fraction"},

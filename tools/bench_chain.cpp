@@ -59,3 +59,31 @@ int bench_chain_fixtures(int argc, char** argv) {
     return 0;
   });
 }
+
+// anitalker bench random-models DIR [--hubert]: the released files at full
+// size with random weights (fixed seeds), under the released names: for
+// trying the tools and pipelines before the real files are fetched, and for
+// the docs' pictures (labelled as such: random weights draw no face).
+int bench_random_models(int argc, char** argv) {
+  return cli::run("bench random-models", [&] {
+    const bool help = argc == 2 && std::string(argv[1]) == "--help";
+    const bool hubert = argc == 3 && std::string(argv[2]) == "--hubert";
+    if (help || argc < 2 || argc > 3 || (argc == 3 && !hubert)) {
+      std::fputs("usage: anitalker bench random-models DIR [--hubert]\n"
+                 "  writes stage1.ckpt and the five stage2_*.ckpt at full size with random weights into DIR,\n"
+                 "  and with --hubert chinese-hubert-large/ (1.2 GB); without it use an mfcc_* variant\n",
+                 help ? stdout : stderr);
+      return help ? 0 : 2;
+    }
+    const std::string dir = argv[1];
+    ::mkdir(dir.c_str(), 0777);
+    using anitalker::motion::Variant;
+    for (Variant v : {Variant::HubertAudioOnly, Variant::HubertPoseOnly, Variant::HubertFullControl,
+                      Variant::MfccPoseOnly, Variant::MfccFullControl})
+      bench::write_stage2(dir + "/" + anitalker::models::stage2_name(anitalker::motion::variant_name(v)), v);
+    bench::write_stage1(dir + "/stage1.ckpt");
+    if (hubert) bench::write_hubert_large(dir + "/chinese-hubert-large", 24);
+    std::fprintf(stderr, "anitalker bench random-models: wrote %s\n", dir.c_str());
+    return 0;
+  });
+}

@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -20,10 +19,9 @@
 #include "image_out.h"
 #include "npy.h"
 #include "output_file.h"
-#include "retinaface.h"
 
 static const char* kUsage =
-    "usage: anitalker crop --portrait IMG --out CROP.png (--detector R.pth | --box X1,Y1,X2,Y2)\n"
+    "usage: anitalker crop --portrait IMG --out CROP.png (--detector R.pth | --face-box X1,Y1,X2,Y2)\n"
     "                      [--box-out BOX.json] [--ratio 0.6] [--face-index N] [--pad colour|replicate]\n"
     "                      [--device D]\n"
     "\n"
@@ -33,29 +31,14 @@ static const char* kUsage =
     "  --detector F      detection_Resnet50_Final.pth (RetinaFace; the authors used\n"
     "                    FaceBoxesV2): the largest face, or --face-index N of the\n"
     "                    faces found (listed when there are several)\n"
-    "  --box X1,Y1,X2,Y2 the face box in the photo's pixels instead of a detector\n"
+    "  --face-box X1,Y1,X2,Y2  the face box in the photo's pixels instead of a\n"
+    "                    detector (--box is the same)\n"
     "  --ratio R         expanded_ratio (default 0.6)\n"
     "  --pad P           colour (black, default) or replicate (the edge pixels)\n"
     "  --out CROP.png    the square (format from the extension)\n"
     "  --box-out F.json  {\"x\", \"y\", \"side\"} of the square in the photo's pixels,\n"
     "                    the face box and the photo's size\n";
 
-namespace {
-
-anitalker::crop::Box parse_box(const std::string& v) {
-  std::vector<double> n;
-  std::stringstream in(v);
-  for (std::string part; std::getline(in, part, ',');) {
-    char* end = nullptr;
-    const double x = std::strtod(part.c_str(), &end);
-    if (part.empty() || *end || !std::isfinite(x)) throw cli::UsageError("--box: expected X1,Y1,X2,Y2, got '" + v + "'");
-    n.push_back(x);
-  }
-  if (n.size() != 4) throw cli::UsageError("--box: expected X1,Y1,X2,Y2, got '" + v + "'");
-  return {n[0], n[1], n[2], n[3]};
-}
-
-}  // namespace
 
 int cmd_crop(int argc, char** argv) {
   return cli::run("crop", [&] {
@@ -72,7 +55,7 @@ int cmd_crop(int argc, char** argv) {
       else if (s == "--out") out = a.value(s);
       else if (s == "--box-out") box_out = a.value(s);
       else if (s == "--detector") detector = a.value(s);
-      else if (s == "--box") box_text = a.value(s);
+      else if (s == "--face-box" || s == "--box") box_text = a.value(s);
       else if (s == "--ratio") ratio = a.number(s);
       else if (s == "--face-index") face_index = a.integer(s, 0, 1 << 20);
       else if (s == "--pad") pad = a.value(s);
@@ -81,51 +64,40 @@ int cmd_crop(int argc, char** argv) {
     }
     if (portrait.empty()) throw cli::UsageError("missing --portrait");
     if (out.empty()) throw cli::UsageError("missing --out");
-    if (detector.empty() == box_text.empty()) throw cli::UsageError("give --detector R.pth or --box X1,Y1,X2,Y2");
+    if (detector.empty() == box_text.empty()) throw cli::UsageError("give --detector R.pth or --face-box X1,Y1,X2,Y2");
     if (!(ratio >= 0) || !std::isfinite(ratio)) throw cli::UsageError("--ratio: expected a number >= 0");
     if (pad != "colour" && pad != "replicate") throw cli::UsageError("--pad: colour or replicate, not '" + pad + "'");
-    if (!box_text.empty() && face_index >= 0) throw cli::UsageError("--face-index chooses among detected faces: not with --box");
+    if (!box_text.empty() && face_index >= 0) throw cli::UsageError("--face-index chooses among detected faces: not with --face-box");
     anitalker::check_output_path(out, {portrait, detector});
     if (!box_out.empty()) anitalker::check_output_path(box_out, {portrait, detector}, "--box-out");
     const std::string ext = cli::image_extension(out);
 
-    const anitalker::RgbImage photo = anitalker::read_rgb_image(portrait);
-    anitalker::crop::Box box;
+    anitalker::crop::Spec spec = anitalker::crop::parse_spec("auto");
+    spec.ratio = ratio;
+    spec.face_index = static_cast<int>(face_index);
+    spec.pad = pad == "replicate" ? anitalker::crop::Pad::Replicate : anitalker::crop::Pad::Colour;
     if (!box_text.empty()) {
-      box = parse_box(box_text);
-    } else {
-      c10::InferenceMode guard;
-      auto model = anitalker::retinaface::Model::load(detector, anitalker::parse_device(device));
-      cv::Mat rgb(photo.height, photo.width, CV_8UC3, const_cast<uint8_t*>(photo.data.data())), bgr;
-      cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
-      const at::Tensor rows = model->detect(bgr).to(at::kFloat).contiguous();  // (N, 15)
-      std::vector<anitalker::crop::Box> boxes;
-      for (int64_t i = 0; i < rows.size(0); ++i) {
-        const float* r = rows[i].data_ptr<float>();
-        boxes.push_back({r[0], r[1], r[2], r[3]});
-      }
-      if (boxes.empty())
-        throw anitalker::Error(anitalker::Error::Kind::Format,
-                               portrait + ": no face found (RetinaFace, threshold 0.97); give the face's box with --box "
-                                          "X1,Y1,X2,Y2, or use the photo as it is (crop=none)");
-      size_t pick = anitalker::crop::largest(boxes);
-      if (face_index >= 0) {
-        if (static_cast<size_t>(face_index) >= boxes.size())
-          throw cli::UsageError("--face-index " + std::to_string(face_index) + ": " + std::to_string(boxes.size()) +
-                                " face(s) found (0 to " + std::to_string(boxes.size() - 1) + ")");
-        pick = static_cast<size_t>(face_index);
-      }
-      if (boxes.size() > 1) {
-        std::fprintf(stderr, "anitalker crop: note: %zu faces found; using %zu (%s; --face-index N chooses):\n",
-                     boxes.size(), pick, face_index >= 0 ? "--face-index" : "the largest");
-        for (size_t i = 0; i < boxes.size(); ++i)
-          std::fprintf(stderr, "  %zu: (%.0f, %.0f)-(%.0f, %.0f)\n", i, boxes[i].x1, boxes[i].y1, boxes[i].x2, boxes[i].y2);
-      }
-      box = boxes[pick];
+      spec.have_box = true;
+      spec.box = anitalker::crop::parse_box(box_text, "--face-box");
     }
-    const anitalker::crop::Square sq = anitalker::crop::square_for(box, photo.width, photo.height, ratio);
-    const anitalker::RgbImage cut = anitalker::crop::cut(
-        photo, sq, pad == "replicate" ? anitalker::crop::Pad::Replicate : anitalker::crop::Pad::Colour);
+    const anitalker::RgbImage photo = anitalker::read_rgb_image(portrait);
+    std::vector<anitalker::crop::Box> faces;
+    if (!spec.have_box) {
+      c10::InferenceMode guard;
+      faces = anitalker::detect_faces(detector, photo, anitalker::parse_device(device));
+    }
+    const anitalker::crop::Choice choice = anitalker::crop::choose(spec, photo.width, photo.height, faces, portrait);
+    if (choice.faces.size() > 1) {
+      std::fprintf(stderr, "anitalker crop: note: %zu faces found; using %d (%s; --face-index N chooses):\n",
+                   choice.faces.size(), choice.picked, face_index >= 0 ? "--face-index" : "the largest");
+      for (size_t i = 0; i < choice.faces.size(); ++i) {
+        const anitalker::crop::Box& b = choice.faces[i];
+        std::fprintf(stderr, "  %zu: (%.0f, %.0f)-(%.0f, %.0f)\n", i, b.x1, b.y1, b.x2, b.y2);
+      }
+    }
+    const anitalker::crop::Box box = spec.have_box ? spec.box : choice.faces[choice.picked];
+    const anitalker::crop::Square sq = choice.square;
+    const anitalker::RgbImage cut = anitalker::crop::cut(photo, sq, spec.pad);
     cv::Mat rgb(cut.height, cut.width, CV_8UC3, const_cast<uint8_t*>(cut.data.data())), bgr;
     cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
     cli::write_image(out, ext, bgr);

@@ -2,34 +2,47 @@
 // and a speech file in, an MP4 (H.264 + AAC, audio in sync) out.  It builds
 // a GStreamer pipeline around the `anitalker` bin, shows progress and a
 // summary of the time each stage took, and never leaves a half-written file.
+#include <gst/app/gstappsink.h>
 #include <gst/gst.h>
 #include <unistd.h>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include <cerrno>
 #include <cmath>
 #include <chrono>
 #include <cstdlib>
 #include <cstdio>
+#include <cctype>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <sys/stat.h>
 #include <vector>
 
 #include "cli.h"
+#include "crop.h"
 #include "error.h"
 #include "models.h"
 #include "mp4_times.h"
 #include "output_file.h"
 
 static const char* kUsage =
-    "usage: anitalker generate --portrait IMG --audio FILE --out OUT.mp4|DIR [--models-dir DIR] [--variant V]\n"
-    "                          [--steps N] [--seed K] [--control] [--pose Y P R | --pose-file P.npy]\n"
-    "                          [--location L] [--scale S] [--face-sr] [--device D] [--mode M] [--quiet]\n"
+    "usage: anitalker generate --portrait IMG|CLIP --audio FILE --out OUT.mp4|OUT.webm|DIR|FRAMES/%05d.png\n"
+    "                          [--models-dir DIR] [--variant V] [--steps N] [--seed K] [--control]\n"
+    "                          [--pose Y P R | --pose-file P.npy] [--location L] [--scale S] [--face-sr]\n"
+    "                          [--crop auto|none|X,Y,SIDE] [--face-box X1,Y1,X2,Y2] [--crop-ratio R]\n"
+    "                          [--face-index N] [--paste-back] [--max-size N] [--feather N] [--colour-match]\n"
+    "                          [--portrait-time S] [--size WxH] [--crf N | --bitrate KBPS] [--codec h264|vp9]\n"
+    "                          [--device D] [--mode M] [--quiet]\n"
     "\n"
-    "  --portrait IMG    the face to animate (a centred head, as the reference advises)\n"
+    "  --portrait IMG    the face to animate: a photo (with --crop auto, any photo; without, a\n"
+    "                    centred head, as the reference advises) or a video (see --portrait-time)\n"
     "  --audio FILE      speech, any format GStreamer decodes\n"
-    "  --out PATH        the MP4 to write; a folder gets <portrait>-<audio>.mp4 (_SR with --face-sr),\n"
-    "                    as the reference demo names it\n"
+    "  --out PATH        .mp4 (H.264 or VP9, AAC), .webm (VP9, Opus), a folder (<portrait>-<audio>.mp4,\n"
+    "                    _SR with --face-sr, as the reference demo names it), or a PNG sequence\n"
+    "                    (a pattern with one %d, e.g. frames/%05d.png: numbered from 1, no audio)\n"
     "  --models-dir DIR  the released files under their published names (default: models)\n"
     "  --variant V       hubert_audio_only (default), hubert_pose_only, hubert_full_control,\n"
     "                    mfcc_pose_only, mfcc_full_control\n"
@@ -39,6 +52,21 @@ static const char* kUsage =
     "  --pose-file P.npy [N, 3] yaw, pitch, roll in degrees per frame\n"
     "  --location L --scale S   face location and scale (default 0.5 each; full-control variants)\n"
     "  --face-sr         restore the face with GFPGAN v1.4 (output twice the size)\n"
+    "  --crop C          none (default: the whole picture), auto (the square around the face, as the\n"
+    "                    authors cut their data; RetinaFace from the models folder finds it), or\n"
+    "                    X,Y,SIDE (that square, in the picture's pixels)\n"
+    "  --face-box B      with --crop auto: the face box X1,Y1,X2,Y2 instead of the detector\n"
+    "  --crop-ratio R    the square is the face's larger side x (1 + R) (default 0.6)\n"
+    "  --face-index N    with several faces: which (default: the largest)\n"
+    "  --paste-back      paste the talking face back into the picture: the video has the picture's size\n"
+    "  --max-size N      with --paste-back: the longest side at most N (default 1920)\n"
+    "  --feather N       with --paste-back: blend width in pixels (default 16)\n"
+    "  --colour-match    with --paste-back: match the face's mean colour to the picture at the seam\n"
+    "  --portrait-time S a video portrait: the frame at S seconds (default 0)\n"
+    "  --size WxH        scale the video to W x H (even numbers)\n"
+    "  --crf N           constant quality: x264's quantizer 0-50 (default 18), VP9's cq-level 0-63\n"
+    "  --bitrate KBPS    a bitrate instead of constant quality\n"
+    "  --codec C         h264 (default for .mp4) or vp9 (the only one for .webm)\n"
     "  --device D        cpu (default), cuda or cuda:N\n"
     "  --mode M          offline (default: exact, as the reference), streaming or auto\n"
     "  --quiet           no progress (on a terminal a status line, otherwise a line every 10 s)\n";
@@ -52,7 +80,19 @@ struct Options {
   long long seed = 0;
   bool control = false, face_sr = false, quiet = false, have_pose = false;
   double yaw = 0.25, pitch = 0, roll = 0, location = 0.5, scale = 0.5;
+  // Any photo: the crop and the paste-back (lib/crop.h, anitalkerpaste).
+  std::string crop = "none", face_box;
+  double crop_ratio = 0.6;
+  int face_index = -1, max_size = 1920, feather = 16;
+  bool paste_back = false, colour_match = false;
+  double portrait_time = -1;  // >= 0: the portrait is a video
+  // The output.
+  int width = 0, height = 0, crf = -1, bitrate = 0;
+  std::string codec;
 };
+
+// What --out names.
+enum class OutKind { Mp4, Webm, Frames };
 
 std::string stem(const std::string& path) {
   std::string base = path.substr(path.find_last_of('/') + 1);
@@ -150,10 +190,36 @@ std::string error_cause(const gchar* debug) {
   return d.empty() ? "" : "(" + d + ")";
 }
 
-int generate(const Options& o) {
-  gst_init(nullptr, nullptr);
-  find_plugin();
-  for (const char* f : {"x264enc", "avenc_aac", "mp4mux", "h264parse"}) {
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// A PNG-sequence pattern: one printf conversion %d, %Nd or %0Nd, no other
+// '%', ending in .png.
+bool is_frames_pattern(const std::string& out) {
+  if (!ends_with(out, ".png")) return false;
+  const size_t pc = out.find('%');
+  if (pc == std::string::npos || out.find('%', pc + 1) != std::string::npos) return false;
+  size_t i = pc + 1;
+  while (i < out.size() && std::isdigit(static_cast<unsigned char>(out[i]))) ++i;
+  return i < out.size() && out[i] == 'd' && i - pc - 1 <= 2;
+}
+
+std::string dir_of(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+bool is_video_file(const std::string& path) {
+  std::string ext = path.substr(path.find_last_of('.') == std::string::npos ? path.size() : path.find_last_of('.'));
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* v : {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".ogv", ".flv"})
+    if (ext == v) return true;
+  return false;
+}
+
+void need_elements(const std::vector<const char*>& names) {
+  for (const char* f : names) {
     GstElementFactory* fac = gst_element_factory_find(f);
     if (!fac)
       throw anitalker::Error(anitalker::Error::Kind::NotFound,
@@ -162,30 +228,216 @@ int generate(const Options& o) {
                                  "gstreamer1.0-plugins-bad, gstreamer1.0-plugins-good)");
     gst_object_unref(fac);
   }
+}
 
-  // The output name, as the demo names it for a folder.
+// The frame of a video at `t` seconds, as a lossless PNG in `png` (a
+// temporary file of this run): the portrait when --portrait is a clip.
+void portrait_from_video(const std::string& clip, double t, anitalker::OutputFile& png) {
+  gchar* uri = gst_filename_to_uri(clip.c_str(), nullptr);
+  const std::string desc = std::string("uridecodebin uri=") + quoted(uri ? uri : clip) +
+                           " ! videoconvert ! videoscale ! video/x-raw,format=RGB,pixel-aspect-ratio=1/1 ! "
+                           "appsink name=frame sync=false";
+  g_free(uri);
+  GError* err = nullptr;
+  GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
+  if (err) {
+    const std::string m = err->message;
+    g_error_free(err);
+    if (pipe) gst_object_unref(pipe);
+    throw anitalker::Error(anitalker::Error::Kind::Runtime, "cannot build the pipeline that reads " + clip + ": " + m);
+  }
+  GstElement* sink = gst_bin_get_by_name(GST_BIN(pipe), "frame");
+  std::string error;
+  GstSample* sample = nullptr;
+  auto wait = [&]() {
+    if (gst_element_get_state(pipe, nullptr, nullptr, 30 * GST_SECOND) != GST_STATE_CHANGE_SUCCESS) {
+      GstBus* bus = gst_element_get_bus(pipe);
+      GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+      error = clip + ": not a video GStreamer can decode";
+      if (m) {
+        GError* e = nullptr;
+        gst_message_parse_error(m, &e, nullptr);
+        if (e) error += std::string(" (") + e->message + ")";
+        if (e) g_error_free(e);
+        gst_message_unref(m);
+      }
+      gst_object_unref(bus);
+      return false;
+    }
+    return true;
+  };
+  gst_element_set_state(pipe, GST_STATE_PAUSED);
+  if (wait()) {
+    gint64 duration = -1;
+    gst_element_query_duration(pipe, GST_FORMAT_TIME, &duration);
+    if (duration > 0 && t * GST_SECOND >= duration) {
+      char m[200];
+      std::snprintf(m, sizeof m, ": --portrait-time %g s is past the end of the video (%.3f s)", t,
+                    duration / (double)GST_SECOND);
+      error = clip + m;
+    } else if (t > 0 && !gst_element_seek_simple(pipe, GST_FORMAT_TIME,
+                                                 (GstSeekFlags)(GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_ACCURATE),
+                                                 (gint64)(t * GST_SECOND))) {
+      error = clip + ": cannot seek to --portrait-time";
+    } else if (wait()) {
+      sample = gst_app_sink_pull_preroll(GST_APP_SINK(sink));
+      if (!sample) error = clip + ": no video frame";
+    }
+  }
+  if (sample) {
+    GstStructure* st = gst_caps_get_structure(gst_sample_get_caps(sample), 0);
+    int w = 0, h = 0;
+    gst_structure_get_int(st, "width", &w);
+    gst_structure_get_int(st, "height", &h);
+    GstMapInfo map;
+    GstBuffer* buf = gst_sample_get_buffer(sample);
+    const size_t stride = GST_ROUND_UP_4(w * 3);
+    if (w > 0 && h > 0 && gst_buffer_map(buf, &map, GST_MAP_READ) && map.size >= stride * h) {
+      cv::Mat rgb(h, w, CV_8UC3, map.data, stride), bgr;
+      cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+      std::vector<uchar> bytes;
+      cv::imencode(".png", bgr, bytes);
+      png.write(std::string(bytes.begin(), bytes.end()));
+      gst_buffer_unmap(buf, &map);
+    } else {
+      error = clip + ": an unreadable video frame";
+    }
+    gst_sample_unref(sample);
+  }
+  gst_element_set_state(pipe, GST_STATE_NULL);
+  gst_object_unref(sink);
+  gst_object_unref(pipe);
+  if (!error.empty()) throw anitalker::Error(anitalker::Error::Kind::Format, error);
+}
+
+// The PNG frames of a run: written into a hidden folder beside the target
+// files, moved to their names at the end (no half-written sequence; a killed
+// run leaves only the hidden folder).
+class FramesOutput {
+ public:
+  explicit FramesOutput(const std::string& pattern) : pattern_(pattern) {
+    const std::string dir = dir_of(pattern);
+    if (!is_dir(dir)) throw anitalker::Error(anitalker::Error::Kind::NotFound, dir + ": no such folder (--out)");
+    std::string tmpl = dir + "/.anitalker-frames.part.XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back(0);
+    if (::mkdtemp(buf.data()) == nullptr)
+      throw anitalker::Error(anitalker::Error::Kind::Unreadable, dir + ": cannot create a folder there (--out)");
+    temp_ = buf.data();
+  }
+  ~FramesOutput() { discard(); }
+  std::string temp_pattern() const { return temp_ + "/" + pattern_.substr(pattern_.find_last_of('/') + 1); }
+  // Moves the frames, numbered from 1, to their names; returns how many.
+  guint64 commit() {
+    const std::string dir = dir_of(pattern_);
+    const size_t slash = pattern_.find_last_of('/');
+    const std::string base = pattern_.substr(slash == std::string::npos ? 0 : slash + 1);
+    guint64 n = 0;
+    for (int i = 1;; ++i) {
+      gchar* name = g_strdup_printf(base.c_str(), i);
+      const std::string from = temp_ + "/" + name, to = dir + "/" + name;
+      g_free(name);
+      if (!is_file(from)) break;
+      if (std::rename(from.c_str(), to.c_str()) != 0)
+        throw anitalker::Error(anitalker::Error::Kind::Unreadable, to + ": cannot write (" + std::strerror(errno) + ")");
+      ++n;
+    }
+    discard();
+    return n;
+  }
+  void discard() {
+    if (temp_.empty()) return;
+    if (GDir* d = g_dir_open(temp_.c_str(), 0, nullptr)) {
+      while (const gchar* n = g_dir_read_name(d)) ::unlink((temp_ + "/" + n).c_str());
+      g_dir_close(d);
+    }
+    ::rmdir(temp_.c_str());
+    temp_.clear();
+  }
+
+ private:
+  std::string pattern_, temp_;
+};
+
+int generate(const Options& o) {
+  gst_init(nullptr, nullptr);
+  find_plugin();
+
+  // The output: its kind, and the name the demo gives it in a folder.
   std::string out = o.out;
   if (is_dir(out))
     out = (out.back() == '/' ? out : out + "/") + stem(o.portrait) + "-" + stem(o.audio) + (o.face_sr ? "_SR" : "") +
           ".mp4";
-  anitalker::check_not_an_input(out, {o.audio, o.portrait, o.pose_file});
-  // A unique temporary file beside the target, renamed over it at success
-  // (lib/output_file.h): no half-written MP4, no run sharing another's file,
-  // and SIGINT/SIGTERM remove it.
-  anitalker::OutputFile output(out);
-  const std::string part = output.temp_path();
+  const OutKind kind = is_frames_pattern(out) ? OutKind::Frames : ends_with(out, ".webm") ? OutKind::Webm : OutKind::Mp4;
+  const std::string codec = !o.codec.empty() ? o.codec : kind == OutKind::Webm ? "vp9" : "h264";
+  if (kind == OutKind::Webm && codec != "vp9") throw cli::UsageError("--codec: WebM holds vp9, not " + codec);
+  if (kind == OutKind::Frames && (!o.codec.empty() || o.crf >= 0 || o.bitrate > 0))
+    throw cli::UsageError("--codec, --crf and --bitrate are for video files, not a PNG sequence");
+  if (kind == OutKind::Frames) need_elements({"pngenc", "multifilesink"});
+  else if (kind == OutKind::Webm) need_elements({"vp9enc", "opusenc", "webmmux"});
+  else need_elements({codec == "vp9" ? "vp9enc" : "x264enc", "avenc_aac", "mp4mux", "h264parse"});
+  if (codec == "vp9" && o.crf > 63) throw cli::UsageError("--crf: VP9's cq-level is 0 to 63");
+  if (codec == "h264" && o.crf > 50) throw cli::UsageError("--crf: x264's quantizer is 0 to 50");
+
+  std::unique_ptr<anitalker::OutputFile> output;
+  std::unique_ptr<FramesOutput> frames;
+  std::string part;
+  if (kind == OutKind::Frames) {
+    frames = std::make_unique<FramesOutput>(out);
+    part = frames->temp_pattern();
+  } else {
+    anitalker::check_not_an_input(out, {o.audio, o.portrait, o.pose_file});
+    // A unique temporary file beside the target, renamed over it at success
+    // (lib/output_file.h): no half-written file, no run sharing another's
+    // file, and SIGINT/SIGTERM remove it.
+    output = std::make_unique<anitalker::OutputFile>(out);
+    part = output->temp_path();
+  }
+
+  // A video portrait: its frame at --portrait-time, in a temporary PNG.
+  std::unique_ptr<anitalker::OutputFile> still;
+  std::string portrait = o.portrait;
+  if (o.portrait_time >= 0 || is_video_file(o.portrait)) {
+    const gchar* tmp = g_get_tmp_dir();
+    still = std::make_unique<anitalker::OutputFile>(std::string(tmp) + "/anitalker-portrait.png");
+    portrait_from_video(o.portrait, std::max(0.0, o.portrait_time), *still);
+    portrait = still->temp_path();
+  }
+
+  // The encoder, its rate control, and the muxer's audio.
+  std::string video_out, audio_enc, mux;
+  const std::string big_queue = "queue max-size-buffers=0 max-size-bytes=0 max-size-time=0";
+  std::string scale;
+  if (o.width > 0) scale = "videoscale ! video/x-raw,width=" + std::to_string(o.width) + ",height=" +
+                          std::to_string(o.height) + ",pixel-aspect-ratio=1/1 ! ";
+  if (kind == OutKind::Frames) {
+    video_out = scale + "videoconvert ! pngenc ! multifilesink index=1 location=" + quoted(part);
+  } else {
+    std::string enc;
+    if (codec == "vp9") {
+      enc = o.bitrate > 0 ? "vp9enc end-usage=vbr target-bitrate=" + std::to_string(o.bitrate * 1000)
+                          : "vp9enc end-usage=cq target-bitrate=100000000 cq-level=" + std::to_string(o.crf >= 0 ? o.crf : 30);
+    } else {
+      enc = o.bitrate > 0 ? "x264enc pass=cbr bitrate=" + std::to_string(o.bitrate)
+                          : "x264enc pass=qual quantizer=" + std::to_string(o.crf >= 0 ? o.crf : 18);
+      enc += " ! h264parse";
+    }
+    video_out = scale + "videoconvert ! video/x-raw,format=I420 ! " + enc + " ! " + big_queue + " ! mux.video_0";
+    audio_enc = kind == OutKind::Webm ? "opusenc" : "avenc_aac";
+    mux = kind == OutKind::Webm ? "webmmux name=mux" : "mp4mux name=mux";
+  }
 
   // The queue after the bin gives the encoder a thread of its own: run in
   // the renderer's streaming thread, x264enc's output depended on timing
   // (2 of 100 frames differed between runs with the same seed).
+  const std::string talk_branch = "anitalker name=talk ! queue ! " + video_out;
   const std::string desc =
-      "filesrc location=" + quoted(o.audio) + " ! decodebin ! tee name=t "
-      "t. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! anitalker name=talk ! queue ! videoconvert ! "
-      "video/x-raw,format=I420 ! x264enc ! h264parse ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! "
-      "mux.video_0 "
-      "t. ! queue ! audioconvert ! audioresample ! avenc_aac ! "
-      "queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! mux.audio_0 "
-      "mp4mux name=mux ! filesink name=sink location=" + quoted(part);
+      kind == OutKind::Frames
+          ? "filesrc location=" + quoted(o.audio) + " ! decodebin ! " + talk_branch
+          : "filesrc location=" + quoted(o.audio) + " ! decodebin ! tee name=t "
+            "t. ! " + big_queue + " ! " + talk_branch + " "
+            "t. ! queue ! audioconvert ! audioresample ! " + audio_enc + " ! " + big_queue + " ! mux.audio_0 " +
+            mux + " ! filesink name=sink location=" + quoted(part);
   GError* err = nullptr;
   GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
   if (!pipe || err) {
@@ -197,7 +449,20 @@ int generate(const Options& o) {
   GstElement* talk = gst_bin_get_by_name(GST_BIN(pipe), "talk");
   gst_util_set_object_arg(G_OBJECT(talk), "variant", o.variant.c_str());
   gst_util_set_object_arg(G_OBJECT(talk), "mode", o.mode.c_str());
-  g_object_set(talk, "models-dir", o.models_dir.c_str(), "portrait", o.portrait.c_str(), "steps", (guint)o.steps,
+  if (GstElement* mx = gst_bin_get_by_name(GST_BIN(pipe), "mux")) {
+    // The DateUTC of WebM: fixed, so that the same inputs give the same bytes.
+    if (g_object_class_find_property(G_OBJECT_GET_CLASS(mx), "creation-time")) {
+      GDateTime* epoch = g_date_time_new_utc(2001, 1, 1, 0, 0, 0);
+      g_object_set(mx, "creation-time", epoch, nullptr);
+      g_date_time_unref(epoch);
+    }
+    gst_object_unref(mx);
+  }
+  g_object_set(talk, "crop", o.crop.c_str(), "crop-ratio", (gfloat)o.crop_ratio, "face-index", o.face_index,
+               "paste-back", (gboolean)o.paste_back, "max-size", (guint)o.max_size, "feather", (guint)o.feather,
+               "colour-match", (gboolean)o.colour_match, nullptr);
+  if (!o.face_box.empty()) g_object_set(talk, "face-box", o.face_box.c_str(), nullptr);
+  g_object_set(talk, "models-dir", o.models_dir.c_str(), "portrait", portrait.c_str(), "steps", (guint)o.steps,
                "seed", (guint64)o.seed, "control", (gboolean)o.control, "pose-yaw", (gfloat)o.yaw, "pose-pitch",
                (gfloat)o.pitch, "pose-roll", (gfloat)o.roll, "face-location", (gfloat)o.location, "face-scale",
                (gfloat)o.scale, "face-sr", (gboolean)o.face_sr, "device", o.device.c_str(), nullptr);
@@ -219,9 +484,17 @@ int generate(const Options& o) {
     error = "the pipeline did not start";
   bool done = false;
   while (!done) {
-    GstMessage* msg = gst_bus_timed_pop_filtered(bus, 500 * GST_MSECOND,
-                                                 (GstMessageType)(GST_MESSAGE_ERROR | GST_MESSAGE_EOS));
-    if (msg) {
+    GstMessage* msg = gst_bus_timed_pop_filtered(
+        bus, 500 * GST_MSECOND, (GstMessageType)(GST_MESSAGE_ERROR | GST_MESSAGE_EOS | GST_MESSAGE_INFO));
+    if (msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_INFO) {
+      // Notes from the elements (several faces found, ...).
+      GError* e = nullptr;
+      gst_message_parse_info(msg, &e, nullptr);
+      if (e && !o.quiet) std::fprintf(stderr, "%sanitalker generate: note: %s\n", tty ? "\r" : "", e->message);
+      if (e) g_error_free(e);
+      gst_message_unref(msg);
+      msg = nullptr;
+    } else if (msg) {
       if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
         GError* e = nullptr;
         gchar* dbg = nullptr;
@@ -272,7 +545,8 @@ int generate(const Options& o) {
   gst_object_unref(pipe);
 
   if (!error.empty() || video.frames == 0) {
-    output.discard();
+    if (output) output->discard();
+    if (frames) frames->discard();
     if (error.empty())
       error = o.audio + ": no video frames came out (" +
               (features.frames == 0 ? std::string("GStreamer's decoders gave no samples; convert it to PCM, e.g. "
@@ -280,8 +554,9 @@ int generate(const Options& o) {
                                     : "the audio is shorter than one video frame") + ")";
     throw anitalker::Error(anitalker::Error::Kind::Runtime, error);
   }
-  cli::clear_mp4_times(part);  // the muxer's wall-clock times: same inputs, same bytes
-  output.commit();
+  if (kind == OutKind::Mp4) cli::clear_mp4_times(part);  // the muxer's wall-clock times: same inputs, same bytes
+  if (output) output->commit();
+  if (frames) frames->commit();
   // Each stage's share: from the previous stage's last output to its own
   // (offline, the stages run one after the other).
   const double t_end = now_s();
@@ -333,6 +608,33 @@ int cmd_generate(int argc, char** argv) {
       else if (s == "--device") o.device = a.value(s);
       else if (s == "--mode") o.mode = a.value(s);
       else if (s == "--quiet") o.quiet = true;
+      else if (s == "--crop") o.crop = a.value(s);
+      else if (s == "--face-box") o.face_box = a.value(s);
+      else if (s == "--crop-ratio") o.crop_ratio = a.number(s);
+      else if (s == "--face-index") o.face_index = static_cast<int>(a.integer(s, 0, 1023));
+      else if (s == "--paste-back") o.paste_back = true;
+      else if (s == "--max-size") o.max_size = static_cast<int>(a.integer(s, 16, 16384));
+      else if (s == "--feather") o.feather = static_cast<int>(a.integer(s, 0, 1024));
+      else if (s == "--colour-match" || s == "--color-match") o.colour_match = true;
+      else if (s == "--portrait-time") {
+        o.portrait_time = a.number(s);
+        if (!(o.portrait_time >= 0) || !std::isfinite(o.portrait_time))
+          throw cli::UsageError("--portrait-time: expected seconds >= 0");
+      } else if (s == "--size") {
+        const std::string v = a.value(s);
+        int w = 0, h = 0;
+        char tail = 0;
+        if (std::sscanf(v.c_str(), "%dx%d%c", &w, &h, &tail) != 2 || w < 2 || h < 2 || w > 16384 || h > 16384 ||
+            w % 2 || h % 2)
+          throw cli::UsageError("--size: expected WxH, even numbers from 2 to 16384, got '" + v + "'");
+        o.width = w;
+        o.height = h;
+      } else if (s == "--crf") o.crf = static_cast<int>(a.integer(s, 0, 63));
+      else if (s == "--bitrate") o.bitrate = static_cast<int>(a.integer(s, 1, 1000000));
+      else if (s == "--codec") {
+        o.codec = a.value(s);
+        if (o.codec != "h264" && o.codec != "vp9") throw cli::UsageError("--codec: h264 or vp9, not '" + o.codec + "'");
+      }
       else throw cli::UsageError("unknown option " + s);
     }
     if (o.portrait.empty()) throw cli::UsageError("missing --portrait");
@@ -356,6 +658,17 @@ int cmd_generate(int argc, char** argv) {
     check_range("--location", o.location, -10, 10);
     check_range("--scale", o.scale, -10, 10);
     if (!anitalker::models::is_variant(o.variant)) anitalker::models::stage2_name(o.variant);  // throws, naming all
+    // The crop, as the renderer will read it.
+    const anitalker::crop::Spec spec = anitalker::crop::parse_spec(o.crop, "--crop");
+    if (!o.face_box.empty()) {
+      if (spec.mode != anitalker::crop::Spec::Mode::Auto) throw cli::UsageError("--face-box goes with --crop auto");
+      anitalker::crop::parse_box(o.face_box, "--face-box");
+    }
+    check_range("--crop-ratio", o.crop_ratio, 0, 10);
+    if (o.paste_back && spec.mode == anitalker::crop::Spec::Mode::None)
+      throw cli::UsageError("--paste-back needs a crop: --crop auto or --crop X,Y,SIDE");
+    if (o.crf >= 0 && o.bitrate > 0) throw cli::UsageError("give --crf or --bitrate, not both");
+    const bool detect = spec.mode == anitalker::crop::Spec::Mode::Auto && o.face_box.empty();
     for (const std::string* f : {&o.portrait, &o.audio}) {
       if (is_dir(*f))
         throw anitalker::Error(anitalker::Error::Kind::Usage, *f + ": is a folder, expected a file");
@@ -363,7 +676,8 @@ int cmd_generate(int argc, char** argv) {
     }
     if (!o.pose_file.empty() && !is_file(o.pose_file))
       throw anitalker::Error(anitalker::Error::Kind::NotFound, o.pose_file + ": no such file");
-    const auto missing = anitalker::models::missing(anitalker::models::resolve(o.models_dir, o.variant, o.face_sr));
+    const auto missing =
+        anitalker::models::missing(anitalker::models::resolve(o.models_dir, o.variant, o.face_sr, detect));
     if (!missing.empty())
       throw anitalker::Error(anitalker::Error::Kind::NotFound, anitalker::models::describe_missing(missing));
     return generate(o);

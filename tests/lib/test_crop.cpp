@@ -153,3 +153,99 @@ TEST(Crop, PasteBlendsLinearlyOverTheFeather) {
   EXPECT_EQ(out.at(9, 10)[0], 200);
   EXPECT_THAT(error_of([&] { crop::paste(p, face, {5, 5, 12}, 4); }), HasSubstr("the face is 10x10, the square 12x12"));
 }
+
+TEST(Crop, ParseSpecAndBox) {
+  EXPECT_EQ(crop::parse_spec("none").mode, crop::Spec::Mode::None);
+  EXPECT_EQ(crop::parse_spec("auto").mode, crop::Spec::Mode::Auto);
+  const crop::Spec s = crop::parse_spec("-10,20,300");
+  EXPECT_EQ(s.mode, crop::Spec::Mode::Square);
+  expect_square(s.square, -10, 20, 300);
+  for (const char* bad : {"Auto", "1,2", "1,2,3,4", "1,2,0", "1.5,2,3", "a,b,c", "1,2,3,", ",1,2,3", "1,2,nan"})
+    EXPECT_THAT(error_of([&] { crop::parse_spec(bad, "--crop"); }),
+                HasSubstr(std::string("--crop: expected auto, none or X,Y,SIDE")))
+        << bad;
+  const crop::Box b = crop::parse_box("1,2.5,30,40");
+  EXPECT_DOUBLE_EQ(b.y1, 2.5);
+  EXPECT_DOUBLE_EQ(b.x2, 30);
+  for (const char* bad : {"1,2,3", "30,2,1,40", "1,40,30,2", "1,2,inf,4", ""})
+    EXPECT_THAT(error_of([&] { crop::parse_box(bad); }), HasSubstr("face-box: expected X1,Y1,X2,Y2")) << bad;
+}
+
+// The detector's output fed in (the released RetinaFace is not here).
+TEST(Crop, ChooseFromTheDetectorsFaces) {
+  crop::Spec auto_spec = crop::parse_spec("auto");
+  // Areas 40x40 = 1600 and 100x120 = 12000: the second; its square as in SquareInTheMiddle.
+  const std::vector<crop::Box> faces = {{10, 10, 50, 50}, {600, 300, 700, 420}};
+  crop::Choice c = crop::choose(auto_spec, 1280, 720, faces, "photo.jpg");
+  EXPECT_TRUE(c.cropped);
+  EXPECT_EQ(c.picked, 1);
+  expect_square(c.square, 554, 264, 192);
+  EXPECT_EQ(crop::describe_faces(c), "2 faces: 0 (10, 10)-(50, 50), 1 (600, 300)-(700, 420) [used]");
+  // face-index 0: 40 * 1.6 = 64 around (30, 30): -2, -2.
+  auto_spec.face_index = 0;
+  c = crop::choose(auto_spec, 1280, 720, faces, "photo.jpg");
+  expect_square(c.square, -2, -2, 64);
+  auto_spec.face_index = 2;
+  EXPECT_THAT(error_of([&] { crop::choose(auto_spec, 1280, 720, faces, "photo.jpg"); }),
+              HasSubstr("photo.jpg: face-index 2: 2 face(s) found (0 to 1)"));
+  auto_spec.face_index = -1;
+  const std::string none = error_of([&] { crop::choose(auto_spec, 1280, 720, {}, "photo.jpg"); });
+  EXPECT_THAT(none, HasSubstr("photo.jpg: no face found"));
+  EXPECT_THAT(none, HasSubstr("crop=none"));
+  // A box given: the detector's list is not read.
+  auto_spec.have_box = true;
+  auto_spec.box = {950, 100, 1000, 150};
+  expect_square(crop::choose(auto_spec, 1000, 300, {}, "p.png").square, 935, 85, 80);
+  auto_spec.box = {1100, 100, 1200, 150};
+  EXPECT_THAT(error_of([&] { crop::choose(auto_spec, 1000, 300, {}, "p.png"); }),
+              HasSubstr("p.png: crop: the face box (1100, 100)-(1200, 150) is outside the picture (1000x300)"));
+  // A square given, and one outside.
+  expect_square(crop::choose(crop::parse_spec("-10,20,300"), 400, 300, {}, "p.png").square, -10, 20, 300);
+  EXPECT_THAT(error_of([&] { crop::choose(crop::parse_spec("400,0,10"), 400, 300, {}, "p.png"); }),
+              HasSubstr("is outside the picture (400x300)"));
+  EXPECT_FALSE(crop::choose(crop::parse_spec("none"), 400, 300, {}, "p.png").cropped);
+}
+
+TEST(Crop, ColourMatchShiftsTheFaceByTheBandsMeanDifference) {
+  RgbImage p;
+  p.width = p.height = 20;
+  p.data.assign(20 * 20 * 3, 100);
+  RgbImage face;
+  face.width = face.height = 10;
+  face.data.assign(10 * 10 * 3, 130);
+  // Band mean of picture - face = -30: the face becomes 100, the blend 100 everywhere.
+  const RgbImage out = crop::paste(p, face, {5, 5, 10}, 4, true);
+  for (uint8_t v : out.data) ASSERT_EQ(v, 100);
+  // Without it, the centre keeps the face's 130.
+  EXPECT_EQ(crop::paste(p, face, {5, 5, 10}, 4, false).at(10, 10)[0], 130);
+}
+
+TEST(Crop, CanvasKeepsTheSizeOrScalesTheLongerSide) {
+  // 1280x720 under 1920: as it is.
+  crop::Canvas c = crop::plan_canvas(1280, 720, {554, 264, 192});
+  EXPECT_EQ(c.width, 1280);
+  EXPECT_EQ(c.height, 720);
+  expect_square(c.square, 554, 264, 192);
+  // Odd sizes at scale 1: the last column and row dropped.
+  c = crop::plan_canvas(1281, 721, {554, 264, 192});
+  EXPECT_EQ(c.width, 1280);
+  EXPECT_EQ(c.height, 720);
+  // 4000x3000 -> 1920 x 1440 (scale 0.48); the square 1000,500,900 -> 480, 240, 432.
+  c = crop::plan_canvas(4000, 3000, {1000, 500, 900});
+  EXPECT_EQ(c.width, 1920);
+  EXPECT_EQ(c.height, 1440);
+  EXPECT_DOUBLE_EQ(c.scale, 0.48);
+  expect_square(c.square, 480, 240, 432);
+  // Portrait 1001x3001 at max 1000: scale 1000/3001; 333.6 -> 334 (even), 1000.
+  c = crop::plan_canvas(1001, 3001, {0, 0, 1001}, 1000);
+  EXPECT_EQ(c.width, 334);
+  EXPECT_EQ(c.height, 1000);
+  // fit_picture at scale 1 drops, never resamples.
+  const RgbImage p = noise(5, 3, 4);
+  const RgbImage f = crop::fit_picture(p, crop::plan_canvas(5, 3, {0, 0, 2}));
+  ASSERT_EQ(f.width, 4);
+  ASSERT_EQ(f.height, 2);
+  for (int y = 0; y < 2; ++y)
+    for (int x = 0; x < 4; ++x)
+      EXPECT_EQ(std::vector<uint8_t>(f.at(x, y), f.at(x, y) + 3), std::vector<uint8_t>(p.at(x, y), p.at(x, y) + 3));
+}

@@ -36,7 +36,7 @@ TEST(CropCli, GivenBox) {
   const cv::Mat img = cv::imread(photo, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
   ASSERT_FALSE(img.empty());
   // Box 40 x 50 at (100, 80): side 50 * 1.6 = 80; centre (120, 105): corner (80, 65).
-  testutil::CliResult r = testutil::run_cli("crop --portrait " + q(photo) + " --box 100,80,140,130 --out " +
+  testutil::CliResult r = testutil::run_cli("crop --portrait " + q(photo) + " --face-box 100,80,140,130 --out " +
                                             q(dir / "c.png") + " --box-out " + q(dir / "c.json") + " 2>&1");
   ASSERT_EQ(r.status, 0) << r.out;
   const nlohmann::json j = read_json(dir / "c.json");
@@ -95,6 +95,49 @@ TEST(CropCli, DetectedFaces) {
                         q(dir / "n.png") + " 2>&1");
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_THAT(r.out, HasSubstr("p.png: no face found"));
-  EXPECT_THAT(r.out, HasSubstr("--box X1,Y1,X2,Y2"));
+  EXPECT_THAT(r.out, HasSubstr("--face-box"));
   EXPECT_FALSE(exists(dir / "n.png"));
+}
+
+// The same detectors inside the chain: `generate --crop auto` finds the
+// RetinaFace file in the models folder (here the tiny chain models and the
+// narrow detector), cuts the largest face's square, notes the others, and
+// pastes back into the 64x32 photo; no face stops the run with the photo
+// named and the ways out, leaving no file.
+TEST(CropCli, GenerateWithTheDetector) {
+  testutil::TempDir dir;
+  const std::string models = dir / "models";
+  ASSERT_EQ(::mkdir(models.c_str(), 0755), 0);
+  for (const char* f : {"stage1.ckpt", "stage2_audio_only_hubert.ckpt", "chinese-hubert-large"})
+    ASSERT_EQ(::symlink(data(std::string("chain/") + f).c_str(), (models + "/" + f).c_str()), 0);
+  const std::string detector = models + "/detection_Resnet50_Final.pth";
+  testutil::write_narrow_retinaface(data("face-sr/retinaface_resnet50_keys.txt"), detector, true);
+  cv::Mat photo(32, 64, CV_8UC3, cv::Scalar(90, 120, 150));
+  ASSERT_TRUE(cv::imwrite(dir / "p.png", photo));
+  const std::string base = "generate --portrait " + q(dir / "p.png") + " --audio " +
+                           q(data("audio/speech_2s_16k.wav")) + " --models-dir " + q(models) + " --steps 5 ";
+  testutil::CliResult r = testutil::run_cli(base + "--crop auto --paste-back --feather 2 --out " +
+                                            q(dir / "f/%03d.png") + " 2>&1");
+  ASSERT_NE(r.status, 0) << "a missing frames folder was accepted";
+  ASSERT_EQ(::mkdir((dir / "f").c_str(), 0755), 0);
+  r = testutil::run_cli(base + "--crop auto --paste-back --feather 2 --out " + q(dir / "f/%03d.png") + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("note: Several faces in"));
+  EXPECT_THAT(r.out, HasSubstr("2 faces: 0 (40, 8)-(56, 24) [used], 1 (8, 8)-(24, 24)"));
+  // The frames have the photo's size; outside the square (35, 3, 26) they
+  // are the photo, exactly (PNG, no codec).
+  const cv::Mat f = cv::imread(dir / "f/001.png", cv::IMREAD_COLOR);
+  ASSERT_EQ(f.cols, 64);
+  ASSERT_EQ(f.rows, 32);
+  cv::Mat diff;
+  cv::absdiff(f, photo, diff);
+  diff(cv::Rect(35, 3, 26, 26)).setTo(0);
+  EXPECT_EQ(cv::countNonZero(diff.reshape(1)), 0) << "pixels outside the square changed";
+  // No face: the run stops before any output.
+  testutil::write_narrow_retinaface(data("face-sr/retinaface_resnet50_keys.txt"), detector, false);
+  r = testutil::run_cli(base + "--crop auto --paste-back --out " + q(dir / "n.mp4") + " 2>&1");
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("p.png: no face found"));
+  EXPECT_THAT(r.out, HasSubstr("crop=none"));
+  EXPECT_FALSE(exists(dir / "n.mp4"));
 }

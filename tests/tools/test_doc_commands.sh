@@ -5,9 +5,11 @@
 # the test data).  Fails when a command does not run or does not write what
 # the next one reads.  The bench and check lines need full-size work or a
 # GPU: not run.
-# usage: test_doc_commands.sh ANITALKER_BIN SOURCE_DIR DATA_DIR
+# The face detector is the narrow RetinaFace that finds a 16-px face per
+# 32x32 cell (tests/narrow_retinaface.h), so `--crop auto` has faces to crop.
+# usage: test_doc_commands.sh ANITALKER_BIN SOURCE_DIR DATA_DIR WRITE_NARROW_RETINAFACE
 set -eu
-bin=$1 src=$2 data=$3
+bin=$1 src=$2 data=$3 narrow=$4
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -16,7 +18,7 @@ ln -s "$bin" build/tools/anitalker
 for f in stage1.ckpt stage2_audio_only_hubert.ckpt chinese-hubert-large; do ln -s "$data/chain/$f" models/$f; done
 ln -s "$data/face-sr/gfpgan_tiny.pth" models/GFPGANv1.4.pth
 ln -s "$data/face-sr/parsenet_tiny.pth" models/parsing_parsenet.pth
-ln -s "$data/face-sr/retinaface_narrow.pth" models/detection_Resnet50_Final.pth
+"$narrow" "$data/face-sr/retinaface_resnet50_keys.txt" models/detection_Resnet50_Final.pth two
 cp "$data/renderer/monalisa.jpg" face.jpg
 cp "$data/audio/speech_2s_16k.wav" speech.wav
 # The indented lines of the README that start with build/tools/anitalker,
@@ -31,7 +33,7 @@ while IFS= read -r line; do
   n=$((n + 1))
 done < steps.txt
 [ "$n" -ge 6 ] || { echo "FAIL: only $n README steps found"; exit 1; }
-for f in h.npy codes/h_source.npy codes/h_motion.npy motion.npy frames.npy; do
+for f in h.npy codes/h_source.npy codes/h_motion.npy motion.npy frames.npy crop.png box.json talking-photo.mp4; do
   [ -s "$f" ] || { echo "FAIL: $f was not written"; exit 1; }
 done
 echo "all $n README steps ran"
@@ -47,7 +49,7 @@ while IFS= read -r line; do
   p=$((p + 1))
 done < pipelines.txt
 [ "$p" -ge 5 ] || { echo "FAIL: only $p pipelines found in docs/elements.md"; exit 1; }
-for f in out.mp4 features.f32 motion-demo.mp4 out-sr.mp4; do
+for f in out.mp4 features.f32 motion-demo.mp4 out-sr.mp4 photo-out.mp4 photo-bin.mp4; do
   [ -s "$f" ] || { echo "FAIL: $f was not written"; exit 1; }
 done
 echo "all $p docs/elements.md pipelines ran"

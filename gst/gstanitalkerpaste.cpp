@@ -1,0 +1,543 @@
+// anitalkerpaste: square face frames in, the original picture with the face
+// pasted back out.  Plumbing only: caps, the held events, timestamps; the
+// canvas and the blend are lib/crop.h's.
+
+/**
+ * SECTION:element-anitalkerpaste
+ * @title: anitalkerpaste
+ *
+ * Pastes each square video frame (anitalkerrender's 256x256, or gfpgansr's
+ * 512x512) back into the picture it was cut from, so that the output is
+ * the user's own photo with the face talking.
+ *
+ * The picture and the square come from the "anitalker-crop" event that
+ * anitalkerrender sends before the frames of each portrait (its
+ * #GstAnitalkerRender:crop property chooses the square), so a new portrait
+ * set while playing is followed here too.  Without a renderer upstream,
+ * #GstAnitalkerPaste:portrait and #GstAnitalkerPaste:square give them.
+ *
+ * The output has the picture's size, scaled down so that its longer side is
+ * at most #GstAnitalkerPaste:max-size, and even (H.264 needs it): at full
+ * size an odd last column or row is dropped, never resampled.  Each frame
+ * is resized to the square's side in the output (area when shrinking,
+ * bicubic when growing) and blended in over #GstAnitalkerPaste:feather
+ * pixels inside the square's edge: farther in, the frame's pixels; outside
+ * the square, the picture's, unchanged.  Parts of the square outside the
+ * picture (the padding) are dropped.
+ *
+ * Timestamps, durations and flags pass through; the output caps follow the
+ * picture (a new portrait of another size renegotiates).
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 filesrc location=speech.wav ! decodebin ! audioconvert ! audioresample !
+ *     hubertenc model=models/chinese-hubert-large ! anitalkermotion checkpoint=models/stage2_audio_only_hubert.ckpt !
+ *     anitalkerrender checkpoint=models/stage1.ckpt portrait=photo.jpg crop=auto
+ *         detector=models/detection_Resnet50_Final.pth !
+ *     anitalkerpaste ! videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
+ * ]|
+ */
+
+#include "gstanitalkerpaste.h"
+
+#include <gst/video/video.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "crop.h"
+#include "error.h"
+#include "gstanitalkercaps.h"
+#include "gstanitalkercommon.h"
+#include "rgb_image.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_anitalker_paste_debug);
+#define GST_CAT_DEFAULT gst_anitalker_paste_debug
+
+namespace crop = anitalker::crop;
+
+#define DEFAULT_FEATHER 16
+#define MAX_FEATHER 1024
+#define DEFAULT_MAX_SIZE 1920
+#define MAX_MAX_SIZE 16384
+
+enum {
+  PROP_0,
+  PROP_FEATHER,
+  PROP_COLOUR_MATCH,
+  PROP_MAX_SIZE,
+  PROP_PORTRAIT,
+  PROP_SQUARE,
+};
+
+namespace {
+
+// Streaming-thread state (and the state change, with the stream stopped).
+struct PasteState {
+  // Where the frames go, from the crop event or the properties.
+  std::shared_ptr<const anitalker::RgbImage> picture;
+  crop::Square square;
+  bool cropped = false;
+  bool dirty = true;  // picture, square or input changed: recompute the canvas and caps
+
+  crop::Canvas canvas;
+  anitalker::RgbImage fitted;  // the picture at the canvas's size
+  GstVideoInfo in_info;
+  bool have_in = false;
+  bool have_out = false;
+  std::vector<GstEvent*> held;  // sticky events waiting for our first caps
+
+  void drop_held() {
+    for (GstEvent* e : held) gst_event_unref(e);
+    held.clear();
+  }
+  void reset() {
+    drop_held();
+    picture.reset();
+    cropped = false;
+    dirty = true;
+    have_in = have_out = false;
+    fitted = {};
+  }
+};
+
+}  // namespace
+
+struct _GstAnitalkerPaste {
+  GstElement parent;
+  GstPad* sinkpad;
+  GstPad* srcpad;
+
+  // Properties, under the object lock.
+  guint feather;
+  gboolean colour_match;
+  guint max_size;
+  gchar* portrait;
+  gchar* square;
+
+  PasteState* state;
+};
+
+/**
+ * GstAnitalkerPaste!sink:
+ *
+ * Square RGB frames (anitalkerrender's or gfpgansr's).
+ */
+static GstStaticPadTemplate sink_template =
+    GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(GST_VIDEO_CAPS_MAKE("RGB")));
+
+/**
+ * GstAnitalkerPaste!src:
+ *
+ * The picture's size (capped by max-size, even), RGB, the input's framerate.
+ */
+static GstStaticPadTemplate src_template =
+    GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(GST_VIDEO_CAPS_MAKE("RGB")));
+
+#define gst_anitalker_paste_parent_class parent_class
+G_DEFINE_TYPE(GstAnitalkerPaste, gst_anitalker_paste, GST_TYPE_ELEMENT);
+GST_ELEMENT_REGISTER_DEFINE(anitalkerpaste, "anitalkerpaste", GST_RANK_NONE, GST_TYPE_ANITALKER_PASTE);
+
+static void gst_anitalker_paste_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec);
+static void gst_anitalker_paste_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec);
+static void gst_anitalker_paste_finalize(GObject* object);
+static GstStateChangeReturn gst_anitalker_paste_change_state(GstElement* element, GstStateChange transition);
+static GstFlowReturn gst_anitalker_paste_chain(GstPad* pad, GstObject* parent, GstBuffer* buffer);
+static gboolean gst_anitalker_paste_sink_event(GstPad* pad, GstObject* parent, GstEvent* event);
+static gboolean gst_anitalker_paste_sink_query(GstPad* pad, GstObject* parent, GstQuery* query);
+static gboolean gst_anitalker_paste_src_query(GstPad* pad, GstObject* parent, GstQuery* query);
+
+static void gst_anitalker_paste_class_init(GstAnitalkerPasteClass* klass) {
+  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
+  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+  GST_DEBUG_CATEGORY_INIT(gst_anitalker_paste_debug, "anitalkerpaste", 0, "AniTalker paste-back");
+
+  gobject_class->set_property = gst_anitalker_paste_set_property;
+  gobject_class->get_property = gst_anitalker_paste_get_property;
+  gobject_class->finalize = gst_anitalker_paste_finalize;
+
+  const GParamFlags playing =
+      (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
+  const GParamFlags ready = (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  g_object_class_install_property(
+      gobject_class, PROP_FEATHER,
+      g_param_spec_uint("feather", "Feather",
+                        "Width in output pixels of the blend inside the square's edge: the face's weight rises "
+                        "linearly from 0 at the edge to 1 this far in; 0 = a hard edge (default: 16)",
+                        0, MAX_FEATHER, DEFAULT_FEATHER, playing));
+  g_object_class_install_property(
+      gobject_class, PROP_COLOUR_MATCH,
+      g_param_spec_boolean("colour-match", "Colour match",
+                           "Shift the face's colours by the mean difference from the picture over the blend band, "
+                           "so a face whose light drifted meets the picture without a visible edge (default: false)",
+                           FALSE, playing));
+  g_object_class_install_property(
+      gobject_class, PROP_MAX_SIZE,
+      g_param_spec_uint("max-size", "Maximum size",
+                        "Longest side of the output; larger pictures are scaled down (default: 1920)", 2,
+                        MAX_MAX_SIZE, DEFAULT_MAX_SIZE, ready));
+  g_object_class_install_property(
+      gobject_class, PROP_PORTRAIT,
+      g_param_spec_string("portrait", "Picture",
+                          "The picture to paste into, instead of the one in anitalkerrender's crop event; needs "
+                          "square (default: none)",
+                          nullptr, ready));
+  g_object_class_install_property(
+      gobject_class, PROP_SQUARE,
+      g_param_spec_string("square", "Square",
+                          "With portrait: where the frames go, X,Y,SIDE in the picture's pixels (default: none)",
+                          nullptr, ready));
+
+  gst_element_class_set_static_metadata(element_class, "AniTalker paste-back", "Filter/Effect/Video",
+                                        "Pastes the talking face back into the original picture, with a "
+                                        "feathered edge",
+                                        "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
+  gst_element_class_add_static_pad_template(element_class, &sink_template);
+  gst_element_class_add_static_pad_template(element_class, &src_template);
+  element_class->change_state = GST_DEBUG_FUNCPTR(gst_anitalker_paste_change_state);
+}
+
+static void gst_anitalker_paste_init(GstAnitalkerPaste* self) {
+  self->sinkpad = gst_pad_new_from_static_template(&sink_template, "sink");
+  gst_pad_set_chain_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_paste_chain));
+  gst_pad_set_event_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_paste_sink_event));
+  gst_pad_set_query_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_paste_sink_query));
+  gst_element_add_pad(GST_ELEMENT(self), self->sinkpad);
+  self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
+  gst_pad_set_query_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_anitalker_paste_src_query));
+  gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
+
+  self->feather = DEFAULT_FEATHER;
+  self->colour_match = FALSE;
+  self->max_size = DEFAULT_MAX_SIZE;
+  self->portrait = nullptr;
+  self->square = nullptr;
+  self->state = new PasteState();
+}
+
+static void gst_anitalker_paste_finalize(GObject* object) {
+  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(object);
+  self->state->drop_held();
+  delete self->state;
+  g_free(self->portrait);
+  g_free(self->square);
+  G_OBJECT_CLASS(parent_class)->finalize(object);
+}
+
+static void gst_anitalker_paste_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
+  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(object);
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_FEATHER:
+      self->feather = g_value_get_uint(value);
+      break;
+    case PROP_COLOUR_MATCH:
+      self->colour_match = g_value_get_boolean(value);
+      break;
+    case PROP_MAX_SIZE:
+      self->max_size = g_value_get_uint(value);
+      break;
+    case PROP_PORTRAIT:
+      g_free(self->portrait);
+      self->portrait = g_value_dup_string(value);
+      break;
+    case PROP_SQUARE:
+      g_free(self->square);
+      self->square = g_value_dup_string(value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+static void gst_anitalker_paste_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
+  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(object);
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_FEATHER:
+      g_value_set_uint(value, self->feather);
+      break;
+    case PROP_COLOUR_MATCH:
+      g_value_set_boolean(value, self->colour_match);
+      break;
+    case PROP_MAX_SIZE:
+      g_value_set_uint(value, self->max_size);
+      break;
+    case PROP_PORTRAIT:
+      g_value_set_string(value, self->portrait);
+      break;
+    case PROP_SQUARE:
+      g_value_set_string(value, self->square);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+// READY->PAUSED: the portrait and square properties, when given, are read
+// here, so that a bad file or square fails the start with its name.
+static gboolean gst_anitalker_paste_start(GstAnitalkerPaste* self) {
+  PasteState* st = self->state;
+  st->reset();
+  GST_OBJECT_LOCK(self);
+  const std::string portrait = self->portrait ? self->portrait : "";
+  const std::string square = self->square ? self->square : "";
+  GST_OBJECT_UNLOCK(self);
+  if (portrait.empty() && square.empty()) return TRUE;  // from the renderer's event
+  if (portrait.empty() || square.empty()) {
+    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("Give both portrait and square, or neither."),
+                      ("portrait \"%s\", square \"%s\"; without them the renderer's crop event is used",
+                       portrait.c_str(), square.c_str()));
+    return FALSE;
+  }
+  try {
+    const crop::Spec spec = crop::parse_spec(square, "square");
+    if (spec.mode != crop::Spec::Mode::Square)
+      throw anitalker::Error(anitalker::Error::Kind::Usage, "square: expected X,Y,SIDE, got '" + square + "'");
+    auto picture = std::make_shared<const anitalker::RgbImage>(anitalker::read_rgb_image(portrait));
+    const crop::Choice c = crop::choose(spec, picture->width, picture->height, {}, portrait);
+    st->picture = std::move(picture);
+    st->square = c.square;
+    st->cropped = true;
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("Could not use the picture \"%s\".", portrait.c_str()),
+                                         true);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static GstStateChangeReturn gst_anitalker_paste_change_state(GstElement* element, GstStateChange transition) {
+  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(element);
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED && !gst_anitalker_paste_start(self))
+    return GST_STATE_CHANGE_FAILURE;
+  GstStateChangeReturn ret = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) self->state->reset();
+  return ret;
+}
+
+// The crop event from anitalkerrender: the picture and the square.
+static void gst_anitalker_paste_take_crop(GstAnitalkerPaste* self, const GstStructure* s) {
+  PasteState* st = self->state;
+  GST_OBJECT_LOCK(self);
+  const bool own = self->portrait && *self->portrait;
+  GST_OBJECT_UNLOCK(self);
+  if (own) return;  // the properties win
+  GstBuffer* buf = nullptr;
+  gint w = 0, h = 0, x = 0, y = 0, side = 0;
+  gboolean cropped = FALSE;
+  if (!gst_structure_get(s, "picture", GST_TYPE_BUFFER, &buf, "width", G_TYPE_INT, &w, "height", G_TYPE_INT, &h,
+                         "cropped", G_TYPE_BOOLEAN, &cropped, "x", G_TYPE_INT, &x, "y", G_TYPE_INT, &y, "side",
+                         G_TYPE_INT, &side, nullptr) ||
+      w <= 0 || h <= 0 || gst_buffer_get_size(buf) != (gsize)w * h * 3) {
+    GST_WARNING_OBJECT(self, "ignoring a malformed %s event", GST_ANITALKER_EVENT_CROP);
+    if (buf) gst_buffer_unref(buf);
+    return;
+  }
+  auto picture = std::make_shared<anitalker::RgbImage>();
+  picture->width = w;
+  picture->height = h;
+  picture->data.resize((size_t)w * h * 3);
+  gst_buffer_extract(buf, 0, picture->data.data(), picture->data.size());
+  gst_buffer_unref(buf);
+  st->picture = std::move(picture);
+  st->square = {x, y, side};
+  st->cropped = cropped;
+  st->dirty = true;
+  GST_INFO_OBJECT(self, "picture %dx%d, square %d,%d,%d%s", w, h, x, y, side, cropped ? "" : " (not cropped)");
+}
+
+// The canvas for the current picture and input, and the output caps pushed
+// (with the events held for them).  Posts the error and returns FALSE when
+// it cannot be done.
+static gboolean gst_anitalker_paste_configure(GstAnitalkerPaste* self) {
+  PasteState* st = self->state;
+  if (!st->dirty && st->have_out) return TRUE;
+  if (!st->have_in) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("No caps before the first frame."), (nullptr));
+    return FALSE;
+  }
+  if (!st->picture) {
+    GST_ELEMENT_ERROR(self, CORE, FAILED, ("No picture to paste into."),
+                      ("put anitalkerrender upstream (its crop event gives the picture and the square), or set the "
+                       "portrait and square properties"));
+    return FALSE;
+  }
+  crop::Square square = st->square;
+  if (!st->cropped) {
+    if (st->picture->width != st->picture->height) {
+      GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("Paste-back needs a crop: the renderer has crop=none."),
+                        ("with crop=none the %dx%d picture was squeezed into the square; set crop=auto or "
+                         "crop=X,Y,SIDE on anitalkerrender",
+                         st->picture->width, st->picture->height));
+      return FALSE;
+    }
+    square = {0, 0, st->picture->width};
+  }
+  GST_OBJECT_LOCK(self);
+  const int max_size = (int)self->max_size;
+  GST_OBJECT_UNLOCK(self);
+  try {
+    st->canvas = crop::plan_canvas(st->picture->width, st->picture->height, square, max_size);
+    st->fitted = crop::fit_picture(*st->picture, st->canvas);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Could not place the picture.", false);
+    return FALSE;
+  }
+  GstVideoInfo out;
+  gst_video_info_set_format(&out, GST_VIDEO_FORMAT_RGB, st->canvas.width, st->canvas.height);
+  out.fps_n = GST_VIDEO_INFO_FPS_N(&st->in_info);
+  out.fps_d = GST_VIDEO_INFO_FPS_D(&st->in_info);
+  GstCaps* caps = gst_video_info_to_caps(&out);
+  GstCaps* current = gst_pad_get_current_caps(self->srcpad);
+  gboolean ok = TRUE;
+  if (current == nullptr || !gst_caps_is_equal(current, caps)) {
+    GST_DEBUG_OBJECT(self, "output %" GST_PTR_FORMAT, caps);
+    ok = gst_pad_push_event(self->srcpad, gst_event_new_caps(gst_caps_ref(caps)));
+  }
+  if (current) gst_caps_unref(current);
+  gst_caps_unref(caps);
+  if (!ok) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Downstream refused %dx%d RGB video.", out.width, out.height),
+                      (nullptr));
+    return FALSE;
+  }
+  st->have_out = true;
+  st->dirty = false;
+  for (GstEvent* e : st->held) gst_pad_push_event(self->srcpad, e);
+  st->held.clear();
+  return TRUE;
+}
+
+static GstFlowReturn gst_anitalker_paste_chain(GstPad*, GstObject* parent, GstBuffer* buffer) {
+  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(parent);
+  PasteState* st = self->state;
+  if (!gst_anitalker_paste_configure(self)) {
+    gst_buffer_unref(buffer);
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  GST_OBJECT_LOCK(self);
+  const int feather = (int)self->feather;
+  const bool colour_match = self->colour_match;
+  GST_OBJECT_UNLOCK(self);
+
+  GstVideoFrame in;
+  if (!gst_video_frame_map(&in, &st->in_info, buffer, GST_MAP_READ)) {
+    gst_buffer_unref(buffer);
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT, ("A frame does not match its caps."), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  anitalker::RgbImage face;
+  face.width = GST_VIDEO_FRAME_WIDTH(&in);
+  face.height = GST_VIDEO_FRAME_HEIGHT(&in);
+  face.data.resize((size_t)face.width * face.height * 3);
+  const guint8* src = (const guint8*)GST_VIDEO_FRAME_PLANE_DATA(&in, 0);
+  const gint in_stride = GST_VIDEO_FRAME_PLANE_STRIDE(&in, 0);
+  for (int y = 0; y < face.height; y++) std::memcpy(face.at(0, y), src + (size_t)y * in_stride, face.width * 3);
+  gst_video_frame_unmap(&in);
+
+  anitalker::RgbImage out_image;
+  try {
+    out_image = crop::paste(st->fitted, crop::resize_square(face, st->canvas.square.side), st->canvas.square,
+                            std::min(feather, st->canvas.square.side / 2), colour_match);
+  } catch (...) {
+    gst_buffer_unref(buffer);
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Could not paste the frame.", false);
+    return GST_FLOW_ERROR;
+  }
+
+  GstVideoInfo out_info;
+  gst_video_info_set_format(&out_info, GST_VIDEO_FORMAT_RGB, st->canvas.width, st->canvas.height);
+  GstBuffer* out = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(&out_info), nullptr);
+  gst_buffer_copy_into(out, buffer, (GstBufferCopyFlags)(GST_BUFFER_COPY_FLAGS | GST_BUFFER_COPY_TIMESTAMPS), 0, -1);
+  gst_buffer_unref(buffer);
+  GstMapInfo map;
+  gst_buffer_map(out, &map, GST_MAP_WRITE);
+  const gint stride = GST_VIDEO_INFO_PLANE_STRIDE(&out_info, 0);
+  for (int y = 0; y < out_image.height; y++)
+    std::memcpy(map.data + (size_t)y * stride, out_image.at(0, y), (size_t)out_image.width * 3);
+  gst_buffer_unmap(out, &map);
+  return gst_pad_push(self->srcpad, out);
+}
+
+static gboolean gst_anitalker_paste_sink_event(GstPad* pad, GstObject* parent, GstEvent* event) {
+  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(parent);
+  PasteState* st = self->state;
+  switch (GST_EVENT_TYPE(event)) {
+    case GST_EVENT_CAPS: {
+      GstCaps* caps;
+      gst_event_parse_caps(event, &caps);
+      GstVideoInfo info;
+      const gboolean ok = gst_video_info_from_caps(&info, caps) && info.width == info.height;
+      if (!ok) GST_WARNING_OBJECT(self, "refusing %" GST_PTR_FORMAT ": square RGB frames expected", caps);
+      gst_event_unref(event);
+      if (!ok) return FALSE;
+      st->in_info = info;
+      st->have_in = true;
+      st->dirty = true;
+      return TRUE;  // our own caps go out before the next frame
+    }
+    case GST_EVENT_CUSTOM_DOWNSTREAM_STICKY: {
+      const GstStructure* s = gst_event_get_structure(event);
+      if (s && gst_structure_has_name(s, GST_ANITALKER_EVENT_CROP)) {
+        gst_anitalker_paste_take_crop(self, s);
+        gst_event_unref(event);
+        return TRUE;
+      }
+      break;
+    }
+    case GST_EVENT_EOS:
+      // Nothing came through: still pass on what was held, then EOS.
+      for (GstEvent* e : st->held) gst_pad_push_event(self->srcpad, e);
+      st->held.clear();
+      break;
+    default:
+      break;
+  }
+  // Sticky events after caps (segment, tags, ...) wait for our first caps.
+  if (!st->have_out && GST_EVENT_IS_STICKY(event) && GST_EVENT_TYPE(event) != GST_EVENT_STREAM_START &&
+      GST_EVENT_TYPE(event) != GST_EVENT_EOS) {
+    st->held.push_back(event);
+    return TRUE;
+  }
+  return gst_pad_event_default(pad, parent, event);
+}
+
+static gboolean gst_anitalker_paste_sink_query(GstPad* pad, GstObject* parent, GstQuery* query) {
+  switch (GST_QUERY_TYPE(query)) {
+    case GST_QUERY_CAPS:
+      // Any square RGB frame; its size never constrains ours.
+      gst_anitalker_set_caps_result(query, gst_pad_get_pad_template_caps(pad));
+      return TRUE;
+    case GST_QUERY_ACCEPT_CAPS: {
+      GstCaps* caps;
+      gst_query_parse_accept_caps(query, &caps);
+      GstVideoInfo info;
+      gst_query_set_accept_caps_result(
+          query, gst_video_info_from_caps(&info, caps) && info.width == info.height &&
+                     GST_VIDEO_INFO_FORMAT(&info) == GST_VIDEO_FORMAT_RGB);
+      return TRUE;
+    }
+    case GST_QUERY_ALLOCATION:
+      return FALSE;  // downstream's pool is for our output size, not our input
+    default:
+      return gst_pad_query_default(pad, parent, query);
+  }
+}
+
+static gboolean gst_anitalker_paste_src_query(GstPad* pad, GstObject* parent, GstQuery* query) {
+  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(parent);
+  if (GST_QUERY_TYPE(query) == GST_QUERY_CAPS) {
+    GstCaps* current = gst_pad_get_current_caps(self->srcpad);
+    gst_anitalker_set_caps_result(query, current ? current : gst_pad_get_pad_template_caps(pad));
+    return TRUE;
+  }
+  return gst_pad_query_default(pad, parent, query);
+}
