@@ -94,6 +94,7 @@ enum {
   PROP_FACE_INDEX,
   // The paste-back.
   PROP_PASTE_BACK,
+  PROP_LATENCY,
   PROP_MAX_SIZE,
   PROP_FEATHER,
   PROP_COLOUR_MATCH,
@@ -123,7 +124,52 @@ struct _GstAnitalkerBin {
   gchar* device;
   GstAnitalkerMotionMode mode;
   gboolean paste_back;
+  GstAnitalkerLatency latency;
 };
+
+// The latency presets: streaming window settings of hubertenc (ms) and
+// anitalkermotion (frames of 40 ms).  docs/elements.md has the measured
+// cost of each.
+static const struct {
+  GstAnitalkerLatency preset;
+  guint features_window, features_context, features_lookahead;
+  guint motion_window, motion_context, motion_lookahead;
+} kPresets[] = {
+    {GST_ANITALKER_LATENCY_QUALITY, 2000, 1000, 0, 50, 10, 0},
+    {GST_ANITALKER_LATENCY_BALANCED, 500, 1000, 100, 13, 10, 2},
+    {GST_ANITALKER_LATENCY_LOW, 120, 1000, 40, 4, 10, 1},
+};
+
+GType gst_anitalker_latency_get_type(void) {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {GST_ANITALKER_LATENCY_QUALITY,
+       "Windows of 2 s (features: 2000 ms, 1000 ms context; motion: 50 frames, 10 context): closest to offline",
+       "quality"},
+      {GST_ANITALKER_LATENCY_BALANCED,
+       "Windows of about 0.5 s (features: 500 ms + 100 ms look-ahead; motion: 13 frames + 2)", "balanced"},
+      {GST_ANITALKER_LATENCY_LOW,
+       "Small hops (features: 120 ms + 40 ms look-ahead; motion: 4 frames + 1): for conversation", "low"},
+      {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter(&type)) {
+    GType t = g_enum_register_static("GstAnitalkerLatency", values);
+    g_once_init_leave(&type, t);
+  }
+  return type;
+}
+
+// Sets the children's windows to a preset; look-aheads first to 0, so
+// that no step has a look-ahead longer than its window.
+static void apply_latency(GstAnitalkerBin* self, GstAnitalkerLatency latency) {
+  for (const auto& p : kPresets) {
+    if (p.preset != latency) continue;
+    g_object_set(self->features, "lookahead", 0u, "window", p.features_window, "context", p.features_context,
+                 "lookahead", p.features_lookahead, nullptr);
+    g_object_set(self->motion, "lookahead", 0u, "window", p.motion_window, "context", p.motion_context, "lookahead",
+                 p.motion_lookahead, nullptr);
+  }
+}
 
 /**
  * GstAnitalkerBin!sink:
@@ -278,6 +324,24 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
                         "sources) for features and motion",
                         GST_TYPE_ANITALKER_MOTION_MODE, DEFAULT_MODE, ready));
 
+  /**
+   * GstAnitalkerBin:latency:
+   *
+   * How the streaming modes trade delay for closeness to the offline
+   * result: sets the window, context and look-ahead of hubertenc and
+   * anitalkermotion together (the children's own properties stay reachable
+   * as features::window and so on, and a later preset overrides them).  May
+   * change while playing: each child takes the new settings at its next
+   * window, without a gap in the timestamps.  Offline mode is not affected.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_LATENCY,
+      g_param_spec_enum("latency", "Latency",
+                        "Streaming windows of features and motion: quality (2 s windows, closest to offline), "
+                        "balanced (about 0.5 s) or low (hops of 120 ms and 4 frames, for conversation)",
+                        GST_TYPE_ANITALKER_LATENCY, GST_ANITALKER_LATENCY_QUALITY,
+                        (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
+
   g_object_class_install_property(
       gobject_class, PROP_PASTE_BACK,
       g_param_spec_boolean("paste-back", "Paste back",
@@ -319,6 +383,7 @@ static void gst_anitalker_bin_init(GstAnitalkerBin* self) {
   self->device = g_strdup(DEFAULT_DEVICE);
   self->mode = DEFAULT_MODE;
   self->paste_back = FALSE;
+  self->latency = GST_ANITALKER_LATENCY_QUALITY;
   self->sr = nullptr;
 
   self->convert = make(self, "audioconvert", "convert");
@@ -412,6 +477,9 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
     case PROP_PASTE_BACK:
       self->paste_back = g_value_get_boolean(value);
       break;
+    case PROP_LATENCY:
+      self->latency = (GstAnitalkerLatency)g_value_get_enum(value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -419,6 +487,7 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
   GST_OBJECT_UNLOCK(self);
   // The portrait may change while playing: the renderer re-encodes it.
   if (prop_id == PROP_PORTRAIT) g_object_set_property(G_OBJECT(self->render), "portrait", value);
+  if (prop_id == PROP_LATENCY) apply_latency(self, (GstAnitalkerLatency)g_value_get_enum(value));
 }
 
 static void gst_anitalker_bin_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
@@ -459,6 +528,9 @@ static void gst_anitalker_bin_get_property(GObject* object, guint prop_id, GValu
       break;
     case PROP_PASTE_BACK:
       g_value_set_boolean(value, self->paste_back);
+      break;
+    case PROP_LATENCY:
+      g_value_set_enum(value, self->latency);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);

@@ -151,6 +151,15 @@ GParamSpec* gst_anitalker_param_spec_float(const char* name, const char* nick, c
   return G_PARAM_SPEC(p);
 }
 
+void gst_anitalker_refuse_setting(GstElement* element, const char* property, const std::string& text,
+                                  gchar** pending) {
+  GST_OBJECT_LOCK(element);
+  g_free(*pending);
+  *pending = g_strdup(text.c_str());
+  GST_OBJECT_UNLOCK(element);
+  GST_ELEMENT_ERROR(element, LIBRARY, SETTINGS, ("Invalid value for property \"%s\".", property), ("%s", text.c_str()));
+}
+
 bool gst_anitalker_check_float(GstElement* element, GParamSpec* pspec, float v, gchar** pending) {
   const GParamSpecFloat* f = G_PARAM_SPEC_FLOAT(pspec);
   if (std::isfinite(v) && v >= f->minimum && v <= f->maximum) return true;

@@ -51,6 +51,38 @@ GstClockTime gst_anitalker_time_segment(GstElement* element, GstEvent** event);
 void gst_anitalker_set_latency(GstElement* element, GstQuery* query, gboolean live, GstClockTime min, GstClockTime max,
                                GstClockTime ours);
 
+// The compute time of a streaming window (or a rendered frame), part of the
+// latency an element really adds: the longest seen since the start, plus a
+// quarter for the jitter of a shared machine (a window's audio waits for the
+// window, then for its computation).  add() returns true when the budget
+// grew by 10 ms or more past what was last reported, so the element should
+// post a LATENCY message.  Thread-safe.
+class GstAnitalkerBudget {
+ public:
+  GstAnitalkerBudget() { g_mutex_init(&m_); }
+  ~GstAnitalkerBudget() { g_mutex_clear(&m_); }
+  bool add(GstClockTime t) {
+    GstAnitalkerLocked l(&m_);
+    if (t > max_) max_ = t;
+    return budget() >= reported_ + 10 * GST_MSECOND;
+  }
+  // The budget to report now (and remember it as reported).
+  GstClockTime report() {
+    GstAnitalkerLocked l(&m_);
+    reported_ = budget();
+    return reported_;
+  }
+  void reset() {
+    GstAnitalkerLocked l(&m_);
+    max_ = reported_ = 0;
+  }
+
+ private:
+  GstClockTime budget() const { return max_ + max_ / 4; }
+  GMutex m_;
+  GstClockTime max_ = 0, reported_ = 0;
+};
+
 // printf into a std::string, for the messages above.
 std::string gst_anitalker_printf(const char* format, ...) G_GNUC_PRINTF(1, 2);
 
@@ -77,3 +109,9 @@ GParamSpec* gst_anitalker_param_spec_float(const char* name, const char* nick, c
 // the next start can fail with it, and returns false; the caller keeps the
 // value in force.  Takes the object lock to store: call it unlocked.
 bool gst_anitalker_check_float(GstElement* element, GParamSpec* pspec, float v, gchar** pending);
+
+// Refuses a setting: posts LIBRARY SETTINGS naming `property`, with `text`
+// (what was expected) as the debug text, and stores `text` in *pending for
+// the next start.  Call it unlocked.
+void gst_anitalker_refuse_setting(GstElement* element, const char* property, const std::string& text,
+                                  gchar** pending);

@@ -214,6 +214,7 @@ struct MotionState {
   GstAnitalkerMotionMode mode = DEFAULT_MODE;  // as at start
   guint offline_limit_s = DEFAULT_OFFLINE_LIMIT_S;  // as at start; 0: none
   motion::StreamConfig cfg;                    // as at start
+  GstAnitalkerBudget budget;                   // the longest streaming window's compute time
   at::Tensor pose_file;                        // (N,3) degrees, or undefined
   guint announced_serial = 0;                  // from the renderer's event; 0 = none
   // The portrait's codes from downstream, (1,S) and (1,M); undefined until asked.
@@ -452,21 +453,28 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
                         "offline (exact, waits for EOS), streaming (windows), or auto (by upstream liveness)",
                         GST_TYPE_ANITALKER_MOTION_MODE, DEFAULT_MODE, ready));
 
+  // The window settings may change while playing (the bin's latency
+  // presets): they apply from the next window.
+  const GParamFlags live_window =
+      (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
   g_object_class_install_property(
       gobject_class, PROP_WINDOW,
-      g_param_spec_uint("window", "Window", "Streaming: motion frames (40 ms each) generated per window (default: 50)",
-                        1, MAX_FRAMES, DEFAULT_WINDOW, ready));
+      g_param_spec_uint("window", "Window",
+                        "Streaming: motion frames (40 ms each) generated per window; the hop, and the latency with "
+                        "the look-ahead; may change while playing (default: 50)",
+                        1, MAX_FRAMES, DEFAULT_WINDOW, live_window));
   g_object_class_install_property(
       gobject_class, PROP_CONTEXT,
       g_param_spec_uint("context", "Context",
                         "Streaming: frames already sent that each window re-generates, held to their values "
                         "(default: 10)",
-                        0, MAX_FRAMES, DEFAULT_CONTEXT, ready));
+                        0, MAX_FRAMES, DEFAULT_CONTEXT, live_window));
   g_object_class_install_property(
       gobject_class, PROP_LOOKAHEAD,
       g_param_spec_uint("lookahead", "Look-ahead",
-                        "Streaming: frames generated past each window and dropped; adds latency (default: 0)", 0,
-                        MAX_FRAMES, DEFAULT_LOOKAHEAD, ready));
+                        "Streaming: frames generated past each window and dropped, at most the window; adds "
+                        "latency (default: 0)",
+                        0, MAX_FRAMES, DEFAULT_LOOKAHEAD, live_window));
 
   /**
    * GstAnitalkerMotion:offline-limit:
@@ -557,8 +565,9 @@ static void gst_anitalker_motion_set_property(GObject* object, guint prop_id, co
   if (G_IS_PARAM_SPEC_FLOAT(pspec) &&
       !gst_anitalker_check_float(GST_ELEMENT_CAST(self), pspec, g_value_get_float(value), &self->settings_error))
     return;
+  std::string refused;  // a setting refused below, posted unlocked
   GST_OBJECT_LOCK(self);
-  if (self->settings_error && G_IS_PARAM_SPEC_FLOAT(pspec) &&
+  if (self->settings_error && (G_IS_PARAM_SPEC_FLOAT(pspec) || prop_id == PROP_WINDOW || prop_id == PROP_LOOKAHEAD) &&
       g_str_has_prefix(self->settings_error, (std::string(pspec->name) + "=").c_str()))
     g_clear_pointer(&self->settings_error, g_free);  // the refused value was replaced
   switch (prop_id) {
@@ -608,13 +617,22 @@ static void gst_anitalker_motion_set_property(GObject* object, guint prop_id, co
       self->mode = (GstAnitalkerMotionMode)g_value_get_enum(value);
       break;
     case PROP_WINDOW:
-      self->window = g_value_get_uint(value);
+    case PROP_LOOKAHEAD: {
+      // A look-ahead longer than the window: refused (the value in force stays).
+      const guint v = g_value_get_uint(value);
+      const guint window = prop_id == PROP_WINDOW ? v : self->window;
+      const guint lookahead = prop_id == PROP_LOOKAHEAD ? v : self->lookahead;
+      if (lookahead > window) {
+        refused = gst_anitalker_printf("%s=%u refused: the look-ahead can be 0 to the window (%u frames), not %u; "
+                                       "set the window first",
+                                       pspec->name, v, window, lookahead);
+        break;
+      }
+      (prop_id == PROP_WINDOW ? self->window : self->lookahead) = v;
       break;
+    }
     case PROP_CONTEXT:
       self->context = g_value_get_uint(value);
-      break;
-    case PROP_LOOKAHEAD:
-      self->lookahead = g_value_get_uint(value);
       break;
     case PROP_OFFLINE_LIMIT:
       self->offline_limit_s = g_value_get_uint(value);
@@ -627,6 +645,10 @@ static void gst_anitalker_motion_set_property(GObject* object, guint prop_id, co
       break;
   }
   GST_OBJECT_UNLOCK(self);
+  if (!refused.empty()) gst_anitalker_refuse_setting(GST_ELEMENT_CAST(self), pspec->name, refused, &self->settings_error);
+  // A new window or look-ahead changes the latency: let the pipeline ask again.
+  if (refused.empty() && (prop_id == PROP_WINDOW || prop_id == PROP_LOOKAHEAD) && GST_STATE(self) >= GST_STATE_PAUSED)
+    gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
 }
 
 static void gst_anitalker_motion_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
@@ -773,6 +795,7 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerMotion* self) {
   st->mode = mode;
   st->offline_limit_s = offline_limit_s;
   st->cfg = cfg;
+  st->budget.reset();
   st->pose_file = pose_file;
   st->start = at::Tensor();
   st->direction = at::Tensor();
@@ -1096,6 +1119,20 @@ static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* s
   MotionState* st = self->state;
   motion::Stream* stream = st->stream.get();
   if (stream == nullptr) return GST_FLOW_FLUSHING;
+  // The window settings in force now (they may change while playing).
+  GST_OBJECT_LOCK(self);
+  const int window = (int)self->window, context = (int)self->context, lookahead = (int)self->lookahead;
+  GST_OBJECT_UNLOCK(self);
+  const motion::StreamConfig& now = stream->config();
+  if (now.window != window || now.context != context || now.lookahead != lookahead) {
+    GST_INFO_OBJECT(self, "from frame %" G_GINT64_FORMAT ": window %d, context %d, look-ahead %d", stream->emitted(),
+                    window, context, lookahead);
+    stream->set_window(window, context, lookahead);
+    GstAnitalkerLocked lock(&st->lock);
+    st->cfg.window = window;
+    st->cfg.context = context;
+    st->cfg.lookahead = lookahead;
+  }
   while (stream->ready(final)) {
     if (!gst_anitalker_motion_ensure_codes(self)) return GST_FLOW_ERROR;
     {
@@ -1105,10 +1142,14 @@ static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* s
     const motion::Controls controls = gst_anitalker_motion_controls(self, (guint64)stream->emitted());
     stream->set_controls(controls);
     motion::Generated g;
+    const gint64 t0 = g_get_monotonic_time();
     {
       c10::InferenceMode guard;
       g = stream->next(final);
     }
+    // The window's compute time is part of the latency we add.
+    if (!final && st->budget.add((GstClockTime)(g_get_monotonic_time() - t0) * GST_USECOND))
+      gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
     GST_LOG_OBJECT(self, "window: frames %" G_GINT64_FORMAT " .. %" G_GINT64_FORMAT, stream->emitted() - g.motion.size(1),
                    stream->emitted() - 1);
     const GstFlowReturn ret = gst_anitalker_motion_push(self, g, controls.control, (guint)g.motion.size(1));
@@ -1369,8 +1410,13 @@ static gboolean gst_anitalker_motion_src_query(GstPad* pad, GstObject* parent, G
       }
       GstClockTime ours = 0;
       if (streaming) {
-        // A frame waits for the features of its window and the look-ahead.
-        ours = gst_util_uint64_scale((guint64)(cfg.window + cfg.lookahead), GST_SECOND, FPS);
+        // A frame waits for the features of its window and the look-ahead
+        // (the settings as now set: they apply from the next window).
+        GST_OBJECT_LOCK(self);
+        cfg.window = (int)self->window;
+        cfg.lookahead = (int)self->lookahead;
+        GST_OBJECT_UNLOCK(self);
+        ours = gst_util_uint64_scale((guint64)(cfg.window + cfg.lookahead), GST_SECOND, FPS) + st->budget.report();
       } else if (live) {
         GST_WARNING_OBJECT(self, "offline mode on a live source: nothing comes out before EOS");
       }

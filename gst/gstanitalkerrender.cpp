@@ -137,6 +137,7 @@ struct RenderState {
   // Streaming thread only (and the serialized events, which run in it).
   guint announced_serial = 0;  // last serial sent upstream in an event
   guint crop_serial = 0;       // last serial sent downstream in the crop event
+  GstAnitalkerBudget budget;   // the longest render call (part of the latency we add)
   GstVideoInfo out_info;
   bool have_out_caps = false;
   GstClockTime segment_start = 0;             // of the last (TIME) segment
@@ -587,6 +588,7 @@ static gboolean gst_anitalker_render_start(GstAnitalkerRender* self) {
   st->dims = 0;
   st->have_out_caps = false;
   st->reset_stream();
+  st->budget.reset();
   return TRUE;
 }
 
@@ -901,7 +903,10 @@ static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_
     // motion: (n, dims), copied to the model's device.
     at::Tensor motion = at::from_blob(st->motion.data(), {(int64_t)n, dims}, at::kFloat)
                             .to(model->device(), at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+    const gint64 t0 = g_get_monotonic_time();
     frames = lia::to_uint8(model->render(*portrait, motion));  // (n,S,S,3) uint8, CPU, contiguous
+    if (st->budget.add((GstClockTime)(g_get_monotonic_time() - t0) * GST_USECOND))
+      gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
   } catch (...) {
     GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("Rendering %zu frames failed.", n), false);
     return GST_FLOW_ERROR;
@@ -1224,8 +1229,9 @@ static gboolean gst_anitalker_render_src_query_impl(GstAnitalkerRender* self, Gs
           fps_d = st->fps_d;
         }
       }
-      // A frame waits for the batch-size - 1 frames after it.
-      const GstClockTime ours = gst_util_uint64_scale(batch - 1, GST_SECOND * fps_d, fps_n);
+      // A frame waits for the batch-size - 1 frames after it, then for its
+      // rendering (the longest render call so far).
+      const GstClockTime ours = gst_util_uint64_scale(batch - 1, GST_SECOND * fps_d, fps_n) + st->budget.report();
       gst_anitalker_set_latency(GST_ELEMENT_CAST(self), query, live, min, max, ours);
       return TRUE;
     }

@@ -50,7 +50,11 @@
  *   depends on the weights and has to be measured with the real model.  At
  *   EOS the rest goes out, then the padding frame, so the frame count equals
  *   the offline count.  With a window longer than the utterance the result
- *   is the offline one.  The reported latency grows by `window`.
+ *   is the offline one.  #GstHubertEnc:lookahead ms of audio after the
+ *   window may be waited for and encoded too (HuBERT's attention sees both
+ *   ways), its frames going out with the next window.  The reported latency
+ *   grows by `window` + `lookahead`.  The three may change while playing
+ *   (the bin's latency presets) and apply from the next window.
  *
  * In `auto` mode (the default) the element streams when upstream reports a
  * live source in the LATENCY query and works offline otherwise.
@@ -99,7 +103,8 @@ namespace hubert = anitalker::hubert;
 #define MAX_NUM_THREADS 64
 #define DEFAULT_MODE GST_HUBERT_ENC_MODE_AUTO
 #define DEFAULT_WINDOW_MS 2000
-#define MIN_WINDOW_MS 400
+#define MIN_WINDOW_MS 20
+#define DEFAULT_LOOKAHEAD_MS 0
 #define MAX_WINDOW_MS 60000
 #define DEFAULT_CONTEXT_MS 1000
 #define DEFAULT_OFFLINE_LIMIT_S 120
@@ -120,6 +125,7 @@ enum {
   PROP_WINDOW,
   PROP_CONTEXT,
   PROP_OFFLINE_LIMIT,
+  PROP_LOOKAHEAD,
 };
 
 GType gst_hubert_enc_mode_get_type(void) {
@@ -144,6 +150,8 @@ namespace {
 struct EncState {
   EncState() { g_mutex_init(&lock); }
   ~EncState() { g_mutex_clear(&lock); }
+
+  GstAnitalkerBudget budget;  // the longest streaming window's compute time
 
   // Under `lock`, held briefly: read from the streaming thread, from query
   // handlers (any thread) and from the state change.  Lock order: lock, then
@@ -203,7 +211,9 @@ struct _GstHubertEnc {
   GstHubertEncMode mode;
   guint window_ms;
   guint context_ms;
+  guint lookahead_ms;
   guint offline_limit_s;
+  gchar* settings_error;  // a refused window / look-ahead, for the next start
 
   EncState* state;
 };
@@ -314,11 +324,29 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
    * Streaming HuBERT: milliseconds of new audio encoded at a time; the
    * latency the element adds.
    */
+  const GParamFlags live_window =
+      (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
   g_object_class_install_property(
       gobject_class, PROP_WINDOW,
-      g_param_spec_uint("window", "Window", "Streaming HuBERT: ms of new audio encoded at a time (default: 2000)",
-                        MIN_WINDOW_MS, MAX_WINDOW_MS, DEFAULT_WINDOW_MS,
-                        (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+      g_param_spec_uint("window", "Window",
+                        "Streaming HuBERT: ms of new audio encoded at a time (the hop); may change while playing "
+                        "(default: 2000)",
+                        MIN_WINDOW_MS, MAX_WINDOW_MS, DEFAULT_WINDOW_MS, live_window));
+
+  /**
+   * GstHubertEnc:lookahead:
+   *
+   * Streaming HuBERT: milliseconds of audio after each window that are
+   * waited for and encoded with it (the model's attention sees both ways);
+   * their frames go out with the next window.  At most the window.  Adds
+   * its length to the latency.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_LOOKAHEAD,
+      g_param_spec_uint("lookahead", "Look-ahead",
+                        "Streaming HuBERT: ms of audio after each window encoded with it (right context), at most "
+                        "the window; adds latency (default: 0)",
+                        0, MAX_WINDOW_MS, DEFAULT_LOOKAHEAD_MS, live_window));
 
   /**
    * GstHubertEnc:context:
@@ -330,8 +358,7 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
       gobject_class, PROP_CONTEXT,
       g_param_spec_uint("context", "Context",
                         "Streaming HuBERT: ms of left context before each window (default: 1000)", 0,
-                        MAX_CONTEXT_MS, DEFAULT_CONTEXT_MS,
-                        (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+                        MAX_CONTEXT_MS, DEFAULT_CONTEXT_MS, live_window));
 
   /**
    * GstHubertEnc:offline-limit:
@@ -377,6 +404,8 @@ static void gst_hubert_enc_init(GstHubertEnc* self) {
   self->mode = DEFAULT_MODE;
   self->window_ms = DEFAULT_WINDOW_MS;
   self->context_ms = DEFAULT_CONTEXT_MS;
+  self->lookahead_ms = DEFAULT_LOOKAHEAD_MS;
+  self->settings_error = nullptr;
   self->offline_limit_s = DEFAULT_OFFLINE_LIMIT_S;
   self->state = new EncState();
 }
@@ -387,11 +416,13 @@ static void gst_hubert_enc_finalize(GObject* object) {
   self->state = nullptr;
   g_free(self->model);
   g_free(self->device);
+  g_free(self->settings_error);
   G_OBJECT_CLASS(parent_class)->finalize(object);
 }
 
 static void gst_hubert_enc_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
   GstHubertEnc* self = GST_HUBERT_ENC(object);
+  std::string refused;  // a setting refused below, posted unlocked
   GST_OBJECT_LOCK(self);
   switch (prop_id) {
     case PROP_MODEL:
@@ -409,8 +440,21 @@ static void gst_hubert_enc_set_property(GObject* object, guint prop_id, const GV
       self->mode = (GstHubertEncMode)g_value_get_enum(value);
       break;
     case PROP_WINDOW:
-      self->window_ms = g_value_get_uint(value);
+    case PROP_LOOKAHEAD: {
+      // A look-ahead longer than the window: refused (the value in force stays).
+      const guint v = g_value_get_uint(value);
+      const guint window = prop_id == PROP_WINDOW ? v : self->window_ms;
+      const guint lookahead = prop_id == PROP_LOOKAHEAD ? v : self->lookahead_ms;
+      if (lookahead > window) {
+        refused = gst_anitalker_printf("%s=%u refused: the look-ahead can be 0 to the window (%u ms), not %u ms; "
+                                       "set the window first",
+                                       pspec->name, v, window, lookahead);
+        break;
+      }
+      (prop_id == PROP_WINDOW ? self->window_ms : self->lookahead_ms) = v;
+      g_clear_pointer(&self->settings_error, g_free);
       break;
+    }
     case PROP_CONTEXT:
       self->context_ms = g_value_get_uint(value);
       break;
@@ -422,6 +466,10 @@ static void gst_hubert_enc_set_property(GObject* object, guint prop_id, const GV
       break;
   }
   GST_OBJECT_UNLOCK(self);
+  if (!refused.empty()) gst_anitalker_refuse_setting(GST_ELEMENT_CAST(self), pspec->name, refused, &self->settings_error);
+  // A new window or look-ahead changes the latency: let the pipeline ask again.
+  if (refused.empty() && (prop_id == PROP_WINDOW || prop_id == PROP_LOOKAHEAD) && GST_STATE(self) >= GST_STATE_PAUSED)
+    gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
 }
 
 static void gst_hubert_enc_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
@@ -449,6 +497,9 @@ static void gst_hubert_enc_get_property(GObject* object, guint prop_id, GValue* 
     case PROP_OFFLINE_LIMIT:
       g_value_set_uint(value, self->offline_limit_s);
       break;
+    case PROP_LOOKAHEAD:
+      g_value_set_uint(value, self->lookahead_ms);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -474,8 +525,14 @@ static gboolean gst_hubert_enc_start(GstHubertEnc* self) {
   const guint window_ms = self->window_ms;
   const guint context_ms = self->context_ms;
   const guint offline_limit_s = self->offline_limit_s;
+  const std::string settings_error = self->settings_error ? self->settings_error : "";
   GST_OBJECT_UNLOCK(self);
 
+  if (!settings_error.empty()) {
+    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("A property was set to an invalid value."),
+                      ("%s", settings_error.c_str()));
+    return FALSE;
+  }
   if (model_dir.empty()) {
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No model set."),
                       ("set the \"model\" property to a HuBERT folder or to \"mfcc\""));
@@ -510,6 +567,7 @@ static gboolean gst_hubert_enc_start(GstHubertEnc* self) {
   st->offline_limit_s = offline_limit_s;
   st->have_caps = false;
   st->segment_start = 0;
+  st->budget.reset();
   st->reset_stream();
   return TRUE;
 }
@@ -689,13 +747,14 @@ static GstFlowReturn gst_hubert_enc_process_mfcc(GstHubertEnc* self, bool final)
 static GstFlowReturn gst_hubert_enc_process_hubert(GstHubertEnc* self, bool final) {
   EncState* st = self->state;
   std::shared_ptr<const hubert::Model> model;
-  guint window_ms, context_ms;
   {
     GstAnitalkerLocked lock(&st->lock);
     model = st->model;
-    window_ms = st->window_ms;
-    context_ms = st->context_ms;
   }
+  // The window settings as now set: they may change while playing.
+  GST_OBJECT_LOCK(self);
+  const guint window_ms = self->window_ms, context_ms = self->context_ms, lookahead_ms = self->lookahead_ms;
+  GST_OBJECT_UNLOCK(self);
   if (!model) {
     GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("No model to encode with."), (nullptr));
     return GST_FLOW_ERROR;
@@ -706,26 +765,37 @@ static GstFlowReturn gst_hubert_enc_process_hubert(GstHubertEnc* self, bool fina
   const guint64 rf = (guint64)hubert::receptive_field(cfg);
   const guint64 avail = st->received;
   const guint64 window = (guint64)window_ms * SAMPLE_RATE / 1000;
+  const guint64 lookahead = (guint64)lookahead_ms * SAMPLE_RATE / 1000;
   const guint64 context_frames = (guint64)context_ms * SAMPLE_RATE / 1000 / hop;
-  if (!final && avail < hop * st->emitted + window) return GST_FLOW_OK;
+  if (!final && avail < hop * st->emitted + window + lookahead) return GST_FLOW_OK;
 
-  const guint64 first_frame = st->emitted > context_frames ? st->emitted - context_frames : 0;
+  // The held audio starts at audio_start: a context grown while playing
+  // cannot reach further back.
+  guint64 first_frame = st->emitted > context_frames ? st->emitted - context_frames : 0;
+  first_frame = std::max<guint64>(first_frame, (st->audio_start + hop - 1) / hop);
   const guint64 s = first_frame * hop;
   g_assert(s >= st->audio_start);
   const guint64 n = avail > s ? avail - s : 0;
-  const guint64 frames = (guint64)hubert::frame_count(cfg, (int64_t)n);  // of the region
+  // Frames that go out: those of the region without the look-ahead's audio
+  // (all of them at the end); the look-ahead's are encoded again next time.
+  const guint64 emit_n = final || n < lookahead ? n : n - lookahead;
+  const guint64 frames = (guint64)hubert::frame_count(cfg, (int64_t)emit_n);
   const int L = model->num_states(), D = model->hidden();
   const size_t frame_floats = (size_t)L * D;
   GstFlowReturn ret = GST_FLOW_OK;
 
   if (first_frame + frames > st->emitted) {
     at::Tensor out;  // [new frames, L, D], contiguous, CPU
+    const gint64 t0 = g_get_monotonic_time();
     {
       c10::InferenceMode guard;
       at::Tensor wave = at::from_blob(st->audio.data() + (s - st->audio_start), {(int64_t)n}, at::kFloat);
       at::Tensor states = model->hidden_states(wave);  // [L, frames, D]
-      out = states.slice(1, (int64_t)(st->emitted - first_frame)).transpose(0, 1).contiguous();
+      out = states.slice(1, (int64_t)(st->emitted - first_frame), (int64_t)frames).transpose(0, 1).contiguous();
     }
+    // Streaming: the window's compute time is part of the latency we add.
+    if (!final && st->budget.add((GstClockTime)(g_get_monotonic_time() - t0) * GST_USECOND))
+      gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
     const guint64 count = (guint64)out.size(0);
     GST_LOG_OBJECT(self, "encoded %" G_GUINT64_FORMAT " samples (context %" G_GUINT64_FORMAT
                    "): frames %" G_GUINT64_FORMAT " .. %" G_GUINT64_FORMAT,
@@ -955,20 +1025,21 @@ static gboolean gst_hubert_enc_src_query_impl(GstHubertEnc* self, GstPad* pad, G
       GstClockTime min, max;
       gst_query_parse_latency(query, &live, &min, &max);
       bool streaming, is_mfcc;
-      guint window_ms;
       {
         GstAnitalkerLocked lock(&st->lock);
         streaming = st->resolved >= 0 ? st->resolved == 1 : live;
         is_mfcc = st->is_mfcc;
-        window_ms = st->window_ms;
       }
+      GST_OBJECT_LOCK(self);
+      const guint window_ms = self->window_ms + self->lookahead_ms;  // a frame waits for both
+      GST_OBJECT_UNLOCK(self);
       GstClockTime ours = 0;
       if (streaming) {
         // MFCC: frame t is final when frame t+2 is complete, 720 samples
         // after frame t starts.  HuBERT: a frame waits for its window.
         const guint64 wait = is_mfcc ? 2 * anitalker::kMfccFrameStep + anitalker::kMfccFrameLength
                                      : (guint64)window_ms * SAMPLE_RATE / 1000;
-        ours = gst_util_uint64_scale(wait, GST_SECOND, SAMPLE_RATE);
+        ours = gst_util_uint64_scale(wait, GST_SECOND, SAMPLE_RATE) + st->budget.report();
       } else if (live) {
         GST_WARNING_OBJECT(self, "offline mode on a live source: nothing comes out before EOS");
       }

@@ -127,6 +127,14 @@ Stream::Stream(std::shared_ptr<const Model> model, const StreamConfig& cfg)
   reset();
 }
 
+void Stream::set_window(int window, int context, int lookahead) {
+  if (window < 1) throw usage("the streaming window must be at least one frame");
+  if (context < 0 || lookahead < 0) throw usage("context and look-ahead cannot be negative");
+  cfg_.window = window;
+  cfg_.context = context;
+  cfg_.lookahead = lookahead;
+}
+
 void Stream::set_codes(const at::Tensor& start, const at::Tensor& direction) {
   if (start.numel() != model_->start_dim())
     throw usage("expected a start code of " + std::to_string(model_->start_dim()) + " values, not " +
@@ -182,7 +190,9 @@ Generated Stream::next(bool final) {
   const Model& m = *model_;
   const int64_t total = received_ / per_frame();
   const int64_t e = emitted_;
-  const int64_t a = std::max<int64_t>(0, e - cfg_.context);
+  // Held latents and features start at known_first_ (a context grown by
+  // set_window cannot reach further back).
+  const int64_t a = std::max<int64_t>(known_first_, e - cfg_.context);
   const int64_t b = final ? total : e + cfg_.window + cfg_.lookahead;
   const int64_t emit_end = final ? total : e + cfg_.window;
 
@@ -207,7 +217,7 @@ Generated Stream::next(bool final) {
 
   // Keep what the next window needs: the last `context` latents, their noise
   // on, and the features from the next window's first frame on.
-  const int64_t na = std::max<int64_t>(0, emitted_ - cfg_.context);
+  const int64_t na = std::max<int64_t>(known_first_, emitted_ - cfg_.context);
   known_ = at::cat({known_, out.motion.squeeze(0)}, 0);
   known_ = known_.narrow(0, na - known_first_, emitted_ - na).clone();
   known_first_ = na;

@@ -94,6 +94,11 @@ class Stream {
 
   const StreamConfig& config() const { return cfg_; }
   const Model& model() const { return *model_; }
+  // New window, context and look-ahead, from the next window on (the
+  // latency presets change while playing).  Steps and seed stay.  A context
+  // longer than what the stream still holds is cut to it.  Throws
+  // Error(Usage) as the constructor.
+  void set_window(int window, int context, int lookahead);
 
   // The portrait's codes, start (1,S) and direction (1,M); apply from the
   // next window.  Required before the first window.

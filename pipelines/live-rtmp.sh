@@ -7,7 +7,7 @@
 #   without a microphone).
 #
 #   gst-launch-1.0 pulsesrc ! audio/x-raw,rate=16000,channels=1 ! tee name=t \
-#     t. ! queue ! anitalker models-dir=models portrait=PORTRAIT mode=streaming \
+#     t. ! queue ! anitalker models-dir=models portrait=PORTRAIT mode=streaming latency=low \
 #        ! videoconvert ! x264enc tune=zerolatency key-int-max=50 ! h264parse ! queue ! mux. \
 #     t. ! queue max-size-time=10000000000 ! audioconvert ! audioresample ! avenc_aac ! aacparse ! queue ! mux. \
 #     flvmux name=mux streamable=true latency=2000000000 ! rtmp2sink location=RTMP_URL
@@ -26,7 +26,7 @@ case "$source" in
   *) src="filesrc location=\"$source\" ! decodebin ! audioconvert ! audioresample ! identity sync=true" ;;
 esac
 eval exec gst-launch-1.0 -e "$src" ! audio/x-raw,rate=16000,channels=1 ! tee name=t \
-  t. ! queue ! anitalker models-dir="\"$models\"" portrait="\"$portrait\"" mode=streaming \
+  t. ! queue ! anitalker models-dir="\"$models\"" portrait="\"$portrait\"" mode=streaming latency=low \
      ! videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency key-int-max=50 ! h264parse ! queue ! mux. \
   t. ! queue max-size-time=10000000000 max-size-buffers=0 max-size-bytes=0 ! audioconvert ! audioresample \
      ! avenc_aac ! aacparse ! queue ! mux. \

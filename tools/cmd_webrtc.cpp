@@ -22,10 +22,13 @@
 
 static const char* kUsage =
     "usage: anitalker webrtc --portrait IMG (--audio FILE | --test-source) [--models-dir DIR] [--variant V]\n"
-    "                        [--steps N] [--port 8080] [--address 127.0.0.1] [--frames N] [--timeout S]\n"
+    "                        [--steps N] [--latency low|balanced|quality] [--port 8080] [--address 127.0.0.1]\n"
+    "                        [--frames N] [--timeout S]\n"
     "\n"
     "  Serves http://ADDRESS:PORT/; open it in a browser to see and hear the portrait talk.  The chain\n"
     "  runs in streaming mode; --audio is played in real time, --test-source is a live test tone.\n"
+    "  --latency P  the bin's latency preset (default low: hops of 120 ms and 4 frames); the first video\n"
+    "               frame's delay behind its audio is printed\n"
     "  --frames N   exit 0 once the page has decoded N video frames (exit 1 after --timeout, default 120 s)\n";
 
 namespace {
@@ -81,7 +84,27 @@ struct App {
   int connections = 0;  // open HTTP connections (main loop only)
   std::string error;
   GMainLoop* loop = nullptr;
+  gint64 started_us = 0;        // when the pipeline was set to PLAYING (monotonic)
+  bool saw_page_frame = false;  // under lock
 };
+
+// The first frame out of the chain: how far behind its audio it came
+// (running time at the bin's src pad - its PTS), and when.
+GstPadProbeReturn first_frame_probe(GstPad*, GstPadProbeInfo* info, gpointer data) {
+  App* app = static_cast<App*>(data);
+  GstBuffer* b = GST_PAD_PROBE_INFO_BUFFER(info);
+  GstClock* clock = gst_element_get_clock(app->pipe);
+  if (clock && GST_BUFFER_PTS_IS_VALID(b)) {
+    const GstClockTime now = gst_clock_get_time(clock) - gst_element_get_base_time(app->pipe);
+    std::fprintf(stderr,
+                 "anitalker webrtc: first video frame out of the chain %.3f s after the start, %.3f s behind its "
+                 "audio\n",
+                 (g_get_monotonic_time() - app->started_us) / 1e6,
+                 ((double)now - (double)GST_BUFFER_PTS(b)) / GST_SECOND);
+  }
+  if (clock) gst_object_unref(clock);
+  return GST_PAD_PROBE_REMOVE;
+}
 
 void quit(App* app, int code, const std::string& error = "") {
   app->exit_code = code;
@@ -303,6 +326,11 @@ void handle_request(Conn* c) {
                                    .c_str()
                              : ("error " + err).c_str());
     g_mutex_lock(&app->lock);
+    if (frames > 0 && !app->saw_page_frame) {
+      app->saw_page_frame = true;
+      std::fprintf(stderr, "anitalker webrtc: the page had decoded video %.3f s after the start\n",
+                   (g_get_monotonic_time() - app->started_us) / 1e6);
+    }
     app->frames = std::max(app->frames, frames);
     const bool done = app->frames_wanted > 0 && app->frames >= app->frames_wanted;
     g_mutex_unlock(&app->lock);
@@ -448,7 +476,7 @@ std::string quoted(const std::string& s) {
 int cmd_webrtc(int argc, char** argv) {
   return cli::run("webrtc", [&] {
     cli::Args a(argc, argv);
-    std::string portrait, audio, models = "models", variant = "hubert_audio_only", address = "127.0.0.1";
+    std::string portrait, audio, models = "models", variant = "hubert_audio_only", address = "127.0.0.1", latency = "low";
     int port = 8080, steps = 50, timeout = 120;
     long frames = 0;
     bool test_source = false;
@@ -466,6 +494,11 @@ int cmd_webrtc(int argc, char** argv) {
       else if (s == "--port") port = static_cast<int>(a.integer(s, 1, 65535));
       else if (s == "--address") address = a.value(s);
       else if (s == "--frames") frames = static_cast<long>(a.integer(s, 1, 1 << 30));
+      else if (s == "--latency") {
+        latency = a.value(s);
+        if (latency != "low" && latency != "balanced" && latency != "quality")
+          throw cli::UsageError("--latency: low, balanced or quality, not '" + latency + "'");
+      }
       else if (s == "--timeout") timeout = static_cast<int>(a.integer(s, 1, 86400));
       else throw cli::UsageError("unknown option " + s);
     }
@@ -478,8 +511,7 @@ int cmd_webrtc(int argc, char** argv) {
                                           "audioresample ! clocksync";
     const std::string desc =
         src + " ! audio/x-raw,rate=16000,channels=1 ! tee name=t "
-        "t. ! queue ! anitalker name=talk mode=streaming features::window=1000 features::context=1000 "
-        "motion::window=10 motion::context=5 ! videoconvert ! video/x-raw,format=I420 ! "
+        "t. ! queue ! anitalker name=talk mode=streaming latency=" + latency + " ! videoconvert ! video/x-raw,format=I420 ! "
         "vp8enc deadline=1 keyframe-max-dist=25 ! rtpvp8pay ! application/x-rtp,media=video,encoding-name=VP8,payload=96 "
         "! webrtc. "
         "t. ! queue max-size-time=10000000000 max-size-buffers=0 max-size-bytes=0 ! audioconvert ! audioresample ! "
@@ -530,6 +562,13 @@ int cmd_webrtc(int argc, char** argv) {
     g_socket_service_start(service);
     std::fprintf(stderr, "anitalker webrtc: open http://%s:%d/ in a browser\n", address.c_str(), port);
 
+    if (GstElement* talk = gst_bin_get_by_name(GST_BIN(app.pipe), "talk")) {
+      GstPad* out = gst_element_get_static_pad(talk, "src");
+      gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_BUFFER, first_frame_probe, &app, nullptr);
+      gst_object_unref(out);
+      gst_object_unref(talk);
+    }
+    app.started_us = g_get_monotonic_time();
     if (gst_element_set_state(app.pipe, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) app.error = "the pipeline did not start";
     g_timeout_add_seconds(timeout, [](gpointer d) -> gboolean {
       quit(static_cast<App*>(d), 1, "timed out");

@@ -55,10 +55,10 @@ GstClockTime frame_time(guint64 t, int rate) { return gst_util_uint64_scale(t, G
 
 // A started harness around a hubertenc with `model` ("mfcc" or a folder).
 GstHarness* new_harness(const std::string& model, const char* mode = "offline", guint window = 4000,
-                        guint context = 2000, const char* caps = kF32Caps) {
+                        guint context = 2000, const char* caps = kF32Caps, guint lookahead = 0) {
   GstElement* e = gst_element_factory_make("hubertenc", nullptr);
   fail_unless(e != nullptr, "hubertenc not found (GST_PLUGIN_PATH_1_0?)");
-  g_object_set(e, "model", model.c_str(), "window", window, "context", context, nullptr);
+  g_object_set(e, "model", model.c_str(), "window", window, "context", context, "lookahead", lookahead, nullptr);
   gst_util_set_object_arg(G_OBJECT(e), "mode", mode);
   GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
   gst_object_unref(e);
@@ -318,10 +318,11 @@ GST_END_TEST;
 GST_START_TEST(test_streaming_hubert) {
   Output offline = run_clip(model_dir(), "offline", 1600);
   struct Setting {
-    guint window, context;
+    guint window, context, lookahead;
   };
-  for (Setting s : {Setting{400, 0}, Setting{1000, 0}, Setting{1000, 500}, Setting{1000, 2000}, Setting{500, 1000}}) {
-    GstHarness* h = new_harness(model_dir(), "streaming", s.window, s.context);
+  for (Setting s : {Setting{400, 0, 0}, Setting{1000, 0, 0}, Setting{1000, 500, 0}, Setting{1000, 2000, 0},
+                    Setting{500, 1000, 0}, Setting{200, 1000, 100}, Setting{100, 500, 100}}) {
+    GstHarness* h = new_harness(model_dir(), "streaming", s.window, s.context, kF32Caps, s.lookahead);
     push_f32(h, clip(), 0, kSamples, 1600);
     fail_unless(gst_harness_buffers_in_queue(h) > 0, "nothing came out before EOS");
     fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
@@ -338,19 +339,24 @@ GST_START_TEST(test_streaming_hubert) {
       int64_t hop = 1;
       for (int st : cfg.conv_stride) hop *= st;
       const int64_t window = (int64_t)s.window * 16, context = (int64_t)s.context * 16 / hop;
+      const int64_t lookahead = (int64_t)s.lookahead * 16;
       std::vector<float> want;
       int64_t emitted = 0, windows = 0;
-      auto encode = [&](int64_t avail) {
+      // With a look-ahead the region runs to the audio so far, but only the
+      // frames of its audio without the look-ahead go out (all at the end).
+      auto encode = [&](int64_t avail, bool final = true) {
         const int64_t first = std::max<int64_t>(0, emitted - context);
-        at::Tensor wave = at::from_blob(const_cast<float*>(clip()) + first * hop, {avail - first * hop}, at::kFloat);
-        at::Tensor states = model->hidden_states(wave).slice(1, emitted - first).transpose(0, 1).contiguous();
+        const int64_t n = avail - first * hop;
+        const int64_t frames = anitalker::hubert::frame_count(cfg, final ? n : n - lookahead);
+        at::Tensor wave = at::from_blob(const_cast<float*>(clip()) + first * hop, {n}, at::kFloat);
+        at::Tensor states = model->hidden_states(wave).slice(1, emitted - first, frames).transpose(0, 1).contiguous();
         want.insert(want.end(), states.data_ptr<float>(), states.data_ptr<float>() + states.numel());
         emitted += states.size(0);
         windows++;
       };
       for (int64_t avail = 1600;; avail += 1600) {
         avail = std::min<int64_t>(avail, kSamples);
-        if (avail >= hop * emitted + window) encode(avail);
+        if (avail >= hop * emitted + window + lookahead) encode(avail, false);
         if (avail == kSamples) break;
       }
       if (hop * emitted < kSamples && anitalker::hubert::frame_count(cfg, kSamples - std::max<int64_t>(0, emitted - context) * hop) >
@@ -361,8 +367,8 @@ GST_START_TEST(test_streaming_hubert) {
       fail_unless_equals_int(want.size(), out.values.size());
       for (size_t i = 0; i < want.size(); i++)
         fail_unless(std::fabs(out.values[i] - want[i]) <= 1e-4 + 1e-4 * std::fabs(want[i]),
-                    "window %u context %u: frame %zu value %zu: %g, want %g (%lld regions)", s.window, s.context,
-                    i / per, i % per, out.values[i], want[i], (long long)windows);
+                    "window %u context %u look-ahead %u: frame %zu value %zu: %g, want %g (%lld regions)", s.window,
+                    s.context, s.lookahead, i / per, i % per, out.values[i], want[i], (long long)windows);
     }
     // How far streaming is from offline is measured, not bounded (spec
     // 1.10); with the fixture's random weights the numbers say nothing about
@@ -373,8 +379,9 @@ GST_START_TEST(test_streaming_hubert) {
       sum += std::fabs((double)out.values[i] - offline.values[i]);
       peak = std::max(peak, std::fabs((double)offline.values[i]));
     }
-    g_print("streaming HuBERT window %u ms, context %u ms: max abs diff from offline %g, mean %g (max |offline| %g)\n",
-            s.window, s.context, d, sum / out.values.size(), peak);
+    g_print("streaming HuBERT window %u ms, context %u ms, look-ahead %u ms: max abs diff from offline %g, mean %g "
+            "(max |offline| %g)\n",
+            s.window, s.context, s.lookahead, d, sum / out.values.size(), peak);
     gst_harness_teardown(h);
   }
   // A window longer than the clip: one run at EOS over the whole clip.
@@ -383,6 +390,55 @@ GST_START_TEST(test_streaming_hubert) {
   check_timestamps(whole, 50);
   fail_unless(max_abs_diff(whole, offline) <= 1e-4);
   check_hubert_reference(whole);
+}
+GST_END_TEST;
+
+// The latency presets change window and look-ahead while playing: from the
+// next window on, with every frame once and no gap in the timestamps; the
+// reported latency follows.  A look-ahead longer than the window is refused
+// at set time, naming the property and the range, and fails the next start.
+GST_START_TEST(test_window_changes_while_playing) {
+  GstHarness* h = new_harness(model_dir(), "streaming", 1000, 1000);
+  push_f32(h, clip(), 0, 16000, 1600);
+  g_object_set(h->element, "window", 200, "lookahead", 100, nullptr);
+  GstQuery* q = gst_query_new_latency();
+  fail_unless(gst_pad_peer_query(h->sinkpad, q));
+  GstClockTime min = 0;
+  gst_query_parse_latency(q, nullptr, &min, nullptr);
+  gst_query_unref(q);
+  // window + look-ahead, plus the compute budget of the windows so far
+  // (the longest one, + 25 %: a few ms with the fixture).
+  fail_unless(min >= 300 * GST_MSECOND && min < 500 * GST_MSECOND, "latency %" GST_TIME_FORMAT, GST_TIME_ARGS(min));
+  push_f32(h, clip(), 16000, kSamples, 1600);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h, kStates * kHidden, 50);
+  fail_unless_equals_int(out.frames(), kHubertFrames);
+  check_timestamps(out, 50);
+  gst_harness_teardown(h);
+
+  GstElement* e = gst_element_factory_make("hubertenc", nullptr);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+  g_object_set(e, "window", 200, "lookahead", 300, nullptr);
+  guint la = 0;
+  g_object_get(e, "lookahead", &la, nullptr);
+  fail_unless_equals_int(la, 0);  // refused: the value in force stays
+  GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+  fail_unless(m != nullptr);
+  GError* err = nullptr;
+  gchar* dbg = nullptr;
+  gst_message_parse_error(m, &err, &dbg);
+  fail_unless(g_strrstr(err->message, "lookahead") != nullptr, "%s", err->message);
+  fail_unless(g_strrstr(dbg, "0 to the window (200 ms)") != nullptr, "%s", dbg);
+  g_error_free(err);
+  g_free(dbg);
+  gst_message_unref(m);
+  g_object_set(e, "model", "mfcc", nullptr);
+  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_element_set_bus(e, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(e);
 }
 GST_END_TEST;
 
@@ -779,6 +835,7 @@ static Suite* hubertenc_suite() {
   tc = tcase_create("streaming");
   tcase_add_test(tc, test_streaming_mfcc_exact);
   tcase_add_test(tc, test_streaming_hubert);
+  tcase_add_test(tc, test_window_changes_while_playing);
   tcase_add_test(tc, test_auto_is_streaming_when_live);
   tcase_add_test(tc, test_latency);
   suite_add_tcase(s, tc);

@@ -56,12 +56,11 @@ start=$(date +%s.%N)
 # last windows are computed after the audio's EOS).  A live sink delays
 # everything by the pipeline's latency, so the first frame arrives after
 # about that long.
-# 8 s of live audio; HuBERT windows of 1 s (1 s of context), motion windows
-# of 10 frames (400 ms, 5 of context).
+# 8 s of live audio at the low latency preset (hops of 120 ms and 4 frames).
 gst-launch-1.0 -q -e audiotestsrc is-live=true wave=pink-noise volume=0.3 num-buffers=80 samplesperbuffer=1600 \
   ! audio/x-raw,rate=16000,channels=1 ! tee name=t \
   t. ! queue ! anitalker models-dir="$data/chain" portrait="$data/renderer/monalisa.jpg" mode=streaming steps=10 \
-       features::window=1000 features::context=1000 motion::window=10 motion::context=5 \
+       latency=low \
      ! videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency key-int-max=25 ! h264parse ! queue ! mux. \
   t. ! queue max-size-time=10000000000 max-size-buffers=0 max-size-bytes=0 ! audioconvert ! audioresample \
      ! avenc_aac ! aacparse ! queue ! mux. \

@@ -22,7 +22,7 @@ trap cleanup EXIT INT TERM
 port=$((20000 + ($$ + 7) % 20000))
 
 "$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --steps 10 \
-  --port "$port" --frames 50 --timeout 120 >"$work/server.log" 2>&1 &
+  --latency low --port "$port" --frames 50 --timeout 120 >"$work/server.log" 2>&1 &
 server=$!
 for i in $(seq 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
@@ -41,4 +41,7 @@ server=
 cat "$work/server.log"
 [ $status -eq 0 ] || { echo "the page did not decode 50 frames (exit $status)"; tail -20 "$work/browser.log"; exit 1; }
 grep -q "answer received" "$work/server.log"
+# The first frame's delay at the low preset, as the server saw it.
+grep "first video frame out of the chain" "$work/server.log" || { echo "no first-frame time reported"; exit 1; }
+grep "the page had decoded video" "$work/server.log" || true
 echo ok

@@ -30,6 +30,9 @@ constexpr double kSeamRatioLimit = 1.5;
 // none) and 0.0021 (the element's defaults, window 50 + context 10).
 constexpr double kHeldDistance = 0.0055;
 constexpr double kDefaultDistance = 0.003;
+// The same with the "low" latency preset's 5-frame windows (10 context, 2
+// look-ahead) for part of the stream: 0.0058 measured.
+constexpr double kLowMixedDistance = 0.0075;
 
 struct Case {
   Variant v;
@@ -277,6 +280,41 @@ TEST(MotionStream, SixtySecondsBoundedAndSmooth) {
               defaults.window, defaults.context, d.seam_ratio, (d.motion - offline).abs().mean().item<double>());
   EXPECT_LE(d.seam_ratio, kSeamRatioLimit);
   EXPECT_LE((d.motion - offline).abs().mean().item<double>(), kDefaultDistance);
+}
+
+// The latency presets change window, context and look-ahead while playing:
+// from the next window on, every frame still comes out once, the timing
+// (the frame count) has no gap, and the motion stays as close to offline as
+// the element's defaults keep it.  A context grown past what is held is cut.
+TEST(MotionStream, WindowChangesBetweenWindows) {
+  auto m = model(Variant::HubertAudioOnly);
+  const at::Tensor feats = synthetic_features(600, m->hubert_layers(), m->audio_dim());  // 300 motion frames
+  StreamConfig cfg;
+  cfg.steps = 10;
+  Stream s(m, cfg);
+  s.set_codes(in("start"), in("direction"));
+  const int64_t per = m->hubert_layers() * m->audio_dim();
+  std::vector<at::Tensor> out;
+  int64_t i = 0;
+  for (; i < 600; i += 10) {
+    s.push(feats.data_ptr<float>() + i * per, 10);
+    while (s.ready(false)) out.push_back(s.next(false).motion.squeeze(0));
+    if (s.emitted() >= 100 && s.config().window == 50) s.set_window(5, 10, 2);     // to "low"
+    if (s.emitted() >= 200 && s.config().window == 5) s.set_window(25, 40, 0);     // a larger context
+  }
+  while (s.ready(true)) out.push_back(s.next(true).motion.squeeze(0));
+  const at::Tensor got = at::cat(out, 0);
+  ASSERT_EQ(got.size(0), 300);
+  EXPECT_EQ(s.config().window, 25);
+  const at::Tensor offline = anitalker::motion::generate(*m, in("start"), in("direction"),
+                                                         anitalker::motion::audio_input(*m, feats), Controls(),
+                                                         anitalker::motion::stream_noise(0, 300, m->motion_dim()), 10)
+                                 .motion.squeeze(0);
+  const double dist = (got - offline).abs().mean().item<double>();
+  std::printf("window 50 -> 5 (+2 look-ahead) -> 25 (context 40): mean abs distance from offline %.4f\n", dist);
+  EXPECT_LE(dist, kLowMixedDistance);
+  EXPECT_THROW(s.set_window(0, 10, 0), anitalker::Error);
+  EXPECT_THROW(s.set_window(5, -1, 0), anitalker::Error);
 }
 
 // The held context frames come out of the sampler exactly as given.

@@ -1,0 +1,250 @@
+// anitalker bench latency: the live chain against the real clock, per
+// latency preset of the `anitalker` bin.  A live audio source (pink noise,
+// 20 ms buffers, timestamped by the pipeline clock as a microphone is) feeds
+// the bin in streaming mode; a synchronised sink takes the video.  At the
+// bin's src pad each frame's arrival (running time) is compared with its
+// PTS: the first frame's delay is the time from the first audio sample in to
+// the first video frame out; the others give the steady-state delay.  A
+// frame is late when it arrives after PTS + the latency the pipeline
+// configured (what the elements reported): a synchronised sink would drop
+// or stall on it.
+#include <gst/gst.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench_models.h"
+#include "cli.h"
+#include "error.h"
+
+namespace {
+
+struct Frames {
+  std::mutex lock;
+  GstElement* pipe = nullptr;
+  std::vector<GstClockTime> pts;
+  std::vector<double> delay;  // seconds: arrival running time - PTS
+};
+
+GstPadProbeReturn frame_probe(GstPad*, GstPadProbeInfo* info, gpointer data) {
+  Frames* f = static_cast<Frames*>(data);
+  GstBuffer* b = GST_PAD_PROBE_INFO_BUFFER(info);
+  GstClock* clock = gst_element_get_clock(f->pipe);
+  if (clock == nullptr || !GST_BUFFER_PTS_IS_VALID(b)) {
+    if (clock) gst_object_unref(clock);
+    return GST_PAD_PROBE_OK;
+  }
+  const GstClockTime now = gst_clock_get_time(clock) - gst_element_get_base_time(f->pipe);
+  gst_object_unref(clock);
+  std::lock_guard<std::mutex> g(f->lock);
+  f->pts.push_back(GST_BUFFER_PTS(b));
+  f->delay.push_back(((double)now - (double)GST_BUFFER_PTS(b)) / GST_SECOND);
+  return GST_PAD_PROBE_OK;
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, (size_t)std::ceil(p * v.size()) - (p > 0 ? 1 : 0));
+  return v[i];
+}
+
+struct Result {
+  std::string preset;
+  long long frames = 0, expected = 0, late = 0;
+  bool monotonic = true;
+  double reported = 0, first = 0, p50 = 0, p95 = 0, max = 0;
+};
+
+Result run_preset(const std::string& preset, long long seconds, const std::string& models, const std::string& portrait,
+                  const std::string& variant, int steps, const std::string& device, const std::string& stage1) {
+  // 20 ms buffers of 16 kHz audio from a live source.
+  const long long buffers = seconds * 50;
+  const std::string desc =
+      "audiotestsrc name=src is-live=true wave=pink-noise volume=0.3 samplesperbuffer=320 num-buffers=" +
+      std::to_string(buffers) +
+      " ! audio/x-raw,rate=16000,channels=1,format=F32LE ! anitalker name=talk mode=streaming"
+      " ! fakesink name=sink sync=true";
+  GError* err = nullptr;
+  GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
+  if (!pipe || err) {
+    const std::string m = err ? err->message : "?";
+    if (err) g_error_free(err);
+    throw anitalker::Error(anitalker::Error::Kind::Runtime, "cannot build the pipeline: " + m);
+  }
+  GstElement* talk = gst_bin_get_by_name(GST_BIN(pipe), "talk");
+  GValue v = G_VALUE_INIT;
+  GParamSpec* spec = g_object_class_find_property(G_OBJECT_GET_CLASS(talk), "latency");
+  g_value_init(&v, spec->value_type);
+  if (!gst_value_deserialize(&v, preset.c_str())) {
+    gst_object_unref(talk);
+    gst_object_unref(pipe);
+    throw cli::UsageError("--preset: quality, balanced or low, not '" + preset + "'");
+  }
+  g_object_set_property(G_OBJECT(talk), "latency", &v);
+  g_value_unset(&v);
+  gst_util_set_object_arg(G_OBJECT(talk), "variant", variant.c_str());
+  g_object_set(talk, "models-dir", models.c_str(), "portrait", portrait.c_str(), "steps", (guint)steps, "device",
+               device.c_str(), nullptr);
+  if (!stage1.empty()) g_object_set(talk, "stage1", stage1.c_str(), nullptr);
+  Frames f;
+  f.pipe = pipe;
+  GstPad* out = gst_element_get_static_pad(talk, "src");
+  gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_BUFFER, frame_probe, &f, nullptr);
+  gst_object_unref(out);
+  gst_object_unref(talk);
+
+  gst_element_set_state(pipe, GST_STATE_PLAYING);
+  // The latency the pipeline configures from the elements' reports (the
+  // sinks wait for PTS + this).
+  double reported = -1;
+  if (gst_element_get_state(pipe, nullptr, nullptr, 30 * GST_SECOND) == GST_STATE_CHANGE_SUCCESS) {
+    GstQuery* q = gst_query_new_latency();
+    if (gst_element_query(pipe, q)) {
+      GstClockTime min = 0;
+      gst_query_parse_latency(q, nullptr, &min, nullptr);
+      reported = (double)min / GST_SECOND;
+    }
+    gst_query_unref(q);
+  }
+  GstBus* bus = gst_element_get_bus(pipe);
+  GstMessage* msg =
+      gst_bus_timed_pop_filtered(bus, GST_CLOCK_TIME_NONE, (GstMessageType)(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  std::string error;
+  if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
+    GError* e = nullptr;
+    gchar* dbg = nullptr;
+    gst_message_parse_error(msg, &e, &dbg);
+    error = std::string(e ? e->message : "?") + (dbg ? std::string(" (") + dbg + ")" : "");
+    if (e) g_error_free(e);
+    g_free(dbg);
+  }
+  gst_message_unref(msg);
+  gst_object_unref(bus);
+  // Again at the end: the elements add their windows' compute time as it is
+  // measured (a LATENCY message each time it grows), and the sinks follow.
+  {
+    GstQuery* q = gst_query_new_latency();
+    if (gst_element_query(pipe, q)) {
+      GstClockTime min = 0;
+      gst_query_parse_latency(q, nullptr, &min, nullptr);
+      reported = std::max(reported, (double)min / GST_SECOND);
+    }
+    gst_query_unref(q);
+  }
+  Result r;
+  r.preset = preset;
+  r.reported = reported;
+  gst_element_set_state(pipe, GST_STATE_NULL);
+  gst_object_unref(pipe);
+  if (!error.empty()) throw anitalker::Error(anitalker::Error::Kind::Runtime, preset + ": " + error);
+
+  // HuBERT frames of N samples: floor((N - 400) / 320) + 1, plus the demo's
+  // padding frame; video frames: half of that, rounded down (MFCC: a quarter
+  // of its 100 Hz frames).
+  const long long samples = buffers * 320;
+  const long long hubert = (samples - 400) / 320 + 1 + 1;
+  r.expected = variant.rfind("hubert", 0) == 0 ? hubert / 2 : ((samples - 400) / 160 + 1) / 4;
+  r.frames = (long long)f.pts.size();
+  for (size_t i = 1; i < f.pts.size(); i++)
+    if (f.pts[i] <= f.pts[i - 1]) r.monotonic = false;
+  if (!f.delay.empty()) {
+    r.first = f.delay.front();
+    // The last window is pushed at EOS, when the source has stopped: it
+    // says nothing of the live delay.  Steady state: after the first frame,
+    // up to the last second.
+    std::vector<double> steady;
+    const GstClockTime end = f.pts.back() > GST_SECOND ? f.pts.back() - GST_SECOND : 0;
+    for (size_t i = 1; i < f.delay.size(); i++)
+      if (f.pts[i] <= end) steady.push_back(f.delay[i]);
+    r.p50 = percentile(steady, 0.5);
+    r.p95 = percentile(steady, 0.95);
+    r.max = steady.empty() ? r.first : *std::max_element(steady.begin(), steady.end());
+    r.max = std::max(r.max, r.first);
+    for (size_t i = 0; i < f.delay.size(); i++)
+      if (f.pts[i] <= end && f.delay[i] > r.reported) r.late++;
+  }
+  return r;
+}
+
+}  // namespace
+
+int bench_latency(int argc, char** argv) {
+  return cli::run("bench latency", [&] {
+    cli::Args a(argc, argv);
+    std::string models = "tests/data/chain", portrait = "tests/data/renderer/monalisa.jpg",
+                variant = "hubert_audio_only", presets = "low,balanced,quality", device = "cpu";
+    long long seconds = 10;
+    int steps = 10;
+    bool check = false, stand_in = false;
+    while (!a.done()) {
+      const std::string s = a.next();
+      if (s == "--help" || s == "-h") {
+        std::puts(
+            "usage: anitalker bench latency [--preset low,balanced,quality] [--seconds 10] [--models-dir DIR]\n"
+            "                               [--portrait IMG] [--variant V] [--steps 10] [--device D] [--check]\n"
+            "  runs the anitalker bin live (a live audio source, the pipeline clock, a synchronised sink) for\n"
+            "  SECONDS per latency preset and reports: the first frame's delay (first audio in -> first video\n"
+            "  frame out), the steady-state delay of the other frames (arrival - PTS: p50, p95, max), frames\n"
+            "  later than the latency the pipeline configured from the elements' reports, and the frame count.\n"
+            "  Defaults use the tiny chain models of tests/data/chain (run from the source folder).  --check\n"
+            "  exits 1 on a wrong frame count, timestamps that do not increase, a late frame, or a measured\n"
+            "  maximum delay more than 20% below the reported latency.  --stand-in-renderer replaces stage1.ckpt\n"
+            "  by a 64x64 renderer with the released code widths (random weights): hubertenc and anitalkermotion\n"
+            "  at full size on a CPU, without the renderer's cost (which is the GPU's on a real deployment).");
+        return 0;
+      } else if (s == "--preset") presets = a.value(s);
+      else if (s == "--seconds") seconds = a.integer(s, 2, 3600);
+      else if (s == "--models-dir") models = a.value(s);
+      else if (s == "--portrait") portrait = a.value(s);
+      else if (s == "--variant") variant = a.value(s);
+      else if (s == "--steps") steps = static_cast<int>(a.integer(s, 1, 1000));
+      else if (s == "--device") device = a.value(s);
+      else if (s == "--check") check = true;
+      else if (s == "--stand-in-renderer") stand_in = true;
+      else throw cli::UsageError("unknown option " + s);
+    }
+    gst_init(nullptr, nullptr);
+    std::string stage1;
+    if (stand_in) {
+      stage1 = bench::temp_path("stand-in-stage1") + ".ckpt";
+      bench::Stage1Shape shape;
+      shape.size = 64;
+      shape.channels = [](int64_t res) -> int64_t { return res >= 64 ? 16 : 32; };
+      bench::write_stage1(stage1, shape);
+    }
+    std::vector<Result> results;
+    std::stringstream list(presets);
+    try {
+      for (std::string p; std::getline(list, p, ',');)
+        results.push_back(run_preset(p, seconds, models, portrait, variant, steps, device, stage1));
+    } catch (...) {
+      if (!stage1.empty()) std::remove(stage1.c_str());
+      throw;
+    }
+    if (!stage1.empty()) std::remove(stage1.c_str());
+
+    std::printf("latency: %s%s, %s, %d steps, %lld s of live audio per preset, device %s\n", models.c_str(),
+                stand_in ? " (stand-in 64x64 renderer)" : "", variant.c_str(), steps, seconds, device.c_str());
+    std::printf("%-9s %9s %9s %9s %9s %9s %9s %6s %9s\n", "preset", "reported", "first", "p50", "p95", "max",
+                "max/rep", "late", "frames");
+    bool ok = true;
+    for (const Result& r : results) {
+      std::printf("%-9s %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %9.2f %6lld %4lld/%lld%s\n", r.preset.c_str(), r.reported,
+                  r.first, r.p50, r.p95, r.max, r.reported > 0 ? r.max / r.reported : 0.0, r.late, r.frames,
+                  r.expected, r.monotonic ? "" : " (timestamps not increasing)");
+      if (r.frames != r.expected || !r.monotonic || r.late > 0 || r.reported <= 0 || r.max < 0.8 * r.reported)
+        ok = false;
+    }
+    if (check && !ok) {
+      std::fprintf(stderr, "anitalker bench latency: FAILED (a frame count, timestamps or late frames)\n");
+      return 1;
+    }
+    return 0;
+  });
+}
