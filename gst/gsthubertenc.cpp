@@ -89,6 +89,7 @@
 #include "device.h"
 #include "error.h"
 #include "gstanitalkercaps.h"
+#include "feature_stream.h"
 #include "gstanitalkercommon.h"
 #include "hubert.h"
 #include "mfcc.h"
@@ -174,27 +175,20 @@ struct EncState {
   GstClockTime t0 = GST_CLOCK_TIME_NONE;      // PTS of frame 0; unset until the first buffer
   bool discont = true;                        // flag the next output buffer DISCONT
   guint64 received = 0;                       // samples since the stream (re)started
-  guint64 audio_start = 0;                    // stream sample index of audio[0]
-  std::vector<float> audio;                   // samples not needed any more are dropped
   guint64 emitted = 0;                        // frames pushed since the stream (re)started
-  std::vector<float> last_frame;              // HuBERT: the last frame pushed (for the padding frame)
+  // The windowing and the maths (lib/feature_stream.h): from start on.
+  std::unique_ptr<anitalker::features::Stream> stream;
 
   void reset_stream() {
     t0 = GST_CLOCK_TIME_NONE;
     discont = true;
     received = 0;
-    audio_start = 0;
-    audio.clear();
     emitted = 0;
-    last_frame.clear();
+    if (stream) stream->reset();
   }
 };
 
 
-// MFCC: each frame needs the sample before it (pre-emphasis) and its deltas
-// the two frames on either side; a region recomputed from this many frames
-// before the next frame to emit reproduces it exactly (see process_mfcc).
-constexpr guint64 kMfccMargin = 3;
 
 }  // namespace
 
@@ -568,6 +562,10 @@ static gboolean gst_hubert_enc_start(GstHubertEnc* self) {
   st->have_caps = false;
   st->segment_start = 0;
   st->budget.reset();
+  anitalker::features::StreamConfig fcfg;
+  fcfg.window_ms = (int)window_ms;
+  fcfg.context_ms = (int)context_ms;
+  st->stream = std::make_unique<anitalker::features::Stream>(st->model, fcfg);
   st->reset_stream();
   return TRUE;
 }
@@ -695,132 +693,42 @@ static GstFlowReturn gst_hubert_enc_push_frames(GstHubertEnc* self, const float*
   return GST_FLOW_OK;
 }
 
-// Drops the audio before stream sample `keep_from`.
-static void gst_hubert_enc_trim(EncState* st, guint64 keep_from) {
-  if (keep_from <= st->audio_start) return;
-  const guint64 drop = std::min<guint64>(keep_from - st->audio_start, st->audio.size());
-  st->audio.erase(st->audio.begin(), st->audio.begin() + drop);
-  st->audio_start += drop;
-}
-
-// MFCC.  Frame t covers samples [160 t, 160 t + 400) after pre-emphasis,
-// which reads the sample before; its deltas read frames t-2 .. t+2 with edge
-// padding at the true ends (spec 2).  So a frame is final once frame t+2 is
-// complete, and mfcc() over a region that starts kMfccMargin frames before
-// the first frame wanted gives that frame exactly as over the whole clip:
-// the region's first frame (whose pre-emphasis lacks the sample before) and
-// its edge-padded deltas stay in the margin.  `final`: the stream ends here,
-// so every frame goes out (with the reference's padding at the end).
-static GstFlowReturn gst_hubert_enc_process_mfcc(GstHubertEnc* self, bool final) {
+// The frames that are due (lib/feature_stream.h: MFCC exact, HuBERT in
+// windows; `final`: all the rest, and HuBERT's padding frame), pushed.
+static GstFlowReturn gst_hubert_enc_encode(GstHubertEnc* self, bool final) {
   EncState* st = self->state;
-  const guint64 L = anitalker::kMfccFrameLength, S = anitalker::kMfccFrameStep;
-  const guint64 avail = st->received;
-  const guint64 complete = avail >= L ? (avail - L) / S + 1 : 0;  // frames without zero padding
-  if (!final && complete < st->emitted + 3) return GST_FLOW_OK;    // frame `emitted` not final yet
-  if (avail == 0) return GST_FLOW_OK;
-
-  const guint64 first_frame = st->emitted > kMfccMargin ? st->emitted - kMfccMargin : 0;
-  const guint64 s = first_frame * S;
-  g_assert(s >= st->audio_start && avail > s);
-  anitalker::Mfcc m = anitalker::mfcc(st->audio.data() + (s - st->audio_start), (size_t)(avail - s));
-  const guint64 end = final ? first_frame + m.frames : complete - 2;
-  if (end <= st->emitted) return GST_FLOW_OK;
-  const std::vector<double> all = m.stacked39();
-  const size_t C = anitalker::kMfccChannels;
-  std::vector<float> out((size_t)(end - st->emitted) * C);
-  const double* from = all.data() + (size_t)(st->emitted - first_frame) * C;
-  for (size_t i = 0; i < out.size(); i++) out[i] = (float)from[i];
-
-  GstFlowReturn ret = gst_hubert_enc_push_frames(self, out.data(), end - st->emitted, C, 100);
-  // Keep what the next region needs (the frames are counted pushed even when
-  // the push failed: the stream is over then).
-  const guint64 keep = st->emitted > kMfccMargin ? st->emitted - kMfccMargin : 0;
-  gst_hubert_enc_trim(st, keep * S);
-  return ret;
-}
-
-// HuBERT.  The conv encoder maps frame t to samples [hop t, hop t + rf), so
-// a region that starts at a multiple of hop yields the frames from
-// start / hop on.  Not final: runs only when `window` ms of audio after the
-// last frame pushed have arrived (streaming).  Final: encodes the rest, then
-// pushes the padding frame.  Offline the region is the whole utterance.
-static GstFlowReturn gst_hubert_enc_process_hubert(GstHubertEnc* self, bool final) {
-  EncState* st = self->state;
-  std::shared_ptr<const hubert::Model> model;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    model = st->model;
-  }
-  // The window settings as now set: they may change while playing.
-  GST_OBJECT_LOCK(self);
-  const guint window_ms = self->window_ms, context_ms = self->context_ms, lookahead_ms = self->lookahead_ms;
-  GST_OBJECT_UNLOCK(self);
-  if (!model) {
+  anitalker::features::Stream* stream = st->stream.get();
+  if (stream == nullptr) {
     GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("No model to encode with."), (nullptr));
     return GST_FLOW_ERROR;
   }
-  const hubert::Config& cfg = model->config();
-  guint64 hop = 1;
-  for (int s : cfg.conv_stride) hop *= (guint64)s;
-  const guint64 rf = (guint64)hubert::receptive_field(cfg);
-  const guint64 avail = st->received;
-  const guint64 window = (guint64)window_ms * SAMPLE_RATE / 1000;
-  const guint64 lookahead = (guint64)lookahead_ms * SAMPLE_RATE / 1000;
-  const guint64 context_frames = (guint64)context_ms * SAMPLE_RATE / 1000 / hop;
-  if (!final && avail < hop * st->emitted + window + lookahead) return GST_FLOW_OK;
+  // The window settings as now set: they may change while playing (checked
+  // at set time).
+  GST_OBJECT_LOCK(self);
+  const int window_ms = (int)self->window_ms, context_ms = (int)self->context_ms,
+            lookahead_ms = (int)self->lookahead_ms;
+  GST_OBJECT_UNLOCK(self);
+  stream->set_window(window_ms, context_ms, lookahead_ms);
 
-  // The held audio starts at audio_start: a context grown while playing
-  // cannot reach further back.
-  guint64 first_frame = st->emitted > context_frames ? st->emitted - context_frames : 0;
-  first_frame = std::max<guint64>(first_frame, (st->audio_start + hop - 1) / hop);
-  const guint64 s = first_frame * hop;
-  g_assert(s >= st->audio_start);
-  const guint64 n = avail > s ? avail - s : 0;
-  // Frames that go out: those of the region without the look-ahead's audio
-  // (all of them at the end); the look-ahead's are encoded again next time.
-  const guint64 emit_n = final || n < lookahead ? n : n - lookahead;
-  const guint64 frames = (guint64)hubert::frame_count(cfg, (int64_t)emit_n);
-  const int L = model->num_states(), D = model->hidden();
-  const size_t frame_floats = (size_t)L * D;
-  GstFlowReturn ret = GST_FLOW_OK;
-
-  if (first_frame + frames > st->emitted) {
-    at::Tensor out;  // [new frames, L, D], contiguous, CPU
-    const gint64 t0 = g_get_monotonic_time();
-    {
-      c10::InferenceMode guard;
-      at::Tensor wave = at::from_blob(st->audio.data() + (s - st->audio_start), {(int64_t)n}, at::kFloat);
-      at::Tensor states = model->hidden_states(wave);  // [L, frames, D]
-      out = states.slice(1, (int64_t)(st->emitted - first_frame), (int64_t)frames).transpose(0, 1).contiguous();
-    }
-    // Streaming: the window's compute time is part of the latency we add.
-    if (!final && st->budget.add((GstClockTime)(g_get_monotonic_time() - t0) * GST_USECOND))
-      gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
-    const guint64 count = (guint64)out.size(0);
-    GST_LOG_OBJECT(self, "encoded %" G_GUINT64_FORMAT " samples (context %" G_GUINT64_FORMAT
-                   "): frames %" G_GUINT64_FORMAT " .. %" G_GUINT64_FORMAT,
-                   n, hop * (st->emitted - first_frame), st->emitted, st->emitted + count - 1);
-    const float* data = out.data_ptr<float>();
-    st->last_frame.assign(data + (count - 1) * frame_floats, data + count * frame_floats);
-    ret = gst_hubert_enc_push_frames(self, data, count, frame_floats, 50);
+  const gint64 t0 = g_get_monotonic_time();
+  anitalker::features::Frames f = stream->next(final);
+  // Streaming: a window's compute time is part of the latency we add.
+  if (!final && f.count > 0 && st->budget.add((GstClockTime)(g_get_monotonic_time() - t0) * GST_USECOND))
+    gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
+  if (f.count > 0)
+    GST_LOG_OBJECT(self, "frames %" G_GUINT64_FORMAT " .. %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " samples",
+                   st->emitted, st->emitted + f.count - 1, st->received);
+  const GstFlowReturn ret =
+      f.count > 0 ? gst_hubert_enc_push_frames(self, f.data.data(), (guint64)f.count, (size_t)stream->frame_floats(),
+                                               stream->rate())
+                  : GST_FLOW_OK;
+  if (final && stream->too_short()) {
+    GST_ELEMENT_WARNING(self, STREAM, FAILED,
+                        ("%" G_GUINT64_FORMAT " samples of audio are too short for one HuBERT frame; no features.",
+                         st->received),
+                        (nullptr));
   }
-  const guint64 keep = st->emitted > context_frames ? st->emitted - context_frames : 0;
-  gst_hubert_enc_trim(st, keep * hop);
-  if (ret != GST_FLOW_OK || !final) return ret;
-
-  if (st->emitted == 0) {
-    if (avail > 0) {
-      GST_ELEMENT_WARNING(self, STREAM, FAILED,
-                          ("%" G_GUINT64_FORMAT " samples of audio are too short for one HuBERT frame "
-                           "(%" G_GUINT64_FORMAT " are needed); no features.",
-                           avail, rf),
-                          (nullptr));
-    }
-    return GST_FLOW_OK;
-  }
-  // The demo's padding frame (spec 1.7): the last frame again, in the next slot.
-  const std::vector<float> pad = st->last_frame;
-  return gst_hubert_enc_push_frames(self, pad.data(), 1, frame_floats, 50);
+  return ret;
 }
 
 // Encodes what is due; `final` at the end of a stream (EOS, or a discont in
@@ -842,7 +750,8 @@ static GstFlowReturn gst_hubert_enc_process(GstHubertEnc* self, bool final) {
   anitalker::set_num_threads(threads);
 
   try {
-    return is_mfcc ? gst_hubert_enc_process_mfcc(self, final) : gst_hubert_enc_process_hubert(self, final);
+    (void)is_mfcc;
+    return gst_hubert_enc_encode(self, final);
   } catch (...) {
     GST_ANITALKER_POST_CURRENT_EXCEPTION(
         self, gst_anitalker_printf("Encoding %" G_GUINT64_FORMAT " samples of audio failed.", st->received), false);
@@ -887,11 +796,9 @@ static GstFlowReturn gst_hubert_enc_chain_impl(GstHubertEnc* self, GstBuffer* bu
 
   const gsize count = size / bps;
   if (count == 0) return GST_FLOW_OK;  // an empty buffer adds nothing (its DISCONT is handled above)
-  const size_t old = st->audio.size();
-  st->audio.resize(old + count);
+  std::vector<float> samples(count);
   GstMapInfo map;
   if (!gst_buffer_map(buffer, &map, GST_MAP_READ)) {
-    st->audio.resize(old);
     GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not map an audio buffer."), (nullptr));
     return GST_FLOW_ERROR;
   }
@@ -899,29 +806,33 @@ static GstFlowReturn gst_hubert_enc_chain_impl(GstHubertEnc* self, GstBuffer* bu
     const guint8* p = map.data;
     for (gsize i = 0; i < count; i++) {
       const gint16 v = (gint16)GST_READ_UINT16_LE(p + 2 * i);
-      st->audio[old + i] = (float)v / 32768.0f;
+      samples[i] = (float)v / 32768.0f;
     }
   } else {
-    memcpy(st->audio.data() + old, map.data, count * sizeof(float));
+    memcpy(samples.data(), map.data, count * sizeof(float));
 #if G_BYTE_ORDER == G_BIG_ENDIAN
     for (gsize i = 0; i < count; i++) {
       guint32 u;
-      memcpy(&u, &st->audio[old + i], 4);
+      memcpy(&u, &samples[i], 4);
       u = GUINT32_SWAP_LE_BE(u);
-      memcpy(&st->audio[old + i], &u, 4);
+      memcpy(&samples[i], &u, 4);
     }
 #endif
   }
   gst_buffer_unmap(buffer, &map);
-  const gssize bad = gst_anitalker_first_non_finite(st->audio.data() + old, count);
+  const gssize bad = gst_anitalker_first_non_finite(samples.data(), count);
   if (bad >= 0) {
     const guint64 at = st->received + (guint64)bad;
-    st->audio.resize(old);
     GST_ELEMENT_ERROR(self, STREAM, FORMAT,
                       ("Audio sample %" G_GUINT64_FORMAT " (at %.3f s) is NaN or inf.", at, (double)at / SAMPLE_RATE),
                       ("audio samples must be finite numbers"));
     return GST_FLOW_ERROR;
   }
+  if (!st->stream) {
+    GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("No model to encode with."), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  st->stream->push(samples.data(), (int64_t)count);
   st->received += count;
 
   guint limit_s;

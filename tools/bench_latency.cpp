@@ -18,9 +18,18 @@
 #include <string>
 #include <vector>
 
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
 #include "bench_models.h"
 #include "cli.h"
 #include "error.h"
+#include "feature_stream.h"
+#include "hubert.h"
+#include "models.h"
+#include "motion.h"
+#include "motion_driver.h"
+#include "wav.h"
 
 namespace {
 
@@ -172,6 +181,111 @@ Result run_preset(const std::string& preset, long long seconds, const std::strin
   return r;
 }
 
+// The presets' windows, as the bin sets them (gst/gstanitalkerbin.cpp).
+struct PresetWindows {
+  const char* name;
+  int fw, fc, fl;  // hubertenc window, context, look-ahead (ms)
+  int mw, mc, ml;  // anitalkermotion window, context, look-ahead (frames)
+};
+const PresetWindows kPresetWindows[] = {
+    {"quality", 2000, 1000, 0, 50, 10, 0},
+    {"balanced", 500, 1000, 100, 13, 10, 2},
+    {"low", 120, 1000, 40, 4, 10, 1},
+};
+
+// What each preset costs in closeness to offline (no clock involved): the
+// speech clip looped to `seconds`, HuBERT from models-dir streamed in 20 ms
+// pieces through features::Stream (the element's own windowing) against one
+// offline run, per hidden state; then the motion of models-dir's stage 2
+// streamed through motion::Stream on the offline features, against offline
+// with the stream's noise, and the seam jumps (mean |x[t] - x[t-1]| at the
+// window edges over the mean elsewhere).
+int quality_cost(const std::string& models, const std::string& audio_path, long long seconds, int steps,
+                 const std::string& variant) {
+  c10::InferenceMode guard;
+  const anitalker::Audio wav = anitalker::read_wav(audio_path);
+  if (wav.sample_rate != 16000) throw cli::UsageError(audio_path + ": expected 16 kHz audio");
+  std::vector<float> x;
+  while ((long long)x.size() < seconds * 16000) x.insert(x.end(), wav.samples.begin(), wav.samples.end());
+  x.resize((size_t)seconds * 16000);
+  auto hub = anitalker::hubert::Model::load(models + "/chinese-hubert-large", c10::Device(c10::kCPU));
+  auto features = [&](const anitalker::features::StreamConfig& cfg) {
+    anitalker::features::Stream s(hub, cfg);
+    std::vector<float> out;
+    for (size_t i = 0; i < x.size(); i += 320) {
+      s.push(x.data() + i, (int64_t)std::min<size_t>(320, x.size() - i));
+      const auto f = s.next(false);
+      out.insert(out.end(), f.data.begin(), f.data.end());
+    }
+    const auto f = s.next(true);
+    out.insert(out.end(), f.data.begin(), f.data.end());
+    const int64_t L = hub->num_states(), D = hub->hidden();
+    return at::from_blob(out.data(), {(int64_t)out.size() / (L * D), L, D}, at::kFloat).clone();
+  };
+  anitalker::features::StreamConfig whole;
+  whole.window_ms = (int)seconds * 1000 + 1000;
+  const at::Tensor offline = features(whole);  // [T, L, D]
+  std::printf("quality cost: %s, %lld s of %s looped, motion %s at %d steps\n", models.c_str(), seconds,
+              audio_path.c_str(), variant.c_str(), steps);
+  std::printf("HuBERT features, streamed vs offline (abs difference; |offline| mean %.3f):\n",
+              offline.abs().mean().item<double>());
+  std::printf("  %-9s %9s %9s %9s %9s %9s\n", "preset", "mean", "max", "mean L0", "mean L12", "mean L24");
+  for (const PresetWindows& p : kPresetWindows) {
+    const at::Tensor d = (features({p.fw, p.fc, p.fl}) - offline).abs();
+    const int64_t L = d.size(1);
+    std::printf("  %-9s %9.4f %9.3f %9.4f %9.4f %9.4f\n", p.name, d.mean().item<double>(), d.max().item<double>(),
+                d.select(1, 0).mean().item<double>(), d.select(1, std::min<int64_t>(12, L - 1)).mean().item<double>(),
+                d.select(1, L - 1).mean().item<double>());
+  }
+
+  namespace motion = anitalker::motion;
+  if (!anitalker::models::uses_hubert(variant)) throw cli::UsageError("--quality-cost: a hubert_* variant");
+  auto m = motion::Model::load(models + "/" + anitalker::models::stage2_name(variant), c10::Device(c10::kCPU));
+  const at::Tensor start = at::randn({1, m->start_dim()}, at::kFloat) * 0.1;
+  const at::Tensor direction = at::randn({1, m->motion_dim()}, at::kFloat) * 0.1;
+  const int64_t T = motion::motion_frames(*m, offline.size(0));
+  const at::Tensor noise = motion::stream_noise(0, T, m->motion_dim());
+  const at::Tensor off =
+      motion::generate(*m, start, direction, motion::audio_input(*m, offline), motion::Controls(), noise, steps)
+          .motion.squeeze(0);
+  std::printf("motion, streamed vs offline (the same noise; |offline| mean %.3f):\n", off.abs().mean().item<double>());
+  std::printf("  %-9s %9s %9s %11s\n", "preset", "mean", "max", "seam ratio");
+  const int64_t per = offline.size(1) * offline.size(2);
+  for (const PresetWindows& p : kPresetWindows) {
+    motion::StreamConfig cfg;
+    cfg.window = p.mw;
+    cfg.context = p.mc;
+    cfg.lookahead = p.ml;
+    cfg.steps = steps;
+    motion::Stream s(m, cfg);
+    s.set_codes(start, direction);
+    std::vector<at::Tensor> out;
+    std::vector<int64_t> seams;
+    const float* f = offline.data_ptr<float>();
+    for (int64_t i = 0; i < offline.size(0); i += 10) {
+      s.push(f + i * per, std::min<int64_t>(10, offline.size(0) - i));
+      while (s.ready(false)) {
+        if (s.emitted() > 0) seams.push_back(s.emitted());
+        out.push_back(s.next(false).motion.squeeze(0));
+      }
+    }
+    while (s.ready(true)) {
+      if (s.emitted() > 0) seams.push_back(s.emitted());
+      out.push_back(s.next(true).motion.squeeze(0));
+    }
+    const at::Tensor got = at::cat(out, 0);
+    const at::Tensor d = (got - off).abs();
+    const at::Tensor step = (got.narrow(0, 1, T - 1) - got.narrow(0, 0, T - 1)).norm(2, 1);
+    at::Tensor is_seam = at::zeros({T - 1}, at::kBool);
+    for (int64_t e : seams)
+      if (e - 1 < T - 1) is_seam[e - 1] = true;
+    const double ratio = step.masked_select(is_seam).mean().item<double>() /
+                         step.masked_select(is_seam.logical_not()).mean().item<double>();
+    std::printf("  %-9s %9.4f %9.3f %11.3f\n", p.name, d.mean().item<double>(), d.max().item<double>(), ratio);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int bench_latency(int argc, char** argv) {
@@ -181,7 +295,8 @@ int bench_latency(int argc, char** argv) {
                 variant = "hubert_audio_only", presets = "low,balanced,quality", device = "cpu";
     long long seconds = 10;
     int steps = 10;
-    bool check = false, stand_in = false;
+    bool check = false, stand_in = false, cost = false;
+    std::string audio = "tests/data/audio/speech_2s_16k.wav";
     while (!a.done()) {
       const std::string s = a.next();
       if (s == "--help" || s == "-h") {
@@ -196,7 +311,10 @@ int bench_latency(int argc, char** argv) {
             "  exits 1 on a wrong frame count, timestamps that do not increase, a late frame, or a measured\n"
             "  maximum delay more than 20% below the reported latency.  --stand-in-renderer replaces stage1.ckpt\n"
             "  by a 64x64 renderer with the released code widths (random weights): hubertenc and anitalkermotion\n"
-            "  at full size on a CPU, without the renderer's cost (which is the GPU's on a real deployment).");
+            "  at full size on a CPU, without the renderer's cost (which is the GPU's on a real deployment).\n"
+            "  --quality-cost [--audio WAV]: no clock; what each preset costs in closeness to offline: HuBERT\n"
+            "  features (mean and max abs, per hidden state) and motion (mean and max abs, seam jumps), streamed\n"
+            "  through the elements' own windowing (lib) against one offline run, on WAV looped to SECONDS.");
         return 0;
       } else if (s == "--preset") presets = a.value(s);
       else if (s == "--seconds") seconds = a.integer(s, 2, 3600);
@@ -207,8 +325,11 @@ int bench_latency(int argc, char** argv) {
       else if (s == "--device") device = a.value(s);
       else if (s == "--check") check = true;
       else if (s == "--stand-in-renderer") stand_in = true;
+      else if (s == "--quality-cost") cost = true;
+      else if (s == "--audio") audio = a.value(s);
       else throw cli::UsageError("unknown option " + s);
     }
+    if (cost) return quality_cost(models, audio, seconds, steps, variant);
     gst_init(nullptr, nullptr);
     std::string stage1;
     if (stand_in) {

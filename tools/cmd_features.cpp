@@ -9,13 +9,15 @@
 #include "output_file.h"
 #include "device.h"
 #include "error.h"
+#include "feature_stream.h"
 #include "hubert.h"
 #include "mfcc.h"
 #include "npy.h"
 #include "state_dict.h"
 
 static const char* kUsage =
-    "usage: anitalker features (--hubert DIR | --mfcc) --audio FILE --out F.npy [--device D] [--threads N]\n"
+    "usage: anitalker features (--hubert DIR | --mfcc) --audio FILE --out F.npy [--stream W[,C[,L]]]\n"
+    "                          [--device D] [--threads N]\n"
     "\n"
     "  --hubert DIR   a HuBERT folder (config.json, pytorch_model.bin), e.g. models/chinese-hubert-large:\n"
     "                 writes float32 [layers+1, T+1, hidden]: every hidden state, the last frame\n"
@@ -25,14 +27,17 @@ static const char* kUsage =
     "  --audio FILE   16 kHz mono WAV is read as is; any other file is decoded and resampled\n"
     "                 with GStreamer, and the features then depend on its resampler\n"
     "  --device D     cpu (default), cuda or cuda:N (HuBERT)\n"
-    "  --threads N    LibTorch threads (default: one per core)\n";
+    "  --threads N    LibTorch threads (default: one per core)\n"
+    "  --stream W,C,L as hubertenc streams, in 20 ms pieces: HuBERT windows of W ms with C ms of context\n"
+    "                 (default 1000) and L ms of look-ahead (default 0); MFCC streams exactly\n";
 
 int cmd_features(int argc, char** argv) {
   return cli::run("features", [&] {
     cli::Args a(argc, argv);
     std::string hubert_dir, audio, out, device = "cpu";
-    bool mfcc = false;
+    bool mfcc = false, stream = false;
     int threads = 0;
+    anitalker::features::StreamConfig scfg;
     while (!a.done()) {
       const std::string s = a.next();
       if (s == "--help" || s == "-h") {
@@ -44,6 +49,15 @@ int cmd_features(int argc, char** argv) {
       else if (s == "--out") out = a.value(s);
       else if (s == "--device") device = a.value(s);
       else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));
+      else if (s == "--stream") {
+        const std::string v = a.value(s);
+        int w = 0, c = 1000, l = 0;
+        const int got = std::sscanf(v.c_str(), "%d,%d,%d", &w, &c, &l);
+        if (got < 1 || w < 20 || c < 0 || l < 0 || l > w)
+          throw cli::UsageError("--stream: expected W[,C[,L]] in ms, W >= 20, 0 <= L <= W, got '" + v + "'");
+        stream = true;
+        scfg = {w, c, l};
+      }
       else throw cli::UsageError("unknown option " + s);
     }
     if (mfcc == !hubert_dir.empty()) throw cli::UsageError("give exactly one of --hubert DIR and --mfcc");
@@ -56,7 +70,31 @@ int cmd_features(int argc, char** argv) {
     std::vector<float> wave = read_audio_16k_mono(audio, &note);
     if (!note.empty()) std::fprintf(stderr, "anitalker features: note: %s: %s\n", audio.c_str(), note.c_str());
     if (wave.empty()) throw anitalker::format_error(audio + ": no audio samples");
-    if (mfcc) {
+    if (stream) {
+      // hubertenc's own windowing (lib/feature_stream.h), 20 ms at a time.
+      std::shared_ptr<const anitalker::hubert::Model> model;
+      if (!mfcc) model = anitalker::hubert::Model::load(hubert_dir, dev);
+      anitalker::features::Stream st(model, scfg);
+      std::vector<float> f;
+      for (size_t i = 0; i < wave.size(); i += 320) {
+        st.push(wave.data() + i, static_cast<int64_t>(std::min<size_t>(320, wave.size() - i)));
+        const auto fr = st.next(false);
+        f.insert(f.end(), fr.data.begin(), fr.data.end());
+      }
+      const auto fr = st.next(true);
+      f.insert(f.end(), fr.data.begin(), fr.data.end());
+      if (st.too_short()) throw anitalker::format_error(audio + ": too short for one HuBERT frame");
+      const int64_t T = st.emitted();
+      if (mfcc) {
+        anitalker::write_npy(out, anitalker::DType::Float32, {T, 39}, f.data());
+      } else {
+        // As the offline output: [states, T + 1, hidden] (the padding frame included).
+        at::Tensor t = at::from_blob(f.data(), {T, model->num_states(), model->hidden()}, at::kFloat);
+        anitalker::write_npy_tensor(out, t.transpose(0, 1).contiguous());
+      }
+      std::fprintf(stderr, "anitalker features: %lld frames streamed (window %d ms, context %d ms, look-ahead %d ms) to %s\n",
+                   static_cast<long long>(T), scfg.window_ms, scfg.context_ms, scfg.lookahead_ms, out.c_str());
+    } else if (mfcc) {
       anitalker::Mfcc m = anitalker::mfcc(wave.data(), wave.size());
       const std::vector<double> d = m.stacked39();
       std::vector<float> f(d.begin(), d.end());

@@ -1,6 +1,7 @@
 // HuBERT against transformers' HubertModel on the tiny fixture
 // (tests/data/audio, spec/audio-features.md 1), with the README tolerances.
 #include "hubert.h"
+#include "feature_stream.h"
 
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
@@ -133,4 +134,54 @@ TEST(Hubert, BadConfigAndFolders) {
   testutil::spit(dir / "mismatch/pytorch_model.bin", testutil::slurp(data("audio/tiny_hubert/pytorch_model.bin")));
   EXPECT_THAT(error_of([&] { anitalker::hubert::Model::load(dir / "mismatch", kCpu); }),
               HasSubstr("pytorch_model.bin: feature_projection.projection.weight: expected shape [128, 32], got [64, 32]"));
+}
+
+// features::Stream (lib/feature_stream.h), the windowing of hubertenc,
+// against the Python references: MFCC streamed in 100 ms pieces equals
+// python_speech_features over the whole clip (mfcc39, 1e-4); HuBERT with a
+// window longer than the clip is the offline run, padding frame included
+// (hubert_padded, the demo's); HuBERT in 200 ms windows with 1 s of context
+// and 100 ms of look-ahead gives every frame once.
+TEST(FeatureStream, MatchesTheReferences) {
+  using anitalker::features::Stream;
+  using anitalker::features::StreamConfig;
+  const at::Tensor x = wave();
+  const float* p = x.data_ptr<float>();
+  const int64_t n = x.numel();
+  auto run = [&](Stream& s, int64_t chunk) {
+    std::vector<float> out;
+    for (int64_t i = 0; i < n; i += chunk) {
+      s.push(p + i, std::min(chunk, n - i));
+      const auto f = s.next(false);
+      out.insert(out.end(), f.data.begin(), f.data.end());
+    }
+    const auto f = s.next(true);
+    out.insert(out.end(), f.data.begin(), f.data.end());
+    return out;
+  };
+  Stream mfcc(nullptr);
+  const std::vector<float> m = run(mfcc, 1600);
+  const at::Tensor want_m = read_npy_tensor(data("audio/ref/mfcc39.npy")).to(at::kFloat);
+  ASSERT_EQ((int64_t)m.size(), want_m.numel());
+  expect_close(at::from_blob(const_cast<float*>(m.data()), want_m.sizes(), at::kFloat), want_m, 1e-4, 0, "mfcc stream");
+
+  StreamConfig whole;
+  whole.window_ms = 5000;
+  Stream h(tiny(), whole);
+  const std::vector<float> hv = run(h, 1600);
+  const at::Tensor want_h = read_npy_tensor(data("audio/ref/hubert_padded.npy"));  // [L, T + 1, D]
+  const at::Tensor got_h =
+      at::from_blob(const_cast<float*>(hv.data()), {want_h.size(1), want_h.size(0), want_h.size(2)}, at::kFloat)
+          .transpose(0, 1);
+  expect_close(got_h, want_h, 1e-4, 1e-4, "hubert stream, one window");
+  EXPECT_EQ(h.emitted(), want_h.size(1));
+
+  StreamConfig low;
+  low.window_ms = 200;
+  low.lookahead_ms = 100;
+  Stream w(tiny(), low);
+  const std::vector<float> wv = run(w, 320);
+  EXPECT_EQ((int64_t)wv.size(), want_h.numel());
+  EXPECT_LE(w.held_samples(), 16000 + 3200 + 1600 + 320);  // context + window + look-ahead + a piece
+  EXPECT_THROW(Stream(nullptr, StreamConfig{100, 0, 200}), anitalker::Error);
 }

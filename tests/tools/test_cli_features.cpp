@@ -41,6 +41,29 @@ TEST(FeaturesCli, HubertAndMfccMatchTheReference) {
   expect_close(dir / "m.npy", data("audio/ref/mfcc39.npy"), 1e-4, 0);
 }
 
+// --stream: hubertenc's windowing (lib/feature_stream.h).  MFCC streams
+// exactly; HuBERT with a window longer than the clip is the offline run; in
+// 200 ms windows (1 s context, 100 ms look-ahead) every frame comes once.
+TEST(FeaturesCli, Stream) {
+  testutil::TempDir dir;
+  const std::string wav = data("audio/speech_2s_16k.wav");
+  testutil::CliResult r =
+      testutil::run_cli("features --mfcc --stream 200 --audio '" + wav + "' --out '" + dir / "m.npy" + "'");
+  ASSERT_EQ(r.status, 0) << r.out;
+  expect_close(dir / "m.npy", data("audio/ref/mfcc39.npy"), 1e-4, 0);
+  r = testutil::run_cli("features --hubert '" + data("audio/tiny_hubert") + "' --stream 5000 --audio '" + wav +
+                        "' --out '" + dir / "h.npy" + "'");
+  ASSERT_EQ(r.status, 0) << r.out;
+  expect_close(dir / "h.npy", data("audio/ref/hubert_padded.npy"), 1e-4, 1e-4);
+  r = testutil::run_cli("features --hubert '" + data("audio/tiny_hubert") + "' --stream 200,1000,100 --audio '" + wav +
+                        "' --out '" + dir / "w.npy" + "'");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(anitalker::read_npy(dir / "w.npy").shape, anitalker::read_npy(data("audio/ref/hubert_padded.npy")).shape);
+  r = testutil::run_cli("features --mfcc --stream 100,0,200 --audio '" + wav + "' --out '" + dir / "x.npy" + "'");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("0 <= L <= W"));
+}
+
 TEST(FeaturesCli, OtherRatesGoThroughGStreamer) {
   testutil::TempDir dir;
   testutil::CliResult r = testutil::run_cli("features --mfcc --audio '" + data("audio/speech_2s_44k1_stereo.wav") + "' --out '" + dir / "m.npy" + "'");

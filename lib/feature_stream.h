@@ -1,0 +1,86 @@
+// Audio features of a stream that arrives piece by piece: the windowing of
+// hubertenc, in lib/ beside motion::Stream, so that the element, `anitalker
+// features --stream` and the benches compute the same thing.
+//
+// MFCC is exact: a frame goes out once its deltas' frames (two after it) are
+// complete, computed over a region that starts 3 frames earlier, which
+// reproduces the whole-clip values bit for bit.
+//
+// HuBERT is windowed (spec audio-features.md 1.10): once `window` ms of new
+// audio past the last frame sent have arrived (and `lookahead` ms more), the
+// model runs on that audio with up to `context` ms of already-sent audio
+// before it (whole 20 ms frames); the frames of the new audio without the
+// look-ahead go out (the look-ahead's go out with the next window).  At the
+// end everything left goes out, then the demo's padding frame (a copy of
+// the last).  With nothing streamed before the end (offline), the region is
+// the whole utterance and the result is the reference's.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+namespace anitalker::hubert {
+class Model;
+}
+
+namespace anitalker::features {
+
+struct StreamConfig {
+  int window_ms = 2000;   // HuBERT: new audio encoded at a time (the hop)
+  int context_ms = 1000;  // HuBERT: already-sent audio encoded again before it
+  int lookahead_ms = 0;   // HuBERT: audio after the window encoded with it
+};
+
+// Frames in time-major order: count x frame_floats values.
+struct Frames {
+  std::vector<float> data;
+  int64_t count = 0;
+};
+
+class Stream {
+ public:
+  // model null: MFCC (39 values a frame, 100 a second); else HuBERT's hidden
+  // states (states x hidden values a frame, 50 a second).  Throws
+  // Error(Usage) for a window under 20 ms, a negative context or a
+  // look-ahead longer than the window.
+  Stream(std::shared_ptr<const hubert::Model> model, const StreamConfig& cfg = {});
+
+  // From the next window on (the latency presets change while playing).
+  void set_window(int window_ms, int context_ms, int lookahead_ms);
+  const StreamConfig& config() const { return cfg_; }
+
+  bool is_mfcc() const { return model_ == nullptr; }
+  int64_t frame_floats() const;
+  int rate() const { return is_mfcc() ? 100 : 50; }
+
+  // Appends samples (16 kHz mono, float32).  Copied.
+  void push(const float* samples, int64_t n);
+
+  // The frames that are due: none, or a window's; with `final` (the stream
+  // ends) all the rest, and for HuBERT the padding frame.  Call reset()
+  // before reusing the stream after `final`.
+  Frames next(bool final);
+
+  int64_t received() const { return received_; }  // samples
+  int64_t emitted() const { return emitted_; }    // frames (padding included)
+  int64_t held_samples() const { return (int64_t)audio_.size(); }
+  // After a final next(): the audio was too short for one HuBERT frame.
+  bool too_short() const { return too_short_; }
+  void reset();
+
+ private:
+  Frames next_mfcc(bool final);
+  Frames next_hubert(bool final);
+  void trim(int64_t keep_from);
+
+  std::shared_ptr<const hubert::Model> model_;
+  StreamConfig cfg_;
+  std::deque<float> audio_;  // samples [audio_start_, received_)
+  int64_t audio_start_ = 0, received_ = 0, emitted_ = 0;
+  std::vector<float> last_frame_;
+  bool too_short_ = false;
+};
+
+}  // namespace anitalker::features
