@@ -68,6 +68,8 @@ struct Result {
   long long frames = 0, expected = 0, late = 0;
   bool monotonic = true;
   double reported = 0, first = 0, p50 = 0, p95 = 0, max = 0;
+  double trend = 0;      // steady delay's slope, ms per minute of stream (drift)
+  double av_offset = 0;  // worst video-behind-audio at synchronised sinks: max(0, delay - reported), s
 };
 
 Result run_preset(const std::string& preset, long long seconds, const std::string& models, const std::string& portrait,
@@ -177,6 +179,21 @@ Result run_preset(const std::string& preset, long long seconds, const std::strin
     r.max = std::max(r.max, r.first);
     for (size_t i = 0; i < f.delay.size(); i++)
       if (f.pts[i] <= end && f.delay[i] > r.reported) r.late++;
+    // Drift: the least-squares slope of the steady delay against stream time.
+    double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (size_t i = 1; i < f.delay.size(); i++) {
+      if (f.pts[i] > end) continue;
+      const double x = (double)f.pts[i] / GST_SECOND / 60.0, y = f.delay[i] * 1000.0;
+      n++;
+      sx += x;
+      sy += y;
+      sxx += x * x;
+      sxy += x * y;
+    }
+    if (n > 2 && n * sxx - sx * sx > 0) r.trend = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+    // The audio, teed beside the video to a synchronised sink, plays at
+    // PTS + latency; a video frame plays then too unless it came later.
+    r.av_offset = std::max(0.0, r.max - r.reported);
   }
   return r;
 }
@@ -306,7 +323,9 @@ int bench_latency(int argc, char** argv) {
             "  runs the anitalker bin live (a live audio source, the pipeline clock, a synchronised sink) for\n"
             "  SECONDS per latency preset and reports: the first frame's delay (first audio in -> first video\n"
             "  frame out), the steady-state delay of the other frames (arrival - PTS: p50, p95, max), frames\n"
-            "  later than the latency the pipeline configured from the elements' reports, and the frame count.\n"
+            "  later than the latency the pipeline configured from the elements' reports, the frame count, the\n"
+            "  worst A/V offset at synchronised sinks (video behind the teed audio) and the delay's drift (least-\n"
+            "  squares slope, ms per minute of stream).\n"
             "  Defaults use the tiny chain models of tests/data/chain (run from the source folder).  --check\n"
             "  exits 1 on a wrong frame count, timestamps that do not increase, a late frame, or a measured\n"
             "  maximum delay more than 20% below the reported latency.  --stand-in-renderer replaces stage1.ckpt\n"
@@ -352,13 +371,13 @@ int bench_latency(int argc, char** argv) {
 
     std::printf("latency: %s%s, %s, %d steps, %lld s of live audio per preset, device %s\n", models.c_str(),
                 stand_in ? " (stand-in 64x64 renderer)" : "", variant.c_str(), steps, seconds, device.c_str());
-    std::printf("%-9s %9s %9s %9s %9s %9s %9s %6s %9s\n", "preset", "reported", "first", "p50", "p95", "max",
-                "max/rep", "late", "frames");
+    std::printf("%-9s %9s %9s %9s %9s %9s %9s %6s %9s %9s %9s\n", "preset", "reported", "first", "p50", "p95", "max",
+                "max/rep", "late", "frames", "A/V max", "ms/min");
     bool ok = true;
     for (const Result& r : results) {
-      std::printf("%-9s %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %9.2f %6lld %4lld/%lld%s\n", r.preset.c_str(), r.reported,
-                  r.first, r.p50, r.p95, r.max, r.reported > 0 ? r.max / r.reported : 0.0, r.late, r.frames,
-                  r.expected, r.monotonic ? "" : " (timestamps not increasing)");
+      std::printf("%-9s %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %9.2f %6lld %4lld/%-4lld %8.3fs %9.2f%s\n", r.preset.c_str(),
+                  r.reported, r.first, r.p50, r.p95, r.max, r.reported > 0 ? r.max / r.reported : 0.0, r.late, r.frames,
+                  r.expected, r.av_offset, r.trend, r.monotonic ? "" : " (timestamps not increasing)");
       if (r.frames != r.expected || !r.monotonic || r.late > 0 || r.reported <= 0 || r.max < 0.8 * r.reported)
         ok = false;
     }

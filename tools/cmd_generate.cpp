@@ -554,7 +554,9 @@ int generate(const Options& o) {
                                     : "the audio is shorter than one video frame") + ")";
     throw anitalker::Error(anitalker::Error::Kind::Runtime, error);
   }
-  if (kind == OutKind::Mp4) cli::clear_mp4_times(part);  // the muxer's wall-clock times: same inputs, same bytes
+  // The muxers' wall-clock times and random UIDs: same inputs, same bytes.
+  if (kind == OutKind::Mp4) cli::clear_mp4_times(part);
+  if (kind == OutKind::Webm) cli::clear_webm_uids(part);
   if (output) output->commit();
   if (frames) frames->commit();
   // Each stage's share: from the previous stage's last output to its own

@@ -12,4 +12,10 @@ namespace cli {
 // cannot be read or written.  Returns the number of boxes patched.
 int clear_mp4_times(const std::string& path);
 
+// The same for WebM: matroskamux gives each track a random TrackUID (and
+// the tags refer to it), so two runs differed in those bytes.  Renumbers
+// the tracks' UIDs 1, 2, ... in their order, and the tags' references with
+// them, in place, in the same widths.  Returns the number of fields patched.
+int clear_webm_uids(const std::string& path);
+
 }  // namespace cli
