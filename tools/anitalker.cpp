@@ -62,9 +62,13 @@ const Command kCommands[] = {
 #endif
 };
 
+// Writers of model files with random weights: not benchmarks.
+const Command kFixtures[] = {
+    {"chain", bench_chain_fixtures, "the tiny random models that chain end to end (tests/data/chain)"},
+    {"random", bench_random_models, "the released files at full size with random weights (benchmarks, trying the tools)"},
+};
+
 const Command kBenches[] = {
-    {"chain-fixtures", bench_chain_fixtures, "write the tiny random models that chain end to end (tests/data/chain)"},
-    {"random-models", bench_random_models, "write the released files at full size with random weights"},
     {"features", bench_features, "HuBERT-large at full size and MFCC: ms per second of audio, GEMM fraction"},
     {"load", bench_load, "checkpoint loading: a HuBERT-large-sized file, open and read times, memory"},
     {"motion", bench_motion, "stage 2 at full size: denoiser pass, offline and streaming sampling, GEMM fraction"},
@@ -80,6 +84,20 @@ void usage(FILE* f) {
   std::fprintf(f, "usage: anitalker COMMAND [ARGS...]   (anitalker COMMAND --help for its options; anitalker --version)\n\ncommands:\n");
   for (const Command& c : kCommands) std::fprintf(f, "  %-10s %s\n", c.name, c.help);
   std::fprintf(f, "  %-10s %s\n", "bench", "benchmarks (anitalker bench --help)");
+  std::fprintf(f, "  %-10s %s\n", "fixtures", "model files with random weights (anitalker fixtures --help)");
+}
+
+int sub(const char* what, const Command* table, size_t n, int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    std::FILE* f = argc < 2 ? stderr : stdout;
+    std::fprintf(f, "usage: anitalker %s KIND [ARGS...]\n\n", what);
+    for (size_t i = 0; i < n; ++i) std::fprintf(f, "  %-10s %s\n", table[i].name, table[i].help);
+    return argc < 2 ? 2 : 0;
+  }
+  for (size_t i = 0; i < n; ++i)
+    if (!std::strcmp(argv[1], table[i].name)) return table[i].fn(argc - 1, argv + 1);
+  std::fprintf(stderr, "anitalker %s: unknown kind '%s'\n", what, argv[1]);
+  return 2;
 }
 
 int bench(int argc, char** argv) {
@@ -113,6 +131,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "bench") return bench(argc - 1, argv + 1);
+  if (cmd == "fixtures") return sub("fixtures", kFixtures, sizeof kFixtures / sizeof kFixtures[0], argc - 1, argv + 1);
   for (const Command& c : kCommands)
     if (cmd == c.name) return c.fn(argc - 1, argv + 1);
   std::fprintf(stderr, "anitalker: unknown command '%s'\n", cmd.c_str());

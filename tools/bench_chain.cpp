@@ -1,4 +1,4 @@
-// anitalker bench chain-fixtures DIR: writes the tiny models that chain end
+// anitalker fixtures chain DIR: writes the tiny models that chain end
 // to end (tests/data/chain): a HuBERT of 24 layers of width 32, the five
 // stage-2 variants for its 25 x 32 features, and a 64x64 stage 1 whose
 // codes fit them, all with random weights (fixed seeds) in the released
@@ -16,9 +16,9 @@
 #include "motion.h"
 
 int bench_chain_fixtures(int argc, char** argv) {
-  return cli::run("bench chain-fixtures", [&] {
+  return cli::run("fixtures chain", [&] {
     if (argc != 2 || std::string(argv[1]) == "--help") {
-      std::fputs("usage: anitalker bench chain-fixtures DIR\n"
+      std::fputs("usage: anitalker fixtures chain DIR\n"
                  "  writes stage1.ckpt, stage2_*.ckpt and chinese-hubert-large/ (tiny, random) into DIR\n",
                  argc == 2 ? stdout : stderr);
       return argc == 2 ? 0 : 2;
@@ -55,21 +55,21 @@ int bench_chain_fixtures(int argc, char** argv) {
     s1.style = 32;
     s1.channels = [](int64_t res) -> int64_t { return res >= 64 ? 8 : 16; };
     bench::write_stage1(dir + "/stage1.ckpt", s1);
-    std::fprintf(stderr, "anitalker bench chain-fixtures: wrote %s\n", dir.c_str());
+    std::fprintf(stderr, "anitalker fixtures chain: wrote %s\n", dir.c_str());
     return 0;
   });
 }
 
-// anitalker bench random-models DIR [--hubert]: the released files at full
+// anitalker fixtures random DIR [--hubert]: the released files at full
 // size with random weights (fixed seeds), under the released names: for
 // trying the tools and pipelines before the real files are fetched, and for
 // the docs' pictures (labelled as such: random weights draw no face).
 int bench_random_models(int argc, char** argv) {
-  return cli::run("bench random-models", [&] {
+  return cli::run("fixtures random", [&] {
     const bool help = argc == 2 && std::string(argv[1]) == "--help";
     const bool hubert = argc == 3 && std::string(argv[2]) == "--hubert";
     if (help || argc < 2 || argc > 3 || (argc == 3 && !hubert)) {
-      std::fputs("usage: anitalker bench random-models DIR [--hubert]\n"
+      std::fputs("usage: anitalker fixtures random DIR [--hubert]\n"
                  "  writes stage1.ckpt and the five stage2_*.ckpt at full size with random weights into DIR,\n"
                  "  and with --hubert chinese-hubert-large/ (1.2 GB); without it use an mfcc_* variant\n",
                  help ? stdout : stderr);
@@ -83,7 +83,7 @@ int bench_random_models(int argc, char** argv) {
       bench::write_stage2(dir + "/" + anitalker::models::stage2_name(anitalker::motion::variant_name(v)), v);
     bench::write_stage1(dir + "/stage1.ckpt");
     if (hubert) bench::write_hubert_large(dir + "/chinese-hubert-large", 24);
-    std::fprintf(stderr, "anitalker bench random-models: wrote %s\n", dir.c_str());
+    std::fprintf(stderr, "anitalker fixtures random: wrote %s\n", dir.c_str());
     return 0;
   });
 }
