@@ -12,6 +12,8 @@
 #include <cstring>
 #include <mutex>
 
+#include <sys/syscall.h>
+#include <pthread.h>
 #include "error.h"
 
 namespace anitalker {
@@ -25,16 +27,46 @@ constexpr size_t kPathMax = 4096;
 char g_paths[kSlots][kPathMax];
 // 0 free, 1 being written, 2 published (the handler removes those).
 std::atomic<int> g_state[kSlots];
+bool g_is_dir[kSlots];  // a temporary folder: its files, then itself
 
-void register_temp(const std::string& path) {
+void register_temp(const std::string& path, bool is_dir = false) {
   if (path.size() >= kPathMax) return;  // still removed by the destructor
   for (int i = 0; i < kSlots; ++i) {
     int expected = 0;
     if (!g_state[i].compare_exchange_strong(expected, 1)) continue;
     std::memcpy(g_paths[i], path.c_str(), path.size() + 1);
+    g_is_dir[i] = is_dir;
     g_state[i].store(2);
     return;
   }
+}
+
+// Empties and removes a folder with system calls only (async-signal-safe:
+// getdents64, unlinkat, rmdir); its files are flat (no subfolders).
+void remove_folder(const char* path) {
+  const int fd = ::open(path, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    alignas(8) char buf[4096];
+    for (;;) {
+      const long n = ::syscall(SYS_getdents64, fd, buf, sizeof buf);
+      if (n <= 0) break;
+      for (long at = 0; at < n;) {
+        struct Entry {
+          uint64_t ino;
+          int64_t off;
+          unsigned short reclen;
+          unsigned char type;
+          char name[1];
+        };
+        const Entry* e = reinterpret_cast<const Entry*>(buf + at);
+        if (!(e->name[0] == '.' && (e->name[1] == 0 || (e->name[1] == '.' && e->name[2] == 0))))
+          ::unlinkat(fd, e->name, 0);
+        at += e->reclen;
+      }
+    }
+    ::close(fd);
+  }
+  ::rmdir(path);
 }
 
 void unregister_temp(const std::string& path) {
@@ -51,7 +83,10 @@ struct sigaction g_old[sizeof kSignals / sizeof kSignals[0]];
 void on_signal(int sig) {
   const int saved = errno;
   for (int i = 0; i < kSlots; ++i)
-    if (g_state[i].load() == 2) ::unlink(g_paths[i]);  // async-signal-safe
+    if (g_state[i].load() == 2) {
+      if (g_is_dir[i]) remove_folder(g_paths[i]);
+      else ::unlink(g_paths[i]);  // async-signal-safe
+    }
   for (size_t k = 0; k < sizeof kSignals / sizeof kSignals[0]; ++k) {
     if (kSignals[k] != sig) continue;
     const struct sigaction& old = g_old[k];
@@ -186,6 +221,35 @@ void OutputFile::discard() {
   ::unlink(temp_.c_str());
   unregister_temp(temp_);
   open_ = false;
+}
+
+OutputFolder::OutputFolder(const std::string& dir, const std::string& stem) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw Error(Error::Kind::NotFound, dir + ": no such folder");
+  install_output_signal_handlers();
+  std::string tmpl = dir + "/." + stem + ".part.XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back(0);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  const char* made = ::mkdtemp(buf.data());
+  if (made) {
+    path_ = made;
+    register_temp(path_, true);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (!made) throw Error(Error::Kind::Unreadable, dir + ": cannot create a folder there");
+}
+
+OutputFolder::~OutputFolder() { discard(); }
+
+void OutputFolder::discard() {
+  if (path_.empty()) return;
+  unregister_temp(path_);
+  remove_folder(path_.c_str());
+  path_.clear();
 }
 
 }  // namespace anitalker

@@ -56,6 +56,24 @@ class OutputFile {
   bool open_ = false;
 };
 
+// A temporary folder for outputs of many files (a PNG sequence): hidden
+// (".STEM.part.XXXXXX" in `dir`), emptied and removed by discard(), by the
+// destructor and by SIGINT/SIGTERM/SIGHUP/SIGQUIT, as OutputFile's
+// temporary file.  The caller moves its files out, then discards it.  Its
+// files must be flat (no subfolders).
+class OutputFolder {
+ public:
+  OutputFolder(const std::string& dir, const std::string& stem);
+  ~OutputFolder();
+  OutputFolder(const OutputFolder&) = delete;
+  OutputFolder& operator=(const OutputFolder&) = delete;
+  const std::string& path() const { return path_; }
+  void discard();
+
+ private:
+  std::string path_;
+};
+
 // Installs the signal handlers that remove open temporary files (idempotent;
 // OutputFile installs them on first use).
 void install_output_signal_handlers();

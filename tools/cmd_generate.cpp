@@ -311,22 +311,16 @@ void portrait_from_video(const std::string& clip, double t, anitalker::OutputFil
 }
 
 // The PNG frames of a run: written into a hidden folder beside the target
-// files, moved to their names at the end (no half-written sequence; a killed
-// run leaves only the hidden folder).
+// files (lib/output_file.h OutputFolder: removed on failure and by SIGINT /
+// SIGTERM), moved to their names at the end.  No half-written sequence.
 class FramesOutput {
  public:
   explicit FramesOutput(const std::string& pattern) : pattern_(pattern) {
     const std::string dir = dir_of(pattern);
     if (!is_dir(dir)) throw anitalker::Error(anitalker::Error::Kind::NotFound, dir + ": no such folder (--out)");
-    std::string tmpl = dir + "/.anitalker-frames.part.XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back(0);
-    if (::mkdtemp(buf.data()) == nullptr)
-      throw anitalker::Error(anitalker::Error::Kind::Unreadable, dir + ": cannot create a folder there (--out)");
-    temp_ = buf.data();
+    temp_ = std::make_unique<anitalker::OutputFolder>(dir, "anitalker-frames");
   }
-  ~FramesOutput() { discard(); }
-  std::string temp_pattern() const { return temp_ + "/" + pattern_.substr(pattern_.find_last_of('/') + 1); }
+  std::string temp_pattern() const { return temp_->path() + "/" + pattern_.substr(pattern_.find_last_of('/') + 1); }
   // Moves the frames, numbered from 1, to their names; returns how many.
   guint64 commit() {
     const std::string dir = dir_of(pattern_);
@@ -335,28 +329,21 @@ class FramesOutput {
     guint64 n = 0;
     for (int i = 1;; ++i) {
       gchar* name = g_strdup_printf(base.c_str(), i);
-      const std::string from = temp_ + "/" + name, to = dir + "/" + name;
+      const std::string from = temp_->path() + "/" + name, to = dir + "/" + name;
       g_free(name);
       if (!is_file(from)) break;
       if (std::rename(from.c_str(), to.c_str()) != 0)
         throw anitalker::Error(anitalker::Error::Kind::Unreadable, to + ": cannot write (" + std::strerror(errno) + ")");
       ++n;
     }
-    discard();
+    temp_->discard();
     return n;
   }
-  void discard() {
-    if (temp_.empty()) return;
-    if (GDir* d = g_dir_open(temp_.c_str(), 0, nullptr)) {
-      while (const gchar* n = g_dir_read_name(d)) ::unlink((temp_ + "/" + n).c_str());
-      g_dir_close(d);
-    }
-    ::rmdir(temp_.c_str());
-    temp_.clear();
-  }
+  void discard() { temp_->discard(); }
 
  private:
-  std::string pattern_, temp_;
+  std::string pattern_;
+  std::unique_ptr<anitalker::OutputFolder> temp_;
 };
 
 int generate(const Options& o) {

@@ -86,6 +86,20 @@ for sig in INT TERM; do
     test "$had" -eq 1 -a $rc -ne 0
   check "SIG$sig: no output, no temporary file" bash -c "[ ! -e killed.mp4 ] && [ $(leftovers) -eq 0 ]"
 done
+# The same for a PNG sequence: its hidden folder goes, no frame is left.
+mkdir -p frames
+for sig in INT TERM; do
+  env --default-signal=INT,TERM "$bin" generate --models-dir "$data/chain" --steps 5 --quiet --portrait face.jpg \
+    --audio long.wav --out 'frames/%04d.png' 2>/dev/null & p=$!
+  for i in $(seq 200); do ls -A frames | grep -q '^\.anitalker-frames' && break; sleep 0.05; done
+  had=$(ls -A frames | grep -c '^\.anitalker-frames')
+  sleep 0.3
+  kill -$sig $p
+  wait $p; rc=$?
+  check "SIG$sig, PNG sequence: the run had a hidden folder ($had), ends by the signal (rc $rc)" \
+    test "$had" -eq 1 -a $rc -ne 0
+  check "SIG$sig, PNG sequence: nothing left in the folder ($(ls -A frames | wc -l))" bash -c "[ -z \"\$(ls -A frames)\" ]"
+done
 rm -f killed.mp4
 timeout -s TERM 1 "$bin" generate --models-dir "$data/chain" --steps 50 --quiet --portrait face.jpg \
   --audio long.wav --out killed.mp4 2>/dev/null; rc=$?
