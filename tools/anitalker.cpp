@@ -33,6 +33,7 @@ int bench_random_models(int argc, char** argv);
 #ifndef ANITALKER_CLI_NO_MEDIA
 int bench_soak(int argc, char** argv);
 int bench_latency(int argc, char** argv);
+int bench_streams(int argc, char** argv);
 #endif
 int bench_sr(int argc, char** argv);
 
@@ -75,6 +76,7 @@ const Command kBenches[] = {
 #ifndef ANITALKER_CLI_NO_MEDIA
     {"soak", bench_soak, "a long stream through the whole chain: memory over time, frame latency, frame count"},
     {"latency", bench_latency, "the live chain against the clock per latency preset: first frame, p50/p95/max, late"},
+    {"streams", bench_streams, "N live pipelines in one process: frames late, delay p50/p95, aggregate fps, memory"},
 #endif
     {"render", bench_render, "stage 1 at full size: encoder time, frames per second by batch, GEMM fraction"},
     {"sr", bench_sr, "face restoration at full size: GFPGAN, ParseNet, RetinaFace and the filter, GEMM fraction"},

@@ -22,6 +22,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include "bench_models.h"
+#include "live_probe.h"
 #include "cli.h"
 #include "error.h"
 #include "feature_stream.h"
@@ -33,35 +34,9 @@
 
 namespace {
 
-struct Frames {
-  std::mutex lock;
-  GstElement* pipe = nullptr;
-  std::vector<GstClockTime> pts;
-  std::vector<double> delay;  // seconds: arrival running time - PTS
-};
-
-GstPadProbeReturn frame_probe(GstPad*, GstPadProbeInfo* info, gpointer data) {
-  Frames* f = static_cast<Frames*>(data);
-  GstBuffer* b = GST_PAD_PROBE_INFO_BUFFER(info);
-  GstClock* clock = gst_element_get_clock(f->pipe);
-  if (clock == nullptr || !GST_BUFFER_PTS_IS_VALID(b)) {
-    if (clock) gst_object_unref(clock);
-    return GST_PAD_PROBE_OK;
-  }
-  const GstClockTime now = gst_clock_get_time(clock) - gst_element_get_base_time(f->pipe);
-  gst_object_unref(clock);
-  std::lock_guard<std::mutex> g(f->lock);
-  f->pts.push_back(GST_BUFFER_PTS(b));
-  f->delay.push_back(((double)now - (double)GST_BUFFER_PTS(b)) / GST_SECOND);
-  return GST_PAD_PROBE_OK;
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, (size_t)std::ceil(p * v.size()) - (p > 0 ? 1 : 0));
-  return v[i];
-}
+using live_probe::Frames;
+using live_probe::frame_probe;
+using live_probe::percentile;
 
 struct Result {
   std::string preset;

@@ -1,0 +1,178 @@
+// anitalker bench streams: how many live avatars one process (one machine,
+// one GPU) carries.  For each N, N pipelines run at once, each a live audio
+// source (20 ms buffers at the real clock) ! the `anitalker` bin in
+// streaming mode at a latency preset, with its own seed ! a synchronised
+// sink; the report per N: frames delivered against expected, the aggregate
+// frame rate, frames later than their pipeline's configured latency, the
+// delay (arrival - PTS) p50 / p95 over all frames, and the peak resident
+// memory.  Each pipeline has its own bus and ends on its own EOS; one's
+// error is reported without stopping the others.
+#include <gst/gst.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli.h"
+#include "error.h"
+#include "live_probe.h"
+
+namespace {
+
+struct Stream {
+  GstElement* pipe = nullptr;
+  live_probe::Frames frames;
+  std::string error;
+  double reported = 0;
+  bool done = false;
+};
+
+double query_latency(GstElement* pipe) {
+  GstQuery* q = gst_query_new_latency();
+  double s = 0;
+  if (gst_element_query(pipe, q)) {
+    GstClockTime min = 0;
+    gst_query_parse_latency(q, nullptr, &min, nullptr);
+    s = (double)min / GST_SECOND;
+  }
+  gst_query_unref(q);
+  return s;
+}
+
+}  // namespace
+
+int bench_streams(int argc, char** argv) {
+  return cli::run("bench streams", [&] {
+    cli::Args a(argc, argv);
+    std::string models = "tests/data/chain", portrait = "tests/data/renderer/monalisa.jpg",
+                variant = "hubert_audio_only", counts = "1,2,4", device = "cpu", preset = "low";
+    long long seconds = 10;
+    int steps = 10;
+    while (!a.done()) {
+      const std::string s = a.next();
+      if (s == "--help" || s == "-h") {
+        std::puts(
+            "usage: anitalker bench streams [--streams 1,2,4] [--seconds 10] [--preset low] [--models-dir DIR]\n"
+            "                               [--portrait IMG] [--variant V] [--steps 10] [--device D]\n"
+            "  runs N live pipelines at once in this process (a live audio source, the anitalker bin in\n"
+            "  streaming mode at the latency preset, each with its own seed, a synchronised sink) for SECONDS\n"
+            "  and reports per N: frames delivered / expected, the aggregate frame rate, frames later than\n"
+            "  the configured latency, the delay p50 / p95 and the peak resident memory.  Defaults use the\n"
+            "  tiny chain models of tests/data/chain (run from the source folder).");
+        return 0;
+      } else if (s == "--streams") counts = a.value(s);
+      else if (s == "--seconds") seconds = a.integer(s, 2, 3600);
+      else if (s == "--preset") preset = a.value(s);
+      else if (s == "--models-dir") models = a.value(s);
+      else if (s == "--portrait") portrait = a.value(s);
+      else if (s == "--variant") variant = a.value(s);
+      else if (s == "--steps") steps = static_cast<int>(a.integer(s, 1, 1000));
+      else if (s == "--device") device = a.value(s);
+      else throw cli::UsageError("unknown option " + s);
+    }
+    if (preset != "low" && preset != "balanced" && preset != "quality")
+      throw cli::UsageError("--preset: low, balanced or quality, not '" + preset + "'");
+    std::vector<int> ns;
+    std::stringstream list(counts);
+    for (std::string n; std::getline(list, n, ',');) {
+      char* end = nullptr;
+      const long v = std::strtol(n.c_str(), &end, 10);
+      if (n.empty() || *end || v < 1 || v > 256) throw cli::UsageError("--streams: counts from 1 to 256, not '" + n + "'");
+      ns.push_back((int)v);
+    }
+    gst_init(nullptr, nullptr);
+    const long long buffers = seconds * 50;
+    // HuBERT frames of N samples: floor((N - 400) / 320) + 1, plus the padding frame; video: half.
+    const long long samples = buffers * 320;
+    const long long expected_each =
+        variant.rfind("hubert", 0) == 0 ? ((samples - 400) / 320 + 2) / 2 : ((samples - 400) / 160 + 1) / 4;
+    std::printf("streams: %s, %s, %d steps, preset %s, %lld s of live audio per stream, device %s\n", models.c_str(),
+                variant.c_str(), steps, preset.c_str(), seconds, device.c_str());
+    std::printf("%8s %15s %11s %7s %9s %9s %10s %s\n", "streams", "frames", "fps total", "late", "p50", "p95",
+                "peak RSS", "errors");
+    for (int n : ns) {
+      std::vector<std::unique_ptr<Stream>> streams;
+      for (int i = 0; i < n; ++i) {
+        auto st = std::make_unique<Stream>();
+        const std::string desc =
+            "audiotestsrc is-live=true wave=pink-noise volume=0.3 samplesperbuffer=320 num-buffers=" +
+            std::to_string(buffers) +
+            " ! audio/x-raw,rate=16000,channels=1,format=F32LE ! anitalker name=talk mode=streaming latency=" + preset +
+            " ! fakesink sync=true";
+        GError* err = nullptr;
+        st->pipe = gst_parse_launch(desc.c_str(), &err);
+        if (!st->pipe || err) {
+          const std::string m = err ? err->message : "?";
+          if (err) g_error_free(err);
+          for (auto& s : streams) gst_object_unref(s->pipe);
+          throw anitalker::Error(anitalker::Error::Kind::Runtime, "cannot build the pipeline: " + m);
+        }
+        GstElement* talk = gst_bin_get_by_name(GST_BIN(st->pipe), "talk");
+        gst_util_set_object_arg(G_OBJECT(talk), "variant", variant.c_str());
+        g_object_set(talk, "models-dir", models.c_str(), "portrait", portrait.c_str(), "steps", (guint)steps, "seed",
+                     (guint64)i, "device", device.c_str(), nullptr);
+        st->frames.pipe = st->pipe;
+        GstPad* out = gst_element_get_static_pad(talk, "src");
+        gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_BUFFER, live_probe::frame_probe, &st->frames, nullptr);
+        gst_object_unref(out);
+        gst_object_unref(talk);
+        streams.push_back(std::move(st));
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      for (auto& s : streams) gst_element_set_state(s->pipe, GST_STATE_PLAYING);
+      // Each pipeline ends on its own EOS or error; none waits for another.
+      size_t left = streams.size();
+      while (left > 0) {
+        for (auto& s : streams) {
+          if (s->done) continue;
+          GstBus* bus = gst_element_get_bus(s->pipe);
+          GstMessage* m = gst_bus_timed_pop_filtered(bus, 20 * GST_MSECOND,
+                                                     (GstMessageType)(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+          gst_object_unref(bus);
+          if (!m) continue;
+          if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
+            GError* e = nullptr;
+            gst_message_parse_error(m, &e, nullptr);
+            s->error = e ? e->message : "?";
+            if (e) g_error_free(e);
+          }
+          gst_message_unref(m);
+          s->reported = query_latency(s->pipe);
+          gst_element_set_state(s->pipe, GST_STATE_NULL);
+          s->done = true;
+          --left;
+        }
+      }
+      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      long long frames = 0, late = 0, errors = 0;
+      std::vector<double> delays;
+      for (auto& s : streams) {
+        frames += (long long)s->frames.pts.size();
+        if (!s->error.empty()) {
+          ++errors;
+          std::fprintf(stderr, "anitalker bench streams: a stream failed: %s\n", s->error.c_str());
+        }
+        // The last second is computed after the source's EOS: left out, as in bench latency.
+        const GstClockTime end = s->frames.pts.empty() || s->frames.pts.back() < GST_SECOND
+                                     ? 0
+                                     : s->frames.pts.back() - GST_SECOND;
+        for (size_t i = 0; i < s->frames.pts.size(); ++i) {
+          if (s->frames.pts[i] > end) continue;
+          delays.push_back(s->frames.delay[i]);
+          if (s->frames.delay[i] > s->reported) ++late;
+        }
+        gst_object_unref(s->pipe);
+      }
+      char fr[48];
+      std::snprintf(fr, sizeof fr, "%lld/%lld", frames, expected_each * n);
+      std::printf("%8d %15s %11.1f %7lld %8.3fs %8.3fs %8.0f MB %lld\n", n, fr, frames / wall, late,
+                  live_probe::percentile(delays, 0.5), live_probe::percentile(delays, 0.95), cli::memory().peak / 1e6,
+                  errors);
+    }
+    return 0;
+  });
+}
