@@ -28,6 +28,7 @@ char g_paths[kSlots][kPathMax];
 // 0 free, 1 being written, 2 published (the handler removes those).
 std::atomic<int> g_state[kSlots];
 bool g_is_dir[kSlots];  // a temporary folder: its files, then itself
+char g_gone[kSlots][kPathMax + 8];  // a folder's name once moved aside by the handler
 
 void register_temp(const std::string& path, bool is_dir = false) {
   if (path.size() >= kPathMax) return;  // still removed by the destructor
@@ -35,6 +36,8 @@ void register_temp(const std::string& path, bool is_dir = false) {
     int expected = 0;
     if (!g_state[i].compare_exchange_strong(expected, 1)) continue;
     std::memcpy(g_paths[i], path.c_str(), path.size() + 1);
+    std::memcpy(g_gone[i], path.c_str(), path.size());
+    std::memcpy(g_gone[i] + path.size(), ".gone", 6);
     g_is_dir[i] = is_dir;
     g_state[i].store(2);
     return;
@@ -42,8 +45,18 @@ void register_temp(const std::string& path, bool is_dir = false) {
 }
 
 // Empties and removes a folder with system calls only (async-signal-safe:
-// getdents64, unlinkat, rmdir); its files are flat (no subfolders).
+// getdents64, unlinkat, rmdir); its files are flat (no subfolders).  Other
+// threads may still be writing into it: when the folder is not empty at the
+// end, it is emptied again (a few times).
+void empty_folder(const char* path);
 void remove_folder(const char* path) {
+  for (int tries = 0; tries < 20; ++tries) {
+    empty_folder(path);
+    if (::rmdir(path) == 0 || errno == ENOENT) return;
+  }
+}
+
+void empty_folder(const char* path) {
   const int fd = ::open(path, O_RDONLY | O_DIRECTORY);
   if (fd >= 0) {
     alignas(8) char buf[4096];
@@ -66,7 +79,6 @@ void remove_folder(const char* path) {
     }
     ::close(fd);
   }
-  ::rmdir(path);
 }
 
 void unregister_temp(const std::string& path) {
@@ -84,8 +96,13 @@ void on_signal(int sig) {
   const int saved = errno;
   for (int i = 0; i < kSlots; ++i)
     if (g_state[i].load() == 2) {
-      if (g_is_dir[i]) remove_folder(g_paths[i]);
-      else ::unlink(g_paths[i]);  // async-signal-safe
+      if (g_is_dir[i]) {
+        // Moved aside first: a writer's next file cannot be created in it.
+        if (::rename(g_paths[i], g_gone[i]) == 0) remove_folder(g_gone[i]);
+        else remove_folder(g_paths[i]);
+      } else {
+        ::unlink(g_paths[i]);  // async-signal-safe
+      }
     }
   for (size_t k = 0; k < sizeof kSignals / sizeof kSignals[0]; ++k) {
     if (kSignals[k] != sig) continue;
