@@ -21,8 +21,12 @@
 #include <sys/stat.h>
 #include <vector>
 
+#include <c10/core/InferenceMode.h>
+
 #include "cli.h"
 #include "crop.h"
+#include "device.h"
+#include "image.h"
 #include "error.h"
 #include "models.h"
 #include "mp4_times.h"
@@ -133,7 +137,7 @@ void find_plugin() {
   gst_object_unref(f);
 }
 
-std::string quoted(const std::string& s) {
+std::string gst_quoted(const std::string& s) {
   gchar* e = g_strescape(s.c_str(), nullptr);
   std::string out = std::string("\"") + e + "\"";
   g_free(e);
@@ -234,7 +238,7 @@ void need_elements(const std::vector<const char*>& names) {
 // temporary file of this run): the portrait when --portrait is a clip.
 void portrait_from_video(const std::string& clip, double t, anitalker::OutputFile& png) {
   gchar* uri = gst_filename_to_uri(clip.c_str(), nullptr);
-  const std::string desc = std::string("uridecodebin uri=") + quoted(uri ? uri : clip) +
+  const std::string desc = std::string("uridecodebin uri=") + gst_quoted(uri ? uri : clip) +
                            " ! videoconvert ! videoscale ! video/x-raw,format=RGB,pixel-aspect-ratio=1/1 ! "
                            "appsink name=frame sync=false";
   g_free(uri);
@@ -308,6 +312,75 @@ void portrait_from_video(const std::string& clip, double t, anitalker::OutputFil
   gst_object_unref(sink);
   gst_object_unref(pipe);
   if (!error.empty()) throw anitalker::Error(anitalker::Error::Kind::Format, error);
+}
+
+// A video portrait with --crop auto: the authors' rule for a video, the
+// medians of the face boxes detected every 25th frame (lib/crop.h median;
+// the largest face of each frame; at most 200 detections).  Returns
+// "X1,Y1,X2,Y2" for the renderer's face-box.
+std::string video_face_box(const std::string& clip, const std::string& detector, const std::string& device) {
+  gchar* uri = gst_filename_to_uri(clip.c_str(), nullptr);
+  const std::string desc = std::string("uridecodebin uri=") + gst_quoted(uri ? uri : clip) +
+                           " ! videoconvert ! videoscale ! video/x-raw,format=RGB,pixel-aspect-ratio=1/1 ! "
+                           "appsink name=frame sync=false max-buffers=2";
+  g_free(uri);
+  GError* err = nullptr;
+  GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
+  if (err) {
+    const std::string m = err->message;
+    g_error_free(err);
+    if (pipe) gst_object_unref(pipe);
+    throw anitalker::Error(anitalker::Error::Kind::Runtime, "cannot build the pipeline that reads " + clip + ": " + m);
+  }
+  GstElement* sink = gst_bin_get_by_name(GST_BIN(pipe), "frame");
+  gst_element_set_state(pipe, GST_STATE_PLAYING);
+  std::vector<anitalker::crop::Box> boxes;
+  long long index = 0, sampled = 0;
+  while (boxes.size() < 200) {
+    GstSample* sample = gst_app_sink_pull_sample(GST_APP_SINK(sink));
+    if (!sample) break;  // EOS or error
+    if (index++ % 25 == 0) {
+      GstStructure* st = gst_caps_get_structure(gst_sample_get_caps(sample), 0);
+      int w = 0, h = 0;
+      gst_structure_get_int(st, "width", &w);
+      gst_structure_get_int(st, "height", &h);
+      GstMapInfo map;
+      GstBuffer* buf = gst_sample_get_buffer(sample);
+      const size_t stride = GST_ROUND_UP_4(w * 3);
+      if (w > 0 && h > 0 && gst_buffer_map(buf, &map, GST_MAP_READ)) {
+        if (map.size >= stride * h) {
+          anitalker::RgbImage im;
+          im.width = w;
+          im.height = h;
+          im.data.resize((size_t)w * h * 3);
+          for (int y = 0; y < h; ++y) std::memcpy(im.at(0, y), map.data + y * stride, (size_t)w * 3);
+          std::vector<anitalker::crop::Box> faces;
+          {
+            c10::InferenceMode guard;
+            faces = anitalker::detect_faces(detector, im, anitalker::parse_device(device));
+          }
+          if (!faces.empty()) boxes.push_back(faces[anitalker::crop::largest(faces)]);
+          ++sampled;
+        }
+        gst_buffer_unmap(buf, &map);
+      }
+    }
+    gst_sample_unref(sample);
+  }
+  gst_element_set_state(pipe, GST_STATE_NULL);
+  gst_object_unref(sink);
+  gst_object_unref(pipe);
+  if (boxes.empty())
+    throw anitalker::Error(anitalker::Error::Kind::Format,
+                           clip + ": no face found in " + std::to_string(sampled) +
+                               " frames (every 25th; RetinaFace, threshold 0.97); give the face's box with --face-box "
+                               "X1,Y1,X2,Y2, the square with --crop X,Y,SIDE, or use the picture as it is (--crop none)");
+  const anitalker::crop::Box m = anitalker::crop::median(boxes);
+  char text[160];
+  std::snprintf(text, sizeof text, "%.2f,%.2f,%.2f,%.2f", m.x1, m.y1, m.x2, m.y2);
+  std::fprintf(stderr, "anitalker generate: note: the face box of %s: the median of %zu detections (every 25th of %lld frames): %s\n",
+               clip.c_str(), boxes.size(), index, text);
+  return text;
 }
 
 // The PNG frames of a run: written into a hidden folder beside the target
@@ -390,6 +463,10 @@ int generate(const Options& o) {
     portrait_from_video(o.portrait, std::max(0.0, o.portrait_time), *still);
     portrait = still->temp_path();
   }
+  // crop auto on a video: the median box over the video, as the authors crop.
+  std::string face_box = o.face_box;
+  if (still && o.crop == "auto" && face_box.empty())
+    face_box = video_face_box(o.portrait, o.models_dir + "/detection_Resnet50_Final.pth", o.device);
 
   // The encoder, its rate control, and the muxer's audio.
   std::string video_out, audio_enc, mux;
@@ -398,7 +475,7 @@ int generate(const Options& o) {
   if (o.width > 0) scale = "videoscale ! video/x-raw,width=" + std::to_string(o.width) + ",height=" +
                           std::to_string(o.height) + ",pixel-aspect-ratio=1/1 ! ";
   if (kind == OutKind::Frames) {
-    video_out = scale + "videoconvert ! pngenc ! multifilesink index=1 location=" + quoted(part);
+    video_out = scale + "videoconvert ! pngenc ! multifilesink index=1 location=" + gst_quoted(part);
   } else {
     std::string enc;
     if (codec == "vp9") {
@@ -420,11 +497,11 @@ int generate(const Options& o) {
   const std::string talk_branch = "anitalker name=talk ! queue ! " + video_out;
   const std::string desc =
       kind == OutKind::Frames
-          ? "filesrc location=" + quoted(o.audio) + " ! decodebin ! " + talk_branch
-          : "filesrc location=" + quoted(o.audio) + " ! decodebin ! tee name=t "
+          ? "filesrc location=" + gst_quoted(o.audio) + " ! decodebin ! " + talk_branch
+          : "filesrc location=" + gst_quoted(o.audio) + " ! decodebin ! tee name=t "
             "t. ! " + big_queue + " ! " + talk_branch + " "
             "t. ! queue ! audioconvert ! audioresample ! " + audio_enc + " ! " + big_queue + " ! mux.audio_0 " +
-            mux + " ! filesink name=sink location=" + quoted(part);
+            mux + " ! filesink name=sink location=" + gst_quoted(part);
   GError* err = nullptr;
   GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
   if (!pipe || err) {
@@ -448,7 +525,7 @@ int generate(const Options& o) {
   g_object_set(talk, "crop", o.crop.c_str(), "crop-ratio", (gfloat)o.crop_ratio, "face-index", o.face_index,
                "paste-back", (gboolean)o.paste_back, "max-size", (guint)o.max_size, "feather", (guint)o.feather,
                "colour-match", (gboolean)o.colour_match, nullptr);
-  if (!o.face_box.empty()) g_object_set(talk, "face-box", o.face_box.c_str(), nullptr);
+  if (!face_box.empty()) g_object_set(talk, "face-box", face_box.c_str(), nullptr);
   g_object_set(talk, "models-dir", o.models_dir.c_str(), "portrait", portrait.c_str(), "steps", (guint)o.steps,
                "seed", (guint64)o.seed, "control", (gboolean)o.control, "pose-yaw", (gfloat)o.yaw, "pose-pitch",
                (gfloat)o.pitch, "pose-roll", (gfloat)o.roll, "face-location", (gfloat)o.location, "face-scale",

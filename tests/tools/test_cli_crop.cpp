@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
@@ -133,6 +134,21 @@ TEST(CropCli, GenerateWithTheDetector) {
   cv::absdiff(f, photo, diff);
   diff(cv::Rect(35, 3, 26, 26)).setTo(0);
   EXPECT_EQ(cv::countNonZero(diff.reshape(1)), 0) << "pixels outside the square changed";
+  // A video portrait: the box is the median of the detections of every 25th
+  // frame (75 frames: 0, 25, 50), the authors' rule for a video.
+  ASSERT_EQ(std::system(("ffmpeg -loglevel error -y -loop 1 -i " + q(dir / "p.png") +
+                         " -t 3 -r 25 -c:v libx264 -pix_fmt yuv420p " + q(dir / "clip.mp4"))
+                            .c_str()),
+            0);
+  ASSERT_EQ(::mkdir((dir / "g").c_str(), 0755), 0);
+  r = testutil::run_cli(base.substr(0, base.find("--portrait")) + "--portrait " + q(dir / "clip.mp4") +
+                        base.substr(base.find(" --audio")) + "--crop auto --paste-back --feather 2 --out " +
+                        q(dir / "g/%03d.png") + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("the median of 3 detections (every 25th of 75 frames): 40.00,8.00,56.00,24.00"));
+  const cv::Mat g = cv::imread(dir / "g/001.png", cv::IMREAD_COLOR);
+  ASSERT_EQ(g.cols, 64);
+  ASSERT_EQ(g.rows, 32);
   // No face: the run stops before any output.
   testutil::write_narrow_retinaface(data("face-sr/retinaface_resnet50_keys.txt"), detector, false);
   r = testutil::run_cli(base + "--crop auto --paste-back --out " + q(dir / "n.mp4") + " 2>&1");
