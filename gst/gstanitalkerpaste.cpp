@@ -86,6 +86,7 @@ struct PasteState {
   crop::Canvas canvas;
   anitalker::RgbImage fitted;  // the picture at the canvas's size
   GstVideoInfo in_info;
+  GstVideoInfo out_info;  // the canvas, once have_out
   bool have_in = false;
   bool have_out = false;
   std::vector<GstEvent*> held;  // sticky events waiting for our first caps
@@ -409,6 +410,7 @@ static gboolean gst_anitalker_paste_configure(GstAnitalkerPaste* self) {
                       (nullptr));
     return FALSE;
   }
+  st->out_info = out;
   st->have_out = true;
   st->dirty = false;
   for (GstEvent* e : st->held) gst_pad_push_event(self->srcpad, e);
@@ -453,8 +455,7 @@ static GstFlowReturn gst_anitalker_paste_chain(GstPad*, GstObject* parent, GstBu
     return GST_FLOW_ERROR;
   }
 
-  GstVideoInfo out_info;
-  gst_video_info_set_format(&out_info, GST_VIDEO_FORMAT_RGB, st->canvas.width, st->canvas.height);
+  const GstVideoInfo& out_info = st->out_info;
   GstBuffer* out = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(&out_info), nullptr);
   gst_buffer_copy_into(out, buffer, (GstBufferCopyFlags)(GST_BUFFER_COPY_FLAGS | GST_BUFFER_COPY_TIMESTAMPS), 0, -1);
   gst_buffer_unref(buffer);

@@ -164,8 +164,6 @@ struct EncState {
   std::string model_dir;                        // the folder `model` came from
   GstHubertEncMode mode = DEFAULT_MODE;         // the property, as at start
   int resolved = -1;                            // -1: auto not decided yet; else 0 offline, 1 streaming
-  guint window_ms = DEFAULT_WINDOW_MS;          // as at start
-  guint context_ms = DEFAULT_CONTEXT_MS;
   guint offline_limit_s = DEFAULT_OFFLINE_LIMIT_S;  // as at start; 0: none
 
   // Streaming thread only (and the serialized events, which run in it).
@@ -556,8 +554,6 @@ static gboolean gst_hubert_enc_start(GstHubertEnc* self) {
   st->model_dir = model_dir;
   st->mode = mode;
   st->resolved = mode == GST_HUBERT_ENC_MODE_AUTO ? -1 : (mode == GST_HUBERT_ENC_MODE_STREAMING ? 1 : 0);
-  st->window_ms = window_ms;
-  st->context_ms = context_ms;
   st->offline_limit_s = offline_limit_s;
   st->have_caps = false;
   st->segment_start = 0;

@@ -47,43 +47,11 @@ struct Result {
   double av_offset = 0;  // worst video-behind-audio at synchronised sinks: max(0, delay - reported), s
 };
 
-Result run_preset(const std::string& preset, long long seconds, const std::string& models, const std::string& portrait,
-                  const std::string& variant, int steps, const std::string& device, const std::string& stage1) {
+Result run_preset(const std::string& preset, long long seconds, const live_probe::Chain& chain) {
   // 20 ms buffers of 16 kHz audio from a live source.
   const long long buffers = seconds * 50;
-  const std::string desc =
-      "audiotestsrc name=src is-live=true wave=pink-noise volume=0.3 samplesperbuffer=320 num-buffers=" +
-      std::to_string(buffers) +
-      " ! audio/x-raw,rate=16000,channels=1,format=F32LE ! anitalker name=talk mode=streaming"
-      " ! fakesink name=sink sync=true";
-  GError* err = nullptr;
-  GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
-  if (!pipe || err) {
-    const std::string m = err ? err->message : "?";
-    if (err) g_error_free(err);
-    throw anitalker::Error(anitalker::Error::Kind::Runtime, "cannot build the pipeline: " + m);
-  }
-  GstElement* talk = gst_bin_get_by_name(GST_BIN(pipe), "talk");
-  GValue v = G_VALUE_INIT;
-  GParamSpec* spec = g_object_class_find_property(G_OBJECT_GET_CLASS(talk), "latency");
-  g_value_init(&v, spec->value_type);
-  if (!gst_value_deserialize(&v, preset.c_str())) {
-    gst_object_unref(talk);
-    gst_object_unref(pipe);
-    throw cli::UsageError("--preset: quality, balanced or low, not '" + preset + "'");
-  }
-  g_object_set_property(G_OBJECT(talk), "latency", &v);
-  g_value_unset(&v);
-  gst_util_set_object_arg(G_OBJECT(talk), "variant", variant.c_str());
-  g_object_set(talk, "models-dir", models.c_str(), "portrait", portrait.c_str(), "steps", (guint)steps, "device",
-               device.c_str(), nullptr);
-  if (!stage1.empty()) g_object_set(talk, "stage1", stage1.c_str(), nullptr);
   Frames f;
-  f.pipe = pipe;
-  GstPad* out = gst_element_get_static_pad(talk, "src");
-  gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_BUFFER, frame_probe, &f, nullptr);
-  gst_object_unref(out);
-  gst_object_unref(talk);
+  GstElement* pipe = live_probe::live_pipeline(buffers, preset, chain, 0, &f);
 
   gst_element_set_state(pipe, GST_STATE_PLAYING);
   // The latency the pipeline configures from the elements' reports (the
@@ -130,12 +98,7 @@ Result run_preset(const std::string& preset, long long seconds, const std::strin
   gst_object_unref(pipe);
   if (!error.empty()) throw anitalker::Error(anitalker::Error::Kind::Runtime, preset + ": " + error);
 
-  // HuBERT frames of N samples: floor((N - 400) / 320) + 1, plus the demo's
-  // padding frame; video frames: half of that, rounded down (MFCC: a quarter
-  // of its 100 Hz frames).
-  const long long samples = buffers * 320;
-  const long long hubert = (samples - 400) / 320 + 1 + 1;
-  r.expected = variant.rfind("hubert", 0) == 0 ? hubert / 2 : ((samples - 400) / 160 + 1) / 4;
+  r.expected = live_probe::expected_frames(chain.variant, buffers * 320);
   r.frames = (long long)f.pts.size();
   for (size_t i = 1; i < f.pts.size(); i++)
     if (f.pts[i] <= f.pts[i - 1]) r.monotonic = false;
@@ -333,11 +296,11 @@ int bench_latency(int argc, char** argv) {
       shape.channels = [](int64_t res) -> int64_t { return res >= 64 ? 16 : 32; };
       bench::write_stage1(stage1, shape);
     }
+    const live_probe::Chain chain{models, portrait, variant, device, stage1, steps};
     std::vector<Result> results;
     std::stringstream list(presets);
     try {
-      for (std::string p; std::getline(list, p, ',');)
-        results.push_back(run_preset(p, seconds, models, portrait, variant, steps, device, stage1));
+      for (std::string p; std::getline(list, p, ',');) results.push_back(run_preset(p, seconds, chain));
     } catch (...) {
       if (!stage1.empty()) std::remove(stage1.c_str());
       throw;

@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "launch.h"
 
 namespace {
 
@@ -106,13 +107,7 @@ int bench_soak(int argc, char** argv) {
         " ! audio/x-raw,rate=16000,channels=1,format=F32LE ! anitalker name=talk mode=streaming steps=" +
         std::to_string(steps) + " features::window=1000 features::context=1000 motion::window=25 motion::context=25"
         " ! fakesink name=sink sync=false";
-    GError* err = nullptr;
-    GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
-    if (!pipe || err) {
-      const std::string m = err ? err->message : "?";
-      if (err) g_error_free(err);
-      throw anitalker::Error(anitalker::Error::Kind::Runtime, "cannot build the pipeline: " + m);
-    }
+    GstElement* pipe = cli::launch(desc);
     GstElement* talk = gst_bin_get_by_name(GST_BIN(pipe), "talk");
     gst_util_set_object_arg(G_OBJECT(talk), "variant", variant.c_str());
     g_object_set(talk, "models-dir", models.c_str(), "portrait", portrait.c_str(), nullptr);

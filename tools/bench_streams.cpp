@@ -74,8 +74,8 @@ int bench_streams(int argc, char** argv) {
       else if (s == "--device") device = a.value(s);
       else throw cli::UsageError("unknown option " + s);
     }
-    if (preset != "low" && preset != "balanced" && preset != "quality")
-      throw cli::UsageError("--preset: low, balanced or quality, not '" + preset + "'");
+    live_probe::check_preset(preset);
+    const live_probe::Chain chain{models, portrait, variant, device, "", steps};
     std::vector<int> ns;
     std::stringstream list(counts);
     for (std::string n; std::getline(list, n, ',');) {
@@ -86,10 +86,7 @@ int bench_streams(int argc, char** argv) {
     }
     gst_init(nullptr, nullptr);
     const long long buffers = seconds * 50;
-    // HuBERT frames of N samples: floor((N - 400) / 320) + 1, plus the padding frame; video: half.
-    const long long samples = buffers * 320;
-    const long long expected_each =
-        variant.rfind("hubert", 0) == 0 ? ((samples - 400) / 320 + 2) / 2 : ((samples - 400) / 160 + 1) / 4;
+    const long long expected_each = live_probe::expected_frames(variant, buffers * 320);
     std::printf("streams: %s, %s, %d steps, preset %s, %lld s of live audio per stream, device %s\n", models.c_str(),
                 variant.c_str(), steps, preset.c_str(), seconds, device.c_str());
     std::printf("%8s %15s %11s %7s %9s %9s %10s %s\n", "streams", "frames", "fps total", "late", "p50", "p95",
@@ -98,28 +95,12 @@ int bench_streams(int argc, char** argv) {
       std::vector<std::unique_ptr<Stream>> streams;
       for (int i = 0; i < n; ++i) {
         auto st = std::make_unique<Stream>();
-        const std::string desc =
-            "audiotestsrc is-live=true wave=pink-noise volume=0.3 samplesperbuffer=320 num-buffers=" +
-            std::to_string(buffers) +
-            " ! audio/x-raw,rate=16000,channels=1,format=F32LE ! anitalker name=talk mode=streaming latency=" + preset +
-            " ! fakesink sync=true";
-        GError* err = nullptr;
-        st->pipe = gst_parse_launch(desc.c_str(), &err);
-        if (!st->pipe || err) {
-          const std::string m = err ? err->message : "?";
-          if (err) g_error_free(err);
+        try {
+          st->pipe = live_probe::live_pipeline(buffers, preset, chain, (guint64)i, &st->frames);
+        } catch (...) {
           for (auto& s : streams) gst_object_unref(s->pipe);
-          throw anitalker::Error(anitalker::Error::Kind::Runtime, "cannot build the pipeline: " + m);
+          throw;
         }
-        GstElement* talk = gst_bin_get_by_name(GST_BIN(st->pipe), "talk");
-        gst_util_set_object_arg(G_OBJECT(talk), "variant", variant.c_str());
-        g_object_set(talk, "models-dir", models.c_str(), "portrait", portrait.c_str(), "steps", (guint)steps, "seed",
-                     (guint64)i, "device", device.c_str(), nullptr);
-        st->frames.pipe = st->pipe;
-        GstPad* out = gst_element_get_static_pad(talk, "src");
-        gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_BUFFER, live_probe::frame_probe, &st->frames, nullptr);
-        gst_object_unref(out);
-        gst_object_unref(talk);
         streams.push_back(std::move(st));
       }
       const auto t0 = std::chrono::steady_clock::now();

@@ -27,6 +27,7 @@
 #include "crop.h"
 #include "device.h"
 #include "image.h"
+#include "launch.h"
 #include "error.h"
 #include "models.h"
 #include "mp4_times.h"
@@ -236,20 +237,19 @@ void need_elements(const std::vector<const char*>& names) {
 
 // The frame of a video at `t` seconds, as a lossless PNG in `png` (a
 // temporary file of this run): the portrait when --portrait is a clip.
-void portrait_from_video(const std::string& clip, double t, anitalker::OutputFile& png) {
+// A pipeline that decodes `clip` into square-pixel RGB frames at an appsink
+// named "frame".
+GstElement* video_frames(const std::string& clip, const std::string& sink_props) {
   gchar* uri = gst_filename_to_uri(clip.c_str(), nullptr);
   const std::string desc = std::string("uridecodebin uri=") + gst_quoted(uri ? uri : clip) +
                            " ! videoconvert ! videoscale ! video/x-raw,format=RGB,pixel-aspect-ratio=1/1 ! "
-                           "appsink name=frame sync=false";
+                           "appsink name=frame sync=false " + sink_props;
   g_free(uri);
-  GError* err = nullptr;
-  GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
-  if (err) {
-    const std::string m = err->message;
-    g_error_free(err);
-    if (pipe) gst_object_unref(pipe);
-    throw anitalker::Error(anitalker::Error::Kind::Runtime, "cannot build the pipeline that reads " + clip + ": " + m);
-  }
+  return cli::launch(desc, " that reads " + clip);
+}
+
+void portrait_from_video(const std::string& clip, double t, anitalker::OutputFile& png) {
+  GstElement* pipe = video_frames(clip, "");
   GstElement* sink = gst_bin_get_by_name(GST_BIN(pipe), "frame");
   std::string error;
   GstSample* sample = nullptr;
@@ -319,19 +319,7 @@ void portrait_from_video(const std::string& clip, double t, anitalker::OutputFil
 // the largest face of each frame; at most 200 detections).  Returns
 // "X1,Y1,X2,Y2" for the renderer's face-box.
 std::string video_face_box(const std::string& clip, const std::string& detector, const std::string& device) {
-  gchar* uri = gst_filename_to_uri(clip.c_str(), nullptr);
-  const std::string desc = std::string("uridecodebin uri=") + gst_quoted(uri ? uri : clip) +
-                           " ! videoconvert ! videoscale ! video/x-raw,format=RGB,pixel-aspect-ratio=1/1 ! "
-                           "appsink name=frame sync=false max-buffers=2";
-  g_free(uri);
-  GError* err = nullptr;
-  GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
-  if (err) {
-    const std::string m = err->message;
-    g_error_free(err);
-    if (pipe) gst_object_unref(pipe);
-    throw anitalker::Error(anitalker::Error::Kind::Runtime, "cannot build the pipeline that reads " + clip + ": " + m);
-  }
+  GstElement* pipe = video_frames(clip, "max-buffers=2");
   GstElement* sink = gst_bin_get_by_name(GST_BIN(pipe), "frame");
   gst_element_set_state(pipe, GST_STATE_PLAYING);
   std::vector<anitalker::crop::Box> boxes;
@@ -502,14 +490,7 @@ int generate(const Options& o) {
             "t. ! " + big_queue + " ! " + talk_branch + " "
             "t. ! queue ! audioconvert ! audioresample ! " + audio_enc + " ! " + big_queue + " ! mux.audio_0 " +
             mux + " ! filesink name=sink location=" + gst_quoted(part);
-  GError* err = nullptr;
-  GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
-  if (!pipe || err) {
-    const std::string m = err ? err->message : "unknown error";
-    if (err) g_error_free(err);
-    if (pipe) gst_object_unref(pipe);
-    throw anitalker::Error(anitalker::Error::Kind::Runtime, "cannot build the pipeline: " + m);
-  }
+  GstElement* pipe = cli::launch(desc);
   GstElement* talk = gst_bin_get_by_name(GST_BIN(pipe), "talk");
   gst_util_set_object_arg(G_OBJECT(talk), "variant", o.variant.c_str());
   gst_util_set_object_arg(G_OBJECT(talk), "mode", o.mode.c_str());
