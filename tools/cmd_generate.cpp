@@ -248,6 +248,28 @@ GstElement* video_frames(const std::string& clip, const std::string& sink_props)
   return cli::launch(desc, " that reads " + clip);
 }
 
+// The RGB frame of a sample from video_frames() (rows padded to 4 bytes),
+// packed; false when the sample is not such a frame.
+bool sample_rgb(GstSample* sample, anitalker::RgbImage* im) {
+  GstStructure* st = gst_caps_get_structure(gst_sample_get_caps(sample), 0);
+  int w = 0, h = 0;
+  gst_structure_get_int(st, "width", &w);
+  gst_structure_get_int(st, "height", &h);
+  const size_t stride = GST_ROUND_UP_4(w * 3);
+  GstMapInfo map;
+  GstBuffer* buf = gst_sample_get_buffer(sample);
+  if (w <= 0 || h <= 0 || !gst_buffer_map(buf, &map, GST_MAP_READ)) return false;
+  const bool ok = map.size >= stride * h;
+  if (ok) {
+    im->width = w;
+    im->height = h;
+    im->data.resize((size_t)w * h * 3);
+    for (int y = 0; y < h; ++y) std::memcpy(im->at(0, y), map.data + y * stride, (size_t)w * 3);
+  }
+  gst_buffer_unmap(buf, &map);
+  return ok;
+}
+
 void portrait_from_video(const std::string& clip, double t, anitalker::OutputFile& png) {
   GstElement* pipe = video_frames(clip, "");
   GstElement* sink = gst_bin_get_by_name(GST_BIN(pipe), "frame");
@@ -289,20 +311,13 @@ void portrait_from_video(const std::string& clip, double t, anitalker::OutputFil
     }
   }
   if (sample) {
-    GstStructure* st = gst_caps_get_structure(gst_sample_get_caps(sample), 0);
-    int w = 0, h = 0;
-    gst_structure_get_int(st, "width", &w);
-    gst_structure_get_int(st, "height", &h);
-    GstMapInfo map;
-    GstBuffer* buf = gst_sample_get_buffer(sample);
-    const size_t stride = GST_ROUND_UP_4(w * 3);
-    if (w > 0 && h > 0 && gst_buffer_map(buf, &map, GST_MAP_READ) && map.size >= stride * h) {
-      cv::Mat rgb(h, w, CV_8UC3, map.data, stride), bgr;
+    anitalker::RgbImage im;
+    if (sample_rgb(sample, &im)) {
+      cv::Mat rgb(im.height, im.width, CV_8UC3, im.data.data()), bgr;
       cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
       std::vector<uchar> bytes;
       cv::imencode(".png", bgr, bytes);
       png.write(std::string(bytes.begin(), bytes.end()));
-      gst_buffer_unmap(buf, &map);
     } else {
       error = clip + ": an unreadable video frame";
     }
@@ -327,31 +342,15 @@ std::string video_face_box(const std::string& clip, const std::string& detector,
   while (boxes.size() < 200) {
     GstSample* sample = gst_app_sink_pull_sample(GST_APP_SINK(sink));
     if (!sample) break;  // EOS or error
-    if (index++ % 25 == 0) {
-      GstStructure* st = gst_caps_get_structure(gst_sample_get_caps(sample), 0);
-      int w = 0, h = 0;
-      gst_structure_get_int(st, "width", &w);
-      gst_structure_get_int(st, "height", &h);
-      GstMapInfo map;
-      GstBuffer* buf = gst_sample_get_buffer(sample);
-      const size_t stride = GST_ROUND_UP_4(w * 3);
-      if (w > 0 && h > 0 && gst_buffer_map(buf, &map, GST_MAP_READ)) {
-        if (map.size >= stride * h) {
-          anitalker::RgbImage im;
-          im.width = w;
-          im.height = h;
-          im.data.resize((size_t)w * h * 3);
-          for (int y = 0; y < h; ++y) std::memcpy(im.at(0, y), map.data + y * stride, (size_t)w * 3);
-          std::vector<anitalker::crop::Box> faces;
-          {
-            c10::InferenceMode guard;
-            faces = anitalker::detect_faces(detector, im, anitalker::parse_device(device));
-          }
-          if (!faces.empty()) boxes.push_back(faces[anitalker::crop::largest(faces)]);
-          ++sampled;
-        }
-        gst_buffer_unmap(buf, &map);
+    anitalker::RgbImage im;
+    if (index++ % 25 == 0 && sample_rgb(sample, &im)) {
+      std::vector<anitalker::crop::Box> faces;
+      {
+        c10::InferenceMode guard;
+        faces = anitalker::detect_faces(detector, im, anitalker::parse_device(device));
       }
+      if (!faces.empty()) boxes.push_back(faces[anitalker::crop::largest(faces)]);
+      ++sampled;
     }
     gst_sample_unref(sample);
   }
