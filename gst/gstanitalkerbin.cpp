@@ -64,7 +64,7 @@ GST_DEBUG_CATEGORY_STATIC(gst_anitalker_bin_debug);
 #define DEFAULT_MODELS_DIR "models"
 #define DEFAULT_VARIANT GST_ANITALKER_MOTION_TYPE_HUBERT_AUDIO_ONLY
 #define DEFAULT_DEVICE "cpu"
-#define DEFAULT_MODE GST_ANITALKER_MOTION_MODE_AUTO
+#define DEFAULT_MODE GST_ANITALKER_MODE_AUTO
 
 enum {
   PROP_0,
@@ -122,7 +122,7 @@ struct _GstAnitalkerBin {
   gchar* hubert;
   gboolean face_sr;
   gchar* device;
-  GstAnitalkerMotionMode mode;
+  GstAnitalkerMode mode;
   gboolean paste_back;
   GstAnitalkerLatency latency;
 };
@@ -322,7 +322,7 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
       g_param_spec_enum("mode", "Mode",
                         "offline (exact, waits for EOS), streaming (bounded latency), or auto (streaming for live "
                         "sources) for features and motion",
-                        GST_TYPE_ANITALKER_MOTION_MODE, DEFAULT_MODE, ready));
+                        GST_TYPE_ANITALKER_MODE, DEFAULT_MODE, ready));
 
   /**
    * GstAnitalkerBin:latency:
@@ -472,7 +472,7 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
       self->device = g_value_dup_string(value);
       break;
     case PROP_MODE:
-      self->mode = (GstAnitalkerMotionMode)g_value_get_enum(value);
+      self->mode = (GstAnitalkerMode)g_value_get_enum(value);
       break;
     case PROP_PASTE_BACK:
       self->paste_back = g_value_get_boolean(value);
@@ -610,7 +610,7 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
                     hubert = dup_or(self->hubert, "");
   const bool face_sr = self->face_sr;
   const std::string device = dup_or(self->device, DEFAULT_DEVICE);
-  const GstAnitalkerMotionMode mode = self->mode;
+  const GstAnitalkerMode mode = self->mode;
   const bool paste_back = self->paste_back;
   GST_OBJECT_UNLOCK(self);
   // crop=auto without a face box runs the detector: its file is needed.
@@ -662,10 +662,7 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
                device.c_str(), nullptr);
   g_object_set(self->motion, "checkpoint", files.stage2.c_str(), "type", variant, "device", device.c_str(), "mode",
                mode, nullptr);
-  gst_util_set_object_arg(G_OBJECT(self->features), "mode",
-                          mode == GST_ANITALKER_MOTION_MODE_OFFLINE     ? "offline"
-                          : mode == GST_ANITALKER_MOTION_MODE_STREAMING ? "streaming"
-                                                                        : "auto");
+  g_object_set(self->features, "mode", mode, nullptr);
   g_object_set(self->render, "checkpoint", files.stage1.c_str(), "portrait", portrait.c_str(), "device",
                device.c_str(), "detector", files.detector.empty() ? nullptr : files.detector.c_str(), nullptr);
   return gst_anitalker_bin_set_tail(self, face_sr, paste_back, files, device) ? TRUE : FALSE;

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include <cstdarg>
+#include <cstring>
 #include <exception>
 
 #include "device.h"
@@ -151,26 +152,197 @@ GParamSpec* gst_anitalker_param_spec_float(const char* name, const char* nick, c
   return G_PARAM_SPEC(p);
 }
 
-void gst_anitalker_refuse_setting(GstElement* element, const char* property, const std::string& text,
-                                  gchar** pending) {
+namespace {
+
+GQuark offset_quark() {
+  static GQuark q = g_quark_from_static_string("gst-anitalker-offset");
+  return q;
+}
+
+GQuark settings_error_quark() {
+  static GQuark q = g_quark_from_static_string("gst-anitalker-settings-error");
+  return q;
+}
+
+// The field of `pspec` in `object`, or null for a property without one.
+void* field_of(GObject* object, GParamSpec* pspec) {
+  const gsize stored = GPOINTER_TO_SIZE(g_param_spec_get_qdata(pspec, offset_quark()));
+  return stored == 0 ? nullptr : G_STRUCT_MEMBER_P(object, stored - 1);
+}
+
+void set_settings_error(GstElement* element, const std::string& text) {
   GST_OBJECT_LOCK(element);
-  g_free(*pending);
-  *pending = g_strdup(text.c_str());
+  if (text.empty())
+    g_object_set_qdata(G_OBJECT(element), settings_error_quark(), nullptr);
+  else
+    g_object_set_qdata_full(G_OBJECT(element), settings_error_quark(), g_strdup(text.c_str()), g_free);
   GST_OBJECT_UNLOCK(element);
+}
+
+}  // namespace
+
+void gst_anitalker_install_property(GObjectClass* klass, guint id, GParamSpec* pspec, gsize offset) {
+  g_param_spec_set_qdata(pspec, offset_quark(), GSIZE_TO_POINTER(offset + 1));
+  // GObject gives each class its own set_property / get_property (they are
+  // not inherited): the generic ones, unless the class set its own.
+  if (klass->set_property == nullptr) klass->set_property = gst_anitalker_set_property;
+  if (klass->get_property == nullptr) klass->get_property = gst_anitalker_get_property;
+  g_object_class_install_property(klass, id, pspec);
+}
+
+void gst_anitalker_set_property(GObject* object, guint id, const GValue* value, GParamSpec* pspec) {
+  void* field = field_of(object, pspec);
+  if (field == nullptr) {
+    G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
+    return;
+  }
+  GstElement* element = GST_ELEMENT_CAST(object);
+  if (G_IS_PARAM_SPEC_FLOAT(pspec)) {
+    const GParamSpecFloat* f = G_PARAM_SPEC_FLOAT(pspec);
+    const float v = g_value_get_float(value);
+    if (!(std::isfinite(v) && v >= f->minimum && v <= f->maximum)) {
+      gst_anitalker_refuse_setting(element, pspec->name,
+                                   gst_anitalker_printf("%s=%g refused: expected a number from %g to %g; the value "
+                                                        "in force stays",
+                                                        pspec->name, (double)v, (double)f->minimum,
+                                                        (double)f->maximum));
+      return;
+    }
+  }
+  GST_OBJECT_LOCK(object);
+  const GType type = G_PARAM_SPEC_VALUE_TYPE(pspec);
+  if (type == G_TYPE_STRING) {
+    gchar** s = static_cast<gchar**>(field);
+    g_free(*s);
+    *s = g_value_dup_string(value);
+  } else if (type == G_TYPE_INT) {
+    *static_cast<gint*>(field) = g_value_get_int(value);
+  } else if (type == G_TYPE_UINT) {
+    *static_cast<guint*>(field) = g_value_get_uint(value);
+  } else if (type == G_TYPE_UINT64) {
+    *static_cast<guint64*>(field) = g_value_get_uint64(value);
+  } else if (type == G_TYPE_FLOAT) {
+    *static_cast<gfloat*>(field) = g_value_get_float(value);
+  } else if (type == G_TYPE_BOOLEAN) {
+    *static_cast<gboolean*>(field) = g_value_get_boolean(value);
+  } else if (G_TYPE_IS_ENUM(type)) {
+    *static_cast<gint*>(field) = g_value_get_enum(value);
+  } else {
+    g_warning("%s: property %s of type %s has no field type", G_OBJECT_TYPE_NAME(object), pspec->name,
+              g_type_name(type));
+  }
+  // A valid value replaces a refused one of the same property.
+  const gchar* pending = static_cast<const gchar*>(g_object_get_qdata(object, settings_error_quark()));
+  const bool replaced = pending && g_str_has_prefix(pending, pspec->name) && pending[strlen(pspec->name)] == '=';
+  if (replaced) g_object_set_qdata(object, settings_error_quark(), nullptr);
+  GST_OBJECT_UNLOCK(object);
+}
+
+void gst_anitalker_get_property(GObject* object, guint id, GValue* value, GParamSpec* pspec) {
+  void* field = field_of(object, pspec);
+  if (field == nullptr) {
+    G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
+    return;
+  }
+  GST_OBJECT_LOCK(object);
+  const GType type = G_PARAM_SPEC_VALUE_TYPE(pspec);
+  if (type == G_TYPE_STRING)
+    g_value_set_string(value, *static_cast<gchar**>(field));
+  else if (type == G_TYPE_INT)
+    g_value_set_int(value, *static_cast<gint*>(field));
+  else if (type == G_TYPE_UINT)
+    g_value_set_uint(value, *static_cast<guint*>(field));
+  else if (type == G_TYPE_UINT64)
+    g_value_set_uint64(value, *static_cast<guint64*>(field));
+  else if (type == G_TYPE_FLOAT)
+    g_value_set_float(value, *static_cast<gfloat*>(field));
+  else if (type == G_TYPE_BOOLEAN)
+    g_value_set_boolean(value, *static_cast<gboolean*>(field));
+  else if (G_TYPE_IS_ENUM(type))
+    g_value_set_enum(value, *static_cast<gint*>(field));
+  GST_OBJECT_UNLOCK(object);
+}
+
+void gst_anitalker_init_properties(GObject* object, gpointer klass) {
+  guint n = 0;
+  GParamSpec** specs = g_object_class_list_properties(klass ? G_OBJECT_CLASS(klass) : G_OBJECT_GET_CLASS(object), &n);
+  for (guint i = 0; i < n; i++) {
+    void* field = field_of(object, specs[i]);
+    if (field == nullptr) continue;
+    const GValue* def = g_param_spec_get_default_value(specs[i]);
+    const GType type = G_PARAM_SPEC_VALUE_TYPE(specs[i]);
+    if (type == G_TYPE_STRING)
+      *static_cast<gchar**>(field) = g_value_dup_string(def);
+    else if (type == G_TYPE_INT)
+      *static_cast<gint*>(field) = g_value_get_int(def);
+    else if (type == G_TYPE_UINT)
+      *static_cast<guint*>(field) = g_value_get_uint(def);
+    else if (type == G_TYPE_UINT64)
+      *static_cast<guint64*>(field) = g_value_get_uint64(def);
+    else if (type == G_TYPE_FLOAT)
+      *static_cast<gfloat*>(field) = g_value_get_float(def);
+    else if (type == G_TYPE_BOOLEAN)
+      *static_cast<gboolean*>(field) = g_value_get_boolean(def);
+    else if (G_TYPE_IS_ENUM(type))
+      *static_cast<gint*>(field) = g_value_get_enum(def);
+  }
+  g_free(specs);
+}
+
+void gst_anitalker_finalize_properties(GObject* object) {
+  guint n = 0;
+  GParamSpec** specs = g_object_class_list_properties(G_OBJECT_GET_CLASS(object), &n);
+  for (guint i = 0; i < n; i++) {
+    void* field = field_of(object, specs[i]);
+    if (field != nullptr && G_PARAM_SPEC_VALUE_TYPE(specs[i]) == G_TYPE_STRING)
+      g_clear_pointer(static_cast<gchar**>(field), g_free);
+  }
+  g_free(specs);
+}
+
+void gst_anitalker_install_device_properties(GObjectClass* klass, guint device_id, gsize device_offset,
+                                             guint threads_id, gsize threads_offset, const char* what) {
+  gchar* blurb = g_strdup_printf("Device to run %s on: cpu, cuda or cuda:N (CUDA needs a build against a CUDA "
+                                 "LibTorch) (default: cpu)",
+                                 what);
+  gst_anitalker_install_property(
+      klass, device_id,
+      g_param_spec_string("device", "Device", g_intern_string(blurb), "cpu", GST_ANITALKER_PARAM_READY),
+      device_offset);
+  g_free(blurb);
+  blurb = g_strdup_printf("LibTorch threads used by %s, set in the streaming thread; 0 = OMP_NUM_THREADS if set, "
+                          "else one per CPU core (default: 0)",
+                          what);
+  gst_anitalker_install_property(
+      klass, threads_id,
+      g_param_spec_int("num-threads", "Threads", g_intern_string(blurb), 0, 64, 0, GST_ANITALKER_PARAM_PLAYING),
+      threads_offset);
+  g_free(blurb);
+}
+
+std::string gst_anitalker_get_string(GstElement* element, gchar* const* field) {
+  GST_OBJECT_LOCK(element);
+  std::string s = *field ? *field : "";
+  GST_OBJECT_UNLOCK(element);
+  return s;
+}
+
+void gst_anitalker_refuse_setting(GstElement* element, const char* property, const std::string& text) {
+  set_settings_error(element, text);
   GST_ELEMENT_ERROR(element, LIBRARY, SETTINGS, ("Invalid value for property \"%s\".", property), ("%s", text.c_str()));
 }
 
-bool gst_anitalker_check_float(GstElement* element, GParamSpec* pspec, float v, gchar** pending) {
-  const GParamSpecFloat* f = G_PARAM_SPEC_FLOAT(pspec);
-  if (std::isfinite(v) && v >= f->minimum && v <= f->maximum) return true;
-  const std::string text = gst_anitalker_printf("%s=%g refused: expected a number from %g to %g; the value in force "
-                                                "stays",
-                                                pspec->name, (double)v, (double)f->minimum, (double)f->maximum);
+std::string gst_anitalker_settings_error(GstElement* element) {
   GST_OBJECT_LOCK(element);
-  g_free(*pending);
-  *pending = g_strdup(text.c_str());
+  const gchar* pending = static_cast<const gchar*>(g_object_get_qdata(G_OBJECT(element), settings_error_quark()));
+  std::string text = pending ? pending : "";
   GST_OBJECT_UNLOCK(element);
-  GST_ELEMENT_ERROR(element, LIBRARY, SETTINGS, ("Invalid value for property \"%s\".", pspec->name),
-                    ("%s", text.c_str()));
+  return text;
+}
+
+bool gst_anitalker_check_settings(GstElement* element) {
+  const std::string text = gst_anitalker_settings_error(element);
+  if (text.empty()) return true;
+  GST_ELEMENT_ERROR(element, LIBRARY, SETTINGS, ("A property was set to an invalid value."), ("%s", text.c_str()));
   return false;
 }

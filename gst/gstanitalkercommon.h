@@ -96,22 +96,55 @@ gssize gst_anitalker_first_non_finite(const float* data, gsize n);
 bool gst_anitalker_parse_device(GstElement* element, const std::string& name, c10::Device* device);
 
 // A float property whose values GLib does not validate: NaN, inf and values
-// out of [min, max] reach the element's set_property, which refuses them with
-// gst_anitalker_check_float (a GParamSpecFloat's own check only warns, and
+// out of [min, max] reach set_property, which refuses them (see
+// gst_anitalker_set_property: a GParamSpecFloat's own check only warns, and
 // lets the run go on with the old value).  G_IS_PARAM_SPEC_FLOAT holds, so
 // gst-inspect-1.0 shows the range and default as usual.
 GParamSpec* gst_anitalker_param_spec_float(const char* name, const char* nick, const char* blurb, float min,
                                            float max, float def, GParamFlags flags);
 
-// For a float property of the spec above: true when `v` is finite and in its
-// range.  Otherwise posts LIBRARY SETTINGS naming the property, the value
-// and the range, stores the text in *pending (g_free'd and replaced) so that
-// the next start can fail with it, and returns false; the caller keeps the
-// value in force.  Takes the object lock to store: call it unlocked.
-bool gst_anitalker_check_float(GstElement* element, GParamSpec* pspec, float v, gchar** pending);
+// --- Properties kept in the instance struct (one table, no set/get switch).
+//
+// gst_anitalker_install_property() installs `pspec` as property `id` of
+// `klass`, its value kept in the instance at byte `offset`, in a field of the
+// property's type: gchar* (string), gint (int, enum), guint, guint64, gfloat,
+// gboolean.  gst_anitalker_set_property / get_property (a class's GObject
+// set_property / get_property, or called from its own for the properties it
+// watches) read and write them under the object lock;
+// gst_anitalker_init_properties sets every such field to its default (in the
+// instance init) and gst_anitalker_finalize_properties frees the strings.
+// A float out of its range (gst_anitalker_param_spec_float) is refused: the
+// value in force stays, LIBRARY SETTINGS names the property and the range,
+// and the next start fails with the text (gst_anitalker_settings_error)
+// until a valid value of that property replaces it.
+void gst_anitalker_install_property(GObjectClass* klass, guint id, GParamSpec* pspec, gsize offset);
+void gst_anitalker_set_property(GObject* object, guint id, const GValue* value, GParamSpec* pspec);
+void gst_anitalker_get_property(GObject* object, guint id, GValue* value, GParamSpec* pspec);
+// `klass`: the instance's own class, from an instance init of a base class
+// (whose G_OBJECT_GET_CLASS is still its own); null: the object's class.
+void gst_anitalker_init_properties(GObject* object, gpointer klass = nullptr);
+void gst_anitalker_finalize_properties(GObject* object);
+
+// Flags of a property that may be set in READY at the latest, or while PLAYING.
+#define GST_ANITALKER_PARAM_READY \
+  ((GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY))
+#define GST_ANITALKER_PARAM_PLAYING \
+  ((GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING))
+
+// The `device` (string, default "cpu") and `num-threads` (gint, 0-64,
+// default 0) properties of an element that runs `what` ("the renderer").
+void gst_anitalker_install_device_properties(GObjectClass* klass, guint device_id, gsize device_offset,
+                                             guint threads_id, gsize threads_offset, const char* what);
+
+// A string property's value now (empty for none), read under the object lock.
+std::string gst_anitalker_get_string(GstElement* element, gchar* const* field);
 
 // Refuses a setting: posts LIBRARY SETTINGS naming `property`, with `text`
-// (what was expected) as the debug text, and stores `text` in *pending for
-// the next start.  Call it unlocked.
-void gst_anitalker_refuse_setting(GstElement* element, const char* property, const std::string& text,
-                                  gchar** pending);
+// (what was expected; it starts with "property=value") as the debug text,
+// and keeps `text` for the next start.  Call it unlocked.
+void gst_anitalker_refuse_setting(GstElement* element, const char* property, const std::string& text);
+
+// The text of a setting refused since (empty when none); a start fails with
+// it (gst_anitalker_check_settings posts LIBRARY SETTINGS and returns false).
+std::string gst_anitalker_settings_error(GstElement* element);
+bool gst_anitalker_check_settings(GstElement* element);

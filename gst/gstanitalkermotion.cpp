@@ -82,46 +82,20 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
-#include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "device.h"
-#include "error.h"
 #include "gstanitalkercaps.h"
-#include "gstanitalkercommon.h"
 #include "gstanitalkermotionmeta.h"
 #include "motion.h"
 #include "motion_driver.h"
-#include "state_dict.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_anitalker_motion_debug);
 #define GST_CAT_DEFAULT gst_anitalker_motion_debug
 
 namespace motion = anitalker::motion;
 
-#define DEFAULT_DEVICE "cpu"
-#define DEFAULT_NUM_THREADS 0
-#define MAX_NUM_THREADS 64
-#define DEFAULT_TYPE GST_ANITALKER_MOTION_TYPE_AUTO
-#define DEFAULT_STEPS 50
-#define DEFAULT_SEED 0
-#define DEFAULT_CONTROL FALSE
-#define DEFAULT_YAW 0.25f
-#define DEFAULT_PITCH 0.0f
-#define DEFAULT_ROLL 0.0f
-#define DEFAULT_LOCATION 0.5f
-#define DEFAULT_SCALE 0.5f
-#define DEFAULT_MODE GST_ANITALKER_MOTION_MODE_AUTO
-#define DEFAULT_OFFLINE_LIMIT_S 120
-#define DEFAULT_WINDOW 50
-#define DEFAULT_CONTEXT 10
-#define DEFAULT_LOOKAHEAD 0
-#define MAX_FRAMES 1500
-#define DEFAULT_POST_MESSAGES FALSE
 #define FPS 25
 // Frames per output buffer offline: downstream can start on the first ones.
 #define FRAMES_PER_BUFFER 25
@@ -130,8 +104,6 @@ enum {
   PROP_0,
   PROP_CHECKPOINT,
   PROP_TYPE,
-  PROP_DEVICE,
-  PROP_NUM_THREADS,
   PROP_STEPS,
   PROP_SEED,
   PROP_CONTROL,
@@ -141,29 +113,8 @@ enum {
   PROP_POSE_FILE,
   PROP_FACE_LOCATION,
   PROP_FACE_SCALE,
-  PROP_MODE,
-  PROP_WINDOW,
-  PROP_CONTEXT,
-  PROP_LOOKAHEAD,
-  PROP_OFFLINE_LIMIT,
   PROP_POST_MESSAGES,
 };
-
-GType gst_anitalker_motion_mode_get_type(void) {
-  static GType type = 0;
-  static const GEnumValue values[] = {
-      {GST_ANITALKER_MOTION_MODE_OFFLINE, "Gather the whole utterance until EOS (exact)", "offline"},
-      {GST_ANITALKER_MOTION_MODE_STREAMING, "Generate in windows as features arrive (bounded latency)",
-       "streaming"},
-      {GST_ANITALKER_MOTION_MODE_AUTO, "Streaming for live upstream, else offline", "auto"},
-      {0, nullptr, nullptr},
-  };
-  if (g_once_init_enter(&type)) {
-    GType t = g_enum_register_static("GstAnitalkerMotionMode", values);
-    g_once_init_leave(&type, t);
-  }
-  return type;
-}
 
 GType gst_anitalker_motion_type_get_type(void) {
   static GType type = 0;
@@ -197,24 +148,16 @@ motion::Variant variant_of(GstAnitalkerMotionType t) {
   }
 }
 
-// The C++ state of one element (GObject structs never run C++ constructors:
-// BUILD-NOTES), made in _init and deleted in _finalize.
+// The C++ state of one element: the model, the portrait's codes, the stream.
 struct MotionState {
   MotionState() { g_mutex_init(&lock); }
   ~MotionState() { g_mutex_clear(&lock); }
 
   // Under `lock`, held briefly: read from the streaming thread, from query
   // and upstream-event handlers (any thread) and from the state change.
-  // Lock order: lock, then the object lock.
   GMutex lock;
-  bool started = false;                        // from READY->PAUSED to PAUSED->READY
   std::shared_ptr<const motion::Model> model;  // from start to stop
-  std::string checkpoint;
-  int resolved = -1;  // -1: auto not decided yet; else 0 offline, 1 streaming
-  GstAnitalkerMotionMode mode = DEFAULT_MODE;  // as at start
-  guint offline_limit_s = DEFAULT_OFFLINE_LIMIT_S;  // as at start; 0: none
-  motion::StreamConfig cfg;                    // as at start
-  GstAnitalkerBudget budget;                   // the longest streaming window's compute time
+  motion::StreamConfig cfg;                    // as at start (steps, seed)
   at::Tensor pose_file;                        // (N,3) degrees, or undefined
   guint announced_serial = 0;                  // from the renderer's event; 0 = none
   // The portrait's codes from downstream, (1,S) and (1,M); undefined until asked.
@@ -223,51 +166,26 @@ struct MotionState {
 
   // Streaming thread only (and the serialized events, which run in it).
   bool have_caps = false;
-  GstSegment segment;
-  GstClockTime t0 = GST_CLOCK_TIME_NONE;  // PTS of frame 0; unset until the first buffer
-  bool discont = true;
-  std::vector<float> features;            // offline: the utterance so far
-  guint64 received = 0;                   // feature frames since the stream (re)started
-  guint64 emitted = 0;                    // motion frames pushed since then
+  std::vector<float> features;             // offline: the utterance so far
+  guint64 received = 0;                    // feature frames since the stream (re)started
   std::unique_ptr<motion::Stream> stream;  // streaming
-
-  void reset_stream() {
-    t0 = GST_CLOCK_TIME_NONE;
-    discont = true;
-    features.clear();
-    features.shrink_to_fit();
-    received = 0;
-    emitted = 0;
-    if (stream) stream->reset();
-  }
 };
 
 }  // namespace
 
 struct _GstAnitalkerMotion {
-  GstElement parent;
-
-  GstPad* sinkpad;
-  GstPad* srcpad;
+  GstAnitalkerElement parent;
 
   // Properties, under the object lock.
   gchar* checkpoint;
-  GstAnitalkerMotionType type;
-  gchar* device;
-  gint num_threads;
+  gint type;  // GstAnitalkerMotionType
   guint steps;
   guint64 seed;
   gboolean control;
   gfloat yaw, pitch, roll;
   gchar* pose_file;
   gfloat location, scale;
-  GstAnitalkerMotionMode mode;
-  guint window, context, lookahead;
-  guint offline_limit_s;
   gboolean post_messages;
-  // A control value refused at set time (NaN, inf, out of range): the next
-  // start fails with it until a valid value replaces it.
-  gchar* settings_error;
 
   MotionState* state;
 };
@@ -296,42 +214,51 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
     GST_STATIC_CAPS(GST_ANITALKER_MOTION_CAPS_NAME ", dims = (int) [ 1, 2147483647 ], framerate = (fraction) 25/1"));
 
 #define gst_anitalker_motion_parent_class parent_class
-G_DEFINE_TYPE(GstAnitalkerMotion, gst_anitalker_motion, GST_TYPE_ELEMENT);
+G_DEFINE_TYPE(GstAnitalkerMotion, gst_anitalker_motion, GST_TYPE_ANITALKER_ELEMENT);
 GST_ELEMENT_REGISTER_DEFINE(anitalkermotion, "anitalkermotion", GST_RANK_NONE, GST_TYPE_ANITALKER_MOTION);
 
-static void gst_anitalker_motion_set_property(GObject* object, guint prop_id, const GValue* value,
-                                              GParamSpec* pspec);
-static void gst_anitalker_motion_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec);
-static void gst_anitalker_motion_finalize(GObject* object);
-static GstStateChangeReturn gst_anitalker_motion_change_state(GstElement* element, GstStateChange transition);
-static GstFlowReturn gst_anitalker_motion_chain(GstPad* pad, GstObject* parent, GstBuffer* buffer);
-static gboolean gst_anitalker_motion_sink_event(GstPad* pad, GstObject* parent, GstEvent* event);
-static gboolean gst_anitalker_motion_sink_query(GstPad* pad, GstObject* parent, GstQuery* query);
-static gboolean gst_anitalker_motion_src_event(GstPad* pad, GstObject* parent, GstEvent* event);
-static gboolean gst_anitalker_motion_src_query(GstPad* pad, GstObject* parent, GstQuery* query);
+// The streaming windows, in motion frames of 40 ms.
+static const GstAnitalkerWindowSpec kWindows = {
+    "frames", 1, 1500, 50, 1500, 10, 0,
+    "Streaming: motion frames (40 ms each) generated per window; the hop, and the latency with the look-ahead; may "
+    "change while playing (default: 50)",
+    "Streaming: frames already sent that each window re-generates, held to their values (default: 10)",
+    "Streaming: frames generated past each window and dropped, at most the window; adds latency (default: 0)",
+};
 
-static void install_float(GObjectClass* klass, guint id, const char* name, const char* nick, const char* blurb,
-                          float lo, float hi, float def) {
-  g_object_class_install_property(
-      klass, id,
-      gst_anitalker_param_spec_float(name, nick, blurb, lo, hi, def,
-                                     (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-                                                   GST_PARAM_CONTROLLABLE | GST_PARAM_MUTABLE_PLAYING)));
+static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element);
+static void gst_anitalker_motion_stop(GstAnitalkerElement* element);
+static gboolean gst_anitalker_motion_set_caps(GstAnitalkerElement* element, GstCaps* caps);
+static GstCaps* gst_anitalker_motion_get_caps(GstAnitalkerElement* element, GstPadDirection direction);
+static GstFlowReturn gst_anitalker_motion_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer);
+static GstFlowReturn gst_anitalker_motion_drain(GstAnitalkerElement* element);
+static void gst_anitalker_motion_flush(GstAnitalkerElement* element);
+static GstClockTime gst_anitalker_motion_latency(GstAnitalkerElement* element, gboolean streaming);
+static gboolean gst_anitalker_motion_src_event(GstAnitalkerElement* element, GstEvent* event, gboolean* result);
+
+static void install(GObjectClass* klass, guint id, GParamSpec* pspec, gsize offset) {
+  gst_anitalker_install_property(klass, id, pspec, offset);
 }
+
+// A control: animatable, changeable while playing, read at each window.
+static void install_control(GObjectClass* klass, guint id, const char* name, const char* nick, const char* blurb,
+                            float lo, float hi, float def, gsize offset) {
+  install(klass, id,
+          gst_anitalker_param_spec_float(name, nick, blurb, lo, hi, def,
+                                         (GParamFlags)(GST_ANITALKER_PARAM_PLAYING | GST_PARAM_CONTROLLABLE)),
+          offset);
+}
+
+#define FIELD(f) G_STRUCT_OFFSET(GstAnitalkerMotion, f)
 
 static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
   GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
   GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+  GstAnitalkerElementClass* base_class = GST_ANITALKER_ELEMENT_CLASS(klass);
 
   GST_DEBUG_CATEGORY_INIT(gst_anitalker_motion_debug, "anitalkermotion", 0, "AniTalker motion generator");
 
-  gobject_class->set_property = gst_anitalker_motion_set_property;
-  gobject_class->get_property = gst_anitalker_motion_get_property;
-  gobject_class->finalize = gst_anitalker_motion_finalize;
-
-  const GParamFlags ready = (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  const GParamFlags playing =
-      (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
+  const GParamFlags ready = GST_ANITALKER_PARAM_READY;
 
   /**
    * GstAnitalkerMotion:checkpoint:
@@ -340,11 +267,11 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * weights are used), loaded when the element goes from READY to PAUSED;
    * elements with the same file and device share one copy.
    */
-  g_object_class_install_property(
-      gobject_class, PROP_CHECKPOINT,
-      g_param_spec_string("checkpoint", "Checkpoint",
-                          "Stage-2 checkpoint (stage2_*.ckpt), loaded on READY->PAUSED (default: none; required)",
-                          nullptr, ready));
+  install(gobject_class, PROP_CHECKPOINT,
+          g_param_spec_string("checkpoint", "Checkpoint",
+                              "Stage-2 checkpoint (stage2_*.ckpt), loaded on READY->PAUSED (default: none; required)",
+                              nullptr, ready),
+          FIELD(checkpoint));
 
   /**
    * GstAnitalkerMotion:type:
@@ -352,21 +279,10 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * The variant expected (the demo's --infer_type); the checkpoint's keys
    * decide it, and a checkpoint of another variant is an error naming both.
    */
-  g_object_class_install_property(
-      gobject_class, PROP_TYPE,
-      g_param_spec_enum("type", "Type", "Expected variant; auto accepts whatever the checkpoint holds",
-                        GST_TYPE_ANITALKER_MOTION_TYPE, DEFAULT_TYPE, ready));
-
-  g_object_class_install_property(
-      gobject_class, PROP_DEVICE,
-      g_param_spec_string("device", "Device", "Device to run on: cpu, cuda or cuda:N (default: cpu)",
-                          DEFAULT_DEVICE, ready));
-
-  g_object_class_install_property(
-      gobject_class, PROP_NUM_THREADS,
-      g_param_spec_int("num-threads", "Threads",
-                       "LibTorch threads; 0 = OMP_NUM_THREADS if set, else one per CPU core (default: 0)", 0,
-                       MAX_NUM_THREADS, DEFAULT_NUM_THREADS, playing));
+  install(gobject_class, PROP_TYPE,
+          g_param_spec_enum("type", "Type", "Expected variant; auto accepts whatever the checkpoint holds",
+                            GST_TYPE_ANITALKER_MOTION_TYPE, GST_ANITALKER_MOTION_TYPE_AUTO, ready),
+          FIELD(type));
 
   /**
    * GstAnitalkerMotion:steps:
@@ -374,15 +290,15 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * DDIM steps (the demo's --step_T).  The respacing rule needs an integer
    * stride over 1000 timesteps: 1000/steps rounded up must give back
    * `steps` (50, 25, 20, 10 and 100 do; 600 does not, and is refused when the
-   * element starts).
+   * element starts, naming the nearest counts that work).
    */
-  g_object_class_install_property(
-      gobject_class, PROP_STEPS,
-      g_param_spec_uint("steps", "Steps",
-                        "DDIM denoising steps (default: 50); only counts of the form ceil(1000/k) work: all up "
-                        "to 32, then 33-36, 38, 39, 40, 42, ..., 50, 53, ..., 100, 125, 200, 250, 334, 500, 1000; "
-                        "others are refused at start naming the nearest",
-                        1, 1000, DEFAULT_STEPS, ready));
+  install(gobject_class, PROP_STEPS,
+          g_param_spec_uint("steps", "Steps",
+                            "DDIM denoising steps (default: 50); only counts of the form ceil(1000/k) work: all up "
+                            "to 32, then 33-36, 38, 39, 40, 42, ..., 50, 53, ..., 100, 125, 200, 250, 334, 500, 1000; "
+                            "others are refused at start naming the nearest",
+                            1, 1000, 50, ready),
+          FIELD(steps));
 
   /**
    * GstAnitalkerMotion:seed:
@@ -392,10 +308,10 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * variant; streaming, each frame's noise comes in order from a generator
    * seeded with it.
    */
-  g_object_class_install_property(
-      gobject_class, PROP_SEED,
-      g_param_spec_uint64("seed", "Seed", "Seed of the initial noise, as the demo's --seed (default: 0)", 0,
-                          G_MAXUINT64, DEFAULT_SEED, ready));
+  install(gobject_class, PROP_SEED,
+          g_param_spec_uint64("seed", "Seed", "Seed of the initial noise, as the demo's --seed (default: 0)", 0,
+                              G_MAXUINT64, 0, ready),
+          FIELD(seed));
 
   /**
    * GstAnitalkerMotion:control:
@@ -405,14 +321,12 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * the model's own predictions do (hubert_audio_only has none and ignores
    * the controls).
    */
-  g_object_class_install_property(
-      gobject_class, PROP_CONTROL,
-      g_param_spec_boolean("control", "Control",
-                           "Drive with the pose/location/scale properties instead of the model's predictions "
-                           "(default: false)",
-                           DEFAULT_CONTROL,
-                           (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_CONTROLLABLE |
-                                         GST_PARAM_MUTABLE_PLAYING)));
+  install(gobject_class, PROP_CONTROL,
+          g_param_spec_boolean("control", "Control",
+                               "Drive with the pose/location/scale properties instead of the model's predictions "
+                               "(default: false)",
+                               FALSE, (GParamFlags)(GST_ANITALKER_PARAM_PLAYING | GST_PARAM_CONTROLLABLE)),
+          FIELD(control));
 
   /**
    * GstAnitalkerMotion:pose-yaw:
@@ -420,12 +334,12 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * Head yaw with #GstAnitalkerMotion:control on, in the model's units
    * (1 = 90 degrees; the demo's --pose_yaw), clamped to [-1, 1].
    */
-  install_float(gobject_class, PROP_POSE_YAW, "pose-yaw", "Yaw",
-                "Head yaw with control on, 1 = 90 degrees (default: 0.25)", -1.0f, 1.0f, DEFAULT_YAW);
-  install_float(gobject_class, PROP_POSE_PITCH, "pose-pitch", "Pitch",
-                "Head pitch with control on, 1 = 90 degrees (default: 0)", -1.0f, 1.0f, DEFAULT_PITCH);
-  install_float(gobject_class, PROP_POSE_ROLL, "pose-roll", "Roll",
-                "Head roll with control on, 1 = 90 degrees (default: 0)", -1.0f, 1.0f, DEFAULT_ROLL);
+  install_control(gobject_class, PROP_POSE_YAW, "pose-yaw", "Yaw",
+                  "Head yaw with control on, 1 = 90 degrees (default: 0.25)", -1.0f, 1.0f, 0.25f, FIELD(yaw));
+  install_control(gobject_class, PROP_POSE_PITCH, "pose-pitch", "Pitch",
+                  "Head pitch with control on, 1 = 90 degrees (default: 0)", -1.0f, 1.0f, 0.0f, FIELD(pitch));
+  install_control(gobject_class, PROP_POSE_ROLL, "pose-roll", "Roll",
+                  "Head roll with control on, 1 = 90 degrees (default: 0)", -1.0f, 1.0f, 0.0f, FIELD(roll));
 
   /**
    * GstAnitalkerMotion:pose-file:
@@ -435,46 +349,23 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * row to the utterance, and used instead of the constant pose when
    * #GstAnitalkerMotion:control is on.  Read when the element starts.
    */
-  g_object_class_install_property(
-      gobject_class, PROP_POSE_FILE,
-      g_param_spec_string("pose-file", "Pose file",
-                          "Per-frame pose .npy [N, 3] in degrees, used with control on (default: none)", nullptr,
-                          ready));
-
-  install_float(gobject_class, PROP_FACE_LOCATION, "face-location", "Face location",
-                "Face location with control on, full-control variants (default: 0.5)", -10.0f, 10.0f,
-                DEFAULT_LOCATION);
-  install_float(gobject_class, PROP_FACE_SCALE, "face-scale", "Face scale",
-                "Face scale with control on, full-control variants (default: 0.5)", -10.0f, 10.0f, DEFAULT_SCALE);
-
-  g_object_class_install_property(
-      gobject_class, PROP_MODE,
-      g_param_spec_enum("mode", "Mode",
-                        "offline (exact, waits for EOS), streaming (windows), or auto (by upstream liveness)",
-                        GST_TYPE_ANITALKER_MOTION_MODE, DEFAULT_MODE, ready));
-
-  // The window settings may change while playing (the bin's latency
-  // presets): they apply from the next window.
-  const GParamFlags live_window =
-      (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
-  g_object_class_install_property(
-      gobject_class, PROP_WINDOW,
-      g_param_spec_uint("window", "Window",
-                        "Streaming: motion frames (40 ms each) generated per window; the hop, and the latency with "
-                        "the look-ahead; may change while playing (default: 50)",
-                        1, MAX_FRAMES, DEFAULT_WINDOW, live_window));
-  g_object_class_install_property(
-      gobject_class, PROP_CONTEXT,
-      g_param_spec_uint("context", "Context",
-                        "Streaming: frames already sent that each window re-generates, held to their values "
-                        "(default: 10)",
-                        0, MAX_FRAMES, DEFAULT_CONTEXT, live_window));
-  g_object_class_install_property(
-      gobject_class, PROP_LOOKAHEAD,
-      g_param_spec_uint("lookahead", "Look-ahead",
-                        "Streaming: frames generated past each window and dropped, at most the window; adds "
-                        "latency (default: 0)",
-                        0, MAX_FRAMES, DEFAULT_LOOKAHEAD, live_window));
+  install(gobject_class, PROP_POSE_FILE,
+          g_param_spec_string("pose-file", "Pose file",
+                              "Per-frame pose .npy [N, 3] in degrees, used with control on (default: none)", nullptr,
+                              ready),
+          FIELD(pose_file));
+  install_control(gobject_class, PROP_FACE_LOCATION, "face-location", "Face location",
+                  "Face location with control on, full-control variants (default: 0.5)", -10.0f, 10.0f, 0.5f,
+                  FIELD(location));
+  install_control(gobject_class, PROP_FACE_SCALE, "face-scale", "Face scale",
+                  "Face scale with control on, full-control variants (default: 0.5)", -10.0f, 10.0f, 0.5f,
+                  FIELD(scale));
+  install(gobject_class, PROP_POST_MESSAGES,
+          g_param_spec_boolean("post-messages", "Post messages",
+                               "Post the predicted pose/location/scale of each buffer as \"anitalker-motion\" "
+                               "element messages (default: false)",
+                               FALSE, GST_ANITALKER_PARAM_PLAYING),
+          FIELD(post_messages));
 
   /**
    * GstAnitalkerMotion:offline-limit:
@@ -486,19 +377,8 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * mode=offline, longer audio is an error that suggests mode=auto or
    * streaming.  0 = no limit.
    */
-  g_object_class_install_property(
-      gobject_class, PROP_OFFLINE_LIMIT,
-      g_param_spec_uint("offline-limit", "Offline limit",
-                        "Seconds of audio generated in one piece: auto goes on in windows past it, offline refuses "
-                        "longer audio; 0 = no limit (default: 120)",
-                        0, 86400, DEFAULT_OFFLINE_LIMIT_S, ready));
-
-  g_object_class_install_property(
-      gobject_class, PROP_POST_MESSAGES,
-      g_param_spec_boolean("post-messages", "Post messages",
-                           "Post the predicted pose/location/scale of each buffer as \"anitalker-motion\" element "
-                           "messages (default: false)",
-                           DEFAULT_POST_MESSAGES, playing));
+  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING,
+                                             "the motion generator", &kWindows);
 
   gst_element_class_set_static_metadata(element_class, "AniTalker motion generator", "Filter/Converter",
                                         "Generates talking-head motion latents from audio features with AniTalker's "
@@ -506,250 +386,42 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
                                         "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_add_static_pad_template(element_class, &src_template);
-
-  element_class->change_state = GST_DEBUG_FUNCPTR(gst_anitalker_motion_change_state);
-  gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_MOTION_MODE, (GstPluginAPIFlags)0);
   gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_MOTION_TYPE, (GstPluginAPIFlags)0);
+
+  base_class->failure = "Generating motion failed.";
+  base_class->start = gst_anitalker_motion_start;
+  base_class->stop = gst_anitalker_motion_stop;
+  base_class->set_caps = gst_anitalker_motion_set_caps;
+  base_class->get_caps = gst_anitalker_motion_get_caps;
+  base_class->handle_buffer = gst_anitalker_motion_handle_buffer;
+  base_class->drain = gst_anitalker_motion_drain;
+  base_class->flush = gst_anitalker_motion_flush;
+  base_class->latency = gst_anitalker_motion_latency;
+  base_class->src_event = gst_anitalker_motion_src_event;
 }
 
 static void gst_anitalker_motion_init(GstAnitalkerMotion* self) {
-  self->sinkpad = gst_pad_new_from_static_template(&sink_template, "sink");
-  gst_pad_set_chain_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_motion_chain));
-  gst_pad_set_event_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_motion_sink_event));
-  gst_pad_set_query_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_motion_sink_query));
-  gst_element_add_pad(GST_ELEMENT(self), self->sinkpad);
-
-  self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
-  gst_pad_set_event_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_anitalker_motion_src_event));
-  gst_pad_set_query_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_anitalker_motion_src_query));
-  gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
-
-  self->checkpoint = nullptr;
-  self->type = DEFAULT_TYPE;
-  self->device = g_strdup(DEFAULT_DEVICE);
-  self->num_threads = DEFAULT_NUM_THREADS;
-  self->steps = DEFAULT_STEPS;
-  self->seed = DEFAULT_SEED;
-  self->control = DEFAULT_CONTROL;
-  self->yaw = DEFAULT_YAW;
-  self->pitch = DEFAULT_PITCH;
-  self->roll = DEFAULT_ROLL;
-  self->pose_file = nullptr;
-  self->location = DEFAULT_LOCATION;
-  self->scale = DEFAULT_SCALE;
-  self->mode = DEFAULT_MODE;
-  self->window = DEFAULT_WINDOW;
-  self->context = DEFAULT_CONTEXT;
-  self->lookahead = DEFAULT_LOOKAHEAD;
-  self->offline_limit_s = DEFAULT_OFFLINE_LIMIT_S;
-  self->post_messages = DEFAULT_POST_MESSAGES;
-  self->state = new MotionState();
-  gst_segment_init(&self->state->segment, GST_FORMAT_TIME);
-}
-
-static void gst_anitalker_motion_finalize(GObject* object) {
-  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(object);
-  g_free(self->settings_error);
-  delete self->state;
-  self->state = nullptr;
-  g_free(self->checkpoint);
-  g_free(self->device);
-  g_free(self->pose_file);
-  G_OBJECT_CLASS(parent_class)->finalize(object);
-}
-
-static void gst_anitalker_motion_set_property(GObject* object, guint prop_id, const GValue* value,
-                                              GParamSpec* pspec) {
-  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(object);
-  // The controls' specs leave validation to us (gstanitalkercommon.h).
-  if (G_IS_PARAM_SPEC_FLOAT(pspec) &&
-      !gst_anitalker_check_float(GST_ELEMENT_CAST(self), pspec, g_value_get_float(value), &self->settings_error))
-    return;
-  std::string refused;  // a setting refused below, posted unlocked
-  GST_OBJECT_LOCK(self);
-  if (self->settings_error && (G_IS_PARAM_SPEC_FLOAT(pspec) || prop_id == PROP_WINDOW || prop_id == PROP_LOOKAHEAD) &&
-      g_str_has_prefix(self->settings_error, (std::string(pspec->name) + "=").c_str()))
-    g_clear_pointer(&self->settings_error, g_free);  // the refused value was replaced
-  switch (prop_id) {
-    case PROP_CHECKPOINT:
-      g_free(self->checkpoint);
-      self->checkpoint = g_value_dup_string(value);
-      break;
-    case PROP_TYPE:
-      self->type = (GstAnitalkerMotionType)g_value_get_enum(value);
-      break;
-    case PROP_DEVICE:
-      g_free(self->device);
-      self->device = g_value_dup_string(value);
-      break;
-    case PROP_NUM_THREADS:
-      self->num_threads = g_value_get_int(value);
-      break;
-    case PROP_STEPS:
-      self->steps = g_value_get_uint(value);
-      break;
-    case PROP_SEED:
-      self->seed = g_value_get_uint64(value);
-      break;
-    case PROP_CONTROL:
-      self->control = g_value_get_boolean(value);
-      break;
-    case PROP_POSE_YAW:
-      self->yaw = g_value_get_float(value);
-      break;
-    case PROP_POSE_PITCH:
-      self->pitch = g_value_get_float(value);
-      break;
-    case PROP_POSE_ROLL:
-      self->roll = g_value_get_float(value);
-      break;
-    case PROP_POSE_FILE:
-      g_free(self->pose_file);
-      self->pose_file = g_value_dup_string(value);
-      break;
-    case PROP_FACE_LOCATION:
-      self->location = g_value_get_float(value);
-      break;
-    case PROP_FACE_SCALE:
-      self->scale = g_value_get_float(value);
-      break;
-    case PROP_MODE:
-      self->mode = (GstAnitalkerMotionMode)g_value_get_enum(value);
-      break;
-    case PROP_WINDOW:
-    case PROP_LOOKAHEAD: {
-      // A look-ahead longer than the window: refused (the value in force stays).
-      const guint v = g_value_get_uint(value);
-      const guint window = prop_id == PROP_WINDOW ? v : self->window;
-      const guint lookahead = prop_id == PROP_LOOKAHEAD ? v : self->lookahead;
-      if (lookahead > window) {
-        refused = gst_anitalker_printf("%s=%u refused: the look-ahead can be 0 to the window (%u frames), not %u; "
-                                       "set the window first",
-                                       pspec->name, v, window, lookahead);
-        break;
-      }
-      (prop_id == PROP_WINDOW ? self->window : self->lookahead) = v;
-      break;
-    }
-    case PROP_CONTEXT:
-      self->context = g_value_get_uint(value);
-      break;
-    case PROP_OFFLINE_LIMIT:
-      self->offline_limit_s = g_value_get_uint(value);
-      break;
-    case PROP_POST_MESSAGES:
-      self->post_messages = g_value_get_boolean(value);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
-      break;
-  }
-  GST_OBJECT_UNLOCK(self);
-  if (!refused.empty()) gst_anitalker_refuse_setting(GST_ELEMENT_CAST(self), pspec->name, refused, &self->settings_error);
-  // A new window or look-ahead changes the latency: let the pipeline ask again.
-  if (refused.empty() && (prop_id == PROP_WINDOW || prop_id == PROP_LOOKAHEAD) && GST_STATE(self) >= GST_STATE_PAUSED)
-    gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
-}
-
-static void gst_anitalker_motion_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
-  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(object);
-  GST_OBJECT_LOCK(self);
-  switch (prop_id) {
-    case PROP_CHECKPOINT:
-      g_value_set_string(value, self->checkpoint);
-      break;
-    case PROP_TYPE:
-      g_value_set_enum(value, self->type);
-      break;
-    case PROP_DEVICE:
-      g_value_set_string(value, self->device);
-      break;
-    case PROP_NUM_THREADS:
-      g_value_set_int(value, self->num_threads);
-      break;
-    case PROP_STEPS:
-      g_value_set_uint(value, self->steps);
-      break;
-    case PROP_SEED:
-      g_value_set_uint64(value, self->seed);
-      break;
-    case PROP_CONTROL:
-      g_value_set_boolean(value, self->control);
-      break;
-    case PROP_POSE_YAW:
-      g_value_set_float(value, self->yaw);
-      break;
-    case PROP_POSE_PITCH:
-      g_value_set_float(value, self->pitch);
-      break;
-    case PROP_POSE_ROLL:
-      g_value_set_float(value, self->roll);
-      break;
-    case PROP_POSE_FILE:
-      g_value_set_string(value, self->pose_file);
-      break;
-    case PROP_FACE_LOCATION:
-      g_value_set_float(value, self->location);
-      break;
-    case PROP_FACE_SCALE:
-      g_value_set_float(value, self->scale);
-      break;
-    case PROP_MODE:
-      g_value_set_enum(value, self->mode);
-      break;
-    case PROP_WINDOW:
-      g_value_set_uint(value, self->window);
-      break;
-    case PROP_CONTEXT:
-      g_value_set_uint(value, self->context);
-      break;
-    case PROP_LOOKAHEAD:
-      g_value_set_uint(value, self->lookahead);
-      break;
-    case PROP_OFFLINE_LIMIT:
-      g_value_set_uint(value, self->offline_limit_s);
-      break;
-    case PROP_POST_MESSAGES:
-      g_value_set_boolean(value, self->post_messages);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
-      break;
-  }
-  GST_OBJECT_UNLOCK(self);
+  self->state = gst_anitalker_element_make_state<MotionState>(GST_ANITALKER_ELEMENT(self));
 }
 
 /* --- Start and stop ------------------------------------------------------ */
 
 // READY->PAUSED: loads the checkpoint and the pose file, so that a bad file
 // fails the state change with its name, and checks the settings.
-static gboolean gst_anitalker_motion_start(GstAnitalkerMotion* self) {
-  // Freed tensor memory kept for reuse (lib/device.h; ANITALKER_CPU_CACHE_MB caps
-  // it, 0 turns it off): the networks run up to 4x faster.  Once per process.
-  anitalker::cache_cpu_memory();
+static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
+  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
   MotionState* st = self->state;
 
   GST_OBJECT_LOCK(self);
   const std::string checkpoint = self->checkpoint ? self->checkpoint : "";
-  const std::string device_name = self->device ? self->device : DEFAULT_DEVICE;
   const std::string pose_path = self->pose_file ? self->pose_file : "";
-  const GstAnitalkerMotionType type = self->type;
-  const GstAnitalkerMotionMode mode = self->mode;
+  const GstAnitalkerMotionType type = (GstAnitalkerMotionType)self->type;
   motion::StreamConfig cfg;
-  cfg.window = (int)self->window;
-  cfg.context = (int)self->context;
-  cfg.lookahead = (int)self->lookahead;
   cfg.steps = (int)self->steps;
   cfg.seed = self->seed;
-  const guint offline_limit_s = self->offline_limit_s;
-  const std::string settings_error = self->settings_error ? self->settings_error : "";
   GST_OBJECT_UNLOCK(self);
+  gst_anitalker_element_windows(element, &cfg.window, &cfg.context, &cfg.lookahead);
 
-  if (!settings_error.empty()) {
-    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("A property was set to an invalid value."),
-                      ("%s", settings_error.c_str()));
-    return FALSE;
-  }
   if (checkpoint.empty()) {
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No checkpoint set."),
                       ("set the \"checkpoint\" property to a stage-2 checkpoint (stage2_*.ckpt)"));
@@ -762,7 +434,7 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerMotion* self) {
     return FALSE;
   }
   c10::Device device(c10::kCPU);
-  if (!gst_anitalker_parse_device(GST_ELEMENT_CAST(self), device_name, &device)) return FALSE;
+  if (!gst_anitalker_element_device(element, &device)) return FALSE;
   std::shared_ptr<const motion::Model> model;
   try {
     model = type == GST_ANITALKER_MOTION_TYPE_AUTO ? motion::Model::load(checkpoint, device)
@@ -788,79 +460,58 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerMotion* self) {
                   model->device().str().c_str());
 
   GstAnitalkerLocked lock(&st->lock);
-  st->started = true;
   st->model = model;
-  st->checkpoint = checkpoint;
-  st->resolved = mode == GST_ANITALKER_MOTION_MODE_AUTO ? -1 : (mode == GST_ANITALKER_MOTION_MODE_STREAMING ? 1 : 0);
-  st->mode = mode;
-  st->offline_limit_s = offline_limit_s;
   st->cfg = cfg;
-  st->budget.reset();
   st->pose_file = pose_file;
-  st->start = at::Tensor();
-  st->direction = at::Tensor();
+  st->start = st->direction = at::Tensor();
   st->codes_serial = 0;
   st->announced_serial = 0;
   st->have_caps = false;
-  gst_segment_init(&st->segment, GST_FORMAT_TIME);
   st->stream = std::make_unique<motion::Stream>(model, cfg);
-  st->reset_stream();
+  st->features.clear();
+  st->received = 0;
   return TRUE;
 }
 
-static void gst_anitalker_motion_stop(GstAnitalkerMotion* self) {
-  MotionState* st = self->state;
+static void gst_anitalker_motion_stop(GstAnitalkerElement* element) {
+  MotionState* st = GST_ANITALKER_MOTION(element)->state;
   GstAnitalkerLocked lock(&st->lock);
-  st->started = false;
   st->stream.reset();
   st->model.reset();
   st->start = st->direction = at::Tensor();
   st->pose_file = at::Tensor();
   st->have_caps = false;
-  st->reset_stream();
-}
-
-static GstStateChangeReturn gst_anitalker_motion_change_state(GstElement* element, GstStateChange transition) {
-  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
-  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED && !gst_anitalker_motion_start(self))
-    return GST_STATE_CHANGE_FAILURE;
-
-  GstStateChangeReturn ret = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
-  if (ret == GST_STATE_CHANGE_FAILURE) {
-    if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) gst_anitalker_motion_stop(self);
-    return ret;
-  }
-  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) gst_anitalker_motion_stop(self);
-  return ret;
+  st->features.clear();
+  st->features.shrink_to_fit();
+  st->received = 0;
 }
 
 /* --- Caps -------------------------------------------------------------------- */
 
-// What the checkpoint takes: features caps with kind, layers, dims and rate
-// fixed; null before start.  Call with st->lock held.
-static GstCaps* gst_anitalker_motion_sink_caps_locked(MotionState* st) {
+// Sink: what the checkpoint takes, features caps with kind, layers, dims and
+// rate fixed; src: the motion caps.  Null before start.
+static GstCaps* gst_anitalker_motion_get_caps(GstAnitalkerElement* element, GstPadDirection direction) {
+  MotionState* st = GST_ANITALKER_MOTION(element)->state;
+  GstAnitalkerLocked lock(&st->lock);
   if (!st->model) return nullptr;
   const motion::Model& m = *st->model;
+  if (direction == GST_PAD_SRC)
+    return gst_caps_new_simple(GST_ANITALKER_MOTION_CAPS_NAME, "dims", G_TYPE_INT, m.motion_dim(), "framerate",
+                               GST_TYPE_FRACTION, FPS, 1, nullptr);
   return gst_caps_new_simple(GST_ANITALKER_FEATURES_CAPS_NAME, "kind", G_TYPE_STRING,
                              m.hubert() ? GST_ANITALKER_FEATURES_KIND_HUBERT : GST_ANITALKER_FEATURES_KIND_MFCC,
                              "layers", G_TYPE_INT, m.hubert() ? m.hubert_layers() : 1, "dims", G_TYPE_INT,
                              m.audio_dim(), "rate", GST_TYPE_FRACTION, m.hubert() ? 50 : 100, 1, nullptr);
 }
 
-static GstCaps* gst_anitalker_motion_src_caps_locked(MotionState* st) {
-  if (!st->model) return nullptr;
-  return gst_caps_new_simple(GST_ANITALKER_MOTION_CAPS_NAME, "dims", G_TYPE_INT, st->model->motion_dim(),
-                             "framerate", GST_TYPE_FRACTION, FPS, 1, nullptr);
-}
-
-static gboolean gst_anitalker_motion_set_sink_caps(GstAnitalkerMotion* self, GstCaps* caps) {
+static gboolean gst_anitalker_motion_set_caps(GstAnitalkerElement* element, GstCaps* caps) {
+  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
   MotionState* st = self->state;
-  GstCaps *want, *out;
+  GstCaps* want = gst_anitalker_motion_get_caps(element, GST_PAD_SINK);
+  GstCaps* out = gst_anitalker_motion_get_caps(element, GST_PAD_SRC);
   std::string variant;
   {
     GstAnitalkerLocked lock(&st->lock);
-    want = gst_anitalker_motion_sink_caps_locked(st);
-    out = gst_anitalker_motion_src_caps_locked(st);
     if (st->model) variant = motion::variant_name(st->model->variant());
   }
   if (want == nullptr || out == nullptr) {
@@ -883,31 +534,14 @@ static gboolean gst_anitalker_motion_set_sink_caps(GstAnitalkerMotion* self, Gst
     return FALSE;
   }
   gst_caps_unref(want);
-  const gboolean pushed = gst_pad_push_event(self->srcpad, gst_event_new_caps(out));
+  const gboolean pushed = gst_pad_push_event(element->srcpad, gst_event_new_caps(out));
   GST_DEBUG_OBJECT(self, "output caps %" GST_PTR_FORMAT, out);
   gst_caps_unref(out);
   st->have_caps = pushed;
   return pushed;
 }
 
-/* --- Generation ---------------------------------------------------------------- */
-
-static bool gst_anitalker_motion_streaming(GstAnitalkerMotion* self) {
-  MotionState* st = self->state;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    if (st->resolved >= 0) return st->resolved == 1;
-  }
-  gboolean live = FALSE;
-  GstQuery* q = gst_query_new_latency();
-  if (gst_pad_peer_query(self->sinkpad, q)) gst_query_parse_latency(q, &live, nullptr, nullptr);
-  gst_query_unref(q);
-  GST_INFO_OBJECT(self, "mode auto: upstream is %slive, generating %s", live ? "" : "not ",
-                  live ? "in windows (streaming)" : "offline");
-  GstAnitalkerLocked lock(&st->lock);
-  st->resolved = live ? 1 : 0;
-  return live;
-}
+/* --- The portrait's codes and the controls ------------------------------------ */
 
 // Makes sure the portrait's codes are at hand and current: asks downstream
 // when there are none yet or the renderer announced a new portrait.  Posts
@@ -923,7 +557,7 @@ static bool gst_anitalker_motion_ensure_codes(GstAnitalkerMotion* self) {
     motion_dim = st->model->motion_dim();
   }
   GstQuery* q = gst_query_new_custom(GST_QUERY_CUSTOM, gst_structure_new_empty(GST_ANITALKER_QUERY_PORTRAIT_CODES));
-  const gboolean answered = gst_pad_peer_query(self->srcpad, q);
+  const gboolean answered = gst_pad_peer_query(GST_ANITALKER_ELEMENT(self)->srcpad, q);
   const GstStructure* s = gst_query_get_structure(q);
   const GValue* vs = answered ? gst_structure_get_value(s, GST_ANITALKER_FIELD_START) : nullptr;
   const GValue* vd = answered ? gst_structure_get_value(s, GST_ANITALKER_FIELD_DIRECTION) : nullptr;
@@ -966,8 +600,9 @@ static bool gst_anitalker_motion_ensure_codes(GstAnitalkerMotion* self) {
 // (controllable properties are synced first).
 static motion::Controls gst_anitalker_motion_controls(GstAnitalkerMotion* self, guint64 frame) {
   MotionState* st = self->state;
-  const GstClockTime pts = st->t0 + gst_util_uint64_scale(frame, GST_SECOND, FPS);
-  const GstClockTime stream_time = gst_segment_to_stream_time(&st->segment, GST_FORMAT_TIME, pts);
+  GstAnitalkerElement* element = GST_ANITALKER_ELEMENT(self);
+  const GstClockTime pts = element->t0 + gst_util_uint64_scale(frame, GST_SECOND, FPS);
+  const GstClockTime stream_time = gst_segment_to_stream_time(&element->segment, GST_FORMAT_TIME, pts);
   if (GST_CLOCK_TIME_IS_VALID(stream_time)) gst_object_sync_values(GST_OBJECT(self), stream_time);
   motion::Controls c;
   GST_OBJECT_LOCK(self);
@@ -1012,8 +647,10 @@ static void gst_anitalker_motion_post(GstAnitalkerMotion* self, GstBuffer* buf, 
   gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_element(GST_OBJECT_CAST(self), s));
 }
 
-// Pushes the frames of `g` (motion (1,k,M) and its predictions), frame
-// indices st->emitted onwards, in buffers of at most `per_buffer` frames.
+/* --- Generation ---------------------------------------------------------------- */
+
+// Pushes the frames of `g` (motion (1,k,M) and its predictions) in buffers
+// of at most `per_buffer` frames, each with its motion meta.
 static GstFlowReturn gst_anitalker_motion_push(GstAnitalkerMotion* self, const motion::Generated& g, bool control,
                                                guint per_buffer) {
   MotionState* st = self->state;
@@ -1027,44 +664,21 @@ static GstFlowReturn gst_anitalker_motion_push(GstAnitalkerMotion* self, const m
   GST_OBJECT_LOCK(self);
   const bool post = self->post_messages;
   GST_OBJECT_UNLOCK(self);
-  if (!GST_CLOCK_TIME_IS_VALID(st->t0)) st->t0 = st->segment.start;
-
   at::Tensor m = g.motion.to(at::kCPU, at::kFloat).contiguous();
   at::Tensor pose = g.pose.to(at::kCPU, at::kFloat).contiguous();
   at::Tensor location = g.location.to(at::kCPU, at::kFloat).contiguous();
   at::Tensor scale = g.scale.to(at::kCPU, at::kFloat).contiguous();
-  const guint64 count = (guint64)m.size(1);
-  const int64_t M = m.size(2);
-  const float* data = m.data_ptr<float>();
-  for (guint64 done = 0; done < count;) {
-    const guint64 n = std::min<guint64>(per_buffer, count - done);
-    const guint64 first = st->emitted;
-    GstBuffer* buf = gst_buffer_new_memdup(data + done * M, (gsize)(n * M * sizeof(float)));
-    const GstClockTime start = st->t0 + gst_util_uint64_scale(first, GST_SECOND, FPS);
-    GST_BUFFER_PTS(buf) = start;
-    GST_BUFFER_DURATION(buf) = st->t0 + gst_util_uint64_scale(first + n, GST_SECOND, FPS) - start;
-    GST_BUFFER_OFFSET(buf) = first;
-    GST_BUFFER_OFFSET_END(buf) = first + n;
-    if (st->discont) {
-      GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DISCONT);
-      st->discont = false;
-    }
-    const float* p = pose.data_ptr<float>() + done * 3;
-    const float* l = location.data_ptr<float>() + done;
-    const float* s = scale.data_ptr<float>() + done;
-    // With control on, the values are the given ones (the predictors are
-    // bypassed), except for what the variant cannot take.
-    gst_buffer_add_anitalker_motion_meta(buf, (guint)n, p, l, s, !control, has_pose, has_location);
-    if (post) gst_anitalker_motion_post(self, buf, p, l, s, (guint)n);
-    st->emitted += n;
-    done += n;
-    GstFlowReturn ret = gst_pad_push(self->srcpad, buf);
-    if (ret != GST_FLOW_OK) {
-      GST_DEBUG_OBJECT(self, "push: %s", gst_flow_get_name(ret));
-      return ret;
-    }
-  }
-  return GST_FLOW_OK;
+  return gst_anitalker_element_push_frames(
+      GST_ANITALKER_ELEMENT(self), m.data_ptr<float>(), (guint64)m.size(1), (gsize)m.size(2), FPS, per_buffer,
+      [&](GstBuffer* buf, guint64 first, guint64 n) {
+        const float* p = pose.data_ptr<float>() + first * 3;
+        const float* l = location.data_ptr<float>() + first;
+        const float* s = scale.data_ptr<float>() + first;
+        // With control on, the values are the given ones (the predictors are
+        // bypassed), except for what the variant cannot take.
+        gst_buffer_add_anitalker_motion_meta(buf, (guint)n, p, l, s, !control, has_pose, has_location);
+        if (post) gst_anitalker_motion_post(self, buf, p, l, s, (guint)n);
+      });
 }
 
 // Offline: the whole utterance at once, as the demo (spec 5).
@@ -1116,22 +730,18 @@ static GstFlowReturn gst_anitalker_motion_generate_offline(GstAnitalkerMotion* s
 
 // Streaming: every window that is ready (all that remain when `final`).
 static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* self, bool final) {
+  GstAnitalkerElement* element = GST_ANITALKER_ELEMENT(self);
   MotionState* st = self->state;
   motion::Stream* stream = st->stream.get();
   if (stream == nullptr) return GST_FLOW_FLUSHING;
   // The window settings in force now (they may change while playing).
-  GST_OBJECT_LOCK(self);
-  const int window = (int)self->window, context = (int)self->context, lookahead = (int)self->lookahead;
-  GST_OBJECT_UNLOCK(self);
+  int window, context, lookahead;
+  gst_anitalker_element_windows(element, &window, &context, &lookahead);
   const motion::StreamConfig& now = stream->config();
   if (now.window != window || now.context != context || now.lookahead != lookahead) {
     GST_INFO_OBJECT(self, "from frame %" G_GINT64_FORMAT ": window %d, context %d, look-ahead %d", stream->emitted(),
                     window, context, lookahead);
     stream->set_window(window, context, lookahead);
-    GstAnitalkerLocked lock(&st->lock);
-    st->cfg.window = window;
-    st->cfg.context = context;
-    st->cfg.lookahead = lookahead;
   }
   while (stream->ready(final)) {
     if (!gst_anitalker_motion_ensure_codes(self)) return GST_FLOW_ERROR;
@@ -1148,8 +758,7 @@ static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* s
       g = stream->next(final);
     }
     // The window's compute time is part of the latency we add.
-    if (!final && st->budget.add((GstClockTime)(g_get_monotonic_time() - t0) * GST_USECOND))
-      gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
+    if (!final) gst_anitalker_element_add_compute(element, t0);
     GST_LOG_OBJECT(self, "window: frames %" G_GINT64_FORMAT " .. %" G_GINT64_FORMAT, stream->emitted() - g.motion.size(1),
                    stream->emitted() - 1);
     const GstFlowReturn ret = gst_anitalker_motion_push(self, g, controls.control, (guint)g.motion.size(1));
@@ -1160,48 +769,52 @@ static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* s
 
 // Generates what is due; `final` at the end of a stream.  Errors are posted here.
 static GstFlowReturn gst_anitalker_motion_process(GstAnitalkerMotion* self, bool final) {
-  MotionState* st = self->state;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    if (!st->started) return GST_FLOW_FLUSHING;
-  }
-  const bool streaming = gst_anitalker_motion_streaming(self);
+  const bool streaming = gst_anitalker_element_streaming(GST_ANITALKER_ELEMENT(self));
   if (!final && !streaming) return GST_FLOW_OK;
-
-  GST_OBJECT_LOCK(self);
-  const int threads = self->num_threads;
-  GST_OBJECT_UNLOCK(self);
-  anitalker::set_num_threads(threads);  // OpenMP: per thread (BUILD-NOTES)
   try {
     return streaming ? gst_anitalker_motion_generate_windows(self, final) : gst_anitalker_motion_generate_offline(self);
   } catch (...) {
     GST_ANITALKER_POST_CURRENT_EXCEPTION(
-        self, gst_anitalker_printf("Generating motion from %" G_GUINT64_FORMAT " feature frames failed.", st->received),
+        self,
+        gst_anitalker_printf("Generating motion from %" G_GUINT64_FORMAT " feature frames failed.",
+                             self->state->received),
         false);
     return GST_FLOW_ERROR;
   }
 }
 
-static GstFlowReturn gst_anitalker_motion_drain(GstAnitalkerMotion* self) {
-  MotionState* st = self->state;
-  GstFlowReturn ret = GST_FLOW_OK;
-  if (st->received > 0) ret = gst_anitalker_motion_process(self, true);
-  st->reset_stream();
+static GstFlowReturn gst_anitalker_motion_drain(GstAnitalkerElement* element) {
+  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
+  const GstFlowReturn ret = self->state->received > 0 ? gst_anitalker_motion_process(self, true) : GST_FLOW_OK;
+  gst_anitalker_motion_flush(element);
   return ret;
 }
 
-static GstFlowReturn gst_anitalker_motion_chain_impl(GstAnitalkerMotion* self, GstBuffer* buffer) {
+// FLUSH_STOP, SEGMENT: the features not yet used are dropped.
+static void gst_anitalker_motion_flush(GstAnitalkerElement* element) {
+  MotionState* st = GST_ANITALKER_MOTION(element)->state;
+  if (st->received > 0) GST_DEBUG_OBJECT(element, "dropping %" G_GUINT64_FORMAT " feature frames", st->received);
+  st->features.clear();
+  st->features.shrink_to_fit();
+  st->received = 0;
+  if (st->stream) st->stream->reset();
+}
+
+static GstFlowReturn gst_anitalker_motion_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer) {
+  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
   MotionState* st = self->state;
   if (!st->have_caps) {
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Features arrived before their caps."), (nullptr));
     return GST_FLOW_NOT_NEGOTIATED;
   }
   size_t frame_floats;
+  int rate;  // feature frames per second
   {
     GstAnitalkerLocked lock(&st->lock);
     if (!st->model) return GST_FLOW_FLUSHING;
     const motion::Model& m = *st->model;
     frame_floats = (size_t)(m.hubert() ? m.hubert_layers() : 1) * (size_t)m.audio_dim();
+    rate = m.hubert() ? 50 : 100;
   }
   const gsize size = gst_buffer_get_size(buffer);
   if (size % (frame_floats * sizeof(float)) != 0) {
@@ -1212,15 +825,8 @@ static GstFlowReturn gst_anitalker_motion_chain_impl(GstAnitalkerMotion* self, G
                       (nullptr));
     return GST_FLOW_ERROR;
   }
-  const bool streaming = gst_anitalker_motion_streaming(self);
-  GstFlowReturn ret;
-  if (GST_BUFFER_IS_DISCONT(buffer) && st->received > 0 && streaming) {
-    GST_DEBUG_OBJECT(self, "discont: finishing %" G_GUINT64_FORMAT " feature frames", st->received);
-    if ((ret = gst_anitalker_motion_drain(self)) != GST_FLOW_OK) return ret;
-  }
-  if (!GST_CLOCK_TIME_IS_VALID(st->t0))
-    st->t0 = GST_BUFFER_PTS_IS_VALID(buffer) ? GST_BUFFER_PTS(buffer) : st->segment.start;
-
+  const bool streaming = gst_anitalker_element_streaming(element);
+  gst_anitalker_element_anchor(element, buffer);
   const gsize frames = size / (frame_floats * sizeof(float));
   GstMapInfo map;
   if (!gst_buffer_map(buffer, &map, GST_MAP_READ)) {
@@ -1236,195 +842,52 @@ static GstFlowReturn gst_anitalker_motion_chain_impl(GstAnitalkerMotion* self, G
                       ("value %" G_GSIZE_FORMAT " of the frame; features must be finite", (gsize)bad % frame_floats));
     return GST_FLOW_ERROR;
   }
-  if (streaming) {
+  if (streaming)
     st->stream->push(data, (int64_t)frames);
-  } else {
+  else
     st->features.insert(st->features.end(), data, data + frames * frame_floats);
-  }
   gst_buffer_unmap(buffer, &map);
   st->received += frames;
   if (!streaming) {
-    GstAnitalkerMotionMode mode;
-    guint limit_s;
-    int rate;
-    {
-      GstAnitalkerLocked lock(&st->lock);
-      mode = st->mode;
-      limit_s = st->offline_limit_s;
-      rate = st->model->hubert() ? 50 : 100;  // feature frames per second
-    }
-    if (limit_s > 0 && st->received > (guint64)limit_s * rate) {
-      if (mode == GST_ANITALKER_MOTION_MODE_OFFLINE) {
-        GST_ELEMENT_ERROR(self, STREAM, TOO_LAZY, ("More than %u s of audio features in offline mode.", limit_s),
-                          ("offline generation costs memory with the square of the length; use mode=auto or "
-                           "mode=streaming (windows), or raise offline-limit"));
-        return GST_FLOW_ERROR;
-      }
-      // Auto on a long non-live input: what was gathered goes to the
-      // windows, which go on from frame 0 (offline pushed nothing yet).
-      GST_INFO_OBJECT(self, "mode auto: more than %u s of features, going on in windows", limit_s);
+    const int over = gst_anitalker_element_check_offline_limit(element, (double)st->received / rate);
+    if (over < 0) return GST_FLOW_ERROR;
+    if (over > 0) {
+      // Auto on a long input: what was gathered goes to the windows, which
+      // go on from frame 0 (offline pushed nothing yet).
       st->stream->push(st->features.data(), (int64_t)st->received);
       st->features.clear();
       st->features.shrink_to_fit();
-      GstAnitalkerLocked lock(&st->lock);
-      st->resolved = 1;
     }
   }
   return gst_anitalker_motion_process(self, false);
 }
 
-static GstFlowReturn gst_anitalker_motion_chain(GstPad* pad, GstObject* parent, GstBuffer* buffer) {
-  (void)pad;
-  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(parent);
-  GstFlowReturn ret;
-  try {
-    ret = gst_anitalker_motion_chain_impl(self, buffer);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Generating motion failed.", false);
-    ret = GST_FLOW_ERROR;
-  }
-  gst_buffer_unref(buffer);
-  return ret;
-}
+/* --- Events and latency ---------------------------------------------------------- */
 
-/* --- Events and queries ------------------------------------------------------ */
-
-static gboolean gst_anitalker_motion_sink_event_impl(GstAnitalkerMotion* self, GstPad* pad, GstEvent* event) {
-  MotionState* st = self->state;
-  switch (GST_EVENT_TYPE(event)) {
-    case GST_EVENT_CAPS: {
-      GstCaps* caps;
-      gst_event_parse_caps(event, &caps);
-      const gboolean ok = gst_anitalker_motion_set_sink_caps(self, caps);
-      gst_event_unref(event);
-      return ok;
-    }
-    case GST_EVENT_FLUSH_STOP:
-      st->reset_stream();
-      break;
-    case GST_EVENT_SEGMENT: {
-      if (st->received > 0)
-        GST_DEBUG_OBJECT(self, "new segment: dropping %" G_GUINT64_FORMAT " feature frames", st->received);
-      st->reset_stream();
-      gst_anitalker_time_segment(GST_ELEMENT_CAST(self), &event);
-      gst_event_copy_segment(event, &st->segment);
-      break;
-    }
-    case GST_EVENT_GAP:
-      if (st->received > 0 && gst_anitalker_motion_streaming(self)) gst_anitalker_motion_drain(self);
-      break;
-    case GST_EVENT_EOS:
-      gst_anitalker_motion_drain(self);
-      break;
-    default:
-      break;
-  }
-  return gst_pad_event_default(pad, GST_OBJECT(self), event);
-}
-
-static gboolean gst_anitalker_motion_sink_event(GstPad* pad, GstObject* parent, GstEvent* event) {
-  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(parent);
-  try {
-    return gst_anitalker_motion_sink_event_impl(self, pad, event);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Handling an event failed.", false);
+// The renderer announces a new portrait: its codes are asked for again
+// before the next window.
+static gboolean gst_anitalker_motion_src_event(GstAnitalkerElement* element, GstEvent* event, gboolean* result) {
+  MotionState* st = GST_ANITALKER_MOTION(element)->state;
+  const GstStructure* s = gst_event_get_structure(event);
+  if (GST_EVENT_TYPE(event) != GST_EVENT_CUSTOM_UPSTREAM || s == nullptr ||
+      !gst_structure_has_name(s, GST_ANITALKER_EVENT_PORTRAIT_CHANGED))
     return FALSE;
+  guint serial = 0;
+  gst_structure_get_uint(s, GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial);
+  GST_DEBUG_OBJECT(element, "downstream has portrait %u", serial);
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    st->announced_serial = serial;
   }
+  gst_event_unref(event);
+  *result = TRUE;
+  return TRUE;
 }
 
-static gboolean gst_anitalker_motion_sink_query(GstPad* pad, GstObject* parent, GstQuery* query) {
-  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(parent);
-  MotionState* st = self->state;
-  switch (GST_QUERY_TYPE(query)) {
-    case GST_QUERY_CAPS: {
-      GstCaps* caps;
-      {
-        GstAnitalkerLocked lock(&st->lock);
-        caps = gst_anitalker_motion_sink_caps_locked(st);
-      }
-      if (caps == nullptr) caps = gst_pad_get_pad_template_caps(pad);
-      gst_anitalker_set_caps_result(query, caps);
-      return TRUE;
-    }
-    case GST_QUERY_ACCEPT_CAPS: {
-      // Against the template: features of the wrong kind or size reach the
-      // caps event, which posts an error naming what the checkpoint takes.
-      GstCaps* caps;
-      gst_query_parse_accept_caps(query, &caps);
-      GstCaps* templ = gst_pad_get_pad_template_caps(pad);
-      gst_query_set_accept_caps_result(query, gst_caps_is_subset(caps, templ));
-      gst_caps_unref(templ);
-      return TRUE;
-    }
-    default:
-      break;
-  }
-  return gst_pad_query_default(pad, parent, query);
-}
-
-static gboolean gst_anitalker_motion_src_event(GstPad* pad, GstObject* parent, GstEvent* event) {
-  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(parent);
-  MotionState* st = self->state;
-  if (GST_EVENT_TYPE(event) == GST_EVENT_CUSTOM_UPSTREAM) {
-    const GstStructure* s = gst_event_get_structure(event);
-    if (s && gst_structure_has_name(s, GST_ANITALKER_EVENT_PORTRAIT_CHANGED)) {
-      guint serial = 0;
-      gst_structure_get_uint(s, GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial);
-      GST_DEBUG_OBJECT(self, "downstream has portrait %u", serial);
-      {
-        GstAnitalkerLocked lock(&st->lock);
-        st->announced_serial = serial;
-      }
-      gst_event_unref(event);
-      return TRUE;
-    }
-  }
-  return gst_pad_event_default(pad, parent, event);
-}
-
-static gboolean gst_anitalker_motion_src_query(GstPad* pad, GstObject* parent, GstQuery* query) {
-  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(parent);
-  MotionState* st = self->state;
-  switch (GST_QUERY_TYPE(query)) {
-    case GST_QUERY_CAPS: {
-      GstCaps* caps;
-      {
-        GstAnitalkerLocked lock(&st->lock);
-        caps = gst_anitalker_motion_src_caps_locked(st);
-      }
-      if (caps == nullptr) caps = gst_pad_get_pad_template_caps(pad);
-      gst_anitalker_set_caps_result(query, caps);
-      return TRUE;
-    }
-    case GST_QUERY_LATENCY: {
-      if (!gst_pad_peer_query(self->sinkpad, query)) return FALSE;
-      gboolean live;
-      GstClockTime min, max;
-      gst_query_parse_latency(query, &live, &min, &max);
-      bool streaming;
-      motion::StreamConfig cfg;
-      {
-        GstAnitalkerLocked lock(&st->lock);
-        streaming = st->resolved >= 0 ? st->resolved == 1 : live;
-        cfg = st->cfg;
-      }
-      GstClockTime ours = 0;
-      if (streaming) {
-        // A frame waits for the features of its window and the look-ahead
-        // (the settings as now set: they apply from the next window).
-        GST_OBJECT_LOCK(self);
-        cfg.window = (int)self->window;
-        cfg.lookahead = (int)self->lookahead;
-        GST_OBJECT_UNLOCK(self);
-        ours = gst_util_uint64_scale((guint64)(cfg.window + cfg.lookahead), GST_SECOND, FPS) + st->budget.report();
-      } else if (live) {
-        GST_WARNING_OBJECT(self, "offline mode on a live source: nothing comes out before EOS");
-      }
-      gst_anitalker_set_latency(GST_ELEMENT_CAST(self), query, live, min, max, ours);
-      return TRUE;
-    }
-    default:
-      break;
-  }
-  return gst_pad_query_default(pad, parent, query);
+// A frame waits for the features of its window and the look-ahead (the
+// settings as now set: they apply from the next window).
+static GstClockTime gst_anitalker_motion_latency(GstAnitalkerElement* element, gboolean) {
+  int window, context, lookahead;
+  gst_anitalker_element_windows(element, &window, &context, &lookahead);
+  return gst_util_uint64_scale((guint64)(window + lookahead), GST_SECOND, FPS);
 }

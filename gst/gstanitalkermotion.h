@@ -4,22 +4,12 @@
 // block in gstanitalkermotion.cpp.
 #pragma once
 
-#include <gst/gst.h>
+#include "gstanitalkerelement.h"
 
 G_BEGIN_DECLS
 
 #define GST_TYPE_ANITALKER_MOTION (gst_anitalker_motion_get_type())
-G_DECLARE_FINAL_TYPE(GstAnitalkerMotion, gst_anitalker_motion, GST, ANITALKER_MOTION, GstElement)
-
-// The `mode` property's values.
-typedef enum {
-  GST_ANITALKER_MOTION_MODE_OFFLINE = 0,
-  GST_ANITALKER_MOTION_MODE_STREAMING = 1,
-  GST_ANITALKER_MOTION_MODE_AUTO = 2,
-} GstAnitalkerMotionMode;
-
-#define GST_TYPE_ANITALKER_MOTION_MODE (gst_anitalker_motion_mode_get_type())
-GType gst_anitalker_motion_mode_get_type(void);
+G_DECLARE_FINAL_TYPE(GstAnitalkerMotion, gst_anitalker_motion, GST, ANITALKER_MOTION, GstAnitalkerElement)
 
 // The `type` property's values: the five released variants, or whatever the
 // checkpoint holds.

@@ -108,9 +108,7 @@ struct PasteState {
 }  // namespace
 
 struct _GstAnitalkerPaste {
-  GstElement parent;
-  GstPad* sinkpad;
-  GstPad* srcpad;
+  GstAnitalkerElement parent;
 
   // Properties, under the object lock.
   guint feather;
@@ -139,58 +137,60 @@ static GstStaticPadTemplate src_template =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(GST_VIDEO_CAPS_MAKE("RGB")));
 
 #define gst_anitalker_paste_parent_class parent_class
-G_DEFINE_TYPE(GstAnitalkerPaste, gst_anitalker_paste, GST_TYPE_ELEMENT);
+G_DEFINE_TYPE(GstAnitalkerPaste, gst_anitalker_paste, GST_TYPE_ANITALKER_ELEMENT);
 GST_ELEMENT_REGISTER_DEFINE(anitalkerpaste, "anitalkerpaste", GST_RANK_NONE, GST_TYPE_ANITALKER_PASTE);
 
-static void gst_anitalker_paste_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec);
-static void gst_anitalker_paste_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec);
-static void gst_anitalker_paste_finalize(GObject* object);
-static GstStateChangeReturn gst_anitalker_paste_change_state(GstElement* element, GstStateChange transition);
-static GstFlowReturn gst_anitalker_paste_chain(GstPad* pad, GstObject* parent, GstBuffer* buffer);
-static gboolean gst_anitalker_paste_sink_event(GstPad* pad, GstObject* parent, GstEvent* event);
-static gboolean gst_anitalker_paste_sink_query(GstPad* pad, GstObject* parent, GstQuery* query);
-static gboolean gst_anitalker_paste_src_query(GstPad* pad, GstObject* parent, GstQuery* query);
+static gboolean gst_anitalker_paste_start(GstAnitalkerElement* element);
+static void gst_anitalker_paste_stop(GstAnitalkerElement* element);
+static gboolean gst_anitalker_paste_set_caps(GstAnitalkerElement* element, GstCaps* caps);
+static GstCaps* gst_anitalker_paste_get_caps(GstAnitalkerElement* element, GstPadDirection direction);
+static GstFlowReturn gst_anitalker_paste_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer);
+static gboolean gst_anitalker_paste_sink_event(GstAnitalkerElement* element, GstEvent* event, gboolean* result);
+static gboolean gst_anitalker_paste_sink_query(GstAnitalkerElement* element, GstQuery* query, gboolean* result);
+
+#define FIELD(f) G_STRUCT_OFFSET(GstAnitalkerPaste, f)
 
 static void gst_anitalker_paste_class_init(GstAnitalkerPasteClass* klass) {
   GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
   GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
   GST_DEBUG_CATEGORY_INIT(gst_anitalker_paste_debug, "anitalkerpaste", 0, "AniTalker paste-back");
 
-  gobject_class->set_property = gst_anitalker_paste_set_property;
-  gobject_class->get_property = gst_anitalker_paste_get_property;
-  gobject_class->finalize = gst_anitalker_paste_finalize;
-
   const GParamFlags playing =
       (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
   const GParamFlags ready = (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  g_object_class_install_property(
+  gst_anitalker_install_property(
       gobject_class, PROP_FEATHER,
       g_param_spec_uint("feather", "Feather",
                         "Width in output pixels of the blend inside the square's edge: the face's weight rises "
                         "linearly from 0 at the edge to 1 this far in; 0 = a hard edge (default: 16)",
-                        0, MAX_FEATHER, DEFAULT_FEATHER, playing));
-  g_object_class_install_property(
+                        0, MAX_FEATHER, DEFAULT_FEATHER, playing),
+      FIELD(feather));
+  gst_anitalker_install_property(
       gobject_class, PROP_COLOUR_MATCH,
       g_param_spec_boolean("colour-match", "Colour match",
                            "Shift the face's colours by the mean difference from the picture over the blend band, "
                            "so a face whose light drifted meets the picture without a visible edge (default: false)",
-                           FALSE, playing));
-  g_object_class_install_property(
+                           FALSE, playing),
+      FIELD(colour_match));
+  gst_anitalker_install_property(
       gobject_class, PROP_MAX_SIZE,
       g_param_spec_uint("max-size", "Maximum size",
                         "Longest side of the output; larger pictures are scaled down (default: 1920)", 2,
-                        MAX_MAX_SIZE, DEFAULT_MAX_SIZE, ready));
-  g_object_class_install_property(
+                        MAX_MAX_SIZE, DEFAULT_MAX_SIZE, ready),
+      FIELD(max_size));
+  gst_anitalker_install_property(
       gobject_class, PROP_PORTRAIT,
       g_param_spec_string("portrait", "Picture",
                           "The picture to paste into, instead of the one in anitalkerrender's crop event; needs "
                           "square (default: none)",
-                          nullptr, ready));
-  g_object_class_install_property(
+                          nullptr, ready),
+      FIELD(portrait));
+  gst_anitalker_install_property(
       gobject_class, PROP_SQUARE,
       g_param_spec_string("square", "Square",
                           "With portrait: where the frames go, X,Y,SIDE in the picture's pixels (default: none)",
-                          nullptr, ready));
+                          nullptr, ready),
+      FIELD(square));
 
   gst_element_class_set_static_metadata(element_class, "AniTalker paste-back", "Filter/Effect/Video",
                                         "Pastes the talking face back into the original picture, with a "
@@ -198,93 +198,26 @@ static void gst_anitalker_paste_class_init(GstAnitalkerPasteClass* klass) {
                                         "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_add_static_pad_template(element_class, &src_template);
-  element_class->change_state = GST_DEBUG_FUNCPTR(gst_anitalker_paste_change_state);
+  GstAnitalkerElementClass* base_class = GST_ANITALKER_ELEMENT_CLASS(klass);
+  gst_anitalker_element_class_install_common(base_class, 0, nullptr);
+  base_class->failure = "Pasting failed.";
+  base_class->start = gst_anitalker_paste_start;
+  base_class->stop = gst_anitalker_paste_stop;
+  base_class->set_caps = gst_anitalker_paste_set_caps;
+  base_class->get_caps = gst_anitalker_paste_get_caps;
+  base_class->handle_buffer = gst_anitalker_paste_handle_buffer;
+  base_class->sink_event = gst_anitalker_paste_sink_event;
+  base_class->sink_query = gst_anitalker_paste_sink_query;
 }
 
 static void gst_anitalker_paste_init(GstAnitalkerPaste* self) {
-  self->sinkpad = gst_pad_new_from_static_template(&sink_template, "sink");
-  gst_pad_set_chain_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_paste_chain));
-  gst_pad_set_event_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_paste_sink_event));
-  gst_pad_set_query_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_paste_sink_query));
-  gst_element_add_pad(GST_ELEMENT(self), self->sinkpad);
-  self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
-  gst_pad_set_query_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_anitalker_paste_src_query));
-  gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
-
-  self->feather = DEFAULT_FEATHER;
-  self->colour_match = FALSE;
-  self->max_size = DEFAULT_MAX_SIZE;
-  self->portrait = nullptr;
-  self->square = nullptr;
-  self->state = new PasteState();
-}
-
-static void gst_anitalker_paste_finalize(GObject* object) {
-  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(object);
-  self->state->drop_held();
-  delete self->state;
-  g_free(self->portrait);
-  g_free(self->square);
-  G_OBJECT_CLASS(parent_class)->finalize(object);
-}
-
-static void gst_anitalker_paste_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
-  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(object);
-  GST_OBJECT_LOCK(self);
-  switch (prop_id) {
-    case PROP_FEATHER:
-      self->feather = g_value_get_uint(value);
-      break;
-    case PROP_COLOUR_MATCH:
-      self->colour_match = g_value_get_boolean(value);
-      break;
-    case PROP_MAX_SIZE:
-      self->max_size = g_value_get_uint(value);
-      break;
-    case PROP_PORTRAIT:
-      g_free(self->portrait);
-      self->portrait = g_value_dup_string(value);
-      break;
-    case PROP_SQUARE:
-      g_free(self->square);
-      self->square = g_value_dup_string(value);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
-      break;
-  }
-  GST_OBJECT_UNLOCK(self);
-}
-
-static void gst_anitalker_paste_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
-  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(object);
-  GST_OBJECT_LOCK(self);
-  switch (prop_id) {
-    case PROP_FEATHER:
-      g_value_set_uint(value, self->feather);
-      break;
-    case PROP_COLOUR_MATCH:
-      g_value_set_boolean(value, self->colour_match);
-      break;
-    case PROP_MAX_SIZE:
-      g_value_set_uint(value, self->max_size);
-      break;
-    case PROP_PORTRAIT:
-      g_value_set_string(value, self->portrait);
-      break;
-    case PROP_SQUARE:
-      g_value_set_string(value, self->square);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
-      break;
-  }
-  GST_OBJECT_UNLOCK(self);
+  self->state = gst_anitalker_element_make_state<PasteState>(GST_ANITALKER_ELEMENT(self));
 }
 
 // READY->PAUSED: the portrait and square properties, when given, are read
 // here, so that a bad file or square fails the start with its name.
-static gboolean gst_anitalker_paste_start(GstAnitalkerPaste* self) {
+static gboolean gst_anitalker_paste_start(GstAnitalkerElement* element) {
+  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(element);
   PasteState* st = self->state;
   st->reset();
   GST_OBJECT_LOCK(self);
@@ -315,14 +248,7 @@ static gboolean gst_anitalker_paste_start(GstAnitalkerPaste* self) {
   return TRUE;
 }
 
-static GstStateChangeReturn gst_anitalker_paste_change_state(GstElement* element, GstStateChange transition) {
-  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(element);
-  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED && !gst_anitalker_paste_start(self))
-    return GST_STATE_CHANGE_FAILURE;
-  GstStateChangeReturn ret = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
-  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) self->state->reset();
-  return ret;
-}
+static void gst_anitalker_paste_stop(GstAnitalkerElement* element) { GST_ANITALKER_PASTE(element)->state->reset(); }
 
 // The crop event from anitalkerrender: the picture and the square.
 static void gst_anitalker_paste_take_crop(GstAnitalkerPaste* self, const GstStructure* s) {
@@ -397,11 +323,11 @@ static gboolean gst_anitalker_paste_configure(GstAnitalkerPaste* self) {
   out.fps_n = GST_VIDEO_INFO_FPS_N(&st->in_info);
   out.fps_d = GST_VIDEO_INFO_FPS_D(&st->in_info);
   GstCaps* caps = gst_video_info_to_caps(&out);
-  GstCaps* current = gst_pad_get_current_caps(self->srcpad);
+  GstCaps* current = gst_pad_get_current_caps(GST_ANITALKER_ELEMENT(self)->srcpad);
   gboolean ok = TRUE;
   if (current == nullptr || !gst_caps_is_equal(current, caps)) {
     GST_DEBUG_OBJECT(self, "output %" GST_PTR_FORMAT, caps);
-    ok = gst_pad_push_event(self->srcpad, gst_event_new_caps(gst_caps_ref(caps)));
+    ok = gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->srcpad, gst_event_new_caps(gst_caps_ref(caps)));
   }
   if (current) gst_caps_unref(current);
   gst_caps_unref(caps);
@@ -413,18 +339,15 @@ static gboolean gst_anitalker_paste_configure(GstAnitalkerPaste* self) {
   st->out_info = out;
   st->have_out = true;
   st->dirty = false;
-  for (GstEvent* e : st->held) gst_pad_push_event(self->srcpad, e);
+  for (GstEvent* e : st->held) gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->srcpad, e);
   st->held.clear();
   return TRUE;
 }
 
-static GstFlowReturn gst_anitalker_paste_chain(GstPad*, GstObject* parent, GstBuffer* buffer) {
-  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(parent);
+static GstFlowReturn gst_anitalker_paste_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer) {
+  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(element);
   PasteState* st = self->state;
-  if (!gst_anitalker_paste_configure(self)) {
-    gst_buffer_unref(buffer);
-    return GST_FLOW_NOT_NEGOTIATED;
-  }
+  if (!gst_anitalker_paste_configure(self)) return GST_FLOW_NOT_NEGOTIATED;
   GST_OBJECT_LOCK(self);
   const int feather = (int)self->feather;
   const bool colour_match = self->colour_match;
@@ -432,7 +355,6 @@ static GstFlowReturn gst_anitalker_paste_chain(GstPad*, GstObject* parent, GstBu
 
   GstVideoFrame in;
   if (!gst_video_frame_map(&in, &st->in_info, buffer, GST_MAP_READ)) {
-    gst_buffer_unref(buffer);
     GST_ELEMENT_ERROR(self, STREAM, FORMAT, ("A frame does not match its caps."), (nullptr));
     return GST_FLOW_ERROR;
   }
@@ -450,7 +372,6 @@ static GstFlowReturn gst_anitalker_paste_chain(GstPad*, GstObject* parent, GstBu
     out_image = crop::paste(st->fitted, crop::resize_square(face, st->canvas.square.side), st->canvas.square,
                             std::min(feather, st->canvas.square.side / 2), colour_match);
   } catch (...) {
-    gst_buffer_unref(buffer);
     GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Could not paste the frame.", false);
     return GST_FLOW_ERROR;
   }
@@ -458,87 +379,81 @@ static GstFlowReturn gst_anitalker_paste_chain(GstPad*, GstObject* parent, GstBu
   const GstVideoInfo& out_info = st->out_info;
   GstBuffer* out = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(&out_info), nullptr);
   gst_buffer_copy_into(out, buffer, (GstBufferCopyFlags)(GST_BUFFER_COPY_FLAGS | GST_BUFFER_COPY_TIMESTAMPS), 0, -1);
-  gst_buffer_unref(buffer);
   GstMapInfo map;
   gst_buffer_map(out, &map, GST_MAP_WRITE);
   const gint stride = GST_VIDEO_INFO_PLANE_STRIDE(&out_info, 0);
   for (int y = 0; y < out_image.height; y++)
     std::memcpy(map.data + (size_t)y * stride, out_image.at(0, y), (size_t)out_image.width * 3);
   gst_buffer_unmap(out, &map);
-  return gst_pad_push(self->srcpad, out);
+  return gst_anitalker_element_push(element, out);
 }
 
-static gboolean gst_anitalker_paste_sink_event(GstPad* pad, GstObject* parent, GstEvent* event) {
-  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(parent);
+static gboolean gst_anitalker_paste_set_caps(GstAnitalkerElement* element, GstCaps* caps) {
+  PasteState* st = GST_ANITALKER_PASTE(element)->state;
+  GstVideoInfo info;
+  if (!gst_video_info_from_caps(&info, caps) || info.width != info.height) {
+    GST_WARNING_OBJECT(element, "refusing %" GST_PTR_FORMAT ": square RGB frames expected", caps);
+    return FALSE;
+  }
+  st->in_info = info;
+  st->have_in = true;
+  st->dirty = true;
+  return TRUE;  // our own caps go out before the next frame
+}
+
+static gboolean gst_anitalker_paste_sink_event(GstAnitalkerElement* element, GstEvent* event, gboolean* result) {
+  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(element);
   PasteState* st = self->state;
+  const GstStructure* s = gst_event_get_structure(event);
   switch (GST_EVENT_TYPE(event)) {
-    case GST_EVENT_CAPS: {
-      GstCaps* caps;
-      gst_event_parse_caps(event, &caps);
-      GstVideoInfo info;
-      const gboolean ok = gst_video_info_from_caps(&info, caps) && info.width == info.height;
-      if (!ok) GST_WARNING_OBJECT(self, "refusing %" GST_PTR_FORMAT ": square RGB frames expected", caps);
-      gst_event_unref(event);
-      if (!ok) return FALSE;
-      st->in_info = info;
-      st->have_in = true;
-      st->dirty = true;
-      return TRUE;  // our own caps go out before the next frame
-    }
-    case GST_EVENT_CUSTOM_DOWNSTREAM_STICKY: {
-      const GstStructure* s = gst_event_get_structure(event);
+    case GST_EVENT_CAPS:
+      return FALSE;  // set_caps
+    case GST_EVENT_CUSTOM_DOWNSTREAM_STICKY:
       if (s && gst_structure_has_name(s, GST_ANITALKER_EVENT_CROP)) {
         gst_anitalker_paste_take_crop(self, s);
         gst_event_unref(event);
+        *result = TRUE;
         return TRUE;
       }
       break;
-    }
     case GST_EVENT_EOS:
       // Nothing came through: still pass on what was held, then EOS.
-      for (GstEvent* e : st->held) gst_pad_push_event(self->srcpad, e);
+      for (GstEvent* e : st->held) gst_pad_push_event(element->srcpad, e);
       st->held.clear();
-      break;
+      return FALSE;
     default:
       break;
   }
   // Sticky events after caps (segment, tags, ...) wait for our first caps.
-  if (!st->have_out && GST_EVENT_IS_STICKY(event) && GST_EVENT_TYPE(event) != GST_EVENT_STREAM_START &&
-      GST_EVENT_TYPE(event) != GST_EVENT_EOS) {
+  if (!st->have_out && GST_EVENT_IS_STICKY(event) && GST_EVENT_TYPE(event) != GST_EVENT_STREAM_START) {
     st->held.push_back(event);
+    *result = TRUE;
     return TRUE;
   }
-  return gst_pad_event_default(pad, parent, event);
+  return FALSE;
 }
 
-static gboolean gst_anitalker_paste_sink_query(GstPad* pad, GstObject* parent, GstQuery* query) {
+static gboolean gst_anitalker_paste_sink_query(GstAnitalkerElement*, GstQuery* query, gboolean* result) {
   switch (GST_QUERY_TYPE(query)) {
-    case GST_QUERY_CAPS:
-      // Any square RGB frame; its size never constrains ours.
-      gst_anitalker_set_caps_result(query, gst_pad_get_pad_template_caps(pad));
-      return TRUE;
     case GST_QUERY_ACCEPT_CAPS: {
       GstCaps* caps;
       gst_query_parse_accept_caps(query, &caps);
       GstVideoInfo info;
-      gst_query_set_accept_caps_result(
-          query, gst_video_info_from_caps(&info, caps) && info.width == info.height &&
-                     GST_VIDEO_INFO_FORMAT(&info) == GST_VIDEO_FORMAT_RGB);
+      gst_query_set_accept_caps_result(query, gst_video_info_from_caps(&info, caps) && info.width == info.height &&
+                                                  GST_VIDEO_INFO_FORMAT(&info) == GST_VIDEO_FORMAT_RGB);
+      *result = TRUE;
       return TRUE;
     }
     case GST_QUERY_ALLOCATION:
-      return FALSE;  // downstream's pool is for our output size, not our input
+      *result = FALSE;  // downstream's pool is for our output size, not our input
+      return TRUE;
     default:
-      return gst_pad_query_default(pad, parent, query);
+      return FALSE;
   }
 }
 
-static gboolean gst_anitalker_paste_src_query(GstPad* pad, GstObject* parent, GstQuery* query) {
-  GstAnitalkerPaste* self = GST_ANITALKER_PASTE(parent);
-  if (GST_QUERY_TYPE(query) == GST_QUERY_CAPS) {
-    GstCaps* current = gst_pad_get_current_caps(self->srcpad);
-    gst_anitalker_set_caps_result(query, current ? current : gst_pad_get_pad_template_caps(pad));
-    return TRUE;
-  }
-  return gst_pad_query_default(pad, parent, query);
+// Src: the caps pushed, else the template; sink: any square RGB frame (the
+// template), whose size never constrains ours.
+static GstCaps* gst_anitalker_paste_get_caps(GstAnitalkerElement* element, GstPadDirection direction) {
+  return direction == GST_PAD_SRC ? gst_pad_get_current_caps(element->srcpad) : nullptr;
 }

@@ -49,7 +49,6 @@
 #include "gstanitalkerrender.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <gst/video/video.h>
 
@@ -59,10 +58,8 @@
 #include <string>
 #include <vector>
 
-#include "device.h"
 #include "error.h"
 #include "gstanitalkercaps.h"
-#include "gstanitalkercommon.h"
 #include "image.h"
 #include "lia.h"
 
@@ -71,23 +68,13 @@ GST_DEBUG_CATEGORY_STATIC(gst_anitalker_render_debug);
 
 namespace lia = anitalker::lia;
 
-#define DEFAULT_DEVICE "cpu"
-#define DEFAULT_BATCH_SIZE 1
-#define MAX_BATCH_SIZE 64
-#define DEFAULT_NUM_THREADS 0
-#define MAX_NUM_THREADS 64
-
 #define DEFAULT_CROP "none"
-#define DEFAULT_CROP_RATIO 0.6f
-#define DEFAULT_FACE_INDEX -1
 
 enum {
   PROP_0,
   PROP_CHECKPOINT,
   PROP_PORTRAIT,
-  PROP_DEVICE,
   PROP_BATCH_SIZE,
-  PROP_NUM_THREADS,
   PROP_CROP,
   PROP_FACE_BOX,
   PROP_CROP_RATIO,
@@ -104,8 +91,7 @@ struct PendingFrame {
   bool discont;
 };
 
-// The C++ state of one element (GObject structs never run C++ constructors:
-// BUILD-NOTES), made in _init and deleted in _finalize.
+// The C++ state of one element: the model, the portrait, the held frames.
 struct RenderState {
   RenderState() {
     g_mutex_init(&encode_lock);
@@ -137,48 +123,36 @@ struct RenderState {
   // Streaming thread only (and the serialized events, which run in it).
   guint announced_serial = 0;  // last serial sent upstream in an event
   guint crop_serial = 0;       // last serial sent downstream in the crop event
-  GstAnitalkerBudget budget;   // the longest render call (part of the latency we add)
   GstVideoInfo out_info;
   bool have_out_caps = false;
-  GstClockTime segment_start = 0;             // of the last (TIME) segment
   GstClockTime anchor = GST_CLOCK_TIME_NONE;  // PTS of the last buffer that had one
   guint64 since_anchor = 0;                   // frames received since `anchor`
-  bool discont = true;                        // flag the next frame DISCONT
   std::vector<float> motion;                  // pending frames x dims, time-major
   std::vector<PendingFrame> frames;           // one per pending frame
 
   void reset_stream() {
-    segment_start = 0;
     anchor = GST_CLOCK_TIME_NONE;
     since_anchor = 0;
-    discont = true;
     motion.clear();
     frames.clear();
   }
 };
 
-
 }  // namespace
 
 struct _GstAnitalkerRender {
-  GstElement parent;
-
-  GstPad* sinkpad;
-  GstPad* srcpad;
+  GstAnitalkerElement parent;
 
   // Properties, under the object lock.
   gchar* checkpoint;
   gchar* portrait;
-  gchar* device;
   guint batch_size;
-  gint num_threads;
   gboolean portrait_dirty;  // `portrait` (or the crop) was set since the last encode picked it up
   gchar* crop;
   gchar* face_box;
   gfloat crop_ratio;
   gint face_index;
   gchar* detector;
-  gchar* pending_error;  // a refused crop-ratio, for the next start
 
   RenderState* state;
 };
@@ -205,27 +179,32 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
     "src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(GST_VIDEO_CAPS_MAKE(GST_ANITALKER_RENDER_VIDEO_FORMATS)));
 
 #define gst_anitalker_render_parent_class parent_class
-G_DEFINE_TYPE(GstAnitalkerRender, gst_anitalker_render, GST_TYPE_ELEMENT);
+G_DEFINE_TYPE(GstAnitalkerRender, gst_anitalker_render, GST_TYPE_ANITALKER_ELEMENT);
 GST_ELEMENT_REGISTER_DEFINE(anitalkerrender, "anitalkerrender", GST_RANK_NONE, GST_TYPE_ANITALKER_RENDER);
 
 static void gst_anitalker_render_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec);
-static void gst_anitalker_render_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec);
-static void gst_anitalker_render_finalize(GObject* object);
-static GstStateChangeReturn gst_anitalker_render_change_state(GstElement* element, GstStateChange transition);
-static GstFlowReturn gst_anitalker_render_chain(GstPad* pad, GstObject* parent, GstBuffer* buffer);
-static gboolean gst_anitalker_render_sink_event(GstPad* pad, GstObject* parent, GstEvent* event);
-static gboolean gst_anitalker_render_sink_query(GstPad* pad, GstObject* parent, GstQuery* query);
-static gboolean gst_anitalker_render_src_query(GstPad* pad, GstObject* parent, GstQuery* query);
+static gboolean gst_anitalker_render_start(GstAnitalkerElement* element);
+static void gst_anitalker_render_stop(GstAnitalkerElement* element);
+static gboolean gst_anitalker_render_set_caps(GstAnitalkerElement* element, GstCaps* caps);
+static GstCaps* gst_anitalker_render_get_caps(GstAnitalkerElement* element, GstPadDirection direction);
+static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer);
+static GstFlowReturn gst_anitalker_render_drain(GstAnitalkerElement* element);
+static void gst_anitalker_render_flush(GstAnitalkerElement* element);
+static GstClockTime gst_anitalker_render_latency(GstAnitalkerElement* element, gboolean streaming);
+static gboolean gst_anitalker_render_sink_event(GstAnitalkerElement* element, GstEvent* event, gboolean* result);
+static gboolean gst_anitalker_render_sink_query(GstAnitalkerElement* element, GstQuery* query, gboolean* result);
+
+#define FIELD(f) G_STRUCT_OFFSET(GstAnitalkerRender, f)
 
 static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
   GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
   GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+  GstAnitalkerElementClass* base_class = GST_ANITALKER_ELEMENT_CLASS(klass);
 
   GST_DEBUG_CATEGORY_INIT(gst_anitalker_render_debug, "anitalkerrender", 0, "AniTalker renderer");
 
   gobject_class->set_property = gst_anitalker_render_set_property;
-  gobject_class->get_property = gst_anitalker_render_get_property;
-  gobject_class->finalize = gst_anitalker_render_finalize;
+  const GParamFlags ready = GST_ANITALKER_PARAM_READY, playing = GST_ANITALKER_PARAM_PLAYING;
 
   /**
    * GstAnitalkerRender:checkpoint:
@@ -234,12 +213,12 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
    * element goes from READY to PAUSED; renderers with the same file and
    * device share one copy of the weights.
    */
-  g_object_class_install_property(
+  gst_anitalker_install_property(
       gobject_class, PROP_CHECKPOINT,
       g_param_spec_string("checkpoint", "Checkpoint",
                           "Path of the stage-1 (LIA) checkpoint, loaded on READY->PAUSED (default: none; required)",
-                          nullptr,
-                          (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+                          nullptr, ready),
+      FIELD(checkpoint));
 
   /**
    * GstAnitalkerRender:portrait:
@@ -250,24 +229,12 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
    * boundary and used from the next rendered frame on.  Setting it to
    * %NULL or "" keeps the current face.
    */
-  g_object_class_install_property(
+  gst_anitalker_install_property(
       gobject_class, PROP_PORTRAIT,
       g_param_spec_string("portrait", "Portrait",
                           "Path of the portrait image to animate; may change while PLAYING (default: none; required)",
-                          nullptr,
-                          (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
-
-  /**
-   * GstAnitalkerRender:device:
-   *
-   * Where the model runs: "cpu", "cuda" or "cuda:N" (CUDA needs a build
-   * against a CUDA LibTorch).
-   */
-  g_object_class_install_property(
-      gobject_class, PROP_DEVICE,
-      g_param_spec_string("device", "Device", "Device to run the model on: cpu, cuda or cuda:N (default: cpu)",
-                          DEFAULT_DEVICE,
-                          (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY)));
+                          nullptr, playing),
+      FIELD(portrait));
 
   /**
    * GstAnitalkerRender:batch-size:
@@ -276,28 +243,13 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
    * held until the batch is full (or EOS), which adds batch-size - 1 frame
    * durations of latency.
    */
-  g_object_class_install_property(
+  gst_anitalker_install_property(
       gobject_class, PROP_BATCH_SIZE,
       g_param_spec_uint("batch-size", "Batch size",
-                        "Motion frames rendered in one call of the model (default: 1); adds batch-size - 1 frames of latency",
-                        1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE,
-                        (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
-
-  /**
-   * GstAnitalkerRender:num-threads:
-   *
-   * LibTorch intra-op threads of the streaming thread (OpenMP: the setting
-   * is per thread).  0 leaves LibTorch's default.
-   */
-  g_object_class_install_property(
-      gobject_class, PROP_NUM_THREADS,
-      g_param_spec_int("num-threads", "Threads",
-                       "LibTorch threads used to render; 0 = OMP_NUM_THREADS if set, else one per CPU core (default: 0)", 0, MAX_NUM_THREADS,
-                       DEFAULT_NUM_THREADS,
-                       (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
-
-  const GParamFlags playing =
-      (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
+                        "Motion frames rendered in one call of the model (default: 1); adds batch-size - 1 frames of "
+                        "latency",
+                        1, 64, 1, playing),
+      FIELD(batch_size));
 
   /**
    * GstAnitalkerRender:crop:
@@ -315,36 +267,42 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
    * and the square go downstream in the "anitalker-crop" event, for
    * anitalkerpaste.
    */
-  g_object_class_install_property(
+  gst_anitalker_install_property(
       gobject_class, PROP_CROP,
       g_param_spec_string("crop", "Crop",
                           "none (the whole picture), auto (the square around the face, as the authors cut their "
                           "data) or X,Y,SIDE (that square in the picture's pixels) (default: none)",
-                          DEFAULT_CROP, playing));
-  g_object_class_install_property(
+                          DEFAULT_CROP, playing),
+      FIELD(crop));
+  gst_anitalker_install_property(
       gobject_class, PROP_FACE_BOX,
       g_param_spec_string("face-box", "Face box",
                           "With crop=auto: the face box X1,Y1,X2,Y2 in the picture's pixels instead of running the "
                           "detector (default: none)",
-                          nullptr, playing));
-  g_object_class_install_property(
+                          nullptr, playing),
+      FIELD(face_box));
+  gst_anitalker_install_property(
       gobject_class, PROP_CROP_RATIO,
       gst_anitalker_param_spec_float("crop-ratio", "Crop ratio",
                                      "With crop=auto: the square's side is the face box's larger side times 1 + "
                                      "this (the authors' expanded_ratio)",
-                                     0.0f, 10.0f, DEFAULT_CROP_RATIO, playing));
-  g_object_class_install_property(
+                                     0.0f, 10.0f, 0.6f, playing),
+      FIELD(crop_ratio));
+  gst_anitalker_install_property(
       gobject_class, PROP_FACE_INDEX,
       g_param_spec_int("face-index", "Face index",
                        "With crop=auto and the detector: which face, in the detector's order (by score); -1 = the "
                        "largest, the authors' choice (default: -1)",
-                       -1, 1023, DEFAULT_FACE_INDEX, playing));
-  g_object_class_install_property(
+                       -1, 1023, -1, playing),
+      FIELD(face_index));
+  gst_anitalker_install_property(
       gobject_class, PROP_DETECTOR,
       g_param_spec_string("detector", "Face detector",
                           "RetinaFace weights (detection_Resnet50_Final.pth) for crop=auto without a face-box "
                           "(default: none)",
-                          nullptr, playing));
+                          nullptr, playing),
+      FIELD(detector));
+  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE, "the renderer");
 
   gst_element_class_set_static_metadata(element_class, "AniTalker renderer", "Filter/Converter/Video",
                                         "Renders AniTalker motion latents into video frames of a portrait "
@@ -353,164 +311,43 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_add_static_pad_template(element_class, &src_template);
 
-  element_class->change_state = GST_DEBUG_FUNCPTR(gst_anitalker_render_change_state);
+  base_class->failure = "Rendering failed.";
+  // Held frames belong before a new segment, stream or gap: rendered first.
+  base_class->drain_on_segment = TRUE;
+  base_class->drain_on_stream_start = TRUE;
+  base_class->start = gst_anitalker_render_start;
+  base_class->stop = gst_anitalker_render_stop;
+  base_class->set_caps = gst_anitalker_render_set_caps;
+  base_class->get_caps = gst_anitalker_render_get_caps;
+  base_class->handle_buffer = gst_anitalker_render_handle_buffer;
+  base_class->drain = gst_anitalker_render_drain;
+  base_class->flush = gst_anitalker_render_flush;
+  base_class->latency = gst_anitalker_render_latency;
+  base_class->sink_event = gst_anitalker_render_sink_event;
+  base_class->sink_query = gst_anitalker_render_sink_query;
 }
 
 static void gst_anitalker_render_init(GstAnitalkerRender* self) {
-  self->sinkpad = gst_pad_new_from_static_template(&sink_template, "sink");
-  gst_pad_set_chain_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_render_chain));
-  gst_pad_set_event_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_render_sink_event));
-  gst_pad_set_query_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_render_sink_query));
-  gst_element_add_pad(GST_ELEMENT(self), self->sinkpad);
-
-  self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
-  gst_pad_set_query_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_anitalker_render_src_query));
-  gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
-
-  self->checkpoint = nullptr;
-  self->portrait = nullptr;
-  self->device = g_strdup(DEFAULT_DEVICE);
-  self->batch_size = DEFAULT_BATCH_SIZE;
-  self->num_threads = DEFAULT_NUM_THREADS;
-  self->portrait_dirty = FALSE;
-  self->crop = g_strdup(DEFAULT_CROP);
-  self->face_box = nullptr;
-  self->crop_ratio = DEFAULT_CROP_RATIO;
-  self->face_index = DEFAULT_FACE_INDEX;
-  self->detector = nullptr;
-  self->pending_error = nullptr;
-  self->state = new RenderState();
+  self->state = gst_anitalker_element_make_state<RenderState>(GST_ANITALKER_ELEMENT(self));
 }
 
-static void gst_anitalker_render_finalize(GObject* object) {
-  GstAnitalkerRender* self = GST_ANITALKER_RENDER(object);
-  delete self->state;
-  self->state = nullptr;
-  g_free(self->checkpoint);
-  g_free(self->portrait);
-  g_free(self->device);
-  g_free(self->crop);
-  g_free(self->face_box);
-  g_free(self->detector);
-  g_free(self->pending_error);
-  G_OBJECT_CLASS(parent_class)->finalize(object);
-}
-
+// What the generic setter does not: an empty portrait keeps the current
+// face; the portrait and crop settings apply from the next encode; a new
+// batch size changes the latency.
 static void gst_anitalker_render_set_property(GObject* object, guint prop_id, const GValue* value,
                                               GParamSpec* pspec) {
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(object);
-  gboolean latency_changed = FALSE;
-
-  if (prop_id == PROP_CROP_RATIO &&
-      !gst_anitalker_check_float(GST_ELEMENT_CAST(self), pspec, g_value_get_float(value), &self->pending_error))
+  if (prop_id == PROP_PORTRAIT && (g_value_get_string(value) == nullptr || *g_value_get_string(value) == '\0'))
     return;
-  GST_OBJECT_LOCK(self);
-  switch (prop_id) {
-    case PROP_CHECKPOINT:
-      g_free(self->checkpoint);
-      self->checkpoint = g_value_dup_string(value);
-      break;
-    case PROP_PORTRAIT: {
-      const gchar* path = g_value_get_string(value);
-      // An empty value keeps the current face (documented on the property).
-      if (path != nullptr && path[0] != '\0') {
-        g_free(self->portrait);
-        self->portrait = g_strdup(path);
-        self->portrait_dirty = TRUE;
-      }
-      break;
-    }
-    case PROP_DEVICE:
-      g_free(self->device);
-      self->device = g_value_dup_string(value);
-      break;
-    case PROP_BATCH_SIZE: {
-      guint batch = g_value_get_uint(value);
-      latency_changed = batch != self->batch_size;
-      self->batch_size = batch;
-      break;
-    }
-    case PROP_NUM_THREADS:
-      self->num_threads = g_value_get_int(value);
-      break;
-    // The crop settings apply from the next encode: mark the portrait.
-    case PROP_CROP:
-      g_free(self->crop);
-      self->crop = g_value_dup_string(value);
-      self->portrait_dirty = TRUE;
-      break;
-    case PROP_FACE_BOX:
-      g_free(self->face_box);
-      self->face_box = g_value_dup_string(value);
-      self->portrait_dirty = TRUE;
-      break;
-    case PROP_CROP_RATIO:
-      self->crop_ratio = g_value_get_float(value);
-      self->portrait_dirty = TRUE;
-      break;
-    case PROP_FACE_INDEX:
-      self->face_index = g_value_get_int(value);
-      self->portrait_dirty = TRUE;
-      break;
-    case PROP_DETECTOR:
-      g_free(self->detector);
-      self->detector = g_value_dup_string(value);
-      self->portrait_dirty = TRUE;
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
-      break;
-  }
-  GST_OBJECT_UNLOCK(self);
-
-  // The latency we report depends on the batch size: let the pipeline ask again.
-  if (latency_changed && GST_STATE(self) >= GST_STATE_PAUSED)
+  G_OBJECT_CLASS(parent_class)->set_property(object, prop_id, value, pspec);
+  if (prop_id == PROP_BATCH_SIZE && GST_STATE(self) >= GST_STATE_PAUSED)
     gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
-}
-
-static void gst_anitalker_render_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
-  GstAnitalkerRender* self = GST_ANITALKER_RENDER(object);
-
-  GST_OBJECT_LOCK(self);
-  switch (prop_id) {
-    case PROP_CHECKPOINT:
-      g_value_set_string(value, self->checkpoint);
-      break;
-    case PROP_PORTRAIT:
-      g_value_set_string(value, self->portrait);
-      break;
-    case PROP_DEVICE:
-      g_value_set_string(value, self->device);
-      break;
-    case PROP_BATCH_SIZE:
-      g_value_set_uint(value, self->batch_size);
-      break;
-    case PROP_NUM_THREADS:
-      g_value_set_int(value, self->num_threads);
-      break;
-    case PROP_CROP:
-      g_value_set_string(value, self->crop);
-      break;
-    case PROP_FACE_BOX:
-      g_value_set_string(value, self->face_box);
-      break;
-    case PROP_CROP_RATIO:
-      g_value_set_float(value, self->crop_ratio);
-      break;
-    case PROP_FACE_INDEX:
-      g_value_set_int(value, self->face_index);
-      break;
-    case PROP_DETECTOR:
-      g_value_set_string(value, self->detector);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
-      break;
+  if (prop_id == PROP_PORTRAIT || (prop_id >= PROP_CROP && prop_id <= PROP_DETECTOR)) {
+    GST_OBJECT_LOCK(self);
+    self->portrait_dirty = TRUE;
+    GST_OBJECT_UNLOCK(self);
   }
-  GST_OBJECT_UNLOCK(self);
 }
-
-/* --- Start and stop ------------------------------------------------------ */
 
 // The crop properties as lib/crop.h's spec; throws anitalker::Error(Usage)
 // naming the property.  *detector is the detector's file.
@@ -535,40 +372,27 @@ static anitalker::crop::Spec gst_anitalker_render_crop_spec(GstAnitalkerRender* 
   return spec;
 }
 
+
 // READY->PAUSED: loads the checkpoint, so that a bad path fails the state
 // change with the file named (STYLE.md: weights load in start, never in caps
 // handlers).
-static gboolean gst_anitalker_render_start(GstAnitalkerRender* self) {
-  // Freed tensor memory kept for reuse (lib/device.h; ANITALKER_CPU_CACHE_MB caps
-  // it, 0 turns it off): the networks run up to 4x faster.  Once per process.
-  anitalker::cache_cpu_memory();
+static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
+  GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
   RenderState* st = self->state;
-
-  GST_OBJECT_LOCK(self);
-  std::string checkpoint = self->checkpoint ? self->checkpoint : "";
-  std::string device_name = self->device ? self->device : DEFAULT_DEVICE;
-  const std::string pending = self->pending_error ? self->pending_error : "";
-  GST_OBJECT_UNLOCK(self);
-  if (!pending.empty()) {
-    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("%s", pending.c_str()), (nullptr));
-    return FALSE;
-  }
   try {
     gst_anitalker_render_crop_spec(self);  // a bad crop or face-box fails the start, not the first frame
   } catch (...) {
     GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Bad crop settings.", false);
     return FALSE;
   }
-
+  const std::string checkpoint = gst_anitalker_get_string(GST_ELEMENT_CAST(self), &self->checkpoint);
   if (checkpoint.empty()) {
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No checkpoint set."),
                       ("set the \"checkpoint\" property to a stage-1 checkpoint file"));
     return FALSE;
   }
-
   c10::Device device(c10::kCPU);
-  if (!gst_anitalker_parse_device(GST_ELEMENT_CAST(self), device_name, &device)) return FALSE;
-
+  if (!gst_anitalker_element_device(element, &device)) return FALSE;
   std::shared_ptr<const lia::Model> model;
   try {
     model = lia::Model::load(checkpoint, device);
@@ -588,34 +412,17 @@ static gboolean gst_anitalker_render_start(GstAnitalkerRender* self) {
   st->dims = 0;
   st->have_out_caps = false;
   st->reset_stream();
-  st->budget.reset();
   return TRUE;
 }
 
-static void gst_anitalker_render_stop(GstAnitalkerRender* self) {
-  RenderState* st = self->state;
+static void gst_anitalker_render_stop(GstAnitalkerElement* element) {
+  RenderState* st = GST_ANITALKER_RENDER(element)->state;
   GstAnitalkerLocked lock(&st->lock);
   st->model.reset();
   st->portrait.reset();
   st->dims = 0;
   st->have_out_caps = false;
   st->reset_stream();
-}
-
-static GstStateChangeReturn gst_anitalker_render_change_state(GstElement* element, GstStateChange transition) {
-  GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
-
-  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED && !gst_anitalker_render_start(self))
-    return GST_STATE_CHANGE_FAILURE;
-
-  GstStateChangeReturn ret = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
-  if (ret == GST_STATE_CHANGE_FAILURE) {
-    if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) gst_anitalker_render_stop(self);
-    return ret;
-  }
-
-  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) gst_anitalker_render_stop(self);
-  return ret;
 }
 
 /* --- The portrait ---------------------------------------------------------- */
@@ -701,7 +508,7 @@ static void gst_anitalker_render_announce_portrait(GstAnitalkerRender* self, gui
                         serial, nullptr);
   GST_DEBUG_OBJECT(self, "announcing portrait %u upstream", serial);
   // Nobody upstream may care (a plain source): not an error.
-  gst_pad_push_event(self->sinkpad, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM, s));
+  gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->sinkpad, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM, s));
 }
 
 // Tells downstream (anitalkerpaste) the picture and the square of the
@@ -725,7 +532,7 @@ static void gst_anitalker_render_send_crop(GstAnitalkerRender* self, guint seria
       choice.square.x, "y", G_TYPE_INT, choice.square.y, "side", G_TYPE_INT, choice.square.side,
       GST_ANITALKER_FIELD_PORTRAIT_SERIAL, G_TYPE_UINT, serial, nullptr);
   gst_buffer_unref(buf);
-  gst_pad_push_event(self->srcpad, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_STICKY, s));
+  gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->srcpad, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_STICKY, s));
 }
 
 /* --- Caps -------------------------------------------------------------------- */
@@ -754,9 +561,9 @@ static gboolean gst_anitalker_render_negotiate(GstAnitalkerRender* self) {
     ours = gst_anitalker_render_output_caps_locked(st);
   }
   if (ours == nullptr) return FALSE;
-  gst_pad_check_reconfigure(self->srcpad);  // this negotiation answers any pending request
+  gst_pad_check_reconfigure(GST_ANITALKER_ELEMENT(self)->srcpad);  // this negotiation answers any pending request
 
-  GstCaps* caps = gst_pad_peer_query_caps(self->srcpad, ours);
+  GstCaps* caps = gst_pad_peer_query_caps(GST_ANITALKER_ELEMENT(self)->srcpad, ours);
   gst_caps_unref(ours);
   if (gst_caps_is_empty(caps)) {
     GST_WARNING_OBJECT(self, "downstream accepts none of our formats");
@@ -766,26 +573,26 @@ static gboolean gst_anitalker_render_negotiate(GstAnitalkerRender* self) {
   caps = gst_caps_fixate(caps);
   GstVideoInfo info;
   gboolean ok = gst_video_info_from_caps(&info, caps);
-  if (ok) ok = gst_pad_push_event(self->srcpad, gst_event_new_caps(caps));
+  if (ok) ok = gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->srcpad, gst_event_new_caps(caps));
   if (ok) {
     GST_DEBUG_OBJECT(self, "output caps %" GST_PTR_FORMAT, caps);
     st->out_info = info;
     st->have_out_caps = true;
   } else {
-    gst_pad_mark_reconfigure(self->srcpad);
+    gst_pad_mark_reconfigure(GST_ANITALKER_ELEMENT(self)->srcpad);
   }
   gst_caps_unref(caps);
   return ok;
 }
 
-static GstFlowReturn gst_anitalker_render_drain(GstAnitalkerRender* self);
 
 // Frame n counted from the anchor: computed from n, never accumulated.
 static GstClockTime frame_offset(const RenderState* st, guint64 n) {
   return gst_util_uint64_scale(n, GST_SECOND * st->fps_d, st->fps_n);
 }
 
-static gboolean gst_anitalker_render_set_sink_caps(GstAnitalkerRender* self, GstCaps* caps) {
+static gboolean gst_anitalker_render_set_caps(GstAnitalkerElement* element, GstCaps* caps) {
+  GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
   RenderState* st = self->state;
   GstStructure* s = gst_caps_get_structure(caps, 0);
   gint dims = 0, fps_n = 0, fps_d = 0;
@@ -813,7 +620,7 @@ static gboolean gst_anitalker_render_set_sink_caps(GstAnitalkerRender* self, Gst
   }
 
   // Frames already held keep the timing they arrived with.
-  if (!st->frames.empty() && gst_anitalker_render_drain(self) != GST_FLOW_OK) return FALSE;
+  if (!st->frames.empty() && gst_anitalker_render_drain(GST_ANITALKER_ELEMENT(self)) != GST_FLOW_OK) return FALSE;
   // Frames without PTS go on from where the old framerate left them.
   if (st->dims != 0 && GST_CLOCK_TIME_IS_VALID(st->anchor)) {
     st->anchor += frame_offset(st, st->since_anchor);
@@ -877,10 +684,10 @@ static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_
   RenderState* st = self->state;
   const int dims = st->dims;
 
-  if (gst_pad_check_reconfigure(self->srcpad) || !st->have_out_caps) {
+  if (gst_pad_check_reconfigure(GST_ANITALKER_ELEMENT(self)->srcpad) || !st->have_out_caps) {
     if (!gst_anitalker_render_negotiate(self)) {
-      gst_pad_mark_reconfigure(self->srcpad);
-      return GST_PAD_IS_FLUSHING(self->srcpad) ? GST_FLOW_FLUSHING : GST_FLOW_NOT_NEGOTIATED;
+      gst_pad_mark_reconfigure(GST_ANITALKER_ELEMENT(self)->srcpad);
+      return GST_PAD_IS_FLUSHING(GST_ANITALKER_ELEMENT(self)->srcpad) ? GST_FLOW_FLUSHING : GST_FLOW_NOT_NEGOTIATED;
     }
   }
 
@@ -905,8 +712,7 @@ static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_
                             .to(model->device(), at::kFloat, /*non_blocking=*/false, /*copy=*/true);
     const gint64 t0 = g_get_monotonic_time();
     frames = lia::to_uint8(model->render(*portrait, motion));  // (n,S,S,3) uint8, CPU, contiguous
-    if (st->budget.add((GstClockTime)(g_get_monotonic_time() - t0) * GST_USECOND))
-      gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
+    gst_anitalker_element_add_compute(GST_ANITALKER_ELEMENT(self), t0);
   } catch (...) {
     GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("Rendering %zu frames failed.", n), false);
     return GST_FLOW_ERROR;
@@ -934,20 +740,18 @@ static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_
     GST_BUFFER_PTS(buffer) = timing[i].pts;
     GST_BUFFER_DURATION(buffer) = timing[i].duration;
     if (timing[i].discont) GST_BUFFER_FLAG_SET(buffer, GST_BUFFER_FLAG_DISCONT);
-    GstFlowReturn ret = gst_pad_push(self->srcpad, buffer);
-    if (ret != GST_FLOW_OK) {
-      GST_DEBUG_OBJECT(self, "push: %s", gst_flow_get_name(ret));
-      return ret;
-    }
+    const GstFlowReturn ret = gst_anitalker_element_push(GST_ANITALKER_ELEMENT(self), buffer);
+    if (ret != GST_FLOW_OK) return ret;
   }
   return GST_FLOW_OK;
 }
 
 // Renders every pending frame, in batches of at most batch-size.
-static GstFlowReturn gst_anitalker_render_drain(GstAnitalkerRender* self) {
+static GstFlowReturn gst_anitalker_render_drain(GstAnitalkerElement* element) {
+  GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
   RenderState* st = self->state;
   GST_OBJECT_LOCK(self);
-  size_t batch = self->batch_size;
+  const size_t batch = self->batch_size;
   GST_OBJECT_UNLOCK(self);
   GstFlowReturn ret = GST_FLOW_OK;
   while (!st->frames.empty() && ret == GST_FLOW_OK)
@@ -958,9 +762,12 @@ static GstFlowReturn gst_anitalker_render_drain(GstAnitalkerRender* self) {
   return ret;
 }
 
-static GstFlowReturn gst_anitalker_render_chain_impl(GstAnitalkerRender* self, GstBuffer* buffer) {
-  RenderState* st = self->state;
+// FLUSH_STOP: the held frames are dropped.
+static void gst_anitalker_render_flush(GstAnitalkerElement* element) { GST_ANITALKER_RENDER(element)->state->reset_stream(); }
 
+static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer) {
+  GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
+  RenderState* st = self->state;
   if (st->dims == 0) {
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Motion data arrived before its caps."), (nullptr));
     return GST_FLOW_NOT_NEGOTIATED;
@@ -979,15 +786,12 @@ static GstFlowReturn gst_anitalker_render_chain_impl(GstAnitalkerRender* self, G
   // Settings are picked up at buffer boundaries.
   GST_OBJECT_LOCK(self);
   const size_t batch = self->batch_size;
-  const int threads = self->num_threads;
   const gboolean new_portrait = self->portrait_dirty;
   GST_OBJECT_UNLOCK(self);
-  // OpenMP: per thread (BUILD-NOTES), so it is set here, in the streaming thread.
-  anitalker::set_num_threads(threads);
 
   GstFlowReturn ret;
   // Frames that arrived before the new face are rendered with the old one.
-  if (new_portrait && !st->frames.empty() && (ret = gst_anitalker_render_drain(self)) != GST_FLOW_OK) return ret;
+  if (new_portrait && !st->frames.empty() && (ret = gst_anitalker_render_drain(element)) != GST_FLOW_OK) return ret;
 
   std::shared_ptr<const lia::Portrait> portrait;
   guint serial = 0;
@@ -1000,17 +804,12 @@ static GstFlowReturn gst_anitalker_render_chain_impl(GstAnitalkerRender* self, G
   gst_anitalker_render_announce_portrait(self, serial);
   gst_anitalker_render_send_crop(self, serial);
 
-  if (GST_BUFFER_IS_DISCONT(buffer)) {
-    // What is held belongs before the gap.
-    if ((ret = gst_anitalker_render_drain(self)) != GST_FLOW_OK) return ret;
-    st->discont = true;
-  }
   if (GST_BUFFER_PTS_IS_VALID(buffer)) {
     st->anchor = GST_BUFFER_PTS(buffer);
     st->since_anchor = 0;
   } else if (!GST_CLOCK_TIME_IS_VALID(st->anchor)) {
     // No timestamps yet: count from the segment's start.
-    st->anchor = st->segment_start;
+    st->anchor = element->segment.start;
     st->since_anchor = 0;
   }
 
@@ -1032,8 +831,8 @@ static GstFlowReturn gst_anitalker_render_chain_impl(GstAnitalkerRender* self, G
     PendingFrame f;
     f.pts = st->anchor + start;
     f.duration = frame_offset(st, n + 1) - start;
-    f.discont = st->discont;
-    st->discont = false;
+    f.discont = element->discont;
+    element->discont = FALSE;
     st->frames.push_back(f);
   }
   st->since_anchor += count;
@@ -1044,67 +843,17 @@ static GstFlowReturn gst_anitalker_render_chain_impl(GstAnitalkerRender* self, G
   return GST_FLOW_OK;
 }
 
-static GstFlowReturn gst_anitalker_render_chain(GstPad* pad, GstObject* parent, GstBuffer* buffer) {
-  (void)pad;
-  GstAnitalkerRender* self = GST_ANITALKER_RENDER(parent);
-  GstFlowReturn ret;
-  try {
-    ret = gst_anitalker_render_chain_impl(self, buffer);
-  } catch (...) {
-    // The lib/ calls catch their own; this is for the rest (std::bad_alloc).
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Rendering failed.", false);
-    ret = GST_FLOW_ERROR;
-  }
-  gst_buffer_unref(buffer);
-  return ret;
-}
-
 /* --- Events and queries ------------------------------------------------------ */
 
-static gboolean gst_anitalker_render_sink_event_impl(GstAnitalkerRender* self, GstPad* pad, GstEvent* event) {
-  RenderState* st = self->state;
-  switch (GST_EVENT_TYPE(event)) {
-    case GST_EVENT_CAPS: {
-      GstCaps* caps;
-      gst_event_parse_caps(event, &caps);
-      gboolean ok = gst_anitalker_render_set_sink_caps(self, caps);
-      gst_event_unref(event);  // the src pad gets video caps instead
-      return ok;
-    }
-    case GST_EVENT_FLUSH_STOP:
-      st->reset_stream();
-      break;
-    case GST_EVENT_SEGMENT: {
-      gst_anitalker_render_drain(self);
-      // Motion from a source without time (filesrc, appsrc) counts from 0.
-      st->segment_start = gst_anitalker_time_segment(GST_ELEMENT_CAST(self), &event);
-      // Frames without PTS count from the segment's start.
-      st->anchor = GST_CLOCK_TIME_NONE;
-      st->since_anchor = 0;
-      break;
-    }
-    case GST_EVENT_EOS:
-    case GST_EVENT_GAP:
-    case GST_EVENT_STREAM_START:
-    case GST_EVENT_SEGMENT_DONE:
-      // Held frames belong before these on the timeline: render them first.
-      // A failed render has posted its error; the event still goes on.
-      gst_anitalker_render_drain(self);
-      break;
-    default:
-      break;
+// A new segment: frames without PTS count from its start (the base renders
+// the held frames first).
+static gboolean gst_anitalker_render_sink_event(GstAnitalkerElement* element, GstEvent* event, gboolean*) {
+  if (GST_EVENT_TYPE(event) == GST_EVENT_SEGMENT) {
+    RenderState* st = GST_ANITALKER_RENDER(element)->state;
+    st->anchor = GST_CLOCK_TIME_NONE;
+    st->since_anchor = 0;
   }
-  return gst_pad_event_default(pad, GST_OBJECT(self), event);
-}
-
-static gboolean gst_anitalker_render_sink_event(GstPad* pad, GstObject* parent, GstEvent* event) {
-  GstAnitalkerRender* self = GST_ANITALKER_RENDER(parent);
-  try {
-    return gst_anitalker_render_sink_event_impl(self, pad, event);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Handling an event failed.", false);
-    return FALSE;
-  }
+  return FALSE;
 }
 
 // The codes query of the motion element (gstanitalkercaps.h).
@@ -1142,111 +891,50 @@ static gboolean gst_anitalker_render_codes_query(GstAnitalkerRender* self, GstQu
   return TRUE;
 }
 
-
-static gboolean gst_anitalker_render_sink_query_impl(GstAnitalkerRender* self, GstPad* pad, GstQuery* query) {
-  RenderState* st = self->state;
-  switch (GST_QUERY_TYPE(query)) {
-    case GST_QUERY_CUSTOM: {
-      const GstStructure* s = gst_query_get_structure(query);
-      if (s && gst_structure_has_name(s, GST_ANITALKER_QUERY_PORTRAIT_CODES))
-        return gst_anitalker_render_codes_query(self, query);
-      break;
-    }
-    case GST_QUERY_CAPS: {
-      // The template, with dims pinned once the checkpoint is loaded.
-      GstCaps* caps = gst_pad_get_pad_template_caps(pad);
-      {
-        GstAnitalkerLocked lock(&st->lock);
-        if (st->model) {
-          caps = gst_caps_make_writable(caps);
-          gst_caps_set_simple(caps, "dims", G_TYPE_INT, st->model->motion_dim(), nullptr);
-        }
-      }
-      gst_anitalker_set_caps_result(query, caps);
-      return TRUE;
-    }
-    case GST_QUERY_ACCEPT_CAPS: {
-      // Against the template, not the pinned dims: caps with the wrong dims
-      // reach the caps event, which posts an error naming both numbers
-      // instead of a bare not-negotiated.
-      GstCaps* caps;
-      gst_query_parse_accept_caps(query, &caps);
-      GstCaps* templ = gst_pad_get_pad_template_caps(pad);
-      gst_query_set_accept_caps_result(query, gst_caps_is_subset(caps, templ));
-      gst_caps_unref(templ);
-      return TRUE;
-    }
-    default:
-      break;
-  }
-  return gst_pad_query_default(pad, GST_OBJECT(self), query);
-}
-
-static gboolean gst_anitalker_render_sink_query(GstPad* pad, GstObject* parent, GstQuery* query) {
-  GstAnitalkerRender* self = GST_ANITALKER_RENDER(parent);
-  try {
-    return gst_anitalker_render_sink_query_impl(self, pad, query);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Answering a query failed.", false);
+static gboolean gst_anitalker_render_sink_query(GstAnitalkerElement* element, GstQuery* query, gboolean* result) {
+  const GstStructure* s = gst_query_get_structure(query);
+  if (GST_QUERY_TYPE(query) != GST_QUERY_CUSTOM || s == nullptr ||
+      !gst_structure_has_name(s, GST_ANITALKER_QUERY_PORTRAIT_CODES))
     return FALSE;
-  }
+  *result = gst_anitalker_render_codes_query(GST_ANITALKER_RENDER(element), query);
+  return TRUE;
 }
 
-static gboolean gst_anitalker_render_src_query_impl(GstAnitalkerRender* self, GstPad* pad, GstQuery* query) {
+// Sink: the template with dims pinned once the checkpoint is loaded.  Src:
+// the output caps, or before the sink caps the template with the size.
+static GstCaps* gst_anitalker_render_get_caps(GstAnitalkerElement* element, GstPadDirection direction) {
+  RenderState* st = GST_ANITALKER_RENDER(element)->state;
+  GstAnitalkerLocked lock(&st->lock);
+  if (direction == GST_PAD_SRC) {
+    GstCaps* caps = gst_anitalker_render_output_caps_locked(st);
+    if (caps) return caps;
+  }
+  if (!st->model) return nullptr;
+  GstCaps* caps = gst_caps_make_writable(
+      gst_pad_get_pad_template_caps(direction == GST_PAD_SRC ? element->srcpad : element->sinkpad));
+  if (direction == GST_PAD_SRC)
+    gst_caps_set_simple(caps, "width", G_TYPE_INT, st->model->size(), "height", G_TYPE_INT, st->model->size(),
+                        nullptr);
+  else
+    gst_caps_set_simple(caps, "dims", G_TYPE_INT, st->model->motion_dim(), nullptr);
+  return caps;
+}
+
+// A frame waits for the batch-size - 1 frames after it (then for its
+// rendering: the base adds the compute budget).
+static GstClockTime gst_anitalker_render_latency(GstAnitalkerElement* element, gboolean) {
+  GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
   RenderState* st = self->state;
-  switch (GST_QUERY_TYPE(query)) {
-    case GST_QUERY_CAPS: {
-      GstCaps* caps;
-      {
-        GstAnitalkerLocked lock(&st->lock);
-        caps = gst_anitalker_render_output_caps_locked(st);
-        if (caps == nullptr) {
-          // Before the sink caps: the size is known once the model is.
-          caps = gst_pad_get_pad_template_caps(pad);
-          if (st->model) {
-            caps = gst_caps_make_writable(caps);
-            gst_caps_set_simple(caps, "width", G_TYPE_INT, st->model->size(), "height", G_TYPE_INT,
-                                st->model->size(), nullptr);
-          }
-        }
-      }
-      gst_anitalker_set_caps_result(query, caps);
-      return TRUE;
+  GST_OBJECT_LOCK(self);
+  const guint batch = self->batch_size;
+  GST_OBJECT_UNLOCK(self);
+  gint fps_n = 25, fps_d = 1;  // what the motion element produces, until caps say otherwise
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    if (st->dims != 0) {
+      fps_n = st->fps_n;
+      fps_d = st->fps_d;
     }
-    case GST_QUERY_LATENCY: {
-      if (!gst_pad_peer_query(self->sinkpad, query)) return FALSE;
-      gboolean live;
-      GstClockTime min, max;
-      gst_query_parse_latency(query, &live, &min, &max);
-      GST_OBJECT_LOCK(self);
-      const guint batch = self->batch_size;
-      GST_OBJECT_UNLOCK(self);
-      gint fps_n = 25, fps_d = 1;  // what the motion element produces, until caps say otherwise
-      {
-        GstAnitalkerLocked lock(&st->lock);
-        if (st->dims != 0) {
-          fps_n = st->fps_n;
-          fps_d = st->fps_d;
-        }
-      }
-      // A frame waits for the batch-size - 1 frames after it, then for its
-      // rendering (the longest render call so far).
-      const GstClockTime ours = gst_util_uint64_scale(batch - 1, GST_SECOND * fps_d, fps_n) + st->budget.report();
-      gst_anitalker_set_latency(GST_ELEMENT_CAST(self), query, live, min, max, ours);
-      return TRUE;
-    }
-    default:
-      break;
   }
-  return gst_pad_query_default(pad, GST_OBJECT(self), query);
-}
-
-static gboolean gst_anitalker_render_src_query(GstPad* pad, GstObject* parent, GstQuery* query) {
-  GstAnitalkerRender* self = GST_ANITALKER_RENDER(parent);
-  try {
-    return gst_anitalker_render_src_query_impl(self, pad, query);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Answering a query failed.", false);
-    return FALSE;
-  }
+  return gst_util_uint64_scale(batch - 1, GST_SECOND * fps_d, fps_n);
 }

@@ -78,12 +78,9 @@ GST_DEBUG_CATEGORY_STATIC(gst_gfpgan_sr_debug);
 
 namespace face = anitalker::face;
 
-#define DEFAULT_DEVICE "cpu"
 #define DEFAULT_UPSCALE 2
 #define MAX_UPSCALE 4
 #define DEFAULT_NOISE GST_GFPGAN_SR_NOISE_STORED
-#define DEFAULT_NUM_THREADS 0
-#define MAX_NUM_THREADS 64
 #define STATS_NAME "application/x-gfpgansr-stats"
 
 enum {
@@ -135,7 +132,7 @@ struct _GstGfpganSr {
   gchar* parser;
   gchar* device;
   guint upscale;
-  GstGfpganSrNoise noise;
+  gint noise;  // GstGfpganSrNoise
   gboolean aligned;
   gboolean only_center_face;
   gboolean qos;
@@ -218,10 +215,11 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
    * GFPGANv1Clean architecture; widths come from the shapes).  Loaded on
    * READY->PAUSED; elements with the same file and device share one copy.
    */
-  g_object_class_install_property(
+  gst_anitalker_install_property(
       gobject_class, PROP_MODEL,
       g_param_spec_string("model", "GFPGAN model",
-                          "Path of GFPGANv1.4.pth, loaded on READY->PAUSED (default: none; required)", nullptr, ready));
+                          "Path of GFPGANv1.4.pth, loaded on READY->PAUSED (default: none; required)", nullptr, ready),
+      G_STRUCT_OFFSET(GstGfpganSr, model));
 
   /**
    * GstGfpganSr:detector:
@@ -229,12 +227,13 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
    * The RetinaFace-ResNet50 checkpoint, detection_Resnet50_Final.pth.
    * Required unless #GstGfpganSr:aligned is set (then it is not loaded).
    */
-  g_object_class_install_property(
+  gst_anitalker_install_property(
       gobject_class, PROP_DETECTOR,
       g_param_spec_string("detector", "Face detector",
                           "Path of detection_Resnet50_Final.pth (RetinaFace); required unless aligned=true "
                           "(default: none)",
-                          nullptr, ready));
+                          nullptr, ready),
+      G_STRUCT_OFFSET(GstGfpganSr, detector));
 
   /**
    * GstGfpganSr:parser:
@@ -243,33 +242,24 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
    * the paste mask (the reference's use_parse=True, AniTalker's setting).
    * Unset or missing: the square soft mask is used, and a message says so.
    */
-  g_object_class_install_property(
+  gst_anitalker_install_property(
       gobject_class, PROP_PARSER,
       g_param_spec_string("parser", "Face parser",
                           "Path of parsing_parsenet.pth for the paste mask; without it the square soft mask "
                           "is used (default: none)",
-                          nullptr, ready));
+                          nullptr, ready),
+      G_STRUCT_OFFSET(GstGfpganSr, parser));
 
   /**
    * GstGfpganSr:upscale:
    *
    * The output is this many times the input's width and height.
    */
-  g_object_class_install_property(
+  gst_anitalker_install_property(
       gobject_class, PROP_UPSCALE,
       g_param_spec_uint("upscale", "Upscale", "Output size = input size times this (default: 2)", 1, MAX_UPSCALE,
-                        DEFAULT_UPSCALE, ready));
-
-  /**
-   * GstGfpganSr:device:
-   *
-   * Where the networks run: "cpu", "cuda" or "cuda:N" (CUDA needs a build
-   * against a CUDA LibTorch).
-   */
-  g_object_class_install_property(
-      gobject_class, PROP_DEVICE,
-      g_param_spec_string("device", "Device", "Device to run the networks on: cpu, cuda or cuda:N (default: cpu)",
-                          DEFAULT_DEVICE, ready));
+                        DEFAULT_UPSCALE, ready),
+      G_STRUCT_OFFSET(GstGfpganSr, upscale));
 
   /**
    * GstGfpganSr:noise:
@@ -278,11 +268,12 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
    * noise for every face (random); the checkpoint's stored buffers give
    * the same output for the same input (stored, the default).
    */
-  g_object_class_install_property(
+  gst_anitalker_install_property(
       gobject_class, PROP_NOISE,
       g_param_spec_enum("noise", "Noise",
                         "GFPGAN decoder noise: stored (repeatable), random (as the reference) or none",
-                        GST_TYPE_GFPGAN_SR_NOISE, DEFAULT_NOISE, playing));
+                        GST_TYPE_GFPGAN_SR_NOISE, DEFAULT_NOISE, playing),
+      G_STRUCT_OFFSET(GstGfpganSr, noise));
 
   /**
    * GstGfpganSr:aligned:
@@ -291,11 +282,12 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
    * no detection and no paste-back; the restored face, resized to the
    * output size, is the output.
    */
-  g_object_class_install_property(
+  gst_anitalker_install_property(
       gobject_class, PROP_ALIGNED,
       g_param_spec_boolean("aligned", "Aligned",
                            "Treat the whole frame as one aligned face: skip detection and paste-back (default: false)",
-                           FALSE, playing));
+                           FALSE, playing),
+      G_STRUCT_OFFSET(GstGfpganSr, aligned));
 
   /**
    * GstGfpganSr:only-center-face:
@@ -303,10 +295,11 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
    * Restore only the detected face whose box centre is nearest the frame's
    * centre.
    */
-  g_object_class_install_property(
+  gst_anitalker_install_property(
       gobject_class, PROP_ONLY_CENTER_FACE,
       g_param_spec_boolean("only-center-face", "Only the centre face",
-                           "Restore only the face nearest the centre of the frame (default: false)", FALSE, playing));
+                           "Restore only the face nearest the centre of the frame (default: false)", FALSE, playing),
+      G_STRUCT_OFFSET(GstGfpganSr, only_center_face));
 
   /**
    * GstGfpganSr:qos:
@@ -316,23 +309,16 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
    * than dropping it.  Such frames are counted in #GstGfpganSr:stats.  This
    * replaces GstBaseTransform's qos property, which drops frames.
    */
-  g_object_class_install_property(
+  gst_anitalker_install_property(
       gobject_class, PROP_QOS,
       g_param_spec_boolean("qos", "QoS",
                            "Degrade late frames to a plain resize instead of dropping them (default: false)", FALSE,
-                           playing));
+                           playing),
+      G_STRUCT_OFFSET(GstGfpganSr, qos));
 
-  /**
-   * GstGfpganSr:num-threads:
-   *
-   * LibTorch intra-op threads of the streaming thread (OpenMP: the setting
-   * is per thread).  0 leaves LibTorch's default.
-   */
-  g_object_class_install_property(
-      gobject_class, PROP_NUM_THREADS,
-      g_param_spec_int("num-threads", "Threads",
-                       "LibTorch threads; 0 = OMP_NUM_THREADS if set, else one per CPU core (default: 0)", 0,
-                       MAX_NUM_THREADS, DEFAULT_NUM_THREADS, playing));
+  gst_anitalker_install_device_properties(gobject_class, PROP_DEVICE, G_STRUCT_OFFSET(GstGfpganSr, device),
+                                          PROP_NUM_THREADS, G_STRUCT_OFFSET(GstGfpganSr, num_threads),
+                                          "the networks");
 
   /**
    * GstGfpganSr:stats:
@@ -371,16 +357,7 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
 }
 
 static void gst_gfpgan_sr_init(GstGfpganSr* self) {
-  self->model = nullptr;
-  self->detector = nullptr;
-  self->parser = nullptr;
-  self->device = g_strdup(DEFAULT_DEVICE);
-  self->upscale = DEFAULT_UPSCALE;
-  self->noise = DEFAULT_NOISE;
-  self->aligned = FALSE;
-  self->only_center_face = FALSE;
-  self->qos = FALSE;
-  self->num_threads = DEFAULT_NUM_THREADS;
+  gst_anitalker_init_properties(G_OBJECT(self));
   self->state = new SrState();
   // Our own QoS degrades instead of dropping: the base class's stays off.
   gst_base_transform_set_qos_enabled(GST_BASE_TRANSFORM(self), FALSE);
@@ -390,109 +367,31 @@ static void gst_gfpgan_sr_finalize(GObject* object) {
   GstGfpganSr* self = GST_GFPGAN_SR(object);
   delete self->state;
   self->state = nullptr;
-  g_free(self->model);
-  g_free(self->detector);
-  g_free(self->parser);
-  g_free(self->device);
+  gst_anitalker_finalize_properties(object);
   G_OBJECT_CLASS(parent_class)->finalize(object);
 }
 
 static void gst_gfpgan_sr_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
   GstGfpganSr* self = GST_GFPGAN_SR(object);
-  gboolean reconfigure = FALSE;
   GST_OBJECT_LOCK(self);
-  switch (prop_id) {
-    case PROP_MODEL:
-      g_free(self->model);
-      self->model = g_value_dup_string(value);
-      break;
-    case PROP_DETECTOR:
-      g_free(self->detector);
-      self->detector = g_value_dup_string(value);
-      break;
-    case PROP_PARSER:
-      g_free(self->parser);
-      self->parser = g_value_dup_string(value);
-      break;
-    case PROP_UPSCALE:
-      reconfigure = self->upscale != g_value_get_uint(value);
-      self->upscale = g_value_get_uint(value);
-      break;
-    case PROP_DEVICE:
-      g_free(self->device);
-      self->device = g_value_dup_string(value);
-      break;
-    case PROP_NOISE:
-      self->noise = (GstGfpganSrNoise)g_value_get_enum(value);
-      break;
-    case PROP_ALIGNED:
-      self->aligned = g_value_get_boolean(value);
-      break;
-    case PROP_ONLY_CENTER_FACE:
-      self->only_center_face = g_value_get_boolean(value);
-      break;
-    case PROP_QOS:
-      self->qos = g_value_get_boolean(value);
-      break;
-    case PROP_NUM_THREADS:
-      self->num_threads = g_value_get_int(value);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
-      break;
-  }
+  const guint upscale = self->upscale;
   GST_OBJECT_UNLOCK(self);
+  gst_anitalker_set_property(object, prop_id, value, pspec);
   // The output size depends on upscale.
-  if (reconfigure) gst_base_transform_reconfigure_src(GST_BASE_TRANSFORM(self));
+  if (prop_id == PROP_UPSCALE && g_value_get_uint(value) != upscale)
+    gst_base_transform_reconfigure_src(GST_BASE_TRANSFORM(self));
 }
 
 static void gst_gfpgan_sr_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
   GstGfpganSr* self = GST_GFPGAN_SR(object);
-  if (prop_id == PROP_STATS) {
-    SrState* st = self->state;
-    GstAnitalkerLocked lock(&st->lock);
-    g_value_take_boxed(value,
-                       gst_structure_new(STATS_NAME, "frames", G_TYPE_UINT64, st->frames, "degraded", G_TYPE_UINT64,
-                                         st->degraded, "faces", G_TYPE_UINT64, st->faces, nullptr));
+  if (prop_id != PROP_STATS) {
+    gst_anitalker_get_property(object, prop_id, value, pspec);
     return;
   }
-  GST_OBJECT_LOCK(self);
-  switch (prop_id) {
-    case PROP_MODEL:
-      g_value_set_string(value, self->model);
-      break;
-    case PROP_DETECTOR:
-      g_value_set_string(value, self->detector);
-      break;
-    case PROP_PARSER:
-      g_value_set_string(value, self->parser);
-      break;
-    case PROP_UPSCALE:
-      g_value_set_uint(value, self->upscale);
-      break;
-    case PROP_DEVICE:
-      g_value_set_string(value, self->device);
-      break;
-    case PROP_NOISE:
-      g_value_set_enum(value, self->noise);
-      break;
-    case PROP_ALIGNED:
-      g_value_set_boolean(value, self->aligned);
-      break;
-    case PROP_ONLY_CENTER_FACE:
-      g_value_set_boolean(value, self->only_center_face);
-      break;
-    case PROP_QOS:
-      g_value_set_boolean(value, self->qos);
-      break;
-    case PROP_NUM_THREADS:
-      g_value_set_int(value, self->num_threads);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
-      break;
-  }
-  GST_OBJECT_UNLOCK(self);
+  SrState* st = self->state;
+  GstAnitalkerLocked lock(&st->lock);
+  g_value_take_boxed(value, gst_structure_new(STATS_NAME, "frames", G_TYPE_UINT64, st->frames, "degraded",
+                                              G_TYPE_UINT64, st->degraded, "faces", G_TYPE_UINT64, st->faces, nullptr));
 }
 
 /* --- Start and stop ------------------------------------------------------ */
@@ -516,7 +415,7 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
   const std::string model_path = self->model ? self->model : "";
   const std::string detector_path = self->detector ? self->detector : "";
   const std::string parser_path = self->parser ? self->parser : "";
-  const std::string device_name = self->device ? self->device : DEFAULT_DEVICE;
+  const std::string device_name = self->device ? self->device : "cpu";
   const bool aligned = self->aligned;
   GST_OBJECT_UNLOCK(self);
 

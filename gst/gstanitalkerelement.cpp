@@ -1,0 +1,541 @@
+// GstAnitalkerElement: the shape the anitalker elements share (see the
+// header).  Plumbing only; no maths.
+#include "gstanitalkerelement.h"
+
+#include "device.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_anitalker_element_debug);
+#define GST_CAT_DEFAULT gst_anitalker_element_debug
+
+#define DEFAULT_DEVICE "cpu"
+#define DEFAULT_OFFLINE_LIMIT_S 120
+#define MAX_OFFLINE_LIMIT_S 86400
+
+// Ids of the common properties, past any a subclass uses.
+enum {
+  PROP_DEVICE = 0x1000,
+  PROP_NUM_THREADS,
+  PROP_MODE,
+  PROP_OFFLINE_LIMIT,
+  PROP_WINDOW,
+  PROP_CONTEXT,
+  PROP_LOOKAHEAD,
+};
+
+GType gst_anitalker_mode_get_type(void) {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {GST_ANITALKER_MODE_OFFLINE, "Gather the whole utterance until EOS (exact)", "offline"},
+      {GST_ANITALKER_MODE_STREAMING, "Work in windows as input arrives (bounded latency)", "streaming"},
+      {GST_ANITALKER_MODE_AUTO, "Streaming for live upstream, else offline", "auto"},
+      {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter(&type)) {
+    GType t = g_enum_register_static("GstAnitalkerMode", values);
+    g_once_init_leave(&type, t);
+  }
+  return type;
+}
+
+struct _GstAnitalkerElementPrivate {
+  _GstAnitalkerElementPrivate() { g_mutex_init(&lock); }
+  ~_GstAnitalkerElementPrivate() {
+    if (state_destroy) state_destroy(state);
+    g_mutex_clear(&lock);
+  }
+  // Under `lock`: read from the streaming thread, queries and the state
+  // change.  Lock order: the subclass's locks, this one, the object lock.
+  GMutex lock;
+  int resolved = -1;  // -1: auto not decided yet; else 0 offline, 1 streaming
+  GstAnitalkerBudget budget;
+  const GstAnitalkerWindowSpec* windows = nullptr;
+  void* state = nullptr;
+  void (*state_destroy)(void*) = nullptr;
+};
+
+static GstElementClass* parent_class = nullptr;
+static void gst_anitalker_element_class_init(GstAnitalkerElementClass* klass);
+static void gst_anitalker_element_init(GstAnitalkerElement* self, gpointer g_class);
+
+// Registered by hand rather than with G_DEFINE_ABSTRACT_TYPE: the instance
+// init needs the instance's own class (its pad templates and properties),
+// which GObject passes as the second argument only.
+GType gst_anitalker_element_get_type(void) {
+  static gsize type = 0;
+  if (g_once_init_enter(&type)) {
+    GTypeInfo info = {};
+    info.class_size = sizeof(GstAnitalkerElementClass);
+    info.class_init = [](gpointer k, gpointer) {
+      parent_class = GST_ELEMENT_CLASS(g_type_class_peek_parent(k));
+      gst_anitalker_element_class_init(static_cast<GstAnitalkerElementClass*>(k));
+    };
+    info.instance_size = sizeof(GstAnitalkerElement);
+    info.instance_init = [](GTypeInstance* i, gpointer k) {
+      gst_anitalker_element_init(reinterpret_cast<GstAnitalkerElement*>(i), k);
+    };
+    const GType t =
+        g_type_register_static(GST_TYPE_ELEMENT, "GstAnitalkerElement", &info, G_TYPE_FLAG_ABSTRACT);
+    g_once_init_leave(&type, t);
+  }
+  return (GType)type;
+}
+
+static GstAnitalkerElementClass* klass_of(GstAnitalkerElement* self) { return GST_ANITALKER_ELEMENT_GET_CLASS(self); }
+
+static bool has_property(GstAnitalkerElement* self, const char* name) {
+  return g_object_class_find_property(G_OBJECT_GET_CLASS(self), name) != nullptr;
+}
+
+/* --- Properties -------------------------------------------------------------- */
+
+// The window spec of a class (kept on its `window` pspec).
+static const GstAnitalkerWindowSpec* window_spec(GstAnitalkerElement* self) {
+  GParamSpec* p = g_object_class_find_property(G_OBJECT_GET_CLASS(self), "window");
+  return p ? static_cast<const GstAnitalkerWindowSpec*>(g_param_spec_get_qdata(p, g_quark_from_static_string(
+                                                                                       "gst-anitalker-windows")))
+           : nullptr;
+}
+
+static void gst_anitalker_element_set_property(GObject* object, guint id, const GValue* value, GParamSpec* pspec) {
+  GstAnitalkerElement* self = GST_ANITALKER_ELEMENT(object);
+  if (id == PROP_WINDOW || id == PROP_LOOKAHEAD) {
+    // A look-ahead longer than the window: refused (the value in force stays).
+    const guint v = g_value_get_uint(value);
+    GST_OBJECT_LOCK(self);
+    const guint window = id == PROP_WINDOW ? v : self->window;
+    const guint lookahead = id == PROP_LOOKAHEAD ? v : self->lookahead;
+    GST_OBJECT_UNLOCK(self);
+    if (lookahead > window) {
+      const char* unit = window_spec(self) ? window_spec(self)->unit : "";
+      gst_anitalker_refuse_setting(GST_ELEMENT_CAST(self), pspec->name,
+                                   gst_anitalker_printf("%s=%u refused: the look-ahead can be 0 to the window (%u "
+                                                        "%s), not %u %s; set the window first",
+                                                        pspec->name, v, window, unit, lookahead, unit));
+      return;
+    }
+  }
+  gst_anitalker_set_property(object, id, value, pspec);
+  // A new window or look-ahead changes the latency: let the pipeline ask again.
+  if ((id == PROP_WINDOW || id == PROP_LOOKAHEAD) && GST_STATE(self) >= GST_STATE_PAUSED)
+    gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
+}
+
+void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass, guint flags, const char* what,
+                                                const GstAnitalkerWindowSpec* w) {
+  GObjectClass* k = G_OBJECT_CLASS(klass);
+  // GObject does not inherit set_property / get_property (each class gets
+  // its own): the element's setter, unless the class has one of its own
+  // (which then chains up to ours).
+  if (k->set_property == nullptr || k->set_property == gst_anitalker_set_property)
+    k->set_property = gst_anitalker_element_set_property;
+  k->get_property = gst_anitalker_get_property;
+  if (flags & GST_ANITALKER_COMMON_DEVICE)
+    gst_anitalker_install_device_properties(k, PROP_DEVICE, G_STRUCT_OFFSET(GstAnitalkerElement, device),
+                                            PROP_NUM_THREADS, G_STRUCT_OFFSET(GstAnitalkerElement, num_threads),
+                                            what);
+  if (flags & GST_ANITALKER_COMMON_STREAMING) {
+    g_return_if_fail(w != nullptr);
+    gst_anitalker_install_property(
+        k, PROP_MODE,
+        g_param_spec_enum("mode", "Mode",
+                          "offline (exact, waits for EOS), streaming (windows), or auto (streaming when upstream "
+                          "is live, else offline)",
+                          GST_TYPE_ANITALKER_MODE, GST_ANITALKER_MODE_AUTO, GST_ANITALKER_PARAM_READY),
+        G_STRUCT_OFFSET(GstAnitalkerElement, mode));
+    gst_anitalker_install_property(
+        k, PROP_OFFLINE_LIMIT,
+        g_param_spec_uint("offline-limit", "Offline limit",
+                          "Seconds of audio worked on in one piece: auto goes on in windows past it, offline refuses "
+                          "longer audio; 0 = no limit (default: 120)",
+                          0, MAX_OFFLINE_LIMIT_S, DEFAULT_OFFLINE_LIMIT_S, GST_ANITALKER_PARAM_READY),
+        G_STRUCT_OFFSET(GstAnitalkerElement, offline_limit_s));
+    // The window settings may change while playing (the bin's latency
+    // presets): they apply from the next window.
+    GParamSpec* window = g_param_spec_uint("window", "Window", w->window_doc, w->window_min, w->window_max,
+                                           w->window_default, GST_ANITALKER_PARAM_PLAYING);
+    g_param_spec_set_qdata(window, g_quark_from_static_string("gst-anitalker-windows"), (gpointer)w);
+    gst_anitalker_install_property(k, PROP_WINDOW, window, G_STRUCT_OFFSET(GstAnitalkerElement, window));
+    gst_anitalker_install_property(k, PROP_CONTEXT,
+                                   g_param_spec_uint("context", "Context", w->context_doc, 0, w->context_max,
+                                                     w->context_default, GST_ANITALKER_PARAM_PLAYING),
+                                   G_STRUCT_OFFSET(GstAnitalkerElement, context));
+    gst_anitalker_install_property(k, PROP_LOOKAHEAD,
+                                   g_param_spec_uint("lookahead", "Look-ahead", w->lookahead_doc, 0, w->window_max,
+                                                     w->lookahead_default, GST_ANITALKER_PARAM_PLAYING),
+                                   G_STRUCT_OFFSET(GstAnitalkerElement, lookahead));
+    gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_MODE, (GstPluginAPIFlags)0);
+  }
+}
+
+void gst_anitalker_element_set_state(GstAnitalkerElement* self, void* state, void (*destroy)(void*)) {
+  self->priv->state = state;
+  self->priv->state_destroy = destroy;
+}
+
+/* --- Settings and the stream ------------------------------------------------- */
+
+bool gst_anitalker_element_device(GstAnitalkerElement* self, c10::Device* device) {
+  const std::string name = gst_anitalker_get_string(GST_ELEMENT_CAST(self), &self->device);
+  return gst_anitalker_parse_device(GST_ELEMENT_CAST(self), name.empty() ? DEFAULT_DEVICE : name, device);
+}
+
+gboolean gst_anitalker_element_streaming(GstAnitalkerElement* self) {
+  GstAnitalkerElementPrivate* priv = self->priv;
+  {
+    GstAnitalkerLocked lock(&priv->lock);
+    if (priv->resolved >= 0) return priv->resolved == 1;
+  }
+  gboolean live = FALSE;
+  GstQuery* q = gst_query_new_latency();
+  if (gst_pad_peer_query(self->sinkpad, q)) gst_query_parse_latency(q, &live, nullptr, nullptr);
+  gst_query_unref(q);
+  GST_INFO_OBJECT(self, "mode auto: upstream is %slive, working %s", live ? "" : "not ",
+                  live ? "in windows (streaming)" : "offline");
+  GstAnitalkerLocked lock(&priv->lock);
+  priv->resolved = live ? 1 : 0;
+  return live;
+}
+
+int gst_anitalker_element_check_offline_limit(GstAnitalkerElement* self, double seconds) {
+  GST_OBJECT_LOCK(self);
+  const guint limit_s = self->offline_limit_s;
+  const gint mode = self->mode;
+  GST_OBJECT_UNLOCK(self);
+  if (limit_s == 0 || seconds <= (double)limit_s) return 0;
+  if (mode == GST_ANITALKER_MODE_OFFLINE) {
+    GST_ELEMENT_ERROR(self, STREAM, TOO_LAZY, ("More than %u s of audio in offline mode.", limit_s),
+                      ("offline work costs memory with the square of the length; use mode=auto or "
+                       "mode=streaming (windows), or raise offline-limit"));
+    return -1;
+  }
+  // Auto on a long non-live input: on in windows, from the first frame not
+  // yet pushed (offline pushes nothing before EOS).
+  GST_INFO_OBJECT(self, "mode auto: more than %u s of audio, going on in windows", limit_s);
+  GstAnitalkerLocked lock(&self->priv->lock);
+  self->priv->resolved = 1;
+  return 1;
+}
+
+void gst_anitalker_element_windows(GstAnitalkerElement* self, int* window, int* context, int* lookahead) {
+  GST_OBJECT_LOCK(self);
+  *window = (int)self->window;
+  *context = (int)self->context;
+  *lookahead = (int)self->lookahead;
+  GST_OBJECT_UNLOCK(self);
+}
+
+void gst_anitalker_element_add_compute(GstAnitalkerElement* self, gint64 since_us) {
+  if (self->priv->budget.add((GstClockTime)(g_get_monotonic_time() - since_us) * GST_USECOND))
+    gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
+}
+
+void gst_anitalker_element_anchor(GstAnitalkerElement* self, GstBuffer* input) {
+  if (GST_CLOCK_TIME_IS_VALID(self->t0)) return;
+  self->t0 = input && GST_BUFFER_PTS_IS_VALID(input) ? GST_BUFFER_PTS(input) : self->segment.start;
+}
+
+GstFlowReturn gst_anitalker_element_push(GstAnitalkerElement* self, GstBuffer* buffer) {
+  const GstFlowReturn ret = gst_pad_push(self->srcpad, buffer);
+  if (ret != GST_FLOW_OK) GST_DEBUG_OBJECT(self, "push: %s", gst_flow_get_name(ret));
+  return ret;
+}
+
+GstFlowReturn gst_anitalker_element_push_frames(GstAnitalkerElement* self, const float* data, guint64 count,
+                                                gsize frame_floats, gint rate, guint per_buffer,
+                                                const std::function<void(GstBuffer*, guint64, guint64)>& decorate) {
+  gst_anitalker_element_anchor(self, nullptr);
+  for (guint64 done = 0; done < count;) {
+    const guint64 n = std::min<guint64>(per_buffer, count - done);
+    const guint64 first = self->emitted;
+    GstBuffer* buffer = gst_buffer_new_memdup(data + done * frame_floats, (gsize)(n * frame_floats * sizeof(float)));
+    // Computed from the frame index, never accumulated.
+    const GstClockTime start = self->t0 + gst_util_uint64_scale(first, GST_SECOND, rate);
+    GST_BUFFER_PTS(buffer) = start;
+    GST_BUFFER_DURATION(buffer) = self->t0 + gst_util_uint64_scale(first + n, GST_SECOND, rate) - start;
+    GST_BUFFER_OFFSET(buffer) = first;
+    GST_BUFFER_OFFSET_END(buffer) = first + n;
+    if (self->discont) {
+      GST_BUFFER_FLAG_SET(buffer, GST_BUFFER_FLAG_DISCONT);
+      self->discont = FALSE;
+    }
+    if (decorate) decorate(buffer, done, n);
+    self->emitted += n;
+    done += n;
+    const GstFlowReturn ret = gst_anitalker_element_push(self, buffer);
+    if (ret != GST_FLOW_OK) return ret;
+  }
+  return GST_FLOW_OK;
+}
+
+// The stream starts anew: timestamps re-anchor, the next buffer is DISCONT.
+static void restart(GstAnitalkerElement* self) {
+  self->t0 = GST_CLOCK_TIME_NONE;
+  self->emitted = 0;
+  self->discont = TRUE;
+}
+
+static GstFlowReturn drain(GstAnitalkerElement* self) {
+  GstFlowReturn ret = GST_FLOW_OK;
+  if (klass_of(self)->drain) {
+    if (has_property(self, "num-threads")) {
+      GST_OBJECT_LOCK(self);
+      const int threads = self->num_threads;
+      GST_OBJECT_UNLOCK(self);
+      anitalker::set_num_threads(threads);  // OpenMP: per thread (BUILD-NOTES)
+    }
+    ret = klass_of(self)->drain(self);
+  }
+  restart(self);
+  return ret;
+}
+
+static void flush(GstAnitalkerElement* self) {
+  if (klass_of(self)->flush) klass_of(self)->flush(self);
+  restart(self);
+}
+
+/* --- State changes ------------------------------------------------------------ */
+
+static gboolean start(GstAnitalkerElement* self) {
+  if (!gst_anitalker_check_settings(GST_ELEMENT_CAST(self))) return FALSE;
+  // Freed tensor memory kept for reuse (lib/device.h; ANITALKER_CPU_CACHE_MB
+  // caps it, 0 turns it off): the networks run up to 4x faster.  Once per
+  // process, and only in processes that run a network.
+  if (has_property(self, "device")) anitalker::cache_cpu_memory();
+  GST_OBJECT_LOCK(self);
+  const gint mode = has_property(self, "mode") ? self->mode : GST_ANITALKER_MODE_STREAMING;
+  GST_OBJECT_UNLOCK(self);
+  {
+    GstAnitalkerLocked lock(&self->priv->lock);
+    self->priv->resolved = mode == GST_ANITALKER_MODE_AUTO ? -1 : (mode == GST_ANITALKER_MODE_STREAMING ? 1 : 0);
+    self->priv->budget.reset();
+  }
+  gst_segment_init(&self->segment, GST_FORMAT_TIME);
+  restart(self);
+  return klass_of(self)->start ? klass_of(self)->start(self) : TRUE;
+}
+
+static void stop(GstAnitalkerElement* self) {
+  if (klass_of(self)->stop) klass_of(self)->stop(self);
+  restart(self);
+}
+
+static GstStateChangeReturn gst_anitalker_element_change_state(GstElement* element, GstStateChange transition) {
+  GstAnitalkerElement* self = GST_ANITALKER_ELEMENT(element);
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) {
+    gboolean ok;
+    try {
+      ok = start(self);
+    } catch (...) {
+      GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Starting failed.", false);
+      ok = FALSE;
+    }
+    if (!ok) {
+      stop(self);
+      return GST_STATE_CHANGE_FAILURE;
+    }
+  }
+  const GstStateChangeReturn ret = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
+  if (ret == GST_STATE_CHANGE_FAILURE) {
+    if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) stop(self);
+    return ret;
+  }
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) stop(self);
+  return ret;
+}
+
+/* --- Pads -------------------------------------------------------------------- */
+
+static GstFlowReturn gst_anitalker_element_chain(GstPad*, GstObject* parent, GstBuffer* buffer) {
+  GstAnitalkerElement* self = GST_ANITALKER_ELEMENT(parent);
+  GstAnitalkerElementClass* klass = klass_of(self);
+  GstFlowReturn ret = GST_FLOW_OK;
+  try {
+    // A DISCONT buffer in streaming ends the stream so far: what came before
+    // the gap is a stream of its own.
+    if (GST_BUFFER_IS_DISCONT(buffer) && gst_anitalker_element_streaming(self)) ret = drain(self);
+    if (ret == GST_FLOW_OK && has_property(self, "num-threads")) {
+      GST_OBJECT_LOCK(self);
+      const int threads = self->num_threads;
+      GST_OBJECT_UNLOCK(self);
+      anitalker::set_num_threads(threads);  // OpenMP: per thread (BUILD-NOTES)
+    }
+    if (ret == GST_FLOW_OK) ret = klass->handle_buffer(self, buffer);
+  } catch (...) {
+    // lib/ calls are caught where they are made; this is for the rest (std::bad_alloc).
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, klass->failure ? klass->failure : "Processing failed.", false);
+    ret = GST_FLOW_ERROR;
+  }
+  gst_buffer_unref(buffer);
+  return ret;
+}
+
+static gboolean sink_event(GstAnitalkerElement* self, GstPad* pad, GstEvent* event) {
+  GstAnitalkerElementClass* klass = klass_of(self);
+  gboolean result = FALSE;
+  if (klass->sink_event && klass->sink_event(self, event, &result)) return result;
+  switch (GST_EVENT_TYPE(event)) {
+    case GST_EVENT_CAPS: {
+      GstCaps* caps;
+      gst_event_parse_caps(event, &caps);
+      const gboolean ok = klass->set_caps ? klass->set_caps(self, caps) : TRUE;
+      gst_event_unref(event);  // the src pad gets the element's own caps
+      return ok;
+    }
+    case GST_EVENT_FLUSH_STOP:
+      flush(self);
+      break;
+    case GST_EVENT_SEGMENT: {
+      // A new segment starts a new stream.
+      if (klass->drain_on_segment)
+        drain(self);
+      else
+        flush(self);
+      // Input from a source without time (filesrc, appsrc) counts from 0.
+      gst_anitalker_time_segment(GST_ELEMENT_CAST(self), &event);
+      gst_event_copy_segment(event, &self->segment);
+      break;
+    }
+    case GST_EVENT_GAP:
+      // Streaming: what came before the gap is a stream of its own.  Offline
+      // the utterance goes on (its frames cannot skip the gap).
+      if (gst_anitalker_element_streaming(self)) drain(self);
+      break;
+    case GST_EVENT_STREAM_START:
+    case GST_EVENT_SEGMENT_DONE:
+      if (klass->drain_on_stream_start) drain(self);
+      break;
+    case GST_EVENT_EOS:
+      // A failed drain has posted its error; EOS still goes on.
+      drain(self);
+      break;
+    default:
+      break;
+  }
+  return gst_pad_event_default(pad, GST_OBJECT_CAST(self), event);
+}
+
+static gboolean gst_anitalker_element_sink_event(GstPad* pad, GstObject* parent, GstEvent* event) {
+  GstAnitalkerElement* self = GST_ANITALKER_ELEMENT(parent);
+  try {
+    return sink_event(self, pad, event);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Handling an event failed.", false);
+    return FALSE;
+  }
+}
+
+static gboolean gst_anitalker_element_src_event(GstPad* pad, GstObject* parent, GstEvent* event) {
+  GstAnitalkerElement* self = GST_ANITALKER_ELEMENT(parent);
+  GstAnitalkerElementClass* klass = klass_of(self);
+  gboolean result = FALSE;
+  try {
+    if (klass->src_event && klass->src_event(self, event, &result)) return result;
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Handling an event failed.", false);
+    return FALSE;
+  }
+  return gst_pad_event_default(pad, parent, event);
+}
+
+// The LATENCY answer: upstream's, plus what the element adds when it works
+// in windows: the window it waits for and the compute budget.
+static gboolean answer_latency(GstAnitalkerElement* self, GstQuery* query) {
+  if (!gst_pad_peer_query(self->sinkpad, query)) return FALSE;
+  gboolean live;
+  GstClockTime min, max;
+  gst_query_parse_latency(query, &live, &min, &max);
+  bool streaming;
+  {
+    GstAnitalkerLocked lock(&self->priv->lock);
+    streaming = self->priv->resolved >= 0 ? self->priv->resolved == 1 : live;
+  }
+  GstClockTime ours = 0;
+  if (streaming)
+    ours = klass_of(self)->latency(self, TRUE) + self->priv->budget.report();
+  else if (live)
+    GST_WARNING_OBJECT(self, "offline mode on a live source: nothing comes out before EOS");
+  gst_anitalker_set_latency(GST_ELEMENT_CAST(self), query, live, min, max, ours);
+  return TRUE;
+}
+
+static gboolean query(GstAnitalkerElement* self, GstPad* pad, GstQuery* query) {
+  GstAnitalkerElementClass* klass = klass_of(self);
+  const bool sink = pad == self->sinkpad;
+  gboolean result = FALSE;
+  auto hook = sink ? klass->sink_query : klass->src_query;
+  if (hook && hook(self, query, &result)) return result;
+  switch (GST_QUERY_TYPE(query)) {
+    case GST_QUERY_CAPS: {
+      GstCaps* caps = klass->get_caps ? klass->get_caps(self, GST_PAD_DIRECTION(pad)) : nullptr;
+      gst_anitalker_set_caps_result(query, caps ? caps : gst_pad_get_pad_template_caps(pad));
+      return TRUE;
+    }
+    case GST_QUERY_ACCEPT_CAPS:
+      if (sink) {
+        // Against the template: caps of the wrong size reach set_caps, which
+        // posts an error naming what the model takes, not a bare
+        // not-negotiated.
+        GstCaps* caps;
+        gst_query_parse_accept_caps(query, &caps);
+        GstCaps* templ = gst_pad_get_pad_template_caps(pad);
+        gst_query_set_accept_caps_result(query, gst_caps_is_subset(caps, templ));
+        gst_caps_unref(templ);
+        return TRUE;
+      }
+      break;
+    case GST_QUERY_LATENCY:
+      if (!sink && klass->latency) return answer_latency(self, query);
+      break;
+    default:
+      break;
+  }
+  return gst_pad_query_default(pad, GST_OBJECT_CAST(self), query);
+}
+
+static gboolean gst_anitalker_element_query(GstPad* pad, GstObject* parent, GstQuery* q) {
+  GstAnitalkerElement* self = GST_ANITALKER_ELEMENT(parent);
+  try {
+    return query(self, pad, q);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Answering a query failed.", false);
+    return FALSE;
+  }
+}
+
+/* --- Type -------------------------------------------------------------------- */
+
+static void gst_anitalker_element_finalize(GObject* object) {
+  GstAnitalkerElement* self = GST_ANITALKER_ELEMENT(object);
+  delete self->priv;
+  self->priv = nullptr;
+  gst_anitalker_finalize_properties(object);
+  G_OBJECT_CLASS(parent_class)->finalize(object);
+}
+
+static void gst_anitalker_element_class_init(GstAnitalkerElementClass* klass) {
+  GST_DEBUG_CATEGORY_INIT(gst_anitalker_element_debug, "anitalkerelement", 0, "anitalker element base");
+  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
+  gobject_class->set_property = gst_anitalker_element_set_property;
+  gobject_class->get_property = gst_anitalker_get_property;
+  gobject_class->finalize = gst_anitalker_element_finalize;
+  GST_ELEMENT_CLASS(klass)->change_state = GST_DEBUG_FUNCPTR(gst_anitalker_element_change_state);
+  gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_ELEMENT, (GstPluginAPIFlags)0);
+}
+
+static void gst_anitalker_element_init(GstAnitalkerElement* self, gpointer g_class) {
+  GstElementClass* klass = GST_ELEMENT_CLASS(g_class);
+  self->priv = new GstAnitalkerElementPrivate();
+  self->sinkpad = gst_pad_new_from_template(gst_element_class_get_pad_template(klass, "sink"), "sink");
+  gst_pad_set_chain_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_element_chain));
+  gst_pad_set_event_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_element_sink_event));
+  gst_pad_set_query_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_anitalker_element_query));
+  gst_element_add_pad(GST_ELEMENT_CAST(self), self->sinkpad);
+  self->srcpad = gst_pad_new_from_template(gst_element_class_get_pad_template(klass, "src"), "src");
+  gst_pad_set_event_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_anitalker_element_src_event));
+  gst_pad_set_query_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_anitalker_element_query));
+  gst_element_add_pad(GST_ELEMENT_CAST(self), self->srcpad);
+  gst_segment_init(&self->segment, GST_FORMAT_TIME);
+  restart(self);
+  gst_anitalker_init_properties(G_OBJECT(self), g_class);
+}

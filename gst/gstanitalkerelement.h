@@ -1,0 +1,190 @@
+// GstAnitalkerElement: the one shape of the anitalker elements that run a
+// network on a stream (hubertenc, anitalkermotion, anitalkerrender) and of
+// anitalkerpaste.  The base owns what they all do the same way, so that each
+// element file holds only its own logic (docs/design.md "One element shape"):
+//
+// - one sink and one src pad, made from the class's "sink" and "src" pad
+//   templates, with every pad function wrapped in a try/catch that posts the
+//   exception as an element error (gstanitalkercommon.h);
+// - the common properties, installed by the subclass with
+//   gst_anitalker_element_class_install_common(): device, num-threads, and
+//   for the streaming elements mode, offline-limit, window, context and
+//   lookahead (look-ahead above the window refused at set time; a new window
+//   posts a LATENCY message);
+// - READY->PAUSED / PAUSED->READY: a property refused earlier fails the start
+//   with its text, then the class's start() loads the model; stop() after;
+// - mode=auto: the upstream LATENCY query decides streaming or offline, once
+//   a stream; offline-limit switches a long non-live input to windows;
+// - events: CAPS to set_caps(), FLUSH_STOP and SEGMENT (in TIME; other
+//   formats are replaced by a TIME segment from 0) to flush(), EOS to
+//   drain(), GAP and a DISCONT buffer to drain() when streaming; after a
+//   drain the next output buffer is DISCONT and timestamps re-anchor;
+// - queries: CAPS from get_caps() (or the template), ACCEPT_CAPS against the
+//   template (so that wrong caps reach set_caps(), which names what it
+//   takes), LATENCY as upstream's plus latency() plus the compute budget;
+// - output frames timestamped from their index, never accumulated.
+//
+// C++ only (the element files are C++); torch-free.
+#pragma once
+
+#include <gst/gst.h>
+
+#include <functional>
+
+#include "gstanitalkercommon.h"
+
+G_BEGIN_DECLS
+
+// The `mode` property of the streaming elements (and of the anitalker bin).
+typedef enum {
+  GST_ANITALKER_MODE_OFFLINE = 0,
+  GST_ANITALKER_MODE_STREAMING = 1,
+  GST_ANITALKER_MODE_AUTO = 2,
+} GstAnitalkerMode;
+
+#define GST_TYPE_ANITALKER_MODE (gst_anitalker_mode_get_type())
+GType gst_anitalker_mode_get_type(void);
+
+#define GST_TYPE_ANITALKER_ELEMENT (gst_anitalker_element_get_type())
+#define GST_ANITALKER_ELEMENT(obj) (G_TYPE_CHECK_INSTANCE_CAST((obj), GST_TYPE_ANITALKER_ELEMENT, GstAnitalkerElement))
+#define GST_ANITALKER_ELEMENT_GET_CLASS(obj) \
+  (G_TYPE_INSTANCE_GET_CLASS((obj), GST_TYPE_ANITALKER_ELEMENT, GstAnitalkerElementClass))
+#define GST_ANITALKER_ELEMENT_CLASS(klass) \
+  (G_TYPE_CHECK_CLASS_CAST((klass), GST_TYPE_ANITALKER_ELEMENT, GstAnitalkerElementClass))
+
+typedef struct _GstAnitalkerElement GstAnitalkerElement;
+typedef struct _GstAnitalkerElementClass GstAnitalkerElementClass;
+typedef struct _GstAnitalkerElementPrivate GstAnitalkerElementPrivate;
+
+struct _GstAnitalkerElement {
+  GstElement parent;
+
+  GstPad* sinkpad;
+  GstPad* srcpad;
+
+  // The common properties (those the class installed), under the object lock.
+  gchar* device;
+  gint num_threads;
+  gint mode;  // GstAnitalkerMode
+  guint offline_limit_s;
+  guint window, context, lookahead;  // in the class's window unit
+
+  // The stream, in the streaming thread (and the serialized events).
+  GstSegment segment;  // the last one, in TIME
+  GstClockTime t0;     // PTS of output frame 0; NONE until the first buffer
+  guint64 emitted;     // output frames pushed since the stream (re)started
+  gboolean discont;    // flag the next output buffer DISCONT
+
+  GstAnitalkerElementPrivate* priv;
+};
+
+// The common properties a class installs.
+typedef enum {
+  GST_ANITALKER_COMMON_DEVICE = 1 << 0,     // device, num-threads
+  GST_ANITALKER_COMMON_STREAMING = 1 << 1,  // mode, offline-limit, window, context, lookahead
+} GstAnitalkerCommonFlags;
+
+// The window properties of a streaming element: what they count and their
+// ranges and defaults (window >= window_min; context and look-ahead >= 0).
+typedef struct {
+  const char* unit;  // "ms" or "frames", for the messages
+  guint window_min, window_max, window_default;
+  guint context_max, context_default;
+  guint lookahead_default;
+  const char* window_doc, *context_doc, *lookahead_doc;  // blurbs
+} GstAnitalkerWindowSpec;
+
+struct _GstAnitalkerElementClass {
+  GstElementClass parent_class;
+
+  // --- Filled in by the subclass's class_init.
+  const char* failure;          // the error message when handle_buffer throws ("Rendering failed.")
+  const char* pending_unit;     // what handle_buffer gathers, for debug lines ("samples", "frames")
+  gboolean drain_on_segment;    // a SEGMENT drains what is pending instead of dropping it
+  gboolean drain_on_stream_start;  // STREAM_START and SEGMENT_DONE drain too
+
+  // READY->PAUSED, after the settings check: load the model and take the
+  // settings; post the error and return FALSE on failure.
+  gboolean (*start)(GstAnitalkerElement* self);
+  // PAUSED->READY (and after a failed start): drop the model and the stream.
+  void (*stop)(GstAnitalkerElement* self);
+  // The sink caps event: push the src caps, or post the error and return FALSE.
+  gboolean (*set_caps)(GstAnitalkerElement* self, GstCaps* caps);
+  // The caps a pad has now (for the CAPS query); NULL for the template's.
+  GstCaps* (*get_caps)(GstAnitalkerElement* self, GstPadDirection direction);
+  // A buffer (the base unrefs it after).
+  GstFlowReturn (*handle_buffer)(GstAnitalkerElement* self, GstBuffer* buffer);
+  // The end of the stream so far (EOS; in streaming, GAP and DISCONT): push
+  // everything pending.  The base then re-anchors the timestamps.
+  GstFlowReturn (*drain)(GstAnitalkerElement* self);
+  // FLUSH_STOP, SEGMENT (unless drain_on_segment): drop what is pending.
+  void (*flush)(GstAnitalkerElement* self);
+  // The latency the element adds besides its compute budget, when streaming
+  // (the window it waits for).  NULL: the element answers no LATENCY query.
+  GstClockTime (*latency)(GstAnitalkerElement* self, gboolean streaming);
+  // Optional hooks, called before the base's handling; TRUE when they took
+  // the event or answered the query (*result then holds the answer).
+  gboolean (*sink_event)(GstAnitalkerElement* self, GstEvent* event, gboolean* result);
+  gboolean (*sink_query)(GstAnitalkerElement* self, GstQuery* query, gboolean* result);
+  gboolean (*src_event)(GstAnitalkerElement* self, GstEvent* event, gboolean* result);
+  gboolean (*src_query)(GstAnitalkerElement* self, GstQuery* query, gboolean* result);
+};
+
+GType gst_anitalker_element_get_type(void);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(GstAnitalkerElement, gst_object_unref)
+
+G_END_DECLS
+
+// Installs the common properties on a subclass (after its own, in
+// class_init).  `what` names what runs on the device, for the blurbs
+// ("HuBERT", "the renderer"); `windows` is needed with STREAMING.
+void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass, guint flags, const char* what,
+                                                const GstAnitalkerWindowSpec* windows = nullptr);
+
+// The element's C++ state: made in the subclass's init, deleted with the
+// element (as GObject structs never run C++ constructors: BUILD-NOTES).
+// `state` is a heap object the base deletes with `destroy` on finalize.
+void gst_anitalker_element_set_state(GstAnitalkerElement* self, void* state, void (*destroy)(void*));
+template <typename T>
+T* gst_anitalker_element_make_state(GstAnitalkerElement* self) {
+  T* state = new T();
+  gst_anitalker_element_set_state(self, state, [](void* p) { delete static_cast<T*>(p); });
+  return state;
+}
+
+// The `device` property parsed; posts the error and returns false when it
+// cannot be used.
+bool gst_anitalker_element_device(GstAnitalkerElement* self, c10::Device* device);
+
+// Whether this stream runs in windows: mode=streaming, or mode=auto with a
+// live upstream (asked once a stream); TRUE for a class without a mode.
+gboolean gst_anitalker_element_streaming(GstAnitalkerElement* self);
+
+// After `seconds` of input gathered offline: 0 while within offline-limit;
+// past it, mode=offline posts an error and returns -1, mode=auto goes on in
+// windows from now on and returns 1.
+int gst_anitalker_element_check_offline_limit(GstAnitalkerElement* self, double seconds);
+
+// The window settings in force now (they may change while playing).
+void gst_anitalker_element_windows(GstAnitalkerElement* self, int* window, int* context, int* lookahead);
+
+// A streaming window's (or a render call's) compute time, which started at
+// `since_us` (g_get_monotonic_time()): part of the latency the element adds;
+// posts a LATENCY message when the budget grew.
+void gst_anitalker_element_add_compute(GstAnitalkerElement* self, gint64 since_us);
+
+// Anchors the output timestamps at the first input buffer (or the segment's
+// start when it has no PTS), if not anchored yet.
+void gst_anitalker_element_anchor(GstAnitalkerElement* self, GstBuffer* input);
+
+// Pushes `count` frames of `frame_floats` float32 values (time-major) in
+// buffers of at most `per_buffer` frames, frame indices self->emitted on, at
+// `rate` frames a second: PTS t0 + index / rate, OFFSET the index, DISCONT
+// on the first after a (re)start.  `decorate(buffer, first, n)` may add metas
+// (first counts from the start of this call).
+GstFlowReturn gst_anitalker_element_push_frames(
+    GstAnitalkerElement* self, const float* data, guint64 count, gsize frame_floats, gint rate, guint per_buffer,
+    const std::function<void(GstBuffer*, guint64, guint64)>& decorate = nullptr);
+
+// Pushes one buffer (logging a refused push).
+GstFlowReturn gst_anitalker_element_push(GstAnitalkerElement* self, GstBuffer* buffer);
