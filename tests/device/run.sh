@@ -1,8 +1,9 @@
 #!/bin/bash
 # The GPU check, for a bare machine with an NVIDIA GPU, CUDA and PyTorch but
 # no GStreamer and no OpenCV for C++ (carry .devdeps/ from tests/device/pack.sh).
-# Builds the networks of lib/ and the torch-only part of the `anitalker` tool
-# (ANITALKER_CLI_NO_MEDIA: check, inspect, motion and the benches) against the
+# Builds lib/ and the torch-only part of the `anitalker` tool (the lists in
+# lib/sources.txt and tools/sources.txt; ANITALKER_CLI_NO_MEDIA: check,
+# inspect, motion and the benches) against the
 # LibTorch inside that PyTorch, then runs
 #   1. anitalker check --device cuda    every network, GPU against CPU
 #   2. the benchmarks on cuda           render (with 25 fps pacing), motion, sr, features
@@ -47,13 +48,15 @@ import torch, sys
 v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2])
 sys.exit(0 if v >= (2, 13) else 1)
 PY
+version=$(sed -n "s/^ *version: *'\([^']*\)'.*/\1/p" meson.build | head -1)
 flags="-std=$std -O2 -g -fPIC -w -D_GLIBCXX_USE_CXX11_ABI=$abi -DANITALKER_CLI_NO_MEDIA -DANITALKER_NO_PROFILER -Ilib -Itools
+  -DANITALKER_VERSION=\"$version\"
   $(printf -- '-isystem %s ' $torch_inc) -isystem $deps/include/opencv4 -isystem $deps/include"
-srcs="lib/checkpoint.cpp lib/checkpoint_writer.cpp lib/hubert_config.cpp lib/mfcc.cpp lib/models.cpp lib/npy.cpp lib/pickle.cpp
-  lib/pose_file.cpp lib/tensor_data.cpp lib/wav.cpp lib/zip.cpp lib/device.cpp lib/face_restore.cpp lib/gfpgan.cpp lib/hubert.cpp
-  lib/lia.cpp lib/motion.cpp lib/motion_driver.cpp lib/parsenet.cpp lib/retinaface.cpp lib/state_dict.cpp
-  tools/anitalker.cpp tools/cli.cpp tools/cmd_check.cpp tools/cmd_inspect.cpp tools/cmd_motion.cpp tools/bench_chain.cpp
-  tools/bench_features.cpp tools/bench_load.cpp tools/bench_models.cpp tools/bench_motion.cpp tools/bench_profile.cpp tools/bench_render.cpp tools/bench_sr.cpp"
+# The lists meson builds from (lib/sources.txt, tools/sources.txt): all of
+# lib/, and the tool's LibTorch part (core), as -Dgstreamer=disabled does.
+lib_srcs=$(awk '$1 !~ /^#/ && NF == 2 { print "lib/" $2 }' lib/sources.txt)
+tool_srcs=$(awk '$1 == "core" { print "tools/" $2 }' tools/sources.txt)
+srcs="$lib_srcs $tool_srcs"
 t0=$(date +%s)
 export cxx flags obj
 printf '%s\n' $srcs | xargs -P "$(nproc)" -I{} sh -c \
@@ -61,7 +64,12 @@ printf '%s\n' $srcs | xargs -P "$(nproc)" -I{} sh -c \
 cat "$obj"/*.err > "$out/compile.log" 2>/dev/null
 cuda_libs="-Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed"
 [ -e "$tl/libtorch_cuda.so" ] || cuda_libs=""
-"$cxx" "$obj"/*.o -o /tmp/anitalker -L"$tl" -Wl,-rpath,"$tl" $cuda_libs \
+# lib/ as an archive: the tool pulls in what it uses (no image files, so no
+# imgcodecs), as the meson build's shared library would provide.
+rm -f "$obj/libanitalker.a"
+ar rcs "$obj/libanitalker.a" $(for f in $lib_srcs; do echo "$obj/$(echo "$f" | tr / _).o"; done)
+"$cxx" $(for f in $tool_srcs; do echo "$obj/$(echo "$f" | tr / _).o"; done) "$obj/libanitalker.a" -o /tmp/anitalker \
+  -L"$tl" -Wl,-rpath,"$tl" $cuda_libs \
   -ltorch -ltorch_cpu -lc10 -L"$deps/lib" -Wl,-rpath,"$deps/lib" -lopencv_calib3d -lopencv_imgproc -lopencv_core \
   -lpthread -Wl,--allow-shlib-undefined || { say "link failed"; exit 1; }
 say "built in $(( $(date +%s) - t0 )) s"
