@@ -9,12 +9,8 @@ namespace anitalker::models {
 
 namespace {
 
-const char* const kCkpts = "https://huggingface.co/taocode/anitalker_ckpts";
-const char* const kHubert = "https://huggingface.co/TencentGameMate/chinese-hubert-large";
-const char* const kGfpgan = "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/GFPGANv1.4.pth";
-const char* const kDetector =
-    "https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth";
-const char* const kParser = "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth";
+const char* const kCkpts = "https://huggingface.co/taocode/anitalker_ckpts/resolve/main/";
+const char* const kHubert = "https://huggingface.co/TencentGameMate/chinese-hubert-large/resolve/main/";
 
 std::string join(const std::string& dir, const std::string& name) {
   if (dir.empty()) return name;
@@ -24,6 +20,46 @@ std::string join(const std::string& dir, const std::string& name) {
 bool exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+}  // namespace
+
+const std::vector<Released>& released() {
+  static const std::vector<Released> table = [] {
+    std::vector<Released> t;
+    t.push_back({"stage1.ckpt", "required", "anitalkerrender (every variant)", std::string(kCkpts) + "stage1.ckpt"});
+    for (const std::string& v : variants()) {
+      const std::string f = stage2_name(v);
+      t.push_back({f, v == variants()[0] ? "required" : "variant",
+                   "variant " + v + (v == variants()[0] ? " (the default)" : ""), kCkpts + f});
+    }
+    for (const char* f : {"config.json", "preprocessor_config.json", "pytorch_model.bin"})
+      t.push_back({std::string("chinese-hubert-large/") + f, "required", "hubertenc (hubert_* variants)",
+                   kHubert + std::string(f)});
+    t.push_back({"GFPGANv1.4.pth", "face-sr", "gfpgansr (face restoration)",
+                 "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/GFPGANv1.4.pth"});
+    t.push_back({"detection_Resnet50_Final.pth", "face-sr", "gfpgansr face detection; anitalkerrender crop=auto",
+                 "https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth"});
+    t.push_back({"parsing_parsenet.pth", "face-sr", "gfpgansr paste-back mask",
+                 "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth"});
+    return t;
+  }();
+  return table;
+}
+
+std::string manifest() {
+  std::string s = "# file (under models/)\tgroup\tneeded by\turl   (written by `anitalker models --manifest`)\n";
+  for (const Released& r : released()) s += r.path + "\t" + r.group + "\t" + r.needed + "\t" + r.url + "\n";
+  return s;
+}
+
+namespace {
+
+// The download of a file of the table, by its path under the models folder.
+std::string url_of(const std::string& path) {
+  for (const Released& r : released())
+    if (r.path == path) return r.url;
+  return "";
 }
 
 }  // namespace
@@ -58,25 +94,26 @@ Set resolve(const std::string& dir, const std::string& variant, bool face_sr, bo
   const std::string s2 = stage2_name(variant);
   s.stage1 = join(dir, "stage1.ckpt");
   s.stage2 = join(dir, s2);
-  s.files.push_back({s.stage1, "anitalkerrender (every variant)", std::string(kCkpts) + " (stage1.ckpt)"});
-  s.files.push_back({s.stage2, "variant " + variant, std::string(kCkpts) + " (" + s2 + ")"});
+  s.files.push_back({s.stage1, "anitalkerrender (every variant)", url_of("stage1.ckpt")});
+  s.files.push_back({s.stage2, "variant " + variant, url_of(s2)});
   if (uses_hubert(variant)) {
     s.hubert_dir = join(dir, "chinese-hubert-large");
     // What hubertenc reads (preprocessor_config.json holds nothing it needs).
     for (const char* f : {"config.json", "pytorch_model.bin"})
-      s.files.push_back({join(s.hubert_dir, f), "hubertenc (hubert_* variants)", kHubert});
+      s.files.push_back({join(s.hubert_dir, f), "hubertenc (hubert_* variants)",
+                         url_of(std::string("chinese-hubert-large/") + f)});
   }
   if (face_sr) {
     s.gfpgan = join(dir, "GFPGANv1.4.pth");
     s.detector = join(dir, "detection_Resnet50_Final.pth");
     s.parser = join(dir, "parsing_parsenet.pth");
-    s.files.push_back({s.gfpgan, "gfpgansr (face-sr)", kGfpgan});
-    s.files.push_back({s.detector, "gfpgansr face detection (face-sr)", kDetector});
-    s.files.push_back({s.parser, "gfpgansr paste-back mask (face-sr)", kParser});
+    s.files.push_back({s.gfpgan, "gfpgansr (face-sr)", url_of("GFPGANv1.4.pth")});
+    s.files.push_back({s.detector, "gfpgansr face detection (face-sr)", url_of("detection_Resnet50_Final.pth")});
+    s.files.push_back({s.parser, "gfpgansr paste-back mask (face-sr)", url_of("parsing_parsenet.pth")});
   }
   if (detect && s.detector.empty()) {
     s.detector = join(dir, "detection_Resnet50_Final.pth");
-    s.files.push_back({s.detector, "anitalkerrender face detection (crop=auto)", kDetector});
+    s.files.push_back({s.detector, "anitalkerrender face detection (crop=auto)", url_of("detection_Resnet50_Final.pth")});
   }
   return s;
 }

@@ -3,6 +3,10 @@
 // table, used by the `anitalker` bin, `anitalker generate` and the set-up
 // script's manifest (models/manifest.tsv must list the same files).
 // Torch-free.
+//
+// released() is the one list of the files: models/manifest.tsv is its
+// manifest() (a test compares them), models/fetch.sh downloads from the
+// manifest and tools/setup.sh checks against it.
 #pragma once
 
 #include <string>
@@ -17,6 +21,20 @@ bool uses_hubert(const std::string& variant);  // hubert_* variants
 
 // "stage2_audio_only_hubert.ckpt" for "hubert_audio_only", and so on.
 std::string stage2_name(const std::string& variant);
+
+// A released file: its path under the models folder, who needs it, and its
+// direct download.  group: "required" (the default job: stage 1, the
+// hubert_audio_only variant, HuBERT), "variant" (the other four stage-2
+// checkpoints), "face-sr" (face restoration; RetinaFace also serves
+// crop=auto).
+struct Released {
+  std::string path, group, needed, url;
+};
+const std::vector<Released>& released();
+
+// The table as models/manifest.tsv: a comment line, then one line a file:
+// path, group, needed by, url, tab-separated.
+std::string manifest();
 
 struct File {
   std::string path;    // under the models folder (or as given)

@@ -1,45 +1,33 @@
 #!/bin/sh
 # Downloads the released model files into this folder, under the names the
-# elements and `anitalker generate` look for (models/manifest.tsv lists them
-# with their sources).  Needs curl and network access; files already here
-# are kept.  usage: models/fetch.sh [--face-sr] [--all-variants]
-#   default: stage1, the default variant (hubert_audio_only) and HuBERT
-#   --all-variants: the other four stage-2 checkpoints too
-#   --face-sr: GFPGAN v1.4, RetinaFace and ParseNet for face restoration
+# elements and `anitalker generate` look for, from the URLs in
+# models/manifest.tsv (the table of lib/models.cpp: `anitalker models` says
+# which are here).  Needs curl and network access.  Files already here are
+# kept; an interrupted download resumes from its .part file.
+# usage: models/fetch.sh [--all-variants] [--face-sr]
+#   default: the group "required": stage1, the default variant
+#            (hubert_audio_only) and HuBERT
+#   --all-variants: the group "variant" too (the other four stage-2 checkpoints)
+#   --face-sr: the group "face-sr" too (GFPGAN v1.4, RetinaFace, ParseNet)
 set -eu
 cd "$(dirname "$0")"
-hf=https://huggingface.co/taocode/anitalker_ckpts/resolve/main
-hubert=https://huggingface.co/TencentGameMate/chinese-hubert-large/resolve/main
-face_sr=0 all=0
+groups=" required "
 for a in "$@"; do
   case "$a" in
-    --face-sr) face_sr=1 ;;
-    --all-variants) all=1 ;;
-    *) sed -n '2,8p' "$0"; exit 2 ;;
+    --face-sr) groups="$groups face-sr " ;;
+    --all-variants) groups="$groups variant " ;;
+    *) sed -n '2,11p' "$0"; exit 2 ;;
   esac
 done
+command -v curl > /dev/null || { echo "fetch.sh: needs curl (apt-get install curl)" >&2; exit 1; }
 
-get() {  # URL FILE
-  if [ -s "$2" ]; then echo "have $2"; return; fi
-  mkdir -p "$(dirname "$2")"
-  echo "fetching $2"
-  curl -fL --retry 3 -o "$2.part" "$1" && mv "$2.part" "$2"
-}
-
-get "$hf/stage1.ckpt" stage1.ckpt
-get "$hf/stage2_audio_only_hubert.ckpt" stage2_audio_only_hubert.ckpt
-if [ $all -eq 1 ]; then
-  for v in pose_only_hubert full_control_hubert pose_only_mfcc full_control_mfcc; do
-    get "$hf/stage2_$v.ckpt" "stage2_$v.ckpt"
-  done
-fi
-for f in config.json preprocessor_config.json pytorch_model.bin; do
-  get "$hubert/$f" "chinese-hubert-large/$f"
+tab=$(printf '\t')
+grep -v '^#' manifest.tsv | while IFS="$tab" read -r file group needed url; do
+  case "$groups" in *" $group "*) ;; *) continue ;; esac
+  if [ -s "$file" ]; then echo "have $file"; continue; fi
+  mkdir -p "$(dirname "$file")"
+  echo "fetching $file ($needed)"
+  # -C -: go on from what an earlier, interrupted run left in .part.
+  curl -fL --retry 3 -C - -o "$file.part" "$url" && mv "$file.part" "$file"
 done
-if [ $face_sr -eq 1 ]; then
-  get https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/GFPGANv1.4.pth GFPGANv1.4.pth
-  get https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth \
-    detection_Resnet50_Final.pth
-  get https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth parsing_parsenet.pth
-fi
-echo "done: see models/README.md for which variant needs which file"
+echo "done: \`anitalker models\` lists which files each job needs and which are here"

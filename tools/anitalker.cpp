@@ -11,6 +11,7 @@
 
 int cmd_check(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
+int cmd_models(int argc, char** argv);
 #ifndef ANITALKER_CLI_NO_MEDIA
 int cmd_render(int argc, char** argv);
 int cmd_features(int argc, char** argv);
@@ -52,6 +53,7 @@ const Command kCommands[] = {
     {"generate", cmd_generate, "portrait + speech -> MP4 (H.264 + AAC): the reference demo's job in one command"},
 #endif
     {"inspect", cmd_inspect, "list the tensors of a checkpoint or safetensors file"},
+    {"models", cmd_models, "the released model files: which a models folder has, where they come from"},
     {"motion", cmd_motion, "stage 2: audio features + portrait codes -> motion latents (diffusion)"},
 #if defined(ANITALKER_HAVE_WEBRTC) && !defined(ANITALKER_CLI_NO_MEDIA)
     {"webrtc", cmd_webrtc, "the talking portrait to a browser over WebRTC (serves the page itself)"},

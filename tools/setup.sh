@@ -16,15 +16,15 @@ echo "Built: $builddir/tools/anitalker and the GStreamer plugin in $builddir/gst
 echo "  export GST_PLUGIN_PATH_1_0=$PWD/$builddir/gst   # then: gst-inspect-1.0 $builddir/gst/libgstanitalker.so"
 echo
 
-# Required for the default job (variant hubert_audio_only, no face
-# restoration); the rest is optional: the other variants and --face-sr.
-required="stage1.ckpt stage2_audio_only_hubert.ckpt chinese-hubert-large/config.json chinese-hubert-large/preprocessor_config.json chinese-hubert-large/pytorch_model.bin"
+# models/manifest.tsv (the table of lib/models.cpp; `anitalker models` prints
+# the same): the group "required" is what the default job needs (variant
+# hubert_audio_only, no face restoration); the rest is optional.
 missing_required=0
 missing_optional=()
-while IFS=$'\t' read -r file needed source; do
+while IFS=$'\t' read -r file group needed source; do
   case "$file" in ''|'#'*) continue ;; esac
   [ -f "models/$file" ] && continue
-  if [[ " $required " == *" $file "* ]]; then
+  if [ "$group" = required ]; then
     [ $missing_required -eq 0 ] && echo "Missing model files that the default job needs (put them under models/, see models/README.md):"
     missing_required=$((missing_required + 1))
     printf '  models/%-48s %s\n      from %s\n' "$file" "$needed" "$source"

@@ -1,0 +1,58 @@
+#!/bin/bash
+# The one model table: models/manifest.tsv must be what `anitalker models
+# --manifest` prints (lib/models.cpp), `anitalker models` must say what a
+# folder lacks, and models/fetch.sh must fetch the manifest's files by group,
+# keep what is there and resume a .part (a stand-in curl on PATH records the
+# calls; nothing leaves the machine).
+# usage: test_models.sh ANITALKER_BIN SOURCE_DIR
+set -eu
+bin=$1 src=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+"$bin" models --manifest > "$work/manifest.tsv"
+diff -u "$src/models/manifest.tsv" "$work/manifest.tsv" ||
+  { echo "FAIL: models/manifest.tsv differs from \`anitalker models --manifest\` (regenerate it)"; exit 1; }
+rows=$(grep -vc '^#' "$work/manifest.tsv")
+[ "$rows" -eq 12 ] || { echo "FAIL: $rows files in the table, expected 12"; exit 1; }
+
+# An empty folder: every required file missing, exit 1.
+mkdir "$work/empty"
+set +e
+"$bin" models --models-dir "$work/empty" > "$work/out.txt"
+rc=$?
+set -e
+[ $rc -eq 1 ] || { cat "$work/out.txt"; echo "FAIL: exit $rc for a folder without the required files"; exit 1; }
+grep -q "MISSING.*stage1.ckpt" "$work/out.txt" && grep -q "5 required files missing" "$work/out.txt" ||
+  { cat "$work/out.txt"; echo "FAIL: the missing files are not named"; exit 1; }
+
+# fetch.sh, on a copy of models/ with a stand-in curl.
+mkdir -p "$work/models" "$work/path"
+cp "$src/models/fetch.sh" "$src/models/manifest.tsv" "$work/models/"
+cat > "$work/path/curl" <<'CURL'
+#!/bin/bash
+# records the call; writes the URL (appended, as a resumed download would) to -o FILE
+out="" url="" resume=0
+while [ $# -gt 0 ]; do
+  case "$1" in -o) out=$2; shift ;; -C) resume=1; shift ;; -*) ;; *) url=$1 ;; esac
+  shift
+done
+echo "$url resume=$resume" >> "$CURL_LOG"
+echo "$url" >> "$out"
+CURL
+chmod +x "$work/path/curl"
+echo "partial" > "$work/models/stage1.ckpt.part"  # an interrupted download
+echo "kept" > "$work/models/parsing_parsenet.pth"   # already here
+CURL_LOG=$work/curl.log PATH="$work/path:$PATH" sh "$work/models/fetch.sh" > "$work/fetch1.txt"
+[ "$(wc -l < "$work/curl.log")" -eq 5 ] || { cat "$work/curl.log"; echo "FAIL: the default fetch made $(wc -l < "$work/curl.log") downloads, expected the 5 required"; exit 1; }
+grep -q "^https://huggingface.co/taocode/anitalker_ckpts/resolve/main/stage1.ckpt resume=1$" "$work/curl.log" ||
+  { cat "$work/curl.log"; echo "FAIL: stage1.ckpt not fetched from the table's URL with resume"; exit 1; }
+[ "$(head -1 "$work/models/stage1.ckpt")" = partial ] || { echo "FAIL: the .part was not resumed"; exit 1; }
+[ -s "$work/models/chinese-hubert-large/pytorch_model.bin" ] || { echo "FAIL: HuBERT not fetched into its folder"; exit 1; }
+[ ! -e "$work/models/GFPGANv1.4.pth" ] || { echo "FAIL: face-sr fetched without --face-sr"; exit 1; }
+: > "$work/curl.log"
+CURL_LOG=$work/curl.log PATH="$work/path:$PATH" sh "$work/models/fetch.sh" --face-sr --all-variants > "$work/fetch2.txt"
+[ "$(wc -l < "$work/curl.log")" -eq 6 ] || { cat "$work/curl.log"; echo "FAIL: expected the 4 variants and 2 face-sr files not yet here"; exit 1; }
+[ "$(cat "$work/models/parsing_parsenet.pth")" = kept ] || { echo "FAIL: a file already here was fetched again"; exit 1; }
+"$bin" models --models-dir "$work/models" > "$work/out.txt" || { cat "$work/out.txt"; echo "FAIL: all present, yet exit 1"; exit 1; }
+echo "the table, the manifest and fetch.sh agree"
