@@ -821,32 +821,14 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
   try {
     c10::InferenceMode guard;
     const cv::Mat bgr = frame_to_bgr(&in);
-    const cv::Size out_size(GST_VIDEO_FRAME_WIDTH(&out), GST_VIDEO_FRAME_HEIGHT(&out));
-    cv::Mat result;
-    if (degrade) {
-      result = face::upscale_background(bgr, options.upscale);
-    } else if (aligned) {
-      const face::FaceRestorer restorer(model, nullptr, nullptr, options);
-      const cv::Mat restored = restorer.restore_aligned(bgr);
-      faces = 1;
-      if (restored.size() == out_size) {
-        result = restored;
-      } else {
-        const int interpolation = out_size.width > restored.cols ? cv::INTER_LANCZOS4 : cv::INTER_AREA;
-        cv::resize(restored, result, out_size, 0, 0, interpolation);
-      }
-    } else {
-      const face::FaceRestorer restorer(model, detector, parser, options);
-      std::vector<face::Landmarks> lms;
-      for (const face::Face& f : restorer.faces(bgr)) lms.push_back(f.landmarks);
-      faces = lms.size();
-      result = restorer.enhance(bgr, lms);
-    }
-    if (result.size() != out_size || result.type() != CV_8UC3)
-      throw anitalker::Error(anitalker::Error::Kind::Runtime,
-                             "face restoration returned " + std::to_string(result.cols) + "x" +
-                                 std::to_string(result.rows) + " for a " + std::to_string(out_size.width) + "x" +
-                                 std::to_string(out_size.height) + " frame");
+    const face::FaceRestorer restorer(model, aligned ? nullptr : detector, parser, options);
+    const cv::Mat result = restorer.frame(bgr,
+                                          degrade   ? face::FaceRestorer::FrameMode::Degraded
+                                          : aligned ? face::FaceRestorer::FrameMode::Aligned
+                                                    : face::FaceRestorer::FrameMode::Detect,
+                                          &faces);
+    if (result.cols != GST_VIDEO_FRAME_WIDTH(&out) || result.rows != GST_VIDEO_FRAME_HEIGHT(&out))
+      throw anitalker::Error(anitalker::Error::Kind::Runtime, "the restored frame does not fit the output caps");
     bgr_to_frame(result, &out);
   } catch (...) {
     GST_ANITALKER_POST_CURRENT_EXCEPTION(

@@ -299,6 +299,34 @@ cv::Mat FaceRestorer::enhance(const cv::Mat& bgr, const std::vector<Landmarks>& 
   return canvas_to_bgr(canvas);
 }
 
+cv::Mat FaceRestorer::frame(const cv::Mat& bgr, FrameMode mode, size_t* faces) const {
+  const cv::Size out_size(static_cast<int>(std::lround(bgr.cols * options_.upscale)),
+                          static_cast<int>(std::lround(bgr.rows * options_.upscale)));
+  size_t n = 0;
+  cv::Mat result;
+  if (mode == FrameMode::Degraded) {
+    result = upscale_background(bgr, options_.upscale);
+  } else if (mode == FrameMode::Aligned) {
+    const cv::Mat restored = restore_aligned(bgr);
+    n = 1;
+    if (restored.size() == out_size)
+      result = restored;
+    else
+      cv::resize(restored, result, out_size, 0, 0, out_size.width > restored.cols ? cv::INTER_LANCZOS4 : cv::INTER_AREA);
+  } else {
+    std::vector<Landmarks> lms;
+    for (const Face& f : this->faces(bgr)) lms.push_back(f.landmarks);
+    n = lms.size();
+    result = enhance(bgr, lms);
+  }
+  if (result.size() != out_size || result.type() != CV_8UC3)
+    throw Error(Error::Kind::Runtime, "face restoration returned " + std::to_string(result.cols) + "x" +
+                                          std::to_string(result.rows) + " for a " + std::to_string(out_size.width) +
+                                          "x" + std::to_string(out_size.height) + " frame");
+  if (faces) *faces = n;
+  return result;
+}
+
 cv::Mat FaceRestorer::restore_aligned(const cv::Mat& bgr, at::Tensor* raw) const {
   check_bgr8(bgr, "face restoration");
   const int size = model_->size();

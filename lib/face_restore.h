@@ -144,6 +144,14 @@ class FaceRestorer {
   // size (bilinear) and restored; no paste.
   cv::Mat restore_aligned(const cv::Mat& bgr, at::Tensor* raw = nullptr) const;
 
+  // One video frame as gfpgansr treats it, by `mode`: Degraded, the plain
+  // upscale (a frame already late); Aligned, restore_aligned resized to
+  // options().upscale times the frame (Lanczos up, area down); Detect, the
+  // detector's faces restored and pasted (enhance).  *faces counts the faces
+  // restored.  The result is BGR uint8 of upscale times the frame's size.
+  enum class FrameMode { Degraded, Aligned, Detect };
+  cv::Mat frame(const cv::Mat& bgr, FrameMode mode, size_t* faces = nullptr) const;
+
  private:
   std::shared_ptr<const gfpgan::Model> model_;
   std::shared_ptr<const retinaface::Model> detector_;
