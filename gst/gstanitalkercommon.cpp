@@ -2,6 +2,8 @@
 // element uses (STYLE.md "Errors").
 #include "gstanitalkercommon.h"
 
+#include "gstanitalkercaps.h"
+
 #include <cmath>
 
 #include <cstdarg>
@@ -345,4 +347,67 @@ bool gst_anitalker_check_settings(GstElement* element) {
   if (text.empty()) return true;
   GST_ELEMENT_ERROR(element, LIBRARY, SETTINGS, ("A property was set to an invalid value."), ("%s", text.c_str()));
   return false;
+}
+
+void gst_anitalker_codes_answer(GstQuery* query, const float* start, int style_dim, const float* direction,
+                                int motion_dim, guint serial) {
+  GstBuffer* start_buf = gst_buffer_new_memdup(start, (gsize)style_dim * sizeof(float));
+  GstBuffer* direction_buf = gst_buffer_new_memdup(direction, (gsize)motion_dim * sizeof(float));
+  gst_structure_set(gst_query_writable_structure(query), GST_ANITALKER_FIELD_START, GST_TYPE_BUFFER, start_buf,
+                    GST_ANITALKER_FIELD_DIRECTION, GST_TYPE_BUFFER, direction_buf, GST_ANITALKER_FIELD_STYLE_DIM,
+                    G_TYPE_INT, style_dim, GST_ANITALKER_FIELD_MOTION_DIM, G_TYPE_INT, motion_dim,
+                    GST_ANITALKER_FIELD_PORTRAIT_SERIAL, G_TYPE_UINT, serial, nullptr);
+  gst_buffer_unref(start_buf);
+  gst_buffer_unref(direction_buf);
+}
+
+int gst_anitalker_codes_ask(GstPad* pad, int start_dim, int motion_dim, std::vector<float>* start,
+                            std::vector<float>* direction, guint* serial, std::string* why) {
+  GstQuery* q = gst_query_new_custom(GST_QUERY_CUSTOM, gst_structure_new_empty(GST_ANITALKER_QUERY_PORTRAIT_CODES));
+  const gboolean answered = gst_pad_peer_query(pad, q);
+  const GstStructure* s = gst_query_get_structure(q);
+  const GValue* vs = answered ? gst_structure_get_value(s, GST_ANITALKER_FIELD_START) : nullptr;
+  const GValue* vd = answered ? gst_structure_get_value(s, GST_ANITALKER_FIELD_DIRECTION) : nullptr;
+  int ok = -1;
+  if (vs == nullptr || vd == nullptr || !GST_VALUE_HOLDS_BUFFER(vs) || !GST_VALUE_HOLDS_BUFFER(vd)) {
+    *why = gst_anitalker_printf("the \"%s\" query was not answered: anitalkermotion needs an anitalkerrender (with "
+                                "its checkpoint and portrait set) downstream",
+                                GST_ANITALKER_QUERY_PORTRAIT_CODES);
+  } else {
+    GstBuffer* bs = gst_value_get_buffer(vs);
+    GstBuffer* bd = gst_value_get_buffer(vd);
+    const gsize ns = gst_buffer_get_size(bs), nd = gst_buffer_get_size(bd);
+    if (ns != (gsize)start_dim * sizeof(float) || nd != (gsize)motion_dim * sizeof(float)) {
+      ok = -2;
+      *why = gst_anitalker_printf("got a start code of %" G_GSIZE_FORMAT " and a direction code of %" G_GSIZE_FORMAT
+                                  " floats; the checkpoint takes %d and %d",
+                                  ns / sizeof(float), nd / sizeof(float), start_dim, motion_dim);
+    } else {
+      start->resize((size_t)start_dim);
+      direction->resize((size_t)motion_dim);
+      gst_buffer_extract(bs, 0, start->data(), ns);
+      gst_buffer_extract(bd, 0, direction->data(), nd);
+      *serial = 0;
+      gst_structure_get_uint(s, GST_ANITALKER_FIELD_PORTRAIT_SERIAL, serial);
+      ok = 0;
+    }
+  }
+  gst_query_unref(q);
+  return ok;
+}
+
+GstEvent* gst_anitalker_portrait_changed_new(guint serial) {
+  return gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM,
+                              gst_structure_new(GST_ANITALKER_EVENT_PORTRAIT_CHANGED, GST_ANITALKER_FIELD_PORTRAIT_SERIAL,
+                                                G_TYPE_UINT, serial, nullptr));
+}
+
+bool gst_anitalker_portrait_changed_parse(GstEvent* event, guint* serial) {
+  const GstStructure* s = gst_event_get_structure(event);
+  if (GST_EVENT_TYPE(event) != GST_EVENT_CUSTOM_UPSTREAM || s == nullptr ||
+      !gst_structure_has_name(s, GST_ANITALKER_EVENT_PORTRAIT_CHANGED))
+    return false;
+  *serial = 0;
+  gst_structure_get_uint(s, GST_ANITALKER_FIELD_PORTRAIT_SERIAL, serial);
+  return true;
 }

@@ -7,6 +7,7 @@
 #include <gst/gst.h>
 
 #include <string>
+#include <vector>
 
 // Posts a GST_MESSAGE_ERROR for the exception being handled; call it only
 // inside a catch block (it rethrows the current exception to read it).
@@ -148,3 +149,19 @@ void gst_anitalker_refuse_setting(GstElement* element, const char* property, con
 // it (gst_anitalker_check_settings posts LIBRARY SETTINGS and returns false).
 std::string gst_anitalker_settings_error(GstElement* element);
 bool gst_anitalker_check_settings(GstElement* element);
+
+// --- The portrait codes between the elements (gstanitalkercaps.h): the
+// renderer answers the codes query and announces a new portrait upstream;
+// the motion element asks and listens.
+
+// Fills a codes query: start (style_dim floats), direction (motion_dim).
+void gst_anitalker_codes_answer(GstQuery* query, const float* start, int style_dim, const float* direction,
+                                int motion_dim, guint serial);
+// Asks the peer of `pad` (downstream).  0 with the codes and their serial;
+// with *why, -1 when nobody answered, -2 when the sizes are not start_dim
+// and motion_dim.
+int gst_anitalker_codes_ask(GstPad* pad, int start_dim, int motion_dim, std::vector<float>* start,
+                            std::vector<float>* direction, guint* serial, std::string* why);
+// The "portrait changed" upstream event, and its serial when `event` is one.
+GstEvent* gst_anitalker_portrait_changed_new(guint serial);
+bool gst_anitalker_portrait_changed_parse(GstEvent* event, guint* serial);

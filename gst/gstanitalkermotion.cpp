@@ -556,36 +556,20 @@ static bool gst_anitalker_motion_ensure_codes(GstAnitalkerMotion* self) {
     start_dim = st->model->start_dim();
     motion_dim = st->model->motion_dim();
   }
-  GstQuery* q = gst_query_new_custom(GST_QUERY_CUSTOM, gst_structure_new_empty(GST_ANITALKER_QUERY_PORTRAIT_CODES));
-  const gboolean answered = gst_pad_peer_query(GST_ANITALKER_ELEMENT(self)->srcpad, q);
-  const GstStructure* s = gst_query_get_structure(q);
-  const GValue* vs = answered ? gst_structure_get_value(s, GST_ANITALKER_FIELD_START) : nullptr;
-  const GValue* vd = answered ? gst_structure_get_value(s, GST_ANITALKER_FIELD_DIRECTION) : nullptr;
+  std::vector<float> s, d;
   guint serial = 0;
-  if (!answered || vs == nullptr || vd == nullptr || !GST_VALUE_HOLDS_BUFFER(vs) || !GST_VALUE_HOLDS_BUFFER(vd)) {
-    gst_query_unref(q);
-    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("No portrait codes from downstream."),
-                      ("the \"%s\" query was not answered: anitalkermotion needs an anitalkerrender (with its "
-                       "checkpoint and portrait set) downstream",
-                       GST_ANITALKER_QUERY_PORTRAIT_CODES));
+  std::string why;
+  const int asked = gst_anitalker_codes_ask(GST_ANITALKER_ELEMENT(self)->srcpad, start_dim, motion_dim, &s, &d,
+                                            &serial, &why);
+  if (asked != 0) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
+                      ("%s", asked == -1 ? "No portrait codes from downstream."
+                                         : "The portrait codes do not fit the checkpoint."),
+                      ("%s", why.c_str()));
     return false;
   }
-  gst_structure_get_uint(s, GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial);
-  GstBuffer* bs = gst_value_get_buffer(vs);
-  GstBuffer* bd = gst_value_get_buffer(vd);
-  const gsize ns = gst_buffer_get_size(bs), nd = gst_buffer_get_size(bd);
-  if (ns != (gsize)start_dim * sizeof(float) || nd != (gsize)motion_dim * sizeof(float)) {
-    gst_query_unref(q);
-    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("The portrait codes do not fit the checkpoint."),
-                      ("got a start code of %" G_GSIZE_FORMAT " and a direction code of %" G_GSIZE_FORMAT
-                       " floats; the checkpoint takes %d and %d",
-                       ns / sizeof(float), nd / sizeof(float), start_dim, motion_dim));
-    return false;
-  }
-  at::Tensor start = at::empty({1, start_dim}, at::kFloat), direction = at::empty({1, motion_dim}, at::kFloat);
-  gst_buffer_extract(bs, 0, start.data_ptr<float>(), ns);
-  gst_buffer_extract(bd, 0, direction.data_ptr<float>(), nd);
-  gst_query_unref(q);
+  const at::Tensor start = at::from_blob(s.data(), {1, start_dim}, at::kFloat).clone();
+  const at::Tensor direction = at::from_blob(d.data(), {1, motion_dim}, at::kFloat).clone();
   GST_DEBUG_OBJECT(self, "portrait codes %u from downstream", serial);
   GstAnitalkerLocked lock(&st->lock);
   st->start = start;
@@ -618,35 +602,6 @@ static motion::Controls gst_anitalker_motion_controls(GstAnitalkerMotion* self, 
   return c;
 }
 
-// An element message with the per-frame values of one buffer.
-static void gst_anitalker_motion_post(GstAnitalkerMotion* self, GstBuffer* buf, const float* pose,
-                                      const float* location, const float* scale, guint n) {
-  GValue yaw = G_VALUE_INIT, pitch = G_VALUE_INIT, roll = G_VALUE_INIT, loc = G_VALUE_INIT, sc = G_VALUE_INIT;
-  for (GValue* a : {&yaw, &pitch, &roll, &loc, &sc}) gst_value_array_init(a, n);
-  auto append = [](GValue* arr, float v) {
-    GValue x = G_VALUE_INIT;
-    g_value_init(&x, G_TYPE_DOUBLE);
-    g_value_set_double(&x, v);
-    gst_value_array_append_and_take_value(arr, &x);
-  };
-  for (guint i = 0; i < n; i++) {
-    append(&yaw, pose[3 * i]);
-    append(&pitch, pose[3 * i + 1]);
-    append(&roll, pose[3 * i + 2]);
-    append(&loc, location[i]);
-    append(&sc, scale[i]);
-  }
-  GstStructure* s = gst_structure_new("anitalker-motion", "timestamp", G_TYPE_UINT64, GST_BUFFER_PTS(buf),
-                                      "duration", G_TYPE_UINT64, GST_BUFFER_DURATION(buf), "frames", G_TYPE_UINT, n,
-                                      nullptr);
-  gst_structure_take_value(s, "yaw", &yaw);
-  gst_structure_take_value(s, "pitch", &pitch);
-  gst_structure_take_value(s, "roll", &roll);
-  gst_structure_take_value(s, "location", &loc);
-  gst_structure_take_value(s, "scale", &sc);
-  gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_element(GST_OBJECT_CAST(self), s));
-}
-
 /* --- Generation ---------------------------------------------------------------- */
 
 // Pushes the frames of `g` (motion (1,k,M) and its predictions) in buffers
@@ -677,7 +632,8 @@ static GstFlowReturn gst_anitalker_motion_push(GstAnitalkerMotion* self, const m
         // With control on, the values are the given ones (the predictors are
         // bypassed), except for what the variant cannot take.
         gst_buffer_add_anitalker_motion_meta(buf, (guint)n, p, l, s, !control, has_pose, has_location);
-        if (post) gst_anitalker_motion_post(self, buf, p, l, s, (guint)n);
+        if (post)
+          gst_element_post_message(GST_ELEMENT_CAST(self), gst_anitalker_motion_meta_message_new(GST_OBJECT_CAST(self), buf));
       });
 }
 
@@ -868,12 +824,8 @@ static GstFlowReturn gst_anitalker_motion_handle_buffer(GstAnitalkerElement* ele
 // before the next window.
 static gboolean gst_anitalker_motion_src_event(GstAnitalkerElement* element, GstEvent* event, gboolean* result) {
   MotionState* st = GST_ANITALKER_MOTION(element)->state;
-  const GstStructure* s = gst_event_get_structure(event);
-  if (GST_EVENT_TYPE(event) != GST_EVENT_CUSTOM_UPSTREAM || s == nullptr ||
-      !gst_structure_has_name(s, GST_ANITALKER_EVENT_PORTRAIT_CHANGED))
-    return FALSE;
-  guint serial = 0;
-  gst_structure_get_uint(s, GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial);
+  guint serial;
+  if (!gst_anitalker_portrait_changed_parse(event, &serial)) return FALSE;
   GST_DEBUG_OBJECT(element, "downstream has portrait %u", serial);
   {
     GstAnitalkerLocked lock(&st->lock);

@@ -84,3 +84,29 @@ GstAnitalkerMotionMeta* gst_buffer_add_anitalker_motion_meta(GstBuffer* buffer, 
   m->has_location = has_location;
   return m;
 }
+
+GstMessage* gst_anitalker_motion_meta_message_new(GstObject* src, GstBuffer* buffer) {
+  const GstAnitalkerMotionMeta* m = gst_buffer_get_anitalker_motion_meta(buffer);
+  if (m == nullptr) return nullptr;
+  GstStructure* s = gst_structure_new("anitalker-motion", "timestamp", G_TYPE_UINT64, GST_BUFFER_PTS(buffer),
+                                      "duration", G_TYPE_UINT64, GST_BUFFER_DURATION(buffer), "frames", G_TYPE_UINT,
+                                      m->n_frames, nullptr);
+  // One array per field: values i * stride + offset of `data`.
+  auto array = [&](const char* name, const gfloat* data, guint stride, guint offset) {
+    GValue arr = G_VALUE_INIT;
+    gst_value_array_init(&arr, m->n_frames);
+    for (guint i = 0; i < m->n_frames; i++) {
+      GValue x = G_VALUE_INIT;
+      g_value_init(&x, G_TYPE_DOUBLE);
+      g_value_set_double(&x, data[i * stride + offset]);
+      gst_value_array_append_and_take_value(&arr, &x);
+    }
+    gst_structure_take_value(s, name, &arr);
+  };
+  array("yaw", m->pose, 3, 0);
+  array("pitch", m->pose, 3, 1);
+  array("roll", m->pose, 3, 2);
+  array("location", m->location, 1, 0);
+  array("scale", m->scale, 1, 0);
+  return gst_message_new_element(src, s);
+}

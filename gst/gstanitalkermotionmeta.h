@@ -54,4 +54,10 @@ GstAnitalkerMotionMeta* gst_buffer_add_anitalker_motion_meta(GstBuffer* buffer, 
                                                              gboolean predicted, gboolean has_pose,
                                                              gboolean has_location);
 
+// The "anitalker-motion" element message of a buffer that carries the meta
+// (anitalkermotion's post-messages): fields "timestamp", "duration" and
+// "frames", and arrays of doubles "yaw", "pitch", "roll", "location" and
+// "scale".  NULL when the buffer has no meta.
+GstMessage* gst_anitalker_motion_meta_message_new(GstObject* src, GstBuffer* buffer);
+
 G_END_DECLS

@@ -503,12 +503,9 @@ static void gst_anitalker_render_announce_portrait(GstAnitalkerRender* self, gui
   RenderState* st = self->state;
   if (serial == st->announced_serial) return;
   st->announced_serial = serial;
-  GstStructure* s =
-      gst_structure_new(GST_ANITALKER_EVENT_PORTRAIT_CHANGED, GST_ANITALKER_FIELD_PORTRAIT_SERIAL, G_TYPE_UINT,
-                        serial, nullptr);
   GST_DEBUG_OBJECT(self, "announcing portrait %u upstream", serial);
   // Nobody upstream may care (a plain source): not an error.
-  gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->sinkpad, gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM, s));
+  gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->sinkpad, gst_anitalker_portrait_changed_new(serial));
 }
 
 // Tells downstream (anitalkerpaste) the picture and the square of the
@@ -858,7 +855,6 @@ static gboolean gst_anitalker_render_sink_event(GstAnitalkerElement* element, Gs
 
 // The codes query of the motion element (gstanitalkercaps.h).
 static gboolean gst_anitalker_render_codes_query(GstAnitalkerRender* self, GstQuery* query) {
-  RenderState* st = self->state;
   std::shared_ptr<const lia::Portrait> portrait;
   guint serial = 0;
   if (!gst_anitalker_render_update_portrait(self, &portrait, &serial)) return FALSE;
@@ -866,27 +862,12 @@ static gboolean gst_anitalker_render_codes_query(GstAnitalkerRender* self, GstQu
     GST_DEBUG_OBJECT(self, "codes query: no portrait (or no model) yet");
     return FALSE;
   }
-  int style_dim, motion_dim;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    if (!st->model) return FALSE;
-    style_dim = st->model->style_dim();
-    motion_dim = st->model->motion_dim();
-  }
   // start (1,style), direction (1,motion) -> float32 on the CPU.
   c10::InferenceMode guard;
-  at::Tensor start = portrait->start.to(at::kCPU, at::kFloat).contiguous();
-  at::Tensor direction = portrait->direction.to(at::kCPU, at::kFloat).contiguous();
-  GstBuffer* start_buf = gst_buffer_new_memdup(start.data_ptr<float>(), start.numel() * sizeof(float));
-  GstBuffer* direction_buf = gst_buffer_new_memdup(direction.data_ptr<float>(), direction.numel() * sizeof(float));
-
-  GstStructure* s = gst_query_writable_structure(query);
-  gst_structure_set(s, GST_ANITALKER_FIELD_START, GST_TYPE_BUFFER, start_buf, GST_ANITALKER_FIELD_DIRECTION,
-                    GST_TYPE_BUFFER, direction_buf, GST_ANITALKER_FIELD_STYLE_DIM, G_TYPE_INT, style_dim,
-                    GST_ANITALKER_FIELD_MOTION_DIM, G_TYPE_INT, motion_dim, GST_ANITALKER_FIELD_PORTRAIT_SERIAL,
-                    G_TYPE_UINT, serial, nullptr);
-  gst_buffer_unref(start_buf);
-  gst_buffer_unref(direction_buf);
+  const at::Tensor start = portrait->start.to(at::kCPU, at::kFloat).contiguous();
+  const at::Tensor direction = portrait->direction.to(at::kCPU, at::kFloat).contiguous();
+  gst_anitalker_codes_answer(query, start.data_ptr<float>(), (int)start.numel(), direction.data_ptr<float>(),
+                             (int)direction.numel(), serial);
   GST_DEBUG_OBJECT(self, "codes query answered with portrait %u", serial);
   return TRUE;
 }
