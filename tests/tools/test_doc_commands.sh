@@ -1,10 +1,13 @@
 #!/bin/bash
-# The commands of README.md (its `build/tools/anitalker` lines, in order)
-# and the gst-launch-1.0 pipelines of docs/elements.md, run as written with
-# the tiny test models standing in for models/ (face.jpg and speech.wav from
-# the test data).  Fails when a command does not run or does not write what
-# the next one reads.  The bench and check lines need full-size work or a
-# GPU: not run.
+# The commands of README.md (its `build/tools/anitalker`, `export` and
+# `gst-inspect-1.0` lines, in order) and the gst-launch-1.0 pipelines of
+# docs/elements.md, run as written with the tiny test models standing in for
+# models/ (face.jpg and speech.wav from the test data).  Fails when a command
+# does not run or does not write what the next one reads.  The bench and
+# check lines need full-size work or a GPU: not run.  Then every other
+# command in README.md, docs/*.md and models/README.md must be listed, with
+# why it is not run here, in doc_commands_not_run.txt: a new command in the
+# docs fails this test until it is run or listed.
 # The face detector is the narrow RetinaFace that finds a 16-px face per
 # 32x32 cell (tests/narrow_retinaface.h), so `--crop auto` has faces to crop.
 # usage: test_doc_commands.sh ANITALKER_BIN SOURCE_DIR DATA_DIR WRITE_NARROW_RETINAFACE
@@ -15,6 +18,7 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 mkdir -p build/tools models
 ln -s "$bin" build/tools/anitalker
+ln -s "$(cd "$(dirname "$bin")/../gst" && pwd)" build/gst
 for f in stage1.ckpt stage2_audio_only_hubert.ckpt chinese-hubert-large; do ln -s "$data/chain/$f" models/$f; done
 ln -s "$data/face-sr/gfpgan_tiny.pth" models/GFPGANv1.4.pth
 ln -s "$data/face-sr/parsenet_tiny.pth" models/parsing_parsenet.pth
@@ -23,7 +27,7 @@ cp "$data/renderer/monalisa.jpg" face.jpg
 cp "$data/audio/speech_2s_16k.wav" speech.wav
 # The indented lines of the README that start with build/tools/anitalker,
 # with their continuation lines, in order.
-awk '/^    build\/tools\/anitalker/ { cmd = $0; while (cmd ~ /\\$/) { getline next_line; sub(/\\$/, "", cmd); cmd = cmd next_line }
+awk '/^    (build\/tools\/anitalker|export GST_PLUGIN_PATH_1_0=|gst-inspect-1.0 )/ { cmd = $0; while (cmd ~ /\\$/) { getline next_line; sub(/\\$/, "", cmd); cmd = cmd next_line }
      print cmd }' "$src/README.md" | sed 's/  *#.*$//' > steps.txt
 n=0
 while IFS= read -r line; do
@@ -53,3 +57,20 @@ for f in out.mp4 features.f32 motion-demo.mp4 out-sr.mp4 photo-out.mp4 photo-bin
   [ -s "$f" ] || { echo "FAIL: $f was not written"; exit 1; }
 done
 echo "all $p docs/elements.md pipelines ran"
+
+# Every other command of the docs: run above, or listed with why not.
+listed="$src/tests/tools/doc_commands_not_run.txt"
+cat steps.txt pipelines.txt > ran.txt
+missing=0
+for f in $(cd "$src" && ls README.md docs/*.md models/README.md); do
+  awk -v f="$f" '/^    (build\/tools\/anitalker|anitalker|gst-launch-1\.0|gst-inspect-1\.0|tools\/[a-z_-]+\.sh|pipelines\/[a-z_-]+\.sh|models\/fetch\.sh|build\/tests\/[^ ]+|bash|sudo|meson|ninja|nginx|export|mkdir|cat)( |$)/ {
+       line = $0; sub(/^    /, "", line); sub(/ +#.*$/, "", line); sub(/ *\\$/, "", line); print f "\t" line }' "$src/$f"
+done > doc-commands.txt
+while IFS=$'\t' read -r f line; do
+  grep -qF -- "$line" ran.txt && continue
+  awk -F'\t' -v f="$f" -v l="$line" '$1 == f && $2 == l { found = 1 } END { exit !found }' "$listed" && continue
+  echo "not run and not listed in tests/tools/doc_commands_not_run.txt: $f: $line"
+  missing=$((missing + 1))
+done < doc-commands.txt
+[ "$missing" -eq 0 ] || { echo "FAIL: $missing command(s) of the docs neither run nor listed"; exit 1; }
+echo "every command of README.md and docs/ ran here or is listed with why not ($(wc -l < doc-commands.txt) in all)"
