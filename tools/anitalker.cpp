@@ -72,16 +72,16 @@ const Command kFixtures[] = {
 };
 
 const Command kBenches[] = {
-    {"features", bench_features, "HuBERT-large at full size and MFCC: ms per second of audio, GEMM fraction"},
+    {"features", bench_features, "HuBERT-large at full size and MFCC: ms per second of audio, fraction of the float32 roof"},
     {"load", bench_load, "checkpoint loading: a HuBERT-large-sized file, open and read times, memory"},
-    {"motion", bench_motion, "stage 2 at full size: denoiser pass, offline and streaming sampling, GEMM fraction"},
+    {"motion", bench_motion, "stage 2 at full size: denoiser pass, offline and streaming sampling, fraction of the float32 roof"},
 #ifndef ANITALKER_CLI_NO_MEDIA
     {"soak", bench_soak, "a long stream through the whole chain: memory over time, frame latency, frame count"},
     {"latency", bench_latency, "the live chain against the clock per latency preset: first frame, p50/p95/max, late"},
     {"streams", bench_streams, "N live pipelines in one process: frames late, delay p50/p95, aggregate fps, memory"},
 #endif
-    {"render", bench_render, "stage 1 at full size: encoder time, frames per second by batch, GEMM fraction"},
-    {"sr", bench_sr, "face restoration at full size: GFPGAN, ParseNet, RetinaFace and the filter, GEMM fraction"},
+    {"render", bench_render, "stage 1 at full size: encoder time, frames per second by batch, fraction of the float32 roof"},
+    {"sr", bench_sr, "face restoration at full size: GFPGAN, ParseNet, RetinaFace and the filter, fraction of the float32 roof"},
 };
 
 void usage(FILE* f) {

@@ -2,7 +2,7 @@
 // with random weights, written as config.json + pytorch_model.bin and loaded
 // through the normal path; and the MFCC path.  Reports the load time, ms per
 // second of audio for several clip lengths, GFLOP/s against this machine's
-// GEMM throughput (FLOPs counted from the config), and the peak memory.
+// float32 roof (FLOPs counted from the config), and the peak memory.
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
@@ -69,7 +69,7 @@ int bench_features(int argc, char** argv) {
     at::NoGradGuard no_grad;
     std::printf("# anitalker bench features: %s, device %s\n", anitalker::torch_info().c_str(), device.c_str());
 
-    const double gemm = bench::gemm_gflops(dev);
+    const double roof = bench::roof_gflops(dev);
 
     const std::string dir = bench::temp_path("hubert");
     bench::write_hubert_large(dir, layers);
@@ -77,9 +77,9 @@ int bench_features(int argc, char** argv) {
     auto model = anitalker::hubert::Model::load(dir, dev);
     const double t_load = bench::now_s() - t0;
     bench::remove_tree(dir);  // the mapping keeps the data
-    std::printf("hubert   %d layers x %d, %d states; loaded in %.2f s   [reference: 11-15 s]\n", layers, model->hidden(),
+    std::printf("hubert   %d layers x %d, %d states; loaded in %.2f s   [transformers, a constant from another run: 11-15 s]\n", layers, model->hidden(),
                 model->num_states(), t_load);
-    std::printf("%-8s %12s %22s %10s %9s %12s\n", "clip", "ms per s", "range", "GFLOP/s", "of GEMM", "MFCC ms/s");
+    std::printf("%-8s %12s %22s %10s %9s %12s\n", "clip", "ms per s", "range", "GFLOP/s", "of roof", "MFCC ms/s");
     for (int sec : seconds) {
       const int64_t n = 16000LL * sec;
       at::Tensor wave = at::randn({n}).mul(0.1);
@@ -96,7 +96,7 @@ int bench_features(int argc, char** argv) {
       const bench::Stats s = bench::stats(th), sm = bench::stats(tm);
       const double gf = hubert_flops(model->config(), n) / s.median / 1e9;
       std::printf("%-6d s %12.1f %9.1f .. %-10.1f %10.1f %8.0f%% %12.2f\n", sec, 1000 * s.median / sec, 1000 * s.min / sec,
-                  1000 * s.max / sec, gf, 100 * gf / gemm, 1000 * sm.median / sec);
+                  1000 * s.max / sec, gf, 100 * gf / roof, 1000 * sm.median / sec);
     }
     std::printf("GFLOP per second of audio (HuBERT, from the config): %.1f at 1 s\n", hubert_flops(model->config(), 16000) / 1e9);
     // Streaming as hubertenc does it (lib/feature_stream.h, the element's
@@ -122,7 +122,8 @@ int bench_features(int argc, char** argv) {
                   wc.first, wc.second, s.median, s.min, s.max, 10.0 / s.median, wc.first);
     }
     std::printf("peak resident memory %.0f MB\n", cli::memory().peak / 1e6);
-    std::printf("reference (transformers, same machine class): 0.45 s for 1 s, 1.96 s for 5 s, 10.9 s for 20 s\n");
+    std::printf("constants, not measured in this run (transformers on a machine of the same class, docs/performance.md): "
+                "0.45 s for 1 s, 1.96 s for 5 s, 10.9 s for 20 s\n");
     return 0;
   });
 }

@@ -79,9 +79,12 @@ double write_gfpgan(const std::string& path);
 double write_parsenet(const std::string& path);
 double write_retinaface(const std::string& path, int64_t size);
 
-// Float32 GEMM throughput of this machine (a 2048x2048 matmul, median of 5),
-// printed as the benchmarks' reference line; in GFLOP/s.
-double gemm_gflops(c10::Device dev);
+// The machine's float32 roof, measured in the same run as each benchmark:
+// a 2048x2048 matmul (BLAS; OpenBLAS keeps the kernels OPENBLAS_CORETYPE
+// chooses) and a 3x3 convolution 512->512 on 4 images of 32x32 (oneDNN on
+// the CPU), each the median of 5.  Both are printed; the larger, in GFLOP/s,
+// is the denominator of the benchmarks' "of roof" column.
+double roof_gflops(c10::Device dev);
 
 // Runs `fn` once under LibTorch's profiler and prints the ops by self time
 // (a note instead in builds without the profiler, ANITALKER_NO_PROFILER).
