@@ -5,6 +5,7 @@
 // peak memory, and the fraction of this machine's float32 roof (bench::roof_gflops) the
 // decoder reaches (FLOPs counted from the layer shapes).
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/core/grad_mode.h>
 #include <unistd.h>
 
@@ -24,7 +25,7 @@
 namespace {
 
 const char* kUsage =
-    "usage: anitalker bench render [--batch 1,4,16] [--repeat N] [--frames N] [--threads N] [--device D]\n"
+    "usage: anitalker bench render [--batch 1,4,16] [--repeat N] [--frames N] [--threads N] [--device D] [--bf16]\n"
     "                              [--pace FPS --seconds N]\n"
     "\n"
     "Builds the full-size stage-1 network (256x256, style 512, motion 20, channels\n"
@@ -34,7 +35,9 @@ const char* kUsage =
     "  encode   one encoder pass (once per portrait)\n"
     "  render   the decoder at each batch size (median of --repeat runs of at least\n"
     "           --frames frames, default 16), in frames per second and GFLOP/s\n"
-    "and the peak resident memory.  With --pace, then renders one frame at a time at\n"
+    "and the peak resident memory.  --bf16 adds the decoder under LibTorch's CPU autocast\n"
+    "(bfloat16 convolutions and matmuls): its speed and its 8-bit distance from float32.\n"
+    "With --pace, then renders one frame at a time at\n"
     "FPS frames per second for --seconds (default 20), as the element does live, and\n"
     "reports the CPU this takes (process CPU time / wall time, in cores) and the\n"
     "frames that missed their slot: the renderer's share of the CPU.\n";
@@ -94,6 +97,7 @@ int bench_render(int argc, char** argv) {
     cli::Args a(argc, argv);
     std::vector<int> batches = {1, 4, 16};
     int repeat = 3, frames = 16, threads = 0, pace = 0, seconds = 20;
+    bool bf16 = false;
     std::string device = "cpu";
     while (!a.done()) {
       const std::string s = a.next();
@@ -107,6 +111,7 @@ int bench_render(int argc, char** argv) {
       else if (s == "--device") device = a.value(s);
       else if (s == "--pace") pace = static_cast<int>(a.integer(s, 1, 1000));
       else if (s == "--seconds") seconds = static_cast<int>(a.integer(s, 1, 3600));
+      else if (s == "--bf16") bf16 = true;
       else throw cli::UsageError("unknown option " + s);
     }
     cli::set_threads(threads);
@@ -160,6 +165,41 @@ int bench_render(int argc, char** argv) {
       const double gf = flops / s.median / 1e9;
       std::printf("%-6d %10.4f %10.2f %10.2f .. %-9.2f %10.1f %8.0f%%\n", b, s.median, 1 / s.median, 1 / s.max, 1 / s.min, gf,
                   100 * gf / roof);
+    }
+    if (bf16) {
+      // An experiment toward a bf16 path: the same decoder under LibTorch's
+      // CPU autocast (convolutions and matmuls in bfloat16 through oneDNN,
+      // the rest in float32), its speed and its 8-bit distance from float32.
+      const at::Tensor motion = at::randn({16, model->motion_dim()}).mul(0.5);
+      const at::Tensor ref = anitalker::lia::to_uint8(model->render(p, motion)).to(at::kInt);
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+      at::Tensor got;
+      try {
+        got = anitalker::lia::to_uint8(model->render(p, motion)).to(at::kInt);
+      } catch (...) {
+        at::autocast::set_cpu_enabled(false);
+        throw;
+      }
+      const at::Tensor d = (got - ref).abs().to(at::kFloat).flatten();
+      const double p999 = at::quantile(d.index({at::indexing::Slice(0, 16000000)}), 0.999).item<double>();
+      std::printf("bf16     autocast: 16 frames against float32: max %d levels, p99.9 %.0f, mean %.3f\n",
+                  d.max().item<int>(), p999, d.mean().item<double>());
+      for (int b : batches) {
+        const int runs = std::max(1, (frames + b - 1) / b);
+        const at::Tensor mb = at::randn({b, model->motion_dim()}).mul(0.5);
+        model->render(p, mb);
+        std::vector<double> tf;
+        for (int r = 0; r < repeat; ++r) {
+          t0 = bench::now_s();
+          for (int i = 0; i < runs; ++i) anitalker::lia::to_uint8(model->render(p, mb));
+          tf.push_back((bench::now_s() - t0) / (runs * b));
+        }
+        const bench::Stats s = bench::stats(tf);
+        std::printf("bf16 %-6d %8.4f s/frame %8.2f fps (%.2f .. %.2f)\n", b, s.median, 1 / s.median, 1 / s.max, 1 / s.min);
+      }
+      at::autocast::set_cpu_enabled(false);
+      at::autocast::clear_cache();
     }
     if (pace > 0) {
       // Live pacing: one frame per slot, then sleep to the next slot.
