@@ -9,4 +9,17 @@ echo "$out" | grep -q "Version *$1"
 echo "$out" | grep -q "Source module *anitalker-gst"
 # and it loads cleanly from the registry listing, not only by name
 gst-inspect-1.0 -b | grep -q "anitalker" && { echo "plugin blacklisted"; exit 1; }
+# One element shape: the four stream elements derive from GstAnitalkerElement,
+# and mode is one enum wherever it appears (the bin sets it by value).
+for e in hubertenc anitalkermotion anitalkerrender anitalkerpaste; do
+  gst-inspect-1.0 "$e" | grep -q "GstAnitalkerElement" || { echo "$e does not derive from GstAnitalkerElement"; exit 1; }
+done
+for e in hubertenc anitalkermotion anitalker; do
+  gst-inspect-1.0 "$e" | grep -q 'Enum "GstAnitalkerMode"' || { echo "$e: mode is not a GstAnitalkerMode"; exit 1; }
+done
+# Common properties are documented with ranges and defaults the same way.
+for e in hubertenc anitalkermotion anitalkerrender gfpgansr; do
+  gst-inspect-1.0 "$e" | grep -A2 "^  num-threads" | grep -q "Range: 0 - 64 Default: 0" ||
+    { echo "$e: num-threads without its range"; exit 1; }
+done
 echo ok
