@@ -360,16 +360,7 @@ static anitalker::crop::Spec gst_anitalker_render_crop_spec(GstAnitalkerRender* 
   const int index = self->face_index;
   if (detector) *detector = self->detector ? self->detector : "";
   GST_OBJECT_UNLOCK(self);
-  anitalker::crop::Spec spec = anitalker::crop::parse_spec(crop, "crop");
-  spec.ratio = ratio;
-  spec.face_index = index;
-  if (!box.empty()) {
-    if (spec.mode != anitalker::crop::Spec::Mode::Auto)
-      throw anitalker::Error(anitalker::Error::Kind::Usage, "face-box is only read with crop=auto (crop is \"" + crop + "\")");
-    spec.have_box = true;
-    spec.box = anitalker::crop::parse_box(box, "face-box");
-  }
-  return spec;
+  return anitalker::crop::make_spec(crop, box, ratio, index);
 }
 
 

@@ -132,6 +132,21 @@ Spec parse_spec(const std::string& text, const std::string& what) {
   return s;
 }
 
+Spec make_spec(const std::string& crop, const std::string& face_box, double ratio, int face_index,
+               const std::string& crop_name, const std::string& box_name) {
+  Spec spec = parse_spec(crop, crop_name);
+  spec.ratio = ratio;
+  spec.face_index = face_index;
+  if (!face_box.empty()) {
+    if (spec.mode != Spec::Mode::Auto)
+      throw Error(Error::Kind::Usage, box_name + " is only read with " + crop_name + " auto (" + crop_name + " is \"" +
+                                          crop + "\")");
+    spec.have_box = true;
+    spec.box = parse_box(face_box, box_name);
+  }
+  return spec;
+}
+
 Box parse_box(const std::string& text, const std::string& what) {
   std::vector<double> n;
   if (!numbers_of(text, &n) || n.size() != 4 || !(n[2] > n[0]) || !(n[3] > n[1]))

@@ -74,6 +74,14 @@ Spec parse_spec(const std::string& text, const std::string& what = "crop");
 // "X1,Y1,X2,Y2" -> a box (finite numbers, X2 > X1, Y2 > Y1).
 Box parse_box(const std::string& text, const std::string& what = "face-box");
 
+// The crop settings as one Spec: `crop` as parse_spec reads it, a face box
+// (empty: none; only with auto), the ratio and the face index.  The
+// anitalkerrender properties and the `--crop` / `--face-box` options of
+// `anitalker generate` and `crop` go through here; Usage errors name the
+// settings as `crop_name` and `box_name` call them.
+Spec make_spec(const std::string& crop, const std::string& face_box, double ratio, int face_index,
+               const std::string& crop_name = "crop", const std::string& box_name = "face-box");
+
 // The square chosen for one picture, and what was seen on the way.
 struct Choice {
   bool cropped = false;  // false: Mode::None, the whole picture

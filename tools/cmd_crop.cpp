@@ -72,14 +72,9 @@ int cmd_crop(int argc, char** argv) {
     if (!box_out.empty()) anitalker::check_output_path(box_out, {portrait, detector}, "--box-out");
     const std::string ext = cli::image_extension(out);
 
-    anitalker::crop::Spec spec = anitalker::crop::parse_spec("auto");
-    spec.ratio = ratio;
-    spec.face_index = static_cast<int>(face_index);
+    anitalker::crop::Spec spec =
+        anitalker::crop::make_spec("auto", box_text, ratio, static_cast<int>(face_index), "--crop", "--face-box");
     spec.pad = pad == "replicate" ? anitalker::crop::Pad::Replicate : anitalker::crop::Pad::Colour;
-    if (!box_text.empty()) {
-      spec.have_box = true;
-      spec.box = anitalker::crop::parse_box(box_text, "--face-box");
-    }
     const anitalker::RgbImage photo = anitalker::read_rgb_image(portrait);
     std::vector<anitalker::crop::Box> faces;
     if (!spec.have_box) {

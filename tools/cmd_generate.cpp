@@ -705,12 +705,9 @@ int cmd_generate(int argc, char** argv) {
     check_range("--scale", o.scale, -10, 10);
     if (!anitalker::models::is_variant(o.variant)) anitalker::models::stage2_name(o.variant);  // throws, naming all
     // The crop, as the renderer will read it.
-    const anitalker::crop::Spec spec = anitalker::crop::parse_spec(o.crop, "--crop");
-    if (!o.face_box.empty()) {
-      if (spec.mode != anitalker::crop::Spec::Mode::Auto) throw cli::UsageError("--face-box goes with --crop auto");
-      anitalker::crop::parse_box(o.face_box, "--face-box");
-    }
     check_range("--crop-ratio", o.crop_ratio, 0, 10);
+    const anitalker::crop::Spec spec =
+        anitalker::crop::make_spec(o.crop, o.face_box, o.crop_ratio, o.face_index, "--crop", "--face-box");
     if (o.paste_back && spec.mode == anitalker::crop::Spec::Mode::None)
       throw cli::UsageError("--paste-back needs a crop: --crop auto or --crop X,Y,SIDE");
     if (o.crf >= 0 && o.bitrate > 0) throw cli::UsageError("give --crf or --bitrate, not both");

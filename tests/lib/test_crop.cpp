@@ -171,6 +171,24 @@ TEST(Crop, ParseSpecAndBox) {
     EXPECT_THAT(error_of([&] { crop::parse_box(bad); }), HasSubstr("face-box: expected X1,Y1,X2,Y2")) << bad;
 }
 
+// The settings of the renderer and the CLI into one Spec: values pass
+// through, a face box needs auto, errors use the caller's names.
+TEST(Crop, MakeSpec) {
+  const crop::Spec s = crop::make_spec("auto", "1,2,30,40", 0.25, 2);
+  EXPECT_EQ(s.mode, crop::Spec::Mode::Auto);
+  EXPECT_TRUE(s.have_box);
+  EXPECT_DOUBLE_EQ(s.box.x2, 30);
+  EXPECT_DOUBLE_EQ(s.ratio, 0.25);
+  EXPECT_EQ(s.face_index, 2);
+  EXPECT_FALSE(crop::make_spec("auto", "", 0.6, -1).have_box);
+  EXPECT_EQ(crop::make_spec("0,0,64", "", 0.6, -1).mode, crop::Spec::Mode::Square);
+  EXPECT_THAT(error_of([&] { crop::make_spec("none", "1,2,30,40", 0.6, -1, "--crop", "--face-box"); }),
+              HasSubstr("--face-box is only read with --crop auto"));
+  EXPECT_THAT(error_of([&] { crop::make_spec("auto", "1,2", 0.6, -1, "--crop", "--face-box"); }),
+              HasSubstr("--face-box: expected X1,Y1,X2,Y2"));
+  EXPECT_THAT(error_of([&] { crop::make_spec("middle", "", 0.6, -1); }), HasSubstr("crop: expected auto"));
+}
+
 // The detector's output fed in (the released RetinaFace is not here).
 TEST(Crop, ChooseFromTheDetectorsFaces) {
   crop::Spec auto_spec = crop::parse_spec("auto");
