@@ -48,7 +48,6 @@ struct _GstAnitalkerElementPrivate {
   GMutex lock;
   int resolved = -1;  // -1: auto not decided yet; else 0 offline, 1 streaming
   GstAnitalkerBudget budget;
-  const GstAnitalkerWindowSpec* windows = nullptr;
   void* state = nullptr;
   void (*state_destroy)(void*) = nullptr;
 };
@@ -82,18 +81,17 @@ GType gst_anitalker_element_get_type(void) {
 
 static GstAnitalkerElementClass* klass_of(GstAnitalkerElement* self) { return GST_ANITALKER_ELEMENT_GET_CLASS(self); }
 
-static bool has_property(GstAnitalkerElement* self, const char* name) {
-  return g_object_class_find_property(G_OBJECT_GET_CLASS(self), name) != nullptr;
-}
+// Whether the class installed these common properties.
+static bool has_common(GstAnitalkerElement* self, guint flags) { return (klass_of(self)->common & flags) == flags; }
 
-/* --- Properties -------------------------------------------------------------- */
-
-// The window spec of a class (kept on its `window` pspec).
-static const GstAnitalkerWindowSpec* window_spec(GstAnitalkerElement* self) {
-  GParamSpec* p = g_object_class_find_property(G_OBJECT_GET_CLASS(self), "window");
-  return p ? static_cast<const GstAnitalkerWindowSpec*>(g_param_spec_get_qdata(p, g_quark_from_static_string(
-                                                                                       "gst-anitalker-windows")))
-           : nullptr;
+// OpenMP threads are per thread (BUILD-NOTES): set in the streaming thread,
+// before the class's work, from num-threads as now set.
+static void apply_threads(GstAnitalkerElement* self) {
+  if (!has_common(self, GST_ANITALKER_COMMON_DEVICE)) return;
+  GST_OBJECT_LOCK(self);
+  const int threads = self->num_threads;
+  GST_OBJECT_UNLOCK(self);
+  anitalker::set_num_threads(threads);
 }
 
 static void gst_anitalker_element_set_property(GObject* object, guint id, const GValue* value, GParamSpec* pspec) {
@@ -106,7 +104,7 @@ static void gst_anitalker_element_set_property(GObject* object, guint id, const 
     const guint lookahead = id == PROP_LOOKAHEAD ? v : self->lookahead;
     GST_OBJECT_UNLOCK(self);
     if (lookahead > window) {
-      const char* unit = window_spec(self) ? window_spec(self)->unit : "";
+      const char* unit = klass_of(self)->windows ? klass_of(self)->windows->unit : "";
       gst_anitalker_refuse_setting(GST_ELEMENT_CAST(self), pspec->name,
                                    gst_anitalker_printf("%s=%u refused: the look-ahead can be 0 to the window (%u "
                                                         "%s), not %u %s; set the window first",
@@ -123,6 +121,8 @@ static void gst_anitalker_element_set_property(GObject* object, guint id, const 
 void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass, guint flags, const char* what,
                                                 const GstAnitalkerWindowSpec* w) {
   GObjectClass* k = G_OBJECT_CLASS(klass);
+  klass->common = flags;
+  klass->windows = w;
   // GObject does not inherit set_property / get_property (each class gets
   // its own): the element's setter, unless the class has one of its own
   // (which then chains up to ours).
@@ -151,10 +151,10 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
         G_STRUCT_OFFSET(GstAnitalkerElement, offline_limit_s));
     // The window settings may change while playing (the bin's latency
     // presets): they apply from the next window.
-    GParamSpec* window = g_param_spec_uint("window", "Window", w->window_doc, w->window_min, w->window_max,
-                                           w->window_default, GST_ANITALKER_PARAM_PLAYING);
-    g_param_spec_set_qdata(window, g_quark_from_static_string("gst-anitalker-windows"), (gpointer)w);
-    gst_anitalker_install_property(k, PROP_WINDOW, window, G_STRUCT_OFFSET(GstAnitalkerElement, window));
+    gst_anitalker_install_property(k, PROP_WINDOW,
+                                   g_param_spec_uint("window", "Window", w->window_doc, w->window_min, w->window_max,
+                                                     w->window_default, GST_ANITALKER_PARAM_PLAYING),
+                                   G_STRUCT_OFFSET(GstAnitalkerElement, window));
     gst_anitalker_install_property(k, PROP_CONTEXT,
                                    g_param_spec_uint("context", "Context", w->context_doc, 0, w->context_max,
                                                      w->context_default, GST_ANITALKER_PARAM_PLAYING),
@@ -277,12 +277,7 @@ static void restart(GstAnitalkerElement* self) {
 static GstFlowReturn drain(GstAnitalkerElement* self) {
   GstFlowReturn ret = GST_FLOW_OK;
   if (klass_of(self)->drain) {
-    if (has_property(self, "num-threads")) {
-      GST_OBJECT_LOCK(self);
-      const int threads = self->num_threads;
-      GST_OBJECT_UNLOCK(self);
-      anitalker::set_num_threads(threads);  // OpenMP: per thread (BUILD-NOTES)
-    }
+    apply_threads(self);
     ret = klass_of(self)->drain(self);
   }
   restart(self);
@@ -301,9 +296,9 @@ static gboolean start(GstAnitalkerElement* self) {
   // Freed tensor memory kept for reuse (lib/device.h; ANITALKER_CPU_CACHE_MB
   // caps it, 0 turns it off): the networks run up to 4x faster.  Once per
   // process, and only in processes that run a network.
-  if (has_property(self, "device")) anitalker::cache_cpu_memory();
+  if (has_common(self, GST_ANITALKER_COMMON_DEVICE)) anitalker::cache_cpu_memory();
   GST_OBJECT_LOCK(self);
-  const gint mode = has_property(self, "mode") ? self->mode : GST_ANITALKER_MODE_STREAMING;
+  const gint mode = has_common(self, GST_ANITALKER_COMMON_STREAMING) ? self->mode : GST_ANITALKER_MODE_STREAMING;
   GST_OBJECT_UNLOCK(self);
   {
     GstAnitalkerLocked lock(&self->priv->lock);
@@ -354,13 +349,10 @@ static GstFlowReturn gst_anitalker_element_chain(GstPad*, GstObject* parent, Gst
     // A DISCONT buffer in streaming ends the stream so far: what came before
     // the gap is a stream of its own.
     if (GST_BUFFER_IS_DISCONT(buffer) && gst_anitalker_element_streaming(self)) ret = drain(self);
-    if (ret == GST_FLOW_OK && has_property(self, "num-threads")) {
-      GST_OBJECT_LOCK(self);
-      const int threads = self->num_threads;
-      GST_OBJECT_UNLOCK(self);
-      anitalker::set_num_threads(threads);  // OpenMP: per thread (BUILD-NOTES)
+    if (ret == GST_FLOW_OK) {
+      apply_threads(self);
+      ret = klass->handle_buffer(self, buffer);
     }
-    if (ret == GST_FLOW_OK) ret = klass->handle_buffer(self, buffer);
   } catch (...) {
     // lib/ calls are caught where they are made; this is for the rest (std::bad_alloc).
     GST_ANITALKER_POST_CURRENT_EXCEPTION(self, klass->failure ? klass->failure : "Processing failed.", false);

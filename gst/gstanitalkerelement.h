@@ -99,9 +99,12 @@ struct _GstAnitalkerElementClass {
 
   // --- Filled in by the subclass's class_init.
   const char* failure;          // the error message when handle_buffer throws ("Rendering failed.")
-  const char* pending_unit;     // what handle_buffer gathers, for debug lines ("samples", "frames")
   gboolean drain_on_segment;    // a SEGMENT drains what is pending instead of dropping it
   gboolean drain_on_stream_start;  // STREAM_START and SEGMENT_DONE drain too
+
+  // Set by gst_anitalker_element_class_install_common().
+  guint common;                           // GstAnitalkerCommonFlags installed
+  const GstAnitalkerWindowSpec* windows;  // with GST_ANITALKER_COMMON_STREAMING
 
   // READY->PAUSED, after the settings check: load the model and take the
   // settings; post the error and return FALSE on failure.

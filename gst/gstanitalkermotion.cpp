@@ -236,14 +236,10 @@ static void gst_anitalker_motion_flush(GstAnitalkerElement* element);
 static GstClockTime gst_anitalker_motion_latency(GstAnitalkerElement* element, gboolean streaming);
 static gboolean gst_anitalker_motion_src_event(GstAnitalkerElement* element, GstEvent* event, gboolean* result);
 
-static void install(GObjectClass* klass, guint id, GParamSpec* pspec, gsize offset) {
-  gst_anitalker_install_property(klass, id, pspec, offset);
-}
-
 // A control: animatable, changeable while playing, read at each window.
 static void install_control(GObjectClass* klass, guint id, const char* name, const char* nick, const char* blurb,
                             float lo, float hi, float def, gsize offset) {
-  install(klass, id,
+  gst_anitalker_install_property(klass, id,
           gst_anitalker_param_spec_float(name, nick, blurb, lo, hi, def,
                                          (GParamFlags)(GST_ANITALKER_PARAM_PLAYING | GST_PARAM_CONTROLLABLE)),
           offset);
@@ -267,7 +263,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * weights are used), loaded when the element goes from READY to PAUSED;
    * elements with the same file and device share one copy.
    */
-  install(gobject_class, PROP_CHECKPOINT,
+  gst_anitalker_install_property(gobject_class, PROP_CHECKPOINT,
           g_param_spec_string("checkpoint", "Checkpoint",
                               "Stage-2 checkpoint (stage2_*.ckpt), loaded on READY->PAUSED (default: none; required)",
                               nullptr, ready),
@@ -279,7 +275,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * The variant expected (the demo's --infer_type); the checkpoint's keys
    * decide it, and a checkpoint of another variant is an error naming both.
    */
-  install(gobject_class, PROP_TYPE,
+  gst_anitalker_install_property(gobject_class, PROP_TYPE,
           g_param_spec_enum("type", "Type", "Expected variant; auto accepts whatever the checkpoint holds",
                             GST_TYPE_ANITALKER_MOTION_TYPE, GST_ANITALKER_MOTION_TYPE_AUTO, ready),
           FIELD(type));
@@ -292,7 +288,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * `steps` (50, 25, 20, 10 and 100 do; 600 does not, and is refused when the
    * element starts, naming the nearest counts that work).
    */
-  install(gobject_class, PROP_STEPS,
+  gst_anitalker_install_property(gobject_class, PROP_STEPS,
           g_param_spec_uint("steps", "Steps",
                             "DDIM denoising steps (default: 50); only counts of the form ceil(1000/k) work: all up "
                             "to 32, then 33-36, 38, 39, 40, 42, ..., 50, 53, ..., 100, 125, 200, 250, 334, 500, 1000; "
@@ -308,7 +304,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * variant; streaming, each frame's noise comes in order from a generator
    * seeded with it.
    */
-  install(gobject_class, PROP_SEED,
+  gst_anitalker_install_property(gobject_class, PROP_SEED,
           g_param_spec_uint64("seed", "Seed", "Seed of the initial noise, as the demo's --seed (default: 0)", 0,
                               G_MAXUINT64, 0, ready),
           FIELD(seed));
@@ -321,7 +317,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * the model's own predictions do (hubert_audio_only has none and ignores
    * the controls).
    */
-  install(gobject_class, PROP_CONTROL,
+  gst_anitalker_install_property(gobject_class, PROP_CONTROL,
           g_param_spec_boolean("control", "Control",
                                "Drive with the pose/location/scale properties instead of the model's predictions "
                                "(default: false)",
@@ -349,7 +345,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * row to the utterance, and used instead of the constant pose when
    * #GstAnitalkerMotion:control is on.  Read when the element starts.
    */
-  install(gobject_class, PROP_POSE_FILE,
+  gst_anitalker_install_property(gobject_class, PROP_POSE_FILE,
           g_param_spec_string("pose-file", "Pose file",
                               "Per-frame pose .npy [N, 3] in degrees, used with control on (default: none)", nullptr,
                               ready),
@@ -360,7 +356,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
   install_control(gobject_class, PROP_FACE_SCALE, "face-scale", "Face scale",
                   "Face scale with control on, full-control variants (default: 0.5)", -10.0f, 10.0f, 0.5f,
                   FIELD(scale));
-  install(gobject_class, PROP_POST_MESSAGES,
+  gst_anitalker_install_property(gobject_class, PROP_POST_MESSAGES,
           g_param_spec_boolean("post-messages", "Post messages",
                                "Post the predicted pose/location/scale of each buffer as \"anitalker-motion\" "
                                "element messages (default: false)",
