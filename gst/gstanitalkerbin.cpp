@@ -8,9 +8,15 @@
  *
  * Speech in, the talking portrait out: a bin of
  *
- *     audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1,format=F32LE !
+ *     audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1,format=F32LE ! queue name=in-queue !
  *     hubertenc name=features ! anitalkermotion name=motion ! anitalkerrender name=render
- *     [! gfpgansr name=sr] [! anitalkerpaste name=paste]
+ *     [! gfpgansr name=sr] [! anitalkerpaste name=paste] ! queue name=out-queue
+ *
+ * The two queues give the bin three threads: a live capture upstream is
+ * never held up by the networks, and a synchronised sink downstream waits
+ * for each frame's time without holding up the next window's work (the
+ * in-queue holds up to 10 s of audio; the out-queue up to 5 s or 64 MB of
+ * video).
  *
  * Its sink takes audio in any format GStreamer can convert; its src gives
  * RGB video at 25 frames a second (256x256 with the released stage1.ckpt;
@@ -106,12 +112,14 @@ struct _GstAnitalkerBin {
   GstElement* convert;
   GstElement* resample;
   GstElement* filter;
+  GstElement* in_queue;  // after the conversion: the source's thread only converts
   GstElement* features;
   GstElement* motion;
   GstElement* render;
   GstElement* sr;     // with face-sr, from NULL->READY
   GstElement* paste;  // linked with paste-back
-  GstPad* srcpad;     // ghost
+  GstElement* out_queue;  // the chain's last element -> here -> the src ghost pad
+  GstPad* srcpad;         // ghost
 
   // Under the object lock.
   gchar* models_dir;
@@ -389,10 +397,25 @@ static void gst_anitalker_bin_init(GstAnitalkerBin* self) {
   self->convert = make(self, "audioconvert", "convert");
   self->resample = make(self, "audioresample", "resample");
   self->filter = make(self, "capsfilter", "format");
+  self->in_queue = make(self, "queue", "in-queue");
   self->features = make(self, "hubertenc", "features");
   self->motion = make(self, "anitalkermotion", "motion");
   self->render = make(self, "anitalkerrender", "render");
   self->paste = make(self, "anitalkerpaste", "paste");  // linked at READY with paste-back
+  self->out_queue = make(self, "queue", "out-queue");
+  // Three threads: the source's (conversion only, so that a live capture
+  // is never held up by the networks), the networks' (in-queue to
+  // out-queue), and the sink's (a synchronised sink waits for each frame's
+  // time there, not in the networks' thread: otherwise the next window is
+  // computed only after the last frame of this one has been shown, and the
+  // chain runs just in time).  Both queues are bounded by time; the
+  // out-queue also by bytes (paste-back frames can be large).
+  if (self->in_queue)
+    g_object_set(self->in_queue, "max-size-buffers", 0u, "max-size-bytes", 0u, "max-size-time",
+                 (guint64)(10 * GST_SECOND), nullptr);
+  if (self->out_queue)
+    g_object_set(self->out_queue, "max-size-buffers", 0u, "max-size-bytes", 64u << 20, "max-size-time",
+                 (guint64)(5 * GST_SECOND), nullptr);
   // Without audioconvert/audioresample (gst-plugins-base) the start fails
   // with a message; the pads exist either way.
   if (self->filter) {
@@ -401,9 +424,15 @@ static void gst_anitalker_bin_init(GstAnitalkerBin* self) {
     g_object_set(self->filter, "caps", caps, nullptr);
     gst_caps_unref(caps);
   }
-  if (self->convert && self->resample && self->filter)
-    gst_element_link_many(self->convert, self->resample, self->filter, self->features, self->motion, self->render,
-                          nullptr);
+  if (self->convert && self->resample && self->filter) {
+    if (self->in_queue)
+      gst_element_link_many(self->convert, self->resample, self->filter, self->in_queue, self->features,
+                            self->motion, self->render, nullptr);
+    else
+      gst_element_link_many(self->convert, self->resample, self->filter, self->features, self->motion, self->render,
+                            nullptr);
+  }
+  if (self->out_queue) gst_element_link(self->render, self->out_queue);
 
   GstPadTemplate* st = gst_static_pad_template_get(&sink_template);
   GstPad* sink = self->convert ? gst_element_get_static_pad(self->convert, "sink") : nullptr;
@@ -414,7 +443,7 @@ static void gst_anitalker_bin_init(GstAnitalkerBin* self) {
   gst_object_unref(st);
 
   GstPadTemplate* tt = gst_static_pad_template_get(&src_template);
-  GstPad* src = gst_element_get_static_pad(self->render, "src");
+  GstPad* src = gst_element_get_static_pad(self->out_queue ? self->out_queue : self->render, "src");
   self->srcpad = gst_ghost_pad_new_from_template("src", src, tt);
   gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
   gst_object_unref(src);
@@ -546,9 +575,19 @@ static std::string dup_or(const gchar* s, const std::string& fallback) { return 
 // is first on (it may be missing) and removed when it is off.
 static bool gst_anitalker_bin_set_tail(GstAnitalkerBin* self, bool sr_on, bool paste_on,
                                        const anitalker::models::Set& files, const std::string& device) {
-  // The ghost pad's target is linked inside it: untarget first, then the
-  // elements are free to be relinked.
-  gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), nullptr);
+  // The ghost pad's target is the out-queue's src: the tail before it is
+  // relinked.  (Without a queue element, the target is the tail's end.)
+  if (self->out_queue) {
+    GstPad* in = gst_element_get_static_pad(self->out_queue, "sink");
+    GstPad* peer = gst_pad_get_peer(in);
+    if (peer) {
+      gst_pad_unlink(peer, in);
+      gst_object_unref(peer);
+    }
+    gst_object_unref(in);
+  } else {
+    gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), nullptr);
+  }
   if (self->sr) {
     gst_element_unlink(self->render, self->sr);
     if (self->paste) gst_element_unlink(self->sr, self->paste);
@@ -586,6 +625,14 @@ static bool gst_anitalker_bin_set_tail(GstAnitalkerBin* self, bool sr_on, bool p
       return false;
     }
     last = next;
+  }
+  if (self->out_queue) {
+    if (!gst_element_link(last, self->out_queue)) {
+      GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Could not link %s to the out-queue.", GST_ELEMENT_NAME(last)),
+                        (nullptr));
+      return false;
+    }
+    return true;
   }
   GstPad* src = gst_element_get_static_pad(last, "src");
   gst_ghost_pad_set_target(GST_GHOST_PAD(self->srcpad), src);

@@ -53,11 +53,13 @@ void gst_anitalker_set_latency(GstElement* element, GstQuery* query, gboolean li
                                GstClockTime ours);
 
 // The compute time of a streaming window (or a rendered frame), part of the
-// latency an element really adds: the longest seen since the start, plus a
-// quarter for the jitter of a shared machine (a window's audio waits for the
-// window, then for its computation).  add() returns true when the budget
-// grew by 10 ms or more past what was last reported, so the element should
-// post a LATENCY message.  Thread-safe.
+// latency an element really adds: the longest seen since the start (a
+// window's audio waits for the window, then for its computation).  No
+// margin on top: each element of a chain reports its own longest, their sum
+// bounds any one window's, and the jitter margin is the sink's
+// processing-deadline (20 ms by default), which the pipeline adds.  add()
+// returns true when the budget grew by 10 ms or more past what was last
+// reported, so the element should post a LATENCY message.  Thread-safe.
 class GstAnitalkerBudget {
  public:
   GstAnitalkerBudget() { g_mutex_init(&m_); }
@@ -79,7 +81,7 @@ class GstAnitalkerBudget {
   }
 
  private:
-  GstClockTime budget() const { return max_ + max_ / 4; }
+  GstClockTime budget() const { return max_; }
   GMutex m_;
   GstClockTime max_ = 0, reported_ = 0;
 };

@@ -225,7 +225,9 @@ void gst_anitalker_element_windows(GstAnitalkerElement* self, int* window, int* 
 }
 
 void gst_anitalker_element_add_compute(GstAnitalkerElement* self, gint64 since_us) {
-  if (self->priv->budget.add((GstClockTime)(g_get_monotonic_time() - since_us) * GST_USECOND))
+  const GstClockTime t = (GstClockTime)(g_get_monotonic_time() - since_us) * GST_USECOND;
+  GST_LOG_OBJECT(self, "compute %" GST_TIME_FORMAT, GST_TIME_ARGS(t));
+  if (self->priv->budget.add(t))
     gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
 }
 
@@ -307,7 +309,14 @@ static gboolean start(GstAnitalkerElement* self) {
   }
   gst_segment_init(&self->segment, GST_FORMAT_TIME);
   restart(self);
-  return klass_of(self)->start ? klass_of(self)->start(self) : TRUE;
+  GstAnitalkerElementClass* klass = klass_of(self);
+  if (klass->start && !klass->start(self)) return FALSE;
+  if (klass->warm_up && mode != GST_ANITALKER_MODE_OFFLINE) {
+    const gint64 t0 = g_get_monotonic_time();
+    if (!klass->warm_up(self)) return FALSE;
+    GST_INFO_OBJECT(self, "warmed up in %.3f s", (g_get_monotonic_time() - t0) / 1e6);
+  }
+  return TRUE;
 }
 
 static void stop(GstAnitalkerElement* self) {

@@ -109,6 +109,12 @@ struct _GstAnitalkerElementClass {
   // READY->PAUSED, after the settings check: load the model and take the
   // settings; post the error and return FALSE on failure.
   gboolean (*start)(GstAnitalkerElement* self);
+  // READY->PAUSED after start, unless mode=offline (optional): run the
+  // networks once on silence at the shapes the first windows will have, so
+  // that a live stream's first windows (their compute budget, the first
+  // frame's delay) do not pay for first-call set-up.  Post the error and
+  // return FALSE on failure.
+  gboolean (*warm_up)(GstAnitalkerElement* self);
   // PAUSED->READY (and after a failed start): drop the model and the stream.
   void (*stop)(GstAnitalkerElement* self);
   // The sink caps event: push the src caps, or post the error and return FALSE.

@@ -227,6 +227,7 @@ static const GstAnitalkerWindowSpec kWindows = {
 };
 
 static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element);
+static gboolean gst_anitalker_motion_warm_up(GstAnitalkerElement* element);
 static void gst_anitalker_motion_stop(GstAnitalkerElement* element);
 static gboolean gst_anitalker_motion_set_caps(GstAnitalkerElement* element, GstCaps* caps);
 static GstCaps* gst_anitalker_motion_get_caps(GstAnitalkerElement* element, GstPadDirection direction);
@@ -386,6 +387,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
 
   base_class->failure = "Generating motion failed.";
   base_class->start = gst_anitalker_motion_start;
+  base_class->warm_up = gst_anitalker_motion_warm_up;
   base_class->stop = gst_anitalker_motion_stop;
   base_class->set_caps = gst_anitalker_motion_set_caps;
   base_class->get_caps = gst_anitalker_motion_get_caps;
@@ -466,6 +468,27 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
   st->stream = std::make_unique<motion::Stream>(model, cfg);
   st->features.clear();
   st->received = 0;
+  return TRUE;
+}
+
+// Streaming or auto: the first windows' shapes, on silence (the base's warm_up).
+static gboolean gst_anitalker_motion_warm_up(GstAnitalkerElement* element) {
+  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
+  MotionState* st = self->state;
+  std::shared_ptr<const motion::Model> model;
+  motion::StreamConfig cfg;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    model = st->model;
+    cfg = st->cfg;
+  }
+  try {
+    const int windows = motion::warm_up(model, cfg);
+    GST_DEBUG_OBJECT(self, "warm-up: %d windows", windows);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Could not run the motion generator on silence (warm-up).", false);
+    return FALSE;
+  }
   return TRUE;
 }
 
@@ -832,10 +855,21 @@ static gboolean gst_anitalker_motion_src_event(GstAnitalkerElement* element, Gst
   return TRUE;
 }
 
-// A frame waits for the features of its window and the look-ahead (the
+// A window's first frame (PTS p) waits for the features of the window and
+// the look-ahead: the last of them has PTS p + (window + look-ahead) / 25 s
+// - one feature frame (20 ms of HuBERT, 10 ms of MFCC), and the buffer that
+// holds it reaches us at most upstream's latency after its own PTS, which
+// is no later than that frame's.  So what we add is that difference (the
 // settings as now set: they apply from the next window).
 static GstClockTime gst_anitalker_motion_latency(GstAnitalkerElement* element, gboolean) {
+  MotionState* st = GST_ANITALKER_MOTION(element)->state;
+  int feature_rate = 0;  // unknown before start: one whole motion frame
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    if (st->model) feature_rate = st->model->hubert() ? 50 : 100;
+  }
   int window, context, lookahead;
   gst_anitalker_element_windows(element, &window, &context, &lookahead);
-  return gst_util_uint64_scale((guint64)(window + lookahead), GST_SECOND, FPS);
+  const GstClockTime wait = gst_util_uint64_scale((guint64)(window + lookahead), GST_SECOND, FPS);
+  return feature_rate > 0 ? wait - GST_SECOND / feature_rate : wait;
 }

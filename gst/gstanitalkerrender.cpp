@@ -58,6 +58,7 @@
 #include <string>
 #include <vector>
 
+#include "device.h"
 #include "error.h"
 #include "gstanitalkercaps.h"
 #include "image.h"
@@ -184,6 +185,7 @@ GST_ELEMENT_REGISTER_DEFINE(anitalkerrender, "anitalkerrender", GST_RANK_NONE, G
 
 static void gst_anitalker_render_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec);
 static gboolean gst_anitalker_render_start(GstAnitalkerElement* element);
+static gboolean gst_anitalker_render_warm_up(GstAnitalkerElement* element);
 static void gst_anitalker_render_stop(GstAnitalkerElement* element);
 static gboolean gst_anitalker_render_set_caps(GstAnitalkerElement* element, GstCaps* caps);
 static GstCaps* gst_anitalker_render_get_caps(GstAnitalkerElement* element, GstPadDirection direction);
@@ -316,6 +318,7 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
   base_class->drain_on_segment = TRUE;
   base_class->drain_on_stream_start = TRUE;
   base_class->start = gst_anitalker_render_start;
+  base_class->warm_up = gst_anitalker_render_warm_up;
   base_class->stop = gst_anitalker_render_stop;
   base_class->set_caps = gst_anitalker_render_set_caps;
   base_class->get_caps = gst_anitalker_render_get_caps;
@@ -414,6 +417,37 @@ static void gst_anitalker_render_stop(GstAnitalkerElement* element) {
   st->dims = 0;
   st->have_out_caps = false;
   st->reset_stream();
+}
+
+// The base's warm_up: a grey picture encoded and one batch of zero motion
+// rendered, thrown away (the portrait itself is encoded at the first buffer
+// or codes query, as without warm-up).
+static gboolean gst_anitalker_render_warm_up(GstAnitalkerElement* element) {
+  GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
+  RenderState* st = self->state;
+  std::shared_ptr<const lia::Model> model;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    model = st->model;
+  }
+  GST_OBJECT_LOCK(self);
+  const int64_t batch = (int64_t)self->batch_size;
+  GST_OBJECT_UNLOCK(self);
+  if (!model || !anitalker::first_warm_up("lia " + std::to_string(model->size()) + "/" +
+                                          std::to_string(model->style_dim()) + "/" +
+                                          std::to_string(model->motion_dim()) + "/" + std::to_string(model->levels()) +
+                                          " batch " + std::to_string(batch) + " " + model->device().str()))
+    return TRUE;
+  try {
+    c10::InferenceMode guard;
+    const auto opts = at::TensorOptions().dtype(at::kFloat).device(model->device());
+    const lia::Portrait grey = model->encode(at::zeros({1, 3, model->size(), model->size()}, opts));
+    lia::to_uint8(model->render(grey, at::zeros({batch, model->motion_dim()}, opts)));
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Could not render a grey picture (warm-up).", false);
+    return FALSE;
+  }
+  return TRUE;
 }
 
 /* --- The portrait ---------------------------------------------------------- */

@@ -167,6 +167,7 @@ static const GstAnitalkerWindowSpec kWindows = {
 };
 
 static gboolean gst_hubert_enc_start(GstAnitalkerElement* element);
+static gboolean gst_hubert_enc_warm_up(GstAnitalkerElement* element);
 static void gst_hubert_enc_stop(GstAnitalkerElement* element);
 static gboolean gst_hubert_enc_set_caps(GstAnitalkerElement* element, GstCaps* caps);
 static GstCaps* gst_hubert_enc_get_caps(GstAnitalkerElement* element, GstPadDirection direction);
@@ -213,6 +214,7 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
 
   base_class->failure = "Encoding audio failed.";
   base_class->start = gst_hubert_enc_start;
+  base_class->warm_up = gst_hubert_enc_warm_up;
   base_class->stop = gst_hubert_enc_stop;
   base_class->set_caps = gst_hubert_enc_set_caps;
   base_class->get_caps = gst_hubert_enc_get_caps;
@@ -265,6 +267,27 @@ static gboolean gst_hubert_enc_start(GstAnitalkerElement* element) {
   st->have_caps = false;
   st->received = 0;
   st->stream = std::make_unique<anitalker::features::Stream>(st->model, cfg);
+  return TRUE;
+}
+
+// Streaming or auto, HuBERT: the first windows' shapes, on silence (the base's warm_up).
+static gboolean gst_hubert_enc_warm_up(GstAnitalkerElement* element) {
+  GstHubertEnc* self = GST_HUBERT_ENC(element);
+  EncState* st = self->state;
+  std::shared_ptr<const hubert::Model> model;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    model = st->model;
+  }
+  anitalker::features::StreamConfig cfg;
+  gst_anitalker_element_windows(element, &cfg.window_ms, &cfg.context_ms, &cfg.lookahead_ms);
+  try {
+    const int windows = anitalker::features::warm_up(model, cfg);
+    GST_DEBUG_OBJECT(self, "warm-up: %d windows", windows);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Could not run HuBERT on silence (warm-up).", false);
+    return FALSE;
+  }
   return TRUE;
 }
 

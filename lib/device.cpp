@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <new>
+#include <set>
 #include <unordered_map>
 #include <thread>
 
@@ -158,6 +159,13 @@ size_t cache_cpu_memory() {
 std::string torch_info() {
   return std::string("LibTorch ") + TORCH_VERSION + ", " + std::to_string(at::get_num_threads()) + " threads, CUDA " +
          (torch::cuda::is_available() ? "yes, " + std::to_string(torch::cuda::device_count()) + " GPU(s)" : std::string("no"));
+}
+
+bool first_warm_up(const std::string& key) {
+  static std::mutex lock;
+  static std::set<std::string> done;
+  std::lock_guard<std::mutex> g(lock);
+  return done.insert(key).second;
 }
 
 }  // namespace anitalker

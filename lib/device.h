@@ -39,6 +39,13 @@ void set_num_threads(int n);
 // not installed, also under AddressSanitizer).
 size_t cache_cpu_memory();
 
+// True the first time a process asks with `key`, false after: the elements'
+// warm-ups (runs on silence at the shapes of a live stream's first windows)
+// are needed once per process for each network shape, configuration and
+// device, since what they set up (oneDNN's primitive cache, the cached
+// tensor memory above, cuDNN's plans) is process-wide.  Thread-safe.
+bool first_warm_up(const std::string& key);
+
 // One line on the LibTorch build: version, threads, CUDA.
 std::string torch_info();
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <string>
 
+#include "device.h"
 #include "error.h"
 #include "hubert.h"
 #include "hubert_config.h"
@@ -140,6 +141,27 @@ Frames Stream::next_hubert(bool final) {
     }
   }
   return out;
+}
+
+int warm_up(std::shared_ptr<const hubert::Model> model, const StreamConfig& cfg) {
+  if (!model) return 0;
+  const hubert::Config& c = model->config();
+  if (!first_warm_up("hubert " + std::to_string(c.hidden) + "/" + std::to_string(c.layers) + "/" +
+                     std::to_string(c.heads) + "/" + std::to_string(c.intermediate) + " window " +
+                     std::to_string(cfg.window_ms) + "/" + std::to_string(cfg.context_ms) + "/" +
+                     std::to_string(cfg.lookahead_ms) + " " + model->device().str()))
+    return 0;
+  Stream s(std::move(model), cfg);
+  // The region reaches its full size once `context` of audio has been sent;
+  // two more windows show the steady shape.
+  const int64_t total = (int64_t)(cfg.context_ms + 3 * cfg.window_ms + cfg.lookahead_ms) * kSampleRate / 1000;
+  const std::vector<float> piece(320, 0.0f);
+  int windows = 0;
+  for (int64_t n = 0; n < total; n += 320) {
+    s.push(piece.data(), 320);
+    if (s.next(false).count > 0) windows++;
+  }
+  return windows;
 }
 
 }  // namespace anitalker::features

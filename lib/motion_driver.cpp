@@ -5,11 +5,13 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
 
 #include <algorithm>
 #include <string>
 #include <vector>
 
+#include "device.h"
 #include "error.h"
 #include "npy.h"
 #include "pose_file.h"
@@ -232,6 +234,31 @@ Generated Stream::next(bool final) {
     feat_first_ += fdrop;
   }
   return out;
+}
+
+int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg) {
+  c10::InferenceMode guard;
+  const Model& m = *model;
+  if (!first_warm_up("motion " + variant_name(m.variant()) + " " + std::to_string(m.motion_dim()) + "/" +
+                     std::to_string(m.start_dim()) + "/" + std::to_string(m.audio_dim()) + " window " +
+                     std::to_string(cfg.window) + "/" + std::to_string(cfg.context) + "/" +
+                     std::to_string(cfg.lookahead) + " steps " + std::to_string(cfg.steps) + " " + m.device().str()))
+    return 0;
+  const int64_t per = m.hubert() ? 2 : 4;
+  const int64_t floats = per * (m.hubert() ? (int64_t)m.hubert_layers() * m.audio_dim() : m.audio_dim());
+  Stream s(std::move(model), cfg);
+  s.set_codes(at::zeros({1, m.start_dim()}, at::kFloat), at::zeros({1, m.motion_dim()}, at::kFloat));
+  const std::vector<float> frame((size_t)floats, 0.0f);
+  int windows = 0;
+  const int64_t frames = (int64_t)cfg.context + 3 * (int64_t)cfg.window + cfg.lookahead;
+  for (int64_t f = 0; f < frames; ++f) {
+    s.push(frame.data(), per);
+    while (s.ready(false)) {
+      s.next(false);
+      windows++;
+    }
+  }
+  return windows;
 }
 
 }  // namespace anitalker::motion

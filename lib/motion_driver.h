@@ -146,4 +146,11 @@ class Stream {
   int64_t noise_first_ = 0;
 };
 
+// Runs a throw-away stream with `cfg` (its own noise) on zero features and
+// codes, frame by frame, until its held context is full and two windows
+// more: the network has then met the shapes the first windows of a live
+// stream give it, so that their compute (and the first frame) does not pay
+// for first-call set-up.  Returns the windows run.
+int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg);
+
 }  // namespace anitalker::motion

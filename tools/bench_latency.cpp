@@ -1,13 +1,15 @@
 // anitalker bench latency: the live chain against the real clock, per
 // latency preset of the `anitalker` bin.  A live audio source (pink noise,
 // 20 ms buffers, timestamped by the pipeline clock as a microphone is) feeds
-// the bin in streaming mode; a synchronised sink takes the video.  At the
-// bin's src pad each frame's arrival (running time) is compared with its
-// PTS: the first frame's delay is the time from the first audio sample in to
-// the first video frame out; the others give the steady-state delay.  A
-// frame is late when it arrives after PTS + the latency the pipeline
-// configured (what the elements reported): a synchronised sink would drop
-// or stall on it.
+// the bin in streaming mode; a synchronised sink takes the video.  Each
+// frame's delay (running time - PTS) is taken when the chain made it (it
+// enters the bin's out-queue): the first frame's delay is the time from the
+// first audio sample in to the first video frame out; the others give the
+// steady-state delay, which the latency the source and the elements
+// reported (asked at the bin's src pad) must bound and come close to.  A
+// frame is late when it leaves the bin for the sink after PTS + the latency
+// the pipeline configured (that report + the sink's processing deadline): a
+// synchronised sink would drop or stall on it.
 #include <gst/gst.h>
 
 #include <algorithm>
@@ -35,17 +37,33 @@
 namespace {
 
 using live_probe::Frames;
-using live_probe::frame_probe;
 using live_probe::percentile;
 
 struct Result {
   std::string preset;
   long long frames = 0, expected = 0, late = 0;
   bool monotonic = true;
-  double reported = 0, first = 0, p50 = 0, p95 = 0, max = 0;
+  double reported = 0;    // the source's and the elements' (the latency at the bin's src pad), s
+  double configured = 0;  // the pipeline's: reported + the sink's processing deadline, s
+  double first = 0, p50 = 0, p95 = 0, max = 0;
   double trend = 0;      // steady delay's slope, ms per minute of stream (drift)
-  double av_offset = 0;  // worst video-behind-audio at synchronised sinks: max(0, delay - reported), s
+  double av_offset = 0;  // worst video-behind-audio at synchronised sinks: max(0, out delay - configured), s
 };
+
+// The min latency a LATENCY query on an element or a pad answers, in
+// seconds; -1 when unanswered.
+double query_latency(GstObject* target) {
+  GstQuery* q = gst_query_new_latency();
+  const bool ok = GST_IS_PAD(target) ? gst_pad_query(GST_PAD(target), q) : gst_element_query(GST_ELEMENT(target), q);
+  double s = -1;
+  if (ok) {
+    GstClockTime min = 0;
+    gst_query_parse_latency(q, nullptr, &min, nullptr);
+    s = (double)min / GST_SECOND;
+  }
+  gst_query_unref(q);
+  return s;
+}
 
 Result run_preset(const std::string& preset, long long seconds, const live_probe::Chain& chain) {
   // 20 ms buffers of 16 kHz audio from a live source.
@@ -54,18 +72,14 @@ Result run_preset(const std::string& preset, long long seconds, const live_probe
   GstElement* pipe = live_probe::live_pipeline(buffers, preset, chain, 0, &f);
 
   gst_element_set_state(pipe, GST_STATE_PLAYING);
-  // The latency the pipeline configures from the elements' reports (the
-  // sinks wait for PTS + this).
-  double reported = -1;
-  if (gst_element_get_state(pipe, nullptr, nullptr, 30 * GST_SECOND) == GST_STATE_CHANGE_SUCCESS) {
-    GstQuery* q = gst_query_new_latency();
-    if (gst_element_query(pipe, q)) {
-      GstClockTime min = 0;
-      gst_query_parse_latency(q, nullptr, &min, nullptr);
-      reported = (double)min / GST_SECOND;
-    }
-    gst_query_unref(q);
-  }
+  // The latency the pipeline configures (the sinks wait for PTS + this):
+  // the source's and the elements' reports, and the sink's processing
+  // deadline.  The elements add their windows' compute time as it is
+  // measured (a LATENCY message each time it grows), and the sinks follow:
+  // asked again at the end.
+  double configured = -1;
+  if (gst_element_get_state(pipe, nullptr, nullptr, 30 * GST_SECOND) == GST_STATE_CHANGE_SUCCESS)
+    configured = query_latency(GST_OBJECT(pipe));
   GstBus* bus = gst_element_get_bus(pipe);
   GstMessage* msg =
       gst_bus_timed_pop_filtered(bus, GST_CLOCK_TIME_NONE, (GstMessageType)(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
@@ -80,48 +94,63 @@ Result run_preset(const std::string& preset, long long seconds, const live_probe
   }
   gst_message_unref(msg);
   gst_object_unref(bus);
-  // Again at the end: the elements add their windows' compute time as it is
-  // measured (a LATENCY message each time it grows), and the sinks follow.
-  {
-    GstQuery* q = gst_query_new_latency();
-    if (gst_element_query(pipe, q)) {
-      GstClockTime min = 0;
-      gst_query_parse_latency(q, nullptr, &min, nullptr);
-      reported = std::max(reported, (double)min / GST_SECOND);
-    }
-    gst_query_unref(q);
-  }
   Result r;
   r.preset = preset;
-  r.reported = reported;
+  r.configured = std::max(configured, query_latency(GST_OBJECT(pipe)));
+  // What the source and the elements reported: the latency at the bin's src pad.
+  {
+    GstElement* talk = gst_bin_get_by_name(GST_BIN(pipe), "talk");
+    GstPad* src = gst_element_get_static_pad(talk, "src");
+    r.reported = query_latency(GST_OBJECT(src));
+    gst_object_unref(src);
+    gst_object_unref(talk);
+  }
   gst_element_set_state(pipe, GST_STATE_NULL);
   gst_object_unref(pipe);
   if (!error.empty()) throw anitalker::Error(anitalker::Error::Kind::Runtime, preset + ": " + error);
 
   r.expected = live_probe::expected_frames(chain.variant, buffers * 320);
-  r.frames = (long long)f.pts.size();
-  for (size_t i = 1; i < f.pts.size(); i++)
-    if (f.pts[i] <= f.pts[i - 1]) r.monotonic = false;
-  if (!f.delay.empty()) {
-    r.first = f.delay.front();
-    // The last window is pushed at EOS, when the source has stopped: it
-    // says nothing of the live delay.  Steady state: after the first frame,
-    // up to the last second.
+  const live_probe::Times& out = f.out;    // leaving the bin for the sink
+  const live_probe::Times& made = f.made;  // made by the chain
+  r.frames = (long long)out.pts.size();
+  for (size_t i = 1; i < out.pts.size(); i++)
+    if (out.pts[i] <= out.pts[i - 1]) r.monotonic = false;
+  if (!made.delay.empty() && !out.delay.empty()) {
+    r.first = made.delay.front();
+    // The frames made after the source stopped are pushed at its EOS: they
+    // say nothing of the live delay.  Steady state: after the first frame,
+    // up to the last frame made while the source ran.
+    const GstClockTime end = live_probe::live_end(f, (double)buffers * 0.02);
     std::vector<double> steady;
-    const GstClockTime end = f.pts.back() > GST_SECOND ? f.pts.back() - GST_SECOND : 0;
-    for (size_t i = 1; i < f.delay.size(); i++)
-      if (f.pts[i] <= end) steady.push_back(f.delay[i]);
+    for (size_t i = 1; i < made.delay.size(); i++)
+      if (made.pts[i] <= end) steady.push_back(made.delay[i]);
     r.p50 = percentile(steady, 0.5);
     r.p95 = percentile(steady, 0.95);
     r.max = steady.empty() ? r.first : *std::max_element(steady.begin(), steady.end());
     r.max = std::max(r.max, r.first);
-    for (size_t i = 0; i < f.delay.size(); i++)
-      if (f.pts[i] <= end && f.delay[i] > r.reported) r.late++;
-    // Drift: the least-squares slope of the steady delay against stream time.
+    // Late: it left for the sink after PTS + the configured latency.  The
+    // audio, teed beside the video to a synchronised sink, plays at PTS +
+    // latency; a late frame plays behind it by the difference.
+    for (size_t i = 0; i < out.delay.size(); i++) {
+      if (out.pts[i] > end) continue;
+      if (out.delay[i] > r.configured) r.late++;
+      r.av_offset = std::max(r.av_offset, out.delay[i] - r.configured);
+    }
+    // Drift: the least-squares slope of the chain's worst delay per 2 s of
+    // stream (a whole window at every preset: within a window the delay
+    // falls frame by frame) against stream time, after the first frame; 3
+    // blocks at least.
+    std::vector<double> block_max;
+    for (size_t i = 1; i < made.delay.size(); i++) {  // the first frame is not steady state
+      if (made.pts[i] > end) continue;
+      const size_t k = (size_t)(made.pts[i] / (2 * GST_SECOND));
+      if (block_max.size() <= k) block_max.resize(k + 1, -1e9);
+      block_max[k] = std::max(block_max[k], made.delay[i]);
+    }
     double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (size_t i = 1; i < f.delay.size(); i++) {
-      if (f.pts[i] > end) continue;
-      const double x = (double)f.pts[i] / GST_SECOND / 60.0, y = f.delay[i] * 1000.0;
+    for (size_t k = 0; k < block_max.size(); k++) {
+      if (block_max[k] < -1e8) continue;
+      const double x = (double)(k + 1) * 2.0 / 60.0, y = block_max[k] * 1000.0;
       n++;
       sx += x;
       sy += y;
@@ -129,9 +158,6 @@ Result run_preset(const std::string& preset, long long seconds, const live_probe
       sxy += x * y;
     }
     if (n > 2 && n * sxx - sx * sx > 0) r.trend = (n * sxy - sx * sy) / (n * sxx - sx * sx);
-    // The audio, teed beside the video to a synchronised sink, plays at
-    // PTS + latency; a video frame plays then too unless it came later.
-    r.av_offset = std::max(0.0, r.max - r.reported);
   }
   return r;
 }
@@ -259,16 +285,18 @@ int bench_latency(int argc, char** argv) {
             "usage: anitalker bench latency [--preset low,balanced,quality] [--seconds 10] [--models-dir DIR]\n"
             "                               [--portrait IMG] [--variant V] [--steps 10] [--device D] [--check]\n"
             "  runs the anitalker bin live (a live audio source, the pipeline clock, a synchronised sink) for\n"
-            "  SECONDS per latency preset and reports: the first frame's delay (first audio in -> first video\n"
-            "  frame out), the steady-state delay of the other frames (arrival - PTS: p50, p95, max), frames\n"
-            "  later than the latency the pipeline configured from the elements' reports, the frame count, the\n"
-            "  worst A/V offset at synchronised sinks (video behind the teed audio) and the delay's drift (least-\n"
-            "  squares slope, ms per minute of stream).\n"
+            "  SECONDS per latency preset and reports: the latency the source and the elements report (at the\n"
+            "  bin's src pad) and the one the pipeline configures (+ the sink's processing deadline), the first\n"
+            "  frame's delay (first audio in -> first video frame made), the steady-state delay of the other\n"
+            "  frames (made - PTS: p50, p95, max), frames that reach the sink later than the configured\n"
+            "  latency, the frame count, the worst A/V offset at synchronised sinks (video behind the teed\n"
+            "  audio) and the drift (least-squares slope of the worst delay per 2 s, ms per minute of stream).\n"
             "  Defaults use the tiny chain models of tests/data/chain (run from the source folder).  --check\n"
             "  exits 1 on a wrong frame count, timestamps that do not increase, a late frame, or a measured\n"
-            "  maximum delay more than 20% below the reported latency.  --stand-in-renderer replaces stage1.ckpt\n"
-            "  by a 64x64 renderer with the released code widths (random weights): hubertenc and anitalkermotion\n"
-            "  at full size on a CPU, without the renderer's cost (which is the GPU's on a real deployment).\n"
+            "  maximum delay above the reported latency or more than 20% below it.\n"
+            "  --stand-in-renderer replaces stage1.ckpt by a 64x64 renderer with the released code widths (random\n"
+            "  weights): hubertenc and anitalkermotion at full size on a CPU, without the renderer's cost (which\n"
+            "  is the GPU's on a real deployment).\n"
             "  --quality-cost [--audio WAV]: no clock; what each preset costs in closeness to offline: HuBERT\n"
             "  features (mean and max abs, per hidden state) and motion (mean and max abs, seam jumps), streamed\n"
             "  through the elements' own windowing (lib) against one offline run, on WAV looped to SECONDS.");
@@ -309,18 +337,22 @@ int bench_latency(int argc, char** argv) {
 
     std::printf("latency: %s%s, %s, %d steps, %lld s of live audio per preset, device %s\n", models.c_str(),
                 stand_in ? " (stand-in 64x64 renderer)" : "", variant.c_str(), steps, seconds, device.c_str());
-    std::printf("%-9s %9s %9s %9s %9s %9s %9s %6s %9s %9s %9s\n", "preset", "reported", "first", "p50", "p95", "max",
-                "max/rep", "late", "frames", "A/V max", "ms/min");
+    std::printf("%-9s %9s %9s %9s %9s %9s %9s %9s %6s %9s %9s %9s\n", "preset", "reported", "config", "first", "p50",
+                "p95", "max", "max/rep", "late", "frames", "A/V max", "ms/min");
     bool ok = true;
     for (const Result& r : results) {
-      std::printf("%-9s %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %9.2f %6lld %4lld/%-4lld %8.3fs %9.2f%s\n", r.preset.c_str(),
-                  r.reported, r.first, r.p50, r.p95, r.max, r.reported > 0 ? r.max / r.reported : 0.0, r.late, r.frames,
-                  r.expected, r.av_offset, r.trend, r.monotonic ? "" : " (timestamps not increasing)");
-      if (r.frames != r.expected || !r.monotonic || r.late > 0 || r.reported <= 0 || r.max < 0.8 * r.reported)
+      std::printf("%-9s %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %9.2f %6lld %4lld/%-4lld %8.3fs %9.2f%s\n",
+                  r.preset.c_str(), r.reported, r.configured, r.first, r.p50, r.p95, r.max,
+                  r.reported > 0 ? r.max / r.reported : 0.0, r.late, r.frames, r.expected, r.av_offset, r.trend,
+                  r.monotonic ? "" : " (timestamps not increasing)");
+      if (r.frames != r.expected || !r.monotonic || r.late > 0 || r.reported <= 0 || r.max < 0.8 * r.reported ||
+          r.max > r.reported)
         ok = false;
     }
     if (check && !ok) {
-      std::fprintf(stderr, "anitalker bench latency: FAILED (a frame count, timestamps or late frames)\n");
+      std::fprintf(stderr,
+                   "anitalker bench latency: FAILED (a frame count, timestamps, a late frame, or a maximum delay more "
+                   "than 20%% below the reported latency or above it)\n");
       return 1;
     }
     return 0;

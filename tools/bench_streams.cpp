@@ -3,8 +3,9 @@
 // source (20 ms buffers at the real clock) ! the `anitalker` bin in
 // streaming mode at a latency preset, with its own seed ! a synchronised
 // sink; the report per N: frames delivered against expected, the aggregate
-// frame rate, frames later than their pipeline's configured latency, the
-// delay (arrival - PTS) p50 / p95 over all frames, and the peak resident
+// frame rate, frames that left the bin later than their pipeline's
+// configured latency, the chain's delay (the frame made - PTS) p50 / p95
+// over all frames, and the peak resident
 // memory.  Each pipeline has its own bus and ends on its own EOS; one's
 // error is reported without stopping the others.
 #include <gst/gst.h>
@@ -61,8 +62,8 @@ int bench_streams(int argc, char** argv) {
             "  runs N live pipelines at once in this process (a live audio source, the anitalker bin in\n"
             "  streaming mode at the latency preset, each with its own seed, a synchronised sink) for SECONDS\n"
             "  and reports per N: frames delivered / expected, the aggregate frame rate, frames later than\n"
-            "  the configured latency, the delay p50 / p95 and the peak resident memory.  Defaults use the\n"
-            "  tiny chain models of tests/data/chain (run from the source folder).");
+            "  the configured latency, the chain's delay (frame made - PTS) p50 / p95 and the peak resident\n"
+            "  memory.  Defaults use the tiny chain models of tests/data/chain (run from the source folder).");
         return 0;
       } else if (s == "--streams") counts = a.value(s);
       else if (s == "--seconds") seconds = a.integer(s, 2, 3600);
@@ -132,20 +133,20 @@ int bench_streams(int argc, char** argv) {
       long long frames = 0, late = 0, errors = 0;
       std::vector<double> delays;
       for (auto& s : streams) {
-        frames += (long long)s->frames.pts.size();
+        const live_probe::Times& out = s->frames.out;
+        frames += (long long)out.pts.size();
         if (!s->error.empty()) {
           ++errors;
           std::fprintf(stderr, "anitalker bench streams: a stream failed: %s\n", s->error.c_str());
         }
-        // The last second is computed after the source's EOS: left out, as in bench latency.
-        const GstClockTime end = s->frames.pts.empty() || s->frames.pts.back() < GST_SECOND
-                                     ? 0
-                                     : s->frames.pts.back() - GST_SECOND;
-        for (size_t i = 0; i < s->frames.pts.size(); ++i) {
-          if (s->frames.pts[i] > end) continue;
-          delays.push_back(s->frames.delay[i]);
-          if (s->frames.delay[i] > s->reported) ++late;
-        }
+        // The frames pushed at the source's EOS are left out, as in bench latency.
+        const GstClockTime end = live_probe::live_end(s->frames, (double)buffers * 0.02);
+        // Late: it left for the sink after PTS + latency.  The delay: when the chain made it.
+        for (size_t i = 0; i < out.pts.size(); ++i)
+          if (out.pts[i] <= end && out.delay[i] > s->reported) ++late;
+        const live_probe::Times& made = s->frames.made;
+        for (size_t i = 0; i < made.pts.size(); ++i)
+          if (made.pts[i] <= end) delays.push_back(made.delay[i]);
         gst_object_unref(s->pipe);
       }
       char fr[48];

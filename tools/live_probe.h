@@ -1,6 +1,10 @@
-// What the live benches (bench latency, bench streams) watch at the bin's
-// src pad: each frame's PTS and its delay, arrival (running time of the
-// pipeline clock) minus PTS.
+// What the live benches (bench latency, bench streams) watch in the bin:
+// each frame's PTS and its delay (running time of the pipeline clock minus
+// PTS) twice: when the chain made it (it enters the bin's out-queue) and
+// when it leaves the bin for the sink (the out-queue lets it go as soon as
+// the synchronised sink has shown the frame before).  A frame is late when
+// it leaves after PTS + the configured latency; the report is honest when
+// the chain's own delays come close to that latency.
 #pragma once
 
 #include <gst/gst.h>
@@ -16,27 +20,52 @@
 
 namespace live_probe {
 
+struct Times {
+  std::vector<GstClockTime> pts;
+  std::vector<double> delay;  // seconds: running time - PTS
+};
+
 struct Frames {
   std::mutex lock;
   GstElement* pipe = nullptr;
-  std::vector<GstClockTime> pts;
-  std::vector<double> delay;  // seconds: arrival running time - PTS
+  Times made;  // the chain made it (into the bin's out-queue)
+  Times out;   // it left the bin, to the sink
 };
 
-inline GstPadProbeReturn frame_probe(GstPad*, GstPadProbeInfo* info, gpointer data) {
-  Frames* f = static_cast<Frames*>(data);
+inline void record(Frames* f, Times* t, GstPadProbeInfo* info) {
   GstBuffer* b = GST_PAD_PROBE_INFO_BUFFER(info);
   GstClock* clock = gst_element_get_clock(f->pipe);
   if (clock == nullptr || !GST_BUFFER_PTS_IS_VALID(b)) {
     if (clock) gst_object_unref(clock);
-    return GST_PAD_PROBE_OK;
+    return;
   }
   const GstClockTime now = gst_clock_get_time(clock) - gst_element_get_base_time(f->pipe);
   gst_object_unref(clock);
   std::lock_guard<std::mutex> g(f->lock);
-  f->pts.push_back(GST_BUFFER_PTS(b));
-  f->delay.push_back(((double)now - (double)GST_BUFFER_PTS(b)) / GST_SECOND);
+  t->pts.push_back(GST_BUFFER_PTS(b));
+  t->delay.push_back(((double)now - (double)GST_BUFFER_PTS(b)) / GST_SECOND);
+}
+
+inline GstPadProbeReturn made_probe(GstPad*, GstPadProbeInfo* info, gpointer data) {
+  Frames* f = static_cast<Frames*>(data);
+  record(f, &f->made, info);
   return GST_PAD_PROBE_OK;
+}
+
+inline GstPadProbeReturn out_probe(GstPad*, GstPadProbeInfo* info, gpointer data) {
+  Frames* f = static_cast<Frames*>(data);
+  record(f, &f->out, info);
+  return GST_PAD_PROBE_OK;
+}
+
+// The PTS of the last frame the chain made while the live source ran (it
+// stopped `stopped_s` seconds of running time in): the frames after it are
+// pushed at the source's EOS and say nothing of the live delay.
+inline GstClockTime live_end(const Frames& f, double stopped_s) {
+  GstClockTime end = 0;
+  for (size_t i = 0; i < f.made.pts.size(); i++)
+    if ((double)f.made.pts[i] / GST_SECOND + f.made.delay[i] < stopped_s) end = std::max(end, f.made.pts[i]);
+  return end;
 }
 
 inline double percentile(std::vector<double> v, double p) {
@@ -67,7 +96,7 @@ inline void check_preset(const std::string& preset) {
 
 // `buffers` x 20 ms of live pink noise (timestamped by the pipeline clock)
 // ! the anitalker bin in streaming mode at `preset`, with `seed` ! a
-// synchronised fakesink; the bin's src pad probed into *frames.
+// synchronised fakesink; the bin's out-queue and src pad probed into *frames.
 inline GstElement* live_pipeline(long long buffers, const std::string& preset, const Chain& c, guint64 seed,
                                  Frames* frames) {
   check_preset(preset);
@@ -83,8 +112,14 @@ inline GstElement* live_pipeline(long long buffers, const std::string& preset, c
   if (!c.stage1.empty()) g_object_set(talk, "stage1", c.stage1.c_str(), nullptr);
   frames->pipe = pipe;
   GstPad* out = gst_element_get_static_pad(talk, "src");
-  gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_BUFFER, frame_probe, frames, nullptr);
+  gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_BUFFER, out_probe, frames, nullptr);
   gst_object_unref(out);
+  GstElement* queue = gst_bin_get_by_name(GST_BIN(talk), "out-queue");
+  if (queue == nullptr) throw cli::UsageError("the anitalker bin has no out-queue: is the plugin older than this tool?");
+  GstPad* made = gst_element_get_static_pad(queue, "sink");
+  gst_pad_add_probe(made, GST_PAD_PROBE_TYPE_BUFFER, made_probe, frames, nullptr);
+  gst_object_unref(made);
+  gst_object_unref(queue);
   gst_object_unref(talk);
   return pipe;
 }

@@ -73,4 +73,17 @@ inline int count_eos(GstHarness* h) {
   return eos;
 }
 
+// Waits (up to the harness's 60 s a pull) for EOS at the harness's sink:
+// for elements with their own threads (the anitalker bin's queues), whose
+// output comes after the push returns.  False when none came.
+inline bool wait_eos(GstHarness* h) {
+  GstEvent* ev;
+  while ((ev = gst_harness_pull_event(h)) != nullptr) {
+    const bool eos = GST_EVENT_TYPE(ev) == GST_EVENT_EOS;
+    gst_event_unref(ev);
+    if (eos) return true;
+  }
+  return false;
+}
+
 }  // namespace checkutil

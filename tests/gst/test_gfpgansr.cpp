@@ -578,6 +578,7 @@ GST_START_TEST(test_bin_face_sr) {
   GST_BUFFER_PTS(audio) = 0;
   fail_unless_equals_int(gst_harness_push(h, audio), GST_FLOW_OK);
   fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  fail_unless(checkutil::wait_eos(h), "no EOS out of the bin");  // its out-queue has its own thread
 
   GstCaps* caps = gst_pad_get_current_caps(h->sinkpad);
   fail_unless(caps != nullptr, "no video caps");
