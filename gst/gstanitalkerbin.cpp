@@ -275,7 +275,7 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
   GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
   GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
 
-  GST_DEBUG_CATEGORY_INIT(gst_anitalker_bin_debug, "anitalker", 0, "AniTalker bin");
+  GST_DEBUG_CATEGORY_INIT(gst_anitalker_bin_debug, "anitalkerbin", 0, "AniTalker bin");
 
   gobject_class->set_property = gst_anitalker_bin_set_property;
   gobject_class->get_property = gst_anitalker_bin_get_property;

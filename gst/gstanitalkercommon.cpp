@@ -13,6 +13,10 @@
 #include "device.h"
 #include "error.h"
 
+// The plugin's shared category (gstanitalkerelements.cpp): "anitalker".
+GST_DEBUG_CATEGORY_EXTERN(gst_anitalker_debug);
+#define GST_CAT_DEFAULT gst_anitalker_debug
+
 void gst_anitalker_post_current_exception(GstElement* element, const std::string& message, bool about_file,
                                           const char* src_file, const char* function, int line) noexcept {
   GQuark domain = GST_STREAM_ERROR;

@@ -471,17 +471,18 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
   return TRUE;
 }
 
+// The model and the settings taken at start (null model: stopped).
+static std::shared_ptr<const motion::Model> gst_anitalker_motion_model(MotionState* st, motion::StreamConfig* cfg) {
+  GstAnitalkerLocked lock(&st->lock);
+  *cfg = st->cfg;
+  return st->model;
+}
+
 // Streaming or auto: the first windows' shapes, on silence (the base's warm_up).
 static gboolean gst_anitalker_motion_warm_up(GstAnitalkerElement* element) {
   GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
-  MotionState* st = self->state;
-  std::shared_ptr<const motion::Model> model;
   motion::StreamConfig cfg;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    model = st->model;
-    cfg = st->cfg;
-  }
+  const std::shared_ptr<const motion::Model> model = gst_anitalker_motion_model(self->state, &cfg);
   try {
     const int windows = motion::warm_up(model, cfg);
     GST_DEBUG_OBJECT(self, "warm-up: %d windows", windows);
@@ -659,13 +660,8 @@ static GstFlowReturn gst_anitalker_motion_push(GstAnitalkerMotion* self, const m
 // Offline: the whole utterance at once, as the demo (spec 5).
 static GstFlowReturn gst_anitalker_motion_generate_offline(GstAnitalkerMotion* self) {
   MotionState* st = self->state;
-  std::shared_ptr<const motion::Model> model;
   motion::StreamConfig cfg;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    model = st->model;
-    cfg = st->cfg;
-  }
+  const std::shared_ptr<const motion::Model> model = gst_anitalker_motion_model(st, &cfg);
   if (!model) return GST_FLOW_FLUSHING;
   const motion::Model& m = *model;
   const int64_t T = motion::motion_frames(m, (int64_t)st->received);
