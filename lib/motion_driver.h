@@ -150,7 +150,9 @@ class Stream {
 // codes, frame by frame, until its held context is full and two windows
 // more: the network has then met the shapes the first windows of a live
 // stream give it, so that their compute (and the first frame) does not pay
-// for first-call set-up.  Returns the windows run.
+// for first-call set-up.  Once per process for each model shape, setting
+// and device (first_warm_up, lib/device.h).  Returns the windows run (0 when
+// done before).
 int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg);
 
 }  // namespace anitalker::motion

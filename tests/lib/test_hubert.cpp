@@ -185,3 +185,16 @@ TEST(FeatureStream, MatchesTheReferences) {
   EXPECT_LE(w.held_samples(), 16000 + 3200 + 1600 + 320);  // context + window + look-ahead + a piece
   EXPECT_THROW(Stream(nullptr, StreamConfig{100, 0, 200}), anitalker::Error);
 }
+
+// features::warm_up: a live stream's first windows' shapes on silence, once
+// per process for each network and setting.  At 120 ms windows (100 ms of
+// frames each) with 40 ms of look-ahead, 1.4 s of silence (context + 3
+// windows + look-ahead) gives a window at 160 ms and every 100 ms after: 13.
+TEST(FeatureStream, WarmUpOncePerSetting) {
+  anitalker::features::StreamConfig cfg{120, 1000, 40};
+  EXPECT_EQ(anitalker::features::warm_up(tiny(), cfg), 13);
+  EXPECT_EQ(anitalker::features::warm_up(tiny(), cfg), 0);  // this process met these shapes
+  cfg.window_ms = 200;
+  EXPECT_GT(anitalker::features::warm_up(tiny(), cfg), 0);
+  EXPECT_EQ(anitalker::features::warm_up(nullptr, cfg), 0);  // MFCC: nothing to set up
+}

@@ -328,4 +328,30 @@ TEST(MotionStream, KnownPrefixIsHeld) {
   EXPECT_TRUE(at::equal(m->sample(c, noise, 10, at::Tensor()), m->sample(c, noise, 10)));
 }
 
+// motion::warm_up: a throw-away stream on zero features, frame by frame,
+// until the context is full and 3 windows more (23 frames at window 4,
+// context 10, look-ahead 1: windows once 5, 9, 13, 17 and 21 frames are in),
+// once per process for each setting; a real stream's noise is its own.
+TEST(MotionStream, WarmUpOncePerSetting) {
+  auto m = model(Variant::HubertAudioOnly);
+  StreamConfig cfg;
+  cfg.steps = 10;
+  cfg.window = 4;
+  cfg.context = 10;
+  cfg.lookahead = 1;
+  const at::Tensor feats = synthetic_features(40, m->hubert_layers(), m->audio_dim());
+  auto first_window = [&] {
+    Stream s(m, cfg);
+    s.set_codes(in("start"), in("direction"));
+    s.push(feats.data_ptr<float>(), 40);
+    return s.next(false).motion;
+  };
+  const at::Tensor before = first_window();
+  EXPECT_EQ(anitalker::motion::warm_up(m, cfg), 5);
+  EXPECT_EQ(anitalker::motion::warm_up(m, cfg), 0);
+  EXPECT_TRUE(at::equal(first_window(), before));
+  cfg.window = 5;
+  EXPECT_GT(anitalker::motion::warm_up(m, cfg), 0);
+}
+
 }  // namespace
