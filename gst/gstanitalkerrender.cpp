@@ -58,7 +58,6 @@
 #include <string>
 #include <vector>
 
-#include "device.h"
 #include "error.h"
 #include "gstanitalkercaps.h"
 #include "image.h"
@@ -419,9 +418,9 @@ static void gst_anitalker_render_stop(GstAnitalkerElement* element) {
   st->reset_stream();
 }
 
-// The base's warm_up: a grey picture encoded and one batch of zero motion
-// rendered, thrown away (the portrait itself is encoded at the first buffer
-// or codes query, as without warm-up).
+// The base's warm_up (lib lia::warm_up: a grey picture and one batch of zero
+// motion, thrown away); the portrait itself is encoded at the first buffer or
+// codes query, as without warm-up.
 static gboolean gst_anitalker_render_warm_up(GstAnitalkerElement* element) {
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
   RenderState* st = self->state;
@@ -433,16 +432,9 @@ static gboolean gst_anitalker_render_warm_up(GstAnitalkerElement* element) {
   GST_OBJECT_LOCK(self);
   const int64_t batch = (int64_t)self->batch_size;
   GST_OBJECT_UNLOCK(self);
-  if (!model || !anitalker::first_warm_up("lia " + std::to_string(model->size()) + "/" +
-                                          std::to_string(model->style_dim()) + "/" +
-                                          std::to_string(model->motion_dim()) + "/" + std::to_string(model->levels()) +
-                                          " batch " + std::to_string(batch) + " " + model->device().str()))
-    return TRUE;
+  if (!model) return TRUE;
   try {
-    c10::InferenceMode guard;
-    const auto opts = at::TensorOptions().dtype(at::kFloat).device(model->device());
-    const lia::Portrait grey = model->encode(at::zeros({1, 3, model->size(), model->size()}, opts));
-    lia::to_uint8(model->render(grey, at::zeros({batch, model->motion_dim()}, opts)));
+    lia::warm_up(*model, batch);
   } catch (...) {
     GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Could not render a grey picture (warm-up).", false);
     return FALSE;

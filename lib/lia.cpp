@@ -8,12 +8,14 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
+#include <c10/core/InferenceMode.h>
 
 #include <cmath>
 #include <map>
 #include <mutex>
 
 #include "checkpoint.h"
+#include "device.h"
 #include "error.h"
 #include "model_cache.h"
 #include "state_dict.h"
@@ -394,6 +396,18 @@ at::Tensor to_uint8(const at::Tensor& raw) {
   // clamp, (x+1)/2, *255 in float32, truncation (spec 6).
   at::Tensor v = (raw.to(at::kFloat).clamp(-1, 1) + 1) / 2;
   return (v * 255).to(at::kByte).permute({0, 2, 3, 1}).contiguous().cpu();
+}
+
+bool warm_up(const Model& model, int64_t batch) {
+  if (!first_warm_up("lia " + std::to_string(model.size()) + "/" + std::to_string(model.style_dim()) + "/" +
+                     std::to_string(model.motion_dim()) + "/" + std::to_string(model.levels()) + " batch " +
+                     std::to_string(batch) + " " + model.device().str()))
+    return false;
+  c10::InferenceMode guard;
+  const auto opts = at::TensorOptions().dtype(at::kFloat).device(model.device());
+  const Portrait grey = model.encode(at::zeros({1, 3, model.size(), model.size()}, opts));
+  to_uint8(model.render(grey, at::zeros({batch, model.motion_dim()}, opts)));
+  return true;
 }
 
 }  // namespace anitalker::lia

@@ -70,4 +70,11 @@ class Model {
 // clamp(-1,1), (x+1)/2, *255, truncation (spec 6).
 at::Tensor to_uint8(const at::Tensor& raw);
 
+// A grey picture encoded and `batch` frames of zero motion rendered, thrown
+// away: the shapes a stream's first frames will have, met before it starts
+// (first-call set-up costs 2-4x a frame).  Once per process for each model
+// shape, batch and device (first_warm_up, lib/device.h); returns whether it
+// ran.
+bool warm_up(const Model& model, int64_t batch);
+
 }  // namespace anitalker::lia

@@ -50,21 +50,6 @@ struct Result {
   double av_offset = 0;  // worst video-behind-audio at synchronised sinks: max(0, out delay - configured), s
 };
 
-// The min latency a LATENCY query on an element or a pad answers, in
-// seconds; -1 when unanswered.
-double query_latency(GstObject* target) {
-  GstQuery* q = gst_query_new_latency();
-  const bool ok = GST_IS_PAD(target) ? gst_pad_query(GST_PAD(target), q) : gst_element_query(GST_ELEMENT(target), q);
-  double s = -1;
-  if (ok) {
-    GstClockTime min = 0;
-    gst_query_parse_latency(q, nullptr, &min, nullptr);
-    s = (double)min / GST_SECOND;
-  }
-  gst_query_unref(q);
-  return s;
-}
-
 Result run_preset(const std::string& preset, long long seconds, const live_probe::Chain& chain) {
   // 20 ms buffers of 16 kHz audio from a live source.
   const long long buffers = seconds * 50;
@@ -79,7 +64,7 @@ Result run_preset(const std::string& preset, long long seconds, const live_probe
   // asked again at the end.
   double configured = -1;
   if (gst_element_get_state(pipe, nullptr, nullptr, 30 * GST_SECOND) == GST_STATE_CHANGE_SUCCESS)
-    configured = query_latency(GST_OBJECT(pipe));
+    configured = live_probe::query_latency(GST_OBJECT(pipe));
   GstBus* bus = gst_element_get_bus(pipe);
   GstMessage* msg =
       gst_bus_timed_pop_filtered(bus, GST_CLOCK_TIME_NONE, (GstMessageType)(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
@@ -96,12 +81,12 @@ Result run_preset(const std::string& preset, long long seconds, const live_probe
   gst_object_unref(bus);
   Result r;
   r.preset = preset;
-  r.configured = std::max(configured, query_latency(GST_OBJECT(pipe)));
+  r.configured = std::max(configured, live_probe::query_latency(GST_OBJECT(pipe)));
   // What the source and the elements reported: the latency at the bin's src pad.
   {
     GstElement* talk = gst_bin_get_by_name(GST_BIN(pipe), "talk");
     GstPad* src = gst_element_get_static_pad(talk, "src");
-    r.reported = query_latency(GST_OBJECT(src));
+    r.reported = live_probe::query_latency(GST_OBJECT(src));
     gst_object_unref(src);
     gst_object_unref(talk);
   }

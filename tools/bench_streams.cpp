@@ -32,18 +32,6 @@ struct Stream {
   bool done = false;
 };
 
-double query_latency(GstElement* pipe) {
-  GstQuery* q = gst_query_new_latency();
-  double s = 0;
-  if (gst_element_query(pipe, q)) {
-    GstClockTime min = 0;
-    gst_query_parse_latency(q, nullptr, &min, nullptr);
-    s = (double)min / GST_SECOND;
-  }
-  gst_query_unref(q);
-  return s;
-}
-
 }  // namespace
 
 int bench_streams(int argc, char** argv) {
@@ -123,7 +111,7 @@ int bench_streams(int argc, char** argv) {
             if (e) g_error_free(e);
           }
           gst_message_unref(m);
-          s->reported = query_latency(s->pipe);
+          s->reported = live_probe::query_latency(GST_OBJECT(s->pipe));
           gst_element_set_state(s->pipe, GST_STATE_NULL);
           s->done = true;
           --left;

@@ -68,6 +68,21 @@ inline GstClockTime live_end(const Frames& f, double stopped_s) {
   return end;
 }
 
+// The min latency a LATENCY query on an element or a pad answers, in
+// seconds; -1 when unanswered.
+inline double query_latency(GstObject* target) {
+  GstQuery* q = gst_query_new_latency();
+  const bool ok = GST_IS_PAD(target) ? gst_pad_query(GST_PAD(target), q) : gst_element_query(GST_ELEMENT(target), q);
+  double s = -1;
+  if (ok) {
+    GstClockTime min = 0;
+    gst_query_parse_latency(q, nullptr, &min, nullptr);
+    s = (double)min / GST_SECOND;
+  }
+  gst_query_unref(q);
+  return s;
+}
+
 inline double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());

@@ -140,6 +140,15 @@ TEST(LiaPost, ToUint8ClampsAndTruncates) {
   for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(flat[static_cast<int64_t>(i)].item<int>(), want[i]) << i;
 }
 
+// lia::warm_up: a grey picture and one batch rendered, once per process for
+// each model shape, batch and device.
+TEST(LiaWarmUp, OncePerShapeAndBatch) {
+  auto m = model(kMain);
+  EXPECT_TRUE(anitalker::lia::warm_up(*m, 1));
+  EXPECT_FALSE(anitalker::lia::warm_up(*m, 1));
+  EXPECT_TRUE(anitalker::lia::warm_up(*m, 3));
+}
+
 TEST(LiaLoad, SameFileSharesOneModel) {
   auto a = anitalker::lia::Model::load(data(kMain.ckpt), c10::Device(c10::kCPU));
   auto b = anitalker::lia::Model::load(data(kMain.ckpt), c10::Device(c10::kCPU));
