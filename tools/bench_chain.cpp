@@ -17,13 +17,11 @@
 
 int bench_chain_fixtures(int argc, char** argv) {
   return cli::run("fixtures chain", [&] {
-    if (argc != 2 || std::string(argv[1]) == "--help") {
-      std::fputs("usage: anitalker fixtures chain DIR\n"
-                 "  writes stage1.ckpt, stage2_*.ckpt and chinese-hubert-large/ (tiny, random) into DIR\n",
-                 argc == 2 ? stdout : stderr);
-      return argc == 2 ? 0 : 2;
-    }
-    const std::string dir = argv[1];
+    std::string dir;
+    cli::Options o("fixtures chain", "Writes stage1.ckpt, stage2_*.ckpt and chinese-hubert-large/ (tiny, random "
+                                     "weights, the released layouts) into DIR: the models of tests/data/chain.");
+    o.positional("DIR", &dir, "the folder to write");
+    if (!o.parse(argc, argv)) return 0;
     ::mkdir(dir.c_str(), 0777);
 
     bench::HubertShape hubert;
@@ -66,16 +64,14 @@ int bench_chain_fixtures(int argc, char** argv) {
 // the docs' pictures (labelled as such: random weights draw no face).
 int bench_random_models(int argc, char** argv) {
   return cli::run("fixtures random", [&] {
-    const bool help = argc == 2 && std::string(argv[1]) == "--help";
-    const bool hubert = argc == 3 && std::string(argv[2]) == "--hubert";
-    if (help || argc < 2 || argc > 3 || (argc == 3 && !hubert)) {
-      std::fputs("usage: anitalker fixtures random DIR [--hubert]\n"
-                 "  writes stage1.ckpt and the five stage2_*.ckpt at full size with random weights into DIR,\n"
-                 "  and with --hubert chinese-hubert-large/ (1.2 GB); without it use an mfcc_* variant\n",
-                 help ? stdout : stderr);
-      return help ? 0 : 2;
-    }
-    const std::string dir = argv[1];
+    std::string dir;
+    bool hubert = false;
+    cli::Options o("fixtures random",
+                   "Writes stage1.ckpt and the five stage2_*.ckpt at full size with random weights into DIR (for "
+                   "benchmarks and trying the tools).");
+    o.positional("DIR", &dir, "the folder to write");
+    o.flag("hubert", &hubert, "also chinese-hubert-large/ (1.2 GB); without it use an mfcc_* variant");
+    if (!o.parse(argc, argv)) return 0;
     ::mkdir(dir.c_str(), 0777);
     using anitalker::motion::Variant;
     for (Variant v : {Variant::HubertAudioOnly, Variant::HubertPoseOnly, Variant::HubertFullControl,

@@ -20,12 +20,6 @@
 
 namespace {
 
-const char* kUsage =
-    "usage: anitalker bench features [--seconds 1,5,20] [--repeat N] [--layers N] [--threads N] [--device D]\n"
-    "\n"
-    "Builds HuBERT-large (chinese-hubert-large's layout, random weights), then\n"
-    "times the forward pass (all hidden states) on clips of each length, and the\n"
-    "MFCC path on the same clips.  --layers changes the depth (24 released).\n";
 
 // FLOPs of one forward pass over t frames of n samples, from the config.
 double hubert_flops(const anitalker::hubert::Config& c, int64_t n) {
@@ -48,22 +42,17 @@ double hubert_flops(const anitalker::hubert::Config& c, int64_t n) {
 
 int bench_features(int argc, char** argv) {
   return cli::run("bench features", [&] {
-    cli::Args a(argc, argv);
     std::vector<int> seconds = {1, 5, 20};
     int repeat = 3, layers = 24, threads = 0;
     std::string device = "cpu";
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--seconds") seconds = bench::parse_int_list(a.value(s), 1, 600, "--seconds");
-      else if (s == "--repeat") repeat = static_cast<int>(a.integer(s, 1, 100));
-      else if (s == "--layers") layers = static_cast<int>(a.integer(s, 1, 48));
-      else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));
-      else if (s == "--device") device = a.value(s);
-      else throw cli::UsageError("unknown option " + s);
-    }
+    cli::Options o("bench features",
+                   "Builds HuBERT-large (chinese-hubert-large's layout, random weights), then times the forward pass "
+                   "(all hidden states) on clips of each length, and the MFCC path on the same clips.");
+    o.integers("seconds", &seconds, 1, 600, "LIST", "clip lengths in seconds");
+    o.integer("repeat", &repeat, 1, 100, "N", "runs of each; the median and range are printed");
+    o.integer("layers", &layers, 1, 48, "N", "transformer layers (24 released)");
+    o.device(&device).threads(&threads);
+    if (!o.parse(argc, argv)) return 0;
     cli::set_threads(threads);
     const c10::Device dev = anitalker::parse_device(device);
     at::NoGradGuard no_grad;

@@ -256,49 +256,37 @@ int quality_cost(const std::string& models, const std::string& audio_path, long 
 
 int bench_latency(int argc, char** argv) {
   return cli::run("bench latency", [&] {
-    cli::Args a(argc, argv);
-    std::string models = "tests/data/chain", portrait = "tests/data/renderer/monalisa.jpg",
-                variant = "hubert_audio_only", presets = "low,balanced,quality", device = "cpu";
+    live_probe::Chain chain;
+    std::string presets = "low,balanced,quality", audio = "tests/data/audio/speech_2s_16k.wav";
     long long seconds = 10;
-    int steps = 10;
     bool check = false, stand_in = false, cost = false;
-    std::string audio = "tests/data/audio/speech_2s_16k.wav";
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::puts(
-            "usage: anitalker bench latency [--preset low,balanced,quality] [--seconds 10] [--models-dir DIR]\n"
-            "                               [--portrait IMG] [--variant V] [--steps 10] [--device D] [--check]\n"
-            "  runs the anitalker bin live (a live audio source, the pipeline clock, a synchronised sink) for\n"
-            "  SECONDS per latency preset and reports: the latency the source and the elements report (at the\n"
-            "  bin's src pad) and the one the pipeline configures (+ the sink's processing deadline), the first\n"
-            "  frame's delay (first audio in -> first video frame made), the steady-state delay of the other\n"
-            "  frames (made - PTS: p50, p95, max), frames that reach the sink later than the configured\n"
-            "  latency, the frame count, the worst A/V offset at synchronised sinks (video behind the teed\n"
-            "  audio) and the drift (least-squares slope of the worst delay per 2 s, ms per minute of stream).\n"
-            "  Defaults use the tiny chain models of tests/data/chain (run from the source folder).  --check\n"
-            "  exits 1 on a wrong frame count, timestamps that do not increase, a late frame, or a measured\n"
-            "  maximum delay above the reported latency or more than 20% below it.\n"
-            "  --stand-in-renderer replaces stage1.ckpt by a 64x64 renderer with the released code widths (random\n"
-            "  weights): hubertenc and anitalkermotion at full size on a CPU, without the renderer's cost (which\n"
-            "  is the GPU's on a real deployment).\n"
-            "  --quality-cost [--audio WAV]: no clock; what each preset costs in closeness to offline: HuBERT\n"
-            "  features (mean and max abs, per hidden state) and motion (mean and max abs, seam jumps), streamed\n"
-            "  through the elements' own windowing (lib) against one offline run, on WAV looped to SECONDS.");
-        return 0;
-      } else if (s == "--preset") presets = a.value(s);
-      else if (s == "--seconds") seconds = a.integer(s, 2, 3600);
-      else if (s == "--models-dir") models = a.value(s);
-      else if (s == "--portrait") portrait = a.value(s);
-      else if (s == "--variant") variant = a.value(s);
-      else if (s == "--steps") steps = static_cast<int>(a.integer(s, 1, 1000));
-      else if (s == "--device") device = a.value(s);
-      else if (s == "--check") check = true;
-      else if (s == "--stand-in-renderer") stand_in = true;
-      else if (s == "--quality-cost") cost = true;
-      else if (s == "--audio") audio = a.value(s);
-      else throw cli::UsageError("unknown option " + s);
-    }
+    cli::Options o("bench latency",
+                   "Runs the anitalker bin live (a live audio source, the pipeline clock, a synchronised sink) for "
+                   "SECONDS per latency preset and reports: the latency the source and the elements report (at the "
+                   "bin's src pad) and the one the pipeline configures (+ the sink's processing deadline), the first "
+                   "frame's delay (first audio in -> first video frame made), the steady-state delay of the other "
+                   "frames (made - PTS: p50, p95, max), frames that reach the sink later than the configured latency, "
+                   "the frame count, the worst A/V offset at synchronised sinks (video behind the teed audio) and the "
+                   "drift (least-squares slope of the worst delay per 2 s, ms per minute of stream).");
+    o.text("preset", &presets, "LIST", "latency presets, of low, balanced, quality");
+    o.integer("seconds", &seconds, 2, 3600, "N", "seconds of live audio per preset");
+    live_probe::chain_options(o, &chain);
+    o.flag("check", &check,
+           "exit 1 on a wrong frame count, timestamps that do not increase, a late frame, or a measured maximum "
+           "delay above the reported latency or more than 20% below it");
+    o.flag("stand-in-renderer", &stand_in,
+           "replace stage1.ckpt by a 64x64 renderer with the released code widths (random weights): hubertenc and "
+           "anitalkermotion at full size on a CPU, without the renderer's cost (which is the GPU's on a real "
+           "deployment)");
+    o.flag("quality-cost", &cost,
+           "no clock; what each preset costs in closeness to offline: HuBERT features (mean and max abs, per hidden "
+           "state) and motion (mean and max abs, seam jumps), streamed through the elements' own windowing (lib) "
+           "against one offline run, on --audio looped to SECONDS");
+    o.text("audio", &audio, "WAV", "with --quality-cost: the speech");
+    if (!o.parse(argc, argv)) return 0;
+    const std::string &models = chain.models, &variant = chain.variant, &device = chain.device;
+    const int steps = chain.steps;
+    for (const std::string& p : cli::split(presets)) live_probe::check_preset(p);
     if (cost) return quality_cost(models, audio, seconds, steps, variant);
     gst_init(nullptr, nullptr);
     std::string stage1;
@@ -309,7 +297,7 @@ int bench_latency(int argc, char** argv) {
       shape.channels = [](int64_t res) -> int64_t { return res >= 64 ? 16 : 32; };
       bench::write_stage1(stage1, shape);
     }
-    const live_probe::Chain chain{models, portrait, variant, device, stage1, steps};
+    chain.stage1 = stage1;
     std::vector<Result> results;
     std::stringstream list(presets);
     try {

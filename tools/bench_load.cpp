@@ -23,18 +23,6 @@
 
 namespace {
 
-const char* kUsage =
-    "usage: anitalker bench load [--file PATH] [--layers N] [--repeat N] [--keep]\n"
-    "\n"
-    "Writes a float32 checkpoint with the keys and shapes of HuBERT-large\n"
-    "(24 layers: 1.26 GB; --layers changes the size), then opens it --repeat\n"
-    "times (default 5) and reports the median and min..max of:\n"
-    "  open    Checkpoint::open + StateDict::get of every tensor (at::Tensor views)\n"
-    "  touch   reading every byte once through those tensors (a sum)\n"
-    "with the page cache dropped for the file before each run (cold) and kept\n"
-    "(warm), and the resident memory after loading, file-backed vs anonymous.\n"
-    "  --file PATH   where to write (default: a temporary file, removed after)\n"
-    "  --keep        keep the file\n";
 
 void drop_cache(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
@@ -48,21 +36,21 @@ void drop_cache(const std::string& path) {
 
 int bench_load(int argc, char** argv) {
   return cli::run("bench load", [&] {
-    cli::Args a(argc, argv);
     std::string file;
     int layers = 24, repeat = 5;
     bool keep = false;
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--file") file = a.value(s);
-      else if (s == "--layers") layers = static_cast<int>(a.integer(s, 1, 48));
-      else if (s == "--repeat") repeat = static_cast<int>(a.integer(s, 1, 100));
-      else if (s == "--keep") keep = true;
-      else throw cli::UsageError("unknown option " + s);
-    }
+    cli::Options o("bench load",
+                   "Writes a float32 checkpoint with the keys and shapes of HuBERT-large (24 layers: 1.26 GB; "
+                   "--layers changes the size), then opens it --repeat times and reports the median and min..max "
+                   "of:\n  open    Checkpoint::open + StateDict::get of every tensor (at::Tensor views)\n  touch   "
+                   "reading every byte once through those tensors (a sum)\nwith the page cache dropped for the file "
+                   "before each run (cold) and kept (warm), and the resident memory after loading, file-backed vs "
+                   "anonymous.");
+    o.text("file", &file, "PATH", "where to write").shows("a temporary file, removed after");
+    o.integer("layers", &layers, 1, 48, "N", "transformer layers of the file");
+    o.integer("repeat", &repeat, 1, 100, "N", "runs");
+    o.flag("keep", &keep, "keep the file");
+    if (!o.parse(argc, argv)) return 0;
     if (file.empty()) file = bench::temp_path("load") + ".bin";
 
     // HuBERT-large (chinese-hubert-large) keys and shapes.

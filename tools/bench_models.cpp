@@ -290,23 +290,6 @@ size_t write_stage2(const std::string& path, anitalker::motion::Variant v, const
   return all.size();
 }
 
-std::vector<int> parse_int_list(const std::string& s, int lo, int hi, const std::string& opt) {
-  std::vector<int> v;
-  size_t p = 0;
-  while (true) {
-    const size_t q = s.find(',', p);
-    const std::string t = s.substr(p, q == std::string::npos ? std::string::npos : q - p);
-    char* end = nullptr;
-    const long x = std::strtol(t.c_str(), &end, 10);
-    if (t.empty() || *end || x < lo || x > hi)
-      throw cli::UsageError(opt + ": expected a comma-separated list of values from " + std::to_string(lo) + " to " +
-                            std::to_string(hi) + ", got '" + t + "'");
-    v.push_back(static_cast<int>(x));
-    if (q == std::string::npos) break;
-    p = q + 1;
-  }
-  return v;
-}
 
 void remove_tree(const std::string& path) {
   // nftw, not std::filesystem: PyTorch's wheels export std::filesystem

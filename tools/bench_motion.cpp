@@ -24,25 +24,6 @@ namespace {
 
 using anitalker::motion::Variant;
 
-const char* kUsage =
-    "usage: anitalker bench motion [--seconds 10] [--steps 50,25,10] [--variants ha,hf] [--repeat N]\n"
-    "                              [--stream W:C:L[:STEPS],...] [--no-stream] [--profile] [--threads N]\n"
-    "                              [--device D]\n"
-    "\n"
-    "Builds each stage-2 variant at full size (ha hubert_audio_only, hp hubert_pose_only,\n"
-    "hf hubert_full_control, mp mfcc_pose_only, mf mfcc_full_control; or 'all') with\n"
-    "random weights in the released layout, then:\n"
-    "  draws      the seed replay's draw count (init draws + x_T) against spec/motion.md 7\n"
-    "  condition  the audio branch and variance adapter over --seconds of audio (once per run)\n"
-    "  denoise    one denoiser pass over the same frames (once per DDIM step)\n"
-    "  offline    motion::generate at each --steps count\n"
-    "  stream     motion::Stream over the same audio for each --stream configuration: window,\n"
-    "             context and look-ahead in frames (25 = 1 s), DDIM steps (default 50:10:0:50, the element's):\n"
-    "             time per second of audio and real-time factor\n"
-    "  kernels    a decoder-sized linear layer as OpenBLAS (at::linear) and as a oneDNN 1x1\n"
-    "             convolution, at the frame counts used above\n"
-    "Median and range of --repeat runs (default 3).  --profile lists the ops of one\n"
-    "denoiser pass by self time.\n";
 
 struct VariantInfo {
   const char* tag;
@@ -110,71 +91,70 @@ double condition_flops(const anitalker::motion::Model& m, const anitalker::motio
 
 int bench_motion(int argc, char** argv) {
   return cli::run("bench motion", [&] {
-    cli::Args a(argc, argv);
     int seconds = 10, repeat = 3, threads = 0;
     std::vector<int> steps = {50, 25, 10};
     std::vector<const VariantInfo*> variants = {&kVariants[0], &kVariants[2]};
     std::vector<anitalker::motion::StreamConfig> streams(1);  // the element's defaults: 50:10:0, 50 steps
-    bool stream = true, prof = false;
+    bool no_stream = false, prof = false;
     std::string device = "cpu";
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--seconds") seconds = static_cast<int>(a.integer(s, 1, 600));
-      else if (s == "--steps") steps = bench::parse_int_list(a.value(s), 1, 1000, "--steps");
-      else if (s == "--repeat") repeat = static_cast<int>(a.integer(s, 1, 100));
-      else if (s == "--stream") {
-        streams.clear();
-        const std::string list = a.value(s);
-        size_t p = 0;
-        while (true) {
-          const size_t q = list.find(',', p);
-          const std::string t = list.substr(p, q == std::string::npos ? std::string::npos : q - p);
-          std::vector<int> v;
-          std::string u = t;
-          for (char& ch : u)
-            if (ch == ':') ch = ',';
-          try {
-            v = bench::parse_int_list(u, 0, 100000, "--stream");
-          } catch (const cli::UsageError&) {
-          }
-          if ((v.size() != 3 && v.size() != 4) || v[0] < 1 || (v.size() == 4 && v[3] < 1))
-            throw cli::UsageError("--stream: expected WINDOW:CONTEXT:LOOKAHEAD[:STEPS] (frames, window >= 1), got '" + t + "'");
-          anitalker::motion::StreamConfig c;
-          c.window = v[0];
-          c.context = v[1];
-          c.lookahead = v[2];
-          c.steps = v.size() == 4 ? v[3] : 50;
-          anitalker::motion::ddim_timesteps(c.steps);
-          streams.push_back(c);
-          if (q == std::string::npos) break;
-          p = q + 1;
-        }
-      }
-      else if (s == "--no-stream") stream = false;
-      else if (s == "--profile") prof = true;
-      else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));
-      else if (s == "--device") device = a.value(s);
-      else if (s == "--variants") {
-        variants.clear();
-        std::string list = a.value(s);
-        if (list == "all") list = "ha,hp,hf,mp,mf";
-        size_t p = 0;
-        while (true) {
-          const size_t q = list.find(',', p);
-          const std::string t = list.substr(p, q == std::string::npos ? std::string::npos : q - p);
-          const VariantInfo* found = nullptr;
-          for (const VariantInfo& vi : kVariants)
-            if (t == vi.tag) found = &vi;
-          if (!found) throw cli::UsageError("--variants: expected a list of ha, hp, hf, mp, mf (or 'all'), got '" + t + "'");
-          variants.push_back(found);
-          if (q == std::string::npos) break;
-          p = q + 1;
-        }
-      } else throw cli::UsageError("unknown option " + s);
-    }
+    cli::Options o("bench motion",
+                   "Builds each stage-2 variant at full size with random weights in the released layout, then:\n"
+                   "  draws      the seed replay's draw count (init draws + x_T) against spec/motion.md 7\n"
+                   "  condition  the audio branch and variance adapter over --seconds of audio (once per run)\n"
+                   "  denoise    one denoiser pass over the same frames (once per DDIM step)\n"
+                   "  offline    motion::generate at each --steps count\n"
+                   "  stream     motion::Stream over the same audio for each --stream configuration: time per "
+                   "second of audio and real-time factor\n"
+                   "  kernels    a decoder-sized linear layer as OpenBLAS (at::linear) and as a oneDNN 1x1 "
+                   "convolution, at the frame counts used above\n"
+                   "Median and range of --repeat runs.");
+    o.integer("seconds", &seconds, 1, 600, "N", "seconds of audio");
+    o.integers("steps", &steps, 1, 1000, "LIST", "DDIM step counts of the offline runs");
+    o.custom("variants", "LIST", 1,
+             [&](const std::string& opt, const std::vector<std::string>& v) {
+               variants.clear();
+               for (const std::string& t : cli::split(v[0] == "all" ? "ha,hp,hf,mp,mf" : v[0])) {
+                 const VariantInfo* found = nullptr;
+                 for (const VariantInfo& vi : kVariants)
+                   if (t == vi.tag) found = &vi;
+                 if (!found) throw cli::UsageError(opt + ": expected a list of ha, hp, hf, mp, mf (or 'all'), got '" + t + "'");
+                 variants.push_back(found);
+               }
+             },
+             "ha hubert_audio_only, hp hubert_pose_only, hf hubert_full_control, mp mfcc_pose_only, mf "
+             "mfcc_full_control, or all",
+             "ha,hf");
+    o.custom("stream", "W:C:L[:STEPS],...", 1,
+             [&](const std::string& opt, const std::vector<std::string>& v) {
+               streams.clear();
+               for (const std::string& t : cli::split(v[0])) {
+                 std::vector<int> x;
+                 std::string u = t;
+                 for (char& ch : u)
+                   if (ch == ':') ch = ',';
+                 try {
+                   x = cli::parse_int_list(opt, u, 0, 100000);
+                 } catch (const cli::UsageError&) {
+                 }
+                 if ((x.size() != 3 && x.size() != 4) || x[0] < 1 || (x.size() == 4 && x[3] < 1))
+                   throw cli::UsageError(opt + ": expected WINDOW:CONTEXT:LOOKAHEAD[:STEPS] (frames, window >= 1), got '" + t + "'");
+                 anitalker::motion::StreamConfig c;
+                 c.window = x[0];
+                 c.context = x[1];
+                 c.lookahead = x[2];
+                 c.steps = x.size() == 4 ? x[3] : 50;
+                 anitalker::motion::ddim_timesteps(c.steps);
+                 streams.push_back(c);
+               }
+             },
+             "streaming configurations: window, context and look-ahead in frames (25 = 1 s), DDIM steps",
+             "50:10:0:50, the element's");
+    o.flag("no-stream", &no_stream, "skip the streaming runs");
+    o.integer("repeat", &repeat, 1, 100, "N", "runs of each");
+    o.flag("profile", &prof, "list the ops of one denoiser pass by self time");
+    o.device(&device).threads(&threads);
+    if (!o.parse(argc, argv)) return 0;
+    const bool stream = !no_stream;
     for (int st : steps) anitalker::motion::ddim_timesteps(st);  // a step count the stride rule cannot meet fails now
     if (!stream) streams.clear();
     // Line by line, so that a run stopped part-way (a timeout on a busy

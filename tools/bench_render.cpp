@@ -24,23 +24,6 @@
 
 namespace {
 
-const char* kUsage =
-    "usage: anitalker bench render [--batch 1,4,16] [--repeat N] [--frames N] [--threads N] [--device D] [--bf16]\n"
-    "                              [--pace FPS --seconds N]\n"
-    "\n"
-    "Builds the full-size stage-1 network (256x256, style 512, motion 20, channels\n"
-    "64..512 as released) with random weights, then times:\n"
-    "  roof     a 2048x2048 float32 matmul and a 3x3 convolution 512->512: this machine's\n"
-    "           float32 roof, measured in the same run (the \"of roof\" denominator)\n"
-    "  encode   one encoder pass (once per portrait)\n"
-    "  render   the decoder at each batch size (median of --repeat runs of at least\n"
-    "           --frames frames, default 16), in frames per second and GFLOP/s\n"
-    "and the peak resident memory.  --bf16 adds the decoder under LibTorch's CPU autocast\n"
-    "(bfloat16 convolutions and matmuls): its speed and its 8-bit distance from float32.\n"
-    "With --pace, then renders one frame at a time at\n"
-    "FPS frames per second for --seconds (default 20), as the element does live, and\n"
-    "reports the CPU this takes (process CPU time / wall time, in cores) and the\n"
-    "frames that missed their slot: the renderer's share of the CPU.\n";
 
 int64_t channels(int64_t res) { return res >= 256 ? 64 : res == 128 ? 128 : res == 64 ? 256 : 512; }
 
@@ -94,26 +77,33 @@ double bench::roof_gflops(c10::Device dev) {
 
 int bench_render(int argc, char** argv) {
   return cli::run("bench render", [&] {
-    cli::Args a(argc, argv);
     std::vector<int> batches = {1, 4, 16};
     int repeat = 3, frames = 16, threads = 0, pace = 0, seconds = 20;
     bool bf16 = false;
     std::string device = "cpu";
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--batch") batches = bench::parse_int_list(a.value(s), 1, 256, "--batch");
-      else if (s == "--repeat") repeat = static_cast<int>(a.integer(s, 1, 100));
-      else if (s == "--frames") frames = static_cast<int>(a.integer(s, 1, 1024));
-      else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));
-      else if (s == "--device") device = a.value(s);
-      else if (s == "--pace") pace = static_cast<int>(a.integer(s, 1, 1000));
-      else if (s == "--seconds") seconds = static_cast<int>(a.integer(s, 1, 3600));
-      else if (s == "--bf16") bf16 = true;
-      else throw cli::UsageError("unknown option " + s);
-    }
+    cli::Options o("bench render",
+                   "Builds the full-size stage-1 network (256x256, style 512, motion 20, channels 64..512 as "
+                   "released) with random weights, then times:\n"
+                   "  roof     a 2048x2048 float32 matmul and a 3x3 convolution 512->512: this machine's float32 "
+                   "roof, measured in the same run (the \"of roof\" denominator)\n"
+                   "  encode   one encoder pass (once per portrait)\n"
+                   "  render   the decoder at each batch size (median of --repeat runs of at least --frames frames), "
+                   "in frames per second and GFLOP/s\n"
+                   "and the peak resident memory.");
+    o.integers("batch", &batches, 1, 256, "LIST", "decoder batch sizes");
+    o.integer("repeat", &repeat, 1, 100, "N", "runs of each");
+    o.integer("frames", &frames, 1, 1024, "N", "frames at least per run");
+    o.flag("bf16", &bf16,
+           "also the decoder under LibTorch's CPU autocast (bfloat16 convolutions and matmuls): its speed and its "
+           "8-bit distance from float32");
+    o.integer("pace", &pace, 1, 1000, "FPS",
+              "then render one frame at a time at FPS frames per second for --seconds, as the element does live, "
+              "and report the CPU this takes (process CPU time / wall time, in cores) and the frames that missed "
+              "their slot: the renderer's share of the CPU")
+        .shows("");
+    o.integer("seconds", &seconds, 1, 3600, "N", "with --pace: how long");
+    o.device(&device).threads(&threads);
+    if (!o.parse(argc, argv)) return 0;
     cli::set_threads(threads);
     const c10::Device dev = anitalker::parse_device(device);
     at::NoGradGuard no_grad;

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <mutex>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "live_probe.h"
 #include "error.h"
 #include "launch.h"
 
@@ -75,30 +77,21 @@ GstPadProbeReturn video_probe(GstPad*, GstPadProbeInfo* info, gpointer data) {
 
 int bench_soak(int argc, char** argv) {
   return cli::run("bench soak", [&] {
-    cli::Args a(argc, argv);
-    std::string models = "tests/data/chain", portrait = "tests/data/renderer/monalisa.jpg", variant = "hubert_audio_only";
+    live_probe::Chain chain;
     long long seconds = 60;
-    int steps = 10;
     double max_growth = 5;
     bool check = false;
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::puts("usage: anitalker bench soak [--seconds 60] [--models-dir DIR] [--portrait IMG] [--variant V]\n"
-                  "                            [--steps 10] [--check] [--max-growth 5]\n"
-                  "  streams SECONDS of test audio through the anitalker bin (streaming mode) as fast as it goes;\n"
-                  "  reports resident memory over stream time, frame latency and the frame count.  Defaults use\n"
-                  "  the tiny chain models of tests/data/chain (run from the source folder).");
-        return 0;
-      } else if (s == "--seconds") seconds = a.integer(s, 2, 24 * 3600);
-      else if (s == "--models-dir") models = a.value(s);
-      else if (s == "--portrait") portrait = a.value(s);
-      else if (s == "--variant") variant = a.value(s);
-      else if (s == "--steps") steps = static_cast<int>(a.integer(s, 1, 1000));
-      else if (s == "--check") check = true;
-      else if (s == "--max-growth") max_growth = a.number(s);
-      else throw cli::UsageError("unknown option " + s);
-    }
+    cli::Options o("bench soak",
+                   "Streams SECONDS of test audio through the anitalker bin (streaming mode) as fast as it goes; "
+                   "reports resident memory over stream time, frame latency and the frame count.");
+    o.integer("seconds", &seconds, 2, 24 * 3600, "N", "seconds of audio");
+    live_probe::chain_options(o, &chain, false);
+    o.flag("check", &check,
+           "exit 1 when memory grows by more than --max-growth after the first tenth, or a frame is missing or extra");
+    o.number("max-growth", &max_growth, 0, HUGE_VAL, "PERCENT", "with --check: the resident growth allowed");
+    if (!o.parse(argc, argv)) return 0;
+    const std::string &models = chain.models, &portrait = chain.portrait, &variant = chain.variant;
+    const int steps = chain.steps;
     gst_init(nullptr, nullptr);
     // 100 ms buffers of 16 kHz audio; HuBERT windows of 1 s, motion windows of 1 s.
     const long long buffers = seconds * 10;

@@ -30,44 +30,31 @@ namespace face = anitalker::face;
 
 namespace {
 
-const char* kUsage =
-    "usage: anitalker bench sr [--repeat N] [--threads N] [--device D] [--profile]\n"
-    "\n"
-    "Writes GFPGANv1.4, ParseNet and RetinaFace-ResNet50 checkpoints of the released\n"
-    "layouts and sizes with random weights, loads them as the real files load, then\n"
-    "times (median of --repeat runs, default 3, after one warm-up):\n"
-    "  roof        a 2048x2048 float32 matmul and a 3x3 convolution 512->512: this\n"
-    "              machine's float32 roof, measured in the same run\n"
-    "  gfpgan      one 512x512 face\n"
-    "  parsenet    the labels of one 512x512 face\n"
-    "  retinaface  detection on a 256x256 frame, post-processing included\n"
-    "  filter      the whole frame 256 -> 512: detection, then one face (fixed\n"
-    "              landmarks, since random weights find no real face) aligned,\n"
-    "              restored, parsed and pasted; 'rest' is what the networks leave\n"
-    "and the peak resident memory.  --profile lists the ops of one GFPGAN and one\n"
-    "ParseNet call by self time.\n";
 
 }  // namespace
 
 int bench_sr(int argc, char** argv) {
   return cli::run("bench sr", [&] {
-    cli::Args a(argc, argv);
     int repeat = 3, threads = 0;
     bool prof = false;
     std::string device = "cpu";
-    // clang-format off
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--repeat") repeat = static_cast<int>(a.integer(s, 1, 100));
-      else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));
-      else if (s == "--device") device = a.value(s);
-      else if (s == "--profile") prof = true;
-      else throw cli::UsageError("unknown option " + s);
-    }
-    // clang-format on
+    cli::Options o("bench sr",
+                   "Writes GFPGANv1.4, ParseNet and RetinaFace-ResNet50 checkpoints of the released layouts and sizes "
+                   "with random weights, loads them as the real files load, then times (median of --repeat runs, "
+                   "after one warm-up):\n"
+                   "  roof        a 2048x2048 float32 matmul and a 3x3 convolution 512->512: this machine's float32 "
+                   "roof, measured in the same run\n"
+                   "  gfpgan      one 512x512 face\n"
+                   "  parsenet    the labels of one 512x512 face\n"
+                   "  retinaface  detection on a 256x256 frame, post-processing included\n"
+                   "  filter      the whole frame 256 -> 512: detection, then one face (fixed landmarks, since "
+                   "random weights find no real face) aligned, restored, parsed and pasted; 'rest' is what the "
+                   "networks leave\n"
+                   "and the peak resident memory.");
+    o.integer("repeat", &repeat, 1, 100, "N", "runs of each");
+    o.flag("profile", &prof, "list the ops of one GFPGAN and one ParseNet call by self time");
+    o.device(&device).threads(&threads);
+    if (!o.parse(argc, argv)) return 0;
     cli::set_threads(threads);
     const c10::Device dev = anitalker::parse_device(device);
     c10::InferenceMode guard;

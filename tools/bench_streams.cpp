@@ -36,43 +36,22 @@ struct Stream {
 
 int bench_streams(int argc, char** argv) {
   return cli::run("bench streams", [&] {
-    cli::Args a(argc, argv);
-    std::string models = "tests/data/chain", portrait = "tests/data/renderer/monalisa.jpg",
-                variant = "hubert_audio_only", counts = "1,2,4", device = "cpu", preset = "low";
+    live_probe::Chain chain;
+    std::string preset = "low";
+    std::vector<int> ns = {1, 2, 4};
     long long seconds = 10;
-    int steps = 10;
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::puts(
-            "usage: anitalker bench streams [--streams 1,2,4] [--seconds 10] [--preset low] [--models-dir DIR]\n"
-            "                               [--portrait IMG] [--variant V] [--steps 10] [--device D]\n"
-            "  runs N live pipelines at once in this process (a live audio source, the anitalker bin in\n"
-            "  streaming mode at the latency preset, each with its own seed, a synchronised sink) for SECONDS\n"
-            "  and reports per N: frames delivered / expected, the aggregate frame rate, frames later than\n"
-            "  the configured latency, the chain's delay (frame made - PTS) p50 / p95 and the peak resident\n"
-            "  memory.  Defaults use the tiny chain models of tests/data/chain (run from the source folder).");
-        return 0;
-      } else if (s == "--streams") counts = a.value(s);
-      else if (s == "--seconds") seconds = a.integer(s, 2, 3600);
-      else if (s == "--preset") preset = a.value(s);
-      else if (s == "--models-dir") models = a.value(s);
-      else if (s == "--portrait") portrait = a.value(s);
-      else if (s == "--variant") variant = a.value(s);
-      else if (s == "--steps") steps = static_cast<int>(a.integer(s, 1, 1000));
-      else if (s == "--device") device = a.value(s);
-      else throw cli::UsageError("unknown option " + s);
-    }
-    live_probe::check_preset(preset);
-    const live_probe::Chain chain{models, portrait, variant, device, "", steps};
-    std::vector<int> ns;
-    std::stringstream list(counts);
-    for (std::string n; std::getline(list, n, ',');) {
-      char* end = nullptr;
-      const long v = std::strtol(n.c_str(), &end, 10);
-      if (n.empty() || *end || v < 1 || v > 256) throw cli::UsageError("--streams: counts from 1 to 256, not '" + n + "'");
-      ns.push_back((int)v);
-    }
+    cli::Options o("bench streams",
+                   "Runs N live pipelines at once in this process (a live audio source, the anitalker bin in "
+                   "streaming mode at the latency preset, each with its own seed, a synchronised sink) for SECONDS "
+                   "and reports per N: frames delivered / expected, the aggregate frame rate, frames later than the "
+                   "configured latency, the chain's delay (frame made - PTS) p50 / p95 and the peak resident memory.");
+    o.integers("streams", &ns, 1, 256, "LIST", "the counts of pipelines run together");
+    o.integer("seconds", &seconds, 2, 3600, "N", "seconds of live audio per stream");
+    o.choice("preset", &preset, {"low", "balanced", "quality"}, "the bin's latency preset");
+    live_probe::chain_options(o, &chain);
+    if (!o.parse(argc, argv)) return 0;
+    const std::string &models = chain.models, &variant = chain.variant, &device = chain.device;
+    const int steps = chain.steps;
     gst_init(nullptr, nullptr);
     const long long buffers = seconds * 50;
     const long long expected_each = live_probe::expected_frames(variant, buffers * 320);

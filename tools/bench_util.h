@@ -37,7 +37,4 @@ inline Stats stats(std::vector<double> v) {
   return s;
 }
 
-// "1,4,16" -> {1, 4, 16}; each value from lo to hi, else a UsageError naming `opt`.
-std::vector<int> parse_int_list(const std::string& s, int lo, int hi, const std::string& opt);
-
 }  // namespace bench

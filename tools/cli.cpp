@@ -1,8 +1,11 @@
 #include "cli.h"
 
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "device.h"
@@ -10,21 +13,333 @@
 
 namespace cli {
 
-long long Args::integer(const std::string& opt, long long lo, long long hi) {
-  const std::string v = value(opt);
+namespace {
+
+std::string num(double x) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%g", x);
+  return b;
+}
+
+// Words of `text` wrapped to `width` columns, lines after the first indented
+// by `indent`; a '\n' in the text starts a new line.
+void wrap(std::string& out, const std::string& text, size_t col, size_t indent, size_t width) {
+  bool first_para = true;
+  for (const std::string& para : split(text, '\n')) {
+    if (!first_para) {
+      out.append(indent, ' ');
+      col = indent;
+    }
+    first_para = false;
+    std::istringstream words(para);
+    std::string w;
+    bool first = true;
+    while (words >> w) {
+      if (!first && col + 1 + w.size() > width) {
+        out += "\n";
+        out.append(indent, ' ');
+        col = indent;
+        first = true;
+      }
+      if (!first) {
+        out += ' ';
+        ++col;
+      }
+      out += w;
+      col += w.size();
+      first = false;
+    }
+    out += "\n";
+    col = 0;
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t p = 0;
+  while (true) {
+    const size_t q = s.find(sep, p);
+    out.push_back(s.substr(p, q == std::string::npos ? std::string::npos : q - p));
+    if (q == std::string::npos) return out;
+    p = q + 1;
+  }
+}
+
+std::vector<int> parse_int_list(const std::string& opt, const std::string& v, int lo, int hi) {
+  std::vector<int> out;
+  for (const std::string& t : split(v, ',')) {
+    char* end = nullptr;
+    const long y = std::strtol(t.c_str(), &end, 10);
+    if (t.empty() || *end || y < lo || y > hi)
+      throw UsageError(opt + ": expected a comma-separated list of values from " + std::to_string(lo) + " to " +
+                       std::to_string(hi) + ", got '" + t + "'");
+    out.push_back(static_cast<int>(y));
+  }
+  return out;
+}
+
+long long parse_integer(const std::string& opt, const std::string& v, long long lo, long long hi) {
   char* end = nullptr;
+  errno = 0;
   const long long x = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end || x < lo || x > hi)
-    throw UsageError(opt + ": expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi) + ", got '" + v + "'");
+  if (v.empty() || *end || errno == ERANGE || x < lo || x > hi)
+    throw UsageError(opt + ": expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                     ", got '" + v + "'");
   return x;
 }
 
-double Args::number(const std::string& opt) {
-  const std::string v = value(opt);
+double parse_number(const std::string& opt, const std::string& v, double lo, double hi) {
   char* end = nullptr;
   const double x = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end) throw UsageError(opt + ": expected a number, got '" + v + "'");
+  if (v.empty() || *end || !std::isfinite(x) || x < lo || x > hi)
+    throw UsageError(opt + ": expected a number" +
+                     (std::isfinite(lo) && std::isfinite(hi) ? " from " + num(lo) + " to " + num(hi) : "") +
+                     ", got '" + v + "'");
   return x;
+}
+
+Options::Options(std::string cmd, std::string about) : cmd_(std::move(cmd)), about_(std::move(about)) {}
+
+Options::Opt& Options::add(const char* names, const char* meta, int nargs, Setter set, const char* help) {
+  Opt o;
+  o.names = split(names, '|');
+  for (const std::string& n : o.names)
+    if (find(n)) throw std::logic_error("cli::Options: --" + n + " declared twice");
+  o.meta = meta ? meta : "";
+  o.nargs = nargs;
+  o.set = std::move(set);
+  o.help = help ? help : "";
+  opts_.push_back(std::move(o));
+  return opts_.back();
+}
+
+Options::Opt* Options::find(const std::string& name) {
+  for (Opt& o : opts_)
+    if (!o.positional)
+      for (const std::string& n : o.names)
+        if (n == name) return &o;
+  return nullptr;
+}
+
+Options& Options::text(const char* names, std::string* v, const char* meta, const char* help) {
+  add(names, meta, 1, [v](const std::string&, const std::vector<std::string>& x) { *v = x[0]; }, help).shown = *v;
+  return *this;
+}
+
+Options& Options::choice(const char* names, std::string* v, std::initializer_list<const char*> values,
+                         const char* help) {
+  std::vector<std::string> allowed(values.begin(), values.end());
+  std::string meta, listed;
+  for (size_t i = 0; i < allowed.size(); ++i) {
+    meta += (i ? "|" : "") + allowed[i];
+    listed += (i == 0 ? "" : i + 1 == allowed.size() ? " or " : ", ") + allowed[i];
+  }
+  Opt& o = add(names, meta.c_str(), 1,
+               [v, allowed, listed](const std::string& opt, const std::vector<std::string>& x) {
+                 for (const std::string& a : allowed)
+                   if (a == x[0]) {
+                     *v = x[0];
+                     return;
+                   }
+                 throw UsageError(opt + ": " + listed + ", not '" + x[0] + "'");
+               },
+               help);
+  o.shown = *v;
+  return *this;
+}
+
+Options& Options::add_integer(const char* names, const char* meta, const char* help, long long lo, long long hi,
+                              long long shown, std::function<void(long long)> set) {
+  Opt& o = add(names, meta, 1,
+               [set, lo, hi](const std::string& opt, const std::vector<std::string>& x) {
+                 set(parse_integer(opt, x[0], lo, hi));
+               },
+               help);
+  o.shown = std::to_string(shown);
+  o.range = std::to_string(lo) + " to " + std::to_string(hi);
+  return *this;
+}
+
+Options& Options::add_number(const char* names, const char* meta, const char* help, double lo, double hi,
+                             double shown, std::function<void(double)> set) {
+  Opt& o = add(names, meta, 1,
+               [set, lo, hi](const std::string& opt, const std::vector<std::string>& x) {
+                 set(parse_number(opt, x[0], lo, hi));
+               },
+               help);
+  o.shown = num(shown);
+  if (std::isfinite(lo) && std::isfinite(hi)) o.range = num(lo) + " to " + num(hi);
+  return *this;
+}
+
+Options& Options::flag(const char* names, bool* v, const char* help) {
+  add(names, "", 0, [v](const std::string&, const std::vector<std::string>&) { *v = true; }, help);
+  return *this;
+}
+
+Options& Options::integers(const char* names, std::vector<int>* v, int lo, int hi, const char* meta,
+                           const char* help) {
+  Opt& o = add(names, meta, 1,
+               [v, lo, hi](const std::string& opt, const std::vector<std::string>& x) {
+                 *v = parse_int_list(opt, x[0], lo, hi);
+               },
+               help);
+  for (size_t i = 0; i < v->size(); ++i) o.shown += (i ? "," : "") + std::to_string((*v)[i]);
+  o.range = "each " + std::to_string(lo) + " to " + std::to_string(hi);
+  return *this;
+}
+
+Options& Options::custom(const char* names, const char* meta, int nargs, Setter set, const char* help,
+                         const char* shown) {
+  add(names, meta, nargs, std::move(set), help).shown = shown ? shown : "";
+  return *this;
+}
+
+Options& Options::device(std::string* v, const char* what) {
+  std::string help = "cpu, cuda or cuda:N";
+  if (what) help += std::string(" (") + what + ")";
+  return text("device", v, "D", help.c_str());
+}
+
+Options& Options::positional(const char* meta, std::string* v, const char* help, bool optional) {
+  Opt o;
+  o.names = {meta};
+  o.meta = meta;
+  o.help = help ? help : "";
+  o.positional = true;
+  o.required = !optional;
+  o.set = [v](const std::string&, const std::vector<std::string>& x) { *v = x[0]; };
+  o.shown = *v;
+  opts_.push_back(std::move(o));
+  return *this;
+}
+
+Options& Options::epilog(const char* text) {
+  epilog_ = text;
+  return *this;
+}
+
+Options& Options::required() {
+  opts_.back().required = true;
+  opts_.back().shown.clear();
+  return *this;
+}
+
+Options& Options::shows(const char* text) {
+  opts_.back().shown = text ? text : "";
+  return *this;
+}
+
+bool Options::given(const char* name) const {
+  for (const Opt& o : opts_)
+    for (const std::string& n : o.names)
+      if (n == name) return o.seen;
+  throw std::logic_error(std::string("cli::Options::given: no option --") + name);
+}
+
+std::string Options::help() const {
+  std::string s = "usage: anitalker " + cmd_;
+  for (const Opt& o : opts_)
+    if (o.required && !o.positional) s += " --" + o.names[0] + (o.meta.empty() ? "" : " " + o.meta);
+  for (const Opt& o : opts_)
+    if (o.positional) s += o.required ? " " + o.meta : " [" + o.meta + "]";
+  s += " [options]\n";
+  if (!about_.empty()) {
+    s += "\n";
+    wrap(s, about_, 0, 0, 100);
+  }
+  const size_t indent = 24, width = 100;
+  auto row = [&](const std::string& left, const std::string& text) {
+    s += "  " + left;
+    size_t col = 2 + left.size();
+    if (col + 2 > indent) {
+      s += "\n";
+      s.append(indent, ' ');
+    } else {
+      s.append(indent - col, ' ');
+    }
+    wrap(s, text, indent, indent, width);
+  };
+  bool any_positional = false;
+  for (const Opt& o : opts_)
+    if (o.positional) {
+      if (!any_positional) s += "\narguments:\n";
+      any_positional = true;
+      row(o.meta, o.help);
+    }
+  s += "\noptions:\n";
+  for (const Opt& o : opts_) {
+    if (o.positional) continue;
+    std::string text = o.help;
+    std::string notes;
+    if (o.names.size() > 1)
+      for (size_t i = 1; i < o.names.size(); ++i) notes += (notes.empty() ? "also --" : ", --") + o.names[i];
+    if (o.required) notes += std::string(notes.empty() ? "" : "; ") + "required";
+    if (!o.range.empty()) notes += std::string(notes.empty() ? "" : "; ") + o.range;
+    if (!o.shown.empty()) notes += std::string(notes.empty() ? "" : "; ") + "default: " + o.shown;
+    if (!notes.empty()) text += " (" + notes + ")";
+    row("--" + o.names[0] + (o.meta.empty() ? "" : " " + o.meta), text);
+  }
+  row("-h, --help", "this text");
+  if (!epilog_.empty()) {
+    s += "\n";
+    wrap(s, epilog_, 0, 0, width);
+  }
+  return s;
+}
+
+bool Options::parse(int argc, char** argv) {
+  size_t next_positional = 0;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(help().c_str(), stdout);
+      return false;
+    }
+    if (a.size() > 2 && a.compare(0, 2, "--") == 0) {
+      std::string name = a.substr(2), inline_value;
+      bool has_inline = false;
+      const size_t eq = name.find('=');
+      if (eq != std::string::npos) {
+        inline_value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+        has_inline = true;
+      }
+      Opt* o = find(name);
+      if (o == nullptr) throw UsageError("unknown option --" + name);
+      const std::string opt = "--" + name;
+      std::vector<std::string> values;
+      if (has_inline) {
+        if (o->nargs != 1) throw UsageError(opt + " takes " + (o->nargs ? "values after a space" : "no value"));
+        values.push_back(inline_value);
+      } else {
+        for (int k = 0; k < o->nargs; ++k) {
+          if (i + 1 >= argc) throw UsageError("option " + opt + " needs " + (o->nargs > 1 ? "values " + o->meta : "a value"));
+          values.push_back(argv[++i]);
+        }
+      }
+      o->set(opt, values);
+      o->seen = true;
+      continue;
+    }
+    if (a.size() > 1 && a[0] == '-') throw UsageError("unknown option " + a);
+    Opt* p = nullptr;
+    size_t k = 0;
+    for (Opt& o : opts_)
+      if (o.positional && k++ == next_positional) {
+        p = &o;
+        break;
+      }
+    if (p == nullptr) throw UsageError("unexpected argument '" + a + "'");
+    p->set(p->meta, {a});
+    p->seen = true;
+    ++next_positional;
+  }
+  for (const Opt& o : opts_)
+    if (o.required && !o.seen) throw UsageError("missing " + (o.positional ? o.meta : "--" + o.names[0]));
+  return true;
 }
 
 int run(const char* cmd, const std::function<int()>& body) {

@@ -27,24 +27,6 @@
 
 namespace {
 
-const char* kUsage =
-    "usage: anitalker check [--device D] [--only LIST] [--tolerance X] [--frames N] [--steps N] [--threads N]\n"
-    "                       [--perturb X]\n"
-    "\n"
-    "Writes each network of the chain at its released size with random weights\n"
-    "(HuBERT-large, the five stage-2 variants, the stage-1 encoder and renderer,\n"
-    "GFPGAN v1.4, ParseNet, RetinaFace-ResNet50), loads it on the CPU and on\n"
-    "--device (default cuda), runs both on the same inputs and compares:\n"
-    "  relative = max |device - cpu| / max |cpu|, per output.\n"
-    "Passes when every relative difference is at most --tolerance (default 1e-3:\n"
-    "float32 summed in another order, with TF32 off; TF32 alone would give ~1e-3),\n"
-    "and the renderer's 8-bit frames are at most one level apart.\n"
-    "  --only LIST     comma-separated subset of: hubert,motion,render,sr\n"
-    "  --frames N      motion frames (default 100 = 4 s); --steps N DDIM steps (default 10)\n"
-    "  --perturb X     a self-test of the comparison: add X x each output's range\n"
-    "                  (8-bit frames: ceil(X x 255) levels) to the device's outputs;\n"
-    "                  above --tolerance every row must then fail\n"
-    "Exit status 0 when all pass, 1 when any differs more.\n";
 
 struct Row {
   std::string what;
@@ -56,28 +38,28 @@ struct Row {
 
 int cmd_check(int argc, char** argv) {
   return cli::run("check", [&] {
-    cli::Args a(argc, argv);
     std::string device = "cuda", only = "hubert,motion,render,sr";
     double tolerance = 1e-3, perturb = 0;
     int frames = 100, steps = 10, threads = 0;
-    // clang-format off
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--device") device = a.value(s);
-      else if (s == "--only") only = a.value(s);
-      else if (s == "--tolerance") tolerance = a.number(s);
-      else if (s == "--perturb") perturb = a.number(s);
-      else if (s == "--frames") frames = static_cast<int>(a.integer(s, 8, 2000));
-      else if (s == "--steps") steps = static_cast<int>(a.integer(s, 1, 1000));
-      else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));
-      else throw cli::UsageError("unknown option " + s);
-    }
-    // clang-format on
-    if (!(tolerance > 0)) throw cli::UsageError("--tolerance must be > 0");
-    if (!(perturb >= 0 && perturb <= 1)) throw cli::UsageError("--perturb: expected a number from 0 to 1");
+    cli::Options o("check",
+                   "Writes each network of the chain at its released size with random weights (HuBERT-large, the "
+                   "five stage-2 variants, the stage-1 encoder and renderer, GFPGAN v1.4, ParseNet, "
+                   "RetinaFace-ResNet50), loads it on the CPU and on --device, runs both on the same inputs and "
+                   "compares: relative = max |device - cpu| / max |cpu|, per output.  Passes when every relative "
+                   "difference is at most --tolerance and the renderer's 8-bit frames are at most one level apart.  "
+                   "Exit status 0 when all pass, 1 when any differs more.");
+    o.device(&device, "compared with cpu");
+    o.text("only", &only, "LIST", "comma-separated subset of: hubert,motion,render,sr");
+    o.number("tolerance", &tolerance, 1e-12, 1, "X",
+             "largest relative difference that passes (float32 summed in another order, with TF32 off; TF32 alone "
+             "would give ~1e-3)");
+    o.integer("frames", &frames, 8, 2000, "N", "motion frames (100 = 4 s)");
+    o.integer("steps", &steps, 1, 1000, "N", "DDIM steps");
+    o.number("perturb", &perturb, 0, 1, "X",
+             "a self-test of the comparison: add X x each output's range (8-bit frames: ceil(X x 255) levels) to "
+             "the device's outputs; above --tolerance every row must then fail");
+    o.threads(&threads);
+    if (!o.parse(argc, argv)) return 0;
     auto wants = [&](const char* name) { return ("," + only + ",").find("," + std::string(name) + ",") != std::string::npos; };
     {
       std::string rest = "," + only + ",";

@@ -20,53 +20,32 @@
 #include "npy.h"
 #include "output_file.h"
 
-static const char* kUsage =
-    "usage: anitalker crop --portrait IMG --out CROP.png (--detector R.pth | --face-box X1,Y1,X2,Y2)\n"
-    "                      [--box-out BOX.json] [--ratio 0.6] [--face-index N] [--pad colour|replicate]\n"
-    "                      [--device D]\n"
-    "\n"
-    "Cuts the square the networks see around the face, as the authors cut their\n"
-    "training data: the face box's centre, its larger side x (1 + ratio), at most\n"
-    "the photo's shorter side, padded where it leaves the photo.\n"
-    "  --detector F      detection_Resnet50_Final.pth (RetinaFace; the authors used\n"
-    "                    FaceBoxesV2): the largest face, or --face-index N of the\n"
-    "                    faces found (listed when there are several)\n"
-    "  --face-box X1,Y1,X2,Y2  the face box in the photo's pixels instead of a\n"
-    "                    detector (--box is the same)\n"
-    "  --ratio R         expanded_ratio (default 0.6)\n"
-    "  --pad P           colour (black, default) or replicate (the edge pixels)\n"
-    "  --out CROP.png    the square (format from the extension)\n"
-    "  --box-out F.json  {\"x\", \"y\", \"side\"} of the square in the photo's pixels,\n"
-    "                    the face box and the photo's size\n";
 
 
 int cmd_crop(int argc, char** argv) {
   return cli::run("crop", [&] {
-    cli::Args a(argc, argv);
     std::string portrait, out, box_out, detector, box_text, pad = "colour", device = "cpu";
     double ratio = 0.6;
     long long face_index = -1;
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--portrait") portrait = a.value(s);
-      else if (s == "--out") out = a.value(s);
-      else if (s == "--box-out") box_out = a.value(s);
-      else if (s == "--detector") detector = a.value(s);
-      else if (s == "--face-box" || s == "--box") box_text = a.value(s);
-      else if (s == "--ratio") ratio = a.number(s);
-      else if (s == "--face-index") face_index = a.integer(s, 0, 1 << 20);
-      else if (s == "--pad") pad = a.value(s);
-      else if (s == "--device") device = a.value(s);
-      else throw cli::UsageError("unknown option " + s);
-    }
-    if (portrait.empty()) throw cli::UsageError("missing --portrait");
-    if (out.empty()) throw cli::UsageError("missing --out");
+    int threads = 0;
+    cli::Options o("crop", "Cuts the square the networks see around the face, as the authors cut their training "
+                           "data: the face box's centre, its larger side x (1 + ratio), at most the photo's shorter "
+                           "side, padded where it leaves the photo.  Give --detector or --face-box.");
+    o.text("portrait", &portrait, "IMG", "the photo").required();
+    o.text("out", &out, "CROP.png", "the square (format from the extension)").required();
+    o.text("detector", &detector, "F",
+           "detection_Resnet50_Final.pth (RetinaFace; the authors used FaceBoxesV2): the largest face, or "
+           "--face-index N of the faces found (listed when there are several)");
+    o.text("face-box|box", &box_text, "X1,Y1,X2,Y2", "the face box in the photo's pixels instead of a detector");
+    o.number("crop-ratio|ratio", &ratio, 0, 10, "R", "expanded_ratio: the square is the face's larger side x (1 + R)");
+    o.integer("face-index", &face_index, 0, 1 << 20, "N", "with several faces: which").shows("the largest");
+    o.choice("pad", &pad, {"colour", "replicate"}, "colour (black) or replicate (the edge pixels)");
+    o.text("box-out", &box_out, "F.json",
+           "{\"x\", \"y\", \"side\"} of the square in the photo's pixels, the face box and the photo's size");
+    o.device(&device, "the detector").threads(&threads);
+    if (!o.parse(argc, argv)) return 0;
+    cli::set_threads(threads);
     if (detector.empty() == box_text.empty()) throw cli::UsageError("give --detector R.pth or --face-box X1,Y1,X2,Y2");
-    if (!(ratio >= 0) || !std::isfinite(ratio)) throw cli::UsageError("--ratio: expected a number >= 0");
-    if (pad != "colour" && pad != "replicate") throw cli::UsageError("--pad: colour or replicate, not '" + pad + "'");
     if (!box_text.empty() && face_index >= 0) throw cli::UsageError("--face-index chooses among detected faces: not with --face-box");
     anitalker::check_output_path(out, {portrait, detector});
     if (!box_out.empty()) anitalker::check_output_path(box_out, {portrait, detector}, "--box-out");

@@ -15,54 +15,38 @@
 #include "npy.h"
 #include "state_dict.h"
 
-static const char* kUsage =
-    "usage: anitalker features (--hubert DIR | --mfcc) --audio FILE --out F.npy [--stream W[,C[,L]]]\n"
-    "                          [--device D] [--threads N]\n"
-    "\n"
-    "  --hubert DIR   a HuBERT folder (config.json, pytorch_model.bin), e.g. models/chinese-hubert-large:\n"
-    "                 writes float32 [layers+1, T+1, hidden]: every hidden state, the last frame\n"
-    "                 repeated once as the reference demo pads it (50 frames/s)\n"
-    "  --mfcc         13 MFCCs (c0 = log energy) and their N=1 and N=2 deltas: float32 [T, 39]\n"
-    "                 (100 frames/s)\n"
-    "  --audio FILE   16 kHz mono WAV is read as is; any other file is decoded and resampled\n"
-    "                 with GStreamer, and the features then depend on its resampler\n"
-    "  --device D     cpu (default), cuda or cuda:N (HuBERT)\n"
-    "  --threads N    LibTorch threads (default: one per core)\n"
-    "  --stream W,C,L as hubertenc streams, in 20 ms pieces: HuBERT windows of W ms with C ms of context\n"
-    "                 (default 1000) and L ms of look-ahead (default 0); MFCC streams exactly\n";
-
 int cmd_features(int argc, char** argv) {
   return cli::run("features", [&] {
-    cli::Args a(argc, argv);
     std::string hubert_dir, audio, out, device = "cpu";
     bool mfcc = false, stream = false;
     int threads = 0;
     anitalker::features::StreamConfig scfg;
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--hubert") hubert_dir = a.value(s);
-      else if (s == "--mfcc") mfcc = true;
-      else if (s == "--audio") audio = a.value(s);
-      else if (s == "--out") out = a.value(s);
-      else if (s == "--device") device = a.value(s);
-      else if (s == "--threads") threads = static_cast<int>(a.integer(s, 1, 256));
-      else if (s == "--stream") {
-        const std::string v = a.value(s);
-        int w = 0, c = 1000, l = 0;
-        const int got = std::sscanf(v.c_str(), "%d,%d,%d", &w, &c, &l);
-        if (got < 1 || w < 20 || c < 0 || l < 0 || l > w)
-          throw cli::UsageError("--stream: expected W[,C[,L]] in ms, W >= 20, 0 <= L <= W, got '" + v + "'");
-        stream = true;
-        scfg = {w, c, l};
-      }
-      else throw cli::UsageError("unknown option " + s);
-    }
+    cli::Options o("features", "The audio features of a speech file, as hubertenc makes them.  Give exactly one of "
+                               "--hubert and --mfcc.");
+    o.text("hubert|model", &hubert_dir, "DIR",
+           "a HuBERT folder (config.json, pytorch_model.bin), e.g. models/chinese-hubert-large: writes float32 "
+           "[layers+1, T+1, hidden]: every hidden state, the last frame repeated once as the reference demo pads it "
+           "(50 frames/s)");
+    o.flag("mfcc", &mfcc, "13 MFCCs (c0 = log energy) and their N=1 and N=2 deltas: float32 [T, 39] (100 frames/s)");
+    o.text("audio", &audio, "FILE",
+           "16 kHz mono WAV is read as is; any other file is decoded and resampled with GStreamer, and the features "
+           "then depend on its resampler")
+        .required();
+    o.text("out", &out, "F.npy", "the features").required();
+    o.custom("stream", "W[,C[,L]]", 1,
+             [&](const std::string& opt, const std::vector<std::string>& v) {
+               int w = 0, c = 1000, l = 0;
+               const int got = std::sscanf(v[0].c_str(), "%d,%d,%d", &w, &c, &l);
+               if (got < 1 || w < 20 || c < 0 || l < 0 || l > w)
+                 throw cli::UsageError(opt + ": expected W[,C[,L]] in ms, W >= 20, 0 <= L <= W, got '" + v[0] + "'");
+               stream = true;
+               scfg = {w, c, l};
+             },
+             "as hubertenc streams (its window, context and lookahead properties), in 20 ms pieces: HuBERT windows "
+             "of W ms with C ms of context (default 1000) and L ms of look-ahead (default 0); MFCC streams exactly");
+    o.device(&device, "HuBERT").threads(&threads);
+    if (!o.parse(argc, argv)) return 0;
     if (mfcc == !hubert_dir.empty()) throw cli::UsageError("give exactly one of --hubert DIR and --mfcc");
-    if (audio.empty()) throw cli::UsageError("missing --audio");
-    if (out.empty()) throw cli::UsageError("missing --out");
     anitalker::check_output_path(out, {audio, hubert_dir});
     cli::set_threads(threads);
     const c10::Device dev = anitalker::parse_device(device);

@@ -33,48 +33,6 @@
 #include "mp4_times.h"
 #include "output_file.h"
 
-static const char* kUsage =
-    "usage: anitalker generate --portrait IMG|CLIP --audio FILE --out OUT.mp4|OUT.webm|DIR|FRAMES/%05d.png\n"
-    "                          [--models-dir DIR] [--variant V] [--steps N] [--seed K] [--control]\n"
-    "                          [--pose Y P R | --pose-file P.npy] [--location L] [--scale S] [--face-sr]\n"
-    "                          [--crop auto|none|X,Y,SIDE] [--face-box X1,Y1,X2,Y2] [--crop-ratio R]\n"
-    "                          [--face-index N] [--paste-back] [--max-size N] [--feather N] [--colour-match]\n"
-    "                          [--portrait-time S] [--size WxH] [--crf N | --bitrate KBPS] [--codec h264|vp9]\n"
-    "                          [--device D] [--mode M] [--quiet]\n"
-    "\n"
-    "  --portrait IMG    the face to animate: a photo (with --crop auto, any photo; without, a\n"
-    "                    centred head, as the reference advises) or a video (see --portrait-time)\n"
-    "  --audio FILE      speech, any format GStreamer decodes\n"
-    "  --out PATH        .mp4 (H.264 or VP9, AAC), .webm (VP9, Opus), a folder (<portrait>-<audio>.mp4,\n"
-    "                    _SR with --face-sr, as the reference demo names it), or a PNG sequence\n"
-    "                    (a pattern with one %d, e.g. frames/%05d.png: numbered from 1, no audio)\n"
-    "  --models-dir DIR  the released files under their published names (default: models)\n"
-    "  --variant V       hubert_audio_only (default), hubert_pose_only, hubert_full_control,\n"
-    "                    mfcc_pose_only, mfcc_full_control\n"
-    "  --steps N         DDIM steps (default 50)        --seed K   noise seed, as the demo's --seed (default 0)\n"
-    "  --control         drive with --pose/--pose-file/--location/--scale instead of the predictions\n"
-    "  --pose Y P R      constant yaw, pitch, roll in the model's units (1 = 90 degrees; default 0.25 0 0)\n"
-    "  --pose-file P.npy [N, 3] yaw, pitch, roll in degrees per frame\n"
-    "  --location L --scale S   face location and scale (default 0.5 each; full-control variants)\n"
-    "  --face-sr         restore the face with GFPGAN v1.4 (output twice the size)\n"
-    "  --crop C          none (default: the whole picture), auto (the square around the face, as the\n"
-    "                    authors cut their data; RetinaFace from the models folder finds it), or\n"
-    "                    X,Y,SIDE (that square, in the picture's pixels)\n"
-    "  --face-box B      with --crop auto: the face box X1,Y1,X2,Y2 instead of the detector\n"
-    "  --crop-ratio R    the square is the face's larger side x (1 + R) (default 0.6)\n"
-    "  --face-index N    with several faces: which (default: the largest)\n"
-    "  --paste-back      paste the talking face back into the picture: the video has the picture's size\n"
-    "  --max-size N      with --paste-back: the longest side at most N (default 1920)\n"
-    "  --feather N       with --paste-back: blend width in pixels (default 16)\n"
-    "  --colour-match    with --paste-back: match the face's mean colour to the picture at the seam\n"
-    "  --portrait-time S a video portrait: the frame at S seconds (default 0)\n"
-    "  --size WxH        scale the video to W x H (even numbers)\n"
-    "  --crf N           constant quality: x264's quantizer 0-50 (default 18), VP9's cq-level 0-63\n"
-    "  --bitrate KBPS    a bitrate instead of constant quality\n"
-    "  --codec C         h264 (default for .mp4) or vp9 (the only one for .webm)\n"
-    "  --device D        cpu (default), cuda or cuda:N\n"
-    "  --mode M          offline (default: exact, as the reference), streaming or auto\n"
-    "  --quiet           no progress (on a terminal a status line, otherwise a line every 10 s)\n";
 
 namespace {
 
@@ -627,85 +585,75 @@ int generate(const Options& o) {
 
 int cmd_generate(int argc, char** argv) {
   return cli::run("generate", [&] {
-    cli::Args a(argc, argv);
     Options o;
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--portrait") o.portrait = a.value(s);
-      else if (s == "--audio") o.audio = a.value(s);
-      else if (s == "--out") o.out = a.value(s);
-      else if (s == "--models-dir") o.models_dir = a.value(s);
-      else if (s == "--variant") o.variant = a.value(s);
-      else if (s == "--steps") o.steps = static_cast<int>(a.integer(s, 1, 1000));
-      else if (s == "--seed") o.seed = a.integer(s, 0, (1LL << 62));
-      else if (s == "--control") o.control = true;
-      else if (s == "--pose") {
-        o.yaw = a.number(s);
-        o.pitch = a.number(s);
-        o.roll = a.number(s);
-        o.have_pose = true;
-      } else if (s == "--pose-file") o.pose_file = a.value(s);
-      else if (s == "--location") o.location = a.number(s);
-      else if (s == "--scale") o.scale = a.number(s);
-      else if (s == "--face-sr") o.face_sr = true;
-      else if (s == "--device") o.device = a.value(s);
-      else if (s == "--mode") o.mode = a.value(s);
-      else if (s == "--quiet") o.quiet = true;
-      else if (s == "--crop") o.crop = a.value(s);
-      else if (s == "--face-box") o.face_box = a.value(s);
-      else if (s == "--crop-ratio") o.crop_ratio = a.number(s);
-      else if (s == "--face-index") o.face_index = static_cast<int>(a.integer(s, 0, 1023));
-      else if (s == "--paste-back") o.paste_back = true;
-      else if (s == "--max-size") o.max_size = static_cast<int>(a.integer(s, 16, 16384));
-      else if (s == "--feather") o.feather = static_cast<int>(a.integer(s, 0, 1024));
-      else if (s == "--colour-match" || s == "--color-match") o.colour_match = true;
-      else if (s == "--portrait-time") {
-        o.portrait_time = a.number(s);
-        if (!(o.portrait_time >= 0) || !std::isfinite(o.portrait_time))
-          throw cli::UsageError("--portrait-time: expected seconds >= 0");
-      } else if (s == "--size") {
-        const std::string v = a.value(s);
-        int w = 0, h = 0;
-        char tail = 0;
-        if (std::sscanf(v.c_str(), "%dx%d%c", &w, &h, &tail) != 2 || w < 2 || h < 2 || w > 16384 || h > 16384 ||
-            w % 2 || h % 2)
-          throw cli::UsageError("--size: expected WxH, even numbers from 2 to 16384, got '" + v + "'");
-        o.width = w;
-        o.height = h;
-      } else if (s == "--crf") o.crf = static_cast<int>(a.integer(s, 0, 63));
-      else if (s == "--bitrate") o.bitrate = static_cast<int>(a.integer(s, 1, 1000000));
-      else if (s == "--codec") {
-        o.codec = a.value(s);
-        if (o.codec != "h264" && o.codec != "vp9") throw cli::UsageError("--codec: h264 or vp9, not '" + o.codec + "'");
-      }
-      else throw cli::UsageError("unknown option " + s);
-    }
-    if (o.portrait.empty()) throw cli::UsageError("missing --portrait");
-    if (o.audio.empty()) throw cli::UsageError("missing --audio");
-    if (o.out.empty()) throw cli::UsageError("missing --out");
+    cli::Options opt("generate",
+                     "A portrait and speech in, a talking video out: the reference demo's job in one command, as a "
+                     "GStreamer pipeline around the anitalker bin.  Progress: on a terminal a status line, otherwise "
+                     "a line every 10 s.");
+    opt.text("portrait", &o.portrait, "IMG|CLIP",
+             "the face to animate: a photo (with --crop auto, any photo; without, a centred head, as the reference "
+             "advises) or a video (see --portrait-time)")
+        .required();
+    opt.text("audio", &o.audio, "FILE", "speech, any format GStreamer decodes").required();
+    opt.text("out", &o.out, "PATH",
+             ".mp4 (H.264 or VP9, AAC), .webm (VP9, Opus), a folder (<portrait>-<audio>.mp4, _SR with --face-sr, as "
+             "the reference demo names it), or a PNG sequence (a pattern with one %d, e.g. frames/%05d.png: "
+             "numbered from 1, no audio)")
+        .required();
+    opt.text("models-dir", &o.models_dir, "DIR", "the released files under their published names");
+    opt.choice("variant", &o.variant,
+               {"hubert_audio_only", "hubert_pose_only", "hubert_full_control", "mfcc_pose_only", "mfcc_full_control"},
+               "the stage-2 variant (the demo's --infer_type)");
+    opt.integer("steps", &o.steps, 1, 1000, "N", "DDIM steps (the demo's --step_T)");
+    opt.integer("seed", &o.seed, 0, 1LL << 62, "K", "noise seed, as the demo's --seed");
+    opt.flag("control", &o.control, "drive with the pose, location and scale options instead of the predictions");
+    opt.custom("pose", "Y P R", 3,
+               [&](const std::string& name, const std::vector<std::string>& v) {
+                 double* f[3] = {&o.yaw, &o.pitch, &o.roll};
+                 for (int i = 0; i < 3; ++i) *f[i] = cli::parse_number(name, v[i], -1, 1);
+               },
+               "constant yaw, pitch, roll in the model's units (1 = 90 degrees)", "0.25 0 0");
+    opt.number("pose-yaw", &o.yaw, -1, 1, "Y", "the yaw alone");
+    opt.number("pose-pitch", &o.pitch, -1, 1, "P", "the pitch alone");
+    opt.number("pose-roll", &o.roll, -1, 1, "R", "the roll alone");
+    opt.text("pose-file", &o.pose_file, "P.npy", "[N, 3] yaw, pitch, roll in degrees per frame");
+    opt.number("face-location|location", &o.location, -10, 10, "L", "face location (full-control variants)");
+    opt.number("face-scale|scale", &o.scale, -10, 10, "S", "face scale (full-control variants)");
+    opt.flag("face-sr", &o.face_sr, "restore the face with GFPGAN v1.4 (output twice the size)");
+    opt.text("crop", &o.crop, "C",
+             "none (the whole picture), auto (the square around the face, as the authors cut their data; "
+             "RetinaFace from the models folder finds it), or X,Y,SIDE (that square, in the picture's pixels)");
+    opt.text("face-box", &o.face_box, "X1,Y1,X2,Y2", "with --crop auto: the face box instead of the detector");
+    opt.number("crop-ratio", &o.crop_ratio, 0, 10, "R", "the square is the face's larger side x (1 + R)");
+    opt.integer("face-index", &o.face_index, 0, 1023, "N", "with several faces: which").shows("the largest");
+    opt.flag("paste-back", &o.paste_back, "paste the talking face back into the picture: the video has its size");
+    opt.integer("max-size", &o.max_size, 16, 16384, "N", "with --paste-back: the longest side at most N");
+    opt.integer("feather", &o.feather, 0, 1024, "N", "with --paste-back: blend width in pixels");
+    opt.flag("colour-match|color-match", &o.colour_match,
+             "with --paste-back: match the face's mean colour to the picture at the seam");
+    opt.number("portrait-time", &o.portrait_time, 0, HUGE_VAL, "S", "a video portrait: the frame at S seconds").shows("0");
+    opt.custom("size", "WxH", 1,
+               [&](const std::string& name, const std::vector<std::string>& v) {
+                 int w = 0, h = 0;
+                 char tail = 0;
+                 if (std::sscanf(v[0].c_str(), "%dx%d%c", &w, &h, &tail) != 2 || w < 2 || h < 2 || w > 16384 ||
+                     h > 16384 || w % 2 || h % 2)
+                   throw cli::UsageError(name + ": expected WxH, even numbers from 2 to 16384, got '" + v[0] + "'");
+                 o.width = w;
+                 o.height = h;
+               },
+               "scale the video to W x H (even numbers)");
+    opt.integer("crf", &o.crf, 0, 63, "N", "constant quality: x264's quantizer 0-50, VP9's cq-level 0-63")
+        .shows("18 for H.264, 30 for VP9");
+    opt.integer("bitrate", &o.bitrate, 1, 1000000, "KBPS", "a bitrate instead of constant quality").shows("");
+    opt.choice("codec", &o.codec, {"h264", "vp9"}, "h264 (default for .mp4) or vp9 (the only one for .webm)");
+    opt.device(&o.device);
+    opt.choice("mode", &o.mode, {"offline", "streaming", "auto"}, "offline is exact, as the reference");
+    opt.flag("quiet", &o.quiet, "no progress");
+    if (!opt.parse(argc, argv)) return 0;
+    o.have_pose = opt.given("pose") || opt.given("pose-yaw") || opt.given("pose-pitch") || opt.given("pose-roll");
     if (o.have_pose && !o.pose_file.empty()) throw cli::UsageError("give --pose or --pose-file, not both");
-    if (o.mode != "offline" && o.mode != "streaming" && o.mode != "auto")
-      throw cli::UsageError("--mode: offline, streaming or auto, not '" + o.mode + "'");
-    // The element ranges (gst-inspect-1.0 anitalkermotion), checked here so
-    // that nothing runs with a value GLib would drop with a warning.
-    auto check_range = [](const char* opt, double v, double lo, double hi) {
-      if (!std::isfinite(v) || v < lo || v > hi) {
-        char m[200];
-        std::snprintf(m, sizeof m, "%s: expected a number from %g to %g, got %g", opt, lo, hi, v);
-        throw cli::UsageError(m);
-      }
-    };
-    check_range("--pose (yaw)", o.yaw, -1, 1);
-    check_range("--pose (pitch)", o.pitch, -1, 1);
-    check_range("--pose (roll)", o.roll, -1, 1);
-    check_range("--location", o.location, -10, 10);
-    check_range("--scale", o.scale, -10, 10);
-    if (!anitalker::models::is_variant(o.variant)) anitalker::models::stage2_name(o.variant);  // throws, naming all
     // The crop, as the renderer will read it.
-    check_range("--crop-ratio", o.crop_ratio, 0, 10);
     const anitalker::crop::Spec spec =
         anitalker::crop::make_spec(o.crop, o.face_box, o.crop_ratio, o.face_index, "--crop", "--face-box");
     if (o.paste_back && spec.mode == anitalker::crop::Spec::Mode::None)

@@ -10,38 +10,19 @@
 #include "error.h"
 #include "cli.h"
 
-static const char* kUsage =
-    "usage: anitalker inspect FILE|FOLDER [--json]\n"
-    "\n"
-    "Lists every tensor of a torch.save checkpoint (.ckpt, .pth, .bin) or a\n"
-    "safetensors file: key, dtype (numpy names) and shape, one per line, in file\n"
-    "order.  Nested keys are joined with dots (params_ema.conv_body_first.weight).\n"
-    "A model folder (chinese-hubert-large/) shows its model.safetensors or\n"
-    "pytorch_model.bin.\n"
-    "\n"
-    "  --json   print a JSON array of {\"key\", \"dtype\", \"shape\"} instead\n";
 
 int cmd_inspect(int argc, char** argv) {
   return cli::run("inspect", [&] {
-    cli::Args a(argc, argv);
     std::string file;
     bool json = false;
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--json") {
-        json = true;
-      } else if (!s.empty() && s[0] == '-') {
-        throw cli::UsageError("unknown option " + s);
-      } else if (file.empty()) {
-        file = s;
-      } else {
-        throw cli::UsageError("one FILE only");
-      }
-    }
-    if (file.empty()) throw cli::UsageError("missing FILE");
+    cli::Options o("inspect",
+                   "Lists every tensor of a torch.save checkpoint (.ckpt, .pth, .bin) or a safetensors file: key, "
+                   "dtype (numpy names) and shape, one per line, in file order.  Nested keys are joined with dots "
+                   "(params_ema.conv_body_first.weight).  A model folder (chinese-hubert-large/) shows its "
+                   "model.safetensors or pytorch_model.bin.");
+    o.positional("FILE|FOLDER", &file, "the checkpoint, or a model folder");
+    o.flag("json", &json, "print a JSON array of {\"key\", \"dtype\", \"shape\"} instead");
+    if (!o.parse(argc, argv)) return 0;
     // A model folder (chinese-hubert-large/): its weights file.
     struct stat st;
     if (::stat(file.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {

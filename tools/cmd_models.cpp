@@ -9,37 +9,20 @@
 #include "cli.h"
 #include "models.h"
 
-static const char* kUsage =
-    "usage: anitalker models [--models-dir DIR] [--manifest]\n"
-    "\n"
-    "Lists the authors' released files under their published names, by group\n"
-    "(required: the default job; variant: the other stage-2 checkpoints;\n"
-    "face-sr: face restoration, and RetinaFace for crop=auto), each with what\n"
-    "needs it, whether DIR has it, and where it is published.  models/fetch.sh\n"
-    "downloads them (--all-variants, --face-sr).  Exits 0 when the required\n"
-    "files are present, 1 otherwise.\n"
-    "\n"
-    "  --models-dir DIR   the folder to look in (default: models)\n"
-    "  --manifest         print the table as models/manifest.tsv holds it, and nothing else\n";
 
 int cmd_models(int argc, char** argv) {
   return cli::run("models", [&] {
-    cli::Args a(argc, argv);
     std::string dir = "models";
     bool manifest = false;
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--models-dir") {
-        dir = a.value(s);
-      } else if (s == "--manifest") {
-        manifest = true;
-      } else {
-        throw cli::UsageError("unknown argument " + s);
-      }
-    }
+    cli::Options o("models",
+                   "Lists the authors' released files under their published names, by group (required: the default "
+                   "job; variant: the other stage-2 checkpoints; face-sr: face restoration, and RetinaFace for "
+                   "crop=auto), each with what needs it, whether DIR has it, and where it is published.  "
+                   "models/fetch.sh downloads them (--all-variants, --face-sr).  Exits 0 when the required files "
+                   "are present, 1 otherwise.");
+    o.text("models-dir", &dir, "DIR", "the folder to look in");
+    o.flag("manifest", &manifest, "print the table as models/manifest.tsv holds it, and nothing else");
+    if (!o.parse(argc, argv)) return 0;
     namespace models = anitalker::models;
     if (manifest) {
       std::fputs(models::manifest().c_str(), stdout);

@@ -19,42 +19,6 @@
 
 namespace {
 
-const char* kUsage =
-    "usage: anitalker motion --stage2 CKPT --features F.npy --start S.npy --direction D.npy\n"
-    "                        (--noise N.npy | --seed K) --out M.npy [--steps 50] [--control]\n"
-    "                        [--pose YAW PITCH ROLL | --pose-file P.npy] [--location L] [--scale S]\n"
-    "                        [--predicted-dir DIR] [--device D] [--threads N]\n"
-    "\n"
-    "Generates the motion latents of an utterance with a stage-2 checkpoint (any of the five\n"
-    "released variants), as the reference demo does.\n"
-    "  --stage2 CKPT       a stage-2 checkpoint, e.g. models/stage2_audio_only_hubert.ckpt\n"
-    "  --features F.npy    HuBERT variants: float32 [layers, N, H] as `anitalker features --hubert`\n"
-    "                      writes it (or the demo's [1, layers, 2T, H]); N/2 motion frames.\n"
-    "                      MFCC variants: [N, 39] as `anitalker features --mfcc` writes it (or\n"
-    "                      [1, 4T, 39]); N/4 motion frames.  Frames past the last whole motion\n"
-    "                      frame are dropped, as the demo drops them\n"
-    "  --start S.npy       the portrait's start code, [1, 512] (`anitalker render --codes-dir`\n"
-    "                      writes it as h_source.npy)\n"
-    "  --direction D.npy   its direction code, [1, 20] (h_motion.npy)\n"
-    "  --noise N.npy       the initial noise, [1, T, 20]; or\n"
-    "  --seed K            the noise the demo draws with --seed K (bit-exact)\n"
-    "  --steps N           DDIM steps (default 50); N must be ceil(1000 / k) for an integer k\n"
-    "  --control           feed the pose (and for full_control, location and scale) below to the\n"
-    "                      model instead of its predictions (the demo's --control_flag)\n"
-    "  --pose Y P R        constant yaw, pitch, roll in the model's units, 1 = 90 degrees, as the\n"
-    "                      demo's --pose_yaw/--pose_pitch/--pose_roll (default 0.25 0 0)\n"
-    "  --pose-file P.npy   per-frame [N, 3] yaw, pitch, roll in degrees (the demo's\n"
-    "                      --pose_driven_path): divided by 90, padded with its last row\n"
-    "  --location L        face location (default 0.5)\n"
-    "  --scale S           face scale (default 0.5)\n"
-    "  --out M.npy         float32 [1, T, 20] motion latents\n"
-    "  --predicted-dir DIR also write the pose [1, T, 3] (pred_pose.npy) and, for full_control,\n"
-    "                      location and scale [1, T, 1] (pred_location.npy, pred_scale.npy): the\n"
-    "                      predictors' output, or the given signals with --control.  The\n"
-    "                      audio_only variant has no predictors: nothing is written for it\n"
-    "  --device D          cpu (default), cuda or cuda:N\n"
-    "  --threads N         LibTorch threads (default: one per core)\n";
-
 std::string shape_str(const at::Tensor& t) {
   std::string s = "[";
   for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
@@ -109,48 +73,56 @@ at::Tensor read_features(const std::string& path, const anitalker::motion::Model
 
 int cmd_motion(int argc, char** argv) {
   return cli::run("motion", [&] {
-    cli::Args a(argc, argv);
     std::string stage2, features, start_path, direction_path, noise_path, out, pred_dir, pose_file, device = "cpu";
     long long seed = -1, steps = 50, threads = 0;
     anitalker::motion::Controls ctl;
-    bool pose_given = false, location_given = false;
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--stage2") stage2 = a.value(s);
-      else if (s == "--features") features = a.value(s);
-      else if (s == "--start") start_path = a.value(s);
-      else if (s == "--direction") direction_path = a.value(s);
-      else if (s == "--noise") noise_path = a.value(s);
-      else if (s == "--seed") seed = a.integer(s, 0, INT64_MAX);
-      else if (s == "--steps") steps = a.integer(s, 1, 1000);
-      else if (s == "--control") ctl.control = true;
-      else if (s == "--pose") {
-        ctl.yaw = static_cast<float>(a.number(s));
-        ctl.pitch = static_cast<float>(a.number(s));
-        ctl.roll = static_cast<float>(a.number(s));
-        pose_given = true;
-      } else if (s == "--pose-file") pose_file = a.value(s);
-      else if (s == "--location") {
-        ctl.location = static_cast<float>(a.number(s));
-        location_given = true;
-      } else if (s == "--scale") {
-        ctl.scale = static_cast<float>(a.number(s));
-        location_given = true;
-      } else if (s == "--out") out = a.value(s);
-      else if (s == "--predicted-dir") pred_dir = a.value(s);
-      else if (s == "--device") device = a.value(s);
-      else if (s == "--threads") threads = a.integer(s, 1, 256);
-      else throw cli::UsageError("unknown option " + s);
-    }
-    if (stage2.empty()) throw cli::UsageError("missing --stage2");
-    if (features.empty()) throw cli::UsageError("missing --features");
-    if (start_path.empty()) throw cli::UsageError("missing --start");
-    if (direction_path.empty()) throw cli::UsageError("missing --direction");
+    cli::Options o("motion",
+                   "Generates the motion latents of an utterance with a stage-2 checkpoint (any of the five released "
+                   "variants), as the reference demo does.  Give exactly one of --noise and --seed.");
+    o.text("stage2|checkpoint", &stage2, "CKPT", "a stage-2 checkpoint, e.g. models/stage2_audio_only_hubert.ckpt")
+        .required();
+    o.text("features", &features, "F.npy",
+           "HuBERT variants: float32 [layers, N, H] as `anitalker features --hubert` writes it (or the demo's "
+           "[1, layers, 2T, H]); N/2 motion frames.  MFCC variants: [N, 39] as `anitalker features --mfcc` writes "
+           "it (or [1, 4T, 39]); N/4 motion frames.  Frames past the last whole motion frame are dropped, as the "
+           "demo drops them")
+        .required();
+    o.text("start", &start_path, "S.npy",
+           "the portrait's start code, [1, 512] (`anitalker render --codes-dir` writes it as h_source.npy)")
+        .required();
+    o.text("direction", &direction_path, "D.npy", "its direction code, [1, 20] (h_motion.npy)").required();
+    o.text("noise", &noise_path, "N.npy", "the initial noise, [1, T, 20]");
+    o.integer("seed", &seed, 0, INT64_MAX, "K", "the noise the demo draws with --seed K (bit-exact)").shows("");
+    o.integer("steps", &steps, 1, 1000, "N", "DDIM steps; N must be ceil(1000 / k) for an integer k");
+    o.text("out", &out, "M.npy", "float32 [1, T, 20] motion latents").required();
+    o.flag("control", &ctl.control,
+           "feed the pose (and for full_control, location and scale) below to the model instead of its "
+           "predictions (the demo's --control_flag)");
+    o.custom("pose", "Y P R", 3,
+             [&](const std::string& opt, const std::vector<std::string>& v) {
+               float* f[3] = {&ctl.yaw, &ctl.pitch, &ctl.roll};
+               for (int i = 0; i < 3; ++i) *f[i] = static_cast<float>(cli::parse_number(opt, v[i], -1, 1));
+             },
+             "constant yaw, pitch, roll in the model's units, 1 = 90 degrees, as the demo's "
+             "--pose_yaw/--pose_pitch/--pose_roll",
+             "0.25 0 0");
+    o.number("pose-yaw", &ctl.yaw, -1, 1, "Y", "the yaw alone");
+    o.number("pose-pitch", &ctl.pitch, -1, 1, "P", "the pitch alone");
+    o.number("pose-roll", &ctl.roll, -1, 1, "R", "the roll alone");
+    o.text("pose-file", &pose_file, "P.npy",
+           "per-frame [N, 3] yaw, pitch, roll in degrees (the demo's --pose_driven_path): divided by 90, padded "
+           "with its last row");
+    o.number("face-location|location", &ctl.location, -10, 10, "L", "face location (full-control variants)");
+    o.number("face-scale|scale", &ctl.scale, -10, 10, "S", "face scale (full-control variants)");
+    o.text("predicted-dir", &pred_dir, "DIR",
+           "also write the pose [1, T, 3] (pred_pose.npy) and, for full_control, location and scale [1, T, 1] "
+           "(pred_location.npy, pred_scale.npy): the predictors' output, or the given signals with --control.  "
+           "The audio_only variant has no predictors: nothing is written for it");
+    o.device(&device).threads(&threads);
+    if (!o.parse(argc, argv)) return 0;
+    const bool pose_given = o.given("pose") || o.given("pose-yaw") || o.given("pose-pitch") || o.given("pose-roll");
+    const bool location_given = o.given("face-location") || o.given("face-scale");
     if (noise_path.empty() == (seed < 0)) throw cli::UsageError("give exactly one of --noise N.npy and --seed K");
-    if (out.empty()) throw cli::UsageError("missing --out");
     anitalker::check_output_path(out, {stage2, features, start_path, direction_path, noise_path, pose_file});
     if (pose_given && !pose_file.empty()) throw cli::UsageError("give at most one of --pose and --pose-file");
     // Before any work: a step count the stride rule cannot meet (e.g. 49).

@@ -14,51 +14,28 @@
 #include "lia.h"
 #include "state_dict.h"
 
-static const char* kUsage =
-    "usage: anitalker render --stage1 CKPT --portrait IMAGE --motion MOTION.npy --out FRAMES.npy\n"
-    "                        [--raw] [--codes-dir DIR] [--device D] [--batch-size N] [--threads N]\n"
-    "       anitalker render --stage1 CKPT --portrait IMAGE --codes-dir DIR   (the codes only)\n"
-    "\n"
-    "Encodes the portrait with the stage-1 (LIA) encoder and renders one frame per\n"
-    "motion code.\n"
-    "  --stage1 CKPT       stage1.ckpt (or a checkpoint in its layout)\n"
-    "  --portrait IMAGE    any image OpenCV decodes; resized to the network size as the\n"
-    "                      reference does (Pillow bicubic)\n"
-    "  --motion M.npy      float32 (N, motion_dim) motion codes; (1, N, motion_dim) too\n"
-    "  --out F.npy         uint8 (N, H, W, 3) RGB frames; with --raw float32 (N, 3, H, W)\n"
-    "                      before the clamp\n"
-    "  --codes-dir DIR     also write input.npy, h_source.npy (start code), h_motion.npy\n"
-    "                      (direction code), direction_Q.npy and feat_K.npy there; without\n"
-    "                      --motion and --out only h_source.npy and h_motion.npy, what\n"
-    "                      `anitalker motion` takes as --start and --direction\n"
-    "  --device D          cpu (default), cuda or cuda:N\n"
-    "  --batch-size N      frames rendered together (default 1)\n"
-    "  --threads N         LibTorch threads (default: the number of cores)\n";
-
 int cmd_render(int argc, char** argv) {
   return cli::run("render", [&] {
-    cli::Args a(argc, argv);
     std::string stage1, portrait, motion_path, out, codes_dir, device = "cpu";
     bool raw = false;
     long long batch = 1, threads = 0;
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--stage1") stage1 = a.value(s);
-      else if (s == "--portrait") portrait = a.value(s);
-      else if (s == "--motion") motion_path = a.value(s);
-      else if (s == "--out") out = a.value(s);
-      else if (s == "--codes-dir") codes_dir = a.value(s);
-      else if (s == "--device") device = a.value(s);
-      else if (s == "--raw") raw = true;
-      else if (s == "--batch-size") batch = a.integer(s, 1, 1024);
-      else if (s == "--threads") threads = a.integer(s, 1, 256);
-      else throw cli::UsageError("unknown option " + s);
-    }
-    if (stage1.empty()) throw cli::UsageError("missing --stage1");
-    if (portrait.empty()) throw cli::UsageError("missing --portrait");
+    cli::Options o("render",
+                   "Encodes the portrait with the stage-1 (LIA) encoder and renders one frame per motion code.  "
+                   "With --codes-dir alone (no --motion, no --out) it writes only the portrait's codes, what "
+                   "`anitalker motion` takes as --start and --direction.");
+    o.text("stage1|checkpoint", &stage1, "CKPT", "stage1.ckpt (or a checkpoint in its layout)").required();
+    o.text("portrait", &portrait, "IMAGE",
+           "any image OpenCV decodes; resized to the network size as the reference does (Pillow bicubic)")
+        .required();
+    o.text("motion", &motion_path, "M.npy", "float32 (N, motion_dim) motion codes; (1, N, motion_dim) too");
+    o.text("out", &out, "F.npy", "uint8 (N, H, W, 3) RGB frames; with --raw float32 (N, 3, H, W) before the clamp");
+    o.flag("raw", &raw, "write the float32 frames before the clamp");
+    o.text("codes-dir", &codes_dir, "DIR",
+           "also write input.npy, h_source.npy (start code), h_motion.npy (direction code), direction_Q.npy and "
+           "feat_K.npy there; without --motion and --out only h_source.npy and h_motion.npy");
+    o.integer("batch-size", &batch, 1, 1024, "N", "frames rendered together");
+    o.device(&device).threads(&threads);
+    if (!o.parse(argc, argv)) return 0;
     // --codes-dir alone writes the portrait's codes (what `anitalker motion`
     // takes as --start and --direction) and renders nothing.
     const bool codes_only = motion_path.empty() && out.empty() && !codes_dir.empty();

@@ -23,36 +23,6 @@
 
 namespace face = anitalker::face;
 
-static const char* kUsage =
-    "usage: anitalker sr --model GFPGAN.pth [--detector R.pth] [--parser P.pth] [--landmarks L.npy]\n"
-    "                    [--aligned] [--noise stored|random|none] [--upscale N] [--only-center-face]\n"
-    "                    --in IMAGE [--out IMAGE] [--raw OUT.npy] [--detections DETS.npy]\n"
-    "                    [--device D] [--threads N]\n"
-    "\n"
-    "Restores the faces of an image with GFPGAN and pastes them into the image upscaled\n"
-    "N times, as AniTalker's --face_sr (GFPGANer.enhance) does.\n"
-    "  --model F           GFPGANv1.4.pth (or a checkpoint in its layout)\n"
-    "  --detector F        detection_Resnet50_Final.pth (RetinaFace); needed unless\n"
-    "                      --landmarks or --aligned\n"
-    "  --parser F          parsing_parsenet.pth: ParseNet's paste mask; without it the\n"
-    "                      square soft mask (the reference's use_parse=False)\n"
-    "  --landmarks L.npy   float32 (N,5,2) (or (5,2)): the faces' five points (x, y in\n"
-    "                      input pixels: eyes, nose, mouth corners); skips detection\n"
-    "  --aligned           the image is one face aligned to the FFHQ template: resized\n"
-    "                      to 512x512 and restored, no detection, no paste-back\n"
-    "  --noise M           GFPGAN decoder noise: stored (default, repeatable), random\n"
-    "                      (as the reference) or none\n"
-    "  --upscale N         output size = input size x N (1..4, default 2)\n"
-    "  --only-center-face  restore only the detected face nearest the centre\n"
-    "  --in IMAGE          any image OpenCV decodes\n"
-    "  --out IMAGE         the result (format from the extension: .png, .jpg, ...)\n"
-    "  --raw OUT.npy       GFPGAN's float32 output (1,3,512,512) RGB for the first face,\n"
-    "                      before the clamp\n"
-    "  --detections D.npy  every face the detector found, after threshold and NMS:\n"
-    "                      float32 (N,15) x1 y1 x2 y2 score then five x y; with no --out\n"
-    "                      and no --raw, the tool only detects\n"
-    "  --device D          cpu (default), cuda or cuda:N\n"
-    "  --threads N         LibTorch threads (default: the number of cores)\n";
 
 namespace {
 
@@ -88,37 +58,37 @@ std::vector<face::Landmarks> read_landmarks(const std::string& path) {
 
 int cmd_sr(int argc, char** argv) {
   return cli::run("sr", [&] {
-    cli::Args a(argc, argv);
     std::string model_path, detector_path, parser_path, landmarks_path, in, out, raw_path, detections_path;
     std::string device = "cpu", noise = "stored";
     bool aligned = false, center = false;
     long long upscale = 2, threads = 0;
-    // One option a line, as the other subcommands.
-    // clang-format off
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--model") model_path = a.value(s);
-      else if (s == "--detector") detector_path = a.value(s);
-      else if (s == "--parser") parser_path = a.value(s);
-      else if (s == "--landmarks") landmarks_path = a.value(s);
-      else if (s == "--aligned") aligned = true;
-      else if (s == "--noise") noise = a.value(s);
-      else if (s == "--upscale") upscale = a.integer(s, 1, 4);
-      else if (s == "--only-center-face") center = true;
-      else if (s == "--in") in = a.value(s);
-      else if (s == "--out") out = a.value(s);
-      else if (s == "--raw") raw_path = a.value(s);
-      else if (s == "--detections") detections_path = a.value(s);
-      else if (s == "--device") device = a.value(s);
-      else if (s == "--threads") threads = a.integer(s, 1, 256);
-      else throw cli::UsageError("unknown option " + s);
-    }
-    // clang-format on
-    if (model_path.empty()) throw cli::UsageError("missing --model");
-    if (in.empty()) throw cli::UsageError("missing --in");
+    cli::Options o("sr", "Restores the faces of an image with GFPGAN and pastes them into the image upscaled N "
+                         "times, as AniTalker's --face_sr (GFPGANer.enhance) does.  Give --out, --raw or "
+                         "--detections (or several).");
+    o.text("model", &model_path, "F", "GFPGANv1.4.pth (or a checkpoint in its layout)").required();
+    o.text("detector", &detector_path, "F",
+           "detection_Resnet50_Final.pth (RetinaFace); needed unless --landmarks or --aligned");
+    o.text("parser", &parser_path, "F",
+           "parsing_parsenet.pth: ParseNet's paste mask; without it the square soft mask (the reference's "
+           "use_parse=False)");
+    o.text("landmarks", &landmarks_path, "L.npy",
+           "float32 (N,5,2) (or (5,2)): the faces' five points (x, y in input pixels: eyes, nose, mouth corners); "
+           "skips detection");
+    o.flag("aligned", &aligned,
+           "the image is one face aligned to the FFHQ template: resized to 512x512 and restored, no detection, no "
+           "paste-back");
+    o.choice("noise", &noise, {"stored", "random", "none"},
+             "GFPGAN decoder noise: stored (repeatable), random (as the reference) or none");
+    o.integer("upscale", &upscale, 1, 4, "N", "output size = input size x N");
+    o.flag("only-center-face", &center, "restore only the detected face nearest the centre");
+    o.text("in", &in, "IMAGE", "any image OpenCV decodes").required();
+    o.text("out", &out, "IMAGE", "the result (format from the extension: .png, .jpg, ...)");
+    o.text("raw", &raw_path, "OUT.npy", "GFPGAN's float32 output (1,3,512,512) RGB for the first face, before the clamp");
+    o.text("detections", &detections_path, "D.npy",
+           "every face the detector found, after threshold and NMS: float32 (N,15) x1 y1 x2 y2 score then five x "
+           "y; with no --out and no --raw, the tool only detects");
+    o.device(&device).threads(&threads);
+    if (!o.parse(argc, argv)) return 0;
     if (out.empty() && raw_path.empty() && detections_path.empty())
       throw cli::UsageError("nothing to write: give --out, --raw or --detections");
     for (const auto& [opt, path] : {std::pair<const char*, std::string>{"--out", out}, {"--raw", raw_path},

@@ -20,16 +20,6 @@
 #include "cli.h"
 #include "error.h"
 
-static const char* kUsage =
-    "usage: anitalker webrtc --portrait IMG (--audio FILE | --test-source) [--models-dir DIR] [--variant V]\n"
-    "                        [--steps N] [--latency low|balanced|quality] [--port 8080] [--address 127.0.0.1]\n"
-    "                        [--frames N] [--timeout S]\n"
-    "\n"
-    "  Serves http://ADDRESS:PORT/; open it in a browser to see and hear the portrait talk.  The chain\n"
-    "  runs in streaming mode; --audio is played in real time, --test-source is a live test tone.\n"
-    "  --latency P  the bin's latency preset (default low: hops of 120 ms and 4 frames); the first video\n"
-    "               frame's delay behind its audio is printed\n"
-    "  --frames N   exit 0 once the page has decoded N video frames (exit 1 after --timeout, default 120 s)\n";
 
 namespace {
 
@@ -475,34 +465,29 @@ std::string quoted(const std::string& s) {
 
 int cmd_webrtc(int argc, char** argv) {
   return cli::run("webrtc", [&] {
-    cli::Args a(argc, argv);
     std::string portrait, audio, models = "models", variant = "hubert_audio_only", address = "127.0.0.1", latency = "low";
-    int port = 8080, steps = 50, timeout = 120;
-    long frames = 0;
+    int port = 8080, steps = 50, timeout = 120, frames = 0;
     bool test_source = false;
-    while (!a.done()) {
-      const std::string s = a.next();
-      if (s == "--help" || s == "-h") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (s == "--portrait") portrait = a.value(s);
-      else if (s == "--audio") audio = a.value(s);
-      else if (s == "--test-source") test_source = true;
-      else if (s == "--models-dir") models = a.value(s);
-      else if (s == "--variant") variant = a.value(s);
-      else if (s == "--steps") steps = static_cast<int>(a.integer(s, 1, 1000));
-      else if (s == "--port") port = static_cast<int>(a.integer(s, 1, 65535));
-      else if (s == "--address") address = a.value(s);
-      else if (s == "--frames") frames = static_cast<long>(a.integer(s, 1, 1 << 30));
-      else if (s == "--latency") {
-        latency = a.value(s);
-        if (latency != "low" && latency != "balanced" && latency != "quality")
-          throw cli::UsageError("--latency: low, balanced or quality, not '" + latency + "'");
-      }
-      else if (s == "--timeout") timeout = static_cast<int>(a.integer(s, 1, 86400));
-      else throw cli::UsageError("unknown option " + s);
-    }
-    if (portrait.empty()) throw cli::UsageError("missing --portrait");
+    cli::Options o("webrtc",
+                   "Serves http://ADDRESS:PORT/; open it in a browser to see and hear the portrait talk.  The chain "
+                   "runs in streaming mode; --audio is played in real time, --test-source is a live test tone.  "
+                   "Give --audio or --test-source.");
+    o.text("portrait", &portrait, "IMG", "the face to animate").required();
+    o.text("audio", &audio, "FILE", "speech, any format GStreamer decodes, played in real time");
+    o.flag("test-source", &test_source, "a live test tone instead of --audio");
+    o.text("models-dir", &models, "DIR", "the released files under their published names");
+    o.choice("variant", &variant,
+             {"hubert_audio_only", "hubert_pose_only", "hubert_full_control", "mfcc_pose_only", "mfcc_full_control"},
+             "the stage-2 variant");
+    o.integer("steps", &steps, 1, 1000, "N", "DDIM steps");
+    o.choice("latency", &latency, {"low", "balanced", "quality"},
+             "the bin's latency preset (low: hops of 120 ms and 4 frames); the first video frame's delay behind its "
+             "audio is printed");
+    o.integer("port", &port, 1, 65535, "N", "the HTTP and WebSocket port");
+    o.text("address", &address, "A", "the address to listen on");
+    o.integer("frames", &frames, 1, 1 << 30, "N", "exit 0 once the page has decoded N video frames").shows("");
+    o.integer("timeout", &timeout, 1, 86400, "S", "with --frames: exit 1 after S seconds");
+    if (!o.parse(argc, argv)) return 0;
     if (audio.empty() == !test_source) throw cli::UsageError("give --audio FILE or --test-source");
     gst_init(nullptr, nullptr);
 

@@ -99,9 +99,22 @@ inline long long expected_frames(const std::string& variant, long long samples) 
 
 // What a live run of the bin uses.
 struct Chain {
-  std::string models, portrait, variant, device, stage1;  // stage1: an override, or empty
+  std::string models = "tests/data/chain", portrait = "tests/data/renderer/monalisa.jpg",
+              variant = "hubert_audio_only", device = "cpu", stage1;  // stage1: an override, or empty
   int steps = 10;
 };
+
+// The options of the live benches that choose the chain (defaults: the tiny
+// chain models of tests/data/chain, run from the source folder).
+inline void chain_options(cli::Options& o, Chain* c, bool device = true) {
+  o.text("models-dir", &c->models, "DIR", "the model files under their released names");
+  o.text("portrait", &c->portrait, "IMG", "the face");
+  o.choice("variant", &c->variant,
+           {"hubert_audio_only", "hubert_pose_only", "hubert_full_control", "mfcc_pose_only", "mfcc_full_control"},
+           "the stage-2 variant");
+  o.integer("steps", &c->steps, 1, 1000, "N", "DDIM steps");
+  if (device) o.device(&c->device);
+}
 
 // "low", "balanced" or "quality" (the bin's latency presets); a UsageError otherwise.
 inline void check_preset(const std::string& preset) {
