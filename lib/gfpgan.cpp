@@ -13,6 +13,7 @@
 #include "error.h"
 #include "model_cache.h"
 #include "state_dict.h"
+#include "weights.h"
 
 namespace anitalker::gfpgan {
 
@@ -22,6 +23,10 @@ constexpr double kSqrt2 = 1.4142135623730951;  // 2**0.5 in StyleConv
 
 struct Conv {  // nn.Conv2d or nn.Linear: weight and optional bias
   at::Tensor w, b;
+  template <class F>
+  void each(F& f) {
+    visit_all(f, w, b);
+  }
 };
 
 Conv conv_weights(const StateDict& sd, const std::string& p, int64_t out, int64_t in, int64_t k, bool bias = true) {
@@ -58,6 +63,10 @@ at::Tensor resize(const at::Tensor& x, double s) {
 struct ResBlock {  // spec 2.1
   Conv conv1, conv2, skip;
   double scale = 1;
+  template <class F>
+  void each(F& f) {
+    visit_all(f, conv1, conv2, skip);
+  }
 };
 
 ResBlock res_block(const StateDict& sd, const std::string& p, int64_t cin, double scale) {
@@ -80,6 +89,10 @@ struct ModConv {  // spec 2.4, ModulatedConv2d
   at::Tensor w;   // (1, Cout, Cin, k, k)
   Conv modulation;
   bool demodulate = true, upsample = false;
+  template <class F>
+  void each(F& f) {
+    visit_all(f, w, modulation);
+  }
 };
 
 ModConv mod_conv(const StateDict& sd, const std::string& p, int64_t out, int64_t in, int64_t k, int64_t style,
@@ -113,11 +126,19 @@ struct StyleConv {
   at::Tensor strength;  // `weight`: the learned noise scale, shape [1]
   at::Tensor bias;      // (1, C, 1, 1)
   at::Tensor noise;     // the stored buffer (1, 1, H, W)
+  template <class F>
+  void each(F& f) {
+    visit_all(f, conv, strength, bias, noise);
+  }
 };
 
 struct ToRgb {
   ModConv conv;
   at::Tensor bias;  // (1, 3, 1, 1)
+  template <class F>
+  void each(F& f) {
+    visit_all(f, conv, bias);
+  }
 };
 
 }  // namespace
@@ -134,6 +155,11 @@ struct Model::Weights {
   ToRgb rgb1;                    // to_rgb1
   std::vector<StyleConv> convs;  // style_convs.0..2L-1
   std::vector<ToRgb> rgbs;       // to_rgbs.0..L-1
+  template <class F>
+  void each(F& f) {
+    visit_all(f, first, down, up, final_conv, final_linear, scale0, scale2, shift0, shift2, const_input, conv1, rgb1,
+              convs, rgbs);
+  }
 };
 
 Noise parse_noise(const std::string& name) {
@@ -155,7 +181,7 @@ const char* noise_name(Noise n) {
   return "?";
 }
 
-Model::Model(const StateDict& all, c10::Device device) : device_(device) {
+Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype) : device_(device), dtype_(dtype) {
   // GFPGANer reads 'params_ema', else 'params'; a bare state dict also loads.
   const std::string prefix = all.has("params_ema.conv_body_first.weight") ? "params_ema."
                              : all.has("params.conv_body_first.weight")   ? "params."
@@ -235,40 +261,8 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
   }
   unused_ = all.unused();
 
-  if (!device_.is_cpu()) {
-    auto mv = [&](at::Tensor& t) {
-      if (t.defined()) t = t.to(device_);
-    };
-    auto mvc = [&](Conv& cv) {
-      mv(cv.w);
-      mv(cv.b);
-    };
-    auto mvr = [&](ResBlock& r) {
-      for (Conv* cv : {&r.conv1, &r.conv2, &r.skip}) mvc(*cv);
-    };
-    auto mvm = [&](ModConv& m) {
-      mv(m.w);
-      mvc(m.modulation);
-    };
-    auto mvs = [&](StyleConv& s) {
-      mvm(s.conv);
-      for (at::Tensor* t : {&s.strength, &s.bias, &s.noise}) mv(*t);
-    };
-    auto mvt = [&](ToRgb& t) {
-      mvm(t.conv);
-      mv(t.bias);
-    };
-    for (Conv* cv : {&w->first, &w->final_conv, &w->final_linear}) mvc(*cv);
-    for (auto& r : w->down) mvr(r);
-    for (auto& r : w->up) mvr(r);
-    for (auto* v : {&w->scale0, &w->scale2, &w->shift0, &w->shift2})
-      for (auto& cv : *v) mvc(cv);
-    mv(w->const_input);
-    mvs(w->conv1);
-    mvt(w->rgb1);
-    for (auto& s : w->convs) mvs(s);
-    for (auto& t : w->rgbs) mvt(t);
-  }
+  place_weights(*w, device_, dtype_);
+
   w_ = w;
 }
 
@@ -306,7 +300,7 @@ at::Tensor Model::forward(const at::Tensor& x_in, Noise noise) const {
     throw Error(Error::Kind::Usage, "gfpgan: expected an image of shape [B, 3, " + std::to_string(size_) + ", " +
                                         std::to_string(size_) + "], got " + c10::str(x_in.sizes()));
   at::NoGradGuard no_grad;
-  const at::Tensor x = x_in.to(device_, at::kFloat).contiguous();
+  const at::Tensor x = x_in.to(device_, dtype_).contiguous();
   const int64_t B = x.size(0);
   const int levels = static_cast<int>(w.down.size());
 

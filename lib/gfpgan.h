@@ -33,7 +33,9 @@ class Model {
   // or a plain state dict.  Throws anitalker::Error naming the file, key and
   // expected shape for a missing or wrong-shaped tensor.  style_mlp.* and the
   // U-Net's toRGB.* are in the file but not used by inference: ignored.
-  Model(const StateDict& sd, c10::Device device);
+  // The weights are float32 (dtype: another floating type for the whole
+  // network).
+  Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat);
 
   // One process-wide copy per (file, device).
   static std::shared_ptr<const Model> load(const std::string& path, c10::Device device);
@@ -54,6 +56,7 @@ class Model {
   struct Weights;
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
+  at::ScalarType dtype_;
   int size_ = 0, style_dim_ = 0, num_latents_ = 0;
   std::vector<std::string> unused_;
 };

@@ -13,6 +13,7 @@
 #include "error.h"
 #include "model_cache.h"
 #include "state_dict.h"
+#include "weights.h"
 #include "tensor_data.h"
 
 namespace anitalker::hubert {
@@ -31,9 +32,17 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) 
 struct Linear {
   at::Tensor w, b;
   at::Tensor operator()(const at::Tensor& x) const { return dense(x, w, b); }
+  template <class F>
+  void each(F& f) {
+    visit_all(f, w, b);
+  }
 };
 struct Norm {
   at::Tensor w, b;
+  template <class F>
+  void each(F& f) {
+    visit_all(f, w, b);
+  }
 };
 
 }  // namespace
@@ -48,12 +57,21 @@ struct Model::Weights {
     Norm ln, final_ln;
     at::Tensor qkv_w, qkv_b;  // q, k, v stacked: [3H, H]
     Linear out, ff1, ff2;
+    template <class F>
+    void each(F& f) {
+      visit_all(f, ln, final_ln, qkv_w, qkv_b, out, ff1, ff2);
+    }
   };
   std::vector<Layer> layers;
   Norm enc_ln;
+  template <class F>
+  void each(F& f) {
+    visit_all(f, conv_w2, conv_b, conv_norm, proj_norm, proj, pos_w, pos_b, layers, enc_ln);
+  }
 };
 
-Model::Model(const Config& config, const StateDict& all, c10::Device device) : cfg_(config), device_(device) {
+Model::Model(const Config& config, const StateDict& all, c10::Device device, at::ScalarType dtype)
+    : cfg_(config), device_(device), dtype_(dtype) {
   // A task-head model (HubertForCTC, ...) prefixes the bare model's keys.
   const StateDict sd = all.sub(!all.has("feature_projection.projection.weight") && all.has("hubert.feature_projection.projection.weight") ? "hubert." : "");
   auto w = std::make_shared<Weights>();
@@ -98,19 +116,7 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device) : c
   }
   w->enc_ln = {sd.get_float("encoder.layer_norm.weight", {H}), sd.get_float("encoder.layer_norm.bias", {H})};
 
-  if (!device_.is_cpu()) {
-    auto mv = [&](at::Tensor& t) {
-      if (t.defined()) t = t.to(device_);
-    };
-    for (auto& t : w->conv_w2) mv(t);
-    for (auto& t : w->conv_b) mv(t);
-    for (auto& n : w->conv_norm) mv(n.w), mv(n.b);
-    for (at::Tensor* t : {&w->proj_norm.w, &w->proj_norm.b, &w->proj.w, &w->proj.b, &w->pos_w, &w->pos_b, &w->enc_ln.w, &w->enc_ln.b}) mv(*t);
-    for (auto& L : w->layers)
-      for (at::Tensor* t : {&L.ln.w, &L.ln.b, &L.final_ln.w, &L.final_ln.b, &L.qkv_w, &L.qkv_b, &L.out.w, &L.out.b, &L.ff1.w, &L.ff1.b,
-                            &L.ff2.w, &L.ff2.b})
-        mv(*t);
-  }
+  place_weights(*w, device_, dtype_);
   w_ = w;
 }
 
@@ -149,7 +155,7 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
   // kernel laid out [Cout, k * Cin]; the layer norms then normalise
   // contiguous rows.  Same sums as conv1d, without the channel-major
   // transposes (which cost more than the convolutions on long clips).
-  at::Tensor cur = normalize(wave).to(device_).view({-1, 1});  // [N, 1]
+  at::Tensor cur = normalize(wave).to(device_, dtype_).view({-1, 1});  // [N, 1]
   for (size_t i = 0; i < w.conv_w2.size(); ++i) {
     const int64_t k = cfg_.conv_kernel[i], st = cfg_.conv_stride[i], cin = cur.size(1);
     const int64_t tn = (cur.size(0) - k) / st + 1;

@@ -22,7 +22,9 @@ namespace anitalker::hubert {
 
 class Model {
  public:
-  Model(const Config& config, const StateDict& sd, c10::Device device);
+  // The weights are float32 (dtype: another floating type for the whole
+  // network).
+  Model(const Config& config, const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat);
   // dir holds config.json and pytorch_model.bin (or model.safetensors).
   // One process-wide copy per (folder, device).
   static std::shared_ptr<const Model> load(const std::string& dir, c10::Device device);
@@ -49,6 +51,7 @@ class Model {
   Config cfg_;
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
+  at::ScalarType dtype_;
 };
 
 // The demo's video alignment (spec 1.7): edge-pad one frame at the end,

@@ -19,6 +19,7 @@
 #include "error.h"
 #include "model_cache.h"
 #include "state_dict.h"
+#include "weights.h"
 
 namespace anitalker::lia {
 
@@ -30,6 +31,10 @@ constexpr double kSqrt2 = 1.4142135623730951;
 struct Linear {
   at::Tensor w, b;  // w already scaled (out, in)
   at::Tensor operator()(const at::Tensor& x) const { return at::linear(x, w, b); }
+  template <class F>
+  void each(F& f) {
+    visit_all(f, w, b);
+  }
 };
 
 Linear equal_linear(const StateDict& sd, const std::string& p, int64_t out = -1, int64_t in = -1) {
@@ -87,11 +92,19 @@ at::Tensor upsample2(const at::Tensor& x, const at::Tensor& k) {
 
 struct ConvLayer {  // EqualConv2d + fused leaky ReLU, optional blur-downsample
   at::Tensor w, bias, kernel;
+  template <class F>
+  void each(F& f) {
+    visit_all(f, w, bias, kernel);
+  }
 };
 
 struct ResBlock {
   ConvLayer conv1, conv2;
   at::Tensor skip_kernel, skip_w;
+  template <class F>
+  void each(F& f) {
+    visit_all(f, conv1, conv2, skip_kernel, skip_w);
+  }
 };
 
 struct ModConv {
@@ -101,6 +114,10 @@ struct ModConv {
   Linear modulation; // latent -> (B, Cin)
   at::Tensor act_bias, blur_kernel;
   bool upsample = false, demodulate = true;
+  template <class F>
+  void each(F& f) {
+    visit_all(f, w, wt, wsq, modulation, act_bias, blur_kernel);
+  }
 };
 
 ModConv mod_conv(const StateDict& sd, const std::string& p, int64_t style, bool upsample, bool demodulate,
@@ -158,17 +175,30 @@ struct Model::Weights {
   std::vector<ModConv> convs;  // 2L
   struct ToRgb {
     at::Tensor w, conv_bias, bias, up_kernel;
+    template <class F>
+    void each(F& f) {
+      visit_all(f, w, conv_bias, bias, up_kernel);
+    }
   };
   struct ToFlow {
     ModConv conv;
     at::Tensor bias, up_kernel;
+    template <class F>
+    void each(F& f) {
+      visit_all(f, conv, bias, up_kernel);
+    }
   };
   std::vector<ToRgb> to_rgbs;
   std::vector<ToFlow> to_flows;
   std::vector<at::Tensor> grids;  // base grid per level, (1, r, r, 2)
+  template <class F>
+  void each(F& f) {
+    visit_all(f, conv0_w, conv0_b, blocks, final_w, hal_fc, hal_w, excl0, excl2, fc, const_input, conv1, convs, to_rgbs,
+              to_flows, grids);
+  }
 };
 
-Model::Model(const StateDict& all, c10::Device device) : device_(device) {
+Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype) : device_(device), dtype_(dtype) {
   // The released file prefixes every key with "lia."; the original loader
   // also accepts the bare names (spec 2), so do we.
   const StateDict sd = all.sub(!all.has("lia.dec.direction.weight") && all.has("dec.direction.weight") ? "" : "lia.");
@@ -254,36 +284,8 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
   }
   unused_ = all.unused();
 
-  if (device_.type() != c10::kCPU) {
-    auto mv = [&](at::Tensor& t) {
-      if (t.defined()) t = t.to(device_);
-    };
-    for (at::Tensor* t : {&w->conv0_w, &w->conv0_b, &w->final_w, &w->hal_w, &w->const_input, &q_}) mv(*t);
-    for (auto& b : w->blocks)
-      for (at::Tensor* t : {&b.conv1.w, &b.conv1.bias, &b.conv2.w, &b.conv2.bias, &b.conv2.kernel, &b.skip_kernel, &b.skip_w}) mv(*t);
-    auto mvl = [&](Linear& l) {
-      mv(l.w);
-      mv(l.b);
-    };
-    for (auto& l : w->hal_fc) mvl(l);
-    for (auto& l : w->fc) mvl(l);
-    mvl(w->excl0);
-    mvl(w->excl2);
-    auto mvm = [&](ModConv& m) {
-      for (at::Tensor* t : {&m.w, &m.wt, &m.wsq, &m.act_bias, &m.blur_kernel}) mv(*t);
-      mvl(m.modulation);
-    };
-    mvm(w->conv1);
-    for (auto& m : w->convs) mvm(m);
-    for (auto& r : w->to_rgbs)
-      for (at::Tensor* t : {&r.w, &r.conv_bias, &r.bias, &r.up_kernel}) mv(*t);
-    for (auto& f : w->to_flows) {
-      mvm(f.conv);
-      mv(f.bias);
-      mv(f.up_kernel);
-    }
-    for (auto& g : w->grids) mv(g);
-  }
+  place_weights(*w, device_, dtype_);
+  place_weights(q_, device_, dtype_);
   w_ = w;
 }
 
@@ -298,7 +300,7 @@ Portrait Model::encode(const at::Tensor& image) const {
                                         std::to_string(size_) + "], got " + c10::str(image.sizes()));
   at::NoGradGuard no_grad;
   Portrait p;
-  p.image = image.to(device_, at::kFloat).contiguous();
+  p.image = image.to(device_, dtype_).contiguous();
   // Trunk: h0, ResBlocks h1..hL, final 1x1 code h(L+1).
   std::vector<at::Tensor> h;
   h.push_back(flrelu(conv(p.image, w.conv0_w), w.conv0_b));
@@ -366,7 +368,7 @@ at::Tensor Model::render(const Portrait& p, const at::Tensor& motion_in) const {
     throw Error(Error::Kind::Usage, "lia render: expected motion codes of shape [B, " + std::to_string(motion_dim_) + "], got " +
                                         c10::str(motion_in.sizes()));
   at::NoGradGuard no_grad;
-  const at::Tensor motion = motion_in.to(device_, at::kFloat);
+  const at::Tensor motion = motion_in.to(device_, dtype_);
   const int64_t B = motion.size(0);
   const at::Tensor lat = latent(p, motion);  // (B, style)
 

@@ -29,8 +29,9 @@ class Model {
  public:
   // Reads the weights of a stage-1 checkpoint (keys prefixed "lia."; spec 2).
   // Throws anitalker::Error naming the file and key for a missing or
-  // wrong-shaped tensor.
-  Model(const StateDict& sd, c10::Device device);
+  // wrong-shaped tensor.  The weights are float32 (dtype: another floating
+  // type for the whole network).
+  Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat);
 
   // One process-wide copy per (file, device): a second load of the same file
   // returns the same model while the first is alive.
@@ -62,6 +63,7 @@ class Model {
   std::shared_ptr<const Weights> w_;
   at::Tensor q_;
   c10::Device device_;
+  at::ScalarType dtype_;
   int size_ = 0, style_dim_ = 0, motion_dim_ = 0, levels_ = 0;
   std::vector<std::string> unused_;
 };

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "model_cache.h"
 #include "state_dict.h"
+#include "weights.h"
 
 namespace anitalker::motion {
 
@@ -27,11 +28,14 @@ namespace {
 // sums are the same up to float32 rounding order.
 struct Linear {
   at::Tensor w, b;
-  at::Tensor w1;  // w as a [out, in, 1] kernel
   at::Tensor operator()(const at::Tensor& x) const {
-    if (x.dim() == 3 && x.is_cpu() && w1.defined())
-      return at::conv1d(x.transpose(1, 2), w1, b).transpose(1, 2).contiguous();
+    // w as a [out, in, 1] kernel: a view of the same memory.
+    if (x.dim() == 3 && x.is_cpu()) return at::conv1d(x.transpose(1, 2), w.unsqueeze(-1), b).transpose(1, 2).contiguous();
     return at::linear(x, w, b);
+  }
+  template <class F>
+  void each(F& f) {
+    visit_all(f, w, b);
   }
 };
 
@@ -39,13 +43,16 @@ Linear linear(const StateDict& sd, const std::string& p, int64_t out, int64_t in
   Linear l;
   l.w = sd.get_float(p + ".weight", {out, in});
   if (bias) l.b = sd.get_float(p + ".bias", {l.w.size(0)});
-  l.w1 = l.w.unsqueeze(-1).contiguous();
   return l;
 }
 
 struct Norm {
   at::Tensor w, b;
   at::Tensor operator()(const at::Tensor& x) const { return at::layer_norm(x, {w.size(0)}, w, b, 1e-12); }
+  template <class F>
+  void each(F& f) {
+    visit_all(f, w, b);
+  }
 };
 
 Norm norm(const StateDict& sd, const std::string& p, int64_t d) { return {sd.get_float(p + ".weight", {d}), sd.get_float(p + ".bias", {d})}; }
@@ -56,6 +63,10 @@ struct Conv1d {
   // x channels-first (B,C,L)
   at::Tensor operator()(const at::Tensor& x) const {
     return at::conv1d(x, w, b, at::IntArrayRef{stride}, at::IntArrayRef{pad}, at::IntArrayRef{1}, groups);
+  }
+  template <class F>
+  void each(F& f) {
+    visit_all(f, w, b);
   }
 };
 
@@ -77,6 +88,11 @@ struct Block {
   Conv1d pw1, dw, pw2;
   at::Tensor bn_w, bn_b, bn_mean, bn_var;
   Norm n_ffm, n_mha, n_conv, n_ff, n_final;
+  template <class F>
+  void each(F& f) {
+    visit_all(f, ffm1, ffm2, ff1, ff2, q, k, v, out, pos, pos_u, pos_v, pw1, dw, pw2, bn_w, bn_b, bn_mean, bn_var, n_ffm,
+              n_mha, n_conv, n_ff, n_final);
+  }
 };
 
 constexpr int kHeads = 2;
@@ -131,7 +147,7 @@ at::Tensor rel_pos(int64_t T, int64_t d, const at::TensorOptions& o) {
   neg.index_put_({Slice(), Slice(0, None, 2)}, at::sin(-1 * p * omega));
   neg.index_put_({Slice(), Slice(1, None, 2)}, at::cos(-1 * p * omega));
   at::Tensor r = at::cat({at::flip(pos, {0}), neg.index({Slice(1, None)})}, 0).unsqueeze(0);
-  return r.to(o.device());
+  return r.to(o.device(), o.dtype());
 }
 
 at::Tensor rel_shift(const at::Tensor& x) {
@@ -207,6 +223,10 @@ struct Lstm {
     auto r = at::lstm(x, {h0, h0}, params, true, layers, 0.0, false, false, true);
     return fc(std::get<0>(r));
   }
+  template <class F>
+  void each(F& f) {
+    visit_all(f, params, flat, fc);
+  }
 };
 
 Lstm lstm(const StateDict& sd, const std::string& p, int64_t in, int64_t out) {
@@ -243,9 +263,14 @@ struct Model::Weights {
   std::vector<Block> speech, decoder;
   Lstm pose_pred, pose_enc, loc_pred, loc_enc, scale_pred, scale_enc;
   Linear init_code, noisy, t_enc, dir, out;
+  template <class F>
+  void each(F& f) {
+    visit_all(f, hal_w, down1, down2, speech, decoder, pose_pred, pose_enc, loc_pred, loc_enc, scale_pred, scale_enc,
+              init_code, noisy, t_enc, dir, out);
+  }
 };
 
-Model::Model(const StateDict& all, c10::Device device) : device_(device) {
+Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype) : device_(device), dtype_(dtype) {
   const std::string name = all.checkpoint().name();
   const StateDict sd = all.sub("ema_model.");
   auto w = std::make_shared<Weights>();
@@ -320,45 +345,16 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
     for (int64_t s : all.shape("x_T")) xT_numel_ *= s;
   }
 
-  if (device_.type() != c10::kCPU) {
-    auto mv = [&](at::Tensor& t) {
-      if (t.defined()) t = t.to(device_);
-    };
-    auto mvl = [&](Linear& l) {
-      mv(l.w);
-      mv(l.b);
-      l.w1 = at::Tensor();  // the oneDNN path is for the CPU
-    };
-    auto mvc = [&](Conv1d& c) {
-      mv(c.w);
-      mv(c.b);
-    };
-    mv(w->hal_w);
-    mvc(w->down1);
-    mvc(w->down2);
-    for (auto* bs : {&w->speech, &w->decoder})
-      for (Block& b : *bs) {
-        for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out, &b.pos}) mvl(*l);
-        for (at::Tensor* t : {&b.pos_u, &b.pos_v, &b.bn_w, &b.bn_b, &b.bn_mean, &b.bn_var}) mv(*t);
-        for (Conv1d* c : {&b.pw1, &b.dw, &b.pw2}) mvc(*c);
-        for (Norm* n : {&b.n_ffm, &b.n_mha, &b.n_conv, &b.n_ff, &b.n_final}) {
-          mv(n->w);
-          mv(n->b);
-        }
-      }
-    for (Lstm* l : {&w->pose_pred, &w->pose_enc, &w->loc_pred, &w->loc_enc, &w->scale_pred, &w->scale_enc}) {
-      for (at::Tensor& t : l->params) mv(t);
-      mvl(l->fc);
-      // cuDNN wants an LSTM's weights in one buffer; separate tensors make
-      // it repack them at every call and warn each time.  This packs them
-      // once (the tensors become views of the buffer), as PyTorch's
-      // flatten_parameters() does.
-      if (device_.is_cuda() && !l->params.empty() && at::globalContext().userEnabledCuDNN())
+  place_weights(*w, device_, dtype_);
+  // cuDNN wants an LSTM's weights in one buffer; separate tensors make it
+  // repack them at every call and warn each time.  This packs them once (the
+  // tensors become views of the buffer), as PyTorch's flatten_parameters()
+  // does.
+  if (device_.is_cuda() && at::globalContext().userEnabledCuDNN())
+    for (Lstm* l : {&w->pose_pred, &w->pose_enc, &w->loc_pred, &w->loc_enc, &w->scale_pred, &w->scale_enc})
+      if (!l->params.empty())
         l->flat = at::_cudnn_rnn_flatten_weight(l->params, 4, l->params[0].size(1), /*CUDNN_LSTM*/ 2, l->hidden, 0,
                                                 static_cast<int64_t>(l->params.size() / 4), true, false);
-    }
-    for (Linear* l : {&w->init_code, &w->noisy, &w->t_enc, &w->dir, &w->out}) mvl(*l);
-  }
   w_ = w;
 }
 
@@ -382,7 +378,7 @@ Condition Model::condition(const at::Tensor& start, const at::Tensor& direction,
   if (direction.dim() != 2 || direction.size(1) != motion_dim_)
     throw usage("expected a direction code of shape [1, " + std::to_string(motion_dim_) + "]");
   Condition c;
-  at::Tensor a = audio.to(device_, at::kFloat);
+  at::Tensor a = audio.to(device_, dtype_);
   if (hubert()) {
     if (a.dim() != 4 || a.size(1) != hubert_layers_ || a.size(3) != audio_dim_)
       throw usage("expected hubert features of shape [1, " + std::to_string(hubert_layers_) + ", 2T, " + std::to_string(audio_dim_) + "]");
@@ -397,7 +393,7 @@ Condition Model::condition(const at::Tensor& start, const at::Tensor& direction,
   auto given = [&](const at::Tensor& t, int64_t ch, const char* what) {
     if (!t.defined() || t.dim() != 3 || t.size(1) != T || t.size(2) != ch)
       throw usage(std::string("control flag on: expected ") + what + " of shape [1, " + std::to_string(T) + ", " + std::to_string(ch) + "]");
-    return t.to(device_, at::kFloat);
+    return t.to(device_, dtype_);
   };
   at::Tensor x = c.speech;
   if (variant_ == Variant::HubertAudioOnly) {
@@ -419,8 +415,8 @@ Condition Model::condition(const at::Tensor& start, const at::Tensor& direction,
   }
   c.adjusted = x;
   c.decoder_positions = block_positions(w.decoder, T, decoder_dim_, x.options());
-  c.c_dir = w.dir(direction.to(device_, at::kFloat));
-  c.c_start = w.init_code(start.to(device_, at::kFloat));
+  c.c_dir = w.dir(direction.to(device_, dtype_));
+  c.c_start = w.init_code(start.to(device_, dtype_));
   return c;
 }
 
@@ -433,7 +429,7 @@ at::Tensor Model::denoise(const Condition& c, const at::Tensor& x_t, double t, T
   const int64_t P = c.c_dir.size(1);
   at::Tensor tt = at::full({B, 1}, t, c.adjusted.options());
   at::Tensor ct = w.t_enc(tt).unsqueeze(1).expand({B, T, P});
-  const at::Tensor xt = x_t.to(device_, at::kFloat);  // a CPU x_t is fine on any device
+  const at::Tensor xt = x_t.to(device_, dtype_);  // a CPU x_t is fine on any device
   at::Tensor z = at::cat({c.adjusted, c.c_dir.unsqueeze(1).expand({B, T, P}), c.c_start.unsqueeze(1).expand({B, T, P}), w.noisy(xt), ct}, -1);
   if (taps) taps->concat = z;
   z = run_conformer(w.decoder, z, c.decoder_positions);
@@ -498,14 +494,14 @@ at::Tensor Model::sample(const Condition& c, const at::Tensor& noise, int steps,
     cp *= 1.0 - new_betas[k];
     ac[k] = cp;
   }
-  auto f = [&](double v) { return at::full({1, 1, 1}, static_cast<float>(v), noise.options().dtype(at::kFloat).device(device_)); };
-  at::Tensor x = noise.to(device_, at::kFloat);
+  auto f = [&](double v) { return at::full({1, 1, 1}, static_cast<float>(v), noise.options().dtype(dtype_).device(device_)); };
+  at::Tensor x = noise.to(device_, dtype_);
   const int64_t C = known.defined() ? known.size(1) : 0;
   at::Tensor kn, kz;  // known x0 and its noise
   if (C > 0) {
     if (known.dim() != 3 || known.size(0) != x.size(0) || C > x.size(1) || known.size(2) != x.size(2))
       throw Error(Error::Kind::Usage, "motion: the known frames must be [1, C <= T, " + std::to_string(motion_dim_) + "]");
-    kn = known.to(device_, at::kFloat);
+    kn = known.to(device_, dtype_);
     kz = x.narrow(1, 0, C).clone();
     x = x.clone();
     x.narrow(1, 0, C).copy_(f(std::sqrt(ac[S - 1])) * kn + f(std::sqrt(1.0 - ac[S - 1])) * kz);

@@ -52,7 +52,9 @@ class Model {
   // Reads the "ema_model.*" weights of a stage-2 checkpoint (spec 1, 2).
   // Throws anitalker::Error naming the file and key for a missing or
   // wrong-shaped tensor.
-  Model(const StateDict& sd, c10::Device device);
+  // The weights are float32 (dtype: another floating type for the whole
+  // network).
+  Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat);
 
   // One process-wide copy per (file, device).
   static std::shared_ptr<const Model> load(const std::string& path, c10::Device device);
@@ -101,6 +103,7 @@ class Model {
   struct Weights;
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
+  at::ScalarType dtype_;
   Variant variant_ = Variant::HubertAudioOnly;
   int motion_dim_ = 0, start_dim_ = 0, speech_dim_ = 0, decoder_dim_ = 0, audio_dim_ = 0, hubert_layers_ = 0;
   int64_t init_draws_ = 0, xT_numel_ = 0;

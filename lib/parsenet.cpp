@@ -13,6 +13,7 @@
 #include "error.h"
 #include "model_cache.h"
 #include "state_dict.h"
+#include "weights.h"
 
 namespace anitalker::parsenet {
 
@@ -25,6 +26,10 @@ struct ConvLayer {  // <p>.conv2d.{weight,bias}, <p>.norm.norm.*
   at::Tensor bn_w, bn_b, bn_mean, bn_var;  // defined for norm 'bn'
   Scale scale = Scale::None;
   bool act = false;  // LeakyReLU 0.2
+  template <class F>
+  void each(F& f) {
+    visit_all(f, w, b, bn_w, bn_b, bn_mean, bn_var);
+  }
 };
 
 ConvLayer conv_layer(const StateDict& sd, const std::string& p, int64_t cin, int64_t cout, Scale scale, bool norm,
@@ -90,6 +95,10 @@ at::Tensor run(const ConvLayer& c, const at::Tensor& in) {
 struct ResidualBlock {
   ConvLayer shortcut;  // undefined weight: identity
   ConvLayer conv1, conv2;
+  template <class F>
+  void each(F& f) {
+    visit_all(f, shortcut, conv1, conv2);
+  }
 };
 
 // Up blocks scale in conv1, down blocks in conv2; the shortcut (a plain conv
@@ -122,9 +131,13 @@ struct Model::Weights {
   ConvLayer first;                                    // encoder.0
   std::vector<ResidualBlock> encoder, body, decoder;  // encoder.1.., body.*, decoder.*
   ConvLayer mask;                                     // out_mask_conv
+  template <class F>
+  void each(F& f) {
+    visit_all(f, first, encoder, body, decoder, mask);
+  }
 };
 
-Model::Model(const StateDict& sd, c10::Device device) : device_(device) {
+Model::Model(const StateDict& sd, c10::Device device, at::ScalarType dtype) : device_(device), dtype_(dtype) {
   const std::string name = sd.checkpoint().name();
   if (!sd.has("encoder.0.conv2d.weight") || !sd.has("out_mask_conv.conv2d.weight"))
     throw format_error(name + ": no encoder.0.conv2d.weight / out_mask_conv.conv2d.weight: not a ParseNet checkpoint");
@@ -157,17 +170,7 @@ Model::Model(const StateDict& sd, c10::Device device) : device_(device) {
   num_classes_ = static_cast<int>(w->mask.w.size(0));
   unused_ = sd.unused();
 
-  if (!device_.is_cpu()) {
-    auto mv = [&](ConvLayer& l) {
-      for (at::Tensor* t : {&l.w, &l.b, &l.bn_w, &l.bn_b, &l.bn_mean, &l.bn_var})
-        if (t->defined()) *t = t->to(device_);
-    };
-    mv(w->first);
-    mv(w->mask);
-    for (auto* v : {&w->encoder, &w->body, &w->decoder})
-      for (ResidualBlock& r : *v)
-        for (ConvLayer* l : {&r.shortcut, &r.conv1, &r.conv2}) mv(*l);
-  }
+  place_weights(*w, device_, dtype_);
   w_ = w;
 }
 
@@ -183,7 +186,7 @@ at::Tensor Model::forward(const at::Tensor& x_in) const {
     throw Error(Error::Kind::Usage, "parsenet: expected an image of shape [B, 3, H, W] with H and W multiples of " +
                                         std::to_string(m) + ", got " + c10::str(x_in.sizes()));
   at::NoGradGuard no_grad;
-  at::Tensor feat = run(w.first, x_in.to(device_, at::kFloat).contiguous());
+  at::Tensor feat = run(w.first, x_in.to(device_, dtype_).contiguous());
   for (const ResidualBlock& r : w.encoder) feat = run(r, feat);
   at::Tensor x = feat;
   for (const ResidualBlock& r : w.body) x = run(r, x);

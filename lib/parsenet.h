@@ -20,8 +20,9 @@ namespace anitalker::parsenet {
 class Model {
  public:
   // Reads a plain state dict (num_batches_tracked optional).  Throws
-  // anitalker::Error naming the file, key and expected shape.
-  Model(const StateDict& sd, c10::Device device);
+  // anitalker::Error naming the file, key and expected shape.  The weights
+  // are float32 (dtype: another floating type for the whole network).
+  Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat);
 
   // One process-wide copy per (file, device).
   static std::shared_ptr<const Model> load(const std::string& path, c10::Device device);
@@ -44,6 +45,7 @@ class Model {
   struct Weights;
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
+  at::ScalarType dtype_;
   int num_classes_ = 0, down_steps_ = 0;
   std::vector<std::string> unused_;
 };

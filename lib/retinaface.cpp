@@ -17,6 +17,7 @@
 #include "error.h"
 #include "model_cache.h"
 #include "state_dict.h"
+#include "weights.h"
 
 namespace anitalker::retinaface {
 
@@ -25,6 +26,10 @@ namespace {
 struct ConvBn {  // conv without bias + BatchNorm2d (eval)
   at::Tensor w, bn_w, bn_b, bn_mean, bn_var;
   int64_t stride = 1, pad = 0;
+  template <class F>
+  void each(F& f) {
+    visit_all(f, w, bn_w, bn_b, bn_mean, bn_var);
+  }
 };
 
 // conv at `conv_key`, batch norm under `bn_prefix` (weight, bias,
@@ -58,15 +63,27 @@ at::Tensor act(const at::Tensor& x, double slope) { return slope == 0 ? at::relu
 
 struct Bottleneck {                  // torchvision v1.5: the stride sits in conv2
   ConvBn conv1, conv2, conv3, down;  // down.w undefined: identity
+  template <class F>
+  void each(F& f) {
+    visit_all(f, conv1, conv2, conv3, down);
+  }
 };
 
 struct Ssh {
   ConvBn c3, c5_1, c5_2, c7_2, c7_3;
   double slope = 0;
+  template <class F>
+  void each(F& f) {
+    visit_all(f, c3, c5_1, c5_2, c7_2, c7_3);
+  }
 };
 
 struct Head {
   at::Tensor w, b;  // 1x1 conv with bias
+  template <class F>
+  void each(F& f) {
+    visit_all(f, w, b);
+  }
 };
 
 }  // namespace
@@ -78,9 +95,13 @@ struct Model::Weights {
   double fpn_slope = 0;
   Ssh ssh[3];                   // ssh1..3
   Head cls[3], box[3], ldm[3];  // ClassHead, BboxHead, LandmarkHead
+  template <class F>
+  void each(F& f) {
+    visit_all(f, stem, layers, out1, out2, out3, merge1, merge2, ssh, cls, box, ldm);
+  }
 };
 
-Model::Model(const StateDict& all, c10::Device device) : device_(device) {
+Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype) : device_(device), dtype_(dtype) {
   // The released file carries DataParallel's "module." prefix; facexlib
   // strips it, so both spellings load.
   const std::string prefix = all.has("module.body.conv1.weight") ? "module." : "";
@@ -151,24 +172,7 @@ Model::Model(const StateDict& all, c10::Device device) : device_(device) {
   }
   unused_ = all.unused();
 
-  if (!device_.is_cpu()) {
-    auto mv = [&](ConvBn& cb) {
-      for (at::Tensor* t : {&cb.w, &cb.bn_w, &cb.bn_b, &cb.bn_mean, &cb.bn_var})
-        if (t->defined()) *t = t->to(device_);
-    };
-    mv(w->stem);
-    for (auto& layer : w->layers)
-      for (Bottleneck& b : layer)
-        for (ConvBn* cb : {&b.conv1, &b.conv2, &b.conv3, &b.down}) mv(*cb);
-    for (ConvBn* cb : {&w->out1, &w->out2, &w->out3, &w->merge1, &w->merge2}) mv(*cb);
-    for (int k = 0; k < 3; ++k) {
-      for (ConvBn* cb : {&w->ssh[k].c3, &w->ssh[k].c5_1, &w->ssh[k].c5_2, &w->ssh[k].c7_2, &w->ssh[k].c7_3}) mv(*cb);
-      for (Head* h : {&w->cls[k], &w->box[k], &w->ldm[k]}) {
-        h->w = h->w.to(device_);
-        h->b = h->b.to(device_);
-      }
-    }
-  }
+  place_weights(*w, device_, dtype_);
   w_ = w;
 }
 
@@ -213,7 +217,7 @@ Heads Model::forward(const at::Tensor& x_in) const {
     throw Error(Error::Kind::Usage,
                 "retinaface: expected an image of shape [B, 3, H, W], got " + c10::str(x_in.sizes()));
   at::NoGradGuard no_grad;
-  at::Tensor x = x_in.to(device_, at::kFloat).contiguous();
+  at::Tensor x = x_in.to(device_, dtype_).contiguous();
   x = at::relu(run(w.stem, x));
   x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
   std::vector<at::Tensor> stages;

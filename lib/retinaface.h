@@ -42,8 +42,9 @@ class Model {
  public:
   // Reads a plain state dict, with or without the "module." prefix and
   // num_batches_tracked.  Throws anitalker::Error naming the file, key and
-  // expected shape.
-  Model(const StateDict& sd, c10::Device device);
+  // expected shape.  The weights are float32 (dtype: another floating type
+  // for the whole network, as the test `weights` runs it in float64).
+  Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat);
 
   // One process-wide copy per (file, device).
   static std::shared_ptr<const Model> load(const std::string& path, c10::Device device);
@@ -61,6 +62,7 @@ class Model {
   struct Weights;
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
+  at::ScalarType dtype_;
   std::vector<std::string> unused_;
 };
 
