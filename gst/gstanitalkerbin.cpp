@@ -366,7 +366,7 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
   gst_element_class_set_static_metadata(element_class, "AniTalker", "Generator/Video",
                                         "Animates a portrait from speech: HuBERT/MFCC features, diffusion motion, "
                                         "LIA rendering and optional GFPGAN face restoration",
-                                        "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
+                                        "anitalker-gst developers");
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_add_static_pad_template(element_class, &src_template);
   element_class->change_state = GST_DEBUG_FUNCPTR(gst_anitalker_bin_change_state);

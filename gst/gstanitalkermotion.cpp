@@ -380,7 +380,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
   gst_element_class_set_static_metadata(element_class, "AniTalker motion generator", "Filter/Converter",
                                         "Generates talking-head motion latents from audio features with AniTalker's "
                                         "stage-2 diffusion model",
-                                        "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
+                                        "anitalker-gst developers");
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_add_static_pad_template(element_class, &src_template);
   gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_MOTION_TYPE, (GstPluginAPIFlags)0);

@@ -195,7 +195,7 @@ static void gst_anitalker_paste_class_init(GstAnitalkerPasteClass* klass) {
   gst_element_class_set_static_metadata(element_class, "AniTalker paste-back", "Filter/Effect/Video",
                                         "Pastes the talking face back into the original picture, with a "
                                         "feathered edge",
-                                        "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
+                                        "anitalker-gst developers");
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_add_static_pad_template(element_class, &src_template);
   GstAnitalkerElementClass* base_class = GST_ANITALKER_ELEMENT_CLASS(klass);

@@ -308,7 +308,7 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
   gst_element_class_set_static_metadata(element_class, "AniTalker renderer", "Filter/Converter/Video",
                                         "Renders AniTalker motion latents into video frames of a portrait "
                                         "with the stage-1 LIA model",
-                                        "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
+                                        "anitalker-gst developers");
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_add_static_pad_template(element_class, &src_template);
 

@@ -336,7 +336,7 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
   gst_element_class_set_static_metadata(element_class, "GFPGAN face restoration", "Filter/Effect/Video",
                                         "Restores faces with GFPGAN v1.4 (RetinaFace detection, alignment, "
                                         "ParseNet paste mask) and upscales the frame",
-                                        "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
+                                        "anitalker-gst developers");
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_add_static_pad_template(element_class, &src_template);
 

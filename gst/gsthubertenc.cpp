@@ -208,7 +208,7 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
 
   gst_element_class_set_static_metadata(element_class, "AniTalker audio features", "Filter/Analyzer/Audio",
                                         "Computes HuBERT hidden states or MFCCs of 16 kHz speech for AniTalker",
-                                        "anitalker-gst developers <https://github.com/X-LANCE/AniTalker>");
+                                        "anitalker-gst developers");
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_add_static_pad_template(element_class, &src_template);
 

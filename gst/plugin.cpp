@@ -20,5 +20,6 @@ static gboolean plugin_init(GstPlugin* plugin) {
 #endif
 
 GST_PLUGIN_DEFINE(GST_VERSION_MAJOR, GST_VERSION_MINOR, anitalker,
-                  "AniTalker: audio-driven talking-face video (HuBERT/MFCC features, diffusion motion, LIA renderer, GFPGAN)",
-                  plugin_init, ANITALKER_VERSION, "MIT/X11", "anitalker-gst", "https://github.com/X-LANCE/AniTalker")
+                  "Audio-driven talking-face video, a C++ port of the inference of AniTalker "
+                  "(https://github.com/X-LANCE/AniTalker): HuBERT/MFCC features, diffusion motion, LIA renderer, GFPGAN",
+                  plugin_init, ANITALKER_VERSION, "MIT/X11", "anitalker-gst", ANITALKER_ORIGIN)
