@@ -53,6 +53,7 @@
 #include <gst/video/video.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -80,6 +81,8 @@ enum {
   PROP_CROP_RATIO,
   PROP_FACE_INDEX,
   PROP_DETECTOR,
+  PROP_MAX_BATCH,
+  PROP_MAX_BATCH_DELAY,
 };
 
 namespace {
@@ -111,6 +114,7 @@ struct RenderState {
   // Lock order: encode_lock, lock, the object lock.
   GMutex lock;
   std::shared_ptr<const lia::Model> model;        // from READY->PAUSED to PAUSED->READY
+  std::shared_ptr<lia::RenderBatcher> shared;     // with max-batch > 1: the process's shared renderer
   std::string checkpoint;                         // the file `model` came from
   std::shared_ptr<const lia::Portrait> portrait;  // null until the first encode
   guint portrait_serial = 0;                      // counts encodes, never reset
@@ -153,6 +157,8 @@ struct _GstAnitalkerRender {
   gfloat crop_ratio;
   gint face_index;
   gchar* detector;
+  guint max_batch;
+  guint max_batch_delay;  // microseconds
 
   RenderState* state;
 };
@@ -251,6 +257,43 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
                         "latency",
                         1, 64, 1, playing),
       FIELD(batch_size));
+
+  /**
+   * GstAnitalkerRender:max-batch:
+   *
+   * Above 1, this renderer shares one executor with every other renderer of
+   * the process that has the same checkpoint, device, max-batch and
+   * max-batch-delay: the frames of several pipelines (live avatars) run in
+   * one call of the model, up to max-batch buffers at once, each with its
+   * own portrait, and go back to their pipelines.  On a GPU that is one
+   * batch; on the CPU, which renders one image at a time anyway, the calls
+   * only take turns, and every frame is bit for bit what the pipeline makes
+   * alone.  A pipeline never waits for another's EOS, and one pipeline's
+   * error does not stop the others.  1 = no sharing.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_MAX_BATCH,
+      g_param_spec_uint("max-batch", "Max batch",
+                        "Above 1: render together with the other pipelines of this process (same checkpoint, device "
+                        "and settings), up to this many buffers in one call (default: 1, no sharing)",
+                        1, 1024, 1, ready),
+      FIELD(max_batch));
+
+  /**
+   * GstAnitalkerRender:max-batch-delay:
+   *
+   * With #GstAnitalkerRender:max-batch above 1: how long, in microseconds,
+   * the first buffer of a batch waits for the other pipelines' buffers
+   * before the batch runs anyway.  It adds at most this much latency (the
+   * renderer's LATENCY answer measures it with the compute time).
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_MAX_BATCH_DELAY,
+      g_param_spec_uint("max-batch-delay", "Max batch delay",
+                        "With max-batch above 1: microseconds the first buffer of a batch waits for others "
+                        "(default: 2000)",
+                        0, 1000000, 2000, ready),
+      FIELD(max_batch_delay));
 
   /**
    * GstAnitalkerRender:crop:
@@ -398,8 +441,19 @@ static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
                   model->size(), model->style_dim(), model->motion_dim(), model->levels(),
                   model->device().str().c_str());
 
+  GST_OBJECT_LOCK(self);
+  const guint max_batch = self->max_batch, max_batch_delay = self->max_batch_delay;
+  GST_OBJECT_UNLOCK(self);
+  std::shared_ptr<lia::RenderBatcher> shared;
+  if (max_batch > 1) {
+    shared = lia::shared_renderer(model, max_batch, std::chrono::microseconds(max_batch_delay));
+    GST_INFO_OBJECT(self, "sharing the renderer: up to %u buffers a call, %u us of waiting", max_batch,
+                    max_batch_delay);
+  }
+
   GstAnitalkerLocked lock(&st->lock);
   st->model = std::move(model);
+  st->shared = std::move(shared);
   st->checkpoint = checkpoint;
   st->portrait.reset();  // encoded by this model, at the first buffer or query
   st->dims = 0;
@@ -412,6 +466,7 @@ static void gst_anitalker_render_stop(GstAnitalkerElement* element) {
   RenderState* st = GST_ANITALKER_RENDER(element)->state;
   GstAnitalkerLocked lock(&st->lock);
   st->model.reset();
+  st->shared.reset();
   st->portrait.reset();
   st->dims = 0;
   st->have_out_caps = false;
@@ -706,10 +761,12 @@ static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_
   }
 
   std::shared_ptr<const lia::Model> model;
+  std::shared_ptr<lia::RenderBatcher> shared;
   std::shared_ptr<const lia::Portrait> portrait;
   {
     GstAnitalkerLocked lock(&st->lock);
     model = st->model;
+    shared = st->shared;
     portrait = st->portrait;
   }
   if (!model || !portrait) {
@@ -725,7 +782,8 @@ static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_
     at::Tensor motion = at::from_blob(st->motion.data(), {(int64_t)n, dims}, at::kFloat)
                             .to(model->device(), at::kFloat, /*non_blocking=*/false, /*copy=*/true);
     const gint64 t0 = g_get_monotonic_time();
-    frames = lia::to_uint8(model->render(*portrait, motion));  // (n,S,S,3) uint8, CPU, contiguous
+    // (n,S,S,3) uint8, CPU, contiguous; shared: with other pipelines' frames.
+    frames = shared ? shared->submit({portrait, motion}) : lia::to_uint8(model->render(*portrait, motion));
     gst_anitalker_element_add_compute(GST_ANITALKER_ELEMENT(self), t0);
   } catch (...) {
     GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("Rendering %zu frames failed.", n), false);

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <tuple>
 
 #include "checkpoint.h"
 #include "device.h"
@@ -334,8 +335,8 @@ at::Tensor Model::latent(const Portrait& p, const at::Tensor& motion) const {
 }
 
 // Decoder levels [j0, j1) (spec 3.9-3.11); x, flow and rgb carry over.
-void Model::levels(const Portrait& p, const at::Tensor& lat, int j0, int j1, at::Tensor& x, at::Tensor& flow,
-                   at::Tensor& rgb) const {
+void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat, int j0, int j1, at::Tensor& x,
+                   at::Tensor& flow, at::Tensor& rgb) const {
   const Weights& w = *w_;
   const int64_t B = x.size(0);
   for (int j = j0; j < j1; ++j) {
@@ -350,8 +351,17 @@ void Model::levels(const Portrait& p, const at::Tensor& lat, int j0, int j1, at:
     at::Tensor sampler = at::tanh(o.slice(1, 0, 2));
     at::Tensor mask = at::sigmoid(o.slice(1, 2, 3));
     at::Tensor grid = sampler.permute({0, 2, 3, 1}) + w.grids[j];
-    const at::Tensor& f = p.feats[static_cast<size_t>(j)];
-    at::Tensor warp = at::grid_sampler(B == 1 ? f : f.expand({B, -1, -1, -1}), grid, 0, 0, false) * mask;
+    // The portrait's features: one portrait for every row, or one per row.
+    at::Tensor f;
+    if (ps.size() == 1) {
+      f = ps[0]->feats[static_cast<size_t>(j)];
+      if (B > 1) f = f.expand({B, -1, -1, -1});
+    } else {
+      std::vector<at::Tensor> rows;
+      for (const Portrait* p : ps) rows.push_back(p->feats[static_cast<size_t>(j)]);
+      f = at::cat(rows, 0);
+    }
+    at::Tensor warp = at::grid_sampler(f, grid, 0, 0, false) * mask;
     x = warp + x * (1 - mask);
     flow = o;
     // ToRGB (spec 3.10) on the warped feature.
@@ -382,16 +392,50 @@ at::Tensor Model::render(const Portrait& p, const at::Tensor& motion_in) const {
   // gain from a batch, by too little to matter.  On a GPU the whole batch
   // runs at once.
   const int split = device_.is_cpu() ? 0 : levels_;
-  levels(p, lat, 0, split, x, flow, rgb);
+  levels({&p}, lat, 0, split, x, flow, rgb);
   if (split == levels_) return rgb;
   std::vector<at::Tensor> out;
   for (int64_t i = 0; i < B; ++i) {
     at::Tensor xi = x.slice(0, i, i + 1), fi = flow.defined() ? flow.slice(0, i, i + 1) : flow;
     at::Tensor ri = rgb.defined() ? rgb.slice(0, i, i + 1) : rgb;
-    levels(p, lat.slice(0, i, i + 1), split, levels_, xi, fi, ri);
+    levels({&p}, lat.slice(0, i, i + 1), split, levels_, xi, fi, ri);
     out.push_back(ri);
   }
   return B == 1 ? out[0] : at::cat(out, 0);
+}
+
+at::Tensor Model::render(const std::vector<const Portrait*>& portraits, const at::Tensor& motion_in, bool one_batch) const {
+  const Weights& w = *w_;
+  if (motion_in.dim() != 2 || motion_in.size(1) != motion_dim_ || motion_in.size(0) != (int64_t)portraits.size())
+    throw Error(Error::Kind::Usage, "lia render: expected motion codes of shape [" + std::to_string(portraits.size()) +
+                                        ", " + std::to_string(motion_dim_) + "] (one row per portrait), got " +
+                                        c10::str(motion_in.sizes()));
+  for (const Portrait* p : portraits)
+    if (p == nullptr || p->feats.size() != static_cast<size_t>(levels_))
+      throw Error(Error::Kind::Usage, "lia render: a portrait that this model did not encode");
+  if (portraits.empty()) return at::empty({0, 3, size_, size_}, at::TensorOptions().dtype(dtype_).device(device_));
+  if (!one_batch) {
+    // Each run of rows of one portrait as render() alone renders it.
+    std::vector<at::Tensor> out;
+    for (size_t a = 0; a < portraits.size();) {
+      size_t e = a + 1;
+      while (e < portraits.size() && portraits[e] == portraits[a]) ++e;
+      out.push_back(render(*portraits[a], motion_in.slice(0, (int64_t)a, (int64_t)e)));
+      a = e;
+    }
+    return out.size() == 1 ? out[0] : at::cat(out, 0);
+  }
+  at::NoGradGuard no_grad;
+  const at::Tensor motion = motion_in.to(device_, dtype_);
+  const int64_t B = motion.size(0);
+  std::vector<at::Tensor> starts;
+  for (const Portrait* p : portraits) starts.push_back(p->start);
+  const at::Tensor lat = at::cat(starts, 0) + at::matmul(motion, q_.t());  // (B, style)
+  at::Tensor x = w.const_input.expand({B, -1, -1, -1});
+  x = flrelu(run_mod_conv(w.conv1, x, lat), w.conv1.act_bias);
+  at::Tensor flow, rgb;
+  levels(portraits, lat, 0, levels_, x, flow, rgb);
+  return rgb;
 }
 
 at::Tensor to_uint8(const at::Tensor& raw) {
@@ -410,6 +454,47 @@ bool warm_up(const Model& model, int64_t batch) {
   const Portrait grey = model.encode(at::zeros({1, 3, model.size(), model.size()}, opts));
   to_uint8(model.render(grey, at::zeros({batch, model.motion_dim()}, opts)));
   return true;
+}
+
+std::shared_ptr<RenderBatcher> shared_renderer(const std::shared_ptr<const Model>& model, size_t max_batch,
+                                               std::chrono::microseconds max_delay) {
+  struct Key {
+    const Model* model;
+    size_t max_batch;
+    int64_t delay_us;
+    bool operator<(const Key& o) const {
+      return std::tie(model, max_batch, delay_us) < std::tie(o.model, o.max_batch, o.delay_us);
+    }
+  };
+  static std::mutex lock;
+  static std::map<Key, std::weak_ptr<RenderBatcher>> batchers;
+  std::lock_guard<std::mutex> guard(lock);
+  for (auto it = batchers.begin(); it != batchers.end();) it = it->second.expired() ? batchers.erase(it) : std::next(it);
+  std::weak_ptr<RenderBatcher>& slot = batchers[Key{model.get(), max_batch, (int64_t)max_delay.count()}];
+  if (auto b = slot.lock()) return b;
+  auto run = [model](const std::vector<const RenderRequest*>& requests) {
+    c10::InferenceMode guard;
+    std::vector<const Portrait*> portraits;
+    std::vector<at::Tensor> motions;
+    for (const RenderRequest* r : requests) {
+      if (!r->portrait || r->motion.dim() != 2)
+        throw Error(Error::Kind::Usage, "lia shared renderer: a request without a portrait or (n, motion) codes");
+      for (int64_t i = 0; i < r->motion.size(0); ++i) portraits.push_back(r->portrait.get());
+      motions.push_back(r->motion);
+    }
+    const at::Tensor frames =
+        to_uint8(model->render(portraits, at::cat(motions, 0), !model->device().is_cpu()));
+    std::vector<at::Tensor> out;
+    int64_t at0 = 0;
+    for (const RenderRequest* r : requests) {
+      out.push_back(frames.slice(0, at0, at0 + r->motion.size(0)).contiguous());
+      at0 += r->motion.size(0);
+    }
+    return out;
+  };
+  auto b = std::make_shared<RenderBatcher>(run, max_batch, max_delay);
+  slot = b;
+  return b;
 }
 
 }  // namespace anitalker::lia

@@ -7,9 +7,12 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "batcher.h"
 
 namespace anitalker {
 class StateDict;
@@ -54,12 +57,21 @@ class Model {
   // motion: (B, motion) -> raw frames (B,3,S,S), unclamped.
   at::Tensor render(const Portrait& p, const at::Tensor& motion) const;
 
+  // Frames of several portraits in one call (the frames of several streams):
+  // row i of motion (B, motion) rendered from *portraits[i].  one_batch (a
+  // GPU's way): every row in one batch, each frame within float rounding of
+  // render() alone; otherwise (the CPU's way, where the decoder runs one
+  // image at a time anyway) each run of rows of one portrait goes through
+  // render() as it would alone, bit for bit.
+  at::Tensor render(const std::vector<const Portrait*>& portraits, const at::Tensor& motion, bool one_batch) const;
+
   // latent = start + motion @ Q^T: (B, style).
   at::Tensor latent(const Portrait& p, const at::Tensor& motion) const;
 
  private:
   struct Weights;
-  void levels(const Portrait& p, const at::Tensor& lat, int j0, int j1, at::Tensor& x, at::Tensor& flow, at::Tensor& rgb) const;
+  void levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat, int j0, int j1, at::Tensor& x,
+              at::Tensor& flow, at::Tensor& rgb) const;
   std::shared_ptr<const Weights> w_;
   at::Tensor q_;
   c10::Device device_;
@@ -78,5 +90,21 @@ at::Tensor to_uint8(const at::Tensor& raw);
 // shape, batch and device (first_warm_up, lib/device.h); returns whether it
 // ran.
 bool warm_up(const Model& model, int64_t batch);
+
+// The renderer shared by the pipelines of a process (issue: many live
+// avatars per GPU): a Batcher per (model, max_batch, max_delay) that runs the
+// frames of several streams in one call, each stream's frames from its own
+// portrait.  A request is one buffer of frames; its result the uint8 frames
+// (n,S,S,3) on the CPU, as to_uint8(render()) gives them.  On a GPU a batch
+// runs as one (render(portraits, motion, true)); on the CPU each request as
+// it would alone, so the frames are those of a pipeline on its own, bit for
+// bit.
+struct RenderRequest {
+  std::shared_ptr<const Portrait> portrait;
+  at::Tensor motion;  // (n, motion_dim)
+};
+using RenderBatcher = Batcher<RenderRequest, at::Tensor>;
+std::shared_ptr<RenderBatcher> shared_renderer(const std::shared_ptr<const Model>& model, size_t max_batch,
+                                               std::chrono::microseconds max_delay);
 
 }  // namespace anitalker::lia

@@ -14,6 +14,8 @@
 #include <memory>
 #include <string>
 #include <limits>
+#include <thread>
+#include <chrono>
 #include <vector>
 
 #include "gstanitalkercaps.h"
@@ -499,6 +501,67 @@ GST_START_TEST(test_batch) {
 }
 GST_END_TEST;
 
+/* --- the shared renderer (max-batch) ---------------------------------------------- */
+
+// Frames of `rows` buffers of one motion frame each through a renderer of
+// portrait `face` with max-batch `max_batch`, as bytes, in order.
+std::vector<std::string> render_bytes(GstHarness* h, int rows) {
+  std::vector<std::string> out;
+  for (int i = 0; i < rows; i++)
+    fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, i % 3, 1, frame_time(0, i))), GST_FLOW_OK);
+  for (int i = 0; i < rows; i++) {
+    GstBuffer* b = gst_harness_pull(h);
+    GstMapInfo map;
+    fail_unless(gst_buffer_map(b, &map, GST_MAP_READ));
+    out.emplace_back(reinterpret_cast<const char*>(map.data), map.size);
+    gst_buffer_unmap(b, &map);
+    gst_buffer_unref(b);
+  }
+  return out;
+}
+
+GstHarness* shared_harness(const std::string& face, guint max_batch) {
+  GstElement* e = make_render(kS64, face.c_str(), 1);
+  g_object_set(e, "max-batch", max_batch, "max-batch-delay", 50000u, nullptr);
+  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  return h;
+}
+
+// Two pipelines with different portraits rendering at once through one
+// shared renderer get exactly the frames they get alone, and their buffers
+// did share calls.
+GST_START_TEST(test_shared_renderer) {
+  const std::string faces[2] = {portrait_path(), data_path("face-sr/frame_256_bgr.png")};
+  constexpr int kRows = 6;
+  std::vector<std::string> alone[2];
+  for (int i = 0; i < 2; i++) {
+    GstHarness* h = shared_harness(faces[i], 1);
+    alone[i] = render_bytes(h, kRows);
+    gst_harness_teardown(h);
+  }
+  fail_if(alone[0] == alone[1], "the two portraits gave the same frames");
+
+  GstHarness* h[2] = {shared_harness(faces[0], 4), shared_harness(faces[1], 4)};
+  std::vector<std::string> together[2];
+  std::thread other([&] { together[1] = render_bytes(h[1], kRows); });
+  together[0] = render_bytes(h[0], kRows);
+  other.join();
+  for (int i = 0; i < 2; i++)
+    fail_unless(together[i] == alone[i], "pipeline %d: frames differ from its frames alone", i);
+  // The elements' executor: the process's one for this model and setting.
+  auto model = anitalker::lia::Model::load(checkpoint_path(kS64), c10::Device(c10::kCPU));
+  const auto stats = anitalker::lia::shared_renderer(model, 4, std::chrono::microseconds(50000))->stats();
+  fail_unless_equals_uint64(stats.requests, 2 * kRows);
+  fail_unless(stats.largest > 1, "no call held buffers of both pipelines");
+  // One pipeline alone goes on without the other (it waits at most the delay).
+  gst_harness_teardown(h[1]);
+  fail_unless(render_bytes(h[0], 2) == std::vector<std::string>(alone[0].begin(), alone[0].begin() + 2));
+  gst_harness_teardown(h[0]);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_latency_batch_1) {
   GstHarness* h = new_harness(kS64, 1);
   gst_harness_set_src_caps_str(h, kMotionCaps);
@@ -907,6 +970,7 @@ static Suite* anitalkerrender_suite() {
   tcase_add_test(tc, test_contents);
   tcase_add_test(tc, test_contents_s64);
   tcase_add_test(tc, test_batch);
+  tcase_add_test(tc, test_shared_renderer);
   tcase_add_test(tc, test_latency_batch_1);
   suite_add_tcase(s, tc);
 
