@@ -98,6 +98,8 @@ enum {
   PROP_FACE_BOX,
   PROP_CROP_RATIO,
   PROP_FACE_INDEX,
+  PROP_MAX_BATCH,
+  PROP_MAX_BATCH_DELAY,
   // The paste-back.
   PROP_PASTE_BACK,
   PROP_LATENCY,
@@ -256,6 +258,8 @@ static const struct {
     {PROP_FACE_BOX, "face-box", RENDER},
     {PROP_CROP_RATIO, "crop-ratio", RENDER},
     {PROP_FACE_INDEX, "face-index", RENDER},
+    {PROP_MAX_BATCH, "max-batch", RENDER},
+    {PROP_MAX_BATCH_DELAY, "max-batch-delay", RENDER},
     {PROP_MAX_SIZE, "max-size", PASTE},
     {PROP_FEATHER, "feather", PASTE},
     {PROP_COLOUR_MATCH, "colour-match", PASTE},

@@ -141,11 +141,7 @@ inline GstElement* live_pipeline(long long buffers, const std::string& preset, c
   g_object_set(talk, "models-dir", c.models.c_str(), "portrait", c.portrait.c_str(), "steps", (guint)c.steps, "seed",
                seed, "device", c.device.c_str(), nullptr);
   if (!c.stage1.empty()) g_object_set(talk, "stage1", c.stage1.c_str(), nullptr);
-  if (c.max_batch > 1) {
-    GstElement* render = gst_bin_get_by_name(GST_BIN(talk), "render");
-    g_object_set(render, "max-batch", (guint)c.max_batch, "max-batch-delay", (guint)c.max_batch_delay, nullptr);
-    gst_object_unref(render);
-  }
+  g_object_set(talk, "max-batch", (guint)c.max_batch, "max-batch-delay", (guint)c.max_batch_delay, nullptr);
   frames->pipe = pipe;
   GstPad* out = gst_element_get_static_pad(talk, "src");
   gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_BUFFER, out_probe, frames, nullptr);

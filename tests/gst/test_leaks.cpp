@@ -60,32 +60,21 @@ GstTracer* leaks_tracer() {
 // `shared`, a second branch with another portrait at the same time, both
 // renderers sharing one executor (render::max-batch, issue 20).
 int run_once(bool shared = false) {
+  const std::string share = shared ? " max-batch=4 max-batch-delay=20000" : "";
   std::string desc =
       "audiotestsrc wave=pink-noise samplesperbuffer=1600 num-buffers=2 ! audio/x-raw,rate=16000,channels=1 ! "
       "anitalker name=a models-dir=\"" +
-      data_path("chain") + "\" portrait=\"" + data_path("renderer/monalisa.jpg") + "\" steps=10" +
+      data_path("chain") + "\" portrait=\"" + data_path("renderer/monalisa.jpg") + "\" steps=10" + share +
       " ! videoscale ! video/x-raw,width=64,height=64 ! gfpgansr aligned=true model=\"" +
       data_path("face-sr/gfpgan_tiny.pth") + "\" ! fakesink name=sink signal-handoffs=true sync=false";
   if (shared)
     desc += " audiotestsrc wave=white-noise samplesperbuffer=1600 num-buffers=2 ! audio/x-raw,rate=16000,channels=1 ! "
             "anitalker name=b models-dir=\"" +
-            data_path("chain") + "\" portrait=\"" + data_path("face-sr/frame_256_bgr.png") + "\" steps=10" +
+            data_path("chain") + "\" portrait=\"" + data_path("face-sr/frame_256_bgr.png") + "\" steps=10" + share +
             " ! fakesink name=sink2 signal-handoffs=true sync=false";
   GError* err = nullptr;
   GstElement* pipe = gst_parse_launch(desc.c_str(), &err);
   fail_unless(pipe != nullptr && err == nullptr, "%s", err ? err->message : "?");
-  // The bins' renderers share one executor (set here rather than as
-  // render::max-batch in the description: gst_parse_launch keeps a reference
-  // to a child it sets a property on when the child appears later).
-  for (const char* name : {"a", "b"}) {
-    if (!shared) break;
-    GstElement* bin = gst_bin_get_by_name(GST_BIN(pipe), name);
-    GObject* render = gst_child_proxy_get_child_by_name(GST_CHILD_PROXY(bin), "render");
-    fail_unless(render != nullptr, "the bin has no child named render");
-    g_object_set(render, "max-batch", 4u, "max-batch-delay", 20000u, nullptr);
-    g_object_unref(render);
-    gst_object_unref(bin);
-  }
   std::atomic<int> frames(0);
   for (const char* name : {"sink", "sink2"}) {
     GstElement* sink = gst_bin_get_by_name(GST_BIN(pipe), name);
