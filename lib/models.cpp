@@ -48,8 +48,11 @@ const std::vector<Released>& released() {
 }
 
 std::string manifest() {
-  std::string s = "# file (under models/)\tgroup\tneeded by\turl   (written by `anitalker models --manifest`)\n";
-  for (const Released& r : released()) s += r.path + "\t" + r.group + "\t" + r.needed + "\t" + r.url + "\n";
+  std::string s =
+      "# file (under models/)\tgroup\tneeded by\turl\tsha256 (- = not known)   (written by `anitalker models "
+      "--manifest`)\n";
+  for (const Released& r : released())
+    s += r.path + "\t" + r.group + "\t" + r.needed + "\t" + r.url + "\t" + (r.sha256.empty() ? "-" : r.sha256) + "\n";
   return s;
 }
 

@@ -29,11 +29,14 @@ std::string stage2_name(const std::string& variant);
 // crop=auto).
 struct Released {
   std::string path, group, needed, url;
+  // The SHA-256 of the file as published (64 hex digits), or empty where
+  // this project has not been able to read it from a source it trusts.
+  std::string sha256;
 };
 const std::vector<Released>& released();
 
 // The table as models/manifest.tsv: a comment line, then one line a file:
-// path, group, needed by, url, tab-separated.
+// path, group, needed by, url, sha256 ("-" when unknown), tab-separated.
 std::string manifest();
 
 struct File {

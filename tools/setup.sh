@@ -23,7 +23,7 @@ echo
 models=${MODELS:-models}
 missing_required=0
 missing_optional=()
-while IFS=$'\t' read -r file group needed source; do
+while IFS=$'\t' read -r file group needed source sha; do
   case "$file" in ''|'#'*) continue ;; esac
   [ -f "$models/$file" ] && continue
   if [ "$group" = required ]; then

@@ -28,7 +28,17 @@ grep -q "MISSING.*stage1.ckpt" "$work/out.txt" && grep -q "5 required files miss
 
 # fetch.sh, on a copy of models/ with a stand-in curl.
 mkdir -p "$work/models" "$work/path"
-cp "$src/models/fetch.sh" "$src/models/manifest.tsv" "$work/models/"
+cp "$src/models/fetch.sh" "$work/models/"
+# The manifest with its sha256 column set to what the stand-in curl below
+# writes for each file (its URL and a newline; stage1.ckpt resumes a .part
+# that holds "partial"), so that the downloads verify.
+tab=$(printf '\t')
+while IFS="$tab" read -r file group needed url sha; do
+  case "$file" in '#'*) printf '%s\t%s\t%s\t%s\t%s\n' "$file" "$group" "$needed" "$url" "$sha"; continue ;; esac
+  if [ "$file" = stage1.ckpt ]; then content="partial
+$url"; else content=$url; fi
+  printf '%s\t%s\t%s\t%s\t%s\n' "$file" "$group" "$needed" "$url" "$(printf '%s\n' "$content" | sha256sum | cut -d' ' -f1)"
+done < "$src/models/manifest.tsv" > "$work/models/manifest.tsv"
 cat > "$work/path/curl" <<'CURL'
 #!/bin/bash
 # records the call; writes the URL (appended, as a resumed download would) to -o FILE
@@ -55,4 +65,24 @@ CURL_LOG=$work/curl.log PATH="$work/path:$PATH" sh "$work/models/fetch.sh" --fac
 [ "$(wc -l < "$work/curl.log")" -eq 6 ] || { cat "$work/curl.log"; echo "FAIL: expected the 4 variants and 2 face-sr files not yet here"; exit 1; }
 [ "$(cat "$work/models/parsing_parsenet.pth")" = kept ] || { echo "FAIL: a file already here was fetched again"; exit 1; }
 "$bin" models --models-dir "$work/models" > "$work/out.txt" || { cat "$work/out.txt"; echo "FAIL: all present, yet exit 1"; exit 1; }
-echo "the table, the manifest and fetch.sh agree"
+[ "$(cat "$work/fetch1.txt" "$work/fetch2.txt" | grep -c "sha256 ok")" -eq 11 ] ||
+  { cat "$work/fetch1.txt" "$work/fetch2.txt"; echo "FAIL: expected 11 downloads verified"; exit 1; }
+
+# A download that does not match the manifest's sha256 is removed and fails
+# the script, naming both digests; one the manifest has no digest for ("-")
+# is kept with a note.
+rm "$work/models/GFPGANv1.4.pth" "$work/models/detection_Resnet50_Final.pth"
+sed -i "s|^\(GFPGANv1.4.pth\t.*\t\)[0-9a-f]*\$|\1-|; s|^\(detection_Resnet50_Final.pth\t.*\t\)[0-9a-f]*\$|\1$(printf '%064d' 0)|" \
+  "$work/models/manifest.tsv"
+set +e
+CURL_LOG=$work/curl.log PATH="$work/path:$PATH" sh "$work/models/fetch.sh" --face-sr > "$work/fetch3.txt" 2>&1
+rc=$?
+set -e
+[ $rc -ne 0 ] || { cat "$work/fetch3.txt"; echo "FAIL: a download with the wrong sha256 did not fail"; exit 1; }
+grep -q "detection_Resnet50_Final.pth from .*: sha256 [0-9a-f]\{64\}, expected 0\{64\}" "$work/fetch3.txt" ||
+  { cat "$work/fetch3.txt"; echo "FAIL: the mismatch is not named"; exit 1; }
+[ ! -e "$work/models/detection_Resnet50_Final.pth" ] && [ ! -e "$work/models/detection_Resnet50_Final.pth.part" ] ||
+  { echo "FAIL: the bad download was kept"; exit 1; }
+grep -q "not verified: the manifest has no sha256 for GFPGANv1.4.pth" "$work/fetch3.txt" && [ -s "$work/models/GFPGANv1.4.pth" ] ||
+  { cat "$work/fetch3.txt"; echo "FAIL: a download without a digest is not kept with a note"; exit 1; }
+echo "the table, the manifest and fetch.sh agree; downloads are checked against the manifest's sha256"
