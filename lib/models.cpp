@@ -3,6 +3,8 @@
 
 #include <sys/stat.h>
 
+#include <map>
+
 #include "error.h"
 
 namespace anitalker::models {
@@ -27,21 +29,38 @@ bool exists(const std::string& path) {
 const std::vector<Released>& released() {
   static const std::vector<Released> table = [] {
     std::vector<Released> t;
-    t.push_back({"stage1.ckpt", "required", "anitalkerrender (every variant)", std::string(kCkpts) + "stage1.ckpt"});
+    // The digests: the Git LFS pointers of the authors' upload commits on
+    // Hugging Face (stage1.ckpt also in a mirror), and for the face
+    // restoration files the many public manifests that agree; left empty
+    // where no such source was found (stage2_full_control_mfcc.ckpt was
+    // uploaded under another name and renamed; chinese-hubert-large).
+    t.push_back({"stage1.ckpt", "required", "anitalkerrender (every variant)", std::string(kCkpts) + "stage1.ckpt",
+                 "cb07be497b8c3e6c32a0b6f960d958a1e03d3ee82982f6f1e7bc972077d3f36f"});
+    const std::map<std::string, std::string> stage2_sha256 = {
+        {"hubert_audio_only", "7b9c6c027ff8bfc2b9ab2531d68eb52d9c2e89bbde67cea271ff67a89c2a436e"},
+        {"hubert_pose_only", "b0e18c9cb2c2f6c3a31aa498c4871cea3f70bed5d24165537b7e044784102ed0"},
+        {"hubert_full_control", "cf5783a946f69eaf5ec3baa31677838c7af8bbdd5986258e070326d962125a2b"},
+        {"mfcc_pose_only", "c0c27b3e4d3282f4a62ed1ab1e3bb983004d0b39238c66135973874101f1f459"},
+    };
     for (const std::string& v : variants()) {
       const std::string f = stage2_name(v);
+      const auto sha = stage2_sha256.find(v);
       t.push_back({f, v == variants()[0] ? "required" : "variant",
-                   "variant " + v + (v == variants()[0] ? " (the default)" : ""), kCkpts + f});
+                   "variant " + v + (v == variants()[0] ? " (the default)" : ""), kCkpts + f,
+                   sha == stage2_sha256.end() ? "" : sha->second});
     }
     for (const char* f : {"config.json", "preprocessor_config.json", "pytorch_model.bin"})
       t.push_back({std::string("chinese-hubert-large/") + f, "required", "hubertenc (hubert_* variants)",
                    kHubert + std::string(f)});
     t.push_back({"GFPGANv1.4.pth", "face-sr", "gfpgansr (face restoration)",
-                 "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/GFPGANv1.4.pth"});
+                 "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/GFPGANv1.4.pth",
+                 "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad"});
     t.push_back({"detection_Resnet50_Final.pth", "face-sr", "gfpgansr face detection; anitalkerrender crop=auto",
-                 "https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth"});
+                 "https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth",
+                 "6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d"});
     t.push_back({"parsing_parsenet.pth", "face-sr", "gfpgansr paste-back mask",
-                 "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth"});
+                 "https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth",
+                 "3d558d8d0e42c20224f13cf5a29c79eba2d59913419f945545d8cf7b72920de2"});
     return t;
   }();
   return table;
