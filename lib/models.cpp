@@ -30,10 +30,13 @@ const std::vector<Released>& released() {
   static const std::vector<Released> table = [] {
     std::vector<Released> t;
     // The digests: the Git LFS pointers of the authors' upload commits on
-    // Hugging Face (stage1.ckpt also in a mirror), and for the face
-    // restoration files the many public manifests that agree; left empty
-    // where no such source was found (stage2_full_control_mfcc.ckpt was
-    // uploaded under another name and renamed; chinese-hubert-large).
+    // Hugging Face (stage1.ckpt also in a mirror; stage2_full_control_mfcc.ckpt
+    // was uploaded as stage2_more_controllable_mfcc.ckpt and renamed without
+    // changes; chinese-hubert-large/pytorch_model.bin from TencentGameMate's
+    // "Upload pytorch_model.bin" commit), the two small JSON files from their
+    // published digests, which their content and sizes as shown on Hugging
+    // Face reproduce, and for the face restoration files the many public
+    // manifests that agree.  None could be checked against the files here.
     t.push_back({"stage1.ckpt", "required", "anitalkerrender (every variant)", std::string(kCkpts) + "stage1.ckpt",
                  "cb07be497b8c3e6c32a0b6f960d958a1e03d3ee82982f6f1e7bc972077d3f36f"});
     const std::map<std::string, std::string> stage2_sha256 = {
@@ -41,6 +44,7 @@ const std::vector<Released>& released() {
         {"hubert_pose_only", "b0e18c9cb2c2f6c3a31aa498c4871cea3f70bed5d24165537b7e044784102ed0"},
         {"hubert_full_control", "cf5783a946f69eaf5ec3baa31677838c7af8bbdd5986258e070326d962125a2b"},
         {"mfcc_pose_only", "c0c27b3e4d3282f4a62ed1ab1e3bb983004d0b39238c66135973874101f1f459"},
+        {"mfcc_full_control", "6e6746d2e50def9cda65f96edf748ac158c5a8dc3743c86584381dd8e760a177"},
     };
     for (const std::string& v : variants()) {
       const std::string f = stage2_name(v);
@@ -49,9 +53,14 @@ const std::vector<Released>& released() {
                    "variant " + v + (v == variants()[0] ? " (the default)" : ""), kCkpts + f,
                    sha == stage2_sha256.end() ? "" : sha->second});
     }
-    for (const char* f : {"config.json", "preprocessor_config.json", "pytorch_model.bin"})
+    const std::pair<const char*, const char*> hubert[] = {
+        {"config.json", "8511d73054ac289ef47a527efdfd6738d2cb60f69f2973fdc9277492d9ff854b"},
+        {"preprocessor_config.json", "6334d6e0c5f2084c9a99b85ddff243cbc79dbaa4aa790bcddf8c41c496fab6fb"},
+        {"pytorch_model.bin", "482c19cd60877832995d790ed10dd1203b1f8c86ed7a69b4bd27f470fc27ee43"},
+    };
+    for (const auto& [f, sha] : hubert)
       t.push_back({std::string("chinese-hubert-large/") + f, "required", "hubertenc (hubert_* variants)",
-                   kHubert + std::string(f)});
+                   kHubert + std::string(f), sha});
     t.push_back({"GFPGANv1.4.pth", "face-sr", "gfpgansr (face restoration)",
                  "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/GFPGANv1.4.pth",
                  "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad"});
