@@ -52,6 +52,7 @@
 #include "error.h"
 #include "gstanitalkercaps.h"
 #include "gstanitalkercommon.h"
+#include "gstanitalkervideo.h"
 #include "rgb_image.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_anitalker_paste_debug);
@@ -257,28 +258,19 @@ static void gst_anitalker_paste_take_crop(GstAnitalkerPaste* self, const GstStru
   const bool own = self->portrait && *self->portrait;
   GST_OBJECT_UNLOCK(self);
   if (own) return;  // the properties win
-  GstBuffer* buf = nullptr;
-  gint w = 0, h = 0, x = 0, y = 0, side = 0;
-  gboolean cropped = FALSE;
-  if (!gst_structure_get(s, "picture", GST_TYPE_BUFFER, &buf, "width", G_TYPE_INT, &w, "height", G_TYPE_INT, &h,
-                         "cropped", G_TYPE_BOOLEAN, &cropped, "x", G_TYPE_INT, &x, "y", G_TYPE_INT, &y, "side",
-                         G_TYPE_INT, &side, nullptr) ||
-      w <= 0 || h <= 0 || gst_buffer_get_size(buf) != (gsize)w * h * 3) {
+  auto picture = std::make_shared<anitalker::RgbImage>();
+  crop::Square square;
+  bool cropped = false;
+  if (!gst_anitalker_crop_event_parse(s, picture.get(), &square, &cropped)) {
     GST_WARNING_OBJECT(self, "ignoring a malformed %s event", GST_ANITALKER_EVENT_CROP);
-    if (buf) gst_buffer_unref(buf);
     return;
   }
-  auto picture = std::make_shared<anitalker::RgbImage>();
-  picture->width = w;
-  picture->height = h;
-  picture->data.resize((size_t)w * h * 3);
-  gst_buffer_extract(buf, 0, picture->data.data(), picture->data.size());
-  gst_buffer_unref(buf);
+  GST_INFO_OBJECT(self, "picture %dx%d, square %d,%d,%d%s", picture->width, picture->height, square.x, square.y,
+                  square.side, cropped ? "" : " (not cropped)");
   st->picture = std::move(picture);
-  st->square = {x, y, side};
+  st->square = square;
   st->cropped = cropped;
   st->dirty = true;
-  GST_INFO_OBJECT(self, "picture %dx%d, square %d,%d,%d%s", w, h, x, y, side, cropped ? "" : " (not cropped)");
 }
 
 // The canvas for the current picture and input, and the output caps pushed
@@ -322,21 +314,12 @@ static gboolean gst_anitalker_paste_configure(GstAnitalkerPaste* self) {
   gst_video_info_set_format(&out, GST_VIDEO_FORMAT_RGB, st->canvas.width, st->canvas.height);
   out.fps_n = GST_VIDEO_INFO_FPS_N(&st->in_info);
   out.fps_d = GST_VIDEO_INFO_FPS_D(&st->in_info);
-  GstCaps* caps = gst_video_info_to_caps(&out);
-  GstCaps* current = gst_pad_get_current_caps(GST_ANITALKER_ELEMENT(self)->srcpad);
-  gboolean ok = TRUE;
-  if (current == nullptr || !gst_caps_is_equal(current, caps)) {
-    GST_DEBUG_OBJECT(self, "output %" GST_PTR_FORMAT, caps);
-    ok = gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->srcpad, gst_event_new_caps(gst_caps_ref(caps)));
-  }
-  if (current) gst_caps_unref(current);
-  gst_caps_unref(caps);
-  if (!ok) {
+  if (!gst_anitalker_video_negotiate(GST_ANITALKER_ELEMENT(self)->srcpad, gst_video_info_to_caps(&out),
+                                     &st->out_info)) {
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Downstream refused %dx%d RGB video.", out.width, out.height),
                       (nullptr));
     return FALSE;
   }
-  st->out_info = out;
   st->have_out = true;
   st->dirty = false;
   for (GstEvent* e : st->held) gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->srcpad, e);

@@ -61,6 +61,7 @@
 
 #include "error.h"
 #include "gstanitalkercaps.h"
+#include "gstanitalkervideo.h"
 #include "image.h"
 #include "lia.h"
 
@@ -86,13 +87,6 @@ enum {
 };
 
 namespace {
-
-// A held motion frame: its timing was fixed when it arrived.
-struct PendingFrame {
-  GstClockTime pts;
-  GstClockTime duration;
-  bool discont;
-};
 
 // The C++ state of one element: the model, the portrait, the held frames.
 struct RenderState {
@@ -129,16 +123,12 @@ struct RenderState {
   guint crop_serial = 0;       // last serial sent downstream in the crop event
   GstVideoInfo out_info;
   bool have_out_caps = false;
-  GstClockTime anchor = GST_CLOCK_TIME_NONE;  // PTS of the last buffer that had one
-  guint64 since_anchor = 0;                   // frames received since `anchor`
-  std::vector<float> motion;                  // pending frames x dims, time-major
-  std::vector<PendingFrame> frames;           // one per pending frame
+  GstAnitalkerFrameClock clock;  // the held frames' timing
+  std::vector<float> motion;     // the held frames x dims, time-major
 
   void reset_stream() {
-    anchor = GST_CLOCK_TIME_NONE;
-    since_anchor = 0;
+    clock.reset();
     motion.clear();
-    frames.clear();
   }
 };
 
@@ -594,14 +584,7 @@ static void gst_anitalker_render_send_crop(GstAnitalkerRender* self, guint seria
   }
   if (!picture) return;
   st->crop_serial = serial;
-  GstBuffer* buf = gst_buffer_new_memdup(picture->data.data(), picture->data.size());
-  GstStructure* s = gst_structure_new(
-      GST_ANITALKER_EVENT_CROP, "picture", GST_TYPE_BUFFER, buf, "width", G_TYPE_INT, picture->width, "height",
-      G_TYPE_INT, picture->height, "cropped", G_TYPE_BOOLEAN, (gboolean)choice.cropped, "x", G_TYPE_INT,
-      choice.square.x, "y", G_TYPE_INT, choice.square.y, "side", G_TYPE_INT, choice.square.side,
-      GST_ANITALKER_FIELD_PORTRAIT_SERIAL, G_TYPE_UINT, serial, nullptr);
-  gst_buffer_unref(buf);
-  gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->srcpad, gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_STICKY, s));
+  gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->srcpad, gst_anitalker_crop_event_new(*picture, choice, serial));
 }
 
 /* --- Caps -------------------------------------------------------------------- */
@@ -630,34 +613,8 @@ static gboolean gst_anitalker_render_negotiate(GstAnitalkerRender* self) {
     ours = gst_anitalker_render_output_caps_locked(st);
   }
   if (ours == nullptr) return FALSE;
-  gst_pad_check_reconfigure(GST_ANITALKER_ELEMENT(self)->srcpad);  // this negotiation answers any pending request
-
-  GstCaps* caps = gst_pad_peer_query_caps(GST_ANITALKER_ELEMENT(self)->srcpad, ours);
-  gst_caps_unref(ours);
-  if (gst_caps_is_empty(caps)) {
-    GST_WARNING_OBJECT(self, "downstream accepts none of our formats");
-    gst_caps_unref(caps);
-    return FALSE;
-  }
-  caps = gst_caps_fixate(caps);
-  GstVideoInfo info;
-  gboolean ok = gst_video_info_from_caps(&info, caps);
-  if (ok) ok = gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->srcpad, gst_event_new_caps(caps));
-  if (ok) {
-    GST_DEBUG_OBJECT(self, "output caps %" GST_PTR_FORMAT, caps);
-    st->out_info = info;
-    st->have_out_caps = true;
-  } else {
-    gst_pad_mark_reconfigure(GST_ANITALKER_ELEMENT(self)->srcpad);
-  }
-  gst_caps_unref(caps);
-  return ok;
-}
-
-
-// Frame n counted from the anchor: computed from n, never accumulated.
-static GstClockTime frame_offset(const RenderState* st, guint64 n) {
-  return gst_util_uint64_scale(n, GST_SECOND * st->fps_d, st->fps_n);
+  st->have_out_caps = gst_anitalker_video_negotiate(GST_ANITALKER_ELEMENT(self)->srcpad, ours, &st->out_info);
+  return st->have_out_caps;
 }
 
 static gboolean gst_anitalker_render_set_caps(GstAnitalkerElement* element, GstCaps* caps) {
@@ -688,13 +645,10 @@ static gboolean gst_anitalker_render_set_caps(GstAnitalkerElement* element, GstC
     return FALSE;
   }
 
-  // Frames already held keep the timing they arrived with.
-  if (!st->frames.empty() && gst_anitalker_render_drain(GST_ANITALKER_ELEMENT(self)) != GST_FLOW_OK) return FALSE;
-  // Frames without PTS go on from where the old framerate left them.
-  if (st->dims != 0 && GST_CLOCK_TIME_IS_VALID(st->anchor)) {
-    st->anchor += frame_offset(st, st->since_anchor);
-    st->since_anchor = 0;
-  }
+  // Frames already held keep the timing they arrived with; frames without
+  // PTS go on from where the old framerate left them.
+  if (st->clock.held() > 0 && gst_anitalker_render_drain(GST_ANITALKER_ELEMENT(self)) != GST_FLOW_OK) return FALSE;
+  st->clock.set_rate(fps_n, fps_d);
   {
     GstAnitalkerLocked lock(&st->lock);
     st->dims = dims;
@@ -705,48 +659,6 @@ static gboolean gst_anitalker_render_set_caps(GstAnitalkerElement* element, GstC
 }
 
 /* --- Rendering --------------------------------------------------------------- */
-
-// Copies one (S,S,3) RGB frame into a buffer of the output format.
-static GstBuffer* gst_anitalker_render_make_buffer(RenderState* st, const uint8_t* rgb, int size) {
-  GstBuffer* buffer = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(&st->out_info), nullptr);
-  GstVideoFrame frame;
-  if (!gst_video_frame_map(&frame, &st->out_info, buffer, GST_MAP_WRITE)) {
-    gst_buffer_unref(buffer);
-    return nullptr;
-  }
-  const int stride = GST_VIDEO_FRAME_PLANE_STRIDE(&frame, 0);
-  uint8_t* out = static_cast<uint8_t*>(GST_VIDEO_FRAME_PLANE_DATA(&frame, 0));
-  const GstVideoFormat format = GST_VIDEO_FRAME_FORMAT(&frame);
-  for (int y = 0; y < size; y++) {
-    const uint8_t* src = rgb + (size_t)y * size * 3;
-    uint8_t* dst = out + (size_t)y * stride;
-    switch (format) {
-      case GST_VIDEO_FORMAT_RGB:
-        memcpy(dst, src, (size_t)size * 3);
-        break;
-      case GST_VIDEO_FORMAT_RGBx:
-        for (int x = 0; x < size; x++, src += 3, dst += 4) {
-          dst[0] = src[0];
-          dst[1] = src[1];
-          dst[2] = src[2];
-          dst[3] = 0xff;
-        }
-        break;
-      case GST_VIDEO_FORMAT_BGRx:
-        for (int x = 0; x < size; x++, src += 3, dst += 4) {
-          dst[0] = src[2];
-          dst[1] = src[1];
-          dst[2] = src[0];
-          dst[3] = 0xff;
-        }
-        break;
-      default:
-        g_assert_not_reached();
-    }
-  }
-  gst_video_frame_unmap(&frame);
-  return buffer;
-}
 
 // Renders the first n pending frames in one call of the model and pushes them.
 static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_t n) {
@@ -791,8 +703,7 @@ static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_
   }
   GST_LOG_OBJECT(self, "rendered %zu frames in %.3f s", n, (g_get_monotonic_time() - t0) / 1e6);
 
-  std::vector<PendingFrame> timing(st->frames.begin(), st->frames.begin() + n);
-  st->frames.erase(st->frames.begin(), st->frames.begin() + n);
+  const std::vector<GstAnitalkerFrameTiming> timing = st->clock.take(n);
   st->motion.erase(st->motion.begin(), st->motion.begin() + n * dims);
 
   const int size = model->size();
@@ -804,14 +715,12 @@ static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_
   }
   const uint8_t* data = frames.data_ptr<uint8_t>();
   for (size_t i = 0; i < n; i++) {
-    GstBuffer* buffer = gst_anitalker_render_make_buffer(st, data + i * size * size * 3, size);
+    GstBuffer* buffer = gst_anitalker_video_buffer_from_rgb(&st->out_info, data + i * size * size * 3);
     if (buffer == nullptr) {
       GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not map an output buffer."), (nullptr));
       return GST_FLOW_ERROR;
     }
-    GST_BUFFER_PTS(buffer) = timing[i].pts;
-    GST_BUFFER_DURATION(buffer) = timing[i].duration;
-    if (timing[i].discont) GST_BUFFER_FLAG_SET(buffer, GST_BUFFER_FLAG_DISCONT);
+    timing[i].apply(buffer);
     const GstFlowReturn ret = gst_anitalker_element_push(GST_ANITALKER_ELEMENT(self), buffer);
     if (ret != GST_FLOW_OK) return ret;
   }
@@ -826,10 +735,10 @@ static GstFlowReturn gst_anitalker_render_drain(GstAnitalkerElement* element) {
   const size_t batch = self->batch_size;
   GST_OBJECT_UNLOCK(self);
   GstFlowReturn ret = GST_FLOW_OK;
-  while (!st->frames.empty() && ret == GST_FLOW_OK)
-    ret = gst_anitalker_render_frames(self, std::min(batch, st->frames.size()));
+  while (st->clock.held() > 0 && ret == GST_FLOW_OK)
+    ret = gst_anitalker_render_frames(self, std::min(batch, st->clock.held()));
   // On an error the rest cannot be rendered either.
-  st->frames.clear();
+  st->clock.drop();
   st->motion.clear();
   return ret;
 }
@@ -863,7 +772,7 @@ static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* ele
 
   GstFlowReturn ret;
   // Frames that arrived before the new face are rendered with the old one.
-  if (new_portrait && !st->frames.empty() && (ret = gst_anitalker_render_drain(element)) != GST_FLOW_OK) return ret;
+  if (new_portrait && st->clock.held() > 0 && (ret = gst_anitalker_render_drain(element)) != GST_FLOW_OK) return ret;
 
   std::shared_ptr<const lia::Portrait> portrait;
   guint serial = 0;
@@ -875,15 +784,6 @@ static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* ele
   }
   gst_anitalker_render_announce_portrait(self, serial);
   gst_anitalker_render_send_crop(self, serial);
-
-  if (GST_BUFFER_PTS_IS_VALID(buffer)) {
-    st->anchor = GST_BUFFER_PTS(buffer);
-    st->since_anchor = 0;
-  } else if (!GST_CLOCK_TIME_IS_VALID(st->anchor)) {
-    // No timestamps yet: count from the segment's start.
-    st->anchor = element->segment.start;
-    st->since_anchor = 0;
-  }
 
   const gsize count = size / frame_bytes;
   const size_t old = st->motion.size();
@@ -897,19 +797,9 @@ static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* ele
                       ("value %" G_GSSIZE_FORMAT " of the frame; motion codes must be finite", bad % st->dims));
     return GST_FLOW_ERROR;
   }
-  for (gsize i = 0; i < count; i++) {
-    const guint64 n = st->since_anchor + i;
-    const GstClockTime start = frame_offset(st, n);
-    PendingFrame f;
-    f.pts = st->anchor + start;
-    f.duration = frame_offset(st, n + 1) - start;
-    f.discont = element->discont;
-    element->discont = FALSE;
-    st->frames.push_back(f);
-  }
-  st->since_anchor += count;
+  st->clock.stamp(element, buffer, count);
 
-  while (st->frames.size() >= batch) {
+  while (st->clock.held() >= batch) {
     if ((ret = gst_anitalker_render_frames(self, batch)) != GST_FLOW_OK) return ret;
   }
   return GST_FLOW_OK;
@@ -920,11 +810,7 @@ static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* ele
 // A new segment: frames without PTS count from its start (the base renders
 // the held frames first).
 static gboolean gst_anitalker_render_sink_event(GstAnitalkerElement* element, GstEvent* event, gboolean*) {
-  if (GST_EVENT_TYPE(event) == GST_EVENT_SEGMENT) {
-    RenderState* st = GST_ANITALKER_RENDER(element)->state;
-    st->anchor = GST_CLOCK_TIME_NONE;
-    st->since_anchor = 0;
-  }
+  if (GST_EVENT_TYPE(event) == GST_EVENT_SEGMENT) GST_ANITALKER_RENDER(element)->state->clock.reset();
   return FALSE;
 }
 

@@ -70,6 +70,7 @@
 #include "face_restore.h"
 #include "gfpgan.h"
 #include "gstanitalkercommon.h"
+#include "gstanitalkervideo.h"
 #include "parsenet.h"
 #include "retinaface.h"
 
@@ -699,53 +700,6 @@ static gboolean gst_gfpgan_sr_sink_event(GstBaseTransform* trans, GstEvent* even
 
 /* --- Frames -------------------------------------------------------------- */
 
-// The mapped frame as a BGR cv::Mat (a view for BGR, a converted copy else).
-static cv::Mat frame_to_bgr(const GstVideoFrame* f) {
-  const int w = GST_VIDEO_FRAME_WIDTH(f), h = GST_VIDEO_FRAME_HEIGHT(f);
-  const size_t stride = GST_VIDEO_FRAME_PLANE_STRIDE(f, 0);
-  void* data = GST_VIDEO_FRAME_PLANE_DATA(f, 0);
-  cv::Mat bgr;
-  switch (GST_VIDEO_FRAME_FORMAT(f)) {
-    case GST_VIDEO_FORMAT_BGR:
-      return cv::Mat(h, w, CV_8UC3, data, stride);
-    case GST_VIDEO_FORMAT_RGB:
-      cv::cvtColor(cv::Mat(h, w, CV_8UC3, data, stride), bgr, cv::COLOR_RGB2BGR);
-      return bgr;
-    case GST_VIDEO_FORMAT_RGBx:
-      cv::cvtColor(cv::Mat(h, w, CV_8UC4, data, stride), bgr, cv::COLOR_RGBA2BGR);
-      return bgr;
-    default:
-      g_assert_not_reached();
-  }
-  return bgr;
-}
-
-// Writes a BGR image of the frame's size into the mapped frame.
-static void bgr_to_frame(const cv::Mat& bgr, GstVideoFrame* f) {
-  const int w = GST_VIDEO_FRAME_WIDTH(f), h = GST_VIDEO_FRAME_HEIGHT(f);
-  const size_t stride = GST_VIDEO_FRAME_PLANE_STRIDE(f, 0);
-  void* data = GST_VIDEO_FRAME_PLANE_DATA(f, 0);
-  switch (GST_VIDEO_FRAME_FORMAT(f)) {
-    case GST_VIDEO_FORMAT_BGR: {
-      cv::Mat out(h, w, CV_8UC3, data, stride);
-      bgr.copyTo(out);
-      break;
-    }
-    case GST_VIDEO_FORMAT_RGB: {
-      cv::Mat out(h, w, CV_8UC3, data, stride);
-      cv::cvtColor(bgr, out, cv::COLOR_BGR2RGB);
-      break;
-    }
-    case GST_VIDEO_FORMAT_RGBx: {
-      cv::Mat out(h, w, CV_8UC4, data, stride);
-      cv::cvtColor(bgr, out, cv::COLOR_BGR2RGBA);  // x = 255
-      break;
-    }
-    default:
-      g_assert_not_reached();
-  }
-}
-
 static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer* inbuf, GstBuffer* outbuf) {
   GstGfpganSr* self = GST_GFPGAN_SR(trans);
   SrState* st = self->state;
@@ -820,7 +774,7 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
   const gint64 t0 = g_get_monotonic_time();
   try {
     c10::InferenceMode guard;
-    const cv::Mat bgr = frame_to_bgr(&in);
+    const cv::Mat bgr = gst_anitalker_video_frame_to_bgr(&in);
     const face::FaceRestorer restorer(model, aligned ? nullptr : detector, parser, options);
     const cv::Mat result = restorer.frame(bgr,
                                           degrade   ? face::FaceRestorer::FrameMode::Degraded
@@ -829,7 +783,7 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
                                           &faces);
     if (result.cols != GST_VIDEO_FRAME_WIDTH(&out) || result.rows != GST_VIDEO_FRAME_HEIGHT(&out))
       throw anitalker::Error(anitalker::Error::Kind::Runtime, "the restored frame does not fit the output caps");
-    bgr_to_frame(result, &out);
+    gst_anitalker_video_frame_from_bgr(result, &out);
   } catch (...) {
     GST_ANITALKER_POST_CURRENT_EXCEPTION(
         self,

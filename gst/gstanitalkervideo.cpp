@@ -1,0 +1,207 @@
+// The video side shared by the elements (gstanitalkervideo.h).
+
+#include "gstanitalkervideo.h"
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <cstring>
+
+#include "gstanitalkercaps.h"
+
+/* --- Packed 8-bit frames ------------------------------------------------- */
+
+GstBuffer* gst_anitalker_video_buffer_from_rgb(const GstVideoInfo* info, const uint8_t* rgb) {
+  GstBuffer* buffer = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(info), nullptr);
+  GstVideoFrame frame;
+  if (!gst_video_frame_map(&frame, info, buffer, GST_MAP_WRITE)) {
+    gst_buffer_unref(buffer);
+    return nullptr;
+  }
+  const int w = GST_VIDEO_FRAME_WIDTH(&frame), h = GST_VIDEO_FRAME_HEIGHT(&frame);
+  const int stride = GST_VIDEO_FRAME_PLANE_STRIDE(&frame, 0);
+  uint8_t* out = static_cast<uint8_t*>(GST_VIDEO_FRAME_PLANE_DATA(&frame, 0));
+  const GstVideoFormat format = GST_VIDEO_FRAME_FORMAT(&frame);
+  // Where R, G and B go in an output pixel of `step` bytes.
+  const bool bgr = format == GST_VIDEO_FORMAT_BGR || format == GST_VIDEO_FORMAT_BGRx;
+  const int step = GST_VIDEO_FRAME_COMP_PSTRIDE(&frame, 0);
+  for (int y = 0; y < h; y++) {
+    const uint8_t* src = rgb + (size_t)y * w * 3;
+    uint8_t* dst = out + (size_t)y * stride;
+    if (format == GST_VIDEO_FORMAT_RGB) {
+      memcpy(dst, src, (size_t)w * 3);
+      continue;
+    }
+    for (int x = 0; x < w; x++, src += 3, dst += step) {
+      dst[0] = src[bgr ? 2 : 0];
+      dst[1] = src[1];
+      dst[2] = src[bgr ? 0 : 2];
+      if (step == 4) dst[3] = 0xff;
+    }
+  }
+  gst_video_frame_unmap(&frame);
+  return buffer;
+}
+
+cv::Mat gst_anitalker_video_frame_to_bgr(const GstVideoFrame* f) {
+  const int w = GST_VIDEO_FRAME_WIDTH(f), h = GST_VIDEO_FRAME_HEIGHT(f);
+  const size_t stride = GST_VIDEO_FRAME_PLANE_STRIDE(f, 0);
+  void* data = GST_VIDEO_FRAME_PLANE_DATA(f, 0);
+  cv::Mat bgr;
+  switch (GST_VIDEO_FRAME_FORMAT(f)) {
+    case GST_VIDEO_FORMAT_BGR:
+      return cv::Mat(h, w, CV_8UC3, data, stride);
+    case GST_VIDEO_FORMAT_RGB:
+      cv::cvtColor(cv::Mat(h, w, CV_8UC3, data, stride), bgr, cv::COLOR_RGB2BGR);
+      return bgr;
+    case GST_VIDEO_FORMAT_RGBx:
+      cv::cvtColor(cv::Mat(h, w, CV_8UC4, data, stride), bgr, cv::COLOR_RGBA2BGR);
+      return bgr;
+    default:
+      g_assert_not_reached();
+  }
+  return bgr;
+}
+
+void gst_anitalker_video_frame_from_bgr(const cv::Mat& bgr, GstVideoFrame* f) {
+  const int w = GST_VIDEO_FRAME_WIDTH(f), h = GST_VIDEO_FRAME_HEIGHT(f);
+  const size_t stride = GST_VIDEO_FRAME_PLANE_STRIDE(f, 0);
+  void* data = GST_VIDEO_FRAME_PLANE_DATA(f, 0);
+  switch (GST_VIDEO_FRAME_FORMAT(f)) {
+    case GST_VIDEO_FORMAT_BGR: {
+      cv::Mat out(h, w, CV_8UC3, data, stride);
+      bgr.copyTo(out);
+      break;
+    }
+    case GST_VIDEO_FORMAT_RGB: {
+      cv::Mat out(h, w, CV_8UC3, data, stride);
+      cv::cvtColor(bgr, out, cv::COLOR_BGR2RGB);
+      break;
+    }
+    case GST_VIDEO_FORMAT_RGBx: {
+      cv::Mat out(h, w, CV_8UC4, data, stride);
+      cv::cvtColor(bgr, out, cv::COLOR_BGR2RGBA);  // x = 255
+      break;
+    }
+    default:
+      g_assert_not_reached();
+  }
+}
+
+/* --- Output caps ----------------------------------------------------------- */
+
+gboolean gst_anitalker_video_negotiate(GstPad* srcpad, GstCaps* ours, GstVideoInfo* info) {
+  gst_pad_check_reconfigure(srcpad);  // this negotiation answers any pending request
+  GstCaps* caps = gst_pad_peer_query_caps(srcpad, ours);
+  if (gst_caps_is_empty(caps)) GST_WARNING_OBJECT(srcpad, "downstream accepts none of %" GST_PTR_FORMAT, ours);
+  gst_caps_unref(ours);
+  if (gst_caps_is_empty(caps)) {
+    gst_caps_unref(caps);
+    gst_pad_mark_reconfigure(srcpad);
+    return FALSE;
+  }
+  caps = gst_caps_fixate(caps);
+  GstVideoInfo fixed;
+  gboolean ok = gst_video_info_from_caps(&fixed, caps);
+  GstCaps* current = gst_pad_get_current_caps(srcpad);
+  if (ok && (current == nullptr || !gst_caps_is_equal(current, caps))) {
+    GST_DEBUG_OBJECT(srcpad, "output caps %" GST_PTR_FORMAT, caps);
+    ok = gst_pad_push_event(srcpad, gst_event_new_caps(caps));
+  }
+  if (current) gst_caps_unref(current);
+  gst_caps_unref(caps);
+  if (ok)
+    *info = fixed;
+  else
+    gst_pad_mark_reconfigure(srcpad);
+  return ok;
+}
+
+/* --- Frames held for a batch ------------------------------------------------ */
+
+void GstAnitalkerFrameTiming::apply(GstBuffer* buffer) const {
+  GST_BUFFER_PTS(buffer) = pts;
+  GST_BUFFER_DURATION(buffer) = duration;
+  if (discont) GST_BUFFER_FLAG_SET(buffer, GST_BUFFER_FLAG_DISCONT);
+}
+
+GstClockTime GstAnitalkerFrameClock::span(guint64 n) const {
+  return fps_n_ > 0 ? gst_util_uint64_scale(n, GST_SECOND * fps_d_, fps_n_) : gst_util_uint64_scale(n, GST_SECOND, 25);
+}
+
+void GstAnitalkerFrameClock::set_rate(int fps_n, int fps_d) {
+  if (fps_n_ > 0 && GST_CLOCK_TIME_IS_VALID(anchor_)) {
+    anchor_ += span(since_anchor_);
+    since_anchor_ = 0;
+  }
+  fps_n_ = fps_n;
+  fps_d_ = fps_d;
+}
+
+void GstAnitalkerFrameClock::stamp(GstAnitalkerElement* element, GstBuffer* input, guint64 count) {
+  if (GST_BUFFER_PTS_IS_VALID(input)) {
+    anchor_ = GST_BUFFER_PTS(input);
+    since_anchor_ = 0;
+  } else if (!GST_CLOCK_TIME_IS_VALID(anchor_)) {
+    anchor_ = element->segment.start;  // no timestamps yet
+    since_anchor_ = 0;
+  }
+  for (guint64 i = 0; i < count; i++) {
+    const guint64 n = since_anchor_ + i;
+    const GstClockTime start = span(n);
+    held_.push_back({anchor_ + start, span(n + 1) - start, (bool)element->discont});
+    element->discont = FALSE;
+  }
+  since_anchor_ += count;
+}
+
+std::vector<GstAnitalkerFrameTiming> GstAnitalkerFrameClock::take(size_t n) {
+  n = std::min(n, held_.size());
+  std::vector<GstAnitalkerFrameTiming> out(held_.begin(), held_.begin() + n);
+  held_.erase(held_.begin(), held_.begin() + n);
+  return out;
+}
+
+void GstAnitalkerFrameClock::reset() {
+  held_.clear();
+  anchor_ = GST_CLOCK_TIME_NONE;
+  since_anchor_ = 0;
+}
+
+/* --- The crop event ----------------------------------------------------------- */
+
+GstEvent* gst_anitalker_crop_event_new(const anitalker::RgbImage& picture, const anitalker::crop::Choice& choice,
+                                       guint serial) {
+  GstBuffer* buf = gst_buffer_new_memdup(picture.data.data(), picture.data.size());
+  GstStructure* s = gst_structure_new(
+      GST_ANITALKER_EVENT_CROP, "picture", GST_TYPE_BUFFER, buf, "width", G_TYPE_INT, picture.width, "height",
+      G_TYPE_INT, picture.height, "cropped", G_TYPE_BOOLEAN, (gboolean)choice.cropped, "x", G_TYPE_INT,
+      choice.square.x, "y", G_TYPE_INT, choice.square.y, "side", G_TYPE_INT, choice.square.side,
+      GST_ANITALKER_FIELD_PORTRAIT_SERIAL, G_TYPE_UINT, serial, nullptr);
+  gst_buffer_unref(buf);
+  return gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM_STICKY, s);
+}
+
+bool gst_anitalker_crop_event_parse(const GstStructure* s, anitalker::RgbImage* picture,
+                                    anitalker::crop::Square* square, bool* cropped) {
+  GstBuffer* buf = nullptr;
+  gint w = 0, h = 0, x = 0, y = 0, side = 0;
+  gboolean is_cropped = FALSE;
+  if (!gst_structure_has_name(s, GST_ANITALKER_EVENT_CROP) ||
+      !gst_structure_get(s, "picture", GST_TYPE_BUFFER, &buf, "width", G_TYPE_INT, &w, "height", G_TYPE_INT, &h,
+                         "cropped", G_TYPE_BOOLEAN, &is_cropped, "x", G_TYPE_INT, &x, "y", G_TYPE_INT, &y, "side",
+                         G_TYPE_INT, &side, nullptr) ||
+      w <= 0 || h <= 0 || gst_buffer_get_size(buf) != (gsize)w * h * 3) {
+    if (buf) gst_buffer_unref(buf);
+    return false;
+  }
+  picture->width = w;
+  picture->height = h;
+  picture->data.resize((size_t)w * h * 3);
+  gst_buffer_extract(buf, 0, picture->data.data(), picture->data.size());
+  gst_buffer_unref(buf);
+  *square = {x, y, side};
+  *cropped = is_cropped;
+  return true;
+}

@@ -1,0 +1,85 @@
+// The video side shared by the elements that make or take frames
+// (anitalkerrender, anitalkerpaste, gfpgansr): packed 8-bit RGB in and out
+// of mapped frames, the output caps negotiation, the timing of frames held
+// for a batch, and the "anitalker-crop" event between the renderer and
+// anitalkerpaste (gstanitalkercaps.h).  Plumbing only; torch-free.
+#pragma once
+
+#include <gst/gst.h>
+#include <gst/video/video.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "crop.h"
+#include "gstanitalkerelement.h"
+#include "rgb_image.h"
+
+namespace cv {
+class Mat;
+}
+
+// --- Packed 8-bit frames.
+
+// A new buffer of `info` (RGB, BGR, RGBx or BGRx) holding the (height, width,
+// 3) RGB pixels `rgb` (x = 255); null when it cannot be mapped.
+GstBuffer* gst_anitalker_video_buffer_from_rgb(const GstVideoInfo* info, const uint8_t* rgb);
+// The mapped frame (RGB, BGR or RGBx) as BGR: a view for BGR, a converted copy else.
+cv::Mat gst_anitalker_video_frame_to_bgr(const GstVideoFrame* frame);
+// Writes a BGR image of the frame's size into the mapped frame (RGB, BGR or RGBx; x = 255).
+void gst_anitalker_video_frame_from_bgr(const cv::Mat& bgr, GstVideoFrame* frame);
+
+// --- Output caps.
+
+// Offers `ours` (transfer full; most preferred first) to the src pad's peer,
+// fixates the answer and pushes it as the caps event unless it is already
+// the current caps.  TRUE with *info filled; FALSE (the pad marked for
+// reconfiguration) when downstream takes none of them or refuses the event.
+gboolean gst_anitalker_video_negotiate(GstPad* srcpad, GstCaps* ours, GstVideoInfo* info);
+
+// --- Frames held for a batch: their timing is fixed when they arrive.
+
+struct GstAnitalkerFrameTiming {
+  GstClockTime pts, duration;
+  bool discont;
+  // Sets PTS, duration and DISCONT on `buffer`.
+  void apply(GstBuffer* buffer) const;
+};
+
+// Frame i of an input buffer with PTS p gets p + i / framerate; frames of
+// buffers without a PTS continue from the last one that had one (or from the
+// segment's start).  Computed from the index, never accumulated.  Streaming
+// thread only.
+class GstAnitalkerFrameClock {
+ public:
+  // The input framerate; frames after a change continue from where the old
+  // rate left them.
+  void set_rate(int fps_n, int fps_d);
+  bool has_rate() const { return fps_n_ > 0; }
+  // Stamps `count` frames of `input` (PTS, else the element's segment start)
+  // and holds their timing; takes the element's pending DISCONT.
+  void stamp(GstAnitalkerElement* element, GstBuffer* input, guint64 count);
+  size_t held() const { return held_.size(); }
+  // The timing of the first n held frames, no longer held.
+  std::vector<GstAnitalkerFrameTiming> take(size_t n);
+  // Drops the held frames (the anchor stays).
+  void drop() { held_.clear(); }
+  // A new segment, a flush or a stop: drops the frames and the anchor.
+  void reset();
+  // The duration of n frames at the current rate (25 fps before caps).
+  GstClockTime span(guint64 n) const;
+
+ private:
+  int fps_n_ = 0, fps_d_ = 1;
+  GstClockTime anchor_ = GST_CLOCK_TIME_NONE;  // PTS of the last input that had one
+  guint64 since_anchor_ = 0;                   // frames since `anchor_`
+  std::vector<GstAnitalkerFrameTiming> held_;
+};
+
+// --- The crop event (GST_ANITALKER_EVENT_CROP).
+
+GstEvent* gst_anitalker_crop_event_new(const anitalker::RgbImage& picture, const anitalker::crop::Choice& choice,
+                                       guint serial);
+// The picture and the square of a crop event's structure; false when it is malformed.
+bool gst_anitalker_crop_event_parse(const GstStructure* s, anitalker::RgbImage* picture,
+                                    anitalker::crop::Square* square, bool* cropped);
