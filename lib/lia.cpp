@@ -111,13 +111,16 @@ struct ResBlock {
 struct ModConv {
   at::Tensor w;      // (Cout, Cin, k, k), scaled by 1/sqrt(Cin*k*k)
   at::Tensor wt;     // upsampling convs: w as (Cin, Cout, k, k)
+  // Upsampling 3x3 convs on the CPU: the transposed convolution's four
+  // output phases as ordinary convolutions (sub_pixel_up()).
+  at::Tensor phase00, phase01, phase10, phase11;
   at::Tensor wsq;    // (Cout, Cin): sum over k of w^2, for demodulation
   Linear modulation; // latent -> (B, Cin)
   at::Tensor act_bias, blur_kernel;
   bool upsample = false, demodulate = true;
   template <class F>
   void each(F& f) {
-    visit_all(f, w, wt, wsq, modulation, act_bias, blur_kernel);
+    visit_all(f, w, wt, phase00, phase01, phase10, phase11, wsq, modulation, act_bias, blur_kernel);
   }
 };
 
@@ -134,10 +137,36 @@ ModConv mod_conv(const StateDict& sd, const std::string& p, int64_t style, bool 
   if (upsample) {
     // Transposed-conv layout (Cin, Cout, k, k): a transpose, no flip (spec 3.8).
     m.wt = m.w.transpose(0, 1).contiguous();
+    if (k == 3) {
+      // Output row 2a takes input rows a (tap 0) and a-1 (tap 2), row 2a+1
+      // input row a (tap 1); columns alike.  As correlations over the input
+      // padded by one: taps {2, 0} in that order, or tap 1 alone.
+      const at::Tensor even = at::tensor({2, 0}, at::kLong);
+      m.phase00 = m.w.index_select(2, even).index_select(3, even).contiguous();
+      m.phase01 = m.w.index_select(2, even).slice(3, 1, 2).contiguous();
+      m.phase10 = m.w.slice(2, 1, 2).index_select(3, even).contiguous();
+      m.phase11 = m.w.slice(2, 1, 2).slice(3, 1, 2).contiguous();
+    }
     m.blur_kernel = depthwise(sd.get_float(p + ".blur.kernel", {4, 4}), m.w.size(0));
   }
   if (!act_bias_key.empty()) m.act_bias = sd.get_float(act_bias_key, {1, m.w.size(0), 1, 1});
   return m;
+}
+
+// conv_transpose2d(x, wt, stride 2, padding 0) for a 3x3 kernel, as four
+// ordinary convolutions, one per output phase (even/odd row and column),
+// written into their places: the same 9 taps per input pixel, but through
+// LibTorch's fast convolutions (its CPU transposed convolution reached about
+// a third of the roof; docs/performance.md).  Sums in another order: within
+// float32 rounding of the transposed convolution.
+at::Tensor sub_pixel_up(const ModConv& m, const at::Tensor& x) {
+  const int64_t B = x.size(0), H = x.size(2), W = x.size(3), C = m.phase00.size(0);
+  at::Tensor out = at::empty({B, C, 2 * H + 1, 2 * W + 1}, x.options());
+  out.slice(2, 0, 2 * H + 1, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv(at::constant_pad_nd(x, {1, 1, 1, 1}, 0), m.phase00));
+  out.slice(2, 0, 2 * H + 1, 2).slice(3, 1, 2 * W, 2).copy_(conv(at::constant_pad_nd(x, {0, 0, 1, 1}, 0), m.phase01));
+  out.slice(2, 1, 2 * H, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv(at::constant_pad_nd(x, {1, 1, 0, 0}, 0), m.phase10));
+  out.slice(2, 1, 2 * H, 2).slice(3, 1, 2 * W, 2).copy_(conv(x, m.phase11));
+  return out;
 }
 
 // Modulated convolution (spec 3.8), with the style applied to the input and
@@ -147,7 +176,9 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
   at::Tensor xs = x * s.unsqueeze(-1).unsqueeze(-1);
   at::Tensor y;
   if (m.upsample) {
-    y = at::conv_transpose2d(xs, m.wt, c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0});
+    y = m.phase00.defined() && xs.is_cpu()
+            ? sub_pixel_up(m, xs)
+            : at::conv_transpose2d(xs, m.wt, c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0});
     y = blur(y, m.blur_kernel, 1, 1);
   } else {
     y = conv(xs, m.w, 1, m.w.size(2) / 2);
