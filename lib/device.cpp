@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "error.h"
+#include "kernels.h"
 
 namespace anitalker {
 
@@ -166,6 +167,18 @@ bool first_warm_up(const std::string& key) {
   static std::set<std::string> done;
   std::lock_guard<std::mutex> g(lock);
   return done.insert(key).second;
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (!x.is_cpu() || x.dim() < 2) return at::linear(x, w, b);
+  const int64_t in = w.size(1), out = w.size(0);
+  std::vector<int64_t> shape = x.sizes().vec();
+  const at::Tensor rows = x.reshape({-1, in}).contiguous();  // [N, in]
+  // (1, in, 1, N) channels-last and the kernel (out, in, 1, 1): views of the
+  // same memory; the output comes back channels-last, i.e. [N, out].
+  const at::Tensor y = at::conv2d(rows.t().unsqueeze(0).unsqueeze(2), w.view({out, in, 1, 1}), b);
+  shape.back() = out;
+  return y.squeeze(2)[0].t().contiguous().view(shape);
 }
 
 }  // namespace anitalker

@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "error.h"
 #include "model_cache.h"
+#include "kernels.h"
 #include "state_dict.h"
 #include "weights.h"
 #include "tensor_data.h"
@@ -20,14 +21,8 @@ namespace anitalker::hubert {
 
 namespace {
 
-// y = x w^T + b over time-major rows [T, in].  On the CPU as a oneDNN 1x1
-// convolution: oneDNN uses the AVX-512 units where OpenBLAS (at::linear) may
-// not (Debian's OpenBLAS is often pinned to its Haswell kernels); the sums
-// are the same up to float32 rounding order (lib/motion.cpp does the same).
-at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  if (x.dim() == 2 && x.is_cpu()) return at::conv1d(x.t().unsqueeze(0), w.unsqueeze(-1), b)[0].t().contiguous();
-  return at::linear(x, w, b);
-}
+// y = x w^T + b over time-major rows [T, in] (lib/kernels.h: oneDNN on the CPU).
+at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) { return anitalker::linear(x, w, b); }
 
 struct Linear {
   at::Tensor w, b;

@@ -25,7 +25,9 @@ namespace {
 // 1x1 convolution: oneDNN uses the AVX-512 units where OpenBLAS (at::linear)
 // may not (Debian's OpenBLAS is often pinned to its Haswell kernels), and
 // measured 2-2.6x faster at the decoder's sizes (docs/performance.md).  The
-// sums are the same up to float32 rounding order.
+// sums are the same up to float32 rounding order.  (HuBERT's channels-last
+// form, lib/kernels.h, measured slower here: 50 steps 3.2-3.5 s against
+// 3.06-3.15 s.)
 struct Linear {
   at::Tensor w, b;
   at::Tensor operator()(const at::Tensor& x) const {
