@@ -7,6 +7,7 @@
 #include "lia.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 #include <c10/core/InferenceMode.h>
 
@@ -167,6 +168,24 @@ at::Tensor sub_pixel_up(const ModConv& m, const at::Tensor& x) {
   out.slice(2, 1, 2 * H, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv(at::constant_pad_nd(x, {1, 1, 0, 0}, 0), m.phase10));
   out.slice(2, 1, 2 * H, 2).slice(3, 1, 2 * W, 2).copy_(conv(x, m.phase11));
   return out;
+}
+
+// at::grid_sampler(f, grid, bilinear, zeros, align_corners=false).  On the
+// CPU LibTorch 1.13 spreads the work over the images only, so one image
+// used one thread: the channels are split into groups that sample as extra
+// images of the same grid (views of the same memory), bit-identical and
+// about twice as fast on 2 threads at 64x64 and above.
+at::Tensor sample(const at::Tensor& f, const at::Tensor& grid) {
+  const int64_t B = f.size(0), C = f.size(1);
+  int64_t k = 1;
+  if (f.is_cpu() && f.is_contiguous()) {
+    const int64_t want = 2 * static_cast<int64_t>(at::get_num_threads());
+    while (B * k * 2 <= want && C % (k * 2) == 0) k *= 2;
+  }
+  if (k == 1) return at::grid_sampler(f, grid, 0, 0, false);
+  const int64_t Ho = grid.size(1), Wo = grid.size(2);
+  const at::Tensor g = grid.unsqueeze(1).expand({B, k, Ho, Wo, 2}).reshape({B * k, Ho, Wo, 2});
+  return at::grid_sampler(f.view({B * k, C / k, f.size(2), f.size(3)}), g, 0, 0, false).view({B, C, Ho, Wo});
 }
 
 // Modulated convolution (spec 3.8), with the style applied to the input and
@@ -392,7 +411,7 @@ void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat
       for (const Portrait* p : ps) rows.push_back(p->feats[static_cast<size_t>(j)]);
       f = at::cat(rows, 0);
     }
-    at::Tensor warp = at::grid_sampler(f, grid, 0, 0, false) * mask;
+    at::Tensor warp = sample(f, grid) * mask;
     x = warp + x * (1 - mask);
     flow = o;
     // ToRGB (spec 3.10) on the warped feature.

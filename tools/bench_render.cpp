@@ -80,6 +80,7 @@ int bench_render(int argc, char** argv) {
     std::vector<int> batches = {1, 4, 16};
     int repeat = 3, frames = 16, threads = 0, pace = 0, seconds = 20;
     bool bf16 = false;
+    bool prof = false;
     std::string device = "cpu";
     cli::Options o("bench render",
                    "Builds the full-size stage-1 network (256x256, style 512, motion 20, channels 64..512 as "
@@ -93,6 +94,7 @@ int bench_render(int argc, char** argv) {
     o.integers("batch", &batches, 1, 256, "LIST", "decoder batch sizes");
     o.integer("repeat", &repeat, 1, 100, "N", "runs of each");
     o.integer("frames", &frames, 1, 1024, "N", "frames at least per run");
+    o.flag("profile", &prof, "then list the ops of one frame's decoding (batch 1) by self time");
     o.flag("bf16", &bf16,
            "also the decoder under LibTorch's CPU autocast (bfloat16 convolutions and matmuls): its speed and its "
            "8-bit distance from float32");
@@ -155,6 +157,10 @@ int bench_render(int argc, char** argv) {
       const double gf = flops / s.median / 1e9;
       std::printf("%-6d %10.4f %10.2f %10.2f .. %-9.2f %10.1f %8.0f%%\n", b, s.median, 1 / s.median, 1 / s.max, 1 / s.min, gf,
                   100 * gf / roof);
+    }
+    if (prof) {
+      const at::Tensor motion = at::randn({1, model->motion_dim()}).mul(0.5);
+      bench::profile([&] { anitalker::lia::to_uint8(model->render(p, motion)); });
     }
     if (bf16) {
       // An experiment toward a bf16 path: the same decoder under LibTorch's
