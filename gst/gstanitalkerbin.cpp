@@ -100,6 +100,7 @@ enum {
   PROP_FACE_INDEX,
   PROP_MAX_BATCH,
   PROP_MAX_BATCH_DELAY,
+  PROP_PRECISION,
   // The paste-back.
   PROP_PASTE_BACK,
   PROP_LATENCY,
@@ -233,6 +234,9 @@ static void forward_property(GObjectClass* klass, GObjectClass* child_class, gui
     spec = g_param_spec_boolean(name, nick, blurb, G_PARAM_SPEC_BOOLEAN(child)->default_value, flags);
   } else if (G_IS_PARAM_SPEC_STRING(child)) {
     spec = g_param_spec_string(name, nick, blurb, G_PARAM_SPEC_STRING(child)->default_value, flags);
+  } else if (G_IS_PARAM_SPEC_ENUM(child)) {
+    spec = g_param_spec_enum(name, nick, blurb, G_PARAM_SPEC_VALUE_TYPE(child), G_PARAM_SPEC_ENUM(child)->default_value,
+                             flags);
   }
   g_assert(spec != nullptr);
   g_object_class_install_property(klass, id, spec);
@@ -260,6 +264,7 @@ static const struct {
     {PROP_FACE_INDEX, "face-index", RENDER},
     {PROP_MAX_BATCH, "max-batch", RENDER},
     {PROP_MAX_BATCH_DELAY, "max-batch-delay", RENDER},
+    {PROP_PRECISION, "precision", RENDER},
     {PROP_MAX_SIZE, "max-size", PASTE},
     {PROP_FEATHER, "feather", PASTE},
     {PROP_COLOUR_MATCH, "colour-match", PASTE},

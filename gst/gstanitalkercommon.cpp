@@ -306,8 +306,39 @@ void gst_anitalker_finalize_properties(GObject* object) {
   g_free(specs);
 }
 
+GType gst_anitalker_precision_get_type(void) {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {GST_ANITALKER_PRECISION_FP32, "float32 throughout (the reference's parity)", "fp32"},
+      {GST_ANITALKER_PRECISION_BF16, "bfloat16 for the heavy layers, on a CPU with AVX512_BF16", "bf16"},
+      {GST_ANITALKER_PRECISION_FP16, "float16 for the heavy layers, on a CUDA device", "fp16"},
+      {0, nullptr, nullptr},
+  };
+  if (g_once_init_enter(&type)) {
+    GType t = g_enum_register_static("GstAnitalkerPrecision", values);
+    g_once_init_leave(&type, t);
+  }
+  return type;
+}
+
+bool gst_anitalker_check_precision(GstElement* element, gint precision, c10::Device device,
+                                   std::initializer_list<anitalker::Precision> supported, const char* what,
+                                   anitalker::Precision* out) {
+  const auto p = static_cast<anitalker::Precision>(precision);
+  try {
+    anitalker::check_precision(p, device, "precision", supported, what);
+  } catch (...) {
+    GST_ANITALKER_POST_CURRENT_EXCEPTION(
+        element, gst_anitalker_printf("%s cannot run at precision=%s.", what, anitalker::precision_name(p)), false);
+    return false;
+  }
+  *out = p;
+  return true;
+}
+
 void gst_anitalker_install_device_properties(GObjectClass* klass, guint device_id, gsize device_offset,
-                                             guint threads_id, gsize threads_offset, const char* what) {
+                                             guint threads_id, gsize threads_offset, guint precision_id,
+                                             gsize precision_offset, const char* what) {
   gchar* blurb = g_strdup_printf("Device to run %s on: cpu, cuda or cuda:N (CUDA needs a build against a CUDA "
                                  "LibTorch) (default: cpu)",
                                  what);
@@ -324,6 +355,18 @@ void gst_anitalker_install_device_properties(GObjectClass* klass, guint device_i
       g_param_spec_int("num-threads", "Threads", g_intern_string(blurb), 0, 64, 0, GST_ANITALKER_PARAM_PLAYING),
       threads_offset);
   g_free(blurb);
+  blurb = g_strdup_printf("Arithmetic of the heavy layers of %s: fp32; bf16 on a CPU with AVX512_BF16 where the "
+                          "network has a bf16 path (the renderer: 1.5x, not exact); fp16 on CUDA where it has one "
+                          "(none yet); anything else is refused at start, naming the device and what it supports "
+                          "(default: fp32)",
+                          what);
+  gst_anitalker_install_property(klass, precision_id,
+                                 g_param_spec_enum("precision", "Precision", g_intern_string(blurb),
+                                                   GST_TYPE_ANITALKER_PRECISION, GST_ANITALKER_PRECISION_FP32,
+                                                   GST_ANITALKER_PARAM_READY),
+                                 precision_offset);
+  g_free(blurb);
+  gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_PRECISION, (GstPluginAPIFlags)0);
 }
 
 std::string gst_anitalker_get_string(GstElement* element, gchar* const* field) {

@@ -6,8 +6,12 @@
 #include <c10/core/Device.h>
 #include <gst/gst.h>
 
+#include <initializer_list>
+
 #include <string>
 #include <vector>
+
+#include "device.h"
 
 // Posts a GST_MESSAGE_ERROR for the exception being handled; call it only
 // inside a catch block (it rethrows the current exception to read it).
@@ -134,10 +138,29 @@ void gst_anitalker_finalize_properties(GObject* object);
 #define GST_ANITALKER_PARAM_PLAYING \
   ((GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING))
 
-// The `device` (string, default "cpu") and `num-threads` (gint, 0-64,
-// default 0) properties of an element that runs `what` ("the renderer").
+// The `device` (string, default "cpu"), `num-threads` (gint, 0-64,
+// default 0) and `precision` (GstAnitalkerPrecision in a gint, default
+// fp32) properties of an element that runs `what` ("the renderer").
 void gst_anitalker_install_device_properties(GObjectClass* klass, guint device_id, gsize device_offset,
-                                             guint threads_id, gsize threads_offset, const char* what);
+                                             guint threads_id, gsize threads_offset, guint precision_id,
+                                             gsize precision_offset, const char* what);
+
+// The `precision` property's values, as anitalker::Precision (lib/device.h).
+typedef enum {
+  GST_ANITALKER_PRECISION_FP32 = 0,
+  GST_ANITALKER_PRECISION_BF16 = 1,
+  GST_ANITALKER_PRECISION_FP16 = 2,
+} GstAnitalkerPrecision;
+#define GST_TYPE_ANITALKER_PRECISION (gst_anitalker_precision_get_type())
+GType gst_anitalker_precision_get_type(void);
+
+// The precision property's value (`precision`, read under the object lock
+// by the caller) checked for `device` and the network's `supported` ones
+// (lib check_precision); on failure posts LIBRARY SETTINGS naming the
+// property, the device and what it supports, and returns false.
+bool gst_anitalker_check_precision(GstElement* element, gint precision, c10::Device device,
+                                   std::initializer_list<anitalker::Precision> supported, const char* what,
+                                   anitalker::Precision* out);
 
 // A string property's value now (empty for none), read under the object lock.
 std::string gst_anitalker_get_string(GstElement* element, gchar* const* field);

@@ -15,6 +15,7 @@ GST_DEBUG_CATEGORY_STATIC(gst_anitalker_element_debug);
 enum {
   PROP_DEVICE = 0x1000,
   PROP_NUM_THREADS,
+  PROP_PRECISION,
   PROP_MODE,
   PROP_OFFLINE_LIMIT,
   PROP_WINDOW,
@@ -132,7 +133,7 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
   if (flags & GST_ANITALKER_COMMON_DEVICE)
     gst_anitalker_install_device_properties(k, PROP_DEVICE, G_STRUCT_OFFSET(GstAnitalkerElement, device),
                                             PROP_NUM_THREADS, G_STRUCT_OFFSET(GstAnitalkerElement, num_threads),
-                                            what);
+                                            PROP_PRECISION, G_STRUCT_OFFSET(GstAnitalkerElement, precision), what);
   if (flags & GST_ANITALKER_COMMON_STREAMING) {
     g_return_if_fail(w != nullptr);
     gst_anitalker_install_property(
@@ -177,6 +178,15 @@ void gst_anitalker_element_set_state(GstAnitalkerElement* self, void* state, voi
 bool gst_anitalker_element_device(GstAnitalkerElement* self, c10::Device* device) {
   const std::string name = gst_anitalker_get_string(GST_ELEMENT_CAST(self), &self->device);
   return gst_anitalker_parse_device(GST_ELEMENT_CAST(self), name.empty() ? DEFAULT_DEVICE : name, device);
+}
+
+bool gst_anitalker_element_precision(GstAnitalkerElement* self, c10::Device device,
+                                     std::initializer_list<anitalker::Precision> supported, const char* what,
+                                     anitalker::Precision* precision) {
+  GST_OBJECT_LOCK(self);
+  const gint value = self->precision;
+  GST_OBJECT_UNLOCK(self);
+  return gst_anitalker_check_precision(GST_ELEMENT_CAST(self), value, device, supported, what, precision);
 }
 
 gboolean gst_anitalker_element_streaming(GstAnitalkerElement* self) {

@@ -7,10 +7,10 @@
 //   templates, with every pad function wrapped in a try/catch that posts the
 //   exception as an element error (gstanitalkercommon.h);
 // - the common properties, installed by the subclass with
-//   gst_anitalker_element_class_install_common(): device, num-threads, and
-//   for the streaming elements mode, offline-limit, window, context and
-//   lookahead (look-ahead above the window refused at set time; a new window
-//   posts a LATENCY message);
+//   gst_anitalker_element_class_install_common(): device, num-threads and
+//   precision, and for the streaming elements mode, offline-limit, window,
+//   context and lookahead (look-ahead above the window refused at set time;
+//   a new window posts a LATENCY message);
 // - READY->PAUSED / PAUSED->READY: a property refused earlier fails the start
 //   with its text, then the class's start() loads the model; stop() after;
 // - mode=auto: the upstream LATENCY query decides streaming or offline, once
@@ -65,6 +65,7 @@ struct _GstAnitalkerElement {
   // The common properties (those the class installed), under the object lock.
   gchar* device;
   gint num_threads;
+  gint precision;  // GstAnitalkerPrecision
   gint mode;  // GstAnitalkerMode
   guint offline_limit_s;
   guint window, context, lookahead;  // in the class's window unit
@@ -80,7 +81,7 @@ struct _GstAnitalkerElement {
 
 // The common properties a class installs.
 typedef enum {
-  GST_ANITALKER_COMMON_DEVICE = 1 << 0,     // device, num-threads
+  GST_ANITALKER_COMMON_DEVICE = 1 << 0,     // device, num-threads, precision
   GST_ANITALKER_COMMON_STREAMING = 1 << 1,  // mode, offline-limit, window, context, lookahead
 } GstAnitalkerCommonFlags;
 
@@ -164,6 +165,12 @@ T* gst_anitalker_element_make_state(GstAnitalkerElement* self) {
 // The `device` property parsed; posts the error and returns false when it
 // cannot be used.
 bool gst_anitalker_element_device(GstAnitalkerElement* self, c10::Device* device);
+
+// The `precision` property checked for `device` and what the network
+// `what` supports; posts the error and returns false when it cannot run.
+bool gst_anitalker_element_precision(GstAnitalkerElement* self, c10::Device device,
+                                     std::initializer_list<anitalker::Precision> supported, const char* what,
+                                     anitalker::Precision* precision);
 
 // Whether this stream runs in windows: mode=streaming, or mode=auto with a
 // live upstream (asked once a stream); TRUE for a class without a mode.

@@ -432,7 +432,11 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
     return FALSE;
   }
   c10::Device device(c10::kCPU);
-  if (!gst_anitalker_element_device(element, &device)) return FALSE;
+  anitalker::Precision precision;
+  if (!gst_anitalker_element_device(element, &device) ||
+      !gst_anitalker_element_precision(element, device, {anitalker::Precision::Fp32}, "the motion generator",
+                                       &precision))
+    return FALSE;
   std::shared_ptr<const motion::Model> model;
   try {
     model = type == GST_ANITALKER_MOTION_TYPE_AUTO ? motion::Model::load(checkpoint, device)

@@ -419,17 +419,21 @@ static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
   }
   c10::Device device(c10::kCPU);
   if (!gst_anitalker_element_device(element, &device)) return FALSE;
+  anitalker::Precision precision;
+  if (!gst_anitalker_element_precision(element, device, {anitalker::Precision::Fp32, anitalker::Precision::Bf16},
+                                       "the renderer", &precision))
+    return FALSE;
   std::shared_ptr<const lia::Model> model;
   try {
-    model = lia::Model::load(checkpoint, device);
+    model = lia::Model::load(checkpoint, device, precision);
   } catch (...) {
     GST_ANITALKER_POST_CURRENT_EXCEPTION(
         self, gst_anitalker_printf("Could not load the stage-1 checkpoint \"%s\".", checkpoint.c_str()), true);
     return FALSE;
   }
-  GST_INFO_OBJECT(self, "%s: image size %d, style %d, motion %d, %d levels, on %s", checkpoint.c_str(),
+  GST_INFO_OBJECT(self, "%s: image size %d, style %d, motion %d, %d levels, on %s, %s", checkpoint.c_str(),
                   model->size(), model->style_dim(), model->motion_dim(), model->levels(),
-                  model->device().str().c_str());
+                  model->device().str().c_str(), anitalker::precision_name(precision));
 
   GST_OBJECT_LOCK(self);
   const guint max_batch = self->max_batch, max_batch_delay = self->max_batch_delay;

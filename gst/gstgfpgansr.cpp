@@ -96,6 +96,7 @@ enum {
   PROP_ONLY_CENTER_FACE,
   PROP_QOS,
   PROP_NUM_THREADS,
+  PROP_PRECISION,
   PROP_STATS,
 };
 
@@ -138,6 +139,7 @@ struct _GstGfpganSr {
   gboolean only_center_face;
   gboolean qos;
   gint num_threads;
+  gint precision;  // GstAnitalkerPrecision
 
   SrState* state;
 };
@@ -319,7 +321,7 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
 
   gst_anitalker_install_device_properties(gobject_class, PROP_DEVICE, G_STRUCT_OFFSET(GstGfpganSr, device),
                                           PROP_NUM_THREADS, G_STRUCT_OFFSET(GstGfpganSr, num_threads),
-                                          "the networks");
+                                          PROP_PRECISION, G_STRUCT_OFFSET(GstGfpganSr, precision), "the networks");
 
   /**
    * GstGfpganSr:stats:
@@ -435,6 +437,13 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
 
   c10::Device device(c10::kCPU);
   if (!gst_anitalker_parse_device(GST_ELEMENT_CAST(self), device_name, &device)) return FALSE;
+  GST_OBJECT_LOCK(self);
+  const gint precision_value = self->precision;
+  GST_OBJECT_UNLOCK(self);
+  anitalker::Precision precision;
+  if (!gst_anitalker_check_precision(GST_ELEMENT_CAST(self), precision_value, device, {anitalker::Precision::Fp32},
+                                     "GFPGAN", &precision))
+    return FALSE;
 
   std::shared_ptr<const anitalker::gfpgan::Model> model;
   std::shared_ptr<const anitalker::retinaface::Model> detector;

@@ -244,9 +244,13 @@ static gboolean gst_hubert_enc_start(GstAnitalkerElement* element) {
   }
   std::shared_ptr<const hubert::Model> model;
   const bool is_mfcc = model_dir == MODEL_MFCC;
+  c10::Device device(c10::kCPU);
+  anitalker::Precision precision;
+  if ((!is_mfcc && !gst_anitalker_element_device(element, &device)) ||
+      !gst_anitalker_element_precision(element, device, {anitalker::Precision::Fp32}, is_mfcc ? "MFCC" : "HuBERT",
+                                       &precision))
+    return FALSE;
   if (!is_mfcc) {
-    c10::Device device(c10::kCPU);
-    if (!gst_anitalker_element_device(element, &device)) return FALSE;
     try {
       model = hubert::Model::load(model_dir, device);
     } catch (...) {

@@ -169,6 +169,45 @@ bool first_warm_up(const std::string& key) {
   return done.insert(key).second;
 }
 
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::Bf16: return "bf16";
+    case Precision::Fp16: return "fp16";
+    default: return "fp32";
+  }
+}
+
+Precision parse_precision(const std::string& name) {
+  for (Precision p : {Precision::Fp32, Precision::Bf16, Precision::Fp16})
+    if (name == precision_name(p)) return p;
+  throw Error(Error::Kind::Usage, "precision '" + name + "': expected fp32, bf16 or fp16");
+}
+
+void check_precision(Precision p, c10::Device device, const std::string& property,
+                     std::initializer_list<Precision> supported, const std::string& what) {
+  if (p == Precision::Fp32) return;
+  // What `what` can run on `device`.
+  auto runs_here = [&](Precision q) {
+    return q == Precision::Fp32 || (q == Precision::Bf16 && device.is_cpu() && cpu_has_bf16()) ||
+           (q == Precision::Fp16 && device.is_cuda());
+  };
+  std::string here = "fp32";
+  bool listed = false;
+  for (Precision q : supported) {
+    listed = listed || q == p;
+    if (q != Precision::Fp32 && runs_here(q)) here += std::string(" or ") + precision_name(q);
+  }
+  const std::string set = property + "=" + precision_name(p) + ": ";
+  const std::string hint = "; " + what + " on " + device.str() + " supports " + here;
+  if (p == Precision::Fp16 && !device.is_cuda()) throw Error(Error::Kind::Usage, set + "needs a CUDA device" + hint);
+  if (p == Precision::Bf16 && !device.is_cpu())
+    throw Error(Error::Kind::Usage, set + "the bfloat16 paths are for the CPU" + hint);
+  if (p == Precision::Bf16 && !cpu_has_bf16())
+    throw Error(Error::Kind::Usage,
+                set + "this CPU has no AVX512_BF16 (bfloat16 would run emulated, slower than float32)" + hint);
+  if (!listed) throw Error(Error::Kind::Usage, set + what + " has no " + precision_name(p) + " path" + hint);
+}
+
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   if (!x.is_cpu() || x.dim() < 2) return at::linear(x, w, b);
   const int64_t in = w.size(1), out = w.size(0);

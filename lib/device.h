@@ -5,6 +5,10 @@
 #include <c10/core/Device.h>
 
 #include <cstddef>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+#include <initializer_list>
 #include <string>
 
 namespace anitalker {
@@ -45,6 +49,35 @@ size_t cache_cpu_memory();
 // device, since what they set up (oneDNN's primitive cache, the cached
 // tensor memory above, cuDNN's plans) is process-wide.  Thread-safe.
 bool first_warm_up(const std::string& key);
+
+// The arithmetic of a network's heavy layers (the `precision` property):
+// float32 everywhere (the default: the parity of the fixtures), or
+// bfloat16 for the convolutions that carry most of the work on a CPU with
+// AVX512_BF16 (oneDNN; float32 accumulation), or float16 on a CUDA device.
+// What each network keeps in float32 is in docs/performance.md.
+enum class Precision { Fp32, Bf16, Fp16 };
+// "fp32", "bf16", "fp16", and back (Error(Usage) for another name).
+const char* precision_name(Precision p);
+Precision parse_precision(const std::string& name);
+// Throws Error(Usage) naming `property` (e.g. "precision"), the device and
+// what it supports, when `p` cannot be used on `device`: bf16 on a CPU
+// without AVX512_BF16 (or on a CUDA device, for now), fp16 anywhere but
+// CUDA.  `what` names the network(s) for which only some precisions exist:
+// `supported` lists them (Fp32 always).
+void check_precision(Precision p, c10::Device device, const std::string& property,
+                     std::initializer_list<Precision> supported, const std::string& what);
+// Whether this CPU has AVX512_BF16 (x86 CPUID; false elsewhere).  Inline:
+// the torch-free tests ask too.
+inline bool cpu_has_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid_count(7, 1, a, b, c, d);
+  return (a >> 5) & 1u;  // CPUID.(EAX=7,ECX=1):EAX bit 5
+#else
+  return false;
+#endif
+}
 
 // One line on the LibTorch build: version, threads, CUDA.
 std::string torch_info();

@@ -115,6 +115,11 @@ struct ModConv {
   // Upsampling 3x3 convs on the CPU: the transposed convolution's four
   // output phases as ordinary convolutions (sub_pixel_up()).
   at::Tensor phase00, phase01, phase10, phase11;
+  // Precision::Bf16: w and the phases in bfloat16 (not in the weight walk:
+  // made after the weights are placed).
+  struct Half {
+    at::Tensor w, phase00, phase01, phase10, phase11;
+  } half;
   at::Tensor wsq;    // (Cout, Cin): sum over k of w^2, for demodulation
   Linear modulation; // latent -> (B, Cin)
   at::Tensor act_bias, blur_kernel;
@@ -160,13 +165,17 @@ ModConv mod_conv(const StateDict& sd, const std::string& p, int64_t style, bool 
 // LibTorch's fast convolutions (its CPU transposed convolution reached about
 // a third of the roof; docs/performance.md).  Sums in another order: within
 // float32 rounding of the transposed convolution.
-at::Tensor sub_pixel_up(const ModConv& m, const at::Tensor& x) {
-  const int64_t B = x.size(0), H = x.size(2), W = x.size(3), C = m.phase00.size(0);
-  at::Tensor out = at::empty({B, C, 2 * H + 1, 2 * W + 1}, x.options());
-  out.slice(2, 0, 2 * H + 1, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv(at::constant_pad_nd(x, {1, 1, 1, 1}, 0), m.phase00));
-  out.slice(2, 0, 2 * H + 1, 2).slice(3, 1, 2 * W, 2).copy_(conv(at::constant_pad_nd(x, {0, 0, 1, 1}, 0), m.phase01));
-  out.slice(2, 1, 2 * H, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv(at::constant_pad_nd(x, {1, 1, 0, 0}, 0), m.phase10));
-  out.slice(2, 1, 2 * H, 2).slice(3, 1, 2 * W, 2).copy_(conv(x, m.phase11));
+// With bfloat16 phases the input is cast once and the output comes back as
+// `out_dtype`.
+at::Tensor sub_pixel_up(const at::Tensor& p00, const at::Tensor& p01, const at::Tensor& p10, const at::Tensor& p11,
+                        const at::Tensor& x_in, at::ScalarType out_dtype) {
+  const at::Tensor x = x_in.to(p00.scalar_type());
+  const int64_t B = x.size(0), H = x.size(2), W = x.size(3), C = p00.size(0);
+  at::Tensor out = at::empty({B, C, 2 * H + 1, 2 * W + 1}, x.options().dtype(out_dtype));
+  out.slice(2, 0, 2 * H + 1, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv(at::constant_pad_nd(x, {1, 1, 1, 1}, 0), p00));
+  out.slice(2, 0, 2 * H + 1, 2).slice(3, 1, 2 * W, 2).copy_(conv(at::constant_pad_nd(x, {0, 0, 1, 1}, 0), p01));
+  out.slice(2, 1, 2 * H, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv(at::constant_pad_nd(x, {1, 1, 0, 0}, 0), p10));
+  out.slice(2, 1, 2 * H, 2).slice(3, 1, 2 * W, 2).copy_(conv(x, p11));
   return out;
 }
 
@@ -195,12 +204,15 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
   at::Tensor xs = x * s.unsqueeze(-1).unsqueeze(-1);
   at::Tensor y;
   if (m.upsample) {
-    y = m.phase00.defined() && xs.is_cpu()
-            ? sub_pixel_up(m, xs)
+    y = m.half.phase00.defined()
+            ? sub_pixel_up(m.half.phase00, m.half.phase01, m.half.phase10, m.half.phase11, xs, xs.scalar_type())
+        : m.phase00.defined() && xs.is_cpu()
+            ? sub_pixel_up(m.phase00, m.phase01, m.phase10, m.phase11, xs, xs.scalar_type())
             : at::conv_transpose2d(xs, m.wt, c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0});
     y = blur(y, m.blur_kernel, 1, 1);
   } else {
-    y = conv(xs, m.w, 1, m.w.size(2) / 2);
+    y = m.half.w.defined() ? conv(xs.to(at::kBFloat16), m.half.w, 1, m.w.size(2) / 2).to(xs.scalar_type())
+                           : conv(xs, m.w, 1, m.w.size(2) / 2);
   }
   if (m.demodulate) {
     at::Tensor d = at::rsqrt(at::matmul(s * s, m.wsq.t()) + 1e-8);  // (B, Cout)
@@ -249,7 +261,9 @@ struct Model::Weights {
   }
 };
 
-Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype) : device_(device), dtype_(dtype) {
+Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Precision precision)
+    : device_(device), dtype_(dtype), precision_(precision) {
+  check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16}, "the renderer");
   // The released file prefixes every key with "lia."; the original loader
   // also accepts the bare names (spec 2), so do we.
   const StateDict sd = all.sub(!all.has("lia.dec.direction.weight") && all.has("dec.direction.weight") ? "" : "lia.");
@@ -337,11 +351,29 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype) : d
 
   place_weights(*w, device_, dtype_);
   place_weights(q_, device_, dtype_);
+  if (precision_ == Precision::Bf16) {
+    // The decoder's trunk: conv1 and the 2L convs (not the 1x1 flows).
+    auto half = [](ModConv& m) {
+      m.half.w = m.w.to(at::kBFloat16);
+      if (m.phase00.defined()) {
+        m.half.phase00 = m.phase00.to(at::kBFloat16);
+        m.half.phase01 = m.phase01.to(at::kBFloat16);
+        m.half.phase10 = m.phase10.to(at::kBFloat16);
+        m.half.phase11 = m.phase11.to(at::kBFloat16);
+      }
+    };
+    half(w->conv1);
+    for (ModConv& m : w->convs) half(m);
+  }
   w_ = w;
 }
 
-std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device) {
-  return shared_model<Model>(path, device, [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device); });
+std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device, Precision precision) {
+  check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16}, "the renderer");
+  return shared_model<Model>(
+      path, device,
+      [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device, at::kFloat, precision); },
+      precision_name(precision));
 }
 
 Portrait Model::encode(const at::Tensor& image) const {

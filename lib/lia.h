@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "batcher.h"
+#include "device.h"
 
 namespace anitalker {
 class StateDict;
@@ -34,11 +35,19 @@ class Model {
   // Throws anitalker::Error naming the file and key for a missing or
   // wrong-shaped tensor.  The weights are float32 (dtype: another floating
   // type for the whole network).
-  Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat);
+  // precision Bf16 (CPU with AVX512_BF16, check_precision): the decoder's
+  // modulated convolutions (its 3x3 and upsampling convolutions, nearly all
+  // of its work) run in bfloat16 with float32 accumulation; the style,
+  // demodulation, flows, warps, blurs and RGB stay float32.
+  Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat,
+        Precision precision = Precision::Fp32);
 
-  // One process-wide copy per (file, device): a second load of the same file
-  // returns the same model while the first is alive.
-  static std::shared_ptr<const Model> load(const std::string& path, c10::Device device);
+  // One process-wide copy per (file, device, precision): a second load of
+  // the same file returns the same model while the first is alive.  Throws
+  // Error(Usage) for a precision the device cannot run (check_precision).
+  static std::shared_ptr<const Model> load(const std::string& path, c10::Device device,
+                                           Precision precision = Precision::Fp32);
+  Precision precision() const { return precision_; }
 
   int size() const { return size_; }          // input and output image size S
   int style_dim() const { return style_dim_; }
@@ -76,6 +85,7 @@ class Model {
   at::Tensor q_;
   c10::Device device_;
   at::ScalarType dtype_;
+  Precision precision_ = Precision::Fp32;
   int size_ = 0, style_dim_ = 0, motion_dim_ = 0, levels_ = 0;
   std::vector<std::string> unused_;
 };

@@ -203,6 +203,10 @@ Options& Options::device(std::string* v, const char* what) {
   return text("device", v, "D", help.c_str());
 }
 
+Options& Options::precision(std::string* v, const char* what) {
+  return choice("precision", v, {"fp32", "bf16", "fp16"}, what);
+}
+
 Options& Options::positional(const char* meta, std::string* v, const char* help, bool optional) {
   Opt o;
   o.names = {meta};

@@ -64,6 +64,9 @@ class Options {
   // The common pair: --device D (cpu, cuda, cuda:N) and --num-threads N
   // (alias --threads; 0 = every core).
   Options& device(std::string* v, const char* what = nullptr);
+  // --precision fp32|bf16|fp16, as the elements' `precision` property
+  // (lib/device.h); `what` says which networks have which paths.
+  Options& precision(std::string* v, const char* what);
   template <class T>
   Options& threads(T* v) {
     return integer("num-threads|threads", v, 0, 256, "N", "LibTorch threads, 0 = one per core");

@@ -37,7 +37,7 @@
 namespace {
 
 struct Options {
-  std::string portrait, audio, out, models_dir = "models", variant = "hubert_audio_only", pose_file, device = "cpu",
+  std::string portrait, audio, out, models_dir = "models", variant = "hubert_audio_only", pose_file, device = "cpu", precision = "fp32",
                                     mode = "offline";
   int steps = 50;
   long long seed = 0;
@@ -469,6 +469,7 @@ int generate(const Options& o) {
                (gfloat)o.pitch, "pose-roll", (gfloat)o.roll, "face-location", (gfloat)o.location, "face-scale",
                (gfloat)o.scale, "face-sr", (gboolean)o.face_sr, "device", o.device.c_str(), nullptr);
   if (!o.pose_file.empty()) g_object_set(talk, "pose-file", o.pose_file.c_str(), nullptr);
+  gst_util_set_object_arg(G_OBJECT(talk), "precision", o.precision.c_str());
 
   Counter features, motion, video, sr;
   add_counter(talk, "features", &features);
@@ -648,11 +649,17 @@ int cmd_generate(int argc, char** argv) {
     opt.integer("bitrate", &o.bitrate, 1, 1000000, "KBPS", "a bitrate instead of constant quality").shows("");
     opt.choice("codec", &o.codec, {"h264", "vp9"}, "h264 (default for .mp4) or vp9 (the only one for .webm)");
     opt.device(&o.device);
+    opt.precision(&o.precision,
+                  "the renderer's arithmetic (the bin's precision): fp32 (exact), bf16 (a CPU with AVX512_BF16, "
+                  "1.5x, frames not exact); the other stages run fp32");
     opt.choice("mode", &o.mode, {"offline", "streaming", "auto"}, "offline is exact, as the reference");
     opt.flag("quiet", &o.quiet, "no progress");
     if (!opt.parse(argc, argv)) return 0;
     o.have_pose = opt.given("pose") || opt.given("pose-yaw") || opt.given("pose-pitch") || opt.given("pose-roll");
     if (o.have_pose && !o.pose_file.empty()) throw cli::UsageError("give --pose or --pose-file, not both");
+    // Refused here, before the pipeline, naming the device and what it supports.
+    anitalker::check_precision(anitalker::parse_precision(o.precision), anitalker::parse_device(o.device), "--precision",
+                               {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "the renderer");
     // The crop, as the renderer will read it.
     const anitalker::crop::Spec spec =
         anitalker::crop::make_spec(o.crop, o.face_box, o.crop_ratio, o.face_index, "--crop", "--face-box");

@@ -16,7 +16,7 @@
 
 int cmd_render(int argc, char** argv) {
   return cli::run("render", [&] {
-    std::string stage1, portrait, motion_path, out, codes_dir, device = "cpu";
+    std::string stage1, portrait, motion_path, out, codes_dir, device = "cpu", precision = "fp32";
     bool raw = false;
     long long batch = 1, threads = 0;
     cli::Options o("render",
@@ -34,8 +34,12 @@ int cmd_render(int argc, char** argv) {
            "also write input.npy, h_source.npy (start code), h_motion.npy (direction code), direction_Q.npy and "
            "feat_K.npy there; without --motion and --out only h_source.npy and h_motion.npy");
     o.integer("batch-size", &batch, 1, 1024, "N", "frames rendered together");
+    o.precision(&precision,
+                "the decoder's arithmetic: fp32 (exact), bf16 (a CPU with AVX512_BF16: its modulated convolutions "
+                "in bfloat16, 1.5x, frames not exact)");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;
+    const anitalker::Precision prec = anitalker::parse_precision(precision);
     // --codes-dir alone writes the portrait's codes (what `anitalker motion`
     // takes as --start and --direction) and renders nothing.
     const bool codes_only = motion_path.empty() && out.empty() && !codes_dir.empty();
@@ -48,7 +52,7 @@ int cmd_render(int argc, char** argv) {
 
     const c10::Device dev = anitalker::parse_device(device);
     if (codes_only) {
-      auto model = anitalker::lia::Model::load(stage1, dev);
+      auto model = anitalker::lia::Model::load(stage1, dev, prec);
       const anitalker::lia::Portrait p = model->encode(anitalker::load_portrait(portrait, model->size()));
       ::mkdir(codes_dir.c_str(), 0777);
       anitalker::write_npy_tensor(codes_dir + "/h_source.npy", p.start);
@@ -62,7 +66,7 @@ int cmd_render(int argc, char** argv) {
     if (motion.scalar_type() != at::kFloat || motion.dim() != 2)
       throw anitalker::format_error(motion_path + ": expected float32 motion codes of shape (N, motion_dim), got " +
                                     c10::str(motion.scalar_type()) + " " + c10::str(motion.sizes()));
-    auto model = anitalker::lia::Model::load(stage1, dev);
+    auto model = anitalker::lia::Model::load(stage1, dev, prec);
     if (motion.size(1) != model->motion_dim())
       throw anitalker::format_error(motion_path + ": motion codes have " + std::to_string(motion.size(1)) + " dims, " + stage1 +
                                     " expects " + std::to_string(model->motion_dim()));

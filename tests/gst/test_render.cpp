@@ -18,6 +18,7 @@
 #include <chrono>
 #include <vector>
 
+#include "device.h"
 #include "gstanitalkercaps.h"
 #include "lia.h"
 #include "npy.h"
@@ -947,6 +948,35 @@ GST_START_TEST(test_bad_device) {
 }
 GST_END_TEST;
 
+// precision=fp16 on the CPU fails the start naming the property, the device
+// and what the renderer supports there; bf16 renders where the CPU has
+// AVX512_BF16 (its distance from the reference: test_lia), else is refused.
+GST_START_TEST(test_precision) {
+  for (const char* precision : {"fp16", "bf16"}) {
+    GstElement* e = make_render(kS64, nullptr, 1);
+    gst_util_set_object_arg(G_OBJECT(e), "precision", precision);
+    GstBus* bus = gst_bus_new();
+    gst_element_set_bus(e, bus);
+    const bool runs = strcmp(precision, "bf16") == 0 && anitalker::cpu_has_bf16();
+    fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED),
+                           runs ? GST_STATE_CHANGE_SUCCESS : GST_STATE_CHANGE_FAILURE);
+    if (!runs) {
+      gchar* debug = nullptr;
+      GError* err = pop_error(bus, &debug);
+      fail_unless(g_error_matches(err, GST_LIBRARY_ERROR, GST_LIBRARY_ERROR_SETTINGS), "%s", err->message);
+      fail_unless(strstr(err->message, "precision=") != nullptr, "%s", err->message);
+      fail_unless(debug && strstr(debug, "cpu supports fp32") != nullptr, "%s", debug ? debug : "(none)");
+      g_error_free(err);
+      g_free(debug);
+    }
+    gst_element_set_state(e, GST_STATE_NULL);
+    gst_element_set_bus(e, nullptr);
+    gst_object_unref(bus);
+    gst_object_unref(e);
+  }
+}
+GST_END_TEST;
+
 static Suite* anitalkerrender_suite() {
   Suite* s = suite_create("anitalkerrender");
 
@@ -994,6 +1024,7 @@ static Suite* anitalkerrender_suite() {
   tcase_add_test(tc, test_partial_frame);
   tcase_add_test(tc, test_zero_length_buffer);
   tcase_add_test(tc, test_bad_device);
+  tcase_add_test(tc, test_precision);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("properties");

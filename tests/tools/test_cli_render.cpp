@@ -6,6 +6,7 @@
 
 #include <cstdio>
 
+#include "device.h"
 #include "../lib/test_util.h"
 #include "npy.h"
 
@@ -92,4 +93,28 @@ TEST(RenderCli, ErrorsLeaveNoFile) {
   r = testutil::run_cli("render --stage1 x");
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.out, HasSubstr("missing --portrait"));
+  // A precision the CPU cannot run: a usage error naming the device and
+  // what it supports.
+  r = testutil::run_cli("render " + common() + " --out '" + out + "' --precision fp16");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.out, HasSubstr("precision=fp16: needs a CUDA device; the renderer on cpu supports fp32"));
+  EXPECT_FALSE(exists(out));
+  r = testutil::run_cli("render " + common() + " --out '" + out + "' --precision fp8");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.out, HasSubstr("--precision"));
+}
+
+// --precision bf16 on a CPU with AVX512_BF16: frames near float32's (the
+// bounds are test_lia's); elsewhere refused.
+TEST(RenderCli, Bf16) {
+  testutil::TempDir dir;
+  testutil::CliResult r = testutil::run_cli("render " + common() + " --out '" + dir / "f.npy" + "' --precision bf16");
+  if (!anitalker::cpu_has_bf16()) {
+    EXPECT_EQ(r.status, 2);
+    EXPECT_THAT(r.out, HasSubstr("no AVX512_BF16"));
+    return;
+  }
+  ASSERT_EQ(r.status, 0) << r.out;
+  anitalker::TensorData f = anitalker::read_npy(dir / "f.npy");
+  EXPECT_EQ(f.shape, (std::vector<int64_t>{3, 256, 256, 3}));
 }
