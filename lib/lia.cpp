@@ -64,9 +64,19 @@ at::Tensor equal_conv(const StateDict& sd, const std::string& key, int64_t out, 
 at::Tensor conv(const at::Tensor& x, const at::Tensor& w, int64_t stride = 1, int64_t pad = 0, int64_t groups = 1) {
   return at::conv2d(x, w, c10::nullopt, at::IntArrayRef{stride}, at::IntArrayRef{pad}, at::IntArrayRef{1}, groups);
 }
+// With zero padding (rows, columns) done by the convolution, not by a copy.
+at::Tensor conv_pad(const at::Tensor& x, const at::Tensor& w, int64_t pad_h, int64_t pad_w, int64_t groups = 1) {
+  return at::conv2d(x, w, c10::nullopt, at::IntArrayRef{1}, at::IntArrayRef{pad_h, pad_w}, at::IntArrayRef{1}, groups);
+}
 
 // Fused leaky ReLU: leaky_relu(x + b, 0.2) * sqrt(2) (spec 3.2).
 at::Tensor flrelu(const at::Tensor& x, const at::Tensor& b) { return at::leaky_relu(x + b, 0.2) * kSqrt2; }
+// The same in place, on a tensor nobody else holds (a layer's fresh output).
+at::Tensor flrelu_(at::Tensor x, const at::Tensor& b) {
+  x.add_(b);
+  at::leaky_relu_(x, 0.2);
+  return x.mul_(kSqrt2);
+}
 
 // A blur kernel as a depthwise conv weight: flipped (upfirdn2d convolves),
 // one copy per channel: (C, 1, 4, 4), contiguous.
@@ -76,6 +86,7 @@ at::Tensor depthwise(const at::Tensor& k, int64_t c) { return k.flip({0, 1}).exp
 // kd: the kernel from depthwise().
 at::Tensor blur(const at::Tensor& x, const at::Tensor& kd, int64_t p0, int64_t p1) {
   const int64_t b = x.size(0), c = x.size(1);
+  if (b == 1 && p0 == p1) return conv_pad(x, kd, p0, p0, c);
   at::Tensor xp = at::constant_pad_nd(x, {p0, p1, p0, p1}, 0);
   if (b == 1) return conv(xp, kd, 1, 0, c);
   // A depthwise conv over a batch takes a slow path in LibTorch 1.13 on the
@@ -172,9 +183,9 @@ at::Tensor sub_pixel_up(const at::Tensor& p00, const at::Tensor& p01, const at::
   const at::Tensor x = x_in.to(p00.scalar_type());
   const int64_t B = x.size(0), H = x.size(2), W = x.size(3), C = p00.size(0);
   at::Tensor out = at::empty({B, C, 2 * H + 1, 2 * W + 1}, x.options().dtype(out_dtype));
-  out.slice(2, 0, 2 * H + 1, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv(at::constant_pad_nd(x, {1, 1, 1, 1}, 0), p00));
-  out.slice(2, 0, 2 * H + 1, 2).slice(3, 1, 2 * W, 2).copy_(conv(at::constant_pad_nd(x, {0, 0, 1, 1}, 0), p01));
-  out.slice(2, 1, 2 * H, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv(at::constant_pad_nd(x, {1, 1, 0, 0}, 0), p10));
+  out.slice(2, 0, 2 * H + 1, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv_pad(x, p00, 1, 1));
+  out.slice(2, 0, 2 * H + 1, 2).slice(3, 1, 2 * W, 2).copy_(conv_pad(x, p01, 1, 0));
+  out.slice(2, 1, 2 * H, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv_pad(x, p10, 0, 1));
   out.slice(2, 1, 2 * H, 2).slice(3, 1, 2 * W, 2).copy_(conv(x, p11));
   return out;
 }
@@ -216,7 +227,7 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
   }
   if (m.demodulate) {
     at::Tensor d = at::rsqrt(at::matmul(s * s, m.wsq.t()) + 1e-8);  // (B, Cout)
-    y = y * d.unsqueeze(-1).unsqueeze(-1);
+    y.mul_(d.unsqueeze(-1).unsqueeze(-1));  // y is this call's own
   }
   return y;
 }
@@ -424,8 +435,8 @@ void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat
   for (int j = j0; j < j1; ++j) {
     const ModConv& c0 = w.convs[2 * j];
     const ModConv& c1 = w.convs[2 * j + 1];
-    x = flrelu(run_mod_conv(c0, x, lat), c0.act_bias);
-    x = flrelu(run_mod_conv(c1, x, lat), c1.act_bias);
+    x = flrelu_(run_mod_conv(c0, x, lat), c0.act_bias);
+    x = flrelu_(run_mod_conv(c1, x, lat), c1.act_bias);
     // ToFlow (spec 3.9).
     const Weights::ToFlow& tf = w.to_flows[j];
     at::Tensor o = run_mod_conv(tf.conv, x, lat) + tf.bias;
