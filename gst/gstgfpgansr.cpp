@@ -94,6 +94,8 @@ enum {
   PROP_NOISE,
   PROP_ALIGNED,
   PROP_ONLY_CENTER_FACE,
+  PROP_MAX_FACES,
+  PROP_DETECT_EVERY,
   PROP_QOS,
   PROP_NUM_THREADS,
   PROP_PRECISION,
@@ -119,8 +121,9 @@ struct SrState {
   // event (as GstBaseTransform computes it); NONE = no pressure.
   GstClockTime earliest = GST_CLOCK_TIME_NONE;
 
-  // Streaming thread only (set_caps runs in it).
+  // Streaming thread only (set_caps and the serialized events run in it).
   GstVideoInfo in_info, out_info;
+  anitalker::face::FaceRestorer::Track track;  // detect-every's last detection
 };
 
 }  // namespace
@@ -137,6 +140,8 @@ struct _GstGfpganSr {
   gint noise;  // GstGfpganSrNoise
   gboolean aligned;
   gboolean only_center_face;
+  guint max_faces;
+  guint detect_every;
   gboolean qos;
   gint num_threads;
   gint precision;  // GstAnitalkerPrecision
@@ -303,6 +308,38 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
       g_param_spec_boolean("only-center-face", "Only the centre face",
                            "Restore only the face nearest the centre of the frame (default: false)", FALSE, playing),
       G_STRUCT_OFFSET(GstGfpganSr, only_center_face));
+
+  /**
+   * GstGfpganSr:max-faces:
+   *
+   * At most this many faces restored in a frame: the largest boxes (the
+   * rest stay the plain upscaled background).  0 restores every face, as
+   * the reference does.  A cap bounds the time a crowded frame takes.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_MAX_FACES,
+      g_param_spec_uint("max-faces", "Max faces",
+                        "Restore at most this many faces a frame, the largest; 0 = every face (default: 0)", 0, 1024,
+                        0, playing),
+      G_STRUCT_OFFSET(GstGfpganSr, max_faces));
+
+  /**
+   * GstGfpganSr:detect-every:
+   *
+   * Run the face detector on one frame in this many; the frames between
+   * reuse its faces (their landmarks) for the alignment and the paste.  A
+   * live avatar's head stays nearly in place, so 2-5 saves most of
+   * RetinaFace's time at the cost of a paste that lags the head by up to
+   * detect-every - 1 frames.  1 (the default) detects on every frame, as
+   * the reference does.  A flush, a new segment or new caps detect anew.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_DETECT_EVERY,
+      g_param_spec_uint("detect-every", "Detect every",
+                        "Run the face detector on one frame in N and reuse its faces in between; 1 = every frame, "
+                        "exact (default: 1)",
+                        1, 1000, 1, playing),
+      G_STRUCT_OFFSET(GstGfpganSr, detect_every));
 
   /**
    * GstGfpganSr:qos:
@@ -501,6 +538,7 @@ static gboolean gst_gfpgan_sr_stop(GstBaseTransform* trans) {
   st->detector.reset();
   st->parser.reset();
   st->earliest = GST_CLOCK_TIME_NONE;
+  st->track = {};
   return TRUE;
 }
 
@@ -700,7 +738,8 @@ static gboolean gst_gfpgan_sr_src_event(GstBaseTransform* trans, GstEvent* event
 static gboolean gst_gfpgan_sr_sink_event(GstBaseTransform* trans, GstEvent* event) {
   SrState* st = GST_GFPGAN_SR(trans)->state;
   if (GST_EVENT_TYPE(event) == GST_EVENT_FLUSH_STOP || GST_EVENT_TYPE(event) == GST_EVENT_SEGMENT) {
-    // Running times start anew.
+    // Running times start anew; so do the detections.
+    st->track = {};
     GstAnitalkerLocked lock(&st->lock);
     st->earliest = GST_CLOCK_TIME_NONE;
   }
@@ -721,6 +760,8 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
                   : self->noise == GST_GFPGAN_SR_NOISE_NONE ? anitalker::gfpgan::Noise::None
                                                             : anitalker::gfpgan::Noise::Stored;
   options.only_center_face = self->only_center_face;
+  options.max_faces = (int)self->max_faces;
+  const int detect_every = (int)self->detect_every;
   const bool aligned = self->aligned;
   const bool qos = self->qos;
   const int threads = self->num_threads;
@@ -789,7 +830,7 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
                                           degrade   ? face::FaceRestorer::FrameMode::Degraded
                                           : aligned ? face::FaceRestorer::FrameMode::Aligned
                                                     : face::FaceRestorer::FrameMode::Detect,
-                                          &faces);
+                                          &faces, &st->track, detect_every);
     if (result.cols != GST_VIDEO_FRAME_WIDTH(&out) || result.rows != GST_VIDEO_FRAME_HEIGHT(&out))
       throw anitalker::Error(anitalker::Error::Kind::Runtime, "the restored frame does not fit the output caps");
     gst_anitalker_video_frame_from_bgr(result, &out);

@@ -272,7 +272,20 @@ std::vector<Face> select_faces(const at::Tensor& detections, cv::Size image, con
 std::vector<Face> FaceRestorer::faces(const cv::Mat& bgr) const {
   if (!detector_)
     throw Error(Error::Kind::Usage, "face restoration: no detector: give the landmarks or use aligned mode");
-  return select_faces(detector_->detect(bgr, options_.conf_threshold, options_.nms_threshold), bgr.size(), options_);
+  std::vector<Face> found =
+      select_faces(detector_->detect(bgr, options_.conf_threshold, options_.nms_threshold), bgr.size(), options_);
+  if (options_.max_faces > 0 && found.size() > static_cast<size_t>(options_.max_faces)) {
+    // The largest ones, in the detector's order otherwise.
+    std::vector<size_t> order(found.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return found[a].box.area() > found[b].box.area(); });
+    order.resize(static_cast<size_t>(options_.max_faces));
+    std::sort(order.begin(), order.end());
+    std::vector<Face> kept;
+    for (size_t i : order) kept.push_back(found[i]);
+    found = std::move(kept);
+  }
+  return found;
 }
 
 cv::Mat FaceRestorer::enhance(const cv::Mat& bgr) const {
@@ -299,7 +312,7 @@ cv::Mat FaceRestorer::enhance(const cv::Mat& bgr, const std::vector<Landmarks>& 
   return canvas_to_bgr(canvas);
 }
 
-cv::Mat FaceRestorer::frame(const cv::Mat& bgr, FrameMode mode, size_t* faces) const {
+cv::Mat FaceRestorer::frame(const cv::Mat& bgr, FrameMode mode, size_t* faces, Track* track, int detect_every) const {
   const cv::Size out_size(static_cast<int>(std::lround(bgr.cols * options_.upscale)),
                           static_cast<int>(std::lround(bgr.rows * options_.upscale)));
   size_t n = 0;
@@ -315,7 +328,13 @@ cv::Mat FaceRestorer::frame(const cv::Mat& bgr, FrameMode mode, size_t* faces) c
       cv::resize(restored, result, out_size, 0, 0, out_size.width > restored.cols ? cv::INTER_LANCZOS4 : cv::INTER_AREA);
   } else {
     std::vector<Landmarks> lms;
-    for (const Face& f : this->faces(bgr)) lms.push_back(f.landmarks);
+    if (track && detect_every > 1 && track->age >= 0 && track->age + 1 < detect_every && track->size == bgr.size()) {
+      lms = track->faces;
+      track->age++;
+    } else {
+      for (const Face& f : this->faces(bgr)) lms.push_back(f.landmarks);
+      if (track) *track = Track{lms, 0, bgr.size()};
+    }
     n = lms.size();
     result = enhance(bgr, lms);
   }

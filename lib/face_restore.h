@@ -103,6 +103,7 @@ struct Options {
   double nms_threshold = 0.4;     // IoU, strict >
   float eye_dist_threshold = 5;   // px between landmarks 0 and 1
   bool only_center_face = false;  // keep the face nearest the centre
+  int max_faces = 0;              // 0: every face; else the largest ones (box area), at most this many
 };
 
 // One face found by the detector: the box, its score and the landmarks.
@@ -149,8 +150,20 @@ class FaceRestorer {
   // options().upscale times the frame (Lanczos up, area down); Detect, the
   // detector's faces restored and pasted (enhance).  *faces counts the faces
   // restored.  The result is BGR uint8 of upscale times the frame's size.
+  //
+  // With `track` and detect_every > 1 (Detect mode), the detector runs on
+  // one frame in detect_every and the frames between reuse its faces (a
+  // live avatar's head stays nearly in place; the paste follows the last
+  // detection's landmarks).  `track` belongs to one stream: a new stream,
+  // a flush or other frame sizes start it anew (Track{}).
   enum class FrameMode { Degraded, Aligned, Detect };
-  cv::Mat frame(const cv::Mat& bgr, FrameMode mode, size_t* faces = nullptr) const;
+  struct Track {
+    std::vector<Landmarks> faces;  // the last detection's
+    int age = -1;                  // frames since it; -1: none yet
+    cv::Size size;                 // the frame size it was made on
+  };
+  cv::Mat frame(const cv::Mat& bgr, FrameMode mode, size_t* faces = nullptr, Track* track = nullptr,
+                int detect_every = 1) const;
 
  private:
   std::shared_ptr<const gfpgan::Model> model_;

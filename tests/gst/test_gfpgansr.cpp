@@ -408,6 +408,62 @@ GST_START_TEST(test_several_faces) {
 }
 GST_END_TEST;
 
+// detect-every (lib: FaceRestorer::frame with a Track): the frames after a
+// detection reuse its faces until detect_every frames have passed, then the
+// detector runs again.  Shown with two detectors on one track: the
+// two-face one detects, the zero-face one would find nothing.
+GST_START_TEST(test_detect_every_reuses_faces) {
+  const cv::Mat frame = gradient(64, 32);
+  auto model = anitalker::gfpgan::Model::load(gfpgan_path(), kCpu);
+  const face::FaceRestorer two(model, anitalker::retinaface::Model::load(two_face_detector(), kCpu), nullptr);
+  const face::FaceRestorer none(model, anitalker::retinaface::Model::load(zero_face_detector(), kCpu), nullptr);
+  const auto detect = face::FaceRestorer::FrameMode::Detect;
+  for (int every : {1, 3}) {
+    face::FaceRestorer::Track track;
+    size_t n = 0;
+    const cv::Mat detected = two.frame(frame, detect, &n, &track, every);
+    fail_unless_equals_int(n, 2);
+    for (int i = 1; i < 4; ++i) {
+      const cv::Mat later = none.frame(frame, detect, &n, &track, every);
+      // Reused for frames 1 and 2 with every=3, found anew (none) at frame 3.
+      const size_t want = every == 3 && i < 3 ? 2 : 0;
+      fail_unless_equals_int(n, want);
+      if (want) fail_unless_equals_int(compare(later, detected).max, 0);
+    }
+  }
+  // Another frame size detects anew.
+  face::FaceRestorer::Track track;
+  size_t n = 0;
+  two.frame(frame, detect, &n, &track, 5);
+  none.frame(gradient(32, 32), detect, &n, &track, 5);
+  fail_unless_equals_int(n, 0);
+}
+GST_END_TEST;
+
+// max-faces=1: only the larger of the two faces is restored, as the lib
+// does with the same cap; the element counts one face a frame.
+GST_START_TEST(test_max_faces) {
+  const cv::Mat frame = gradient(64, 32);
+  face::Options options;
+  options.max_faces = 1;
+  const face::FaceRestorer lib(anitalker::gfpgan::Model::load(gfpgan_path(), kCpu),
+                               anitalker::retinaface::Model::load(two_face_detector(), kCpu), nullptr, options);
+  fail_unless_equals_int(lib.faces(frame).size(), 1);
+  const cv::Mat want = lib.enhance(frame);
+  GstElement* e = make_sr(two_face_detector());
+  g_object_set(e, "max-faces", 1u, "detect-every", 2u, nullptr);
+  GstHarness* h = new_harness(e);
+  set_video_caps(h, "RGB", 64, 32);
+  for (int i = 0; i < 3; ++i) {
+    GstBuffer* out = gst_harness_push_and_pull(h, frame_buffer(frame, GST_VIDEO_FORMAT_RGB, i * 40 * GST_MSECOND));
+    fail_unless_equals_int(compare(buffer_to_bgr(out, GST_VIDEO_FORMAT_RGB, 128, 64), want).max, 0);
+    gst_buffer_unref(out);
+  }
+  fail_unless_equals_uint64(stat(h->element, "faces"), 3);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 // Under QoS pressure a late frame is degraded to the plain resize (and
 // counted), not dropped; with qos=false nothing is degraded.
 GST_START_TEST(test_qos_degrades) {
@@ -617,6 +673,8 @@ static Suite* gfpgansr_suite() {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_aligned_matches_the_reference);
   tcase_add_test(tc, test_several_faces);
+  tcase_add_test(tc, test_detect_every_reuses_faces);
+  tcase_add_test(tc, test_max_faces);
   tcase_add_test(tc, test_qos_degrades);
   suite_add_tcase(s, tc);
 
