@@ -657,9 +657,12 @@ int cmd_generate(int argc, char** argv) {
     if (!opt.parse(argc, argv)) return 0;
     o.have_pose = opt.given("pose") || opt.given("pose-yaw") || opt.given("pose-pitch") || opt.given("pose-roll");
     if (o.have_pose && !o.pose_file.empty()) throw cli::UsageError("give --pose or --pose-file, not both");
-    // Refused here, before the pipeline, naming the device and what it supports.
-    anitalker::check_precision(anitalker::parse_precision(o.precision), anitalker::parse_device(o.device), "--precision",
-                               {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "the renderer");
+    // Refused here, before the pipeline, naming the device and what it
+    // supports (fp32 runs everywhere; a bad device is the element's to name).
+    const anitalker::Precision precision = anitalker::parse_precision(o.precision);
+    if (precision != anitalker::Precision::Fp32)
+      anitalker::check_precision(precision, anitalker::parse_device(o.device), "--precision",
+                                 {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "the renderer");
     // The crop, as the renderer will read it.
     const anitalker::crop::Spec spec =
         anitalker::crop::make_spec(o.crop, o.face_box, o.crop_ratio, o.face_index, "--crop", "--face-box");

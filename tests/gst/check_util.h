@@ -47,6 +47,20 @@ inline GError* pop_message(GstBus* bus, GstMessageType type, gchar** debug) {
   return err;
 }
 
+// Takes `element` (not yet on a bus) to PAUSED, which must fail, and
+// returns the ERROR message it posted (its debug text in *debug); the
+// element is back in NULL and off the bus after.
+inline GError* start_error(GstElement* element, gchar** debug) {
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(element, bus);
+  fail_unless_equals_int(gst_element_set_state(element, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  GError* err = pop_message(bus, GST_MESSAGE_ERROR, debug);
+  gst_element_set_state(element, GST_STATE_NULL);
+  gst_element_set_bus(element, nullptr);
+  gst_object_unref(bus);
+  return err;
+}
+
 // Waits for EOS on the pipeline's bus; fails on an error message or when
 // none comes within `timeout`.
 inline void wait_eos(GstElement* pipe, GstClockTime timeout) {

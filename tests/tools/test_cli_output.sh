@@ -153,6 +153,9 @@ if [ $rc -ne 0 ]; then  # a CPU build: the reason comes with the error
   check "--device cuda without CUDA: the reason is shown (rc $rc: $(cat err.txt))" \
     bash -c "[ $rc -eq 1 ] && grep -q 'Cannot use the device \"cuda\". (.*CUDA' err.txt"
 fi
+gen --portrait face.jpg --audio speech.wav --out fp16.mp4 --precision fp16 2>err.txt; rc=$?
+check "--precision fp16 on the CPU is refused before anything runs (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'needs a CUDA device; the renderer on cpu supports fp32' err.txt && [ ! -e fp16.mp4 ]"
 check "no temporary file left at the end ($(leftovers))" test "$(leftovers)" -eq 0
 [ $fail -eq 0 ] && echo "all passed"
 exit $fail
