@@ -454,8 +454,8 @@ void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat
       for (const Portrait* p : ps) rows.push_back(p->feats[static_cast<size_t>(j)]);
       f = at::cat(rows, 0);
     }
-    at::Tensor warp = sample(f, grid) * mask;
-    x = warp + x * (1 - mask);
+    at::Tensor warp = sample(f, grid).mul_(mask);
+    x.mul_(1 - mask).add_(warp);  // x: this level's own output (flrelu_ above)
     flow = o;
     // ToRGB (spec 3.10) on the warped feature.
     const Weights::ToRgb& tr = w.to_rgbs[j];
