@@ -247,12 +247,15 @@ static gboolean gst_hubert_enc_start(GstAnitalkerElement* element) {
   c10::Device device(c10::kCPU);
   anitalker::Precision precision;
   if ((!is_mfcc && !gst_anitalker_element_device(element, &device)) ||
-      !gst_anitalker_element_precision(element, device, {anitalker::Precision::Fp32}, is_mfcc ? "MFCC" : "HuBERT",
-                                       &precision))
+      !gst_anitalker_element_precision(element, device,
+                                       is_mfcc ? std::initializer_list<anitalker::Precision>{anitalker::Precision::Fp32}
+                                               : std::initializer_list<anitalker::Precision>{anitalker::Precision::Fp32,
+                                                                                            anitalker::Precision::Bf16},
+                                       is_mfcc ? "MFCC" : "HuBERT", &precision))
     return FALSE;
   if (!is_mfcc) {
     try {
-      model = hubert::Model::load(model_dir, device);
+      model = hubert::Model::load(model_dir, device, precision);
     } catch (...) {
       GST_ANITALKER_POST_CURRENT_EXCEPTION(
           self, gst_anitalker_printf("Could not load the HuBERT model \"%s\".", model_dir.c_str()), true);

@@ -208,6 +208,16 @@ void check_precision(Precision p, c10::Device device, const std::string& propert
   if (!listed) throw Error(Error::Kind::Usage, set + what + " has no " + precision_name(p) + " path" + hint);
 }
 
+at::Tensor linear_bf16(const at::Tensor& x, const at::Tensor& w16, const at::Tensor& b) {
+  const int64_t in = w16.size(1), out = w16.size(0);
+  std::vector<int64_t> shape = x.sizes().vec();
+  const at::Tensor rows = x.reshape({-1, in}).to(at::kBFloat16).contiguous();
+  const at::Tensor y = at::conv2d(rows.t().unsqueeze(0).unsqueeze(2), w16.view({out, in, 1, 1}));
+  shape.back() = out;
+  at::Tensor r = y.squeeze(2)[0].t().to(x.scalar_type()).contiguous().view(shape);
+  return b.defined() ? r.add_(b) : r;
+}
+
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   if (!x.is_cpu() || x.dim() < 2) return at::linear(x, w, b);
   const int64_t in = w.size(1), out = w.size(0);

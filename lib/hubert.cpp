@@ -26,7 +26,10 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) 
 
 struct Linear {
   at::Tensor w, b;
-  at::Tensor operator()(const at::Tensor& x) const { return dense(x, w, b); }
+  at::Tensor w16;  // Precision::Bf16: w in bfloat16 (made after the weights are placed, not walked)
+  at::Tensor operator()(const at::Tensor& x) const {
+    return w16.defined() ? anitalker::linear_bf16(x, w16, b) : dense(x, w, b);
+  }
   template <class F>
   void each(F& f) {
     visit_all(f, w, b);
@@ -51,6 +54,7 @@ struct Model::Weights {
   struct Layer {
     Norm ln, final_ln;
     at::Tensor qkv_w, qkv_b;  // q, k, v stacked: [3H, H]
+    at::Tensor qkv_w16;       // Precision::Bf16 (not walked)
     Linear out, ff1, ff2;
     template <class F>
     void each(F& f) {
@@ -65,8 +69,9 @@ struct Model::Weights {
   }
 };
 
-Model::Model(const Config& config, const StateDict& all, c10::Device device, at::ScalarType dtype)
-    : cfg_(config), device_(device), dtype_(dtype) {
+Model::Model(const Config& config, const StateDict& all, c10::Device device, at::ScalarType dtype, Precision precision)
+    : cfg_(config), device_(device), dtype_(dtype), precision_(precision) {
+  check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16}, "HuBERT");
   // A task-head model (HubertForCTC, ...) prefixes the bare model's keys.
   const StateDict sd = all.sub(!all.has("feature_projection.projection.weight") && all.has("hubert.feature_projection.projection.weight") ? "hubert." : "");
   auto w = std::make_shared<Weights>();
@@ -112,10 +117,16 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device, at:
   w->enc_ln = {sd.get_float("encoder.layer_norm.weight", {H}), sd.get_float("encoder.layer_norm.bias", {H})};
 
   place_weights(*w, device_, dtype_);
+  if (precision_ == Precision::Bf16)
+    for (Weights::Layer& l : w->layers) {
+      l.qkv_w16 = l.qkv_w.to(at::kBFloat16);
+      for (Linear* lin : {&l.out, &l.ff1, &l.ff2}) lin->w16 = lin->w.to(at::kBFloat16);
+    }
   w_ = w;
 }
 
-std::shared_ptr<const Model> Model::load(const std::string& dir, c10::Device device) {
+std::shared_ptr<const Model> Model::load(const std::string& dir, c10::Device device, Precision precision) {
+  check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16}, "HuBERT");
   return shared_model<Model>(dir, device, [&] {
     struct stat st;
     if (::stat(dir.c_str(), &st) != 0)
@@ -125,8 +136,8 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, c10::Device dev
     const Config cfg = read_config(dir + "/config.json");
     std::string weights = dir + "/pytorch_model.bin";
     if (::stat(weights.c_str(), &st) != 0 && ::stat((dir + "/model.safetensors").c_str(), &st) == 0) weights = dir + "/model.safetensors";
-    return std::make_shared<const Model>(cfg, StateDict(Checkpoint::open(weights)), device);
-  });
+    return std::make_shared<const Model>(cfg, StateDict(Checkpoint::open(weights)), device, at::kFloat, precision);
+  }, precision_name(precision));
 }
 
 at::Tensor Model::normalize(const at::Tensor& wave) {
@@ -185,7 +196,8 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const Weights::Layer& L = w.layers[l];
     at::Tensor a = at::layer_norm(h, {H}, L.ln.w, L.ln.b, eps);
-    at::Tensor qkv = dense(a, L.qkv_w, L.qkv_b);  // [T, 3H]
+    at::Tensor qkv = L.qkv_w16.defined() ? anitalker::linear_bf16(a, L.qkv_w16, L.qkv_b)
+                                          : dense(a, L.qkv_w, L.qkv_b);  // [T, 3H]
     // [T, 3H] -> q, k, v as [nh, T, hd], contiguous for the batched GEMMs.
     at::Tensor heads = qkv.view({T, 3, nh, hd}).permute({1, 2, 0, 3}).contiguous();
     at::Tensor q = heads[0].mul_(scale), k = heads[1], v = heads[2];

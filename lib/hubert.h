@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "device.h"
 #include "hubert_config.h"
 
 namespace anitalker {
@@ -24,10 +25,16 @@ class Model {
  public:
   // The weights are float32 (dtype: another floating type for the whole
   // network).
-  Model(const Config& config, const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat);
+  // precision Bf16 (a CPU with AVX512_BF16, check_precision): the
+  // transformer's linear layers (q/k/v, output, feed-forward: nearly all the
+  // work) in bfloat16 with float32 sums; the rest float32.
+  Model(const Config& config, const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat,
+        Precision precision = Precision::Fp32);
   // dir holds config.json and pytorch_model.bin (or model.safetensors).
-  // One process-wide copy per (folder, device).
-  static std::shared_ptr<const Model> load(const std::string& dir, c10::Device device);
+  // One process-wide copy per (folder, device, precision).
+  static std::shared_ptr<const Model> load(const std::string& dir, c10::Device device,
+                                           Precision precision = Precision::Fp32);
+  Precision precision() const { return precision_; }
 
   const Config& config() const { return cfg_; }
   int num_states() const { return cfg_.layers + 1; }
@@ -52,6 +59,7 @@ class Model {
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
   at::ScalarType dtype_;
+  Precision precision_ = Precision::Fp32;
 };
 
 // The demo's video alignment (spec 1.7): edge-pad one frame at the end,

@@ -18,4 +18,9 @@ namespace anitalker {
 // where the rows are many; docs/performance.md).
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
 
+// The same with bfloat16 weights `w16` (out, in) on the CPU: x rounded to
+// bfloat16, the products summed in float32 by oneDNN, the result float32
+// plus the float32 bias b.
+at::Tensor linear_bf16(const at::Tensor& x, const at::Tensor& w16, const at::Tensor& b);
+
 }  // namespace anitalker

@@ -44,6 +44,7 @@ int bench_features(int argc, char** argv) {
   return cli::run("bench features", [&] {
     std::vector<int> seconds = {1, 5, 20};
     int repeat = 3, layers = 24, threads = 0;
+    bool bf16 = false, no_stream = false;
     std::string device = "cpu";
     cli::Options o("bench features",
                    "Builds HuBERT-large (chinese-hubert-large's layout, random weights), then times the forward pass "
@@ -51,6 +52,10 @@ int bench_features(int argc, char** argv) {
     o.integers("seconds", &seconds, 1, 600, "LIST", "clip lengths in seconds");
     o.integer("repeat", &repeat, 1, 100, "N", "runs of each; the median and range are printed");
     o.integer("layers", &layers, 1, 48, "N", "transformer layers (24 released)");
+    o.flag("bf16", &bf16,
+           "also HuBERT at precision=bf16 (its transformer's linear layers in bfloat16; a CPU with AVX512_BF16): "
+           "its time per clip against float32 and the distance of its hidden states from float32's");
+    o.flag("no-stream", &no_stream, "skip the streaming runs");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;
     cli::set_threads(threads);
@@ -65,6 +70,8 @@ int bench_features(int argc, char** argv) {
     double t0 = bench::now_s();
     auto model = anitalker::hubert::Model::load(dir, dev);
     const double t_load = bench::now_s() - t0;
+    // Refused here, naming the device, when the CPU has no AVX512_BF16.
+    const auto model16 = bf16 ? anitalker::hubert::Model::load(dir, dev, anitalker::Precision::Bf16) : nullptr;
     bench::remove_tree(dir);  // the mapping keeps the data
     std::printf("hubert   %d layers x %d, %d states; loaded in %.2f s   [transformers, a constant from another run: 11-15 s]\n", layers, model->hidden(),
                 model->num_states(), t_load);
@@ -86,12 +93,35 @@ int bench_features(int argc, char** argv) {
       const double gf = hubert_flops(model->config(), n) / s.median / 1e9;
       std::printf("%-6d s %12.1f %9.1f .. %-10.1f %10.1f %8.0f%% %12.2f\n", sec, 1000 * s.median / sec, 1000 * s.min / sec,
                   1000 * s.max / sec, gf, 100 * gf / roof, 1000 * sm.median / sec);
+      if (model16) {
+        model16->hidden_states(wave.slice(0, 0, 16000));  // warm-up
+        std::vector<double> t16;
+        at::Tensor hs16;
+        for (int r = 0; r < repeat; ++r) {
+          t0 = bench::now_s();
+          hs16 = model16->hidden_states(wave);
+          t16.push_back(bench::now_s() - t0);
+        }
+        const at::Tensor ref = model->hidden_states(wave);
+        // Per state: max |diff| over max |fp32|, and the mean |diff|; the
+        // worst state printed, and the last (what the motion model weighs in).
+        const at::Tensor d = (hs16 - ref).abs();
+        const at::Tensor rel = d.amax({1, 2}) / ref.abs().amax({1, 2});
+        const int64_t worst = rel.argmax().item<int64_t>();
+        const bench::Stats s16 = bench::stats(t16);
+        std::printf("  bf16 %12.1f %9.1f .. %-10.1f  %.2fx float32; hidden states: worst state %lld max %.3g of its "
+                    "max (mean abs %.3g), last state %.3g (mean abs %.3g)\n",
+                    1000 * s16.median / sec, 1000 * s16.min / sec, 1000 * s16.max / sec, s.median / s16.median,
+                    static_cast<long long>(worst), rel[worst].item<double>(), d[worst].mean().item<double>(),
+                    rel[-1].item<double>(), d[-1].mean().item<double>());
+      }
     }
     std::printf("GFLOP per second of audio (HuBERT, from the config): %.1f at 1 s\n", hubert_flops(model->config(), 16000) / 1e9);
     // Streaming as hubertenc does it (lib/feature_stream.h, the element's
     // own windowing): 10 s of audio pushed in 20 ms pieces; real-time
     // factor = 10 s / the time it took.
-    for (const auto& wc : std::vector<std::pair<int, int>>{{2000, 1000}, {500, 1000}, {120, 1000}}) {
+    for (const auto& wc : no_stream ? std::vector<std::pair<int, int>>{}
+                                    : std::vector<std::pair<int, int>>{{2000, 1000}, {500, 1000}, {120, 1000}}) {
       at::Tensor wave = at::randn({160000}).mul(0.1).contiguous();
       const float* w = wave.data_ptr<float>();
       std::vector<double> tw;

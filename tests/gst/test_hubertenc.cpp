@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "check_util.h"
+#include "device.h"
 #include "gstanitalkercaps.h"
 #include "hubert.h"
 #include "mfcc.h"
@@ -786,6 +787,41 @@ GST_START_TEST(test_no_model) {
 }
 GST_END_TEST;
 
+// precision: MFCC has no bf16 path (refused naming it and what it
+// supports); HuBERT runs bf16 where the CPU has AVX512_BF16, and fp16
+// nowhere on the CPU.
+GST_START_TEST(test_precision) {
+  struct Case {
+    std::string model;
+    const char* precision;
+    bool runs;
+    const char* says;
+  } cases[] = {
+      {"mfcc", "bf16", false, "MFCC has no bf16 path; MFCC on cpu supports fp32"},
+      {model_dir(), "fp16", false, "needs a CUDA device; HuBERT on cpu supports fp32"},
+      {model_dir(), "bf16", anitalker::cpu_has_bf16(), "no AVX512_BF16"},
+  };
+  for (const Case& c : cases) {
+    GstElement* e = gst_element_factory_make("hubertenc", nullptr);
+    g_object_set(e, "model", c.model.c_str(), nullptr);
+    gst_util_set_object_arg(G_OBJECT(e), "mode", "offline");
+    gst_util_set_object_arg(G_OBJECT(e), "precision", c.precision);
+    if (c.runs) {
+      fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_SUCCESS);
+      gst_element_set_state(e, GST_STATE_NULL);
+    } else {
+      gchar* debug = nullptr;
+      GError* err = checkutil::start_error(e, &debug);
+      fail_unless(g_error_matches(err, GST_LIBRARY_ERROR, GST_LIBRARY_ERROR_SETTINGS), "%s", err->message);
+      fail_unless(debug && strstr(debug, c.says) != nullptr, "%s: %s", c.precision, debug ? debug : "(none)");
+      g_error_free(err);
+      g_free(debug);
+    }
+    gst_object_unref(e);
+  }
+}
+GST_END_TEST;
+
 /* --- properties ------------------------------------------------------------------- */
 
 GST_START_TEST(test_properties) {
@@ -856,6 +892,7 @@ static Suite* hubertenc_suite() {
   tc = tcase_create("errors");
   tcase_add_test(tc, test_missing_model);
   tcase_add_test(tc, test_no_model);
+  tcase_add_test(tc, test_precision);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("properties");

@@ -1,5 +1,6 @@
 // HuBERT against transformers' HubertModel on the tiny fixture
 // (tests/data/audio, spec/audio-features.md 1), with the README tolerances.
+#include "device.h"
 #include "hubert.h"
 #include "feature_stream.h"
 
@@ -67,6 +68,27 @@ TEST(Hubert, IntermediatesAndHiddenStates) {
   at::Tensor padded = anitalker::hubert::pad_for_video(hs);
   expect_close(padded, read_npy_tensor(data("audio/ref/hubert_padded.npy")), 1e-4, 1e-4, "hubert_padded");
   EXPECT_TRUE(at::equal(padded.select(1, 103), padded.select(1, 102)));
+}
+
+// precision=bf16 (a CPU with AVX512_BF16): the transformer's linear layers in
+// bfloat16.  Held to the reference's hidden states by a bound relative to
+// each state's largest value; the measured distance is printed.
+TEST(Hubert, Bf16StaysNearTheReference) {
+  if (!anitalker::cpu_has_bf16()) {
+    EXPECT_THAT(error_of([&] { anitalker::hubert::Model::load(data("audio/tiny_hubert"), kCpu, anitalker::Precision::Bf16); }),
+                HasSubstr("AVX512_BF16"));
+    GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  }
+  auto m = anitalker::hubert::Model::load(data("audio/tiny_hubert"), kCpu, anitalker::Precision::Bf16);
+  EXPECT_NE(m, tiny());
+  const at::Tensor hs = m->hidden_states(wave());
+  const at::Tensor want = read_npy_tensor(data("audio/ref/hidden_states.npy"));
+  ASSERT_EQ(hs.sizes(), want.sizes());
+  const at::Tensor rel = (hs - want).abs().amax({1, 2}) / want.abs().amax({1, 2});
+  for (int64_t i = 0; i < rel.size(0); ++i) std::printf("bf16 hidden state %lld: max |diff| / max |reference| %.3g\n", (long long)i, rel[i].item<double>());
+  // State 0 (before the transformer) is float32: exact as above.
+  EXPECT_LE(rel[0].item<double>(), 1e-4);
+  EXPECT_LE(rel.max().item<double>(), 0.012);  // measured 0.0033-0.0057 (2026-12-04)
 }
 
 TEST(Hubert, TooShortInputIsAClearError) {
