@@ -434,13 +434,13 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
   c10::Device device(c10::kCPU);
   anitalker::Precision precision;
   if (!gst_anitalker_element_device(element, &device) ||
-      !gst_anitalker_element_precision(element, device, {anitalker::Precision::Fp32}, "the motion generator",
-                                       &precision))
+      !gst_anitalker_element_precision(element, device, {anitalker::Precision::Fp32, anitalker::Precision::Bf16},
+                                       "the motion generator", &precision))
     return FALSE;
   std::shared_ptr<const motion::Model> model;
   try {
-    model = type == GST_ANITALKER_MOTION_TYPE_AUTO ? motion::Model::load(checkpoint, device)
-                                                   : motion::Model::load(checkpoint, device, variant_of(type));
+    model = type == GST_ANITALKER_MOTION_TYPE_AUTO ? motion::Model::load(checkpoint, device, precision)
+                                                   : motion::Model::load(checkpoint, device, variant_of(type), precision);
   } catch (...) {
     GST_ANITALKER_POST_CURRENT_EXCEPTION(
         self, gst_anitalker_printf("Could not load the stage-2 checkpoint \"%s\".", checkpoint.c_str()), true);

@@ -13,6 +13,7 @@
 
 #include "checkpoint.h"
 #include "error.h"
+#include "kernels.h"
 #include "model_cache.h"
 #include "state_dict.h"
 #include "weights.h"
@@ -30,7 +31,9 @@ namespace {
 // 3.06-3.15 s.)
 struct Linear {
   at::Tensor w, b;
+  at::Tensor w16;  // Precision::Bf16: w in bfloat16 (made after the weights are placed, not walked)
   at::Tensor operator()(const at::Tensor& x) const {
+    if (w16.defined()) return anitalker::linear_bf16(x, w16, b);
     // w as a [out, in, 1] kernel: a view of the same memory.
     if (x.dim() == 3 && x.is_cpu()) return at::conv1d(x.transpose(1, 2), w.unsqueeze(-1), b).transpose(1, 2).contiguous();
     return at::linear(x, w, b);
@@ -61,9 +64,16 @@ Norm norm(const StateDict& sd, const std::string& p, int64_t d) { return {sd.get
 
 struct Conv1d {
   at::Tensor w, b;
+  at::Tensor w16;  // Precision::Bf16, pointwise convolutions only (not walked)
   int64_t stride = 1, pad = 0, groups = 1;
   // x channels-first (B,C,L)
   at::Tensor operator()(const at::Tensor& x) const {
+    if (w16.defined()) {
+      at::Tensor y = at::conv1d(x.to(at::kBFloat16), w16, c10::nullopt, at::IntArrayRef{stride}, at::IntArrayRef{pad},
+                                at::IntArrayRef{1}, groups)
+                         .to(x.scalar_type());
+      return b.defined() ? y.add_(b.unsqueeze(-1)) : y;
+    }
     return at::conv1d(x, w, b, at::IntArrayRef{stride}, at::IntArrayRef{pad}, at::IntArrayRef{1}, groups);
   }
   template <class F>
@@ -272,7 +282,9 @@ struct Model::Weights {
   }
 };
 
-Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype) : device_(device), dtype_(dtype) {
+Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Precision precision)
+    : device_(device), dtype_(dtype), precision_(precision) {
+  check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16}, "the motion generator");
   const std::string name = all.checkpoint().name();
   const StateDict sd = all.sub("ema_model.");
   auto w = std::make_shared<Weights>();
@@ -348,6 +360,11 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype) : d
   }
 
   place_weights(*w, device_, dtype_);
+  if (precision_ == Precision::Bf16)
+    for (Block& b : w->decoder) {
+      for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out}) l->w16 = l->w.to(at::kBFloat16);
+      for (Conv1d* c : {&b.pw1, &b.pw2}) c->w16 = c->w.to(at::kBFloat16);
+    }
   // cuDNN wants an LSTM's weights in one buffer; separate tensors make it
   // repack them at every call and warn each time.  This packs them once (the
   // tensors become views of the buffer), as PyTorch's flatten_parameters()
@@ -360,12 +377,17 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype) : d
   w_ = w;
 }
 
-std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device) {
-  return shared_model<Model>(path, device, [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device); });
+std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device, Precision precision) {
+  check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16}, "the motion generator");
+  return shared_model<Model>(
+      path, device,
+      [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device, at::kFloat, precision); },
+      precision_name(precision));
 }
 
-std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device, Variant expected) {
-  auto m = load(path, device);
+std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device, Variant expected,
+                                         Precision precision) {
+  auto m = load(path, device, precision);
   if (m->variant() != expected)
     throw Error(Error::Kind::Usage, path + ": a " + variant_name(m->variant()) + " checkpoint, but infer type " + variant_name(expected) + " was asked for");
   return m;

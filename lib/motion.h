@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "device.h"
+
 namespace anitalker {
 class StateDict;
 }
@@ -54,12 +56,20 @@ class Model {
   // wrong-shaped tensor.
   // The weights are float32 (dtype: another floating type for the whole
   // network).
-  Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat);
+  // precision Bf16 (a CPU with AVX512_BF16, check_precision): the
+  // denoiser's conformer blocks (their linear layers and pointwise
+  // convolutions: the work of every DDIM step) in bfloat16 with float32
+  // sums; the rest float32.
+  Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat,
+        Precision precision = Precision::Fp32);
 
-  // One process-wide copy per (file, device).
-  static std::shared_ptr<const Model> load(const std::string& path, c10::Device device);
+  // One process-wide copy per (file, device, precision).
+  static std::shared_ptr<const Model> load(const std::string& path, c10::Device device,
+                                           Precision precision = Precision::Fp32);
   // Same, and throws a Usage error if the file is not of the expected variant.
-  static std::shared_ptr<const Model> load(const std::string& path, c10::Device device, Variant expected);
+  static std::shared_ptr<const Model> load(const std::string& path, c10::Device device, Variant expected,
+                                           Precision precision = Precision::Fp32);
+  Precision precision() const { return precision_; }
 
   Variant variant() const { return variant_; }
   bool hubert() const { return variant_ == Variant::HubertAudioOnly || variant_ == Variant::HubertPoseOnly || variant_ == Variant::HubertFullControl; }
@@ -104,6 +114,7 @@ class Model {
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
   at::ScalarType dtype_;
+  Precision precision_ = Precision::Fp32;
   Variant variant_ = Variant::HubertAudioOnly;
   int motion_dim_ = 0, start_dim_ = 0, speech_dim_ = 0, decoder_dim_ = 0, audio_dim_ = 0, hubert_layers_ = 0;
   int64_t init_draws_ = 0, xT_numel_ = 0;

@@ -95,7 +95,7 @@ int bench_motion(int argc, char** argv) {
     std::vector<int> steps = {50, 25, 10};
     std::vector<const VariantInfo*> variants = {&kVariants[0], &kVariants[2]};
     std::vector<anitalker::motion::StreamConfig> streams(1);  // the element's defaults: 50:10:0, 50 steps
-    bool no_stream = false, prof = false;
+    bool no_stream = false, prof = false, bf16 = false;
     std::string device = "cpu";
     cli::Options o("bench motion",
                    "Builds each stage-2 variant at full size with random weights in the released layout, then:\n"
@@ -152,6 +152,9 @@ int bench_motion(int argc, char** argv) {
     o.flag("no-stream", &no_stream, "skip the streaming runs");
     o.integer("repeat", &repeat, 1, 100, "N", "runs of each");
     o.flag("profile", &prof, "list the ops of one denoiser pass by self time");
+    o.flag("bf16", &bf16,
+           "also offline at precision=bf16 (the denoiser's conformer blocks in bfloat16; a CPU with AVX512_BF16): "
+           "its time against float32 and the distance of its motion from float32's");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;
     const bool stream = !no_stream;
@@ -208,6 +211,7 @@ int bench_motion(int argc, char** argv) {
       t0 = bench::now_s();
       auto model = anitalker::motion::Model::load(path, dev);
       const double t_load = bench::now_s() - t0;
+      const auto model16 = bf16 ? anitalker::motion::Model::load(path, dev, anitalker::Precision::Bf16) : nullptr;
       std::remove(path.c_str());  // the mapping keeps the data
       const anitalker::motion::Model& m = *model;
       const std::string input = m.hubert() ? "hubert " + std::to_string(m.hubert_layers()) + " x " + std::to_string(m.audio_dim())
@@ -279,6 +283,23 @@ int bench_motion(int argc, char** argv) {
         if (ref != kReference.end() && seconds == 10 && st == 50)
           std::printf(" %7.1f s (%.2fx faster)", ref->second.second, ref->second.second / s.median);
         std::printf("\n");
+        if (model16) {
+          std::vector<double> t16;
+          anitalker::motion::Generated g16;
+          for (int r = 0; r < repeat; ++r) {
+            t0 = bench::now_s();
+            g16 = anitalker::motion::generate(*model16, start, direction, audio, ctl, noise, st);
+            sync();
+            t16.push_back(bench::now_s() - t0);
+          }
+          const anitalker::motion::Generated g = anitalker::motion::generate(m, start, direction, audio, ctl, noise, st);
+          const at::Tensor d = (g16.motion - g.motion).abs();
+          const bench::Stats s16 = bench::stats(t16);
+          std::printf("  bf16        %10.2f %9.2f .. %-10.2f %.2fx float32; motion: max |diff| %.3g (%.3g of max |fp32|), "
+                      "mean %.3g\n",
+                      s16.median, s16.min, s16.max, s.median / s16.median, d.max().item<double>(),
+                      d.max().item<double>() / g.motion.abs().max().item<double>(), d.mean().item<double>());
+        }
       }
 
       // Streaming: features arrive a window at a time; each ready window is
