@@ -21,14 +21,12 @@ namespace anitalker::hubert {
 
 namespace {
 
-// y = x w^T + b over time-major rows [T, in] (lib/kernels.h: oneDNN on the CPU).
-at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) { return anitalker::linear(x, w, b); }
-
 struct Linear {
   at::Tensor w, b;
   at::Tensor w16;  // Precision::Bf16: w in bfloat16 (made after the weights are placed, not walked)
   at::Tensor operator()(const at::Tensor& x) const {
-    return w16.defined() ? anitalker::linear_bf16(x, w16, b) : dense(x, w, b);
+    // Over time-major rows [T, in] (lib/kernels.h: oneDNN on the CPU).
+    return w16.defined() ? anitalker::linear_bf16(x, w16, b) : anitalker::linear(x, w, b);
   }
   template <class F>
   void each(F& f) {
@@ -126,7 +124,6 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device, at:
 }
 
 std::shared_ptr<const Model> Model::load(const std::string& dir, c10::Device device, Precision precision) {
-  check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16}, "HuBERT");
   return shared_model<Model>(dir, device, [&] {
     struct stat st;
     if (::stat(dir.c_str(), &st) != 0)
@@ -197,7 +194,7 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
     const Weights::Layer& L = w.layers[l];
     at::Tensor a = at::layer_norm(h, {H}, L.ln.w, L.ln.b, eps);
     at::Tensor qkv = L.qkv_w16.defined() ? anitalker::linear_bf16(a, L.qkv_w16, L.qkv_b)
-                                          : dense(a, L.qkv_w, L.qkv_b);  // [T, 3H]
+                                          : anitalker::linear(a, L.qkv_w, L.qkv_b);  // [T, 3H]
     // [T, 3H] -> q, k, v as [nh, T, hd], contiguous for the batched GEMMs.
     at::Tensor heads = qkv.view({T, 3, nh, hd}).permute({1, 2, 0, 3}).contiguous();
     at::Tensor q = heads[0].mul_(scale), k = heads[1], v = heads[2];

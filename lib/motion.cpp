@@ -378,7 +378,6 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
 }
 
 std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device, Precision precision) {
-  check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16}, "the motion generator");
   return shared_model<Model>(
       path, device,
       [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device, at::kFloat, precision); },

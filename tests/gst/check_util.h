@@ -6,6 +6,7 @@
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 
+#include <cstring>
 #include <map>
 #include <string>
 
@@ -59,6 +60,18 @@ inline GError* start_error(GstElement* element, gchar** debug) {
   gst_element_set_bus(element, nullptr);
   gst_object_unref(bus);
   return err;
+}
+
+// start_error() for a setting refused at start: LIBRARY SETTINGS, with
+// `says` in the debug text (and `message_says` in the message, if given).
+inline void expect_settings_refused(GstElement* element, const char* says, const char* message_says = nullptr) {
+  gchar* debug = nullptr;
+  GError* err = start_error(element, &debug);
+  fail_unless(g_error_matches(err, GST_LIBRARY_ERROR, GST_LIBRARY_ERROR_SETTINGS), "%s", err->message);
+  if (message_says) fail_unless(strstr(err->message, message_says) != nullptr, "%s", err->message);
+  fail_unless(debug && strstr(debug, says) != nullptr, "%s: %s", err->message, debug ? debug : "(none)");
+  g_error_free(err);
+  g_free(debug);
 }
 
 // Waits for EOS on the pipeline's bus; fails on an error message or when
