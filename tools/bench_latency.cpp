@@ -48,6 +48,7 @@ struct Result {
   double first = 0, p50 = 0, p95 = 0, max = 0;
   double trend = 0;      // steady delay's slope, ms per minute of stream (drift)
   double av_offset = 0;  // worst video-behind-audio at synchronised sinks: max(0, out delay - configured), s
+  bool retried = false;  // failed --check and was run again (--retries)
 };
 
 Result run_preset(const std::string& preset, long long seconds, const live_probe::Chain& chain) {
@@ -252,13 +253,19 @@ int quality_cost(const std::string& models, const std::string& audio_path, long 
   return 0;
 }
 
+// What --check demands of one run.
+bool passes(const Result& r) {
+  return r.frames == r.expected && r.monotonic && r.late == 0 && r.reported > 0 && r.max >= 0.8 * r.reported &&
+         r.max <= r.reported;
+}
+
 }  // namespace
 
 int bench_latency(int argc, char** argv) {
   return cli::run("bench latency", [&] {
     live_probe::Chain chain;
     std::string presets = "low,balanced,quality", audio = "tests/data/audio/speech_2s_16k.wav";
-    long long seconds = 10;
+    long long seconds = 10, retries = 0;
     bool check = false, stand_in = false, cost = false;
     cli::Options o("bench latency",
                    "Runs the anitalker bin live (a live audio source, the pipeline clock, a synchronised sink) for "
@@ -274,6 +281,10 @@ int bench_latency(int argc, char** argv) {
     o.flag("check", &check,
            "exit 1 on a wrong frame count, timestamps that do not increase, a late frame, or a measured maximum "
            "delay above the reported latency or more than 20% below it");
+    o.integer("retries", &retries, 0, 5, "N",
+              "with --check: run a preset that fails again, up to N times; it fails only when every run fails (the "
+              "real clock on a shared machine: another process's burst makes one run late, while a chain that "
+              "reports too little latency fails every run)");
     o.flag("stand-in-renderer", &stand_in,
            "replace stage1.ckpt by a 64x64 renderer with the released code widths (random weights): hubertenc and "
            "anitalkermotion at full size on a CPU, without the renderer's cost (which is the GPU's on a real "
@@ -301,7 +312,16 @@ int bench_latency(int argc, char** argv) {
     std::vector<Result> results;
     std::stringstream list(presets);
     try {
-      for (std::string p; std::getline(list, p, ',');) results.push_back(run_preset(p, seconds, chain));
+      for (std::string p; std::getline(list, p, ',');) {
+        results.push_back(run_preset(p, seconds, chain));
+        for (long long k = 1; k <= retries && check && !passes(results.back()); k++) {
+          results.back().retried = true;
+          std::fprintf(stderr, "bench latency: %s failed its check; running it again (%lld of %lld)\n", p.c_str(), k,
+                       retries);
+          results.push_back(run_preset(p, seconds, chain));
+          results.back().preset += " #" + std::to_string(k + 1);
+        }
+      }
     } catch (...) {
       if (!stage1.empty()) std::remove(stage1.c_str());
       throw;
@@ -314,13 +334,11 @@ int bench_latency(int argc, char** argv) {
                 "p95", "max", "max/rep", "late", "frames", "A/V max", "ms/min");
     bool ok = true;
     for (const Result& r : results) {
-      std::printf("%-9s %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %9.2f %6lld %4lld/%-4lld %8.3fs %9.2f%s\n",
+      if (!r.retried && !passes(r)) ok = false;
+      std::printf("%-9s %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %9.2f %6lld %4lld/%-4lld %8.3fs %9.2f%s%s\n",
                   r.preset.c_str(), r.reported, r.configured, r.first, r.p50, r.p95, r.max,
                   r.reported > 0 ? r.max / r.reported : 0.0, r.late, r.frames, r.expected, r.av_offset, r.trend,
-                  r.monotonic ? "" : " (timestamps not increasing)");
-      if (r.frames != r.expected || !r.monotonic || r.late > 0 || r.reported <= 0 || r.max < 0.8 * r.reported ||
-          r.max > r.reported)
-        ok = false;
+                  r.monotonic ? "" : " (timestamps not increasing)", r.retried ? " (failed; run again)" : "");
     }
     if (check && !ok) {
       std::fprintf(stderr,
