@@ -134,6 +134,7 @@ struct _GstAnitalkerBin {
   gboolean face_sr;
   gchar* device;
   GstAnitalkerMode mode;
+  gint precision;  // GstAnitalkerPrecision
   gboolean paste_back;
   GstAnitalkerLatency latency;
 };
@@ -264,7 +265,6 @@ static const struct {
     {PROP_FACE_INDEX, "face-index", RENDER},
     {PROP_MAX_BATCH, "max-batch", RENDER},
     {PROP_MAX_BATCH_DELAY, "max-batch-delay", RENDER},
-    {PROP_PRECISION, "precision", RENDER},
     {PROP_MAX_SIZE, "max-size", PASTE},
     {PROP_FEATHER, "feather", PASTE},
     {PROP_COLOUR_MATCH, "colour-match", PASTE},
@@ -359,6 +359,23 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
                         GST_TYPE_ANITALKER_LATENCY, GST_ANITALKER_LATENCY_QUALITY,
                         (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
 
+  /**
+   * GstAnitalkerBin:precision:
+   *
+   * The arithmetic of every network with a reduced-precision path: set on
+   * hubertenc (with HuBERT; MFCC has no network and stays fp32),
+   * anitalkermotion and anitalkerrender.  Face restoration (gfpgansr) has
+   * no bf16 path and stays fp32.  A child that cannot run it refuses at
+   * start, naming the device and what it supports.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_PRECISION,
+      g_param_spec_enum("precision", "Precision",
+                        "Arithmetic of HuBERT, the motion generator and the renderer: fp32 (exact, as the reference), "
+                        "bf16 (a CPU with AVX512_BF16: about 1.3-1.5x each, results not exact) or fp16 (CUDA; no "
+                        "path yet); MFCC and face restoration stay fp32",
+                        GST_TYPE_ANITALKER_PRECISION, GST_ANITALKER_PRECISION_FP32, ready));
+
   g_object_class_install_property(
       gobject_class, PROP_PASTE_BACK,
       g_param_spec_boolean("paste-back", "Paste back",
@@ -399,6 +416,7 @@ static void gst_anitalker_bin_init(GstAnitalkerBin* self) {
   self->face_sr = FALSE;
   self->device = g_strdup(DEFAULT_DEVICE);
   self->mode = DEFAULT_MODE;
+  self->precision = GST_ANITALKER_PRECISION_FP32;
   self->paste_back = FALSE;
   self->latency = GST_ANITALKER_LATENCY_QUALITY;
   self->sr = nullptr;
@@ -512,6 +530,9 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
     case PROP_MODE:
       self->mode = (GstAnitalkerMode)g_value_get_enum(value);
       break;
+    case PROP_PRECISION:
+      self->precision = g_value_get_enum(value);
+      break;
     case PROP_PASTE_BACK:
       self->paste_back = g_value_get_boolean(value);
       break;
@@ -563,6 +584,9 @@ static void gst_anitalker_bin_get_property(GObject* object, guint prop_id, GValu
       break;
     case PROP_MODE:
       g_value_set_enum(value, self->mode);
+      break;
+    case PROP_PRECISION:
+      g_value_set_enum(value, self->precision);
       break;
     case PROP_PASTE_BACK:
       g_value_set_boolean(value, self->paste_back);
@@ -667,6 +691,7 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
   const bool face_sr = self->face_sr;
   const std::string device = dup_or(self->device, DEFAULT_DEVICE);
   const GstAnitalkerMode mode = self->mode;
+  const gint precision = self->precision;
   const bool paste_back = self->paste_back;
   GST_OBJECT_UNLOCK(self);
   // crop=auto without a face box runs the detector: its file is needed.
@@ -714,13 +739,15 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
 
   GST_INFO_OBJECT(self, "variant %s: %s, %s, %s", variant_name.c_str(), files.stage1.c_str(), files.stage2.c_str(),
                   files.hubert_dir.empty() ? "mfcc" : files.hubert_dir.c_str());
-  g_object_set(self->features, "model", files.hubert_dir.empty() ? "mfcc" : files.hubert_dir.c_str(), "device",
-               device.c_str(), nullptr);
+  const bool mfcc = files.hubert_dir.empty();
+  g_object_set(self->features, "model", mfcc ? "mfcc" : files.hubert_dir.c_str(), "device", device.c_str(),
+               "precision", mfcc ? (gint)GST_ANITALKER_PRECISION_FP32 : precision, nullptr);
   g_object_set(self->motion, "checkpoint", files.stage2.c_str(), "type", variant, "device", device.c_str(), "mode",
-               mode, nullptr);
+               mode, "precision", precision, nullptr);
   g_object_set(self->features, "mode", mode, nullptr);
   g_object_set(self->render, "checkpoint", files.stage1.c_str(), "portrait", portrait.c_str(), "device",
-               device.c_str(), "detector", files.detector.empty() ? nullptr : files.detector.c_str(), nullptr);
+               device.c_str(), "detector", files.detector.empty() ? nullptr : files.detector.c_str(), "precision",
+               precision, nullptr);
   return gst_anitalker_bin_set_tail(self, face_sr, paste_back, files, device) ? TRUE : FALSE;
 }
 

@@ -650,8 +650,9 @@ int cmd_generate(int argc, char** argv) {
     opt.choice("codec", &o.codec, {"h264", "vp9"}, "h264 (default for .mp4) or vp9 (the only one for .webm)");
     opt.device(&o.device);
     opt.precision(&o.precision,
-                  "the renderer's arithmetic (the bin's precision): fp32 (exact), bf16 (a CPU with AVX512_BF16, "
-                  "1.5x, frames not exact); the other stages run fp32");
+                  "the arithmetic of HuBERT, the motion generator and the renderer (the bin's precision): fp32 "
+                  "(exact), bf16 (a CPU with AVX512_BF16: about 1.3-1.5x each, results not exact); MFCC and "
+                  "--face-sr stay fp32");
     opt.choice("mode", &o.mode, {"offline", "streaming", "auto"}, "offline is exact, as the reference");
     opt.flag("quiet", &o.quiet, "no progress");
     if (!opt.parse(argc, argv)) return 0;
@@ -662,7 +663,8 @@ int cmd_generate(int argc, char** argv) {
     const anitalker::Precision precision = anitalker::parse_precision(o.precision);
     if (precision != anitalker::Precision::Fp32)
       anitalker::check_precision(precision, anitalker::parse_device(o.device), "--precision",
-                                 {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "the renderer");
+                                 {anitalker::Precision::Fp32, anitalker::Precision::Bf16},
+                                 "each network");
     // The crop, as the renderer will read it.
     const anitalker::crop::Spec spec =
         anitalker::crop::make_spec(o.crop, o.face_box, o.crop_ratio, o.face_index, "--crop", "--face-box");

@@ -778,6 +778,40 @@ GST_START_TEST(test_offline_limit) {
 }
 GST_END_TEST;
 
+// The bin's precision reaches every network with a reduced-precision path:
+// hubertenc with HuBERT, anitalkermotion and anitalkerrender; MFCC and
+// face restoration stay fp32.  (Set when the bin configures its children,
+// before they start, so it holds on a CPU without bf16 as well.)
+GST_START_TEST(test_bin_precision) {
+  for (const char* variant : {"hubert_audio_only", "mfcc_pose_only"}) {
+    GstElement* bin = gst_element_factory_make("anitalker", nullptr);
+    fail_unless(bin != nullptr);
+    gint p = -1;
+    g_object_get(bin, "precision", &p, nullptr);
+    fail_unless_equals_int(p, 0);  // fp32
+    g_object_set(bin, "models-dir", data_path("chain").c_str(), "portrait",
+                 data_path("renderer/monalisa.jpg").c_str(), nullptr);
+    gst_util_set_object_arg(G_OBJECT(bin), "variant", variant);
+    gst_util_set_object_arg(G_OBJECT(bin), "precision", "bf16");
+    fail_unless_equals_int(gst_element_set_state(bin, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
+    g_object_get(bin, "precision", &p, nullptr);
+    fail_unless_equals_int(p, 1);  // bf16
+    const bool mfcc = strncmp(variant, "mfcc", 4) == 0;
+    for (const char* child : {"features", "motion", "render"}) {
+      GstElement* c = gst_bin_get_by_name(GST_BIN(bin), child);
+      fail_unless(c != nullptr, "%s", child);
+      gint cp = -1;
+      g_object_get(c, "precision", &cp, nullptr);
+      const gint expected = (mfcc && strcmp(child, "features") == 0) ? 0 : 1;
+      fail_unless(cp == expected, "%s %s: precision %d, expected %d", variant, child, cp, expected);
+      gst_object_unref(c);
+    }
+    gst_element_set_state(bin, GST_STATE_NULL);
+    gst_object_unref(bin);
+  }
+}
+GST_END_TEST;
+
 GST_START_TEST(test_properties) {
   GstElement* e = gst_element_factory_make("anitalkermotion", nullptr);
   guint steps, window, context, lookahead;
@@ -831,6 +865,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_non_finite_features);
   tcase_add_test(tc, test_bad_pose_file);
   tcase_add_test(tc, test_properties);
+  tcase_add_test(tc, test_bin_precision);
   tcase_add_test(tc, test_bad_control);
   tcase_add_test(tc, test_offline_limit);
   suite_add_tcase(s, tc);

@@ -155,7 +155,18 @@ if [ $rc -ne 0 ]; then  # a CPU build: the reason comes with the error
 fi
 gen --portrait face.jpg --audio speech.wav --out fp16.mp4 --precision fp16 2>err.txt; rc=$?
 check "--precision fp16 on the CPU is refused before anything runs (rc $rc: $(cat err.txt))" \
-  bash -c "[ $rc -eq 2 ] && grep -q 'needs a CUDA device; the renderer on cpu supports fp32' err.txt && [ ! -e fp16.mp4 ]"
+  bash -c "[ $rc -eq 2 ] && grep -q 'needs a CUDA device; each network on cpu supports fp32' err.txt && [ ! -e fp16.mp4 ]"
+# bf16 (HuBERT, motion and the renderer) on a CPU that has it: a whole
+# video; without it, refused before anything runs.
+gen --portrait face.jpg --audio speech.wav --out bf16.mp4 --precision bf16 2>err.txt; rc=$?
+if grep -qw avx512_bf16 /proc/cpuinfo; then
+  n=$( [ -e bf16.mp4 ] && frames bf16.mp4 || echo 0)
+  check "--precision bf16 makes the video (rc $rc, $n frames: $(cat err.txt))" \
+    bash -c "[ $rc -eq 0 ] && [ ${n:-0} -gt 0 ]"
+else
+  check "--precision bf16 without AVX512_BF16 is refused (rc $rc: $(cat err.txt))" \
+    bash -c "[ $rc -eq 2 ] && grep -q 'AVX512_BF16' err.txt && [ ! -e bf16.mp4 ]"
+fi
 check "no temporary file left at the end ($(leftovers))" test "$(leftovers)" -eq 0
 [ $fail -eq 0 ] && echo "all passed"
 exit $fail
