@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <mutex>
 #include <sstream>
@@ -168,7 +169,10 @@ const PresetWindows kPresetWindows[] = {
 // with the stream's noise, and the seam jumps (mean |x[t] - x[t-1]| at the
 // window edges over the mean elsewhere).
 int quality_cost(const std::string& models, const std::string& audio_path, long long seconds, int steps,
-                 const std::string& variant) {
+                 const std::string& variant, const std::vector<int>& custom) {
+  std::vector<PresetWindows> presets(std::begin(kPresetWindows), std::end(kPresetWindows));
+  if (custom.size() == 6)
+    presets.push_back({"windows", custom[0], custom[1], custom[2], custom[3], custom[4], custom[5]});
   c10::InferenceMode guard;
   const anitalker::Audio wav = anitalker::read_wav(audio_path);
   if (wav.sample_rate != 16000) throw cli::UsageError(audio_path + ": expected 16 kHz audio");
@@ -197,7 +201,7 @@ int quality_cost(const std::string& models, const std::string& audio_path, long 
   std::printf("HuBERT features, streamed vs offline (abs difference; |offline| mean %.3f):\n",
               offline.abs().mean().item<double>());
   std::printf("  %-9s %9s %9s %9s %9s %9s\n", "preset", "mean", "max", "mean L0", "mean L12", "mean L24");
-  for (const PresetWindows& p : kPresetWindows) {
+  for (const PresetWindows& p : presets) {
     const at::Tensor d = (features({p.fw, p.fc, p.fl}) - offline).abs();
     const int64_t L = d.size(1);
     std::printf("  %-9s %9.4f %9.3f %9.4f %9.4f %9.4f\n", p.name, d.mean().item<double>(), d.max().item<double>(),
@@ -218,7 +222,7 @@ int quality_cost(const std::string& models, const std::string& audio_path, long 
   std::printf("motion, streamed vs offline (the same noise; |offline| mean %.3f):\n", off.abs().mean().item<double>());
   std::printf("  %-9s %9s %9s %11s\n", "preset", "mean", "max", "seam ratio");
   const int64_t per = offline.size(1) * offline.size(2);
-  for (const PresetWindows& p : kPresetWindows) {
+  for (const PresetWindows& p : presets) {
     motion::StreamConfig cfg;
     cfg.window = p.mw;
     cfg.context = p.mc;
@@ -294,11 +298,25 @@ int bench_latency(int argc, char** argv) {
            "state) and motion (mean and max abs, seam jumps), streamed through the elements' own windowing (lib) "
            "against one offline run, on --audio looped to SECONDS");
     o.text("audio", &audio, "WAV", "with --quality-cost: the speech");
+    std::string windows;
+    o.text("windows", &windows, "FW,FC,FL,MW,MC,ML",
+           "try other windows: hubertenc's window, context and look-ahead (ms) and anitalkermotion's (frames), set "
+           "on the children over each preset's; with --quality-cost, one more row");
     if (!o.parse(argc, argv)) return 0;
+    if (!windows.empty()) {
+      for (const std::string& v : cli::split(windows)) {
+        char* end = nullptr;
+        const long n = std::strtol(v.c_str(), &end, 10);
+        if (v.empty() || *end != 0 || n < 0 || n > 100000)
+          throw cli::UsageError("--windows: '" + v + "' is not a number from 0 to 100000");
+        chain.windows.push_back((int)n);
+      }
+      if (chain.windows.size() != 6) throw cli::UsageError("--windows: six numbers, FW,FC,FL,MW,MC,ML");
+    }
     const std::string &models = chain.models, &variant = chain.variant, &device = chain.device;
     const int steps = chain.steps;
     for (const std::string& p : cli::split(presets)) live_probe::check_preset(p);
-    if (cost) return quality_cost(models, audio, seconds, steps, variant);
+    if (cost) return quality_cost(models, audio, seconds, steps, variant, chain.windows);
     gst_init(nullptr, nullptr);
     std::string stage1;
     if (stand_in) {
@@ -328,8 +346,9 @@ int bench_latency(int argc, char** argv) {
     }
     if (!stage1.empty()) std::remove(stage1.c_str());
 
-    std::printf("latency: %s%s, %s, %d steps, %lld s of live audio per preset, device %s\n", models.c_str(),
-                stand_in ? " (stand-in 64x64 renderer)" : "", variant.c_str(), steps, seconds, device.c_str());
+    std::printf("latency: %s%s, %s, %d steps, %lld s of live audio per preset, device %s, %s\n", models.c_str(),
+                stand_in ? " (stand-in 64x64 renderer)" : "", variant.c_str(), steps, seconds, device.c_str(),
+                chain.precision.c_str());
     std::printf("%-9s %9s %9s %9s %9s %9s %9s %9s %6s %9s %9s %9s\n", "preset", "reported", "config", "first", "p50",
                 "p95", "max", "max/rep", "late", "frames", "A/V max", "ms/min");
     bool ok = true;

@@ -100,11 +100,15 @@ inline long long expected_frames(const std::string& variant, long long samples) 
 // What a live run of the bin uses.
 struct Chain {
   std::string models = "tests/data/chain", portrait = "tests/data/renderer/monalisa.jpg",
-              variant = "hubert_audio_only", device = "cpu", stage1;  // stage1: an override, or empty
+              variant = "hubert_audio_only", device = "cpu", precision = "fp32",
+              stage1;  // stage1: an override, or empty
   int steps = 10;
   // The renderer's max-batch and max-batch-delay (us): above 1, the
   // pipelines of the process share one renderer.
   int max_batch = 1, max_batch_delay = 2000;
+  // --windows: hubertenc window, context, look-ahead (ms), anitalkermotion
+  // window, context, look-ahead (frames) over the preset's; empty: the preset's.
+  std::vector<int> windows;
 };
 
 // The options of the live benches that choose the chain (defaults: the tiny
@@ -116,7 +120,12 @@ inline void chain_options(cli::Options& o, Chain* c, bool device = true) {
            {"hubert_audio_only", "hubert_pose_only", "hubert_full_control", "mfcc_pose_only", "mfcc_full_control"},
            "the stage-2 variant");
   o.integer("steps", &c->steps, 1, 1000, "N", "DDIM steps");
-  if (device) o.device(&c->device);
+  if (device) {
+    o.device(&c->device);
+    o.precision(&c->precision,
+                "the bin's precision: fp32, or bf16 for HuBERT, the motion generator and the renderer (a CPU with "
+                "AVX512_BF16)");
+  }
 }
 
 // "low", "balanced" or "quality" (the bin's latency presets); a UsageError otherwise.
@@ -141,6 +150,17 @@ inline GstElement* live_pipeline(long long buffers, const std::string& preset, c
   g_object_set(talk, "models-dir", c.models.c_str(), "portrait", c.portrait.c_str(), "steps", (guint)c.steps, "seed",
                seed, "device", c.device.c_str(), nullptr);
   if (!c.stage1.empty()) g_object_set(talk, "stage1", c.stage1.c_str(), nullptr);
+  gst_util_set_object_arg(G_OBJECT(talk), "precision", c.precision.c_str());
+  if (c.windows.size() == 6) {
+    GstElement* features = gst_bin_get_by_name(GST_BIN(talk), "features");
+    GstElement* motion = gst_bin_get_by_name(GST_BIN(talk), "motion");
+    g_object_set(features, "lookahead", 0u, "window", (guint)c.windows[0], "context", (guint)c.windows[1],
+                 "lookahead", (guint)c.windows[2], nullptr);
+    g_object_set(motion, "lookahead", 0u, "window", (guint)c.windows[3], "context", (guint)c.windows[4],
+                 "lookahead", (guint)c.windows[5], nullptr);
+    gst_object_unref(features);
+    gst_object_unref(motion);
+  }
   g_object_set(talk, "max-batch", (guint)c.max_batch, "max-batch-delay", (guint)c.max_batch_delay, nullptr);
   frames->pipe = pipe;
   GstPad* out = gst_element_get_static_pad(talk, "src");
