@@ -241,6 +241,35 @@ void gst_anitalker_element_add_compute(GstAnitalkerElement* self, gint64 since_u
     gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
 }
 
+gssize gst_anitalker_element_take_frames(GstAnitalkerElement* self, GstBuffer* buffer, gsize frame_floats,
+                                         const char* what, guint64 first, std::vector<float>* out) {
+  const gsize size = gst_buffer_get_size(buffer), frame_bytes = frame_floats * sizeof(float);
+  if (frame_floats == 0 || size % frame_bytes != 0) {
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+                      ("A %s buffer of %" G_GSIZE_FORMAT " bytes is not a whole number of frames of %" G_GSIZE_FORMAT
+                       " float32 values (%" G_GSIZE_FORMAT " bytes each).",
+                       what, size, frame_floats, frame_bytes),
+                      (nullptr));
+    return -1;
+  }
+  const gsize count = size / frame_bytes, old = out->size();
+  if (count == 0) return 0;
+  out->resize(old + count * frame_floats);
+  gst_buffer_extract(buffer, 0, out->data() + old, size);
+  const gssize bad = gst_anitalker_first_non_finite(out->data() + old, count * frame_floats);
+  if (bad >= 0) {
+    out->resize(old);
+    gchar* name = g_strdup(what);
+    name[0] = g_ascii_toupper(name[0]);
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+                      ("%s frame %" G_GUINT64_FORMAT " holds NaN or inf.", name, first + (guint64)bad / frame_floats),
+                      ("value %" G_GSIZE_FORMAT " of the frame; the values must be finite", (gsize)bad % frame_floats));
+    g_free(name);
+    return -1;
+  }
+  return (gssize)count;
+}
+
 void gst_anitalker_element_anchor(GstAnitalkerElement* self, GstBuffer* input) {
   if (GST_CLOCK_TIME_IS_VALID(self->t0)) return;
   self->t0 = input && GST_BUFFER_PTS_IS_VALID(input) ? GST_BUFFER_PTS(input) : self->segment.start;

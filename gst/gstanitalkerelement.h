@@ -193,6 +193,14 @@ void gst_anitalker_element_add_compute(GstAnitalkerElement* self, gint64 since_u
 // start when it has no PTS), if not anchored yet.
 void gst_anitalker_element_anchor(GstAnitalkerElement* self, GstBuffer* input);
 
+// Appends the float32 frames of `buffer` (`frame_floats` values each) to
+// *out and returns how many there were.  A size that is not whole frames, or
+// a NaN or inf, posts STREAM FORMAT naming `what` ("features", "motion") and
+// the frame (counted from `first`, the frames taken before), leaves *out as
+// it was and returns -1.
+gssize gst_anitalker_element_take_frames(GstAnitalkerElement* self, GstBuffer* buffer, gsize frame_floats,
+                                         const char* what, guint64 first, std::vector<float>* out);
+
 // Pushes `count` frames of `frame_floats` float32 values (time-major) in
 // buffers of at most `per_buffer` frames, frame indices self->emitted on, at
 // `rate` frames a second: PTS t0 + index / rate, OFFSET the index, DISCONT

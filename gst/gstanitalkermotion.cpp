@@ -791,37 +791,14 @@ static GstFlowReturn gst_anitalker_motion_handle_buffer(GstAnitalkerElement* ele
     frame_floats = (size_t)(m.hubert() ? m.hubert_layers() : 1) * (size_t)m.audio_dim();
     rate = m.hubert() ? 50 : 100;
   }
-  const gsize size = gst_buffer_get_size(buffer);
-  if (size % (frame_floats * sizeof(float)) != 0) {
-    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
-                      ("A features buffer of %" G_GSIZE_FORMAT " bytes is not a whole number of frames of %" G_GSIZE_FORMAT
-                       " floats.",
-                       size, frame_floats),
-                      (nullptr));
-    return GST_FLOW_ERROR;
-  }
   const bool streaming = gst_anitalker_element_streaming(element);
   gst_anitalker_element_anchor(element, buffer);
-  const gsize frames = size / (frame_floats * sizeof(float));
-  GstMapInfo map;
-  if (!gst_buffer_map(buffer, &map, GST_MAP_READ)) {
-    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not map a features buffer."), (nullptr));
-    return GST_FLOW_ERROR;
-  }
-  const float* data = reinterpret_cast<const float*>(map.data);
-  const gssize bad = gst_anitalker_first_non_finite(data, frames * frame_floats);
-  if (bad >= 0) {
-    gst_buffer_unmap(buffer, &map);
-    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
-                      ("Feature frame %" G_GUINT64_FORMAT " holds NaN or inf.", st->received + (guint64)bad / frame_floats),
-                      ("value %" G_GSIZE_FORMAT " of the frame; features must be finite", (gsize)bad % frame_floats));
-    return GST_FLOW_ERROR;
-  }
-  if (streaming)
-    st->stream->push(data, (int64_t)frames);
-  else
-    st->features.insert(st->features.end(), data, data + frames * frame_floats);
-  gst_buffer_unmap(buffer, &map);
+  // Offline: gathered for the whole utterance; streaming: into the windows.
+  std::vector<float> piece;
+  const gssize frames = gst_anitalker_element_take_frames(element, buffer, frame_floats, "feature", st->received,
+                                                          streaming ? &piece : &st->features);
+  if (frames < 0) return GST_FLOW_ERROR;
+  if (streaming) st->stream->push(piece.data(), (int64_t)frames);
   st->received += frames;
   if (!streaming) {
     const int over = gst_anitalker_element_check_offline_limit(element, (double)st->received / rate);

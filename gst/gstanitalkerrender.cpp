@@ -125,10 +125,12 @@ struct RenderState {
   bool have_out_caps = false;
   GstAnitalkerFrameClock clock;  // the held frames' timing
   std::vector<float> motion;     // the held frames x dims, time-major
+  guint64 received = 0;          // frames since the stream (re)started, for messages
 
   void reset_stream() {
     clock.reset();
     motion.clear();
+    received = 0;
   }
 };
 
@@ -757,16 +759,12 @@ static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* ele
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Motion data arrived before its caps."), (nullptr));
     return GST_FLOW_NOT_NEGOTIATED;
   }
-  const gsize size = gst_buffer_get_size(buffer);
-  const gsize frame_bytes = sizeof(float) * (gsize)st->dims;
-  if (size % frame_bytes != 0) {
-    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
-                      ("A motion buffer of %" G_GSIZE_FORMAT " bytes is not a whole number of frames of %d float32 "
-                       "values (%" G_GSIZE_FORMAT " bytes each).",
-                       size, st->dims, frame_bytes),
-                      (nullptr));
-    return GST_FLOW_ERROR;
-  }
+  // Checked before anything else happens (a portrait encode, a drain).
+  std::vector<float> piece;
+  const gssize count =
+      gst_anitalker_element_take_frames(element, buffer, (gsize)st->dims, "motion", st->received, &piece);
+  if (count < 0) return GST_FLOW_ERROR;
+  st->received += (guint64)count;
 
   // Settings are picked up at buffer boundaries.
   GST_OBJECT_LOCK(self);
@@ -789,18 +787,7 @@ static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* ele
   gst_anitalker_render_announce_portrait(self, serial);
   gst_anitalker_render_send_crop(self, serial);
 
-  const gsize count = size / frame_bytes;
-  const size_t old = st->motion.size();
-  st->motion.resize(old + count * st->dims);
-  gst_buffer_extract(buffer, 0, st->motion.data() + old, size);
-  const gssize bad = gst_anitalker_first_non_finite(st->motion.data() + old, count * st->dims);
-  if (bad >= 0) {
-    st->motion.resize(old);
-    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
-                      ("Motion frame %" G_GUINT64_FORMAT " of a buffer holds NaN or inf.", (guint64)(bad / st->dims)),
-                      ("value %" G_GSSIZE_FORMAT " of the frame; motion codes must be finite", bad % st->dims));
-    return GST_FLOW_ERROR;
-  }
+  st->motion.insert(st->motion.end(), piece.begin(), piece.end());
   st->clock.stamp(element, buffer, count);
 
   while (st->clock.held() >= batch) {

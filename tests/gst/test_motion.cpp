@@ -635,6 +635,35 @@ GST_START_TEST(test_non_finite_features) {
 }
 GST_END_TEST;
 
+// A buffer that is not whole frames, and a NaN in a later buffer: errors
+// naming the frame size, and the frame counted from the stream's start.
+GST_START_TEST(test_partial_and_later_non_finite) {
+  GstHarness* h = new_harness("mfcc_pose_only");
+  std::vector<float> v(3 * kMfcc, 0.5f);
+  fail_unless_equals_int(gst_harness_push(h, gst_buffer_new_memdup(v.data(), v.size() * sizeof(float))), GST_FLOW_OK);
+  v.assign(4 * kMfcc, 0.5f);
+  v[2 * kMfcc + 7] = std::numeric_limits<float>::quiet_NaN();
+  fail_unless_equals_int(gst_harness_push(h, gst_buffer_new_memdup(v.data(), v.size() * sizeof(float))), GST_FLOW_ERROR);
+  gchar* debug = nullptr;
+  GError* err = element_error(h, &debug);
+  fail_unless(strstr(err->message, "Feature frame 5 holds NaN or inf"), "%s", err->message);
+  fail_unless(strstr(debug, "value 7 of the frame"), "%s", debug);
+  g_error_free(err);
+  g_free(debug);
+  gst_harness_teardown(h);
+
+  h = new_harness("mfcc_pose_only");
+  v.assign(2 * kMfcc + 1, 0.5f);
+  fail_unless_equals_int(gst_harness_push(h, gst_buffer_new_memdup(v.data(), v.size() * sizeof(float))), GST_FLOW_ERROR);
+  err = element_error(h, &debug);
+  fail_unless(g_error_matches(err, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT), "%s", err->message);
+  fail_unless(strstr(err->message, "not a whole number of frames of 39 float32 values"), "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 // Pose files of the wrong shape or with NaN fail the start, naming the file.
 GST_START_TEST(test_bad_pose_file) {
   gchar* dir = g_dir_make_tmp("anitalker-pose-XXXXXX", nullptr);
@@ -863,6 +892,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_wrong_features);
   tcase_add_test(tc, test_no_codes);
   tcase_add_test(tc, test_non_finite_features);
+  tcase_add_test(tc, test_partial_and_later_non_finite);
   tcase_add_test(tc, test_bad_pose_file);
   tcase_add_test(tc, test_properties);
   tcase_add_test(tc, test_bin_precision);
