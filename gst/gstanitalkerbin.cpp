@@ -140,16 +140,19 @@ struct _GstAnitalkerBin {
 };
 
 // The latency presets: streaming window settings of hubertenc (ms) and
-// anitalkermotion (frames of 40 ms).  docs/elements.md has the measured
-// cost of each.
+// anitalkermotion (frames of 40 ms).  hubertenc sends its frames in whole
+// hops of its window; each motion window is one hop (two HuBERT frames a
+// motion frame) without look-ahead, so it never waits for part of the next
+// hop and adds no latency of its own (docs/elements.md has the measured
+// delay and the cost of each).
 static const struct {
   GstAnitalkerLatency preset;
   guint features_window, features_context, features_lookahead;
   guint motion_window, motion_context, motion_lookahead;
 } kPresets[] = {
     {GST_ANITALKER_LATENCY_QUALITY, 2000, 1000, 0, 50, 10, 0},
-    {GST_ANITALKER_LATENCY_BALANCED, 500, 1000, 100, 13, 10, 2},
-    {GST_ANITALKER_LATENCY_LOW, 120, 1000, 40, 4, 10, 1},
+    {GST_ANITALKER_LATENCY_BALANCED, 520, 1000, 100, 13, 10, 0},
+    {GST_ANITALKER_LATENCY_LOW, 120, 1000, 40, 3, 10, 0},
 };
 
 GType gst_anitalker_latency_get_type(void) {
@@ -159,9 +162,12 @@ GType gst_anitalker_latency_get_type(void) {
        "Windows of 2 s (features: 2000 ms, 1000 ms context; motion: 50 frames, 10 context): closest to offline",
        "quality"},
       {GST_ANITALKER_LATENCY_BALANCED,
-       "Windows of about 0.5 s (features: 500 ms + 100 ms look-ahead; motion: 13 frames + 2)", "balanced"},
+       "Windows of 0.52 s (features: 520 ms + 100 ms look-ahead, 1000 ms context; motion: 13 frames, 10 context)",
+       "balanced"},
       {GST_ANITALKER_LATENCY_LOW,
-       "Small hops (features: 120 ms + 40 ms look-ahead; motion: 4 frames + 1): for conversation", "low"},
+       "Small hops (features: 120 ms + 40 ms look-ahead, 1000 ms context; motion: 3 frames, 10 context): for "
+       "conversation",
+       "low"},
       {0, nullptr, nullptr},
   };
   if (g_once_init_enter(&type)) {
@@ -355,7 +361,7 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
       gobject_class, PROP_LATENCY,
       g_param_spec_enum("latency", "Latency",
                         "Streaming windows of features and motion: quality (2 s windows, closest to offline), "
-                        "balanced (about 0.5 s) or low (hops of 120 ms and 4 frames, for conversation)",
+                        "balanced (hops of 0.52 s) or low (hops of 120 ms, for conversation)",
                         GST_TYPE_ANITALKER_LATENCY, GST_ANITALKER_LATENCY_QUALITY,
                         (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
 

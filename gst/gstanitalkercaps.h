@@ -53,6 +53,18 @@
 #define GST_ANITALKER_FIELD_MOTION_DIM "motion-dim"
 #define GST_ANITALKER_FIELD_PORTRAIT_SERIAL "portrait-serial"
 
+// --- How the features come.
+// A GST_QUERY_CUSTOM that the motion element sends upstream (out of its sink
+// pad) when it answers the LATENCY query.  hubertenc answers it with HuBERT
+// in streaming mode, where its frames go out in whole hops counted from a
+// frame: "hop" (int, frames) and "origin" (guint64, the frame index since
+// the stream (re)started that the hops count from).  MFCC, offline mode and
+// other producers leave it unanswered; the motion element then assumes
+// nothing of the arrival and adds its whole window.
+#define GST_ANITALKER_QUERY_FEATURES_HOP "anitalker-features-hop"
+#define GST_ANITALKER_FIELD_HOP "hop"
+#define GST_ANITALKER_FIELD_ORIGIN "origin"
+
 // --- The portrait changed.
 // A GST_EVENT_CUSTOM_UPSTREAM pushed by the renderer out of its sink pad each
 // time it has encoded a new portrait; field "portrait-serial" (uint) as in

@@ -82,6 +82,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -169,6 +170,9 @@ struct MotionState {
   std::vector<float> features;             // offline: the utterance so far
   guint64 received = 0;                    // feature frames since the stream (re)started
   std::unique_ptr<motion::Stream> stream;  // streaming
+  // Under `lock`: streaming, the first motion frame of the next window (for
+  // the LATENCY answer, from any thread).
+  gint64 next_window = 0;
 };
 
 }  // namespace
@@ -472,6 +476,7 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
   st->stream = std::make_unique<motion::Stream>(model, cfg);
   st->features.clear();
   st->received = 0;
+  st->next_window = 0;
   return TRUE;
 }
 
@@ -736,6 +741,10 @@ static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* s
     if (!final) gst_anitalker_element_add_compute(element, t0);
     GST_LOG_OBJECT(self, "window: frames %" G_GINT64_FORMAT " .. %" G_GINT64_FORMAT, stream->emitted() - g.motion.size(1),
                    stream->emitted() - 1);
+    {
+      GstAnitalkerLocked lock(&st->lock);
+      st->next_window = stream->emitted();
+    }
     const GstFlowReturn ret = gst_anitalker_motion_push(self, g, controls.control, (guint)g.motion.size(1));
     if (ret != GST_FLOW_OK) return ret;
   }
@@ -773,6 +782,8 @@ static void gst_anitalker_motion_flush(GstAnitalkerElement* element) {
   st->features.shrink_to_fit();
   st->received = 0;
   if (st->stream) st->stream->reset();
+  GstAnitalkerLocked lock(&st->lock);
+  st->next_window = 0;
 }
 
 static GstFlowReturn gst_anitalker_motion_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer) {
@@ -836,17 +847,48 @@ static gboolean gst_anitalker_motion_src_event(GstAnitalkerElement* element, Gst
 // the look-ahead: the last of them has PTS p + (window + look-ahead) / 25 s
 // - one feature frame (20 ms of HuBERT, 10 ms of MFCC), and the buffer that
 // holds it reaches us at most upstream's latency after its own PTS, which
-// is no later than that frame's.  So what we add is that difference (the
-// settings as now set: they apply from the next window).
+// is no later than that frame's.  So what we add is at most that difference
+// (the settings as now set: they apply from the next window).
+//
+// When upstream says its frames come in whole hops (hubertenc with HuBERT,
+// streaming: the hop query, gstanitalkercaps.h), upstream's latency already
+// covers a hop's wait for the frame at its start: we add only how much later
+// the hop that completes a window arrives than the hop of the window's first
+// frame would, the worst over the coming windows (their phases against the
+// hops repeat within `hop` windows).  Windows that are whole hops and in
+// phase add nothing.
 static GstClockTime gst_anitalker_motion_latency(GstAnitalkerElement* element, gboolean) {
   MotionState* st = GST_ANITALKER_MOTION(element)->state;
-  int feature_rate = 0;  // unknown before start: one whole motion frame
+  gint64 ratio = 0, next = 0;  // feature frames a motion frame; the next window's first frame
   {
     GstAnitalkerLocked lock(&st->lock);
-    if (st->model) feature_rate = st->model->hubert() ? 50 : 100;
+    if (st->model) ratio = st->model->hubert() ? 2 : 4;
+    next = st->next_window;
   }
   int window, context, lookahead;
   gst_anitalker_element_windows(element, &window, &context, &lookahead);
-  const GstClockTime wait = gst_util_uint64_scale((guint64)(window + lookahead), GST_SECOND, FPS);
-  return feature_rate > 0 ? wait - GST_SECOND / feature_rate : wait;
+  if (ratio == 0)  // not started: whole motion frames
+    return gst_util_uint64_scale((guint64)(window + lookahead), GST_SECOND, FPS);
+  gint64 wait = ratio * (window + lookahead) - 1;  // feature frames
+  gint hop = 0;
+  guint64 origin = 0;
+  GstQuery* q = gst_query_new_custom(GST_QUERY_CUSTOM, gst_structure_new_empty(GST_ANITALKER_QUERY_FEATURES_HOP));
+  if (gst_pad_peer_query(element->sinkpad, q) &&
+      gst_structure_get_int(gst_query_get_structure(q), GST_ANITALKER_FIELD_HOP, &hop) &&
+      gst_structure_get_uint64(gst_query_get_structure(q), GST_ANITALKER_FIELD_ORIGIN, &origin) && hop > 0) {
+    const gint64 o = (gint64)origin;
+    gint64 worst = 0;
+    for (gint64 k = 0; k <= hop; k++) {
+      const gint64 first = ratio * (next + k * window);
+      const gint64 last = ratio * (next + (k + 1) * window + lookahead) - 1;
+      const gint64 arrives = last < o ? last + 1 : o + ((last - o) / hop + 1) * hop;  // end of its hop
+      worst = std::max(worst, arrives - first - hop);
+    }
+    GST_DEBUG_OBJECT(element, "features in hops of %d from %" G_GINT64_FORMAT ": %" G_GINT64_FORMAT
+                     " feature frames of wait instead of %" G_GINT64_FORMAT,
+                     hop, o, std::min(wait, worst), wait);
+    wait = std::min(wait, worst);
+  }
+  gst_query_unref(q);
+  return gst_util_uint64_scale((guint64)wait, GST_SECOND, (guint64)(FPS * ratio));
 }

@@ -40,11 +40,17 @@
  * - MFCC is exact: a frame goes out as soon as its value is final (its
  *   deltas need the two frames after it, so 45 ms after its PTS), and the
  *   concatenated output equals the offline output bit for bit.
- * - HuBERT is an approximation: each time #GstHubertEnc:window ms of new
- *   audio have arrived, the model runs on that audio with up to
+ * - HuBERT is an approximation, in hops of #GstHubertEnc:window ms
+ *   (rounded down to whole 20 ms frames): each time the audio of the next
+ *   hop's frames has arrived (the last frame's 25 ms receptive field ends
+ *   5 ms past the hop), the model runs on the new audio with up to
  *   #GstHubertEnc:context ms of already-encoded audio before it (rounded
  *   down to whole 20 ms frames), normalised with the statistics of that
- *   span alone, and only the frames of the new audio go out.  Those frames
+ *   span alone, and the new frames go out in whole hops, counted from the
+ *   stream's first frame (after a long input buffer, several at once; the
+ *   rest with the next).  anitalkermotion asks for the hop (the
+ *   "anitalker-features-hop" query) and adds no wait of its own for windows
+ *   that are whole hops.  Those frames
  *   therefore see no audio after the window's end and only `context` ms
  *   before it; how far this moves the features from the offline result
  *   depends on the weights and has to be measured with the real model.  At
@@ -53,7 +59,7 @@
  *   is the offline one.  #GstHubertEnc:lookahead ms of audio after the
  *   window may be waited for and encoded too (HuBERT's attention sees both
  *   ways), its frames going out with the next window.  The reported latency
- *   grows by `window` + `lookahead`.  The three may change while playing
+ *   grows by the hop + 5 ms + `lookahead`.  The three may change while playing
  *   (the bin's latency presets) and apply from the next window.
  *
  * In `auto` mode (the default) the element streams when upstream reports a
@@ -114,6 +120,9 @@ struct EncState {
   bool started = false;                        // from READY->PAUSED to PAUSED->READY
   bool is_mfcc = false;                        // kind of features
   std::shared_ptr<const hubert::Model> model;  // HuBERT only
+  // The frames sent since the stream (re)started: the hops of the window
+  // now set count from here (the hop query, gstanitalkercaps.h).
+  gint64 origin = 0;
 
   // Streaming thread only (and the serialized events, which run in it).
   bool s16 = false;       // sink caps: S16LE, else F32LE
@@ -160,7 +169,8 @@ GST_ELEMENT_REGISTER_DEFINE(hubertenc, "hubertenc", GST_RANK_NONE, GST_TYPE_HUBE
 // The streaming windows, in ms (the hop, the left context, the look-ahead).
 static const GstAnitalkerWindowSpec kWindows = {
     "ms", 20, 60000, 2000, 30000, 1000, 0,
-    "Streaming HuBERT: ms of new audio encoded at a time (the hop); may change while playing (default: 2000)",
+    "Streaming HuBERT: the hop, ms of frames sent at a time (rounded down to whole 20 ms frames; the frames go out "
+    "in whole hops); may change while playing (default: 2000)",
     "Streaming HuBERT: ms of left context before each window, rounded down to 20 ms frames (default: 1000)",
     "Streaming HuBERT: ms of audio after each window encoded with it (right context), at most the window; adds "
     "latency (default: 0)",
@@ -175,6 +185,7 @@ static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, 
 static GstFlowReturn gst_hubert_enc_drain(GstAnitalkerElement* element);
 static void gst_hubert_enc_flush(GstAnitalkerElement* element);
 static GstClockTime gst_hubert_enc_latency(GstAnitalkerElement* element, gboolean streaming);
+static gboolean gst_hubert_enc_src_query(GstAnitalkerElement* element, GstQuery* query, gboolean* result);
 
 static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
   GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
@@ -222,6 +233,7 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
   base_class->drain = gst_hubert_enc_drain;
   base_class->flush = gst_hubert_enc_flush;
   base_class->latency = gst_hubert_enc_latency;
+  base_class->src_query = gst_hubert_enc_src_query;
 }
 
 static void gst_hubert_enc_init(GstHubertEnc* self) {
@@ -273,6 +285,7 @@ static gboolean gst_hubert_enc_start(GstAnitalkerElement* element) {
   st->model = std::move(model);
   st->have_caps = false;
   st->received = 0;
+  st->origin = 0;
   st->stream = std::make_unique<anitalker::features::Stream>(st->model, cfg);
   return TRUE;
 }
@@ -369,6 +382,12 @@ static GstFlowReturn gst_hubert_enc_encode(GstHubertEnc* self, bool final) {
 
     const gint64 t0 = g_get_monotonic_time();
     anitalker::features::Frames f = stream->next(final);
+    {
+      // Every window sends whole hops: the frames sent so far are a hop
+      // boundary of the window now set.
+      GstAnitalkerLocked lock(&st->lock);
+      st->origin = stream->emitted();
+    }
     // Streaming: a window's compute time is part of the latency we add.
     if (!final && f.count > 0) gst_anitalker_element_add_compute(element, t0);
     if (f.count > 0)
@@ -407,6 +426,8 @@ static void gst_hubert_enc_flush(GstAnitalkerElement* element) {
   if (st->received > 0) GST_DEBUG_OBJECT(element, "dropping %" G_GUINT64_FORMAT " samples", st->received);
   st->received = 0;
   if (st->stream) st->stream->reset();
+  GstAnitalkerLocked lock(&st->lock);
+  st->origin = 0;
 }
 
 // The samples of an audio buffer as float32 (S16LE scaled by 1/32768).
@@ -473,18 +494,46 @@ static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, 
 
 /* --- Latency --------------------------------------------------------------- */
 
-// Streaming: MFCC frame t is final when frame t+2 is complete, 720 samples
-// after frame t starts; a HuBERT frame waits for its window and look-ahead.
-static GstClockTime gst_hubert_enc_latency(GstAnitalkerElement* element, gboolean) {
+// The hop query of anitalkermotion (gstanitalkercaps.h): answered with HuBERT
+// in streaming mode.
+static gboolean gst_hubert_enc_src_query(GstAnitalkerElement* element, GstQuery* query, gboolean* result) {
+  const GstStructure* s = gst_query_get_structure(query);
+  if (GST_QUERY_TYPE(query) != GST_QUERY_CUSTOM || s == nullptr ||
+      !gst_structure_has_name(s, GST_ANITALKER_QUERY_FEATURES_HOP))
+    return FALSE;
   EncState* st = GST_HUBERT_ENC(element)->state;
-  bool is_mfcc;
+  std::shared_ptr<const hubert::Model> model;
+  gint64 origin;
   {
     GstAnitalkerLocked lock(&st->lock);
-    is_mfcc = st->is_mfcc;
+    if (!st->is_mfcc) model = st->model;
+    origin = st->origin;
   }
-  int window_ms, context_ms, lookahead_ms;
-  gst_anitalker_element_windows(element, &window_ms, &context_ms, &lookahead_ms);
-  const guint64 wait = is_mfcc ? 2 * anitalker::kMfccFrameStep + anitalker::kMfccFrameLength
-                               : (guint64)(window_ms + lookahead_ms) * SAMPLE_RATE / 1000;
-  return gst_util_uint64_scale(wait, GST_SECOND, SAMPLE_RATE);
+  *result = FALSE;
+  if (!model || !gst_anitalker_element_streaming(element)) return TRUE;
+  anitalker::features::StreamConfig cfg;
+  gst_anitalker_element_windows(element, &cfg.window_ms, &cfg.context_ms, &cfg.lookahead_ms);
+  gst_structure_set(gst_query_writable_structure(query), GST_ANITALKER_FIELD_HOP, G_TYPE_INT,
+                    (gint)anitalker::features::hop_frames(model.get(), cfg), GST_ANITALKER_FIELD_ORIGIN, G_TYPE_UINT64,
+                    (guint64)origin, nullptr);
+  *result = TRUE;
+  return TRUE;
+}
+
+// Streaming: MFCC frame t is final when frame t+2 is complete, 720 samples
+// after frame t starts; the first HuBERT frame of a hop waits for the hop,
+// its last frame's receptive field past it (5 ms) and the look-ahead.
+static GstClockTime gst_hubert_enc_latency(GstAnitalkerElement* element, gboolean) {
+  EncState* st = GST_HUBERT_ENC(element)->state;
+  std::shared_ptr<const hubert::Model> model;
+  bool started;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    if (!st->is_mfcc) model = st->model;
+    started = st->is_mfcc || model;
+  }
+  anitalker::features::StreamConfig cfg;
+  gst_anitalker_element_windows(element, &cfg.window_ms, &cfg.context_ms, &cfg.lookahead_ms);
+  if (!started) return (GstClockTime)(cfg.window_ms + cfg.lookahead_ms) * GST_MSECOND;  // before the model is known
+  return gst_util_uint64_scale((guint64)anitalker::features::wait_samples(model.get(), cfg), GST_SECOND, SAMPLE_RATE);
 }

@@ -45,6 +45,22 @@ void Stream::set_window(int window_ms, int context_ms, int lookahead_ms) {
   cfg_.lookahead_ms = lookahead_ms;
 }
 
+int64_t hop_frames(const hubert::Model* model, const StreamConfig& cfg) {
+  if (model == nullptr) return 1;
+  int64_t hop = 1;
+  for (int s : model->config().conv_stride) hop *= s;
+  return std::max<int64_t>(1, (int64_t)cfg.window_ms * kSampleRate / 1000 / hop);
+}
+
+int64_t wait_samples(const hubert::Model* model, const StreamConfig& cfg) {
+  if (model == nullptr) return 2 * (int64_t)kMfccFrameStep + (int64_t)kMfccFrameLength;
+  const hubert::Config& c = model->config();
+  int64_t hop = 1;
+  for (int s : c.conv_stride) hop *= s;
+  return hop_frames(model, cfg) * hop + (hubert::receptive_field(c) - hop) +
+         (int64_t)cfg.lookahead_ms * kSampleRate / 1000;
+}
+
 int64_t Stream::frame_floats() const {
   return is_mfcc() ? (int64_t)kMfccChannels : (int64_t)model_->num_states() * model_->hidden();
 }
@@ -99,11 +115,15 @@ Frames Stream::next_hubert(bool final) {
   int64_t hop = 1;
   for (int s : cfg.conv_stride) hop *= s;
   const int64_t avail = received_;
-  const int64_t window = (int64_t)cfg_.window_ms * kSampleRate / 1000;
+  const int64_t window_frames = hop_frames();
   const int64_t lookahead = (int64_t)cfg_.lookahead_ms * kSampleRate / 1000;
   const int64_t context_frames = (int64_t)cfg_.context_ms * kSampleRate / 1000 / hop;
+  // Frames past the ones sent whose audio (receptive field) and look-ahead
+  // are in; whole hops of them go out.
+  const int64_t extra = hubert::receptive_field(cfg) - hop;
+  const int64_t complete = avail >= extra + lookahead ? (avail - extra - lookahead) / hop - emitted_ : 0;
   Frames out;
-  if (!final && avail < hop * emitted_ + window + lookahead) return out;
+  if (!final && complete < window_frames) return out;
 
   // The held audio starts at audio_start_: a context grown by set_window
   // cannot reach further back.
@@ -111,9 +131,9 @@ Frames Stream::next_hubert(bool final) {
   first_frame = std::max<int64_t>(first_frame, (audio_start_ + hop - 1) / hop);
   const int64_t s = first_frame * hop;
   const int64_t n = avail > s ? avail - s : 0;
-  // The frames of the region without the look-ahead's audio (all at the end).
-  const int64_t emit_n = final || n < lookahead ? n : n - lookahead;
-  const int64_t frames = hubert::frame_count(cfg, emit_n);
+  // Region frames [0, frames): all at the end, else up to the last whole hop.
+  const int64_t frames = final ? hubert::frame_count(cfg, n)
+                               : emitted_ - first_frame + complete / window_frames * window_frames;
   const int64_t per = frame_floats();
   if (first_frame + frames > emitted_) {
     at::Tensor states;  // [new frames, L, D], contiguous, CPU

@@ -6,14 +6,18 @@
 // complete, computed over a region that starts 3 frames earlier, which
 // reproduces the whole-clip values bit for bit.
 //
-// HuBERT is windowed (spec audio-features.md 1.10): once `window` ms of new
-// audio past the last frame sent have arrived (and `lookahead` ms more), the
-// model runs on that audio with up to `context` ms of already-sent audio
-// before it (whole 20 ms frames); the frames of the new audio without the
-// look-ahead go out (the look-ahead's go out with the next window).  At the
-// end everything left goes out, then the demo's padding frame (a copy of
-// the last).  With nothing streamed before the end (offline), the region is
-// the whole utterance and the result is the reference's.
+// HuBERT is windowed (spec audio-features.md 1.10) in hops of whole 20 ms
+// frames: `window` ms rounded down to frames (at least one).  Once the
+// audio of the next hop's frames is in (the last frame's 25 ms receptive
+// field reaches 5 ms past the hop) and `lookahead` ms more, the model runs
+// on the new audio with up to `context` ms of already-sent audio before it;
+// the hop's frames go out, and only whole hops (after a long input buffer,
+// several), so that the frames always go out in hops counted from frame 0:
+// a consumer with windows of a multiple of the hop never waits for part of
+// a hop.  The frames past the hops go out with the next.  At the end
+// everything left goes out, then the demo's padding frame (a copy of the
+// last).  With nothing streamed before the end (offline), the region is the
+// whole utterance and the result is the reference's.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +32,7 @@ class Model;
 namespace anitalker::features {
 
 struct StreamConfig {
-  int window_ms = 2000;   // HuBERT: new audio encoded at a time (the hop)
+  int window_ms = 2000;   // HuBERT: the hop, rounded down to whole 20 ms frames
   int context_ms = 1000;  // HuBERT: already-sent audio encoded again before it
   int lookahead_ms = 0;   // HuBERT: audio after the window encoded with it
 };
@@ -38,6 +42,10 @@ struct Frames {
   std::vector<float> data;
   int64_t count = 0;
 };
+
+// The same for a model (null: MFCC) and settings, without a stream.
+int64_t hop_frames(const hubert::Model* model, const StreamConfig& cfg);
+int64_t wait_samples(const hubert::Model* model, const StreamConfig& cfg);
 
 class Stream {
  public:
@@ -62,6 +70,14 @@ class Stream {
   // ends) all the rest, and for HuBERT the padding frame.  Call reset()
   // before reusing the stream after `final`.
   Frames next(bool final);
+
+  // HuBERT: frames a hop (window rounded down to frames, at least one), and
+  // the samples the first frame of a hop waits for: the hop's, its last
+  // frame's receptive field past it, and the look-ahead (the latency the
+  // windowing adds).  MFCC: 1 frame, and the samples frame t waits for
+  // (frame t+2 complete).
+  int64_t hop_frames() const { return features::hop_frames(model_.get(), cfg_); }
+  int64_t wait_samples() const { return features::wait_samples(model_.get(), cfg_); }
 
   int64_t received() const { return received_; }  // samples
   int64_t emitted() const { return emitted_; }    // frames (padding included)

@@ -157,8 +157,8 @@ struct PresetWindows {
 };
 const PresetWindows kPresetWindows[] = {
     {"quality", 2000, 1000, 0, 50, 10, 0},
-    {"balanced", 500, 1000, 100, 13, 10, 2},
-    {"low", 120, 1000, 40, 4, 10, 1},
+    {"balanced", 520, 1000, 100, 13, 10, 0},
+    {"low", 120, 1000, 40, 3, 10, 0},
 };
 
 // What each preset costs in closeness to offline (no clock involved): the

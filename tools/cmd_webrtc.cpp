@@ -481,7 +481,7 @@ int cmd_webrtc(int argc, char** argv) {
              "the stage-2 variant");
     o.integer("steps", &steps, 1, 1000, "N", "DDIM steps");
     o.choice("latency", &latency, {"low", "balanced", "quality"},
-             "the bin's latency preset (low: hops of 120 ms and 4 frames); the first video frame's delay behind its "
+             "the bin's latency preset (low: hops of 120 ms); the first video frame's delay behind its "
              "audio is printed");
     o.integer("port", &port, 1, 65535, "N", "the HTTP and WebSocket port");
     o.text("address", &address, "A", "the address to listen on");

@@ -84,6 +84,7 @@ struct Output {
   std::vector<GstClockTime> pts;      // per frame
   std::vector<GstClockTime> duration; // per frame
   std::vector<bool> discont;          // per frame: first of a DISCONT buffer
+  std::vector<guint64> offsets;       // per buffer: its first frame
   size_t frames() const { return pts.size(); }
 };
 
@@ -102,6 +103,7 @@ Output pull_all(GstHarness* h, size_t frame_floats, int rate) {
     fail_unless(GST_BUFFER_PTS_IS_VALID(buf));
     // Per-frame times: the buffer's PTS is frame OFFSET's time from t0.
     const guint64 offset = GST_BUFFER_OFFSET(buf);
+    out.offsets.push_back(offset);
     const GstClockTime t0 = GST_BUFFER_PTS(buf) - frame_time(offset, rate);
     fail_unless_equals_uint64(GST_BUFFER_DURATION(buf), frame_time(offset + n, rate) - frame_time(offset, rate));
     fail_unless_equals_uint64(GST_BUFFER_OFFSET_END(buf), offset + n);
@@ -322,7 +324,8 @@ GST_START_TEST(test_streaming_hubert) {
     guint window, context, lookahead;
   };
   for (Setting s : {Setting{400, 0, 0}, Setting{1000, 0, 0}, Setting{1000, 500, 0}, Setting{1000, 2000, 0},
-                    Setting{500, 1000, 0}, Setting{200, 1000, 100}, Setting{100, 500, 100}}) {
+                    Setting{500, 1000, 0}, Setting{200, 1000, 100}, Setting{100, 500, 100},
+                    Setting{130, 500, 40}}) {
     GstHarness* h = new_harness(model_dir(), "streaming", s.window, s.context, kF32Caps, s.lookahead);
     push_f32(h, clip(), 0, kSamples, 1600);
     fail_unless(gst_harness_buffers_in_queue(h) > 0, "nothing came out before EOS");
@@ -332,23 +335,32 @@ GST_START_TEST(test_streaming_hubert) {
     check_timestamps(out, 50);
     // Each window equals the offline hidden states over its exact region:
     // the element encodes [hop * (emitted - context frames), audio so far)
-    // once `window` ms past the last frame pushed have arrived (and the rest
-    // at EOS), and keeps the frames from `emitted` on.
+    // once the audio of `window` ms of frames past the last frame pushed
+    // (their receptive fields) and the look-ahead have arrived, and sends
+    // the whole windows of frames from `emitted` on (the rest at EOS).
     {
       auto model = anitalker::hubert::Model::load(model_dir(), c10::Device(c10::kCPU));
       const auto& cfg = model->config();
       int64_t hop = 1;
       for (int st : cfg.conv_stride) hop *= st;
-      const int64_t window = (int64_t)s.window * 16, context = (int64_t)s.context * 16 / hop;
+      const int64_t window_frames = std::max<int64_t>(1, (int64_t)s.window * 16 / hop);
+      const int64_t context = (int64_t)s.context * 16 / hop;
       const int64_t lookahead = (int64_t)s.lookahead * 16;
+      const int64_t extra = anitalker::hubert::receptive_field(cfg) - hop;
+
       std::vector<float> want;
       int64_t emitted = 0, windows = 0;
+      // Frames past `emitted` whose audio and look-ahead are in.
+      auto complete = [&](int64_t avail) {
+        return avail >= extra + lookahead ? (avail - extra - lookahead) / hop - emitted : 0;
+      };
       // With a look-ahead the region runs to the audio so far, but only the
       // frames of its audio without the look-ahead go out (all at the end).
       auto encode = [&](int64_t avail, bool final = true) {
         const int64_t first = std::max<int64_t>(0, emitted - context);
         const int64_t n = avail - first * hop;
-        const int64_t frames = anitalker::hubert::frame_count(cfg, final ? n : n - lookahead);
+        const int64_t frames = final ? anitalker::hubert::frame_count(cfg, n)
+                                     : emitted - first + complete(avail) / window_frames * window_frames;
         at::Tensor wave = at::from_blob(const_cast<float*>(clip()) + first * hop, {n}, at::kFloat);
         at::Tensor states = model->hidden_states(wave).slice(1, emitted - first, frames).transpose(0, 1).contiguous();
         want.insert(want.end(), states.data_ptr<float>(), states.data_ptr<float>() + states.numel());
@@ -357,7 +369,7 @@ GST_START_TEST(test_streaming_hubert) {
       };
       for (int64_t avail = 1600;; avail += 1600) {
         avail = std::min<int64_t>(avail, kSamples);
-        if (avail >= hop * emitted + window + lookahead) encode(avail, false);
+        if (complete(avail) >= window_frames) encode(avail, false);
         if (avail == kSamples) break;
       }
       if (hop * emitted < kSamples && anitalker::hubert::frame_count(cfg, kSamples - std::max<int64_t>(0, emitted - context) * hop) >
@@ -365,6 +377,10 @@ GST_START_TEST(test_streaming_hubert) {
         encode(kSamples);
       const size_t per = (size_t)kStates * kHidden;
       want.insert(want.end(), want.end() - per, want.end());  // the padding frame
+      // Whole hops only, counted from frame 0 (the rest at EOS starts on one).
+      for (guint64 o : out.offsets)
+        fail_unless(o % (guint64)window_frames == 0, "window %u: a buffer starts at frame %" G_GUINT64_FORMAT
+                    ", not on a hop of %lld frames", s.window, o, (long long)window_frames);
       fail_unless_equals_int(want.size(), out.values.size());
       for (size_t i = 0; i < want.size(); i++)
         fail_unless(std::fabs(out.values[i] - want[i]) <= 1e-4 + 1e-4 * std::fabs(want[i]),
@@ -453,14 +469,21 @@ GST_START_TEST(test_auto_is_streaming_when_live) {
 GST_END_TEST;
 
 GST_START_TEST(test_latency) {
+  // The hop (50 frames), the last frame's receptive field past it (400 -
+  // 320 samples, 5 ms) and the look-ahead; a window that is not whole
+  // frames is rounded down.
   GstHarness* h = new_harness(model_dir(), "streaming", 1000, 500);
   gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
-  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + 1000 * GST_MSECOND);
+  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + 1005 * GST_MSECOND);
+  gst_harness_teardown(h);
+  h = new_harness(model_dir(), "streaming", 130, 500, kF32Caps, 40);
+  gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
+  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + (120 + 5 + 40) * GST_MSECOND);
   gst_harness_teardown(h);
 
   h = new_harness(model_dir(), "auto");  // live upstream: the default window
   gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
-  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + 4000 * GST_MSECOND);
+  fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + 4005 * GST_MSECOND);
   gst_harness_teardown(h);
 
   h = new_harness("mfcc", "streaming");  // two frames of look-ahead: 720 samples
@@ -472,6 +495,41 @@ GST_START_TEST(test_latency) {
   gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
   fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND);
   gst_harness_teardown(h);
+}
+GST_END_TEST;
+
+// The hop query of anitalkermotion: HuBERT streaming answers its hop (the
+// window in whole frames) and the frame the hops count from (the frames
+// sent); MFCC and offline mode do not answer.
+static bool ask_hop(GstHarness* h, gint* hop, guint64* origin) {
+  GstQuery* q = gst_query_new_custom(GST_QUERY_CUSTOM, gst_structure_new_empty(GST_ANITALKER_QUERY_FEATURES_HOP));
+  const bool ok = gst_pad_peer_query(h->sinkpad, q) &&
+                  gst_structure_get_int(gst_query_get_structure(q), GST_ANITALKER_FIELD_HOP, hop) &&
+                  gst_structure_get_uint64(gst_query_get_structure(q), GST_ANITALKER_FIELD_ORIGIN, origin);
+  gst_query_unref(q);
+  return ok;
+}
+
+GST_START_TEST(test_hop_query) {
+  GstHarness* h = new_harness(model_dir(), "streaming", 130, 500, kF32Caps, 40);
+  gint hop = 0;
+  guint64 origin = 99;
+  fail_unless(ask_hop(h, &hop, &origin));
+  fail_unless_equals_int(hop, 6);
+  fail_unless_equals_uint64(origin, 0);
+  push_f32(h, clip(), 0, 8000, 1600);  // 0.5 s: hops at 165 ms and 285 ms of audio, ...
+  fail_unless(ask_hop(h, &hop, &origin));
+  const Output sent = pull_all(h, kStates * kHidden, 50);
+  fail_unless_equals_uint64(origin, sent.frames());
+  fail_unless(origin > 0 && origin % 6 == 0, "origin %" G_GUINT64_FORMAT, origin);
+  gst_harness_teardown(h);
+
+  for (const char* model : {"mfcc", "offline"}) {
+    const bool mfcc = strcmp(model, "mfcc") == 0;
+    h = new_harness(mfcc ? "mfcc" : model_dir(), mfcc ? "streaming" : "offline", 130, 500, kF32Caps, 40);
+    fail_unless(!ask_hop(h, &hop, &origin), "%s answered", model);
+    gst_harness_teardown(h);
+  }
 }
 GST_END_TEST;
 
@@ -869,6 +927,7 @@ static Suite* hubertenc_suite() {
   tcase_add_test(tc, test_window_changes_while_playing);
   tcase_add_test(tc, test_auto_is_streaming_when_live);
   tcase_add_test(tc, test_latency);
+  tcase_add_test(tc, test_hop_query);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("events");

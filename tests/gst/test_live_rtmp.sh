@@ -56,7 +56,7 @@ start=$(date +%s.%N)
 # last windows are computed after the audio's EOS).  A live sink delays
 # everything by the pipeline's latency, so the first frame arrives after
 # about that long.
-# 8 s of live audio at the low latency preset (hops of 120 ms and 4 frames).
+# 8 s of live audio at the low latency preset (hops of 120 ms).
 gst-launch-1.0 -q -e audiotestsrc is-live=true wave=pink-noise volume=0.3 num-buffers=80 samplesperbuffer=1600 \
   ! audio/x-raw,rate=16000,channels=1 ! tee name=t \
   t. ! queue ! anitalker models-dir="$data/chain" portrait="$data/renderer/monalisa.jpg" mode=streaming steps=10 \

@@ -414,6 +414,41 @@ GST_START_TEST(test_latency) {
 }
 GST_END_TEST;
 
+// Upstream that sends its features in hops (hubertenc's answer to the hop
+// query): 6 frames from frame 0; the harness answers the rest.
+static GstPadQueryFunction harness_query = nullptr;
+static gboolean hop_query(GstPad* pad, GstObject* parent, GstQuery* query) {
+  const GstStructure* s = gst_query_get_structure(query);
+  if (GST_QUERY_TYPE(query) == GST_QUERY_CUSTOM && s && gst_structure_has_name(s, GST_ANITALKER_QUERY_FEATURES_HOP)) {
+    gst_structure_set(gst_query_writable_structure(query), GST_ANITALKER_FIELD_HOP, G_TYPE_INT, 6,
+                      GST_ANITALKER_FIELD_ORIGIN, G_TYPE_UINT64, (guint64)0, nullptr);
+    return TRUE;
+  }
+  return harness_query(pad, parent, query);
+}
+
+// With features in hops, only the wait past the hop of a window's first
+// frame is added: nothing for 3-frame windows in phase with 6-frame hops;
+// for 4 frames + 1 of look-ahead the worst window (frames 8-11, needing
+// feature frames up to 25) waits 8 feature frames (160 ms) past its hop,
+// less than the 180 ms it adds without the answer.
+GST_START_TEST(test_latency_with_hops) {
+  const std::pair<guint, guint> settings[] = {{3, 0}, {4, 1}};
+  const GstClockTime want[] = {0, 160 * GST_MSECOND};
+  for (int i = 0; i < 2; i++) {
+    const guint window = settings[i].first, lookahead = settings[i].second;
+    GstHarness* h = new_harness("hubert_audio_only", "streaming", [&](GstElement* e) {
+      g_object_set(e, "lookahead", 0u, "window", window, "lookahead", lookahead, nullptr);
+    });
+    harness_query = GST_PAD_QUERYFUNC(h->srcpad);
+    gst_pad_set_query_function(h->srcpad, hop_query);
+    gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
+    fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + want[i]);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
 // Controllable properties change while PLAYING: the next window uses them.
 GST_START_TEST(test_property_change_while_playing) {
   GstHarness* h = new_harness("hubert_full_control", "streaming", [](GstElement* e) {
@@ -880,6 +915,7 @@ static Suite* motion_suite() {
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, test_streaming_windows);
   tcase_add_test(tc, test_latency);
+  tcase_add_test(tc, test_latency_with_hops);
   tcase_add_test(tc, test_property_change_while_playing);
   tcase_add_test(tc, test_portrait_change);
   tcase_add_test(tc, test_flush);

@@ -209,12 +209,12 @@ TEST(FeatureStream, MatchesTheReferences) {
 }
 
 // features::warm_up: a live stream's first windows' shapes on silence, once
-// per process for each network and setting.  At 120 ms windows (100 ms of
-// frames each) with 40 ms of look-ahead, 1.4 s of silence (context + 3
-// windows + look-ahead) gives a window at 160 ms and every 100 ms after: 13.
+// per process for each network and setting.
 TEST(FeatureStream, WarmUpOncePerSetting) {
   anitalker::features::StreamConfig cfg{120, 1000, 40};
-  EXPECT_EQ(anitalker::features::warm_up(tiny(), cfg), 13);
+  // 1.4 s of silence (context + 3 windows + look-ahead) in hops of 6 frames
+  // (120 ms), the first ready at 165 ms: 11 windows.
+  EXPECT_EQ(anitalker::features::warm_up(tiny(), cfg), 11);
   EXPECT_EQ(anitalker::features::warm_up(tiny(), cfg), 0);  // this process met these shapes
   cfg.window_ms = 200;
   EXPECT_GT(anitalker::features::warm_up(tiny(), cfg), 0);
