@@ -499,6 +499,9 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
   const char* name = nullptr;
   if (GstElement* child = forwarded(self, prop_id, &name)) {
     g_object_set_property(G_OBJECT(child), name, value);
+    // Sharing: the three networks' executors alike (the renderer answers).
+    if (prop_id == PROP_MAX_BATCH || prop_id == PROP_MAX_BATCH_DELAY)
+      for (GstElement* other : {self->features, self->motion}) g_object_set_property(G_OBJECT(other), name, value);
     return;
   }
   GST_OBJECT_LOCK(self);

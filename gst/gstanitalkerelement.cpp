@@ -21,6 +21,8 @@ enum {
   PROP_WINDOW,
   PROP_CONTEXT,
   PROP_LOOKAHEAD,
+  PROP_MAX_BATCH,
+  PROP_MAX_BATCH_DELAY,
 };
 
 GType gst_anitalker_mode_get_type(void) {
@@ -166,6 +168,33 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
                                    G_STRUCT_OFFSET(GstAnitalkerElement, lookahead));
     gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_MODE, (GstPluginAPIFlags)0);
   }
+  if (flags & GST_ANITALKER_COMMON_SHARING) {
+    gchar* blurb = g_strdup_printf(
+        "Above 1: %s shared with the other pipelines of this process that set the same file, device, max-batch and "
+        "max-batch-delay: their requests (buffers, windows) run through one executor, up to this many a call; on "
+        "the CPU one at a time (no cores oversubscribed, each result as alone) (default: 1, no sharing)",
+        what);
+    gst_anitalker_install_property(k, PROP_MAX_BATCH,
+                                   g_param_spec_uint("max-batch", "Max batch", g_intern_string(blurb), 1, 1024, 1,
+                                                     GST_ANITALKER_PARAM_READY),
+                                   G_STRUCT_OFFSET(GstAnitalkerElement, max_batch));
+    g_free(blurb);
+    gst_anitalker_install_property(
+        k, PROP_MAX_BATCH_DELAY,
+        g_param_spec_uint("max-batch-delay", "Max batch delay",
+                          "With max-batch above 1: microseconds the first request of a call waits for others "
+                          "(default: 2000)",
+                          0, 1000000, 2000, GST_ANITALKER_PARAM_READY),
+        G_STRUCT_OFFSET(GstAnitalkerElement, max_batch_delay));
+  }
+}
+
+bool gst_anitalker_element_sharing(GstAnitalkerElement* self, guint* max_batch, std::chrono::microseconds* delay) {
+  GST_OBJECT_LOCK(self);
+  *max_batch = self->max_batch;
+  *delay = std::chrono::microseconds(self->max_batch_delay);
+  GST_OBJECT_UNLOCK(self);
+  return has_common(self, GST_ANITALKER_COMMON_SHARING) && *max_batch > 1;
 }
 
 void gst_anitalker_element_set_state(GstAnitalkerElement* self, void* state, void (*destroy)(void*)) {

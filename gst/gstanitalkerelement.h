@@ -29,6 +29,7 @@
 
 #include <gst/gst.h>
 
+#include <chrono>
 #include <functional>
 
 #include "gstanitalkercommon.h"
@@ -69,6 +70,7 @@ struct _GstAnitalkerElement {
   gint mode;  // GstAnitalkerMode
   guint offline_limit_s;
   guint window, context, lookahead;  // in the class's window unit
+  guint max_batch, max_batch_delay;  // sharing the network (max_batch_delay in microseconds)
 
   // The stream, in the streaming thread (and the serialized events).
   GstSegment segment;  // the last one, in TIME
@@ -83,6 +85,7 @@ struct _GstAnitalkerElement {
 typedef enum {
   GST_ANITALKER_COMMON_DEVICE = 1 << 0,     // device, num-threads, precision
   GST_ANITALKER_COMMON_STREAMING = 1 << 1,  // mode, offline-limit, window, context, lookahead
+  GST_ANITALKER_COMMON_SHARING = 1 << 2,    // max-batch, max-batch-delay
 } GstAnitalkerCommonFlags;
 
 // The window properties of a streaming element: what they count and their
@@ -150,6 +153,9 @@ G_END_DECLS
 // ("HuBERT", "the renderer"); `windows` is needed with STREAMING.
 void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass, guint flags, const char* what,
                                                 const GstAnitalkerWindowSpec* windows = nullptr);
+
+// max-batch and max-batch-delay as now set; true when above 1 (share).
+bool gst_anitalker_element_sharing(GstAnitalkerElement* self, guint* max_batch, std::chrono::microseconds* delay);
 
 // The element's C++ state: made in the subclass's init, deleted with the
 // element (as GObject structs never run C++ constructors: BUILD-NOTES).

@@ -83,10 +83,12 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "batcher.h"
 #include "gstanitalkercaps.h"
 #include "gstanitalkermotionmeta.h"
 #include "motion.h"
@@ -158,6 +160,7 @@ struct MotionState {
   // and upstream-event handlers (any thread) and from the state change.
   GMutex lock;
   std::shared_ptr<const motion::Model> model;  // from start to stop
+  std::shared_ptr<anitalker::JobBatcher> shared;  // with max-batch above 1: the process's executor
   motion::StreamConfig cfg;                    // as at start (steps, seed)
   at::Tensor pose_file;                        // (N,3) degrees, or undefined
   guint announced_serial = 0;                  // from the renderer's event; 0 = none
@@ -378,7 +381,8 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * mode=offline, longer audio is an error that suggests mode=auto or
    * streaming.  0 = no limit.
    */
-  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING,
+  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING |
+                                                 GST_ANITALKER_COMMON_SHARING,
                                              "the motion generator", &kWindows);
 
   gst_element_class_set_static_metadata(element_class, "AniTalker motion generator", "Filter/Converter",
@@ -465,8 +469,18 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
                   motion::variant_name(model->variant()).c_str(), model->motion_dim(), model->start_dim(),
                   model->device().str().c_str());
 
+  guint max_batch;
+  std::chrono::microseconds delay;
+  std::shared_ptr<anitalker::JobBatcher> shared;
+  if (gst_anitalker_element_sharing(element, &max_batch, &delay)) {
+    shared = anitalker::shared_jobs(model.get(), max_batch, delay);
+    GST_INFO_OBJECT(self, "sharing the motion generator: up to %u windows a call, %lld us of waiting", max_batch,
+                    (long long)delay.count());
+  }
+
   GstAnitalkerLocked lock(&st->lock);
   st->model = model;
+  st->shared = std::move(shared);
   st->cfg = cfg;
   st->pose_file = pose_file;
   st->start = st->direction = at::Tensor();
@@ -485,6 +499,12 @@ static std::shared_ptr<const motion::Model> gst_anitalker_motion_model(MotionSta
   GstAnitalkerLocked lock(&st->lock);
   *cfg = st->cfg;
   return st->model;
+}
+
+// The executor shared with other pipelines, or null.
+static std::shared_ptr<anitalker::JobBatcher> gst_anitalker_motion_shared(MotionState* st) {
+  GstAnitalkerLocked lock(&st->lock);
+  return st->shared;
 }
 
 // Streaming or auto: the first windows' shapes, on silence (the base's warm_up).
@@ -507,6 +527,7 @@ static void gst_anitalker_motion_stop(GstAnitalkerElement* element) {
   GstAnitalkerLocked lock(&st->lock);
   st->stream.reset();
   st->model.reset();
+  st->shared.reset();
   st->start = st->direction = at::Tensor();
   st->pose_file = at::Tensor();
   st->have_caps = false;
@@ -701,7 +722,10 @@ static GstFlowReturn gst_anitalker_motion_generate_offline(GstAnitalkerMotion* s
     at::Tensor noise = m.seed_noise(cfg.seed, T);
     GST_DEBUG_OBJECT(self, "offline: %" G_GINT64_FORMAT " feature frames -> %" G_GINT64_FORMAT " motion frames, %d steps",
                      N, T, cfg.steps);
-    g = motion::generate(m, start, direction, audio, controls, noise, cfg.steps);
+    anitalker::run_job(gst_anitalker_motion_shared(st).get(), [&] {
+      c10::InferenceMode job_guard;
+      g = motion::generate(m, start, direction, audio, controls, noise, cfg.steps);
+    });
   }
   st->features.clear();
   st->features.shrink_to_fit();
@@ -733,10 +757,10 @@ static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* s
     stream->set_controls(controls);
     motion::Generated g;
     const gint64 t0 = g_get_monotonic_time();
-    {
+    anitalker::run_job(gst_anitalker_motion_shared(st).get(), [&] {
       c10::InferenceMode guard;
       g = stream->next(final);
-    }
+    });
     // The window's compute time is part of the latency we add.
     if (!final) gst_anitalker_element_add_compute(element, t0);
     GST_LOG_OBJECT(self, "window: frames %" G_GINT64_FORMAT " .. %" G_GINT64_FORMAT, stream->emitted() - g.motion.size(1),

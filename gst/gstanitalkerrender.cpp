@@ -35,6 +35,20 @@
  * generator needs) and sends the custom upstream event
  * "anitalker-portrait-changed" when a new portrait has been encoded.
  *
+ * ## Sharing the renderer
+ *
+ * With `max-batch` above 1 this renderer shares one executor with every
+ * other renderer of the process that has the same checkpoint, device,
+ * max-batch and max-batch-delay: the frames of several pipelines (live
+ * avatars) run in one call of the model, up to max-batch buffers at once,
+ * each with its own portrait, and go back to their pipelines.  On a GPU that
+ * is one batch; on the CPU, which renders one image at a time anyway, the
+ * calls only take turns, and every frame is bit for bit what the pipeline
+ * makes alone.  The first buffer of a call waits at most max-batch-delay
+ * microseconds for the others (measured with the compute time in the
+ * LATENCY answer).  A pipeline never waits for another's EOS, and one
+ * pipeline's error does not stop the others.
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 filesrc location=speech.wav ! decodebin ! audioconvert ! audioresample !
@@ -82,8 +96,6 @@ enum {
   PROP_CROP_RATIO,
   PROP_FACE_INDEX,
   PROP_DETECTOR,
-  PROP_MAX_BATCH,
-  PROP_MAX_BATCH_DELAY,
 };
 
 namespace {
@@ -149,8 +161,6 @@ struct _GstAnitalkerRender {
   gfloat crop_ratio;
   gint face_index;
   gchar* detector;
-  guint max_batch;
-  guint max_batch_delay;  // microseconds
 
   RenderState* state;
 };
@@ -251,43 +261,6 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
       FIELD(batch_size));
 
   /**
-   * GstAnitalkerRender:max-batch:
-   *
-   * Above 1, this renderer shares one executor with every other renderer of
-   * the process that has the same checkpoint, device, max-batch and
-   * max-batch-delay: the frames of several pipelines (live avatars) run in
-   * one call of the model, up to max-batch buffers at once, each with its
-   * own portrait, and go back to their pipelines.  On a GPU that is one
-   * batch; on the CPU, which renders one image at a time anyway, the calls
-   * only take turns, and every frame is bit for bit what the pipeline makes
-   * alone.  A pipeline never waits for another's EOS, and one pipeline's
-   * error does not stop the others.  1 = no sharing.
-   */
-  gst_anitalker_install_property(
-      gobject_class, PROP_MAX_BATCH,
-      g_param_spec_uint("max-batch", "Max batch",
-                        "Above 1: render together with the other pipelines of this process (same checkpoint, device "
-                        "and settings), up to this many buffers in one call (default: 1, no sharing)",
-                        1, 1024, 1, ready),
-      FIELD(max_batch));
-
-  /**
-   * GstAnitalkerRender:max-batch-delay:
-   *
-   * With #GstAnitalkerRender:max-batch above 1: how long, in microseconds,
-   * the first buffer of a batch waits for the other pipelines' buffers
-   * before the batch runs anyway.  It adds at most this much latency (the
-   * renderer's LATENCY answer measures it with the compute time).
-   */
-  gst_anitalker_install_property(
-      gobject_class, PROP_MAX_BATCH_DELAY,
-      g_param_spec_uint("max-batch-delay", "Max batch delay",
-                        "With max-batch above 1: microseconds the first buffer of a batch waits for others "
-                        "(default: 2000)",
-                        0, 1000000, 2000, ready),
-      FIELD(max_batch_delay));
-
-  /**
    * GstAnitalkerRender:crop:
    *
    * Which square of the portrait the networks see.  "none": the whole
@@ -338,7 +311,8 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
                           "(default: none)",
                           nullptr, playing),
       FIELD(detector));
-  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE, "the renderer");
+  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_SHARING,
+                                             "the renderer");
 
   gst_element_class_set_static_metadata(element_class, "AniTalker renderer", "Filter/Converter/Video",
                                         "Renders AniTalker motion latents into video frames of a portrait "
@@ -437,14 +411,13 @@ static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
                   model->size(), model->style_dim(), model->motion_dim(), model->levels(),
                   model->device().str().c_str(), anitalker::precision_name(precision));
 
-  GST_OBJECT_LOCK(self);
-  const guint max_batch = self->max_batch, max_batch_delay = self->max_batch_delay;
-  GST_OBJECT_UNLOCK(self);
+  guint max_batch;
+  std::chrono::microseconds delay;
   std::shared_ptr<lia::RenderBatcher> shared;
-  if (max_batch > 1) {
-    shared = lia::shared_renderer(model, max_batch, std::chrono::microseconds(max_batch_delay));
-    GST_INFO_OBJECT(self, "sharing the renderer: up to %u buffers a call, %u us of waiting", max_batch,
-                    max_batch_delay);
+  if (gst_anitalker_element_sharing(element, &max_batch, &delay)) {
+    shared = lia::shared_renderer(model, max_batch, delay);
+    GST_INFO_OBJECT(self, "sharing the renderer: up to %u buffers a call, %lld us of waiting", max_batch,
+                    (long long)delay.count());
   }
 
   GstAnitalkerLocked lock(&st->lock);

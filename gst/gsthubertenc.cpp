@@ -88,6 +88,7 @@
 #include <string>
 #include <vector>
 
+#include "batcher.h"
 #include "gstanitalkercaps.h"
 #include "gstanitalkerelement.h"
 #include "feature_stream.h"
@@ -123,6 +124,10 @@ struct EncState {
   // The frames sent since the stream (re)started: the hops of the window
   // now set count from here (the hop query, gstanitalkercaps.h).
   gint64 origin = 0;
+
+  // With max-batch above 1 and HuBERT: the process's executor for this
+  // network (lib/batcher.h), from start to stop.
+  std::shared_ptr<anitalker::JobBatcher> shared;
 
   // Streaming thread only (and the serialized events, which run in it).
   bool s16 = false;       // sink caps: S16LE, else F32LE
@@ -214,8 +219,9 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
                           "(default: none; required)",
                           nullptr, GST_ANITALKER_PARAM_READY),
       G_STRUCT_OFFSET(GstHubertEnc, model));
-  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING,
-                                             "HuBERT (MFCC runs on the CPU)", &kWindows);
+  gst_anitalker_element_class_install_common(
+      base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING | GST_ANITALKER_COMMON_SHARING,
+      "HuBERT (MFCC runs on the CPU)", &kWindows);
 
   gst_element_class_set_static_metadata(element_class, "AniTalker audio features", "Filter/Analyzer/Audio",
                                         "Computes HuBERT hidden states or MFCCs of 16 kHz speech for AniTalker",
@@ -279,9 +285,19 @@ static gboolean gst_hubert_enc_start(GstAnitalkerElement* element) {
   anitalker::features::StreamConfig cfg;
   gst_anitalker_element_windows(element, &cfg.window_ms, &cfg.context_ms, &cfg.lookahead_ms);
 
+  guint max_batch;
+  std::chrono::microseconds delay;
+  std::shared_ptr<anitalker::JobBatcher> shared;
+  if (model && gst_anitalker_element_sharing(element, &max_batch, &delay)) {
+    shared = anitalker::shared_jobs(model.get(), max_batch, delay);
+    GST_INFO_OBJECT(self, "sharing HuBERT: up to %u windows a call, %lld us of waiting", max_batch,
+                    (long long)delay.count());
+  }
+
   GstAnitalkerLocked lock(&st->lock);
   st->started = true;
   st->is_mfcc = is_mfcc;
+  st->shared = std::move(shared);
   st->model = std::move(model);
   st->have_caps = false;
   st->received = 0;
@@ -316,6 +332,7 @@ static void gst_hubert_enc_stop(GstAnitalkerElement* element) {
   GstAnitalkerLocked lock(&st->lock);
   st->started = false;
   st->model.reset();
+  st->shared.reset();
   st->stream.reset();
   st->have_caps = false;
   st->received = 0;
@@ -381,7 +398,13 @@ static GstFlowReturn gst_hubert_enc_encode(GstHubertEnc* self, bool final) {
     stream->set_window(window_ms, context_ms, lookahead_ms);
 
     const gint64 t0 = g_get_monotonic_time();
-    anitalker::features::Frames f = stream->next(final);
+    std::shared_ptr<anitalker::JobBatcher> shared;
+    {
+      GstAnitalkerLocked lock(&st->lock);
+      shared = st->shared;
+    }
+    anitalker::features::Frames f;
+    anitalker::run_job(shared.get(), [&] { f = stream->next(final); });
     {
       // Every window sends whole hops: the frames sent so far are a hop
       // boundary of the window now set.

@@ -17,6 +17,7 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -124,5 +125,56 @@ class Batcher {
   bool leading_ = false;
   Stats stats_;
 };
+
+// Work of several pipelines on one network that cannot be one batch (a
+// window of a stream: HuBERT's or the motion generator's, with its own
+// state), run through one Batcher per (network, max_batch, max_delay): the
+// jobs of a call run one after another in the leader's thread.  On the CPU
+// that keeps N pipelines from running N OpenMP teams on the same cores at
+// once; each job's result is what it gives alone.  A job that throws fails
+// only its own pipeline (the others' jobs of that call have run, once).
+using Job = std::function<void()>;
+using JobBatcher = Batcher<Job, std::exception_ptr>;
+
+inline std::shared_ptr<JobBatcher> shared_jobs(const void* network, size_t max_batch,
+                                               std::chrono::microseconds max_delay) {
+  struct Key {
+    const void* network;
+    size_t max_batch;
+    int64_t delay_us;
+    bool operator<(const Key& o) const {
+      if (network != o.network) return network < o.network;
+      if (max_batch != o.max_batch) return max_batch < o.max_batch;
+      return delay_us < o.delay_us;
+    }
+  };
+  static std::mutex lock;
+  static std::map<Key, std::weak_ptr<JobBatcher>> batchers;
+  std::lock_guard<std::mutex> guard(lock);
+  for (auto it = batchers.begin(); it != batchers.end();) it = it->second.expired() ? batchers.erase(it) : std::next(it);
+  std::weak_ptr<JobBatcher>& slot = batchers[Key{network, max_batch, (int64_t)max_delay.count()}];
+  if (auto b = slot.lock()) return b;
+  auto run = [](const std::vector<const Job*>& jobs) {
+    std::vector<std::exception_ptr> out;
+    for (const Job* job : jobs) {
+      try {
+        (*job)();
+        out.push_back(nullptr);
+      } catch (...) {
+        out.push_back(std::current_exception());
+      }
+    }
+    return out;
+  };
+  auto b = std::make_shared<JobBatcher>(run, max_batch, max_delay);
+  slot = b;
+  return b;
+}
+
+// Runs `job` through `executor` (null: here and now); rethrows its error.
+inline void run_job(JobBatcher* executor, const Job& job) {
+  if (executor == nullptr) return job();
+  if (std::exception_ptr e = executor->submit(job)) std::rethrow_exception(e);
+}
 
 }  // namespace anitalker

@@ -50,9 +50,10 @@ int bench_streams(int argc, char** argv) {
     o.choice("preset", &preset, {"low", "balanced", "quality"}, "the bin's latency preset");
     live_probe::chain_options(o, &chain);
     o.integer("max-batch", &chain.max_batch, 1, 1024, "N",
-              "the renderers' max-batch: above 1 the N pipelines share one renderer, up to N buffers a call");
+              "the bins' max-batch: above 1 the N pipelines share one executor per network (HuBERT, the motion "
+              "generator, the renderer), up to N requests a call");
     o.integer("max-batch-delay", &chain.max_batch_delay, 0, 1000000, "US",
-              "with --max-batch: microseconds the first buffer of a call waits for the others");
+              "with --max-batch: microseconds the first request of a call waits for the others");
     if (!o.parse(argc, argv)) return 0;
     const std::string &models = chain.models, &variant = chain.variant, &device = chain.device;
     const int steps = chain.steps;
@@ -61,10 +62,10 @@ int bench_streams(int argc, char** argv) {
     const long long expected_each = live_probe::expected_frames(variant, buffers * 320);
     std::printf("streams: %s, %s, %d steps, preset %s, %lld s of live audio per stream, device %s, %s\n",
                 models.c_str(), variant.c_str(), steps, preset.c_str(), seconds, device.c_str(),
-                chain.max_batch > 1 ? ("one shared renderer, max-batch " + std::to_string(chain.max_batch) + ", " +
+                chain.max_batch > 1 ? ("one shared executor per network, max-batch " + std::to_string(chain.max_batch) + ", " +
                                        std::to_string(chain.max_batch_delay) + " us")
                                           .c_str()
-                                    : "a renderer per pipeline");
+                                    : "networks per pipeline");
     std::printf("%8s %15s %11s %7s %9s %9s %10s %s\n", "streams", "frames", "fps total", "late", "p50", "p95",
                 "peak RSS", "errors");
     for (int n : ns) {

@@ -18,6 +18,7 @@
 #include <limits>
 #include <utility>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "check_util.h"
@@ -445,6 +446,42 @@ GST_START_TEST(test_latency_with_hops) {
     gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
     fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + want[i]);
     gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
+// max-batch above 1: two pipelines with different seeds share one executor
+// for the motion generator (their windows take turns) and each gets what it
+// gets alone, while both stream at once.
+GST_START_TEST(test_shared_executor) {
+  const std::string type = "hubert_audio_only";
+  const at::Tensor f = frames(type);
+  auto make = [&](guint64 seed, guint max_batch) {
+    return new_harness(type, "streaming", [=](GstElement* e) {
+      g_object_set(e, "window", 10u, "context", 5u, "seed", seed, "max-batch", max_batch, "max-batch-delay", 3000u,
+                   nullptr);
+    });
+  };
+  auto run = [&](GstHarness* h) {
+    push_frames(h, f, 0, f.size(0), 4, rate_of(type));
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  };
+  std::vector<float> alone[2];
+  for (int i = 0; i < 2; i++) {
+    GstHarness* h = make(1 + i, 1);
+    run(h);
+    alone[i] = pull_all(h).motion;
+    gst_harness_teardown(h);
+  }
+  fail_unless(alone[0] != alone[1], "the seeds should differ");
+  GstHarness* h[2] = {make(1, 4), make(2, 4)};
+  std::thread other([&] { run(h[1]); });
+  run(h[0]);
+  other.join();
+  for (int i = 0; i < 2; i++) {
+    const std::vector<float> shared = pull_all(h[i]).motion;
+    fail_unless(shared == alone[i], "pipeline %d: its motion with a shared executor differs from alone", i);
+    gst_harness_teardown(h[i]);
   }
 }
 GST_END_TEST;
@@ -916,6 +953,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_streaming_windows);
   tcase_add_test(tc, test_latency);
   tcase_add_test(tc, test_latency_with_hops);
+  tcase_add_test(tc, test_shared_executor);
   tcase_add_test(tc, test_property_change_while_playing);
   tcase_add_test(tc, test_portrait_change);
   tcase_add_test(tc, test_flush);
