@@ -22,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <tuple>
 #include <vector>
 
 namespace anitalker {
@@ -126,6 +127,23 @@ class Batcher {
   Stats stats_;
 };
 
+// The process's batcher of type B for (network, max_batch, max_delay): made
+// by `make` the first time, then shared while any caller holds it.
+template <class B>
+std::shared_ptr<B> shared_batcher(const void* network, size_t max_batch, std::chrono::microseconds max_delay,
+                                  const std::function<std::shared_ptr<B>()>& make) {
+  using Key = std::tuple<const void*, size_t, int64_t>;
+  static std::mutex lock;
+  static std::map<Key, std::weak_ptr<B>> batchers;
+  std::lock_guard<std::mutex> guard(lock);
+  for (auto it = batchers.begin(); it != batchers.end();) it = it->second.expired() ? batchers.erase(it) : std::next(it);
+  std::weak_ptr<B>& slot = batchers[Key{network, max_batch, (int64_t)max_delay.count()}];
+  if (auto b = slot.lock()) return b;
+  std::shared_ptr<B> b = make();
+  slot = b;
+  return b;
+}
+
 // Work of several pipelines on one network that cannot be one batch (a
 // window of a stream: HuBERT's or the motion generator's, with its own
 // state), run through one Batcher per (network, max_batch, max_delay): the
@@ -138,37 +156,21 @@ using JobBatcher = Batcher<Job, std::exception_ptr>;
 
 inline std::shared_ptr<JobBatcher> shared_jobs(const void* network, size_t max_batch,
                                                std::chrono::microseconds max_delay) {
-  struct Key {
-    const void* network;
-    size_t max_batch;
-    int64_t delay_us;
-    bool operator<(const Key& o) const {
-      if (network != o.network) return network < o.network;
-      if (max_batch != o.max_batch) return max_batch < o.max_batch;
-      return delay_us < o.delay_us;
-    }
-  };
-  static std::mutex lock;
-  static std::map<Key, std::weak_ptr<JobBatcher>> batchers;
-  std::lock_guard<std::mutex> guard(lock);
-  for (auto it = batchers.begin(); it != batchers.end();) it = it->second.expired() ? batchers.erase(it) : std::next(it);
-  std::weak_ptr<JobBatcher>& slot = batchers[Key{network, max_batch, (int64_t)max_delay.count()}];
-  if (auto b = slot.lock()) return b;
-  auto run = [](const std::vector<const Job*>& jobs) {
-    std::vector<std::exception_ptr> out;
-    for (const Job* job : jobs) {
-      try {
-        (*job)();
-        out.push_back(nullptr);
-      } catch (...) {
-        out.push_back(std::current_exception());
+  return shared_batcher<JobBatcher>(network, max_batch, max_delay, [&] {
+    auto run = [](const std::vector<const Job*>& jobs) {
+      std::vector<std::exception_ptr> out;
+      for (const Job* job : jobs) {
+        try {
+          (*job)();
+          out.push_back(nullptr);
+        } catch (...) {
+          out.push_back(std::current_exception());
+        }
       }
-    }
-    return out;
-  };
-  auto b = std::make_shared<JobBatcher>(run, max_batch, max_delay);
-  slot = b;
-  return b;
+      return out;
+    };
+    return std::make_shared<JobBatcher>(run, max_batch, max_delay);
+  });
 }
 
 // Runs `job` through `executor` (null: here and now); rethrows its error.

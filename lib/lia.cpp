@@ -550,20 +550,6 @@ bool warm_up(const Model& model, int64_t batch) {
 
 std::shared_ptr<RenderBatcher> shared_renderer(const std::shared_ptr<const Model>& model, size_t max_batch,
                                                std::chrono::microseconds max_delay) {
-  struct Key {
-    const Model* model;
-    size_t max_batch;
-    int64_t delay_us;
-    bool operator<(const Key& o) const {
-      return std::tie(model, max_batch, delay_us) < std::tie(o.model, o.max_batch, o.delay_us);
-    }
-  };
-  static std::mutex lock;
-  static std::map<Key, std::weak_ptr<RenderBatcher>> batchers;
-  std::lock_guard<std::mutex> guard(lock);
-  for (auto it = batchers.begin(); it != batchers.end();) it = it->second.expired() ? batchers.erase(it) : std::next(it);
-  std::weak_ptr<RenderBatcher>& slot = batchers[Key{model.get(), max_batch, (int64_t)max_delay.count()}];
-  if (auto b = slot.lock()) return b;
   auto run = [model](const std::vector<const RenderRequest*>& requests) {
     c10::InferenceMode guard;
     std::vector<const Portrait*> portraits;
@@ -584,9 +570,9 @@ std::shared_ptr<RenderBatcher> shared_renderer(const std::shared_ptr<const Model
     }
     return out;
   };
-  auto b = std::make_shared<RenderBatcher>(run, max_batch, max_delay);
-  slot = b;
-  return b;
+  return shared_batcher<RenderBatcher>(model.get(), max_batch, max_delay, [&] {
+    return std::make_shared<RenderBatcher>(run, max_batch, max_delay);
+  });
 }
 
 }  // namespace anitalker::lia
