@@ -269,8 +269,6 @@ static const struct {
     {PROP_FACE_BOX, "face-box", RENDER},
     {PROP_CROP_RATIO, "crop-ratio", RENDER},
     {PROP_FACE_INDEX, "face-index", RENDER},
-    {PROP_MAX_BATCH, "max-batch", RENDER},
-    {PROP_MAX_BATCH_DELAY, "max-batch-delay", RENDER},
     {PROP_MAX_SIZE, "max-size", PASTE},
     {PROP_FEATHER, "feather", PASTE},
     {PROP_COLOUR_MATCH, "colour-match", PASTE},
@@ -381,6 +379,30 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
                         "bf16 (a CPU with AVX512_BF16: about 1.3-1.5x each, results not exact) or fp16 (CUDA; no "
                         "path yet); MFCC and face restoration stay fp32",
                         GST_TYPE_ANITALKER_PRECISION, GST_ANITALKER_PRECISION_FP32, ready));
+
+  /**
+   * GstAnitalkerBin:max-batch:
+   *
+   * Above 1, hubertenc, anitalkermotion and anitalkerrender each share one
+   * executor with the same networks of every other bin (or element) of the
+   * process that sets the same files, device and values: several live
+   * avatars in one process.  On the CPU their requests take turns (no cores
+   * oversubscribed, each result as alone); on a GPU the renderer's frames
+   * of several pipelines run as one batch.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_MAX_BATCH,
+      g_param_spec_uint("max-batch", "Max batch",
+                        "Above 1: HuBERT, the motion generator and the renderer shared with the other pipelines of "
+                        "this process that set the same files, device and values, up to this many requests a call "
+                        "(default: 1, no sharing)",
+                        1, 1024, 1, ready));
+  g_object_class_install_property(
+      gobject_class, PROP_MAX_BATCH_DELAY,
+      g_param_spec_uint("max-batch-delay", "Max batch delay",
+                        "With max-batch above 1: microseconds the first request of a call waits for others "
+                        "(default: 2000)",
+                        0, 1000000, 2000, ready));
 
   g_object_class_install_property(
       gobject_class, PROP_PASTE_BACK,
@@ -499,9 +521,12 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
   const char* name = nullptr;
   if (GstElement* child = forwarded(self, prop_id, &name)) {
     g_object_set_property(G_OBJECT(child), name, value);
-    // Sharing: the three networks' executors alike (the renderer answers).
-    if (prop_id == PROP_MAX_BATCH || prop_id == PROP_MAX_BATCH_DELAY)
-      for (GstElement* other : {self->features, self->motion}) g_object_set_property(G_OBJECT(other), name, value);
+    return;
+  }
+  if (prop_id == PROP_MAX_BATCH || prop_id == PROP_MAX_BATCH_DELAY) {
+    // The three networks' executors alike (the renderer answers the getter).
+    for (GstElement* child : {self->features, self->motion, self->render})
+      g_object_set_property(G_OBJECT(child), g_param_spec_get_name(pspec), value);
     return;
   }
   GST_OBJECT_LOCK(self);
@@ -563,6 +588,10 @@ static void gst_anitalker_bin_get_property(GObject* object, guint prop_id, GValu
   const char* name = nullptr;
   if (GstElement* child = forwarded(self, prop_id, &name)) {
     g_object_get_property(G_OBJECT(child), name, value);
+    return;
+  }
+  if (prop_id == PROP_MAX_BATCH || prop_id == PROP_MAX_BATCH_DELAY) {
+    g_object_get_property(G_OBJECT(self->render), g_param_spec_get_name(pspec), value);
     return;
   }
   GST_OBJECT_LOCK(self);

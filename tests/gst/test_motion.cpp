@@ -881,7 +881,8 @@ GST_END_TEST;
 
 // The bin's precision reaches every network with a reduced-precision path:
 // hubertenc with HuBERT, anitalkermotion and anitalkerrender; MFCC and
-// face restoration stay fp32.  (Set when the bin configures its children,
+// face restoration stay fp32.  Its max-batch and max-batch-delay reach all
+// three.  (Set when the bin configures its children,
 // before they start, so it holds on a CPU without bf16 as well.)
 GST_START_TEST(test_bin_precision) {
   for (const char* variant : {"hubert_audio_only", "mfcc_pose_only"}) {
@@ -894,6 +895,7 @@ GST_START_TEST(test_bin_precision) {
                  data_path("renderer/monalisa.jpg").c_str(), nullptr);
     gst_util_set_object_arg(G_OBJECT(bin), "variant", variant);
     gst_util_set_object_arg(G_OBJECT(bin), "precision", "bf16");
+    g_object_set(bin, "max-batch", 3u, "max-batch-delay", 700u, nullptr);
     fail_unless_equals_int(gst_element_set_state(bin, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
     g_object_get(bin, "precision", &p, nullptr);
     fail_unless_equals_int(p, 1);  // bf16
@@ -905,6 +907,9 @@ GST_START_TEST(test_bin_precision) {
       g_object_get(c, "precision", &cp, nullptr);
       const gint expected = (mfcc && strcmp(child, "features") == 0) ? 0 : 1;
       fail_unless(cp == expected, "%s %s: precision %d, expected %d", variant, child, cp, expected);
+      guint max_batch = 0, delay = 0;  // sharing: all three networks alike
+      g_object_get(c, "max-batch", &max_batch, "max-batch-delay", &delay, nullptr);
+      fail_unless(max_batch == 3 && delay == 700, "%s %s: max-batch %u, delay %u", variant, child, max_batch, delay);
       gst_object_unref(c);
     }
     gst_element_set_state(bin, GST_STATE_NULL);
