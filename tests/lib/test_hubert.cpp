@@ -74,11 +74,7 @@ TEST(Hubert, IntermediatesAndHiddenStates) {
 // bfloat16.  Held to the reference's hidden states by a bound relative to
 // each state's largest value; the measured distance is printed.
 TEST(Hubert, Bf16StaysNearTheReference) {
-  if (!anitalker::cpu_has_bf16()) {
-    EXPECT_THAT(error_of([&] { anitalker::hubert::Model::load(data("audio/tiny_hubert"), kCpu, anitalker::Precision::Bf16); }),
-                HasSubstr("AVX512_BF16"));
-    GTEST_SKIP() << "this CPU has no AVX512_BF16";
-  }
+  TESTUTIL_BF16_OR_SKIP(anitalker::hubert::Model::load(data("audio/tiny_hubert"), kCpu, anitalker::Precision::Bf16));
   auto m = anitalker::hubert::Model::load(data("audio/tiny_hubert"), kCpu, anitalker::Precision::Bf16);
   EXPECT_NE(m, tiny());
   const at::Tensor hs = m->hidden_states(wave());

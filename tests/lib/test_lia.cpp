@@ -337,11 +337,7 @@ TEST(LiaManyPortraits, SharedRendererGivesEachStreamItsOwnFrames) {
 TEST_P(Lia, Bf16FramesStayNearTheReference) {
   const Fixture& f = GetParam();
   const c10::Device cpu(c10::kCPU);
-  if (!anitalker::cpu_has_bf16()) {
-    EXPECT_THAT(error_of([&] { anitalker::lia::Model::load(data(f.ckpt), cpu, anitalker::Precision::Bf16); }),
-                HasSubstr("AVX512_BF16"));
-    GTEST_SKIP() << "this CPU has no AVX512_BF16";
-  }
+  TESTUTIL_BF16_OR_SKIP(anitalker::lia::Model::load(data(f.ckpt), cpu, anitalker::Precision::Bf16));
   auto m = anitalker::lia::Model::load(data(f.ckpt), cpu, anitalker::Precision::Bf16);
   EXPECT_NE(m, model(f));  // its own copy, not the float32 one
   auto p = m->encode(read_npy_tensor(data(f.dir + "/input.npy")));

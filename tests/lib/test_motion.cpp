@@ -122,10 +122,7 @@ TEST_P(Motion, Bf16SamplesStayNearTheReference) {
   const Case c = GetParam();
   const std::string path = data("motion/ckpt_" + type(c.v) + ".pt");
   const c10::Device cpu(c10::kCPU);
-  if (!anitalker::cpu_has_bf16()) {
-    EXPECT_THAT(error_of([&] { Model::load(path, cpu, c.v, anitalker::Precision::Bf16); }), HasSubstr("AVX512_BF16"));
-    GTEST_SKIP() << "this CPU has no AVX512_BF16";
-  }
+  TESTUTIL_BF16_OR_SKIP(Model::load(path, cpu, c.v, anitalker::Precision::Bf16));
   auto m = Model::load(path, cpu, c.v, anitalker::Precision::Bf16);
   EXPECT_NE(m, model(c.v));
   const at::Tensor d = (m->sample(cond(*m, c.cf), ref(c.v, "noisyT_seed0"), 50) - ref(c.v, "sample_T50_" + tag(c))).abs();

@@ -83,3 +83,12 @@ inline CliResult run_cli(const std::string& args) {
 }
 
 }  // namespace testutil
+
+// The bfloat16 tests: on a CPU without AVX512_BF16, `load` (a statement that
+// loads the network at precision bf16) must be refused naming it; the
+// numeric part is then skipped, the refusal having been checked.
+#define TESTUTIL_BF16_OR_SKIP(load)                                                        \
+  if (!anitalker::cpu_has_bf16()) {                                                        \
+    EXPECT_THAT(testutil::error_of([&] { load; }), ::testing::HasSubstr("AVX512_BF16"));  \
+    GTEST_SKIP() << "this CPU has no AVX512_BF16";                                         \
+  }
