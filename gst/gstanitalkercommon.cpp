@@ -450,6 +450,29 @@ GstEvent* gst_anitalker_portrait_changed_new(guint serial) {
                                                 G_TYPE_UINT, serial, nullptr));
 }
 
+bool gst_anitalker_query_is(GstQuery* query, const char* name) {
+  const GstStructure* s = gst_query_get_structure(query);
+  return GST_QUERY_TYPE(query) == GST_QUERY_CUSTOM && s != nullptr && gst_structure_has_name(s, name);
+}
+
+void gst_anitalker_hop_answer(GstQuery* query, gint hop, guint64 origin) {
+  gst_structure_set(gst_query_writable_structure(query), GST_ANITALKER_FIELD_HOP, G_TYPE_INT, hop,
+                    GST_ANITALKER_FIELD_ORIGIN, G_TYPE_UINT64, origin, nullptr);
+}
+
+bool gst_anitalker_hop_ask(GstPad* pad, gint64* hop, gint64* origin) {
+  GstQuery* q = gst_query_new_custom(GST_QUERY_CUSTOM, gst_structure_new_empty(GST_ANITALKER_QUERY_FEATURES_HOP));
+  gint h = 0;
+  guint64 o = 0;
+  const bool ok = gst_pad_peer_query(pad, q) &&
+                  gst_structure_get_int(gst_query_get_structure(q), GST_ANITALKER_FIELD_HOP, &h) &&
+                  gst_structure_get_uint64(gst_query_get_structure(q), GST_ANITALKER_FIELD_ORIGIN, &o) && h > 0;
+  gst_query_unref(q);
+  *hop = ok ? h : 0;
+  *origin = ok ? (gint64)o : 0;
+  return ok;
+}
+
 bool gst_anitalker_portrait_changed_parse(GstEvent* event, guint* serial) {
   const GstStructure* s = gst_event_get_structure(event);
   if (GST_EVENT_TYPE(event) != GST_EVENT_CUSTOM_UPSTREAM || s == nullptr ||

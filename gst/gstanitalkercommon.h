@@ -30,6 +30,26 @@ void gst_anitalker_post_current_exception(GstElement* element, const std::string
   gst_anitalker_post_current_exception(GST_ELEMENT_CAST(element), (message), (about_file), __FILE__, \
                                        GST_FUNCTION, __LINE__)
 
+// Runs the statements `...`; when they throw, posts the exception as
+// GST_ANITALKER_POST_CURRENT_EXCEPTION does (`message` is made only then) and
+// is false.  E.g.
+//   if (!GST_ANITALKER_TRY(self, "Could not read \"" + path + "\".", true, table = read(path))) return FALSE;
+#define GST_ANITALKER_TRY(element, message, about_file, ...)                                               \
+  gst_anitalker_try(GST_ELEMENT_CAST(element), [&]() { __VA_ARGS__; }, [&]() -> std::string { return (message); }, \
+                    (about_file), __FILE__, GST_FUNCTION, __LINE__)
+
+template <typename Fn, typename Message>
+bool gst_anitalker_try(GstElement* element, Fn&& fn, Message&& message, bool about_file, const char* src_file,
+                       const char* function, int line) {
+  try {
+    fn();
+    return true;
+  } catch (...) {
+    gst_anitalker_post_current_exception(element, message(), about_file, src_file, function, line);
+    return false;
+  }
+}
+
 // A GMutex held for a scope, released on exceptions too.
 class GstAnitalkerLocked {
  public:
@@ -190,3 +210,11 @@ int gst_anitalker_codes_ask(GstPad* pad, int start_dim, int motion_dim, std::vec
 // The "portrait changed" upstream event, and its serial when `event` is one.
 GstEvent* gst_anitalker_portrait_changed_new(guint serial);
 bool gst_anitalker_portrait_changed_parse(GstEvent* event, guint* serial);
+
+// Whether `query` is a GST_QUERY_CUSTOM named `name` (gstanitalkercaps.h).
+bool gst_anitalker_query_is(GstQuery* query, const char* name);
+
+// --- The hop of the features (gstanitalkercaps.h): hubertenc answers, the
+// motion element asks the peer of its sink pad; false when unanswered.
+void gst_anitalker_hop_answer(GstQuery* query, gint hop, guint64 origin);
+bool gst_anitalker_hop_ask(GstPad* pad, gint64* hop, gint64* origin);

@@ -194,7 +194,11 @@ bool gst_anitalker_element_sharing(GstAnitalkerElement* self, guint* max_batch, 
   *max_batch = self->max_batch;
   *delay = std::chrono::microseconds(self->max_batch_delay);
   GST_OBJECT_UNLOCK(self);
-  return has_common(self, GST_ANITALKER_COMMON_SHARING) && *max_batch > 1;
+  const bool share = has_common(self, GST_ANITALKER_COMMON_SHARING) && *max_batch > 1;
+  if (share)
+    GST_INFO_OBJECT(self, "sharing the network with the process's other pipelines: up to %u requests a call, %lld us "
+                    "of waiting", *max_batch, (long long)delay->count());
+  return share;
 }
 
 void gst_anitalker_element_set_state(GstAnitalkerElement* self, void* state, void (*destroy)(void*)) {
@@ -207,6 +211,22 @@ void gst_anitalker_element_set_state(GstAnitalkerElement* self, void* state, voi
 bool gst_anitalker_element_device(GstAnitalkerElement* self, c10::Device* device) {
   const std::string name = gst_anitalker_get_string(GST_ELEMENT_CAST(self), &self->device);
   return gst_anitalker_parse_device(GST_ELEMENT_CAST(self), name.empty() ? DEFAULT_DEVICE : name, device);
+}
+
+bool gst_anitalker_element_load(GstAnitalkerElement* self, const std::string& file, const char* property,
+                                const char* kind, std::initializer_list<anitalker::Precision> supported,
+                                const char* what, const std::function<void(c10::Device, anitalker::Precision)>& load) {
+  if (file.empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No %s set.", property),
+                      ("set the \"%s\" property to %s", property, kind));
+    return false;
+  }
+  c10::Device device(c10::kCPU);
+  anitalker::Precision precision;
+  return gst_anitalker_element_device(self, &device) &&
+         gst_anitalker_element_precision(self, device, supported, what, &precision) &&
+         GST_ANITALKER_TRY(self, gst_anitalker_printf("Could not load %s \"%s\".", kind, file.c_str()), true,
+                           load(device, precision));
 }
 
 bool gst_anitalker_element_precision(GstAnitalkerElement* self, c10::Device device,
@@ -302,6 +322,14 @@ gssize gst_anitalker_element_take_frames(GstAnitalkerElement* self, GstBuffer* b
 void gst_anitalker_element_anchor(GstAnitalkerElement* self, GstBuffer* input) {
   if (GST_CLOCK_TIME_IS_VALID(self->t0)) return;
   self->t0 = input && GST_BUFFER_PTS_IS_VALID(input) ? GST_BUFFER_PTS(input) : self->segment.start;
+}
+
+gboolean gst_anitalker_element_push_caps(GstAnitalkerElement* self, GstCaps* caps) {
+  if (caps == nullptr) return FALSE;
+  GST_DEBUG_OBJECT(self, "output caps %" GST_PTR_FORMAT, caps);
+  const gboolean pushed = gst_pad_push_event(self->srcpad, gst_event_new_caps(caps));
+  gst_caps_unref(caps);
+  return pushed;
 }
 
 GstFlowReturn gst_anitalker_element_push(GstAnitalkerElement* self, GstBuffer* buffer) {

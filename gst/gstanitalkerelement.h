@@ -156,6 +156,16 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
 
 // max-batch and max-batch-delay as now set; true when above 1 (share).
 bool gst_anitalker_element_sharing(GstAnitalkerElement* self, guint* max_batch, std::chrono::microseconds* delay);
+// The process's executor that `make(max_batch, delay)` gives (lib/batcher.h)
+// when max-batch is above 1; else none (run alone).
+template <typename Make>
+auto gst_anitalker_element_share(GstAnitalkerElement* self, Make&& make)
+    -> decltype(make(1u, std::chrono::microseconds(0))) {
+  guint max_batch;
+  std::chrono::microseconds delay;
+  if (!gst_anitalker_element_sharing(self, &max_batch, &delay)) return {};
+  return make(max_batch, delay);
+}
 
 // The element's C++ state: made in the subclass's init, deleted with the
 // element (as GObject structs never run C++ constructors: BUILD-NOTES).
@@ -177,6 +187,16 @@ bool gst_anitalker_element_device(GstAnitalkerElement* self, c10::Device* device
 bool gst_anitalker_element_precision(GstAnitalkerElement* self, c10::Device device,
                                      std::initializer_list<anitalker::Precision> supported, const char* what,
                                      anitalker::Precision* precision);
+
+// start()'s loading of a network from the file (or folder) that the
+// property `property` names: "No <property> set." when `file` is empty
+// (asking for `kind`), the `device` and `precision` properties checked for
+// `what`'s `supported` precisions, then `load(device, precision)`, whose
+// exception is posted as "Could not load <kind> \"<file>\"."  False when
+// anything failed (the error posted).
+bool gst_anitalker_element_load(GstAnitalkerElement* self, const std::string& file, const char* property,
+                                const char* kind, std::initializer_list<anitalker::Precision> supported,
+                                const char* what, const std::function<void(c10::Device, anitalker::Precision)>& load);
 
 // Whether this stream runs in windows: mode=streaming, or mode=auto with a
 // live upstream (asked once a stream); TRUE for a class without a mode.
@@ -218,3 +238,6 @@ GstFlowReturn gst_anitalker_element_push_frames(
 
 // Pushes one buffer (logging a refused push).
 GstFlowReturn gst_anitalker_element_push(GstAnitalkerElement* self, GstBuffer* buffer);
+
+// Sends `caps` (taken; null: FALSE) downstream as the src caps.
+gboolean gst_anitalker_element_push_caps(GstAnitalkerElement* self, GstCaps* caps);

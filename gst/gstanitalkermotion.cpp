@@ -170,9 +170,9 @@ struct MotionState {
 
   // Streaming thread only (and the serialized events, which run in it).
   bool have_caps = false;
-  std::vector<float> features;             // offline: the utterance so far
-  guint64 received = 0;                    // feature frames since the stream (re)started
-  std::unique_ptr<motion::Stream> stream;  // streaming
+  // The features since the stream (re)started: the whole utterance offline,
+  // the windows streaming (lib/motion_driver.h).  From start to stop.
+  std::unique_ptr<motion::Stream> stream;
   // Under `lock`: streaming, the first motion frame of the next window (for
   // the LATENCY answer, from any thread).
   gint64 next_window = 0;
@@ -428,55 +428,27 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
   GST_OBJECT_UNLOCK(self);
   gst_anitalker_element_windows(element, &cfg.window, &cfg.context, &cfg.lookahead);
 
-  if (checkpoint.empty()) {
-    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No checkpoint set."),
-                      ("set the \"checkpoint\" property to a stage-2 checkpoint (stage2_*.ckpt)"));
-    return FALSE;
-  }
-  try {
-    motion::ddim_timesteps(cfg.steps);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("steps=%d cannot be used.", cfg.steps), false);
-    return FALSE;
-  }
-  c10::Device device(c10::kCPU);
-  anitalker::Precision precision;
-  if (!gst_anitalker_element_device(element, &device) ||
-      !gst_anitalker_element_precision(element, device, {anitalker::Precision::Fp32, anitalker::Precision::Bf16},
-                                       "the motion generator", &precision))
-    return FALSE;
   std::shared_ptr<const motion::Model> model;
-  try {
-    model = type == GST_ANITALKER_MOTION_TYPE_AUTO ? motion::Model::load(checkpoint, device, precision)
-                                                   : motion::Model::load(checkpoint, device, variant_of(type), precision);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(
-        self, gst_anitalker_printf("Could not load the stage-2 checkpoint \"%s\".", checkpoint.c_str()), true);
-    return FALSE;
-  }
   at::Tensor pose_file;
-  if (!pose_path.empty()) {
-    try {
-      pose_file = motion::read_pose_file(pose_path);
-    } catch (...) {
-      GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("Could not read the pose file \"%s\".",
-                                                                      pose_path.c_str()),
-                                           true);
-      return FALSE;
-    }
-  }
+  if (!GST_ANITALKER_TRY(self, gst_anitalker_printf("steps=%d cannot be used.", cfg.steps), false,
+                         motion::ddim_timesteps(cfg.steps)) ||
+      !gst_anitalker_element_load(element, checkpoint, "checkpoint", "the stage-2 checkpoint",
+                                  {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "the motion generator",
+                                  [&](c10::Device device, anitalker::Precision precision) {
+                                    model = type == GST_ANITALKER_MOTION_TYPE_AUTO
+                                                ? motion::Model::load(checkpoint, device, precision)
+                                                : motion::Model::load(checkpoint, device, variant_of(type), precision);
+                                  }) ||
+      (!pose_path.empty() &&
+       !GST_ANITALKER_TRY(self, "Could not read the pose file \"" + pose_path + "\".", true,
+                          pose_file = motion::read_pose_file(pose_path))))
+    return FALSE;
   GST_INFO_OBJECT(self, "%s: %s, motion %d, start %d, on %s", checkpoint.c_str(),
                   motion::variant_name(model->variant()).c_str(), model->motion_dim(), model->start_dim(),
                   model->device().str().c_str());
-
-  guint max_batch;
-  std::chrono::microseconds delay;
-  std::shared_ptr<anitalker::JobBatcher> shared;
-  if (gst_anitalker_element_sharing(element, &max_batch, &delay)) {
-    shared = anitalker::shared_jobs(model.get(), max_batch, delay);
-    GST_INFO_OBJECT(self, "sharing the motion generator: up to %u windows a call, %lld us of waiting", max_batch,
-                    (long long)delay.count());
-  }
+  auto shared = gst_anitalker_element_share(element, [&](guint max_batch, std::chrono::microseconds delay) {
+    return anitalker::shared_jobs(model.get(), max_batch, delay);
+  });
 
   GstAnitalkerLocked lock(&st->lock);
   st->model = model;
@@ -488,8 +460,6 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
   st->announced_serial = 0;
   st->have_caps = false;
   st->stream = std::make_unique<motion::Stream>(model, cfg);
-  st->features.clear();
-  st->received = 0;
   st->next_window = 0;
   return TRUE;
 }
@@ -512,14 +482,8 @@ static gboolean gst_anitalker_motion_warm_up(GstAnitalkerElement* element) {
   GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
   motion::StreamConfig cfg;
   const std::shared_ptr<const motion::Model> model = gst_anitalker_motion_model(self->state, &cfg);
-  try {
-    const int windows = motion::warm_up(model, cfg);
-    GST_DEBUG_OBJECT(self, "warm-up: %d windows", windows);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Could not run the motion generator on silence (warm-up).", false);
-    return FALSE;
-  }
-  return TRUE;
+  return GST_ANITALKER_TRY(self, "Could not run the motion generator on silence (warm-up).", false,
+                           GST_DEBUG_OBJECT(self, "warm-up: %d windows", motion::warm_up(model, cfg)));
 }
 
 static void gst_anitalker_motion_stop(GstAnitalkerElement* element) {
@@ -531,9 +495,6 @@ static void gst_anitalker_motion_stop(GstAnitalkerElement* element) {
   st->start = st->direction = at::Tensor();
   st->pose_file = at::Tensor();
   st->have_caps = false;
-  st->features.clear();
-  st->features.shrink_to_fit();
-  st->received = 0;
 }
 
 /* --- Caps -------------------------------------------------------------------- */
@@ -556,39 +517,23 @@ static GstCaps* gst_anitalker_motion_get_caps(GstAnitalkerElement* element, GstP
 
 static gboolean gst_anitalker_motion_set_caps(GstAnitalkerElement* element, GstCaps* caps) {
   GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
-  MotionState* st = self->state;
-  GstCaps* want = gst_anitalker_motion_get_caps(element, GST_PAD_SINK);
-  GstCaps* out = gst_anitalker_motion_get_caps(element, GST_PAD_SRC);
-  std::string variant;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    if (st->model) variant = motion::variant_name(st->model->variant());
-  }
-  if (want == nullptr || out == nullptr) {
-    if (want) gst_caps_unref(want);
-    if (out) gst_caps_unref(out);
+  motion::StreamConfig cfg;
+  const std::shared_ptr<const motion::Model> model = gst_anitalker_motion_model(self->state, &cfg);
+  GstCaps* want = model ? gst_anitalker_motion_get_caps(element, GST_PAD_SINK) : nullptr;
+  if (want == nullptr) {
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Caps arrived before the checkpoint was loaded."), (nullptr));
     return FALSE;
   }
-  const gboolean ok = gst_caps_can_intersect(caps, want);
-  if (!ok) {
-    gchar* got = gst_caps_to_string(caps);
-    gchar* exp = gst_caps_to_string(want);
+  const gboolean fits = gst_caps_can_intersect(caps, want);
+  if (!fits)
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
-                      ("The features do not fit the %s checkpoint: it takes %s.", variant.c_str(), exp),
-                      ("got %s", got));
-    g_free(got);
-    g_free(exp);
-    gst_caps_unref(want);
-    gst_caps_unref(out);
-    return FALSE;
-  }
+                      ("The features do not fit the %s checkpoint: it takes %" GST_PTR_FORMAT ".",
+                       motion::variant_name(model->variant()).c_str(), want),
+                      ("got %" GST_PTR_FORMAT, caps));
   gst_caps_unref(want);
-  const gboolean pushed = gst_pad_push_event(element->srcpad, gst_event_new_caps(out));
-  GST_DEBUG_OBJECT(self, "output caps %" GST_PTR_FORMAT, out);
-  gst_caps_unref(out);
-  st->have_caps = pushed;
-  return pushed;
+  self->state->have_caps =
+      fits && gst_anitalker_element_push_caps(element, gst_anitalker_motion_get_caps(element, GST_PAD_SRC));
+  return self->state->have_caps;
 }
 
 /* --- The portrait's codes and the controls ------------------------------------ */
@@ -687,57 +632,47 @@ static GstFlowReturn gst_anitalker_motion_push(GstAnitalkerMotion* self, const m
       });
 }
 
+// The portrait's codes (asked for when new) and the controls as now set,
+// given to `stream` for what it generates next.  False: the error is posted.
+static bool gst_anitalker_motion_prepare(GstAnitalkerMotion* self, motion::Stream* stream, motion::Controls* controls) {
+  if (!gst_anitalker_motion_ensure_codes(self)) return false;
+  {
+    GstAnitalkerLocked lock(&self->state->lock);
+    stream->set_codes(self->state->start, self->state->direction);
+  }
+  *controls = gst_anitalker_motion_controls(self, (guint64)stream->emitted());
+  stream->set_controls(*controls);
+  return true;
+}
+
 // Offline: the whole utterance at once, as the demo (spec 5).
-static GstFlowReturn gst_anitalker_motion_generate_offline(GstAnitalkerMotion* self) {
-  MotionState* st = self->state;
-  motion::StreamConfig cfg;
-  const std::shared_ptr<const motion::Model> model = gst_anitalker_motion_model(st, &cfg);
-  if (!model) return GST_FLOW_FLUSHING;
-  const motion::Model& m = *model;
-  const int64_t T = motion::motion_frames(m, (int64_t)st->received);
-  if (T < 1) {
-    if (st->received > 0)
+static GstFlowReturn gst_anitalker_motion_generate_offline(GstAnitalkerMotion* self, motion::Stream* stream) {
+  const int64_t N = stream->received();
+  if (motion::motion_frames(stream->model(), N) < 1) {
+    if (N > 0)
       GST_ELEMENT_WARNING(self, STREAM, FAILED,
-                          ("%" G_GUINT64_FORMAT " feature frames are too short for one motion frame (%d are needed); "
+                          ("%" G_GINT64_FORMAT " feature frames are too short for one motion frame (%d are needed); "
                            "no motion.",
-                           st->received, m.hubert() ? 2 : 4),
+                           N, stream->model().hubert() ? 2 : 4),
                           (nullptr));
     return GST_FLOW_OK;
   }
-  if (!gst_anitalker_motion_ensure_codes(self)) return GST_FLOW_ERROR;
-  const motion::Controls controls = gst_anitalker_motion_controls(self, 0);
-  at::Tensor start, direction;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    start = st->start;
-    direction = st->direction;
-  }
+  motion::Controls controls;
+  if (!gst_anitalker_motion_prepare(self, stream, &controls)) return GST_FLOW_ERROR;
+  GST_DEBUG_OBJECT(self, "offline: %" G_GINT64_FORMAT " feature frames, %d steps", N, stream->config().steps);
   motion::Generated g;
-  {
+  anitalker::run_job(gst_anitalker_motion_shared(self->state).get(), [&] {
     c10::InferenceMode guard;
-    const int64_t N = (int64_t)st->received;
-    at::Tensor feats = m.hubert() ? at::from_blob(st->features.data(), {N, m.hubert_layers(), m.audio_dim()}, at::kFloat)
-                                  : at::from_blob(st->features.data(), {N, m.audio_dim()}, at::kFloat);
-    at::Tensor audio = motion::audio_input(m, feats);
-    at::Tensor noise = m.seed_noise(cfg.seed, T);
-    GST_DEBUG_OBJECT(self, "offline: %" G_GINT64_FORMAT " feature frames -> %" G_GINT64_FORMAT " motion frames, %d steps",
-                     N, T, cfg.steps);
-    anitalker::run_job(gst_anitalker_motion_shared(st).get(), [&] {
-      c10::InferenceMode job_guard;
-      g = motion::generate(m, start, direction, audio, controls, noise, cfg.steps);
-    });
-  }
-  st->features.clear();
-  st->features.shrink_to_fit();
+    g = stream->whole();
+  });
   return gst_anitalker_motion_push(self, g, controls.control, FRAMES_PER_BUFFER);
 }
 
 // Streaming: every window that is ready (all that remain when `final`).
-static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* self, bool final) {
+static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* self, motion::Stream* stream,
+                                                           bool final) {
   GstAnitalkerElement* element = GST_ANITALKER_ELEMENT(self);
   MotionState* st = self->state;
-  motion::Stream* stream = st->stream.get();
-  if (stream == nullptr) return GST_FLOW_FLUSHING;
   // The window settings in force now (they may change while playing).
   int window, context, lookahead;
   gst_anitalker_element_windows(element, &window, &context, &lookahead);
@@ -748,13 +683,8 @@ static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* s
     stream->set_window(window, context, lookahead);
   }
   while (stream->ready(final)) {
-    if (!gst_anitalker_motion_ensure_codes(self)) return GST_FLOW_ERROR;
-    {
-      GstAnitalkerLocked lock(&st->lock);
-      stream->set_codes(st->start, st->direction);
-    }
-    const motion::Controls controls = gst_anitalker_motion_controls(self, (guint64)stream->emitted());
-    stream->set_controls(controls);
+    motion::Controls controls;
+    if (!gst_anitalker_motion_prepare(self, stream, &controls)) return GST_FLOW_ERROR;
     motion::Generated g;
     const gint64 t0 = g_get_monotonic_time();
     anitalker::run_job(gst_anitalker_motion_shared(st).get(), [&] {
@@ -777,23 +707,24 @@ static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* s
 
 // Generates what is due; `final` at the end of a stream.  Errors are posted here.
 static GstFlowReturn gst_anitalker_motion_process(GstAnitalkerMotion* self, bool final) {
+  motion::Stream* stream = self->state->stream.get();
+  if (stream == nullptr) return GST_FLOW_FLUSHING;
   const bool streaming = gst_anitalker_element_streaming(GST_ANITALKER_ELEMENT(self));
   if (!final && !streaming) return GST_FLOW_OK;
-  try {
-    return streaming ? gst_anitalker_motion_generate_windows(self, final) : gst_anitalker_motion_generate_offline(self);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(
-        self,
-        gst_anitalker_printf("Generating motion from %" G_GUINT64_FORMAT " feature frames failed.",
-                             self->state->received),
-        false);
-    return GST_FLOW_ERROR;
-  }
+  GstFlowReturn ret = GST_FLOW_ERROR;
+  GST_ANITALKER_TRY(self,
+                    gst_anitalker_printf("Generating motion from %" G_GINT64_FORMAT " feature frames failed.",
+                                         stream->received()),
+                    false,
+                    ret = streaming ? gst_anitalker_motion_generate_windows(self, stream, final)
+                                    : gst_anitalker_motion_generate_offline(self, stream));
+  return ret;
 }
 
 static GstFlowReturn gst_anitalker_motion_drain(GstAnitalkerElement* element) {
   GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
-  const GstFlowReturn ret = self->state->received > 0 ? gst_anitalker_motion_process(self, true) : GST_FLOW_OK;
+  const motion::Stream* stream = self->state->stream.get();
+  const GstFlowReturn ret = stream && stream->received() > 0 ? gst_anitalker_motion_process(self, true) : GST_FLOW_OK;
   gst_anitalker_motion_flush(element);
   return ret;
 }
@@ -801,51 +732,35 @@ static GstFlowReturn gst_anitalker_motion_drain(GstAnitalkerElement* element) {
 // FLUSH_STOP, SEGMENT: the features not yet used are dropped.
 static void gst_anitalker_motion_flush(GstAnitalkerElement* element) {
   MotionState* st = GST_ANITALKER_MOTION(element)->state;
-  if (st->received > 0) GST_DEBUG_OBJECT(element, "dropping %" G_GUINT64_FORMAT " feature frames", st->received);
-  st->features.clear();
-  st->features.shrink_to_fit();
-  st->received = 0;
-  if (st->stream) st->stream->reset();
+  if (st->stream) {
+    GST_DEBUG_OBJECT(element, "dropping %" G_GINT64_FORMAT " feature frames", st->stream->held_features());
+    st->stream->reset();
+  }
   GstAnitalkerLocked lock(&st->lock);
   st->next_window = 0;
 }
 
 static GstFlowReturn gst_anitalker_motion_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer) {
   GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
-  MotionState* st = self->state;
-  if (!st->have_caps) {
+  motion::Stream* stream = self->state->stream.get();
+  if (!self->state->have_caps) {
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Features arrived before their caps."), (nullptr));
     return GST_FLOW_NOT_NEGOTIATED;
   }
-  size_t frame_floats;
-  int rate;  // feature frames per second
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    if (!st->model) return GST_FLOW_FLUSHING;
-    const motion::Model& m = *st->model;
-    frame_floats = (size_t)(m.hubert() ? m.hubert_layers() : 1) * (size_t)m.audio_dim();
-    rate = m.hubert() ? 50 : 100;
-  }
-  const bool streaming = gst_anitalker_element_streaming(element);
+  if (stream == nullptr) return GST_FLOW_FLUSHING;
+  const motion::Model& m = stream->model();
+  const gsize frame_floats = (gsize)(m.hubert() ? m.hubert_layers() : 1) * (gsize)m.audio_dim();
   gst_anitalker_element_anchor(element, buffer);
-  // Offline: gathered for the whole utterance; streaming: into the windows.
   std::vector<float> piece;
-  const gssize frames = gst_anitalker_element_take_frames(element, buffer, frame_floats, "feature", st->received,
-                                                          streaming ? &piece : &st->features);
+  const gssize frames =
+      gst_anitalker_element_take_frames(element, buffer, frame_floats, "feature", (guint64)stream->received(), &piece);
   if (frames < 0) return GST_FLOW_ERROR;
-  if (streaming) st->stream->push(piece.data(), (int64_t)frames);
-  st->received += frames;
-  if (!streaming) {
-    const int over = gst_anitalker_element_check_offline_limit(element, (double)st->received / rate);
-    if (over < 0) return GST_FLOW_ERROR;
-    if (over > 0) {
-      // Auto on a long input: what was gathered goes to the windows, which
-      // go on from frame 0 (offline pushed nothing yet).
-      st->stream->push(st->features.data(), (int64_t)st->received);
-      st->features.clear();
-      st->features.shrink_to_fit();
-    }
-  }
+  // Offline the stream gathers the whole utterance; past offline-limit, auto
+  // goes on in windows from frame 0 (nothing was pushed yet) and offline fails.
+  stream->push(piece.data(), (int64_t)frames);
+  if (!gst_anitalker_element_streaming(element) &&
+      gst_anitalker_element_check_offline_limit(element, (double)stream->received() / (m.hubert() ? 50 : 100)) < 0)
+    return GST_FLOW_ERROR;
   return gst_anitalker_motion_process(self, false);
 }
 
@@ -867,20 +782,11 @@ static gboolean gst_anitalker_motion_src_event(GstAnitalkerElement* element, Gst
   return TRUE;
 }
 
-// A window's first frame (PTS p) waits for the features of the window and
-// the look-ahead: the last of them has PTS p + (window + look-ahead) / 25 s
-// - one feature frame (20 ms of HuBERT, 10 ms of MFCC), and the buffer that
-// holds it reaches us at most upstream's latency after its own PTS, which
-// is no later than that frame's.  So what we add is at most that difference
-// (the settings as now set: they apply from the next window).
-//
-// When upstream says its frames come in whole hops (hubertenc with HuBERT,
-// streaming: the hop query, gstanitalkercaps.h), upstream's latency already
-// covers a hop's wait for the frame at its start: we add only how much later
-// the hop that completes a window arrives than the hop of the window's first
-// frame would, the worst over the coming windows (their phases against the
-// hops repeat within `hop` windows).  Windows that are whole hops and in
-// phase add nothing.
+// A window's first frame waits for the features of the window and the
+// look-ahead (lib motion::window_wait, with the hops of upstream's features
+// when it says it sends whole hops: the hop query, gstanitalkercaps.h); the
+// buffer that holds the last of them reaches us at most upstream's latency
+// after its own PTS.  The settings as now set: they apply from the next window.
 static GstClockTime gst_anitalker_motion_latency(GstAnitalkerElement* element, gboolean) {
   MotionState* st = GST_ANITALKER_MOTION(element)->state;
   gint64 ratio = 0, next = 0;  // feature frames a motion frame; the next window's first frame
@@ -893,26 +799,9 @@ static GstClockTime gst_anitalker_motion_latency(GstAnitalkerElement* element, g
   gst_anitalker_element_windows(element, &window, &context, &lookahead);
   if (ratio == 0)  // not started: whole motion frames
     return gst_util_uint64_scale((guint64)(window + lookahead), GST_SECOND, FPS);
-  gint64 wait = ratio * (window + lookahead) - 1;  // feature frames
-  gint hop = 0;
-  guint64 origin = 0;
-  GstQuery* q = gst_query_new_custom(GST_QUERY_CUSTOM, gst_structure_new_empty(GST_ANITALKER_QUERY_FEATURES_HOP));
-  if (gst_pad_peer_query(element->sinkpad, q) &&
-      gst_structure_get_int(gst_query_get_structure(q), GST_ANITALKER_FIELD_HOP, &hop) &&
-      gst_structure_get_uint64(gst_query_get_structure(q), GST_ANITALKER_FIELD_ORIGIN, &origin) && hop > 0) {
-    const gint64 o = (gint64)origin;
-    gint64 worst = 0;
-    for (gint64 k = 0; k <= hop; k++) {
-      const gint64 first = ratio * (next + k * window);
-      const gint64 last = ratio * (next + (k + 1) * window + lookahead) - 1;
-      const gint64 arrives = last < o ? last + 1 : o + ((last - o) / hop + 1) * hop;  // end of its hop
-      worst = std::max(worst, arrives - first - hop);
-    }
-    GST_DEBUG_OBJECT(element, "features in hops of %d from %" G_GINT64_FORMAT ": %" G_GINT64_FORMAT
-                     " feature frames of wait instead of %" G_GINT64_FORMAT,
-                     hop, o, std::min(wait, worst), wait);
-    wait = std::min(wait, worst);
-  }
-  gst_query_unref(q);
+  gint64 hop = 0, origin = 0;
+  if (gst_anitalker_hop_ask(element->sinkpad, &hop, &origin))
+    GST_DEBUG_OBJECT(element, "features in hops of %" G_GINT64_FORMAT " from %" G_GINT64_FORMAT, hop, origin);
+  const int64_t wait = motion::window_wait(ratio, window, lookahead, next, hop, origin);  // feature frames
   return gst_util_uint64_scale((guint64)wait, GST_SECOND, (guint64)(FPS * ratio));
 }

@@ -132,7 +132,6 @@ struct EncState {
   // Streaming thread only (and the serialized events, which run in it).
   bool s16 = false;       // sink caps: S16LE, else F32LE
   bool have_caps = false;
-  guint64 received = 0;   // samples since the stream (re)started
   // The windowing and the maths (lib/feature_stream.h): from start on.
   std::unique_ptr<anitalker::features::Stream> stream;
 };
@@ -255,44 +254,28 @@ static gboolean gst_hubert_enc_start(GstAnitalkerElement* element) {
   GstHubertEnc* self = GST_HUBERT_ENC(element);
   EncState* st = self->state;
   const std::string model_dir = gst_anitalker_get_string(GST_ELEMENT_CAST(self), &self->model);
-  if (model_dir.empty()) {
-    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No model set."),
-                      ("set the \"model\" property to a HuBERT folder or to \"mfcc\""));
-    return FALSE;
-  }
   std::shared_ptr<const hubert::Model> model;
   const bool is_mfcc = model_dir == MODEL_MFCC;
-  c10::Device device(c10::kCPU);
   anitalker::Precision precision;
-  if ((!is_mfcc && !gst_anitalker_element_device(element, &device)) ||
-      !gst_anitalker_element_precision(element, device,
-                                       is_mfcc ? std::initializer_list<anitalker::Precision>{anitalker::Precision::Fp32}
-                                               : std::initializer_list<anitalker::Precision>{anitalker::Precision::Fp32,
-                                                                                            anitalker::Precision::Bf16},
-                                       is_mfcc ? "MFCC" : "HuBERT", &precision))
+  if (is_mfcc ? !gst_anitalker_element_precision(element, c10::Device(c10::kCPU), {anitalker::Precision::Fp32},
+                                                 "MFCC", &precision)
+              : !gst_anitalker_element_load(element, model_dir, "model",
+                                            "the HuBERT model (a chinese-hubert-large folder) or \"mfcc\"",
+                                            {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "HuBERT",
+                                            [&](c10::Device device, anitalker::Precision precision) {
+                                              model = hubert::Model::load(model_dir, device, precision);
+                                            }))
     return FALSE;
-  if (!is_mfcc) {
-    try {
-      model = hubert::Model::load(model_dir, device, precision);
-    } catch (...) {
-      GST_ANITALKER_POST_CURRENT_EXCEPTION(
-          self, gst_anitalker_printf("Could not load the HuBERT model \"%s\".", model_dir.c_str()), true);
-      return FALSE;
-    }
+  if (model)
     GST_INFO_OBJECT(self, "%s: %d hidden states of %d values, on %s", model_dir.c_str(), model->num_states(),
                     model->hidden(), model->device().str().c_str());
-  }
   anitalker::features::StreamConfig cfg;
   gst_anitalker_element_windows(element, &cfg.window_ms, &cfg.context_ms, &cfg.lookahead_ms);
-
-  guint max_batch;
-  std::chrono::microseconds delay;
   std::shared_ptr<anitalker::JobBatcher> shared;
-  if (model && gst_anitalker_element_sharing(element, &max_batch, &delay)) {
-    shared = anitalker::shared_jobs(model.get(), max_batch, delay);
-    GST_INFO_OBJECT(self, "sharing HuBERT: up to %u windows a call, %lld us of waiting", max_batch,
-                    (long long)delay.count());
-  }
+  if (model)
+    shared = gst_anitalker_element_share(element, [&](guint max_batch, std::chrono::microseconds delay) {
+      return anitalker::shared_jobs(model.get(), max_batch, delay);
+    });
 
   GstAnitalkerLocked lock(&st->lock);
   st->started = true;
@@ -300,7 +283,6 @@ static gboolean gst_hubert_enc_start(GstAnitalkerElement* element) {
   st->shared = std::move(shared);
   st->model = std::move(model);
   st->have_caps = false;
-  st->received = 0;
   st->origin = 0;
   st->stream = std::make_unique<anitalker::features::Stream>(st->model, cfg);
   return TRUE;
@@ -317,14 +299,8 @@ static gboolean gst_hubert_enc_warm_up(GstAnitalkerElement* element) {
   }
   anitalker::features::StreamConfig cfg;
   gst_anitalker_element_windows(element, &cfg.window_ms, &cfg.context_ms, &cfg.lookahead_ms);
-  try {
-    const int windows = anitalker::features::warm_up(model, cfg);
-    GST_DEBUG_OBJECT(self, "warm-up: %d windows", windows);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Could not run HuBERT on silence (warm-up).", false);
-    return FALSE;
-  }
-  return TRUE;
+  return GST_ANITALKER_TRY(self, "Could not run HuBERT on silence (warm-up).", false,
+                           GST_DEBUG_OBJECT(self, "warm-up: %d windows", anitalker::features::warm_up(model, cfg)));
 }
 
 static void gst_hubert_enc_stop(GstAnitalkerElement* element) {
@@ -335,7 +311,6 @@ static void gst_hubert_enc_stop(GstAnitalkerElement* element) {
   st->shared.reset();
   st->stream.reset();
   st->have_caps = false;
-  st->received = 0;
 }
 
 /* --- Caps ------------------------------------------------------------------ */
@@ -367,14 +342,9 @@ static gboolean gst_hubert_enc_set_caps(GstAnitalkerElement* element, GstCaps* c
                       ("caps: %" GST_PTR_FORMAT, caps));
     return FALSE;
   }
-  GstCaps* out = gst_hubert_enc_get_caps(element, GST_PAD_SRC);
-  if (out == nullptr) return FALSE;
   st->s16 = strcmp(format, "S16LE") == 0;
-  const gboolean ok = gst_pad_push_event(element->srcpad, gst_event_new_caps(out));
-  GST_DEBUG_OBJECT(self, "input %s, output caps %" GST_PTR_FORMAT, format, out);
-  gst_caps_unref(out);
-  st->have_caps = ok;
-  return ok;
+  st->have_caps = gst_anitalker_element_push_caps(element, gst_hubert_enc_get_caps(element, GST_PAD_SRC));
+  return st->have_caps;
 }
 
 /* --- Encoding -------------------------------------------------------------- */
@@ -385,60 +355,51 @@ static gboolean gst_hubert_enc_set_caps(GstAnitalkerElement* element, GstCaps* c
 static GstFlowReturn gst_hubert_enc_encode(GstHubertEnc* self, bool final) {
   GstAnitalkerElement* element = GST_ANITALKER_ELEMENT(self);
   EncState* st = self->state;
+  std::shared_ptr<anitalker::JobBatcher> shared;
   {
     GstAnitalkerLocked lock(&st->lock);
     if (!st->started || !st->stream) return GST_FLOW_FLUSHING;
+    shared = st->shared;
   }
   if (!final && !gst_anitalker_element_streaming(element)) return GST_FLOW_OK;  // offline: all at EOS
   anitalker::features::Stream* stream = st->stream.get();
-  try {
-    // The window settings as now set: they may change while playing.
-    int window_ms, context_ms, lookahead_ms;
-    gst_anitalker_element_windows(element, &window_ms, &context_ms, &lookahead_ms);
-    stream->set_window(window_ms, context_ms, lookahead_ms);
-
-    const gint64 t0 = g_get_monotonic_time();
-    std::shared_ptr<anitalker::JobBatcher> shared;
-    {
-      GstAnitalkerLocked lock(&st->lock);
-      shared = st->shared;
-    }
-    anitalker::features::Frames f;
-    anitalker::run_job(shared.get(), [&] { f = stream->next(final); });
-    {
-      // Every window sends whole hops: the frames sent so far are a hop
-      // boundary of the window now set.
-      GstAnitalkerLocked lock(&st->lock);
-      st->origin = stream->emitted();
-    }
-    // Streaming: a window's compute time is part of the latency we add.
-    if (!final && f.count > 0) gst_anitalker_element_add_compute(element, t0);
-    if (f.count > 0)
-      GST_LOG_OBJECT(self, "frames %" G_GUINT64_FORMAT " .. %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " samples",
-                     element->emitted, element->emitted + f.count - 1, st->received);
-    const GstFlowReturn ret =
-        f.count > 0 ? gst_anitalker_element_push_frames(element, f.data.data(), (guint64)f.count,
-                                                        (gsize)stream->frame_floats(), stream->rate(), FRAMES_PER_BUFFER)
-                    : GST_FLOW_OK;
-    if (final && stream->too_short()) {
-      GST_ELEMENT_WARNING(self, STREAM, FAILED,
-                          ("%" G_GUINT64_FORMAT " samples of audio are too short for one HuBERT frame; no features.",
-                           st->received),
-                          (nullptr));
-    }
-    return ret;
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(
-        self, gst_anitalker_printf("Encoding %" G_GUINT64_FORMAT " samples of audio failed.", st->received), false);
+  // The window settings as now set: they may change while playing.
+  int window_ms, context_ms, lookahead_ms;
+  gst_anitalker_element_windows(element, &window_ms, &context_ms, &lookahead_ms);
+  const gint64 t0 = g_get_monotonic_time();
+  anitalker::features::Frames f;
+  if (!GST_ANITALKER_TRY(self,
+                         gst_anitalker_printf("Encoding %" G_GINT64_FORMAT " samples of audio failed.",
+                                              stream->received()),
+                         false, stream->set_window(window_ms, context_ms, lookahead_ms);
+                         anitalker::run_job(shared.get(), [&] { f = stream->next(final); })))
     return GST_FLOW_ERROR;
+  {
+    // Every window sends whole hops: the frames sent so far are a hop
+    // boundary of the window now set.
+    GstAnitalkerLocked lock(&st->lock);
+    st->origin = stream->emitted();
   }
+  if (final && stream->too_short())
+    GST_ELEMENT_WARNING(self, STREAM, FAILED,
+                        ("%" G_GINT64_FORMAT " samples of audio are too short for one HuBERT frame; no features.",
+                         stream->received()),
+                        (nullptr));
+  if (f.count == 0) return GST_FLOW_OK;
+  // Streaming: a window's compute time is part of the latency we add.
+  if (!final) gst_anitalker_element_add_compute(element, t0);
+  GST_LOG_OBJECT(self, "frames %" G_GUINT64_FORMAT " .. %" G_GUINT64_FORMAT " of %" G_GINT64_FORMAT " samples",
+                 element->emitted, element->emitted + f.count - 1, stream->received());
+  return gst_anitalker_element_push_frames(element, f.data.data(), (guint64)f.count, (gsize)stream->frame_floats(),
+                                           stream->rate(), FRAMES_PER_BUFFER);
 }
 
 // The end of the stream so far (EOS, discont, gap): every pending frame,
 // then counting anew.
 static GstFlowReturn gst_hubert_enc_drain(GstAnitalkerElement* element) {
   GstHubertEnc* self = GST_HUBERT_ENC(element);
-  const GstFlowReturn ret = self->state->received > 0 ? gst_hubert_enc_encode(self, true) : GST_FLOW_OK;
+  const anitalker::features::Stream* stream = self->state->stream.get();
+  const GstFlowReturn ret = stream && stream->received() > 0 ? gst_hubert_enc_encode(self, true) : GST_FLOW_OK;
   gst_hubert_enc_flush(element);
   return ret;
 }
@@ -446,9 +407,10 @@ static GstFlowReturn gst_hubert_enc_drain(GstAnitalkerElement* element) {
 // FLUSH_STOP, SEGMENT: the audio not yet encoded is dropped.
 static void gst_hubert_enc_flush(GstAnitalkerElement* element) {
   EncState* st = GST_HUBERT_ENC(element)->state;
-  if (st->received > 0) GST_DEBUG_OBJECT(element, "dropping %" G_GUINT64_FORMAT " samples", st->received);
-  st->received = 0;
-  if (st->stream) st->stream->reset();
+  if (st->stream) {
+    GST_DEBUG_OBJECT(element, "dropping %" G_GINT64_FORMAT " samples", st->stream->held_samples());
+    st->stream->reset();
+  }
   GstAnitalkerLocked lock(&st->lock);
   st->origin = 0;
 }
@@ -493,24 +455,23 @@ static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, 
   gst_anitalker_element_anchor(element, buffer);
   const gsize count = size / bps;
   if (count == 0) return GST_FLOW_OK;  // an empty buffer adds nothing (its DISCONT is handled by the base)
+  if (!st->stream) {
+    GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("No model to encode with."), (nullptr));
+    return GST_FLOW_ERROR;
+  }
   const std::vector<float> samples = read_samples(buffer, st->s16, count);
   const gssize bad = gst_anitalker_first_non_finite(samples.data(), count);
   if (bad >= 0) {
-    const guint64 at = st->received + (guint64)bad;
+    const guint64 at = (guint64)st->stream->received() + (guint64)bad;
     GST_ELEMENT_ERROR(self, STREAM, FORMAT,
                       ("Audio sample %" G_GUINT64_FORMAT " (at %.3f s) is NaN or inf.", at, (double)at / SAMPLE_RATE),
                       ("audio samples must be finite numbers"));
     return GST_FLOW_ERROR;
   }
-  if (!st->stream) {
-    GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("No model to encode with."), (nullptr));
-    return GST_FLOW_ERROR;
-  }
   st->stream->push(samples.data(), (int64_t)count);
-  st->received += count;
   // Offline: past offline-limit, auto goes on in windows and offline fails.
   if (!gst_anitalker_element_streaming(element) &&
-      gst_anitalker_element_check_offline_limit(element, (double)st->received / SAMPLE_RATE) < 0)
+      gst_anitalker_element_check_offline_limit(element, (double)st->stream->received() / SAMPLE_RATE) < 0)
     return GST_FLOW_ERROR;
   return gst_hubert_enc_encode(self, false);
 }
@@ -520,10 +481,7 @@ static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, 
 // The hop query of anitalkermotion (gstanitalkercaps.h): answered with HuBERT
 // in streaming mode.
 static gboolean gst_hubert_enc_src_query(GstAnitalkerElement* element, GstQuery* query, gboolean* result) {
-  const GstStructure* s = gst_query_get_structure(query);
-  if (GST_QUERY_TYPE(query) != GST_QUERY_CUSTOM || s == nullptr ||
-      !gst_structure_has_name(s, GST_ANITALKER_QUERY_FEATURES_HOP))
-    return FALSE;
+  if (!gst_anitalker_query_is(query, GST_ANITALKER_QUERY_FEATURES_HOP)) return FALSE;
   EncState* st = GST_HUBERT_ENC(element)->state;
   std::shared_ptr<const hubert::Model> model;
   gint64 origin;
@@ -536,9 +494,7 @@ static gboolean gst_hubert_enc_src_query(GstAnitalkerElement* element, GstQuery*
   if (!model || !gst_anitalker_element_streaming(element)) return TRUE;
   anitalker::features::StreamConfig cfg;
   gst_anitalker_element_windows(element, &cfg.window_ms, &cfg.context_ms, &cfg.lookahead_ms);
-  gst_structure_set(gst_query_writable_structure(query), GST_ANITALKER_FIELD_HOP, G_TYPE_INT,
-                    (gint)anitalker::features::hop_frames(model.get(), cfg), GST_ANITALKER_FIELD_ORIGIN, G_TYPE_UINT64,
-                    (guint64)origin, nullptr);
+  gst_anitalker_hop_answer(query, (gint)anitalker::features::hop_frames(model.get(), cfg), (guint64)origin);
   *result = TRUE;
   return TRUE;
 }

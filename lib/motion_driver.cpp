@@ -236,6 +236,40 @@ Generated Stream::next(bool final) {
   return out;
 }
 
+Generated Stream::whole() {
+  at::NoGradGuard no_grad;
+  if (!start_.defined()) throw usage("no portrait codes for the stream");
+  if (emitted_ > 0 || feat_first_ > 0) throw usage("the whole utterance cannot follow windows of the same stream");
+  const Model& m = *model_;
+  const int64_t N = received_, T = motion_frames(m, N);
+  if (T < 1)
+    throw usage(std::to_string(N) + " feature frames are too short for one motion frame (" +
+                std::to_string(per_frame()) + " are needed)");
+  at::Tensor feats = at::empty({N * frame_floats_}, at::kFloat);
+  std::copy(feats_.begin(), feats_.end(), feats.data_ptr<float>());
+  feats_.clear();
+  feats_.shrink_to_fit();
+  feat_first_ = N;
+  const at::Tensor audio = m.hubert() ? audio_input(m, feats.view({N, m.hubert_layers(), m.audio_dim()}))
+                                      : audio_input(m, feats.view({N, m.audio_dim()}));
+  Generated g = generate(m, start_, direction_, audio, controls_, m.seed_noise(cfg_.seed, T), cfg_.steps);
+  emitted_ = T;
+  return g;
+}
+
+int64_t window_wait(int64_t per_frame, int window, int lookahead, int64_t next, int64_t hop, int64_t origin) {
+  const int64_t plain = per_frame * (window + lookahead) - 1;
+  if (hop <= 0) return plain;
+  int64_t worst = 0;
+  for (int64_t k = 0; k <= hop; k++) {
+    const int64_t first = per_frame * (next + k * window);
+    const int64_t last = per_frame * (next + (k + 1) * window + lookahead) - 1;
+    const int64_t arrives = last < origin ? last + 1 : origin + ((last - origin) / hop + 1) * hop;  // its hop's end
+    worst = std::max(worst, arrives - first - hop);
+  }
+  return std::min(plain, worst);
+}
+
 int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg) {
   c10::InferenceMode guard;
   const Model& m = *model;

@@ -117,6 +117,12 @@ class Stream {
   // Generates the next window (call only when ready(final)); returns the new
   // frames [k, ...] with k >= 1.
   Generated next(bool final);
+  // Offline (spec 5): every frame the features pushed so far make, in one
+  // run over the whole utterance with the demo's noise (Model::seed_noise of
+  // the seed, not the stream's): the reference demo's output.  Only before
+  // any window; throws Error(Usage) after one, without codes, or when the
+  // features make no motion frame (motion_frames() < 1).
+  Generated whole();
 
   int64_t emitted() const { return emitted_; }
   int64_t received() const { return received_; }  // feature frames
@@ -145,6 +151,18 @@ class Stream {
   at::Tensor noise_;
   int64_t noise_first_ = 0;
 };
+
+// The feature frames that the first frame of the next window (motion frame
+// `next`) waits past the arrival of its own feature frame, for its window
+// and look-ahead: per_frame * (window + lookahead) - 1 (per_frame: 2 for
+// HuBERT, 4 for MFCC).  When upstream sends the features in whole hops of
+// `hop` frames counted from feature frame `origin` (hubertenc streaming
+// HuBERT), the frame's own hop already waited for the frames of its hop, so
+// only how much later the hop that completes a window arrives counts: the
+// worst over the coming windows (their phases against the hops repeat
+// within `hop` windows), never more than without hops.  Windows of whole
+// hops in phase with them wait for nothing.
+int64_t window_wait(int64_t per_frame, int window, int lookahead, int64_t next, int64_t hop = 0, int64_t origin = 0);
 
 // Runs a throw-away stream with `cfg` (its own noise) on zero features and
 // codes, frame by frame, until its held context is full and two windows

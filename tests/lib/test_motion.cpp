@@ -220,6 +220,65 @@ TEST(MotionDriver, GenerateFromFrameMajorFeatures) {
               HasSubstr("expected HuBERT features of shape [N, 25, 32]"));
 }
 
+// Stream::whole(): the features pushed in pieces, then the whole utterance
+// in one run with the demo's noise: the fixture's sample (as generate()
+// above); nothing after a window, without codes, or from too few frames.
+TEST(MotionStream, WholeUtteranceIsTheDemos) {
+  auto m = model(Variant::HubertFullControl);
+  at::Tensor frames = in("hubert").squeeze(0).transpose(0, 1).contiguous();  // [100, 25, 32]
+  frames = at::cat({frames, frames.narrow(0, 99, 1)}, 0);                      // + the demo's padding frame
+  StreamConfig cfg;
+  cfg.steps = 10;
+  cfg.window = 4;
+  Stream s(m, cfg);
+  EXPECT_THAT(error_of([&] { s.whole(); }), HasSubstr("no portrait codes"));
+  s.set_codes(in("start"), in("direction"));
+  EXPECT_THAT(error_of([&] { s.whole(); }), HasSubstr("too short for one motion frame"));
+  const int64_t per = frames.numel() / frames.size(0);
+  for (int64_t i = 0; i < frames.size(0); i += 7)
+    s.push(frames.data_ptr<float>() + i * per, std::min<int64_t>(7, frames.size(0) - i));
+  Controls c;
+  c.control = true;
+  c.pose_file = read_npy_tensor(data("motion/in_pose_deg.npy"));
+  c.location = 0.3f;
+  c.scale = 0.7f;
+  s.set_controls(c);
+  const auto g = s.whole();
+  EXPECT_EQ(g.motion.size(1), 50);
+  EXPECT_EQ(s.emitted(), 50);
+  EXPECT_LE(max_abs(g.motion, ref(Variant::HubertFullControl, "sample_T10_cf1")), 2e-4);
+  EXPECT_LE(max_abs(g.pose, in("pose")), 1e-6);
+  EXPECT_EQ(s.held_features(), 0);
+  s.reset();
+  s.push(frames.data_ptr<float>(), 20);
+  ASSERT_TRUE(s.ready(false));
+  s.next(false);
+  EXPECT_THAT(error_of([&] { s.whole(); }), HasSubstr("cannot follow windows"));
+}
+
+// window_wait(): without hops, a window's first frame waits for its window
+// and look-ahead less one feature frame; with hops, only for how much later
+// the hop that completes a window comes (worst phase), never more.
+TEST(MotionStream, WindowWait) {
+  using anitalker::motion::window_wait;
+  EXPECT_EQ(window_wait(2, 4, 1, 0), 9);   // 180 ms at 50 Hz: (4 + 1) * 2 - 1
+  EXPECT_EQ(window_wait(4, 3, 0, 0), 11);  // MFCC at 100 Hz
+  // balanced: 13-frame windows over 26-frame hops in phase: nothing.
+  EXPECT_EQ(window_wait(2, 13, 0, 0, 26, 0), 0);
+  // low: 3-frame windows (6 feature frames) over hops of 6 from frame 0.
+  EXPECT_EQ(window_wait(2, 3, 0, 0, 6, 0), 0);
+  // Out of phase: hops of 6 from feature frame 2, so a window's last frame
+  // (5, 11, ...) comes with the hop that ends 2 frames after it: 2 more.
+  EXPECT_EQ(window_wait(2, 3, 0, 0, 6, 2), 2);
+  // 4 frames + 1 of look-ahead over hops of 6: 8 feature frames (160 ms, as
+  // the element's test has it), not 9.
+  EXPECT_EQ(window_wait(2, 4, 1, 0, 6, 0), 8);
+  // Never more than without hops, whatever the hop.
+  for (int64_t hop : {1, 5, 7, 50, 1000})
+    for (int64_t origin : {0, 3, 11})
+      EXPECT_LE(window_wait(2, 5, 2, 7, hop, origin), window_wait(2, 5, 2, 7)) << hop << " " << origin;
+}
+
 // Synthetic HuBERT-layout features: smooth per-channel sinusoids, so that
 // neighbouring frames are alike as in speech features.
 at::Tensor synthetic_features(int64_t n, int64_t L, int64_t H) {
