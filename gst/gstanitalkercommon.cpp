@@ -450,6 +450,38 @@ GstEvent* gst_anitalker_portrait_changed_new(guint serial) {
                                                 G_TYPE_UINT, serial, nullptr));
 }
 
+void GstAnitalkerCodes::reset() {
+  GstAnitalkerLocked hold(&lock_);
+  announced_ = held_ = 0;
+  have_ = false;
+}
+
+bool GstAnitalkerCodes::take_event(GstEvent* event) {
+  guint serial;
+  if (!gst_anitalker_portrait_changed_parse(event, &serial)) return false;
+  gst_event_unref(event);
+  GstAnitalkerLocked hold(&lock_);
+  announced_ = serial;
+  return true;
+}
+
+int GstAnitalkerCodes::update(GstPad* srcpad, int start_dim, int motion_dim, std::vector<float>* start,
+                              std::vector<float>* direction, std::string* why) {
+  {
+    GstAnitalkerLocked hold(&lock_);
+    if (have_ && announced_ == held_) return 0;
+  }
+  guint serial = 0;
+  const int asked = gst_anitalker_codes_ask(srcpad, start_dim, motion_dim, start, direction, &serial, why);
+  if (asked != 0) return asked;
+  GstAnitalkerLocked hold(&lock_);
+  have_ = true;
+  held_ = serial;
+  // An announcement that raced the query is not lost: it stays.
+  if (announced_ == 0) announced_ = serial;
+  return 1;
+}
+
 bool gst_anitalker_query_is(GstQuery* query, const char* name) {
   const GstStructure* s = gst_query_get_structure(query);
   return GST_QUERY_TYPE(query) == GST_QUERY_CUSTOM && s != nullptr && gst_structure_has_name(s, name);

@@ -211,6 +211,31 @@ int gst_anitalker_codes_ask(GstPad* pad, int start_dim, int motion_dim, std::vec
 GstEvent* gst_anitalker_portrait_changed_new(guint serial);
 bool gst_anitalker_portrait_changed_parse(GstEvent* event, guint* serial);
 
+// The motion element's side: the codes it holds and the portrait the
+// renderer last announced.  Thread-safe (the announcement comes in an
+// upstream event, from any thread).
+class GstAnitalkerCodes {
+ public:
+  GstAnitalkerCodes() { g_mutex_init(&lock_); }
+  ~GstAnitalkerCodes() { g_mutex_clear(&lock_); }
+  // Forgets the codes and the announcement (a new start).
+  void reset();
+  // The "portrait changed" event: true when `event` was one (then taken).
+  bool take_event(GstEvent* event);
+  // The codes current downstream: asks the peer of `srcpad` when there are
+  // none yet or a new portrait was announced.  1: new codes in *start and
+  // *direction; 0: those given before still hold; -1 / -2 with *why as
+  // gst_anitalker_codes_ask.
+  int update(GstPad* srcpad, int start_dim, int motion_dim, std::vector<float>* start, std::vector<float>* direction,
+             std::string* why);
+
+ private:
+  GMutex lock_;
+  guint announced_ = 0;  // 0: none
+  guint held_ = 0;       // the serial of the codes last given
+  bool have_ = false;
+};
+
 // Whether `query` is a GST_QUERY_CUSTOM named `name` (gstanitalkercaps.h).
 bool gst_anitalker_query_is(GstQuery* query, const char* name);
 

@@ -163,10 +163,7 @@ struct MotionState {
   std::shared_ptr<anitalker::JobBatcher> shared;  // with max-batch above 1: the process's executor
   motion::StreamConfig cfg;                    // as at start (steps, seed)
   at::Tensor pose_file;                        // (N,3) degrees, or undefined
-  guint announced_serial = 0;                  // from the renderer's event; 0 = none
-  // The portrait's codes from downstream, (1,S) and (1,M); undefined until asked.
-  at::Tensor start, direction;
-  guint codes_serial = 0;
+  GstAnitalkerCodes codes;                     // the portrait's, from downstream (thread-safe)
 
   // Streaming thread only (and the serialized events, which run in it).
   bool have_caps = false;
@@ -455,9 +452,7 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
   st->shared = std::move(shared);
   st->cfg = cfg;
   st->pose_file = pose_file;
-  st->start = st->direction = at::Tensor();
-  st->codes_serial = 0;
-  st->announced_serial = 0;
+  st->codes.reset();
   st->have_caps = false;
   st->stream = std::make_unique<motion::Stream>(model, cfg);
   st->next_window = 0;
@@ -492,7 +487,7 @@ static void gst_anitalker_motion_stop(GstAnitalkerElement* element) {
   st->stream.reset();
   st->model.reset();
   st->shared.reset();
-  st->start = st->direction = at::Tensor();
+  st->codes.reset();
   st->pose_file = at::Tensor();
   st->have_caps = false;
 }
@@ -537,43 +532,6 @@ static gboolean gst_anitalker_motion_set_caps(GstAnitalkerElement* element, GstC
 }
 
 /* --- The portrait's codes and the controls ------------------------------------ */
-
-// Makes sure the portrait's codes are at hand and current: asks downstream
-// when there are none yet or the renderer announced a new portrait.  Posts
-// the error and returns false when nobody answers.
-static bool gst_anitalker_motion_ensure_codes(GstAnitalkerMotion* self) {
-  MotionState* st = self->state;
-  int start_dim, motion_dim;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    if (!st->model) return false;
-    if (st->start.defined() && st->announced_serial == st->codes_serial) return true;
-    start_dim = st->model->start_dim();
-    motion_dim = st->model->motion_dim();
-  }
-  std::vector<float> s, d;
-  guint serial = 0;
-  std::string why;
-  const int asked = gst_anitalker_codes_ask(GST_ANITALKER_ELEMENT(self)->srcpad, start_dim, motion_dim, &s, &d,
-                                            &serial, &why);
-  if (asked != 0) {
-    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
-                      ("%s", asked == -1 ? "No portrait codes from downstream."
-                                         : "The portrait codes do not fit the checkpoint."),
-                      ("%s", why.c_str()));
-    return false;
-  }
-  const at::Tensor start = at::from_blob(s.data(), {1, start_dim}, at::kFloat).clone();
-  const at::Tensor direction = at::from_blob(d.data(), {1, motion_dim}, at::kFloat).clone();
-  GST_DEBUG_OBJECT(self, "portrait codes %u from downstream", serial);
-  GstAnitalkerLocked lock(&st->lock);
-  st->start = start;
-  st->direction = direction;
-  st->codes_serial = serial;
-  // An announcement that raced the query is not lost: the serial stays.
-  if (st->announced_serial == 0) st->announced_serial = serial;
-  return true;
-}
 
 // The controls as the properties say at stream time of frame `frame`
 // (controllable properties are synced first).
@@ -632,13 +590,25 @@ static GstFlowReturn gst_anitalker_motion_push(GstAnitalkerMotion* self, const m
       });
 }
 
-// The portrait's codes (asked for when new) and the controls as now set,
-// given to `stream` for what it generates next.  False: the error is posted.
+// The portrait's codes (asked downstream when new) and the controls as now
+// set, given to `stream` for what it generates next.  False: the error is posted.
 static bool gst_anitalker_motion_prepare(GstAnitalkerMotion* self, motion::Stream* stream, motion::Controls* controls) {
-  if (!gst_anitalker_motion_ensure_codes(self)) return false;
-  {
-    GstAnitalkerLocked lock(&self->state->lock);
-    stream->set_codes(self->state->start, self->state->direction);
+  const motion::Model& m = stream->model();
+  std::vector<float> s, d;
+  std::string why;
+  const int asked = self->state->codes.update(GST_ANITALKER_ELEMENT(self)->srcpad, m.start_dim(), m.motion_dim(), &s,
+                                              &d, &why);
+  if (asked < 0) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
+                      ("%s", asked == -1 ? "No portrait codes from downstream."
+                                         : "The portrait codes do not fit the checkpoint."),
+                      ("%s", why.c_str()));
+    return false;
+  }
+  if (asked > 0) {
+    GST_DEBUG_OBJECT(self, "new portrait codes from downstream");
+    stream->set_codes(at::from_blob(s.data(), {1, m.start_dim()}, at::kFloat),
+                      at::from_blob(d.data(), {1, m.motion_dim()}, at::kFloat));
   }
   *controls = gst_anitalker_motion_controls(self, (guint64)stream->emitted());
   stream->set_controls(*controls);
@@ -769,15 +739,8 @@ static GstFlowReturn gst_anitalker_motion_handle_buffer(GstAnitalkerElement* ele
 // The renderer announces a new portrait: its codes are asked for again
 // before the next window.
 static gboolean gst_anitalker_motion_src_event(GstAnitalkerElement* element, GstEvent* event, gboolean* result) {
-  MotionState* st = GST_ANITALKER_MOTION(element)->state;
-  guint serial;
-  if (!gst_anitalker_portrait_changed_parse(event, &serial)) return FALSE;
-  GST_DEBUG_OBJECT(element, "downstream has portrait %u", serial);
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    st->announced_serial = serial;
-  }
-  gst_event_unref(event);
+  if (!GST_ANITALKER_MOTION(element)->state->codes.take_event(event)) return FALSE;
+  GST_DEBUG_OBJECT(element, "downstream has a new portrait");
   *result = TRUE;
   return TRUE;
 }

@@ -70,6 +70,7 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -100,34 +101,21 @@ enum {
 
 namespace {
 
-// The C++ state of one element: the model, the portrait, the held frames.
+// The C++ state of one element: the renderer and the held frames.
 struct RenderState {
-  RenderState() {
-    g_mutex_init(&encode_lock);
-    g_mutex_init(&lock);
-  }
-  ~RenderState() {
-    g_mutex_clear(&lock);
-    g_mutex_clear(&encode_lock);
-  }
+  RenderState() { g_mutex_init(&lock); }
+  ~RenderState() { g_mutex_clear(&lock); }
 
-  // Held across a portrait encode (up to a second), so that one encode runs
-  // at a time: the streaming thread and the codes query (which comes from
-  // upstream, maybe from another thread) may both want one.
-  GMutex encode_lock;
+  // The model, the portrait and the rendering, from READY->PAUSED to
+  // PAUSED->READY (lib lia::Renderer: thread-safe; the streaming thread and
+  // the codes query, which may come from another thread, both encode).
+  lia::Renderer renderer;
   // Under `lock`, held briefly: read from the streaming thread, from query
-  // handlers (any thread) and from the state change.
-  // Lock order: encode_lock, lock, the object lock.
+  // handlers (any thread) and from the state change.  Lock order: the
+  // renderer's update, lock, the object lock.
   GMutex lock;
-  std::shared_ptr<const lia::Model> model;        // from READY->PAUSED to PAUSED->READY
-  std::shared_ptr<lia::RenderBatcher> shared;     // with max-batch > 1: the process's shared renderer
-  std::string checkpoint;                         // the file `model` came from
-  std::shared_ptr<const lia::Portrait> portrait;  // null until the first encode
-  guint portrait_serial = 0;                      // counts encodes, never reset
-  // The picture the portrait was cut from and where (the crop event).
-  std::shared_ptr<const anitalker::RgbImage> picture;
-  anitalker::crop::Choice choice;
-  int dims = 0;                                   // from the sink caps; 0 = none yet
+  std::string checkpoint;  // the file the model came from
+  int dims = 0;            // from the sink caps; 0 = none yet
   int fps_n = 0, fps_d = 1;
 
   // Streaming thread only (and the serialized events, which run in it).
@@ -381,50 +369,25 @@ static anitalker::crop::Spec gst_anitalker_render_crop_spec(GstAnitalkerRender* 
 static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
   RenderState* st = self->state;
-  try {
-    gst_anitalker_render_crop_spec(self);  // a bad crop or face-box fails the start, not the first frame
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Bad crop settings.", false);
-    return FALSE;
-  }
   const std::string checkpoint = gst_anitalker_get_string(GST_ELEMENT_CAST(self), &self->checkpoint);
-  if (checkpoint.empty()) {
-    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No checkpoint set."),
-                      ("set the \"checkpoint\" property to a stage-1 checkpoint file"));
-    return FALSE;
-  }
-  c10::Device device(c10::kCPU);
-  if (!gst_anitalker_element_device(element, &device)) return FALSE;
-  anitalker::Precision precision;
-  if (!gst_anitalker_element_precision(element, device, {anitalker::Precision::Fp32, anitalker::Precision::Bf16},
-                                       "the renderer", &precision))
-    return FALSE;
   std::shared_ptr<const lia::Model> model;
-  try {
-    model = lia::Model::load(checkpoint, device, precision);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(
-        self, gst_anitalker_printf("Could not load the stage-1 checkpoint \"%s\".", checkpoint.c_str()), true);
+  // A bad crop or face-box fails the start, not the first frame.
+  if (!GST_ANITALKER_TRY(self, "Bad crop settings.", false, gst_anitalker_render_crop_spec(self)) ||
+      !gst_anitalker_element_load(element, checkpoint, "checkpoint", "the stage-1 checkpoint",
+                                  {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "the renderer",
+                                  [&](c10::Device device, anitalker::Precision precision) {
+                                    model = lia::Model::load(checkpoint, device, precision);
+                                  }))
     return FALSE;
-  }
   GST_INFO_OBJECT(self, "%s: image size %d, style %d, motion %d, %d levels, on %s, %s", checkpoint.c_str(),
                   model->size(), model->style_dim(), model->motion_dim(), model->levels(),
-                  model->device().str().c_str(), anitalker::precision_name(precision));
-
-  guint max_batch;
-  std::chrono::microseconds delay;
-  std::shared_ptr<lia::RenderBatcher> shared;
-  if (gst_anitalker_element_sharing(element, &max_batch, &delay)) {
-    shared = lia::shared_renderer(model, max_batch, delay);
-    GST_INFO_OBJECT(self, "sharing the renderer: up to %u buffers a call, %lld us of waiting", max_batch,
-                    (long long)delay.count());
-  }
-
+                  model->device().str().c_str(), anitalker::precision_name(model->precision()));
+  // The portrait is encoded by this model at the first buffer or codes query.
+  st->renderer.reset(model, gst_anitalker_element_share(element, [&](guint max_batch, std::chrono::microseconds delay) {
+                       return lia::shared_renderer(model, max_batch, delay);
+                     }));
   GstAnitalkerLocked lock(&st->lock);
-  st->model = std::move(model);
-  st->shared = std::move(shared);
   st->checkpoint = checkpoint;
-  st->portrait.reset();  // encoded by this model, at the first buffer or query
   st->dims = 0;
   st->have_out_caps = false;
   st->reset_stream();
@@ -433,10 +396,8 @@ static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
 
 static void gst_anitalker_render_stop(GstAnitalkerElement* element) {
   RenderState* st = GST_ANITALKER_RENDER(element)->state;
+  st->renderer.reset(nullptr);
   GstAnitalkerLocked lock(&st->lock);
-  st->model.reset();
-  st->shared.reset();
-  st->portrait.reset();
   st->dims = 0;
   st->have_out_caps = false;
   st->reset_stream();
@@ -447,96 +408,54 @@ static void gst_anitalker_render_stop(GstAnitalkerElement* element) {
 // codes query, as without warm-up.
 static gboolean gst_anitalker_render_warm_up(GstAnitalkerElement* element) {
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
-  RenderState* st = self->state;
-  std::shared_ptr<const lia::Model> model;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    model = st->model;
-  }
+  const std::shared_ptr<const lia::Model> model = self->state->renderer.model();
   GST_OBJECT_LOCK(self);
   const int64_t batch = (int64_t)self->batch_size;
   GST_OBJECT_UNLOCK(self);
-  if (!model) return TRUE;
-  try {
-    lia::warm_up(*model, batch);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Could not render a grey picture (warm-up).", false);
-    return FALSE;
-  }
-  return TRUE;
+  return !model ||
+         GST_ANITALKER_TRY(self, "Could not render a grey picture (warm-up).", false, lia::warm_up(*model, batch));
 }
 
 /* --- The portrait ---------------------------------------------------------- */
 
 // Encodes the `portrait` property's file when it was set since the last
-// encode, or when nothing was encoded yet.  Returns the current portrait
-// (null when none is set or no model is loaded) and its serial.  Throws what
-// lib/ throws; *path is the file it tried.
-static std::shared_ptr<const lia::Portrait> gst_anitalker_render_current_portrait(GstAnitalkerRender* self,
-                                                                                  guint* serial,
-                                                                                  std::string* path) {
-  RenderState* st = self->state;
-  GstAnitalkerLocked encoding(&st->encode_lock);
-  std::shared_ptr<const lia::Model> model;
-  std::shared_ptr<const lia::Portrait> portrait;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    model = st->model;
-    portrait = st->portrait;
-    *serial = st->portrait_serial;
-  }
-  if (!model) return nullptr;
-
-  GST_OBJECT_LOCK(self);
-  const gboolean dirty = self->portrait_dirty;
-  *path = self->portrait ? self->portrait : "";
-  self->portrait_dirty = FALSE;
-  GST_OBJECT_UNLOCK(self);
-  if ((!dirty && portrait) || path->empty()) return portrait;
-
-  GST_DEBUG_OBJECT(self, "encoding portrait %s", path->c_str());
-  std::string detector;
-  const anitalker::crop::Spec spec = gst_anitalker_render_crop_spec(self, &detector);
-  std::shared_ptr<const lia::Portrait> encoded;
-  anitalker::PreparedPortrait prepared;
-  {
-    c10::InferenceMode guard;
-    // (1,3,S,S) in [-1,1], of the square chosen by the crop properties.
-    prepared = anitalker::prepare_portrait(*path, model->size(), spec, detector, model->device());
-    encoded = std::make_shared<const lia::Portrait>(model->encode(prepared.tensor.to(model->device())));
-  }
-  if (prepared.choice.faces.size() > 1) {
-    const std::string note = "Several faces in \"" + *path + "\": " + anitalker::crop::describe_faces(prepared.choice) +
-                             " (" + (spec.face_index >= 0 ? "face-index" : "the largest; face-index chooses") + ").";
+// encode, or when nothing was encoded yet (lib lia::Renderer::update), and
+// returns the portrait now current (none when none is set or no model is
+// loaded).  Throws what lib/ throws; *path is the file it tried.
+static lia::Renderer::Current gst_anitalker_render_current_portrait(GstAnitalkerRender* self, std::string* path) {
+  int face_index = -1;
+  const lia::Renderer::Current now =
+      self->state->renderer.update([&](bool have) -> std::optional<lia::PortraitSource> {
+        GST_OBJECT_LOCK(self);
+        const gboolean dirty = self->portrait_dirty;
+        *path = self->portrait ? self->portrait : "";
+        self->portrait_dirty = FALSE;
+        GST_OBJECT_UNLOCK(self);
+        if ((!dirty && have) || path->empty()) return std::nullopt;
+        GST_DEBUG_OBJECT(self, "encoding portrait %s", path->c_str());
+        lia::PortraitSource source;
+        source.path = *path;
+        source.spec = gst_anitalker_render_crop_spec(self, &source.detector);
+        face_index = source.spec.face_index;
+        return source;
+      });
+  if (!now.fresh) return now;
+  if (now.choice.faces.size() > 1) {
+    const std::string note = "Several faces in \"" + *path + "\": " + anitalker::crop::describe_faces(now.choice) +
+                             " (" + (face_index >= 0 ? "face-index" : "the largest; face-index chooses") + ").";
     GST_ELEMENT_INFO(self, RESOURCE, SETTINGS, ("%s", note.c_str()), (nullptr));
   }
-  GstAnitalkerLocked lock(&st->lock);
-  if (st->model != model) return nullptr;  // stopped meanwhile
-  st->portrait = std::move(encoded);
-  st->picture = std::make_shared<const anitalker::RgbImage>(std::move(prepared.picture));
-  st->choice = prepared.choice;
-  *serial = ++st->portrait_serial;
-  GST_INFO_OBJECT(self, "portrait %u: %s%s", *serial, path->c_str(),
-                  prepared.choice.cropped ? gst_anitalker_printf(" square %d,%d,%d", prepared.choice.square.x,
-                                                                 prepared.choice.square.y, prepared.choice.square.side)
-                                                .c_str()
-                                          : "");
-  return st->portrait;
+  const anitalker::crop::Square& q = now.choice.square;
+  GST_INFO_OBJECT(self, "portrait %u: %s%s", now.serial, path->c_str(),
+                  now.choice.cropped ? gst_anitalker_printf(" square %d,%d,%d", q.x, q.y, q.side).c_str() : "");
+  return now;
 }
 
 // As above, posting the element error for a bad file; FALSE then.
-static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self,
-                                                     std::shared_ptr<const lia::Portrait>* portrait,
-                                                     guint* serial) {
+static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, lia::Renderer::Current* now) {
   std::string path;
-  try {
-    *portrait = gst_anitalker_render_current_portrait(self, serial, &path);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("Could not use the portrait \"%s\".", path.c_str()),
-                                         true);
-    return FALSE;
-  }
-  return TRUE;
+  return GST_ANITALKER_TRY(self, "Could not use the portrait \"" + path + "\".", true,
+                           *now = gst_anitalker_render_current_portrait(self, &path));
 }
 
 // Tells upstream (the motion element) that the codes changed.
@@ -551,32 +470,26 @@ static void gst_anitalker_render_announce_portrait(GstAnitalkerRender* self, gui
 
 // Tells downstream (anitalkerpaste) the picture and the square of the
 // portrait whose frames follow.
-static void gst_anitalker_render_send_crop(GstAnitalkerRender* self, guint serial) {
+static void gst_anitalker_render_send_crop(GstAnitalkerRender* self, const lia::Renderer::Current& now) {
   RenderState* st = self->state;
-  if (serial == st->crop_serial) return;
-  std::shared_ptr<const anitalker::RgbImage> picture;
-  anitalker::crop::Choice choice;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    picture = st->picture;
-    choice = st->choice;
-  }
-  if (!picture) return;
-  st->crop_serial = serial;
-  gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->srcpad, gst_anitalker_crop_event_new(*picture, choice, serial));
+  if (now.serial == st->crop_serial || !now.picture) return;
+  st->crop_serial = now.serial;
+  gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->srcpad,
+                     gst_anitalker_crop_event_new(*now.picture, now.choice, now.serial));
 }
 
 /* --- Caps -------------------------------------------------------------------- */
 
-// The output caps we can make, most preferred format first; null before the
-// model and the sink caps are known.  Call with st->lock held.
-static GstCaps* gst_anitalker_render_output_caps_locked(RenderState* st) {
-  if (!st->model || st->dims == 0) return nullptr;
+// The output caps we can make for frames of `size` (0: no model), most
+// preferred format first; null before the model and the sink caps are
+// known.  Call with st->lock held.
+static GstCaps* gst_anitalker_render_output_caps_locked(RenderState* st, int size) {
+  if (size == 0 || st->dims == 0) return nullptr;
   GstCaps* caps = gst_caps_new_empty();
   for (const char* format : {"RGB", "RGBx", "BGRx"}) {
     gst_caps_append_structure(
         caps, gst_structure_new("video/x-raw", "format", G_TYPE_STRING, format, "width", G_TYPE_INT,
-                                st->model->size(), "height", G_TYPE_INT, st->model->size(), "framerate",
+                                size, "height", G_TYPE_INT, size, "framerate",
                                 GST_TYPE_FRACTION, st->fps_n, st->fps_d, "pixel-aspect-ratio", GST_TYPE_FRACTION,
                                 1, 1, nullptr));
   }
@@ -586,10 +499,11 @@ static GstCaps* gst_anitalker_render_output_caps_locked(RenderState* st) {
 // Picks the output format with downstream and sends the caps event.
 static gboolean gst_anitalker_render_negotiate(GstAnitalkerRender* self) {
   RenderState* st = self->state;
+  const std::shared_ptr<const lia::Model> model = st->renderer.model();
   GstCaps* ours;
   {
     GstAnitalkerLocked lock(&st->lock);
-    ours = gst_anitalker_render_output_caps_locked(st);
+    ours = gst_anitalker_render_output_caps_locked(st, model ? model->size() : 0);
   }
   if (ours == nullptr) return FALSE;
   st->have_out_caps = gst_anitalker_video_negotiate(GST_ANITALKER_ELEMENT(self)->srcpad, ours, &st->out_info);
@@ -608,12 +522,12 @@ static gboolean gst_anitalker_render_set_caps(GstAnitalkerElement* element, GstC
     return FALSE;
   }
 
-  int motion_dim;
+  const std::shared_ptr<const lia::Model> model = st->renderer.model();
+  if (!model) return FALSE;
+  const int motion_dim = model->motion_dim();
   std::string checkpoint;
   {
     GstAnitalkerLocked lock(&st->lock);
-    if (!st->model) return FALSE;
-    motion_dim = st->model->motion_dim();
     checkpoint = st->checkpoint;
   }
   if (dims != motion_dim) {
@@ -641,66 +555,35 @@ static gboolean gst_anitalker_render_set_caps(GstAnitalkerElement* element, GstC
 
 // Renders the first n pending frames in one call of the model and pushes them.
 static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_t n) {
+  GstAnitalkerElement* element = GST_ANITALKER_ELEMENT(self);
   RenderState* st = self->state;
-  const int dims = st->dims;
-
-  if (gst_pad_check_reconfigure(GST_ANITALKER_ELEMENT(self)->srcpad) || !st->have_out_caps) {
+  if (gst_pad_check_reconfigure(element->srcpad) || !st->have_out_caps) {
     if (!gst_anitalker_render_negotiate(self)) {
-      gst_pad_mark_reconfigure(GST_ANITALKER_ELEMENT(self)->srcpad);
-      return GST_PAD_IS_FLUSHING(GST_ANITALKER_ELEMENT(self)->srcpad) ? GST_FLOW_FLUSHING : GST_FLOW_NOT_NEGOTIATED;
+      gst_pad_mark_reconfigure(element->srcpad);
+      return GST_PAD_IS_FLUSHING(element->srcpad) ? GST_FLOW_FLUSHING : GST_FLOW_NOT_NEGOTIATED;
     }
   }
-
-  std::shared_ptr<const lia::Model> model;
-  std::shared_ptr<lia::RenderBatcher> shared;
-  std::shared_ptr<const lia::Portrait> portrait;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    model = st->model;
-    shared = st->shared;
-    portrait = st->portrait;
-  }
-  if (!model || !portrait) {
-    GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("No model or portrait to render with."), (nullptr));
-    return GST_FLOW_ERROR;
-  }
-
+  // (n,S,S,3) uint8 on the CPU; shared: with other pipelines' frames.
   at::Tensor frames;
   const gint64 t0 = g_get_monotonic_time();
-  try {
-    c10::InferenceMode guard;
-    // motion: (n, dims), copied to the model's device.
-    at::Tensor motion = at::from_blob(st->motion.data(), {(int64_t)n, dims}, at::kFloat)
-                            .to(model->device(), at::kFloat, /*non_blocking=*/false, /*copy=*/true);
-    const gint64 t0 = g_get_monotonic_time();
-    // (n,S,S,3) uint8, CPU, contiguous; shared: with other pipelines' frames.
-    frames = shared ? shared->submit({portrait, motion}) : lia::to_uint8(model->render(*portrait, motion));
-    gst_anitalker_element_add_compute(GST_ANITALKER_ELEMENT(self), t0);
-  } catch (...) {
-    GST_ANITALKER_POST_CURRENT_EXCEPTION(self, gst_anitalker_printf("Rendering %zu frames failed.", n), false);
+  if (!GST_ANITALKER_TRY(self, gst_anitalker_printf("Rendering %zu frames failed.", n), false,
+                         frames = st->renderer.render(st->motion.data(), (int64_t)n)))
     return GST_FLOW_ERROR;
-  }
+  gst_anitalker_element_add_compute(element, t0);
   GST_LOG_OBJECT(self, "rendered %zu frames in %.3f s", n, (g_get_monotonic_time() - t0) / 1e6);
 
   const std::vector<GstAnitalkerFrameTiming> timing = st->clock.take(n);
-  st->motion.erase(st->motion.begin(), st->motion.begin() + n * dims);
-
-  const int size = model->size();
-  if (frames.dim() != 4 || frames.size(0) != (int64_t)n || frames.size(1) != size || frames.size(2) != size ||
-      frames.size(3) != 3 || frames.scalar_type() != at::kByte || !frames.is_contiguous()) {
-    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("The renderer returned frames of an unexpected shape."),
-                      ("expected (%zu,%d,%d,3) uint8", n, size, size));
-    return GST_FLOW_ERROR;
-  }
+  st->motion.erase(st->motion.begin(), st->motion.begin() + n * st->dims);
   const uint8_t* data = frames.data_ptr<uint8_t>();
+  const size_t frame_bytes = (size_t)frames.numel() / n;
   for (size_t i = 0; i < n; i++) {
-    GstBuffer* buffer = gst_anitalker_video_buffer_from_rgb(&st->out_info, data + i * size * size * 3);
+    GstBuffer* buffer = gst_anitalker_video_buffer_from_rgb(&st->out_info, data + i * frame_bytes);
     if (buffer == nullptr) {
       GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not map an output buffer."), (nullptr));
       return GST_FLOW_ERROR;
     }
     timing[i].apply(buffer);
-    const GstFlowReturn ret = gst_anitalker_element_push(GST_ANITALKER_ELEMENT(self), buffer);
+    const GstFlowReturn ret = gst_anitalker_element_push(element, buffer);
     if (ret != GST_FLOW_OK) return ret;
   }
   return GST_FLOW_OK;
@@ -749,16 +632,15 @@ static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* ele
   // Frames that arrived before the new face are rendered with the old one.
   if (new_portrait && st->clock.held() > 0 && (ret = gst_anitalker_render_drain(element)) != GST_FLOW_OK) return ret;
 
-  std::shared_ptr<const lia::Portrait> portrait;
-  guint serial = 0;
-  if (!gst_anitalker_render_update_portrait(self, &portrait, &serial)) return GST_FLOW_ERROR;
-  if (!portrait) {
+  lia::Renderer::Current now;
+  if (!gst_anitalker_render_update_portrait(self, &now)) return GST_FLOW_ERROR;
+  if (!now.portrait) {
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No portrait set."),
                       ("set the \"portrait\" property to an image file"));
     return GST_FLOW_ERROR;
   }
-  gst_anitalker_render_announce_portrait(self, serial);
-  gst_anitalker_render_send_crop(self, serial);
+  gst_anitalker_render_announce_portrait(self, now.serial);
+  gst_anitalker_render_send_crop(self, now);
 
   st->motion.insert(st->motion.end(), piece.begin(), piece.end());
   st->clock.stamp(element, buffer, count);
@@ -780,28 +662,24 @@ static gboolean gst_anitalker_render_sink_event(GstAnitalkerElement* element, Gs
 
 // The codes query of the motion element (gstanitalkercaps.h).
 static gboolean gst_anitalker_render_codes_query(GstAnitalkerRender* self, GstQuery* query) {
-  std::shared_ptr<const lia::Portrait> portrait;
-  guint serial = 0;
-  if (!gst_anitalker_render_update_portrait(self, &portrait, &serial)) return FALSE;
-  if (!portrait) {
+  lia::Renderer::Current now;
+  if (!gst_anitalker_render_update_portrait(self, &now)) return FALSE;
+  if (!now.portrait) {
     GST_DEBUG_OBJECT(self, "codes query: no portrait (or no model) yet");
     return FALSE;
   }
   // start (1,style), direction (1,motion) -> float32 on the CPU.
   c10::InferenceMode guard;
-  const at::Tensor start = portrait->start.to(at::kCPU, at::kFloat).contiguous();
-  const at::Tensor direction = portrait->direction.to(at::kCPU, at::kFloat).contiguous();
+  const at::Tensor start = now.portrait->start.to(at::kCPU, at::kFloat).contiguous();
+  const at::Tensor direction = now.portrait->direction.to(at::kCPU, at::kFloat).contiguous();
   gst_anitalker_codes_answer(query, start.data_ptr<float>(), (int)start.numel(), direction.data_ptr<float>(),
-                             (int)direction.numel(), serial);
-  GST_DEBUG_OBJECT(self, "codes query answered with portrait %u", serial);
+                             (int)direction.numel(), now.serial);
+  GST_DEBUG_OBJECT(self, "codes query answered with portrait %u", now.serial);
   return TRUE;
 }
 
 static gboolean gst_anitalker_render_sink_query(GstAnitalkerElement* element, GstQuery* query, gboolean* result) {
-  const GstStructure* s = gst_query_get_structure(query);
-  if (GST_QUERY_TYPE(query) != GST_QUERY_CUSTOM || s == nullptr ||
-      !gst_structure_has_name(s, GST_ANITALKER_QUERY_PORTRAIT_CODES))
-    return FALSE;
+  if (!gst_anitalker_query_is(query, GST_ANITALKER_QUERY_PORTRAIT_CODES)) return FALSE;
   *result = gst_anitalker_render_codes_query(GST_ANITALKER_RENDER(element), query);
   return TRUE;
 }
@@ -810,19 +688,19 @@ static gboolean gst_anitalker_render_sink_query(GstAnitalkerElement* element, Gs
 // the output caps, or before the sink caps the template with the size.
 static GstCaps* gst_anitalker_render_get_caps(GstAnitalkerElement* element, GstPadDirection direction) {
   RenderState* st = GST_ANITALKER_RENDER(element)->state;
-  GstAnitalkerLocked lock(&st->lock);
+  const std::shared_ptr<const lia::Model> model = st->renderer.model();
+  if (!model) return nullptr;
   if (direction == GST_PAD_SRC) {
-    GstCaps* caps = gst_anitalker_render_output_caps_locked(st);
+    GstAnitalkerLocked lock(&st->lock);
+    GstCaps* caps = gst_anitalker_render_output_caps_locked(st, model->size());
     if (caps) return caps;
   }
-  if (!st->model) return nullptr;
   GstCaps* caps = gst_caps_make_writable(
       gst_pad_get_pad_template_caps(direction == GST_PAD_SRC ? element->srcpad : element->sinkpad));
   if (direction == GST_PAD_SRC)
-    gst_caps_set_simple(caps, "width", G_TYPE_INT, st->model->size(), "height", G_TYPE_INT, st->model->size(),
-                        nullptr);
+    gst_caps_set_simple(caps, "width", G_TYPE_INT, model->size(), "height", G_TYPE_INT, model->size(), nullptr);
   else
-    gst_caps_set_simple(caps, "dims", G_TYPE_INT, st->model->motion_dim(), nullptr);
+    gst_caps_set_simple(caps, "dims", G_TYPE_INT, model->motion_dim(), nullptr);
   return caps;
 }
 

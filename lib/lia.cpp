@@ -19,6 +19,7 @@
 #include "checkpoint.h"
 #include "device.h"
 #include "error.h"
+#include "image.h"
 #include "model_cache.h"
 #include "state_dict.h"
 #include "weights.h"
@@ -573,6 +574,69 @@ std::shared_ptr<RenderBatcher> shared_renderer(const std::shared_ptr<const Model
   return shared_batcher<RenderBatcher>(model.get(), max_batch, max_delay, [&] {
     return std::make_shared<RenderBatcher>(run, max_batch, max_delay);
   });
+}
+
+void Renderer::reset(std::shared_ptr<const Model> model, std::shared_ptr<RenderBatcher> shared) {
+  std::lock_guard<std::mutex> hold(lock_);
+  model_ = std::move(model);
+  shared_ = std::move(shared);
+  const unsigned serial = current_.serial;
+  current_ = Current();
+  current_.serial = serial;
+}
+
+std::shared_ptr<const Model> Renderer::model() const {
+  std::lock_guard<std::mutex> hold(lock_);
+  return model_;
+}
+
+Renderer::Current Renderer::current() const {
+  std::lock_guard<std::mutex> hold(lock_);
+  return current_;
+}
+
+Renderer::Current Renderer::update(const std::function<std::optional<PortraitSource>(bool have)>& want) {
+  std::lock_guard<std::mutex> one(update_);
+  Current now = current();
+  const std::shared_ptr<const Model> model = this->model();
+  if (!model) return now;
+  const std::optional<PortraitSource> source = want(now.portrait != nullptr);
+  if (!source) return now;
+  c10::InferenceMode guard;
+  PreparedPortrait prepared = prepare_portrait(source->path, model->size(), source->spec, source->detector, model->device());
+  auto encoded = std::make_shared<const Portrait>(model->encode(prepared.tensor.to(model->device())));
+  std::lock_guard<std::mutex> hold(lock_);
+  if (model_ != model) return Current();  // reset meanwhile
+  current_.portrait = std::move(encoded);
+  current_.picture = std::make_shared<const RgbImage>(std::move(prepared.picture));
+  current_.choice = prepared.choice;
+  current_.serial++;
+  Current out = current_;
+  out.fresh = true;
+  return out;
+}
+
+at::Tensor Renderer::render(const float* motion, int64_t n) const {
+  std::shared_ptr<const Model> model;
+  std::shared_ptr<RenderBatcher> shared;
+  std::shared_ptr<const Portrait> portrait;
+  {
+    std::lock_guard<std::mutex> hold(lock_);
+    model = model_;
+    shared = shared_;
+    portrait = current_.portrait;
+  }
+  if (!model || !portrait) throw Error(Error::Kind::Usage, "lia renderer: no model or portrait to render with");
+  c10::InferenceMode guard;
+  const at::Tensor m = at::from_blob(const_cast<float*>(motion), {n, model->motion_dim()}, at::kFloat)
+                           .to(model->device(), at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+  at::Tensor frames = shared ? shared->submit({portrait, m}) : to_uint8(model->render(*portrait, m));
+  const int64_t S = model->size();
+  if (frames.dim() != 4 || frames.size(0) != n || frames.size(1) != S || frames.size(2) != S || frames.size(3) != 3 ||
+      frames.scalar_type() != at::kByte || !frames.is_contiguous() || !frames.is_cpu())
+    throw Error(Error::Kind::Runtime, "lia renderer: frames of an unexpected shape (expected (" + std::to_string(n) +
+                                          "," + std::to_string(S) + "," + std::to_string(S) + ",3) uint8)");
+  return frames;
 }
 
 }  // namespace anitalker::lia

@@ -8,12 +8,17 @@
 #include <c10/core/Device.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "batcher.h"
+#include "crop.h"
 #include "device.h"
+#include "rgb_image.h"
 
 namespace anitalker {
 class StateDict;
@@ -116,5 +121,52 @@ struct RenderRequest {
 using RenderBatcher = Batcher<RenderRequest, at::Tensor>;
 std::shared_ptr<RenderBatcher> shared_renderer(const std::shared_ptr<const Model>& model, size_t max_batch,
                                                std::chrono::microseconds max_delay);
+
+// What a Renderer encodes next: the picture's file and how to cut it
+// (lib/crop.h; `detector`: RetinaFace's weights, for crop auto without a box).
+struct PortraitSource {
+  std::string path;
+  crop::Spec spec;
+  std::string detector;
+};
+
+// One stream's renderer (anitalkerrender): the model, the portrait it draws
+// with, replaced while playing, and its frames, rendered alone or through
+// the process's shared renderer.  Thread-safe: a codes query may encode from
+// another thread than the stream's.
+class Renderer {
+ public:
+  struct Current {
+    std::shared_ptr<const Portrait> portrait;  // null until the first encode (and after reset)
+    std::shared_ptr<const RgbImage> picture;   // the picture it was cut from
+    crop::Choice choice;                       // and where
+    unsigned serial = 0;                       // counts encodes over the Renderer's life, never reset
+    bool fresh = false;                        // encoded by this update()
+  };
+
+  // A model (READY->PAUSED; `shared`: the process's renderer to go
+  // through, or null) or none (PAUSED->READY): the portrait is forgotten.
+  void reset(std::shared_ptr<const Model> model, std::shared_ptr<RenderBatcher> shared = nullptr);
+  std::shared_ptr<const Model> model() const;
+  Current current() const;
+  // One update at a time: `want(have)` (have: a portrait is current) names
+  // the picture to encode now, or nothing to keep the current one; it is
+  // prepared (image.h prepare_portrait), encoded and made current, unless
+  // the Renderer was reset meanwhile (then no portrait is returned).
+  // Without a model, nothing is asked.  Throws what `want`, the picture and
+  // the encoder throw.
+  Current update(const std::function<std::optional<PortraitSource>(bool have)>& want);
+  // Motion frames (n, motion_dim), float32 time-major -> (n,S,S,3) uint8 RGB
+  // on the CPU, contiguous, with the current portrait.  Throws Error(Usage)
+  // without a model or a portrait.
+  at::Tensor render(const float* motion, int64_t n) const;
+
+ private:
+  mutable std::mutex lock_;  // the members below, held briefly
+  std::mutex update_;        // held across an update's encode
+  std::shared_ptr<const Model> model_;
+  std::shared_ptr<RenderBatcher> shared_;
+  Current current_;
+};
 
 }  // namespace anitalker::lia

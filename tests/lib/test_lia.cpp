@@ -18,6 +18,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <chrono>
+#include <optional>
 #include <thread>
 
 using anitalker::read_npy_tensor;
@@ -389,4 +390,51 @@ TEST(Precision, RefusalsNameTheDeviceAndWhatItSupports) {
   }
   EXPECT_EQ(anitalker::parse_precision("bf16"), Precision::Bf16);
   EXPECT_THAT(error_of([&] { anitalker::parse_precision("fp8"); }), HasSubstr("expected fp32, bf16 or fp16"));
+}
+
+// lia::Renderer, the element's renderer: encodes what `want` names and only
+// then, counts its portraits over resets, renders with the current one the
+// reference's frames, and says what is missing.
+TEST(LiaRenderer, PortraitsReplacedAndFramesOfTheReference) {
+  anitalker::lia::Renderer r;
+  int asked = 0;
+  auto want = [&](const std::string& path) {
+    return [&, path](bool) -> std::optional<anitalker::lia::PortraitSource> {
+      asked++;
+      if (path.empty()) return std::nullopt;
+      return anitalker::lia::PortraitSource{data(path), {}, ""};
+    };
+  };
+  EXPECT_EQ(r.update(want("renderer/monalisa.jpg")).portrait, nullptr);  // no model: nothing asked
+  EXPECT_EQ(asked, 0);
+  EXPECT_THAT(error_of([&] { r.render(nullptr, 0); }), HasSubstr("no model or portrait"));
+  auto m = model(kMain);
+  r.reset(m);
+  EXPECT_THAT(error_of([&] { r.render(nullptr, 0); }), HasSubstr("no model or portrait"));
+  auto now = r.update(want("renderer/monalisa.jpg"));
+  ASSERT_NE(now.portrait, nullptr);
+  EXPECT_TRUE(now.fresh);
+  EXPECT_EQ(now.serial, 1u);
+  EXPECT_FALSE(now.choice.cropped);
+  ASSERT_NE(now.picture, nullptr);
+  auto kept = r.update(want(""));  // nothing new: the same portrait, not fresh
+  EXPECT_EQ(kept.portrait, now.portrait);
+  EXPECT_FALSE(kept.fresh);
+  EXPECT_EQ(kept.serial, 1u);
+
+  at::Tensor motions = read_npy_tensor(data("renderer/motions.npy")).to(at::kFloat).contiguous();
+  const at::Tensor frames = r.render(motions.data_ptr<float>(), motions.size(0));
+  ASSERT_EQ(frames.sizes(), at::IntArrayRef({motions.size(0), m->size(), m->size(), 3}));
+  for (int i : kMain.frames) {
+    SCOPED_TRACE("frame " + std::to_string(i));
+    check_u8(kMain, frames[i], read_npy_tensor(data("renderer/frame" + std::to_string(i) + "_u8.npy")));
+  }
+
+  EXPECT_THAT(error_of([&] { r.update(want("renderer/none.png")); }), HasSubstr("none.png"));
+  EXPECT_EQ(r.current().portrait, now.portrait);  // a bad picture leaves the current one
+  r.reset(m);
+  EXPECT_EQ(r.current().portrait, nullptr);  // forgotten with the model, the count goes on
+  EXPECT_EQ(r.update(want("renderer/monalisa.jpg")).serial, 2u);
+  r.reset(nullptr);
+  EXPECT_EQ(r.model(), nullptr);
 }
