@@ -50,6 +50,7 @@ struct _GstAnitalkerElementPrivate {
   // change.  Lock order: the subclass's locks, this one, the object lock.
   GMutex lock;
   int resolved = -1;  // -1: auto not decided yet; else 0 offline, 1 streaming
+  bool have_caps = false;  // set_caps() succeeded (streaming thread)
   GstAnitalkerBudget budget;
   void* state = nullptr;
   void (*state_destroy)(void*) = nullptr;
@@ -417,6 +418,7 @@ static gboolean start(GstAnitalkerElement* self) {
 
 static void stop(GstAnitalkerElement* self) {
   if (klass_of(self)->stop) klass_of(self)->stop(self);
+  self->priv->have_caps = false;
   restart(self);
 }
 
@@ -454,7 +456,11 @@ static GstFlowReturn gst_anitalker_element_chain(GstPad*, GstObject* parent, Gst
     // A DISCONT buffer in streaming ends the stream so far: what came before
     // the gap is a stream of its own.
     if (GST_BUFFER_IS_DISCONT(buffer) && gst_anitalker_element_streaming(self)) ret = drain(self);
-    if (ret == GST_FLOW_OK) {
+    if (ret == GST_FLOW_OK && !self->priv->have_caps) {
+      GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("%s arrived before the caps.", klass->input ? klass->input : "Data"),
+                        (nullptr));
+      ret = GST_FLOW_NOT_NEGOTIATED;
+    } else if (ret == GST_FLOW_OK) {
       apply_threads(self);
       ret = klass->handle_buffer(self, buffer);
     }
@@ -476,6 +482,7 @@ static gboolean sink_event(GstAnitalkerElement* self, GstPad* pad, GstEvent* eve
       GstCaps* caps;
       gst_event_parse_caps(event, &caps);
       const gboolean ok = klass->set_caps ? klass->set_caps(self, caps) : TRUE;
+      self->priv->have_caps = ok;
       gst_event_unref(event);  // the src pad gets the element's own caps
       return ok;
     }

@@ -18,7 +18,8 @@
 // - events: CAPS to set_caps(), FLUSH_STOP and SEGMENT (in TIME; other
 //   formats are replaced by a TIME segment from 0) to flush(), EOS to
 //   drain(), GAP and a DISCONT buffer to drain() when streaming; after a
-//   drain the next output buffer is DISCONT and timestamps re-anchor;
+//   drain the next output buffer is DISCONT and timestamps re-anchor; a
+//   buffer before set_caps() succeeded is refused (NOT_NEGOTIATED);
 // - queries: CAPS from get_caps() (or the template), ACCEPT_CAPS against the
 //   template (so that wrong caps reach set_caps(), which names what it
 //   takes), LATENCY as upstream's plus latency() plus the compute budget;
@@ -103,6 +104,7 @@ struct _GstAnitalkerElementClass {
 
   // --- Filled in by the subclass's class_init.
   const char* failure;          // the error message when handle_buffer throws ("Rendering failed.")
+  const char* input;            // what the sink takes, for messages ("Audio"; NULL: "Data")
   gboolean drain_on_segment;    // a SEGMENT drains what is pending instead of dropping it
   gboolean drain_on_stream_start;  // STREAM_START and SEGMENT_DONE drain too
 

@@ -166,7 +166,6 @@ struct MotionState {
   GstAnitalkerCodes codes;                     // the portrait's, from downstream (thread-safe)
 
   // Streaming thread only (and the serialized events, which run in it).
-  bool have_caps = false;
   // The features since the stream (re)started: the whole utterance offline,
   // the windows streaming (lib/motion_driver.h).  From start to stop.
   std::unique_ptr<motion::Stream> stream;
@@ -391,6 +390,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
   gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_MOTION_TYPE, (GstPluginAPIFlags)0);
 
   base_class->failure = "Generating motion failed.";
+  base_class->input = "Features";
   base_class->start = gst_anitalker_motion_start;
   base_class->warm_up = gst_anitalker_motion_warm_up;
   base_class->stop = gst_anitalker_motion_stop;
@@ -453,7 +453,6 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
   st->cfg = cfg;
   st->pose_file = pose_file;
   st->codes.reset();
-  st->have_caps = false;
   st->stream = std::make_unique<motion::Stream>(model, cfg);
   st->next_window = 0;
   return TRUE;
@@ -489,7 +488,6 @@ static void gst_anitalker_motion_stop(GstAnitalkerElement* element) {
   st->shared.reset();
   st->codes.reset();
   st->pose_file = at::Tensor();
-  st->have_caps = false;
 }
 
 /* --- Caps -------------------------------------------------------------------- */
@@ -526,9 +524,7 @@ static gboolean gst_anitalker_motion_set_caps(GstAnitalkerElement* element, GstC
                        motion::variant_name(model->variant()).c_str(), want),
                       ("got %" GST_PTR_FORMAT, caps));
   gst_caps_unref(want);
-  self->state->have_caps =
-      fits && gst_anitalker_element_push_caps(element, gst_anitalker_motion_get_caps(element, GST_PAD_SRC));
-  return self->state->have_caps;
+  return fits && gst_anitalker_element_push_caps(element, gst_anitalker_motion_get_caps(element, GST_PAD_SRC));
 }
 
 /* --- The portrait's codes and the controls ------------------------------------ */
@@ -713,10 +709,6 @@ static void gst_anitalker_motion_flush(GstAnitalkerElement* element) {
 static GstFlowReturn gst_anitalker_motion_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer) {
   GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
   motion::Stream* stream = self->state->stream.get();
-  if (!self->state->have_caps) {
-    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Features arrived before their caps."), (nullptr));
-    return GST_FLOW_NOT_NEGOTIATED;
-  }
   if (stream == nullptr) return GST_FLOW_FLUSHING;
   const motion::Model& m = stream->model();
   const gsize frame_floats = (gsize)(m.hubert() ? m.hubert_layers() : 1) * (gsize)m.audio_dim();

@@ -202,6 +202,7 @@ static void gst_anitalker_paste_class_init(GstAnitalkerPasteClass* klass) {
   GstAnitalkerElementClass* base_class = GST_ANITALKER_ELEMENT_CLASS(klass);
   gst_anitalker_element_class_install_common(base_class, 0, nullptr);
   base_class->failure = "Pasting failed.";
+  base_class->input = "Video";
   base_class->start = gst_anitalker_paste_start;
   base_class->stop = gst_anitalker_paste_stop;
   base_class->set_caps = gst_anitalker_paste_set_caps;

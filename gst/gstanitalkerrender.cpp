@@ -68,16 +68,13 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "error.h"
 #include "gstanitalkercaps.h"
 #include "gstanitalkervideo.h"
-#include "image.h"
 #include "lia.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_anitalker_render_debug);
@@ -115,8 +112,8 @@ struct RenderState {
   // renderer's update, lock, the object lock.
   GMutex lock;
   std::string checkpoint;  // the file the model came from
-  int dims = 0;            // from the sink caps; 0 = none yet
-  int fps_n = 0, fps_d = 1;
+  int dims = 0;              // from the sink caps; 0 = none yet
+  int fps_n = 25, fps_d = 1;  // likewise; until then, what anitalkermotion makes
 
   // Streaming thread only (and the serialized events, which run in it).
   guint announced_serial = 0;  // last serial sent upstream in an event
@@ -310,6 +307,7 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
   gst_element_class_add_static_pad_template(element_class, &src_template);
 
   base_class->failure = "Rendering failed.";
+  base_class->input = "Motion data";
   // Held frames belong before a new segment, stream or gap: rendered first.
   base_class->drain_on_segment = TRUE;
   base_class->drain_on_stream_start = TRUE;
@@ -399,6 +397,8 @@ static void gst_anitalker_render_stop(GstAnitalkerElement* element) {
   st->renderer.reset(nullptr);
   GstAnitalkerLocked lock(&st->lock);
   st->dims = 0;
+  st->fps_n = 25;
+  st->fps_d = 1;
   st->have_out_caps = false;
   st->reset_stream();
 }
@@ -480,33 +480,12 @@ static void gst_anitalker_render_send_crop(GstAnitalkerRender* self, const lia::
 
 /* --- Caps -------------------------------------------------------------------- */
 
-// The output caps we can make for frames of `size` (0: no model), most
-// preferred format first; null before the model and the sink caps are
-// known.  Call with st->lock held.
-static GstCaps* gst_anitalker_render_output_caps_locked(RenderState* st, int size) {
-  if (size == 0 || st->dims == 0) return nullptr;
-  GstCaps* caps = gst_caps_new_empty();
-  for (const char* format : {"RGB", "RGBx", "BGRx"}) {
-    gst_caps_append_structure(
-        caps, gst_structure_new("video/x-raw", "format", G_TYPE_STRING, format, "width", G_TYPE_INT,
-                                size, "height", G_TYPE_INT, size, "framerate",
-                                GST_TYPE_FRACTION, st->fps_n, st->fps_d, "pixel-aspect-ratio", GST_TYPE_FRACTION,
-                                1, 1, nullptr));
-  }
-  return caps;
-}
-
-// Picks the output format with downstream and sends the caps event.
+// Picks the output format with downstream (the sink caps known) and sends
+// the caps event.
 static gboolean gst_anitalker_render_negotiate(GstAnitalkerRender* self) {
   RenderState* st = self->state;
-  const std::shared_ptr<const lia::Model> model = st->renderer.model();
-  GstCaps* ours;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    ours = gst_anitalker_render_output_caps_locked(st, model ? model->size() : 0);
-  }
-  if (ours == nullptr) return FALSE;
-  st->have_out_caps = gst_anitalker_video_negotiate(GST_ANITALKER_ELEMENT(self)->srcpad, ours, &st->out_info);
+  GstCaps* ours = st->dims != 0 ? gst_anitalker_render_get_caps(GST_ANITALKER_ELEMENT(self), GST_PAD_SRC) : nullptr;
+  st->have_out_caps = ours && gst_anitalker_video_negotiate(GST_ANITALKER_ELEMENT(self)->srcpad, ours, &st->out_info);
   return st->have_out_caps;
 }
 
@@ -611,10 +590,6 @@ static void gst_anitalker_render_flush(GstAnitalkerElement* element) { GST_ANITA
 static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer) {
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
   RenderState* st = self->state;
-  if (st->dims == 0) {
-    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Motion data arrived before its caps."), (nullptr));
-    return GST_FLOW_NOT_NEGOTIATED;
-  }
   // Checked before anything else happens (a portrait encode, a drain).
   std::vector<float> piece;
   const gssize count =
@@ -685,20 +660,27 @@ static gboolean gst_anitalker_render_sink_query(GstAnitalkerElement* element, Gs
 }
 
 // Sink: the template with dims pinned once the checkpoint is loaded.  Src:
-// the output caps, or before the sink caps the template with the size.
+// after the sink caps, the output caps we make, most preferred format
+// first; before, the template with the size.
 static GstCaps* gst_anitalker_render_get_caps(GstAnitalkerElement* element, GstPadDirection direction) {
   RenderState* st = GST_ANITALKER_RENDER(element)->state;
   const std::shared_ptr<const lia::Model> model = st->renderer.model();
   if (!model) return nullptr;
-  if (direction == GST_PAD_SRC) {
-    GstAnitalkerLocked lock(&st->lock);
-    GstCaps* caps = gst_anitalker_render_output_caps_locked(st, model->size());
-    if (caps) return caps;
+  const int size = model->size();
+  GstAnitalkerLocked lock(&st->lock);
+  if (direction == GST_PAD_SRC && st->dims != 0) {
+    GstCaps* caps = gst_caps_new_empty();
+    for (const char* format : {"RGB", "RGBx", "BGRx"})
+      gst_caps_append_structure(caps, gst_structure_new("video/x-raw", "format", G_TYPE_STRING, format, "width",
+                                                        G_TYPE_INT, size, "height", G_TYPE_INT, size, "framerate",
+                                                        GST_TYPE_FRACTION, st->fps_n, st->fps_d, "pixel-aspect-ratio",
+                                                        GST_TYPE_FRACTION, 1, 1, nullptr));
+    return caps;
   }
   GstCaps* caps = gst_caps_make_writable(
       gst_pad_get_pad_template_caps(direction == GST_PAD_SRC ? element->srcpad : element->sinkpad));
   if (direction == GST_PAD_SRC)
-    gst_caps_set_simple(caps, "width", G_TYPE_INT, model->size(), "height", G_TYPE_INT, model->size(), nullptr);
+    gst_caps_set_simple(caps, "width", G_TYPE_INT, size, "height", G_TYPE_INT, size, nullptr);
   else
     gst_caps_set_simple(caps, "dims", G_TYPE_INT, model->motion_dim(), nullptr);
   return caps;
@@ -708,17 +690,9 @@ static GstCaps* gst_anitalker_render_get_caps(GstAnitalkerElement* element, GstP
 // rendering: the base adds the compute budget).
 static GstClockTime gst_anitalker_render_latency(GstAnitalkerElement* element, gboolean) {
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
-  RenderState* st = self->state;
   GST_OBJECT_LOCK(self);
   const guint batch = self->batch_size;
   GST_OBJECT_UNLOCK(self);
-  gint fps_n = 25, fps_d = 1;  // what the motion element produces, until caps say otherwise
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    if (st->dims != 0) {
-      fps_n = st->fps_n;
-      fps_d = st->fps_d;
-    }
-  }
-  return gst_util_uint64_scale(batch - 1, GST_SECOND * fps_d, fps_n);
+  GstAnitalkerLocked lock(&self->state->lock);
+  return gst_util_uint64_scale(batch - 1, GST_SECOND * self->state->fps_d, self->state->fps_n);
 }

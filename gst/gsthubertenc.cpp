@@ -131,7 +131,6 @@ struct EncState {
 
   // Streaming thread only (and the serialized events, which run in it).
   bool s16 = false;       // sink caps: S16LE, else F32LE
-  bool have_caps = false;
   // The windowing and the maths (lib/feature_stream.h): from start on.
   std::unique_ptr<anitalker::features::Stream> stream;
 };
@@ -229,6 +228,7 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
   gst_element_class_add_static_pad_template(element_class, &src_template);
 
   base_class->failure = "Encoding audio failed.";
+  base_class->input = "Audio";
   base_class->start = gst_hubert_enc_start;
   base_class->warm_up = gst_hubert_enc_warm_up;
   base_class->stop = gst_hubert_enc_stop;
@@ -282,7 +282,6 @@ static gboolean gst_hubert_enc_start(GstAnitalkerElement* element) {
   st->is_mfcc = is_mfcc;
   st->shared = std::move(shared);
   st->model = std::move(model);
-  st->have_caps = false;
   st->origin = 0;
   st->stream = std::make_unique<anitalker::features::Stream>(st->model, cfg);
   return TRUE;
@@ -310,7 +309,6 @@ static void gst_hubert_enc_stop(GstAnitalkerElement* element) {
   st->model.reset();
   st->shared.reset();
   st->stream.reset();
-  st->have_caps = false;
 }
 
 /* --- Caps ------------------------------------------------------------------ */
@@ -343,8 +341,7 @@ static gboolean gst_hubert_enc_set_caps(GstAnitalkerElement* element, GstCaps* c
     return FALSE;
   }
   st->s16 = strcmp(format, "S16LE") == 0;
-  st->have_caps = gst_anitalker_element_push_caps(element, gst_hubert_enc_get_caps(element, GST_PAD_SRC));
-  return st->have_caps;
+  return gst_anitalker_element_push_caps(element, gst_hubert_enc_get_caps(element, GST_PAD_SRC));
 }
 
 /* --- Encoding -------------------------------------------------------------- */
@@ -439,10 +436,6 @@ static std::vector<float> read_samples(GstBuffer* buffer, bool s16, gsize count)
 static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer) {
   GstHubertEnc* self = GST_HUBERT_ENC(element);
   EncState* st = self->state;
-  if (!st->have_caps) {
-    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Audio arrived before its caps."), (nullptr));
-    return GST_FLOW_NOT_NEGOTIATED;
-  }
   const gsize size = gst_buffer_get_size(buffer);
   const gsize bps = st->s16 ? 2 : 4;
   if (size % bps != 0) {

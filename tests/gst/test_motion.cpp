@@ -673,6 +673,30 @@ GST_START_TEST(test_wrong_features) {
 }
 GST_END_TEST;
 
+// Data before any caps: refused by the base (GstAnitalkerElement), naming
+// what came, without reaching the element's code.
+GST_START_TEST(test_buffer_before_caps) {
+  GstElement* e = gst_element_factory_make("anitalkermotion", nullptr);
+  g_object_set(e, "checkpoint", checkpoint("hubert_audio_only").c_str(), nullptr);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+  gst_object_unref(bus);
+  GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  GstSegment segment;
+  gst_segment_init(&segment, GST_FORMAT_TIME);
+  fail_unless(gst_harness_push_event(h, gst_event_new_segment(&segment)));
+  fail_unless_equals_int(gst_harness_push(h, gst_buffer_new_allocate(nullptr, 4, nullptr)), GST_FLOW_NOT_NEGOTIATED);
+  gchar* debug = nullptr;
+  GError* err = element_error(h, &debug);
+  fail_unless(g_error_matches(err, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION), "%s", err->message);
+  fail_unless(strstr(err->message, "Features arrived before the caps") != nullptr, "%s", err->message);
+  g_error_free(err);
+  g_free(debug);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 // Nobody downstream answers the codes query: an error that says what is missing.
 GST_START_TEST(test_no_codes) {
   GstHarness* h = new_harness("hubert_audio_only");
@@ -969,6 +993,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_wrong_variant);
   tcase_add_test(tc, test_missing_checkpoint);
   tcase_add_test(tc, test_wrong_features);
+  tcase_add_test(tc, test_buffer_before_caps);
   tcase_add_test(tc, test_no_codes);
   tcase_add_test(tc, test_non_finite_features);
   tcase_add_test(tc, test_partial_and_later_non_finite);
