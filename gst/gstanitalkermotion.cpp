@@ -220,6 +220,8 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
 G_DEFINE_TYPE(GstAnitalkerMotion, gst_anitalker_motion, GST_TYPE_ANITALKER_ELEMENT);
 GST_ELEMENT_REGISTER_DEFINE(anitalkermotion, "anitalkermotion", GST_RANK_NONE, GST_TYPE_ANITALKER_MOTION);
 
+static void gst_anitalker_motion_flush(GstAnitalkerElement* element);
+
 // The streaming windows, in motion frames of 40 ms.
 static const GstAnitalkerWindowSpec kWindows = {
     "frames", 1, 1500, 50, 1500, 10, 0,
@@ -228,184 +230,6 @@ static const GstAnitalkerWindowSpec kWindows = {
     "Streaming: frames already sent that each window re-generates, held to their values (default: 10)",
     "Streaming: frames generated past each window and dropped, at most the window; adds latency (default: 0)",
 };
-
-static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element);
-static gboolean gst_anitalker_motion_warm_up(GstAnitalkerElement* element);
-static void gst_anitalker_motion_stop(GstAnitalkerElement* element);
-static gboolean gst_anitalker_motion_set_caps(GstAnitalkerElement* element, GstCaps* caps);
-static GstCaps* gst_anitalker_motion_get_caps(GstAnitalkerElement* element, GstPadDirection direction);
-static GstFlowReturn gst_anitalker_motion_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer);
-static GstFlowReturn gst_anitalker_motion_drain(GstAnitalkerElement* element);
-static void gst_anitalker_motion_flush(GstAnitalkerElement* element);
-static GstClockTime gst_anitalker_motion_latency(GstAnitalkerElement* element, gboolean streaming);
-static gboolean gst_anitalker_motion_src_event(GstAnitalkerElement* element, GstEvent* event, gboolean* result);
-
-// A control: animatable, changeable while playing, read at each window.
-static void install_control(GObjectClass* klass, guint id, const char* name, const char* nick, const char* blurb,
-                            float lo, float hi, float def, gsize offset) {
-  gst_anitalker_install_property(klass, id,
-          gst_anitalker_param_spec_float(name, nick, blurb, lo, hi, def,
-                                         (GParamFlags)(GST_ANITALKER_PARAM_PLAYING | GST_PARAM_CONTROLLABLE)),
-          offset);
-}
-
-#define FIELD(f) G_STRUCT_OFFSET(GstAnitalkerMotion, f)
-
-static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
-  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
-  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
-  GstAnitalkerElementClass* base_class = GST_ANITALKER_ELEMENT_CLASS(klass);
-
-  GST_DEBUG_CATEGORY_INIT(gst_anitalker_motion_debug, "anitalkermotion", 0, "AniTalker motion generator");
-
-  const GParamFlags ready = GST_ANITALKER_PARAM_READY;
-
-  /**
-   * GstAnitalkerMotion:checkpoint:
-   *
-   * A stage-2 checkpoint as released (stage2_*.ckpt; its `ema_model.*`
-   * weights are used), loaded when the element goes from READY to PAUSED;
-   * elements with the same file and device share one copy.
-   */
-  gst_anitalker_install_property(gobject_class, PROP_CHECKPOINT,
-          g_param_spec_string("checkpoint", "Checkpoint",
-                              "Stage-2 checkpoint (stage2_*.ckpt), loaded on READY->PAUSED (default: none; required)",
-                              nullptr, ready),
-          FIELD(checkpoint));
-
-  /**
-   * GstAnitalkerMotion:type:
-   *
-   * The variant expected (the demo's --infer_type); the checkpoint's keys
-   * decide it, and a checkpoint of another variant is an error naming both.
-   */
-  gst_anitalker_install_property(gobject_class, PROP_TYPE,
-          g_param_spec_enum("type", "Type", "Expected variant; auto accepts whatever the checkpoint holds",
-                            GST_TYPE_ANITALKER_MOTION_TYPE, GST_ANITALKER_MOTION_TYPE_AUTO, ready),
-          FIELD(type));
-
-  /**
-   * GstAnitalkerMotion:steps:
-   *
-   * DDIM steps (the demo's --step_T).  The respacing rule needs an integer
-   * stride over 1000 timesteps: 1000/steps rounded up must give back
-   * `steps` (50, 25, 20, 10 and 100 do; 600 does not, and is refused when the
-   * element starts, naming the nearest counts that work).
-   */
-  gst_anitalker_install_property(gobject_class, PROP_STEPS,
-          g_param_spec_uint("steps", "Steps",
-                            "DDIM denoising steps (default: 50); only counts of the form ceil(1000/k) work: all up "
-                            "to 32, then 33-36, 38, 39, 40, 42, ..., 50, 53, ..., 100, 125, 200, 250, 334, 500, 1000; "
-                            "others are refused at start naming the nearest",
-                            1, 1000, 50, ready),
-          FIELD(steps));
-
-  /**
-   * GstAnitalkerMotion:seed:
-   *
-   * Seed of the initial noise.  Offline, the noise is exactly what the
-   * reference demo draws with `--seed` of the same value and the same
-   * variant; streaming, each frame's noise comes in order from a generator
-   * seeded with it.
-   */
-  gst_anitalker_install_property(gobject_class, PROP_SEED,
-          g_param_spec_uint64("seed", "Seed", "Seed of the initial noise, as the demo's --seed (default: 0)", 0,
-                              G_MAXUINT64, 0, ready),
-          FIELD(seed));
-
-  /**
-   * GstAnitalkerMotion:control:
-   *
-   * The demo's --control_flag: on, the pose (and location and scale for the
-   * full-control variants) given by the properties drive the motion; off,
-   * the model's own predictions do (hubert_audio_only has none and ignores
-   * the controls).
-   */
-  gst_anitalker_install_property(gobject_class, PROP_CONTROL,
-          g_param_spec_boolean("control", "Control",
-                               "Drive with the pose/location/scale properties instead of the model's predictions "
-                               "(default: false)",
-                               FALSE, (GParamFlags)(GST_ANITALKER_PARAM_PLAYING | GST_PARAM_CONTROLLABLE)),
-          FIELD(control));
-
-  /**
-   * GstAnitalkerMotion:pose-yaw:
-   *
-   * Head yaw with #GstAnitalkerMotion:control on, in the model's units
-   * (1 = 90 degrees; the demo's --pose_yaw), clamped to [-1, 1].
-   */
-  install_control(gobject_class, PROP_POSE_YAW, "pose-yaw", "Yaw",
-                  "Head yaw with control on, 1 = 90 degrees (default: 0.25)", -1.0f, 1.0f, 0.25f, FIELD(yaw));
-  install_control(gobject_class, PROP_POSE_PITCH, "pose-pitch", "Pitch",
-                  "Head pitch with control on, 1 = 90 degrees (default: 0)", -1.0f, 1.0f, 0.0f, FIELD(pitch));
-  install_control(gobject_class, PROP_POSE_ROLL, "pose-roll", "Roll",
-                  "Head roll with control on, 1 = 90 degrees (default: 0)", -1.0f, 1.0f, 0.0f, FIELD(roll));
-
-  /**
-   * GstAnitalkerMotion:pose-file:
-   *
-   * A .npy file of [N, 3] yaw, pitch, roll in degrees, frame by frame (the
-   * demo's --pose_driven_path): divided by 90, cut or padded with its last
-   * row to the utterance, and used instead of the constant pose when
-   * #GstAnitalkerMotion:control is on.  Read when the element starts.
-   */
-  gst_anitalker_install_property(gobject_class, PROP_POSE_FILE,
-          g_param_spec_string("pose-file", "Pose file",
-                              "Per-frame pose .npy [N, 3] in degrees, used with control on (default: none)", nullptr,
-                              ready),
-          FIELD(pose_file));
-  install_control(gobject_class, PROP_FACE_LOCATION, "face-location", "Face location",
-                  "Face location with control on, full-control variants (default: 0.5)", -10.0f, 10.0f, 0.5f,
-                  FIELD(location));
-  install_control(gobject_class, PROP_FACE_SCALE, "face-scale", "Face scale",
-                  "Face scale with control on, full-control variants (default: 0.5)", -10.0f, 10.0f, 0.5f,
-                  FIELD(scale));
-  gst_anitalker_install_property(gobject_class, PROP_POST_MESSAGES,
-          g_param_spec_boolean("post-messages", "Post messages",
-                               "Post the predicted pose/location/scale of each buffer as \"anitalker-motion\" "
-                               "element messages (default: false)",
-                               FALSE, GST_ANITALKER_PARAM_PLAYING),
-          FIELD(post_messages));
-
-  /**
-   * GstAnitalkerMotion:offline-limit:
-   *
-   * The longest audio, in seconds, generated in one piece.  The denoiser's
-   * attention costs memory and time with the square of the length, so: with
-   * mode=auto on a non-live source, past this length the element goes on in
-   * windows (as streaming, without a gap in the timestamps); with
-   * mode=offline, longer audio is an error that suggests mode=auto or
-   * streaming.  0 = no limit.
-   */
-  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING |
-                                                 GST_ANITALKER_COMMON_SHARING,
-                                             "the motion generator", &kWindows);
-
-  gst_element_class_set_static_metadata(element_class, "AniTalker motion generator", "Filter/Converter",
-                                        "Generates talking-head motion latents from audio features with AniTalker's "
-                                        "stage-2 diffusion model",
-                                        "anitalker-gst developers");
-  gst_element_class_add_static_pad_template(element_class, &sink_template);
-  gst_element_class_add_static_pad_template(element_class, &src_template);
-  gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_MOTION_TYPE, (GstPluginAPIFlags)0);
-
-  base_class->failure = "Generating motion failed.";
-  base_class->input = "Features";
-  base_class->start = gst_anitalker_motion_start;
-  base_class->warm_up = gst_anitalker_motion_warm_up;
-  base_class->stop = gst_anitalker_motion_stop;
-  base_class->set_caps = gst_anitalker_motion_set_caps;
-  base_class->get_caps = gst_anitalker_motion_get_caps;
-  base_class->handle_buffer = gst_anitalker_motion_handle_buffer;
-  base_class->drain = gst_anitalker_motion_drain;
-  base_class->flush = gst_anitalker_motion_flush;
-  base_class->latency = gst_anitalker_motion_latency;
-  base_class->src_event = gst_anitalker_motion_src_event;
-}
-
-static void gst_anitalker_motion_init(GstAnitalkerMotion* self) {
-  self->state = gst_anitalker_element_make_state<MotionState>(GST_ANITALKER_ELEMENT(self));
-}
 
 /* --- Start and stop ------------------------------------------------------ */
 
@@ -759,4 +583,173 @@ static GstClockTime gst_anitalker_motion_latency(GstAnitalkerElement* element, g
     GST_DEBUG_OBJECT(element, "features in hops of %" G_GINT64_FORMAT " from %" G_GINT64_FORMAT, hop, origin);
   const int64_t wait = motion::window_wait(ratio, window, lookahead, next, hop, origin);  // feature frames
   return gst_util_uint64_scale((guint64)wait, GST_SECOND, (guint64)(FPS * ratio));
+}
+
+/* --- The class ------------------------------------------------------------- */
+
+// A control: animatable, changeable while playing, read at each window.
+static void install_control(GObjectClass* klass, guint id, const char* name, const char* nick, const char* blurb,
+                            float lo, float hi, float def, gsize offset) {
+  gst_anitalker_install_property(klass, id,
+          gst_anitalker_param_spec_float(name, nick, blurb, lo, hi, def,
+                                         (GParamFlags)(GST_ANITALKER_PARAM_PLAYING | GST_PARAM_CONTROLLABLE)),
+          offset);
+}
+
+#define FIELD(f) G_STRUCT_OFFSET(GstAnitalkerMotion, f)
+
+static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
+  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
+  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+  GstAnitalkerElementClass* base_class = GST_ANITALKER_ELEMENT_CLASS(klass);
+
+  GST_DEBUG_CATEGORY_INIT(gst_anitalker_motion_debug, "anitalkermotion", 0, "AniTalker motion generator");
+
+  const GParamFlags ready = GST_ANITALKER_PARAM_READY;
+
+  /**
+   * GstAnitalkerMotion:checkpoint:
+   *
+   * A stage-2 checkpoint as released (stage2_*.ckpt; its `ema_model.*`
+   * weights are used), loaded when the element goes from READY to PAUSED;
+   * elements with the same file and device share one copy.
+   */
+  gst_anitalker_install_property(gobject_class, PROP_CHECKPOINT,
+          g_param_spec_string("checkpoint", "Checkpoint",
+                              "Stage-2 checkpoint (stage2_*.ckpt), loaded on READY->PAUSED (default: none; required)",
+                              nullptr, ready),
+          FIELD(checkpoint));
+
+  /**
+   * GstAnitalkerMotion:type:
+   *
+   * The variant expected (the demo's --infer_type); the checkpoint's keys
+   * decide it, and a checkpoint of another variant is an error naming both.
+   */
+  gst_anitalker_install_property(gobject_class, PROP_TYPE,
+          g_param_spec_enum("type", "Type", "Expected variant; auto accepts whatever the checkpoint holds",
+                            GST_TYPE_ANITALKER_MOTION_TYPE, GST_ANITALKER_MOTION_TYPE_AUTO, ready),
+          FIELD(type));
+
+  /**
+   * GstAnitalkerMotion:steps:
+   *
+   * DDIM steps (the demo's --step_T).  The respacing rule needs an integer
+   * stride over 1000 timesteps: 1000/steps rounded up must give back
+   * `steps` (50, 25, 20, 10 and 100 do; 600 does not, and is refused when the
+   * element starts, naming the nearest counts that work).
+   */
+  gst_anitalker_install_property(gobject_class, PROP_STEPS,
+          g_param_spec_uint("steps", "Steps",
+                            "DDIM denoising steps (default: 50); only counts of the form ceil(1000/k) work: all up "
+                            "to 32, then 33-36, 38, 39, 40, 42, ..., 50, 53, ..., 100, 125, 200, 250, 334, 500, 1000; "
+                            "others are refused at start naming the nearest",
+                            1, 1000, 50, ready),
+          FIELD(steps));
+
+  /**
+   * GstAnitalkerMotion:seed:
+   *
+   * Seed of the initial noise.  Offline, the noise is exactly what the
+   * reference demo draws with `--seed` of the same value and the same
+   * variant; streaming, each frame's noise comes in order from a generator
+   * seeded with it.
+   */
+  gst_anitalker_install_property(gobject_class, PROP_SEED,
+          g_param_spec_uint64("seed", "Seed", "Seed of the initial noise, as the demo's --seed (default: 0)", 0,
+                              G_MAXUINT64, 0, ready),
+          FIELD(seed));
+
+  /**
+   * GstAnitalkerMotion:control:
+   *
+   * The demo's --control_flag: on, the pose (and location and scale for the
+   * full-control variants) given by the properties drive the motion; off,
+   * the model's own predictions do (hubert_audio_only has none and ignores
+   * the controls).
+   */
+  gst_anitalker_install_property(gobject_class, PROP_CONTROL,
+          g_param_spec_boolean("control", "Control",
+                               "Drive with the pose/location/scale properties instead of the model's predictions "
+                               "(default: false)",
+                               FALSE, (GParamFlags)(GST_ANITALKER_PARAM_PLAYING | GST_PARAM_CONTROLLABLE)),
+          FIELD(control));
+
+  /**
+   * GstAnitalkerMotion:pose-yaw:
+   *
+   * Head yaw with #GstAnitalkerMotion:control on, in the model's units
+   * (1 = 90 degrees; the demo's --pose_yaw), clamped to [-1, 1].
+   */
+  install_control(gobject_class, PROP_POSE_YAW, "pose-yaw", "Yaw",
+                  "Head yaw with control on, 1 = 90 degrees (default: 0.25)", -1.0f, 1.0f, 0.25f, FIELD(yaw));
+  install_control(gobject_class, PROP_POSE_PITCH, "pose-pitch", "Pitch",
+                  "Head pitch with control on, 1 = 90 degrees (default: 0)", -1.0f, 1.0f, 0.0f, FIELD(pitch));
+  install_control(gobject_class, PROP_POSE_ROLL, "pose-roll", "Roll",
+                  "Head roll with control on, 1 = 90 degrees (default: 0)", -1.0f, 1.0f, 0.0f, FIELD(roll));
+
+  /**
+   * GstAnitalkerMotion:pose-file:
+   *
+   * A .npy file of [N, 3] yaw, pitch, roll in degrees, frame by frame (the
+   * demo's --pose_driven_path): divided by 90, cut or padded with its last
+   * row to the utterance, and used instead of the constant pose when
+   * #GstAnitalkerMotion:control is on.  Read when the element starts.
+   */
+  gst_anitalker_install_property(gobject_class, PROP_POSE_FILE,
+          g_param_spec_string("pose-file", "Pose file",
+                              "Per-frame pose .npy [N, 3] in degrees, used with control on (default: none)", nullptr,
+                              ready),
+          FIELD(pose_file));
+  install_control(gobject_class, PROP_FACE_LOCATION, "face-location", "Face location",
+                  "Face location with control on, full-control variants (default: 0.5)", -10.0f, 10.0f, 0.5f,
+                  FIELD(location));
+  install_control(gobject_class, PROP_FACE_SCALE, "face-scale", "Face scale",
+                  "Face scale with control on, full-control variants (default: 0.5)", -10.0f, 10.0f, 0.5f,
+                  FIELD(scale));
+  gst_anitalker_install_property(gobject_class, PROP_POST_MESSAGES,
+          g_param_spec_boolean("post-messages", "Post messages",
+                               "Post the predicted pose/location/scale of each buffer as \"anitalker-motion\" "
+                               "element messages (default: false)",
+                               FALSE, GST_ANITALKER_PARAM_PLAYING),
+          FIELD(post_messages));
+
+  /**
+   * GstAnitalkerMotion:offline-limit:
+   *
+   * The longest audio, in seconds, generated in one piece.  The denoiser's
+   * attention costs memory and time with the square of the length, so: with
+   * mode=auto on a non-live source, past this length the element goes on in
+   * windows (as streaming, without a gap in the timestamps); with
+   * mode=offline, longer audio is an error that suggests mode=auto or
+   * streaming.  0 = no limit.
+   */
+  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING |
+                                                 GST_ANITALKER_COMMON_SHARING,
+                                             "the motion generator", &kWindows);
+
+  gst_element_class_set_static_metadata(element_class, "AniTalker motion generator", "Filter/Converter",
+                                        "Generates talking-head motion latents from audio features with AniTalker's "
+                                        "stage-2 diffusion model",
+                                        "anitalker-gst developers");
+  gst_element_class_add_static_pad_template(element_class, &sink_template);
+  gst_element_class_add_static_pad_template(element_class, &src_template);
+  gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_MOTION_TYPE, (GstPluginAPIFlags)0);
+
+  base_class->failure = "Generating motion failed.";
+  base_class->input = "Features";
+  base_class->start = gst_anitalker_motion_start;
+  base_class->warm_up = gst_anitalker_motion_warm_up;
+  base_class->stop = gst_anitalker_motion_stop;
+  base_class->set_caps = gst_anitalker_motion_set_caps;
+  base_class->get_caps = gst_anitalker_motion_get_caps;
+  base_class->handle_buffer = gst_anitalker_motion_handle_buffer;
+  base_class->drain = gst_anitalker_motion_drain;
+  base_class->flush = gst_anitalker_motion_flush;
+  base_class->latency = gst_anitalker_motion_latency;
+  base_class->src_event = gst_anitalker_motion_src_event;
+}
+
+static void gst_anitalker_motion_init(GstAnitalkerMotion* self) {
+  self->state = gst_anitalker_element_make_state<MotionState>(GST_ANITALKER_ELEMENT(self));
 }

@@ -175,158 +175,8 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
 G_DEFINE_TYPE(GstAnitalkerRender, gst_anitalker_render, GST_TYPE_ANITALKER_ELEMENT);
 GST_ELEMENT_REGISTER_DEFINE(anitalkerrender, "anitalkerrender", GST_RANK_NONE, GST_TYPE_ANITALKER_RENDER);
 
-static void gst_anitalker_render_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec);
-static gboolean gst_anitalker_render_start(GstAnitalkerElement* element);
-static gboolean gst_anitalker_render_warm_up(GstAnitalkerElement* element);
-static void gst_anitalker_render_stop(GstAnitalkerElement* element);
-static gboolean gst_anitalker_render_set_caps(GstAnitalkerElement* element, GstCaps* caps);
 static GstCaps* gst_anitalker_render_get_caps(GstAnitalkerElement* element, GstPadDirection direction);
-static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer);
 static GstFlowReturn gst_anitalker_render_drain(GstAnitalkerElement* element);
-static void gst_anitalker_render_flush(GstAnitalkerElement* element);
-static GstClockTime gst_anitalker_render_latency(GstAnitalkerElement* element, gboolean streaming);
-static gboolean gst_anitalker_render_sink_event(GstAnitalkerElement* element, GstEvent* event, gboolean* result);
-static gboolean gst_anitalker_render_sink_query(GstAnitalkerElement* element, GstQuery* query, gboolean* result);
-
-#define FIELD(f) G_STRUCT_OFFSET(GstAnitalkerRender, f)
-
-static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
-  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
-  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
-  GstAnitalkerElementClass* base_class = GST_ANITALKER_ELEMENT_CLASS(klass);
-
-  GST_DEBUG_CATEGORY_INIT(gst_anitalker_render_debug, "anitalkerrender", 0, "AniTalker renderer");
-
-  gobject_class->set_property = gst_anitalker_render_set_property;
-  const GParamFlags ready = GST_ANITALKER_PARAM_READY, playing = GST_ANITALKER_PARAM_PLAYING;
-
-  /**
-   * GstAnitalkerRender:checkpoint:
-   *
-   * The stage-1 checkpoint (e.g. models/stage1.ckpt).  Loaded when the
-   * element goes from READY to PAUSED; renderers with the same file and
-   * device share one copy of the weights.
-   */
-  gst_anitalker_install_property(
-      gobject_class, PROP_CHECKPOINT,
-      g_param_spec_string("checkpoint", "Checkpoint",
-                          "Path of the stage-1 (LIA) checkpoint, loaded on READY->PAUSED (default: none; required)",
-                          nullptr, ready),
-      FIELD(checkpoint));
-
-  /**
-   * GstAnitalkerRender:portrait:
-   *
-   * The face to animate: an image file (JPEG, PNG, ... anything OpenCV
-   * reads), resized to the model's image size as the reference does.  May
-   * be changed while PLAYING: the new face is encoded at the next buffer
-   * boundary and used from the next rendered frame on.  Setting it to
-   * %NULL or "" keeps the current face.
-   */
-  gst_anitalker_install_property(
-      gobject_class, PROP_PORTRAIT,
-      g_param_spec_string("portrait", "Portrait",
-                          "Path of the portrait image to animate; may change while PLAYING (default: none; required)",
-                          nullptr, playing),
-      FIELD(portrait));
-
-  /**
-   * GstAnitalkerRender:batch-size:
-   *
-   * Motion frames rendered in one call of the model.  Above 1, frames are
-   * held until the batch is full (or EOS), which adds batch-size - 1 frame
-   * durations of latency.
-   */
-  gst_anitalker_install_property(
-      gobject_class, PROP_BATCH_SIZE,
-      g_param_spec_uint("batch-size", "Batch size",
-                        "Motion frames rendered in one call of the model (default: 1); adds batch-size - 1 frames of "
-                        "latency",
-                        1, 64, 1, playing),
-      FIELD(batch_size));
-
-  /**
-   * GstAnitalkerRender:crop:
-   *
-   * Which square of the portrait the networks see.  "none": the whole
-   * picture, resized to the model's size (the reference's way: give it a
-   * centred head).  "auto": the square around the face as the authors cut
-   * their training data (the face box's centre, its larger side times 1 +
-   * #GstAnitalkerRender:crop-ratio, at most the picture's shorter side,
-   * padded with black where it leaves the picture); the face box comes from
-   * #GstAnitalkerRender:face-box or, without one, from RetinaFace
-   * (#GstAnitalkerRender:detector): the largest face, or
-   * #GstAnitalkerRender:face-index.  "X,Y,SIDE": that square, in the
-   * picture's pixels.  Applies from the next portrait encode; the picture
-   * and the square go downstream in the "anitalker-crop" event, for
-   * anitalkerpaste.
-   */
-  gst_anitalker_install_property(
-      gobject_class, PROP_CROP,
-      g_param_spec_string("crop", "Crop",
-                          "none (the whole picture), auto (the square around the face, as the authors cut their "
-                          "data) or X,Y,SIDE (that square in the picture's pixels) (default: none)",
-                          DEFAULT_CROP, playing),
-      FIELD(crop));
-  gst_anitalker_install_property(
-      gobject_class, PROP_FACE_BOX,
-      g_param_spec_string("face-box", "Face box",
-                          "With crop=auto: the face box X1,Y1,X2,Y2 in the picture's pixels instead of running the "
-                          "detector (default: none)",
-                          nullptr, playing),
-      FIELD(face_box));
-  gst_anitalker_install_property(
-      gobject_class, PROP_CROP_RATIO,
-      gst_anitalker_param_spec_float("crop-ratio", "Crop ratio",
-                                     "With crop=auto: the square's side is the face box's larger side times 1 + "
-                                     "this (the authors' expanded_ratio)",
-                                     0.0f, 10.0f, 0.6f, playing),
-      FIELD(crop_ratio));
-  gst_anitalker_install_property(
-      gobject_class, PROP_FACE_INDEX,
-      g_param_spec_int("face-index", "Face index",
-                       "With crop=auto and the detector: which face, in the detector's order (by score); -1 = the "
-                       "largest, the authors' choice (default: -1)",
-                       -1, 1023, -1, playing),
-      FIELD(face_index));
-  gst_anitalker_install_property(
-      gobject_class, PROP_DETECTOR,
-      g_param_spec_string("detector", "Face detector",
-                          "RetinaFace weights (detection_Resnet50_Final.pth) for crop=auto without a face-box "
-                          "(default: none)",
-                          nullptr, playing),
-      FIELD(detector));
-  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_SHARING,
-                                             "the renderer");
-
-  gst_element_class_set_static_metadata(element_class, "AniTalker renderer", "Filter/Converter/Video",
-                                        "Renders AniTalker motion latents into video frames of a portrait "
-                                        "with the stage-1 LIA model",
-                                        "anitalker-gst developers");
-  gst_element_class_add_static_pad_template(element_class, &sink_template);
-  gst_element_class_add_static_pad_template(element_class, &src_template);
-
-  base_class->failure = "Rendering failed.";
-  base_class->input = "Motion data";
-  // Held frames belong before a new segment, stream or gap: rendered first.
-  base_class->drain_on_segment = TRUE;
-  base_class->drain_on_stream_start = TRUE;
-  base_class->start = gst_anitalker_render_start;
-  base_class->warm_up = gst_anitalker_render_warm_up;
-  base_class->stop = gst_anitalker_render_stop;
-  base_class->set_caps = gst_anitalker_render_set_caps;
-  base_class->get_caps = gst_anitalker_render_get_caps;
-  base_class->handle_buffer = gst_anitalker_render_handle_buffer;
-  base_class->drain = gst_anitalker_render_drain;
-  base_class->flush = gst_anitalker_render_flush;
-  base_class->latency = gst_anitalker_render_latency;
-  base_class->sink_event = gst_anitalker_render_sink_event;
-  base_class->sink_query = gst_anitalker_render_sink_query;
-}
-
-static void gst_anitalker_render_init(GstAnitalkerRender* self) {
-  self->state = gst_anitalker_element_make_state<RenderState>(GST_ANITALKER_ELEMENT(self));
-}
 
 // What the generic setter does not: an empty portrait keeps the current
 // face; the portrait and crop settings apply from the next encode; a new
@@ -359,7 +209,6 @@ static anitalker::crop::Spec gst_anitalker_render_crop_spec(GstAnitalkerRender* 
   GST_OBJECT_UNLOCK(self);
   return anitalker::crop::make_spec(crop, box, ratio, index);
 }
-
 
 // READY->PAUSED: loads the checkpoint, so that a bad path fails the state
 // change with the file named (STYLE.md: weights load in start, never in caps
@@ -695,4 +544,146 @@ static GstClockTime gst_anitalker_render_latency(GstAnitalkerElement* element, g
   GST_OBJECT_UNLOCK(self);
   GstAnitalkerLocked lock(&self->state->lock);
   return gst_util_uint64_scale(batch - 1, GST_SECOND * self->state->fps_d, self->state->fps_n);
+}
+
+/* --- The class ------------------------------------------------------------- */
+
+#define FIELD(f) G_STRUCT_OFFSET(GstAnitalkerRender, f)
+
+static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
+  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
+  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+  GstAnitalkerElementClass* base_class = GST_ANITALKER_ELEMENT_CLASS(klass);
+
+  GST_DEBUG_CATEGORY_INIT(gst_anitalker_render_debug, "anitalkerrender", 0, "AniTalker renderer");
+
+  gobject_class->set_property = gst_anitalker_render_set_property;
+  const GParamFlags ready = GST_ANITALKER_PARAM_READY, playing = GST_ANITALKER_PARAM_PLAYING;
+
+  /**
+   * GstAnitalkerRender:checkpoint:
+   *
+   * The stage-1 checkpoint (e.g. models/stage1.ckpt).  Loaded when the
+   * element goes from READY to PAUSED; renderers with the same file and
+   * device share one copy of the weights.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_CHECKPOINT,
+      g_param_spec_string("checkpoint", "Checkpoint",
+                          "Path of the stage-1 (LIA) checkpoint, loaded on READY->PAUSED (default: none; required)",
+                          nullptr, ready),
+      FIELD(checkpoint));
+
+  /**
+   * GstAnitalkerRender:portrait:
+   *
+   * The face to animate: an image file (JPEG, PNG, ... anything OpenCV
+   * reads), resized to the model's image size as the reference does.  May
+   * be changed while PLAYING: the new face is encoded at the next buffer
+   * boundary and used from the next rendered frame on.  Setting it to
+   * %NULL or "" keeps the current face.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_PORTRAIT,
+      g_param_spec_string("portrait", "Portrait",
+                          "Path of the portrait image to animate; may change while PLAYING (default: none; required)",
+                          nullptr, playing),
+      FIELD(portrait));
+
+  /**
+   * GstAnitalkerRender:batch-size:
+   *
+   * Motion frames rendered in one call of the model.  Above 1, frames are
+   * held until the batch is full (or EOS), which adds batch-size - 1 frame
+   * durations of latency.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_BATCH_SIZE,
+      g_param_spec_uint("batch-size", "Batch size",
+                        "Motion frames rendered in one call of the model (default: 1); adds batch-size - 1 frames of "
+                        "latency",
+                        1, 64, 1, playing),
+      FIELD(batch_size));
+
+  /**
+   * GstAnitalkerRender:crop:
+   *
+   * Which square of the portrait the networks see.  "none": the whole
+   * picture, resized to the model's size (the reference's way: give it a
+   * centred head).  "auto": the square around the face as the authors cut
+   * their training data (the face box's centre, its larger side times 1 +
+   * #GstAnitalkerRender:crop-ratio, at most the picture's shorter side,
+   * padded with black where it leaves the picture); the face box comes from
+   * #GstAnitalkerRender:face-box or, without one, from RetinaFace
+   * (#GstAnitalkerRender:detector): the largest face, or
+   * #GstAnitalkerRender:face-index.  "X,Y,SIDE": that square, in the
+   * picture's pixels.  Applies from the next portrait encode; the picture
+   * and the square go downstream in the "anitalker-crop" event, for
+   * anitalkerpaste.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_CROP,
+      g_param_spec_string("crop", "Crop",
+                          "none (the whole picture), auto (the square around the face, as the authors cut their "
+                          "data) or X,Y,SIDE (that square in the picture's pixels) (default: none)",
+                          DEFAULT_CROP, playing),
+      FIELD(crop));
+  gst_anitalker_install_property(
+      gobject_class, PROP_FACE_BOX,
+      g_param_spec_string("face-box", "Face box",
+                          "With crop=auto: the face box X1,Y1,X2,Y2 in the picture's pixels instead of running the "
+                          "detector (default: none)",
+                          nullptr, playing),
+      FIELD(face_box));
+  gst_anitalker_install_property(
+      gobject_class, PROP_CROP_RATIO,
+      gst_anitalker_param_spec_float("crop-ratio", "Crop ratio",
+                                     "With crop=auto: the square's side is the face box's larger side times 1 + "
+                                     "this (the authors' expanded_ratio)",
+                                     0.0f, 10.0f, 0.6f, playing),
+      FIELD(crop_ratio));
+  gst_anitalker_install_property(
+      gobject_class, PROP_FACE_INDEX,
+      g_param_spec_int("face-index", "Face index",
+                       "With crop=auto and the detector: which face, in the detector's order (by score); -1 = the "
+                       "largest, the authors' choice (default: -1)",
+                       -1, 1023, -1, playing),
+      FIELD(face_index));
+  gst_anitalker_install_property(
+      gobject_class, PROP_DETECTOR,
+      g_param_spec_string("detector", "Face detector",
+                          "RetinaFace weights (detection_Resnet50_Final.pth) for crop=auto without a face-box "
+                          "(default: none)",
+                          nullptr, playing),
+      FIELD(detector));
+  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_SHARING,
+                                             "the renderer");
+
+  gst_element_class_set_static_metadata(element_class, "AniTalker renderer", "Filter/Converter/Video",
+                                        "Renders AniTalker motion latents into video frames of a portrait "
+                                        "with the stage-1 LIA model",
+                                        "anitalker-gst developers");
+  gst_element_class_add_static_pad_template(element_class, &sink_template);
+  gst_element_class_add_static_pad_template(element_class, &src_template);
+
+  base_class->failure = "Rendering failed.";
+  base_class->input = "Motion data";
+  // Held frames belong before a new segment, stream or gap: rendered first.
+  base_class->drain_on_segment = TRUE;
+  base_class->drain_on_stream_start = TRUE;
+  base_class->start = gst_anitalker_render_start;
+  base_class->warm_up = gst_anitalker_render_warm_up;
+  base_class->stop = gst_anitalker_render_stop;
+  base_class->set_caps = gst_anitalker_render_set_caps;
+  base_class->get_caps = gst_anitalker_render_get_caps;
+  base_class->handle_buffer = gst_anitalker_render_handle_buffer;
+  base_class->drain = gst_anitalker_render_drain;
+  base_class->flush = gst_anitalker_render_flush;
+  base_class->latency = gst_anitalker_render_latency;
+  base_class->sink_event = gst_anitalker_render_sink_event;
+  base_class->sink_query = gst_anitalker_render_sink_query;
+}
+
+static void gst_anitalker_render_init(GstAnitalkerRender* self) {
+  self->state = gst_anitalker_element_make_state<RenderState>(GST_ANITALKER_ELEMENT(self));
 }

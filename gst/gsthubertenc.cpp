@@ -169,6 +169,8 @@ static GstStaticPadTemplate src_template =
 G_DEFINE_TYPE(GstHubertEnc, gst_hubert_enc, GST_TYPE_ANITALKER_ELEMENT);
 GST_ELEMENT_REGISTER_DEFINE(hubertenc, "hubertenc", GST_RANK_NONE, GST_TYPE_HUBERT_ENC);
 
+static void gst_hubert_enc_flush(GstAnitalkerElement* element);
+
 // The streaming windows, in ms (the hop, the left context, the look-ahead).
 static const GstAnitalkerWindowSpec kWindows = {
     "ms", 20, 60000, 2000, 30000, 1000, 0,
@@ -178,72 +180,6 @@ static const GstAnitalkerWindowSpec kWindows = {
     "Streaming HuBERT: ms of audio after each window encoded with it (right context), at most the window; adds "
     "latency (default: 0)",
 };
-
-static gboolean gst_hubert_enc_start(GstAnitalkerElement* element);
-static gboolean gst_hubert_enc_warm_up(GstAnitalkerElement* element);
-static void gst_hubert_enc_stop(GstAnitalkerElement* element);
-static gboolean gst_hubert_enc_set_caps(GstAnitalkerElement* element, GstCaps* caps);
-static GstCaps* gst_hubert_enc_get_caps(GstAnitalkerElement* element, GstPadDirection direction);
-static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer);
-static GstFlowReturn gst_hubert_enc_drain(GstAnitalkerElement* element);
-static void gst_hubert_enc_flush(GstAnitalkerElement* element);
-static GstClockTime gst_hubert_enc_latency(GstAnitalkerElement* element, gboolean streaming);
-static gboolean gst_hubert_enc_src_query(GstAnitalkerElement* element, GstQuery* query, gboolean* result);
-
-static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
-  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
-  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
-  GstAnitalkerElementClass* base_class = GST_ANITALKER_ELEMENT_CLASS(klass);
-
-  GST_DEBUG_CATEGORY_INIT(gst_hubert_enc_debug, "hubertenc", 0, "AniTalker audio features");
-
-  /**
-   * GstHubertEnc:model:
-   *
-   * A HuBERT folder (config.json and pytorch_model.bin or
-   * model.safetensors, e.g. models/chinese-hubert-large), loaded when the
-   * element goes from READY to PAUSED; elements with the same folder and
-   * device share one copy of the weights.  The word `mfcc` selects the MFCC
-   * features instead (no weights).
-   *
-   * The element's other properties (device, num-threads, mode, window,
-   * context, lookahead, offline-limit) are the streaming elements' common
-   * ones: see docs/elements.md.
-   */
-  gst_anitalker_install_property(
-      gobject_class, PROP_MODEL,
-      g_param_spec_string("model", "Model",
-                          "HuBERT model folder, loaded on READY->PAUSED, or \"mfcc\" for MFCC features "
-                          "(default: none; required)",
-                          nullptr, GST_ANITALKER_PARAM_READY),
-      G_STRUCT_OFFSET(GstHubertEnc, model));
-  gst_anitalker_element_class_install_common(
-      base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING | GST_ANITALKER_COMMON_SHARING,
-      "HuBERT (MFCC runs on the CPU)", &kWindows);
-
-  gst_element_class_set_static_metadata(element_class, "AniTalker audio features", "Filter/Analyzer/Audio",
-                                        "Computes HuBERT hidden states or MFCCs of 16 kHz speech for AniTalker",
-                                        "anitalker-gst developers");
-  gst_element_class_add_static_pad_template(element_class, &sink_template);
-  gst_element_class_add_static_pad_template(element_class, &src_template);
-
-  base_class->failure = "Encoding audio failed.";
-  base_class->input = "Audio";
-  base_class->start = gst_hubert_enc_start;
-  base_class->warm_up = gst_hubert_enc_warm_up;
-  base_class->stop = gst_hubert_enc_stop;
-  base_class->set_caps = gst_hubert_enc_set_caps;
-  base_class->get_caps = gst_hubert_enc_get_caps;
-  base_class->handle_buffer = gst_hubert_enc_handle_buffer;
-  base_class->drain = gst_hubert_enc_drain;
-  base_class->flush = gst_hubert_enc_flush;
-  base_class->latency = gst_hubert_enc_latency;
-  base_class->src_query = gst_hubert_enc_src_query;
-}
-
-static void gst_hubert_enc_init(GstHubertEnc* self) {
-  self->state = gst_anitalker_element_make_state<EncState>(GST_ANITALKER_ELEMENT(self));
-}
 
 /* --- Start and stop ------------------------------------------------------ */
 
@@ -508,4 +444,61 @@ static GstClockTime gst_hubert_enc_latency(GstAnitalkerElement* element, gboolea
   gst_anitalker_element_windows(element, &cfg.window_ms, &cfg.context_ms, &cfg.lookahead_ms);
   if (!started) return (GstClockTime)(cfg.window_ms + cfg.lookahead_ms) * GST_MSECOND;  // before the model is known
   return gst_util_uint64_scale((guint64)anitalker::features::wait_samples(model.get(), cfg), GST_SECOND, SAMPLE_RATE);
+}
+
+/* --- The class ------------------------------------------------------------- */
+
+static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
+  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
+  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+  GstAnitalkerElementClass* base_class = GST_ANITALKER_ELEMENT_CLASS(klass);
+
+  GST_DEBUG_CATEGORY_INIT(gst_hubert_enc_debug, "hubertenc", 0, "AniTalker audio features");
+
+  /**
+   * GstHubertEnc:model:
+   *
+   * A HuBERT folder (config.json and pytorch_model.bin or
+   * model.safetensors, e.g. models/chinese-hubert-large), loaded when the
+   * element goes from READY to PAUSED; elements with the same folder and
+   * device share one copy of the weights.  The word `mfcc` selects the MFCC
+   * features instead (no weights).
+   *
+   * The element's other properties (device, num-threads, mode, window,
+   * context, lookahead, offline-limit) are the streaming elements' common
+   * ones: see docs/elements.md.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_MODEL,
+      g_param_spec_string("model", "Model",
+                          "HuBERT model folder, loaded on READY->PAUSED, or \"mfcc\" for MFCC features "
+                          "(default: none; required)",
+                          nullptr, GST_ANITALKER_PARAM_READY),
+      G_STRUCT_OFFSET(GstHubertEnc, model));
+  gst_anitalker_element_class_install_common(
+      base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING | GST_ANITALKER_COMMON_SHARING,
+      "HuBERT (MFCC runs on the CPU)", &kWindows);
+
+  gst_element_class_set_static_metadata(element_class, "AniTalker audio features", "Filter/Analyzer/Audio",
+                                        "Computes HuBERT hidden states or MFCCs of 16 kHz speech for AniTalker",
+                                        "anitalker-gst developers");
+  gst_element_class_add_static_pad_template(element_class, &sink_template);
+  gst_element_class_add_static_pad_template(element_class, &src_template);
+
+  base_class->failure = "Encoding audio failed.";
+  base_class->input = "Audio";
+  base_class->start = gst_hubert_enc_start;
+  base_class->warm_up = gst_hubert_enc_warm_up;
+  base_class->stop = gst_hubert_enc_stop;
+  base_class->set_caps = gst_hubert_enc_set_caps;
+  base_class->get_caps = gst_hubert_enc_get_caps;
+  base_class->handle_buffer = gst_hubert_enc_handle_buffer;
+  base_class->drain = gst_hubert_enc_drain;
+  base_class->flush = gst_hubert_enc_flush;
+  base_class->latency = gst_hubert_enc_latency;
+  base_class->src_query = gst_hubert_enc_src_query;
+}
+
+static void gst_hubert_enc_init(GstHubertEnc* self) {
+  self->state = gst_anitalker_element_make_state<EncState>(GST_ANITALKER_ELEMENT(self));
 }
