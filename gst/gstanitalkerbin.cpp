@@ -368,16 +368,16 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
    *
    * The arithmetic of every network with a reduced-precision path: set on
    * hubertenc (with HuBERT; MFCC has no network and stays fp32),
-   * anitalkermotion and anitalkerrender.  Face restoration (gfpgansr) has
-   * no bf16 path and stays fp32.  A child that cannot run it refuses at
-   * start, naming the device and what it supports.
+   * anitalkermotion, anitalkerrender and, with face-sr, gfpgansr (GFPGAN;
+   * its detector and parser stay fp32).  A child that cannot run it
+   * refuses at start, naming the device and what it supports.
    */
   g_object_class_install_property(
       gobject_class, PROP_PRECISION,
       g_param_spec_enum("precision", "Precision",
-                        "Arithmetic of HuBERT, the motion generator and the renderer: fp32 (exact, as the reference), "
-                        "bf16 (a CPU with AVX512_BF16: about 1.3-1.5x each, results not exact) or fp16 (CUDA; no "
-                        "path yet); MFCC and face restoration stay fp32",
+                        "Arithmetic of HuBERT, the motion generator, the renderer and GFPGAN: fp32 (exact, as the "
+                        "reference), bf16 (a CPU with AVX512_BF16: about 1.3-1.5x each, results not exact) or fp16 "
+                        "(CUDA; no path yet); MFCC stays fp32",
                         GST_TYPE_ANITALKER_PRECISION, GST_ANITALKER_PRECISION_FP32, ready));
 
   /**
@@ -645,7 +645,8 @@ static std::string dup_or(const gchar* s, const std::string& fallback) { return 
 // and points the src ghost pad at its end.  gfpgansr is made when face-sr
 // is first on (it may be missing) and removed when it is off.
 static bool gst_anitalker_bin_set_tail(GstAnitalkerBin* self, bool sr_on, bool paste_on,
-                                       const anitalker::models::Set& files, const std::string& device) {
+                                       const anitalker::models::Set& files, const std::string& device,
+                                       gint precision) {
   // The ghost pad's target is the out-queue's src: the tail before it is
   // relinked.  (Without a queue element, the target is the tail's end.)
   if (self->out_queue) {
@@ -680,7 +681,7 @@ static bool gst_anitalker_bin_set_tail(GstAnitalkerBin* self, bool sr_on, bool p
   }
   if (self->sr)
     g_object_set(self->sr, "model", files.gfpgan.c_str(), "detector", files.detector.c_str(), "parser",
-                 files.parser.c_str(), "device", device.c_str(), nullptr);
+                 files.parser.c_str(), "device", device.c_str(), "precision", precision, nullptr);
   if (paste_on && self->paste == nullptr) {
     GST_ELEMENT_ERROR(self, CORE, MISSING_PLUGIN, ("paste-back needs the anitalkerpaste element."), (nullptr));
     return false;
@@ -786,7 +787,7 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
   g_object_set(self->render, "checkpoint", files.stage1.c_str(), "portrait", portrait.c_str(), "device",
                device.c_str(), "detector", files.detector.empty() ? nullptr : files.detector.c_str(), "precision",
                precision, nullptr);
-  return gst_anitalker_bin_set_tail(self, face_sr, paste_back, files, device) ? TRUE : FALSE;
+  return gst_anitalker_bin_set_tail(self, face_sr, paste_back, files, device, precision) ? TRUE : FALSE;
 }
 
 static GstStateChangeReturn gst_anitalker_bin_change_state(GstElement* element, GstStateChange transition) {

@@ -478,8 +478,8 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
   const gint precision_value = self->precision;
   GST_OBJECT_UNLOCK(self);
   anitalker::Precision precision;
-  if (!gst_anitalker_check_precision(GST_ELEMENT_CAST(self), precision_value, device, {anitalker::Precision::Fp32},
-                                     "GFPGAN", &precision))
+  if (!gst_anitalker_check_precision(GST_ELEMENT_CAST(self), precision_value, device,
+                                     {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "GFPGAN", &precision))
     return FALSE;
 
   std::shared_ptr<const anitalker::gfpgan::Model> model;
@@ -487,7 +487,7 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
   std::shared_ptr<const anitalker::parsenet::Model> parser;
   std::string loading = model_path;
   try {
-    model = anitalker::gfpgan::Model::load(model_path, device);
+    model = anitalker::gfpgan::Model::load(model_path, device, precision);
     // In aligned mode a detector given is loaded too (aligned may be turned
     // off while playing), but it need not exist.
     if (!detector_path.empty() && (!aligned || file_exists(detector_path))) {

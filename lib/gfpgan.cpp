@@ -23,6 +23,7 @@ constexpr double kSqrt2 = 1.4142135623730951;  // 2**0.5 in StyleConv
 
 struct Conv {  // nn.Conv2d or nn.Linear: weight and optional bias
   at::Tensor w, b;
+  at::Tensor hw;  // precision bf16: w in bfloat16 (made after the weights are placed; not visited)
   template <class F>
   void each(F& f) {
     visit_all(f, w, b);
@@ -44,7 +45,11 @@ Conv linear_weights(const StateDict& sd, const std::string& p, int64_t out, int6
 }
 
 at::Tensor conv(const at::Tensor& x, const Conv& c, int64_t pad) {
-  return at::conv2d(x, c.w, c.b, at::IntArrayRef{1}, at::IntArrayRef{pad});
+  if (!c.hw.defined()) return at::conv2d(x, c.w, c.b, at::IntArrayRef{1}, at::IntArrayRef{pad});
+  // bfloat16: the convolution alone, its bias added in float32.
+  at::Tensor y = at::conv2d(x.to(at::kBFloat16), c.hw, c10::nullopt, at::IntArrayRef{1}, at::IntArrayRef{pad})
+                     .to(x.scalar_type());
+  return c.b.defined() ? y.add_(c.b.view({1, -1, 1, 1})) : y;
 }
 
 // In place: every caller hands over a tensor of its own (a fresh result).
@@ -89,6 +94,7 @@ struct ModConv {  // spec 2.4, ModulatedConv2d
   at::Tensor w;   // (1, Cout, Cin, k, k)
   Conv modulation;
   bool demodulate = true, upsample = false;
+  bool bf16 = false;  // precision bf16: the convolution on the modulated weights rounded to bfloat16
   template <class F>
   void each(F& f) {
     visit_all(f, w, modulation);
@@ -116,9 +122,10 @@ at::Tensor run(const ModConv& m, at::Tensor x, const at::Tensor& latent) {
   w = w.view({b * cout, cin, k, k});
   if (m.upsample) x = resize(x, 2.0);
   const int64_t h = x.size(2), wd = x.size(3);
-  at::Tensor y = at::conv2d(x.reshape({1, b * cin, h, wd}), w, c10::nullopt, at::IntArrayRef{1}, at::IntArrayRef{k / 2},
-                            at::IntArrayRef{1}, b);
-  return y.view({b, cout, y.size(2), y.size(3)});
+  const at::ScalarType t = m.bf16 ? at::kBFloat16 : x.scalar_type();
+  at::Tensor y = at::conv2d(x.reshape({1, b * cin, h, wd}).to(t), w.to(t), c10::nullopt, at::IntArrayRef{1},
+                            at::IntArrayRef{k / 2}, at::IntArrayRef{1}, b);
+  return y.to(x.scalar_type()).view({b, cout, y.size(2), y.size(3)});
 }
 
 struct StyleConv {
@@ -181,7 +188,9 @@ const char* noise_name(Noise n) {
   return "?";
 }
 
-Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype) : device_(device), dtype_(dtype) {
+Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Precision precision)
+    : device_(device), dtype_(dtype), precision_(precision) {
+  check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16}, "GFPGAN");
   // GFPGANer reads 'params_ema', else 'params'; a bare state dict also loads.
   const std::string prefix = all.has("params_ema.conv_body_first.weight") ? "params_ema."
                              : all.has("params.conv_body_first.weight")   ? "params."
@@ -262,13 +271,31 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype) : d
   unused_ = all.unused();
 
   place_weights(*w, device_, dtype_);
+  if (precision_ == Precision::Bf16) {
+    auto half = [](Conv& c) { c.hw = c.w.to(at::kBFloat16); };
+    half(w->first);
+    for (auto* blocks : {&w->down, &w->up})
+      for (ResBlock& r : *blocks) {
+        half(r.conv1);
+        half(r.conv2);
+        half(r.skip);
+      }
+    half(w->final_conv);
+    for (auto* cs : {&w->scale0, &w->scale2, &w->shift0, &w->shift2})
+      for (Conv& c : *cs) half(c);
+    w->conv1.conv.bf16 = w->rgb1.conv.bf16 = true;
+    for (StyleConv& c : w->convs) c.conv.bf16 = true;
+    for (ToRgb& t : w->rgbs) t.conv.bf16 = true;
+  }
 
   w_ = w;
 }
 
-std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device) {
-  return shared_model<Model>(path, device,
-                             [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device); });
+std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device, Precision precision) {
+  return shared_model<Model>(
+      path, device,
+      [&] { return std::make_shared<const Model>(StateDict(Checkpoint::open(path)), device, at::kFloat, precision); },
+      precision_name(precision));
 }
 
 namespace {

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "device.h"
+
 namespace anitalker {
 class StateDict;
 }
@@ -34,11 +36,18 @@ class Model {
   // expected shape for a missing or wrong-shaped tensor.  style_mlp.* and the
   // U-Net's toRGB.* are in the file but not used by inference: ignored.
   // The weights are float32 (dtype: another floating type for the whole
-  // network).
-  Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat);
+  // network).  precision Bf16 (a CPU with AVX512_BF16, check_precision):
+  // every convolution (the U-Net's, the SFT conditions', the modulated ones)
+  // runs in bfloat16 with float32 accumulation, on weights rounded once at
+  // load (the modulated ones after modulation, per call); biases,
+  // activations, resizes, the style code and the output stay float32.
+  Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat,
+        Precision precision = Precision::Fp32);
 
-  // One process-wide copy per (file, device).
-  static std::shared_ptr<const Model> load(const std::string& path, c10::Device device);
+  // One process-wide copy per (file, device, precision).
+  static std::shared_ptr<const Model> load(const std::string& path, c10::Device device,
+                                           Precision precision = Precision::Fp32);
+  Precision precision() const { return precision_; }
 
   int size() const { return size_; }            // input and output size (512)
   int style_dim() const { return style_dim_; }  // num_style_feat (512)
@@ -57,6 +66,7 @@ class Model {
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
   at::ScalarType dtype_;
+  Precision precision_ = Precision::Fp32;
   int size_ = 0, style_dim_ = 0, num_latents_ = 0;
   std::vector<std::string> unused_;
 };

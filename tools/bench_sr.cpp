@@ -36,7 +36,7 @@ namespace {
 int bench_sr(int argc, char** argv) {
   return cli::run("bench sr", [&] {
     int repeat = 3, threads = 0;
-    bool prof = false;
+    bool prof = false, bf16 = false;
     std::string device = "cpu";
     cli::Options o("bench sr",
                    "Writes GFPGANv1.4, ParseNet and RetinaFace-ResNet50 checkpoints of the released layouts and sizes "
@@ -53,6 +53,9 @@ int bench_sr(int argc, char** argv) {
                    "and the peak resident memory.");
     o.integer("repeat", &repeat, 1, 100, "N", "runs of each");
     o.flag("profile", &prof, "list the ops of one GFPGAN and one ParseNet call by self time");
+    o.flag("bf16", &bf16,
+           "also GFPGAN at precision=bf16 (its convolutions in bfloat16, the rest float32; a CPU with "
+           "AVX512_BF16): its time against float32 and the 8-bit distance of its face from float32's");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;
     cli::set_threads(threads);
@@ -72,6 +75,8 @@ int bench_sr(int argc, char** argv) {
     auto gfpgan = anitalker::gfpgan::Model::load(stem + "-gfpgan.pth", dev);
     auto parser = anitalker::parsenet::Model::load(stem + "-parsenet.pth", dev);
     auto detector = anitalker::retinaface::Model::load(stem + "-retinaface.pth", dev);
+    std::shared_ptr<const anitalker::gfpgan::Model> gfpgan16;
+    if (bf16) gfpgan16 = anitalker::gfpgan::Model::load(stem + "-gfpgan.pth", dev, anitalker::Precision::Bf16);
     std::printf("loaded in %.2f s\n", bench::now_s() - t0);
     for (const char* f : {"-gfpgan.pth", "-parsenet.pth", "-retinaface.pth"}) std::remove((stem + f).c_str());
 
@@ -103,6 +108,18 @@ int bench_sr(int argc, char** argv) {
     const at::Tensor face = (at::rand({1, 3, 512, 512}) * 2 - 1).to(dev);
     const bench::Stats s_gfpgan = time([&] { gfpgan->forward(face); });
     report("gfpgan", s_gfpgan, f_gfpgan);
+    if (gfpgan16) {
+      const bench::Stats s16 = time([&] { gfpgan16->forward(face); });
+      report("gfpgan bf16", s16, f_gfpgan);
+      // The face as GFPGANer writes it: clamp to [-1, 1], to 8 bits.
+      auto u8 = [](const at::Tensor& raw) { return ((raw.clamp(-1, 1) + 1) * 127.5).round().to(at::kInt); };
+      const at::Tensor d = (u8(gfpgan16->forward(face)) - u8(gfpgan->forward(face))).abs().to(at::kFloat).flatten().cpu();
+      const double mse = d.pow(2).mean().item<double>();
+      std::printf("bf16        %.2fx float32's speed; the face against float32's: 8-bit max %d levels, p99.9 %.0f, "
+                  "mean %.3f, PSNR %.1f dB\n",
+                  s_gfpgan.median / s16.median, d.max().item<int>(), at::quantile(d, 0.999).item<double>(),
+                  d.mean().item<double>(), mse > 0 ? 10 * std::log10(255.0 * 255.0 / mse) : 999.0);
+    }
     const bench::Stats s_parse = time([&] { parser->labels(face); });
     report("parsenet", s_parse, f_parse);
     if (prof) {

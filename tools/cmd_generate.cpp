@@ -650,9 +650,9 @@ int cmd_generate(int argc, char** argv) {
     opt.choice("codec", &o.codec, {"h264", "vp9"}, "h264 (default for .mp4) or vp9 (the only one for .webm)");
     opt.device(&o.device);
     opt.precision(&o.precision,
-                  "the arithmetic of HuBERT, the motion generator and the renderer (the bin's precision): fp32 "
-                  "(exact), bf16 (a CPU with AVX512_BF16: about 1.3-1.5x each, results not exact); MFCC and "
-                  "--face-sr stay fp32");
+                  "the arithmetic of HuBERT, the motion generator, the renderer and with --face-sr GFPGAN (the "
+                  "bin's precision): fp32 (exact), bf16 (a CPU with AVX512_BF16: about 1.3-1.5x each, results not "
+                  "exact); MFCC stays fp32");
     opt.choice("mode", &o.mode, {"offline", "streaming", "auto"}, "offline is exact, as the reference");
     opt.flag("quiet", &o.quiet, "no progress");
     if (!opt.parse(argc, argv)) return 0;

@@ -59,7 +59,7 @@ std::vector<face::Landmarks> read_landmarks(const std::string& path) {
 int cmd_sr(int argc, char** argv) {
   return cli::run("sr", [&] {
     std::string model_path, detector_path, parser_path, landmarks_path, in, out, raw_path, detections_path;
-    std::string device = "cpu", noise = "stored";
+    std::string device = "cpu", noise = "stored", precision = "fp32";
     bool aligned = false, center = false;
     long long upscale = 2, threads = 0;
     cli::Options o("sr", "Restores the faces of an image with GFPGAN and pastes them into the image upscaled N "
@@ -87,8 +87,12 @@ int cmd_sr(int argc, char** argv) {
     o.text("detections", &detections_path, "D.npy",
            "every face the detector found, after threshold and NMS: float32 (N,15) x1 y1 x2 y2 score then five x "
            "y; with no --out and no --raw, the tool only detects");
+    o.precision(&precision,
+                "GFPGAN's arithmetic: fp32 (exact), bf16 (a CPU with AVX512_BF16: its convolutions in bfloat16, "
+                "not exact); the detector and the parser stay fp32");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;
+    const anitalker::Precision prec = anitalker::parse_precision(precision);
     if (out.empty() && raw_path.empty() && detections_path.empty())
       throw cli::UsageError("nothing to write: give --out, --raw or --detections");
     for (const auto& [opt, path] : {std::pair<const char*, std::string>{"--out", out}, {"--raw", raw_path},
@@ -128,7 +132,7 @@ int cmd_sr(int argc, char** argv) {
     at::Tensor raw;
     const bool restore = !out.empty() || !raw_path.empty();
     if (restore) {
-      auto model = anitalker::gfpgan::Model::load(model_path, dev);
+      auto model = anitalker::gfpgan::Model::load(model_path, dev, prec);
       std::shared_ptr<const anitalker::parsenet::Model> parser;
       if (!aligned && !parser_path.empty()) parser = anitalker::parsenet::Model::load(parser_path, dev);
       if (!aligned && !parser)

@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 #include <gst/check/gstcheck.h>
+#include <unistd.h>
 #include <gst/check/gstharness.h>
 
 #include <algorithm>
@@ -931,6 +932,34 @@ GST_START_TEST(test_bin_precision) {
       g_object_get(c, "precision", &cp, nullptr);
       const gint expected = (mfcc && strcmp(child, "features") == 0) ? 0 : 1;
       fail_unless(cp == expected, "%s %s: precision %d, expected %d", variant, child, cp, expected);
+      if (strcmp(child, "render") == 0 && !mfcc) {
+        // Face restoration too, when on: the chain's models and the face-sr
+        // fixtures under their released names.
+        gchar* dir = g_dir_make_tmp("anitalker-models-XXXXXX", nullptr);
+        fail_unless(dir != nullptr);
+        const std::string d = dir;
+        for (const char* f : {"stage1.ckpt", "stage2_audio_only_hubert.ckpt", "chinese-hubert-large"})
+          fail_unless(symlink(data_path(std::string("chain/") + f).c_str(), (d + "/" + f).c_str()) == 0);
+        const std::pair<const char*, const char*> sr_files[] = {{"face-sr/gfpgan_tiny.pth", "GFPGANv1.4.pth"},
+                                                                 {"face-sr/retinaface_narrow.pth", "detection_Resnet50_Final.pth"},
+                                                                 {"face-sr/parsenet_tiny.pth", "parsing_parsenet.pth"}};
+        for (const auto& [from, to] : sr_files)
+          fail_unless(symlink(data_path(from).c_str(), (d + "/" + to).c_str()) == 0);
+        gst_element_set_state(bin, GST_STATE_NULL);
+        g_object_set(bin, "models-dir", dir, "face-sr", TRUE, nullptr);
+        fail_unless_equals_int(gst_element_set_state(bin, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
+        GstElement* sr = gst_bin_get_by_name(GST_BIN(bin), "sr");
+        fail_unless(sr != nullptr);
+        g_object_get(sr, "precision", &cp, nullptr);
+        fail_unless_equals_int(cp, 1);  // bf16
+        gst_object_unref(sr);
+        gst_element_set_state(bin, GST_STATE_NULL);
+        for (const char* f : {"stage1.ckpt", "stage2_audio_only_hubert.ckpt", "chinese-hubert-large", "GFPGANv1.4.pth",
+                              "detection_Resnet50_Final.pth", "parsing_parsenet.pth"})
+          unlink((d + "/" + f).c_str());
+        g_rmdir(dir);
+        g_free(dir);
+      }
       guint max_batch = 0, delay = 0;  // sharing: all three networks alike
       g_object_get(c, "max-batch", &max_batch, "max-batch-delay", &delay, nullptr);
       fail_unless(max_batch == 3 && delay == 700, "%s %s: max-batch %u, delay %u", variant, child, max_batch, delay);

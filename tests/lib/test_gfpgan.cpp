@@ -9,6 +9,7 @@
 #include "checkpoint_writer.h"
 #include "error.h"
 #include "face_restore.h"
+#include "device.h"
 #include "gfpgan.h"
 #include "state_dict.h"
 #include "test_util.h"
@@ -75,6 +76,28 @@ TEST(Gfpgan, RawOutputMatchesTheReference) {
   std::printf("gfpgan raw window: max abs %.3g, mean abs %.3g (tolerance 1e-3 / 1e-4)\n", mx, mean);
   EXPECT_LE(mx, 1e-3);
   EXPECT_LE(mean, 1e-4);
+}
+
+// precision=bf16 (a CPU with AVX512_BF16): every convolution in bfloat16.
+// Not exact: held to the reference's output within bounds measured on this
+// fixture (printed), loose enough for bfloat16's rounding and far below what
+// a left-out bias or a float32 layer taken for a bfloat16 one gives.
+TEST(Gfpgan, Bf16StaysNearTheReference) {
+  TESTUTIL_BF16_OR_SKIP(Model::load(data("face-sr/gfpgan_tiny.pth"), kCpu, anitalker::Precision::Bf16));
+  auto m = Model::load(data("face-sr/gfpgan_tiny.pth"), kCpu, anitalker::Precision::Bf16);
+  EXPECT_EQ(m->precision(), anitalker::Precision::Bf16);
+  EXPECT_NE(m, tiny());  // one copy per precision
+  const at::Tensor raw = m->forward(anitalker::face::gfpgan_input(image("aligned_crop_512_bgr.png")));
+  const at::Tensor want = read_npy_tensor(data("face-sr/gfpgan_raw_output_rgb_center256.npy"));
+  const at::Tensor d = (raw.slice(2, 128, 384).slice(3, 128, 384) - want).abs();
+  const float mx = d.max().item<float>(), mean = d.mean().item<float>();
+  const float from_fp32 = (raw - raw_output()).abs().max().item<float>();
+  std::printf("gfpgan bf16 raw window: max abs %.3g, mean abs %.3g; max abs from float32 %.3g\n", mx, mean, from_fp32);
+  EXPECT_GT(from_fp32, 0.0f);  // the bfloat16 path ran
+  EXPECT_LE(mx, 0.06f);
+  EXPECT_LE(mean, 0.015f);
+  EXPECT_THAT(error_of([&] { Model::load(data("face-sr/gfpgan_tiny.pth"), kCpu, anitalker::Precision::Fp16); }),
+              HasSubstr("precision"));
 }
 
 TEST(Gfpgan, RestoredBytesMatchTheReference) {
