@@ -216,10 +216,11 @@ bool gst_anitalker_element_device(GstAnitalkerElement* self, c10::Device* device
 
 bool gst_anitalker_element_load(GstAnitalkerElement* self, const std::string& file, const char* property,
                                 const char* kind, std::initializer_list<anitalker::Precision> supported,
-                                const char* what, const std::function<void(c10::Device, anitalker::Precision)>& load) {
+                                const char* what, const std::function<void(c10::Device, anitalker::Precision)>& load,
+                                const char* missing_hint) {
   if (file.empty()) {
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No %s set.", property),
-                      ("set the \"%s\" property to %s", property, kind));
+                      ("set the \"%s\" property to %s", property, missing_hint ? missing_hint : kind));
     return false;
   }
   c10::Device device(c10::kCPU);

@@ -192,13 +192,14 @@ bool gst_anitalker_element_precision(GstAnitalkerElement* self, c10::Device devi
 
 // start()'s loading of a network from the file (or folder) that the
 // property `property` names: "No <property> set." when `file` is empty
-// (asking for `kind`), the `device` and `precision` properties checked for
-// `what`'s `supported` precisions, then `load(device, precision)`, whose
-// exception is posted as "Could not load <kind> \"<file>\"."  False when
-// anything failed (the error posted).
+// (asking for `kind`, or `missing_hint` when given), the `device` and
+// `precision` properties checked for `what`'s `supported` precisions, then
+// `load(device, precision)`, whose exception is posted as "Could not load
+// <kind> \"<file>\"."  False when anything failed (the error posted).
 bool gst_anitalker_element_load(GstAnitalkerElement* self, const std::string& file, const char* property,
                                 const char* kind, std::initializer_list<anitalker::Precision> supported,
-                                const char* what, const std::function<void(c10::Device, anitalker::Precision)>& load);
+                                const char* what, const std::function<void(c10::Device, anitalker::Precision)>& load,
+                                const char* missing_hint = nullptr);
 
 // Whether this stream runs in windows: mode=streaming, or mode=auto with a
 // live upstream (asked once a stream); TRUE for a class without a mode.

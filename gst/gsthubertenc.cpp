@@ -195,12 +195,13 @@ static gboolean gst_hubert_enc_start(GstAnitalkerElement* element) {
   anitalker::Precision precision;
   if (is_mfcc ? !gst_anitalker_element_precision(element, c10::Device(c10::kCPU), {anitalker::Precision::Fp32},
                                                  "MFCC", &precision)
-              : !gst_anitalker_element_load(element, model_dir, "model",
-                                            "the HuBERT model (a chinese-hubert-large folder) or \"mfcc\"",
-                                            {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "HuBERT",
-                                            [&](c10::Device device, anitalker::Precision precision) {
-                                              model = hubert::Model::load(model_dir, device, precision);
-                                            }))
+              : !gst_anitalker_element_load(
+                    element, model_dir, "model", "the HuBERT model",
+                    {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "HuBERT",
+                    [&](c10::Device device, anitalker::Precision precision) {
+                      model = hubert::Model::load(model_dir, device, precision);
+                    },
+                    "a HuBERT folder (chinese-hubert-large) or to \"mfcc\""))
     return FALSE;
   if (model)
     GST_INFO_OBJECT(self, "%s: %d hidden states of %d values, on %s", model_dir.c_str(), model->num_states(),
