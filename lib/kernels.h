@@ -11,8 +11,9 @@ namespace anitalker {
 // y = x w^T + b over the last dimension of x (any leading dimensions), w
 // (out, in), b (out) or undefined.  On the CPU the rows go through oneDNN as
 // one 1x1 convolution over a channels-last view ([N, in] is (1, in, 1, N) in
-// channels-last order, and so is the output): no transposes, AVX-512 where
-// OpenBLAS (at::linear) may be pinned to its AVX2 kernels.  At HuBERT's
+// channels-last order): AVX-512 where OpenBLAS (at::linear) may be pinned to
+// its AVX2 kernels.  LibTorch 1.13 reorders that view to NCHW inside and
+// returns NCHW, so the input and the output are each copied once.  At HuBERT's
 // sizes 1.4-1.7x faster than at::linear and 1.05-2.7x faster than a 1x1
 // conv1d over the transposed rows (whose weights and transposes cost more
 // where the rows are many; docs/performance.md).

@@ -32,7 +32,7 @@ void profile(const std::function<void()>& fn) {
     double self = 0, total = 0;
     int calls = 0;
   };
-  std::map<std::string, Agg> ops;
+  std::map<std::string, Agg> ops, by_caller;  // by_caller: "op < the top-level op it ran in"
   double all = 0;
   for (const auto& list : lists) {
     struct Open {
@@ -51,6 +51,12 @@ void profile(const std::function<void()>& fn) {
         a.total += us;
         a.self += us - o.children;
         ++a.calls;
+        if (!stack.empty()) {
+          Agg& c = by_caller[std::string(o.e->name()) + " < " + stack.front().e->name()];
+          c.total += us;
+          c.self += us - o.children;
+          ++c.calls;
+        }
         if (!stack.empty()) stack.back().children += us;
         else all += us;
       }
@@ -63,6 +69,13 @@ void profile(const std::function<void()>& fn) {
   for (size_t i = 0; i < v.size() && i < 14; ++i)
     std::printf("  %-36s %10.2f %6.1f%% %10.2f %7d\n", v[i].first.c_str(), v[i].second.self / 1000, 100 * v[i].second.self / all,
                 v[i].second.total / 1000, v[i].second.calls);
+  // Where the nested ones ran (e.g. which top-level op's copies cost most).
+  std::vector<std::pair<std::string, Agg>> c(by_caller.begin(), by_caller.end());
+  std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) { return a.second.self > b.second.self; });
+  std::printf("  nested ops by the top-level op they ran in, by self time:\n");
+  for (size_t i = 0; i < c.size() && i < 8; ++i)
+    std::printf("  %-52s %10.2f %6.1f%% %7d\n", c[i].first.c_str(), c[i].second.self / 1000, 100 * c[i].second.self / all,
+                c[i].second.calls);
 }
 #endif
 
