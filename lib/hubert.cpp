@@ -41,6 +41,39 @@ struct Norm {
   }
 };
 
+// The transformer runs channel-major: activations [C, T].  A linear layer
+// is then a 1x1 convolution of (1, C, 1, T) in NCHW, the layout LibTorch
+// 1.13's oneDNN path takes and gives: no copies (over time-major rows it
+// reordered its input and the output came back transposed, two copies a
+// layer, about 11% of a pass).  w16: the bfloat16 weights, or undefined.
+at::Tensor cm_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& w16, const at::Tensor& b) {
+  const int64_t in = w.size(1), out = w.size(0), T = x.size(1);
+  const bool dnn = x.is_cpu() && (x.scalar_type() == at::kFloat);
+  if (w16.defined()) {
+    const at::Tensor x16 = x.to(at::kBFloat16).view({1, in, 1, T}), k16 = w16.view({out, in, 1, 1});
+    at::Tensor y = (dnn ? at::mkldnn_convolution(x16, k16, c10::nullopt, at::IntArrayRef{0, 0}, at::IntArrayRef{1, 1},
+                                                 at::IntArrayRef{1, 1}, 1)
+                        : at::conv2d(x16, k16))
+                       .view({out, T})
+                       .to(x.scalar_type());
+    return b.defined() ? y.add_(b.view({out, 1})) : y;
+  }
+  const at::Tensor x4 = x.view({1, in, 1, T}), k = w.view({out, in, 1, 1});
+  // oneDNN directly: LibTorch 1.13 sends one image with a 1x1 kernel and at
+  // most 20480 values (a short window) to its slow path.
+  return (dnn ? at::mkldnn_convolution(x4, k, b, at::IntArrayRef{0, 0}, at::IntArrayRef{1, 1}, at::IntArrayRef{1, 1}, 1)
+              : at::conv2d(x4, k, b))
+      .view({out, T});
+}
+
+// LayerNorm over the channels of [C, T] (each frame's column).
+at::Tensor cm_layer_norm(const at::Tensor& x, const Norm& n, double eps) {
+  const auto vm = at::var_mean(x, at::IntArrayRef{0}, /*unbiased=*/false, /*keepdim=*/true);  // [1, T] each
+  at::Tensor y = x - std::get<1>(vm);
+  y.mul_(at::rsqrt(std::get<0>(vm).add_(eps)));
+  return y.mul_(n.w.view({-1, 1})).add_(n.b.view({-1, 1}));
+}
+
 }  // namespace
 
 struct Model::Weights {
@@ -178,42 +211,42 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
   // Projection (spec 1.3).
   at::Tensor h = w.proj(at::layer_norm(feats, {feats.size(1)}, w.proj_norm.w, w.proj_norm.b, eps));  // [T, H]
   if (taps) taps->projected = h.cpu();
+  h = h.t().contiguous();  // channel-major from here: [H, T]
   // Positional conv: pad K/2 both sides, drop the last frame when K is even (spec 1.4).
   const int64_t K = cfg_.pos_kernel;
-  at::Tensor pc = at::conv1d(h.t().unsqueeze(0), w.pos_w, w.pos_b, 1, K / 2, 1, cfg_.pos_groups);
+  at::Tensor pc = at::conv1d(h.unsqueeze(0), w.pos_w, w.pos_b, 1, K / 2, 1, cfg_.pos_groups);
   if (K % 2 == 0) pc = pc.slice(2, 0, pc.size(2) - 1);
-  pc = at::gelu(pc)[0].t();  // [T, H]
-  if (taps) taps->pos_conv = pc.cpu();
+  pc = at::gelu(pc)[0];  // [H, T]
+  if (taps) taps->pos_conv = pc.t().contiguous().cpu();
   h = h + pc;
 
-  // Transformer, pre-LN (spec 1.5).
+  // Transformer, pre-LN (spec 1.5), channel-major.
   const int64_t H = cfg_.hidden, nh = cfg_.heads, hd = H / nh;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   std::vector<at::Tensor> states{h};
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const Weights::Layer& L = w.layers[l];
-    at::Tensor a = at::layer_norm(h, {H}, L.ln.w, L.ln.b, eps);
-    at::Tensor qkv = L.qkv_w16.defined() ? anitalker::linear_bf16(a, L.qkv_w16, L.qkv_b)
-                                          : anitalker::linear(a, L.qkv_w, L.qkv_b);  // [T, 3H]
-    // [T, 3H] -> q, k, v as [nh, T, hd], contiguous for the batched GEMMs.
-    at::Tensor heads = qkv.view({T, 3, nh, hd}).permute({1, 2, 0, 3}).contiguous();
-    at::Tensor q = heads[0].mul_(scale), k = heads[1], v = heads[2];
+    const at::Tensor qkv = cm_linear(cm_layer_norm(h, L.ln, eps), L.qkv_w, L.qkv_w16, L.qkv_b);  // [3H, T]
+    // q, k, v as [nh, hd, T]: views.
+    const at::Tensor q = qkv.narrow(0, 0, H).mul_(scale).view({nh, hd, T});
+    const at::Tensor k = qkv.narrow(0, H, H).view({nh, hd, T}), v = qkv.narrow(0, 2 * H, H).view({nh, hd, T});
     // One head at a time: a head's [T, T] scores stay in cache, all heads'
     // at once (16 x T x T floats, 64 MB at 20 s) do not.
-    at::Tensor o = at::empty({nh, T, hd}, h.options());
+    at::Tensor o = at::empty({nh, hd, T}, h.options());
     for (int64_t i = 0; i < nh; ++i) {
-      at::Tensor att = at::mm(q[i], k[i].t());  // [T, T]
+      at::Tensor att = at::mm(q[i].t(), k[i]);  // [T, T]
       at::softmax_out(att, att, -1);
       at::Tensor oi = o[i];
-      at::mm_out(oi, att, v[i]);
+      at::mm_out(oi, v[i], att.t());  // [hd, T]
     }
-    o = o.transpose(0, 1).reshape({T, H});
-    h = h + L.out(o);
-    h = h + L.ff2(at::gelu(L.ff1(at::layer_norm(h, {H}, L.final_ln.w, L.final_ln.b, eps))));
+    h = h + cm_linear(o.view({H, T}), L.out.w, L.out.w16, L.out.b);
+    const at::Tensor f = at::gelu(cm_linear(cm_layer_norm(h, L.final_ln, eps), L.ff1.w, L.ff1.w16, L.ff1.b));
+    h = h + cm_linear(f, L.ff2.w, L.ff2.w16, L.ff2.b);
     // States 1..L-1 are the raw residual stream; the last gets the final LN (spec 1.6).
-    states.push_back(l + 1 < w.layers.size() ? h : at::layer_norm(h, {H}, w.enc_ln.w, w.enc_ln.b, eps));
+    states.push_back(l + 1 < w.layers.size() ? h : cm_layer_norm(h, w.enc_ln, eps));
   }
-  return at::stack(states, 0).cpu();
+  // [states, H, T] -> [states, T, H]
+  return at::stack(states, 0).transpose(1, 2).contiguous().cpu();
 }
 
 at::Tensor pad_for_video(const at::Tensor& states) {
