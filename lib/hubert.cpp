@@ -66,12 +66,15 @@ at::Tensor cm_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
       .view({out, T});
 }
 
-// LayerNorm over the channels of [C, T] (each frame's column).
+// LayerNorm over the channels of [C, T] (each frame's column), two-pass:
+// the column means and then the mean squared deviations as products with a
+// row of 1/C (LibTorch 1.13's var_mean over the first dimension ran at a
+// fraction of the memory's speed: 3 ms for 1024 x 520).
 at::Tensor cm_layer_norm(const at::Tensor& x, const Norm& n, double eps) {
-  const auto vm = at::var_mean(x, at::IntArrayRef{0}, /*unbiased=*/false, /*keepdim=*/true);  // [1, T] each
-  at::Tensor y = x - std::get<1>(vm);
-  y.mul_(at::rsqrt(std::get<0>(vm).add_(eps)));
-  return y.mul_(n.w.view({-1, 1})).add_(n.b.view({-1, 1}));
+  const at::Tensor avg = at::full({1, x.size(0)}, 1.0 / static_cast<double>(x.size(0)), x.options());
+  at::Tensor y = x - at::mm(avg, x);                                   // x - mean, [C, T]
+  const at::Tensor rstd = at::mm(avg, y * y).add_(eps).rsqrt_();       // [1, T]
+  return y.mul_(rstd).mul_(n.w.view({-1, 1})).add_(n.b.view({-1, 1}));
 }
 
 }  // namespace
