@@ -80,7 +80,7 @@ at::Tensor cm_layer_norm(const at::Tensor& x, const Norm& n, double eps) {
 }  // namespace
 
 struct Model::Weights {
-  std::vector<at::Tensor> conv_w2, conv_b;  // kernels as [Cout, k * Cin] (k-major), biases
+  std::vector<at::Tensor> conv_w4, conv_b;  // kernels as (Cout, Cin, 1, k), biases
   std::vector<Norm> conv_norm;  // every layer ("layer") or layer 0 only ("group")
   Norm proj_norm;
   Linear proj;
@@ -99,7 +99,7 @@ struct Model::Weights {
   Norm enc_ln;
   template <class F>
   void each(F& f) {
-    visit_all(f, conv_w2, conv_b, conv_norm, proj_norm, proj, pos_w, pos_b, layers, enc_ln);
+    visit_all(f, conv_w4, conv_b, conv_norm, proj_norm, proj, pos_w, pos_b, layers, enc_ln);
   }
 };
 
@@ -115,7 +115,7 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device, at:
     const std::string p = "feature_extractor.conv_layers." + std::to_string(i) + ".";
     const int64_t cout = cfg_.conv_dim[i];
     at::Tensor cw = sd.get_float(p + "conv.weight", {cout, cin, cfg_.conv_kernel[i]});
-    w->conv_w2.push_back(cw.permute({0, 2, 1}).reshape({cout, cfg_.conv_kernel[i] * cin}).contiguous());
+    w->conv_w4.push_back(cw.unsqueeze(2).contiguous());
     w->conv_b.push_back(cfg_.conv_bias ? sd.get_float(p + "conv.bias", {cout}) : at::Tensor());
     if (cfg_.feat_extract_norm == "layer" || i == 0)
       w->conv_norm.push_back({sd.get_float(p + "layer_norm.weight", {cout}), sd.get_float(p + "layer_norm.bias", {cout})});
@@ -189,32 +189,35 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
                                         "at least " + std::to_string(receptive_field(cfg_)) + " samples are needed)");
   at::NoGradGuard no_grad;
   const double eps = cfg_.layer_norm_eps;
-  // Conv encoder, time-major: each layer is one GEMM of the overlapping
-  // windows [T', k * Cin] (a strided view of the [T, Cin] input) with the
-  // kernel laid out [Cout, k * Cin]; the layer norms then normalise
-  // contiguous rows.  Same sums as conv1d, without the channel-major
-  // transposes (which cost more than the convolutions on long clips).
-  at::Tensor cur = normalize(wave).to(device_, dtype_).view({-1, 1});  // [N, 1]
-  for (size_t i = 0; i < w.conv_w2.size(); ++i) {
-    const int64_t k = cfg_.conv_kernel[i], st = cfg_.conv_stride[i], cin = cur.size(1);
-    const int64_t tn = (cur.size(0) - k) / st + 1;
-    at::Tensor win = cur.as_strided({tn, k * cin}, {st * cin, 1});
-    cur = w.conv_b[i].defined() ? at::addmm(w.conv_b[i], win, w.conv_w2[i].t()) : at::mm(win, w.conv_w2[i].t());
+  // Conv encoder, channel-major like the transformer: each layer a
+  // convolution of (1, Cin, 1, N) in NCHW with the kernel (Cout, Cin, 1, k)
+  // at stride (1, st), oneDNN's own layout in and out; the layer norms over
+  // each frame's channels.
+  at::Tensor cur = normalize(wave).to(device_, dtype_).view({1, -1});  // [1, N]
+  for (size_t i = 0; i < w.conv_w4.size(); ++i) {
+    const int64_t st = cfg_.conv_stride[i], cin = cur.size(0), n = cur.size(1), cout = w.conv_w4[i].size(0);
+    const at::Tensor x4 = cur.view({1, cin, 1, n});
+    const c10::optional<at::Tensor> bias =
+        w.conv_b[i].defined() ? c10::optional<at::Tensor>(w.conv_b[i]) : c10::nullopt;
+    const at::Tensor y = x4.is_cpu() && x4.scalar_type() == at::kFloat
+                             ? at::mkldnn_convolution(x4, w.conv_w4[i], bias, at::IntArrayRef{0, 0},
+                                                      at::IntArrayRef{1, st}, at::IntArrayRef{1, 1}, 1)
+                             : at::conv2d(x4, w.conv_w4[i], bias, at::IntArrayRef{1, st});
+    cur = y.view({cout, -1});
     if (cfg_.feat_extract_norm == "layer") {
       // The conv layers' norms use PyTorch's default eps 1e-5 whatever the
       // config says (spec 1.2).
-      cur = at::layer_norm(cur, {cur.size(1)}, w.conv_norm[i].w, w.conv_norm[i].b, 1e-5);
+      cur = cm_layer_norm(cur, w.conv_norm[i], 1e-5);
     } else if (i == 0) {
-      cur = at::group_norm(cur.t().unsqueeze(0), cur.size(1), w.conv_norm[0].w, w.conv_norm[0].b, 1e-5)[0].t().contiguous();
+      cur = at::group_norm(cur.unsqueeze(0), cout, w.conv_norm[0].w, w.conv_norm[0].b, 1e-5)[0];
     }
     cur = at::gelu(cur);
   }
-  at::Tensor feats = cur;  // [T, C]
-  if (taps) taps->conv = feats.cpu();
-  // Projection (spec 1.3).
-  at::Tensor h = w.proj(at::layer_norm(feats, {feats.size(1)}, w.proj_norm.w, w.proj_norm.b, eps));  // [T, H]
-  if (taps) taps->projected = h.cpu();
-  h = h.t().contiguous();  // channel-major from here: [H, T]
+  const at::Tensor feats = cur;  // [C, T]
+  if (taps) taps->conv = feats.t().contiguous().cpu();
+  // Projection (spec 1.3), channel-major from here: [H, T].
+  at::Tensor h = cm_linear(cm_layer_norm(feats, w.proj_norm, eps), w.proj.w, w.proj.w16, w.proj.b);
+  if (taps) taps->projected = h.t().contiguous().cpu();
   // Positional conv: pad K/2 both sides, drop the last frame when K is even (spec 1.4).
   const int64_t K = cfg_.pos_kernel;
   at::Tensor pc = at::conv1d(h.unsqueeze(0), w.pos_w, w.pos_b, 1, K / 2, 1, cfg_.pos_groups);
