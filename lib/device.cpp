@@ -218,18 +218,4 @@ at::Tensor linear_bf16(const at::Tensor& x, const at::Tensor& w16, const at::Ten
   return b.defined() ? r.add_(b) : r;
 }
 
-at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  if (!x.is_cpu() || x.dim() < 2) return at::linear(x, w, b);
-  const int64_t in = w.size(1), out = w.size(0);
-  std::vector<int64_t> shape = x.sizes().vec();
-  const at::Tensor rows = x.reshape({-1, in}).contiguous();  // [N, in]
-  // (1, in, 1, N) channels-last and the kernel (out, in, 1, 1): views of the
-  // same memory.  LibTorch 1.13's oneDNN path reorders the view to NCHW and
-  // returns NCHW, [out, N], transposed back here: two copies, about 11% of a
-  // HuBERT pass (bench features --profile), still well ahead of at::linear.
-  const at::Tensor y = at::conv2d(rows.t().unsqueeze(0).unsqueeze(2), w.view({out, in, 1, 1}), b);
-  shape.back() = out;
-  return y.squeeze(2)[0].t().contiguous().view(shape);
-}
-
 }  // namespace anitalker

@@ -12,7 +12,6 @@
 #include "checkpoint.h"
 #include "error.h"
 #include "model_cache.h"
-#include "kernels.h"
 #include "state_dict.h"
 #include "weights.h"
 #include "tensor_data.h"
@@ -21,13 +20,9 @@ namespace anitalker::hubert {
 
 namespace {
 
-struct Linear {
+struct Linear {  // run by cm_linear() below
   at::Tensor w, b;
   at::Tensor w16;  // Precision::Bf16: w in bfloat16 (made after the weights are placed, not walked)
-  at::Tensor operator()(const at::Tensor& x) const {
-    // Over time-major rows [T, in] (lib/kernels.h: oneDNN on the CPU).
-    return w16.defined() ? anitalker::linear_bf16(x, w16, b) : anitalker::linear(x, w, b);
-  }
   template <class F>
   void each(F& f) {
     visit_all(f, w, b);

@@ -8,20 +8,12 @@
 
 namespace anitalker {
 
-// y = x w^T + b over the last dimension of x (any leading dimensions), w
-// (out, in), b (out) or undefined.  On the CPU the rows go through oneDNN as
-// one 1x1 convolution over a channels-last view ([N, in] is (1, in, 1, N) in
-// channels-last order): AVX-512 where OpenBLAS (at::linear) may be pinned to
-// its AVX2 kernels.  LibTorch 1.13 reorders that view to NCHW inside and
-// returns NCHW, so the input and the output are each copied once.  At HuBERT's
-// sizes 1.4-1.7x faster than at::linear and 1.05-2.7x faster than a 1x1
-// conv1d over the transposed rows (whose weights and transposes cost more
-// where the rows are many; docs/performance.md).
-at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
-
-// The same with bfloat16 weights `w16` (out, in) on the CPU: x rounded to
-// bfloat16, the products summed in float32 by oneDNN, the result float32
-// plus the float32 bias b.
+// y = x w16^T + b over the last dimension of x (any leading dimensions)
+// with bfloat16 weights `w16` (out, in) on the CPU: x rounded to bfloat16,
+// the products summed in float32 by oneDNN (a 1x1 convolution over a
+// channels-last view of the rows, which LibTorch 1.13 reorders to NCHW
+// inside), the result float32 plus the float32 bias b (out) or undefined.
+// (HuBERT runs channel-major and takes NCHW directly: lib/hubert.cpp.)
 at::Tensor linear_bf16(const at::Tensor& x, const at::Tensor& w16, const at::Tensor& b);
 
 }  // namespace anitalker
