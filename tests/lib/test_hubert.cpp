@@ -118,6 +118,47 @@ TEST(Hubert, NewWeightNormNamesAndHeadPrefix) {
   EXPECT_TRUE(at::allclose(m->hidden_states(x), tiny()->hidden_states(x), 1e-6, 1e-6));
 }
 
+// The conv encoder with either norm (config feat_extract_norm: "layer", as
+// the fixture and chinese-hubert-large; "group", HuBERT-base's, which has no
+// Python fixture) against plain conv1d / layer_norm / group_norm / gelu over
+// the checkpoint's weights, written here apart from lib/hubert.cpp (which
+// runs the encoder channel-major through oneDNN).
+TEST(Hubert, ConvEncoderWithEitherNorm) {
+  testutil::TempDir dir;
+  auto ckpt = anitalker::Checkpoint::open(data("audio/tiny_hubert/pytorch_model.bin"));
+  auto get = [&](const std::string& k) {
+    const std::vector<double> d = ckpt->at(k).to_doubles();
+    return at::tensor(d, at::kDouble).to(at::kFloat).reshape(ckpt->at(k).shape);
+  };
+  const std::string config = testutil::slurp(data("audio/tiny_hubert/config.json"));
+  const std::string layer = "\"feat_extract_norm\": \"layer\"";
+  ASSERT_NE(config.find(layer), std::string::npos);
+  const int strides[] = {5, 2, 2, 2, 2, 2, 2};
+  for (const std::string norm : {"layer", "group"}) {
+    SCOPED_TRACE(norm);
+    std::string c = config;
+    c.replace(c.find(layer), layer.size(), "\"feat_extract_norm\": \"" + norm + "\"");
+    ::mkdir((dir / norm).c_str(), 0777);
+    testutil::spit(dir / (norm + "/config.json"), c);
+    testutil::spit(dir / (norm + "/pytorch_model.bin"), testutil::slurp(data("audio/tiny_hubert/pytorch_model.bin")));
+    anitalker::hubert::Model::Taps taps;
+    anitalker::hubert::Model::load(dir / norm, kCpu)->hidden_states(wave(), &taps);
+    at::Tensor x = anitalker::hubert::Model::normalize(wave()).view({1, 1, -1});
+    for (int i = 0; i < 7; ++i) {
+      const std::string p = "feature_extractor.conv_layers." + std::to_string(i) + ".";
+      x = at::conv1d(x, get(p + "conv.weight"), get(p + "conv.bias"), strides[i]);
+      const int64_t C = x.size(1);
+      if (norm == "layer")
+        x = at::layer_norm(x.transpose(1, 2), {C}, get(p + "layer_norm.weight"), get(p + "layer_norm.bias"), 1e-5)
+                .transpose(1, 2);
+      else if (i == 0)
+        x = at::group_norm(x, C, get(p + "layer_norm.weight"), get(p + "layer_norm.bias"), 1e-5);
+      x = at::gelu(x);
+    }
+    expect_close(taps.conv, x[0].t(), 1e-5, 1e-5, norm + " conv features");
+  }
+}
+
 TEST(Hubert, BadConfigAndFolders) {
   testutil::TempDir dir;
   const std::string good = testutil::slurp(data("audio/tiny_hubert/config.json"));
