@@ -160,21 +160,39 @@ static void check_no_leaks(bool shared, int kRuns, int warm) {
   // the intervals had one (2026-12-04: increments of 1-137 kB, median 29 kB,
   // where an idle run gives a median of 3 kB), which the median does not
   // always leave out and the lower quartile does.
-  std::vector<std::pair<int, size_t>> marks;
-  for (int i = 1; i <= kRuns; i++) {
-    const int frames = run_once(shared);
-    fail_unless_equals_int(frames, frames0);
-    if (i >= warm && (i % 10 == 0 || i == kRuns)) {
-      marks.emplace_back(i, heap_in_use());
-      std::printf("leaks: after run %d, heap in use %.1f kB\n", i, marks.back().second / 1024.0);
+  // One measurement: kRuns runs, the heap marked every 10 from run `warm` on.
+  auto measure = [&](double* low, size_t* heap_base, size_t* heap_end) {
+    std::vector<std::pair<int, size_t>> marks;
+    for (int i = 1; i <= kRuns; i++) {
+      const int frames = run_once(shared);
+      fail_unless_equals_int(frames, frames0);
+      if (i >= warm && (i % 10 == 0 || i == kRuns)) {
+        marks.emplace_back(i, heap_in_use());
+        std::printf("leaks: after run %d, heap in use %.1f kB\n", i, marks.back().second / 1024.0);
+      }
     }
+    std::vector<double> per_run;
+    for (size_t k = 1; k < marks.size(); k++)
+      per_run.push_back(((double)marks[k].second - (double)marks[k - 1].second) / (marks[k].first - marks[k - 1].first));
+    std::sort(per_run.begin(), per_run.end());
+    *low = per_run.empty() ? 0 : per_run[per_run.size() / 4];
+    *heap_base = marks.front().second;
+    *heap_end = marks.back().second;
+  };
+  // What a leak of one frame, one buffer list or one tensor per run would
+  // show: 90 runs x (>= 4 kB) = 360 kB.  A machine busy with other tests
+  // can put steps into most intervals (2026-12-04, CI with the tests side by
+  // side: 7 of 9 intervals 45-522 kB, where alone the same build kept 221
+  // bytes a run): a measurement over that bound is taken again, and only a
+  // heap that grows in both fails; a real leak grows in every run.
+  const double bound = 256 * 1024;
+  double low;
+  size_t heap_base, heap_end;
+  measure(&low, &heap_base, &heap_end);
+  if (low * (kRuns - warm) >= bound) {
+    std::printf("leaks: %+.0f bytes a run over %d runs: measuring again\n", low, kRuns - warm);
+    measure(&low, &heap_base, &heap_end);
   }
-  std::vector<double> per_run;
-  for (size_t k = 1; k < marks.size(); k++)
-    per_run.push_back(((double)marks[k].second - (double)marks[k - 1].second) / (marks[k].first - marks[k - 1].first));
-  std::sort(per_run.begin(), per_run.end());
-  const double low = per_run.empty() ? 0 : per_run[per_run.size() / 4];
-  const size_t heap_base = marks.front().second, heap_end = marks.back().second;
   // A streaming thread drops its GstTask's last reference just after the
   // join that ends the state change (gst_task_func), so the last run's task
   // can still be alive for a moment: look again for up to a second.  A real
@@ -201,9 +219,7 @@ static void check_no_leaks(bool shared, int kRuns, int warm) {
   // Fewer is fine (a task of the first run may still have been finishing).
   fail_if(grew_since(live1, live101), "GStreamer objects pile up across runs:\n%s", changes(live1, live101).c_str());
 #if !defined(__SANITIZE_ADDRESS__)  // ASan has its own allocator (and quarantine)
-  // What a leak of one frame, one buffer list or one tensor per run would
-  // show: 90 runs x (>= 4 kB) = 360 kB.
-  fail_unless(kept < 256 * 1024,
+  fail_unless(kept < bound,
               "the heap grew by %+.0f bytes a run (lower quartile of the ten-run increments) over %d runs", low,
               kRuns - warm);
 #endif
