@@ -218,4 +218,15 @@ at::Tensor linear_bf16(const at::Tensor& x, const at::Tensor& w16, const at::Ten
   return b.defined() ? r.add_(b) : r;
 }
 
+at::Tensor dnn_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, at::IntArrayRef stride,
+                    at::IntArrayRef pad, int64_t groups) {
+  const c10::optional<at::Tensor> bias = b.defined() ? c10::optional<at::Tensor>(b) : c10::nullopt;
+  const std::vector<int64_t> dilation(stride.size(), 1);
+  if (x.is_cpu() && groups == 1 && x.scalar_type() == w.scalar_type() &&
+      (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16))
+    return at::mkldnn_convolution(x.contiguous(x.suggest_memory_format()), w.contiguous(), bias, pad, stride, dilation,
+                                  groups);
+  return at::convolution(x, w, bias, stride, pad, dilation, false, std::vector<int64_t>(stride.size(), 0), groups);
+}
+
 }  // namespace anitalker

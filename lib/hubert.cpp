@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include <array>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -11,6 +12,7 @@
 
 #include "checkpoint.h"
 #include "error.h"
+#include "kernels.h"
 #include "model_cache.h"
 #include "state_dict.h"
 #include "weights.h"
@@ -43,22 +45,14 @@ struct Norm {
 // layer, about 11% of a pass).  w16: the bfloat16 weights, or undefined.
 at::Tensor cm_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& w16, const at::Tensor& b) {
   const int64_t in = w.size(1), out = w.size(0), T = x.size(1);
-  const bool dnn = x.is_cpu() && (x.scalar_type() == at::kFloat);
+  const std::array<int64_t, 2> one{1, 1}, none{0, 0};
   if (w16.defined()) {
-    const at::Tensor x16 = x.to(at::kBFloat16).view({1, in, 1, T}), k16 = w16.view({out, in, 1, 1});
-    at::Tensor y = (dnn ? at::mkldnn_convolution(x16, k16, c10::nullopt, at::IntArrayRef{0, 0}, at::IntArrayRef{1, 1},
-                                                 at::IntArrayRef{1, 1}, 1)
-                        : at::conv2d(x16, k16))
-                       .view({out, T})
-                       .to(x.scalar_type());
+    const at::Tensor y = dnn_conv(x.to(at::kBFloat16).view({1, in, 1, T}), w16.view({out, in, 1, 1}), at::Tensor(), one, none)
+                             .view({out, T})
+                             .to(x.scalar_type());
     return b.defined() ? y.add_(b.view({out, 1})) : y;
   }
-  const at::Tensor x4 = x.view({1, in, 1, T}), k = w.view({out, in, 1, 1});
-  // oneDNN directly: LibTorch 1.13 sends one image with a 1x1 kernel and at
-  // most 20480 values (a short window) to its slow path.
-  return (dnn ? at::mkldnn_convolution(x4, k, b, at::IntArrayRef{0, 0}, at::IntArrayRef{1, 1}, at::IntArrayRef{1, 1}, 1)
-              : at::conv2d(x4, k, b))
-      .view({out, T});
+  return dnn_conv(x.view({1, in, 1, T}), w.view({out, in, 1, 1}), b, one, none).view({out, T});
 }
 
 // LayerNorm over the channels of [C, T] (each frame's column), two-pass:
@@ -192,12 +186,7 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
   for (size_t i = 0; i < w.conv_w4.size(); ++i) {
     const int64_t st = cfg_.conv_stride[i], cin = cur.size(0), n = cur.size(1), cout = w.conv_w4[i].size(0);
     const at::Tensor x4 = cur.view({1, cin, 1, n});
-    const c10::optional<at::Tensor> bias =
-        w.conv_b[i].defined() ? c10::optional<at::Tensor>(w.conv_b[i]) : c10::nullopt;
-    const at::Tensor y = x4.is_cpu() && x4.scalar_type() == at::kFloat
-                             ? at::mkldnn_convolution(x4, w.conv_w4[i], bias, at::IntArrayRef{0, 0},
-                                                      at::IntArrayRef{1, st}, at::IntArrayRef{1, 1}, 1)
-                             : at::conv2d(x4, w.conv_w4[i], bias, at::IntArrayRef{1, st});
+    const at::Tensor y = dnn_conv(x4, w.conv_w4[i], w.conv_b[i], at::IntArrayRef{1, st}, at::IntArrayRef{0, 0});
     cur = y.view({cout, -1});
     if (cfg_.feat_extract_norm == "layer") {
       // The conv layers' norms use PyTorch's default eps 1e-5 whatever the

@@ -16,4 +16,14 @@ namespace anitalker {
 // (HuBERT runs channel-major and takes NCHW directly: lib/hubert.cpp.)
 at::Tensor linear_bf16(const at::Tensor& x, const at::Tensor& w16, const at::Tensor& b);
 
+// A 1-d or 2-d convolution (by x's dimensions) with optional bias b
+// (undefined: none).  On the CPU, for float32 or bfloat16 x and w of the
+// same type and groups = 1, it calls oneDNN directly: LibTorch 1.13 sends
+// one image with at most 20480 values and a kernel of 3x3 or less (a short
+// window, a 4x4 image) to its slow path (im2col and a GEMM), and 1x1
+// kernels on one thread too; the larger inputs it would send to oneDNN
+// anyway.  Elsewhere LibTorch's own convolution.
+at::Tensor dnn_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, at::IntArrayRef stride,
+                    at::IntArrayRef pad, int64_t groups = 1);
+
 }  // namespace anitalker

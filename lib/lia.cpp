@@ -20,6 +20,7 @@
 #include "device.h"
 #include "error.h"
 #include "image.h"
+#include "kernels.h"
 #include "model_cache.h"
 #include "state_dict.h"
 #include "weights.h"
@@ -61,16 +62,11 @@ at::Tensor equal_conv(const StateDict& sd, const std::string& key, int64_t out, 
   return w * (1.0 / std::sqrt(static_cast<double>(w.size(1) * k * k)));
 }
 
-// conv2d without bias.  LibTorch 1.13 sends a CPU convolution of one image
-// with a kernel of 3x3 or less and an input of at most 20480 values to its
-// slow path (im2col and a GEMM): the decoder's 4x4 level, five convolutions
-// of 512 channels, 4.5 ms a frame.  oneDNN takes those directly.
+// conv2d without bias (lib/kernels.h: oneDNN directly where LibTorch 1.13
+// would take its slow path, as for the decoder's 4x4 level: five
+// convolutions of 512 channels, 4.5 ms a frame).
 at::Tensor conv2d(const at::Tensor& x, const at::Tensor& w, at::IntArrayRef stride, at::IntArrayRef pad, int64_t groups) {
-  if (x.is_cpu() && groups == 1 && x.size(0) == 1 && x.numel() <= 20480 && x.scalar_type() == w.scalar_type() &&
-      (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16))
-    return at::mkldnn_convolution(x.contiguous(), w.contiguous(), c10::nullopt, pad, stride, at::IntArrayRef{1, 1},
-                                  groups);
-  return at::conv2d(x, w, c10::nullopt, stride, pad, at::IntArrayRef{1}, groups);
+  return dnn_conv(x, w, at::Tensor(), stride, pad, groups);
 }
 at::Tensor conv(const at::Tensor& x, const at::Tensor& w, int64_t stride = 1, int64_t pad = 0, int64_t groups = 1) {
   return conv2d(x, w, at::IntArrayRef{stride, stride}, at::IntArrayRef{pad, pad}, groups);

@@ -36,14 +36,12 @@ struct Linear {
     if (w16.defined()) return anitalker::linear_bf16(x, w16, b);
     // w as a [out, in, 1] kernel: a view of the same memory.
     if (x.dim() == 3 && x.is_cpu()) {
-      // oneDNN directly for float32: LibTorch 1.13 sends a short window (one
-      // sequence of at most 20480 values, a low-latency window's 13 frames)
-      // to its slow path (im2col and a GEMM).
-      const bool small = x.size(0) == 1 && x.numel() <= 20480 && x.scalar_type() == at::kFloat;
-      const at::Tensor y = small ? at::mkldnn_convolution(x.transpose(1, 2).contiguous(), w.unsqueeze(-1), b,
-                                                          at::IntArrayRef{0}, at::IntArrayRef{1}, at::IntArrayRef{1}, 1)
-                                 : at::conv1d(x.transpose(1, 2), w.unsqueeze(-1), b);
-      return y.transpose(1, 2).contiguous();
+      // As a 1x1 conv1d over [B, C, T] (oneDNN directly, lib/kernels.h: a
+      // short window, the low-latency preset's 13 frames, would go to
+      // LibTorch 1.13's slow path).
+      return dnn_conv(x.transpose(1, 2), w.unsqueeze(-1), b, at::IntArrayRef{1}, at::IntArrayRef{0})
+          .transpose(1, 2)
+          .contiguous();
     }
     return at::linear(x, w, b);
   }
