@@ -128,6 +128,16 @@ TEST(Device, CpuMemoryCache) {
   EXPECT_EQ(a.sum().item<double>(), 24.0 * (1 << 20));
   EXPECT_EQ(b.sum().item<double>(), 48.0 * (1 << 20));
   EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data_ptr()) % 64, 0u);  // LibTorch's alignment
+  // Blocks of 2 MB and more are whole 2 MB pages (transparent huge pages
+  // where the kernel gives them): 3 MB takes a 4 MB block, which a 4 MB
+  // tensor then reuses.
+  void* three = nullptr;
+  {
+    at::Tensor t = at::empty({3 << 18});
+    three = t.data_ptr();
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(three) % (2u << 20), 0u);
+  }
+  EXPECT_EQ(at::empty({1 << 20}).data_ptr(), three);
   // Small tensors still come from LibTorch's own allocator.
   EXPECT_EQ(at::ones({16}).sum().item<float>(), 16.f);
 #else
