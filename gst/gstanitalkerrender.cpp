@@ -47,7 +47,9 @@
  * makes alone.  The first buffer of a call waits at most max-batch-delay
  * microseconds for the others (measured with the compute time in the
  * LATENCY answer).  A pipeline never waits for another's EOS, and one
- * pipeline's error does not stop the others.
+ * pipeline's error does not stop the others.  A max-batch x batch-size
+ * whose calls would not fit in the device's free memory fails the start,
+ * saying how many frames a call can have.
  *
  * ## Example launch line
  * |[
@@ -229,10 +231,25 @@ static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
   GST_INFO_OBJECT(self, "%s: image size %d, style %d, motion %d, %d levels, on %s, %s", checkpoint.c_str(),
                   model->size(), model->style_dim(), model->motion_dim(), model->levels(),
                   model->device().str().c_str(), anitalker::precision_name(model->precision()));
+  // One call of the model renders batch-size frames, or through the shared
+  // renderer up to max-batch buffers of them: refused when that would not
+  // fit in the device's memory.
+  guint share = 1;
+  std::shared_ptr<lia::RenderBatcher> shared =
+      gst_anitalker_element_share(element, [&](guint max_batch, std::chrono::microseconds delay) {
+        share = max_batch;
+        return lia::shared_renderer(model, max_batch, delay);
+      });
+  GST_OBJECT_LOCK(self);
+  const guint batch = self->batch_size;
+  GST_OBJECT_UNLOCK(self);
+  const std::string setting = share > 1 ? gst_anitalker_printf("max-batch=%u x batch-size=%u", share, batch)
+                                        : gst_anitalker_printf("batch-size=%u", batch);
+  if (!GST_ANITALKER_TRY(self, "Batches too large for the device's memory.", false,
+                         lia::check_call_memory(*model, (int64_t)share * batch, setting)))
+    return FALSE;
   // The portrait is encoded by this model at the first buffer or codes query.
-  st->renderer.reset(model, gst_anitalker_element_share(element, [&](guint max_batch, std::chrono::microseconds delay) {
-                       return lia::shared_renderer(model, max_batch, delay);
-                     }));
+  st->renderer.reset(model, shared);
   GstAnitalkerLocked lock(&st->lock);
   st->checkpoint = checkpoint;
   st->dims = 0;

@@ -7,6 +7,7 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <dlfcn.h>
 #include <sys/mman.h>
 
 #include <cstdlib>
@@ -81,6 +82,17 @@ class CachingCpuAllocator final : public c10::Allocator {
 
   static CachingCpuAllocator* instance;
 
+  // Bytes of the blocks it handed out that are in use, and the most since
+  // the last reset_peak().
+  size_t reset_peak() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peak_ = in_use_;
+  }
+  size_t peak() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peak_;
+  }
+
  private:
   static constexpr size_t kMin = size_t{1} << 17, kRound = size_t{1} << 12, kHuge = size_t{1} << 21;
 
@@ -114,6 +126,8 @@ class CachingCpuAllocator final : public c10::Allocator {
     {
       std::lock_guard<std::mutex> lock(mu_);
       sizes_[p] = size;
+      in_use_ += size;
+      if (in_use_ > peak_) peak_ = in_use_;
     }
     return {p, p, &release, c10::Device(c10::kCPU)};
   }
@@ -128,6 +142,7 @@ class CachingCpuAllocator final : public c10::Allocator {
       if (it != a->sizes_.end()) {
         size = it->second;
         a->sizes_.erase(it);
+        a->in_use_ -= size;
         if (a->cached_ + size <= a->cap_) {
           a->free_.emplace(size, p);
           a->cached_ += size;
@@ -149,6 +164,7 @@ class CachingCpuAllocator final : public c10::Allocator {
   mutable std::multimap<size_t, void*> free_;
   mutable std::unordered_map<void*, size_t> sizes_;
   mutable size_t cached_ = 0;
+  mutable size_t in_use_ = 0, peak_ = 0;
 };
 
 CachingCpuAllocator* CachingCpuAllocator::instance = nullptr;
@@ -170,6 +186,49 @@ size_t cache_cpu_memory() {
 #endif
   });
   return cap;
+}
+
+size_t device_memory_free(c10::Device device) {
+  if (device.is_cpu()) {
+    FILE* f = std::fopen("/proc/meminfo", "r");
+    if (f == nullptr) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    std::fclose(f);
+    return static_cast<size_t>(kb) * 1024;
+  }
+  if (device.is_cuda()) {
+    using GetInfo = int (*)(size_t*, size_t*);
+    using GetSet = int (*)(int*);
+    using Set = int (*)(int);
+    auto info = reinterpret_cast<GetInfo>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
+    auto get = reinterpret_cast<GetSet>(dlsym(RTLD_DEFAULT, "cudaGetDevice"));
+    auto set = reinterpret_cast<Set>(dlsym(RTLD_DEFAULT, "cudaSetDevice"));
+    if (!info || !get || !set) return 0;
+    int was = 0;
+    if (get(&was) != 0) return 0;
+    const int want = device.has_index() ? device.index() : was;
+    size_t free = 0, total = 0;
+    const bool ok = set(want) == 0 && info(&free, &total) == 0;
+    set(was);
+    return ok ? free : 0;
+  }
+  return 0;
+}
+
+std::string format_bytes(size_t bytes) {
+  char buf[32];
+  if (bytes >= (size_t{1} << 30)) std::snprintf(buf, sizeof buf, "%.1f GB", bytes / 1073741824.0);
+  else std::snprintf(buf, sizeof buf, "%.0f MB", bytes / 1048576.0);
+  return buf;
+}
+
+size_t cpu_memory_peak(bool reset) {
+  CachingCpuAllocator* a = CachingCpuAllocator::instance;
+  if (a == nullptr) return 0;
+  return reset ? a->reset_peak() : a->peak();
 }
 
 std::string torch_info() {

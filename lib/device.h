@@ -33,7 +33,9 @@ bool cuda_available();
 void set_num_threads(int n);
 
 // Installs a CPU allocator for LibTorch that keeps freed tensor memory of
-// 1 MB and more for the next tensor of the same size, up to a cap (default
+// 128 KB and more for the next tensor of the same size (blocks of 2 MB and
+// more in whole 2 MB pages, transparent huge pages where the kernel gives
+// them), up to a cap (default
 // 2048 MB; ANITALKER_CPU_CACHE_MB=N sets it, 0 leaves LibTorch's allocator).
 // The networks allocate and free tensors of tens of MB at every layer; from
 // the C library each is a fresh mapping whose pages all fault in again, and
@@ -42,6 +44,19 @@ void set_num_threads(int n);
 // CLI and the GStreamer plugin call it at start.  Returns the cap in bytes (0:
 // not installed, also under AddressSanitizer).
 size_t cache_cpu_memory();
+// With that allocator: the most bytes its large blocks (128 KB and more)
+// held in use at once since the last call with reset = true (which starts
+// the count anew from what is in use now and returns that); 0 without it.
+// How the memory a call needs is measured (tests, benchmarks).
+size_t cpu_memory_peak(bool reset = false);
+
+// Bytes of memory free for tensors on `device` now: the CPU's
+// MemAvailable (/proc/meminfo), a CUDA device's free memory (cudaMemGetInfo,
+// when LibTorch's CUDA runtime exports it to the process); 0 when it cannot
+// be told.  Memory LibTorch's caches hold counts as taken.
+size_t device_memory_free(c10::Device device);
+// "12.3 GB", "850 MB": a byte count for messages.
+std::string format_bytes(size_t bytes);
 
 // True the first time a process asks with `key`, false after: the elements'
 // warm-ups (runs on silence at the shapes of a live stream's first windows)

@@ -433,6 +433,14 @@ at::Tensor Model::latent(const Portrait& p, const at::Tensor& motion) const {
   return p.start + at::matmul(motion, q_.t());
 }
 
+// About what one image holds at once in the decoder at a level of r x r
+// with c channels: kLive * c + kMaps maps of r x r (the features, the
+// upsampling's phases, the warp, and the flow, grid, mask and colour maps
+// with their copies).  Fitted to what calls took on the CPU (bench render's
+// memory line; test LiaMemory): 3.5-4.5 c + 40-55 over the full-size and the
+// fixture models, one image at a time and as one batch.
+constexpr size_t kLive = 5, kMaps = 64;
+
 // Decoder levels [j0, j1) (spec 3.9-3.11); x, flow and rgb carry over.
 void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat, int j0, int j1, at::Tensor& x,
                    at::Tensor& flow, at::Tensor& rgb) const {
@@ -537,10 +545,36 @@ at::Tensor Model::render(const std::vector<const Portrait*>& portraits, const at
   return rgb;
 }
 
+size_t Model::call_bytes(int64_t frames, bool one_batch) const {
+  const Weights& w = *w_;
+  const size_t elem = c10::elementSize(dtype_);
+  size_t image = 0;  // the largest level's
+  for (int j = 0; j < levels_; ++j) {
+    const size_t r = size_t{8} << j, c = (size_t)w.convs[2 * j].w.size(0);
+    image = std::max(image, (kLive * c + kMaps) * r * r * elem);
+  }
+  const size_t out = (size_t)frames * 3 * (size_t)size_ * (size_t)size_ * (elem + 1);
+  return (one_batch ? (size_t)frames : 1) * image + out;
+}
+
 at::Tensor to_uint8(const at::Tensor& raw) {
   // clamp, (x+1)/2, *255 in float32, truncation (spec 6).
   at::Tensor v = (raw.to(at::kFloat).clamp(-1, 1) + 1) / 2;
   return (v * 255).to(at::kByte).permute({0, 2, 3, 1}).contiguous().cpu();
+}
+
+void check_call_memory(const Model& model, int64_t frames, const std::string& setting,
+                       std::optional<size_t> free_bytes) {
+  const size_t free = free_bytes ? *free_bytes : device_memory_free(model.device());
+  const bool one_batch = !model.device().is_cpu();
+  const size_t need = model.call_bytes(frames, one_batch);
+  if (free == 0 || need <= free) return;
+  int64_t most = 0;
+  while (most < frames && model.call_bytes(most + 1, one_batch) <= free) ++most;
+  throw Error(Error::Kind::Usage,
+              setting + ": one call renders up to " + std::to_string(frames) + " frames, which take about " +
+                  format_bytes(need) + " on " + model.device().str() + (one_batch ? " (one batch)" : "") + "; " +
+                  format_bytes(free) + " " + "free there: at most " + std::to_string(most) + " frames a call");
 }
 
 bool warm_up(const Model& model, int64_t batch) {

@@ -58,6 +58,12 @@ class Model {
   int style_dim() const { return style_dim_; }
   int motion_dim() const { return motion_dim_; }
   int levels() const { return levels_; }
+  // About the bytes of tensor memory one render call over `frames` frames
+  // takes on this model's device beyond the weights and the portrait: the
+  // activations of one image at a time (the CPU's way) or of the whole
+  // batch at once (one_batch, a GPU's), and the frames it gives back.  From
+  // the layer shapes.
+  size_t call_bytes(int64_t frames, bool one_batch) const;
   c10::Device device() const { return device_; }
   // Keys of the checkpoint that inference does not use (training-only).
   const std::vector<std::string>& unused_keys() const { return unused_; }
@@ -98,6 +104,16 @@ class Model {
 // Raw frames (B,3,S,S) -> uint8 (B,S,S,3) RGB on the CPU, contiguous:
 // clamp(-1,1), (x+1)/2, *255, truncation (spec 6).
 at::Tensor to_uint8(const at::Tensor& raw);
+
+// Refuses (Error(Usage)) a setting under which one render call could take
+// more memory than `model`'s device has free: `frames` frames a call, as a
+// GPU runs them (one batch) or the CPU (one image at a time), estimated by
+// Model::call_bytes, against `free_bytes` (by default device_memory_free();
+// nothing is refused when that is unknown).  The message starts with
+// `setting` (e.g. "max-batch=64 x batch-size=16") and says the estimate,
+// what is free and the most frames a call can have.
+void check_call_memory(const Model& model, int64_t frames, const std::string& setting,
+                       std::optional<size_t> free_bytes = std::nullopt);
 
 // A grey picture encoded and `batch` frames of zero motion rendered, thrown
 // away: the shapes a stream's first frames will have, met before it starts

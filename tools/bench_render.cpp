@@ -162,6 +162,25 @@ int bench_render(int argc, char** argv) {
       std::printf("%-6d %10.4f %10.2f %10.2f .. %-9.2f %10.1f %8.0f%%\n", b, s.median, 1 / s.median, 1 / s.max, 1 / s.min, gf,
                   100 * gf / roof);
     }
+    if (dev.is_cpu() && anitalker::cpu_memory_peak() > 0) {
+      // The tensor memory one call takes (measured by the CPU allocator:
+      // lib/device.h cpu_memory_peak), the CPU's way (one image at a time)
+      // and a GPU's (the batch as one tensor, run here on the CPU), against
+      // lib's estimate, which the renderer checks max-batch x batch-size by.
+      std::printf("memory   MB a call takes beyond the weights and the portrait, measured / estimated:");
+      for (int b : batches) {
+        const at::Tensor motion = at::randn({b, model->motion_dim()}).mul(0.5);
+        double got[2];
+        for (int one = 0; one < 2; ++one) {
+          const size_t base = anitalker::cpu_memory_peak(true);
+          anitalker::lia::to_uint8(one ? model->render(std::vector<const anitalker::lia::Portrait*>(b, &p), motion, true) : model->render(p, motion));
+          got[one] = (double)(anitalker::cpu_memory_peak() - base);
+        }
+        std::printf("  batch %d: per image %.0f / %.0f, one batch %.0f / %.0f", b, got[0] / 1e6,
+                    model->call_bytes(b, false) / 1e6, got[1] / 1e6, model->call_bytes(b, true) / 1e6);
+      }
+      std::printf("\n");
+    }
     if (prof) {
       const at::Tensor motion = at::randn({1, model->motion_dim()}).mul(0.5);
       bench::profile([&] { anitalker::lia::to_uint8(model->render(p, motion)); });

@@ -973,6 +973,28 @@ GST_START_TEST(test_precision) {
 }
 GST_END_TEST;
 
+// Batches whose calls would not fit in the device's memory fail the start,
+// naming both properties and what fits (the arithmetic: lib test
+// LiaMemory); batches that fit start.
+GST_START_TEST(test_batch_memory) {
+  const c10::Device cpu(c10::kCPU);
+  auto model = anitalker::lia::Model::load(checkpoint_path(kMain), cpu);
+  const size_t free = anitalker::device_memory_free(cpu);
+  GstElement* e = make_render(kMain, nullptr, 64);
+  g_object_set(e, "max-batch", 1024, nullptr);
+  // 65536 frames of 256x256 a call: about 64 GB on the CPU.
+  if (free > 0 && model->call_bytes(65536, false) > free)
+    checkutil::expect_settings_refused(e, "max-batch=1024 x batch-size=64: one call renders up to 65536 frames",
+                                       "memory");
+  gst_object_unref(e);
+  e = make_render(kMain, nullptr, 64);
+  g_object_set(e, "max-batch", 4, nullptr);
+  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_SUCCESS);
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_object_unref(e);
+}
+GST_END_TEST;
+
 static Suite* anitalkerrender_suite() {
   Suite* s = suite_create("anitalkerrender");
 
@@ -1021,6 +1043,7 @@ static Suite* anitalkerrender_suite() {
   tcase_add_test(tc, test_zero_length_buffer);
   tcase_add_test(tc, test_bad_device);
   tcase_add_test(tc, test_precision);
+  tcase_add_test(tc, test_batch_memory);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("properties");

@@ -438,3 +438,53 @@ TEST(LiaRenderer, PortraitsReplacedAndFramesOfTheReference) {
   r.reset(nullptr);
   EXPECT_EQ(r.model(), nullptr);
 }
+
+// Model::call_bytes against what render calls take (the CPU allocator's
+// count of its blocks of 128 KB and more): never less, one image at a time
+// and as one batch, and at most twice as much where the calls' tensors are
+// large enough to be counted (the 256 fixture; the 64x64 chain model's
+// smallest tensors are not).
+TEST(LiaMemory, CallBytesCoverWhatACallTakes) {
+#if !defined(__SANITIZE_ADDRESS__)
+  anitalker::cache_cpu_memory();
+  for (const char* file : {"renderer/tiny_lia.ckpt", "chain/stage1.ckpt"}) {
+    auto m = anitalker::lia::Model::load(data(file), c10::Device(c10::kCPU));
+    at::manual_seed(3);
+    const anitalker::lia::Portrait p = m->encode(at::rand({1, 3, m->size(), m->size()}) * 2 - 1);
+    for (int64_t b : {1, 4}) {
+      const at::Tensor motion = at::randn({b, m->motion_dim()}) * 0.5;
+      for (bool one : {false, true}) {
+        const size_t base = anitalker::cpu_memory_peak(true);
+        anitalker::lia::to_uint8(one ? m->render(std::vector<const anitalker::lia::Portrait*>(b, &p), motion, true)
+                                     : m->render(p, motion));
+        const size_t got = anitalker::cpu_memory_peak() - base, est = m->call_bytes(b, one);
+        SCOPED_TRACE(std::string(file) + " batch " + std::to_string(b) + (one ? " as one" : " per image"));
+        EXPECT_GT(got, 0u);
+        EXPECT_GE(est, got);
+        if (m->size() == 256) EXPECT_LE(est, 2 * got);
+      }
+    }
+    // As one batch it grows with the frames; one image at a time only by the frames given back.
+    EXPECT_GT(m->call_bytes(64, true), 32 * m->call_bytes(1, true));
+    EXPECT_LT(m->call_bytes(64, false), 64 * m->call_bytes(1, false));
+  }
+#else
+  GTEST_SKIP() << "not under AddressSanitizer (no caching allocator to count with)";
+#endif
+}
+
+// A setting whose calls would not fit is refused, naming it, the estimate,
+// what is free and the most frames that fit; unknown free memory refuses
+// nothing.
+TEST(LiaMemory, CallsLargerThanTheDeviceAreRefused) {
+  auto m = anitalker::lia::Model::load(data("renderer/tiny_lia.ckpt"), c10::Device(c10::kCPU));
+  const size_t free = m->call_bytes(100, false);
+  EXPECT_NO_THROW(anitalker::lia::check_call_memory(*m, 100, "batch-size=100", free));
+  EXPECT_NO_THROW(anitalker::lia::check_call_memory(*m, 1 << 20, "batch-size=huge", size_t{0}));
+  const std::string e = error_of([&] { anitalker::lia::check_call_memory(*m, 64 * 1024, "max-batch=1024 x batch-size=64", free); });
+  EXPECT_THAT(e, HasSubstr("max-batch=1024 x batch-size=64: one call renders up to 65536 frames, which take about "));
+  EXPECT_THAT(e, HasSubstr(" on cpu; "));
+  EXPECT_THAT(e, HasSubstr("free there: at most 100 frames a call"));
+  // The CPU's free memory is known here.
+  EXPECT_GT(anitalker::device_memory_free(c10::Device(c10::kCPU)), size_t{1} << 20);
+}
