@@ -189,7 +189,7 @@ at::Tensor sub_pixel_up(const at::Tensor& p00, const at::Tensor& p01, const at::
                         const at::Tensor& x_in, at::ScalarType out_dtype) {
   const at::Tensor x = x_in.to(p00.scalar_type());
   const int64_t B = x.size(0), H = x.size(2), W = x.size(3), C = p00.size(0);
-  at::Tensor out = at::empty({B, C, 2 * H + 1, 2 * W + 1}, x.options().dtype(out_dtype));
+  at::Tensor out = at::empty({B, C, 2 * H + 1, 2 * W + 1}, x.options().dtype(out_dtype).memory_format(x.suggest_memory_format()));
   out.slice(2, 0, 2 * H + 1, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv_pad(x, p00, 1, 1));
   out.slice(2, 0, 2 * H + 1, 2).slice(3, 1, 2 * W, 2).copy_(conv_pad(x, p01, 1, 0));
   out.slice(2, 1, 2 * H, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv_pad(x, p10, 0, 1));
@@ -240,6 +240,72 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
 }
 
 }  // namespace
+
+// warp_channels_last (lia.h): each output pixel's four corners and weights
+// are computed once and its C values summed as vectors over the channels, which lie
+// next to each other; LibTorch 1.13's kernel works on NCHW and gathers each
+// channel's corners separately (16-21 ms a frame at full size).  The
+// arithmetic is LibTorch's vectorised kernel's, fused multiply-adds where
+// GCC fuses its AVX2 code: x = (g + 1) * W/2 - 0.5, the weights from
+// x - floor(x), nw, ne, sw, se summed in that order, a corner outside the
+// picture as 0 (times its weight): its values (test LiaWarp).
+#if defined(__x86_64__)
+#define ANITALKER_WARP_TARGET __attribute__((target("avx2,fma")))
+#else
+#define ANITALKER_WARP_TARGET
+#endif
+namespace {
+
+struct WarpRows {
+  const float *f, *grid, *mask, *zeros;
+  float* out;
+  int64_t C, H, W, Ho, Wo;
+  bool one;  // one picture for every grid
+};
+ANITALKER_WARP_TARGET void warp_rows(const WarpRows& a, int64_t r0, int64_t r1) {
+  const float sx = static_cast<float>(a.W) / 2, sy = static_cast<float>(a.H) / 2;
+  const int64_t C = a.C;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t b = r / a.Ho;
+    const float* g = a.grid + r * a.Wo * 2;
+    const float* m = a.mask + r * a.Wo;
+    const float* fb = a.f + (a.one ? 0 : b) * a.H * a.W * C;
+    float* o = a.out + r * a.Wo * C;
+    for (int64_t k = 0; k < a.Wo; ++k, o += C) {
+      const float x = __builtin_fmaf(g[2 * k] + 1.f, sx, -0.5f), y = __builtin_fmaf(g[2 * k + 1] + 1.f, sy, -0.5f);
+      const float xw = std::floor(x), yn = std::floor(y);
+      const float we = x - xw, ee = 1.f - we, s = y - yn, n = 1.f - s;
+      const float wt[4] = {n * ee, n * we, s * ee, s * we};  // nw, ne, sw, se
+      // Far outside, or not a number: every corner outside (and no
+      // undefined float -> int conversion).
+      const bool near = xw >= -2.f && xw <= static_cast<float>(a.W) + 1 && yn >= -2.f && yn <= static_cast<float>(a.H) + 1;
+      const int64_t ix = near ? static_cast<int64_t>(xw) : -2, iy = near ? static_cast<int64_t>(yn) : -2;
+      const float* q[4];
+      for (int c = 0; c < 4; ++c) {
+        const int64_t cx = ix + (c & 1), cy = iy + (c >> 1);
+        q[c] = cx >= 0 && cx < a.W && cy >= 0 && cy < a.H ? fb + (cy * a.W + cx) * C : a.zeros;
+      }
+      const float mk = m[k];
+      for (int64_t c = 0; c < C; ++c)
+        o[c] = __builtin_fmaf(q[3][c], wt[3], __builtin_fmaf(q[2][c], wt[2], __builtin_fmaf(q[1][c], wt[1], q[0][c] * wt[0]))) * mk;
+    }
+  }
+}
+
+}  // namespace
+
+at::Tensor warp_channels_last(const at::Tensor& f_in, const at::Tensor& grid_in, const at::Tensor& mask_in) {
+  const bool one = f_in.size(0) == 1 || f_in.stride(0) == 0;
+  const at::Tensor f = (one ? f_in.narrow(0, 0, 1) : f_in).contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor grid = grid_in.contiguous(), mask = mask_in.contiguous();
+  const int64_t B = grid.size(0), C = f.size(1), Ho = grid.size(1), Wo = grid.size(2);
+  at::Tensor out = at::empty({B, C, Ho, Wo}, f.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const std::vector<float> zeros(static_cast<size_t>(C), 0.f);
+  const WarpRows a{f.data_ptr<float>(), grid.data_ptr<float>(), mask.data_ptr<float>(), zeros.data(),
+                   out.data_ptr<float>(), C, f.size(2), f.size(3), Ho, Wo, one};
+  at::parallel_for(0, B * Ho, 1, [&](int64_t r0, int64_t r1) { warp_rows(a, r0, r1); });
+  return out;
+}
 
 struct Model::Weights {
   // Encoder (enc.net_app): first conv, L ResBlocks, final 4x4 conv.
@@ -369,6 +435,20 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
 
   place_weights(*w, device_, dtype_);
   place_weights(q_, device_, dtype_);
+  if (channels_last()) {
+    // The decoder runs channels-last on the CPU (see levels()): its
+    // convolution weights too, or oneDNN would reorder them at every call.
+    auto cl = [](at::Tensor& t) {
+      if (t.defined() && t.dim() == 4) t = t.contiguous(at::MemoryFormat::ChannelsLast);
+    };
+    auto cl_mod = [&](ModConv& m) {
+      for (at::Tensor* t : {&m.w, &m.phase00, &m.phase01, &m.phase10, &m.phase11, &m.blur_kernel}) cl(*t);
+    };
+    cl_mod(w->conv1);
+    for (ModConv& m : w->convs) cl_mod(m);
+    for (auto& tf : w->to_flows) cl_mod(tf.conv);
+    for (auto& tr : w->to_rgbs) cl(tr.w);
+  }
   if (precision_ == Precision::Bf16) {
     // The decoder's trunk: conv1 and the 2L convs (not the 1x1 flows).
     auto half = [](ModConv& m) {
@@ -384,6 +464,15 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     for (ModConv& m : w->convs) half(m);
   }
   w_ = w;
+}
+
+bool Model::channels_last() const {
+#if defined(__x86_64__)
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");  // warp_rows()
+#else
+  static const bool avx2 = true;
+#endif
+  return avx2 && device_.is_cpu() && dtype_ == at::kFloat;
 }
 
 std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device, Precision precision) {
@@ -425,7 +514,10 @@ Portrait Model::encode(const at::Tensor& image) const {
   for (const Linear& l : w.fc) u = l(u);
   p.direction = u;
   // feats: trunk outputs 0..L-1, coarse to fine.
-  for (int j = levels_ - 1; j >= 0; --j) p.feats.push_back(h[static_cast<size_t>(j)]);
+  // Channels-last where the decoder runs so (levels()).
+  for (int j = levels_ - 1; j >= 0; --j)
+    p.feats.push_back(channels_last() ? h[static_cast<size_t>(j)].contiguous(at::MemoryFormat::ChannelsLast)
+                                      : h[static_cast<size_t>(j)]);
   return p;
 }
 
@@ -453,7 +545,7 @@ void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat
     x = flrelu_(run_mod_conv(c1, x, lat), c1.act_bias);
     // ToFlow (spec 3.9).
     const Weights::ToFlow& tf = w.to_flows[j];
-    at::Tensor o = run_mod_conv(tf.conv, x, lat) + tf.bias;
+    at::Tensor o = (run_mod_conv(tf.conv, x, lat) + tf.bias).contiguous();
     if (j >= 1) o = o + upsample2(flow, tf.up_kernel);
     at::Tensor sampler = at::tanh(o.slice(1, 0, 2));
     at::Tensor mask = at::sigmoid(o.slice(1, 2, 3));
@@ -468,12 +560,17 @@ void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat
       for (const Portrait* p : ps) rows.push_back(p->feats[static_cast<size_t>(j)]);
       f = at::cat(rows, 0);
     }
-    at::Tensor warp = sample(f, grid).mul_(mask);
+    at::Tensor warp;
+    if (x.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
+      warp = warp_channels_last(f, grid, mask);
+    } else {
+      warp = sample(f, grid).mul_(mask);
+    }
     x.mul_(1 - mask).add_(warp);  // x: this level's own output (flrelu_ above)
     flow = o;
     // ToRGB (spec 3.10) on the warped feature.
     const Weights::ToRgb& tr = w.to_rgbs[j];
-    at::Tensor r = flrelu(conv(warp, tr.w), tr.conv_bias) + tr.bias;
+    at::Tensor r = (flrelu(conv(warp, tr.w), tr.conv_bias) + tr.bias).contiguous();
     if (j >= 1) r = r + upsample2(rgb, tr.up_kernel);
     rgb = r;
   }
@@ -499,6 +596,7 @@ at::Tensor Model::render(const Portrait& p, const at::Tensor& motion_in) const {
   // gain from a batch, by too little to matter.  On a GPU the whole batch
   // runs at once.
   const int split = device_.is_cpu() ? 0 : levels_;
+  if (channels_last()) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   levels({&p}, lat, 0, split, x, flow, rgb);
   if (split == levels_) return rgb;
   std::vector<at::Tensor> out;

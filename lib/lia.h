@@ -92,6 +92,9 @@ class Model {
   struct Weights;
   void levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat, int j0, int j1, at::Tensor& x,
               at::Tensor& flow, at::Tensor& rgb) const;
+  // Whether the decoder runs channels-last: on the CPU in float32, where
+  // oneDNN's convolutions take that layout without reorders (levels()).
+  bool channels_last() const;
   std::shared_ptr<const Weights> w_;
   at::Tensor q_;
   c10::Device device_;
@@ -100,6 +103,12 @@ class Model {
   int size_ = 0, style_dim_ = 0, motion_dim_ = 0, levels_ = 0;
   std::vector<std::string> unused_;
 };
+
+// The decoder's warp on the CPU, where it runs channels-last: f (1 or B, C,
+// H, W) float32 (any layout; channels-last is read as it is), grid (B, Ho,
+// Wo, 2), mask (B, 1, Ho, Wo) -> grid_sampler(f, grid, bilinear, zeros,
+// align_corners=false) * mask, (B, C, Ho, Wo) channels-last.
+at::Tensor warp_channels_last(const at::Tensor& f, const at::Tensor& grid, const at::Tensor& mask);
 
 // Raw frames (B,3,S,S) -> uint8 (B,S,S,3) RGB on the CPU, contiguous:
 // clamp(-1,1), (x+1)/2, *255, truncation (spec 6).

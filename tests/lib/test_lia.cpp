@@ -461,7 +461,9 @@ TEST(LiaMemory, CallBytesCoverWhatACallTakes) {
         SCOPED_TRACE(std::string(file) + " batch " + std::to_string(b) + (one ? " as one" : " per image"));
         EXPECT_GT(got, 0u);
         EXPECT_GE(est, got);
-        if (m->size() == 256) EXPECT_LE(est, 2 * got);
+        if (m->size() == 256) {
+          EXPECT_LE(est, 2 * got);
+        }
       }
     }
     // As one batch it grows with the frames; one image at a time only by the frames given back.
@@ -487,4 +489,43 @@ TEST(LiaMemory, CallsLargerThanTheDeviceAreRefused) {
   EXPECT_THAT(e, HasSubstr("free there: at most 100 frames a call"));
   // The CPU's free memory is known here.
   EXPECT_GT(anitalker::device_memory_free(c10::Device(c10::kCPU)), size_t{1} << 20);
+}
+
+// The CPU decoder's warp gives LibTorch's grid_sampler values times the
+// mask (bilinear, zeros, align_corners=false), corners outside the picture
+// and grids far outside or not a number included, for a picture of each
+// image and one picture expanded over a batch, from either layout; and a
+// grid on the pixel centres gives the picture back.
+TEST(LiaWarp, IsLibTorchsGridSampleTimesTheMask) {
+  at::manual_seed(11);
+  const at::Tensor f = at::randn({2, 21, 13, 17});
+  at::Tensor grid = at::rand({2, 9, 23, 2}) * 2.6 - 1.3;
+  grid[0][0][0][0] = NAN;
+  grid[0][0][1][1] = 1e30f;
+  grid[1][2][3][0] = -INFINITY;
+  const at::Tensor mask = at::rand({2, 1, 9, 23});
+  const at::Tensor want = at::grid_sampler(f, grid, 0, 0, false) * mask;
+  for (const at::Tensor& in : {f, f.contiguous(at::MemoryFormat::ChannelsLast)}) {
+    const at::Tensor got = anitalker::lia::warp_channels_last(in, grid, mask);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    EXPECT_TRUE(got.is_contiguous(at::MemoryFormat::ChannelsLast));
+    EXPECT_TRUE(at::equal(at::isnan(got), at::isnan(want)));
+    const at::Tensor ok = ~at::isnan(want);
+#if defined(__x86_64__)
+    // The same fused multiply-adds as LibTorch's AVX2 / AVX-512 kernels.
+    EXPECT_EQ((got.masked_select(ok) - want.masked_select(ok)).abs().max().item<float>(), 0.f);
+#else
+    EXPECT_LT((got.masked_select(ok) - want.masked_select(ok)).abs().max().item<float>(), 1e-5);
+#endif
+  }
+  const at::Tensor one = f.narrow(0, 0, 1);
+  const at::Tensor want1 = at::grid_sampler(one.expand({2, -1, -1, -1}).contiguous(), grid, 0, 0, false) * mask;
+  const at::Tensor got1 = anitalker::lia::warp_channels_last(one, grid, mask);
+  const at::Tensor ok = ~at::isnan(want1);
+  EXPECT_LT((got1.masked_select(ok) - want1.masked_select(ok)).abs().max().item<float>(), 1e-6);
+  // Pixel centres: x = (2i + 1) / W - 1.
+  const at::Tensor xs = (at::arange(17).to(at::kFloat) * 2 + 1) / 17 - 1, ys = (at::arange(13).to(at::kFloat) * 2 + 1) / 13 - 1;
+  const std::vector<at::Tensor> mesh = at::meshgrid({ys, xs}, "ij");
+  const at::Tensor centres = at::stack({mesh[1], mesh[0]}, -1).unsqueeze(0).expand({2, -1, -1, -1});
+  EXPECT_LT((anitalker::lia::warp_channels_last(f, centres, at::ones({2, 1, 13, 17})) - f).abs().max().item<float>(), 1e-5);
 }
