@@ -298,8 +298,10 @@ at::Tensor dnn_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& 
   const std::vector<int64_t> dilation(stride.size(), 1);
   if (x.is_cpu() && groups == 1 && x.scalar_type() == w.scalar_type() &&
       (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16))
-    return at::mkldnn_convolution(x.contiguous(x.suggest_memory_format()), w.contiguous(), bias, pad, stride, dilation,
-                                  groups);
+    // Each in its own layout (a channels-last weight made contiguous would
+    // be copied, and copied back inside for a channels-last input).
+    return at::mkldnn_convolution(x.contiguous(x.suggest_memory_format()), w.contiguous(w.suggest_memory_format()),
+                                  bias, pad, stride, dilation, groups);
   return at::convolution(x, w, bias, stride, pad, dilation, false, std::vector<int64_t>(stride.size(), 0), groups);
 }
 

@@ -529,9 +529,10 @@ at::Tensor Model::latent(const Portrait& p, const at::Tensor& motion) const {
 // with c channels: kLive * c + kMaps maps of r x r (the features, the
 // upsampling's phases, the warp, and the flow, grid, mask and colour maps
 // with their copies).  Fitted to what calls took on the CPU (bench render's
-// memory line; test LiaMemory): 3.5-4.5 c + 40-55 over the full-size and the
-// fixture models, one image at a time and as one batch.
-constexpr size_t kLive = 5, kMaps = 64;
+// memory line; test LiaMemory, which bounds it both ways): one image at a
+// time 53-65 MB at full size, as one batch (a GPU's way, measured here
+// on the CPU) 103 MB an image; the 256 fixture model 16 MB an image.
+constexpr size_t kLive = 6, kMaps = 48;
 
 // Decoder levels [j0, j1) (spec 3.9-3.11); x, flow and rgb carry over.
 void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat, int j0, int j1, at::Tensor& x,
