@@ -71,7 +71,7 @@ ar rcs "$obj/libanitalker.a" $(for f in $lib_srcs; do echo "$obj/$(echo "$f" | t
 "$cxx" $(for f in $tool_srcs; do echo "$obj/$(echo "$f" | tr / _).o"; done) "$obj/libanitalker.a" -o /tmp/anitalker \
   -L"$tl" -Wl,-rpath,"$tl" $cuda_libs \
   -ltorch -ltorch_cpu -lc10 -L"$deps/lib" -Wl,-rpath,"$deps/lib" -lopencv_calib3d -lopencv_imgproc -lopencv_core \
-  -lpthread -Wl,--allow-shlib-undefined || { say "link failed"; exit 1; }
+  -lpthread -ldl -Wl,--allow-shlib-undefined || { say "link failed"; exit 1; }
 say "built in $(( $(date +%s) - t0 )) s"
 at=/tmp/anitalker
 export LD_LIBRARY_PATH="$deps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
