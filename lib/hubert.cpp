@@ -24,7 +24,7 @@ namespace {
 
 struct Linear {  // run by cm_linear() below
   at::Tensor w, b;
-  at::Tensor w16;  // Precision::Bf16: w in bfloat16 (made after the weights are placed, not walked)
+  at::Tensor w16 = {};  // Precision::Bf16: w in bfloat16 (made after the weights are placed, not walked)
   template <class F>
   void each(F& f) {
     visit_all(f, w, b);
@@ -47,9 +47,8 @@ at::Tensor cm_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
   const int64_t in = w.size(1), out = w.size(0), T = x.size(1);
   const std::array<int64_t, 2> one{1, 1}, none{0, 0};
   if (w16.defined()) {
-    const at::Tensor y = dnn_conv(x.to(at::kBFloat16).view({1, in, 1, T}), w16.view({out, in, 1, 1}), at::Tensor(), one, none)
-                             .view({out, T})
-                             .to(x.scalar_type());
+    const at::Tensor x16 = x.to(at::kBFloat16).view({1, in, 1, T});
+    const at::Tensor y = dnn_conv(x16, w16.view({out, in, 1, 1}), at::Tensor(), one, none).view({out, T}).to(x.scalar_type());
     return b.defined() ? y.add_(b.view({out, 1})) : y;
   }
   return dnn_conv(x.view({1, in, 1, T}), w.view({out, in, 1, 1}), b, one, none).view({out, T});

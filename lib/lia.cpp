@@ -189,7 +189,8 @@ at::Tensor sub_pixel_up(const at::Tensor& p00, const at::Tensor& p01, const at::
                         const at::Tensor& x_in, at::ScalarType out_dtype) {
   const at::Tensor x = x_in.to(p00.scalar_type());
   const int64_t B = x.size(0), H = x.size(2), W = x.size(3), C = p00.size(0);
-  at::Tensor out = at::empty({B, C, 2 * H + 1, 2 * W + 1}, x.options().dtype(out_dtype).memory_format(x.suggest_memory_format()));
+  at::Tensor out = at::empty({B, C, 2 * H + 1, 2 * W + 1},
+                             x.options().dtype(out_dtype).memory_format(x.suggest_memory_format()));
   out.slice(2, 0, 2 * H + 1, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv_pad(x, p00, 1, 1));
   out.slice(2, 0, 2 * H + 1, 2).slice(3, 1, 2 * W, 2).copy_(conv_pad(x, p01, 1, 0));
   out.slice(2, 1, 2 * H, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv_pad(x, p10, 0, 1));
@@ -242,8 +243,8 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
 }  // namespace
 
 // warp_channels_last (lia.h): each output pixel's four corners and weights
-// are computed once and its C values summed as vectors over the channels, which lie
-// next to each other; LibTorch 1.13's kernel works on NCHW and gathers each
+// are computed once and its C values summed as vectors over the channels,
+// which lie next to each other; LibTorch 1.13's kernel works on NCHW and gathers each
 // channel's corners separately (16-21 ms a frame at full size).  The
 // arithmetic is LibTorch's vectorised kernel's, fused multiply-adds where
 // GCC fuses its AVX2 code: x = (g + 1) * W/2 - 0.5, the weights from
@@ -278,7 +279,8 @@ ANITALKER_WARP_TARGET void warp_rows(const WarpRows& a, int64_t r0, int64_t r1) 
       const float wt[4] = {n * ee, n * we, s * ee, s * we};  // nw, ne, sw, se
       // Far outside, or not a number: every corner outside (and no
       // undefined float -> int conversion).
-      const bool near = xw >= -2.f && xw <= static_cast<float>(a.W) + 1 && yn >= -2.f && yn <= static_cast<float>(a.H) + 1;
+      const bool near =
+          xw >= -2.f && xw <= static_cast<float>(a.W) + 1 && yn >= -2.f && yn <= static_cast<float>(a.H) + 1;
       const int64_t ix = near ? static_cast<int64_t>(xw) : -2, iy = near ? static_cast<int64_t>(yn) : -2;
       const float* q[4];
       for (int c = 0; c < 4; ++c) {
@@ -286,8 +288,10 @@ ANITALKER_WARP_TARGET void warp_rows(const WarpRows& a, int64_t r0, int64_t r1) 
         q[c] = cx >= 0 && cx < a.W && cy >= 0 && cy < a.H ? fb + (cy * a.W + cx) * C : a.zeros;
       }
       const float mk = m[k];
-      for (int64_t c = 0; c < C; ++c)
-        o[c] = __builtin_fmaf(q[3][c], wt[3], __builtin_fmaf(q[2][c], wt[2], __builtin_fmaf(q[1][c], wt[1], q[0][c] * wt[0]))) * mk;
+      for (int64_t c = 0; c < C; ++c) {
+        const float v = __builtin_fmaf(q[1][c], wt[1], q[0][c] * wt[0]);
+        o[c] = __builtin_fmaf(q[3][c], wt[3], __builtin_fmaf(q[2][c], wt[2], v)) * mk;
+      }
     }
   }
 }
@@ -668,12 +672,13 @@ void check_call_memory(const Model& model, int64_t frames, const std::string& se
   const bool one_batch = !model.device().is_cpu();
   const size_t need = model.call_bytes(frames, one_batch);
   if (free == 0 || need <= free) return;
-  int64_t most = 0;
-  while (most < frames && model.call_bytes(most + 1, one_batch) <= free) ++most;
+  // call_bytes is a fixed part plus a part per frame.
+  const size_t fixed = model.call_bytes(0, one_batch), per_frame = model.call_bytes(1, one_batch) - fixed;
+  const int64_t most = free > fixed ? static_cast<int64_t>((free - fixed) / per_frame) : 0;
   throw Error(Error::Kind::Usage,
               setting + ": one call renders up to " + std::to_string(frames) + " frames, which take about " +
                   format_bytes(need) + " on " + model.device().str() + (one_batch ? " (one batch)" : "") + "; " +
-                  format_bytes(free) + " " + "free there: at most " + std::to_string(most) + " frames a call");
+                  format_bytes(free) + " free there: at most " + std::to_string(most) + " frames a call");
 }
 
 bool warm_up(const Model& model, int64_t batch) {

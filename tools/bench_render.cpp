@@ -173,7 +173,8 @@ int bench_render(int argc, char** argv) {
         double got[2];
         for (int one = 0; one < 2; ++one) {
           const size_t base = anitalker::cpu_memory_peak(true);
-          anitalker::lia::to_uint8(one ? model->render(std::vector<const anitalker::lia::Portrait*>(b, &p), motion, true) : model->render(p, motion));
+          const std::vector<const anitalker::lia::Portrait*> rows(b, &p);
+          anitalker::lia::to_uint8(one ? model->render(rows, motion, true) : model->render(p, motion));
           got[one] = (double)(anitalker::cpu_memory_peak() - base);
         }
         std::printf("  batch %d: per image %.0f / %.0f, one batch %.0f / %.0f", b, got[0] / 1e6,

@@ -483,7 +483,8 @@ TEST(LiaMemory, CallsLargerThanTheDeviceAreRefused) {
   const size_t free = m->call_bytes(100, false);
   EXPECT_NO_THROW(anitalker::lia::check_call_memory(*m, 100, "batch-size=100", free));
   EXPECT_NO_THROW(anitalker::lia::check_call_memory(*m, 1 << 20, "batch-size=huge", size_t{0}));
-  const std::string e = error_of([&] { anitalker::lia::check_call_memory(*m, 64 * 1024, "max-batch=1024 x batch-size=64", free); });
+  const std::string e =
+      error_of([&] { anitalker::lia::check_call_memory(*m, 64 * 1024, "max-batch=1024 x batch-size=64", free); });
   EXPECT_THAT(e, HasSubstr("max-batch=1024 x batch-size=64: one call renders up to 65536 frames, which take about "));
   EXPECT_THAT(e, HasSubstr(" on cpu; "));
   EXPECT_THAT(e, HasSubstr("free there: at most 100 frames a call"));
@@ -524,8 +525,10 @@ TEST(LiaWarp, IsLibTorchsGridSampleTimesTheMask) {
   const at::Tensor ok = ~at::isnan(want1);
   EXPECT_LT((got1.masked_select(ok) - want1.masked_select(ok)).abs().max().item<float>(), 1e-6);
   // Pixel centres: x = (2i + 1) / W - 1.
-  const at::Tensor xs = (at::arange(17).to(at::kFloat) * 2 + 1) / 17 - 1, ys = (at::arange(13).to(at::kFloat) * 2 + 1) / 13 - 1;
+  const at::Tensor xs = (at::arange(17).to(at::kFloat) * 2 + 1) / 17 - 1;
+  const at::Tensor ys = (at::arange(13).to(at::kFloat) * 2 + 1) / 13 - 1;
   const std::vector<at::Tensor> mesh = at::meshgrid({ys, xs}, "ij");
   const at::Tensor centres = at::stack({mesh[1], mesh[0]}, -1).unsqueeze(0).expand({2, -1, -1, -1});
-  EXPECT_LT((anitalker::lia::warp_channels_last(f, centres, at::ones({2, 1, 13, 17})) - f).abs().max().item<float>(), 1e-5);
+  const at::Tensor back = anitalker::lia::warp_channels_last(f, centres, at::ones({2, 1, 13, 17}));
+  EXPECT_LT((back - f).abs().max().item<float>(), 1e-5);
 }
