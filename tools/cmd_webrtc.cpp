@@ -72,6 +72,7 @@ struct App {
   long frames = 0;
   int exit_code = 1;
   int connections = 0;  // open HTTP connections (main loop only)
+  int draining = 0;     // connections answered 503 and read until closed (main loop only)
   std::string error;
   GMainLoop* loop = nullptr;
   gint64 started_us = 0;        // when the pipeline was set to PLAYING (monotonic)
@@ -167,6 +168,8 @@ constexpr size_t kMaxHead = 16 * 1024;
 constexpr size_t kMaxBody = 1 << 20;
 constexpr guint kRequestSeconds = 10;
 constexpr int kMaxConnections = 64;
+constexpr int kMaxDraining = 1024;  // connections answered 503, read until the client closes
+constexpr guint kDrainSeconds = 2;
 
 const char* reason_of(int code) {
   switch (code) {
@@ -412,6 +415,42 @@ void conn_read(Conn* c) {
   g_input_stream_read_async(in, c->buf, sizeof c->buf, G_PRIORITY_DEFAULT, c->cancel, on_read, c);
 }
 
+// A connection past the cap: answered 503 at once, our side ended, and then
+// read until the client ends its side (or 2 s pass) before it is closed.  A
+// socket closed with unread input is reset, and a reset can discard the
+// answer before the client reads it, so closing at once lost answers when
+// the client's request arrived after the 503 was sent.
+struct Drain {
+  GSocketConnection* conn = nullptr;
+  GCancellable* cancel = nullptr;
+  guint timer = 0;
+  int* count = nullptr;
+  char buf[1024];
+};
+
+void drain_finish(Drain* d) {
+  if (d->timer) g_source_remove(d->timer);
+  g_io_stream_close(G_IO_STREAM(d->conn), nullptr, nullptr);
+  g_object_unref(d->conn);
+  g_object_unref(d->cancel);
+  --*d->count;
+  delete d;
+}
+
+void on_drain_read(GObject* stream, GAsyncResult* res, gpointer data) {
+  Drain* d = static_cast<Drain*>(data);
+  const gssize n = g_input_stream_read_finish(G_INPUT_STREAM(stream), res, nullptr);
+  if (n <= 0) return drain_finish(d);  // the client's end, an error, or the timer's cancel
+  g_input_stream_read_async(G_INPUT_STREAM(stream), d->buf, sizeof d->buf, G_PRIORITY_DEFAULT, d->cancel, on_drain_read, d);
+}
+
+gboolean on_drain_timeout(gpointer data) {
+  Drain* d = static_cast<Drain*>(data);
+  d->timer = 0;
+  g_cancellable_cancel(d->cancel);
+  return G_SOURCE_REMOVE;
+}
+
 gboolean on_incoming(GSocketService*, GSocketConnection* conn, GObject*, gpointer data) {
   App* app = static_cast<App*>(data);
   if (app->connections >= kMaxConnections) {
@@ -420,14 +459,22 @@ gboolean on_incoming(GSocketService*, GSocketConnection* conn, GObject*, gpointe
     GSocket* sock = g_socket_connection_get_socket(conn);
     g_socket_set_blocking(sock, FALSE);
     g_socket_send(sock, r.data(), r.size(), nullptr, nullptr);
-    // End our side after the answer, and read what the client has sent so
-    // far: a socket closed with unread input is reset, which can discard
-    // the answer before the client reads it.
     g_socket_shutdown(sock, FALSE, TRUE, nullptr);
-    char junk[4096];
-    for (int i = 0; i < 16 && g_socket_receive(sock, junk, sizeof junk, nullptr, nullptr) > 0; ++i) {
+    if (app->draining >= kMaxDraining) {  // a flood: read what is there and close
+      char junk[4096];
+      for (int i = 0; i < 16 && g_socket_receive(sock, junk, sizeof junk, nullptr, nullptr) > 0; ++i) {
+      }
+      g_io_stream_close(G_IO_STREAM(conn), nullptr, nullptr);
+      return TRUE;
     }
-    g_io_stream_close(G_IO_STREAM(conn), nullptr, nullptr);
+    app->draining++;
+    Drain* d = new Drain;
+    d->conn = G_SOCKET_CONNECTION(g_object_ref(conn));
+    d->cancel = g_cancellable_new();
+    d->count = &app->draining;
+    d->timer = g_timeout_add_seconds(kDrainSeconds, on_drain_timeout, d);
+    g_input_stream_read_async(g_io_stream_get_input_stream(G_IO_STREAM(conn)), d->buf, sizeof d->buf, G_PRIORITY_DEFAULT,
+                              d->cancel, on_drain_read, d);
     return TRUE;
   }
   app->connections++;
