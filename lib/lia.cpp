@@ -3,7 +3,9 @@
 // activations instead of the weights: conv(x * s, W) * d equals
 // conv(x, W * s * d) per sample, but runs as one ordinary convolution over
 // the whole batch, so batching helps instead of hurting (the reference's
-// grouped convolution gets slower per frame as the batch grows).
+// grouped convolution gets slower per frame as the batch grows).  One image
+// on the CPU at the finer levels folds them into the weights instead
+// (styled_conv()), where the weights are the smaller operand.
 #include "lia.h"
 
 #include <ATen/ATen.h>
@@ -240,6 +242,58 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
   return y;
 }
 
+// One image on the CPU, where its weights move fewer bytes than its
+// activations (the finer levels): the style s, the demodulation d and the
+// activation's sqrt(2) folded into the weights, W * s * d * sqrt(2) (the
+// reference's own order of work, spec 3.8), and the activation's bias into
+// the convolution where no blur follows it.  What is left over the output is
+// the leaky ReLU (and the bias after an upsampling's blur): one or two
+// passes instead of five (x * s, * d, + bias, leaky ReLU, * sqrt(2)); these
+// were a tenth of a frame.  leaky_relu(sqrt(2) y) = sqrt(2) leaky_relu(y):
+// the same values within float32 rounding.
+bool fold_pays(const ModConv& m, const at::Tensor& x) {
+  if (!x.is_cpu() || x.size(0) != 1 || x.scalar_type() != at::kFloat) return false;
+  const int64_t up = m.upsample ? 4 : 1;
+  const int64_t y = m.w.size(0) * x.size(2) * x.size(3) * up;
+  return m.w.numel() < x.numel() + 2 * y;
+}
+
+// flrelu_(run_mod_conv(m, x, latent), m.act_bias), for a demodulated conv
+// with an activation.
+at::Tensor styled_conv(const ModConv& m, const at::Tensor& x, const at::Tensor& latent) {
+  if (!fold_pays(m, x)) return flrelu_(run_mod_conv(m, x, latent), m.act_bias);
+  const at::Tensor s = m.modulation(latent);  // (1, Cin)
+  const at::Tensor d = at::rsqrt(at::matmul(s * s, m.wsq.t()) + 1e-8);  // (1, Cout)
+  const at::Tensor scale = (d * kSqrt2).view({-1, 1, 1, 1}) * s.view({1, -1, 1, 1});  // (Cout, Cin, 1, 1)
+  const bool half = m.half.w.defined();
+  auto fold = [&](const at::Tensor& w) { return half ? (w * scale).to(at::kBFloat16) : w * scale; };
+  const at::Tensor xin = half ? x.to(at::kBFloat16) : x;
+  at::Tensor y;
+  if (m.upsample) {
+    y = m.phase00.defined()
+            ? sub_pixel_up(fold(m.phase00), fold(m.phase01), fold(m.phase10), fold(m.phase11), xin, at::kFloat)
+            : at::conv_transpose2d(x, (m.w * scale).transpose(0, 1), c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0});
+    y = blur(y, m.blur_kernel, 1, 1);
+    y.add_(m.act_bias * kSqrt2);
+  } else if (half) {
+    y = conv(xin, fold(m.w), 1, m.w.size(2) / 2).to(at::kFloat);
+    y.add_(m.act_bias * kSqrt2);
+  } else {
+    const int64_t p = m.w.size(2) / 2;
+    y = dnn_conv(x, fold(m.w), (m.act_bias * kSqrt2).view({-1}), at::IntArrayRef{1, 1}, at::IntArrayRef{p, p});
+  }
+  return at::leaky_relu_(y, 0.2);
+}
+
+// A ToFlow's modulated 1x1 conv (not demodulated) plus its bias (spec 3.9),
+// on the CPU with s folded into its three filters and the bias into the
+// convolution.
+at::Tensor to_flow_conv(const ModConv& m, const at::Tensor& bias, const at::Tensor& x, const at::Tensor& latent) {
+  if (!x.is_cpu() || x.size(0) != 1 || x.scalar_type() != at::kFloat) return run_mod_conv(m, x, latent) + bias;
+  const at::Tensor s = m.modulation(latent);  // (1, Cin)
+  return dnn_conv(x, m.w * s.view({1, -1, 1, 1}), bias.view({-1}), at::IntArrayRef{1, 1}, at::IntArrayRef{0, 0});
+}
+
 }  // namespace
 
 // warp_channels_last (lia.h): each output pixel's four corners and weights
@@ -251,7 +305,10 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
 // x - floor(x), nw, ne, sw, se summed in that order, a corner outside the
 // picture as 0 (times its weight): its values (test LiaWarp).
 #if defined(__x86_64__)
-#define ANITALKER_WARP_TARGET __attribute__((target("avx2,fma")))
+// No contraction: the blend's product and sum are rounded apart, as
+// LibTorch's mul_ and add_ round them (GCC 12 contracts a * b + c into an
+// FMA even in ISO mode); the FMAs that LibTorch does use are written out.
+#define ANITALKER_WARP_TARGET __attribute__((target("avx2,fma"), optimize("fp-contract=off")))
 #else
 #define ANITALKER_WARP_TARGET
 #endif
@@ -259,7 +316,7 @@ namespace {
 
 struct WarpRows {
   const float *f, *grid, *mask, *zeros;
-  float* out;
+  float *out, *blend;  // blend: x, or null
   int64_t C, H, W, Ho, Wo;
   bool one;  // one picture for every grid
 };
@@ -288,9 +345,22 @@ ANITALKER_WARP_TARGET void warp_rows(const WarpRows& a, int64_t r0, int64_t r1) 
         q[c] = cx >= 0 && cx < a.W && cy >= 0 && cy < a.H ? fb + (cy * a.W + cx) * C : a.zeros;
       }
       const float mk = m[k];
-      for (int64_t c = 0; c < C; ++c) {
-        const float v = __builtin_fmaf(q[1][c], wt[1], q[0][c] * wt[0]);
-        o[c] = __builtin_fmaf(q[3][c], wt[3], __builtin_fmaf(q[2][c], wt[2], v)) * mk;
+      if (a.blend == nullptr) {
+        for (int64_t c = 0; c < C; ++c) {
+          const float v = __builtin_fmaf(q[1][c], wt[1], q[0][c] * wt[0]);
+          o[c] = __builtin_fmaf(q[3][c], wt[3], __builtin_fmaf(q[2][c], wt[2], v)) * mk;
+        }
+      } else {
+        // x * (1 - mask) + warp, rounded after the product and after the
+        // sum as LibTorch's mul_ and add_ do.
+        float* xb = a.blend + (o - a.out);
+        const float keep = 1.f - mk;
+        for (int64_t c = 0; c < C; ++c) {
+          const float v = __builtin_fmaf(q[1][c], wt[1], q[0][c] * wt[0]);
+          const float wv = __builtin_fmaf(q[3][c], wt[3], __builtin_fmaf(q[2][c], wt[2], v)) * mk;
+          o[c] = wv;
+          xb[c] = xb[c] * keep + wv;
+        }
       }
     }
   }
@@ -298,15 +368,20 @@ ANITALKER_WARP_TARGET void warp_rows(const WarpRows& a, int64_t r0, int64_t r1) 
 
 }  // namespace
 
-at::Tensor warp_channels_last(const at::Tensor& f_in, const at::Tensor& grid_in, const at::Tensor& mask_in) {
+at::Tensor warp_channels_last(const at::Tensor& f_in, const at::Tensor& grid_in, const at::Tensor& mask_in,
+                              const at::Tensor& x) {
   const bool one = f_in.size(0) == 1 || f_in.stride(0) == 0;
   const at::Tensor f = (one ? f_in.narrow(0, 0, 1) : f_in).contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor grid = grid_in.contiguous(), mask = mask_in.contiguous();
   const int64_t B = grid.size(0), C = f.size(1), Ho = grid.size(1), Wo = grid.size(2);
   at::Tensor out = at::empty({B, C, Ho, Wo}, f.options().memory_format(at::MemoryFormat::ChannelsLast));
+  if (x.defined() && (x.scalar_type() != at::kFloat || x.sizes() != out.sizes() ||
+                      !x.is_contiguous(at::MemoryFormat::ChannelsLast)))
+    throw Error(Error::Kind::Runtime, "lia warp: the blended features must be float32 channels-last of shape " +
+                                          c10::str(out.sizes()) + ", got " + c10::str(x.sizes()));
   const std::vector<float> zeros(static_cast<size_t>(C), 0.f);
   const WarpRows a{f.data_ptr<float>(), grid.data_ptr<float>(), mask.data_ptr<float>(), zeros.data(),
-                   out.data_ptr<float>(), C, f.size(2), f.size(3), Ho, Wo, one};
+                   out.data_ptr<float>(), x.defined() ? x.data_ptr<float>() : nullptr, C, f.size(2), f.size(3), Ho, Wo, one};
   at::parallel_for(0, B * Ho, 1, [&](int64_t r0, int64_t r1) { warp_rows(a, r0, r1); });
   return out;
 }
@@ -546,11 +621,11 @@ void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat
   for (int j = j0; j < j1; ++j) {
     const ModConv& c0 = w.convs[2 * j];
     const ModConv& c1 = w.convs[2 * j + 1];
-    x = flrelu_(run_mod_conv(c0, x, lat), c0.act_bias);
-    x = flrelu_(run_mod_conv(c1, x, lat), c1.act_bias);
+    x = styled_conv(c0, x, lat);
+    x = styled_conv(c1, x, lat);
     // ToFlow (spec 3.9).
     const Weights::ToFlow& tf = w.to_flows[j];
-    at::Tensor o = (run_mod_conv(tf.conv, x, lat) + tf.bias).contiguous();
+    at::Tensor o = to_flow_conv(tf.conv, tf.bias, x, lat).contiguous();
     if (j >= 1) o = o + upsample2(flow, tf.up_kernel);
     at::Tensor sampler = at::tanh(o.slice(1, 0, 2));
     at::Tensor mask = at::sigmoid(o.slice(1, 2, 3));
@@ -565,13 +640,15 @@ void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat
       for (const Portrait* p : ps) rows.push_back(p->feats[static_cast<size_t>(j)]);
       f = at::cat(rows, 0);
     }
+    // x becomes x * (1 - mask) + warp (x: this level's own output, from
+    // styled_conv() above); on the CPU in the warp's own pass.
     at::Tensor warp;
-    if (x.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
-      warp = warp_channels_last(f, grid, mask);
+    if (x.is_contiguous(at::MemoryFormat::ChannelsLast) && channels_last()) {
+      warp = warp_channels_last(f, grid, mask, x);
     } else {
       warp = sample(f, grid).mul_(mask);
+      x.mul_(1 - mask).add_(warp);
     }
-    x.mul_(1 - mask).add_(warp);  // x: this level's own output (flrelu_ above)
     flow = o;
     // ToRGB (spec 3.10) on the warped feature.
     const Weights::ToRgb& tr = w.to_rgbs[j];

@@ -107,8 +107,11 @@ class Model {
 // The decoder's warp on the CPU, where it runs channels-last: f (1 or B, C,
 // H, W) float32 (any layout; channels-last is read as it is), grid (B, Ho,
 // Wo, 2), mask (B, 1, Ho, Wo) -> grid_sampler(f, grid, bilinear, zeros,
-// align_corners=false) * mask, (B, C, Ho, Wo) channels-last.
-at::Tensor warp_channels_last(const at::Tensor& f, const at::Tensor& grid, const at::Tensor& mask);
+// align_corners=false) * mask, (B, C, Ho, Wo) channels-last.  With x
+// (float32, that shape, channels-last contiguous) also x = x * (1 - mask) +
+// warp in place, in the same pass (the decoder's blend, spec 3.9).
+at::Tensor warp_channels_last(const at::Tensor& f, const at::Tensor& grid, const at::Tensor& mask,
+                              const at::Tensor& x = at::Tensor());
 
 // Raw frames (B,3,S,S) -> uint8 (B,S,S,3) RGB on the CPU, contiguous:
 // clamp(-1,1), (x+1)/2, *255, truncation (spec 6).

@@ -532,3 +532,21 @@ TEST(LiaWarp, IsLibTorchsGridSampleTimesTheMask) {
   const at::Tensor back = anitalker::lia::warp_channels_last(f, centres, at::ones({2, 1, 13, 17}));
   EXPECT_LT((back - f).abs().max().item<float>(), 1e-5);
 }
+
+// The blend in the warp's pass: x * (1 - mask) + warp as LibTorch's mul_
+// and add_ round it, the warp itself unchanged; a wrong x is refused.
+TEST(LiaWarp, BlendsLikeMulAndAdd) {
+  at::manual_seed(12);
+  const at::Tensor f = at::randn({1, 24, 11, 15}).contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor grid = at::rand({2, 11, 15, 2}) * 2.2 - 1.1;
+  const at::Tensor mask = at::rand({2, 1, 11, 15});
+  const at::Tensor x0 = at::randn({2, 24, 11, 15}).contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor warp = anitalker::lia::warp_channels_last(f, grid, mask);
+  const at::Tensor want = x0.clone().mul_(1 - mask).add_(warp);
+  at::Tensor x = x0.clone();
+  const at::Tensor got = anitalker::lia::warp_channels_last(f, grid, mask, x);
+  EXPECT_TRUE(at::equal(got, warp));
+  EXPECT_TRUE(at::equal(x, want)) << (x - want).abs().max().item<float>();
+  EXPECT_THROW(anitalker::lia::warp_channels_last(f, grid, mask, x0.contiguous()), anitalker::Error);
+  EXPECT_THROW(anitalker::lia::warp_channels_last(f, grid, mask, x0.narrow(1, 0, 20)), anitalker::Error);
+}
