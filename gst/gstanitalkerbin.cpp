@@ -294,7 +294,7 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
   gobject_class->get_property = gst_anitalker_bin_get_property;
   gobject_class->finalize = gst_anitalker_bin_finalize;
 
-  const GParamFlags ready = (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  const GParamFlags ready = GST_ANITALKER_PARAM_READY;
 
   g_object_class_install_property(
       gobject_class, PROP_MODELS_DIR,
@@ -307,7 +307,7 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
                           "Portrait image (JPEG, PNG, ...; a centred face, as the reference advises); can change "
                           "while playing (default: none; required)",
                           nullptr,
-                          (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
+                          GST_ANITALKER_PARAM_PLAYING));
   g_object_class_install_property(
       gobject_class, PROP_VARIANT,
       g_param_spec_enum("variant", "Variant",
@@ -361,7 +361,7 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
                         "Streaming windows of features and motion: quality (2 s windows, closest to offline), "
                         "balanced (hops of 0.52 s) or low (hops of 120 ms, for conversation)",
                         GST_TYPE_ANITALKER_LATENCY, GST_ANITALKER_LATENCY_QUALITY,
-                        (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING)));
+                        GST_ANITALKER_PARAM_PLAYING));
 
   /**
    * GstAnitalkerBin:precision:

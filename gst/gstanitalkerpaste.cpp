@@ -156,9 +156,8 @@ static void gst_anitalker_paste_class_init(GstAnitalkerPasteClass* klass) {
   GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
   GST_DEBUG_CATEGORY_INIT(gst_anitalker_paste_debug, "anitalkerpaste", 0, "AniTalker paste-back");
 
-  const GParamFlags playing =
-      (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
-  const GParamFlags ready = (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  const GParamFlags playing = GST_ANITALKER_PARAM_PLAYING;
+  const GParamFlags ready = GST_ANITALKER_PARAM_READY;
   gst_anitalker_install_property(
       gobject_class, PROP_FEATHER,
       g_param_spec_uint("feather", "Feather",

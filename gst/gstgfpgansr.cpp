@@ -213,8 +213,8 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
   gobject_class->get_property = gst_gfpgan_sr_get_property;
   gobject_class->finalize = gst_gfpgan_sr_finalize;
 
-  const GParamFlags ready = (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
-  const GParamFlags playing = (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
+  const GParamFlags ready = GST_ANITALKER_PARAM_READY;
+  const GParamFlags playing = GST_ANITALKER_PARAM_PLAYING;
 
   /**
    * GstGfpganSr:model:
