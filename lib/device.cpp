@@ -21,6 +21,9 @@
 
 #include "error.h"
 #include "kernels.h"
+#if ANITALKER_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
 
 namespace anitalker {
 
@@ -304,5 +307,105 @@ at::Tensor dnn_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& 
                                   bias, pad, stride, dilation, groups);
   return at::convolution(x, w, bias, stride, pad, dilation, false, std::vector<int64_t>(stride.size(), 0), groups);
 }
+
+#if ANITALKER_HAVE_DNNL
+namespace {
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+}  // namespace
+
+struct PackedLinear::Impl {
+  at::Tensor w, b;  // as given, for the fallback
+  int64_t in = 0, out = 0;
+  dnnl::memory::desc packed_desc;
+  dnnl::memory packed;  // owns its buffer
+  std::mutex lock;
+  std::map<int64_t, std::shared_ptr<dnnl::matmul>> prims;  // by row count; null: oneDNN's reference code only
+
+  dnnl::matmul::primitive_desc describe(int64_t rows, const dnnl::memory::desc& weights) const {
+    const dnnl::memory::desc src({rows, in}, dt::f32, tag::ab), dst({rows, out}, dt::f32, tag::ab);
+    if (!b.defined()) return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, dst), cpu_engine());
+    const dnnl::memory::desc bias({1, out}, dt::f32, tag::ab);
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, bias, dst), cpu_engine());
+  }
+  std::shared_ptr<dnnl::matmul> prim(int64_t rows) {
+    std::lock_guard<std::mutex> hold(lock);
+    auto it = prims.find(rows);
+    if (it != prims.end()) return it->second;
+    std::shared_ptr<dnnl::matmul> p;
+    try {
+      const dnnl::matmul::primitive_desc pd = describe(rows, packed_desc);
+      if (std::string(pd.impl_info_str()).rfind("ref", 0) != 0) p = std::make_shared<dnnl::matmul>(pd);
+    } catch (const dnnl::error&) {
+    }
+    if (prims.size() >= 256) prims.clear();  // row counts of a long life of varying windows
+    prims.emplace(rows, p);
+    return p;
+  }
+};
+
+bool PackedLinear::available() { return true; }
+
+PackedLinear::PackedLinear(const at::Tensor& w, const at::Tensor& b) {
+  if (!w.is_cpu() || w.scalar_type() != at::kFloat || w.dim() != 2 ||
+      (b.defined() && (!b.is_cpu() || b.scalar_type() != at::kFloat || b.numel() != w.size(0))))
+    return;
+  auto impl = std::make_shared<Impl>();
+  impl->w = w;
+  impl->b = b.defined() ? b.contiguous() : b;
+  impl->in = w.size(1);
+  impl->out = w.size(0);
+  try {
+    // The layout oneDNN's kernel wants for a typical window of rows; every
+    // row count then uses it.
+    const dnnl::matmul::primitive_desc pd =
+        impl->describe(256, dnnl::memory::desc({impl->in, impl->out}, dt::f32, tag::any));
+    if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) return;
+    impl->packed_desc = pd.weights_desc();
+    impl->packed = dnnl::memory(impl->packed_desc, cpu_engine());
+    const at::Tensor wc = w.contiguous();  // (out, in) row-major: w^T as (in, out) column-major
+    dnnl::memory user({{impl->in, impl->out}, dt::f32, tag::ba}, cpu_engine(), wc.data_ptr<float>());
+    dnnl::stream stream(cpu_engine());
+    dnnl::reorder(user, impl->packed).execute(stream, user, impl->packed);
+    stream.wait();
+  } catch (const dnnl::error&) {
+    return;
+  }
+  impl_ = impl;
+}
+
+at::Tensor PackedLinear::operator()(const at::Tensor& x_in) const {
+  Impl& im = *impl_;
+  if (!x_in.is_cpu() || x_in.scalar_type() != at::kFloat || x_in.dim() < 1 || x_in.size(-1) != im.in)
+    return at::linear(x_in, im.w, im.b);
+  const at::Tensor x = x_in.contiguous();
+  const int64_t rows = x.numel() / im.in;
+  std::vector<int64_t> sizes = x.sizes().vec();
+  sizes.back() = im.out;
+  at::Tensor y = at::empty(sizes, x.options());
+  if (rows == 0) return y;
+  const std::shared_ptr<dnnl::matmul> p = im.prim(rows);
+  if (!p) return at::linear(x_in, im.w, im.b);
+  dnnl::engine& e = cpu_engine();
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, dnnl::memory({{rows, im.in}, dt::f32, tag::ab}, e, x.data_ptr<float>())},
+      {DNNL_ARG_WEIGHTS, im.packed},
+      {DNNL_ARG_DST, dnnl::memory({{rows, im.out}, dt::f32, tag::ab}, e, y.data_ptr<float>())}};
+  if (im.b.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory({{1, im.out}, dt::f32, tag::ab}, e, im.b.data_ptr<float>()));
+  dnnl::stream stream(e);
+  p->execute(stream, args);
+  stream.wait();
+  return y;
+}
+#else
+struct PackedLinear::Impl {};
+bool PackedLinear::available() { return false; }
+PackedLinear::PackedLinear(const at::Tensor&, const at::Tensor&) {}
+at::Tensor PackedLinear::operator()(const at::Tensor& x) const { return x; }  // never: not usable()
+#endif
 
 }  // namespace anitalker

@@ -6,6 +6,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <memory>
+
 namespace anitalker {
 
 // y = x w16^T + b over the last dimension of x (any leading dimensions)
@@ -25,5 +27,28 @@ at::Tensor linear_bf16(const at::Tensor& x, const at::Tensor& w16, const at::Ten
 // anyway.  Elsewhere LibTorch's own convolution.
 at::Tensor dnn_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, at::IntArrayRef stride,
                     at::IntArrayRef pad, int64_t groups = 1);
+
+// y = x w^T + b over the last dimension of float32 x on the CPU (any
+// leading dimensions), through oneDNN's matmul with w packed once, at
+// construction, in the layout its kernel reads: LibTorch 1.13's oneDNN paths
+// reorder the weights at every call, and this ran 1.2-1.5x faster than the
+// 1x1 convolution at 50-1000 rows (docs/performance.md).  The sums are the
+// same up to float32 rounding order.  Not usable() (and never called) where
+// the build had no oneDNN headers, for other devices or types; a row count
+// oneDNN would only run in its reference code takes at::linear.
+class PackedLinear {
+ public:
+  PackedLinear() = default;
+  // w (out, in) and b (out) or undefined; kept for that fallback.
+  PackedLinear(const at::Tensor& w, const at::Tensor& b);
+  bool usable() const { return impl_ != nullptr; }
+  at::Tensor operator()(const at::Tensor& x) const;
+  // Whether this build packs at all (oneDNN's headers were found).
+  static bool available();
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
 
 }  // namespace anitalker

@@ -28,12 +28,17 @@ namespace {
 // measured 2-2.6x faster at the decoder's sizes (docs/performance.md).  The
 // sums are the same up to float32 rounding order.  (HuBERT's channels-last
 // form, lib/kernels.h, measured slower here: 50 steps 3.2-3.5 s against
-// 3.06-3.15 s.)
+// 3.06-3.15 s.)  The decoder's layers in float32 on the CPU go through
+// oneDNN's matmul with their weights packed once where the build has
+// oneDNN's headers (PackedLinear, lib/kernels.h): a denoiser pass 1.3x
+// faster again.
 struct Linear {
   at::Tensor w, b;
   at::Tensor w16;  // Precision::Bf16: w in bfloat16 (made after the weights are placed, not walked)
+  anitalker::PackedLinear packed;  // CPU float32 where the build has oneDNN (made after placing, not walked)
   at::Tensor operator()(const at::Tensor& x) const {
     if (w16.defined()) return anitalker::linear_bf16(x, w16, b);
+    if (packed.usable() && x.is_cpu()) return packed(x);
     // w as a [out, in, 1] kernel: a view of the same memory.
     if (x.dim() == 3 && x.is_cpu()) {
       // As a 1x1 conv1d over [B, C, T] (oneDNN directly, lib/kernels.h: a
@@ -367,6 +372,9 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   }
 
   place_weights(*w, device_, dtype_);
+  if (precision_ == Precision::Fp32 && device_.is_cpu() && dtype_ == at::kFloat)
+    for (Block& b : w->decoder)
+      for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out}) l->packed = PackedLinear(l->w, l->b);
   if (precision_ == Precision::Bf16)
     for (Block& b : w->decoder) {
       for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out}) l->w16 = l->w.to(at::kBFloat16);

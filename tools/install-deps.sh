@@ -10,6 +10,9 @@ run_packages=(
   # LibTorch (CPU) and a fast BLAS for it (without OpenBLAS, matmuls use the
   # reference BLAS and run ~15x slower)
   libtorch-dev libopenblas0-openmp
+  # oneDNN's headers (LibTorch runs on the same library): the motion
+  # decoder's linear layers with packed weights
+  libdnnl-dev
   # images
   libopencv-dev
   # GStreamer 1.22: core, base, good, tools

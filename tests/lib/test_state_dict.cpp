@@ -7,6 +7,7 @@
 
 #include "device.h"
 #include "error.h"
+#include "kernels.h"
 #include "npy.h"
 #include "test_util.h"
 
@@ -143,4 +144,37 @@ TEST(Device, CpuMemoryCache) {
 #else
   GTEST_SKIP() << "not under AddressSanitizer (it wants to see every free)";
 #endif
+}
+
+// The packed linear layer is at::linear up to float32 rounding, for any row
+// count (one primitive each), leading dimensions, a transposed input and no
+// bias; other types and devices are not packed.
+TEST(Kernels, PackedLinearIsLinear) {
+  at::manual_seed(5);
+  const at::Tensor w = at::randn({96, 40}), b = at::randn({96});
+  const anitalker::PackedLinear lin(w, b), nob(w, at::Tensor());
+  if (!anitalker::PackedLinear::available()) {
+    EXPECT_FALSE(lin.usable());
+    GTEST_SKIP() << "built without oneDNN's headers (libdnnl-dev): LibTorch's paths";
+  }
+  ASSERT_TRUE(lin.usable());
+  ASSERT_TRUE(nob.usable());
+  EXPECT_FALSE(anitalker::PackedLinear(w.to(at::kDouble), b.to(at::kDouble)).usable());
+  EXPECT_FALSE(anitalker::PackedLinear(w, at::randn({95})).usable());
+  for (const std::vector<int64_t>& lead : std::vector<std::vector<int64_t>>{{1}, {13}, {2, 23}, {3, 257}, {0}}) {
+    std::vector<int64_t> shape = lead;
+    shape.push_back(40);
+    const at::Tensor x = at::randn(shape);
+    const at::Tensor want = at::linear(x.to(at::kDouble), w.to(at::kDouble), b.to(at::kDouble));
+    const at::Tensor got = lin(x);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    if (x.numel() == 0) continue;
+    EXPECT_LT((got.to(at::kDouble) - want).abs().max().item<double>(), 1e-4) << x.sizes();
+    const at::Tensor want0 = at::linear(x.to(at::kDouble), w.to(at::kDouble));
+    EXPECT_LT((nob(x).to(at::kDouble) - want0).abs().max().item<double>(), 1e-4) << x.sizes();
+    // The same rows again: the same bytes (same seed, same bytes).
+    EXPECT_TRUE(at::equal(lin(x), got));
+  }
+  const at::Tensor xt = at::randn({40, 17}).t();  // not contiguous
+  EXPECT_LT((lin(xt) - at::linear(xt, w, b)).abs().max().item<float>(), 1e-4);
 }
