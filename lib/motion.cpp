@@ -110,6 +110,7 @@ struct Block {
   Linear ffm1, ffm2, ff1, ff2, q, k, v, out, pos;
   at::Tensor pos_u, pos_v;  // (h, d_k)
   Conv1d pw1, dw, pw2;
+  anitalker::PackedLinear pw1_packed, pw2_packed;  // pw1, pw2 as linear layers (made after placing, not walked)
   at::Tensor bn_w, bn_b, bn_mean, bn_var;
   Norm n_ffm, n_mha, n_conv, n_ff, n_final;
   template <class F>
@@ -202,6 +203,14 @@ at::Tensor mhsa(const Block& w, const at::Tensor& x, const at::Tensor& pos) {
 }
 
 at::Tensor conv_module(const Block& w, const at::Tensor& x) {
+  if (w.pw1_packed.usable() && w.pw2_packed.usable() && x.is_cpu()) {
+    // The pointwise convolutions as linear layers over the time-major rows
+    // (the packed matmul), the depthwise one channel-major between them.
+    at::Tensor y = at::glu(w.pw1_packed(x), -1).transpose(1, 2);
+    y = w.dw(y);
+    y = at::batch_norm(y, w.bn_w, w.bn_b, w.bn_mean, w.bn_var, false, 0.1, 1e-5, true);
+    return w.pw2_packed(swish(y).transpose(1, 2));
+  }
   at::Tensor y = w.pw1(x.transpose(1, 2));
   y = at::glu(y, 1);
   y = w.dw(y);
@@ -373,8 +382,11 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
 
   place_weights(*w, device_, dtype_);
   if (precision_ == Precision::Fp32 && device_.is_cpu() && dtype_ == at::kFloat)
-    for (Block& b : w->decoder)
+    for (Block& b : w->decoder) {
       for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out}) l->packed = PackedLinear(l->w, l->b);
+      b.pw1_packed = PackedLinear(b.pw1.w.squeeze(-1), b.pw1.b);
+      b.pw2_packed = PackedLinear(b.pw2.w.squeeze(-1), b.pw2.b);
+    }
   if (precision_ == Precision::Bf16)
     for (Block& b : w->decoder) {
       for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out}) l->w16 = l->w.to(at::kBFloat16);
