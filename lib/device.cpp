@@ -324,22 +324,34 @@ struct PackedLinear::Impl {
   dnnl::memory::desc packed_desc;
   dnnl::memory packed;  // owns its buffer
   std::mutex lock;
-  std::map<int64_t, std::shared_ptr<dnnl::matmul>> prims;  // by row count; null: oneDNN's reference code only
+  struct Prim {
+    dnnl::matmul matmul;
+    dnnl::memory::desc scratchpad;
+  };
+  std::map<int64_t, std::shared_ptr<Prim>> prims;  // by row count; null: oneDNN's reference code only
 
+  // The scratchpad is the caller's (passed at each call): this oneDNN is
+  // built without DNNL_ENABLE_CONCURRENT_EXEC, so its own scratchpad is one
+  // buffer for every primitive of the process, and two pipelines' streaming
+  // threads running matmuls at once would share it.
   dnnl::matmul::primitive_desc describe(int64_t rows, const dnnl::memory::desc& weights) const {
     const dnnl::memory::desc src({rows, in}, dt::f32, tag::ab), dst({rows, out}, dt::f32, tag::ab);
-    if (!b.defined()) return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, dst), cpu_engine());
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (!b.defined())
+      return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, dst), attr, cpu_engine());
     const dnnl::memory::desc bias({1, out}, dt::f32, tag::ab);
-    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, bias, dst), cpu_engine());
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, bias, dst), attr, cpu_engine());
   }
-  std::shared_ptr<dnnl::matmul> prim(int64_t rows) {
+  std::shared_ptr<Prim> prim(int64_t rows) {
     std::lock_guard<std::mutex> hold(lock);
     auto it = prims.find(rows);
     if (it != prims.end()) return it->second;
-    std::shared_ptr<dnnl::matmul> p;
+    std::shared_ptr<Prim> p;
     try {
       const dnnl::matmul::primitive_desc pd = describe(rows, packed_desc);
-      if (std::string(pd.impl_info_str()).rfind("ref", 0) != 0) p = std::make_shared<dnnl::matmul>(pd);
+      if (std::string(pd.impl_info_str()).rfind("ref", 0) != 0)
+        p = std::make_shared<Prim>(Prim{dnnl::matmul(pd), pd.scratchpad_desc()});
     } catch (const dnnl::error&) {
     }
     if (prims.size() >= 256) prims.clear();  // row counts of a long life of varying windows
@@ -388,7 +400,7 @@ at::Tensor PackedLinear::operator()(const at::Tensor& x_in) const {
   sizes.back() = im.out;
   at::Tensor y = at::empty(sizes, x.options());
   if (rows == 0) return y;
-  const std::shared_ptr<dnnl::matmul> p = im.prim(rows);
+  const std::shared_ptr<Impl::Prim> p = im.prim(rows);
   if (!p) return at::linear(x_in, im.w, im.b);
   dnnl::engine& e = cpu_engine();
   std::unordered_map<int, dnnl::memory> args{
@@ -396,8 +408,11 @@ at::Tensor PackedLinear::operator()(const at::Tensor& x_in) const {
       {DNNL_ARG_WEIGHTS, im.packed},
       {DNNL_ARG_DST, dnnl::memory({{rows, im.out}, dt::f32, tag::ab}, e, y.data_ptr<float>())}};
   if (im.b.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory({{1, im.out}, dt::f32, tag::ab}, e, im.b.data_ptr<float>()));
+  // This call's own scratchpad (see describe()).
+  at::Tensor scratch = at::empty({(int64_t)p->scratchpad.get_size()}, x.options().dtype(at::kByte));
+  args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(p->scratchpad, e, scratch.data_ptr()));
   dnnl::stream stream(e);
-  p->execute(stream, args);
+  p->matmul.execute(stream, args);
   stream.wait();
   return y;
 }

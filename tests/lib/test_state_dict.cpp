@@ -3,7 +3,11 @@
 #include "state_dict.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
 #include <gmock/gmock.h>
+
+#include <atomic>
+#include <thread>
 
 #include "device.h"
 #include "error.h"
@@ -177,4 +181,31 @@ TEST(Kernels, PackedLinearIsLinear) {
   }
   const at::Tensor xt = at::randn({40, 17}).t();  // not contiguous
   EXPECT_LT((lin(xt) - at::linear(xt, w, b)).abs().max().item<float>(), 1e-4);
+}
+
+// Pipelines run one model's layers from several streaming threads at once:
+// each call has its own scratchpad (oneDNN's own is one buffer for the whole
+// process in this build), so concurrent calls give what a call alone gives.
+TEST(Kernels, PackedLinearFromSeveralThreads) {
+  if (!anitalker::PackedLinear::available()) GTEST_SKIP() << "built without oneDNN's headers (libdnnl-dev)";
+  at::manual_seed(6);
+  const at::Tensor w = at::randn({512, 1024}), b = at::randn({512});
+  const anitalker::PackedLinear lin(w, b);
+  ASSERT_TRUE(lin.usable());
+  constexpr int kThreads = 4;
+  std::vector<at::Tensor> x, want;
+  for (int i = 0; i < kThreads; i++) {
+    x.push_back(at::randn({23 + 40 * i, 1024}));
+    want.push_back(lin(x.back()));
+  }
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; i++)
+    threads.emplace_back([&, i] {
+      c10::InferenceMode guard;
+      for (int r = 0; r < 100; r++)
+        if (!at::equal(lin(x[i]), want[i])) wrong++;
+    });
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
