@@ -320,7 +320,9 @@ using dt = dnnl::memory::data_type;
 
 struct PackedLinear::Impl {
   at::Tensor w, b;  // as given, for the fallback
+  at::Tensor w16;   // bf16: w in bfloat16, for linear_bf16's fallback
   int64_t in = 0, out = 0;
+  dt src_type = dt::f32;  // and the weights' (bf16: x rounded to bfloat16 first)
   dnnl::memory::desc packed_desc;
   dnnl::memory packed;  // owns its buffer
   std::mutex lock;
@@ -335,7 +337,7 @@ struct PackedLinear::Impl {
   // buffer for every primitive of the process, and two pipelines' streaming
   // threads running matmuls at once would share it.
   dnnl::matmul::primitive_desc describe(int64_t rows, const dnnl::memory::desc& weights) const {
-    const dnnl::memory::desc src({rows, in}, dt::f32, tag::ab), dst({rows, out}, dt::f32, tag::ab);
+    const dnnl::memory::desc src({rows, in}, src_type, tag::ab), dst({rows, out}, dt::f32, tag::ab);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     if (!b.defined())
@@ -362,7 +364,7 @@ struct PackedLinear::Impl {
 
 bool PackedLinear::available() { return true; }
 
-PackedLinear::PackedLinear(const at::Tensor& w, const at::Tensor& b) {
+PackedLinear::PackedLinear(const at::Tensor& w, const at::Tensor& b, bool bf16) {
   if (!w.is_cpu() || w.scalar_type() != at::kFloat || w.dim() != 2 ||
       (b.defined() && (!b.is_cpu() || b.scalar_type() != at::kFloat || b.numel() != w.size(0))))
     return;
@@ -371,11 +373,15 @@ PackedLinear::PackedLinear(const at::Tensor& w, const at::Tensor& b) {
   impl->b = b.defined() ? b.contiguous() : b;
   impl->in = w.size(1);
   impl->out = w.size(0);
+  if (bf16) {
+    impl->src_type = dt::bf16;
+    impl->w16 = w.to(at::kBFloat16);
+  }
   try {
     // The layout oneDNN's kernel wants for a typical window of rows; every
     // row count then uses it.
     const dnnl::matmul::primitive_desc pd =
-        impl->describe(256, dnnl::memory::desc({impl->in, impl->out}, dt::f32, tag::any));
+        impl->describe(256, dnnl::memory::desc({impl->in, impl->out}, impl->src_type, tag::any));
     if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) return;
     impl->packed_desc = pd.weights_desc();
     impl->packed = dnnl::memory(impl->packed_desc, cpu_engine());
@@ -392,19 +398,21 @@ PackedLinear::PackedLinear(const at::Tensor& w, const at::Tensor& b) {
 
 at::Tensor PackedLinear::operator()(const at::Tensor& x_in) const {
   Impl& im = *impl_;
+  const bool bf16 = im.src_type == dt::bf16;
+  const auto fallback = [&] { return bf16 ? linear_bf16(x_in, im.w16, im.b) : at::linear(x_in, im.w, im.b); };
   if (!x_in.is_cpu() || x_in.scalar_type() != at::kFloat || x_in.dim() < 1 || x_in.size(-1) != im.in)
-    return at::linear(x_in, im.w, im.b);
-  const at::Tensor x = x_in.contiguous();
+    return fallback();
+  const at::Tensor x = bf16 ? x_in.to(at::kBFloat16).contiguous() : x_in.contiguous();
   const int64_t rows = x.numel() / im.in;
   std::vector<int64_t> sizes = x.sizes().vec();
   sizes.back() = im.out;
-  at::Tensor y = at::empty(sizes, x.options());
+  at::Tensor y = at::empty(sizes, x_in.options());
   if (rows == 0) return y;
   const std::shared_ptr<Impl::Prim> p = im.prim(rows);
-  if (!p) return at::linear(x_in, im.w, im.b);
+  if (!p) return fallback();
   dnnl::engine& e = cpu_engine();
   std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, dnnl::memory({{rows, im.in}, dt::f32, tag::ab}, e, x.data_ptr<float>())},
+      {DNNL_ARG_SRC, dnnl::memory({{rows, im.in}, im.src_type, tag::ab}, e, x.data_ptr())},
       {DNNL_ARG_WEIGHTS, im.packed},
       {DNNL_ARG_DST, dnnl::memory({{rows, im.out}, dt::f32, tag::ab}, e, y.data_ptr<float>())}};
   if (im.b.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory({{1, im.out}, dt::f32, tag::ab}, e, im.b.data_ptr<float>()));
@@ -419,7 +427,7 @@ at::Tensor PackedLinear::operator()(const at::Tensor& x_in) const {
 #else
 struct PackedLinear::Impl {};
 bool PackedLinear::available() { return false; }
-PackedLinear::PackedLinear(const at::Tensor&, const at::Tensor&) {}
+PackedLinear::PackedLinear(const at::Tensor&, const at::Tensor&, bool) {}
 at::Tensor PackedLinear::operator()(const at::Tensor& x) const { return x; }  // never: not usable()
 #endif
 

@@ -39,8 +39,12 @@ at::Tensor dnn_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& 
 class PackedLinear {
  public:
   PackedLinear() = default;
-  // w (out, in) and b (out) or undefined; kept for that fallback.
-  PackedLinear(const at::Tensor& w, const at::Tensor& b);
+  // w (out, in) and b (out) or undefined, float32; kept for that fallback.
+  // bf16: weights packed in bfloat16 and x rounded to bfloat16 at each
+  // call, the products summed in float32, y float32 (linear_bf16's
+  // arithmetic, without its per-call weight reorder and transposes); none
+  // where the CPU has no bfloat16 kernel.
+  PackedLinear(const at::Tensor& w, const at::Tensor& b, bool bf16 = false);
   bool usable() const { return impl_ != nullptr; }
   at::Tensor operator()(const at::Tensor& x) const;
   // Whether this build packs at all (oneDNN's headers were found).

@@ -381,13 +381,21 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   }
 
   place_weights(*w, device_, dtype_);
-  if (precision_ == Precision::Fp32 && device_.is_cpu() && dtype_ == at::kFloat)
+  // The decoder's layers on the CPU: packed where oneDNN has a kernel for
+  // them (float32, or bfloat16 weights and inputs), else as below.
+  const bool bf16 = precision_ == Precision::Bf16;
+  if ((bf16 || precision_ == Precision::Fp32) && device_.is_cpu() && dtype_ == at::kFloat)
     for (Block& b : w->decoder) {
-      for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out}) l->packed = PackedLinear(l->w, l->b);
-      b.pw1_packed = PackedLinear(b.pw1.w.squeeze(-1), b.pw1.b);
-      b.pw2_packed = PackedLinear(b.pw2.w.squeeze(-1), b.pw2.b);
+      for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out}) {
+        l->packed = PackedLinear(l->w, l->b, bf16);
+        if (bf16 && !l->packed.usable()) l->w16 = l->w.to(at::kBFloat16);
+      }
+      b.pw1_packed = PackedLinear(b.pw1.w.squeeze(-1), b.pw1.b, bf16);
+      b.pw2_packed = PackedLinear(b.pw2.w.squeeze(-1), b.pw2.b, bf16);
+      if (bf16 && !(b.pw1_packed.usable() && b.pw2_packed.usable()))
+        for (Conv1d* c : {&b.pw1, &b.pw2}) c->w16 = c->w.to(at::kBFloat16);
     }
-  if (precision_ == Precision::Bf16)
+  else if (bf16)
     for (Block& b : w->decoder) {
       for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out}) l->w16 = l->w.to(at::kBFloat16);
       for (Conv1d* c : {&b.pw1, &b.pw2}) c->w16 = c->w.to(at::kBFloat16);

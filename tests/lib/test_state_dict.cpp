@@ -183,6 +183,27 @@ TEST(Kernels, PackedLinearIsLinear) {
   EXPECT_LT((lin(xt) - at::linear(xt, w, b)).abs().max().item<float>(), 1e-4);
 }
 
+// bfloat16: x and w rounded to bfloat16, the products summed in float32
+// (compared with the same rounded values summed in float64).  Without a
+// bfloat16 kernel it is not usable (the motion decoder keeps linear_bf16).
+TEST(Kernels, PackedLinearBf16RoundsOnlyTheInputs) {
+  at::manual_seed(7);
+  const at::Tensor w = at::randn({96, 40}), b = at::randn({96});
+  const anitalker::PackedLinear lin(w, b, /*bf16=*/true);
+  if (!lin.usable()) GTEST_SKIP() << "no oneDNN headers, or no bfloat16 matmul kernel on this CPU";
+  const auto round = [](const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kDouble); };
+  for (const int64_t rows : {1, 13, 257}) {
+    const at::Tensor x = at::randn({rows, 40});
+    const at::Tensor got = lin(x);
+    ASSERT_EQ(got.scalar_type(), at::kFloat);
+    const at::Tensor want = at::linear(round(x), round(w), b.to(at::kDouble));
+    EXPECT_LT((got.to(at::kDouble) - want).abs().max().item<double>(), 1e-4) << rows;
+    // Not float32 arithmetic: the rounding of the inputs shows.
+    const at::Tensor exact = at::linear(x.to(at::kDouble), w.to(at::kDouble), b.to(at::kDouble));
+    EXPECT_GT((got.to(at::kDouble) - exact).abs().max().item<double>(), 1e-3) << rows;
+  }
+}
+
 // Pipelines run one model's layers from several streaming threads at once:
 // each call has its own scratchpad (oneDNN's own is one buffer for the whole
 // process in this build), so concurrent calls give what a call alone gives.
