@@ -22,9 +22,10 @@ namespace anitalker::hubert {
 
 namespace {
 
-struct Linear {  // run by cm_linear() below
+struct Linear {  // run by cm_linear() below, or packed time-major
   at::Tensor w, b;
   at::Tensor w16 = {};  // Precision::Bf16: w in bfloat16 (made after the weights are placed, not walked)
+  PackedLinear packed = {};  // the time-major transformer's (made after placing, not walked)
   template <class F>
   void each(F& f) {
     visit_all(f, w, b);
@@ -77,6 +78,7 @@ struct Model::Weights {
     Norm ln, final_ln;
     at::Tensor qkv_w, qkv_b;  // q, k, v stacked: [3H, H]
     at::Tensor qkv_w16;       // Precision::Bf16 (not walked)
+    PackedLinear qkv_packed;  // the time-major transformer's (not walked)
     Linear out, ff1, ff2;
     template <class F>
     void each(F& f) {
@@ -85,6 +87,10 @@ struct Model::Weights {
   };
   std::vector<Layer> layers;
   Norm enc_ln;
+  // The projection and the transformer run time-major with every linear
+  // layer packed (PackedLinear: CPU, float32 or bfloat16, a build with
+  // oneDNN's headers); else channel-major as cm_linear() says.
+  bool time_major = false;
   template <class F>
   void each(F& f) {
     visit_all(f, conv_w4, conv_b, conv_norm, proj_norm, proj, pos_w, pos_b, layers, enc_ln);
@@ -139,7 +145,21 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device, at:
   w->enc_ln = {sd.get_float("encoder.layer_norm.weight", {H}), sd.get_float("encoder.layer_norm.bias", {H})};
 
   place_weights(*w, device_, dtype_);
-  if (precision_ == Precision::Bf16)
+  if (device_.is_cpu() && dtype_ == at::kFloat && PackedLinear::available()) {
+    const bool bf16 = precision_ == Precision::Bf16;
+    // The projection stays float32, as on the channel-major path.
+    w->proj.packed = PackedLinear(w->proj.w, w->proj.b);
+    w->time_major = w->proj.packed.usable();
+    for (Weights::Layer& l : w->layers) {
+      l.qkv_packed = PackedLinear(l.qkv_w, l.qkv_b, bf16);
+      w->time_major = w->time_major && l.qkv_packed.usable();
+      for (Linear* lin : {&l.out, &l.ff1, &l.ff2}) {
+        lin->packed = PackedLinear(lin->w, lin->b, bf16);
+        w->time_major = w->time_major && lin->packed.usable();
+      }
+    }
+  }
+  if (precision_ == Precision::Bf16 && !w->time_major)
     for (Weights::Layer& l : w->layers) {
       l.qkv_w16 = l.qkv_w.to(at::kBFloat16);
       for (Linear* lin : {&l.out, &l.ff1, &l.ff2}) lin->w16 = lin->w.to(at::kBFloat16);
@@ -198,6 +218,46 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
   }
   const at::Tensor feats = cur;  // [C, T]
   if (taps) taps->conv = feats.t().contiguous().cpu();
+  if (w.time_major) {
+    // Time-major rows [T, C] from here, every linear layer packed
+    // (Weights::time_major): the channel-major path's sums up to float32
+    // rounding order, the layer norms over contiguous rows.
+    const int64_t H = cfg_.hidden, nh = cfg_.heads, hd = H / nh;
+    const auto ln = [eps](const at::Tensor& x, const Norm& n) { return at::layer_norm(x, {x.size(1)}, n.w, n.b, eps); };
+    at::Tensor h = w.proj.packed(ln(feats.t().contiguous(), w.proj_norm));  // [T, H]
+    if (taps) taps->projected = h.cpu();
+    // Positional conv over [1, H, T]: pad K/2 both sides, drop the last frame when K is even (spec 1.4).
+    const int64_t K = cfg_.pos_kernel;
+    at::Tensor pc = at::conv1d(h.t().unsqueeze(0), w.pos_w, w.pos_b, 1, K / 2, 1, cfg_.pos_groups);
+    if (K % 2 == 0) pc = pc.slice(2, 0, pc.size(2) - 1);
+    pc = at::gelu(pc)[0].t();  // [T, H]
+    if (taps) taps->pos_conv = pc.contiguous().cpu();
+    h = h + pc;
+
+    const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+    std::vector<at::Tensor> states{h};
+    for (size_t l = 0; l < w.layers.size(); ++l) {
+      const Weights::Layer& L = w.layers[l];
+      const at::Tensor qkv = L.qkv_packed(ln(h, L.ln));  // [T, 3H]
+      qkv.narrow(1, 0, H).mul_(scale);
+      // Head i's q, k, v: [T, hd] column blocks of qkv; its output the same
+      // block of o, written in place.
+      at::Tensor o = at::empty({T, H}, h.options());
+      for (int64_t i = 0; i < nh; ++i) {
+        const at::Tensor q = qkv.narrow(1, i * hd, hd), k = qkv.narrow(1, H + i * hd, hd),
+                         v = qkv.narrow(1, 2 * H + i * hd, hd);
+        at::Tensor att = at::mm(q, k.t());  // [T, T]
+        at::softmax_out(att, att, -1);
+        at::Tensor oi = o.narrow(1, i * hd, hd);
+        at::mm_out(oi, att, v);
+      }
+      h = h + L.out.packed(o);
+      h = h + L.ff2.packed(at::gelu(L.ff1.packed(ln(h, L.final_ln))));
+      // States 1..L-1 are the raw residual stream; the last gets the final LN (spec 1.6).
+      states.push_back(l + 1 < w.layers.size() ? h : ln(h, w.enc_ln));
+    }
+    return at::stack(states, 0).cpu();  // [states, T, H]
+  }
   // Projection (spec 1.3), channel-major from here: [H, T].
   at::Tensor h = cm_linear(cm_layer_norm(feats, w.proj_norm, eps), w.proj.w, w.proj.w16, w.proj.b);
   if (taps) taps->projected = h.t().contiguous().cpu();

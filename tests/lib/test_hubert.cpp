@@ -70,6 +70,23 @@ TEST(Hubert, IntermediatesAndHiddenStates) {
   EXPECT_TRUE(at::equal(padded.select(1, 103), padded.select(1, 102)));
 }
 
+// The channel-major transformer (cm_linear: the path where the linear layers
+// are not packed: GPUs, builds without oneDNN's headers, types other than
+// float32), here in float64 on the CPU, against the same reference; the
+// float32 model above runs time-major with packed layers where it can.
+TEST(Hubert, ChannelMajorPathInFloat64) {
+  const std::string dir = data("audio/tiny_hubert");
+  const anitalker::hubert::Model m(anitalker::hubert::read_config(dir + "/config.json"),
+                                   anitalker::StateDict(anitalker::Checkpoint::open(dir + "/pytorch_model.bin")), kCpu,
+                                   at::kDouble);
+  anitalker::hubert::Model::Taps taps;
+  const at::Tensor hs = m.hidden_states(wave(), &taps);
+  EXPECT_EQ(hs.scalar_type(), at::kDouble);
+  expect_close(taps.projected, read_npy_tensor(data("audio/ref/projected.npy")), 5e-5, 0, "projected");
+  expect_close(taps.pos_conv, read_npy_tensor(data("audio/ref/pos_conv.npy")), 5e-5, 0, "pos_conv");
+  expect_close(hs, read_npy_tensor(data("audio/ref/hidden_states.npy")), 1e-4, 1e-4, "hidden_states");
+}
+
 // precision=bf16 (a CPU with AVX512_BF16): the transformer's linear layers in
 // bfloat16.  Held to the reference's hidden states by a bound relative to
 // each state's largest value; the measured distance is printed.
