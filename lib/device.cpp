@@ -319,8 +319,7 @@ using dt = dnnl::memory::data_type;
 }  // namespace
 
 struct PackedLinear::Impl {
-  at::Tensor w, b;  // as given, for the fallback
-  at::Tensor w16;   // bf16: w in bfloat16, for linear_bf16's fallback
+  at::Tensor b;  // as given
   int64_t in = 0, out = 0;
   dt src_type = dt::f32;  // and the weights' (bf16: x rounded to bfloat16 first)
   dnnl::memory::desc packed_desc;
@@ -360,6 +359,16 @@ struct PackedLinear::Impl {
     prims.emplace(rows, p);
     return p;
   }
+  // w (out, in) float32 from the packed copy (bf16: its rounded values).
+  at::Tensor unpack() const {
+    at::Tensor w = at::empty({out, in}, at::kFloat);
+    dnnl::memory user({{in, out}, dt::f32, tag::ba}, cpu_engine(), w.data_ptr<float>());
+    dnnl::memory from(packed_desc, cpu_engine(), packed.get_data_handle());
+    dnnl::stream stream(cpu_engine());
+    dnnl::reorder(from, user).execute(stream, from, user);
+    stream.wait();
+    return w;
+  }
 };
 
 bool PackedLinear::available() { return true; }
@@ -369,14 +378,10 @@ PackedLinear::PackedLinear(const at::Tensor& w, const at::Tensor& b, bool bf16) 
       (b.defined() && (!b.is_cpu() || b.scalar_type() != at::kFloat || b.numel() != w.size(0))))
     return;
   auto impl = std::make_shared<Impl>();
-  impl->w = w;
   impl->b = b.defined() ? b.contiguous() : b;
   impl->in = w.size(1);
   impl->out = w.size(0);
-  if (bf16) {
-    impl->src_type = dt::bf16;
-    impl->w16 = w.to(at::kBFloat16);
-  }
+  if (bf16) impl->src_type = dt::bf16;
   try {
     // The layout oneDNN's kernel wants for a typical window of rows; every
     // row count then uses it.
@@ -399,7 +404,14 @@ PackedLinear::PackedLinear(const at::Tensor& w, const at::Tensor& b, bool bf16) 
 at::Tensor PackedLinear::operator()(const at::Tensor& x_in) const {
   Impl& im = *impl_;
   const bool bf16 = im.src_type == dt::bf16;
-  const auto fallback = [&] { return bf16 ? linear_bf16(x_in, im.w16, im.b) : at::linear(x_in, im.w, im.b); };
+  // Where oneDNN has only its reference code (or for an x it cannot take):
+  // the weights unpacked for this call (the packed copy is the only one
+  // kept: the network may drop its own).
+  const auto fallback = [&] {
+    const at::Tensor w = im.unpack().to(x_in.device());
+    const at::Tensor b = im.b.defined() ? im.b.to(x_in.options()) : im.b;
+    return bf16 ? linear_bf16(x_in, w.to(at::kBFloat16), b) : at::linear(x_in, w.to(x_in.options()), b);
+  };
   if (!x_in.is_cpu() || x_in.scalar_type() != at::kFloat || x_in.dim() < 1 || x_in.size(-1) != im.in)
     return fallback();
   const at::Tensor x = bf16 ? x_in.to(at::kBFloat16).contiguous() : x_in.contiguous();

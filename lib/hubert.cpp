@@ -158,6 +158,16 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device, at:
         w->time_major = w->time_major && lin->packed.usable();
       }
     }
+    // Time-major, the packed copies are the only ones used: the plain
+    // weights go (the stacked q, k, v were a copy; the rest is the
+    // checkpoint's mapping, whose pages are then no longer read).
+    if (w->time_major) {
+      w->proj.w = at::Tensor();
+      for (Weights::Layer& l : w->layers) {
+        l.qkv_w = at::Tensor();
+        for (Linear* lin : {&l.out, &l.ff1, &l.ff2}) lin->w = at::Tensor();
+      }
+    }
   }
   if (precision_ == Precision::Bf16 && !w->time_major)
     for (Weights::Layer& l : w->layers) {

@@ -34,12 +34,14 @@ at::Tensor dnn_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& 
 // reorder the weights at every call, and this ran 1.2-1.5x faster than the
 // 1x1 convolution at 50-1000 rows (docs/performance.md).  The sums are the
 // same up to float32 rounding order.  Not usable() (and never called) where
-// the build had no oneDNN headers, for other devices or types; a row count
-// oneDNN would only run in its reference code takes at::linear.
+// the build had no oneDNN headers, for other devices or types.  The packed
+// copy is the only one it keeps (the network may drop its own): a row count
+// oneDNN would only run in its reference code, or an x of another type or
+// device, takes at::linear with the weights unpacked for that call.
 class PackedLinear {
  public:
   PackedLinear() = default;
-  // w (out, in) and b (out) or undefined, float32; kept for that fallback.
+  // w (out, in) and b (out) or undefined, float32 (b is kept).
   // bf16: weights packed in bfloat16 and x rounded to bfloat16 at each
   // call, the products summed in float32, y float32 (linear_bf16's
   // arithmetic, without its per-call weight reorder and transposes); none

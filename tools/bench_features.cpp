@@ -148,7 +148,9 @@ int bench_features(int argc, char** argv) {
                   "latency %d ms + compute\n",
                   wc.first, wc.second, s.median, s.min, s.max, 10.0 / s.median, wc.first);
     }
-    std::printf("peak resident memory %.0f MB\n", cli::memory().peak / 1e6);
+    const cli::Memory mem = cli::memory();
+    std::printf("memory   resident %.0f MB (%.0f MB anonymous, %.0f MB file-backed: weights, libraries), peak %.0f MB\n",
+                mem.rss / 1e6, mem.anon / 1e6, mem.file / 1e6, mem.peak / 1e6);
     std::printf("constants, not measured in this run (transformers on a machine of the same class, docs/performance.md): "
                 "0.45 s for 1 s, 1.96 s for 5 s, 10.9 s for 20 s\n");
     return 0;

@@ -181,6 +181,11 @@ TEST(Kernels, PackedLinearIsLinear) {
   }
   const at::Tensor xt = at::randn({40, 17}).t();  // not contiguous
   EXPECT_LT((lin(xt) - at::linear(xt, w, b)).abs().max().item<float>(), 1e-4);
+  // Another type: at::linear with the weights unpacked (none kept besides the packed copy).
+  const at::Tensor xd = at::randn({5, 40}, at::kDouble);
+  const at::Tensor yd = lin(xd);
+  EXPECT_EQ(yd.scalar_type(), at::kDouble);
+  EXPECT_LT((yd - at::linear(xd, w.to(at::kDouble), b.to(at::kDouble))).abs().max().item<double>(), 1e-5);
 }
 
 // bfloat16: x and w rounded to bfloat16, the products summed in float32
