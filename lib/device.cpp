@@ -436,11 +436,102 @@ at::Tensor PackedLinear::operator()(const at::Tensor& x_in) const {
   stream.wait();
   return y;
 }
+
+struct PackedConv::Impl {
+  at::Tensor w;  // (Cout, Cin, kh, kw), for dnn_conv's fallback and packing
+  std::vector<int64_t> stride;
+  struct Prim {
+    dnnl::convolution_forward conv;
+    dnnl::memory weights;  // packed, possibly shared with other shapes
+    dnnl::memory::desc scratchpad;
+    dnnl::memory::dims dst;  // N, Cout, Ho, Wo
+  };
+  std::mutex lock;
+  std::map<std::vector<int64_t>, std::shared_ptr<Prim>> prims;  // by N, C, H, W, pads, layout; null: not packed
+  std::vector<dnnl::memory> packs;                               // one per weight layout
+
+  std::shared_ptr<Prim> prim(const at::Tensor& x, int64_t ph, int64_t pw, bool nhwc) {
+    const std::vector<int64_t> key{x.size(0), x.size(1), x.size(2), x.size(3), ph, pw, nhwc ? 1 : 0};
+    std::lock_guard<std::mutex> hold(lock);
+    auto it = prims.find(key);
+    if (it != prims.end()) return it->second;
+    std::shared_ptr<Prim> p;
+    try {
+      const int64_t N = x.size(0), H = x.size(2), W = x.size(3), Co = w.size(0), kh = w.size(2), kw = w.size(3);
+      const int64_t Ho = (H + 2 * ph - kh) / stride[0] + 1, Wo = (W + 2 * pw - kw) / stride[1] + 1;
+      const tag t = nhwc ? tag::nhwc : tag::nchw;
+      const dnnl::memory::desc src({N, x.size(1), H, W}, dt::f32, t), dst({N, Co, Ho, Wo}, dt::f32, t),
+          wany({Co, w.size(1), kh, kw}, dt::f32, tag::any);
+      dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      const dnnl::convolution_forward::primitive_desc pd(
+          dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+                                          wany, dst, {stride[0], stride[1]}, {ph, pw}, {ph, pw}),
+          attr, cpu_engine());
+      if (std::string(pd.impl_info_str()).rfind("ref", 0) != 0) {
+        dnnl::memory packed;
+        for (const dnnl::memory& m : packs)
+          if (m.get_desc() == pd.weights_desc()) packed = m;
+        if (!packed) {
+          packed = dnnl::memory(pd.weights_desc(), cpu_engine());
+          const at::Tensor wc = w.contiguous();
+          dnnl::memory user({{Co, w.size(1), kh, kw}, dt::f32, tag::oihw}, cpu_engine(), wc.data_ptr<float>());
+          dnnl::stream stream(cpu_engine());
+          dnnl::reorder(user, packed).execute(stream, user, packed);
+          stream.wait();
+          packs.push_back(packed);
+        }
+        p = std::make_shared<Prim>(Prim{dnnl::convolution_forward(pd), packed, pd.scratchpad_desc(), {N, Co, Ho, Wo}});
+      }
+    } catch (const dnnl::error&) {
+    }
+    if (prims.size() >= 256) prims.clear();
+    prims.emplace(key, p);
+    return p;
+  }
+};
+
+PackedConv::PackedConv(const at::Tensor& w, at::IntArrayRef stride) {
+  if (!w.is_cpu() || w.scalar_type() != at::kFloat || w.dim() != 4 || stride.size() != 2) return;
+  auto impl = std::make_shared<Impl>();
+  impl->w = w;
+  impl->stride = stride.vec();
+  impl_ = impl;
+}
+
+at::Tensor PackedConv::operator()(const at::Tensor& x, int64_t pad_h, int64_t pad_w) const {
+  Impl& im = *impl_;
+  const bool nhwc = x.dim() == 4 && x.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  const bool plain = nhwc ? x.is_contiguous(at::MemoryFormat::ChannelsLast) : x.is_contiguous();
+  std::shared_ptr<Impl::Prim> p;
+  if (x.is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && plain && x.size(1) == im.w.size(1) &&
+      x.numel() > 0)
+    p = im.prim(x, pad_h, pad_w, nhwc);
+  if (!p) return dnn_conv(x, im.w.to(x.options()), at::Tensor(), im.stride, {pad_h, pad_w});
+  const dnnl::memory::dims& d = p->dst;
+  at::Tensor y = at::empty({d[0], d[1], d[2], d[3]},
+                           x.options().memory_format(nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+  at::Tensor scratch = at::empty({(int64_t)p->scratchpad.get_size()}, x.options().dtype(at::kByte));
+  dnnl::engine& e = cpu_engine();
+  const tag t = nhwc ? tag::nhwc : tag::nchw;
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, dnnl::memory({{x.size(0), x.size(1), x.size(2), x.size(3)}, dt::f32, t}, e, x.data_ptr<float>())},
+      {DNNL_ARG_WEIGHTS, p->weights},
+      {DNNL_ARG_DST, dnnl::memory({d, dt::f32, t}, e, y.data_ptr<float>())},
+      {DNNL_ARG_SCRATCHPAD, dnnl::memory(p->scratchpad, e, scratch.data_ptr())}};
+  dnnl::stream stream(e);
+  p->conv.execute(stream, args);
+  stream.wait();
+  return y;
+}
 #else
 struct PackedLinear::Impl {};
 bool PackedLinear::available() { return false; }
 PackedLinear::PackedLinear(const at::Tensor&, const at::Tensor&, bool) {}
 at::Tensor PackedLinear::operator()(const at::Tensor& x) const { return x; }  // never: not usable()
+struct PackedConv::Impl {};
+PackedConv::PackedConv(const at::Tensor&, at::IntArrayRef) {}
+at::Tensor PackedConv::operator()(const at::Tensor& x, int64_t, int64_t) const { return x; }  // never: not usable()
 #endif
 
 }  // namespace anitalker

@@ -57,4 +57,28 @@ class PackedLinear {
   std::shared_ptr<Impl> impl_;
 };
 
+// A 2-D convolution of float32 x on the CPU (N, Cin, H, W), NCHW or
+// channels-last, by the weights w (Cout, Cin, kh, kw) at `stride`, zero
+// padding given per call, no bias, through oneDNN's convolution primitive
+// with the weights packed once into its kernel's layout: LibTorch 1.13's
+// mkldnn_convolution reorders them at every call, a third of the time of a
+// 3x3 convolution of 512 channels at 4x4-16x16 (docs/performance.md).  The
+// output has x's memory format; the sums are oneDNN's, as dnn_conv's.
+// Primitives are made per input shape and padding on first use, packed
+// weights shared where their layouts agree; callable from several threads
+// at once.  Not usable() where the build has no oneDNN headers or for
+// weights other than float32 on the CPU; an x it cannot take (another
+// type, device or layout) goes to dnn_conv.
+class PackedConv {
+ public:
+  PackedConv() = default;
+  PackedConv(const at::Tensor& w, at::IntArrayRef stride);
+  bool usable() const { return impl_ != nullptr; }
+  at::Tensor operator()(const at::Tensor& x, int64_t pad_h, int64_t pad_w) const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
 }  // namespace anitalker

@@ -13,6 +13,7 @@
 #include <ATen/core/grad_mode.h>
 #include <c10/core/InferenceMode.h>
 
+#include <array>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -140,6 +141,13 @@ struct ModConv {
   struct Half {
     at::Tensor w, phase00, phase01, phase10, phase11;
   } half;
+  // Float32 on the CPU where the build has oneDNN's headers: w and the
+  // phases with their weights packed once, for the calls that do not fold
+  // the style into the weights (coarse levels, batches); not walked.
+  struct Packed {
+    PackedConv w;
+    std::array<PackedConv, 4> phases;  // 00, 01, 10, 11
+  } packed;
   at::Tensor wsq;    // (Cout, Cin): sum over k of w^2, for demodulation
   Linear modulation; // latent -> (B, Cin)
   at::Tensor act_bias, blur_kernel;
@@ -187,17 +195,24 @@ ModConv mod_conv(const StateDict& sd, const std::string& p, int64_t style, bool 
 // float32 rounding of the transposed convolution.
 // With bfloat16 phases the input is cast once and the output comes back as
 // `out_dtype`.
-at::Tensor sub_pixel_up(const at::Tensor& p00, const at::Tensor& p01, const at::Tensor& p10, const at::Tensor& p11,
-                        const at::Tensor& x_in, at::ScalarType out_dtype) {
-  const at::Tensor x = x_in.to(p00.scalar_type());
-  const int64_t B = x.size(0), H = x.size(2), W = x.size(3), C = p00.size(0);
+// phase(i, x, pad_h, pad_w): phase i's convolution (00, 01, 10, 11) of x
+// with that zero padding, C output channels.
+template <class Phase>
+at::Tensor sub_pixel_up_by(Phase&& phase, const at::Tensor& x, int64_t C, at::ScalarType out_dtype) {
+  const int64_t B = x.size(0), H = x.size(2), W = x.size(3);
   at::Tensor out = at::empty({B, C, 2 * H + 1, 2 * W + 1},
                              x.options().dtype(out_dtype).memory_format(x.suggest_memory_format()));
-  out.slice(2, 0, 2 * H + 1, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv_pad(x, p00, 1, 1));
-  out.slice(2, 0, 2 * H + 1, 2).slice(3, 1, 2 * W, 2).copy_(conv_pad(x, p01, 1, 0));
-  out.slice(2, 1, 2 * H, 2).slice(3, 0, 2 * W + 1, 2).copy_(conv_pad(x, p10, 0, 1));
-  out.slice(2, 1, 2 * H, 2).slice(3, 1, 2 * W, 2).copy_(conv(x, p11));
+  out.slice(2, 0, 2 * H + 1, 2).slice(3, 0, 2 * W + 1, 2).copy_(phase(0, x, 1, 1));
+  out.slice(2, 0, 2 * H + 1, 2).slice(3, 1, 2 * W, 2).copy_(phase(1, x, 1, 0));
+  out.slice(2, 1, 2 * H, 2).slice(3, 0, 2 * W + 1, 2).copy_(phase(2, x, 0, 1));
+  out.slice(2, 1, 2 * H, 2).slice(3, 1, 2 * W, 2).copy_(phase(3, x, 0, 0));
   return out;
+}
+at::Tensor sub_pixel_up(const at::Tensor& p00, const at::Tensor& p01, const at::Tensor& p10, const at::Tensor& p11,
+                        const at::Tensor& x_in, at::ScalarType out_dtype) {
+  const std::array<const at::Tensor*, 4> p{&p00, &p01, &p10, &p11};
+  return sub_pixel_up_by([&](int i, const at::Tensor& x, int64_t ph, int64_t pw) { return conv_pad(x, *p[i], ph, pw); },
+                         x_in.to(p00.scalar_type()), p00.size(0), out_dtype);
 }
 
 // at::grid_sampler(f, grid, bilinear, zeros, align_corners=false).  On the
@@ -227,13 +242,18 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
   if (m.upsample) {
     y = m.half.phase00.defined()
             ? sub_pixel_up(m.half.phase00, m.half.phase01, m.half.phase10, m.half.phase11, xs, xs.scalar_type())
+        : m.packed.phases[0].usable()
+            ? sub_pixel_up_by([&](int i, const at::Tensor& x, int64_t ph, int64_t pw) { return m.packed.phases[i](x, ph, pw); },
+                              xs, m.w.size(0), xs.scalar_type())
         : m.phase00.defined() && xs.is_cpu()
             ? sub_pixel_up(m.phase00, m.phase01, m.phase10, m.phase11, xs, xs.scalar_type())
             : at::conv_transpose2d(xs, m.wt, c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0});
     y = blur(y, m.blur_kernel, 1, 1);
   } else {
-    y = m.half.w.defined() ? conv(xs.to(at::kBFloat16), m.half.w, 1, m.w.size(2) / 2).to(xs.scalar_type())
-                           : conv(xs, m.w, 1, m.w.size(2) / 2);
+    const int64_t p = m.w.size(2) / 2;
+    y = m.half.w.defined() ? conv(xs.to(at::kBFloat16), m.half.w, 1, p).to(xs.scalar_type())
+        : m.packed.w.usable() ? m.packed.w(xs, p, p)
+                              : conv(xs, m.w, 1, p);
   }
   if (m.demodulate) {
     at::Tensor d = at::rsqrt(at::matmul(s * s, m.wsq.t()) + 1e-8);  // (B, Cout)
@@ -527,6 +547,19 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     for (ModConv& m : w->convs) cl_mod(m);
     for (auto& tf : w->to_flows) cl_mod(tf.conv);
     for (auto& tr : w->to_rgbs) cl(tr.w);
+  }
+  if (precision_ == Precision::Fp32 && device_.is_cpu() && dtype_ == at::kFloat) {
+    // Packed when first used (lazily: one image at a time, only the coarse
+    // levels get there, fold_pays()).
+    auto pack = [](ModConv& m) {
+      m.packed.w = PackedConv(m.w, {1, 1});
+      if (m.phase00.defined())
+        m.packed.phases = {PackedConv(m.phase00, {1, 1}), PackedConv(m.phase01, {1, 1}), PackedConv(m.phase10, {1, 1}),
+                           PackedConv(m.phase11, {1, 1})};
+    };
+    pack(w->conv1);
+    for (ModConv& m : w->convs) pack(m);
+    for (auto& tf : w->to_flows) pack(tf.conv);
   }
   if (precision_ == Precision::Bf16) {
     // The decoder's trunk: conv1 and the 2L convs (not the 1x1 flows).

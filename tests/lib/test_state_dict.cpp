@@ -6,6 +6,7 @@
 #include <c10/core/InferenceMode.h>
 #include <gmock/gmock.h>
 
+#include <array>
 #include <atomic>
 #include <thread>
 
@@ -207,6 +208,42 @@ TEST(Kernels, PackedLinearBf16RoundsOnlyTheInputs) {
     const at::Tensor exact = at::linear(x.to(at::kDouble), w.to(at::kDouble), b.to(at::kDouble));
     EXPECT_GT((got.to(at::kDouble) - exact).abs().max().item<double>(), 1e-3) << rows;
   }
+}
+
+// The packed convolution against at::conv2d in float64: both layouts, its
+// output in x's layout, paddings per call, a stride, and what it cannot take
+// (float64 x, a non-contiguous x) through dnn_conv.
+TEST(Kernels, PackedConvIsConv) {
+  at::manual_seed(8);
+  const at::Tensor w = at::randn({24, 16, 3, 3}), w1 = at::randn({24, 16, 1, 1});
+  const anitalker::PackedConv conv(w, {1, 1}), strided(w, {1, 2}), one(w1, {1, 1});
+  if (!anitalker::PackedLinear::available()) {
+    EXPECT_FALSE(conv.usable());
+    GTEST_SKIP() << "built without oneDNN's headers (libdnnl-dev): dnn_conv";
+  }
+  ASSERT_TRUE(conv.usable());
+  EXPECT_FALSE(anitalker::PackedConv(w.to(at::kDouble), {1, 1}).usable());
+  const auto want = [](const at::Tensor& x, const at::Tensor& w, int64_t sw, int64_t ph, int64_t pw) {
+    return at::conv2d(x.to(at::kDouble), w.to(at::kDouble), {}, {1, sw}, {ph, pw});
+  };
+  for (const bool last : {false, true})
+    for (const std::vector<int64_t>& s : std::vector<std::vector<int64_t>>{{1, 4, 4}, {2, 9, 7}, {3, 32, 17}}) {
+      at::Tensor x = at::randn({s[0], 16, s[1], s[2]});
+      if (last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+      for (const std::array<int64_t, 2> pad : {std::array<int64_t, 2>{1, 1}, {1, 0}, {0, 1}, {0, 0}}) {
+        const at::Tensor got = conv(x, pad[0], pad[1]);
+        ASSERT_EQ(got.sizes(), want(x, w, 1, pad[0], pad[1]).sizes());
+        EXPECT_LT((got.to(at::kDouble) - want(x, w, 1, pad[0], pad[1])).abs().max().item<double>(), 1e-4);
+        EXPECT_TRUE(got.is_contiguous(last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+        EXPECT_TRUE(at::equal(conv(x, pad[0], pad[1]), got));  // same bytes again
+      }
+      EXPECT_LT((strided(x, 1, 1).to(at::kDouble) - want(x, w, 2, 1, 1)).abs().max().item<double>(), 1e-4);
+      EXPECT_LT((one(x, 0, 0).to(at::kDouble) - want(x, w1, 1, 0, 0)).abs().max().item<double>(), 1e-4);
+    }
+  const at::Tensor xd = at::randn({1, 16, 5, 5}, at::kDouble);
+  EXPECT_LT((conv(xd, 1, 1) - want(xd, w, 1, 1, 1)).abs().max().item<double>(), 1e-9);
+  const at::Tensor xs = at::randn({1, 16, 6, 10}).narrow(3, 0, 5);  // not contiguous
+  EXPECT_LT((conv(xs, 1, 1).to(at::kDouble) - want(xs, w, 1, 1, 1)).abs().max().item<double>(), 1e-4);
 }
 
 // Pipelines run one model's layers from several streaming threads at once:
