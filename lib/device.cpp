@@ -440,6 +440,7 @@ at::Tensor PackedLinear::operator()(const at::Tensor& x_in) const {
 struct PackedConv::Impl {
   at::Tensor w;  // (Cout, Cin, kh, kw), for dnn_conv's fallback and packing
   std::vector<int64_t> stride;
+  dt type = dt::f32;  // of x and the packed weights (the output is float32)
   struct Prim {
     dnnl::convolution_forward conv;
     dnnl::memory weights;  // packed, possibly shared with other shapes
@@ -460,8 +461,8 @@ struct PackedConv::Impl {
       const int64_t N = x.size(0), H = x.size(2), W = x.size(3), Co = w.size(0), kh = w.size(2), kw = w.size(3);
       const int64_t Ho = (H + 2 * ph - kh) / stride[0] + 1, Wo = (W + 2 * pw - kw) / stride[1] + 1;
       const tag t = nhwc ? tag::nhwc : tag::nchw;
-      const dnnl::memory::desc src({N, x.size(1), H, W}, dt::f32, t), dst({N, Co, Ho, Wo}, dt::f32, t),
-          wany({Co, w.size(1), kh, kw}, dt::f32, tag::any);
+      const dnnl::memory::desc src({N, x.size(1), H, W}, type, t), dst({N, Co, Ho, Wo}, dt::f32, t),
+          wany({Co, w.size(1), kh, kw}, type, tag::any);
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       const dnnl::convolution_forward::primitive_desc pd(
@@ -491,31 +492,38 @@ struct PackedConv::Impl {
   }
 };
 
-PackedConv::PackedConv(const at::Tensor& w, at::IntArrayRef stride) {
+PackedConv::PackedConv(const at::Tensor& w, at::IntArrayRef stride, bool bf16) {
   if (!w.is_cpu() || w.scalar_type() != at::kFloat || w.dim() != 4 || stride.size() != 2) return;
   auto impl = std::make_shared<Impl>();
   impl->w = w;
   impl->stride = stride.vec();
+  if (bf16) impl->type = dt::bf16;
   impl_ = impl;
 }
 
-at::Tensor PackedConv::operator()(const at::Tensor& x, int64_t pad_h, int64_t pad_w) const {
+at::Tensor PackedConv::operator()(const at::Tensor& x_in, int64_t pad_h, int64_t pad_w) const {
   Impl& im = *impl_;
+  const bool bf16 = im.type == dt::bf16;
+  // bf16: x rounded to bfloat16 here unless it is already.
+  const at::Tensor x = bf16 && x_in.scalar_type() == at::kFloat ? x_in.to(at::kBFloat16) : x_in;
   const bool nhwc = x.dim() == 4 && x.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
   const bool plain = nhwc ? x.is_contiguous(at::MemoryFormat::ChannelsLast) : x.is_contiguous();
   std::shared_ptr<Impl::Prim> p;
-  if (x.is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && plain && x.size(1) == im.w.size(1) &&
-      x.numel() > 0)
+  if (x.is_cpu() && x.scalar_type() == (bf16 ? at::kBFloat16 : at::kFloat) && x.dim() == 4 && plain &&
+      x.size(1) == im.w.size(1) && x.numel() > 0)
     p = im.prim(x, pad_h, pad_w, nhwc);
-  if (!p) return dnn_conv(x, im.w.to(x.options()), at::Tensor(), im.stride, {pad_h, pad_w});
+  if (!p) {
+    const at::Tensor y = dnn_conv(x, im.w.to(x.options()), at::Tensor(), im.stride, {pad_h, pad_w});
+    return bf16 ? y.to(at::kFloat) : y;
+  }
   const dnnl::memory::dims& d = p->dst;
-  at::Tensor y = at::empty({d[0], d[1], d[2], d[3]},
-                           x.options().memory_format(nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+  at::Tensor y = at::empty({d[0], d[1], d[2], d[3]}, x.options().dtype(at::kFloat).memory_format(
+                                                          nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
   at::Tensor scratch = at::empty({(int64_t)p->scratchpad.get_size()}, x.options().dtype(at::kByte));
   dnnl::engine& e = cpu_engine();
   const tag t = nhwc ? tag::nhwc : tag::nchw;
   std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, dnnl::memory({{x.size(0), x.size(1), x.size(2), x.size(3)}, dt::f32, t}, e, x.data_ptr<float>())},
+      {DNNL_ARG_SRC, dnnl::memory({{x.size(0), x.size(1), x.size(2), x.size(3)}, im.type, t}, e, x.data_ptr())},
       {DNNL_ARG_WEIGHTS, p->weights},
       {DNNL_ARG_DST, dnnl::memory({d, dt::f32, t}, e, y.data_ptr<float>())},
       {DNNL_ARG_SCRATCHPAD, dnnl::memory(p->scratchpad, e, scratch.data_ptr())}};
@@ -530,7 +538,7 @@ bool PackedLinear::available() { return false; }
 PackedLinear::PackedLinear(const at::Tensor&, const at::Tensor&, bool) {}
 at::Tensor PackedLinear::operator()(const at::Tensor& x) const { return x; }  // never: not usable()
 struct PackedConv::Impl {};
-PackedConv::PackedConv(const at::Tensor&, at::IntArrayRef) {}
+PackedConv::PackedConv(const at::Tensor&, at::IntArrayRef, bool) {}
 at::Tensor PackedConv::operator()(const at::Tensor& x, int64_t, int64_t) const { return x; }  // never: not usable()
 #endif
 

@@ -72,7 +72,9 @@ class PackedLinear {
 class PackedConv {
  public:
   PackedConv() = default;
-  PackedConv(const at::Tensor& w, at::IntArrayRef stride);
+  // bf16: the weights packed in bfloat16, x rounded to bfloat16 (unless it
+  // is already), the sums and the output float32.
+  PackedConv(const at::Tensor& w, at::IntArrayRef stride, bool bf16 = false);
   bool usable() const { return impl_ != nullptr; }
   at::Tensor operator()(const at::Tensor& x, int64_t pad_h, int64_t pad_w) const;
 

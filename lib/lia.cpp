@@ -147,6 +147,7 @@ struct ModConv {
   struct Packed {
     PackedConv w;
     std::array<PackedConv, 4> phases;  // 00, 01, 10, 11
+    bool bf16 = false;                 // packed in bfloat16 (Precision::Bf16's trunk)
   } packed;
   at::Tensor wsq;    // (Cout, Cin): sum over k of w^2, for demodulation
   Linear modulation; // latent -> (B, Cin)
@@ -240,19 +241,19 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
   at::Tensor xs = x * s.unsqueeze(-1).unsqueeze(-1);
   at::Tensor y;
   if (m.upsample) {
-    y = m.half.phase00.defined()
-            ? sub_pixel_up(m.half.phase00, m.half.phase01, m.half.phase10, m.half.phase11, xs, xs.scalar_type())
-        : m.packed.phases[0].usable()
+    y = m.packed.phases[0].usable()
             ? sub_pixel_up_by([&](int i, const at::Tensor& x, int64_t ph, int64_t pw) { return m.packed.phases[i](x, ph, pw); },
-                              xs, m.w.size(0), xs.scalar_type())
+                              m.packed.bf16 ? xs.to(at::kBFloat16) : xs, m.w.size(0), xs.scalar_type())
+        : m.half.phase00.defined()
+            ? sub_pixel_up(m.half.phase00, m.half.phase01, m.half.phase10, m.half.phase11, xs, xs.scalar_type())
         : m.phase00.defined() && xs.is_cpu()
             ? sub_pixel_up(m.phase00, m.phase01, m.phase10, m.phase11, xs, xs.scalar_type())
             : at::conv_transpose2d(xs, m.wt, c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0});
     y = blur(y, m.blur_kernel, 1, 1);
   } else {
     const int64_t p = m.w.size(2) / 2;
-    y = m.half.w.defined() ? conv(xs.to(at::kBFloat16), m.half.w, 1, p).to(xs.scalar_type())
-        : m.packed.w.usable() ? m.packed.w(xs, p, p)
+    y = m.packed.w.usable() ? m.packed.w(xs, p, p)
+        : m.half.w.defined()  ? conv(xs.to(at::kBFloat16), m.half.w, 1, p).to(xs.scalar_type())
                               : conv(xs, m.w, 1, p);
   }
   if (m.demodulate) {
@@ -548,18 +549,21 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     for (auto& tf : w->to_flows) cl_mod(tf.conv);
     for (auto& tr : w->to_rgbs) cl(tr.w);
   }
-  if (precision_ == Precision::Fp32 && device_.is_cpu() && dtype_ == at::kFloat) {
+  if (device_.is_cpu() && dtype_ == at::kFloat) {
     // Packed when first used (lazily: one image at a time, only the coarse
-    // levels get there, fold_pays()).
-    auto pack = [](ModConv& m) {
-      m.packed.w = PackedConv(m.w, {1, 1});
+    // levels get there, fold_pays()); with Precision::Bf16 the trunk in
+    // bfloat16 (below), the 1x1 flows float32.
+    auto pack = [](ModConv& m, bool bf16) {
+      m.packed.bf16 = bf16;
+      m.packed.w = PackedConv(m.w, {1, 1}, bf16);
       if (m.phase00.defined())
-        m.packed.phases = {PackedConv(m.phase00, {1, 1}), PackedConv(m.phase01, {1, 1}), PackedConv(m.phase10, {1, 1}),
-                           PackedConv(m.phase11, {1, 1})};
+        m.packed.phases = {PackedConv(m.phase00, {1, 1}, bf16), PackedConv(m.phase01, {1, 1}, bf16),
+                           PackedConv(m.phase10, {1, 1}, bf16), PackedConv(m.phase11, {1, 1}, bf16)};
     };
-    pack(w->conv1);
-    for (ModConv& m : w->convs) pack(m);
-    for (auto& tf : w->to_flows) pack(tf.conv);
+    const bool bf16 = precision_ == Precision::Bf16;
+    pack(w->conv1, bf16);
+    for (ModConv& m : w->convs) pack(m, bf16);
+    for (auto& tf : w->to_flows) pack(tf.conv, false);
   }
   if (precision_ == Precision::Bf16) {
     // The decoder's trunk: conv1 and the 2L convs (not the 1x1 flows).

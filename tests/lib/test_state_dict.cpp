@@ -246,6 +246,25 @@ TEST(Kernels, PackedConvIsConv) {
   EXPECT_LT((conv(xs, 1, 1).to(at::kDouble) - want(xs, w, 1, 1, 1)).abs().max().item<double>(), 1e-4);
 }
 
+// bfloat16: x and w rounded to bfloat16, float32 sums and output; x may come
+// in either type.
+TEST(Kernels, PackedConvBf16RoundsOnlyTheInputs) {
+  at::manual_seed(9);
+  const at::Tensor w = at::randn({24, 16, 3, 3});
+  const anitalker::PackedConv conv(w, {1, 1}, /*bf16=*/true);
+  if (!conv.usable()) GTEST_SKIP() << "built without oneDNN's headers (libdnnl-dev)";
+  const auto round = [](const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kDouble); };
+  const at::Tensor x = at::randn({2, 16, 9, 7}).contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor got = conv(x, 1, 1);
+  ASSERT_EQ(got.scalar_type(), at::kFloat);
+  EXPECT_TRUE(got.is_contiguous(at::MemoryFormat::ChannelsLast));
+  const at::Tensor want = at::conv2d(round(x), round(w), {}, 1, 1);
+  EXPECT_LT((got.to(at::kDouble) - want).abs().max().item<double>(), 1e-4);
+  const at::Tensor exact = at::conv2d(x.to(at::kDouble), w.to(at::kDouble), {}, 1, 1);
+  EXPECT_GT((got.to(at::kDouble) - exact).abs().max().item<double>(), 1e-3);  // the rounding shows
+  EXPECT_TRUE(at::equal(conv(x.to(at::kBFloat16), 1, 1), got));
+}
+
 // Pipelines run one model's layers from several streaming threads at once:
 // each call has its own scratchpad (oneDNN's own is one buffer for the whole
 // process in this build), so concurrent calls give what a call alone gives.
