@@ -66,6 +66,10 @@ at::Tensor cm_layer_norm(const at::Tensor& x, const Norm& n, double eps) {
   return y.mul_(rstd).mul_(n.w.view({-1, 1})).add_(n.b.view({-1, 1}));
 }
 
+// The time-major attention takes all heads at once up to this many scores
+// (nh x T x T floats: 2 MB, T = 181 with 16 heads), one head at a time above.
+constexpr int64_t kAllHeadsScores = 512 * 1024;
+
 }  // namespace
 
 struct Model::Weights {
@@ -250,16 +254,30 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
       const Weights::Layer& L = w.layers[l];
       const at::Tensor qkv = L.qkv_packed(ln(h, L.ln));  // [T, 3H]
       qkv.narrow(1, 0, H).mul_(scale);
-      // Head i's q, k, v: [T, hd] column blocks of qkv; its output the same
-      // block of o, written in place.
-      at::Tensor o = at::empty({T, H}, h.options());
-      for (int64_t i = 0; i < nh; ++i) {
-        const at::Tensor q = qkv.narrow(1, i * hd, hd), k = qkv.narrow(1, H + i * hd, hd),
-                         v = qkv.narrow(1, 2 * H + i * hd, hd);
-        at::Tensor att = at::mm(q, k.t());  // [T, T]
+      at::Tensor o;
+      if (nh * T * T <= kAllHeadsScores) {
+        // Short windows (the streaming hops): all heads in one batched
+        // product and one softmax; per head, 3 x 16 small calls a layer
+        // cost more than their arithmetic.
+        const at::Tensor q = qkv.narrow(1, 0, H).view({T, nh, hd}).transpose(0, 1);  // [nh, T, hd]
+        const at::Tensor k = qkv.narrow(1, H, H).view({T, nh, hd}).transpose(0, 1);
+        const at::Tensor v = qkv.narrow(1, 2 * H, H).view({T, nh, hd}).transpose(0, 1);
+        at::Tensor att = at::bmm(q, k.transpose(1, 2));  // [nh, T, T]
         at::softmax_out(att, att, -1);
-        at::Tensor oi = o.narrow(1, i * hd, hd);
-        at::mm_out(oi, att, v);
+        o = at::bmm(att, v).transpose(0, 1).reshape({T, H});
+      } else {
+        // Head i's q, k, v: [T, hd] column blocks of qkv; its output the
+        // same block of o, written in place.  One head's [T, T] scores stay
+        // in cache; all heads' at once would not.
+        o = at::empty({T, H}, h.options());
+        for (int64_t i = 0; i < nh; ++i) {
+          const at::Tensor q = qkv.narrow(1, i * hd, hd), k = qkv.narrow(1, H + i * hd, hd),
+                           v = qkv.narrow(1, 2 * H + i * hd, hd);
+          at::Tensor att = at::mm(q, k.t());  // [T, T]
+          at::softmax_out(att, att, -1);
+          at::Tensor oi = o.narrow(1, i * hd, hd);
+          at::mm_out(oi, att, v);
+        }
       }
       h = h + L.out.packed(o);
       h = h + L.ff2.packed(at::gelu(L.ff1.packed(ln(h, L.final_ln))));

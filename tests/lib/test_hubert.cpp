@@ -87,6 +87,21 @@ TEST(Hubert, ChannelMajorPathInFloat64) {
   expect_close(hs, read_npy_tensor(data("audio/ref/hidden_states.npy")), 1e-4, 1e-4, "hidden_states");
 }
 
+// A window long enough for the time-major attention's one-head-at-a-time
+// path (above 512 Ki scores: T = 416 with the fixture's 4 heads; the
+// fixture itself, T = 104, takes all heads at once), against the
+// channel-major float64 path that the fixture checks above.
+TEST(Hubert, LongInputAttentionAsTheChannelMajorPath) {
+  const std::string dir = data("audio/tiny_hubert");
+  const anitalker::hubert::Model f64(anitalker::hubert::read_config(dir + "/config.json"),
+                                     anitalker::StateDict(anitalker::Checkpoint::open(dir + "/pytorch_model.bin")), kCpu,
+                                     at::kDouble);
+  const at::Tensor x = at::cat({wave(), wave(), wave(), wave()});
+  const at::Tensor got = tiny()->hidden_states(x), want = f64.hidden_states(x);
+  ASSERT_EQ(got.size(1), 416);
+  expect_close(got, want, 1e-4, 1e-4, "hidden_states of 4 x the fixture");
+}
+
 // precision=bf16 (a CPU with AVX512_BF16): the transformer's linear layers in
 // bfloat16.  Held to the reference's hidden states by a bound relative to
 // each state's largest value; the measured distance is printed.
