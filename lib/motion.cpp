@@ -28,14 +28,14 @@ namespace {
 // measured 2-2.6x faster at the decoder's sizes (docs/performance.md).  The
 // sums are the same up to float32 rounding order.  (HuBERT's channels-last
 // form, lib/kernels.h, measured slower here: 50 steps 3.2-3.5 s against
-// 3.06-3.15 s.)  The decoder's layers in float32 on the CPU go through
-// oneDNN's matmul with their weights packed once where the build has
-// oneDNN's headers (PackedLinear, lib/kernels.h): a denoiser pass 1.3x
-// faster again.
+// 3.06-3.15 s.)  The decoder's layers on the CPU (float32, or bfloat16
+// with Precision::Bf16) go through oneDNN's matmul with their weights
+// packed once where the build has oneDNN's headers (PackedLinear,
+// lib/kernels.h): a denoiser pass 1.3x faster again.
 struct Linear {
   at::Tensor w, b;
   at::Tensor w16;  // Precision::Bf16: w in bfloat16 (made after the weights are placed, not walked)
-  anitalker::PackedLinear packed;  // CPU float32 where the build has oneDNN (made after placing, not walked)
+  anitalker::PackedLinear packed;  // CPU, float32 or bfloat16, where the build has oneDNN (made after placing, not walked)
   at::Tensor operator()(const at::Tensor& x) const {
     if (w16.defined()) return anitalker::linear_bf16(x, w16, b);
     if (packed.usable() && x.is_cpu()) return packed(x);
@@ -384,22 +384,20 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   // The decoder's layers on the CPU: packed where oneDNN has a kernel for
   // them (float32, or bfloat16 weights and inputs), else as below.
   const bool bf16 = precision_ == Precision::Bf16;
-  if ((bf16 || precision_ == Precision::Fp32) && device_.is_cpu() && dtype_ == at::kFloat)
-    for (Block& b : w->decoder) {
-      for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out}) {
+  for (Block& b : w->decoder) {
+    if ((bf16 || precision_ == Precision::Fp32) && device_.is_cpu() && dtype_ == at::kFloat) {
+      for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out})
         l->packed = PackedLinear(l->w, l->b, bf16);
-        if (bf16 && !l->packed.usable()) l->w16 = l->w.to(at::kBFloat16);
-      }
       b.pw1_packed = PackedLinear(b.pw1.w.squeeze(-1), b.pw1.b, bf16);
       b.pw2_packed = PackedLinear(b.pw2.w.squeeze(-1), b.pw2.b, bf16);
-      if (bf16 && !(b.pw1_packed.usable() && b.pw2_packed.usable()))
+    }
+    if (bf16) {  // what is not packed: bfloat16 weights for linear_bf16 / the conv
+      for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out})
+        if (!l->packed.usable()) l->w16 = l->w.to(at::kBFloat16);
+      if (!(b.pw1_packed.usable() && b.pw2_packed.usable()))
         for (Conv1d* c : {&b.pw1, &b.pw2}) c->w16 = c->w.to(at::kBFloat16);
     }
-  else if (bf16)
-    for (Block& b : w->decoder) {
-      for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out}) l->w16 = l->w.to(at::kBFloat16);
-      for (Conv1d* c : {&b.pw1, &b.pw2}) c->w16 = c->w.to(at::kBFloat16);
-    }
+  }
   // cuDNN wants an LSTM's weights in one buffer; separate tensors make it
   // repack them at every call and warn each time.  This packs them once (the
   // tensors become views of the buffer), as PyTorch's flatten_parameters()
