@@ -102,8 +102,13 @@ TEST(FaceRestore, ParseLabelsAndMaskMatchTheReference) {
   std::printf("parse labels: %.4f%% equal (tolerance 99.9%%)\n", 100 * equal);
   EXPECT_GE(equal, 0.999);
 
+  // The mask from the reference's labels: on a CPU without AVX-512 the
+  // kernels round differently and one label of the 262144 flips, which moves
+  // the blurred mask by 7e-4 near it.  The labels are held above; the mask
+  // maths (parse_mask, then warp_mask) is held here to the reference's
+  // float32 precision.
   const cv::Mat inverse = face::paste_matrix(face::align_matrix(landmarks()), 2);
-  const cv::Mat soft = face::warp_mask(face::parse_mask(labels), inverse, cv::Size(512, 512));
+  const cv::Mat soft = face::warp_mask(face::parse_mask(want), inverse, cv::Size(512, 512));
   const at::Tensor ref = read_npy_tensor(data("face-sr/paste_mask_parse_512.npy"));
   // The reference mask is stored as float32: compare at that precision.
   const double e = max_abs(soft, ref);
@@ -135,10 +140,18 @@ TEST(FaceRestore, NoFaceIsTheResizedBackground) {
 }
 
 TEST(FaceRestore, AlignedModeRestoresTheWholeFrame) {
-  const face::FaceRestorer r(gfpgan(), nullptr, nullptr);
-  const ByteDiff d =
-      compare(r.restore_aligned(image("aligned_crop_512_bgr.png")), image("gfpgan_restored_512_bgr.png"));
-  EXPECT_EQ(d.max, 0);
+  const auto net = gfpgan();
+  const face::FaceRestorer r(net, nullptr, nullptr);
+  const cv::Mat crop = image("aligned_crop_512_bgr.png");
+  const cv::Mat got = r.restore_aligned(crop);
+  // Exactly GFPGAN on the whole input: no detection, no warp, no paste.
+  EXPECT_EQ(compare(got, face::restored_to_bgr(net->forward(face::gfpgan_input(crop)))).max, 0);
+  // And the reference's restored face within the GFPGAN test's bound (the
+  // last level depends on the CPU's kernels: AVX2 and AVX-512 differ).
+  const ByteDiff d = compare(got, image("gfpgan_restored_512_bgr.png"));
+  std::printf("aligned mode: max %g levels, %.4f%% exact (tolerance 1 / 99.9%%)\n", d.max, 100 * d.exact);
+  EXPECT_LE(d.max, 1);
+  EXPECT_GE(d.exact, 0.999);
   EXPECT_EQ(r.restore_aligned(image("frame_256_bgr.png")).size(), cv::Size(512, 512));
 }
 
