@@ -7,6 +7,8 @@
 #include <cstddef>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#include <cctype>
+#include <cstdlib>
 #endif
 #include <initializer_list>
 #include <string>
@@ -81,10 +83,22 @@ Precision parse_precision(const std::string& name);
 // `supported` lists them (Fp32 always).
 void check_precision(Precision p, c10::Device device, const std::string& property,
                      std::initializer_list<Precision> supported, const std::string& what);
-// Whether this CPU has AVX512_BF16 (x86 CPUID; false elsewhere).  Inline:
-// the torch-free tests ask too.
+// Whether this CPU has AVX512_BF16 (x86 CPUID; false elsewhere) and oneDNN
+// may use it: ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) set to an ISA without
+// bfloat16 dot products (AVX2, AVX512_CORE, ...) makes oneDNN emulate them,
+// slower than float32, so bf16 is then refused as on a CPU without them
+// (the tests' AVX2 runs set it).  Inline: the torch-free tests ask too.
 inline bool cpu_has_bf16() {
 #if defined(__x86_64__) || defined(__i386__)
+  for (const char* var : {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"}) {
+    const char* cap = std::getenv(var);
+    if (cap == nullptr || *cap == 0) continue;
+    std::string isa(cap);
+    for (char& ch : isa) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    for (const char* without : {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"})
+      if (isa == without) return false;
+    break;  // oneDNN reads the first one set
+  }
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid_max(0, nullptr) < 7) return false;
   __cpuid_count(7, 1, a, b, c, d);
