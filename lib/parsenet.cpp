@@ -11,6 +11,7 @@
 
 #include "checkpoint.h"
 #include "error.h"
+#include "kernels.h"
 #include "model_cache.h"
 #include "state_dict.h"
 #include "weights.h"
@@ -25,7 +26,8 @@ struct ConvLayer {  // <p>.conv2d.{weight,bias}, <p>.norm.norm.*
   at::Tensor w, b;
   at::Tensor bn_w, bn_b, bn_mean, bn_var;  // defined for norm 'bn'
   Scale scale = Scale::None;
-  bool act = false;  // LeakyReLU 0.2
+  bool act = false;     // LeakyReLU 0.2
+  PackedConv packed;    // float32 on the CPU: w packed once (not walked)
   template <class F>
   void each(F& f) {
     visit_all(f, w, b, bn_w, bn_b, bn_mean, bn_var);
@@ -57,14 +59,14 @@ ConvLayer conv_layer(const StateDict& sd, const std::string& p, int64_t cin, int
 // strided copy into the padded buffer plus its border rows and columns.
 // LibTorch 1.13's CPU reflection_pad2d and upsample_nearest2d are scalar
 // loops: they took 27% of a 512x512 pass between them.
-at::Tensor pad_reflect1(const at::Tensor& x, bool up) {
+at::Tensor pad_reflect1(const at::Tensor& x, bool up) {  // x: contiguous in its own memory format
   const int64_t N = x.size(0), C = x.size(1), h = x.size(2), w = x.size(3);
   const int64_t H = up ? 2 * h : h, W = up ? 2 * w : w;
   if (H < 2 || W < 2) {  // reflection needs two rows and columns: the library's own error
     at::Tensor y = up ? at::upsample_nearest2d(x, {H, W}, 2.0, 2.0) : x;
     return at::reflection_pad2d(y, {1, 1, 1, 1});
   }
-  at::Tensor out = at::empty({N, C, H + 2, W + 2}, x.options());
+  at::Tensor out = at::empty({N, C, H + 2, W + 2}, x.options().memory_format(x.suggest_memory_format()));
   at::Tensor inner = out.narrow(2, 1, H).narrow(3, 1, W);
   if (up) {
     // inner viewed as [N, C, h, 2, w, 2]: each input pixel fills a 2x2 block.
@@ -83,10 +85,16 @@ at::Tensor pad_reflect1(const at::Tensor& x, bool up) {
   return out;
 }
 
+int64_t stride_of(const ConvLayer& c) { return c.scale == Scale::Down ? 2 : 1; }
+
 at::Tensor run(const ConvLayer& c, const at::Tensor& in) {
-  at::Tensor x = pad_reflect1(in.contiguous(), c.scale == Scale::Up);
-  const int64_t stride = c.scale == Scale::Down ? 2 : 1;
-  x = at::conv2d(x, c.w, c.b, at::IntArrayRef{stride});
+  at::Tensor x = pad_reflect1(in.contiguous(in.suggest_memory_format()), c.scale == Scale::Up);
+  if (c.packed.usable()) {
+    x = c.packed(x, 0, 0);  // channels-last in, channels-last out
+    if (c.b.defined()) x.add_(c.b.view({1, -1, 1, 1}));
+  } else {
+    x = at::conv2d(x, c.w, c.b, at::IntArrayRef{stride_of(c)});
+  }
   if (c.bn_w.defined()) x = at::batch_norm(x, c.bn_w, c.bn_b, c.bn_mean, c.bn_var, false, 0.1, 1e-5, true);
   if (c.act) at::leaky_relu_(x, 0.2);  // in place: x is this layer's own
   return x;
@@ -171,6 +179,23 @@ Model::Model(const StateDict& sd, c10::Device device, at::ScalarType dtype) : de
   unused_ = sd.unused();
 
   place_weights(*w, device_, dtype_);
+  // On the CPU in float32 every convolution runs channels-last through
+  // oneDNN with its weights packed once (PackedConv): LibTorch 1.13 turns
+  // each NCHW activation into oneDNN's blocked layout and back at every
+  // call, and reorders the weights too.
+  if (device_.is_cpu() && dtype_ == at::kFloat) {  // (not usable() in a build without oneDNN)
+    auto pack = [](ConvLayer& c) {
+      if (c.w.defined()) c.packed = PackedConv(c.w, {stride_of(c), stride_of(c)});
+    };
+    pack(w->first);
+    pack(w->mask);
+    for (auto* blocks : {&w->encoder, &w->body, &w->decoder})
+      for (ResidualBlock& r : *blocks) {
+        pack(r.shortcut);
+        pack(r.conv1);
+        pack(r.conv2);
+      }
+  }
   w_ = w;
 }
 
@@ -186,7 +211,8 @@ at::Tensor Model::forward(const at::Tensor& x_in) const {
     throw Error(Error::Kind::Usage, "parsenet: expected an image of shape [B, 3, H, W] with H and W multiples of " +
                                         std::to_string(m) + ", got " + c10::str(x_in.sizes()));
   at::NoGradGuard no_grad;
-  at::Tensor feat = run(w.first, x_in.to(device_, dtype_).contiguous());
+  const at::MemoryFormat layout = w.first.packed.usable() ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor feat = run(w.first, x_in.to(device_, dtype_).contiguous(layout));
   for (const ResidualBlock& r : w.encoder) feat = run(r, feat);
   at::Tensor x = feat;
   for (const ResidualBlock& r : w.body) x = run(r, x);

@@ -35,7 +35,7 @@ class Model {
 
   // x: (B,3,H,W) RGB in [-1,1], H and W multiples of 2^down_steps -> the
   // parsing logits (B,classes,H,W) (the first output; the image head is
-  // not computed).
+  // not computed), channels-last on the CPU in float32.
   at::Tensor forward(const at::Tensor& x) const;
 
   // argmax over the classes, ties to the lowest index: (B,H,W) uint8 on the CPU.
