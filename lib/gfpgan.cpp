@@ -1,9 +1,13 @@
 // GFPGANv1Clean (spec/face-sr.md 2): U-Net encoder, W+ style code, SFT
-// conditions, StyleGAN2 "clean" decoder.  The operations mirror the
-// reference one for one (per-sample modulated weights, bilinear resizes
-// with the same scale arguments, leaky ReLU after bias) so that the same
-// LibTorch gives the same floats; the decoder is cheap next to the U-Net's
-// full-resolution convolutions, so nothing is gained by reordering it.
+// conditions, StyleGAN2 "clean" decoder.  The operations follow the
+// reference one for one (bilinear resizes with the same scale arguments,
+// leaky ReLU after bias), with one exception on the CPU in float32: there
+// every convolution runs channels-last with its weights packed once, and a
+// modulated convolution of one image takes the style on its input channels
+// and the demodulation on its output channels instead of modulating the
+// weights per call (the same sums, rounded in another order; the decoder's
+// modulated convolutions are half of the FLOPs).  Other devices and
+// batches of several images keep the per-sample modulated weights.
 #include "gfpgan.h"
 
 #include <ATen/ATen.h>
@@ -11,6 +15,7 @@
 
 #include "checkpoint.h"
 #include "error.h"
+#include "kernels.h"
 #include "model_cache.h"
 #include "state_dict.h"
 #include "weights.h"
@@ -23,7 +28,8 @@ constexpr double kSqrt2 = 1.4142135623730951;  // 2**0.5 in StyleConv
 
 struct Conv {  // nn.Conv2d or nn.Linear: weight and optional bias
   at::Tensor w, b;
-  at::Tensor hw;  // precision bf16: w in bfloat16 (made after the weights are placed; not visited)
+  at::Tensor hw;        // precision bf16: w in bfloat16 (made after the weights are placed; not visited)
+  PackedConv packed;    // float32 on the CPU: w packed once, stride 1 (not visited)
   template <class F>
   void each(F& f) {
     visit_all(f, w, b);
@@ -45,6 +51,10 @@ Conv linear_weights(const StateDict& sd, const std::string& p, int64_t out, int6
 }
 
 at::Tensor conv(const at::Tensor& x, const Conv& c, int64_t pad) {
+  if (c.packed.usable()) {  // x's layout in and out: channels-last in the U-Net
+    at::Tensor y = c.packed(x, pad, pad);
+    return c.b.defined() ? y.add_(c.b.view({1, -1, 1, 1})) : y;
+  }
   if (!c.hw.defined()) return at::conv2d(x, c.w, c.b, at::IntArrayRef{1}, at::IntArrayRef{pad});
   // bfloat16: the convolution alone, its bias added in float32.
   at::Tensor y = at::conv2d(x.to(at::kBFloat16), c.hw, c10::nullopt, at::IntArrayRef{1}, at::IntArrayRef{pad})
@@ -95,6 +105,11 @@ struct ModConv {  // spec 2.4, ModulatedConv2d
   Conv modulation;
   bool demodulate = true, upsample = false;
   bool bf16 = false;  // precision bf16: the convolution on the modulated weights rounded to bfloat16
+  // float32 on the CPU (not visited, made after placing): the style folded
+  // into the input instead of the weights, w packed once, and for the
+  // demodulation the sums of w^2 over each kernel, (Cout, Cin).
+  PackedConv packed;
+  at::Tensor w_sq;
   template <class F>
   void each(F& f) {
     visit_all(f, w, modulation);
@@ -113,6 +128,17 @@ ModConv mod_conv(const StateDict& sd, const std::string& p, int64_t out, int64_t
 
 at::Tensor run(const ModConv& m, at::Tensor x, const at::Tensor& latent) {
   const int64_t b = x.size(0), cin = x.size(1), cout = m.w.size(1), k = m.w.size(3);
+  if (m.packed.usable() && b == 1) {
+    // conv(x, w * s) * d == conv(x * s, w) * d: the same sums with the
+    // style on the (upsampled) input channels and the demodulation on the
+    // output channels, so the weights stay packed.  d from the kernel's
+    // sums of squares: sum over (i, kernel) of (w s_i)^2 = w_sq s^2.
+    const at::Tensor s = at::linear(latent, m.modulation.w, m.modulation.b);  // (1, Cin)
+    if (m.upsample) x = resize(x, 2.0);
+    at::Tensor y = m.packed(x * s.view({1, cin, 1, 1}), k / 2, k / 2);
+    if (m.demodulate) y.mul_(at::rsqrt(at::mm(s * s, m.w_sq.t()) + 1e-8).view({1, cout, 1, 1}));
+    return y;
+  }
   at::Tensor s = at::linear(latent, m.modulation.w, m.modulation.b).view({b, 1, cin, 1, 1});
   at::Tensor w = m.w * s;
   if (m.demodulate) {
@@ -286,6 +312,32 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     w->conv1.conv.bf16 = w->rgb1.conv.bf16 = true;
     for (StyleConv& c : w->convs) c.conv.bf16 = true;
     for (ToRgb& t : w->rgbs) t.conv.bf16 = true;
+  } else if (device_.is_cpu() && dtype_ == at::kFloat) {
+    // float32 on the CPU: the U-Net's and the conditions' convolutions run
+    // channels-last through oneDNN with their weights packed once
+    // (PackedConv; not usable() in a build without oneDNN): LibTorch 1.13
+    // moves each 512x512 NCHW activation to oneDNN's blocked layout and
+    // back at every call, and reorders the weights too.
+    auto pack = [](Conv& c) { c.packed = PackedConv(c.w, {1, 1}); };
+    pack(w->first);
+    for (auto* blocks : {&w->down, &w->up})
+      for (ResBlock& r : *blocks) {
+        pack(r.conv1);
+        pack(r.conv2);
+        pack(r.skip);
+      }
+    pack(w->final_conv);
+    for (auto* cs : {&w->scale0, &w->scale2, &w->shift0, &w->shift2})
+      for (Conv& c : *cs) pack(c);
+    auto pack_mod = [](ModConv& m) {
+      const at::Tensor w4 = m.w[0];  // (Cout, Cin, k, k)
+      m.packed = PackedConv(w4, {1, 1});
+      m.w_sq = w4.pow(2).sum({2, 3});
+    };
+    pack_mod(w->conv1.conv);
+    pack_mod(w->rgb1.conv);
+    for (StyleConv& c : w->convs) pack_mod(c.conv);
+    for (ToRgb& t : w->rgbs) pack_mod(t.conv);
   }
 
   w_ = w;
@@ -327,7 +379,10 @@ at::Tensor Model::forward(const at::Tensor& x_in, Noise noise) const {
     throw Error(Error::Kind::Usage, "gfpgan: expected an image of shape [B, 3, " + std::to_string(size_) + ", " +
                                         std::to_string(size_) + "], got " + c10::str(x_in.sizes()));
   at::NoGradGuard no_grad;
-  const at::Tensor x = x_in.to(device_, dtype_).contiguous();
+  // Channels-last throughout where the convolutions are packed.
+  const bool nhwc = w.first.packed.usable();
+  const at::Tensor x =
+      x_in.to(device_, dtype_).contiguous(nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
   const int64_t B = x.size(0);
   const int levels = static_cast<int>(w.down.size());
 
@@ -342,7 +397,7 @@ at::Tensor Model::forward(const at::Tensor& x_in, Noise noise) const {
 
   // W+ style code: (B, num_latents, style_dim).
   const at::Tensor style =
-      at::linear(feat.reshape({B, -1}), w.final_linear.w, w.final_linear.b).view({B, -1, style_dim_});
+      at::linear(feat.contiguous().reshape({B, -1}), w.final_linear.w, w.final_linear.b).view({B, -1, style_dim_});
 
   // U-Net decoder and the SFT conditions, [scale_0, shift_0, scale_1, ...].
   std::vector<at::Tensor> scales, shifts;
@@ -354,7 +409,7 @@ at::Tensor Model::forward(const at::Tensor& x_in, Noise noise) const {
 
   // StyleGAN2 decoder: level j uses latents 2j+1, 2j+2 and 2j+3.
   auto lat = [&](int i) { return style.select(1, i); };
-  at::Tensor out = w.const_input.expand({B, -1, -1, -1});
+  at::Tensor out = w.const_input.expand({B, -1, -1, -1}).contiguous(x.suggest_memory_format());
   out = run(w.conv1, out, lat(0), noise);
   at::Tensor skip = run(w.rgb1, out, lat(1), at::Tensor());
   for (int j = 0; j < levels; ++j) {
@@ -368,7 +423,7 @@ at::Tensor Model::forward(const at::Tensor& x_in, Noise noise) const {
     out = run(w.convs[2 * j + 1], out, lat(i + 1), noise);
     skip = run(w.rgbs[j], out, lat(i + 2), skip);
   }
-  return skip;
+  return skip.contiguous();
 }
 
 }  // namespace anitalker::gfpgan
