@@ -297,47 +297,42 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   unused_ = all.unused();
 
   place_weights(*w, device_, dtype_);
+  // Every plain convolution (the U-Net's and the conditions'), and every
+  // modulated one (the decoder's).
+  const auto plain = [&](auto&& f) {
+    f(w->first);
+    for (auto* blocks : {&w->down, &w->up})
+      for (ResBlock& r : *blocks) {
+        f(r.conv1);
+        f(r.conv2);
+        f(r.skip);
+      }
+    f(w->final_conv);
+    for (auto* cs : {&w->scale0, &w->scale2, &w->shift0, &w->shift2})
+      for (Conv& c : *cs) f(c);
+  };
+  const auto modulated = [&](auto&& f) {
+    f(w->conv1.conv);
+    f(w->rgb1.conv);
+    for (StyleConv& c : w->convs) f(c.conv);
+    for (ToRgb& t : w->rgbs) f(t.conv);
+  };
   if (precision_ == Precision::Bf16) {
-    auto half = [](Conv& c) { c.hw = c.w.to(at::kBFloat16); };
-    half(w->first);
-    for (auto* blocks : {&w->down, &w->up})
-      for (ResBlock& r : *blocks) {
-        half(r.conv1);
-        half(r.conv2);
-        half(r.skip);
-      }
-    half(w->final_conv);
-    for (auto* cs : {&w->scale0, &w->scale2, &w->shift0, &w->shift2})
-      for (Conv& c : *cs) half(c);
-    w->conv1.conv.bf16 = w->rgb1.conv.bf16 = true;
-    for (StyleConv& c : w->convs) c.conv.bf16 = true;
-    for (ToRgb& t : w->rgbs) t.conv.bf16 = true;
+    plain([](Conv& c) { c.hw = c.w.to(at::kBFloat16); });
+    modulated([](ModConv& m) { m.bf16 = true; });
   } else if (device_.is_cpu() && dtype_ == at::kFloat) {
-    // float32 on the CPU: the U-Net's and the conditions' convolutions run
-    // channels-last through oneDNN with their weights packed once
-    // (PackedConv; not usable() in a build without oneDNN): LibTorch 1.13
-    // moves each 512x512 NCHW activation to oneDNN's blocked layout and
-    // back at every call, and reorders the weights too.
-    auto pack = [](Conv& c) { c.packed = PackedConv(c.w, {1, 1}); };
-    pack(w->first);
-    for (auto* blocks : {&w->down, &w->up})
-      for (ResBlock& r : *blocks) {
-        pack(r.conv1);
-        pack(r.conv2);
-        pack(r.skip);
-      }
-    pack(w->final_conv);
-    for (auto* cs : {&w->scale0, &w->scale2, &w->shift0, &w->shift2})
-      for (Conv& c : *cs) pack(c);
-    auto pack_mod = [](ModConv& m) {
+    // float32 on the CPU: every convolution channels-last through oneDNN
+    // with its weights packed once (PackedConv; not usable() in a build
+    // without oneDNN): LibTorch 1.13 moves each 512x512 NCHW activation to
+    // oneDNN's blocked layout and back at every call, and reorders the
+    // weights too.  The modulated ones keep the style out of their weights
+    // (run(ModConv) above).
+    plain([](Conv& c) { c.packed = PackedConv(c.w, {1, 1}); });
+    modulated([](ModConv& m) {
       const at::Tensor w4 = m.w[0];  // (Cout, Cin, k, k)
       m.packed = PackedConv(w4, {1, 1});
       m.w_sq = w4.pow(2).sum({2, 3});
-    };
-    pack_mod(w->conv1.conv);
-    pack_mod(w->rgb1.conv);
-    for (StyleConv& c : w->convs) pack_mod(c.conv);
-    for (ToRgb& t : w->rgbs) pack_mod(t.conv);
+    });
   }
 
   w_ = w;
