@@ -317,20 +317,22 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     for (StyleConv& c : w->convs) f(c.conv);
     for (ToRgb& t : w->rgbs) f(t.conv);
   };
-  if (precision_ == Precision::Bf16) {
+  const bool bf16 = precision_ == Precision::Bf16;
+  if (bf16) {
     plain([](Conv& c) { c.hw = c.w.to(at::kBFloat16); });
     modulated([](ModConv& m) { m.bf16 = true; });
-  } else if (device_.is_cpu() && dtype_ == at::kFloat) {
-    // float32 on the CPU: every convolution channels-last through oneDNN
-    // with its weights packed once (PackedConv; not usable() in a build
-    // without oneDNN): LibTorch 1.13 moves each 512x512 NCHW activation to
-    // oneDNN's blocked layout and back at every call, and reorders the
-    // weights too.  The modulated ones keep the style out of their weights
-    // (run(ModConv) above).
-    plain([](Conv& c) { c.packed = PackedConv(c.w, {1, 1}); });
-    modulated([](ModConv& m) {
+  }
+  if (device_.is_cpu() && dtype_ == at::kFloat) {
+    // On the CPU every convolution channels-last through oneDNN with its
+    // weights packed once, in bfloat16 for bf16 (PackedConv; not usable()
+    // in a build without oneDNN, which keeps the paths above): LibTorch
+    // 1.13 moves each 512x512 NCHW activation to oneDNN's blocked layout and
+    // back at every call, and reorders the weights too.  The modulated ones
+    // keep the style out of their weights (run(ModConv) above).
+    plain([bf16](Conv& c) { c.packed = PackedConv(c.w, {1, 1}, bf16); });
+    modulated([bf16](ModConv& m) {
       const at::Tensor w4 = m.w[0];  // (Cout, Cin, k, k)
-      m.packed = PackedConv(w4, {1, 1});
+      m.packed = PackedConv(w4, {1, 1}, bf16);
       m.w_sq = w4.pow(2).sum({2, 3});
     });
   }
