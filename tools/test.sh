@@ -25,6 +25,11 @@ ok=$(count Ok)
 fail=$(count Fail)
 timeout=$(count Timeout)
 skipped=$(count Skipped)
+# The CPU, for results that depend on its kernels (AVX2 and AVX-512 sum in
+# other orders; bf16 tests skip without AVX512_BF16).
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
+isa=$(grep -o -w -E 'avx2|avx512f|avx512_bf16|amx_tile' /proc/cpuinfo 2>/dev/null | sort -u | tr '\n' ' ')
+echo "tests ran on: ${cpu:-an unknown CPU}, $(nproc) cores; ${isa:-neither AVX2 nor AVX-512}"
 echo "tests: ${ok:-0} passed, $(( ${fail:-0} + ${timeout:-0} )) failed, ${skipped:-0} skipped"
 if [ "${ok:-0}" -eq 0 ]; then
   echo "tests: no test passed: is $builddir configured with -Dtests=true?" >&2
