@@ -316,6 +316,30 @@ dnnl::engine& cpu_engine() {
 }
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
+
+// Whether oneDNN picked only its reference code (slower than LibTorch's path).
+bool reference_only(const dnnl::primitive_desc_base& pd) {
+  return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
+}
+
+void reorder(dnnl::memory& from, dnnl::memory& to) {
+  dnnl::stream stream(cpu_engine());
+  dnnl::reorder(from, to).execute(stream, from, to);
+  stream.wait();
+}
+
+// Runs `prim` with this call's own scratchpad: this oneDNN is built without
+// DNNL_ENABLE_CONCURRENT_EXEC, so its own scratchpad is one buffer for every
+// primitive of the process, and two pipelines' streaming threads running at
+// once would share it (the primitives are made with scratchpad_mode::user).
+void execute(const dnnl::primitive& prim, const dnnl::memory::desc& scratchpad,
+             std::unordered_map<int, dnnl::memory> args) {
+  at::Tensor scratch = at::empty({static_cast<int64_t>(scratchpad.get_size())}, at::kByte);
+  args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(scratchpad, cpu_engine(), scratch.data_ptr()));
+  dnnl::stream stream(cpu_engine());
+  prim.execute(stream, args);
+  stream.wait();
+}
 }  // namespace
 
 struct PackedLinear::Impl {
@@ -331,10 +355,7 @@ struct PackedLinear::Impl {
   };
   std::map<int64_t, std::shared_ptr<Prim>> prims;  // by row count; null: oneDNN's reference code only
 
-  // The scratchpad is the caller's (passed at each call): this oneDNN is
-  // built without DNNL_ENABLE_CONCURRENT_EXEC, so its own scratchpad is one
-  // buffer for every primitive of the process, and two pipelines' streaming
-  // threads running matmuls at once would share it.
+  // The scratchpad is the caller's (execute()).
   dnnl::matmul::primitive_desc describe(int64_t rows, const dnnl::memory::desc& weights) const {
     const dnnl::memory::desc src({rows, in}, src_type, tag::ab), dst({rows, out}, dt::f32, tag::ab);
     dnnl::primitive_attr attr;
@@ -351,8 +372,7 @@ struct PackedLinear::Impl {
     std::shared_ptr<Prim> p;
     try {
       const dnnl::matmul::primitive_desc pd = describe(rows, packed_desc);
-      if (std::string(pd.impl_info_str()).rfind("ref", 0) != 0)
-        p = std::make_shared<Prim>(Prim{dnnl::matmul(pd), pd.scratchpad_desc()});
+      if (!reference_only(pd)) p = std::make_shared<Prim>(Prim{dnnl::matmul(pd), pd.scratchpad_desc()});
     } catch (const dnnl::error&) {
     }
     if (prims.size() >= 256) prims.clear();  // row counts of a long life of varying windows
@@ -364,9 +384,7 @@ struct PackedLinear::Impl {
     at::Tensor w = at::empty({out, in}, at::kFloat);
     dnnl::memory user({{in, out}, dt::f32, tag::ba}, cpu_engine(), w.data_ptr<float>());
     dnnl::memory from(packed_desc, cpu_engine(), packed.get_data_handle());
-    dnnl::stream stream(cpu_engine());
-    dnnl::reorder(from, user).execute(stream, from, user);
-    stream.wait();
+    reorder(from, user);
     return w;
   }
 };
@@ -387,14 +405,12 @@ PackedLinear::PackedLinear(const at::Tensor& w, const at::Tensor& b, bool bf16) 
     // row count then uses it.
     const dnnl::matmul::primitive_desc pd =
         impl->describe(256, dnnl::memory::desc({impl->in, impl->out}, impl->src_type, tag::any));
-    if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) return;
+    if (reference_only(pd)) return;
     impl->packed_desc = pd.weights_desc();
     impl->packed = dnnl::memory(impl->packed_desc, cpu_engine());
     const at::Tensor wc = w.contiguous();  // (out, in) row-major: w^T as (in, out) column-major
     dnnl::memory user({{impl->in, impl->out}, dt::f32, tag::ba}, cpu_engine(), wc.data_ptr<float>());
-    dnnl::stream stream(cpu_engine());
-    dnnl::reorder(user, impl->packed).execute(stream, user, impl->packed);
-    stream.wait();
+    reorder(user, impl->packed);
   } catch (const dnnl::error&) {
     return;
   }
@@ -428,12 +444,7 @@ at::Tensor PackedLinear::operator()(const at::Tensor& x_in) const {
       {DNNL_ARG_WEIGHTS, im.packed},
       {DNNL_ARG_DST, dnnl::memory({{rows, im.out}, dt::f32, tag::ab}, e, y.data_ptr<float>())}};
   if (im.b.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory({{1, im.out}, dt::f32, tag::ab}, e, im.b.data_ptr<float>()));
-  // This call's own scratchpad (see describe()).
-  at::Tensor scratch = at::empty({(int64_t)p->scratchpad.get_size()}, x.options().dtype(at::kByte));
-  args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(p->scratchpad, e, scratch.data_ptr()));
-  dnnl::stream stream(e);
-  p->matmul.execute(stream, args);
-  stream.wait();
+  execute(p->matmul, p->scratchpad, std::move(args));
   return y;
 }
 
@@ -469,7 +480,7 @@ struct PackedConv::Impl {
           dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
                                           wany, dst, {stride[0], stride[1]}, {ph, pw}, {ph, pw}),
           attr, cpu_engine());
-      if (std::string(pd.impl_info_str()).rfind("ref", 0) != 0) {
+      if (!reference_only(pd)) {
         dnnl::memory packed;
         for (const dnnl::memory& m : packs)
           if (m.get_desc() == pd.weights_desc()) packed = m;
@@ -477,9 +488,7 @@ struct PackedConv::Impl {
           packed = dnnl::memory(pd.weights_desc(), cpu_engine());
           const at::Tensor wc = w.contiguous();
           dnnl::memory user({{Co, w.size(1), kh, kw}, dt::f32, tag::oihw}, cpu_engine(), wc.data_ptr<float>());
-          dnnl::stream stream(cpu_engine());
-          dnnl::reorder(user, packed).execute(stream, user, packed);
-          stream.wait();
+          reorder(user, packed);
           packs.push_back(packed);
         }
         p = std::make_shared<Prim>(Prim{dnnl::convolution_forward(pd), packed, pd.scratchpad_desc(), {N, Co, Ho, Wo}});
@@ -519,17 +528,12 @@ at::Tensor PackedConv::operator()(const at::Tensor& x_in, int64_t pad_h, int64_t
   const dnnl::memory::dims& d = p->dst;
   at::Tensor y = at::empty({d[0], d[1], d[2], d[3]}, x.options().dtype(at::kFloat).memory_format(
                                                           nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
-  at::Tensor scratch = at::empty({(int64_t)p->scratchpad.get_size()}, x.options().dtype(at::kByte));
   dnnl::engine& e = cpu_engine();
   const tag t = nhwc ? tag::nhwc : tag::nchw;
-  std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, dnnl::memory({{x.size(0), x.size(1), x.size(2), x.size(3)}, im.type, t}, e, x.data_ptr())},
-      {DNNL_ARG_WEIGHTS, p->weights},
-      {DNNL_ARG_DST, dnnl::memory({d, dt::f32, t}, e, y.data_ptr<float>())},
-      {DNNL_ARG_SCRATCHPAD, dnnl::memory(p->scratchpad, e, scratch.data_ptr())}};
-  dnnl::stream stream(e);
-  p->conv.execute(stream, args);
-  stream.wait();
+  execute(p->conv, p->scratchpad,
+          {{DNNL_ARG_SRC, dnnl::memory({{x.size(0), x.size(1), x.size(2), x.size(3)}, im.type, t}, e, x.data_ptr())},
+           {DNNL_ARG_WEIGHTS, p->weights},
+           {DNNL_ARG_DST, dnnl::memory({d, dt::f32, t}, e, y.data_ptr<float>())}});
   return y;
 }
 #else
