@@ -28,7 +28,7 @@ constexpr double kSqrt2 = 1.4142135623730951;  // 2**0.5 in StyleConv
 
 struct Conv {  // nn.Conv2d or nn.Linear: weight and optional bias
   at::Tensor w, b;
-  at::Tensor hw;        // precision bf16: w in bfloat16 (made after the weights are placed; not visited)
+  at::Tensor hw;        // precision bf16 without a packed copy: w in bfloat16 (made after placing; not visited)
   PackedConv packed;    // float32 on the CPU: w packed once, stride 1 (not visited)
   template <class F>
   void each(F& f) {
@@ -317,25 +317,25 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     for (StyleConv& c : w->convs) f(c.conv);
     for (ToRgb& t : w->rgbs) f(t.conv);
   };
-  const bool bf16 = precision_ == Precision::Bf16;
-  if (bf16) {
-    plain([](Conv& c) { c.hw = c.w.to(at::kBFloat16); });
-    modulated([](ModConv& m) { m.bf16 = true; });
-  }
-  if (device_.is_cpu() && dtype_ == at::kFloat) {
-    // On the CPU every convolution channels-last through oneDNN with its
-    // weights packed once, in bfloat16 for bf16 (PackedConv; not usable()
-    // in a build without oneDNN, which keeps the paths above): LibTorch
-    // 1.13 moves each 512x512 NCHW activation to oneDNN's blocked layout and
-    // back at every call, and reorders the weights too.  The modulated ones
-    // keep the style out of their weights (run(ModConv) above).
-    plain([bf16](Conv& c) { c.packed = PackedConv(c.w, {1, 1}, bf16); });
-    modulated([bf16](ModConv& m) {
-      const at::Tensor w4 = m.w[0];  // (Cout, Cin, k, k)
-      m.packed = PackedConv(w4, {1, 1}, bf16);
-      m.w_sq = w4.pow(2).sum({2, 3});
-    });
-  }
+  // On the CPU every convolution channels-last through oneDNN with its
+  // weights packed once, in bfloat16 for bf16 (PackedConv; not usable() in a
+  // build without oneDNN): LibTorch 1.13 moves each 512x512 NCHW activation
+  // to oneDNN's blocked layout and back at every call, and reorders the
+  // weights too.  The modulated ones keep the style out of their weights
+  // (run(ModConv) above).  What is not packed takes LibTorch's convolutions,
+  // for bf16 on bfloat16 weights (hw; the modulated ones per call).
+  const bool bf16 = precision_ == Precision::Bf16, pack = device_.is_cpu() && dtype_ == at::kFloat;
+  plain([&](Conv& c) {
+    if (pack) c.packed = PackedConv(c.w, {1, 1}, bf16);
+    if (bf16 && !c.packed.usable()) c.hw = c.w.to(at::kBFloat16);
+  });
+  modulated([&](ModConv& m) {
+    m.bf16 = bf16;  // batches of several images, or no packed copy
+    if (!pack) return;
+    const at::Tensor w4 = m.w[0];  // (Cout, Cin, k, k)
+    m.packed = PackedConv(w4, {1, 1}, bf16);
+    if (m.packed.usable()) m.w_sq = w4.pow(2).sum({2, 3});
+  });
 
   w_ = w;
 }

@@ -136,18 +136,19 @@ struct ModConv {
   // Upsampling 3x3 convs on the CPU: the transposed convolution's four
   // output phases as ordinary convolutions (sub_pixel_up()).
   at::Tensor phase00, phase01, phase10, phase11;
-  // Precision::Bf16: w and the phases in bfloat16 (not in the weight walk:
-  // made after the weights are placed).
+  bool bf16 = false;  // Precision::Bf16's trunk (conv1 and the 2L convs, not the 1x1 flows)
+  // bf16 without packed copies (a build without oneDNN's headers): w and the
+  // phases in bfloat16 (not in the weight walk: made after the weights are
+  // placed).
   struct Half {
     at::Tensor w, phase00, phase01, phase10, phase11;
   } half;
-  // Float32 on the CPU where the build has oneDNN's headers: w and the
-  // phases with their weights packed once, for the calls that do not fold
-  // the style into the weights (coarse levels, batches); not walked.
+  // On the CPU where the build has oneDNN's headers: w and the phases with
+  // their weights packed once (in bfloat16 for bf16), for the calls that do
+  // not fold the style into the weights (coarse levels, batches); not walked.
   struct Packed {
     PackedConv w;
     std::array<PackedConv, 4> phases;  // 00, 01, 10, 11
-    bool bf16 = false;                 // packed in bfloat16 (Precision::Bf16's trunk)
   } packed;
   at::Tensor wsq;    // (Cout, Cin): sum over k of w^2, for demodulation
   Linear modulation; // latent -> (B, Cin)
@@ -243,7 +244,7 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
   if (m.upsample) {
     y = m.packed.phases[0].usable()
             ? sub_pixel_up_by([&](int i, const at::Tensor& x, int64_t ph, int64_t pw) { return m.packed.phases[i](x, ph, pw); },
-                              m.packed.bf16 ? xs.to(at::kBFloat16) : xs, m.w.size(0), xs.scalar_type())
+                              m.bf16 ? xs.to(at::kBFloat16) : xs, m.w.size(0), xs.scalar_type())
         : m.half.phase00.defined()
             ? sub_pixel_up(m.half.phase00, m.half.phase01, m.half.phase10, m.half.phase11, xs, xs.scalar_type())
         : m.phase00.defined() && xs.is_cpu()
@@ -286,7 +287,7 @@ at::Tensor styled_conv(const ModConv& m, const at::Tensor& x, const at::Tensor& 
   const at::Tensor s = m.modulation(latent);  // (1, Cin)
   const at::Tensor d = at::rsqrt(at::matmul(s * s, m.wsq.t()) + 1e-8);  // (1, Cout)
   const at::Tensor scale = (d * kSqrt2).view({-1, 1, 1, 1}) * s.view({1, -1, 1, 1});  // (Cout, Cin, 1, 1)
-  const bool half = m.half.w.defined();
+  const bool half = m.bf16;
   auto fold = [&](const at::Tensor& w) { return half ? (w * scale).to(at::kBFloat16) : w * scale; };
   const at::Tensor xin = half ? x.to(at::kBFloat16) : x;
   at::Tensor y;
@@ -549,36 +550,37 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     for (auto& tf : w->to_flows) cl_mod(tf.conv);
     for (auto& tr : w->to_rgbs) cl(tr.w);
   }
+  if (precision_ == Precision::Bf16) {
+    w->conv1.bf16 = true;
+    for (ModConv& m : w->convs) m.bf16 = true;
+  }
   if (device_.is_cpu() && dtype_ == at::kFloat) {
     // Packed when first used (lazily: one image at a time, only the coarse
-    // levels get there, fold_pays()); with Precision::Bf16 the trunk in
-    // bfloat16 (below), the 1x1 flows float32.
-    auto pack = [](ModConv& m, bool bf16) {
-      m.packed.bf16 = bf16;
-      m.packed.w = PackedConv(m.w, {1, 1}, bf16);
+    // levels get there, fold_pays()); the bf16 trunk in bfloat16, the 1x1
+    // flows float32.
+    auto pack = [](ModConv& m) {
+      m.packed.w = PackedConv(m.w, {1, 1}, m.bf16);
       if (m.phase00.defined())
-        m.packed.phases = {PackedConv(m.phase00, {1, 1}, bf16), PackedConv(m.phase01, {1, 1}, bf16),
-                           PackedConv(m.phase10, {1, 1}, bf16), PackedConv(m.phase11, {1, 1}, bf16)};
+        m.packed.phases = {PackedConv(m.phase00, {1, 1}, m.bf16), PackedConv(m.phase01, {1, 1}, m.bf16),
+                           PackedConv(m.phase10, {1, 1}, m.bf16), PackedConv(m.phase11, {1, 1}, m.bf16)};
     };
-    const bool bf16 = precision_ == Precision::Bf16;
-    pack(w->conv1, bf16);
-    for (ModConv& m : w->convs) pack(m, bf16);
-    for (auto& tf : w->to_flows) pack(tf.conv, false);
+    pack(w->conv1);
+    for (ModConv& m : w->convs) pack(m);
+    for (auto& tf : w->to_flows) pack(tf.conv);
   }
-  if (precision_ == Precision::Bf16) {
-    // The decoder's trunk: conv1 and the 2L convs (not the 1x1 flows).
-    auto half = [](ModConv& m) {
-      m.half.w = m.w.to(at::kBFloat16);
-      if (m.phase00.defined()) {
-        m.half.phase00 = m.phase00.to(at::kBFloat16);
-        m.half.phase01 = m.phase01.to(at::kBFloat16);
-        m.half.phase10 = m.phase10.to(at::kBFloat16);
-        m.half.phase11 = m.phase11.to(at::kBFloat16);
-      }
-    };
-    half(w->conv1);
-    for (ModConv& m : w->convs) half(m);
-  }
+  // The bf16 trunk's bfloat16 weights for what is not packed.
+  auto half = [](ModConv& m) {
+    if (!m.bf16) return;
+    if (!m.packed.w.usable()) m.half.w = m.w.to(at::kBFloat16);
+    if (m.phase00.defined() && !m.packed.phases[0].usable()) {
+      m.half.phase00 = m.phase00.to(at::kBFloat16);
+      m.half.phase01 = m.phase01.to(at::kBFloat16);
+      m.half.phase10 = m.phase10.to(at::kBFloat16);
+      m.half.phase11 = m.phase11.to(at::kBFloat16);
+    }
+  };
+  half(w->conv1);
+  for (ModConv& m : w->convs) half(m);
   w_ = w;
 }
 
