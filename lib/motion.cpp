@@ -3,9 +3,11 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -111,6 +113,12 @@ struct Block {
   at::Tensor pos_u, pos_v;  // (h, d_k)
   Conv1d pw1, dw, pw2;
   anitalker::PackedLinear pw1_packed, pw2_packed;  // pw1, pw2 as linear layers (made after placing, not walked)
+  // The short windows' path on the CPU (run_block_fused; made after placing,
+  // not walked): q, k and v as one packed layer (3d outputs), the
+  // depthwise taps time-major (k, d), and the batch norm with the depthwise
+  // bias folded into a per-channel scale and shift.
+  anitalker::PackedLinear qkv_packed;
+  at::Tensor dw_taps, dw_scale, dw_shift;
   at::Tensor bn_w, bn_b, bn_mean, bn_var;
   Norm n_ffm, n_mha, n_conv, n_ff, n_final;
   template <class F>
@@ -230,10 +238,202 @@ std::vector<at::Tensor> block_positions(const std::vector<Block>& bs, int64_t T,
   return ps;
 }
 
+// --- The short windows' path (CPU, float32 activations) -------------------
+//
+// A streaming window is 5-60 frames.  At such sizes a denoiser step is a
+// few milliseconds of matrix products and some seventy small ATen ops
+// around them, and most of those ops open a parallel region of their own;
+// with OMP_WAIT_POLICY=PASSIVE (what a machine shared by several elements
+// wants) each region wakes a sleeping thread, and those wake-ups took as
+// long as the products (docs/performance.md).  This path does the work
+// between the products in plain loops, serial for a short window: the
+// residual + layer norm, GLU + depthwise convolution + batch norm + swish,
+// and the attention with its relative shift, plus q, k and v as one
+// product.  The same arithmetic in another order: float32 rounding.
+
+// Frames up to which the decoder takes this path: the `balanced` and `low`
+// presets' windows (23 and 13 frames with their context), not `quality`'s
+// 60, where the attention's plain loops cost what the wake-ups save;
+// ANITALKER_MOTION_FUSED_FRAMES overrides it (0: never; for tests and
+// measurements).
+int64_t fused_max_frames() {
+  const char* e = std::getenv("ANITALKER_MOTION_FUSED_FRAMES");
+  return e && *e ? std::strtoll(e, nullptr, 10) : 32;
+}
+
+// Rows per task in the loops below: a short window stays on one thread.
+int64_t row_grain(int64_t width) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, width)); }
+
+// x <- LayerNorm(x + s * y) over the last dimension, in place (x and y
+// contiguous float32; y undefined: x alone).  eps 1e-12, as the blocks'.
+void add_layer_norm_(at::Tensor& x, const at::Tensor& y, float s, const Norm& n) {
+  const int64_t d = x.size(-1), rows = x.numel() / d;
+  float* xp = x.data_ptr<float>();
+  const float* yp = y.defined() ? y.data_ptr<float>() : nullptr;
+  const float* g = n.w.data_ptr<float>();
+  const float* b = n.b.data_ptr<float>();
+  at::parallel_for(0, rows, row_grain(d), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* row = xp + r * d;
+      if (yp) {
+        const float* yr = yp + r * d;
+        for (int64_t i = 0; i < d; ++i) row[i] = row[i] + s * yr[i];
+      }
+      // Two passes in eight running sums each (vectorisable; no long
+      // chain of dependent additions).
+      float s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t i = 0;
+      for (; i + 8 <= d; i += 8)
+        for (int j = 0; j < 8; ++j) s8[j] += row[i + j];
+      double sum = 0;
+      for (float v : s8) sum += v;
+      for (; i < d; ++i) sum += row[i];
+      const float m = static_cast<float>(sum / static_cast<double>(d));
+      float q8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (i = 0; i + 8 <= d; i += 8)
+        for (int j = 0; j < 8; ++j) q8[j] += (row[i + j] - m) * (row[i + j] - m);
+      double sq = 0;
+      for (float v : q8) sq += v;
+      for (; i < d; ++i) sq += (row[i] - m) * (row[i] - m);
+      const float rstd = static_cast<float>(1.0 / std::sqrt(sq / static_cast<double>(d) + 1e-12));
+      for (int64_t i = 0; i < d; ++i) row[i] = (row[i] - m) * rstd * g[i] + b[i];
+    }
+  });
+}
+
+// The dot product of n floats, in eight running sums (vectorisable without
+// reassociation by the compiler).
+inline float dot(const float* a, const float* b, int64_t n) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) s[j] += a[i + j] * b[i + j];
+  float t = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+  for (; i < n; ++i) t += a[i] * b[i];
+  return t;
+}
+
+// The relative-position self-attention of spec 3.2 for x (B,T,d): q, k, v
+// from one packed product; per head, scores (q + u).k_m + (q + v').p_r with
+// r = T-1-i+m (the relative shift, read in place), divided by sqrt(d_k),
+// softmax over m, the context, then linear_out.
+at::Tensor mhsa_fused(const Block& w, const at::Tensor& x, const at::Tensor& pos) {
+  const int64_t B = x.size(0), T = x.size(1), d = x.size(2), dk = d / kHeads;
+  const at::Tensor qkv = w.qkv_packed(x).contiguous();  // (B,T,3d)
+  const at::Tensor p = pos.contiguous();                // (1,2T-1,d)
+  at::Tensor ctx = at::zeros({B, T, d}, x.options());
+  const float* Q = qkv.data_ptr<float>();
+  const float* Pp = p.data_ptr<float>();
+  const float* U = w.pos_u.data_ptr<float>();
+  const float* V = w.pos_v.data_ptr<float>();
+  float* C = ctx.data_ptr<float>();
+  const float root = static_cast<float>(std::sqrt(static_cast<double>(dk)));
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, 3 * T * dk));
+  at::parallel_for(0, B * kHeads, grain, [&](int64_t j0, int64_t j1) {
+    std::vector<float> qu(dk), qv(dk), a(T);
+    for (int64_t j = j0; j < j1; ++j) {
+      const int64_t b = j / kHeads, h = j % kHeads;
+      const float* q0 = Q + b * T * 3 * d + h * dk;
+      const float* k0 = q0 + d;
+      const float* v0 = q0 + 2 * d;
+      const float* p0 = Pp + h * dk;
+      for (int64_t i = 0; i < T; ++i) {
+        const float* qi = q0 + i * 3 * d;
+        for (int64_t c = 0; c < dk; ++c) {
+          qu[c] = qi[c] + U[h * dk + c];
+          qv[c] = qi[c] + V[h * dk + c];
+        }
+        float top = -INFINITY;
+        for (int64_t m = 0; m < T; ++m) {
+          const float ac = dot(qu.data(), k0 + m * 3 * d, dk);
+          const float bd = dot(qv.data(), p0 + (T - 1 - i + m) * d, dk);
+          a[m] = (ac + bd) / root;
+          top = std::max(top, a[m]);
+        }
+        float sum = 0;
+        for (int64_t m = 0; m < T; ++m) {
+          a[m] = std::exp(a[m] - top);
+          sum += a[m];
+        }
+        float* ci = C + (b * T + i) * d + h * dk;
+        for (int64_t m = 0; m < T; ++m) {
+          const float am = a[m] / sum;
+          const float* vm = v0 + m * 3 * d;
+          for (int64_t c = 0; c < dk; ++c) ci[c] += am * vm[c];
+        }
+      }
+    }
+  });
+  return w.out(ctx);
+}
+
+// The convolution module of spec 3.2, time-major throughout: pw1 (packed),
+// GLU, the depthwise convolution (zero padded) with its bias and the batch
+// norm folded into a scale and shift per channel, swish, pw2 (packed).
+at::Tensor conv_module_fused(const Block& w, const at::Tensor& x) {
+  const at::Tensor h = w.pw1_packed(x).contiguous();  // (B,T,2d)
+  const int64_t B = h.size(0), T = h.size(1), d = h.size(2) / 2;
+  // GLU: a * sigmoid(b), a and b the halves of each row.  (at::glu on the
+  // halves' strided views cost 5 times this.)
+  const at::Tensor sig = at::sigmoid(h.narrow(-1, d, d));  // contiguous (B,T,d)
+  at::Tensor g = at::empty({B, T, d}, x.options());
+  {
+    const float* H = h.data_ptr<float>();
+    const float* S = sig.data_ptr<float>();
+    float* Gw = g.data_ptr<float>();
+    at::parallel_for(0, B * T, row_grain(d), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = 0; c < d; ++c) Gw[r * d + c] = H[r * 2 * d + c] * S[r * d + c];
+    });
+  }
+  at::Tensor y = at::empty({B, T, d}, x.options());
+  const int64_t k = w.dw_taps.size(0), pad = (k - 1) / 2;
+  const float* G = g.data_ptr<float>();
+  const float* taps = w.dw_taps.data_ptr<float>();
+  const float* scale = w.dw_scale.data_ptr<float>();
+  const float* shift = w.dw_shift.data_ptr<float>();
+  float* Y = y.data_ptr<float>();
+  at::parallel_for(0, B * T, row_grain(k * d), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / T, t = r % T;
+      float* yr = Y + r * d;
+      for (int64_t c = 0; c < d; ++c) yr[c] = 0.f;
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t s = t + j - pad;
+        if (s < 0 || s >= T) continue;
+        const float* gs = G + (b * T + s) * d;
+        const float* tj = taps + j * d;
+        for (int64_t c = 0; c < d; ++c) yr[c] += tj[c] * gs[c];
+      }
+      for (int64_t c = 0; c < d; ++c) yr[c] = yr[c] * scale[c] + shift[c];
+    }
+  });
+  return w.pw2_packed(at::silu_(y));
+}
+
+// One block on the short windows' path (x (B,T,d) contiguous float32, on
+// the CPU, the block's extras made): spec 3.2 step 2.
+void run_block_fused(const Block& w, at::Tensor& x, const at::Tensor& pos) {
+  at::Tensor h = w.ffm1(x);
+  add_layer_norm_(x, w.ffm2(at::silu_(h)), 0.5f, w.n_ffm);
+  add_layer_norm_(x, mhsa_fused(w, x, pos), 1.f, w.n_mha);
+  add_layer_norm_(x, conv_module_fused(w, x), 1.f, w.n_conv);
+  h = w.ff1(x);
+  add_layer_norm_(x, w.ff2(at::silu_(h)), 0.5f, w.n_ff);
+  add_layer_norm_(x, at::Tensor(), 0.f, w.n_final);
+}
+
 at::Tensor run_conformer(const std::vector<Block>& bs, at::Tensor x, const std::vector<at::Tensor>& positions = {}) {
   const int64_t d = x.size(2);
   x = x * std::sqrt(static_cast<double>(d));
   const std::vector<at::Tensor> ps = positions.empty() ? block_positions(bs, x.size(1), d, x.options()) : positions;
+  const bool fused = !bs.empty() && bs[0].qkv_packed.usable() && x.is_cpu() && x.scalar_type() == at::kFloat &&
+                     x.size(1) <= fused_max_frames();
+  if (fused) {
+    x = x.contiguous();
+    for (size_t i = 0; i < bs.size(); ++i) run_block_fused(bs[i], x, ps[i]);
+    return x;
+  }
   for (size_t i = 0; i < bs.size(); ++i) {
     const Block& w = bs[i];
     x = w.n_ffm(x + 0.5 * w.ffm2(swish(w.ffm1(x))));
@@ -390,6 +590,12 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
         l->packed = PackedLinear(l->w, l->b, bf16);
       b.pw1_packed = PackedLinear(b.pw1.w.squeeze(-1), b.pw1.b, bf16);
       b.pw2_packed = PackedLinear(b.pw2.w.squeeze(-1), b.pw2.b, bf16);
+      // The short windows' path (run_block_fused).
+      b.qkv_packed = PackedLinear(at::cat({b.q.w, b.k.w, b.v.w}, 0), at::cat({b.q.b, b.k.b, b.v.b}, 0), bf16);
+      b.dw_taps = b.dw.w.squeeze(1).t().contiguous();  // (k, d)
+      const at::Tensor inv = b.bn_w / at::sqrt(b.bn_var + 1e-5);
+      b.dw_scale = inv.contiguous();
+      b.dw_shift = ((b.dw.b - b.bn_mean) * inv + b.bn_b).contiguous();
     }
     if (bf16) {  // what is not packed: bfloat16 weights for linear_bf16 / the conv
       for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out})
@@ -398,6 +604,11 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
         for (Conv1d* c : {&b.pw1, &b.pw2}) c->w16 = c->w.to(at::kBFloat16);
     }
   }
+  // The denoiser's input and output layers too (float32 either way): as 3-D
+  // inputs they went through a 1x1 convolution, a parallel region and two
+  // copies each per step.
+  if ((bf16 || precision_ == Precision::Fp32) && device_.is_cpu() && dtype_ == at::kFloat)
+    for (Linear* l : {&w->noisy, &w->out}) l->packed = PackedLinear(l->w, l->b);
   // cuDNN wants an LSTM's weights in one buffer; separate tensors make it
   // repack them at every call and warn each time.  This packs them once (the
   // tensors become views of the buffer), as PyTorch's flatten_parameters()

@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 #include <cmath>
+#include <cstdlib>
 #include <gmock/gmock.h>
 
 #include "checkpoint.h"
@@ -90,6 +91,34 @@ TEST_P(Motion, ForwardT500) {
   }
   std::printf("[%s %s] max abs: speech %.3g concat %.3g decoder %.3g eps %.3g pose %.3g loc %.3g scale %.3g\n", type(c.v).c_str(),
               tag(c).c_str(), ds, dc, dd, de, dp, dl, dsc);
+}
+
+// The decoder has two paths on the CPU: short windows (up to 32 frames: the
+// balanced and low presets' streaming windows) do the work between the
+// matrix products in plain loops (lib/motion.cpp run_block_fused), longer
+// ones in ATen ops.  ANITALKER_MOTION_FUSED_FRAMES sets the bound: this
+// fixture's 50 frames through each path must give the reference's output,
+// and each other's within float32 rounding, at a timestep and over 50 steps.
+TEST_P(Motion, ShortAndLongWindowPathsAgree) {
+  const Case c = GetParam();
+  auto m = model(c.v);
+  auto cd = cond(*m, c.cf);
+  const at::Tensor noisy = ref(c.v, "noisyT_seed0");
+  auto with = [&](const char* frames) {
+    setenv("ANITALKER_MOTION_FUSED_FRAMES", frames, 1);
+    std::pair<at::Tensor, at::Tensor> r{m->denoise(cd, noisy, 500.0), m->sample(cd, noisy, 50)};
+    unsetenv("ANITALKER_MOTION_FUSED_FRAMES");
+    return r;
+  };
+  const auto [fused, fused50] = with("64");
+  const auto [aten, aten50] = with("0");
+  EXPECT_LE(max_abs(fused50, ref(c.v, "sample_T50_" + tag(c))), 2e-4);
+  EXPECT_LE(max_abs(aten50, ref(c.v, "sample_T50_" + tag(c))), 2e-4);
+  const std::string p = "fwd_t500_" + tag(c) + "__";
+  EXPECT_LE(max_abs(aten, ref(c.v, p + "eps")), 1e-4);
+  EXPECT_LE(max_abs(fused, ref(c.v, p + "eps")), 1e-4);
+  EXPECT_LE(max_abs(fused, aten), 2e-6);
+  EXPECT_FALSE(at::equal(fused, aten));  // two paths, really
 }
 
 TEST_P(Motion, Samples) {
