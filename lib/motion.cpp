@@ -584,19 +584,22 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   // The decoder's layers on the CPU: packed where oneDNN has a kernel for
   // them (float32, or bfloat16 weights and inputs), else as below.
   const bool bf16 = precision_ == Precision::Bf16;
+  const bool packs = (bf16 || precision_ == Precision::Fp32) && device_.is_cpu() && dtype_ == at::kFloat;
+  // A block's layers packed (bfloat16 or float32), and the extras of the
+  // short windows' path (run_block_fused).
+  const auto pack = [](Block& b, bool in_bf16) {
+    for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out})
+      l->packed = PackedLinear(l->w, l->b, in_bf16);
+    b.pw1_packed = PackedLinear(b.pw1.w.squeeze(-1), b.pw1.b, in_bf16);
+    b.pw2_packed = PackedLinear(b.pw2.w.squeeze(-1), b.pw2.b, in_bf16);
+    b.qkv_packed = PackedLinear(at::cat({b.q.w, b.k.w, b.v.w}, 0), at::cat({b.q.b, b.k.b, b.v.b}, 0), in_bf16);
+    b.dw_taps = b.dw.w.squeeze(1).t().contiguous();  // (k, d)
+    const at::Tensor inv = b.bn_w / at::sqrt(b.bn_var + 1e-5);
+    b.dw_scale = inv.contiguous();
+    b.dw_shift = ((b.dw.b - b.bn_mean) * inv + b.bn_b).contiguous();
+  };
   for (Block& b : w->decoder) {
-    if ((bf16 || precision_ == Precision::Fp32) && device_.is_cpu() && dtype_ == at::kFloat) {
-      for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out})
-        l->packed = PackedLinear(l->w, l->b, bf16);
-      b.pw1_packed = PackedLinear(b.pw1.w.squeeze(-1), b.pw1.b, bf16);
-      b.pw2_packed = PackedLinear(b.pw2.w.squeeze(-1), b.pw2.b, bf16);
-      // The short windows' path (run_block_fused).
-      b.qkv_packed = PackedLinear(at::cat({b.q.w, b.k.w, b.v.w}, 0), at::cat({b.q.b, b.k.b, b.v.b}, 0), bf16);
-      b.dw_taps = b.dw.w.squeeze(1).t().contiguous();  // (k, d)
-      const at::Tensor inv = b.bn_w / at::sqrt(b.bn_var + 1e-5);
-      b.dw_scale = inv.contiguous();
-      b.dw_shift = ((b.dw.b - b.bn_mean) * inv + b.bn_b).contiguous();
-    }
+    if (packs) pack(b, bf16);
     if (bf16) {  // what is not packed: bfloat16 weights for linear_bf16 / the conv
       for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out})
         if (!l->packed.usable()) l->w16 = l->w.to(at::kBFloat16);
@@ -604,11 +607,15 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
         for (Conv1d* c : {&b.pw1, &b.pw2}) c->w16 = c->w.to(at::kBFloat16);
     }
   }
-  // The denoiser's input and output layers too (float32 either way): as 3-D
-  // inputs they went through a 1x1 convolution, a parallel region and two
-  // copies each per step.
-  if ((bf16 || precision_ == Precision::Fp32) && device_.is_cpu() && dtype_ == at::kFloat)
+  if (packs) {
+    // The speech conformer (HuBERT variants; float32 at either precision),
+    // run once per window: 30 ms of a 23-frame window in small ops before.
+    for (Block& b : w->speech) pack(b, false);
+    // The denoiser's input and output layers (float32 either way): as 3-D
+    // inputs they went through a 1x1 convolution, a parallel region and two
+    // copies each per step.
     for (Linear* l : {&w->noisy, &w->out}) l->packed = PackedLinear(l->w, l->b);
+  }
   // cuDNN wants an LSTM's weights in one buffer; separate tensors make it
   // repack them at every call and warn each time.  This packs them once (the
   // tensors become views of the buffer), as PyTorch's flatten_parameters()
