@@ -82,8 +82,8 @@ double write_retinaface(const std::string& path, int64_t size);
 // The machine's float32 roof, measured in the same run as each benchmark:
 // a 2048x2048 matmul (BLAS; OpenBLAS keeps the kernels OPENBLAS_CORETYPE
 // chooses) and a 3x3 convolution 512->512 on 4 images of 32x32 (oneDNN on
-// the CPU), each the median of 5.  Both are printed; the larger, in GFLOP/s,
-// is the denominator of the benchmarks' "of roof" column.
+// the CPU), each the best of 5 runs (a peak).  Both are printed; the larger,
+// in GFLOP/s, is the denominator of the benchmarks' "of roof" column.
 double roof_gflops(c10::Device dev);
 
 // Runs `fn` once under LibTorch's profiler and prints the ops by self time
