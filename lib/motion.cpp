@@ -268,8 +268,10 @@ int64_t row_grain(int64_t width) { return std::max<int64_t>(1, 32768 / std::max<
 // contiguous float32; y undefined: x alone).  eps 1e-12, as the blocks'.
 void add_layer_norm_(at::Tensor& x, const at::Tensor& y, float s, const Norm& n) {
   const int64_t d = x.size(-1), rows = x.numel() / d;
+  TORCH_CHECK(x.is_contiguous() && (!y.defined() || y.sizes() == x.sizes()), "add_layer_norm_: shapes");
+  const at::Tensor yc = y.defined() ? y.contiguous() : y;
   float* xp = x.data_ptr<float>();
-  const float* yp = y.defined() ? y.data_ptr<float>() : nullptr;
+  const float* yp = yc.defined() ? yc.data_ptr<float>() : nullptr;
   const float* g = n.w.data_ptr<float>();
   const float* b = n.b.data_ptr<float>();
   at::parallel_for(0, rows, row_grain(d), [&](int64_t r0, int64_t r1) {
