@@ -244,8 +244,8 @@ std::vector<at::Tensor> block_positions(const std::vector<Block>& bs, int64_t T,
 // few milliseconds of matrix products and some seventy small ATen ops
 // around them, and most of those ops open a parallel region of their own;
 // with OMP_WAIT_POLICY=PASSIVE (what a machine shared by several elements
-// wants) each region wakes a sleeping thread, and those wake-ups took as
-// long as the products (docs/performance.md).  This path does the work
+// wants) each region wakes a sleeping thread: a 23-frame window ran 1.5x
+// slower than with threads that spin (docs/performance.md).  This path does the work
 // between the products in plain loops, serial for a short window: the
 // residual + layer norm, GLU + depthwise convolution + batch norm + swish,
 // and the attention with its relative shift, plus q, k and v as one
