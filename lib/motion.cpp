@@ -8,6 +8,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -113,7 +114,7 @@ struct Block {
   at::Tensor pos_u, pos_v;  // (h, d_k)
   Conv1d pw1, dw, pw2;
   anitalker::PackedLinear pw1_packed, pw2_packed;  // pw1, pw2 as linear layers (made after placing, not walked)
-  // The short windows' path on the CPU (run_block_fused; made after placing,
+  // The conformers' CPU path (run_block_fused; made after placing,
   // not walked): q, k and v as one packed layer (3d outputs), the
   // depthwise taps time-major (k, d), and the batch norm with the depthwise
   // bias folded into a per-channel scale and shift.
@@ -238,28 +239,34 @@ std::vector<at::Tensor> block_positions(const std::vector<Block>& bs, int64_t T,
   return ps;
 }
 
-// --- The short windows' path (CPU, float32 activations) -------------------
+// --- The CPU path of the conformers (float32 activations) -----------------
 //
 // A streaming window is 5-60 frames.  At such sizes a denoiser step is a
 // few milliseconds of matrix products and some seventy small ATen ops
 // around them, and most of those ops open a parallel region of their own;
 // with OMP_WAIT_POLICY=PASSIVE (what a machine shared by several elements
 // wants) each region wakes a sleeping thread: a 23-frame window ran 1.5x
-// slower than with threads that spin (docs/performance.md).  This path does the work
-// between the products in plain loops, serial for a short window: the
-// residual + layer norm, GLU + depthwise convolution + batch norm + swish,
-// and the attention with its relative shift, plus q, k and v as one
-// product.  The same arithmetic in another order: float32 rounding.
+// slower than with threads that spin (docs/performance.md).  This path
+// does the work between the products in plain loops, serial for a short
+// window: the residual + layer norm, GLU + depthwise convolution + batch
+// norm + swish, and for short windows the attention with its relative
+// shift; q, k and v are one product.  Longer sequences (offline) take it
+// too, with BLAS's attention: no slower there with spinning threads, a few
+// percent faster with PASSIVE ones.  The same arithmetic in another order:
+// float32 rounding.
 
-// Frames up to which the decoder takes this path: the `balanced` and `low`
-// presets' windows (23 and 13 frames with their context), not `quality`'s
-// 60, where the attention's plain loops cost what the wake-ups save;
-// ANITALKER_MOTION_FUSED_FRAMES overrides it (0: never; for tests and
-// measurements).
-int64_t fused_max_frames() {
-  const char* e = std::getenv("ANITALKER_MOTION_FUSED_FRAMES");
-  return e && *e ? std::strtoll(e, nullptr, 10) : 32;
+// Frames up to which a conformer takes this path (all, unless
+// ANITALKER_MOTION_FUSED_FRAMES says otherwise: 0 = never, the ATen path;
+// for tests and measurements), and up to which its attention runs in plain
+// loops rather than BLAS's products (32: the `balanced` and `low` presets'
+// windows, 23 and 13 frames with their context; at `quality`'s 60 the
+// loops cost what they save; ANITALKER_MOTION_LOOP_FRAMES).
+int64_t frames_env(const char* name, int64_t fallback) {
+  const char* e = std::getenv(name);
+  return e && *e ? std::strtoll(e, nullptr, 10) : fallback;
 }
+int64_t fused_max_frames() { return frames_env("ANITALKER_MOTION_FUSED_FRAMES", INT64_MAX); }
+int64_t loop_attention_frames() { return frames_env("ANITALKER_MOTION_LOOP_FRAMES", 32); }
 
 // Rows per task in the loops below: a short window stays on one thread.
 int64_t row_grain(int64_t width) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, width)); }
@@ -322,6 +329,19 @@ inline float dot(const float* a, const float* b, int64_t n) {
 at::Tensor mhsa_fused(const Block& w, const at::Tensor& x, const at::Tensor& pos) {
   const int64_t B = x.size(0), T = x.size(1), d = x.size(2), dk = d / kHeads;
   const at::Tensor qkv = w.qkv_packed(x).contiguous();  // (B,T,3d)
+  if (T > loop_attention_frames()) {
+    // Longer windows: the products of mhsa() (BLAS) on the views of qkv.
+    const at::Tensor q = qkv.narrow(2, 0, d).view({B, T, kHeads, dk});
+    const at::Tensor k = qkv.narrow(2, d, d).view({B, T, kHeads, dk}).transpose(1, 2);
+    const at::Tensor v = qkv.narrow(2, 2 * d, d).view({B, T, kHeads, dk}).transpose(1, 2);
+    const at::Tensor p = pos.view({pos.size(0), -1, kHeads, dk}).transpose(1, 2);
+    const at::Tensor qu = (q + w.pos_u).transpose(1, 2);
+    const at::Tensor qv = (q + w.pos_v).transpose(1, 2);
+    const at::Tensor ac = at::matmul(qu, k.transpose(-2, -1));
+    const at::Tensor bd = rel_shift(at::matmul(qv, p.transpose(-2, -1)));
+    const at::Tensor attn = at::softmax((ac + bd) / std::sqrt(static_cast<double>(dk)), -1);
+    return w.out(at::matmul(attn, v).transpose(1, 2).contiguous().view({B, T, d}));
+  }
   const at::Tensor p = pos.contiguous();                // (1,2T-1,d)
   at::Tensor ctx = at::zeros({B, T, d}, x.options());
   const float* Q = qkv.data_ptr<float>();
@@ -413,7 +433,7 @@ at::Tensor conv_module_fused(const Block& w, const at::Tensor& x) {
   return w.pw2_packed(at::silu_(y));
 }
 
-// One block on the short windows' path (x (B,T,d) contiguous float32, on
+// One block on the CPU path (x (B,T,d) contiguous float32, on
 // the CPU, the block's extras made): spec 3.2 step 2.
 void run_block_fused(const Block& w, at::Tensor& x, const at::Tensor& pos) {
   at::Tensor h = w.ffm1(x);
@@ -588,7 +608,7 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   const bool bf16 = precision_ == Precision::Bf16;
   const bool packs = (bf16 || precision_ == Precision::Fp32) && device_.is_cpu() && dtype_ == at::kFloat;
   // A block's layers packed (bfloat16 or float32), and the extras of the
-  // short windows' path (run_block_fused).
+  // CPU path (run_block_fused).
   const auto pack = [](Block& b, bool in_bf16) {
     for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out})
       l->packed = PackedLinear(l->w, l->b, in_bf16);
