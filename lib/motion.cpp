@@ -194,12 +194,13 @@ at::Tensor rel_shift(const at::Tensor& x) {
   return xp.index({Slice(), Slice(), Slice(1, None)}).reshape({b, h, t, n}).index({Slice(), Slice(), Slice(), Slice(0, n / 2 + 1)});
 }
 
-// p: the block's linear_pos of the relative positional table, (1, 2T-1, d).
-at::Tensor mhsa(const Block& w, const at::Tensor& x, const at::Tensor& pos) {
-  const int64_t B = x.size(0), T = x.size(1), d = x.size(2), dk = d / kHeads;
-  at::Tensor q = w.q(x).view({B, T, kHeads, dk});  // (B,T,h,dk)
-  at::Tensor k = w.k(x).view({B, T, kHeads, dk}).transpose(1, 2);
-  at::Tensor v = w.v(x).view({B, T, kHeads, dk}).transpose(1, 2);
+// The attention of spec 3.2 from q, k, v (B,T,d) (views of any layout).
+at::Tensor attend(const Block& w, const at::Tensor& q_, const at::Tensor& k_, const at::Tensor& v_,
+                  const at::Tensor& pos) {
+  const int64_t B = q_.size(0), T = q_.size(1), d = q_.size(2), dk = d / kHeads;
+  at::Tensor q = q_.reshape({B, T, kHeads, dk});  // (B,T,h,dk)
+  at::Tensor k = k_.reshape({B, T, kHeads, dk}).transpose(1, 2);
+  at::Tensor v = v_.reshape({B, T, kHeads, dk}).transpose(1, 2);
   at::Tensor p = pos.view({pos.size(0), -1, kHeads, dk}).transpose(1, 2);
   at::Tensor qu = (q + w.pos_u).transpose(1, 2);
   at::Tensor qv = (q + w.pos_v).transpose(1, 2);
@@ -210,6 +211,9 @@ at::Tensor mhsa(const Block& w, const at::Tensor& x, const at::Tensor& pos) {
   at::Tensor ctx = at::matmul(attn, v).transpose(1, 2).contiguous().view({B, T, d});
   return w.out(ctx);
 }
+
+// p: the block's linear_pos of the relative positional table, (1, 2T-1, d).
+at::Tensor mhsa(const Block& w, const at::Tensor& x, const at::Tensor& pos) { return attend(w, w.q(x), w.k(x), w.v(x), pos); }
 
 at::Tensor conv_module(const Block& w, const at::Tensor& x) {
   if (w.pw1_packed.usable() && w.pw2_packed.usable() && x.is_cpu()) {
@@ -329,19 +333,8 @@ inline float dot(const float* a, const float* b, int64_t n) {
 at::Tensor mhsa_fused(const Block& w, const at::Tensor& x, const at::Tensor& pos) {
   const int64_t B = x.size(0), T = x.size(1), d = x.size(2), dk = d / kHeads;
   const at::Tensor qkv = w.qkv_packed(x).contiguous();  // (B,T,3d)
-  if (T > loop_attention_frames()) {
-    // Longer windows: the products of mhsa() (BLAS) on the views of qkv.
-    const at::Tensor q = qkv.narrow(2, 0, d).view({B, T, kHeads, dk});
-    const at::Tensor k = qkv.narrow(2, d, d).view({B, T, kHeads, dk}).transpose(1, 2);
-    const at::Tensor v = qkv.narrow(2, 2 * d, d).view({B, T, kHeads, dk}).transpose(1, 2);
-    const at::Tensor p = pos.view({pos.size(0), -1, kHeads, dk}).transpose(1, 2);
-    const at::Tensor qu = (q + w.pos_u).transpose(1, 2);
-    const at::Tensor qv = (q + w.pos_v).transpose(1, 2);
-    const at::Tensor ac = at::matmul(qu, k.transpose(-2, -1));
-    const at::Tensor bd = rel_shift(at::matmul(qv, p.transpose(-2, -1)));
-    const at::Tensor attn = at::softmax((ac + bd) / std::sqrt(static_cast<double>(dk)), -1);
-    return w.out(at::matmul(attn, v).transpose(1, 2).contiguous().view({B, T, d}));
-  }
+  if (T > loop_attention_frames())  // longer windows: BLAS's products on the views of qkv
+    return attend(w, qkv.narrow(2, 0, d), qkv.narrow(2, d, d), qkv.narrow(2, 2 * d, d), pos);
   const at::Tensor p = pos.contiguous();                // (1,2T-1,d)
   at::Tensor ctx = at::zeros({B, T, d}, x.options());
   const float* Q = qkv.data_ptr<float>();
