@@ -603,11 +603,14 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   // A block's layers packed (bfloat16 or float32), and the extras of the
   // CPU path (run_block_fused).
   const auto pack = [](Block& b, bool in_bf16) {
+    b.qkv_packed = PackedLinear(at::cat({b.q.w, b.k.w, b.v.w}, 0), at::cat({b.q.b, b.k.b, b.v.b}, 0), in_bf16);
     for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out})
-      l->packed = PackedLinear(l->w, l->b, in_bf16);
+      // q, k and v alone only where the three together are not packed (a
+      // second copy of their weights otherwise, for the ATen path alone).
+      if (!b.qkv_packed.usable() || (l != &b.q && l != &b.k && l != &b.v))
+        l->packed = PackedLinear(l->w, l->b, in_bf16);
     b.pw1_packed = PackedLinear(b.pw1.w.squeeze(-1), b.pw1.b, in_bf16);
     b.pw2_packed = PackedLinear(b.pw2.w.squeeze(-1), b.pw2.b, in_bf16);
-    b.qkv_packed = PackedLinear(at::cat({b.q.w, b.k.w, b.v.w}, 0), at::cat({b.q.b, b.k.b, b.v.b}, 0), in_bf16);
     b.dw_taps = b.dw.w.squeeze(1).t().contiguous();  // (k, d)
     const at::Tensor inv = b.bn_w / at::sqrt(b.bn_var + 1e-5);
     b.dw_scale = inv.contiguous();
