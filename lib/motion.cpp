@@ -602,13 +602,16 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   const bool packs = (bf16 || precision_ == Precision::Fp32) && device_.is_cpu() && dtype_ == at::kFloat;
   // A block's layers packed (bfloat16 or float32), and the extras of the
   // CPU path (run_block_fused).
-  const auto pack = [](Block& b, bool in_bf16) {
+  // q, k and v packed together: not also alone, nor in bfloat16 for
+  // linear_bf16 (copies of their weights that only the ATen path, forced by
+  // ANITALKER_MOTION_FUSED_FRAMES=0, would read: it then runs them in float32).
+  const auto merged = [](const Block& b, const Linear* l) {
+    return b.qkv_packed.usable() && (l == &b.q || l == &b.k || l == &b.v);
+  };
+  const auto pack = [&](Block& b, bool in_bf16) {
     b.qkv_packed = PackedLinear(at::cat({b.q.w, b.k.w, b.v.w}, 0), at::cat({b.q.b, b.k.b, b.v.b}, 0), in_bf16);
     for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out})
-      // q, k and v alone only where the three together are not packed (a
-      // second copy of their weights otherwise, for the ATen path alone).
-      if (!b.qkv_packed.usable() || (l != &b.q && l != &b.k && l != &b.v))
-        l->packed = PackedLinear(l->w, l->b, in_bf16);
+      if (!merged(b, l)) l->packed = PackedLinear(l->w, l->b, in_bf16);
     b.pw1_packed = PackedLinear(b.pw1.w.squeeze(-1), b.pw1.b, in_bf16);
     b.pw2_packed = PackedLinear(b.pw2.w.squeeze(-1), b.pw2.b, in_bf16);
     b.dw_taps = b.dw.w.squeeze(1).t().contiguous();  // (k, d)
@@ -620,7 +623,7 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     if (packs) pack(b, bf16);
     if (bf16) {  // what is not packed: bfloat16 weights for linear_bf16 / the conv
       for (Linear* l : {&b.ffm1, &b.ffm2, &b.ff1, &b.ff2, &b.q, &b.k, &b.v, &b.out})
-        if (!l->packed.usable()) l->w16 = l->w.to(at::kBFloat16);
+        if (!l->packed.usable() && !merged(b, l)) l->w16 = l->w.to(at::kBFloat16);
       if (!(b.pw1_packed.usable() && b.pw2_packed.usable()))
         for (Conv1d* c : {&b.pw1, &b.pw2}) c->w16 = c->w.to(at::kBFloat16);
     }

@@ -153,7 +153,7 @@ int bench_motion(int argc, char** argv) {
     o.integer("repeat", &repeat, 1, 100, "N", "runs of each");
     o.flag("profile", &prof, "list the ops of one denoiser pass by self time");
     o.flag("bf16", &bf16,
-           "also offline at precision=bf16 (the denoiser's conformer blocks in bfloat16; a CPU with AVX512_BF16): "
+           "also offline and streaming at precision=bf16 (the denoiser's conformer blocks in bfloat16; a CPU with AVX512_BF16): "
            "its time against float32 and the distance of its motion from float32's");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;
@@ -303,44 +303,50 @@ int bench_motion(int argc, char** argv) {
       }
 
       // Streaming: features arrive a window at a time; each ready window is
-      // generated at once (as the element does).
-      for (const anitalker::motion::StreamConfig& sc : streams) {
-        std::vector<double> tt, worst;
-        int64_t windows = 0, held = 0;
-        for (int r = 0; r < repeat; ++r) {
-          anitalker::motion::Stream str(model, sc);
-          str.set_codes(start, direction);
-          str.set_controls(ctl);
-          const int64_t fsize = feats.numel() / n;
-          const float* src = feats.data_ptr<float>();
-          double total = 0, wmax = 0;
-          windows = 0;
-          for (int64_t f = 0;;) {
-            const int64_t k = std::min<int64_t>(pf * sc.window, n - f);
-            str.push(src + f * fsize, k);
-            f += k;
-            const bool final = f >= n;
-            while (str.ready(final)) {
-              t0 = bench::now_s();
-              str.next(final);
-              sync();
-              const double dt = bench::now_s() - t0;
-              total += dt;
-              wmax = std::max(wmax, dt);
-              ++windows;
-              held = std::max(held, str.held_features());
+      // generated at once (as the element does); with --bf16 at that
+      // precision too.
+      const auto run_streams = [&](const std::shared_ptr<const anitalker::motion::Model>& m, const char* tag) {
+        for (const anitalker::motion::StreamConfig& sc : streams) {
+          std::vector<double> tt, worst;
+          int64_t windows = 0, held = 0;
+          for (int r = 0; r < repeat; ++r) {
+            anitalker::motion::Stream str(m, sc);
+            str.set_codes(start, direction);
+            str.set_controls(ctl);
+            const int64_t fsize = feats.numel() / n;
+            const float* src = feats.data_ptr<float>();
+            double total = 0, wmax = 0;
+            windows = 0;
+            for (int64_t f = 0;;) {
+              const int64_t k = std::min<int64_t>(pf * sc.window, n - f);
+              str.push(src + f * fsize, k);
+              f += k;
+              const bool final = f >= n;
+              while (str.ready(final)) {
+                t0 = bench::now_s();
+                str.next(final);
+                sync();
+                const double dt = bench::now_s() - t0;
+                total += dt;
+                wmax = std::max(wmax, dt);
+                ++windows;
+                held = std::max(held, str.held_features());
+              }
+              if (final) break;
             }
-            if (final) break;
+            tt.push_back(total);
+            worst.push_back(wmax);
           }
-          tt.push_back(total);
-          worst.push_back(wmax);
+          const bench::Stats st = bench::stats(tt), w = bench::stats(worst);
+          std::printf("stream   %s%d:%d:%d, %d steps: %.2f s (%.2f .. %.2f) for %d s, %.1f ms per s, %.2fx real time; "
+                      "%lld windows, slowest %.3f s (a window lasts %.3f s); at most %lld feature frames held\n",
+                      tag, sc.window, sc.context, sc.lookahead, sc.steps, st.median, st.min, st.max, seconds,
+                      1000 * st.median / seconds, seconds / st.median, static_cast<long long>(windows), w.median,
+                      sc.window / 25.0, static_cast<long long>(held));
         }
-        const bench::Stats st = bench::stats(tt), w = bench::stats(worst);
-        std::printf("stream   %d:%d:%d, %d steps: %.2f s (%.2f .. %.2f) for %d s, %.1f ms per s, %.2fx real time; %lld windows, "
-                    "slowest %.3f s (a window lasts %.3f s); at most %lld feature frames held\n",
-                    sc.window, sc.context, sc.lookahead, sc.steps, st.median, st.min, st.max, seconds, 1000 * st.median / seconds,
-                    seconds / st.median, static_cast<long long>(windows), w.median, sc.window / 25.0, static_cast<long long>(held));
-      }
+      };
+      run_streams(model, "");
+      if (model16) run_streams(model16, "bf16 ");
       const cli::Memory mem = cli::memory();
       std::printf("memory   resident %.0f MB (%.0f MB anonymous, %.0f MB file-backed: weights, libraries), peak %.0f MB\n", mem.rss / 1e6,
                   mem.anon / 1e6, mem.file / 1e6, mem.peak / 1e6);
