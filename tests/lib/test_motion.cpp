@@ -130,6 +130,31 @@ TEST_P(Motion, CpuPathsAgree) {
   EXPECT_FALSE(at::equal(runs[1].eps, runs[2].eps));
 }
 
+// A batch of two through the CPU path (both attentions) gives each item's
+// own result: the loops index the batch right.
+TEST(MotionCpuPath, BatchOfTwoIsTwoOfOne) {
+  auto m = model(Variant::HubertAudioOnly);
+  const auto one = cond(*m, false);
+  const at::Tensor noisy = ref(Variant::HubertAudioOnly, "noisyT_seed0");
+  for (const char* loops : {"64", "0"}) {
+    setenv("ANITALKER_MOTION_LOOP_FRAMES", loops, 1);
+    anitalker::motion::Condition two = one;
+    two.adjusted = at::cat({one.adjusted, one.adjusted.flip(1)}, 0);
+    two.c_dir = at::cat({one.c_dir, -one.c_dir}, 0);
+    two.c_start = at::cat({one.c_start, one.c_start * 0.5}, 0);
+    const at::Tensor x = at::cat({noisy, noisy.flip(1)}, 0);
+    const at::Tensor both = m->denoise(two, x, 500.0);
+    for (int64_t b = 0; b < 2; ++b) {
+      anitalker::motion::Condition c = one;
+      c.adjusted = two.adjusted.narrow(0, b, 1);
+      c.c_dir = two.c_dir.narrow(0, b, 1);
+      c.c_start = two.c_start.narrow(0, b, 1);
+      EXPECT_LE(max_abs(both.narrow(0, b, 1), m->denoise(c, x.narrow(0, b, 1), 500.0)), 1e-5) << loops << " " << b;
+    }
+    unsetenv("ANITALKER_MOTION_LOOP_FRAMES");
+  }
+}
+
 TEST_P(Motion, Samples) {
   const Case c = GetParam();
   auto m = model(c.v);
