@@ -330,10 +330,11 @@ inline float dot(const float* a, const float* b, int64_t n) {
 // from one packed product; per head, scores (q + u).k_m + (q + v').p_r with
 // r = T-1-i+m (the relative shift, read in place), divided by sqrt(d_k),
 // softmax over m, the context, then linear_out.
-at::Tensor mhsa_fused(const Block& w, const at::Tensor& x, const at::Tensor& pos) {
+// loops: whether the attention runs in the loops (else BLAS's products).
+at::Tensor mhsa_fused(const Block& w, const at::Tensor& x, const at::Tensor& pos, bool loops) {
   const int64_t B = x.size(0), T = x.size(1), d = x.size(2), dk = d / kHeads;
   const at::Tensor qkv = w.qkv_packed(x).contiguous();  // (B,T,3d)
-  if (T > loop_attention_frames())  // longer windows: BLAS's products on the views of qkv
+  if (!loops)  // longer windows: BLAS's products on the views of qkv
     return attend(w, qkv.narrow(2, 0, d), qkv.narrow(2, d, d), qkv.narrow(2, 2 * d, d), pos);
   const at::Tensor p = pos.contiguous();                // (1,2T-1,d)
   at::Tensor ctx = at::zeros({B, T, d}, x.options());
@@ -343,8 +344,7 @@ at::Tensor mhsa_fused(const Block& w, const at::Tensor& x, const at::Tensor& pos
   const float* V = w.pos_v.data_ptr<float>();
   float* C = ctx.data_ptr<float>();
   const float root = static_cast<float>(std::sqrt(static_cast<double>(dk)));
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, 3 * T * dk));
-  at::parallel_for(0, B * kHeads, grain, [&](int64_t j0, int64_t j1) {
+  at::parallel_for(0, B * kHeads, row_grain(3 * T * dk), [&](int64_t j0, int64_t j1) {
     std::vector<float> qu(dk), qv(dk), a(T);
     for (int64_t j = j0; j < j1; ++j) {
       const int64_t b = j / kHeads, h = j % kHeads;
@@ -428,10 +428,10 @@ at::Tensor conv_module_fused(const Block& w, const at::Tensor& x) {
 
 // One block on the CPU path (x (B,T,d) contiguous float32, on
 // the CPU, the block's extras made): spec 3.2 step 2.
-void run_block_fused(const Block& w, at::Tensor& x, const at::Tensor& pos) {
+void run_block_fused(const Block& w, at::Tensor& x, const at::Tensor& pos, bool loops) {
   at::Tensor h = w.ffm1(x);
   add_layer_norm_(x, w.ffm2(at::silu_(h)), 0.5f, w.n_ffm);
-  add_layer_norm_(x, mhsa_fused(w, x, pos), 1.f, w.n_mha);
+  add_layer_norm_(x, mhsa_fused(w, x, pos, loops), 1.f, w.n_mha);
   add_layer_norm_(x, conv_module_fused(w, x), 1.f, w.n_conv);
   h = w.ff1(x);
   add_layer_norm_(x, w.ff2(at::silu_(h)), 0.5f, w.n_ff);
@@ -446,7 +446,8 @@ at::Tensor run_conformer(const std::vector<Block>& bs, at::Tensor x, const std::
                      x.size(1) <= fused_max_frames();
   if (fused) {
     x = x.contiguous();
-    for (size_t i = 0; i < bs.size(); ++i) run_block_fused(bs[i], x, ps[i]);
+    const bool loops = x.size(1) <= loop_attention_frames();  // read once per run, not per block
+    for (size_t i = 0; i < bs.size(); ++i) run_block_fused(bs[i], x, ps[i], loops);
     return x;
   }
   for (size_t i = 0; i < bs.size(); ++i) {
