@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 #include <sys/mman.h>
 
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -536,6 +537,78 @@ at::Tensor PackedConv::operator()(const at::Tensor& x_in, int64_t pad_h, int64_t
            {DNNL_ARG_DST, dnnl::memory({d, dt::f32, t}, e, y.data_ptr<float>())}});
   return y;
 }
+namespace {
+// attend_heads()'s two products for one shape: scores = q k^T over a group
+// of heads, then o = softmax(scores) v, each a oneDNN batched matmul over
+// the group reading q, k, v where they lie in the packed rows and writing
+// o's columns in place.
+struct AttendPrims {
+  dnnl::matmul scores, mix;
+  dnnl::memory::desc q, kt, s, v, o, scores_pad, mix_pad;
+};
+
+std::shared_ptr<AttendPrims> attend_prims(int64_t T, int64_t group, int64_t hd, int64_t H) {
+  static std::mutex lock;
+  static std::map<std::array<int64_t, 4>, std::shared_ptr<AttendPrims>> cache;  // null: oneDNN's reference code only
+  const std::array<int64_t, 4> key{T, group, hd, H};
+  std::lock_guard<std::mutex> hold(lock);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  std::shared_ptr<AttendPrims> p;
+  try {
+    auto a = std::make_shared<AttendPrims>();
+    const int64_t row = 3 * H;  // a packed row: q, k, v of every head
+    a->q = dnnl::memory::desc({group, T, hd}, dt::f32, dnnl::memory::dims{hd, row, 1});
+    a->kt = dnnl::memory::desc({group, hd, T}, dt::f32, dnnl::memory::dims{hd, 1, row});
+    a->s = dnnl::memory::desc({group, T, T}, dt::f32, tag::abc);
+    a->v = dnnl::memory::desc({group, T, hd}, dt::f32, dnnl::memory::dims{hd, row, 1});
+    a->o = dnnl::memory::desc({group, T, hd}, dt::f32, dnnl::memory::dims{hd, H, 1});
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const dnnl::matmul::primitive_desc s_pd(dnnl::matmul::desc(a->q, a->kt, a->s), attr, cpu_engine());
+    const dnnl::matmul::primitive_desc m_pd(dnnl::matmul::desc(a->s, a->v, a->o), attr, cpu_engine());
+    if (!reference_only(s_pd) && !reference_only(m_pd)) {
+      a->scores = dnnl::matmul(s_pd);
+      a->mix = dnnl::matmul(m_pd);
+      a->scores_pad = s_pd.scratchpad_desc();
+      a->mix_pad = m_pd.scratchpad_desc();
+      p = a;
+    }
+  } catch (const dnnl::error&) {
+  }
+  if (cache.size() >= 256) cache.clear();  // window lengths of a long life
+  cache.emplace(key, p);
+  return p;
+}
+}  // namespace
+
+at::Tensor attend_heads(const at::Tensor& qkv, int64_t heads, int64_t max_scores) {
+  if (!qkv.is_cpu() || qkv.scalar_type() != at::kFloat || qkv.dim() != 2 || !qkv.is_contiguous() || heads < 1 ||
+      qkv.size(1) % (3 * heads) != 0 || qkv.size(0) < 1)
+    return at::Tensor();
+  const int64_t T = qkv.size(0), H = qkv.size(1) / 3, hd = H / heads;
+  // Heads a product: as many as keep their scores under max_scores, a divisor of heads.
+  int64_t group = std::max<int64_t>(1, std::min<int64_t>(heads, max_scores / (T * T)));
+  while (heads % group != 0) --group;
+  const std::shared_ptr<AttendPrims> p = attend_prims(T, group, hd, H);
+  if (!p) return at::Tensor();
+  at::Tensor o = at::empty({T, H}, qkv.options()), s = at::empty({group, T, T}, qkv.options());
+  dnnl::engine& e = cpu_engine();
+  float* rows = qkv.data_ptr<float>();
+  for (int64_t h = 0; h < heads; h += group) {
+    float* base = rows + h * hd;
+    execute(p->scores, p->scores_pad,
+            {{DNNL_ARG_SRC, dnnl::memory(p->q, e, base)},
+             {DNNL_ARG_WEIGHTS, dnnl::memory(p->kt, e, base + H)},
+             {DNNL_ARG_DST, dnnl::memory(p->s, e, s.data_ptr<float>())}});
+    at::softmax_out(s, s, -1);
+    execute(p->mix, p->mix_pad,
+            {{DNNL_ARG_SRC, dnnl::memory(p->s, e, s.data_ptr<float>())},
+             {DNNL_ARG_WEIGHTS, dnnl::memory(p->v, e, base + 2 * H)},
+             {DNNL_ARG_DST, dnnl::memory(p->o, e, o.data_ptr<float>() + h * hd)}});
+  }
+  return o;
+}
 #else
 struct PackedLinear::Impl {};
 bool PackedLinear::available() { return false; }
@@ -544,6 +617,7 @@ at::Tensor PackedLinear::operator()(const at::Tensor& x) const { return x; }  //
 struct PackedConv::Impl {};
 PackedConv::PackedConv(const at::Tensor&, at::IntArrayRef, bool) {}
 at::Tensor PackedConv::operator()(const at::Tensor& x, int64_t, int64_t) const { return x; }  // never: not usable()
+at::Tensor attend_heads(const at::Tensor&, int64_t, int64_t) { return at::Tensor(); }
 #endif
 
 }  // namespace anitalker

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <sys/stat.h>
@@ -155,7 +156,13 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device, at:
     w->proj.packed = PackedLinear(w->proj.w, w->proj.b);
     w->time_major = w->proj.packed.usable();
     for (Weights::Layer& l : w->layers) {
-      l.qkv_packed = PackedLinear(l.qkv_w, l.qkv_b, bf16);
+      // q's rows pre-scaled by 1/sqrt(head size), as the time-major path
+      // takes them (exact where that is a power of two: 1/8 released).
+      const double scale = 1.0 / std::sqrt(static_cast<double>(H / cfg_.heads));
+      at::Tensor qkv_w = l.qkv_w.clone(), qkv_b = l.qkv_b.clone();
+      qkv_w.narrow(0, 0, H).mul_(scale);
+      qkv_b.narrow(0, 0, H).mul_(scale);
+      l.qkv_packed = PackedLinear(qkv_w, qkv_b, bf16);
       w->time_major = w->time_major && l.qkv_packed.usable();
       for (Linear* lin : {&l.out, &l.ff1, &l.ff2}) {
         lin->packed = PackedLinear(lin->w, lin->b, bf16);
@@ -248,14 +255,17 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
     if (taps) taps->pos_conv = pc.contiguous().cpu();
     h = h + pc;
 
-    const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+    // ANITALKER_HUBERT_DNN_ATTENTION=0: LibTorch's products instead of
+    // attend_heads() (for tests and measurements).
+    const char* knob = std::getenv("ANITALKER_HUBERT_DNN_ATTENTION");
+    const bool dnn_attention = !(knob && std::string(knob) == "0");
     std::vector<at::Tensor> states{h};
     for (size_t l = 0; l < w.layers.size(); ++l) {
       const Weights::Layer& L = w.layers[l];
-      const at::Tensor qkv = L.qkv_packed(ln(h, L.ln));  // [T, 3H]
-      qkv.narrow(1, 0, H).mul_(scale);
-      at::Tensor o;
-      if (nh * T * T <= kAllHeadsScores) {
+      const at::Tensor qkv = L.qkv_packed(ln(h, L.ln));  // [T, 3H], q scaled
+      at::Tensor o = dnn_attention ? attend_heads(qkv, nh, kAllHeadsScores) : at::Tensor();
+      if (o.defined()) {
+      } else if (nh * T * T <= kAllHeadsScores) {
         // Short windows (the streaming hops): all heads in one batched
         // product and one softmax; per head, 3 x 16 small calls a layer
         // cost more than their arithmetic.

@@ -83,4 +83,17 @@ class PackedConv {
   std::shared_ptr<Impl> impl_;
 };
 
+// Multi-head self-attention of time-major rows on the CPU: qkv (T, 3H)
+// float32 contiguous, each row q, k, v of all heads, q already scaled;
+// returns o (T, H) whose head h columns are softmax(q_h k_h^T) v_h.  Two
+// oneDNN batched matmuls over a group of heads (as many as keep the group's
+// T x T scores within max_scores floats, in cache) read q, k and v where
+// they lie and write o in place; LibTorch's softmax between.  LibTorch
+// 1.13's bmm over the same heads ran each head's product as its own BLAS
+// call, with a copy and a parallel region each (docs/performance.md).
+// Undefined where this build has no oneDNN headers, oneDNN has only its
+// reference code for the shape, or qkv is not as described: the caller's
+// own path then.
+at::Tensor attend_heads(const at::Tensor& qkv, int64_t heads, int64_t max_scores);
+
 }  // namespace anitalker

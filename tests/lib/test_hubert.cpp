@@ -70,6 +70,27 @@ TEST(Hubert, IntermediatesAndHiddenStates) {
   EXPECT_TRUE(at::equal(padded.select(1, 103), padded.select(1, 102)));
 }
 
+// The time-major path's two attentions: oneDNN's batched products over the
+// heads (kernels.h attend_heads, the default) and LibTorch's
+// (ANITALKER_HUBERT_DNN_ATTENTION=0), each against the reference, and within
+// float32 rounding of each other; also on a clip long enough that the heads
+// go in groups (kAllHeadsScores).  Fails with v read from k's columns in
+// attend_heads (checked).
+TEST(Hubert, AttentionPathsAgree) {
+  const at::Tensor want = read_npy_tensor(data("audio/ref/hidden_states.npy"));
+  const at::Tensor long_wave = wave().repeat({12});  // 1236 frames: 4 heads x 1236^2 scores > 512 Ki
+  at::Tensor got[2], got_long[2];
+  for (int dnn : {1, 0}) {
+    ::setenv("ANITALKER_HUBERT_DNN_ATTENTION", dnn ? "1" : "0", 1);
+    got[dnn] = tiny()->hidden_states(wave());
+    got_long[dnn] = tiny()->hidden_states(long_wave);
+    expect_close(got[dnn], want, 1e-4, 1e-4, dnn ? "oneDNN attention" : "LibTorch attention");
+  }
+  ::unsetenv("ANITALKER_HUBERT_DNN_ATTENTION");
+  EXPECT_LE((got[1] - got[0]).abs().max().item<double>(), 5e-6);  // 0 and 1.4e-6 (AVX2) measured
+  EXPECT_LE((got_long[1] - got_long[0]).abs().max().item<double>(), 1e-5);  // 2.1e-6 and 2.3e-6
+}
+
 // The channel-major transformer (cm_linear: the path where the linear layers
 // are not packed: GPUs, builds without oneDNN's headers, types other than
 // float32), here in float64 on the CPU, against the same reference; the
