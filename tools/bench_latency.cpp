@@ -290,9 +290,9 @@ int bench_latency(int argc, char** argv) {
               "real clock on a shared machine: another process's burst makes one run late, while a chain that "
               "reports too little latency fails every run)");
     o.flag("stand-in-renderer", &stand_in,
-           "replace stage1.ckpt by a 64x64 renderer with the released code widths (random weights): hubertenc and "
-           "anitalkermotion at full size on a CPU, without the renderer's cost (which is the GPU's on a real "
-           "deployment)");
+           "replace stage1.ckpt by a 32x32 renderer of 8 channels with the released style and motion sizes (random "
+           "weights, on one thread): hubertenc and anitalkermotion at full size on a CPU, without most of the "
+           "renderer's cost (which is the GPU's on a real deployment)");
     o.flag("quality-cost", &cost,
            "no clock; what each preset costs in closeness to offline: HuBERT features (mean and max abs, per hidden "
            "state) and motion (mean and max abs, seam jumps), streamed through the elements' own windowing (lib) "
@@ -322,9 +322,11 @@ int bench_latency(int argc, char** argv) {
     if (stand_in) {
       stage1 = bench::temp_path("stand-in-stage1") + ".ckpt";
       bench::Stage1Shape shape;
-      shape.size = 64;
-      shape.channels = [](int64_t res) -> int64_t { return res >= 64 ? 16 : 32; };
+      shape.size = 32;
+      shape.channels = [](int64_t) -> int64_t { return 8; };
       bench::write_stage1(stage1, shape);
+      // On one thread: its small operations then wake no other thread.
+      chain.render_threads = 1;
     }
     chain.stage1 = stage1;
     std::vector<Result> results;
@@ -347,7 +349,7 @@ int bench_latency(int argc, char** argv) {
     if (!stage1.empty()) std::remove(stage1.c_str());
 
     std::printf("latency: %s%s, %s, %d steps, %lld s of live audio per preset, device %s, %s\n", models.c_str(),
-                stand_in ? " (stand-in 64x64 renderer)" : "", variant.c_str(), steps, seconds, device.c_str(),
+                stand_in ? " (stand-in 32x32 renderer)" : "", variant.c_str(), steps, seconds, device.c_str(),
                 chain.precision.c_str());
     std::printf("%-9s %9s %9s %9s %9s %9s %9s %9s %6s %9s %9s %9s\n", "preset", "reported", "config", "first", "p50",
                 "p95", "max", "max/rep", "late", "frames", "A/V max", "ms/min");

@@ -103,6 +103,8 @@ struct Chain {
               variant = "hubert_audio_only", device = "cpu", precision = "fp32",
               stage1;  // stage1: an override, or empty
   int steps = 10;
+  // The renderer's num-threads (0: as the others').
+  int render_threads = 0;
   // The renderer's max-batch and max-batch-delay (us): above 1, the
   // pipelines of the process share one renderer.
   int max_batch = 1, max_batch_delay = 2000;
@@ -150,6 +152,11 @@ inline GstElement* live_pipeline(long long buffers, const std::string& preset, c
   g_object_set(talk, "models-dir", c.models.c_str(), "portrait", c.portrait.c_str(), "steps", (guint)c.steps, "seed",
                seed, "device", c.device.c_str(), nullptr);
   if (!c.stage1.empty()) g_object_set(talk, "stage1", c.stage1.c_str(), nullptr);
+  if (c.render_threads > 0) {
+    GstElement* render = gst_bin_get_by_name(GST_BIN(talk), "render");
+    g_object_set(render, "num-threads", c.render_threads, nullptr);
+    gst_object_unref(render);
+  }
   gst_util_set_object_arg(G_OBJECT(talk), "precision", c.precision.c_str());
   if (c.windows.size() == 6) {
     GstElement* features = gst_bin_get_by_name(GST_BIN(talk), "features");
