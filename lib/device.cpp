@@ -450,8 +450,9 @@ at::Tensor PackedLinear::operator()(const at::Tensor& x_in) const {
 }
 
 struct PackedConv::Impl {
-  at::Tensor w;  // (Cout, Cin, kh, kw), for dnn_conv's fallback and packing
+  at::Tensor w;  // (Cout, Cin / groups, kh, kw), for dnn_conv's fallback and packing
   std::vector<int64_t> stride;
+  int64_t groups = 1;
   dt type = dt::f32;  // of x and the packed weights (the output is float32)
   struct Prim {
     dnnl::convolution_forward conv;
@@ -470,11 +471,13 @@ struct PackedConv::Impl {
     if (it != prims.end()) return it->second;
     std::shared_ptr<Prim> p;
     try {
-      const int64_t N = x.size(0), H = x.size(2), W = x.size(3), Co = w.size(0), kh = w.size(2), kw = w.size(3);
+      const int64_t N = x.size(0), H = x.size(2), W = x.size(3), Co = w.size(0), kh = w.size(2), kw = w.size(3),
+                    G = groups;
       const int64_t Ho = (H + 2 * ph - kh) / stride[0] + 1, Wo = (W + 2 * pw - kw) / stride[1] + 1;
       const tag t = nhwc ? tag::nhwc : tag::nchw;
       const dnnl::memory::desc src({N, x.size(1), H, W}, type, t), dst({N, Co, Ho, Wo}, dt::f32, t),
-          wany({Co, w.size(1), kh, kw}, type, tag::any);
+          wany(G == 1 ? dnnl::memory::dims{Co, w.size(1), kh, kw} : dnnl::memory::dims{G, Co / G, w.size(1), kh, kw},
+               type, tag::any);
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       const dnnl::convolution_forward::primitive_desc pd(
@@ -488,7 +491,9 @@ struct PackedConv::Impl {
         if (!packed) {
           packed = dnnl::memory(pd.weights_desc(), cpu_engine());
           const at::Tensor wc = w.contiguous();
-          dnnl::memory user({{Co, w.size(1), kh, kw}, dt::f32, tag::oihw}, cpu_engine(), wc.data_ptr<float>());
+          dnnl::memory user(G == 1 ? dnnl::memory::desc({Co, w.size(1), kh, kw}, dt::f32, tag::oihw)
+                                   : dnnl::memory::desc({G, Co / G, w.size(1), kh, kw}, dt::f32, tag::goihw),
+                            cpu_engine(), wc.data_ptr<float>());
           reorder(user, packed);
           packs.push_back(packed);
         }
@@ -502,11 +507,14 @@ struct PackedConv::Impl {
   }
 };
 
-PackedConv::PackedConv(const at::Tensor& w, at::IntArrayRef stride, bool bf16) {
-  if (!w.is_cpu() || w.scalar_type() != at::kFloat || w.dim() != 4 || stride.size() != 2) return;
+PackedConv::PackedConv(const at::Tensor& w, at::IntArrayRef stride, bool bf16, int64_t groups) {
+  if (!w.is_cpu() || w.scalar_type() != at::kFloat || w.dim() != 4 || stride.size() != 2 || groups < 1 ||
+      w.size(0) % groups != 0)
+    return;
   auto impl = std::make_shared<Impl>();
   impl->w = w;
   impl->stride = stride.vec();
+  impl->groups = groups;
   if (bf16) impl->type = dt::bf16;
   impl_ = impl;
 }
@@ -520,10 +528,10 @@ at::Tensor PackedConv::operator()(const at::Tensor& x_in, int64_t pad_h, int64_t
   const bool plain = nhwc ? x.is_contiguous(at::MemoryFormat::ChannelsLast) : x.is_contiguous();
   std::shared_ptr<Impl::Prim> p;
   if (x.is_cpu() && x.scalar_type() == (bf16 ? at::kBFloat16 : at::kFloat) && x.dim() == 4 && plain &&
-      x.size(1) == im.w.size(1) && x.numel() > 0)
+      x.size(1) == im.w.size(1) * im.groups && x.numel() > 0)
     p = im.prim(x, pad_h, pad_w, nhwc);
   if (!p) {
-    const at::Tensor y = dnn_conv(x, im.w.to(x.options()), at::Tensor(), im.stride, {pad_h, pad_w});
+    const at::Tensor y = dnn_conv(x, im.w.to(x.options()), at::Tensor(), im.stride, {pad_h, pad_w}, im.groups);
     return bf16 ? y.to(at::kFloat) : y;
   }
   const dnnl::memory::dims& d = p->dst;
@@ -615,7 +623,7 @@ bool PackedLinear::available() { return false; }
 PackedLinear::PackedLinear(const at::Tensor&, const at::Tensor&, bool) {}
 at::Tensor PackedLinear::operator()(const at::Tensor& x) const { return x; }  // never: not usable()
 struct PackedConv::Impl {};
-PackedConv::PackedConv(const at::Tensor&, at::IntArrayRef, bool) {}
+PackedConv::PackedConv(const at::Tensor&, at::IntArrayRef, bool, int64_t) {}
 at::Tensor PackedConv::operator()(const at::Tensor& x, int64_t, int64_t) const { return x; }  // never: not usable()
 at::Tensor attend_heads(const at::Tensor&, int64_t, int64_t) { return at::Tensor(); }
 #endif

@@ -79,6 +79,10 @@ struct Model::Weights {
   Norm proj_norm;
   Linear proj;
   at::Tensor pos_w, pos_b;  // effective weight-normed kernel [H, H/G, K]
+  // Time-major: pos_w as (H, H/G, 1, K), packed once (made after placing, not
+  // walked); LibTorch's grouped convolution reordered its 128-tap kernel, 32
+  // MB at the released size, at every call.
+  PackedConv pos_packed;
   struct Layer {
     Norm ln, final_ln;
     at::Tensor qkv_w, qkv_b;  // q, k, v stacked: [3H, H]
@@ -173,6 +177,7 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device, at:
     // weights go (the stacked q, k, v were a copy; the rest is the
     // checkpoint's mapping, whose pages are then no longer read).
     if (w->time_major) {
+      w->pos_packed = PackedConv(w->pos_w.unsqueeze(2), at::IntArrayRef{1, 1}, false, cfg_.pos_groups);
       w->proj.w = at::Tensor();
       for (Weights::Layer& l : w->layers) {
         l.qkv_w = at::Tensor();
@@ -249,9 +254,16 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
     if (taps) taps->projected = h.cpu();
     // Positional conv over [1, H, T]: pad K/2 both sides, drop the last frame when K is even (spec 1.4).
     const int64_t K = cfg_.pos_kernel;
-    at::Tensor pc = at::conv1d(h.t().unsqueeze(0), w.pos_w, w.pos_b, 1, K / 2, 1, cfg_.pos_groups);
-    if (K % 2 == 0) pc = pc.slice(2, 0, pc.size(2) - 1);
-    pc = at::gelu(pc)[0].t();  // [T, H]
+    at::Tensor pc;
+    if (w.pos_packed.usable()) {
+      // The rows [T, H] are (1, H, 1, T) channels-last, in and out: no copies.
+      const at::Tensor y = w.pos_packed(h.view({1, 1, T, H}).permute({0, 3, 1, 2}), 0, K / 2);  // (1, H, 1, T')
+      pc = at::gelu(y.permute({0, 2, 3, 1}).reshape({-1, H}).narrow(0, 0, T) + w.pos_b);
+    } else {
+      pc = at::conv1d(h.t().unsqueeze(0), w.pos_w, w.pos_b, 1, K / 2, 1, cfg_.pos_groups);
+      if (K % 2 == 0) pc = pc.slice(2, 0, pc.size(2) - 1);
+      pc = at::gelu(pc)[0].t();  // [T, H]
+    }
     if (taps) taps->pos_conv = pc.contiguous().cpu();
     h = h + pc;
 

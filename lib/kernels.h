@@ -58,7 +58,7 @@ class PackedLinear {
 };
 
 // A 2-D convolution of float32 x on the CPU (N, Cin, H, W), NCHW or
-// channels-last, by the weights w (Cout, Cin, kh, kw) at `stride`, zero
+// channels-last, by the weights w (Cout, Cin / groups, kh, kw) at `stride`, zero
 // padding given per call, no bias, through oneDNN's convolution primitive
 // with the weights packed once into its kernel's layout: LibTorch 1.13's
 // mkldnn_convolution reorders them at every call, a third of the time of a
@@ -74,7 +74,7 @@ class PackedConv {
   PackedConv() = default;
   // bf16: the weights packed in bfloat16, x rounded to bfloat16 (unless it
   // is already), the sums and the output float32.
-  PackedConv(const at::Tensor& w, at::IntArrayRef stride, bool bf16 = false);
+  PackedConv(const at::Tensor& w, at::IntArrayRef stride, bool bf16 = false, int64_t groups = 1);
   bool usable() const { return impl_ != nullptr; }
   at::Tensor operator()(const at::Tensor& x, int64_t pad_h, int64_t pad_w) const;
 

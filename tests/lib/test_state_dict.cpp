@@ -246,6 +246,30 @@ TEST(Kernels, PackedConvIsConv) {
   EXPECT_LT((conv(xs, 1, 1).to(at::kDouble) - want(xs, w, 1, 1, 1)).abs().max().item<double>(), 1e-4);
 }
 
+// Grouped, as HuBERT's positional convolution (groups of channels, a long
+// 1 x K kernel, K/2 padding on the time axis): rows [T, C] as (1, C, 1, T)
+// channels-last, and NCHW, against at::conv2d in float64.  Fails with the
+// groups left out of the packed weights' layout (checked).
+TEST(Kernels, PackedConvGrouped) {
+  at::manual_seed(10);
+  const int64_t C = 32, G = 4, K = 16;
+  const at::Tensor w = at::randn({C, C / G, 1, K});
+  const anitalker::PackedConv conv(w, {1, 1}, false, G);
+  if (!conv.usable()) GTEST_SKIP() << "built without oneDNN's headers (libdnnl-dev)";
+  EXPECT_FALSE(anitalker::PackedConv(at::randn({30, 8, 1, K}), {1, 1}, false, G).usable());  // 30 outputs, 4 groups
+  for (const int64_t T : {1, 7, 50, 81}) {
+    const at::Tensor rows = at::randn({T, C});
+    const at::Tensor x = rows.view({1, 1, T, C}).permute({0, 3, 1, 2});  // (1, C, 1, T) channels-last
+    ASSERT_TRUE(x.is_contiguous(at::MemoryFormat::ChannelsLast));
+    const at::Tensor want = at::conv2d(x.to(at::kDouble), w.to(at::kDouble), at::Tensor(), at::IntArrayRef{1, 1}, at::IntArrayRef{0, K / 2}, at::IntArrayRef{1, 1}, G);
+    const at::Tensor got = conv(x, 0, K / 2);
+    ASSERT_EQ(got.sizes(), want.sizes()) << T;
+    EXPECT_LT((got.to(at::kDouble) - want).abs().max().item<double>(), 1e-4) << T;
+    const at::Tensor got_nchw = conv(x.contiguous(), 0, K / 2);
+    EXPECT_LT((got_nchw.to(at::kDouble) - want).abs().max().item<double>(), 1e-4) << T;
+  }
+}
+
 // bfloat16: x and w rounded to bfloat16, float32 sums and output; x may come
 // in either type.
 TEST(Kernels, PackedConvBf16RoundsOnlyTheInputs) {
