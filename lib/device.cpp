@@ -347,6 +347,7 @@ struct PackedLinear::Impl {
   at::Tensor b;  // as given
   int64_t in = 0, out = 0;
   dt src_type = dt::f32;  // and the weights' (bf16: x rounded to bfloat16 first)
+  bool gelu = false;      // Act::Gelu
   dnnl::memory::desc packed_desc;
   dnnl::memory packed;  // owns its buffer
   std::mutex lock;
@@ -354,30 +355,38 @@ struct PackedLinear::Impl {
     dnnl::matmul matmul;
     dnnl::memory::desc scratchpad;
   };
-  std::map<int64_t, std::shared_ptr<Prim>> prims;  // by row count; null: oneDNN's reference code only
+  // By row count and whether a sum is added; null: oneDNN's reference code only.
+  std::map<std::pair<int64_t, bool>, std::shared_ptr<Prim>> prims;
 
-  // The scratchpad is the caller's (execute()).
-  dnnl::matmul::primitive_desc describe(int64_t rows, const dnnl::memory::desc& weights) const {
+  // The scratchpad is the caller's (execute()).  Post-ops: the activation,
+  // then (add) a float32 tensor of the output's shape, post-op `add_index()`.
+  dnnl::matmul::primitive_desc describe(int64_t rows, const dnnl::memory::desc& weights, bool add = false) const {
     const dnnl::memory::desc src({rows, in}, src_type, tag::ab), dst({rows, out}, dt::f32, tag::ab);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::post_ops ops;
+    if (gelu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f);
+    if (add) ops.append_binary(dnnl::algorithm::binary_add, dst);
+    attr.set_post_ops(ops);
     if (!b.defined())
       return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, dst), attr, cpu_engine());
     const dnnl::memory::desc bias({1, out}, dt::f32, tag::ab);
     return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, bias, dst), attr, cpu_engine());
   }
-  std::shared_ptr<Prim> prim(int64_t rows) {
+  int add_index() const { return gelu ? 1 : 0; }
+  std::shared_ptr<Prim> prim(int64_t rows, bool add) {
     std::lock_guard<std::mutex> hold(lock);
-    auto it = prims.find(rows);
+    const std::pair<int64_t, bool> key{rows, add};
+    auto it = prims.find(key);
     if (it != prims.end()) return it->second;
     std::shared_ptr<Prim> p;
     try {
-      const dnnl::matmul::primitive_desc pd = describe(rows, packed_desc);
+      const dnnl::matmul::primitive_desc pd = describe(rows, packed_desc, add);
       if (!reference_only(pd)) p = std::make_shared<Prim>(Prim{dnnl::matmul(pd), pd.scratchpad_desc()});
     } catch (const dnnl::error&) {
     }
     if (prims.size() >= 256) prims.clear();  // row counts of a long life of varying windows
-    prims.emplace(rows, p);
+    prims.emplace(key, p);
     return p;
   }
   // w (out, in) float32 from the packed copy (bf16: its rounded values).
@@ -392,7 +401,7 @@ struct PackedLinear::Impl {
 
 bool PackedLinear::available() { return true; }
 
-PackedLinear::PackedLinear(const at::Tensor& w, const at::Tensor& b, bool bf16) {
+PackedLinear::PackedLinear(const at::Tensor& w, const at::Tensor& b, bool bf16, Act act) {
   if (!w.is_cpu() || w.scalar_type() != at::kFloat || w.dim() != 2 ||
       (b.defined() && (!b.is_cpu() || b.scalar_type() != at::kFloat || b.numel() != w.size(0))))
     return;
@@ -401,6 +410,7 @@ PackedLinear::PackedLinear(const at::Tensor& w, const at::Tensor& b, bool bf16) 
   impl->in = w.size(1);
   impl->out = w.size(0);
   if (bf16) impl->src_type = dt::bf16;
+  impl->gelu = act == Act::Gelu;
   try {
     // The layout oneDNN's kernel wants for a typical window of rows; every
     // row count then uses it.
@@ -418,7 +428,9 @@ PackedLinear::PackedLinear(const at::Tensor& w, const at::Tensor& b, bool bf16) 
   impl_ = impl;
 }
 
-at::Tensor PackedLinear::operator()(const at::Tensor& x_in) const {
+at::Tensor PackedLinear::operator()(const at::Tensor& x_in) const { return (*this)(x_in, at::Tensor()); }
+
+at::Tensor PackedLinear::operator()(const at::Tensor& x_in, const at::Tensor& add) const {
   Impl& im = *impl_;
   const bool bf16 = im.src_type == dt::bf16;
   // Where oneDNN has only its reference code (or for an x it cannot take):
@@ -427,7 +439,9 @@ at::Tensor PackedLinear::operator()(const at::Tensor& x_in) const {
   const auto fallback = [&] {
     const at::Tensor w = im.unpack().to(x_in.device());
     const at::Tensor b = im.b.defined() ? im.b.to(x_in.options()) : im.b;
-    return bf16 ? linear_bf16(x_in, w.to(at::kBFloat16), b) : at::linear(x_in, w.to(x_in.options()), b);
+    at::Tensor y = bf16 ? linear_bf16(x_in, w.to(at::kBFloat16), b) : at::linear(x_in, w.to(x_in.options()), b);
+    if (im.gelu) y = at::gelu(y);
+    return add.defined() ? y + add : y;
   };
   if (!x_in.is_cpu() || x_in.scalar_type() != at::kFloat || x_in.dim() < 1 || x_in.size(-1) != im.in)
     return fallback();
@@ -437,14 +451,22 @@ at::Tensor PackedLinear::operator()(const at::Tensor& x_in) const {
   sizes.back() = im.out;
   at::Tensor y = at::empty(sizes, x_in.options());
   if (rows == 0) return y;
-  const std::shared_ptr<Impl::Prim> p = im.prim(rows);
+  // The sum in the product's pass where add is float32 rows of y's shape.
+  const bool fuse = add.defined() && add.is_cpu() && add.scalar_type() == at::kFloat && add.sizes() == y.sizes() &&
+                    add.is_contiguous();
+  const std::shared_ptr<Impl::Prim> p = im.prim(rows, fuse);
+  if (!p && fuse) return (*this)(x_in).add_(add);  // the product alone (or the fallback), then the sum
   if (!p) return fallback();
+  if (add.defined() && !fuse) return (*this)(x_in).add_(add);
   dnnl::engine& e = cpu_engine();
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, dnnl::memory({{rows, im.in}, im.src_type, tag::ab}, e, x.data_ptr())},
       {DNNL_ARG_WEIGHTS, im.packed},
       {DNNL_ARG_DST, dnnl::memory({{rows, im.out}, dt::f32, tag::ab}, e, y.data_ptr<float>())}};
   if (im.b.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory({{1, im.out}, dt::f32, tag::ab}, e, im.b.data_ptr<float>()));
+  if (fuse)
+    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(im.add_index()) | DNNL_ARG_SRC_1,
+                 dnnl::memory({{rows, im.out}, dt::f32, tag::ab}, e, add.data_ptr<float>()));
   execute(p->matmul, p->scratchpad, std::move(args));
   return y;
 }
@@ -620,8 +642,9 @@ at::Tensor attend_heads(const at::Tensor& qkv, int64_t heads, int64_t max_scores
 #else
 struct PackedLinear::Impl {};
 bool PackedLinear::available() { return false; }
-PackedLinear::PackedLinear(const at::Tensor&, const at::Tensor&, bool) {}
+PackedLinear::PackedLinear(const at::Tensor&, const at::Tensor&, bool, Act) {}
 at::Tensor PackedLinear::operator()(const at::Tensor& x) const { return x; }  // never: not usable()
+at::Tensor PackedLinear::operator()(const at::Tensor& x, const at::Tensor&) const { return x; }  // never
 struct PackedConv::Impl {};
 PackedConv::PackedConv(const at::Tensor&, at::IntArrayRef, bool, int64_t) {}
 at::Tensor PackedConv::operator()(const at::Tensor& x, int64_t, int64_t) const { return x; }  // never: not usable()

@@ -169,7 +169,8 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device, at:
       l.qkv_packed = PackedLinear(qkv_w, qkv_b, bf16);
       w->time_major = w->time_major && l.qkv_packed.usable();
       for (Linear* lin : {&l.out, &l.ff1, &l.ff2}) {
-        lin->packed = PackedLinear(lin->w, lin->b, bf16);
+        // ff1's GELU inside its product's pass.
+        lin->packed = PackedLinear(lin->w, lin->b, bf16, lin == &l.ff1 ? PackedLinear::Act::Gelu : PackedLinear::Act::None);
         w->time_major = w->time_major && lin->packed.usable();
       }
     }
@@ -301,8 +302,9 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
           at::mm_out(oi, att, v);
         }
       }
-      h = h + L.out.packed(o);
-      h = h + L.ff2.packed(at::gelu(L.ff1.packed(ln(h, L.final_ln))));
+      // The residual sums inside the products' passes (a new h: the states keep the old).
+      h = L.out.packed(o, h);
+      h = L.ff2.packed(L.ff1.packed(ln(h, L.final_ln)), h);
       // States 1..L-1 are the raw residual stream; the last gets the final LN (spec 1.6).
       states.push_back(l + 1 < w.layers.size() ? h : ln(h, w.enc_ln));
     }

@@ -40,15 +40,22 @@ at::Tensor dnn_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& 
 // device, takes at::linear with the weights unpacked for that call.
 class PackedLinear {
  public:
+  // An activation applied to the output inside the product's pass: Gelu,
+  // the erf form (at::gelu's default; oneDNN's erf, within float32 rounding).
+  enum class Act { None, Gelu };
   PackedLinear() = default;
   // w (out, in) and b (out) or undefined, float32 (b is kept).
   // bf16: weights packed in bfloat16 and x rounded to bfloat16 at each
   // call, the products summed in float32, y float32 (linear_bf16's
   // arithmetic, without its per-call weight reorder and transposes); none
   // where the CPU has no bfloat16 kernel.
-  PackedLinear(const at::Tensor& w, const at::Tensor& b, bool bf16 = false);
+  PackedLinear(const at::Tensor& w, const at::Tensor& b, bool bf16 = false, Act act = Act::None);
   bool usable() const { return impl_ != nullptr; }
   at::Tensor operator()(const at::Tensor& x) const;
+  // act(x w^T + b) + add, add of the output's shape (a residual): on the
+  // CPU the sum inside the product's pass (a oneDNN post-op, the same
+  // float32 sum), else after it.
+  at::Tensor operator()(const at::Tensor& x, const at::Tensor& add) const;
   // Whether this build packs at all (oneDNN's headers were found).
   static bool available();
 

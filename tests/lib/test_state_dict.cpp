@@ -154,6 +154,29 @@ TEST(Device, CpuMemoryCache) {
 // The packed linear layer is at::linear up to float32 rounding, for any row
 // count (one primitive each), leading dimensions, a transposed input and no
 // bias; other types and devices are not packed.
+// The activation and the residual inside the product's pass (HuBERT's ff1
+// and its residual sums): against at::gelu and + in float64, the sum fused
+// (contiguous float32 of y's shape) and not (a transposed view, float64),
+// and equal to the product and then the sum.  Fails with the sum's
+// operand read from x (checked).
+TEST(Kernels, PackedLinearGeluAndResidual) {
+  at::manual_seed(6);
+  const at::Tensor w = at::randn({48, 40}) * 0.2, b = at::randn({48});
+  const anitalker::PackedLinear lin(w, b), act(w, b, false, anitalker::PackedLinear::Act::Gelu);
+  if (!act.usable()) GTEST_SKIP() << "built without oneDNN's headers (libdnnl-dev)";
+  for (const int64_t rows : {1, 23, 81, 257}) {
+    const at::Tensor x = at::randn({rows, 40}), r = at::randn({rows, 48});
+    const at::Tensor lin64 = at::linear(x.to(at::kDouble), w.to(at::kDouble), b.to(at::kDouble));
+    EXPECT_LT((act(x).to(at::kDouble) - at::gelu(lin64)).abs().max().item<double>(), 1e-4) << rows;
+    const at::Tensor fused = lin(x, r);
+    EXPECT_LT((fused.to(at::kDouble) - (lin64 + r.to(at::kDouble))).abs().max().item<double>(), 1e-4) << rows;
+    EXPECT_TRUE(at::equal(fused, lin(x) + r)) << rows;  // the same float32 sum
+    EXPECT_LT((act(x, r).to(at::kDouble) - (at::gelu(lin64) + r.to(at::kDouble))).abs().max().item<double>(), 1e-4);
+    const at::Tensor rt = at::randn({48, rows}).t();  // not contiguous: the sum after the product
+    EXPECT_TRUE(at::equal(lin(x, rt), lin(x) + rt)) << rows;
+  }
+}
+
 TEST(Kernels, PackedLinearIsLinear) {
   at::manual_seed(5);
   const at::Tensor w = at::randn({96, 40}), b = at::randn({96});
