@@ -455,9 +455,9 @@ at::Tensor PackedLinear::operator()(const at::Tensor& x_in, const at::Tensor& ad
   const bool fuse = add.defined() && add.is_cpu() && add.scalar_type() == at::kFloat && add.sizes() == y.sizes() &&
                     add.is_contiguous();
   const std::shared_ptr<Impl::Prim> p = im.prim(rows, fuse);
-  if (!p && fuse) return (*this)(x_in).add_(add);  // the product alone (or the fallback), then the sum
+  // Not fused: the product alone (or the fallback), then the sum.
+  if (add.defined() && (!fuse || !p)) return (*this)(x_in).add_(add);
   if (!p) return fallback();
-  if (add.defined() && !fuse) return (*this)(x_in).add_(add);
   dnnl::engine& e = cpu_engine();
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, dnnl::memory({{rows, im.in}, im.src_type, tag::ab}, e, x.data_ptr())},
