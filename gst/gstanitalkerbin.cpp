@@ -83,30 +83,15 @@ enum {
   PROP_FACE_SR,
   PROP_DEVICE,
   PROP_MODE,
-  // Forwarded to the motion child as they are.
-  PROP_STEPS,
-  PROP_SEED,
-  PROP_CONTROL,
-  PROP_POSE_YAW,
-  PROP_POSE_PITCH,
-  PROP_POSE_ROLL,
-  PROP_POSE_FILE,
-  PROP_FACE_LOCATION,
-  PROP_FACE_SCALE,
-  // Forwarded to the renderer.
-  PROP_CROP,
-  PROP_FACE_BOX,
-  PROP_CROP_RATIO,
-  PROP_FACE_INDEX,
   PROP_MAX_BATCH,
   PROP_MAX_BATCH_DELAY,
   PROP_PRECISION,
   // The paste-back.
   PROP_PASTE_BACK,
   PROP_LATENCY,
-  PROP_MAX_SIZE,
-  PROP_FEATHER,
-  PROP_COLOUR_MATCH,
+  // The children's own properties, forwarded as they are (kForwarded): ids
+  // from here on, in the table's order.
+  PROP_FORWARDED,
 };
 
 struct _GstAnitalkerBin {
@@ -251,37 +236,35 @@ static void forward_property(GObjectClass* klass, GObjectClass* child_class, gui
 
 enum Child { MOTION, RENDER, PASTE };
 
+// Property PROP_FORWARDED + i is kForwarded[i].
 static const struct {
-  guint id;
   const char* name;
   Child child;
 } kForwarded[] = {
-    {PROP_STEPS, "steps", MOTION},
-    {PROP_SEED, "seed", MOTION},
-    {PROP_CONTROL, "control", MOTION},
-    {PROP_POSE_YAW, "pose-yaw", MOTION},
-    {PROP_POSE_PITCH, "pose-pitch", MOTION},
-    {PROP_POSE_ROLL, "pose-roll", MOTION},
-    {PROP_POSE_FILE, "pose-file", MOTION},
-    {PROP_FACE_LOCATION, "face-location", MOTION},
-    {PROP_FACE_SCALE, "face-scale", MOTION},
-    {PROP_CROP, "crop", RENDER},
-    {PROP_FACE_BOX, "face-box", RENDER},
-    {PROP_CROP_RATIO, "crop-ratio", RENDER},
-    {PROP_FACE_INDEX, "face-index", RENDER},
-    {PROP_MAX_SIZE, "max-size", PASTE},
-    {PROP_FEATHER, "feather", PASTE},
-    {PROP_COLOUR_MATCH, "colour-match", PASTE},
+    {"steps", MOTION},
+    {"seed", MOTION},
+    {"control", MOTION},
+    {"pose-yaw", MOTION},
+    {"pose-pitch", MOTION},
+    {"pose-roll", MOTION},
+    {"pose-file", MOTION},
+    {"face-location", MOTION},
+    {"face-scale", MOTION},
+    {"crop", RENDER},
+    {"face-box", RENDER},
+    {"crop-ratio", RENDER},
+    {"face-index", RENDER},
+    {"max-size", PASTE},
+    {"feather", PASTE},
+    {"colour-match", PASTE},
 };
 
 // The child and its property for a forwarded id; null otherwise.
 static GstElement* forwarded(GstAnitalkerBin* self, guint id, const char** name) {
-  for (const auto& p : kForwarded)
-    if (p.id == id) {
-      *name = p.name;
-      return p.child == MOTION ? self->motion : p.child == RENDER ? self->render : self->paste;
-    }
-  return nullptr;
+  if (id < PROP_FORWARDED || id >= PROP_FORWARDED + G_N_ELEMENTS(kForwarded)) return nullptr;
+  const auto& p = kForwarded[id - PROP_FORWARDED];
+  *name = p.name;
+  return p.child == MOTION ? self->motion : p.child == RENDER ? self->render : self->paste;
 }
 
 static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
@@ -414,7 +397,8 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
   GObjectClass* classes[3] = {G_OBJECT_CLASS(g_type_class_ref(GST_TYPE_ANITALKER_MOTION)),
                               G_OBJECT_CLASS(g_type_class_ref(GST_TYPE_ANITALKER_RENDER)),
                               G_OBJECT_CLASS(g_type_class_ref(GST_TYPE_ANITALKER_PASTE))};
-  for (const auto& p : kForwarded) forward_property(gobject_class, classes[p.child], p.id, p.name);
+  for (guint i = 0; i < G_N_ELEMENTS(kForwarded); i++)
+    forward_property(gobject_class, classes[kForwarded[i].child], PROP_FORWARDED + i, kForwarded[i].name);
   for (GObjectClass* c : classes) g_type_class_unref(c);
 
   gst_element_class_set_static_metadata(element_class, "AniTalker", "Generator/Video",

@@ -2,6 +2,9 @@
 // header).  Plumbing only; no maths.
 #include "gstanitalkerelement.h"
 
+#include <cstring>
+#include <string>
+
 #include "device.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_anitalker_element_debug);
@@ -293,29 +296,52 @@ void gst_anitalker_element_add_compute(GstAnitalkerElement* self, gint64 since_u
 }
 
 gssize gst_anitalker_element_take_frames(GstAnitalkerElement* self, GstBuffer* buffer, gsize frame_floats,
-                                         const char* what, guint64 first, std::vector<float>* out) {
-  const gsize size = gst_buffer_get_size(buffer), frame_bytes = frame_floats * sizeof(float);
+                                         const char* what, guint64 first, std::vector<float>* out,
+                                         GstAnitalkerValues values, gint rate) {
+  const bool s16 = values == GST_ANITALKER_VALUES_S16LE;
+  const gsize value_bytes = s16 ? 2 : 4, frame_bytes = frame_floats * value_bytes;
+  const gsize size = gst_buffer_get_size(buffer);
+  const char* type = s16 ? "int16" : "float32";
+  const char* article = strchr("aeiou", what[0]) ? "An" : "A";
   if (frame_floats == 0 || size % frame_bytes != 0) {
+    const std::string unit = frame_floats == 1 ? gst_anitalker_printf("%s samples", type)
+                                               : gst_anitalker_printf("frames of %" G_GSIZE_FORMAT " %s values (%" G_GSIZE_FORMAT " bytes each)",
+                                                                      frame_floats, type, frame_bytes);
     GST_ELEMENT_ERROR(self, STREAM, FORMAT,
-                      ("A %s buffer of %" G_GSIZE_FORMAT " bytes is not a whole number of frames of %" G_GSIZE_FORMAT
-                       " float32 values (%" G_GSIZE_FORMAT " bytes each).",
-                       what, size, frame_floats, frame_bytes),
+                      ("%s %s buffer of %" G_GSIZE_FORMAT " bytes is not a whole number of %s.", article, what, size,
+                       unit.c_str()),
                       (nullptr));
     return -1;
   }
-  const gsize count = size / frame_bytes, old = out->size();
+  const gsize count = size / frame_bytes, n = count * frame_floats, old = out->size();
   if (count == 0) return 0;
-  out->resize(old + count * frame_floats);
-  gst_buffer_extract(buffer, 0, out->data() + old, size);
-  const gssize bad = gst_anitalker_first_non_finite(out->data() + old, count * frame_floats);
+  out->resize(old + n);
+  float* dst = out->data() + old;
+  if (s16) {
+    std::vector<gint16> raw(n);
+    gst_buffer_extract(buffer, 0, raw.data(), size);
+    for (gsize i = 0; i < n; i++) dst[i] = (float)GINT16_FROM_LE(raw[i]) / 32768.0f;  // as librosa scales
+    return (gssize)count;
+  }
+  gst_buffer_extract(buffer, 0, dst, size);
+#if G_BYTE_ORDER == G_BIG_ENDIAN
+  if (values == GST_ANITALKER_VALUES_F32LE)
+    for (gsize i = 0; i < n; i++) {
+      guint32 u;
+      memcpy(&u, dst + i, 4);
+      u = GUINT32_SWAP_LE_BE(u);
+      memcpy(dst + i, &u, 4);
+    }
+#endif
+  const gssize bad = gst_anitalker_first_non_finite(dst, n);
   if (bad >= 0) {
     out->resize(old);
-    gchar* name = g_strdup(what);
-    name[0] = g_ascii_toupper(name[0]);
+    const guint64 at = first + (guint64)bad / frame_floats;
+    const std::string when = rate > 0 ? gst_anitalker_printf(" (at %.3f s)", (double)at / rate) : std::string();
     GST_ELEMENT_ERROR(self, STREAM, FORMAT,
-                      ("%s frame %" G_GUINT64_FORMAT " holds NaN or inf.", name, first + (guint64)bad / frame_floats),
+                      ("%c%s %s %" G_GUINT64_FORMAT "%s holds NaN or inf.", g_ascii_toupper(what[0]), what + 1,
+                       frame_floats == 1 ? "sample" : "frame", at, when.c_str()),
                       ("value %" G_GSIZE_FORMAT " of the frame; the values must be finite", (gsize)bad % frame_floats));
-    g_free(name);
     return -1;
   }
   return (gssize)count;

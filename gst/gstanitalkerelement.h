@@ -222,13 +222,22 @@ void gst_anitalker_element_add_compute(GstAnitalkerElement* self, gint64 since_u
 // start when it has no PTS), if not anchored yet.
 void gst_anitalker_element_anchor(GstAnitalkerElement* self, GstBuffer* input);
 
-// Appends the float32 frames of `buffer` (`frame_floats` values each) to
-// *out and returns how many there were.  A size that is not whole frames, or
-// a NaN or inf, posts STREAM FORMAT naming `what` ("features", "motion") and
-// the frame (counted from `first`, the frames taken before), leaves *out as
-// it was and returns -1.
+// How the values of an input buffer are stored.
+typedef enum {
+  GST_ANITALKER_VALUES_F32 = 0,  // float32, native order (the project's own caps)
+  GST_ANITALKER_VALUES_F32LE,    // float32, little-endian (audio F32LE)
+  GST_ANITALKER_VALUES_S16LE,    // int16, little-endian, scaled by 1/32768 (audio S16LE)
+} GstAnitalkerValues;
+
+// Appends the frames of `buffer` (`frame_floats` values each, stored as
+// `values` says) to *out as float32 and returns how many there were.  A
+// size that is not whole frames, or a NaN or inf, posts STREAM FORMAT naming
+// `what` ("feature", "motion", "audio") and the frame (a "sample" when
+// frames are single values; counted from `first`, the frames taken before;
+// with `rate` above 0 also its time), leaves *out as it was and returns -1.
 gssize gst_anitalker_element_take_frames(GstAnitalkerElement* self, GstBuffer* buffer, gsize frame_floats,
-                                         const char* what, guint64 first, std::vector<float>* out);
+                                         const char* what, guint64 first, std::vector<float>* out,
+                                         GstAnitalkerValues values = GST_ANITALKER_VALUES_F32, gint rate = 0);
 
 // Pushes `count` frames of `frame_floats` float32 values (time-major) in
 // buffers of at most `per_buffer` frames, frame indices self->emitted on, at

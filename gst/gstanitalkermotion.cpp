@@ -141,15 +141,14 @@ GType gst_anitalker_motion_type_get_type(void) {
 
 namespace {
 
-motion::Variant variant_of(GstAnitalkerMotionType t) {
-  switch (t) {
-    case GST_ANITALKER_MOTION_TYPE_HUBERT_POSE_ONLY: return motion::Variant::HubertPoseOnly;
-    case GST_ANITALKER_MOTION_TYPE_HUBERT_FULL_CONTROL: return motion::Variant::HubertFullControl;
-    case GST_ANITALKER_MOTION_TYPE_MFCC_POSE_ONLY: return motion::Variant::MfccPoseOnly;
-    case GST_ANITALKER_MOTION_TYPE_MFCC_FULL_CONTROL: return motion::Variant::MfccFullControl;
-    default: return motion::Variant::HubertAudioOnly;
-  }
-}
+// The `type` values other than auto are lib's variants, in lib's order.
+static_assert((int)motion::Variant::HubertAudioOnly + 1 == GST_ANITALKER_MOTION_TYPE_HUBERT_AUDIO_ONLY &&
+                  (int)motion::Variant::HubertPoseOnly + 1 == GST_ANITALKER_MOTION_TYPE_HUBERT_POSE_ONLY &&
+                  (int)motion::Variant::HubertFullControl + 1 == GST_ANITALKER_MOTION_TYPE_HUBERT_FULL_CONTROL &&
+                  (int)motion::Variant::MfccPoseOnly + 1 == GST_ANITALKER_MOTION_TYPE_MFCC_POSE_ONLY &&
+                  (int)motion::Variant::MfccFullControl + 1 == GST_ANITALKER_MOTION_TYPE_MFCC_FULL_CONTROL,
+              "GstAnitalkerMotionType follows motion::Variant");
+motion::Variant variant_of(GstAnitalkerMotionType t) { return (motion::Variant)(t - 1); }
 
 // The C++ state of one element: the model, the portrait's codes, the stream.
 struct MotionState {

@@ -183,6 +183,13 @@ static const GstAnitalkerWindowSpec kWindows = {
 
 /* --- Start and stop ------------------------------------------------------ */
 
+// The window settings as now set (they may change while playing).
+static anitalker::features::StreamConfig window_config(GstAnitalkerElement* element) {
+  anitalker::features::StreamConfig cfg;
+  gst_anitalker_element_windows(element, &cfg.window_ms, &cfg.context_ms, &cfg.lookahead_ms);
+  return cfg;
+}
+
 // READY->PAUSED: loads the model, so that a bad folder fails the state change
 // with the folder named (STYLE.md: weights load in start, never in caps
 // handlers).
@@ -206,8 +213,7 @@ static gboolean gst_hubert_enc_start(GstAnitalkerElement* element) {
   if (model)
     GST_INFO_OBJECT(self, "%s: %d hidden states of %d values, on %s", model_dir.c_str(), model->num_states(),
                     model->hidden(), model->device().str().c_str());
-  anitalker::features::StreamConfig cfg;
-  gst_anitalker_element_windows(element, &cfg.window_ms, &cfg.context_ms, &cfg.lookahead_ms);
+  const anitalker::features::StreamConfig cfg = window_config(element);
   std::shared_ptr<anitalker::JobBatcher> shared;
   if (model)
     shared = gst_anitalker_element_share(element, [&](guint max_batch, std::chrono::microseconds delay) {
@@ -233,8 +239,7 @@ static gboolean gst_hubert_enc_warm_up(GstAnitalkerElement* element) {
     GstAnitalkerLocked lock(&st->lock);
     model = st->model;
   }
-  anitalker::features::StreamConfig cfg;
-  gst_anitalker_element_windows(element, &cfg.window_ms, &cfg.context_ms, &cfg.lookahead_ms);
+  const anitalker::features::StreamConfig cfg = window_config(element);
   return GST_ANITALKER_TRY(self, "Could not run HuBERT on silence (warm-up).", false,
                            GST_DEBUG_OBJECT(self, "warm-up: %d windows", anitalker::features::warm_up(model, cfg)));
 }
@@ -297,15 +302,13 @@ static GstFlowReturn gst_hubert_enc_encode(GstHubertEnc* self, bool final) {
   }
   if (!final && !gst_anitalker_element_streaming(element)) return GST_FLOW_OK;  // offline: all at EOS
   anitalker::features::Stream* stream = st->stream.get();
-  // The window settings as now set: they may change while playing.
-  int window_ms, context_ms, lookahead_ms;
-  gst_anitalker_element_windows(element, &window_ms, &context_ms, &lookahead_ms);
+  const anitalker::features::StreamConfig cfg = window_config(element);
   const gint64 t0 = g_get_monotonic_time();
   anitalker::features::Frames f;
   if (!GST_ANITALKER_TRY(self,
                          gst_anitalker_printf("Encoding %" G_GINT64_FORMAT " samples of audio failed.",
                                               stream->received()),
-                         false, stream->set_window(window_ms, context_ms, lookahead_ms);
+                         false, stream->set_window(cfg.window_ms, cfg.context_ms, cfg.lookahead_ms);
                          anitalker::run_job(shared.get(), [&] { f = stream->next(final); })))
     return GST_FLOW_ERROR;
   {
@@ -349,55 +352,19 @@ static void gst_hubert_enc_flush(GstAnitalkerElement* element) {
   st->origin = 0;
 }
 
-// The samples of an audio buffer as float32 (S16LE scaled by 1/32768).
-static std::vector<float> read_samples(GstBuffer* buffer, bool s16, gsize count) {
-  std::vector<float> samples(count);
-  if (s16) {
-    std::vector<gint16> raw(count);
-    gst_buffer_extract(buffer, 0, raw.data(), count * 2);
-    for (gsize i = 0; i < count; i++) samples[i] = (float)GINT16_FROM_LE(raw[i]) / 32768.0f;
-  } else {
-    gst_buffer_extract(buffer, 0, samples.data(), count * sizeof(float));
-#if G_BYTE_ORDER == G_BIG_ENDIAN
-    for (float& v : samples) {
-      guint32 u;
-      memcpy(&u, &v, 4);
-      u = GUINT32_SWAP_LE_BE(u);
-      memcpy(&v, &u, 4);
-    }
-#endif
-  }
-  return samples;
-}
-
 static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer) {
   GstHubertEnc* self = GST_HUBERT_ENC(element);
   EncState* st = self->state;
-  const gsize size = gst_buffer_get_size(buffer);
-  const gsize bps = st->s16 ? 2 : 4;
-  if (size % bps != 0) {
-    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
-                      ("An audio buffer of %" G_GSIZE_FORMAT " bytes is not a whole number of %s samples.", size,
-                       st->s16 ? "S16LE" : "F32LE"),
-                      (nullptr));
-    return GST_FLOW_ERROR;
-  }
-  gst_anitalker_element_anchor(element, buffer);
-  const gsize count = size / bps;
-  if (count == 0) return GST_FLOW_OK;  // an empty buffer adds nothing (its DISCONT is handled by the base)
   if (!st->stream) {
     GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("No model to encode with."), (nullptr));
     return GST_FLOW_ERROR;
   }
-  const std::vector<float> samples = read_samples(buffer, st->s16, count);
-  const gssize bad = gst_anitalker_first_non_finite(samples.data(), count);
-  if (bad >= 0) {
-    const guint64 at = (guint64)st->stream->received() + (guint64)bad;
-    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
-                      ("Audio sample %" G_GUINT64_FORMAT " (at %.3f s) is NaN or inf.", at, (double)at / SAMPLE_RATE),
-                      ("audio samples must be finite numbers"));
-    return GST_FLOW_ERROR;
-  }
+  gst_anitalker_element_anchor(element, buffer);
+  std::vector<float> samples;
+  const gssize count = gst_anitalker_element_take_frames(
+      element, buffer, 1, "audio", (guint64)st->stream->received(), &samples,
+      st->s16 ? GST_ANITALKER_VALUES_S16LE : GST_ANITALKER_VALUES_F32LE, SAMPLE_RATE);
+  if (count <= 0) return count < 0 ? GST_FLOW_ERROR : GST_FLOW_OK;  // an empty buffer adds nothing
   st->stream->push(samples.data(), (int64_t)count);
   // Offline: past offline-limit, auto goes on in windows and offline fails.
   if (!gst_anitalker_element_streaming(element) &&
@@ -422,8 +389,7 @@ static gboolean gst_hubert_enc_src_query(GstAnitalkerElement* element, GstQuery*
   }
   *result = FALSE;
   if (!model || !gst_anitalker_element_streaming(element)) return TRUE;
-  anitalker::features::StreamConfig cfg;
-  gst_anitalker_element_windows(element, &cfg.window_ms, &cfg.context_ms, &cfg.lookahead_ms);
+  const anitalker::features::StreamConfig cfg = window_config(element);
   gst_anitalker_hop_answer(query, (gint)anitalker::features::hop_frames(model.get(), cfg), (guint64)origin);
   *result = TRUE;
   return TRUE;
@@ -441,8 +407,7 @@ static GstClockTime gst_hubert_enc_latency(GstAnitalkerElement* element, gboolea
     if (!st->is_mfcc) model = st->model;
     started = st->is_mfcc || model;
   }
-  anitalker::features::StreamConfig cfg;
-  gst_anitalker_element_windows(element, &cfg.window_ms, &cfg.context_ms, &cfg.lookahead_ms);
+  const anitalker::features::StreamConfig cfg = window_config(element);
   if (!started) return (GstClockTime)(cfg.window_ms + cfg.lookahead_ms) * GST_MSECOND;  // before the model is known
   return gst_util_uint64_scale((guint64)anitalker::features::wait_samples(model.get(), cfg), GST_SECOND, SAMPLE_RATE);
 }

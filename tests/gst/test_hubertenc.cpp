@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -758,6 +759,46 @@ GST_START_TEST(test_zero_length_buffers) {
 }
 GST_END_TEST;
 
+// Bad audio: a buffer that is not whole samples, and a NaN (or inf) in a
+// later buffer, are STREAM FORMAT errors naming the sample and its time.
+GST_START_TEST(test_bad_samples) {
+  GstBus* bus = gst_bus_new();
+  const auto error_of = [bus](gchar** debug) {
+    GError* err = pop_message(bus, GST_MESSAGE_ERROR, debug);
+    fail_unless(err != nullptr);
+    fail_unless(g_error_matches(err, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT), "%s", err->message);
+    return err;
+  };
+  for (const std::string& model : {model_dir(), std::string("mfcc")}) {
+    GstHarness* h = new_harness(model, "offline", 4000, 2000, kS16Caps);
+    gst_element_set_bus(h->element, bus);
+    const gint16 odd[3] = {1, 2, 3};
+    fail_unless_equals_int(gst_harness_push(h, gst_buffer_new_memdup(odd, 5)), GST_FLOW_ERROR);
+    gchar* debug = nullptr;
+    GError* err = error_of(&debug);
+    fail_unless(strstr(err->message, "An audio buffer of 5 bytes is not a whole number of int16 samples"), "%s",
+                err->message);
+    g_error_free(err);
+    g_free(debug);
+    gst_harness_teardown(h);
+
+    h = new_harness(model, "offline");
+    gst_element_set_bus(h->element, bus);
+    push_f32(h, clip(), 0, 16000, 1600);
+    std::vector<float> x(clip() + 16000, clip() + 17600);
+    x[7] = model == "mfcc" ? std::numeric_limits<float>::infinity() : std::numeric_limits<float>::quiet_NaN();
+    fail_unless_equals_int(gst_harness_push(h, gst_buffer_new_memdup(x.data(), x.size() * sizeof(float))),
+                           GST_FLOW_ERROR);
+    err = error_of(&debug);
+    fail_unless(strstr(err->message, "Audio sample 16007 (at 1.000 s) holds NaN or inf"), "%s", err->message);
+    g_error_free(err);
+    g_free(debug);
+    gst_harness_teardown(h);
+  }
+  gst_object_unref(bus);
+}
+GST_END_TEST;
+
 // Streaming: a DISCONT buffer (or a GAP event before a buffer) ends the
 // stream so far, as EOS would, and starts anew from the next buffer's PTS.
 static void check_restart(bool gap) {
@@ -981,6 +1022,7 @@ static Suite* hubertenc_suite() {
   tcase_add_test(tc, test_reuse_after_null);
   tcase_add_test(tc, test_renegotiation);
   tcase_add_test(tc, test_zero_length_buffers);
+  tcase_add_test(tc, test_bad_samples);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("errors");
