@@ -102,7 +102,8 @@ int bench_motion(int argc, char** argv) {
                    "  draws      the seed replay's draw count (init draws + x_T) against spec/motion.md 7\n"
                    "  condition  the audio branch and variance adapter over --seconds of audio (once per run)\n"
                    "  denoise    one denoiser pass over the same frames (once per DDIM step)\n"
-                   "  offline    motion::generate at each --steps count\n"
+                   "  offline    motion::generate at each --steps count, and each count's distance from the first's "
+                   "motion (the same noise: what fewer steps cost)\n"
                    "  stream     motion::Stream over the same audio for each --stream configuration: time per "
                    "second of audio and real-time factor\n"
                    "  kernels    a decoder-sized linear layer as OpenBLAS (at::linear) and as a oneDNN 1x1 "
@@ -268,11 +269,13 @@ int bench_motion(int argc, char** argv) {
 
       // Offline: the whole utterance, as the demo.
       std::printf("%-14s %10s %22s %10s %9s %10s %10s\n", "offline", "s", "range", "ms per s", "RTF", "of roof", "Python ref");
+      at::Tensor first_motion;  // the first --steps count's, for the others' distance from it
       for (int st : steps) {
         std::vector<double> tg;
+        at::Tensor motion;
         for (int r = 0; r < repeat; ++r) {
           t0 = bench::now_s();
-          anitalker::motion::generate(m, start, direction, audio, ctl, noise, st);
+          motion = anitalker::motion::generate(m, start, direction, audio, ctl, noise, st).motion;
           sync();
           tg.push_back(bench::now_s() - t0);
         }
@@ -283,6 +286,14 @@ int bench_motion(int argc, char** argv) {
         if (ref != kReference.end() && seconds == 10 && st == 50)
           std::printf(" %7.1f s (%.2fx faster)", ref->second.second, ref->second.second / s.median);
         std::printf("\n");
+        // What fewer steps cost: the same noise, the distance from the first count's motion.
+        if (!first_motion.defined()) {
+          first_motion = motion;
+        } else {
+          const at::Tensor d = (motion - first_motion).abs().to(at::kDouble);
+          std::printf("  from %d steps: motion mean |diff| %.4f, max %.3f (mean |motion| %.3f)\n", steps.front(),
+                      d.mean().item<double>(), d.max().item<double>(), first_motion.abs().mean().item<double>());
+        }
         if (model16) {
           std::vector<double> t16;
           anitalker::motion::Generated g16;
