@@ -129,15 +129,18 @@ struct _GstAnitalkerBin {
 // hops of its window; each motion window is one hop (two HuBERT frames a
 // motion frame) without look-ahead, so it never waits for part of the next
 // hop and adds no latency of its own (docs/elements.md has the measured
-// delay and the cost of each).
+// delay and the cost of each).  The small hops keep hubertenc's context
+// as keys and values (context-cache) instead of encoding its second of
+// audio again at every hop.
 static const struct {
   GstAnitalkerLatency preset;
   guint features_window, features_context, features_lookahead;
+  gboolean features_cache;
   guint motion_window, motion_context, motion_lookahead;
 } kPresets[] = {
-    {GST_ANITALKER_LATENCY_QUALITY, 2000, 1000, 0, 50, 10, 0},
-    {GST_ANITALKER_LATENCY_BALANCED, 520, 1000, 100, 13, 10, 0},
-    {GST_ANITALKER_LATENCY_LOW, 120, 1000, 40, 3, 10, 0},
+    {GST_ANITALKER_LATENCY_QUALITY, 2000, 1000, 0, FALSE, 50, 10, 0},
+    {GST_ANITALKER_LATENCY_BALANCED, 520, 1000, 100, TRUE, 13, 10, 0},
+    {GST_ANITALKER_LATENCY_LOW, 120, 1000, 40, TRUE, 3, 10, 0},
 };
 
 GType gst_anitalker_latency_get_type(void) {
@@ -147,11 +150,12 @@ GType gst_anitalker_latency_get_type(void) {
        "Windows of 2 s (features: 2000 ms, 1000 ms context; motion: 50 frames, 10 context): closest to offline",
        "quality"},
       {GST_ANITALKER_LATENCY_BALANCED,
-       "Windows of 0.52 s (features: 520 ms + 100 ms look-ahead, 1000 ms context; motion: 13 frames, 10 context)",
+       "Windows of 0.52 s (features: 520 ms + 100 ms look-ahead, 1000 ms context kept as keys and values; motion: "
+       "13 frames, 10 context)",
        "balanced"},
       {GST_ANITALKER_LATENCY_LOW,
-       "Small hops (features: 120 ms + 40 ms look-ahead, 1000 ms context; motion: 3 frames, 10 context): for "
-       "conversation",
+       "Small hops (features: 120 ms + 40 ms look-ahead, 1000 ms context kept as keys and values; motion: 3 "
+       "frames, 10 context): for conversation",
        "low"},
       {0, nullptr, nullptr},
   };
@@ -168,7 +172,7 @@ static void apply_latency(GstAnitalkerBin* self, GstAnitalkerLatency latency) {
   for (const auto& p : kPresets) {
     if (p.preset != latency) continue;
     g_object_set(self->features, "lookahead", 0u, "window", p.features_window, "context", p.features_context,
-                 "lookahead", p.features_lookahead, nullptr);
+                 "lookahead", p.features_lookahead, "context-cache", p.features_cache, nullptr);
     g_object_set(self->motion, "lookahead", 0u, "window", p.motion_window, "context", p.motion_context, "lookahead",
                  p.motion_lookahead, nullptr);
   }

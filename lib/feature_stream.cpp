@@ -34,8 +34,14 @@ void check(int window_ms, int context_ms, int lookahead_ms) {
 
 }  // namespace
 
-Stream::Stream(std::shared_ptr<const hubert::Model> model, const StreamConfig& cfg) : model_(std::move(model)), cfg_(cfg) {
+Stream::Stream(std::shared_ptr<const hubert::Model> model, const StreamConfig& cfg)
+    : model_(std::move(model)), cfg_(cfg), cache_(std::make_shared<hubert::Cache>()) {
   check(cfg.window_ms, cfg.context_ms, cfg.lookahead_ms);
+}
+
+void Stream::set_cache_context(bool on) {
+  if (on != cfg_.cache_context) cache_->clear();  // what the other way encoded is not what this one keeps
+  cfg_.cache_context = on;
 }
 
 void Stream::set_window(int window_ms, int context_ms, int lookahead_ms) {
@@ -75,6 +81,7 @@ void Stream::reset() {
   audio_start_ = received_ = emitted_ = 0;
   last_frame_.clear();
   too_short_ = false;
+  cache_->clear();
 }
 
 void Stream::trim(int64_t keep_from) {
@@ -141,7 +148,23 @@ Frames Stream::next_hubert(bool final) {
       c10::InferenceMode guard;
       std::vector<float> region(audio_.begin() + (s - audio_start_), audio_.end());
       at::Tensor wave = at::from_blob(region.data(), {n}, at::kFloat);
-      states = model_->hidden_states(wave).slice(1, emitted_ - first_frame, frames).transpose(0, 1).contiguous();
+      if (cfg_.cache_context && !(final && emitted_ == 0)) {
+        // Normalised over the region as without the cache; then the frames
+        // from `from` on are encoded, attending to the cached ones before
+        // them: the new frames, or with nothing cached (the stream's start,
+        // the cache just switched on) the whole region, which fills it.
+        // Offline (everything at the end) stays the reference's path.
+        const int64_t from = cache_->frames() > 0 ? emitted_ : first_frame;
+        const int64_t skip = (from - first_frame) * hop;
+        const at::Tensor fresh = hubert::Model::normalize(wave).narrow(0, skip, n - skip);
+        const int64_t keep = frames - (from - first_frame);  // up to the last frame sent; the rest is look-ahead
+        states = model_->hidden_states_cached(fresh, keep, context_frames, cache_.get())
+                     .slice(1, emitted_ - from, keep)
+                     .transpose(0, 1)
+                     .contiguous();
+      } else {
+        states = model_->hidden_states(wave).slice(1, emitted_ - first_frame, frames).transpose(0, 1).contiguous();
+      }
     }
     out.count = states.size(0);
     const float* data = states.data_ptr<float>();
@@ -169,7 +192,8 @@ int warm_up(std::shared_ptr<const hubert::Model> model, const StreamConfig& cfg)
   if (!first_warm_up("hubert " + std::to_string(c.hidden) + "/" + std::to_string(c.layers) + "/" +
                      std::to_string(c.heads) + "/" + std::to_string(c.intermediate) + " window " +
                      std::to_string(cfg.window_ms) + "/" + std::to_string(cfg.context_ms) + "/" +
-                     std::to_string(cfg.lookahead_ms) + " " + model->device().str()))
+                     std::to_string(cfg.lookahead_ms) + (cfg.cache_context ? " cached " : " ") +
+                     model->device().str()))
     return 0;
   Stream s(std::move(model), cfg);
   // The region reaches its full size once `context` of audio has been sent;

@@ -27,6 +27,7 @@
 
 namespace anitalker::hubert {
 class Model;
+struct Cache;
 }
 
 namespace anitalker::features {
@@ -35,6 +36,10 @@ struct StreamConfig {
   int window_ms = 2000;   // HuBERT: the hop, rounded down to whole 20 ms frames
   int context_ms = 1000;  // HuBERT: already-sent audio encoded again before it
   int lookahead_ms = 0;   // HuBERT: audio after the window encoded with it
+  // HuBERT: the context's keys and values kept from the windows that sent
+  // it (hubert::Cache) instead of its audio encoded again: each window
+  // encodes only its new frames and look-ahead.
+  bool cache_context = false;
 };
 
 // Frames in time-major order: count x frame_floats values.
@@ -57,6 +62,7 @@ class Stream {
 
   // From the next window on (the latency presets change while playing).
   void set_window(int window_ms, int context_ms, int lookahead_ms);
+  void set_cache_context(bool on);
   const StreamConfig& config() const { return cfg_; }
 
   bool is_mfcc() const { return model_ == nullptr; }
@@ -97,6 +103,7 @@ class Stream {
   int64_t audio_start_ = 0, received_ = 0, emitted_ = 0;
   std::vector<float> last_frame_;
   bool too_short_ = false;
+  std::shared_ptr<hubert::Cache> cache_;  // cache_context: the frames sent
 };
 
 // Runs a throw-away HuBERT stream with `cfg` on silence, in 20 ms pieces,

@@ -215,20 +215,30 @@ at::Tensor Model::normalize(const at::Tensor& wave) {
   return ((x - mu) / (var + 1e-7).sqrt()).to(at::kFloat);
 }
 
-at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
-  const Weights& w = *w_;
+namespace {
+
+void check_wave(const Config& cfg, const at::Tensor& wave) {
   if (wave.dim() != 1) throw Error(Error::Kind::Usage, "hubert: expected a 1-D waveform, got " + c10::str(wave.sizes()));
-  const int64_t T = frame_count(cfg_, wave.size(0));
-  if (T < 1)
+  if (frame_count(cfg, wave.size(0)) < 1)
     throw Error(Error::Kind::Usage, "hubert: " + std::to_string(wave.size(0)) + " samples are too short for one feature frame (" +
-                                        "at least " + std::to_string(receptive_field(cfg_)) + " samples are needed)");
-  at::NoGradGuard no_grad;
-  const double eps = cfg_.layer_norm_eps;
-  // Conv encoder, channel-major like the transformer: each layer a
-  // convolution of (1, Cin, 1, N) in NCHW with the kernel (Cout, Cin, 1, k)
-  // at stride (1, st), oneDNN's own layout in and out; the layer norms over
-  // each frame's channels.
-  at::Tensor cur = normalize(wave).to(device_, dtype_).view({1, -1});  // [1, N]
+                                        "at least " + std::to_string(receptive_field(cfg)) + " samples are needed)");
+}
+
+// The last n rows of a (rows of b appended to a), a possibly undefined.
+at::Tensor last_rows(const at::Tensor& a, const at::Tensor& b, int64_t n) {
+  const at::Tensor all = a.defined() && a.size(0) > 0 ? at::cat({a, b}, 0) : b;
+  return all.narrow(0, std::max<int64_t>(0, all.size(0) - n), std::min<int64_t>(n, all.size(0))).clone();
+}
+
+}  // namespace
+
+// Conv encoder, channel-major like the transformer: each layer a
+// convolution of (1, Cin, 1, N) in NCHW with the kernel (Cout, Cin, 1, k)
+// at stride (1, st), oneDNN's own layout in and out; the layer norms over
+// each frame's channels.
+at::Tensor Model::conv_features(const at::Tensor& normalized) const {
+  const Weights& w = *w_;
+  at::Tensor cur = normalized.to(device_, dtype_).view({1, -1});  // [1, N]
   for (size_t i = 0; i < w.conv_w4.size(); ++i) {
     const int64_t st = cfg_.conv_stride[i], cin = cur.size(0), n = cur.size(1), cout = w.conv_w4[i].size(0);
     const at::Tensor x4 = cur.view({1, cin, 1, n});
@@ -243,7 +253,16 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
     }
     cur = at::gelu(cur);
   }
-  const at::Tensor feats = cur;  // [C, T]
+  return cur;  // [C, T]
+}
+
+at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
+  const Weights& w = *w_;
+  check_wave(cfg_, wave);
+  const int64_t T = frame_count(cfg_, wave.size(0));
+  at::NoGradGuard no_grad;
+  const double eps = cfg_.layer_norm_eps;
+  const at::Tensor feats = conv_features(normalize(wave));  // [C, T]
   if (taps) taps->conv = feats.t().contiguous().cpu();
   if (w.time_major) {
     // Time-major rows [T, C] from here, every linear layer packed
@@ -348,6 +367,84 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
   }
   // [states, H, T] -> [states, T, H]
   return at::stack(states, 0).transpose(1, 2).contiguous().cpu();
+}
+
+at::Tensor Model::hidden_states_cached(const at::Tensor& normalized, int64_t keep, int64_t context, Cache* cache) const {
+  const Weights& w = *w_;
+  check_wave(cfg_, normalized);
+  at::NoGradGuard no_grad;
+  const double eps = cfg_.layer_norm_eps;
+  const int64_t H = cfg_.hidden, nh = cfg_.heads, hd = H / nh, K = cfg_.pos_kernel;
+  const int64_t L = static_cast<int64_t>(w.layers.size());
+  if (cache->frames() > 0 && static_cast<int64_t>(cache->k.size()) != L)
+    throw Error(Error::Kind::Usage, "hubert: a cache of another model");
+  const auto ln = [eps](const at::Tensor& x, const Norm& n) { return at::layer_norm(x, {x.size(1)}, n.w, n.b, eps); };
+  // Time-major rows [T, .] throughout; the linear layers packed where the
+  // weights are (Weights::time_major), else LibTorch's.
+  const auto linear = [&](const Linear& lin, const at::Tensor& x) {
+    if (w.time_major) return lin.packed(x);
+    at::Tensor y = lin.w16.defined() ? at::linear(x.to(at::kBFloat16), lin.w16).to(x.scalar_type()).add_(lin.b)
+                                     : at::linear(x, lin.w, lin.b);
+    return y;
+  };
+  at::Tensor h = linear(w.proj, ln(conv_features(normalized).t().contiguous(), w.proj_norm));  // [T, H]
+  const int64_t T = h.size(0);
+  keep = std::min(keep, T);
+
+  // The positional convolution over the cached rows and these (the output
+  // rows of these: row i reads rows i - K/2 .. i + K/2 - 1).
+  const int64_t P = cache->pos.defined() ? cache->pos.size(0) : 0;
+  const at::Tensor x = P > 0 ? at::cat({cache->pos, h}, 0) : h;  // [P + T, H]
+  at::Tensor pc;
+  if (w.pos_packed.usable()) {
+    const at::Tensor y = w.pos_packed(x.view({1, 1, P + T, H}).permute({0, 3, 1, 2}), 0, K / 2);
+    pc = at::gelu(y.permute({0, 2, 3, 1}).reshape({-1, H}).narrow(0, P, T) + w.pos_b);
+  } else {
+    pc = at::conv1d(x.t().unsqueeze(0), w.pos_w, w.pos_b, 1, K / 2, 1, cfg_.pos_groups);
+    pc = at::gelu(pc.narrow(2, P, T))[0].t();
+  }
+  const at::Tensor pos_in = h;
+  h = h + pc;
+
+  std::vector<at::Tensor> states{h};
+  std::vector<at::Tensor> new_k(L), new_v(L);
+  for (int64_t l = 0; l < L; ++l) {
+    const Weights::Layer& Ly = w.layers[l];
+    at::Tensor qkv;
+    if (w.time_major) {
+      qkv = Ly.qkv_packed(ln(h, Ly.ln));  // q pre-scaled
+    } else {
+      const at::Tensor y = ln(h, Ly.ln);
+      qkv = Ly.qkv_w16.defined() ? at::linear(y.to(at::kBFloat16), Ly.qkv_w16).to(y.scalar_type()).add_(Ly.qkv_b)
+                                 : at::linear(y, Ly.qkv_w, Ly.qkv_b);
+      qkv.narrow(1, 0, H).mul_(1.0 / std::sqrt(static_cast<double>(hd)));
+    }
+    const at::Tensor q = qkv.narrow(1, 0, H), k = qkv.narrow(1, H, H), v = qkv.narrow(1, 2 * H, H);
+    const bool cached = cache->frames() > 0;
+    const at::Tensor keys = cached ? at::cat({cache->k[l], k}, 0) : k;  // [C + T, H]
+    const at::Tensor values = cached ? at::cat({cache->v[l], v}, 0) : v;
+    const int64_t S = keys.size(0);
+    at::Tensor att = at::bmm(q.reshape({T, nh, hd}).transpose(0, 1), keys.reshape({S, nh, hd}).permute({1, 2, 0}));
+    at::softmax_out(att, att, -1);  // [nh, T, S]
+    const at::Tensor o = at::bmm(att, values.reshape({S, nh, hd}).transpose(0, 1)).transpose(0, 1).reshape({T, H});
+    if (w.time_major) {
+      h = Ly.out.packed(o, h);
+      h = Ly.ff2.packed(Ly.ff1.packed(ln(h, Ly.final_ln)), h);
+    } else {
+      h = h + linear(Ly.out, o);
+      h = h + linear(Ly.ff2, at::gelu(linear(Ly.ff1, ln(h, Ly.final_ln))));
+    }
+    states.push_back(l + 1 < L ? h : ln(h, w.enc_ln));
+    new_k[l] = last_rows(cached ? cache->k[l] : at::Tensor(), k.narrow(0, 0, keep), context);
+    new_v[l] = last_rows(cached ? cache->v[l] : at::Tensor(), v.narrow(0, 0, keep), context);
+  }
+  // The frames kept join the cache: the last `context` of them, and of their
+  // positional-convolution rows as many as a row reads on its left.
+  cache->k = std::move(new_k);
+  cache->v = std::move(new_v);
+  cache->pos = last_rows(cache->pos, pos_in.narrow(0, 0, keep), std::min(context, K / 2));
+  if (context == 0) cache->clear();
+  return at::stack(states, 0).cpu();  // [states, T, H]
 }
 
 at::Tensor pad_for_video(const at::Tensor& states) {

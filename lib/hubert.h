@@ -21,6 +21,17 @@ class StateDict;
 
 namespace anitalker::hubert {
 
+// Streaming with a cached left context: what a window keeps of the frames
+// it sends, for the next windows to attend to instead of encoding their
+// audio again.  Per layer the keys and values of the last frames kept, and
+// the positional convolution's input rows of the last of them.
+struct Cache {
+  std::vector<at::Tensor> k, v;  // per layer [C, H]
+  at::Tensor pos;                // [P, H], P <= pos_kernel / 2
+  int64_t frames() const { return k.empty() ? 0 : k.front().size(0); }
+  void clear() { k.clear(), v.clear(), pos = at::Tensor(); }
+};
+
 class Model {
  public:
   // The weights are float32 (dtype: another floating type for the whole
@@ -53,8 +64,19 @@ class Model {
   // on the CPU.  Throws a Usage error when N gives no frame.
   at::Tensor hidden_states(const at::Tensor& wave, Taps* taps = nullptr) const;
 
+  // The hidden states of the frames of `normalized` (audio already
+  // normalised, whose frames are all new), every row attending also to the
+  // cached frames before them and the positional convolution reading the
+  // cached rows on the left, as if those frames' audio came first.  The
+  // first `keep` frames then join the cache (the rest are look-ahead, to be
+  // encoded again), which holds the last `context` frames.
+  // -> [layers+1, T, H] float32 on the CPU.
+  at::Tensor hidden_states_cached(const at::Tensor& normalized, int64_t keep, int64_t context, Cache* cache) const;
+
  private:
   struct Weights;
+  // The conv encoder over normalised audio: [C, T] channel-major.
+  at::Tensor conv_features(const at::Tensor& normalized) const;
   Config cfg_;
   std::shared_ptr<const Weights> w_;
   c10::Device device_;

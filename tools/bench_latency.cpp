@@ -25,6 +25,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include "bench_models.h"
+#include "bench_util.h"
 #include "live_probe.h"
 #include "cli.h"
 #include "error.h"
@@ -180,7 +181,9 @@ int quality_cost(const std::string& models, const std::string& audio_path, long 
   while ((long long)x.size() < seconds * 16000) x.insert(x.end(), wav.samples.begin(), wav.samples.end());
   x.resize((size_t)seconds * 16000);
   auto hub = anitalker::hubert::Model::load(models + "/chinese-hubert-large", c10::Device(c10::kCPU));
+  double compute_s = 0;  // the last features() run's
   auto features = [&](const anitalker::features::StreamConfig& cfg) {
+    const double t0 = bench::now_s();
     anitalker::features::Stream s(hub, cfg);
     std::vector<float> out;
     for (size_t i = 0; i < x.size(); i += 320) {
@@ -191,6 +194,7 @@ int quality_cost(const std::string& models, const std::string& audio_path, long 
     const auto f = s.next(true);
     out.insert(out.end(), f.data.begin(), f.data.end());
     const int64_t L = hub->num_states(), D = hub->hidden();
+    compute_s = bench::now_s() - t0;
     return at::from_blob(out.data(), {(int64_t)out.size() / (L * D), L, D}, at::kFloat).clone();
   };
   anitalker::features::StreamConfig whole;
@@ -200,14 +204,18 @@ int quality_cost(const std::string& models, const std::string& audio_path, long 
               audio_path.c_str(), variant.c_str(), steps);
   std::printf("HuBERT features, streamed vs offline (abs difference; |offline| mean %.3f):\n",
               offline.abs().mean().item<double>());
-  std::printf("  %-9s %9s %9s %9s %9s %9s\n", "preset", "mean", "max", "mean L0", "mean L12", "mean L24");
-  for (const PresetWindows& p : presets) {
-    const at::Tensor d = (features({p.fw, p.fc, p.fl}) - offline).abs();
-    const int64_t L = d.size(1);
-    std::printf("  %-9s %9.4f %9.3f %9.4f %9.4f %9.4f\n", p.name, d.mean().item<double>(), d.max().item<double>(),
-                d.select(1, 0).mean().item<double>(), d.select(1, std::min<int64_t>(12, L - 1)).mean().item<double>(),
-                d.select(1, L - 1).mean().item<double>());
-  }
+  std::printf("  %-15s %9s %9s %9s %9s %9s %11s\n", "preset", "mean", "max", "mean L0", "mean L12", "mean L24",
+              "s per s");
+  for (const PresetWindows& p : presets)
+    for (bool cached : {false, true}) {
+      const at::Tensor d = (features({p.fw, p.fc, p.fl, cached}) - offline).abs();
+      const int64_t L = d.size(1);
+      std::printf("  %-15s %9.4f %9.3f %9.4f %9.4f %9.4f %11.3f\n",
+                  (std::string(p.name) + (cached ? " cached" : "")).c_str(), d.mean().item<double>(),
+                  d.max().item<double>(), d.select(1, 0).mean().item<double>(),
+                  d.select(1, std::min<int64_t>(12, L - 1)).mean().item<double>(),
+                  d.select(1, L - 1).mean().item<double>(), compute_s / (double)seconds);
+    }
 
   namespace motion = anitalker::motion;
   if (!anitalker::models::uses_hubert(variant)) throw cli::UsageError("--quality-cost: a hubert_* variant");

@@ -20,6 +20,7 @@
 
 #include "check_util.h"
 #include "device.h"
+#include "feature_stream.h"
 #include "gstanitalkercaps.h"
 #include "hubert.h"
 #include "mfcc.h"
@@ -409,6 +410,56 @@ GST_START_TEST(test_streaming_hubert) {
   check_timestamps(whole, 50);
   fail_unless(max_abs_diff(whole, offline) <= 1e-4);
   check_hubert_reference(whole);
+}
+GST_END_TEST;
+
+// context-cache: the element streams through lib's cached windows (the
+// same frames as features::Stream with cache_context fed the same pieces),
+// every frame once on its timestamp; switched off while playing, the next
+// windows encode their context again.
+GST_START_TEST(test_context_cache) {
+  GstHarness* h = new_harness(model_dir(), "streaming", 520, 1000, kF32Caps, 100);
+  g_object_set(h->element, "context-cache", TRUE, nullptr);
+  push_f32(h, clip(), 0, kSamples, 1600);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h, kStates * kHidden, 50);
+  gst_harness_teardown(h);
+  fail_unless_equals_int(out.frames(), kHubertFrames);
+  check_timestamps(out, 50);
+
+  const auto lib_run = [](bool cache) {
+    anitalker::features::StreamConfig cfg{520, 1000, 100, cache};
+    anitalker::features::Stream s(anitalker::hubert::Model::load(model_dir(), c10::Device(c10::kCPU)), cfg);
+    std::vector<float> v;
+    for (int i = 0; i < kSamples; i += 1600) {
+      s.push(clip() + i, std::min(1600, kSamples - i));
+      const auto f = s.next(false);
+      v.insert(v.end(), f.data.begin(), f.data.end());
+    }
+    const auto f = s.next(true);
+    v.insert(v.end(), f.data.begin(), f.data.end());
+    return v;
+  };
+  const std::vector<float> cached = lib_run(true), plain = lib_run(false);
+  fail_unless_equals_int(cached.size(), out.values.size());
+  fail_unless(memcmp(cached.data(), out.values.data(), cached.size() * sizeof(float)) == 0);
+  fail_if(memcmp(plain.data(), out.values.data(), plain.size() * sizeof(float)) == 0, "the cache made no difference");
+
+  // Off from the start (the default) is the plain stream; switched off
+  // after the first second, the frames from then on differ from cached.
+  h = new_harness(model_dir(), "streaming", 520, 1000, kF32Caps, 100);
+  g_object_set(h->element, "context-cache", TRUE, nullptr);
+  push_f32(h, clip(), 0, 16000, 1600);
+  g_object_set(h->element, "context-cache", FALSE, nullptr);
+  push_f32(h, clip() + 16000, 0, kSamples - 16000, 1600, sample_time(16000));
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output mixed = pull_all(h, kStates * kHidden, 50);
+  gst_harness_teardown(h);
+  fail_unless_equals_int(mixed.frames(), kHubertFrames);
+  check_timestamps(mixed, 50);
+  const size_t first_second = 26 * (size_t)kStates * kHidden;  // one 520 ms hop was out before the switch
+  fail_unless(memcmp(mixed.values.data(), cached.data(), first_second * sizeof(float)) == 0);
+  fail_if(memcmp(mixed.values.data(), cached.data(), mixed.values.size() * sizeof(float)) == 0);
 }
 GST_END_TEST;
 
@@ -1022,6 +1073,7 @@ static Suite* hubertenc_suite() {
   tcase_add_test(tc, test_reuse_after_null);
   tcase_add_test(tc, test_renegotiation);
   tcase_add_test(tc, test_zero_length_buffers);
+  tcase_add_test(tc, test_context_cache);
   tcase_add_test(tc, test_bad_samples);
   suite_add_tcase(s, tc);
 

@@ -298,6 +298,52 @@ TEST(FeatureStream, MatchesTheReferences) {
   EXPECT_THROW(Stream(nullptr, StreamConfig{100, 0, 200}), anitalker::Error);
 }
 
+// hubertenc's context-cache (features::StreamConfig::cache_context): each
+// window encodes only its new frames (and look-ahead), attending to the
+// keys and values its earlier windows kept.  Against the Python reference
+// of the whole clip: the mean distance within a quarter more than encoding
+// the context again (measured: printed); without context both are the same
+// regions.
+TEST(FeatureStream, ContextCache) {
+  using anitalker::features::Stream;
+  using anitalker::features::StreamConfig;
+  const at::Tensor x = wave();
+  const int64_t n = x.numel();
+  const auto run = [&](const StreamConfig& cfg) {
+    Stream s(tiny(), cfg);
+    std::vector<float> out;
+    for (int64_t i = 0; i < n; i += 320) {
+      s.push(x.data_ptr<float>() + i, std::min<int64_t>(320, n - i));
+      const auto f = s.next(false);
+      out.insert(out.end(), f.data.begin(), f.data.end());
+    }
+    const auto f = s.next(true);
+    out.insert(out.end(), f.data.begin(), f.data.end());
+    const int64_t per = s.frame_floats();
+    return at::from_blob(out.data(), {(int64_t)out.size() / per, per}, at::kFloat).clone();
+  };
+  const at::Tensor ref = read_npy_tensor(data("audio/ref/hubert_padded.npy")).to(at::kFloat);  // [L, T + 1, D]
+  const at::Tensor want = ref.transpose(0, 1).reshape({ref.size(1), -1});
+  for (StreamConfig cfg : {StreamConfig{520, 1000, 100}, StreamConfig{120, 1000, 40}, StreamConfig{200, 500, 0}}) {
+    const at::Tensor plain = run(cfg);
+    cfg.cache_context = true;
+    const at::Tensor cached = run(cfg);
+    ASSERT_EQ(cached.sizes(), want.sizes());
+    const double dp = (plain - want).abs().mean().item<double>(), dc = (cached - want).abs().mean().item<double>();
+    std::printf("window %d ms, context %d, look-ahead %d: mean abs from the reference %.5f encoding the context, "
+                "%.5f cached; max %.3f / %.3f\n",
+                cfg.window_ms, cfg.context_ms, cfg.lookahead_ms, dp, dc, (plain - want).abs().max().item<double>(),
+                (cached - want).abs().max().item<double>());
+    EXPECT_LE(dc, 1.25 * dp) << cfg.window_ms << "/" << cfg.context_ms << "/" << cfg.lookahead_ms;
+    EXPECT_GT((cached - plain).abs().max().item<double>(), 1e-3);  // the cache was used
+  }
+  StreamConfig none{200, 0, 40};
+  const at::Tensor plain = run(none);
+  none.cache_context = true;
+  expect_close(run(none), plain, 1e-4, 1e-4, "no context: the same regions");
+}
+
+
 // features::warm_up: a live stream's first windows' shapes on silence, once
 // per process for each network and setting.
 TEST(FeatureStream, WarmUpOncePerSetting) {
