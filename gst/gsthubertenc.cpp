@@ -60,7 +60,11 @@
  *   window may be waited for and encoded too (HuBERT's attention sees both
  *   ways), its frames going out with the next window.  The reported latency
  *   grows by the hop + 5 ms + `lookahead`.  The three may change while playing
- *   (the bin's latency presets) and apply from the next window.
+ *   (the bin's latency presets) and apply from the next window.  With
+ *   #GstHubertEnc:context-cache the context is not encoded again: each
+ *   window encodes only its new frames and look-ahead, attending to the
+ *   keys and values its earlier windows kept (less work, a little further
+ *   from offline).
  *
  * In `auto` mode (the default) the element streams when upstream reports a
  * live source in the LATENCY query and works offline otherwise.
