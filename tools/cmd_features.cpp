@@ -18,7 +18,7 @@
 int cmd_features(int argc, char** argv) {
   return cli::run("features", [&] {
     std::string hubert_dir, audio, out, device = "cpu";
-    bool mfcc = false, stream = false;
+    bool mfcc = false, stream = false, context_cache = false;
     int threads = 0;
     anitalker::features::StreamConfig scfg;
     cli::Options o("features", "The audio features of a speech file, as hubertenc makes them.  Give exactly one of "
@@ -44,8 +44,13 @@ int cmd_features(int argc, char** argv) {
              },
              "as hubertenc streams (its window, context and lookahead properties), in 20 ms pieces: HuBERT windows "
              "of W ms with C ms of context (default 1000) and L ms of look-ahead (default 0); MFCC streams exactly");
+    o.flag("context-cache", &context_cache,
+           "with --stream and --hubert: keep the context's keys and values from the windows that sent it instead "
+           "of encoding its audio again (hubertenc's context-cache property)");
     o.device(&device, "HuBERT").threads(&threads);
     if (!o.parse(argc, argv)) return 0;
+    if (context_cache && (!stream || mfcc)) throw cli::UsageError("--context-cache goes with --stream and --hubert");
+    scfg.cache_context = context_cache;
     if (mfcc == !hubert_dir.empty()) throw cli::UsageError("give exactly one of --hubert DIR and --mfcc");
     anitalker::check_output_path(out, {audio, hubert_dir});
     cli::set_threads(threads);
@@ -76,8 +81,10 @@ int cmd_features(int argc, char** argv) {
         at::Tensor t = at::from_blob(f.data(), {T, model->num_states(), model->hidden()}, at::kFloat);
         anitalker::write_npy_tensor(out, t.transpose(0, 1).contiguous());
       }
-      std::fprintf(stderr, "anitalker features: %lld frames streamed (window %d ms, context %d ms, look-ahead %d ms) to %s\n",
-                   static_cast<long long>(T), scfg.window_ms, scfg.context_ms, scfg.lookahead_ms, out.c_str());
+      std::fprintf(stderr,
+                   "anitalker features: %lld frames streamed (window %d ms, context %d ms%s, look-ahead %d ms) to %s\n",
+                   static_cast<long long>(T), scfg.window_ms, scfg.context_ms, scfg.cache_context ? " cached" : "",
+                   scfg.lookahead_ms, out.c_str());
     } else if (mfcc) {
       anitalker::Mfcc m = anitalker::mfcc(wave.data(), wave.size());
       const std::vector<double> d = m.stacked39();

@@ -59,6 +59,20 @@ TEST(FeaturesCli, Stream) {
                         "' --out '" + dir / "w.npy" + "'");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_EQ(anitalker::read_npy(dir / "w.npy").shape, anitalker::read_npy(data("audio/ref/hubert_padded.npy")).shape);
+  // --context-cache: the same frames, other values (the context is not encoded again).
+  r = testutil::run_cli("features --hubert '" + data("audio/tiny_hubert") + "' --stream 200,1000,100 --context-cache "
+                        "--audio '" + wav + "' --out '" + dir / "c.npy" + "'");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("context 1000 ms cached"));
+  const anitalker::TensorData plain = anitalker::read_npy(dir / "w.npy"), cached = anitalker::read_npy(dir / "c.npy");
+  ASSERT_EQ(plain.shape, cached.shape);
+  const std::vector<double> p = plain.to_doubles(), c = cached.to_doubles();
+  double most = 0;
+  for (size_t i = 0; i < p.size(); i++) most = std::max(most, std::fabs(p[i] - c[i]));
+  EXPECT_GT(most, 1e-3);
+  r = testutil::run_cli("features --mfcc --stream 200 --context-cache --audio '" + wav + "' --out '" + dir / "x.npy" + "'");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("--context-cache goes with --stream and --hubert"));
   r = testutil::run_cli("features --mfcc --stream 100,0,200 --audio '" + wav + "' --out '" + dir / "x.npy" + "'");
   EXPECT_EQ(r.status, 2) << r.out;
   EXPECT_THAT(r.out, HasSubstr("0 <= L <= W"));
