@@ -341,6 +341,24 @@ TEST(FeatureStream, ContextCache) {
   const at::Tensor plain = run(none);
   none.cache_context = true;
   expect_close(run(none), plain, 1e-4, 1e-4, "no context: the same regions");
+
+  // The path without packed layers (GPUs, builds without oneDNN, other
+  // types), here in float64: the same three windows through the cache as
+  // the float32 time-major path.
+  const std::string dir = data("audio/tiny_hubert");
+  const anitalker::hubert::Model f64(anitalker::hubert::read_config(dir + "/config.json"),
+                                     anitalker::StateDict(anitalker::Checkpoint::open(dir + "/pytorch_model.bin")), kCpu,
+                                     at::kDouble);
+  anitalker::hubert::Cache c32, c64;
+  const at::Tensor norm = anitalker::hubert::Model::normalize(x);
+  for (int64_t from : {0, 9600, 19200}) {  // 30 frames each; 25 kept, 20 of context
+    const at::Tensor piece = norm.narrow(0, from, 9600 + 400);
+    const at::Tensor a = tiny()->hidden_states_cached(piece, 25, 20, &c32);
+    const at::Tensor b = f64.hidden_states_cached(piece, 25, 20, &c64);
+    expect_close(a, b, 1e-4, 1e-4, "cached window from sample " + std::to_string(from));
+    EXPECT_EQ(c32.frames(), 20);
+    EXPECT_EQ(c64.pos.size(0), 20);
+  }
 }
 
 
