@@ -904,6 +904,38 @@ GST_START_TEST(test_offline_limit) {
 }
 GST_END_TEST;
 
+// The bin's latency presets set hubertenc's and anitalkermotion's windows
+// together (docs/elements.md's table), and at the small hops hubertenc's
+// context cache.
+GST_START_TEST(test_bin_latency_presets) {
+  struct Want {
+    const char* preset;
+    guint fw, fc, fl;
+    gboolean cache;
+    guint mw, mc, ml;
+  };
+  GstElement* bin = gst_element_factory_make("anitalker", nullptr);
+  fail_unless(bin != nullptr);
+  GstElement* features = gst_bin_get_by_name(GST_BIN(bin), "features");
+  GstElement* motion = gst_bin_get_by_name(GST_BIN(bin), "motion");
+  fail_unless(features != nullptr && motion != nullptr);
+  for (const Want& w : {Want{"balanced", 520, 1000, 100, TRUE, 13, 10, 0}, Want{"low", 120, 1000, 40, TRUE, 3, 10, 0},
+                        Want{"quality", 2000, 1000, 0, FALSE, 50, 10, 0}}) {
+    gst_util_set_object_arg(G_OBJECT(bin), "latency", w.preset);
+    guint fw, fc, fl, mw, mc, ml;
+    gboolean cache;
+    g_object_get(features, "window", &fw, "context", &fc, "lookahead", &fl, "context-cache", &cache, nullptr);
+    g_object_get(motion, "window", &mw, "context", &mc, "lookahead", &ml, nullptr);
+    fail_unless(fw == w.fw && fc == w.fc && fl == w.fl && cache == w.cache, "%s: hubertenc %u/%u/%u cache %d", w.preset,
+                fw, fc, fl, cache);
+    fail_unless(mw == w.mw && mc == w.mc && ml == w.ml, "%s: anitalkermotion %u/%u/%u", w.preset, mw, mc, ml);
+  }
+  gst_object_unref(features);
+  gst_object_unref(motion);
+  gst_object_unref(bin);
+}
+GST_END_TEST;
+
 // The bin's precision reaches every network with a reduced-precision path:
 // hubertenc with HuBERT, anitalkermotion and anitalkerrender; MFCC and
 // face restoration stay fp32.  Its max-batch and max-batch-delay reach all
@@ -1011,6 +1043,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_streaming_windows);
   tcase_add_test(tc, test_latency);
   tcase_add_test(tc, test_latency_with_hops);
+  tcase_add_test(tc, test_bin_latency_presets);
   tcase_add_test(tc, test_shared_executor);
   tcase_add_test(tc, test_property_change_while_playing);
   tcase_add_test(tc, test_portrait_change);
