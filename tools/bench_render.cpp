@@ -97,7 +97,7 @@ int bench_render(int argc, char** argv) {
     o.integers("batch", &batches, 1, 256, "LIST", "decoder batch sizes");
     o.integer("repeat", &repeat, 1, 100, "N", "runs of each");
     o.integer("frames", &frames, 1, 1024, "N", "frames at least per run");
-    o.flag("profile", &prof, "then list the ops of one frame's decoding (batch 1) by self time");
+    o.flag("profile", &prof, "then list the ops of one frame's decoding (batch 1) by self time (with --bf16, also the bfloat16 path's)");
     o.flag("bf16", &bf16,
            "also the decoder at precision=bf16 (its modulated convolutions in bfloat16, the rest float32; a CPU "
            "with AVX512_BF16): its speed against float32 and the 8-bit distance of its frames from float32's");
@@ -200,6 +200,11 @@ int bench_render(int argc, char** argv) {
       const double mse = d.pow(2).mean().item<double>();
       std::printf("bf16     16 frames against float32: 8-bit max %d levels, p99.9 %.0f, mean %.3f, PSNR %.1f dB\n",
                   d.max().item<int>(), p999, d.mean().item<double>(), mse > 0 ? 10 * std::log10(255.0 * 255.0 / mse) : 999.0);
+      if (prof) {
+        const at::Tensor m1 = at::randn({1, model->motion_dim()}).mul(0.5);
+        std::printf("bf16 profile:\n");
+        bench::profile([&] { anitalker::lia::to_uint8(model16->render(p16, m1)); });
+      }
       for (int b : batches) {
         const int runs = std::max(1, (frames + b - 1) / b);
         const at::Tensor mb = at::randn({b, model->motion_dim()}).mul(0.5);
