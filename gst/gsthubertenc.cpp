@@ -92,7 +92,6 @@
 #include <string>
 #include <vector>
 
-#include "batcher.h"
 #include "gstanitalkercaps.h"
 #include "gstanitalkerelement.h"
 #include "feature_stream.h"
@@ -130,8 +129,9 @@ struct EncState {
   gint64 origin = 0;
 
   // With max-batch above 1 and HuBERT: the process's executor for this
-  // network (lib/batcher.h), from start to stop.
-  std::shared_ptr<anitalker::JobBatcher> shared;
+  // network's windows (lib/hubert.h shared_windows), from start to stop;
+  // the stream runs its passes through it.
+  std::shared_ptr<hubert::WindowBatcher> shared;
 
   // Streaming thread only (and the serialized events, which run in it).
   bool s16 = false;       // sink caps: S16LE, else F32LE
@@ -222,10 +222,10 @@ static gboolean gst_hubert_enc_start(GstAnitalkerElement* element) {
     GST_INFO_OBJECT(self, "%s: %d hidden states of %d values, on %s", model_dir.c_str(), model->num_states(),
                     model->hidden(), model->device().str().c_str());
   const anitalker::features::StreamConfig cfg = window_config(element);
-  std::shared_ptr<anitalker::JobBatcher> shared;
+  std::shared_ptr<hubert::WindowBatcher> shared;
   if (model)
     shared = gst_anitalker_element_share(element, [&](guint max_batch, std::chrono::microseconds delay) {
-      return anitalker::shared_jobs(model.get(), max_batch, delay);
+      return hubert::shared_windows(model, max_batch, delay);
     });
 
   GstAnitalkerLocked lock(&st->lock);
@@ -235,6 +235,7 @@ static gboolean gst_hubert_enc_start(GstAnitalkerElement* element) {
   st->model = std::move(model);
   st->origin = 0;
   st->stream = std::make_unique<anitalker::features::Stream>(st->model, cfg);
+  st->stream->set_executor(st->shared);
   return TRUE;
 }
 
@@ -302,11 +303,9 @@ static gboolean gst_hubert_enc_set_caps(GstAnitalkerElement* element, GstCaps* c
 static GstFlowReturn gst_hubert_enc_encode(GstHubertEnc* self, bool final) {
   GstAnitalkerElement* element = GST_ANITALKER_ELEMENT(self);
   EncState* st = self->state;
-  std::shared_ptr<anitalker::JobBatcher> shared;
   {
     GstAnitalkerLocked lock(&st->lock);
     if (!st->started || !st->stream) return GST_FLOW_FLUSHING;
-    shared = st->shared;
   }
   if (!final && !gst_anitalker_element_streaming(element)) return GST_FLOW_OK;  // offline: all at EOS
   anitalker::features::Stream* stream = st->stream.get();
@@ -316,8 +315,8 @@ static GstFlowReturn gst_hubert_enc_encode(GstHubertEnc* self, bool final) {
   if (!GST_ANITALKER_TRY(self,
                          gst_anitalker_printf("Encoding %" G_GINT64_FORMAT " samples of audio failed.",
                                               stream->received()),
-                         false, stream->set_window(cfg.window_ms, cfg.context_ms, cfg.lookahead_ms); stream->set_cache_context(cfg.cache_context);
-                         anitalker::run_job(shared.get(), [&] { f = stream->next(final); })))
+                         false, stream->set_window(cfg.window_ms, cfg.context_ms, cfg.lookahead_ms);
+                         stream->set_cache_context(cfg.cache_context); f = stream->next(final)))
     return GST_FLOW_ERROR;
   {
     // Every window sends whole hops: the frames sent so far are a hop

@@ -158,12 +158,20 @@ Frames Stream::next_hubert(bool final) {
         const int64_t skip = (from - first_frame) * hop;
         const at::Tensor fresh = hubert::Model::normalize(wave).narrow(0, skip, n - skip);
         const int64_t keep = frames - (from - first_frame);  // up to the last frame sent; the rest is look-ahead
-        states = model_->hidden_states_cached(fresh, keep, context_frames, cache_.get())
+        hubert::WindowJob job;
+        job.cached = true;
+        job.call = {fresh, keep, context_frames, cache_.get()};
+        states = (executor_ ? executor_->submit(job) : model_->hidden_states_cached(fresh, keep, context_frames, cache_.get()))
                      .slice(1, emitted_ - from, keep)
                      .transpose(0, 1)
                      .contiguous();
       } else {
-        states = model_->hidden_states(wave).slice(1, emitted_ - first_frame, frames).transpose(0, 1).contiguous();
+        hubert::WindowJob job;
+        job.wave = wave;
+        states = (executor_ ? executor_->submit(job) : model_->hidden_states(wave))
+                     .slice(1, emitted_ - first_frame, frames)
+                     .transpose(0, 1)
+                     .contiguous();
       }
     }
     out.count = states.size(0);

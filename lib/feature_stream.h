@@ -28,6 +28,7 @@
 namespace anitalker::hubert {
 class Model;
 struct Cache;
+class WindowBatcher;
 }
 
 namespace anitalker::features {
@@ -63,6 +64,10 @@ class Stream {
   // From the next window on (the latency presets change while playing).
   void set_window(int window_ms, int context_ms, int lookahead_ms);
   void set_cache_context(bool on);
+  // HuBERT: run the windows' passes through `executor` (shared with other
+  // streams of the model: hubert::shared_windows), which may put cached
+  // windows of several streams in one pass; null: here, alone.
+  void set_executor(std::shared_ptr<hubert::WindowBatcher> executor) { executor_ = std::move(executor); }
   const StreamConfig& config() const { return cfg_; }
 
   bool is_mfcc() const { return model_ == nullptr; }
@@ -104,6 +109,7 @@ class Stream {
   std::vector<float> last_frame_;
   bool too_short_ = false;
   std::shared_ptr<hubert::Cache> cache_;  // cache_context: the frames sent
+  std::shared_ptr<hubert::WindowBatcher> executor_;
 };
 
 // Runs a throw-away HuBERT stream with `cfg` on silence, in 20 ms pieces,

@@ -2,6 +2,7 @@
 #include "hubert.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
 
 #include <array>
@@ -370,14 +371,21 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
 }
 
 at::Tensor Model::hidden_states_cached(const at::Tensor& normalized, int64_t keep, int64_t context, Cache* cache) const {
+  return hidden_states_cached(std::vector<CachedCall>{{normalized, keep, context, cache}}).front();
+}
+
+std::vector<at::Tensor> Model::hidden_states_cached(const std::vector<CachedCall>& calls) const {
   const Weights& w = *w_;
-  check_wave(cfg_, normalized);
   at::NoGradGuard no_grad;
   const double eps = cfg_.layer_norm_eps;
   const int64_t H = cfg_.hidden, nh = cfg_.heads, hd = H / nh, K = cfg_.pos_kernel;
   const int64_t L = static_cast<int64_t>(w.layers.size());
-  if (cache->frames() > 0 && static_cast<int64_t>(cache->k.size()) != L)
-    throw Error(Error::Kind::Usage, "hubert: a cache of another model");
+  const size_t N = calls.size();
+  for (const CachedCall& c : calls) {
+    check_wave(cfg_, c.normalized);
+    if (c.cache->frames() > 0 && static_cast<int64_t>(c.cache->k.size()) != L)
+      throw Error(Error::Kind::Usage, "hubert: a cache of another model");
+  }
   const auto ln = [eps](const at::Tensor& x, const Norm& n) { return at::layer_norm(x, {x.size(1)}, n.w, n.b, eps); };
   // Time-major rows [T, .] throughout; the linear layers packed where the
   // weights are (Weights::time_major), else LibTorch's.
@@ -387,27 +395,41 @@ at::Tensor Model::hidden_states_cached(const at::Tensor& normalized, int64_t kee
                                      : at::linear(x, lin.w, lin.b);
     return y;
   };
-  at::Tensor h = linear(w.proj, ln(conv_features(normalized).t().contiguous(), w.proj_norm));  // [T, H]
-  const int64_t T = h.size(0);
-  keep = std::min(keep, T);
-
-  // The positional convolution over the cached rows and these (the output
-  // rows of these: row i reads rows i - K/2 .. i + K/2 - 1).
-  const int64_t P = cache->pos.defined() ? cache->pos.size(0) : 0;
-  const at::Tensor x = P > 0 ? at::cat({cache->pos, h}, 0) : h;  // [P + T, H]
-  at::Tensor pc;
-  if (w.pos_packed.usable()) {
-    const at::Tensor y = w.pos_packed(x.view({1, 1, P + T, H}).permute({0, 3, 1, 2}), 0, K / 2);
-    pc = at::gelu(y.permute({0, 2, 3, 1}).reshape({-1, H}).narrow(0, P, T) + w.pos_b);
-  } else {
-    pc = at::conv1d(x.t().unsqueeze(0), w.pos_w, w.pos_b, 1, K / 2, 1, cfg_.pos_groups);
-    pc = at::gelu(pc.narrow(2, P, T))[0].t();
+  // The calls' rows one after another: call i's are rows [at[i], at[i] + T[i]).
+  const auto cat = [N](const std::vector<at::Tensor>& parts) { return N == 1 ? parts.front() : at::cat(parts, 0); };
+  std::vector<at::Tensor> feats(N);
+  std::vector<int64_t> T(N), at_row(N), keep(N);
+  int64_t rows = 0;
+  for (size_t i = 0; i < N; ++i) {
+    feats[i] = conv_features(calls[i].normalized).t().contiguous();  // [T, C]
+    T[i] = feats[i].size(0);
+    at_row[i] = rows;
+    rows += T[i];
+    keep[i] = std::min(calls[i].keep, T[i]);
   }
-  const at::Tensor pos_in = h;
-  h = h + pc;
+  const at::Tensor projected = linear(w.proj, ln(cat(feats), w.proj_norm));  // [rows, H]
 
-  std::vector<at::Tensor> states{h};
-  std::vector<at::Tensor> new_k(L), new_v(L);
+  // The positional convolution per call, over its cached rows and its own
+  // (the output rows of its own: row i reads rows i - K/2 .. i + K/2 - 1).
+  std::vector<at::Tensor> pcs(N);
+  for (size_t i = 0; i < N; ++i) {
+    const at::Tensor h = projected.narrow(0, at_row[i], T[i]);
+    const at::Tensor& cpos = calls[i].cache->pos;
+    const int64_t P = cpos.defined() ? cpos.size(0) : 0;
+    const at::Tensor x = P > 0 ? at::cat({cpos, h}, 0) : h.contiguous();  // [P + T, H]
+    if (w.pos_packed.usable()) {
+      const at::Tensor y = w.pos_packed(x.view({1, 1, P + T[i], H}).permute({0, 3, 1, 2}), 0, K / 2);
+      pcs[i] = at::gelu(y.permute({0, 2, 3, 1}).reshape({-1, H}).narrow(0, P, T[i]) + w.pos_b);
+    } else {
+      const at::Tensor y = at::conv1d(x.t().unsqueeze(0), w.pos_w, w.pos_b, 1, K / 2, 1, cfg_.pos_groups);
+      pcs[i] = at::gelu(y.narrow(2, P, T[i]))[0].t();
+    }
+  }
+  at::Tensor h = projected + cat(pcs);
+
+  std::vector<std::vector<at::Tensor>> states(N);
+  for (size_t i = 0; i < N; ++i) states[i].push_back(h.narrow(0, at_row[i], T[i]));
+  std::vector<std::vector<at::Tensor>> new_k(N, std::vector<at::Tensor>(L)), new_v(N, std::vector<at::Tensor>(L));
   for (int64_t l = 0; l < L; ++l) {
     const Weights::Layer& Ly = w.layers[l];
     at::Tensor qkv;
@@ -419,14 +441,23 @@ at::Tensor Model::hidden_states_cached(const at::Tensor& normalized, int64_t kee
                                  : at::linear(y, Ly.qkv_w, Ly.qkv_b);
       qkv.narrow(1, 0, H).mul_(1.0 / std::sqrt(static_cast<double>(hd)));
     }
-    const at::Tensor q = qkv.narrow(1, 0, H), k = qkv.narrow(1, H, H), v = qkv.narrow(1, 2 * H, H);
-    const bool cached = cache->frames() > 0;
-    const at::Tensor keys = cached ? at::cat({cache->k[l], k}, 0) : k;  // [C + T, H]
-    const at::Tensor values = cached ? at::cat({cache->v[l], v}, 0) : v;
-    const int64_t S = keys.size(0);
-    at::Tensor att = at::bmm(q.reshape({T, nh, hd}).transpose(0, 1), keys.reshape({S, nh, hd}).permute({1, 2, 0}));
-    at::softmax_out(att, att, -1);  // [nh, T, S]
-    const at::Tensor o = at::bmm(att, values.reshape({S, nh, hd}).transpose(0, 1)).transpose(0, 1).reshape({T, H});
+    // Attention per call: its rows' queries against its cached keys and its own.
+    std::vector<at::Tensor> os(N);
+    for (size_t i = 0; i < N; ++i) {
+      const Cache& c = *calls[i].cache;
+      const at::Tensor rows_i = qkv.narrow(0, at_row[i], T[i]);
+      const at::Tensor q = rows_i.narrow(1, 0, H), k = rows_i.narrow(1, H, H), v = rows_i.narrow(1, 2 * H, H);
+      const bool cached = c.frames() > 0;
+      const at::Tensor keys = cached ? at::cat({c.k[l], k}, 0) : k;  // [C + T, H]
+      const at::Tensor values = cached ? at::cat({c.v[l], v}, 0) : v;
+      const int64_t S = keys.size(0);
+      at::Tensor att = at::bmm(q.reshape({T[i], nh, hd}).transpose(0, 1), keys.reshape({S, nh, hd}).permute({1, 2, 0}));
+      at::softmax_out(att, att, -1);  // [nh, T, S]
+      os[i] = at::bmm(att, values.reshape({S, nh, hd}).transpose(0, 1)).transpose(0, 1).reshape({T[i], H});
+      new_k[i][l] = last_rows(cached ? c.k[l] : at::Tensor(), k.narrow(0, 0, keep[i]), calls[i].context);
+      new_v[i][l] = last_rows(cached ? c.v[l] : at::Tensor(), v.narrow(0, 0, keep[i]), calls[i].context);
+    }
+    const at::Tensor o = cat(os);
     if (w.time_major) {
       h = Ly.out.packed(o, h);
       h = Ly.ff2.packed(Ly.ff1.packed(ln(h, Ly.final_ln)), h);
@@ -434,17 +465,81 @@ at::Tensor Model::hidden_states_cached(const at::Tensor& normalized, int64_t kee
       h = h + linear(Ly.out, o);
       h = h + linear(Ly.ff2, at::gelu(linear(Ly.ff1, ln(h, Ly.final_ln))));
     }
-    states.push_back(l + 1 < L ? h : ln(h, w.enc_ln));
-    new_k[l] = last_rows(cached ? cache->k[l] : at::Tensor(), k.narrow(0, 0, keep), context);
-    new_v[l] = last_rows(cached ? cache->v[l] : at::Tensor(), v.narrow(0, 0, keep), context);
+    const at::Tensor state = l + 1 < L ? h : ln(h, w.enc_ln);
+    for (size_t i = 0; i < N; ++i) states[i].push_back(state.narrow(0, at_row[i], T[i]));
   }
-  // The frames kept join the cache: the last `context` of them, and of their
+  // The frames kept join each cache: the last `context` of them, and of their
   // positional-convolution rows as many as a row reads on its left.
-  cache->k = std::move(new_k);
-  cache->v = std::move(new_v);
-  cache->pos = last_rows(cache->pos, pos_in.narrow(0, 0, keep), std::min(context, K / 2));
-  if (context == 0) cache->clear();
-  return at::stack(states, 0).cpu();  // [states, T, H]
+  std::vector<at::Tensor> out(N);
+  for (size_t i = 0; i < N; ++i) {
+    Cache& c = *calls[i].cache;
+    c.k = std::move(new_k[i]);
+    c.v = std::move(new_v[i]);
+    c.pos = last_rows(c.pos, projected.narrow(0, at_row[i], keep[i]), std::min(calls[i].context, K / 2));
+    if (calls[i].context == 0) c.clear();
+    out[i] = at::stack(states[i], 0).cpu();  // [states, T, H]
+  }
+  return out;
+}
+
+bool Model::rows_independent() const {
+  std::call_once(rows_once_, [this] {
+    // The first layer's work on 7 rows, alone and after 23 others.
+    const Weights& w = *w_;
+    const Weights::Layer& L = w.layers.front();
+    const int64_t H = cfg_.hidden;
+    // Its own generator: the process's stream of random numbers stays as it was.
+    const at::Tensor all = at::randn({30, H}, at::detail::createCPUGenerator(1234), at::kFloat).to(device_, dtype_);
+    const auto layer = [&](const at::Tensor& x) {
+      const auto ln = [&](const at::Tensor& y, const Norm& n) {
+        return at::layer_norm(y, {H}, n.w, n.b, cfg_.layer_norm_eps);
+      };
+      std::vector<at::Tensor> out;
+      if (w.time_major) {
+        out.push_back(L.qkv_packed(ln(x, L.ln)));
+        const at::Tensor h = L.out.packed(out.back().narrow(1, 0, H).contiguous(), x);
+        out.push_back(L.ff2.packed(L.ff1.packed(ln(h, L.final_ln)), h));
+      } else {
+        out.push_back(at::linear(ln(x, L.ln), L.qkv_w, L.qkv_b));
+        out.push_back(at::gelu(at::linear(ln(x, L.final_ln), L.ff1.w, L.ff1.b)));
+      }
+      return out;
+    };
+    const std::vector<at::Tensor> alone = layer(all.narrow(0, 23, 7).contiguous()), among = layer(all);
+    rows_independent_ = true;
+    for (size_t i = 0; i < alone.size(); ++i)
+      rows_independent_ = rows_independent_ && at::equal(alone[i], among[i].narrow(0, 23, 7));
+  });
+  return rows_independent_;
+}
+
+std::shared_ptr<WindowBatcher> shared_windows(std::shared_ptr<const Model> model, size_t max_batch,
+                                              std::chrono::microseconds max_delay) {
+  const Model* key = model.get();
+  return shared_batcher<WindowBatcher>(key, max_batch, max_delay, [&] {
+    auto run = [model](const std::vector<const WindowJob*>& jobs) {
+      std::vector<at::Tensor> out(jobs.size());
+      std::vector<Model::CachedCall> together;
+      std::vector<size_t> where;
+      const bool batch = jobs.size() > 1 && model->rows_independent();
+      for (size_t i = 0; i < jobs.size(); ++i) {
+        if (!jobs[i]->cached) {
+          out[i] = model->hidden_states(jobs[i]->wave);
+        } else if (batch) {
+          together.push_back(jobs[i]->call);
+          where.push_back(i);
+        } else {
+          out[i] = model->hidden_states_cached(std::vector<Model::CachedCall>{jobs[i]->call}).front();
+        }
+      }
+      if (!together.empty()) {
+        std::vector<at::Tensor> got = model->hidden_states_cached(together);
+        for (size_t j = 0; j < where.size(); ++j) out[where[j]] = std::move(got[j]);
+      }
+      return out;
+    };
+    return std::make_shared<WindowBatcher>(run, max_batch, max_delay);
+  });
 }
 
 at::Tensor pad_for_video(const at::Tensor& states) {

@@ -9,9 +9,11 @@
 #include <c10/core/Device.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "batcher.h"
 #include "device.h"
 #include "hubert_config.h"
 
@@ -73,6 +75,24 @@ class Model {
   // -> [layers+1, T, H] float32 on the CPU.
   at::Tensor hidden_states_cached(const at::Tensor& normalized, int64_t keep, int64_t context, Cache* cache) const;
 
+  // The same for the windows of several streams in one pass: their rows go
+  // through each linear layer as one product (the weights read once), the
+  // attention and the positional convolution per stream, each with its own
+  // cache.  Result i is what hidden_states_cached gives for call i alone
+  // (the same code; bit for bit where the products treat rows independently:
+  // rows_independent(), lib/kernels.h).
+  struct CachedCall {
+    at::Tensor normalized;
+    int64_t keep = 0, context = 0;
+    Cache* cache = nullptr;
+  };
+  std::vector<at::Tensor> hidden_states_cached(const std::vector<CachedCall>& calls) const;
+  // Whether a call's rows come out of such a pass with the bits they have
+  // alone: measured once on this machine with the network's own first
+  // layer (its products, layer norms and GELU) on random rows alone and
+  // among others.  AVX-512 kernels: yes; AVX2 ones: no.
+  bool rows_independent() const;
+
  private:
   struct Weights;
   // The conv encoder over normalised audio: [C, T] channel-major.
@@ -82,7 +102,30 @@ class Model {
   c10::Device device_;
   at::ScalarType dtype_;
   Precision precision_ = Precision::Fp32;
+  mutable std::once_flag rows_once_;
+  mutable bool rows_independent_ = false;
 };
+
+// One window's HuBERT pass of a stream (features::Stream), through a
+// WindowBatcher: `cached` as Model::hidden_states_cached (call), else
+// Model::hidden_states(wave).
+struct WindowJob {
+  at::Tensor wave;  // not normalised (plain passes)
+  bool cached = false;
+  Model::CachedCall call;
+};
+
+// The windows of several streams on one model (hubertenc's max-batch): the
+// cached windows of a batch in one pass where the model's rows are
+// independent there (Model::rows_independent; each as alone otherwise),
+// the others one at a time; all in the leader's thread, so that streams
+// take turns on the cores instead of running their OpenMP teams at once.
+class WindowBatcher : public Batcher<WindowJob, at::Tensor> {
+ public:
+  using Batcher::Batcher;
+};
+std::shared_ptr<WindowBatcher> shared_windows(std::shared_ptr<const Model> model, size_t max_batch,
+                                              std::chrono::microseconds max_delay);
 
 // The demo's video alignment (spec 1.7): edge-pad one frame at the end,
 // [L, T, H] -> [L, T + 1, H].  The motion model then takes the first

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <thread>
 
 #include "bench_models.h"
 #include "bench_util.h"
@@ -43,7 +44,7 @@ double hubert_flops(const anitalker::hubert::Config& c, int64_t n) {
 int bench_features(int argc, char** argv) {
   return cli::run("bench features", [&] {
     std::vector<int> seconds = {1, 5, 20};
-    int repeat = 3, layers = 24, threads = 0;
+    int repeat = 3, layers = 24, threads = 0, streams = 1;
     bool bf16 = false, no_stream = false, prof = false;
     std::string device = "cpu";
     cli::Options o("bench features",
@@ -56,6 +57,10 @@ int bench_features(int argc, char** argv) {
            "also HuBERT at precision=bf16 (its transformer's linear layers in bfloat16; a CPU with AVX512_BF16): "
            "its time per clip against float32 and the distance of its hidden states from float32's");
     o.flag("no-stream", &no_stream, "skip the streaming runs");
+    o.integer("streams", &streams, 1, 64, "N",
+              "also N streams at once at the balanced preset's windows (520 + 1000 ms, 100 ms look-ahead, context "
+              "cached) through one shared executor (hubertenc's max-batch): their windows one pass each, then as "
+              "many in one pass as are waiting (default: 1, none)");
     o.flag("profile", &prof, "then list the ops of one HuBERT pass over the last clip by self time");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;
@@ -150,6 +155,38 @@ int bench_features(int argc, char** argv) {
       std::printf("streaming window %d ms + context %d ms%s: 10 s of audio in %.2f s (%.2f .. %.2f), %.2fx real "
                   "time, latency %d ms + compute\n",
                   wc.first, wc.second, cached ? " cached" : "", s.median, s.min, s.max, 10.0 / s.median, wc.first);
+    }
+    if (streams > 1) {
+      // N live-like streams (threads pushing 20 ms pieces as fast as they
+      // go) through hubert::shared_windows: max-batch 1 (each window its own
+      // pass, in turns) against max-batch N (waiting windows in one pass).
+      at::Tensor wave = at::randn({160000}).mul(0.1).contiguous();
+      const float* w = wave.data_ptr<float>();
+      for (const auto& m : {model, model16})
+      for (int max_batch : {1, streams}) {
+        if (!m) continue;
+        const auto executor = anitalker::hubert::shared_windows(m, (size_t)max_batch, std::chrono::microseconds(2000));
+        t0 = bench::now_s();
+        std::vector<std::thread> pool;
+        for (int k = 0; k < streams; ++k)
+          pool.emplace_back([&] {
+            anitalker::features::Stream st(m, {520, 1000, 100, true});
+            st.set_executor(executor);
+            for (int64_t i = 0; i < 160000; i += 320) {
+              st.push(w + i, 320);
+              st.next(false);
+            }
+            st.next(true);
+          });
+        for (std::thread& t : pool) t.join();
+        const double wall = bench::now_s() - t0;
+        const auto st = executor->stats();
+        std::printf("streams  %d x 10 s at 520 + 1000 ms cached, %s, max-batch %d: %.2f s, %.2fx real time in all; "
+                    "%llu passes for %llu windows (at most %zu in one)%s\n",
+                    streams, anitalker::precision_name(m->precision()), max_batch, wall, streams * 10.0 / wall,
+                    (unsigned long long)st.batches, (unsigned long long)st.requests, st.largest,
+                    max_batch > 1 && !m->rows_independent() ? " [rows not independent here: one at a time]" : "");
+      }
     }
     const cli::Memory mem = cli::memory();
     std::printf("memory   resident %.0f MB (%.0f MB anonymous, %.0f MB file-backed: weights, libraries), peak %.0f MB\n",

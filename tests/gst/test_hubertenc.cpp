@@ -590,36 +590,40 @@ GST_END_TEST;
 // windows take turns) and each gets what it gets alone, while both stream
 // at once (one of them with other windows).
 GST_START_TEST(test_shared_executor) {
-  auto make = [](guint window, guint max_batch) {
-    GstElement* e = gst_element_factory_make("hubertenc", nullptr);
-    g_object_set(e, "model", model_dir().c_str(), "window", window, "context", 500u, "max-batch", max_batch,
-                 "max-batch-delay", 3000u, nullptr);
-    gst_util_set_object_arg(G_OBJECT(e), "mode", "streaming");
-    GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
-    gst_object_unref(e);
-    gst_harness_set_src_caps_str(h, kF32Caps);
-    return h;
-  };
-  auto run = [](GstHarness* h) {
-    push_f32(h, clip(), 0, kSamples, 320);
-    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
-  };
-  const guint windows[2] = {200, 400};
-  std::vector<float> alone[2];
-  for (int i = 0; i < 2; i++) {
-    GstHarness* h = make(windows[i], 1);
-    run(h);
-    alone[i] = pull_all(h, kStates * kHidden, 50).values;
-    gst_harness_teardown(h);
-  }
-  GstHarness* h[2] = {make(windows[0], 4), make(windows[1], 4)};
-  std::thread other([&] { run(h[1]); });
-  run(h[0]);
-  other.join();
-  for (int i = 0; i < 2; i++) {
-    fail_unless(pull_all(h[i], kStates * kHidden, 50).values == alone[i],
-                "pipeline %d: its features with a shared executor differ from alone", i);
-    gst_harness_teardown(h[i]);
+  // Without and with the context cache: with it, the two pipelines' cached
+  // windows may share one pass (lib hubert::shared_windows).
+  for (gboolean cache : {(gboolean)FALSE, (gboolean)TRUE}) {
+    auto make = [cache](guint window, guint max_batch) {
+      GstElement* e = gst_element_factory_make("hubertenc", nullptr);
+      g_object_set(e, "model", model_dir().c_str(), "window", window, "context", 500u, "max-batch", max_batch,
+                   "max-batch-delay", 3000u, "context-cache", cache, nullptr);
+      gst_util_set_object_arg(G_OBJECT(e), "mode", "streaming");
+      GstHarness* h = gst_harness_new_with_element(e, "sink", "src");
+      gst_object_unref(e);
+      gst_harness_set_src_caps_str(h, kF32Caps);
+      return h;
+    };
+    auto run = [](GstHarness* h) {
+      push_f32(h, clip(), 0, kSamples, 320);
+      fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    };
+    const guint windows[2] = {200, 400};
+    std::vector<float> alone[2];
+    for (int i = 0; i < 2; i++) {
+      GstHarness* h = make(windows[i], 1);
+      run(h);
+      alone[i] = pull_all(h, kStates * kHidden, 50).values;
+      gst_harness_teardown(h);
+    }
+    GstHarness* h[2] = {make(windows[0], 4), make(windows[1], 4)};
+    std::thread other([&] { run(h[1]); });
+    run(h[0]);
+    other.join();
+    for (int i = 0; i < 2; i++) {
+      fail_unless(pull_all(h[i], kStates * kHidden, 50).values == alone[i],
+                  "pipeline %d (context cache %d): its features with a shared executor differ from alone", i, cache);
+      gst_harness_teardown(h[i]);
+    }
   }
 }
 GST_END_TEST;

@@ -15,6 +15,8 @@
 
 #include <sys/stat.h>
 
+#include <thread>
+
 using anitalker::read_npy_tensor;
 using testing::HasSubstr;
 using testutil::data;
@@ -361,6 +363,75 @@ TEST(FeatureStream, ContextCache) {
   }
 }
 
+
+// The cached windows of several streams in one pass (hubertenc's
+// max-batch): each call's states are its own alone, bit for bit where the
+// model's rows are independent on this machine (AVX-512 kernels), else
+// within float rounding; through shared_windows, streams running at once
+// give what each gives alone, and some of their windows did share a pass.
+TEST(FeatureStream, WindowsOfSeveralStreamsInOnePass) {
+  using anitalker::features::Stream;
+  using anitalker::features::StreamConfig;
+  using anitalker::hubert::Model;
+  const auto model = tiny();
+  const bool exact = model->rows_independent();
+  std::printf("rows independent on this machine: %s\n", exact ? "yes" : "no");
+  const at::Tensor norm = Model::normalize(wave());
+  // Three streams' windows: two with caches of different lengths, one without.
+  anitalker::hubert::Cache a1, b1, c1, a2, b2, c2;
+  for (auto* c : {&a1, &a2}) model->hidden_states_cached(norm.narrow(0, 0, 9000), 20, 30, c);
+  for (auto* c : {&b1, &b2}) model->hidden_states_cached(norm.narrow(0, 3200, 6400), 12, 8, c);
+  const std::vector<Model::CachedCall> one = {{norm.narrow(0, 9600, 2000), 5, 30, &a1},
+                                              {norm.narrow(0, 12800, 4000), 10, 8, &b1},
+                                              {norm.narrow(0, 20000, 1000), 3, 0, &c1}};
+  std::vector<Model::CachedCall> batch = one;
+  batch[0].cache = &a2, batch[1].cache = &b2, batch[2].cache = &c2;
+  const std::vector<at::Tensor> together = model->hidden_states_cached(batch);
+  for (size_t i = 0; i < one.size(); ++i) {
+    const at::Tensor alone = model->hidden_states_cached(std::vector<Model::CachedCall>{one[i]}).front();
+    if (exact)
+      EXPECT_TRUE(at::equal(alone, together[i])) << "call " << i;
+    else
+      expect_close(together[i], alone, 1e-5, 1e-5, "call " + std::to_string(i));
+  }
+  EXPECT_TRUE(at::equal(a1.k.back(), a2.k.back()) || !exact);
+  EXPECT_EQ(b1.frames(), b2.frames());
+
+  const StreamConfig cfgs[3] = {{520, 1000, 100, true}, {200, 500, 40, true}, {400, 500, 0, false}};
+  const at::Tensor x = wave();
+  const auto run = [&](const StreamConfig& cfg, std::shared_ptr<anitalker::hubert::WindowBatcher> executor) {
+    Stream s(model, cfg);
+    s.set_executor(std::move(executor));
+    std::vector<float> out;
+    for (int64_t i = 0; i < x.numel(); i += 320) {
+      s.push(x.data_ptr<float>() + i, std::min<int64_t>(320, x.numel() - i));
+      const auto f = s.next(false);
+      out.insert(out.end(), f.data.begin(), f.data.end());
+    }
+    const auto f = s.next(true);
+    out.insert(out.end(), f.data.begin(), f.data.end());
+    return out;
+  };
+  std::vector<float> alone[3], shared[3];
+  for (int i = 0; i < 3; ++i) alone[i] = run(cfgs[i], nullptr);
+  const auto executor = anitalker::hubert::shared_windows(model, 3, std::chrono::milliseconds(50));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) threads.emplace_back([&, i] { shared[i] = run(cfgs[i], executor); });
+  for (std::thread& t : threads) t.join();
+  const auto stats = executor->stats();
+  std::printf("shared windows: %llu passes for %llu windows, at most %zu in one\n", (unsigned long long)stats.batches,
+              (unsigned long long)stats.requests, stats.largest);
+  EXPECT_GE(stats.largest, 2u);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(shared[i].size(), alone[i].size());
+    if (exact) {
+      EXPECT_TRUE(shared[i] == alone[i]) << "stream " << i;
+    } else {
+      for (size_t j = 0; j < alone[i].size(); ++j)
+        ASSERT_NEAR(shared[i][j], alone[i][j], 1e-5 + 1e-5 * std::fabs(alone[i][j])) << "stream " << i;
+    }
+  }
+}
 
 // features::warm_up: a live stream's first windows' shapes on silence, once
 // per process for each network and setting.
