@@ -505,7 +505,16 @@ bool Model::rows_independent() const {
       }
       return out;
     };
-    const std::vector<at::Tensor> alone = layer(all.narrow(0, 23, 7).contiguous()), among = layer(all);
+    std::vector<at::Tensor> alone = layer(all.narrow(0, 23, 7).contiguous()), among = layer(all);
+    // And the projection of the conv features.
+    const int64_t C = cfg_.conv_dim.back();
+    const at::Tensor feats = at::randn({30, C}, at::detail::createCPUGenerator(4321), at::kFloat).to(device_, dtype_);
+    const auto project = [&](const at::Tensor& f) {
+      const at::Tensor y = at::layer_norm(f, {C}, w.proj_norm.w, w.proj_norm.b, cfg_.layer_norm_eps);
+      return w.time_major ? w.proj.packed(y) : at::linear(y, w.proj.w, w.proj.b);
+    };
+    alone.push_back(project(feats.narrow(0, 23, 7).contiguous()));
+    among.push_back(project(feats));
     rows_independent_ = true;
     for (size_t i = 0; i < alone.size(); ++i)
       rows_independent_ = rows_independent_ && at::equal(alone[i], among[i].narrow(0, 23, 7));
