@@ -68,6 +68,9 @@ at::Tensor cm_layer_norm(const at::Tensor& x, const Norm& n, double eps) {
   return y.mul_(rstd).mul_(n.w.view({-1, 1})).add_(n.b.view({-1, 1}));
 }
 
+// LayerNorm over each row of time-major [T, C].
+at::Tensor ln_rows(const at::Tensor& x, const Norm& n, double eps) { return at::layer_norm(x, {x.size(1)}, n.w, n.b, eps); }
+
 // The time-major attention takes all heads at once up to this many scores
 // (nh x T x T floats: 2 MB, T = 181 with 16 heads), one head at a time above.
 constexpr int64_t kAllHeadsScores = 512 * 1024;
@@ -257,6 +260,18 @@ at::Tensor Model::conv_features(const at::Tensor& normalized) const {
   return cur;  // [C, T]
 }
 
+at::Tensor Model::positional(const at::Tensor& x, int64_t first) const {
+  const Weights& w = *w_;
+  const int64_t H = cfg_.hidden, K = cfg_.pos_kernel, rows = x.size(0), T = rows - first;
+  if (w.pos_packed.usable()) {
+    // The rows [rows, H] are (1, H, 1, rows) channels-last, in and out: no copies.
+    const at::Tensor y = w.pos_packed(x.view({1, 1, rows, H}).permute({0, 3, 1, 2}), 0, K / 2);  // (1, H, 1, rows')
+    return at::gelu(y.permute({0, 2, 3, 1}).reshape({-1, H}).narrow(0, first, T) + w.pos_b);
+  }
+  const at::Tensor y = at::conv1d(x.t().unsqueeze(0), w.pos_w, w.pos_b, 1, K / 2, 1, cfg_.pos_groups);
+  return at::gelu(y.narrow(2, first, T))[0].t();  // [T, H]
+}
+
 at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
   const Weights& w = *w_;
   check_wave(cfg_, wave);
@@ -270,21 +285,10 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
     // (Weights::time_major): the channel-major path's sums up to float32
     // rounding order, the layer norms over contiguous rows.
     const int64_t H = cfg_.hidden, nh = cfg_.heads, hd = H / nh;
-    const auto ln = [eps](const at::Tensor& x, const Norm& n) { return at::layer_norm(x, {x.size(1)}, n.w, n.b, eps); };
+    const auto ln = [eps](const at::Tensor& x, const Norm& n) { return ln_rows(x, n, eps); };
     at::Tensor h = w.proj.packed(ln(feats.t().contiguous(), w.proj_norm));  // [T, H]
     if (taps) taps->projected = h.cpu();
-    // Positional conv over [1, H, T]: pad K/2 both sides, drop the last frame when K is even (spec 1.4).
-    const int64_t K = cfg_.pos_kernel;
-    at::Tensor pc;
-    if (w.pos_packed.usable()) {
-      // The rows [T, H] are (1, H, 1, T) channels-last, in and out: no copies.
-      const at::Tensor y = w.pos_packed(h.view({1, 1, T, H}).permute({0, 3, 1, 2}), 0, K / 2);  // (1, H, 1, T')
-      pc = at::gelu(y.permute({0, 2, 3, 1}).reshape({-1, H}).narrow(0, 0, T) + w.pos_b);
-    } else {
-      pc = at::conv1d(h.t().unsqueeze(0), w.pos_w, w.pos_b, 1, K / 2, 1, cfg_.pos_groups);
-      if (K % 2 == 0) pc = pc.slice(2, 0, pc.size(2) - 1);
-      pc = at::gelu(pc)[0].t();  // [T, H]
-    }
+    const at::Tensor pc = positional(h, 0);
     if (taps) taps->pos_conv = pc.contiguous().cpu();
     h = h + pc;
 
@@ -386,14 +390,13 @@ std::vector<at::Tensor> Model::hidden_states_cached(const std::vector<CachedCall
     if (c.cache->frames() > 0 && static_cast<int64_t>(c.cache->k.size()) != L)
       throw Error(Error::Kind::Usage, "hubert: a cache of another model");
   }
-  const auto ln = [eps](const at::Tensor& x, const Norm& n) { return at::layer_norm(x, {x.size(1)}, n.w, n.b, eps); };
+  const auto ln = [eps](const at::Tensor& x, const Norm& n) { return ln_rows(x, n, eps); };
   // Time-major rows [T, .] throughout; the linear layers packed where the
   // weights are (Weights::time_major), else LibTorch's.
   const auto linear = [&](const Linear& lin, const at::Tensor& x) {
     if (w.time_major) return lin.packed(x);
-    at::Tensor y = lin.w16.defined() ? at::linear(x.to(at::kBFloat16), lin.w16).to(x.scalar_type()).add_(lin.b)
-                                     : at::linear(x, lin.w, lin.b);
-    return y;
+    return lin.w16.defined() ? at::linear(x.to(at::kBFloat16), lin.w16).to(x.scalar_type()).add_(lin.b)
+                             : at::linear(x, lin.w, lin.b);
   };
   // The calls' rows one after another: call i's are rows [at[i], at[i] + T[i]).
   const auto cat = [N](const std::vector<at::Tensor>& parts) { return N == 1 ? parts.front() : at::cat(parts, 0); };
@@ -416,14 +419,7 @@ std::vector<at::Tensor> Model::hidden_states_cached(const std::vector<CachedCall
     const at::Tensor h = projected.narrow(0, at_row[i], T[i]);
     const at::Tensor& cpos = calls[i].cache->pos;
     const int64_t P = cpos.defined() ? cpos.size(0) : 0;
-    const at::Tensor x = P > 0 ? at::cat({cpos, h}, 0) : h.contiguous();  // [P + T, H]
-    if (w.pos_packed.usable()) {
-      const at::Tensor y = w.pos_packed(x.view({1, 1, P + T[i], H}).permute({0, 3, 1, 2}), 0, K / 2);
-      pcs[i] = at::gelu(y.permute({0, 2, 3, 1}).reshape({-1, H}).narrow(0, P, T[i]) + w.pos_b);
-    } else {
-      const at::Tensor y = at::conv1d(x.t().unsqueeze(0), w.pos_w, w.pos_b, 1, K / 2, 1, cfg_.pos_groups);
-      pcs[i] = at::gelu(y.narrow(2, P, T[i]))[0].t();
-    }
+    pcs[i] = positional(P > 0 ? at::cat({cpos, h}, 0) : h.contiguous(), P);
   }
   at::Tensor h = projected + cat(pcs);
 
@@ -491,9 +487,7 @@ bool Model::rows_independent() const {
     // Its own generator: the process's stream of random numbers stays as it was.
     const at::Tensor all = at::randn({30, H}, at::detail::createCPUGenerator(1234), at::kFloat).to(device_, dtype_);
     const auto layer = [&](const at::Tensor& x) {
-      const auto ln = [&](const at::Tensor& y, const Norm& n) {
-        return at::layer_norm(y, {H}, n.w, n.b, cfg_.layer_norm_eps);
-      };
+      const auto ln = [&](const at::Tensor& y, const Norm& n) { return ln_rows(y, n, cfg_.layer_norm_eps); };
       std::vector<at::Tensor> out;
       if (w.time_major) {
         out.push_back(L.qkv_packed(ln(x, L.ln)));

@@ -97,6 +97,10 @@ class Model {
   struct Weights;
   // The conv encoder over normalised audio: [C, T] channel-major.
   at::Tensor conv_features(const at::Tensor& normalized) const;
+  // The positional convolution (spec 1.4: pad K/2 both sides, the last
+  // output dropped when K is even) over time-major rows x [rows, H], after
+  // its GELU, for the rows from `first` on: [rows - first, H].
+  at::Tensor positional(const at::Tensor& x, int64_t first) const;
   Config cfg_;
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
