@@ -54,6 +54,7 @@ struct _GstAnitalkerElementPrivate {
   GMutex lock;
   int resolved = -1;  // -1: auto not decided yet; else 0 offline, 1 streaming
   bool have_caps = false;  // set_caps() succeeded (streaming thread)
+  std::string model;       // what start() loaded, for messages (`the stage-1 checkpoint "x.ckpt"`)
   GstAnitalkerBudget budget;
   void* state = nullptr;
   void (*state_destroy)(void*) = nullptr;
@@ -228,10 +229,18 @@ bool gst_anitalker_element_load(GstAnitalkerElement* self, const std::string& fi
   }
   c10::Device device(c10::kCPU);
   anitalker::Precision precision;
-  return gst_anitalker_element_device(self, &device) &&
-         gst_anitalker_element_precision(self, device, supported, what, &precision) &&
-         GST_ANITALKER_TRY(self, gst_anitalker_printf("Could not load %s \"%s\".", kind, file.c_str()), true,
-                           load(device, precision));
+  if (!gst_anitalker_element_device(self, &device) ||
+      !gst_anitalker_element_precision(self, device, supported, what, &precision) ||
+      !GST_ANITALKER_TRY(self, gst_anitalker_printf("Could not load %s \"%s\".", kind, file.c_str()), true,
+                         load(device, precision)))
+    return false;
+  gst_anitalker_element_set_model_name(self, gst_anitalker_printf("%s \"%s\"", kind, file.c_str()));
+  return true;
+}
+
+void gst_anitalker_element_set_model_name(GstAnitalkerElement* self, const std::string& name) {
+  GstAnitalkerLocked lock(&self->priv->lock);
+  self->priv->model = name;
 }
 
 bool gst_anitalker_element_precision(GstAnitalkerElement* self, c10::Device device,
@@ -446,6 +455,10 @@ static gboolean start(GstAnitalkerElement* self) {
 static void stop(GstAnitalkerElement* self) {
   if (klass_of(self)->stop) klass_of(self)->stop(self);
   self->priv->have_caps = false;
+  {
+    GstAnitalkerLocked lock(&self->priv->lock);
+    self->priv->model.clear();
+  }
   restart(self);
 }
 
@@ -500,6 +513,30 @@ static GstFlowReturn gst_anitalker_element_chain(GstPad*, GstObject* parent, Gst
   return ret;
 }
 
+// The sink caps event's caps against what the element takes now
+// (get_caps(), else the template): caps that are not a subset (another
+// rate, kind, dims, or a field missing) post the negotiation error naming
+// both and the model.
+static gboolean sink_caps_fit(GstAnitalkerElement* self, GstCaps* caps) {
+  GstAnitalkerElementClass* klass = klass_of(self);
+  GstCaps* want = klass->get_caps ? klass->get_caps(self, GST_PAD_SINK) : nullptr;
+  if (want == nullptr) want = gst_pad_get_pad_template_caps(self->sinkpad);
+  const gboolean fits = gst_caps_is_subset(caps, want);
+  if (!fits) {
+    std::string model;
+    {
+      GstAnitalkerLocked lock(&self->priv->lock);
+      model = self->priv->model.empty() ? std::string("this element") : self->priv->model;
+    }
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
+                      ("The caps %" GST_PTR_FORMAT " do not fit %s, which takes %" GST_PTR_FORMAT ".", caps,
+                       model.c_str(), want),
+                      (nullptr));
+  }
+  gst_caps_unref(want);
+  return fits;
+}
+
 static gboolean sink_event(GstAnitalkerElement* self, GstPad* pad, GstEvent* event) {
   GstAnitalkerElementClass* klass = klass_of(self);
   gboolean result = FALSE;
@@ -508,7 +545,7 @@ static gboolean sink_event(GstAnitalkerElement* self, GstPad* pad, GstEvent* eve
     case GST_EVENT_CAPS: {
       GstCaps* caps;
       gst_event_parse_caps(event, &caps);
-      const gboolean ok = klass->set_caps ? klass->set_caps(self, caps) : TRUE;
+      const gboolean ok = sink_caps_fit(self, caps) && (klass->set_caps ? klass->set_caps(self, caps) : TRUE);
       self->priv->have_caps = ok;
       gst_event_unref(event);  // the src pad gets the element's own caps
       return ok;
@@ -604,8 +641,8 @@ static gboolean query(GstAnitalkerElement* self, GstPad* pad, GstQuery* query) {
     }
     case GST_QUERY_ACCEPT_CAPS:
       if (sink) {
-        // Against the template: caps of the wrong size reach set_caps, which
-        // posts an error naming what the model takes, not a bare
+        // Against the template: caps of the wrong size reach the CAPS event,
+        // whose check posts an error naming what the model takes, not a bare
         // not-negotiated.
         GstCaps* caps;
         gst_query_parse_accept_caps(query, &caps);

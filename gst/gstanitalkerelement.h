@@ -20,6 +20,8 @@
 //   drain(), GAP and a DISCONT buffer to drain() when streaming; after a
 //   drain the next output buffer is DISCONT and timestamps re-anchor; a
 //   buffer before set_caps() succeeded is refused (NOT_NEGOTIATED);
+//   sink caps that are not a subset of get_caps() (or the template) are
+//   refused before set_caps() with an error naming both and the model;
 // - queries: CAPS from get_caps() (or the template), ACCEPT_CAPS against the
 //   template (so that wrong caps reach set_caps(), which names what it
 //   takes), LATENCY as upstream's plus latency() plus the compute budget;
@@ -123,9 +125,11 @@ struct _GstAnitalkerElementClass {
   gboolean (*warm_up)(GstAnitalkerElement* self);
   // PAUSED->READY (and after a failed start): drop the model and the stream.
   void (*stop)(GstAnitalkerElement* self);
-  // The sink caps event: push the src caps, or post the error and return FALSE.
+  // The sink caps event, once the caps are known to fit get_caps(): push
+  // the src caps, or post the error and return FALSE.
   gboolean (*set_caps)(GstAnitalkerElement* self, GstCaps* caps);
-  // The caps a pad has now (for the CAPS query); NULL for the template's.
+  // The caps a pad has now (for the CAPS query and, for the sink pad, the
+  // check of the caps event); NULL for the template's.
   GstCaps* (*get_caps)(GstAnitalkerElement* self, GstPadDirection direction);
   // A buffer (the base unrefs it after).
   GstFlowReturn (*handle_buffer)(GstAnitalkerElement* self, GstBuffer* buffer);
@@ -200,6 +204,11 @@ bool gst_anitalker_element_load(GstAnitalkerElement* self, const std::string& fi
                                 const char* kind, std::initializer_list<anitalker::Precision> supported,
                                 const char* what, const std::function<void(c10::Device, anitalker::Precision)>& load,
                                 const char* missing_hint = nullptr);
+
+// What the element loaded, for messages (the negotiation error of sink
+// caps that do not fit): gst_anitalker_element_load() sets `<kind> "<file>"`;
+// start() may say more after it.  Forgotten at stop.
+void gst_anitalker_element_set_model_name(GstAnitalkerElement* self, const std::string& name);
 
 // Whether this stream runs in windows: mode=streaming, or mode=auto with a
 // live upstream (asked once a stream); TRUE for a class without a mode.

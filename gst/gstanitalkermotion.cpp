@@ -263,6 +263,8 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
        !GST_ANITALKER_TRY(self, "Could not read the pose file \"" + pose_path + "\".", true,
                           pose_file = motion::read_pose_file(pose_path))))
     return FALSE;
+  gst_anitalker_element_set_model_name(
+      element, "the " + motion::variant_name(model->variant()) + " checkpoint \"" + checkpoint + "\"");
   GST_INFO_OBJECT(self, "%s: %s, motion %d, start %d, on %s", checkpoint.c_str(),
                   motion::variant_name(model->variant()).c_str(), model->motion_dim(), model->start_dim(),
                   model->device().str().c_str());
@@ -331,23 +333,9 @@ static GstCaps* gst_anitalker_motion_get_caps(GstAnitalkerElement* element, GstP
                              m.audio_dim(), "rate", GST_TYPE_FRACTION, m.hubert() ? 50 : 100, 1, nullptr);
 }
 
-static gboolean gst_anitalker_motion_set_caps(GstAnitalkerElement* element, GstCaps* caps) {
-  GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
-  motion::StreamConfig cfg;
-  const std::shared_ptr<const motion::Model> model = gst_anitalker_motion_model(self->state, &cfg);
-  GstCaps* want = model ? gst_anitalker_motion_get_caps(element, GST_PAD_SINK) : nullptr;
-  if (want == nullptr) {
-    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Caps arrived before the checkpoint was loaded."), (nullptr));
-    return FALSE;
-  }
-  const gboolean fits = gst_caps_can_intersect(caps, want);
-  if (!fits)
-    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
-                      ("The features do not fit the %s checkpoint: it takes %" GST_PTR_FORMAT ".",
-                       motion::variant_name(model->variant()).c_str(), want),
-                      ("got %" GST_PTR_FORMAT, caps));
-  gst_caps_unref(want);
-  return fits && gst_anitalker_element_push_caps(element, gst_anitalker_motion_get_caps(element, GST_PAD_SRC));
+// The features fit the checkpoint (the base checked against get_caps).
+static gboolean gst_anitalker_motion_set_caps(GstAnitalkerElement* element, GstCaps*) {
+  return gst_anitalker_element_push_caps(element, gst_anitalker_motion_get_caps(element, GST_PAD_SRC));
 }
 
 /* --- The portrait's codes and the controls ------------------------------------ */

@@ -113,7 +113,6 @@ struct RenderState {
   // handlers (any thread) and from the state change.  Lock order: the
   // renderer's update, lock, the object lock.
   GMutex lock;
-  std::string checkpoint;  // the file the model came from
   int dims = 0;              // from the sink caps; 0 = none yet
   int fps_n = 25, fps_d = 1;  // likewise; until then, what anitalkermotion makes
 
@@ -251,7 +250,6 @@ static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
   // The portrait is encoded by this model at the first buffer or codes query.
   st->renderer.reset(model, shared);
   GstAnitalkerLocked lock(&st->lock);
-  st->checkpoint = checkpoint;
   st->dims = 0;
   st->have_out_caps = false;
   st->reset_stream();
@@ -355,37 +353,17 @@ static gboolean gst_anitalker_render_negotiate(GstAnitalkerRender* self) {
   return st->have_out_caps;
 }
 
+// The motion fits the checkpoint (the base checked against get_caps):
+// dims and a positive framerate.
 static gboolean gst_anitalker_render_set_caps(GstAnitalkerElement* element, GstCaps* caps) {
-  GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
-  RenderState* st = self->state;
+  RenderState* st = GST_ANITALKER_RENDER(element)->state;
   GstStructure* s = gst_caps_get_structure(caps, 0);
   gint dims = 0, fps_n = 0, fps_d = 0;
-  if (!gst_structure_get_int(s, "dims", &dims) || !gst_structure_get_fraction(s, "framerate", &fps_n, &fps_d) ||
-      fps_n <= 0 || fps_d <= 0) {
-    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Motion caps without dims or a positive framerate."),
-                      ("caps: %" GST_PTR_FORMAT, caps));
-    return FALSE;
-  }
-
-  const std::shared_ptr<const lia::Model> model = st->renderer.model();
-  if (!model) return FALSE;
-  const int motion_dim = model->motion_dim();
-  std::string checkpoint;
-  {
-    GstAnitalkerLocked lock(&st->lock);
-    checkpoint = st->checkpoint;
-  }
-  if (dims != motion_dim) {
-    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
-                      ("Motion frames of %d values do not fit the checkpoint \"%s\", which expects %d.", dims,
-                       checkpoint.c_str(), motion_dim),
-                      ("caps: %" GST_PTR_FORMAT, caps));
-    return FALSE;
-  }
-
+  gst_structure_get_int(s, "dims", &dims);
+  gst_structure_get_fraction(s, "framerate", &fps_n, &fps_d);
   // Frames already held keep the timing they arrived with; frames without
   // PTS go on from where the old framerate left them.
-  if (st->clock.held() > 0 && gst_anitalker_render_drain(GST_ANITALKER_ELEMENT(self)) != GST_FLOW_OK) return FALSE;
+  if (st->clock.held() > 0 && gst_anitalker_render_drain(element) != GST_FLOW_OK) return FALSE;
   st->clock.set_rate(fps_n, fps_d);
   {
     GstAnitalkerLocked lock(&st->lock);
@@ -393,7 +371,7 @@ static gboolean gst_anitalker_render_set_caps(GstAnitalkerElement* element, GstC
     st->fps_n = fps_n;
     st->fps_d = fps_d;
   }
-  return gst_anitalker_render_negotiate(self);
+  return gst_anitalker_render_negotiate(GST_ANITALKER_RENDER(element));
 }
 
 /* --- Rendering --------------------------------------------------------------- */

@@ -281,17 +281,10 @@ static GstCaps* gst_hubert_enc_get_caps(GstAnitalkerElement* element, GstPadDire
                              "dims", G_TYPE_INT, st->model->hidden(), "rate", GST_TYPE_FRACTION, 50, 1, nullptr);
 }
 
+// The caps fit the template (the base checked): only the format varies.
 static gboolean gst_hubert_enc_set_caps(GstAnitalkerElement* element, GstCaps* caps) {
-  GstHubertEnc* self = GST_HUBERT_ENC(element);
-  EncState* st = self->state;
-  // The template pins rate, channels and layout; only the format varies.
   const gchar* format = gst_structure_get_string(gst_caps_get_structure(caps, 0), "format");
-  if (format == nullptr || (strcmp(format, "F32LE") != 0 && strcmp(format, "S16LE") != 0)) {
-    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Audio caps without a format of F32LE or S16LE."),
-                      ("caps: %" GST_PTR_FORMAT, caps));
-    return FALSE;
-  }
-  st->s16 = strcmp(format, "S16LE") == 0;
+  GST_HUBERT_ENC(element)->state->s16 = strcmp(format, "S16LE") == 0;
   return gst_anitalker_element_push_caps(element, gst_hubert_enc_get_caps(element, GST_PAD_SRC));
 }
 

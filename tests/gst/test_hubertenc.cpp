@@ -212,7 +212,8 @@ GST_START_TEST(test_caps_mfcc) {
 }
 GST_END_TEST;
 
-// 44.1 kHz or stereo is refused by the template (audioconvert ! audioresample go before).
+// 44.1 kHz, stereo, S32LE or caps without a format are refused by the
+// template (the pad's ACCEPT_CAPS; audioconvert ! audioresample go before).
 GST_START_TEST(test_caps_refused) {
   GstHarness* h = new_harness("mfcc", "offline", 4000, 2000, nullptr);
   GstPad* sinkpad = gst_element_get_static_pad(h->element, "sink");
@@ -220,6 +221,7 @@ GST_START_TEST(test_caps_refused) {
       "audio/x-raw, format=(string)F32LE, rate=(int)44100, channels=(int)1, layout=(string)interleaved",
       "audio/x-raw, format=(string)F32LE, rate=(int)16000, channels=(int)2, layout=(string)interleaved",
       "audio/x-raw, format=(string)S32LE, rate=(int)16000, channels=(int)1, layout=(string)interleaved",
+      "audio/x-raw, rate=(int)16000, channels=(int)1, layout=(string)interleaved",
   };
   for (const char* s : refused) {
     GstCaps* caps = gst_caps_from_string(s);
