@@ -50,10 +50,25 @@ bool gst_anitalker_try(GstElement* element, Fn&& fn, Message&& message, bool abo
   }
 }
 
+// A GMutex that lives and dies with its C++ owner (the elements' state
+// structs), since GObject structs run no constructors.
+class GstAnitalkerMutex {
+ public:
+  GstAnitalkerMutex() { g_mutex_init(&m_); }
+  ~GstAnitalkerMutex() { g_mutex_clear(&m_); }
+  GstAnitalkerMutex(const GstAnitalkerMutex&) = delete;
+  GstAnitalkerMutex& operator=(const GstAnitalkerMutex&) = delete;
+  GMutex* get() { return &m_; }
+
+ private:
+  GMutex m_;
+};
+
 // A GMutex held for a scope, released on exceptions too.
 class GstAnitalkerLocked {
  public:
   explicit GstAnitalkerLocked(GMutex* m) : m_(m) { g_mutex_lock(m_); }
+  explicit GstAnitalkerLocked(GstAnitalkerMutex* m) : GstAnitalkerLocked(m->get()) {}
   ~GstAnitalkerLocked() { g_mutex_unlock(m_); }
   GstAnitalkerLocked(const GstAnitalkerLocked&) = delete;
   GstAnitalkerLocked& operator=(const GstAnitalkerLocked&) = delete;
@@ -86,8 +101,6 @@ void gst_anitalker_set_latency(GstElement* element, GstQuery* query, gboolean li
 // reported, so the element should post a LATENCY message.  Thread-safe.
 class GstAnitalkerBudget {
  public:
-  GstAnitalkerBudget() { g_mutex_init(&m_); }
-  ~GstAnitalkerBudget() { g_mutex_clear(&m_); }
   bool add(GstClockTime t) {
     GstAnitalkerLocked l(&m_);
     if (t > max_) max_ = t;
@@ -106,7 +119,7 @@ class GstAnitalkerBudget {
 
  private:
   GstClockTime budget() const { return max_; }
-  GMutex m_;
+  GstAnitalkerMutex m_;
   GstClockTime max_ = 0, reported_ = 0;
 };
 
@@ -157,6 +170,11 @@ void gst_anitalker_finalize_properties(GObject* object);
   ((GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY))
 #define GST_ANITALKER_PARAM_PLAYING \
   ((GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING))
+// A property whose value is part of the latency the element reports (a
+// window, a batch): GstAnitalkerElement's setter posts a LATENCY message
+// when it is set in PAUSED or PLAYING.
+#define GST_ANITALKER_PARAM_LATENCY ((GParamFlags)GST_PARAM_USER_SHIFT)
+#define GST_ANITALKER_PARAM_PLAYING_LATENCY ((GParamFlags)(GST_ANITALKER_PARAM_PLAYING | GST_ANITALKER_PARAM_LATENCY))
 
 // The `device` (string, default "cpu"), `num-threads` (gint, 0-64,
 // default 0) and `precision` (GstAnitalkerPrecision in a gint, default
@@ -184,6 +202,15 @@ bool gst_anitalker_check_precision(GstElement* element, gint precision, c10::Dev
 
 // A string property's value now (empty for none), read under the object lock.
 std::string gst_anitalker_get_string(GstElement* element, gchar* const* field);
+// A number or boolean property's value now, read under the object lock:
+// gst_anitalker_get(self, &self->batch_size).
+template <typename T>
+T gst_anitalker_get(gpointer object, const T* field) {
+  GST_OBJECT_LOCK(object);
+  const T value = *field;
+  GST_OBJECT_UNLOCK(object);
+  return value;
+}
 
 // Refuses a setting: posts LIBRARY SETTINGS naming `property`, with `text`
 // (what was expected; it starts with "property=value") as the debug text,
@@ -216,8 +243,6 @@ bool gst_anitalker_portrait_changed_parse(GstEvent* event, guint* serial);
 // upstream event, from any thread).
 class GstAnitalkerCodes {
  public:
-  GstAnitalkerCodes() { g_mutex_init(&lock_); }
-  ~GstAnitalkerCodes() { g_mutex_clear(&lock_); }
   // Forgets the codes and the announcement (a new start).
   void reset();
   // The "portrait changed" event: true when `event` was one (then taken).
@@ -230,7 +255,7 @@ class GstAnitalkerCodes {
              std::string* why);
 
  private:
-  GMutex lock_;
+  GstAnitalkerMutex lock_;
   guint announced_ = 0;  // 0: none
   guint held_ = 0;       // the serial of the codes last given
   bool have_ = false;

@@ -44,14 +44,12 @@ GType gst_anitalker_mode_get_type(void) {
 }
 
 struct _GstAnitalkerElementPrivate {
-  _GstAnitalkerElementPrivate() { g_mutex_init(&lock); }
   ~_GstAnitalkerElementPrivate() {
     if (state_destroy) state_destroy(state);
-    g_mutex_clear(&lock);
   }
   // Under `lock`: read from the streaming thread, queries and the state
   // change.  Lock order: the subclass's locks, this one, the object lock.
-  GMutex lock;
+  GstAnitalkerMutex lock;
   int resolved = -1;  // -1: auto not decided yet; else 0 offline, 1 streaming
   bool have_caps = false;  // set_caps() succeeded (streaming thread)
   std::string model;       // what start() loaded, for messages (`the stage-1 checkpoint "x.ckpt"`)
@@ -121,8 +119,9 @@ static void gst_anitalker_element_set_property(GObject* object, guint id, const 
     }
   }
   gst_anitalker_set_property(object, id, value, pspec);
-  // A new window or look-ahead changes the latency: let the pipeline ask again.
-  if ((id == PROP_WINDOW || id == PROP_LOOKAHEAD) && GST_STATE(self) >= GST_STATE_PAUSED)
+  // A new window, look-ahead (or batch size) changes the latency: let the
+  // pipeline ask again.
+  if ((pspec->flags & GST_ANITALKER_PARAM_LATENCY) && GST_STATE(self) >= GST_STATE_PAUSED)
     gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
 }
 
@@ -161,7 +160,7 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
     // presets): they apply from the next window.
     gst_anitalker_install_property(k, PROP_WINDOW,
                                    g_param_spec_uint("window", "Window", w->window_doc, w->window_min, w->window_max,
-                                                     w->window_default, GST_ANITALKER_PARAM_PLAYING),
+                                                     w->window_default, GST_ANITALKER_PARAM_PLAYING_LATENCY),
                                    G_STRUCT_OFFSET(GstAnitalkerElement, window));
     gst_anitalker_install_property(k, PROP_CONTEXT,
                                    g_param_spec_uint("context", "Context", w->context_doc, 0, w->context_max,
@@ -169,7 +168,7 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
                                    G_STRUCT_OFFSET(GstAnitalkerElement, context));
     gst_anitalker_install_property(k, PROP_LOOKAHEAD,
                                    g_param_spec_uint("lookahead", "Look-ahead", w->lookahead_doc, 0, w->window_max,
-                                                     w->lookahead_default, GST_ANITALKER_PARAM_PLAYING),
+                                                     w->lookahead_default, GST_ANITALKER_PARAM_PLAYING_LATENCY),
                                    G_STRUCT_OFFSET(GstAnitalkerElement, lookahead));
     gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_MODE, (GstPluginAPIFlags)0);
   }

@@ -152,12 +152,10 @@ motion::Variant variant_of(GstAnitalkerMotionType t) { return (motion::Variant)(
 
 // The C++ state of one element: the model, the portrait's codes, the stream.
 struct MotionState {
-  MotionState() { g_mutex_init(&lock); }
-  ~MotionState() { g_mutex_clear(&lock); }
 
   // Under `lock`, held briefly: read from the streaming thread, from query
   // and upstream-event handlers (any thread) and from the state change.
-  GMutex lock;
+  GstAnitalkerMutex lock;
   std::shared_ptr<const motion::Model> model;  // from start to stop
   std::shared_ptr<anitalker::JobBatcher> shared;  // with max-batch above 1: the process's executor
   motion::StreamConfig cfg;                    // as at start (steps, seed)
@@ -376,9 +374,7 @@ static GstFlowReturn gst_anitalker_motion_push(GstAnitalkerMotion* self, const m
     has_pose = st->model->has_pose();
     has_location = st->model->has_location();
   }
-  GST_OBJECT_LOCK(self);
-  const bool post = self->post_messages;
-  GST_OBJECT_UNLOCK(self);
+  const bool post = gst_anitalker_get(self, &self->post_messages);
   at::Tensor m = g.motion.to(at::kCPU, at::kFloat).contiguous();
   at::Tensor pose = g.pose.to(at::kCPU, at::kFloat).contiguous();
   at::Tensor location = g.location.to(at::kCPU, at::kFloat).contiguous();

@@ -300,9 +300,7 @@ static gboolean gst_anitalker_paste_configure(GstAnitalkerPaste* self) {
     }
     square = {0, 0, st->picture->width};
   }
-  GST_OBJECT_LOCK(self);
-  const int max_size = (int)self->max_size;
-  GST_OBJECT_UNLOCK(self);
+  const int max_size = (int)gst_anitalker_get(self, &self->max_size);
   try {
     st->canvas = crop::plan_canvas(st->picture->width, st->picture->height, square, max_size);
     st->fitted = crop::fit_picture(*st->picture, st->canvas);

@@ -102,8 +102,6 @@ namespace {
 
 // The C++ state of one element: the renderer and the held frames.
 struct RenderState {
-  RenderState() { g_mutex_init(&lock); }
-  ~RenderState() { g_mutex_clear(&lock); }
 
   // The model, the portrait and the rendering, from READY->PAUSED to
   // PAUSED->READY (lib lia::Renderer: thread-safe; the streaming thread and
@@ -112,7 +110,7 @@ struct RenderState {
   // Under `lock`, held briefly: read from the streaming thread, from query
   // handlers (any thread) and from the state change.  Lock order: the
   // renderer's update, lock, the object lock.
-  GMutex lock;
+  GstAnitalkerMutex lock;
   int dims = 0;              // from the sink caps; 0 = none yet
   int fps_n = 25, fps_d = 1;  // likewise; until then, what anitalkermotion makes
 
@@ -180,16 +178,13 @@ static GstCaps* gst_anitalker_render_get_caps(GstAnitalkerElement* element, GstP
 static GstFlowReturn gst_anitalker_render_drain(GstAnitalkerElement* element);
 
 // What the generic setter does not: an empty portrait keeps the current
-// face; the portrait and crop settings apply from the next encode; a new
-// batch size changes the latency.
+// face; the portrait and crop settings apply from the next encode.
 static void gst_anitalker_render_set_property(GObject* object, guint prop_id, const GValue* value,
                                               GParamSpec* pspec) {
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(object);
   if (prop_id == PROP_PORTRAIT && (g_value_get_string(value) == nullptr || *g_value_get_string(value) == '\0'))
     return;
   G_OBJECT_CLASS(parent_class)->set_property(object, prop_id, value, pspec);
-  if (prop_id == PROP_BATCH_SIZE && GST_STATE(self) >= GST_STATE_PAUSED)
-    gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
   if (prop_id == PROP_PORTRAIT || (prop_id >= PROP_CROP && prop_id <= PROP_DETECTOR)) {
     GST_OBJECT_LOCK(self);
     self->portrait_dirty = TRUE;
@@ -239,9 +234,7 @@ static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
         share = max_batch;
         return lia::shared_renderer(model, max_batch, delay);
       });
-  GST_OBJECT_LOCK(self);
-  const guint batch = self->batch_size;
-  GST_OBJECT_UNLOCK(self);
+  const guint batch = gst_anitalker_get(self, &self->batch_size);
   const std::string setting = share > 1 ? gst_anitalker_printf("max-batch=%u x batch-size=%u", share, batch)
                                         : gst_anitalker_printf("batch-size=%u", batch);
   if (!GST_ANITALKER_TRY(self, "Batches too large for the device's memory.", false,
@@ -273,9 +266,7 @@ static void gst_anitalker_render_stop(GstAnitalkerElement* element) {
 static gboolean gst_anitalker_render_warm_up(GstAnitalkerElement* element) {
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
   const std::shared_ptr<const lia::Model> model = self->state->renderer.model();
-  GST_OBJECT_LOCK(self);
-  const int64_t batch = (int64_t)self->batch_size;
-  GST_OBJECT_UNLOCK(self);
+  const int64_t batch = gst_anitalker_get(self, &self->batch_size);
   return !model ||
          GST_ANITALKER_TRY(self, "Could not render a grey picture (warm-up).", false, lia::warm_up(*model, batch));
 }
@@ -416,9 +407,7 @@ static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_
 static GstFlowReturn gst_anitalker_render_drain(GstAnitalkerElement* element) {
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
   RenderState* st = self->state;
-  GST_OBJECT_LOCK(self);
-  const size_t batch = self->batch_size;
-  GST_OBJECT_UNLOCK(self);
+  const size_t batch = gst_anitalker_get(self, &self->batch_size);
   GstFlowReturn ret = GST_FLOW_OK;
   while (st->clock.held() > 0 && ret == GST_FLOW_OK)
     ret = gst_anitalker_render_frames(self, std::min(batch, st->clock.held()));
@@ -534,9 +523,7 @@ static GstCaps* gst_anitalker_render_get_caps(GstAnitalkerElement* element, GstP
 // rendering: the base adds the compute budget).
 static GstClockTime gst_anitalker_render_latency(GstAnitalkerElement* element, gboolean) {
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
-  GST_OBJECT_LOCK(self);
-  const guint batch = self->batch_size;
-  GST_OBJECT_UNLOCK(self);
+  const guint batch = gst_anitalker_get(self, &self->batch_size);
   GstAnitalkerLocked lock(&self->state->lock);
   return gst_util_uint64_scale(batch - 1, GST_SECOND * self->state->fps_d, self->state->fps_n);
 }
@@ -597,7 +584,7 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
       g_param_spec_uint("batch-size", "Batch size",
                         "Motion frames rendered in one call of the model (default: 1); adds batch-size - 1 frames of "
                         "latency",
-                        1, 64, 1, playing),
+                        1, 64, 1, GST_ANITALKER_PARAM_PLAYING_LATENCY),
       FIELD(batch_size));
 
   /**

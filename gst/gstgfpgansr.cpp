@@ -107,12 +107,10 @@ namespace {
 // The C++ state of one element (GObject structs never run C++ constructors:
 // BUILD-NOTES), made in _init and deleted in _finalize.
 struct SrState {
-  SrState() { g_mutex_init(&lock); }
-  ~SrState() { g_mutex_clear(&lock); }
 
   // Under `lock`: written by start/stop and the streaming thread, read by
   // the stats property from any thread.
-  GMutex lock;
+  GstAnitalkerMutex lock;
   std::shared_ptr<const anitalker::gfpgan::Model> model;  // from start() to stop()
   std::shared_ptr<const anitalker::retinaface::Model> detector;
   std::shared_ptr<const anitalker::parsenet::Model> parser;
@@ -413,9 +411,7 @@ static void gst_gfpgan_sr_finalize(GObject* object) {
 
 static void gst_gfpgan_sr_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
   GstGfpganSr* self = GST_GFPGAN_SR(object);
-  GST_OBJECT_LOCK(self);
-  const guint upscale = self->upscale;
-  GST_OBJECT_UNLOCK(self);
+  const guint upscale = gst_anitalker_get(self, &self->upscale);
   gst_anitalker_set_property(object, prop_id, value, pspec);
   // The output size depends on upscale.
   if (prop_id == PROP_UPSCALE && g_value_get_uint(value) != upscale)
@@ -474,9 +470,7 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
 
   c10::Device device(c10::kCPU);
   if (!gst_anitalker_parse_device(GST_ELEMENT_CAST(self), device_name, &device)) return FALSE;
-  GST_OBJECT_LOCK(self);
-  const gint precision_value = self->precision;
-  GST_OBJECT_UNLOCK(self);
+  const gint precision_value = gst_anitalker_get(self, &self->precision);
   anitalker::Precision precision;
   if (!gst_anitalker_check_precision(GST_ELEMENT_CAST(self), precision_value, device,
                                      {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "GFPGAN", &precision))
@@ -544,13 +538,6 @@ static gboolean gst_gfpgan_sr_stop(GstBaseTransform* trans) {
 
 /* --- Caps -------------------------------------------------------------------- */
 
-static guint gst_gfpgan_sr_get_upscale(GstGfpganSr* self) {
-  GST_OBJECT_LOCK(self);
-  const guint up = self->upscale;
-  GST_OBJECT_UNLOCK(self);
-  return up;
-}
-
 // One size field of a caps structure, multiplied (sink to src) or divided
 // (src to sink) by `up`.  FALSE when no size of `v` maps (a size that is not
 // a multiple of `up` has no input).
@@ -603,7 +590,7 @@ static gboolean scale_size(const GValue* v, GValue* out, gint up, gboolean multi
 // Same format and framerate, width and height times (or divided by) upscale.
 static GstCaps* gst_gfpgan_sr_transform_caps(GstBaseTransform* trans, GstPadDirection direction, GstCaps* caps,
                                              GstCaps* filter) {
-  const gint up = (gint)gst_gfpgan_sr_get_upscale(GST_GFPGAN_SR(trans));
+  const gint up = (gint)gst_anitalker_get(trans, &GST_GFPGAN_SR(trans)->upscale);
   const gboolean multiply = direction == GST_PAD_SINK;
   GstCaps* out = gst_caps_new_empty();
   for (guint i = 0; i < gst_caps_get_size(caps); i++) {
@@ -639,7 +626,7 @@ static GstCaps* gst_gfpgan_sr_transform_caps(GstBaseTransform* trans, GstPadDire
 // The other side's size is the exact multiple (or quotient) of this side's.
 static GstCaps* gst_gfpgan_sr_fixate_caps(GstBaseTransform* trans, GstPadDirection direction, GstCaps* caps,
                                           GstCaps* othercaps) {
-  const gint up = (gint)gst_gfpgan_sr_get_upscale(GST_GFPGAN_SR(trans));
+  const gint up = (gint)gst_anitalker_get(trans, &GST_GFPGAN_SR(trans)->upscale);
   othercaps = gst_caps_make_writable(gst_caps_truncate(othercaps));
   const GstStructure* in = gst_caps_get_structure(caps, 0);
   GstStructure* s = gst_caps_get_structure(othercaps, 0);
@@ -657,7 +644,7 @@ static GstCaps* gst_gfpgan_sr_fixate_caps(GstBaseTransform* trans, GstPadDirecti
 static gboolean gst_gfpgan_sr_set_caps(GstBaseTransform* trans, GstCaps* incaps, GstCaps* outcaps) {
   GstGfpganSr* self = GST_GFPGAN_SR(trans);
   SrState* st = self->state;
-  const gint up = (gint)gst_gfpgan_sr_get_upscale(self);
+  const gint up = (gint)gst_anitalker_get(self, &self->upscale);
   GstVideoInfo in, out;
   if (!gst_video_info_from_caps(&in, incaps) || !gst_video_info_from_caps(&out, outcaps)) {
     GST_ERROR_OBJECT(self, "caps without a video format: %" GST_PTR_FORMAT " -> %" GST_PTR_FORMAT, incaps, outcaps);

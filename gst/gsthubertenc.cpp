@@ -115,12 +115,10 @@ namespace {
 
 // The C++ state of one element: the model and the stream.
 struct EncState {
-  EncState() { g_mutex_init(&lock); }
-  ~EncState() { g_mutex_clear(&lock); }
 
   // Under `lock`, held briefly: read from the streaming thread, from query
   // handlers (any thread) and from the state change.
-  GMutex lock;
+  GstAnitalkerMutex lock;
   bool started = false;                        // from READY->PAUSED to PAUSED->READY
   bool is_mfcc = false;                        // kind of features
   std::shared_ptr<const hubert::Model> model;  // HuBERT only
@@ -192,9 +190,7 @@ static const GstAnitalkerWindowSpec kWindows = {
 static anitalker::features::StreamConfig window_config(GstAnitalkerElement* element) {
   anitalker::features::StreamConfig cfg;
   gst_anitalker_element_windows(element, &cfg.window_ms, &cfg.context_ms, &cfg.lookahead_ms);
-  GST_OBJECT_LOCK(element);
-  cfg.cache_context = GST_HUBERT_ENC(element)->context_cache;
-  GST_OBJECT_UNLOCK(element);
+  cfg.cache_context = gst_anitalker_get(element, &GST_HUBERT_ENC(element)->context_cache);
   return cfg;
 }
 

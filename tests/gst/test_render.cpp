@@ -578,13 +578,24 @@ GST_START_TEST(test_shared_renderer) {
 }
 GST_END_TEST;
 
+// A new batch-size while PLAYING changes the LATENCY answer and posts a
+// LATENCY message, so that the pipeline asks again.
 GST_START_TEST(test_latency_batch_1) {
   GstHarness* h = new_harness(kS64, 1);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
   gst_harness_set_src_caps_str(h, kMotionCaps);
   gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
   fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND);
+  GstMessage* msg;
+  while ((msg = gst_bus_pop_filtered(bus, GST_MESSAGE_LATENCY)) != nullptr) gst_message_unref(msg);
   g_object_set(h->element, "batch-size", 4, nullptr);  // while PLAYING
+  msg = gst_bus_pop_filtered(bus, GST_MESSAGE_LATENCY);
+  fail_unless(msg != nullptr, "no LATENCY message after batch-size changed");
+  gst_message_unref(msg);
   fail_unless_equals_uint64(gst_harness_query_latency(h), 10 * GST_MSECOND + frame_time(0, 3));
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
   gst_harness_teardown(h);
 }
 GST_END_TEST;
