@@ -152,7 +152,6 @@ motion::Variant variant_of(GstAnitalkerMotionType t) { return (motion::Variant)(
 
 // The C++ state of one element: the model, the portrait's codes, the stream.
 struct MotionState {
-
   // Under `lock`, held briefly: read from the streaming thread, from query
   // and upstream-event handlers (any thread) and from the state change.
   GstAnitalkerMutex lock;

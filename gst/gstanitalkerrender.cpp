@@ -102,7 +102,6 @@ namespace {
 
 // The C++ state of one element: the renderer and the held frames.
 struct RenderState {
-
   // The model, the portrait and the rendering, from READY->PAUSED to
   // PAUSED->READY (lib lia::Renderer: thread-safe; the streaming thread and
   // the codes query, which may come from another thread, both encode).
@@ -211,7 +210,6 @@ static anitalker::crop::Spec gst_anitalker_render_crop_spec(GstAnitalkerRender* 
 // handlers).
 static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
-  RenderState* st = self->state;
   const std::string checkpoint = gst_anitalker_get_string(GST_ELEMENT_CAST(self), &self->checkpoint);
   std::shared_ptr<const lia::Model> model;
   // A bad crop or face-box fails the start, not the first frame.
@@ -240,12 +238,9 @@ static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
   if (!GST_ANITALKER_TRY(self, "Batches too large for the device's memory.", false,
                          lia::check_call_memory(*model, (int64_t)share * batch, setting)))
     return FALSE;
-  // The portrait is encoded by this model at the first buffer or codes query.
-  st->renderer.reset(model, shared);
-  GstAnitalkerLocked lock(&st->lock);
-  st->dims = 0;
-  st->have_out_caps = false;
-  st->reset_stream();
+  // The portrait is encoded by this model at the first buffer or codes query
+  // (the rest of the state is as stop() left it).
+  self->state->renderer.reset(model, shared);
   return TRUE;
 }
 
@@ -274,63 +269,58 @@ static gboolean gst_anitalker_render_warm_up(GstAnitalkerElement* element) {
 /* --- The portrait ---------------------------------------------------------- */
 
 // Encodes the `portrait` property's file when it was set since the last
-// encode, or when nothing was encoded yet (lib lia::Renderer::update), and
-// returns the portrait now current (none when none is set or no model is
-// loaded).  Throws what lib/ throws; *path is the file it tried.
-static lia::Renderer::Current gst_anitalker_render_current_portrait(GstAnitalkerRender* self, std::string* path) {
+// encode, or when nothing was encoded yet (lib lia::Renderer::update), into
+// *now, the portrait now current (none when none is set or no model is
+// loaded); posts the element error naming the file and returns FALSE when it
+// cannot be used.
+static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, lia::Renderer::Current* now) {
+  std::string path;
   int face_index = -1;
-  const lia::Renderer::Current now =
-      self->state->renderer.update([&](bool have) -> std::optional<lia::PortraitSource> {
-        GST_OBJECT_LOCK(self);
-        const gboolean dirty = self->portrait_dirty;
-        *path = self->portrait ? self->portrait : "";
-        self->portrait_dirty = FALSE;
-        GST_OBJECT_UNLOCK(self);
-        if ((!dirty && have) || path->empty()) return std::nullopt;
-        GST_DEBUG_OBJECT(self, "encoding portrait %s", path->c_str());
-        lia::PortraitSource source;
-        source.path = *path;
-        source.spec = gst_anitalker_render_crop_spec(self, &source.detector);
-        face_index = source.spec.face_index;
-        return source;
-      });
-  if (!now.fresh) return now;
-  if (now.choice.faces.size() > 1) {
-    const std::string note = "Several faces in \"" + *path + "\": " + anitalker::crop::describe_faces(now.choice) +
+  auto want = [&](bool have) -> std::optional<lia::PortraitSource> {
+    GST_OBJECT_LOCK(self);
+    const gboolean dirty = self->portrait_dirty;
+    path = self->portrait ? self->portrait : "";
+    self->portrait_dirty = FALSE;
+    GST_OBJECT_UNLOCK(self);
+    if ((!dirty && have) || path.empty()) return std::nullopt;
+    GST_DEBUG_OBJECT(self, "encoding portrait %s", path.c_str());
+    lia::PortraitSource source;
+    source.path = path;
+    source.spec = gst_anitalker_render_crop_spec(self, &source.detector);
+    face_index = source.spec.face_index;
+    return source;
+  };
+  if (!GST_ANITALKER_TRY(self, "Could not use the portrait \"" + path + "\".", true,
+                         *now = self->state->renderer.update(want)))
+    return FALSE;
+  if (!now->fresh) return TRUE;
+  if (now->choice.faces.size() > 1) {
+    const std::string note = "Several faces in \"" + path + "\": " + anitalker::crop::describe_faces(now->choice) +
                              " (" + (face_index >= 0 ? "face-index" : "the largest; face-index chooses") + ").";
     GST_ELEMENT_INFO(self, RESOURCE, SETTINGS, ("%s", note.c_str()), (nullptr));
   }
-  const anitalker::crop::Square& q = now.choice.square;
-  GST_INFO_OBJECT(self, "portrait %u: %s%s", now.serial, path->c_str(),
-                  now.choice.cropped ? gst_anitalker_printf(" square %d,%d,%d", q.x, q.y, q.side).c_str() : "");
-  return now;
+  const anitalker::crop::Square& q = now->choice.square;
+  GST_INFO_OBJECT(self, "portrait %u: %s%s", now->serial, path.c_str(),
+                  now->choice.cropped ? gst_anitalker_printf(" square %d,%d,%d", q.x, q.y, q.side).c_str() : "");
+  return TRUE;
 }
 
-// As above, posting the element error for a bad file; FALSE then.
-static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, lia::Renderer::Current* now) {
-  std::string path;
-  return GST_ANITALKER_TRY(self, "Could not use the portrait \"" + path + "\".", true,
-                           *now = gst_anitalker_render_current_portrait(self, &path));
-}
-
-// Tells upstream (the motion element) that the codes changed.
-static void gst_anitalker_render_announce_portrait(GstAnitalkerRender* self, guint serial) {
+// Tells upstream (the motion element) that the codes changed, and downstream
+// (anitalkerpaste) the picture and the square of the portrait whose frames
+// follow.
+static void gst_anitalker_render_announce(GstAnitalkerRender* self, const lia::Renderer::Current& now) {
   RenderState* st = self->state;
-  if (serial == st->announced_serial) return;
-  st->announced_serial = serial;
-  GST_DEBUG_OBJECT(self, "announcing portrait %u upstream", serial);
-  // Nobody upstream may care (a plain source): not an error.
-  gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->sinkpad, gst_anitalker_portrait_changed_new(serial));
-}
-
-// Tells downstream (anitalkerpaste) the picture and the square of the
-// portrait whose frames follow.
-static void gst_anitalker_render_send_crop(GstAnitalkerRender* self, const lia::Renderer::Current& now) {
-  RenderState* st = self->state;
-  if (now.serial == st->crop_serial || !now.picture) return;
-  st->crop_serial = now.serial;
-  gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->srcpad,
-                     gst_anitalker_crop_event_new(*now.picture, now.choice, now.serial));
+  if (now.serial != st->announced_serial) {
+    st->announced_serial = now.serial;
+    GST_DEBUG_OBJECT(self, "announcing portrait %u upstream", now.serial);
+    // Nobody upstream may care (a plain source): not an error.
+    gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->sinkpad, gst_anitalker_portrait_changed_new(now.serial));
+  }
+  if (now.serial != st->crop_serial && now.picture) {
+    st->crop_serial = now.serial;
+    gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->srcpad,
+                       gst_anitalker_crop_event_new(*now.picture, now.choice, now.serial));
+  }
 }
 
 /* --- Caps -------------------------------------------------------------------- */
@@ -447,8 +437,7 @@ static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* ele
                       ("set the \"portrait\" property to an image file"));
     return GST_FLOW_ERROR;
   }
-  gst_anitalker_render_announce_portrait(self, now.serial);
-  gst_anitalker_render_send_crop(self, now);
+  gst_anitalker_render_announce(self, now);
 
   st->motion.insert(st->motion.end(), piece.begin(), piece.end());
   st->clock.stamp(element, buffer, count);
@@ -499,23 +488,17 @@ static GstCaps* gst_anitalker_render_get_caps(GstAnitalkerElement* element, GstP
   RenderState* st = GST_ANITALKER_RENDER(element)->state;
   const std::shared_ptr<const lia::Model> model = st->renderer.model();
   if (!model) return nullptr;
-  const int size = model->size();
-  GstAnitalkerLocked lock(&st->lock);
-  if (direction == GST_PAD_SRC && st->dims != 0) {
-    GstCaps* caps = gst_caps_new_empty();
-    for (const char* format : {"RGB", "RGBx", "BGRx"})
-      gst_caps_append_structure(caps, gst_structure_new("video/x-raw", "format", G_TYPE_STRING, format, "width",
-                                                        G_TYPE_INT, size, "height", G_TYPE_INT, size, "framerate",
-                                                        GST_TYPE_FRACTION, st->fps_n, st->fps_d, "pixel-aspect-ratio",
-                                                        GST_TYPE_FRACTION, 1, 1, nullptr));
-    return caps;
-  }
   GstCaps* caps = gst_caps_make_writable(
       gst_pad_get_pad_template_caps(direction == GST_PAD_SRC ? element->srcpad : element->sinkpad));
-  if (direction == GST_PAD_SRC)
-    gst_caps_set_simple(caps, "width", G_TYPE_INT, size, "height", G_TYPE_INT, size, nullptr);
-  else
+  if (direction == GST_PAD_SINK) {
     gst_caps_set_simple(caps, "dims", G_TYPE_INT, model->motion_dim(), nullptr);
+    return caps;
+  }
+  gst_caps_set_simple(caps, "width", G_TYPE_INT, model->size(), "height", G_TYPE_INT, model->size(), nullptr);
+  GstAnitalkerLocked lock(&st->lock);
+  if (st->dims != 0)  // the formats stay in the template's order (RGB first)
+    gst_caps_set_simple(caps, "framerate", GST_TYPE_FRACTION, st->fps_n, st->fps_d, "pixel-aspect-ratio",
+                        GST_TYPE_FRACTION, 1, 1, nullptr);
   return caps;
 }
 

@@ -107,7 +107,6 @@ namespace {
 // The C++ state of one element (GObject structs never run C++ constructors:
 // BUILD-NOTES), made in _init and deleted in _finalize.
 struct SrState {
-
   // Under `lock`: written by start/stop and the streaming thread, read by
   // the stats property from any thread.
   GstAnitalkerMutex lock;

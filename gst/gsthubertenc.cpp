@@ -115,7 +115,6 @@ namespace {
 
 // The C++ state of one element: the model and the stream.
 struct EncState {
-
   // Under `lock`, held briefly: read from the streaming thread, from query
   // handlers (any thread) and from the state change.
   GstAnitalkerMutex lock;
