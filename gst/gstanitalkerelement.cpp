@@ -176,7 +176,8 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
     gchar* blurb = g_strdup_printf(
         "Above 1: %s shared with the other pipelines of this process that set the same file, device, max-batch and "
         "max-batch-delay: their requests (buffers, windows) run through one executor, up to this many a call; on "
-        "the CPU one at a time (no cores oversubscribed, each result as alone) (default: 1, no sharing)",
+        "the CPU in one thread (no cores oversubscribed), batched only where each result keeps the bits it has "
+        "alone (default: 1, no sharing)",
         what);
     gst_anitalker_install_property(k, PROP_MAX_BATCH,
                                    g_param_spec_uint("max-batch", "Max batch", g_intern_string(blurb), 1, 1024, 1,

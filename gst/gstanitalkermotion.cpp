@@ -156,7 +156,6 @@ struct MotionState {
   // and upstream-event handlers (any thread) and from the state change.
   GstAnitalkerMutex lock;
   std::shared_ptr<const motion::Model> model;  // from start to stop
-  std::shared_ptr<anitalker::JobBatcher> shared;  // with max-batch above 1: the process's executor
   motion::StreamConfig cfg;                    // as at start (steps, seed)
   at::Tensor pose_file;                        // (N,3) degrees, or undefined
   GstAnitalkerCodes codes;                     // the portrait's, from downstream (thread-safe)
@@ -265,17 +264,19 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
   GST_INFO_OBJECT(self, "%s: %s, motion %d, start %d, on %s", checkpoint.c_str(),
                   motion::variant_name(model->variant()).c_str(), model->motion_dim(), model->start_dim(),
                   model->device().str().c_str());
+  // With max-batch above 1, the windows go through the process's executor
+  // for this model (lib motion::shared_windows).
   auto shared = gst_anitalker_element_share(element, [&](guint max_batch, std::chrono::microseconds delay) {
-    return anitalker::shared_jobs(model.get(), max_batch, delay);
+    return motion::shared_windows(model, max_batch, delay);
   });
 
   GstAnitalkerLocked lock(&st->lock);
   st->model = model;
-  st->shared = std::move(shared);
   st->cfg = cfg;
   st->pose_file = pose_file;
   st->codes.reset();
   st->stream = std::make_unique<motion::Stream>(model, cfg);
+  st->stream->set_executor(std::move(shared));
   st->next_window = 0;
   return TRUE;
 }
@@ -285,12 +286,6 @@ static std::shared_ptr<const motion::Model> gst_anitalker_motion_model(MotionSta
   GstAnitalkerLocked lock(&st->lock);
   *cfg = st->cfg;
   return st->model;
-}
-
-// The executor shared with other pipelines, or null.
-static std::shared_ptr<anitalker::JobBatcher> gst_anitalker_motion_shared(MotionState* st) {
-  GstAnitalkerLocked lock(&st->lock);
-  return st->shared;
 }
 
 // Streaming or auto: the first windows' shapes, on silence (the base's warm_up).
@@ -307,7 +302,6 @@ static void gst_anitalker_motion_stop(GstAnitalkerElement* element) {
   GstAnitalkerLocked lock(&st->lock);
   st->stream.reset();
   st->model.reset();
-  st->shared.reset();
   st->codes.reset();
   st->pose_file = at::Tensor();
 }
@@ -433,10 +427,10 @@ static GstFlowReturn gst_anitalker_motion_generate_offline(GstAnitalkerMotion* s
   if (!gst_anitalker_motion_prepare(self, stream, &controls)) return GST_FLOW_ERROR;
   GST_DEBUG_OBJECT(self, "offline: %" G_GINT64_FORMAT " feature frames, %d steps", N, stream->config().steps);
   motion::Generated g;
-  anitalker::run_job(gst_anitalker_motion_shared(self->state).get(), [&] {
+  {
     c10::InferenceMode guard;
     g = stream->whole();
-  });
+  }
   return gst_anitalker_motion_push(self, g, controls.control, FRAMES_PER_BUFFER);
 }
 
@@ -459,10 +453,10 @@ static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* s
     if (!gst_anitalker_motion_prepare(self, stream, &controls)) return GST_FLOW_ERROR;
     motion::Generated g;
     const gint64 t0 = g_get_monotonic_time();
-    anitalker::run_job(gst_anitalker_motion_shared(st).get(), [&] {
+    {
       c10::InferenceMode guard;
       g = stream->next(final);
-    });
+    }
     // The window's compute time is part of the latency we add.
     if (!final) gst_anitalker_element_add_compute(element, t0);
     GST_LOG_OBJECT(self, "window: frames %" G_GINT64_FORMAT " .. %" G_GINT64_FORMAT, stream->emitted() - g.motion.size(1),

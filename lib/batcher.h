@@ -144,39 +144,4 @@ std::shared_ptr<B> shared_batcher(const void* network, size_t max_batch, std::ch
   return b;
 }
 
-// Work of several pipelines on one network that cannot be one batch (a
-// window of a stream: HuBERT's or the motion generator's, with its own
-// state), run through one Batcher per (network, max_batch, max_delay): the
-// jobs of a call run one after another in the leader's thread.  On the CPU
-// that keeps N pipelines from running N OpenMP teams on the same cores at
-// once; each job's result is what it gives alone.  A job that throws fails
-// only its own pipeline (the others' jobs of that call have run, once).
-using Job = std::function<void()>;
-using JobBatcher = Batcher<Job, std::exception_ptr>;
-
-inline std::shared_ptr<JobBatcher> shared_jobs(const void* network, size_t max_batch,
-                                               std::chrono::microseconds max_delay) {
-  return shared_batcher<JobBatcher>(network, max_batch, max_delay, [&] {
-    auto run = [](const std::vector<const Job*>& jobs) {
-      std::vector<std::exception_ptr> out;
-      for (const Job* job : jobs) {
-        try {
-          (*job)();
-          out.push_back(nullptr);
-        } catch (...) {
-          out.push_back(std::current_exception());
-        }
-      }
-      return out;
-    };
-    return std::make_shared<JobBatcher>(run, max_batch, max_delay);
-  });
-}
-
-// Runs `job` through `executor` (null: here and now); rethrows its error.
-inline void run_job(JobBatcher* executor, const Job& job) {
-  if (executor == nullptr) return job();
-  if (std::exception_ptr e = executor->submit(job)) std::rethrow_exception(e);
-}
-
 }  // namespace anitalker

@@ -723,7 +723,10 @@ at::Tensor Model::denoise(const Condition& c, const at::Tensor& x_t, double t, T
   if (x_t.dim() != 3 || x_t.size(1) != T || x_t.size(2) != motion_dim_)
     throw Error(Error::Kind::Usage, "motion: expected x_t of shape [1, " + std::to_string(T) + ", " + std::to_string(motion_dim_) + "]");
   const int64_t P = c.c_dir.size(1);
-  at::Tensor tt = at::full({B, 1}, t, c.adjusted.options());
+  // One t for the whole batch: its encoding once, the same bits for every
+  // row whatever the batch (a product of one row and of several may round
+  // differently).
+  at::Tensor tt = at::full({1, 1}, t, c.adjusted.options());
   at::Tensor ct = w.t_enc(tt).unsqueeze(1).expand({B, T, P});
   const at::Tensor xt = x_t.to(device_, dtype_);  // a CPU x_t is fine on any device
   at::Tensor z = at::cat({c.adjusted, c.c_dir.unsqueeze(1).expand({B, T, P}), c.c_start.unsqueeze(1).expand({B, T, P}), w.noisy(xt), ct}, -1);
@@ -822,6 +825,65 @@ at::Tensor Model::sample(const Condition& c, const at::Tensor& noise, int steps,
     }
   }
   return x;
+}
+
+std::vector<at::Tensor> Model::sample_batch(const std::vector<SampleCall>& calls, int steps) const {
+  if (calls.empty()) return {};
+  if (calls.size() == 1) return {sample(*calls[0].c, calls[0].noise, steps, calls[0].known)};
+  const int64_t T = calls[0].c->adjusted.size(1);
+  const int64_t C = calls[0].known.defined() ? calls[0].known.size(1) : 0;
+  std::vector<at::Tensor> adjusted, dir, start, noise, known;
+  for (const SampleCall& k : calls) {
+    const int64_t Ck = k.known.defined() ? k.known.size(1) : 0;
+    if (k.c->adjusted.size(0) != 1 || k.c->adjusted.size(1) != T || Ck != C)
+      throw Error(Error::Kind::Usage, "motion: a batch of runs needs one window shape: " + std::to_string(T) +
+                                          " frames with " + std::to_string(C) + " known, not " +
+                                          std::to_string(k.c->adjusted.size(1)) + " with " + std::to_string(Ck));
+    adjusted.push_back(k.c->adjusted);
+    dir.push_back(k.c->c_dir);
+    start.push_back(k.c->c_start);
+    noise.push_back(k.noise.to(device_, dtype_));
+    if (C > 0) known.push_back(k.known.to(device_, dtype_));
+  }
+  // What the denoiser reads; the positions depend on T only.
+  Condition b;
+  b.adjusted = at::cat(adjusted, 0);
+  b.c_dir = at::cat(dir, 0);
+  b.c_start = at::cat(start, 0);
+  b.decoder_positions = calls[0].c->decoder_positions;
+  const at::Tensor x = sample(b, at::cat(noise, 0), steps, C > 0 ? at::cat(known, 0) : at::Tensor());
+  std::vector<at::Tensor> out;
+  for (size_t i = 0; i < calls.size(); ++i) out.push_back(x.narrow(0, (int64_t)i, 1).clone());
+  return out;
+}
+
+bool Model::batch_exact() const {
+  std::call_once(batch_once_, [this] {
+    at::NoGradGuard no_grad;
+    // Its own generator: the process's stream of random numbers stays as it was.
+    at::Generator gen = at::detail::createCPUGenerator(2024);
+    auto randn = [&](at::IntArrayRef shape) { return at::randn(shape, gen, at::kFloat); };
+    batch_exact_ = true;
+    // Odd lengths: a run's rows then start at an odd row of the batch
+    // (tiny models' products treat such rows differently: the test fixtures').
+    for (int64_t T : {1, 7, 41}) {
+      std::vector<Condition> cs;
+      for (int i = 0; i < 3; ++i) {
+        const at::Tensor audio = hubert() ? randn({1, hubert_layers_, 2 * T, audio_dim_}) : randn({1, 4 * T, audio_dim_});
+        cs.push_back(condition(randn({1, start_dim_}), randn({1, motion_dim_}), audio, false));
+      }
+      const at::Tensor x = randn({3, T, motion_dim_}).to(device_, dtype_);
+      Condition b;
+      b.adjusted = at::cat({cs[0].adjusted, cs[1].adjusted, cs[2].adjusted}, 0);
+      b.c_dir = at::cat({cs[0].c_dir, cs[1].c_dir, cs[2].c_dir}, 0);
+      b.c_start = at::cat({cs[0].c_start, cs[1].c_start, cs[2].c_start}, 0);
+      b.decoder_positions = cs[1].decoder_positions;
+      const at::Tensor among = denoise(b, x, 500.0).narrow(0, 1, 1);
+      const at::Tensor alone = denoise(cs[1], x.narrow(0, 1, 1), 500.0);
+      batch_exact_ = batch_exact_ && at::equal(alone, among);
+    }
+  });
+  return batch_exact_;
 }
 
 at::Tensor Model::seed_noise(uint64_t seed, int64_t frames) const {

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,25 @@ class Model {
   at::Tensor sample(const Condition& c, const at::Tensor& noise, int steps, const at::Tensor& known,
                     Trajectory* traj = nullptr) const;
 
+  // The runs of several streams' windows as one batch (anitalkermotion's
+  // max-batch): their conditions, noise and known frames stacked along the
+  // batch, one denoiser pass a step for all.  Every call must have the same
+  // T and known-frame count C (a Usage error otherwise).  Result i, (1,T,M),
+  // is what sample(call i) gives alone: the same code, and bit for bit
+  // where batch_exact().
+  struct SampleCall {
+    const Condition* c = nullptr;
+    at::Tensor noise;  // (1,T,M)
+    at::Tensor known;  // (1,C,M), or undefined
+  };
+  std::vector<at::Tensor> sample_batch(const std::vector<SampleCall>& calls, int steps) const;
+  // Whether a run gives the same bits in such a batch as alone on this
+  // machine: measured once with the model's own denoiser on random inputs
+  // (1, 7 and 41 frames: the attention's loops and its BLAS products), alone
+  // and between two others.  The released sizes on AVX-512 kernels: yes (fp32
+  // and bf16); the tiny test fixtures: no.
+  bool batch_exact() const;
+
   // The demo's noisyT for --seed (spec 7): bit-exact with the reference.
   at::Tensor seed_noise(uint64_t seed, int64_t frames) const;
 
@@ -118,6 +138,8 @@ class Model {
   Variant variant_ = Variant::HubertAudioOnly;
   int motion_dim_ = 0, start_dim_ = 0, speech_dim_ = 0, decoder_dim_ = 0, audio_dim_ = 0, hubert_layers_ = 0;
   int64_t init_draws_ = 0, xT_numel_ = 0;
+  mutable std::once_flag batch_once_;
+  mutable bool batch_exact_ = false;
 };
 
 // The used timesteps of space_timesteps(1000, "ddim<steps>"), ascending;

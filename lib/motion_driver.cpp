@@ -79,36 +79,84 @@ at::Tensor audio_input(const Model& m, const at::Tensor& features, bool layer_ma
   return f.narrow(0, 0, 4 * T).unsqueeze(0).to(at::kFloat).contiguous();
 }
 
+std::vector<Generated> run_windows(const Model& m, const std::vector<const WindowJob*>& jobs, bool batch) {
+  std::vector<Condition> conds(jobs.size());
+  std::vector<Generated> out(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const WindowJob& j = *jobs[i];
+    const int64_t T = j.audio.size(m.hubert() ? 2 : 1) / (m.hubert() ? 2 : 4);
+    at::Tensor pose, location, scale;
+    control_tensors(j.controls, j.first, T, &pose, &location, &scale);
+    conds[i] = m.condition(j.start, j.direction, j.audio, j.controls.control, pose, location, scale);
+    if (j.noise.dim() != 3 || j.noise.size(0) != 1 || j.noise.size(1) != T || j.noise.size(2) != m.motion_dim())
+      throw usage("expected noise of shape [1, " + std::to_string(T) + ", " + std::to_string(m.motion_dim()) +
+                  "], not " + shape_str(j.noise));
+    Generated& g = out[i];
+    if (m.has_pose()) {
+      g.pose = conds[i].pose;
+      g.location = conds[i].location;
+      g.scale = conds[i].scale;
+    } else {  // audio only: no predictors
+      g.pose = at::zeros({1, T, 3}, conds[i].speech.options());
+      g.location = at::zeros({1, T, 1}, conds[i].speech.options());
+      g.scale = at::zeros({1, T, 1}, conds[i].speech.options());
+    }
+  }
+  // The samplings: one batch for each shape (T, C, steps) when batching.
+  std::vector<bool> done(jobs.size(), false);
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (done[i]) continue;
+    const auto C = [&](size_t k) { return jobs[k]->known.defined() ? jobs[k]->known.size(1) : 0; };
+    std::vector<size_t> group{i};
+    for (size_t k = i + 1; batch && k < jobs.size(); ++k)
+      if (!done[k] && jobs[k]->steps == jobs[i]->steps && C(k) == C(i) &&
+          conds[k].adjusted.size(1) == conds[i].adjusted.size(1))
+        group.push_back(k);
+    std::vector<Model::SampleCall> calls;
+    for (size_t k : group) calls.push_back({&conds[k], jobs[k]->noise, jobs[k]->known});
+    std::vector<at::Tensor> x = m.sample_batch(calls, jobs[i]->steps);
+    for (size_t n = 0; n < group.size(); ++n) {
+      out[group[n]].motion = std::move(x[n]);
+      done[group[n]] = true;
+    }
+  }
+  return out;
+}
+
+std::shared_ptr<WindowBatcher> shared_windows(std::shared_ptr<const Model> model, size_t max_batch,
+                                              std::chrono::microseconds max_delay) {
+  const Model* key = model.get();
+  return shared_batcher<WindowBatcher>(key, max_batch, max_delay, [&] {
+    auto run = [model](const std::vector<const WindowJob*>& jobs) {
+      c10::InferenceMode guard;
+      return run_windows(*model, jobs, jobs.size() > 1 && model->batch_exact());
+    };
+    return std::make_shared<WindowBatcher>(run, max_batch, max_delay);
+  });
+}
+
 namespace {
 
-Generated run(const Model& m, const at::Tensor& start, const at::Tensor& direction, const at::Tensor& audio,
-              const Controls& c, int64_t first, const at::Tensor& noise, int steps, const at::Tensor& known) {
-  const int64_t T = audio.size(m.hubert() ? 2 : 1) / (m.hubert() ? 2 : 4);
-  at::Tensor pose, location, scale;
-  control_tensors(c, first, T, &pose, &location, &scale);
-  Condition cond = m.condition(start, direction, audio, c.control, pose, location, scale);
-  if (noise.dim() != 3 || noise.size(0) != 1 || noise.size(1) != T || noise.size(2) != m.motion_dim())
-    throw usage("expected noise of shape [1, " + std::to_string(T) + ", " + std::to_string(m.motion_dim()) +
-                "], not " + shape_str(noise));
-  Generated g;
-  g.motion = m.sample(cond, noise, steps, known);
-  if (m.has_pose()) {
-    g.pose = cond.pose;
-    g.location = cond.location;
-    g.scale = cond.scale;
-  } else {  // audio only: no predictors
-    g.pose = at::zeros({1, T, 3}, cond.speech.options());
-    g.location = at::zeros({1, T, 1}, cond.speech.options());
-    g.scale = at::zeros({1, T, 1}, cond.speech.options());
-  }
-  return g;
+WindowJob job_of(const at::Tensor& start, const at::Tensor& direction, const at::Tensor& audio, const Controls& c,
+                 const at::Tensor& noise, int steps, int64_t first = 0, const at::Tensor& known = at::Tensor()) {
+  WindowJob job;
+  job.start = start;
+  job.direction = direction;
+  job.audio = audio;
+  job.controls = c;
+  job.first = first;
+  job.noise = noise;
+  job.known = known;
+  job.steps = steps;
+  return job;
 }
 
 }  // namespace
 
 Generated generate(const Model& m, const at::Tensor& start, const at::Tensor& direction, const at::Tensor& audio,
                    const Controls& c, const at::Tensor& noise, int steps) {
-  return run(m, start, direction, audio, c, 0, noise, steps, at::Tensor());
+  const WindowJob job = job_of(start, direction, audio, c, noise, steps);
+  return run_windows(m, {&job}, false).front();
 }
 
 /* --- Stream --------------------------------------------------------------- */
@@ -185,6 +233,10 @@ at::Tensor Stream::noise_for(int64_t a, int64_t b) {
   return noise_.narrow(0, a - noise_first_, b - a).unsqueeze(0);
 }
 
+Generated Stream::run(const WindowJob& job) const {
+  return executor_ ? executor_->submit(job) : run_windows(*model_, {&job}, false).front();
+}
+
 Generated Stream::next(bool final) {
   at::NoGradGuard no_grad;
   if (!start_.defined()) throw usage("no portrait codes for the stream");
@@ -206,8 +258,8 @@ Generated Stream::next(bool final) {
   at::Tensor audio = m.hubert() ? audio_input(m, feats.view({fn, m.hubert_layers(), m.audio_dim()}))
                                 : audio_input(m, feats.view({fn, m.audio_dim()}));
 
-  at::Tensor known = known_.narrow(0, a - known_first_, e - a).unsqueeze(0);
-  Generated g = run(m, start_, direction_, audio, controls_, a, noise_for(a, b), cfg_.steps, known);
+  Generated g = run(job_of(start_, direction_, audio, controls_, noise_for(a, b), cfg_.steps, a,
+                           known_.narrow(0, a - known_first_, e - a).unsqueeze(0)));
 
   Generated out;
   const int64_t k = emit_end - e;
@@ -252,7 +304,7 @@ Generated Stream::whole() {
   feat_first_ = N;
   const at::Tensor audio = m.hubert() ? audio_input(m, feats.view({N, m.hubert_layers(), m.audio_dim()}))
                                       : audio_input(m, feats.view({N, m.audio_dim()}));
-  Generated g = generate(m, start_, direction_, audio, controls_, m.seed_noise(cfg_.seed, T), cfg_.steps);
+  Generated g = run(job_of(start_, direction_, audio, controls_, m.seed_noise(cfg_.seed, T), cfg_.steps));
   emitted_ = T;
   return g;
 }

@@ -6,12 +6,14 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "batcher.h"
 #include "motion.h"
 
 namespace anitalker::motion {
@@ -65,6 +67,35 @@ struct Generated {
 Generated generate(const Model& m, const at::Tensor& start, const at::Tensor& direction, const at::Tensor& audio,
                    const Controls& c, const at::Tensor& noise, int steps);
 
+// One run of the generator as a request (a stream's window, or a whole
+// utterance): the condition's inputs and the sampler's.
+struct WindowJob {
+  at::Tensor start, direction, audio;  // Model::condition's inputs
+  Controls controls;
+  int64_t first = 0;  // the first motion frame's index in its utterance (for a pose file)
+  at::Tensor noise;   // (1,T,M)
+  at::Tensor known;   // (1,C,M) held frames, or undefined
+  int steps = 50;
+};
+
+// Runs jobs: each job's condition, then its DDIM sampling; with `batch`,
+// the samplings of jobs that share T, C and steps as one batch
+// (Model::sample_batch), the others one at a time.  Result i is what job i
+// gives alone (bit for bit where Model::batch_exact()).
+std::vector<Generated> run_windows(const Model& m, const std::vector<const WindowJob*>& jobs, bool batch);
+
+// The runs of several streams on one model (anitalkermotion's max-batch):
+// in the leader's thread, so that streams take turns on the cores instead of
+// running their OpenMP teams at once, and where the model's runs are
+// batch-exact on this machine (Model::batch_exact) the windows of the same
+// shape as one batch.
+class WindowBatcher : public Batcher<WindowJob, Generated> {
+ public:
+  using Batcher::Batcher;
+};
+std::shared_ptr<WindowBatcher> shared_windows(std::shared_ptr<const Model> model, size_t max_batch,
+                                              std::chrono::microseconds max_delay);
+
 // Windowed generation for live streams (DESIGN.md "Offline and streaming").
 // Each window generates motion frames [a, e + window + lookahead) where e is
 // the count of frames already emitted and a = max(0, e - context): the
@@ -106,6 +137,9 @@ class Stream {
   bool has_codes() const { return start_.defined(); }
   // Apply from the next window; frame indices count from the stream's start.
   void set_controls(const Controls& c) { controls_ = c; }
+  // Runs the windows (and whole()) through `executor` (shared with other
+  // streams of the model: shared_windows), or alone (null).
+  void set_executor(std::shared_ptr<WindowBatcher> executor) { executor_ = std::move(executor); }
 
   // Appends feature frames, float32: HuBERT [n, L, H] at 50 Hz, MFCC [n, 39]
   // at 100 Hz.  Copied.
@@ -134,6 +168,7 @@ class Stream {
  private:
   int64_t per_frame() const;  // feature frames per motion frame: 2 or 4
   at::Tensor noise_for(int64_t a, int64_t b);
+  Generated run(const WindowJob& job) const;  // alone or through the executor
 
   std::shared_ptr<const Model> model_;
   StreamConfig cfg_;
@@ -150,6 +185,7 @@ class Stream {
   // Noise of motion frames [noise_first_, noise_first_ + rows), (rows, M).
   at::Tensor noise_;
   int64_t noise_first_ = 0;
+  std::shared_ptr<WindowBatcher> executor_;
 };
 
 // The feature frames that the first frame of the next window (motion frame

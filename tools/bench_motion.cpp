@@ -6,12 +6,14 @@
 // machine's float32 roof (FLOPs counted from the shapes) and peak memory.
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
+#include <c10/core/InferenceMode.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <thread>
 
 #include "bench_models.h"
 #include "bench_util.h"
@@ -91,7 +93,7 @@ double condition_flops(const anitalker::motion::Model& m, const anitalker::motio
 
 int bench_motion(int argc, char** argv) {
   return cli::run("bench motion", [&] {
-    int seconds = 10, repeat = 3, threads = 0;
+    int seconds = 10, repeat = 3, threads = 0, nstreams = 1;
     std::vector<int> steps = {50, 25, 10};
     std::vector<const VariantInfo*> variants = {&kVariants[0], &kVariants[2]};
     std::vector<anitalker::motion::StreamConfig> streams(1);  // the element's defaults: 50:10:0, 50 steps
@@ -106,6 +108,8 @@ int bench_motion(int argc, char** argv) {
                    "motion (the same noise: what fewer steps cost)\n"
                    "  stream     motion::Stream over the same audio for each --stream configuration: time per "
                    "second of audio and real-time factor\n"
+                   "  streams    with --streams N: N such streams at once (the first --stream configuration, each "
+                   "its own seed) through motion::shared_windows, max-batch 1 against N\n"
                    "  kernels    a decoder-sized linear layer as OpenBLAS (at::linear) and as a oneDNN 1x1 "
                    "convolution, at the frame counts used above\n"
                    "Median and range of --repeat runs.");
@@ -151,6 +155,9 @@ int bench_motion(int argc, char** argv) {
              "streaming configurations: window, context and look-ahead in frames (25 = 1 s), DDIM steps",
              "50:10:0:50, the element's");
     o.flag("no-stream", &no_stream, "skip the streaming runs");
+    o.integer("streams", &nstreams, 1, 64, "N",
+              "also N streams at once, their windows through one executor (anitalkermotion max-batch): max-batch 1 "
+              "(in turns) against N (same-shape windows in one batch where the model is batch-exact)");
     o.integer("repeat", &repeat, 1, 100, "N", "runs of each");
     o.flag("profile", &prof, "list the ops of one denoiser pass by self time");
     o.flag("bf16", &bf16,
@@ -358,6 +365,59 @@ int bench_motion(int argc, char** argv) {
       };
       run_streams(model, "");
       if (model16) run_streams(model16, "bf16 ");
+      // N streams at once (threads pushing a window of features at a time as
+      // fast as they go), their windows through motion::shared_windows.
+      if (nstreams > 1 && !streams.empty())
+        for (const auto& m : {model, model16}) {
+          if (!m) continue;
+          const anitalker::motion::StreamConfig sc = streams.front();
+          std::vector<at::Tensor> first;  // max-batch 1's motion, to compare
+          for (int max_batch : {1, nstreams}) {
+            const auto executor = anitalker::motion::shared_windows(m, (size_t)max_batch, std::chrono::microseconds(2000));
+            std::vector<at::Tensor> got(nstreams);
+            t0 = bench::now_s();
+            std::vector<std::thread> pool;
+            for (int k = 0; k < nstreams; ++k)
+              pool.emplace_back([&, k] {
+                c10::InferenceMode guard;
+                anitalker::motion::StreamConfig c = sc;
+                c.seed = (uint64_t)k;
+                anitalker::motion::Stream str(m, c);
+                str.set_executor(executor);
+                str.set_codes(start, direction);
+                str.set_controls(ctl);
+                const int64_t fsize = feats.numel() / n;
+                const float* src = feats.data_ptr<float>();
+                std::vector<at::Tensor> out;
+                for (int64_t f = 0;;) {
+                  const int64_t kf = std::min<int64_t>(pf * c.window, n - f);
+                  str.push(src + f * fsize, kf);
+                  f += kf;
+                  const bool final = f >= n;
+                  while (str.ready(final)) out.push_back(str.next(final).motion);
+                  if (final) break;
+                }
+                got[k] = at::cat(out, 1);
+              });
+            for (std::thread& t : pool) t.join();
+            sync();
+            const double wall = bench::now_s() - t0;
+            const auto st = executor->stats();
+            bool same = true;
+            if (first.empty())
+              first = got;
+            else
+              for (int k = 0; k < nstreams; ++k) same = same && at::equal(first[k].cpu(), got[k].cpu());
+            std::printf("streams  %d x %d s at %d:%d:%d, %d steps, %s, max-batch %d: %.2f s, %.2fx real time in all; "
+                        "%llu calls for %llu windows (at most %zu in one); batch-exact here: %s%s\n",
+                        nstreams, seconds, sc.window, sc.context, sc.lookahead, sc.steps,
+                        anitalker::precision_name(m->precision()), max_batch, wall, nstreams * (double)seconds / wall,
+                        (unsigned long long)st.batches, (unsigned long long)st.requests, st.largest,
+                        m->batch_exact() ? "yes" : "no (one at a time)",
+                        max_batch > 1 ? (same ? "; motion bit for bit max-batch 1's" : "; motion DIFFERS from max-batch 1's")
+                                      : "");
+          }
+        }
       const cli::Memory mem = cli::memory();
       std::printf("memory   resident %.0f MB (%.0f MB anonymous, %.0f MB file-backed: weights, libraries), peak %.0f MB\n", mem.rss / 1e6,
                   mem.anon / 1e6, mem.file / 1e6, mem.peak / 1e6);

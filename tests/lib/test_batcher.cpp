@@ -96,43 +96,27 @@ TEST(Batcher, RefusesAnEmptyBatch) {
   EXPECT_THROW((Batcher<int, int>(doubler(&calls), 0, 1ms)), std::invalid_argument);
 }
 
-// Jobs of several threads on one network (shared_jobs): never two at once,
-// each runs once, a failing job fails only its caller, and the same key
-// gives the same executor while someone holds it.
-TEST(SharedJobs, OneAtATimeEachOnceErrorsApart) {
-  int network = 0;  // stands for a model: only its address is the key
-  auto a = anitalker::shared_jobs(&network, 4, 5ms);
-  EXPECT_EQ(a, anitalker::shared_jobs(&network, 4, 5ms));
-  EXPECT_NE(a, anitalker::shared_jobs(&network, 2, 5ms));
-  std::atomic<int> running{0}, overlap{0}, runs{0};
-  auto work = [&] {
-    if (running.fetch_add(1) > 0) overlap++;
-    std::this_thread::sleep_for(2ms);
-    runs++;
-    running.fetch_sub(1);
+
+// The process's batcher for (network, max_batch, max_delay): one while
+// someone holds it, another for other settings, a new one once all let go.
+TEST(SharedBatcher, OnePerNetworkAndSettingsWhileHeld) {
+  int network = 0, other = 0;  // stand for models: only their addresses are the key
+  std::atomic<int> calls{0}, made{0};
+  using B = Batcher<int, int>;
+  const auto make = [&] {
+    made++;
+    return std::make_shared<B>(doubler(&calls), 4, 5ms);
   };
-  std::vector<std::thread> threads;
-  std::atomic<int> failed{0};
-  for (int t = 0; t < 4; t++)
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 10; i++) {
-        try {
-          anitalker::run_job(a.get(), [&] {
-            work();
-            if (t == 3 && i == 5) throw std::runtime_error("bad window");
-          });
-        } catch (const std::runtime_error&) {
-          failed++;
-        }
-      }
-    });
-  for (auto& th : threads) th.join();
-  EXPECT_EQ(overlap.load(), 0);
-  EXPECT_EQ(runs.load(), 40);  // no job ran twice, even in the call that failed
-  EXPECT_EQ(failed.load(), 1);
-  EXPECT_GT(a->stats().largest, 1u);  // the callers' jobs did share calls
-  // Without an executor the job runs here.
-  int here = 0;
-  anitalker::run_job(nullptr, [&] { here++; });
-  EXPECT_EQ(here, 1);
+  auto a = anitalker::shared_batcher<B>(&network, 4, 5ms, make);
+  EXPECT_EQ(a, anitalker::shared_batcher<B>(&network, 4, 5ms, make));
+  EXPECT_NE(a, anitalker::shared_batcher<B>(&network, 2, 5ms, make));
+  EXPECT_NE(a, anitalker::shared_batcher<B>(&network, 4, 6ms, make));
+  EXPECT_NE(a, anitalker::shared_batcher<B>(&other, 4, 5ms, make));
+  EXPECT_EQ(made.load(), 4);
+  const B* before = a.get();
+  a.reset();
+  auto again = anitalker::shared_batcher<B>(&network, 4, 5ms, make);
+  EXPECT_EQ(made.load(), 5);  // made anew (the address may repeat)
+  EXPECT_EQ(again->submit(21), 42);
+  (void)before;
 }

@@ -6,7 +6,9 @@
 
 #include <ATen/ATen.h>
 #include <cmath>
+#include <atomic>
 #include <cstdlib>
+#include <thread>
 #include <gmock/gmock.h>
 
 #include "checkpoint.h"
@@ -495,6 +497,143 @@ TEST(MotionStream, WindowChangesBetweenWindows) {
   EXPECT_LE(dist, kLowMixedDistance);
   EXPECT_THROW(s.set_window(0, 10, 0), anitalker::Error);
   EXPECT_THROW(s.set_window(5, -1, 0), anitalker::Error);
+}
+
+// The windows of several streams through one executor (anitalkermotion's
+// max-batch): the same-shape windows of a call run as one batch where the
+// model's runs are batch-exact on this machine (AVX-512 kernels; else one
+// after another), and every stream gets, bit for bit, what it gets alone: its own seed, codes and
+// controls, its first window (no known frames) and its later ones, its
+// offline whole().  Handing a batch's results back in the wrong order, or
+// mixing the streams' conditions, fails it.
+TEST(MotionStream, WindowsOfSeveralStreamsInOnePass) {
+  // Where not batch-exact (the fixture's tiny products round a row by its
+  // place in the batch: 5e-7 a denoiser pass, 1.03e-5 after 10 steps
+  // measured), batches stay within this of each run alone; a stream given
+  // another's window is 0.1-1 away.
+  constexpr float kBatchRounding = 1e-4f;
+  auto m = model(Variant::HubertFullControl);
+  const at::Tensor feats = synthetic_features(200, m->hubert_layers(), m->audio_dim());  // 100 motion frames
+  const int64_t per = m->hubert_layers() * m->audio_dim();
+  struct Setup {
+    uint64_t seed;
+    float scale;
+    bool control;
+  };
+  const Setup setups[] = {{0, 1.0f, false}, {7, -0.5f, true}, {11, 0.25f, false}};
+  const auto run = [&](const Setup& u, std::shared_ptr<anitalker::motion::WindowBatcher> executor, bool whole) {
+    StreamConfig cfg;
+    cfg.window = 13;
+    cfg.context = 10;
+    cfg.steps = 10;
+    cfg.seed = u.seed;
+    Stream s(m, cfg);
+    s.set_executor(std::move(executor));
+    s.set_codes(in("start") * u.scale, in("direction") * u.scale);
+    Controls c;
+    c.control = u.control;
+    c.yaw = 0.1f * u.scale;
+    s.set_controls(c);
+    std::vector<at::Tensor> out;
+    for (int64_t i = 0; i < 200; i += 26) {
+      s.push(feats.data_ptr<float>() + i * per, std::min<int64_t>(26, 200 - i));
+      while (!whole && s.ready(false)) {
+        const auto g = s.next(false);
+        out.push_back(at::cat({g.motion, g.pose, g.location, g.scale}, 2).squeeze(0));
+      }
+    }
+    if (whole) {
+      const auto g = s.whole();
+      out.push_back(at::cat({g.motion, g.pose, g.location, g.scale}, 2).squeeze(0).cpu());
+    }
+    while (s.ready(true)) {
+      const auto g = s.next(true);
+      out.push_back(at::cat({g.motion, g.pose, g.location, g.scale}, 2).squeeze(0));
+    }
+    return at::cat(out, 0);
+  };
+  const bool exact = m->batch_exact();
+  std::printf("batch-exact on this machine: %s\n", exact ? "yes" : "no");
+  for (bool whole : {false, true}) {
+    std::vector<at::Tensor> alone;
+    for (const Setup& u : setups) alone.push_back(run(u, nullptr, whole));
+    ASSERT_EQ(alone[0].size(0), 100);
+    EXPECT_FALSE(at::equal(alone[0], alone[2]));
+    // The process's executor (batched where exact, else one after another:
+    // bit for bit either way), and one that batches whatever the machine
+    // (within float32 rounding where not exact).
+    auto forced = std::make_shared<anitalker::motion::WindowBatcher>(
+        [&](const std::vector<const anitalker::motion::WindowJob*>& jobs) {
+          return anitalker::motion::run_windows(*m, jobs, true);
+        },
+        3, std::chrono::milliseconds(200));
+    for (auto executor : {anitalker::motion::shared_windows(m, 3, std::chrono::milliseconds(200)), forced}) {
+      std::vector<at::Tensor> together(3);
+      std::vector<std::thread> threads;
+      for (int i = 0; i < 3; ++i) threads.emplace_back([&, i] { together[i] = run(setups[i], executor, whole); });
+      for (auto& t : threads) t.join();
+      const auto stats = executor->stats();
+      std::printf("%s, %s: %llu requests in %llu calls, at most %zu a call\n", whole ? "whole" : "windows",
+                  executor == forced ? "forced batches" : "shared_windows", (unsigned long long)stats.requests,
+                  (unsigned long long)stats.batches, stats.largest);
+      EXPECT_GT(stats.largest, 1u);  // the streams met in calls
+      for (int i = 0; i < 3; ++i) {
+        if (exact || executor != forced)
+          EXPECT_TRUE(at::equal(together[i], alone[i])) << "stream " << i << (whole ? " whole" : " windows");
+        else
+          EXPECT_LE(max_abs(together[i], alone[i]), kBatchRounding) << "stream " << i << (whole ? " whole" : " windows");
+      }
+    }
+  }
+  // One call of jobs of different shapes (a first window without known
+  // frames beside later ones): each as alone.
+  StreamConfig cfg;
+  cfg.steps = 10;
+  const at::Tensor audio = anitalker::motion::audio_input(*m, feats.narrow(0, 0, 46));  // 23 motion frames
+  anitalker::motion::WindowJob a, b, c;
+  for (auto* j : {&a, &b, &c}) {
+    j->start = in("start");
+    j->direction = in("direction");
+    j->audio = audio;
+    j->steps = 10;
+  }
+  a.noise = anitalker::motion::stream_noise(1, 23, m->motion_dim());
+  b.noise = anitalker::motion::stream_noise(2, 23, m->motion_dim());
+  b.known = a.noise.narrow(1, 0, 10).tanh();
+  c.noise = anitalker::motion::stream_noise(3, 23, m->motion_dim());
+  const auto mixed = anitalker::motion::run_windows(*m, {&a, &b, &c}, true);
+  for (const auto* j : {&a, &b, &c}) {
+    const size_t i = j == &a ? 0 : j == &b ? 1 : 2;
+    const at::Tensor one = anitalker::motion::run_windows(*m, {j}, false).front().motion;
+    if (exact)
+      EXPECT_TRUE(at::equal(mixed[i].motion, one)) << "job " << i;
+    else
+      EXPECT_LE(max_abs(mixed[i].motion, one), kBatchRounding) << "job " << i;
+  }
+  EXPECT_FALSE(at::equal(mixed[0].motion, mixed[2].motion));
+  // A bad request in a call (noise of the wrong length) fails only its own
+  // caller; the others get their results (the call run again one at a time).
+  anitalker::motion::WindowJob bad = a;
+  bad.noise = at::zeros({1, 5, m->motion_dim()});
+  auto executor = anitalker::motion::shared_windows(m, 3, std::chrono::milliseconds(200));
+  std::vector<at::Tensor> got(3);
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  const anitalker::motion::WindowJob* requests[] = {&a, &bad, &c};
+  for (int i = 0; i < 3; ++i)
+    threads.emplace_back([&, i] {
+      try {
+        got[i] = executor->submit(*requests[i]).motion;
+      } catch (const anitalker::Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("noise of shape"));
+        failed++;
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 1);
+  EXPECT_FALSE(got[1].defined());
+  EXPECT_TRUE(at::equal(got[0], anitalker::motion::run_windows(*m, {&a}, false).front().motion));
+  EXPECT_TRUE(at::equal(got[2], anitalker::motion::run_windows(*m, {&c}, false).front().motion));
 }
 
 // The held context frames come out of the sampler exactly as given.
