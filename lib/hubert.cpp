@@ -519,6 +519,8 @@ bool Model::rows_independent() const {
 std::shared_ptr<WindowBatcher> shared_windows(std::shared_ptr<const Model> model, size_t max_batch,
                                               std::chrono::microseconds max_delay) {
   const Model* key = model.get();
+  // Measured now (the element's start), not in a live stream's first call.
+  if (max_batch > 1) model->rows_independent();
   return shared_batcher<WindowBatcher>(key, max_batch, max_delay, [&] {
     auto run = [model](const std::vector<const WindowJob*>& jobs) {
       std::vector<at::Tensor> out(jobs.size());

@@ -126,6 +126,8 @@ std::vector<Generated> run_windows(const Model& m, const std::vector<const Windo
 std::shared_ptr<WindowBatcher> shared_windows(std::shared_ptr<const Model> model, size_t max_batch,
                                               std::chrono::microseconds max_delay) {
   const Model* key = model.get();
+  // Measured now (the element's start), not in a live stream's first call.
+  if (max_batch > 1) model->batch_exact();
   return shared_batcher<WindowBatcher>(key, max_batch, max_delay, [&] {
     auto run = [model](const std::vector<const WindowJob*>& jobs) {
       c10::InferenceMode guard;
