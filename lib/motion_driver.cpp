@@ -126,12 +126,16 @@ std::vector<Generated> run_windows(const Model& m, const std::vector<const Windo
 std::shared_ptr<WindowBatcher> shared_windows(std::shared_ptr<const Model> model, size_t max_batch,
                                               std::chrono::microseconds max_delay) {
   const Model* key = model.get();
-  // Measured now (the element's start), not in a live stream's first call.
-  if (max_batch > 1) model->batch_exact();
+  // On a GPU the batch is the point (and its products may round a row by
+  // the batch's size: within float rounding of each run alone); on the CPU
+  // only where each run keeps its bits, measured now (the element's start),
+  // not in a live stream's first call.
+  const bool gpu = !model->device().is_cpu();
+  if (max_batch > 1 && !gpu) model->batch_exact();
   return shared_batcher<WindowBatcher>(key, max_batch, max_delay, [&] {
-    auto run = [model](const std::vector<const WindowJob*>& jobs) {
+    auto run = [model, gpu](const std::vector<const WindowJob*>& jobs) {
       c10::InferenceMode guard;
-      return run_windows(*model, jobs, jobs.size() > 1 && model->batch_exact());
+      return run_windows(*model, jobs, jobs.size() > 1 && (gpu || model->batch_exact()));
     };
     return std::make_shared<WindowBatcher>(run, max_batch, max_delay);
   });

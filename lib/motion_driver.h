@@ -86,9 +86,10 @@ std::vector<Generated> run_windows(const Model& m, const std::vector<const Windo
 
 // The runs of several streams on one model (anitalkermotion's max-batch):
 // in the leader's thread, so that streams take turns on the cores instead of
-// running their OpenMP teams at once, and where the model's runs are
-// batch-exact on this machine (Model::batch_exact) the windows of the same
-// shape as one batch.
+// running their OpenMP teams at once, and the windows of the same shape as
+// one batch: on the CPU where the model's runs are batch-exact on this
+// machine (Model::batch_exact; one after another otherwise), on a GPU
+// always (each within float rounding of its run alone).
 class WindowBatcher : public Batcher<WindowJob, Generated> {
  public:
   using Batcher::Batcher;
