@@ -455,10 +455,7 @@ static gboolean start(GstAnitalkerElement* self) {
 static void stop(GstAnitalkerElement* self) {
   if (klass_of(self)->stop) klass_of(self)->stop(self);
   self->priv->have_caps = false;
-  {
-    GstAnitalkerLocked lock(&self->priv->lock);
-    self->priv->model.clear();
-  }
+  gst_anitalker_element_set_model_name(self, std::string());
   restart(self);
 }
 

@@ -827,31 +827,46 @@ at::Tensor Model::sample(const Condition& c, const at::Tensor& noise, int steps,
   return x;
 }
 
+namespace {
+
+// The conditions of runs of one length as one batch: what the denoiser reads
+// (the positions depend on T only).
+Condition stack_conditions(const std::vector<const Condition*>& cs) {
+  std::vector<at::Tensor> adjusted, dir, start;
+  for (const Condition* c : cs) {
+    adjusted.push_back(c->adjusted);
+    dir.push_back(c->c_dir);
+    start.push_back(c->c_start);
+  }
+  Condition b;
+  b.adjusted = at::cat(adjusted, 0);
+  b.c_dir = at::cat(dir, 0);
+  b.c_start = at::cat(start, 0);
+  b.decoder_positions = cs.front()->decoder_positions;
+  return b;
+}
+
+}  // namespace
+
 std::vector<at::Tensor> Model::sample_batch(const std::vector<SampleCall>& calls, int steps) const {
   if (calls.empty()) return {};
   if (calls.size() == 1) return {sample(*calls[0].c, calls[0].noise, steps, calls[0].known)};
   const int64_t T = calls[0].c->adjusted.size(1);
   const int64_t C = calls[0].known.defined() ? calls[0].known.size(1) : 0;
-  std::vector<at::Tensor> adjusted, dir, start, noise, known;
+  std::vector<const Condition*> conds;
+  std::vector<at::Tensor> noise, known;
   for (const SampleCall& k : calls) {
     const int64_t Ck = k.known.defined() ? k.known.size(1) : 0;
     if (k.c->adjusted.size(0) != 1 || k.c->adjusted.size(1) != T || Ck != C)
       throw Error(Error::Kind::Usage, "motion: a batch of runs needs one window shape: " + std::to_string(T) +
                                           " frames with " + std::to_string(C) + " known, not " +
                                           std::to_string(k.c->adjusted.size(1)) + " with " + std::to_string(Ck));
-    adjusted.push_back(k.c->adjusted);
-    dir.push_back(k.c->c_dir);
-    start.push_back(k.c->c_start);
+    conds.push_back(k.c);
     noise.push_back(k.noise.to(device_, dtype_));
     if (C > 0) known.push_back(k.known.to(device_, dtype_));
   }
-  // What the denoiser reads; the positions depend on T only.
-  Condition b;
-  b.adjusted = at::cat(adjusted, 0);
-  b.c_dir = at::cat(dir, 0);
-  b.c_start = at::cat(start, 0);
-  b.decoder_positions = calls[0].c->decoder_positions;
-  const at::Tensor x = sample(b, at::cat(noise, 0), steps, C > 0 ? at::cat(known, 0) : at::Tensor());
+  const at::Tensor x =
+      sample(stack_conditions(conds), at::cat(noise, 0), steps, C > 0 ? at::cat(known, 0) : at::Tensor());
   std::vector<at::Tensor> out;
   for (size_t i = 0; i < calls.size(); ++i) out.push_back(x.narrow(0, (int64_t)i, 1).clone());
   return out;
@@ -873,12 +888,7 @@ bool Model::batch_exact() const {
         cs.push_back(condition(randn({1, start_dim_}), randn({1, motion_dim_}), audio, false));
       }
       const at::Tensor x = randn({3, T, motion_dim_}).to(device_, dtype_);
-      Condition b;
-      b.adjusted = at::cat({cs[0].adjusted, cs[1].adjusted, cs[2].adjusted}, 0);
-      b.c_dir = at::cat({cs[0].c_dir, cs[1].c_dir, cs[2].c_dir}, 0);
-      b.c_start = at::cat({cs[0].c_start, cs[1].c_start, cs[2].c_start}, 0);
-      b.decoder_positions = cs[1].decoder_positions;
-      const at::Tensor among = denoise(b, x, 500.0).narrow(0, 1, 1);
+      const at::Tensor among = denoise(stack_conditions({&cs[0], &cs[1], &cs[2]}), x, 500.0).narrow(0, 1, 1);
       const at::Tensor alone = denoise(cs[1], x.narrow(0, 1, 1), 500.0);
       batch_exact_ = batch_exact_ && at::equal(alone, among);
     }

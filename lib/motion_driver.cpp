@@ -103,10 +103,10 @@ std::vector<Generated> run_windows(const Model& m, const std::vector<const Windo
     }
   }
   // The samplings: one batch for each shape (T, C, steps) when batching.
+  const auto C = [&](size_t k) { return jobs[k]->known.defined() ? jobs[k]->known.size(1) : 0; };
   std::vector<bool> done(jobs.size(), false);
   for (size_t i = 0; i < jobs.size(); ++i) {
     if (done[i]) continue;
-    const auto C = [&](size_t k) { return jobs[k]->known.defined() ? jobs[k]->known.size(1) : 0; };
     std::vector<size_t> group{i};
     for (size_t k = i + 1; batch && k < jobs.size(); ++k)
       if (!done[k] && jobs[k]->steps == jobs[i]->steps && C(k) == C(i) &&
