@@ -215,7 +215,8 @@ static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
   // A bad crop or face-box fails the start, not the first frame.
   if (!GST_ANITALKER_TRY(self, "Bad crop settings.", false, gst_anitalker_render_crop_spec(self)) ||
       !gst_anitalker_element_load(element, checkpoint, "checkpoint", "the stage-1 checkpoint",
-                                  {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "the renderer",
+                                  {anitalker::Precision::Fp32, anitalker::Precision::Bf16, anitalker::Precision::Fp16},
+                                  "the renderer",
                                   [&](c10::Device device, anitalker::Precision precision) {
                                     model = lia::Model::load(checkpoint, device, precision);
                                   }))

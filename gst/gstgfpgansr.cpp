@@ -472,7 +472,8 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
   const gint precision_value = gst_anitalker_get(self, &self->precision);
   anitalker::Precision precision;
   if (!gst_anitalker_check_precision(GST_ELEMENT_CAST(self), precision_value, device,
-                                     {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "GFPGAN", &precision))
+                                     {anitalker::Precision::Fp32, anitalker::Precision::Bf16, anitalker::Precision::Fp16},
+                                     "GFPGAN", &precision))
     return FALSE;
 
   std::shared_ptr<const anitalker::gfpgan::Model> model;

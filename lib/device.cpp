@@ -247,6 +247,12 @@ bool first_warm_up(const std::string& key) {
   return done.insert(key).second;
 }
 
+bool generic_path(c10::Device device) {
+  if (!device.is_cpu()) return true;
+  const char* knob = std::getenv("ANITALKER_GENERIC");
+  return knob != nullptr && std::string(knob) == "1";
+}
+
 const char* precision_name(Precision p) {
   switch (p) {
     case Precision::Bf16: return "bf16";

@@ -108,6 +108,13 @@ inline bool cpu_has_bf16() {
 #endif
 }
 
+// Whether a network on `device` takes its device-independent path (what a
+// GPU runs: plain LibTorch ops, no packed weights or CPU-only kernels)
+// rather than the CPU's own: true off the CPU, and on the CPU where the
+// environment sets ANITALKER_GENERIC=1 (the tests check a GPU path's
+// arithmetic on the CPU that way).  Read when a model is built.
+bool generic_path(c10::Device device);
+
 // One line on the LibTorch build: version, threads, CUDA.
 std::string torch_info();
 

@@ -28,7 +28,7 @@ constexpr double kSqrt2 = 1.4142135623730951;  // 2**0.5 in StyleConv
 
 struct Conv {  // nn.Conv2d or nn.Linear: weight and optional bias
   at::Tensor w, b;
-  at::Tensor hw;        // precision bf16 without a packed copy: w in bfloat16 (made after placing; not visited)
+  at::Tensor hw;        // precision bf16 / fp16 without a packed copy: w in bfloat16 / float16 (made after placing; not visited)
   PackedConv packed;    // float32 on the CPU: w packed once, stride 1 (not visited)
   template <class F>
   void each(F& f) {
@@ -56,8 +56,8 @@ at::Tensor conv(const at::Tensor& x, const Conv& c, int64_t pad) {
     return c.b.defined() ? y.add_(c.b.view({1, -1, 1, 1})) : y;
   }
   if (!c.hw.defined()) return at::conv2d(x, c.w, c.b, at::IntArrayRef{1}, at::IntArrayRef{pad});
-  // bfloat16: the convolution alone, its bias added in float32.
-  at::Tensor y = at::conv2d(x.to(at::kBFloat16), c.hw, c10::nullopt, at::IntArrayRef{1}, at::IntArrayRef{pad})
+  // bfloat16 / float16: the convolution alone, its bias added in float32.
+  at::Tensor y = at::conv2d(x.to(c.hw.scalar_type()), c.hw, c10::nullopt, at::IntArrayRef{1}, at::IntArrayRef{pad})
                      .to(x.scalar_type());
   return c.b.defined() ? y.add_(c.b.view({1, -1, 1, 1})) : y;
 }
@@ -104,7 +104,9 @@ struct ModConv {  // spec 2.4, ModulatedConv2d
   at::Tensor w;   // (1, Cout, Cin, k, k)
   Conv modulation;
   bool demodulate = true, upsample = false;
-  bool bf16 = false;  // precision bf16: the convolution on the modulated weights rounded to bfloat16
+  // precision bf16 / fp16: the convolution on the modulated weights rounded
+  // to bfloat16 / float16 (kFloat: float32).
+  at::ScalarType low = at::kFloat;
   // float32 on the CPU (not visited, made after placing): the style folded
   // into the input instead of the weights, w packed once, and for the
   // demodulation the sums of w^2 over each kernel, (Cout, Cin).
@@ -148,7 +150,7 @@ at::Tensor run(const ModConv& m, at::Tensor x, const at::Tensor& latent) {
   w = w.view({b * cout, cin, k, k});
   if (m.upsample) x = resize(x, 2.0);
   const int64_t h = x.size(2), wd = x.size(3);
-  const at::ScalarType t = m.bf16 ? at::kBFloat16 : x.scalar_type();
+  const at::ScalarType t = m.low != at::kFloat ? m.low : x.scalar_type();
   at::Tensor y = at::conv2d(x.reshape({1, b * cin, h, wd}).to(t), w.to(t), c10::nullopt, at::IntArrayRef{1},
                             at::IntArrayRef{k / 2}, at::IntArrayRef{1}, b);
   return y.to(x.scalar_type()).view({b, cout, y.size(2), y.size(3)});
@@ -216,7 +218,7 @@ const char* noise_name(Noise n) {
 
 Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Precision precision)
     : device_(device), dtype_(dtype), precision_(precision) {
-  check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16}, "GFPGAN");
+  check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16, Precision::Fp16}, "GFPGAN");
   // GFPGANer reads 'params_ema', else 'params'; a bare state dict also loads.
   const std::string prefix = all.has("params_ema.conv_body_first.weight") ? "params_ema."
                              : all.has("params.conv_body_first.weight")   ? "params."
@@ -323,14 +325,18 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   // to oneDNN's blocked layout and back at every call, and reorders the
   // weights too.  The modulated ones keep the style out of their weights
   // (run(ModConv) above).  What is not packed takes LibTorch's convolutions,
-  // for bf16 on bfloat16 weights (hw; the modulated ones per call).
-  const bool bf16 = precision_ == Precision::Bf16, pack = device_.is_cpu() && dtype_ == at::kFloat;
+  // for bf16 / fp16 on bfloat16 / float16 weights (hw; the modulated ones
+  // per call).  A GPU (or ANITALKER_GENERIC=1: device.h generic_path) packs
+  // nothing and runs NCHW.
+  const bool bf16 = precision_ == Precision::Bf16;
+  const at::ScalarType low = bf16 ? at::kBFloat16 : precision_ == Precision::Fp16 ? at::kHalf : at::kFloat;
+  const bool pack = device_.is_cpu() && dtype_ == at::kFloat && !generic_path(device_);
   plain([&](Conv& c) {
     if (pack) c.packed = PackedConv(c.w, {1, 1}, bf16);
-    if (bf16 && !c.packed.usable()) c.hw = c.w.to(at::kBFloat16);
+    if (low != at::kFloat && !c.packed.usable()) c.hw = c.w.to(low);
   });
   modulated([&](ModConv& m) {
-    m.bf16 = bf16;  // batches of several images, or no packed copy
+    m.low = low;  // batches of several images, or no packed copy
     if (!pack) return;
     const at::Tensor w4 = m.w[0];  // (Cout, Cin, k, k)
     m.packed = PackedConv(w4, {1, 1}, bf16);

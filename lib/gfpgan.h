@@ -41,6 +41,9 @@ class Model {
   // runs in bfloat16 with float32 accumulation, on weights rounded once at
   // load (the modulated ones after modulation, per call); biases,
   // activations, resizes, the style code and the output stay float32.
+  // precision Fp16 (CUDA): the same convolutions in float16.  A GPU (or
+  // ANITALKER_GENERIC=1, device.h generic_path) runs NCHW with nothing
+  // packed.
   Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat,
         Precision precision = Precision::Fp32);
 

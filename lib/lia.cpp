@@ -136,12 +136,20 @@ struct ModConv {
   // Upsampling 3x3 convs on the CPU: the transposed convolution's four
   // output phases as ordinary convolutions (sub_pixel_up()).
   at::Tensor phase00, phase01, phase10, phase11;
-  bool bf16 = false;  // Precision::Bf16's trunk (conv1 and the 2L convs, not the 1x1 flows)
-  // bf16 without packed copies (a build without oneDNN's headers): w and the
-  // phases in bfloat16 (not in the weight walk: made after the weights are
-  // placed).
+  // The trunk's arithmetic (conv1 and the 2L convs, not the 1x1 flows):
+  // float32, or bfloat16 (Precision::Bf16) or float16 (Precision::Fp16,
+  // CUDA) with float32 in and out.
+  at::ScalarType low = at::kFloat;
+  // The device-independent path (a GPU's, or the CPU's with
+  // ANITALKER_GENERIC=1): no packed weights, no style folded into them,
+  // upsampling as a transposed convolution.
+  bool generic = false;
+  // The trunk's weights in `low` where nothing is packed (a GPU, a build
+  // without oneDNN's headers, the generic path): w, and the phases (CPU) or
+  // wt (generic) of an upsampling conv; not in the weight walk (made after
+  // the weights are placed).
   struct Half {
-    at::Tensor w, phase00, phase01, phase10, phase11;
+    at::Tensor w, wt, phase00, phase01, phase10, phase11;
   } half;
   // On the CPU where the build has oneDNN's headers: w and the phases with
   // their weights packed once (in bfloat16 for bf16), for the calls that do
@@ -235,6 +243,21 @@ at::Tensor sample(const at::Tensor& f, const at::Tensor& grid) {
   return at::grid_sampler(f.view({B * k, C / k, f.size(2), f.size(3)}), g, 0, 0, false).view({B, C, Ho, Wo});
 }
 
+// The generic path's upsampling convolution in its reduced precision
+// (m.low): a transposed convolution on the rounded input and weights, in
+// float16 on a GPU; on the CPU (the tests' stand-in for it, bfloat16:
+// LibTorch 1.13 has no working bfloat16 transposed convolution there, its
+// oneDNN one returns 1x1 images) the same rounded operands with float32
+// products and sums, which is what a bfloat16 convolution with float32
+// accumulation computes.
+at::Tensor conv_up_low(const ModConv& m, const at::Tensor& xs) {
+  const at::Tensor x = xs.to(m.low);
+  if (xs.is_cpu())
+    return at::conv_transpose2d(x.to(xs.scalar_type()), m.half.wt.to(xs.scalar_type()), c10::nullopt,
+                                at::IntArrayRef{2}, at::IntArrayRef{0});
+  return at::conv_transpose2d(x, m.half.wt, c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0}).to(xs.scalar_type());
+}
+
 // Modulated convolution (spec 3.8), with the style applied to the input and
 // the demodulation to the output.
 at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor& latent) {
@@ -244,17 +267,19 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
   if (m.upsample) {
     y = m.packed.phases[0].usable()
             ? sub_pixel_up_by([&](int i, const at::Tensor& x, int64_t ph, int64_t pw) { return m.packed.phases[i](x, ph, pw); },
-                              m.bf16 ? xs.to(at::kBFloat16) : xs, m.w.size(0), xs.scalar_type())
+                              xs.to(m.low), m.w.size(0), xs.scalar_type())
         : m.half.phase00.defined()
             ? sub_pixel_up(m.half.phase00, m.half.phase01, m.half.phase10, m.half.phase11, xs, xs.scalar_type())
-        : m.phase00.defined() && xs.is_cpu()
+        : m.half.wt.defined()
+            ? conv_up_low(m, xs)
+        : m.phase00.defined() && !m.generic
             ? sub_pixel_up(m.phase00, m.phase01, m.phase10, m.phase11, xs, xs.scalar_type())
             : at::conv_transpose2d(xs, m.wt, c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0});
     y = blur(y, m.blur_kernel, 1, 1);
   } else {
     const int64_t p = m.w.size(2) / 2;
     y = m.packed.w.usable() ? m.packed.w(xs, p, p)
-        : m.half.w.defined()  ? conv(xs.to(at::kBFloat16), m.half.w, 1, p).to(xs.scalar_type())
+        : m.half.w.defined()  ? conv(xs.to(m.low), m.half.w, 1, p).to(xs.scalar_type())
                               : conv(xs, m.w, 1, p);
   }
   if (m.demodulate) {
@@ -274,7 +299,7 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
 // were a tenth of a frame.  leaky_relu(sqrt(2) y) = sqrt(2) leaky_relu(y):
 // the same values within float32 rounding.
 bool fold_pays(const ModConv& m, const at::Tensor& x) {
-  if (!x.is_cpu() || x.size(0) != 1 || x.scalar_type() != at::kFloat) return false;
+  if (m.generic || !x.is_cpu() || x.size(0) != 1 || x.scalar_type() != at::kFloat) return false;
   const int64_t up = m.upsample ? 4 : 1;
   const int64_t y = m.w.size(0) * x.size(2) * x.size(3) * up;
   return m.w.numel() < x.numel() + 2 * y;
@@ -287,9 +312,9 @@ at::Tensor styled_conv(const ModConv& m, const at::Tensor& x, const at::Tensor& 
   const at::Tensor s = m.modulation(latent);  // (1, Cin)
   const at::Tensor d = at::rsqrt(at::matmul(s * s, m.wsq.t()) + 1e-8);  // (1, Cout)
   const at::Tensor scale = (d * kSqrt2).view({-1, 1, 1, 1}) * s.view({1, -1, 1, 1});  // (Cout, Cin, 1, 1)
-  const bool half = m.bf16;
-  auto fold = [&](const at::Tensor& w) { return half ? (w * scale).to(at::kBFloat16) : w * scale; };
-  const at::Tensor xin = half ? x.to(at::kBFloat16) : x;
+  const bool half = m.low != at::kFloat;
+  auto fold = [&](const at::Tensor& w) { return (w * scale).to(m.low); };
+  const at::Tensor xin = x.to(m.low);
   at::Tensor y;
   if (m.upsample) {
     y = m.phase00.defined()
@@ -311,7 +336,8 @@ at::Tensor styled_conv(const ModConv& m, const at::Tensor& x, const at::Tensor& 
 // on the CPU with s folded into its three filters and the bias into the
 // convolution.
 at::Tensor to_flow_conv(const ModConv& m, const at::Tensor& bias, const at::Tensor& x, const at::Tensor& latent) {
-  if (!x.is_cpu() || x.size(0) != 1 || x.scalar_type() != at::kFloat) return run_mod_conv(m, x, latent) + bias;
+  if (m.generic || !x.is_cpu() || x.size(0) != 1 || x.scalar_type() != at::kFloat)
+    return run_mod_conv(m, x, latent) + bias;
   const at::Tensor s = m.modulation(latent);  // (1, Cin)
   return dnn_conv(x, m.w * s.view({1, -1, 1, 1}), bias.view({-1}), at::IntArrayRef{1, 1}, at::IntArrayRef{0, 0});
 }
@@ -448,7 +474,8 @@ struct Model::Weights {
 
 Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Precision precision)
     : device_(device), dtype_(dtype), precision_(precision) {
-  check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16}, "the renderer");
+  check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16, Precision::Fp16}, "the renderer");
+  generic_ = generic_path(device);
   // The released file prefixes every key with "lia."; the original loader
   // also accepts the bare names (spec 2), so do we.
   const StateDict sd = all.sub(!all.has("lia.dec.direction.weight") && all.has("dec.direction.weight") ? "" : "lia.");
@@ -550,37 +577,47 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     for (auto& tf : w->to_flows) cl_mod(tf.conv);
     for (auto& tr : w->to_rgbs) cl(tr.w);
   }
-  if (precision_ == Precision::Bf16) {
-    w->conv1.bf16 = true;
-    for (ModConv& m : w->convs) m.bf16 = true;
-  }
-  if (device_.is_cpu() && dtype_ == at::kFloat) {
+  const at::ScalarType low = precision_ == Precision::Bf16   ? at::kBFloat16
+                             : precision_ == Precision::Fp16 ? at::kHalf
+                                                             : at::kFloat;
+  auto trunk = [&](auto&& f) {
+    f(w->conv1);
+    for (ModConv& m : w->convs) f(m);
+  };
+  trunk([&](ModConv& m) { m.low = low; });
+  auto generic = [&](ModConv& m) { m.generic = generic_; };
+  trunk(generic);
+  for (auto& tf : w->to_flows) generic(tf.conv);
+  if (device_.is_cpu() && dtype_ == at::kFloat && !generic_) {
     // Packed when first used (lazily: one image at a time, only the coarse
     // levels get there, fold_pays()); the bf16 trunk in bfloat16, the 1x1
     // flows float32.
     auto pack = [](ModConv& m) {
-      m.packed.w = PackedConv(m.w, {1, 1}, m.bf16);
+      const bool bf16 = m.low == at::kBFloat16;
+      m.packed.w = PackedConv(m.w, {1, 1}, bf16);
       if (m.phase00.defined())
-        m.packed.phases = {PackedConv(m.phase00, {1, 1}, m.bf16), PackedConv(m.phase01, {1, 1}, m.bf16),
-                           PackedConv(m.phase10, {1, 1}, m.bf16), PackedConv(m.phase11, {1, 1}, m.bf16)};
+        m.packed.phases = {PackedConv(m.phase00, {1, 1}, bf16), PackedConv(m.phase01, {1, 1}, bf16),
+                           PackedConv(m.phase10, {1, 1}, bf16), PackedConv(m.phase11, {1, 1}, bf16)};
     };
-    pack(w->conv1);
-    for (ModConv& m : w->convs) pack(m);
+    trunk(pack);
     for (auto& tf : w->to_flows) pack(tf.conv);
   }
-  // The bf16 trunk's bfloat16 weights for what is not packed.
+  // The bf16 or fp16 trunk's weights for what is not packed: the phases of
+  // an upsampling conv on the CPU's own path, its transposed weights on the
+  // generic one.
   auto half = [](ModConv& m) {
-    if (!m.bf16) return;
-    if (!m.packed.w.usable()) m.half.w = m.w.to(at::kBFloat16);
-    if (m.phase00.defined() && !m.packed.phases[0].usable()) {
-      m.half.phase00 = m.phase00.to(at::kBFloat16);
-      m.half.phase01 = m.phase01.to(at::kBFloat16);
-      m.half.phase10 = m.phase10.to(at::kBFloat16);
-      m.half.phase11 = m.phase11.to(at::kBFloat16);
+    if (m.low == at::kFloat) return;
+    if (!m.packed.w.usable()) m.half.w = m.w.to(m.low);
+    if (m.upsample && m.generic) {
+      m.half.wt = m.wt.to(m.low);
+    } else if (m.phase00.defined() && !m.packed.phases[0].usable()) {
+      m.half.phase00 = m.phase00.to(m.low);
+      m.half.phase01 = m.phase01.to(m.low);
+      m.half.phase10 = m.phase10.to(m.low);
+      m.half.phase11 = m.phase11.to(m.low);
     }
   };
-  half(w->conv1);
-  for (ModConv& m : w->convs) half(m);
+  trunk(half);
   w_ = w;
 }
 
@@ -590,7 +627,7 @@ bool Model::channels_last() const {
 #else
   static const bool avx2 = true;
 #endif
-  return avx2 && device_.is_cpu() && dtype_ == at::kFloat;
+  return avx2 && device_.is_cpu() && dtype_ == at::kFloat && !generic_;
 }
 
 std::shared_ptr<const Model> Model::load(const std::string& path, c10::Device device, Precision precision) {

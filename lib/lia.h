@@ -40,10 +40,16 @@ class Model {
   // Throws anitalker::Error naming the file and key for a missing or
   // wrong-shaped tensor.  The weights are float32 (dtype: another floating
   // type for the whole network).
-  // precision Bf16 (CPU with AVX512_BF16, check_precision): the decoder's
-  // modulated convolutions (its 3x3 and upsampling convolutions, nearly all
-  // of its work) run in bfloat16 with float32 accumulation; the style,
-  // demodulation, flows, warps, blurs and RGB stay float32.
+  // precision Bf16 (CPU with AVX512_BF16, check_precision) or Fp16 (CUDA):
+  // the decoder's modulated convolutions (its 3x3 and upsampling
+  // convolutions, nearly all of its work) run in bfloat16 / float16 with
+  // float32 in and out (float32 accumulation on the CPU; cuDNN's choice on
+  // a GPU); the style, demodulation, flows, warps, blurs and RGB stay
+  // float32.
+  // A GPU runs the device-independent path (no packed weights, no style
+  // folded into them, transposed convolutions, NCHW); the CPU runs it too
+  // with ANITALKER_GENERIC=1 in the environment (tests: the GPU path's
+  // arithmetic checked on the CPU).
   Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat,
         Precision precision = Precision::Fp32);
 
@@ -100,6 +106,7 @@ class Model {
   c10::Device device_;
   at::ScalarType dtype_;
   Precision precision_ = Precision::Fp32;
+  bool generic_ = false;  // the device-independent path (see the constructor)
   int size_ = 0, style_dim_ = 0, motion_dim_ = 0, levels_ = 0;
   std::vector<std::string> unused_;
 };

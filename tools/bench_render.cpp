@@ -82,7 +82,7 @@ int bench_render(int argc, char** argv) {
   return cli::run("bench render", [&] {
     std::vector<int> batches = {1, 4, 16};
     int repeat = 3, frames = 16, threads = 0, pace = 0, seconds = 20;
-    bool bf16 = false;
+    bool bf16 = false, fp16 = false;
     bool prof = false;
     std::string device = "cpu";
     cli::Options o("bench render",
@@ -97,10 +97,14 @@ int bench_render(int argc, char** argv) {
     o.integers("batch", &batches, 1, 256, "LIST", "decoder batch sizes");
     o.integer("repeat", &repeat, 1, 100, "N", "runs of each");
     o.integer("frames", &frames, 1, 1024, "N", "frames at least per run");
-    o.flag("profile", &prof, "then list the ops of one frame's decoding (batch 1) by self time (with --bf16, also the bfloat16 path's)");
+    o.flag("profile", &prof,
+           "then list the ops of one frame's decoding (batch 1) by self time (with --bf16 or --fp16, also that "
+           "path's)");
     o.flag("bf16", &bf16,
            "also the decoder at precision=bf16 (its modulated convolutions in bfloat16, the rest float32; a CPU "
            "with AVX512_BF16): its speed against float32 and the 8-bit distance of its frames from float32's");
+    o.flag("fp16", &fp16,
+           "the same at precision=fp16 (a CUDA device: the modulated convolutions in float16, the rest float32)");
     o.integer("pace", &pace, 1, 1000, "FPS",
               "then render one frame at a time at FPS frames per second for --seconds, as the element does live, "
               "and report the CPU this takes (process CPU time / wall time, in cores) and the frames that missed "
@@ -109,6 +113,10 @@ int bench_render(int argc, char** argv) {
     o.integer("seconds", &seconds, 1, 3600, "N", "with --pace: how long");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;
+    if (bf16 && fp16) throw cli::UsageError("give --bf16 or --fp16, not both");
+    const bool low = bf16 || fp16;
+    const anitalker::Precision lowp = fp16 ? anitalker::Precision::Fp16 : anitalker::Precision::Bf16;
+    const char* lname = anitalker::precision_name(lowp);
     cli::set_threads(threads);
     const c10::Device dev = anitalker::parse_device(device);
     at::NoGradGuard no_grad;
@@ -124,8 +132,9 @@ int bench_render(int argc, char** argv) {
     double t0 = bench::now_s();
     auto model = anitalker::lia::Model::load(path, dev);
     const double t_load = bench::now_s() - t0;
-    // Refused here, naming the device, when the CPU has no AVX512_BF16.
-    const auto model16 = bf16 ? anitalker::lia::Model::load(path, dev, anitalker::Precision::Bf16) : nullptr;
+    // Refused here, naming the device and what it supports (bf16: a CPU
+    // with AVX512_BF16; fp16: a CUDA device).
+    const auto model16 = low ? anitalker::lia::Model::load(path, dev, lowp) : nullptr;
     std::remove(path.c_str());  // the mapping keeps the data
     std::printf("model    %dx%d, style %d, motion %d, %d levels; loaded in %.2f s\n", model->size(), model->size(),
                 model->style_dim(), model->motion_dim(), model->levels(), t_load);
@@ -189,8 +198,9 @@ int bench_render(int argc, char** argv) {
       const at::Tensor motion = at::randn({1, model->motion_dim()}).mul(0.5);
       bench::profile([&] { anitalker::lia::to_uint8(model->render(p, motion)); });
     }
-    if (bf16) {
-      // precision=bf16 against float32: the same portrait codes and motion.
+    if (low) {
+      // precision=bf16 or fp16 against float32: the same portrait codes and
+      // motion.
       const anitalker::lia::Portrait p16 = model16->encode(image);
       const at::Tensor motion = at::randn({16, model->motion_dim()}).mul(0.5);
       const at::Tensor ref = anitalker::lia::to_uint8(model->render(p, motion)).to(at::kInt);
@@ -198,11 +208,11 @@ int bench_render(int argc, char** argv) {
       const at::Tensor d = (got - ref).abs().to(at::kFloat).flatten();
       const double p999 = at::quantile(d.index({at::indexing::Slice(0, 16000000)}), 0.999).item<double>();
       const double mse = d.pow(2).mean().item<double>();
-      std::printf("bf16     16 frames against float32: 8-bit max %d levels, p99.9 %.0f, mean %.3f, PSNR %.1f dB\n",
-                  d.max().item<int>(), p999, d.mean().item<double>(), mse > 0 ? 10 * std::log10(255.0 * 255.0 / mse) : 999.0);
+      std::printf("%s     16 frames against float32: 8-bit max %d levels, p99.9 %.0f, mean %.3f, PSNR %.1f dB\n",
+                  lname, d.max().item<int>(), p999, d.mean().item<double>(), mse > 0 ? 10 * std::log10(255.0 * 255.0 / mse) : 999.0);
       if (prof) {
         const at::Tensor m1 = at::randn({1, model->motion_dim()}).mul(0.5);
-        std::printf("bf16 profile:\n");
+        std::printf("%s profile:\n", lname);
         bench::profile([&] { anitalker::lia::to_uint8(model16->render(p16, m1)); });
       }
       for (int b : batches) {
@@ -218,7 +228,7 @@ int bench_render(int argc, char** argv) {
           tf.push_back((bench::now_s() - t0) / (runs * b));
         }
         const bench::Stats s = bench::stats(tf);
-        std::printf("bf16 %-6d %8.4f s/frame %8.2f fps (%.2f .. %.2f), %.2fx float32's fps\n", b, s.median, 1 / s.median,
+        std::printf("%s %-6d %8.4f s/frame %8.2f fps (%.2f .. %.2f), %.2fx float32's fps\n", lname, b, s.median, 1 / s.median,
                     1 / s.max, 1 / s.min, fp32_median[b] / s.median);
       }
     }

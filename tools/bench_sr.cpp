@@ -36,7 +36,8 @@ namespace {
 int bench_sr(int argc, char** argv) {
   return cli::run("bench sr", [&] {
     int repeat = 3, threads = 0;
-    bool prof = false, bf16 = false;
+    bool prof = false, bf16 = false, fp16 = false;
+    std::vector<int> batches = {1};
     std::string device = "cpu";
     cli::Options o("bench sr",
                    "Writes GFPGANv1.4, ParseNet and RetinaFace-ResNet50 checkpoints of the released layouts and sizes "
@@ -56,8 +57,14 @@ int bench_sr(int argc, char** argv) {
     o.flag("bf16", &bf16,
            "also GFPGAN at precision=bf16 (its convolutions in bfloat16, the rest float32; a CPU with "
            "AVX512_BF16): its time against float32 and the 8-bit distance of its face from float32's");
+    o.flag("fp16", &fp16, "the same at precision=fp16 (a CUDA device: its convolutions in float16)");
+    o.integers("batch", &batches, 1, 256, "LIST",
+               "GFPGAN's faces per call (each size also at --bf16 / --fp16): ms a face and faces per second");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;
+    if (bf16 && fp16) throw cli::UsageError("give --bf16 or --fp16, not both");
+    const anitalker::Precision lowp = fp16 ? anitalker::Precision::Fp16 : anitalker::Precision::Bf16;
+    const char* lname = anitalker::precision_name(lowp);
     cli::set_threads(threads);
     const c10::Device dev = anitalker::parse_device(device);
     c10::InferenceMode guard;
@@ -76,7 +83,7 @@ int bench_sr(int argc, char** argv) {
     auto parser = anitalker::parsenet::Model::load(stem + "-parsenet.pth", dev);
     auto detector = anitalker::retinaface::Model::load(stem + "-retinaface.pth", dev);
     std::shared_ptr<const anitalker::gfpgan::Model> gfpgan16;
-    if (bf16) gfpgan16 = anitalker::gfpgan::Model::load(stem + "-gfpgan.pth", dev, anitalker::Precision::Bf16);
+    if (bf16 || fp16) gfpgan16 = anitalker::gfpgan::Model::load(stem + "-gfpgan.pth", dev, lowp);
     std::printf("loaded in %.2f s\n", bench::now_s() - t0);
     for (const char* f : {"-gfpgan.pth", "-parsenet.pth", "-retinaface.pth"}) std::remove((stem + f).c_str());
 
@@ -110,15 +117,28 @@ int bench_sr(int argc, char** argv) {
     report("gfpgan", s_gfpgan, f_gfpgan);
     if (gfpgan16) {
       const bench::Stats s16 = time([&] { gfpgan16->forward(face); });
-      report("gfpgan bf16", s16, f_gfpgan);
+      report((std::string("gfpgan ") + lname).c_str(), s16, f_gfpgan);
       // The face as GFPGANer writes it: clamp to [-1, 1], to 8 bits.
       auto u8 = [](const at::Tensor& raw) { return ((raw.clamp(-1, 1) + 1) * 127.5).round().to(at::kInt); };
       const at::Tensor d = (u8(gfpgan16->forward(face)) - u8(gfpgan->forward(face))).abs().to(at::kFloat).flatten().cpu();
       const double mse = d.pow(2).mean().item<double>();
-      std::printf("bf16        %.2fx float32's speed; the face against float32's: 8-bit max %d levels, p99.9 %.0f, "
+      std::printf("%s        %.2fx float32's speed; the face against float32's: 8-bit max %d levels, p99.9 %.0f, "
                   "mean %.3f, PSNR %.1f dB\n",
-                  s_gfpgan.median / s16.median, d.max().item<int>(), at::quantile(d, 0.999).item<double>(),
+                  lname, s_gfpgan.median / s16.median, d.max().item<int>(), at::quantile(d, 0.999).item<double>(),
                   d.mean().item<double>(), mse > 0 ? 10 * std::log10(255.0 * 255.0 / mse) : 999.0);
+    }
+    for (int b : batches) {
+      if (b == 1) continue;  // the line above
+      // b faces in one call (a GPU's way of restoring the faces of several
+      // frames or streams): ms a face and faces per second.
+      const at::Tensor faces = (at::rand({b, 3, 512, 512}) * 2 - 1).to(dev);
+      for (const anitalker::gfpgan::Model* m : {gfpgan.get(), gfpgan16.get()}) {
+        if (m == nullptr) continue;
+        const bench::Stats s = time([&] { m->forward(faces); });
+        std::printf("gfpgan %-4s batch %-4d %8.2f ms a face (%.2f .. %.2f), %.1f faces/s\n",
+                    m == gfpgan.get() ? "fp32" : lname, b, 1e3 * s.median / b, 1e3 * s.min / b, 1e3 * s.max / b,
+                    b / s.median);
+      }
     }
     const bench::Stats s_parse = time([&] { parser->labels(face); });
     report("parsenet", s_parse, f_parse);

@@ -89,7 +89,7 @@ int cmd_sr(int argc, char** argv) {
            "y; with no --out and no --raw, the tool only detects");
     o.precision(&precision,
                 "GFPGAN's arithmetic: fp32 (exact), bf16 (a CPU with AVX512_BF16: its convolutions in bfloat16, "
-                "not exact); the detector and the parser stay fp32");
+                "not exact), fp16 (a CUDA device: the same in float16); the detector and the parser stay fp32");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;
     const anitalker::Precision prec = anitalker::parse_precision(precision);

@@ -100,6 +100,42 @@ TEST(Gfpgan, Bf16StaysNearTheReference) {
               HasSubstr("precision"));
 }
 
+// The device-independent path, what a GPU runs (NCHW, nothing packed, the
+// modulated weights per call), on the CPU through ANITALKER_GENERIC=1:
+// float32 within the reference's tolerances, and its reduced-precision
+// convolutions (float16 on a GPU, bfloat16 here: the same casts) within
+// the bfloat16 bounds above (measured: float32 within 2e-6 of the reference's
+// window, bfloat16 max 0.025, mean 0.0058).  Checked: the reduced
+// precision's weights left unused (float32 throughout) fail "the reduced
+// path ran".
+TEST(Gfpgan, GenericPathKeepsTheReference) {
+  auto load = [&](anitalker::Precision precision) {
+    ::setenv("ANITALKER_GENERIC", "1", 1);
+    auto m = std::make_shared<Model>(anitalker::StateDict(anitalker::Checkpoint::open(data("face-sr/gfpgan_tiny.pth"))),
+                                     kCpu, at::kFloat, precision);
+    ::unsetenv("ANITALKER_GENERIC");
+    return m;
+  };
+  const at::Tensor x = anitalker::face::gfpgan_input(image("aligned_crop_512_bgr.png"));
+  const at::Tensor want = read_npy_tensor(data("face-sr/gfpgan_raw_output_rgb_center256.npy"));
+  auto window = [](const at::Tensor& raw) { return raw.slice(2, 128, 384).slice(3, 128, 384); };
+  const at::Tensor raw = load(anitalker::Precision::Fp32)->forward(x);
+  const at::Tensor d = (window(raw) - want).abs();
+  std::printf("gfpgan generic raw window: max abs %.3g, mean abs %.3g (tolerance 1e-3 / 1e-4)\n", d.max().item<float>(),
+              d.mean().item<float>());
+  EXPECT_LE(d.max().item<float>(), 1e-3);
+  EXPECT_LE(d.mean().item<float>(), 1e-4);
+  if (!anitalker::cpu_has_bf16()) GTEST_SKIP() << "no AVX512_BF16: the reduced-precision half is not run";
+  const at::Tensor raw16 = load(anitalker::Precision::Bf16)->forward(x);
+  const at::Tensor d16 = (window(raw16) - want).abs();
+  const float from_fp32 = (raw16 - raw).abs().max().item<float>();
+  std::printf("gfpgan generic bf16 raw window: max abs %.3g, mean abs %.3g; max abs from float32 %.3g\n",
+              d16.max().item<float>(), d16.mean().item<float>(), from_fp32);
+  EXPECT_GT(from_fp32, 1e-3f);  // the reduced path ran: measured 0.025 on the whole face
+  EXPECT_LE(d16.max().item<float>(), 0.06f);
+  EXPECT_LE(d16.mean().item<float>(), 0.015f);
+}
+
 TEST(Gfpgan, RestoredBytesMatchTheReference) {
   const cv::Mat got = anitalker::face::restored_to_bgr(raw_output());
   const cv::Mat want = image("gfpgan_restored_512_bgr.png");
