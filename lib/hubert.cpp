@@ -519,14 +519,19 @@ bool Model::rows_independent() const {
 std::shared_ptr<WindowBatcher> shared_windows(std::shared_ptr<const Model> model, size_t max_batch,
                                               std::chrono::microseconds max_delay) {
   const Model* key = model.get();
-  // Measured now (the element's start), not in a live stream's first call.
-  if (max_batch > 1) model->rows_independent();
+  // On a GPU the batch is the point (its products may round a row by the
+  // batch's size: within float rounding of each call alone), as for the
+  // motion generator's windows; on the CPU only where each call keeps its
+  // bits, measured now (the element's start), not in a live stream's first
+  // call.
+  const bool gpu = !model->device().is_cpu();
+  if (max_batch > 1 && !gpu) model->rows_independent();
   return shared_batcher<WindowBatcher>(key, max_batch, max_delay, [&] {
-    auto run = [model](const std::vector<const WindowJob*>& jobs) {
+    auto run = [model, gpu](const std::vector<const WindowJob*>& jobs) {
       std::vector<at::Tensor> out(jobs.size());
       std::vector<Model::CachedCall> together;
       std::vector<size_t> where;
-      const bool batch = jobs.size() > 1 && model->rows_independent();
+      const bool batch = jobs.size() > 1 && (gpu || model->rows_independent());
       for (size_t i = 0; i < jobs.size(); ++i) {
         if (!jobs[i]->cached) {
           out[i] = model->hidden_states(jobs[i]->wave);

@@ -120,8 +120,9 @@ struct WindowJob {
 };
 
 // The windows of several streams on one model (hubertenc's max-batch): the
-// cached windows of a batch in one pass where the model's rows are
-// independent there (Model::rows_independent; each as alone otherwise),
+// cached windows of a batch in one pass on a GPU, and on the CPU where the
+// model's rows are independent there (Model::rows_independent; each as
+// alone otherwise),
 // the others one at a time; all in the leader's thread, so that streams
 // take turns on the cores instead of running their OpenMP teams at once.
 class WindowBatcher : public Batcher<WindowJob, at::Tensor> {

@@ -397,6 +397,28 @@ TEST(FeatureStream, WindowsOfSeveralStreamsInOnePass) {
   EXPECT_TRUE(at::equal(a1.k.back(), a2.k.back()) || !exact);
   EXPECT_EQ(b1.frames(), b2.frames());
 
+  // The path without packed layers, which a GPU batches whatever its rows'
+  // rounding (shared_windows), here in float64: the same calls in one pass
+  // within float64 rounding of each alone, and of the float32 results.
+  {
+    const std::string dir = data("audio/tiny_hubert");
+    const Model f64(anitalker::hubert::read_config(dir + "/config.json"),
+                    anitalker::StateDict(anitalker::Checkpoint::open(dir + "/pytorch_model.bin")), kCpu, at::kDouble);
+    anitalker::hubert::Cache d1, e1, f1, d2, e2, f2;
+    for (auto* c : {&d1, &d2}) f64.hidden_states_cached(norm.narrow(0, 0, 9000), 20, 30, c);
+    for (auto* c : {&e1, &e2}) f64.hidden_states_cached(norm.narrow(0, 3200, 6400), 12, 8, c);
+    std::vector<Model::CachedCall> one64 = one, batch64 = one;
+    one64[0].cache = &d1, one64[1].cache = &e1, one64[2].cache = &f1;
+    batch64[0].cache = &d2, batch64[1].cache = &e2, batch64[2].cache = &f2;
+    const std::vector<at::Tensor> together64 = f64.hidden_states_cached(batch64);
+    for (size_t i = 0; i < one64.size(); ++i) {
+      const at::Tensor alone = f64.hidden_states_cached(std::vector<Model::CachedCall>{one64[i]}).front();
+      expect_close(together64[i], alone, 1e-10, 1e-10, "float64 call " + std::to_string(i));
+      expect_close(together64[i], together[i], 1e-4, 1e-4, "float64 against float32, call " + std::to_string(i));
+    }
+    EXPECT_EQ(e2.frames(), b2.frames());
+  }
+
   const StreamConfig cfgs[3] = {{520, 1000, 100, true}, {200, 500, 40, true}, {400, 500, 0, false}};
   const at::Tensor x = wave();
   const auto run = [&](const StreamConfig& cfg, std::shared_ptr<anitalker::hubert::WindowBatcher> executor) {
