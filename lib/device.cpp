@@ -247,6 +247,47 @@ bool first_warm_up(const std::string& key) {
   return done.insert(key).second;
 }
 
+GpuUse gpu_use(int index) {
+  // NVML's C API, declared here (no header needed): every call returns 0 on
+  // success; the structures are NVML's nvmlMemory_t and nvmlUtilization_t.
+  struct Memory {
+    unsigned long long total, free, used;
+  };
+  struct Utilization {
+    unsigned int gpu, memory;
+  };
+  struct Api {
+    int (*init)() = nullptr;
+    int (*handle)(unsigned int, void**) = nullptr;
+    int (*memory)(void*, Memory*) = nullptr;
+    int (*utilization)(void*, Utilization*) = nullptr;
+    bool ok = false;
+  };
+  static const Api api = [] {
+    Api a;
+    void* lib = ::dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) return a;
+    a.init = reinterpret_cast<int (*)()>(::dlsym(lib, "nvmlInit_v2"));
+    a.handle = reinterpret_cast<int (*)(unsigned int, void**)>(::dlsym(lib, "nvmlDeviceGetHandleByIndex_v2"));
+    a.memory = reinterpret_cast<int (*)(void*, Memory*)>(::dlsym(lib, "nvmlDeviceGetMemoryInfo"));
+    a.utilization = reinterpret_cast<int (*)(void*, Utilization*)>(::dlsym(lib, "nvmlDeviceGetUtilizationRates"));
+    a.ok = a.init && a.handle && a.memory && a.utilization && a.init() == 0;
+    return a;
+  }();
+  GpuUse u;
+  void* dev = nullptr;
+  Memory m{};
+  Utilization r{};
+  if (!api.ok || index < 0 || api.handle(static_cast<unsigned>(index), &dev) != 0 || api.memory(dev, &m) != 0 ||
+      api.utilization(dev, &r) != 0)
+    return u;
+  u.known = true;
+  u.used_mb = m.used / 1e6;
+  u.total_mb = m.total / 1e6;
+  u.util_percent = static_cast<int>(r.gpu);
+  return u;
+}
+
 bool generic_path(c10::Device device) {
   if (!device.is_cpu()) return true;
   const char* knob = std::getenv("ANITALKER_GENERIC");

@@ -115,6 +115,19 @@ inline bool cpu_has_bf16() {
 // arithmetic on the CPU that way).  Read when a model is built.
 bool generic_path(c10::Device device);
 
+// What an NVIDIA GPU is doing now, from NVML (libnvidia-ml.so.1, opened at
+// the first call; `known` false where it is absent or fails: no NVIDIA
+// driver, another device): memory used on the whole GPU (every process) and
+// the share of the last sample period (1/6 to 1 s, the driver's) in which
+// a kernel ran.  `index` is NVML's, which is CUDA's where
+// CUDA_VISIBLE_DEVICES does not reorder them.  Thread-safe.
+struct GpuUse {
+  bool known = false;
+  double used_mb = 0, total_mb = 0;
+  int util_percent = 0;
+};
+GpuUse gpu_use(int index);
+
 // One line on the LibTorch build: version, threads, CUDA.
 std::string torch_info();
 

@@ -58,19 +58,21 @@ int bench_chain_fixtures(int argc, char** argv) {
   });
 }
 
-// anitalker fixtures random DIR [--hubert]: the released files at full
+// anitalker fixtures random DIR [--hubert] [--face-sr]: the released files at full
 // size with random weights (fixed seeds), under the released names: for
 // trying the tools and pipelines before the real files are fetched, and for
 // the docs' pictures (labelled as such: random weights draw no face).
 int bench_random_models(int argc, char** argv) {
   return cli::run("fixtures random", [&] {
     std::string dir;
-    bool hubert = false;
+    bool hubert = false, face_sr = false;
     cli::Options o("fixtures random",
                    "Writes stage1.ckpt and the five stage2_*.ckpt at full size with random weights into DIR (for "
                    "benchmarks and trying the tools).");
     o.positional("DIR", &dir, "the folder to write");
     o.flag("hubert", &hubert, "also chinese-hubert-large/ (1.2 GB); without it use an mfcc_* variant");
+    o.flag("face-sr", &face_sr,
+           "also GFPGANv1.4.pth, detection_Resnet50_Final.pth and parsing_parsenet.pth (face-sr, crop=auto; 0.5 GB)");
     if (!o.parse(argc, argv)) return 0;
     ::mkdir(dir.c_str(), 0777);
     using anitalker::motion::Variant;
@@ -79,6 +81,11 @@ int bench_random_models(int argc, char** argv) {
       bench::write_stage2(dir + "/" + anitalker::models::stage2_name(anitalker::motion::variant_name(v)), v);
     bench::write_stage1(dir + "/stage1.ckpt");
     if (hubert) bench::write_hubert_large(dir + "/chinese-hubert-large", 24);
+    if (face_sr) {
+      bench::write_gfpgan(dir + "/GFPGANv1.4.pth");
+      bench::write_retinaface(dir + "/detection_Resnet50_Final.pth", 256);
+      bench::write_parsenet(dir + "/parsing_parsenet.pth");
+    }
     std::fprintf(stderr, "anitalker fixtures random: wrote %s\n", dir.c_str());
     return 0;
   });

@@ -5,9 +5,10 @@
 // sink; the report per N: frames delivered against expected, the aggregate
 // frame rate, frames that left the bin later than their pipeline's
 // configured latency, the chain's delay (the frame made - PTS) p50 / p95
-// over all frames, and the peak resident
-// memory.  Each pipeline has its own bus and ends on its own EOS; one's
-// error is reported without stopping the others.
+// over all frames, the peak resident memory and, on an NVIDIA GPU, the
+// GPU's memory in use (peak) and how busy it was (mean and peak of NVML's
+// samples, every 0.5 s).  Each pipeline has its own bus and ends on its own
+// EOS; one's error is reported without stopping the others.
 #include <gst/gst.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "device.h"
 #include "error.h"
 #include "live_probe.h"
 
@@ -44,7 +46,9 @@ int bench_streams(int argc, char** argv) {
                    "Runs N live pipelines at once in this process (a live audio source, the anitalker bin in "
                    "streaming mode at the latency preset, each with its own seed, a synchronised sink) for SECONDS "
                    "and reports per N: frames delivered / expected, the aggregate frame rate, frames later than the "
-                   "configured latency, the chain's delay (frame made - PTS) p50 / p95 and the peak resident memory.");
+                   "configured latency, the chain's delay (frame made - PTS) p50 / p95, the peak resident memory "
+                   "and, on an NVIDIA GPU (NVML), the GPU memory in use (peak, every process's) and its utilisation "
+                   "(mean and peak of samples every 0.5 s).");
     o.integers("streams", &ns, 1, 256, "LIST", "the counts of pipelines run together");
     o.integer("seconds", &seconds, 2, 3600, "N", "seconds of live audio per stream");
     o.choice("preset", &preset, {"low", "balanced", "quality"}, "the bin's latency preset");
@@ -54,20 +58,27 @@ int bench_streams(int argc, char** argv) {
               "generator, the renderer), up to N requests a call");
     o.integer("max-batch-delay", &chain.max_batch_delay, 0, 1000000, "US",
               "with --max-batch: microseconds the first request of a call waits for the others");
+    o.flag("face-sr", &chain.face_sr,
+           "the bins restore the face with gfpgansr (the models folder holds GFPGANv1.4.pth, "
+           "detection_Resnet50_Final.pth and parsing_parsenet.pth: `anitalker fixtures random DIR --face-sr`); "
+           "one face a frame (max-faces 1: random weights detect hundreds)");
     if (!o.parse(argc, argv)) return 0;
     const std::string &models = chain.models, &variant = chain.variant, &device = chain.device;
+    const c10::Device dev = anitalker::parse_device(device);
+    const int gpu_index = dev.is_cuda() ? (dev.has_index() ? dev.index() : 0) : -1;
     const int steps = chain.steps;
     gst_init(nullptr, nullptr);
     const long long buffers = seconds * 50;
     const long long expected_each = live_probe::expected_frames(variant, buffers * 320);
-    std::printf("streams: %s, %s, %d steps, preset %s, %lld s of live audio per stream, device %s, %s\n",
+    std::printf("streams: %s, %s, %d steps, preset %s, %lld s of live audio per stream, device %s%s, %s\n",
                 models.c_str(), variant.c_str(), steps, preset.c_str(), seconds, device.c_str(),
+                chain.face_sr ? ", face-sr" : "",
                 chain.max_batch > 1 ? ("one shared executor per network, max-batch " + std::to_string(chain.max_batch) + ", " +
                                        std::to_string(chain.max_batch_delay) + " us")
                                           .c_str()
                                     : "networks per pipeline");
-    std::printf("%8s %15s %11s %7s %9s %9s %10s %s\n", "streams", "frames", "fps total", "late", "p50", "p95",
-                "peak RSS", "errors");
+    std::printf("%8s %15s %11s %7s %9s %9s %10s %11s %13s %s\n", "streams", "frames", "fps total", "late", "p50",
+                "p95", "peak RSS", "GPU memory", "GPU util", "errors");
     for (int n : ns) {
       std::vector<std::unique_ptr<Stream>> streams;
       for (int i = 0; i < n; ++i) {
@@ -78,14 +89,38 @@ int bench_streams(int argc, char** argv) {
           for (auto& s : streams) gst_object_unref(s->pipe);
           throw;
         }
+        if (chain.face_sr) {
+          // The bin makes gfpgansr at READY.
+          gst_element_set_state(st->pipe, GST_STATE_READY);
+          GstElement* sr = gst_bin_get_by_name(GST_BIN(st->pipe), "sr");
+          if (sr) {
+            g_object_set(sr, "max-faces", 1u, nullptr);
+            gst_object_unref(sr);
+          }
+        }
         streams.push_back(std::move(st));
       }
       const auto t0 = std::chrono::steady_clock::now();
       for (auto& s : streams) gst_element_set_state(s->pipe, GST_STATE_PLAYING);
+      // The GPU's use, sampled every 0.5 s while the streams run.
+      double gpu_peak_mb = 0, util_sum = 0;
+      int util_peak = 0, samples = 0;
+      auto next_sample = t0;
+      auto sample_gpu = [&] {
+        if (gpu_index < 0 || std::chrono::steady_clock::now() < next_sample) return;
+        next_sample += std::chrono::milliseconds(500);
+        const anitalker::GpuUse u = anitalker::gpu_use(gpu_index);
+        if (!u.known) return;
+        gpu_peak_mb = std::max(gpu_peak_mb, u.used_mb);
+        util_sum += u.util_percent;
+        util_peak = std::max(util_peak, u.util_percent);
+        ++samples;
+      };
       // Each pipeline ends on its own EOS or error; none waits for another.
       size_t left = streams.size();
       while (left > 0) {
         for (auto& s : streams) {
+          sample_gpu();
           if (s->done) continue;
           GstBus* bus = gst_element_get_bus(s->pipe);
           GstMessage* m = gst_bus_timed_pop_filtered(bus, 20 * GST_MSECOND,
@@ -127,9 +162,14 @@ int bench_streams(int argc, char** argv) {
       }
       char fr[48];
       std::snprintf(fr, sizeof fr, "%lld/%lld", frames, expected_each * n);
-      std::printf("%8d %15s %11.1f %7lld %8.3fs %8.3fs %8.0f MB %lld\n", n, fr, frames / wall, late,
+      char mem[32] = "-", util[32] = "-";
+      if (samples > 0) {
+        std::snprintf(mem, sizeof mem, "%.0f MB", gpu_peak_mb);
+        std::snprintf(util, sizeof util, "%.0f%% (%d%%)", util_sum / samples, util_peak);
+      }
+      std::printf("%8d %15s %11.1f %7lld %8.3fs %8.3fs %8.0f MB %11s %13s %lld\n", n, fr, frames / wall, late,
                   live_probe::percentile(delays, 0.5), live_probe::percentile(delays, 0.95), cli::memory().peak / 1e6,
-                  errors);
+                  mem, util, errors);
     }
     return 0;
   });

@@ -108,6 +108,9 @@ struct Chain {
   // The renderer's max-batch and max-batch-delay (us): above 1, the
   // pipelines of the process share one renderer.
   int max_batch = 1, max_batch_delay = 2000;
+  // The bin's face-sr (GFPGANv1.4.pth, detection_Resnet50_Final.pth and
+  // parsing_parsenet.pth in `models`).
+  bool face_sr = false;
   // --windows: hubertenc window, context, look-ahead (ms), anitalkermotion
   // window, context, look-ahead (frames) over the preset's; empty: the preset's.
   std::vector<int> windows;
@@ -152,6 +155,7 @@ inline GstElement* live_pipeline(long long buffers, const std::string& preset, c
   g_object_set(talk, "models-dir", c.models.c_str(), "portrait", c.portrait.c_str(), "steps", (guint)c.steps, "seed",
                seed, "device", c.device.c_str(), nullptr);
   if (!c.stage1.empty()) g_object_set(talk, "stage1", c.stage1.c_str(), nullptr);
+  if (c.face_sr) g_object_set(talk, "face-sr", TRUE, nullptr);
   if (c.render_threads > 0) {
     GstElement* render = gst_bin_get_by_name(GST_BIN(talk), "render");
     g_object_set(render, "num-threads", c.render_threads, nullptr);
