@@ -79,6 +79,7 @@ int bench_streams(int argc, char** argv) {
                                     : "networks per pipeline");
     std::printf("%8s %15s %11s %7s %9s %9s %10s %11s %13s %s\n", "streams", "frames", "fps total", "late", "p50",
                 "p95", "peak RSS", "GPU memory", "GPU util", "errors");
+    long long failed = 0;
     for (int n : ns) {
       std::vector<std::unique_ptr<Stream>> streams;
       for (int i = 0; i < n; ++i) {
@@ -170,7 +171,10 @@ int bench_streams(int argc, char** argv) {
       std::printf("%8d %15s %11.1f %7lld %8.3fs %8.3fs %8.0f MB %11s %13s %lld\n", n, fr, frames / wall, late,
                   live_probe::percentile(delays, 0.5), live_probe::percentile(delays, 0.95), cli::memory().peak / 1e6,
                   mem, util, errors);
+      failed += errors;
     }
+    // Every count ran; a failed stream still fails the run (exit 1).
+    if (failed > 0) throw anitalker::Error(anitalker::Error::Kind::Runtime, std::to_string(failed) + " stream(s) failed (above)");
     return 0;
   });
 }
