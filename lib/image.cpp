@@ -4,8 +4,12 @@
 #include <ATen/ATen.h>
 #include <sys/stat.h>
 
+#include <cctype>
 #include <cmath>
+#include <fstream>
+#ifndef ANITALKER_NO_IMGCODECS
 #include <opencv2/imgcodecs.hpp>
+#endif
 #include <opencv2/imgproc.hpp>
 
 #include "error.h"
@@ -13,6 +17,43 @@
 #include "retinaface.h"
 
 namespace anitalker {
+
+#ifdef ANITALKER_NO_IMGCODECS
+namespace {
+// A build without OpenCV's imgcodecs (tests/device/run.sh on a machine that
+// has only OpenCV's core): binary PPM (P6, 8 bits), which OpenCV reads too.
+cv::Mat read_ppm(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::string magic;
+  int w = 0, h = 0, maxval = 0;
+  auto skip = [&] {  // blanks and # comments between the header's fields
+    for (int c = f.peek(); f && (std::isspace(c) || c == '#'); c = f.peek()) {
+      if (c == '#') {
+        std::string rest;
+        std::getline(f, rest);
+      } else {
+        f.get();
+      }
+    }
+  };
+  f >> magic;
+  skip();
+  f >> w;
+  skip();
+  f >> h;
+  skip();
+  f >> maxval;
+  f.get();  // the one blank before the pixels
+  if (!f || magic != "P6" || w <= 0 || h <= 0 || maxval != 255)
+    throw format_error(path + ": this build reads binary PPM (P6, 8 bits) portraits only (it has no OpenCV imgcodecs)");
+  cv::Mat rgb(h, w, CV_8UC3), bgr;
+  f.read(reinterpret_cast<char*>(rgb.data), static_cast<std::streamsize>(rgb.total() * 3));
+  if (f.gcount() != static_cast<std::streamsize>(rgb.total() * 3)) throw format_error(path + ": the PPM file is truncated");
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  return bgr;
+}
+}  // namespace
+#endif
 
 RgbImage read_rgb_image(const std::string& path) {
   struct stat st;
@@ -22,11 +63,15 @@ RgbImage read_rgb_image(const std::string& path) {
   // IMREAD_COLOR expands grey and palette and drops alpha, like PIL's
   // convert('RGB'); PIL does not apply EXIF orientation, so neither do we.
   cv::Mat bgr;
+#ifdef ANITALKER_NO_IMGCODECS
+  bgr = read_ppm(path);
+#else
   try {
     bgr = cv::imread(path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
   } catch (const cv::Exception& e) {
     throw format_error(path + ": cannot decode the image: " + e.what());
   }
+#endif
   if (bgr.empty()) throw format_error(path + ": not an image OpenCV can decode (expected JPEG, PNG, BMP, WebP, TIFF, ...)");
   if (bgr.depth() != CV_8U) bgr.convertTo(bgr, CV_8U, 1.0 / 256);
   RgbImage out;

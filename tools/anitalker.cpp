@@ -2,7 +2,9 @@
 // tests and benchmarks.  One subcommand per stage; `bench` holds the
 // benchmarks.  Exit codes: 0 success, 1 failure, 2 usage error.
 // Built with ANITALKER_CLI_NO_MEDIA (tests/device/run.sh), it keeps only what
-// needs LibTorch and OpenCV's core alone: no GStreamer, no image files.
+// needs LibTorch and OpenCV's core alone: no GStreamer, no image files; with
+// ANITALKER_CLI_LIVE too, it adds the live benchmarks (GStreamer's core and
+// the plugin, still no image files or encoders: run.sh's `live` step).
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -31,7 +33,7 @@ int bench_features(int argc, char** argv);
 int bench_motion(int argc, char** argv);
 int bench_chain_fixtures(int argc, char** argv);
 int bench_random_models(int argc, char** argv);
-#ifndef ANITALKER_CLI_NO_MEDIA
+#if !defined(ANITALKER_CLI_NO_MEDIA) || defined(ANITALKER_CLI_LIVE)
 int bench_soak(int argc, char** argv);
 int bench_latency(int argc, char** argv);
 int bench_streams(int argc, char** argv);
@@ -75,7 +77,7 @@ const Command kBenches[] = {
     {"features", bench_features, "HuBERT-large at full size and MFCC: ms per second of audio, fraction of the float32 roof"},
     {"load", bench_load, "checkpoint loading: a HuBERT-large-sized file, open and read times, memory"},
     {"motion", bench_motion, "stage 2 at full size: denoiser pass, offline and streaming sampling, fraction of the float32 roof"},
-#ifndef ANITALKER_CLI_NO_MEDIA
+#if !defined(ANITALKER_CLI_NO_MEDIA) || defined(ANITALKER_CLI_LIVE)
     {"soak", bench_soak, "a long stream through the whole chain: memory over time, frame latency, frame count"},
     {"latency", bench_latency, "the live chain against the clock per latency preset: first frame, p50/p95/max, late"},
     {"streams", bench_streams, "N live pipelines in one process: frames late, delay p50/p95, aggregate fps, memory"},

@@ -9,9 +9,14 @@
 #   2. the benchmarks on cuda           render (with 25 fps pacing), motion, sr, features
 #   3. stage 2 on 2 CPU cores alone, then beside the paced GPU renderer on the
 #      same 2 cores: the renderer's share of the CPU when it runs on the GPU.
+#   4. (steps latency, streams) the plugin and the live benchmarks against
+#      GStreamer from .devdeps: `bench latency` and `bench streams` on the
+#      full-size random models (LIVE_SECONDS of live audio each, default 60;
+#      LIVE_MODELS=DIR for other models).
 # Usage: tests/device/run.sh [OUTDIR]   (logs go to OUTDIR, default ./device-out)
 # Steps to run can be narrowed with STEPS="check render motion sr features cpu2"
-# ("debug" adds a cuda-gdb backtrace of the HuBERT check).
+# (the default; "latency streams" are the live ones; "debug" adds a cuda-gdb
+# backtrace of the HuBERT check).
 # A dry run on a machine without a GPU: DEVICE=cpu, with TORCH_INCLUDE (dirs)
 # and TORCH_LIB pointing at a CPU LibTorch (Debian's: TORCH_INCLUDE=
 # /usr/include/torch/csrc/api/include TORCH_LIB=/usr/lib/x86_64-linux-gnu,
@@ -49,7 +54,8 @@ v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2])
 sys.exit(0 if v >= (2, 13) else 1)
 PY
 version=$(sed -n "s/^ *version: *'\([^']*\)'.*/\1/p" meson.build | head -1)
-flags="-std=$std -O2 -g -fPIC -w -D_GLIBCXX_USE_CXX11_ABI=$abi -DANITALKER_CLI_NO_MEDIA -DANITALKER_NO_PROFILER -Ilib -Itools
+flags="-std=$std -O2 -g -fPIC -w -D_GLIBCXX_USE_CXX11_ABI=$abi -DANITALKER_CLI_NO_MEDIA -DANITALKER_NO_PROFILER
+  -DANITALKER_NO_IMGCODECS -Ilib -Itools
   -DANITALKER_VERSION=\"$version\"
   $(printf -- '-isystem %s ' $torch_inc) -isystem $deps/include/opencv4 -isystem $deps/include"
 # The lists meson builds from (lib/sources.txt, tools/sources.txt): all of
@@ -76,6 +82,66 @@ say "built in $(( $(date +%s) - t0 )) s"
 at=/tmp/anitalker
 export LD_LIBRARY_PATH="$deps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
+# The live steps: the plugin (gst/, its list in gst/meson.build) and the tool
+# with its live benchmarks (tools/sources.txt `live`, ANITALKER_CLI_LIVE),
+# against .devdeps' GStreamer; the plugin found through GST_PLUGIN_PATH, the
+# packed plugins through GST_PLUGIN_SYSTEM_PATH, the registry scanned in this
+# process (no gst-plugin-scanner).
+live_built=""
+build_live() {
+  [ -n "$live_built" ] && return 0
+  say "build the plugin and the live benchmarks"
+  [ -d "$deps/include/gstreamer-1.0" ] || { echo "no GStreamer in .devdeps (rerun tests/device/pack.sh)"; return 1; }
+  local t1=$(date +%s) gst_srcs live_srcs lobj="$obj/live" f
+  mkdir -p "$lobj" "$lobj/gst"
+  gst_srcs=$(grep -o "'[a-z0-9_]*\.cpp'" gst/meson.build | tr -d "'" | sed 's|^|gst/|')
+  live_srcs="$(awk '$1 == "live" { print "tools/" $2 }' tools/sources.txt) tools/anitalker.cpp"
+  export lflags="$flags -DANITALKER_CLI_LIVE -DPACKAGE=\"anitalker-gst\" -DANITALKER_ORIGIN=\"anitalker-gst\"
+    -isystem $deps/include/gstreamer-1.0 -isystem $deps/include/glib-2.0" lobj
+  printf '%s\n' $gst_srcs $live_srcs | xargs -P "$(nproc)" -I{} sh -c \
+    'o=$lobj/$(echo {} | tr / _).o; $cxx $lflags -c {} -o $o 2> $o.err || { echo "FAILED {}"; head -c 4000 $o.err; }'
+  cat "$lobj"/*.err >> "$out/compile.log" 2>/dev/null
+  local gst_libs="-L$deps/lib -lgstapp-1.0 -lgstvideo-1.0 -lgstaudio-1.0 -lgstbase-1.0 -lgstreamer-1.0 -lgio-2.0 -lgobject-2.0 -lglib-2.0"
+  local torch_libs="-L$tl -Wl,-rpath,$tl $cuda_libs -ltorch -ltorch_cpu -lc10"
+  local cv_libs="-Wl,-rpath,$deps/lib -lopencv_calib3d -lopencv_imgproc -lopencv_core"
+  "$cxx" -shared -o "$lobj/gst/libgstanitalker.so" $(for f in $gst_srcs; do echo "$lobj/$(echo "$f" | tr / _).o"; done) \
+    "$obj/libanitalker.a" $torch_libs $gst_libs $cv_libs -lpthread -ldl -Wl,--allow-shlib-undefined ||
+    { say "plugin link failed"; return 1; }
+  "$cxx" $(for f in $tool_srcs; do [ "$f" = tools/anitalker.cpp ] || echo "$obj/$(echo "$f" | tr / _).o"; done) \
+    $(for f in $live_srcs; do echo "$lobj/$(echo "$f" | tr / _).o"; done) "$obj/libanitalker.a" -o /tmp/anitalker-live \
+    $torch_libs $gst_libs $cv_libs -lpthread -ldl -Wl,--allow-shlib-undefined || { say "live tool link failed"; return 1; }
+  export GST_PLUGIN_SYSTEM_PATH_1_0="$deps/lib/gstreamer-1.0" GST_PLUGIN_PATH_1_0="$lobj/gst"
+  export GST_REGISTRY_1_0="$lobj/registry.bin" GST_REGISTRY_FORK=no
+  # The full-size models with random weights, and the fixture's portrait
+  # as binary PPM (this build reads no other image format).
+  full=${LIVE_MODELS:-/tmp/anitalker-full}  # LIVE_MODELS=tests/data/chain: the tiny chain (dry runs)
+  [ -e "$full/stage1.ckpt" ] || run fixtures 300 $at fixtures random "$full" --hubert --face-sr
+  "$py" - <<'PY' || return 1
+# Without numpy (PyTorch's wheels do not need it): the .npy header, then
+# float32 (1, 3, 256, 256) in [-1, 1], little-endian, C order.
+import array, ast
+with open("tests/data/renderer/input.npy", "rb") as f:
+    assert f.read(6) == b"\x93NUMPY"
+    major = f.read(2)[0]
+    n = int.from_bytes(f.read(2 if major == 1 else 4), "little")
+    head = ast.literal_eval(f.read(n).decode("latin1"))
+    assert head["descr"] == "<f4" and not head["fortran_order"], head
+    x = array.array("f")
+    x.frombytes(f.read())
+_, c, h, w = head["shape"]
+rgb = bytearray(h * w * 3)
+for k in range(c):
+    for i in range(h * w):
+        v = round((x[k * h * w + i] + 1) * 127.5)
+        rgb[3 * i + k] = min(255, max(0, v))
+with open("/tmp/anitalker-portrait.ppm", "wb") as f:
+    f.write(b"P6\n%d %d\n255\n" % (w, h) + bytes(rgb))
+PY
+  say "live build in $(( $(date +%s) - t1 )) s"
+  live_built=1
+}
+live_s=${LIVE_SECONDS:-60}
+
 run() {  # name timeout command...
   local name=$1 t=$2; shift 2
   say "$name: $*"
@@ -89,9 +155,9 @@ for s in $steps; do
     debug)  # a backtrace of the hubert check, with cuda-gdb (the machine has no gdb)
       run hubert-cpu 60 $at bench features --device cpu --seconds 1 --repeat 1 --layers 2
       command -v cuda-gdb && timeout 120 cuda-gdb -q -batch -ex run -ex bt -ex "info sharedlibrary" --args $at check --device $device --only hubert 2>&1 | grep -v "^\[New Thread\|^\[Thread" | head -120 ;;
-    render) run render 120 $at bench render --device $device --threads 1 --batch 1,4,16,64 --frames 64 --repeat 5 --pace 25 --seconds 10 ;;
+    render) run render 180 $at bench render --device $device --threads 1 --batch 1,4,16,64,256 --frames 256 --repeat 5 --fp16 --pace 25 --seconds 10 ;;
     motion) run motion 180 $at bench motion --device $device --variants ha,hf --steps 50,25,10 --stream 25:25:0,25:8:0,50:10:0 --repeat 3 ;;
-    sr) run sr 120 $at bench sr --device $device --repeat 5 ;;
+    sr) run sr 180 $at bench sr --device $device --repeat 5 --fp16 --batch 1,8,32 ;;
     features) run features 120 $at bench features --device $device --repeat 5 ;;
     cpu2)
       run motion-2cores-alone 150 taskset -c 0,1 $at bench motion --device cpu --threads 2 --variants ha --steps 50 --stream 50:10:0 --repeat 3
@@ -101,6 +167,16 @@ for s in $steps; do
       run motion-2cores-beside-render 150 taskset -c 0,1 $at bench motion --device cpu --threads 2 --variants ha --steps 50 --stream 50:10:0 --repeat 3
       kill $rp 2>/dev/null; wait $rp 2>/dev/null
       grep -E "paced|encode" "$out/render-beside.log" || tail -5 "$out/render-beside.log" ;;
+    latency)  # issue 17's figures: first frame, steady-state delay, late frames per preset
+      build_live || continue
+      run latency $(( 3 * live_s + 120 )) /tmp/anitalker-live bench latency --device $device --models-dir "$full" \
+        --portrait /tmp/anitalker-portrait.ppm --preset low,balanced,quality --seconds $live_s ;;
+    streams)  # issue 20's streams per GPU: N live pipelines sharing one executor per network
+      build_live || continue
+      run streams $(( 5 * live_s + 180 )) /tmp/anitalker-live bench streams --device $device --models-dir "$full" \
+        --portrait /tmp/anitalker-portrait.ppm --streams 1,4,16,32,64 --seconds $live_s --max-batch 64
+      run streams-face-sr $(( 4 * live_s + 180 )) /tmp/anitalker-live bench streams --device $device --models-dir "$full" \
+        --portrait /tmp/anitalker-portrait.ppm --streams 1,4,8,16 --seconds $live_s --max-batch 16 --face-sr ;;
   esac
 done
 say "done"
