@@ -13,6 +13,7 @@
 #include <opencv2/calib3d.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "device.h"
 #include "error.h"
 #include "parsenet.h"
 #include "retinaface.h"
@@ -148,6 +149,39 @@ cv::Mat parse_mask(const cv::Mat& labels) {
   return mask / 255.0;
 }
 
+at::Tensor parse_mask(const at::Tensor& labels) {
+  if (labels.dim() != 2 || at::isFloatingType(labels.scalar_type()))
+    throw Error(Error::Kind::Usage, "parse_mask: expected an (H, W) integer label map, got " + c10::str(labels.sizes()));
+  const int64_t H = labels.size(0), W = labels.size(1);
+  constexpr int64_t kTaps = 101, kHalf = kTaps / 2;
+  if (H <= kHalf || W <= kHalf) throw Error(Error::Kind::Usage, "parse_mask: the label map is smaller than the blur");
+  const auto opts = at::TensorOptions().dtype(at::kDouble).device(labels.device());
+  at::Tensor table = at::zeros({20}, at::kDouble);
+  for (int i = 0; i < 19; ++i) table[i] = static_cast<double>(kMaskColormap[i]);  // 19: any other label, 0
+  const at::Tensor idx = labels.to(at::kLong).clamp(0, 19);
+  at::Tensor m = table.to(labels.device()).index_select(0, idx.flatten()).view({1, 1, H, W});
+  // cv::getGaussianKernel(101, 11, CV_64F): exp(-x^2 / (2 sigma^2)) over
+  // x = i - 50, normalised in float64.
+  std::vector<double> k(kTaps);
+  double sum = 0;
+  for (int64_t i = 0; i < kTaps; ++i) sum += k[i] = std::exp(-0.5 * std::pow((i - kHalf) / 11.0, 2));
+  at::Tensor kt = at::empty({kTaps}, at::kDouble);
+  for (int64_t i = 0; i < kTaps; ++i) kt[i] = k[i] / sum;
+  kt = kt.to(opts);
+  const at::Tensor kx = kt.view({1, 1, 1, kTaps}), ky = kt.view({1, 1, kTaps, 1});
+  // Two blurs, each separable over the picture mirrored at its edges
+  // (BORDER_REFLECT_101, GaussianBlur's default).
+  for (int pass = 0; pass < 2; ++pass)
+    m = at::conv2d(at::conv2d(at::reflection_pad2d(m, {kHalf, kHalf, kHalf, kHalf}), kx), ky);
+  m = m.view({H, W});
+  const int64_t t = 10;  // the black borders, as parse_mask(cv::Mat)
+  m.slice(0, 0, std::min(t, H)).zero_();
+  m.slice(0, std::max<int64_t>(0, H - t), H).zero_();
+  m.slice(1, 0, std::min(t, W)).zero_();
+  m.slice(1, std::max<int64_t>(0, W - t), W).zero_();
+  return m.div_(255.0);
+}
+
 cv::Mat warp_mask(const cv::Mat& face_mask, const cv::Mat& inverse, cv::Size out_size) {
   // flags=3 (INTER_AREA) in the reference, which warpAffine runs as bilinear.
   cv::Mat soft;
@@ -226,6 +260,17 @@ cv::Mat restore_face(const gfpgan::Model& model, const cv::Mat& crop, gfpgan::No
   }
 }
 
+namespace {
+// parse_mask(parse_labels(parser, restored)) with the labels and the mask
+// made on the parser's device, and one copy of the mask out.
+cv::Mat device_parse_mask(const parsenet::Model& parser, const cv::Mat& restored) {
+  cv::Mat face = restored;
+  if (face.size() != cv::Size(512, 512)) cv::resize(restored, face, cv::Size(512, 512), 0, 0, cv::INTER_LINEAR);
+  const at::Tensor m = parse_mask(parser.label_map(parsenet_input(face))[0]).to(at::kCPU, at::kDouble).contiguous();
+  return cv::Mat(face.size(), CV_64F, m.data_ptr<double>()).clone();
+}
+}  // namespace
+
 cv::Mat parse_labels(const parsenet::Model& parser, const cv::Mat& restored) {
   cv::Mat face = restored;
   if (face.size() != cv::Size(512, 512)) cv::resize(restored, face, cv::Size(512, 512), 0, 0, cv::INTER_LINEAR);
@@ -239,6 +284,7 @@ FaceRestorer::FaceRestorer(std::shared_ptr<const gfpgan::Model> model,
     : model_(std::move(model)), detector_(std::move(detector)), parser_(std::move(parser)), options_(options) {
   if (!model_) throw Error(Error::Kind::Usage, "face restoration: no GFPGAN model");
   if (!(options_.upscale >= 1)) throw Error(Error::Kind::Usage, "face restoration: upscale must be >= 1");
+  device_mask_ = parser_ && generic_path(parser_->device());
 }
 
 std::vector<Face> select_faces(const at::Tensor& detections, cv::Size image, const Options& options) {
@@ -306,7 +352,9 @@ cv::Mat FaceRestorer::enhance(const cv::Mat& bgr, const std::vector<Landmarks>& 
     const cv::Mat affine = align_matrix(faces[i], size);
     const cv::Mat restored =
         restore_face(*model_, warp_face(bgr, affine, size), options_.noise, i == 0 ? first_raw : nullptr);
-    const cv::Mat mask = parser_ ? parse_mask(parse_labels(*parser_, restored)) : cv::Mat();
+    const cv::Mat mask = !parser_       ? cv::Mat()
+                         : device_mask_ ? device_parse_mask(*parser_, restored)
+                                        : parse_mask(parse_labels(*parser_, restored));
     paste_face(canvas, restored, paste_matrix(affine, options_.upscale), mask, options_.upscale);
   }
   return canvas_to_bgr(canvas);

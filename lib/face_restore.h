@@ -68,6 +68,14 @@ cv::Mat upscale_background(const cv::Mat& bgr, double upscale);
 // coordinates (CV_64F, 0..1): label table, two Gaussian blurs (101, sigma
 // 11), a 10-px zero frame, /255.
 cv::Mat parse_mask(const cv::Mat& labels);
+// The same on a label tensor (H, W) where it lies (ParseNet's argmax on a
+// GPU), in float64 too: a GPU's way, which leaves the CPU the copy of one
+// mask instead of two 101-tap blurs of it (within 1e-12 of parse_mask;
+// test FaceRestore.ParseMaskOnTheDevice).  Float32 would be within 1e-6,
+// but the paste truncates: values that should be whole come out just under
+// and 2.6% of the frame's bytes move by one level.  Returns (H, W) float64
+// on the labels' device.
+at::Tensor parse_mask(const at::Tensor& labels);
 
 // The mask warped into the output image (CV_64F, W_up x H_up).
 cv::Mat warp_mask(const cv::Mat& face_mask, const cv::Mat& inverse, cv::Size out_size);
@@ -170,6 +178,9 @@ class FaceRestorer {
   std::shared_ptr<const retinaface::Model> detector_;
   std::shared_ptr<const parsenet::Model> parser_;
   Options options_;
+  // The parse mask made on the parser's device (parse_mask(at::Tensor)): on
+  // a GPU, or with ANITALKER_GENERIC=1 (device.h generic_path).
+  bool device_mask_ = false;
 };
 
 }  // namespace anitalker::face

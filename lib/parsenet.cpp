@@ -221,6 +221,7 @@ at::Tensor Model::forward(const at::Tensor& x_in) const {
   return run(w.mask, x);
 }
 
-at::Tensor Model::labels(const at::Tensor& x) const { return forward(x).argmax(1).to(at::kCPU, at::kByte); }
+at::Tensor Model::labels(const at::Tensor& x) const { return label_map(x).to(at::kCPU, at::kByte); }
+at::Tensor Model::label_map(const at::Tensor& x) const { return forward(x).argmax(1); }
 
 }  // namespace anitalker::parsenet

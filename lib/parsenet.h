@@ -40,6 +40,8 @@ class Model {
 
   // argmax over the classes, ties to the lowest index: (B,H,W) uint8 on the CPU.
   at::Tensor labels(const at::Tensor& x) const;
+  // The same as int64 on the model's device (no copy).
+  at::Tensor label_map(const at::Tensor& x) const;
 
  private:
   struct Weights;
