@@ -364,23 +364,25 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
       g_param_spec_enum("precision", "Precision",
                         "Arithmetic of HuBERT, the motion generator, the renderer and GFPGAN: fp32 (exact, as the "
                         "reference), bf16 (a CPU with AVX512_BF16: about 1.3-1.5x each, results not exact) or fp16 "
-                        "(CUDA; no path yet); MFCC stays fp32",
+                        "(CUDA: the renderer and GFPGAN only, so hubertenc with HuBERT and anitalkermotion refuse it "
+                        "here; set it on the render and sr children instead); MFCC stays fp32",
                         GST_TYPE_ANITALKER_PRECISION, GST_ANITALKER_PRECISION_FP32, ready));
 
   /**
    * GstAnitalkerBin:max-batch:
    *
-   * Above 1, hubertenc, anitalkermotion and anitalkerrender each share one
-   * executor with the same networks of every other bin (or element) of the
-   * process that sets the same files, device and values: several live
-   * avatars in one process.  On the CPU their requests take turns (no cores
-   * oversubscribed, each result as alone); on a GPU the renderer's frames
-   * of several pipelines run as one batch.
+   * Above 1, hubertenc, anitalkermotion, anitalkerrender and, with
+   * face-sr, gfpgansr each share one executor with the same networks of
+   * every other bin (or element) of the process that sets the same files,
+   * device and values: several live avatars in one process.  On the CPU
+   * their requests take turns (no cores oversubscribed, each result as
+   * alone); on a GPU the frames (and faces) of several pipelines run as one
+   * batch.
    */
   g_object_class_install_property(
       gobject_class, PROP_MAX_BATCH,
       g_param_spec_uint("max-batch", "Max batch",
-                        "Above 1: HuBERT, the motion generator and the renderer shared with the other pipelines of "
+                        "Above 1: HuBERT, the motion generator, the renderer and GFPGAN shared with the other pipelines of "
                         "this process that set the same files, device and values, up to this many requests a call "
                         "(default: 1, no sharing)",
                         1, 1024, 1, ready));
@@ -667,9 +669,13 @@ static bool gst_anitalker_bin_set_tail(GstAnitalkerBin* self, bool sr_on, bool p
     gst_bin_remove(GST_BIN(self), self->sr);
     self->sr = nullptr;
   }
-  if (self->sr)
+  if (self->sr) {
+    guint max_batch = 1, max_batch_delay = 2000;  // the bin's, as the renderer holds them
+    g_object_get(self->render, "max-batch", &max_batch, "max-batch-delay", &max_batch_delay, nullptr);
     g_object_set(self->sr, "model", files.gfpgan.c_str(), "detector", files.detector.c_str(), "parser",
-                 files.parser.c_str(), "device", device.c_str(), "precision", precision, nullptr);
+                 files.parser.c_str(), "device", device.c_str(), "precision", precision, "max-batch", max_batch,
+                 "max-batch-delay", max_batch_delay, nullptr);
+  }
   if (paste_on && self->paste == nullptr) {
     GST_ELEMENT_ERROR(self, CORE, MISSING_PLUGIN, ("paste-back needs the anitalkerpaste element."), (nullptr));
     return false;

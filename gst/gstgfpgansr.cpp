@@ -61,6 +61,7 @@
 #include <gst/video/video.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <memory>
 #include <opencv2/imgproc.hpp>
 #include <string>
@@ -99,6 +100,8 @@ enum {
   PROP_QOS,
   PROP_NUM_THREADS,
   PROP_PRECISION,
+  PROP_MAX_BATCH,
+  PROP_MAX_BATCH_DELAY,
   PROP_STATS,
 };
 
@@ -113,6 +116,8 @@ struct SrState {
   std::shared_ptr<const anitalker::gfpgan::Model> model;  // from start() to stop()
   std::shared_ptr<const anitalker::retinaface::Model> detector;
   std::shared_ptr<const anitalker::parsenet::Model> parser;
+  // With max-batch above 1: the process's GFPGAN executor for this model.
+  std::shared_ptr<anitalker::face::FaceBatcher> executor;
   guint64 frames = 0, degraded = 0, faces = 0;
   // The running time before which frames are too late, from the last QoS
   // event (as GstBaseTransform computes it); NONE = no pressure.
@@ -142,6 +147,8 @@ struct _GstGfpganSr {
   gboolean qos;
   gint num_threads;
   gint precision;  // GstAnitalkerPrecision
+  guint max_batch;
+  guint max_batch_delay;
 
   SrState* state;
 };
@@ -358,6 +365,33 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
                                           PROP_PRECISION, G_STRUCT_OFFSET(GstGfpganSr, precision), "the networks");
 
   /**
+   * GstGfpganSr:max-batch:
+   *
+   * Above 1, GFPGAN is shared with the other gfpgansr elements of the
+   * process that set the same model file, device, precision, max-batch and
+   * max-batch-delay: their faces go through one executor, up to this many
+   * a call.  On a GPU the faces of a call run as one batch (each within
+   * float rounding of itself alone; random noise excepted, whose faces run
+   * one at a time); on the CPU they take turns, each as alone, so that
+   * several pipelines do not oversubscribe the cores.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_MAX_BATCH,
+      g_param_spec_uint("max-batch", "Max batch",
+                        "Above 1: GFPGAN shared with the other gfpgansr elements of this process that set the same "
+                        "model, device, precision and values, up to this many faces a call; batched on a GPU "
+                        "(default: 1, no sharing)",
+                        1, 1024, 1, GST_ANITALKER_PARAM_READY),
+      G_STRUCT_OFFSET(GstGfpganSr, max_batch));
+  gst_anitalker_install_property(
+      gobject_class, PROP_MAX_BATCH_DELAY,
+      g_param_spec_uint("max-batch-delay", "Max batch delay",
+                        "With max-batch above 1: microseconds the first face of a call waits for others (default: "
+                        "2000)",
+                        0, 1000000, 2000, GST_ANITALKER_PARAM_READY),
+      G_STRUCT_OFFSET(GstGfpganSr, max_batch_delay));
+
+  /**
    * GstGfpganSr:stats:
    *
    * Counters since the element last started, as a structure named
@@ -516,10 +550,19 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
                   device.str().c_str(), detector ? detector_path.c_str() : "none",
                   parser ? parser_path.c_str() : "none");
 
+  // max-batch above 1: the process's executor for this model (shared with
+  // the other gfpgansr elements that set the same file, device, precision
+  // and values).
+  const guint max_batch = gst_anitalker_get(self, &self->max_batch);
+  const auto max_delay = std::chrono::microseconds(gst_anitalker_get(self, &self->max_batch_delay));
+  std::shared_ptr<anitalker::face::FaceBatcher> executor =
+      max_batch > 1 ? anitalker::face::shared_faces(model, max_batch, max_delay) : nullptr;
+
   GstAnitalkerLocked lock(&st->lock);
   st->model = std::move(model);
   st->detector = std::move(detector);
   st->parser = std::move(parser);
+  st->executor = std::move(executor);
   st->frames = st->degraded = st->faces = 0;
   st->earliest = GST_CLOCK_TIME_NONE;
   return TRUE;
@@ -531,6 +574,7 @@ static gboolean gst_gfpgan_sr_stop(GstBaseTransform* trans) {
   st->model.reset();
   st->detector.reset();
   st->parser.reset();
+  st->executor.reset();
   st->earliest = GST_CLOCK_TIME_NONE;
   st->track = {};
   return TRUE;
@@ -759,12 +803,14 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
   std::shared_ptr<const anitalker::gfpgan::Model> model;
   std::shared_ptr<const anitalker::retinaface::Model> detector;
   std::shared_ptr<const anitalker::parsenet::Model> parser;
+  std::shared_ptr<face::FaceBatcher> executor;
   GstClockTime earliest;
   {
     GstAnitalkerLocked lock(&st->lock);
     model = st->model;
     detector = st->detector;
     parser = st->parser;
+    executor = st->executor;
     earliest = st->earliest;
   }
   if (!model) {
@@ -812,7 +858,8 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
   try {
     c10::InferenceMode guard;
     const cv::Mat bgr = gst_anitalker_video_frame_to_bgr(&in);
-    const face::FaceRestorer restorer(model, aligned ? nullptr : detector, parser, options);
+    face::FaceRestorer restorer(model, aligned ? nullptr : detector, parser, options);
+    restorer.set_executor(executor);
     const cv::Mat result = restorer.frame(bgr,
                                           degrade   ? face::FaceRestorer::FrameMode::Degraded
                                           : aligned ? face::FaceRestorer::FrameMode::Aligned

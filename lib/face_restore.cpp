@@ -249,15 +249,65 @@ cv::Mat canvas_to_bgr(const cv::Mat& canvas) {
   return out;
 }
 
-cv::Mat restore_face(const gfpgan::Model& model, const cv::Mat& crop, gfpgan::Noise noise, at::Tensor* raw) {
+namespace {
+// GFPGANer.enhance's restore step around a raw forward: the face as bytes,
+// or, when the forward fails (GFPGANer catches its RuntimeError), the crop.
+template <class Forward>
+cv::Mat restore_with(Forward&& forward, const cv::Mat& crop, at::Tensor* raw) {
   try {
-    const at::Tensor out = model.forward(gfpgan_input(crop), noise);
+    const at::Tensor out = forward();
     if (raw) *raw = out;
     return restored_to_bgr(out);
   } catch (const c10::Error&) {
-    // GFPGANer catches the forward's RuntimeError and keeps the crop.
     return crop.clone();
   }
+}
+}  // namespace
+
+cv::Mat restore_face(const gfpgan::Model& model, const cv::Mat& crop, gfpgan::Noise noise, at::Tensor* raw) {
+  return restore_with([&] { return model.forward(gfpgan_input(crop), noise); }, crop, raw);
+}
+
+std::shared_ptr<FaceBatcher> shared_faces(std::shared_ptr<const gfpgan::Model> model, size_t max_batch,
+                                          std::chrono::microseconds max_delay) {
+  const gfpgan::Model* key = model.get();
+  return shared_batcher<FaceBatcher>(key, max_batch, max_delay, [&] {
+    const bool gpu = model->generic();
+    auto run = [model, gpu](const std::vector<const FaceJob*>& jobs) {
+      std::vector<at::Tensor> out(jobs.size());
+      std::vector<size_t> together;
+      for (size_t i = 0; i < jobs.size(); ++i) {
+        if (gpu && jobs[i]->noise != gfpgan::Noise::Random)
+          together.push_back(i);
+        else
+          out[i] = model->forward(jobs[i]->input, jobs[i]->noise);
+      }
+      // One batch per noise mode (stored or none), in the order they came.
+      for (gfpgan::Noise mode : {gfpgan::Noise::Stored, gfpgan::Noise::None}) {
+        std::vector<at::Tensor> inputs;
+        std::vector<size_t> where;
+        for (size_t i : together)
+          if (jobs[i]->noise == mode) {
+            inputs.push_back(jobs[i]->input);
+            where.push_back(i);
+          }
+        if (inputs.empty()) continue;
+        if (inputs.size() == 1) {
+          out[where[0]] = model->forward(inputs[0], mode);
+          continue;
+        }
+        const at::Tensor y = model->forward(at::cat(inputs, 0), mode);
+        for (size_t j = 0; j < where.size(); ++j) out[where[j]] = y.narrow(0, (int64_t)j, 1);
+      }
+      return out;
+    };
+    return std::make_shared<FaceBatcher>(run, max_batch, max_delay);
+  });
+}
+
+at::Tensor FaceRestorer::restore_raw(const cv::Mat& crop) const {
+  if (!executor_) return model_->forward(gfpgan_input(crop), options_.noise);
+  return executor_->submit(FaceJob{gfpgan_input(crop), options_.noise});
 }
 
 namespace {
@@ -350,8 +400,8 @@ cv::Mat FaceRestorer::enhance(const cv::Mat& bgr, const std::vector<Landmarks>& 
   // frame, and only GFPGAN draws random numbers, in the same order.
   for (size_t i = 0; i < faces.size(); ++i) {
     const cv::Mat affine = align_matrix(faces[i], size);
-    const cv::Mat restored =
-        restore_face(*model_, warp_face(bgr, affine, size), options_.noise, i == 0 ? first_raw : nullptr);
+    const cv::Mat crop = warp_face(bgr, affine, size);
+    const cv::Mat restored = restore_with([&] { return restore_raw(crop); }, crop, i == 0 ? first_raw : nullptr);
     const cv::Mat mask = !parser_       ? cv::Mat()
                          : device_mask_ ? device_parse_mask(*parser_, restored)
                                         : parse_mask(parse_labels(*parser_, restored));
@@ -399,7 +449,7 @@ cv::Mat FaceRestorer::restore_aligned(const cv::Mat& bgr, at::Tensor* raw) const
   const int size = model_->size();
   cv::Mat face = bgr;
   if (face.size() != cv::Size(size, size)) cv::resize(bgr, face, cv::Size(size, size), 0, 0, cv::INTER_LINEAR);
-  return restore_face(*model_, face, options_.noise, raw);
+  return restore_with([&] { return restore_raw(face); }, face, raw);
 }
 
 }  // namespace anitalker::face

@@ -9,10 +9,12 @@
 #include <ATen/core/Tensor.h>
 
 #include <array>
+#include <chrono>
 #include <memory>
 #include <opencv2/core.hpp>
 #include <vector>
 
+#include "batcher.h"
 #include "gfpgan.h"
 
 namespace anitalker {
@@ -127,6 +129,25 @@ struct Face {
 // the one whose box centre is nearest the image centre is kept.
 std::vector<Face> select_faces(const at::Tensor& detections, cv::Size image, const Options& options);
 
+// One aligned face through GFPGAN (its (1,3,S,S) input, gfpgan_input) for a
+// FaceBatcher; the result is Model::forward's raw output.
+struct FaceJob {
+  at::Tensor input;
+  gfpgan::Noise noise = gfpgan::Noise::Stored;
+};
+// The faces of several streams (or frames) on one GFPGAN model (gfpgansr's
+// max-batch): on a GPU (gfpgan::Model::generic) the faces of a call with
+// stored or no noise run as one batch, each within float rounding of
+// itself alone (Gfpgan.BatchOfTwoIsTwoSingleImages); on the CPU, and with
+// random noise (whose draws a batch would deal out differently), one at a
+// time, bit for bit; all in the leader's thread.
+class FaceBatcher : public Batcher<FaceJob, at::Tensor> {
+ public:
+  using Batcher::Batcher;
+};
+std::shared_ptr<FaceBatcher> shared_faces(std::shared_ptr<const gfpgan::Model> model, size_t max_batch,
+                                          std::chrono::microseconds max_delay);
+
 class FaceRestorer {
  public:
   // `detector` may be null (then only the landmark and aligned entry points
@@ -173,11 +194,18 @@ class FaceRestorer {
   cv::Mat frame(const cv::Mat& bgr, FrameMode mode, size_t* faces = nullptr, Track* track = nullptr,
                 int detect_every = 1) const;
 
+  // GFPGAN's calls through `executor` (shared_faces on this restorer's
+  // model; null: called directly).  Set before the restorer is used.
+  void set_executor(std::shared_ptr<FaceBatcher> executor) { executor_ = std::move(executor); }
+
  private:
   std::shared_ptr<const gfpgan::Model> model_;
   std::shared_ptr<const retinaface::Model> detector_;
   std::shared_ptr<const parsenet::Model> parser_;
   Options options_;
+  std::shared_ptr<FaceBatcher> executor_;
+  // GFPGAN's raw output for one aligned face, through executor_ if set.
+  at::Tensor restore_raw(const cv::Mat& crop) const;
   // The parse mask made on the parser's device (parse_mask(at::Tensor)): on
   // a GPU, or with ANITALKER_GENERIC=1 (device.h generic_path).
   bool device_mask_ = false;

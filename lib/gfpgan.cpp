@@ -330,7 +330,8 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   // nothing and runs NCHW.
   const bool bf16 = precision_ == Precision::Bf16;
   const at::ScalarType low = bf16 ? at::kBFloat16 : precision_ == Precision::Fp16 ? at::kHalf : at::kFloat;
-  const bool pack = device_.is_cpu() && dtype_ == at::kFloat && !generic_path(device_);
+  generic_ = generic_path(device_);
+  const bool pack = device_.is_cpu() && dtype_ == at::kFloat && !generic_;
   plain([&](Conv& c) {
     if (pack) c.packed = PackedConv(c.w, {1, 1}, bf16);
     if (low != at::kFloat && !c.packed.usable()) c.hw = c.w.to(low);

@@ -56,6 +56,10 @@ class Model {
   int style_dim() const { return style_dim_; }  // num_style_feat (512)
   int num_latents() const { return num_latents_; }
   c10::Device device() const { return device_; }
+  // Whether it runs the device-independent path (a GPU's, or the CPU's with
+  // ANITALKER_GENERIC=1 when it was made): a batch of faces is then one
+  // pass; on the CPU's own path each face runs alone anyway.
+  bool generic() const { return generic_; }
   // Keys of the checkpoint that inference does not use.
   const std::vector<std::string>& unused_keys() const { return unused_; }
 
@@ -70,6 +74,7 @@ class Model {
   c10::Device device_;
   at::ScalarType dtype_;
   Precision precision_ = Precision::Fp32;
+  bool generic_ = false;
   int size_ = 0, style_dim_ = 0, num_latents_ = 0;
   std::vector<std::string> unused_;
 };

@@ -6,7 +6,13 @@
 #include <gmock/gmock.h>
 
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 
+#include <chrono>
+#include <thread>
+
+#include "checkpoint.h"
 #include "error.h"
 #include "face_restore.h"
 #include "gfpgan.h"
@@ -143,6 +149,74 @@ TEST(FaceRestore, ParseMaskOnTheDevice) {
               100 * d.exact, 100 * d.within1);
   EXPECT_LE(d.max, 2);
   EXPECT_GE(d.within1, 0.995);
+}
+
+// GFPGAN's faces of several streams through one executor (gfpgansr's
+// max-batch): on the CPU each frame is the bytes it is alone; on the
+// device-independent path (a GPU's, here with ANITALKER_GENERIC=1) the faces
+// of a call run as one batch, each within a level of itself alone, in its
+// own stream's order.  Checked: handing a batch's results back reversed
+// fails the raw outputs' check.
+TEST(FaceRestore, FacesOfSeveralStreamsThroughOneExecutor) {
+  const cv::Mat frame = image("frame_256_bgr.png");
+  cv::Mat mirrored;
+  cv::flip(frame, mirrored, 1);
+  face::Landmarks flipped = landmarks();
+  for (auto& p : flipped) p.x = frame.cols - 1 - p.x;
+  std::swap(flipped[0], flipped[1]);
+  std::swap(flipped[3], flipped[4]);
+  cv::Mat darker;
+  frame.convertTo(darker, CV_8UC3, 0.7);
+  const cv::Mat inputs[3] = {frame, mirrored, darker};
+  const face::Landmarks marks[3] = {landmarks(), flipped, landmarks()};
+  for (bool generic : {false, true}) {
+    SCOPED_TRACE(generic ? "generic path" : "CPU path");
+    if (generic) ::setenv("ANITALKER_GENERIC", "1", 1);
+    const auto model = generic ? std::make_shared<const anitalker::gfpgan::Model>(anitalker::StateDict(
+                                     anitalker::Checkpoint::open(data("face-sr/gfpgan_tiny.pth"))),
+                                                                                 c10::Device(c10::kCPU))
+                               : gfpgan();
+    ::unsetenv("ANITALKER_GENERIC");
+    const face::FaceRestorer alone(model, nullptr, nullptr);
+    cv::Mat want[3], got[3];
+    for (int i = 0; i < 3; ++i) want[i] = alone.enhance(inputs[i], {marks[i]});
+    const auto executor = face::shared_faces(model, 3, std::chrono::milliseconds(200));
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 3; ++i)
+      threads.emplace_back([&, i] {
+        face::FaceRestorer r(model, nullptr, nullptr);
+        r.set_executor(executor);
+        got[i] = r.enhance(inputs[i], {marks[i]});
+      });
+    for (std::thread& t : threads) t.join();
+    const auto stats = executor->stats();
+    std::printf("%s: %llu calls for %llu faces, at most %zu in one\n", generic ? "generic" : "cpu",
+                (unsigned long long)stats.batches, (unsigned long long)stats.requests, stats.largest);
+    EXPECT_EQ(stats.requests, 3u);
+    for (int i = 0; i < 3; ++i) {
+      const ByteDiff d = compare(got[i], want[i]);
+      std::printf("  stream %d: max %g levels from alone, %.4f%% exact\n", i, d.max, 100 * d.exact);
+      if (generic) {
+        EXPECT_LE(d.max, 1) << "stream " << i;
+      } else {
+        EXPECT_EQ(d.max, 0) << "stream " << i;
+      }
+    }
+    for (int i = 0; i < 3; ++i) EXPECT_GT(compare(want[i], want[(i + 1) % 3]).max, 10);  // three different frames
+
+    // The raw outputs of three unlike inputs through the executor, each its
+    // own (within 1e-4 of itself alone, 10x further from the others).
+    at::Tensor x[3], y[3];
+    for (int i = 0; i < 3; ++i) x[i] = at::rand({1, 3, 512, 512}, at::detail::createCPUGenerator(7 + i)) * 2 - 1;
+    std::vector<std::thread> raw;
+    for (int i = 0; i < 3; ++i) raw.emplace_back([&, i] { y[i] = executor->submit(face::FaceJob{x[i]}); });
+    for (std::thread& t : raw) t.join();
+    for (int i = 0; i < 3; ++i) {
+      const at::Tensor own = model->forward(x[i]);
+      EXPECT_LE((y[i] - own).abs().max().item<float>(), 1e-4) << "input " << i;
+      EXPECT_GT((own - model->forward(x[(i + 1) % 3])).abs().max().item<float>(), 1e-3) << "input " << i;
+    }
+  }
 }
 
 TEST(FaceRestore, WholeFrameMatchesTheReference) {
