@@ -336,6 +336,21 @@ bool gst_anitalker_check_precision(GstElement* element, gint precision, c10::Dev
   return true;
 }
 
+void gst_anitalker_install_sharing_properties(GObjectClass* klass, guint batch_id, gsize batch_offset, guint delay_id,
+                                              gsize delay_offset, const char* blurb, const char* item) {
+  gst_anitalker_install_property(klass, batch_id,
+                                 g_param_spec_uint("max-batch", "Max batch", g_intern_string(blurb), 1, 1024, 1,
+                                                   GST_ANITALKER_PARAM_READY),
+                                 batch_offset);
+  gchar* delay_blurb = g_strdup_printf(
+      "With max-batch above 1: microseconds the first %s of a call waits for others (default: 2000)", item);
+  gst_anitalker_install_property(klass, delay_id,
+                                 g_param_spec_uint("max-batch-delay", "Max batch delay", g_intern_string(delay_blurb), 0,
+                                                   1000000, 2000, GST_ANITALKER_PARAM_READY),
+                                 delay_offset);
+  g_free(delay_blurb);
+}
+
 void gst_anitalker_install_device_properties(GObjectClass* klass, guint device_id, gsize device_offset,
                                              guint threads_id, gsize threads_offset, guint precision_id,
                                              gsize precision_offset, const char* what) {

@@ -176,6 +176,12 @@ void gst_anitalker_finalize_properties(GObject* object);
 #define GST_ANITALKER_PARAM_LATENCY ((GParamFlags)GST_PARAM_USER_SHIFT)
 #define GST_ANITALKER_PARAM_PLAYING_LATENCY ((GParamFlags)(GST_ANITALKER_PARAM_PLAYING | GST_ANITALKER_PARAM_LATENCY))
 
+// max-batch (READY, 1-1024, default 1, `blurb`) and max-batch-delay
+// (READY, microseconds the first `item` of a call waits for others,
+// default 2000), each on its guint field at its offset.
+void gst_anitalker_install_sharing_properties(GObjectClass* klass, guint batch_id, gsize batch_offset, guint delay_id,
+                                              gsize delay_offset, const char* blurb, const char* item);
+
 // The `device` (string, default "cpu"), `num-threads` (gint, 0-64,
 // default 0) and `precision` (GstAnitalkerPrecision in a gint, default
 // fp32) properties of an element that runs `what` ("the renderer").

@@ -179,18 +179,10 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
         "the CPU in one thread (no cores oversubscribed), batched only where each result keeps the bits it has "
         "alone (default: 1, no sharing)",
         what);
-    gst_anitalker_install_property(k, PROP_MAX_BATCH,
-                                   g_param_spec_uint("max-batch", "Max batch", g_intern_string(blurb), 1, 1024, 1,
-                                                     GST_ANITALKER_PARAM_READY),
-                                   G_STRUCT_OFFSET(GstAnitalkerElement, max_batch));
+    gst_anitalker_install_sharing_properties(k, PROP_MAX_BATCH, G_STRUCT_OFFSET(GstAnitalkerElement, max_batch),
+                                             PROP_MAX_BATCH_DELAY, G_STRUCT_OFFSET(GstAnitalkerElement, max_batch_delay),
+                                             blurb, "request");
     g_free(blurb);
-    gst_anitalker_install_property(
-        k, PROP_MAX_BATCH_DELAY,
-        g_param_spec_uint("max-batch-delay", "Max batch delay",
-                          "With max-batch above 1: microseconds the first request of a call waits for others "
-                          "(default: 2000)",
-                          0, 1000000, 2000, GST_ANITALKER_PARAM_READY),
-        G_STRUCT_OFFSET(GstAnitalkerElement, max_batch_delay));
   }
 }
 

@@ -375,21 +375,12 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
    * one at a time); on the CPU they take turns, each as alone, so that
    * several pipelines do not oversubscribe the cores.
    */
-  gst_anitalker_install_property(
-      gobject_class, PROP_MAX_BATCH,
-      g_param_spec_uint("max-batch", "Max batch",
-                        "Above 1: GFPGAN shared with the other gfpgansr elements of this process that set the same "
-                        "model, device, precision and values, up to this many faces a call; batched on a GPU "
-                        "(default: 1, no sharing)",
-                        1, 1024, 1, GST_ANITALKER_PARAM_READY),
-      G_STRUCT_OFFSET(GstGfpganSr, max_batch));
-  gst_anitalker_install_property(
-      gobject_class, PROP_MAX_BATCH_DELAY,
-      g_param_spec_uint("max-batch-delay", "Max batch delay",
-                        "With max-batch above 1: microseconds the first face of a call waits for others (default: "
-                        "2000)",
-                        0, 1000000, 2000, GST_ANITALKER_PARAM_READY),
-      G_STRUCT_OFFSET(GstGfpganSr, max_batch_delay));
+  gst_anitalker_install_sharing_properties(
+      gobject_class, PROP_MAX_BATCH, G_STRUCT_OFFSET(GstGfpganSr, max_batch), PROP_MAX_BATCH_DELAY,
+      G_STRUCT_OFFSET(GstGfpganSr, max_batch_delay),
+      "Above 1: GFPGAN shared with the other gfpgansr elements of this process that set the same model, device, "
+      "precision and values, up to this many faces a call; batched on a GPU (default: 1, no sharing)",
+      "face");
 
   /**
    * GstGfpganSr:stats:
