@@ -12,7 +12,9 @@
 #   4. (steps latency, streams) the plugin and the live benchmarks against
 #      GStreamer from .devdeps: `bench latency` and `bench streams` on the
 #      full-size random models (LIVE_SECONDS of live audio each, default 60;
-#      LIVE_MODELS=DIR for other models).
+#      LIVE_MODELS=DIR for other models; LIVE_PRESETS, STREAMS and
+#      SR_STREAMS narrow what runs: each preset and each count takes
+#      LIVE_SECONDS of device time, so all of them take about 12 minutes).
 # Usage: tests/device/run.sh [OUTDIR]   (logs go to OUTDIR, default ./device-out)
 # Steps to run can be narrowed with STEPS="check render motion sr features cpu2"
 # (the default; "latency streams" are the live ones; "debug" adds a cuda-gdb
@@ -170,13 +172,13 @@ for s in $steps; do
     latency)  # issue 17's figures: first frame, steady-state delay, late frames per preset
       build_live || continue
       run latency $(( 3 * live_s + 120 )) /tmp/anitalker-live bench latency --device $device --models-dir "$full" \
-        --portrait /tmp/anitalker-portrait.ppm --preset low,balanced,quality --seconds $live_s ;;
+        --portrait /tmp/anitalker-portrait.ppm --preset "${LIVE_PRESETS:-low,balanced,quality}" --seconds $live_s ;;
     streams)  # issue 20's streams per GPU: N live pipelines sharing one executor per network
       build_live || continue
       run streams $(( 5 * live_s + 180 )) /tmp/anitalker-live bench streams --device $device --models-dir "$full" \
-        --portrait /tmp/anitalker-portrait.ppm --streams 1,4,16,32,64 --seconds $live_s --max-batch 64
+        --portrait /tmp/anitalker-portrait.ppm --streams "${STREAMS:-1,4,16,32,64}" --seconds $live_s --max-batch 64
       run streams-face-sr $(( 4 * live_s + 180 )) /tmp/anitalker-live bench streams --device $device --models-dir "$full" \
-        --portrait /tmp/anitalker-portrait.ppm --streams 1,4,8,16 --seconds $live_s --max-batch 16 --face-sr ;;
+        --portrait /tmp/anitalker-portrait.ppm --streams "${SR_STREAMS:-1,4,8,16}" --seconds $live_s --max-batch 16 --face-sr ;;
   esac
 done
 say "done"
