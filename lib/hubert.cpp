@@ -158,7 +158,9 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device, at:
   w->enc_ln = {sd.get_float("encoder.layer_norm.weight", {H}), sd.get_float("encoder.layer_norm.bias", {H})};
 
   place_weights(*w, device_, dtype_);
-  if (device_.is_cpu() && dtype_ == at::kFloat && PackedLinear::available()) {
+  // Time-major with packed layers on the CPU; channel-major as a GPU runs
+  // it elsewhere (and with ANITALKER_GENERIC=1, device.h generic_path).
+  if (device_.is_cpu() && dtype_ == at::kFloat && PackedLinear::available() && !generic_path(device_)) {
     const bool bf16 = precision_ == Precision::Bf16;
     // The projection stays float32, as on the channel-major path.
     w->proj.packed = PackedLinear(w->proj.w, w->proj.b);

@@ -600,7 +600,10 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   // The decoder's layers on the CPU: packed where oneDNN has a kernel for
   // them (float32, or bfloat16 weights and inputs), else as below.
   const bool bf16 = precision_ == Precision::Bf16;
-  const bool packs = (bf16 || precision_ == Precision::Fp32) && device_.is_cpu() && dtype_ == at::kFloat;
+  // Not on the device-independent path (a GPU's; ANITALKER_GENERIC=1 on the
+  // CPU, device.h generic_path): nothing packed, so no fused blocks either.
+  const bool packs =
+      (bf16 || precision_ == Precision::Fp32) && device_.is_cpu() && dtype_ == at::kFloat && !generic_path(device_);
   // A block's layers packed (bfloat16 or float32), and the extras of the
   // CPU path (run_block_fused).
   // q, k and v packed together: not also alone, nor in bfloat16 for

@@ -110,6 +110,21 @@ TEST(Hubert, ChannelMajorPathInFloat64) {
   expect_close(hs, read_npy_tensor(data("audio/ref/hidden_states.npy")), 1e-4, 1e-4, "hidden_states");
 }
 
+// The channel-major path in float32 as a GPU runs it (ANITALKER_GENERIC=1:
+// nothing packed), against the reference as the float64 one above.
+TEST(Hubert, GenericPathKeepsTheReference) {
+  const std::string dir = data("audio/tiny_hubert");
+  ::setenv("ANITALKER_GENERIC", "1", 1);
+  const anitalker::hubert::Model m(anitalker::hubert::read_config(dir + "/config.json"),
+                                   anitalker::StateDict(anitalker::Checkpoint::open(dir + "/pytorch_model.bin")), kCpu);
+  ::unsetenv("ANITALKER_GENERIC");
+  anitalker::hubert::Model::Taps taps;
+  const at::Tensor hs = m.hidden_states(wave(), &taps);
+  expect_close(taps.projected, read_npy_tensor(data("audio/ref/projected.npy")), 5e-5, 0, "projected");
+  expect_close(hs, read_npy_tensor(data("audio/ref/hidden_states.npy")), 1e-4, 1e-4, "hidden_states");
+  EXPECT_FALSE(at::equal(hs, tiny()->hidden_states(wave())));  // another path, really
+}
+
 // A window long enough for the time-major attention's one-head-at-a-time
 // path (above 512 Ki scores: T = 416 with the fixture's 4 heads; the
 // fixture itself, T = 104, takes all heads at once), against the

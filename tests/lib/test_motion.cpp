@@ -132,6 +132,26 @@ TEST_P(Motion, CpuPathsAgree) {
   EXPECT_FALSE(at::equal(runs[1].eps, runs[2].eps));
 }
 
+// The device-independent path (a GPU's: nothing packed, LibTorch's
+// layers and attention), on the CPU through ANITALKER_GENERIC=1: within the
+// same bounds of the reference, and not the CPU path's bits.
+TEST_P(Motion, GenericPathKeepsTheReference) {
+  const Case c = GetParam();
+  setenv("ANITALKER_GENERIC", "1", 1);
+  const Model m(anitalker::StateDict(anitalker::Checkpoint::open(data("motion/ckpt_" + type(c.v) + ".pt"))),
+                c10::Device(c10::kCPU));
+  unsetenv("ANITALKER_GENERIC");
+  const std::string p = "fwd_t500_" + tag(c) + "__";
+  const at::Tensor noisy = ref(c.v, "noisyT_seed0");
+  const auto cd = cond(m, c.cf);
+  const at::Tensor eps = m.denoise(cd, noisy, 500.0);
+  if (m.hubert()) EXPECT_LE(max_abs(cd.speech, ref(c.v, p + "speech")), 1e-4);
+  EXPECT_LE(max_abs(eps, ref(c.v, p + "eps")), 1e-4);
+  EXPECT_LE(max_abs(m.sample(cd, noisy, 50), ref(c.v, "sample_T50_" + tag(c))), 2e-4);
+  auto packed = model(c.v);
+  EXPECT_FALSE(at::equal(eps, packed->denoise(cond(*packed, c.cf), noisy, 500.0)));  // another path, really
+}
+
 // A batch of two through the CPU path (both attentions) gives each item's
 // own result: the loops index the batch right.
 TEST(MotionCpuPath, BatchOfTwoIsTwoOfOne) {
