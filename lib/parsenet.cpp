@@ -10,6 +10,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "checkpoint.h"
+#include "device.h"
 #include "error.h"
 #include "kernels.h"
 #include "model_cache.h"
@@ -183,7 +184,9 @@ Model::Model(const StateDict& sd, c10::Device device, at::ScalarType dtype) : de
   // oneDNN with its weights packed once (PackedConv): LibTorch 1.13 turns
   // each NCHW activation into oneDNN's blocked layout and back at every
   // call, and reorders the weights too.
-  if (device_.is_cpu() && dtype_ == at::kFloat) {  // (not usable() in a build without oneDNN)
+  // Not on the device-independent path (a GPU's; ANITALKER_GENERIC=1 on the
+  // CPU, device.h generic_path).
+  if (device_.is_cpu() && dtype_ == at::kFloat && !generic_path(device_)) {  // (not usable() without oneDNN)
     auto pack = [](ConvLayer& c) {
       if (c.w.defined()) c.packed = PackedConv(c.w, {stride_of(c), stride_of(c)});
     };
