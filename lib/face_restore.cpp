@@ -13,7 +13,6 @@
 #include <opencv2/calib3d.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "device.h"
 #include "error.h"
 #include "parsenet.h"
 #include "retinaface.h"
@@ -334,7 +333,7 @@ FaceRestorer::FaceRestorer(std::shared_ptr<const gfpgan::Model> model,
     : model_(std::move(model)), detector_(std::move(detector)), parser_(std::move(parser)), options_(options) {
   if (!model_) throw Error(Error::Kind::Usage, "face restoration: no GFPGAN model");
   if (!(options_.upscale >= 1)) throw Error(Error::Kind::Usage, "face restoration: upscale must be >= 1");
-  device_mask_ = parser_ && generic_path(parser_->device());
+  device_mask_ = parser_ && parser_->generic();
 }
 
 std::vector<Face> select_faces(const at::Tensor& detections, cv::Size image, const Options& options) {

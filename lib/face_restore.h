@@ -206,8 +206,9 @@ class FaceRestorer {
   std::shared_ptr<FaceBatcher> executor_;
   // GFPGAN's raw output for one aligned face, through executor_ if set.
   at::Tensor restore_raw(const cv::Mat& crop) const;
-  // The parse mask made on the parser's device (parse_mask(at::Tensor)): on
-  // a GPU, or with ANITALKER_GENERIC=1 (device.h generic_path).
+  // The parse mask made on the parser's device (parse_mask(at::Tensor))
+  // where the parser runs the device-independent path (parsenet::Model::
+  // generic: a GPU, or ANITALKER_GENERIC=1 when it was made).
   bool device_mask_ = false;
 };
 

@@ -186,7 +186,8 @@ Model::Model(const StateDict& sd, c10::Device device, at::ScalarType dtype) : de
   // call, and reorders the weights too.
   // Not on the device-independent path (a GPU's; ANITALKER_GENERIC=1 on the
   // CPU, device.h generic_path).
-  if (device_.is_cpu() && dtype_ == at::kFloat && !generic_path(device_)) {  // (not usable() without oneDNN)
+  generic_ = generic_path(device_);
+  if (device_.is_cpu() && dtype_ == at::kFloat && !generic_) {  // (not usable() without oneDNN)
     auto pack = [](ConvLayer& c) {
       if (c.w.defined()) c.packed = PackedConv(c.w, {stride_of(c), stride_of(c)});
     };

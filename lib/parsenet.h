@@ -30,6 +30,9 @@ class Model {
   int num_classes() const { return num_classes_; }
   int down_steps() const { return down_steps_; }  // 4 for 512 -> 32
   c10::Device device() const { return device_; }
+  // Whether it runs the device-independent path (a GPU's, or the CPU's with
+  // ANITALKER_GENERIC=1 when it was made: device.h generic_path).
+  bool generic() const { return generic_; }
   // Keys inference does not use (out_img_conv, num_batches_tracked).
   const std::vector<std::string>& unused_keys() const { return unused_; }
 
@@ -49,6 +52,7 @@ class Model {
   c10::Device device_;
   at::ScalarType dtype_;
   int num_classes_ = 0, down_steps_ = 0;
+  bool generic_ = false;
   std::vector<std::string> unused_;
 };
 
