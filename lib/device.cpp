@@ -240,6 +240,17 @@ std::string torch_info() {
          (torch::cuda::is_available() ? "yes, " + std::to_string(torch::cuda::device_count()) + " GPU(s)" : std::string("no"));
 }
 
+const at::Tensor& device_constant(const std::string& key, c10::Device device, const std::function<at::Tensor()>& make) {
+  static std::mutex lock;
+  // Never destroyed: a CUDA tensor must not outlive its context at exit.
+  static auto* kept = new std::map<std::string, at::Tensor>;
+  const std::string k = key + "@" + device.str();
+  std::lock_guard<std::mutex> g(lock);
+  auto it = kept->find(k);
+  if (it == kept->end()) it = kept->emplace(k, make().to(device)).first;
+  return it->second;
+}
+
 bool first_warm_up(const std::string& key) {
   static std::mutex lock;
   static std::set<std::string> done;

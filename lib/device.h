@@ -10,8 +10,13 @@
 #include <cctype>
 #include <cstdlib>
 #endif
+#include <functional>
 #include <initializer_list>
 #include <string>
+
+namespace at {
+class Tensor;
+}
 
 namespace anitalker {
 
@@ -25,6 +30,13 @@ c10::Device parse_device(const std::string& name);
 // Waits for the work queued on `device` (CUDA runs asynchronously); nothing
 // for the CPU.  For timings and before handing results to another thread.
 void synchronize(c10::Device device);
+
+// A constant tensor (a table, a filter) made once per (key, device) by
+// `make` (on the CPU) and kept on `device` for the life of the process.
+// Per-frame work on a GPU takes its constants from here: a copy from
+// pageable host memory in the middle of a frame would make the CPU wait
+// for the GPU's queue.
+const at::Tensor& device_constant(const std::string& key, c10::Device device, const std::function<at::Tensor()>& make);
 
 // True when this build links a LibTorch with CUDA and a GPU is present.
 bool cuda_available();

@@ -13,6 +13,7 @@
 #include <opencv2/calib3d.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "device.h"
 #include "error.h"
 #include "parsenet.h"
 #include "retinaface.h"
@@ -154,19 +155,24 @@ at::Tensor parse_mask(const at::Tensor& labels) {
   const int64_t H = labels.size(0), W = labels.size(1);
   constexpr int64_t kTaps = 101, kHalf = kTaps / 2;
   if (H <= kHalf || W <= kHalf) throw Error(Error::Kind::Usage, "parse_mask: the label map is smaller than the blur");
-  const auto opts = at::TensorOptions().dtype(at::kDouble).device(labels.device());
-  at::Tensor table = at::zeros({20}, at::kDouble);
-  for (int i = 0; i < 19; ++i) table[i] = static_cast<double>(kMaskColormap[i]);  // 19: any other label, 0
+  // The label table and the filter, made once per device (device_constant).
+  const at::Tensor& table = device_constant("face::parse_mask labels", labels.device(), [] {
+    at::Tensor t = at::zeros({20}, at::kDouble);
+    for (int i = 0; i < 19; ++i) t[i] = static_cast<double>(kMaskColormap[i]);  // 19: any other label, 0
+    return t;
+  });
   const at::Tensor idx = labels.to(at::kLong).clamp(0, 19);
-  at::Tensor m = table.to(labels.device()).index_select(0, idx.flatten()).view({1, 1, H, W});
+  at::Tensor m = table.index_select(0, idx.flatten()).view({1, 1, H, W});
   // cv::getGaussianKernel(101, 11, CV_64F): exp(-x^2 / (2 sigma^2)) over
   // x = i - 50, normalised in float64.
-  std::vector<double> k(kTaps);
-  double sum = 0;
-  for (int64_t i = 0; i < kTaps; ++i) sum += k[i] = std::exp(-0.5 * std::pow((i - kHalf) / 11.0, 2));
-  at::Tensor kt = at::empty({kTaps}, at::kDouble);
-  for (int64_t i = 0; i < kTaps; ++i) kt[i] = k[i] / sum;
-  kt = kt.to(opts);
+  const at::Tensor& kt = device_constant("face::parse_mask gaussian", labels.device(), [] {
+    std::vector<double> k(kTaps);
+    double sum = 0;
+    for (int64_t i = 0; i < kTaps; ++i) sum += k[i] = std::exp(-0.5 * std::pow((i - kHalf) / 11.0, 2));
+    at::Tensor t = at::empty({kTaps}, at::kDouble);
+    for (int64_t i = 0; i < kTaps; ++i) t[i] = k[i] / sum;
+    return t;
+  });
   const at::Tensor kx = kt.view({1, 1, 1, kTaps}), ky = kt.view({1, 1, kTaps, 1});
   // Two blurs, each separable over the picture mirrored at its edges
   // (BORDER_REFLECT_101, GaussianBlur's default).
@@ -304,21 +310,10 @@ std::shared_ptr<FaceBatcher> shared_faces(std::shared_ptr<const gfpgan::Model> m
   });
 }
 
-at::Tensor FaceRestorer::restore_raw(const cv::Mat& crop) const {
-  if (!executor_) return model_->forward(gfpgan_input(crop), options_.noise);
-  return executor_->submit(FaceJob{gfpgan_input(crop), options_.noise});
+at::Tensor FaceRestorer::restore_raw(const at::Tensor& input) const {
+  if (!executor_) return model_->forward(input, options_.noise);
+  return executor_->submit(FaceJob{input, options_.noise});
 }
-
-namespace {
-// parse_mask(parse_labels(parser, restored)) with the labels and the mask
-// made on the parser's device, and one copy of the mask out.
-cv::Mat device_parse_mask(const parsenet::Model& parser, const cv::Mat& restored) {
-  cv::Mat face = restored;
-  if (face.size() != cv::Size(512, 512)) cv::resize(restored, face, cv::Size(512, 512), 0, 0, cv::INTER_LINEAR);
-  const at::Tensor m = parse_mask(parser.label_map(parsenet_input(face))[0]).to(at::kCPU, at::kDouble).contiguous();
-  return cv::Mat(face.size(), CV_64F, m.data_ptr<double>()).clone();
-}
-}  // namespace
 
 cv::Mat parse_labels(const parsenet::Model& parser, const cv::Mat& restored) {
   cv::Mat face = restored;
@@ -333,7 +328,7 @@ FaceRestorer::FaceRestorer(std::shared_ptr<const gfpgan::Model> model,
     : model_(std::move(model)), detector_(std::move(detector)), parser_(std::move(parser)), options_(options) {
   if (!model_) throw Error(Error::Kind::Usage, "face restoration: no GFPGAN model");
   if (!(options_.upscale >= 1)) throw Error(Error::Kind::Usage, "face restoration: upscale must be >= 1");
-  device_mask_ = parser_ && parser_->generic();
+  on_device_ = parser_ && parser_->generic() && model_->size() == 512;
 }
 
 std::vector<Face> select_faces(const at::Tensor& detections, cv::Size image, const Options& options) {
@@ -391,6 +386,7 @@ cv::Mat FaceRestorer::enhance(const cv::Mat& bgr) const {
 
 cv::Mat FaceRestorer::enhance(const cv::Mat& bgr, const std::vector<Landmarks>& faces, at::Tensor* first_raw) const {
   check_bgr8(bgr, "face restoration");
+  if (on_device_) return enhance_on_device(bgr, faces, first_raw);
   const int size = model_->size();
   cv::Mat canvas;
   upscale_background(bgr, options_.upscale).convertTo(canvas, CV_64FC3);
@@ -400,13 +396,46 @@ cv::Mat FaceRestorer::enhance(const cv::Mat& bgr, const std::vector<Landmarks>& 
   for (size_t i = 0; i < faces.size(); ++i) {
     const cv::Mat affine = align_matrix(faces[i], size);
     const cv::Mat crop = warp_face(bgr, affine, size);
-    const cv::Mat restored = restore_with([&] { return restore_raw(crop); }, crop, i == 0 ? first_raw : nullptr);
-    const cv::Mat mask = !parser_       ? cv::Mat()
-                         : device_mask_ ? device_parse_mask(*parser_, restored)
-                                        : parse_mask(parse_labels(*parser_, restored));
+    const cv::Mat restored =
+        restore_with([&] { return restore_raw(gfpgan_input(crop)); }, crop, i == 0 ? first_raw : nullptr);
+    const cv::Mat mask = parser_ ? parse_mask(parse_labels(*parser_, restored)) : cv::Mat();
     paste_face(canvas, restored, paste_matrix(affine, options_.upscale), mask, options_.upscale);
   }
   return canvas_to_bgr(canvas);
+}
+
+cv::Mat FaceRestorer::enhance_on_device(const cv::Mat& bgr, const std::vector<Landmarks>& faces,
+                                        at::Tensor* first_raw) const {
+  const c10::Device device = parser_->device();
+  const int size = model_->size();
+  const cv::Size out(static_cast<int>(bgr.cols * options_.upscale), static_cast<int>(bgr.rows * options_.upscale));
+  // One copy in.
+  const at::Tensor frame =
+      at::from_blob(bgr.data, {bgr.rows, bgr.cols, 3}, {static_cast<int64_t>(bgr.step[0]), 3, 1}, at::kByte)
+          .to(device)
+          .contiguous();
+  at::Tensor canvas = resize_lanczos4(frame, out).to(at::kDouble);
+  for (size_t i = 0; i < faces.size(); ++i) {
+    const cv::Mat affine = align_matrix(faces[i], size);
+    const at::Tensor crop = warp_affine(frame, affine, cv::Size(size, size), cv::Scalar(135, 133, 132));
+    at::Tensor restored;
+    try {
+      const at::Tensor raw = restore_raw(gfpgan_input(crop));
+      if (i == 0 && first_raw) *first_raw = raw;
+      restored = restored_bytes(raw).to(device);
+    } catch (const c10::Error&) {
+      restored = crop;  // GFPGANer keeps the crop when the forward fails
+    }
+    const at::Tensor mask = parse_mask(parser_->label_map(parsenet_input(restored))[0]);
+    const cv::Mat inverse = paste_matrix(affine, options_.upscale);
+    const at::Tensor soft = warp_affine(mask, inverse, out).unsqueeze(2);
+    const at::Tensor face = warp_affine(restored, inverse, out).to(at::kDouble);
+    // s * face + (1 - s) * canvas in float64, as paste_face.
+    canvas = soft * face + (1 - soft) * canvas;
+  }
+  // One copy out, truncated as astype(uint8).
+  const at::Tensor bytes = canvas.to(at::kInt).clamp_(0, 255).to(at::kByte).to(at::kCPU).contiguous();
+  return cv::Mat(out, CV_8UC3, bytes.data_ptr<uint8_t>()).clone();
 }
 
 cv::Mat FaceRestorer::frame(const cv::Mat& bgr, FrameMode mode, size_t* faces, Track* track, int detect_every) const {
@@ -448,7 +477,7 @@ cv::Mat FaceRestorer::restore_aligned(const cv::Mat& bgr, at::Tensor* raw) const
   const int size = model_->size();
   cv::Mat face = bgr;
   if (face.size() != cv::Size(size, size)) cv::resize(bgr, face, cv::Size(size, size), 0, 0, cv::INTER_LINEAR);
-  return restore_with([&] { return restore_raw(face); }, face, raw);
+  return restore_with([&] { return restore_raw(gfpgan_input(face)); }, face, raw);
 }
 
 }  // namespace anitalker::face

@@ -92,6 +92,30 @@ void paste_face(cv::Mat& canvas, const cv::Mat& restored, const cv::Mat& inverse
 // The canvas -> BGR uint8 by truncation (astype(uint8)).
 cv::Mat canvas_to_bgr(const cv::Mat& canvas);
 
+// --- The same steps on tensors, where the networks run (a GPU's way) --------
+// Images are (H, W, C) tensors on any device: BGR uint8 frames and faces, or
+// (H, W) float64 masks.  Each reproduces its OpenCV call bit for bit (tests
+// FaceDevice.*), so a frame pasted on the device is the CPU's frame, with
+// one copy in and one copy out (FaceRestorer::enhance on a GPU).
+
+// cv::warpAffine(image, affine, out, INTER_LINEAR, BORDER_CONSTANT, border):
+// OpenCV's sampling positions in fixed point (1/1024, then 1/32 of a
+// pixel), its bilinear weights from its table; uint8 sums in 15-bit fixed
+// point and rounds, float64 sums the four products in OpenCV's order.
+at::Tensor warp_affine(const at::Tensor& image, const cv::Mat& affine, cv::Size out,
+                       const cv::Scalar& border = cv::Scalar());
+
+// cv::resize(image, out, INTER_LANCZOS4) of a uint8 image: the 8-tap
+// weights rounded to 11 bits, edges replicated, integer sums, the result
+// rounded from 22 bits and saturated.
+at::Tensor resize_lanczos4(const at::Tensor& image, cv::Size out);
+
+// gfpgan_input, parsenet_input and restored_to_bgr on (H, W, 3) BGR uint8
+// tensors where they lie, with the same rounding.
+at::Tensor gfpgan_input(const at::Tensor& bgr);
+at::Tensor parsenet_input(const at::Tensor& bgr);
+at::Tensor restored_bytes(const at::Tensor& raw);
+
 // --- Networks on images -----------------------------------------------------
 
 // GFPGAN on an aligned crop (BGR uint8, the model's size) -> the restored
@@ -204,12 +228,17 @@ class FaceRestorer {
   std::shared_ptr<const parsenet::Model> parser_;
   Options options_;
   std::shared_ptr<FaceBatcher> executor_;
-  // GFPGAN's raw output for one aligned face, through executor_ if set.
-  at::Tensor restore_raw(const cv::Mat& crop) const;
-  // The parse mask made on the parser's device (parse_mask(at::Tensor))
-  // where the parser runs the device-independent path (parsenet::Model::
-  // generic: a GPU, or ANITALKER_GENERIC=1 when it was made).
-  bool device_mask_ = false;
+  // GFPGAN's raw output for one aligned face (its gfpgan_input), through
+  // executor_ if set.
+  at::Tensor restore_raw(const at::Tensor& input) const;
+  // Where the parser runs the device-independent path (parsenet::Model::
+  // generic: a GPU, or ANITALKER_GENERIC=1 when it was made) and the faces
+  // are 512, the whole paste runs on the parser's device: the background's
+  // Lanczos, the crops, the networks' inputs and outputs, the parse mask,
+  // the warps back and the blend, the frame copied there once and the
+  // result back once (enhance_on_device); the bytes are the CPU path's.
+  bool on_device_ = false;
+  cv::Mat enhance_on_device(const cv::Mat& bgr, const std::vector<Landmarks>& faces, at::Tensor* first_raw) const;
 };
 
 }  // namespace anitalker::face

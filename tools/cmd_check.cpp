@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "bench_util.h"
 #include "cli.h"
 #include "device.h"
+#include "face_restore.h"
 #include "gfpgan.h"
 #include "hubert.h"
 #include "lia.h"
@@ -27,6 +30,13 @@
 
 namespace {
 
+// An OpenCV image as an (H, W, C) tensor (or (H, W)), sharing its memory.
+at::Tensor image_tensor(const cv::Mat& m) {
+  const int64_t c = m.channels();
+  const at::ScalarType t = m.depth() == CV_8U ? at::kByte : at::kDouble;
+  const at::Tensor v = at::from_blob(m.data, {m.rows, m.cols, c}, {static_cast<int64_t>(m.step1()), c, 1}, t);
+  return c == 1 ? v.squeeze(2) : v;
+}
 
 struct Row {
   std::string what;
@@ -210,6 +220,33 @@ int cmd_check(int argc, char** argv) {
           compare(s + "scores", hc.conf, hd.conf);
           compare(s + "landmarks", hc.landms, hd.landms);
         }
+      }
+      {
+        // The paste on the device (what FaceRestorer does where ParseNet
+        // runs on a GPU) against OpenCV's on the CPU: the steps bit for bit,
+        // the whole frame within a level (GFPGAN's last bits differ).
+        namespace face = anitalker::face;
+        cv::Mat frame(256, 256, CV_8UC3), mask(512, 512, CV_64F);
+        cv::RNG rng(1);
+        rng.fill(frame, cv::RNG::UNIFORM, 0, 256);
+        cv::GaussianBlur(frame, frame, cv::Size(9, 9), 3);
+        rng.fill(mask, cv::RNG::UNIFORM, 0.0, 1.0);
+        const face::Landmarks lm = {cv::Point2f(96, 110), cv::Point2f(160, 110), cv::Point2f(128, 145),
+                                    cv::Point2f(102, 180), cv::Point2f(154, 180)};
+        const cv::Mat affine = face::align_matrix(lm), inverse = face::paste_matrix(affine, 2);
+        const at::Tensor on_dev = image_tensor(frame).to(dev);
+        compare_levels("paste: aligned crop (warp), uint8", image_tensor(face::warp_face(frame, affine)),
+                       face::warp_affine(on_dev, affine, cv::Size(512, 512), cv::Scalar(135, 133, 132)));
+        compare_levels("paste: background (Lanczos), uint8", image_tensor(face::upscale_background(frame, 2)),
+                       face::resize_lanczos4(on_dev, cv::Size(512, 512)));
+        compare("paste: mask warped back, float64", image_tensor(face::warp_mask(mask, inverse, cv::Size(512, 512))),
+                face::warp_affine(image_tensor(mask).to(dev), inverse, cv::Size(512, 512)));
+        const face::FaceRestorer rc(anitalker::gfpgan::Model::load(stem + "-gfpgan.pth", cpu), nullptr,
+                                    anitalker::parsenet::Model::load(stem + "-parsenet.pth", cpu));
+        const face::FaceRestorer rd(anitalker::gfpgan::Model::load(stem + "-gfpgan.pth", dev), nullptr,
+                                    anitalker::parsenet::Model::load(stem + "-parsenet.pth", dev));
+        compare_levels("face sr frame 256 -> 512, 8-bit", image_tensor(rc.enhance(frame, {lm})),
+                       image_tensor(rd.enhance(frame, {lm})));
       }
       for (const char* f : {"-gfpgan.pth", "-parsenet.pth", "-retinaface.pth"}) std::remove((stem + f).c_str());
     }

@@ -298,3 +298,142 @@ TEST(FaceRestore, FaceSelectionFromDetections) {
   EXPECT_EQ(face::select_faces(dets, cv::Size(256, 256), o).size(), 3u);
   EXPECT_TRUE(face::select_faces(at::zeros({0, 15}), cv::Size(256, 256), o).empty());
 }
+
+// --- The paste's steps on tensors (a GPU's way) against OpenCV's ----------
+// warp_affine and resize_lanczos4 are held bit for bit to the OpenCV calls
+// the reference makes (the whole frame against the reference is held
+// above); here on the CPU, where the same tensor code runs as on a GPU.
+
+namespace {
+
+at::Tensor as_tensor(const cv::Mat& m) {
+  const int64_t c = m.channels();
+  const at::ScalarType t = m.depth() == CV_8U ? at::kByte : at::kDouble;
+  at::Tensor v = at::from_blob(m.data, {m.rows, m.cols, c}, {static_cast<int64_t>(m.step1()), c, 1}, t).clone();
+  return c == 1 ? v.squeeze(2) : v;
+}
+
+cv::Mat as_mat(const at::Tensor& t) {
+  const at::Tensor c = t.contiguous();
+  const int ch = c.dim() == 3 ? static_cast<int>(c.size(2)) : 1;
+  const int type = c.scalar_type() == at::kByte ? CV_8UC(ch) : CV_64FC(ch);
+  return cv::Mat(static_cast<int>(c.size(0)), static_cast<int>(c.size(1)), type, c.data_ptr()).clone();
+}
+
+// Random similarity transforms: a rotation, a scale and a shift that put
+// part of the output outside the source.
+cv::Mat similarity(cv::RNG& rng, cv::Size src, cv::Size out) {
+  const double a = rng.uniform(-3.2, 3.2), s = rng.uniform(0.3, 3.0);
+  cv::Mat m = cv::getRotationMatrix2D(cv::Point2f(src.width / 2.f, src.height / 2.f), a * 180 / CV_PI, s);
+  m.at<double>(0, 2) += rng.uniform(-0.5, 0.5) * out.width;
+  m.at<double>(1, 2) += rng.uniform(-0.5, 0.5) * out.height;
+  return m;
+}
+
+}  // namespace
+
+// Measured: every byte and every float64 equal, on the fixture's alignment
+// and paste matrices and 40 random ones.  Checked: without the half-step
+// rounding of the positions (round_delta 0) it fails (the fixture's crop 7
+// levels off).
+TEST(FaceDevice, WarpAffineIsOpenCVs) {
+  cv::RNG rng(20261205);
+  const cv::Mat frame = image("frame_256_bgr.png");
+  const cv::Mat affine = face::align_matrix(landmarks());
+  std::vector<std::pair<cv::Mat, cv::Size>> cases = {{affine, cv::Size(512, 512)},
+                                                     {face::paste_matrix(affine, 2), cv::Size(512, 512)}};
+  for (int i = 0; i < 40; ++i) {
+    const cv::Size out(rng.uniform(16, 300), rng.uniform(16, 300));
+    cases.push_back({similarity(rng, frame.size(), out), out});
+  }
+  cv::Mat noise(97, 61, CV_8UC3), mask(120, 90, CV_64F);
+  rng.fill(noise, cv::RNG::UNIFORM, 0, 256);
+  rng.fill(mask, cv::RNG::UNIFORM, 0.0, 1.0);
+  size_t n = 0;
+  for (const auto& [m, out] : cases) {
+    for (const cv::Mat& src : {frame, noise}) {
+      cv::Mat want;
+      cv::warpAffine(src, want, m, out, cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar(135, 133, 132));
+      const cv::Mat got = as_mat(face::warp_affine(as_tensor(src), m, out, cv::Scalar(135, 133, 132)));
+      ASSERT_EQ(compare(got, want).max, 0) << "uint8 case " << n;
+    }
+    cv::Mat want;
+    cv::warpAffine(mask, want, m, out);
+    const cv::Mat got = as_mat(face::warp_affine(as_tensor(mask), m, out));
+    ASSERT_EQ(cv::norm(got, want, cv::NORM_INF), 0) << "float64 case " << n;
+    ++n;
+  }
+  std::printf("warp_affine: %zu matrices, uint8 and float64, every value OpenCV's\n", n);
+  EXPECT_THAT(error_of([&] { face::warp_affine(at::zeros({4, 4}, at::kFloat), affine, cv::Size(4, 4)); }),
+              HasSubstr("uint8 or float64"));
+  EXPECT_THAT(error_of([&] { face::warp_affine(as_tensor(frame), cv::Mat::eye(3, 3, CV_64F), cv::Size(4, 4)); }),
+              HasSubstr("2x3"));
+}
+
+// Measured: every byte equal.  Checked: rounding the 11-bit weights by
+// truncation instead fails (1 level, every case).
+TEST(FaceDevice, LanczosResizeIsOpenCVs) {
+  cv::RNG rng(5);
+  cv::Mat noise(61, 97, CV_8UC3);
+  rng.fill(noise, cv::RNG::UNIFORM, 0, 256);
+  const cv::Mat frame = image("frame_256_bgr.png");
+  const std::vector<std::pair<cv::Mat, cv::Size>> cases = {
+      {frame, cv::Size(512, 512)}, {frame, cv::Size(384, 384)}, {frame, cv::Size(100, 300)},
+      {noise, cv::Size(194, 122)}, {noise, cv::Size(242, 152)}, {noise, cv::Size(30, 20)}, {noise, noise.size()}};
+  for (const auto& [src, out] : cases) {
+    cv::Mat want;
+    cv::resize(src, want, out, 0, 0, cv::INTER_LANCZOS4);
+    EXPECT_EQ(compare(as_mat(face::resize_lanczos4(as_tensor(src), out)), want).max, 0)
+        << src.cols << "x" << src.rows << " -> " << out.width << "x" << out.height;
+  }
+  EXPECT_EQ(compare(as_mat(face::resize_lanczos4(as_tensor(frame), cv::Size(512, 512))),
+                    face::upscale_background(frame, 2)).max, 0);
+}
+
+TEST(FaceDevice, ConversionsAreTheCPUs) {
+  const cv::Mat crop = image("aligned_crop_512_bgr.png");
+  const at::Tensor t = as_tensor(crop);
+  EXPECT_TRUE(at::equal(face::gfpgan_input(t), face::gfpgan_input(crop)));
+  EXPECT_TRUE(at::equal(face::parsenet_input(t), face::parsenet_input(crop)));
+  // Outputs past [-1, 1] and between levels.
+  const at::Tensor raw = at::randn({1, 3, 64, 48}, at::detail::createCPUGenerator(3)) * 0.7;
+  EXPECT_EQ(compare(as_mat(face::restored_bytes(raw)), face::restored_to_bgr(raw)).max, 0);
+}
+
+// The whole frame with the paste on the device (ParseNet on its
+// device-independent path, ANITALKER_GENERIC=1) against the same steps on
+// the CPU with OpenCV and the same labels: the same bytes, for two faces
+// (the fixture's and one moved, so that the pastes overlap).
+TEST(FaceDevice, WholeFrameIsTheCPUs) {
+  ::setenv("ANITALKER_GENERIC", "1", 1);
+  const auto generic_parser = std::make_shared<const anitalker::parsenet::Model>(
+      anitalker::StateDict(anitalker::Checkpoint::open(data("face-sr/parsenet_tiny.pth"))), kCpu);
+  ::unsetenv("ANITALKER_GENERIC");
+  const auto model = gfpgan();
+  const face::FaceRestorer r(model, nullptr, generic_parser);
+  const cv::Mat frame = image("frame_256_bgr.png");
+  face::Landmarks moved = landmarks();
+  for (auto& p : moved) p += cv::Point2f(23.3f, -17.1f);
+  const std::vector<face::Landmarks> faces = {landmarks(), moved};
+  at::Tensor first_raw;
+  const cv::Mat got = r.enhance(frame, faces, &first_raw);
+
+  cv::Mat canvas;
+  face::upscale_background(frame, 2).convertTo(canvas, CV_64FC3);
+  at::Tensor want_raw;
+  for (size_t i = 0; i < faces.size(); ++i) {
+    const cv::Mat affine = face::align_matrix(faces[i]);
+    const cv::Mat crop = face::warp_face(frame, affine);
+    const cv::Mat restored = face::restore_face(*model, crop, anitalker::gfpgan::Noise::Stored, i == 0 ? &want_raw : nullptr);
+    const at::Tensor m = face::parse_mask(generic_parser->label_map(face::parsenet_input(restored))[0]).contiguous();
+    const cv::Mat mask(512, 512, CV_64F, m.data_ptr<double>());
+    face::paste_face(canvas, restored, face::paste_matrix(affine, 2), mask, 2);
+  }
+  const cv::Mat want = face::canvas_to_bgr(canvas);
+  const ByteDiff d = compare(got, want);
+  std::printf("whole frame, paste on the device's path: max %g levels from OpenCV's, %.4f%% exact\n", d.max,
+              100 * d.exact);
+  EXPECT_EQ(d.max, 0);
+  EXPECT_TRUE(at::equal(first_raw, want_raw));
+  EXPECT_GT(compare(got, face::upscale_background(frame, 2)).max, 10);  // the faces were pasted
+}
