@@ -97,6 +97,7 @@ enum {
   PROP_ONLY_CENTER_FACE,
   PROP_MAX_FACES,
   PROP_DETECT_EVERY,
+  PROP_PARSE_EVERY,
   PROP_QOS,
   PROP_NUM_THREADS,
   PROP_PRECISION,
@@ -144,6 +145,7 @@ struct _GstGfpganSr {
   gboolean only_center_face;
   guint max_faces;
   guint detect_every;
+  guint parse_every;
   gboolean qos;
   gint num_threads;
   gint precision;  // GstAnitalkerPrecision
@@ -344,6 +346,27 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
                         "exact (default: 1)",
                         1, 1000, 1, playing),
       G_STRUCT_OFFSET(GstGfpganSr, detect_every));
+
+  /**
+   * GstGfpganSr:parse-every:
+   *
+   * With a `parser`: run ParseNet on one frame in this many and paste the
+   * faces of the frames between under its masks.  A mask lies in the
+   * aligned face's coordinates and follows the head through the current
+   * landmarks; it marks the face against hair, neck, clothes and
+   * background (the mouth and eyes count as face), an outline a talking
+   * head keeps.  ParseNet is about half of a frame's work on the CPU and as
+   * much as GFPGAN on a GPU.  1 (the default) parses every frame, as the
+   * reference does.  A flush, a new segment, new caps or another number of
+   * faces parse anew.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_PARSE_EVERY,
+      g_param_spec_uint("parse-every", "Parse every",
+                        "With a parser: make the paste masks on one frame in N and paste the frames between under "
+                        "them; 1 = every frame, exact (default: 1)",
+                        1, 1000, 1, playing),
+      G_STRUCT_OFFSET(GstGfpganSr, parse_every));
 
   /**
    * GstGfpganSr:qos:
@@ -784,6 +807,7 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
   options.only_center_face = self->only_center_face;
   options.max_faces = (int)self->max_faces;
   const int detect_every = (int)self->detect_every;
+  const int parse_every = (int)self->parse_every;
   const bool aligned = self->aligned;
   const bool qos = self->qos;
   const int threads = self->num_threads;
@@ -855,7 +879,7 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
                                           degrade   ? face::FaceRestorer::FrameMode::Degraded
                                           : aligned ? face::FaceRestorer::FrameMode::Aligned
                                                     : face::FaceRestorer::FrameMode::Detect,
-                                          &faces, &st->track, detect_every);
+                                          &faces, &st->track, detect_every, parse_every);
     if (result.cols != GST_VIDEO_FRAME_WIDTH(&out) || result.rows != GST_VIDEO_FRAME_HEIGHT(&out))
       throw anitalker::Error(anitalker::Error::Kind::Runtime, "the restored frame does not fit the output caps");
     gst_anitalker_video_frame_from_bgr(result, &out);

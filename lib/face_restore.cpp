@@ -385,8 +385,14 @@ cv::Mat FaceRestorer::enhance(const cv::Mat& bgr) const {
 }
 
 cv::Mat FaceRestorer::enhance(const cv::Mat& bgr, const std::vector<Landmarks>& faces, at::Tensor* first_raw) const {
+  return paste(bgr, faces, first_raw, nullptr, false);
+}
+
+cv::Mat FaceRestorer::paste(const cv::Mat& bgr, const std::vector<Landmarks>& faces, at::Tensor* first_raw,
+                            Masks* masks, bool reuse) const {
   check_bgr8(bgr, "face restoration");
-  if (on_device_) return enhance_on_device(bgr, faces, first_raw);
+  if (on_device_) return paste_on_device(bgr, faces, first_raw, masks, reuse);
+  if (masks && !reuse) *masks = Masks{};
   const int size = model_->size();
   cv::Mat canvas;
   upscale_background(bgr, options_.upscale).convertTo(canvas, CV_64FC3);
@@ -398,14 +404,21 @@ cv::Mat FaceRestorer::enhance(const cv::Mat& bgr, const std::vector<Landmarks>& 
     const cv::Mat crop = warp_face(bgr, affine, size);
     const cv::Mat restored =
         restore_with([&] { return restore_raw(gfpgan_input(crop)); }, crop, i == 0 ? first_raw : nullptr);
-    const cv::Mat mask = parser_ ? parse_mask(parse_labels(*parser_, restored)) : cv::Mat();
+    cv::Mat mask;
+    if (parser_ && reuse && masks && i < masks->cpu.size()) {
+      mask = masks->cpu[i];
+    } else if (parser_) {
+      mask = parse_mask(parse_labels(*parser_, restored));
+      if (masks && !reuse) masks->cpu.push_back(mask);
+    }
     paste_face(canvas, restored, paste_matrix(affine, options_.upscale), mask, options_.upscale);
   }
   return canvas_to_bgr(canvas);
 }
 
-cv::Mat FaceRestorer::enhance_on_device(const cv::Mat& bgr, const std::vector<Landmarks>& faces,
-                                        at::Tensor* first_raw) const {
+cv::Mat FaceRestorer::paste_on_device(const cv::Mat& bgr, const std::vector<Landmarks>& faces, at::Tensor* first_raw,
+                                      Masks* masks, bool reuse) const {
+  if (masks && !reuse) *masks = Masks{};
   const c10::Device device = parser_->device();
   const int size = model_->size();
   const cv::Size out(static_cast<int>(bgr.cols * options_.upscale), static_cast<int>(bgr.rows * options_.upscale));
@@ -426,7 +439,13 @@ cv::Mat FaceRestorer::enhance_on_device(const cv::Mat& bgr, const std::vector<La
     } catch (const c10::Error&) {
       restored = crop;  // GFPGANer keeps the crop when the forward fails
     }
-    const at::Tensor mask = parse_mask(parser_->label_map(parsenet_input(restored))[0]);
+    at::Tensor mask;
+    if (reuse && masks && i < masks->device.size()) {
+      mask = masks->device[i];
+    } else {
+      mask = parse_mask(parser_->label_map(parsenet_input(restored))[0]);
+      if (masks && !reuse) masks->device.push_back(mask);
+    }
     const cv::Mat inverse = paste_matrix(affine, options_.upscale);
     const at::Tensor soft = warp_affine(mask, inverse, out).unsqueeze(2);
     const at::Tensor face = warp_affine(restored, inverse, out).to(at::kDouble);
@@ -438,7 +457,8 @@ cv::Mat FaceRestorer::enhance_on_device(const cv::Mat& bgr, const std::vector<La
   return cv::Mat(out, CV_8UC3, bytes.data_ptr<uint8_t>()).clone();
 }
 
-cv::Mat FaceRestorer::frame(const cv::Mat& bgr, FrameMode mode, size_t* faces, Track* track, int detect_every) const {
+cv::Mat FaceRestorer::frame(const cv::Mat& bgr, FrameMode mode, size_t* faces, Track* track, int detect_every,
+                            int parse_every) const {
   const cv::Size out_size(static_cast<int>(std::lround(bgr.cols * options_.upscale)),
                           static_cast<int>(std::lround(bgr.rows * options_.upscale)));
   size_t n = 0;
@@ -459,10 +479,19 @@ cv::Mat FaceRestorer::frame(const cv::Mat& bgr, FrameMode mode, size_t* faces, T
       track->age++;
     } else {
       for (const Face& f : this->faces(bgr)) lms.push_back(f.landmarks);
-      if (track) *track = Track{lms, 0, bgr.size()};
+      if (track) {
+        if (track->size != bgr.size()) track->masks = Masks{};
+        track->faces = lms;
+        track->age = 0;
+        track->size = bgr.size();
+      }
     }
     n = lms.size();
-    result = enhance(bgr, lms);
+    Masks* masks = track && parser_ && parse_every > 1 ? &track->masks : nullptr;
+    const bool reuse =
+        masks && masks->age >= 0 && masks->age + 1 < parse_every && masks->count() == lms.size() && !lms.empty();
+    result = paste(bgr, lms, nullptr, masks, reuse);
+    if (masks) masks->age = reuse ? masks->age + 1 : 0;
   }
   if (result.size() != out_size || result.type() != CV_8UC3)
     throw Error(Error::Kind::Runtime, "face restoration returned " + std::to_string(result.cols) + "x" +

@@ -209,14 +209,33 @@ class FaceRestorer {
   // live avatar's head stays nearly in place; the paste follows the last
   // detection's landmarks).  `track` belongs to one stream: a new stream,
   // a flush or other frame sizes start it anew (Track{}).
+  //
+  // With `track` and parse_every > 1 (and a parser), ParseNet runs on one
+  // frame in parse_every and the frames between paste under its masks.  A
+  // mask lies in the aligned face's coordinates (the face, ears and brows
+  // against hair, neck, clothes and background, blurred twice by 101
+  // taps), so it follows the head through the current landmarks; what it
+  // misses is a change of that outline, which a talking head's mouth and
+  // eyes do not make (their labels all map to the face).  The masks are
+  // made anew when the number of faces changes.
   enum class FrameMode { Degraded, Aligned, Detect };
+  // The paste masks of the faces of a frame, in face coordinates (one per
+  // face, in order): the CPU path's (CV_64F) or the device path's (float64
+  // tensors where the parser runs).
+  struct Masks {
+    std::vector<cv::Mat> cpu;
+    std::vector<at::Tensor> device;
+    int age = -1;  // frames since they were made; -1: none yet
+    size_t count() const { return cpu.empty() ? device.size() : cpu.size(); }
+  };
   struct Track {
     std::vector<Landmarks> faces;  // the last detection's
     int age = -1;                  // frames since it; -1: none yet
     cv::Size size;                 // the frame size it was made on
+    Masks masks;                   // parse_every's
   };
   cv::Mat frame(const cv::Mat& bgr, FrameMode mode, size_t* faces = nullptr, Track* track = nullptr,
-                int detect_every = 1) const;
+                int detect_every = 1, int parse_every = 1) const;
 
   // GFPGAN's calls through `executor` (shared_faces on this restorer's
   // model; null: called directly).  Set before the restorer is used.
@@ -236,9 +255,14 @@ class FaceRestorer {
   // are 512, the whole paste runs on the parser's device: the background's
   // Lanczos, the crops, the networks' inputs and outputs, the parse mask,
   // the warps back and the blend, the frame copied there once and the
-  // result back once (enhance_on_device); the bytes are the CPU path's.
+  // result back once (paste_on_device); the bytes are the CPU path's.
   bool on_device_ = false;
-  cv::Mat enhance_on_device(const cv::Mat& bgr, const std::vector<Landmarks>& faces, at::Tensor* first_raw) const;
+  // enhance(bgr, faces, first_raw) that keeps the masks it makes in
+  // `masks` (if set) or, with `reuse`, pastes under the masks there.
+  cv::Mat paste(const cv::Mat& bgr, const std::vector<Landmarks>& faces, at::Tensor* first_raw, Masks* masks,
+                bool reuse) const;
+  cv::Mat paste_on_device(const cv::Mat& bgr, const std::vector<Landmarks>& faces, at::Tensor* first_raw,
+                          Masks* masks, bool reuse) const;
 };
 
 }  // namespace anitalker::face

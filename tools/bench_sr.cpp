@@ -35,7 +35,7 @@ namespace {
 
 int bench_sr(int argc, char** argv) {
   return cli::run("bench sr", [&] {
-    int repeat = 3, threads = 0;
+    int repeat = 3, threads = 0, parse_every = 5;
     bool prof = false, bf16 = false, fp16 = false;
     std::vector<int> batches = {1};
     std::string device = "cpu";
@@ -54,6 +54,9 @@ int bench_sr(int argc, char** argv) {
                    "what the host does around it)\n"
                    "and the peak resident memory.");
     o.integer("repeat", &repeat, 1, 100, "N", "runs of each");
+    o.integer("parse-every", &parse_every, 1, 1000, "N",
+              "also the filter as gfpgansr's parse-every=N runs it: N frames, ParseNet on the first (the mask "
+              "pastes the rest), detection on each; 1: not timed");
     o.flag("profile", &prof, "list the ops of one GFPGAN and one ParseNet call by self time");
     o.flag("bf16", &bf16,
            "also GFPGAN at precision=bf16 (its convolutions in bfloat16, the rest float32; a CPU with "
@@ -184,6 +187,28 @@ int bench_sr(int argc, char** argv) {
                   restorer_on_device(*parser) ? "the paste on the device" : "the paste with OpenCV");
     };
     report_cpu("filter cpu");
+    if (parse_every > 1) {
+      // N frames of one stream with a track, as gfpgansr with parse-every N:
+      // the landmarks fixed (the track's, never detected again), the
+      // detector run on each frame as above; ms a frame.
+      face::FaceRestorer::Track track;
+      const auto detect = face::FaceRestorer::FrameMode::Detect;
+      const bench::Stats s = time([&] {
+        track.faces = {lm};
+        track.age = 0;
+        track.size = frame.size();
+        track.masks = {};
+        for (int i = 0; i < parse_every; ++i) {
+          restorer.faces(frame);
+          restorer.frame(frame, detect, nullptr, &track, 1 << 30, parse_every);
+        }
+      });
+      const bench::Stats per = {s.median / parse_every, s.min / parse_every, s.max / parse_every};
+      std::printf("%-11s %10.0f %10.0f .. %-9.0f a frame over %d frames with parse-every %d: %.2fx the filter's frame "
+                  "rate\n",
+                  "filter pe", 1e3 * per.median, 1e3 * per.min, 1e3 * per.max, parse_every, parse_every,
+                  s_all.median / per.median);
+    }
     if (gfpgan16) {
       const face::FaceRestorer low(gfpgan16, detector, parser);
       const bench::Stats s_low = time([&] {

@@ -62,6 +62,12 @@ int bench_streams(int argc, char** argv) {
            "the bins restore the face with gfpgansr (the models folder holds GFPGANv1.4.pth, "
            "detection_Resnet50_Final.pth and parsing_parsenet.pth: `anitalker fixtures random DIR --face-sr`); "
            "one face a frame (max-faces 1: random weights detect hundreds)");
+    int detect_every = 1, parse_every = 1;
+    std::string sr_precision = "fp32";
+    o.text("sr-precision", &sr_precision, "P", "with --face-sr: gfpgansr's precision (fp32, bf16 on a CPU with "
+                                               "AVX512_BF16, fp16 on CUDA)");
+    o.integer("detect-every", &detect_every, 1, 1000, "N", "with --face-sr: gfpgansr's detect-every");
+    o.integer("parse-every", &parse_every, 1, 1000, "N", "with --face-sr: gfpgansr's parse-every");
     if (!o.parse(argc, argv)) return 0;
     const std::string &models = chain.models, &variant = chain.variant, &device = chain.device;
     const c10::Device dev = anitalker::parse_device(device);
@@ -72,7 +78,10 @@ int bench_streams(int argc, char** argv) {
     const long long expected_each = live_probe::expected_frames(variant, buffers * 320);
     std::printf("streams: %s, %s, %d steps, preset %s, %lld s of live audio per stream, device %s%s, %s\n",
                 models.c_str(), variant.c_str(), steps, preset.c_str(), seconds, device.c_str(),
-                chain.face_sr ? ", face-sr" : "",
+                chain.face_sr ? (", face-sr (detect-every " + std::to_string(detect_every) + ", parse-every " +
+                                 std::to_string(parse_every) + ", " + sr_precision + ")")
+                                    .c_str()
+                              : "",
                 chain.max_batch > 1 ? ("one shared executor per network, max-batch " + std::to_string(chain.max_batch) + ", " +
                                        std::to_string(chain.max_batch_delay) + " us")
                                           .c_str()
@@ -95,7 +104,9 @@ int bench_streams(int argc, char** argv) {
           gst_element_set_state(st->pipe, GST_STATE_READY);
           GstElement* sr = gst_bin_get_by_name(GST_BIN(st->pipe), "sr");
           if (sr) {
-            g_object_set(sr, "max-faces", 1u, nullptr);
+            g_object_set(sr, "max-faces", 1u, "detect-every", (guint)detect_every, "parse-every", (guint)parse_every,
+                         nullptr);
+            gst_util_set_object_arg(G_OBJECT(sr), "precision", sr_precision.c_str());
             gst_object_unref(sr);
           }
         }

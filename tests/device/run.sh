@@ -14,7 +14,9 @@
 #      full-size random models (LIVE_SECONDS of live audio each, default 60;
 #      LIVE_MODELS=DIR for other models; LIVE_PRESETS, STREAMS and
 #      SR_STREAMS narrow what runs: each preset and each count takes
-#      LIVE_SECONDS of device time, so all of them take about 12 minutes).
+#      LIVE_SECONDS of device time, so all of them take about 12 minutes;
+#      SR_ARGS adds options to the face-SR streams, e.g. "--sr-precision fp16
+#      --detect-every 5 --parse-every 5").
 # Usage: tests/device/run.sh [OUTDIR]   (logs go to OUTDIR, default ./device-out)
 # Steps to run can be narrowed with STEPS="check render motion sr features cpu2"
 # (the default; "latency streams" are the live ones; "debug" adds a cuda-gdb
@@ -178,7 +180,7 @@ for s in $steps; do
       run streams $(( 5 * live_s + 180 )) /tmp/anitalker-live bench streams --device $device --models-dir "$full" \
         --portrait /tmp/anitalker-portrait.ppm --streams "${STREAMS:-1,4,16,32,64}" --seconds $live_s --max-batch 64
       run streams-face-sr $(( 4 * live_s + 180 )) /tmp/anitalker-live bench streams --device $device --models-dir "$full" \
-        --portrait /tmp/anitalker-portrait.ppm --streams "${SR_STREAMS:-1,4,8,16}" --seconds $live_s --max-batch 16 --face-sr ;;
+        --portrait /tmp/anitalker-portrait.ppm --streams "${SR_STREAMS:-1,4,8,16}" --seconds $live_s --max-batch 16 --face-sr ${SR_ARGS:-} ;;
   esac
 done
 say "done"

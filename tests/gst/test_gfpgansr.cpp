@@ -464,6 +464,38 @@ GST_START_TEST(test_max_faces) {
 }
 GST_END_TEST;
 
+// parse-every=3 on the element: its frames are the lib's FaceRestorer::frame
+// with a track and the same setting (the masks of frame 1 paste frames 2
+// and 3, frame 4 makes its own), which differ from parsing every frame.
+GST_START_TEST(test_parse_every) {
+  std::vector<cv::Mat> frames;
+  for (int i = 0; i < 4; ++i) frames.push_back(gradient(64, 32) + cv::Scalar(40 * i, 25 * i, 60 * i));
+  const face::FaceRestorer lib(anitalker::gfpgan::Model::load(gfpgan_path(), kCpu),
+                               anitalker::retinaface::Model::load(two_face_detector(), kCpu),
+                               anitalker::parsenet::Model::load(parser_path(), kCpu));
+  const auto detect = face::FaceRestorer::FrameMode::Detect;
+  face::FaceRestorer::Track reused, fresh;
+  std::vector<cv::Mat> want;
+  double apart = 0;
+  size_t n = 0;
+  for (const cv::Mat& f : frames) {
+    want.push_back(lib.frame(f, detect, &n, &reused, 1, 3));
+    apart = std::max(apart, compare(want.back(), lib.frame(f, detect, &n, &fresh, 1, 1)).max);
+  }
+  fail_unless(apart > 0, "the reused masks changed nothing: the test cannot tell");
+  GstElement* e = make_sr(two_face_detector());
+  g_object_set(e, "parser", parser_path().c_str(), "parse-every", 3u, nullptr);
+  GstHarness* h = new_harness(e);
+  set_video_caps(h, "RGB", 64, 32);
+  for (size_t i = 0; i < frames.size(); ++i) {
+    GstBuffer* out = gst_harness_push_and_pull(h, frame_buffer(frames[i], GST_VIDEO_FORMAT_RGB, i * 40 * GST_MSECOND));
+    fail_unless_equals_int(compare(buffer_to_bgr(out, GST_VIDEO_FORMAT_RGB, 128, 64), want[i]).max, 0);
+    gst_buffer_unref(out);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 // Under QoS pressure a late frame is degraded to the plain resize (and
 // counted), not dropped; with qos=false nothing is degraded.
 GST_START_TEST(test_qos_degrades) {
@@ -674,6 +706,7 @@ static Suite* gfpgansr_suite() {
   tcase_add_test(tc, test_aligned_matches_the_reference);
   tcase_add_test(tc, test_several_faces);
   tcase_add_test(tc, test_detect_every_reuses_faces);
+  tcase_add_test(tc, test_parse_every);
   tcase_add_test(tc, test_max_faces);
   tcase_add_test(tc, test_qos_degrades);
   suite_add_tcase(s, tc);

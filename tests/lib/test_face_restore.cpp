@@ -437,3 +437,86 @@ TEST(FaceDevice, WholeFrameIsTheCPUs) {
   EXPECT_TRUE(at::equal(first_raw, want_raw));
   EXPECT_GT(compare(got, face::upscale_background(frame, 2)).max, 10);  // the faces were pasted
 }
+
+// parse_every (gfpgansr's parse-every): ParseNet's mask of one frame pastes
+// the faces of the next parse_every - 1 frames, then a new one is made.
+// Shown on the fixture frame and the same frame with the head turned by 2
+// degrees and moved (its landmarks moved with it): the second frame is
+// exactly the paste under the first frame's mask, on the CPU path and on
+// the device path, and the fourth is made anew.  Measured: the two masks
+// differ by up to 0.005, and the frame under the reused mask is within 1
+// level of the fresh one (100% of bytes within 1; some differ, so the test
+// tells them apart).  Checked: never reusing fails it.
+TEST(FaceRestore, ParseEveryReusesTheMasks) {
+  const cv::Mat f0 = image("frame_256_bgr.png");
+  cv::Mat move = cv::getRotationMatrix2D(cv::Point2f(128, 128), 2.0, 1.0);
+  move.at<double>(0, 2) += 3.5;
+  move.at<double>(1, 2) -= 2.0;
+  cv::Mat f1;
+  cv::warpAffine(f0, f1, move, f0.size(), cv::INTER_LINEAR, cv::BORDER_REFLECT);
+  const face::Landmarks lm0 = landmarks();
+  face::Landmarks lm1;
+  for (int k = 0; k < 5; ++k)
+    lm1[k] = cv::Point2f(static_cast<float>(move.at<double>(0, 0) * lm0[k].x + move.at<double>(0, 1) * lm0[k].y +
+                                            move.at<double>(0, 2)),
+                         static_cast<float>(move.at<double>(1, 0) * lm0[k].x + move.at<double>(1, 1) * lm0[k].y +
+                                            move.at<double>(1, 2)));
+  const auto model = gfpgan();
+  for (bool generic : {false, true}) {
+    SCOPED_TRACE(generic ? "device path" : "CPU path");
+    if (generic) ::setenv("ANITALKER_GENERIC", "1", 1);
+    const auto p = std::make_shared<const anitalker::parsenet::Model>(
+        anitalker::StateDict(anitalker::Checkpoint::open(data("face-sr/parsenet_tiny.pth"))), kCpu);
+    ::unsetenv("ANITALKER_GENERIC");
+    const face::FaceRestorer r(model, nullptr, p);
+    // The mask each path makes of a frame's face.
+    auto mask_of = [&](const cv::Mat& frame, const face::Landmarks& lm) {
+      const cv::Mat restored = face::restore_face(*model, face::warp_face(frame, face::align_matrix(lm)),
+                                                  anitalker::gfpgan::Noise::Stored);
+      if (!generic) return face::parse_mask(face::parse_labels(*p, restored));
+      const at::Tensor m = face::parse_mask(p->label_map(face::parsenet_input(restored))[0]).contiguous();
+      return cv::Mat(512, 512, CV_64F, m.data_ptr<double>()).clone();
+    };
+    const cv::Mat m0 = mask_of(f0, lm0), m1 = mask_of(f1, lm1);
+    const double mask_change = cv::norm(m0, m1, cv::NORM_INF);
+    EXPECT_GT(mask_change, 1e-3);  // else this test could not tell the masks apart
+    // The paste of f1's face under m0.
+    cv::Mat canvas;
+    face::upscale_background(f1, 2).convertTo(canvas, CV_64FC3);
+    const cv::Mat affine1 = face::align_matrix(lm1);
+    face::paste_face(canvas,
+                     face::restore_face(*model, face::warp_face(f1, affine1), anitalker::gfpgan::Noise::Stored),
+                     face::paste_matrix(affine1, 2), m0, 2);
+    const cv::Mat under_m0 = face::canvas_to_bgr(canvas);
+
+    face::FaceRestorer::Track t;
+    t.faces = {lm0};
+    t.age = 0;
+    t.size = f0.size();
+    size_t n = 0;
+    const auto detect = face::FaceRestorer::FrameMode::Detect;
+    // The landmarks come from the track (detect_every 1000): here they are
+    // set for each frame, as a detector would find them.
+    EXPECT_EQ(compare(r.frame(f0, detect, &n, &t, 1000, 3), r.enhance(f0, {lm0})).max, 0);
+    t.faces = {lm1};
+    const cv::Mat second = r.frame(f1, detect, &n, &t, 1000, 3);
+    EXPECT_EQ(n, 1u);
+    EXPECT_EQ(compare(second, under_m0).max, 0);
+    EXPECT_EQ(compare(r.frame(f1, detect, &n, &t, 1000, 3), under_m0).max, 0);  // the third too
+    const cv::Mat fresh = r.enhance(f1, {lm1});
+    EXPECT_EQ(compare(r.frame(f1, detect, &n, &t, 1000, 3), fresh).max, 0);  // the fourth: a new mask
+    const ByteDiff d = compare(second, fresh);
+    EXPECT_GT(compare(under_m0, fresh).max, 0);  // else the reuse could not be seen
+    std::printf("%s: masks of the two frames up to %.3g apart; the frame under the reused mask: max %g levels from a "
+                "fresh one, %.4f%% within 1\n",
+                generic ? "device path" : "CPU path", mask_change, d.max, 100 * d.within1);
+    // parse_every 1: every frame its own mask.
+    face::FaceRestorer::Track every;
+    every.faces = {lm0};
+    every.age = 0;
+    every.size = f0.size();
+    r.frame(f0, detect, &n, &every, 1000, 1);
+    every.faces = {lm1};
+    EXPECT_EQ(compare(r.frame(f1, detect, &n, &every, 1000, 1), fresh).max, 0);
+  }
+}
