@@ -89,6 +89,8 @@ enum {
   // The paste-back.
   PROP_PASTE_BACK,
   PROP_LATENCY,
+  PROP_DETECT_EVERY,
+  PROP_PARSE_EVERY,
   // The children's own properties, forwarded as they are (kForwarded): ids
   // from here on, in the table's order.
   PROP_FORWARDED,
@@ -122,6 +124,7 @@ struct _GstAnitalkerBin {
   gint precision;  // GstAnitalkerPrecision
   gboolean paste_back;
   GstAnitalkerLatency latency;
+  guint detect_every, parse_every;  // gfpgansr's, with face-sr
 };
 
 // The latency presets: streaming window settings of hubertenc (ms) and
@@ -321,6 +324,31 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
       g_param_spec_boolean("face-sr", "Face super-resolution",
                            "Restore the face with gfpgansr (GFPGAN v1.4) and double the size (default: false)", FALSE,
                            ready));
+  /**
+   * GstAnitalkerBin:detect-every:
+   *
+   * With face-sr: gfpgansr's detect-every, RetinaFace on one frame in N
+   * (the frames between reuse its landmarks).  1 detects on every frame,
+   * as the reference does.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_DETECT_EVERY,
+      g_param_spec_uint("detect-every", "Detect every",
+                        "With face-sr: find the face on one frame in N and reuse it in between (gfpgansr's "
+                        "detect-every); 1 = every frame, exact (default: 1)",
+                        1, 1000, 1, ready));
+  /**
+   * GstAnitalkerBin:parse-every:
+   *
+   * With face-sr: gfpgansr's parse-every, ParseNet's paste masks made on
+   * one frame in N.  1 parses every frame, as the reference does.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_PARSE_EVERY,
+      g_param_spec_uint("parse-every", "Parse every",
+                        "With face-sr: make the paste masks on one frame in N and reuse them in between (gfpgansr's "
+                        "parse-every); 1 = every frame, exact (default: 1)",
+                        1, 1000, 1, ready));
   g_object_class_install_property(
       gobject_class, PROP_DEVICE,
       g_param_spec_string("device", "Device", "Device of every network: cpu, cuda or cuda:N (default: cpu)",
@@ -432,6 +460,8 @@ static void gst_anitalker_bin_init(GstAnitalkerBin* self) {
   self->variant = DEFAULT_VARIANT;
   self->stage1 = self->stage2 = self->hubert = nullptr;
   self->face_sr = FALSE;
+  self->detect_every = 1;
+  self->parse_every = 1;
   self->device = g_strdup(DEFAULT_DEVICE);
   self->mode = DEFAULT_MODE;
   self->precision = GST_ANITALKER_PRECISION_FP32;
@@ -547,6 +577,12 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
     case PROP_FACE_SR:
       self->face_sr = g_value_get_boolean(value);
       break;
+    case PROP_DETECT_EVERY:
+      self->detect_every = g_value_get_uint(value);
+      break;
+    case PROP_PARSE_EVERY:
+      self->parse_every = g_value_get_uint(value);
+      break;
     case PROP_DEVICE:
       g_free(self->device);
       self->device = g_value_dup_string(value);
@@ -606,6 +642,12 @@ static void gst_anitalker_bin_get_property(GObject* object, guint prop_id, GValu
       break;
     case PROP_FACE_SR:
       g_value_set_boolean(value, self->face_sr);
+      break;
+    case PROP_DETECT_EVERY:
+      g_value_set_uint(value, self->detect_every);
+      break;
+    case PROP_PARSE_EVERY:
+      g_value_set_uint(value, self->parse_every);
       break;
     case PROP_DEVICE:
       g_value_set_string(value, self->device);
@@ -672,9 +714,13 @@ static bool gst_anitalker_bin_set_tail(GstAnitalkerBin* self, bool sr_on, bool p
   if (self->sr) {
     guint max_batch = 1, max_batch_delay = 2000;  // the bin's, as the renderer holds them
     g_object_get(self->render, "max-batch", &max_batch, "max-batch-delay", &max_batch_delay, nullptr);
+    GST_OBJECT_LOCK(self);
+    const guint detect_every = self->detect_every, parse_every = self->parse_every;
+    GST_OBJECT_UNLOCK(self);
     g_object_set(self->sr, "model", files.gfpgan.c_str(), "detector", files.detector.c_str(), "parser",
                  files.parser.c_str(), "device", device.c_str(), "precision", precision, "max-batch", max_batch,
-                 "max-batch-delay", max_batch_delay, nullptr);
+                 "max-batch-delay", max_batch_delay, "detect-every", detect_every, "parse-every", parse_every,
+                 nullptr);
   }
   if (paste_on && self->paste == nullptr) {
     GST_ELEMENT_ERROR(self, CORE, MISSING_PLUGIN, ("paste-back needs the anitalkerpaste element."), (nullptr));

@@ -654,7 +654,7 @@ GST_START_TEST(test_bin_face_sr) {
   GstElement* bin = gst_element_factory_make("anitalker", nullptr);
   fail_unless(bin != nullptr);
   g_object_set(bin, "models-dir", models.c_str(), "portrait", data_path("renderer/monalisa.jpg").c_str(), "face-sr",
-               TRUE, "steps", 2, nullptr);
+               TRUE, "steps", 2, "detect-every", 3u, "parse-every", 4u, nullptr);
   GstHarness* h = new_harness(bin);
   gst_harness_set_src_caps_str(h,
                                "audio/x-raw, format=(string)F32LE, rate=(int)16000, channels=(int)1, "
@@ -686,6 +686,10 @@ GST_START_TEST(test_bin_face_sr) {
   g_object_get(sr, "parser", &parser, nullptr);
   fail_unless(g_str_has_suffix(parser, "parsing_parsenet.pth"), "%s", parser);
   g_free(parser);
+  guint detect_every = 0, parse_every = 0;
+  g_object_get(sr, "detect-every", &detect_every, "parse-every", &parse_every, nullptr);
+  fail_unless_equals_int(detect_every, 3);  // the bin's, passed on
+  fail_unless_equals_int(parse_every, 4);
   gst_object_unref(sr);
   gst_harness_teardown(h);
 }

@@ -37,7 +37,7 @@ while IFS= read -r line; do
   n=$((n + 1))
 done < steps.txt
 [ "$n" -ge 6 ] || { echo "FAIL: only $n README steps found"; exit 1; }
-for f in h.npy codes/h_source.npy codes/h_motion.npy motion.npy frames.npy crop.png box.json talking-photo.mp4; do
+for f in out-sr.mp4 h.npy codes/h_source.npy codes/h_motion.npy motion.npy frames.npy crop.png box.json talking-photo.mp4; do
   [ -s "$f" ] || { echo "FAIL: $f was not written"; exit 1; }
 done
 echo "all $n README steps ran"
