@@ -119,6 +119,8 @@ struct SrState {
   std::shared_ptr<const anitalker::parsenet::Model> parser;
   // With max-batch above 1: the process's GFPGAN executor for this model.
   std::shared_ptr<anitalker::face::FaceBatcher> executor;
+  // And ParseNet's, with a parser.
+  std::shared_ptr<anitalker::face::ParseBatcher> parse_executor;
   guint64 frames = 0, degraded = 0, faces = 0;
   // The running time before which frames are too late, from the last QoS
   // event (as GstBaseTransform computes it); NONE = no pressure.
@@ -390,10 +392,10 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
   /**
    * GstGfpganSr:max-batch:
    *
-   * Above 1, GFPGAN is shared with the other gfpgansr elements of the
-   * process that set the same model file, device, precision, max-batch and
-   * max-batch-delay: their faces go through one executor, up to this many
-   * a call.  On a GPU the faces of a call run as one batch (each within
+   * Above 1, GFPGAN (and ParseNet, with a parser) is shared with the other
+   * gfpgansr elements of the process that set the same model file, device,
+   * precision, max-batch and max-batch-delay: their faces go through one
+   * executor per network, up to this many a call.  On a GPU the faces of a call run as one batch (each within
    * float rounding of itself alone; random noise excepted, whose faces run
    * one at a time); on the CPU they take turns, each as alone, so that
    * several pipelines do not oversubscribe the cores.
@@ -401,8 +403,8 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
   gst_anitalker_install_sharing_properties(
       gobject_class, PROP_MAX_BATCH, G_STRUCT_OFFSET(GstGfpganSr, max_batch), PROP_MAX_BATCH_DELAY,
       G_STRUCT_OFFSET(GstGfpganSr, max_batch_delay),
-      "Above 1: GFPGAN shared with the other gfpgansr elements of this process that set the same model, device, "
-      "precision and values, up to this many faces a call; batched on a GPU (default: 1, no sharing)",
+      "Above 1: GFPGAN and ParseNet shared with the other gfpgansr elements of this process that set the same "
+      "model, device, precision and values, up to this many faces a call; batched on a GPU (default: 1, no sharing)",
       "face");
 
   /**
@@ -571,12 +573,15 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
   const auto max_delay = std::chrono::microseconds(gst_anitalker_get(self, &self->max_batch_delay));
   std::shared_ptr<anitalker::face::FaceBatcher> executor =
       max_batch > 1 ? anitalker::face::shared_faces(model, max_batch, max_delay) : nullptr;
+  std::shared_ptr<anitalker::face::ParseBatcher> parse_executor =
+      max_batch > 1 && parser ? anitalker::face::shared_parses(parser, max_batch, max_delay) : nullptr;
 
   GstAnitalkerLocked lock(&st->lock);
   st->model = std::move(model);
   st->detector = std::move(detector);
   st->parser = std::move(parser);
   st->executor = std::move(executor);
+  st->parse_executor = std::move(parse_executor);
   st->frames = st->degraded = st->faces = 0;
   st->earliest = GST_CLOCK_TIME_NONE;
   return TRUE;
@@ -589,6 +594,7 @@ static gboolean gst_gfpgan_sr_stop(GstBaseTransform* trans) {
   st->detector.reset();
   st->parser.reset();
   st->executor.reset();
+  st->parse_executor.reset();
   st->earliest = GST_CLOCK_TIME_NONE;
   st->track = {};
   return TRUE;
@@ -819,6 +825,7 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
   std::shared_ptr<const anitalker::retinaface::Model> detector;
   std::shared_ptr<const anitalker::parsenet::Model> parser;
   std::shared_ptr<face::FaceBatcher> executor;
+  std::shared_ptr<face::ParseBatcher> parse_executor;
   GstClockTime earliest;
   {
     GstAnitalkerLocked lock(&st->lock);
@@ -826,6 +833,7 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
     detector = st->detector;
     parser = st->parser;
     executor = st->executor;
+    parse_executor = st->parse_executor;
     earliest = st->earliest;
   }
   if (!model) {
@@ -875,6 +883,7 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
     const cv::Mat bgr = gst_anitalker_video_frame_to_bgr(&in);
     face::FaceRestorer restorer(model, aligned ? nullptr : detector, parser, options);
     restorer.set_executor(executor);
+    restorer.set_parse_executor(parse_executor);
     const cv::Mat result = restorer.frame(bgr,
                                           degrade   ? face::FaceRestorer::FrameMode::Degraded
                                           : aligned ? face::FaceRestorer::FrameMode::Aligned

@@ -310,16 +310,61 @@ std::shared_ptr<FaceBatcher> shared_faces(std::shared_ptr<const gfpgan::Model> m
   });
 }
 
+std::shared_ptr<ParseBatcher> shared_parses(std::shared_ptr<const parsenet::Model> parser, size_t max_batch,
+                                            std::chrono::microseconds max_delay) {
+  const parsenet::Model* key = parser.get();
+  return shared_batcher<ParseBatcher>(key, max_batch, max_delay, [&] {
+    const bool gpu = parser->generic();
+    auto run = [parser, gpu](const std::vector<const at::Tensor*>& jobs) {
+      std::vector<at::Tensor> out(jobs.size());
+      // One batch per input size, in the order they came (a GPU); else one
+      // at a time.
+      std::vector<bool> done(jobs.size(), false);
+      for (size_t i = 0; i < jobs.size(); ++i) {
+        if (done[i]) continue;
+        if (!gpu) {
+          out[i] = parser->label_map(*jobs[i]);
+          continue;
+        }
+        std::vector<at::Tensor> inputs;
+        std::vector<size_t> where;
+        for (size_t j = i; j < jobs.size(); ++j)
+          if (!done[j] && jobs[j]->sizes() == jobs[i]->sizes()) {
+            inputs.push_back(*jobs[j]);
+            where.push_back(j);
+            done[j] = true;
+          }
+        const at::Tensor y = parser->label_map(inputs.size() == 1 ? inputs[0] : at::cat(inputs, 0));
+        for (size_t k = 0; k < where.size(); ++k) out[where[k]] = y.narrow(0, (int64_t)k, 1);
+      }
+      return out;
+    };
+    return std::make_shared<ParseBatcher>(run, max_batch, max_delay);
+  });
+}
+
+at::Tensor FaceRestorer::label_map(const at::Tensor& input) const {
+  return parse_executor_ ? parse_executor_->submit(input) : parser_->label_map(input);
+}
+
 at::Tensor FaceRestorer::restore_raw(const at::Tensor& input) const {
   if (!executor_) return model_->forward(input, options_.noise);
   return executor_->submit(FaceJob{input, options_.noise});
 }
 
-cv::Mat parse_labels(const parsenet::Model& parser, const cv::Mat& restored) {
+namespace {
+// parse_labels through `labels_of` (ParseNet's (1,S,S) label map of an input).
+template <class LabelMap>
+cv::Mat parse_labels_with(LabelMap&& labels_of, const cv::Mat& restored) {
   cv::Mat face = restored;
   if (face.size() != cv::Size(512, 512)) cv::resize(restored, face, cv::Size(512, 512), 0, 0, cv::INTER_LINEAR);
-  const at::Tensor l = parser.labels(parsenet_input(face)).contiguous();
+  const at::Tensor l = labels_of(parsenet_input(face))[0].to(at::kCPU, at::kByte).contiguous();
   return cv::Mat(face.size(), CV_8UC1, l.data_ptr<uint8_t>()).clone();
+}
+}  // namespace
+
+cv::Mat parse_labels(const parsenet::Model& parser, const cv::Mat& restored) {
+  return parse_labels_with([&](const at::Tensor& x) { return parser.label_map(x); }, restored);
 }
 
 FaceRestorer::FaceRestorer(std::shared_ptr<const gfpgan::Model> model,
@@ -408,7 +453,7 @@ cv::Mat FaceRestorer::paste(const cv::Mat& bgr, const std::vector<Landmarks>& fa
     if (parser_ && reuse && masks && i < masks->cpu.size()) {
       mask = masks->cpu[i];
     } else if (parser_) {
-      mask = parse_mask(parse_labels(*parser_, restored));
+      mask = parse_mask(parse_labels_with([&](const at::Tensor& x) { return label_map(x); }, restored));
       if (masks && !reuse) masks->cpu.push_back(mask);
     }
     paste_face(canvas, restored, paste_matrix(affine, options_.upscale), mask, options_.upscale);
@@ -443,7 +488,7 @@ cv::Mat FaceRestorer::paste_on_device(const cv::Mat& bgr, const std::vector<Land
     if (reuse && masks && i < masks->device.size()) {
       mask = masks->device[i];
     } else {
-      mask = parse_mask(parser_->label_map(parsenet_input(restored))[0]);
+      mask = parse_mask(label_map(parsenet_input(restored))[0]);
       if (masks && !reuse) masks->device.push_back(mask);
     }
     const cv::Mat inverse = paste_matrix(affine, options_.upscale);

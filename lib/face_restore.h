@@ -172,6 +172,20 @@ class FaceBatcher : public Batcher<FaceJob, at::Tensor> {
 std::shared_ptr<FaceBatcher> shared_faces(std::shared_ptr<const gfpgan::Model> model, size_t max_batch,
                                           std::chrono::microseconds max_delay);
 
+// ParseNet's label maps of several streams' faces on one parser (gfpgansr's
+// max-batch with a parser).  A request is a face's (1,3,S,S)
+// parsenet_input; the result its (1,S,S) label map on the parser's device.
+// On a GPU (parsenet::Model::generic) the faces of a call run as one batch
+// (the labels of each within float rounding of itself alone: a label on a
+// near tie may flip); on the CPU one at a time, bit for bit; all in the
+// leader's thread.
+class ParseBatcher : public Batcher<at::Tensor, at::Tensor> {
+ public:
+  using Batcher::Batcher;
+};
+std::shared_ptr<ParseBatcher> shared_parses(std::shared_ptr<const parsenet::Model> parser, size_t max_batch,
+                                            std::chrono::microseconds max_delay);
+
 class FaceRestorer {
  public:
   // `detector` may be null (then only the landmark and aligned entry points
@@ -240,6 +254,9 @@ class FaceRestorer {
   // GFPGAN's calls through `executor` (shared_faces on this restorer's
   // model; null: called directly).  Set before the restorer is used.
   void set_executor(std::shared_ptr<FaceBatcher> executor) { executor_ = std::move(executor); }
+  // ParseNet's calls through `executor` (shared_parses on this restorer's
+  // parser; null: called directly).  Set before the restorer is used.
+  void set_parse_executor(std::shared_ptr<ParseBatcher> executor) { parse_executor_ = std::move(executor); }
 
  private:
   std::shared_ptr<const gfpgan::Model> model_;
@@ -247,6 +264,10 @@ class FaceRestorer {
   std::shared_ptr<const parsenet::Model> parser_;
   Options options_;
   std::shared_ptr<FaceBatcher> executor_;
+  std::shared_ptr<ParseBatcher> parse_executor_;
+  // ParseNet's (1,S,S) label map of one face (its parsenet_input), through
+  // parse_executor_ if set.
+  at::Tensor label_map(const at::Tensor& input) const;
   // GFPGAN's raw output for one aligned face (its gfpgan_input), through
   // executor_ if set.
   at::Tensor restore_raw(const at::Tensor& input) const;
