@@ -119,8 +119,9 @@ struct SrState {
   std::shared_ptr<const anitalker::parsenet::Model> parser;
   // With max-batch above 1: the process's GFPGAN executor for this model.
   std::shared_ptr<anitalker::face::FaceBatcher> executor;
-  // And ParseNet's, with a parser.
+  // And ParseNet's and RetinaFace's, with a parser and a detector.
   std::shared_ptr<anitalker::face::ParseBatcher> parse_executor;
+  std::shared_ptr<anitalker::face::DetectBatcher> detect_executor;
   guint64 frames = 0, degraded = 0, faces = 0;
   // The running time before which frames are too late, from the last QoS
   // event (as GstBaseTransform computes it); NONE = no pressure.
@@ -392,7 +393,7 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
   /**
    * GstGfpganSr:max-batch:
    *
-   * Above 1, GFPGAN (and ParseNet, with a parser) is shared with the other
+   * Above 1, GFPGAN (and ParseNet and RetinaFace) is shared with the other
    * gfpgansr elements of the process that set the same model file, device,
    * precision, max-batch and max-batch-delay: their faces go through one
    * executor per network, up to this many a call.  On a GPU the faces of a call run as one batch (each within
@@ -403,7 +404,7 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
   gst_anitalker_install_sharing_properties(
       gobject_class, PROP_MAX_BATCH, G_STRUCT_OFFSET(GstGfpganSr, max_batch), PROP_MAX_BATCH_DELAY,
       G_STRUCT_OFFSET(GstGfpganSr, max_batch_delay),
-      "Above 1: GFPGAN and ParseNet shared with the other gfpgansr elements of this process that set the same "
+      "Above 1: GFPGAN, ParseNet and RetinaFace shared with the other gfpgansr elements of this process that set the same "
       "model, device, precision and values, up to this many faces a call; batched on a GPU (default: 1, no sharing)",
       "face");
 
@@ -575,6 +576,8 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
       max_batch > 1 ? anitalker::face::shared_faces(model, max_batch, max_delay) : nullptr;
   std::shared_ptr<anitalker::face::ParseBatcher> parse_executor =
       max_batch > 1 && parser ? anitalker::face::shared_parses(parser, max_batch, max_delay) : nullptr;
+  std::shared_ptr<anitalker::face::DetectBatcher> detect_executor =
+      max_batch > 1 && detector ? anitalker::face::shared_detections(detector, max_batch, max_delay) : nullptr;
 
   GstAnitalkerLocked lock(&st->lock);
   st->model = std::move(model);
@@ -582,6 +585,7 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
   st->parser = std::move(parser);
   st->executor = std::move(executor);
   st->parse_executor = std::move(parse_executor);
+  st->detect_executor = std::move(detect_executor);
   st->frames = st->degraded = st->faces = 0;
   st->earliest = GST_CLOCK_TIME_NONE;
   return TRUE;
@@ -595,6 +599,7 @@ static gboolean gst_gfpgan_sr_stop(GstBaseTransform* trans) {
   st->parser.reset();
   st->executor.reset();
   st->parse_executor.reset();
+  st->detect_executor.reset();
   st->earliest = GST_CLOCK_TIME_NONE;
   st->track = {};
   return TRUE;
@@ -826,6 +831,7 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
   std::shared_ptr<const anitalker::parsenet::Model> parser;
   std::shared_ptr<face::FaceBatcher> executor;
   std::shared_ptr<face::ParseBatcher> parse_executor;
+  std::shared_ptr<face::DetectBatcher> detect_executor;
   GstClockTime earliest;
   {
     GstAnitalkerLocked lock(&st->lock);
@@ -834,6 +840,7 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
     parser = st->parser;
     executor = st->executor;
     parse_executor = st->parse_executor;
+    detect_executor = st->detect_executor;
     earliest = st->earliest;
   }
   if (!model) {
@@ -884,6 +891,7 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
     face::FaceRestorer restorer(model, aligned ? nullptr : detector, parser, options);
     restorer.set_executor(executor);
     restorer.set_parse_executor(parse_executor);
+    restorer.set_detect_executor(detect_executor);
     const cv::Mat result = restorer.frame(bgr,
                                           degrade   ? face::FaceRestorer::FrameMode::Degraded
                                           : aligned ? face::FaceRestorer::FrameMode::Aligned

@@ -343,6 +343,41 @@ std::shared_ptr<ParseBatcher> shared_parses(std::shared_ptr<const parsenet::Mode
   });
 }
 
+std::shared_ptr<DetectBatcher> shared_detections(std::shared_ptr<const retinaface::Model> detector, size_t max_batch,
+                                                 std::chrono::microseconds max_delay) {
+  const retinaface::Model* key = detector.get();
+  return shared_batcher<DetectBatcher>(key, max_batch, max_delay, [&] {
+    const bool gpu = detector->generic();
+    auto run = [detector, gpu](const std::vector<const at::Tensor*>& jobs) {
+      std::vector<retinaface::Heads> out(jobs.size());
+      std::vector<bool> done(jobs.size(), false);
+      for (size_t i = 0; i < jobs.size(); ++i) {
+        if (done[i]) continue;
+        if (!gpu) {
+          out[i] = detector->forward(*jobs[i]);
+          continue;
+        }
+        // One batch per frame size, in the order they came.
+        std::vector<at::Tensor> inputs;
+        std::vector<size_t> where;
+        for (size_t j = i; j < jobs.size(); ++j)
+          if (!done[j] && jobs[j]->sizes() == jobs[i]->sizes()) {
+            inputs.push_back(*jobs[j]);
+            where.push_back(j);
+            done[j] = true;
+          }
+        const retinaface::Heads h = detector->forward(inputs.size() == 1 ? inputs[0] : at::cat(inputs, 0));
+        for (size_t k = 0; k < where.size(); ++k) {
+          const int64_t b = static_cast<int64_t>(k);
+          out[where[k]] = retinaface::Heads{h.loc.narrow(0, b, 1), h.conf.narrow(0, b, 1), h.landms.narrow(0, b, 1)};
+        }
+      }
+      return out;
+    };
+    return std::make_shared<DetectBatcher>(run, max_batch, max_delay);
+  });
+}
+
 at::Tensor FaceRestorer::label_map(const at::Tensor& input) const {
   return parse_executor_ ? parse_executor_->submit(input) : parser_->label_map(input);
 }
@@ -407,8 +442,17 @@ std::vector<Face> select_faces(const at::Tensor& detections, cv::Size image, con
 std::vector<Face> FaceRestorer::faces(const cv::Mat& bgr) const {
   if (!detector_)
     throw Error(Error::Kind::Usage, "face restoration: no detector: give the landmarks or use aligned mode");
-  std::vector<Face> found =
-      select_faces(detector_->detect(bgr, options_.conf_threshold, options_.nms_threshold), bgr.size(), options_);
+  at::Tensor rows;
+  if (detect_executor_) {
+    check_bgr8(bgr, "face detection");
+    const retinaface::Heads h = detect_executor_->submit(
+        detector_->generic() ? retinaface::to_input(bgr, detector_->device()) : retinaface::to_input(bgr));
+    rows = retinaface::decode(h, retinaface::priors(bgr.rows, bgr.cols), bgr.rows, bgr.cols, options_.conf_threshold,
+                              options_.nms_threshold);
+  } else {
+    rows = detector_->detect(bgr, options_.conf_threshold, options_.nms_threshold);
+  }
+  std::vector<Face> found = select_faces(rows, bgr.size(), options_);
   if (options_.max_faces > 0 && found.size() > static_cast<size_t>(options_.max_faces)) {
     // The largest ones, in the detector's order otherwise.
     std::vector<size_t> order(found.size());

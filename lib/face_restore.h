@@ -16,12 +16,10 @@
 
 #include "batcher.h"
 #include "gfpgan.h"
+#include "retinaface.h"
 
 namespace anitalker {
 namespace parsenet {
-class Model;
-}
-namespace retinaface {
 class Model;
 }
 }  // namespace anitalker
@@ -186,6 +184,19 @@ class ParseBatcher : public Batcher<at::Tensor, at::Tensor> {
 std::shared_ptr<ParseBatcher> shared_parses(std::shared_ptr<const parsenet::Model> parser, size_t max_batch,
                                             std::chrono::microseconds max_delay);
 
+// RetinaFace on the frames of several streams on one detector (gfpgansr's
+// max-batch with a detector).  A request is a frame's (1,3,H,W)
+// retinaface::to_input on the detector's device; the result its heads (on
+// the CPU).  Where the detector runs as on a GPU (retinaface::Model::
+// generic) the frames of a call of one size run as one batch (each within
+// float rounding of itself alone); on the CPU one at a time, bit for bit.
+class DetectBatcher : public Batcher<at::Tensor, retinaface::Heads> {
+ public:
+  using Batcher::Batcher;
+};
+std::shared_ptr<DetectBatcher> shared_detections(std::shared_ptr<const retinaface::Model> detector, size_t max_batch,
+                                                 std::chrono::microseconds max_delay);
+
 class FaceRestorer {
  public:
   // `detector` may be null (then only the landmark and aligned entry points
@@ -257,6 +268,9 @@ class FaceRestorer {
   // ParseNet's calls through `executor` (shared_parses on this restorer's
   // parser; null: called directly).  Set before the restorer is used.
   void set_parse_executor(std::shared_ptr<ParseBatcher> executor) { parse_executor_ = std::move(executor); }
+  // RetinaFace's calls through `executor` (shared_detections on this
+  // restorer's detector; null: called directly).
+  void set_detect_executor(std::shared_ptr<DetectBatcher> executor) { detect_executor_ = std::move(executor); }
 
  private:
   std::shared_ptr<const gfpgan::Model> model_;
@@ -265,6 +279,7 @@ class FaceRestorer {
   Options options_;
   std::shared_ptr<FaceBatcher> executor_;
   std::shared_ptr<ParseBatcher> parse_executor_;
+  std::shared_ptr<DetectBatcher> detect_executor_;
   // ParseNet's (1,S,S) label map of one face (its parsenet_input), through
   // parse_executor_ if set.
   at::Tensor label_map(const at::Tensor& input) const;

@@ -14,6 +14,7 @@
 #include <numeric>
 
 #include "checkpoint.h"
+#include "device.h"
 #include "error.h"
 #include "model_cache.h"
 #include "state_dict.h"
@@ -101,7 +102,8 @@ struct Model::Weights {
   }
 };
 
-Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype) : device_(device), dtype_(dtype) {
+Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype)
+    : device_(device), dtype_(dtype), generic_(generic_path(device)) {
   // The released file carries DataParallel's "module." prefix; facexlib
   // strips it, so both spellings load.
   const std::string prefix = all.has("module.body.conv1.weight") ? "module." : "";
@@ -238,10 +240,13 @@ Heads Model::forward(const at::Tensor& x_in) const {
     conf.push_back(run(w.cls[k], feats[k], 2));
     ldm.push_back(run(w.ldm[k], feats[k], 10));
   }
+  // One copy to the host for the three heads (a GPU waits once).
+  const at::Tensor all =
+      at::cat({at::cat(loc, 1), at::softmax(at::cat(conf, 1), -1), at::cat(ldm, 1)}, 2).cpu();
   Heads h;
-  h.loc = at::cat(loc, 1).cpu();
-  h.conf = at::softmax(at::cat(conf, 1), -1).cpu();
-  h.landms = at::cat(ldm, 1).cpu();
+  h.loc = all.narrow(2, 0, 4);
+  h.conf = all.narrow(2, 4, 2);
+  h.landms = all.narrow(2, 6, 10);
   return h;
 }
 
@@ -263,6 +268,18 @@ at::Tensor priors(int height, int width) {
         }
   }
   return at::from_blob(a.data(), {static_cast<int64_t>(a.size() / 4), 4}, at::kFloat).clone();
+}
+
+at::Tensor to_input(const cv::Mat& bgr, c10::Device device) {
+  if (bgr.empty() || bgr.type() != CV_8UC3)
+    throw Error(Error::Kind::Usage, "retinaface: expected a BGR uint8 image (CV_8UC3)");
+  // The bytes copied once, then the same float32 subtraction on the device.
+  const at::Tensor& mean = device_constant("retinaface mean", device, [] {
+    return at::tensor({104.f, 117.f, 123.f}, at::kFloat).view({1, 3, 1, 1});
+  });
+  const at::Tensor u8 =
+      at::from_blob(bgr.data, {bgr.rows, bgr.cols, 3}, {static_cast<int64_t>(bgr.step[0]), 3, 1}, at::kByte).to(device);
+  return (u8.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat) - mean).contiguous();
 }
 
 at::Tensor to_input(const cv::Mat& bgr) {
@@ -350,7 +367,7 @@ at::Tensor decode(const Heads& heads, const at::Tensor& pri, int height, int wid
 }
 
 at::Tensor Model::detect(const cv::Mat& bgr, float conf_threshold, double nms_threshold) const {
-  const Heads h = forward(to_input(bgr));
+  const Heads h = forward(generic_ ? to_input(bgr, device_) : to_input(bgr));
   return decode(h, priors(bgr.rows, bgr.cols), bgr.rows, bgr.cols, conf_threshold, nms_threshold);
 }
 

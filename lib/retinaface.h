@@ -37,6 +37,9 @@ at::Tensor decode(const Heads& heads, const at::Tensor& priors, int height, int 
 
 // A BGR uint8 image -> (1, 3, H, W) float32 minus (104, 117, 123) (spec 3.1).
 at::Tensor to_input(const cv::Mat& bgr);
+// The same made on `device` from the bytes (one copy of the image, not of
+// its float32 planes; a GPU's way); the same values.
+at::Tensor to_input(const cv::Mat& bgr, c10::Device device);
 
 class Model {
  public:
@@ -50,6 +53,10 @@ class Model {
   static std::shared_ptr<const Model> load(const std::string& path, c10::Device device);
 
   c10::Device device() const { return device_; }
+  // Whether it runs as on a GPU (a GPU, or the CPU with ANITALKER_GENERIC=1
+  // when it was made: device.h generic_path): RetinaFace has one path, so
+  // this only decides whether shared_detections batches.
+  bool generic() const { return generic_; }
   const std::vector<std::string>& unused_keys() const { return unused_; }
 
   // x: (B, 3, H, W) from to_input -> the heads (on the CPU).
@@ -63,6 +70,7 @@ class Model {
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
   at::ScalarType dtype_;
+  bool generic_ = false;
   std::vector<std::string> unused_;
 };
 

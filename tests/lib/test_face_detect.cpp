@@ -4,19 +4,23 @@
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
 
+#include <chrono>
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
 #include <sstream>
+#include <thread>
 
 #include "checkpoint.h"
 #include "checkpoint_writer.h"
 #include "error.h"
+#include "face_restore.h"
 #include "../narrow_retinaface.h"
 #include "retinaface.h"
 #include "state_dict.h"
 #include "test_util.h"
 
 namespace rf = anitalker::retinaface;
+namespace face = anitalker::face;
 using anitalker::read_npy_tensor;
 using testing::HasSubstr;
 using testutil::data;
@@ -156,6 +160,56 @@ TEST(FaceDetect, WholeNetworkMatchesPyTorch) {
     const double diff = (got - want).abs().max().item<double>(), scale = want.abs().max().item<double>();
     std::printf("RetinaFace %s: max |PyTorch| %.4g, max |diff| %.3g\n", name, scale, diff);
     EXPECT_LE(diff, 1e-5 + 1e-4 * scale) << name;
+  }
+}
+
+// The detector's frames of several streams through one executor
+// (gfpgansr's max-batch): on the CPU each frame's heads are its own alone,
+// bit for bit; where the detector runs as on a GPU (ANITALKER_GENERIC=1
+// here) the frames of a call run as one batch, each within float rounding
+// of itself alone, and a frame of another size in its own call.  The
+// device's input (made from the bytes where the network runs) is the
+// CPU's, value for value.  Checked: handing a batch's heads back reversed
+// fails it.
+TEST(FaceDetect, FramesOfSeveralStreamsThroughOneExecutor) {
+  cv::RNG rng(3);
+  std::vector<cv::Mat> frames;
+  for (cv::Size size : {cv::Size(100, 70), cv::Size(100, 70), cv::Size(64, 48), cv::Size(100, 70)}) {
+    cv::Mat f(size, CV_8UC3);
+    rng.fill(f, cv::RNG::UNIFORM, 0, 256);
+    frames.push_back(f);
+  }
+  for (const cv::Mat& f : frames) EXPECT_TRUE(at::equal(rf::to_input(f, c10::Device(c10::kCPU)), rf::to_input(f)));
+  for (bool generic : {false, true}) {
+    SCOPED_TRACE(generic ? "generic path" : "CPU path");
+    if (generic) ::setenv("ANITALKER_GENERIC", "1", 1);
+    const auto m = std::make_shared<const rf::Model>(
+        anitalker::StateDict(anitalker::Checkpoint::open(data("face-sr/retinaface_narrow.pth"))), c10::Device(c10::kCPU));
+    ::unsetenv("ANITALKER_GENERIC");
+    EXPECT_EQ(m->generic(), generic);
+    const auto executor = face::shared_detections(m, frames.size(), std::chrono::milliseconds(300));
+    std::vector<rf::Heads> got(frames.size());
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < frames.size(); ++i)
+      threads.emplace_back([&, i] { got[i] = executor->submit(rf::to_input(frames[i])); });
+    for (std::thread& t : threads) t.join();
+    const auto stats = executor->stats();
+    std::printf("%s: %llu calls for %llu frames, at most %zu in one\n", generic ? "generic" : "cpu",
+                (unsigned long long)stats.batches, (unsigned long long)stats.requests, stats.largest);
+    EXPECT_EQ(stats.requests, frames.size());
+    for (size_t i = 0; i < frames.size(); ++i) {
+      const rf::Heads own = m->forward(rf::to_input(frames[i]));
+      for (auto [a, b] : {std::pair{got[i].loc, own.loc}, {got[i].conf, own.conf}, {got[i].landms, own.landms}}) {
+        ASSERT_EQ(a.sizes(), b.sizes()) << "frame " << i;
+        const double d = (a - b).abs().max().item<double>();
+        if (generic)
+          EXPECT_LE(d, 1e-4 * b.abs().max().item<double>()) << "frame " << i;
+        else
+          EXPECT_EQ(d, 0) << "frame " << i;
+      }
+    }
+    // Unlike frames give unlike heads (else the test could not tell them apart).
+    EXPECT_GT((got[0].loc - got[1].loc).abs().max().item<double>(), 1e-3);
   }
 }
 
