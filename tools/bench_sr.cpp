@@ -63,7 +63,8 @@ int bench_sr(int argc, char** argv) {
            "AVX512_BF16): its time against float32 and the 8-bit distance of its face from float32's");
     o.flag("fp16", &fp16, "the same at precision=fp16 (a CUDA device: its convolutions in float16)");
     o.integers("batch", &batches, 1, 256, "LIST",
-               "GFPGAN's faces per call (each size also at --bf16 / --fp16): ms a face and faces per second");
+               "GFPGAN's faces per call (each size also at --bf16 / --fp16), and ParseNet's: ms a face and faces "
+               "per second");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;
     if (bf16 && fp16) throw cli::UsageError("give --bf16 or --fp16, not both");
@@ -151,6 +152,14 @@ int bench_sr(int argc, char** argv) {
     }
     const bench::Stats s_parse = time([&] { parser->labels(face); });
     report("parsenet", s_parse, f_parse);
+    for (int b : batches) {
+      if (b == 1) continue;
+      // b faces in one call, as gfpgansr's max-batch runs ParseNet on a GPU.
+      const at::Tensor faces = (at::rand({b, 3, 512, 512}) * 2 - 1).to(dev);
+      const bench::Stats s = time([&] { parser->label_map(faces); });
+      std::printf("parsenet fp32 batch %-4d %8.2f ms a face (%.2f .. %.2f), %.1f faces/s\n", b, 1e3 * s.median / b,
+                  1e3 * s.min / b, 1e3 * s.max / b, b / s.median);
+    }
     if (prof) {
       std::printf("gfpgan:\n");
       bench::profile([&] { gfpgan->forward(face); });
