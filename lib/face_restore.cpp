@@ -310,34 +310,40 @@ std::shared_ptr<FaceBatcher> shared_faces(std::shared_ptr<const gfpgan::Model> m
   });
 }
 
+namespace {
+// A shared executor's run over requests that are network inputs: with
+// `batch` (a GPU) the requests of one shape run as one call, in the order
+// they came; else one at a time.  `forward` runs a (B, ...) input, `part(y,
+// k)` is the k-th input's share of its output.
+template <class Out, class Forward, class Part>
+std::vector<Out> by_shape(const std::vector<const at::Tensor*>& jobs, bool batch, Forward&& forward, Part&& part) {
+  std::vector<Out> out(jobs.size());
+  std::vector<bool> done(jobs.size(), false);
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (done[i]) continue;
+    std::vector<at::Tensor> inputs;
+    std::vector<size_t> where;
+    for (size_t j = i; j < jobs.size() && (batch || j == i); ++j)
+      if (!done[j] && jobs[j]->sizes() == jobs[i]->sizes()) {
+        inputs.push_back(*jobs[j]);
+        where.push_back(j);
+        done[j] = true;
+      }
+    const auto y = forward(inputs.size() == 1 ? inputs[0] : at::cat(inputs, 0));
+    for (size_t k = 0; k < where.size(); ++k) out[where[k]] = part(y, static_cast<int64_t>(k));
+  }
+  return out;
+}
+}  // namespace
+
 std::shared_ptr<ParseBatcher> shared_parses(std::shared_ptr<const parsenet::Model> parser, size_t max_batch,
                                             std::chrono::microseconds max_delay) {
   const parsenet::Model* key = parser.get();
   return shared_batcher<ParseBatcher>(key, max_batch, max_delay, [&] {
-    const bool gpu = parser->generic();
-    auto run = [parser, gpu](const std::vector<const at::Tensor*>& jobs) {
-      std::vector<at::Tensor> out(jobs.size());
-      // One batch per input size, in the order they came (a GPU); else one
-      // at a time.
-      std::vector<bool> done(jobs.size(), false);
-      for (size_t i = 0; i < jobs.size(); ++i) {
-        if (done[i]) continue;
-        if (!gpu) {
-          out[i] = parser->label_map(*jobs[i]);
-          continue;
-        }
-        std::vector<at::Tensor> inputs;
-        std::vector<size_t> where;
-        for (size_t j = i; j < jobs.size(); ++j)
-          if (!done[j] && jobs[j]->sizes() == jobs[i]->sizes()) {
-            inputs.push_back(*jobs[j]);
-            where.push_back(j);
-            done[j] = true;
-          }
-        const at::Tensor y = parser->label_map(inputs.size() == 1 ? inputs[0] : at::cat(inputs, 0));
-        for (size_t k = 0; k < where.size(); ++k) out[where[k]] = y.narrow(0, (int64_t)k, 1);
-      }
-      return out;
+    auto run = [parser, gpu = parser->generic()](const std::vector<const at::Tensor*>& jobs) {
+      return by_shape<at::Tensor>(
+          jobs, gpu, [&](const at::Tensor& x) { return parser->label_map(x); },
+          [](const at::Tensor& y, int64_t k) { return y.narrow(0, k, 1); });
     };
     return std::make_shared<ParseBatcher>(run, max_batch, max_delay);
   });
@@ -347,32 +353,12 @@ std::shared_ptr<DetectBatcher> shared_detections(std::shared_ptr<const retinafac
                                                  std::chrono::microseconds max_delay) {
   const retinaface::Model* key = detector.get();
   return shared_batcher<DetectBatcher>(key, max_batch, max_delay, [&] {
-    const bool gpu = detector->generic();
-    auto run = [detector, gpu](const std::vector<const at::Tensor*>& jobs) {
-      std::vector<retinaface::Heads> out(jobs.size());
-      std::vector<bool> done(jobs.size(), false);
-      for (size_t i = 0; i < jobs.size(); ++i) {
-        if (done[i]) continue;
-        if (!gpu) {
-          out[i] = detector->forward(*jobs[i]);
-          continue;
-        }
-        // One batch per frame size, in the order they came.
-        std::vector<at::Tensor> inputs;
-        std::vector<size_t> where;
-        for (size_t j = i; j < jobs.size(); ++j)
-          if (!done[j] && jobs[j]->sizes() == jobs[i]->sizes()) {
-            inputs.push_back(*jobs[j]);
-            where.push_back(j);
-            done[j] = true;
-          }
-        const retinaface::Heads h = detector->forward(inputs.size() == 1 ? inputs[0] : at::cat(inputs, 0));
-        for (size_t k = 0; k < where.size(); ++k) {
-          const int64_t b = static_cast<int64_t>(k);
-          out[where[k]] = retinaface::Heads{h.loc.narrow(0, b, 1), h.conf.narrow(0, b, 1), h.landms.narrow(0, b, 1)};
-        }
-      }
-      return out;
+    auto run = [detector, gpu = detector->generic()](const std::vector<const at::Tensor*>& jobs) {
+      return by_shape<retinaface::Heads>(
+          jobs, gpu, [&](const at::Tensor& x) { return detector->forward(x); },
+          [](const retinaface::Heads& h, int64_t k) {
+            return retinaface::Heads{h.loc.narrow(0, k, 1), h.conf.narrow(0, k, 1), h.landms.narrow(0, k, 1)};
+          });
     };
     return std::make_shared<DetectBatcher>(run, max_batch, max_delay);
   });
