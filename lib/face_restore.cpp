@@ -566,7 +566,10 @@ cv::Mat FaceRestorer::frame(const cv::Mat& bgr, FrameMode mode, size_t* faces, T
     const bool reuse =
         masks && masks->age >= 0 && masks->age + 1 < parse_every && masks->count() == lms.size() && !lms.empty();
     result = paste(bgr, lms, nullptr, masks, reuse);
-    if (masks) masks->age = reuse ? masks->age + 1 : 0;
+    if (masks)
+      masks->age = reuse ? masks->age + 1 : 0;
+    else if (track)
+      track->masks = Masks{};  // parse_every back at 1: none kept to reuse later
   }
   if (result.size() != out_size || result.type() != CV_8UC3)
     throw Error(Error::Kind::Runtime, "face restoration returned " + std::to_string(result.cols) + "x" +
