@@ -18,6 +18,7 @@
 
 #include "bench_models.h"
 #include "bench_util.h"
+#include "checkpoint.h"
 #include "checkpoint_writer.h"
 #include "cli.h"
 #include "device.h"
@@ -25,6 +26,7 @@
 #include "gfpgan.h"
 #include "parsenet.h"
 #include "retinaface.h"
+#include "state_dict.h"
 
 namespace face = anitalker::face;
 
@@ -89,6 +91,13 @@ int bench_sr(int argc, char** argv) {
     auto detector = anitalker::retinaface::Model::load(stem + "-retinaface.pth", dev);
     std::shared_ptr<const anitalker::gfpgan::Model> gfpgan16;
     if (bf16 || fp16) gfpgan16 = anitalker::gfpgan::Model::load(stem + "-gfpgan.pth", dev, lowp);
+    // ParseNet wholly in the reduced type: measured only (gfpgansr keeps
+    // ParseNet in float32), for whether its labels would hold.
+    std::shared_ptr<const anitalker::parsenet::Model> parser16;
+    if (bf16 || fp16)
+      parser16 = std::make_shared<const anitalker::parsenet::Model>(
+          anitalker::StateDict(anitalker::Checkpoint::open(stem + "-parsenet.pth")), dev,
+          fp16 ? at::kHalf : at::kBFloat16);
     std::printf("loaded in %.2f s\n", bench::now_s() - t0);
     for (const char* f : {"-gfpgan.pth", "-parsenet.pth", "-retinaface.pth"}) std::remove((stem + f).c_str());
 
@@ -152,6 +161,22 @@ int bench_sr(int argc, char** argv) {
     }
     const bench::Stats s_parse = time([&] { parser->labels(face); });
     report("parsenet", s_parse, f_parse);
+    if (parser16) {
+      try {
+        const bench::Stats s16 = time([&] { parser16->label_map(face); });
+        const at::Tensor l16 = parser16->label_map(face), l32 = parser->label_map(face);
+        const double same = l16.eq(l32).to(at::kDouble).mean().item<double>();
+        // What the paste sees: the blurred face mask made of each.
+        const at::Tensor dm = (face::parse_mask(l16[0]) - face::parse_mask(l32[0])).abs();
+        std::printf("parsenet %s (measured only; gfpgansr keeps ParseNet in float32): %.0f ms, %.2fx float32's "
+                    "speed; its labels %.2f%% float32's on the random face, the paste mask max %.3g, mean %.3g "
+                    "from float32's\n",
+                    lname, 1e3 * s16.median, s_parse.median / s16.median, 100 * same, dm.max().item<double>(),
+                    dm.mean().item<double>());
+      } catch (const c10::Error& e) {
+        std::printf("parsenet %s: not run here (%s)\n", lname, e.what_without_backtrace());
+      }
+    }
     for (int b : batches) {
       if (b == 1) continue;
       // b faces in one call, as gfpgansr's max-batch runs ParseNet on a GPU.
