@@ -491,17 +491,26 @@ cv::Mat FaceRestorer::paste(const cv::Mat& bgr, const std::vector<Landmarks>& fa
   return canvas_to_bgr(canvas);
 }
 
+namespace {
+// A BGR uint8 frame to an (H, W, 3) tensor on `device` (one copy), and back.
+at::Tensor frame_to(const cv::Mat& bgr, c10::Device device) {
+  return at::from_blob(bgr.data, {bgr.rows, bgr.cols, 3}, {static_cast<int64_t>(bgr.step[0]), 3, 1}, at::kByte)
+      .to(device)
+      .contiguous();
+}
+cv::Mat frame_from(const at::Tensor& bytes) {
+  const at::Tensor t = bytes.to(at::kCPU).contiguous();
+  return cv::Mat(static_cast<int>(t.size(0)), static_cast<int>(t.size(1)), CV_8UC3, t.data_ptr<uint8_t>()).clone();
+}
+}  // namespace
+
 cv::Mat FaceRestorer::paste_on_device(const cv::Mat& bgr, const std::vector<Landmarks>& faces, at::Tensor* first_raw,
                                       Masks* masks, bool reuse) const {
   if (masks && !reuse) *masks = Masks{};
   const c10::Device device = parser_->device();
   const int size = model_->size();
   const cv::Size out(static_cast<int>(bgr.cols * options_.upscale), static_cast<int>(bgr.rows * options_.upscale));
-  // One copy in.
-  const at::Tensor frame =
-      at::from_blob(bgr.data, {bgr.rows, bgr.cols, 3}, {static_cast<int64_t>(bgr.step[0]), 3, 1}, at::kByte)
-          .to(device)
-          .contiguous();
+  const at::Tensor frame = frame_to(bgr, device);  // one copy in
   at::Tensor canvas = resize_lanczos4(frame, out).to(at::kDouble);
   for (size_t i = 0; i < faces.size(); ++i) {
     const cv::Mat affine = align_matrix(faces[i], size);
@@ -528,8 +537,7 @@ cv::Mat FaceRestorer::paste_on_device(const cv::Mat& bgr, const std::vector<Land
     canvas = soft * face + (1 - soft) * canvas;
   }
   // One copy out, truncated as astype(uint8).
-  const at::Tensor bytes = canvas.to(at::kInt).clamp_(0, 255).to(at::kByte).to(at::kCPU).contiguous();
-  return cv::Mat(out, CV_8UC3, bytes.data_ptr<uint8_t>()).clone();
+  return frame_from(canvas.to(at::kInt).clamp_(0, 255).to(at::kByte));
 }
 
 cv::Mat FaceRestorer::frame(const cv::Mat& bgr, FrameMode mode, size_t* faces, Track* track, int detect_every,
@@ -539,7 +547,10 @@ cv::Mat FaceRestorer::frame(const cv::Mat& bgr, FrameMode mode, size_t* faces, T
   size_t n = 0;
   cv::Mat result;
   if (mode == FrameMode::Degraded) {
-    result = upscale_background(bgr, options_.upscale);
+    // On the device where the paste runs there (the same bytes).
+    const cv::Size up(static_cast<int>(bgr.cols * options_.upscale), static_cast<int>(bgr.rows * options_.upscale));
+    result = on_device_ ? frame_from(resize_lanczos4(frame_to(bgr, parser_->device()), up))
+                        : upscale_background(bgr, options_.upscale);
   } else if (mode == FrameMode::Aligned) {
     const cv::Mat restored = restore_aligned(bgr);
     n = 1;

@@ -485,6 +485,8 @@ TEST(FaceDevice, WholeFrameIsTheCPUs) {
   EXPECT_EQ(d.max, 0);
   EXPECT_TRUE(at::equal(first_raw, want_raw));
   EXPECT_GT(compare(got, face::upscale_background(frame, 2)).max, 10);  // the faces were pasted
+  // A late frame (gfpgansr's qos): the plain upscale, on the device too.
+  EXPECT_EQ(compare(r.frame(frame, face::FaceRestorer::FrameMode::Degraded), face::upscale_background(frame, 2)).max, 0);
 }
 
 // parse_every (gfpgansr's parse-every): ParseNet's mask of one frame pastes
