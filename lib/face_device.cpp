@@ -128,6 +128,16 @@ at::Tensor planes(const at::Tensor& bgr, at::ScalarType dtype) {
 
 }  // namespace
 
+at::Tensor image_tensor(const cv::Mat& image) {
+  if (image.depth() != CV_8U && image.depth() != CV_64F)
+    throw Error(Error::Kind::Usage, "image_tensor: expected a uint8 or float64 image");
+  const int64_t c = image.channels();
+  const at::Tensor v =
+      at::from_blob(image.data, {image.rows, image.cols, c}, {static_cast<int64_t>(image.step1()), c, 1},
+                    image.depth() == CV_8U ? at::kByte : at::kDouble);
+  return c == 1 ? v.squeeze(2) : v;
+}
+
 at::Tensor warp_affine(const at::Tensor& image, const cv::Mat& affine, cv::Size out, const cv::Scalar& border) {
   check_image(image, "warp_affine");
   const bool bytes = image.scalar_type() == at::kByte;

@@ -493,11 +493,7 @@ cv::Mat FaceRestorer::paste(const cv::Mat& bgr, const std::vector<Landmarks>& fa
 
 namespace {
 // A BGR uint8 frame to an (H, W, 3) tensor on `device` (one copy), and back.
-at::Tensor frame_to(const cv::Mat& bgr, c10::Device device) {
-  return at::from_blob(bgr.data, {bgr.rows, bgr.cols, 3}, {static_cast<int64_t>(bgr.step[0]), 3, 1}, at::kByte)
-      .to(device)
-      .contiguous();
-}
+at::Tensor frame_to(const cv::Mat& bgr, c10::Device device) { return image_tensor(bgr).to(device).contiguous(); }
 cv::Mat frame_from(const at::Tensor& bytes) {
   const at::Tensor t = bytes.to(at::kCPU).contiguous();
   return cv::Mat(static_cast<int>(t.size(0)), static_cast<int>(t.size(1)), CV_8UC3, t.data_ptr<uint8_t>()).clone();

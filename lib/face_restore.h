@@ -96,6 +96,10 @@ cv::Mat canvas_to_bgr(const cv::Mat& canvas);
 // FaceDevice.*), so a frame pasted on the device is the CPU's frame, with
 // one copy in and one copy out (FaceRestorer::enhance on a GPU).
 
+// An OpenCV image (uint8 or float64) as an (H, W, C) tensor, (H, W) for one
+// channel, on the CPU and sharing its memory (its row step kept).
+at::Tensor image_tensor(const cv::Mat& image);
+
 // cv::warpAffine(image, affine, out, INTER_LINEAR, BORDER_CONSTANT, border):
 // OpenCV's sampling positions in fixed point (1/1024, then 1/32 of a
 // pixel), its bilinear weights from its table; uint8 sums in 15-bit fixed

@@ -30,14 +30,6 @@
 
 namespace {
 
-// An OpenCV image as an (H, W, C) tensor (or (H, W)), sharing its memory.
-at::Tensor image_tensor(const cv::Mat& m) {
-  const int64_t c = m.channels();
-  const at::ScalarType t = m.depth() == CV_8U ? at::kByte : at::kDouble;
-  const at::Tensor v = at::from_blob(m.data, {m.rows, m.cols, c}, {static_cast<int64_t>(m.step1()), c, 1}, t);
-  return c == 1 ? v.squeeze(2) : v;
-}
-
 struct Row {
   std::string what;
   double ref = 0, diff = 0, rel = 0, mean = 0;
@@ -234,19 +226,19 @@ int cmd_check(int argc, char** argv) {
         const face::Landmarks lm = {cv::Point2f(96, 110), cv::Point2f(160, 110), cv::Point2f(128, 145),
                                     cv::Point2f(102, 180), cv::Point2f(154, 180)};
         const cv::Mat affine = face::align_matrix(lm), inverse = face::paste_matrix(affine, 2);
-        const at::Tensor on_dev = image_tensor(frame).to(dev);
-        compare_levels("paste: aligned crop (warp), uint8", image_tensor(face::warp_face(frame, affine)),
+        const at::Tensor on_dev = face::image_tensor(frame).to(dev);
+        compare_levels("paste: aligned crop (warp), uint8", face::image_tensor(face::warp_face(frame, affine)),
                        face::warp_affine(on_dev, affine, cv::Size(512, 512), cv::Scalar(135, 133, 132)));
-        compare_levels("paste: background (Lanczos), uint8", image_tensor(face::upscale_background(frame, 2)),
+        compare_levels("paste: background (Lanczos), uint8", face::image_tensor(face::upscale_background(frame, 2)),
                        face::resize_lanczos4(on_dev, cv::Size(512, 512)));
-        compare("paste: mask warped back, float64", image_tensor(face::warp_mask(mask, inverse, cv::Size(512, 512))),
-                face::warp_affine(image_tensor(mask).to(dev), inverse, cv::Size(512, 512)));
+        compare("paste: mask warped back, float64", face::image_tensor(face::warp_mask(mask, inverse, cv::Size(512, 512))),
+                face::warp_affine(face::image_tensor(mask).to(dev), inverse, cv::Size(512, 512)));
         const face::FaceRestorer rc(anitalker::gfpgan::Model::load(stem + "-gfpgan.pth", cpu), nullptr,
                                     anitalker::parsenet::Model::load(stem + "-parsenet.pth", cpu));
         const face::FaceRestorer rd(anitalker::gfpgan::Model::load(stem + "-gfpgan.pth", dev), nullptr,
                                     anitalker::parsenet::Model::load(stem + "-parsenet.pth", dev));
-        compare_levels("face sr frame 256 -> 512, 8-bit", image_tensor(rc.enhance(frame, {lm})),
-                       image_tensor(rd.enhance(frame, {lm})));
+        compare_levels("face sr frame 256 -> 512, 8-bit", face::image_tensor(rc.enhance(frame, {lm})),
+                       face::image_tensor(rd.enhance(frame, {lm})));
       }
       for (const char* f : {"-gfpgan.pth", "-parsenet.pth", "-retinaface.pth"}) std::remove((stem + f).c_str());
     }

@@ -36,6 +36,15 @@ std::shared_ptr<const anitalker::gfpgan::Model> gfpgan() {
 std::shared_ptr<const anitalker::parsenet::Model> parser() {
   return anitalker::parsenet::Model::load(data("face-sr/parsenet_tiny.pth"), kCpu);
 }
+// A ParseNet of its own from the fixture; with `generic` on the
+// device-independent path (a GPU's), as ANITALKER_GENERIC=1 makes it.
+std::shared_ptr<const anitalker::parsenet::Model> own_parser(bool generic) {
+  if (generic) ::setenv("ANITALKER_GENERIC", "1", 1);
+  auto p = std::make_shared<const anitalker::parsenet::Model>(
+      anitalker::StateDict(anitalker::Checkpoint::open(data("face-sr/parsenet_tiny.pth"))), kCpu);
+  ::unsetenv("ANITALKER_GENERIC");
+  return p;
+}
 
 cv::Mat image(const std::string& name) {
   cv::Mat m = cv::imread(data("face-sr/" + name), cv::IMREAD_UNCHANGED);
@@ -143,11 +152,8 @@ TEST(FaceRestore, ParseMaskOnTheDevice) {
   EXPECT_THAT(error_of([&] { face::parse_mask(at::zeros({512, 512}, at::kFloat)); }), HasSubstr("integer label map"));
 
   // ParseNet's device-independent path too (nothing packed, NCHW).
-  ::setenv("ANITALKER_GENERIC", "1", 1);
-  const auto generic_parser = std::make_shared<const anitalker::parsenet::Model>(
-      anitalker::StateDict(anitalker::Checkpoint::open(data("face-sr/parsenet_tiny.pth"))), kCpu);
+  const auto generic_parser = own_parser(true);
   const face::FaceRestorer r(gfpgan(), nullptr, generic_parser);
-  ::unsetenv("ANITALKER_GENERIC");
   const cv::Mat generic_labels = face::parse_labels(*generic_parser, image("gfpgan_restored_512_bgr.png"));
   const double equal = 1 - cv::countNonZero(generic_labels != labels) / static_cast<double>(labels.total());
   std::printf("parse labels on the device's path: %.4f%% equal (tolerance 99.9%%)\n", 100 * equal);
@@ -245,10 +251,7 @@ TEST(FaceRestore, ParsesOfSeveralStreamsThroughOneExecutor) {
   const auto model = gfpgan();
   for (bool generic : {false, true}) {
     SCOPED_TRACE(generic ? "generic path" : "CPU path");
-    if (generic) ::setenv("ANITALKER_GENERIC", "1", 1);
-    const auto p = std::make_shared<const anitalker::parsenet::Model>(
-        anitalker::StateDict(anitalker::Checkpoint::open(data("face-sr/parsenet_tiny.pth"))), kCpu);
-    ::unsetenv("ANITALKER_GENERIC");
+    const auto p = own_parser(generic);
     const face::FaceRestorer alone(model, nullptr, p);
     cv::Mat want[3], got[3];
     for (int i = 0; i < 3; ++i) want[i] = alone.enhance(inputs[i], {landmarks()});
@@ -355,12 +358,7 @@ TEST(FaceRestore, FaceSelectionFromDetections) {
 
 namespace {
 
-at::Tensor as_tensor(const cv::Mat& m) {
-  const int64_t c = m.channels();
-  const at::ScalarType t = m.depth() == CV_8U ? at::kByte : at::kDouble;
-  at::Tensor v = at::from_blob(m.data, {m.rows, m.cols, c}, {static_cast<int64_t>(m.step1()), c, 1}, t).clone();
-  return c == 1 ? v.squeeze(2) : v;
-}
+at::Tensor as_tensor(const cv::Mat& m) { return face::image_tensor(m).clone(); }
 
 cv::Mat as_mat(const at::Tensor& t) {
   const at::Tensor c = t.contiguous();
@@ -454,10 +452,7 @@ TEST(FaceDevice, ConversionsAreTheCPUs) {
 // the CPU with OpenCV and the same labels: the same bytes, for two faces
 // (the fixture's and one moved, so that the pastes overlap).
 TEST(FaceDevice, WholeFrameIsTheCPUs) {
-  ::setenv("ANITALKER_GENERIC", "1", 1);
-  const auto generic_parser = std::make_shared<const anitalker::parsenet::Model>(
-      anitalker::StateDict(anitalker::Checkpoint::open(data("face-sr/parsenet_tiny.pth"))), kCpu);
-  ::unsetenv("ANITALKER_GENERIC");
+  const auto generic_parser = own_parser(true);
   const auto model = gfpgan();
   const face::FaceRestorer r(model, nullptr, generic_parser);
   const cv::Mat frame = image("frame_256_bgr.png");
@@ -515,10 +510,7 @@ TEST(FaceRestore, ParseEveryReusesTheMasks) {
   const auto model = gfpgan();
   for (bool generic : {false, true}) {
     SCOPED_TRACE(generic ? "device path" : "CPU path");
-    if (generic) ::setenv("ANITALKER_GENERIC", "1", 1);
-    const auto p = std::make_shared<const anitalker::parsenet::Model>(
-        anitalker::StateDict(anitalker::Checkpoint::open(data("face-sr/parsenet_tiny.pth"))), kCpu);
-    ::unsetenv("ANITALKER_GENERIC");
+    const auto p = own_parser(generic);
     const face::FaceRestorer r(model, nullptr, p);
     // The mask each path makes of a frame's face.
     auto mask_of = [&](const cv::Mat& frame, const face::Landmarks& lm) {
@@ -588,10 +580,7 @@ TEST(FaceDevice, FailedRestoreKeepsTheCrop) {
   const cv::Mat frame = image("frame_256_bgr.png");
   cv::Mat out[2];
   for (bool generic : {false, true}) {
-    if (generic) ::setenv("ANITALKER_GENERIC", "1", 1);
-    const auto p = std::make_shared<const anitalker::parsenet::Model>(
-        anitalker::StateDict(anitalker::Checkpoint::open(data("face-sr/parsenet_tiny.pth"))), kCpu);
-    ::unsetenv("ANITALKER_GENERIC");
+    const auto p = own_parser(generic);
     face::FaceRestorer r(gfpgan(), nullptr, p);
     r.set_executor(failing);
     out[generic] = r.enhance(frame, {landmarks()});
