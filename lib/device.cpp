@@ -367,6 +367,17 @@ at::Tensor dnn_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& 
   return at::convolution(x, w, bias, stride, pad, dilation, false, std::vector<int64_t>(stride.size(), 0), groups);
 }
 
+// dnn_conv_act() as separate passes: the convolution (in x's type), then
+// the bias, the activation and the rounding to `out` in float32.
+at::Tensor dnn_conv_act_plain(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t pad,
+                              int64_t groups, c10::optional<double> slope, at::ScalarType out) {
+  at::Tensor y = dnn_conv(x, w, at::Tensor(), at::IntArrayRef{1, 1}, at::IntArrayRef{pad, pad}, groups);
+  if (y.scalar_type() != at::kFloat) y = y.to(at::kFloat);
+  if (b.defined()) y.add_(b.view({1, -1, 1, 1}));
+  if (slope) at::leaky_relu_(y, *slope);
+  return y.scalar_type() == out ? y : y.to(out);
+}
+
 #if ANITALKER_HAVE_DNNL
 namespace {
 dnnl::engine& cpu_engine() {
@@ -697,6 +708,107 @@ at::Tensor attend_heads(const at::Tensor& qkv, int64_t heads, int64_t max_scores
   }
   return o;
 }
+namespace {
+// dnn_conv_act()'s primitive for one shape, types and weight layout.
+struct ConvActPrim {
+  dnnl::convolution_forward conv;
+  dnnl::memory::desc user_weights, weights, scratchpad;
+  dnnl::memory::dims dst;  // N, Cout, Ho, Wo
+};
+
+// Null: oneDNN has only its reference code for it (or none).
+std::shared_ptr<ConvActPrim> conv_act_prim(const at::Tensor& x, const at::Tensor& w, bool bias, int64_t pad,
+                                           int64_t groups, float slope, bool act, at::ScalarType out, bool nhwc) {
+  static std::mutex lock;
+  static std::map<std::vector<int64_t>, std::shared_ptr<ConvActPrim>> cache;
+  const dt xt = x.scalar_type() == at::kBFloat16 ? dt::bf16 : dt::f32;
+  const dt ot = out == at::kBFloat16 ? dt::bf16 : dt::f32;
+  std::vector<int64_t> key{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(1), w.size(2), w.size(3),
+                           pad, groups, static_cast<int64_t>(xt), static_cast<int64_t>(ot), nhwc, bias, act};
+  for (int d = 0; d < 4; ++d) key.push_back(w.stride(d));
+  int32_t bits = 0;
+  std::memcpy(&bits, &slope, sizeof bits);
+  key.push_back(bits);
+  std::lock_guard<std::mutex> hold(lock);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  std::shared_ptr<ConvActPrim> p;
+  try {
+    const int64_t N = x.size(0), H = x.size(2), W = x.size(3), Co = w.size(0), kh = w.size(2), kw = w.size(3), G = groups;
+    const int64_t Ho = H + 2 * pad - kh + 1, Wo = W + 2 * pad - kw + 1;
+    const tag t = nhwc ? tag::nhwc : tag::nchw;
+    const dnnl::memory::desc src({N, x.size(1), H, W}, xt, t), dst({N, Co, Ho, Wo}, ot, t);
+    // The weights as they lie, (G,) Cout / G, Cin / G, kh, kw.
+    const dnnl::memory::desc user =
+        G == 1 ? dnnl::memory::desc({Co, w.size(1), kh, kw}, xt, {w.stride(0), w.stride(1), w.stride(2), w.stride(3)})
+               : dnnl::memory::desc({G, Co / G, w.size(1), kh, kw}, xt,
+                                    {(Co / G) * w.stride(0), w.stride(0), w.stride(1), w.stride(2), w.stride(3)});
+    const dnnl::memory::desc wany(user.dims(), xt, tag::any);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (act) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, slope, 0.f);
+      attr.set_post_ops(ops);
+    }
+    const auto direct = dnnl::algorithm::convolution_direct;
+    const auto inference = dnnl::prop_kind::forward_inference;
+    const dnnl::convolution_forward::primitive_desc pd =
+        bias ? dnnl::convolution_forward::primitive_desc(
+                   dnnl::convolution_forward::desc(inference, direct, src, wany, dnnl::memory::desc({Co}, dt::f32, tag::a),
+                                                   dst, {1, 1}, {pad, pad}, {pad, pad}),
+                   attr, cpu_engine())
+             : dnnl::convolution_forward::primitive_desc(
+                   dnnl::convolution_forward::desc(inference, direct, src, wany, dst, {1, 1}, {pad, pad}, {pad, pad}),
+                   attr, cpu_engine());
+    if (!reference_only(pd))
+      p = std::make_shared<ConvActPrim>(
+          ConvActPrim{dnnl::convolution_forward(pd), user, pd.weights_desc(), pd.scratchpad_desc(), {N, Co, Ho, Wo}});
+  } catch (const dnnl::error&) {
+  }
+  if (cache.size() >= 256) cache.clear();
+  cache.emplace(key, p);
+  return p;
+}
+}  // namespace
+
+at::Tensor dnn_conv_act(const at::Tensor& x, const at::Tensor& w_in, const at::Tensor& b, int64_t pad, int64_t groups,
+                        c10::optional<double> slope, at::ScalarType out) {
+  const bool nhwc = x.dim() == 4 && x.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  const at::Tensor w = groups == 1 ? w_in : w_in.contiguous();
+  const bool types = (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) &&
+                     w.scalar_type() == x.scalar_type() && (out == at::kFloat || out == at::kBFloat16) &&
+                     (!b.defined() || (b.is_cpu() && b.scalar_type() == at::kFloat && b.dim() == 1 && b.is_contiguous()));
+  std::shared_ptr<ConvActPrim> p;
+  if (types && x.is_cpu() && w.is_cpu() && x.dim() == 4 && w.dim() == 4 && groups >= 1 && w.size(0) % groups == 0 &&
+      x.size(1) == w.size(1) * groups && (!b.defined() || b.size(0) == w.size(0)) && x.numel() > 0 &&
+      (nhwc ? x.is_contiguous(at::MemoryFormat::ChannelsLast) : x.is_contiguous()))
+    p = conv_act_prim(x, w, b.defined(), pad, groups, static_cast<float>(slope.value_or(0.)), slope.has_value(), out,
+                      nhwc);
+  if (!p) return dnn_conv_act_plain(x, w_in, b, pad, groups, slope, out);
+  dnnl::engine& e = cpu_engine();
+  const dnnl::memory user(p->user_weights, e, w.data_ptr());
+  dnnl::memory weights = user;
+  at::Tensor wbuf;
+  if (p->weights != p->user_weights) {
+    wbuf = at::empty({static_cast<int64_t>(p->weights.get_size())}, at::kByte);
+    weights = dnnl::memory(p->weights, e, wbuf.data_ptr());
+    dnnl::memory from = user;
+    reorder(from, weights);
+  }
+  const dnnl::memory::dims& d = p->dst;
+  at::Tensor y = at::empty({d[0], d[1], d[2], d[3]}, x.options().dtype(out).memory_format(
+                                                          nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+  const tag t = nhwc ? tag::nhwc : tag::nchw;
+  const dt xt = x.scalar_type() == at::kBFloat16 ? dt::bf16 : dt::f32;
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, dnnl::memory({{x.size(0), x.size(1), x.size(2), x.size(3)}, xt, t}, e, x.data_ptr())},
+      {DNNL_ARG_WEIGHTS, weights},
+      {DNNL_ARG_DST, dnnl::memory({d, out == at::kBFloat16 ? dt::bf16 : dt::f32, t}, e, y.data_ptr())}};
+  if (b.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory({{w.size(0)}, dt::f32, tag::a}, e, b.data_ptr<float>()));
+  execute(p->conv, p->scratchpad, std::move(args));
+  return y;
+}
 #else
 struct PackedLinear::Impl {};
 bool PackedLinear::available() { return false; }
@@ -707,6 +819,10 @@ struct PackedConv::Impl {};
 PackedConv::PackedConv(const at::Tensor&, at::IntArrayRef, bool, int64_t) {}
 at::Tensor PackedConv::operator()(const at::Tensor& x, int64_t, int64_t) const { return x; }  // never: not usable()
 at::Tensor attend_heads(const at::Tensor&, int64_t, int64_t) { return at::Tensor(); }
+at::Tensor dnn_conv_act(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t pad, int64_t groups,
+                        c10::optional<double> slope, at::ScalarType out) {
+  return dnn_conv_act_plain(x, w, b, pad, groups, slope, out);
+}
 #endif
 
 }  // namespace anitalker

@@ -28,6 +28,19 @@ at::Tensor linear_bf16(const at::Tensor& x, const at::Tensor& w16, const at::Ten
 at::Tensor dnn_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, at::IntArrayRef stride,
                     at::IntArrayRef pad, int64_t groups = 1);
 
+// leaky_relu(conv(x, w) + b, slope), stride 1, zero padding `pad` on every
+// side, rounded once to `out` (float32 or bfloat16): on the CPU for float32
+// or bfloat16 x and w of the same type (NCHW or channels-last; the output
+// in x's layout) one oneDNN pass, the bias and the activation applied to the
+// float32 sums before they are stored (post-ops), where LibTorch would store
+// them, add the bias, apply the activation and convert in four.  b: float32
+// (Cout) or undefined; slope: none for no activation.  The weights are
+// reordered at each call (they may change per call: styles folded in).
+// Elsewhere the same as separate passes (dnn_conv, then float32 bias,
+// activation and rounding).
+at::Tensor dnn_conv_act(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t pad, int64_t groups,
+                        c10::optional<double> slope, at::ScalarType out);
+
 // y = x w^T + b over the last dimension of float32 x on the CPU (any
 // leading dimensions), through oneDNN's matmul with w packed once, at
 // construction, in the layout its kernel reads: LibTorch 1.13's oneDNN paths

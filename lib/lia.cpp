@@ -298,38 +298,47 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
 // passes instead of five (x * s, * d, + bias, leaky ReLU, * sqrt(2)); these
 // were a tenth of a frame.  leaky_relu(sqrt(2) y) = sqrt(2) leaky_relu(y):
 // the same values within float32 rounding.
-bool fold_pays(const ModConv& m, const at::Tensor& x) {
-  if (m.generic || !x.is_cpu() || x.size(0) != 1 || x.scalar_type() != at::kFloat) return false;
+bool folds(const ModConv& m, bool cpu, at::ScalarType t, int64_t B, int64_t C, int64_t H, int64_t W) {
+  if (m.generic || !cpu || B != 1 || (t != at::kFloat && t != m.low)) return false;
   const int64_t up = m.upsample ? 4 : 1;
-  const int64_t y = m.w.size(0) * x.size(2) * x.size(3) * up;
-  return m.w.numel() < x.numel() + 2 * y;
+  const int64_t y = m.w.size(0) * H * W * up;
+  return m.w.numel() < C * H * W + 2 * y;
+}
+bool fold_pays(const ModConv& m, const at::Tensor& x) {
+  return folds(m, x.is_cpu(), x.scalar_type(), x.size(0), x.size(1), x.size(2), x.size(3));
+}
+// Whether c1 folds (and takes its input in bfloat16) after c0 on x.
+bool next_folds_in_bf16(const ModConv& c0, const ModConv& c1, const at::Tensor& x) {
+  const int64_t up = c0.upsample ? 2 : 1;
+  return c1.low == at::kBFloat16 && fold_pays(c0, x) &&
+         folds(c1, x.is_cpu(), c1.low, x.size(0), c0.w.size(0), x.size(2) * up, x.size(3) * up);
 }
 
 // flrelu_(run_mod_conv(m, x, latent), m.act_bias), for a demodulated conv
-// with an activation.
-at::Tensor styled_conv(const ModConv& m, const at::Tensor& x, const at::Tensor& latent) {
+// with an activation.  Where it folds, the bias and the leaky ReLU are
+// applied in the convolution's pass (the upsampling's blur's), and the
+// output is stored as `out` (float32, or bfloat16 for a next convolution
+// that rounds its input to it anyway: the same values); elsewhere float32.
+at::Tensor styled_conv(const ModConv& m, const at::Tensor& x, const at::Tensor& latent,
+                       at::ScalarType out = at::kFloat) {
   if (!fold_pays(m, x)) return flrelu_(run_mod_conv(m, x, latent), m.act_bias);
   const at::Tensor s = m.modulation(latent);  // (1, Cin)
   const at::Tensor d = at::rsqrt(at::matmul(s * s, m.wsq.t()) + 1e-8);  // (1, Cout)
   const at::Tensor scale = (d * kSqrt2).view({-1, 1, 1, 1}) * s.view({1, -1, 1, 1});  // (Cout, Cin, 1, 1)
-  const bool half = m.low != at::kFloat;
   auto fold = [&](const at::Tensor& w) { return (w * scale).to(m.low); };
   const at::Tensor xin = x.to(m.low);
-  at::Tensor y;
+  const at::Tensor bias = (m.act_bias * kSqrt2).view({-1});
   if (m.upsample) {
-    y = m.phase00.defined()
-            ? sub_pixel_up(fold(m.phase00), fold(m.phase01), fold(m.phase10), fold(m.phase11), xin, at::kFloat)
-            : at::conv_transpose2d(x, (m.w * scale).transpose(0, 1), c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0});
-    y = blur(y, m.blur_kernel, 1, 1);
-    y.add_(m.act_bias * kSqrt2);
-  } else if (half) {
-    y = conv(xin, fold(m.w), 1, m.w.size(2) / 2).to(at::kFloat);
-    y.add_(m.act_bias * kSqrt2);
-  } else {
-    const int64_t p = m.w.size(2) / 2;
-    y = dnn_conv(x, fold(m.w), (m.act_bias * kSqrt2).view({-1}), at::IntArrayRef{1, 1}, at::IntArrayRef{p, p});
+    const at::Tensor y =
+        m.phase00.defined()
+            ? sub_pixel_up(fold(m.phase00), fold(m.phase01), fold(m.phase10), fold(m.phase11), xin, m.low)
+            : at::conv_transpose2d(x.to(at::kFloat), (m.w * scale).transpose(0, 1), c10::nullopt, at::IntArrayRef{2},
+                                   at::IntArrayRef{0});
+    // blur(y) + bias, leaky ReLU.  In bfloat16 the phases' outputs are
+    // bfloat16 already, and the blur's taps (k/64) are bfloat16 exactly.
+    return dnn_conv_act(y, m.blur_kernel.to(y.scalar_type()), bias, 1, y.size(1), 0.2, out);
   }
-  return at::leaky_relu_(y, 0.2);
+  return dnn_conv_act(xin, fold(m.w), bias, m.w.size(2) / 2, 1, 0.2, out);
 }
 
 // A ToFlow's modulated 1x1 conv (not demodulated) plus its bias (spec 3.9),
@@ -697,7 +706,7 @@ void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat
   for (int j = j0; j < j1; ++j) {
     const ModConv& c0 = w.convs[2 * j];
     const ModConv& c1 = w.convs[2 * j + 1];
-    x = styled_conv(c0, x, lat);
+    x = styled_conv(c0, x, lat, next_folds_in_bf16(c0, c1, x) ? at::kBFloat16 : at::kFloat);
     x = styled_conv(c1, x, lat);
     // ToFlow (spec 3.9).
     const Weights::ToFlow& tf = w.to_flows[j];

@@ -220,16 +220,26 @@ int bench_render(int argc, char** argv) {
         const at::Tensor mb = at::randn({b, model->motion_dim()}).mul(0.5);
         model16->render(p16, mb);
         sync();
-        std::vector<double> tf;
-        for (int r = 0; r < repeat; ++r) {
-          t0 = bench::now_s();
-          for (int i = 0; i < runs; ++i) anitalker::lia::to_uint8(model16->render(p16, mb));
+        // Each run paired with a float32 run just before it: this machine's
+        // speed drifts by more than the difference measured, and a pair's
+        // ratio sees the same moment.
+        std::vector<double> tf, ratio;
+        auto timed = [&](const anitalker::lia::Model& m, const anitalker::lia::Portrait& pp) {
+          const double s0 = bench::now_s();
+          for (int i = 0; i < runs; ++i) anitalker::lia::to_uint8(m.render(pp, mb));
           sync();
-          tf.push_back((bench::now_s() - t0) / (runs * b));
+          return (bench::now_s() - s0) / (runs * b);
+        };
+        for (int r = 0; r < repeat; ++r) {
+          const double t32 = timed(*model, p);
+          tf.push_back(timed(*model16, p16));
+          ratio.push_back(t32 / tf.back());
         }
-        const bench::Stats s = bench::stats(tf);
-        std::printf("%s %-6d %8.4f s/frame %8.2f fps (%.2f .. %.2f), %.2fx float32's fps\n", lname, b, s.median, 1 / s.median,
-                    1 / s.max, 1 / s.min, fp32_median[b] / s.median);
+        const bench::Stats s = bench::stats(tf), q = bench::stats(ratio);
+        std::printf("%s %-6d %8.4f s/frame %8.2f fps (%.2f .. %.2f), %.2fx float32's fps (its median above); "
+                    "paired with a float32 run each: %.2fx (%.2f .. %.2f)\n",
+                    lname, b, s.median, 1 / s.median, 1 / s.max, 1 / s.min, fp32_median[b] / s.median, q.median, q.min,
+                    q.max);
       }
     }
     if (pace > 0) {

@@ -314,6 +314,60 @@ TEST(Kernels, PackedConvBf16RoundsOnlyTheInputs) {
   EXPECT_TRUE(at::equal(conv(x.to(at::kBFloat16), 1, 1), got));
 }
 
+// The convolution with its bias and leaky ReLU in one pass, against
+// at::conv2d, the bias and at::leaky_relu in float64: both layouts, groups
+// (the renderer's depthwise blur), no activation; output in x's layout and
+// in the type asked for (bfloat16 rounded once, from the float32 result);
+// bfloat16 x and w: only the inputs rounded, float32 sums.
+TEST(Kernels, ConvWithBiasAndActivationInOnePass) {
+  at::manual_seed(11);
+  const auto want = [](const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t pad, int64_t groups,
+                       bool act) {
+    at::Tensor y = at::conv2d(x.to(at::kDouble), w.to(at::kDouble), b.to(at::kDouble), {1, 1}, {pad, pad}, {1, 1},
+                              groups);
+    return act ? at::leaky_relu(y, 0.2) : y;
+  };
+  for (const bool last : {false, true})
+    for (const int64_t groups : {int64_t{1}, int64_t{16}}) {
+      at::Tensor x = at::randn({1, 16, 11, 9}), w = at::randn({16, 16 / groups, groups == 1 ? 3 : 4, groups == 1 ? 3 : 4});
+      const at::Tensor b = at::randn({16});
+      if (last) {
+        x = x.contiguous(at::MemoryFormat::ChannelsLast);
+        w = w.contiguous(at::MemoryFormat::ChannelsLast);
+      }
+      for (const bool act : {true, false}) {
+        SCOPED_TRACE(std::string(last ? "channels-last" : "NCHW") + ", groups " + std::to_string(groups) +
+                     (act ? ", leaky ReLU" : ""));
+        const c10::optional<double> slope = act ? c10::optional<double>(0.2) : c10::nullopt;
+        const at::Tensor got = anitalker::dnn_conv_act(x, w, b, 1, groups, slope, at::kFloat);
+        const at::Tensor exact = want(x, w, b, 1, groups, act);
+        ASSERT_EQ(got.sizes(), exact.sizes());
+        EXPECT_EQ(got.scalar_type(), at::kFloat);
+        EXPECT_TRUE(got.is_contiguous(last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+        EXPECT_LT((got.to(at::kDouble) - exact).abs().max().item<double>(), 1e-4);
+        // Rounded once to bfloat16: float32's result rounded.
+        const at::Tensor low = anitalker::dnn_conv_act(x, w, b, 1, groups, slope, at::kBFloat16);
+        EXPECT_EQ(low.scalar_type(), at::kBFloat16);
+        // (within half a bfloat16 step of each value, and the sums' rounding)
+        EXPECT_TRUE(((low.to(at::kFloat) - got).abs() <= got.abs() / 256 + 1e-5).all().item<bool>());
+        EXPECT_GT((low.to(at::kFloat) - got).abs().max().item<float>(), 0.f);  // and not float32
+        if (!anitalker::cpu_has_bf16()) continue;
+        const auto round = [](const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kDouble); };
+        const at::Tensor in16 = anitalker::dnn_conv_act(x.to(at::kBFloat16), w.to(at::kBFloat16), b, 1, groups, slope,
+                                                        at::kFloat);
+        EXPECT_EQ(in16.scalar_type(), at::kFloat);
+        EXPECT_LT((in16.to(at::kDouble) - want(round(x), round(w), b, 1, groups, act)).abs().max().item<double>(), 1e-4);
+        EXPECT_GT((in16.to(at::kDouble) - exact).abs().max().item<double>(), 1e-3);  // the rounding shows
+      }
+    }
+  // What oneDNN does not take here (float64) is the same in separate passes.
+  const at::Tensor xd = at::randn({1, 4, 5, 5}, at::kDouble), wd = at::randn({4, 4, 3, 3}, at::kDouble);
+  const at::Tensor bd = at::randn({4});
+  const at::Tensor got = anitalker::dnn_conv_act(xd, wd, bd, 1, 1, 0.2, at::kFloat);
+  EXPECT_EQ(got.scalar_type(), at::kFloat);
+  EXPECT_LT((got.to(at::kDouble) - want(xd, wd, bd, 1, 1, true)).abs().max().item<double>(), 1e-4);
+}
+
 // Pipelines run one model's layers from several streaming threads at once:
 // each call has its own scratchpad (oneDNN's own is one buffer for the whole
 // process in this build), so concurrent calls give what a call alone gives.
