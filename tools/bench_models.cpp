@@ -183,7 +183,7 @@ void write_stage1(const std::string& path, const Stage1Shape& shape) {
     add(pr + "bias", {1, 3, 1, 1}, "zero");
     add(pr + "upsample.kernel", {4, 4}, "blur4");
     const std::string pf = "dec.to_flows." + std::to_string(j) + ".";
-    add(pf + "conv.weight", {1, 3, c, 1, 1}, "randn");
+    add(pf + "conv.weight", {1, 3, c, 1, 1}, "randn", shape.flow_scale);
     add(pf + "conv.modulation.weight", {c, S}, "randn");
     add(pf + "conv.modulation.bias", {c}, "one");
     add(pf + "bias", {1, 3, 1, 1}, "zero");

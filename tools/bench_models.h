@@ -48,6 +48,10 @@ void write_hubert_large(const std::string& dir, int layers, RandomCheckpoint* ke
 // adds them into the style code).
 struct Stage1Shape {
   int64_t size = 256, style = 512, motion = 20;
+  // The standard deviation of the ToFlow convolutions' random weights (1:
+  // as every other weight).  Smaller gives smaller flows, the warps moving
+  // the portrait's features less far (bench render --flow-scale).
+  float flow_scale = 1.f;
   int64_t (*channels)(int64_t res) = [](int64_t res) -> int64_t {
     return res >= 256 ? 64 : res == 128 ? 128 : res == 64 ? 256 : 512;
   };

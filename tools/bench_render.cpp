@@ -84,6 +84,7 @@ int bench_render(int argc, char** argv) {
     int repeat = 3, frames = 16, threads = 0, pace = 0, seconds = 20;
     bool bf16 = false, fp16 = false;
     bool prof = false;
+    double flow_scale = 1;
     std::string device = "cpu";
     cli::Options o("bench render",
                    "Builds the full-size stage-1 network (256x256, style 512, motion 20, channels 64..512 as "
@@ -111,6 +112,10 @@ int bench_render(int argc, char** argv) {
               "their slot: the renderer's share of the CPU")
         .shows("");
     o.integer("seconds", &seconds, 1, 3600, "N", "with --pace: how long");
+    o.number("flow-scale", &flow_scale, 0.001, 10, "G",
+             "the standard deviation of the random ToFlow weights (1: as every other weight). Smaller flows: the "
+             "warps move the portrait's features less far, as a trained model's do; for seeing how the distance "
+             "of --bf16 or --fp16 frames from float32's depends on how far the warps move");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;
     if (bf16 && fp16) throw cli::UsageError("give --bf16 or --fp16, not both");
@@ -128,7 +133,9 @@ int bench_render(int argc, char** argv) {
     const double roof = bench::roof_gflops(dev);
 
     const std::string path = bench::temp_path("stage1") + ".ckpt";
-    bench::write_stage1(path);
+    bench::Stage1Shape shape;
+    shape.flow_scale = static_cast<float>(flow_scale);
+    bench::write_stage1(path, shape);
     double t0 = bench::now_s();
     auto model = anitalker::lia::Model::load(path, dev);
     const double t_load = bench::now_s() - t0;
@@ -136,8 +143,9 @@ int bench_render(int argc, char** argv) {
     // with AVX512_BF16; fp16: a CUDA device).
     const auto model16 = low ? anitalker::lia::Model::load(path, dev, lowp) : nullptr;
     std::remove(path.c_str());  // the mapping keeps the data
-    std::printf("model    %dx%d, style %d, motion %d, %d levels; loaded in %.2f s\n", model->size(), model->size(),
-                model->style_dim(), model->motion_dim(), model->levels(), t_load);
+    std::printf("model    %dx%d, style %d, motion %d, %d levels%s; loaded in %.2f s\n", model->size(), model->size(),
+                model->style_dim(), model->motion_dim(), model->levels(),
+                flow_scale != 1 ? (", ToFlow weights' deviation " + std::to_string(flow_scale)).c_str() : "", t_load);
 
     at::Tensor image = at::rand({1, 3, 256, 256}).mul(2).sub(1);
     model->encode(image);  // warm-up
