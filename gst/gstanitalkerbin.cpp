@@ -391,7 +391,7 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
       gobject_class, PROP_PRECISION,
       g_param_spec_enum("precision", "Precision",
                         "Arithmetic of HuBERT, the motion generator, the renderer and GFPGAN: fp32 (exact, as the "
-                        "reference), bf16 (a CPU with AVX512_BF16: about 1.3-1.5x each, results not exact) or fp16 "
+                        "reference), bf16 (a CPU with AVX512_BF16: about 1.5-1.7x each on 2 cores, results not exact) or fp16 "
                         "(CUDA: the renderer and GFPGAN only, so hubertenc with HuBERT and anitalkermotion refuse it "
                         "here; set it on the render and sr children instead); MFCC stays fp32",
                         GST_TYPE_ANITALKER_PRECISION, GST_ANITALKER_PRECISION_FP32, ready));

@@ -662,7 +662,7 @@ int cmd_generate(int argc, char** argv) {
     opt.device(&o.device);
     opt.precision(&o.precision,
                   "the arithmetic of HuBERT, the motion generator, the renderer and with --face-sr GFPGAN (the "
-                  "bin's precision): fp32 (exact), bf16 (a CPU with AVX512_BF16: about 1.3-1.5x each, results not "
+                  "bin's precision): fp32 (exact), bf16 (a CPU with AVX512_BF16: about 1.5-1.7x each on 2 cores, results not "
                   "exact); MFCC stays fp32");
     opt.choice("mode", &o.mode, {"offline", "streaming", "auto"}, "offline is exact, as the reference");
     opt.flag("quiet", &o.quiet, "no progress");
