@@ -809,6 +809,84 @@ at::Tensor dnn_conv_act(const at::Tensor& x, const at::Tensor& w_in, const at::T
   execute(p->conv, p->scratchpad, std::move(args));
   return y;
 }
+namespace {
+// dnn_conv_transpose()'s primitive for one shape and types.
+struct DeconvPrim {
+  dnnl::deconvolution_forward deconv;
+  dnnl::memory::desc user_weights, weights, scratchpad;
+  dnnl::memory::dims dst;
+};
+
+std::shared_ptr<DeconvPrim> deconv_prim(const at::Tensor& x, const at::Tensor& w, int64_t stride, at::ScalarType out,
+                                        bool nhwc) {
+  static std::mutex lock;
+  static std::map<std::vector<int64_t>, std::shared_ptr<DeconvPrim>> cache;
+  const dt xt = x.scalar_type() == at::kBFloat16 ? dt::bf16 : dt::f32;
+  const dt ot = out == at::kBFloat16 ? dt::bf16 : dt::f32;
+  std::vector<int64_t> key{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3),
+                           stride, static_cast<int64_t>(xt), static_cast<int64_t>(ot), nhwc};
+  for (int d = 0; d < 4; ++d) key.push_back(w.stride(d));
+  std::lock_guard<std::mutex> hold(lock);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  std::shared_ptr<DeconvPrim> p;
+  try {
+    const int64_t N = x.size(0), H = x.size(2), W = x.size(3), Co = w.size(0), kh = w.size(2), kw = w.size(3);
+    const int64_t Ho = (H - 1) * stride + kh, Wo = (W - 1) * stride + kw;
+    const tag t = nhwc ? tag::nhwc : tag::nchw;
+    const dnnl::memory::desc src({N, x.size(1), H, W}, xt, t), dst({N, Co, Ho, Wo}, ot, t);
+    const dnnl::memory::desc user({Co, w.size(1), kh, kw}, xt, {w.stride(0), w.stride(1), w.stride(2), w.stride(3)});
+    const dnnl::memory::desc wany(user.dims(), xt, tag::any);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const dnnl::deconvolution_forward::primitive_desc pd(
+        dnnl::deconvolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, src,
+                                          wany, dst, {stride, stride}, {0, 0}, {0, 0}),
+        attr, cpu_engine());
+    if (!reference_only(pd))
+      p = std::make_shared<DeconvPrim>(
+          DeconvPrim{dnnl::deconvolution_forward(pd), user, pd.weights_desc(), pd.scratchpad_desc(), {N, Co, Ho, Wo}});
+  } catch (const dnnl::error&) {
+  }
+  if (cache.size() >= 256) cache.clear();
+  cache.emplace(key, p);
+  return p;
+}
+}  // namespace
+
+at::Tensor dnn_conv_transpose(const at::Tensor& x, const at::Tensor& w, int64_t stride, at::ScalarType out) {
+  const bool nhwc = x.dim() == 4 && x.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  std::shared_ptr<DeconvPrim> p;
+  if (x.is_cpu() && w.is_cpu() && x.dim() == 4 && w.dim() == 4 && stride >= 1 &&
+      (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) && w.scalar_type() == x.scalar_type() &&
+      (out == at::kFloat || out == at::kBFloat16) && x.size(1) == w.size(1) && x.numel() > 0 &&
+      (nhwc ? x.is_contiguous(at::MemoryFormat::ChannelsLast) : x.is_contiguous()))
+    p = deconv_prim(x, w, stride, out, nhwc);
+  if (!p)
+    return at::conv_transpose2d(x.to(at::kFloat), w.transpose(0, 1).to(at::kFloat), c10::nullopt,
+                                at::IntArrayRef{stride, stride}, at::IntArrayRef{0, 0})
+        .to(out);
+  dnnl::engine& e = cpu_engine();
+  const dnnl::memory user(p->user_weights, e, w.data_ptr());
+  dnnl::memory weights = user;
+  at::Tensor wbuf;
+  if (p->weights != p->user_weights) {
+    wbuf = at::empty({static_cast<int64_t>(p->weights.get_size())}, at::kByte);
+    weights = dnnl::memory(p->weights, e, wbuf.data_ptr());
+    dnnl::memory from = user;
+    reorder(from, weights);
+  }
+  const dnnl::memory::dims& d = p->dst;
+  at::Tensor y = at::empty({d[0], d[1], d[2], d[3]}, x.options().dtype(out).memory_format(
+                                                          nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+  const tag t = nhwc ? tag::nhwc : tag::nchw;
+  const dt xt = x.scalar_type() == at::kBFloat16 ? dt::bf16 : dt::f32;
+  execute(p->deconv, p->scratchpad,
+          {{DNNL_ARG_SRC, dnnl::memory({{x.size(0), x.size(1), x.size(2), x.size(3)}, xt, t}, e, x.data_ptr())},
+           {DNNL_ARG_WEIGHTS, weights},
+           {DNNL_ARG_DST, dnnl::memory({d, out == at::kBFloat16 ? dt::bf16 : dt::f32, t}, e, y.data_ptr())}});
+  return y;
+}
 #else
 struct PackedLinear::Impl {};
 bool PackedLinear::available() { return false; }
@@ -822,6 +900,11 @@ at::Tensor attend_heads(const at::Tensor&, int64_t, int64_t) { return at::Tensor
 at::Tensor dnn_conv_act(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t pad, int64_t groups,
                         c10::optional<double> slope, at::ScalarType out) {
   return dnn_conv_act_plain(x, w, b, pad, groups, slope, out);
+}
+at::Tensor dnn_conv_transpose(const at::Tensor& x, const at::Tensor& w, int64_t stride, at::ScalarType out) {
+  return at::conv_transpose2d(x.to(at::kFloat), w.transpose(0, 1).to(at::kFloat), c10::nullopt,
+                              at::IntArrayRef{stride, stride}, at::IntArrayRef{0, 0})
+      .to(out);
 }
 #endif
 

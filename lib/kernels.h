@@ -41,6 +41,15 @@ at::Tensor dnn_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& 
 at::Tensor dnn_conv_act(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t pad, int64_t groups,
                         c10::optional<double> slope, at::ScalarType out);
 
+// The transposed convolution of x by w (Cout, Cin, kh, kw: the layout of
+// the convolution it transposes; at::conv_transpose2d's weight is w
+// transposed in its first two dimensions) at `stride`, no padding, stored
+// as `out` (float32 or bfloat16): on the CPU for float32 or bfloat16 x and w
+// of the same type (NCHW or channels-last) one oneDNN deconvolution, its
+// sums in float32; the weights reordered at each call.  Elsewhere
+// at::conv_transpose2d in float32.
+at::Tensor dnn_conv_transpose(const at::Tensor& x, const at::Tensor& w, int64_t stride, at::ScalarType out);
+
 // y = x w^T + b over the last dimension of float32 x on the CPU (any
 // leading dimensions), through oneDNN's matmul with w packed once, at
 // construction, in the layout its kernel reads: LibTorch 1.13's oneDNN paths

@@ -368,6 +368,38 @@ TEST(Kernels, ConvWithBiasAndActivationInOnePass) {
   EXPECT_LT((got.to(at::kDouble) - want(xd, wd, bd, 1, 1, true)).abs().max().item<double>(), 1e-4);
 }
 
+// The transposed convolution against at::conv_transpose2d in float64 (its
+// weight the convolution's, (Cout, Cin, k, k)), both layouts, float32 and
+// bfloat16 output; bfloat16 x and w: only the inputs rounded.
+TEST(Kernels, ConvTransposeIsConvTranspose2d) {
+  at::manual_seed(12);
+  for (const bool last : {false, true})
+    for (const int64_t k : {int64_t{3}, int64_t{4}}) {
+      SCOPED_TRACE(std::string(last ? "channels-last" : "NCHW") + ", k " + std::to_string(k));
+      at::Tensor x = at::randn({1, 16, 7, 9}), w = at::randn({24, 16, k, k});
+      if (last) {
+        x = x.contiguous(at::MemoryFormat::ChannelsLast);
+        w = w.contiguous(at::MemoryFormat::ChannelsLast);
+      }
+      const auto want = [](const at::Tensor& x, const at::Tensor& w) {
+        return at::conv_transpose2d(x.to(at::kDouble), w.to(at::kDouble).transpose(0, 1), {}, 2, 0);
+      };
+      const at::Tensor got = anitalker::dnn_conv_transpose(x, w, 2, at::kFloat), exact = want(x, w);
+      ASSERT_EQ(got.sizes(), exact.sizes());
+      EXPECT_EQ(got.scalar_type(), at::kFloat);
+      EXPECT_TRUE(got.is_contiguous(last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+      EXPECT_LT((got.to(at::kDouble) - exact).abs().max().item<double>(), 1e-4);
+      const at::Tensor low = anitalker::dnn_conv_transpose(x, w, 2, at::kBFloat16);
+      EXPECT_EQ(low.scalar_type(), at::kBFloat16);
+      EXPECT_TRUE(((low.to(at::kFloat) - got).abs() <= got.abs() / 256 + 1e-5).all().item<bool>());
+      if (!anitalker::cpu_has_bf16()) continue;
+      const auto round = [](const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kDouble); };
+      const at::Tensor in16 = anitalker::dnn_conv_transpose(x.to(at::kBFloat16), w.to(at::kBFloat16), 2, at::kFloat);
+      EXPECT_LT((in16.to(at::kDouble) - want(round(x), round(w))).abs().max().item<double>(), 1e-4);
+      EXPECT_GT((in16.to(at::kDouble) - exact).abs().max().item<double>(), 1e-3);  // the rounding shows
+    }
+}
+
 // Pipelines run one model's layers from several streaming threads at once:
 // each call has its own scratchpad (oneDNN's own is one buffer for the whole
 // process in this build), so concurrent calls give what a call alone gives.
