@@ -106,11 +106,57 @@ at::Tensor blur(const at::Tensor& x, const at::Tensor& kd, int64_t p0, int64_t p
 }
 
 // upfirdn2d with up = 2, pad (2, 1): zeros after every sample, then blur.
-at::Tensor upsample2(const at::Tensor& x, const at::Tensor& k) {
+// On the CPU (float32, NCHW: the 3-channel flow and colour maps) directly:
+// output (Y, X) takes the four taps of kd whose positions meet a sample,
+// rows i = Y mod 2 (+2) and columns j = X mod 2 (+2), from x at
+// ((Y + i - 2) / 2, (X + j - 2) / 2), zero outside; the same products as the
+// zero-filled picture's convolution, without its 12 zero taps in 16 and its
+// copies (2.5 ms a frame at 256x256).  `add`, if defined (x's batch and
+// channels, twice its size), is added to the result in the same pass.
+// generic: LibTorch's operations (the device-independent path) everywhere.
+at::Tensor upsample2(const at::Tensor& x, const at::Tensor& k, const at::Tensor& add = at::Tensor(),
+                     bool generic = true) {
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  if (!generic && x.is_cpu() && x.scalar_type() == at::kFloat && x.is_contiguous() && k.is_contiguous() &&
+      k.scalar_type() == at::kFloat && k.size(0) == c && k.size(2) == 4 && k.size(3) == 4 &&
+      (!add.defined() || (add.is_cpu() && add.scalar_type() == at::kFloat && add.is_contiguous() &&
+                          add.sizes() == at::IntArrayRef{b, c, 2 * h, 2 * w}))) {
+    at::Tensor out = at::empty({b, c, 2 * h, 2 * w}, x.options());
+    const float* xs = x.data_ptr<float>();
+    const float* ks = k.data_ptr<float>();
+    const float* as = add.defined() ? add.data_ptr<float>() : nullptr;
+    float* os = out.data_ptr<float>();
+    const int64_t H = 2 * h, W = 2 * w;
+    at::parallel_for(0, b * c * H, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t plane = r / H, Y = r % H, ch = plane % c;
+        const float* kk = ks + ch * 16;
+        const float* xp = xs + plane * h * w;
+        const int64_t i0 = Y % 2;
+        float* o = os + r * W;
+        const float* a = as ? as + r * W : nullptr;
+        for (int64_t X = 0; X < W; ++X) {
+          const int64_t j0 = X % 2;
+          float sum = 0.f;
+          for (int64_t i = i0; i < 4; i += 2) {
+            const int64_t ya = Y + i - 2;  // even
+            if (ya < 0 || ya / 2 >= h) continue;
+            for (int64_t j = j0; j < 4; j += 2) {
+              const int64_t xa = X + j - 2;
+              if (xa < 0 || xa / 2 >= w) continue;
+              sum += kk[i * 4 + j] * xp[(ya / 2) * w + xa / 2];
+            }
+          }
+          o[X] = a ? a[X] + sum : sum;
+        }
+      }
+    });
+    return out;
+  }
   at::Tensor up = at::zeros({b, c, h, 2, w, 2}, x.options());
   up.select(5, 0).select(3, 0).copy_(x);
-  return blur(up.view({b, c, 2 * h, 2 * w}), k, 2, 1);
+  const at::Tensor y = blur(up.view({b, c, 2 * h, 2 * w}), k, 2, 1);
+  return add.defined() ? add + y : y;
 }
 
 struct ConvLayer {  // EqualConv2d + fused leaky ReLU, optional blur-downsample
@@ -690,12 +736,15 @@ at::Tensor Model::latent(const Portrait& p, const at::Tensor& motion) const {
 
 // About what one image holds at once in the decoder at a level of r x r
 // with c channels: kLive * c + kMaps maps of r x r (the features, the
-// upsampling's phases, the warp, and the flow, grid, mask and colour maps
-// with their copies).  Fitted to what calls took on the CPU (bench render's
-// memory line; test LiaMemory, which bounds it both ways): one image at a
-// time 53-65 MB at full size, as one batch (a GPU's way, measured here
-// on the CPU) 103 MB an image; the 256 fixture model 16 MB an image.
-constexpr size_t kLive = 6, kMaps = 48;
+// upsampling's output, the warp, and the flow, grid, mask and colour maps
+// with their copies), as one batch (a GPU's way, measured here on the CPU:
+// 68-86 MB an image at full size; for the 256 fixture model 12.5 MB a frame
+// of 4, 8.3 with oneDNN held to AVX2); one image at a time on the CPU
+// fewer (44 and 6.5 MB).  Fitted to what calls took (bench render's memory
+// line; test LiaMemory, which bounds it both ways, also on AVX2 alone).
+// And per frame out, 3 x size x size values as float32 and the
+// temporaries of to_uint8() (14 bytes a value at its peak).
+constexpr size_t kLive = 5, kMaps = 32, kLiveOneAtATime = 3, kMapsOneAtATime = 24;
 
 // Decoder levels [j0, j1) (spec 3.9-3.11); x, flow and rgb carry over.
 void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat, int j0, int j1, at::Tensor& x,
@@ -710,7 +759,7 @@ void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat
     // ToFlow (spec 3.9).
     const Weights::ToFlow& tf = w.to_flows[j];
     at::Tensor o = to_flow_conv(tf.conv, tf.bias, x, lat).contiguous();
-    if (j >= 1) o = o + upsample2(flow, tf.up_kernel);
+    if (j >= 1) o = upsample2(flow, tf.up_kernel, o, generic_);
     at::Tensor sampler = at::tanh(o.slice(1, 0, 2));
     at::Tensor mask = at::sigmoid(o.slice(1, 2, 3));
     at::Tensor grid = sampler.permute({0, 2, 3, 1}) + w.grids[j];
@@ -737,7 +786,7 @@ void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat
     // ToRGB (spec 3.10) on the warped feature.
     const Weights::ToRgb& tr = w.to_rgbs[j];
     at::Tensor r = (flrelu(conv(warp, tr.w), tr.conv_bias) + tr.bias).contiguous();
-    if (j >= 1) r = r + upsample2(rgb, tr.up_kernel);
+    if (j >= 1) r = upsample2(rgb, tr.up_kernel, r, generic_);
     rgb = r;
   }
 }
@@ -815,9 +864,9 @@ size_t Model::call_bytes(int64_t frames, bool one_batch) const {
   size_t image = 0;  // the largest level's
   for (int j = 0; j < levels_; ++j) {
     const size_t r = size_t{8} << j, c = (size_t)w.convs[2 * j].w.size(0);
-    image = std::max(image, (kLive * c + kMaps) * r * r * elem);
+    image = std::max(image, (one_batch ? kLive * c + kMaps : kLiveOneAtATime * c + kMapsOneAtATime) * r * r * elem);
   }
-  const size_t out = (size_t)frames * 3 * (size_t)size_ * (size_t)size_ * (elem + 1);
+  const size_t out = (size_t)frames * 3 * (size_t)size_ * (size_t)size_ * (3 * elem + 2);
   return (one_batch ? (size_t)frames : 1) * image + out;
 }
 
