@@ -709,6 +709,24 @@ at::Tensor attend_heads(const at::Tensor& qkv, int64_t heads, int64_t max_scores
   return o;
 }
 namespace {
+// The weights w (lying as `user` describes) in the layout a primitive
+// wants: w itself where they agree, else reordered into buf.
+dnnl::memory call_weights(const dnnl::memory::desc& user, const dnnl::memory::desc& want, const at::Tensor& w,
+                          at::Tensor& buf) {
+  dnnl::memory from(user, cpu_engine(), w.data_ptr());
+  if (want == user) return from;
+  buf = at::empty({static_cast<int64_t>(want.get_size())}, at::kByte);
+  dnnl::memory to(want, cpu_engine(), buf.data_ptr());
+  reorder(from, to);
+  return to;
+}
+
+// A primitive's output d (N, C, H, W) as a tensor of type `out` in x's layout.
+at::Tensor call_output(const at::Tensor& x, const dnnl::memory::dims& d, at::ScalarType out, bool nhwc) {
+  return at::empty({d[0], d[1], d[2], d[3]}, x.options().dtype(out).memory_format(
+                                                 nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+}
+
 // dnn_conv_act()'s primitive for one shape, types and weight layout.
 struct ConvActPrim {
   dnnl::convolution_forward conv;
@@ -787,18 +805,10 @@ at::Tensor dnn_conv_act(const at::Tensor& x, const at::Tensor& w_in, const at::T
                       nhwc);
   if (!p) return dnn_conv_act_plain(x, w_in, b, pad, groups, slope, out);
   dnnl::engine& e = cpu_engine();
-  const dnnl::memory user(p->user_weights, e, w.data_ptr());
-  dnnl::memory weights = user;
   at::Tensor wbuf;
-  if (p->weights != p->user_weights) {
-    wbuf = at::empty({static_cast<int64_t>(p->weights.get_size())}, at::kByte);
-    weights = dnnl::memory(p->weights, e, wbuf.data_ptr());
-    dnnl::memory from = user;
-    reorder(from, weights);
-  }
+  const dnnl::memory weights = call_weights(p->user_weights, p->weights, w, wbuf);
   const dnnl::memory::dims& d = p->dst;
-  at::Tensor y = at::empty({d[0], d[1], d[2], d[3]}, x.options().dtype(out).memory_format(
-                                                          nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+  const at::Tensor y = call_output(x, d, out, nhwc);
   const tag t = nhwc ? tag::nhwc : tag::nchw;
   const dt xt = x.scalar_type() == at::kBFloat16 ? dt::bf16 : dt::f32;
   std::unordered_map<int, dnnl::memory> args{
@@ -867,18 +877,10 @@ at::Tensor dnn_conv_transpose(const at::Tensor& x, const at::Tensor& w, int64_t 
                                 at::IntArrayRef{stride, stride}, at::IntArrayRef{0, 0})
         .to(out);
   dnnl::engine& e = cpu_engine();
-  const dnnl::memory user(p->user_weights, e, w.data_ptr());
-  dnnl::memory weights = user;
   at::Tensor wbuf;
-  if (p->weights != p->user_weights) {
-    wbuf = at::empty({static_cast<int64_t>(p->weights.get_size())}, at::kByte);
-    weights = dnnl::memory(p->weights, e, wbuf.data_ptr());
-    dnnl::memory from = user;
-    reorder(from, weights);
-  }
+  const dnnl::memory weights = call_weights(p->user_weights, p->weights, w, wbuf);
   const dnnl::memory::dims& d = p->dst;
-  at::Tensor y = at::empty({d[0], d[1], d[2], d[3]}, x.options().dtype(out).memory_format(
-                                                          nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+  const at::Tensor y = call_output(x, d, out, nhwc);
   const tag t = nhwc ? tag::nhwc : tag::nchw;
   const dt xt = x.scalar_type() == at::kBFloat16 ? dt::bf16 : dt::f32;
   execute(p->deconv, p->scratchpad,
