@@ -709,6 +709,25 @@ at::Tensor attend_heads(const at::Tensor& qkv, int64_t heads, int64_t max_scores
   return o;
 }
 namespace {
+// The primitive of `key` from a process-wide cache, made by make() on first
+// use under the lock; null (also when make throws dnnl::error) where oneDNN
+// has only its reference code.  Cleared at 256 keys (shapes of a long life).
+template <class P, class Make>
+std::shared_ptr<P> cached(std::mutex& lock, std::map<std::vector<int64_t>, std::shared_ptr<P>>& cache,
+                          const std::vector<int64_t>& key, Make&& make) {
+  std::lock_guard<std::mutex> hold(lock);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  std::shared_ptr<P> p;
+  try {
+    p = make();
+  } catch (const dnnl::error&) {
+  }
+  if (cache.size() >= 256) cache.clear();
+  cache.emplace(key, p);
+  return p;
+}
+
 // The weights w (lying as `user` describes) in the layout a primitive
 // wants: w itself where they agree, else reordered into buf.
 dnnl::memory call_weights(const dnnl::memory::desc& user, const dnnl::memory::desc& want, const at::Tensor& w,
@@ -747,11 +766,7 @@ std::shared_ptr<ConvActPrim> conv_act_prim(const at::Tensor& x, const at::Tensor
   int32_t bits = 0;
   std::memcpy(&bits, &slope, sizeof bits);
   key.push_back(bits);
-  std::lock_guard<std::mutex> hold(lock);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  std::shared_ptr<ConvActPrim> p;
-  try {
+  return cached(lock, cache, key, [&]() -> std::shared_ptr<ConvActPrim> {
     const int64_t N = x.size(0), H = x.size(2), W = x.size(3), Co = w.size(0), kh = w.size(2), kw = w.size(3), G = groups;
     const int64_t Ho = H + 2 * pad - kh + 1, Wo = W + 2 * pad - kw + 1;
     const tag t = nhwc ? tag::nhwc : tag::nchw;
@@ -779,14 +794,10 @@ std::shared_ptr<ConvActPrim> conv_act_prim(const at::Tensor& x, const at::Tensor
              : dnnl::convolution_forward::primitive_desc(
                    dnnl::convolution_forward::desc(inference, direct, src, wany, dst, {1, 1}, {pad, pad}, {pad, pad}),
                    attr, cpu_engine());
-    if (!reference_only(pd))
-      p = std::make_shared<ConvActPrim>(
-          ConvActPrim{dnnl::convolution_forward(pd), user, pd.weights_desc(), pd.scratchpad_desc(), {N, Co, Ho, Wo}});
-  } catch (const dnnl::error&) {
-  }
-  if (cache.size() >= 256) cache.clear();
-  cache.emplace(key, p);
-  return p;
+    if (reference_only(pd)) return nullptr;
+    return std::make_shared<ConvActPrim>(
+        ConvActPrim{dnnl::convolution_forward(pd), user, pd.weights_desc(), pd.scratchpad_desc(), {N, Co, Ho, Wo}});
+  });
 }
 }  // namespace
 
@@ -836,11 +847,7 @@ std::shared_ptr<DeconvPrim> deconv_prim(const at::Tensor& x, const at::Tensor& w
   std::vector<int64_t> key{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3),
                            stride, static_cast<int64_t>(xt), static_cast<int64_t>(ot), nhwc};
   for (int d = 0; d < 4; ++d) key.push_back(w.stride(d));
-  std::lock_guard<std::mutex> hold(lock);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  std::shared_ptr<DeconvPrim> p;
-  try {
+  return cached(lock, cache, key, [&]() -> std::shared_ptr<DeconvPrim> {
     const int64_t N = x.size(0), H = x.size(2), W = x.size(3), Co = w.size(0), kh = w.size(2), kw = w.size(3);
     const int64_t Ho = (H - 1) * stride + kh, Wo = (W - 1) * stride + kw;
     const tag t = nhwc ? tag::nhwc : tag::nchw;
@@ -853,14 +860,10 @@ std::shared_ptr<DeconvPrim> deconv_prim(const at::Tensor& x, const at::Tensor& w
         dnnl::deconvolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, src,
                                           wany, dst, {stride, stride}, {0, 0}, {0, 0}),
         attr, cpu_engine());
-    if (!reference_only(pd))
-      p = std::make_shared<DeconvPrim>(
-          DeconvPrim{dnnl::deconvolution_forward(pd), user, pd.weights_desc(), pd.scratchpad_desc(), {N, Co, Ho, Wo}});
-  } catch (const dnnl::error&) {
-  }
-  if (cache.size() >= 256) cache.clear();
-  cache.emplace(key, p);
-  return p;
+    if (reference_only(pd)) return nullptr;
+    return std::make_shared<DeconvPrim>(
+        DeconvPrim{dnnl::deconvolution_forward(pd), user, pd.weights_desc(), pd.scratchpad_desc(), {N, Co, Ho, Wo}});
+  });
 }
 }  // namespace
 
