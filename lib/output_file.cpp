@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <random>
 
 #include <sys/syscall.h>
 #include <pthread.h>
@@ -135,6 +136,30 @@ std::string base_of(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// ".NAME." in the target's folder: the start of its temporary files' names.
+std::string hidden_prefix(const std::string& target) {
+  const std::string dir = folder_of(target);
+  return (dir == "." && target.find('/') == std::string::npos ? "" : dir + "/") + "." + base_of(target) + ".";
+}
+
+// An unnamed file in `dir` (O_TMPFILE), reachable by the path
+// /proc/self/fd/N; -1 where the file system or the kernel has none, or
+// /proc cannot reach it.
+int open_unnamed(const std::string& dir, std::string& path) {
+#ifdef O_TMPFILE
+  const int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) return -1;
+  path = "/proc/self/fd/" + std::to_string(fd);
+  struct stat a, b;
+  if (::stat(path.c_str(), &a) == 0 && ::fstat(fd, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) return fd;
+  ::close(fd);
+#else
+  (void)dir;
+  (void)path;
+#endif
+  return -1;
+}
+
 }  // namespace
 
 void install_output_signal_handlers() {
@@ -183,8 +208,12 @@ OutputFile::OutputFile(const std::string& target) : target_(target) {
   check_output_path(target);
   const std::string dir = folder_of(target);
   install_output_signal_handlers();
-  std::string tmpl = (dir == "." && target.find('/') == std::string::npos ? "" : dir + "/") + "." + base_of(target) +
-                     ".XXXXXX.part";
+  fd_ = open_unnamed(dir, temp_);
+  if (fd_ >= 0) {
+    open_ = true;
+    return;
+  }
+  const std::string tmpl = hidden_prefix(target) + "XXXXXX.part";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back(0);
   // Block the signals while the file exists but is not yet registered.
@@ -216,27 +245,71 @@ void OutputFile::write(const std::string& bytes) {
 
 void OutputFile::commit() {
   if (!open_) throw Error(Error::Kind::Runtime, target_ + ": the output was already committed or discarded");
-  const int fd = ::open(temp_.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    const mode_t mask = ::umask(0);
-    ::umask(mask);
-    ::fchmod(fd, 0666 & ~mask);
-    ::close(fd);
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  std::string named = temp_;
+  if (fd_ >= 0) {
+    ::fsync(fd_);
+    ::fchmod(fd_, 0666 & ~mask);
+    // linkat cannot replace the target: a hidden name first, registered for
+    // the signal handler, renamed over the target below.
+    static std::atomic<unsigned> serial{0};
+    std::random_device entropy;
+    const char* digits = "abcdefghijklmnopqrstuvwxyz0123456789";
+    named.clear();
+    int err = EEXIST;
+    for (int attempt = 0; attempt < 100 && named.empty() && err == EEXIST; ++attempt) {
+      unsigned r = entropy() ^ (serial++ * 2654435761u) ^ static_cast<unsigned>(::getpid());
+      std::string name = hidden_prefix(target_);
+      for (int k = 0; k < 6; ++k, r /= 36) name += digits[r % 36];
+      name += ".part";
+      sigset_t all, old;
+      sigfillset(&all);
+      ::pthread_sigmask(SIG_BLOCK, &all, &old);
+      if (::linkat(AT_FDCWD, temp_.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW) == 0) {
+        named = name;
+        register_temp(named);
+      } else {
+        err = errno;
+      }
+      ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    }
+    if (named.empty()) {
+      discard();
+      throw Error(Error::Kind::Unreadable, target_ + ": cannot write: " + std::strerror(err));
+    }
+  } else {
+    const int fd = ::open(temp_.c_str(), O_RDONLY);
+    if (fd >= 0) {
+      ::fsync(fd);
+      ::fchmod(fd, 0666 & ~mask);
+      ::close(fd);
+    }
   }
-  if (std::rename(temp_.c_str(), target_.c_str()) != 0) {
+  if (std::rename(named.c_str(), target_.c_str()) != 0) {
     const int err = errno;
+    if (named != temp_) {
+      ::unlink(named.c_str());
+      unregister_temp(named);
+    }
     discard();
     throw Error(Error::Kind::Unreadable, target_ + ": cannot write: " + std::strerror(err));
   }
-  unregister_temp(temp_);
+  unregister_temp(named);
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
   open_ = false;
 }
 
 void OutputFile::discard() {
   if (!open_) return;
-  ::unlink(temp_.c_str());
-  unregister_temp(temp_);
+  if (fd_ >= 0) {
+    ::close(fd_);  // an unnamed file goes with its last descriptor
+    fd_ = -1;
+  } else {
+    ::unlink(temp_.c_str());
+    unregister_temp(temp_);
+  }
   open_ = false;
 }
 

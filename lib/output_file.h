@@ -2,15 +2,21 @@
 // (the npy writer, the CLI's --out, `anitalker generate`'s MP4) creates its
 // results.  Torch-free.
 //
-//  - The data goes to a unique temporary file in the target's folder
-//    (".NAME.XXXXXX.part", created with O_EXCL), renamed over the target only
-//    at commit(): a reader never sees a half-written target, and two runs
-//    with the same target never share a temporary file.
+//  - The data goes to a temporary file in the target's folder, which only
+//    commit() puts in the target's place (a rename): a reader never sees a
+//    half-written target, and two runs with the same target never share a
+//    temporary file.  Where the folder's file system can (Linux's
+//    O_TMPFILE: ext4, xfs, btrfs, tmpfs), the temporary file has no name
+//    until commit() links it under a hidden one and renames that over the
+//    target, so a process that ends in any way before then, even by SIGKILL
+//    or a crash, leaves nothing.  Elsewhere it is ".NAME.XXXXXX.part",
+//    created with O_EXCL.
 //  - A target that resolves to one of the inputs (same device and inode) is
 //    refused before anything runs.
-//  - SIGINT, SIGTERM, SIGHUP and SIGQUIT remove every temporary file still
-//    open, then end the process as the signal would have.  (SIGKILL cannot
-//    be caught: it leaves the temporary file, never a half-written target.)
+//  - SIGINT, SIGTERM, SIGHUP and SIGQUIT remove every named temporary file
+//    still open, then end the process as the signal would have.  (SIGKILL
+//    cannot be caught: it leaves a named temporary file, never a
+//    half-written target.)
 #pragma once
 
 #include <string>
@@ -41,8 +47,11 @@ class OutputFile {
   OutputFile& operator=(const OutputFile&) = delete;
 
   const std::string& target() const { return target_; }
-  // The path to write to (an existing, empty file of this process).
+  // The path to write to (an existing, empty file of this process; for an
+  // unnamed file /proc/self/fd/N, which only this process can open).
   const std::string& temp_path() const { return temp_; }
+  // Whether the temporary file has no name (nothing to clean up after a kill).
+  bool unnamed() const { return fd_ >= 0; }
   // Writes `bytes` to the temporary file (replacing what it held).
   void write(const std::string& bytes);
   // Flushes the temporary file to disk, gives it the permissions a new file
@@ -54,6 +63,7 @@ class OutputFile {
  private:
   std::string target_, temp_;
   bool open_ = false;
+  int fd_ = -1;  // the unnamed file's descriptor, kept open until commit() or discard()
 };
 
 // A temporary folder for outputs of many files (a PNG sequence): hidden

@@ -516,8 +516,14 @@ int generate(const Options& o) {
         if (where.find("GstFileSrc") != std::string::npos || where.find("GstDecodeBin") != std::string::npos ||
             where.find("GstHubertEnc") != std::string::npos)
           error = o.audio + ": " + error;
+        else if (where.find("GstFileSink") != std::string::npos || where.find("GstMultiFileSink") != std::string::npos)
+          error = out + ": " + error;  // writing the output (a full disk)
         const std::string cause = error_cause(dbg);
         if (!cause.empty()) error += " " + cause;
+        // The sink's errors (a full disk) name the output, not its
+        // temporary file.
+        for (size_t at = 0; !part.empty() && (at = error.find(part, at)) != std::string::npos; at += out.size())
+          error.replace(at, part.size(), out);
         if (dbg && std::getenv("ANITALKER_DEBUG")) error += std::string("\n  debug: ") + dbg;
         if (e) g_error_free(e);
         g_free(dbg);
