@@ -218,13 +218,13 @@ static void forward_property(GObjectClass* klass, GObjectClass* child_class, gui
   const char* blurb = g_param_spec_get_blurb(child);
   if (G_IS_PARAM_SPEC_UINT(child)) {
     GParamSpecUInt* p = G_PARAM_SPEC_UINT(child);
-    spec = g_param_spec_uint(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
+    spec = gst_anitalker_param_spec_uint(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
   } else if (G_IS_PARAM_SPEC_INT(child)) {
     GParamSpecInt* p = G_PARAM_SPEC_INT(child);
-    spec = g_param_spec_int(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
+    spec = gst_anitalker_param_spec_int(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
   } else if (G_IS_PARAM_SPEC_UINT64(child)) {
     GParamSpecUInt64* p = G_PARAM_SPEC_UINT64(child);
-    spec = g_param_spec_uint64(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
+    spec = gst_anitalker_param_spec_uint64(name, nick, blurb, p->minimum, p->maximum, p->default_value, flags);
   } else if (G_IS_PARAM_SPEC_FLOAT(child)) {
     // The child's kind of spec: bad values reach the child, which refuses them.
     GParamSpecFloat* p = G_PARAM_SPEC_FLOAT(child);
@@ -333,7 +333,7 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
    */
   g_object_class_install_property(
       gobject_class, PROP_DETECT_EVERY,
-      g_param_spec_uint("detect-every", "Detect every",
+      gst_anitalker_param_spec_uint("detect-every", "Detect every",
                         "With face-sr: find the face on one frame in N and reuse it in between (gfpgansr's "
                         "detect-every); 1 = every frame, exact (default: 1)",
                         1, 1000, 1, ready));
@@ -345,7 +345,7 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
    */
   g_object_class_install_property(
       gobject_class, PROP_PARSE_EVERY,
-      g_param_spec_uint("parse-every", "Parse every",
+      gst_anitalker_param_spec_uint("parse-every", "Parse every",
                         "With face-sr: make the paste masks on one frame in N and reuse them in between (gfpgansr's "
                         "parse-every); 1 = every frame, exact (default: 1)",
                         1, 1000, 1, ready));
@@ -409,14 +409,14 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
    */
   g_object_class_install_property(
       gobject_class, PROP_MAX_BATCH,
-      g_param_spec_uint("max-batch", "Max batch",
+      gst_anitalker_param_spec_uint("max-batch", "Max batch",
                         "Above 1: HuBERT, the motion generator, the renderer and GFPGAN shared with the other pipelines of "
                         "this process that set the same files, device and values, up to this many requests a call "
                         "(default: 1, no sharing)",
                         1, 1024, 1, ready));
   g_object_class_install_property(
       gobject_class, PROP_MAX_BATCH_DELAY,
-      g_param_spec_uint("max-batch-delay", "Max batch delay",
+      gst_anitalker_param_spec_uint("max-batch-delay", "Max batch delay",
                         "With max-batch above 1: microseconds the first request of a call waits for others "
                         "(default: 2000)",
                         0, 1000000, 2000, ready));
@@ -549,6 +549,7 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
       g_object_set_property(G_OBJECT(child), g_param_spec_get_name(pspec), value);
     return;
   }
+  if (!gst_anitalker_check_range(GST_ELEMENT_CAST(self), pspec, value)) return;
   GST_OBJECT_LOCK(self);
   switch (prop_id) {
     case PROP_MODELS_DIR:
@@ -604,6 +605,7 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
       break;
   }
   GST_OBJECT_UNLOCK(self);
+  gst_anitalker_accept_setting(GST_ELEMENT_CAST(self), pspec->name);
   // The portrait may change while playing: the renderer re-encodes it.
   if (prop_id == PROP_PORTRAIT) g_object_set_property(G_OBJECT(self->render), "portrait", value);
   if (prop_id == PROP_LATENCY) apply_latency(self, (GstAnitalkerLatency)g_value_get_enum(value));
@@ -761,6 +763,8 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
                       (nullptr));
     return FALSE;
   }
+  // Its own numbers refused while set (detect-every, parse-every).
+  if (!gst_anitalker_check_settings(GST_ELEMENT_CAST(self))) return FALSE;
   GST_OBJECT_LOCK(self);
   const std::string dir = dup_or(self->models_dir, DEFAULT_MODELS_DIR);
   const std::string portrait = dup_or(self->portrait, "");

@@ -127,35 +127,100 @@ bool gst_anitalker_parse_device(GstElement* element, const std::string& name, c1
 
 namespace {
 
-gboolean unchecked_float_validate(GParamSpec*, GValue*) { return FALSE; }  // the element checks
+gboolean unchecked_validate(GParamSpec*, GValue*) { return FALSE; }  // the element checks
 
-void checked_float_class_init(gpointer klass, gpointer) {
-  G_PARAM_SPEC_CLASS(klass)->value_validate = unchecked_float_validate;
+void unchecked_class_init(gpointer klass, gpointer) { G_PARAM_SPEC_CLASS(klass)->value_validate = unchecked_validate; }
+
+// A subtype of `parent` (a numeric GParamSpec type) without GLib's check.
+GType unchecked_type(GType parent, const char* name, guint instance_size) {
+  GTypeInfo info = {};
+  info.class_size = sizeof(GParamSpecClass);
+  info.class_init = unchecked_class_init;
+  info.instance_size = instance_size;
+  return g_type_register_static(parent, name, &info, (GTypeFlags)0);
 }
 
-GType checked_float_get_type() {
-  static gsize type = 0;
-  if (g_once_init_enter(&type)) {
-    GTypeInfo info = {};
-    info.class_size = sizeof(GParamSpecClass);
-    info.class_init = checked_float_class_init;
-    info.instance_size = sizeof(GParamSpecFloat);
-    const GType t = g_type_register_static(G_TYPE_PARAM_FLOAT, "GstAnitalkerParamFloat", &info, (GTypeFlags)0);
-    g_once_init_leave(&type, t);
+#define GST_ANITALKER_UNCHECKED_TYPE(fn, parent, name, spec)                  \
+  GType fn() {                                                                \
+    static gsize type = 0;                                                    \
+    if (g_once_init_enter(&type)) {                                           \
+      const GType t = unchecked_type(parent, name, sizeof(spec));             \
+      g_once_init_leave(&type, t);                                            \
+    }                                                                         \
+    return (GType)type;                                                       \
   }
-  return (GType)type;
+GST_ANITALKER_UNCHECKED_TYPE(checked_float_get_type, G_TYPE_PARAM_FLOAT, "GstAnitalkerParamFloat", GParamSpecFloat)
+GST_ANITALKER_UNCHECKED_TYPE(checked_uint_get_type, G_TYPE_PARAM_UINT, "GstAnitalkerParamUInt", GParamSpecUInt)
+GST_ANITALKER_UNCHECKED_TYPE(checked_int_get_type, G_TYPE_PARAM_INT, "GstAnitalkerParamInt", GParamSpecInt)
+GST_ANITALKER_UNCHECKED_TYPE(checked_uint64_get_type, G_TYPE_PARAM_UINT64, "GstAnitalkerParamUInt64",
+                             GParamSpecUInt64)
+#undef GST_ANITALKER_UNCHECKED_TYPE
+
+// A numeric spec of `type` with its range and default.
+template <typename Spec, typename T>
+GParamSpec* numeric_spec(GType type, const char* name, const char* nick, const char* blurb, T min, T max, T def,
+                         GParamFlags flags) {
+  g_return_val_if_fail(min <= def && def <= max, nullptr);
+  Spec* p = reinterpret_cast<Spec*>(g_param_spec_internal(type, name, nick, blurb, flags));
+  p->minimum = min;
+  p->maximum = max;
+  p->default_value = def;
+  return G_PARAM_SPEC(p);
 }
 
 }  // namespace
 
 GParamSpec* gst_anitalker_param_spec_float(const char* name, const char* nick, const char* blurb, float min,
                                            float max, float def, GParamFlags flags) {
-  GParamSpecFloat* p =
-      static_cast<GParamSpecFloat*>(g_param_spec_internal(checked_float_get_type(), name, nick, blurb, flags));
-  p->minimum = min;
-  p->maximum = max;
-  p->default_value = def;
-  return G_PARAM_SPEC(p);
+  return numeric_spec<GParamSpecFloat>(checked_float_get_type(), name, nick, blurb, min, max, def, flags);
+}
+
+GParamSpec* gst_anitalker_param_spec_uint(const char* name, const char* nick, const char* blurb, guint min, guint max,
+                                          guint def, GParamFlags flags) {
+  return numeric_spec<GParamSpecUInt>(checked_uint_get_type(), name, nick, blurb, min, max, def, flags);
+}
+
+GParamSpec* gst_anitalker_param_spec_int(const char* name, const char* nick, const char* blurb, gint min, gint max,
+                                         gint def, GParamFlags flags) {
+  return numeric_spec<GParamSpecInt>(checked_int_get_type(), name, nick, blurb, min, max, def, flags);
+}
+
+GParamSpec* gst_anitalker_param_spec_uint64(const char* name, const char* nick, const char* blurb, guint64 min,
+                                            guint64 max, guint64 def, GParamFlags flags) {
+  return numeric_spec<GParamSpecUInt64>(checked_uint64_get_type(), name, nick, blurb, min, max, def, flags);
+}
+
+bool gst_anitalker_check_range(GstElement* element, GParamSpec* pspec, const GValue* value) {
+  std::string text;
+  if (G_IS_PARAM_SPEC_FLOAT(pspec)) {
+    const GParamSpecFloat* f = G_PARAM_SPEC_FLOAT(pspec);
+    const float v = g_value_get_float(value);
+    if (!(std::isfinite(v) && v >= f->minimum && v <= f->maximum))
+      text = gst_anitalker_printf("%s=%g refused: expected a number from %g to %g; the value in force stays",
+                                  pspec->name, (double)v, (double)f->minimum, (double)f->maximum);
+  } else if (G_IS_PARAM_SPEC_UINT(pspec)) {
+    const GParamSpecUInt* u = G_PARAM_SPEC_UINT(pspec);
+    const guint v = g_value_get_uint(value);
+    if (v < u->minimum || v > u->maximum)
+      text = gst_anitalker_printf("%s=%u refused: expected a number from %u to %u; the value in force stays",
+                                  pspec->name, v, u->minimum, u->maximum);
+  } else if (G_IS_PARAM_SPEC_INT(pspec)) {
+    const GParamSpecInt* i = G_PARAM_SPEC_INT(pspec);
+    const gint v = g_value_get_int(value);
+    if (v < i->minimum || v > i->maximum)
+      text = gst_anitalker_printf("%s=%d refused: expected a number from %d to %d; the value in force stays",
+                                  pspec->name, v, i->minimum, i->maximum);
+  } else if (G_IS_PARAM_SPEC_UINT64(pspec)) {
+    const GParamSpecUInt64* u = G_PARAM_SPEC_UINT64(pspec);
+    const guint64 v = g_value_get_uint64(value);
+    if (v < u->minimum || v > u->maximum)
+      text = gst_anitalker_printf("%s=%" G_GUINT64_FORMAT " refused: expected a number from %" G_GUINT64_FORMAT
+                                  " to %" G_GUINT64_FORMAT "; the value in force stays",
+                                  pspec->name, v, u->minimum, u->maximum);
+  }
+  if (text.empty()) return true;
+  gst_anitalker_refuse_setting(element, pspec->name, text);
+  return false;
 }
 
 namespace {
@@ -202,19 +267,7 @@ void gst_anitalker_set_property(GObject* object, guint id, const GValue* value, 
     G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
     return;
   }
-  GstElement* element = GST_ELEMENT_CAST(object);
-  if (G_IS_PARAM_SPEC_FLOAT(pspec)) {
-    const GParamSpecFloat* f = G_PARAM_SPEC_FLOAT(pspec);
-    const float v = g_value_get_float(value);
-    if (!(std::isfinite(v) && v >= f->minimum && v <= f->maximum)) {
-      gst_anitalker_refuse_setting(element, pspec->name,
-                                   gst_anitalker_printf("%s=%g refused: expected a number from %g to %g; the value "
-                                                        "in force stays",
-                                                        pspec->name, (double)v, (double)f->minimum,
-                                                        (double)f->maximum));
-      return;
-    }
-  }
+  if (!gst_anitalker_check_range(GST_ELEMENT_CAST(object), pspec, value)) return;
   GST_OBJECT_LOCK(object);
   const GType type = G_PARAM_SPEC_VALUE_TYPE(pspec);
   if (type == G_TYPE_STRING) {
@@ -237,11 +290,16 @@ void gst_anitalker_set_property(GObject* object, guint id, const GValue* value, 
     g_warning("%s: property %s of type %s has no field type", G_OBJECT_TYPE_NAME(object), pspec->name,
               g_type_name(type));
   }
-  // A valid value replaces a refused one of the same property.
-  const gchar* pending = static_cast<const gchar*>(g_object_get_qdata(object, settings_error_quark()));
-  const bool replaced = pending && g_str_has_prefix(pending, pspec->name) && pending[strlen(pspec->name)] == '=';
-  if (replaced) g_object_set_qdata(object, settings_error_quark(), nullptr);
   GST_OBJECT_UNLOCK(object);
+  gst_anitalker_accept_setting(GST_ELEMENT_CAST(object), pspec->name);
+}
+
+void gst_anitalker_accept_setting(GstElement* element, const char* property) {
+  GST_OBJECT_LOCK(element);
+  const gchar* pending = static_cast<const gchar*>(g_object_get_qdata(G_OBJECT(element), settings_error_quark()));
+  const bool replaced = pending && g_str_has_prefix(pending, property) && pending[strlen(property)] == '=';
+  if (replaced) g_object_set_qdata(G_OBJECT(element), settings_error_quark(), nullptr);
+  GST_OBJECT_UNLOCK(element);
 }
 
 void gst_anitalker_get_property(GObject* object, guint id, GValue* value, GParamSpec* pspec) {
@@ -339,13 +397,13 @@ bool gst_anitalker_check_precision(GstElement* element, gint precision, c10::Dev
 void gst_anitalker_install_sharing_properties(GObjectClass* klass, guint batch_id, gsize batch_offset, guint delay_id,
                                               gsize delay_offset, const char* blurb, const char* item) {
   gst_anitalker_install_property(klass, batch_id,
-                                 g_param_spec_uint("max-batch", "Max batch", g_intern_string(blurb), 1, 1024, 1,
+                                 gst_anitalker_param_spec_uint("max-batch", "Max batch", g_intern_string(blurb), 1, 1024, 1,
                                                    GST_ANITALKER_PARAM_READY),
                                  batch_offset);
   gchar* delay_blurb = g_strdup_printf(
       "With max-batch above 1: microseconds the first %s of a call waits for others (default: 2000)", item);
   gst_anitalker_install_property(klass, delay_id,
-                                 g_param_spec_uint("max-batch-delay", "Max batch delay", g_intern_string(delay_blurb), 0,
+                                 gst_anitalker_param_spec_uint("max-batch-delay", "Max batch delay", g_intern_string(delay_blurb), 0,
                                                    1000000, 2000, GST_ANITALKER_PARAM_READY),
                                  delay_offset);
   g_free(delay_blurb);
@@ -367,7 +425,7 @@ void gst_anitalker_install_device_properties(GObjectClass* klass, guint device_i
                           what);
   gst_anitalker_install_property(
       klass, threads_id,
-      g_param_spec_int("num-threads", "Threads", g_intern_string(blurb), 0, 64, 0, GST_ANITALKER_PARAM_PLAYING),
+      gst_anitalker_param_spec_int("num-threads", "Threads", g_intern_string(blurb), 0, 64, 0, GST_ANITALKER_PARAM_PLAYING),
       threads_offset);
   g_free(blurb);
   blurb = g_strdup_printf("Arithmetic of the heavy layers of %s: fp32; bf16 on a CPU with AVX512_BF16 where the "

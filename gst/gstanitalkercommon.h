@@ -142,6 +142,20 @@ bool gst_anitalker_parse_device(GstElement* element, const std::string& name, c1
 // gst-inspect-1.0 shows the range and default as usual.
 GParamSpec* gst_anitalker_param_spec_float(const char* name, const char* nick, const char* blurb, float min,
                                            float max, float def, GParamFlags flags);
+// The same for whole numbers: a value out of [min, max] (e.g. steps=0,
+// max-batch=0) is refused by the element instead of dropped by GLib with a
+// warning while the run goes on.
+GParamSpec* gst_anitalker_param_spec_uint(const char* name, const char* nick, const char* blurb, guint min, guint max,
+                                          guint def, GParamFlags flags);
+GParamSpec* gst_anitalker_param_spec_int(const char* name, const char* nick, const char* blurb, gint min, gint max,
+                                         gint def, GParamFlags flags);
+GParamSpec* gst_anitalker_param_spec_uint64(const char* name, const char* nick, const char* blurb, guint64 min,
+                                            guint64 max, guint64 def, GParamFlags flags);
+// Whether `value` is within the range of the numeric `pspec` (finite, for a
+// float); if not, refuses it (gst_anitalker_refuse_setting: LIBRARY
+// SETTINGS naming the property and its range, the next start fails until a
+// valid value replaces it) and returns false.
+bool gst_anitalker_check_range(GstElement* element, GParamSpec* pspec, const GValue* value);
 
 // --- Properties kept in the instance struct (one table, no set/get switch).
 //
@@ -153,7 +167,7 @@ GParamSpec* gst_anitalker_param_spec_float(const char* name, const char* nick, c
 // watches) read and write them under the object lock;
 // gst_anitalker_init_properties sets every such field to its default (in the
 // instance init) and gst_anitalker_finalize_properties frees the strings.
-// A float out of its range (gst_anitalker_param_spec_float) is refused: the
+// A number out of its range (gst_anitalker_param_spec_*) is refused: the
 // value in force stays, LIBRARY SETTINGS names the property and the range,
 // and the next start fails with the text (gst_anitalker_settings_error)
 // until a valid value of that property replaces it.
@@ -222,6 +236,9 @@ T gst_anitalker_get(gpointer object, const T* field) {
 // (what was expected; it starts with "property=value") as the debug text,
 // and keeps `text` for the next start.  Call it unlocked.
 void gst_anitalker_refuse_setting(GstElement* element, const char* property, const std::string& text);
+// A valid value of `property` was set: a refusal of it pending is forgotten
+// (gst_anitalker_set_property does this; for elements with their own fields).
+void gst_anitalker_accept_setting(GstElement* element, const char* property);
 
 // The text of a setting refused since (empty when none); a start fails with
 // it (gst_anitalker_check_settings posts LIBRARY SETTINGS and returns false).

@@ -151,7 +151,7 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
         G_STRUCT_OFFSET(GstAnitalkerElement, mode));
     gst_anitalker_install_property(
         k, PROP_OFFLINE_LIMIT,
-        g_param_spec_uint("offline-limit", "Offline limit",
+        gst_anitalker_param_spec_uint("offline-limit", "Offline limit",
                           "Seconds of audio worked on in one piece: auto goes on in windows past it, offline refuses "
                           "longer audio; 0 = no limit (default: 120)",
                           0, MAX_OFFLINE_LIMIT_S, DEFAULT_OFFLINE_LIMIT_S, GST_ANITALKER_PARAM_READY),
@@ -159,15 +159,15 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
     // The window settings may change while playing (the bin's latency
     // presets): they apply from the next window.
     gst_anitalker_install_property(k, PROP_WINDOW,
-                                   g_param_spec_uint("window", "Window", w->window_doc, w->window_min, w->window_max,
+                                   gst_anitalker_param_spec_uint("window", "Window", w->window_doc, w->window_min, w->window_max,
                                                      w->window_default, GST_ANITALKER_PARAM_PLAYING_LATENCY),
                                    G_STRUCT_OFFSET(GstAnitalkerElement, window));
     gst_anitalker_install_property(k, PROP_CONTEXT,
-                                   g_param_spec_uint("context", "Context", w->context_doc, 0, w->context_max,
+                                   gst_anitalker_param_spec_uint("context", "Context", w->context_doc, 0, w->context_max,
                                                      w->context_default, GST_ANITALKER_PARAM_PLAYING),
                                    G_STRUCT_OFFSET(GstAnitalkerElement, context));
     gst_anitalker_install_property(k, PROP_LOOKAHEAD,
-                                   g_param_spec_uint("lookahead", "Look-ahead", w->lookahead_doc, 0, w->window_max,
+                                   gst_anitalker_param_spec_uint("lookahead", "Look-ahead", w->lookahead_doc, 0, w->window_max,
                                                      w->lookahead_default, GST_ANITALKER_PARAM_PLAYING_LATENCY),
                                    G_STRUCT_OFFSET(GstAnitalkerElement, lookahead));
     gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_MODE, (GstPluginAPIFlags)0);

@@ -616,7 +616,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * element starts, naming the nearest counts that work).
    */
   gst_anitalker_install_property(gobject_class, PROP_STEPS,
-          g_param_spec_uint("steps", "Steps",
+          gst_anitalker_param_spec_uint("steps", "Steps",
                             "DDIM denoising steps (default: 50); only counts of the form ceil(1000/k) work: all up "
                             "to 32, then 33-36, 38, 39, 40, 42, ..., 50, 53, ..., 100, 125, 200, 250, 334, 500, 1000; "
                             "others are refused at start naming the nearest",
@@ -632,7 +632,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * seeded with it.
    */
   gst_anitalker_install_property(gobject_class, PROP_SEED,
-          g_param_spec_uint64("seed", "Seed", "Seed of the initial noise, as the demo's --seed (default: 0)", 0,
+          gst_anitalker_param_spec_uint64("seed", "Seed", "Seed of the initial noise, as the demo's --seed (default: 0)", 0,
                               G_MAXUINT64, 0, ready),
           FIELD(seed));
 

@@ -160,7 +160,7 @@ static void gst_anitalker_paste_class_init(GstAnitalkerPasteClass* klass) {
   const GParamFlags ready = GST_ANITALKER_PARAM_READY;
   gst_anitalker_install_property(
       gobject_class, PROP_FEATHER,
-      g_param_spec_uint("feather", "Feather",
+      gst_anitalker_param_spec_uint("feather", "Feather",
                         "Width in output pixels of the blend inside the square's edge: the face's weight rises "
                         "linearly from 0 at the edge to 1 this far in; 0 = a hard edge (default: 16)",
                         0, MAX_FEATHER, DEFAULT_FEATHER, playing),
@@ -174,7 +174,7 @@ static void gst_anitalker_paste_class_init(GstAnitalkerPasteClass* klass) {
       FIELD(colour_match));
   gst_anitalker_install_property(
       gobject_class, PROP_MAX_SIZE,
-      g_param_spec_uint("max-size", "Maximum size",
+      gst_anitalker_param_spec_uint("max-size", "Maximum size",
                         "Longest side of the output; larger pictures are scaled down (default: 1920)", 2,
                         MAX_MAX_SIZE, DEFAULT_MAX_SIZE, ready),
       FIELD(max_size));

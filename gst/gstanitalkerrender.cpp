@@ -565,7 +565,7 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
    */
   gst_anitalker_install_property(
       gobject_class, PROP_BATCH_SIZE,
-      g_param_spec_uint("batch-size", "Batch size",
+      gst_anitalker_param_spec_uint("batch-size", "Batch size",
                         "Motion frames rendered in one call of the model (default: 1); adds batch-size - 1 frames of "
                         "latency",
                         1, 64, 1, GST_ANITALKER_PARAM_PLAYING_LATENCY),
@@ -610,7 +610,7 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
       FIELD(crop_ratio));
   gst_anitalker_install_property(
       gobject_class, PROP_FACE_INDEX,
-      g_param_spec_int("face-index", "Face index",
+      gst_anitalker_param_spec_int("face-index", "Face index",
                        "With crop=auto and the detector: which face, in the detector's order (by score); -1 = the "
                        "largest, the authors' choice (default: -1)",
                        -1, 1023, -1, playing),

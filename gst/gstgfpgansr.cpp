@@ -274,7 +274,7 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
    */
   gst_anitalker_install_property(
       gobject_class, PROP_UPSCALE,
-      g_param_spec_uint("upscale", "Upscale", "Output size = input size times this (default: 2)", 1, MAX_UPSCALE,
+      gst_anitalker_param_spec_uint("upscale", "Upscale", "Output size = input size times this (default: 2)", 1, MAX_UPSCALE,
                         DEFAULT_UPSCALE, ready),
       G_STRUCT_OFFSET(GstGfpganSr, upscale));
 
@@ -327,7 +327,7 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
    */
   gst_anitalker_install_property(
       gobject_class, PROP_MAX_FACES,
-      g_param_spec_uint("max-faces", "Max faces",
+      gst_anitalker_param_spec_uint("max-faces", "Max faces",
                         "Restore at most this many faces a frame, the largest; 0 = every face (default: 0)", 0, 1024,
                         0, playing),
       G_STRUCT_OFFSET(GstGfpganSr, max_faces));
@@ -344,7 +344,7 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
    */
   gst_anitalker_install_property(
       gobject_class, PROP_DETECT_EVERY,
-      g_param_spec_uint("detect-every", "Detect every",
+      gst_anitalker_param_spec_uint("detect-every", "Detect every",
                         "Run the face detector on one frame in N and reuse its faces in between; 1 = every frame, "
                         "exact (default: 1)",
                         1, 1000, 1, playing),
@@ -365,7 +365,7 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
    */
   gst_anitalker_install_property(
       gobject_class, PROP_PARSE_EVERY,
-      g_param_spec_uint("parse-every", "Parse every",
+      gst_anitalker_param_spec_uint("parse-every", "Parse every",
                         "With a parser: make the paste masks on one frame in N and paste the frames between under "
                         "them; 1 = every frame, exact (default: 1)",
                         1, 1000, 1, playing),

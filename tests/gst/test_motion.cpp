@@ -853,6 +853,81 @@ GST_START_TEST(test_bad_control) {
 }
 GST_END_TEST;
 
+// Whole numbers out of range (steps=0, max-batch=0, a window of 0) are
+// refused as the floats are, where GLib alone would drop them with a
+// warning and let the run go on with the old value.
+static void expect_refused(GstBus* bus, const char* text) {
+  gchar* debug = nullptr;
+  GError* err = checkutil::pop_message(bus, GST_MESSAGE_ERROR, &debug);
+  fail_unless(g_error_matches(err, GST_LIBRARY_ERROR, GST_LIBRARY_ERROR_SETTINGS), "%s", err->message);
+  fail_unless(debug && strstr(debug, text) != nullptr, "expected '%s' in '%s'", text, debug);
+  g_error_free(err);
+  g_free(debug);
+}
+
+GST_START_TEST(test_bad_whole_numbers) {
+  GstElement* e = gst_element_factory_make("anitalkermotion", nullptr);
+  g_object_set(e, "checkpoint", checkpoint("hubert_audio_only").c_str(), "steps", 10u, nullptr);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+  const struct {
+    const char* name;
+    guint value;
+    const char* text;
+  } cases[] = {
+      {"steps", 0, "steps=0 refused: expected a number from 1 to 1000"},
+      {"steps", 1001, "steps=1001 refused: expected a number from 1 to 1000"},
+      {"max-batch", 0, "max-batch=0 refused: expected a number from 1 to 1024"},
+      {"window", 0, "window=0 refused: expected a number from 1 to"},
+  };
+  for (const auto& c : cases) {
+    guint before = 0, after = 0;
+    g_object_get(e, c.name, &before, nullptr);
+    g_object_set(e, c.name, c.value, nullptr);
+    g_object_get(e, c.name, &after, nullptr);
+    fail_unless_equals_int(after, before);
+    expect_refused(bus, c.text);
+  }
+  // The last refusal (window=0) fails the start until a valid window replaces it.
+  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  expect_refused(bus, "window=0 refused");
+  gst_element_set_state(e, GST_STATE_NULL);
+  g_object_set(e, "window", 50u, nullptr);
+  fail_unless(gst_element_set_state(e, GST_STATE_PAUSED) != GST_STATE_CHANGE_FAILURE);
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_element_set_bus(e, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(e);
+
+  // The bin: forwarded numbers reach the child, which refuses them; its own
+  // (detect-every) it refuses itself, and its start fails until replaced.
+  GstElement* bin = gst_element_factory_make("anitalker", nullptr);
+  fail_unless(bin != nullptr);
+  bus = gst_bus_new();
+  gst_element_set_bus(bin, bus);
+  g_object_set(bin, "steps", 0u, nullptr);
+  expect_refused(bus, "steps=0 refused");
+  g_object_set(bin, "max-batch", 0u, nullptr);
+  for (int child = 0; child < 3; ++child) expect_refused(bus, "max-batch=0 refused");  // features, motion, render
+  g_object_set(bin, "detect-every", 0u, nullptr);
+  expect_refused(bus, "detect-every=0 refused: expected a number from 1 to 1000");
+  guint every = 0;
+  g_object_get(bin, "detect-every", &every, nullptr);
+  fail_unless_equals_int(every, 1);
+  fail_unless_equals_int(gst_element_set_state(bin, GST_STATE_READY), GST_STATE_CHANGE_FAILURE);
+  expect_refused(bus, "detect-every=0 refused");
+  gst_element_set_state(bin, GST_STATE_NULL);
+  const std::string data = g_getenv("ANITALKER_TEST_DATA");
+  g_object_set(bin, "detect-every", 2u, "models-dir", (data + "/chain").c_str(), "portrait",
+               (data + "/renderer/monalisa.jpg").c_str(), nullptr);  // replaced: the start goes through
+  fail_unless(gst_element_set_state(bin, GST_STATE_READY) != GST_STATE_CHANGE_FAILURE);
+  gst_element_set_state(bin, GST_STATE_NULL);
+  gst_element_set_bus(bin, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(bin);
+}
+GST_END_TEST;
+
 // The harness's source pad says it is live; this one says it is not (a file).
 static gboolean not_live_query(GstPad* pad, GstObject* parent, GstQuery* query) {
   if (GST_QUERY_TYPE(query) == GST_QUERY_LATENCY) {
@@ -1063,6 +1138,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_properties);
   tcase_add_test(tc, test_bin_precision);
   tcase_add_test(tc, test_bad_control);
+  tcase_add_test(tc, test_bad_whole_numbers);
   tcase_add_test(tc, test_offline_limit);
   suite_add_tcase(s, tc);
   return s;
