@@ -160,6 +160,35 @@ int open_unnamed(const std::string& dir, std::string& path) {
   return -1;
 }
 
+// Where `target` writes: `path` (a link to a file followed, so the link
+// stays a link), and whether it is written in place (`direct`: a character
+// device such as /dev/null, or a pipe, which a rename would replace).
+struct Dest {
+  std::string path;
+  bool direct = false;
+};
+
+Dest resolve_target(const std::string& target, const std::string& option) {
+  if (target.empty()) throw Error(Error::Kind::Usage, option + ": the output file name is empty");
+  if (target == "-")
+    throw Error(Error::Kind::Usage, option + " -: standard output is not supported (the outputs are files, and an "
+                                             "MP4 needs seeking); give a file name (./- for a file named -)");
+  struct stat link;
+  if (::lstat(target.c_str(), &link) != 0) return {target, false};  // a new file
+  struct stat st;
+  if (::stat(target.c_str(), &st) != 0)
+    throw Error(Error::Kind::Usage, target + ": is a link to a missing file; expected a file name");
+  if (S_ISDIR(st.st_mode)) throw Error(Error::Kind::Usage, target + ": is a folder, expected a file name");
+  if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)) return {target, true};
+  if (!S_ISREG(st.st_mode))
+    throw Error(Error::Kind::Usage, target + ": is neither a file, a character device nor a pipe; expected a file name");
+  if (!S_ISLNK(link.st_mode)) return {target, false};
+  char* real = ::realpath(target.c_str(), nullptr);
+  Dest d{real ? real : target, false};
+  std::free(real);
+  return d;
+}
+
 }  // namespace
 
 void install_output_signal_handlers() {
@@ -193,27 +222,34 @@ void check_not_an_input(const std::string& target, const std::vector<std::string
 }
 
 void check_output_path(const std::string& target, const std::vector<std::string>& inputs, const std::string& option) {
-  if (target.empty()) throw Error(Error::Kind::Usage, option + ": the output file name is empty");
-  struct stat st;
-  if (::stat(target.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-    throw Error(Error::Kind::Usage, target + ": is a folder, expected a file name");
-  const std::string dir = folder_of(target);
-  if (::stat(dir.c_str(), &st) != 0)
-    throw Error(Error::Kind::NotFound, target + ": cannot write: the folder " + dir + " does not exist");
-  if (!S_ISDIR(st.st_mode)) throw Error(Error::Kind::NotFound, target + ": cannot write: " + dir + " is not a folder");
+  const Dest d = resolve_target(target, option);
+  if (!d.direct) {
+    struct stat st;
+    const std::string dir = folder_of(d.path);
+    if (::stat(dir.c_str(), &st) != 0)
+      throw Error(Error::Kind::NotFound, target + ": cannot write: the folder " + dir + " does not exist");
+    if (!S_ISDIR(st.st_mode)) throw Error(Error::Kind::NotFound, target + ": cannot write: " + dir + " is not a folder");
+  }
   check_not_an_input(target, inputs, option);
 }
 
 OutputFile::OutputFile(const std::string& target) : target_(target) {
   check_output_path(target);
-  const std::string dir = folder_of(target);
+  const Dest d = resolve_target(target, "--out");
+  if (d.direct) {  // written in place: nothing to rename, nothing to remove
+    temp_ = dest_ = target;
+    direct_ = open_ = true;
+    return;
+  }
+  dest_ = d.path;
+  const std::string dir = folder_of(dest_);
   install_output_signal_handlers();
   fd_ = open_unnamed(dir, temp_);
   if (fd_ >= 0) {
     open_ = true;
     return;
   }
-  const std::string tmpl = hidden_prefix(target) + "XXXXXX.part";
+  const std::string tmpl = hidden_prefix(dest_) + "XXXXXX.part";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back(0);
   // Block the signals while the file exists but is not yet registered.
@@ -245,6 +281,10 @@ void OutputFile::write(const std::string& bytes) {
 
 void OutputFile::commit() {
   if (!open_) throw Error(Error::Kind::Runtime, target_ + ": the output was already committed or discarded");
+  if (direct_) {
+    open_ = false;
+    return;
+  }
   const mode_t mask = ::umask(0);
   ::umask(mask);
   std::string named = temp_;
@@ -260,7 +300,7 @@ void OutputFile::commit() {
     int err = EEXIST;
     for (int attempt = 0; attempt < 100 && named.empty() && err == EEXIST; ++attempt) {
       unsigned r = entropy() ^ (serial++ * 2654435761u) ^ static_cast<unsigned>(::getpid());
-      std::string name = hidden_prefix(target_);
+      std::string name = hidden_prefix(dest_);
       for (int k = 0; k < 6; ++k, r /= 36) name += digits[r % 36];
       name += ".part";
       sigset_t all, old;
@@ -286,7 +326,7 @@ void OutputFile::commit() {
       ::close(fd);
     }
   }
-  if (std::rename(named.c_str(), target_.c_str()) != 0) {
+  if (std::rename(named.c_str(), dest_.c_str()) != 0) {
     const int err = errno;
     if (named != temp_) {
       ::unlink(named.c_str());
@@ -303,7 +343,8 @@ void OutputFile::commit() {
 
 void OutputFile::discard() {
   if (!open_) return;
-  if (fd_ >= 0) {
+  if (direct_) {
+  } else if (fd_ >= 0) {
     ::close(fd_);  // an unnamed file goes with its last descriptor
     fd_ = -1;
   } else {

@@ -13,6 +13,10 @@
 //    created with O_EXCL.
 //  - A target that resolves to one of the inputs (same device and inode) is
 //    refused before anything runs.
+//  - A link to a file is followed: the file it names is replaced, the link
+//    stays.  A character device (/dev/null) or a pipe is written in place
+//    (a rename would replace the device node itself).  "-" (standard output),
+//    a folder, a link to nothing and other kinds of file are refused.
 //  - SIGINT, SIGTERM, SIGHUP and SIGQUIT remove every named temporary file
 //    still open, then end the process as the signal would have.  (SIGKILL
 //    cannot be caught: it leaves a named temporary file, never a
@@ -52,6 +56,10 @@ class OutputFile {
   const std::string& temp_path() const { return temp_; }
   // Whether the temporary file has no name (nothing to clean up after a kill).
   bool unnamed() const { return fd_ >= 0; }
+  // Whether the target is written in place: a character device (/dev/null)
+  // or a pipe, which a rename would replace; temp_path() is the target, and
+  // commit() and discard() do nothing.
+  bool direct() const { return direct_; }
   // Writes `bytes` to the temporary file (replacing what it held).
   void write(const std::string& bytes);
   // Flushes the temporary file to disk, gives it the permissions a new file
@@ -62,7 +70,9 @@ class OutputFile {
 
  private:
   std::string target_, temp_;
+  std::string dest_;  // what commit() renames over: the target, or the file a link to it names
   bool open_ = false;
+  bool direct_ = false;  // a character device or a pipe: written in place
   int fd_ = -1;  // the unnamed file's descriptor, kept open until commit() or discard()
 };
 

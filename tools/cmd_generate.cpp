@@ -569,8 +569,10 @@ int generate(const Options& o) {
     throw anitalker::Error(anitalker::Error::Kind::Runtime, error);
   }
   // The muxers' wall-clock times and random UIDs: same inputs, same bytes.
-  if (kind == OutKind::Mp4) cli::clear_mp4_times(part);
-  if (kind == OutKind::Webm) cli::clear_webm_uids(part);
+  // (Not in a device or a pipe, written in place: nothing to read back.)
+  const bool in_place = output && output->direct();
+  if (kind == OutKind::Mp4 && !in_place) cli::clear_mp4_times(part);
+  if (kind == OutKind::Webm && !in_place) cli::clear_webm_uids(part);
   if (output) output->commit();
   if (frames) frames->commit();
   // Each stage's share: from the previous stage's last output to its own

@@ -48,6 +48,31 @@ gen --portrait face.jpg --audio speech.wav --out missing/out.mp4 2>err.txt; rc=$
 check "--out in a missing folder: rc 1 and the folder named (rc $rc)" \
   bash -c "[ $rc -eq 1 ] && grep -q 'the folder missing does not exist' err.txt"
 
+# 3b. What --out names is kept: a link to a file stays a link (the file it
+# names gets the result); a pipe is written into, not replaced by a file
+# (so is /dev/null, which a rename by root would have replaced); "-" and a
+# link to nothing are refused.
+gen --portrait face.jpg --audio speech.wav --out real.mp4 2>/dev/null
+ln -s real.mp4 alias.mp4
+before=$(md5sum < real.mp4)
+gen --portrait face.jpg --audio speech.wav --out alias.mp4 --seed 3 2>err.txt; rc=$?
+check "--out a link to a file: rc 0, still a link, the file it names rewritten (rc $rc)" \
+  bash -c "[ $rc -eq 0 ] && [ -L alias.mp4 ] && [ \"\$(md5sum < real.mp4)\" != '$before' ]"
+ln -s nowhere.mp4 dangling.mp4
+gen --portrait face.jpg --audio speech.wav --out dangling.mp4 2>err.txt; rc=$?
+check "--out a link to nothing is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'is a link to a missing file' err.txt && [ ! -e nowhere.mp4 ]"
+gen --portrait face.jpg --audio speech.wav --out - 2>err.txt; rc=$?
+check "--out - is refused, no file named - (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'standard output is not supported' err.txt && [ ! -e ./- ]"
+mkfifo pipe.npy
+(timeout 20 cat pipe.npy > from_pipe.npy) & reader=$!
+"$bin" features --mfcc --audio speech.wav --out pipe.npy 2>err.txt; rc=$?
+wait $reader
+"$bin" features --mfcc --audio speech.wav --out direct.npy 2>/dev/null
+check "--out a pipe: written through it, still a pipe (rc $rc)" \
+  bash -c "[ $rc -eq 0 ] && [ -p pipe.npy ] && cmp -s from_pipe.npy direct.npy"
+
 # 4. Two runs with the same --out at once: both succeed, the result is one
 # whole video (of either run), no temporary file is left.
 ffmpeg -loglevel error -y -stream_loop 1 -i speech.wav -c copy speech4.wav
