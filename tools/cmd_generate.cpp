@@ -608,7 +608,9 @@ int cmd_generate(int argc, char** argv) {
              "the face to animate: a photo (with --crop auto, any photo; without, a centred head, as the reference "
              "advises) or a video (see --portrait-time)")
         .required();
-    opt.text("audio", &o.audio, "FILE", "speech, any format GStreamer decodes").required();
+    opt.text("audio", &o.audio, "FILE",
+             "speech, any format GStreamer decodes; a file or a pipe (--audio <(sox ... -t wav -))")
+        .required();
     opt.text("out", &o.out, "PATH",
              ".mp4 (H.264 or VP9, AAC), .webm (VP9, Opus), a folder (<portrait>-<audio>.mp4, _SR with --face-sr, as "
              "the reference demo names it), or a PNG sequence (a pattern with one %d, e.g. frames/%05d.png: "
@@ -694,7 +696,17 @@ int cmd_generate(int argc, char** argv) {
     for (const std::string* f : {&o.portrait, &o.audio}) {
       if (is_dir(*f))
         throw anitalker::Error(anitalker::Error::Kind::Usage, *f + ": is a folder, expected a file");
-      if (!is_file(*f)) throw anitalker::Error(anitalker::Error::Kind::NotFound, *f + ": no such file");
+      // The audio may come through a pipe (--audio <(sox ...)): GStreamer
+      // reads it once, in order.  The portrait is read twice (its header,
+      // then the picture): a file.
+      struct stat st;
+      if (::stat(f->c_str(), &st) != 0)
+        throw anitalker::Error(anitalker::Error::Kind::NotFound, *f + ": no such file");
+      if (!S_ISREG(st.st_mode) && !(f == &o.audio && S_ISFIFO(st.st_mode)))
+        throw anitalker::Error(anitalker::Error::Kind::Usage,
+                               *f + ": is not a file (a device" + std::string(f == &o.audio ? "" : ", a pipe") +
+                                   " or a socket); expected a file" +
+                                   (f == &o.audio ? " or a pipe" : ""));
     }
     if (!o.pose_file.empty() && !is_file(o.pose_file))
       throw anitalker::Error(anitalker::Error::Kind::NotFound, o.pose_file + ": no such file");

@@ -73,6 +73,16 @@ wait $reader
 check "--out a pipe: written through it, still a pipe (rc $rc)" \
   bash -c "[ $rc -eq 0 ] && [ -p pipe.npy ] && cmp -s from_pipe.npy direct.npy"
 
+# 3c. The audio may come through a pipe (the same bytes as from its file);
+# a device is refused, naming what it is.
+gen --portrait face.jpg --audio <(cat speech.wav) --out piped.mp4 2>err.txt; rc=$?
+gen --portrait face.jpg --audio speech.wav --out filed.mp4 2>/dev/null
+check "--audio through a pipe: the same video as from the file (rc $rc)" \
+  bash -c "[ $rc -eq 0 ] && cmp -s piped.mp4 filed.mp4"
+gen --portrait /dev/zero --audio speech.wav --out z.mp4 2>err.txt; rc=$?
+check "--portrait /dev/zero is refused as not a file (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q '/dev/zero: is not a file' err.txt"
+
 # 4. Two runs with the same --out at once: both succeed, the result is one
 # whole video (of either run), no temporary file is left.
 ffmpeg -loglevel error -y -stream_loop 1 -i speech.wav -c copy speech4.wav
