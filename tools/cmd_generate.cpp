@@ -524,6 +524,9 @@ int generate(const Options& o) {
         // temporary file.
         for (size_t at = 0; !part.empty() && (at = error.find(part, at)) != std::string::npos; at += out.size())
           error.replace(at, part.size(), out);
+        // Likewise a video portrait's frame: the video's name.
+        for (size_t at = 0; still && (at = error.find(portrait, at)) != std::string::npos; at += o.portrait.size())
+          error.replace(at, portrait.size(), o.portrait);
         if (dbg && std::getenv("ANITALKER_DEBUG")) error += std::string("\n  debug: ") + dbg;
         if (e) g_error_free(e);
         g_free(dbg);
