@@ -1,6 +1,8 @@
 #include "output_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,7 +12,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <mutex>
+#include <sstream>
 #include <random>
 
 #include <sys/syscall.h>
@@ -189,6 +193,81 @@ Dest resolve_target(const std::string& target, const std::string& option) {
   return d;
 }
 
+// Who made a temporary folder: the machine (its name and this boot) and the
+// process (its id and start time, so that a reused id is not taken for it).
+std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string host_name() {
+  char name[256] = {0};
+  ::gethostname(name, sizeof name - 1);
+  return name;
+}
+
+std::string boot_id() {
+  std::string id = read_text("/proc/sys/kernel/random/boot_id");
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  return id;
+}
+
+// Field 22 of /proc/PID/stat (the start time in clock ticks), or "".
+std::string start_time(long pid) {
+  const std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+  const size_t paren = stat.rfind(')');  // the command name may hold spaces
+  if (paren == std::string::npos) return "";
+  std::istringstream in(stat.substr(paren + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && (in >> field); ++i)
+    if (i == 22) return field;
+  return "";
+}
+
+constexpr const char* kOwner = ".owner";
+
+std::string owner_record() {
+  const long pid = static_cast<long>(::getpid());
+  return host_name() + "\n" + boot_id() + "\n" + std::to_string(pid) + "\n" + start_time(pid) + "\n";
+}
+
+// Whether the folder's maker is gone for sure: made on this machine, and
+// before its last boot or by a process that no longer runs.  Anything
+// unsure (another machine's folder on a shared disk, no complete record
+// yet: a maker that is writing it) is left alone.
+bool is_stale(const std::string& folder) {
+  std::istringstream in(read_text(folder + "/" + kOwner));
+  std::string host, boot, pid, start;
+  if (!(in >> host >> boot >> pid >> start)) return false;
+  if (host != host_name()) return false;
+  if (boot != boot_id()) return true;
+  char* end = nullptr;
+  const long p = std::strtol(pid.c_str(), &end, 10);
+  if (end == pid.c_str() || *end || p <= 0) return false;
+  if (::kill(static_cast<pid_t>(p), 0) != 0 && errno == ESRCH) return true;
+  const std::string now = start_time(p);
+  return !now.empty() && now != start;
+}
+
+// Removes the hidden folders ".STEM.part.*" in `dir` whose makers are gone
+// (SIGKILL, a crash, a power cut: what the signal handler cannot clean).
+void sweep_stale(const std::string& dir, const std::string& stem) {
+  const std::string prefix = "." + stem + ".part.";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  std::vector<std::string> stale;
+  while (const dirent* e = ::readdir(d)) {
+    if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) != 0) continue;
+    const std::string path = dir + "/" + e->d_name;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && is_stale(path)) stale.push_back(path);
+  }
+  ::closedir(d);
+  for (const std::string& path : stale) remove_folder(path.c_str());
+}
+
 }  // namespace
 
 void install_output_signal_handlers() {
@@ -359,6 +438,7 @@ OutputFolder::OutputFolder(const std::string& dir, const std::string& stem) {
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     throw Error(Error::Kind::NotFound, dir + ": no such folder");
   install_output_signal_handlers();
+  sweep_stale(dir, stem);
   std::string tmpl = dir + "/." + stem + ".part.XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back(0);
@@ -372,6 +452,8 @@ OutputFolder::OutputFolder(const std::string& dir, const std::string& stem) {
   }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (!made) throw Error(Error::Kind::Unreadable, dir + ": cannot create a folder there");
+  // Its maker, for a later run's sweep_stale() should this process be killed.
+  std::ofstream(path_ + "/" + kOwner) << owner_record();
 }
 
 OutputFolder::~OutputFolder() { discard(); }

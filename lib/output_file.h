@@ -80,7 +80,10 @@ class OutputFile {
 // (".STEM.part.XXXXXX" in `dir`), emptied and removed by discard(), by the
 // destructor and by SIGINT/SIGTERM/SIGHUP/SIGQUIT, as OutputFile's
 // temporary file.  The caller moves its files out, then discards it.  Its
-// files must be flat (no subfolders).
+// files must be flat (no subfolders).  It records its maker (machine, boot,
+// process id and start time, in ".owner"); making one first removes the
+// ".STEM.part.*" folders in `dir` whose makers are gone for sure (killed by
+// SIGKILL, a crash, a reboot), and leaves any other machine's alone.
 class OutputFolder {
  public:
   OutputFolder(const std::string& dir, const std::string& stem);

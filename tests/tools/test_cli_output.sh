@@ -153,6 +153,24 @@ for sig in INT TERM; do
     test "$had" -eq 1 -a $rc -ne 0
   check "SIG$sig, PNG sequence: nothing left in the folder ($(ls -A frames | wc -l))" bash -c "[ -z \"\$(ls -A frames)\" ]"
 done
+# SIGKILL cannot be caught: its hidden folder stays, with what it holds,
+# and the next PNG run in that folder removes it (its maker is gone); a
+# folder another machine made, or a live process, is left alone.
+env --default-signal=INT,TERM "$bin" generate --models-dir "$data/chain" --steps 5 --quiet --portrait face.jpg \
+  --audio long.wav --out 'frames/%04d.png' 2>/dev/null & p=$!
+for i in $(seq 200); do ls -A frames | grep -q '^\.anitalker-frames' && break; sleep 0.05; done
+sleep 0.3
+kill -KILL $p
+wait $p
+killed=$(ls -A frames | grep '^\.anitalker-frames')
+mkdir frames/.anitalker-frames.part.other frames/.anitalker-frames.part.alive
+printf 'another-host\n%s\n1\n1\n' "$(cat /proc/sys/kernel/random/boot_id)" > frames/.anitalker-frames.part.other/.owner
+printf '%s\n%s\n%s\n%s\n' "$(hostname)" "$(cat /proc/sys/kernel/random/boot_id)" $$ \
+  "$(sed 's/.*) //' /proc/$$/stat | cut -d' ' -f20)" > frames/.anitalker-frames.part.alive/.owner
+gen --portrait face.jpg --audio speech.wav --out 'frames/%04d.png' 2>err.txt; rc=$?
+check "SIGKILL, PNG sequence: the hidden folder stayed ($killed); the next run removes it, keeps the others (rc $rc)" \
+  bash -c "[ -n '$killed' ] && [ $rc -eq 0 ] && [ ! -e 'frames/$killed' ] && [ -d frames/.anitalker-frames.part.other ] && [ -d frames/.anitalker-frames.part.alive ] && [ -e frames/0052.png ]"
+rm -rf frames/.anitalker-frames.part.other frames/.anitalker-frames.part.alive frames/*.png
 rm -f killed.mp4
 timeout -s TERM 1 "$bin" generate --models-dir "$data/chain" --steps 50 --quiet --portrait face.jpg \
   --audio long.wav --out killed.mp4 2>/dev/null; rc=$?
