@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "error.h"
+#include "output_file.h"
 
 namespace anitalker {
 
@@ -207,8 +208,10 @@ std::string state_dict_pickle(const std::vector<TensorToWrite>& tensors, const s
 }
 
 void write_torch_zip(const std::string& path, const std::string& stem, const std::vector<ZipEntryToWrite>& entries) {
-  const std::string tmp = path + ".part" + std::to_string(::getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
+  // Through the project's one way of writing outputs (lib/output_file.h):
+  // an unnamed or hidden temporary file, put in place whole at the end.
+  OutputFile out(path);
+  FILE* f = std::fopen(out.temp_path().c_str(), "wb");
   if (!f) throw Error(Error::Kind::Unreadable, path + ": cannot write: " + std::strerror(errno));
   try {
     ZipOut zip(f);
@@ -216,13 +219,12 @@ void write_torch_zip(const std::string& path, const std::string& stem, const std
     zip.finish();
     const int rc = std::fclose(f);
     f = nullptr;
-    if (rc != 0 || std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw Error(Error::Kind::Unreadable, path + ": cannot write: " + std::strerror(errno));
+    if (rc != 0) throw Error(Error::Kind::Unreadable, path + ": cannot write: " + std::strerror(errno));
   } catch (...) {
     if (f) std::fclose(f);
-    std::remove(tmp.c_str());
-    throw;
+    throw;  // out's destructor removes the temporary file
   }
+  out.commit();
 }
 
 void write_checkpoint(const std::string& path, const std::vector<TensorToWrite>& tensors, const std::string& wrapper) {
