@@ -18,7 +18,8 @@ GST_DEBUG_CATEGORY_EXTERN(gst_anitalker_debug);
 #define GST_CAT_DEFAULT gst_anitalker_debug
 
 void gst_anitalker_post_current_exception(GstElement* element, const std::string& message, bool about_file,
-                                          const char* src_file, const char* function, int line) noexcept {
+                                          const char* src_file, const char* function, int line,
+                                          GstMessageType type) noexcept {
   GQuark domain = GST_STREAM_ERROR;
   gint code = GST_STREAM_ERROR_FAILED;
   std::string debug;
@@ -59,7 +60,7 @@ void gst_anitalker_post_current_exception(GstElement* element, const std::string
     debug = "unknown exception";
   }
   // gst_element_message_full takes ownership of both strings.
-  gst_element_message_full(element, GST_MESSAGE_ERROR, domain, code, g_strdup(message.c_str()),
+  gst_element_message_full(element, type, domain, code, g_strdup(message.c_str()),
                            g_strdup(debug.c_str()), src_file, function, line);
 }
 

@@ -24,7 +24,8 @@
 //   Usage                -> RESOURCE SETTINGS when `about_file`, else LIBRARY SETTINGS
 // and any other exception (c10::Error, std::bad_alloc, ...) -> STREAM FAILED.
 void gst_anitalker_post_current_exception(GstElement* element, const std::string& message, bool about_file,
-                                          const char* src_file, const char* function, int line) noexcept;
+                                          const char* src_file, const char* function, int line,
+                                          GstMessageType type = GST_MESSAGE_ERROR) noexcept;
 
 #define GST_ANITALKER_POST_CURRENT_EXCEPTION(element, message, about_file)                              \
   gst_anitalker_post_current_exception(GST_ELEMENT_CAST(element), (message), (about_file), __FILE__, \

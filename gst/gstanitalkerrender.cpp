@@ -273,7 +273,8 @@ static gboolean gst_anitalker_render_warm_up(GstAnitalkerElement* element) {
 // encode, or when nothing was encoded yet (lib lia::Renderer::update), into
 // *now, the portrait now current (none when none is set or no model is
 // loaded); posts the element error naming the file and returns FALSE when it
-// cannot be used.
+// cannot be used, unless a portrait is already current: then a warning, and
+// that one stays.
 static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, lia::Renderer::Current* now) {
   std::string path;
   int face_index = -1;
@@ -291,9 +292,23 @@ static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, l
     face_index = source.spec.face_index;
     return source;
   };
-  if (!GST_ANITALKER_TRY(self, "Could not use the portrait \"" + path + "\".", true,
-                         *now = self->state->renderer.update(want)))
+  try {
+    *now = self->state->renderer.update(want);
+  } catch (...) {
+    // While a face is in use (a live stream), a new one that cannot be used
+    // is a warning: the current face stays and the stream goes on.
+    const lia::Renderer::Current current = self->state->renderer.current();
+    if (current.portrait) {
+      gst_anitalker_post_current_exception(GST_ELEMENT_CAST(self),
+                                           "Could not use the new portrait \"" + path + "\"; the current one stays.",
+                                           true, __FILE__, GST_FUNCTION, __LINE__, GST_MESSAGE_WARNING);
+      *now = current;
+      return TRUE;
+    }
+    gst_anitalker_post_current_exception(GST_ELEMENT_CAST(self), "Could not use the portrait \"" + path + "\".", true,
+                                         __FILE__, GST_FUNCTION, __LINE__);
     return FALSE;
+  }
   if (!now->fresh) return TRUE;
   if (now->choice.faces.size() > 1) {
     const std::string note = "Several faces in \"" + path + "\": " + anitalker::crop::describe_faces(now->choice) +

@@ -780,6 +780,29 @@ GST_START_TEST(test_portrait_change) {
   gst_buffer_unref(gst_harness_pull(h));
   fail_unless_equals_int(pull_portrait_changed(h), 0);
 
+  // A new portrait that cannot be used while one is in use (a live stream):
+  // a WARNING naming it, no error, and the frames go on with the current face.
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  const char* missing = "/nonexistent/anitalker/other-face.jpg";
+  g_object_set(h->element, "portrait", missing, nullptr);
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 2, 1, frame_time(0, 3))), GST_FLOW_OK);
+  out = gst_harness_pull(h);
+  check_frame(out, kS64, 2);  // the current face, as before
+  gst_buffer_unref(out);
+  fail_unless_equals_int(pull_portrait_changed(h), 0);
+  GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
+  fail_unless(msg != nullptr, "no warning for a portrait that cannot be used");
+  GError* warning = nullptr;
+  gst_message_parse_warning(msg, &warning, nullptr);
+  fail_unless(strstr(warning->message, missing) != nullptr && strstr(warning->message, "the current one stays"),
+              "%s", warning->message);
+  g_error_free(warning);
+  gst_message_unref(msg);
+  fail_unless(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR) == nullptr, "an error for a portrait change");
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+
   gst_harness_teardown(h);
   g_unlink(copy);
   g_rmdir(dir);
