@@ -452,6 +452,18 @@ std::string gst_anitalker_get_string(GstElement* element, gchar* const* field) {
 }
 
 void gst_anitalker_refuse_setting(GstElement* element, const char* property, const std::string& text) {
+  // Running (a live stream): the value in force stays and the stream goes
+  // on, so a warning; stopped: an error, kept for the next start (a
+  // gst-launch-1.0 pipeline sets its properties before anyone listens).
+  GST_OBJECT_LOCK(element);
+  const GstState state = GST_STATE(element);
+  GST_OBJECT_UNLOCK(element);
+  if (state >= GST_STATE_PAUSED) {
+    GST_ELEMENT_WARNING(element, LIBRARY, SETTINGS,
+                        ("Invalid value for property \"%s\"; the value in force stays.", property),
+                        ("%s", text.c_str()));
+    return;
+  }
   set_settings_error(element, text);
   GST_ELEMENT_ERROR(element, LIBRARY, SETTINGS, ("Invalid value for property \"%s\".", property), ("%s", text.c_str()));
 }

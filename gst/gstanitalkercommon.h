@@ -235,7 +235,9 @@ T gst_anitalker_get(gpointer object, const T* field) {
 
 // Refuses a setting: posts LIBRARY SETTINGS naming `property`, with `text`
 // (what was expected; it starts with "property=value") as the debug text,
-// and keeps `text` for the next start.  Call it unlocked.
+// and keeps `text` for the next start; while the element runs (PAUSED or
+// PLAYING) a WARNING instead, and nothing kept: the value in force stays
+// and the stream goes on.  Call it unlocked.
 void gst_anitalker_refuse_setting(GstElement* element, const char* property, const std::string& text);
 // A valid value of `property` was set: a refusal of it pending is forgotten
 // (gst_anitalker_set_property does this; for elements with their own fields).

@@ -496,6 +496,21 @@ GST_START_TEST(test_property_change_while_playing) {
   push_frames(h, f, 0, 20, 4, 50);  // first window
   g_object_set(h->element, "pose-yaw", -0.5f, "face-scale", 0.9f, nullptr);
   push_frames(h, f, 20, 40, 4, 50);  // second window
+  // Refused while playing: a warning, no error, the value in force stays.
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  g_object_set(h->element, "pose-yaw", std::numeric_limits<float>::quiet_NaN(), "steps", 0u, nullptr);
+  for (const char* text : {"pose-yaw=nan refused", "steps=0 refused"}) {
+    gchar* debug = nullptr;
+    GError* warning = checkutil::pop_message(bus, GST_MESSAGE_WARNING, &debug);
+    fail_unless(g_error_matches(warning, GST_LIBRARY_ERROR, GST_LIBRARY_ERROR_SETTINGS), "%s", warning->message);
+    fail_unless(strstr(debug, text) != nullptr, "expected '%s' in '%s'", text, debug);
+    g_error_free(warning);
+    g_free(debug);
+  }
+  fail_unless(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR) == nullptr, "an error for a refused setting while playing");
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
   g_object_set(h->element, "control", FALSE, nullptr);
   push_frames(h, f, 40, 60, 4, 50);  // third
   Output out = pull_all(h);
