@@ -422,11 +422,10 @@ void OutputFile::commit() {
 
 void OutputFile::discard() {
   if (!open_) return;
-  if (direct_) {
-  } else if (fd_ >= 0) {
+  if (fd_ >= 0) {
     ::close(fd_);  // an unnamed file goes with its last descriptor
     fd_ = -1;
-  } else {
+  } else if (!direct_) {  // (a device or a pipe written in place: nothing to undo)
     ::unlink(temp_.c_str());
     unregister_temp(temp_);
   }
