@@ -345,12 +345,23 @@ class FramesOutput {
     const std::string dir = dir_of(pattern_);
     const size_t slash = pattern_.find_last_of('/');
     const std::string base = pattern_.substr(slash == std::string::npos ? 0 : slash + 1);
-    guint64 n = 0;
+    std::vector<std::pair<std::string, std::string>> moves;
     for (int i = 1;; ++i) {
       gchar* name = g_strdup_printf(base.c_str(), i);
       const std::string from = temp_->path() + "/" + name, to = dir + "/" + name;
       g_free(name);
       if (!is_file(from)) break;
+      // Only plain files are replaced (as OutputFile does): nothing moves
+      // when a name is taken by a folder, a link, a device or a pipe.
+      struct stat st;
+      if (::lstat(to.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+        throw anitalker::Error(anitalker::Error::Kind::Usage,
+                               to + ": exists and is not a plain file (a folder, a link, a device or a pipe); no "
+                                    "frame was written");
+      moves.emplace_back(from, to);
+    }
+    guint64 n = 0;
+    for (const auto& [from, to] : moves) {
       if (std::rename(from.c_str(), to.c_str()) != 0)
         throw anitalker::Error(anitalker::Error::Kind::Unreadable, to + ": cannot write (" + std::strerror(errno) + ")");
       ++n;

@@ -171,6 +171,12 @@ gen --portrait face.jpg --audio speech.wav --out 'frames/%04d.png' 2>err.txt; rc
 check "SIGKILL, PNG sequence: the hidden folder stayed ($killed); the next run removes it, keeps the others (rc $rc)" \
   bash -c "[ -n '$killed' ] && [ $rc -eq 0 ] && [ ! -e 'frames/$killed' ] && [ -d frames/.anitalker-frames.part.other ] && [ -d frames/.anitalker-frames.part.alive ] && [ -e frames/0052.png ]"
 rm -rf frames/.anitalker-frames.part.other frames/.anitalker-frames.part.alive frames/*.png
+# A frame's name taken by something other than a file (here a pipe): nothing
+# is moved over it, no frame is written, nothing is left.
+mkdir taken && mkfifo taken/0003.png
+gen --portrait face.jpg --audio speech.wav --out 'taken/%04d.png' 2>err.txt; rc=$?
+check "a frame name taken by a pipe: refused, the pipe kept, nothing else left (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && [ -p taken/0003.png ] && [ \"\$(ls -A taken)\" = 0003.png ] && grep -q 'is not a plain file' err.txt"
 rm -f killed.mp4
 timeout -s TERM 1 "$bin" generate --models-dir "$data/chain" --steps 50 --quiet --portrait face.jpg \
   --audio long.wav --out killed.mp4 2>/dev/null; rc=$?
