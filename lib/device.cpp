@@ -728,22 +728,28 @@ std::shared_ptr<P> cached(std::mutex& lock, std::map<std::vector<int64_t>, std::
   return p;
 }
 
-// The weights w (lying as `user` describes) in the layout a primitive
-// wants: w itself where they agree, else reordered into buf.
-dnnl::memory call_weights(const dnnl::memory::desc& user, const dnnl::memory::desc& want, const at::Tensor& w,
-                          at::Tensor& buf) {
-  dnnl::memory from(user, cpu_engine(), w.data_ptr());
-  if (want == user) return from;
-  buf = at::empty({static_cast<int64_t>(want.get_size())}, at::kByte);
-  dnnl::memory to(want, cpu_engine(), buf.data_ptr());
-  reorder(from, to);
-  return to;
-}
-
-// A primitive's output d (N, C, H, W) as a tensor of type `out` in x's layout.
-at::Tensor call_output(const at::Tensor& x, const dnnl::memory::dims& d, at::ScalarType out, bool nhwc) {
-  return at::empty({d[0], d[1], d[2], d[3]}, x.options().dtype(out).memory_format(
-                                                 nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+// One call's arguments: the source x, the weights w (lying as `user`
+// describes; reordered into wbuf where the primitive wants another layout)
+// and a new output y (dims d: N, C, H, W; type `out`, in x's layout).
+std::unordered_map<int, dnnl::memory> call_args(const at::Tensor& x, const at::Tensor& w,
+                                                const dnnl::memory::desc& user, const dnnl::memory::desc& want,
+                                                const dnnl::memory::dims& d, at::ScalarType out, bool nhwc,
+                                                at::Tensor& wbuf, at::Tensor& y) {
+  dnnl::engine& e = cpu_engine();
+  dnnl::memory weights(user, e, w.data_ptr());
+  if (!(want == user)) {
+    wbuf = at::empty({static_cast<int64_t>(want.get_size())}, at::kByte);
+    dnnl::memory to(want, e, wbuf.data_ptr());
+    reorder(weights, to);
+    weights = to;
+  }
+  y = at::empty({d[0], d[1], d[2], d[3]},
+                x.options().dtype(out).memory_format(nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+  const tag t = nhwc ? tag::nhwc : tag::nchw;
+  const dt xt = x.scalar_type() == at::kBFloat16 ? dt::bf16 : dt::f32;
+  return {{DNNL_ARG_SRC, dnnl::memory({{x.size(0), x.size(1), x.size(2), x.size(3)}, xt, t}, e, x.data_ptr())},
+          {DNNL_ARG_WEIGHTS, weights},
+          {DNNL_ARG_DST, dnnl::memory({d, out == at::kBFloat16 ? dt::bf16 : dt::f32, t}, e, y.data_ptr())}};
 }
 
 // dnn_conv_act()'s primitive for one shape, types and weight layout.
@@ -815,18 +821,10 @@ at::Tensor dnn_conv_act(const at::Tensor& x, const at::Tensor& w_in, const at::T
     p = conv_act_prim(x, w, b.defined(), pad, groups, static_cast<float>(slope.value_or(0.)), slope.has_value(), out,
                       nhwc);
   if (!p) return dnn_conv_act_plain(x, w_in, b, pad, groups, slope, out);
-  dnnl::engine& e = cpu_engine();
-  at::Tensor wbuf;
-  const dnnl::memory weights = call_weights(p->user_weights, p->weights, w, wbuf);
-  const dnnl::memory::dims& d = p->dst;
-  const at::Tensor y = call_output(x, d, out, nhwc);
-  const tag t = nhwc ? tag::nhwc : tag::nchw;
-  const dt xt = x.scalar_type() == at::kBFloat16 ? dt::bf16 : dt::f32;
-  std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, dnnl::memory({{x.size(0), x.size(1), x.size(2), x.size(3)}, xt, t}, e, x.data_ptr())},
-      {DNNL_ARG_WEIGHTS, weights},
-      {DNNL_ARG_DST, dnnl::memory({d, out == at::kBFloat16 ? dt::bf16 : dt::f32, t}, e, y.data_ptr())}};
-  if (b.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory({{w.size(0)}, dt::f32, tag::a}, e, b.data_ptr<float>()));
+  at::Tensor wbuf, y;
+  std::unordered_map<int, dnnl::memory> args = call_args(x, w, p->user_weights, p->weights, p->dst, out, nhwc, wbuf, y);
+  if (b.defined())
+    args.emplace(DNNL_ARG_BIAS, dnnl::memory({{w.size(0)}, dt::f32, tag::a}, cpu_engine(), b.data_ptr<float>()));
   execute(p->conv, p->scratchpad, std::move(args));
   return y;
 }
@@ -879,17 +877,8 @@ at::Tensor dnn_conv_transpose(const at::Tensor& x, const at::Tensor& w, int64_t 
     return at::conv_transpose2d(x.to(at::kFloat), w.transpose(0, 1).to(at::kFloat), c10::nullopt,
                                 at::IntArrayRef{stride, stride}, at::IntArrayRef{0, 0})
         .to(out);
-  dnnl::engine& e = cpu_engine();
-  at::Tensor wbuf;
-  const dnnl::memory weights = call_weights(p->user_weights, p->weights, w, wbuf);
-  const dnnl::memory::dims& d = p->dst;
-  const at::Tensor y = call_output(x, d, out, nhwc);
-  const tag t = nhwc ? tag::nhwc : tag::nchw;
-  const dt xt = x.scalar_type() == at::kBFloat16 ? dt::bf16 : dt::f32;
-  execute(p->deconv, p->scratchpad,
-          {{DNNL_ARG_SRC, dnnl::memory({{x.size(0), x.size(1), x.size(2), x.size(3)}, xt, t}, e, x.data_ptr())},
-           {DNNL_ARG_WEIGHTS, weights},
-           {DNNL_ARG_DST, dnnl::memory({d, out == at::kBFloat16 ? dt::bf16 : dt::f32, t}, e, y.data_ptr())}});
+  at::Tensor wbuf, y;
+  execute(p->deconv, p->scratchpad, call_args(x, w, p->user_weights, p->weights, p->dst, out, nhwc, wbuf, y));
   return y;
 }
 #else
