@@ -300,7 +300,10 @@ void check_not_an_input(const std::string& target, const std::vector<std::string
   }
 }
 
-void check_output_path(const std::string& target, const std::vector<std::string>& inputs, const std::string& option) {
+namespace {
+
+// check_output_path(), and where the target writes.
+Dest checked_dest(const std::string& target, const std::vector<std::string>& inputs, const std::string& option) {
   const Dest d = resolve_target(target, option);
   if (!d.direct) {
     struct stat st;
@@ -310,11 +313,17 @@ void check_output_path(const std::string& target, const std::vector<std::string>
     if (!S_ISDIR(st.st_mode)) throw Error(Error::Kind::NotFound, target + ": cannot write: " + dir + " is not a folder");
   }
   check_not_an_input(target, inputs, option);
+  return d;
+}
+
+}  // namespace
+
+void check_output_path(const std::string& target, const std::vector<std::string>& inputs, const std::string& option) {
+  checked_dest(target, inputs, option);
 }
 
 OutputFile::OutputFile(const std::string& target) : target_(target) {
-  check_output_path(target);
-  const Dest d = resolve_target(target, "--out");
+  const Dest d = checked_dest(target, {}, "--out");
   if (d.direct) {  // written in place: nothing to rename, nothing to remove
     temp_ = dest_ = target;
     direct_ = open_ = true;
