@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -233,22 +234,96 @@ std::string owner_record() {
   return host_name() + "\n" + boot_id() + "\n" + std::to_string(pid) + "\n" + start_time(pid) + "\n";
 }
 
-// Whether the folder's maker is gone for sure: made on this machine, and
-// before its last boot or by a process that no longer runs.  Anything
-// unsure (another machine's folder on a shared disk, no complete record
-// yet: a maker that is writing it) is left alone.
-bool is_stale(const std::string& folder) {
-  std::istringstream in(read_text(folder + "/" + kOwner));
-  std::string host, boot, pid, start;
-  if (!(in >> host >> boot >> pid >> start)) return false;
-  if (host != host_name()) return false;
-  if (boot != boot_id()) return true;
+// Whether a maker is gone for sure, given whether it ran on this machine
+// and in this boot, its process id and start time: made on this machine,
+// and before its last boot or by a process that no longer runs.  Anything
+// unsure (another machine's file on a shared disk, a record that cannot be
+// read) counts as alive.
+bool maker_gone(bool this_host, bool this_boot, const std::string& pid, const std::string& start) {
+  if (!this_host) return false;
+  if (!this_boot) return true;
   char* end = nullptr;
   const long p = std::strtol(pid.c_str(), &end, 10);
   if (end == pid.c_str() || *end || p <= 0) return false;
   if (::kill(static_cast<pid_t>(p), 0) != 0 && errno == ESRCH) return true;
   const std::string now = start_time(p);
   return !now.empty() && now != start;
+}
+
+// Whether the folder's maker is gone for sure (its ".owner" record; no
+// complete record yet, a maker that is writing it, counts as alive).
+bool is_stale(const std::string& folder) {
+  std::istringstream in(read_text(folder + "/" + kOwner));
+  std::string host, boot, pid, start;
+  if (!(in >> host >> boot >> pid >> start)) return false;
+  return maker_gone(host == host_name(), boot == boot_id(), pid, start);
+}
+
+// A named temporary file's maker, in its name (a file cannot hold a record
+// beside its data): "HOST-BOOT-PID-START", HOST the FNV-1a hash of the
+// machine's name and BOOT the start of its boot id, 8 hex digits each.
+std::string hex8(uint32_t v) {
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", v);
+  return buf;
+}
+std::string host_hash() {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : host_name()) h = (h ^ c) * 16777619u;
+  return hex8(h);
+}
+std::string boot_prefix() { return boot_id().substr(0, 8); }
+std::string owner_token() {
+  const long pid = static_cast<long>(::getpid());
+  return host_hash() + "-" + boot_prefix() + "-" + std::to_string(pid) + "-" + start_time(pid);
+}
+// ".NAME.TOKEN." for `dest`'s temporary files, or ".NAME." where the token
+// would take the name past 255 bytes (its files are then not swept).
+std::string temp_prefix(const std::string& dest) {
+  const std::string token = owner_token();
+  const bool fits = 1 + base_of(dest).size() + 1 + token.size() + 1 + 6 + 5 <= 255;
+  return hidden_prefix(dest) + (fits ? token + "." : "");
+}
+
+// Whether `token` is an owner_token() whose maker is gone for sure.
+bool token_stale(const std::string& token) {
+  std::vector<std::string> f;
+  for (size_t a = 0;;) {
+    const size_t b = token.find('-', a);
+    f.push_back(token.substr(a, b == std::string::npos ? std::string::npos : b - a));
+    if (b == std::string::npos) break;
+    a = b + 1;
+  }
+  if (f.size() != 4 || f[0].size() != 8 || f[1].size() != 8 || f[3].empty() ||
+      f[3].find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  return maker_gone(f[0] == host_hash(), f[1] == boot_prefix(), f[2], f[3]);
+}
+
+// Removes the named temporary files of `dest` (".NAME.TOKEN.XXXXXX.part"
+// beside it) whose makers are gone for sure: what SIGKILL, a crash or a
+// power cut leaves where the file system has no unnamed files, or in the
+// instant between commit()'s link and rename.
+void sweep_stale_files(const std::string& dest) {
+  const std::string dir = folder_of(dest), prefix = "." + base_of(dest) + ".", suffix = ".part";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  std::vector<std::string> stale;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.size() <= prefix.size() + suffix.size() + 7 || name.compare(0, prefix.size(), prefix) != 0 ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    // TOKEN.XXXXXX between the prefix and the suffix
+    const std::string middle = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+    const size_t dot = middle.size() - 7;
+    if (middle[dot] != '.' || middle.find('.') != dot || !token_stale(middle.substr(0, dot))) continue;
+    const std::string path = dir + "/" + name;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) stale.push_back(path);
+  }
+  ::closedir(d);
+  for (const std::string& path : stale) ::unlink(path.c_str());
 }
 
 // Removes the hidden folders ".STEM.part.*" in `dir` whose makers are gone
@@ -332,12 +407,17 @@ OutputFile::OutputFile(const std::string& target) : target_(target) {
   dest_ = d.path;
   const std::string dir = folder_of(dest_);
   install_output_signal_handlers();
-  fd_ = open_unnamed(dir, temp_);
+  sweep_stale_files(dest_);
+  // ANITALKER_NAMED_TEMPORARIES=1: a named file even where the file system
+  // has unnamed ones (the tests' way to reach the path other file systems
+  // take).
+  const char* named = std::getenv("ANITALKER_NAMED_TEMPORARIES");
+  fd_ = named && std::strcmp(named, "1") == 0 ? -1 : open_unnamed(dir, temp_);
   if (fd_ >= 0) {
     open_ = true;
     return;
   }
-  const std::string tmpl = hidden_prefix(dest_) + "XXXXXX.part";
+  const std::string tmpl = temp_prefix(dest_) + "XXXXXX.part";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back(0);
   // Block the signals while the file exists but is not yet registered.
@@ -388,7 +468,7 @@ void OutputFile::commit() {
     int err = EEXIST;
     for (int attempt = 0; attempt < 100 && named.empty() && err == EEXIST; ++attempt) {
       unsigned r = entropy() ^ (serial++ * 2654435761u) ^ static_cast<unsigned>(::getpid());
-      std::string name = hidden_prefix(dest_);
+      std::string name = temp_prefix(dest_);
       for (int k = 0; k < 6; ++k, r /= 36) name += digits[r % 36];
       name += ".part";
       sigset_t all, old;

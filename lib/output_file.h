@@ -9,8 +9,13 @@
 //    O_TMPFILE: ext4, xfs, btrfs, tmpfs), the temporary file has no name
 //    until commit() links it under a hidden one and renames that over the
 //    target, so a process that ends in any way before then, even by SIGKILL
-//    or a crash, leaves nothing.  Elsewhere it is ".NAME.XXXXXX.part",
-//    created with O_EXCL.
+//    or a crash, leaves nothing.  Elsewhere it is ".NAME.TOKEN.XXXXXX.part",
+//    created with O_EXCL, TOKEN naming its maker (a hash of the machine's
+//    name, the start of its boot id, the process id and start time); making
+//    an OutputFile first removes the files of the same target whose makers
+//    are gone for sure, and leaves other machines' and live processes'
+//    alone.  ANITALKER_NAMED_TEMPORARIES=1 in the environment takes that
+//    path everywhere (tests).
 //  - A target that resolves to one of the inputs (same device and inode) is
 //    refused before anything runs.
 //  - A link to a file is followed: the file it names is replaced, the link
@@ -20,7 +25,7 @@
 //  - SIGINT, SIGTERM, SIGHUP and SIGQUIT remove every named temporary file
 //    still open, then end the process as the signal would have.  (SIGKILL
 //    cannot be caught: it leaves a named temporary file, never a
-//    half-written target.)
+//    half-written target, until the next OutputFile of that target.)
 #pragma once
 
 #include <string>

@@ -134,11 +134,32 @@ for sig in INT TERM KILL; do
   [ $has_tmpfile -eq 1 ] && check "SIG$sig: the file system has unnamed files, and the run's was one" test "$was_unnamed" -eq 1
   if [ $sig != KILL ] || [ "$was_unnamed" -eq 1 ]; then
     check "SIG$sig: no output, no temporary file" bash -c "[ ! -e killed.mp4 ] && [ $(leftovers) -eq 0 ]"
-  else  # a file system without unnamed files: the hidden file stays (docs/reliability.md)
+  else  # a file system without unnamed files: the hidden file stays until the next run (below)
     check "SIG$sig: no output (the hidden temporary file stays here)" bash -c "[ ! -e killed.mp4 ]"
     rm -f .killed.mp4.*.part
   fi
 done
+# Where the file system has no unnamed files (forced here), SIGKILL leaves
+# the hidden file, whose name holds its maker; the next run to that output
+# removes it, and keeps another machine's and a live process's.
+rm -f killed.mp4
+env --default-signal=INT,TERM ANITALKER_NAMED_TEMPORARIES=1 "$bin" generate --models-dir "$data/chain" --steps 5 \
+  --quiet --portrait face.jpg --audio long.wav --out killed.mp4 2>/dev/null & p=$!
+for i in $(seq 200); do [ "$(leftovers)" -gt 0 ] && break; sleep 0.05; done
+sleep 0.3
+kill -KILL $p
+wait $p
+killed=$(ls -A | grep '^\.killed\.mp4\..*\.part$')
+host=$(echo "$killed" | sed -n 's/^\.killed\.mp4\.\([0-9a-f]\{8\}\)-.*/\1/p')
+boot=$(head -c 8 /proc/sys/kernel/random/boot_id)
+other=".killed.mp4.$( [ "$host" = 00000000 ] && echo 00000001 || echo 00000000)-$boot-1-1.abcdef.part"
+alive=".killed.mp4.$host-$boot-$$-$(sed 's/.*) //' /proc/$$/stat | cut -d' ' -f20).ghijkl.part"
+: > "$other"; : > "$alive"
+ANITALKER_NAMED_TEMPORARIES=1 gen --portrait face.jpg --audio speech.wav --out killed.mp4 2>err.txt; rc=$?
+check "SIGKILL, named temporary ($killed): the next run removes it, keeps another machine's and a live one's (rc $rc)" \
+  bash -c "[ -n '$host' ] && [ $rc -eq 0 ] && [ ! -e '$killed' ] && [ -e '$other' ] && [ -e '$alive' ] && [ -s killed.mp4 ]"
+check "  and its own named temporary file is gone ($(leftovers) left, 2 expected)" test "$(leftovers)" -eq 2
+rm -f "$other" "$alive" killed.mp4
 # The same for a PNG sequence: its hidden folder goes, no frame is left.
 mkdir -p frames
 for sig in INT TERM; do
