@@ -655,7 +655,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * GstAnitalkerMotion:pose-yaw:
    *
    * Head yaw with #GstAnitalkerMotion:control on, in the model's units
-   * (1 = 90 degrees; the demo's --pose_yaw), clamped to [-1, 1].
+   * (1 = 90 degrees; the demo's --pose_yaw), from -1 to 1 (a value outside is refused).
    */
   install_control(gobject_class, PROP_POSE_YAW, "pose-yaw", "Yaw",
                   "Head yaw with control on, 1 = 90 degrees (default: 0.25)", -1.0f, 1.0f, 0.25f, FIELD(yaw));
