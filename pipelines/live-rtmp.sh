@@ -13,8 +13,9 @@
 #     flvmux name=mux streamable=true latency=2000000000 ! rtmp2sink location=RTMP_URL
 #
 # The audio branch's queue holds the audio for as long as the chain's latency
-# (the window of anitalkermotion, 2 s by default, plus hubertenc's and the
-# compute time), so that the muxer gets both in step: see docs/streaming.md.
+# (at latency=low, hubertenc's 120 ms hop and its look-ahead plus the
+# networks' compute time: about 0.2 s with cheap networks), so that the
+# muxer gets both in step: see docs/streaming.md.
 # On 2 CPU cores the full-size models run slower than real time; a GPU build
 # (-Dtorch_root=... -Dcuda=enabled, docs/building.md) is what live use needs.
 set -eu
