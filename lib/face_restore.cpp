@@ -173,11 +173,31 @@ at::Tensor parse_mask(const at::Tensor& labels) {
     for (int64_t i = 0; i < kTaps; ++i) t[i] = k[i] / sum;
     return t;
   });
-  const at::Tensor kx = kt.view({1, 1, 1, kTaps}), ky = kt.view({1, 1, kTaps, 1});
+  // Each 1-D pass as a product with a banded matrix, B (n + 100, n) with
+  // B[j + i][j] = k[i]: the padded rows times B(W) correlate along the rows,
+  // B(H)^T times that along the columns.  The same sums as a convolution,
+  // in a GEMM's order; LibTorch has no fast float64 convolution on the CPU
+  // (its im2col copies 250 MB a pass: 1-2 s a mask), and on a GPU this is
+  // two small DGEMMs.
+  auto band = [&](int64_t n) -> const at::Tensor& {
+    return device_constant("face::parse_mask band " + std::to_string(n), labels.device(), [&kt, n] {
+      at::Tensor b = at::zeros({n + 2 * kHalf, n}, at::kDouble);
+      const at::Tensor k = kt.cpu();
+      const double* kp = k.data_ptr<double>();
+      double* bp = b.data_ptr<double>();
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t i = 0; i < kTaps; ++i) bp[(j + i) * n + j] = kp[i];
+      return b;
+    });
+  };
+  const at::Tensor& bw = band(W);
+  const at::Tensor& bh = band(H);
   // Two blurs, each separable over the picture mirrored at its edges
   // (BORDER_REFLECT_101, GaussianBlur's default).
-  for (int pass = 0; pass < 2; ++pass)
-    m = at::conv2d(at::conv2d(at::reflection_pad2d(m, {kHalf, kHalf, kHalf, kHalf}), kx), ky);
+  for (int pass = 0; pass < 2; ++pass) {
+    const at::Tensor padded = at::reflection_pad2d(m, {kHalf, kHalf, kHalf, kHalf}).view({H + 2 * kHalf, W + 2 * kHalf});
+    m = at::matmul(bh.t(), at::matmul(padded, bw)).view({1, 1, H, W});
+  }
   m = m.view({H, W});
   const int64_t t = 10;  // the black borders, as parse_mask(cv::Mat)
   m.slice(0, 0, std::min(t, H)).zero_();
