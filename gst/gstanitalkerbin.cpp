@@ -125,6 +125,9 @@ struct _GstAnitalkerBin {
   gboolean paste_back;
   GstAnitalkerLatency latency;
   guint detect_every, parse_every;  // gfpgansr's, with face-sr
+  // A setting the children take from the bin changed since they last took
+  // it (NULL->READY): READY->PAUSED configures them again.
+  gboolean dirty;
 };
 
 // The latency presets: streaming window settings of hubertenc (ms) and
@@ -384,16 +387,18 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
    * The arithmetic of every network with a reduced-precision path: set on
    * hubertenc (with HuBERT; MFCC has no network and stays fp32),
    * anitalkermotion, anitalkerrender and, with face-sr, gfpgansr (GFPGAN;
-   * its detector and parser stay fp32).  A child that cannot run it
-   * refuses at start, naming the device and what it supports.
+   * its detector and parser stay fp32).  fp16 goes to the renderer and
+   * GFPGAN only (a GPU's bulk of the work): HuBERT and the motion generator
+   * have no float16 path and stay fp32.  A child that cannot run its
+   * precision refuses at start, naming the device and what it supports.
    */
   g_object_class_install_property(
       gobject_class, PROP_PRECISION,
       g_param_spec_enum("precision", "Precision",
                         "Arithmetic of HuBERT, the motion generator, the renderer and GFPGAN: fp32 (exact, as the "
                         "reference), bf16 (a CPU with AVX512_BF16: about 1.5-1.7x each on 2 cores, results not exact) or fp16 "
-                        "(CUDA: the renderer and GFPGAN only, so hubertenc with HuBERT and anitalkermotion refuse it "
-                        "here; set it on the render and sr children instead); MFCC stays fp32",
+                        "(CUDA: the renderer and GFPGAN in float16; HuBERT and the motion generator, which have no "
+                        "float16 path, in fp32); MFCC stays fp32",
                         GST_TYPE_ANITALKER_PRECISION, GST_ANITALKER_PRECISION_FP32, ready));
 
   /**
@@ -544,9 +549,13 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
     return;
   }
   if (prop_id == PROP_MAX_BATCH || prop_id == PROP_MAX_BATCH_DELAY) {
-    // The three networks' executors alike (the renderer answers the getter).
+    // The three networks' executors alike (the renderer answers the getter);
+    // gfpgansr's at the next configure.
     for (GstElement* child : {self->features, self->motion, self->render})
       g_object_set_property(G_OBJECT(child), g_param_spec_get_name(pspec), value);
+    GST_OBJECT_LOCK(self);
+    self->dirty = TRUE;
+    GST_OBJECT_UNLOCK(self);
     return;
   }
   if (!gst_anitalker_check_range(GST_ELEMENT_CAST(self), pspec, value)) return;
@@ -604,6 +613,9 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
   }
+  // What the children take at configure (the portrait and the latency
+  // preset go to them at once, below).
+  if (prop_id != PROP_PORTRAIT && prop_id != PROP_LATENCY) self->dirty = TRUE;
   GST_OBJECT_UNLOCK(self);
   gst_anitalker_accept_setting(GST_ELEMENT_CAST(self), pspec->name);
   // The portrait may change while playing: the renderer re-encodes it.
@@ -776,6 +788,7 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
   const GstAnitalkerMode mode = self->mode;
   const gint precision = self->precision;
   const bool paste_back = self->paste_back;
+  self->dirty = FALSE;
   GST_OBJECT_UNLOCK(self);
   // crop=auto without a face box runs the detector: its file is needed.
   gchar* crop = nullptr;
@@ -823,10 +836,13 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
   GST_INFO_OBJECT(self, "variant %s: %s, %s, %s", variant_name.c_str(), files.stage1.c_str(), files.stage2.c_str(),
                   files.hubert_dir.empty() ? "mfcc" : files.hubert_dir.c_str());
   const bool mfcc = files.hubert_dir.empty();
+  // fp16 is for the renderer and GFPGAN (the GPU's bulk of the work);
+  // HuBERT and the motion generator, which have no float16 path, stay fp32.
+  const gint audio_precision = precision == GST_ANITALKER_PRECISION_FP16 ? (gint)GST_ANITALKER_PRECISION_FP32 : precision;
   g_object_set(self->features, "model", mfcc ? "mfcc" : files.hubert_dir.c_str(), "device", device.c_str(),
-               "precision", mfcc ? (gint)GST_ANITALKER_PRECISION_FP32 : precision, nullptr);
+               "precision", mfcc ? (gint)GST_ANITALKER_PRECISION_FP32 : audio_precision, nullptr);
   g_object_set(self->motion, "checkpoint", files.stage2.c_str(), "type", variant, "device", device.c_str(), "mode",
-               mode, "precision", precision, nullptr);
+               mode, "precision", audio_precision, nullptr);
   g_object_set(self->features, "mode", mode, nullptr);
   g_object_set(self->render, "checkpoint", files.stage1.c_str(), "portrait", portrait.c_str(), "device",
                device.c_str(), "detector", files.detector.empty() ? nullptr : files.detector.c_str(), "precision",
@@ -836,7 +852,12 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
 
 static GstStateChangeReturn gst_anitalker_bin_change_state(GstElement* element, GstStateChange transition) {
   GstAnitalkerBin* self = GST_ANITALKER_BIN(element);
-  if (transition == GST_STATE_CHANGE_NULL_TO_READY) {
+  GST_OBJECT_LOCK(self);
+  const bool dirty = self->dirty;
+  GST_OBJECT_UNLOCK(self);
+  // NULL->READY, and READY->PAUSED after a setting changed in READY (the
+  // children are in READY still and take it).
+  if (transition == GST_STATE_CHANGE_NULL_TO_READY || (transition == GST_STATE_CHANGE_READY_TO_PAUSED && dirty)) {
     gboolean ok = FALSE;
     try {
       ok = gst_anitalker_bin_configure(self);

@@ -687,7 +687,8 @@ int cmd_generate(int argc, char** argv) {
     opt.precision(&o.precision,
                   "the arithmetic of HuBERT, the motion generator, the renderer and with --face-sr GFPGAN (the "
                   "bin's precision): fp32 (exact), bf16 (a CPU with AVX512_BF16: about 1.5-1.7x each on 2 cores, results not "
-                  "exact); MFCC stays fp32");
+                  "exact) or fp16 (CUDA: the renderer and GFPGAN in float16, HuBERT and the motion generator in fp32); "
+                  "MFCC stays fp32");
     opt.choice("mode", &o.mode, {"offline", "streaming", "auto"}, "offline is exact, as the reference");
     opt.flag("quiet", &o.quiet, "no progress");
     if (!opt.parse(argc, argv)) return 0;
@@ -698,7 +699,7 @@ int cmd_generate(int argc, char** argv) {
     const anitalker::Precision precision = anitalker::parse_precision(o.precision);
     if (precision != anitalker::Precision::Fp32)
       anitalker::check_precision(precision, anitalker::parse_device(o.device), "--precision",
-                                 {anitalker::Precision::Fp32, anitalker::Precision::Bf16},
+                                 {anitalker::Precision::Fp32, anitalker::Precision::Bf16, anitalker::Precision::Fp16},
                                  "each network");
     // The crop, as the renderer will read it.
     const anitalker::crop::Spec spec =

@@ -128,8 +128,8 @@ inline void chain_options(cli::Options& o, Chain* c, bool device = true) {
   if (device) {
     o.device(&c->device);
     o.precision(&c->precision,
-                "the bin's precision: fp32, or bf16 for HuBERT, the motion generator and the renderer (a CPU with "
-                "AVX512_BF16)");
+                "the bin's precision: fp32, bf16 for HuBERT, the motion generator and the renderer (a CPU with "
+                "AVX512_BF16), or fp16 for the renderer (CUDA; HuBERT and the motion generator stay fp32)");
   }
 }
 

@@ -992,8 +992,8 @@ GST_START_TEST(test_bin_latency_presets) {
 GST_END_TEST;
 
 // The bin's precision reaches every network with a reduced-precision path:
-// hubertenc with HuBERT, anitalkermotion and anitalkerrender; MFCC and
-// face restoration stay fp32.  Its max-batch and max-batch-delay reach all
+// hubertenc with HuBERT, anitalkermotion, anitalkerrender and gfpgansr
+// (bf16); MFCC stays fp32, and fp16 reaches the renderer only.  Its max-batch and max-batch-delay reach all
 // three.  (Set when the bin configures its children,
 // before they start, so it holds on a CPU without bf16 as well.)
 GST_START_TEST(test_bin_precision) {
@@ -1055,6 +1055,33 @@ GST_START_TEST(test_bin_precision) {
     gst_element_set_state(bin, GST_STATE_NULL);
     gst_object_unref(bin);
   }
+  // fp16 (a GPU's): the renderer in float16; HuBERT and the motion
+  // generator, which have no float16 path, in fp32.  Set while the bin is
+  // in READY (its children made and configured), with another variant: the
+  // children take both when the bin starts, and here the renderer then
+  // refuses fp16 on the CPU.
+  GstElement* bin = gst_element_factory_make("anitalker", nullptr);
+  g_object_set(bin, "models-dir", data_path("chain").c_str(), "portrait", data_path("renderer/monalisa.jpg").c_str(),
+               nullptr);
+  fail_unless_equals_int(gst_element_set_state(bin, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
+  gst_util_set_object_arg(G_OBJECT(bin), "precision", "fp16");
+  gst_util_set_object_arg(G_OBJECT(bin), "variant", "mfcc_pose_only");
+  const GstStateChangeReturn started = gst_element_set_state(bin, GST_STATE_PAUSED);
+  std::string got;
+  for (const char* child : {"features", "motion", "render"}) {
+    GstElement* c = gst_bin_get_by_name(GST_BIN(bin), child);
+    gint cp = -1;
+    gchar* model = nullptr;
+    g_object_get(c, "precision", &cp, nullptr);
+    if (strcmp(child, "features") == 0) g_object_get(c, "model", &model, nullptr);
+    got += std::string(child) + " " + std::to_string(cp) + (model ? std::string(" ") + model : "") + "; ";
+    g_free(model);
+    gst_object_unref(c);
+  }
+  gst_element_set_state(bin, GST_STATE_NULL);  // before any check fails
+  gst_object_unref(bin);
+  fail_unless_equals_int(started, GST_STATE_CHANGE_FAILURE);
+  fail_unless_equals_string(got.c_str(), "features 0 mfcc; motion 0; render 2; ");
 }
 GST_END_TEST;
 
