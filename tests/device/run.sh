@@ -16,7 +16,8 @@
 #      SR_STREAMS narrow what runs: each preset and each count takes
 #      LIVE_SECONDS of device time, so all of them take about 12 minutes;
 #      SR_ARGS adds options to the face-SR streams, e.g. "--sr-precision fp16
-#      --detect-every 5 --parse-every 5").
+#      --detect-every 5 --parse-every 5", STREAMS_ARGS to the others, e.g.
+#      "--precision fp16": the renderer in float16).
 # Usage: tests/device/run.sh [OUTDIR]   (logs go to OUTDIR, default ./device-out)
 # Steps to run can be narrowed with STEPS="check render motion sr features cpu2"
 # (the default; "latency streams" are the live ones; "debug" adds a cuda-gdb
@@ -178,7 +179,8 @@ for s in $steps; do
     streams)  # issue 20's streams per GPU: N live pipelines sharing one executor per network
       build_live || continue
       run streams $(( 5 * live_s + 180 )) /tmp/anitalker-live bench streams --device $device --models-dir "$full" \
-        --portrait /tmp/anitalker-portrait.ppm --streams "${STREAMS:-1,4,16,32,64}" --seconds $live_s --max-batch 64
+        --portrait /tmp/anitalker-portrait.ppm --streams "${STREAMS:-1,4,16,32,64}" --seconds $live_s --max-batch 64 \
+        ${STREAMS_ARGS:-}
       run streams-face-sr $(( 4 * live_s + 180 )) /tmp/anitalker-live bench streams --device $device --models-dir "$full" \
         --portrait /tmp/anitalker-portrait.ppm --streams "${SR_STREAMS:-1,4,8,16}" --seconds $live_s --max-batch 16 --face-sr ${SR_ARGS:-} ;;
   esac
