@@ -304,7 +304,8 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
   g_object_class_install_property(
       gobject_class, PROP_VARIANT,
       g_param_spec_enum("variant", "Variant",
-                        "Motion model, by the reference's names (default: hubert_audio_only, the reference's advice)",
+                        "Motion model, by the reference's names (default: hubert_audio_only, the reference's advice); auto "
+                        "is refused: the bin needs a named variant to find its files",
                         GST_TYPE_ANITALKER_MOTION_TYPE, DEFAULT_VARIANT, ready));
   g_object_class_install_property(
       gobject_class, PROP_STAGE1,
@@ -325,7 +326,8 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
   g_object_class_install_property(
       gobject_class, PROP_FACE_SR,
       g_param_spec_boolean("face-sr", "Face super-resolution",
-                           "Restore the face with gfpgansr (GFPGAN v1.4) and double the size (default: false)", FALSE,
+                           "Restore the face with gfpgansr (GFPGAN v1.4) and double the size (with paste-back, the picture's size) "
+                           "(default: false)", FALSE,
                            ready));
   /**
    * GstAnitalkerBin:detect-every:

@@ -432,7 +432,7 @@ void gst_anitalker_install_device_properties(GObjectClass* klass, guint device_i
   blurb = g_strdup_printf("Arithmetic of the heavy layers of %s: fp32; bf16 on a CPU with AVX512_BF16 where the "
                           "network has a bf16 path (the renderer, HuBERT, the motion generator and GFPGAN: not exact); fp16 on CUDA "
                           "where it has one "
-                          "(the renderer); anything else is refused at start, naming the device and what it supports "
+                          "(the renderer and GFPGAN); anything else is refused at start, naming the device and what it supports "
                           "(default: fp32)",
                           what);
   gst_anitalker_install_property(klass, precision_id,

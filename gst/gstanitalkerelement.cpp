@@ -174,8 +174,8 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
   }
   if (flags & GST_ANITALKER_COMMON_SHARING) {
     gchar* blurb = g_strdup_printf(
-        "Above 1: %s shared with the other pipelines of this process that set the same file, device, max-batch and "
-        "max-batch-delay: their requests (buffers, windows) run through one executor, up to this many a call; on "
+        "Above 1: %s shared with the other pipelines of this process that set the same file, device, precision, "
+        "max-batch and max-batch-delay: their requests (buffers, windows) run through one executor, up to this many a call; on "
         "the CPU in one thread (no cores oversubscribed), batched only where each result keeps the bits it has "
         "alone (default: 1, no sharing)",
         what);

@@ -51,8 +51,10 @@
  * re-generates the last #GstAnitalkerMotion:context frames already sent, held
  * at every denoising step to the values that went out, so that the new frames
  * continue them; the look-ahead frames are dropped and generated again by the
- * next window.  Memory stays bounded; the LATENCY query adds
- * (window + lookahead) frames.  The result is an approximation of the offline
+ * next window.  Memory stays bounded; the LATENCY query adds at most
+ * (window + lookahead) frames: only what a window waits past the hops of
+ * hubertenc upstream (nothing when each window is one of its hops, as at
+ * the bin's presets).  The result is an approximation of the offline
  * output (the conformers see only the window); docs/elements.md gives the
  * measured distance and seam jumps.
  *
@@ -220,8 +222,8 @@ static void gst_anitalker_motion_flush(GstAnitalkerElement* element);
 // The streaming windows, in motion frames of 40 ms.
 static const GstAnitalkerWindowSpec kWindows = {
     "frames", 1, 1500, 50, 1500, 10, 0,
-    "Streaming: motion frames (40 ms each) generated per window; the hop, and the latency with the look-ahead; may "
-    "change while playing (default: 50)",
+    "Streaming: motion frames (40 ms each) generated per window, the hop; with the look-ahead at most the latency "
+    "added (less when hubertenc's hops fill whole windows); may change while playing (default: 50)",
     "Streaming: frames already sent that each window re-generates, held to their values (default: 10)",
     "Streaming: frames generated past each window and dropped, at most the window; adds latency (default: 0)",
 };
@@ -618,7 +620,8 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
   gst_anitalker_install_property(gobject_class, PROP_STEPS,
           gst_anitalker_param_spec_uint("steps", "Steps",
                             "DDIM denoising steps (default: 50); only counts of the form ceil(1000/k) work: all up "
-                            "to 32, then 33-36, 38, 39, 40, 42, ..., 50, 53, ..., 100, 125, 200, 250, 334, 500, 1000; "
+                            "to 32, then 33-36, 38, 39, 40, 42, ..., 50, 53, ..., 91, 100, 112, 125, 143, 167, 200, 250, 334, 500, "
+                            "1000; "
                             "others are refused at start naming the nearest",
                             1, 1000, 50, ready),
           FIELD(steps));

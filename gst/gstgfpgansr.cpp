@@ -23,7 +23,9 @@
  *    reference's eroded and blurred square (its use_parse=False branch).
  *
  * A frame without faces comes out as the upscaled frame; every face found
- * is restored.  With #GstGfpganSr:aligned the whole frame is taken as one
+ * is restored, unless #GstGfpganSr:max-faces or #GstGfpganSr:only-center-face
+ * limit them; with #GstGfpganSr:detect-every above 1 RetinaFace runs on one
+ * frame in N and the frames between reuse its faces.  With #GstGfpganSr:aligned the whole frame is taken as one
  * face that is already aligned (a crop such as the 512x512 FFHQ ones):
  * no detector is needed, the frame is resized to 512x512 (bilinear),
  * restored, and resized to the output size (Lanczos up, area down).

@@ -60,7 +60,7 @@ int bench_features(int argc, char** argv) {
     o.integer("streams", &streams, 1, 64, "N",
               "also N streams at once at the balanced preset's windows (520 + 1000 ms, 100 ms look-ahead, context "
               "cached) through one shared executor (hubertenc's max-batch): their windows one pass each, then as "
-              "many in one pass as are waiting (default: 1, none)");
+              "many in one pass as are waiting; 1 = none");
     o.flag("profile", &prof, "then list the ops of one HuBERT pass over the last clip by self time");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;

@@ -55,7 +55,7 @@ int bench_streams(int argc, char** argv) {
     live_probe::chain_options(o, &chain);
     o.integer("max-batch", &chain.max_batch, 1, 1024, "N",
               "the bins' max-batch: above 1 the N pipelines share one executor per network (HuBERT, the motion "
-              "generator, the renderer), up to N requests a call");
+              "generator, the renderer and with --face-sr GFPGAN, ParseNet and RetinaFace), up to N requests a call");
     o.integer("max-batch-delay", &chain.max_batch_delay, 0, 1000000, "US",
               "with --max-batch: microseconds the first request of a call waits for the others");
     o.flag("face-sr", &chain.face_sr,

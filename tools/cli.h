@@ -69,7 +69,7 @@ class Options {
   Options& precision(std::string* v, const char* what);
   template <class T>
   Options& threads(T* v) {
-    return integer("num-threads|threads", v, 0, 256, "N", "LibTorch threads, 0 = one per core");
+    return integer("num-threads|threads", v, 0, 256, "N", "LibTorch threads; 0 = OMP_NUM_THREADS, else one per core");
   }
   // One positional argument (in order); required unless `optional`.
   Options& positional(const char* meta, std::string* v, const char* help, bool optional = false);

@@ -634,7 +634,7 @@ int cmd_generate(int argc, char** argv) {
     opt.choice("variant", &o.variant,
                {"hubert_audio_only", "hubert_pose_only", "hubert_full_control", "mfcc_pose_only", "mfcc_full_control"},
                "the stage-2 variant (the demo's --infer_type)");
-    opt.integer("steps", &o.steps, 1, 1000, "N", "DDIM steps (the demo's --step_T)");
+    opt.integer("steps", &o.steps, 1, 1000, "N", "DDIM steps (the demo's --step_T); N must be ceil(1000 / k) for an integer k");
     opt.integer("seed", &o.seed, 0, 1LL << 62, "K", "noise seed, as the demo's --seed");
     opt.flag("control", &o.control, "drive with the pose, location and scale options instead of the predictions");
     opt.custom("pose", "Y P R", 3,
@@ -649,7 +649,7 @@ int cmd_generate(int argc, char** argv) {
     opt.text("pose-file", &o.pose_file, "P.npy", "[N, 3] yaw, pitch, roll in degrees per frame");
     opt.number("face-location|location", &o.location, -10, 10, "L", "face location (full-control variants)");
     opt.number("face-scale|scale", &o.scale, -10, 10, "S", "face scale (full-control variants)");
-    opt.flag("face-sr", &o.face_sr, "restore the face with GFPGAN v1.4 (output twice the size)");
+    opt.flag("face-sr", &o.face_sr, "restore the face with GFPGAN v1.4 (output twice the size; with --paste-back, the picture's)");
     opt.integer("detect-every", &o.detect_every, 1, 1000, "N",
                 "with --face-sr: find the face on one frame in N, reusing it in between (1: every frame, as the "
                 "reference)");
