@@ -253,8 +253,21 @@ void set_settings_error(GstElement* element, const std::string& text) {
 
 }  // namespace
 
+static GQuark latency_quark() {
+  static GQuark q = g_quark_from_static_string("anitalker-param-latency");
+  return q;
+}
+
+gboolean gst_anitalker_param_sets_latency(GParamSpec* pspec) {
+  return g_param_spec_get_qdata(pspec, latency_quark()) != nullptr;
+}
+
 void gst_anitalker_install_property(GObjectClass* klass, guint id, GParamSpec* pspec, gsize offset) {
   g_param_spec_set_qdata(pspec, offset_quark(), GSIZE_TO_POINTER(offset + 1));
+  if (pspec->flags & GST_ANITALKER_PARAM_LATENCY) {
+    pspec->flags = (GParamFlags)(pspec->flags & ~GST_ANITALKER_PARAM_LATENCY);
+    g_param_spec_set_qdata(pspec, latency_quark(), GINT_TO_POINTER(1));
+  }
   // GObject gives each class its own set_property / get_property (they are
   // not inherited): the generic ones, unless the class set its own.
   if (klass->set_property == nullptr) klass->set_property = gst_anitalker_set_property;

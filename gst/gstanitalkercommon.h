@@ -173,6 +173,9 @@ bool gst_anitalker_check_range(GstElement* element, GParamSpec* pspec, const GVa
 // and the next start fails with the text (gst_anitalker_settings_error)
 // until a valid value of that property replaces it.
 void gst_anitalker_install_property(GObjectClass* klass, guint id, GParamSpec* pspec, gsize offset);
+// Whether `pspec` was made with GST_ANITALKER_PARAM_LATENCY (and installed
+// by gst_anitalker_install_property()).
+gboolean gst_anitalker_param_sets_latency(GParamSpec* pspec);
 void gst_anitalker_set_property(GObject* object, guint id, const GValue* value, GParamSpec* pspec);
 void gst_anitalker_get_property(GObject* object, guint id, GValue* value, GParamSpec* pspec);
 // `klass`: the instance's own class, from an instance init of a base class
@@ -187,7 +190,10 @@ void gst_anitalker_finalize_properties(GObject* object);
   ((GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING))
 // A property whose value is part of the latency the element reports (a
 // window, a batch): GstAnitalkerElement's setter posts a LATENCY message
-// when it is set in PAUSED or PLAYING.
+// when it is set in PAUSED or PLAYING.  Given to the param spec's maker;
+// gst_anitalker_install_property() moves it off the spec's flags (where
+// gst-inspect would print it as a bare number) to the spec's data, which
+// gst_anitalker_param_sets_latency() reads.
 #define GST_ANITALKER_PARAM_LATENCY ((GParamFlags)GST_PARAM_USER_SHIFT)
 #define GST_ANITALKER_PARAM_PLAYING_LATENCY ((GParamFlags)(GST_ANITALKER_PARAM_PLAYING | GST_ANITALKER_PARAM_LATENCY))
 

@@ -121,7 +121,7 @@ static void gst_anitalker_element_set_property(GObject* object, guint id, const 
   gst_anitalker_set_property(object, id, value, pspec);
   // A new window, look-ahead (or batch size) changes the latency: let the
   // pipeline ask again.
-  if ((pspec->flags & GST_ANITALKER_PARAM_LATENCY) && GST_STATE(self) >= GST_STATE_PAUSED)
+  if (gst_anitalker_param_sets_latency(pspec) && GST_STATE(self) >= GST_STATE_PAUSED)
     gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
 }
 

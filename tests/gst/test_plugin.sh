@@ -22,4 +22,9 @@ for e in hubertenc anitalkermotion anitalkerrender gfpgansr; do
   gst-inspect-1.0 "$e" | grep -A2 "^  num-threads" | grep -q "Range: 0 - 64 Default: 0" ||
     { echo "$e: num-threads without its range"; exit 1; }
 done
+# Every flag gst-inspect shows has a name: the project's own marks (a
+# property that changes the latency) stay off the spec's flags.
+for e in hubertenc anitalkermotion anitalkerrender gfpgansr anitalkerpaste anitalker; do
+  gst-inspect-1.0 "$e" | grep "flags:" | grep -q "0x" && { echo "$e: a flag gst-inspect prints as a number"; exit 1; }
+done
 echo ok
