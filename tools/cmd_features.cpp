@@ -24,7 +24,7 @@ int cmd_features(int argc, char** argv) {
     cli::Options o("features", "The audio features of a speech file, as hubertenc makes them.  Give exactly one of "
                                "--hubert and --mfcc.");
     o.text("hubert|model", &hubert_dir, "DIR",
-           "a HuBERT folder (config.json, pytorch_model.bin), e.g. models/chinese-hubert-large: writes float32 "
+           "a HuBERT folder (config.json, pytorch_model.bin or model.safetensors), e.g. models/chinese-hubert-large: writes float32 "
            "[layers+1, T+1, hidden]: every hidden state, the last frame repeated once as the reference demo pads it "
            "(50 frames/s)");
     o.flag("mfcc", &mfcc, "13 MFCCs (c0 = log energy) and their N=1 and N=2 deltas: float32 [T, 39] (100 frames/s)");
