@@ -22,6 +22,10 @@ for e in hubertenc anitalkermotion anitalkerrender gfpgansr; do
   gst-inspect-1.0 "$e" | grep -A2 "^  num-threads" | grep -q "Range: 0 - 64 Default: 0" ||
     { echo "$e: num-threads without its range"; exit 1; }
 done
+# The bin offers only the variants it can find files for (no auto).
+variants=$(gst-inspect-1.0 anitalker | sed -n '/^  variant /,/^  [a-z]/p')
+echo "$variants" | grep -q "mfcc_full_control" || { echo "the bin's variant: no values listed"; exit 1; }
+echo "$variants" | grep -q ": auto " && { echo "the bin's variant offers auto, which it cannot use"; exit 1; }
 # Every flag gst-inspect shows has a name: the project's own marks (a
 # property that changes the latency) stay off the spec's flags.
 for e in hubertenc anitalkermotion anitalkerrender gfpgansr anitalkerpaste anitalker; do
