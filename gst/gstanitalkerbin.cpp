@@ -149,27 +149,6 @@ static const struct {
     {GST_ANITALKER_LATENCY_LOW, 120, 1000, 40, TRUE, 3, 10, 0},
 };
 
-// The bin's variants: anitalkermotion's types without auto (the bin needs a
-// named variant to find its files), with the same values.
-static GType gst_anitalker_variant_get_type(void) {
-  static GType type = 0;
-  static const GEnumValue values[] = {
-      {GST_ANITALKER_MOTION_TYPE_HUBERT_AUDIO_ONLY, "HuBERT features, no controls", "hubert_audio_only"},
-      {GST_ANITALKER_MOTION_TYPE_HUBERT_POSE_ONLY, "HuBERT features, pose control", "hubert_pose_only"},
-      {GST_ANITALKER_MOTION_TYPE_HUBERT_FULL_CONTROL, "HuBERT features, pose, location and scale control",
-       "hubert_full_control"},
-      {GST_ANITALKER_MOTION_TYPE_MFCC_POSE_ONLY, "MFCC features, pose control", "mfcc_pose_only"},
-      {GST_ANITALKER_MOTION_TYPE_MFCC_FULL_CONTROL, "MFCC features, pose, location and scale control",
-       "mfcc_full_control"},
-      {0, nullptr, nullptr},
-  };
-  if (g_once_init_enter(&type)) {
-    GType t = g_enum_register_static("GstAnitalkerVariant", values);
-    g_once_init_leave(&type, t);
-  }
-  return type;
-}
-
 GType gst_anitalker_latency_get_type(void) {
   static GType type = 0;
   static const GEnumValue values[] = {

@@ -121,21 +121,33 @@ enum {
   PROP_POST_MESSAGES,
 };
 
+// auto, then the released variants (gst_anitalker_variant_get_type() takes
+// them from the second on).
+static const GEnumValue kMotionTypes[] = {
+    {GST_ANITALKER_MOTION_TYPE_AUTO, "Whatever the checkpoint holds", "auto"},
+    {GST_ANITALKER_MOTION_TYPE_HUBERT_AUDIO_ONLY, "HuBERT features, no controls", "hubert_audio_only"},
+    {GST_ANITALKER_MOTION_TYPE_HUBERT_POSE_ONLY, "HuBERT features, pose control", "hubert_pose_only"},
+    {GST_ANITALKER_MOTION_TYPE_HUBERT_FULL_CONTROL, "HuBERT features, pose, location and scale control",
+     "hubert_full_control"},
+    {GST_ANITALKER_MOTION_TYPE_MFCC_POSE_ONLY, "MFCC features, pose control", "mfcc_pose_only"},
+    {GST_ANITALKER_MOTION_TYPE_MFCC_FULL_CONTROL, "MFCC features, pose, location and scale control",
+     "mfcc_full_control"},
+    {0, nullptr, nullptr},
+};
+
 GType gst_anitalker_motion_type_get_type(void) {
   static GType type = 0;
-  static const GEnumValue values[] = {
-      {GST_ANITALKER_MOTION_TYPE_AUTO, "Whatever the checkpoint holds", "auto"},
-      {GST_ANITALKER_MOTION_TYPE_HUBERT_AUDIO_ONLY, "HuBERT features, no controls", "hubert_audio_only"},
-      {GST_ANITALKER_MOTION_TYPE_HUBERT_POSE_ONLY, "HuBERT features, pose control", "hubert_pose_only"},
-      {GST_ANITALKER_MOTION_TYPE_HUBERT_FULL_CONTROL, "HuBERT features, pose, location and scale control",
-       "hubert_full_control"},
-      {GST_ANITALKER_MOTION_TYPE_MFCC_POSE_ONLY, "MFCC features, pose control", "mfcc_pose_only"},
-      {GST_ANITALKER_MOTION_TYPE_MFCC_FULL_CONTROL, "MFCC features, pose, location and scale control",
-       "mfcc_full_control"},
-      {0, nullptr, nullptr},
-  };
   if (g_once_init_enter(&type)) {
-    GType t = g_enum_register_static("GstAnitalkerMotionType", values);
+    GType t = g_enum_register_static("GstAnitalkerMotionType", kMotionTypes);
+    g_once_init_leave(&type, t);
+  }
+  return type;
+}
+
+GType gst_anitalker_variant_get_type(void) {
+  static GType type = 0;
+  if (g_once_init_enter(&type)) {
+    GType t = g_enum_register_static("GstAnitalkerVariant", kMotionTypes + 1);
     g_once_init_leave(&type, t);
   }
   return type;

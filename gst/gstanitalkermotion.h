@@ -24,6 +24,9 @@ typedef enum {
 
 #define GST_TYPE_ANITALKER_MOTION_TYPE (gst_anitalker_motion_type_get_type())
 GType gst_anitalker_motion_type_get_type(void);
+// The same values without auto: the bin's `variant` (it needs a named
+// variant to find its files).
+GType gst_anitalker_variant_get_type(void);
 
 GST_ELEMENT_REGISTER_DECLARE(anitalkermotion);
 
