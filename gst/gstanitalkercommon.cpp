@@ -191,6 +191,18 @@ GParamSpec* gst_anitalker_param_spec_uint64(const char* name, const char* nick, 
   return numeric_spec<GParamSpecUInt64>(checked_uint64_get_type(), name, nick, blurb, min, max, def, flags);
 }
 
+namespace {
+
+// The refusal of a whole number `v` outside [lo, hi] ("" when inside).
+template <typename T>
+std::string whole_out_of_range(const char* name, T v, T lo, T hi) {
+  if (v >= lo && v <= hi) return "";
+  return std::string(name) + "=" + std::to_string(v) + " refused: expected a number from " + std::to_string(lo) +
+         " to " + std::to_string(hi) + "; the value in force stays";
+}
+
+}  // namespace
+
 bool gst_anitalker_check_range(GstElement* element, GParamSpec* pspec, const GValue* value) {
   std::string text;
   if (G_IS_PARAM_SPEC_FLOAT(pspec)) {
@@ -201,23 +213,13 @@ bool gst_anitalker_check_range(GstElement* element, GParamSpec* pspec, const GVa
                                   pspec->name, (double)v, (double)f->minimum, (double)f->maximum);
   } else if (G_IS_PARAM_SPEC_UINT(pspec)) {
     const GParamSpecUInt* u = G_PARAM_SPEC_UINT(pspec);
-    const guint v = g_value_get_uint(value);
-    if (v < u->minimum || v > u->maximum)
-      text = gst_anitalker_printf("%s=%u refused: expected a number from %u to %u; the value in force stays",
-                                  pspec->name, v, u->minimum, u->maximum);
+    text = whole_out_of_range(pspec->name, g_value_get_uint(value), u->minimum, u->maximum);
   } else if (G_IS_PARAM_SPEC_INT(pspec)) {
     const GParamSpecInt* i = G_PARAM_SPEC_INT(pspec);
-    const gint v = g_value_get_int(value);
-    if (v < i->minimum || v > i->maximum)
-      text = gst_anitalker_printf("%s=%d refused: expected a number from %d to %d; the value in force stays",
-                                  pspec->name, v, i->minimum, i->maximum);
+    text = whole_out_of_range(pspec->name, g_value_get_int(value), i->minimum, i->maximum);
   } else if (G_IS_PARAM_SPEC_UINT64(pspec)) {
     const GParamSpecUInt64* u = G_PARAM_SPEC_UINT64(pspec);
-    const guint64 v = g_value_get_uint64(value);
-    if (v < u->minimum || v > u->maximum)
-      text = gst_anitalker_printf("%s=%" G_GUINT64_FORMAT " refused: expected a number from %" G_GUINT64_FORMAT
-                                  " to %" G_GUINT64_FORMAT "; the value in force stays",
-                                  pspec->name, v, u->minimum, u->maximum);
+    text = whole_out_of_range(pspec->name, g_value_get_uint64(value), u->minimum, u->maximum);
   }
   if (text.empty()) return true;
   gst_anitalker_refuse_setting(element, pspec->name, text);

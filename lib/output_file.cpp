@@ -300,18 +300,32 @@ bool token_stale(const std::string& token) {
   return maker_gone(f[0] == host_hash(), f[1] == boot_prefix(), f[2], f[3]);
 }
 
+// The names in `dir` that start with `prefix`, listed whole before the
+// caller removes any (none when it cannot be read).
+std::vector<std::string> names_with_prefix(const std::string& dir, const std::string& prefix) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return names;
+  while (const dirent* e = ::readdir(d))
+    if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) names.emplace_back(e->d_name);
+  ::closedir(d);
+  return names;
+}
+
+// The mode of `path` itself (a link not followed), or 0 when it is gone.
+mode_t mode_of(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0 ? st.st_mode : 0;
+}
+
 // Removes the named temporary files of `dest` (".NAME.TOKEN.XXXXXX.part"
 // beside it) whose makers are gone for sure: what SIGKILL, a crash or a
 // power cut leaves where the file system has no unnamed files, or in the
 // instant between commit()'s link and rename.
 void sweep_stale_files(const std::string& dest) {
   const std::string dir = folder_of(dest), prefix = "." + base_of(dest) + ".", suffix = ".part";
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return;
-  std::vector<std::string> stale;
-  while (const dirent* e = ::readdir(d)) {
-    const std::string name = e->d_name;
-    if (name.size() <= prefix.size() + suffix.size() + 7 || name.compare(0, prefix.size(), prefix) != 0 ||
+  for (const std::string& name : names_with_prefix(dir, prefix)) {
+    if (name.size() <= prefix.size() + suffix.size() + 7 ||
         name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
       continue;
     // TOKEN.XXXXXX between the prefix and the suffix
@@ -319,28 +333,17 @@ void sweep_stale_files(const std::string& dest) {
     const size_t dot = middle.size() - 7;
     if (middle[dot] != '.' || middle.find('.') != dot || !token_stale(middle.substr(0, dot))) continue;
     const std::string path = dir + "/" + name;
-    struct stat st;
-    if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) stale.push_back(path);
+    if (S_ISREG(mode_of(path))) ::unlink(path.c_str());
   }
-  ::closedir(d);
-  for (const std::string& path : stale) ::unlink(path.c_str());
 }
 
 // Removes the hidden folders ".STEM.part.*" in `dir` whose makers are gone
 // (SIGKILL, a crash, a power cut: what the signal handler cannot clean).
 void sweep_stale(const std::string& dir, const std::string& stem) {
-  const std::string prefix = "." + stem + ".part.";
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return;
-  std::vector<std::string> stale;
-  while (const dirent* e = ::readdir(d)) {
-    if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) != 0) continue;
-    const std::string path = dir + "/" + e->d_name;
-    struct stat st;
-    if (::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && is_stale(path)) stale.push_back(path);
+  for (const std::string& name : names_with_prefix(dir, "." + stem + ".part.")) {
+    const std::string path = dir + "/" + name;
+    if (S_ISDIR(mode_of(path)) && is_stale(path)) remove_folder(path.c_str());
   }
-  ::closedir(d);
-  for (const std::string& path : stale) remove_folder(path.c_str());
 }
 
 }  // namespace

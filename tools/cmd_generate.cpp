@@ -376,6 +376,12 @@ class FramesOutput {
   std::unique_ptr<anitalker::OutputFolder> temp_;
 };
 
+// Every `from` in `text` replaced by `to` (nothing for an empty `from`).
+void replace_all(std::string& text, const std::string& from, const std::string& to) {
+  for (size_t at = 0; !from.empty() && (at = text.find(from, at)) != std::string::npos; at += to.size())
+    text.replace(at, from.size(), to);
+}
+
 int generate(const Options& o) {
   gst_init(nullptr, nullptr);
   find_plugin();
@@ -533,11 +539,9 @@ int generate(const Options& o) {
         if (!cause.empty()) error += " " + cause;
         // The sink's errors (a full disk) name the output, not its
         // temporary file.
-        for (size_t at = 0; !part.empty() && (at = error.find(part, at)) != std::string::npos; at += out.size())
-          error.replace(at, part.size(), out);
+        replace_all(error, part, out);
         // Likewise a video portrait's frame: the video's name.
-        for (size_t at = 0; still && (at = error.find(portrait, at)) != std::string::npos; at += o.portrait.size())
-          error.replace(at, portrait.size(), o.portrait);
+        if (still) replace_all(error, portrait, o.portrait);
         if (dbg && std::getenv("ANITALKER_DEBUG")) error += std::string("\n  debug: ") + dbg;
         if (e) g_error_free(e);
         g_free(dbg);
