@@ -392,6 +392,16 @@ bool reference_only(const dnnl::primitive_desc_base& pd) {
   return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
 }
 
+// Memory for packed weights in a tensor's bytes, kept in `keep`: through
+// the process's CPU allocator, so that with cache_cpu_memory() a block of
+// 2 MB or more is backed by transparent huge pages and faults in per 2 MB.
+// oneDNN's own allocation faulted per 4 KB page: packing HuBERT-large's
+// 1.2 GB of weights spent most of its time in page faults (perf).
+dnnl::memory packed_memory(const dnnl::memory::desc& d, at::Tensor* keep) {
+  *keep = at::empty({static_cast<int64_t>(d.get_size())}, at::kByte);
+  return dnnl::memory(d, cpu_engine(), keep->data_ptr());
+}
+
 void reorder(dnnl::memory& from, dnnl::memory& to) {
   dnnl::stream stream(cpu_engine());
   dnnl::reorder(from, to).execute(stream, from, to);
@@ -418,7 +428,8 @@ struct PackedLinear::Impl {
   dt src_type = dt::f32;  // and the weights' (bf16: x rounded to bfloat16 first)
   bool gelu = false;      // Act::Gelu
   dnnl::memory::desc packed_desc;
-  dnnl::memory packed;  // owns its buffer
+  dnnl::memory packed;  // in packed_bytes
+  at::Tensor packed_bytes;
   std::mutex lock;
   struct Prim {
     dnnl::matmul matmul;
@@ -487,7 +498,7 @@ PackedLinear::PackedLinear(const at::Tensor& w, const at::Tensor& b, bool bf16, 
         impl->describe(256, dnnl::memory::desc({impl->in, impl->out}, impl->src_type, tag::any));
     if (reference_only(pd)) return;
     impl->packed_desc = pd.weights_desc();
-    impl->packed = dnnl::memory(impl->packed_desc, cpu_engine());
+    impl->packed = packed_memory(impl->packed_desc, &impl->packed_bytes);
     const at::Tensor wc = w.contiguous();  // (out, in) row-major: w^T as (in, out) column-major
     dnnl::memory user({{impl->in, impl->out}, dt::f32, tag::ba}, cpu_engine(), wc.data_ptr<float>());
     reorder(user, impl->packed);
@@ -554,6 +565,7 @@ struct PackedConv::Impl {
   std::mutex lock;
   std::map<std::vector<int64_t>, std::shared_ptr<Prim>> prims;  // by N, C, H, W, pads, layout; null: not packed
   std::vector<dnnl::memory> packs;                               // one per weight layout
+  std::vector<at::Tensor> pack_bytes;                            // their memory
 
   std::shared_ptr<Prim> prim(const at::Tensor& x, int64_t ph, int64_t pw, bool nhwc) {
     const std::vector<int64_t> key{x.size(0), x.size(1), x.size(2), x.size(3), ph, pw, nhwc ? 1 : 0};
@@ -580,7 +592,8 @@ struct PackedConv::Impl {
         for (const dnnl::memory& m : packs)
           if (m.get_desc() == pd.weights_desc()) packed = m;
         if (!packed) {
-          packed = dnnl::memory(pd.weights_desc(), cpu_engine());
+          pack_bytes.emplace_back();
+          packed = packed_memory(pd.weights_desc(), &pack_bytes.back());
           const at::Tensor wc = w.contiguous();
           dnnl::memory user(G == 1 ? dnnl::memory::desc({Co, w.size(1), kh, kw}, dt::f32, tag::oihw)
                                    : dnnl::memory::desc({G, Co / G, w.size(1), kh, kw}, dt::f32, tag::goihw),

@@ -1,6 +1,8 @@
 #include "state_dict.h"
 
 #include <ATen/ATen.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "npy.h"
@@ -22,6 +24,28 @@ at::ScalarType scalar_type(DType t) {
     case DType::Bool: return at::kBool;
   }
   return at::kFloat;
+}
+}  // namespace
+
+namespace {
+// Maps a tensor's pages of a checkpoint in one call (MADV_POPULATE_READ,
+// Linux 5.14; elsewhere nothing happens): its first read then takes no
+// page fault per 64 KB.  In a virtual machine each fault traps to the
+// hypervisor, and a network's load reads every weight once (packing).
+void prefault(const TensorData& t) {
+#ifdef MADV_POPULATE_READ
+  int64_t last = 0;  // the last element's offset from the first
+  for (size_t i = 0; i < t.shape.size(); ++i) {
+    if (t.shape[i] == 0) return;
+    last += (t.shape[i] - 1) * t.strides[i];
+  }
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t from = reinterpret_cast<uintptr_t>(t.data()) & ~(page - 1);
+  const uintptr_t to = reinterpret_cast<uintptr_t>(t.data()) + (last + 1) * static_cast<int64_t>(dtype_size(t.dtype));
+  if (to > from + (size_t{1} << 20)) madvise(reinterpret_cast<void*>(from), to - from, MADV_POPULATE_READ);
+#else
+  (void)t;
+#endif
 }
 }  // namespace
 
@@ -80,6 +104,7 @@ at::Tensor StateDict::get(const std::string& key, const std::vector<int64_t>& sh
     std::lock_guard<std::mutex> lock(used_->mu);
     used_->keys.insert(prefix_ + key);
   }
+  prefault(t);
   return to_tensor(t);
 }
 
