@@ -140,14 +140,23 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device, at:
   w->pos_w = (g * v / v.pow(2).sum(at::IntArrayRef{0, 1}, true).sqrt()).contiguous();
   w->pos_b = sd.get_float(pc + "bias", {H});
 
+  // Time-major with packed layers on the CPU; channel-major as a GPU runs
+  // it elsewhere (and with ANITALKER_GENERIC=1, device.h generic_path).
+  const bool pack = device_.is_cpu() && dtype_ == at::kFloat && PackedLinear::available() && !generic_path(device_);
+  // Each layer's q, k and v weights (views of the checkpoint): stacked as
+  // qkv_w where the plain weights are used, packed from one reused buffer
+  // where they are not (a stacked copy per layer was 288 MB of fresh
+  // memory at full size, each page zeroed on first touch).
+  std::vector<std::array<at::Tensor, 3>> qkv_parts;
   for (int l = 0; l < cfg_.layers; ++l) {
     const std::string p = "encoder.layers." + std::to_string(l) + ".";
     Weights::Layer L;
     L.ln = {sd.get_float(p + "layer_norm.weight", {H}), sd.get_float(p + "layer_norm.bias", {H})};
     L.final_ln = {sd.get_float(p + "final_layer_norm.weight", {H}), sd.get_float(p + "final_layer_norm.bias", {H})};
     const std::string a = p + "attention.";
-    L.qkv_w = at::cat({sd.get_float(a + "q_proj.weight", {H, H}), sd.get_float(a + "k_proj.weight", {H, H}),
-                       sd.get_float(a + "v_proj.weight", {H, H})}, 0);
+    qkv_parts.push_back({sd.get_float(a + "q_proj.weight", {H, H}), sd.get_float(a + "k_proj.weight", {H, H}),
+                         sd.get_float(a + "v_proj.weight", {H, H})});
+    if (!pack) L.qkv_w = at::cat({qkv_parts.back()[0], qkv_parts.back()[1], qkv_parts.back()[2]}, 0);
     L.qkv_b = at::cat({sd.get_float(a + "q_proj.bias", {H}), sd.get_float(a + "k_proj.bias", {H}), sd.get_float(a + "v_proj.bias", {H})}, 0);
     L.out = {sd.get_float(a + "out_proj.weight", {H, H}), sd.get_float(a + "out_proj.bias", {H})};
     const int64_t F = cfg_.intermediate;
@@ -158,19 +167,21 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device, at:
   w->enc_ln = {sd.get_float("encoder.layer_norm.weight", {H}), sd.get_float("encoder.layer_norm.bias", {H})};
 
   place_weights(*w, device_, dtype_);
-  // Time-major with packed layers on the CPU; channel-major as a GPU runs
-  // it elsewhere (and with ANITALKER_GENERIC=1, device.h generic_path).
-  if (device_.is_cpu() && dtype_ == at::kFloat && PackedLinear::available() && !generic_path(device_)) {
+  if (pack) {
     const bool bf16 = precision_ == Precision::Bf16;
     // The projection stays float32, as on the channel-major path.
     w->proj.packed = PackedLinear(w->proj.w, w->proj.b);
     w->time_major = w->proj.packed.usable();
-    for (Weights::Layer& l : w->layers) {
+    at::Tensor qkv_w = at::empty({3 * H, H}, at::kFloat);
+    for (size_t i = 0; i < w->layers.size(); ++i) {
+      Weights::Layer& l = w->layers[i];
       // q's rows pre-scaled by 1/sqrt(head size), as the time-major path
       // takes them (exact where that is a power of two: 1/8 released).
       const double scale = 1.0 / std::sqrt(static_cast<double>(H / cfg_.heads));
-      at::Tensor qkv_w = l.qkv_w.clone(), qkv_b = l.qkv_b.clone();
-      qkv_w.narrow(0, 0, H).mul_(scale);
+      qkv_w.narrow(0, 0, H).copy_(qkv_parts[i][0]).mul_(scale);
+      qkv_w.narrow(0, H, H).copy_(qkv_parts[i][1]);
+      qkv_w.narrow(0, 2 * H, H).copy_(qkv_parts[i][2]);
+      at::Tensor qkv_b = l.qkv_b.clone();
       qkv_b.narrow(0, 0, H).mul_(scale);
       l.qkv_packed = PackedLinear(qkv_w, qkv_b, bf16);
       w->time_major = w->time_major && l.qkv_packed.usable();
@@ -181,15 +192,17 @@ Model::Model(const Config& config, const StateDict& all, c10::Device device, at:
       }
     }
     // Time-major, the packed copies are the only ones used: the plain
-    // weights go (the stacked q, k, v were a copy; the rest is the
-    // checkpoint's mapping, whose pages are then no longer read).
+    // weights go (they are the checkpoint's mapping, whose pages are then
+    // no longer read).
     if (w->time_major) {
       w->pos_packed = PackedConv(w->pos_w.unsqueeze(2), at::IntArrayRef{1, 1}, false, cfg_.pos_groups);
       w->proj.w = at::Tensor();
-      for (Weights::Layer& l : w->layers) {
-        l.qkv_w = at::Tensor();
+      for (Weights::Layer& l : w->layers)
         for (Linear* lin : {&l.out, &l.ff1, &l.ff2}) lin->w = at::Tensor();
-      }
+    } else {
+      // A layer oneDNN would not pack: the plain path for all of them.
+      for (size_t i = 0; i < w->layers.size(); ++i)
+        w->layers[i].qkv_w = at::cat({qkv_parts[i][0], qkv_parts[i][1], qkv_parts[i][2]}, 0);
     }
   }
   if (precision_ == Precision::Bf16 && !w->time_major)
