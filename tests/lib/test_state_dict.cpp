@@ -5,10 +5,18 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 #include <gmock/gmock.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
 
 #include <array>
 #include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 #include <thread>
+
+#include "checkpoint_writer.h"
 
 #include "device.h"
 #include "error.h"
@@ -74,6 +82,51 @@ TEST(StateDict, TensorsViewTheFileWithoutCopies) {
   EXPECT_EQ(a.data_ptr(), static_cast<const void*>(ckpt->at("state_dict.shared.a").data()));
   // get_float converts other dtypes.
   EXPECT_EQ(sd.get_float("half", {5}).scalar_type(), at::kFloat);
+}
+
+namespace {
+// kB of the mapping holding `p` that are in this process's page tables
+// (/proc/self/smaps "Rss"); -1 where it cannot be told.
+long mapped_kb(const void* p) {
+  std::ifstream f("/proc/self/smaps");
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  std::string line;
+  bool inside = false;
+  while (std::getline(f, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > line.find(' ')) {
+      inside = a >= lo && a < hi;
+      continue;
+    }
+    long kb = 0;
+    if (inside && std::sscanf(line.c_str(), "Rss: %ld kB", &kb) == 1) return kb;
+  }
+  return -1;
+}
+}  // namespace
+
+// A tensor's pages of the file are mapped in one call when it is taken
+// (MADV_POPULATE_READ, Linux 5.14 and later), not faulted in one by one by
+// whatever reads it first: in a virtual machine each fault traps to the
+// hypervisor (docs/performance.md, "Loading without a page fault per
+// page").  Fails without the call: nothing has read the tensor yet.
+TEST(StateDict, TakenTensorsAreMappedInOneCall) {
+  testutil::TempDir dir;
+  const std::vector<float> values(size_t{2} << 20, 0.5f);  // 8 MB each
+  anitalker::write_checkpoint(dir / "two.pt", {{"a", anitalker::DType::Float32, {2048, 1024}, values.data()},
+                                                {"b", anitalker::DType::Float32, {2048, 1024}, values.data()}});
+  StateDict sd(Checkpoint::open(dir / "two.pt"));
+  const long before = mapped_kb(sd.get("b", {2048, 1024}).data_ptr());
+  if (before < 0) GTEST_SKIP() << "no /proc/self/smaps here";
+  const at::Tensor a = sd.get("a", {2048, 1024});
+  const long after = mapped_kb(a.data_ptr());
+#ifdef MADV_POPULATE_READ
+  struct utsname u;
+  int major = 0, minor = 0;
+  if (uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 && (major > 5 || (major == 5 && minor >= 14)))
+    EXPECT_GE(after - before, 7 * 1024) << "a's 8 MB were not mapped when it was taken";
+#endif
+  EXPECT_EQ(a.sum().item<double>(), 0.5 * 2048 * 1024);
 }
 
 TEST(StateDict, TensorsOutliveTheCheckpointObject) {
@@ -148,6 +201,36 @@ TEST(Device, CpuMemoryCache) {
   EXPECT_EQ(at::ones({16}).sum().item<float>(), 16.f);
 #else
   GTEST_SKIP() << "not under AddressSanitizer (it wants to see every free)";
+#endif
+}
+
+// Packed weights are held in the process's CPU allocator (2 MB pages where
+// the kernel gives them), not in oneDNN's own allocation, whose fresh 4 KB
+// pages made HuBERT-large's load mostly page faults (docs/performance.md,
+// "Loading without a page fault per page").  Fails with the packed memory
+// allocated by oneDNN: the allocator then sees none of it.
+TEST(Kernels, PackedWeightsLiveInTheCpuAllocator) {
+#if !defined(__SANITIZE_ADDRESS__)
+  ASSERT_GT(anitalker::cache_cpu_memory(), 0u);
+  if (!anitalker::PackedLinear::available()) GTEST_SKIP() << "built without oneDNN's headers (libdnnl-dev)";
+  at::manual_seed(3);
+  const at::Tensor w = at::randn({1024, 1024}), b = at::randn({1024});  // views of nothing new: 4 MB
+  size_t base = anitalker::cpu_memory_peak(true);
+  const anitalker::PackedLinear lin(w, b);
+  ASSERT_TRUE(lin.usable());
+  EXPECT_GE(anitalker::cpu_memory_peak() - base, size_t{4} << 20);
+  // A convolution's weights are packed at its first call (2.25 MB here; x
+  // and y are small blocks, which the count leaves out).
+  const at::Tensor wc = at::randn({256, 256, 3, 3});
+  const anitalker::PackedConv conv(wc, at::IntArrayRef{1, 1});
+  if (!conv.usable()) GTEST_SKIP() << "no packed convolution here";
+  const at::Tensor x = at::randn({1, 256, 4, 4});
+  base = anitalker::cpu_memory_peak(true);
+  const at::Tensor y = conv(x, 1, 1);
+  EXPECT_GE(anitalker::cpu_memory_peak() - base, size_t{9} << 18);
+  EXPECT_LT((y - at::conv2d(x, wc, {}, 1, 1)).abs().max().item<float>(), 1e-3);
+#else
+  GTEST_SKIP() << "not under AddressSanitizer (its allocator is LibTorch's)";
 #endif
 }
 
