@@ -59,7 +59,9 @@ at::Tensor dnn_conv_transpose(const at::Tensor& x, const at::Tensor& w, int64_t 
 // the build had no oneDNN headers, for other devices or types.  The packed
 // copy is the only one it keeps (the network may drop its own): a row count
 // oneDNN would only run in its reference code, or an x of another type or
-// device, takes at::linear with the weights unpacked for that call.
+// device, takes at::linear with the weights unpacked for that call.  The
+// packed copies (also PackedConv's) are tensors of the process's CPU
+// allocator, in 2 MB pages where cache_cpu_memory() is installed.
 class PackedLinear {
  public:
   // An activation applied to the output inside the product's pass: Gelu,

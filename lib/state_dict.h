@@ -1,6 +1,8 @@
 // Loading by name: every network takes its weights through a StateDict.
 // get(key, shape) returns an at::Tensor that views the mapped file (no copy)
-// after checking the shape; sub(prefix) narrows to a module; unused() lists the
+// after checking the shape, its pages of the file mapped in one call (a
+// network reads every weight it takes; faulting them in one by one cost
+// more than the reading); sub(prefix) narrows to a module; unused() lists the
 // keys nobody asked for, so a loader can report training-only leftovers.
 #pragma once
 
