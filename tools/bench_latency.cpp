@@ -51,6 +51,7 @@ struct Result {
   double trend = 0;      // steady delay's slope, ms per minute of stream (drift)
   double av_offset = 0;  // worst video-behind-audio at synchronised sinks: max(0, out delay - configured), s
   bool retried = false;  // failed --check and was run again (--retries)
+  double start = 0;      // NULL -> PLAYING: the elements' loads and warm-ups, s
 };
 
 Result run_preset(const std::string& preset, long long seconds, const live_probe::Chain& chain) {
@@ -59,6 +60,7 @@ Result run_preset(const std::string& preset, long long seconds, const live_probe
   Frames f;
   GstElement* pipe = live_probe::live_pipeline(buffers, preset, chain, 0, &f);
 
+  const gint64 t_start = g_get_monotonic_time();
   gst_element_set_state(pipe, GST_STATE_PLAYING);
   // The latency the pipeline configures (the sinks wait for PTS + this):
   // the source's and the elements' reports, and the sink's processing
@@ -66,8 +68,11 @@ Result run_preset(const std::string& preset, long long seconds, const live_probe
   // measured (a LATENCY message each time it grows), and the sinks follow:
   // asked again at the end.
   double configured = -1;
-  if (gst_element_get_state(pipe, nullptr, nullptr, 30 * GST_SECOND) == GST_STATE_CHANGE_SUCCESS)
-    configured = live_probe::query_latency(GST_OBJECT(pipe));
+  const bool playing = gst_element_get_state(pipe, nullptr, nullptr, 30 * GST_SECOND) == GST_STATE_CHANGE_SUCCESS;
+  // How long a live avatar takes to start: every model loaded (or taken
+  // from the process's cache) and warmed up.
+  const double start = (g_get_monotonic_time() - t_start) / 1e6;
+  if (playing) configured = live_probe::query_latency(GST_OBJECT(pipe));
   GstBus* bus = gst_element_get_bus(pipe);
   GstMessage* msg =
       gst_bus_timed_pop_filtered(bus, GST_CLOCK_TIME_NONE, (GstMessageType)(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
@@ -84,6 +89,7 @@ Result run_preset(const std::string& preset, long long seconds, const live_probe
   gst_object_unref(bus);
   Result r;
   r.preset = preset;
+  r.start = start;
   r.configured = std::max(configured, live_probe::query_latency(GST_OBJECT(pipe)));
   // What the source and the elements reported: the latency at the bin's src pad.
   {
@@ -286,7 +292,9 @@ int bench_latency(int argc, char** argv) {
                    "frame's delay (first audio in -> first video frame made), the steady-state delay of the other "
                    "frames (made - PTS: p50, p95, max), frames that reach the sink later than the configured latency, "
                    "the frame count, the worst A/V offset at synchronised sinks (video behind the teed audio) and the "
-                   "drift (least-squares slope of the worst delay per 2 s, ms per minute of stream).");
+                   "drift (least-squares slope of the worst delay per 2 s, ms per minute of stream), and how long the "
+                   "pipeline took from NULL to PLAYING (start: the models loaded, or taken from the process, and warmed "
+                   "up).");
     o.text("preset", &presets, "LIST", "latency presets, of low, balanced, quality");
     o.integer("seconds", &seconds, 2, 3600, "N", "seconds of live audio per preset");
     live_probe::chain_options(o, &chain);
@@ -359,14 +367,14 @@ int bench_latency(int argc, char** argv) {
     std::printf("latency: %s%s, %s, %d steps, %lld s of live audio per preset, device %s, %s\n", models.c_str(),
                 stand_in ? " (stand-in 32x32 renderer)" : "", variant.c_str(), steps, seconds, device.c_str(),
                 chain.precision.c_str());
-    std::printf("%-9s %9s %9s %9s %9s %9s %9s %9s %6s %9s %9s %9s\n", "preset", "reported", "config", "first", "p50",
-                "p95", "max", "max/rep", "late", "frames", "A/V max", "ms/min");
+    std::printf("%-9s %9s %9s %9s %9s %9s %9s %9s %6s %9s %9s %9s %8s\n", "preset", "reported", "config", "first", "p50",
+                "p95", "max", "max/rep", "late", "frames", "A/V max", "ms/min", "start");
     bool ok = true;
     for (const Result& r : results) {
       if (!r.retried && !passes(r)) ok = false;
-      std::printf("%-9s %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %9.2f %6lld %4lld/%-4lld %8.3fs %9.2f%s%s\n",
+      std::printf("%-9s %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %9.2f %6lld %4lld/%-4lld %8.3fs %9.2f %7.2fs%s%s\n",
                   r.preset.c_str(), r.reported, r.configured, r.first, r.p50, r.p95, r.max,
-                  r.reported > 0 ? r.max / r.reported : 0.0, r.late, r.frames, r.expected, r.av_offset, r.trend,
+                  r.reported > 0 ? r.max / r.reported : 0.0, r.late, r.frames, r.expected, r.av_offset, r.trend, r.start,
                   r.monotonic ? "" : " (timestamps not increasing)", r.retried ? " (failed; run again)" : "");
     }
     if (check && !ok) {
