@@ -25,13 +25,12 @@ at::ScalarType scalar_type(DType t) {
   }
   return at::kFloat;
 }
-}  // namespace
 
-namespace {
-// Maps a tensor's pages of a checkpoint in one call (MADV_POPULATE_READ,
-// Linux 5.14; elsewhere nothing happens): its first read then takes no
-// page fault per 64 KB.  In a virtual machine each fault traps to the
-// hypervisor, and a network's load reads every weight once (packing).
+// Maps the pages of a tensor of 1 MB and more in one call
+// (MADV_POPULATE_READ, Linux 5.14; elsewhere nothing happens): its first
+// read then takes no page fault per 64 KB.  In a virtual machine each
+// fault traps to the hypervisor, and a network's load reads every weight
+// once (packing).
 void prefault(const TensorData& t) {
 #ifdef MADV_POPULATE_READ
   int64_t last = 0;  // the last element's offset from the first
