@@ -11,13 +11,10 @@
 #include <array>
 #include <atomic>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "checkpoint_writer.h"
-
 #include "device.h"
 #include "error.h"
 #include "kernels.h"
@@ -123,8 +120,9 @@ TEST(StateDict, TakenTensorsAreMappedInOneCall) {
 #ifdef MADV_POPULATE_READ
   struct utsname u;
   int major = 0, minor = 0;
-  if (uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 && (major > 5 || (major == 5 && minor >= 14)))
+  if (uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 && (major > 5 || (major == 5 && minor >= 14))) {
     EXPECT_GE(after - before, 7 * 1024) << "a's 8 MB were not mapped when it was taken";
+  }
 #endif
   EXPECT_EQ(a.sum().item<double>(), 0.5 * 2048 * 1024);
 }
