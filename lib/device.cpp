@@ -235,8 +235,21 @@ size_t cpu_memory_peak(bool reset) {
   return reset ? a->reset_peak() : a->peak();
 }
 
+int library_loop_threads() {
+  // Each chunk records the thread that ran it; one chunk per index.
+  std::mutex lock;
+  std::set<int> seen;
+  at::parallel_for(0, 64, 1, [&](int64_t, int64_t) {
+    std::lock_guard<std::mutex> hold(lock);
+    seen.insert(at::get_thread_num());
+  });
+  return static_cast<int>(seen.size());
+}
+
 std::string torch_info() {
-  return std::string("LibTorch ") + TORCH_VERSION + ", " + std::to_string(at::get_num_threads()) + " threads, CUDA " +
+  const int threads = at::get_num_threads(), loops = library_loop_threads();
+  return std::string("LibTorch ") + TORCH_VERSION + ", " + std::to_string(threads) + " threads" +
+         (loops < threads ? " (this build's own loops: " + std::to_string(loops) + ")" : std::string()) + ", CUDA " +
          (torch::cuda::is_available() ? "yes, " + std::to_string(torch::cuda::device_count()) + " GPU(s)" : std::string("no"));
 }
 

@@ -46,6 +46,13 @@ bool cuda_available();
 // set, else one per core (Debian's build would otherwise use 1).
 void set_num_threads(int n);
 
+// How many threads at::parallel_for gives this library's own loops (the
+// renderer's warp and upsampling, the motion conformer's fused passes) on
+// the calling thread now: at::get_num_threads() where the library was built
+// with OpenMP, as LibTorch was; 1 where it was not (an external LibTorch
+// with its own OpenMP runtime, lib/meson.build), whatever the setting.
+int library_loop_threads();
+
 // Installs a CPU allocator for LibTorch that keeps freed tensor memory of
 // 128 KB and more for the next tensor of the same size (blocks of 2 MB and
 // more in whole 2 MB pages, transparent huge pages where the kernel gives

@@ -3,6 +3,7 @@
 #include "state_dict.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <gmock/gmock.h>
 #include <sys/mman.h>
@@ -24,6 +25,7 @@
 using anitalker::Checkpoint;
 using anitalker::StateDict;
 using testing::HasSubstr;
+using testing::Not;
 using testutil::data;
 using testutil::error_of;
 
@@ -199,6 +201,26 @@ TEST(Device, CpuMemoryCache) {
   EXPECT_EQ(at::ones({16}).sum().item<float>(), 16.f);
 #else
   GTEST_SKIP() << "not under AddressSanitizer (it wants to see every free)";
+#endif
+}
+
+// The library's own loops (the renderer's warp and upsampling, the motion
+// conformer's fused passes: at::parallel_for) run on every thread LibTorch
+// has.  at::parallel_for is a template: its threads exist only where the
+// caller is compiled with -fopenmp, and until 2026-12-06 libanitalker was
+// not, so those loops ran on one thread (perf: the warp on one of two).
+// Fails with the library built without OpenMP (checked).
+TEST(Device, LibraryLoopsUseEveryThread) {
+#if defined(ANITALKER_TEST_PARALLEL_LOOPS)
+  const int before = at::get_num_threads();
+  anitalker::set_num_threads(2);
+  EXPECT_EQ(anitalker::library_loop_threads(), 2);
+  anitalker::set_num_threads(1);
+  EXPECT_EQ(anitalker::library_loop_threads(), 1);
+  anitalker::set_num_threads(before);
+  EXPECT_THAT(anitalker::torch_info(), Not(HasSubstr("own loops")));
+#else
+  GTEST_SKIP() << "a build on an external LibTorch: the library's loops are serial there (lib/meson.build)";
 #endif
 }
 
