@@ -79,6 +79,18 @@ at::Tensor conv_pad(const at::Tensor& x, const at::Tensor& w, int64_t pad_h, int
   return conv2d(x, w, at::IntArrayRef{1, 1}, at::IntArrayRef{pad_h, pad_w}, groups);
 }
 
+// rows @ w^T (+ b): (B, in) x (out, in) -> (B, out).  One row (the CPU
+// renders one image at a time) as a matrix-vector product: BLAS's matrix
+// product packs all of w at every call, which for one row cost more than
+// the product (the decoder's modulations, 4.5 ms a frame as 19 products).
+at::Tensor rows_times(const at::Tensor& rows, const at::Tensor& w, const at::Tensor& b = at::Tensor()) {
+  if (rows.size(0) == 1 && rows.is_cpu()) {
+    const at::Tensor v = rows[0];
+    return (b.defined() ? at::addmv(b, w, v) : at::mv(w, v)).unsqueeze(0);
+  }
+  return b.defined() ? at::linear(rows, w, b) : at::matmul(rows, w.t());
+}
+
 // Fused leaky ReLU: leaky_relu(x + b, 0.2) * sqrt(2) (spec 3.2).
 at::Tensor flrelu(const at::Tensor& x, const at::Tensor& b) { return at::leaky_relu(x + b, 0.2) * kSqrt2; }
 // The same in place, on a tensor nobody else holds (a layer's fresh output).
@@ -205,7 +217,8 @@ struct ModConv {
     std::array<PackedConv, 4> phases;  // 00, 01, 10, 11
   } packed;
   at::Tensor wsq;    // (Cout, Cin): sum over k of w^2, for demodulation
-  Linear modulation; // latent -> (B, Cin)
+  Linear modulation; // latent -> (B, Cin); its rows are a view of Weights::styles
+  int64_t style_at = 0;  // where its Cin values start in a row of the stacked styles
   at::Tensor act_bias, blur_kernel;
   bool upsample = false, demodulate = true;
   template <class F>
@@ -306,8 +319,8 @@ at::Tensor conv_up_low(const ModConv& m, const at::Tensor& xs) {
 
 // Modulated convolution (spec 3.8), with the style applied to the input and
 // the demodulation to the output.
-at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor& latent) {
-  at::Tensor s = m.modulation(latent);  // (B, Cin)
+// s: the conv's style, (B, Cin) (style_of()).
+at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor& s) {
   at::Tensor xs = x * s.unsqueeze(-1).unsqueeze(-1);
   at::Tensor y;
   if (m.upsample) {
@@ -329,7 +342,7 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
                               : conv(xs, m.w, 1, p);
   }
   if (m.demodulate) {
-    at::Tensor d = at::rsqrt(at::matmul(s * s, m.wsq.t()) + 1e-8);  // (B, Cout)
+    at::Tensor d = at::rsqrt(rows_times(s * s, m.wsq) + 1e-8);  // (B, Cout)
     y.mul_(d.unsqueeze(-1).unsqueeze(-1));  // y is this call's own
   }
   return y;
@@ -365,11 +378,10 @@ bool next_folds_in_bf16(const ModConv& c0, const ModConv& c1, const at::Tensor& 
 // applied in the convolution's pass (the upsampling's blur's), and the
 // output is stored as `out` (float32, or bfloat16 for a next convolution
 // that rounds its input to it anyway: the same values); elsewhere float32.
-at::Tensor styled_conv(const ModConv& m, const at::Tensor& x, const at::Tensor& latent,
+at::Tensor styled_conv(const ModConv& m, const at::Tensor& x, const at::Tensor& s,
                        at::ScalarType out = at::kFloat) {
-  if (!fold_pays(m, x)) return flrelu_(run_mod_conv(m, x, latent), m.act_bias);
-  const at::Tensor s = m.modulation(latent);  // (1, Cin)
-  const at::Tensor d = at::rsqrt(at::matmul(s * s, m.wsq.t()) + 1e-8);  // (1, Cout)
+  if (!fold_pays(m, x)) return flrelu_(run_mod_conv(m, x, s), m.act_bias);
+  const at::Tensor d = at::rsqrt(rows_times(s * s, m.wsq) + 1e-8);  // (1, Cout)
   const at::Tensor scale = (d * kSqrt2).view({-1, 1, 1, 1}) * s.view({1, -1, 1, 1});  // (Cout, Cin, 1, 1)
   auto fold = [&](const at::Tensor& w) { return (w * scale).to(m.low); };
   const at::Tensor xin = x.to(m.low);
@@ -389,10 +401,9 @@ at::Tensor styled_conv(const ModConv& m, const at::Tensor& x, const at::Tensor& 
 // A ToFlow's modulated 1x1 conv (not demodulated) plus its bias (spec 3.9),
 // on the CPU with s folded into its three filters and the bias into the
 // convolution.
-at::Tensor to_flow_conv(const ModConv& m, const at::Tensor& bias, const at::Tensor& x, const at::Tensor& latent) {
+at::Tensor to_flow_conv(const ModConv& m, const at::Tensor& bias, const at::Tensor& x, const at::Tensor& s) {
   if (m.generic || !x.is_cpu() || x.size(0) != 1 || x.scalar_type() != at::kFloat)
-    return run_mod_conv(m, x, latent) + bias;
-  const at::Tensor s = m.modulation(latent);  // (1, Cin)
+    return run_mod_conv(m, x, s) + bias;
   return dnn_conv(x, m.w * s.view({1, -1, 1, 1}), bias.view({-1}), at::IntArrayRef{1, 1}, at::IntArrayRef{0, 0});
 }
 
@@ -519,12 +530,21 @@ struct Model::Weights {
   std::vector<ToRgb> to_rgbs;
   std::vector<ToFlow> to_flows;
   std::vector<at::Tensor> grids;  // base grid per level, (1, r, r, 2)
+  // Every modulation of the decoder (conv1, the 2L convs, the L ToFlows) as
+  // one linear layer: their weights and biases stacked, each ModConv's
+  // modulation a view of its rows.  Made after the weights are placed.
+  Linear styles;
   template <class F>
   void each(F& f) {
     visit_all(f, conv0_w, conv0_b, blocks, final_w, hal_fc, hal_w, excl0, excl2, fc, const_input, conv1, convs, to_rgbs,
               to_flows, grids);
   }
 };
+
+// One conv's style from a row of Model::styles(): (B, Cin).
+at::Tensor style_of(const ModConv& m, const at::Tensor& styles) {
+  return styles.narrow(1, m.style_at, m.modulation.w.size(0));
+}
 
 Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Precision precision)
     : device_(device), dtype_(dtype), precision_(precision) {
@@ -617,6 +637,29 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
 
   place_weights(*w, device_, dtype_);
   place_weights(q_, device_, dtype_);
+  {
+    // The modulations stacked (Weights::styles): one product a call for
+    // all 2L + L + 1 of them, where each was a small product of its own
+    // (19 at full size, each a GEMM call that packed its weights).
+    std::vector<ModConv*> mods{&w->conv1};
+    for (ModConv& m : w->convs) mods.push_back(&m);
+    for (auto& tf : w->to_flows) mods.push_back(&tf.conv);
+    std::vector<at::Tensor> ws, bs;
+    int64_t at_row = 0;
+    for (ModConv* m : mods) {
+      m->style_at = at_row;
+      at_row += m->modulation.w.size(0);
+      ws.push_back(m->modulation.w);
+      bs.push_back(m->modulation.b);
+    }
+    w->styles.w = at::cat(ws, 0).contiguous();
+    w->styles.b = at::cat(bs, 0).contiguous();
+    for (ModConv* m : mods) {
+      const int64_t n = m->modulation.w.size(0);
+      m->modulation.w = w->styles.w.narrow(0, m->style_at, n);
+      m->modulation.b = w->styles.b.narrow(0, m->style_at, n);
+    }
+  }
   if (channels_last()) {
     // The decoder runs channels-last on the CPU (see levels()): its
     // convolution weights too, or oneDNN would reorder them at every call.
@@ -747,18 +790,18 @@ at::Tensor Model::latent(const Portrait& p, const at::Tensor& motion) const {
 constexpr size_t kLive = 5, kMaps = 32, kLiveOneAtATime = 3, kMapsOneAtATime = 24;
 
 // Decoder levels [j0, j1) (spec 3.9-3.11); x, flow and rgb carry over.
-void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat, int j0, int j1, at::Tensor& x,
+void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& styles, int j0, int j1, at::Tensor& x,
                    at::Tensor& flow, at::Tensor& rgb) const {
   const Weights& w = *w_;
   const int64_t B = x.size(0);
   for (int j = j0; j < j1; ++j) {
     const ModConv& c0 = w.convs[2 * j];
     const ModConv& c1 = w.convs[2 * j + 1];
-    x = styled_conv(c0, x, lat, next_folds_in_bf16(c0, c1, x) ? at::kBFloat16 : at::kFloat);
-    x = styled_conv(c1, x, lat);
+    x = styled_conv(c0, x, style_of(c0, styles), next_folds_in_bf16(c0, c1, x) ? at::kBFloat16 : at::kFloat);
+    x = styled_conv(c1, x, style_of(c1, styles));
     // ToFlow (spec 3.9).
     const Weights::ToFlow& tf = w.to_flows[j];
-    at::Tensor o = to_flow_conv(tf.conv, tf.bias, x, lat).contiguous();
+    at::Tensor o = to_flow_conv(tf.conv, tf.bias, x, style_of(tf.conv, styles)).contiguous();
     if (j >= 1) o = upsample2(flow, tf.up_kernel, o, generic_);
     at::Tensor sampler = at::tanh(o.slice(1, 0, 2));
     at::Tensor mask = at::sigmoid(o.slice(1, 2, 3));
@@ -799,10 +842,10 @@ at::Tensor Model::render(const Portrait& p, const at::Tensor& motion_in) const {
   at::NoGradGuard no_grad;
   const at::Tensor motion = motion_in.to(device_, dtype_);
   const int64_t B = motion.size(0);
-  const at::Tensor lat = latent(p, motion);  // (B, style)
+  const at::Tensor st = rows_times(latent(p, motion), w.styles.w, w.styles.b);  // (B, every modulation's Cin)
 
   at::Tensor x = w.const_input.expand({B, -1, -1, -1});
-  x = flrelu(run_mod_conv(w.conv1, x, lat), w.conv1.act_bias);
+  x = flrelu(run_mod_conv(w.conv1, x, style_of(w.conv1, st)), w.conv1.act_bias);
   at::Tensor flow, rgb;
   // On the CPU the levels run one image at a time: the decoder is bound by
   // its activations, which for one image stay in cache; a batch run as one
@@ -812,13 +855,13 @@ at::Tensor Model::render(const Portrait& p, const at::Tensor& motion_in) const {
   // runs at once.
   const int split = device_.is_cpu() ? 0 : levels_;
   if (channels_last()) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-  levels({&p}, lat, 0, split, x, flow, rgb);
+  levels({&p}, st, 0, split, x, flow, rgb);
   if (split == levels_) return rgb;
   std::vector<at::Tensor> out;
   for (int64_t i = 0; i < B; ++i) {
     at::Tensor xi = x.slice(0, i, i + 1), fi = flow.defined() ? flow.slice(0, i, i + 1) : flow;
     at::Tensor ri = rgb.defined() ? rgb.slice(0, i, i + 1) : rgb;
-    levels({&p}, lat.slice(0, i, i + 1), split, levels_, xi, fi, ri);
+    levels({&p}, st.slice(0, i, i + 1), split, levels_, xi, fi, ri);
     out.push_back(ri);
   }
   return B == 1 ? out[0] : at::cat(out, 0);
@@ -851,10 +894,11 @@ at::Tensor Model::render(const std::vector<const Portrait*>& portraits, const at
   std::vector<at::Tensor> starts;
   for (const Portrait* p : portraits) starts.push_back(p->start);
   const at::Tensor lat = at::cat(starts, 0) + at::matmul(motion, q_.t());  // (B, style)
+  const at::Tensor st = rows_times(lat, w.styles.w, w.styles.b);
   at::Tensor x = w.const_input.expand({B, -1, -1, -1});
-  x = flrelu(run_mod_conv(w.conv1, x, lat), w.conv1.act_bias);
+  x = flrelu(run_mod_conv(w.conv1, x, style_of(w.conv1, st)), w.conv1.act_bias);
   at::Tensor flow, rgb;
-  levels(portraits, lat, 0, levels_, x, flow, rgb);
+  levels(portraits, st, 0, levels_, x, flow, rgb);
   return rgb;
 }
 

@@ -96,7 +96,8 @@ class Model {
 
  private:
   struct Weights;
-  void levels(const std::vector<const Portrait*>& ps, const at::Tensor& lat, int j0, int j1, at::Tensor& x,
+  // styles: every modulation's style for each row, (B, sum of their Cin).
+  void levels(const std::vector<const Portrait*>& ps, const at::Tensor& styles, int j0, int j1, at::Tensor& x,
               at::Tensor& flow, at::Tensor& rgb) const;
   // Whether the decoder runs channels-last: on the CPU in float32, where
   // oneDNN's convolutions take that layout without reorders (levels()).
