@@ -123,7 +123,9 @@ TEST_P(Motion, CpuPathsAgree) {
   ASSERT_GT(noisy.size(1), 32);  // the default bound sends it to BLAS's attention
   const Run runs[] = {with("64", "64"), with("64", "32"), with("0", "0")};
   for (const Run& r : runs) {
-    if (m->hubert()) EXPECT_LE(max_abs(r.speech, ref(c.v, p + "speech")), 1e-4);
+    if (m->hubert()) {
+      EXPECT_LE(max_abs(r.speech, ref(c.v, p + "speech")), 1e-4);
+    }
     EXPECT_LE(max_abs(r.eps, ref(c.v, p + "eps")), 1e-4);
     EXPECT_LE(max_abs(r.sample50, ref(c.v, "sample_T50_" + tag(c))), 2e-4);
     EXPECT_LE(max_abs(r.eps, runs[2].eps), 2e-6);
@@ -145,7 +147,9 @@ TEST_P(Motion, GenericPathKeepsTheReference) {
   const at::Tensor noisy = ref(c.v, "noisyT_seed0");
   const auto cd = cond(m, c.cf);
   const at::Tensor eps = m.denoise(cd, noisy, 500.0);
-  if (m.hubert()) EXPECT_LE(max_abs(cd.speech, ref(c.v, p + "speech")), 1e-4);
+  if (m.hubert()) {
+    EXPECT_LE(max_abs(cd.speech, ref(c.v, p + "speech")), 1e-4);
+  }
   EXPECT_LE(max_abs(eps, ref(c.v, p + "eps")), 1e-4);
   EXPECT_LE(max_abs(m.sample(cd, noisy, 50), ref(c.v, "sample_T50_" + tag(c))), 2e-4);
   auto packed = model(c.v);
