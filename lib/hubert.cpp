@@ -68,6 +68,15 @@ at::Tensor cm_layer_norm(const at::Tensor& x, const Norm& n, double eps) {
   return y.mul_(rstd).mul_(n.w.view({-1, 1})).add_(n.b.view({-1, 1}));
 }
 
+// Frames of the conv encoder's pieces of long audio (Model::conv_features):
+// 100 (2 s: the first layer's output 13 MB); ANITALKER_HUBERT_CONV_PIECE
+// for tests and measurements, 0 = the whole clip at once (read at each
+// call: once per clip).
+int64_t conv_piece_frames() {
+  const char* e = std::getenv("ANITALKER_HUBERT_CONV_PIECE");
+  return e && *e ? std::max<int64_t>(0, std::strtoll(e, nullptr, 10)) : int64_t{100};
+}
+
 // LayerNorm over each row of time-major [T, C].
 at::Tensor ln_rows(const at::Tensor& x, const Norm& n, double eps) { return at::layer_norm(x, {x.size(1)}, n.w, n.b, eps); }
 
@@ -256,6 +265,33 @@ at::Tensor last_rows(const at::Tensor& a, const at::Tensor& b, int64_t n) {
 // at stride (1, st), oneDNN's own layout in and out; the layer norms over
 // each frame's channels.
 at::Tensor Model::conv_features(const at::Tensor& normalized) const {
+  // With per-frame layer norms ("layer") a frame depends only on its own
+  // receptive field, and a piece of audio that starts at a multiple of the
+  // total stride gives exactly its frames: long audio goes through in
+  // pieces of conv_piece_frames() frames.  The whole clip at once made
+  // each layer's outputs new tensors as long as the clip (the first
+  // layer's 512 channels at 3.2 kHz: 68 MB for 10 s, 790 MB for 120 s, and
+  // its norm and GELU as much again), which the process then kept; pieces
+  // of 2 s reuse the same few MB.  The same bits (test hubert).
+  const int64_t piece = conv_piece_frames();
+  if (cfg_.feat_extract_norm == "layer" && piece > 0 && normalized.dim() == 1) {
+    const int64_t N = normalized.size(0), T = frame_count(cfg_, N);
+    if (T > piece) {
+      int64_t stride = 1;
+      for (int64_t s : cfg_.conv_stride) stride *= s;
+      const int64_t rf = receptive_field(cfg_);
+      std::vector<at::Tensor> pieces;
+      for (int64_t a = 0; a < T; a += piece) {
+        const int64_t n = std::min(piece, T - a);
+        pieces.push_back(conv_layers(normalized.narrow(0, a * stride, (n - 1) * stride + rf)));
+      }
+      return at::cat(pieces, 1);
+    }
+  }
+  return conv_layers(normalized);
+}
+
+at::Tensor Model::conv_layers(const at::Tensor& normalized) const {
   const Weights& w = *w_;
   at::Tensor cur = normalized.to(device_, dtype_).view({1, -1});  // [1, N]
   for (size_t i = 0; i < w.conv_w4.size(); ++i) {

@@ -97,6 +97,8 @@ class Model {
   struct Weights;
   // The conv encoder over normalised audio: [C, T] channel-major.
   at::Tensor conv_features(const at::Tensor& normalized) const;
+  // The same over one piece of audio at once.
+  at::Tensor conv_layers(const at::Tensor& normalized) const;
   // The positional convolution (spec 1.4: pad K/2 both sides, the last
   // output dropped when K is even) over time-major rows x [rows, H], after
   // its GELU, for the rows from `first` on: [rows - first, H].

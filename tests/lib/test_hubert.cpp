@@ -72,6 +72,30 @@ TEST(Hubert, IntermediatesAndHiddenStates) {
   EXPECT_TRUE(at::equal(padded.select(1, 103), padded.select(1, 102)));
 }
 
+// The conv encoder in pieces of audio (Model::conv_features: frames
+// depend only on their receptive fields with per-frame layer norms): the
+// same bits as the whole clip at once, for pieces of 1, 7, 100 (the
+// default) frames, on the fixture (103 frames) and 4 times it, and the
+// reference's conv features.  Fails with a piece's audio starting a sample
+// late, or a piece one frame short (checked).
+TEST(Hubert, ConvEncoderInPiecesAsTheWholeClip) {
+  const at::Tensor x4 = at::cat({wave(), wave(), wave(), wave()});
+  ::setenv("ANITALKER_HUBERT_CONV_PIECE", "0", 1);
+  anitalker::hubert::Model::Taps whole;
+  const at::Tensor want = tiny()->hidden_states(wave(), &whole), want4 = tiny()->hidden_states(x4);
+  for (const char* piece : {"1", "7", "100"}) {
+    ::setenv("ANITALKER_HUBERT_CONV_PIECE", piece, 1);
+    anitalker::hubert::Model::Taps taps;
+    const at::Tensor got = tiny()->hidden_states(wave(), &taps);
+    EXPECT_TRUE(at::equal(taps.conv, whole.conv)) << piece << ": max abs diff "
+                                                  << (taps.conv - whole.conv).abs().max().item<double>();
+    EXPECT_TRUE(at::equal(got, want)) << piece;
+    EXPECT_TRUE(at::equal(tiny()->hidden_states(x4), want4)) << piece;
+    expect_close(taps.conv, read_npy_tensor(data("audio/ref/conv_features.npy")), 5e-5, 0, "conv_features");
+  }
+  ::unsetenv("ANITALKER_HUBERT_CONV_PIECE");
+}
+
 // The time-major path's two attentions: oneDNN's batched products over the
 // heads (kernels.h attend_heads, the default) and LibTorch's
 // (ANITALKER_HUBERT_DNN_ATTENTION=0), each against the reference, and within
