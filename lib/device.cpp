@@ -68,9 +68,12 @@ void set_num_threads(int n) {
 namespace {
 
 // LibTorch's CPU allocator with a cache of freed blocks of 128 KB and more,
-// reused by exact (4 KB rounded) size: a network allocates the same sizes
-// at every call, and a block from the C library would be a fresh mapping
-// whose every page faults in again.  Blocks beyond the cap are freed at once.
+// each reused for the next request of its size (4 KB rounded, 2 MB from 2
+// MB on) or up to a quarter less: a network allocates the same sizes at
+// every call, and a block from the C library would be a fresh mapping whose
+// every page faults in again; a new length (an utterance, a window) reuses
+// the blocks of a somewhat longer one.  Blocks beyond the cap are freed at
+// once.
 // The context of a DataPtr is its data pointer (oneDNN's raw_allocate wants
 // that), so the sizes are kept in a map.
 class CachingCpuAllocator final : public c10::Allocator {
@@ -110,13 +113,16 @@ class CachingCpuAllocator final : public c10::Allocator {
     // page faults (perf), which is what a new clip length or a first call
     // costs.
     const size_t round = n >= kHuge ? kHuge : kRound;
-    const size_t size = (n + round - 1) / round * round;
+    size_t size = (n + round - 1) / round * round;
     void* p = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = free_.find(size);
-      if (it != free_.end()) {
+      // The smallest kept block that fits, if it is at most a quarter
+      // larger (bounded waste; a block is held at its own size).
+      auto it = free_.lower_bound(size);
+      if (it != free_.end() && it->first - size <= size / 4) {
         p = it->second;
+        size = it->first;
         free_.erase(it);
         cached_ -= size;
       }

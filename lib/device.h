@@ -54,9 +54,9 @@ void set_num_threads(int n);
 int library_loop_threads();
 
 // Installs a CPU allocator for LibTorch that keeps freed tensor memory of
-// 128 KB and more for the next tensor of the same size (blocks of 2 MB and
-// more in whole 2 MB pages, transparent huge pages where the kernel gives
-// them), up to a cap (default
+// 128 KB and more for the next tensor of the same size or up to a quarter
+// smaller (blocks of 2 MB and more in whole 2 MB pages, transparent huge
+// pages where the kernel gives them), up to a cap (default
 // 2048 MB; ANITALKER_CPU_CACHE_MB=N sets it, 0 leaves LibTorch's allocator).
 // The networks allocate and free tensors of tens of MB at every layer; from
 // the C library each is a fresh mapping whose pages all fault in again, and
