@@ -908,7 +908,7 @@ at::Tensor dnn_conv_transpose(const at::Tensor& x, const at::Tensor& w, int64_t 
   if (!p)
     return at::conv_transpose2d(x.to(at::kFloat), w.transpose(0, 1).to(at::kFloat), c10::nullopt,
                                 at::IntArrayRef{stride, stride}, at::IntArrayRef{0, 0})
-        .to(out);
+        .to(out, false, false, x.suggest_memory_format());
   at::Tensor wbuf, y;
   execute(p->deconv, p->scratchpad, call_args(x, w, p->user_weights, p->weights, p->dst, out, nhwc, wbuf, y));
   return y;
@@ -928,9 +928,11 @@ at::Tensor dnn_conv_act(const at::Tensor& x, const at::Tensor& w, const at::Tens
   return dnn_conv_act_plain(x, w, b, pad, groups, slope, out);
 }
 at::Tensor dnn_conv_transpose(const at::Tensor& x, const at::Tensor& w, int64_t stride, at::ScalarType out) {
+  // In x's layout, as oneDNN's (a channels-last feature map stays so: the
+  // renderer's warp takes it directly).
   return at::conv_transpose2d(x.to(at::kFloat), w.transpose(0, 1).to(at::kFloat), c10::nullopt,
                               at::IntArrayRef{stride, stride}, at::IntArrayRef{0, 0})
-      .to(out);
+      .to(out, false, false, x.suggest_memory_format());
 }
 #endif
 

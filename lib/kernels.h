@@ -47,7 +47,7 @@ at::Tensor dnn_conv_act(const at::Tensor& x, const at::Tensor& w, const at::Tens
 // as `out` (float32 or bfloat16): on the CPU for float32 or bfloat16 x and w
 // of the same type (NCHW or channels-last) one oneDNN deconvolution, its
 // sums in float32; the weights reordered at each call.  Elsewhere
-// at::conv_transpose2d in float32.
+// at::conv_transpose2d in float32.  The output in x's layout.
 at::Tensor dnn_conv_transpose(const at::Tensor& x, const at::Tensor& w, int64_t stride, at::ScalarType out);
 
 // y = x w^T + b over the last dimension of float32 x on the CPU (any

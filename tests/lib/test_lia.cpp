@@ -11,6 +11,7 @@
 #include "checkpoint_writer.h"
 #include "error.h"
 #include "image.h"
+#include "kernels.h"
 #include "state_dict.h"
 #include "test_util.h"
 
@@ -510,7 +511,12 @@ TEST(LiaMemory, CallBytesCoverWhatACallTakes) {
         SCOPED_TRACE(std::string(file) + " batch " + std::to_string(b) + (one ? " as one" : " per image"));
         EXPECT_GT(got, 0u);
         EXPECT_GE(est, got);
-        if (m->size() == 256) {
+        // Not much more, in the builds it was fitted to.  A build without
+        // oneDNN's API (an external LibTorch, the device build) counts less
+        // for one image as a batch (6.5 MB against 11.7 for this fixture:
+        // LibTorch's own convolutions allocate less of their work here), so
+        // there only the bound above.
+        if (m->size() == 256 && anitalker::PackedLinear::available()) {
           EXPECT_LE(est, 2 * got);
         }
       }
