@@ -239,8 +239,8 @@ static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
   if (!GST_ANITALKER_TRY(self, "Batches too large for the device's memory.", false,
                          lia::check_call_memory(*model, (int64_t)share * batch, setting)))
     return FALSE;
-  // The portrait is encoded by this model at the first buffer or codes query
-  // (the rest of the state is as stop() left it).
+  // The portrait is encoded by this model after the warm-up, or at the first
+  // buffer or codes query (the rest of the state is as stop() left it).
   self->state->renderer.reset(model, shared);
   return TRUE;
 }
@@ -256,18 +256,51 @@ static void gst_anitalker_render_stop(GstAnitalkerElement* element) {
   st->reset_stream();
 }
 
+static lia::PortraitSource gst_anitalker_render_portrait_source(GstAnitalkerRender* self, const std::string& path);
+
 // The base's warm_up (lib lia::warm_up: a grey picture and one batch of zero
-// motion, thrown away); the portrait itself is encoded at the first buffer or
-// codes query, as without warm-up.
+// motion, thrown away), then the portrait set so far encoded: the first
+// frame of a live stream waited for that encode (the first window's codes
+// query), which no element's latency counts (tiny chain: 35-40 ms of the
+// `low` preset's 0.23 s; full size 0.2 s).  A portrait that cannot be used
+// is left for the first buffer, which posts the error as before.
 static gboolean gst_anitalker_render_warm_up(GstAnitalkerElement* element) {
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
   const std::shared_ptr<const lia::Model> model = self->state->renderer.model();
   const int64_t batch = gst_anitalker_get(self, &self->batch_size);
-  return !model ||
-         GST_ANITALKER_TRY(self, "Could not render a grey picture (warm-up).", false, lia::warm_up(*model, batch));
+  if (!model) return TRUE;
+  if (!GST_ANITALKER_TRY(self, "Could not render a grey picture (warm-up).", false, lia::warm_up(*model, batch)))
+    return FALSE;
+  GST_OBJECT_LOCK(self);
+  const std::string path = self->portrait ? self->portrait : "";
+  const gboolean dirty = self->portrait_dirty;
+  GST_OBJECT_UNLOCK(self);
+  if (path.empty()) return TRUE;
+  try {
+    self->state->renderer.update([&](bool have) -> std::optional<lia::PortraitSource> {
+      if (have && !dirty) return std::nullopt;
+      return gst_anitalker_render_portrait_source(self, path);
+    });
+    GST_OBJECT_LOCK(self);
+    if (self->portrait && path == self->portrait) self->portrait_dirty = FALSE;
+    GST_OBJECT_UNLOCK(self);
+    GST_DEBUG_OBJECT(self, "portrait %s encoded at start", path.c_str());
+  } catch (...) {
+    GST_DEBUG_OBJECT(self, "portrait %s left for the first buffer", path.c_str());
+  }
+  return TRUE;
 }
 
 /* --- The portrait ---------------------------------------------------------- */
+
+// What to encode for the portrait file `path`: the file and the crop settings.
+static lia::PortraitSource gst_anitalker_render_portrait_source(GstAnitalkerRender* self, const std::string& path) {
+  GST_DEBUG_OBJECT(self, "encoding portrait %s", path.c_str());
+  lia::PortraitSource source;
+  source.path = path;
+  source.spec = gst_anitalker_render_crop_spec(self, &source.detector);
+  return source;
+}
 
 // Encodes the `portrait` property's file when it was set since the last
 // encode, or when nothing was encoded yet (lib lia::Renderer::update), into
@@ -285,10 +318,7 @@ static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, l
     self->portrait_dirty = FALSE;
     GST_OBJECT_UNLOCK(self);
     if ((!dirty && have) || path.empty()) return std::nullopt;
-    GST_DEBUG_OBJECT(self, "encoding portrait %s", path.c_str());
-    lia::PortraitSource source;
-    source.path = path;
-    source.spec = gst_anitalker_render_crop_spec(self, &source.detector);
+    lia::PortraitSource source = gst_anitalker_render_portrait_source(self, path);
     face_index = source.spec.face_index;
     return source;
   };
