@@ -257,6 +257,8 @@ static void gst_anitalker_render_stop(GstAnitalkerElement* element) {
 }
 
 static lia::PortraitSource gst_anitalker_render_portrait_source(GstAnitalkerRender* self, const std::string& path);
+static void gst_anitalker_render_report_encode(GstAnitalkerRender* self, const lia::Renderer::Current& now,
+                                               const std::string& path, int face_index);
 
 // The base's warm_up (lib lia::warm_up: a grey picture and one batch of zero
 // motion, thrown away), then the portrait set so far encoded: the first
@@ -277,13 +279,18 @@ static gboolean gst_anitalker_render_warm_up(GstAnitalkerElement* element) {
   GST_OBJECT_UNLOCK(self);
   if (path.empty()) return TRUE;
   try {
-    self->state->renderer.update([&](bool have) -> std::optional<lia::PortraitSource> {
-      if (have && !dirty) return std::nullopt;
-      return gst_anitalker_render_portrait_source(self, path);
-    });
+    int face_index = -1;
+    const lia::Renderer::Current now =
+        self->state->renderer.update([&](bool have) -> std::optional<lia::PortraitSource> {
+          if (have && !dirty) return std::nullopt;
+          lia::PortraitSource source = gst_anitalker_render_portrait_source(self, path);
+          face_index = source.spec.face_index;
+          return source;
+        });
     GST_OBJECT_LOCK(self);
     if (self->portrait && path == self->portrait) self->portrait_dirty = FALSE;
     GST_OBJECT_UNLOCK(self);
+    if (now.fresh) gst_anitalker_render_report_encode(self, now, path, face_index);
     GST_DEBUG_OBJECT(self, "portrait %s encoded at start", path.c_str());
   } catch (...) {
     GST_DEBUG_OBJECT(self, "portrait %s left for the first buffer", path.c_str());
@@ -300,6 +307,20 @@ static lia::PortraitSource gst_anitalker_render_portrait_source(GstAnitalkerRend
   source.path = path;
   source.spec = gst_anitalker_render_crop_spec(self, &source.detector);
   return source;
+}
+
+// After an encode of `path`: a note when the picture has several faces
+// (which one is used), and the log line.
+static void gst_anitalker_render_report_encode(GstAnitalkerRender* self, const lia::Renderer::Current& now,
+                                               const std::string& path, int face_index) {
+  if (now.choice.faces.size() > 1) {
+    const std::string note = "Several faces in \"" + path + "\": " + anitalker::crop::describe_faces(now.choice) +
+                             " (" + (face_index >= 0 ? "face-index" : "the largest; face-index chooses") + ").";
+    GST_ELEMENT_INFO(self, RESOURCE, SETTINGS, ("%s", note.c_str()), (nullptr));
+  }
+  const anitalker::crop::Square& q = now.choice.square;
+  GST_INFO_OBJECT(self, "portrait %u: %s%s", now.serial, path.c_str(),
+                  now.choice.cropped ? gst_anitalker_printf(" square %d,%d,%d", q.x, q.y, q.side).c_str() : "");
 }
 
 // Encodes the `portrait` property's file when it was set since the last
@@ -339,15 +360,7 @@ static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, l
                                          __FILE__, GST_FUNCTION, __LINE__);
     return FALSE;
   }
-  if (!now->fresh) return TRUE;
-  if (now->choice.faces.size() > 1) {
-    const std::string note = "Several faces in \"" + path + "\": " + anitalker::crop::describe_faces(now->choice) +
-                             " (" + (face_index >= 0 ? "face-index" : "the largest; face-index chooses") + ").";
-    GST_ELEMENT_INFO(self, RESOURCE, SETTINGS, ("%s", note.c_str()), (nullptr));
-  }
-  const anitalker::crop::Square& q = now->choice.square;
-  GST_INFO_OBJECT(self, "portrait %u: %s%s", now->serial, path.c_str(),
-                  now->choice.cropped ? gst_anitalker_printf(" square %d,%d,%d", q.x, q.y, q.side).c_str() : "");
+  if (now->fresh) gst_anitalker_render_report_encode(self, *now, path, face_index);
   return TRUE;
 }
 
