@@ -256,9 +256,8 @@ static void gst_anitalker_render_stop(GstAnitalkerElement* element) {
   st->reset_stream();
 }
 
-static lia::PortraitSource gst_anitalker_render_portrait_source(GstAnitalkerRender* self, const std::string& path);
-static void gst_anitalker_render_report_encode(GstAnitalkerRender* self, const lia::Renderer::Current& now,
-                                               const std::string& path, int face_index);
+static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, lia::Renderer::Current* now,
+                                                    bool at_start = false);
 
 // The base's warm_up (lib lia::warm_up: a grey picture and one batch of zero
 // motion, thrown away), then the portrait set so far encoded: the first
@@ -273,63 +272,21 @@ static gboolean gst_anitalker_render_warm_up(GstAnitalkerElement* element) {
   if (!model) return TRUE;
   if (!GST_ANITALKER_TRY(self, "Could not render a grey picture (warm-up).", false, lia::warm_up(*model, batch)))
     return FALSE;
-  GST_OBJECT_LOCK(self);
-  const std::string path = self->portrait ? self->portrait : "";
-  const gboolean dirty = self->portrait_dirty;
-  GST_OBJECT_UNLOCK(self);
-  if (path.empty()) return TRUE;
-  try {
-    int face_index = -1;
-    const lia::Renderer::Current now =
-        self->state->renderer.update([&](bool have) -> std::optional<lia::PortraitSource> {
-          if (have && !dirty) return std::nullopt;
-          lia::PortraitSource source = gst_anitalker_render_portrait_source(self, path);
-          face_index = source.spec.face_index;
-          return source;
-        });
-    GST_OBJECT_LOCK(self);
-    if (self->portrait && path == self->portrait) self->portrait_dirty = FALSE;
-    GST_OBJECT_UNLOCK(self);
-    if (now.fresh) gst_anitalker_render_report_encode(self, now, path, face_index);
-    GST_DEBUG_OBJECT(self, "portrait %s encoded at start", path.c_str());
-  } catch (...) {
-    GST_DEBUG_OBJECT(self, "portrait %s left for the first buffer", path.c_str());
-  }
-  return TRUE;
+  lia::Renderer::Current now;
+  return gst_anitalker_render_update_portrait(self, &now, true);
 }
 
 /* --- The portrait ---------------------------------------------------------- */
-
-// What to encode for the portrait file `path`: the file and the crop settings.
-static lia::PortraitSource gst_anitalker_render_portrait_source(GstAnitalkerRender* self, const std::string& path) {
-  GST_DEBUG_OBJECT(self, "encoding portrait %s", path.c_str());
-  lia::PortraitSource source;
-  source.path = path;
-  source.spec = gst_anitalker_render_crop_spec(self, &source.detector);
-  return source;
-}
-
-// After an encode of `path`: a note when the picture has several faces
-// (which one is used), and the log line.
-static void gst_anitalker_render_report_encode(GstAnitalkerRender* self, const lia::Renderer::Current& now,
-                                               const std::string& path, int face_index) {
-  if (now.choice.faces.size() > 1) {
-    const std::string note = "Several faces in \"" + path + "\": " + anitalker::crop::describe_faces(now.choice) +
-                             " (" + (face_index >= 0 ? "face-index" : "the largest; face-index chooses") + ").";
-    GST_ELEMENT_INFO(self, RESOURCE, SETTINGS, ("%s", note.c_str()), (nullptr));
-  }
-  const anitalker::crop::Square& q = now.choice.square;
-  GST_INFO_OBJECT(self, "portrait %u: %s%s", now.serial, path.c_str(),
-                  now.choice.cropped ? gst_anitalker_printf(" square %d,%d,%d", q.x, q.y, q.side).c_str() : "");
-}
 
 // Encodes the `portrait` property's file when it was set since the last
 // encode, or when nothing was encoded yet (lib lia::Renderer::update), into
 // *now, the portrait now current (none when none is set or no model is
 // loaded); posts the element error naming the file and returns FALSE when it
 // cannot be used, unless a portrait is already current: then a warning, and
-// that one stays.
-static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, lia::Renderer::Current* now) {
+// that one stays.  at_start (the warm-up): a portrait that cannot be used is
+// left, unreported, for the first buffer.
+static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, lia::Renderer::Current* now,
+                                                    bool at_start) {
   std::string path;
   int face_index = -1;
   auto want = [&](bool have) -> std::optional<lia::PortraitSource> {
@@ -339,13 +296,23 @@ static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, l
     self->portrait_dirty = FALSE;
     GST_OBJECT_UNLOCK(self);
     if ((!dirty && have) || path.empty()) return std::nullopt;
-    lia::PortraitSource source = gst_anitalker_render_portrait_source(self, path);
+    GST_DEBUG_OBJECT(self, "encoding portrait %s", path.c_str());
+    lia::PortraitSource source;
+    source.path = path;
+    source.spec = gst_anitalker_render_crop_spec(self, &source.detector);
     face_index = source.spec.face_index;
     return source;
   };
   try {
     *now = self->state->renderer.update(want);
   } catch (...) {
+    if (at_start) {
+      GST_DEBUG_OBJECT(self, "portrait %s left for the first buffer", path.c_str());
+      GST_OBJECT_LOCK(self);
+      self->portrait_dirty = TRUE;
+      GST_OBJECT_UNLOCK(self);
+      return TRUE;
+    }
     // While a face is in use (a live stream), a new one that cannot be used
     // is a warning: the current face stays and the stream goes on.
     const lia::Renderer::Current current = self->state->renderer.current();
@@ -360,7 +327,15 @@ static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, l
                                          __FILE__, GST_FUNCTION, __LINE__);
     return FALSE;
   }
-  if (now->fresh) gst_anitalker_render_report_encode(self, *now, path, face_index);
+  if (!now->fresh) return TRUE;
+  if (now->choice.faces.size() > 1) {
+    const std::string note = "Several faces in \"" + path + "\": " + anitalker::crop::describe_faces(now->choice) +
+                             " (" + (face_index >= 0 ? "face-index" : "the largest; face-index chooses") + ").";
+    GST_ELEMENT_INFO(self, RESOURCE, SETTINGS, ("%s", note.c_str()), (nullptr));
+  }
+  const anitalker::crop::Square& q = now->choice.square;
+  GST_INFO_OBJECT(self, "portrait %u: %s%s", now->serial, path.c_str(),
+                  now->choice.cropped ? gst_anitalker_printf(" square %d,%d,%d", q.x, q.y, q.side).c_str() : "");
   return TRUE;
 }
 
