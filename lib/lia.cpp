@@ -15,11 +15,13 @@
 
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <tuple>
 
 #include "checkpoint.h"
+#include "cuda_graph.h"
 #include "device.h"
 #include "error.h"
 #include "image.h"
@@ -546,10 +548,37 @@ at::Tensor style_of(const ModConv& m, const at::Tensor& styles) {
   return styles.narrow(1, m.style_at, m.modulation.w.size(0));
 }
 
+// The graphs of a model (Model::set_graphs), under one lock: a graph's
+// inputs and output are its own tensors, one call at a time.
+struct Model::GraphCache {
+  static constexpr size_t kMost = 32;
+  std::mutex lock;
+  Graphs mode = Graphs::Off;
+  std::string failure;
+  std::shared_ptr<CudaGraph::Pool> pool;
+  struct Entry {
+    at::Tensor motion, starts;      // (B, motion), (n, style)
+    std::vector<at::Tensor> feats;  // L maps (n, C, r, r); n = 1 (one portrait) or B
+    // Per row of starts and feats: the coarsest map of the portrait whose
+    // values the row holds, kept so that its address cannot name another.
+    std::vector<at::Tensor> held;
+    std::unique_ptr<CudaGraph> graph;
+  };
+  std::map<std::pair<int64_t, bool>, Entry> entries;  // by (B, one portrait)
+};
+
 Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Precision precision)
     : device_(device), dtype_(dtype), precision_(precision) {
   check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16, Precision::Fp16}, "the renderer");
   generic_ = generic_path(device);
+  graphs_ = std::make_shared<GraphCache>();
+  if (device.is_cuda() && cuda_graphs_built()) {
+    const char* env = std::getenv("ANITALKER_CUDA_GRAPHS");
+    if (env != nullptr && std::string(env) == "1") {
+      graphs_->mode = Graphs::On;
+      graphs_->pool = CudaGraph::new_pool();
+    }
+  }
   // The released file prefixes every key with "lia."; the original loader
   // also accepts the bare names (spec 2), so do we.
   const StateDict sd = all.sub(!all.has("lia.dec.direction.weight") && all.has("dec.direction.weight") ? "" : "lia.");
@@ -790,7 +819,7 @@ at::Tensor Model::latent(const Portrait& p, const at::Tensor& motion) const {
 constexpr size_t kLive = 5, kMaps = 32, kLiveOneAtATime = 3, kMapsOneAtATime = 24;
 
 // Decoder levels [j0, j1) (spec 3.9-3.11); x, flow and rgb carry over.
-void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& styles, int j0, int j1, at::Tensor& x,
+void Model::levels(const std::vector<at::Tensor>& feats, const at::Tensor& styles, int j0, int j1, at::Tensor& x,
                    at::Tensor& flow, at::Tensor& rgb) const {
   const Weights& w = *w_;
   const int64_t B = x.size(0);
@@ -807,15 +836,8 @@ void Model::levels(const std::vector<const Portrait*>& ps, const at::Tensor& sty
     at::Tensor mask = at::sigmoid(o.slice(1, 2, 3));
     at::Tensor grid = sampler.permute({0, 2, 3, 1}) + w.grids[j];
     // The portrait's features: one portrait for every row, or one per row.
-    at::Tensor f;
-    if (ps.size() == 1) {
-      f = ps[0]->feats[static_cast<size_t>(j)];
-      if (B > 1) f = f.expand({B, -1, -1, -1});
-    } else {
-      std::vector<at::Tensor> rows;
-      for (const Portrait* p : ps) rows.push_back(p->feats[static_cast<size_t>(j)]);
-      f = at::cat(rows, 0);
-    }
+    at::Tensor f = feats[static_cast<size_t>(j)];
+    if (f.size(0) == 1 && B > 1) f = f.expand({B, -1, -1, -1});
     // x becomes x * (1 - mask) + warp (x: this level's own output, from
     // styled_conv() above); on the CPU in the warp's own pass.
     at::Tensor warp;
@@ -839,6 +861,13 @@ at::Tensor Model::render(const Portrait& p, const at::Tensor& motion_in) const {
   if (motion_in.dim() != 2 || motion_in.size(1) != motion_dim_)
     throw Error(Error::Kind::Usage, "lia render: expected motion codes of shape [B, " + std::to_string(motion_dim_) + "], got " +
                                         c10::str(motion_in.sizes()));
+  if (p.feats.size() != static_cast<size_t>(levels_))
+    throw Error(Error::Kind::Usage, "lia render: a portrait that this model did not encode");
+  // On a GPU the batch as one, through its graph where graphs are on.
+  if (!device_.is_cpu() || graphs() == Graphs::Emulated) {
+    const at::Tensor r = render_graphed({&p}, motion_in);
+    if (r.defined()) return r;
+  }
   at::NoGradGuard no_grad;
   const at::Tensor motion = motion_in.to(device_, dtype_);
   const int64_t B = motion.size(0);
@@ -855,20 +884,19 @@ at::Tensor Model::render(const Portrait& p, const at::Tensor& motion_in) const {
   // runs at once.
   const int split = device_.is_cpu() ? 0 : levels_;
   if (channels_last()) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-  levels({&p}, st, 0, split, x, flow, rgb);
+  levels(p.feats, st, 0, split, x, flow, rgb);
   if (split == levels_) return rgb;
   std::vector<at::Tensor> out;
   for (int64_t i = 0; i < B; ++i) {
     at::Tensor xi = x.slice(0, i, i + 1), fi = flow.defined() ? flow.slice(0, i, i + 1) : flow;
     at::Tensor ri = rgb.defined() ? rgb.slice(0, i, i + 1) : rgb;
-    levels({&p}, st.slice(0, i, i + 1), split, levels_, xi, fi, ri);
+    levels(p.feats, st.slice(0, i, i + 1), split, levels_, xi, fi, ri);
     out.push_back(ri);
   }
   return B == 1 ? out[0] : at::cat(out, 0);
 }
 
 at::Tensor Model::render(const std::vector<const Portrait*>& portraits, const at::Tensor& motion_in, bool one_batch) const {
-  const Weights& w = *w_;
   if (motion_in.dim() != 2 || motion_in.size(1) != motion_dim_ || motion_in.size(0) != (int64_t)portraits.size())
     throw Error(Error::Kind::Usage, "lia render: expected motion codes of shape [" + std::to_string(portraits.size()) +
                                         ", " + std::to_string(motion_dim_) + "] (one row per portrait), got " +
@@ -888,18 +916,107 @@ at::Tensor Model::render(const std::vector<const Portrait*>& portraits, const at
     }
     return out.size() == 1 ? out[0] : at::cat(out, 0);
   }
+  {
+    const at::Tensor r = render_graphed(portraits, motion_in);
+    if (r.defined()) return r;
+  }
   at::NoGradGuard no_grad;
-  const at::Tensor motion = motion_in.to(device_, dtype_);
-  const int64_t B = motion.size(0);
-  std::vector<at::Tensor> starts;
+  std::vector<at::Tensor> starts, feats;
   for (const Portrait* p : portraits) starts.push_back(p->start);
-  const at::Tensor lat = at::cat(starts, 0) + at::matmul(motion, q_.t());  // (B, style)
+  for (size_t j = 0; j < static_cast<size_t>(levels_); ++j) {
+    std::vector<at::Tensor> rows;
+    for (const Portrait* p : portraits) rows.push_back(p->feats[j]);
+    feats.push_back(rows.size() == 1 ? rows[0] : at::cat(rows, 0));
+  }
+  return decode(motion_in.to(device_, dtype_), starts.size() == 1 ? starts[0] : at::cat(starts, 0), feats);
+}
+
+at::Tensor Model::decode(const at::Tensor& motion, const at::Tensor& starts, const std::vector<at::Tensor>& feats) const {
+  const Weights& w = *w_;
+  const int64_t B = motion.size(0);
+  const at::Tensor lat = starts + at::matmul(motion, q_.t());  // (B, style)
   const at::Tensor st = rows_times(lat, w.styles.w, w.styles.b);
   at::Tensor x = w.const_input.expand({B, -1, -1, -1});
   x = flrelu(run_mod_conv(w.conv1, x, style_of(w.conv1, st)), w.conv1.act_bias);
   at::Tensor flow, rgb;
-  levels(portraits, st, 0, levels_, x, flow, rgb);
+  levels(feats, st, 0, levels_, x, flow, rgb);
   return rgb;
+}
+
+void Model::set_graphs(Graphs mode) const {
+  if (mode == Graphs::On && (!device_.is_cuda() || !cuda_graphs_built()))
+    throw Error(Error::Kind::Usage, std::string("CUDA graphs: ") +
+                                        (device_.is_cuda() ? "this build has none (it needs a CUDA LibTorch and CUDA's "
+                                                             "headers: docs/building.md)"
+                                                           : "the renderer runs on " + device_.str() + ", not a CUDA device"));
+  GraphCache& g = *graphs_;
+  std::lock_guard<std::mutex> hold(g.lock);
+  g.mode = mode;
+  g.failure.clear();
+  g.entries.clear();
+  g.pool = mode == Graphs::On ? CudaGraph::new_pool() : nullptr;
+}
+
+Model::Graphs Model::graphs() const {
+  std::lock_guard<std::mutex> hold(graphs_->lock);
+  return graphs_->mode;
+}
+
+std::string Model::graphs_status() const {
+  GraphCache& g = *graphs_;
+  std::lock_guard<std::mutex> hold(g.lock);
+  if (!g.failure.empty()) return "failed: " + g.failure + "; rendering without graphs";
+  if (g.mode == Graphs::Off) return "off";
+  std::string sizes;
+  for (const auto& [key, e] : g.entries)
+    if (e.graph) sizes += (sizes.empty() ? "" : ", ") + std::to_string(key.first) + (key.second ? "" : " (one portrait a row)");
+  return std::string(g.mode == Graphs::On ? "on" : "emulated") + ", " + std::to_string(g.entries.size()) +
+         " recorded" + (sizes.empty() ? "" : " (batch sizes " + sizes + ")");
+}
+
+at::Tensor Model::render_graphed(const std::vector<const Portrait*>& ps, const at::Tensor& motion_in) const {
+  GraphCache& g = *graphs_;
+  std::lock_guard<std::mutex> hold(g.lock);
+  if (g.mode == Graphs::Off || !g.failure.empty()) return at::Tensor();
+  const int64_t B = motion_in.size(0);
+  const bool one = ps.size() == 1;
+  const int64_t n = one ? 1 : B;
+  auto it = g.entries.find({B, one});
+  if (it == g.entries.end()) {
+    if (g.entries.size() >= GraphCache::kMost) return at::Tensor();
+    it = g.entries.emplace(std::make_pair(B, one), GraphCache::Entry()).first;
+  }
+  GraphCache::Entry& e = it->second;
+  c10::InferenceMode inference;
+  if (!e.motion.defined()) {
+    const auto opts = at::TensorOptions().dtype(dtype_).device(device_);
+    e.motion = at::empty({B, motion_dim_}, opts);
+    e.starts = at::empty({n, style_dim_}, opts);
+    for (const at::Tensor& f : ps[0]->feats)
+      e.feats.push_back(at::empty({n, f.size(1), f.size(2), f.size(3)}, f.options().memory_format(f.suggest_memory_format())));
+    e.held.resize(static_cast<size_t>(n));
+  }
+  e.motion.copy_(motion_in);
+  for (int64_t i = 0; i < n; ++i) {
+    const Portrait& p = *ps[static_cast<size_t>(i)];
+    at::Tensor& held = e.held[static_cast<size_t>(i)];
+    if (held.defined() && held.is_same(p.feats[0])) continue;
+    e.starts[i].copy_(p.start[0]);
+    for (size_t j = 0; j < e.feats.size(); ++j) e.feats[j][i].copy_(p.feats[j][0]);
+    held = p.feats[0];
+  }
+  if (!e.graph) {
+    try {
+      e.graph = std::make_unique<CudaGraph>(
+          device_, [this, &e] { return decode(e.motion, e.starts, e.feats); }, g.pool, g.mode == Graphs::Emulated);
+    } catch (const Error& err) {
+      g.failure = err.what();
+      g.entries.clear();
+      return at::Tensor();
+    }
+  }
+  e.graph->replay();
+  return e.graph->output().clone();
 }
 
 size_t Model::call_bytes(int64_t frames, bool one_batch) const {

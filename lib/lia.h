@@ -94,10 +94,44 @@ class Model {
   // latent = start + motion @ Q^T: (B, style).
   at::Tensor latent(const Portrait& p, const at::Tensor& motion) const;
 
+  // CUDA graphs for the decoder on a GPU (lib/cuda_graph.h; issue 20): the
+  // whole-batch decoding of render() (both forms, on a GPU) recorded once
+  // for each batch size (and for one portrait or one per row), at its
+  // first call, then replayed: its inputs (motion codes, start codes and
+  // the portraits' feature maps) copied into the graph's own tensors, a
+  // portrait's maps only when its row held another portrait's.  The same
+  // kernels as without, so the same frames.  At most 32 graphs a model;
+  // batch sizes past them run as before.  If a recording fails, the model
+  // renders without graphs from then on and graphs_status() says why.
+  // Off: as before (the default; ANITALKER_CUDA_GRAPHS=1 in the
+  // environment makes On the default on a CUDA device).  On: a CUDA device
+  // in a build with graphs (cuda_graphs_built()), else Error(Usage).
+  // Emulated: any device, nothing recorded, each replay runs the decoding
+  // again into the graph's output (tests, on the CPU, of the inputs'
+  // copies).  The model is shared by a process's pipelines, and so is this
+  // setting; thread-safe (one replay at a time a model).
+  enum class Graphs { Off, On, Emulated };
+  void set_graphs(Graphs mode) const;
+  Graphs graphs() const;
+  // "off", "emulated, N recorded", "on, N recorded (batch sizes 1, 4)", or
+  // the failure: "failed: <why>; rendering without graphs".
+  std::string graphs_status() const;
+
  private:
   struct Weights;
-  // styles: every modulation's style for each row, (B, sum of their Cin).
-  void levels(const std::vector<const Portrait*>& ps, const at::Tensor& styles, int j0, int j1, at::Tensor& x,
+  struct GraphCache;
+  // The decoder over a batch (a GPU's way, every level for the whole
+  // batch): motion (B, motion), starts (1 or B, style), feats L maps (1 or
+  // B, C, r, r), coarse to fine; one row of starts or a map serves every row.
+  at::Tensor decode(const at::Tensor& motion, const at::Tensor& starts, const std::vector<at::Tensor>& feats) const;
+  // decode() through the graph for (B, one portrait or one per row);
+  // undefined where graphs are off, failed or full (the caller then renders
+  // as before).
+  at::Tensor render_graphed(const std::vector<const Portrait*>& ps, const at::Tensor& motion) const;
+  // styles: every modulation's style for each row, (B, sum of their Cin);
+  // feats: the portrait's maps, coarse to fine, one row for every row of x
+  // or one per row.
+  void levels(const std::vector<at::Tensor>& feats, const at::Tensor& styles, int j0, int j1, at::Tensor& x,
               at::Tensor& flow, at::Tensor& rgb) const;
   // Whether the decoder runs channels-last: on the CPU in float32, where
   // oneDNN's convolutions take that layout without reorders (levels()).
@@ -108,6 +142,7 @@ class Model {
   at::ScalarType dtype_;
   Precision precision_ = Precision::Fp32;
   bool generic_ = false;  // the device-independent path (see the constructor)
+  std::shared_ptr<GraphCache> graphs_;
   int size_ = 0, style_dim_ = 0, motion_dim_ = 0, levels_ = 0;
   std::vector<std::string> unused_;
 };

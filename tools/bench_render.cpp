@@ -83,7 +83,7 @@ int bench_render(int argc, char** argv) {
     std::vector<int> batches = {1, 4, 16};
     int repeat = 3, frames = 16, threads = 0, pace = 0, seconds = 20;
     bool bf16 = false, fp16 = false;
-    bool prof = false;
+    bool prof = false, graphs = false;
     double flow_scale = 1;
     std::string device = "cpu";
     cli::Options o("bench render",
@@ -106,6 +106,11 @@ int bench_render(int argc, char** argv) {
            "with AVX512_BF16): its speed against float32 and the 8-bit distance of its frames from float32's");
     o.flag("fp16", &fp16,
            "the same at precision=fp16 (a CUDA device: the modulated convolutions in float16, the rest float32)");
+    o.flag("graphs", &graphs,
+           "then the decoder replayed as CUDA graphs (one recorded per batch size; a CUDA device, in a build with "
+           "them; on the CPU emulated, a dry run whose times mean nothing): frames per second against the same batch without, and how far its frames are from those (the "
+           "same kernels: 0 expected); with --bf16 or --fp16 that path's too; with --pace the paced frames through "
+           "graphs");
     o.integer("pace", &pace, 1, 1000, "FPS",
               "then render one frame at a time at FPS frames per second for --seconds, as the element does live, "
               "and report the CPU this takes (process CPU time / wall time, in cores) and the frames that missed "
@@ -142,6 +147,15 @@ int bench_render(int argc, char** argv) {
     // Refused here, naming the device and what it supports (bf16: a CPU
     // with AVX512_BF16; fp16: a CUDA device).
     const auto model16 = low ? anitalker::lia::Model::load(path, dev, lowp) : nullptr;
+    using Graphs = anitalker::lia::Model::Graphs;
+    // On the CPU the graphs are emulated (a dry run of this benchmark: the
+    // inputs' copies and the comparison; its times mean nothing); on a GPU
+    // a build without graphs is refused here, before the runs.
+    const Graphs graphs_on = dev.is_cpu() ? Graphs::Emulated : Graphs::On;
+    if (graphs) {
+      model->set_graphs(graphs_on);
+      model->set_graphs(Graphs::Off);
+    }
     std::remove(path.c_str());  // the mapping keeps the data
     std::printf("model    %dx%d, style %d, motion %d, %d levels%s; loaded in %.2f s\n", model->size(), model->size(),
                 model->style_dim(), model->motion_dim(), model->levels(),
@@ -181,6 +195,44 @@ int bench_render(int argc, char** argv) {
       const double gf = flops / s.median / 1e9;
       std::printf("%-6d %10.4f %10.2f %10.2f .. %-9.2f %10.1f %8.0f%%\n", b, s.median, 1 / s.median, 1 / s.max, 1 / s.min, gf,
                   100 * gf / roof);
+    }
+    // Each batch's eager and graph runs, the same motion: the speed-up and
+    // the distance (raw frames on [-1, 1], and 8-bit levels).
+    auto graph_runs = [&](const anitalker::lia::Model& m, const anitalker::lia::Portrait& pp,
+                          const std::map<int, double>& eager, const char* name) {
+      for (int b : batches) {
+        const int runs = std::max(1, (frames + b - 1) / b);
+        const at::Tensor motion = at::randn({b, m.motion_dim()}).mul(0.5);
+        m.set_graphs(Graphs::Off);
+        const at::Tensor ref = m.render(pp, motion).to(at::kCPU);
+        m.set_graphs(graphs_on);
+        const double r0 = bench::now_s();
+        const at::Tensor got = m.render(pp, motion).to(at::kCPU);  // records
+        const double record = bench::now_s() - r0;
+        const double raw = (got - ref).abs().max().item<double>();
+        const int levels = (anitalker::lia::to_uint8(got).to(at::kInt) - anitalker::lia::to_uint8(ref).to(at::kInt))
+                               .abs()
+                               .max()
+                               .item<int>();
+        std::vector<double> tf;
+        for (int r = 0; r < repeat; ++r) {
+          t0 = bench::now_s();
+          for (int i = 0; i < runs; ++i) anitalker::lia::to_uint8(m.render(pp, motion));
+          sync();
+          tf.push_back((bench::now_s() - t0) / (runs * b));
+        }
+        const bench::Stats s = bench::stats(tf);
+        const auto e = eager.find(b);
+        std::printf("graphs %s %-6d %8.4f s/frame %8.2f fps (%.2f .. %.2f), %.2fx without; recorded in %.2f s; "
+                    "from the frames without: max %.2g raw, %d levels\n",
+                    name, b, s.median, 1 / s.median, 1 / s.max, 1 / s.min, e == eager.end() ? 0.0 : e->second / s.median,
+                    record, raw, levels);
+      }
+      std::printf("graphs %s %s\n", name, m.graphs_status().c_str());
+    };
+    if (graphs) {
+      graph_runs(*model, p, fp32_median, "fp32");
+      model->set_graphs(Graphs::Off);
     }
     if (dev.is_cpu() && anitalker::cpu_memory_peak() > 0) {
       // The tensor memory one call takes (measured by the CPU allocator:
@@ -223,6 +275,7 @@ int bench_render(int argc, char** argv) {
         std::printf("%s profile:\n", lname);
         bench::profile([&] { anitalker::lia::to_uint8(model16->render(p16, m1)); });
       }
+      std::map<int, double> low_median;
       for (int b : batches) {
         const int runs = std::max(1, (frames + b - 1) / b);
         const at::Tensor mb = at::randn({b, model->motion_dim()}).mul(0.5);
@@ -244,14 +297,21 @@ int bench_render(int argc, char** argv) {
           ratio.push_back(t32 / tf.back());
         }
         const bench::Stats s = bench::stats(tf), q = bench::stats(ratio);
+        low_median[b] = s.median;
         std::printf("%s %-6d %8.4f s/frame %8.2f fps (%.2f .. %.2f), %.2fx float32's fps (its median above); "
                     "paired with a float32 run each: %.2fx (%.2f .. %.2f)\n",
                     lname, b, s.median, 1 / s.median, 1 / s.max, 1 / s.min, fp32_median[b] / s.median, q.median, q.min,
                     q.max);
       }
+      if (graphs) {
+        graph_runs(*model16, p16, low_median, lname);
+        model16->set_graphs(Graphs::Off);
+      }
     }
     if (pace > 0) {
-      // Live pacing: one frame per slot, then sleep to the next slot.
+      // Live pacing: one frame per slot, then sleep to the next slot (with
+      // --graphs, each frame a replay).
+      model->set_graphs(graphs ? graphs_on : Graphs::Off);
       const at::Tensor motion = at::randn({1, model->motion_dim()}).mul(0.5);
       const int total = pace * seconds;
       const double period = 1.0 / pace;
@@ -269,8 +329,8 @@ int bench_render(int argc, char** argv) {
       }
       const double wall = bench::now_s() - w0, cpu = bench::cpu_s() - cpu0;
       const bench::Stats s = bench::stats(tf);
-      std::printf("paced    %d fps for %d s: CPU %.3f cores (%.1f%% of one core), frame %.1f ms (%.1f .. %.1f), %d of %d late\n",
-                  pace, seconds, cpu / wall, 100 * cpu / wall, 1e3 * s.median, 1e3 * s.min, 1e3 * s.max, late, total);
+      std::printf("paced    %d fps for %d s%s: CPU %.3f cores (%.1f%% of one core), frame %.1f ms (%.1f .. %.1f), %d of %d late\n",
+                  pace, seconds, graphs ? " (graphs)" : "", cpu / wall, 100 * cpu / wall, 1e3 * s.median, 1e3 * s.min, 1e3 * s.max, late, total);
     }
     const cli::Memory m = cli::memory();
     std::printf("peak resident memory %.0f MB\n", m.peak / 1e6);

@@ -6,7 +6,8 @@
 # inspect, motion and the benches) against the
 # LibTorch inside that PyTorch, then runs
 #   1. anitalker check --device cuda    every network, GPU against CPU
-#   2. the benchmarks on cuda           render (with 25 fps pacing), motion, sr, features
+#   2. the benchmarks on cuda           render (with 25 fps pacing; graphs: the same through CUDA
+#                                       graphs), motion, sr, features
 #   3. stage 2 on 2 CPU cores alone, then beside the paced GPU renderer on the
 #      same 2 cores: the renderer's share of the CPU when it runs on the GPU.
 #   4. (steps latency, streams) the plugin and the live benchmarks against
@@ -17,9 +18,10 @@
 #      LIVE_SECONDS of device time, so all of them take about 12 minutes;
 #      SR_ARGS adds options to the face-SR streams, e.g. "--sr-precision fp16
 #      --detect-every 5 --parse-every 5", STREAMS_ARGS to the others, e.g.
-#      "--precision fp16": the renderer in float16).
+#      "--precision fp16": the renderer in float16; ANITALKER_CUDA_GRAPHS=1
+#      in the environment: the renderers through CUDA graphs).
 # Usage: tests/device/run.sh [OUTDIR]   (logs go to OUTDIR, default ./device-out)
-# Steps to run can be narrowed with STEPS="check render motion sr features cpu2"
+# Steps to run can be narrowed with STEPS="check render graphs motion sr features cpu2"
 # (the default; "latency streams" are the live ones; "debug" adds a cuda-gdb
 # backtrace of the HuBERT check).
 # A dry run on a machine without a GPU: DEVICE=cpu, with TORCH_INCLUDE (dirs)
@@ -30,7 +32,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-device-out}
 mkdir -p "$out"
-steps=${STEPS:-check render motion sr features cpu2}
+steps=${STEPS:-check render graphs motion sr features cpu2}
 log="$out/run.log"
 exec > >(tee -a "$log") 2>&1
 say() { echo "=== $(date -u +%H:%M:%S) $*"; }
@@ -65,13 +67,43 @@ flags="-std=$std -O2 -g -fPIC -w -D_GLIBCXX_USE_CXX11_ABI=$abi -DANITALKER_CLI_N
   $(printf -- '-isystem %s ' $torch_inc) -isystem $deps/include/opencv4 -isystem $deps/include"
 # The lists meson builds from (lib/sources.txt, tools/sources.txt): all of
 # lib/, and the tool's LibTorch part (core), as -Dgstreamer=disabled does.
+# CUDA graphs (lib/cuda_graph.cpp): LibTorch's graph header needs CUDA's
+# own runtime headers; from the toolkit (nvcc's) or PyTorch's nvidia wheels.
+cuda_inc=""
+for d in "${CUDA_HOME:-}" /usr/local/cuda "$(dirname "$(dirname "$(command -v nvcc || echo /none/bin/nvcc)")")"; do
+  [ -n "$d" ] && [ -e "$d/include/cuda_runtime_api.h" ] && { cuda_inc="$d/include"; break; }
+done
+[ -n "$cuda_inc" ] || cuda_inc=$("$py" - <<'PY' 2>/dev/null
+import glob, os
+import nvidia
+for p in nvidia.__path__:
+    for f in glob.glob(os.path.join(p, "**", "cuda_runtime_api.h"), recursive=True):
+        print(os.path.dirname(f))
+        raise SystemExit
+PY
+)
+plain_flags=$flags
+if [ -e "$tl/libtorch_cuda.so" ] && [ -n "$cuda_inc" ]; then
+  flags="$flags -DANITALKER_CUDA_GRAPHS=1 -isystem $cuda_inc"
+  echo "CUDA graphs: with $cuda_inc"
+else
+  echo "CUDA graphs: none (no libtorch_cuda.so or no cuda_runtime_api.h)"
+fi
 lib_srcs=$(awk '$1 !~ /^#/ && NF == 2 { print "lib/" $2 }' lib/sources.txt)
 tool_srcs=$(awk '$1 == "core" { print "tools/" $2 }' tools/sources.txt)
 srcs="$lib_srcs $tool_srcs"
 t0=$(date +%s)
 export cxx flags obj
+rm -f "$obj/lib_cuda_graph.cpp.o"
 printf '%s\n' $srcs | xargs -P "$(nproc)" -I{} sh -c \
   'o=$obj/$(echo {} | tr / _).o; $cxx $flags -c {} -o $o 2> $o.err || { echo "FAILED {}"; head -c 4000 $o.err; }'
+# Graphs that do not build leave the rest as it was: lib/cuda_graph.cpp
+# again without them (the renderer then says "this build has none").
+if [ ! -s "$obj/lib_cuda_graph.cpp.o" ]; then
+  say "CUDA graphs did not build (above): lib/cuda_graph.cpp without them"
+  flags=$plain_flags
+  $cxx $flags -c lib/cuda_graph.cpp -o "$obj/lib_cuda_graph.cpp.o"
+fi
 cat "$obj"/*.err > "$out/compile.log" 2>/dev/null
 cuda_libs="-Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed"
 [ -e "$tl/libtorch_cuda.so" ] || cuda_libs=""
@@ -161,6 +193,8 @@ for s in $steps; do
       run hubert-cpu 60 $at bench features --device cpu --seconds 1 --repeat 1 --layers 2
       command -v cuda-gdb && timeout 120 cuda-gdb -q -batch -ex run -ex bt -ex "info sharedlibrary" --args $at check --device $device --only hubert 2>&1 | grep -v "^\[New Thread\|^\[Thread" | head -120 ;;
     render) run render 180 $at bench render --device $device --threads 1 --batch 1,4,16,64,256 --frames 256 --repeat 5 --fp16 --pace 25 --seconds 10 ;;
+    graphs)  # the decoder as CUDA graphs (issue 20), a process of its own: a recording that breaks the GPU's context ends only this step
+      run graphs 180 $at bench render --device $device --threads 1 --batch 1,4,16,64,256 --frames 256 --repeat 5 --fp16 --graphs --pace 25 --seconds 10 ;;
     motion) run motion 180 $at bench motion --device $device --variants ha,hf --steps 50,25,10 --stream 25:25:0,25:8:0,50:10:0 --repeat 3 ;;
     sr) run sr 180 $at bench sr --device $device --repeat 5 --fp16 --batch 1,8,32 ;;
     features) run features 120 $at bench features --device $device --repeat 5 ;;

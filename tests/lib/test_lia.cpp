@@ -9,6 +9,7 @@
 #include "checkpoint.h"
 #include "device.h"
 #include "checkpoint_writer.h"
+#include "cuda_graph.h"
 #include "error.h"
 #include "image.h"
 #include "kernels.h"
@@ -312,6 +313,63 @@ TEST(LiaManyPortraits, OneCallForSeveralStreams) {
   const double swap = (m->render(swapped, motion, true) - want).abs().max().item<double>();
   EXPECT_GT(swap, 1e-1) << swap;
   EXPECT_THAT(error_of([&] { m->render(ps, motion.slice(0, 0, 4), true); }), HasSubstr("one row per portrait"));
+}
+
+// The decoder through graphs (issue 20), emulated on the CPU: what a CUDA
+// graph cannot check itself, that each replay reads this call's motion
+// codes and portraits.  Its inputs are the graph's own tensors, a row's
+// maps copied only when the row held another portrait's; the frames must
+// be those of the same call without graphs, bit for bit, as rows change
+// portraits, as a portrait dies and a new one takes its place in memory,
+// and in the one-portrait form render(portrait, motion) takes on a GPU.
+TEST(LiaGraphs, EachReplayReadsItsOwnCall) {
+  using Graphs = anitalker::lia::Model::Graphs;
+  using P = const anitalker::lia::Portrait*;
+  auto m = anitalker::lia::Model::load(data("chain/stage1.ckpt"), c10::Device(c10::kCPU));
+  struct Off {  // the model is the process's: leave it as found
+    const anitalker::lia::Model& m;
+    ~Off() { m.set_graphs(Graphs::Off); }
+  } off{*m};
+  at::manual_seed(11);
+  const int S = m->size();
+  std::vector<at::Tensor> images;
+  for (int i = 0; i < 4; ++i) images.push_back(at::rand({1, 3, S, S}) * 2 - 1);
+  const anitalker::lia::Portrait a = m->encode(images[0]), b = m->encode(images[1]), c = m->encode(images[2]);
+  std::vector<at::Tensor> motions;
+  for (int i = 0; i < 5; ++i) motions.push_back(at::randn({5, m->motion_dim()}) * 0.5);
+  // The calls, in order: rows trading portraits, a new portrait, the same
+  // rows with other codes, and one portrait for three rows.
+  const std::vector<std::pair<std::vector<P>, int>> calls = {
+      {{&a, &a, &b, &a, &b}, 0}, {{&b, &b, &a, &c, &a}, 1}, {{&a, &a, &b, &a, &b}, 2}, {{&a, &a, &b, &a, &b}, 3}};
+  std::vector<at::Tensor> want;
+  for (const auto& [ps, k] : calls) want.push_back(m->render(ps, motions[k], true));
+  const at::Tensor three = motions[4].slice(0, 0, 3);
+  const at::Tensor want_a = m->render(std::vector<P>(3, &a), three, true);
+  const at::Tensor want_c = m->render(std::vector<P>(3, &c), three, true);
+
+  m->set_graphs(Graphs::Emulated);
+  for (size_t i = 0; i < calls.size(); ++i)
+    EXPECT_TRUE(at::equal(m->render(calls[i].first, motions[calls[i].second], true), want[i])) << "call " << i;
+  EXPECT_TRUE(at::equal(m->render(a, three), want_a));
+  EXPECT_TRUE(at::equal(m->render(c, three), want_c));
+  EXPECT_TRUE(at::equal(m->render(a, three), want_a));
+  EXPECT_EQ(m->graphs_status(), "emulated, 2 recorded (batch sizes 3, 5 (one portrait a row))");
+
+  // A portrait that dies, and another in its place (the same address).
+  std::optional<anitalker::lia::Portrait> slot;
+  slot.emplace(m->encode(images[3]));
+  const P at_slot = &*slot;
+  const at::Tensor first = m->render(*slot, three);
+  slot.emplace(m->encode(images[0]));
+  ASSERT_EQ(&*slot, at_slot);
+  EXPECT_TRUE(at::equal(m->render(*slot, three), want_a));
+  EXPECT_FALSE(at::equal(first, want_a));
+
+  // On the CPU there is nothing to record.
+  EXPECT_THAT(error_of([&] { m->set_graphs(Graphs::On); }), HasSubstr("CUDA graphs: the renderer runs on cpu, not a CUDA device"));
+  EXPECT_FALSE(anitalker::cuda_graphs_built());
+  m->set_graphs(Graphs::Off);
+  EXPECT_EQ(m->graphs_status(), "off");
 }
 
 // Three streams through one shared renderer at once: each gets exactly the
