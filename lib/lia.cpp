@@ -110,7 +110,10 @@ at::Tensor depthwise(const at::Tensor& k, int64_t c) { return k.flip({0, 1}).exp
 // kd: the kernel from depthwise().
 at::Tensor blur(const at::Tensor& x, const at::Tensor& kd, int64_t p0, int64_t p1) {
   const int64_t b = x.size(0), c = x.size(1);
-  if (b == 1 && p0 == p1) return conv_pad(x, kd, p0, p0, c);
+  // One image, or a batch channels-last (the device-independent path's
+  // option, Model::Model): the padding in the convolution.
+  const bool nhwc = x.dim() == 4 && x.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  if ((b == 1 || nhwc) && p0 == p1) return conv_pad(x, kd, p0, p0, c);
   at::Tensor xp = at::constant_pad_nd(x, {p0, p1, p0, p1}, 0);
   if (b == 1) return conv(xp, kd, 1, 0, c);
   // A depthwise conv over a batch takes a slow path in LibTorch 1.13 on the
@@ -311,11 +314,20 @@ at::Tensor sample(const at::Tensor& f, const at::Tensor& grid) {
 // oneDNN one returns 1x1 images) the same rounded operands with float32
 // products and sums, which is what a bfloat16 convolution with float32
 // accumulation computes.
+// y in x's layout: cuDNN's transposed convolution keeps a channels-last
+// input's layout, LibTorch 1.13's on the CPU does not (NCHW out), so the CPU
+// (the tests' stand-in for a GPU) follows a GPU's layouts with a copy here.
+at::Tensor like_layout(const at::Tensor& y, const at::Tensor& x) {
+  const at::MemoryFormat f = x.suggest_memory_format();
+  return y.suggest_memory_format() == f ? y : y.contiguous(f);
+}
+
 at::Tensor conv_up_low(const ModConv& m, const at::Tensor& xs) {
   const at::Tensor x = xs.to(m.low);
   if (xs.is_cpu())
-    return at::conv_transpose2d(x.to(xs.scalar_type()), m.half.wt.to(xs.scalar_type()), c10::nullopt,
-                                at::IntArrayRef{2}, at::IntArrayRef{0});
+    return like_layout(at::conv_transpose2d(x.to(xs.scalar_type()), m.half.wt.to(xs.scalar_type()), c10::nullopt,
+                                            at::IntArrayRef{2}, at::IntArrayRef{0}),
+                       xs);
   return at::conv_transpose2d(x, m.half.wt, c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0}).to(xs.scalar_type());
 }
 
@@ -335,7 +347,7 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
             ? conv_up_low(m, xs)
         : m.phase00.defined() && !m.generic
             ? sub_pixel_up(m.phase00, m.phase01, m.phase10, m.phase11, xs, xs.scalar_type())
-            : at::conv_transpose2d(xs, m.wt, c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0});
+            : like_layout(at::conv_transpose2d(xs, m.wt, c10::nullopt, at::IntArrayRef{2}, at::IntArrayRef{0}), xs);
     y = blur(y, m.blur_kernel, 1, 1);
   } else {
     const int64_t p = m.w.size(2) / 2;
@@ -567,10 +579,15 @@ struct Model::GraphCache {
   std::map<std::pair<int64_t, bool>, Entry> entries;  // by (B, one portrait)
 };
 
-Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Precision precision)
+Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Precision precision,
+             std::optional<bool> nhwc)
     : device_(device), dtype_(dtype), precision_(precision) {
   check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16, Precision::Fp16}, "the renderer");
   generic_ = generic_path(device);
+  if (generic_) {
+    const char* env = std::getenv("ANITALKER_CHANNELS_LAST");
+    nhwc_ = nhwc ? *nhwc : env != nullptr && std::string(env) == "1";
+  }
   graphs_ = std::make_shared<GraphCache>();
   if (device.is_cuda() && cuda_graphs_built()) {
     const char* env = std::getenv("ANITALKER_CUDA_GRAPHS");
@@ -744,6 +761,19 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     }
   };
   trunk(half);
+  if (nhwc_) {
+    // The device-independent path channels-last: the trunk's and the
+    // flows' weights (and the blurs') in that layout once, so that cuDNN
+    // runs each convolution in it without reordering a weight per call.
+    auto cl = [](at::Tensor& t) {
+      if (t.defined() && t.dim() == 4) t = t.contiguous(at::MemoryFormat::ChannelsLast);
+    };
+    auto cl_mod = [&](ModConv& m) {
+      for (at::Tensor* t : {&m.w, &m.wt, &m.half.w, &m.half.wt, &m.blur_kernel}) cl(*t);
+    };
+    trunk(cl_mod);
+    for (auto& tf : w->to_flows) cl_mod(tf.conv);
+  }
   w_ = w;
 }
 
@@ -870,6 +900,8 @@ at::Tensor Model::render(const Portrait& p, const at::Tensor& motion_in) const {
   }
   at::NoGradGuard no_grad;
   const at::Tensor motion = motion_in.to(device_, dtype_);
+  // On a GPU the whole batch at once (the CPU's way is below).
+  if (!device_.is_cpu()) return decode(motion, p.start, p.feats);
   const int64_t B = motion.size(0);
   const at::Tensor st = rows_times(latent(p, motion), w.styles.w, w.styles.b);  // (B, every modulation's Cin)
 
@@ -937,6 +969,7 @@ at::Tensor Model::decode(const at::Tensor& motion, const at::Tensor& starts, con
   const at::Tensor lat = starts + at::matmul(motion, q_.t());  // (B, style)
   const at::Tensor st = rows_times(lat, w.styles.w, w.styles.b);
   at::Tensor x = w.const_input.expand({B, -1, -1, -1});
+  if (nhwc_) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   x = flrelu(run_mod_conv(w.conv1, x, style_of(w.conv1, st)), w.conv1.act_bias);
   at::Tensor flow, rgb;
   levels(feats, st, 0, levels_, x, flow, rgb);

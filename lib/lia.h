@@ -50,8 +50,14 @@ class Model {
   // folded into them, transposed convolutions, NCHW); the CPU runs it too
   // with ANITALKER_GENERIC=1 in the environment (tests: the GPU path's
   // arithmetic checked on the CPU).
+  // nhwc: the device-independent path (a GPU's) with its
+  // activations and convolution weights channels-last (NHWC), which cuDNN's
+  // tensor-core kernels take without reordering; the warps' portrait maps
+  // and the 3-channel flow and colour maps stay NCHW.  By default off, on
+  // with ANITALKER_CHANNELS_LAST=1 in the environment; nothing changes on
+  // the CPU's own path (which is channels-last in float32 anyway).
   Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat,
-        Precision precision = Precision::Fp32);
+        Precision precision = Precision::Fp32, std::optional<bool> nhwc = std::nullopt);
 
   // One process-wide copy per (file, device, precision): a second load of
   // the same file returns the same model while the first is alive.  Throws
@@ -142,6 +148,7 @@ class Model {
   at::ScalarType dtype_;
   Precision precision_ = Precision::Fp32;
   bool generic_ = false;  // the device-independent path (see the constructor)
+  bool nhwc_ = false;     // that path channels-last (the constructor's nhwc)
   std::shared_ptr<GraphCache> graphs_;
   int size_ = 0, style_dim_ = 0, motion_dim_ = 0, levels_ = 0;
   std::vector<std::string> unused_;

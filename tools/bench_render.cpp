@@ -17,10 +17,12 @@
 
 #include "bench_models.h"
 #include "bench_util.h"
+#include "checkpoint.h"
 #include "checkpoint_writer.h"
 #include "cli.h"
 #include "device.h"
 #include "lia.h"
+#include "state_dict.h"
 
 namespace {
 
@@ -83,7 +85,7 @@ int bench_render(int argc, char** argv) {
     std::vector<int> batches = {1, 4, 16};
     int repeat = 3, frames = 16, threads = 0, pace = 0, seconds = 20;
     bool bf16 = false, fp16 = false;
-    bool prof = false, graphs = false;
+    bool prof = false, graphs = false, nhwc = false;
     double flow_scale = 1;
     std::string device = "cpu";
     cli::Options o("bench render",
@@ -111,6 +113,10 @@ int bench_render(int argc, char** argv) {
            "them; on the CPU emulated, a dry run whose times mean nothing): frames per second against the same batch without, and how far its frames are from those (the "
            "same kernels: 0 expected); with --bf16 or --fp16 that path's too; with --pace the paced frames through "
            "graphs");
+    o.flag("channels-last", &nhwc,
+           "then the decoder channels-last (NHWC activations and weights; a GPU's option, "
+           "ANITALKER_CHANNELS_LAST=1 for the elements): per batch, its speed paired with the NCHW decoder's and "
+           "how far its frames are from those; with --bf16 or --fp16 that path's too; with --graphs its graphs too");
     o.integer("pace", &pace, 1, 1000, "FPS",
               "then render one frame at a time at FPS frames per second for --seconds, as the element does live, "
               "and report the CPU this takes (process CPU time / wall time, in cores) and the frames that missed "
@@ -155,6 +161,16 @@ int bench_render(int argc, char** argv) {
     if (graphs) {
       model->set_graphs(graphs_on);
       model->set_graphs(Graphs::Off);
+    }
+    // The same weights channels-last (Model's nhwc), for --channels-last.
+    std::shared_ptr<const anitalker::lia::Model> model_cl, model16_cl;
+    if (nhwc) {
+      if (!anitalker::generic_path(dev))
+        throw cli::UsageError("--channels-last: for a GPU (the CPU's own path runs channels-last in float32 already; "
+                              "ANITALKER_GENERIC=1 runs a GPU's path on the CPU, a dry run)");
+      const anitalker::StateDict sd(anitalker::Checkpoint::open(path));
+      model_cl = std::make_shared<const anitalker::lia::Model>(sd, dev, at::kFloat, anitalker::Precision::Fp32, true);
+      if (low) model16_cl = std::make_shared<const anitalker::lia::Model>(sd, dev, at::kFloat, lowp, true);
     }
     std::remove(path.c_str());  // the mapping keeps the data
     std::printf("model    %dx%d, style %d, motion %d, %d levels%s; loaded in %.2f s\n", model->size(), model->size(),
@@ -234,6 +250,45 @@ int bench_render(int argc, char** argv) {
       graph_runs(*model, p, fp32_median, "fp32");
       model->set_graphs(Graphs::Off);
     }
+    // NCHW against channels-last, the same weights and motion, each run
+    // paired with one of the other just before it.
+    auto layout_runs = [&](const anitalker::lia::Model& m, const anitalker::lia::Portrait& pm,
+                           const anitalker::lia::Model& mc, const char* name) {
+      const anitalker::lia::Portrait pc = mc.encode(image);
+      std::map<int, double> cl_median;
+      for (int b : batches) {
+        const int runs = std::max(1, (frames + b - 1) / b);
+        const at::Tensor motion = at::randn({b, m.motion_dim()}).mul(0.5);
+        const at::Tensor ref = m.render(pm, motion).to(at::kCPU), got = mc.render(pc, motion).to(at::kCPU);
+        const double raw = (got - ref).abs().max().item<double>();
+        const int levels = (anitalker::lia::to_uint8(got).to(at::kInt) - anitalker::lia::to_uint8(ref).to(at::kInt))
+                               .abs()
+                               .max()
+                               .item<int>();
+        auto timed = [&](const anitalker::lia::Model& mm, const anitalker::lia::Portrait& pp) {
+          const double s0 = bench::now_s();
+          for (int i = 0; i < runs; ++i) anitalker::lia::to_uint8(mm.render(pp, motion));
+          sync();
+          return (bench::now_s() - s0) / (runs * b);
+        };
+        std::vector<double> tf, ratio;
+        for (int r = 0; r < repeat; ++r) {
+          const double t = timed(m, pm);
+          tf.push_back(timed(mc, pc));
+          ratio.push_back(t / tf.back());
+        }
+        const bench::Stats st = bench::stats(tf), q = bench::stats(ratio);
+        cl_median[b] = st.median;
+        std::printf("nhwc %s %-6d %8.4f s/frame %8.2f fps (%.2f .. %.2f); paired with an NCHW run each: %.2fx "
+                    "(%.2f .. %.2f); from the NCHW frames: max %.2g raw, %d levels\n",
+                    name, b, st.median, 1 / st.median, 1 / st.max, 1 / st.min, q.median, q.min, q.max, raw, levels);
+      }
+      if (graphs) {
+        graph_runs(mc, pc, cl_median, (std::string(name) + " nhwc").c_str());
+        mc.set_graphs(Graphs::Off);
+      }
+    };
+    if (nhwc) layout_runs(*model, p, *model_cl, "fp32");
     if (dev.is_cpu() && anitalker::cpu_memory_peak() > 0) {
       // The tensor memory one call takes (measured by the CPU allocator:
       // lib/device.h cpu_memory_peak), the CPU's way (one image at a time)
@@ -307,6 +362,7 @@ int bench_render(int argc, char** argv) {
         graph_runs(*model16, p16, low_median, lname);
         model16->set_graphs(Graphs::Off);
       }
+      if (nhwc) layout_runs(*model16, p16, *model16_cl, lname);
     }
     if (pace > 0) {
       // Live pacing: one frame per slot, then sleep to the next slot (with

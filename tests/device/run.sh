@@ -7,7 +7,7 @@
 # LibTorch inside that PyTorch, then runs
 #   1. anitalker check --device cuda    every network, GPU against CPU
 #   2. the benchmarks on cuda           render (with 25 fps pacing; graphs: the same through CUDA
-#                                       graphs), motion, sr, features
+#                                       graphs and channels-last), motion, sr, features
 #   3. stage 2 on 2 CPU cores alone, then beside the paced GPU renderer on the
 #      same 2 cores: the renderer's share of the CPU when it runs on the GPU.
 #   4. (steps latency, streams) the plugin and the live benchmarks against
@@ -19,7 +19,8 @@
 #      SR_ARGS adds options to the face-SR streams, e.g. "--sr-precision fp16
 #      --detect-every 5 --parse-every 5", STREAMS_ARGS to the others, e.g.
 #      "--precision fp16": the renderer in float16; ANITALKER_CUDA_GRAPHS=1
-#      in the environment: the renderers through CUDA graphs).
+#      and ANITALKER_CHANNELS_LAST=1 in the environment: the renderers
+#      through CUDA graphs, channels-last).
 # Usage: tests/device/run.sh [OUTDIR]   (logs go to OUTDIR, default ./device-out)
 # Steps to run can be narrowed with STEPS="check render graphs motion sr features cpu2"
 # (the default; "latency streams" are the live ones; "debug" adds a cuda-gdb
@@ -193,8 +194,8 @@ for s in $steps; do
       run hubert-cpu 60 $at bench features --device cpu --seconds 1 --repeat 1 --layers 2
       command -v cuda-gdb && timeout 120 cuda-gdb -q -batch -ex run -ex bt -ex "info sharedlibrary" --args $at check --device $device --only hubert 2>&1 | grep -v "^\[New Thread\|^\[Thread" | head -120 ;;
     render) run render 180 $at bench render --device $device --threads 1 --batch 1,4,16,64,256 --frames 256 --repeat 5 --fp16 --pace 25 --seconds 10 ;;
-    graphs)  # the decoder as CUDA graphs (issue 20), a process of its own: a recording that breaks the GPU's context ends only this step
-      run graphs 180 $at bench render --device $device --threads 1 --batch 1,4,16,64,256 --frames 256 --repeat 5 --fp16 --graphs --pace 25 --seconds 10 ;;
+    graphs)  # the decoder as CUDA graphs and channels-last (issue 20), a process of its own: a recording that breaks the GPU's context ends only this step
+      run graphs 240 $at bench render --device $device --threads 1 --batch 1,4,16,64,256 --frames 256 --repeat 5 --fp16 --graphs --channels-last --pace 25 --seconds 10 ;;
     motion) run motion 180 $at bench motion --device $device --variants ha,hf --steps 50,25,10 --stream 25:25:0,25:8:0,50:10:0 --repeat 3 ;;
     sr) run sr 180 $at bench sr --device $device --repeat 5 --fp16 --batch 1,8,32 ;;
     features) run features 120 $at bench features --device $device --repeat 5 ;;

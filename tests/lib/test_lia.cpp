@@ -439,10 +439,10 @@ TEST_P(Lia, Bf16FramesStayNearTheReference) {
 TEST_P(Lia, GenericPathKeepsTheReferenceFrames) {
   const Fixture& f = GetParam();
   const c10::Device cpu(c10::kCPU);
-  auto load = [&](anitalker::Precision precision) {
+  auto load = [&](anitalker::Precision precision, bool nhwc = false) {
     ::setenv("ANITALKER_GENERIC", "1", 1);
     auto m = std::make_shared<anitalker::lia::Model>(
-        anitalker::StateDict(anitalker::Checkpoint::open(data(f.ckpt))), cpu, at::kFloat, precision);
+        anitalker::StateDict(anitalker::Checkpoint::open(data(f.ckpt))), cpu, at::kFloat, precision, nhwc);
     ::unsetenv("ANITALKER_GENERIC");
     return m;
   };
@@ -457,6 +457,20 @@ TEST_P(Lia, GenericPathKeepsTheReferenceFrames) {
     SCOPED_TRACE("float32, frame " + std::to_string(i));
     check_raw(f, raw[i], read_npy_tensor(data(f.dir + "/frame" + std::to_string(i) + "_raw.npy"))[0]);
     check_u8(f, u8[i], read_npy_tensor(data(f.dir + "/frame" + std::to_string(i) + "_u8.npy")));
+  }
+  {
+    // Channels-last (a GPU's option), the frames as one batch as a GPU
+    // renders them (the batch's blurs take another branch than one image's).
+    auto mc = load(anitalker::Precision::Fp32, true);
+    auto pc = mc->encode(read_npy_tensor(data(f.dir + "/input.npy")));
+    const std::vector<const anitalker::lia::Portrait*> rows(static_cast<size_t>(motions.size(0)), &pc);
+    at::Tensor rawc = mc->render(rows, motions, true);
+    at::Tensor u8c = anitalker::lia::to_uint8(rawc);
+    for (int i : f.frames) {
+      SCOPED_TRACE("float32 channels-last, one batch, frame " + std::to_string(i));
+      check_raw(f, rawc[i], read_npy_tensor(data(f.dir + "/frame" + std::to_string(i) + "_raw.npy"))[0]);
+      check_u8(f, u8c[i], read_npy_tensor(data(f.dir + "/frame" + std::to_string(i) + "_u8.npy")));
+    }
   }
   if (!anitalker::cpu_has_bf16()) GTEST_SKIP() << "no AVX512_BF16: the reduced-precision half is not run";
   auto m16 = load(anitalker::Precision::Bf16);
