@@ -6,12 +6,16 @@
 // modulated convolution of one image takes the style on its input channels
 // and the demodulation on its output channels instead of modulating the
 // weights per call (the same sums, rounded in another order; the decoder's
-// modulated convolutions are half of the FLOPs).  Other devices and
-// batches of several images keep the per-sample modulated weights.
+// modulated convolutions are half of the FLOPs).  The device-independent
+// path (a GPU's) does the same for a batch of several faces, which is then
+// one ordinary convolution instead of a grouped one over per-face weights;
+// one face there keeps the per-sample modulated weights.
 #include "gfpgan.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
+
+#include <cstdlib>
 
 #include "checkpoint.h"
 #include "error.h"
@@ -112,6 +116,10 @@ struct ModConv {  // spec 2.4, ModulatedConv2d
   // demodulation the sums of w^2 over each kernel, (Cout, Cin).
   PackedConv packed;
   at::Tensor w_sq;
+  // The device-independent path's batches (run() below): the weights as
+  // one convolution's, (Cout, Cin, k, k), in `low`; made after placing.
+  at::Tensor w_low;
+  bool grouped = false;  // ANITALKER_GFPGAN_GROUPED=1: batches as before (measurements)
   template <class F>
   void each(F& f) {
     visit_all(f, w, modulation);
@@ -139,6 +147,21 @@ at::Tensor run(const ModConv& m, at::Tensor x, const at::Tensor& latent) {
     if (m.upsample) x = resize(x, 2.0);
     at::Tensor y = m.packed(x * s.view({1, cin, 1, 1}), k / 2, k / 2);
     if (m.demodulate) y.mul_(at::rsqrt(at::mm(s * s, m.w_sq.t()) + 1e-8).view({1, cout, 1, 1}));
+    return y;
+  }
+  if (b > 1 && m.w_low.defined() && !m.grouped) {
+    // A batch of faces (a GPU's way): the style on the input channels and
+    // the demodulation on the output ones, as above, so that the batch is
+    // one ordinary convolution with shared weights instead of a grouped one
+    // over per-face weights (StyleGAN2's unfused modulation); within float
+    // rounding of it.
+    const at::Tensor s = at::linear(latent, m.modulation.w, m.modulation.b);  // (B, Cin)
+    if (m.upsample) x = resize(x, 2.0);
+    const at::Tensor xs = x * s.view({b, cin, 1, 1});
+    at::Tensor y = at::conv2d(xs.to(m.w_low.scalar_type()), m.w_low, c10::nullopt, at::IntArrayRef{1},
+                              at::IntArrayRef{k / 2});
+    if (y.scalar_type() != x.scalar_type()) y = y.to(x.scalar_type());
+    if (m.demodulate) y.mul_(at::rsqrt(at::mm(s * s, m.w_sq.t()) + 1e-8).view({b, cout, 1, 1}));
     return y;
   }
   at::Tensor s = at::linear(latent, m.modulation.w, m.modulation.b).view({b, 1, cin, 1, 1});
@@ -336,10 +359,16 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     if (pack) c.packed = PackedConv(c.w, {1, 1}, bf16);
     if (low != at::kFloat && !c.packed.usable()) c.hw = c.w.to(low);
   });
+  const char* grouped = std::getenv("ANITALKER_GFPGAN_GROUPED");
   modulated([&](ModConv& m) {
     m.low = low;  // batches of several images, or no packed copy
-    if (!pack) return;
     const at::Tensor w4 = m.w[0];  // (Cout, Cin, k, k)
+    if (generic_) {
+      m.w_low = w4.to(low).contiguous();
+      m.w_sq = w4.pow(2).sum({2, 3});
+      m.grouped = grouped != nullptr && std::string(grouped) == "1";
+    }
+    if (!pack) return;
     m.packed = PackedConv(w4, {1, 1}, bf16);
     if (m.packed.usable()) m.w_sq = w4.pow(2).sum({2, 3});
   });

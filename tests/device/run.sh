@@ -197,7 +197,9 @@ for s in $steps; do
     graphs)  # the decoder as CUDA graphs and channels-last (issue 20), a process of its own: a recording that breaks the GPU's context ends only this step
       run graphs 240 $at bench render --device $device --threads 1 --batch 1,4,16,64,256 --frames 256 --repeat 5 --fp16 --graphs --channels-last --pace 25 --seconds 10 ;;
     motion) run motion 180 $at bench motion --device $device --variants ha,hf --steps 50,25,10 --stream 25:25:0,25:8:0,50:10:0 --repeat 3 ;;
-    sr) run sr 180 $at bench sr --device $device --repeat 5 --fp16 --batch 1,8,32 ;;
+    sr) run sr 180 $at bench sr --device $device --repeat 5 --fp16 --batch 1,8,32
+      # batches as grouped convolutions over per-face weights, as before 2026-12-06: the comparison
+      run sr-grouped 150 env ANITALKER_GFPGAN_GROUPED=1 $at bench sr --device $device --repeat 3 --fp16 --batch 8,32 ;;
     features) run features 120 $at bench features --device $device --repeat 5 ;;
     cpu2)
       run motion-2cores-alone 150 taskset -c 0,1 $at bench motion --device cpu --threads 2 --variants ha --steps 50 --stream 50:10:0 --repeat 3

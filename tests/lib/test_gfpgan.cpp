@@ -125,7 +125,24 @@ TEST(Gfpgan, GenericPathKeepsTheReference) {
               d.mean().item<float>());
   EXPECT_LE(d.max().item<float>(), 1e-3);
   EXPECT_LE(d.mean().item<float>(), 1e-4);
+  // A batch (a GPU's batched faces: the modulation on the input, one
+  // convolution with shared weights): the reference's face among others.
+  const at::Tensor batch = load(anitalker::Precision::Fp32)->forward(at::cat({x.flip(3), x, x.flip(2)}, 0));
+  const at::Tensor db = (window(batch.slice(0, 1, 2)) - want).abs();
+  std::printf("gfpgan generic batch of 3, the reference's face: max abs %.3g, mean abs %.3g\n", db.max().item<float>(),
+              db.mean().item<float>());
+  EXPECT_LE(db.max().item<float>(), 1e-3);
+  EXPECT_LE(db.mean().item<float>(), 1e-4);
+  EXPECT_LE((batch[0] - load(anitalker::Precision::Fp32)->forward(x.flip(3))[0]).abs().max().item<float>(), 1e-4);
   if (!anitalker::cpu_has_bf16()) GTEST_SKIP() << "no AVX512_BF16: the reduced-precision half is not run";
+  {
+    const at::Tensor b16 = load(anitalker::Precision::Bf16)->forward(at::cat({x.flip(3), x}, 0));
+    const at::Tensor d16 = (window(b16.slice(0, 1, 2)) - want).abs();
+    std::printf("gfpgan generic bf16 batch of 2, the reference's face: max abs %.3g, mean abs %.3g\n",
+                d16.max().item<float>(), d16.mean().item<float>());
+    EXPECT_LE(d16.max().item<float>(), 0.06f);
+    EXPECT_LE(d16.mean().item<float>(), 0.015f);
+  }
   const at::Tensor raw16 = load(anitalker::Precision::Bf16)->forward(x);
   const at::Tensor d16 = (window(raw16) - want).abs();
   const float from_fp32 = (raw16 - raw).abs().max().item<float>();
