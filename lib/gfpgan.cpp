@@ -239,7 +239,8 @@ const char* noise_name(Noise n) {
   return "?";
 }
 
-Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Precision precision)
+Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Precision precision,
+             std::optional<bool> nhwc)
     : device_(device), dtype_(dtype), precision_(precision) {
   check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16, Precision::Fp16}, "GFPGAN");
   // GFPGANer reads 'params_ema', else 'params'; a bare state dict also loads.
@@ -354,6 +355,10 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   const bool bf16 = precision_ == Precision::Bf16;
   const at::ScalarType low = bf16 ? at::kBFloat16 : precision_ == Precision::Fp16 ? at::kHalf : at::kFloat;
   generic_ = generic_path(device_);
+  if (generic_) {
+    const char* env = std::getenv("ANITALKER_CHANNELS_LAST");
+    nhwc_ = nhwc ? *nhwc : env != nullptr && std::string(env) == "1";
+  }
   const bool pack = device_.is_cpu() && dtype_ == at::kFloat && !generic_;
   plain([&](Conv& c) {
     if (pack) c.packed = PackedConv(c.w, {1, 1}, bf16);
@@ -372,6 +377,19 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     m.packed = PackedConv(w4, {1, 1}, bf16);
     if (m.packed.usable()) m.w_sq = w4.pow(2).sum({2, 3});
   });
+  if (nhwc_) {
+    // Channels-last weights once (forward() runs the activations so): no
+    // reorder of a weight per call.  The modulated weights of one face are
+    // made per call, in the layout cuDNN then picks from the input's.
+    auto cl = [](at::Tensor& t) {
+      if (t.defined() && t.dim() == 4) t = t.contiguous(at::MemoryFormat::ChannelsLast);
+    };
+    plain([&](Conv& c) {
+      cl(c.w);
+      cl(c.hw);
+    });
+    modulated([&](ModConv& m) { cl(m.w_low); });
+  }
 
   w_ = w;
 }
@@ -412,8 +430,9 @@ at::Tensor Model::forward(const at::Tensor& x_in, Noise noise) const {
     throw Error(Error::Kind::Usage, "gfpgan: expected an image of shape [B, 3, " + std::to_string(size_) + ", " +
                                         std::to_string(size_) + "], got " + c10::str(x_in.sizes()));
   at::NoGradGuard no_grad;
-  // Channels-last throughout where the convolutions are packed.
-  const bool nhwc = w.first.packed.usable();
+  // Channels-last throughout where the convolutions are packed, or where
+  // the device-independent path was made so.
+  const bool nhwc = w.first.packed.usable() || nhwc_;
   const at::Tensor x =
       x_in.to(device_, dtype_).contiguous(nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
   const int64_t B = x.size(0);

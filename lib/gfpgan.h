@@ -8,6 +8,7 @@
 #include <c10/core/Device.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,9 +44,11 @@ class Model {
   // activations, resizes, the style code and the output stay float32.
   // precision Fp16 (CUDA): the same convolutions in float16.  A GPU (or
   // ANITALKER_GENERIC=1, device.h generic_path) runs NCHW with nothing
-  // packed.
+  // packed, or with nhwc (default: ANITALKER_CHANNELS_LAST=1 in the
+  // environment) channels-last: activations and convolution weights NHWC,
+  // as cuDNN's tensor-core kernels take them.
   Model(const StateDict& sd, c10::Device device, at::ScalarType dtype = at::kFloat,
-        Precision precision = Precision::Fp32);
+        Precision precision = Precision::Fp32, std::optional<bool> nhwc = std::nullopt);
 
   // One process-wide copy per (file, device, precision).
   static std::shared_ptr<const Model> load(const std::string& path, c10::Device device,
@@ -60,6 +63,8 @@ class Model {
   // ANITALKER_GENERIC=1 when it was made): a batch of faces is then one
   // pass; on the CPU's own path each face runs alone anyway.
   bool generic() const { return generic_; }
+  // Whether the device-independent path runs channels-last (the constructor's nhwc).
+  bool channels_last() const { return nhwc_; }
   // Keys of the checkpoint that inference does not use.
   const std::vector<std::string>& unused_keys() const { return unused_; }
 
@@ -75,6 +80,7 @@ class Model {
   at::ScalarType dtype_;
   Precision precision_ = Precision::Fp32;
   bool generic_ = false;
+  bool nhwc_ = false;
   int size_ = 0, style_dim_ = 0, num_latents_ = 0;
   std::vector<std::string> unused_;
 };

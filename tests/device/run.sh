@@ -199,7 +199,9 @@ for s in $steps; do
     motion) run motion 180 $at bench motion --device $device --variants ha,hf --steps 50,25,10 --stream 25:25:0,25:8:0,50:10:0 --repeat 3 ;;
     sr) run sr 180 $at bench sr --device $device --repeat 5 --fp16 --batch 1,8,32
       # batches as grouped convolutions over per-face weights, as before 2026-12-06: the comparison
-      run sr-grouped 150 env ANITALKER_GFPGAN_GROUPED=1 $at bench sr --device $device --repeat 3 --fp16 --batch 8,32 ;;
+      run sr-grouped 150 env ANITALKER_GFPGAN_GROUPED=1 $at bench sr --device $device --repeat 3 --fp16 --batch 8,32
+      # GFPGAN channels-last (its option; ParseNet and RetinaFace as before)
+      run sr-nhwc 150 env ANITALKER_CHANNELS_LAST=1 $at bench sr --device $device --repeat 3 --fp16 --batch 1,8,32 ;;
     features) run features 120 $at bench features --device $device --repeat 5 ;;
     cpu2)
       run motion-2cores-alone 150 taskset -c 0,1 $at bench motion --device cpu --threads 2 --variants ha --steps 50 --stream 50:10:0 --repeat 3

@@ -109,10 +109,10 @@ TEST(Gfpgan, Bf16StaysNearTheReference) {
 // precision's weights left unused (float32 throughout) fail "the reduced
 // path ran".
 TEST(Gfpgan, GenericPathKeepsTheReference) {
-  auto load = [&](anitalker::Precision precision) {
+  auto load = [&](anitalker::Precision precision, bool nhwc = false) {
     ::setenv("ANITALKER_GENERIC", "1", 1);
     auto m = std::make_shared<Model>(anitalker::StateDict(anitalker::Checkpoint::open(data("face-sr/gfpgan_tiny.pth"))),
-                                     kCpu, at::kFloat, precision);
+                                     kCpu, at::kFloat, precision, nhwc);
     ::unsetenv("ANITALKER_GENERIC");
     return m;
   };
@@ -134,6 +134,20 @@ TEST(Gfpgan, GenericPathKeepsTheReference) {
   EXPECT_LE(db.max().item<float>(), 1e-3);
   EXPECT_LE(db.mean().item<float>(), 1e-4);
   EXPECT_LE((batch[0] - load(anitalker::Precision::Fp32)->forward(x.flip(3))[0]).abs().max().item<float>(), 1e-4);
+  {
+    // Channels-last (a GPU's option): one face and a batch.
+    const auto mc = load(anitalker::Precision::Fp32, true);
+    EXPECT_TRUE(mc->channels_last());
+    EXPECT_FALSE(load(anitalker::Precision::Fp32)->channels_last());
+    const at::Tensor one = mc->forward(x), three = mc->forward(at::cat({x.flip(3), x, x.flip(2)}, 0));
+    for (const at::Tensor& got : {one, three.slice(0, 1, 2)}) {
+      const at::Tensor dc = (window(got) - want).abs();
+      std::printf("gfpgan generic channels-last, the reference's face: max abs %.3g, mean abs %.3g\n",
+                  dc.max().item<float>(), dc.mean().item<float>());
+      EXPECT_LE(dc.max().item<float>(), 1e-3);
+      EXPECT_LE(dc.mean().item<float>(), 1e-4);
+    }
+  }
   if (!anitalker::cpu_has_bf16()) GTEST_SKIP() << "no AVX512_BF16: the reduced-precision half is not run";
   {
     const at::Tensor b16 = load(anitalker::Precision::Bf16)->forward(at::cat({x.flip(3), x}, 0));
