@@ -121,6 +121,7 @@ struct RenderState {
   GstAnitalkerFrameClock clock;  // the held frames' timing
   std::vector<float> motion;     // the held frames x dims, time-major
   guint64 received = 0;          // frames since the stream (re)started, for messages
+  bool graphs_told = false;      // the CUDA graphs' state reported (ANITALKER_CUDA_GRAPHS)
 
   void reset_stream() {
     clock.reset();
@@ -409,6 +410,23 @@ static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_
     return GST_FLOW_ERROR;
   gst_anitalker_element_add_compute(element, t0);
   GST_LOG_OBJECT(self, "rendered %zu frames in %.3f s", n, (g_get_monotonic_time() - t0) / 1e6);
+  if (!st->graphs_told) {
+    // CUDA graphs (ANITALKER_CUDA_GRAPHS=1 on a GPU): said once, a failed
+    // recording as a warning (the frames go on without graphs).
+    const std::shared_ptr<const lia::Model> model = st->renderer.model();
+    if (model && model->graphs() != lia::Model::Graphs::Off) {
+      const std::string status = model->graphs_status();
+      if (status.rfind("failed", 0) == 0) {
+        GST_ELEMENT_WARNING(self, LIBRARY, FAILED, ("CUDA graphs could not be used; rendering without them."),
+                            ("%s", status.c_str()));
+        st->graphs_told = true;
+      } else {
+        GST_DEBUG_OBJECT(self, "CUDA graphs: %s", status.c_str());
+      }
+    } else {
+      st->graphs_told = true;
+    }
+  }
 
   const std::vector<GstAnitalkerFrameTiming> timing = st->clock.take(n);
   st->motion.erase(st->motion.begin(), st->motion.begin() + n * st->dims);
