@@ -907,22 +907,16 @@ at::Tensor Model::render(const Portrait& p, const at::Tensor& motion_in) const {
 
   at::Tensor x = w.const_input.expand({B, -1, -1, -1});
   x = flrelu(run_mod_conv(w.conv1, x, style_of(w.conv1, st)), w.conv1.act_bias);
-  at::Tensor flow, rgb;
   // On the CPU the levels run one image at a time: the decoder is bound by
   // its activations, which for one image stay in cache; a batch run as one
   // tensor was 2-7x slower per image at 64x64 and above with LibTorch 1.13
   // (measured; docs/performance.md).  Only the coarse 8x8 and 16x16 levels
-  // gain from a batch, by too little to matter.  On a GPU the whole batch
-  // runs at once.
-  const int split = device_.is_cpu() ? 0 : levels_;
+  // gain from a batch, by too little to matter.
   if (channels_last()) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-  levels(p.feats, st, 0, split, x, flow, rgb);
-  if (split == levels_) return rgb;
   std::vector<at::Tensor> out;
   for (int64_t i = 0; i < B; ++i) {
-    at::Tensor xi = x.slice(0, i, i + 1), fi = flow.defined() ? flow.slice(0, i, i + 1) : flow;
-    at::Tensor ri = rgb.defined() ? rgb.slice(0, i, i + 1) : rgb;
-    levels(p.feats, st.slice(0, i, i + 1), split, levels_, xi, fi, ri);
+    at::Tensor xi = x.slice(0, i, i + 1), fi, ri;
+    levels(p.feats, st.slice(0, i, i + 1), 0, levels_, xi, fi, ri);
     out.push_back(ri);
   }
   return B == 1 ? out[0] : at::cat(out, 0);
