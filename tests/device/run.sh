@@ -195,7 +195,7 @@ for s in $steps; do
       command -v cuda-gdb && timeout 120 cuda-gdb -q -batch -ex run -ex bt -ex "info sharedlibrary" --args $at check --device $device --only hubert 2>&1 | grep -v "^\[New Thread\|^\[Thread" | head -120 ;;
     render) run render 180 $at bench render --device $device --threads 1 --batch 1,4,16,64,256 --frames 256 --repeat 5 --fp16 --pace 25 --seconds 10 ;;
     graphs)  # the decoder as CUDA graphs and channels-last (issue 20), a process of its own: a recording that breaks the GPU's context ends only this step
-      run graphs 240 $at bench render --device $device --threads 1 --batch 1,4,16,64,256 --frames 256 --repeat 5 --fp16 --graphs --channels-last --pace 25 --seconds 10 ;;
+      run graphs 240 $at bench render --device $device --threads 1 --batch 1,4,16,64 --frames 256 --repeat 5 --fp16 --graphs --channels-last --pace 25 --seconds 10 ;;
     motion) run motion 180 $at bench motion --device $device --variants ha,hf --steps 50,25,10 --stream 25:25:0,25:8:0,50:10:0 --repeat 3 ;;
     sr) run sr 180 $at bench sr --device $device --repeat 5 --fp16 --batch 1,8,32
       # batches as grouped convolutions over per-face weights, as before 2026-12-06: the comparison
