@@ -17,7 +17,9 @@
 
 #include "bench_models.h"
 #include "bench_util.h"
+#include "checkpoint.h"
 #include "cli.h"
+#include "cuda_graph.h"
 #include "device.h"
 #include "face_restore.h"
 #include "gfpgan.h"
@@ -27,6 +29,7 @@
 #include "motion_driver.h"
 #include "parsenet.h"
 #include "retinaface.h"
+#include "state_dict.h"
 
 namespace {
 
@@ -171,6 +174,12 @@ int cmd_check(int argc, char** argv) {
       bench::write_stage1(path);
       auto mc = anitalker::lia::Model::load(path, cpu);
       auto md = anitalker::lia::Model::load(path, dev);
+      // The GPU's options (docs/elements.md): channels-last, made here (on
+      // the CPU with ANITALKER_GENERIC=1 too, a dry run).
+      std::shared_ptr<const anitalker::lia::Model> md_cl;
+      if (anitalker::generic_path(dev))
+        md_cl = std::make_shared<const anitalker::lia::Model>(anitalker::StateDict(anitalker::Checkpoint::open(path)),
+                                                              dev, at::kFloat, anitalker::Precision::Fp32, true);
       std::remove(path.c_str());
       const at::Tensor image = at::rand({1, 3, mc->size(), mc->size()}) * 2 - 1;
       const anitalker::lia::Portrait pc = mc->encode(image), pd = md->encode(image.to(dev));
@@ -183,6 +192,23 @@ int cmd_check(int argc, char** argv) {
       const at::Tensor rc = mc->render(pc, motion), rd = md->render(pd, motion.to(dev));
       compare("stage1 8 frames, raw", rc, rd, true);
       compare_levels("stage1 8 frames, 8-bit", anitalker::lia::to_uint8(rc), anitalker::lia::to_uint8(rd));
+      if (md_cl) {
+        const at::Tensor rl = md_cl->render(md_cl->encode(image.to(dev)), motion.to(dev));
+        compare("stage1 channels-last, raw", rc, rl, true);
+        compare_levels("stage1 channels-last, 8-bit", anitalker::lia::to_uint8(rc), anitalker::lia::to_uint8(rl));
+      }
+      if (dev.is_cuda() && anitalker::cuda_graphs_built()) {
+        // Recorded, then replayed twice: the second replay with the same
+        // inputs, the first after its recording.
+        md->set_graphs(anitalker::lia::Model::Graphs::On);
+        md->render(pd, motion.to(dev));
+        const at::Tensor rg = md->render(pd, motion.to(dev));
+        std::printf("stage1 CUDA graphs: %s; max |diff| from the frames without: %.3g\n", md->graphs_status().c_str(),
+                    (rg - rd).abs().max().item<double>());
+        compare("stage1 CUDA graph, raw", rc, rg, true);
+        compare_levels("stage1 CUDA graph, 8-bit", anitalker::lia::to_uint8(rc), anitalker::lia::to_uint8(rg));
+        md->set_graphs(anitalker::lia::Model::Graphs::Off);
+      }
     }
 
     if (wants("sr")) {
@@ -195,6 +221,15 @@ int cmd_check(int argc, char** argv) {
         auto mc = anitalker::gfpgan::Model::load(stem + "-gfpgan.pth", cpu);
         auto md = anitalker::gfpgan::Model::load(stem + "-gfpgan.pth", dev);
         compare("gfpgan 512 (stored noise)", mc->forward(face), md->forward(face.to(dev)));
+        // A batch (on a GPU one convolution a layer, the style on the
+        // input), and channels-last.
+        const at::Tensor two = at::cat({face, face.flip(3)}, 0);
+        compare("gfpgan 512, a batch of 2", mc->forward(two), md->forward(two.to(dev)));
+        if (anitalker::generic_path(dev)) {
+          const anitalker::gfpgan::Model cl(anitalker::StateDict(anitalker::Checkpoint::open(stem + "-gfpgan.pth")), dev,
+                                            at::kFloat, anitalker::Precision::Fp32, true);
+          compare("gfpgan 512, a batch of 2, channels-last", mc->forward(two), cl.forward(two.to(dev)));
+        }
       }
       {
         auto mc = anitalker::parsenet::Model::load(stem + "-parsenet.pth", cpu);
