@@ -1068,14 +1068,18 @@ void check_call_memory(const Model& model, int64_t frames, const std::string& se
                        std::optional<size_t> free_bytes) {
   const size_t free = free_bytes ? *free_bytes : device_memory_free(model.device());
   const bool one_batch = !model.device().is_cpu();
-  const size_t need = model.call_bytes(frames, one_batch);
+  // With graphs a call's memory is held twice: by the graph's recording
+  // and by the allocator's cache, where the run before the recording left it.
+  const size_t copies = model.graphs() == Model::Graphs::Off ? 1 : 2;
+  const size_t need = copies * model.call_bytes(frames, one_batch);
   if (free == 0 || need <= free) return;
   // call_bytes is a fixed part plus a part per frame.
   const size_t fixed = model.call_bytes(0, one_batch), per_frame = model.call_bytes(1, one_batch) - fixed;
-  const int64_t most = free > fixed ? static_cast<int64_t>((free - fixed) / per_frame) : 0;
+  const int64_t most = free / copies > fixed ? static_cast<int64_t>((free / copies - fixed) / per_frame) : 0;
   throw Error(Error::Kind::Usage,
               setting + ": one call renders up to " + std::to_string(frames) + " frames, which take about " +
-                  format_bytes(need) + " on " + model.device().str() + (one_batch ? " (one batch)" : "") + "; " +
+                  format_bytes(need) + " on " + model.device().str() + (one_batch ? " (one batch)" : "") +
+                  (copies > 1 ? " (twice: CUDA graphs keep their recordings' memory)" : "") + "; " +
                   format_bytes(free) + " free there: at most " + std::to_string(most) + " frames a call");
 }
 

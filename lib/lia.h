@@ -170,8 +170,9 @@ at::Tensor to_uint8(const at::Tensor& raw);
 // Refuses (Error(Usage)) a setting under which one render call could take
 // more memory than `model`'s device has free: `frames` frames a call, as a
 // GPU runs them (one batch) or the CPU (one image at a time), estimated by
-// Model::call_bytes, against `free_bytes` (by default device_memory_free();
-// nothing is refused when that is unknown).  The message starts with
+// Model::call_bytes (twice with graphs on: Model::set_graphs), against
+// `free_bytes` (by default device_memory_free(); nothing is refused when
+// that is unknown).  The message starts with
 // `setting` (e.g. "max-batch=64 x batch-size=16") and says the estimate,
 // what is free and the most frames a call can have.
 void check_call_memory(const Model& model, int64_t frames, const std::string& setting,

@@ -615,6 +615,23 @@ TEST(LiaMemory, CallsLargerThanTheDeviceAreRefused) {
   EXPECT_THAT(e, HasSubstr("max-batch=1024 x batch-size=64: one call renders up to 65536 frames, which take about "));
   EXPECT_THAT(e, HasSubstr(" on cpu; "));
   EXPECT_THAT(e, HasSubstr("free there: at most 100 frames a call"));
+  {
+    // With graphs a call's memory counts twice.
+    using Graphs = anitalker::lia::Model::Graphs;
+    struct Off {
+      const anitalker::lia::Model& m;
+      ~Off() { m.set_graphs(Graphs::Off); }
+    } off{*m};
+    m->set_graphs(Graphs::Emulated);
+    const std::string g = error_of([&] { anitalker::lia::check_call_memory(*m, 100, "batch-size=100", free); });
+    EXPECT_THAT(g, HasSubstr("(twice: CUDA graphs keep their recordings' memory)"));
+    int64_t fits = 0;  // the most frames whose call fits twice
+    while (2 * m->call_bytes(fits + 1, false) <= free) ++fits;
+    ASSERT_GT(fits, 0);
+    EXPECT_THAT(g, HasSubstr("at most " + std::to_string(fits) + " frames a call"));
+    EXPECT_NO_THROW(anitalker::lia::check_call_memory(*m, fits, "batch-size", free));
+    EXPECT_ANY_THROW(anitalker::lia::check_call_memory(*m, fits + 1, "batch-size", free));
+  }
   // The CPU's free memory is known here.
   EXPECT_GT(anitalker::device_memory_free(c10::Device(c10::kCPU)), size_t{1} << 20);
 }
