@@ -1004,8 +1004,8 @@ std::string Model::graphs_status() const {
 at::Tensor Model::render_graphed(const std::vector<const Portrait*>& ps, const at::Tensor& motion_in) const {
   GraphCache& g = *graphs_;
   std::lock_guard<std::mutex> hold(g.lock);
-  if (g.mode == Graphs::Off || !g.failure.empty()) return at::Tensor();
   const int64_t B = motion_in.size(0);
+  if (g.mode == Graphs::Off || !g.failure.empty() || B == 0) return at::Tensor();
   const bool one = ps.size() == 1;
   const int64_t n = one ? 1 : B;
   auto it = g.entries.find({B, one});
