@@ -51,6 +51,15 @@
  * whose calls would not fit in the device's free memory fails the start,
  * saying how many frames a call can have.
  *
+ * ## On a GPU
+ *
+ * Two options of the process's environment, off by default until measured
+ * on a GPU: ANITALKER_CUDA_GRAPHS=1 records the decoder once for each
+ * batch size and replays it as one launch (a build with CUDA graphs; the
+ * same frames; a recording that fails is posted as a warning and the
+ * frames go on without graphs, and the memory check then counts a call
+ * twice), and ANITALKER_CHANNELS_LAST=1 runs it channels-last.
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 filesrc location=speech.wav ! decodebin ! audioconvert ! audioresample !
