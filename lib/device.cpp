@@ -324,6 +324,11 @@ bool generic_path(c10::Device device) {
   return knob != nullptr && std::string(knob) == "1";
 }
 
+bool generic_channels_last() {
+  const char* knob = std::getenv("ANITALKER_CHANNELS_LAST");
+  return knob != nullptr && std::string(knob) == "1";
+}
+
 const char* precision_name(Precision p) {
   switch (p) {
     case Precision::Bf16: return "bf16";

@@ -133,6 +133,10 @@ inline bool cpu_has_bf16() {
 // environment sets ANITALKER_GENERIC=1 (the tests check a GPU path's
 // arithmetic on the CPU that way).  Read when a model is built.
 bool generic_path(c10::Device device);
+// Whether that path runs channels-last unless a model is told otherwise:
+// where the environment sets ANITALKER_CHANNELS_LAST=1 (the renderer's and
+// GFPGAN's GPU option, docs/elements.md).  Read when a model is built.
+bool generic_channels_last();
 
 // What an NVIDIA GPU is doing now, from NVML (libnvidia-ml.so.1, opened at
 // the first call; `known` false where it is absent or fails: no NVIDIA

@@ -355,10 +355,7 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   const bool bf16 = precision_ == Precision::Bf16;
   const at::ScalarType low = bf16 ? at::kBFloat16 : precision_ == Precision::Fp16 ? at::kHalf : at::kFloat;
   generic_ = generic_path(device_);
-  if (generic_) {
-    const char* env = std::getenv("ANITALKER_CHANNELS_LAST");
-    nhwc_ = nhwc ? *nhwc : env != nullptr && std::string(env) == "1";
-  }
+  if (generic_) nhwc_ = nhwc ? *nhwc : generic_channels_last();
   const bool pack = device_.is_cpu() && dtype_ == at::kFloat && !generic_;
   plain([&](Conv& c) {
     if (pack) c.packed = PackedConv(c.w, {1, 1}, bf16);
@@ -370,12 +367,11 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     const at::Tensor w4 = m.w[0];  // (Cout, Cin, k, k)
     if (generic_) {
       m.w_low = w4.to(low).contiguous();
-      m.w_sq = w4.pow(2).sum({2, 3});
       m.grouped = grouped != nullptr && std::string(grouped) == "1";
     }
-    if (!pack) return;
-    m.packed = PackedConv(w4, {1, 1}, bf16);
-    if (m.packed.usable()) m.w_sq = w4.pow(2).sum({2, 3});
+    if (pack) m.packed = PackedConv(w4, {1, 1}, bf16);
+    // For the demodulation where the style goes on the input (run()).
+    if (generic_ || m.packed.usable()) m.w_sq = w4.pow(2).sum({2, 3});
   });
   if (nhwc_) {
     // Channels-last weights once (forward() runs the activations so): no

@@ -584,10 +584,7 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     : device_(device), dtype_(dtype), precision_(precision) {
   check_precision(precision, device, "precision", {Precision::Fp32, Precision::Bf16, Precision::Fp16}, "the renderer");
   generic_ = generic_path(device);
-  if (generic_) {
-    const char* env = std::getenv("ANITALKER_CHANNELS_LAST");
-    nhwc_ = nhwc ? *nhwc : env != nullptr && std::string(env) == "1";
-  }
+  if (generic_) nhwc_ = nhwc ? *nhwc : generic_channels_last();
   graphs_ = std::make_shared<GraphCache>();
   if (device.is_cuda() && cuda_graphs_built()) {
     const char* env = std::getenv("ANITALKER_CUDA_GRAPHS");
@@ -893,11 +890,8 @@ at::Tensor Model::render(const Portrait& p, const at::Tensor& motion_in) const {
                                         c10::str(motion_in.sizes()));
   if (p.feats.size() != static_cast<size_t>(levels_))
     throw Error(Error::Kind::Usage, "lia render: a portrait that this model did not encode");
-  // On a GPU the batch as one, through its graph where graphs are on.
-  if (!device_.is_cpu() || graphs() == Graphs::Emulated) {
-    const at::Tensor r = render_graphed({&p}, motion_in);
-    if (r.defined()) return r;
-  }
+  // Through its graph where graphs are on (a GPU, or emulated).
+  if (const at::Tensor r = render_graphed({&p}, motion_in); r.defined()) return r;
   at::NoGradGuard no_grad;
   const at::Tensor motion = motion_in.to(device_, dtype_);
   // On a GPU the whole batch at once (the CPU's way is below).
@@ -942,10 +936,7 @@ at::Tensor Model::render(const std::vector<const Portrait*>& portraits, const at
     }
     return out.size() == 1 ? out[0] : at::cat(out, 0);
   }
-  {
-    const at::Tensor r = render_graphed(portraits, motion_in);
-    if (r.defined()) return r;
-  }
+  if (const at::Tensor r = render_graphed(portraits, motion_in); r.defined()) return r;
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> starts, feats;
   for (const Portrait* p : portraits) starts.push_back(p->start);

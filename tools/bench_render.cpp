@@ -139,6 +139,18 @@ int bench_render(int argc, char** argv) {
     auto sync = [&] {
       anitalker::synchronize(dev);
     };
+    // Seconds a frame over `runs` calls of m.render(pp, motion), to 8-bit frames.
+    auto per_frame = [&](const anitalker::lia::Model& m, const anitalker::lia::Portrait& pp, const at::Tensor& motion,
+                         int runs) {
+      const double s0 = bench::now_s();
+      for (int i = 0; i < runs; ++i) anitalker::lia::to_uint8(m.render(pp, motion));
+      sync();
+      return (bench::now_s() - s0) / (runs * motion.size(0));
+    };
+    // The largest difference of two renders' 8-bit frames, in levels.
+    auto levels_apart = [](const at::Tensor& a, const at::Tensor& b) {
+      return (anitalker::lia::to_uint8(a).to(at::kInt) - anitalker::lia::to_uint8(b).to(at::kInt)).abs().max().item<int>();
+    };
     std::printf("# anitalker bench render: %s, device %s\n", anitalker::torch_info().c_str(), device.c_str());
 
     const double roof = bench::roof_gflops(dev);
@@ -200,12 +212,7 @@ int bench_render(int argc, char** argv) {
       model->render(p, motion);  // warm-up
       sync();
       std::vector<double> tf;
-      for (int r = 0; r < repeat; ++r) {
-        t0 = bench::now_s();
-        for (int i = 0; i < runs; ++i) anitalker::lia::to_uint8(model->render(p, motion));
-        sync();
-        tf.push_back((bench::now_s() - t0) / (runs * b));
-      }
+      for (int r = 0; r < repeat; ++r) tf.push_back(per_frame(*model, p, motion, runs));
       const bench::Stats s = bench::stats(tf);
       fp32_median[b] = s.median;
       const double gf = flops / s.median / 1e9;
@@ -226,17 +233,9 @@ int bench_render(int argc, char** argv) {
         const at::Tensor got = m.render(pp, motion).to(at::kCPU);  // records
         const double record = bench::now_s() - r0;
         const double raw = (got - ref).abs().max().item<double>();
-        const int levels = (anitalker::lia::to_uint8(got).to(at::kInt) - anitalker::lia::to_uint8(ref).to(at::kInt))
-                               .abs()
-                               .max()
-                               .item<int>();
+        const int levels = levels_apart(got, ref);
         std::vector<double> tf;
-        for (int r = 0; r < repeat; ++r) {
-          t0 = bench::now_s();
-          for (int i = 0; i < runs; ++i) anitalker::lia::to_uint8(m.render(pp, motion));
-          sync();
-          tf.push_back((bench::now_s() - t0) / (runs * b));
-        }
+        for (int r = 0; r < repeat; ++r) tf.push_back(per_frame(m, pp, motion, runs));
         const bench::Stats s = bench::stats(tf);
         const auto e = eager.find(b);
         std::printf("graphs %s %-6d %8.4f s/frame %8.2f fps (%.2f .. %.2f), %.2fx without; recorded in %.2f s; "
@@ -245,11 +244,9 @@ int bench_render(int argc, char** argv) {
                     record, raw, levels);
       }
       std::printf("graphs %s %s\n", name, m.graphs_status().c_str());
+      m.set_graphs(Graphs::Off);
     };
-    if (graphs) {
-      graph_runs(*model, p, fp32_median, "fp32");
-      model->set_graphs(Graphs::Off);
-    }
+    if (graphs) graph_runs(*model, p, fp32_median, "fp32");
     // NCHW against channels-last, the same weights and motion, each run
     // paired with one of the other just before it.
     auto layout_runs = [&](const anitalker::lia::Model& m, const anitalker::lia::Portrait& pm,
@@ -261,20 +258,11 @@ int bench_render(int argc, char** argv) {
         const at::Tensor motion = at::randn({b, m.motion_dim()}).mul(0.5);
         const at::Tensor ref = m.render(pm, motion).to(at::kCPU), got = mc.render(pc, motion).to(at::kCPU);
         const double raw = (got - ref).abs().max().item<double>();
-        const int levels = (anitalker::lia::to_uint8(got).to(at::kInt) - anitalker::lia::to_uint8(ref).to(at::kInt))
-                               .abs()
-                               .max()
-                               .item<int>();
-        auto timed = [&](const anitalker::lia::Model& mm, const anitalker::lia::Portrait& pp) {
-          const double s0 = bench::now_s();
-          for (int i = 0; i < runs; ++i) anitalker::lia::to_uint8(mm.render(pp, motion));
-          sync();
-          return (bench::now_s() - s0) / (runs * b);
-        };
+        const int levels = levels_apart(got, ref);
         std::vector<double> tf, ratio;
         for (int r = 0; r < repeat; ++r) {
-          const double t = timed(m, pm);
-          tf.push_back(timed(mc, pc));
+          const double t = per_frame(m, pm, motion, runs);
+          tf.push_back(per_frame(mc, pc, motion, runs));
           ratio.push_back(t / tf.back());
         }
         const bench::Stats st = bench::stats(tf), q = bench::stats(ratio);
@@ -283,10 +271,7 @@ int bench_render(int argc, char** argv) {
                     "(%.2f .. %.2f); from the NCHW frames: max %.2g raw, %d levels\n",
                     name, b, st.median, 1 / st.median, 1 / st.max, 1 / st.min, q.median, q.min, q.max, raw, levels);
       }
-      if (graphs) {
-        graph_runs(mc, pc, cl_median, (std::string(name) + " nhwc").c_str());
-        mc.set_graphs(Graphs::Off);
-      }
+      if (graphs) graph_runs(mc, pc, cl_median, (std::string(name) + " nhwc").c_str());
     };
     if (nhwc) layout_runs(*model, p, *model_cl, "fp32");
     if (dev.is_cpu() && anitalker::cpu_memory_peak() > 0) {
@@ -340,15 +325,9 @@ int bench_render(int argc, char** argv) {
         // speed drifts by more than the difference measured, and a pair's
         // ratio sees the same moment.
         std::vector<double> tf, ratio;
-        auto timed = [&](const anitalker::lia::Model& m, const anitalker::lia::Portrait& pp) {
-          const double s0 = bench::now_s();
-          for (int i = 0; i < runs; ++i) anitalker::lia::to_uint8(m.render(pp, mb));
-          sync();
-          return (bench::now_s() - s0) / (runs * b);
-        };
         for (int r = 0; r < repeat; ++r) {
-          const double t32 = timed(*model, p);
-          tf.push_back(timed(*model16, p16));
+          const double t32 = per_frame(*model, p, mb, runs);
+          tf.push_back(per_frame(*model16, p16, mb, runs));
           ratio.push_back(t32 / tf.back());
         }
         const bench::Stats s = bench::stats(tf), q = bench::stats(ratio);
@@ -358,10 +337,7 @@ int bench_render(int argc, char** argv) {
                     lname, b, s.median, 1 / s.median, 1 / s.max, 1 / s.min, fp32_median[b] / s.median, q.median, q.min,
                     q.max);
       }
-      if (graphs) {
-        graph_runs(*model16, p16, low_median, lname);
-        model16->set_graphs(Graphs::Off);
-      }
+      if (graphs) graph_runs(*model16, p16, low_median, lname);
       if (nhwc) layout_runs(*model16, p16, *model16_cl, lname);
     }
     if (pace > 0) {

@@ -147,8 +147,9 @@ TEST(Hubert, GenericPathKeepsTheReference) {
   const at::Tensor hs = m.hidden_states(wave(), &taps);
   expect_close(taps.projected, read_npy_tensor(data("audio/ref/projected.npy")), 5e-5, 0, "projected");
   expect_close(hs, read_npy_tensor(data("audio/ref/hidden_states.npy")), 1e-4, 1e-4, "hidden_states");
-  if (anitalker::PackedLinear::available())  // else (no oneDNN API in the build) the CPU's own path is this one
+  if (anitalker::PackedLinear::available()) {  // else (no oneDNN API in the build) the CPU's own path is this one
     EXPECT_FALSE(at::equal(hs, tiny()->hidden_states(wave())));  // another path, really
+  }
 }
 
 // A window long enough for the time-major attention's one-head-at-a-time

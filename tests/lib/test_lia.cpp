@@ -84,6 +84,13 @@ void check_bf16_u8(const Fixture& f, const at::Tensor& d) {
 
 class Lia : public testing::TestWithParam<Fixture> {};
 
+// Graphs off again at the end of a test: the model is the process's, leave
+// it as found.
+struct GraphsOff {
+  const anitalker::lia::Model& m;
+  ~GraphsOff() { m.set_graphs(anitalker::lia::Model::Graphs::Off); }
+};
+
 void PrintTo(const Fixture& f, std::ostream* os) { *os << f.ckpt; }
 
 }  // namespace
@@ -326,10 +333,7 @@ TEST(LiaGraphs, EachReplayReadsItsOwnCall) {
   using Graphs = anitalker::lia::Model::Graphs;
   using P = const anitalker::lia::Portrait*;
   auto m = anitalker::lia::Model::load(data("chain/stage1.ckpt"), c10::Device(c10::kCPU));
-  struct Off {  // the model is the process's: leave it as found
-    const anitalker::lia::Model& m;
-    ~Off() { m.set_graphs(Graphs::Off); }
-  } off{*m};
+  const GraphsOff off{*m};
   at::manual_seed(11);
   const int S = m->size();
   std::vector<at::Tensor> images;
@@ -618,10 +622,7 @@ TEST(LiaMemory, CallsLargerThanTheDeviceAreRefused) {
   {
     // With graphs a call's memory counts twice.
     using Graphs = anitalker::lia::Model::Graphs;
-    struct Off {
-      const anitalker::lia::Model& m;
-      ~Off() { m.set_graphs(Graphs::Off); }
-    } off{*m};
+    const GraphsOff off{*m};
     m->set_graphs(Graphs::Emulated);
     const std::string g = error_of([&] { anitalker::lia::check_call_memory(*m, 100, "batch-size=100", free); });
     EXPECT_THAT(g, HasSubstr("(twice: CUDA graphs keep their recordings' memory)"));

@@ -159,8 +159,9 @@ TEST_P(Motion, GenericPathKeepsTheReference) {
   EXPECT_LE(max_abs(eps, ref(c.v, p + "eps")), 1e-4);
   EXPECT_LE(max_abs(m.sample(cd, noisy, 50), ref(c.v, "sample_T50_" + tag(c))), 2e-4);
   auto packed = model(c.v);
-  if (anitalker::PackedLinear::available())  // else (no oneDNN API in the build) the CPU's own path is this one
+  if (anitalker::PackedLinear::available()) {  // else (no oneDNN API in the build) the CPU's own path is this one
     EXPECT_FALSE(at::equal(eps, packed->denoise(cond(*packed, c.cf), noisy, 500.0)));  // another path, really
+  }
 }
 
 // A batch of two through the CPU path (both attentions) gives each item's
