@@ -17,7 +17,7 @@
 
 int cmd_features(int argc, char** argv) {
   return cli::run("features", [&] {
-    std::string hubert_dir, audio, out, device = "cpu";
+    std::string hubert_dir, audio, out, device = "cpu", precision = "fp32";
     bool mfcc = false, stream = false, context_cache = false;
     int threads = 0;
     anitalker::features::StreamConfig scfg;
@@ -47,14 +47,22 @@ int cmd_features(int argc, char** argv) {
     o.flag("context-cache", &context_cache,
            "with --stream and --hubert: keep the context's keys and values from the windows that sent it instead "
            "of encoding its audio again (hubertenc's context-cache property)");
+    o.precision(&precision,
+                "HuBERT's arithmetic, as hubertenc's precision property: fp32 (exact), bf16 (a CPU with "
+                "AVX512_BF16: the transformer's layers in bfloat16, about 1.5x, not exact).  MFCC is always exact");
     o.device(&device, "HuBERT").threads(&threads);
     if (!o.parse(argc, argv)) return 0;
+    const anitalker::Precision prec = anitalker::parse_precision(precision);
     if (context_cache && (!stream || mfcc)) throw cli::UsageError("--context-cache goes with --stream and --hubert");
     scfg.cache_context = context_cache;
     if (mfcc == !hubert_dir.empty()) throw cli::UsageError("give exactly one of --hubert DIR and --mfcc");
     anitalker::check_output_path(out, {audio, hubert_dir});
     cli::set_threads(threads);
     const c10::Device dev = anitalker::parse_device(device);
+    // Refused before any work, naming the option, the device and what it supports.
+    if (!mfcc) anitalker::check_precision(prec, dev, "--precision", {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "HuBERT");
+    if (mfcc && prec != anitalker::Precision::Fp32)
+      std::fprintf(stderr, "anitalker features: note: --precision %s is for HuBERT; MFCC is computed exactly\n", precision.c_str());
     std::string note;
     std::vector<float> wave = read_audio_16k_mono(audio, &note);
     if (!note.empty()) std::fprintf(stderr, "anitalker features: note: %s: %s\n", audio.c_str(), note.c_str());
@@ -62,7 +70,7 @@ int cmd_features(int argc, char** argv) {
     if (stream) {
       // hubertenc's own windowing (lib/feature_stream.h), 20 ms at a time.
       std::shared_ptr<const anitalker::hubert::Model> model;
-      if (!mfcc) model = anitalker::hubert::Model::load(hubert_dir, dev);
+      if (!mfcc) model = anitalker::hubert::Model::load(hubert_dir, dev, prec);
       anitalker::features::Stream st(model, scfg);
       std::vector<float> f;
       for (size_t i = 0; i < wave.size(); i += 320) {
@@ -82,9 +90,9 @@ int cmd_features(int argc, char** argv) {
         anitalker::write_npy_tensor(out, t.transpose(0, 1).contiguous());
       }
       std::fprintf(stderr,
-                   "anitalker features: %lld frames streamed (window %d ms, context %d ms%s, look-ahead %d ms) to %s\n",
+                   "anitalker features: %lld frames streamed (window %d ms, context %d ms%s, look-ahead %d ms%s) to %s\n",
                    static_cast<long long>(T), scfg.window_ms, scfg.context_ms, scfg.cache_context ? " cached" : "",
-                   scfg.lookahead_ms, out.c_str());
+                   scfg.lookahead_ms, mfcc ? "" : (", " + precision).c_str(), out.c_str());
     } else if (mfcc) {
       anitalker::Mfcc m = anitalker::mfcc(wave.data(), wave.size());
       const std::vector<double> d = m.stacked39();
@@ -93,13 +101,13 @@ int cmd_features(int argc, char** argv) {
       std::fprintf(stderr, "anitalker features: %zu MFCC frames (%zu video frames) to %s\n", m.frames,
                    anitalker::mfcc_video_frames(m.frames), out.c_str());
     } else {
-      auto model = anitalker::hubert::Model::load(hubert_dir, dev);
+      auto model = anitalker::hubert::Model::load(hubert_dir, dev, prec);
       at::Tensor x = at::from_blob(wave.data(), {static_cast<int64_t>(wave.size())}, at::kFloat);
       at::Tensor hs = anitalker::hubert::pad_for_video(model->hidden_states(x));
       anitalker::write_npy_tensor(out, hs);
-      std::fprintf(stderr, "anitalker features: %lld HuBERT frames (+1 padding, %lld video frames), %lld states of %lld to %s\n",
+      std::fprintf(stderr, "anitalker features: %lld HuBERT frames (+1 padding, %lld video frames), %lld states of %lld, %s, to %s\n",
                    static_cast<long long>(hs.size(1) - 1), static_cast<long long>(hs.size(1) / 2),
-                   static_cast<long long>(hs.size(0)), static_cast<long long>(hs.size(2)), out.c_str());
+                   static_cast<long long>(hs.size(0)), static_cast<long long>(hs.size(2)), precision.c_str(), out.c_str());
     }
     return 0;
   });

@@ -73,7 +73,8 @@ at::Tensor read_features(const std::string& path, const anitalker::motion::Model
 
 int cmd_motion(int argc, char** argv) {
   return cli::run("motion", [&] {
-    std::string stage2, features, start_path, direction_path, noise_path, out, pred_dir, pose_file, device = "cpu";
+    std::string stage2, features, start_path, direction_path, noise_path, out, pred_dir, pose_file, device = "cpu",
+                                                                                               precision = "fp32";
     long long seed = -1, steps = 50, threads = 0;
     anitalker::motion::Controls ctl;
     cli::Options o("motion",
@@ -118,8 +119,12 @@ int cmd_motion(int argc, char** argv) {
            "also write the pose [1, T, 3] (pred_pose.npy) and, for full_control, location and scale [1, T, 1] "
            "(pred_location.npy, pred_scale.npy): the predictors' output, or the given signals with --control.  "
            "The audio_only variant has no predictors: nothing is written for it");
+    o.precision(&precision,
+                "the denoiser's arithmetic, as anitalkermotion's precision property: fp32 (exact), bf16 (a CPU with "
+                "AVX512_BF16: its conformer blocks in bfloat16, about 1.5x, not exact)");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;
+    const anitalker::Precision prec = anitalker::parse_precision(precision);
     const bool pose_given = o.given("pose") || o.given("pose-yaw") || o.given("pose-pitch") || o.given("pose-roll");
     const bool location_given = o.given("face-location") || o.given("face-scale");
     if (noise_path.empty() == (seed < 0)) throw cli::UsageError("give exactly one of --noise N.npy and --seed K");
@@ -134,12 +139,15 @@ int cmd_motion(int argc, char** argv) {
     }
     cli::set_threads(static_cast<int>(threads));
     const c10::Device dev = anitalker::parse_device(device);
+    // Refused before any work, naming the option, the device and what it supports.
+    anitalker::check_precision(prec, dev, "--precision", {anitalker::Precision::Fp32, anitalker::Precision::Bf16},
+                               "the motion generator");
     at::NoGradGuard no_grad;
 
     if (!ctl.control && (pose_given || !pose_file.empty() || location_given))
       std::fprintf(stderr, "anitalker motion: note: without --control the model predicts pose, location and scale; the given ones are ignored\n");
     const double t0 = bench::now_s();
-    auto model = anitalker::motion::Model::load(stage2, dev);
+    auto model = anitalker::motion::Model::load(stage2, dev, prec);
     const anitalker::motion::Model& m = *model;
     const at::Tensor audio = read_features(features, m);
     const int64_t T = audio.size(m.hubert() ? 2 : 1) / (m.hubert() ? 2 : 4);
@@ -181,9 +189,9 @@ int cmd_motion(int argc, char** argv) {
       }
     }
     anitalker::write_npy_tensor(out, motion);
-    std::fprintf(stderr, "anitalker motion: %s, %lld frames (%.2f s), %lld steps, control %s: %.2f s (+%.2f s loading) to %s\n",
+    std::fprintf(stderr, "anitalker motion: %s, %lld frames (%.2f s), %lld steps, control %s, %s: %.2f s (+%.2f s loading) to %s\n",
                  anitalker::motion::variant_name(m.variant()).c_str(), static_cast<long long>(T), T / 25.0, steps,
-                 ctl.control ? "on" : "off", t_gen, t_load, out.c_str());
+                 ctl.control ? "on" : "off", precision.c_str(), t_gen, t_load, out.c_str());
     return 0;
   });
 }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "device.h"
 #include "../lib/test_util.h"
 #include "npy.h"
 
@@ -106,4 +107,51 @@ TEST(FeaturesCli, Errors) {
   r = testutil::run_cli("features --mfcc --hubert x --audio a --out b");
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.out, HasSubstr("give exactly one of --hubert DIR and --mfcc"));
+}
+
+// --precision: bf16 (a CPU with AVX512_BF16) holds HuBERT's states to the
+// reference by the library test's bound (relative to each state's largest
+// value) and is not the float32 run; fp16 on the CPU and bf16 without
+// AVX512_BF16 are refused before any work, naming the option and the
+// device; MFCC takes a note and stays exact.
+TEST(FeaturesCli, Precision) {
+  testutil::TempDir dir;
+  const std::string wav = data("audio/speech_2s_16k.wav");
+  const std::string hubert = "features --hubert '" + data("audio/tiny_hubert") + "' --audio '" + wav + "' --out ";
+  testutil::CliResult r = testutil::run_cli(hubert + "'" + dir / "x.npy" + "' --precision fp16");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("--precision=fp16: needs a CUDA device; HuBERT on cpu supports fp32"));
+  struct stat st;
+  EXPECT_NE(::stat((dir / "x.npy").c_str(), &st), 0);
+  r = testutil::run_cli("features --mfcc --precision bf16 --audio '" + wav + "' --out '" + dir / "m.npy" + "'");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("--precision bf16 is for HuBERT; MFCC is computed exactly"));
+  expect_close(dir / "m.npy", data("audio/ref/mfcc39.npy"), 1e-4, 0);
+
+  r = testutil::run_cli(hubert + "'" + dir / "b.npy" + "' --precision bf16");
+  if (!anitalker::cpu_has_bf16()) {
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("--precision=bf16: this CPU has no AVX512_BF16"));
+    GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  }
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("states of 64, bf16, to"));
+  const anitalker::TensorData got = anitalker::read_npy(dir / "b.npy");
+  const anitalker::TensorData want = anitalker::read_npy(data("audio/ref/hubert_padded.npy"));
+  ASSERT_EQ(got.shape, want.shape);
+  const std::vector<double> g = got.to_doubles(), w = want.to_doubles();
+  const size_t per_state = g.size() / static_cast<size_t>(got.shape[0]);
+  double worst = 0, any = 0;
+  for (size_t s = 0; s < static_cast<size_t>(got.shape[0]); s++) {
+    double diff = 0, top = 0;
+    for (size_t i = s * per_state; i < (s + 1) * per_state; i++) {
+      diff = std::max(diff, std::fabs(g[i] - w[i]));
+      top = std::max(top, std::fabs(w[i]));
+    }
+    worst = std::max(worst, diff / top);
+    any = std::max(any, diff);
+  }
+  std::printf("bf16 states: max |diff| / max |reference| %.3g\n", worst);
+  EXPECT_LE(worst, 0.012);  // the library test's bound (tests/lib/test_hubert.cpp)
+  EXPECT_GT(any, 1e-5);     // not the float32 run (which is within 1e-4 + 1e-4 |x|)
 }

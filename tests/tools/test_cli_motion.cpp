@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "device.h"
 #include "../lib/test_util.h"
 #include "npy.h"
 
@@ -214,4 +215,41 @@ TEST(MotionCli, ErrorsLeaveNoFile) {
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.out, HasSubstr("missing --features"));
   EXPECT_FALSE(exists(out));
+}
+
+// --precision: bf16 (a CPU with AVX512_BF16) keeps every variant's 10-step
+// sample near the reference's, by the library test's bounds on its 50-step
+// samples (tests/lib/test_motion.cpp), and is not the float32 run; fp16 on
+// the CPU and bf16 without AVX512_BF16 are refused before any work, naming
+// the option and the device, and leave no file.
+TEST(MotionCli, Precision) {
+  testutil::TempDir dir;
+  const std::string out = dir / "m.npy";
+  testutil::CliResult r = testutil::run_cli(args("hubert_audio_only") + " --seed 0 --precision fp16 --out " + q(out));
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("--precision=fp16: needs a CUDA device; the motion generator on cpu supports fp32"));
+  EXPECT_FALSE(exists(out));
+  if (!anitalker::cpu_has_bf16()) {
+    r = testutil::run_cli(args("hubert_audio_only") + " --seed 0 --precision bf16 --out " + q(out));
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("--precision=bf16: this CPU has no AVX512_BF16"));
+    EXPECT_FALSE(exists(out));
+    GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  }
+  for (const std::string type : kTypes) {
+    SCOPED_TRACE(type);
+    const std::string path = dir / (type + ".npy");
+    r = testutil::run_cli(args(type) + " --noise " + q(data("motion/" + type + "__noisyT_seed0.npy")) +
+                          " --precision bf16 --out " + q(path));
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("10 steps, control off, bf16"));
+    const std::vector<double> got = values(path, kMotion);
+    const std::vector<double> want = values(data("motion/" + type + "__sample_T10_cf0.npy"), kMotion);
+    double mean = 0;
+    for (size_t i = 0; i < got.size(); i++) mean += std::fabs(got[i] - want[i]) / static_cast<double>(got.size());
+    std::printf("[%s] bf16 T10: max abs %.3g, mean abs %.3g\n", type.c_str(), max_diff(got, want), mean);
+    EXPECT_LE(mean, 0.0015);
+    EXPECT_LE(max_diff(got, want), 0.5);
+    EXPECT_GT(max_diff(got, want), 2e-4);  // not the float32 run (within 2e-4, above)
+  }
 }
