@@ -51,6 +51,10 @@ int cmd_render(int argc, char** argv) {
     cli::set_threads(static_cast<int>(threads));
 
     const c10::Device dev = anitalker::parse_device(device);
+    // Refused before any work, naming the option, the device and what it supports.
+    anitalker::check_precision(prec, dev, "--precision",
+                               {anitalker::Precision::Fp32, anitalker::Precision::Bf16, anitalker::Precision::Fp16},
+                               "the renderer");
     if (codes_only) {
       auto model = anitalker::lia::Model::load(stage1, dev, prec);
       const anitalker::lia::Portrait p = model->encode(anitalker::load_portrait(portrait, model->size()));

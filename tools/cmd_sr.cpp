@@ -113,6 +113,9 @@ int cmd_sr(int argc, char** argv) {
     const std::string ext = out.empty() ? "" : cli::image_extension(out);
     cli::set_threads(static_cast<int>(threads));
     const c10::Device dev = anitalker::parse_device(device);
+    // Refused before any work, naming the option, the device and what it supports.
+    anitalker::check_precision(prec, dev, "--precision",
+                               {anitalker::Precision::Fp32, anitalker::Precision::Bf16, anitalker::Precision::Fp16}, "GFPGAN");
 
     c10::InferenceMode guard;
     const cv::Mat image = read_image(in);

@@ -97,8 +97,13 @@ TEST(RenderCli, ErrorsLeaveNoFile) {
   // what it supports.
   r = testutil::run_cli("render " + common() + " --out '" + out + "' --precision fp16");
   EXPECT_EQ(r.status, 2);
-  EXPECT_THAT(r.out, HasSubstr("precision=fp16: needs a CUDA device; the renderer on cpu supports fp32"));
+  EXPECT_THAT(r.out, HasSubstr("--precision=fp16: needs a CUDA device; the renderer on cpu supports fp32"));
   EXPECT_FALSE(exists(out));
+  // Before any input is read: a missing motion file is not what it names.
+  r = testutil::run_cli("render --stage1 '" + data("renderer/tiny_lia.ckpt") + "' --portrait '" + data("renderer/monalisa.jpg") +
+                        "' --motion '" + out + ".none.npy' --out '" + out + "' --precision fp16");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.out, HasSubstr("--precision=fp16: needs a CUDA device"));
   r = testutil::run_cli("render " + common() + " --out '" + out + "' --precision fp8");
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.out, HasSubstr("--precision"));

@@ -117,9 +117,13 @@ TEST(SrCli, Precision) {
   testutil::TempDir dir;
   const std::string args = "sr " + model() + " --aligned --in " + q(data("face-sr/aligned_crop_512_bgr.png"));
   testutil::CliResult r = testutil::run_cli(args + " --precision fp16 --out " + q(dir / "h.png"));
-  EXPECT_NE(r.status, 0);
-  EXPECT_THAT(r.out, HasSubstr("precision=fp16"));
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.out, HasSubstr("--precision=fp16: needs a CUDA device; GFPGAN on cpu supports fp32"));
   EXPECT_FALSE(exists(dir / "h.png"));
+  // Before any input is read: a missing image is not what it names.
+  r = testutil::run_cli("sr " + model() + " --aligned --in " + q(dir / "none.png") + " --precision fp16 --out " + q(dir / "h.png"));
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.out, HasSubstr("--precision=fp16: needs a CUDA device"));
   r = testutil::run_cli(args + " --precision bf16 --out " + q(dir / "b.png"));
   if (!anitalker::cpu_has_bf16()) {
     EXPECT_NE(r.status, 0);
