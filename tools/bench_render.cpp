@@ -5,6 +5,7 @@
 // peak memory, and the fraction of this machine's float32 roof (bench::roof_gflops) the
 // decoder reaches (FLOPs counted from the layer shapes).
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 #include <unistd.h>
 
@@ -49,6 +50,39 @@ double decoder_flops() {
 
 }  // namespace
 
+namespace {
+
+// The CPU's float32 peak as far as the system tells it: threads x the clock
+// /proc/cpuinfo reports (a VM's nominal clock, not the boost) x the vector
+// lanes x 2 for a fused multiply-add.  How many FMA pipes a core has is not
+// readable, so the figure is per pipe, and the measured roof is put against
+// it (about 2 on a core with two).
+void print_cpu_peak(double roof) {
+#if defined(__x86_64__) || defined(__i386__)
+  double mhz = 0;
+  if (FILE* f = std::fopen("/proc/cpuinfo", "r")) {
+    char line[512];
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "cpu MHz : %lf", &mhz) == 1) break;
+    std::fclose(f);
+  }
+  if (mhz <= 0) return;
+  __builtin_cpu_init();
+  const bool fma = __builtin_cpu_supports("fma");
+  const int lanes = __builtin_cpu_supports("avx512f") ? 16 : __builtin_cpu_supports("avx") ? 8 : 4;
+  const char* isa = lanes == 16 ? "AVX-512" : lanes == 8 ? "AVX" : "SSE";
+  const int threads = at::get_num_threads();
+  const double peak = threads * mhz / 1e3 * lanes * (fma ? 2 : 1);
+  std::printf("cpu      %d threads x %.0f MHz (/proc/cpuinfo: the clock the system reports, not the boost) x %d float32 "
+              "lanes (%s)%s = %.1f GFLOP/s for one vector pipe a core; the roof is %.2f of that\n",
+              threads, mhz, lanes, isa, fma ? " x 2 (FMA)" : "", peak, roof / peak);
+#else
+  (void)roof;
+#endif
+}
+
+}  // namespace
+
 double bench::roof_gflops(c10::Device dev) {
   // Median of 5 timed runs of `fn` after one warm-up, in seconds.
   auto time5 = [&](const std::function<void()>& fn) {
@@ -77,6 +111,7 @@ double bench::roof_gflops(c10::Device dev) {
   std::printf("roof     sgemm 2048^2 f32: %.1f GFLOP/s (best %.3f s, median %.3f, max %.3f); conv 3x3 512->512 4x32x32 "
               "f32: %.1f GFLOP/s (best %.3f s, median %.3f, max %.3f); \"of roof\" is of %.1f\n",
               gemm, sg.min, sg.median, sg.max, conv, sc.min, sc.median, sc.max, roof);
+  if (dev.is_cpu()) print_cpu_peak(roof);
   return roof;
 }
 
@@ -93,6 +128,8 @@ int bench_render(int argc, char** argv) {
                    "released) with random weights, then times:\n"
                    "  roof     a 2048x2048 float32 matmul and a 3x3 convolution 512->512: this machine's float32 "
                    "roof, measured in the same run (the \"of roof\" denominator)\n"
+                   "  cpu      on the CPU: threads x the clock /proc/cpuinfo reports x float32 lanes x 2 (FMA), "
+                   "the peak of one vector pipe a core, and the roof against it\n"
                    "  encode   one encoder pass (once per portrait)\n"
                    "  render   the decoder at each batch size (median of --repeat runs of at least --frames frames), "
                    "in frames per second and GFLOP/s\n"

@@ -47,6 +47,8 @@ int bench_sr(int argc, char** argv) {
                    "after one warm-up):\n"
                    "  roof        a 2048x2048 float32 matmul and a 3x3 convolution 512->512: this machine's float32 "
                    "roof, measured in the same run\n"
+                   "  cpu         on the CPU: threads x the clock /proc/cpuinfo reports x float32 lanes x 2 (FMA), "
+                   "the peak of one vector pipe a core, and the roof against it\n"
                    "  gfpgan      one 512x512 face\n"
                    "  parsenet    the labels of one 512x512 face\n"
                    "  retinaface  detection on a 256x256 frame, post-processing included\n"
