@@ -49,7 +49,7 @@ int cmd_features(int argc, char** argv) {
            "of encoding its audio again (hubertenc's context-cache property)");
     o.precision(&precision,
                 "HuBERT's arithmetic, as hubertenc's precision property: fp32 (exact), bf16 (a CPU with "
-                "AVX512_BF16: the transformer's layers in bfloat16, about 1.5x, not exact).  MFCC is always exact");
+                "AVX512_BF16: the transformer's linear layers in bfloat16, 1.2-1.6x on 2 cores, not exact).  MFCC is always exact");
     o.device(&device, "HuBERT").threads(&threads);
     if (!o.parse(argc, argv)) return 0;
     const anitalker::Precision prec = anitalker::parse_precision(precision);
