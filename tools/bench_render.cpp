@@ -47,11 +47,6 @@ double decoder_flops() {
   return f;
 }
 
-
-}  // namespace
-
-namespace {
-
 // The CPU's float32 peak as far as the system tells it: threads x the clock
 // /proc/cpuinfo reports (a VM's nominal clock, not the boost) x the vector
 // lanes x 2 for a fused multiply-add.  How many FMA pipes a core has is not

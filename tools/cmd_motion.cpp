@@ -73,8 +73,8 @@ at::Tensor read_features(const std::string& path, const anitalker::motion::Model
 
 int cmd_motion(int argc, char** argv) {
   return cli::run("motion", [&] {
-    std::string stage2, features, start_path, direction_path, noise_path, out, pred_dir, pose_file, device = "cpu",
-                                                                                               precision = "fp32";
+    std::string stage2, features, start_path, direction_path, noise_path, out, pred_dir, pose_file, device = "cpu";
+    std::string precision = "fp32";
     long long seed = -1, steps = 50, threads = 0;
     anitalker::motion::Controls ctl;
     cli::Options o("motion",
