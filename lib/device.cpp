@@ -252,11 +252,20 @@ int library_loop_threads() {
   return static_cast<int>(seen.size());
 }
 
+// ", OMP_WAIT_POLICY=PASSIVE" where the environment sets it: with PASSIVE
+// each parallel region wakes a sleeping thread, which moves the short live
+// windows' times by 5-30% (docs/performance.md), so a figure names it.
+static std::string wait_policy_info() {
+  const char* p = std::getenv("OMP_WAIT_POLICY");
+  return p && *p ? std::string(", OMP_WAIT_POLICY=") + p : std::string();
+}
+
 std::string torch_info() {
   const int threads = at::get_num_threads(), loops = library_loop_threads();
   return std::string("LibTorch ") + TORCH_VERSION + ", " + std::to_string(threads) + " threads" +
          (loops < threads ? " (this build's own loops: " + std::to_string(loops) + ")" : std::string()) + ", CUDA " +
-         (torch::cuda::is_available() ? "yes, " + std::to_string(torch::cuda::device_count()) + " GPU(s)" : std::string("no"));
+         (torch::cuda::is_available() ? "yes, " + std::to_string(torch::cuda::device_count()) + " GPU(s)" : std::string("no")) +
+         wait_policy_info();
 }
 
 const at::Tensor& device_constant(const std::string& key, c10::Device device, const std::function<at::Tensor()>& make) {

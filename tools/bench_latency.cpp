@@ -28,6 +28,7 @@
 #include "bench_util.h"
 #include "live_probe.h"
 #include "cli.h"
+#include "device.h"
 #include "error.h"
 #include "feature_stream.h"
 #include "hubert.h"
@@ -364,9 +365,9 @@ int bench_latency(int argc, char** argv) {
     }
     if (!stage1.empty()) std::remove(stage1.c_str());
 
-    std::printf("latency: %s%s, %s, %d steps, %lld s of live audio per preset, device %s, %s\n", models.c_str(),
+    std::printf("latency: %s%s, %s, %d steps, %lld s of live audio per preset, device %s, %s; %s\n", models.c_str(),
                 stand_in ? " (stand-in 32x32 renderer)" : "", variant.c_str(), steps, seconds, device.c_str(),
-                chain.precision.c_str());
+                chain.precision.c_str(), anitalker::torch_info().c_str());
     std::printf("%-9s %9s %9s %9s %9s %9s %9s %9s %6s %9s %9s %9s %8s\n", "preset", "reported", "config", "first", "p50",
                 "p95", "max", "max/rep", "late", "frames", "A/V max", "ms/min", "start");
     bool ok = true;
