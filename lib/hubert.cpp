@@ -347,7 +347,12 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
     // attend_heads() (for tests and measurements).
     const char* knob = std::getenv("ANITALKER_HUBERT_DNN_ATTENTION");
     const bool dnn_attention = !(knob && std::string(knob) == "0");
-    std::vector<at::Tensor> states{h};
+    // Each state goes into the result as it is made: a list of the states
+    // and a stacked copy of them were the pass's largest memory on long
+    // audio (25 x T x H floats each: 0.6 GB apiece at 115 s).
+    const int64_t layers = static_cast<int64_t>(w.layers.size());
+    at::Tensor states = at::empty({layers + 1, T, H}, h.options());
+    states[0].copy_(h);
     for (size_t l = 0; l < w.layers.size(); ++l) {
       const Weights::Layer& L = w.layers[l];
       const at::Tensor qkv = L.qkv_packed(ln(h, L.ln));  // [T, 3H], q scaled
@@ -381,9 +386,9 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
       h = L.out.packed(o, h);
       h = L.ff2.packed(L.ff1.packed(ln(h, L.final_ln)), h);
       // States 1..L-1 are the raw residual stream; the last gets the final LN (spec 1.6).
-      states.push_back(l + 1 < w.layers.size() ? h : ln(h, w.enc_ln));
+      states[static_cast<int64_t>(l) + 1].copy_(l + 1 < w.layers.size() ? h : ln(h, w.enc_ln));
     }
-    return at::stack(states, 0).cpu();  // [states, T, H]
+    return states.cpu();  // [states, T, H]
   }
   // Projection (spec 1.3), channel-major from here: [H, T].
   at::Tensor h = cm_linear(cm_layer_norm(feats, w.proj_norm, eps), w.proj.w, w.proj.w16, w.proj.b);
