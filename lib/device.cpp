@@ -327,16 +327,14 @@ GpuUse gpu_use(int index) {
   return u;
 }
 
-bool generic_path(c10::Device device) {
-  if (!device.is_cpu()) return true;
-  const char* knob = std::getenv("ANITALKER_GENERIC");
+bool env_switch(const char* name) {
+  const char* knob = std::getenv(name);
   return knob != nullptr && std::string(knob) == "1";
 }
 
-bool generic_channels_last() {
-  const char* knob = std::getenv("ANITALKER_CHANNELS_LAST");
-  return knob != nullptr && std::string(knob) == "1";
-}
+bool generic_path(c10::Device device) { return !device.is_cpu() || env_switch("ANITALKER_GENERIC"); }
+
+bool generic_channels_last() { return env_switch("ANITALKER_CHANNELS_LAST"); }
 
 const char* precision_name(Precision p) {
   switch (p) {

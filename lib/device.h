@@ -133,6 +133,9 @@ inline bool cpu_has_bf16() {
 // environment sets ANITALKER_GENERIC=1 (the tests check a GPU path's
 // arithmetic on the CPU that way).  Read when a model is built.
 bool generic_path(c10::Device device);
+// Whether the environment sets `name` to "1" (the library's switches:
+// ANITALKER_GENERIC, ANITALKER_CHANNELS_LAST, ANITALKER_CUDA_GRAPHS, ...).
+bool env_switch(const char* name);
 // Whether that path runs channels-last unless a model is told otherwise:
 // where the environment sets ANITALKER_CHANNELS_LAST=1 (the renderer's and
 // GFPGAN's GPU option, docs/elements.md).  Read when a model is built.

@@ -15,8 +15,6 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
-#include <cstdlib>
-
 #include "checkpoint.h"
 #include "error.h"
 #include "kernels.h"
@@ -361,13 +359,13 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     if (pack) c.packed = PackedConv(c.w, {1, 1}, bf16);
     if (low != at::kFloat && !c.packed.usable()) c.hw = c.w.to(low);
   });
-  const char* grouped = std::getenv("ANITALKER_GFPGAN_GROUPED");
+  const bool grouped = env_switch("ANITALKER_GFPGAN_GROUPED");
   modulated([&](ModConv& m) {
     m.low = low;  // batches of several images, or no packed copy
     const at::Tensor w4 = m.w[0];  // (Cout, Cin, k, k)
     if (generic_) {
       m.w_low = w4.to(low).contiguous();
-      m.grouped = grouped != nullptr && std::string(grouped) == "1";
+      m.grouped = grouped;
     }
     if (pack) m.packed = PackedConv(w4, {1, 1}, bf16);
     // For the demodulation where the style goes on the input (run()).

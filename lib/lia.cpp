@@ -15,7 +15,6 @@
 
 #include <array>
 #include <cmath>
-#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -586,12 +585,9 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   generic_ = generic_path(device);
   if (generic_) nhwc_ = nhwc ? *nhwc : generic_channels_last();
   graphs_ = std::make_shared<GraphCache>();
-  if (device.is_cuda() && cuda_graphs_built()) {
-    const char* env = std::getenv("ANITALKER_CUDA_GRAPHS");
-    if (env != nullptr && std::string(env) == "1") {
-      graphs_->mode = Graphs::On;
-      graphs_->pool = CudaGraph::new_pool();
-    }
+  if (device.is_cuda() && cuda_graphs_built() && env_switch("ANITALKER_CUDA_GRAPHS")) {
+    graphs_->mode = Graphs::On;
+    graphs_->pool = CudaGraph::new_pool();
   }
   // The released file prefixes every key with "lia."; the original loader
   // also accepts the bare names (spec 2), so do we.
