@@ -212,6 +212,12 @@ std::vector<crop::Box> detect_faces(const std::string& detector, const RgbImage&
   std::vector<crop::Box> boxes;
   for (int64_t i = 0; i < rows.size(0); ++i) {
     const float* r = rows[i].data_ptr<float>();
+    // The regression can put a box wholly past the picture's edge (a
+    // picture smaller than the anchors, or a narrow one); such a box is
+    // not a face in it.  Partly outside stays: the crop pads.
+    if (!(r[2] > 0 && r[3] > 0 && r[0] < picture.width && r[1] < picture.height && std::isfinite(r[0]) &&
+          std::isfinite(r[1]) && std::isfinite(r[2]) && std::isfinite(r[3])))
+      continue;
     boxes.push_back({r[0], r[1], r[2], r[3]});
   }
   return boxes;

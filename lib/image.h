@@ -26,7 +26,10 @@ at::Tensor rgb_to_tensor(const RgbImage& img);
 at::Tensor load_portrait(const std::string& path, int size);
 
 // The faces RetinaFace finds in a picture (threshold 0.97, as gfpgansr),
-// by descending score.  `detector` is detection_Resnet50_Final.pth.
+// by descending score.  `detector` is detection_Resnet50_Final.pth.  A box
+// that does not overlap the picture (or is not finite) is left out: it is
+// no face of the picture, and as "the largest" it would stop the crop of
+// a face that is there.
 std::vector<crop::Box> detect_faces(const std::string& detector, const RgbImage& picture, c10::Device device);
 
 // A portrait as the networks see it and where it came from: the picture

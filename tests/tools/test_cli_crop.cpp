@@ -100,6 +100,35 @@ TEST(CropCli, DetectedFaces) {
   EXPECT_FALSE(exists(dir / "n.png"));
 }
 
+// A detection wholly off the picture is no face of it.  The narrow detector
+// answers a 36x32 photo with the same two boxes as the 64x32 one above:
+// (40, 8)-(56, 24) lies past its right edge, (8, 8)-(24, 24) is in it.
+// That one is used (the square by hand as above: (3, 3), side 26), where
+// the box off the picture, "the largest" by order, used to stop the crop
+// ("outside the picture").  On a 2x2 photo nothing is left: no face found.
+TEST(CropCli, DetectionsOffThePictureAreNotFaces) {
+  testutil::TempDir dir;
+  const std::string two = dir / "two.pth";
+  testutil::write_narrow_retinaface(data("face-sr/retinaface_resnet50_keys.txt"), two, true);
+  ASSERT_TRUE(cv::imwrite(dir / "p.png", cv::Mat(32, 36, CV_8UC3, cv::Scalar(90, 120, 150))));
+  testutil::CliResult r = testutil::run_cli("crop --portrait " + q(dir / "p.png") + " --detector " + q(two) +
+                                            " --out " + q(dir / "a.png") + " --box-out " + q(dir / "a.json") + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, testing::Not(HasSubstr("faces found")));
+  const nlohmann::json j = read_json(dir / "a.json");
+  EXPECT_EQ(j["box"][0], 8.0);
+  EXPECT_EQ(j["box"][2], 24.0);
+  EXPECT_EQ(j["x"], 3);
+  EXPECT_EQ(j["y"], 3);
+  EXPECT_EQ(j["side"], 26);
+  ASSERT_TRUE(cv::imwrite(dir / "t.png", cv::Mat(2, 2, CV_8UC3, cv::Scalar(90, 120, 150))));
+  r = testutil::run_cli("crop --portrait " + q(dir / "t.png") + " --detector " + q(two) + " --out " +
+                        q(dir / "t2.png") + " 2>&1");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("t.png: no face found"));
+  EXPECT_FALSE(exists(dir / "t2.png"));
+}
+
 // The same detectors inside the chain: `generate --crop auto` finds the
 // RetinaFace file in the models folder (here the tiny chain models and the
 // narrow detector), cuts the largest face's square, notes the others, and
