@@ -12,6 +12,7 @@
 
 #include "device.h"
 #include "error.h"
+#include "tensor_data.h"
 
 // The plugin's shared category (gstanitalkerelements.cpp): "anitalker".
 GST_DEBUG_CATEGORY_EXTERN(gst_anitalker_debug);
@@ -110,9 +111,7 @@ void gst_anitalker_set_latency(GstElement* element, GstQuery* query, gboolean li
 }
 
 gssize gst_anitalker_first_non_finite(const float* data, gsize n) {
-  for (gsize i = 0; i < n; i++)
-    if (!std::isfinite(data[i])) return (gssize)i;
-  return -1;
+  return (gssize)anitalker::first_non_finite(data, n);
 }
 
 bool gst_anitalker_parse_device(GstElement* element, const std::string& name, c10::Device* device) {

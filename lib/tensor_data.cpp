@@ -157,6 +157,27 @@ std::vector<double> TensorData::to_doubles() const {
   return out;
 }
 
+int64_t first_non_finite(const float* data, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(data[i])) return static_cast<int64_t>(i);
+  return -1;
+}
+
+void require_finite(const float* data, const std::vector<int64_t>& shape, const std::string& what) {
+  size_t n = 1;
+  for (int64_t d : shape) n *= static_cast<size_t>(d < 0 ? 0 : d);
+  int64_t bad = first_non_finite(data, n);
+  if (bad < 0) return;
+  const float v = data[bad];
+  std::vector<int64_t> index(shape.size());
+  for (size_t d = shape.size(); d-- > 0;) {
+    index[d] = bad % shape[d];
+    bad /= shape[d];
+  }
+  throw format_error(what + ": value " + shape_string(index) + " is " + (std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf") +
+                     "; expected finite numbers");
+}
+
 namespace {
 struct Mapping {
   void* addr = nullptr;

@@ -55,6 +55,15 @@ void check_shape(const std::vector<int64_t>& shape, const std::string& what);
 // throws a Format error naming `what` otherwise.
 void check_view_bounds(const TensorData& t, const std::string& what);
 
+// The index of the first NaN or inf among n floats, or -1.
+int64_t first_non_finite(const float* data, size_t n);
+
+// Throws a Format error naming `what` when one of the floats of a
+// C-ordered tensor of `shape` is NaN or inf: "WHAT: value [i, j] is nan;
+// expected finite numbers".  Data read from a file is checked so before a
+// network turns one bad value into a whole output of NaN.
+void require_finite(const float* data, const std::vector<int64_t>& shape, const std::string& what);
+
 // A read-only, copy-on-write mapping of a whole file.  Throws NotFound or
 // Unreadable naming the file.
 std::shared_ptr<const Storage> map_file(const std::string& path);

@@ -4,10 +4,12 @@
 #include <gst/gst.h>
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <cstring>
 #include <memory>
 
 #include "error.h"
+#include "tensor_data.h"
 #include "wav.h"
 
 namespace {
@@ -68,7 +70,9 @@ std::vector<float> decode_with_gstreamer(const std::string& path) {
 
 }  // namespace
 
-std::vector<float> read_audio_16k_mono(const std::string& path, std::string* note) {
+namespace {
+
+std::vector<float> read_any(const std::string& path, std::string* note) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw anitalker::Error(anitalker::Error::Kind::NotFound, path + ": no such file");
   try {
@@ -82,4 +86,19 @@ std::vector<float> read_audio_16k_mono(const std::string& path, std::string* not
   }
   if (note) *note = "converted to 16 kHz mono with GStreamer (decodebin ! audioconvert ! audioresample); features then depend on the resampler";
   return decode_with_gstreamer(path);
+}
+
+}  // namespace
+
+std::vector<float> read_audio_16k_mono(const std::string& path, std::string* note) {
+  std::vector<float> wave = read_any(path, note);
+  // As hubertenc refuses such a buffer: one NaN would make every feature NaN.
+  const int64_t bad = anitalker::first_non_finite(wave.data(), wave.size());
+  if (bad >= 0) {
+    char at[64];
+    std::snprintf(at, sizeof at, "%.3f", bad / 16000.0);
+    throw anitalker::format_error(path + ": sample " + std::to_string(bad) + " (at " + at +
+                                  " s, 16 kHz mono) holds NaN or inf; the audio must be finite");
+  }
+  return wave;
 }

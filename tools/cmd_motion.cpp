@@ -30,7 +30,9 @@ at::Tensor read_float(const std::string& path) {
   at::Tensor t = anitalker::read_npy_tensor(path);
   if (!at::isFloatingType(t.scalar_type()))
     throw anitalker::format_error(path + ": expected float values, got " + std::string(c10::toString(t.scalar_type())));
-  return t.to(at::kFloat);
+  t = t.to(at::kFloat).contiguous();
+  anitalker::require_finite(t.data_ptr<float>(), t.sizes().vec(), path);
+  return t;
 }
 
 // A code of `n` values as [1, n], accepting [n] and [1, n].

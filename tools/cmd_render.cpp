@@ -70,6 +70,8 @@ int cmd_render(int argc, char** argv) {
     if (motion.scalar_type() != at::kFloat || motion.dim() != 2)
       throw anitalker::format_error(motion_path + ": expected float32 motion codes of shape (N, motion_dim), got " +
                                     c10::str(motion.scalar_type()) + " " + c10::str(motion.sizes()));
+    motion = motion.contiguous();
+    anitalker::require_finite(motion.data_ptr<float>(), motion.sizes().vec(), motion_path);
     auto model = anitalker::lia::Model::load(stage1, dev, prec);
     if (motion.size(1) != model->motion_dim())
       throw anitalker::format_error(motion_path + ": motion codes have " + std::to_string(motion.size(1)) + " dims, " + stage1 +

@@ -89,6 +89,17 @@ TEST(FeaturesCli, OtherRatesGoThroughGStreamer) {
   EXPECT_EQ(m.shape, (std::vector<int64_t>{207, 39}));
 }
 
+// A mono IEEE float32 WAV.
+static void write_float_wav(const std::string& path, int rate, const std::vector<float>& v) {
+  auto u32 = [](uint32_t x) { return std::string(reinterpret_cast<const char*>(&x), 4); };
+  auto u16 = [](uint16_t x) { return std::string(reinterpret_cast<const char*>(&x), 2); };
+  const uint32_t bytes = static_cast<uint32_t>(v.size() * 4);
+  std::string w = "RIFF" + u32(36 + bytes) + "WAVEfmt " + u32(16) + u16(3) + u16(1) + u32(rate) + u32(rate * 4) +
+                  u16(4) + u16(32) + "data" + u32(bytes);
+  w.append(reinterpret_cast<const char*>(v.data()), bytes);
+  testutil::spit(path, w);
+}
+
 TEST(FeaturesCli, Errors) {
   testutil::TempDir dir;
   const std::string out = dir / "f.npy";
@@ -104,6 +115,22 @@ TEST(FeaturesCli, Errors) {
   EXPECT_THAT(r.out, HasSubstr("noise.wav: cannot decode the audio"));
   struct stat st;
   EXPECT_NE(::stat(out.c_str(), &st), 0);
+  // A sample that is not finite: refused, naming the file and where, as
+  // hubertenc refuses it (every feature would be NaN), on the WAV path (16
+  // kHz float) and through GStreamer (8 kHz float).
+  for (int rate : {16000, 8000}) {
+    std::vector<float> wave(static_cast<size_t>(rate), 0.1f);
+    wave[static_cast<size_t>(rate) / 2] = rate == 16000 ? INFINITY : NAN;
+    const std::string path = dir / ("bad" + std::to_string(rate) + ".wav");
+    write_float_wav(path, rate, wave);
+    r = testutil::run_cli("features --mfcc --audio '" + path + "' --out '" + out + "' 2>&1");
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_THAT(r.out, HasSubstr(path + ": sample "));
+    // Resampled, the filter carries the NaN a few ms earlier.
+    EXPECT_THAT(r.out, HasSubstr(rate == 16000 ? "sample 8000 (at 0.500 s" : "(at 0.4"));
+    EXPECT_THAT(r.out, HasSubstr("holds NaN or inf"));
+    EXPECT_NE(::stat(out.c_str(), &st), 0);
+  }
   r = testutil::run_cli("features --mfcc --hubert x --audio a --out b");
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.out, HasSubstr("give exactly one of --hubert DIR and --mfcc"));

@@ -191,6 +191,30 @@ TEST(MotionCli, ErrorsLeaveNoFile) {
   EXPECT_THAT(r.out, HasSubstr("in_direction.npy: expected the start code of shape [1, 512], got [1, 20]"));
   EXPECT_FALSE(exists(out));
 
+  // A NaN in the features, an inf in the start code: refused, naming the
+  // file and the value's index (the sample would have been all NaN).
+  auto spoil = [&](const std::string& src, const std::string& dst, size_t at, float v) {
+    const anitalker::TensorData t = anitalker::read_npy(src);
+    const std::vector<double> d = t.to_doubles();
+    std::vector<float> f(d.begin(), d.end());
+    f.at(at) = v;
+    anitalker::write_npy(dst, anitalker::DType::Float32, t.shape, f.data());
+    return t.shape;
+  };
+  std::vector<int64_t> shape = spoil(features_of(hf), dir / "nan.npy", 0, NAN);
+  r = run(args(hf, dir / "nan.npy") + " --seed 0");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("nan.npy: value " + anitalker::shape_string(std::vector<int64_t>(shape.size(), 0)) +
+                               " is nan; expected finite numbers"));
+  EXPECT_FALSE(exists(out));
+  spoil(data("motion/in_start.npy"), dir / "start.npy", 7, INFINITY);
+  r = testutil::run_cli("motion --stage2 " + q(data("motion/ckpt_" + hf + ".pt")) + " --features " +
+                        q(features_of(hf)) + " --start " + q(dir / "start.npy") + " --direction " +
+                        q(data("motion/in_direction.npy")) + " --seed 0 --out " + q(out));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("start.npy: value [0, 7] is inf; expected finite numbers"));
+  EXPECT_FALSE(exists(out));
+
   // A step count no integer stride over 1000 timesteps yields (49; 7 works: stride 143).
   r = run(args(hf) + " --seed 0 --steps 49");
   EXPECT_EQ(r.status, 2);

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstdio>
 
 #include "device.h"
@@ -84,6 +85,21 @@ TEST(RenderCli, ErrorsLeaveNoFile) {
   EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.out, HasSubstr("h_source.npy: motion codes have 24 dims"));
   EXPECT_FALSE(exists(out));
+  // A motion code that is not finite: refused, naming the file and the
+  // value, where the frames would have been garbage.
+  {
+    const anitalker::TensorData t = anitalker::read_npy(data("renderer/motions.npy"));
+    const std::vector<double> v = t.to_doubles();
+    std::vector<float> f(v.begin(), v.end());
+    f[t.shape.back() + 3] = -INFINITY;  // frame 1, value 3
+    anitalker::write_npy(dir / "inf.npy", anitalker::DType::Float32, t.shape, f.data());
+    r = testutil::run_cli("render --stage1 '" + data("renderer/tiny_lia.ckpt") + "' --portrait '" +
+                          data("renderer/monalisa.jpg") + "' --motion '" + dir / "inf.npy" + "' --out '" + out + "'");
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("inf.npy: value [" + std::string(t.shape.size() == 3 ? "0, " : "") +
+                                 "1, 3] is -inf; expected finite numbers"));
+    EXPECT_FALSE(exists(out));
+  }
   // Another model's checkpoint.
   r = testutil::run_cli("render --stage1 '" + data("face-sr/gfpgan_tiny.pth") + "' --portrait '" + data("renderer/monalisa.jpg") + "' --motion '" +
           data("renderer/motions.npy") + "' --out '" + out + "'");
