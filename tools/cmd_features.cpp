@@ -2,7 +2,9 @@
 // GStreamer: HuBERT hidden states (padded as the demo pads them) or MFCC+deltas.
 #include <ATen/ATen.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 
 #include "audio_input.h"
 #include "cli.h"
@@ -35,10 +37,21 @@ int cmd_features(int argc, char** argv) {
     o.text("out", &out, "F.npy", "the features").required();
     o.custom("stream", "W[,C[,L]]", 1,
              [&](const std::string& opt, const std::vector<std::string>& v) {
-               int w = 0, c = 1000, l = 0;
-               const int got = std::sscanf(v[0].c_str(), "%d,%d,%d", &w, &c, &l);
-               if (got < 1 || w < 20 || c < 0 || l < 0 || l > w)
-                 throw cli::UsageError(opt + ": expected W[,C[,L]] in ms, W >= 20, 0 <= L <= W, got '" + v[0] + "'");
+               // hubertenc's ranges: window 20-60000, context 0-30000,
+               // lookahead 0-60000 and at most the window.
+               const std::vector<std::string> parts = cli::split(v[0]);
+               long n[3] = {0, 1000, 0};
+               bool ok = !parts.empty() && parts.size() <= 3;
+               for (size_t i = 0; ok && i < parts.size(); ++i) {
+                 char* end = nullptr;
+                 errno = 0;
+                 n[i] = std::strtol(parts[i].c_str(), &end, 10);
+                 ok = !parts[i].empty() && *end == 0 && errno == 0;
+               }
+               const int w = (int)n[0], c = (int)n[1], l = (int)n[2];
+               if (!ok || n[0] < 20 || n[0] > 60000 || n[1] < 0 || n[1] > 30000 || n[2] < 0 || n[2] > n[0])
+                 throw cli::UsageError(opt + ": expected W[,C[,L]] in ms, W from 20 to 60000, C from 0 to 30000, "
+                                             "L from 0 to W (hubertenc's ranges), got '" + v[0] + "'");
                stream = true;
                scfg = {w, c, l};
              },

@@ -76,7 +76,7 @@ TEST(FeaturesCli, Stream) {
   EXPECT_THAT(r.out, HasSubstr("--context-cache goes with --stream and --hubert"));
   r = testutil::run_cli("features --mfcc --stream 100,0,200 --audio '" + wav + "' --out '" + dir / "x.npy" + "'");
   EXPECT_EQ(r.status, 2) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("0 <= L <= W"));
+  EXPECT_THAT(r.out, HasSubstr("L from 0 to W"));
 }
 
 TEST(FeaturesCli, OtherRatesGoThroughGStreamer) {
@@ -130,6 +130,14 @@ TEST(FeaturesCli, Errors) {
     EXPECT_THAT(r.out, HasSubstr(rate == 16000 ? "sample 8000 (at 0.500 s" : "(at 0.4"));
     EXPECT_THAT(r.out, HasSubstr("holds NaN or inf"));
     EXPECT_NE(::stat(out.c_str(), &st), 0);
+  }
+  // --stream takes hubertenc's ranges (context at most 30000 ms), whole
+  // numbers only.
+  for (const char* bad : {"20,100000,0", "2000ms", "20,,", "20,1000,40,5"}) {
+    r = testutil::run_cli("features --mfcc --audio '" + data("audio/speech_2s_16k.wav") + "' --out '" + out +
+                          "' --stream '" + bad + "' 2>&1");
+    EXPECT_EQ(r.status, 2) << bad << ": " << r.out;
+    EXPECT_THAT(r.out, HasSubstr("C from 0 to 30000")) << bad;
   }
   r = testutil::run_cli("features --mfcc --hubert x --audio a --out b");
   EXPECT_EQ(r.status, 2);
