@@ -755,8 +755,24 @@ static bool gst_anitalker_bin_set_tail(GstAnitalkerBin* self, bool sr_on, bool p
   }
   if (self->out_queue) {
     if (!gst_element_link(last, self->out_queue)) {
-      GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Could not link %s to the out-queue.", GST_ELEMENT_NAME(last)),
+      // Name what each side takes: the usual cause is downstream's (an
+      // encoder or muxer that wants at least 16x16, another format).
+      GstPad* src = gst_element_get_static_pad(last, "src");
+      GstPad* sink = gst_element_get_static_pad(self->out_queue, "sink");
+      GstCaps* made = gst_pad_query_caps(src, nullptr);
+      GstCaps* taken = gst_pad_query_caps(sink, nullptr);
+      gchar* made_s = gst_caps_to_string(made);
+      gchar* taken_s = gst_caps_to_string(taken);
+      GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
+                        ("Could not link %s to the out-queue: what it makes (%s) is nothing downstream takes (%s).",
+                         GST_ELEMENT_NAME(last), made_s, taken_s),
                         (nullptr));
+      g_free(made_s);
+      g_free(taken_s);
+      gst_caps_unref(made);
+      gst_caps_unref(taken);
+      gst_object_unref(src);
+      gst_object_unref(sink);
       return false;
     }
     return true;

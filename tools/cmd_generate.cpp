@@ -158,10 +158,19 @@ bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
+// The file name's extension in lower case (".mp4"), or "" when it has none.
+std::string extension(const std::string& path) {
+  const size_t slash = path.find_last_of('/'), dot = path.find_last_of('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash) || dot == slash + 1) return "";
+  std::string ext = path.substr(dot);
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext;
+}
+
 // A PNG-sequence pattern: one printf conversion %d, %Nd or %0Nd, no other
 // '%', ending in .png.
 bool is_frames_pattern(const std::string& out) {
-  if (!ends_with(out, ".png")) return false;
+  if (extension(out) != ".png") return false;
   const size_t pc = out.find('%');
   if (pc == std::string::npos || out.find('%', pc + 1) != std::string::npos) return false;
   size_t i = pc + 1;
@@ -391,11 +400,15 @@ int generate(const Options& o) {
   if (is_dir(out))
     out = (out.back() == '/' ? out : out + "/") + stem(o.portrait) + "-" + stem(o.audio) + (o.face_sr ? "_SR" : "") +
           ".mp4";
-  const OutKind kind = is_frames_pattern(out) ? OutKind::Frames : ends_with(out, ".webm") ? OutKind::Webm : OutKind::Mp4;
+  const std::string ext = extension(out);
+  const OutKind kind = is_frames_pattern(out) ? OutKind::Frames : ext == ".webm" ? OutKind::Webm : OutKind::Mp4;
   const std::string codec = !o.codec.empty() ? o.codec : kind == OutKind::Webm ? "vp9" : "h264";
   if (kind == OutKind::Webm && codec != "vp9") throw cli::UsageError("--codec: WebM holds vp9, not " + codec);
   if (kind == OutKind::Frames && (!o.codec.empty() || o.crf >= 0 || o.bitrate > 0))
     throw cli::UsageError("--codec, --crf and --bitrate are for video files, not a PNG sequence");
+  if (kind != OutKind::Frames && o.width > 0 && (o.width < 16 || o.height < 16))
+    throw cli::UsageError("--size " + std::to_string(o.width) + "x" + std::to_string(o.height) +
+                          ": a video file is at least 16x16 (H.264's and VP9's muxers); PNG frames may be smaller");
   if (kind == OutKind::Frames) need_elements({"pngenc", "multifilesink"});
   else if (kind == OutKind::Webm) need_elements({"vp9enc", "opusenc", "webmmux"});
   else need_elements({codec == "vp9" ? "vp9enc" : "x264enc", "avenc_aac", "mp4mux", "h264parse"});
@@ -414,6 +427,16 @@ int generate(const Options& o) {
     // (lib/output_file.h): no half-written file, no run sharing another's
     // file, and SIGINT/SIGTERM remove it.
     output = std::make_unique<anitalker::OutputFile>(out);
+    // The name says what the file holds: an MP4 under another name would
+    // be the wrong bytes for it.  A device or a pipe takes any name.
+    if (kind == OutKind::Mp4 && !output->direct() && ext != ".mp4" && ext != ".m4v" && ext != ".mov") {
+      if (ext == ".png")
+        throw cli::UsageError("--out " + out + ": a PNG sequence needs one %d (or %0Nd, N up to 99) in its name "
+                              "and no other %, e.g. frames/%05d.png");
+      throw cli::UsageError("--out " + out + ": " + (ext.empty() ? std::string("no extension") : "'" + ext + "'") +
+                            "; the outputs are .mp4 (also .m4v, .mov: MP4), .webm, a folder, or PNG frames "
+                            "(frames/%05d.png)");
+    }
     part = output->temp_path();
   }
 
@@ -630,9 +653,9 @@ int cmd_generate(int argc, char** argv) {
              "speech, any format GStreamer decodes; a file or a pipe (--audio <(sox ... -t wav -))")
         .required();
     opt.text("out", &o.out, "PATH",
-             ".mp4 (H.264 or VP9, AAC), .webm (VP9, Opus), a folder (<portrait>-<audio>.mp4, _SR with --face-sr, as "
-             "the reference demo names it), or a PNG sequence (a pattern with one %d, e.g. frames/%05d.png: "
-             "numbered from 1, no audio)")
+             ".mp4 (H.264 or VP9, AAC; .m4v and .mov the same), .webm (VP9, Opus), a folder (<portrait>-<audio>.mp4, "
+             "_SR with --face-sr, as the reference demo names it), or a PNG sequence (a pattern with one %d, e.g. "
+             "frames/%05d.png: numbered from 1, no audio); another name is refused")
         .required();
     opt.text("models-dir", &o.models_dir, "DIR", "the released files under their published names");
     opt.choice("variant", &o.variant,
@@ -682,7 +705,7 @@ int cmd_generate(int argc, char** argv) {
                  o.width = w;
                  o.height = h;
                },
-               "scale the video to W x H (even numbers)");
+               "scale the video to W x H (even numbers; a video file at least 16x16)");
     opt.integer("crf", &o.crf, 0, 63, "N", "constant quality: x264's quantizer 0-50, VP9's cq-level 0-63")
         .shows("18 for H.264, 30 for VP9");
     opt.integer("bitrate", &o.bitrate, 1, 1000000, "KBPS", "a bitrate instead of constant quality").shows("");

@@ -265,6 +265,24 @@ else
   check "--precision bf16 without AVX512_BF16 is refused (rc $rc: $(cat err.txt))" \
     bash -c "[ $rc -eq 2 ] && grep -q 'AVX512_BF16' err.txt && [ ! -e bf16.mp4 ]"
 fi
+# The name says what the file holds: another extension, a .png that is no
+# frame pattern, and a video under 16x16 (what the H.264 and VP9 muxers
+# take) are refused before anything runs, with no file; PNG frames may be
+# that small.  (An .avi used to get MP4 bytes, '%d%d.png' an MP4 named so,
+# and --size 8x8 'Could not link render to the out-queue'.)
+gen --portrait face.jpg --audio speech.wav --out clip.avi 2>err.txt; rc=$?
+check "--out clip.avi is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q \"'.avi'; the outputs are .mp4\" err.txt && [ ! -e clip.avi ]"
+gen --portrait face.jpg --audio speech.wav --out 'f%d%d.png' 2>err.txt; rc=$?
+check "--out 'f%d%d.png' is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'needs one %d' err.txt && [ ! -e 'f%d%d.png' ]"
+gen --portrait face.jpg --audio speech.wav --out small.mp4 --size 8x8 2>err.txt; rc=$?
+check "--size 8x8 for an MP4 is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'at least 16x16' err.txt && [ ! -e small.mp4 ]"
+mkdir small
+gen --portrait face.jpg --audio speech.wav --out 'small/%02d.png' --size 8x8 2>err.txt; rc=$?
+check "--size 8x8 for PNG frames works (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 0 ] && [ -e small/01.png ] && [ \"\$(od -An -tu1 -j16 -N8 small/01.png | tr -s ' ')\" = ' 0 0 0 8 0 0 0 8' ]"
 check "no temporary file left at the end ($(leftovers))" test "$(leftovers)" -eq 0
 [ $fail -eq 0 ] && echo "all passed"
 exit $fail
