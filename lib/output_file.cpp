@@ -1,5 +1,7 @@
 #include "output_file.h"
 
+#include <cctype>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -398,6 +400,50 @@ Dest checked_dest(const std::string& target, const std::vector<std::string>& inp
 
 void check_output_path(const std::string& target, const std::vector<std::string>& inputs, const std::string& option) {
   checked_dest(target, inputs, option);
+}
+
+void check_output_extension(const std::string& target, const std::string& extension, const std::string& what,
+                            const std::string& option) {
+  struct stat st;
+  if (::stat(target.c_str(), &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) return;
+  const size_t n = extension.size();
+  bool ok = target.size() > n;
+  for (size_t i = 0; ok && i < n; ++i)
+    ok = std::tolower(static_cast<unsigned char>(target[target.size() - n + i])) ==
+         std::tolower(static_cast<unsigned char>(extension[i]));
+  if (!ok)
+    throw Error(Error::Kind::Usage,
+                option + " " + target + ": the file is " + what + "; give it a " + extension + " name");
+}
+
+namespace {
+
+// The folder (resolved) and name of a path, for comparing outputs that do
+// not exist yet.
+std::string where(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  char* real = ::realpath(folder_of(path).c_str(), nullptr);
+  const std::string dir = real ? real : folder_of(path);
+  std::free(real);
+  return dir + "/" + base;
+}
+
+}  // namespace
+
+void check_distinct_outputs(const std::vector<std::pair<std::string, std::string>>& outputs) {
+  for (size_t i = 0; i < outputs.size(); ++i)
+    for (size_t j = 0; j < i; ++j) {
+      const std::string &a = outputs[j].second, &b = outputs[i].second;
+      if (a.empty() || b.empty()) continue;
+      struct stat sa, sb;
+      const bool same = ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0
+                            ? sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino && !S_ISCHR(sa.st_mode)
+                            : where(a) == where(b);
+      if (same)
+        throw Error(Error::Kind::Usage, outputs[i].first + " " + b + " is also " + outputs[j].first +
+                                            ": each output needs its own file");
+    }
 }
 
 OutputFile::OutputFile(const std::string& target) : target_(target) {

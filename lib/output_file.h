@@ -29,6 +29,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace anitalker {
@@ -44,6 +45,17 @@ void check_not_an_input(const std::string& target, const std::vector<std::string
 // check their outputs before any work.
 void check_output_path(const std::string& target, const std::vector<std::string>& inputs = {},
                        const std::string& option = "--out");
+
+// Throws Error(Usage) when `target` does not end in `extension` (".npy";
+// any case), naming `what` the file holds; a character device or a pipe
+// takes any name.  A name that promises another kind of file gets none.
+void check_output_extension(const std::string& target, const std::string& extension, const std::string& what,
+                            const std::string& option = "--out");
+
+// Throws Error(Usage) when two of the (option, path) outputs are one file
+// (the same file when both exist, else the same folder and name): the
+// second written would replace the first.  Empty paths are skipped.
+void check_distinct_outputs(const std::vector<std::pair<std::string, std::string>>& outputs);
 
 class OutputFile {
  public:

@@ -49,6 +49,7 @@ int cmd_crop(int argc, char** argv) {
     if (!box_text.empty() && face_index >= 0) throw cli::UsageError("--face-index chooses among detected faces: not with --face-box");
     anitalker::check_output_path(out, {portrait, detector});
     if (!box_out.empty()) anitalker::check_output_path(box_out, {portrait, detector}, "--box-out");
+    anitalker::check_distinct_outputs({{"--out", out}, {"--box-out", box_out}});
     const std::string ext = cli::image_extension(out);
 
     anitalker::crop::Spec spec =

@@ -70,6 +70,7 @@ int cmd_features(int argc, char** argv) {
     scfg.cache_context = context_cache;
     if (mfcc == !hubert_dir.empty()) throw cli::UsageError("give exactly one of --hubert DIR and --mfcc");
     anitalker::check_output_path(out, {audio, hubert_dir});
+    anitalker::check_output_extension(out, ".npy", "numpy data (.npy)");
     cli::set_threads(threads);
     const c10::Device dev = anitalker::parse_device(device);
     // Refused before any work, naming the option, the device and what it supports.

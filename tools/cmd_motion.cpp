@@ -131,6 +131,7 @@ int cmd_motion(int argc, char** argv) {
     const bool location_given = o.given("face-location") || o.given("face-scale");
     if (noise_path.empty() == (seed < 0)) throw cli::UsageError("give exactly one of --noise N.npy and --seed K");
     anitalker::check_output_path(out, {stage2, features, start_path, direction_path, noise_path, pose_file});
+    anitalker::check_output_extension(out, ".npy", "numpy data (.npy)");
     if (pose_given && !pose_file.empty()) throw cli::UsageError("give at most one of --pose and --pose-file");
     // Before any work: a step count the stride rule cannot meet (e.g. 49).
     try {

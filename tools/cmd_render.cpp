@@ -47,6 +47,7 @@ int cmd_render(int argc, char** argv) {
       if (motion_path.empty()) throw cli::UsageError("missing --motion (or give only --codes-dir to write the codes)");
       if (out.empty()) throw cli::UsageError("missing --out");
       anitalker::check_output_path(out, {stage1, portrait, motion_path});
+      anitalker::check_output_extension(out, ".npy", "numpy data (.npy)");
     }
     cli::set_threads(static_cast<int>(threads));
 

@@ -283,6 +283,21 @@ mkdir small
 gen --portrait face.jpg --audio speech.wav --out 'small/%02d.png' --size 8x8 2>err.txt; rc=$?
 check "--size 8x8 for PNG frames works (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 0 ] && [ -e small/01.png ] && [ \"\$(od -An -tu1 -j16 -N8 small/01.png | tr -s ' ')\" = ' 0 0 0 8 0 0 0 8' ]"
+# The .npy writers want a .npy name (features used to write its .npy into
+# f.wav), and two outputs of one run may not be one file (crop's JSON went
+# over its PNG, sr's --raw over its --out).
+"$bin" features --mfcc --audio speech.wav --out feats.wav 2>err.txt; rc=$?
+check "features --out feats.wav is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'give it a .npy name' err.txt && [ ! -e feats.wav ]"
+"$bin" render --stage1 "$data/chain/stage1.ckpt" --portrait face.jpg --motion none.npy --out frames.png 2>err.txt; rc=$?
+check "render --out frames.png is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'give it a .npy name' err.txt && [ ! -e frames.png ]"
+"$bin" crop --portrait face.jpg --face-box 100,80,140,130 --out sq.png --box-out ./sq.png 2>err.txt; rc=$?
+check "crop --box-out = --out is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'is also --out' err.txt && [ ! -e sq.png ]"
+"$bin" sr --model "$data/face-sr/gfpgan_tiny.pth" --aligned --in face.jpg --out r.npy --raw r.npy 2>err.txt; rc=$?
+check "sr --raw = --out is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'is also --out' err.txt && [ ! -e r.npy ]"
 check "no temporary file left at the end ($(leftovers))" test "$(leftovers)" -eq 0
 [ $fail -eq 0 ] && echo "all passed"
 exit $fail
