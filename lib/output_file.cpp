@@ -1,7 +1,5 @@
 #include "output_file.h"
 
-#include <cctype>
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -9,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstdint>
 #include <csignal>

@@ -154,10 +154,6 @@ std::string error_cause(const gchar* debug) {
   return d.empty() ? "" : "(" + d + ")";
 }
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 // The file name's extension in lower case (".mp4"), or "" when it has none.
 std::string extension(const std::string& path) {
   const size_t slash = path.find_last_of('/'), dot = path.find_last_of('.');
