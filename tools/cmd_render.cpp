@@ -49,6 +49,20 @@ int cmd_render(int argc, char** argv) {
       anitalker::check_output_path(out, {stage1, portrait, motion_path});
       anitalker::check_output_extension(out, ".npy", "numpy data (.npy)");
     }
+    // The codes' files (fixed names in --codes-dir): none may be an input
+    // or --out, which a later write would replace.
+    auto check_codes = [&](size_t feats) {
+      std::vector<std::string> names = {"input.npy", "h_source.npy", "h_motion.npy", "direction_Q.npy"};
+      if (codes_only) names = {"h_source.npy", "h_motion.npy"};
+      for (size_t k = 0; k < feats; ++k) names.push_back("feat_" + std::to_string(k) + ".npy");
+      std::vector<std::pair<std::string, std::string>> outs = {{"--out", out}};
+      for (const std::string& n : names) {
+        anitalker::check_not_an_input(codes_dir + "/" + n, {stage1, portrait, motion_path}, "--codes-dir");
+        outs.push_back({"--codes-dir", codes_dir + "/" + n});
+      }
+      anitalker::check_distinct_outputs(outs);
+    };
+    if (!codes_dir.empty()) check_codes(0);
     cli::set_threads(static_cast<int>(threads));
 
     const c10::Device dev = anitalker::parse_device(device);
@@ -80,6 +94,7 @@ int cmd_render(int argc, char** argv) {
     const at::Tensor image = anitalker::load_portrait(portrait, model->size());
     const anitalker::lia::Portrait p = model->encode(image);
     if (!codes_dir.empty()) {
+      check_codes(p.feats.size());
       ::mkdir(codes_dir.c_str(), 0777);
       anitalker::write_npy_tensor(codes_dir + "/input.npy", p.image);
       anitalker::write_npy_tensor(codes_dir + "/h_source.npy", p.start);

@@ -298,6 +298,19 @@ check "crop --box-out = --out is refused (rc $rc: $(cat err.txt))" \
 "$bin" sr --model "$data/face-sr/gfpgan_tiny.pth" --aligned --in face.jpg --out r.npy --raw r.npy 2>err.txt; rc=$?
 check "sr --raw = --out is refused (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 2 ] && grep -q 'is also --out' err.txt && [ ! -e r.npy ]"
+# The fixed names that render --codes-dir and motion --predicted-dir write
+# may not be an input (it would be replaced after being read) or --out.
+mkdir codes pred
+cp speech.wav codes/h_motion.npy
+md5=$(md5sum < codes/h_motion.npy)
+"$bin" render --stage1 "$data/chain/stage1.ckpt" --portrait face.jpg --motion codes/h_motion.npy --out fr.npy \
+  --codes-dir codes 2>err.txt; rc=$?
+check "render --codes-dir over its --motion is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'codes/h_motion.npy is the input' err.txt && [ \"\$(md5sum < codes/h_motion.npy)\" = '$md5' ]"
+"$bin" motion --stage2 "$data/chain/stage2_audio_only_hubert.ckpt" --features f.npy --start s.npy --direction d.npy \
+  --seed 0 --out pred/pred_pose.npy --predicted-dir pred 2>err.txt; rc=$?
+check "motion --out in --predicted-dir's names is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'pred/pred_pose.npy is also --out' err.txt && [ ! -e pred/pred_pose.npy ]"
 check "no temporary file left at the end ($(leftovers))" test "$(leftovers)" -eq 0
 [ $fail -eq 0 ] && echo "all passed"
 exit $fail
