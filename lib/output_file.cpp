@@ -445,6 +445,16 @@ void check_distinct_outputs(const std::vector<std::pair<std::string, std::string
     }
 }
 
+void check_folder_outputs(const std::string& folder, const std::vector<std::string>& names, const std::string& option,
+                          const std::vector<std::string>& inputs,
+                          std::vector<std::pair<std::string, std::string>> outputs) {
+  for (const std::string& n : names) {
+    check_not_an_input(folder + "/" + n, inputs, option);
+    outputs.push_back({option, folder + "/" + n});
+  }
+  check_distinct_outputs(outputs);
+}
+
 OutputFile::OutputFile(const std::string& target) : target_(target) {
   const Dest d = checked_dest(target, {}, "--out");
   if (d.direct) {  // written in place: nothing to rename, nothing to remove

@@ -57,6 +57,18 @@ void check_output_extension(const std::string& target, const std::string& extens
 // second written would replace the first.  Empty paths are skipped.
 void check_distinct_outputs(const std::vector<std::pair<std::string, std::string>>& outputs);
 
+// check_output_extension() for numpy data.
+inline void check_npy_output(const std::string& target, const std::string& option = "--out") {
+  check_output_extension(target, ".npy", "numpy data (.npy)", option);
+}
+
+// The files a tool writes under fixed `names` into `folder` (its option
+// `option`): none may be one of `inputs` (it would be replaced after being
+// read) nor one of `outputs` (check_distinct_outputs).
+void check_folder_outputs(const std::string& folder, const std::vector<std::string>& names, const std::string& option,
+                          const std::vector<std::string>& inputs,
+                          std::vector<std::pair<std::string, std::string>> outputs);
+
 class OutputFile {
  public:
   // Creates the temporary file next to `target`.  Throws Error(NotFound) when

@@ -68,10 +68,6 @@ std::vector<float> decode_with_gstreamer(const std::string& path) {
   return out;
 }
 
-}  // namespace
-
-namespace {
-
 std::vector<float> read_any(const std::string& path, std::string* note) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw anitalker::Error(anitalker::Error::Kind::NotFound, path + ": no such file");

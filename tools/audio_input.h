@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
-// Throws anitalker::Error naming the file, also for a NaN or inf sample.  `note` is set to a sentence when
-// the audio was converted (rate, channels or format), else left empty.
+// Throws anitalker::Error naming the file, also for a NaN or inf sample.
+// `note` is set to a sentence when the audio was converted (rate, channels
+// or format), else left empty.
 std::vector<float> read_audio_16k_mono(const std::string& path, std::string* note);

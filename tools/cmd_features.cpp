@@ -2,9 +2,7 @@
 // GStreamer: HuBERT hidden states (padded as the demo pads them) or MFCC+deltas.
 #include <ATen/ATen.h>
 
-#include <cerrno>
 #include <cstdio>
-#include <cstdlib>
 
 #include "audio_input.h"
 #include "cli.h"
@@ -39,19 +37,19 @@ int cmd_features(int argc, char** argv) {
              [&](const std::string& opt, const std::vector<std::string>& v) {
                // hubertenc's ranges: window 20-60000, context 0-30000,
                // lookahead 0-60000 and at most the window.
+               const cli::UsageError bad(opt + ": expected W[,C[,L]] in ms, W from 20 to 60000, C from 0 to 30000, "
+                                               "L from 0 to W (hubertenc's ranges), got '" + v[0] + "'");
                const std::vector<std::string> parts = cli::split(v[0]);
-               long n[3] = {0, 1000, 0};
-               bool ok = !parts.empty() && parts.size() <= 3;
-               for (size_t i = 0; ok && i < parts.size(); ++i) {
-                 char* end = nullptr;
-                 errno = 0;
-                 n[i] = std::strtol(parts[i].c_str(), &end, 10);
-                 ok = !parts[i].empty() && *end == 0 && errno == 0;
+               if (parts.size() > 3) throw bad;
+               const long long lo[3] = {20, 0, 0}, hi[3] = {60000, 30000, 60000};
+               long long n[3] = {0, 1000, 0};
+               try {
+                 for (size_t i = 0; i < parts.size(); ++i) n[i] = cli::parse_integer(opt, parts[i], lo[i], hi[i]);
+               } catch (const cli::UsageError&) {
+                 throw bad;
                }
+               if (n[2] > n[0]) throw bad;
                const int w = (int)n[0], c = (int)n[1], l = (int)n[2];
-               if (!ok || n[0] < 20 || n[0] > 60000 || n[1] < 0 || n[1] > 30000 || n[2] < 0 || n[2] > n[0])
-                 throw cli::UsageError(opt + ": expected W[,C[,L]] in ms, W from 20 to 60000, C from 0 to 30000, "
-                                             "L from 0 to W (hubertenc's ranges), got '" + v[0] + "'");
                stream = true;
                scfg = {w, c, l};
              },
@@ -70,7 +68,7 @@ int cmd_features(int argc, char** argv) {
     scfg.cache_context = context_cache;
     if (mfcc == !hubert_dir.empty()) throw cli::UsageError("give exactly one of --hubert DIR and --mfcc");
     anitalker::check_output_path(out, {audio, hubert_dir});
-    anitalker::check_output_extension(out, ".npy", "numpy data (.npy)");
+    anitalker::check_npy_output(out);
     cli::set_threads(threads);
     const c10::Device dev = anitalker::parse_device(device);
     // Refused before any work, naming the option, the device and what it supports.

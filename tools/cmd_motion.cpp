@@ -131,17 +131,12 @@ int cmd_motion(int argc, char** argv) {
     const bool location_given = o.given("face-location") || o.given("face-scale");
     if (noise_path.empty() == (seed < 0)) throw cli::UsageError("give exactly one of --noise N.npy and --seed K");
     anitalker::check_output_path(out, {stage2, features, start_path, direction_path, noise_path, pose_file});
-    anitalker::check_output_extension(out, ".npy", "numpy data (.npy)");
-    if (!pred_dir.empty()) {  // fixed names there: none may be an input or --out
-      std::vector<std::pair<std::string, std::string>> outs = {{"--out", out}};
-      for (const char* n : {"pred_pose.npy", "pred_location.npy", "pred_scale.npy"}) {
-        const std::string path = pred_dir + "/" + n;
-        anitalker::check_not_an_input(path, {stage2, features, start_path, direction_path, noise_path, pose_file},
-                                      "--predicted-dir");
-        outs.push_back({"--predicted-dir", path});
-      }
-      anitalker::check_distinct_outputs(outs);
-    }
+    anitalker::check_npy_output(out);
+    if (!pred_dir.empty())
+      anitalker::check_folder_outputs(pred_dir, {"pred_pose.npy", "pred_location.npy", "pred_scale.npy"},
+                                      "--predicted-dir",
+                                      {stage2, features, start_path, direction_path, noise_path, pose_file},
+                                      {{"--out", out}});
     if (pose_given && !pose_file.empty()) throw cli::UsageError("give at most one of --pose and --pose-file");
     // Before any work: a step count the stride rule cannot meet (e.g. 49).
     try {

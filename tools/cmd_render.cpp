@@ -47,20 +47,16 @@ int cmd_render(int argc, char** argv) {
       if (motion_path.empty()) throw cli::UsageError("missing --motion (or give only --codes-dir to write the codes)");
       if (out.empty()) throw cli::UsageError("missing --out");
       anitalker::check_output_path(out, {stage1, portrait, motion_path});
-      anitalker::check_output_extension(out, ".npy", "numpy data (.npy)");
+      anitalker::check_npy_output(out);
     }
     // The codes' files (fixed names in --codes-dir): none may be an input
     // or --out, which a later write would replace.
     auto check_codes = [&](size_t feats) {
-      std::vector<std::string> names = {"input.npy", "h_source.npy", "h_motion.npy", "direction_Q.npy"};
-      if (codes_only) names = {"h_source.npy", "h_motion.npy"};
+      std::vector<std::string> names = {"h_source.npy", "h_motion.npy"};
+      if (!codes_only) names.insert(names.end(), {"input.npy", "direction_Q.npy"});
       for (size_t k = 0; k < feats; ++k) names.push_back("feat_" + std::to_string(k) + ".npy");
-      std::vector<std::pair<std::string, std::string>> outs = {{"--out", out}};
-      for (const std::string& n : names) {
-        anitalker::check_not_an_input(codes_dir + "/" + n, {stage1, portrait, motion_path}, "--codes-dir");
-        outs.push_back({"--codes-dir", codes_dir + "/" + n});
-      }
-      anitalker::check_distinct_outputs(outs);
+      anitalker::check_folder_outputs(codes_dir, names, "--codes-dir", {stage1, portrait, motion_path},
+                                      {{"--out", out}});
     };
     if (!codes_dir.empty()) check_codes(0);
     cli::set_threads(static_cast<int>(threads));

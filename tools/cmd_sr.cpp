@@ -99,9 +99,8 @@ int cmd_sr(int argc, char** argv) {
                                     {"--detections", detections_path}})
       if (!path.empty())
         anitalker::check_output_path(path, {model_path, detector_path, parser_path, landmarks_path, in}, opt);
-    if (!raw_path.empty()) anitalker::check_output_extension(raw_path, ".npy", "numpy data (.npy)", "--raw");
-    if (!detections_path.empty())
-      anitalker::check_output_extension(detections_path, ".npy", "numpy data (.npy)", "--detections");
+    if (!raw_path.empty()) anitalker::check_npy_output(raw_path, "--raw");
+    if (!detections_path.empty()) anitalker::check_npy_output(detections_path, "--detections");
     anitalker::check_distinct_outputs({{"--out", out}, {"--raw", raw_path}, {"--detections", detections_path}});
     if (aligned && (!landmarks_path.empty() || !detections_path.empty()))
       throw cli::UsageError("--aligned takes the whole image as one face: no --landmarks or --detections");
