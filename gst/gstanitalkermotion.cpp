@@ -627,15 +627,17 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * DDIM steps (the demo's --step_T).  The respacing rule needs an integer
    * stride over 1000 timesteps: 1000/steps rounded up must give back
    * `steps` (50, 25, 20, 10 and 100 do; 600 does not, and is refused when the
-   * element starts, naming the nearest counts that work).
+   * element starts, naming the nearest counts that work).  One step never
+   * works (the reference searches strides up to 999), so the range starts
+   * at 2.
    */
   gst_anitalker_install_property(gobject_class, PROP_STEPS,
           gst_anitalker_param_spec_uint("steps", "Steps",
-                            "DDIM denoising steps (default: 50); only counts of the form ceil(1000/k) work: all up "
+                            "DDIM denoising steps (default: 50); only counts of the form ceil(1000/k) work: 2 "
                             "to 32, then 33-36, 38, 39, 40, 42, ..., 50, 53, ..., 91, 100, 112, 125, 143, 167, 200, 250, 334, 500, "
                             "1000; "
                             "others are refused at start naming the nearest",
-                            1, 1000, 50, ready),
+                            2, 1000, 50, ready),
           FIELD(steps));
 
   /**

@@ -748,22 +748,24 @@ std::vector<int64_t> ddim_timesteps(int steps) {
       return v;
     }
   }
-  // The counts that work are ceil(1000 / k): every one up to 32, then
-  // 33, 34, 35, 36, 38, 39, 40, 42, ..., 500, 1000.  Name the nearest.
+  // The counts that work are ceil(1000 / k) for k < 1000, as the
+  // reference's search runs k from 1 to 999: every one from 2 to 32, then
+  // 33, 34, 35, 36, 38, 39, 40, 42, ..., 500, 1000 (1 step never: that needs
+  // k = 1000).  Name the nearest.
   int below = 0, above = 0;
   for (int i = 1; i < kT; ++i) {
     const int n = (kT + i - 1) / i;
     if (n < steps && n > below) below = n;
     if (n > steps && (above == 0 || n < above)) above = n;
   }
-  std::string nearest = below > 0 && above > 0 ? std::to_string(below) + " or " + std::to_string(above)
-                        : below > 0           ? std::to_string(below)
-                                              : std::to_string(above);
+  std::string nearest = below > 0 && above > 0 ? "are " + std::to_string(below) + " or " + std::to_string(above)
+                        : below > 0           ? "is " + std::to_string(below)
+                                              : "is " + std::to_string(above);
   throw Error(Error::Kind::Usage, "motion: cannot create exactly " + std::to_string(steps) +
                                       " DDIM steps with an integer stride over 1000 timesteps (the counts that work "
-                                      "are ceil(1000/k): all up to 32, then 33, 34, 35, 36, 38, 39, 40, 42, 44, 46, "
+                                      "are ceil(1000/k) for k from 1 to 999: 2 to 32, then 33, 34, 35, 36, 38, 39, 40, 42, 44, 46, "
                                       "48, 50, 53, 56, 59, 63, 67, 72, 77, 84, 91, 100, 112, 125, 143, 167, 200, "
-                                      "250, 334, 500, 1000; the nearest are " + nearest + ")");
+                                      "250, 334, 500, 1000; the nearest " + nearest + ")");
 }
 
 at::Tensor Model::sample(const Condition& c, const at::Tensor& noise, int steps, Trajectory* traj) const {

@@ -114,7 +114,7 @@ int bench_motion(int argc, char** argv) {
                    "convolution, at the frame counts used above\n"
                    "Median and range of --repeat runs.");
     o.integer("seconds", &seconds, 1, 600, "N", "seconds of audio");
-    o.integers("steps", &steps, 1, 1000, "LIST", "DDIM step counts of the offline runs");
+    o.integers("steps", &steps, 2, 1000, "LIST", "DDIM step counts of the offline runs");
     o.custom("variants", "LIST", 1,
              [&](const std::string& opt, const std::vector<std::string>& v) {
                variants.clear();

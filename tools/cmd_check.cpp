@@ -59,7 +59,7 @@ int cmd_check(int argc, char** argv) {
              "largest relative difference that passes (float32 summed in another order, with TF32 off; TF32 alone "
              "would give ~1e-3)");
     o.integer("frames", &frames, 8, 2000, "N", "motion frames (100 = 4 s)");
-    o.integer("steps", &steps, 1, 1000, "N", "DDIM steps");
+    o.integer("steps", &steps, 2, 1000, "N", "DDIM steps");
     o.number("perturb", &perturb, 0, 1, "X",
              "a self-test of the comparison: add X x each output's range (8-bit frames: ceil(X x 255) levels) to "
              "the device's outputs; above --tolerance every row must then fail");

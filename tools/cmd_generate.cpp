@@ -657,7 +657,7 @@ int cmd_generate(int argc, char** argv) {
     opt.choice("variant", &o.variant,
                {"hubert_audio_only", "hubert_pose_only", "hubert_full_control", "mfcc_pose_only", "mfcc_full_control"},
                "the stage-2 variant (the demo's --infer_type)");
-    opt.integer("steps", &o.steps, 1, 1000, "N", "DDIM steps (the demo's --step_T); N must be ceil(1000 / k) for an integer k");
+    opt.integer("steps", &o.steps, 2, 1000, "N", "DDIM steps (the demo's --step_T); N must be ceil(1000 / k) for an integer k");
     opt.integer("seed", &o.seed, 0, 1LL << 62, "K", "noise seed, as the demo's --seed");
     opt.flag("control", &o.control, "drive with the pose, location and scale options instead of the predictions");
     opt.custom("pose", "Y P R", 3,

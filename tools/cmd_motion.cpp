@@ -96,7 +96,7 @@ int cmd_motion(int argc, char** argv) {
     o.text("direction", &direction_path, "D.npy", "its direction code, [1, 20] (h_motion.npy)").required();
     o.text("noise", &noise_path, "N.npy", "the initial noise, [1, T, 20]");
     o.integer("seed", &seed, 0, INT64_MAX, "K", "the noise the demo draws with --seed K (bit-exact)").shows("");
-    o.integer("steps", &steps, 1, 1000, "N", "DDIM steps; N must be ceil(1000 / k) for an integer k");
+    o.integer("steps", &steps, 2, 1000, "N", "DDIM steps; N must be ceil(1000 / k) for an integer k");
     o.text("out", &out, "M.npy", "float32 [1, T, 20] motion latents").required();
     o.flag("control", &ctl.control,
            "feed the pose (and for full_control, location and scale) below to the model instead of its "

@@ -526,7 +526,7 @@ int cmd_webrtc(int argc, char** argv) {
     o.choice("variant", &variant,
              {"hubert_audio_only", "hubert_pose_only", "hubert_full_control", "mfcc_pose_only", "mfcc_full_control"},
              "the stage-2 variant");
-    o.integer("steps", &steps, 1, 1000, "N", "DDIM steps; N must be ceil(1000 / k) for an integer k");
+    o.integer("steps", &steps, 2, 1000, "N", "DDIM steps; N must be ceil(1000 / k) for an integer k");
     o.choice("latency", &latency, {"low", "balanced", "quality"},
              "the bin's latency preset (low: hops of 120 ms); the first video frame's delay behind its "
              "audio is printed");

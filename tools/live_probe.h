@@ -124,7 +124,7 @@ inline void chain_options(cli::Options& o, Chain* c, bool device = true) {
   o.choice("variant", &c->variant,
            {"hubert_audio_only", "hubert_pose_only", "hubert_full_control", "mfcc_pose_only", "mfcc_full_control"},
            "the stage-2 variant");
-  o.integer("steps", &c->steps, 1, 1000, "N", "DDIM steps; N must be ceil(1000 / k) for an integer k");
+  o.integer("steps", &c->steps, 2, 1000, "N", "DDIM steps; N must be ceil(1000 / k) for an integer k");
   if (device) {
     o.device(&c->device);
     o.precision(&c->precision,

@@ -848,8 +848,9 @@ GST_START_TEST(test_bad_control) {
     guint value;
     const char* text;
   } whole[] = {
-      {"steps", 0, "steps=0 refused: expected a number from 1 to 1000"},
-      {"steps", 1001, "steps=1001 refused: expected a number from 1 to 1000"},
+      {"steps", 0, "steps=0 refused: expected a number from 2 to 1000"},
+      {"steps", 1, "steps=1 refused: expected a number from 2 to 1000"},
+      {"steps", 1001, "steps=1001 refused: expected a number from 2 to 1000"},
       {"max-batch", 0, "max-batch=0 refused: expected a number from 1 to 1024"},
       {"window", 0, "window=0 refused: expected a number from 1 to"},
   };

@@ -255,6 +255,10 @@ TEST(MotionSampler, Timesteps) {
   EXPECT_EQ(anitalker::motion::ddim_timesteps(7)[1], 143);
   EXPECT_EQ(anitalker::motion::ddim_timesteps(3)[1], 334);
   EXPECT_THAT(error_of([] { anitalker::motion::ddim_timesteps(999); }), HasSubstr("999 DDIM steps"));
+  // The reference searches strides 1 to 999: one step (stride 1000) is
+  // refused there too, and 2 is the nearest count.
+  EXPECT_EQ(anitalker::motion::ddim_timesteps(2), (std::vector<int64_t>{0, 500}));
+  EXPECT_THAT(error_of([] { anitalker::motion::ddim_timesteps(1); }), HasSubstr("the nearest is 2)"));
 }
 
 TEST(MotionLoad, VariantsAndSharing) {
