@@ -7,22 +7,72 @@
 // end-to-end tests use these.
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "bench_models.h"
 #include "cli.h"
 #include "models.h"
 #include "motion.h"
 
+
+namespace {
+
+// DIR may be a models folder that holds the released files (1-2 GB each to
+// fetch again): refuse to put random weights over any file that is there,
+// naming them, unless --force.  A DIR that cannot be made, or that is not a
+// folder, is named too.
+void prepare_folder(const std::string& cmd, const std::string& dir, const std::vector<std::string>& names,
+                    bool force) {
+  if (::mkdir(dir.c_str(), 0777) != 0 && errno != EEXIST)
+    throw std::runtime_error(dir + ": cannot make the folder (" + std::strerror(errno) + ")");
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw cli::UsageError(dir + ": is not a folder; fixtures " + cmd + " writes model files into a folder");
+  if (force) return;
+  std::string there;
+  size_t count = 0;
+  for (const std::string& n : names) {
+    if (::lstat((dir + "/" + n).c_str(), &st) != 0) continue;
+    there += (count++ ? ", " : "") + n;
+  }
+  if (count)
+    throw cli::UsageError(dir + " already holds " + there + "; fixtures " + cmd +
+                          " would replace " + (count > 1 ? "them" : "it") +
+                          " with random weights. Give another folder, or --force to replace " +
+                          (count > 1 ? "them" : "it"));
+}
+
+const char* const kHubertFiles[] = {"chinese-hubert-large/pytorch_model.bin", "chinese-hubert-large/config.json",
+                                    "chinese-hubert-large/preprocessor_config.json"};
+
+std::vector<std::string> stage_files() {
+  using anitalker::motion::Variant;
+  std::vector<std::string> names{"stage1.ckpt"};
+  for (Variant v : {Variant::HubertAudioOnly, Variant::HubertPoseOnly, Variant::HubertFullControl,
+                    Variant::MfccPoseOnly, Variant::MfccFullControl})
+    names.push_back(anitalker::models::stage2_name(anitalker::motion::variant_name(v)));
+  return names;
+}
+
+}  // namespace
+
 int bench_chain_fixtures(int argc, char** argv) {
   return cli::run("fixtures chain", [&] {
     std::string dir;
+    bool force = false;
     cli::Options o("fixtures chain", "Writes stage1.ckpt, stage2_*.ckpt and chinese-hubert-large/ (tiny, random "
-                                     "weights, the released layouts) into DIR: the models of tests/data/chain.");
-    o.positional("DIR", &dir, "the folder to write");
+                                     "weights, the released layouts) into DIR: the models of tests/data/chain. "
+                                     "Files already in DIR are not replaced without --force.");
+    o.positional("DIR", &dir, "the folder to write (made if missing)");
+    o.flag("force", &force, "replace the model files DIR already holds");
     if (!o.parse(argc, argv)) return 0;
-    ::mkdir(dir.c_str(), 0777);
+    std::vector<std::string> names = stage_files();
+    names.insert(names.end(), std::begin(kHubertFiles), std::end(kHubertFiles));
+    prepare_folder("chain", dir, names, force);
 
     bench::HubertShape hubert;
     hubert.layers = 24;
@@ -65,16 +115,22 @@ int bench_chain_fixtures(int argc, char** argv) {
 int bench_random_models(int argc, char** argv) {
   return cli::run("fixtures random", [&] {
     std::string dir;
-    bool hubert = false, face_sr = false;
+    bool hubert = false, face_sr = false, force = false;
     cli::Options o("fixtures random",
                    "Writes stage1.ckpt and the five stage2_*.ckpt at full size with random weights into DIR (for "
-                   "benchmarks and trying the tools).");
-    o.positional("DIR", &dir, "the folder to write");
+                   "benchmarks and trying the tools). Files already in DIR (the released ones, say) are not "
+                   "replaced without --force.");
+    o.positional("DIR", &dir, "the folder to write (made if missing)");
     o.flag("hubert", &hubert, "also chinese-hubert-large/ (1.2 GB); without it use an mfcc_* variant");
     o.flag("face-sr", &face_sr,
            "also GFPGANv1.4.pth, detection_Resnet50_Final.pth and parsing_parsenet.pth (face-sr, crop=auto; 0.5 GB)");
+    o.flag("force", &force, "replace the model files DIR already holds");
     if (!o.parse(argc, argv)) return 0;
-    ::mkdir(dir.c_str(), 0777);
+    std::vector<std::string> names = stage_files();
+    if (hubert) names.insert(names.end(), std::begin(kHubertFiles), std::end(kHubertFiles));
+    if (face_sr)
+      for (const char* n : {"GFPGANv1.4.pth", "detection_Resnet50_Final.pth", "parsing_parsenet.pth"}) names.push_back(n);
+    prepare_folder("random", dir, names, force);
     using anitalker::motion::Variant;
     for (Variant v : {Variant::HubertAudioOnly, Variant::HubertPoseOnly, Variant::HubertFullControl,
                       Variant::MfccPoseOnly, Variant::MfccFullControl})

@@ -311,6 +311,26 @@ check "render --codes-dir over its --motion is refused (rc $rc: $(cat err.txt))"
   --seed 0 --out pred/pred_pose.npy --predicted-dir pred 2>err.txt; rc=$?
 check "motion --out in --predicted-dir's names is refused (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 2 ] && grep -q 'pred/pred_pose.npy is also --out' err.txt && [ ! -e pred/pred_pose.npy ]"
+# fixtures chain / random into a models folder put random weights over the
+# released files without a word (found 2026-12-06): refused unless --force.
+mkdir released
+echo released > released/stage1.ckpt
+echo released > released/stage2_audio_only_hubert.ckpt
+"$bin" fixtures chain released 2>err.txt; rc=$?
+check "fixtures chain over a folder's model files is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'released already holds stage1.ckpt, stage2_audio_only_hubert.ckpt;' err.txt &&
+           grep -q -- '--force' err.txt && [ \"\$(cat released/stage1.ckpt)\" = released ] && [ ! -e released/chinese-hubert-large ]"
+"$bin" fixtures random released 2>err.txt; rc=$?
+check "fixtures random likewise (rc $rc)" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'already holds stage1.ckpt' err.txt && [ \"\$(cat released/stage1.ckpt)\" = released ]"
+"$bin" fixtures chain speech.wav 2>err.txt; rc=$?
+check "fixtures chain into a file is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'speech.wav: is not a folder' err.txt"
+"$bin" fixtures chain released --force 2>err.txt; rc=$?
+check "fixtures chain --force replaces them (rc $rc)" \
+  bash -c "[ $rc -eq 0 ] && [ \"\$(head -c 2 released/stage1.ckpt)\" = PK ] && [ -s released/chinese-hubert-large/pytorch_model.bin ]"
+"$bin" fixtures chain fresh 2>err.txt; rc=$?
+check "fixtures chain into a new folder (rc $rc)" bash -c "[ $rc -eq 0 ] && [ -s fresh/stage2_pose_only_mfcc.ckpt ]"
 check "no temporary file left at the end ($(leftovers))" test "$(leftovers)" -eq 0
 [ $fail -eq 0 ] && echo "all passed"
 exit $fail
