@@ -95,7 +95,10 @@ double parse_number(const std::string& opt, const std::string& v, double lo, dou
   const double x = std::strtod(v.c_str(), &end);
   if (v.empty() || *end || !std::isfinite(x) || x < lo || x > hi)
     throw UsageError(opt + ": expected a number" +
-                     (std::isfinite(lo) && std::isfinite(hi) ? " from " + num(lo) + " to " + num(hi) : "") +
+                     (std::isfinite(lo) && std::isfinite(hi) ? " from " + num(lo) + " to " + num(hi)
+                      : std::isfinite(lo)                    ? " of " + num(lo) + " or more"
+                      : std::isfinite(hi)                    ? " of " + num(hi) + " or less"
+                                                             : "") +
                      ", got '" + v + "'");
   return x;
 }

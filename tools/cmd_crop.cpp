@@ -50,6 +50,7 @@ int cmd_crop(int argc, char** argv) {
     anitalker::check_output_path(out, {portrait, detector});
     if (!box_out.empty()) anitalker::check_output_path(box_out, {portrait, detector}, "--box-out");
     anitalker::check_distinct_outputs({{"--out", out}, {"--box-out", box_out}});
+    if (!box_out.empty()) anitalker::check_output_extension(box_out, ".json", "JSON (.json)", "--box-out");
     const std::string ext = cli::image_extension(out);
 
     anitalker::crop::Spec spec =

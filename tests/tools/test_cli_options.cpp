@@ -34,6 +34,7 @@ struct Parsed {
   long long steps = 50;
   int threads = 0;
   double ratio = 0.6;
+  double time = 0;
   bool flag = false;
   std::vector<int> list = {1, 4};
   double pose[3] = {0.25, 0, 0};
@@ -46,6 +47,7 @@ cli::Options table(Parsed* p) {
   o.choice("mode", &p->mode, {"fast", "exact"}, "how");
   o.integer("steps", &p->steps, 1, 1000, "N", "DDIM steps");
   o.number("crop-ratio|ratio", &p->ratio, 0, 10, "R", "the ratio");
+  o.number("time", &p->time, 0, HUGE_VAL, "S", "a time");
   o.flag("flag", &p->flag, "a switch");
   o.integers("batch", &p->list, 1, 256, "LIST", "batch sizes");
   o.custom("pose", "Y P R", 3,
@@ -114,6 +116,9 @@ TEST(CliOptions, RefusesWithTheOptionNamed) {
             "--steps: expected an integer from 1 to 1000, got '99999999999999999999'");
   EXPECT_EQ(usage_error("--in x --ratio 11"), "--ratio: expected a number from 0 to 10, got '11'");
   EXPECT_EQ(usage_error("--in x --crop-ratio nan"), "--crop-ratio: expected a number from 0 to 10, got 'nan'");
+  // A range open above says its bound ('-1' is a number).
+  EXPECT_EQ(usage_error("--in x --time -1"), "--time: expected a number of 0 or more, got '-1'");
+  EXPECT_EQ(usage_error("--in x --time inf"), "--time: expected a number of 0 or more, got 'inf'");
   EXPECT_EQ(usage_error("--in x --mode slow"), "--mode: fast or exact, not 'slow'");
   EXPECT_EQ(usage_error("--in x --batch 1,,2"),
             "--batch: expected a comma-separated list of values from 1 to 256, got ''");

@@ -295,6 +295,9 @@ check "render --out frames.png is refused (rc $rc: $(cat err.txt))" \
 "$bin" crop --portrait face.jpg --face-box 100,80,140,130 --out sq.png --box-out ./sq.png 2>err.txt; rc=$?
 check "crop --box-out = --out is refused (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 2 ] && grep -q 'is also --out' err.txt && [ ! -e sq.png ]"
+"$bin" crop --portrait face.jpg --face-box 100,80,140,130 --out sq.png --box-out box.png 2>err.txt; rc=$?
+check "crop --box-out box.png (JSON under an image's name) is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'give it a .json name' err.txt && [ ! -e box.png ] && [ ! -e sq.png ]"
 "$bin" sr --model "$data/face-sr/gfpgan_tiny.pth" --aligned --in face.jpg --out r.npy --raw r.npy 2>err.txt; rc=$?
 check "sr --raw = --out is refused (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 2 ] && grep -q 'is also --out' err.txt && [ ! -e r.npy ]"
