@@ -562,10 +562,16 @@ static gboolean sink_event(GstAnitalkerElement* self, GstPad* pad, GstEvent* eve
     case GST_EVENT_SEGMENT_DONE:
       if (klass->drain_on_stream_start) drain(self);
       break;
-    case GST_EVENT_EOS:
-      // A failed drain has posted its error; EOS still goes on.
-      drain(self);
+    case GST_EVENT_EOS: {
+      // A failed drain has posted its error; EOS still goes on.  Offline,
+      // the whole utterance is pushed here, and a fatal flow return from
+      // downstream (not-negotiated, not-linked) reaches no source that would
+      // post it: post it, as a source's streaming task does, rather than end
+      // with EOS and no frames.
+      const GstFlowReturn ret = drain(self);
+      if (ret == GST_FLOW_NOT_LINKED || ret == GST_FLOW_NOT_NEGOTIATED) GST_ELEMENT_FLOW_ERROR(self, ret);
       break;
+    }
     default:
       break;
   }

@@ -312,9 +312,13 @@ static gboolean gst_anitalker_paste_configure(GstAnitalkerPaste* self) {
   gst_video_info_set_format(&out, GST_VIDEO_FORMAT_RGB, st->canvas.width, st->canvas.height);
   out.fps_n = GST_VIDEO_INFO_FPS_N(&st->in_info);
   out.fps_d = GST_VIDEO_INFO_FPS_D(&st->in_info);
+  std::string refused;
   if (!gst_anitalker_video_negotiate(GST_ANITALKER_ELEMENT(self)->srcpad, gst_video_info_to_caps(&out),
-                                     &st->out_info)) {
-    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Downstream refused %dx%d RGB video.", out.width, out.height),
+                                     &st->out_info, &refused)) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
+                      ("Downstream refused %dx%d RGB video: %s. Put videoconvert, videoscale or videorate after it "
+                       "to change the format, size or frame rate.",
+                       out.width, out.height, refused.c_str()),
                       (nullptr));
     return FALSE;
   }

@@ -370,11 +370,23 @@ static void gst_anitalker_render_announce(GstAnitalkerRender* self, const lia::R
 /* --- Caps -------------------------------------------------------------------- */
 
 // Picks the output format with downstream (the sink caps known) and sends
-// the caps event.
+// the caps event.  When downstream takes none of the renderer's video (a
+// caps filter with another size, rate or format, and no converter between)
+// posts the negotiation error naming both sides: the frames could not go
+// anywhere (offline, they are pushed at EOS, where a flow return reaches no
+// source to post it).
 static gboolean gst_anitalker_render_negotiate(GstAnitalkerRender* self) {
   RenderState* st = self->state;
+  GstPad* srcpad = GST_ANITALKER_ELEMENT(self)->srcpad;
   GstCaps* ours = st->dims != 0 ? gst_anitalker_render_get_caps(GST_ANITALKER_ELEMENT(self), GST_PAD_SRC) : nullptr;
-  st->have_out_caps = ours && gst_anitalker_video_negotiate(GST_ANITALKER_ELEMENT(self)->srcpad, ours, &st->out_info);
+  std::string refused;
+  st->have_out_caps = ours && gst_anitalker_video_negotiate(srcpad, ours, &st->out_info, &refused);
+  if (!st->have_out_caps && !refused.empty() && !GST_PAD_IS_FLUSHING(srcpad))
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
+                      ("Downstream takes none of the video the renderer makes: %s. Put videoconvert, videoscale "
+                       "or videorate after it to change the format, size or frame rate.",
+                       refused.c_str()),
+                      (nullptr));
   return st->have_out_caps;
 }
 

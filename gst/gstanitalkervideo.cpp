@@ -91,16 +91,24 @@ void gst_anitalker_video_frame_from_bgr(const cv::Mat& bgr, GstVideoFrame* f) {
 
 /* --- Output caps ----------------------------------------------------------- */
 
-gboolean gst_anitalker_video_negotiate(GstPad* srcpad, GstCaps* ours, GstVideoInfo* info) {
+gboolean gst_anitalker_video_negotiate(GstPad* srcpad, GstCaps* ours, GstVideoInfo* info, std::string* refused) {
   gst_pad_check_reconfigure(srcpad);  // this negotiation answers any pending request
   GstCaps* caps = gst_pad_peer_query_caps(srcpad, ours);
-  if (gst_caps_is_empty(caps)) GST_WARNING_OBJECT(srcpad, "downstream accepts none of %" GST_PTR_FORMAT, ours);
-  gst_caps_unref(ours);
   if (gst_caps_is_empty(caps)) {
+    GstCaps* peer = gst_pad_peer_query_caps(srcpad, nullptr);
+    gchar* offered = gst_caps_to_string(ours);
+    gchar* takes = gst_caps_to_string(peer);
+    GST_WARNING_OBJECT(srcpad, "downstream accepts none of %s; it takes %s", offered, takes);
+    if (refused) *refused = std::string("it makes ") + offered + "; downstream takes " + takes;
+    g_free(offered);
+    g_free(takes);
+    gst_caps_unref(peer);
+    gst_caps_unref(ours);
     gst_caps_unref(caps);
     gst_pad_mark_reconfigure(srcpad);
     return FALSE;
   }
+  gst_caps_unref(ours);
   caps = gst_caps_fixate(caps);
   GstVideoInfo fixed;
   gboolean ok = gst_video_info_from_caps(&fixed, caps);
@@ -113,8 +121,10 @@ gboolean gst_anitalker_video_negotiate(GstPad* srcpad, GstCaps* ours, GstVideoIn
   gst_caps_unref(caps);
   if (ok)
     *info = fixed;
-  else
+  else {
+    if (refused) *refused = "downstream refused the caps event";
     gst_pad_mark_reconfigure(srcpad);
+  }
   return ok;
 }
 

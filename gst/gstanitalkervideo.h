@@ -9,6 +9,7 @@
 #include <gst/video/video.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "crop.h"
@@ -34,8 +35,11 @@ void gst_anitalker_video_frame_from_bgr(const cv::Mat& bgr, GstVideoFrame* frame
 // Offers `ours` (transfer full; most preferred first) to the src pad's peer,
 // fixates the answer and pushes it as the caps event unless it is already
 // the current caps.  TRUE with *info filled; FALSE (the pad marked for
-// reconfiguration) when downstream takes none of them or refuses the event.
-gboolean gst_anitalker_video_negotiate(GstPad* srcpad, GstCaps* ours, GstVideoInfo* info);
+// reconfiguration) when downstream takes none of them or refuses the event;
+// then *refused (when given) says which: what was offered and what the peer
+// takes, for the element's error.
+gboolean gst_anitalker_video_negotiate(GstPad* srcpad, GstCaps* ours, GstVideoInfo* info,
+                                       std::string* refused = nullptr);
 
 // --- Frames held for a batch: their timing is fixed when they arrive.
 

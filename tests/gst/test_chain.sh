@@ -51,4 +51,21 @@ if "$bin" generate --portrait "$work/bad.jpg" --audio "$clip" --models-dir "$mod
 fi
 cat "$work/err"
 ls "$work"/bad.mp4* 2>/dev/null && { echo "a half-written file was left"; exit 1; }
+
+# 5. Caps after the bin that its video cannot meet (another rate or size, no
+# videorate / videoscale between): an error naming both sides.  Until
+# 2026-12-06 the offline frames, pushed at EOS, were refused without a word
+# and the pipeline ended with EOS and no video (exit 0).
+for caps in "video/x-raw,framerate=30/1" "video/x-raw,width=128,height=128"; do
+  if gst-launch-1.0 filesrc location="$clip" ! wavparse ! anitalker models-dir="$models" portrait="$face" steps=10 \
+       ! "$caps" ! fakesink > "$work/err" 2>&1; then
+    cat "$work/err"; echo "the bin before $caps ended without an error"; exit 1
+  fi
+  grep -q "Downstream takes none of the video the renderer makes.*downstream takes video/x-raw" "$work/err" ||
+    { cat "$work/err"; echo "the error for $caps does not name both sides"; exit 1; }
+done
+# With videorate between, the same rate is met: 2.08 s at 30 fps.
+n=$(gst-launch-1.0 -v filesrc location="$clip" ! wavparse ! anitalker models-dir="$models" portrait="$face" steps=10 \
+      ! videorate ! video/x-raw,framerate=30/1 ! fakesink silent=false 2>&1 | grep -c "fakesink0: last-message = chain")
+[ "$n" -ge 60 ] || { echo "videorate to 30 fps gave $n frames"; exit 1; }
 echo ok

@@ -318,6 +318,34 @@ GST_START_TEST(test_eos_without_data) {
 }
 GST_END_TEST;
 
+// Offline, the utterance is pushed at EOS, where a fatal flow return from
+// downstream reaches no source that would post it: the element posts it.
+// Here downstream answers the codes query, then refuses the frames
+// (not-negotiated); until 2026-12-06 they went nowhere without a word and
+// EOS followed.
+static GstFlowReturn refuse_frames(GstPad*, GstObject*, GstBuffer* buffer) {
+  gst_buffer_unref(buffer);
+  return GST_FLOW_NOT_NEGOTIATED;
+}
+
+GST_START_TEST(test_eos_push_refused) {
+  GstHarness* h = new_harness("hubert_audio_only");
+  gst_pad_set_chain_function(h->sinkpad, refuse_frames);
+  const at::Tensor f = frames("hubert_audio_only");
+  push_frames(h, f, 0, f.size(0), 25, rate_of("hubert_audio_only"));
+  GstBus* bus = gst_element_get_bus(h->element);
+  fail_unless(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR) == nullptr, "an error before EOS");
+  gst_object_unref(bus);
+  gst_harness_push_event(h, gst_event_new_eos());
+  gchar* debug = nullptr;
+  GError* err = element_error(h, &debug);
+  fail_unless(debug != nullptr && strstr(debug, "not-negotiated") != nullptr, "%s", debug ? debug : "(no debug)");
+  g_error_free(err);
+  g_free(debug);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 // One HuBERT frame: too short for a motion frame; a warning, EOS goes on.
 GST_START_TEST(test_too_short) {
   GstHarness* h = new_harness("hubert_audio_only");
@@ -1119,6 +1147,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_offline_timestamps_from_first_pts);
   tcase_add_test(tc, test_post_messages);
   tcase_add_test(tc, test_eos_without_data);
+  tcase_add_test(tc, test_eos_push_refused);
   tcase_add_test(tc, test_too_short);
   suite_add_tcase(s, tc);
   tc = tcase_create("streaming");
