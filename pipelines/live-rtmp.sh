@@ -21,14 +21,16 @@
 set -eu
 [ $# -ge 2 ] || { sed -n '2,7p' "$0"; exit 2; }
 portrait=$1 url=$2 models=${3:-models} source=${4:-pulse}
+# The source's elements as words of their own (no eval: a path holding
+# quotes, $(...) or backquotes stays a path); gst-launch quotes each word.
 case "$source" in
-  pulse) src="pulsesrc" ;;
-  alsa) src="alsasrc" ;;
-  *) src="filesrc location=\"$source\" ! decodebin ! audioconvert ! audioresample ! identity sync=true" ;;
+  pulse) set -- pulsesrc ;;
+  alsa) set -- alsasrc ;;
+  *) set -- filesrc location="$source" ! decodebin ! audioconvert ! audioresample ! identity sync=true ;;
 esac
-eval exec gst-launch-1.0 -e "$src" ! audio/x-raw,rate=16000,channels=1 ! tee name=t \
-  t. ! queue ! anitalker models-dir="\"$models\"" portrait="\"$portrait\"" mode=streaming latency=low \
+exec gst-launch-1.0 -e "$@" ! audio/x-raw,rate=16000,channels=1 ! tee name=t \
+  t. ! queue ! anitalker models-dir="$models" portrait="$portrait" mode=streaming latency=low \
      ! videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency key-int-max=50 ! h264parse ! queue ! mux. \
   t. ! queue max-size-time=10000000000 max-size-buffers=0 max-size-bytes=0 ! audioconvert ! audioresample \
      ! avenc_aac ! aacparse ! queue ! mux. \
-  flvmux name=mux streamable=true latency=2000000000 ! rtmp2sink location="\"$url\""
+  flvmux name=mux streamable=true latency=2000000000 ! rtmp2sink location="$url"
