@@ -844,7 +844,7 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
   files.files = checked;
   const std::vector<anitalker::models::File> missing = anitalker::models::missing(files);
   if (!missing.empty()) {
-    const std::string text = anitalker::models::describe_missing(missing);
+    const std::string text = anitalker::models::describe_missing(missing, dir);
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("%s", text.c_str()),
                       ("models-dir \"%s\", variant %s", dir.c_str(), variant_name.c_str()));
     return FALSE;

@@ -156,9 +156,19 @@ std::vector<File> missing(const Set& set) {
   return out;
 }
 
-std::string describe_missing(const std::vector<File>& files) {
-  std::string s = "missing model file" + std::string(files.size() == 1 ? "" : "s") +
-                  " (see models/README.md; models/fetch.sh downloads them):";
+std::string describe_missing(const std::vector<File>& files, const std::string& dir) {
+  std::string s;
+  // Only when a missing file was looked for there (not for files named
+  // one by one elsewhere).
+  bool under = false;
+  for (const File& f : files) under = under || (!dir.empty() && f.path.rfind(join(dir, ""), 0) == 0);
+  struct stat st;
+  if (under && ::stat(dir.c_str(), &st) != 0)
+    s = "the models folder " + dir + " does not exist; ";
+  else if (under && !S_ISDIR(st.st_mode))
+    s = "the models folder " + dir + " is not a folder; ";
+  s += "missing model file" + std::string(files.size() == 1 ? "" : "s") +
+       " (see models/README.md; models/fetch.sh downloads them):";
   for (const File& f : files) s += "\n  " + f.path + "  (" + f.needed + ")\n      from " + f.source;
   return s;
 }

@@ -62,6 +62,8 @@ Set resolve(const std::string& dir, const std::string& variant, bool face_sr, bo
 std::vector<File> missing(const Set& set);
 
 // "Missing model files ...: each path, what needs it, where it comes from."
-std::string describe_missing(const std::vector<File>& files);
+// With `dir` (the models folder the paths were made from): first says
+// when that folder does not exist or is not a folder, the likely cause.
+std::string describe_missing(const std::vector<File>& files, const std::string& dir = "");
 
 }  // namespace anitalker::models

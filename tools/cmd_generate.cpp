@@ -751,7 +751,8 @@ int cmd_generate(int argc, char** argv) {
     const auto missing =
         anitalker::models::missing(anitalker::models::resolve(o.models_dir, o.variant, o.face_sr, detect));
     if (!missing.empty())
-      throw anitalker::Error(anitalker::Error::Kind::NotFound, anitalker::models::describe_missing(missing));
+      throw anitalker::Error(anitalker::Error::Kind::NotFound,
+                             anitalker::models::describe_missing(missing, o.models_dir));
     return generate(o);
   });
 }

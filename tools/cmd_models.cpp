@@ -28,6 +28,13 @@ int cmd_models(int argc, char** argv) {
       std::fputs(models::manifest().c_str(), stdout);
       return 0;
     }
+    // A file named as the folder is a mistake to say, not twelve MISSING
+    // lines under it; a folder that does not exist is said first.
+    struct stat dst;
+    const bool exists = ::stat(dir.c_str(), &dst) == 0;
+    if (exists && !S_ISDIR(dst.st_mode))
+      throw cli::UsageError("--models-dir " + dir + ": is not a folder; give the folder that holds the released files");
+    if (!exists) std::printf("the folder %s does not exist\n", dir.c_str());
     int missing_required = 0;
     const struct {
       const char* group;

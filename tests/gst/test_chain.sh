@@ -42,6 +42,13 @@ fi
 cat "$work/err"
 grep -q "stage1.ckpt" "$work/err" && grep -q "taocode/anitalker_ckpts" "$work/err" &&
   grep -q "chinese-hubert-large/pytorch_model.bin" "$work/err" || { echo "missing files not listed"; exit 1; }
+grep -q "the models folder $work/none does not exist" "$work/err" || { echo "the missing folder is not said"; exit 1; }
+# The bin says the same; a file as the folder is named as such.
+if gst-launch-1.0 audiotestsrc num-buffers=3 ! anitalker models-dir="$clip" portrait="$face" ! fakesink \
+     > "$work/err" 2>&1; then
+  echo "the bin started with a file as models-dir"; exit 1
+fi
+grep -q "the models folder $clip is not a folder" "$work/err" || { cat "$work/err"; echo "not said: not a folder"; exit 1; }
 
 # 4. A portrait that is not an image: an error, and neither the MP4 nor a part of it.
 echo "not an image" > "$work/bad.jpg"

@@ -26,6 +26,21 @@ set -e
 grep -q "MISSING.*stage1.ckpt" "$work/out.txt" && grep -q "5 required files missing" "$work/out.txt" ||
   { cat "$work/out.txt"; echo "FAIL: the missing files are not named"; exit 1; }
 
+# A file as the folder: refused (exit 2) naming it; a missing folder is said.
+touch "$work/file"
+set +e
+"$bin" models --models-dir "$work/file" > "$work/out.txt" 2> "$work/err.txt"
+rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q "is not a folder" "$work/err.txt" ||
+  { cat "$work/out.txt" "$work/err.txt"; echo "FAIL: exit $rc for a file as --models-dir"; exit 1; }
+set +e
+"$bin" models --models-dir "$work/nowhere" > "$work/out.txt"
+rc=$?
+set -e
+[ $rc -eq 1 ] && head -1 "$work/out.txt" | grep -q "the folder $work/nowhere does not exist" ||
+  { cat "$work/out.txt"; echo "FAIL: a missing folder is not said (exit $rc)"; exit 1; }
+
 # fetch.sh, on a copy of models/ with a stand-in curl.
 mkdir -p "$work/models" "$work/path"
 cp "$src/models/fetch.sh" "$work/models/"
