@@ -12,6 +12,7 @@
 #include <gst/webrtc/webrtc.h>
 
 #include <cstdio>
+#include <csignal>
 #include <cstdlib>
 #include <algorithm>
 #include <cstring>
@@ -71,6 +72,7 @@ struct App {
   long frames_wanted = 0;
   long frames = 0;
   int exit_code = 1;
+  int stopped_by = 0;  // SIGINT or SIGTERM: a clean stop, then the signal's own end
   int connections = 0;  // open HTTP connections (main loop only)
   int draining = 0;     // connections answered 503 and read until closed (main loop only)
   std::string error;
@@ -606,13 +608,19 @@ int cmd_webrtc(int argc, char** argv) {
       quit(static_cast<App*>(d), 1, "timed out");
       return G_SOURCE_REMOVE;
     }, &app);
-    // SIGINT and SIGTERM end the program as its own timeout does.
+    // SIGINT and SIGTERM stop the server cleanly (the pipeline to NULL, the
+    // socket closed), then the process ends by the signal itself, as a
+    // server's supervisor expects of a requested stop (systemd counts it
+    // clean; a shell sees 130 or 143).  Until 2026-12-06 they ended as an
+    // error, exit 1.
     const guint sigint = g_unix_signal_add(SIGINT, [](gpointer d) -> gboolean {
-      quit(static_cast<App*>(d), 130, "interrupted");
+      static_cast<App*>(d)->stopped_by = SIGINT;
+      quit(static_cast<App*>(d), 130);
       return G_SOURCE_CONTINUE;  // removed below
     }, &app);
     const guint sigterm = g_unix_signal_add(SIGTERM, [](gpointer d) -> gboolean {
-      quit(static_cast<App*>(d), 143, "terminated");
+      static_cast<App*>(d)->stopped_by = SIGTERM;
+      quit(static_cast<App*>(d), 143);
       return G_SOURCE_CONTINUE;  // removed below
     }, &app);
     if (app.error.empty()) g_main_loop_run(app.loop);
@@ -625,6 +633,13 @@ int cmd_webrtc(int argc, char** argv) {
     gst_object_unref(app.webrtc);
     gst_object_unref(app.pipe);
     g_main_loop_unref(app.loop);
+    if (app.stopped_by != 0 && app.error.empty()) {
+      std::fprintf(stderr, "anitalker webrtc: stopped by %s; the page decoded %ld video frames\n",
+                   app.stopped_by == SIGINT ? "SIGINT" : "SIGTERM", app.frames);
+      std::fflush(stderr);
+      std::signal(app.stopped_by, SIG_DFL);
+      std::raise(app.stopped_by);
+    }
     if (!app.error.empty()) throw anitalker::Error(anitalker::Error::Kind::Runtime, app.error);
     std::fprintf(stderr, "anitalker webrtc: the page decoded %ld video frames\n", app.frames);
     return app.exit_code;

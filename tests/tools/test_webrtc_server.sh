@@ -107,6 +107,12 @@ check "the server is still running" alive
 kill -TERM "$server"
 for i in $(seq 50); do alive || break; sleep 0.1; done
 check "SIGTERM ends the server" bash -c "! kill -0 $server 2>/dev/null"
+wait "$server"; rc=$?
+# A requested stop, not an error: the process ends by the signal (143 to a
+# shell, clean to systemd), saying so; until 2026-12-06 it said
+# "terminated" as an error and exited 1.
+check "SIGTERM: a clean stop (rc $rc), said as such" \
+  bash -c "[ $rc -eq 143 ] && grep -q 'stopped by SIGTERM' '$work/server.log' && ! grep -q 'terminated' '$work/server.log'"
 server=
 grep -q "answer refused" "$work/server.log" || { echo "FAIL: the log does not say why the answers were refused"; fail=1; }
 [ $fail -eq 0 ] || { echo "--- server log"; tail -20 "$work/server.log"; exit 1; }
