@@ -18,7 +18,6 @@
 #include "models.h"
 #include "motion.h"
 
-
 namespace {
 
 // DIR may be a models folder that holds the released files (1-2 GB each to
@@ -49,14 +48,21 @@ void prepare_folder(const std::string& cmd, const std::string& dir, const std::v
 const char* const kHubertFiles[] = {"chinese-hubert-large/pytorch_model.bin", "chinese-hubert-large/config.json",
                                     "chinese-hubert-large/preprocessor_config.json"};
 
+using anitalker::motion::Variant;
+const Variant kVariants[] = {Variant::HubertAudioOnly, Variant::HubertPoseOnly, Variant::HubertFullControl,
+                             Variant::MfccPoseOnly, Variant::MfccFullControl};
+
+std::string stage2_file(Variant v) { return anitalker::models::stage2_name(anitalker::motion::variant_name(v)); }
+
 std::vector<std::string> stage_files() {
-  using anitalker::motion::Variant;
   std::vector<std::string> names{"stage1.ckpt"};
-  for (Variant v : {Variant::HubertAudioOnly, Variant::HubertPoseOnly, Variant::HubertFullControl,
-                    Variant::MfccPoseOnly, Variant::MfccFullControl})
-    names.push_back(anitalker::models::stage2_name(anitalker::motion::variant_name(v)));
+  for (Variant v : kVariants) names.push_back(stage2_file(v));
   return names;
 }
+
+const char* const kGfpgan = "GFPGANv1.4.pth";
+const char* const kRetinaface = "detection_Resnet50_Final.pth";
+const char* const kParsenet = "parsing_parsenet.pth";
 
 }  // namespace
 
@@ -92,11 +98,7 @@ int bench_chain_fixtures(int argc, char** argv) {
     s2.lstm = 16;
     s2.mfcc_mid = 16;
     s2.x_T = {1, 3, 8, 8};
-    using anitalker::motion::Variant;
-    const Variant variants[] = {Variant::HubertAudioOnly, Variant::HubertPoseOnly, Variant::HubertFullControl,
-                                Variant::MfccPoseOnly, Variant::MfccFullControl};
-    for (Variant v : variants)
-      bench::write_stage2(dir + "/" + anitalker::models::stage2_name(anitalker::motion::variant_name(v)), v, s2);
+    for (Variant v : kVariants) bench::write_stage2(dir + "/" + stage2_file(v), v, s2);
 
     bench::Stage1Shape s1;
     s1.size = 64;
@@ -128,19 +130,15 @@ int bench_random_models(int argc, char** argv) {
     if (!o.parse(argc, argv)) return 0;
     std::vector<std::string> names = stage_files();
     if (hubert) names.insert(names.end(), std::begin(kHubertFiles), std::end(kHubertFiles));
-    if (face_sr)
-      for (const char* n : {"GFPGANv1.4.pth", "detection_Resnet50_Final.pth", "parsing_parsenet.pth"}) names.push_back(n);
+    if (face_sr) names.insert(names.end(), {kGfpgan, kRetinaface, kParsenet});
     prepare_folder("random", dir, names, force);
-    using anitalker::motion::Variant;
-    for (Variant v : {Variant::HubertAudioOnly, Variant::HubertPoseOnly, Variant::HubertFullControl,
-                      Variant::MfccPoseOnly, Variant::MfccFullControl})
-      bench::write_stage2(dir + "/" + anitalker::models::stage2_name(anitalker::motion::variant_name(v)), v);
+    for (Variant v : kVariants) bench::write_stage2(dir + "/" + stage2_file(v), v);
     bench::write_stage1(dir + "/stage1.ckpt");
     if (hubert) bench::write_hubert_large(dir + "/chinese-hubert-large", 24);
     if (face_sr) {
-      bench::write_gfpgan(dir + "/GFPGANv1.4.pth");
-      bench::write_retinaface(dir + "/detection_Resnet50_Final.pth", 256);
-      bench::write_parsenet(dir + "/parsing_parsenet.pth");
+      bench::write_gfpgan(dir + "/" + kGfpgan);
+      bench::write_retinaface(dir + "/" + kRetinaface, 256);
+      bench::write_parsenet(dir + "/" + kParsenet);
     }
     std::fprintf(stderr, "anitalker fixtures random: wrote %s\n", dir.c_str());
     return 0;
