@@ -82,9 +82,37 @@ void write_npy_tensor(const std::string& path, const at::Tensor& t) {
 StateDict::StateDict(std::shared_ptr<const Checkpoint> ckpt, std::string prefix)
     : ckpt_(std::move(ckpt)), prefix_(std::move(prefix)), used_(std::make_shared<Used>()) {}
 
+namespace {
+
+bool any_key_under(const Checkpoint& c, const std::string& prefix) {
+  for (const std::string& k : c.keys())
+    if (k.compare(0, prefix.size(), prefix) == 0) return true;
+  return false;
+}
+
+// What a file of the project's kinds looks like by its keys, for the error
+// of a file given in another's place ("" when none fits).
+std::string kind_by_keys(const Checkpoint& c) {
+  if (any_key_under(c, "ema_model.")) return "a stage-2 (motion) checkpoint, stage2_*.ckpt";
+  if (any_key_under(c, "lia.") || c.find("dec.direction.weight")) return "a stage-1 (renderer) checkpoint, stage1.ckpt";
+  if (any_key_under(c, "encoder.layers.") && any_key_under(c, "feature_extractor.")) return "a HuBERT model";
+  return "";
+}
+
+}  // namespace
+
 const TensorData& StateDict::lookup(const std::string& key) const {
   const TensorData* t = ckpt_->find(prefix_ + key);
-  if (!t) throw format_error(ckpt_->name() + ": missing tensor '" + prefix_ + key + "'");
+  if (!t) {
+    std::string text = ckpt_->name() + ": missing tensor '" + prefix_ + key + "'";
+    // Nothing under the prefix at all: the file is of another kind.  Say
+    // which, when it is one of ours (stage1.ckpt and a stage-2 file swapped).
+    if (!prefix_.empty() && !any_key_under(*ckpt_, prefix_)) {
+      const std::string kind = kind_by_keys(*ckpt_);
+      text += " (the file holds no " + prefix_ + "* tensors" + (kind.empty() ? "" : "; it looks like " + kind) + ")";
+    }
+    throw format_error(text);
+  }
   return *t;
 }
 

@@ -192,7 +192,13 @@ TEST(LiaLoad, ErrorsNameFileAndKey) {
               HasSubstr("stage1.ckpt: no such file"));
   // Another model's file (the GFPGAN fixture) given as stage 1.
   EXPECT_THAT(error_of([&] { anitalker::lia::Model::load(data("face-sr/gfpgan_tiny.pth"), c10::Device(c10::kCPU)); }),
-              HasSubstr("gfpgan_tiny.pth: missing tensor 'lia.dec.direction.weight'"));
+              HasSubstr("gfpgan_tiny.pth: missing tensor 'lia.dec.direction.weight' (the file holds no lia.* "
+                        "tensors)"));
+  // A stage-2 file in its place (the two swapped): said what it looks like.
+  EXPECT_THAT(error_of([&] {
+                anitalker::lia::Model::load(data("motion/ckpt_hubert_pose_only.pt"), c10::Device(c10::kCPU));
+              }),
+              HasSubstr("it looks like a stage-2 (motion) checkpoint, stage2_*.ckpt"));
   // A stage-1 file with one tensor of the wrong shape.
   auto ckpt = anitalker::Checkpoint::open(data(kS64.ckpt));
   std::vector<anitalker::TensorToWrite> ts;

@@ -293,6 +293,10 @@ TEST(MotionLoad, ErrorsNameFileAndKey) {
   write("shape.pt", "", "ema_model.coarse_decoder.encoders.1.feed_forward.w_2.bias");
   EXPECT_THAT(error_of([&] { Model::load(dir / "shape.pt", c10::Device(c10::kCPU)); }),
               HasSubstr("shape.pt: ema_model.coarse_decoder.encoders.1.feed_forward.w_2.bias: expected shape [56], got [57]"));
+  // The stage-1 file in a stage-2's place: said what it looks like.
+  EXPECT_THAT(error_of([&] { Model::load(data("renderer/tiny_lia.ckpt"), c10::Device(c10::kCPU)); }),
+              HasSubstr("tiny_lia.ckpt: missing tensor 'ema_model.out_proj.weight' (the file holds no ema_model.* "
+                        "tensors; it looks like a stage-1 (renderer) checkpoint, stage1.ckpt)"));
 }
 
 
