@@ -4,6 +4,7 @@
 
 #include "gstanitalkercaps.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <cstdarg>
@@ -613,4 +614,11 @@ bool gst_anitalker_portrait_changed_parse(GstEvent* event, guint* serial) {
   *serial = 0;
   gst_structure_get_uint(s, GST_ANITALKER_FIELD_PORTRAIT_SERIAL, serial);
   return true;
+}
+
+void gst_anitalker_post_progress(GstElement* element, GstProgressType type, const char* code, int percent,
+                                 const std::string& text) {
+  GstMessage* m = gst_message_new_progress(GST_OBJECT_CAST(element), type, code, text.c_str());
+  gst_structure_set(gst_message_writable_structure(m), "percent", G_TYPE_INT, std::clamp(percent, 0, 100), nullptr);
+  gst_element_post_message(element, m);
 }

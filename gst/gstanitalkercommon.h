@@ -51,6 +51,12 @@ bool gst_anitalker_try(GstElement* element, Fn&& fn, Message&& message, bool abo
   }
 }
 
+// Posts a GST_MESSAGE_PROGRESS (the long offline work: a whole utterance's
+// features, its motion) with `code` (e.g. "motion"), `text`, and `percent`
+// (0 to 100) in the structure's "percent" field.  Thread-safe.
+void gst_anitalker_post_progress(GstElement* element, GstProgressType type, const char* code, int percent,
+                                 const std::string& text);
+
 // A GMutex that lives and dies with its C++ owner (the elements' state
 // structs), since GObject structs run no constructors.
 class GstAnitalkerMutex {

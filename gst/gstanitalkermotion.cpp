@@ -439,12 +439,37 @@ static GstFlowReturn gst_anitalker_motion_generate_offline(GstAnitalkerMotion* s
   }
   motion::Controls controls;
   if (!gst_anitalker_motion_prepare(self, stream, &controls)) return GST_FLOW_ERROR;
-  GST_DEBUG_OBJECT(self, "offline: %" G_GINT64_FORMAT " feature frames, %d steps", N, stream->config().steps);
+  const int steps = stream->config().steps;
+  const int64_t T = motion::motion_frames(stream->model(), N);
+  GST_DEBUG_OBJECT(self, "offline: %" G_GINT64_FORMAT " feature frames, %d steps", N, steps);
+  // Progress of the whole utterance's run (seconds at full size on a CPU,
+  // before any frame): START, CONTINUE at most every half second, COMPLETE.
+  GstElement* e = GST_ELEMENT_CAST(self);
+  gst_anitalker_post_progress(e, GST_PROGRESS_TYPE_START, "motion", 0,
+                              gst_anitalker_printf("Generating %" G_GINT64_FORMAT " motion frames: %d DDIM steps.",
+                                                   T, steps));
+  const gint64 t0 = g_get_monotonic_time();
+  gint64 told_at = t0;
+  int told = 0;
+  auto on_step = [e, &told, &told_at](int done, int total) {
+    const gint64 now = g_get_monotonic_time();
+    if (done == total || now - told_at < G_USEC_PER_SEC / 2) return;
+    told_at = now;
+    told = done * 100 / total;
+    gst_anitalker_post_progress(e, GST_PROGRESS_TYPE_CONTINUE, "motion", told,
+                                gst_anitalker_printf("DDIM step %d of %d.", done, total));
+  };
   motion::Generated g;
-  {
+  try {
     c10::InferenceMode guard;
-    g = stream->whole();
+    g = stream->whole(on_step);
+  } catch (...) {
+    gst_anitalker_post_progress(e, GST_PROGRESS_TYPE_ERROR, "motion", told, "Generating the motion failed.");
+    throw;  // the element's error (the base posts it)
   }
+  gst_anitalker_post_progress(e, GST_PROGRESS_TYPE_COMPLETE, "motion", 100,
+                              gst_anitalker_printf("%" G_GINT64_FORMAT " motion frames in %.2f s.", T,
+                                                   (g_get_monotonic_time() - t0) / 1e6));
   return gst_anitalker_motion_push(self, g, controls.control, FRAMES_PER_BUFFER);
 }
 

@@ -299,13 +299,29 @@ static GstFlowReturn gst_hubert_enc_encode(GstHubertEnc* self, bool final) {
   anitalker::features::Stream* stream = st->stream.get();
   const anitalker::features::StreamConfig cfg = window_config(element);
   const gint64 t0 = g_get_monotonic_time();
+  // Offline, the whole utterance at once (seconds at full size on a CPU):
+  // its progress, START and COMPLETE (or ERROR).
+  const bool whole = final && !gst_anitalker_element_streaming(element) && stream->received() > 0;
+  const double seconds = (double)stream->received() / 16000.0;  // 16 kHz mono in
+  if (whole)
+    gst_anitalker_post_progress(GST_ELEMENT_CAST(self), GST_PROGRESS_TYPE_START, "features", 0,
+                                gst_anitalker_printf("Encoding %.2f s of audio.", seconds));
   anitalker::features::Frames f;
   if (!GST_ANITALKER_TRY(self,
                          gst_anitalker_printf("Encoding %" G_GINT64_FORMAT " samples of audio failed.",
                                               stream->received()),
                          false, stream->set_window(cfg.window_ms, cfg.context_ms, cfg.lookahead_ms);
-                         stream->set_cache_context(cfg.cache_context); f = stream->next(final)))
+                         stream->set_cache_context(cfg.cache_context); f = stream->next(final))) {
+    if (whole)
+      gst_anitalker_post_progress(GST_ELEMENT_CAST(self), GST_PROGRESS_TYPE_ERROR, "features", 0,
+                                  "Encoding the audio failed.");
     return GST_FLOW_ERROR;
+  }
+  if (whole)
+    gst_anitalker_post_progress(GST_ELEMENT_CAST(self), GST_PROGRESS_TYPE_COMPLETE, "features", 100,
+                                gst_anitalker_printf("%.2f s of audio encoded in %.2f s (%" G_GINT64_FORMAT
+                                                     " feature frames).",
+                                                     seconds, (g_get_monotonic_time() - t0) / 1e6, f.count));
   {
     // Every window sends whole hops: the frames sent so far are a hop
     // boundary of the window now set.

@@ -824,10 +824,11 @@ at::Tensor Model::sample(const Condition& c, const at::Tensor& noise, int steps,
       else
         x.narrow(1, 0, C).copy_(f(std::sqrt(ac_prev[k])) * kn + f(std::sqrt(1.0 - ac_prev[k])) * kz);
     }
-    if (traj) {
+    if (traj && traj->record) {
       traj->x.push_back(x);
       traj->pred_x0.push_back(x0);
     }
+    if (traj && traj->on_step) traj->on_step(static_cast<int>(S) - k, static_cast<int>(S));
   }
   return x;
 }
@@ -855,7 +856,16 @@ Condition stack_conditions(const std::vector<const Condition*>& cs) {
 
 std::vector<at::Tensor> Model::sample_batch(const std::vector<SampleCall>& calls, int steps) const {
   if (calls.empty()) return {};
-  if (calls.size() == 1) return {sample(*calls[0].c, calls[0].noise, steps, calls[0].known)};
+  // Each call's progress, after each step of the one run.
+  Trajectory progress;
+  progress.record = false;
+  for (const SampleCall& k : calls)
+    if (k.on_step) progress.on_step = [&calls](int done, int total) {
+        for (const SampleCall& c : calls)
+          if (c.on_step) c.on_step(done, total);
+      };
+  Trajectory* tr = progress.on_step ? &progress : nullptr;
+  if (calls.size() == 1) return {sample(*calls[0].c, calls[0].noise, steps, calls[0].known, tr)};
   const int64_t T = calls[0].c->adjusted.size(1);
   const int64_t C = calls[0].known.defined() ? calls[0].known.size(1) : 0;
   std::vector<const Condition*> conds;
@@ -871,7 +881,7 @@ std::vector<at::Tensor> Model::sample_batch(const std::vector<SampleCall>& calls
     if (C > 0) known.push_back(k.known.to(device_, dtype_));
   }
   const at::Tensor x =
-      sample(stack_conditions(conds), at::cat(noise, 0), steps, C > 0 ? at::cat(known, 0) : at::Tensor());
+      sample(stack_conditions(conds), at::cat(noise, 0), steps, C > 0 ? at::cat(known, 0) : at::Tensor(), tr);
   std::vector<at::Tensor> out;
   for (size_t i = 0; i < calls.size(); ++i) out.push_back(x.narrow(0, (int64_t)i, 1).clone());
   return out;

@@ -8,6 +8,7 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -45,9 +46,15 @@ struct Taps {
   at::Tensor decoder;  // (1,T,D) decoder output
 };
 
+// Called after each DDIM step with the steps done and their count (progress
+// of a long run); from the thread that runs the sampling.
+using StepCallback = std::function<void(int done, int total)>;
+
 struct Trajectory {
   std::vector<at::Tensor> x;        // x after each step
   std::vector<at::Tensor> pred_x0;  // clipped x0 prediction at each step
+  bool record = true;               // false: on_step alone, nothing kept
+  StepCallback on_step;             // if set, after each step
 };
 
 class Model {
@@ -117,6 +124,7 @@ class Model {
     const Condition* c = nullptr;
     at::Tensor noise;  // (1,T,M)
     at::Tensor known;  // (1,C,M), or undefined
+    StepCallback on_step = nullptr;  // progress of this call's run, if set
   };
   std::vector<at::Tensor> sample_batch(const std::vector<SampleCall>& calls, int steps) const;
   // Whether a run gives the same bits in such a batch as alone on this

@@ -113,7 +113,7 @@ std::vector<Generated> run_windows(const Model& m, const std::vector<const Windo
           conds[k].adjusted.size(1) == conds[i].adjusted.size(1))
         group.push_back(k);
     std::vector<Model::SampleCall> calls;
-    for (size_t k : group) calls.push_back({&conds[k], jobs[k]->noise, jobs[k]->known});
+    for (size_t k : group) calls.push_back({&conds[k], jobs[k]->noise, jobs[k]->known, jobs[k]->on_step});
     std::vector<at::Tensor> x = m.sample_batch(calls, jobs[i]->steps);
     for (size_t n = 0; n < group.size(); ++n) {
       out[group[n]].motion = std::move(x[n]);
@@ -294,7 +294,7 @@ Generated Stream::next(bool final) {
   return out;
 }
 
-Generated Stream::whole() {
+Generated Stream::whole(const StepCallback& on_step) {
   at::NoGradGuard no_grad;
   if (!start_.defined()) throw usage("no portrait codes for the stream");
   if (emitted_ > 0 || feat_first_ > 0) throw usage("the whole utterance cannot follow windows of the same stream");
@@ -310,7 +310,9 @@ Generated Stream::whole() {
   feat_first_ = N;
   const at::Tensor audio = m.hubert() ? audio_input(m, feats.view({N, m.hubert_layers(), m.audio_dim()}))
                                       : audio_input(m, feats.view({N, m.audio_dim()}));
-  Generated g = run(job_of(start_, direction_, audio, controls_, m.seed_noise(cfg_.seed, T), cfg_.steps));
+  WindowJob job = job_of(start_, direction_, audio, controls_, m.seed_noise(cfg_.seed, T), cfg_.steps);
+  job.on_step = on_step;
+  Generated g = run(job);
   emitted_ = T;
   return g;
 }

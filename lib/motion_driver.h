@@ -76,6 +76,7 @@ struct WindowJob {
   at::Tensor noise;   // (1,T,M)
   at::Tensor known;   // (1,C,M) held frames, or undefined
   int steps = 50;
+  StepCallback on_step;  // progress, after each DDIM step (in the thread that runs it), if set
 };
 
 // Runs jobs: each job's condition, then its DDIM sampling; with `batch`,
@@ -156,8 +157,10 @@ class Stream {
   // run over the whole utterance with the demo's noise (Model::seed_noise of
   // the seed, not the stream's): the reference demo's output.  Only before
   // any window; throws Error(Usage) after one, without codes, or when the
-  // features make no motion frame (motion_frames() < 1).
-  Generated whole();
+  // features make no motion frame (motion_frames() < 1).  on_step: after
+  // each DDIM step (progress; through a shared executor, in the thread that
+  // leads the call).
+  Generated whole(const StepCallback& on_step = nullptr);
 
   int64_t emitted() const { return emitted_; }
   int64_t received() const { return received_; }  // feature frames

@@ -140,6 +140,14 @@ void add_counter(GstElement* bin, const char* child, Counter* c) {
   gst_object_unref(e);
 }
 
+// The motion's count in the progress: its frames, or while the whole
+// utterance's steps run (no frame yet) how far they are ("0 (steps 40%)").
+std::string motion_status(guint64 frames, int percent) {
+  std::string s = std::to_string(frames);
+  if (frames == 0 && percent >= 0) s += " (steps " + std::to_string(percent) + "%)";
+  return s;
+}
+
 // The reason part of an element error's debug text, on one line: GStreamer
 // writes "file(line): function (): /pipeline/path:\nreason".
 std::string error_cause(const gchar* debug) {
@@ -527,10 +535,28 @@ int generate(const Options& o) {
   if (gst_element_set_state(pipe, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE && error.empty())
     error = "the pipeline did not start";
   bool done = false;
+  // The motion element's progress through the whole utterance's DDIM steps
+  // (its PROGRESS messages), shown until its frames come: -1 when none.
+  int motion_percent = -1;
+  bool encoding = false;  // hubertenc's whole utterance under way (its PROGRESS START)
   while (!done) {
     GstMessage* msg = gst_bus_timed_pop_filtered(
-        bus, 500 * GST_MSECOND, (GstMessageType)(GST_MESSAGE_ERROR | GST_MESSAGE_EOS | GST_MESSAGE_INFO));
-    if (msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_INFO) {
+        bus, 500 * GST_MSECOND,
+        (GstMessageType)(GST_MESSAGE_ERROR | GST_MESSAGE_EOS | GST_MESSAGE_INFO | GST_MESSAGE_PROGRESS));
+    if (msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_PROGRESS) {
+      GstProgressType type;
+      gchar *code = nullptr, *text = nullptr;
+      gst_message_parse_progress(msg, &type, &code, &text);
+      int percent = 0;
+      gst_structure_get_int(gst_message_get_structure(msg), "percent", &percent);
+      const bool running = type == GST_PROGRESS_TYPE_START || type == GST_PROGRESS_TYPE_CONTINUE;
+      if (code && std::string(code) == "motion") motion_percent = running ? percent : -1;
+      if (code && std::string(code) == "features") encoding = running;
+      g_free(code);
+      g_free(text);
+      gst_message_unref(msg);
+      msg = nullptr;
+    } else if (msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_INFO) {
       // Notes from the elements (several faces found, ...).
       GError* e = nullptr;
       gst_message_parse_info(msg, &e, nullptr);
@@ -573,9 +599,10 @@ int generate(const Options& o) {
       // Not a terminal (a log, CI, a pipe): a line every 10 s.
       last_line = now_s();
       const guint64 total = duration > 0 ? (guint64)(duration * 25 / GST_SECOND) : 0;
-      std::fprintf(stderr, "anitalker generate: %.0f s: features %" G_GUINT64_FORMAT ", motion %" G_GUINT64_FORMAT
-                           ", video %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " frames\n",
-                   last_line - t_start, features.frames, motion.frames, video.frames, total);
+      std::fprintf(stderr, "anitalker generate: %.0f s: features %" G_GUINT64_FORMAT "%s, motion %s, video %" G_GUINT64_FORMAT
+                           " of %" G_GUINT64_FORMAT " frames\n",
+                   last_line - t_start, features.frames, encoding ? " (encoding)" : "",
+                   motion_status(motion.frames, motion_percent).c_str(), video.frames, total);
     }
     if (tty) {
       const double el = now_s() - t_start;
@@ -583,9 +610,10 @@ int generate(const Options& o) {
       const double fps = video.frames > 0 && video.last > video.first ? (video.frames - 1) / (video.last - video.first) : 0;
       char eta[32] = "?";
       if (fps > 0 && total > video.frames) std::snprintf(eta, sizeof eta, "%.0f s", (total - video.frames) / fps);
-      std::fprintf(stderr, "\r%6.1f s  features %" G_GUINT64_FORMAT "  motion %" G_GUINT64_FORMAT
-                           "  video %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "  %.2f fps  ETA %s   ",
-                   el, features.frames, motion.frames, video.frames, total, fps, eta);
+      std::fprintf(stderr, "\r%6.1f s  features %" G_GUINT64_FORMAT "%s  motion %s  video %" G_GUINT64_FORMAT
+                           "/%" G_GUINT64_FORMAT "  %.2f fps  ETA %s   ",
+                   el, features.frames, encoding ? " (encoding)" : "", motion_status(motion.frames, motion_percent).c_str(),
+                   video.frames, total, fps, eta);
     }
     if (!error.empty() && !msg) done = true;
   }

@@ -253,6 +253,47 @@ GST_START_TEST(test_offline_hubert) {
 }
 GST_END_TEST;
 
+// Offline, the whole utterance's encode posts START ("Encoding 2.08 s of
+// audio.") and COMPLETE (100 %, with the frame count), code "features";
+// streaming windows post none.
+GST_START_TEST(test_offline_progress) {
+  for (const char* mode : {"offline", "streaming"}) {
+    GstHarness* h = new_harness(model_dir(), mode);
+    GstBus* bus = gst_bus_new();
+    gst_element_set_bus(h->element, bus);
+    push_f32(h, clip(), 0, kSamples, 1600);
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    std::vector<std::string> texts;
+    std::vector<GstProgressType> types;
+    GstMessage* msg;
+    while ((msg = gst_bus_pop_filtered(bus, GST_MESSAGE_PROGRESS)) != nullptr) {
+      GstProgressType type;
+      gchar *code = nullptr, *text = nullptr;
+      gst_message_parse_progress(msg, &type, &code, &text);
+      fail_unless_equals_string(code, "features");
+      types.push_back(type);
+      texts.push_back(text);
+      g_free(code);
+      g_free(text);
+      gst_message_unref(msg);
+    }
+    if (std::string(mode) == "offline") {
+      fail_unless_equals_int(types.size(), 2);
+      fail_unless_equals_int(types[0], GST_PROGRESS_TYPE_START);
+      fail_unless(texts[0].find("Encoding 2.08 s of audio") != std::string::npos, "%s", texts[0].c_str());
+      fail_unless_equals_int(types[1], GST_PROGRESS_TYPE_COMPLETE);
+      fail_unless(texts[1].find("(" + std::to_string(kHubertFrames) + " feature frames)") != std::string::npos, "%s",
+                  texts[1].c_str());
+    } else {
+      fail_unless_equals_int(types.size(), 0);
+    }
+    gst_element_set_bus(h->element, nullptr);
+    gst_object_unref(bus);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
 GST_START_TEST(test_offline_mfcc) {
   Output out = run_clip("mfcc", "offline", 1600);
   fail_unless_equals_int(out.frames(), kMfccFrames);
@@ -1054,6 +1095,7 @@ static Suite* hubertenc_suite() {
 
   tc = tcase_create("offline");
   tcase_add_test(tc, test_offline_hubert);
+  tcase_add_test(tc, test_offline_progress);
   tcase_add_test(tc, test_offline_mfcc);
   tcase_add_test(tc, test_offline_s16);
   suite_add_tcase(s, tc);

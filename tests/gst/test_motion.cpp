@@ -318,6 +318,48 @@ GST_START_TEST(test_eos_without_data) {
 }
 GST_END_TEST;
 
+// Offline, the whole utterance's run posts its progress: START (0 %, the
+// frame and step counts), CONTINUE at most every half second, COMPLETE
+// (100 %, the time), code "motion", in that order.
+GST_START_TEST(test_offline_progress) {
+  GstHarness* h = nullptr;
+  run_offline("hubert_audio_only", 25, &h);
+  GstBus* bus = gst_element_get_bus(h->element);
+  std::vector<GstProgressType> types;
+  std::vector<int> percents;
+  std::string first, last;
+  GstMessage* msg;
+  while ((msg = gst_bus_pop_filtered(bus, GST_MESSAGE_PROGRESS)) != nullptr) {
+    GstProgressType type;
+    gchar *code = nullptr, *text = nullptr;
+    gst_message_parse_progress(msg, &type, &code, &text);
+    fail_unless_equals_string(code, "motion");
+    int percent = -1;
+    fail_unless(gst_structure_get_int(gst_message_get_structure(msg), "percent", &percent));
+    types.push_back(type);
+    percents.push_back(percent);
+    if (first.empty()) first = text;
+    last = text;
+    g_free(code);
+    g_free(text);
+    gst_message_unref(msg);
+  }
+  gst_object_unref(bus);
+  fail_unless(types.size() >= 2, "%zu progress messages", types.size());
+  fail_unless_equals_int(types.front(), GST_PROGRESS_TYPE_START);
+  fail_unless_equals_int(percents.front(), 0);
+  fail_unless(first.find(std::to_string(kT) + " motion frames: 10 DDIM steps") != std::string::npos, "%s",
+              first.c_str());
+  fail_unless_equals_int(types.back(), GST_PROGRESS_TYPE_COMPLETE);
+  fail_unless_equals_int(percents.back(), 100);
+  for (size_t i = 1; i + 1 < types.size(); ++i) {
+    fail_unless_equals_int(types[i], GST_PROGRESS_TYPE_CONTINUE);
+    fail_unless(percents[i] > percents[i - 1] && percents[i] < 100);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 // Offline, the utterance is pushed at EOS, where a fatal flow return from
 // downstream reaches no source that would post it: the element posts it.
 // Here downstream answers the codes query, then refuses the frames
@@ -1148,6 +1190,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_post_messages);
   tcase_add_test(tc, test_eos_without_data);
   tcase_add_test(tc, test_eos_push_refused);
+  tcase_add_test(tc, test_offline_progress);
   tcase_add_test(tc, test_too_short);
   suite_add_tcase(s, tc);
   tc = tcase_create("streaming");

@@ -246,6 +246,31 @@ TEST(MotionSeed, NoiseSeed0BitExact) {
   }
 }
 
+// Progress: on_step after each step, 1..S of S, with nothing recorded when
+// record is off and the same motion; through sample_batch every call's
+// callback hears each step of the one run.
+TEST(MotionSampler, StepProgress) {
+  auto m = model(Variant::HubertAudioOnly);
+  auto cd = cond(*m, false);
+  const at::Tensor noise = ref(Variant::HubertAudioOnly, "noisyT_seed0");
+  std::vector<std::pair<int, int>> seen;
+  anitalker::motion::Trajectory tr;
+  tr.record = false;
+  tr.on_step = [&](int done, int total) { seen.emplace_back(done, total); };
+  const at::Tensor s = m->sample(cd, noise, 10, &tr);
+  ASSERT_EQ(seen.size(), 10u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(seen[i], std::make_pair(i + 1, 10));
+  EXPECT_TRUE(tr.x.empty());
+  EXPECT_TRUE(at::equal(s, m->sample(cd, noise, 10)));
+  int a = 0, b = 0;
+  Model::SampleCall ca{&cd, noise, at::Tensor(), [&](int, int) { ++a; }};
+  Model::SampleCall cb{&cd, noise, at::Tensor(), [&](int done, int total) { b += done == total; }};
+  const std::vector<at::Tensor> two = m->sample_batch({ca, cb}, 10);
+  EXPECT_EQ(a, 10);
+  EXPECT_EQ(b, 1);
+  EXPECT_EQ(two.size(), 2u);
+}
+
 TEST(MotionSampler, Timesteps) {
   auto t50 = anitalker::motion::ddim_timesteps(50);
   ASSERT_EQ(t50.size(), 50u);
