@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "npy.h"
 #include "state_dict.h"
@@ -111,6 +112,31 @@ inline bool wait_eos(GstHarness* h) {
     if (eos) return true;
   }
   return false;
+}
+
+// The PROGRESS messages on the bus, in order, each with its structure's
+// "percent" (-1 when absent).
+struct Progress {
+  GstProgressType type;
+  std::string code, text;
+  int percent = -1;
+};
+inline std::vector<Progress> pop_progress(GstBus* bus) {
+  std::vector<Progress> out;
+  GstMessage* msg;
+  while ((msg = gst_bus_pop_filtered(bus, GST_MESSAGE_PROGRESS)) != nullptr) {
+    Progress p;
+    gchar *code = nullptr, *text = nullptr;
+    gst_message_parse_progress(msg, &p.type, &code, &text);
+    p.code = code ? code : "";
+    p.text = text ? text : "";
+    gst_structure_get_int(gst_message_get_structure(msg), "percent", &p.percent);
+    g_free(code);
+    g_free(text);
+    gst_message_unref(msg);
+    out.push_back(p);
+  }
+  return out;
 }
 
 }  // namespace checkutil

@@ -263,29 +263,18 @@ GST_START_TEST(test_offline_progress) {
     gst_element_set_bus(h->element, bus);
     push_f32(h, clip(), 0, kSamples, 1600);
     fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
-    std::vector<std::string> texts;
-    std::vector<GstProgressType> types;
-    GstMessage* msg;
-    while ((msg = gst_bus_pop_filtered(bus, GST_MESSAGE_PROGRESS)) != nullptr) {
-      GstProgressType type;
-      gchar *code = nullptr, *text = nullptr;
-      gst_message_parse_progress(msg, &type, &code, &text);
-      fail_unless_equals_string(code, "features");
-      types.push_back(type);
-      texts.push_back(text);
-      g_free(code);
-      g_free(text);
-      gst_message_unref(msg);
-    }
+    const std::vector<checkutil::Progress> got = checkutil::pop_progress(bus);
     if (std::string(mode) == "offline") {
-      fail_unless_equals_int(types.size(), 2);
-      fail_unless_equals_int(types[0], GST_PROGRESS_TYPE_START);
-      fail_unless(texts[0].find("Encoding 2.08 s of audio") != std::string::npos, "%s", texts[0].c_str());
-      fail_unless_equals_int(types[1], GST_PROGRESS_TYPE_COMPLETE);
-      fail_unless(texts[1].find("(" + std::to_string(kHubertFrames) + " feature frames)") != std::string::npos, "%s",
-                  texts[1].c_str());
+      fail_unless_equals_int(got.size(), 2);
+      fail_unless_equals_string(got[0].code.c_str(), "features");
+      fail_unless_equals_int(got[0].type, GST_PROGRESS_TYPE_START);
+      fail_unless(got[0].text.find("Encoding 2.08 s of audio") != std::string::npos, "%s", got[0].text.c_str());
+      fail_unless_equals_int(got[1].type, GST_PROGRESS_TYPE_COMPLETE);
+      fail_unless_equals_int(got[1].percent, 100);
+      fail_unless(got[1].text.find("(" + std::to_string(kHubertFrames) + " feature frames)") != std::string::npos,
+                  "%s", got[1].text.c_str());
     } else {
-      fail_unless_equals_int(types.size(), 0);
+      fail_unless_equals_int(got.size(), 0);
     }
     gst_element_set_bus(h->element, nullptr);
     gst_object_unref(bus);

@@ -325,36 +325,19 @@ GST_START_TEST(test_offline_progress) {
   GstHarness* h = nullptr;
   run_offline("hubert_audio_only", 25, &h);
   GstBus* bus = gst_element_get_bus(h->element);
-  std::vector<GstProgressType> types;
-  std::vector<int> percents;
-  std::string first, last;
-  GstMessage* msg;
-  while ((msg = gst_bus_pop_filtered(bus, GST_MESSAGE_PROGRESS)) != nullptr) {
-    GstProgressType type;
-    gchar *code = nullptr, *text = nullptr;
-    gst_message_parse_progress(msg, &type, &code, &text);
-    fail_unless_equals_string(code, "motion");
-    int percent = -1;
-    fail_unless(gst_structure_get_int(gst_message_get_structure(msg), "percent", &percent));
-    types.push_back(type);
-    percents.push_back(percent);
-    if (first.empty()) first = text;
-    last = text;
-    g_free(code);
-    g_free(text);
-    gst_message_unref(msg);
-  }
+  const std::vector<checkutil::Progress> got = checkutil::pop_progress(bus);
   gst_object_unref(bus);
-  fail_unless(types.size() >= 2, "%zu progress messages", types.size());
-  fail_unless_equals_int(types.front(), GST_PROGRESS_TYPE_START);
-  fail_unless_equals_int(percents.front(), 0);
-  fail_unless(first.find(std::to_string(kT) + " motion frames: 10 DDIM steps") != std::string::npos, "%s",
-              first.c_str());
-  fail_unless_equals_int(types.back(), GST_PROGRESS_TYPE_COMPLETE);
-  fail_unless_equals_int(percents.back(), 100);
-  for (size_t i = 1; i + 1 < types.size(); ++i) {
-    fail_unless_equals_int(types[i], GST_PROGRESS_TYPE_CONTINUE);
-    fail_unless(percents[i] > percents[i - 1] && percents[i] < 100);
+  fail_unless(got.size() >= 2, "%zu progress messages", got.size());
+  for (const checkutil::Progress& p : got) fail_unless_equals_string(p.code.c_str(), "motion");
+  fail_unless_equals_int(got.front().type, GST_PROGRESS_TYPE_START);
+  fail_unless_equals_int(got.front().percent, 0);
+  fail_unless(got.front().text.find(std::to_string(kT) + " motion frames: 10 DDIM steps") != std::string::npos, "%s",
+              got.front().text.c_str());
+  fail_unless_equals_int(got.back().type, GST_PROGRESS_TYPE_COMPLETE);
+  fail_unless_equals_int(got.back().percent, 100);
+  for (size_t i = 1; i + 1 < got.size(); ++i) {
+    fail_unless_equals_int(got[i].type, GST_PROGRESS_TYPE_CONTINUE);
+    fail_unless(got[i].percent > got[i - 1].percent && got[i].percent < 100);
   }
   gst_harness_teardown(h);
 }
