@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -181,13 +182,22 @@ CachingCpuAllocator* CachingCpuAllocator::instance = nullptr;
 
 }  // namespace
 
+size_t cpu_cache_mb(const char* env, size_t fallback) {
+  if (env == nullptr || *env < '0' || *env > '9') return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long mb = std::strtoull(env, &end, 10);
+  if (errno != 0 || *end != 0 || mb > (1ULL << 20)) return fallback;
+  return static_cast<size_t>(mb);
+}
+
 size_t cache_cpu_memory() {
   static size_t cap = 0;
   static std::once_flag once;
   std::call_once(once, [] {
 #if !defined(__SANITIZE_ADDRESS__)  // ASan wants to see every free
     size_t mb = 2048;
-    if (const char* env = std::getenv("ANITALKER_CPU_CACHE_MB")) mb = static_cast<size_t>(std::strtoull(env, nullptr, 10));
+    mb = cpu_cache_mb(std::getenv("ANITALKER_CPU_CACHE_MB"), mb);
     if (mb == 0) return;
     cap = mb << 20;
     // Kept for the life of the process: tensors may outlive any owner.

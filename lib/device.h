@@ -65,6 +65,11 @@ int library_loop_threads();
 // CLI and the GStreamer plugin call it at start.  Returns the cap in bytes (0:
 // not installed, also under AddressSanitizer).
 size_t cache_cpu_memory();
+// The cap in MB that ANITALKER_CPU_CACHE_MB's text `env` asks for: a whole
+// number from 0 to 1048576; anything else (empty, "abc", "-1", "1e3", past
+// the range) gives `fallback`, the default, rather than turning the cache
+// off or wrapping to no cap.
+size_t cpu_cache_mb(const char* env, size_t fallback);
 // With that allocator: the most bytes its large blocks (128 KB and more)
 // held in use at once since the last call with reset = true (which starts
 // the count anew from what is in use now and returns that); 0 without it.

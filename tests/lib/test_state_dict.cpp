@@ -170,6 +170,17 @@ TEST(Device, ParseNames) {
   }
 }
 
+// ANITALKER_CPU_CACHE_MB: a whole number of MB, else the default (until
+// 2026-12-06 "abc" turned the cache off and "-1" wrapped to no cap).
+TEST(Device, CpuCacheSetting) {
+  EXPECT_EQ(anitalker::cpu_cache_mb("512", 2048), 512u);
+  EXPECT_EQ(anitalker::cpu_cache_mb("0", 2048), 0u);
+  EXPECT_EQ(anitalker::cpu_cache_mb("1048576", 2048), 1048576u);
+  for (const char* bad : {"", "abc", "-1", "1e3", "12MB", " 5", "1048577", "99999999999999999999999"})
+    EXPECT_EQ(anitalker::cpu_cache_mb(bad, 2048), 2048u) << "'" << bad << "'";
+  EXPECT_EQ(anitalker::cpu_cache_mb(nullptr, 2048), 2048u);
+}
+
 TEST(Device, CpuMemoryCache) {
 #if !defined(__SANITIZE_ADDRESS__)
   ASSERT_GT(anitalker::cache_cpu_memory(), 0u);
