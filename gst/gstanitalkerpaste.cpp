@@ -316,9 +316,7 @@ static gboolean gst_anitalker_paste_configure(GstAnitalkerPaste* self) {
   if (!gst_anitalker_video_negotiate(GST_ANITALKER_ELEMENT(self)->srcpad, gst_video_info_to_caps(&out),
                                      &st->out_info, &refused)) {
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
-                      ("Downstream refused %dx%d RGB video: %s. Put videoconvert, videoscale or videorate after it "
-                       "to change the format, size or frame rate.",
-                       out.width, out.height, refused.c_str()),
+                      ("Downstream refused %dx%d RGB video: %s.", out.width, out.height, refused.c_str()),
                       (nullptr));
     return FALSE;
   }

@@ -383,9 +383,7 @@ static gboolean gst_anitalker_render_negotiate(GstAnitalkerRender* self) {
   st->have_out_caps = ours && gst_anitalker_video_negotiate(srcpad, ours, &st->out_info, &refused);
   if (!st->have_out_caps && !refused.empty() && !GST_PAD_IS_FLUSHING(srcpad))
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
-                      ("Downstream takes none of the video the renderer makes: %s. Put videoconvert, videoscale "
-                       "or videorate after it to change the format, size or frame rate.",
-                       refused.c_str()),
+                      ("Downstream takes none of the video the renderer makes: %s.", refused.c_str()),
                       (nullptr));
   return st->have_out_caps;
 }

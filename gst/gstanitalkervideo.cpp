@@ -99,7 +99,9 @@ gboolean gst_anitalker_video_negotiate(GstPad* srcpad, GstCaps* ours, GstVideoIn
     gchar* offered = gst_caps_to_string(ours);
     gchar* takes = gst_caps_to_string(peer);
     GST_WARNING_OBJECT(srcpad, "downstream accepts none of %s; it takes %s", offered, takes);
-    if (refused) *refused = std::string("it makes ") + offered + "; downstream takes " + takes;
+    if (refused)
+      *refused = std::string("it makes ") + offered + "; downstream takes " + takes +
+                 ". Put videoconvert, videoscale or videorate after it to change the format, size or frame rate";
     g_free(offered);
     g_free(takes);
     gst_caps_unref(peer);

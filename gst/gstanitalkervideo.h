@@ -37,7 +37,7 @@ void gst_anitalker_video_frame_from_bgr(const cv::Mat& bgr, GstVideoFrame* frame
 // the current caps.  TRUE with *info filled; FALSE (the pad marked for
 // reconfiguration) when downstream takes none of them or refuses the event;
 // then *refused (when given) says which: what was offered and what the peer
-// takes, for the element's error.
+// takes, and the converters that would bridge them, for the element's error.
 gboolean gst_anitalker_video_negotiate(GstPad* srcpad, GstCaps* ours, GstVideoInfo* info,
                                        std::string* refused = nullptr);
 

@@ -302,7 +302,7 @@ static GstFlowReturn gst_hubert_enc_encode(GstHubertEnc* self, bool final) {
   // Offline, the whole utterance at once (seconds at full size on a CPU):
   // its progress, START and COMPLETE (or ERROR).
   const bool whole = final && !gst_anitalker_element_streaming(element) && stream->received() > 0;
-  const double seconds = (double)stream->received() / 16000.0;  // 16 kHz mono in
+  const double seconds = (double)stream->received() / SAMPLE_RATE;
   if (whole)
     gst_anitalker_post_progress(GST_ELEMENT_CAST(self), GST_PROGRESS_TYPE_START, "features", 0,
                                 gst_anitalker_printf("Encoding %.2f s of audio.", seconds));

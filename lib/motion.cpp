@@ -859,12 +859,12 @@ std::vector<at::Tensor> Model::sample_batch(const std::vector<SampleCall>& calls
   // Each call's progress, after each step of the one run.
   Trajectory progress;
   progress.record = false;
-  for (const SampleCall& k : calls)
-    if (k.on_step) progress.on_step = [&calls](int done, int total) {
-        for (const SampleCall& c : calls)
-          if (c.on_step) c.on_step(done, total);
-      };
-  Trajectory* tr = progress.on_step ? &progress : nullptr;
+  progress.on_step = [&calls](int done, int total) {
+    for (const SampleCall& c : calls)
+      if (c.on_step) c.on_step(done, total);
+  };
+  const bool told = std::any_of(calls.begin(), calls.end(), [](const SampleCall& c) { return bool(c.on_step); });
+  Trajectory* tr = told ? &progress : nullptr;
   if (calls.size() == 1) return {sample(*calls[0].c, calls[0].noise, steps, calls[0].known, tr)};
   const int64_t T = calls[0].c->adjusted.size(1);
   const int64_t C = calls[0].known.defined() ? calls[0].known.size(1) : 0;

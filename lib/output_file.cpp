@@ -420,12 +420,10 @@ namespace {
 // The folder (resolved) and name of a path, for comparing outputs that do
 // not exist yet.
 std::string where(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
   char* real = ::realpath(folder_of(path).c_str(), nullptr);
   const std::string dir = real ? real : folder_of(path);
   std::free(real);
-  return dir + "/" + base;
+  return dir + "/" + base_of(path);
 }
 
 }  // namespace

@@ -545,15 +545,14 @@ int generate(const Options& o) {
         (GstMessageType)(GST_MESSAGE_ERROR | GST_MESSAGE_EOS | GST_MESSAGE_INFO | GST_MESSAGE_PROGRESS));
     if (msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_PROGRESS) {
       GstProgressType type;
-      gchar *code = nullptr, *text = nullptr;
-      gst_message_parse_progress(msg, &type, &code, &text);
+      gchar* code = nullptr;
+      gst_message_parse_progress(msg, &type, &code, nullptr);
       int percent = 0;
       gst_structure_get_int(gst_message_get_structure(msg), "percent", &percent);
       const bool running = type == GST_PROGRESS_TYPE_START || type == GST_PROGRESS_TYPE_CONTINUE;
       if (code && std::string(code) == "motion") motion_percent = running ? percent : -1;
       if (code && std::string(code) == "features") encoding = running;
       g_free(code);
-      g_free(text);
       gst_message_unref(msg);
       msg = nullptr;
     } else if (msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_INFO) {
