@@ -244,16 +244,21 @@ bool gst_anitalker_element_precision(GstAnitalkerElement* self, c10::Device devi
   return gst_anitalker_check_precision(GST_ELEMENT_CAST(self), value, device, supported, what, precision);
 }
 
+gboolean gst_anitalker_element_upstream_live(GstAnitalkerElement* self) {
+  gboolean live = FALSE;
+  GstQuery* q = gst_query_new_latency();
+  if (gst_pad_peer_query(self->sinkpad, q)) gst_query_parse_latency(q, &live, nullptr, nullptr);
+  gst_query_unref(q);
+  return live;
+}
+
 gboolean gst_anitalker_element_streaming(GstAnitalkerElement* self) {
   GstAnitalkerElementPrivate* priv = self->priv;
   {
     GstAnitalkerLocked lock(&priv->lock);
     if (priv->resolved >= 0) return priv->resolved == 1;
   }
-  gboolean live = FALSE;
-  GstQuery* q = gst_query_new_latency();
-  if (gst_pad_peer_query(self->sinkpad, q)) gst_query_parse_latency(q, &live, nullptr, nullptr);
-  gst_query_unref(q);
+  const gboolean live = gst_anitalker_element_upstream_live(self);
   GST_INFO_OBJECT(self, "mode auto: upstream is %slive, working %s", live ? "" : "not ",
                   live ? "in windows (streaming)" : "offline");
   GstAnitalkerLocked lock(&priv->lock);

@@ -210,6 +210,10 @@ bool gst_anitalker_element_load(GstAnitalkerElement* self, const std::string& fi
 // start() may say more after it.  Forgotten at stop.
 void gst_anitalker_element_set_model_name(GstAnitalkerElement* self, const std::string& name);
 
+// Whether upstream is live (its answer to a LATENCY query; FALSE when none
+// answers).
+gboolean gst_anitalker_element_upstream_live(GstAnitalkerElement* self);
+
 // Whether this stream runs in windows: mode=streaming, or mode=auto with a
 // live upstream (asked once a stream); TRUE for a class without a mode.
 gboolean gst_anitalker_element_streaming(GstAnitalkerElement* self);

@@ -11,9 +11,11 @@
  * produced by anitalkermotion) into video frames of one portrait, with the
  * stage-1 LIA encoder and flow-warping renderer.  The portrait is encoded
  * once (and again each time the #GstAnitalkerRender:portrait property
- * changes, which may happen while PLAYING); every motion frame then becomes
- * one RGB frame of the checkpoint's image size (256x256 for the released
- * stage1.ckpt) at the framerate of the motion stream.
+ * changes, which may happen while PLAYING: with a live upstream the new face
+ * is encoded on a thread of its own while the frames go on with the current
+ * one); every motion frame then becomes one RGB frame of the checkpoint's
+ * image size (256x256 for the released stage1.ckpt) at the framerate of the
+ * motion stream.
  *
  * Output frame i of an input buffer with PTS p gets PTS
  * p + i * framerate_d / framerate_n seconds; frames of buffers without a PTS
@@ -78,6 +80,7 @@
 #include <gst/video/video.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -131,11 +134,16 @@ struct RenderState {
   std::vector<float> motion;     // the held frames x dims, time-major
   guint64 received = 0;          // frames since the stream (re)started, for messages
   bool graphs_told = false;      // the CUDA graphs' state reported (ANITALKER_CUDA_GRAPHS)
+  // Upstream is live (asked at the stream's first buffer; -1 not yet):
+  // then a new face is encoded apart while the current one stays in use.
+  // Read by the codes query too.
+  std::atomic<int> live{-1};
 
   void reset_stream() {
     clock.reset();
     motion.clear();
     received = 0;
+    live = -1;
   }
 };
 
@@ -266,8 +274,11 @@ static void gst_anitalker_render_stop(GstAnitalkerElement* element) {
   st->reset_stream();
 }
 
+// Where the portrait is looked at: the warm-up, a buffer (the streaming
+// thread) or the motion element's codes query (any thread).
+enum class PortraitAt { Start, Buffer, Query };
 static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, lia::Renderer::Current* now,
-                                                    bool at_start = false);
+                                                    PortraitAt at);
 
 // The base's warm_up (lib lia::warm_up: a grey picture and one batch of zero
 // motion, thrown away), then the portrait set so far encoded: the first
@@ -283,40 +294,108 @@ static gboolean gst_anitalker_render_warm_up(GstAnitalkerElement* element) {
   if (!GST_ANITALKER_TRY(self, "Could not render a grey picture (warm-up).", false, lia::warm_up(*model, batch)))
     return FALSE;
   lia::Renderer::Current now;
-  return gst_anitalker_render_update_portrait(self, &now, true);
+  return gst_anitalker_render_update_portrait(self, &now, PortraitAt::Start);
 }
 
 /* --- The portrait ---------------------------------------------------------- */
+
+// What a new portrait encode says: several faces (info), where it was cut.
+static void gst_anitalker_render_report_portrait(GstAnitalkerRender* self, const lia::Renderer::Current& now,
+                                                 const std::string& path, int face_index) {
+  if (now.choice.faces.size() > 1) {
+    const std::string note = "Several faces in \"" + path + "\": " + anitalker::crop::describe_faces(now.choice) +
+                             " (" + (face_index >= 0 ? "face-index" : "the largest; face-index chooses") + ").";
+    GST_ELEMENT_INFO(self, RESOURCE, SETTINGS, ("%s", note.c_str()), (nullptr));
+  }
+  const anitalker::crop::Square& q = now.choice.square;
+  GST_INFO_OBJECT(self, "portrait %u: %s%s", now.serial, path.c_str(),
+                  now.choice.cropped ? gst_anitalker_printf(" square %d,%d,%d", q.x, q.y, q.side).c_str() : "");
+}
+
+// A new portrait that cannot be used while a face is in use (a live
+// stream): a warning, and the current face stays.
+static void gst_anitalker_render_warn_portrait(GstAnitalkerRender* self, const std::string& path) {
+  gst_anitalker_post_current_exception(GST_ELEMENT_CAST(self),
+                                       "Could not use the new portrait \"" + path + "\"; the current one stays.", true,
+                                       __FILE__, GST_FUNCTION, __LINE__, GST_MESSAGE_WARNING);
+}
 
 // Encodes the `portrait` property's file when it was set since the last
 // encode, or when nothing was encoded yet (lib lia::Renderer::update), into
 // *now, the portrait now current (none when none is set or no model is
 // loaded); posts the element error naming the file and returns FALSE when it
 // cannot be used, unless a portrait is already current: then a warning, and
-// that one stays.  at_start (the warm-up): a portrait that cannot be used is
-// left, unreported, for the first buffer.
+// that one stays.  At the start (the warm-up) a portrait that cannot be used
+// is left, unreported, for the first buffer.
+//
+// A live stream with a face in use does not wait for a new one: at a buffer
+// the new file is given to the renderer's own encoder thread
+// (lia::Renderer::encode_later) and the current face goes on; the first
+// buffer after that encode finished makes it current (or warns when it
+// failed).  A codes query then answers with the current face.
 static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, lia::Renderer::Current* now,
-                                                    bool at_start) {
+                                                    PortraitAt at) {
+  RenderState* st = self->state;
   std::string path;
   int face_index = -1;
-  auto want = [&](bool have) -> std::optional<lia::PortraitSource> {
+  // The settings of the next encode, taken (the property no longer dirty).
+  auto take = [&]() -> std::optional<lia::PortraitSource> {
     GST_OBJECT_LOCK(self);
-    const gboolean dirty = self->portrait_dirty;
     path = self->portrait ? self->portrait : "";
     self->portrait_dirty = FALSE;
     GST_OBJECT_UNLOCK(self);
-    if ((!dirty && have) || path.empty()) return std::nullopt;
-    GST_DEBUG_OBJECT(self, "encoding portrait %s", path.c_str());
+    if (path.empty()) return std::nullopt;
     lia::PortraitSource source;
     source.path = path;
     source.spec = gst_anitalker_render_crop_spec(self, &source.detector);
     face_index = source.spec.face_index;
     return source;
   };
+
+  if (at == PortraitAt::Buffer) {
+    if (std::optional<lia::Renderer::Adopted> done = st->renderer.adopt_finished()) {
+      if (done->error) {
+        try {
+          std::rethrow_exception(done->error);
+        } catch (...) {
+          gst_anitalker_render_warn_portrait(self, done->source.path);
+        }
+      } else if (done->now.fresh) {
+        GST_DEBUG_OBJECT(self, "portrait %s encoded apart, now current", done->source.path.c_str());
+        gst_anitalker_render_report_portrait(self, done->now, done->source.path, done->source.spec.face_index);
+      }
+    }
+  }
+  if (at != PortraitAt::Start && st->live == 1) {
+    const lia::Renderer::Current current = st->renderer.current();
+    GST_OBJECT_LOCK(self);
+    const gboolean dirty = self->portrait_dirty;
+    GST_OBJECT_UNLOCK(self);
+    if (current.portrait) {
+      if (dirty && at == PortraitAt::Buffer) {
+        if (std::optional<lia::PortraitSource> source = take()) {
+          GST_DEBUG_OBJECT(self, "encoding portrait %s apart; the current one stays meanwhile", path.c_str());
+          st->renderer.encode_later(std::move(*source));
+        }
+      }
+      *now = current;
+      return TRUE;
+    }
+  }
+
+  auto want = [&](bool have) -> std::optional<lia::PortraitSource> {
+    GST_OBJECT_LOCK(self);
+    const gboolean dirty = self->portrait_dirty;
+    GST_OBJECT_UNLOCK(self);
+    if (!dirty && have) return std::nullopt;
+    std::optional<lia::PortraitSource> source = take();
+    if (source) GST_DEBUG_OBJECT(self, "encoding portrait %s", path.c_str());
+    return source;
+  };
   try {
-    *now = self->state->renderer.update(want);
+    *now = st->renderer.update(want);
   } catch (...) {
-    if (at_start) {
+    if (at == PortraitAt::Start) {
       GST_DEBUG_OBJECT(self, "portrait %s left for the first buffer", path.c_str());
       GST_OBJECT_LOCK(self);
       self->portrait_dirty = TRUE;
@@ -325,11 +404,9 @@ static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, l
     }
     // While a face is in use (a live stream), a new one that cannot be used
     // is a warning: the current face stays and the stream goes on.
-    const lia::Renderer::Current current = self->state->renderer.current();
+    const lia::Renderer::Current current = st->renderer.current();
     if (current.portrait) {
-      gst_anitalker_post_current_exception(GST_ELEMENT_CAST(self),
-                                           "Could not use the new portrait \"" + path + "\"; the current one stays.",
-                                           true, __FILE__, GST_FUNCTION, __LINE__, GST_MESSAGE_WARNING);
+      gst_anitalker_render_warn_portrait(self, path);
       *now = current;
       return TRUE;
     }
@@ -337,15 +414,7 @@ static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, l
                                          __FILE__, GST_FUNCTION, __LINE__);
     return FALSE;
   }
-  if (!now->fresh) return TRUE;
-  if (now->choice.faces.size() > 1) {
-    const std::string note = "Several faces in \"" + path + "\": " + anitalker::crop::describe_faces(now->choice) +
-                             " (" + (face_index >= 0 ? "face-index" : "the largest; face-index chooses") + ").";
-    GST_ELEMENT_INFO(self, RESOURCE, SETTINGS, ("%s", note.c_str()), (nullptr));
-  }
-  const anitalker::crop::Square& q = now->choice.square;
-  GST_INFO_OBJECT(self, "portrait %u: %s%s", now->serial, path.c_str(),
-                  now->choice.cropped ? gst_anitalker_printf(" square %d,%d,%d", q.x, q.y, q.side).c_str() : "");
+  if (now->fresh) gst_anitalker_render_report_portrait(self, *now, path, face_index);
   return TRUE;
 }
 
@@ -497,12 +566,21 @@ static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* ele
   const gboolean new_portrait = self->portrait_dirty;
   GST_OBJECT_UNLOCK(self);
 
+  if (st->live < 0) {
+    st->live = gst_anitalker_element_upstream_live(element) ? 1 : 0;
+    GST_DEBUG_OBJECT(self, "upstream is %slive: a new portrait is encoded %s", st->live ? "" : "not ",
+                     st->live ? "apart while the current one stays in use" : "before the next frame");
+  }
+
   GstFlowReturn ret;
-  // Frames that arrived before the new face are rendered with the old one.
-  if (new_portrait && st->clock.held() > 0 && (ret = gst_anitalker_render_drain(element)) != GST_FLOW_OK) return ret;
+  // Frames that arrived before the new face are rendered with the old one
+  // (not live; a live stream goes on with it until the new one is encoded).
+  if (new_portrait && st->live == 0 && st->clock.held() > 0 &&
+      (ret = gst_anitalker_render_drain(element)) != GST_FLOW_OK)
+    return ret;
 
   lia::Renderer::Current now;
-  if (!gst_anitalker_render_update_portrait(self, &now)) return GST_FLOW_ERROR;
+  if (!gst_anitalker_render_update_portrait(self, &now, PortraitAt::Buffer)) return GST_FLOW_ERROR;
   if (!now.portrait) {
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND, ("No portrait set."),
                       ("set the \"portrait\" property to an image file"));
@@ -531,7 +609,7 @@ static gboolean gst_anitalker_render_sink_event(GstAnitalkerElement* element, Gs
 // The codes query of the motion element (gstanitalkercaps.h).
 static gboolean gst_anitalker_render_codes_query(GstAnitalkerRender* self, GstQuery* query) {
   lia::Renderer::Current now;
-  if (!gst_anitalker_render_update_portrait(self, &now)) return FALSE;
+  if (!gst_anitalker_render_update_portrait(self, &now, PortraitAt::Query)) return FALSE;
   if (!now.portrait) {
     GST_DEBUG_OBJECT(self, "codes query: no portrait (or no model) yet");
     return FALSE;
@@ -622,7 +700,8 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
   gst_anitalker_install_property(
       gobject_class, PROP_PORTRAIT,
       g_param_spec_string("portrait", "Portrait",
-                          "Path of the portrait image to animate; may change while PLAYING (default: none; required)",
+                          "Path of the portrait image to animate; may change while PLAYING (live: the current face goes on "
+                          "until the new one is encoded; not live: the next buffer waits for it) (default: none; required)",
                           nullptr, playing),
       FIELD(portrait));
 

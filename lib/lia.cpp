@@ -1109,7 +1109,17 @@ std::shared_ptr<RenderBatcher> shared_renderer(const std::shared_ptr<const Model
   });
 }
 
+struct Renderer::Encoded {
+  std::shared_ptr<const Model> model;
+  std::shared_ptr<const Portrait> portrait;
+  std::shared_ptr<const RgbImage> picture;
+  crop::Choice choice;
+};
+
+Renderer::~Renderer() { stop_encoder(); }
+
 void Renderer::reset(std::shared_ptr<const Model> model, std::shared_ptr<RenderBatcher> shared) {
+  stop_encoder();
   std::lock_guard<std::mutex> hold(lock_);
   model_ = std::move(model);
   shared_ = std::move(shared);
@@ -1128,6 +1138,29 @@ Renderer::Current Renderer::current() const {
   return current_;
 }
 
+Renderer::Encoded Renderer::encode(const std::shared_ptr<const Model>& model, const PortraitSource& source) const {
+  c10::InferenceMode guard;
+  PreparedPortrait prepared = prepare_portrait(source.path, model->size(), source.spec, source.detector, model->device());
+  Encoded out;
+  out.model = model;
+  out.portrait = std::make_shared<const Portrait>(model->encode(prepared.tensor.to(model->device())));
+  out.picture = std::make_shared<const RgbImage>(std::move(prepared.picture));
+  out.choice = prepared.choice;
+  return out;
+}
+
+Renderer::Current Renderer::make_current(Encoded encoded) {
+  std::lock_guard<std::mutex> hold(lock_);
+  if (model_ != encoded.model) return Current();  // reset meanwhile
+  current_.portrait = std::move(encoded.portrait);
+  current_.picture = std::move(encoded.picture);
+  current_.choice = encoded.choice;
+  current_.serial++;
+  Current out = current_;
+  out.fresh = true;
+  return out;
+}
+
 Renderer::Current Renderer::update(const std::function<std::optional<PortraitSource>(bool have)>& want) {
   std::lock_guard<std::mutex> one(update_);
   Current now = current();
@@ -1135,18 +1168,95 @@ Renderer::Current Renderer::update(const std::function<std::optional<PortraitSou
   if (!model) return now;
   const std::optional<PortraitSource> source = want(now.portrait != nullptr);
   if (!source) return now;
-  c10::InferenceMode guard;
-  PreparedPortrait prepared = prepare_portrait(source->path, model->size(), source->spec, source->detector, model->device());
-  auto encoded = std::make_shared<const Portrait>(model->encode(prepared.tensor.to(model->device())));
-  std::lock_guard<std::mutex> hold(lock_);
-  if (model_ != model) return Current();  // reset meanwhile
-  current_.portrait = std::move(encoded);
-  current_.picture = std::make_shared<const RgbImage>(std::move(prepared.picture));
-  current_.choice = prepared.choice;
-  current_.serial++;
-  Current out = current_;
-  out.fresh = true;
+  return make_current(encode(model, *source));
+}
+
+void Renderer::encode_later(PortraitSource source) {
+  std::lock_guard<std::mutex> hold(async_);
+  waiting_ = std::move(source);
+  if (running_) return;
+  if (encoder_.joinable()) encoder_.join();  // one that ran out of work: it holds no lock now
+  running_ = true;
+  encoder_ = std::thread([this] { encoder_loop(); });
+}
+
+bool Renderer::encoding() const {
+  std::lock_guard<std::mutex> hold(async_);
+  return running_ || waiting_.has_value();
+}
+
+void Renderer::encoder_loop() {
+  for (;;) {
+    PortraitSource source;
+    {
+      std::lock_guard<std::mutex> hold(async_);
+      if (stopping_ || !waiting_) {
+        running_ = false;
+        return;
+      }
+      source = std::move(*waiting_);
+      waiting_.reset();
+    }
+    const std::shared_ptr<const Model> model = this->model();
+    if (!model) continue;
+    auto done = std::make_shared<Adopted>();
+    done->source = source;
+    std::shared_ptr<const Model> encoded_with;
+    try {
+      std::lock_guard<std::mutex> one(update_);  // one encode at a time, whoever asks
+      Encoded e = encode(model, source);
+      done->now.portrait = std::move(e.portrait);
+      done->now.picture = std::move(e.picture);
+      done->now.choice = e.choice;
+      encoded_with = model;
+    } catch (...) {
+      done->error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> hold(async_);
+    finished_ = std::move(done);  // replaces one nobody adopted
+    finished_model_ = std::move(encoded_with);
+  }
+}
+
+std::optional<Renderer::Adopted> Renderer::adopt_finished() {
+  std::shared_ptr<Adopted> done;
+  std::shared_ptr<const Model> model;
+  {
+    std::lock_guard<std::mutex> hold(async_);
+    done.swap(finished_);
+    model.swap(finished_model_);
+  }
+  if (!done) return std::nullopt;
+  Adopted out;
+  out.source = std::move(done->source);
+  out.error = done->error;
+  if (out.error) {
+    out.now = current();
+    return out;
+  }
+  Encoded e;
+  e.model = model;
+  e.portrait = std::move(done->now.portrait);
+  e.picture = std::move(done->now.picture);
+  e.choice = done->now.choice;
+  out.now = make_current(std::move(e));
   return out;
+}
+
+void Renderer::stop_encoder() {
+  std::thread running;
+  {
+    std::lock_guard<std::mutex> hold(async_);
+    stopping_ = true;
+    waiting_.reset();
+    running.swap(encoder_);
+  }
+  if (running.joinable()) running.join();
+  std::lock_guard<std::mutex> hold(async_);
+  stopping_ = false;
+  running_ = false;
+  finished_.reset();
+  finished_model_.reset();
 }
 
 at::Tensor Renderer::render(const float* motion, int64_t n) const {

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "batcher.h"
@@ -240,12 +241,52 @@ class Renderer {
   // without a model or a portrait.
   at::Tensor render(const float* motion, int64_t n) const;
 
+  // A live stream's change of face: `source` is prepared and encoded on a
+  // thread of the Renderer's own while the current portrait stays in use
+  // (a full-size encode is about 0.2 s on the CPU, more with crop auto or a
+  // large photo: a stall of the stream's frames if it ran in their thread).
+  // One runs at a time; a source given while one runs waits, and replaces
+  // any that waited before it.  reset() waits for the one running and drops
+  // the rest.
+  void encode_later(PortraitSource source);
+  // Whether an encode_later() is running or waiting.
+  bool encoding() const;
+  // The last encode_later() that finished since the last call: its portrait
+  // made current (`now.fresh`), unless the Renderer was reset meanwhile;
+  // or, when it failed, `error` (what it threw) and the current portrait
+  // unchanged.  Nothing when none finished.
+  struct Adopted {
+    Current now;
+    PortraitSource source;  // what was encoded
+    std::exception_ptr error;
+  };
+  std::optional<Adopted> adopt_finished();
+
+  Renderer() = default;
+  Renderer(const Renderer&) = delete;
+  Renderer& operator=(const Renderer&) = delete;
+  ~Renderer();
+
  private:
+  struct Encoded;
+  Encoded encode(const std::shared_ptr<const Model>& model, const PortraitSource& source) const;
+  Current make_current(Encoded encoded);  // unless the model changed: Current()
+  void stop_encoder();
+  void encoder_loop();
+
   mutable std::mutex lock_;  // the members below, held briefly
   std::mutex update_;        // held across an update's encode
   std::shared_ptr<const Model> model_;
   std::shared_ptr<RenderBatcher> shared_;
   Current current_;
+
+  // encode_later(), under async_ (held briefly; never while taking lock_).
+  mutable std::mutex async_;
+  std::thread encoder_;
+  bool running_ = false, stopping_ = false;
+  std::optional<PortraitSource> waiting_;
+  std::shared_ptr<Adopted> finished_;  // `now.portrait` etc. set but not yet current
+  std::shared_ptr<const Model> finished_model_;
 };
 
 }  // namespace anitalker::lia

@@ -741,8 +741,11 @@ GST_START_TEST(test_codes_query_without_portrait) {
 }
 GST_END_TEST;
 
+// Not live: the new face is encoded at the next buffer, whose frames it
+// draws (a live stream goes on meanwhile: test_live_portrait_change).
 GST_START_TEST(test_portrait_change) {
   GstHarness* h = new_harness(kS64);
+  gst_harness_set_live(h, FALSE);
   gst_harness_set_src_caps_str(h, kMotionCaps);
 
   fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 1, 0)), GST_FLOW_OK);
@@ -808,6 +811,110 @@ GST_START_TEST(test_portrait_change) {
   g_rmdir(dir);
   g_free(copy);
   g_free(dir);
+}
+GST_END_TEST;
+
+// The frame of one pushed motion row, as bytes.
+std::string push_pull_bytes(GstHarness* h, int row, int index) {
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, row, 1, frame_time(0, index))), GST_FLOW_OK);
+  GstBuffer* b = gst_harness_pull(h);
+  GstMapInfo map;
+  fail_unless(gst_buffer_map(b, &map, GST_MAP_READ));
+  std::string bytes(reinterpret_cast<const char*>(map.data), map.size);
+  gst_buffer_unmap(b, &map);
+  gst_buffer_unref(b);
+  return bytes;
+}
+
+// Live (the harness answers LATENCY as live): a new face is encoded apart;
+// the buffer after the set still draws the current face, a later one the new
+// face, announced upstream before its frame; a new face that cannot be used
+// is a warning when its encode ends; teardown while an encode runs.
+GST_START_TEST(test_live_portrait_change) {
+  const std::string faces[2] = {portrait_path(), data_path("face-sr/frame_256_bgr.png")};
+  std::vector<std::string> alone[2];
+  for (int i = 0; i < 2; i++) {
+    GstHarness* h = new_harness(kS64, 1, faces[i].c_str());
+    gst_harness_set_live(h, FALSE);
+    gst_harness_set_src_caps_str(h, kMotionCaps);
+    alone[i] = render_bytes(h, 3);
+    gst_harness_teardown(h);
+  }
+  fail_if(alone[0] == alone[1], "the two portraits gave the same frames");
+
+  GstHarness* h = new_harness(kS64);
+  gst_harness_set_live(h, TRUE);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  int index = 0;
+  fail_unless(push_pull_bytes(h, 0, index++) == alone[0][0]);
+  const guint serial_before = pull_portrait_changed(h);
+  fail_unless(serial_before >= 1);
+
+  g_object_set(h->element, "portrait", faces[1].c_str(), nullptr);  // while PLAYING
+  fail_unless(push_pull_bytes(h, 1, index++) == alone[0][1], "the buffer after the set waited for the new face");
+  fail_unless_equals_int(pull_portrait_changed(h), 0);
+  // The codes query does not wait for the encode either: the current face.
+  GstQuery* q = new_codes_query();
+  fail_unless(gst_pad_peer_query(h->srcpad, q));
+  guint serial = 0;
+  fail_unless(gst_structure_get_uint(gst_query_get_structure(q), GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial));
+  fail_unless_equals_int(serial, serial_before);
+  gst_query_unref(q);
+
+  // Frames go on with the old face until the new one is current, then with
+  // the new one, announced before its first frame.
+  guint serial_after = 0;
+  int switched_at = -1;
+  for (int i = 0; i < 500 && switched_at < 0; i++) {
+    const int row = index % 3;
+    const std::string frame = push_pull_bytes(h, row, index++);
+    serial_after = pull_portrait_changed(h);
+    if (serial_after != 0) {
+      fail_unless(frame == alone[1][row], "the first frame after the change is not the new face's");
+      switched_at = i;
+    } else {
+      fail_unless(frame == alone[0][row], "a frame before the change is not the old face's");
+      g_usleep(10000);
+    }
+  }
+  fail_unless(switched_at >= 0, "the new face never became current");
+  fail_unless(serial_after > serial_before);
+  GST_INFO("the new face was current %d buffers after the first one after the set", switched_at + 1);
+  q = new_codes_query();
+  fail_unless(gst_pad_peer_query(h->srcpad, q));
+  fail_unless(gst_structure_get_uint(gst_query_get_structure(q), GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial));
+  fail_unless_equals_int(serial, serial_after);
+  gst_query_unref(q);
+
+  // A face that cannot be used: a warning when its encode fails, no error,
+  // the current face goes on.
+  const char* missing = "/nonexistent/anitalker/other-face.jpg";
+  g_object_set(h->element, "portrait", missing, nullptr);
+  GstMessage* msg = nullptr;
+  for (int i = 0; i < 500 && msg == nullptr; i++) {
+    const int row = index % 3;
+    fail_unless(push_pull_bytes(h, row, index++) == alone[1][row]);
+    msg = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
+    if (msg == nullptr) g_usleep(10000);
+  }
+  fail_unless(msg != nullptr, "no warning for a portrait that cannot be used");
+  GError* warning = nullptr;
+  gst_message_parse_warning(msg, &warning, nullptr);
+  fail_unless(strstr(warning->message, missing) != nullptr && strstr(warning->message, "the current one stays"),
+              "%s", warning->message);
+  g_error_free(warning);
+  gst_message_unref(msg);
+  fail_unless(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR) == nullptr, "an error for a portrait change");
+  fail_unless_equals_int(pull_portrait_changed(h), 0);
+
+  // Torn down while an encode runs (or waits): no crash, nothing left.
+  g_object_set(h->element, "portrait", faces[0].c_str(), nullptr);
+  push_pull_bytes(h, 0, index++);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
 }
 GST_END_TEST;
 
@@ -1068,6 +1175,7 @@ static Suite* anitalkerrender_suite() {
   tcase_add_test(tc, test_codes_query);
   tcase_add_test(tc, test_codes_query_without_portrait);
   tcase_add_test(tc, test_portrait_change);
+  tcase_add_test(tc, test_live_portrait_change);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("errors");

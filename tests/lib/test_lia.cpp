@@ -571,6 +571,59 @@ TEST(LiaRenderer, PortraitsReplacedAndFramesOfTheReference) {
   EXPECT_EQ(r.model(), nullptr);
 }
 
+// encode_later (a live stream's change of face): the current portrait stays
+// until adopt_finished() makes the finished one current, with the frames of
+// the reference; the last of several waiting wins; a failure is handed over,
+// the current portrait kept; reset() while one runs drops it.
+TEST(LiaRenderer, EncodeLaterLeavesTheCurrentOneUntilAdopted) {
+  using anitalker::lia::PortraitSource;
+  anitalker::lia::Renderer r;
+  auto m = model(kMain);
+  r.reset(m);
+  auto wait = [&] {
+    for (int i = 0; i < 2000 && r.encoding(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_FALSE(r.encoding());
+  };
+  EXPECT_FALSE(r.adopt_finished().has_value());
+  r.encode_later(PortraitSource{data("renderer/none.png"), {}, ""});  // replaced before it runs, or fails
+  r.encode_later(PortraitSource{data("renderer/monalisa.jpg"), {}, ""});
+  wait();
+  EXPECT_EQ(r.current().portrait, nullptr);  // nothing current until adopted
+  std::optional<anitalker::lia::Renderer::Adopted> done = r.adopt_finished();
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->error, nullptr);
+  EXPECT_EQ(done->source.path, data("renderer/monalisa.jpg"));
+  ASSERT_NE(done->now.portrait, nullptr);
+  EXPECT_TRUE(done->now.fresh);
+  EXPECT_EQ(r.current().portrait, done->now.portrait);
+  EXPECT_FALSE(r.adopt_finished().has_value());  // handed over once
+  at::Tensor motions = read_npy_tensor(data("renderer/motions.npy")).to(at::kFloat).contiguous();
+  const at::Tensor frames = r.render(motions.data_ptr<float>(), motions.size(0));
+  for (int i : kMain.frames) {
+    SCOPED_TRACE("frame " + std::to_string(i));
+    check_u8(kMain, frames[i], read_npy_tensor(data("renderer/frame" + std::to_string(i) + "_u8.npy")));
+  }
+
+  const auto before = r.current().portrait;
+  r.encode_later(PortraitSource{data("renderer/none.png"), {}, ""});
+  wait();
+  done = r.adopt_finished();
+  ASSERT_TRUE(done.has_value());
+  ASSERT_NE(done->error, nullptr);
+  EXPECT_THAT(error_of([&] { std::rethrow_exception(done->error); }), HasSubstr("none.png"));
+  EXPECT_EQ(done->now.portrait, before);
+  EXPECT_EQ(r.current().portrait, before);
+  EXPECT_FALSE(done->now.fresh);
+
+  r.encode_later(PortraitSource{data("renderer/monalisa.jpg"), {}, ""});
+  r.reset(m);  // waits for it, drops it
+  EXPECT_FALSE(r.encoding());
+  EXPECT_FALSE(r.adopt_finished().has_value());
+  EXPECT_EQ(r.current().portrait, nullptr);
+  r.encode_later(PortraitSource{data("renderer/monalisa.jpg"), {}, ""});
+  // The Renderer's end waits for its encoder (checked by the sanitizers).
+}
+
 // Model::call_bytes against what render calls take (the CPU allocator's
 // count of its blocks of 128 KB and more): never less, one image at a time
 // and as one batch, and at most twice as much where the calls' tensors are
