@@ -86,6 +86,42 @@ const Command kBenches[] = {
     {"sr", bench_sr, "face restoration at full size: GFPGAN, ParseNet, RetinaFace and the filter, fraction of the float32 roof"},
 };
 
+// Commands and benchmarks some builds leave out, and why: said instead of
+// "unknown command".
+struct Absent {
+  const char* name;
+  const char* why;
+};
+#ifdef ANITALKER_CLI_NO_MEDIA
+constexpr const char* kNoMedia =
+    "is not in this build of the tool: it was built without GStreamer and image files (meson's "
+    "-Dgstreamer=disabled, or tests/device/run.sh); a build with GStreamer (-Dgstreamer=enabled) has it";
+#endif
+const Absent kAbsentCommands[] = {
+#ifdef ANITALKER_CLI_NO_MEDIA
+    {"features", kNoMedia}, {"generate", kNoMedia}, {"render", kNoMedia},
+    {"sr", kNoMedia},       {"crop", kNoMedia},     {"webrtc", kNoMedia},
+#elif !defined(ANITALKER_HAVE_WEBRTC)
+    {"webrtc",
+     "is not in this build of the tool: it needs GStreamer's WebRTC and SDP libraries at build time (Debian: "
+     "libgstreamer-plugins-bad1.0-dev), then a new meson setup"},
+#endif
+    {nullptr, nullptr},
+};
+const Absent kAbsentBenches[] = {
+#if defined(ANITALKER_CLI_NO_MEDIA) && !defined(ANITALKER_CLI_LIVE)
+    {"soak", kNoMedia}, {"latency", kNoMedia}, {"streams", kNoMedia},
+#endif
+    {nullptr, nullptr},
+};
+
+// A name of `table` (ended by a null name): its reason, else null.
+const char* absent(const Absent* table, const std::string& name) {
+  for (; table->name; ++table)
+    if (name == table->name) return table->why;
+  return nullptr;
+}
+
 void usage(FILE* f) {
   std::fprintf(f, "usage: anitalker COMMAND [ARGS...]   (anitalker COMMAND --help for its options; anitalker --version)\n\ncommands:\n");
   for (const Command& c : kCommands) std::fprintf(f, "  %-10s %s\n", c.name, c.help);
@@ -115,6 +151,10 @@ int bench(int argc, char** argv) {
   }
   for (const Command& c : kBenches)
     if (!std::strcmp(argv[1], c.name)) return c.fn(argc - 1, argv + 1);
+  if (const char* why = absent(kAbsentBenches, argv[1])) {
+    std::fprintf(stderr, "anitalker bench: '%s' %s\n", argv[1], why);
+    return 2;
+  }
   std::fprintf(stderr, "anitalker bench: unknown stage '%s'\n", argv[1]);
   return 2;
 }
@@ -140,6 +180,10 @@ int main(int argc, char** argv) {
   if (cmd == "fixtures") return sub("fixtures", kFixtures, sizeof kFixtures / sizeof kFixtures[0], argc - 1, argv + 1);
   for (const Command& c : kCommands)
     if (cmd == c.name) return c.fn(argc - 1, argv + 1);
+  if (const char* why = absent(kAbsentCommands, cmd)) {
+    std::fprintf(stderr, "anitalker: '%s' %s\n", cmd.c_str(), why);
+    return 2;
+  }
   std::fprintf(stderr, "anitalker: unknown command '%s'\n", cmd.c_str());
   usage(stderr);
   return 2;
