@@ -85,6 +85,7 @@ enum {
   PROP_MODE,
   PROP_MAX_BATCH,
   PROP_MAX_BATCH_DELAY,
+  PROP_LATENCY_RECOVERY,
   PROP_PRECISION,
   // The paste-back.
   PROP_PASTE_BACK,
@@ -427,6 +428,23 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
                         "(default: 2000)",
                         0, 1000000, 2000, ready));
 
+  /**
+   * GstAnitalkerBin:latency-recovery:
+   *
+   * Seconds after which a compute stall stops counting in the latency the
+   * chain reports (hubertenc's, anitalkermotion's and anitalkerrender's
+   * `latency-recovery`): one slow window raises the live latency at once;
+   * it falls back when the stall is this old.  0 keeps the highest ever.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_LATENCY_RECOVERY,
+      gst_anitalker_param_spec_uint("latency-recovery", "Latency recovery",
+                        "Seconds after which a compute stall stops counting in the live latency the chain reports: it "
+                        "rises at once when a window takes longer and falls back when the stall is this old (the "
+                        "sinks then skip that much delay once); 0 = the highest since the start, never lowered "
+                        "(default: 60)",
+                        0, 86400, 60, GST_ANITALKER_PARAM_PLAYING));
+
   g_object_class_install_property(
       gobject_class, PROP_PASTE_BACK,
       g_param_spec_boolean("paste-back", "Paste back",
@@ -549,6 +567,12 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
     g_object_set_property(G_OBJECT(child), name, value);
     return;
   }
+  if (prop_id == PROP_LATENCY_RECOVERY) {
+    if (!gst_anitalker_check_range(GST_ELEMENT_CAST(self), pspec, value)) return;
+    for (GstElement* child : {self->features, self->motion, self->render})
+      g_object_set_property(G_OBJECT(child), g_param_spec_get_name(pspec), value);
+    return;
+  }
   if (prop_id == PROP_MAX_BATCH || prop_id == PROP_MAX_BATCH_DELAY) {
     // The three networks' executors alike (the renderer answers the getter);
     // gfpgansr's at the next configure.
@@ -631,7 +655,7 @@ static void gst_anitalker_bin_get_property(GObject* object, guint prop_id, GValu
     g_object_get_property(G_OBJECT(child), name, value);
     return;
   }
-  if (prop_id == PROP_MAX_BATCH || prop_id == PROP_MAX_BATCH_DELAY) {
+  if (prop_id == PROP_MAX_BATCH || prop_id == PROP_MAX_BATCH_DELAY || prop_id == PROP_LATENCY_RECOVERY) {
     g_object_get_property(G_OBJECT(self->render), g_param_spec_get_name(pspec), value);
     return;
   }

@@ -6,9 +6,10 @@
 #include <c10/core/Device.h>
 #include <gst/gst.h>
 
+#include <deque>
 #include <initializer_list>
-
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "device.h"
@@ -99,19 +100,41 @@ void gst_anitalker_set_latency(GstElement* element, GstQuery* query, gboolean li
                                GstClockTime ours);
 
 // The compute time of a streaming window (or a rendered frame), part of the
-// latency an element really adds: the longest seen since the start (a
-// window's audio waits for the window, then for its computation).  No
-// margin on top: each element of a chain reports its own longest, their sum
-// bounds any one window's, and the jitter margin is the sink's
-// processing-deadline (20 ms by default), which the pipeline adds.  add()
-// returns true when the budget grew by 10 ms or more past what was last
-// reported, so the element should post a LATENCY message.  Thread-safe.
+// latency an element really adds: the longest seen (a window's audio waits
+// for the window, then for its computation).  No margin on top: each
+// element of a chain reports its own longest, their sum bounds any one
+// window's, and the jitter margin is the sink's processing-deadline (20 ms
+// by default), which the pipeline adds.
+//
+// "Seen" is since the start, or with a recovery time R (the elements'
+// `latency-recovery`) over the last R: one stall (the host swapping, another
+// process's burst) raised the latency of a live stream for the rest of its
+// life, which for a broadcast that runs for days is for good.  With R the
+// budget falls back once the stall is R old, and is reported lower only
+// when it fell well under the reported (to under 80% of it and by 50 ms or
+// more), so that the ordinary spread of the windows does not move the
+// pipeline's latency back and forth: each lowering makes the sinks skip that
+// much of the delay once.
+//
+// add() returns true when the budget grew by 10 ms or more past what was
+// last reported, or fell as above, so the element should post a LATENCY
+// message.  Thread-safe.
 class GstAnitalkerBudget {
  public:
-  bool add(GstClockTime t) {
+  // t: a compute time, ended at now_us (g_get_monotonic_time()); recovery_us
+  // 0: the longest since the start.
+  bool add(GstClockTime t, gint64 now_us, gint64 recovery_us) {
     GstAnitalkerLocked l(&m_);
+    recovery_us_ = recovery_us;
     if (t > max_) max_ = t;
-    return budget() >= reported_ + 10 * GST_MSECOND;
+    // The longest of the last recovery_us: a queue of (end, time) whose
+    // times decrease from the front, the front the longest.
+    while (!recent_.empty() && recent_.back().second <= t) recent_.pop_back();
+    recent_.emplace_back(now_us, t);
+    while (recent_.front().first < now_us - recovery_us) recent_.pop_front();
+    const GstClockTime b = budget();
+    if (b >= reported_ + 10 * GST_MSECOND) return true;
+    return reported_ >= b + 50 * GST_MSECOND && b < reported_ / 10 * 8;
   }
   // The budget to report now (and remember it as reported).
   GstClockTime report() {
@@ -122,12 +145,15 @@ class GstAnitalkerBudget {
   void reset() {
     GstAnitalkerLocked l(&m_);
     max_ = reported_ = 0;
+    recent_.clear();
   }
 
  private:
-  GstClockTime budget() const { return max_; }
+  GstClockTime budget() const { return recovery_us_ > 0 && !recent_.empty() ? recent_.front().second : max_; }
   GstAnitalkerMutex m_;
   GstClockTime max_ = 0, reported_ = 0;
+  gint64 recovery_us_ = 0;
+  std::deque<std::pair<gint64, GstClockTime>> recent_;
 };
 
 // printf into a std::string, for the messages above.

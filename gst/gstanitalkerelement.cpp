@@ -13,6 +13,8 @@ GST_DEBUG_CATEGORY_STATIC(gst_anitalker_element_debug);
 #define DEFAULT_DEVICE "cpu"
 #define DEFAULT_OFFLINE_LIMIT_S 120
 #define MAX_OFFLINE_LIMIT_S 86400
+#define DEFAULT_LATENCY_RECOVERY_S 60
+#define MAX_LATENCY_RECOVERY_S 86400
 
 // Ids of the common properties, past any a subclass uses.
 enum {
@@ -26,6 +28,7 @@ enum {
   PROP_LOOKAHEAD,
   PROP_MAX_BATCH,
   PROP_MAX_BATCH_DELAY,
+  PROP_LATENCY_RECOVERY,
 };
 
 GType gst_anitalker_mode_get_type(void) {
@@ -172,6 +175,17 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
                                    G_STRUCT_OFFSET(GstAnitalkerElement, lookahead));
     gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_MODE, (GstPluginAPIFlags)0);
   }
+  if (flags & GST_ANITALKER_COMMON_BUDGET)
+    gst_anitalker_install_property(
+        k, PROP_LATENCY_RECOVERY,
+        gst_anitalker_param_spec_uint(
+            "latency-recovery", "Latency recovery",
+            "Seconds after which a compute stall stops counting in the latency this element reports: the latency "
+            "rises at once when a window (or frame) takes longer, and falls back when the longest of the last this "
+            "many seconds is well under it (under 80% and by 50 ms or more; the sinks then skip that much delay "
+            "once); 0 = the longest since the start, never lowered (default: 60)",
+            0, MAX_LATENCY_RECOVERY_S, DEFAULT_LATENCY_RECOVERY_S, GST_ANITALKER_PARAM_PLAYING),
+        G_STRUCT_OFFSET(GstAnitalkerElement, latency_recovery_s));
   if (flags & GST_ANITALKER_COMMON_SHARING) {
     gchar* blurb = g_strdup_printf(
         "Above 1: %s shared with the other pipelines of this process that set the same file, device, precision, "
@@ -297,7 +311,10 @@ void gst_anitalker_element_windows(GstAnitalkerElement* self, int* window, int* 
 void gst_anitalker_element_add_compute(GstAnitalkerElement* self, gint64 since_us) {
   const GstClockTime t = (GstClockTime)(g_get_monotonic_time() - since_us) * GST_USECOND;
   GST_LOG_OBJECT(self, "compute %" GST_TIME_FORMAT, GST_TIME_ARGS(t));
-  if (self->priv->budget.add(t))
+  GST_OBJECT_LOCK(self);
+  const gint64 recovery_us = (gint64)self->latency_recovery_s * G_USEC_PER_SEC;
+  GST_OBJECT_UNLOCK(self);
+  if (self->priv->budget.add(t, g_get_monotonic_time(), recovery_us))
     gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
 }
 

@@ -74,6 +74,7 @@ struct _GstAnitalkerElement {
   guint offline_limit_s;
   guint window, context, lookahead;  // in the class's window unit
   guint max_batch, max_batch_delay;  // sharing the network (max_batch_delay in microseconds)
+  guint latency_recovery_s;          // GstAnitalkerBudget's recovery time; 0 = never lower
 
   // The stream, in the streaming thread (and the serialized events).
   GstSegment segment;  // the last one, in TIME
@@ -89,6 +90,7 @@ typedef enum {
   GST_ANITALKER_COMMON_DEVICE = 1 << 0,     // device, num-threads, precision
   GST_ANITALKER_COMMON_STREAMING = 1 << 1,  // mode, offline-limit, window, context, lookahead
   GST_ANITALKER_COMMON_SHARING = 1 << 2,    // max-batch, max-batch-delay
+  GST_ANITALKER_COMMON_BUDGET = 1 << 3,     // latency-recovery (the class calls gst_anitalker_element_add_compute)
 } GstAnitalkerCommonFlags;
 
 // The window properties of a streaming element: what they count and their

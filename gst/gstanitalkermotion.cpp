@@ -742,7 +742,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
    * mode=offline, longer audio is an error that suggests mode=auto or
    * streaming.  0 = no limit.
    */
-  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING |
+  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING | GST_ANITALKER_COMMON_BUDGET |
                                                  GST_ANITALKER_COMMON_SHARING,
                                              "the motion generator", &kWindows);
 

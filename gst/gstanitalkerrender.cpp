@@ -771,7 +771,7 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
                           "(default: none)",
                           nullptr, playing),
       FIELD(detector));
-  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_SHARING,
+  gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_SHARING | GST_ANITALKER_COMMON_BUDGET,
                                              "the renderer");
 
   gst_element_class_set_static_metadata(element_class, "AniTalker renderer", "Filter/Converter/Video",

@@ -475,7 +475,9 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
                            FALSE, GST_ANITALKER_PARAM_PLAYING),
       G_STRUCT_OFFSET(GstHubertEnc, context_cache));
   gst_anitalker_element_class_install_common(
-      base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING | GST_ANITALKER_COMMON_SHARING,
+      base_class,
+      GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING | GST_ANITALKER_COMMON_SHARING |
+          GST_ANITALKER_COMMON_BUDGET,
       "HuBERT (MFCC runs on the CPU)", &kWindows);
 
   gst_element_class_set_static_metadata(element_class, "AniTalker audio features", "Filter/Analyzer/Audio",

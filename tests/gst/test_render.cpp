@@ -21,6 +21,7 @@
 #include "check_util.h"
 #include "device.h"
 #include "gstanitalkercaps.h"
+#include "gstanitalkercommon.h"
 #include "lia.h"
 #include "npy.h"
 #include "state_dict.h"
@@ -575,6 +576,69 @@ GST_START_TEST(test_shared_renderer) {
   gst_harness_teardown(h[1]);
   fail_unless(render_bytes(h[0], 2) == std::vector<std::string>(alone[0].begin(), alone[0].begin() + 2));
   gst_harness_teardown(h[0]);
+}
+GST_END_TEST;
+
+// The compute budget in the latency (gstanitalkercommon.h): without
+// recovery the longest since the start; with it, a stall stops counting once
+// it is older than the recovery time, and the budget is reported lower only
+// when it fell well under the reported (the ordinary spread does not move it).
+GST_START_TEST(test_budget_recovery) {
+  const GstClockTime ms = GST_MSECOND;
+  const gint64 s = G_USEC_PER_SEC;
+  for (gint64 recovery : {(gint64)0, 60 * s}) {
+    GstAnitalkerBudget b;
+    fail_unless(b.add(100 * ms, 0, recovery));  // grew from nothing
+    fail_unless_equals_uint64(b.report(), 100 * ms);
+    fail_if(b.add(105 * ms, 1 * s, recovery));  // under 10 ms more: no new LATENCY
+    fail_unless(b.add(3000 * ms, 2 * s, recovery));  // a stall: at once
+    fail_unless_equals_uint64(b.report(), 3000 * ms);
+    fail_if(b.add(100 * ms, 30 * s, recovery));  // the stall 28 s old
+    fail_unless_equals_uint64(b.report(), 3000 * ms);
+    // 61 s after the stall: forgotten with recovery, not without.
+    const bool lowered = b.add(100 * ms, 63 * s, recovery);
+    fail_unless_equals_int(lowered, recovery > 0);
+    fail_unless_equals_uint64(b.report(), recovery > 0 ? 100 * ms : 3000 * ms);
+  }
+  // The ordinary spread: 300 ms reported, the last minute's longest 260 ms
+  // (40 ms under) or 250 ms (over 80% of 300): not lowered; 230 ms is.
+  GstAnitalkerBudget b;
+  b.add(300 * ms, 0, 60 * s);
+  b.report();
+  fail_if(b.add(260 * ms, 61 * s, 60 * s));
+  GstAnitalkerBudget c;
+  c.add(300 * ms, 0, 60 * s);
+  c.report();
+  fail_if(c.add(250 * ms, 61 * s, 60 * s));
+  fail_unless(c.add(230 * ms, 125 * s, 60 * s));  // 250 (61 s) is 64 s old; 230 under 240
+  fail_unless_equals_uint64(c.report(), 230 * ms);
+  c.reset();
+  fail_unless(c.add(20 * ms, 200 * s, 60 * s));
+  fail_unless_equals_uint64(c.report(), 20 * ms);
+}
+GST_END_TEST;
+
+// latency-recovery: on the renderer (and hubertenc and anitalkermotion,
+// test gst_plugin's property listing), set through the bin to its three.
+GST_START_TEST(test_latency_recovery_property) {
+  GstElement* e = gst_element_factory_make("anitalkerrender", nullptr);
+  guint v = 0;
+  g_object_get(e, "latency-recovery", &v, nullptr);
+  fail_unless_equals_int(v, 60);
+  gst_object_unref(e);
+  GstElement* bin = gst_element_factory_make("anitalker", nullptr);
+  fail_unless(bin != nullptr);
+  g_object_set(bin, "latency-recovery", 7u, nullptr);
+  for (const char* child : {"features", "motion", "render"}) {
+    GstElement* c = gst_bin_get_by_name(GST_BIN(bin), child);
+    fail_unless(c != nullptr, "%s", child);
+    g_object_get(c, "latency-recovery", &v, nullptr);
+    fail_unless_equals_int(v, 7);
+    gst_object_unref(c);
+  }
+  g_object_get(bin, "latency-recovery", &v, nullptr);
+  fail_unless_equals_int(v, 7);
+  gst_object_unref(bin);
 }
 GST_END_TEST;
 
@@ -1163,6 +1227,8 @@ static Suite* anitalkerrender_suite() {
   tcase_add_test(tc, test_batch);
   tcase_add_test(tc, test_shared_renderer);
   tcase_add_test(tc, test_latency_batch_1);
+  tcase_add_test(tc, test_budget_recovery);
+  tcase_add_test(tc, test_latency_recovery_property);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("events");
