@@ -432,14 +432,15 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
    * GstAnitalkerBin:latency-recovery:
    *
    * Seconds after which a compute stall stops counting in the latency the
-   * chain reports (hubertenc's, anitalkermotion's and anitalkerrender's
-   * `latency-recovery`): one slow window raises the live latency at once;
+   * chain reports (hubertenc's, anitalkermotion's, anitalkerrender's and
+   * with face-sr gfpgansr's `latency-recovery`): one slow window raises the live latency at once;
    * it falls back when the stall is this old.  0 keeps the highest ever.
    */
   g_object_class_install_property(
       gobject_class, PROP_LATENCY_RECOVERY,
       gst_anitalker_param_spec_uint("latency-recovery", "Latency recovery",
-                        "Seconds after which a compute stall stops counting in the live latency the chain reports: it "
+                        "Seconds after which a compute stall stops counting in the live latency the chain reports (hubertenc, "
+                        "anitalkermotion, anitalkerrender and gfpgansr): it "
                         "rises at once when a window takes longer and falls back when the stall is this old (the "
                         "sinks then skip that much delay once); 0 = the highest since the start, never lowered "
                         "(default: 60)",
@@ -568,9 +569,18 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
     return;
   }
   if (prop_id == PROP_LATENCY_RECOVERY) {
+    // The three networks', and gfpgansr's when there is one (else at the
+    // next configure, from the renderer's).
     if (!gst_anitalker_check_range(GST_ELEMENT_CAST(self), pspec, value)) return;
     for (GstElement* child : {self->features, self->motion, self->render})
       g_object_set_property(G_OBJECT(child), g_param_spec_get_name(pspec), value);
+    GST_OBJECT_LOCK(self);
+    GstElement* sr = self->sr ? GST_ELEMENT(gst_object_ref(self->sr)) : nullptr;
+    GST_OBJECT_UNLOCK(self);
+    if (sr) {
+      g_object_set_property(G_OBJECT(sr), g_param_spec_get_name(pspec), value);
+      gst_object_unref(sr);
+    }
     return;
   }
   if (prop_id == PROP_MAX_BATCH || prop_id == PROP_MAX_BATCH_DELAY) {
@@ -751,13 +761,14 @@ static bool gst_anitalker_bin_set_tail(GstAnitalkerBin* self, bool sr_on, bool p
     self->sr = nullptr;
   }
   if (self->sr) {
-    guint max_batch = 1, max_batch_delay = 2000;  // the bin's, as the renderer holds them
-    g_object_get(self->render, "max-batch", &max_batch, "max-batch-delay", &max_batch_delay, nullptr);
+    guint max_batch = 1, max_batch_delay = 2000, recovery = 60;  // the bin's, as the renderer holds them
+    g_object_get(self->render, "max-batch", &max_batch, "max-batch-delay", &max_batch_delay, "latency-recovery",
+                 &recovery, nullptr);
     GST_OBJECT_LOCK(self);
     const guint detect_every = self->detect_every, parse_every = self->parse_every;
     GST_OBJECT_UNLOCK(self);
     g_object_set(self->sr, "model", files.gfpgan.c_str(), "detector", files.detector.c_str(), "parser",
-                 files.parser.c_str(), "device", device.c_str(), "precision", precision, "max-batch", max_batch,
+                 files.parser.c_str(), "device", device.c_str(), "precision", precision, "max-batch", max_batch, "latency-recovery", recovery,
                  "max-batch-delay", max_batch_delay, "detect-every", detect_every, "parse-every", parse_every,
                  nullptr);
   }

@@ -37,9 +37,13 @@
  *
  * Caps: RGB, BGR or RGBx in, the same format out at #GstGfpganSr:upscale
  * times the width and height; framerate and pixel aspect ratio pass
- * through.  Timestamps, durations and flags pass through; nothing is held
- * back, so the element adds no latency to the LATENCY query (a frame takes
- * as long as the networks take: seconds on a CPU, see docs/performance.md).
+ * through.  Timestamps, durations and flags pass through.  Nothing is held
+ * back, but a frame leaves as long after it came as the networks take
+ * (seconds on a CPU, see docs/performance.md; milliseconds on a GPU, more
+ * when the faces of several pipelines wait for one batch): with a live
+ * upstream the element adds the longest such time (of the last
+ * #GstGfpganSr:latency-recovery seconds) to the LATENCY query, and posts a
+ * LATENCY message when it grows, as anitalkerrender does for its frames.
  *
  * With #GstGfpganSr:qos, a frame that arrives later than downstream's last
  * QoS event says it can still use is not dropped but degraded to the plain
@@ -105,6 +109,7 @@ enum {
   PROP_PRECISION,
   PROP_MAX_BATCH,
   PROP_MAX_BATCH_DELAY,
+  PROP_LATENCY_RECOVERY,
   PROP_STATS,
 };
 
@@ -128,6 +133,9 @@ struct SrState {
   // The running time before which frames are too late, from the last QoS
   // event (as GstBaseTransform computes it); NONE = no pressure.
   GstClockTime earliest = GST_CLOCK_TIME_NONE;
+  // The longest frame (of the last latency-recovery seconds): what a live
+  // stream's frames wait here, added to the LATENCY answer.  Thread-safe.
+  GstAnitalkerBudget budget;
 
   // Streaming thread only (set_caps and the serialized events run in it).
   GstVideoInfo in_info, out_info;
@@ -156,6 +164,7 @@ struct _GstGfpganSr {
   gint precision;  // GstAnitalkerPrecision
   guint max_batch;
   guint max_batch_delay;
+  guint latency_recovery_s;
 
   SrState* state;
 };
@@ -212,6 +221,7 @@ static gboolean gst_gfpgan_sr_transform_size(GstBaseTransform* trans, GstPadDire
 static gboolean gst_gfpgan_sr_src_event(GstBaseTransform* trans, GstEvent* event);
 static gboolean gst_gfpgan_sr_sink_event(GstBaseTransform* trans, GstEvent* event);
 static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer* inbuf, GstBuffer* outbuf);
+static gboolean gst_gfpgan_sr_query(GstBaseTransform* trans, GstPadDirection direction, GstQuery* query);
 
 static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
   GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
@@ -411,6 +421,25 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
       "face");
 
   /**
+   * GstGfpganSr:latency-recovery:
+   *
+   * Seconds after which a slow frame stops counting in the latency the
+   * element adds with a live upstream: the latency rises at once when a
+   * frame takes longer, and falls back when the longest of the last this
+   * many seconds is well under it (under 80% and by 50 ms or more).  0 keeps
+   * the longest since the start.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_LATENCY_RECOVERY,
+      gst_anitalker_param_spec_uint(
+          "latency-recovery", "Latency recovery",
+          "Seconds after which a slow frame stops counting in the live latency this element adds (its longest "
+          "frame): it rises at once and falls back when the longest of the last this many seconds is well under it; "
+          "0 = the longest since the start (default: 60)",
+          0, 86400, 60, playing),
+      G_STRUCT_OFFSET(GstGfpganSr, latency_recovery_s));
+
+  /**
    * GstGfpganSr:stats:
    *
    * Counters since the element last started, as a structure named
@@ -440,6 +469,7 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
   trans_class->src_event = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_src_event);
   trans_class->sink_event = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_sink_event);
   trans_class->transform = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_transform);
+  trans_class->query = GST_DEBUG_FUNCPTR(gst_gfpgan_sr_query);
   // upscale=1 gives equal caps, and the faces must still be restored.
   trans_class->passthrough_on_same_caps = FALSE;
 
@@ -590,6 +620,7 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
   st->detect_executor = std::move(detect_executor);
   st->frames = st->degraded = st->faces = 0;
   st->earliest = GST_CLOCK_TIME_NONE;
+  st->budget.reset();
   return TRUE;
 }
 
@@ -914,11 +945,29 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
   gst_video_frame_unmap(&in);
   if (ret != GST_FLOW_OK) return ret;
 
+  const gint64 t1 = g_get_monotonic_time();
   GST_LOG_OBJECT(self, "frame %" GST_TIME_FORMAT ": %s, %zu faces, %.3f s", GST_TIME_ARGS(GST_BUFFER_PTS(inbuf)),
-                 degrade ? "degraded" : "restored", faces, (g_get_monotonic_time() - t0) / 1e6);
+                 degrade ? "degraded" : "restored", faces, (t1 - t0) / 1e6);
+  // What this frame waited here is part of the latency the element adds.
+  const gint64 recovery_us = (gint64)gst_anitalker_get(self, &self->latency_recovery_s) * G_USEC_PER_SEC;
+  if (st->budget.add((GstClockTime)(t1 - t0) * GST_USECOND, t1, recovery_us))
+    gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
   GstAnitalkerLocked lock(&st->lock);
   st->frames++;
   st->faces += faces;
   if (degrade) st->degraded++;
   return GST_FLOW_OK;
+}
+
+// LATENCY: upstream's, plus (live) the longest frame's time here.
+static gboolean gst_gfpgan_sr_query(GstBaseTransform* trans, GstPadDirection direction, GstQuery* query) {
+  if (direction != GST_PAD_SRC || GST_QUERY_TYPE(query) != GST_QUERY_LATENCY)
+    return GST_BASE_TRANSFORM_CLASS(parent_class)->query(trans, direction, query);
+  if (!gst_pad_peer_query(GST_BASE_TRANSFORM_SINK_PAD(trans), query)) return FALSE;
+  gboolean live;
+  GstClockTime min, max;
+  gst_query_parse_latency(query, &live, &min, &max);
+  const GstClockTime ours = live ? GST_GFPGAN_SR(trans)->state->budget.report() : 0;
+  gst_anitalker_set_latency(GST_ELEMENT_CAST(trans), query, live, min, max, ours);
+  return TRUE;
 }

@@ -307,17 +307,43 @@ GST_START_TEST(test_timestamps_and_latency) {
   const cv::Mat frame = gradient(16, 16);
   const GstClockTime pts[] = {0, 40 * GST_MSECOND, 100 * GST_MSECOND};
   const GstClockTime dur[] = {40 * GST_MSECOND, 60 * GST_MSECOND, 33 * GST_MSECOND};
+  GstClockTime took = 0;
   for (int i = 0; i < 3; ++i) {
     GstBuffer* in = frame_buffer(frame, GST_VIDEO_FORMAT_RGB, pts[i], dur[i]);
     if (i == 2) GST_BUFFER_FLAG_SET(in, GST_BUFFER_FLAG_DISCONT);
+    const gint64 t0 = g_get_monotonic_time();
     GstBuffer* out = gst_harness_push_and_pull(h, in);
+    took = std::max(took, (GstClockTime)(g_get_monotonic_time() - t0) * GST_USECOND);
     fail_unless_equals_uint64(GST_BUFFER_PTS(out), pts[i]);
     fail_unless_equals_uint64(GST_BUFFER_DURATION(out), dur[i]);
     fail_unless_equals_int(GST_BUFFER_FLAG_IS_SET(out, GST_BUFFER_FLAG_DISCONT), i == 2);
     gst_buffer_unref(out);
   }
-  // Nothing is held back: upstream's latency, nothing added.
+  // Nothing is held back, but a live stream's frames wait for the networks:
+  // upstream's latency plus the longest frame, which these three took at
+  // most (and more than nothing).
   gst_harness_set_upstream_latency(h, 20 * GST_MSECOND);
+  GstClockTime latency = gst_harness_query_latency(h);
+  fail_unless(latency > 20 * GST_MSECOND, "%" GST_TIME_FORMAT, GST_TIME_ARGS(latency));
+  fail_unless(latency - 20 * GST_MSECOND <= took, "%" GST_TIME_FORMAT " > %" GST_TIME_FORMAT,
+              GST_TIME_ARGS(latency - 20 * GST_MSECOND), GST_TIME_ARGS(took));
+  // A larger frame: when it took 10 ms more, a LATENCY message and a higher
+  // answer; else the same answer.
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  set_video_caps(h, "RGB", 256, 256);
+  gst_buffer_unref(gst_harness_push_and_pull(h, frame_buffer(gradient(256, 256), GST_VIDEO_FORMAT_RGB, 0, 0)));
+  GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_LATENCY);
+  if (msg != nullptr) {
+    gst_message_unref(msg);
+    fail_unless(gst_harness_query_latency(h) > latency);
+  } else {
+    fail_unless_equals_uint64(gst_harness_query_latency(h), latency);  // it was not 10 ms slower
+  }
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  // Not live: upstream's, nothing added.
+  gst_harness_set_live(h, FALSE);
   fail_unless_equals_uint64(gst_harness_query_latency(h), 20 * GST_MSECOND);
   gst_harness_teardown(h);
 }
