@@ -569,18 +569,20 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
     return;
   }
   if (prop_id == PROP_LATENCY_RECOVERY) {
-    // The three networks', and gfpgansr's when there is one (else at the
-    // next configure, from the renderer's).
+    // The three networks', and gfpgansr's and anitalkerpaste's when there
+    // are (else at the next configure, from the renderer's).
     if (!gst_anitalker_check_range(GST_ELEMENT_CAST(self), pspec, value)) return;
     for (GstElement* child : {self->features, self->motion, self->render})
       g_object_set_property(G_OBJECT(child), g_param_spec_get_name(pspec), value);
     GST_OBJECT_LOCK(self);
     GstElement* sr = self->sr ? GST_ELEMENT(gst_object_ref(self->sr)) : nullptr;
+    GstElement* paste = self->paste ? GST_ELEMENT(gst_object_ref(self->paste)) : nullptr;
     GST_OBJECT_UNLOCK(self);
-    if (sr) {
-      g_object_set_property(G_OBJECT(sr), g_param_spec_get_name(pspec), value);
-      gst_object_unref(sr);
-    }
+    for (GstElement* child : {sr, paste})
+      if (child) {
+        g_object_set_property(G_OBJECT(child), g_param_spec_get_name(pspec), value);
+        gst_object_unref(child);
+      }
     return;
   }
   if (prop_id == PROP_MAX_BATCH || prop_id == PROP_MAX_BATCH_DELAY) {

@@ -193,6 +193,33 @@ GST_START_TEST(test_caps_and_timestamps) {
 }
 GST_END_TEST;
 
+// A live stream's frames wait here as long as the paste takes (12 ms for a
+// 1920x1080 picture on 2 cores): upstream's latency plus the longest frame,
+// which the pushes took at most.
+GST_START_TEST(test_latency) {
+  const int w = 1280, hgt = 720;
+  const std::vector<guint8> p = photo(w, hgt, 7);
+  const std::string png = write_png(p, w, hgt);
+  GstHarness* h = with_picture(png, "500,200,256", 16);
+  gst_harness_set_src_caps_str(h, caps_for(256).c_str());
+  gst_harness_set_upstream_latency(h, 10 * GST_MSECOND);
+  GstClockTime took = 0;
+  for (int i = 0; i < 3; i++) {
+    const gint64 t0 = g_get_monotonic_time();
+    fail_unless_equals_int(gst_harness_push(h, frame_buffer(cut(p, w, hgt, 500, 200, 256), 256, i * 40 * GST_MSECOND)),
+                           GST_FLOW_OK);
+    took = std::max(took, (GstClockTime)(g_get_monotonic_time() - t0) * GST_USECOND);
+    gst_buffer_unref(gst_harness_pull(h));
+  }
+  const GstClockTime latency = gst_harness_query_latency(h);
+  fail_unless(latency > 10 * GST_MSECOND && latency - 10 * GST_MSECOND <= took,
+              "latency %" GST_TIME_FORMAT ", pushes took up to %" GST_TIME_FORMAT, GST_TIME_ARGS(latency),
+              GST_TIME_ARGS(took));
+  gst_harness_teardown(h);
+  g_unlink(png.c_str());
+}
+GST_END_TEST;
+
 static GstEvent* crop_event(const std::vector<guint8>& p, int w, int h, int x, int y, int side, bool cropped) {
   GstBuffer* buf = gst_buffer_new_memdup(p.data(), p.size());
   GstStructure* s = gst_structure_new(GST_ANITALKER_EVENT_CROP, "picture", GST_TYPE_BUFFER, buf, "width", G_TYPE_INT, w,
@@ -289,6 +316,7 @@ static Suite* anitalkerpaste_suite() {
   TCase* tc = tcase_create("paste");
   tcase_add_test(tc, test_identity);
   tcase_add_test(tc, test_caps_and_timestamps);
+  tcase_add_test(tc, test_latency);
   tcase_add_test(tc, test_crop_event);
   tcase_add_test(tc, test_errors);
   suite_add_tcase(s, tc);
