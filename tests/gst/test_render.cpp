@@ -805,6 +805,29 @@ GST_START_TEST(test_codes_query_without_portrait) {
 }
 GST_END_TEST;
 
+// The portrait serial a codes query answers with.
+guint codes_query_serial(GstHarness* h) {
+  GstQuery* q = new_codes_query();
+  fail_unless(gst_pad_peer_query(h->srcpad, q));
+  guint serial = 0;
+  fail_unless(gst_structure_get_uint(gst_query_get_structure(q), GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial));
+  gst_query_unref(q);
+  return serial;
+}
+
+// The WARNING (msg, taken) for a new portrait `missing` that cannot be used
+// while a face is in use, and no ERROR on the bus.
+void check_unusable_portrait_warning(GstBus* bus, GstMessage* msg, const char* missing) {
+  fail_unless(msg != nullptr, "no warning for a portrait that cannot be used");
+  GError* warning = nullptr;
+  gst_message_parse_warning(msg, &warning, nullptr);
+  fail_unless(strstr(warning->message, missing) != nullptr && strstr(warning->message, "the current one stays"),
+              "%s", warning->message);
+  g_error_free(warning);
+  gst_message_unref(msg);
+  fail_unless(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR) == nullptr, "an error for a portrait change");
+}
+
 // Not live: the new face is encoded at the next buffer, whose frames it
 // draws (a live stream goes on meanwhile: test_live_portrait_change).
 GST_START_TEST(test_portrait_change) {
@@ -835,12 +858,7 @@ GST_START_TEST(test_portrait_change) {
   const guint serial_after = pull_portrait_changed(h);
   fail_unless(serial_after > serial_before, "serial %u after %u", serial_after, serial_before);
 
-  GstQuery* q = new_codes_query();
-  fail_unless(gst_pad_peer_query(h->srcpad, q));
-  guint serial = 0;
-  fail_unless(gst_structure_get_uint(gst_query_get_structure(q), GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial));
-  fail_unless_equals_int(serial, serial_after);
-  gst_query_unref(q);
+  fail_unless_equals_int(codes_query_serial(h), serial_after);
 
   // Nothing changed since: no new event.
   fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 2, 1, frame_time(0, 2))), GST_FLOW_OK);
@@ -859,14 +877,7 @@ GST_START_TEST(test_portrait_change) {
   gst_buffer_unref(out);
   fail_unless_equals_int(pull_portrait_changed(h), 0);
   GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
-  fail_unless(msg != nullptr, "no warning for a portrait that cannot be used");
-  GError* warning = nullptr;
-  gst_message_parse_warning(msg, &warning, nullptr);
-  fail_unless(strstr(warning->message, missing) != nullptr && strstr(warning->message, "the current one stays"),
-              "%s", warning->message);
-  g_error_free(warning);
-  gst_message_unref(msg);
-  fail_unless(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR) == nullptr, "an error for a portrait change");
+  check_unusable_portrait_warning(bus, msg, missing);
   gst_element_set_bus(h->element, nullptr);
   gst_object_unref(bus);
 
@@ -920,12 +931,7 @@ GST_START_TEST(test_live_portrait_change) {
   fail_unless(push_pull_bytes(h, 1, index++) == alone[0][1], "the buffer after the set waited for the new face");
   fail_unless_equals_int(pull_portrait_changed(h), 0);
   // The codes query does not wait for the encode either: the current face.
-  GstQuery* q = new_codes_query();
-  fail_unless(gst_pad_peer_query(h->srcpad, q));
-  guint serial = 0;
-  fail_unless(gst_structure_get_uint(gst_query_get_structure(q), GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial));
-  fail_unless_equals_int(serial, serial_before);
-  gst_query_unref(q);
+  fail_unless_equals_int(codes_query_serial(h), serial_before);
 
   // Frames go on with the old face until the new one is current, then with
   // the new one, announced before its first frame.
@@ -946,11 +952,7 @@ GST_START_TEST(test_live_portrait_change) {
   fail_unless(switched_at >= 0, "the new face never became current");
   fail_unless(serial_after > serial_before);
   GST_INFO("the new face was current %d buffers after the first one after the set", switched_at + 1);
-  q = new_codes_query();
-  fail_unless(gst_pad_peer_query(h->srcpad, q));
-  fail_unless(gst_structure_get_uint(gst_query_get_structure(q), GST_ANITALKER_FIELD_PORTRAIT_SERIAL, &serial));
-  fail_unless_equals_int(serial, serial_after);
-  gst_query_unref(q);
+  fail_unless_equals_int(codes_query_serial(h), serial_after);
 
   // A face that cannot be used: a warning when its encode fails, no error,
   // the current face goes on.
@@ -963,14 +965,7 @@ GST_START_TEST(test_live_portrait_change) {
     msg = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
     if (msg == nullptr) g_usleep(10000);
   }
-  fail_unless(msg != nullptr, "no warning for a portrait that cannot be used");
-  GError* warning = nullptr;
-  gst_message_parse_warning(msg, &warning, nullptr);
-  fail_unless(strstr(warning->message, missing) != nullptr && strstr(warning->message, "the current one stays"),
-              "%s", warning->message);
-  g_error_free(warning);
-  gst_message_unref(msg);
-  fail_unless(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR) == nullptr, "an error for a portrait change");
+  check_unusable_portrait_warning(bus, msg, missing);
   fail_unless_equals_int(pull_portrait_changed(h), 0);
 
   // Torn down while an encode runs (or waits): no crash, nothing left.
