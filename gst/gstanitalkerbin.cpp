@@ -299,7 +299,8 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
       gobject_class, PROP_PORTRAIT,
       g_param_spec_string("portrait", "Portrait",
                           "Portrait image (JPEG, PNG, ...; a centred face, as the reference advises); can change "
-                          "while playing (default: none; required)",
+                          "while playing (live, the current face goes on until the new one is encoded) (default: "
+                          "none; required)",
                           nullptr,
                           GST_ANITALKER_PARAM_PLAYING));
   g_object_class_install_property(
@@ -440,7 +441,7 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
       gobject_class, PROP_LATENCY_RECOVERY,
       gst_anitalker_param_spec_uint("latency-recovery", "Latency recovery",
                         "Seconds after which a compute stall stops counting in the live latency the chain reports (hubertenc, "
-                        "anitalkermotion, anitalkerrender and gfpgansr): it "
+                        "anitalkermotion, anitalkerrender, gfpgansr and anitalkerpaste): it "
                         "rises at once when a window takes longer and falls back when the stall is this old (the "
                         "sinks then skip that much delay once); 0 = the highest since the start, never lowered "
                         "(default: 60)",
