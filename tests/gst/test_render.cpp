@@ -618,8 +618,9 @@ GST_START_TEST(test_budget_recovery) {
 }
 GST_END_TEST;
 
-// latency-recovery: on the renderer (and hubertenc and anitalkermotion,
-// test gst_plugin's property listing), set through the bin to its three.
+// latency-recovery: on the renderer (and hubertenc, anitalkermotion,
+// anitalkerpaste and gfpgansr), set through the bin to its elements
+// (gfpgansr, made with face-sr at start, takes the renderer's then).
 GST_START_TEST(test_latency_recovery_property) {
   GstElement* e = gst_element_factory_make("anitalkerrender", nullptr);
   guint v = 0;
@@ -629,7 +630,7 @@ GST_START_TEST(test_latency_recovery_property) {
   GstElement* bin = gst_element_factory_make("anitalker", nullptr);
   fail_unless(bin != nullptr);
   g_object_set(bin, "latency-recovery", 7u, nullptr);
-  for (const char* child : {"features", "motion", "render"}) {
+  for (const char* child : {"features", "motion", "render", "paste"}) {
     GstElement* c = gst_bin_get_by_name(GST_BIN(bin), child);
     fail_unless(c != nullptr, "%s", child);
     g_object_get(c, "latency-recovery", &v, nullptr);
