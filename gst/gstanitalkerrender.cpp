@@ -194,13 +194,35 @@ GST_ELEMENT_REGISTER_DEFINE(anitalkerrender, "anitalkerrender", GST_RANK_NONE, G
 static GstCaps* gst_anitalker_render_get_caps(GstAnitalkerElement* element, GstPadDirection direction);
 static GstFlowReturn gst_anitalker_render_drain(GstAnitalkerElement* element);
 
+// A batch-size set while the model is loaded (PAUSED, PLAYING): its calls
+// must fit in the device's memory as start() checks them (max-batch x
+// batch-size frames a call), else a WARNING and the value in force stays.
+static bool gst_anitalker_render_batch_fits(GstAnitalkerRender* self, guint batch) {
+  const std::shared_ptr<const lia::Model> model = self->state->renderer.model();
+  if (!model || batch == 0) return true;  // not loaded (start checks), or refused by the range check
+  guint max_batch = 1;
+  std::chrono::microseconds delay{0};
+  const guint share = gst_anitalker_element_sharing(GST_ANITALKER_ELEMENT(self), &max_batch, &delay) ? max_batch : 1;
+  const std::string setting = share > 1 ? gst_anitalker_printf("max-batch=%u x batch-size=%u", share, batch)
+                                        : gst_anitalker_printf("batch-size=%u", batch);
+  try {
+    lia::check_call_memory(*model, (int64_t)share * batch, setting);
+  } catch (const std::exception& e) {
+    gst_anitalker_refuse_setting(GST_ELEMENT_CAST(self), "batch-size", e.what());
+    return false;
+  }
+  return true;
+}
+
 // What the generic setter does not: an empty portrait keeps the current
-// face; the portrait and crop settings apply from the next encode.
+// face; the portrait and crop settings apply from the next encode; a
+// batch-size whose calls would not fit in memory is refused.
 static void gst_anitalker_render_set_property(GObject* object, guint prop_id, const GValue* value,
                                               GParamSpec* pspec) {
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(object);
   if (prop_id == PROP_PORTRAIT && (g_value_get_string(value) == nullptr || *g_value_get_string(value) == '\0'))
     return;
+  if (prop_id == PROP_BATCH_SIZE && !gst_anitalker_render_batch_fits(self, g_value_get_uint(value))) return;
   G_OBJECT_CLASS(parent_class)->set_property(object, prop_id, value, pspec);
   if (prop_id == PROP_PORTRAIT || (prop_id >= PROP_CROP && prop_id <= PROP_DETECTOR)) {
     GST_OBJECT_LOCK(self);

@@ -1195,6 +1195,38 @@ GST_START_TEST(test_batch_memory) {
   fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_SUCCESS);
   gst_element_set_state(e, GST_STATE_NULL);
   gst_object_unref(e);
+
+  // The same batch set while the element runs: a WARNING naming it, and the
+  // batch-size in force stays (it skipped the start's check before).
+  if (free > 0 && model->call_bytes(65536, false) > free && model->call_bytes(1024, false) < free) {
+    e = make_render(kMain, nullptr, 1);
+    g_object_set(e, "max-batch", 1024, nullptr);
+    GstBus* bus = gst_bus_new();
+    gst_element_set_bus(e, bus);
+    fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_SUCCESS);
+    g_object_set(e, "batch-size", 64, nullptr);
+    guint batch = 0;
+    g_object_get(e, "batch-size", &batch, nullptr);
+    fail_unless_equals_int(batch, 1);
+    GstMessage* msg = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
+    fail_unless(msg != nullptr, "no warning for a batch-size that does not fit");
+    GError* warning = nullptr;
+    gchar* debug = nullptr;
+    gst_message_parse_warning(msg, &warning, &debug);
+    fail_unless(strstr(warning->message, "batch-size") != nullptr, "%s", warning->message);
+    fail_unless(debug && strstr(debug, "max-batch=1024 x batch-size=64: one call renders up to 65536 frames"),
+                "%s", debug ? debug : "(none)");
+    g_error_free(warning);
+    g_free(debug);
+    gst_message_unref(msg);
+    g_object_set(e, "batch-size", 2, nullptr);  // one that fits is taken
+    g_object_get(e, "batch-size", &batch, nullptr);
+    fail_unless_equals_int(batch, 2);
+    gst_element_set_state(e, GST_STATE_NULL);
+    gst_element_set_bus(e, nullptr);
+    gst_object_unref(bus);
+    gst_object_unref(e);
+  }
 }
 GST_END_TEST;
 
