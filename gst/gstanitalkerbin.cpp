@@ -445,7 +445,8 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
                         "rises at once when a window takes longer and falls back when the stall is this old (the "
                         "sinks then skip that much delay once); 0 = the highest since the start, never lowered "
                         "(default: 60)",
-                        0, 86400, 60, GST_ANITALKER_PARAM_PLAYING));
+                        0, GST_ANITALKER_LATENCY_RECOVERY_MAX_S, GST_ANITALKER_LATENCY_RECOVERY_DEFAULT_S,
+                        GST_ANITALKER_PARAM_PLAYING));
 
   g_object_class_install_property(
       gobject_class, PROP_PASTE_BACK,
@@ -764,7 +765,7 @@ static bool gst_anitalker_bin_set_tail(GstAnitalkerBin* self, bool sr_on, bool p
     self->sr = nullptr;
   }
   if (self->sr) {
-    guint max_batch = 1, max_batch_delay = 2000, recovery = 60;  // the bin's, as the renderer holds them
+    guint max_batch = 1, max_batch_delay = 2000, recovery = GST_ANITALKER_LATENCY_RECOVERY_DEFAULT_S;  // the bin's, as the renderer holds them
     g_object_get(self->render, "max-batch", &max_batch, "max-batch-delay", &max_batch_delay, "latency-recovery",
                  &recovery, nullptr);
     GST_OBJECT_LOCK(self);

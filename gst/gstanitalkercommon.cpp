@@ -622,3 +622,9 @@ void gst_anitalker_post_progress(GstElement* element, GstProgressType type, cons
   gst_structure_set(gst_message_writable_structure(m), "percent", G_TYPE_INT, std::clamp(percent, 0, 100), nullptr);
   gst_element_post_message(element, m);
 }
+
+void gst_anitalker_add_compute(GstElement* element, GstAnitalkerBudget* budget, gint64 since_us, guint recovery_s) {
+  const gint64 now = g_get_monotonic_time();
+  if (budget->add((GstClockTime)(now - since_us) * GST_USECOND, now, (gint64)recovery_s * G_USEC_PER_SEC))
+    gst_element_post_message(element, gst_message_new_latency(GST_OBJECT_CAST(element)));
+}

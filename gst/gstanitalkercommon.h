@@ -156,6 +156,16 @@ class GstAnitalkerBudget {
   std::deque<std::pair<gint64, GstClockTime>> recent_;
 };
 
+// `latency-recovery` (the recovery time above, in seconds): its default and
+// its most.
+#define GST_ANITALKER_LATENCY_RECOVERY_DEFAULT_S 60
+#define GST_ANITALKER_LATENCY_RECOVERY_MAX_S 86400
+
+// Adds the compute time since `since_us` (g_get_monotonic_time()) to
+// `budget`, with `recovery_s` seconds of recovery; posts a LATENCY message
+// from `element` when the budget to report moved (GstAnitalkerBudget::add).
+void gst_anitalker_add_compute(GstElement* element, GstAnitalkerBudget* budget, gint64 since_us, guint recovery_s);
+
 // printf into a std::string, for the messages above.
 std::string gst_anitalker_printf(const char* format, ...) G_GNUC_PRINTF(1, 2);
 

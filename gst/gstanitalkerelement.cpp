@@ -13,8 +13,6 @@ GST_DEBUG_CATEGORY_STATIC(gst_anitalker_element_debug);
 #define DEFAULT_DEVICE "cpu"
 #define DEFAULT_OFFLINE_LIMIT_S 120
 #define MAX_OFFLINE_LIMIT_S 86400
-#define DEFAULT_LATENCY_RECOVERY_S 60
-#define MAX_LATENCY_RECOVERY_S 86400
 
 // Ids of the common properties, past any a subclass uses.
 enum {
@@ -184,7 +182,8 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
             "rises at once when a window (or frame) takes longer, and falls back when the longest of the last this "
             "many seconds is well under it (under 80% and by 50 ms or more; the sinks then skip that much delay "
             "once); 0 = the longest since the start, never lowered (default: 60)",
-            0, MAX_LATENCY_RECOVERY_S, DEFAULT_LATENCY_RECOVERY_S, GST_ANITALKER_PARAM_PLAYING),
+            0, GST_ANITALKER_LATENCY_RECOVERY_MAX_S, GST_ANITALKER_LATENCY_RECOVERY_DEFAULT_S,
+            GST_ANITALKER_PARAM_PLAYING),
         G_STRUCT_OFFSET(GstAnitalkerElement, latency_recovery_s));
   if (flags & GST_ANITALKER_COMMON_SHARING) {
     gchar* blurb = g_strdup_printf(
@@ -311,11 +310,8 @@ void gst_anitalker_element_windows(GstAnitalkerElement* self, int* window, int* 
 void gst_anitalker_element_add_compute(GstAnitalkerElement* self, gint64 since_us) {
   const GstClockTime t = (GstClockTime)(g_get_monotonic_time() - since_us) * GST_USECOND;
   GST_LOG_OBJECT(self, "compute %" GST_TIME_FORMAT, GST_TIME_ARGS(t));
-  GST_OBJECT_LOCK(self);
-  const gint64 recovery_us = (gint64)self->latency_recovery_s * G_USEC_PER_SEC;
-  GST_OBJECT_UNLOCK(self);
-  if (self->priv->budget.add(t, g_get_monotonic_time(), recovery_us))
-    gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
+  gst_anitalker_add_compute(GST_ELEMENT_CAST(self), &self->priv->budget, since_us,
+                            gst_anitalker_get(self, &self->latency_recovery_s));
 }
 
 gssize gst_anitalker_element_take_frames(GstAnitalkerElement* self, GstBuffer* buffer, gsize frame_floats,

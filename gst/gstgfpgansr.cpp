@@ -436,7 +436,7 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
           "Seconds after which a slow frame stops counting in the live latency this element adds (its longest "
           "frame): it rises at once and falls back when the longest of the last this many seconds is well under it; "
           "0 = the longest since the start (default: 60)",
-          0, 86400, 60, playing),
+          0, GST_ANITALKER_LATENCY_RECOVERY_MAX_S, GST_ANITALKER_LATENCY_RECOVERY_DEFAULT_S, playing),
       G_STRUCT_OFFSET(GstGfpganSr, latency_recovery_s));
 
   /**
@@ -945,13 +945,10 @@ static GstFlowReturn gst_gfpgan_sr_transform(GstBaseTransform* trans, GstBuffer*
   gst_video_frame_unmap(&in);
   if (ret != GST_FLOW_OK) return ret;
 
-  const gint64 t1 = g_get_monotonic_time();
   GST_LOG_OBJECT(self, "frame %" GST_TIME_FORMAT ": %s, %zu faces, %.3f s", GST_TIME_ARGS(GST_BUFFER_PTS(inbuf)),
-                 degrade ? "degraded" : "restored", faces, (t1 - t0) / 1e6);
+                 degrade ? "degraded" : "restored", faces, (g_get_monotonic_time() - t0) / 1e6);
   // What this frame waited here is part of the latency the element adds.
-  const gint64 recovery_us = (gint64)gst_anitalker_get(self, &self->latency_recovery_s) * G_USEC_PER_SEC;
-  if (st->budget.add((GstClockTime)(t1 - t0) * GST_USECOND, t1, recovery_us))
-    gst_element_post_message(GST_ELEMENT_CAST(self), gst_message_new_latency(GST_OBJECT_CAST(self)));
+  gst_anitalker_add_compute(GST_ELEMENT_CAST(self), &st->budget, t0, gst_anitalker_get(self, &self->latency_recovery_s));
   GstAnitalkerLocked lock(&st->lock);
   st->frames++;
   st->faces += faces;

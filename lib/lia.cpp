@@ -1109,13 +1109,6 @@ std::shared_ptr<RenderBatcher> shared_renderer(const std::shared_ptr<const Model
   });
 }
 
-struct Renderer::Encoded {
-  std::shared_ptr<const Model> model;
-  std::shared_ptr<const Portrait> portrait;
-  std::shared_ptr<const RgbImage> picture;
-  crop::Choice choice;
-};
-
 Renderer::~Renderer() { stop_encoder(); }
 
 void Renderer::reset(std::shared_ptr<const Model> model, std::shared_ptr<RenderBatcher> shared) {
@@ -1199,47 +1192,30 @@ void Renderer::encoder_loop() {
     }
     const std::shared_ptr<const Model> model = this->model();
     if (!model) continue;
-    auto done = std::make_shared<Adopted>();
-    done->source = source;
-    std::shared_ptr<const Model> encoded_with;
+    Finished done;
     try {
       std::lock_guard<std::mutex> one(update_);  // one encode at a time, whoever asks
-      Encoded e = encode(model, source);
-      done->now.portrait = std::move(e.portrait);
-      done->now.picture = std::move(e.picture);
-      done->now.choice = e.choice;
-      encoded_with = model;
+      done.encoded = encode(model, source);
     } catch (...) {
-      done->error = std::current_exception();
+      done.error = std::current_exception();
     }
+    done.source = std::move(source);
     std::lock_guard<std::mutex> hold(async_);
     finished_ = std::move(done);  // replaces one nobody adopted
-    finished_model_ = std::move(encoded_with);
   }
 }
 
 std::optional<Renderer::Adopted> Renderer::adopt_finished() {
-  std::shared_ptr<Adopted> done;
-  std::shared_ptr<const Model> model;
+  std::optional<Finished> done;
   {
     std::lock_guard<std::mutex> hold(async_);
     done.swap(finished_);
-    model.swap(finished_model_);
   }
   if (!done) return std::nullopt;
   Adopted out;
   out.source = std::move(done->source);
   out.error = done->error;
-  if (out.error) {
-    out.now = current();
-    return out;
-  }
-  Encoded e;
-  e.model = model;
-  e.portrait = std::move(done->now.portrait);
-  e.picture = std::move(done->now.picture);
-  e.choice = done->now.choice;
-  out.now = make_current(std::move(e));
+  out.now = out.error ? current() : make_current(std::move(done->encoded));
   return out;
 }
 
@@ -1256,7 +1232,6 @@ void Renderer::stop_encoder() {
   stopping_ = false;
   running_ = false;
   finished_.reset();
-  finished_model_.reset();
 }
 
 at::Tensor Renderer::render(const float* motion, int64_t n) const {

@@ -8,6 +8,7 @@
 #include <c10/core/Device.h>
 
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -268,7 +269,19 @@ class Renderer {
   ~Renderer();
 
  private:
-  struct Encoded;
+  // A portrait encoded with `model`, not yet current.
+  struct Encoded {
+    std::shared_ptr<const Model> model;
+    std::shared_ptr<const Portrait> portrait;
+    std::shared_ptr<const RgbImage> picture;
+    crop::Choice choice;
+  };
+  // What encode_later()'s thread finished: the encode, or what it threw.
+  struct Finished {
+    PortraitSource source;
+    Encoded encoded;
+    std::exception_ptr error;
+  };
   Encoded encode(const std::shared_ptr<const Model>& model, const PortraitSource& source) const;
   Current make_current(Encoded encoded);  // unless the model changed: Current()
   void stop_encoder();
@@ -285,8 +298,7 @@ class Renderer {
   std::thread encoder_;
   bool running_ = false, stopping_ = false;
   std::optional<PortraitSource> waiting_;
-  std::shared_ptr<Adopted> finished_;  // `now.portrait` etc. set but not yet current
-  std::shared_ptr<const Model> finished_model_;
+  std::optional<Finished> finished_;  // not yet adopted
 };
 
 }  // namespace anitalker::lia
