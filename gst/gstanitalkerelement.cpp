@@ -429,6 +429,8 @@ static GstFlowReturn drain(GstAnitalkerElement* self) {
   return ret;
 }
 
+GstFlowReturn gst_anitalker_element_restart(GstAnitalkerElement* self) { return drain(self); }
+
 static void flush(GstAnitalkerElement* self) {
   if (klass_of(self)->flush) klass_of(self)->flush(self);
   restart(self);
@@ -502,7 +504,8 @@ static GstFlowReturn gst_anitalker_element_chain(GstPad*, GstObject* parent, Gst
   try {
     // A DISCONT buffer in streaming ends the stream so far: what came before
     // the gap is a stream of its own.
-    if (GST_BUFFER_IS_DISCONT(buffer) && gst_anitalker_element_streaming(self)) ret = drain(self);
+    if (GST_BUFFER_IS_DISCONT(buffer) && !klass->own_timeline && gst_anitalker_element_streaming(self))
+      ret = drain(self);
     if (ret == GST_FLOW_OK && !self->priv->have_caps) {
       GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("%s arrived before the caps.", klass->input ? klass->input : "Data"),
                         (nullptr));
@@ -574,7 +577,7 @@ static gboolean sink_event(GstAnitalkerElement* self, GstPad* pad, GstEvent* eve
     case GST_EVENT_GAP:
       // Streaming: what came before the gap is a stream of its own.  Offline
       // the utterance goes on (its frames cannot skip the gap).
-      if (gst_anitalker_element_streaming(self)) drain(self);
+      if (!klass->own_timeline && gst_anitalker_element_streaming(self)) drain(self);
       break;
     case GST_EVENT_STREAM_START:
     case GST_EVENT_SEGMENT_DONE:

@@ -111,6 +111,11 @@ struct _GstAnitalkerElementClass {
   const char* input;            // what the sink takes, for messages ("Audio"; NULL: "Data")
   gboolean drain_on_segment;    // a SEGMENT drains what is pending instead of dropping it
   gboolean drain_on_stream_start;  // STREAM_START and SEGMENT_DONE drain too
+  // The subclass follows its input's timestamps itself (hubertenc's holes
+  // and overlaps): in streaming the base does not end the stream at a
+  // DISCONT buffer or a GAP event; the subclass calls
+  // gst_anitalker_element_restart() where it must.
+  gboolean own_timeline;
 
   // Set by gst_anitalker_element_class_install_common().
   guint common;                           // GstAnitalkerCommonFlags installed
@@ -135,8 +140,9 @@ struct _GstAnitalkerElementClass {
   GstCaps* (*get_caps)(GstAnitalkerElement* self, GstPadDirection direction);
   // A buffer (the base unrefs it after).
   GstFlowReturn (*handle_buffer)(GstAnitalkerElement* self, GstBuffer* buffer);
-  // The end of the stream so far (EOS; in streaming, GAP and DISCONT): push
-  // everything pending.  The base then re-anchors the timestamps.
+  // The end of the stream so far (EOS; in streaming, GAP and DISCONT unless
+  // own_timeline): push everything pending.  The base then re-anchors the
+  // timestamps.
   GstFlowReturn (*drain)(GstAnitalkerElement* self);
   // FLUSH_STOP, SEGMENT (unless drain_on_segment): drop what is pending.
   void (*flush)(GstAnitalkerElement* self);
@@ -236,6 +242,11 @@ void gst_anitalker_element_add_compute(GstAnitalkerElement* self, gint64 since_u
 // Anchors the output timestamps at the first input buffer (or the segment's
 // start when it has no PTS), if not anchored yet.
 void gst_anitalker_element_anchor(GstAnitalkerElement* self, GstBuffer* input);
+
+// Ends the stream so far as a DISCONT would without own_timeline: drain()
+// (everything pending pushed), then the timestamps re-anchor at the next
+// buffer and its output is flagged DISCONT.
+GstFlowReturn gst_anitalker_element_restart(GstAnitalkerElement* self);
 
 // How the values of an input buffer are stored.
 typedef enum {

@@ -69,11 +69,34 @@
  * In `auto` mode (the default) the element streams when upstream reports a
  * live source in the LATENCY query and works offline otherwise.
  *
- * FLUSH_STOP and SEGMENT drop the audio not yet encoded.  In streaming mode a
- * DISCONT buffer or a GAP event first finishes the stream so far (as at EOS,
- * padding frame included), then starts anew from the next buffer's PTS; the
- * next output buffer is flagged DISCONT.  Offline, the utterance runs from
- * the stream's start to EOS whatever lies between.
+ * ## Holes, overlaps and drift in the audio
+ *
+ * The frames are timed by the samples (frame t at t0 + t / rate), so the
+ * element keeps the samples on the audio's own timeline: each buffer's PTS
+ * is compared with the end of the audio taken so far (t0 + samples / 16000).
+ *
+ * - Within #GstHubertEnc:tolerance (40 ms by default) the buffer simply
+ *   follows, DISCONT flag or not: timestamp jitter and a DISCONT that lost
+ *   no time (a resampler's resync) change nothing.
+ * - Later by more (a lost packet, a source whose clock runs fast): the hole
+ *   is filled with silence, so the video keeps the audio's time and the
+ *   motion goes on without a seam.  A GAP event is filled the same way up to
+ *   its end.  In streaming mode a hole longer than #GstHubertEnc:gap-fill
+ *   (500 ms by default; 0: none filled) instead finishes the stream so far
+ *   (as at EOS, padding frame included) and starts anew at the buffer's
+ *   PTS, the next output buffer flagged DISCONT (and a GAP event is passed
+ *   on); offline every hole is filled.
+ * - Earlier by more (audio that repeats time already taken, a source whose
+ *   clock runs slow): the samples before the end of the audio taken are
+ *   dropped.  Further back than gap-fill (the source's timestamps started
+ *   again): in streaming mode the stream so far ends and starts anew at the
+ *   buffer's PTS; offline the samples follow as they come.
+ *
+ * Without these the video drifted from the audio by every lost packet and
+ * by the sources' clock drift, for good, and every DISCONT cut the motion
+ * (docs/reliability.md).  A DISCONT buffer without a PTS still finishes the
+ * stream so far in streaming mode.  FLUSH_STOP and SEGMENT drop the audio
+ * not yet encoded.
  *
  * ## Example launch line
  * |[
@@ -87,6 +110,7 @@
 
 #include "gsthubertenc.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -109,7 +133,10 @@ namespace hubert = anitalker::hubert;
 // downstream start on the first ones.
 #define FRAMES_PER_BUFFER 50
 
-enum { PROP_0, PROP_MODEL, PROP_CONTEXT_CACHE };
+enum { PROP_0, PROP_MODEL, PROP_CONTEXT_CACHE, PROP_TOLERANCE, PROP_GAP_FILL };
+
+#define TOLERANCE_DEFAULT_MS 40
+#define GAP_FILL_DEFAULT_MS 500
 
 namespace {
 
@@ -142,6 +169,8 @@ struct _GstHubertEnc {
   GstAnitalkerElement parent;
   gchar* model;             // properties, under the object lock
   gboolean context_cache;
+  guint tolerance_ms;  // how far a buffer's PTS may lie from the audio's end before it counts
+  guint gap_fill_ms;   // streaming: the longest hole filled with silence
   EncState* state;
 };
 
@@ -363,6 +392,55 @@ static void gst_hubert_enc_flush(GstAnitalkerElement* element) {
   st->origin = 0;
 }
 
+/* --- The audio's timeline --------------------------------------------------- */
+
+// Appends `count` samples to the stream and encodes what is due (offline:
+// past offline-limit, auto goes on in windows and offline fails).
+static GstFlowReturn take_samples(GstHubertEnc* self, const float* samples, gint64 count) {
+  GstAnitalkerElement* element = GST_ANITALKER_ELEMENT(self);
+  EncState* st = self->state;
+  st->stream->push(samples, count);
+  if (!gst_anitalker_element_streaming(element) &&
+      gst_anitalker_element_check_offline_limit(element, (double)st->stream->received() / SAMPLE_RATE) < 0)
+    return GST_FLOW_ERROR;
+  return gst_hubert_enc_encode(self, false);
+}
+
+// How far `pts` lies after the end of the audio taken since the stream's
+// start (t0 + samples / rate): positive for a hole, negative for an overlap.
+static GstClockTimeDiff lead(GstHubertEnc* self, GstClockTime pts) {
+  GstAnitalkerElement* element = GST_ANITALKER_ELEMENT(self);
+  const GstClockTime end = element->t0 + gst_util_uint64_scale_round((guint64)self->state->stream->received(),
+                                                                      GST_SECOND, SAMPLE_RATE);
+  return GST_CLOCK_DIFF(end, pts);
+}
+
+// A hole of `hole` ns in the audio before `what` (a buffer, a gap):
+// silence fills it, in pieces of a second; in streaming, one longer than
+// gap-fill finishes the stream so far instead (*restarted).
+static GstFlowReturn close_hole(GstHubertEnc* self, GstClockTimeDiff hole, const char* what, bool* restarted) {
+  GstAnitalkerElement* element = GST_ANITALKER_ELEMENT(self);
+  const guint gap_fill_ms = gst_anitalker_get(self, &self->gap_fill_ms);
+  *restarted = false;
+  if (gst_anitalker_element_streaming(element) && hole > (GstClockTimeDiff)gap_fill_ms * GST_MSECOND) {
+    GST_INFO_OBJECT(self, "a hole of %.3f s before the %s, over gap-fill (%u ms): the stream so far ends", hole / 1e9,
+                    what, gap_fill_ms);
+    *restarted = true;
+    return gst_anitalker_element_restart(element);
+  }
+  guint64 n = gst_util_uint64_scale_round((guint64)hole, SAMPLE_RATE, GST_SECOND);
+  GST_INFO_OBJECT(self, "a hole of %.3f s before the %s: %" G_GUINT64_FORMAT " samples of silence", hole / 1e9, what,
+                  n);
+  const std::vector<float> silence((size_t)std::min<guint64>(n, SAMPLE_RATE), 0.0f);
+  GstFlowReturn ret = GST_FLOW_OK;
+  while (n > 0 && ret == GST_FLOW_OK) {
+    const guint64 piece = std::min<guint64>(n, silence.size());
+    ret = take_samples(self, silence.data(), (gint64)piece);
+    n -= piece;
+  }
+  return ret;
+}
+
 static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer) {
   GstHubertEnc* self = GST_HUBERT_ENC(element);
   EncState* st = self->state;
@@ -370,18 +448,69 @@ static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, 
     GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("No model to encode with."), (nullptr));
     return GST_FLOW_ERROR;
   }
+  // The buffer against the audio's timeline (see "Holes, overlaps and drift"
+  // above): a hole is filled or ends the stream, an overlap is cut off.
+  guint64 overlap = 0;
+  if (GST_CLOCK_TIME_IS_VALID(element->t0) && GST_BUFFER_PTS_IS_VALID(buffer)) {
+    const GstClockTimeDiff tolerance = (GstClockTimeDiff)gst_anitalker_get(self, &self->tolerance_ms) * GST_MSECOND;
+    const GstClockTimeDiff d = lead(self, GST_BUFFER_PTS(buffer));
+    if (d > tolerance) {
+      bool restarted;
+      const GstFlowReturn ret = close_hole(self, d, "buffer", &restarted);
+      if (ret != GST_FLOW_OK) return ret;
+    } else if (d < -tolerance && -d <= (GstClockTimeDiff)gst_anitalker_get(self, &self->gap_fill_ms) * GST_MSECOND) {
+      overlap = gst_util_uint64_scale_round((guint64)-d, SAMPLE_RATE, GST_SECOND);
+      GST_INFO_OBJECT(self, "the buffer at %" GST_TIME_FORMAT " repeats %.3f s of audio already taken: dropped",
+                      GST_TIME_ARGS(GST_BUFFER_PTS(buffer)), -d / 1e9);
+    } else if (d < -tolerance) {
+      // Further back than gap-fill: the source's timestamps started again.
+      GST_INFO_OBJECT(self, "the timestamps went back by %.3f s: %s", -d / 1e9,
+                      gst_anitalker_element_streaming(element) ? "the stream so far ends" : "taken as they come");
+      if (gst_anitalker_element_streaming(element)) {
+        const GstFlowReturn ret = gst_anitalker_element_restart(element);
+        if (ret != GST_FLOW_OK) return ret;
+      }
+    } else if (GST_BUFFER_IS_DISCONT(buffer)) {
+      GST_DEBUG_OBJECT(self, "DISCONT %.3f ms from the audio's end: within tolerance, the stream goes on", d / 1e6);
+    }
+  } else if (GST_BUFFER_IS_DISCONT(buffer) && GST_CLOCK_TIME_IS_VALID(element->t0) &&
+             gst_anitalker_element_streaming(element)) {
+    // No timestamp to tell how much is missing: the stream so far ends.
+    const GstFlowReturn ret = gst_anitalker_element_restart(element);
+    if (ret != GST_FLOW_OK) return ret;
+  }
   gst_anitalker_element_anchor(element, buffer);
   std::vector<float> samples;
   const gssize count = gst_anitalker_element_take_frames(
       element, buffer, 1, "audio", (guint64)st->stream->received(), &samples,
       st->s16 ? GST_ANITALKER_VALUES_S16LE : GST_ANITALKER_VALUES_F32LE, SAMPLE_RATE);
-  if (count <= 0) return count < 0 ? GST_FLOW_ERROR : GST_FLOW_OK;  // an empty buffer adds nothing
-  st->stream->push(samples.data(), (int64_t)count);
-  // Offline: past offline-limit, auto goes on in windows and offline fails.
-  if (!gst_anitalker_element_streaming(element) &&
-      gst_anitalker_element_check_offline_limit(element, (double)st->stream->received() / SAMPLE_RATE) < 0)
-    return GST_FLOW_ERROR;
-  return gst_hubert_enc_encode(self, false);
+  if (count < 0) return GST_FLOW_ERROR;
+  if ((guint64)count <= overlap) return GST_FLOW_OK;  // an empty buffer adds nothing, nor one wholly taken
+  return take_samples(self, samples.data() + overlap, (gint64)(count - (gssize)overlap));
+}
+
+// A GAP event is silence up to its end (see above); in streaming one that
+// reaches further than gap-fill ends the stream so far and is passed on.
+static gboolean gst_hubert_enc_sink_event(GstAnitalkerElement* element, GstEvent* event, gboolean* result) {
+  if (GST_EVENT_TYPE(event) != GST_EVENT_GAP) return FALSE;
+  GstHubertEnc* self = GST_HUBERT_ENC(element);
+  GstClockTime ts, duration;
+  gst_event_parse_gap(event, &ts, &duration);
+  // Before the caps nothing could be pushed for it: passed on.
+  if (!self->state->stream || !GST_CLOCK_TIME_IS_VALID(ts) || !gst_pad_has_current_caps(element->sinkpad))
+    return FALSE;
+  if (!GST_CLOCK_TIME_IS_VALID(element->t0)) element->t0 = ts;  // a stream that starts with a gap
+  const GstClockTimeDiff d = lead(self, GST_CLOCK_TIME_IS_VALID(duration) ? ts + duration : ts);
+  bool restarted = false;
+  if (d > 0) {
+    const GstFlowReturn ret = close_hole(self, d, "gap's end", &restarted);
+    if (ret != GST_FLOW_OK && ret != GST_FLOW_FLUSHING)
+      GST_DEBUG_OBJECT(self, "filling the gap: %s", gst_flow_get_name(ret));
+  }
+  if (restarted) return FALSE;  // passed on, as the stream so far has ended
+  gst_event_unref(event);       // its time is in the frames now
+  *result = TRUE;
+  return TRUE;
 }
 
 /* --- Latency --------------------------------------------------------------- */
@@ -474,6 +603,44 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
                            "default: false)",
                            FALSE, GST_ANITALKER_PARAM_PLAYING),
       G_STRUCT_OFFSET(GstHubertEnc, context_cache));
+  /**
+   * GstHubertEnc:tolerance:
+   *
+   * How far (ms) a buffer's PTS may lie from the end of the audio taken so
+   * far (the stream's first PTS + samples / 16000) before the element acts
+   * on it: filling a hole with silence, or dropping audio that repeats time
+   * already taken (see "Holes, overlaps and drift" above).  As GstAudioEncoder's
+   * tolerance: within it the samples follow one another whatever the
+   * timestamps say.  May change while playing.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_TOLERANCE,
+      g_param_spec_uint("tolerance", "Tolerance",
+                        "ms a buffer's PTS may lie from the end of the audio taken so far before a hole is filled "
+                        "with silence or repeated audio is dropped (default: 40)",
+                        1, 10000, TOLERANCE_DEFAULT_MS, GST_ANITALKER_PARAM_PLAYING),
+      G_STRUCT_OFFSET(GstHubertEnc, tolerance_ms));
+
+  /**
+   * GstHubertEnc:gap-fill:
+   *
+   * Streaming: the longest hole in the audio (ms; a lost packet, a GAP
+   * event, a source's clock drift) filled with silence so that the motion
+   * goes on without a seam and the video keeps the audio's time.  A longer
+   * hole finishes the stream so far and starts anew at the next buffer's
+   * PTS, as a pause in the speech would; 0 fills none.  Offline every hole
+   * is filled.  The silence is computed when the hole is seen, so a live
+   * stream's frames of a long hole come late: 500 ms keeps that short.
+   * May change while playing.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_GAP_FILL,
+      g_param_spec_uint("gap-fill", "Gap fill",
+                        "Streaming: the longest hole in the audio (ms) filled with silence, so the motion goes on "
+                        "and the video keeps the audio's time; a longer one starts the stream anew; 0 = none "
+                        "(offline: every hole is filled) (default: 500)",
+                        0, 60000, GAP_FILL_DEFAULT_MS, GST_ANITALKER_PARAM_PLAYING),
+      G_STRUCT_OFFSET(GstHubertEnc, gap_fill_ms));
   gst_anitalker_element_class_install_common(
       base_class,
       GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING | GST_ANITALKER_COMMON_SHARING |
@@ -498,8 +665,12 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
   base_class->flush = gst_hubert_enc_flush;
   base_class->latency = gst_hubert_enc_latency;
   base_class->src_query = gst_hubert_enc_src_query;
+  base_class->sink_event = gst_hubert_enc_sink_event;
+  base_class->own_timeline = TRUE;
 }
 
 static void gst_hubert_enc_init(GstHubertEnc* self) {
+  self->tolerance_ms = TOLERANCE_DEFAULT_MS;
+  self->gap_fill_ms = GAP_FILL_DEFAULT_MS;
   self->state = gst_anitalker_element_make_state<EncState>(GST_ANITALKER_ELEMENT(self));
 }

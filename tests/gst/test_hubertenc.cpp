@@ -511,7 +511,7 @@ GST_START_TEST(test_window_changes_while_playing) {
   // window + look-ahead, plus the compute budget of the windows so far
   // (the longest one, + 25 %: a few ms with the fixture).
   fail_unless(min >= 300 * GST_MSECOND && min < 500 * GST_MSECOND, "latency %" GST_TIME_FORMAT, GST_TIME_ARGS(min));
-  push_f32(h, clip(), 16000, kSamples, 1600);
+  push_f32(h, clip(), 16000, kSamples, 1600, sample_time(16000));
   fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
   Output out = pull_all(h, kStates * kHidden, 50);
   fail_unless_equals_int(out.frames(), kHubertFrames);
@@ -956,6 +956,145 @@ GST_START_TEST(test_streaming_discont_hubert) {
 }
 GST_END_TEST;
 
+// The audio's timeline (gsthubertenc.cpp, "Holes, overlaps and drift"):
+// pieces of the clip pushed with the PTS a source gave them, against the
+// MFCC of the audio the element should have taken (exact in streaming).
+struct Piece {
+  guint64 from, to;  // samples of the clip
+  GstClockTime pts;  // its PTS
+  bool discont;
+};
+
+Output run_pieces(const char* mode, const std::vector<Piece>& pieces, guint gap_fill = 500,
+                  std::vector<GstEvent*> gaps_after_first = {}) {
+  GstHarness* h = new_harness("mfcc", mode);
+  g_object_set(h->element, "gap-fill", gap_fill, nullptr);
+  for (size_t i = 0; i < pieces.size(); i++) {
+    const Piece& p = pieces[i];
+    GstBuffer* buf = gst_buffer_new_memdup(clip() + p.from, (p.to - p.from) * sizeof(float));
+    GST_BUFFER_PTS(buf) = p.pts;
+    if (p.discont) GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DISCONT);
+    fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_OK);
+    if (i == 0)
+      for (GstEvent* gap : gaps_after_first) fail_unless(gst_harness_push_event(h, gap));
+  }
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  // No GAP event reaches downstream for a gap that silence filled.
+  GstEvent* ev;
+  bool gap_passed = false;
+  while ((ev = gst_harness_try_pull_event(h)) != nullptr) {
+    if (GST_EVENT_TYPE(ev) == GST_EVENT_GAP) gap_passed = true;
+    gst_event_unref(ev);
+  }
+  Output out = pull_all(h, kMfcc, 100);
+  if (!gaps_after_first.empty() && gap_fill > 0) fail_if(gap_passed, "a filled GAP was passed on");
+  gst_harness_teardown(h);
+  return out;
+}
+
+// The clip's samples [a, b) with `silence` zeros inserted at `at`.
+std::vector<float> with_silence(guint64 a, guint64 b, guint64 at, guint64 silence) {
+  std::vector<float> x(clip() + a, clip() + at);
+  x.insert(x.end(), silence, 0.0f);
+  x.insert(x.end(), clip() + at, clip() + b);
+  return x;
+}
+
+void check_mfcc_of(const Output& out, const std::vector<float>& audio, GstClockTime t0 = 0) {
+  std::vector<double> want = anitalker::mfcc39(audio.data(), (int64_t)audio.size());
+  fail_unless_equals_int(out.values.size(), want.size());
+  for (size_t i = 0; i < want.size(); i++)
+    fail_unless(out.values[i] == (float)want[i], "value %zu (frame %zu): %g, want %g", i, i / kMfcc, out.values[i],
+                want[i]);
+  check_timestamps(out, 100, t0);
+  for (size_t t = 1; t < out.frames(); t++) fail_if(out.discont[t], "frame %zu flagged DISCONT", t);
+}
+
+// A lost packet: the next buffer's PTS lies 100 ms past the audio taken.
+// Before, the samples closed up and every frame after came 100 ms early
+// (for good: each loss added to it), and with a DISCONT flag the stream was
+// cut in two.  Now 100 ms of silence fill it, with the flag or without, in
+// both modes.
+GST_START_TEST(test_hole_filled) {
+  for (const char* mode : {"streaming", "offline"})
+    for (bool discont : {false, true}) {
+      Output out = run_pieces(mode, {{0, 8000, 0, false},
+                                     {8000, 12000, sample_time(8000) + 100 * GST_MSECOND, discont},
+                                     {12000, 16000, sample_time(12000) + 100 * GST_MSECOND, false}});
+      check_mfcc_of(out, with_silence(0, 16000, 8000, 1600));
+    }
+}
+GST_END_TEST;
+
+// A DISCONT that lost no time, and timestamps that jitter within the
+// tolerance (40 ms): the samples follow one another as if unbroken (before,
+// the DISCONT cut the stream in two: other features from there on).
+GST_START_TEST(test_discont_within_tolerance) {
+  Output out = run_pieces("streaming", {{0, 4000, 0, false},
+                                        {4000, 8000, sample_time(4000) + 30 * GST_MSECOND, false},
+                                        {8000, 12000, sample_time(8000), true},
+                                        {12000, 16000, sample_time(12000) - 30 * GST_MSECOND, false}});
+  check_mfcc_of(out, std::vector<float>(clip(), clip() + 16000));
+}
+GST_END_TEST;
+
+// Audio that repeats time already taken (a source's clock running slow, a
+// resent packet): the part before the audio's end is dropped.  Further back
+// than gap-fill, the timestamps started again.
+GST_START_TEST(test_overlap_dropped) {
+  Output out = run_pieces("streaming", {{0, 8000, 0, false},
+                                        {6400, 12000, sample_time(6400), false},
+                                        {12000, 16000, sample_time(12000), false}});
+  check_mfcc_of(out, std::vector<float>(clip(), clip() + 16000));
+  // Wholly repeated: dropped whole.
+  out = run_pieces("streaming", {{0, 8000, 0, false}, {4000, 6000, sample_time(4000), true},
+                                 {8000, 16000, sample_time(8000), false}});
+  check_mfcc_of(out, std::vector<float>(clip(), clip() + 16000));
+  // Timestamps that start again (2 s back, more than gap-fill): offline the
+  // samples follow as they come; streaming starts anew at the PTS.
+  out = run_pieces("offline", {{0, 8000, 2 * GST_SECOND, false}, {8000, 16000, 0, false}});
+  check_mfcc_of(out, std::vector<float>(clip(), clip() + 16000), 2 * GST_SECOND);
+  out = run_pieces("streaming", {{0, 8000, 2 * GST_SECOND, false}, {8000, 16000, 0, false}});
+  const size_t part1 = anitalker::mfcc_frame_count(8000);
+  fail_unless_equals_int(out.frames(), part1 + anitalker::mfcc_frame_count(8000));
+  fail_unless_equals_uint64(out.pts[part1 - 1], 2 * GST_SECOND + frame_time(part1 - 1, 100));
+  fail_unless_equals_uint64(out.pts[part1], 0);
+  fail_unless(out.discont[part1]);
+}
+GST_END_TEST;
+
+// A GAP event is silence to its end: filled, not passed on (before, in
+// streaming, it cut the stream; offline it was skipped, so the frames after
+// it came early).
+GST_START_TEST(test_gap_filled) {
+  for (const char* mode : {"streaming", "offline"}) {
+    Output out = run_pieces(mode, {{0, 8000, 0, false}, {8000, 16000, sample_time(8000) + 200 * GST_MSECOND, false}},
+                            500, {gst_event_new_gap(sample_time(8000), 200 * GST_MSECOND)});
+    check_mfcc_of(out, with_silence(0, 16000, 8000, 3200));
+  }
+}
+GST_END_TEST;
+
+// Streaming: a hole longer than gap-fill ends the stream so far, as before
+// (each part a stream of its own, the second at its PTS, flagged DISCONT);
+// gap-fill=0 fills none.
+GST_START_TEST(test_hole_over_gap_fill) {
+  for (guint gap_fill : {0u, 500u}) {
+    const GstClockTime hole = gap_fill == 0 ? 100 * GST_MSECOND : 600 * GST_MSECOND;
+    Output out = run_pieces("streaming", {{0, 8000, 0, false}, {8000, 16000, sample_time(8000) + hole, false}},
+                            gap_fill);
+    std::vector<double> a = anitalker::mfcc39(clip(), 8000);
+    std::vector<double> b = anitalker::mfcc39(clip() + 8000, 8000);
+    fail_unless_equals_int(out.values.size(), a.size() + b.size());
+    for (size_t i = 0; i < a.size(); i++) fail_unless_equals_float(out.values[i], (float)a[i]);
+    for (size_t i = 0; i < b.size(); i++) fail_unless_equals_float(out.values[a.size() + i], (float)b[i]);
+    const size_t part1 = a.size() / kMfcc;
+    fail_unless_equals_uint64(out.pts[part1], sample_time(8000) + hole);
+    fail_unless(out.discont[part1]);
+  }
+}
+GST_END_TEST;
+
 // After NULL and back, nothing of the old stream remains.
 GST_START_TEST(test_reuse_after_null) {
   GstHarness* h = new_harness("mfcc", "offline");
@@ -1107,6 +1246,11 @@ static Suite* hubertenc_suite() {
   tcase_add_test(tc, test_streaming_discont);
   tcase_add_test(tc, test_streaming_gap);
   tcase_add_test(tc, test_streaming_discont_hubert);
+  tcase_add_test(tc, test_hole_filled);
+  tcase_add_test(tc, test_discont_within_tolerance);
+  tcase_add_test(tc, test_overlap_dropped);
+  tcase_add_test(tc, test_gap_filled);
+  tcase_add_test(tc, test_hole_over_gap_fill);
   tcase_add_test(tc, test_reuse_after_null);
   tcase_add_test(tc, test_renegotiation);
   tcase_add_test(tc, test_zero_length_buffers);
