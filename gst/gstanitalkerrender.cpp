@@ -24,6 +24,15 @@
  * above 1, frames are held until a batch is full (or EOS) and the element
  * reports the extra latency in the LATENCY query.
  *
+ * Quality of service (#GstAnitalkerRender:qos, on by default, as in video
+ * decoders): when a sink downstream reports in a QoS event that frames
+ * reach it late, the frames whose running time has already passed the
+ * point it gave are not rendered (their motion is dropped, a QoS message
+ * is posted for each, and the next frame out is flagged DISCONT), so a
+ * renderer slower than real time shows fewer frames at their times rather
+ * than every frame later and later.  Sinks that send no QoS events
+ * (fakesink, appsink, filesink; most network sinks) change nothing.
+ *
  * Any photo: #GstAnitalkerRender:crop chooses the square of the portrait
  * that the networks see: the whole picture (none, the reference's way), the
  * square around the face as the authors cut their training data (auto, with
@@ -108,6 +117,7 @@ enum {
   PROP_CROP_RATIO,
   PROP_FACE_INDEX,
   PROP_DETECTOR,
+  PROP_QOS,
 };
 
 namespace {
@@ -139,11 +149,27 @@ struct RenderState {
   // Read by the codes query too.
   std::atomic<int> live{-1};
 
+  // QoS: the running time before which frames are too late for downstream
+  // (from its last QoS event; NONE: none yet), its proportion, and the
+  // frames rendered and dropped for the QoS messages.  Under `lock` (the
+  // event comes from downstream's thread).
+  GstClockTime earliest = GST_CLOCK_TIME_NONE;
+  gdouble proportion = 1.0;
+  guint64 rendered = 0, dropped = 0;  // streaming thread only
+  bool discont_next = false;          // streaming thread only: after a drop
+
   void reset_stream() {
     clock.reset();
     motion.clear();
     received = 0;
     live = -1;
+    discont_next = false;
+  }
+  // Takes `lock`.
+  void reset_qos() {
+    GstAnitalkerLocked l(&lock);
+    earliest = GST_CLOCK_TIME_NONE;
+    proportion = 1.0;
   }
 };
 
@@ -162,6 +188,7 @@ struct _GstAnitalkerRender {
   gfloat crop_ratio;
   gint face_index;
   gchar* detector;
+  gboolean qos;
 
   RenderState* state;
 };
@@ -288,12 +315,16 @@ static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
 static void gst_anitalker_render_stop(GstAnitalkerElement* element) {
   RenderState* st = GST_ANITALKER_RENDER(element)->state;
   st->renderer.reset(nullptr);
-  GstAnitalkerLocked lock(&st->lock);
-  st->dims = 0;
-  st->fps_n = 25;
-  st->fps_d = 1;
-  st->have_out_caps = false;
-  st->reset_stream();
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    st->dims = 0;
+    st->fps_n = 25;
+    st->fps_d = 1;
+    st->have_out_caps = false;
+    st->reset_stream();
+    st->rendered = st->dropped = 0;
+  }
+  st->reset_qos();
 }
 
 // Where the portrait is looked at: the warm-up, a buffer (the streaming
@@ -502,6 +533,45 @@ static gboolean gst_anitalker_render_set_caps(GstAnitalkerElement* element, GstC
 
 /* --- Rendering --------------------------------------------------------------- */
 
+// QoS: of the first n held frames, those whose running time is at or before
+// the earliest time downstream's last QoS event gave are dropped (they
+// would reach it late), with a QoS message each; returns how many.  They are
+// the first ones: the frames are in time order.
+static size_t gst_anitalker_render_drop_late(GstAnitalkerRender* self, size_t n) {
+  GstAnitalkerElement* element = GST_ANITALKER_ELEMENT(self);
+  RenderState* st = self->state;
+  if (!gst_anitalker_get(self, &self->qos)) return 0;
+  GstClockTime earliest;
+  gdouble proportion;
+  {
+    GstAnitalkerLocked lock(&st->lock);
+    earliest = st->earliest;
+    proportion = st->proportion;
+  }
+  if (!GST_CLOCK_TIME_IS_VALID(earliest)) return 0;
+  size_t late = 0;
+  for (; late < n; late++) {
+    const GstAnitalkerFrameTiming& t = st->clock.at(late);
+    if (!GST_CLOCK_TIME_IS_VALID(t.pts)) break;
+    const GstClockTime running = gst_segment_to_running_time(&element->segment, GST_FORMAT_TIME, t.pts);
+    if (!GST_CLOCK_TIME_IS_VALID(running) || running > earliest) break;
+    st->dropped++;
+    GstMessage* m = gst_message_new_qos(GST_OBJECT_CAST(self), FALSE, running,
+                                        gst_segment_to_stream_time(&element->segment, GST_FORMAT_TIME, t.pts), t.pts,
+                                        t.duration);
+    gst_message_set_qos_values(m, (gint64)(earliest - running), proportion, 1000000);
+    gst_message_set_qos_stats(m, GST_FORMAT_BUFFERS, st->rendered + st->dropped, st->dropped);
+    gst_element_post_message(GST_ELEMENT_CAST(self), m);
+  }
+  if (late == 0) return 0;
+  GST_DEBUG_OBJECT(self, "QoS: %zu frames too late (before %" GST_TIME_FORMAT "), not rendered", late,
+                   GST_TIME_ARGS(earliest));
+  st->clock.take(late);
+  st->motion.erase(st->motion.begin(), st->motion.begin() + late * st->dims);
+  st->discont_next = true;
+  return late;
+}
+
 // Renders the first n pending frames in one call of the model and pushes them.
 static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_t n) {
   GstAnitalkerElement* element = GST_ANITALKER_ELEMENT(self);
@@ -512,6 +582,10 @@ static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_
       return GST_PAD_IS_FLUSHING(element->srcpad) ? GST_FLOW_FLUSHING : GST_FLOW_NOT_NEGOTIATED;
     }
   }
+  // Frames already too late for downstream are not rendered (QoS).
+  const size_t late = gst_anitalker_render_drop_late(self, n);
+  if (late == n) return GST_FLOW_OK;
+  n -= late;
   // (n,S,S,3) uint8 on the CPU; shared: with other pipelines' frames.
   at::Tensor frames;
   const gint64 t0 = g_get_monotonic_time();
@@ -549,6 +623,9 @@ static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_
       return GST_FLOW_ERROR;
     }
     timing[i].apply(buffer);
+    if (i == 0 && st->discont_next) GST_BUFFER_FLAG_SET(buffer, GST_BUFFER_FLAG_DISCONT);
+    st->discont_next = false;
+    st->rendered++;
     const GstFlowReturn ret = gst_anitalker_element_push(element, buffer);
     if (ret != GST_FLOW_OK) return ret;
   }
@@ -570,7 +647,10 @@ static GstFlowReturn gst_anitalker_render_drain(GstAnitalkerElement* element) {
 }
 
 // FLUSH_STOP: the held frames are dropped.
-static void gst_anitalker_render_flush(GstAnitalkerElement* element) { GST_ANITALKER_RENDER(element)->state->reset_stream(); }
+static void gst_anitalker_render_flush(GstAnitalkerElement* element) {
+  GST_ANITALKER_RENDER(element)->state->reset_stream();
+  GST_ANITALKER_RENDER(element)->state->reset_qos();
+}
 
 static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* element, GstBuffer* buffer) {
   GstAnitalkerRender* self = GST_ANITALKER_RENDER(element);
@@ -621,10 +701,39 @@ static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* ele
 
 /* --- Events and queries ------------------------------------------------------ */
 
+// QoS from downstream: as GstBaseTransform, a late frame (diff > 0) moves
+// the limit twice as far, so that enough is skipped to catch up.  The event
+// goes on upstream.
+static gboolean gst_anitalker_render_src_event(GstAnitalkerElement* element, GstEvent* event, gboolean*) {
+  if (GST_EVENT_TYPE(event) != GST_EVENT_QOS) return FALSE;
+  GstQOSType type;
+  gdouble proportion;
+  GstClockTimeDiff diff;
+  GstClockTime timestamp;
+  gst_event_parse_qos(event, &type, &proportion, &diff, &timestamp);
+  GstClockTime earliest = GST_CLOCK_TIME_NONE;
+  if (GST_CLOCK_TIME_IS_VALID(timestamp)) {
+    if (diff > 0)
+      earliest = timestamp + 2 * diff;
+    else
+      earliest = (GstClockTimeDiff)timestamp + diff > 0 ? timestamp + diff : 0;
+  }
+  GST_LOG_OBJECT(element, "QoS: proportion %g, diff %" G_GINT64_FORMAT ", earliest %" GST_TIME_FORMAT, proportion,
+                 diff, GST_TIME_ARGS(earliest));
+  RenderState* st = GST_ANITALKER_RENDER(element)->state;
+  GstAnitalkerLocked lock(&st->lock);
+  st->earliest = earliest;
+  st->proportion = proportion;
+  return FALSE;
+}
+
 // A new segment: frames without PTS count from its start (the base renders
 // the held frames first).
 static gboolean gst_anitalker_render_sink_event(GstAnitalkerElement* element, GstEvent* event, gboolean*) {
-  if (GST_EVENT_TYPE(event) == GST_EVENT_SEGMENT) GST_ANITALKER_RENDER(element)->state->clock.reset();
+  if (GST_EVENT_TYPE(event) == GST_EVENT_SEGMENT) {
+    GST_ANITALKER_RENDER(element)->state->clock.reset();
+    GST_ANITALKER_RENDER(element)->state->reset_qos();  // running times start anew
+  }
   return FALSE;
 }
 
@@ -793,6 +902,20 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
                           "(default: none)",
                           nullptr, playing),
       FIELD(detector));
+  /**
+   * GstAnitalkerRender:qos:
+   *
+   * Skip the frames that a QoS event from downstream says would arrive too
+   * late, as video decoders do (see above): a renderer slower than real time
+   * then shows fewer frames at their times instead of every frame later
+   * and later.  Only sinks that send QoS events (video sinks) cause it.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_QOS,
+      g_param_spec_boolean("qos", "QoS",
+                           "Skip frames that downstream's QoS events say would arrive too late (default: true)", TRUE,
+                           playing),
+      FIELD(qos));
   gst_anitalker_element_class_install_common(base_class, GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_SHARING | GST_ANITALKER_COMMON_BUDGET,
                                              "the renderer");
 
@@ -818,9 +941,11 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
   base_class->flush = gst_anitalker_render_flush;
   base_class->latency = gst_anitalker_render_latency;
   base_class->sink_event = gst_anitalker_render_sink_event;
+  base_class->src_event = gst_anitalker_render_src_event;
   base_class->sink_query = gst_anitalker_render_sink_query;
 }
 
 static void gst_anitalker_render_init(GstAnitalkerRender* self) {
+  self->qos = TRUE;
   self->state = gst_anitalker_element_make_state<RenderState>(GST_ANITALKER_ELEMENT(self));
 }

@@ -64,6 +64,8 @@ class GstAnitalkerFrameClock {
   // and holds their timing; takes the element's pending DISCONT.
   void stamp(GstAnitalkerElement* element, GstBuffer* input, guint64 count);
   size_t held() const { return held_.size(); }
+  // The timing of held frame i (i < held()).
+  const GstAnitalkerFrameTiming& at(size_t i) const { return held_[i]; }
   // The timing of the first n held frames, no longer held.
   std::vector<GstAnitalkerFrameTiming> take(size_t n);
   // Drops the held frames (the anchor stays).

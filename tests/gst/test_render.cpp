@@ -437,6 +437,61 @@ GST_START_TEST(test_discont) {
 }
 GST_END_TEST;
 
+// QoS: after a sink reports a frame at 80 ms as 100 ms late, the frames up
+// to 80 + 2 x 100 ms are not rendered (a QoS message each, with the counts),
+// the next one out is flagged DISCONT; with qos=false every frame is.  A new
+// segment forgets the report.
+GST_START_TEST(test_qos) {
+  for (gboolean qos : {(gboolean)TRUE, (gboolean)FALSE}) {
+    GstHarness* h = new_harness(kS64);
+    g_object_set(h->element, "qos", qos, nullptr);
+    GstBus* bus = gst_bus_new();
+    gst_element_set_bus(h->element, bus);
+    gst_harness_set_src_caps_str(h, kMotionCaps);
+    for (int i = 0; i < 3; i++)
+      fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 1, frame_time(0, i))), GST_FLOW_OK);
+    fail_unless(gst_harness_push_upstream_event(
+        h, gst_event_new_qos(GST_QOS_TYPE_UNDERFLOW, 0.5, 100 * GST_MSECOND, frame_time(0, 2))));
+    for (int i = 3; i < 13; i++)
+      fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 1, frame_time(0, i))), GST_FLOW_OK);
+    const int dropped = qos ? 5 : 0;  // 120 .. 280 ms
+    fail_unless_equals_int(gst_harness_buffers_in_queue(h), 13 - dropped);
+    for (int i = 0; i < 13 - dropped; i++) {
+      GstBuffer* out = gst_harness_pull(h);
+      const int frame = i < 3 ? i : i + dropped;
+      fail_unless_equals_uint64(GST_BUFFER_PTS(out), frame_time(0, frame));
+      fail_unless_equals_int(GST_BUFFER_IS_DISCONT(out), i == 0 || (qos && i == 3));
+      gst_buffer_unref(out);
+    }
+    int messages = 0;
+    GstMessage* m;
+    while ((m = gst_bus_pop_filtered(bus, GST_MESSAGE_QOS)) != nullptr) {
+      messages++;
+      GstFormat format;
+      guint64 processed, lost;
+      gst_message_parse_qos_stats(m, &format, &processed, &lost);
+      fail_unless_equals_int(format, GST_FORMAT_BUFFERS);
+      fail_unless_equals_uint64(lost, (guint64)messages);
+      fail_unless_equals_uint64(processed, 3 + (guint64)messages);
+      guint64 running, timestamp;
+      gst_message_parse_qos(m, nullptr, &running, nullptr, &timestamp, nullptr);
+      fail_unless_equals_uint64(timestamp, frame_time(0, 2 + messages));
+      gst_message_unref(m);
+    }
+    fail_unless_equals_int(messages, dropped);
+    // A new segment: running times start anew, the report is forgotten.
+    GstSegment segment;
+    gst_segment_init(&segment, GST_FORMAT_TIME);
+    fail_unless(gst_harness_push_event(h, gst_event_new_segment(&segment)));
+    fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 1, frame_time(0, 1))), GST_FLOW_OK);
+    fail_unless_equals_int(gst_harness_buffers_in_queue(h), 1);
+    gst_element_set_bus(h->element, nullptr);
+    gst_object_unref(bus);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
 // Buffers without PTS count from the segment's start.
 GST_START_TEST(test_timestamps_without_pts) {
   GstHarness* h = new_harness(kS64);
@@ -1246,6 +1301,7 @@ static Suite* anitalkerrender_suite() {
   tcase_add_test(tc, test_timestamps);
   tcase_add_test(tc, test_timestamps_ntsc);
   tcase_add_test(tc, test_discont);
+  tcase_add_test(tc, test_qos);
   tcase_add_test(tc, test_timestamps_without_pts);
   suite_add_tcase(s, tc);
 
