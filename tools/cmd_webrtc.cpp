@@ -11,6 +11,8 @@
 #define GST_USE_UNSTABLE_API
 #include <gst/webrtc/webrtc.h>
 
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <csignal>
 #include <cstdlib>
@@ -75,6 +77,7 @@ struct App {
   int stopped_by = 0;  // SIGINT or SIGTERM: a clean stop, then the signal's own end
   int connections = 0;  // open HTTP connections (main loop only)
   int draining = 0;     // connections answered 503 and read until closed (main loop only)
+  int max_connections = 0, max_draining = 0;  // the caps, from the open-file limit (open_file_caps)
   std::string error;
   GMainLoop* loop = nullptr;
   gint64 started_us = 0;        // when the pipeline was set to PLAYING (monotonic)
@@ -165,13 +168,45 @@ std::string query_value(const std::string& query, const std::string& key) {
 // client, so a client that sends nothing holds no thread.  Bounds: the head
 // (request line + headers) 16 KiB, the body 1 MiB (checked from
 // Content-Length before anything is read or allocated), 10 s for a whole
-// request, 64 connections at once (more are answered 503 and closed).
+// request, 64 connections at once (more are answered 503 and closed; fewer
+// under a low open-file limit, open_file_caps).
 constexpr size_t kMaxHead = 16 * 1024;
 constexpr size_t kMaxBody = 1 << 20;
 constexpr guint kRequestSeconds = 10;
 constexpr int kMaxConnections = 64;
 constexpr int kMaxDraining = 1024;  // connections answered 503, read until the client closes
 constexpr guint kDrainSeconds = 2;
+constexpr int kReservedFiles = 128;  // the pipeline's own (GStreamer, ICE sockets, files): 33 measured idle
+
+// The connection caps within the process's open-file limit.  Each
+// connection holds a file; when none is left, GLib's socket service fails
+// to accept, logs a warning and tries again at once, a loop of tens of
+// thousands of warnings a second at full CPU for as long as the clients
+// hold their connections (seen under `ulimit -n 256` with 400 idle
+// clients).  So the soft limit is raised to the hard one (systemd starts
+// services at 1024 soft, 524288 hard), at most 65536, and the connections
+// held at once stay kReservedFiles below it.
+void open_file_caps(App* app) {
+  struct rlimit rl;
+  long limit = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    const rlim_t want = rl.rlim_max == RLIM_INFINITY ? 65536 : std::min<rlim_t>(rl.rlim_max, 65536);
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+      rlim_t old = rl.rlim_cur;
+      rl.rlim_cur = want;
+      if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = old;
+    }
+    limit = rl.rlim_cur == RLIM_INFINITY ? 65536 : (long)std::min<rlim_t>(rl.rlim_cur, 65536);
+  }
+  const long budget = std::max(16L, limit - kReservedFiles);
+  app->max_connections = (int)std::min<long>(kMaxConnections, budget / 2);
+  app->max_draining = (int)std::min<long>(kMaxDraining, budget - app->max_connections);
+  if (app->max_connections < kMaxConnections)
+    std::fprintf(stderr,
+                 "anitalker webrtc: the open-file limit is %ld: at most %d HTTP connections at once (raise it with "
+                 "ulimit -n, LimitNOFILE= under systemd)\n",
+                 limit, app->max_connections);
+}
 
 const char* reason_of(int code) {
   switch (code) {
@@ -455,14 +490,14 @@ gboolean on_drain_timeout(gpointer data) {
 
 gboolean on_incoming(GSocketService*, GSocketConnection* conn, GObject*, gpointer data) {
   App* app = static_cast<App*>(data);
-  if (app->connections >= kMaxConnections) {
+  if (app->connections >= app->max_connections) {
     // Too many at once: a short answer the socket's buffer takes at once.
     const std::string r = response(503, "text/plain", "too many connections, try again\n");
     GSocket* sock = g_socket_connection_get_socket(conn);
     g_socket_set_blocking(sock, FALSE);
     g_socket_send(sock, r.data(), r.size(), nullptr, nullptr);
     g_socket_shutdown(sock, FALSE, TRUE, nullptr);
-    if (app->draining >= kMaxDraining) {  // a flood: read what is there and close
+    if (app->draining >= app->max_draining) {  // a flood: read what is there and close
       char junk[4096];
       for (int i = 0; i < 16 && g_socket_receive(sock, junk, sizeof junk, nullptr, nullptr) > 0; ++i) {
       }
@@ -576,6 +611,7 @@ int cmd_webrtc(int argc, char** argv) {
     gst_bus_add_watch(bus, on_bus, &app);
     gst_object_unref(bus);
 
+    open_file_caps(&app);
     GSocketService* service = g_socket_service_new();
     // Connections past the cap are answered 503 at once; a deep accept queue
     // lets them be taken instead of waiting in the kernel.

@@ -115,5 +115,35 @@ check "SIGTERM: a clean stop (rc $rc), said as such" \
   bash -c "[ $rc -eq 143 ] && grep -q 'stopped by SIGTERM' '$work/server.log' && ! grep -q 'terminated' '$work/server.log'"
 server=
 grep -q "answer refused" "$work/server.log" || { echo "FAIL: the log does not say why the answers were refused"; fail=1; }
+
+# Under a low open-file limit (ulimit -n 256, as low as a service may get),
+# 400 idle connections: until 2026-12-06 the connections held took every
+# file, GLib's socket service then failed to accept and tried again at once,
+# tens of thousands of warnings a second at full CPU for as long as the
+# clients stayed.  Now the caps stay within the limit.
+port=$((port + 1))
+(ulimit -n 256 && exec "$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" \
+  --steps 5 --port "$port" --timeout 300) >"$work/low.log" 2>&1 &
+server=$!
+for i in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+check "serves under ulimit -n 256" serving
+many=()
+for i in $(seq 400); do
+  exec {fd}<>"/dev/tcp/127.0.0.1/$port" && many+=($fd)
+done
+sleep 2
+busy=$(request 'GET / HTTP/1.0\r\n\r\n')
+check "a request beside 400 idle connections is answered ($busy)" test "$busy" = "HTTP/1.1 503 Service Unavailable"
+for fd in "${many[@]}"; do exec {fd}>&-; done
+sleep 0.5
+check "serves after the 400 are gone" serving
+errors=$(grep -c "Too many open files" "$work/low.log")
+check "no failed accept ($errors)" test "$errors" -eq 0
+kill -TERM "$server"
+wait "$server"
+server=
 [ $fail -eq 0 ] || { echo "--- server log"; tail -20 "$work/server.log"; exit 1; }
 echo "all passed"
