@@ -588,6 +588,7 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
     return;
   }
   if (prop_id == PROP_MAX_BATCH || prop_id == PROP_MAX_BATCH_DELAY) {
+    if (!gst_anitalker_check_mutable(GST_ELEMENT_CAST(self), pspec)) return;
     // The three networks' executors alike (the renderer answers the getter);
     // gfpgansr's at the next configure.
     for (GstElement* child : {self->features, self->motion, self->render})
@@ -597,6 +598,7 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
     GST_OBJECT_UNLOCK(self);
     return;
   }
+  if (!gst_anitalker_check_mutable(GST_ELEMENT_CAST(self), pspec)) return;
   if (!gst_anitalker_check_range(GST_ELEMENT_CAST(self), pspec, value)) return;
   GST_OBJECT_LOCK(self);
   switch (prop_id) {

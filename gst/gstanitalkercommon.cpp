@@ -203,6 +203,20 @@ std::string whole_out_of_range(const char* name, T v, T lo, T hi) {
 
 }  // namespace
 
+bool gst_anitalker_check_mutable(GstElement* element, GParamSpec* pspec) {
+  if ((pspec->flags & GST_PARAM_MUTABLE_PLAYING) || !(pspec->flags & GST_PARAM_MUTABLE_READY)) return true;
+  GST_OBJECT_LOCK(element);
+  const GstState state = GST_STATE(element);
+  GST_OBJECT_UNLOCK(element);
+  if (state < GST_STATE_PAUSED) return true;
+  GST_ELEMENT_WARNING(element, LIBRARY, SETTINGS,
+                      ("Property \"%s\" can change only in the NULL or READY state; the value in force stays.",
+                       pspec->name),
+                      ("%s was set while %s: set the pipeline to READY or NULL, then set it", pspec->name,
+                       gst_element_state_get_name(state)));
+  return false;
+}
+
 bool gst_anitalker_check_range(GstElement* element, GParamSpec* pspec, const GValue* value) {
   std::string text;
   if (G_IS_PARAM_SPEC_FLOAT(pspec)) {
@@ -283,6 +297,7 @@ void gst_anitalker_set_property(GObject* object, guint id, const GValue* value, 
     G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
     return;
   }
+  if (!gst_anitalker_check_mutable(GST_ELEMENT_CAST(object), pspec)) return;
   if (!gst_anitalker_check_range(GST_ELEMENT_CAST(object), pspec, value)) return;
   GST_OBJECT_LOCK(object);
   const GType type = G_PARAM_SPEC_VALUE_TYPE(pspec);

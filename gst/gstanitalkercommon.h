@@ -199,6 +199,12 @@ GParamSpec* gst_anitalker_param_spec_uint64(const char* name, const char* nick, 
 // SETTINGS naming the property and its range, the next start fails until a
 // valid value replaces it) and returns false.
 bool gst_anitalker_check_range(GstElement* element, GParamSpec* pspec, const GValue* value);
+// Whether `pspec` may change in the element's state now: one that changes
+// only in NULL or READY (GST_PARAM_MUTABLE_READY without _PLAYING) set while
+// PAUSED or PLAYING is refused with a WARNING naming it, and the value in
+// force stays (as x264enc does; the element read it at its start and would
+// not have used the new one until the next).  Returns false when refused.
+bool gst_anitalker_check_mutable(GstElement* element, GParamSpec* pspec);
 
 // --- Properties kept in the instance struct (one table, no set/get switch).
 //

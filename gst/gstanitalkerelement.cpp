@@ -154,8 +154,8 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
         k, PROP_OFFLINE_LIMIT,
         gst_anitalker_param_spec_uint("offline-limit", "Offline limit",
                           "Seconds of audio worked on in one piece: auto goes on in windows past it, offline refuses "
-                          "longer audio; 0 = no limit (default: 120)",
-                          0, MAX_OFFLINE_LIMIT_S, DEFAULT_OFFLINE_LIMIT_S, GST_ANITALKER_PARAM_READY),
+                          "longer audio; 0 = no limit; may change while playing (default: 120)",
+                          0, MAX_OFFLINE_LIMIT_S, DEFAULT_OFFLINE_LIMIT_S, GST_ANITALKER_PARAM_PLAYING),
         G_STRUCT_OFFSET(GstAnitalkerElement, offline_limit_s));
     // The window settings may change while playing (the bin's latency
     // presets): they apply from the next window.

@@ -176,8 +176,9 @@ static void gst_anitalker_paste_class_init(GstAnitalkerPasteClass* klass) {
   gst_anitalker_install_property(
       gobject_class, PROP_MAX_SIZE,
       gst_anitalker_param_spec_uint("max-size", "Maximum size",
-                        "Longest side of the output; larger pictures are scaled down (default: 1920)", 2,
-                        MAX_MAX_SIZE, DEFAULT_MAX_SIZE, ready),
+                        "Longest side of the output; larger pictures are scaled down; while playing, from the next "
+                        "picture (default: 1920)",
+                        2, MAX_MAX_SIZE, DEFAULT_MAX_SIZE, playing),
       FIELD(max_size));
   gst_anitalker_install_property(
       gobject_class, PROP_PORTRAIT,

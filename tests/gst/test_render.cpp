@@ -1187,6 +1187,45 @@ GST_START_TEST(test_properties) {
 }
 GST_END_TEST;
 
+// A property that changes only in NULL or READY (the checkpoint, the
+// device) set while PLAYING: refused with a WARNING naming it, the value in
+// force stays (before, it was taken silently and used at the next start
+// only); one that may change while PLAYING (num-threads) is taken; in READY
+// the checkpoint is taken again.
+GST_START_TEST(test_ready_only_while_playing) {
+  GstHarness* h = new_harness(kS64);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  const std::string ckpt = checkpoint_path(kS64);
+  g_object_set(h->element, "checkpoint", "/elsewhere/stage1.ckpt", "num-threads", 1, nullptr);
+  gchar* now = nullptr;
+  gint threads = 0;
+  g_object_get(h->element, "checkpoint", &now, "num-threads", &threads, nullptr);
+  fail_unless_equals_string(now, ckpt.c_str());
+  fail_unless_equals_int(threads, 1);
+  g_free(now);
+  GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
+  fail_unless(m != nullptr, "no warning for a READY-only property set while PLAYING");
+  GError* err = nullptr;
+  gchar* debug = nullptr;
+  gst_message_parse_warning(m, &err, &debug);
+  fail_unless(strstr(err->message, "\"checkpoint\" can change only in the NULL or READY state"), "%s", err->message);
+  fail_unless(strstr(debug, "PLAYING"), "%s", debug);
+  g_error_free(err);
+  g_free(debug);
+  gst_message_unref(m);
+  fail_unless(gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING) == nullptr, "num-threads was refused too");
+  fail_unless_equals_int(gst_element_set_state(h->element, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
+  g_object_set(h->element, "checkpoint", "/elsewhere/stage1.ckpt", nullptr);
+  g_object_get(h->element, "checkpoint", &now, nullptr);
+  fail_unless_equals_string(now, "/elsewhere/stage1.ckpt");
+  g_free(now);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_num_threads_renders) {
   GstElement* e = make_render(kS64, portrait_path().c_str(), 1);
   g_object_set(e, "num-threads", 2, nullptr);
@@ -1342,6 +1381,7 @@ static Suite* anitalkerrender_suite() {
 
   tc = tcase_create("properties");
   tcase_add_test(tc, test_properties);
+  tcase_add_test(tc, test_ready_only_while_playing);
   tcase_add_test(tc, test_num_threads_renders);
   suite_add_tcase(s, tc);
 
