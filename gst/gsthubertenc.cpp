@@ -133,7 +133,9 @@ namespace hubert = anitalker::hubert;
 // downstream start on the first ones.
 #define FRAMES_PER_BUFFER 50
 
-enum { PROP_0, PROP_MODEL, PROP_CONTEXT_CACHE, PROP_TOLERANCE, PROP_GAP_FILL };
+enum { PROP_0, PROP_MODEL, PROP_CONTEXT_CACHE, PROP_TOLERANCE, PROP_GAP_FILL, PROP_STATS };
+
+#define STATS_NAME "application/x-hubertenc-stats"
 
 #define TOLERANCE_DEFAULT_MS 40
 #define GAP_FILL_DEFAULT_MS 500
@@ -156,6 +158,12 @@ struct EncState {
   // network's windows (lib/hubert.h shared_windows), from start to stop;
   // the stream runs its passes through it.
   std::shared_ptr<hubert::WindowBatcher> shared;
+
+  // The audio's timeline since the start, for the stats property: holes
+  // filled with silence and their seconds, overlaps dropped and their
+  // seconds, streams ended by a hole or timestamps that went back.
+  guint64 holes = 0, overlaps = 0, restarts = 0;
+  double silence_s = 0, dropped_s = 0;
 
   // Streaming thread only (and the serialized events, which run in it).
   bool s16 = false;       // sink caps: S16LE, else F32LE
@@ -254,6 +262,8 @@ static gboolean gst_hubert_enc_start(GstAnitalkerElement* element) {
 
   GstAnitalkerLocked lock(&st->lock);
   st->started = true;
+  st->holes = st->overlaps = st->restarts = 0;
+  st->silence_s = st->dropped_s = 0;
   st->is_mfcc = is_mfcc;
   st->shared = std::move(shared);
   st->model = std::move(model);
@@ -426,9 +436,18 @@ static GstFlowReturn close_hole(GstHubertEnc* self, GstClockTimeDiff hole, const
     GST_INFO_OBJECT(self, "a hole of %.3f s before the %s, over gap-fill (%u ms): the stream so far ends", hole / 1e9,
                     what, gap_fill_ms);
     *restarted = true;
+    {
+      GstAnitalkerLocked lock(&self->state->lock);
+      self->state->restarts++;
+    }
     return gst_anitalker_element_restart(element);
   }
   guint64 n = gst_util_uint64_scale_round((guint64)hole, SAMPLE_RATE, GST_SECOND);
+  {
+    GstAnitalkerLocked lock(&self->state->lock);
+    self->state->holes++;
+    self->state->silence_s += (double)n / SAMPLE_RATE;
+  }
   GST_INFO_OBJECT(self, "a hole of %.3f s before the %s: %" G_GUINT64_FORMAT " samples of silence", hole / 1e9, what,
                   n);
   const std::vector<float> silence((size_t)std::min<guint64>(n, SAMPLE_RATE), 0.0f);
@@ -460,6 +479,11 @@ static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, 
       if (ret != GST_FLOW_OK) return ret;
     } else if (d < -tolerance && -d <= (GstClockTimeDiff)gst_anitalker_get(self, &self->gap_fill_ms) * GST_MSECOND) {
       overlap = gst_util_uint64_scale_round((guint64)-d, SAMPLE_RATE, GST_SECOND);
+      {
+        GstAnitalkerLocked lock(&st->lock);
+        st->overlaps++;
+        st->dropped_s += (double)overlap / SAMPLE_RATE;  // at most the buffer's, counted below
+      }
       GST_INFO_OBJECT(self, "the buffer at %" GST_TIME_FORMAT " repeats %.3f s of audio already taken: dropped",
                       GST_TIME_ARGS(GST_BUFFER_PTS(buffer)), -d / 1e9);
     } else if (d < -tolerance) {
@@ -467,6 +491,10 @@ static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, 
       GST_INFO_OBJECT(self, "the timestamps went back by %.3f s: %s", -d / 1e9,
                       gst_anitalker_element_streaming(element) ? "the stream so far ends" : "taken as they come");
       if (gst_anitalker_element_streaming(element)) {
+        {
+          GstAnitalkerLocked lock(&st->lock);
+          st->restarts++;
+        }
         const GstFlowReturn ret = gst_anitalker_element_restart(element);
         if (ret != GST_FLOW_OK) return ret;
       }
@@ -485,6 +513,10 @@ static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, 
       element, buffer, 1, "audio", (guint64)st->stream->received(), &samples,
       st->s16 ? GST_ANITALKER_VALUES_S16LE : GST_ANITALKER_VALUES_F32LE, SAMPLE_RATE);
   if (count < 0) return GST_FLOW_ERROR;
+  if ((guint64)count < overlap) {  // wholly taken already: what was dropped is the buffer
+    GstAnitalkerLocked lock(&st->lock);
+    st->dropped_s -= (double)(overlap - (guint64)count) / SAMPLE_RATE;
+  }
   if ((guint64)count <= overlap) return GST_FLOW_OK;  // an empty buffer adds nothing, nor one wholly taken
   return take_samples(self, samples.data() + overlap, (gint64)(count - (gssize)overlap));
 }
@@ -553,6 +585,19 @@ static GstClockTime gst_hubert_enc_latency(GstAnitalkerElement* element, gboolea
 }
 
 /* --- The class ------------------------------------------------------------- */
+
+static void gst_hubert_enc_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
+  if (prop_id != PROP_STATS) {
+    gst_anitalker_get_property(object, prop_id, value, pspec);
+    return;
+  }
+  EncState* st = GST_HUBERT_ENC(object)->state;
+  GstAnitalkerLocked lock(&st->lock);
+  g_value_take_boxed(value, gst_structure_new(STATS_NAME, "holes", G_TYPE_UINT64, st->holes, "silence", G_TYPE_DOUBLE,
+                                              st->silence_s, "overlaps", G_TYPE_UINT64, st->overlaps, "dropped",
+                                              G_TYPE_DOUBLE, st->dropped_s, "restarts", G_TYPE_UINT64,
+                                              st->restarts, nullptr));
+}
 
 static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
   GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
@@ -641,6 +686,23 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
                         "(offline: every hole is filled) (default: 500)",
                         0, 60000, GAP_FILL_DEFAULT_MS, GST_ANITALKER_PARAM_PLAYING),
       G_STRUCT_OFFSET(GstHubertEnc, gap_fill_ms));
+  /**
+   * GstHubertEnc:stats:
+   *
+   * The audio's timeline since the element last started, as a structure
+   * named `application/x-hubertenc-stats`: `holes` (guint64, holes filled
+   * with silence), `silence` (gdouble, their seconds), `overlaps`
+   * (guint64, buffers whose start repeated audio already taken),
+   * `dropped` (gdouble, the seconds of it dropped) and `restarts` (guint64,
+   * streams ended by a hole over gap-fill or timestamps that went back).
+   * For monitoring a live input: packet loss and clock drift show here.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_STATS,
+      g_param_spec_boxed("stats", "Statistics",
+                         "The audio's timeline since the start: holes filled with silence and their seconds, "
+                         "overlaps dropped and their seconds, streams restarted by a long hole",
+                         GST_TYPE_STRUCTURE, (GParamFlags)(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
   gst_anitalker_element_class_install_common(
       base_class,
       GST_ANITALKER_COMMON_DEVICE | GST_ANITALKER_COMMON_STREAMING | GST_ANITALKER_COMMON_SHARING |
@@ -667,6 +729,7 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
   base_class->src_query = gst_hubert_enc_src_query;
   base_class->sink_event = gst_hubert_enc_sink_event;
   base_class->own_timeline = TRUE;
+  gobject_class->get_property = gst_hubert_enc_get_property;  // after the base's: stats, then the table
 }
 
 static void gst_hubert_enc_init(GstHubertEnc* self) {

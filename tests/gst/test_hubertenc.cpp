@@ -965,6 +965,13 @@ struct Piece {
   bool discont;
 };
 
+// The stats property of the last run_pieces.
+struct TimelineStats {
+  guint64 holes = 0, overlaps = 0, restarts = 0;
+  double silence = 0, dropped = 0;
+};
+TimelineStats last_stats;
+
 Output run_pieces(const char* mode, const std::vector<Piece>& pieces, guint gap_fill = 500,
                   std::vector<GstEvent*> gaps_after_first = {}) {
   GstHarness* h = new_harness("mfcc", mode);
@@ -988,6 +995,14 @@ Output run_pieces(const char* mode, const std::vector<Piece>& pieces, guint gap_
   }
   Output out = pull_all(h, kMfcc, 100);
   if (!gaps_after_first.empty() && gap_fill > 0) fail_if(gap_passed, "a filled GAP was passed on");
+  GstStructure* stats = nullptr;
+  g_object_get(h->element, "stats", &stats, nullptr);
+  fail_unless(stats != nullptr && gst_structure_has_name(stats, "application/x-hubertenc-stats"));
+  fail_unless(gst_structure_get(stats, "holes", G_TYPE_UINT64, &last_stats.holes, "silence", G_TYPE_DOUBLE,
+                                &last_stats.silence, "overlaps", G_TYPE_UINT64, &last_stats.overlaps, "dropped",
+                                G_TYPE_DOUBLE, &last_stats.dropped, "restarts", G_TYPE_UINT64, &last_stats.restarts,
+                                nullptr));
+  gst_structure_free(stats);
   gst_harness_teardown(h);
   return out;
 }
@@ -1022,6 +1037,9 @@ GST_START_TEST(test_hole_filled) {
                                      {8000, 12000, sample_time(8000) + 100 * GST_MSECOND, discont},
                                      {12000, 16000, sample_time(12000) + 100 * GST_MSECOND, false}});
       check_mfcc_of(out, with_silence(0, 16000, 8000, 1600));
+      fail_unless_equals_uint64(last_stats.holes, 1);
+      fail_unless_equals_float(last_stats.silence, 0.1);
+      fail_unless_equals_uint64(last_stats.overlaps + last_stats.restarts, 0);
     }
 }
 GST_END_TEST;
@@ -1046,10 +1064,13 @@ GST_START_TEST(test_overlap_dropped) {
                                         {6400, 12000, sample_time(6400), false},
                                         {12000, 16000, sample_time(12000), false}});
   check_mfcc_of(out, std::vector<float>(clip(), clip() + 16000));
+  fail_unless_equals_uint64(last_stats.overlaps, 1);
+  fail_unless_equals_float(last_stats.dropped, 0.1);
   // Wholly repeated: dropped whole.
   out = run_pieces("streaming", {{0, 8000, 0, false}, {4000, 6000, sample_time(4000), true},
                                  {8000, 16000, sample_time(8000), false}});
   check_mfcc_of(out, std::vector<float>(clip(), clip() + 16000));
+  fail_unless_equals_float(last_stats.dropped, 0.125);  // the 2000 samples, not the 4000 of the overlap
   // Timestamps that start again (2 s back, more than gap-fill): offline the
   // samples follow as they come; streaming starts anew at the PTS.
   out = run_pieces("offline", {{0, 8000, 2 * GST_SECOND, false}, {8000, 16000, 0, false}});
@@ -1060,6 +1081,7 @@ GST_START_TEST(test_overlap_dropped) {
   fail_unless_equals_uint64(out.pts[part1 - 1], 2 * GST_SECOND + frame_time(part1 - 1, 100));
   fail_unless_equals_uint64(out.pts[part1], 0);
   fail_unless(out.discont[part1]);
+  fail_unless_equals_uint64(last_stats.restarts, 1);
 }
 GST_END_TEST;
 
@@ -1091,6 +1113,8 @@ GST_START_TEST(test_hole_over_gap_fill) {
     const size_t part1 = a.size() / kMfcc;
     fail_unless_equals_uint64(out.pts[part1], sample_time(8000) + hole);
     fail_unless(out.discont[part1]);
+    fail_unless_equals_uint64(last_stats.restarts, 1);
+    fail_unless_equals_uint64(last_stats.holes, 0);
   }
 }
 GST_END_TEST;
