@@ -749,7 +749,20 @@ static gboolean gst_gfpgan_sr_set_caps(GstBaseTransform* trans, GstCaps* incaps,
   const gint up = (gint)gst_anitalker_get(self, &self->upscale);
   GstVideoInfo in, out;
   if (!gst_video_info_from_caps(&in, incaps) || !gst_video_info_from_caps(&out, outcaps)) {
-    GST_ERROR_OBJECT(self, "caps without a video format: %" GST_PTR_FORMAT " -> %" GST_PTR_FORMAT, incaps, outcaps);
+    // GstVideoInfo describes frames of at most 2 GB: a large input at a
+    // large upscale has no output caps (before, a negotiation failure that
+    // said nothing).
+    gint w = 0, h = 0;
+    const GstStructure* st_in = gst_caps_get_structure(incaps, 0);
+    gst_structure_get_int(st_in, "width", &w);
+    gst_structure_get_int(st_in, "height", &h);
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
+                      ("Cannot restore %dx%d frames at %d times their size: GStreamer cannot describe a %" G_GINT64_FORMAT
+                       "x%" G_GINT64_FORMAT " frame (at most 2 GB).",
+                       w, h, up, (gint64)w * up, (gint64)h * up),
+                      ("caps %" GST_PTR_FORMAT " -> %" GST_PTR_FORMAT "; lower upscale, or scale the video down before "
+                       "gfpgansr",
+                       incaps, outcaps));
     return FALSE;
   }
   if (GST_VIDEO_INFO_FORMAT(&in) != GST_VIDEO_INFO_FORMAT(&out) ||
@@ -758,6 +771,22 @@ static gboolean gst_gfpgan_sr_set_caps(GstBaseTransform* trans, GstCaps* incaps,
     GST_ERROR_OBJECT(
         self, "output caps are not the input's format at %d times its size: %" GST_PTR_FORMAT " -> %" GST_PTR_FORMAT,
         up, incaps, outcaps);
+    return FALSE;
+  }
+  // A restored frame is worked on in float: about 27 bytes a pixel of the
+  // output were measured (anitalker sr); caps whose frames would need more
+  // than the memory free are refused here rather than killed by the system
+  // at the first frame.
+  const size_t need = (size_t)GST_VIDEO_INFO_WIDTH(&out) * (size_t)GST_VIDEO_INFO_HEIGHT(&out) * 32 + ((size_t)1 << 30);
+  const size_t free = anitalker::device_memory_free(c10::Device(c10::kCPU));
+  if (free > 0 && need > free) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
+                      ("A %dx%d frame restored at %d times its size is %dx%d: about %s of working memory, and %s is "
+                       "free.",
+                       GST_VIDEO_INFO_WIDTH(&in), GST_VIDEO_INFO_HEIGHT(&in), up, GST_VIDEO_INFO_WIDTH(&out),
+                       GST_VIDEO_INFO_HEIGHT(&out), anitalker::format_bytes(need).c_str(),
+                       anitalker::format_bytes(free).c_str()),
+                      ("lower upscale, or scale the video down before gfpgansr"));
     return FALSE;
   }
   st->in_info = in;

@@ -581,6 +581,36 @@ GST_START_TEST(test_short_buffer) {
 }
 GST_END_TEST;
 
+// Caps whose restored frames GStreamer cannot describe (over 2 GB): a
+// negotiation error with the sizes, before any frame (before, a
+// negotiation failure that said nothing).  (Frames it can describe but
+// whose work would need more memory than is free are refused the same way,
+// with the memory: not tested, as that depends on the machine.)
+GST_START_TEST(test_output_too_large) {
+  GstElement* e = make_sr(zero_face_detector(), 4);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+  GstHarness* h = new_harness(e);
+  set_video_caps(h, "RGB", 10000, 10000);
+  GstBuffer* buf = gst_buffer_new_allocate(nullptr, 16, nullptr);
+  GST_BUFFER_PTS(buf) = 0;
+  fail_if(gst_harness_push(h, buf) == GST_FLOW_OK);
+  GstMessage* msg = pop(bus, GST_MESSAGE_ERROR);
+  fail_unless(msg != nullptr);
+  GError* err = nullptr;
+  gst_message_parse_error(msg, &err, nullptr);
+  fail_unless(g_error_matches(err, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION), "%s", err->message);
+  fail_unless(strstr(err->message, "Cannot restore 10000x10000 frames at 4 times their size") != nullptr &&
+                  strstr(err->message, "40000x40000") != nullptr,
+              "%s", err->message);
+  g_error_free(err);
+  gst_message_unref(msg);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_missing_model) {
   GstElement* e = gst_element_factory_make("gfpgansr", nullptr);
   const char* missing = "/nonexistent/anitalker/GFPGANv1.4.pth";
@@ -744,6 +774,7 @@ static Suite* gfpgansr_suite() {
   tc = tcase_create("errors");
   tcase_add_test(tc, test_missing_model);
   tcase_add_test(tc, test_short_buffer);
+  tcase_add_test(tc, test_output_too_large);
   tcase_add_test(tc, test_no_detector);
   tcase_add_test(tc, test_parser_branch_messages);
   suite_add_tcase(s, tc);
