@@ -203,6 +203,16 @@ std::string whole_out_of_range(const char* name, T v, T lo, T hi) {
 
 }  // namespace
 
+GstClockTime gst_anitalker_qos_earliest(GstEvent* event, gdouble* proportion) {
+  GstQOSType type;
+  GstClockTimeDiff diff;
+  GstClockTime timestamp;
+  gst_event_parse_qos(event, &type, proportion, &diff, &timestamp);
+  if (!GST_CLOCK_TIME_IS_VALID(timestamp)) return GST_CLOCK_TIME_NONE;
+  if (diff > 0) return timestamp + 2 * diff;
+  return (GstClockTimeDiff)timestamp + diff > 0 ? timestamp + diff : 0;
+}
+
 bool gst_anitalker_check_mutable(GstElement* element, GParamSpec* pspec) {
   if ((pspec->flags & GST_PARAM_MUTABLE_PLAYING) || !(pspec->flags & GST_PARAM_MUTABLE_READY)) return true;
   GST_OBJECT_LOCK(element);

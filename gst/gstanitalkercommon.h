@@ -156,6 +156,12 @@ class GstAnitalkerBudget {
   std::deque<std::pair<gint64, GstClockTime>> recent_;
 };
 
+// A QoS event from downstream: the running time at or before which frames
+// are too late for it, as GstBaseTransform counts it (a late frame, diff >
+// 0, moves the limit twice as far, so that enough is skipped to catch up);
+// NONE without a timestamp.  *proportion gets the event's.
+GstClockTime gst_anitalker_qos_earliest(GstEvent* event, gdouble* proportion);
+
 // `latency-recovery` (the recovery time above, in seconds): its default and
 // its most.
 #define GST_ANITALKER_LATENCY_RECOVERY_DEFAULT_S 60

@@ -701,25 +701,13 @@ static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* ele
 
 /* --- Events and queries ------------------------------------------------------ */
 
-// QoS from downstream: as GstBaseTransform, a late frame (diff > 0) moves
-// the limit twice as far, so that enough is skipped to catch up.  The event
-// goes on upstream.
+// QoS from downstream (gst_anitalker_qos_earliest); the event goes on
+// upstream.
 static gboolean gst_anitalker_render_src_event(GstAnitalkerElement* element, GstEvent* event, gboolean*) {
   if (GST_EVENT_TYPE(event) != GST_EVENT_QOS) return FALSE;
-  GstQOSType type;
   gdouble proportion;
-  GstClockTimeDiff diff;
-  GstClockTime timestamp;
-  gst_event_parse_qos(event, &type, &proportion, &diff, &timestamp);
-  GstClockTime earliest = GST_CLOCK_TIME_NONE;
-  if (GST_CLOCK_TIME_IS_VALID(timestamp)) {
-    if (diff > 0)
-      earliest = timestamp + 2 * diff;
-    else
-      earliest = (GstClockTimeDiff)timestamp + diff > 0 ? timestamp + diff : 0;
-  }
-  GST_LOG_OBJECT(element, "QoS: proportion %g, diff %" G_GINT64_FORMAT ", earliest %" GST_TIME_FORMAT, proportion,
-                 diff, GST_TIME_ARGS(earliest));
+  const GstClockTime earliest = gst_anitalker_qos_earliest(event, &proportion);
+  GST_LOG_OBJECT(element, "QoS: proportion %g, earliest %" GST_TIME_FORMAT, proportion, GST_TIME_ARGS(earliest));
   RenderState* st = GST_ANITALKER_RENDER(element)->state;
   GstAnitalkerLocked lock(&st->lock);
   st->earliest = earliest;

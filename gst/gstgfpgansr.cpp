@@ -831,22 +831,9 @@ static gboolean gst_gfpgan_sr_transform_size(GstBaseTransform* trans, GstPadDire
 static gboolean gst_gfpgan_sr_src_event(GstBaseTransform* trans, GstEvent* event) {
   SrState* st = GST_GFPGAN_SR(trans)->state;
   if (GST_EVENT_TYPE(event) == GST_EVENT_QOS) {
-    GstQOSType type;
     gdouble proportion;
-    GstClockTimeDiff diff;
-    GstClockTime timestamp;
-    gst_event_parse_qos(event, &type, &proportion, &diff, &timestamp);
-    // As GstBaseTransform: a late frame (diff > 0) moves the limit twice as
-    // far, so that we skip enough to catch up.
-    GstClockTime earliest = GST_CLOCK_TIME_NONE;
-    if (GST_CLOCK_TIME_IS_VALID(timestamp)) {
-      if (diff > 0)
-        earliest = timestamp + 2 * diff;
-      else
-        earliest = (GstClockTimeDiff)timestamp + diff > 0 ? timestamp + diff : 0;
-    }
-    GST_LOG_OBJECT(trans, "QoS: proportion %g, diff %" G_GINT64_FORMAT ", earliest %" GST_TIME_FORMAT, proportion, diff,
-                   GST_TIME_ARGS(earliest));
+    const GstClockTime earliest = gst_anitalker_qos_earliest(event, &proportion);
+    GST_LOG_OBJECT(trans, "QoS: proportion %g, earliest %" GST_TIME_FORMAT, proportion, GST_TIME_ARGS(earliest));
     GstAnitalkerLocked lock(&st->lock);
     st->earliest = earliest;
   }

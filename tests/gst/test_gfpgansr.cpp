@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <memory>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -165,6 +166,19 @@ guint64 stat(GstElement* e, const char* field) {
 
 // The first message of `type` on the bus (null if none).
 GstMessage* pop(GstBus* bus, GstMessageType type) { return gst_bus_pop_filtered(bus, type); }
+
+// The next error on `bus`: of `domain` and `code`, its message holding each
+// of `texts`.
+void expect_error(GstBus* bus, GQuark domain, gint code, std::initializer_list<const char*> texts) {
+  GstMessage* msg = pop(bus, GST_MESSAGE_ERROR);
+  fail_unless(msg != nullptr, "no error posted");
+  GError* err = nullptr;
+  gst_message_parse_error(msg, &err, nullptr);
+  fail_unless(g_error_matches(err, domain, code), "%s", err->message);
+  for (const char* text : texts) fail_unless(strstr(err->message, text) != nullptr, "%s", err->message);
+  g_error_free(err);
+  gst_message_unref(msg);
+}
 
 std::string message_text(GstMessage* msg) {
   GError* err = nullptr;
@@ -566,14 +580,7 @@ GST_START_TEST(test_short_buffer) {
     GstBuffer* buf = gst_buffer_new_allocate(nullptr, size, nullptr);
     GST_BUFFER_PTS(buf) = 0;
     fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_ERROR);
-    GstMessage* msg = pop(bus, GST_MESSAGE_ERROR);
-    fail_unless(msg != nullptr);
-    GError* err = nullptr;
-    gst_message_parse_error(msg, &err, nullptr);
-    fail_unless(g_error_matches(err, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT), "%s", err->message);
-    fail_unless(strstr(err->message, "3072 bytes") != nullptr, "%s", err->message);
-    g_error_free(err);
-    gst_message_unref(msg);
+    expect_error(bus, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT, {"3072 bytes"});
   }
   gst_element_set_bus(h->element, nullptr);
   gst_object_unref(bus);
@@ -595,16 +602,8 @@ GST_START_TEST(test_output_too_large) {
   GstBuffer* buf = gst_buffer_new_allocate(nullptr, 16, nullptr);
   GST_BUFFER_PTS(buf) = 0;
   fail_if(gst_harness_push(h, buf) == GST_FLOW_OK);
-  GstMessage* msg = pop(bus, GST_MESSAGE_ERROR);
-  fail_unless(msg != nullptr);
-  GError* err = nullptr;
-  gst_message_parse_error(msg, &err, nullptr);
-  fail_unless(g_error_matches(err, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION), "%s", err->message);
-  fail_unless(strstr(err->message, "Cannot restore 10000x10000 frames at 4 times their size") != nullptr &&
-                  strstr(err->message, "40000x40000") != nullptr,
-              "%s", err->message);
-  g_error_free(err);
-  gst_message_unref(msg);
+  expect_error(bus, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
+               {"Cannot restore 10000x10000 frames at 4 times their size", "40000x40000"});
   gst_element_set_bus(h->element, nullptr);
   gst_object_unref(bus);
   gst_harness_teardown(h);

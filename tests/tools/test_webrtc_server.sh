@@ -24,13 +24,19 @@ check() {  # check NAME CONDITION...
   if "$@"; then echo "ok: $name"; else echo "FAIL: $name"; fail=1; fi
 }
 
-"$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --steps 5 \
-  --port "$port" --timeout 300 >"$work/server.log" 2>&1 &
-server=$!
-for i in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
+# start_server LOG [OPEN_FILES]: the server on $port, logging to LOG, under
+# an open-file limit when given; returns once the port answers (or 10 s).
+start_server() {
+  (if [ -n "${2:-}" ]; then ulimit -n "$2" || exit 1; fi
+   exec "$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --steps 5 \
+     --port "$port" --timeout 300) >"$1" 2>&1 &
+  server=$!
+  for i in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+}
+start_server "$work/server.log"
 
 # request TEXT: sends TEXT, prints the status line (empty when none came
 # within $wait_s s, 3 unless set).
@@ -122,13 +128,7 @@ grep -q "answer refused" "$work/server.log" || { echo "FAIL: the log does not sa
 # tens of thousands of warnings a second at full CPU for as long as the
 # clients stayed.  Now the caps stay within the limit.
 port=$((port + 1))
-(ulimit -n 256 && exec "$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" \
-  --steps 5 --port "$port" --timeout 300) >"$work/low.log" 2>&1 &
-server=$!
-for i in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
+start_server "$work/low.log" 256
 check "serves under ulimit -n 256" serving
 many=()
 for i in $(seq 400); do
