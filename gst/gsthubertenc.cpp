@@ -504,6 +504,10 @@ static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, 
   } else if (GST_BUFFER_IS_DISCONT(buffer) && GST_CLOCK_TIME_IS_VALID(element->t0) &&
              gst_anitalker_element_streaming(element)) {
     // No timestamp to tell how much is missing: the stream so far ends.
+    {
+      GstAnitalkerLocked lock(&st->lock);
+      st->restarts++;
+    }
     const GstFlowReturn ret = gst_anitalker_element_restart(element);
     if (ret != GST_FLOW_OK) return ret;
   }
