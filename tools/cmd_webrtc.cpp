@@ -78,6 +78,8 @@ struct App {
   int connections = 0;  // open HTTP connections (main loop only)
   int draining = 0;     // connections answered 503 and read until closed (main loop only)
   int max_connections = 0, max_draining = 0;  // the caps, from the open-file limit (open_file_caps)
+  gint64 report_second = 0;                    // the page's reports logged this second (main loop only)
+  long reports_in_second = 0, reports_dropped = 0;
   std::string error;
   GMainLoop* loop = nullptr;
   gint64 started_us = 0;        // when the pipeline was set to PLAYING (monotonic)
@@ -160,6 +162,26 @@ std::string query_value(const std::string& query, const std::string& key) {
     at = end + 1;
   }
   return "";
+}
+
+// A value a client sent, for the log: control characters (a newline that
+// would forge a line of its own, a terminal's escape sequences) written as
+// \xNN, and at most 200 bytes kept.
+std::string printable(const std::string& v) {
+  constexpr size_t kMax = 200;
+  std::string out;
+  for (size_t i = 0; i < v.size() && out.size() < kMax; ++i) {
+    const unsigned char ch = static_cast<unsigned char>(v[i]);
+    if (ch < 0x20 || ch == 0x7f) {
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\x%02x", ch);
+      out += esc;
+    } else {
+      out += v[i];
+    }
+  }
+  if (out.size() >= kMax) out += "... (" + std::to_string(v.size()) + " bytes)";
+  return out;
 }
 
 // --- The HTTP side ---------------------------------------------------------
@@ -349,12 +371,27 @@ void handle_request(Conn* c) {
     if (method != "GET") return conn_reply(c, 405, "text/plain", "use GET\n");
     const std::string err = query_value(query, "error");
     const long frames = std::atol(query_value(query, "frames").c_str());
-    std::fprintf(stderr, "anitalker webrtc: page: %s\n",
-                 err.empty() ? ("video frames " + query_value(query, "frames") + " " + query_value(query, "width") + "x" +
-                                query_value(query, "height") + ", audio packets " + query_value(query, "audio") + ", " +
-                                query_value(query, "state"))
-                                   .c_str()
-                             : ("error " + err).c_str());
+    // What the page reports, as it sent it but made printable: any client
+    // may send it.  At most 20 lines a second (the page reports every 0.5 s).
+    const gint64 now_s = g_get_monotonic_time() / G_USEC_PER_SEC;
+    if (now_s != app->report_second) {
+      if (app->reports_dropped > 0)
+        std::fprintf(stderr, "anitalker webrtc: %ld page reports not shown (more than 20 a second)\n",
+                     app->reports_dropped);
+      app->report_second = now_s;
+      app->reports_in_second = 0;
+      app->reports_dropped = 0;
+    }
+    if (++app->reports_in_second <= 20)
+      std::fprintf(stderr, "anitalker webrtc: page: %s\n",
+                   printable(err.empty() ? "video frames " + query_value(query, "frames") + " " +
+                                               query_value(query, "width") + "x" + query_value(query, "height") +
+                                               ", audio packets " + query_value(query, "audio") + ", " +
+                                               query_value(query, "state")
+                                         : "error " + err)
+                       .c_str());
+    else
+      app->reports_dropped++;
     g_mutex_lock(&app->lock);
     if (frames > 0 && !app->saw_page_frame) {
       app->saw_page_frame = true;

@@ -109,6 +109,25 @@ answered=$(cat "$work"/r* | grep -c '^HTTP/1.1 ')
 check "200 requests at once all answered ($answered)" test "$answered" -eq 200
 [ "$answered" -eq 200 ] || cat "$work"/r* | sort | uniq -c
 check "serves after 200 requests at once" serving
+# What a client reports to /stats goes to the log made printable and short:
+# until 2026-12-06 a %0a forged a log line of its own, an escape sequence
+# reached the terminal, and 16 KiB went out whole, as often as sent.
+long=$(head -c 8000 /dev/zero | tr '\0' 'b')
+request "GET /stats?error=%0aFORGED%1b%5b2J$long HTTP/1.0\r\n\r\n" >/dev/null
+sleep 0.3
+check "no forged log line" bash -c "! grep -q '^FORGED' '$work/server.log'"
+check "no control character in the log" bash -c "! grep -q \$'\\x1b' '$work/server.log'"
+check "the report shown escaped and cut" bash -c "grep -q 'page: error \\\\x0aFORGED\\\\x1b\\[2Jbb*\\.\\.\\. (8017 bytes)' '$work/server.log'"
+# 100 reports sent within a moment (from this shell: no process each).
+for i in $(seq 100); do
+  exec {fd}<>"/dev/tcp/127.0.0.1/$port" && printf 'GET /stats?frames=1 HTTP/1.0\r\n\r\n' >&$fd && exec {fd}>&-
+done
+sleep 1.2
+request 'GET /stats?frames=1 HTTP/1.0\r\n\r\n' >/dev/null
+sleep 0.3
+shown=$(grep -c 'page: video frames 1 ' "$work/server.log")
+check "at most 20 reports a second shown ($shown of 101)" test "$shown" -le 61
+check "the rest counted" grep -q 'page reports not shown' "$work/server.log"
 check "the server is still running" alive
 kill -TERM "$server"
 for i in $(seq 50); do alive || break; sleep 0.1; done
