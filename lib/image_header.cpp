@@ -116,15 +116,25 @@ ImageHeader read_image_header(const std::string& path) {
   return h;
 }
 
-int64_t max_image_pixels() {
+namespace {
+
+// ANITALKER_MAX_PIXELS read: the limit, and *ignored its text when it is
+// set but not a whole number above 0 (then the default is in force).
+int64_t read_max_pixels(std::string* ignored) {
   const char* v = std::getenv("ANITALKER_MAX_PIXELS");
   if (v && *v) {
     char* end = nullptr;
+    errno = 0;
     const long long x = std::strtoll(v, &end, 10);
-    if (end && *end == 0 && x > 0) return x;
+    if (end && *end == 0 && x > 0 && errno == 0) return x;
+    if (ignored) *ignored = v;
   }
   return 100000000;
 }
+
+}  // namespace
+
+int64_t max_image_pixels() { return read_max_pixels(nullptr); }
 
 void check_image_header(const std::string& path) {
   const ImageHeader h = read_image_header(path);
@@ -136,12 +146,16 @@ void check_image_header(const std::string& path) {
     if (h.width == 0 || h.height == 0)
       throw format_error(path + ": the header gives an empty image (" + std::to_string(h.width) + "x" +
                          std::to_string(h.height) + ")");
-    const int64_t limit = max_image_pixels();
+    std::string ignored;
+    const int64_t limit = read_max_pixels(&ignored);
     if (h.width * h.height > limit)
       throw format_error(path + ": the image is " + std::to_string(h.width) + "x" + std::to_string(h.height) + " (" +
                          std::to_string(h.width * h.height / 1000000) + " Mpx), more than the limit of " +
                          (limit >= 1000000 ? std::to_string(limit / 1000000) + " Mpx" : std::to_string(limit) + " pixels") +
-                         "; scale it down (the networks see 256x256) or raise ANITALKER_MAX_PIXELS");
+                         "; scale it down (the networks see 256x256) or raise ANITALKER_MAX_PIXELS" +
+                         (ignored.empty() ? std::string()
+                                          : " (ANITALKER_MAX_PIXELS=" + ignored +
+                                                " is not a whole number of pixels above 0, so the default is in force)"));
   }
 }
 

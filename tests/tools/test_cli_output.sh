@@ -236,6 +236,12 @@ check "a 30000x30000 PNG is refused in $ms ms, naming its size (rc $rc: $(cat er
 ANITALKER_MAX_PIXELS=1000 "$bin" generate --models-dir "$data/chain" --steps 5 --quiet --portrait face.jpg \
   --audio speech.wav --out h.mp4 2>err.txt; rc=$?
 check "ANITALKER_MAX_PIXELS lowers the limit (rc $rc)" bash -c "[ $rc -eq 1 ] && grep -q 'more than the limit' err.txt"
+# A value that is not a whole number (1e9) keeps the default; the refusal
+# says so rather than only "raise ANITALKER_MAX_PIXELS", which was done.
+ANITALKER_MAX_PIXELS=1e9 "$bin" generate --models-dir "$data/chain" --steps 5 --quiet --portrait huge.png \
+  --audio speech.wav --out h.mp4 2>err.txt; rc=$?
+check "ANITALKER_MAX_PIXELS=1e9 is said to be ignored (rc $rc)" \
+  bash -c "[ $rc -eq 1 ] && grep -q 'ANITALKER_MAX_PIXELS=1e9 is not a whole number of pixels above 0, so the default is in force' err.txt"
 
 # 9. The element's cause is printed without ANITALKER_DEBUG: a stage-2
 # checkpoint of another variant.
