@@ -265,6 +265,7 @@ static const struct {
     {"face-box", RENDER},
     {"crop-ratio", RENDER},
     {"face-index", RENDER},
+    {"qos", RENDER},
     {"max-size", PASTE},
     {"feather", PASTE},
     {"colour-match", PASTE},
