@@ -453,6 +453,20 @@ static GstFlowReturn close_hole(GstHubertEnc* self, GstClockTimeDiff hole, const
   const std::vector<float> silence((size_t)std::min<guint64>(n, SAMPLE_RATE), 0.0f);
   GstFlowReturn ret = GST_FLOW_OK;
   while (n > 0 && ret == GST_FLOW_OK) {
+    // `auto` past offline-limit goes on in windows: the rest of a long hole
+    // (a timestamp hours ahead) is then not computed but ends the stream.
+    if (gst_anitalker_element_streaming(element) &&
+        gst_util_uint64_scale(n, GST_SECOND, SAMPLE_RATE) > (guint64)gap_fill_ms * GST_MSECOND) {
+      GST_INFO_OBJECT(self, "now in windows: the remaining %.3f s of the hole end the stream",
+                      (double)n / SAMPLE_RATE);
+      *restarted = true;
+      {
+        GstAnitalkerLocked lock(&self->state->lock);
+        self->state->restarts++;
+        self->state->silence_s -= (double)n / SAMPLE_RATE;
+      }
+      return gst_anitalker_element_restart(element);
+    }
     const guint64 piece = std::min<guint64>(n, silence.size());
     ret = take_samples(self, silence.data(), (gint64)piece);
     n -= piece;

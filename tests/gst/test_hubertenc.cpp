@@ -1119,6 +1119,32 @@ GST_START_TEST(test_hole_over_gap_fill) {
 }
 GST_END_TEST;
 
+// A timestamp an hour ahead in `auto` on a non-live input: filled only up
+// to offline-limit (where auto goes on in windows), then the stream ends and
+// starts anew at the PTS, rather than an hour of silence computed.
+GST_START_TEST(test_hole_of_an_hour) {
+  GstHarness* h = new_harness("mfcc", "auto");
+  gst_harness_set_live(h, FALSE);
+  g_object_set(h->element, "offline-limit", 2u, nullptr);
+  push_f32(h, clip(), 0, 16000, 1600);
+  push_f32(h, clip(), 16000, 24000, 1600, 3600 * GST_SECOND);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h, kMfcc, 100);
+  fail_unless(out.frames() > 0 && out.frames() < 400, "%zu frames", out.frames());
+  fail_unless(out.pts.back() >= 3600 * GST_SECOND);
+  GstStructure* stats = nullptr;
+  g_object_get(h->element, "stats", &stats, nullptr);
+  guint64 restarts = 0;
+  double silence = 0;
+  fail_unless(gst_structure_get(stats, "restarts", G_TYPE_UINT64, &restarts, "silence", G_TYPE_DOUBLE, &silence,
+                                nullptr));
+  gst_structure_free(stats);
+  fail_unless_equals_uint64(restarts, 1);
+  fail_unless(silence <= 2.0, "%g s of silence", silence);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 // After NULL and back, nothing of the old stream remains.
 GST_START_TEST(test_reuse_after_null) {
   GstHarness* h = new_harness("mfcc", "offline");
@@ -1275,6 +1301,7 @@ static Suite* hubertenc_suite() {
   tcase_add_test(tc, test_overlap_dropped);
   tcase_add_test(tc, test_gap_filled);
   tcase_add_test(tc, test_hole_over_gap_fill);
+  tcase_add_test(tc, test_hole_of_an_hour);
   tcase_add_test(tc, test_reuse_after_null);
   tcase_add_test(tc, test_renegotiation);
   tcase_add_test(tc, test_zero_length_buffers);
