@@ -61,9 +61,10 @@
  * In `auto` mode (the default) the element streams when upstream reports a
  * live source in the LATENCY query and works offline otherwise.
  *
- * FLUSH_STOP and SEGMENT drop the features not yet used.  In streaming mode a
- * DISCONT buffer or a GAP event first finishes the stream so far (as at EOS),
- * then starts anew; the next output buffer is flagged DISCONT.
+ * FLUSH_STOP drops the features not yet used.  A SEGMENT (without a flush:
+ * concat, a playlist), and in streaming mode a DISCONT buffer or a GAP
+ * event, first finishes the stream so far (as at EOS), then starts anew;
+ * the next output buffer is flagged DISCONT.
  *
  * The control properties (pose, face location and scale) are controllable:
  * a #GstControlSource can animate them; they are read at the start of each
@@ -534,7 +535,7 @@ static GstFlowReturn gst_anitalker_motion_drain(GstAnitalkerElement* element) {
   return ret;
 }
 
-// FLUSH_STOP, SEGMENT: the features not yet used are dropped.
+// FLUSH_STOP: the features not yet used are dropped (a SEGMENT drains first).
 static void gst_anitalker_motion_flush(GstAnitalkerElement* element) {
   MotionState* st = GST_ANITALKER_MOTION(element)->state;
   if (st->stream) {
@@ -755,6 +756,9 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
   gst_type_mark_as_plugin_api(GST_TYPE_ANITALKER_MOTION_TYPE, (GstPluginAPIFlags)0);
 
   base_class->failure = "Generating motion failed.";
+  // A SEGMENT without a flush (concat, a playlist, a non-flushing seek) ends
+  // the stream so far: what is pending is finished and pushed, not dropped.
+  base_class->drain_on_segment = TRUE;
   base_class->input = "Features";
   base_class->start = gst_anitalker_motion_start;
   base_class->warm_up = gst_anitalker_motion_warm_up;

@@ -95,8 +95,10 @@
  * Without these the video drifted from the audio by every lost packet and
  * by the sources' clock drift, for good, and every DISCONT cut the motion
  * (docs/reliability.md).  A DISCONT buffer without a PTS still finishes the
- * stream so far in streaming mode.  FLUSH_STOP and SEGMENT drop the audio
- * not yet encoded.
+ * stream so far in streaming mode.  FLUSH_STOP drops the audio not yet
+ * encoded; a SEGMENT finishes it first (both modes: a concat or playlist of
+ * clips gives each its frames; until 2026-12-06 it was dropped, offline the
+ * whole clip before the segment).
  *
  * ## Example launch line
  * |[
@@ -391,7 +393,7 @@ static GstFlowReturn gst_hubert_enc_drain(GstAnitalkerElement* element) {
   return ret;
 }
 
-// FLUSH_STOP, SEGMENT: the audio not yet encoded is dropped.
+// FLUSH_STOP: the audio not yet encoded is dropped (a SEGMENT drains first).
 static void gst_hubert_enc_flush(GstAnitalkerElement* element) {
   EncState* st = GST_HUBERT_ENC(element)->state;
   if (st->stream) {
@@ -734,6 +736,9 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
   gst_element_class_add_static_pad_template(element_class, &src_template);
 
   base_class->failure = "Encoding audio failed.";
+  // A SEGMENT without a flush (concat, a playlist, a non-flushing seek) ends
+  // the stream so far: what is pending is finished and pushed, not dropped.
+  base_class->drain_on_segment = TRUE;
   base_class->input = "Audio";
   base_class->start = gst_hubert_enc_start;
   base_class->warm_up = gst_hubert_enc_warm_up;

@@ -1145,6 +1145,34 @@ GST_START_TEST(test_hole_of_an_hour) {
 }
 GST_END_TEST;
 
+// A SEGMENT without a flush (concat, a playlist of clips): the audio before
+// it is an utterance of its own, encoded and pushed, in both modes; the
+// next counts from its own first PTS in the new segment (before, the audio
+// not yet encoded was dropped: offline the whole first clip).
+GST_START_TEST(test_segment_drains) {
+  for (const char* mode : {"offline", "streaming"}) {
+    GstHarness* h = new_harness("mfcc", mode);
+    push_f32(h, clip(), 0, 8000, 1600);
+    GstSegment segment;
+    gst_segment_init(&segment, GST_FORMAT_TIME);
+    segment.base = sample_time(8000);
+    fail_unless(gst_harness_push_event(h, gst_event_new_segment(&segment)));
+    push_f32(h, clip(), 8000, 16000, 1600);
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    Output out = pull_all(h, kMfcc, 100);
+    std::vector<double> a = anitalker::mfcc39(clip(), 8000);
+    std::vector<double> b = anitalker::mfcc39(clip() + 8000, 8000);
+    fail_unless_equals_int(out.values.size(), a.size() + b.size());
+    for (size_t i = 0; i < a.size(); i++) fail_unless_equals_float(out.values[i], (float)a[i]);
+    for (size_t i = 0; i < b.size(); i++) fail_unless_equals_float(out.values[a.size() + i], (float)b[i]);
+    const size_t part1 = a.size() / kMfcc;
+    fail_unless_equals_uint64(out.pts[part1], 0);
+    fail_unless(out.discont[part1]);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
 // After NULL and back, nothing of the old stream remains.
 GST_START_TEST(test_reuse_after_null) {
   GstHarness* h = new_harness("mfcc", "offline");
@@ -1302,6 +1330,7 @@ static Suite* hubertenc_suite() {
   tcase_add_test(tc, test_gap_filled);
   tcase_add_test(tc, test_hole_over_gap_fill);
   tcase_add_test(tc, test_hole_of_an_hour);
+  tcase_add_test(tc, test_segment_drains);
   tcase_add_test(tc, test_reuse_after_null);
   tcase_add_test(tc, test_renegotiation);
   tcase_add_test(tc, test_zero_length_buffers);

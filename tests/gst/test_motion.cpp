@@ -616,6 +616,42 @@ GST_START_TEST(test_flush) {
 }
 GST_END_TEST;
 
+// A SEGMENT without a flush (concat, a playlist of clips): the features
+// gathered before it are a stream of their own and give their frames
+// (before, offline, they were dropped: 5 frames here instead of 30).
+GST_START_TEST(test_segment_drains) {
+  GstHarness* h = new_harness("hubert_audio_only");
+  const at::Tensor f = frames("hubert_audio_only");
+  push_frames(h, f, 0, 50, 10, 50);
+  GstSegment seg;
+  gst_segment_init(&seg, GST_FORMAT_TIME);
+  seg.base = GST_SECOND;
+  fail_unless(gst_harness_push_event(h, gst_event_new_segment(&seg)));
+  push_frames(h, f, 0, 10, 10, 50);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  // Two streams: 25 frames from offset 0, then 5 from offset 0 again,
+  // flagged DISCONT, timed from 0 in the new segment.
+  guint64 frames = 0, restarts = 0;
+  GstBuffer* buf;
+  while ((buf = gst_harness_try_pull(h)) != nullptr) {
+    const guint64 n = gst_buffer_get_size(buf) / (kDims * sizeof(float));
+    if (GST_BUFFER_OFFSET(buf) == 0) {
+      fail_unless(GST_BUFFER_IS_DISCONT(buf));
+      fail_unless_equals_uint64(GST_BUFFER_PTS(buf), 0);
+      if (frames > 0) {
+        fail_unless_equals_uint64(frames, 25);
+        restarts++;
+      }
+    }
+    frames += n;
+    gst_buffer_unref(buf);
+  }
+  fail_unless_equals_uint64(frames, 30);
+  fail_unless_equals_uint64(restarts, 1);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 // Renegotiation mid-stream: the same caps again (as a caps change upstream
 // that ends in the same features caps) keeps the frames gathered so far, so
 // the offline result is unchanged; caps that no longer fit (MFCC into the
@@ -1187,6 +1223,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_property_change_while_playing);
   tcase_add_test(tc, test_portrait_change);
   tcase_add_test(tc, test_flush);
+  tcase_add_test(tc, test_segment_drains);
   tcase_add_test(tc, test_renegotiation);
   tcase_add_test(tc, test_zero_length_buffers);
   suite_add_tcase(s, tc);
