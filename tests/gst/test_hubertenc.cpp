@@ -1025,6 +1025,19 @@ void check_mfcc_of(const Output& out, const std::vector<float>& audio, GstClockT
   for (size_t t = 1; t < out.frames(); t++) fail_if(out.discont[t], "frame %zu flagged DISCONT", t);
 }
 
+// The clip's first and second 8000 samples as two streams of their own:
+// each part's MFCC, the second from `second_pts`, flagged DISCONT.
+void check_two_streams(const Output& out, GstClockTime second_pts) {
+  std::vector<double> a = anitalker::mfcc39(clip(), 8000);
+  std::vector<double> b = anitalker::mfcc39(clip() + 8000, 8000);
+  fail_unless_equals_int(out.values.size(), a.size() + b.size());
+  for (size_t i = 0; i < a.size(); i++) fail_unless_equals_float(out.values[i], (float)a[i]);
+  for (size_t i = 0; i < b.size(); i++) fail_unless_equals_float(out.values[a.size() + i], (float)b[i]);
+  const size_t part1 = a.size() / kMfcc;
+  fail_unless_equals_uint64(out.pts[part1], second_pts);
+  fail_unless(out.discont[part1]);
+}
+
 // A lost packet: the next buffer's PTS lies 100 ms past the audio taken.
 // Before, the samples closed up and every frame after came 100 ms early
 // (for good: each loss added to it), and with a DISCONT flag the stream was
@@ -1105,14 +1118,7 @@ GST_START_TEST(test_hole_over_gap_fill) {
     const GstClockTime hole = gap_fill == 0 ? 100 * GST_MSECOND : 600 * GST_MSECOND;
     Output out = run_pieces("streaming", {{0, 8000, 0, false}, {8000, 16000, sample_time(8000) + hole, false}},
                             gap_fill);
-    std::vector<double> a = anitalker::mfcc39(clip(), 8000);
-    std::vector<double> b = anitalker::mfcc39(clip() + 8000, 8000);
-    fail_unless_equals_int(out.values.size(), a.size() + b.size());
-    for (size_t i = 0; i < a.size(); i++) fail_unless_equals_float(out.values[i], (float)a[i]);
-    for (size_t i = 0; i < b.size(); i++) fail_unless_equals_float(out.values[a.size() + i], (float)b[i]);
-    const size_t part1 = a.size() / kMfcc;
-    fail_unless_equals_uint64(out.pts[part1], sample_time(8000) + hole);
-    fail_unless(out.discont[part1]);
+    check_two_streams(out, sample_time(8000) + hole);
     fail_unless_equals_uint64(last_stats.restarts, 1);
     fail_unless_equals_uint64(last_stats.holes, 0);
   }
@@ -1160,14 +1166,7 @@ GST_START_TEST(test_segment_drains) {
     push_f32(h, clip(), 8000, 16000, 1600);
     fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
     Output out = pull_all(h, kMfcc, 100);
-    std::vector<double> a = anitalker::mfcc39(clip(), 8000);
-    std::vector<double> b = anitalker::mfcc39(clip() + 8000, 8000);
-    fail_unless_equals_int(out.values.size(), a.size() + b.size());
-    for (size_t i = 0; i < a.size(); i++) fail_unless_equals_float(out.values[i], (float)a[i]);
-    for (size_t i = 0; i < b.size(); i++) fail_unless_equals_float(out.values[a.size() + i], (float)b[i]);
-    const size_t part1 = a.size() / kMfcc;
-    fail_unless_equals_uint64(out.pts[part1], 0);
-    fail_unless(out.discont[part1]);
+    check_two_streams(out, 0);
     gst_harness_teardown(h);
   }
 }
