@@ -773,11 +773,10 @@ static gboolean gst_gfpgan_sr_set_caps(GstBaseTransform* trans, GstCaps* incaps,
         up, incaps, outcaps);
     return FALSE;
   }
-  // A restored frame is worked on in float: about 27 bytes a pixel of the
-  // output were measured (anitalker sr); caps whose frames would need more
-  // than the memory free are refused here rather than killed by the system
-  // at the first frame.
-  const size_t need = (size_t)GST_VIDEO_INFO_WIDTH(&out) * (size_t)GST_VIDEO_INFO_HEIGHT(&out) * 32 + ((size_t)1 << 30);
+  // Caps whose frames would need more than the memory free
+  // (face::result_working_memory) are refused here rather than killed by
+  // the system at the first frame.
+  const size_t need = anitalker::face::result_working_memory(GST_VIDEO_INFO_WIDTH(&out), GST_VIDEO_INFO_HEIGHT(&out));
   const size_t free = anitalker::device_memory_free(c10::Device(c10::kCPU));
   if (free > 0 && need > free) {
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,

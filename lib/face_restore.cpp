@@ -408,6 +408,10 @@ cv::Mat parse_labels(const parsenet::Model& parser, const cv::Mat& restored) {
   return parse_labels_with([&](const at::Tensor& x) { return parser.label_map(x); }, restored);
 }
 
+size_t result_working_memory(int64_t width, int64_t height) {
+  return static_cast<size_t>(width) * static_cast<size_t>(height) * 32 + (size_t{1} << 30);
+}
+
 FaceRestorer::FaceRestorer(std::shared_ptr<const gfpgan::Model> model,
                            std::shared_ptr<const retinaface::Model> detector,
                            std::shared_ptr<const parsenet::Model> parser, Options options)

@@ -121,16 +121,14 @@ int cmd_sr(int argc, char** argv) {
     anitalker::check_precision(prec, dev, "--precision",
                                {anitalker::Precision::Fp32, anitalker::Precision::Bf16, anitalker::Precision::Fp16}, "GFPGAN");
 
-    // The result is the image times --upscale on each side, worked on in
-    // float: about 27 bytes a pixel of it were measured (a 3000x3000 photo:
-    // 1.1 GB at --upscale 1, 3.0 GB at 3, 4.7 GB at 4); refused before any
-    // work when that is more than the memory free (a 100 Mpx photo at
-    // --upscale 4 would need about 50 GB: the system would kill the process).
+    // The result (the image times --upscale on each side) is refused before
+    // any work when its working memory is more than the memory free
+    // (face::result_working_memory; the system would kill the process).
     if (!out.empty() && !aligned) {
       const anitalker::ImageHeader header = anitalker::read_image_header(in);
       if (header.width > 0 && header.height > 0) {
         const int64_t w = header.width * upscale, h = header.height * upscale;
-        const size_t need = static_cast<size_t>(w) * static_cast<size_t>(h) * 32 + (size_t{1} << 30);
+        const size_t need = face::result_working_memory(w, h);
         const size_t free = anitalker::device_memory_free(c10::Device(c10::kCPU));
         if (free > 0 && need > free)
           throw anitalker::Error(anitalker::Error::Kind::Usage,
