@@ -427,51 +427,45 @@ static GstClockTimeDiff lead(GstHubertEnc* self, GstClockTime pts) {
   return GST_CLOCK_DIFF(end, pts);
 }
 
-// A hole of `hole` ns in the audio before `what` (a buffer, a gap):
-// silence fills it, in pieces of a second; in streaming, one longer than
-// gap-fill finishes the stream so far instead (*restarted).
-static GstFlowReturn close_hole(GstHubertEnc* self, GstClockTimeDiff hole, const char* what, bool* restarted) {
-  GstAnitalkerElement* element = GST_ANITALKER_ELEMENT(self);
-  const guint gap_fill_ms = gst_anitalker_get(self, &self->gap_fill_ms);
-  *restarted = false;
-  if (gst_anitalker_element_streaming(element) && hole > (GstClockTimeDiff)gap_fill_ms * GST_MSECOND) {
-    GST_INFO_OBJECT(self, "a hole of %.3f s before the %s, over gap-fill (%u ms): the stream so far ends", hole / 1e9,
-                    what, gap_fill_ms);
-    *restarted = true;
-    {
-      GstAnitalkerLocked lock(&self->state->lock);
-      self->state->restarts++;
-    }
-    return gst_anitalker_element_restart(element);
-  }
-  guint64 n = gst_util_uint64_scale_round((guint64)hole, SAMPLE_RATE, GST_SECOND);
+// Ends the stream so far (gst_anitalker_element_restart), counted in stats.
+static GstFlowReturn restart_stream(GstHubertEnc* self) {
   {
     GstAnitalkerLocked lock(&self->state->lock);
-    self->state->holes++;
-    self->state->silence_s += (double)n / SAMPLE_RATE;
+    self->state->restarts++;
   }
-  GST_INFO_OBJECT(self, "a hole of %.3f s before the %s: %" G_GUINT64_FORMAT " samples of silence", hole / 1e9, what,
-                  n);
+  return gst_anitalker_element_restart(GST_ANITALKER_ELEMENT(self));
+}
+
+// A hole of `hole` ns in the audio before `what` (a buffer, a gap):
+// silence fills it, in pieces of a second.  In windows (streaming, or
+// `auto` gone past offline-limit meanwhile) what is left of it, when longer
+// than gap-fill, is not computed but finishes the stream so far instead
+// (*restarted): a timestamp hours ahead is not hours of silence.
+static GstFlowReturn close_hole(GstHubertEnc* self, GstClockTimeDiff hole, const char* what, bool* restarted) {
+  GstAnitalkerElement* element = GST_ANITALKER_ELEMENT(self);
+  const GstClockTimeDiff gap_fill = (GstClockTimeDiff)gst_anitalker_get(self, &self->gap_fill_ms) * GST_MSECOND;
+  *restarted = false;
+  const guint64 n = gst_util_uint64_scale_round((guint64)hole, SAMPLE_RATE, GST_SECOND);
   const std::vector<float> silence((size_t)std::min<guint64>(n, SAMPLE_RATE), 0.0f);
   GstFlowReturn ret = GST_FLOW_OK;
-  while (n > 0 && ret == GST_FLOW_OK) {
-    // `auto` past offline-limit goes on in windows: the rest of a long hole
-    // (a timestamp hours ahead) is then not computed but ends the stream.
-    if (gst_anitalker_element_streaming(element) &&
-        gst_util_uint64_scale(n, GST_SECOND, SAMPLE_RATE) > (guint64)gap_fill_ms * GST_MSECOND) {
-      GST_INFO_OBJECT(self, "now in windows: the remaining %.3f s of the hole end the stream",
-                      (double)n / SAMPLE_RATE);
+  for (guint64 filled = 0; filled < n && ret == GST_FLOW_OK;) {
+    const GstClockTimeDiff left = hole - (GstClockTimeDiff)gst_util_uint64_scale(filled, GST_SECOND, SAMPLE_RATE);
+    if (gst_anitalker_element_streaming(element) && left > gap_fill) {
+      GST_INFO_OBJECT(self, "a hole of %.3f s before the %s, %.3f s of it over gap-fill: the stream so far ends",
+                      hole / 1e9, what, left / 1e9);
       *restarted = true;
-      {
-        GstAnitalkerLocked lock(&self->state->lock);
-        self->state->restarts++;
-        self->state->silence_s -= (double)n / SAMPLE_RATE;
-      }
-      return gst_anitalker_element_restart(element);
+      return restart_stream(self);
     }
-    const guint64 piece = std::min<guint64>(n, silence.size());
+    const guint64 piece = std::min<guint64>(n - filled, silence.size());
+    {
+      GstAnitalkerLocked lock(&self->state->lock);
+      if (filled == 0) self->state->holes++;
+      self->state->silence_s += (double)piece / SAMPLE_RATE;
+    }
+    GST_INFO_OBJECT(self, "a hole of %.3f s before the %s: %" G_GUINT64_FORMAT " samples of silence", hole / 1e9,
+                    what, piece);
     ret = take_samples(self, silence.data(), (gint64)piece);
-    n -= piece;
+    filled += piece;
   }
   return ret;
 }
@@ -507,11 +501,7 @@ static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, 
       GST_INFO_OBJECT(self, "the timestamps went back by %.3f s: %s", -d / 1e9,
                       gst_anitalker_element_streaming(element) ? "the stream so far ends" : "taken as they come");
       if (gst_anitalker_element_streaming(element)) {
-        {
-          GstAnitalkerLocked lock(&st->lock);
-          st->restarts++;
-        }
-        const GstFlowReturn ret = gst_anitalker_element_restart(element);
+        const GstFlowReturn ret = restart_stream(self);
         if (ret != GST_FLOW_OK) return ret;
       }
     } else if (GST_BUFFER_IS_DISCONT(buffer)) {
@@ -520,11 +510,7 @@ static GstFlowReturn gst_hubert_enc_handle_buffer(GstAnitalkerElement* element, 
   } else if (GST_BUFFER_IS_DISCONT(buffer) && GST_CLOCK_TIME_IS_VALID(element->t0) &&
              gst_anitalker_element_streaming(element)) {
     // No timestamp to tell how much is missing: the stream so far ends.
-    {
-      GstAnitalkerLocked lock(&st->lock);
-      st->restarts++;
-    }
-    const GstFlowReturn ret = gst_anitalker_element_restart(element);
+    const GstFlowReturn ret = restart_stream(self);
     if (ret != GST_FLOW_OK) return ret;
   }
   gst_anitalker_element_anchor(element, buffer);
