@@ -2,8 +2,11 @@
 // header).  Plumbing only; no maths.
 #include "gstanitalkerelement.h"
 
+#include <algorithm>
 #include <cstring>
+#include <deque>
 #include <string>
+#include <utility>
 
 #include "device.h"
 
@@ -46,6 +49,7 @@ GType gst_anitalker_mode_get_type(void) {
 
 struct _GstAnitalkerElementPrivate {
   ~_GstAnitalkerElementPrivate() {
+    for (auto& e : held) gst_event_unref(e.second);
     if (state_destroy) state_destroy(state);
   }
   // Under `lock`: read from the streaming thread, queries and the state
@@ -57,6 +61,14 @@ struct _GstAnitalkerElementPrivate {
   GstAnitalkerBudget budget;
   void* state = nullptr;
   void (*state_destroy)(void*) = nullptr;
+
+  // Serialized events that came after input whose output has not been
+  // pushed yet, with their place on the output's timeline (where that input
+  // ends): each is pushed before the first output buffer at or after its
+  // place, or at the end of the stream (streaming thread).
+  std::deque<std::pair<GstClockTime, GstEvent*>> held;
+  GstClockTime in_end = GST_CLOCK_TIME_NONE;   // the input since the stream (re)started ends here
+  GstClockTime out_end = GST_CLOCK_TIME_NONE;  // the output pushed since then ends here
 };
 
 static GstElementClass* parent_class = nullptr;
@@ -379,8 +391,70 @@ gboolean gst_anitalker_element_push_caps(GstAnitalkerElement* self, GstCaps* cap
   return pushed;
 }
 
+/* --- Serialized events in their place ----------------------------------------- */
+
+// Pushes the held events placed at or before `upto` (every one with NONE).
+static void release_events(GstAnitalkerElement* self, GstClockTime upto) {
+  auto& held = self->priv->held;
+  while (!held.empty() && (!GST_CLOCK_TIME_IS_VALID(upto) || held.front().first <= upto)) {
+    GstEvent* event = held.front().second;
+    held.pop_front();
+    GST_LOG_OBJECT(self, "the output reached it: %" GST_PTR_FORMAT, event);
+    gst_pad_push_event(self->srcpad, event);
+  }
+}
+
+// A serialized event after input whose output is still to come waits for
+// that output (as GstAudioEncoder and GstVideoDecoder keep events with their
+// frames): a marker a voice agent puts after a sentence comes out after the
+// sentence's frames, not the whole latency before them.  FALSE: nothing is
+// held back, the event goes on now.
+static gboolean hold_event(GstAnitalkerElement* self, GstEvent* event) {
+  GstAnitalkerElementPrivate* p = self->priv;
+  GstClockTime at = p->in_end;
+  if (p->held.empty()) {
+    if (!GST_CLOCK_TIME_IS_VALID(at)) return FALSE;  // no input (with timestamps) since the stream started
+    if (GST_CLOCK_TIME_IS_VALID(p->out_end) && at <= p->out_end) return FALSE;  // all of it out already
+  } else if (!GST_CLOCK_TIME_IS_VALID(at) || at < p->held.back().first) {
+    at = p->held.back().first;  // in order with those held before it
+  }
+  GST_LOG_OBJECT(self, "held until the output reaches %" GST_TIME_FORMAT ": %" GST_PTR_FORMAT, GST_TIME_ARGS(at),
+                 event);
+  p->held.emplace_back(at, event);
+  return TRUE;
+}
+
+// Where the input taken so far ends on the output's timeline.
+static void note_input(GstAnitalkerElement* self, GstBuffer* buffer) {
+  GstAnitalkerElementClass* klass = klass_of(self);
+  if (klass->input_end) {
+    self->priv->in_end = klass->input_end(self);
+  } else if (buffer && GST_BUFFER_PTS_IS_VALID(buffer)) {
+    // Without a duration: after this buffer's first frame, at least.
+    self->priv->in_end = GST_BUFFER_PTS(buffer) + (GST_BUFFER_DURATION_IS_VALID(buffer) ? GST_BUFFER_DURATION(buffer) : 1);
+  }
+}
+
+// FLUSH: what is held goes with the data, but for the sticky events (tags,
+// stream collections), which still hold and go on before the next output.
+static void drop_held_events(GstAnitalkerElement* self) {
+  std::deque<std::pair<GstClockTime, GstEvent*>> kept;
+  for (auto& e : self->priv->held) {
+    if (GST_EVENT_IS_STICKY(e.second))
+      kept.emplace_back(0, e.second);
+    else
+      gst_event_unref(e.second);
+  }
+  self->priv->held.swap(kept);
+}
+
 GstFlowReturn gst_anitalker_element_push(GstAnitalkerElement* self, GstBuffer* buffer) {
+  const GstClockTime pts = GST_BUFFER_PTS(buffer);
+  const GstClockTime duration = GST_BUFFER_DURATION(buffer);
+  if (GST_CLOCK_TIME_IS_VALID(pts)) release_events(self, pts);
   const GstFlowReturn ret = gst_pad_push(self->srcpad, buffer);
+  if (GST_CLOCK_TIME_IS_VALID(pts))
+    self->priv->out_end = pts + (GST_CLOCK_TIME_IS_VALID(duration) ? duration : 0);
   if (ret != GST_FLOW_OK) GST_DEBUG_OBJECT(self, "push: %s", gst_flow_get_name(ret));
   return ret;
 }
@@ -390,11 +464,17 @@ GstFlowReturn gst_anitalker_element_push_frames(GstAnitalkerElement* self, const
                                                 const std::function<void(GstBuffer*, guint64, guint64)>& decorate) {
   gst_anitalker_element_anchor(self, nullptr);
   for (guint64 done = 0; done < count;) {
-    const guint64 n = std::min<guint64>(per_buffer, count - done);
     const guint64 first = self->emitted;
+    guint64 n = std::min<guint64>(per_buffer, count - done);
+    // A held event inside the buffer's span ends the buffer before its place.
+    const GstClockTime start = self->t0 + gst_util_uint64_scale(first, GST_SECOND, rate);
+    release_events(self, start);
+    if (!self->priv->held.empty() && self->priv->held.front().first > start) {
+      const guint64 before = gst_util_uint64_scale_ceil(self->priv->held.front().first - self->t0, rate, GST_SECOND);
+      if (before > first) n = std::min<guint64>(n, before - first);
+    }
     GstBuffer* buffer = gst_buffer_new_memdup(data + done * frame_floats, (gsize)(n * frame_floats * sizeof(float)));
     // Computed from the frame index, never accumulated.
-    const GstClockTime start = self->t0 + gst_util_uint64_scale(first, GST_SECOND, rate);
     GST_BUFFER_PTS(buffer) = start;
     GST_BUFFER_DURATION(buffer) = self->t0 + gst_util_uint64_scale(first + n, GST_SECOND, rate) - start;
     GST_BUFFER_OFFSET(buffer) = first;
@@ -417,6 +497,8 @@ static void restart(GstAnitalkerElement* self) {
   self->t0 = GST_CLOCK_TIME_NONE;
   self->emitted = 0;
   self->discont = TRUE;
+  self->priv->in_end = GST_CLOCK_TIME_NONE;
+  self->priv->out_end = GST_CLOCK_TIME_NONE;
 }
 
 static GstFlowReturn drain(GstAnitalkerElement* self) {
@@ -425,6 +507,7 @@ static GstFlowReturn drain(GstAnitalkerElement* self) {
     apply_threads(self);
     ret = klass_of(self)->drain(self);
   }
+  release_events(self, GST_CLOCK_TIME_NONE);  // the stream so far is out (or failed): they follow it
   restart(self);
   return ret;
 }
@@ -433,6 +516,7 @@ GstFlowReturn gst_anitalker_element_restart(GstAnitalkerElement* self) { return 
 
 static void flush(GstAnitalkerElement* self) {
   if (klass_of(self)->flush) klass_of(self)->flush(self);
+  drop_held_events(self);
   restart(self);
 }
 
@@ -468,6 +552,8 @@ static void stop(GstAnitalkerElement* self) {
   if (klass_of(self)->stop) klass_of(self)->stop(self);
   self->priv->have_caps = false;
   gst_anitalker_element_set_model_name(self, std::string());
+  for (auto& e : self->priv->held) gst_event_unref(e.second);
+  self->priv->held.clear();
   restart(self);
 }
 
@@ -513,6 +599,7 @@ static GstFlowReturn gst_anitalker_element_chain(GstPad*, GstObject* parent, Gst
     } else if (ret == GST_FLOW_OK) {
       apply_threads(self);
       ret = klass->handle_buffer(self, buffer);
+      note_input(self, buffer);
     }
   } catch (...) {
     // lib/ calls are caught where they are made; this is for the rest (std::bad_alloc).
@@ -550,7 +637,10 @@ static gboolean sink_caps_fit(GstAnitalkerElement* self, GstCaps* caps) {
 static gboolean sink_event(GstAnitalkerElement* self, GstPad* pad, GstEvent* event) {
   GstAnitalkerElementClass* klass = klass_of(self);
   gboolean result = FALSE;
-  if (klass->sink_event && klass->sink_event(self, event, &result)) return result;
+  if (klass->sink_event && klass->sink_event(self, event, &result)) {
+    if (klass->input_end) note_input(self, nullptr);  // it may have taken input (hubertenc's GAP)
+    return result;
+  }
   switch (GST_EVENT_TYPE(event)) {
     case GST_EVENT_CAPS: {
       GstCaps* caps;
@@ -576,8 +666,12 @@ static gboolean sink_event(GstAnitalkerElement* self, GstPad* pad, GstEvent* eve
     }
     case GST_EVENT_GAP:
       // Streaming: what came before the gap is a stream of its own.  Offline
-      // the utterance goes on (its frames cannot skip the gap).
-      if (!klass->own_timeline && gst_anitalker_element_streaming(self)) drain(self);
+      // the utterance goes on (its frames cannot skip the gap), and the gap
+      // follows the frames of what came before it.
+      if (!klass->own_timeline && gst_anitalker_element_streaming(self))
+        drain(self);
+      else if (hold_event(self, event))
+        return TRUE;
       break;
     case GST_EVENT_STREAM_START:
     case GST_EVENT_SEGMENT_DONE:
@@ -594,6 +688,8 @@ static gboolean sink_event(GstAnitalkerElement* self, GstPad* pad, GstEvent* eve
       break;
     }
     default:
+      // Tags, custom events, an offline GAP: after the output of the input before them.
+      if (GST_EVENT_IS_SERIALIZED(event) && hold_event(self, event)) return TRUE;
       break;
   }
   return gst_pad_event_default(pad, GST_OBJECT_CAST(self), event);

@@ -15,6 +15,8 @@
 //   with its text, then the class's start() loads the model; stop() after;
 // - mode=auto: the upstream LATENCY query decides streaming or offline, once
 //   a stream; offline-limit switches a long non-live input to windows;
+// - other serialized events (tags, custom ones) kept in their place: held
+//   until the output of the input before them has been pushed;
 // - events: CAPS to set_caps(), FLUSH_STOP and SEGMENT (in TIME; other
 //   formats are replaced by a TIME segment from 0) to flush(), EOS to
 //   drain(), GAP and a DISCONT buffer to drain() when streaming; after a
@@ -149,6 +151,13 @@ struct _GstAnitalkerElementClass {
   // The latency the element adds besides its compute budget, when streaming
   // (the window it waits for).  NULL: the element answers no LATENCY query.
   GstClockTime (*latency)(GstAnitalkerElement* self, gboolean streaming);
+  // Optional: where the input taken since the stream (re)started ends on the
+  // output's timeline (t0 + what was received; GST_CLOCK_TIME_NONE when
+  // nothing was); NULL: the last input buffer's PTS + duration.  A
+  // serialized event (tag, custom event, an offline GAP) that arrives after
+  // input whose output is still to come is held until the output reaches
+  // that place, or the stream ends; a flush drops it (sticky ones stay).
+  GstClockTime (*input_end)(GstAnitalkerElement* self);
   // Optional hooks, called before the base's handling; TRUE when they took
   // the event or answered the query (*result then holds the answer).
   gboolean (*sink_event)(GstAnitalkerElement* self, GstEvent* event, gboolean* result);

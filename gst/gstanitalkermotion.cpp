@@ -566,6 +566,15 @@ static GstFlowReturn gst_anitalker_motion_handle_buffer(GstAnitalkerElement* ele
   return gst_anitalker_motion_process(self, false);
 }
 
+// Where the features taken so far end (the base holds serialized events
+// until the motion frames reach it).
+static GstClockTime gst_anitalker_motion_input_end(GstAnitalkerElement* element) {
+  const motion::Stream* stream = GST_ANITALKER_MOTION(element)->state->stream.get();
+  if (!GST_CLOCK_TIME_IS_VALID(element->t0) || stream == nullptr) return GST_CLOCK_TIME_NONE;
+  return element->t0 + gst_util_uint64_scale((guint64)stream->received(), GST_SECOND,
+                                             stream->model().hubert() ? 50 : 100);
+}
+
 /* --- Events and latency ---------------------------------------------------------- */
 
 // The renderer announces a new portrait: its codes are asked for again
@@ -769,6 +778,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
   base_class->drain = gst_anitalker_motion_drain;
   base_class->flush = gst_anitalker_motion_flush;
   base_class->latency = gst_anitalker_motion_latency;
+  base_class->input_end = gst_anitalker_motion_input_end;
   base_class->src_event = gst_anitalker_motion_src_event;
 }
 

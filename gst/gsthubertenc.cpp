@@ -427,6 +427,15 @@ static GstClockTimeDiff lead(GstHubertEnc* self, GstClockTime pts) {
   return GST_CLOCK_DIFF(end, pts);
 }
 
+// Where the audio taken so far ends (the base holds serialized events
+// until the frames reach it): on the samples' timeline, which does not need
+// the buffers' durations (appsrc do-timestamp=true sets none).
+static GstClockTime gst_hubert_enc_input_end(GstAnitalkerElement* element) {
+  GstHubertEnc* self = GST_HUBERT_ENC(element);
+  if (!GST_CLOCK_TIME_IS_VALID(element->t0) || !self->state->stream) return GST_CLOCK_TIME_NONE;
+  return element->t0 + gst_util_uint64_scale_round((guint64)self->state->stream->received(), GST_SECOND, SAMPLE_RATE);
+}
+
 // Ends the stream so far (gst_anitalker_element_restart), counted in stats.
 static GstFlowReturn restart_stream(GstHubertEnc* self) {
   {
@@ -735,6 +744,7 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
   base_class->drain = gst_hubert_enc_drain;
   base_class->flush = gst_hubert_enc_flush;
   base_class->latency = gst_hubert_enc_latency;
+  base_class->input_end = gst_hubert_enc_input_end;
   base_class->src_query = gst_hubert_enc_src_query;
   base_class->sink_event = gst_hubert_enc_sink_event;
   base_class->own_timeline = TRUE;

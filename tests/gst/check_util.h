@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -137,6 +138,92 @@ inline std::vector<Progress> pop_progress(GstBus* bus) {
     out.push_back(p);
   }
   return out;
+}
+
+// What reaches a harness's sink pad, in order: buffers (PTS, duration) and
+// downstream events (a custom event by its structure's name, a tag event
+// as "tag", a gap as "gap"; the others are not recorded).
+struct FlowItem {
+  std::string event;  // empty for a buffer
+  GstClockTime pts = GST_CLOCK_TIME_NONE, duration = GST_CLOCK_TIME_NONE;
+};
+class FlowRecorder {
+ public:
+  explicit FlowRecorder(GstHarness* h) : pad_(GST_PAD(gst_object_ref(h->sinkpad))) {
+    probe_ = gst_pad_add_probe(pad_, GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
+                               record, this, nullptr);
+  }
+  ~FlowRecorder() {
+    gst_pad_remove_probe(pad_, probe_);
+    gst_object_unref(pad_);
+  }
+  std::vector<FlowItem> items() {
+    std::lock_guard<std::mutex> lock(m_);
+    return items_;
+  }
+
+ private:
+  static GstPadProbeReturn record(GstPad*, GstPadProbeInfo* info, gpointer data) {
+    auto* self = static_cast<FlowRecorder*>(data);
+    FlowItem item;
+    if (GstBuffer* b = GST_PAD_PROBE_INFO_BUFFER(info); (info->type & GST_PAD_PROBE_TYPE_BUFFER) && b) {
+      item.pts = GST_BUFFER_PTS(b);
+      item.duration = GST_BUFFER_DURATION(b);
+    } else if (GstEvent* e = GST_PAD_PROBE_INFO_EVENT(info)) {
+      const GstStructure* s = gst_event_get_structure(e);
+      if (GST_EVENT_TYPE(e) == GST_EVENT_CUSTOM_DOWNSTREAM && s)
+        item.event = gst_structure_get_name(s);
+      else if (GST_EVENT_TYPE(e) == GST_EVENT_TAG)
+        item.event = "tag";
+      else if (GST_EVENT_TYPE(e) == GST_EVENT_GAP)
+        item.event = "gap";
+      else
+        return GST_PAD_PROBE_OK;
+    }
+    std::lock_guard<std::mutex> lock(self->m_);
+    self->items_.push_back(item);
+    return GST_PAD_PROBE_OK;
+  }
+  GstPad* pad_;
+  gulong probe_;
+  std::mutex m_;
+  std::vector<FlowItem> items_;
+};
+
+// A custom downstream event named `name` (a marker, as a voice agent puts
+// after a sentence).
+inline GstEvent* marker_event(const char* name) {
+  return gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM, gst_structure_new_empty(name));
+}
+
+// The event `name` came out once, after every output frame (of `frame` ns)
+// that starts before `place` and before every frame that starts at or after
+// it, with frames on both sides.
+inline void check_in_place(const std::vector<FlowItem>& items, const char* name, GstClockTime place,
+                           GstClockTime frame) {
+  int at = -1, before = 0, after = 0;
+  for (size_t i = 0; i < items.size(); i++) {
+    const FlowItem& it = items[i];
+    if (it.event == name) {
+      fail_unless(at < 0, "the event %s came out twice", name);
+      at = (int)i;
+      continue;
+    }
+    if (!it.event.empty()) continue;
+    fail_unless(GST_CLOCK_TIME_IS_VALID(it.pts) && GST_CLOCK_TIME_IS_VALID(it.duration));
+    const GstClockTime last = it.pts + it.duration - frame;  // the buffer's last frame
+    if (at < 0) {
+      fail_unless(last < place, "a frame at %" GST_TIME_FORMAT " came before the event %s placed at %" GST_TIME_FORMAT,
+                  GST_TIME_ARGS(last), name, GST_TIME_ARGS(place));
+      before++;
+    } else {
+      fail_unless(it.pts >= place, "a frame at %" GST_TIME_FORMAT " came after the event %s placed at %" GST_TIME_FORMAT,
+                  GST_TIME_ARGS(it.pts), name, GST_TIME_ARGS(place));
+      after++;
+    }
+  }
+  fail_unless(at >= 0, "the event %s did not come out", name);
+  fail_unless(before > 0 && after > 0, "%d buffers before the event %s, %d after", before, name, after);
 }
 
 }  // namespace checkutil

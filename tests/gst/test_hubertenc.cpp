@@ -1172,6 +1172,65 @@ GST_START_TEST(test_segment_drains) {
 }
 GST_END_TEST;
 
+// Serialized events keep their place: a marker and a tag after 0.5 s of
+// audio come out after the frames before 0.5 s and before the rest, in both
+// modes, with the buffers' durations or without (appsrc do-timestamp=true);
+// the frames are those of a run without them.  A flush drops a held marker
+// but keeps the tag.  (Before, every event went on at once: offline ahead of
+// all the frames, the whole latency early in streaming.)
+GST_START_TEST(test_events_in_place) {
+  GstHarness* h = new_harness("mfcc", "offline");
+  push_f32(h, clip(), 0, 32000, 1600);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  const Output plain = pull_all(h, kMfcc, 100);
+  gst_harness_teardown(h);
+  for (const char* mode : {"offline", "streaming"})
+    for (bool durations : {true, false}) {
+      h = new_harness("mfcc", mode, 200, 100);
+      checkutil::FlowRecorder flow(h);
+      auto push = [&](guint64 from, guint64 to) {
+        for (guint64 i = from; i < to; i += 1600) {
+          GstBuffer* buf = gst_buffer_new_memdup(clip() + i, 1600 * sizeof(float));
+          GST_BUFFER_PTS(buf) = sample_time(i);
+          if (durations) GST_BUFFER_DURATION(buf) = sample_time(i + 1600) - sample_time(i);
+          fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_OK);
+        }
+      };
+      push(0, 8000);
+      fail_unless(gst_harness_push_event(h, checkutil::marker_event("sentence-end")));
+      fail_unless(gst_harness_push_event(h, gst_event_new_tag(gst_tag_list_new(GST_TAG_TITLE, "t", nullptr))));
+      push(8000, 32000);
+      fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+      const Output out = pull_all(h, kMfcc, 100);
+      const std::vector<checkutil::FlowItem> items = flow.items();
+      checkutil::check_in_place(items, "sentence-end", sample_time(8000), 10 * GST_MSECOND);
+      checkutil::check_in_place(items, "tag", sample_time(8000), 10 * GST_MSECOND);
+      if (g_str_equal(mode, "offline")) {
+        fail_unless_equals_int(out.frames(), plain.frames());
+        fail_unless(out.values == plain.values);
+      }
+      gst_harness_teardown(h);
+    }
+
+  h = new_harness("mfcc", "offline");
+  checkutil::FlowRecorder flow(h);
+  push_f32(h, clip(), 0, 8000, 1600);
+  fail_unless(gst_harness_push_event(h, checkutil::marker_event("dropped")));
+  fail_unless(gst_harness_push_event(h, gst_event_new_tag(gst_tag_list_new(GST_TAG_TITLE, "t", nullptr))));
+  fail_unless(gst_harness_push_event(h, gst_event_new_flush_start()));
+  fail_unless(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+  GstSegment segment;
+  gst_segment_init(&segment, GST_FORMAT_TIME);
+  fail_unless(gst_harness_push_event(h, gst_event_new_segment(&segment)));
+  push_f32(h, clip(), 0, 8000, 1600);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  const std::vector<checkutil::FlowItem> items = flow.items();
+  fail_unless(!items.empty() && items.front().event == "tag");
+  for (const checkutil::FlowItem& it : items) fail_unless(it.event != "dropped");
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 // After NULL and back, nothing of the old stream remains.
 GST_START_TEST(test_reuse_after_null) {
   GstHarness* h = new_harness("mfcc", "offline");
@@ -1330,6 +1389,7 @@ static Suite* hubertenc_suite() {
   tcase_add_test(tc, test_hole_over_gap_fill);
   tcase_add_test(tc, test_hole_of_an_hour);
   tcase_add_test(tc, test_segment_drains);
+  tcase_add_test(tc, test_events_in_place);
   tcase_add_test(tc, test_reuse_after_null);
   tcase_add_test(tc, test_renegotiation);
   tcase_add_test(tc, test_zero_length_buffers);

@@ -652,6 +652,68 @@ GST_START_TEST(test_segment_drains) {
 }
 GST_END_TEST;
 
+// Serialized events keep their place: a marker and an (offline) GAP after
+// 1 s of features come out after the motion frames before 1 s and before
+// the rest (before, at once: ahead of every frame offline); in streaming
+// too.
+GST_START_TEST(test_events_in_place) {
+  for (const char* mode : {"offline", "streaming"}) {
+    GstHarness* h = new_harness("hubert_audio_only", mode, [](GstElement* e) {
+      g_object_set(e, "window", 10u, "context", 5u, nullptr);
+    });
+    checkutil::FlowRecorder flow(h);
+    const at::Tensor f = frames("hubert_audio_only");
+    push_frames(h, f, 0, 50, 10, 50);
+    fail_unless(gst_harness_push_event(h, checkutil::marker_event("sentence-end")));
+    const bool offline = g_str_equal(mode, "offline");
+    if (offline) fail_unless(gst_harness_push_event(h, gst_event_new_gap(GST_SECOND, 0)));
+    push_frames(h, f, 50, f.size(0), 10, 50);
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    const Output out = pull_all(h);
+    fail_unless_equals_int(out.frames(), 50);
+    const std::vector<checkutil::FlowItem> items = flow.items();
+    checkutil::check_in_place(items, "sentence-end", GST_SECOND, 40 * GST_MSECOND);
+    if (offline) checkutil::check_in_place(items, "gap", GST_SECOND, 40 * GST_MSECOND);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
+// Through the whole bin (hubertenc, anitalkermotion, anitalkerrender and
+// the queues between them), offline and live at `low`: a marker after 1 s
+// of speech comes out after the video frames before 1 s and before the
+// rest.
+GST_START_TEST(test_bin_events_in_place) {
+  for (const char* mode : {"offline", "streaming"}) {
+    GstElement* bin = gst_element_factory_make("anitalker", nullptr);
+    fail_unless(bin != nullptr);
+    g_object_set(bin, "models-dir", data_path("chain").c_str(), "portrait",
+                 data_path("renderer/monalisa.jpg").c_str(), "steps", 5u, nullptr);
+    gst_util_set_object_arg(G_OBJECT(bin), "variant", "mfcc_pose_only");
+    gst_util_set_object_arg(G_OBJECT(bin), "mode", mode);
+    gst_util_set_object_arg(G_OBJECT(bin), "latency", "low");
+    GstHarness* h = gst_harness_new_with_element(bin, "sink", "src");
+    gst_object_unref(bin);
+    gst_harness_set_src_caps_str(h, "audio/x-raw, format=(string)F32LE, rate=(int)16000, channels=(int)1, "
+                                    "layout=(string)interleaved");
+    checkutil::FlowRecorder flow(h);
+    std::vector<float> tone(1600);
+    for (int i = 0; i < 20; i++) {
+      if (i == 10) fail_unless(gst_harness_push_event(h, checkutil::marker_event("sentence-end")));
+      for (size_t k = 0; k < tone.size(); k++) tone[k] = 0.3f * std::sin(0.05f * (float)(i * 1600 + (int)k));
+      GstBuffer* buf = gst_buffer_new_memdup(tone.data(), tone.size() * sizeof(float));
+      GST_BUFFER_PTS(buf) = i * 100 * GST_MSECOND;
+      GST_BUFFER_DURATION(buf) = 100 * GST_MSECOND;
+      fail_unless_equals_int(gst_harness_push(h, buf), GST_FLOW_OK);
+    }
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    fail_unless(checkutil::wait_eos(h), "%s: no EOS", mode);
+    checkutil::check_in_place(flow.items(), "sentence-end", GST_SECOND, 40 * GST_MSECOND);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
 // Renegotiation mid-stream: the same caps again (as a caps change upstream
 // that ends in the same features caps) keeps the frames gathered so far, so
 // the offline result is unchanged; caps that no longer fit (MFCC into the
@@ -1224,6 +1286,8 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_portrait_change);
   tcase_add_test(tc, test_flush);
   tcase_add_test(tc, test_segment_drains);
+  tcase_add_test(tc, test_events_in_place);
+  tcase_add_test(tc, test_bin_events_in_place);
   tcase_add_test(tc, test_renegotiation);
   tcase_add_test(tc, test_zero_length_buffers);
   suite_add_tcase(s, tc);

@@ -540,6 +540,22 @@ GST_START_TEST(test_contents_s64) {
 }
 GST_END_TEST;
 
+// A marker after frame 1 while the batch (3) holds frames 0 and 1 comes
+// out after them and before frame 2 (before, at once, ahead of both).
+GST_START_TEST(test_events_in_place) {
+  GstHarness* h = new_harness(kS64, 3);
+  gst_harness_set_src_caps_str(h, kMotionCaps);
+  checkutil::FlowRecorder flow(h);
+  for (int i = 0; i < 6; i++) {
+    if (i == 2) fail_unless(gst_harness_push_event(h, checkutil::marker_event("sentence-end")));
+    fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, i % 3, 1, frame_time(0, i))), GST_FLOW_OK);
+  }
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  checkutil::check_in_place(flow.items(), "sentence-end", frame_time(0, 2), frame_time(0, 1));
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_batch) {
   GstHarness* h = new_harness(kMain, 3);
   gst_harness_set_src_caps_str(h, kMotionCaps);
@@ -1348,6 +1364,7 @@ static Suite* anitalkerrender_suite() {
   tcase_add_test(tc, test_contents);
   tcase_add_test(tc, test_contents_s64);
   tcase_add_test(tc, test_batch);
+  tcase_add_test(tc, test_events_in_place);
   tcase_add_test(tc, test_shared_renderer);
   tcase_add_test(tc, test_latency_batch_1);
   tcase_add_test(tc, test_budget_recovery);
