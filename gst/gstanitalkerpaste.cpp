@@ -183,8 +183,8 @@ static void gst_anitalker_paste_class_init(GstAnitalkerPasteClass* klass) {
   gst_anitalker_install_property(
       gobject_class, PROP_PORTRAIT,
       g_param_spec_string("portrait", "Picture",
-                          "The picture to paste into, instead of the one in anitalkerrender's crop event; needs "
-                          "square (default: none)",
+                          "The picture to paste into, instead of the one in anitalkerrender's crop event, as shown "
+                          "(EXIF orientation applied); needs square (default: none)",
                           nullptr, ready),
       FIELD(portrait));
   gst_anitalker_install_property(
@@ -239,7 +239,7 @@ static gboolean gst_anitalker_paste_start(GstAnitalkerElement* element) {
     const crop::Spec spec = crop::parse_spec(square, "square");
     if (spec.mode != crop::Spec::Mode::Square)
       throw anitalker::Error(anitalker::Error::Kind::Usage, "square: expected X,Y,SIDE, got '" + square + "'");
-    auto picture = std::make_shared<const anitalker::RgbImage>(anitalker::read_rgb_image(portrait));
+    auto picture = std::make_shared<const anitalker::RgbImage>(anitalker::read_rgb_image(portrait, anitalker::Orientation::Shown));
     const crop::Choice c = crop::choose(spec, picture->width, picture->height, {}, portrait);
     st->picture = std::move(picture);
     st->square = c.square;

@@ -858,8 +858,10 @@ static void gst_anitalker_render_class_init(GstAnitalkerRenderClass* klass) {
   gst_anitalker_install_property(
       gobject_class, PROP_CROP,
       g_param_spec_string("crop", "Crop",
-                          "none (the whole picture), auto (the square around the face, as the authors cut their "
-                          "data) or X,Y,SIDE (that square in the picture's pixels) (default: none)",
+                          "none (the whole picture, as stored, as the reference reads it), auto (the square around "
+                          "the face, as the authors cut their data) or X,Y,SIDE (that square in the picture's "
+                          "pixels); a picture to crop is taken as shown, its EXIF orientation applied (a phone's "
+                          "photo upright) (default: none)",
                           DEFAULT_CROP, playing),
       FIELD(crop));
   gst_anitalker_install_property(

@@ -55,19 +55,21 @@ cv::Mat read_ppm(const std::string& path) {
 }  // namespace
 #endif
 
-RgbImage read_rgb_image(const std::string& path) {
+RgbImage read_rgb_image(const std::string& path, Orientation orientation) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw Error(Error::Kind::NotFound, path + ": no such file");
   if (!S_ISREG(st.st_mode)) throw Error(Error::Kind::Unreadable, path + ": not a regular file");
   check_image_header(path);  // size limit, truncation, GIF: before any pixel is decoded
   // IMREAD_COLOR expands grey and palette and drops alpha, like PIL's
-  // convert('RGB'); PIL does not apply EXIF orientation, so neither do we.
+  // convert('RGB'); PIL does not apply EXIF orientation, cv2.imread does.
   cv::Mat bgr;
 #ifdef ANITALKER_NO_IMGCODECS
+  (void)orientation;  // PPM has none
   bgr = read_ppm(path);
 #else
   try {
-    bgr = cv::imread(path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+    bgr = cv::imread(path, orientation == Orientation::Shown ? cv::IMREAD_COLOR
+                                                              : cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
   } catch (const cv::Exception& e) {
     throw format_error(path + ": cannot decode the image: " + e.what());
   }
@@ -226,7 +228,10 @@ std::vector<crop::Box> detect_faces(const std::string& detector, const RgbImage&
 PreparedPortrait prepare_portrait(const std::string& path, int size, const crop::Spec& spec,
                                   const std::string& detector, c10::Device device) {
   PreparedPortrait p;
-  p.picture = read_rgb_image(path);
+  // A photo to crop is taken as shown (a phone's photo upright, as the
+  // authors' crop script reads it); the portrait used whole as stored, as
+  // the reference demo reads it.
+  p.picture = read_rgb_image(path, spec.mode == crop::Spec::Mode::None ? Orientation::Stored : Orientation::Shown);
   std::vector<crop::Box> faces;
   if (spec.mode == crop::Spec::Mode::Auto && !spec.have_box) {
     if (detector.empty())

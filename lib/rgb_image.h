@@ -17,11 +17,20 @@ struct RgbImage {
   const uint8_t* at(int x, int y) const { return data.data() + (static_cast<size_t>(y) * width + x) * 3; }
 };
 
+// Whether a picture's EXIF orientation (a phone's photo is stored sideways
+// with a tag that says how to turn it) is applied.
+enum class Orientation {
+  Stored,  // the pixels as stored, as PIL's Image.open().convert('RGB') gives
+           // them: the reference demo's portrait
+  Shown,   // turned as the tag says, as viewers show it and as cv2.imread
+           // reads it in the authors' crop script: a photo to crop
+};
+
 // Decodes an image file (any format OpenCV reads) to 8-bit RGB: grey and
 // palette are expanded, alpha is dropped (not composited), 16-bit is scaled
-// down, EXIF orientation is not applied (as PIL's convert('RGB')).  Throws
+// down, EXIF orientation applied or not as `orientation` says.  Throws
 // NotFound / Format naming the file.  (In image.cpp; declared here so that
 // torch-free code can read pictures.)
-RgbImage read_rgb_image(const std::string& path);
+RgbImage read_rgb_image(const std::string& path, Orientation orientation = Orientation::Stored);
 
 }  // namespace anitalker

@@ -56,7 +56,7 @@ int cmd_crop(int argc, char** argv) {
     anitalker::crop::Spec spec =
         anitalker::crop::make_spec("auto", box_text, ratio, static_cast<int>(face_index), "--crop", "--face-box");
     spec.pad = pad == "replicate" ? anitalker::crop::Pad::Replicate : anitalker::crop::Pad::Colour;
-    const anitalker::RgbImage photo = anitalker::read_rgb_image(portrait);
+    const anitalker::RgbImage photo = anitalker::read_rgb_image(portrait, anitalker::Orientation::Shown);
     std::vector<anitalker::crop::Box> faces;
     if (!spec.have_box) {
       c10::InferenceMode guard;

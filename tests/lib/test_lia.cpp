@@ -285,6 +285,43 @@ TEST(Portrait, AlphaAndExtremeSizes) {
   EXPECT_NEAR(x[0][2][0][0].item<float>(), (200 / 255.0f - 0.5f) * 2, 1e-6);
 }
 
+// A phone's photo: the pixels stored sideways with an EXIF orientation tag
+// (6: turn 90 degrees clockwise to show).  The portrait used whole reads
+// it as stored, as PIL does in the reference demo; a photo to crop (any
+// crop, anitalker crop, anitalkerpaste) upright, as viewers show it and as
+// cv2.imread reads it in the authors' crop script.  (Before, the crop found
+// the face lying on its side, or none.)
+TEST(Portrait, ExifOrientation) {
+  testutil::TempDir dir;
+  cv::Mat upright(60, 40, CV_8UC3, cv::Scalar(20, 40, 60));
+  cv::rectangle(upright, cv::Rect(0, 0, 12, 12), cv::Scalar(250, 250, 250), cv::FILLED);  // top left
+  cv::Mat stored;
+  cv::rotate(upright, stored, cv::ROTATE_90_COUNTERCLOCKWISE);  // 40 rows of 60
+  std::vector<uchar> jpg;
+  ASSERT_TRUE(cv::imencode(".jpg", stored, jpg, {cv::IMWRITE_JPEG_QUALITY, 100}));
+  testutil::spit(dir / "phone.jpg", testutil::with_exif_orientation(std::string(jpg.begin(), jpg.end()), 6));
+
+  const anitalker::RgbImage as_stored = anitalker::read_rgb_image(dir / "phone.jpg");
+  ASSERT_EQ(as_stored.width, 60);
+  ASSERT_EQ(as_stored.height, 40);
+  const anitalker::RgbImage shown = anitalker::read_rgb_image(dir / "phone.jpg", anitalker::Orientation::Shown);
+  ASSERT_EQ(shown.width, 40);
+  ASSERT_EQ(shown.height, 60);
+  cv::Mat turned;
+  cv::rotate(cv::Mat(40, 60, CV_8UC3, const_cast<uint8_t*>(as_stored.data.data())), turned, cv::ROTATE_90_CLOCKWISE);
+  EXPECT_TRUE(std::equal(shown.data.begin(), shown.data.end(), turned.data));
+  EXPECT_GT(shown.at(3, 3)[0], 200);  // the bright block back at the top left
+  EXPECT_LT(shown.at(36, 56)[0], 100);
+
+  anitalker::crop::Spec whole;
+  EXPECT_EQ(anitalker::prepare_portrait(dir / "phone.jpg", 32, whole, "", c10::Device(c10::kCPU)).picture.width, 60);
+  anitalker::crop::Spec top = anitalker::crop::parse_spec("0,0,40");
+  const anitalker::PreparedPortrait p = anitalker::prepare_portrait(dir / "phone.jpg", 32, top, "", c10::Device(c10::kCPU));
+  EXPECT_EQ(p.picture.width, 40);
+  EXPECT_EQ(p.picture.height, 60);
+  EXPECT_GT(p.tensor[0][0][2][2].item<float>(), 0.8f);  // the bright block, top left of the square
+}
+
 TEST(Portrait, PillowBicubicUpscale) {
   // Upscaling uses support 2 taps; a constant image stays constant and a
   // 1x1 image becomes uniform.

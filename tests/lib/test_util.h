@@ -33,6 +33,17 @@ inline void spit(const std::string& path, const std::string& bytes) {
 
 inline nlohmann::json json_file(const std::string& path) { return nlohmann::json::parse(slurp(path)); }
 
+// A JPEG file's bytes with an EXIF orientation tag added (a phone's photo:
+// 6 = turn 90 degrees clockwise to show): an APP1 Exif segment after the
+// SOI, a big-endian TIFF header and one IFD entry, Orientation (0x0112)
+// SHORT.
+inline std::string with_exif_orientation(const std::string& jpeg, int orientation) {
+  const unsigned char app1[] = {0xFF, 0xE1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0, 'M', 'M', 0x00, 0x2A, 0, 0, 0, 8,
+                                0x00, 0x01, 0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1, 0x00,
+                                static_cast<unsigned char>(orientation), 0, 0, 0, 0, 0, 0};
+  return jpeg.substr(0, 2) + std::string(reinterpret_cast<const char*>(app1), sizeof app1) + jpeg.substr(2);
+}
+
 // A fresh folder, removed with its contents when the object dies.
 class TempDir {
  public:

@@ -61,6 +61,35 @@ TEST(CropCli, GivenBox) {
   EXPECT_EQ(r.status, 2) << r.out;
 }
 
+// A phone's photo, stored sideways with EXIF orientation 6: the box and the
+// square are in the photo as shown (upright), as a viewer shows it and as
+// the authors' crop script (cv2.imread) reads it; before, they were in the
+// stored pixels, and the square came out lying on its side.
+TEST(CropCli, PhotoWithExifOrientation) {
+  testutil::TempDir dir;
+  const cv::Mat upright = cv::imread(data("renderer/monalisa.jpg"), cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+  cv::Mat stored;
+  cv::rotate(upright, stored, cv::ROTATE_90_COUNTERCLOCKWISE);
+  std::vector<uchar> jpg;
+  ASSERT_TRUE(cv::imencode(".jpg", stored, jpg));
+  const std::string photo = dir / "phone.jpg";
+  testutil::spit(photo, testutil::with_exif_orientation(std::string(jpg.begin(), jpg.end()), 6));
+  const cv::Mat shown = cv::imread(photo, cv::IMREAD_COLOR);  // OpenCV applies the tag
+  ASSERT_EQ(shown.cols, upright.cols);
+  ASSERT_EQ(shown.rows, upright.rows);
+  testutil::CliResult r = testutil::run_cli("crop --portrait " + q(photo) + " --face-box 100,80,140,130 --out " +
+                                            q(dir / "c.png") + " --box-out " + q(dir / "c.json") + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const nlohmann::json j = read_json(dir / "c.json");
+  EXPECT_EQ(j["picture"][0], upright.cols);
+  EXPECT_EQ(j["picture"][1], upright.rows);
+  const cv::Mat c = cv::imread(dir / "c.png", cv::IMREAD_COLOR);
+  ASSERT_EQ(c.cols, 80);
+  cv::Mat d;
+  cv::absdiff(c, shown(cv::Rect(80, 65, 80, 80)), d);
+  EXPECT_EQ(cv::countNonZero(d.reshape(1)), 0) << "the square is not the upright photo's pixels";
+}
+
 TEST(CropCli, DetectedFaces) {
   testutil::TempDir dir;
   const std::string two = dir / "two.pth", none = dir / "none.pth";
