@@ -210,12 +210,16 @@ void need_elements(const std::vector<const char*>& names) {
 // The frame of a video at `t` seconds, as a lossless PNG in `png` (a
 // temporary file of this run): the portrait when --portrait is a clip.
 // A pipeline that decodes `clip` into square-pixel RGB frames at an appsink
-// named "frame".
+// named "frame", turned as the clip's orientation says (a phone's portrait
+// video is stored sideways with a rotation in its header: videoflip reads
+// it from the image-orientation tag), as players show it and as the
+// authors' crop script's cv2.VideoCapture reads it.
 GstElement* video_frames(const std::string& clip, const std::string& sink_props) {
   gchar* uri = gst_filename_to_uri(clip.c_str(), nullptr);
   const std::string desc = std::string("uridecodebin uri=") + gst_quoted(uri ? uri : clip) +
-                           " ! videoconvert ! videoscale ! video/x-raw,format=RGB,pixel-aspect-ratio=1/1 ! "
-                           "appsink name=frame sync=false " + sink_props;
+                           " ! videoconvert ! videoflip video-direction=auto ! videoconvert ! videoscale ! "
+                           "video/x-raw,format=RGB,pixel-aspect-ratio=1/1 ! appsink name=frame sync=false " +
+                           sink_props;
   g_free(uri);
   return cli::launch(desc, " that reads " + clip);
 }

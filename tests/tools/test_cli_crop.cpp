@@ -207,6 +207,37 @@ TEST(CropCli, GenerateWithTheDetector) {
   const cv::Mat g = cv::imread(dir / "g/001.png", cv::IMREAD_COLOR);
   ASSERT_EQ(g.cols, 64);
   ASSERT_EQ(g.rows, 32);
+  // A phone's video: the same photo stored sideways (32x64) with a rotation
+  // of 90 degrees in the track header (the tkhd matrix, as phones write
+  // it): taken upright, as players show it, so the same detections and a
+  // 64x32 video (before, the frames stayed sideways: 32x64).
+  cv::Mat sideways;
+  cv::rotate(photo, sideways, cv::ROTATE_90_COUNTERCLOCKWISE);
+  ASSERT_TRUE(cv::imwrite(dir / "s.png", sideways));
+  ASSERT_EQ(std::system(("ffmpeg -loglevel error -y -loop 1 -i " + q(dir / "s.png") +
+                         " -t 3 -r 25 -c:v libx264 -pix_fmt yuv420p " + q(dir / "phone.mp4"))
+                            .c_str()),
+            0);
+  {
+    std::string mp4 = testutil::slurp(dir / "phone.mp4");
+    const size_t tkhd = mp4.find("tkhd");
+    ASSERT_NE(tkhd, std::string::npos);
+    // The matrix at 44 bytes past the box's name (version 0): a b u c d v x y w
+    // in 16.16 (2.30 for u v w), big-endian: a = 0, b = 1, c = -1, d = 0.
+    const uint32_t m[9] = {0, 0x00010000, 0, 0xFFFF0000u, 0, 0, 0, 0, 0x40000000};
+    for (int i = 0; i < 9; ++i)
+      for (int k = 0; k < 4; ++k) mp4[tkhd + 44 + 4 * i + k] = static_cast<char>(m[i] >> (24 - 8 * k));
+    testutil::spit(dir / "phone.mp4", mp4);
+  }
+  ASSERT_EQ(::mkdir((dir / "h").c_str(), 0755), 0);
+  r = testutil::run_cli(base.substr(0, base.find("--portrait")) + "--portrait " + q(dir / "phone.mp4") +
+                        base.substr(base.find(" --audio")) + "--crop auto --paste-back --feather 2 --out " +
+                        q(dir / "h/%03d.png") + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("the median of 3 detections (every 25th of 75 frames): 40.00,8.00,56.00,24.00"));
+  const cv::Mat h = cv::imread(dir / "h/001.png", cv::IMREAD_COLOR);
+  EXPECT_EQ(h.cols, 64);
+  EXPECT_EQ(h.rows, 32);
   // No face: the run stops before any output.
   testutil::write_narrow_retinaface(data("face-sr/retinaface_resnet50_keys.txt"), detector, false);
   r = testutil::run_cli(base + "--crop auto --paste-back --out " + q(dir / "n.mp4") + " 2>&1");
