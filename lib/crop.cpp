@@ -204,6 +204,10 @@ Choice choose(const Spec& spec, int width, int height, const std::vector<Box>& f
 std::string describe_faces(const Choice& c) {
   std::string out = std::to_string(c.faces.size()) + " faces:";
   for (size_t i = 0; i < c.faces.size(); ++i) {
+    if (!listed(i, c)) {
+      if (i == kFacesListed) out += ", ...";
+      continue;
+    }
     const Box& b = c.faces[i];
     char t[200];
     std::snprintf(t, sizeof t, "%s %zu (%.0f, %.0f)-(%.0f, %.0f)%s", i ? "," : "", i, b.x1, b.y1, b.x2, b.y2,
@@ -212,6 +216,8 @@ std::string describe_faces(const Choice& c) {
   }
   return out;
 }
+
+bool listed(size_t i, const Choice& c) { return i < kFacesListed || static_cast<int>(i) == c.picked; }
 
 RgbImage paste(const RgbImage& picture, const RgbImage& face, const Square& sq, int feather, bool colour_match) {
   if (face.width != sq.side || face.height != sq.side)

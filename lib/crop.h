@@ -100,6 +100,10 @@ Choice choose(const Spec& spec, int width, int height, const std::vector<Box>& f
 // A short text of the faces found, for a note: "3 faces: 0 (x1, y1)-(x2, y2)
 // [used], 1 ...".
 std::string describe_faces(const Choice& c);
+// The faces a list shows: the first kFacesListed and the one used (a crowd
+// or a random-weight detector finds thousands).
+constexpr size_t kFacesListed = 20;
+bool listed(size_t i, const Choice& c);
 
 // Pastes `face` (side x side, the generated square at the crop's size) into
 // a copy of `picture` at `sq`: pixels farther than `feather` pixels inside

@@ -210,7 +210,29 @@ std::vector<crop::Box> detect_faces(const std::string& detector, const RgbImage&
   auto model = retinaface::Model::load(detector, device);
   cv::Mat rgb(picture.height, picture.width, CV_8UC3, const_cast<uint8_t*>(picture.data.data())), bgr;
   cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
-  const at::Tensor rows = model->detect(bgr).to(at::kFloat).contiguous();  // (N, 15)
+  // A photo larger than kDetectMaxSide is searched on a copy scaled down to
+  // it (area-averaged), the boxes scaled back: RetinaFace's work and memory
+  // grow with the pixels (a 12 Mpx phone photo: about 4.6 GB and tens of
+  // seconds on 2 cores; 100 Mpx would not fit), and a face worth animating
+  // stays tens of pixels wide at this size.
+  double sx = 1.0, sy = 1.0;
+  const int longer = std::max(picture.width, picture.height);
+  if (longer > kDetectMaxSide) {
+    const double f = static_cast<double>(kDetectMaxSide) / longer;
+    const int w = std::max(1, static_cast<int>(std::lround(picture.width * f)));
+    const int h = std::max(1, static_cast<int>(std::lround(picture.height * f)));
+    cv::Mat small;
+    cv::resize(bgr, small, cv::Size(w, h), 0, 0, cv::INTER_AREA);
+    bgr = small;
+    sx = static_cast<double>(picture.width) / w;
+    sy = static_cast<double>(picture.height) / h;
+  }
+  at::Tensor rows = model->detect(bgr).to(at::kFloat).contiguous();  // (N, 15)
+  if (sx != 1.0 || sy != 1.0) {
+    const at::Tensor scale = at::tensor({static_cast<float>(sx), static_cast<float>(sy), static_cast<float>(sx),
+                                         static_cast<float>(sy)});
+    rows.slice(1, 0, 4).mul_(scale);
+  }
   std::vector<crop::Box> boxes;
   for (int64_t i = 0; i < rows.size(0); ++i) {
     const float* r = rows[i].data_ptr<float>();

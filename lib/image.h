@@ -29,7 +29,10 @@ at::Tensor load_portrait(const std::string& path, int size);
 // by descending score.  `detector` is detection_Resnet50_Final.pth.  A box
 // that does not overlap the picture (or is not finite) is left out: it is
 // no face of the picture, and as "the largest" it would stop the crop of
-// a face that is there.
+// a face that is there.  A picture whose longer side exceeds
+// kDetectMaxSide is searched on a copy scaled down to it, the boxes given
+// in the picture's pixels.
+constexpr int kDetectMaxSide = 1920;
 std::vector<crop::Box> detect_faces(const std::string& detector, const RgbImage& picture, c10::Device device);
 
 // A portrait as the networks see it and where it came from: the picture

@@ -67,6 +67,10 @@ int cmd_crop(int argc, char** argv) {
       std::fprintf(stderr, "anitalker crop: note: %zu faces found; using %d (%s; --face-index N chooses):\n",
                    choice.faces.size(), choice.picked, face_index >= 0 ? "--face-index" : "the largest");
       for (size_t i = 0; i < choice.faces.size(); ++i) {
+        if (!anitalker::crop::listed(i, choice)) {
+          if (i == anitalker::crop::kFacesListed) std::fprintf(stderr, "  ...\n");
+          continue;
+        }
         const anitalker::crop::Box& b = choice.faces[i];
         std::fprintf(stderr, "  %zu: (%.0f, %.0f)-(%.0f, %.0f)\n", i, b.x1, b.y1, b.x2, b.y2);
       }

@@ -129,6 +129,31 @@ TEST(CropCli, DetectedFaces) {
   EXPECT_FALSE(exists(dir / "n.png"));
 }
 
+// A photo larger than 1920 pixels on its longer side is searched on a copy
+// scaled down to 1920, the boxes given in the photo's pixels: here a
+// 3840x1920 photo, searched at 1920x960, where the narrow detector finds a
+// 16-px face per 32x32 cell (1800 faces), 32 px in the photo.  (Before, the
+// detector ran on the whole photo: 7200 faces of 16 px here; a 12 Mpx
+// photo took 4.6 GB at full size, 100 Mpx more than the machine has.)
+TEST(CropCli, LargePhotoSearchedScaledDown) {
+  testutil::TempDir dir;
+  const std::string two = dir / "two.pth";
+  testutil::write_narrow_retinaface(data("face-sr/retinaface_resnet50_keys.txt"), two, true);
+  ASSERT_TRUE(cv::imwrite(dir / "big.png", cv::Mat(1920, 3840, CV_8UC3, cv::Scalar(90, 120, 150))));
+  testutil::CliResult r = testutil::run_cli("crop --portrait " + q(dir / "big.png") + " --detector " + q(two) +
+                                            " --out " + q(dir / "a.png") + " --box-out " + q(dir / "a.json") + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out.substr(0, 2000);
+  EXPECT_THAT(r.out, HasSubstr("1800 faces found"));
+  // The last cell first (equal scores): centred at (1904, 944) at 1920x960.
+  EXPECT_THAT(r.out, HasSubstr("0: (3792, 1872)-(3824, 1904)"));
+  // The list shows the first 20 (and the one used), not 1800 lines.
+  EXPECT_THAT(r.out, HasSubstr("  19: "));
+  EXPECT_THAT(r.out, HasSubstr("  ...\n"));
+  EXPECT_THAT(r.out, Not(HasSubstr("  20: ")));
+  const nlohmann::json j = read_json(dir / "a.json");
+  EXPECT_EQ(j["side"], 51);  // 32 * 1.6 = 51.2
+}
+
 // A detection wholly off the picture is no face of it.  The narrow detector
 // answers a 36x32 photo with the same two boxes as the 64x32 one above:
 // (40, 8)-(56, 24) lies past its right edge, (8, 8)-(24, 24) is in it.
