@@ -219,19 +219,25 @@ TEST(CropCli, GenerateWithTheDetector) {
   EXPECT_EQ(cv::countNonZero(diff.reshape(1)), 0) << "pixels outside the square changed";
   // A video portrait: the box is the median of the detections of every 25th
   // frame (75 frames: 0, 25, 50), the authors' rule for a video.
-  ASSERT_EQ(std::system(("ffmpeg -loglevel error -y -loop 1 -i " + q(dir / "p.png") +
-                         " -t 3 -r 25 -c:v libx264 -pix_fmt yuv420p " + q(dir / "clip.mp4"))
-                            .c_str()),
-            0);
-  ASSERT_EQ(::mkdir((dir / "g").c_str(), 0755), 0);
-  r = testutil::run_cli(base.substr(0, base.find("--portrait")) + "--portrait " + q(dir / "clip.mp4") +
-                        base.substr(base.find(" --audio")) + "--crop auto --paste-back --feather 2 --out " +
-                        q(dir / "g/%03d.png") + " 2>&1");
-  ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("the median of 3 detections (every 25th of 75 frames): 40.00,8.00,56.00,24.00"));
-  const cv::Mat g = cv::imread(dir / "g/001.png", cv::IMREAD_COLOR);
-  ASSERT_EQ(g.cols, 64);
-  ASSERT_EQ(g.rows, 32);
+  // A clip of the picture `png` (3 s at 25 fps), and generate on it: the
+  // median detection the run reports and the first frame's size.
+  auto clip_of = [&](const std::string& png, const std::string& mp4) {
+    return std::system(("ffmpeg -loglevel error -y -loop 1 -i " + q(png) + " -t 3 -r 25 -c:v libx264 -pix_fmt yuv420p " +
+                        q(mp4)).c_str()) == 0;
+  };
+  auto generate_from = [&](const std::string& mp4, const std::string& frames) {
+    EXPECT_EQ(::mkdir(frames.c_str(), 0755), 0);
+    const testutil::CliResult run = testutil::run_cli(base.substr(0, base.find("--portrait")) + "--portrait " + q(mp4) +
+                                                      base.substr(base.find(" --audio")) +
+                                                      "--crop auto --paste-back --feather 2 --out " +
+                                                      q(frames + "/%03d.png") + " 2>&1");
+    EXPECT_EQ(run.status, 0) << run.out;
+    EXPECT_THAT(run.out, HasSubstr("the median of 3 detections (every 25th of 75 frames): 40.00,8.00,56.00,24.00"));
+    const cv::Mat first = cv::imread(frames + "/001.png", cv::IMREAD_COLOR);
+    return cv::Size(first.cols, first.rows);
+  };
+  ASSERT_TRUE(clip_of(dir / "p.png", dir / "clip.mp4"));
+  EXPECT_EQ(generate_from(dir / "clip.mp4", dir / "g"), cv::Size(64, 32));
   // A phone's video: the same photo stored sideways (32x64) with a rotation
   // of 90 degrees in the track header (the tkhd matrix, as phones write
   // it): taken upright, as players show it, so the same detections and a
@@ -239,10 +245,7 @@ TEST(CropCli, GenerateWithTheDetector) {
   cv::Mat sideways;
   cv::rotate(photo, sideways, cv::ROTATE_90_COUNTERCLOCKWISE);
   ASSERT_TRUE(cv::imwrite(dir / "s.png", sideways));
-  ASSERT_EQ(std::system(("ffmpeg -loglevel error -y -loop 1 -i " + q(dir / "s.png") +
-                         " -t 3 -r 25 -c:v libx264 -pix_fmt yuv420p " + q(dir / "phone.mp4"))
-                            .c_str()),
-            0);
+  ASSERT_TRUE(clip_of(dir / "s.png", dir / "phone.mp4"));
   {
     std::string mp4 = testutil::slurp(dir / "phone.mp4");
     const size_t tkhd = mp4.find("tkhd");
@@ -254,15 +257,7 @@ TEST(CropCli, GenerateWithTheDetector) {
       for (int k = 0; k < 4; ++k) mp4[tkhd + 44 + 4 * i + k] = static_cast<char>(m[i] >> (24 - 8 * k));
     testutil::spit(dir / "phone.mp4", mp4);
   }
-  ASSERT_EQ(::mkdir((dir / "h").c_str(), 0755), 0);
-  r = testutil::run_cli(base.substr(0, base.find("--portrait")) + "--portrait " + q(dir / "phone.mp4") +
-                        base.substr(base.find(" --audio")) + "--crop auto --paste-back --feather 2 --out " +
-                        q(dir / "h/%03d.png") + " 2>&1");
-  ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("the median of 3 detections (every 25th of 75 frames): 40.00,8.00,56.00,24.00"));
-  const cv::Mat h = cv::imread(dir / "h/001.png", cv::IMREAD_COLOR);
-  EXPECT_EQ(h.cols, 64);
-  EXPECT_EQ(h.rows, 32);
+  EXPECT_EQ(generate_from(dir / "phone.mp4", dir / "h"), cv::Size(64, 32));
   // No face: the run stops before any output.
   testutil::write_narrow_retinaface(data("face-sr/retinaface_resnet50_keys.txt"), detector, false);
   r = testutil::run_cli(base + "--crop auto --paste-back --out " + q(dir / "n.mp4") + " 2>&1");
