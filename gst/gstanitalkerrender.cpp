@@ -360,6 +360,16 @@ static void gst_anitalker_render_report_portrait(GstAnitalkerRender* self, const
                              " (" + (face_index >= 0 ? "face-index" : "the largest; face-index chooses") + ").";
     GST_ELEMENT_INFO(self, RESOURCE, SETTINGS, ("%s", note.c_str()), (nullptr));
   }
+  if (now.choice.stored_turned > 1) {
+    static const char* const shown[9] = {"", "", "mirrored", "turned 180 degrees", "flipped upside down",
+                                         "mirrored and turned", "turned 90 degrees clockwise", "turned and mirrored",
+                                         "turned 90 degrees counter-clockwise"};
+    GST_ELEMENT_INFO(self, RESOURCE, SETTINGS,
+                     ("\"%s\" is shown %s (its EXIF orientation, %d); crop=none uses it as stored, as the reference "
+                      "demo does, so the face may lie on its side: crop=auto or a square takes the photo as shown.",
+                      path.c_str(), shown[now.choice.stored_turned], now.choice.stored_turned),
+                     (nullptr));
+  }
   const anitalker::crop::Square& q = now.choice.square;
   GST_INFO_OBJECT(self, "portrait %u: %s%s", now.serial, path.c_str(),
                   now.choice.cropped ? gst_anitalker_printf(" square %d,%d,%d", q.x, q.y, q.side).c_str() : "");

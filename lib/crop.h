@@ -88,6 +88,10 @@ struct Choice {
   Square square;         // when cropped
   std::vector<Box> faces;  // the detector's faces (Mode::Auto without a box)
   int picked = -1;         // the one used, an index into faces
+  // Uncropped: the picture's EXIF orientation tag when it says the picture
+  // is shown otherwise than stored (2 to 8), used as stored all the same
+  // (as the reference's PIL); 0 otherwise.  For a note.
+  int stored_turned = 0;
 };
 
 // The spec applied to a `width` x `height` picture; `faces` is what the

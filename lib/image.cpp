@@ -262,6 +262,10 @@ PreparedPortrait prepare_portrait(const std::string& path, int size, const crop:
     faces = detect_faces(detector, p.picture, device);
   }
   p.choice = crop::choose(spec, p.picture.width, p.picture.height, faces, path);
+  if (!p.choice.cropped) {
+    const int orientation = read_image_header(path).orientation;
+    if (orientation > 1) p.choice.stored_turned = orientation;
+  }
   const RgbImage square = p.choice.cropped ? crop::cut(p.picture, p.choice.square, spec.pad) : p.picture;
   p.tensor = rgb_to_tensor(pil_resize_bicubic(square, size, size));
   return p;

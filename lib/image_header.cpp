@@ -20,6 +20,38 @@ uint32_t le16(const unsigned char* p) { return uint32_t(p[0]) | (uint32_t(p[1]) 
 uint32_t le24(const unsigned char* p) { return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16); }
 uint32_t le32(const unsigned char* p) { return le24(p) | (uint32_t(p[3]) << 24); }
 
+// The orientation tag (0x0112, a SHORT from 1 to 8) in the first IFD of an
+// APP1 segment's data `p` (n bytes: "Exif\0\0", then a TIFF structure in
+// either byte order); 0 when there is none or it cannot be read.  Every
+// offset is checked against the segment.
+int exif_orientation(const unsigned char* p, size_t n) {
+  if (n < 14 || std::memcmp(p, "Exif\0\0", 6) != 0) return 0;
+  const unsigned char* t = p + 6;
+  const size_t tn = n - 6;
+  bool little;
+  if (t[0] == 'I' && t[1] == 'I')
+    little = true;
+  else if (t[0] == 'M' && t[1] == 'M')
+    little = false;
+  else
+    return 0;
+  auto u16 = [&](uint64_t o) { return little ? le16(t + o) : be16(t + o); };
+  auto u32 = [&](uint64_t o) { return little ? le32(t + o) : be32(t + o); };
+  if (u16(2) != 42) return 0;
+  const uint64_t ifd = u32(4);
+  if (ifd + 2 > tn) return 0;
+  const uint32_t count = u16(ifd);
+  for (uint32_t k = 0; k < count; ++k) {
+    const uint64_t e = ifd + 2 + 12ull * k;
+    if (e + 12 > tn) return 0;
+    if (u16(e) == 0x0112 && u16(e + 2) == 3) {
+      const uint32_t v = u16(e + 8);
+      return v >= 1 && v <= 8 ? static_cast<int>(v) : 0;
+    }
+  }
+  return 0;
+}
+
 // JPEG: the SOF marker's size, and whether an EOI marker follows the first
 // SOS (entropy-coded data stuffs every 0xFF with 0x00, so FF D9 there is the
 // end marker).
@@ -43,6 +75,8 @@ void jpeg(const std::vector<unsigned char>& d, ImageHeader* h) {
       h->height = be16(&d[i + 5]);
       h->width = be16(&d[i + 7]);
     }
+    if (m == 0xE1 && h->orientation == 0 && i + 2 + len <= d.size())
+      h->orientation = exif_orientation(&d[i + 4], len - 2);
     if (m == 0xDA) {  // start of scan: look for the end marker after it
       for (size_t k = i + 2 + len; k + 1 < d.size(); ++k)
         if (d[k] == 0xFF && d[k + 1] == 0xD9) return;

@@ -13,6 +13,7 @@ struct ImageHeader {
   std::string format;  // "png", "jpeg", "gif", "bmp", "webp", "tiff", or "" when not recognised
   int64_t width = -1, height = -1;  // -1 when the header does not say (or is not read)
   bool truncated = false;           // a JPEG without its end marker, a PNG without IEND
+  int orientation = 0;  // a JPEG's EXIF orientation tag, 1 to 8 (6: shown turned 90 degrees clockwise); 0: none
 };
 
 // Reads the header of `path` (and, for JPEG and PNG, looks for the end

@@ -12,6 +12,7 @@
 #include "cuda_graph.h"
 #include "error.h"
 #include "image.h"
+#include "image_header.h"
 #include "kernels.h"
 #include "state_dict.h"
 #include "test_util.h"
@@ -313,13 +314,35 @@ TEST(Portrait, ExifOrientation) {
   EXPECT_GT(shown.at(3, 3)[0], 200);  // the bright block back at the top left
   EXPECT_LT(shown.at(36, 56)[0], 100);
 
+  // The header reader finds the tag (for the note a crop=none portrait
+  // gets); a JPEG without one has none.
+  EXPECT_EQ(anitalker::read_image_header(dir / "phone.jpg").orientation, 6);
+  ASSERT_TRUE(cv::imwrite(dir / "plain.jpg", stored));
+  EXPECT_EQ(anitalker::read_image_header(dir / "plain.jpg").orientation, 0);
+  for (int o : {1, 3, 8}) {
+    testutil::spit(dir / "o.jpg", testutil::with_exif_orientation(std::string(jpg.begin(), jpg.end()), o));
+    EXPECT_EQ(anitalker::read_image_header(dir / "o.jpg").orientation, o);
+  }
+  // Cut short inside the IFD, or with an IFD offset past the segment: none.
+  std::string cut = testutil::with_exif_orientation(std::string(jpg.begin(), jpg.end()), 6);
+  cut[5] = 0x16;  // the segment's length: 20 bytes of data, the entry not whole
+  testutil::spit(dir / "cut.jpg", cut);
+  EXPECT_EQ(anitalker::read_image_header(dir / "cut.jpg").orientation, 0);
+  std::string far = testutil::with_exif_orientation(std::string(jpg.begin(), jpg.end()), 6);
+  far[17] = 0x7F;  // IFD0 at offset 0x7F0008, past the segment
+  testutil::spit(dir / "far.jpg", far);
+  EXPECT_EQ(anitalker::read_image_header(dir / "far.jpg").orientation, 0);
+
   anitalker::crop::Spec whole;
-  EXPECT_EQ(anitalker::prepare_portrait(dir / "phone.jpg", 32, whole, "", c10::Device(c10::kCPU)).picture.width, 60);
+  const anitalker::PreparedPortrait w = anitalker::prepare_portrait(dir / "phone.jpg", 32, whole, "", c10::Device(c10::kCPU));
+  EXPECT_EQ(w.picture.width, 60);
+  EXPECT_EQ(w.choice.stored_turned, 6);
   anitalker::crop::Spec top = anitalker::crop::parse_spec("0,0,40");
   const anitalker::PreparedPortrait p = anitalker::prepare_portrait(dir / "phone.jpg", 32, top, "", c10::Device(c10::kCPU));
   EXPECT_EQ(p.picture.width, 40);
   EXPECT_EQ(p.picture.height, 60);
   EXPECT_GT(p.tensor[0][0][2][2].item<float>(), 0.8f);  // the bright block, top left of the square
+  EXPECT_EQ(p.choice.stored_turned, 0);
 }
 
 TEST(Portrait, PillowBicubicUpscale) {

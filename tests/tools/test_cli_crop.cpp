@@ -88,6 +88,14 @@ TEST(CropCli, PhotoWithExifOrientation) {
   cv::Mat d;
   cv::absdiff(c, shown(cv::Rect(80, 65, 80, 80)), d);
   EXPECT_EQ(cv::countNonZero(d.reshape(1)), 0) << "the square is not the upright photo's pixels";
+  // Used whole (crop=none, the reference's way) it stays as stored, with a
+  // note that says how it is shown and what takes it so.
+  ASSERT_EQ(::mkdir((dir / "f").c_str(), 0755), 0);
+  r = testutil::run_cli("generate --portrait " + q(photo) + " --audio " + q(data("audio/speech_2s_16k.wav")) +
+                        " --models-dir " + q(data("chain")) + " --steps 5 --out " + q(dir / "f/%03d.png") + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("note: \"" + photo + "\" is shown turned 90 degrees clockwise (its EXIF orientation, 6); "
+                               "crop=none uses it as stored"));
 }
 
 TEST(CropCli, DetectedFaces) {
