@@ -29,6 +29,16 @@ nlohmann::json read_json(const std::string& p) {
   return nlohmann::json::parse(f);
 }
 
+// `anitalker crop` of a uniform `width` x `height` photo (DIR/p.png) with
+// the narrow two-faces detector (DIR/two.pth), into DIR/a.png and a.json.
+testutil::CliResult crop_uniform(const testutil::TempDir& dir, int width, int height) {
+  const std::string two = dir / "two.pth";
+  testutil::write_narrow_retinaface(data("face-sr/retinaface_resnet50_keys.txt"), two, true);
+  EXPECT_TRUE(cv::imwrite(dir / "p.png", cv::Mat(height, width, CV_8UC3, cv::Scalar(90, 120, 150))));
+  return testutil::run_cli("crop --portrait " + q(dir / "p.png") + " --detector " + q(two) + " --out " +
+                           q(dir / "a.png") + " --box-out " + q(dir / "a.json") + " 2>&1");
+}
+
 }  // namespace
 
 TEST(CropCli, GivenBox) {
@@ -145,11 +155,7 @@ TEST(CropCli, DetectedFaces) {
 // photo took 4.6 GB at full size, 100 Mpx more than the machine has.)
 TEST(CropCli, LargePhotoSearchedScaledDown) {
   testutil::TempDir dir;
-  const std::string two = dir / "two.pth";
-  testutil::write_narrow_retinaface(data("face-sr/retinaface_resnet50_keys.txt"), two, true);
-  ASSERT_TRUE(cv::imwrite(dir / "big.png", cv::Mat(1920, 3840, CV_8UC3, cv::Scalar(90, 120, 150))));
-  testutil::CliResult r = testutil::run_cli("crop --portrait " + q(dir / "big.png") + " --detector " + q(two) +
-                                            " --out " + q(dir / "a.png") + " --box-out " + q(dir / "a.json") + " 2>&1");
+  testutil::CliResult r = crop_uniform(dir, 3840, 1920);
   ASSERT_EQ(r.status, 0) << r.out.substr(0, 2000);
   EXPECT_THAT(r.out, HasSubstr("1800 faces found"));
   // The last cell first (equal scores): centred at (1904, 944) at 1920x960.
@@ -170,11 +176,7 @@ TEST(CropCli, LargePhotoSearchedScaledDown) {
 // ("outside the picture").  On a 2x2 photo nothing is left: no face found.
 TEST(CropCli, DetectionsOffThePictureAreNotFaces) {
   testutil::TempDir dir;
-  const std::string two = dir / "two.pth";
-  testutil::write_narrow_retinaface(data("face-sr/retinaface_resnet50_keys.txt"), two, true);
-  ASSERT_TRUE(cv::imwrite(dir / "p.png", cv::Mat(32, 36, CV_8UC3, cv::Scalar(90, 120, 150))));
-  testutil::CliResult r = testutil::run_cli("crop --portrait " + q(dir / "p.png") + " --detector " + q(two) +
-                                            " --out " + q(dir / "a.png") + " --box-out " + q(dir / "a.json") + " 2>&1");
+  testutil::CliResult r = crop_uniform(dir, 36, 32);
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_THAT(r.out, testing::Not(HasSubstr("faces found")));
   const nlohmann::json j = read_json(dir / "a.json");
@@ -184,7 +186,7 @@ TEST(CropCli, DetectionsOffThePictureAreNotFaces) {
   EXPECT_EQ(j["y"], 3);
   EXPECT_EQ(j["side"], 26);
   ASSERT_TRUE(cv::imwrite(dir / "t.png", cv::Mat(2, 2, CV_8UC3, cv::Scalar(90, 120, 150))));
-  r = testutil::run_cli("crop --portrait " + q(dir / "t.png") + " --detector " + q(two) + " --out " +
+  r = testutil::run_cli("crop --portrait " + q(dir / "t.png") + " --detector " + q(dir / "two.pth") + " --out " +
                         q(dir / "t2.png") + " 2>&1");
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_THAT(r.out, HasSubstr("t.png: no face found"));
