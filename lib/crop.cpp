@@ -1,6 +1,8 @@
 #include "crop.h"
 
 #include <algorithm>
+#include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -98,14 +100,21 @@ RgbImage cut(const RgbImage& picture, const Square& sq, Pad pad, const uint8_t c
 
 namespace {
 
-// The numbers of "A,B,C..." (strtod each; empty parts, trailing text and
-// non-finite values are refused).
+// The numbers of "A,B,C..." (each as C writes it, '.' for the decimal
+// point, whatever the process's locale: an application that sets a
+// comma-decimal one, as Qt and GTK applications do, would otherwise have
+// "905.5" refused; blanks and a '+' before a number are taken, as strtod
+// takes them; empty parts, trailing text and non-finite values are refused).
 bool numbers_of(const std::string& text, std::vector<double>* out) {
   std::stringstream in(text);
   for (std::string part; std::getline(in, part, ',');) {
-    char* end = nullptr;
-    const double x = std::strtod(part.c_str(), &end);
-    if (part.empty() || *end != 0 || !std::isfinite(x)) return false;
+    const char* p = part.c_str();
+    const char* const end = p + part.size();
+    while (p < end && std::isspace(static_cast<unsigned char>(*p))) ++p;
+    if (p < end && *p == '+') ++p;
+    double x = 0;
+    const std::from_chars_result r = std::from_chars(p, end, x);
+    if (p == end || r.ec != std::errc() || r.ptr != end || !std::isfinite(x)) return false;
     out->push_back(x);
   }
   return !text.empty() && text.back() != ',';

@@ -37,6 +37,8 @@ test_packages=(
   chromium
   # the long-audio test reads peak memory with GNU time
   time
+  # the crop test builds a comma-decimal locale (de_DE) with localedef
+  locales
 )
 # usage: install-deps.sh [--run]   (--run: only what building and running need)
 packages=("${run_packages[@]}")

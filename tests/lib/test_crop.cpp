@@ -4,10 +4,13 @@
 
 #include <gmock/gmock.h>
 
+#include <clocale>
+#include <cstdlib>
 #include <functional>
 #include <random>
 
 #include "error.h"
+#include "test_util.h"
 
 namespace crop = anitalker::crop;
 using anitalker::RgbImage;
@@ -169,6 +172,39 @@ TEST(Crop, ParseSpecAndBox) {
   EXPECT_DOUBLE_EQ(b.x2, 30);
   for (const char* bad : {"1,2,3", "30,2,1,40", "1,40,30,2", "1,2,inf,4", ""})
     EXPECT_THAT(error_of([&] { crop::parse_box(bad); }), HasSubstr("face-box: expected X1,Y1,X2,Y2")) << bad;
+}
+
+// Numbers in a face box or a square are read with '.' as the decimal point
+// in any locale: an application that sets a comma-decimal one (Qt and GTK
+// applications call setlocale) got "905.5,..." refused (strtod stopped at
+// the '.').  The test builds de_DE with localedef (Debian: locales).
+TEST(Crop, NumbersInAnyLocale) {
+  testutil::TempDir dir;
+  ASSERT_EQ(std::system(("localedef -i de_DE -f UTF-8 '" + dir / "de_DE.UTF-8" + "' 2>&1").c_str()), 0)
+      << "localedef could not build de_DE (Debian: the locales package)";
+  const char* old_path = std::getenv("LOCPATH");
+  const std::string keep_path = old_path ? old_path : "";
+  ::setenv("LOCPATH", dir.path().c_str(), 1);
+  const std::string keep = std::setlocale(LC_NUMERIC, nullptr);
+  ASSERT_NE(std::setlocale(LC_NUMERIC, "de_DE.UTF-8"), nullptr);
+  const double seen = std::strtod("0.5", nullptr);  // 0: the locale is in force
+  crop::Box b;
+  crop::Spec sq;
+  std::string error;
+  try {
+    b = crop::parse_box("905.5,265,1085.25,+520");
+    sq = crop::parse_spec(" 10,20,300");
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  std::setlocale(LC_NUMERIC, keep.c_str());
+  if (old_path) ::setenv("LOCPATH", keep_path.c_str(), 1); else ::unsetenv("LOCPATH");
+  EXPECT_EQ(seen, 0.0) << "de_DE did not take effect";
+  ASSERT_EQ(error, "");
+  EXPECT_DOUBLE_EQ(b.x1, 905.5);
+  EXPECT_DOUBLE_EQ(b.x2, 1085.25);
+  EXPECT_DOUBLE_EQ(b.y2, 520);
+  expect_square(sq.square, 10, 20, 300);
 }
 
 // The settings of the renderer and the CLI into one Spec: values pass
