@@ -1231,6 +1231,31 @@ GST_START_TEST(test_events_in_place) {
 }
 GST_END_TEST;
 
+// A new stream (STREAM_START, as concat, playbin's gapless switch or an
+// input-selector send it) ends the one before: its audio is encoded and
+// pushed before the event goes on, in both modes, as GstAudioDecoder drains
+// there (before, the event went on at once and the old stream's frames
+// followed it, offline the whole first stream).  The new stream's frames
+// count from its own PTS (continuous here).
+GST_START_TEST(test_stream_start_drains) {
+  for (const char* mode : {"offline", "streaming"}) {
+    GstHarness* h = new_harness("mfcc", mode);
+    checkutil::FlowRecorder flow(h);
+    push_f32(h, clip(), 0, 8000, 1600);
+    fail_unless(gst_harness_push_event(h, gst_event_new_stream_start("second")));
+    fail_unless(gst_harness_push_event(h, checkutil::marker_event("after-start")));
+    push_f32(h, clip(), 8000, 16000, 1600, sample_time(8000));
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    Output out = pull_all(h, kMfcc, 100);
+    check_two_streams(out, sample_time(8000));
+    // The marker sent right after the new stream's start comes after the
+    // old stream's last frame.
+    checkutil::check_in_place(flow.items(), "after-start", sample_time(8000), 10 * GST_MSECOND);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
 // After NULL and back, nothing of the old stream remains.
 GST_START_TEST(test_reuse_after_null) {
   GstHarness* h = new_harness("mfcc", "offline");
@@ -1390,6 +1415,7 @@ static Suite* hubertenc_suite() {
   tcase_add_test(tc, test_hole_of_an_hour);
   tcase_add_test(tc, test_segment_drains);
   tcase_add_test(tc, test_events_in_place);
+  tcase_add_test(tc, test_stream_start_drains);
   tcase_add_test(tc, test_reuse_after_null);
   tcase_add_test(tc, test_renegotiation);
   tcase_add_test(tc, test_zero_length_buffers);

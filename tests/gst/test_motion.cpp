@@ -679,6 +679,35 @@ GST_START_TEST(test_events_in_place) {
 }
 GST_END_TEST;
 
+// A new stream (STREAM_START) ends the one before: its features give their
+// frames before the event goes on (before, offline, the event went on at
+// once, ahead of all 25 frames of the first stream).
+GST_START_TEST(test_stream_start_drains) {
+  GstHarness* h = new_harness("hubert_audio_only");
+  checkutil::FlowRecorder flow(h);
+  const at::Tensor f = frames("hubert_audio_only");
+  push_frames(h, f, 0, 50, 10, 50);
+  fail_unless(gst_harness_push_event(h, gst_event_new_stream_start("second")));
+  fail_unless(gst_harness_push_event(h, checkutil::marker_event("after-start")));
+  push_frames(h, f, 50, f.size(0), 10, 50);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  guint64 frames_out = 0, restarts = 0;
+  GstBuffer* buf;
+  while ((buf = gst_harness_try_pull(h)) != nullptr) {
+    if (GST_BUFFER_OFFSET(buf) == 0 && frames_out > 0) {
+      fail_unless_equals_uint64(frames_out, 25);  // the first stream whole
+      fail_unless(GST_BUFFER_IS_DISCONT(buf));
+      restarts++;
+    }
+    frames_out += gst_buffer_get_size(buf) / (kDims * sizeof(float));
+    gst_buffer_unref(buf);
+  }
+  fail_unless_equals_uint64(restarts, 1);
+  checkutil::check_in_place(flow.items(), "after-start", GST_SECOND, 40 * GST_MSECOND);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 // Through the whole bin (hubertenc, anitalkermotion, anitalkerrender and
 // the queues between them), offline and live at `low`: a marker after 1 s
 // of speech comes out after the video frames before 1 s and before the
@@ -1288,6 +1317,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_segment_drains);
   tcase_add_test(tc, test_events_in_place);
   tcase_add_test(tc, test_bin_events_in_place);
+  tcase_add_test(tc, test_stream_start_drains);
   tcase_add_test(tc, test_renegotiation);
   tcase_add_test(tc, test_zero_length_buffers);
   suite_add_tcase(s, tc);
