@@ -55,11 +55,13 @@ cv::Mat read_ppm(const std::string& path) {
 }  // namespace
 #endif
 
-RgbImage read_rgb_image(const std::string& path, Orientation orientation) {
+RgbImage read_rgb_image(const std::string& path, Orientation orientation, int* tag) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw Error(Error::Kind::NotFound, path + ": no such file");
   if (!S_ISREG(st.st_mode)) throw Error(Error::Kind::Unreadable, path + ": not a regular file");
-  check_image_header(path);  // size limit, truncation, GIF: before any pixel is decoded
+  // Size limit, truncation, GIF: before any pixel is decoded.
+  const int orientation_tag = check_image_header(path).orientation;
+  if (tag) *tag = orientation_tag;
   // IMREAD_COLOR expands grey and palette and drops alpha, like PIL's
   // convert('RGB'); PIL does not apply EXIF orientation, cv2.imread does.
   cv::Mat bgr;
@@ -253,7 +255,9 @@ PreparedPortrait prepare_portrait(const std::string& path, int size, const crop:
   // A photo to crop is taken as shown (a phone's photo upright, as the
   // authors' crop script reads it); the portrait used whole as stored, as
   // the reference demo reads it.
-  p.picture = read_rgb_image(path, spec.mode == crop::Spec::Mode::None ? Orientation::Stored : Orientation::Shown);
+  int tag = 0;
+  p.picture =
+      read_rgb_image(path, spec.mode == crop::Spec::Mode::None ? Orientation::Stored : Orientation::Shown, &tag);
   std::vector<crop::Box> faces;
   if (spec.mode == crop::Spec::Mode::Auto && !spec.have_box) {
     if (detector.empty())
@@ -262,10 +266,7 @@ PreparedPortrait prepare_portrait(const std::string& path, int size, const crop:
     faces = detect_faces(detector, p.picture, device);
   }
   p.choice = crop::choose(spec, p.picture.width, p.picture.height, faces, path);
-  if (!p.choice.cropped) {
-    const int orientation = read_image_header(path).orientation;
-    if (orientation > 1) p.choice.stored_turned = orientation;
-  }
+  if (!p.choice.cropped && tag > 1) p.choice.stored_turned = tag;
   const RgbImage square = p.choice.cropped ? crop::cut(p.picture, p.choice.square, spec.pad) : p.picture;
   p.tensor = rgb_to_tensor(pil_resize_bicubic(square, size, size));
   return p;

@@ -170,7 +170,7 @@ int64_t read_max_pixels(std::string* ignored) {
 
 int64_t max_image_pixels() { return read_max_pixels(nullptr); }
 
-void check_image_header(const std::string& path) {
+ImageHeader check_image_header(const std::string& path) {
   const ImageHeader h = read_image_header(path);
   if (h.format == "gif")
     throw format_error(path + ": GIF images cannot be read (OpenCV has no GIF decoder); convert it to PNG or JPEG");
@@ -191,6 +191,7 @@ void check_image_header(const std::string& path) {
                                           : " (ANITALKER_MAX_PIXELS=" + ignored +
                                                 " is not a whole number of pixels above 0, so the default is in force)"));
   }
+  return h;
 }
 
 }  // namespace anitalker

@@ -27,7 +27,8 @@ int64_t max_image_pixels();
 // Throws Error(Format) naming the file when the image cannot be used as a
 // portrait without decoding it: larger than max_image_pixels() (the message
 // gives both sizes and the variable), truncated, or a GIF (OpenCV has no GIF
-// decoder).  Unrecognised formats are left to the decoder.
-void check_image_header(const std::string& path);
+// decoder).  Unrecognised formats are left to the decoder.  Returns the
+// header.
+ImageHeader check_image_header(const std::string& path);
 
 }  // namespace anitalker

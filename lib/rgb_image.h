@@ -28,9 +28,10 @@ enum class Orientation {
 
 // Decodes an image file (any format OpenCV reads) to 8-bit RGB: grey and
 // palette are expanded, alpha is dropped (not composited), 16-bit is scaled
-// down, EXIF orientation applied or not as `orientation` says.  Throws
+// down, EXIF orientation applied or not as `orientation` says (*tag, when
+// given: the file's orientation tag, 0 when it has none).  Throws
 // NotFound / Format naming the file.  (In image.cpp; declared here so that
 // torch-free code can read pictures.)
-RgbImage read_rgb_image(const std::string& path, Orientation orientation = Orientation::Stored);
+RgbImage read_rgb_image(const std::string& path, Orientation orientation = Orientation::Stored, int* tag = nullptr);
 
 }  // namespace anitalker
