@@ -604,7 +604,8 @@ int cmd_webrtc(int argc, char** argv) {
     o.choice("latency", &latency, {"low", "balanced", "quality"},
              "the bin's latency preset (low: hops of 120 ms); the first video frame's delay behind its "
              "audio is printed");
-    o.integer("port", &port, 1, 65535, "N", "the HTTP and WebSocket port");
+    o.integer("port", &port, 0, 65535, "N", "the HTTP and WebSocket port; 0 = a free port the system picks (the line "
+              "\"open http://ADDRESS:PORT/\" names it)");
     o.text("address", &address, "A", "the address to listen on");
     o.integer("frames", &frames, 1, 1 << 30, "N", "exit 0 once the page has decoded N video frames").shows("");
     o.integer("timeout", &timeout, 1, 86400, "S", "with --frames: exit 1 after S seconds");
@@ -657,14 +658,18 @@ int cmd_webrtc(int argc, char** argv) {
     if (!inet) throw cli::UsageError("--address: not an IP address: " + address);
     GSocketAddress* sa = g_inet_socket_address_new(inet, (guint16)port);
     g_object_unref(inet);
+    GSocketAddress* bound = nullptr;
     if (!g_socket_listener_add_address(G_SOCKET_LISTENER(service), sa, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP,
-                                       nullptr, nullptr, &err)) {
+                                       nullptr, &bound, &err)) {
       const std::string m = err ? err->message : "unknown error";
       if (err) g_error_free(err);
       g_object_unref(sa);
       throw anitalker::Error(anitalker::Error::Kind::Runtime, "cannot listen on " + address + ":" + std::to_string(port) + ": " + m);
     }
     g_object_unref(sa);
+    // The port taken (the system's choice for --port 0).
+    if (bound && G_IS_INET_SOCKET_ADDRESS(bound)) port = g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(bound));
+    if (bound) g_object_unref(bound);
     g_signal_connect(service, "incoming", G_CALLBACK(on_incoming), &app);
     g_socket_service_start(service);
     std::fprintf(stderr, "anitalker webrtc: open http://%s:%d/ in a browser\n", address.c_str(), port);

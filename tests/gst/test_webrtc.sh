@@ -19,15 +19,18 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
-port=$((20000 + ($$ + 7) % 20000))
-
+# A free port the system picks (--port 0), read from the server's
+# "open http://..." line: a port of our own choosing may be taken.
 "$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --steps 10 \
-  --latency low --port "$port" --frames 50 --timeout 120 >"$work/server.log" 2>&1 &
+  --latency low --port 0 --frames 50 --timeout 120 >"$work/server.log" 2>&1 &
 server=$!
+port=
 for i in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  port=$(sed -n 's|.*open http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$work/server.log" | head -n 1)
+  [ -n "$port" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.1
 done
+[ -n "$port" ] || { echo "the server named no port:"; cat "$work/server.log"; exit 1; }
 # Chromium hides host candidates behind mDNS names by default, which
 # webrtcbin cannot resolve: that feature is off here.
 "$browser" --headless=new --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \

@@ -17,24 +17,28 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-port=$((20000 + ($$ + 11) % 20000))
+port=
 fail=0
 check() {  # check NAME CONDITION...
   local name=$1; shift
   if "$@"; then echo "ok: $name"; else echo "FAIL: $name"; fail=1; fi
 }
 
-# start_server LOG [OPEN_FILES]: the server on $port, logging to LOG, under
-# an open-file limit when given; returns once the port answers (or 10 s).
+# start_server LOG [OPEN_FILES]: the server on a free port the system picks
+# (--port 0; $port is read from its "open http://..." line), logging to LOG,
+# under an open-file limit when given; returns once the port answers (or 10 s).
 start_server() {
   (if [ -n "${2:-}" ]; then ulimit -n "$2" || exit 1; fi
    exec "$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --steps 5 \
-     --port "$port" --timeout 300) >"$1" 2>&1 &
+     --port 0 --timeout 300) >"$1" 2>&1 &
   server=$!
+  port=
   for i in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    port=$(sed -n 's|.*open http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$1" | head -n 1)
+    [ -n "$port" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
+  [ -n "$port" ] || { echo "the server named no port:"; cat "$1"; exit 1; }
 }
 start_server "$work/server.log"
 
