@@ -654,6 +654,23 @@ static gboolean sink_event(GstAnitalkerElement* self, GstPad* pad, GstEvent* eve
       flush(self);
       break;
     case GST_EVENT_SEGMENT: {
+      if (klass->forward_only) {
+        const GstSegment* seg;
+        gst_event_parse_segment(event, &seg);
+        if (seg->rate < 0) {
+          gchar rate[G_ASCII_DTOSTR_BUF_SIZE];
+          g_ascii_formatd(rate, sizeof rate, "%g", seg->rate);
+          // Reverse playback (a demuxer and decoder that do it, seeked with
+          // a negative rate past this element): the chunks come last first
+          // and would be taken as one forward stream.
+          GST_ELEMENT_ERROR(self, STREAM, FAILED,
+                            ("%s takes its input forward in time only; the segment has rate %s (reverse playback).",
+                             GST_ELEMENT_NAME(self), rate),
+                            ("%" GST_SEGMENT_FORMAT, seg));
+          gst_event_unref(event);
+          return FALSE;
+        }
+      }
       // A new segment starts a new stream.
       if (klass->drain_on_segment)
         drain(self);
@@ -709,6 +726,15 @@ static gboolean gst_anitalker_element_src_event(GstPad* pad, GstObject* parent, 
   GstAnitalkerElement* self = GST_ANITALKER_ELEMENT(parent);
   GstAnitalkerElementClass* klass = klass_of(self);
   gboolean result = FALSE;
+  if (klass->forward_only && GST_EVENT_TYPE(event) == GST_EVENT_SEEK) {
+    gdouble rate;
+    gst_event_parse_seek(event, &rate, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+    if (rate < 0) {
+      GST_WARNING_OBJECT(self, "refusing a seek with rate %g: the input is read forward in time only", rate);
+      gst_event_unref(event);
+      return FALSE;
+    }
+  }
   try {
     if (klass->src_event && klass->src_event(self, event, &result)) return result;
   } catch (...) {

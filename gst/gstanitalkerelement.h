@@ -113,6 +113,9 @@ struct _GstAnitalkerElementClass {
   const char* input;            // what the sink takes, for messages ("Audio"; NULL: "Data")
   gboolean drain_on_segment;    // a SEGMENT drains what is pending instead of dropping it
   gboolean drain_on_stream_start;  // STREAM_START and SEGMENT_DONE drain too
+  // The input is read forward in time only (audio, features): a seek with a
+  // negative rate is refused, and a segment with one is an error.
+  gboolean forward_only;
   // The subclass follows its input's timestamps itself (hubertenc's holes
   // and overlaps): in streaming the base does not end the stream at a
   // DISCONT buffer or a GAP event; the subclass calls

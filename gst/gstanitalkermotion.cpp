@@ -769,6 +769,7 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
   // the stream so far: what is pending is finished and pushed, not dropped.
   base_class->drain_on_segment = TRUE;
   base_class->drain_on_stream_start = TRUE;
+  base_class->forward_only = TRUE;
   base_class->input = "Features";
   base_class->start = gst_anitalker_motion_start;
   base_class->warm_up = gst_anitalker_motion_warm_up;

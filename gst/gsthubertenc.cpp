@@ -735,6 +735,7 @@ static void gst_hubert_enc_class_init(GstHubertEncClass* klass) {
   // the stream so far: what is pending is finished and pushed, not dropped.
   base_class->drain_on_segment = TRUE;
   base_class->drain_on_stream_start = TRUE;
+  base_class->forward_only = TRUE;
   base_class->input = "Audio";
   base_class->start = gst_hubert_enc_start;
   base_class->warm_up = gst_hubert_enc_warm_up;

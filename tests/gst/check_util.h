@@ -226,4 +226,40 @@ inline void check_in_place(const std::vector<FlowItem>& items, const char* name,
   fail_unless(before > 0 && after > 0, "%d buffers before the event %s, %d after", before, name, after);
 }
 
+// Reverse playback on an element that reads its input forward only
+// (hubertenc, anitalkermotion), playing in the harness `h`: a seek with a
+// negative rate is refused (and one with a positive rate is not), and a
+// segment with a negative rate is refused with a STREAM FAILED error that
+// names the rate.
+inline void check_reverse_refused(GstHarness* h) {
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  const GstSeekFlags flags = (GstSeekFlags)(GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_ACCURATE);
+  const guint before = gst_harness_upstream_events_received(h);
+  fail_if(gst_harness_push_upstream_event(
+              h, gst_event_new_seek(-1.0, GST_FORMAT_TIME, flags, GST_SEEK_TYPE_SET, 0, GST_SEEK_TYPE_SET, GST_SECOND)),
+          "a seek with rate -1 was taken");
+  fail_unless(gst_harness_upstream_events_received(h) == before, "the reverse seek went upstream");
+  gst_harness_push_upstream_event(
+      h, gst_event_new_seek(2.0, GST_FORMAT_TIME, flags, GST_SEEK_TYPE_SET, 0, GST_SEEK_TYPE_NONE, -1));
+  fail_unless(gst_harness_upstream_events_received(h) == before + 1, "a seek with rate 2 did not go upstream");
+  fail_unless(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR) == nullptr);
+  GstSegment seg;
+  gst_segment_init(&seg, GST_FORMAT_TIME);
+  seg.rate = -1.0;
+  seg.stop = GST_SECOND;
+  // (gst_pad_push_event answers TRUE for a sticky event it stored, even
+  // where the peer refused it: the error says what happened.)
+  gst_harness_push_event(h, gst_event_new_segment(&seg));
+  gchar* debug = nullptr;
+  GError* err = pop_message(bus, GST_MESSAGE_ERROR, &debug);
+  fail_unless(g_error_matches(err, GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED), "%s", err->message);
+  fail_unless(std::strstr(err->message, "forward in time only") && std::strstr(err->message, "rate -1"), "%s",
+              err->message);
+  g_error_free(err);
+  g_free(debug);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+}
+
 }  // namespace checkutil

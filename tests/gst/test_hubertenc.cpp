@@ -1256,6 +1256,17 @@ GST_START_TEST(test_stream_start_drains) {
 }
 GST_END_TEST;
 
+// Reverse playback is refused: the seek, and a segment that has it.
+GST_START_TEST(test_reverse_playback_refused) {
+  for (const char* mode : {"offline", "streaming"}) {
+    GstHarness* h = new_harness("mfcc", mode);
+    push_f32(h, clip(), 0, 1600, 1600);
+    checkutil::check_reverse_refused(h);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
 // After NULL and back, nothing of the old stream remains.
 GST_START_TEST(test_reuse_after_null) {
   GstHarness* h = new_harness("mfcc", "offline");
@@ -1416,6 +1427,7 @@ static Suite* hubertenc_suite() {
   tcase_add_test(tc, test_segment_drains);
   tcase_add_test(tc, test_events_in_place);
   tcase_add_test(tc, test_stream_start_drains);
+  tcase_add_test(tc, test_reverse_playback_refused);
   tcase_add_test(tc, test_reuse_after_null);
   tcase_add_test(tc, test_renegotiation);
   tcase_add_test(tc, test_zero_length_buffers);

@@ -682,6 +682,15 @@ GST_END_TEST;
 // A new stream (STREAM_START) ends the one before: its features give their
 // frames before the event goes on (before, offline, the event went on at
 // once, ahead of all 25 frames of the first stream).
+// Reverse playback is refused: the seek, and a segment that has it.
+GST_START_TEST(test_reverse_playback_refused) {
+  GstHarness* h = new_harness("hubert_audio_only");
+  push_frames(h, frames("hubert_audio_only"), 0, 10, 10, 50);
+  checkutil::check_reverse_refused(h);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_stream_start_drains) {
   GstHarness* h = new_harness("hubert_audio_only");
   checkutil::FlowRecorder flow(h);
@@ -1318,6 +1327,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_events_in_place);
   tcase_add_test(tc, test_bin_events_in_place);
   tcase_add_test(tc, test_stream_start_drains);
+  tcase_add_test(tc, test_reverse_playback_refused);
   tcase_add_test(tc, test_renegotiation);
   tcase_add_test(tc, test_zero_length_buffers);
   suite_add_tcase(s, tc);
