@@ -60,7 +60,8 @@ RgbImage read_rgb_image(const std::string& path, Orientation orientation, int* t
   if (::stat(path.c_str(), &st) != 0) throw Error(Error::Kind::NotFound, path + ": no such file");
   if (!S_ISREG(st.st_mode)) throw Error(Error::Kind::Unreadable, path + ": not a regular file");
   // Size limit, truncation, GIF: before any pixel is decoded.
-  const int orientation_tag = check_image_header(path).orientation;
+  const ImageHeader header = check_image_header(path);
+  const int orientation_tag = header.orientation;
   if (tag) *tag = orientation_tag;
   // IMREAD_COLOR expands grey and palette and drops alpha, like PIL's
   // convert('RGB'); PIL does not apply EXIF orientation, cv2.imread does.
@@ -76,7 +77,19 @@ RgbImage read_rgb_image(const std::string& path, Orientation orientation, int* t
     throw format_error(path + ": cannot decode the image: " + e.what());
   }
 #endif
-  if (bgr.empty()) throw format_error(path + ": not an image OpenCV can decode (expected JPEG, PNG, BMP, WebP, TIFF, ...)");
+  if (bgr.empty()) {
+    // What the file is, where the header tells, and what to do about it.
+    if (header.format == "heif")
+      throw format_error(path + ": a HEIF (HEIC) photo, as iPhones save them, which OpenCV cannot decode; convert it "
+                                "to JPEG or PNG first (heif-convert PHOTO.heic PHOTO.jpg, from libheif-examples)");
+    if (header.format == "avif")
+      throw format_error(path + ": an AVIF image, which this build's OpenCV cannot decode; convert it to PNG or JPEG "
+                                "first (avifdec IMAGE.avif IMAGE.png, from libavif-bin)");
+    if (header.format == "isobmff")
+      throw format_error(path + ": an MP4 or QuickTime file (a video?), not a still image: give a frame of it as a "
+                                "JPEG or PNG (anitalker generate --portrait takes the video itself)");
+    throw format_error(path + ": not an image OpenCV can decode (expected JPEG, PNG, BMP, WebP, TIFF, ...)");
+  }
   if (bgr.depth() != CV_8U) bgr.convertTo(bgr, CV_8U, 1.0 / 256);
   RgbImage out;
   out.width = bgr.cols;

@@ -2,10 +2,12 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <vector>
 
 #include "error.h"
@@ -146,6 +148,23 @@ ImageHeader read_image_header(const std::string& path) {
     }
   } else if (n >= 4 && (std::memcmp(head, "II*\0", 4) == 0 || std::memcmp(head, "MM\0*", 4) == 0)) {
     h.format = "tiff";
+  } else if (n >= 12 && std::memcmp(head + 4, "ftyp", 4) == 0) {
+    // ISO base media: HEIF (HEIC, as iPhones save photos), AVIF, or a
+    // video (MP4, QuickTime).  The major brand, then the compatible brands
+    // the first 32 bytes hold (a "mif1" file names heic or avif there).
+    const size_t box = std::min<size_t>(std::min<size_t>(be32(head), sizeof head), n);
+    auto brand_in = [&](std::initializer_list<const char*> brands) {
+      for (size_t at = 8; at + 4 <= box; at += (at == 8 ? 8 : 4))  // skip the minor version after the major brand
+        for (const char* b : brands)
+          if (std::memcmp(head + at, b, 4) == 0) return true;
+      return false;
+    };
+    if (brand_in({"avif", "avis"}))
+      h.format = "avif";
+    else if (brand_in({"heic", "heix", "hevc", "hevx", "heim", "heis", "mif1", "msf1"}))
+      h.format = "heif";
+    else
+      h.format = "isobmff";
   }
   return h;
 }

@@ -10,7 +10,9 @@
 namespace anitalker {
 
 struct ImageHeader {
-  std::string format;  // "png", "jpeg", "gif", "bmp", "webp", "tiff", or "" when not recognised
+  // "png", "jpeg", "gif", "bmp", "webp", "tiff"; "heif" (HEIC), "avif", "isobmff" (another ftyp file:
+  // MP4, QuickTime); or "" when not recognised
+  std::string format;
   int64_t width = -1, height = -1;  // -1 when the header does not say (or is not read)
   bool truncated = false;           // a JPEG without its end marker, a PNG without IEND
   int orientation = 0;  // a JPEG's EXIF orientation tag, 1 to 8 (6: shown turned 90 degrees clockwise); 0: none

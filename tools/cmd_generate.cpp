@@ -27,6 +27,7 @@
 #include "crop.h"
 #include "device.h"
 #include "image.h"
+#include "image_header.h"
 #include "launch.h"
 #include "error.h"
 #include "models.h"
@@ -192,7 +193,13 @@ bool is_video_file(const std::string& path) {
   for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   for (const char* v : {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".ogv", ".flv"})
     if (ext == v) return true;
-  return false;
+  // Else by its header: an MP4 or QuickTime file under another name (.3gp,
+  // none); HEIF and AVIF photos share the container and are stills.
+  try {
+    return anitalker::read_image_header(path).format == "isobmff";
+  } catch (const anitalker::Error&) {
+    return false;  // missing or unreadable: said where the portrait is read
+  }
 }
 
 void need_elements(const std::vector<const char*>& names) {

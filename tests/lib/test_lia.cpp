@@ -286,6 +286,37 @@ TEST(Portrait, AlphaAndExtremeSizes) {
   EXPECT_NEAR(x[0][2][0][0].item<float>(), (200 / 255.0f - 0.5f) * 2, 1e-6);
 }
 
+// ISO base media files by their ftyp brands: HEIF (major brand heic, or
+// mif1 naming heic among the compatible ones), AVIF (avif ahead of mif1),
+// and a video; each refused by read_rgb_image naming what it is (OpenCV
+// here decodes none of them).  A box shorter than its brands reads no
+// further than it says.
+TEST(Portrait, IsoMediaBrands) {
+  const testutil::TempDir tmp;
+  const std::string dir = tmp.path();
+  auto ftyp = [](const std::string& brands) {
+    const std::string box = std::string(1, '\0') + std::string(2, '\0') + char(8 + brands.size()) + "ftyp" + brands;
+    return box + std::string(64, '\0');
+  };
+  const std::string z4(4, '\0');
+  const std::pair<const char*, std::string> cases[] = {
+      {"heif", "heic" + z4 + "mif1heic"}, {"heif", "mif1" + z4 + "mif1heic"}, {"avif", "avif" + z4 + "avifmif1"},
+      {"avif", "mif1" + z4 + "avifmif1"}, {"isobmff", "isom" + z4 + "isomiso2avc1mp41"}, {"isobmff", "qt  " + z4 + "qt  "},
+      {"heif", "mif1" + z4}};  // mif1 alone: HEIF's own brand
+  for (const auto& [want, brands] : cases) {
+    testutil::spit(dir + "/f.bin", ftyp(brands));
+    EXPECT_EQ(anitalker::read_image_header(dir + "/f.bin").format, want) << brands;
+  }
+  // A 16-byte box (no compatible brands) followed by "heic": a video still.
+  testutil::spit(dir + "/f.bin", ftyp("isom" + z4).substr(0, 16) + "heic" + std::string(32, '\0'));
+  EXPECT_EQ(anitalker::read_image_header(dir + "/f.bin").format, "isobmff");
+  testutil::spit(dir + "/p.heic", ftyp("mif1" + z4 + "mif1heic"));
+  EXPECT_THAT(error_of([&] { anitalker::read_rgb_image(dir + "/p.heic"); }), HasSubstr("p.heic: a HEIF (HEIC) photo"));
+  testutil::spit(dir + "/v.jpg", ftyp("isom" + z4 + "isom"));
+  EXPECT_THAT(error_of([&] { anitalker::read_rgb_image(dir + "/v.jpg"); }),
+              HasSubstr("v.jpg: an MP4 or QuickTime file (a video?)"));
+}
+
 // A phone's photo: the pixels stored sideways with an EXIF orientation tag
 // (6: turn 90 degrees clockwise to show).  The portrait used whole reads
 // it as stored, as PIL does in the reference demo; a photo to crop (any

@@ -224,6 +224,20 @@ check "a truncated JPEG is refused, named (rc $rc)" bash -c "[ $rc -eq 1 ] && gr
 printf 'GIF89a\x0a\x00\x0a\x00\x00\x00\x00;' > anim.gif
 gen --portrait anim.gif --audio speech.wav --out d.mp4 2>err.txt; rc=$?
 check "a GIF says GIF (rc $rc)" bash -c "[ $rc -eq 1 ] && grep -q 'GIF images cannot be read' err.txt"
+# HEIF (an iPhone's HEIC, here under a .jpg name: the brands of its ftyp box
+# tell) and AVIF, which OpenCV cannot decode here: named, with what to do.
+printf '\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1heicmiaf' > phone.jpg
+gen --portrait phone.jpg --audio speech.wav --out d.mp4 2>err.txt; rc=$?
+check "a HEIC photo says HEIF (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 1 ] && grep -q 'phone.jpg: a HEIF (HEIC) photo.*heif-convert' err.txt"
+printf '\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf' > pic.avif
+gen --portrait pic.avif --audio speech.wav --out d.mp4 2>err.txt; rc=$?
+check "an AVIF image says AVIF (rc $rc)" bash -c "[ $rc -eq 1 ] && grep -q 'pic.avif: an AVIF image' err.txt"
+# A video under a name that is not a video's (.3gp, none) is taken as one by
+# its header: before, "not an image OpenCV can decode".
+cp real.mp4 clip
+gen --portrait clip --audio speech.wav --out v.mp4 2>err.txt; rc=$?
+check "an MP4 without its extension is a video portrait (rc $rc: $(cat err.txt))" bash -c "[ $rc -eq 0 ] && [ -s v.mp4 ]"
 
 # 7. Portraits too large are refused from their header, before decoding,
 # naming the size and the limit (a header-only PNG claims 30000x30000).
