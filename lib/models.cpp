@@ -2,6 +2,7 @@
 #include "models.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <map>
 
@@ -149,6 +150,21 @@ Set resolve(const std::string& dir, const std::string& variant, bool face_sr, bo
   return s;
 }
 
+std::string why_unusable(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return "";
+  if (S_ISLNK(st.st_mode) && ::stat(path.c_str(), &st) != 0) {
+    char target[4096];
+    const ssize_t n = ::readlink(path.c_str(), target, sizeof target - 1);
+    return std::string(": a link to nothing") + (n > 0 ? " (" + std::string(target, static_cast<size_t>(n)) + ")" : "");
+  }
+  if (S_ISDIR(st.st_mode)) return ": a folder, not a file";
+  if (S_ISFIFO(st.st_mode)) return ": a pipe (FIFO), not a regular file";
+  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) return ": a device, not a regular file";
+  if (S_ISSOCK(st.st_mode)) return ": a socket, not a regular file";
+  return "";
+}
+
 std::vector<File> missing(const Set& set) {
   std::vector<File> out;
   for (const File& f : set.files)
@@ -169,7 +185,7 @@ std::string describe_missing(const std::vector<File>& files, const std::string& 
     s = "the models folder " + dir + " is not a folder; ";
   s += "missing model file" + std::string(files.size() == 1 ? "" : "s") +
        " (see models/README.md; models/fetch.sh downloads them):";
-  for (const File& f : files) s += "\n  " + f.path + "  (" + f.needed + ")\n      from " + f.source;
+  for (const File& f : files) s += "\n  " + f.path + "  (" + f.needed + ")" + why_unusable(f.path) + "\n      from " + f.source;
   return s;
 }
 

@@ -66,4 +66,9 @@ std::vector<File> missing(const Set& set);
 // when that folder does not exist or is not a folder, the likely cause.
 std::string describe_missing(const std::vector<File>& files, const std::string& dir = "");
 
+// Why `path`, which is not a regular file, is not taken as one: ": a link
+// to nothing (TARGET)", ": a pipe (FIFO), not a regular file", ": a
+// folder, not a file", ...; "" when nothing is there at all.
+std::string why_unusable(const std::string& path);
+
 }  // namespace anitalker::models

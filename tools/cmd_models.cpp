@@ -50,7 +50,8 @@ int cmd_models(int argc, char** argv) {
         const std::string path = dir + "/" + r.path;
         const bool have = ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
         if (!have && r.group == "required") missing_required++;
-        std::printf("  %-8s %s  (%s)\n", have ? "present" : "MISSING", path.c_str(), r.needed.c_str());
+        std::printf("  %-8s %s  (%s)%s\n", have ? "present" : "MISSING", path.c_str(), r.needed.c_str(),
+                    have ? "" : models::why_unusable(path).c_str());
         if (!have) std::printf("           from %s\n", r.url.c_str());
       }
     }

@@ -26,6 +26,20 @@ set -e
 grep -q "MISSING.*stage1.ckpt" "$work/out.txt" && grep -q "5 required files missing" "$work/out.txt" ||
   { cat "$work/out.txt"; echo "FAIL: the missing files are not named"; exit 1; }
 
+# A file that is there but not a file: a link to nothing (a models folder
+# of links to another disk that is not mounted) and a pipe are MISSING with
+# the reason, not as if nothing were there.
+mkdir "$work/links"
+ln -s "$work/unmounted/stage1.ckpt" "$work/links/stage1.ckpt"
+mkfifo "$work/links/stage2_audio_only_hubert.ckpt"
+set +e
+"$bin" models --models-dir "$work/links" > "$work/out.txt"
+rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "MISSING.*stage1.ckpt.*: a link to nothing ($work/unmounted/stage1.ckpt)" "$work/out.txt" &&
+  grep -q "MISSING.*stage2_audio_only_hubert.ckpt.*: a pipe (FIFO), not a regular file" "$work/out.txt" ||
+  { cat "$work/out.txt"; echo "FAIL: a dangling link or a pipe is not said (exit $rc)"; exit 1; }
+
 # A file as the folder: refused (exit 2) naming it; a missing folder is said.
 touch "$work/file"
 set +e
