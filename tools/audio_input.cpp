@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "error.h"
+#include "launch.h"
 #include "tensor_data.h"
 #include "wav.h"
 
@@ -19,9 +20,10 @@ std::vector<float> decode_with_gstreamer(const std::string& path) {
   GError* err = nullptr;
   gchar* loc = g_strescape(path.c_str(), nullptr);
   const std::string desc = std::string("filesrc location=\"") + loc +
-                           "\" ! decodebin ! audioconvert ! audioresample ! "
+                           "\" ! decodebin name=dec ! audioconvert ! audioresample ! "
                            "audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved ! appsink name=sink sync=false";
   g_free(loc);
+  cli::DecodedStreams streams;  // declared before the pipeline: outlives its streaming
   std::unique_ptr<GstElement, void (*)(GstElement*)> pipe(gst_parse_launch(desc.c_str(), &err), [](GstElement* e) {
     if (e) {
       gst_element_set_state(e, GST_STATE_NULL);
@@ -33,6 +35,7 @@ std::vector<float> decode_with_gstreamer(const std::string& path) {
     if (err) g_error_free(err);
     throw anitalker::Error(anitalker::Error::Kind::Runtime, path + ": cannot build the decoding pipeline: " + msg);
   }
+  streams.watch(pipe.get(), "dec");
   GstElement* sink = gst_bin_get_by_name(GST_BIN(pipe.get()), "sink");
   gst_element_set_state(pipe.get(), GST_STATE_PLAYING);
   std::vector<float> out;
@@ -64,7 +67,11 @@ std::vector<float> decode_with_gstreamer(const std::string& path) {
   }
   gst_object_unref(bus);
   gst_object_unref(sink);
-  if (!error.empty()) throw anitalker::format_error(path + ": cannot decode the audio: " + error);
+  if (!error.empty()) {
+    gst_element_set_state(pipe.get(), GST_STATE_NULL);
+    const std::string none = streams.no_audio(path);
+    throw anitalker::format_error(none.empty() ? path + ": cannot decode the audio: " + error : none);
+  }
   return out;
 }
 

@@ -498,12 +498,14 @@ int generate(const Options& o) {
   const std::string talk_branch = "anitalker name=talk ! queue ! " + video_out;
   const std::string desc =
       kind == OutKind::Frames
-          ? "filesrc location=" + gst_quoted(o.audio) + " ! decodebin ! " + talk_branch
-          : "filesrc location=" + gst_quoted(o.audio) + " ! decodebin ! tee name=t "
+          ? "filesrc location=" + gst_quoted(o.audio) + " ! decodebin name=audiodec ! " + talk_branch
+          : "filesrc location=" + gst_quoted(o.audio) + " ! decodebin name=audiodec ! tee name=t "
             "t. ! " + big_queue + " ! " + talk_branch + " "
             "t. ! queue ! audioconvert ! audioresample ! " + audio_enc + " ! " + big_queue + " ! mux.audio_0 " +
             mux + " ! filesink name=sink location=" + gst_quoted(part);
   GstElement* pipe = cli::launch(desc);
+  cli::DecodedStreams streams;  // outlives the pipeline's streaming: set to NULL below
+  streams.watch(pipe, "audiodec");
   GstElement* talk = gst_bin_get_by_name(GST_BIN(pipe), "talk");
   gst_util_set_object_arg(G_OBJECT(talk), "variant", o.variant.c_str());
   gst_util_set_object_arg(G_OBJECT(talk), "mode", o.mode.c_str());
@@ -597,6 +599,9 @@ int generate(const Options& o) {
         replace_all(error, part, out);
         // Likewise a video portrait's frame: the video's name.
         if (still) replace_all(error, portrait, o.portrait);
+        // A file without audio (a video with no sound track): said so.
+        const std::string none = streams.no_audio(o.audio);
+        if (!none.empty()) error = none;
         if (dbg && std::getenv("ANITALKER_DEBUG")) error += std::string("\n  debug: ") + dbg;
         if (e) g_error_free(e);
         g_free(dbg);

@@ -22,6 +22,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "launch.h"
 
 
 namespace {
@@ -67,6 +68,8 @@ start().catch(e => { log('error: ' + e); fetch('/stats?error=' + encodeURICompon
 
 struct App {
   GMutex lock;
+  cli::DecodedStreams streams;  // what --audio's decodebin found: a file without audio is said so
+  std::string audio;            // --audio
   GstElement* pipe = nullptr;
   GstElement* webrtc = nullptr;
   std::string offer;  // under lock; set once ICE gathering is complete
@@ -566,7 +569,8 @@ gboolean on_bus(GstBus*, GstMessage* msg, gpointer data) {
   if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
     GError* e = nullptr;
     gst_message_parse_error(msg, &e, nullptr);
-    quit(app, 1, e ? e->message : "pipeline error");
+    const std::string none = app->audio.empty() ? "" : app->streams.no_audio(app->audio);
+    quit(app, 1, !none.empty() ? none.c_str() : e ? e->message : "pipeline error");
     if (e) g_error_free(e);
   } else if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_EOS) {
     std::fprintf(stderr, "anitalker webrtc: end of the audio\n");
@@ -614,7 +618,7 @@ int cmd_webrtc(int argc, char** argv) {
     gst_init(nullptr, nullptr);
 
     const std::string src = test_source ? "audiotestsrc is-live=true wave=pink-noise volume=0.3"
-                                        : "filesrc location=" + quoted(audio) + " ! decodebin ! audioconvert ! "
+                                        : "filesrc location=" + quoted(audio) + " ! decodebin name=audiodec ! audioconvert ! "
                                           "audioresample ! clocksync";
     const std::string desc =
         src + " ! audio/x-raw,rate=16000,channels=1 ! tee name=t "
@@ -636,6 +640,8 @@ int cmd_webrtc(int argc, char** argv) {
                              "cannot build the pipeline (webrtcbin needs gstreamer1.0-plugins-bad and "
                              "gstreamer1.0-nice): " + m);
     }
+    app.audio = audio;
+    app.streams.watch(app.pipe, "audiodec");
     GstElement* talk = gst_bin_get_by_name(GST_BIN(app.pipe), "talk");
     gst_util_set_object_arg(G_OBJECT(talk), "variant", variant.c_str());
     g_object_set(talk, "models-dir", models.c_str(), "portrait", portrait.c_str(), "steps", (guint)steps, nullptr);

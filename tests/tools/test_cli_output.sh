@@ -214,6 +214,15 @@ done
 # Smaller: a folder as --audio, a text file named .wav, a truncated JPEG, a GIF.
 gen --portrait face.jpg --audio . --out d.mp4 2>err.txt; rc=$?
 check "a folder as --audio says so (rc $rc)" bash -c "[ $rc -ne 0 ] && grep -q 'is a folder' err.txt"
+# A video without a sound track as --audio: said so, not GStreamer's
+# "Internal data stream error ... not-linked".
+gst-launch-1.0 -q videotestsrc num-buffers=10 ! video/x-raw,width=64,height=64 ! x264enc ! mp4mux ! filesink location=silent.mp4
+gen --portrait face.jpg --audio silent.mp4 --out d.mp4 2>err.txt; rc=$?
+check "a video without sound as --audio says so (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 1 ] && grep -q 'silent.mp4: no audio stream in it (it holds video/x-raw)' err.txt"
+"$bin" features --audio silent.mp4 --mfcc --out f.npy 2>err.txt; rc=$?
+check "likewise for anitalker features (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 1 ] && grep -q 'silent.mp4: no audio stream in it' err.txt"
 echo "not audio" > text.wav
 gen --portrait face.jpg --audio text.wav --out d.mp4 2>err.txt; rc=$?
 check "a text file as --audio names the file (rc $rc: $(cat err.txt))" \
