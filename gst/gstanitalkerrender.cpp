@@ -370,6 +370,16 @@ static void gst_anitalker_render_report_portrait(GstAnitalkerRender* self, const
                       path.c_str(), shown[now.choice.stored_turned], now.choice.stored_turned),
                      (nullptr));
   }
+  if (now.choice.transparent >= 0.01) {  // a few soft edge pixels are not worth a note
+    // Whole percents (no decimal point, whatever the application's locale).
+    const int percent = static_cast<int>(now.choice.transparent * 100 + 0.5);
+    GST_ELEMENT_INFO(self, RESOURCE, SETTINGS,
+                     ("\"%s\" is transparent in %d%% of its pixels; its alpha is dropped, as the reference reads a "
+                      "picture, and the colours stored there are used (under fully transparent pixels often black): "
+                      "put it on a background first to give the networks a photo like their training data.",
+                      path.c_str(), std::min(percent, 100)),
+                     (nullptr));
+  }
   const anitalker::crop::Square& q = now.choice.square;
   GST_INFO_OBJECT(self, "portrait %u: %s%s", now.serial, path.c_str(),
                   now.choice.cropped ? gst_anitalker_printf(" square %d,%d,%d", q.x, q.y, q.side).c_str() : "");

@@ -92,6 +92,10 @@ struct Choice {
   // is shown otherwise than stored (2 to 8), used as stored all the same
   // (as the reference's PIL); 0 otherwise.  For a note.
   int stored_turned = 0;
+  // The fraction of the picture's pixels that were transparent (its alpha
+  // dropped, as the reference's PIL drops it; the colours stored under them,
+  // often black, are used).  For a note.
+  double transparent = 0;
 };
 
 // The spec applied to a `width` x `height` picture; `faces` is what the

@@ -97,6 +97,25 @@ RgbImage read_rgb_image(const std::string& path, Orientation orientation, int* t
   out.data.resize(static_cast<size_t>(out.width) * out.height * 3);
   cv::Mat rgb(out.height, out.width, CV_8UC3, out.data.data());
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+#ifndef ANITALKER_NO_IMGCODECS
+  // A file with alpha (a cut-out on a transparent background): how much of
+  // it was transparent, for a note; its alpha is dropped all the same, as
+  // PIL's convert('RGB') drops it.  Decoded a second time, with alpha:
+  // only files whose header says they have it.
+  if (header.alpha) {
+    try {
+      const cv::Mat all = cv::imread(path, cv::IMREAD_UNCHANGED);
+      if (!all.empty() && (all.channels() == 4 || all.channels() == 2)) {
+        cv::Mat alpha;
+        cv::extractChannel(all, alpha, all.channels() - 1);
+        const double opaque = all.depth() == CV_16U ? 65535.0 : 255.0;
+        out.transparent = static_cast<double>(cv::countNonZero(alpha < opaque)) / static_cast<double>(alpha.total());
+      }
+    } catch (const cv::Exception&) {
+      // The colours decoded: the note is all that is lost.
+    }
+  }
+#endif
   return out;
 }
 
@@ -280,6 +299,7 @@ PreparedPortrait prepare_portrait(const std::string& path, int size, const crop:
   }
   p.choice = crop::choose(spec, p.picture.width, p.picture.height, faces, path);
   if (!p.choice.cropped && tag > 1) p.choice.stored_turned = tag;
+  p.choice.transparent = p.picture.transparent;
   const RgbImage square = p.choice.cropped ? crop::cut(p.picture, p.choice.square, spec.pad) : p.picture;
   p.tensor = rgb_to_tensor(pil_resize_bicubic(square, size, size));
   return p;

@@ -107,6 +107,7 @@ ImageHeader read_image_header(const std::string& path) {
     if (std::memcmp(head + 12, "IHDR", 4) == 0) {
       h.width = be32(head + 16);
       h.height = be32(head + 20);
+      h.alpha = n >= 26 && (head[25] == 4 || head[25] == 6);  // colour type: grey + alpha, RGBA
     }
     // The last chunk is IEND (some writers add bytes after it: look in the
     // last 4 KiB).
@@ -138,10 +139,12 @@ ImageHeader read_image_header(const std::string& path) {
     if (std::memcmp(head + 12, "VP8X", 4) == 0) {
       h.width = le24(head + 24) + 1;
       h.height = le24(head + 27) + 1;
+      h.alpha = (head[20] & 0x10) != 0;
     } else if (std::memcmp(head + 12, "VP8L", 4) == 0) {
       const uint32_t b = le32(head + 21);
       h.width = (b & 0x3FFF) + 1;
       h.height = ((b >> 14) & 0x3FFF) + 1;
+      h.alpha = ((b >> 28) & 1) != 0;  // alpha_is_used
     } else if (std::memcmp(head + 12, "VP8 ", 4) == 0) {
       h.width = le16(head + 26) & 0x3FFF;
       h.height = le16(head + 28) & 0x3FFF;

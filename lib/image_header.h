@@ -15,6 +15,7 @@ struct ImageHeader {
   std::string format;
   int64_t width = -1, height = -1;  // -1 when the header does not say (or is not read)
   bool truncated = false;           // a JPEG without its end marker, a PNG without IEND
+  bool alpha = false;   // a PNG with an alpha channel (grey or colour), a WebP whose header says it has alpha
   int orientation = 0;  // a JPEG's EXIF orientation tag, 1 to 8 (6: shown turned 90 degrees clockwise); 0: none
 };
 

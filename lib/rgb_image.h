@@ -13,6 +13,9 @@ namespace anitalker {
 struct RgbImage {
   int width = 0, height = 0;
   std::vector<uint8_t> data;
+  // read_rgb_image: the fraction of the file's pixels that were not opaque
+  // (alpha below its maximum), whose alpha was dropped (0 without alpha).
+  double transparent = 0;
   uint8_t* at(int x, int y) { return data.data() + (static_cast<size_t>(y) * width + x) * 3; }
   const uint8_t* at(int x, int y) const { return data.data() + (static_cast<size_t>(y) * width + x) * 3; }
 };

@@ -286,6 +286,39 @@ TEST(Portrait, AlphaAndExtremeSizes) {
   EXPECT_NEAR(x[0][2][0][0].item<float>(), (200 / 255.0f - 0.5f) * 2, 1e-6);
 }
 
+// A picture with alpha (a cut-out on a transparent background): its alpha
+// dropped as PIL's convert('RGB') drops it (the colours stored under it
+// used), and the fraction of pixels that were not opaque measured for the
+// renderer's note: RGBA PNG (8 and 16 bits), lossless WebP; an RGBA PNG that is all opaque and a plain JPEG measure 0.
+TEST(Portrait, TransparentPixels) {
+  const testutil::TempDir tmp;
+  cv::Mat bgra(40, 50, CV_8UC4, cv::Scalar(10, 20, 30, 255));
+  bgra(cv::Rect(0, 0, 50, 10)).setTo(cv::Scalar(0, 0, 0, 0));      // 500 of 2000 pixels transparent
+  bgra(cv::Rect(0, 10, 10, 1)).setTo(cv::Scalar(10, 20, 30, 128));  // 10 half
+  ASSERT_TRUE(cv::imwrite(tmp / "cut.png", bgra));
+  const anitalker::RgbImage cut = anitalker::read_rgb_image(tmp / "cut.png");
+  EXPECT_NEAR(cut.transparent, 510.0 / 2000.0, 1e-12);
+  EXPECT_EQ(cut.at(5, 5)[0], 0);     // the stored colour under alpha 0
+  EXPECT_EQ(cut.at(5, 20)[0], 30);   // R of BGR (10, 20, 30)
+  EXPECT_TRUE(anitalker::read_image_header(tmp / "cut.png").alpha);
+  cv::Mat wide;
+  bgra.convertTo(wide, CV_16UC4, 257.0);
+  ASSERT_TRUE(cv::imwrite(tmp / "cut16.png", wide));
+  EXPECT_NEAR(anitalker::read_rgb_image(tmp / "cut16.png").transparent, 510.0 / 2000.0, 1e-12);
+  ASSERT_TRUE(cv::imwrite(tmp / "cut.webp", bgra, {cv::IMWRITE_WEBP_QUALITY, 101}));  // lossless
+  EXPECT_NEAR(anitalker::read_rgb_image(tmp / "cut.webp").transparent, 510.0 / 2000.0, 1e-12);
+  cv::Mat opaque(40, 50, CV_8UC4, cv::Scalar(1, 2, 3, 255));
+  ASSERT_TRUE(cv::imwrite(tmp / "opaque.png", opaque));
+  EXPECT_EQ(anitalker::read_rgb_image(tmp / "opaque.png").transparent, 0);
+  ASSERT_TRUE(cv::imwrite(tmp / "plain.jpg", cv::Mat(40, 50, CV_8UC3, cv::Scalar(1, 2, 3))));
+  EXPECT_FALSE(anitalker::read_image_header(tmp / "plain.jpg").alpha);
+  EXPECT_EQ(anitalker::read_rgb_image(tmp / "plain.jpg").transparent, 0);
+  // prepare_portrait hands it to the choice, for the note.
+  anitalker::crop::Spec whole;
+  EXPECT_NEAR(anitalker::prepare_portrait(tmp / "cut.png", 32, whole, "", c10::Device(c10::kCPU)).choice.transparent,
+              510.0 / 2000.0, 1e-12);
+}
+
 // ISO base media files by their ftyp brands: HEIF (major brand heic, or
 // mif1 naming heic among the compatible ones), AVIF (avif ahead of mif1),
 // and a video; each refused by read_rgb_image naming what it is (OpenCV

@@ -214,6 +214,14 @@ done
 # Smaller: a folder as --audio, a text file named .wav, a truncated JPEG, a GIF.
 gen --portrait face.jpg --audio . --out d.mp4 2>err.txt; rc=$?
 check "a folder as --audio says so (rc $rc)" bash -c "[ $rc -ne 0 ] && grep -q 'is a folder' err.txt"
+# A portrait with alpha (here every pixel half transparent): a note that
+# its alpha is dropped, as the reference does; the video is made.
+gst-launch-1.0 -q filesrc location=face.jpg ! jpegdec ! videoconvert ! alpha alpha=0.5 ! videoconvert ! \
+  video/x-raw,format=RGBA ! pngenc ! filesink location=cutout.png
+"$bin" generate --models-dir "$data/chain" --steps 5 --portrait cutout.png --audio speech.wav --out cut.mp4 2>err.txt; rc=$?
+check "a transparent portrait gets a note (rc $rc: $(grep note err.txt))" \
+  bash -c "[ $rc -eq 0 ] && [ -s cut.mp4 ] && grep -q 'note: \"cutout.png\" is transparent in 100% of its pixels; its alpha is dropped' err.txt"
+
 # A video without a sound track as --audio: said so, not GStreamer's
 # "Internal data stream error ... not-linked".
 gst-launch-1.0 -q videotestsrc num-buffers=10 ! video/x-raw,width=64,height=64 ! x264enc ! mp4mux ! filesink location=silent.mp4
