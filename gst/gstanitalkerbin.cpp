@@ -605,26 +605,26 @@ static void gst_anitalker_bin_set_property(GObject* object, guint prop_id, const
   switch (prop_id) {
     case PROP_MODELS_DIR:
       g_free(self->models_dir);
-      self->models_dir = g_value_dup_string(value);
+      self->models_dir = gst_anitalker_dup_path_property(pspec, value);
       break;
     case PROP_PORTRAIT:
       g_free(self->portrait);
-      self->portrait = g_value_dup_string(value);
+      self->portrait = gst_anitalker_dup_path_property(pspec, value);
       break;
     case PROP_VARIANT:
       self->variant = (GstAnitalkerMotionType)g_value_get_enum(value);
       break;
     case PROP_STAGE1:
       g_free(self->stage1);
-      self->stage1 = g_value_dup_string(value);
+      self->stage1 = gst_anitalker_dup_path_property(pspec, value);
       break;
     case PROP_STAGE2:
       g_free(self->stage2);
-      self->stage2 = g_value_dup_string(value);
+      self->stage2 = gst_anitalker_dup_path_property(pspec, value);
       break;
     case PROP_HUBERT:
       g_free(self->hubert);
-      self->hubert = g_value_dup_string(value);
+      self->hubert = gst_anitalker_dup_path_property(pspec, value);
       break;
     case PROP_FACE_SR:
       self->face_sr = g_value_get_boolean(value);

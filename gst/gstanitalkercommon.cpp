@@ -301,6 +301,18 @@ void gst_anitalker_install_property(GObjectClass* klass, guint id, GParamSpec* p
   g_object_class_install_property(klass, id, pspec);
 }
 
+gchar* gst_anitalker_dup_path_property(GParamSpec* pspec, const GValue* value) {
+  static const char* const kPaths[] = {"checkpoint", "portrait", "models-dir", "model", "detector", "parser",
+                                       "pose-file", "stage1",   "stage2",     "hubert"};
+  const gchar* v = g_value_get_string(value);
+  bool path = false;
+  for (const char* name : kPaths) path = path || std::strcmp(pspec->name, name) == 0;
+  if (path && v && g_ascii_strncasecmp(v, "file:", 5) == 0) {
+    if (gchar* local = g_filename_from_uri(v, nullptr, nullptr)) return local;
+  }
+  return g_strdup(v);
+}
+
 void gst_anitalker_set_property(GObject* object, guint id, const GValue* value, GParamSpec* pspec) {
   void* field = field_of(object, pspec);
   if (field == nullptr) {
@@ -314,7 +326,7 @@ void gst_anitalker_set_property(GObject* object, guint id, const GValue* value, 
   if (type == G_TYPE_STRING) {
     gchar** s = static_cast<gchar**>(field);
     g_free(*s);
-    *s = g_value_dup_string(value);
+    *s = gst_anitalker_dup_path_property(pspec, value);
   } else if (type == G_TYPE_INT) {
     *static_cast<gint*>(field) = g_value_get_int(value);
   } else if (type == G_TYPE_UINT) {

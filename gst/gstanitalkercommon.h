@@ -232,6 +232,13 @@ void gst_anitalker_install_property(GObjectClass* klass, guint id, GParamSpec* p
 gboolean gst_anitalker_param_sets_latency(GParamSpec* pspec);
 void gst_anitalker_set_property(GObject* object, guint id, const GValue* value, GParamSpec* pspec);
 void gst_anitalker_get_property(GObject* object, guint id, GValue* value, GParamSpec* pspec);
+// The string of a file property (`checkpoint`, `portrait`, `models-dir`,
+// `model`, `detector`, `parser`, `pose-file`, `stage1`, `stage2`, `hubert`),
+// newly allocated: a file:// URI (as a web page or a URI-minded
+// application gives one) becomes its local path, %-escapes decoded; any
+// other value, or a URI that is not a local file's, as it is.  Other
+// properties' strings as they are.
+gchar* gst_anitalker_dup_path_property(GParamSpec* pspec, const GValue* value);
 // `klass`: the instance's own class, from an instance init of a base class
 // (whose G_OBJECT_GET_CLASS is still its own); null: the object's class.
 void gst_anitalker_init_properties(GObject* object, gpointer klass = nullptr);

@@ -1182,6 +1182,37 @@ GST_END_TEST;
 
 /* --- properties ------------------------------------------------------------------- */
 
+// A file property given as a file:// URI is its local path (escapes
+// decoded), in the element and through the bin; a URI of another kind and
+// a string property that is not a file stay as given.
+GST_START_TEST(test_file_uris) {
+  GstElement* e = gst_element_factory_make("anitalkerrender", nullptr);
+  g_object_set(e, "portrait", "file:///tmp/a%20face.jpg", "checkpoint", "FILE:///models/stage1.ckpt", "detector",
+               "https://example.org/r.pth", nullptr);
+  gchar *portrait = nullptr, *checkpoint = nullptr, *detector = nullptr;
+  g_object_get(e, "portrait", &portrait, "checkpoint", &checkpoint, "detector", &detector, nullptr);
+  fail_unless_equals_string(portrait, "/tmp/a face.jpg");
+  fail_unless_equals_string(checkpoint, "/models/stage1.ckpt");
+  fail_unless_equals_string(detector, "https://example.org/r.pth");
+  g_free(portrait);
+  g_free(checkpoint);
+  g_free(detector);
+  gst_object_unref(e);
+  GstElement* bin = gst_element_factory_make("anitalker", nullptr);
+  g_object_set(bin, "models-dir", "file:///srv/models", "portrait", "file://localhost/tmp/x.png", "device", "file:x",
+               nullptr);
+  gchar *dir = nullptr, *device = nullptr;
+  g_object_get(bin, "models-dir", &dir, "portrait", &portrait, "device", &device, nullptr);
+  fail_unless_equals_string(dir, "/srv/models");
+  fail_unless_equals_string(portrait, "/tmp/x.png");
+  fail_unless_equals_string(device, "file:x");
+  g_free(dir);
+  g_free(portrait);
+  g_free(device);
+  gst_object_unref(bin);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_properties) {
   GstElement* e = gst_element_factory_make("anitalkerrender", nullptr);
   gchar* device = nullptr;
@@ -1398,6 +1429,7 @@ static Suite* anitalkerrender_suite() {
 
   tc = tcase_create("properties");
   tcase_add_test(tc, test_properties);
+  tcase_add_test(tc, test_file_uris);
   tcase_add_test(tc, test_ready_only_while_playing);
   tcase_add_test(tc, test_num_threads_renders);
   suite_add_tcase(s, tc);
