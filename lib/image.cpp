@@ -85,9 +85,13 @@ RgbImage read_rgb_image(const std::string& path, Orientation orientation, int* t
     if (header.format == "avif")
       throw format_error(path + ": an AVIF image, which this build's OpenCV cannot decode; convert it to PNG or JPEG "
                                 "first (avifdec IMAGE.avif IMAGE.png, from libavif-bin)");
-    if (header.format == "isobmff")
-      throw format_error(path + ": an MP4 or QuickTime file (a video?), not a still image: give a frame of it as a "
-                                "JPEG or PNG (anitalker generate --portrait takes the video itself)");
+    if (header.video())
+      throw format_error(path + ": " +
+                         (header.format == "isobmff"    ? "an MP4 or QuickTime"
+                          : header.format == "matroska" ? "a Matroska or WebM"
+                                                        : "an AVI") +
+                         " file (a video?), not a still image: give a frame of it as a JPEG or PNG (anitalker "
+                         "generate --portrait takes the video itself)");
     throw format_error(path + ": not an image OpenCV can decode (expected JPEG, PNG, BMP, WebP, TIFF, ...)");
   }
   if (bgr.depth() != CV_8U) bgr.convertTo(bgr, CV_8U, 1.0 / 256);

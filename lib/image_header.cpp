@@ -109,6 +109,19 @@ ImageHeader read_image_header(const std::string& path) {
       h.height = be32(head + 20);
       h.alpha = n >= 26 && (head[25] == 4 || head[25] == 6);  // colour type: grey + alpha, RGBA
     }
+    // Else transparency by a tRNS chunk (a palette's, or one grey or RGB
+    // colour's), which comes before the first IDAT: the chunks' heads read
+    // in turn, at most 64 of them.
+    std::streamoff at = 8;
+    for (int i = 0; i < 64 && !h.alpha && at + 8 <= st.st_size; ++i) {
+      unsigned char ch[8];
+      f.clear();
+      f.seekg(at);
+      if (!f.read(reinterpret_cast<char*>(ch), 8)) break;
+      if (std::memcmp(ch + 4, "IDAT", 4) == 0 || std::memcmp(ch + 4, "IEND", 4) == 0) break;
+      h.alpha = std::memcmp(ch + 4, "tRNS", 4) == 0;
+      at += 12 + static_cast<std::streamoff>(be32(ch));
+    }
     // The last chunk is IEND (some writers add bytes after it: look in the
     // last 4 KiB).
     const std::streamoff tail_size = st.st_size < 4096 ? st.st_size : 4096;
@@ -168,6 +181,10 @@ ImageHeader read_image_header(const std::string& path) {
       h.format = "heif";
     else
       h.format = "isobmff";
+  } else if (n >= 4 && head[0] == 0x1A && head[1] == 0x45 && head[2] == 0xDF && head[3] == 0xA3) {
+    h.format = "matroska";  // EBML: Matroska or WebM
+  } else if (n >= 12 && std::memcmp(head, "RIFF", 4) == 0 && std::memcmp(head + 8, "AVI ", 4) == 0) {
+    h.format = "avi";
   }
   return h;
 }

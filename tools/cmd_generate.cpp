@@ -193,10 +193,11 @@ bool is_video_file(const std::string& path) {
   for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   for (const char* v : {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".ogv", ".flv"})
     if (ext == v) return true;
-  // Else by its header: an MP4 or QuickTime file under another name (.3gp,
-  // none); HEIF and AVIF photos share the container and are stills.
+  // Else by its header: an MP4, QuickTime, Matroska or AVI file under
+  // another name (.3gp, none); HEIF and AVIF photos share MP4's container
+  // and are stills.
   try {
-    return anitalker::read_image_header(path).format == "isobmff";
+    return anitalker::read_image_header(path).video();
   } catch (const anitalker::Error&) {
     return false;  // missing or unreadable: said where the portrait is read
   }

@@ -289,7 +289,8 @@ TEST(Portrait, AlphaAndExtremeSizes) {
 // A picture with alpha (a cut-out on a transparent background): its alpha
 // dropped as PIL's convert('RGB') drops it (the colours stored under it
 // used), and the fraction of pixels that were not opaque measured for the
-// renderer's note: RGBA PNG (8 and 16 bits), lossless WebP; an RGBA PNG that is all opaque and a plain JPEG measure 0.
+// renderer's note: RGBA PNG (8 and 16 bits), a palette PNG with a tRNS
+// chunk, lossless WebP; an RGBA PNG that is all opaque and a plain JPEG measure 0.
 TEST(Portrait, TransparentPixels) {
   const testutil::TempDir tmp;
   cv::Mat bgra(40, 50, CV_8UC4, cv::Scalar(10, 20, 30, 255));
@@ -313,6 +314,17 @@ TEST(Portrait, TransparentPixels) {
   ASSERT_TRUE(cv::imwrite(tmp / "plain.jpg", cv::Mat(40, 50, CV_8UC3, cv::Scalar(1, 2, 3))));
   EXPECT_FALSE(anitalker::read_image_header(tmp / "plain.jpg").alpha);
   EXPECT_EQ(anitalker::read_rgb_image(tmp / "plain.jpg").transparent, 0);
+  // A palette PNG whose tRNS chunk makes index 0 transparent (4x4, the
+  // first row index 0): 4 of 16 pixels.
+  const char pal[] =
+      "\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x00\x04\x00\x00\x00\x04\x08\x03"
+      "\x00\x00\x00\x9e\x2f\x6e\x4c\x00\x00\x00\x06\x50\x4c\x54\x45\xff\x00\x00\x00\xff\x00\xd2\x87\xef\x71"
+      "\x00\x00\x00\x01\x74\x52\x4e\x53\x00\x40\xe6\xd8\x66\x00\x00\x00\x0f\x49\x44\x41\x54\x78\x9c\x63\x60"
+      "\x00\x01\x46\x20\x40\x10\x00\x00\x6e\x00\x0d\x63\x7d\x25\x28\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42"
+      "\x60\x82";
+  testutil::spit(tmp / "pal.png", std::string(pal, sizeof pal - 1));
+  EXPECT_TRUE(anitalker::read_image_header(tmp / "pal.png").alpha);
+  EXPECT_NEAR(anitalker::read_rgb_image(tmp / "pal.png").transparent, 4.0 / 16.0, 1e-12);
   // prepare_portrait hands it to the choice, for the note.
   anitalker::crop::Spec whole;
   EXPECT_NEAR(anitalker::prepare_portrait(tmp / "cut.png", 32, whole, "", c10::Device(c10::kCPU)).choice.transparent,
@@ -348,6 +360,16 @@ TEST(Portrait, IsoMediaBrands) {
   testutil::spit(dir + "/v.jpg", ftyp("isom" + z4 + "isom"));
   EXPECT_THAT(error_of([&] { anitalker::read_rgb_image(dir + "/v.jpg"); }),
               HasSubstr("v.jpg: an MP4 or QuickTime file (a video?)"));
+  // Matroska / WebM (EBML) and AVI headers: videos too.
+  testutil::spit(dir + "/m.png", std::string("\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01webm") + std::string(64, '\0'));
+  EXPECT_TRUE(anitalker::read_image_header(dir + "/m.png").video());
+  EXPECT_THAT(error_of([&] { anitalker::read_rgb_image(dir + "/m.png"); }),
+              HasSubstr("m.png: a Matroska or WebM file (a video?)"));
+  using namespace std::string_literals;  // the headers hold NUL bytes
+  testutil::spit(dir + "/a.bmp", "RIFF\x10\0\0\0AVI LIST"s + std::string(64, '\0'));
+  EXPECT_EQ(anitalker::read_image_header(dir + "/a.bmp").format, "avi");
+  testutil::spit(dir + "/w.webp", "RIFF\x10\0\0\0WEBPVP8 "s + std::string(64, '\0'));
+  EXPECT_EQ(anitalker::read_image_header(dir + "/w.webp").format, "webp");
 }
 
 // A phone's photo: the pixels stored sideways with an EXIF orientation tag

@@ -255,6 +255,9 @@ check "an AVIF image says AVIF (rc $rc)" bash -c "[ $rc -eq 1 ] && grep -q 'pic.
 cp real.mp4 clip
 gen --portrait clip --audio speech.wav --out v.mp4 2>err.txt; rc=$?
 check "an MP4 without its extension is a video portrait (rc $rc: $(cat err.txt))" bash -c "[ $rc -eq 0 ] && [ -s v.mp4 ]"
+gst-launch-1.0 -q videotestsrc num-buffers=5 ! video/x-raw,width=64,height=64 ! vp8enc ! webmmux ! filesink location=clipw
+gen --portrait clipw --audio speech.wav --out w.mp4 2>err.txt; rc=$?
+check "a WebM without its extension likewise (rc $rc: $(cat err.txt))" bash -c "[ $rc -eq 0 ] && [ -s w.mp4 ]"
 
 # 7. Portraits too large are refused from their header, before decoding,
 # naming the size and the limit (a header-only PNG claims 30000x30000).
