@@ -289,8 +289,8 @@ TEST(Portrait, AlphaAndExtremeSizes) {
 // A picture with alpha (a cut-out on a transparent background): its alpha
 // dropped as PIL's convert('RGB') drops it (the colours stored under it
 // used), and the fraction of pixels that were not opaque measured for the
-// renderer's note: RGBA PNG (8 and 16 bits), a palette PNG with a tRNS
-// chunk, lossless WebP; an RGBA PNG that is all opaque and a plain JPEG measure 0.
+// renderer's note: RGBA PNG (8 and 16 bits), grey + alpha PNG, a palette
+// PNG with a tRNS chunk, lossless WebP; an RGBA PNG that is all opaque and a plain JPEG measure 0.
 TEST(Portrait, TransparentPixels) {
   const testutil::TempDir tmp;
   cv::Mat bgra(40, 50, CV_8UC4, cv::Scalar(10, 20, 30, 255));
@@ -325,6 +325,16 @@ TEST(Portrait, TransparentPixels) {
   testutil::spit(tmp / "pal.png", std::string(pal, sizeof pal - 1));
   EXPECT_TRUE(anitalker::read_image_header(tmp / "pal.png").alpha);
   EXPECT_NEAR(anitalker::read_rgb_image(tmp / "pal.png").transparent, 4.0 / 16.0, 1e-12);
+  // A grey + alpha PNG (colour type 4; 4x4, the first two rows transparent).
+  const char ga[] =
+      "\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x00\x04\x00\x00\x00\x04\x08\x04"
+      "\x00\x00\x00\x03\xf8\x56\xf5\x00\x00\x00\x13\x49\x44\x41\x54\x78\x9c\x63\x38\xc1\x00\x81\x0c\x08\xc6"
+      "\x7f\x08\x84\x33\x00\x2b\x2f\x14\x79\x0e\x83\x46\xa0\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82";
+  testutil::spit(tmp / "ga.png", std::string(ga, sizeof ga - 1));
+  const anitalker::RgbImage grey = anitalker::read_rgb_image(tmp / "ga.png");
+  EXPECT_NEAR(grey.transparent, 0.5, 1e-12);
+  EXPECT_EQ(grey.at(1, 1)[0], 200);  // the grey level, in all three channels
+  EXPECT_EQ(grey.at(1, 1)[2], 200);
   // prepare_portrait hands it to the choice, for the note.
   anitalker::crop::Spec whole;
   EXPECT_NEAR(anitalker::prepare_portrait(tmp / "cut.png", 32, whole, "", c10::Device(c10::kCPU)).choice.transparent,
