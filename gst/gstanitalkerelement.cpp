@@ -436,11 +436,12 @@ static void note_input(GstAnitalkerElement* self, GstBuffer* buffer) {
 }
 
 // FLUSH: what is held goes with the data, but for the sticky events (tags,
-// stream collections), which still hold and go on before the next output.
-static void drop_held_events(GstAnitalkerElement* self) {
+// stream collections), which still hold and go on before the next output;
+// at stop all of it goes.
+static void drop_held_events(GstAnitalkerElement* self, bool keep_sticky) {
   std::deque<std::pair<GstClockTime, GstEvent*>> kept;
   for (auto& e : self->priv->held) {
-    if (GST_EVENT_IS_STICKY(e.second))
+    if (keep_sticky && GST_EVENT_IS_STICKY(e.second))
       kept.emplace_back(0, e.second);
     else
       gst_event_unref(e.second);
@@ -516,7 +517,7 @@ GstFlowReturn gst_anitalker_element_restart(GstAnitalkerElement* self) { return 
 
 static void flush(GstAnitalkerElement* self) {
   if (klass_of(self)->flush) klass_of(self)->flush(self);
-  drop_held_events(self);
+  drop_held_events(self, true);
   restart(self);
 }
 
@@ -552,8 +553,7 @@ static void stop(GstAnitalkerElement* self) {
   if (klass_of(self)->stop) klass_of(self)->stop(self);
   self->priv->have_caps = false;
   gst_anitalker_element_set_model_name(self, std::string());
-  for (auto& e : self->priv->held) gst_event_unref(e.second);
-  self->priv->held.clear();
+  drop_held_events(self, false);
   restart(self);
 }
 

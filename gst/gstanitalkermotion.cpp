@@ -184,6 +184,9 @@ struct MotionState {
   gint64 next_window = 0;
 };
 
+// Feature frames a second: HuBERT's 50, MFCC's 100.
+int feature_rate(const motion::Model& m) { return m.hubert() ? 50 : 100; }
+
 }  // namespace
 
 struct _GstAnitalkerMotion {
@@ -336,7 +339,7 @@ static GstCaps* gst_anitalker_motion_get_caps(GstAnitalkerElement* element, GstP
   return gst_caps_new_simple(GST_ANITALKER_FEATURES_CAPS_NAME, "kind", G_TYPE_STRING,
                              m.hubert() ? GST_ANITALKER_FEATURES_KIND_HUBERT : GST_ANITALKER_FEATURES_KIND_MFCC,
                              "layers", G_TYPE_INT, m.hubert() ? m.hubert_layers() : 1, "dims", G_TYPE_INT,
-                             m.audio_dim(), "rate", GST_TYPE_FRACTION, m.hubert() ? 50 : 100, 1, nullptr);
+                             m.audio_dim(), "rate", GST_TYPE_FRACTION, feature_rate(m), 1, nullptr);
 }
 
 // The features fit the checkpoint (the base checked against get_caps).
@@ -561,7 +564,7 @@ static GstFlowReturn gst_anitalker_motion_handle_buffer(GstAnitalkerElement* ele
   // goes on in windows from frame 0 (nothing was pushed yet) and offline fails.
   stream->push(piece.data(), (int64_t)frames);
   if (!gst_anitalker_element_streaming(element) &&
-      gst_anitalker_element_check_offline_limit(element, (double)stream->received() / (m.hubert() ? 50 : 100)) < 0)
+      gst_anitalker_element_check_offline_limit(element, (double)stream->received() / feature_rate(m)) < 0)
     return GST_FLOW_ERROR;
   return gst_anitalker_motion_process(self, false);
 }
@@ -571,8 +574,7 @@ static GstFlowReturn gst_anitalker_motion_handle_buffer(GstAnitalkerElement* ele
 static GstClockTime gst_anitalker_motion_input_end(GstAnitalkerElement* element) {
   const motion::Stream* stream = GST_ANITALKER_MOTION(element)->state->stream.get();
   if (!GST_CLOCK_TIME_IS_VALID(element->t0) || stream == nullptr) return GST_CLOCK_TIME_NONE;
-  return element->t0 + gst_util_uint64_scale((guint64)stream->received(), GST_SECOND,
-                                             stream->model().hubert() ? 50 : 100);
+  return element->t0 + gst_util_uint64_scale((guint64)stream->received(), GST_SECOND, feature_rate(stream->model()));
 }
 
 /* --- Events and latency ---------------------------------------------------------- */

@@ -61,8 +61,7 @@ RgbImage read_rgb_image(const std::string& path, Orientation orientation, int* t
   if (!S_ISREG(st.st_mode)) throw Error(Error::Kind::Unreadable, path + ": not a regular file");
   // Size limit, truncation, GIF: before any pixel is decoded.
   const ImageHeader header = check_image_header(path);
-  const int orientation_tag = header.orientation;
-  if (tag) *tag = orientation_tag;
+  if (tag) *tag = header.orientation;
   // IMREAD_COLOR expands grey and palette and drops alpha, like PIL's
   // convert('RGB'); PIL does not apply EXIF orientation, cv2.imread does.
   cv::Mat bgr;

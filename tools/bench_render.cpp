@@ -85,10 +85,11 @@ void print_cpu_peak(double roof) {
 // figure differs by about 2x between the two on AVX-512 CPUs.
 std::string openblas_kernels() {
   using CoreName = char* (*)();
-  const auto core = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  if (core == nullptr || core() == nullptr) return "";
+  const auto core_name = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  const char* core = core_name ? core_name() : nullptr;
+  if (core == nullptr) return "";
   const char* pinned = std::getenv("OPENBLAS_CORETYPE");
-  return std::string(" (OpenBLAS's ") + core() + " kernels, " +
+  return std::string(" (OpenBLAS's ") + core + " kernels, " +
          (pinned && *pinned ? "pinned by OPENBLAS_CORETYPE" : "its own choice") + ")";
 }
 
