@@ -1,5 +1,8 @@
 #include "cli.h"
 
+#include <sys/stat.h>
+
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -14,6 +17,46 @@
 namespace cli {
 
 namespace {
+
+// A path option's value as given, or, when it is a URI (SCHEME://...) that
+// names no file as written: a file:// URI's local path (its %XX escapes
+// decoded, as the elements' file properties take it), anything else
+// refused naming the option and the scheme.
+std::string local_path(const std::string& opt, const std::string& v) {
+  size_t colon = v.find("://");
+  const auto scheme_char = [](char c) { return std::isalnum((unsigned char)c) || c == '+' || c == '-' || c == '.'; };
+  if (colon == std::string::npos || colon == 0 || !std::isalpha((unsigned char)v[0])) return v;
+  for (size_t i = 0; i < colon; ++i)
+    if (!scheme_char(v[i])) return v;
+  struct stat st;
+  if (::lstat(v.c_str(), &st) == 0) return v;  // a file named so (in a folder "http:")
+  std::string scheme = v.substr(0, colon);
+  for (char& c : scheme) c = (char)std::tolower((unsigned char)c);
+  if (scheme != "file")
+    throw UsageError(opt + ": '" + v + "' is a URL (" + scheme +
+                     "); the tool reads and writes local files (download it first; for live output see "
+                     "pipelines/live-rtmp.sh and `anitalker webrtc`)");
+  const size_t slash = v.find('/', colon + 3);
+  const std::string host = v.substr(colon + 3, slash == std::string::npos ? std::string::npos : slash - colon - 3);
+  if (slash == std::string::npos || !(host.empty() || host == "localhost"))
+    throw UsageError(opt + ": '" + v + "': expected file:///PATH (a file on this machine" +
+                     (host.empty() ? std::string(")") : ", not on " + host + ")"));
+  std::string path;
+  for (size_t i = slash; i < v.size(); ++i) {
+    if (v[i] != '%') {
+      path += v[i];
+      continue;
+    }
+    const auto hex = [](char c) { return std::isxdigit((unsigned char)c) ? (std::isdigit((unsigned char)c) ? c - '0' : std::tolower((unsigned char)c) - 'a' + 10) : -1; };
+    const int hi = i + 2 < v.size() ? hex(v[i + 1]) : -1, lo = i + 2 < v.size() ? hex(v[i + 2]) : -1;
+    if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+      throw UsageError(opt + ": '" + v + "': a bad escape at '" + v.substr(i, 3) +
+                       "' (a URI writes a byte as %XX, '%' itself as %25)");
+    path += (char)(hi * 16 + lo);
+    i += 2;
+  }
+  return path;
+}
 
 std::string num(double x) {
   char b[64];
@@ -127,7 +170,9 @@ Options::Opt* Options::find(const std::string& name) {
 }
 
 Options& Options::text(const char* names, std::string* v, const char* meta, const char* help) {
-  add(names, meta, 1, [v](const std::string&, const std::vector<std::string>& x) { *v = x[0]; }, help).shown = *v;
+  add(names, meta, 1, [v](const std::string& opt, const std::vector<std::string>& x) { *v = local_path(opt, x[0]); },
+      help)
+      .shown = *v;
   return *this;
 }
 
@@ -217,7 +262,7 @@ Options& Options::positional(const char* meta, std::string* v, const char* help,
   o.help = help ? help : "";
   o.positional = true;
   o.required = !optional;
-  o.set = [v](const std::string&, const std::vector<std::string>& x) { *v = x[0]; };
+  o.set = [v](const std::string& opt, const std::vector<std::string>& x) { *v = local_path(opt, x[0]); };
   o.shown = *v;
   opts_.push_back(std::move(o));
   return *this;

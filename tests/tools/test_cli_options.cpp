@@ -132,6 +132,39 @@ TEST(CliOptions, RefusesWithTheOptionNamed) {
   EXPECT_EQ(usage_error("--in x --threads 300"), "--threads: expected an integer from 0 to 256, got '300'");
 }
 
+// A file given as a file:// URI (a file manager's "copy link", a web front
+// end) is its local path, escapes decoded; another URL is refused, naming
+// the option (the elements' file properties take file:// URIs too).
+TEST(CliOptions, FileUrisArePathsOtherUrlsRefused) {
+  Parsed p;
+  cli::Options o = table(&p);
+  Argv a("--in file:///srv/a%20face%25.jpg file://localhost/data/models");
+  ASSERT_TRUE(o.parse(a.argc(), a.argv()));
+  EXPECT_EQ(p.in, "/srv/a face%.jpg");
+  EXPECT_EQ(p.positional, "/data/models");
+  EXPECT_EQ(usage_error("--in https://example.org/speech.wav"),
+            "--in: 'https://example.org/speech.wav' is a URL (https); the tool reads and writes local files "
+            "(download it first; for live output see pipelines/live-rtmp.sh and `anitalker webrtc`)");
+  EXPECT_EQ(usage_error("--in x RTMP://live/key"),
+            "DIR: 'RTMP://live/key' is a URL (rtmp); the tool reads and writes local files "
+            "(download it first; for live output see pipelines/live-rtmp.sh and `anitalker webrtc`)");
+  EXPECT_EQ(usage_error("--in file://server/x.wav"),
+            "--in: 'file://server/x.wav': expected file:///PATH (a file on this machine, not on server)");
+  EXPECT_EQ(usage_error("--in file:///x%zz.wav"),
+            "--in: 'file:///x%zz.wav': a bad escape at '%zz' (a URI writes a byte as %XX, '%' itself as %25)");
+  EXPECT_EQ(usage_error("--in file:///x%00.wav"),
+            "--in: 'file:///x%00.wav': a bad escape at '%00' (a URI writes a byte as %XX, '%' itself as %25)");
+  EXPECT_EQ(usage_error("--in file:///x%2"),
+            "--in: 'file:///x%2': a bad escape at '%2' (a URI writes a byte as %XX, '%' itself as %25)");
+  // What is not a URI stays as written: a device, a name with a colon.
+  Parsed q;
+  cli::Options o2 = table(&q);
+  Argv b("--in cuda:0 a:b");
+  ASSERT_TRUE(o2.parse(b.argc(), b.argv()));
+  EXPECT_EQ(q.in, "cuda:0");
+  EXPECT_EQ(q.positional, "a:b");
+}
+
 TEST(CliOptions, HelpComesFromTheTable) {
   Parsed p;
   p.steps = 77;  // the default shown is the variable's value when declared

@@ -83,6 +83,19 @@ gen --portrait /dev/zero --audio speech.wav --out z.mp4 2>err.txt; rc=$?
 check "--portrait /dev/zero is refused as not a file (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 2 ] && grep -q '/dev/zero: is not a file' err.txt"
 
+# 3d. Files as file:// URIs (escapes decoded, as the elements' properties
+# take them), also for the output-is-an-input check; other URLs refused.
+cp face.jpg "a face.jpg"
+gen --portrait "file://$here/a%20face.jpg" --audio "file://localhost$here/speech.wav" \
+  --out "file://$here/uri%20out.mp4" 2>err.txt; rc=$?
+check "file:// URIs for --portrait, --audio and --out (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 0 ] && [ -s 'uri out.mp4' ]"
+gen --portrait face.jpg --audio speech.wav --out "file://$here/speech.wav" 2>err.txt; rc=$?
+check "--out as a URI of --audio is refused (rc $rc)" bash -c "[ $rc -eq 2 ] && grep -q 'is the input' err.txt"
+gen --portrait https://example.org/face.jpg --audio speech.wav --out u.mp4 2>err.txt; rc=$?
+check "an https URL is refused, named (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q -- '--portrait: .https://example.org/face.jpg. is a URL (https)' err.txt && [ ! -e u.mp4 ]"
+
 # 4. Two runs with the same --out at once: both succeed, the result is one
 # whole video (of either run), no temporary file is left.
 ffmpeg -loglevel error -y -stream_loop 1 -i speech.wav -c copy speech4.wav
