@@ -88,6 +88,9 @@ RgbImage read_rgb_image(const std::string& path, Orientation orientation, int* t
       throw format_error(path + ": " +
                          (header.format == "isobmff"    ? "an MP4 or QuickTime"
                           : header.format == "matroska" ? "a Matroska or WebM"
+                          : header.format == "mpegts"   ? "an MPEG transport stream"
+                          : header.format == "mpegps"   ? "an MPEG program stream"
+                          : header.format == "flv"      ? "a Flash video (FLV)"
                                                         : "an AVI") +
                          " file (a video?), not a still image: give a frame of it as a JPEG or PNG (anitalker "
                          "generate --portrait takes the video itself)");

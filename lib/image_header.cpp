@@ -185,6 +185,24 @@ ImageHeader read_image_header(const std::string& path) {
     h.format = "matroska";  // EBML: Matroska or WebM
   } else if (n >= 12 && std::memcmp(head, "RIFF", 4) == 0 && std::memcmp(head + 8, "AVI ", 4) == 0) {
     h.format = "avi";
+  } else if (n >= 4 && std::memcmp(head, "FLV\x01", 4) == 0) {
+    h.format = "flv";
+  } else if (n >= 4 && head[0] == 0 && head[1] == 0 && head[2] == 1 && head[3] == 0xBA) {
+    h.format = "mpegps";  // an MPEG program stream pack header (.mpg, .vob)
+  } else {
+    // An MPEG transport stream (a broadcast recording, .ts / .mts / .m2ts
+    // or no extension): the sync byte 0x47 opening three packets of 188
+    // bytes, or of 192 (M2TS: a 4-byte time code before each).
+    unsigned char ts[4 + 2 * 192 + 1] = {0};
+    f.clear();
+    f.seekg(0);
+    f.read(reinterpret_cast<char*>(ts), sizeof ts);
+    const size_t m = static_cast<size_t>(f.gcount());
+    for (size_t step : {188, 192}) {
+      const size_t first = step == 188 ? 0 : 4;
+      if (m > first + 2 * step && ts[first] == 0x47 && ts[first + step] == 0x47 && ts[first + 2 * step] == 0x47)
+        h.format = "mpegts";
+    }
   }
   return h;
 }

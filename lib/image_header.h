@@ -11,9 +11,13 @@ namespace anitalker {
 
 struct ImageHeader {
   // "png", "jpeg", "gif", "bmp", "webp", "tiff"; "heif" (HEIC), "avif"; the videos "isobmff" (another
-  // ftyp file: MP4, QuickTime), "matroska" (and WebM), "avi"; or "" when not recognised
+  // ftyp file: MP4, QuickTime), "matroska" (and WebM), "avi", "mpegts" (188- or 192-byte packets),
+  // "mpegps", "flv"; or "" when not recognised
   std::string format;
-  bool video() const { return format == "isobmff" || format == "matroska" || format == "avi"; }
+  bool video() const {
+    return format == "isobmff" || format == "matroska" || format == "avi" || format == "mpegts" || format == "mpegps" ||
+           format == "flv";
+  }
   int64_t width = -1, height = -1;  // -1 when the header does not say (or is not read)
   bool truncated = false;           // a JPEG without its end marker, a PNG without IEND
   bool alpha = false;   // a PNG with an alpha channel (grey or colour), a WebP whose header says it has alpha

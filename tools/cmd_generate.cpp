@@ -191,10 +191,10 @@ std::string dir_of(const std::string& path) {
 bool is_video_file(const std::string& path) {
   std::string ext = path.substr(path.find_last_of('.') == std::string::npos ? path.size() : path.find_last_of('.'));
   for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (const char* v : {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".ogv", ".flv"})
+  for (const char* v : {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".ogv", ".flv"})
     if (ext == v) return true;
-  // Else by its header: an MP4, QuickTime, Matroska or AVI file under
-  // another name (.3gp, none); HEIF and AVIF photos share MP4's container
+  // Else by its header: an MP4, QuickTime, Matroska, AVI, MPEG-TS or -PS or
+  // FLV file under another name (.3gp, none); HEIF and AVIF photos share MP4's container
   // and are stills.
   try {
     return anitalker::read_image_header(path).video();

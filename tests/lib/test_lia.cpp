@@ -380,6 +380,29 @@ TEST(Portrait, IsoMediaBrands) {
   EXPECT_EQ(anitalker::read_image_header(dir + "/a.bmp").format, "avi");
   testutil::spit(dir + "/w.webp", "RIFF\x10\0\0\0WEBPVP8 "s + std::string(64, '\0'));
   EXPECT_EQ(anitalker::read_image_header(dir + "/w.webp").format, "webp");
+  // MPEG transport streams (188-byte packets; M2TS's 192 with a 4-byte time
+  // code first), an MPEG program stream, FLV: videos; two packets alone, or
+  // the sync bytes 4 bytes off, are not taken for one.
+  auto packets = [](size_t step, size_t first, int count) {
+    std::string s(first + step * 3 + 8, 'x');
+    for (int k = 0; k < count; ++k) s[first + k * step] = '\x47';
+    return s;
+  };
+  const std::tuple<std::string, std::string, const char*> streams[] = {
+      {packets(188, 0, 3), "mpegts", "an MPEG transport stream"},
+      {packets(192, 4, 3), "mpegts", "an MPEG transport stream"},
+      {"\0\0\x01\xba\x44\0\x04\0"s + std::string(64, '\0'), "mpegps", "an MPEG program stream"},
+      {"FLV\x01\x05\0\0\0\x09"s + std::string(64, '\0'), "flv", "a Flash video (FLV)"},
+      {packets(188, 0, 2), "", nullptr},
+      {packets(188, 4, 3), "", nullptr}};
+  for (const auto& [bytes, format, words] : streams) {
+    testutil::spit(dir + "/clip.jpg", bytes);
+    const anitalker::ImageHeader h = anitalker::read_image_header(dir + "/clip.jpg");
+    EXPECT_EQ(h.format, format);
+    EXPECT_EQ(h.video(), words != nullptr) << format;
+    const std::string error = error_of([&] { anitalker::read_rgb_image(dir + "/clip.jpg"); });
+    EXPECT_THAT(error, HasSubstr(words ? std::string("clip.jpg: ") + words + " file (a video?)" : "not an image")) << format;
+  }
 }
 
 // A phone's photo: the pixels stored sideways with an EXIF orientation tag

@@ -271,6 +271,11 @@ check "an MP4 without its extension is a video portrait (rc $rc: $(cat err.txt))
 gst-launch-1.0 -q videotestsrc num-buffers=5 ! video/x-raw,width=64,height=64 ! vp8enc ! webmmux ! filesink location=clipw
 gen --portrait clipw --audio speech.wav --out w.mp4 2>err.txt; rc=$?
 check "a WebM without its extension likewise (rc $rc: $(cat err.txt))" bash -c "[ $rc -eq 0 ] && [ -s w.mp4 ]"
+# An MPEG transport stream (a broadcast recording) without an extension:
+# its packets' sync bytes tell (before 2026-12-07, "not an image").
+gst-launch-1.0 -q videotestsrc num-buffers=5 ! video/x-raw,width=64,height=64 ! x264enc ! mpegtsmux ! filesink location=recording
+gen --portrait recording --audio speech.wav --out t.mp4 2>err.txt; rc=$?
+check "an MPEG-TS without its extension likewise (rc $rc: $(cat err.txt))" bash -c "[ $rc -eq 0 ] && [ -s t.mp4 ]"
 
 # 7. Portraits too large are refused from their header, before decoding,
 # naming the size and the limit (a header-only PNG claims 30000x30000).
