@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cmath>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstdio>
 #include <cctype>
@@ -407,6 +408,24 @@ void replace_all(std::string& text, const std::string& from, const std::string& 
     text.replace(at, from.size(), to);
 }
 
+// The largest frame H.264 and VP9 encode (their highest levels, 6.2: H.264
+// 139264 macroblocks of 16x16, e.g. 8192x4352; VP9 35651584 pixels, 16384 a
+// side).  Past it x264enc still starts, and its look-ahead holds dozens of
+// such frames: 16384x16384 took 23 GB here before the system killed the
+// process (2026-12-07).
+void check_video_size(int w, int h, const std::string& codec, const std::string& what, const std::string& advice) {
+  const int64_t pixels = (int64_t)w * h, blocks = (int64_t)((w + 15) / 16) * ((h + 15) / 16);
+  const bool h264 = codec != "vp9";
+  if (h264 ? blocks <= 139264 : pixels <= 35651584) return;
+  char mp[32];
+  std::snprintf(mp, sizeof mp, "%.1f", pixels / 1e6);
+  throw cli::UsageError(what + ": a video frame of " + std::to_string(w) + "x" + std::to_string(h) + " (" + mp +
+                        " Mpx) is larger than " +
+                        (h264 ? "H.264 encodes (139264 macroblocks, 35.7 Mpx: level 6.2, e.g. 8192x4352)"
+                              : "VP9 encodes (35.7 Mpx: level 6.2, e.g. 8192x4352)") +
+                        "; " + advice + ", or write PNG frames");
+}
+
 int generate(const Options& o) {
   gst_init(nullptr, nullptr);
   find_plugin();
@@ -430,6 +449,9 @@ int generate(const Options& o) {
   else need_elements({codec == "vp9" ? "vp9enc" : "x264enc", "avenc_aac", "mp4mux", "h264parse"});
   if (codec == "vp9" && o.crf > 63) throw cli::UsageError("--crf: VP9's cq-level is 0 to 63");
   if (codec == "h264" && o.crf > 50) throw cli::UsageError("--crf: x264's quantizer is 0 to 50");
+  if (kind != OutKind::Frames && o.width > 0)
+    check_video_size(o.width, o.height, codec, "--size " + std::to_string(o.width) + "x" + std::to_string(o.height),
+                     "give a smaller --size");
 
   std::unique_ptr<anitalker::OutputFile> output;
   std::unique_ptr<FramesOutput> frames;
@@ -464,6 +486,19 @@ int generate(const Options& o) {
     still = std::make_unique<anitalker::OutputFile>(std::string(tmp) + "/anitalker-portrait.png");
     portrait_from_video(o.portrait, std::max(0.0, o.portrait_time), *still);
     portrait = still->temp_path();
+  }
+  // With --paste-back the video has the picture's size (at most --max-size
+  // a side, as anitalkerpaste plans it).
+  if (kind != OutKind::Frames && o.paste_back && o.width == 0) {
+    const anitalker::ImageHeader h = anitalker::read_image_header(portrait);
+    if (h.width >= 2 && h.height >= 2 && h.width <= INT32_MAX && h.height <= INT32_MAX) {
+      const anitalker::crop::Canvas c =
+          anitalker::crop::plan_canvas((int)h.width, (int)h.height, anitalker::crop::Square{0, 0, 1}, o.max_size);
+      check_video_size(c.width, c.height, codec,
+                       "--paste-back (" + o.portrait + " is " + std::to_string(h.width) + "x" +
+                           std::to_string(h.height) + ", --max-size " + std::to_string(o.max_size) + ")",
+                       "give a smaller --max-size or a --size");
+    }
   }
   // crop auto on a video: the median box over the video, as the authors crop.
   std::string face_box = o.face_box;
@@ -745,7 +780,8 @@ int cmd_generate(int argc, char** argv) {
                  o.width = w;
                  o.height = h;
                },
-               "scale the video to W x H (even numbers; a video file at least 16x16)");
+               "scale the video to W x H (even numbers; a video file at least 16x16 and at most 35.7 Mpx, H.264's and "
+               "VP9's largest frame, e.g. 8192x4352)");
     opt.integer("crf", &o.crf, 0, 63, "N", "constant quality: x264's quantizer 0-50, VP9's cq-level 0-63")
         .shows("18 for H.264, 30 for VP9");
     opt.integer("bitrate", &o.bitrate, 1, 1000000, "KBPS", "a bitrate instead of constant quality").shows("");

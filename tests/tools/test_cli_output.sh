@@ -294,6 +294,22 @@ ANITALKER_MAX_PIXELS=1e9 "$bin" generate --models-dir "$data/chain" --steps 5 --
   --audio speech.wav --out h.mp4 2>err.txt; rc=$?
 check "ANITALKER_MAX_PIXELS=1e9 is said to be ignored (rc $rc)" \
   bash -c "[ $rc -eq 1 ] && grep -q 'ANITALKER_MAX_PIXELS=1e9 is not a whole number of pixels above 0, so the default is in force' err.txt"
+# 7b. A video frame larger than H.264 or VP9 encodes (level 6.2: 35.7 Mpx)
+# is refused before anything runs: --size 16384x16384 took 23 GB in
+# x264enc's look-ahead until the system killed the process (2026-12-07);
+# likewise --paste-back of a 9000x9000 picture (header only: refused before
+# it is decoded).  PNG frames have no such limit.
+gen --portrait face.jpg --audio speech.wav --out s.mp4 --size 16384x16384 2>err.txt; rc=$?
+check "--size 16384x16384 to an MP4 is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q -- '--size 16384x16384: a video frame of 16384x16384 (268.4 Mpx) is larger than H.264 encodes' err.txt && [ ! -e s.mp4 ]"
+gen --portrait face.jpg --audio speech.wav --out s.webm --size 8192x4608 2>err.txt; rc=$?
+check "--size 8192x4608 to a WebM is refused (rc $rc)" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'is larger than VP9 encodes' err.txt && [ ! -e s.webm ]"
+printf '\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x23\x28\x00\x00\x23\x28\x08\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00IEND\xae\x42\x60\x82' > wide.png
+gen --portrait wide.png --audio speech.wav --out p.mp4 --paste-back --crop 0,0,1000 --max-size 16384 2>err.txt; rc=$?
+check "--paste-back of a 9000x9000 picture to an MP4 is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q -- '--paste-back (wide.png is 9000x9000, --max-size 16384): a video frame of 9000x9000 (81.0 Mpx)' err.txt && [ ! -e p.mp4 ]"
+check "  nothing left ($(leftovers))" test "$(leftovers)" -eq 0
 
 # 9. The element's cause is printed without ANITALKER_DEBUG: a stage-2
 # checkpoint of another variant.
