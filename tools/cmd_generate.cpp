@@ -110,6 +110,7 @@ std::string gst_quoted(const std::string& s) {
 struct Counter {
   guint64 frames = 0;
   double first = -1, last = -1;
+  bool per_buffer = false;  // one frame a buffer (an encoder's output, whose offsets are not frames)
 };
 
 double now_s() {
@@ -122,7 +123,7 @@ GstPadProbeReturn count_probe(GstPad*, GstPadProbeInfo* info, gpointer data) {
   Counter* c = static_cast<Counter*>(data);
   if (GST_PAD_PROBE_INFO_TYPE(info) & GST_PAD_PROBE_TYPE_BUFFER) {
     GstBuffer* b = GST_PAD_PROBE_INFO_BUFFER(info);
-    const guint64 n = GST_BUFFER_OFFSET_END_IS_VALID(b) && GST_BUFFER_OFFSET_IS_VALID(b)
+    const guint64 n = !c->per_buffer && GST_BUFFER_OFFSET_END_IS_VALID(b) && GST_BUFFER_OFFSET_IS_VALID(b)
                           ? GST_BUFFER_OFFSET_END(b) - GST_BUFFER_OFFSET(b)
                           : 1;
     c->frames += n;
@@ -512,15 +513,15 @@ int generate(const Options& o) {
   if (o.width > 0) scale = "videoscale ! video/x-raw,width=" + std::to_string(o.width) + ",height=" +
                           std::to_string(o.height) + ",pixel-aspect-ratio=1/1 ! ";
   if (kind == OutKind::Frames) {
-    video_out = scale + "videoconvert ! pngenc ! multifilesink index=1 location=" + gst_quoted(part);
+    video_out = scale + "videoconvert ! pngenc name=enc ! multifilesink index=1 location=" + gst_quoted(part);
   } else {
     std::string enc;
     if (codec == "vp9") {
-      enc = o.bitrate > 0 ? "vp9enc end-usage=vbr target-bitrate=" + std::to_string(o.bitrate * 1000)
-                          : "vp9enc end-usage=cq target-bitrate=100000000 cq-level=" + std::to_string(o.crf >= 0 ? o.crf : 30);
+      enc = o.bitrate > 0 ? "vp9enc name=enc end-usage=vbr target-bitrate=" + std::to_string(o.bitrate * 1000)
+                          : "vp9enc name=enc end-usage=cq target-bitrate=100000000 cq-level=" + std::to_string(o.crf >= 0 ? o.crf : 30);
     } else {
-      enc = o.bitrate > 0 ? "x264enc pass=cbr bitrate=" + std::to_string(o.bitrate)
-                          : "x264enc pass=qual quantizer=" + std::to_string(o.crf >= 0 ? o.crf : 18);
+      enc = o.bitrate > 0 ? "x264enc name=enc pass=cbr bitrate=" + std::to_string(o.bitrate)
+                          : "x264enc name=enc pass=qual quantizer=" + std::to_string(o.crf >= 0 ? o.crf : 18);
       enc += " ! h264parse";
     }
     video_out = scale + "videoconvert ! video/x-raw,format=I420 ! " + enc + " ! " + big_queue + " ! mux.video_0";
@@ -566,7 +567,11 @@ int generate(const Options& o) {
   if (!o.pose_file.empty()) g_object_set(talk, "pose-file", o.pose_file.c_str(), nullptr);
   gst_util_set_object_arg(G_OBJECT(talk), "precision", o.precision.c_str());
 
-  Counter features, motion, video, sr;
+  Counter features, motion, video, sr, encoded;
+  // The encoder's frames: at large sizes it runs long after the last frame is
+  // rendered (8192x4352: 190 s after), which the progress then shows.
+  encoded.per_buffer = true;
+  add_counter(pipe, "enc", &encoded);
   // The bin makes gfpgansr (face-sr) at NULL->READY: count from there.  A
   // failure here is on the bus and read below.
   if (o.face_sr) gst_element_set_state(pipe, GST_STATE_READY);
@@ -651,20 +656,24 @@ int generate(const Options& o) {
       last_line = now_s();
       const guint64 total = duration > 0 ? (guint64)(duration * 25 / GST_SECOND) : 0;
       std::fprintf(stderr, "anitalker generate: %.0f s: features %" G_GUINT64_FORMAT "%s, motion %s, video %" G_GUINT64_FORMAT
-                           " of %" G_GUINT64_FORMAT " frames\n",
+                           " of %" G_GUINT64_FORMAT " frames, encoded %" G_GUINT64_FORMAT "\n",
                    last_line - t_start, features.frames, encoding ? " (encoding)" : "",
-                   motion_status(motion.frames, motion_percent).c_str(), video.frames, total);
+                   motion_status(motion.frames, motion_percent).c_str(), video.frames, total, encoded.frames);
     }
     if (tty) {
       const double el = now_s() - t_start;
       const guint64 total = duration > 0 ? (guint64)(duration * 25 / GST_SECOND) : 0;
-      const double fps = video.frames > 0 && video.last > video.first ? (video.frames - 1) / (video.last - video.first) : 0;
+      // The rate and what is left at the end of the chain: the encoder's
+      // once it has output frames (it runs behind the renderer by its
+      // look-ahead, and at large sizes far behind), else the renderer's.
+      const Counter& end = encoded.frames > 1 ? encoded : video;
+      const double fps = end.frames > 1 && end.last > end.first ? (end.frames - 1) / (end.last - end.first) : 0;
       char eta[32] = "?";
-      if (fps > 0 && total > video.frames) std::snprintf(eta, sizeof eta, "%.0f s", (total - video.frames) / fps);
+      if (fps > 0 && total > end.frames) std::snprintf(eta, sizeof eta, "%.0f s", (total - end.frames) / fps);
       std::fprintf(stderr, "\r%6.1f s  features %" G_GUINT64_FORMAT "%s  motion %s  video %" G_GUINT64_FORMAT
-                           "/%" G_GUINT64_FORMAT "  %.2f fps  ETA %s   ",
+                           "/%" G_GUINT64_FORMAT "  encoded %" G_GUINT64_FORMAT "  %.2f fps  ETA %s   ",
                    el, features.frames, encoding ? " (encoding)" : "", motion_status(motion.frames, motion_percent).c_str(),
-                   video.frames, total, fps, eta);
+                   video.frames, total, encoded.frames, fps, eta);
     }
     if (!error.empty() && !msg) done = true;
   }
