@@ -215,6 +215,25 @@ TEST(Hubert, NewWeightNormNamesAndHeadPrefix) {
   EXPECT_TRUE(at::allclose(m->hidden_states(x), tiny()->hidden_states(x), 1e-6, 1e-6));
 }
 
+// A HuBERT folder whose files are replaced while a model of it is held: the
+// next load reads them again (the cache tells versions apart by the files
+// in the folder, not its path alone); unchanged, the model is shared.
+TEST(Hubert, ReplacedFolderFilesLoadAgain) {
+  testutil::TempDir dir;
+  ::mkdir((dir / "h").c_str(), 0777);
+  for (const char* f : {"config.json", "pytorch_model.bin"})
+    testutil::spit(dir / ("h/" + std::string(f)), testutil::slurp(data(std::string("audio/tiny_hubert/") + f)));
+  auto a = anitalker::hubert::Model::load(dir / "h", kCpu);
+  EXPECT_EQ(anitalker::hubert::Model::load(dir / "h", kCpu).get(), a.get());
+  for (const char* f : {"config.json", "pytorch_model.bin"})
+    testutil::spit(dir / ("h/" + std::string(f)), testutil::slurp(data(std::string("chain/chinese-hubert-large/") + f)));
+  auto b = anitalker::hubert::Model::load(dir / "h", kCpu);
+  EXPECT_NE(b.get(), a.get());
+  const at::Tensor x = wave().slice(0, 0, 8000);
+  const at::Tensor want = anitalker::hubert::Model::load(data("chain/chinese-hubert-large"), kCpu)->hidden_states(x);
+  EXPECT_TRUE(at::equal(b->hidden_states(x), want));
+}
+
 // The conv encoder with either norm (config feat_extract_norm: "layer", as
 // the fixture and chinese-hubert-large; "group", HuBERT-base's, which has no
 // Python fixture) against plain conv1d / layer_norm / group_norm / gelu over

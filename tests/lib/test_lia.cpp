@@ -21,6 +21,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <optional>
 #include <thread>
 
@@ -185,6 +186,32 @@ TEST(LiaLoad, SameFileSharesOneModel) {
   auto a = anitalker::lia::Model::load(data(kMain.ckpt), c10::Device(c10::kCPU));
   auto b = anitalker::lia::Model::load(data(kMain.ckpt), c10::Device(c10::kCPU));
   EXPECT_EQ(a.get(), b.get());
+}
+
+// A file replaced or rewritten while a model of it is held (new weights
+// under a process that runs for days): the next load reads the file again,
+// the old model stays with its holders.  Before 2026-12-07 the cache, keyed
+// by the path alone, gave the old weights while anybody held them.
+TEST(LiaLoad, ReplacedFileLoadsAgain) {
+  testutil::TempDir dir;
+  const std::string path = dir / "stage1.ckpt";
+  const c10::Device cpu(c10::kCPU);
+  testutil::spit(path, testutil::slurp(data(kMain.ckpt)));
+  auto a = anitalker::lia::Model::load(path, cpu);
+  EXPECT_EQ(anitalker::lia::Model::load(path, cpu).get(), a.get());
+  // Another file renamed over it (as download tools replace files).
+  testutil::spit(path + ".new", testutil::slurp(data("chain/stage1.ckpt")));
+  ASSERT_EQ(std::rename((path + ".new").c_str(), path.c_str()), 0);
+  auto b = anitalker::lia::Model::load(path, cpu);
+  EXPECT_NE(b.get(), a.get());
+  EXPECT_TRUE(at::equal(b->direction_basis(), anitalker::lia::Model::load(data("chain/stage1.ckpt"), cpu)->direction_basis()));
+  EXPECT_FALSE(at::equal(b->direction_basis(), a->direction_basis()));
+  EXPECT_EQ(anitalker::lia::Model::load(path, cpu).get(), b.get());
+  // Rewritten in place (the same inode) with the first file's bytes.
+  testutil::spit(path, testutil::slurp(data(kMain.ckpt)));
+  auto c = anitalker::lia::Model::load(path, cpu);
+  EXPECT_NE(c.get(), b.get());
+  EXPECT_TRUE(at::equal(c->direction_basis(), a->direction_basis()));
 }
 
 TEST(LiaLoad, ErrorsNameFileAndKey) {
