@@ -2,6 +2,8 @@
 #include "models.h"
 
 #include <sys/stat.h>
+
+#include <cerrno>
 #include <unistd.h>
 
 #include <map>
@@ -154,9 +156,11 @@ std::string why_unusable(const std::string& path) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) return "";
   if (S_ISLNK(st.st_mode) && ::stat(path.c_str(), &st) != 0) {
+    const bool loop = errno == ELOOP;
     char target[4096];
     const ssize_t n = ::readlink(path.c_str(), target, sizeof target - 1);
-    return std::string(": a link to nothing") + (n > 0 ? " (" + std::string(target, static_cast<size_t>(n)) + ")" : "");
+    return std::string(loop ? ": a loop of links" : ": a link to nothing") +
+           (n > 0 ? " (" + std::string(target, static_cast<size_t>(n)) + ")" : "");
   }
   if (S_ISDIR(st.st_mode)) return ": a folder, not a file";
   if (S_ISFIFO(st.st_mode)) return ": a pipe (FIFO), not a regular file";

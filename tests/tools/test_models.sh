@@ -32,12 +32,14 @@ grep -q "MISSING.*stage1.ckpt" "$work/out.txt" && grep -q "5 required files miss
 mkdir "$work/links"
 ln -s "$work/unmounted/stage1.ckpt" "$work/links/stage1.ckpt"
 mkfifo "$work/links/stage2_audio_only_hubert.ckpt"
+ln -s detection_Resnet50_Final.pth "$work/links/detection_Resnet50_Final.pth"  # a link to itself
 set +e
 "$bin" models --models-dir "$work/links" > "$work/out.txt"
 rc=$?
 set -e
 [ $rc -eq 1 ] && grep -q "MISSING.*stage1.ckpt.*: a link to nothing ($work/unmounted/stage1.ckpt)" "$work/out.txt" &&
-  grep -q "MISSING.*stage2_audio_only_hubert.ckpt.*: a pipe (FIFO), not a regular file" "$work/out.txt" ||
+  grep -q "MISSING.*stage2_audio_only_hubert.ckpt.*: a pipe (FIFO), not a regular file" "$work/out.txt" &&
+  grep -q "detection_Resnet50_Final.pth.*: a loop of links (detection_Resnet50_Final.pth)" "$work/out.txt" ||
   { cat "$work/out.txt"; echo "FAIL: a dangling link or a pipe is not said (exit $rc)"; exit 1; }
 
 # A file as the folder: refused (exit 2) naming it; a missing folder is said.
