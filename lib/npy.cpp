@@ -135,12 +135,18 @@ TensorData parse_npy(std::shared_ptr<const Storage> bytes, const std::string& na
 TensorData read_npy(const std::string& path) { return parse_npy(map_file(path), path); }
 
 std::string npy_bytes(DType dtype, const std::vector<int64_t>& shape, const void* data) {
-  std::string dict = std::string("{'descr': '") + descr_of(dtype) + "', 'fortran_order': False, 'shape': (";
   int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::string out = npy_header(dtype, shape);
+  out.append(static_cast<const char*>(data), static_cast<size_t>(n) * dtype_size(dtype));
+  return out;
+}
+
+std::string npy_header(DType dtype, const std::vector<int64_t>& shape) {
+  std::string dict = std::string("{'descr': '") + descr_of(dtype) + "', 'fortran_order': False, 'shape': (";
   for (size_t i = 0; i < shape.size(); ++i) {
     dict += std::to_string(shape[i]);
     dict += shape.size() == 1 ? "," : (i + 1 < shape.size() ? ", " : "");
-    n *= shape[i];
   }
   dict += "), }";
   // Magic (6) + version (2) + length (2) + dict + padding + '\n', a multiple of 64.
@@ -152,7 +158,6 @@ std::string npy_bytes(DType dtype, const std::vector<int64_t>& shape, const void
   out += static_cast<char>(dict.size() & 0xff);
   out += static_cast<char>((dict.size() >> 8) & 0xff);
   out += dict;
-  out.append(static_cast<const char*>(data), static_cast<size_t>(n) * dtype_size(dtype));
   return out;
 }
 
@@ -163,7 +168,37 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
 }
 
 void write_npy(const std::string& path, DType dtype, const std::vector<int64_t>& shape, const void* data) {
-  write_file_atomic(path, npy_bytes(dtype, shape, data));
+  // Header and data written apart: no copy of the data in memory.
+  NpyWriter w(path, dtype, shape);
+  size_t n = 1;
+  for (int64_t d : shape) n *= static_cast<size_t>(d);
+  w.append(data, n * dtype_size(dtype));
+  w.commit();
+}
+
+NpyWriter::NpyWriter(const std::string& path, DType dtype, const std::vector<int64_t>& shape) : out_(path) {
+  expected_ = dtype_size(dtype);
+  for (int64_t d : shape) {
+    if (d < 0) throw Error(Error::Kind::Usage, path + ": a negative dimension in the shape");
+    expected_ *= static_cast<size_t>(d);
+  }
+  const std::string head = npy_header(dtype, shape);
+  out_.append(head.data(), head.size());
+}
+
+void NpyWriter::append(const void* data, size_t bytes) {
+  if (written_ + bytes > expected_)
+    throw Error(Error::Kind::Runtime, out_.target() + ": more data than its shape holds (" +
+                                          std::to_string(written_ + bytes) + " bytes of " + std::to_string(expected_) + ")");
+  out_.append(data, bytes);
+  written_ += bytes;
+}
+
+void NpyWriter::commit() {
+  if (written_ != expected_)
+    throw Error(Error::Kind::Runtime, out_.target() + ": " + std::to_string(written_) + " bytes of data written, its shape holds " +
+                                          std::to_string(expected_));
+  out_.commit();
 }
 
 }  // namespace anitalker

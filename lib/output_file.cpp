@@ -503,8 +503,28 @@ void OutputFile::write(const std::string& bytes) {
   if (!ok || !closed) throw Error(Error::Kind::Unreadable, target_ + ": cannot write: " + std::strerror(err));
 }
 
+void OutputFile::append(const void* data, size_t n) {
+  if (!open_) throw Error(Error::Kind::Runtime, target_ + ": the output was already committed or discarded");
+  if (stream_ == nullptr) {
+    stream_ = std::fopen(temp_.c_str(), "wb");
+    if (stream_ == nullptr) throw Error(Error::Kind::Unreadable, target_ + ": cannot write: " + std::strerror(errno));
+  }
+  if (n > 0 && std::fwrite(data, 1, n, stream_) != n)
+    throw Error(Error::Kind::Unreadable, target_ + ": cannot write: " + std::strerror(errno));
+}
+
+void OutputFile::close_stream() {
+  if (stream_ == nullptr) return;
+  const bool flushed = std::fflush(stream_) == 0;
+  const int err = errno;
+  const bool closed = std::fclose(stream_) == 0;
+  stream_ = nullptr;
+  if (!flushed || !closed) throw Error(Error::Kind::Unreadable, target_ + ": cannot write: " + std::strerror(flushed ? errno : err));
+}
+
 void OutputFile::commit() {
   if (!open_) throw Error(Error::Kind::Runtime, target_ + ": the output was already committed or discarded");
+  close_stream();  // a failed last write (a full disk) throws here: the destructor discards
   if (direct_) {
     open_ = false;
     return;
@@ -566,6 +586,10 @@ void OutputFile::commit() {
 }
 
 void OutputFile::discard() {
+  if (stream_ != nullptr) {
+    std::fclose(stream_);
+    stream_ = nullptr;
+  }
   if (!open_) return;
   if (fd_ >= 0) {
     ::close(fd_);  // an unnamed file goes with its last descriptor

@@ -28,6 +28,7 @@
 //    half-written target, until the next OutputFile of that target.)
 #pragma once
 
+#include <cstdio>
 #include <string>
 #include <utility>
 #include <vector>
@@ -91,6 +92,10 @@ class OutputFile {
   bool direct() const { return direct_; }
   // Writes `bytes` to the temporary file (replacing what it held).
   void write(const std::string& bytes);
+  // Appends `n` bytes: the first call starts the temporary file anew and
+  // keeps it open until commit() or discard() (a long output written as it
+  // is made, never whole in memory).
+  void append(const void* data, size_t n);
   // Flushes the temporary file to disk, gives it the permissions a new file
   // gets (0666 less the umask) and renames it over the target.
   void commit();
@@ -103,6 +108,8 @@ class OutputFile {
   bool open_ = false;
   bool direct_ = false;  // a character device or a pipe: written in place
   int fd_ = -1;  // the unnamed file's descriptor, kept open until commit() or discard()
+  FILE* stream_ = nullptr;  // append()'s
+  void close_stream();      // throws Error(Unreadable) when the last writes failed
 };
 
 // A temporary folder for outputs of many files (a PNG sequence): hidden

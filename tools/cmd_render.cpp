@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "npy.h"
 #include "output_file.h"
 #include "device.h"
 #include "error.h"
@@ -99,17 +100,20 @@ int cmd_render(int argc, char** argv) {
       for (size_t k = 0; k < p.feats.size(); ++k)
         anitalker::write_npy_tensor(codes_dir + "/feat_" + std::to_string(k) + ".npy", p.feats[k]);
     }
-    std::vector<at::Tensor> frames;
-    for (int64_t i = 0; i < motion.size(0); i += batch) {
-      at::Tensor r = model->render(p, motion.slice(0, i, std::min<int64_t>(i + batch, motion.size(0))));
-      frames.push_back(raw ? r.cpu() : anitalker::lia::to_uint8(r));
+    // Each batch's frames go to the file as they are made: a long clip's
+    // frames never all in memory (before 2026-12-07 they were, three times
+    // over: 10 minutes with --raw, 11.8 GB of frames, needed about 35 GB).
+    const int64_t N = motion.size(0), S = model->size();
+    anitalker::NpyWriter w(out, raw ? anitalker::DType::Float32 : anitalker::DType::UInt8,
+                           raw ? std::vector<int64_t>{N, 3, S, S} : std::vector<int64_t>{N, S, S, 3});
+    for (int64_t i = 0; i < N; i += batch) {
+      at::Tensor r = model->render(p, motion.slice(0, i, std::min<int64_t>(i + batch, N)));
+      const at::Tensor f = (raw ? r.to(at::kCPU, at::kFloat) : anitalker::lia::to_uint8(r).cpu()).contiguous();
+      w.append(f.data_ptr(), f.nbytes());
     }
-    at::Tensor all = frames.empty() ? (raw ? at::zeros({0, 3, model->size(), model->size()})
-                                           : at::zeros({0, model->size(), model->size(), 3}, at::kByte))
-                                    : at::cat(frames, 0);
-    anitalker::write_npy_tensor(out, all);
-    std::fprintf(stderr, "anitalker render: %lld frames of %dx%d to %s\n", static_cast<long long>(all.size(0)), model->size(),
-                 model->size(), out.c_str());
+    w.commit();
+    std::fprintf(stderr, "anitalker render: %lld frames of %lldx%lld to %s\n", static_cast<long long>(N),
+                 static_cast<long long>(S), static_cast<long long>(S), out.c_str());
     return 0;
   });
 }

@@ -1,7 +1,9 @@
 // The .npy reader and writer.
 #include "npy.h"
 
+#include <dirent.h>
 #include <gmock/gmock.h>
+#include <sys/stat.h>
 
 #include "error.h"
 #include "test_util.h"
@@ -81,4 +83,54 @@ TEST(Npy, WriteFailsCleanly) {
   std::vector<float> v(4, 0.f);
   EXPECT_THAT(error_of([&] { anitalker::write_npy("/nonexistent-dir/x.npy", DType::Float32, {4}, v.data()); }),
               HasSubstr("/nonexistent-dir/x.npy: cannot write"));
+}
+
+// NpyWriter: the file written as its rows are made, the same bytes as
+// write_npy of the whole; nothing at the target before commit(), nor after
+// a wrong count (too little at commit, too much at append) or an exception.
+TEST(Npy, WriterAppendsRowsAsWriteNpyWritesTheWhole) {
+  testutil::TempDir dir;
+  const auto exists = [](const std::string& p) {
+    struct stat st;
+    return ::stat(p.c_str(), &st) == 0;
+  };
+  std::vector<float> v(5 * 3);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = 0.5f * static_cast<float>(i) - 3.f;
+  anitalker::write_npy(dir / "whole.npy", DType::Float32, {5, 3}, v.data());
+  {
+    anitalker::NpyWriter w(dir / "rows.npy", DType::Float32, {5, 3});
+    for (int r = 0; r < 5; ++r) {
+      EXPECT_FALSE(exists(dir / "rows.npy")) << r;
+      w.append(v.data() + 3 * r, 3 * sizeof(float));
+    }
+    w.commit();
+  }
+  EXPECT_EQ(testutil::slurp(dir / "rows.npy"), testutil::slurp(dir / "whole.npy"));
+  const anitalker::TensorData t = anitalker::read_npy(dir / "rows.npy");
+  EXPECT_EQ(t.shape, (std::vector<int64_t>{5, 3}));
+  {
+    anitalker::NpyWriter w(dir / "short.npy", DType::Float32, {5, 3});
+    w.append(v.data(), 4 * 3 * sizeof(float));
+    EXPECT_THAT(error_of([&] { w.commit(); }), HasSubstr("short.npy: 48 bytes of data written, its shape holds 60"));
+  }
+  EXPECT_FALSE(exists(dir / "short.npy"));
+  {
+    anitalker::NpyWriter w(dir / "long.npy", DType::Float32, {1, 3});
+    EXPECT_THAT(error_of([&] { w.append(v.data(), 4 * sizeof(float)); }),
+                HasSubstr("long.npy: more data than its shape holds (16 bytes of 12)"));
+  }
+  EXPECT_FALSE(exists(dir / "long.npy"));
+  // Empty: a (0, 3) array.
+  {
+    anitalker::NpyWriter w(dir / "empty.npy", DType::UInt8, {0, 3});
+    w.commit();
+  }
+  EXPECT_EQ(anitalker::read_npy(dir / "empty.npy").shape, (std::vector<int64_t>{0, 3}));
+  // No temporary file left beside them.
+  int files = 0;
+  DIR* d = ::opendir(dir.path().c_str());
+  ASSERT_NE(d, nullptr);
+  while (const dirent* e = ::readdir(d)) files += e->d_name[0] != '.' || std::string(e->d_name).size() > 2;
+  ::closedir(d);
+  EXPECT_EQ(files, 3);  // whole.npy, rows.npy, empty.npy
 }

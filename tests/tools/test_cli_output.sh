@@ -96,6 +96,29 @@ gen --portrait https://example.org/face.jpg --audio speech.wav --out u.mp4 2>err
 check "an https URL is refused, named (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 2 ] && grep -q -- '--portrait: .https://example.org/face.jpg. is a URL (https)' err.txt && [ ! -e u.mp4 ]"
 
+# 3e. `anitalker render` writes its frames as they are made: a long clip's
+# frames are never all in memory (before 2026-12-07 they were, three times
+# over: 1500 frames peaked at 819 MB, 10 minutes with --raw would need
+# about 35 GB).  1500 frames (295 MB of 256x256
+# frames) against 10, peak resident memory.
+motion_npy() {  # motion_npy FILE N: N zero motion codes of 20, float32
+  local h="{'descr': '<f4', 'fortran_order': False, 'shape': ($2, 20), }"
+  local len=$(( ${#h} + 1 )); len=$(( len + (64 - (10 + len) % 64) % 64 ))
+  { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $((len & 255)))\\x$(printf %02x $((len >> 8)))"
+    printf '%s' "$h"; printf '%*s\n' $(( len - ${#h} - 1 )) ''; head -c $(( $2 * 80 )) /dev/zero; } > "$1"
+}
+if command -v /usr/bin/time >/dev/null; then
+  motion_npy m10.npy 10; motion_npy m1500.npy 1500
+  for n in 10 1500; do
+    /usr/bin/time -f %M -o r$n.kb "$bin" render --stage1 "$data/renderer/tiny_lia.ckpt" --portrait face.jpg \
+      --motion m$n.npy --out r$n.npy --batch-size 4 2>err.txt; rc=$?
+    check "render of $n frames (rc $rc: $(cat err.txt))" bash -c "[ $rc -eq 0 ] && [ \$(stat -c %s r$n.npy) -eq $(( n * 196608 + 128 )) ]"
+  done
+  a=$(tail -n 1 r10.kb); b=$(tail -n 1 r1500.kb)
+  check "render of 1500 frames: peak $((b / 1024)) MB, within 100 MB of 10 frames' $((a / 1024)) MB" test $(( b - a )) -lt 102400
+  rm -f r10.npy r1500.npy
+fi
+
 # 4. Two runs with the same --out at once: both succeed, the result is one
 # whole video (of either run), no temporary file is left.
 ffmpeg -loglevel error -y -stream_loop 1 -i speech.wav -c copy speech4.wav
