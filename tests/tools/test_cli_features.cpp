@@ -100,6 +100,32 @@ static void write_float_wav(const std::string& path, int rate, const std::vector
   testutil::spit(path, w);
 }
 
+// Offline HuBERT over more than --offline-limit seconds (default 120, as
+// hubertenc's) is refused before the work, naming the length and what to do
+// (its attention spans the clip: full size, 120 s took 4.5 GB, 10 minutes
+// of the test model 4.5 GB); MFCC and --stream are not limited.  Here the
+// 2.08 s clip against a limit of 1 s.
+TEST(FeaturesCli, OfflineLimit) {
+  testutil::TempDir dir;
+  const std::string wav = data("audio/speech_2s_16k.wav"), out = dir / "f.npy";
+  const std::string hubert = "features --hubert '" + data("audio/tiny_hubert") + "' --audio '" + wav + "' --out '" + out + "'";
+  testutil::CliResult r = testutil::run_cli(hubert + " --offline-limit 1");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("speech_2s_16k.wav: 2.1 s of audio, more than --offline-limit 1 s: offline HuBERT attends "
+                               "over the whole clip"));
+  EXPECT_THAT(r.out, HasSubstr("give --stream 2000"));
+  struct stat st;
+  EXPECT_NE(::stat(out.c_str(), &st), 0);
+  r = testutil::run_cli(hubert + " --offline-limit 1 --stream 2000");
+  EXPECT_EQ(r.status, 0) << r.out;
+  r = testutil::run_cli("features --mfcc --audio '" + wav + "' --out '" + out + "' --offline-limit 1");
+  EXPECT_EQ(r.status, 0) << r.out;
+  r = testutil::run_cli(hubert + " --offline-limit 0");
+  EXPECT_EQ(r.status, 0) << r.out;
+  r = testutil::run_cli(hubert);  // the default, 120 s
+  EXPECT_EQ(r.status, 0) << r.out;
+}
+
 TEST(FeaturesCli, Errors) {
   testutil::TempDir dir;
   const std::string out = dir / "f.npy";
