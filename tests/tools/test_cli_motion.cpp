@@ -158,6 +158,22 @@ TEST(MotionCli, FeatureLayouts) {
   }
 }
 
+// A clip longer than --offline-limit seconds (120 by default, as
+// anitalkermotion's) is refused before the work: 10 minutes took 10 GB with
+// the chain test model.  Here the fixture's 2 s against 1 s.
+TEST(MotionCli, OfflineLimit) {
+  testutil::TempDir dir;
+  const std::string out = dir / "m.npy";
+  testutil::CliResult r = testutil::run_cli(args("hubert_full_control") + " --seed 0 --offline-limit 1 --out " + q(out));
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr(" s), more than --offline-limit 1 s: the denoiser attends over the whole clip"));
+  EXPECT_THAT(r.out, HasSubstr("anitalker generate --mode auto"));
+  EXPECT_FALSE(exists(out));
+  r = testutil::run_cli(args("hubert_full_control") + " --seed 0 --offline-limit 0 --out " + q(out));
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(exists(out));
+}
+
 TEST(MotionCli, ErrorsLeaveNoFile) {
   testutil::TempDir dir;
   const std::string out = dir / "m.npy";
