@@ -9,13 +9,12 @@
 #include <utility>
 
 #include "device.h"
+#include "offline_limit.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_anitalker_element_debug);
 #define GST_CAT_DEFAULT gst_anitalker_element_debug
 
 #define DEFAULT_DEVICE "cpu"
-#define DEFAULT_OFFLINE_LIMIT_S 120
-#define MAX_OFFLINE_LIMIT_S 86400
 
 // Ids of the common properties, past any a subclass uses.
 enum {
@@ -167,7 +166,7 @@ void gst_anitalker_element_class_install_common(GstAnitalkerElementClass* klass,
         gst_anitalker_param_spec_uint("offline-limit", "Offline limit",
                           "Seconds of audio worked on in one piece: auto goes on in windows past it, offline refuses "
                           "longer audio; 0 = no limit; may change while playing (default: 120)",
-                          0, MAX_OFFLINE_LIMIT_S, DEFAULT_OFFLINE_LIMIT_S, GST_ANITALKER_PARAM_PLAYING),
+                          0, anitalker::kOfflineLimitMaxS, anitalker::kOfflineLimitDefaultS, GST_ANITALKER_PARAM_PLAYING),
         G_STRUCT_OFFSET(GstAnitalkerElement, offline_limit_s));
     // The window settings may change while playing (the bin's latency
     // presets): they apply from the next window.
@@ -296,7 +295,7 @@ int gst_anitalker_element_check_offline_limit(GstAnitalkerElement* self, double 
   const guint limit_s = self->offline_limit_s;
   const gint mode = self->mode;
   GST_OBJECT_UNLOCK(self);
-  if (limit_s == 0 || seconds <= (double)limit_s) return 0;
+  if (!anitalker::past_offline_limit(seconds, limit_s)) return 0;
   if (mode == GST_ANITALKER_MODE_OFFLINE) {
     GST_ELEMENT_ERROR(self, STREAM, TOO_LAZY, ("More than %u s of audio in offline mode.", limit_s),
                       ("offline work costs memory with the square of the length; use mode=auto or "

@@ -13,6 +13,7 @@
 
 #include "device.h"
 #include "error.h"
+#include "offline_limit.h"
 
 namespace cli {
 
@@ -392,6 +393,15 @@ bool Options::parse(int argc, char** argv) {
   for (const Opt& o : opts_)
     if (o.required && !o.seen) throw UsageError("missing " + (o.positional ? o.meta : "--" + o.names[0]));
   return true;
+}
+
+void check_offline_limit(const std::string& amount, double seconds, unsigned limit_s, const std::string& attends,
+                         const std::string& advice) {
+  if (!anitalker::past_offline_limit(seconds, limit_s)) return;
+  throw anitalker::Error(anitalker::Error::Kind::Usage,
+                         amount + ", more than --offline-limit " + std::to_string(limit_s) + " s: " + attends +
+                             " attends over the whole clip, its memory growing with the square of the length; " +
+                             advice);
 }
 
 int run(const char* cmd, const std::function<int()>& body) {

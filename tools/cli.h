@@ -108,6 +108,12 @@ class Options {
   std::vector<Opt> opts_;
 };
 
+// The tools' --offline-limit (lib/offline_limit.h): refused, naming
+// `amount` ("FILE: 625.1 s of audio"), the limit, what attends over the
+// whole clip and `advice`, when `seconds` go past `limit_s`.
+void check_offline_limit(const std::string& amount, double seconds, unsigned limit_s, const std::string& attends,
+                         const std::string& advice);
+
 // Runs `body`, mapping exceptions to messages "anitalker <cmd>: <what>" and
 // exit codes (1 for failures, 2 for usage errors).
 int run(const char* cmd, const std::function<int()>& body);

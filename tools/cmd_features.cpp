@@ -13,6 +13,7 @@
 #include "hubert.h"
 #include "mfcc.h"
 #include "npy.h"
+#include "offline_limit.h"
 #include "state_dict.h"
 
 int cmd_features(int argc, char** argv) {
@@ -20,7 +21,7 @@ int cmd_features(int argc, char** argv) {
     std::string hubert_dir, audio, out, device = "cpu", precision = "fp32";
     bool mfcc = false, stream = false, context_cache = false;
     int threads = 0;
-    unsigned offline_limit = 120;
+    unsigned offline_limit = anitalker::kOfflineLimitDefaultS;
     anitalker::features::StreamConfig scfg;
     cli::Options o("features", "The audio features of a speech file, as hubertenc makes them.  Give exactly one of "
                                "--hubert and --mfcc.");
@@ -56,7 +57,7 @@ int cmd_features(int argc, char** argv) {
              },
              "as hubertenc streams (its window, context and lookahead properties), in 20 ms pieces: HuBERT windows "
              "of W ms with C ms of context (default 1000) and L ms of look-ahead (default 0); MFCC streams exactly");
-    o.integer("offline-limit", &offline_limit, 0, 86400, "S",
+    o.integer("offline-limit", &offline_limit, 0, anitalker::kOfflineLimitMaxS, "S",
               "without --stream: the longest audio HuBERT encodes in one piece, as hubertenc's offline-limit "
               "(its attention spans the whole clip: memory grows with the square of the length); 0 = no limit");
     o.flag("context-cache", &context_cache,
@@ -86,15 +87,12 @@ int cmd_features(int argc, char** argv) {
     // Offline HuBERT over a long clip: refused before the work (full size,
     // 60 s took 3.6 GB, 120 s 4.5 GB; 10 minutes of the 32-wide test model
     // 4.5 GB, its attention alone 31253^2 floats).
-    const double seconds = (double)wave.size() / 16000;
-    if (!stream && !mfcc && offline_limit > 0 && seconds > offline_limit) {
+    if (!stream && !mfcc) {
+      const double seconds = (double)wave.size() / 16000;
       char b[64];
       std::snprintf(b, sizeof b, "%.1f s of audio", seconds);
-      throw anitalker::Error(anitalker::Error::Kind::Usage,
-                             audio + ": " + b + ", more than --offline-limit " + std::to_string(offline_limit) +
-                                 " s: offline HuBERT attends over the whole clip, its memory growing with the square "
-                                 "of the length; give --stream 2000 (hubertenc's windows), or raise --offline-limit "
-                                 "(0 = no limit)");
+      cli::check_offline_limit(audio + ": " + b, seconds, offline_limit, "offline HuBERT",
+                               "give --stream 2000 (hubertenc's windows), or raise --offline-limit (0 = no limit)");
     }
     if (stream) {
       // hubertenc's own windowing (lib/feature_stream.h), 20 ms at a time.

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "motion.h"
 #include "motion_driver.h"
+#include "offline_limit.h"
 #include "state_dict.h"
 
 namespace {
@@ -78,7 +79,7 @@ int cmd_motion(int argc, char** argv) {
     std::string stage2, features, start_path, direction_path, noise_path, out, pred_dir, pose_file, device = "cpu";
     std::string precision = "fp32";
     long long seed = -1, steps = 50, threads = 0;
-    unsigned offline_limit = 120;
+    unsigned offline_limit = anitalker::kOfflineLimitDefaultS;
     anitalker::motion::Controls ctl;
     cli::Options o("motion",
                    "Generates the motion latents of an utterance with a stage-2 checkpoint (any of the five released "
@@ -122,7 +123,7 @@ int cmd_motion(int argc, char** argv) {
            "also write the pose [1, T, 3] (pred_pose.npy) and, for full_control, location and scale [1, T, 1] "
            "(pred_location.npy, pred_scale.npy): the predictors' output, or the given signals with --control.  "
            "The audio_only variant has no predictors: nothing is written for it");
-    o.integer("offline-limit", &offline_limit, 0, 86400, "S",
+    o.integer("offline-limit", &offline_limit, 0, anitalker::kOfflineLimitMaxS, "S",
               "the longest clip generated in one piece, as anitalkermotion's offline-limit (the denoiser's "
               "attention spans the whole clip: memory grows with the square of the length); 0 = no limit");
     o.precision(&precision,
@@ -165,14 +166,12 @@ int cmd_motion(int argc, char** argv) {
     const int64_t T = audio.size(m.hubert() ? 2 : 1) / (m.hubert() ? 2 : 4);
     // A long clip in one piece: refused before the work (10 minutes took
     // 10 GB with the chain test model, speech width 24; full size far more).
-    if (offline_limit > 0 && T > (int64_t)offline_limit * 25) {
+    {
       char b[96];
       std::snprintf(b, sizeof b, "%lld motion frames (%.1f s)", static_cast<long long>(T), T / 25.0);
-      throw anitalker::Error(anitalker::Error::Kind::Usage,
-                             features + ": " + b + ", more than --offline-limit " + std::to_string(offline_limit) +
-                                 " s: the denoiser attends over the whole clip, its memory growing with the square of "
-                                 "the length; raise --offline-limit (0 = no limit), or let `anitalker generate --mode "
-                                 "auto` go on in windows");
+      cli::check_offline_limit(features + ": " + b, T / 25.0, offline_limit, "the denoiser",
+                               "raise --offline-limit (0 = no limit), or let `anitalker generate --mode auto` go on in "
+                               "windows");
     }
     const at::Tensor start = read_code(start_path, m.start_dim(), "start code");
     const at::Tensor direction = read_code(direction_path, m.motion_dim(), "direction code");
