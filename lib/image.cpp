@@ -46,6 +46,9 @@ cv::Mat read_ppm(const std::string& path) {
   f.get();  // the one blank before the pixels
   if (!f || magic != "P6" || w <= 0 || h <= 0 || maxval != 255)
     throw format_error(path + ": this build reads binary PPM (P6, 8 bits) portraits only (it has no OpenCV imgcodecs)");
+  if (static_cast<int64_t>(w) * h > max_image_pixels())
+    throw format_error(path + ": the image is " + std::to_string(w) + "x" + std::to_string(h) + ", more than " +
+                       std::to_string(max_image_pixels()) + " pixels (ANITALKER_MAX_PIXELS)");
   cv::Mat rgb(h, w, CV_8UC3), bgr;
   f.read(reinterpret_cast<char*>(rgb.data), static_cast<std::streamsize>(rgb.total() * 3));
   if (f.gcount() != static_cast<std::streamsize>(rgb.total() * 3)) throw format_error(path + ": the PPM file is truncated");

@@ -1,6 +1,8 @@
 #include "image_header.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -54,14 +56,73 @@ int exif_orientation(const unsigned char* p, size_t n) {
   return 0;
 }
 
+// A file's bytes read a window at a time: a header scan holds at most
+// kWindow bytes however large the file is (a 30 GB file that opens like a
+// JPEG was read whole before: 8.6 GB resident for an 8 GB one).
+class Window {
+ public:
+  static constexpr size_t kWindow = size_t(1) << 20;  // more than a JPEG segment (64 KiB)
+
+  Window(const std::string& path, uint64_t size) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)), size_(size) {}
+  ~Window() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Window(const Window&) = delete;
+  Window& operator=(const Window&) = delete;
+
+  // Bytes [at, at + n) (n <= kWindow), or nullptr when the file ends first.
+  const unsigned char* get(uint64_t at, size_t n) {
+    if (at > size_ || n > size_ - at) return nullptr;
+    if (at < base_ || at + n > base_ + got_) load(at);
+    return at + n <= base_ + got_ ? buf_.data() + (at - base_) : nullptr;  // nullptr: the file shrank
+  }
+
+  // The bytes from *at to the end of the window holding them (a new window
+  // when fewer than 2 are left in this one); *n of them, 0 at the end.  A
+  // new window starts at the file's next data: *at moves past a hole of a
+  // sparse file (zeros, with no marker in them).
+  const unsigned char* data_span(uint64_t* at, size_t* n) {
+    *n = 0;
+    if (*at >= size_) return nullptr;
+    if (*at < base_ || *at + 2 > base_ + got_) {
+      const off_t data = fd_ >= 0 ? ::lseek(fd_, static_cast<off_t>(*at), SEEK_DATA) : -1;
+      if (data < 0 && errno == ENXIO) return nullptr;  // nothing but a hole to the end
+      if (data > static_cast<off_t>(*at)) *at = static_cast<uint64_t>(data);
+      if (*at >= size_) return nullptr;
+      load(*at);
+    }
+    if (*at >= base_ + got_) return nullptr;
+    *n = static_cast<size_t>(base_ + got_ - *at);
+    return buf_.data() + (*at - base_);
+  }
+
+ private:
+  void load(uint64_t at) {
+    buf_.resize(static_cast<size_t>(std::min<uint64_t>(kWindow, size_ - at)));
+    base_ = at;
+    got_ = 0;
+    while (fd_ >= 0 && got_ < buf_.size()) {
+      const ssize_t r = ::pread(fd_, buf_.data() + got_, buf_.size() - got_, static_cast<off_t>(at + got_));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got_ += static_cast<uint64_t>(r);
+    }
+  }
+
+  int fd_;
+  uint64_t size_;
+  std::vector<unsigned char> buf_;
+  uint64_t base_ = 0, got_ = 0;
+};
+
 // JPEG: the SOF marker's size, and whether an EOI marker follows the first
 // SOS (entropy-coded data stuffs every 0xFF with 0x00, so FF D9 there is the
 // end marker).
-void jpeg(const std::vector<unsigned char>& d, ImageHeader* h) {
-  size_t i = 2;
-  while (i + 4 <= d.size()) {
-    if (d[i] != 0xFF) return;  // not a marker where one must be: leave it to the decoder
-    const unsigned char m = d[i + 1];
+void jpeg(Window& w, ImageHeader* h) {
+  uint64_t i = 2;
+  while (const unsigned char* p = w.get(i, 4)) {
+    if (p[0] != 0xFF) return;  // not a marker where one must be: leave it to the decoder
+    const unsigned char m = p[1];
     if (m == 0xFF) {  // fill byte
       ++i;
       continue;
@@ -70,18 +131,30 @@ void jpeg(const std::vector<unsigned char>& d, ImageHeader* h) {
       i += 2;
       continue;
     }
-    const size_t len = be16(&d[i + 2]);
+    const size_t len = be16(p + 2);
     if (len < 2) return;
     const bool sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
-    if (sof && i + 9 <= d.size()) {
-      h->height = be16(&d[i + 5]);
-      h->width = be16(&d[i + 7]);
-    }
-    if (m == 0xE1 && h->orientation == 0 && i + 2 + len <= d.size())
-      h->orientation = exif_orientation(&d[i + 4], len - 2);
-    if (m == 0xDA) {  // start of scan: look for the end marker after it
-      for (size_t k = i + 2 + len; k + 1 < d.size(); ++k)
-        if (d[k] == 0xFF && d[k + 1] == 0xD9) return;
+    if (sof)
+      if (const unsigned char* s = w.get(i, 9)) {
+        h->height = be16(s + 5);
+        h->width = be16(s + 7);
+      }
+    if (m == 0xE1 && h->orientation == 0 && len > 2)
+      if (const unsigned char* s = w.get(i + 4, len - 2)) h->orientation = exif_orientation(s, len - 2);
+    if (m == 0xDA) {  // start of scan: look for the end marker after it, a window at a time
+      size_t n = 0;
+      uint64_t k = i + 2 + len;
+      while (const unsigned char* s = w.data_span(&k, &n)) {
+        if (n < 2) break;
+        const void* ff = std::memchr(s, 0xFF, n - 1);  // an FF with its next byte in this window
+        if (!ff) {
+          k += n - 1;
+          continue;
+        }
+        const unsigned char* at = static_cast<const unsigned char*>(ff);
+        if (at[1] == 0xD9) return;
+        k += static_cast<uint64_t>(at - s) + 1;
+      }
       h->truncated = true;
       return;
     }
@@ -132,12 +205,8 @@ ImageHeader read_image_header(const std::string& path) {
     h.truncated = !f || tail.find("IEND") == std::string::npos;
   } else if (n >= 3 && head[0] == 0xFF && head[1] == 0xD8 && head[2] == 0xFF) {
     h.format = "jpeg";
-    std::vector<unsigned char> all(static_cast<size_t>(st.st_size));
-    f.clear();
-    f.seekg(0);
-    f.read(reinterpret_cast<char*>(all.data()), static_cast<std::streamsize>(all.size()));
-    all.resize(static_cast<size_t>(f.gcount()));
-    jpeg(all, &h);
+    Window w(path, static_cast<uint64_t>(st.st_size));
+    jpeg(w, &h);
   } else if (n >= 10 && (std::memcmp(head, "GIF87a", 6) == 0 || std::memcmp(head, "GIF89a", 6) == 0)) {
     h.format = "gif";
     h.width = le16(head + 6);
@@ -239,9 +308,13 @@ ImageHeader check_image_header(const std::string& path) {
                          std::to_string(h.height) + ")");
     std::string ignored;
     const int64_t limit = read_max_pixels(&ignored);
-    if (h.width * h.height > limit)
+    // Headers give sizes below 2^32 (PNG's, BMP's and WebP's fields), so the
+    // count fits 64 unsigned bits where a signed product could overflow
+    // (4294967295 x 4294967295, found by fuzz_image_header).
+    const uint64_t pixels = static_cast<uint64_t>(h.width) * static_cast<uint64_t>(h.height);
+    if (pixels > static_cast<uint64_t>(limit))
       throw format_error(path + ": the image is " + std::to_string(h.width) + "x" + std::to_string(h.height) + " (" +
-                         std::to_string(h.width * h.height / 1000000) + " Mpx), more than the limit of " +
+                         std::to_string(pixels / 1000000) + " Mpx), more than the limit of " +
                          (limit >= 1000000 ? std::to_string(limit / 1000000) + " Mpx" : std::to_string(limit) + " pixels") +
                          "; scale it down (the networks see 256x256) or raise ANITALKER_MAX_PIXELS" +
                          (ignored.empty() ? std::string()

@@ -20,6 +20,9 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <optional>
@@ -489,6 +492,69 @@ TEST(Portrait, ExifOrientation) {
   EXPECT_EQ(p.picture.height, 60);
   EXPECT_GT(p.tensor[0][0][2][2].item<float>(), 0.8f);  // the bright block, top left of the square
   EXPECT_EQ(p.choice.stored_turned, 0);
+}
+
+// The JPEG header scan reads the file a window (1 MiB) at a time: its end
+// marker found across a window's edge, a marker cut by the end of the file
+// or a stuffed FF 00 across the edge are not, and a 1 GiB file that opens
+// like a JPEG is scanned in bounded memory, its holes skipped (it was read
+// whole: an 8 GB one took 8.6 GB and 68 s before it was refused).
+TEST(Portrait, JpegScanHoldsAWindow) {
+  testutil::TempDir dir;
+  std::string head("\xFF\xD8", 2);
+  head += std::string("\xFF\xC0\x00\x0B\x08\x01\x00\x01\x40\x01\x01\x11\x00", 13);  // SOF0: 256 rows of 320
+  head += std::string("\xFF\xDA\x00\x08\x01\x01\x00\x00\x3F\x00", 10);            // SOS
+  const size_t edge = size_t(1) << 20;
+  auto with_tail = [&](size_t at, const std::string& tail) {
+    std::string s = head + std::string(at - head.size(), '\0') + tail;
+    testutil::spit(dir / "w.jpg", s);
+    return anitalker::read_image_header(dir / "w.jpg");
+  };
+  for (size_t at : {edge - 1, edge - 2, edge, 2 * edge - 1}) {
+    const anitalker::ImageHeader h = with_tail(at, "\xFF\xD9");
+    EXPECT_EQ(h.format, "jpeg");
+    EXPECT_EQ(h.width, 320);
+    EXPECT_EQ(h.height, 256);
+    EXPECT_FALSE(h.truncated) << "FF D9 at " << at;
+  }
+  EXPECT_TRUE(with_tail(edge - 1, "\xFF").truncated);
+  EXPECT_TRUE(with_tail(edge - 1, std::string("\xFF\x00\xD9", 3)).truncated);
+  EXPECT_TRUE(with_tail(edge - 1, std::string("\xFF\x00", 2)).truncated);
+  EXPECT_FALSE(with_tail(edge - 1, std::string("\xFF\x00\xFF\xD9", 4)).truncated);
+  // Cut inside the headers.
+  testutil::spit(dir / "h.jpg", head.substr(0, 12));
+  EXPECT_TRUE(anitalker::read_image_header(dir / "h.jpg").truncated);
+
+  testutil::spit(dir / "big.jpg", head);
+  ASSERT_EQ(::truncate((dir / "big.jpg").c_str(), off_t(1) << 30), 0);
+  struct rusage before, after;
+  getrusage(RUSAGE_SELF, &before);
+  const anitalker::ImageHeader big = anitalker::read_image_header(dir / "big.jpg");
+  getrusage(RUSAGE_SELF, &after);
+  EXPECT_TRUE(big.truncated);
+  EXPECT_EQ(big.width, 320);
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 64 * 1024) << "KiB more at the peak";
+  // The scan skips the holes of a sparse file (zeros), not the data after them.
+  {
+    std::ofstream f(dir / "big.jpg", std::ios::binary | std::ios::app);
+    f.write("\x00\xFF\xD9", 3);
+  }
+  EXPECT_FALSE(anitalker::read_image_header(dir / "big.jpg").truncated);
+}
+
+// Header sizes up to 2^32 - 1 a side (PNG's fields): their product is
+// counted without overflow (4294967295 x 4294967295 overflowed 64 signed
+// bits, undefined behaviour, found by fuzz_image_header).
+TEST(Portrait, HeaderSizesNearTwoTo32) {
+  testutil::TempDir dir;
+  const unsigned char head[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 8, 2, 0, 0, 0, 0, 0, 0, 0,
+                                0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+  testutil::spit(dir / "max.png", std::string(reinterpret_cast<const char*>(head), sizeof head));
+  ::setenv("ANITALKER_MAX_PIXELS", "9223372036854775807", 1);
+  const std::string e = error_of([&] { anitalker::check_image_header(dir / "max.png"); });
+  ::unsetenv("ANITALKER_MAX_PIXELS");
+  EXPECT_THAT(e, HasSubstr("the image is 4294967295x4294967295 (18446744065119 Mpx), more than the limit of 9223372036854 Mpx"));
 }
 
 TEST(Portrait, PillowBicubicUpscale) {
