@@ -34,6 +34,9 @@ bool exists(const std::string& path) {
 
 cv::Mat read_image(const std::string& path) {
   if (!exists(path)) throw anitalker::Error(anitalker::Error::Kind::NotFound, path + ": no such file");
+  // As a portrait's: more than ANITALKER_MAX_PIXELS (100 Mpx), a truncated
+  // JPEG or PNG, or a GIF is refused from the header, before decoding.
+  anitalker::check_image_header(path);
   cv::Mat m = cv::imread(path, cv::IMREAD_COLOR);
   if (m.empty()) throw anitalker::format_error(path + ": not an image OpenCV can decode");
   return m;
@@ -125,16 +128,21 @@ int cmd_sr(int argc, char** argv) {
     // any work when its working memory is more than the memory free
     // (face::result_working_memory; the system would kill the process).
     if (!out.empty() && !aligned) {
-      const anitalker::ImageHeader header = anitalker::read_image_header(in);
+      const anitalker::ImageHeader header = anitalker::check_image_header(in);
       if (header.width > 0 && header.height > 0) {
-        const int64_t w = header.width * upscale, h = header.height * upscale;
-        const size_t need = face::result_working_memory(w, h);
+        // In double: ANITALKER_MAX_PIXELS may be raised far enough for the
+        // products to overflow 64 bits.
+        const double w = static_cast<double>(header.width) * upscale, h = static_cast<double>(header.height) * upscale;
+        const double need_d = w * h * 32 + static_cast<double>(size_t{1} << 30);
+        const size_t need = need_d < 1.8e19 ? face::result_working_memory(static_cast<int64_t>(w), static_cast<int64_t>(h))
+                                             : SIZE_MAX;
         const size_t free = anitalker::device_memory_free(c10::Device(c10::kCPU));
-        if (free > 0 && need > free)
+        if (free > 0 && need_d > static_cast<double>(free))
           throw anitalker::Error(anitalker::Error::Kind::Usage,
                                  "--upscale " + std::to_string(upscale) + ": the result of " + in + " would be " +
-                                     std::to_string(w) + "x" + std::to_string(h) + " (" +
-                                     std::to_string(w * h / 1000000) + " Mpx), about " +
+                                     std::to_string(static_cast<uint64_t>(w)) + "x" +
+                                     std::to_string(static_cast<uint64_t>(h)) + " (" +
+                                     std::to_string(static_cast<uint64_t>(w * h / 1e6)) + " Mpx), about " +
                                      anitalker::format_bytes(need) + " of working memory, and " +
                                      anitalker::format_bytes(free) +
                                      " is free; give a smaller --upscale or scale the image down");

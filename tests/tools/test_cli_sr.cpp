@@ -243,3 +243,50 @@ TEST(SrCli, ResultLargerThanMemoryIsRefused) {
   EXPECT_THAT(r.out, HasSubstr("is free"));
   EXPECT_FALSE(exists(out));
 }
+
+// The input photo is checked from its header as a portrait is (found
+// 2026-12-07): more pixels than ANITALKER_MAX_PIXELS, a truncated JPEG,
+// refused before decoding, also when only --raw is asked (no result-size
+// check then); a header of 3000000000x3000000000 under the highest limit is
+// refused by the result's size, its numbers right (at --upscale 2 the
+// products overflowed 64 signed bits before).
+TEST(SrCli, InputCheckedFromItsHeader) {
+  testutil::TempDir dir;
+  auto png_header = [&](const std::string& path, uint32_t w, uint32_t h) {
+    std::ofstream f(path, std::ios::binary);
+    const unsigned char head[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                                  uint8_t(w >> 24), uint8_t(w >> 16), uint8_t(w >> 8), uint8_t(w),
+                                  uint8_t(h >> 24), uint8_t(h >> 16), uint8_t(h >> 8), uint8_t(h), 8, 2, 0, 0, 0,
+                                  0, 0, 0, 0, 0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+    f.write(reinterpret_cast<const char*>(head), sizeof head);
+  };
+  const std::string lm = " --landmarks " + q(data("face-sr/landmarks5.npy"));
+  png_header(dir / "big.png", 20000, 10000);
+  for (const std::string outs : {" --out " + q(dir / "out.png"), " --raw " + q(dir / "raw.npy")}) {
+    const testutil::CliResult r = testutil::run_cli("sr " + model() + lm + " --in " + q(dir / "big.png") + outs);
+    EXPECT_EQ(r.status, 1) << outs;
+    EXPECT_THAT(r.out, HasSubstr("big.png: the image is 20000x10000 (200 Mpx), more than the limit of 100 Mpx"));
+    EXPECT_THAT(r.out, HasSubstr("ANITALKER_MAX_PIXELS"));
+  }
+  std::string jpg;
+  {
+    std::ifstream f(data("face-sr/frame_256_bgr.png"), std::ios::binary);
+    std::vector<uchar> bytes;
+    ASSERT_TRUE(cv::imencode(".jpg", cv::imread(data("face-sr/frame_256_bgr.png")), bytes));
+    jpg.assign(bytes.begin(), bytes.begin() + bytes.size() / 2);
+  }
+  testutil::spit(dir / "cut.jpg", jpg);
+  testutil::CliResult r = testutil::run_cli("sr " + model() + lm + " --in " + q(dir / "cut.jpg") + " --raw " +
+                                            q(dir / "raw.npy"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.out, HasSubstr("cut.jpg: the jpeg file is truncated"));
+
+  png_header(dir / "max.png", 3000000000u, 3000000000u);
+  ::setenv("ANITALKER_MAX_PIXELS", "9223372036854775807", 1);
+  r = testutil::run_cli("sr " + model() + lm + " --in " + q(dir / "max.png") + " --upscale 2 --out " +
+                        q(dir / "out.png"));
+  ::unsetenv("ANITALKER_MAX_PIXELS");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.out, HasSubstr("would be 6000000000x6000000000 (36000000000000 Mpx)"));
+  for (const std::string& f : {dir / "out.png", dir / "raw.npy"}) EXPECT_FALSE(exists(f)) << f;
+}
