@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -199,6 +200,52 @@ void NpyWriter::commit() {
     throw Error(Error::Kind::Runtime, out_.target() + ": " + std::to_string(written_) + " bytes of data written, its shape holds " +
                                           std::to_string(expected_));
   out_.commit();
+}
+
+PlaneMajorNpyWriter::PlaneMajorNpyWriter(const std::string& path, int64_t planes, int64_t row)
+    : path_(path), planes_(planes), row_(row) {
+  if (planes <= 0 || row <= 0)
+    throw Error(Error::Kind::Usage, path + ": planes and rows of a .npy writer must be above 0");
+  auto first = std::make_unique<OutputFile>(path);
+  std::string spool_target = path;
+  if (first->direct()) {  // a device or a pipe: the planes wait in the temporary folder
+    const char* tmp = std::getenv("TMPDIR");
+    spool_target = std::string(tmp && *tmp ? tmp : "/tmp") + "/anitalker-spool.npy";
+    first = std::make_unique<OutputFile>(spool_target);
+  }
+  spools_.push_back(std::move(first));
+  for (int64_t p = 1; p < planes; ++p) spools_.push_back(std::make_unique<OutputFile>(spool_target));
+}
+
+void PlaneMajorNpyWriter::append(const float* frames, int64_t n) {
+  if (n < 0) throw Error(Error::Kind::Usage, path_ + ": a negative frame count");
+  const size_t row_bytes = static_cast<size_t>(row_) * sizeof(float);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t p = 0; p < planes_; ++p) spools_[p]->append(frames + (t * planes_ + p) * row_, row_bytes);
+  frames_ += n;
+}
+
+void PlaneMajorNpyWriter::commit() {
+  NpyWriter out(path_, DType::Float32, {planes_, frames_, row_});
+  const uint64_t plane_bytes = static_cast<uint64_t>(frames_) * static_cast<uint64_t>(row_) * sizeof(float);
+  std::vector<char> buf(size_t(1) << 20);
+  for (auto& spool : spools_) {
+    spool->finish_appends();
+    uint64_t copied = 0;
+    if (plane_bytes > 0) {
+      std::FILE* f = std::fopen(spool->temp_path().c_str(), "rb");
+      if (!f) throw Error(Error::Kind::Unreadable, path_ + ": cannot read back its temporary data: " + std::strerror(errno));
+      for (size_t got; (got = std::fread(buf.data(), 1, buf.size(), f)) > 0; copied += got) out.append(buf.data(), got);
+      const bool failed = std::ferror(f) != 0;
+      std::fclose(f);
+      if (failed) throw Error(Error::Kind::Unreadable, path_ + ": cannot read back its temporary data");
+    }
+    if (copied != plane_bytes)
+      throw Error(Error::Kind::Runtime, path_ + ": a plane's temporary data holds " + std::to_string(copied) +
+                                            " bytes, expected " + std::to_string(plane_bytes));
+    spool->discard();
+  }
+  out.commit();
 }
 
 }  // namespace anitalker

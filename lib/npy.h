@@ -2,6 +2,7 @@
 // the one reader and writer of the project.  Torch-free.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,28 @@ class NpyWriter {
  private:
   OutputFile out_;
   size_t expected_ = 0, written_ = 0;
+};
+
+// A float32 .npy file of shape [planes, T, row] whose T is known only at
+// the end, given frame by frame: append() takes n frames of [planes, row]
+// each ([n, planes, row], as a stream makes HuBERT's states), commit()
+// writes the file.  Each plane's rows wait in a temporary file of their own
+// (an OutputFile beside `path`, never committed: unnamed where the file
+// system allows, removed by an error or a signal; in TMPDIR or /tmp when
+// `path` is a device or a pipe), and commit() copies them out plane by
+// plane.  Memory: one append and a 1 MiB buffer, however long the clip;
+// disk: the data twice until commit().
+class PlaneMajorNpyWriter {
+ public:
+  PlaneMajorNpyWriter(const std::string& path, int64_t planes, int64_t row);
+  void append(const float* frames, int64_t n);
+  void commit();
+  int64_t frames() const { return frames_; }
+
+ private:
+  std::string path_;
+  int64_t planes_, row_, frames_ = 0;
+  std::vector<std::unique_ptr<OutputFile>> spools_;
 };
 
 // Writes `bytes` to `path` through a temporary file and a rename.

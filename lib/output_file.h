@@ -96,6 +96,10 @@ class OutputFile {
   // keeps it open until commit() or discard() (a long output written as it
   // is made, never whole in memory).
   void append(const void* data, size_t n);
+  // Ends append()'s writing (flushed and closed; throws Error(Unreadable)
+  // when the last writes failed): the temporary file can then be read at
+  // temp_path(), e.g. a spool that is never committed.
+  void finish_appends() { close_stream(); }
   // Flushes the temporary file to disk, gives it the permissions a new file
   // gets (0666 less the umask) and renames it over the target.
   void commit();

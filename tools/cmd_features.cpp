@@ -99,22 +99,35 @@ int cmd_features(int argc, char** argv) {
       std::shared_ptr<const anitalker::hubert::Model> model;
       if (!mfcc) model = anitalker::hubert::Model::load(hubert_dir, dev, prec);
       anitalker::features::Stream st(model, scfg);
+      // MFCC frames are gathered (39 floats each); HuBERT's states, [states,
+      // T + 1, hidden] as the offline output (the padding frame included),
+      // go out through a writer that holds one window (a 10-minute clip at
+      // full size is a 3.2 GB file: it was gathered, then transposed).
       std::vector<float> f;
+      std::unique_ptr<anitalker::PlaneMajorNpyWriter> states;
+      if (!mfcc) states = std::make_unique<anitalker::PlaneMajorNpyWriter>(out, model->num_states(), model->hidden());
+      auto take = [&](const anitalker::features::Frames& fr) {
+        if (mfcc) {
+          f.insert(f.end(), fr.data.begin(), fr.data.end());
+        } else if (fr.count > 0) {
+          states->append(fr.data.data(), fr.count);
+        }
+      };
       for (size_t i = 0; i < wave.size(); i += 320) {
         st.push(wave.data() + i, static_cast<int64_t>(std::min<size_t>(320, wave.size() - i)));
-        const auto fr = st.next(false);
-        f.insert(f.end(), fr.data.begin(), fr.data.end());
+        take(st.next(false));
       }
-      const auto fr = st.next(true);
-      f.insert(f.end(), fr.data.begin(), fr.data.end());
+      take(st.next(true));
       if (st.too_short()) throw anitalker::format_error(audio + ": too short for one HuBERT frame");
       const int64_t T = st.emitted();
       if (mfcc) {
         anitalker::write_npy(out, anitalker::DType::Float32, {T, 39}, f.data());
       } else {
-        // As the offline output: [states, T + 1, hidden] (the padding frame included).
-        at::Tensor t = at::from_blob(f.data(), {T, model->num_states(), model->hidden()}, at::kFloat);
-        anitalker::write_npy_tensor(out, t.transpose(0, 1).contiguous());
+        if (states->frames() != T)
+          throw anitalker::Error(anitalker::Error::Kind::Runtime, out + ": " + std::to_string(states->frames()) +
+                                                                      " frames written, the stream emitted " +
+                                                                      std::to_string(T));
+        states->commit();
       }
       std::fprintf(stderr,
                    "anitalker features: %lld frames streamed (window %d ms, context %d ms%s, look-ahead %d ms%s) to %s\n",

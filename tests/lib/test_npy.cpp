@@ -134,3 +134,59 @@ TEST(Npy, WriterAppendsRowsAsWriteNpyWritesTheWhole) {
   ::closedir(d);
   EXPECT_EQ(files, 3);  // whole.npy, rows.npy, empty.npy
 }
+
+// A [planes, T, row] file given frame by frame ([n, planes, row] at a time,
+// as HuBERT's streamed states come): the same bytes as write_npy of the
+// whole transposed array, for appends of 0, 1 and several frames; nothing
+// left beside it (its planes wait in temporary files); an error before
+// commit() leaves no file; a device as the target takes it too.
+TEST(Npy, PlaneMajorWriterTransposesFrames) {
+  const auto run = [](const std::string& named_temporaries) {
+    testutil::TempDir dir;
+    if (!named_temporaries.empty()) ::setenv("ANITALKER_NAMED_TEMPORARIES", named_temporaries.c_str(), 1);
+    const int64_t P = 3, R = 5, T = 11;
+    std::vector<float> frames(T * P * R), planes(T * P * R);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t r = 0; r < R; ++r) {
+          const float v = static_cast<float>(t * 100 + p * 10 + r) - 0.25f;
+          frames[(t * P + p) * R + r] = v;
+          planes[(p * T + t) * R + r] = v;
+        }
+    anitalker::write_npy(dir / "whole.npy", DType::Float32, {P, T, R}, planes.data());
+    {
+      anitalker::PlaneMajorNpyWriter w(dir / "states.npy", P, R);
+      int64_t t = 0;
+      for (int64_t n : {1, 0, 4, 2, 3, 1}) {
+        w.append(frames.data() + t * P * R, n);
+        t += n;
+      }
+      EXPECT_EQ(w.frames(), T);
+      w.commit();
+    }
+    EXPECT_EQ(testutil::slurp(dir / "states.npy"), testutil::slurp(dir / "whole.npy")) << named_temporaries;
+    {
+      anitalker::PlaneMajorNpyWriter w(dir / "cut.npy", P, R);
+      w.append(frames.data(), 2);
+    }  // no commit: nothing
+    {
+      anitalker::PlaneMajorNpyWriter w(dir / "none.npy", P, R);
+      w.commit();
+    }
+    EXPECT_EQ(anitalker::read_npy(dir / "none.npy").shape, (std::vector<int64_t>{P, 0, R}));
+    {
+      anitalker::PlaneMajorNpyWriter w("/dev/null", P, R);
+      w.append(frames.data(), T);
+      w.commit();
+    }
+    ::unsetenv("ANITALKER_NAMED_TEMPORARIES");
+    int files = 0;
+    DIR* d = ::opendir(dir.path().c_str());
+    EXPECT_NE(d, nullptr);
+    while (const dirent* e = d ? ::readdir(d) : nullptr) files += e->d_name[0] != '.' || std::string(e->d_name).size() > 2;
+    if (d) ::closedir(d);
+    EXPECT_EQ(files, 3) << named_temporaries;  // whole.npy, states.npy, none.npy
+  };
+  run("");
+  run("1");
+}
