@@ -63,7 +63,7 @@ float sample_at(const uint8_t* p, unsigned bytes, bool is_float) {
 
 }  // namespace
 
-Audio read_wav(const std::string& path) {
+Audio read_wav(const std::string& path, size_t max_samples) {
   const std::shared_ptr<const Storage> file = map_file(path);
   const uint8_t* d = file->data;
   const size_t n = file->nbytes;
@@ -150,6 +150,15 @@ Audio read_wav(const std::string& path) {
   a.sample_rate = static_cast<int>(rate);
   a.channels = static_cast<int>(channels);
   const size_t frames = data_size / block_align;  // a partial last frame is dropped
+  if (frames > max_samples) {
+    char len[96];
+    std::snprintf(len, sizeof len, "%zu samples (%.1f hours at %u Hz), %.1f GB as float32", frames,
+                  static_cast<double>(frames) / rate / 3600, rate, static_cast<double>(frames) * 4 / 1e9);
+    char free[64];
+    std::snprintf(free, sizeof free, "%.1f GB", static_cast<double>(max_samples) * 4 / 1e9);
+    throw Error(Error::Kind::Runtime, path + ": " + len + ", more than the memory free for it (" + free +
+                                          "); cut the audio into parts");
+  }
   a.samples.resize(frames);
   const float channels_f = static_cast<float>(channels);
   for (size_t f = 0; f < frames; ++f) {

@@ -5,6 +5,7 @@
 // Torch-free.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -20,7 +21,10 @@ struct Audio {
 // 64 bit, and WAVE_FORMAT_EXTENSIBLE with a PCM or float subformat.  Chunks it
 // does not need (LIST, fact, cue, ...) are skipped.  Throws anitalker::Error
 // naming the file: NotFound / Unreadable when it cannot be opened, Format when
-// it is not a WAV file this reader understands.
-Audio read_wav(const std::string& path);
+// it is not a WAV file this reader understands, Runtime when its samples
+// (mono float32) would be more than `max_samples` (the caller's memory
+// bound: a header may say "to the end" of a file of any size), before they
+// are allocated.
+Audio read_wav(const std::string& path, size_t max_samples = SIZE_MAX);
 
 }  // namespace anitalker

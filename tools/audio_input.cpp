@@ -8,12 +8,24 @@
 #include <cstring>
 #include <memory>
 
+#include "device.h"
 #include "error.h"
 #include "launch.h"
 #include "tensor_data.h"
 #include "wav.h"
 
 namespace {
+
+// The most float32 samples the audio may decode to: the memory free now
+// (MemAvailable), halved for a growing vector's copy; no bound when it
+// cannot be told.  A header may promise any length (a WAV's "to the end"
+// data chunk over a sparse 64 GB file took std::bad_alloc, or the system's
+// OOM killer below that).
+size_t max_samples(bool growing) {
+  const size_t free = anitalker::device_memory_free(c10::Device(c10::kCPU));
+  if (free == 0) return SIZE_MAX;
+  return free / sizeof(float) / (growing ? 2 : 1);
+}
 
 std::vector<float> decode_with_gstreamer(const std::string& path) {
   gst_init(nullptr, nullptr);
@@ -39,8 +51,9 @@ std::vector<float> decode_with_gstreamer(const std::string& path) {
   GstElement* sink = gst_bin_get_by_name(GST_BIN(pipe.get()), "sink");
   gst_element_set_state(pipe.get(), GST_STATE_PLAYING);
   std::vector<float> out;
+  const size_t most = max_samples(true);
   GstBus* bus = gst_element_get_bus(pipe.get());
-  std::string error;
+  std::string error, too_long;
   // Pull until EOS; an error on the bus (no decoder, a broken file) ends it
   // too: the appsink alone would wait for ever.
   while (!gst_app_sink_is_eos(GST_APP_SINK(sink))) {
@@ -59,6 +72,15 @@ std::vector<float> decode_with_gstreamer(const std::string& path) {
     if (gst_buffer_map(b, &m, GST_MAP_READ)) {
       const size_t n = m.size / sizeof(float);
       const size_t at = out.size();
+      if (at + n > most) {
+        gst_buffer_unmap(b, &m);
+        gst_sample_unref(smp);
+        char len[160];
+        std::snprintf(len, sizeof len, "the audio decodes to more than %zu samples (%.1f hours at 16 kHz, %.1f GB as float32)",
+                      most, static_cast<double>(most) / 16000 / 3600, static_cast<double>(most) * 4 / 1e9);
+        too_long = path + ": " + len + ", more than the memory free for it; cut the audio into parts";
+        break;
+      }
       out.resize(at + n);
       std::memcpy(out.data() + at, m.data, n * sizeof(float));
       gst_buffer_unmap(b, &m);
@@ -67,6 +89,7 @@ std::vector<float> decode_with_gstreamer(const std::string& path) {
   }
   gst_object_unref(bus);
   gst_object_unref(sink);
+  if (!too_long.empty()) throw anitalker::Error(anitalker::Error::Kind::Runtime, too_long);
   if (!error.empty()) {
     gst_element_set_state(pipe.get(), GST_STATE_NULL);
     const std::string none = streams.no_audio(path);
@@ -79,7 +102,7 @@ std::vector<float> read_any(const std::string& path, std::string* note) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw anitalker::Error(anitalker::Error::Kind::NotFound, path + ": no such file");
   try {
-    anitalker::Audio a = anitalker::read_wav(path);
+    anitalker::Audio a = anitalker::read_wav(path, max_samples(false));
     if (a.sample_rate == 16000) {
       if (note && a.channels != 1) *note = "mixed " + std::to_string(a.channels) + " channels down to mono (their mean)";
       return std::move(a.samples);

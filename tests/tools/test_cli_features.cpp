@@ -216,3 +216,38 @@ TEST(FeaturesCli, Precision) {
   EXPECT_LE(worst, 0.012);  // the library test's bound (tests/lib/test_hubert.cpp)
   EXPECT_GT(any, 1e-5);     // not the float32 run (which is within 1e-4 + 1e-4 |x|)
 }
+
+// A WAV whose data chunk runs "to the end" (size 0xFFFFFFFF, as streaming
+// writers leave it) of a sparse 8 GiB file, 8-bit: 34 GB of float32
+// samples.  Refused before they are allocated, naming the length and the
+// memory free (found 2026-12-07: std::bad_alloc, or below the machine's
+// size the system's OOM killer).
+TEST(FeaturesCli, AudioLargerThanMemory) {
+  testutil::TempDir dir;
+  const std::string wav = dir / "huge.wav";
+  std::string head = "RIFF\xff\xff\xff\xffWAVEfmt ";
+  const unsigned char fmt[] = {16, 0, 0, 0, 1, 0, 1, 0, 0x80, 0x3e, 0, 0, 0x80, 0x3e, 0, 0, 1, 0, 8, 0};
+  head.append(reinterpret_cast<const char*>(fmt), sizeof fmt);
+  head += "data\xff\xff\xff\xff";
+  testutil::spit(wav, head);
+  ASSERT_EQ(::truncate(wav.c_str(), off_t(8) << 30), 0);
+  long long avail_kb = -1;
+  {
+    std::ifstream m("/proc/meminfo");
+    for (std::string line; std::getline(m, line);)
+      if (line.rfind("MemAvailable:", 0) == 0) avail_kb = std::atoll(line.c_str() + 13);
+  }
+  if (avail_kb < 0 || avail_kb > 30LL * 1024 * 1024) GTEST_SKIP() << "this machine has 30 GB or more free (or says nothing)";
+  const testutil::CliResult r = testutil::run_cli("features --mfcc --audio '" + wav + "' --out '" + dir / "f.npy" + "'");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_THAT(r.out, testing::Not(HasSubstr("bad_alloc")));
+  // A machine whose memory and swap are under 8 GiB cannot map the file: also said, naming it.
+  if (r.out.find("cannot map") == std::string::npos) {
+    EXPECT_THAT(r.out, HasSubstr("huge.wav: 8589934548 samples (149.1 hours at 16000 Hz), 34.4 GB as float32, more than "
+                                 "the memory free for it ("));
+  } else {
+    EXPECT_THAT(r.out, HasSubstr("huge.wav: cannot map"));
+  }
+  struct stat st;
+  EXPECT_NE(::stat((dir / "f.npy").c_str(), &st), 0);
+}
