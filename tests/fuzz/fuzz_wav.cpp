@@ -1,21 +1,16 @@
 // libFuzzer target: the WAV reader (lib/wav.cpp: RIFF chunks, fmt and
 // WAVE_FORMAT_EXTENSIBLE, every sample size) on arbitrary bytes, through a
 // file as `anitalker features` and `bench latency` give it one.
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdint>
 #include <string>
 
 #include "error.h"
+#include "fuzz_file.h"
 #include "wav.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const int fd = memfd_create("fuzz-wav", 0);
-  static const std::string path = "/proc/self/fd/" + std::to_string(fd);
-  if (fd < 0 || ftruncate(fd, 0) != 0 || (size && pwrite(fd, data, size, 0) != static_cast<ssize_t>(size)))
-    __builtin_trap();
+  const std::string& path = fuzz_file(data, size);
   try {
     const anitalker::Audio a = anitalker::read_wav(path);
     if (a.sample_rate <= 0 || a.channels <= 0 || a.samples.size() > size) __builtin_trap();
