@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -211,7 +212,14 @@ std::shared_ptr<const Storage> map_file(const std::string& path) {
       const int err = errno;
       ::close(fd);
       m->len = 0;
-      throw Error(Error::Kind::Unreadable, path + ": cannot map: " + std::strerror(err));
+      std::string why = std::strerror(err);
+      if (err == ENOMEM) {  // the private map is charged to the memory and swap the system lets a process reserve
+        char size[64];
+        std::snprintf(size, sizeof size, "%.1f GB", static_cast<double>(st.st_size) / 1e9);
+        why += std::string(" (the file is ") + size +
+               ", more than the memory and swap this system lets a process reserve; is it the right file?)";
+      }
+      throw Error(Error::Kind::Unreadable, path + ": cannot map: " + why);
     }
     m->addr = p;
   }

@@ -5,6 +5,8 @@
 
 #include <gmock/gmock.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <fstream>
 
@@ -169,6 +171,29 @@ TEST_F(BadFile, WrongMagic) {
   EXPECT_THAT(msg, HasSubstr("image.pth: not a checkpoint: wrong magic number (47 49 46 38)"));
   EXPECT_THAT(msg, HasSubstr("expected a torch.save zip archive"));
   EXPECT_EQ(kind_of(dir / "image.pth"), Error::Kind::Format);
+}
+
+// A file larger than the memory and swap the system lets a process reserve
+// (a 1 TiB sparse file that opens like a zip): the private map fails, and
+// the message says why with the file's size (it said only "Cannot allocate
+// memory", found 2026-12-07).  Where the system maps anything
+// (vm.overcommit_memory=1) it is read and refused as a broken archive.
+TEST_F(BadFile, LargerThanTheMemoryThatCanBeReserved) {
+  const std::string p = dir / "huge.ckpt";
+  testutil::spit(p, std::string("PK\x03\x04", 4));
+  if (::truncate(p.c_str(), off_t(1) << 40) != 0) GTEST_SKIP() << "this file system takes no 1 TiB sparse file";
+  std::string mode;
+  {
+    std::ifstream f("/proc/sys/vm/overcommit_memory");
+    std::getline(f, mode);
+  }
+  const std::string msg = error_of([&] { Checkpoint::open(p); });
+  if (mode == "1") {
+    EXPECT_THAT(msg, HasSubstr("huge.ckpt")) << msg;
+  } else {
+    EXPECT_THAT(msg, HasSubstr("huge.ckpt: cannot map: Cannot allocate memory (the file is 1099.5 GB, more than the "
+                               "memory and swap this system lets a process reserve; is it the right file?)"));
+  }
 }
 
 TEST_F(BadFile, LegacyFormat) {
