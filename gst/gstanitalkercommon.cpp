@@ -473,8 +473,8 @@ void gst_anitalker_install_device_properties(GObjectClass* klass, guint device_i
       g_param_spec_string("device", "Device", g_intern_string(blurb), "cpu", GST_ANITALKER_PARAM_READY),
       device_offset);
   g_free(blurb);
-  blurb = g_strdup_printf("LibTorch threads used by %s, set in the streaming thread; 0 = OMP_NUM_THREADS if set, "
-                          "else one per CPU core (default: 0)",
+  blurb = g_strdup_printf("LibTorch threads used by %s, set in the streaming thread; 0 = OMP_NUM_THREADS if set "
+                          "(1 to 256), else one per CPU core (default: 0)",
                           what);
   gst_anitalker_install_property(
       klass, threads_id,

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdlib>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -57,13 +58,30 @@ c10::Device parse_device(const std::string& name) {
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
+namespace {
+
+// OMP_NUM_THREADS when it is a whole number from 1 to kMaxThreads (strtol:
+// "abc", "1e3", "-3" are not; OMP_NUM_THREADS=100000 made OpenMP's first
+// parallel region crash, SIGSEGV in libgomp, found 2026-12-07), else one
+// thread per core.
+int default_threads() {
+  const char* env = std::getenv("OMP_NUM_THREADS");
+  char* end = nullptr;
+  errno = 0;
+  const long v = env ? std::strtol(env, &end, 10) : 0;
+  if (env && end != env && *end == 0 && errno == 0 && v > 0 && v <= kMaxThreads) return static_cast<int>(v);
+  return std::max(1, std::min(static_cast<int>(std::thread::hardware_concurrency()), kMaxThreads));
+}
+
+}  // namespace
+
 void set_num_threads(int n) {
-  if (n <= 0) {
-    const char* env = std::getenv("OMP_NUM_THREADS");
-    n = env && std::atoi(env) > 0 ? std::atoi(env) : static_cast<int>(std::thread::hardware_concurrency());
-  }
-  if (n < 1) n = 1;
+  n = n <= 0 ? default_threads() : std::min(n, kMaxThreads);
   if (at::get_num_threads() != n) at::set_num_threads(n);
+}
+
+void bound_num_threads() {
+  if (at::get_num_threads() > kMaxThreads) at::set_num_threads(default_threads());
 }
 
 namespace {

@@ -42,9 +42,18 @@ const at::Tensor& device_constant(const std::string& key, c10::Device device, co
 bool cuda_available();
 
 // LibTorch's intra-op threads for the calling thread (the OpenMP backend
-// keeps the setting per thread): n > 0, or with n <= 0 OMP_NUM_THREADS when
-// set, else one per core (Debian's build would otherwise use 1).
+// keeps the setting per thread): n > 0 (at most kMaxThreads), or with
+// n <= 0 OMP_NUM_THREADS when it is a whole number from 1 to kMaxThreads,
+// else one per core (Debian's build would otherwise use 1).  The tools'
+// --num-threads has that range, the elements' num-threads at most 64.
+constexpr int kMaxThreads = 256;
 void set_num_threads(int n);
+// When the calling thread's OpenMP team is larger than kMaxThreads (the
+// environment's OMP_NUM_THREADS=100000 crashed libgomp in the first
+// parallel region of a model load in an application's thread), sets it as
+// set_num_threads(0) would; leaves any other setting alone.  Every model
+// load calls it.
+void bound_num_threads();
 
 // How many threads at::parallel_for gives this library's own loops (the
 // renderer's warp and upsampling, the motion conformer's fused passes) on

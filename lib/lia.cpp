@@ -1179,6 +1179,7 @@ bool Renderer::encoding() const {
 }
 
 void Renderer::encoder_loop() {
+  bound_num_threads();  // a thread of its own: OpenMP's team from the environment
   for (;;) {
     PortraitSource source;
     {

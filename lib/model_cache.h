@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "device.h"
+
 namespace anitalker {
 
 // What tells one version of a file from another: device, inode, size and
@@ -53,6 +55,7 @@ inline std::string file_stamp(const std::string& path) {
 template <class T, class Make>
 std::shared_ptr<const T> shared_model(const std::string& path, c10::Device device, Make make,
                                       const std::string& variant = "") {
+  bound_num_threads();  // the load runs in the caller's thread, maybe an application's
   static std::mutex mu;
   static std::map<std::string, std::weak_ptr<const T>> cache;
   char* real = ::realpath(path.c_str(), nullptr);

@@ -20,3 +20,13 @@ run "$data/audio/tiny_hubert" "$work/hubert.f32"
 frames=$(( $(wc -c < "$work/hubert.f32") / (4 * 64 * 4) ))
 [ "$frames" -eq 104 ] || { echo "HuBERT: $frames frames, expected 104 (103 + padding)"; exit 1; }
 echo "HuBERT: $frames frames (4 states x 64)"
+
+# OMP_NUM_THREADS far above what any machine runs (found 2026-12-07): the
+# model load in the application's thread made libgomp crash (SIGSEGV);
+# every load now sets a team above 256 threads to one per core.  As many
+# frames (their bits may differ: another thread count sums in another order).
+OMP_NUM_THREADS=100000 run "$data/audio/tiny_hubert" "$work/hubert-omp.f32" \
+  || { echo "OMP_NUM_THREADS=100000: the pipeline failed (exit $?)"; exit 1; }
+[ "$(wc -c < "$work/hubert-omp.f32")" -eq "$(wc -c < "$work/hubert.f32")" ] \
+  || { echo "OMP_NUM_THREADS=100000: another frame count"; exit 1; }
+echo "OMP_NUM_THREADS=100000: 104 frames"

@@ -70,6 +70,29 @@ TEST(RenderCli, RawOutput) {
   EXPECT_EQ(raw.shape, (std::vector<int64_t>{3, 3, 256, 256}));
 }
 
+// OMP_NUM_THREADS far above what any machine runs (found 2026-12-07):
+// `--num-threads 0` took it as the thread count and libgomp crashed
+// (SIGSEGV) in the model load; now a value above 256 counts as unset (one
+// thread per core).  The same frames, within a level (another thread count
+// may sum in another order).
+TEST(RenderCli, AbsurdOmpNumThreads) {
+  testutil::TempDir dir;
+  const char* before = std::getenv("OMP_NUM_THREADS");
+  const std::string keep = before ? before : "";
+  ::setenv("OMP_NUM_THREADS", "100000", 1);
+  testutil::CliResult r = testutil::run_cli("render " + common() + " --out '" + dir / "many.npy" + "'");
+  if (before) ::setenv("OMP_NUM_THREADS", keep.c_str(), 1); else ::unsetenv("OMP_NUM_THREADS");
+  ASSERT_EQ(r.status, 0) << r.out;
+  r = testutil::run_cli("render " + common() + " --out '" + dir / "plain.npy" + "'");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const std::string many = testutil::slurp(dir / "many.npy"), plain = testutil::slurp(dir / "plain.npy");
+  ASSERT_EQ(many.size(), plain.size());
+  int most = 0;
+  for (size_t i = 0; i < many.size(); ++i)
+    most = std::max(most, std::abs(static_cast<int>(static_cast<uint8_t>(many[i])) - static_cast<uint8_t>(plain[i])));
+  EXPECT_LE(most, 1);
+}
+
 TEST(RenderCli, ErrorsLeaveNoFile) {
   testutil::TempDir dir;
   const std::string out = dir / "frames.npy";
