@@ -75,6 +75,7 @@ struct App {
   std::string offer;  // under lock; set once ICE gathering is complete
   bool answered = false;
   long frames_wanted = 0;
+  int timeout_s = 0;  // --timeout, with --frames
   long frames = 0;
   int exit_code = 1;
   int stopped_by = 0;  // SIGINT or SIGTERM: a clean stop, then the signal's own end
@@ -614,6 +615,7 @@ int cmd_webrtc(int argc, char** argv) {
     o.integer("frames", &frames, 1, 1 << 30, "N", "exit 0 once the page has decoded N video frames").shows("");
     o.integer("timeout", &timeout, 1, 86400, "S", "with --frames: exit 1 after S seconds");
     if (!o.parse(argc, argv)) return 0;
+    if (o.given("timeout") && frames == 0) throw cli::UsageError("--timeout goes with --frames (a server without --frames runs until it is stopped)");
     if (audio.empty() == !test_source) throw cli::UsageError("give --audio FILE or --test-source");
     gst_init(nullptr, nullptr);
 
@@ -688,10 +690,17 @@ int cmd_webrtc(int argc, char** argv) {
     }
     app.started_us = g_get_monotonic_time();
     if (gst_element_set_state(app.pipe, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) app.error = "the pipeline did not start";
-    g_timeout_add_seconds(timeout, [](gpointer d) -> gboolean {
-      quit(static_cast<App*>(d), 1, "timed out");
-      return G_SOURCE_REMOVE;
-    }, &app);
+    // --frames: a check that ends; the server alone runs until it is
+    // stopped (until 2026-12-07 the timer ran without --frames too: every
+    // server quit after 120 s, "timed out", exit 1).
+    app.timeout_s = timeout;
+    if (frames > 0)
+      g_timeout_add_seconds(timeout, [](gpointer d) -> gboolean {
+        App* a = static_cast<App*>(d);
+        quit(a, 1, "no page decoded " + std::to_string(a->frames_wanted) + " video frames within --timeout " +
+                       std::to_string(a->timeout_s) + " s");
+        return G_SOURCE_REMOVE;
+      }, &app);
     // SIGINT and SIGTERM stop the server cleanly (the pipeline to NULL, the
     // socket closed), then the process ends by the signal itself, as a
     // server's supervisor expects of a requested stop (systemd counts it

@@ -30,7 +30,7 @@ check() {  # check NAME CONDITION...
 start_server() {
   (if [ -n "${2:-}" ]; then ulimit -n "$2" || exit 1; fi
    exec "$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --steps 5 \
-     --port 0 --timeout 300) >"$1" 2>&1 &
+     --port 0) >"$1" 2>&1 &
   server=$!
   port=
   for i in $(seq 100); do
@@ -40,6 +40,15 @@ start_server() {
   done
   [ -n "$port" ] || { echo "the server named no port:"; cat "$1"; exit 1; }
 }
+# --timeout belongs to --frames (a check that ends): until 2026-12-07 its
+# timer ran without --frames too, and every server quit after 120 s ("timed
+# out", exit 1); this test passed --timeout 300 to outlast it.
+"$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --port 0 --timeout 2 \
+  >"$work/timeout.log" 2>&1
+rc=$?
+check "--timeout without --frames is refused (rc $rc)" \
+  bash -c "[ $rc -eq 2 ] && grep -q -- '--timeout goes with --frames' '$work/timeout.log'"
+
 start_server "$work/server.log"
 
 # request TEXT: sends TEXT, prints the status line (empty when none came
