@@ -51,7 +51,14 @@ async function start() {
     pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') ok(); };
     setTimeout(ok, 3000);
   });
-  await fetch('/answer', {method: 'POST', body: pc.localDescription.sdp});
+  const answered = await fetch('/answer', {method: 'POST', body: pc.localDescription.sdp});
+  if (!answered.ok) {  // e.g. 409: the server's one session is taken (a reload, a second viewer)
+    const why = 'the server refused the answer (' + answered.status + '): ' + (await answered.text()).trim();
+    pc.close();
+    log('error: ' + why);
+    fetch('/stats?error=' + encodeURIComponent(why));
+    return;
+  }
   setInterval(async () => {
     let frames = 0, width = 0, height = 0, audio = 0;
     (await pc.getStats()).forEach(r => {
@@ -354,7 +361,10 @@ void handle_request(Conn* c) {
     const std::string offer = app->offer;
     g_mutex_unlock(&app->lock);
     if (offer.empty()) return conn_reply(c, 409, "text/plain", "no offer was made yet: GET /offer first\n");
-    if (app->answered) return conn_reply(c, 409, "text/plain", "an answer was already taken\n");
+    if (app->answered)
+      return conn_reply(c, 409, "text/plain",
+                        "an answer was already taken: this server serves one browser session; start anitalker webrtc "
+                        "again for another\n");
     GstSDPMessage* sdp = nullptr;
     if (gst_sdp_message_new_from_text(c->body.c_str(), &sdp) != GST_SDP_OK || !sdp)
       return conn_reply(c, 400, "text/plain", "not an SDP answer: it does not parse\n");

@@ -47,4 +47,41 @@ grep -q "answer received" "$work/server.log"
 # The first frame's delay at the low preset, as the server saw it.
 grep "first video frame out of the chain" "$work/server.log" || { echo "no first-frame time reported"; exit 1; }
 grep "the page had decoded video" "$work/server.log" || true
+kill "$browser_pid" 2>/dev/null || true
+wait "$browser_pid" 2>/dev/null || true
+browser_pid=
+
+# One browser session per run: a second page (a reload, another viewer)
+# gets 409 and says so, where it waited for ever with no video before
+# (found 2026-12-07); the first session goes on.  A server without
+# --frames, stopped once the second page has reported (at most 60 s).
+"$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --steps 10 \
+  --latency low --port 0 >"$work/two.log" 2>&1 &
+server=$!
+port=
+for i in $(seq 100); do
+  port=$(sed -n 's|.*open http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$work/two.log" | head -n 1)
+  [ -n "$port" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+open_page() {  # open_page PROFILE
+  "$browser" --headless=new --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
+    --disable-default-apps --disable-sync --no-first-run --autoplay-policy=no-user-gesture-required \
+    --disable-features=WebRtcHideLocalIpsWithMdns --user-data-dir="$work/$1" \
+    "http://127.0.0.1:$port/" >"$work/$1.log" 2>&1 &
+}
+open_page first
+first=$!
+for i in $(seq 300); do grep -q "answer received" "$work/two.log" && break; sleep 0.2; done
+open_page second
+browser_pid=$!
+for i in $(seq 300); do grep -q "page: error" "$work/two.log" && break; sleep 0.2; done
+kill "$first" "$browser_pid" 2>/dev/null || true
+browser_pid=
+kill -TERM "$server" 2>/dev/null || true
+wait "$server" 2>/dev/null || true
+server=
+grep "page: error" "$work/two.log" || true
+grep -q "page: error the server refused the answer (409): an answer was already taken: this server serves one browser session" \
+  "$work/two.log" || { echo "the second page did not report the refusal:"; tail -5 "$work/two.log"; exit 1; }
 echo ok
