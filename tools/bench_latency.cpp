@@ -182,8 +182,13 @@ int quality_cost(const std::string& models, const std::string& audio_path, long 
   if (custom.size() == 6)
     presets.push_back({"windows", custom[0], custom[1], custom[2], custom[3], custom[4], custom[5]});
   c10::InferenceMode guard;
-  const anitalker::Audio wav = anitalker::read_wav(audio_path);
+  // Bounded by the memory free, as `anitalker features` reads audio; an
+  // empty clip is refused (looping it to --seconds never ended: found
+  // 2026-12-07).
+  const size_t free = anitalker::device_memory_free(c10::Device(c10::kCPU));
+  const anitalker::Audio wav = anitalker::read_wav(audio_path, free > 0 ? free / sizeof(float) / 2 : SIZE_MAX);
   if (wav.sample_rate != 16000) throw cli::UsageError(audio_path + ": expected 16 kHz audio");
+  if (wav.samples.empty()) throw anitalker::format_error(audio_path + ": no audio samples");
   std::vector<float> x;
   while ((long long)x.size() < seconds * 16000) x.insert(x.end(), wav.samples.begin(), wav.samples.end());
   x.resize((size_t)seconds * 16000);

@@ -225,3 +225,19 @@ TEST(CliOptions, EverySubcommandHasItsTable) {
     EXPECT_THAT(r.out, HasSubstr("anitalker " + c + ": unknown option --no-such-option")) << c;
   }
 }
+
+// `bench latency --quality-cost --audio` of a WAV with no samples: it looped
+// the clip to --seconds for ever (100% of a core, found 2026-12-07); now
+// refused, naming the file.  (The error comes before any model is loaded.)
+TEST(CliOptions, BenchLatencyRefusesEmptyAudio) {
+  testutil::TempDir dir;
+  std::string wav("RIFF\x24\x00\x00\x00WAVEfmt ", 16);
+  const unsigned char fmt[] = {16, 0, 0, 0, 1, 0, 1, 0, 0x80, 0x3e, 0, 0, 0, 0x7d, 0, 0, 2, 0, 16, 0};
+  wav.append(reinterpret_cast<const char*>(fmt), sizeof fmt);
+  wav.append(std::string("data\0\0\0\0", 8));
+  testutil::spit(dir / "empty.wav", wav);
+  const testutil::CliResult r = testutil::run_cli("bench latency --quality-cost --audio '" + dir / "empty.wav" +
+                                                  "' --models-dir '" + dir.path() + "' --seconds 2");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("empty.wav: no audio samples"));
+}
