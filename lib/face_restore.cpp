@@ -409,7 +409,10 @@ cv::Mat parse_labels(const parsenet::Model& parser, const cv::Mat& restored) {
 }
 
 size_t result_working_memory(int64_t width, int64_t height) {
-  return static_cast<size_t>(width) * static_cast<size_t>(height) * 32 + (size_t{1} << 30);
+  // In double, saturated: sizes from a header (up to 2^32 a side, times
+  // --upscale) overflow 64 bits.
+  const double bytes = static_cast<double>(width) * static_cast<double>(height) * 32 + static_cast<double>(size_t{1} << 30);
+  return bytes < 1.8e19 ? static_cast<size_t>(bytes) : SIZE_MAX;
 }
 
 FaceRestorer::FaceRestorer(std::shared_ptr<const gfpgan::Model> model,

@@ -207,6 +207,7 @@ std::shared_ptr<DetectBatcher> shared_detections(std::shared_ptr<const retinafac
 // 1.1 GB peak at upscale 1, 3.0 GB at 3, 4.7 GB at 4), counted as 32, plus
 // 1 GB for the networks and the rest.  For refusing a result that cannot
 // fit before any work (a 100 Mpx photo at upscale 4: about 50 GB).
+// SIZE_MAX when the count passes 64 bits.
 size_t result_working_memory(int64_t width, int64_t height);
 
 class FaceRestorer {

@@ -130,19 +130,19 @@ int cmd_sr(int argc, char** argv) {
     if (!out.empty() && !aligned) {
       const anitalker::ImageHeader header = anitalker::check_image_header(in);
       if (header.width > 0 && header.height > 0) {
-        // In double: ANITALKER_MAX_PIXELS may be raised far enough for the
-        // products to overflow 64 bits.
-        const double w = static_cast<double>(header.width) * upscale, h = static_cast<double>(header.height) * upscale;
-        const double need_d = w * h * 32 + static_cast<double>(size_t{1} << 30);
-        const size_t need = need_d < 1.8e19 ? face::result_working_memory(static_cast<int64_t>(w), static_cast<int64_t>(h))
-                                             : SIZE_MAX;
+        // Header sides are below 2^32, times --upscale (at most 4): in 64
+        // bits; their product may not be (ANITALKER_MAX_PIXELS raised far
+        // enough), which result_working_memory saturates and the message
+        // gives in double.
+        const int64_t w = header.width * upscale, h = header.height * upscale;
+        const size_t need = face::result_working_memory(w, h);
         const size_t free = anitalker::device_memory_free(c10::Device(c10::kCPU));
-        if (free > 0 && need_d > static_cast<double>(free))
+        if (free > 0 && need > free)
           throw anitalker::Error(anitalker::Error::Kind::Usage,
                                  "--upscale " + std::to_string(upscale) + ": the result of " + in + " would be " +
-                                     std::to_string(static_cast<uint64_t>(w)) + "x" +
-                                     std::to_string(static_cast<uint64_t>(h)) + " (" +
-                                     std::to_string(static_cast<uint64_t>(w * h / 1e6)) + " Mpx), about " +
+                                     std::to_string(w) + "x" + std::to_string(h) + " (" +
+                                     std::to_string(static_cast<uint64_t>(static_cast<double>(w) * h / 1e6)) +
+                                     " Mpx), about " +
                                      anitalker::format_bytes(need) + " of working memory, and " +
                                      anitalker::format_bytes(free) +
                                      " is free; give a smaller --upscale or scale the image down");
