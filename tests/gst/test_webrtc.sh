@@ -19,30 +19,28 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
+. "$(dirname "$0")/../webrtc_util.sh"
+# Chromium hides host candidates behind mDNS names by default, which
+# webrtcbin cannot resolve: that feature is off here.
+open_page() {  # open_page PROFILE
+  "$browser" --headless=new --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
+    --disable-default-apps --disable-sync --no-first-run --autoplay-policy=no-user-gesture-required \
+    --disable-features=WebRtcHideLocalIpsWithMdns --user-data-dir="$work/$1" \
+    "http://127.0.0.1:$port/" >"$work/$1.log" 2>&1 &
+}
 # A free port the system picks (--port 0), read from the server's
 # "open http://..." line: a port of our own choosing may be taken.
 "$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --steps 10 \
   --latency low --port 0 --frames 50 --timeout 120 >"$work/server.log" 2>&1 &
 server=$!
-port=
-for i in $(seq 100); do
-  port=$(sed -n 's|.*open http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$work/server.log" | head -n 1)
-  [ -n "$port" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "the server named no port:"; cat "$work/server.log"; exit 1; }
-# Chromium hides host candidates behind mDNS names by default, which
-# webrtcbin cannot resolve: that feature is off here.
-"$browser" --headless=new --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
-  --disable-default-apps --disable-sync --no-first-run --autoplay-policy=no-user-gesture-required \
-  --disable-features=WebRtcHideLocalIpsWithMdns --user-data-dir="$work/profile" \
-  "http://127.0.0.1:$port/" >"$work/browser.log" 2>&1 &
+wait_for_port "$work/server.log"
+open_page page
 browser_pid=$!
 status=0
 wait "$server" || status=$?
 server=
 cat "$work/server.log"
-[ $status -eq 0 ] || { echo "the page did not decode 50 frames (exit $status)"; tail -20 "$work/browser.log"; exit 1; }
+[ $status -eq 0 ] || { echo "the page did not decode 50 frames (exit $status)"; tail -20 "$work/page.log"; exit 1; }
 grep -q "answer received" "$work/server.log"
 # The first frame's delay at the low preset, as the server saw it.
 grep "first video frame out of the chain" "$work/server.log" || { echo "no first-frame time reported"; exit 1; }
@@ -58,18 +56,7 @@ browser_pid=
 "$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --steps 10 \
   --latency low --port 0 >"$work/two.log" 2>&1 &
 server=$!
-port=
-for i in $(seq 100); do
-  port=$(sed -n 's|.*open http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$work/two.log" | head -n 1)
-  [ -n "$port" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
-open_page() {  # open_page PROFILE
-  "$browser" --headless=new --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
-    --disable-default-apps --disable-sync --no-first-run --autoplay-policy=no-user-gesture-required \
-    --disable-features=WebRtcHideLocalIpsWithMdns --user-data-dir="$work/$1" \
-    "http://127.0.0.1:$port/" >"$work/$1.log" 2>&1 &
-}
+wait_for_port "$work/two.log"
 open_page first
 first=$!
 for i in $(seq 300); do grep -q "answer received" "$work/two.log" && break; sleep 0.2; done

@@ -17,6 +17,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+. "$(dirname "$0")/../webrtc_util.sh"
 port=
 fail=0
 check() {  # check NAME CONDITION...
@@ -32,13 +33,7 @@ start_server() {
    exec "$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --steps 5 \
      --port 0) >"$1" 2>&1 &
   server=$!
-  port=
-  for i in $(seq 100); do
-    port=$(sed -n 's|.*open http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$1" | head -n 1)
-    [ -n "$port" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || { echo "the server named no port:"; cat "$1"; exit 1; }
+  wait_for_port "$1"
 }
 # --timeout belongs to --frames (a check that ends): until 2026-12-07 its
 # timer ran without --frames too, and every server quit after 120 s ("timed
