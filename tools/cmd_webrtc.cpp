@@ -1,9 +1,14 @@
-// anitalker webrtc: the talking portrait to a browser over WebRTC, with no
+// anitalker webrtc: the talking portrait to browsers over WebRTC, with no
 // signalling server: this program serves one page on 127.0.0.1 (or any
-// address), hands the browser webrtcbin's offer (all ICE candidates
-// included) and takes its answer over plain HTTP.  The page shows the video,
-// plays the audio and reports what it received, which this program prints
-// (and, with --frames N, exits on once N frames were decoded: the test).
+// address).  Each page that opens it is a viewer: the program adds a
+// webrtcbin of its own to the running pipeline (fed by tees after the one
+// encoder pair, so a viewer costs no encoding), hands the page that
+// webrtcbin's offer (all ICE candidates included) and takes its answer over
+// plain HTTP.  The page shows the video, plays the audio and reports what it
+// received, which this program prints (and, with --frames N, exits on once a
+// page decoded N frames: the test).  A viewer ends when its page closes,
+// stops asking for 10 s, or its connection fails; its webrtcbin is then
+// taken out of the pipeline while the others go on.
 #include <gio/gio.h>
 #include <glib-unix.h>
 #include <gst/gst.h>
@@ -11,14 +16,18 @@
 #define GST_USE_UNSTABLE_API
 #include <gst/webrtc/webrtc.h>
 
+#include <sys/random.h>
 #include <sys/resource.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <csignal>
 #include <cstdlib>
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "cli.h"
 #include "error.h"
@@ -35,12 +44,20 @@ const char* kPage = R"HTML(<!doctype html>
 <pre id="s"></pre>
 <script>
 const log = t => { document.getElementById('s').textContent = t; };
+const sleep = ms => new Promise(ok => setTimeout(ok, ms));
+let q = '';  // session=ID, once the server made one
+const report = why => { log('error: ' + why); fetch('/stats?' + (q ? q + '&' : '') + 'error=' + encodeURIComponent(why)); };
 async function start() {
+  const made = await fetch('/session', {method: 'POST'});
+  if (!made.ok) return report('the server refused a session (' + made.status + '): ' + (await made.text()).trim());
+  q = 'session=' + encodeURIComponent((await made.text()).trim());
+  addEventListener('pagehide', () => navigator.sendBeacon('/close?' + q));
   let offer;
   for (;;) {
-    const r = await fetch('/offer');
+    const r = await fetch('/offer?' + q);
     if (r.status === 200) { offer = await r.text(); break; }
-    await new Promise(ok => setTimeout(ok, 300));
+    if (r.status !== 503) return report('the server refused the offer (' + r.status + '): ' + (await r.text()).trim());
+    await sleep(300);
   }
   const pc = new RTCPeerConnection({iceServers: []});
   pc.ontrack = e => { const v = document.getElementById('v'); if (!v.srcObject) v.srcObject = e.streams[0] || new MediaStream([e.track]); };
@@ -51,13 +68,10 @@ async function start() {
     pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') ok(); };
     setTimeout(ok, 3000);
   });
-  const answered = await fetch('/answer', {method: 'POST', body: pc.localDescription.sdp});
-  if (!answered.ok) {  // e.g. 409: the server's one session is taken (a reload, a second viewer)
-    const why = 'the server refused the answer (' + answered.status + '): ' + (await answered.text()).trim();
+  const answered = await fetch('/answer?' + q, {method: 'POST', body: pc.localDescription.sdp});
+  if (!answered.ok) {
     pc.close();
-    log('error: ' + why);
-    fetch('/stats?error=' + encodeURIComponent(why));
-    return;
+    return report('the server refused the answer (' + answered.status + '): ' + (await answered.text()).trim());
   }
   setInterval(async () => {
     let frames = 0, width = 0, height = 0, audio = 0;
@@ -66,24 +80,28 @@ async function start() {
       if (r.type === 'inbound-rtp' && r.kind === 'audio') audio = r.packetsReceived || 0;
     });
     log('video frames ' + frames + ' ' + width + 'x' + height + ', audio packets ' + audio + ', ' + pc.connectionState);
-    fetch('/stats?frames=' + frames + '&width=' + width + '&height=' + height + '&audio=' + audio + '&state=' + pc.connectionState);
+    fetch('/stats?' + q + '&frames=' + frames + '&width=' + width + '&height=' + height + '&audio=' + audio + '&state=' + pc.connectionState);
   }, 500);
 }
-start().catch(e => { log('error: ' + e); fetch('/stats?error=' + encodeURIComponent(String(e))); });
+start().catch(e => report(String(e)));
 </script></body></html>
 )HTML";
+
+struct Session;
 
 struct App {
   GMutex lock;
   cli::DecodedStreams streams;  // what --audio's decodebin found: a file without audio is said so
   std::string audio;            // --audio
   GstElement* pipe = nullptr;
-  GstElement* webrtc = nullptr;
-  std::string offer;  // under lock; set once ICE gathering is complete
-  bool answered = false;
+  GstElement* video_tee = nullptr;  // the RTP after the one encoder pair, a branch per viewer
+  GstElement* audio_tee = nullptr;
+  std::map<std::string, Session*> sessions;  // by their secret id (main loop only)
+  int max_viewers = 4;                        // --max-viewers
+  int viewers_made = 0;                       // the number the next viewer's log lines get, less 1
   long frames_wanted = 0;
   int timeout_s = 0;  // --timeout, with --frames
-  long frames = 0;
+  long frames = 0;    // the most any page reported
   int exit_code = 1;
   int stopped_by = 0;  // SIGINT or SIGTERM: a clean stop, then the signal's own end
   int connections = 0;  // open HTTP connections (main loop only)
@@ -91,11 +109,70 @@ struct App {
   int max_connections = 0, max_draining = 0;  // the caps, from the open-file limit (open_file_caps)
   gint64 report_second = 0;                    // the page's reports logged this second (main loop only)
   long reports_in_second = 0, reports_dropped = 0;
+  gint ends_seen = 0;  // EOS at the end of the video and of the audio branch (atomic)
   std::string error;
   GMainLoop* loop = nullptr;
   gint64 started_us = 0;        // when the pipeline was set to PLAYING (monotonic)
   bool saw_page_frame = false;  // under lock
 };
+
+// The RTP each viewer's webrtcbin takes: what the payloaders make, fixed
+// enough (clock rates) for webrtcbin to write its offer before the first
+// packet has reached the viewer's branch.
+constexpr const char* kVideoRtpCaps = "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000";
+constexpr const char* kAudioRtpCaps = "application/x-rtp,media=audio,encoding-name=OPUS,payload=97,clock-rate=48000";
+// A viewer whose page has not asked anything naming its session for this
+// long is taken to be gone (the page reports twice a second).
+constexpr gint64 kViewerQuietSeconds = 10;
+
+// One viewer: its webrtcbin and the two branches that feed it, from a
+// request pad of each tee.  Reference-counted: the sessions map, each signal
+// handler, a pending promise and each idle callback hold one, so that no
+// callback of webrtcbin's threads outlives it.
+struct Session {
+  gint refs = 1;
+  App* app = nullptr;
+  int number = 0;    // "viewer N" in the log (the id stays secret)
+  std::string id;    // 128 random bits, hex
+  GstElement* webrtc = nullptr;
+  GstElement* parts[4] = {};  // video queue, video caps, audio queue, audio caps
+  GstPad* tee_pads[2] = {};   // request pads of the video and the audio tee (a reference each)
+  std::string offer;          // under app->lock; set once ICE gathering is complete
+  bool answered = false;      // main loop
+  bool ending = false;        // main loop
+  gint unlinked = 0;          // tee pads still to unlink (atomic)
+  gint64 last_seen_us = 0;    // main loop: the last request naming it
+  ~Session() {
+    for (GstPad* p : tee_pads)
+      if (p) gst_object_unref(p);
+  }
+};
+
+Session* session_ref(Session* s) {
+  g_atomic_int_inc(&s->refs);
+  return s;
+}
+void session_unref(gpointer data) {
+  Session* s = static_cast<Session*>(data);
+  if (g_atomic_int_dec_and_test(&s->refs)) delete s;
+}
+void session_unref_closure(gpointer data, GClosure*) { session_unref(data); }
+
+std::string random_id() {
+  unsigned char bytes[16];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw anitalker::Error(anitalker::Error::Kind::Runtime, std::string("getrandom: ") + std::strerror(errno));
+    }
+    got += static_cast<size_t>(n);
+  }
+  char hex[33];
+  for (size_t i = 0; i < sizeof bytes; ++i) std::snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
+  return hex;
+}
 
 // The first frame out of the chain: how far behind its audio it came
 // (running time at the bin's src pad - its PTS), and when.
@@ -121,10 +198,23 @@ void quit(App* app, int code, const std::string& error = "") {
   g_main_loop_quit(app->loop);
 }
 
+// The end of the stream reached both tees' own sinks: the audio is over.
+void audio_ended(App* app) {
+  std::fprintf(stderr, "anitalker webrtc: end of the audio\n");
+  if (app->frames_wanted == 0) quit(app, 0);
+}
+
+GstPadProbeReturn end_probe(GstPad*, GstPadProbeInfo* info, gpointer data) {
+  App* app = static_cast<App*>(data);
+  if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_EOS && g_atomic_int_add(&app->ends_seen, 1) == 1)
+    g_idle_add([](gpointer d) -> gboolean { audio_ended(static_cast<App*>(d)); return G_SOURCE_REMOVE; }, app);
+  return GST_PAD_PROBE_OK;
+}
+
 // When gathering is complete the local description holds every candidate:
 // that is the offer the page gets (no trickle ICE, no signalling server).
 void on_gathering(GObject* webrtc, GParamSpec*, gpointer data) {
-  App* app = static_cast<App*>(data);
+  Session* s = static_cast<Session*>(data);
   GstWebRTCICEGatheringState state;
   g_object_get(webrtc, "ice-gathering-state", &state, nullptr);
   if (state != GST_WEBRTC_ICE_GATHERING_STATE_COMPLETE) return;
@@ -133,29 +223,184 @@ void on_gathering(GObject* webrtc, GParamSpec*, gpointer data) {
   if (!desc) return;
   gchar* text = gst_sdp_message_as_text(desc->sdp);
   {
-    g_mutex_lock(&app->lock);
-    app->offer = text;
-    g_mutex_unlock(&app->lock);
+    g_mutex_lock(&s->app->lock);
+    s->offer = text;
+    g_mutex_unlock(&s->app->lock);
   }
   g_free(text);
   gst_webrtc_session_description_free(desc);
-  std::fprintf(stderr, "anitalker webrtc: offer ready\n");
+  std::fprintf(stderr, "anitalker webrtc: viewer %d: offer ready\n", s->number);
 }
 
+// What a pending offer needs: its viewer (for the log) and a reference to
+// the webrtcbin that makes it, which may be taken out of the pipeline
+// before the promise is answered.
+struct OfferWait {
+  Session* session;
+  GstElement* webrtc;
+};
+
 void on_offer(GstPromise* promise, gpointer data) {
-  App* app = static_cast<App*>(data);
+  OfferWait* w = static_cast<OfferWait*>(data);
   const GstStructure* reply = gst_promise_get_reply(promise);
   GstWebRTCSessionDescription* offer = nullptr;
   if (reply) gst_structure_get(reply, "offer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &offer, nullptr);
   gst_promise_unref(promise);
-  if (!offer) return;
-  g_signal_emit_by_name(app->webrtc, "set-local-description", offer, nullptr);
+  if (!offer) {
+    std::fprintf(stderr, "anitalker webrtc: viewer %d: webrtcbin made no offer\n", w->session->number);
+    return;
+  }
+  g_signal_emit_by_name(w->webrtc, "set-local-description", offer, nullptr);
   gst_webrtc_session_description_free(offer);
 }
 
+void offer_wait_free(gpointer data) {
+  OfferWait* w = static_cast<OfferWait*>(data);
+  gst_object_unref(w->webrtc);
+  session_unref(w->session);
+  delete w;
+}
+
 void on_negotiation_needed(GstElement* webrtc, gpointer data) {
-  GstPromise* p = gst_promise_new_with_change_func(on_offer, data, nullptr);
+  OfferWait* w = new OfferWait{session_ref(static_cast<Session*>(data)), GST_ELEMENT(gst_object_ref(webrtc))};
+  GstPromise* p = gst_promise_new_with_change_func(on_offer, w, offer_wait_free);
   g_signal_emit_by_name(webrtc, "create-offer", nullptr, p);
+}
+
+void end_session(Session* s, const char* why);
+
+// A failed or closed connection ends its viewer (in the main loop).
+void on_connection_state(GObject* webrtc, GParamSpec*, gpointer data) {
+  Session* s = static_cast<Session*>(data);
+  GstWebRTCPeerConnectionState state;
+  g_object_get(webrtc, "connection-state", &state, nullptr);
+  if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED)
+    std::fprintf(stderr, "anitalker webrtc: viewer %d: connected\n", s->number);
+  if (state != GST_WEBRTC_PEER_CONNECTION_STATE_FAILED && state != GST_WEBRTC_PEER_CONNECTION_STATE_CLOSED) return;
+  g_idle_add_full(G_PRIORITY_DEFAULT, [](gpointer d) -> gboolean {
+    end_session(static_cast<Session*>(d), "its connection failed or closed");
+    return G_SOURCE_REMOVE;
+  }, session_ref(s), session_unref);
+}
+
+// A new viewer: its webrtcbin and branches added to the running pipeline.
+// The branches are playing before they are linked to the tees, so that no
+// buffer meets a pad that is not; each starts with a leaky queue of 1 s,
+// so that a viewer whose network stalls drops its own packets and holds up
+// neither the others nor the chain.  Returns nullptr with *why set when the
+// pipeline refuses the elements.
+Session* add_session(App* app, std::string* why) {
+  Session* s = new Session;
+  s->app = app;
+  s->id = random_id();
+  s->number = ++app->viewers_made;
+  s->last_seen_us = g_get_monotonic_time();
+  s->webrtc = gst_element_factory_make("webrtcbin", nullptr);
+  for (int i = 0; i < 4; ++i) s->parts[i] = gst_element_factory_make(i % 2 == 0 ? "queue" : "capsfilter", nullptr);
+  if (!s->webrtc || !s->parts[0] || !s->parts[1] || !s->parts[2] || !s->parts[3]) {
+    *why = "cannot make webrtcbin, queue or capsfilter";
+    for (GstElement* e : {s->webrtc, s->parts[0], s->parts[1], s->parts[2], s->parts[3]})
+      if (e) gst_object_unref(gst_object_ref_sink(e));
+    session_unref(s);
+    return nullptr;
+  }
+  g_object_set(s->webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, "latency", 500, nullptr);
+  for (int i = 0; i < 2; ++i) {
+    g_object_set(s->parts[2 * i], "max-size-time", (guint64)GST_SECOND, "max-size-buffers", 0u, "max-size-bytes", 0u,
+                 nullptr);
+    gst_util_set_object_arg(G_OBJECT(s->parts[2 * i]), "leaky", "downstream");
+    GstCaps* caps = gst_caps_from_string(i == 0 ? kVideoRtpCaps : kAudioRtpCaps);
+    g_object_set(s->parts[2 * i + 1], "caps", caps, nullptr);
+    gst_caps_unref(caps);
+  }
+  g_signal_connect_data(s->webrtc, "on-negotiation-needed", G_CALLBACK(on_negotiation_needed), session_ref(s),
+                        session_unref_closure, GConnectFlags(0));
+  g_signal_connect_data(s->webrtc, "notify::ice-gathering-state", G_CALLBACK(on_gathering), session_ref(s),
+                        session_unref_closure, GConnectFlags(0));
+  g_signal_connect_data(s->webrtc, "notify::connection-state", G_CALLBACK(on_connection_state), session_ref(s),
+                        session_unref_closure, GConnectFlags(0));
+  gst_bin_add_many(GST_BIN(app->pipe), s->parts[0], s->parts[1], s->parts[2], s->parts[3], s->webrtc, nullptr);
+  bool linked = gst_element_link_many(s->parts[0], s->parts[1], s->webrtc, nullptr) &&
+                gst_element_link_many(s->parts[2], s->parts[3], s->webrtc, nullptr);
+  for (GstElement* e : {s->webrtc, s->parts[1], s->parts[0], s->parts[3], s->parts[2]})
+    linked = linked && gst_element_sync_state_with_parent(e);
+  GstElement* tees[2] = {app->video_tee, app->audio_tee};
+  for (int i = 0; i < 2 && linked; ++i) {
+    s->tee_pads[i] = gst_element_request_pad_simple(tees[i], "src_%u");
+    GstPad* sink = gst_element_get_static_pad(s->parts[2 * i], "sink");
+    linked = s->tee_pads[i] && gst_pad_link(s->tee_pads[i], sink) == GST_PAD_LINK_OK;
+    gst_object_unref(sink);
+  }
+  app->sessions[s->id] = s;
+  if (!linked) {
+    *why = "the pipeline refused a viewer's webrtcbin";
+    end_session(s, "it could not be added");
+    return nullptr;
+  }
+  std::fprintf(stderr, "anitalker webrtc: viewer %d: joined (%zu watching)\n", s->number, app->sessions.size());
+  return s;
+}
+
+// Taking a viewer out, in the main loop: its tee pads are unlinked when they
+// are idle (not in the middle of a push), then its elements are stopped and
+// removed, the tees' pads released.
+gboolean finish_session(gpointer data) {
+  Session* s = static_cast<Session*>(data);
+  App* app = s->app;
+  GstElement* tees[2] = {app->video_tee, app->audio_tee};
+  for (int i = 0; i < 2; ++i)
+    if (s->tee_pads[i]) gst_element_release_request_pad(tees[i], s->tee_pads[i]);
+  // webrtcbin first: until a viewer has answered, it holds back the packets
+  // at its sink pads, and a queue stopped first would wait for its own
+  // thread, blocked there, for ever.
+  for (GstElement* e : {s->webrtc, s->parts[1], s->parts[3], s->parts[0], s->parts[2]}) {
+    gst_element_set_state(e, GST_STATE_NULL);
+    gst_bin_remove(GST_BIN(app->pipe), e);  // the last reference: webrtcbin's handlers drop theirs
+  }
+  s->webrtc = nullptr;
+  for (GstElement*& e : s->parts) e = nullptr;
+  session_unref(s);  // the sessions map's
+  return G_SOURCE_REMOVE;
+}
+
+GstPadProbeReturn unlink_when_idle(GstPad* pad, GstPadProbeInfo*, gpointer data) {
+  Session* s = static_cast<Session*>(data);
+  if (GstPad* peer = gst_pad_get_peer(pad)) {
+    gst_pad_unlink(pad, peer);
+    gst_object_unref(peer);
+  }
+  if (g_atomic_int_dec_and_test(&s->unlinked))
+    g_idle_add_full(G_PRIORITY_DEFAULT, finish_session, session_ref(s), session_unref);
+  return GST_PAD_PROBE_REMOVE;
+}
+
+void end_session(Session* s, const char* why) {
+  App* app = s->app;
+  if (s->ending) return;
+  s->ending = true;
+  app->sessions.erase(s->id);
+  std::fprintf(stderr, "anitalker webrtc: viewer %d: ended: %s (%zu watching)\n", s->number, why,
+               app->sessions.size());
+  int pads = 0;
+  for (GstPad* p : s->tee_pads) pads += p != nullptr;
+  if (pads == 0) {
+    finish_session(s);
+    return;
+  }
+  g_atomic_int_set(&s->unlinked, pads);
+  for (GstPad* p : s->tee_pads)
+    if (p) gst_pad_add_probe(p, GST_PAD_PROBE_TYPE_IDLE, unlink_when_idle, session_ref(s), session_unref);
+}
+
+// Once a second: viewers whose page went quiet end.
+gboolean expire_sessions(gpointer data) {
+  App* app = static_cast<App*>(data);
+  const gint64 now = g_get_monotonic_time();
+  std::vector<Session*> quiet;
+  for (auto& kv : app->sessions)
+    if (now - kv.second->last_seen_us >= kViewerQuietSeconds * G_USEC_PER_SEC) quiet.push_back(kv.second);
+  for (Session* s : quiet) end_session(s, "its page asked nothing for 10 s");
+  return G_SOURCE_CONTINUE;
 }
 
 std::string query_value(const std::string& query, const std::string& key) {
@@ -209,7 +454,8 @@ constexpr guint kRequestSeconds = 10;
 constexpr int kMaxConnections = 64;
 constexpr int kMaxDraining = 1024;  // connections answered 503, read until the client closes
 constexpr guint kDrainSeconds = 2;
-constexpr int kReservedFiles = 128;  // the pipeline's own (GStreamer, ICE sockets, files): 33 measured idle
+constexpr int kReservedFiles = 128;  // the pipeline's own (GStreamer, files): 12 measured with no viewer
+constexpr int kFilesPerViewer = 24;  // a viewer's webrtcbin (ICE sockets, its threads' wake-ups): 21 measured
 
 // The connection caps within the process's open-file limit.  Each
 // connection holds a file; when none is left, GLib's socket service fails
@@ -218,7 +464,8 @@ constexpr int kReservedFiles = 128;  // the pipeline's own (GStreamer, ICE socke
 // hold their connections (seen under `ulimit -n 256` with 400 idle
 // clients).  So the soft limit is raised to the hard one (systemd starts
 // services at 1024 soft, 524288 hard), at most 65536, and the connections
-// held at once stay kReservedFiles below it.
+// held at once stay kReservedFiles below it, and kFilesPerViewer more for
+// each viewer (fewer viewers under a limit too low for --max-viewers).
 void open_file_caps(App* app) {
   struct rlimit rl;
   long limit = 1024;
@@ -231,7 +478,15 @@ void open_file_caps(App* app) {
     }
     limit = rl.rlim_cur == RLIM_INFINITY ? 65536 : (long)std::min<rlim_t>(rl.rlim_cur, 65536);
   }
-  const long budget = std::max(16L, limit - kReservedFiles);
+  const long viewers_fit = std::max(1L, (limit - kReservedFiles - 32) / kFilesPerViewer);
+  if (viewers_fit < app->max_viewers) {
+    std::fprintf(stderr,
+                 "anitalker webrtc: the open-file limit is %ld: at most %ld viewers at once, not %d (raise it with "
+                 "ulimit -n, LimitNOFILE= under systemd)\n",
+                 limit, viewers_fit, app->max_viewers);
+    app->max_viewers = (int)viewers_fit;
+  }
+  const long budget = std::max(16L, limit - kReservedFiles - (long)kFilesPerViewer * app->max_viewers);
   app->max_connections = (int)std::min<long>(kMaxConnections, budget / 2);
   app->max_draining = (int)std::min<long>(kMaxDraining, budget - app->max_connections);
   if (app->max_connections < kMaxConnections)
@@ -338,6 +593,23 @@ std::string check_answer(const GstSDPMessage* sdp, const std::string& offer_text
   return "";
 }
 
+// The session a request names (?session=ID), which it keeps for 10 s more;
+// nullptr (and a reply sent) when it names none or one that is not there.
+Session* named_session(Conn* c, const std::string& query) {
+  const std::string id = query_value(query, "session");
+  if (id.empty()) {
+    conn_reply(c, 400, "text/plain", "name the session: ?session=ID, the id POST /session gave\n");
+    return nullptr;
+  }
+  auto it = c->app->sessions.find(id);
+  if (it == c->app->sessions.end()) {
+    conn_reply(c, 404, "text/plain", "no such session (it ended, or never was): POST /session for a new one\n");
+    return nullptr;
+  }
+  it->second->last_seen_us = g_get_monotonic_time();
+  return it->second;
+}
+
 void handle_request(Conn* c) {
   App* app = c->app;
   const size_t q = c->target.find('?');
@@ -347,46 +619,78 @@ void handle_request(Conn* c) {
     if (method != "GET") return conn_reply(c, 405, "text/plain", "use GET\n");
     return conn_reply(c, 200, "text/html; charset=utf-8", kPage);
   }
+  if (path == "/session") {
+    if (method != "POST") return conn_reply(c, 405, "text/plain", "use POST\n");
+    if ((int)app->sessions.size() >= app->max_viewers)
+      return conn_reply(c, 503, "text/plain",
+                        std::to_string(app->sessions.size()) + " viewers are watching, as many as --max-viewers " +
+                            std::to_string(app->max_viewers) + " allows; try again when one has left\n");
+    std::string why;
+    Session* s = add_session(app, &why);
+    if (!s) return conn_reply(c, 500, "text/plain", why + "\n");
+    return conn_reply(c, 200, "text/plain", s->id + "\n");
+  }
   if (path == "/offer") {
     if (method != "GET") return conn_reply(c, 405, "text/plain", "use GET\n");
+    Session* s = named_session(c, query);
+    if (!s) return;
     g_mutex_lock(&app->lock);
-    const std::string offer = app->offer;
+    const std::string offer = s->offer;
     g_mutex_unlock(&app->lock);
     return conn_reply(c, offer.empty() ? 503 : 200, offer.empty() ? "text/plain" : "application/sdp",
                       offer.empty() ? "no offer yet, ask again\n" : offer);
   }
   if (path == "/answer") {
     if (method != "POST") return conn_reply(c, 405, "text/plain", "use POST with the SDP answer as the body\n");
+    Session* s = named_session(c, query);
+    if (!s) return;
     g_mutex_lock(&app->lock);
-    const std::string offer = app->offer;
+    const std::string offer = s->offer;
     g_mutex_unlock(&app->lock);
     if (offer.empty()) return conn_reply(c, 409, "text/plain", "no offer was made yet: GET /offer first\n");
-    if (app->answered)
+    if (s->answered)
       return conn_reply(c, 409, "text/plain",
-                        "an answer was already taken: this server serves one browser session; start anitalker webrtc "
-                        "again for another\n");
+                        "this session already has its answer: POST /session for another\n");
     GstSDPMessage* sdp = nullptr;
     if (gst_sdp_message_new_from_text(c->body.c_str(), &sdp) != GST_SDP_OK || !sdp)
       return conn_reply(c, 400, "text/plain", "not an SDP answer: it does not parse\n");
     const std::string why = check_answer(sdp, offer);
     if (!why.empty()) {
       gst_sdp_message_free(sdp);
-      std::fprintf(stderr, "anitalker webrtc: answer refused: %s\n", why.c_str());
+      std::fprintf(stderr, "anitalker webrtc: viewer %d: answer refused: %s\n", s->number, why.c_str());
       return conn_reply(c, 400, "text/plain", "not an SDP answer: " + why + "\n");
     }
     GstWebRTCSessionDescription* answer = gst_webrtc_session_description_new(GST_WEBRTC_SDP_TYPE_ANSWER, sdp);
-    g_signal_emit_by_name(app->webrtc, "set-remote-description", answer, nullptr);
+    g_signal_emit_by_name(s->webrtc, "set-remote-description", answer, nullptr);
     gst_webrtc_session_description_free(answer);
-    app->answered = true;
-    std::fprintf(stderr, "anitalker webrtc: answer received\n");
+    s->answered = true;
+    std::fprintf(stderr, "anitalker webrtc: viewer %d: answer received\n", s->number);
+    return conn_reply(c, 200, "text/plain", "ok\n");
+  }
+  if (path == "/close") {  // the page's pagehide beacon
+    if (method != "POST") return conn_reply(c, 405, "text/plain", "use POST\n");
+    Session* s = named_session(c, query);
+    if (!s) return;
+    end_session(s, "its page closed");
     return conn_reply(c, 200, "text/plain", "ok\n");
   }
   if (path == "/stats") {
     if (method != "GET") return conn_reply(c, 405, "text/plain", "use GET\n");
     const std::string err = query_value(query, "error");
     const long frames = std::atol(query_value(query, "frames").c_str());
+    // A report naming a live session keeps it; one that names none (a
+    // page refused a session) is still shown.
+    std::string who = "page";
+    const std::string id = query_value(query, "session");
+    if (!id.empty()) {
+      auto it = app->sessions.find(id);
+      if (it != app->sessions.end()) {
+        it->second->last_seen_us = g_get_monotonic_time();
+        who = "viewer " + std::to_string(it->second->number) + ": page";
+      }
+    }
     // What the page reports, as it sent it but made printable: any client
-    // may send it.  At most 20 lines a second (the page reports every 0.5 s).
+    // may send it.  At most 20 lines a second (a page reports every 0.5 s).
     const gint64 now_s = g_get_monotonic_time() / G_USEC_PER_SEC;
     if (now_s != app->report_second) {
       if (app->reports_dropped > 0)
@@ -397,7 +701,7 @@ void handle_request(Conn* c) {
       app->reports_dropped = 0;
     }
     if (++app->reports_in_second <= 20)
-      std::fprintf(stderr, "anitalker webrtc: page: %s\n",
+      std::fprintf(stderr, "anitalker webrtc: %s: %s\n", who.c_str(),
                    printable(err.empty() ? "video frames " + query_value(query, "frames") + " " +
                                                query_value(query, "width") + "x" + query_value(query, "height") +
                                                ", audio packets " + query_value(query, "audio") + ", " +
@@ -583,10 +887,9 @@ gboolean on_bus(GstBus*, GstMessage* msg, gpointer data) {
     const std::string none = app->audio.empty() ? "" : app->streams.no_audio(app->audio);
     quit(app, 1, !none.empty() ? none.c_str() : e ? e->message : "pipeline error");
     if (e) g_error_free(e);
-  } else if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_EOS) {
-    std::fprintf(stderr, "anitalker webrtc: end of the audio\n");
-    if (app->frames_wanted == 0) quit(app, 0);
   }
+  // The end of the audio is seen by end_probe at the tees' own sinks: the
+  // pipeline's EOS message waits for every viewer's sinks as well.
   return TRUE;
 }
 
@@ -602,12 +905,13 @@ std::string quoted(const std::string& s) {
 int cmd_webrtc(int argc, char** argv) {
   return cli::run("webrtc", [&] {
     std::string portrait, audio, models = "models", variant = "hubert_audio_only", address = "127.0.0.1", latency = "low";
-    int port = 8080, steps = 50, timeout = 120, frames = 0;
+    int port = 8080, steps = 50, timeout = 120, frames = 0, max_viewers = 4;
     bool test_source = false;
     cli::Options o("webrtc",
-                   "Serves http://ADDRESS:PORT/; open it in a browser to see and hear the portrait talk.  The chain "
-                   "runs in streaming mode; --audio is played in real time, --test-source is a live test tone.  "
-                   "Give --audio or --test-source.");
+                   "Serves http://ADDRESS:PORT/; open it in a browser to see and hear the portrait talk, in up to "
+                   "--max-viewers browsers at once (all see the same stream; a viewer may join, reload or leave at "
+                   "any time).  The chain runs in streaming mode; --audio is played in real time, --test-source is a "
+                   "live test tone.  Give --audio or --test-source.");
     o.text("portrait", &portrait, "IMG", "the face to animate").required();
     o.text("audio", &audio, "FILE", "speech, any format GStreamer decodes, played in real time");
     o.flag("test-source", &test_source, "a live test tone instead of --audio");
@@ -622,7 +926,10 @@ int cmd_webrtc(int argc, char** argv) {
     o.integer("port", &port, 0, 65535, "N", "the HTTP and WebSocket port; 0 = a free port the system picks (the line "
               "\"open http://ADDRESS:PORT/\" names it)");
     o.text("address", &address, "A", "the address to listen on");
-    o.integer("frames", &frames, 1, 1 << 30, "N", "exit 0 once the page has decoded N video frames").shows("");
+    o.integer("max-viewers", &max_viewers, 1, 32, "N",
+              "browser sessions at once, each a webrtcbin of its own fed by the one encoder pair; a page past "
+              "them is refused (503) until one leaves");
+    o.integer("frames", &frames, 1, 1 << 30, "N", "exit 0 once a page has decoded N video frames").shows("");
     o.integer("timeout", &timeout, 1, 86400, "S", "with --frames: exit 1 after S seconds");
     if (!o.parse(argc, argv)) return 0;
     if (o.given("timeout") && frames == 0) throw cli::UsageError("--timeout goes with --frames (a server without --frames runs until it is stopped)");
@@ -635,13 +942,21 @@ int cmd_webrtc(int argc, char** argv) {
     const std::string desc =
         src + " ! audio/x-raw,rate=16000,channels=1 ! tee name=t "
         "t. ! queue ! anitalker name=talk mode=streaming latency=" + latency + " ! videoconvert ! video/x-raw,format=I420 ! "
-        "vp8enc deadline=1 keyframe-max-dist=25 ! rtpvp8pay ! application/x-rtp,media=video,encoding-name=VP8,payload=96 "
-        "! webrtc. "
+        "vp8enc deadline=1 keyframe-max-dist=25 ! rtpvp8pay ! " + kVideoRtpCaps + " ! tee name=vt "
+        "vt. ! fakesink name=vend sync=false async=false "
         "t. ! queue max-size-time=10000000000 max-size-buffers=0 max-size-bytes=0 ! audioconvert ! audioresample ! "
-        "opusenc ! rtpopuspay ! application/x-rtp,media=audio,encoding-name=OPUS,payload=97 ! webrtc. "
-        "webrtcbin name=webrtc bundle-policy=max-bundle latency=500";
+        "opusenc ! rtpopuspay ! " + kAudioRtpCaps + " ! tee name=at "
+        "at. ! fakesink name=aend sync=false async=false";
+    for (const char* needed : {"webrtcbin", "nicesrc"})
+      if (GstElementFactory* f = gst_element_factory_find(needed))
+        gst_object_unref(f);
+      else
+        throw anitalker::Error(anitalker::Error::Kind::Runtime,
+                               std::string("the GStreamer element ") + needed +
+                                   " is missing: install gstreamer1.0-plugins-bad (webrtcbin) and gstreamer1.0-nice");
     GError* err = nullptr;
     App app;
+    app.max_viewers = max_viewers;
     g_mutex_init(&app.lock);
     app.frames_wanted = frames;
     app.pipe = gst_parse_launch(desc.c_str(), &err);
@@ -649,8 +964,7 @@ int cmd_webrtc(int argc, char** argv) {
       const std::string m = err ? err->message : "unknown error";
       if (err) g_error_free(err);
       throw anitalker::Error(anitalker::Error::Kind::Runtime,
-                             "cannot build the pipeline (webrtcbin needs gstreamer1.0-plugins-bad and "
-                             "gstreamer1.0-nice): " + m);
+                             "cannot build the pipeline: " + m);
     }
     app.audio = audio;
     app.streams.watch(app.pipe, "audiodec");
@@ -658,9 +972,15 @@ int cmd_webrtc(int argc, char** argv) {
     gst_util_set_object_arg(G_OBJECT(talk), "variant", variant.c_str());
     g_object_set(talk, "models-dir", models.c_str(), "portrait", portrait.c_str(), "steps", (guint)steps, nullptr);
     gst_object_unref(talk);
-    app.webrtc = gst_bin_get_by_name(GST_BIN(app.pipe), "webrtc");
-    g_signal_connect(app.webrtc, "on-negotiation-needed", G_CALLBACK(on_negotiation_needed), &app);
-    g_signal_connect(app.webrtc, "notify::ice-gathering-state", G_CALLBACK(on_gathering), &app);
+    app.video_tee = gst_bin_get_by_name(GST_BIN(app.pipe), "vt");
+    app.audio_tee = gst_bin_get_by_name(GST_BIN(app.pipe), "at");
+    for (const char* name : {"vend", "aend"}) {
+      GstElement* sink = gst_bin_get_by_name(GST_BIN(app.pipe), name);
+      GstPad* pad = gst_element_get_static_pad(sink, "sink");
+      gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, end_probe, &app, nullptr);
+      gst_object_unref(pad);
+      gst_object_unref(sink);
+    }
 
     app.loop = g_main_loop_new(nullptr, FALSE);
     GstBus* bus = gst_element_get_bus(app.pipe);
@@ -698,6 +1018,7 @@ int cmd_webrtc(int argc, char** argv) {
       gst_object_unref(out);
       gst_object_unref(talk);
     }
+    g_timeout_add_seconds(1, expire_sessions, &app);
     app.started_us = g_get_monotonic_time();
     if (gst_element_set_state(app.pipe, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) app.error = "the pipeline did not start";
     // --frames: a check that ends; the server alone runs until it is
@@ -733,8 +1054,11 @@ int cmd_webrtc(int argc, char** argv) {
     g_socket_service_stop(service);
     g_object_unref(service);
     gst_element_set_state(app.pipe, GST_STATE_NULL);
-    gst_object_unref(app.webrtc);
-    gst_object_unref(app.pipe);
+    gst_object_unref(app.video_tee);
+    gst_object_unref(app.audio_tee);
+    gst_object_unref(app.pipe);  // the viewers' webrtcbins with it, and their handlers' references
+    for (auto& kv : app.sessions) session_unref(kv.second);
+    app.sessions.clear();
     g_main_loop_unref(app.loop);
     if (app.stopped_by != 0 && app.error.empty()) {
       std::fprintf(stderr, "anitalker webrtc: stopped by %s; the page decoded %ld video frames\n",

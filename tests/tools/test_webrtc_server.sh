@@ -45,6 +45,7 @@ check "--timeout without --frames is refused (rc $rc)" \
   bash -c "[ $rc -eq 2 ] && grep -q -- '--timeout goes with --frames' '$work/timeout.log'"
 
 start_server "$work/server.log"
+files_before=$(ls /proc/$server/fd | wc -l)
 
 # request TEXT: sends TEXT, prints the status line (empty when none came
 # within $wait_s s, 3 unless set).
@@ -62,20 +63,48 @@ serving() {
 }
 alive() { kill -0 "$server" 2>/dev/null; }
 
+# reply TEXT: sends TEXT, prints the whole answer (3 s at most).
+reply() {
+  timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/'"$port"'" || exit 1; printf "%b" "$1" >&3; cat <&3' _ "$1" 2>/dev/null |
+    tr -d '\r'
+}
 check "serves the page" serving
+# A viewer's session (the page's first request), then its offer.
+sid=$(reply 'POST /session HTTP/1.0\r\nContent-Length: 0\r\n\r\n' | tail -n 1)
+check "POST /session gives an id ($sid)" bash -c "[[ '$sid' =~ ^[0-9a-f]{32}$ ]]"
 for i in $(seq 100); do
-  [ "$(request 'GET /offer HTTP/1.0\r\n\r\n')" = "HTTP/1.1 200 OK" ] && break
+  [ "$(request "GET /offer?session=$sid HTTP/1.0\r\n\r\n")" = "HTTP/1.1 200 OK" ] && break
   sleep 0.2
 done
-s=$(request 'POST /answer HTTP/1.1\r\nContent-Length: 100000000000000\r\n\r\n')
+check "the session's offer" test "$(request "GET /offer?session=$sid HTTP/1.0\r\n\r\n")" = "HTTP/1.1 200 OK"
+s=$(request "POST /answer?session=$sid HTTP/1.1\r\nContent-Length: 100000000000000\r\n\r\n")
 check "Content-Length 1e14 -> 413 ($s)" test "$s" = "HTTP/1.1 413 Payload Too Large"
 check "alive after the huge Content-Length" alive
-s=$(request 'POST /answer HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello')
+s=$(request "POST /answer?session=$sid HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
 check "a body that is not SDP -> 400 ($s)" test "$s" = "HTTP/1.1 400 Bad Request"
-s=$(request 'POST /answer HTTP/1.1\r\nContent-Length: 19\r\n\r\nv=0\r\ns=-\r\nt=0 0\r\n\r\n')
+s=$(request "POST /answer?session=$sid HTTP/1.1\r\nContent-Length: 19\r\n\r\nv=0\r\ns=-\r\nt=0 0\r\n\r\n")
 check "an SDP without media -> 400 ($s)" test "$s" = "HTTP/1.1 400 Bad Request"
-s=$(request 'POST /answer HTTP/1.1\r\nContent-Length: x\r\n\r\n')
+s=$(request "POST /answer?session=$sid HTTP/1.1\r\nContent-Length: x\r\n\r\n")
 check "Content-Length not a number -> 400 ($s)" test "$s" = "HTTP/1.1 400 Bad Request"
+# Sessions: named or refused, at most --max-viewers (4) at once, ended by
+# POST /close or by 10 s without a request naming them.
+s=$(reply 'POST /answer HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello')
+check "an answer naming no session -> 400 ($(echo "$s" | tail -n 1))" \
+  bash -c "echo '$s' | head -n 1 | grep -q '400 Bad Request' && echo '$s' | grep -q 'name the session'"
+s=$(request "GET /offer?session=00000000000000000000000000000000 HTTP/1.0\r\n\r\n")
+check "an unknown session -> 404 ($s)" test "$s" = "HTTP/1.1 404 Not Found"
+s=$(request 'GET /session HTTP/1.0\r\n\r\n')
+check "GET /session -> 405 ($s)" test "$s" = "HTTP/1.1 405 Method Not Allowed"
+more=()
+for i in 2 3 4; do more+=("$(reply 'POST /session HTTP/1.0\r\nContent-Length: 0\r\n\r\n' | tail -n 1)"); done
+s=$(reply 'POST /session HTTP/1.0\r\nContent-Length: 0\r\n\r\n')
+check "a fifth session -> 503 naming --max-viewers ($(echo "$s" | tail -n 1))" \
+  bash -c "echo '$s' | head -n 1 | grep -q '503 Service Unavailable' && echo '$s' | grep -q 'as many as --max-viewers 4 allows'"
+s=$(request "POST /close?session=${more[2]} HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
+check "POST /close -> 200 ($s)" test "$s" = "HTTP/1.1 200 OK"
+s=$(reply 'POST /session HTTP/1.0\r\nContent-Length: 0\r\n\r\n')
+check "a closed session's place taken ($(echo "$s" | head -n 1))" bash -c "echo '$s' | head -n 1 | grep -q '200 OK'"
+check "the close logged" grep -q "ended: its page closed" "$work/server.log"
 big=$(head -c 20000 /dev/zero | tr '\0' 'a')
 s=$(request "GET /$big HTTP/1.1\r\n")
 check "a head over 16 KiB -> 431 ($s)" test "$s" = "HTTP/1.1 431 Request Header Fields Too Large"
@@ -108,10 +137,17 @@ check "an idle connection is closed by the server after 10 s ($took ms)" test $t
 for fd in "${idle[@]}" "${many[@]}"; do exec {fd}>&-; done
 sleep 0.5
 check "serves after the idle connections are gone" serving
+# Ten seconds and more without a request naming them: every session ended,
+# and its webrtcbin with it (the open files back to what they were).
+sleep 1
+quiet=$(grep -c "ended: its page asked nothing for 10 s" "$work/server.log")
+check "the quiet sessions ended ($quiet of 4)" test "$quiet" -eq 4
+check "their files closed ($(ls /proc/$server/fd | wc -l) open, $files_before before)" \
+  test "$(ls /proc/$server/fd | wc -l)" -le $((files_before + 2))
 # 200 requests at once, each complete.  The 800 client processes this
 # starts take seconds on 2 busy cores, so each waits up to 20 s: what is
 # checked is that every one is answered (200 or 503), not how soon.
-for i in $(seq 200); do wait_s=20 request 'GET /offer HTTP/1.0\r\n\r\n' >"$work/r$i" & done
+for i in $(seq 200); do wait_s=20 request "GET /offer?session=$sid HTTP/1.0\r\n\r\n" >"$work/r$i" & done
 wait $(jobs -p | grep -v "^$server$") 2>/dev/null
 answered=$(cat "$work"/r* | grep -c '^HTTP/1.1 ')
 check "200 requests at once all answered ($answered)" test "$answered" -eq 200
