@@ -710,8 +710,15 @@ static GstFlowReturn gst_anitalker_render_handle_buffer(GstAnitalkerElement* ele
   }
   gst_anitalker_render_announce(self, now);
 
+  if (!st->clock.stamp(element, buffer, count)) {
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("The video's timestamps run past GStreamer's time range."),
+                      ("%" G_GUINT64_FORMAT " motion frames from PTS %" GST_TIME_FORMAT
+                       " at framerate %d/%d would end after 2^64-1 ns (584 years): the caps' framerate is too low "
+                       "or the timestamps too large",
+                       count, GST_TIME_ARGS(GST_BUFFER_PTS(buffer)), st->clock.fps_n(), st->clock.fps_d()));
+    return GST_FLOW_ERROR;
+  }
   st->motion.insert(st->motion.end(), piece.begin(), piece.end());
-  st->clock.stamp(element, buffer, count);
 
   while (st->clock.held() >= batch) {
     if ((ret = gst_anitalker_render_frames(self, batch)) != GST_FLOW_OK) return ret;

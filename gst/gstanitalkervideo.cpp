@@ -151,7 +151,7 @@ void GstAnitalkerFrameClock::set_rate(int fps_n, int fps_d) {
   fps_d_ = fps_d;
 }
 
-void GstAnitalkerFrameClock::stamp(GstAnitalkerElement* element, GstBuffer* input, guint64 count) {
+bool GstAnitalkerFrameClock::stamp(GstAnitalkerElement* element, GstBuffer* input, guint64 count) {
   if (GST_BUFFER_PTS_IS_VALID(input)) {
     anchor_ = GST_BUFFER_PTS(input);
     since_anchor_ = 0;
@@ -159,6 +159,12 @@ void GstAnitalkerFrameClock::stamp(GstAnitalkerElement* element, GstBuffer* inpu
     anchor_ = element->segment.start;  // no timestamps yet
     since_anchor_ = 0;
   }
+  // The last frame's end must lie within GstClockTime (below NONE): at a
+  // framerate of 1/2147483647 (a frame per 68 years) the ninth frame got a
+  // wrong duration and the tenth PTS NONE, without a word (found
+  // 2026-12-07); so did a PTS near the end of the range.
+  const GstClockTime last_end = span(since_anchor_ + count);
+  if (last_end == GST_CLOCK_TIME_NONE || anchor_ >= GST_CLOCK_TIME_NONE - last_end) return false;
   for (guint64 i = 0; i < count; i++) {
     const guint64 n = since_anchor_ + i;
     const GstClockTime start = span(n);
@@ -166,6 +172,7 @@ void GstAnitalkerFrameClock::stamp(GstAnitalkerElement* element, GstBuffer* inpu
     element->discont = FALSE;
   }
   since_anchor_ += count;
+  return true;
 }
 
 std::vector<GstAnitalkerFrameTiming> GstAnitalkerFrameClock::take(size_t n) {

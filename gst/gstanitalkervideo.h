@@ -61,8 +61,11 @@ class GstAnitalkerFrameClock {
   void set_rate(int fps_n, int fps_d);
   bool has_rate() const { return fps_n_ > 0; }
   // Stamps `count` frames of `input` (PTS, else the element's segment start)
-  // and holds their timing; takes the element's pending DISCONT.
-  void stamp(GstAnitalkerElement* element, GstBuffer* input, guint64 count);
+  // and holds their timing; takes the element's pending DISCONT.  False,
+  // with nothing held, when the frames would end past GstClockTime's range.
+  bool stamp(GstAnitalkerElement* element, GstBuffer* input, guint64 count);
+  int fps_n() const { return fps_n_; }
+  int fps_d() const { return fps_d_; }
   size_t held() const { return held_.size(); }
   // The timing of held frame i (i < held()).
   const GstAnitalkerFrameTiming& at(size_t i) const { return held_[i]; }

@@ -407,6 +407,38 @@ GST_START_TEST(test_timestamps_ntsc) {
 }
 GST_END_TEST;
 
+// A framerate of a frame per 68 years (1/2147483647, a valid fraction):
+// eight frames end within GstClockTime's 584 years, a ninth would not.
+// Until 2026-12-07 its PTS wrapped to NONE without a word; now the element
+// posts an error naming the framerate.
+GST_START_TEST(test_timestamps_past_the_range) {
+  GstHarness* h = new_harness(kS64);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  gst_harness_set_src_caps_str(h, "application/x-anitalker-motion, dims=(int)20, framerate=(fraction)1/2147483647");
+  for (int i = 0; i < 8; i++)
+    fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 1, i == 0 ? 0 : GST_CLOCK_TIME_NONE)),
+                           GST_FLOW_OK);
+  for (guint64 i = 0; i < 8; i++) {
+    GstBuffer* out = gst_harness_pull(h);
+    fail_unless_equals_uint64(GST_BUFFER_PTS(out), frame_time(0, i, 1, 2147483647));
+    fail_unless(GST_BUFFER_DURATION_IS_VALID(out));
+    gst_buffer_unref(out);
+  }
+  fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 1, GST_CLOCK_TIME_NONE)), GST_FLOW_ERROR);
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);
+  gchar* debug = nullptr;
+  GError* err = pop_error(bus, &debug);
+  fail_unless(g_error_matches(err, GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED), "%s", err->message);
+  fail_unless(strstr(debug, "framerate 1/2147483647") != nullptr, "%s", debug);
+  g_error_free(err);
+  g_free(debug);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_discont) {
   GstHarness* h = new_harness(kS64);
   gst_harness_set_src_caps_str(h, kMotionCaps);
@@ -1386,6 +1418,7 @@ static Suite* anitalkerrender_suite() {
   tc = tcase_create("timestamps");
   tcase_add_test(tc, test_timestamps);
   tcase_add_test(tc, test_timestamps_ntsc);
+  tcase_add_test(tc, test_timestamps_past_the_range);
   tcase_add_test(tc, test_discont);
   tcase_add_test(tc, test_qos);
   tcase_add_test(tc, test_timestamps_without_pts);
