@@ -317,15 +317,26 @@ void portrait_from_video(const std::string& clip, double t, anitalker::OutputFil
 
 // A video portrait with --crop auto: the authors' rule for a video, the
 // medians of the face boxes detected every 25th frame (lib/crop.h median;
-// the largest face of each frame; at most 200 detections).  Returns
-// "X1,Y1,X2,Y2" for the renderer's face-box.
+// the largest face of each frame; at most 200 detections).  The search
+// ends after 50 sampled frames without any face (1250 frames, 50 s at 25
+// fps), or after 1000 sampled frames: until 2026-12-07 a long video without
+// a face was decoded to its end, a detection every 25th frame (an hour's
+// video: 3600 detections) before "no face found".  Returns "X1,Y1,X2,Y2"
+// for the renderer's face-box.
+constexpr long long kFacelessSamples = 50;
+constexpr long long kMaxSamples = 1000;
 std::string video_face_box(const std::string& clip, const std::string& detector, const std::string& device) {
   GstElement* pipe = video_frames(clip, "max-buffers=2");
   GstElement* sink = gst_bin_get_by_name(GST_BIN(pipe), "frame");
   gst_element_set_state(pipe, GST_STATE_PLAYING);
   std::vector<anitalker::crop::Box> boxes;
   long long index = 0, sampled = 0;
-  while (boxes.size() < 200) {
+  bool gave_up = false;
+  while (boxes.size() < 200 && sampled < kMaxSamples) {
+    if (boxes.empty() && sampled >= kFacelessSamples) {
+      gave_up = true;
+      break;
+    }
     GstSample* sample = gst_app_sink_pull_sample(GST_APP_SINK(sink));
     if (!sample) break;  // EOS or error
     anitalker::RgbImage im;
@@ -345,8 +356,9 @@ std::string video_face_box(const std::string& clip, const std::string& detector,
   gst_object_unref(pipe);
   if (boxes.empty())
     throw anitalker::Error(anitalker::Error::Kind::Format,
-                           clip + ": no face found in " + std::to_string(sampled) +
-                               " frames (every 25th; RetinaFace, threshold 0.97); give the face's box with --face-box "
+                           clip + ": no face found in " + (gave_up ? "the first " : "") + std::to_string(sampled) +
+                               " frames (every 25th" + (gave_up ? ", where the search stops" : "") +
+                               "; RetinaFace, threshold 0.97); give the face's box with --face-box "
                                "X1,Y1,X2,Y2, the square with --crop X,Y,SIDE, or use the picture as it is (--crop none)");
   const anitalker::crop::Box m = anitalker::crop::median(boxes);
   char text[160];

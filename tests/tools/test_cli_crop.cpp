@@ -275,4 +275,16 @@ TEST(CropCli, GenerateWithTheDetector) {
   EXPECT_THAT(r.out, HasSubstr("p.png: no face found"));
   EXPECT_THAT(r.out, HasSubstr("crop=none"));
   EXPECT_FALSE(exists(dir / "n.mp4"));
+  // A long video without a face (60 s): the search stops after 50 sampled
+  // frames (1250 frames) instead of decoding it to the end (60 sampled
+  // before 2026-12-07; an hour's video, 3600).
+  ASSERT_EQ(std::system(("ffmpeg -loglevel error -y -loop 1 -i " + q(dir / "p.png") +
+                         " -t 60 -r 25 -c:v libx264 -preset ultrafast -pix_fmt yuv420p " + q(dir / "long.mp4"))
+                            .c_str()),
+            0);
+  r = testutil::run_cli(base.substr(0, base.find("--portrait")) + "--portrait " + q(dir / "long.mp4") +
+                        base.substr(base.find(" --audio")) + "--crop auto --out " + q(dir / "l.mp4") + " 2>&1");
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("long.mp4: no face found in the first 50 frames (every 25th, where the search stops;"));
+  EXPECT_FALSE(exists(dir / "l.mp4"));
 }
