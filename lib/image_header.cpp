@@ -63,7 +63,7 @@ class Window {
  public:
   static constexpr size_t kWindow = size_t(1) << 20;  // more than a JPEG segment (64 KiB)
 
-  Window(const std::string& path, uint64_t size) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)), size_(size) {}
+  Window(const std::string& path, uint64_t size) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)), size_(size) {}
   ~Window() {
     if (fd_ >= 0) ::close(fd_);
   }

@@ -190,16 +190,27 @@ struct Mapping {
 }  // namespace
 
 std::shared_ptr<const Storage> map_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO (or a device) given as a model or a WAV opens at
+  // once and is refused below, where a plain open waited for a writer for
+  // ever (found 2026-12-07: `anitalker inspect`, `render --checkpoint`,
+  // the elements' `checkpoint`).  It changes nothing for a regular file.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     const int err = errno;
     if (err == ENOENT) throw Error(Error::Kind::NotFound, path + ": no such file");
     throw Error(Error::Kind::Unreadable, path + ": cannot open: " + std::strerror(err));
   }
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  const bool stat_ok = fstat(fd, &st) == 0;
+  if (!stat_ok || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw Error(Error::Kind::Unreadable, path + ": not a regular file");
+    const char* what = !stat_ok                                       ? "it cannot be examined"
+                       : S_ISDIR(st.st_mode)                            ? "a folder"
+                       : S_ISFIFO(st.st_mode)                         ? "a pipe (FIFO)"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)   ? "a device"
+                       : S_ISSOCK(st.st_mode)                         ? "a socket"
+                                                                      : "not a file";
+    throw Error(Error::Kind::Unreadable, path + ": not a regular file (" + what + ")");
   }
   auto m = std::make_shared<Mapping>();
   m->len = static_cast<size_t>(st.st_size);

@@ -101,6 +101,13 @@ std::vector<float> decode_with_gstreamer(const std::string& path) {
 std::vector<float> read_any(const std::string& path, std::string* note) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw anitalker::Error(anitalker::Error::Kind::NotFound, path + ": no such file");
+  // A pipe (`--audio /dev/stdin`, a FIFO another program writes): read as
+  // it comes, through GStreamer; the WAV reader maps files.  Until
+  // 2026-12-07 a FIFO named *.wav was refused as "not a regular file".
+  if (S_ISFIFO(st.st_mode)) {
+    if (note) *note = "read from a pipe with GStreamer (decodebin ! audioconvert ! audioresample)";
+    return decode_with_gstreamer(path);
+  }
   try {
     anitalker::Audio a = anitalker::read_wav(path, max_samples(false));
     if (a.sample_rate == 16000) {

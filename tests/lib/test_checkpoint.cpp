@@ -5,12 +5,15 @@
 
 #include <gmock/gmock.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <future>
 
 #include "checkpoint_writer.h"
 #include "error.h"
@@ -196,6 +199,25 @@ TEST_F(BadFile, LargerThanTheMemoryThatCanBeReserved) {
     EXPECT_THAT(msg, HasSubstr("huge.ckpt: cannot map: Cannot allocate memory (the file is 1099.5 GB, more than the "
                                "memory and swap this system lets a process reserve; is it the right file?)"));
   }
+}
+
+// A pipe, a device or a folder given as a checkpoint: refused at once,
+// saying what it is.  A FIFO used to block the open for ever, waiting for a
+// writer (found 2026-12-07: `anitalker inspect`, the elements'
+// `checkpoint`); if it blocks again, the test fails after 5 s and opens the
+// FIFO's other end to let the reader go.
+TEST_F(BadFile, PipeDeviceOrFolder) {
+  const std::string fifo = dir / "pipe.ckpt";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  auto opened = std::async(std::launch::async, [&] { return error_of([&] { Checkpoint::open(fifo); }); });
+  if (opened.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    ADD_FAILURE() << "opening a FIFO as a checkpoint blocked";
+    const int w = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+    if (w >= 0) ::close(w);
+  }
+  EXPECT_THAT(opened.get(), HasSubstr("pipe.ckpt: not a regular file (a pipe (FIFO))"));
+  EXPECT_THAT(error_of([&] { Checkpoint::open("/dev/null"); }), HasSubstr("/dev/null: not a regular file (a device)"));
+  EXPECT_THAT(error_of([&] { Checkpoint::open(dir.path()); }), HasSubstr(": not a regular file (a folder)"));
 }
 
 TEST_F(BadFile, LegacyFormat) {

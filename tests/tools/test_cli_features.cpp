@@ -45,6 +45,22 @@ TEST(FeaturesCli, HubertAndMfccMatchTheReference) {
   expect_close(dir / "m.npy", data("audio/ref/mfcc39.npy"), 1e-4, 0);
 }
 
+// Audio from a pipe (a FIFO another program writes, `--audio /dev/stdin`):
+// read as it comes, the reference's MFCC.  Until 2026-12-07 a FIFO named
+// *.wav was refused as "not a regular file".
+TEST(FeaturesCli, AudioFromAPipe) {
+  testutil::TempDir dir;
+  const std::string fifo = dir / "speech.wav";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  testutil::CliResult r = testutil::run_cli("features --mfcc --audio '" + fifo + "' --out '" + dir / "m.npy" +
+                                            "' 2>&1 & cat '" + data("audio/speech_2s_16k.wav") + "' > '" + fifo +
+                                            "'; wait $!");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("speech.wav: read from a pipe"));
+  EXPECT_THAT(r.out, HasSubstr("207 MFCC frames (51 video frames)"));
+  expect_close(dir / "m.npy", data("audio/ref/mfcc39.npy"), 1e-4, 0);
+}
+
 // --stream: hubertenc's windowing (lib/feature_stream.h).  MFCC streams
 // exactly; HuBERT with a window longer than the clip is the offline run; in
 // 200 ms windows (1 s context, 100 ms look-ahead) every frame comes once.
