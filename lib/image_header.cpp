@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "error.h"
+#include "tensor_data.h"
 
 namespace anitalker {
 
@@ -169,6 +170,10 @@ ImageHeader read_image_header(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw Error(Error::Kind::NotFound, path + ": no such file");
   if (S_ISDIR(st.st_mode)) throw Error(Error::Kind::Unreadable, path + ": is a folder, expected an image file");
+  // A pipe or a device: the open below would wait for a writer (`anitalker
+  // sr --in FIFO` hung, found 2026-12-07) or read for ever.
+  if (!S_ISREG(st.st_mode))
+    throw Error(Error::Kind::Unreadable, path + ": not a regular file (" + file_kind(st.st_mode) + ")");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(Error::Kind::Unreadable, path + ": cannot open: " + std::strerror(errno));
   ImageHeader h;

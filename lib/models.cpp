@@ -9,6 +9,7 @@
 #include <map>
 
 #include "error.h"
+#include "tensor_data.h"
 
 namespace anitalker::models {
 
@@ -163,9 +164,7 @@ std::string why_unusable(const std::string& path) {
            (n > 0 ? " (" + std::string(target, static_cast<size_t>(n)) + ")" : "");
   }
   if (S_ISDIR(st.st_mode)) return ": a folder, not a file";
-  if (S_ISFIFO(st.st_mode)) return ": a pipe (FIFO), not a regular file";
-  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) return ": a device, not a regular file";
-  if (S_ISSOCK(st.st_mode)) return ": a socket, not a regular file";
+  if (!S_ISREG(st.st_mode)) return std::string(": ") + file_kind(st.st_mode) + ", not a regular file";
   return "";
 }
 

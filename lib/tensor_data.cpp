@@ -189,6 +189,14 @@ struct Mapping {
 };
 }  // namespace
 
+const char* file_kind(unsigned int st_mode) {
+  if (S_ISDIR(st_mode)) return "a folder";
+  if (S_ISFIFO(st_mode)) return "a pipe (FIFO)";
+  if (S_ISCHR(st_mode) || S_ISBLK(st_mode)) return "a device";
+  if (S_ISSOCK(st_mode)) return "a socket";
+  return "not a file";
+}
+
 std::shared_ptr<const Storage> map_file(const std::string& path) {
   // O_NONBLOCK: a FIFO (or a device) given as a model or a WAV opens at
   // once and is refused below, where a plain open waited for a writer for
@@ -204,13 +212,8 @@ std::shared_ptr<const Storage> map_file(const std::string& path) {
   const bool stat_ok = fstat(fd, &st) == 0;
   if (!stat_ok || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    const char* what = !stat_ok                                       ? "it cannot be examined"
-                       : S_ISDIR(st.st_mode)                            ? "a folder"
-                       : S_ISFIFO(st.st_mode)                         ? "a pipe (FIFO)"
-                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)   ? "a device"
-                       : S_ISSOCK(st.st_mode)                         ? "a socket"
-                                                                      : "not a file";
-    throw Error(Error::Kind::Unreadable, path + ": not a regular file (" + what + ")");
+    throw Error(Error::Kind::Unreadable,
+                path + ": not a regular file (" + (stat_ok ? file_kind(st.st_mode) : "it cannot be examined") + ")");
   }
   auto m = std::make_shared<Mapping>();
   m->len = static_cast<size_t>(st.st_size);

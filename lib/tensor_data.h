@@ -65,7 +65,12 @@ int64_t first_non_finite(const float* data, size_t n);
 void require_finite(const float* data, const std::vector<int64_t>& shape, const std::string& what);
 
 // A read-only, copy-on-write mapping of a whole file.  Throws NotFound or
-// Unreadable naming the file.
+// Unreadable naming the file (and what it is when it is not a regular
+// file; a FIFO is refused at once, not waited on).
 std::shared_ptr<const Storage> map_file(const std::string& path);
+
+// What a file of `st_mode` that is not a regular file is, for messages:
+// "a folder", "a pipe (FIFO)", "a device", "a socket", else "not a file".
+const char* file_kind(unsigned int st_mode);
 
 }  // namespace anitalker

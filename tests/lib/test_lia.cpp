@@ -20,11 +20,14 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <future>
 #include <optional>
 #include <thread>
 
@@ -499,6 +502,40 @@ TEST(Portrait, ExifOrientation) {
 // or a stuffed FF 00 across the edge are not, and a 1 GiB file that opens
 // like a JPEG is scanned in bounded memory, its holes skipped (it was read
 // whole: an 8 GB one took 8.6 GB and 68 s before it was refused).
+// A pipe given as a picture (`anitalker sr --in FIFO`, found 2026-12-07):
+// refused at once saying what it is; the header's open used to wait for a
+// writer for ever.  If it blocks again the test fails after 5 s and opens
+// the FIFO's other end to let the reader go.
+TEST(Portrait, PipeRefusedAtOnce) {
+  testutil::TempDir dir;
+  const std::string fifo = dir / "face.png";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto read = std::async(std::launch::async, [&]() -> std::string {
+    try {
+      anitalker::check_image_header(fifo);
+    } catch (const anitalker::Error& e) {
+      return e.what();
+    }
+    return "no error";
+  });
+  if (read.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    ADD_FAILURE() << "reading a FIFO's image header blocked";
+    const int w = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+    if (w >= 0) ::close(w);
+  }
+  EXPECT_THAT(read.get(), testing::HasSubstr("face.png: not a regular file (a pipe (FIFO))"));
+  EXPECT_THAT(
+      [&] {
+        try {
+          anitalker::read_rgb_image("/dev/null");
+        } catch (const anitalker::Error& e) {
+          return std::string(e.what());
+        }
+        return std::string("no error");
+      }(),
+      testing::HasSubstr("/dev/null: not a regular file"));
+}
+
 TEST(Portrait, JpegScanHoldsAWindow) {
   testutil::TempDir dir;
   std::string head("\xFF\xD8", 2);
