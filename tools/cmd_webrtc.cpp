@@ -98,6 +98,7 @@ struct App {
   GstElement* audio_tee = nullptr;
   std::map<std::string, Session*> sessions;  // by their secret id (main loop only)
   int max_viewers = 4;                        // --max-viewers
+  int viewer_timeout_s = 90;                  // --viewer-timeout
   int viewers_made = 0;                       // the number the next viewer's log lines get, less 1
   long frames_wanted = 0;
   int timeout_s = 0;  // --timeout, with --frames
@@ -121,9 +122,13 @@ struct App {
 // packet has reached the viewer's branch.
 constexpr const char* kVideoRtpCaps = "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000";
 constexpr const char* kAudioRtpCaps = "application/x-rtp,media=audio,encoding-name=OPUS,payload=97,clock-rate=48000";
-// A viewer whose page has not asked anything naming its session for this
-// long is taken to be gone (the page reports twice a second).
-constexpr gint64 kViewerQuietSeconds = 10;
+// A session without an answer yet whose page has not asked anything naming
+// it for this long is taken to be gone (the page polls for its offer three
+// times a second).  Once answered, --viewer-timeout applies: a page reports
+// twice a second, but a browser slows the timers of a hidden tab, to once a
+// minute after five minutes (Chrome's intensive throttling), so a viewer
+// who looks at another tab must not be taken for gone after 10 s.
+constexpr gint64 kUnansweredQuietSeconds = 10;
 
 // One viewer: its webrtcbin and the two branches that feed it, from a
 // request pad of each tee.  Reference-counted: the sessions map, each signal
@@ -398,8 +403,15 @@ gboolean expire_sessions(gpointer data) {
   const gint64 now = g_get_monotonic_time();
   std::vector<Session*> quiet;
   for (auto& kv : app->sessions)
-    if (now - kv.second->last_seen_us >= kViewerQuietSeconds * G_USEC_PER_SEC) quiet.push_back(kv.second);
-  for (Session* s : quiet) end_session(s, "its page asked nothing for 10 s");
+    if (now - kv.second->last_seen_us >=
+        (kv.second->answered ? app->viewer_timeout_s : kUnansweredQuietSeconds) * G_USEC_PER_SEC)
+      quiet.push_back(kv.second);
+  for (Session* s : quiet) {
+    const std::string why = "its page asked nothing for " +
+                            std::to_string(s->answered ? app->viewer_timeout_s : kUnansweredQuietSeconds) + " s" +
+                            (s->answered ? "" : " (no answer)");
+    end_session(s, why.c_str());
+  }
   return G_SOURCE_CONTINUE;
 }
 
@@ -905,7 +917,7 @@ std::string quoted(const std::string& s) {
 int cmd_webrtc(int argc, char** argv) {
   return cli::run("webrtc", [&] {
     std::string portrait, audio, models = "models", variant = "hubert_audio_only", address = "127.0.0.1", latency = "low";
-    int port = 8080, steps = 50, timeout = 120, frames = 0, max_viewers = 4;
+    int port = 8080, steps = 50, timeout = 120, frames = 0, max_viewers = 4, viewer_timeout = 90;
     bool test_source = false;
     cli::Options o("webrtc",
                    "Serves http://ADDRESS:PORT/; open it in a browser to see and hear the portrait talk, in up to "
@@ -929,6 +941,9 @@ int cmd_webrtc(int argc, char** argv) {
     o.integer("max-viewers", &max_viewers, 1, 32, "N",
               "browser sessions at once, each a webrtcbin of its own fed by the one encoder pair; a page past "
               "them is refused (503) until one leaves");
+    o.integer("viewer-timeout", &viewer_timeout, 2, 3600, "S",
+              "a viewer whose page has not reported for S seconds is taken to be gone and its place freed (a page "
+              "reports twice a second, a hidden tab's at least once a minute; a closed page ends at once)");
     o.integer("frames", &frames, 1, 1 << 30, "N", "exit 0 once a page has decoded N video frames").shows("");
     o.integer("timeout", &timeout, 1, 86400, "S", "with --frames: exit 1 after S seconds");
     if (!o.parse(argc, argv)) return 0;
@@ -957,6 +972,7 @@ int cmd_webrtc(int argc, char** argv) {
     GError* err = nullptr;
     App app;
     app.max_viewers = max_viewers;
+    app.viewer_timeout_s = viewer_timeout;
     g_mutex_init(&app.lock);
     app.frames_wanted = frames;
     app.pipe = gst_parse_launch(desc.c_str(), &err);

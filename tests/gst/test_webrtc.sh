@@ -54,11 +54,11 @@ browser_pid=
 # second viewer got 409 and no video).  --max-viewers 2: two pages both
 # decode video; a third is refused (503) and says so; the first page's
 # browser is killed (no goodbye), its viewer ends once its page has been
-# quiet for 10 s while the second goes on; a page opened then takes the
-# freed place and decodes video.  A server without --frames, stopped at the
+# quiet for --viewer-timeout 10 s while the second goes on; a page opened
+# then takes the freed place and decodes video.  A server without --frames, stopped at the
 # end.
 "$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --steps 10 \
-  --latency low --port 0 --max-viewers 2 >"$work/many.log" 2>&1 &
+  --latency low --port 0 --max-viewers 2 --viewer-timeout 10 >"$work/many.log" 2>&1 &
 server=$!
 wait_for_port "$work/many.log"
 # wait_for PATTERN [TENTHS]: until the log has a line matching PATTERN (30 s)

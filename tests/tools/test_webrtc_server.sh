@@ -140,10 +140,13 @@ check "serves after the idle connections are gone" serving
 # Ten seconds and more without a request naming them: every session ended,
 # and its webrtcbin with it (the open files back to what they were).
 sleep 1
-quiet=$(grep -c "ended: its page asked nothing for 10 s" "$work/server.log")
+quiet=$(grep -c "ended: its page asked nothing for 10 s (no answer)" "$work/server.log")
 check "the quiet sessions ended ($quiet of 4)" test "$quiet" -eq 4
+# (A viewer's webrtcbin holds about 21 files; the last one to end may still
+# be stopping: up to 5 s.)
+for i in $(seq 50); do [ "$(ls /proc/$server/fd | wc -l)" -le $((files_before + 8)) ] && break; sleep 0.1; done
 check "their files closed ($(ls /proc/$server/fd | wc -l) open, $files_before before)" \
-  test "$(ls /proc/$server/fd | wc -l)" -le $((files_before + 2))
+  test "$(ls /proc/$server/fd | wc -l)" -le $((files_before + 8))
 # 200 requests at once, each complete.  The 800 client processes this
 # starts take seconds on 2 busy cores, so each waits up to 20 s: what is
 # checked is that every one is answered (200 or 503), not how soon.
