@@ -40,9 +40,13 @@ namespace {
 const char* kPage = R"HTML(<!doctype html>
 <html><head><meta charset="utf-8"><title>anitalker</title></head>
 <body style="background:#222;color:#ddd;font-family:sans-serif">
-<video id="v" autoplay playsinline muted style="width:512px;height:512px;background:#000"></video>
+<video id="v" autoplay playsinline muted controls style="width:512px;height:512px;background:#000"></video>
+<p id="m">The sound starts muted (browsers play sound only after a click): click the page to hear it.</p>
 <pre id="s"></pre>
 <script>
+// Browsers start a page's media only muted unless the user has interacted
+// with it; the first click turns the sound on (the controls do too).
+document.addEventListener('click', () => { document.getElementById('v').muted = false; document.getElementById('m').textContent = ''; }, {once: true});
 const log = t => { document.getElementById('s').textContent = t; };
 const sleep = ms => new Promise(ok => setTimeout(ok, ms));
 let q = '';  // session=ID, once the server made one
