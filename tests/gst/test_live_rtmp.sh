@@ -7,6 +7,7 @@
 # first video frame took to reach the reader from the publisher's start
 # (printed; model loading included; bounded by 30 s).  The reader decodes every
 # frame (ffprobe -show_entries frame=...), so "decodable" is checked too.
+# Then pipelines/live-rtmp.sh through a restart of the server (below).
 # Skipped (exit 77) without nginx's RTMP module.
 # usage: test_live_rtmp.sh DATA_DIR
 set -eu
@@ -99,4 +100,37 @@ awk -F, -v start="$start" '
     if (d > 0.1) { print "audio and video start " d " s apart"; exit 1 }
     if (fv - start > 30) { print "the first frame took too long"; exit 1 }
   }' "$work/packets.csv"
+
+# pipelines/live-rtmp.sh with a live source starts the stream again when it
+# stops on an error: the RTMP server killed (as a crash) and started again
+# 3 s later, the script publishes again by itself; SIGTERM then ends it (exit
+# 0, gst-launch ended by EOS, none left).  Until 2026-12-07 the script
+# exec'd gst-launch, and a broadcast ended at the ingest's first restart.
+stream="restart$$"
+RESTART_SECONDS=1 sh "$(dirname "$0")/../../pipelines/live-rtmp.sh" "$data/renderer/monalisa.jpg" \
+  "rtmp://127.0.0.1:$port/live/$stream" "$data/chain" test >"$work/script.log" 2>&1 &
+pub_pid=$!
+published() { grep -c "publish: name='$stream'" "$work/logs/error.log" || true; }
+for i in $(seq 300); do [ "$(published)" -ge 1 ] && break; sleep 0.1; done
+[ "$(published)" -ge 1 ] || { cat "$work/script.log"; echo "the script did not publish"; exit 1; }
+sleep 1
+kill -9 "$nginx_pid"
+wait "$nginx_pid" 2>/dev/null || true
+sleep 3
+nginx -p "$work" -c "$work/nginx.conf" &
+nginx_pid=$!
+for i in $(seq 300); do [ "$(published)" -ge 2 ] && break; sleep 0.1; done
+grep "live-rtmp.sh: the stream stopped" "$work/script.log" || true
+[ "$(published)" -ge 2 ] || { tail -20 "$work/script.log"; echo "the script did not publish again"; exit 1; }
+grep -q "live-rtmp.sh: the stream stopped (gst-launch-1.0 exit 1); starting again in 1 s" "$work/script.log" ||
+  { tail -20 "$work/script.log"; echo "the restart was not said"; exit 1; }
+kill -TERM "$pub_pid"
+for i in $(seq 100); do kill -0 "$pub_pid" 2>/dev/null || break; sleep 0.1; done
+status=0
+wait "$pub_pid" || status=$?
+pub_pid=
+[ $status -eq 0 ] || { tail -20 "$work/script.log"; echo "SIGTERM: the script exited $status"; exit 1; }
+grep -q "EOS on shutdown" "$work/script.log" || { tail -20 "$work/script.log"; echo "gst-launch was not ended by EOS"; exit 1; }
+if pgrep -f "live/$stream" >/dev/null; then echo "a gst-launch of the script is left"; exit 1; fi
+echo "restart: published $(published) times, ended by SIGTERM"
 echo ok
