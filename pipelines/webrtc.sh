@@ -5,8 +5,10 @@
 # over plain HTTP (all ICE candidates in the SDP, no signalling server):
 #
 #   ... ! tee name=t
-#   t. ! queue ! anitalker mode=streaming ... ! videoconvert ! vp8enc deadline=1 ! rtpvp8pay ! webrtcbin name=webrtc
-#   t. ! queue ! audioconvert ! audioresample ! opusenc ! rtpopuspay ! webrtc.
+#   t. ! queue ! anitalker mode=streaming ... ! videoconvert ! vp8enc deadline=1 ! rtpvp8pay ! tee name=vt
+#   t. ! queue ! audioconvert ! audioresample ! opusenc ! rtpopuspay ! tee name=at
+#   and for each browser that opens the page (up to --max-viewers, 4):
+#   vt. ! queue leaky=downstream ! webrtcbin name=viewerN   at. ! queue leaky=downstream ! viewerN.
 #
 # usage: pipelines/webrtc.sh PORTRAIT (SPEECH_FILE | --test-source) [MODELS_DIR] [PORT]
 # then open http://127.0.0.1:PORT/ (default 8080).  Chromium hides host ICE
@@ -14,7 +16,7 @@
 # --address with the machine's address and a browser with
 # --disable-features=WebRtcHideLocalIpsWithMdns, or a TURN/STUN set-up.
 set -eu
-[ $# -ge 2 ] || { sed -n '12,13p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '13,14p' "$0"; exit 2; }
 portrait=$1 source=$2 models=${3:-models} port=${4:-8080}
 bin=$(dirname "$0")/../build/tools/anitalker
 [ -x "$bin" ] || bin=anitalker
