@@ -87,10 +87,11 @@ check "an SDP without media -> 400 ($s)" test "$s" = "HTTP/1.1 400 Bad Request"
 s=$(request "POST /answer?session=$sid HTTP/1.1\r\nContent-Length: x\r\n\r\n")
 check "Content-Length not a number -> 400 ($s)" test "$s" = "HTTP/1.1 400 Bad Request"
 # Sessions: named or refused, at most --max-viewers (4) at once, ended by
-# POST /close or by 10 s without a request naming them.
+# POST /close or, before an answer, by 10 s without a request naming them.
+# says ANSWER STATUS TEXT: the answer's status line holds STATUS, the answer TEXT.
+says() { echo "$1" | head -n 1 | grep -q "$2" && echo "$1" | grep -q -- "$3"; }
 s=$(reply 'POST /answer HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello')
-check "an answer naming no session -> 400 ($(echo "$s" | tail -n 1))" \
-  bash -c "echo '$s' | head -n 1 | grep -q '400 Bad Request' && echo '$s' | grep -q 'name the session'"
+check "an answer naming no session -> 400 ($(echo "$s" | tail -n 1))" says "$s" '400 Bad Request' 'name the session'
 s=$(request "GET /offer?session=00000000000000000000000000000000 HTTP/1.0\r\n\r\n")
 check "an unknown session -> 404 ($s)" test "$s" = "HTTP/1.1 404 Not Found"
 s=$(request 'GET /session HTTP/1.0\r\n\r\n')
@@ -99,11 +100,11 @@ more=()
 for i in 2 3 4; do more+=("$(reply 'POST /session HTTP/1.0\r\nContent-Length: 0\r\n\r\n' | tail -n 1)"); done
 s=$(reply 'POST /session HTTP/1.0\r\nContent-Length: 0\r\n\r\n')
 check "a fifth session -> 503 naming --max-viewers ($(echo "$s" | tail -n 1))" \
-  bash -c "echo '$s' | head -n 1 | grep -q '503 Service Unavailable' && echo '$s' | grep -q 'as many as --max-viewers 4 allows'"
+  says "$s" '503 Service Unavailable' 'as many as --max-viewers 4 allows'
 s=$(request "POST /close?session=${more[2]} HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
 check "POST /close -> 200 ($s)" test "$s" = "HTTP/1.1 200 OK"
 s=$(reply 'POST /session HTTP/1.0\r\nContent-Length: 0\r\n\r\n')
-check "a closed session's place taken ($(echo "$s" | head -n 1))" bash -c "echo '$s' | head -n 1 | grep -q '200 OK'"
+check "a closed session's place taken ($(echo "$s" | head -n 1))" says "$s" '200 OK' '^[0-9a-f]\{32\}$'
 check "the close logged" grep -q "ended: its page closed" "$work/server.log"
 big=$(head -c 20000 /dev/zero | tr '\0' 'a')
 s=$(request "GET /$big HTTP/1.1\r\n")
