@@ -939,7 +939,7 @@ int cmd_webrtc(int argc, char** argv) {
     o.choice("latency", &latency, {"low", "balanced", "quality"},
              "the bin's latency preset (low: hops of 120 ms); the first video frame's delay behind its "
              "audio is printed");
-    o.integer("port", &port, 0, 65535, "N", "the HTTP and WebSocket port; 0 = a free port the system picks (the line "
+    o.integer("port", &port, 0, 65535, "N", "the HTTP port; 0 = a free port the system picks (the line "
               "\"open http://ADDRESS:PORT/\" names it)");
     o.text("address", &address, "A", "the address to listen on");
     o.integer("max-viewers", &max_viewers, 1, 32, "N",
