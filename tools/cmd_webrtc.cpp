@@ -1030,7 +1030,10 @@ int cmd_webrtc(int argc, char** argv) {
     if (bound) g_object_unref(bound);
     g_signal_connect(service, "incoming", G_CALLBACK(on_incoming), &app);
     g_socket_service_start(service);
-    std::fprintf(stderr, "anitalker webrtc: open http://%s:%d/ in a browser\n", address.c_str(), port);
+    // An IPv6 address goes in brackets in a URL (http://[::1]:8080/); it
+    // was printed bare, a URL no browser takes.
+    const std::string host = address.find(':') != std::string::npos ? "[" + address + "]" : address;
+    std::fprintf(stderr, "anitalker webrtc: open http://%s:%d/ in a browser\n", host.c_str(), port);
 
     if (GstElement* talk = gst_bin_get_by_name(GST_BIN(app.pipe), "talk")) {
       GstPad* out = gst_element_get_static_pad(talk, "src");

@@ -44,6 +44,21 @@ rc=$?
 check "--timeout without --frames is refused (rc $rc)" \
   bash -c "[ $rc -eq 2 ] && grep -q -- '--timeout goes with --frames' '$work/timeout.log'"
 
+# An IPv6 address: the URL to open has it in brackets (it was printed
+# bare: http://::1:PORT/).  Where this machine has no IPv6 loopback the
+# server cannot listen there, which it says; nothing more is checked then.
+"$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --port 0 \
+  --address ::1 >"$work/v6.log" 2>&1 &
+v6=$!
+for i in $(seq 100); do grep -q "open http\|cannot listen" "$work/v6.log" && break; sleep 0.1; done
+kill "$v6" 2>/dev/null; wait "$v6" 2>/dev/null
+if grep -q "cannot listen" "$work/v6.log"; then
+  echo "no IPv6 loopback here: $(grep 'cannot listen' "$work/v6.log")"
+else
+  check "an IPv6 address in brackets ($(grep -o 'open http[^ ]*' "$work/v6.log"))" \
+    grep -q "open http://\[::1\]:[0-9]*/ in a browser" "$work/v6.log"
+fi
+
 start_server "$work/server.log"
 files_before=$(ls /proc/$server/fd | wc -l)
 
