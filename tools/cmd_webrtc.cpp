@@ -1033,7 +1033,13 @@ int cmd_webrtc(int argc, char** argv) {
     // An IPv6 address goes in brackets in a URL (http://[::1]:8080/); it
     // was printed bare, a URL no browser takes.
     const std::string host = address.find(':') != std::string::npos ? "[" + address + "]" : address;
-    std::fprintf(stderr, "anitalker webrtc: open http://%s:%d/ in a browser\n", host.c_str(), port);
+    if (address == "0.0.0.0" || address == "::")  // browsers refuse http://0.0.0.0/ (Chrome since 2024)
+      std::fprintf(stderr,
+                   "anitalker webrtc: listening on every address of this machine: open http://%s:%d/ in a browser "
+                   "here, or this machine's address and port %d from elsewhere\n",
+                   address == "::" ? "[::1]" : "127.0.0.1", port, port);
+    else
+      std::fprintf(stderr, "anitalker webrtc: open http://%s:%d/ in a browser\n", host.c_str(), port);
 
     if (GstElement* talk = gst_bin_get_by_name(GST_BIN(app.pipe), "talk")) {
       GstPad* out = gst_element_get_static_pad(talk, "src");

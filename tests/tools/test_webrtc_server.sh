@@ -58,6 +58,15 @@ else
   check "an IPv6 address in brackets ($(grep -o 'open http[^ ]*' "$work/v6.log"))" \
     grep -q "open http://\[::1\]:[0-9]*/ in a browser" "$work/v6.log"
 fi
+# Every address (0.0.0.0): browsers refuse http://0.0.0.0/, so the line names
+# 127.0.0.1 for this machine and says the rest.
+"$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --models-dir "$data/chain" --port 0 \
+  --address 0.0.0.0 >"$work/any.log" 2>&1 &
+any=$!
+for i in $(seq 100); do grep -q "open http" "$work/any.log" && break; sleep 0.1; done
+kill "$any" 2>/dev/null; wait "$any" 2>/dev/null
+check "every address: a URL a browser takes" \
+  grep -q "listening on every address of this machine: open http://127.0.0.1:[0-9]*/ in a browser here" "$work/any.log"
 
 start_server "$work/server.log"
 files_before=$(ls /proc/$server/fd | wc -l)
