@@ -8,7 +8,7 @@
 #        ! videoconvert ! x264enc ! h264parse ! queue ! mux.video_0 \
 #     t. ! queue ! audioconvert ! audioresample ! avenc_aac ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 \
 #        ! mux.audio_0 \
-#     mp4mux name=mux ! filesink location=OUT.mp4
+#     mp4mux name=mux faststart=true ! filesink location=OUT.mp4
 #
 # Offline, the bin outputs video only at the end of the speech, so the queues
 # around it are unlimited: the audio branch must not wait for the video.
@@ -22,4 +22,4 @@ exec gst-launch-1.0 -e filesrc location="$speech" ! decodebin ! tee name=t \
      ! videoconvert ! video/x-raw,format=I420 ! x264enc ! h264parse ! queue ! mux.video_0 \
   t. ! queue ! audioconvert ! audioresample ! avenc_aac ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 \
      ! mux.audio_0 \
-  mp4mux name=mux ! filesink location="$out"
+  mp4mux name=mux faststart=true ! filesink location="$out"

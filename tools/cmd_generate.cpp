@@ -490,6 +490,14 @@ int generate(const Options& o) {
     }
     part = output->temp_path();
   }
+  // MP4 with its index (moov) before the media (faststart), as the web
+  // wants it: a browser plays it while it downloads (it was written after
+  // the media).  mp4mux keeps the media in this spool beside the target
+  // until the end, then writes index and media; the spool is never
+  // committed, so it goes with the run, as the target's temporary file does.
+  // A device or a pipe gets mp4mux's streamable layout, as before.
+  std::unique_ptr<anitalker::OutputFile> media_spool;
+  if (kind == OutKind::Mp4 && !output->direct()) media_spool = std::make_unique<anitalker::OutputFile>(out + ".media");
 
   // A video portrait: its frame at --portrait-time, in a temporary PNG.
   std::unique_ptr<anitalker::OutputFile> still;
@@ -538,7 +546,9 @@ int generate(const Options& o) {
     }
     video_out = scale + "videoconvert ! video/x-raw,format=I420 ! " + enc + " ! " + big_queue + " ! mux.video_0";
     audio_enc = kind == OutKind::Webm ? "opusenc" : "avenc_aac";
-    mux = kind == OutKind::Webm ? "webmmux name=mux" : "mp4mux name=mux";
+    mux = kind == OutKind::Webm ? "webmmux name=mux"
+          : media_spool            ? "mp4mux name=mux faststart=true faststart-file=" + gst_quoted(media_spool->temp_path())
+                                   : "mp4mux name=mux";
   }
 
   // The queue after the bin gives the encoder a thread of its own: run in

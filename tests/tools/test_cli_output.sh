@@ -165,10 +165,11 @@ for sig in INT TERM KILL; do
   sleep 0.3
   kill -$sig $p
   wait $p; rc=$?
-  check "SIG$sig: the run had a temporary file ($had, unnamed: $was_unnamed), ends by the signal (rc $rc)" \
-    test "$had" -eq 1 -a $rc -ne 0
-  [ $has_tmpfile -eq 1 ] && check "SIG$sig: the file system has unnamed files, and the run's was one" test "$was_unnamed" -eq 1
-  if [ $sig != KILL ] || [ "$was_unnamed" -eq 1 ]; then
+  # Two: the MP4 and mp4mux's media spool (faststart, since 2026-12-07).
+  check "SIG$sig: the run had its temporary files ($had, unnamed: $was_unnamed), ends by the signal (rc $rc)" \
+    test "$had" -eq 2 -a $rc -ne 0
+  [ $has_tmpfile -eq 1 ] && check "SIG$sig: the file system has unnamed files, and the run's were" test "$was_unnamed" -eq 2
+  if [ $sig != KILL ] || [ "$was_unnamed" -eq 2 ]; then
     check "SIG$sig: no output, no temporary file" bash -c "[ ! -e killed.mp4 ] && [ $(leftovers) -eq 0 ]"
   else  # a file system without unnamed files: the hidden file stays until the next run (below)
     check "SIG$sig: no output (the hidden temporary file stays here)" bash -c "[ ! -e killed.mp4 ]"
@@ -185,16 +186,22 @@ for i in $(seq 200); do [ "$(leftovers)" -gt 0 ] && break; sleep 0.05; done
 sleep 0.3
 kill -KILL $p
 wait $p
-killed=$(ls -A | grep '^\.killed\.mp4\..*\.part$')
+killed=$(ls -A | grep '^\.killed\.mp4\.[0-9a-f]\{8\}-.*\.part$')
+spool=$(ls -A | grep '^\.killed\.mp4\.media\..*\.part$')
 host=$(echo "$killed" | sed -n 's/^\.killed\.mp4\.\([0-9a-f]\{8\}\)-.*/\1/p')
 boot=$(head -c 8 /proc/sys/kernel/random/boot_id)
 other=".killed.mp4.$( [ "$host" = 00000000 ] && echo 00000001 || echo 00000000)-$boot-1-1.abcdef.part"
 alive=".killed.mp4.$host-$boot-$$-$(sed 's/.*) //' /proc/$$/stat | cut -d' ' -f20).ghijkl.part"
 : > "$other"; : > "$alive"
 ANITALKER_NAMED_TEMPORARIES=1 gen --portrait face.jpg --audio speech.wav --out killed.mp4 2>err.txt; rc=$?
-check "SIGKILL, named temporary ($killed): the next run removes it, keeps another machine's and a live one's (rc $rc)" \
-  bash -c "[ -n '$host' ] && [ $rc -eq 0 ] && [ ! -e '$killed' ] && [ -e '$other' ] && [ -e '$alive' ] && [ -s killed.mp4 ]"
+check "SIGKILL, named temporaries ($killed, $spool): the next run removes them, keeps another machine's and a live one's (rc $rc)" \
+  bash -c "[ -n '$host' ] && [ -n '$spool' ] && [ $rc -eq 0 ] && [ ! -e '$killed' ] && [ ! -e '$spool' ] && [ -e '$other' ] && [ -e '$alive' ] && [ -s killed.mp4 ]"
 check "  and its own named temporary file is gone ($(leftovers) left, 2 expected)" test "$(leftovers)" -eq 2
+# The MP4 has its index (moov) right after ftyp, before the media: a browser
+# plays it while it downloads (until 2026-12-07 moov came last).
+ftyp=$((16#$(od -An -tx1 -N4 killed.mp4 | tr -d ' \n')))
+second=$(dd if=killed.mp4 bs=1 skip=$((ftyp + 4)) count=4 2>/dev/null)
+check "the MP4's second box is its index (faststart): $second" test "$second" = moov
 rm -f "$other" "$alive" killed.mp4
 # The same for a PNG sequence: its hidden folder goes, no frame is left.
 mkdir -p frames
