@@ -73,12 +73,16 @@ files_before=$(ls /proc/$server/fd | wc -l)
 
 # request TEXT: sends TEXT, prints the status line (empty when none came
 # within $wait_s s, 3 unless set).
-request() {
+# talk TEXT READ: sends TEXT, prints what READ (a command reading the
+# answer) prints, with \r removed; nothing when no answer came within
+# $wait_s s (3 unless set).
+talk() {
   # SIGPIPE ignored: a server that answers before reading (503) may have
   # closed its side by the time the request is written.
-  timeout "${wait_s:-3}" bash -c 'trap "" PIPE; exec 3<>"/dev/tcp/127.0.0.1/'"$port"'" || exit 1; printf "%b" "$1" >&3; head -n 1 <&3' \
+  timeout "${wait_s:-3}" bash -c 'trap "" PIPE; exec 3<>"/dev/tcp/127.0.0.1/'"$port"'" || exit 1; printf "%b" "$1" >&3; '"$2"' <&3' \
     _ "$1" 2>/dev/null | tr -d '\r'
 }
+request() { talk "$1" "head -n 1"; }  # the status line
 serving() {
   local t0=$(date +%s%N)
   local s=$(request 'GET / HTTP/1.0\r\n\r\n')
@@ -87,11 +91,7 @@ serving() {
 }
 alive() { kill -0 "$server" 2>/dev/null; }
 
-# reply TEXT: sends TEXT, prints the whole answer (3 s at most).
-reply() {
-  timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/'"$port"'" || exit 1; printf "%b" "$1" >&3; cat <&3' _ "$1" 2>/dev/null |
-    tr -d '\r'
-}
+reply() { talk "$1" cat; }  # the whole answer
 check "serves the page" serving
 # A viewer's session (the page's first request), then its offer.
 sid=$(reply 'POST /session HTTP/1.0\r\nContent-Length: 0\r\n\r\n' | tail -n 1)
