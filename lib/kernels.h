@@ -35,9 +35,11 @@ at::Tensor dnn_conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& 
 // float32 sums before they are stored (post-ops), where LibTorch would store
 // them, add the bias, apply the activation and convert in four.  b: float32
 // (Cout) or undefined; slope: none for no activation.  The weights are
-// reordered at each call (they may change per call: styles folded in).
-// Elsewhere the same as separate passes (dnn_conv, then float32 bias,
-// activation and rounding).
+// reordered at each call (they may change per call: styles folded in);
+// float32 3x3 ones at padding 1 of one image run as Winograd where
+// winograd_bytes() says so, its weight transform at each call (256 -> 256
+// channels: 11.7 ms on 2 cores).  Elsewhere the same as separate passes
+// (dnn_conv, then float32 bias, activation and rounding).
 at::Tensor dnn_conv_act(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t pad, int64_t groups,
                         c10::optional<double> slope, at::ScalarType out);
 
@@ -99,7 +101,11 @@ class PackedLinear {
 // weights shared where their layouts agree; callable from several threads
 // at once.  Not usable() where the build has no oneDNN headers or for
 // weights other than float32 on the CPU; an x it cannot take (another
-// type, device or layout) goes to dnn_conv.
+// type, device or layout) goes to dnn_conv.  A float32 3x3 one at stride 1
+// of one image runs as Winograd where winograd_bytes() says so (its
+// weights then packed transformed, 4 times their size); with bf16 so too
+// where the image has 128 channels or more (float32 Winograd is faster
+// there than a bfloat16 direct convolution) and x is float32.
 class PackedConv {
  public:
   PackedConv() = default;
@@ -113,6 +119,14 @@ class PackedConv {
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
+
+// What a float32 3x3 convolution (stride 1, padding 1) of one image of Ci
+// channels, H x W, to Co channels takes beyond its input and output where
+// PackedConv and dnn_conv_act() run it as Winograd F(4x4, 3x3) (its blocked
+// copies of input and output, and oneDNN's scratchpad): for estimates of a
+// call's memory.  0 where they do not (a build without oneDNN's headers, a
+// CPU without the kernel, ANITALKER_WINOGRAD=0, shapes it does not take).
+size_t winograd_bytes(int64_t Ci, int64_t H, int64_t W, int64_t Co);
 
 // Multi-head self-attention of time-major rows on the CPU: qkv (T, 3H)
 // float32 contiguous, each row q, k, v of all heads, q already scaled;

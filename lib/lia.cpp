@@ -370,11 +370,20 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
 // passes instead of five (x * s, * d, + bias, leaky ReLU, * sqrt(2)); these
 // were a tenth of a frame.  leaky_relu(sqrt(2) y) = sqrt(2) leaky_relu(y):
 // the same values within float32 rounding.
+// A float32 3x3 convolution that runs as Winograd (kernels.h) transforms
+// folded weights at every call, oneDNN's reorder taking about 50 times what
+// a pass over as many activations does (256 -> 256 channels: 11.7 ms, where
+// the passes over 64x64 take about 1 ms): there the style is applied to the
+// input and the demodulation to the output, around packed weights (the
+// renderer at full size: 256 channels at 64x64 and 128 at 128x128 are not
+// folded, 64 at 256x256 are).
 bool folds(const ModConv& m, bool cpu, at::ScalarType t, int64_t B, int64_t C, int64_t H, int64_t W) {
   if (m.generic || !cpu || B != 1 || (t != at::kFloat && t != m.low)) return false;
   const int64_t up = m.upsample ? 4 : 1;
   const int64_t y = m.w.size(0) * H * W * up;
-  return m.w.numel() < C * H * W + 2 * y;
+  const bool wino = !m.upsample && m.low == at::kFloat && m.w.size(2) == 3 && m.w.size(3) == 3 &&
+                    m.packed.w.usable() && winograd_bytes(C, H, W, m.w.size(0)) > 0;
+  return (wino ? 50 : 1) * m.w.numel() < C * H * W + 2 * y;
 }
 bool fold_pays(const ModConv& m, const at::Tensor& x) {
   return folds(m, x.is_cpu(), x.scalar_type(), x.size(0), x.size(1), x.size(2), x.size(3));
@@ -723,6 +732,20 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
   trunk([&](ModConv& m) { m.low = low; });
   auto generic = [&](ModConv& m) { m.generic = generic_; };
   trunk(generic);
+  if (low == at::kBFloat16 && device_.is_cpu() && dtype_ == at::kFloat && !generic_) {
+    // At bf16, a level's 3x3 convolution of 128 channels or more runs as
+    // float32 Winograd (kernels.h), which is faster there on 2 cores than
+    // oneDNN's bfloat16 direct one (512 at 32x32: 6.2 against 10.2 ms; 256
+    // at 64x64 8.0 against 10.2; 128 at 128x128 9.3 against 10.6; 64 at
+    // 256x256 alike, so it stays bfloat16), and exact.
+    for (int j = 0; j < levels_; ++j) {
+      ModConv& c1 = w->convs[2 * j + 1];
+      const int64_t r = int64_t{8} << j;
+      if (!c1.upsample && c1.w.size(2) == 3 && c1.w.size(3) == 3 && c1.w.size(1) >= 128 &&
+          winograd_bytes(c1.w.size(1), r, r, c1.w.size(0)) > 0)
+        c1.low = at::kFloat;
+    }
+  }
   for (auto& tf : w->to_flows) generic(tf.conv);
   if (device_.is_cpu() && dtype_ == at::kFloat && !generic_) {
     // Packed when first used (lazily: one image at a time, only the coarse
@@ -1037,10 +1060,25 @@ size_t Model::call_bytes(int64_t frames, bool one_batch) const {
   const Weights& w = *w_;
   const size_t elem = c10::elementSize(dtype_);
   size_t image = 0;  // the largest level's
+  size_t wino = 0;   // the largest level's with its Winograd convolution
   for (int j = 0; j < levels_; ++j) {
     const size_t r = size_t{8} << j, c = (size_t)w.convs[2 * j].w.size(0);
-    image = std::max(image, (one_batch ? kLive * c + kMaps : kLiveOneAtATime * c + kMapsOneAtATime) * r * r * elem);
+    const size_t level = (one_batch ? kLive * c + kMaps : kLiveOneAtATime * c + kMapsOneAtATime) * r * r * elem;
+    image = std::max(image, level);
+    // One image on the CPU in float32: the level's 3x3 convolution runs as
+    // Winograd where it can, with copies and a scratchpad of its own
+    // (oneDNN's: 7-53 MB at full size, kernels.h), beside the styled input
+    // and the output (the 128x128 level at full size took 99 MB: 107
+    // estimated).
+    const ModConv& c1 = w.convs[2 * j + 1];
+    if (device_.is_cpu() && !generic_ && c1.low == at::kFloat && !c1.upsample && c1.w.size(2) == 3 &&
+        c1.w.size(3) == 3) {
+      const size_t bytes = winograd_bytes(c1.w.size(1), (int64_t)r, (int64_t)r, c1.w.size(0));
+      if (bytes > 0) wino = std::max(wino, level + bytes + 2 * c * r * r * elem);
+    }
   }
+  // Winograd runs on one image: one at a time, or a batch of one.
+  if (!one_batch || frames == 1) image = std::max(image, wino);
   const size_t out = (size_t)frames * 3 * (size_t)size_ * (size_t)size_ * (3 * elem + 2);
   return (one_batch ? (size_t)frames : 1) * image + out;
 }

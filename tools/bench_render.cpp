@@ -25,6 +25,7 @@
 #include "checkpoint_writer.h"
 #include "cli.h"
 #include "device.h"
+#include "kernels.h"
 #include "lia.h"
 #include "state_dict.h"
 
@@ -124,7 +125,25 @@ double bench::roof_gflops(c10::Device dev) {
               "4x32x32 f32: %.1f GFLOP/s (best %.3f s, median %.3f, max %.3f); \"of roof\" is of %.1f\n",
               dev.is_cpu() ? openblas_kernels().c_str() : "", gemm, sg.min, sg.median, sg.max, conv, sc.min, sc.median,
               sc.max, roof);
-  if (dev.is_cpu()) print_cpu_peak(roof);
+  if (dev.is_cpu()) {
+    print_cpu_peak(roof);
+    // The stages' 3x3 convolutions of one image run as Winograd where they
+    // can (kernels.h): fewer products than the direct convolution's count,
+    // which the GFLOP/s figures keep, so a stage can pass 100% of the roof.
+    if (anitalker::winograd_bytes(512, 32, 32, 512) > 0) {
+      const anitalker::PackedConv packed(w, {1, 1});
+      const at::Tensor x1 = at::randn({1, 512, 32, 32}).contiguous(at::MemoryFormat::ChannelsLast);
+      const bench::Stats sw = time5([&] { packed(x1, 1, 1); });
+      const double wino = 2.0 * 512 * 512 * 9 * 32 * 32 / sw.min / 1e9;
+      std::printf("winograd conv 3x3 512->512 1x32x32 f32 as the stages run it (oneDNN's Winograd F(4x4,3x3)): %.1f "
+                  "GFLOP/s counted as the direct convolution's products, %.2f of the roof (best %.4f s, median %.4f); "
+                  "the stages' 3x3 convolutions of one image at 16x16 and larger run so (ANITALKER_WINOGRAD=0: "
+                  "direct)\n",
+                  wino, wino / roof, sw.min, sw.median);
+    } else {
+      std::printf("winograd not used here (ANITALKER_WINOGRAD=0, or no AVX-512 Winograd kernel in this oneDNN)\n");
+    }
+  }
   return roof;
 }
 
@@ -143,6 +162,9 @@ int bench_render(int argc, char** argv) {
                    "roof, measured in the same run (the \"of roof\" denominator)\n"
                    "  cpu      on the CPU: threads x the clock /proc/cpuinfo reports x float32 lanes x 2 (FMA), "
                    "the peak of one vector pipe a core, and the roof against it\n"
+                   "  winograd on the CPU: a Winograd 3x3 convolution 512->512 of one image, as the stages' 3x3 "
+                   "convolutions run (GFLOP/s counted as the direct one's products, so a stage can pass 100% of the "
+                   "roof; ANITALKER_WINOGRAD=0: direct)\n"
                    "  encode   one encoder pass (once per portrait)\n"
                    "  render   the decoder at each batch size (median of --repeat runs of at least --frames frames), "
                    "in frames per second and GFLOP/s\n"

@@ -37,7 +37,7 @@ int cmd_render(int argc, char** argv) {
     o.integer("batch-size", &batch, 1, 1024, "N", "frames rendered together");
     o.precision(&precision,
                 "the decoder's arithmetic: fp32 (exact), bf16 (a CPU with AVX512_BF16: its modulated convolutions "
-                "in bfloat16, about 1.6x, frames not exact), fp16 (a CUDA device: the same convolutions in float16)");
+                "in bfloat16, about 1.3x, frames not exact), fp16 (a CUDA device: the same convolutions in float16)");
     o.device(&device).threads(&threads);
     if (!o.parse(argc, argv)) return 0;
     const anitalker::Precision prec = anitalker::parse_precision(precision);

@@ -503,6 +503,60 @@ TEST(Kernels, ConvWithBiasAndActivationInOnePass) {
   EXPECT_LT((got.to(at::kDouble) - want(xd, wd, bd, 1, 1, true)).abs().max().item<double>(), 1e-4);
 }
 
+// Winograd (kernels.h winograd_bytes): one image whose channels are
+// multiples of 16 and whose picture has 256 pixels or more goes through
+// oneDNN's Winograd F(4x4, 3x3), in PackedConv (padding 1 and 0, as the
+// renderer's and ParseNet's) and dnn_conv_act (bias and leaky ReLU),
+// against at::conv2d in float64 in both layouts.  Its sums are not the
+// direct convolution's but within 2e-5 of the output's scale (about 2e-6
+// at 512 channels); a tile transform or layout gone wrong is off by the
+// order of the values (checked: the leaky ReLU left out, 0.74-0.81).
+TEST(Kernels, WinogradIsConv) {
+  if (anitalker::winograd_bytes(32, 20, 24, 48) == 0)
+    GTEST_SKIP() << "no Winograd here (a CPU without AVX-512, no oneDNN headers, or ANITALKER_WINOGRAD=0)";
+  EXPECT_EQ(anitalker::winograd_bytes(24, 20, 24, 48), 0u);  // channels not a multiple of 16
+  EXPECT_EQ(anitalker::winograd_bytes(32, 8, 8, 48), 0u);    // 64 pixels
+  at::manual_seed(21);
+  const at::Tensor w = at::randn({48, 32, 3, 3}) / 17, b = at::randn({48});
+  const anitalker::PackedConv conv(w, {1, 1});
+  const auto rel = [](const at::Tensor& got, const at::Tensor& want) {
+    return (got.to(at::kDouble) - want).abs().max().item<double>() / want.abs().max().item<double>();
+  };
+  for (const bool last : {false, true}) {
+    SCOPED_TRACE(last ? "channels-last" : "NCHW");
+    at::Tensor x = at::randn({1, 32, 20, 24});
+    if (last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+    for (const int64_t pad : {1, 0}) {
+      const at::Tensor want = at::conv2d(x.to(at::kDouble), w.to(at::kDouble), {}, {1, 1}, {pad, pad});
+      const at::Tensor got = conv(x, pad, pad);
+      ASSERT_EQ(got.sizes(), want.sizes());
+      EXPECT_TRUE(got.is_contiguous(last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+      EXPECT_LT(rel(got, want), 2e-5) << "pad " << pad;
+    }
+    for (const bool act : {true, false}) {
+      const c10::optional<double> slope = act ? c10::optional<double>(0.2) : c10::nullopt;
+      at::Tensor want = at::conv2d(x.to(at::kDouble), w.to(at::kDouble), b.to(at::kDouble), {1, 1}, {1, 1});
+      if (act) want = at::leaky_relu(want, 0.2);
+      for (const bool wlast : {false, true}) {  // the renderer's folded weights are channels-last
+        const at::Tensor wl = wlast ? w.contiguous(at::MemoryFormat::ChannelsLast) : w;
+        const at::Tensor got = anitalker::dnn_conv_act(x, wl, b, 1, 1, slope, at::kFloat);
+        ASSERT_EQ(got.sizes(), want.sizes());
+        EXPECT_TRUE(got.is_contiguous(last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+        EXPECT_LT(rel(got, want), 2e-5) << (act ? "leaky ReLU" : "no activation") << (wlast ? ", weights NHWC" : "");
+      }
+    }
+  }
+  // bf16 weights, 128 input channels or more: float32 Winograd, faster there
+  // than bfloat16's direct convolution, and not rounded (bfloat16 inputs:
+  // about 4e-3 off); 64 channels stay bfloat16.
+  const at::Tensor w128 = at::randn({32, 128, 3, 3}) / 34, w64 = at::randn({32, 64, 3, 3}) / 24;
+  const anitalker::PackedConv b128(w128, {1, 1}, /*bf16=*/true), b64(w64, {1, 1}, /*bf16=*/true);
+  if (!b128.usable()) return;
+  const at::Tensor x128 = at::randn({1, 128, 16, 16}), x64 = at::randn({1, 64, 16, 16});
+  EXPECT_LT(rel(b128(x128, 1, 1), at::conv2d(x128.to(at::kDouble), w128.to(at::kDouble), {}, {1, 1}, {1, 1})), 2e-5);
+  EXPECT_GT(rel(b64(x64, 1, 1), at::conv2d(x64.to(at::kDouble), w64.to(at::kDouble), {}, {1, 1}, {1, 1})), 1e-4);
+}
+
 // The transposed convolution against at::conv_transpose2d in float64 (its
 // weight the convolution's, (Cout, Cin, k, k)), both layouts, float32 and
 // bfloat16 output; bfloat16 x and w: only the inputs rounded.
