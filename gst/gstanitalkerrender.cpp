@@ -140,6 +140,7 @@ struct RenderState {
   guint crop_serial = 0;       // last serial sent downstream in the crop event
   GstVideoInfo out_info;
   bool have_out_caps = false;
+  GstAnitalkerOutputPool pool;   // the output buffers', agreed after each negotiation
   GstAnitalkerFrameClock clock;  // the held frames' timing
   std::vector<float> motion;     // the held frames x dims, time-major
   guint64 received = 0;          // frames since the stream (re)started, for messages
@@ -315,6 +316,7 @@ static gboolean gst_anitalker_render_start(GstAnitalkerElement* element) {
 static void gst_anitalker_render_stop(GstAnitalkerElement* element) {
   RenderState* st = GST_ANITALKER_RENDER(element)->state;
   st->renderer.reset(nullptr);
+  st->pool.clear();  // the streaming thread has stopped
   {
     GstAnitalkerLocked lock(&st->lock);
     st->dims = 0;
@@ -523,6 +525,8 @@ static gboolean gst_anitalker_render_negotiate(GstAnitalkerRender* self) {
   GstCaps* ours = st->dims != 0 ? gst_anitalker_render_get_caps(GST_ANITALKER_ELEMENT(self), GST_PAD_SRC) : nullptr;
   std::string refused;
   st->have_out_caps = ours && gst_anitalker_video_negotiate(srcpad, ours, &st->out_info, &refused);
+  // Then the buffers' pool (ALLOCATION); without one, a buffer a frame.
+  if (st->have_out_caps) st->pool.decide(srcpad, &st->out_info);
   if (!st->have_out_caps && !refused.empty() && !GST_PAD_IS_FLUSHING(srcpad))
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
                       ("Downstream takes none of the video the renderer makes: %s.", refused.c_str()),
@@ -637,7 +641,7 @@ static GstFlowReturn gst_anitalker_render_frames(GstAnitalkerRender* self, size_
   const uint8_t* data = frames.data_ptr<uint8_t>();
   const size_t frame_bytes = (size_t)frames.numel() / n;
   for (size_t i = 0; i < n; i++) {
-    GstBuffer* buffer = gst_anitalker_video_buffer_from_rgb(&st->out_info, data + i * frame_bytes);
+    GstBuffer* buffer = gst_anitalker_video_buffer_from_rgb(&st->out_info, data + i * frame_bytes, &st->pool);
     if (buffer == nullptr) {
       GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not map an output buffer."), (nullptr));
       return GST_FLOW_ERROR;

@@ -12,8 +12,10 @@
 
 /* --- Packed 8-bit frames ------------------------------------------------- */
 
-GstBuffer* gst_anitalker_video_buffer_from_rgb(const GstVideoInfo* info, const uint8_t* rgb) {
-  GstBuffer* buffer = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(info), nullptr);
+GstBuffer* gst_anitalker_video_buffer_from_rgb(const GstVideoInfo* info, const uint8_t* rgb,
+                                               GstAnitalkerOutputPool* pool) {
+  GstBuffer* buffer = pool ? pool->acquire() : nullptr;
+  if (buffer == nullptr) buffer = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(info), nullptr);
   GstVideoFrame frame;
   if (!gst_video_frame_map(&frame, info, buffer, GST_MAP_WRITE)) {
     gst_buffer_unref(buffer);
@@ -128,6 +130,60 @@ gboolean gst_anitalker_video_negotiate(GstPad* srcpad, GstCaps* ours, GstVideoIn
     gst_pad_mark_reconfigure(srcpad);
   }
   return ok;
+}
+
+/* --- Output buffers from a pool ---------------------------------------------- */
+
+gboolean GstAnitalkerOutputPool::decide(GstPad* srcpad, const GstVideoInfo* info) {
+  clear();
+  GstCaps* caps = gst_video_info_to_caps(info);
+  GstQuery* query = gst_query_new_allocation(caps, TRUE);
+  guint size = GST_VIDEO_INFO_SIZE(info), min = 0, max = 0;
+  GstBufferPool* pool = nullptr;
+  gboolean meta = FALSE;
+  if (gst_pad_peer_query(srcpad, query)) {
+    meta = gst_query_find_allocation_meta(query, GST_VIDEO_META_API_TYPE, nullptr);
+    if (gst_query_get_n_allocation_pools(query) > 0) {
+      gst_query_parse_nth_allocation_pool(query, 0, &pool, &size, &min, &max);
+      size = std::max<guint>(size, GST_VIDEO_INFO_SIZE(info));
+      if (pool != nullptr && max != 0) {  // capped: the element's own, with downstream's minimum
+        GST_DEBUG_OBJECT(srcpad, "downstream's pool caps its buffers at %u: using one of ours", max);
+        gst_object_unref(pool);
+        pool = nullptr;
+      }
+    }
+  }
+  gst_query_unref(query);
+  // Configures and activates p (taken); FALSE (p dropped) where it refuses.
+  auto use = [&](GstBufferPool* p, guint bytes) -> bool {
+    GstStructure* config = gst_buffer_pool_get_config(p);
+    gst_buffer_pool_config_set_params(config, caps, bytes, min, 0);
+    if (meta) gst_buffer_pool_config_add_option(config, GST_BUFFER_POOL_OPTION_VIDEO_META);
+    if (gst_buffer_pool_set_config(p, config) && gst_buffer_pool_set_active(p, TRUE)) {
+      pool_ = p;
+      return true;
+    }
+    GST_DEBUG_OBJECT(srcpad, "pool %" GST_PTR_FORMAT " refused the frames' configuration", p);
+    gst_object_unref(p);
+    return false;
+  };
+  if (pool == nullptr || !use(pool, size)) use(gst_video_buffer_pool_new(), GST_VIDEO_INFO_SIZE(info));
+  gst_caps_unref(caps);
+  if (pool_) GST_DEBUG_OBJECT(srcpad, "output buffers from %" GST_PTR_FORMAT, pool_);
+  return pool_ != nullptr;
+}
+
+GstBuffer* GstAnitalkerOutputPool::acquire() {
+  GstBuffer* buffer = nullptr;
+  if (pool_ == nullptr || gst_buffer_pool_acquire_buffer(pool_, &buffer, nullptr) != GST_FLOW_OK) return nullptr;
+  return buffer;
+}
+
+void GstAnitalkerOutputPool::clear() {
+  if (pool_ == nullptr) return;
+  gst_buffer_pool_set_active(pool_, FALSE);
+  gst_object_unref(pool_);
+  pool_ = nullptr;
 }
 
 /* --- Frames held for a batch ------------------------------------------------ */

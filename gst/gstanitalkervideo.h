@@ -22,9 +22,12 @@ class Mat;
 
 // --- Packed 8-bit frames.
 
-// A new buffer of `info` (RGB, BGR, RGBx or BGRx) holding the (height, width,
-// 3) RGB pixels `rgb` (x = 255); null when it cannot be mapped.
-GstBuffer* gst_anitalker_video_buffer_from_rgb(const GstVideoInfo* info, const uint8_t* rgb);
+// A buffer of `info` (RGB, BGR, RGBx or BGRx) holding the (height, width,
+// 3) RGB pixels `rgb` (x = 255), from `pool` where given (else a new one);
+// null when it cannot be mapped.
+class GstAnitalkerOutputPool;
+GstBuffer* gst_anitalker_video_buffer_from_rgb(const GstVideoInfo* info, const uint8_t* rgb,
+                                               GstAnitalkerOutputPool* pool = nullptr);
 // The mapped frame (RGB, BGR or RGBx) as BGR: a view for BGR, a converted copy else.
 cv::Mat gst_anitalker_video_frame_to_bgr(const GstVideoFrame* frame);
 // Writes a BGR image of the frame's size into the mapped frame (RGB, BGR or RGBx; x = 255).
@@ -40,6 +43,35 @@ void gst_anitalker_video_frame_from_bgr(const cv::Mat& bgr, GstVideoFrame* frame
 // takes, and the converters that would bridge them, for the element's error.
 gboolean gst_anitalker_video_negotiate(GstPad* srcpad, GstCaps* ours, GstVideoInfo* info,
                                        std::string* refused = nullptr);
+
+// --- Output buffers from a pool agreed with downstream.
+
+// After each negotiation (the caps event sent), the ALLOCATION query to
+// downstream: its first pool where it offers one that does not cap its
+// buffers (a capped one would block the streaming thread while downstream
+// holds them), else a video buffer pool of the element's own, with at least
+// as many buffers as downstream asks for; GstVideoMeta on where downstream
+// takes it.  A buffer goes back to its pool when downstream is done with
+// it, instead of a new allocation a frame.  Streaming thread, and the
+// element's stop (clear).
+class GstAnitalkerOutputPool {
+ public:
+  GstAnitalkerOutputPool() = default;
+  GstAnitalkerOutputPool(const GstAnitalkerOutputPool&) = delete;
+  GstAnitalkerOutputPool& operator=(const GstAnitalkerOutputPool&) = delete;
+  ~GstAnitalkerOutputPool() { clear(); }
+  // FALSE, with no pool (buffers then allocated one by one), where no pool
+  // takes `info`'s frames.
+  gboolean decide(GstPad* srcpad, const GstVideoInfo* info);
+  // A buffer for a frame of the negotiated info; null without a pool.
+  GstBuffer* acquire();
+  // Deactivates and drops the pool.
+  void clear();
+  GstBufferPool* pool() const { return pool_; }
+
+ private:
+  GstBufferPool* pool_ = nullptr;
+};
 
 // --- Frames held for a batch: their timing is fixed when they arrive.
 

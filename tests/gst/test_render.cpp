@@ -314,6 +314,75 @@ GST_START_TEST(test_bgrx) {
 }
 GST_END_TEST;
 
+// The output buffers (ALLOCATION): from a pool, the same buffers again once
+// downstream lets them go; from downstream's own pool where it offers one
+// that does not cap its buffers; from one of the element's own where
+// downstream's does (a capped pool would block the streaming thread while
+// downstream holds the frames: here three held against a cap of two).
+// Fails with the renderer allocating a buffer a frame (checked).
+struct OfferedPool {
+  GstBufferPool* pool;
+  guint max;
+};
+
+static GstPadProbeReturn offer_pool(GstPad*, GstPadProbeInfo* info, gpointer data) {
+  GstQuery* query = GST_PAD_PROBE_INFO_QUERY(info);
+  if (GST_QUERY_TYPE(query) != GST_QUERY_ALLOCATION) return GST_PAD_PROBE_OK;
+  const OfferedPool* offered = static_cast<const OfferedPool*>(data);
+  GstCaps* caps = nullptr;
+  gst_query_parse_allocation(query, &caps, nullptr);
+  gint w = 0, h = 0;  // RGB, rows of whole 4-byte words
+  fail_unless(caps && gst_structure_get_int(gst_caps_get_structure(caps, 0), "width", &w) &&
+              gst_structure_get_int(gst_caps_get_structure(caps, 0), "height", &h));
+  gst_query_add_allocation_pool(query, offered->pool, (guint)(((w * 3 + 3) & ~3) * h), 2, offered->max);
+  return GST_PAD_PROBE_HANDLED;
+}
+
+GST_START_TEST(test_output_buffers_from_a_pool) {
+  {  // the element's own pool
+    GstHarness* h = new_harness(kS64);
+    gst_harness_set_sink_caps_str(h, "video/x-raw, format=(string)RGB");
+    gst_harness_set_src_caps_str(h, kMotionCaps);
+    fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 2, 0)), GST_FLOW_OK);
+    GstBuffer* a = gst_harness_pull(h);
+    GstBuffer* b = gst_harness_pull(h);
+    fail_unless(a->pool != nullptr && b->pool == a->pool, "the frames do not come from a pool");
+    check_frame(a, kS64, 0, 3);
+    const GstBuffer *first = a, *second = b;
+    gst_buffer_unref(a);
+    gst_buffer_unref(b);
+    fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 2, 1, frame_time(0, 2))), GST_FLOW_OK);
+    GstBuffer* c = gst_harness_pull(h);
+    fail_unless(c == first || c == second, "a buffer of the pool was not used again");
+    check_frame(c, kS64, 2, 3);
+    gst_buffer_unref(c);
+    gst_harness_teardown(h);
+  }
+  for (const guint max : {0u, 2u}) {  // downstream's pool: used; capped: not
+    OfferedPool offered{gst_buffer_pool_new(), max};
+    GstHarness* h = new_harness(kS64);
+    gst_pad_add_probe(h->sinkpad, GST_PAD_PROBE_TYPE_QUERY_DOWNSTREAM, offer_pool, &offered, nullptr);
+    gst_harness_set_sink_caps_str(h, "video/x-raw, format=(string)RGB");
+    gst_harness_set_src_caps_str(h, kMotionCaps);
+    fail_unless_equals_int(gst_harness_push(h, motion_buffer(kS64, 0, 3, 0)), GST_FLOW_OK);
+    GstBuffer* held[3];
+    for (GstBuffer*& out : held) out = gst_harness_pull(h);
+    for (GstBuffer* out : held) {
+      fail_unless(out->pool != nullptr, "a frame not from a pool");
+      if (max == 0)
+        fail_unless(out->pool == offered.pool, "downstream's pool was not used");
+      else
+        fail_unless(out->pool != offered.pool, "a capped pool was used");
+    }
+    check_frame(held[0], kS64, 0, 3);
+    check_frame(held[2], kS64, 2, 3);
+    for (GstBuffer* out : held) gst_buffer_unref(out);
+    gst_harness_teardown(h);
+    gst_object_unref(offered.pool);
+  }
+}
+GST_END_TEST;
+
 // Renegotiation mid-stream, both ways: downstream asks for BGRx and then RGB
 // again (RECONFIGURE), and upstream sends motion caps with another framerate.
 // Each frame comes out in the format negotiated when it is made, with the
@@ -1412,6 +1481,7 @@ static Suite* anitalkerrender_suite() {
   tcase_add_test(tc, test_wrong_dims);
   tcase_add_test(tc, test_non_finite_motion);
   tcase_add_test(tc, test_bgrx);
+  tcase_add_test(tc, test_output_buffers_from_a_pool);
   tcase_add_test(tc, test_renegotiation);
   suite_add_tcase(s, tc);
 
