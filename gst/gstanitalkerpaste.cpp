@@ -88,6 +88,7 @@ struct PasteState {
   anitalker::RgbImage fitted;  // the picture at the canvas's size
   GstVideoInfo in_info;
   GstVideoInfo out_info;  // the canvas, once have_out
+  GstAnitalkerOutputPool pool;  // the output buffers', agreed after each negotiation
   bool have_in = false;
   bool have_out = false;
   std::vector<GstEvent*> held;  // sticky events waiting for our first caps
@@ -98,6 +99,7 @@ struct PasteState {
   }
   void reset() {
     drop_held();
+    pool.clear();
     picture.reset();
     cropped = false;
     dirty = true;
@@ -323,6 +325,9 @@ static gboolean gst_anitalker_paste_configure(GstAnitalkerPaste* self) {
                       (nullptr));
     return FALSE;
   }
+  // Then the buffers' pool (ALLOCATION): a 1920x1080 frame is 6 MB, which
+  // a new allocation maps and faults in again at every frame.
+  st->pool.decide(GST_ANITALKER_ELEMENT(self)->srcpad, &st->out_info);
   st->have_out = true;
   st->dirty = false;
   for (GstEvent* e : st->held) gst_pad_push_event(GST_ANITALKER_ELEMENT(self)->srcpad, e);
@@ -364,14 +369,20 @@ static GstFlowReturn gst_anitalker_paste_handle_buffer(GstAnitalkerElement* elem
   }
 
   const GstVideoInfo& out_info = st->out_info;
-  GstBuffer* out = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(&out_info), nullptr);
+  GstBuffer* out = st->pool.acquire();
+  if (out == nullptr) out = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(&out_info), nullptr);
   gst_buffer_copy_into(out, buffer, (GstBufferCopyFlags)(GST_BUFFER_COPY_FLAGS | GST_BUFFER_COPY_TIMESTAMPS), 0, -1);
-  GstMapInfo map;
-  gst_buffer_map(out, &map, GST_MAP_WRITE);
-  const gint stride = GST_VIDEO_INFO_PLANE_STRIDE(&out_info, 0);
+  GstVideoFrame frame;  // the strides of the buffer's video meta, where a pool gave one
+  if (!gst_video_frame_map(&frame, &out_info, out, GST_MAP_WRITE)) {
+    gst_buffer_unref(out);
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not map an output buffer."), (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  const gint stride = GST_VIDEO_FRAME_PLANE_STRIDE(&frame, 0);
+  uint8_t* rows = static_cast<uint8_t*>(GST_VIDEO_FRAME_PLANE_DATA(&frame, 0));
   for (int y = 0; y < out_image.height; y++)
-    std::memcpy(map.data + (size_t)y * stride, out_image.at(0, y), (size_t)out_image.width * 3);
-  gst_buffer_unmap(out, &map);
+    std::memcpy(rows + (size_t)y * stride, out_image.at(0, y), (size_t)out_image.width * 3);
+  gst_video_frame_unmap(&frame);
   // A frame's time here (12 ms for a 1920x1080 picture on 2 cores) is part
   // of the latency the element adds.
   gst_anitalker_element_add_compute(element, t0);

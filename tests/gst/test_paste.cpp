@@ -127,6 +127,8 @@ GST_START_TEST(test_identity) {
       gst_harness_set_src_caps_str(hn, caps_for(s).c_str());
       fail_unless_equals_int(gst_harness_push(hn, frame_buffer(cut(p, w, h, sq[0], sq[1], s), s, 0)), GST_FLOW_OK);
       GstBuffer* out = gst_harness_pull(hn);
+      // From a buffer pool agreed with downstream (ALLOCATION), not a new allocation.
+      fail_unless(out->pool != nullptr, "the frame does not come from a pool");
       int ow = 0, oh = 0;
       const std::vector<guint8> o = unpack(hn, out, &ow, &oh);
       fail_unless_equals_int(ow, w);
