@@ -67,7 +67,6 @@ class GstAnitalkerOutputPool {
   GstBuffer* acquire();
   // Deactivates and drops the pool.
   void clear();
-  GstBufferPool* pool() const { return pool_; }
 
  private:
   GstBufferPool* pool_ = nullptr;
