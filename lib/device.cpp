@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 
 #include <array>
+#include <atomic>
 #include <cstdlib>
 #include <algorithm>
 #include <cerrno>
@@ -493,12 +494,14 @@ void reorder(dnnl::memory& from, dnnl::memory& to) {
 // sums are not the direct convolution's: within 1e-5 of outputs of about 5
 // (float32 products of transformed tiles), as between two direct kernels'
 // orders.  Off with ANITALKER_WINOGRAD=0 (docs/elements.md).
+std::atomic<bool> winograd_wanted{true};  // set_winograd()
+
 bool winograd_on() {
-  static const bool on = [] {
+  static const bool allowed = [] {
     const char* knob = std::getenv("ANITALKER_WINOGRAD");
     return knob == nullptr || std::string(knob) != "0";
   }();
-  return on;
+  return allowed && winograd_wanted.load();
 }
 
 struct Wino {
@@ -598,7 +601,10 @@ at::Tensor run_wino(const Wino& w, const at::Tensor& x, const dnnl::memory& weig
 }
 }  // namespace
 
+void set_winograd(bool on) { winograd_wanted = on; }
+
 size_t winograd_bytes(int64_t Ci, int64_t H, int64_t W, int64_t Co) {
+  if (!winograd_on()) return 0;
   static std::mutex lock;
   static std::map<std::vector<int64_t>, size_t> known;
   const std::vector<int64_t> key{Ci, H, W, Co};
@@ -1159,6 +1165,7 @@ at::Tensor PackedLinear::operator()(const at::Tensor& x) const { return x; }  //
 at::Tensor PackedLinear::operator()(const at::Tensor& x, const at::Tensor&) const { return x; }  // never
 struct PackedConv::Impl {};
 size_t winograd_bytes(int64_t, int64_t, int64_t, int64_t) { return 0; }
+void set_winograd(bool) {}
 PackedConv::PackedConv(const at::Tensor&, at::IntArrayRef, bool, int64_t) {}
 at::Tensor PackedConv::operator()(const at::Tensor& x, int64_t, int64_t) const { return x; }  // never: not usable()
 at::Tensor attend_heads(const at::Tensor&, int64_t, int64_t) { return at::Tensor(); }

@@ -128,6 +128,15 @@ class PackedConv {
 // CPU without the kernel, ANITALKER_WINOGRAD=0, shapes it does not take).
 size_t winograd_bytes(int64_t Ci, int64_t H, int64_t W, int64_t Co);
 
+// Winograd for the convolutions whose primitives are made from now on (a
+// PackedConv's, dnn_conv_act's, per shape at first use): on by default;
+// ANITALKER_WINOGRAD=0 turns it off for good.  Its weight transform is paid
+// once per convolution (oneDNN's: 15-18 ms for 256 x 256 channels, 50-90 ms
+// for 512 x 512; GFPGAN about 1.6 s on 2 cores), which a caller that runs a
+// network on one or two images (`anitalker sr` on a photo) saves by turning
+// it off before their first call.  Process-wide.
+void set_winograd(bool on);
+
 // Multi-head self-attention of time-major rows on the CPU: qkv (T, 3H)
 // float32 contiguous, each row q, k, v of all heads, q already scaled;
 // returns o (T, H) whose head h columns are softmax(q_h k_h^T) v_h.  Two

@@ -15,6 +15,7 @@
 #include "device.h"
 #include "error.h"
 #include "face_restore.h"
+#include "kernels.h"
 #include "gfpgan.h"
 #include "image_header.h"
 #include "npy.h"
@@ -167,6 +168,11 @@ int cmd_sr(int argc, char** argv) {
     at::Tensor raw;
     const bool restore = !out.empty() || !raw_path.empty();
     if (restore) {
+      // Winograd's weight transform, paid once per convolution, costs
+      // GFPGAN and ParseNet more than it saves on one or two faces (one
+      // aligned face on 2 cores: 4.4 s with it, 2.8 s without); from three
+      // faces on it pays (kernels.h set_winograd).
+      if (aligned || faces.size() < 3) anitalker::set_winograd(false);
       auto model = anitalker::gfpgan::Model::load(model_path, dev, prec);
       std::shared_ptr<const anitalker::parsenet::Model> parser;
       if (!aligned && !parser_path.empty()) parser = anitalker::parsenet::Model::load(parser_path, dev);

@@ -516,6 +516,10 @@ TEST(Kernels, WinogradIsConv) {
     GTEST_SKIP() << "no Winograd here (a CPU without AVX-512, no oneDNN headers, or ANITALKER_WINOGRAD=0)";
   EXPECT_EQ(anitalker::winograd_bytes(24, 20, 24, 48), 0u);  // channels not a multiple of 16
   EXPECT_EQ(anitalker::winograd_bytes(32, 8, 8, 48), 0u);    // 64 pixels
+  anitalker::set_winograd(false);  // as `anitalker sr` on one or two faces
+  EXPECT_EQ(anitalker::winograd_bytes(32, 20, 24, 48), 0u);
+  anitalker::set_winograd(true);
+  EXPECT_GT(anitalker::winograd_bytes(32, 20, 24, 48), 0u);
   at::manual_seed(21);
   const at::Tensor w = at::randn({48, 32, 3, 3}) / 17, b = at::randn({48});
   const anitalker::PackedConv conv(w, {1, 1});
