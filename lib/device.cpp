@@ -1002,10 +1002,8 @@ struct ConvActPrim {
   dnnl::memory::desc user_weights, weights, scratchpad;
   dnnl::memory::dims dst;  // N, Cout, Ho, Wo
   // Where set, Winograd runs the convolution (conv unused), its weights
-  // reordered from user_weights by pack_weights at each call.
+  // reordered (transformed) from user_weights, OIHW, at each call.
   std::shared_ptr<Wino> wino;
-  dnnl::reorder pack_weights;
-  dnnl::memory::desc pack_scratchpad;
 };
 
 // Null: oneDNN has only its reference code for it (or none).
@@ -1036,15 +1034,13 @@ std::shared_ptr<ConvActPrim> conv_act_prim(const at::Tensor& x, const at::Tensor
           make_wino(N, x.size(1), H, W, Co, 1, bias, act ? c10::optional<float>(slope) : c10::nullopt, nhwc);
       if (wino) {
         // The weights' reorder into Winograd's layout (its transform) takes
-        // them as OIHW: dnn_conv_act() passes them so.
+        // them as OIHW (not as any strides): dnn_conv_act() passes them so;
+        // where oneDNN has no such reorder, no Winograd.
         try {
           const dnnl::memory::desc oihw({Co, x.size(1), 3, 3}, dt::f32, tag::oihw);
-          dnnl::primitive_attr user;
-          user.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-          const dnnl::reorder::primitive_desc pack(cpu_engine(), oihw, cpu_engine(), wino->weights, user);
-          return std::make_shared<ConvActPrim>(ConvActPrim{dnnl::convolution_forward(), oihw, wino->weights, {},
-                                                           {N, Co, Ho, Wo}, wino, dnnl::reorder(pack),
-                                                           pack.scratchpad_desc()});
+          dnnl::reorder::primitive_desc(cpu_engine(), oihw, cpu_engine(), wino->weights);
+          return std::make_shared<ConvActPrim>(
+              ConvActPrim{dnnl::convolution_forward(), oihw, wino->weights, {}, {N, Co, Ho, Wo}, wino});
         } catch (const dnnl::error&) {
         }
       }
@@ -1069,8 +1065,7 @@ std::shared_ptr<ConvActPrim> conv_act_prim(const at::Tensor& x, const at::Tensor
                    attr, cpu_engine());
     if (reference_only(pd)) return nullptr;
     return std::make_shared<ConvActPrim>(ConvActPrim{dnnl::convolution_forward(pd), user, pd.weights_desc(),
-                                                     pd.scratchpad_desc(), {N, Co, Ho, Wo}, nullptr, dnnl::reorder(),
-                                                     dnnl::memory::desc()});
+                                                     pd.scratchpad_desc(), {N, Co, Ho, Wo}, nullptr});
   });
 }
 }  // namespace
@@ -1094,7 +1089,7 @@ at::Tensor dnn_conv_act(const at::Tensor& x, const at::Tensor& w_in, const at::T
     at::Tensor wbuf = at::empty({static_cast<int64_t>(p->weights.get_size())}, at::kByte);
     const at::Tensor wc = w.contiguous();
     dnnl::memory user(p->user_weights, e, wc.data_ptr()), packed(p->weights, e, wbuf.data_ptr());
-    execute(p->pack_weights, p->pack_scratchpad, {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, packed}});
+    reorder(user, packed);
     return run_wino(*p->wino, x, packed, b.defined() ? b.data_ptr<float>() : nullptr);
   }
   at::Tensor wbuf, y;
