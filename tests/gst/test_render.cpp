@@ -170,6 +170,16 @@ GError* pop_error(GstBus* bus, gchar** debug) {
   return err;
 }
 
+// The end of a test that popped an error: frees it, detaches the bus and
+// tears the harness down.
+void end_after_error(GstHarness* h, GstBus* bus, GError* err, gchar* debug) {
+  g_error_free(err);
+  g_free(debug);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+
 GstQuery* new_codes_query() {
   return gst_query_new_custom(GST_QUERY_CUSTOM, gst_structure_new_empty(GST_ANITALKER_QUERY_PORTRAIT_CODES));
 }
@@ -253,12 +263,7 @@ GST_START_TEST(test_wrong_dims) {
   fail_unless(strstr(err->message, "dims=(int)20") != nullptr, "%s", err->message);
   fail_unless(strstr(err->message, "the stage-1 checkpoint \"") && strstr(err->message, "tiny_lia.ckpt\""), "%s",
               err->message);
-  g_error_free(err);
-  g_free(debug);
-
-  gst_element_set_bus(h->element, nullptr);
-  gst_object_unref(bus);
-  gst_harness_teardown(h);
+  end_after_error(h, bus, err, debug);
 }
 GST_END_TEST;
 
@@ -500,11 +505,7 @@ GST_START_TEST(test_timestamps_past_the_range) {
   GError* err = pop_error(bus, &debug);
   fail_unless(g_error_matches(err, GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED), "%s", err->message);
   fail_unless(strstr(debug, "framerate 1/2147483647") != nullptr, "%s", debug);
-  g_error_free(err);
-  g_free(debug);
-  gst_element_set_bus(h->element, nullptr);
-  gst_object_unref(bus);
-  gst_harness_teardown(h);
+  end_after_error(h, bus, err, debug);
 }
 GST_END_TEST;
 
@@ -1226,12 +1227,7 @@ GST_START_TEST(test_missing_portrait) {
   GError* err = pop_error(bus, &debug);
   fail_unless(g_error_matches(err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND), "%s", err->message);
   fail_unless(strstr(err->message, missing) != nullptr, "%s", err->message);
-  g_error_free(err);
-  g_free(debug);
-
-  gst_element_set_bus(h->element, nullptr);
-  gst_object_unref(bus);
-  gst_harness_teardown(h);
+  end_after_error(h, bus, err, debug);
 }
 GST_END_TEST;
 
@@ -1249,12 +1245,7 @@ GST_START_TEST(test_partial_frame) {
   fail_unless(g_error_matches(err, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT), "%s", err->message);
   fail_unless(strstr(err->message, "84 bytes") != nullptr, "%s", err->message);
   fail_unless(strstr(err->message, "80 bytes") != nullptr, "%s", err->message);
-  g_error_free(err);
-  g_free(debug);
-
-  gst_element_set_bus(h->element, nullptr);
-  gst_object_unref(bus);
-  gst_harness_teardown(h);
+  end_after_error(h, bus, err, debug);
 }
 GST_END_TEST;
 
