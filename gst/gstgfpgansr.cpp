@@ -55,9 +55,11 @@
  * |[
  * gst-launch-1.0 filesrc location=face.png ! pngdec ! videoconvert ! video/x-raw,format=RGB !
  *     imagefreeze num-buffers=1 ! gfpgansr model=models/GFPGANv1.4.pth
- *     detector=models/detection_Resnet50_Final.pth parser=models/parsing_parsenet.pth !
+ *     detector=models/detection_Resnet50_Final.pth parser=models/parsing_parsenet.pth warm-up=false !
  *     videoconvert ! pngenc ! filesink location=restored.png
  * ]|
+ * (one picture: #GstGfpganSr:warm-up off, which a video or a live stream
+ * wants on.)
  */
 
 #include "gstgfpgansr.h"
@@ -110,6 +112,7 @@ enum {
   PROP_MAX_BATCH,
   PROP_MAX_BATCH_DELAY,
   PROP_LATENCY_RECOVERY,
+  PROP_WARM_UP,
   PROP_STATS,
 };
 
@@ -165,6 +168,7 @@ struct _GstGfpganSr {
   guint max_batch;
   guint max_batch_delay;
   guint latency_recovery_s;
+  gboolean warm_up;
 
   SrState* state;
 };
@@ -440,6 +444,28 @@ static void gst_gfpgan_sr_class_init(GstGfpganSrClass* klass) {
       G_STRUCT_OFFSET(GstGfpganSr, latency_recovery_s));
 
   /**
+   * GstGfpganSr:warm-up:
+   *
+   * On READY->PAUSED, after loading, run GFPGAN (and ParseNet, when it is
+   * set and aligned is not) once on a grey face and throw the result away,
+   * so that the first frame does not pay the networks' one-off set-up: on
+   * the CPU oneDNN's primitives and each convolution's weights packed or
+   * transformed for Winograd, about 2 of a first frame's 3 s for GFPGAN at
+   * full size on 2 cores; on a GPU its kernels' selection.  A live
+   * pipeline's first frame and its latency then show what a frame really
+   * takes.  Each loaded model is warmed up once (a second element sharing
+   * it does not again).  Turn it off for a pipeline of a single picture,
+   * where it adds a pass of each network.
+   */
+  gst_anitalker_install_property(
+      gobject_class, PROP_WARM_UP,
+      g_param_spec_boolean("warm-up", "Warm up",
+                           "Run the networks once on a grey face at start, so that the first frame does not pay their "
+                           "one-off set-up (seconds on the CPU); false for a pipeline of one picture (default: true)",
+                           TRUE, ready),
+      G_STRUCT_OFFSET(GstGfpganSr, warm_up));
+
+  /**
    * GstGfpganSr:stats:
    *
    * Counters since the element last started, as a structure named
@@ -535,6 +561,7 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
   const std::string parser_path = self->parser ? self->parser : "";
   const std::string device_name = self->device ? self->device : "cpu";
   const bool aligned = self->aligned;
+  const bool warm_up = self->warm_up;
   GST_OBJECT_UNLOCK(self);
 
   if (model_path.empty()) {
@@ -598,6 +625,19 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
   GST_INFO_OBJECT(self, "%s: %d px, on %s; detector %s; parser %s", model_path.c_str(), model->size(),
                   device.str().c_str(), detector ? detector_path.c_str() : "none",
                   parser ? parser_path.c_str() : "none");
+
+  if (warm_up) {
+    const gint64 t0 = g_get_monotonic_time();
+    bool ran = false;
+    try {
+      ran = anitalker::gfpgan::warm_up(*model);
+      if (parser && !aligned) ran = anitalker::parsenet::warm_up(*parser) || ran;
+    } catch (...) {
+      GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Could not run the networks on a grey face (warm-up).", false);
+      return FALSE;
+    }
+    GST_INFO_OBJECT(self, ran ? "warmed up in %.3f s" : "warmed up before (%.3f s)", (g_get_monotonic_time() - t0) / 1e6);
+  }
 
   // max-batch above 1: the process's executor for this model (shared with
   // the other gfpgansr elements that set the same file, device, precision

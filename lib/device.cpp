@@ -315,6 +315,11 @@ bool first_warm_up(const std::string& key) {
   return done.insert(key).second;
 }
 
+uint64_t new_model_id() {
+  static std::atomic<uint64_t> next{1};
+  return next++;
+}
+
 GpuUse gpu_use(int index) {
   // NVML's C API, declared here (no header needed): every call returns 0 on
   // success; the structures are NVML's nvmlMemory_t and nvmlUtilization_t.

@@ -5,6 +5,7 @@
 #include <c10/core/Device.h>
 
 #include <cstddef>
+#include <cstdint>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #include <cctype>
@@ -94,11 +95,19 @@ size_t device_memory_free(c10::Device device);
 std::string format_bytes(size_t bytes);
 
 // True the first time a process asks with `key`, false after: the elements'
-// warm-ups (runs on silence at the shapes of a live stream's first windows)
-// are needed once per process for each network shape, configuration and
-// device, since what they set up (oneDNN's primitive cache, the cached
-// tensor memory above, cuDNN's plans) is process-wide.  Thread-safe.
+// warm-ups (runs on silence or grey pictures at the shapes of a live
+// stream's first windows) are needed once for each model and configuration.
+// Part of what they set up is process-wide (oneDNN's primitive cache, the
+// cached tensor memory above, cuDNN's plans), part is the model's own
+// (PackedConv's weights packed per shape at first use, Winograd's
+// transformed weights), so a key names the model by its model_id(): a model
+// loaded again (an element restarted, a file replaced) is warmed up again.
+// Thread-safe.
 bool first_warm_up(const std::string& key);
+
+// A number no other model of this process has had (from 1), for the
+// networks' model_id(): copies of a model share its weights and its id.
+uint64_t new_model_id();
 
 // The arithmetic of a network's heavy layers (the `precision` property):
 // float32 everywhere (the default: the parity of the fixtures), or

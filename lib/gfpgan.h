@@ -59,6 +59,9 @@ class Model {
   int style_dim() const { return style_dim_; }  // num_style_feat (512)
   int num_latents() const { return num_latents_; }
   c10::Device device() const { return device_; }
+  // This model's number in the process (new_model_id, device.h): what its
+  // warm-ups are keyed by.
+  uint64_t model_id() const { return id_; }
   // Whether it runs the device-independent path (a GPU's, or the CPU's with
   // ANITALKER_GENERIC=1 when it was made): a batch of faces is then one
   // pass; on the CPU's own path each face runs alone anyway.
@@ -77,6 +80,7 @@ class Model {
   struct Weights;
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
+  uint64_t id_ = new_model_id();
   at::ScalarType dtype_;
   Precision precision_ = Precision::Fp32;
   bool generic_ = false;
@@ -84,5 +88,13 @@ class Model {
   int size_ = 0, style_dim_ = 0, num_latents_ = 0;
   std::vector<std::string> unused_;
 };
+
+// One grey face through the network, thrown away (stored noise: no random
+// draws), so that the first real face does not pay the network's one-off
+// set-up: on the CPU oneDNN's primitives and the weights packed, or
+// transformed for Winograd, per convolution (about 2 s of a first face's
+// 3 s at full size on 2 cores); on a GPU its kernels' selection.  Once for
+// each model (first_warm_up, lib/device.h); returns whether it ran.
+bool warm_up(const Model& model);
 
 }  // namespace anitalker::gfpgan

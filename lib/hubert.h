@@ -53,6 +53,9 @@ class Model {
   int num_states() const { return cfg_.layers + 1; }
   int hidden() const { return cfg_.hidden; }
   c10::Device device() const { return device_; }
+  // This model's number in the process (new_model_id, device.h): what its
+  // warm-ups are keyed by.
+  uint64_t model_id() const { return id_; }
 
   // Zero mean, unit population variance, eps 1e-7 inside the sqrt (spec 1.1).
   static at::Tensor normalize(const at::Tensor& wave);
@@ -106,6 +109,7 @@ class Model {
   Config cfg_;
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
+  uint64_t id_ = new_model_id();
   at::ScalarType dtype_;
   Precision precision_ = Precision::Fp32;
   mutable std::once_flag rows_once_;

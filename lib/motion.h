@@ -90,6 +90,9 @@ class Model {
   int audio_dim() const { return audio_dim_; }  // hubert feature dim H or mfcc dim
   int hubert_layers() const { return hubert_layers_; }
   c10::Device device() const { return device_; }
+  // This model's number in the process (new_model_id, device.h): what its
+  // warm-ups are keyed by.
+  uint64_t model_id() const { return id_; }
   // Uniform draws of the original's weight initialisation (spec 7 step 2)
   // and the element count of its x_T buffer (step 3).
   int64_t init_draws() const { return init_draws_; }
@@ -141,6 +144,7 @@ class Model {
   struct Weights;
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
+  uint64_t id_ = new_model_id();
   at::ScalarType dtype_;
   Precision precision_ = Precision::Fp32;
   Variant variant_ = Variant::HubertAudioOnly;

@@ -333,7 +333,7 @@ int64_t window_wait(int64_t per_frame, int window, int lookahead, int64_t next, 
 int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg) {
   c10::InferenceMode guard;
   const Model& m = *model;
-  if (!first_warm_up("motion " + variant_name(m.variant()) + " " + std::to_string(m.motion_dim()) + "/" +
+  if (!first_warm_up("motion #" + std::to_string(m.model_id()) + " " + variant_name(m.variant()) + " " + std::to_string(m.motion_dim()) + "/" +
                      std::to_string(m.start_dim()) + "/" + std::to_string(m.audio_dim()) + " window " +
                      std::to_string(cfg.window) + "/" + std::to_string(cfg.context) + "/" +
                      std::to_string(cfg.lookahead) + " steps " + std::to_string(cfg.steps) + " " + m.device().str()))

@@ -684,6 +684,43 @@ GST_START_TEST(test_parser_branch_messages) {
 }
 GST_END_TEST;
 
+/* --- warm-up ---------------------------------------------------------------- */
+
+// warm-up (the default): READY->PAUSED runs GFPGAN and ParseNet once on a
+// grey face, so the models the element holds (the process's copies, which
+// Model::load returns while they are held) are warm: another warm_up does
+// nothing.  warm-up=false leaves them cold.  The files are copies of the
+// fixtures under other names, which nothing else in this run holds (main
+// keeps the fixtures' models), so each start loads its models again.
+GST_START_TEST(test_warm_up) {
+  const c10::Device cpu(c10::kCPU);
+  const std::string model = g_tmp + "/warm_gfpgan.pth", parser = g_tmp + "/warm_parsenet.pth";
+  for (const auto& [from, to] : {std::make_pair(gfpgan_path(), model), std::make_pair(parser_path(), parser)}) {
+    gchar* bytes = nullptr;
+    gsize n = 0;
+    fail_unless(g_file_get_contents(from.c_str(), &bytes, &n, nullptr), "cannot read %s", from.c_str());
+    fail_unless(g_file_set_contents(to.c_str(), bytes, n, nullptr), "cannot write %s", to.c_str());
+    g_free(bytes);
+  }
+  for (const gboolean warm : {gboolean(TRUE), gboolean(FALSE)}) {
+    GstElement* e = make_sr(zero_face_detector());
+    g_object_set(e, "model", model.c_str(), "parser", parser.c_str(), "warm-up", warm, nullptr);
+    GstBus* bus;
+    fail_unless(start_on_bus(e, &bus) != GST_STATE_CHANGE_FAILURE);
+    {
+      auto held = anitalker::gfpgan::Model::load(model, cpu);
+      auto held_parser = anitalker::parsenet::Model::load(parser, cpu);
+      fail_unless_equals_int(held.use_count(), 2);  // the element's and this
+      fail_unless_equals_int(anitalker::gfpgan::warm_up(*held), !warm);
+      fail_unless_equals_int(anitalker::parsenet::warm_up(*held_parser), !warm);
+    }
+    stop_on_bus(e, bus);
+  }
+  g_unlink(model.c_str());
+  g_unlink(parser.c_str());
+}
+GST_END_TEST;
+
 /* --- the bin ----------------------------------------------------------------- */
 
 // face-sr=true: the anitalker bin finds GFPGANv1.4.pth,
@@ -776,6 +813,7 @@ static Suite* gfpgansr_suite() {
   tcase_add_test(tc, test_output_too_large);
   tcase_add_test(tc, test_no_detector);
   tcase_add_test(tc, test_parser_branch_messages);
+  tcase_add_test(tc, test_warm_up);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bin");

@@ -102,6 +102,18 @@ TEST(FaceRestore, AlignedCropIsExact) {
   EXPECT_EQ(d.max, 0);
 }
 
+// parsenet::warm_up: one grey 512x512 face, once for each model; a model
+// made again is warmed up again.
+TEST(FaceRestore, ParseNetWarmUpOncePerModel) {
+  auto p = parser();
+  EXPECT_TRUE(anitalker::parsenet::warm_up(*p));
+  EXPECT_FALSE(anitalker::parsenet::warm_up(*p));
+  const anitalker::parsenet::Model again(
+      anitalker::StateDict(anitalker::Checkpoint::open(data("face-sr/parsenet_tiny.pth"))), kCpu);
+  EXPECT_TRUE(anitalker::parsenet::warm_up(again));
+  EXPECT_FALSE(anitalker::parsenet::warm_up(again));
+}
+
 TEST(FaceRestore, ParseNetSizesComeFromTheCheckpoint) {
   auto p = parser();
   EXPECT_EQ(p->num_classes(), 19);

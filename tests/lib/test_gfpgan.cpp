@@ -196,6 +196,26 @@ TEST(Gfpgan, NoiseModes) {
   EXPECT_THAT(error_of([] { anitalker::gfpgan::parse_noise("fresh"); }), HasSubstr("stored, random or none"));
 }
 
+// warm_up: one grey face through the network with the stored noise (no
+// random draws, the output unchanged), once for each model: a model made
+// again (an element restarted; its packed and Winograd-transformed weights
+// are its own) is warmed up again.
+TEST(Gfpgan, WarmUpOncePerModel) {
+  auto m = tiny();
+  at::manual_seed(11);
+  const at::Tensor draws = at::randn({4});
+  at::manual_seed(11);
+  EXPECT_TRUE(anitalker::gfpgan::warm_up(*m));
+  EXPECT_FALSE(anitalker::gfpgan::warm_up(*m));
+  EXPECT_TRUE(at::equal(at::randn({4}), draws));
+  const at::Tensor x = anitalker::face::gfpgan_input(image("aligned_crop_512_bgr.png"));
+  EXPECT_TRUE(at::equal(m->forward(x), raw_output()));
+  const Model again(anitalker::StateDict(anitalker::Checkpoint::open(data("face-sr/gfpgan_tiny.pth"))), kCpu);
+  EXPECT_NE(again.model_id(), m->model_id());
+  EXPECT_TRUE(anitalker::gfpgan::warm_up(again));
+  EXPECT_FALSE(anitalker::gfpgan::warm_up(again));
+}
+
 TEST(Gfpgan, PlainStateDictLoadsToo) {
   testutil::TempDir dir;
   const anitalker::StateDict sd(anitalker::Checkpoint::open(data("face-sr/gfpgan_tiny.pth")));

@@ -517,14 +517,21 @@ TEST(FeatureStream, WindowsOfSeveralStreamsInOnePass) {
 }
 
 // features::warm_up: a live stream's first windows' shapes on silence, once
-// per process for each network and setting.
+// for each model and setting; a model loaded again is warmed up again.
 TEST(FeatureStream, WarmUpOncePerSetting) {
   anitalker::features::StreamConfig cfg{120, 1000, 40};
+  auto m = tiny();
   // 1.4 s of silence (context + 3 windows + look-ahead) in hops of 6 frames
   // (120 ms), the first ready at 165 ms: 11 windows.
-  EXPECT_EQ(anitalker::features::warm_up(tiny(), cfg), 11);
-  EXPECT_EQ(anitalker::features::warm_up(tiny(), cfg), 0);  // this process met these shapes
+  EXPECT_EQ(anitalker::features::warm_up(m, cfg), 11);
+  EXPECT_EQ(anitalker::features::warm_up(m, cfg), 0);  // this model met these shapes
+  EXPECT_EQ(anitalker::features::warm_up(tiny(), cfg), 0);  // the same model, still held
   cfg.window_ms = 200;
-  EXPECT_GT(anitalker::features::warm_up(tiny(), cfg), 0);
+  EXPECT_GT(anitalker::features::warm_up(m, cfg), 0);
   EXPECT_EQ(anitalker::features::warm_up(nullptr, cfg), 0);  // MFCC: nothing to set up
+  const uint64_t id = m->model_id();
+  m.reset();  // the last holder: the next load reads the file again
+  m = tiny();
+  EXPECT_NE(m->model_id(), id);
+  EXPECT_GT(anitalker::features::warm_up(m, cfg), 0);
 }

@@ -179,13 +179,20 @@ TEST(LiaPost, ToUint8ClampsAndTruncates) {
   for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(flat[static_cast<int64_t>(i)].item<int>(), want[i]) << i;
 }
 
-// lia::warm_up: a grey picture and one batch rendered, once per process for
-// each model shape, batch and device.
-TEST(LiaWarmUp, OncePerShapeAndBatch) {
+// lia::warm_up: a grey picture and one batch rendered, once for each model
+// and batch.  A model made again of the same file (an element restarted) is
+// warmed up again: its packed and Winograd-transformed weights are its own.
+// Until 2026-12-07 the key was the model's shape, so a restarted renderer
+// paid that set-up in its first live frames.
+TEST(LiaWarmUp, OncePerModelAndBatch) {
   auto m = model(kMain);
   EXPECT_TRUE(anitalker::lia::warm_up(*m, 1));
   EXPECT_FALSE(anitalker::lia::warm_up(*m, 1));
   EXPECT_TRUE(anitalker::lia::warm_up(*m, 3));
+  const anitalker::lia::Model again(anitalker::StateDict(anitalker::Checkpoint::open(data(kMain.ckpt))),
+                                    c10::Device(c10::kCPU));
+  EXPECT_TRUE(anitalker::lia::warm_up(again, 1));
+  EXPECT_FALSE(anitalker::lia::warm_up(again, 1));
 }
 
 TEST(LiaLoad, SameFileSharesOneModel) {

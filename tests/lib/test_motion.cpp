@@ -715,7 +715,7 @@ TEST(MotionStream, KnownPrefixIsHeld) {
 // motion::warm_up: a throw-away stream on zero features, frame by frame,
 // until the context is full and 3 windows more (23 frames at window 4,
 // context 10, look-ahead 1: windows once 5, 9, 13, 17 and 21 frames are in),
-// once per process for each setting; a real stream's noise is its own.
+// once for each model and setting; a real stream's noise is its own.
 TEST(MotionStream, WarmUpOncePerSetting) {
   auto m = model(Variant::HubertAudioOnly);
   StreamConfig cfg;
@@ -735,6 +735,12 @@ TEST(MotionStream, WarmUpOncePerSetting) {
   EXPECT_EQ(anitalker::motion::warm_up(m, cfg), 0);
   EXPECT_TRUE(at::equal(first_window(), before));
   cfg.window = 5;
+  EXPECT_GT(anitalker::motion::warm_up(m, cfg), 0);
+  // A model loaded again (the last holder gone) is warmed up again.
+  const uint64_t id = m->model_id();
+  m.reset();
+  m = model(Variant::HubertAudioOnly);
+  EXPECT_NE(m->model_id(), id);
   EXPECT_GT(anitalker::motion::warm_up(m, cfg), 0);
 }
 
