@@ -774,10 +774,14 @@ static bool gst_anitalker_bin_set_tail(GstAnitalkerBin* self, bool sr_on, bool p
     GST_OBJECT_LOCK(self);
     const guint detect_every = self->detect_every, parse_every = self->parse_every;
     GST_OBJECT_UNLOCK(self);
+    // gfpgansr warms up as the other children do: not in offline mode (a
+    // whole clip, where its first frame's set-up is paid once anyway).
+    gint mode = GST_ANITALKER_MODE_AUTO;
+    g_object_get(self->motion, "mode", &mode, nullptr);
     g_object_set(self->sr, "model", files.gfpgan.c_str(), "detector", files.detector.c_str(), "parser",
                  files.parser.c_str(), "device", device.c_str(), "precision", precision, "max-batch", max_batch, "latency-recovery", recovery,
                  "max-batch-delay", max_batch_delay, "detect-every", detect_every, "parse-every", parse_every,
-                 nullptr);
+                 "warm-up", (gboolean)(mode != GST_ANITALKER_MODE_OFFLINE), nullptr);
   }
   if (paste_on && self->paste == nullptr) {
     GST_ELEMENT_ERROR(self, CORE, MISSING_PLUGIN, ("paste-back needs the anitalkerpaste element."), (nullptr));

@@ -782,8 +782,26 @@ GST_START_TEST(test_bin_face_sr) {
   g_object_get(sr, "detect-every", &detect_every, "parse-every", &parse_every, nullptr);
   fail_unless_equals_int(detect_every, 3);  // the bin's, passed on
   fail_unless_equals_int(parse_every, 4);
+  gboolean warm = FALSE;
+  g_object_get(sr, "warm-up", &warm, nullptr);
+  fail_unless(warm, "gfpgansr of a bin in auto mode does not warm up");
   gst_object_unref(sr);
   gst_harness_teardown(h);
+
+  // In offline mode the bin's children do not warm up, gfpgansr neither.
+  GstElement* offline = gst_element_factory_make("anitalker", nullptr);
+  gst_util_set_object_arg(G_OBJECT(offline), "mode", "offline");
+  g_object_set(offline, "models-dir", models.c_str(), "portrait", data_path("renderer/monalisa.jpg").c_str(),
+               "face-sr", TRUE, nullptr);
+  fail_unless(gst_element_set_state(offline, GST_STATE_READY) == GST_STATE_CHANGE_SUCCESS);
+  sr = gst_bin_get_by_name(GST_BIN(offline), "sr");
+  fail_unless(sr != nullptr);
+  warm = TRUE;
+  g_object_get(sr, "warm-up", &warm, nullptr);
+  fail_unless(!warm, "gfpgansr of an offline bin warms up");
+  gst_object_unref(sr);
+  gst_element_set_state(offline, GST_STATE_NULL);
+  gst_object_unref(offline);
 }
 GST_END_TEST;
 
