@@ -636,7 +636,8 @@ static gboolean gst_gfpgan_sr_start(GstBaseTransform* trans) {
       GST_ANITALKER_POST_CURRENT_EXCEPTION(self, "Could not run the networks on a grey face (warm-up).", false);
       return FALSE;
     }
-    GST_INFO_OBJECT(self, ran ? "warmed up in %.3f s" : "warmed up before (%.3f s)", (g_get_monotonic_time() - t0) / 1e6);
+    GST_INFO_OBJECT(self, ran ? "warmed up in %.3f s" : "warmed up before (%.3f s)",
+                    (g_get_monotonic_time() - t0) / 1e6);
   }
 
   // max-batch above 1: the process's executor for this model (shared with
