@@ -308,13 +308,6 @@ const at::Tensor& device_constant(const std::string& key, c10::Device device, co
   return it->second;
 }
 
-bool first_warm_up(const std::string& key) {
-  static std::mutex lock;
-  static std::set<std::string> done;
-  std::lock_guard<std::mutex> g(lock);
-  return done.insert(key).second;
-}
-
 uint64_t new_model_id() {
   static std::atomic<uint64_t> next{1};
   return next++;

@@ -13,6 +13,9 @@
 #endif
 #include <functional>
 #include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 
 namespace at {
@@ -94,16 +97,31 @@ size_t device_memory_free(c10::Device device);
 // "12.3 GB", "850 MB": a byte count for messages.
 std::string format_bytes(size_t bytes);
 
-// True the first time a process asks with `key`, false after: the elements'
-// warm-ups (runs on silence or grey pictures at the shapes of a live
-// stream's first windows) are needed once for each model and configuration.
-// Part of what they set up is process-wide (oneDNN's primitive cache, the
-// cached tensor memory above, cuDNN's plans), part is the model's own
-// (PackedConv's weights packed per shape at first use, Winograd's
-// transformed weights), so a key names the model by its model_id(): a model
-// loaded again (an element restarted, a file replaced) is warmed up again.
-// Thread-safe.
-bool first_warm_up(const std::string& key);
+// The warm-ups a model has run (the networks' warm_up(): runs on silence or
+// grey pictures at the shapes of a live stream's first windows): first(key)
+// is true the first time for `key` (a configuration: a window setting, a
+// batch), false after.  Part of what a warm-up sets up is process-wide
+// (oneDNN's primitive cache, the cached tensor memory above, cuDNN's
+// plans), part is the model's own (PackedConv's weights packed per shape at
+// first use, Winograd's transformed weights), so the record is the model's:
+// copies share it, a model loaded again (an element restarted, a file
+// replaced) starts without one and is warmed up again, and a model's record
+// goes with it (a process that rebuilds its pipelines for days keeps none of
+// the old ones).  Thread-safe.
+class WarmUps {
+ public:
+  bool first(const std::string& key) const {
+    std::lock_guard<std::mutex> g(state_->lock);
+    return state_->done.insert(key).second;
+  }
+
+ private:
+  struct State {
+    std::mutex lock;
+    std::set<std::string> done;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+};
 
 // A number no other model of this process has had (from 1), for the
 // networks' model_id(): copies of a model share its weights and its id.

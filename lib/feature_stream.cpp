@@ -196,12 +196,8 @@ Frames Stream::next_hubert(bool final) {
 
 int warm_up(std::shared_ptr<const hubert::Model> model, const StreamConfig& cfg) {
   if (!model) return 0;
-  const hubert::Config& c = model->config();
-  if (!first_warm_up("hubert #" + std::to_string(model->model_id()) + " " + std::to_string(c.hidden) + "/" +
-                     std::to_string(c.layers) + "/" + std::to_string(c.heads) + "/" + std::to_string(c.intermediate) + " window " +
-                     std::to_string(cfg.window_ms) + "/" + std::to_string(cfg.context_ms) + "/" +
-                     std::to_string(cfg.lookahead_ms) + (cfg.cache_context ? " cached " : " ") +
-                     model->device().str()))
+  if (!model->warm_ups().first("window " + std::to_string(cfg.window_ms) + "/" + std::to_string(cfg.context_ms) +
+                                "/" + std::to_string(cfg.lookahead_ms) + (cfg.cache_context ? " cached" : "")))
     return 0;
   Stream s(std::move(model), cfg);
   // The region reaches its full size once `context` of audio has been sent;

@@ -117,7 +117,7 @@ class Stream {
 // every shape the first windows of a live stream give it (each new shape
 // costs a first-call set-up, 2-3x the window's compute on the CPU), so that
 // a live stream's first second does not pay for it.  Once for each model
-// (a model loaded again is warmed again) and setting (first_warm_up,
+// (a model loaded again is warmed again) and setting (WarmUps,
 // lib/device.h).
 // Returns the windows run: 0 when done before, and for MFCC (model null).
 int warm_up(std::shared_ptr<const hubert::Model> model, const StreamConfig& cfg);

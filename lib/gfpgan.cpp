@@ -473,7 +473,7 @@ at::Tensor Model::forward(const at::Tensor& x_in, Noise noise) const {
 }
 
 bool warm_up(const Model& model) {
-  if (!first_warm_up("gfpgan #" + std::to_string(model.model_id()))) return false;
+  if (!model.warm_ups().first("one face")) return false;
   c10::InferenceMode guard;
   const int s = model.size();
   model.forward(at::zeros({1, 3, s, s}, at::TensorOptions().dtype(at::kFloat).device(model.device())), Noise::Stored);

@@ -59,9 +59,10 @@ class Model {
   int style_dim() const { return style_dim_; }  // num_style_feat (512)
   int num_latents() const { return num_latents_; }
   c10::Device device() const { return device_; }
-  // This model's number in the process (new_model_id, device.h): what its
-  // warm-ups are keyed by.
+  // This model's number in the process (new_model_id, device.h).
   uint64_t model_id() const { return id_; }
+  // The warm-ups this model has run (WarmUps, device.h).
+  const WarmUps& warm_ups() const { return warm_ups_; }
   // Whether it runs the device-independent path (a GPU's, or the CPU's with
   // ANITALKER_GENERIC=1 when it was made): a batch of faces is then one
   // pass; on the CPU's own path each face runs alone anyway.
@@ -81,6 +82,7 @@ class Model {
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
   uint64_t id_ = new_model_id();
+  WarmUps warm_ups_;
   at::ScalarType dtype_;
   Precision precision_ = Precision::Fp32;
   bool generic_ = false;
@@ -94,7 +96,7 @@ class Model {
 // set-up: on the CPU oneDNN's primitives and the weights packed, or
 // transformed for Winograd, per convolution (about 2 s of a first face's
 // 3 s at full size on 2 cores); on a GPU its kernels' selection.  Once for
-// each model (first_warm_up, lib/device.h); returns whether it ran.
+// each model (WarmUps, lib/device.h); returns whether it ran.
 bool warm_up(const Model& model);
 
 }  // namespace anitalker::gfpgan

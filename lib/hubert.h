@@ -53,9 +53,10 @@ class Model {
   int num_states() const { return cfg_.layers + 1; }
   int hidden() const { return cfg_.hidden; }
   c10::Device device() const { return device_; }
-  // This model's number in the process (new_model_id, device.h): what its
-  // warm-ups are keyed by.
+  // This model's number in the process (new_model_id, device.h).
   uint64_t model_id() const { return id_; }
+  // The warm-ups this model has run (WarmUps, device.h).
+  const WarmUps& warm_ups() const { return warm_ups_; }
 
   // Zero mean, unit population variance, eps 1e-7 inside the sqrt (spec 1.1).
   static at::Tensor normalize(const at::Tensor& wave);
@@ -110,6 +111,7 @@ class Model {
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
   uint64_t id_ = new_model_id();
+  WarmUps warm_ups_;
   at::ScalarType dtype_;
   Precision precision_ = Precision::Fp32;
   mutable std::once_flag rows_once_;

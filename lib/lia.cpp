@@ -1109,11 +1109,7 @@ void check_call_memory(const Model& model, int64_t frames, const std::string& se
 }
 
 bool warm_up(const Model& model, int64_t batch) {
-  if (!first_warm_up("lia #" + std::to_string(model.model_id()) + " " + std::to_string(model.size()) + "/" +
-                     std::to_string(model.style_dim()) + "/" + std::to_string(model.motion_dim()) + "/" +
-                     std::to_string(model.levels()) + " batch " + std::to_string(batch) + " " +
-                     model.device().str()))
-    return false;
+  if (!model.warm_ups().first("batch " + std::to_string(batch))) return false;
   c10::InferenceMode guard;
   const auto opts = at::TensorOptions().dtype(at::kFloat).device(model.device());
   const Portrait grey = model.encode(at::zeros({1, 3, model.size(), model.size()}, opts));

@@ -79,9 +79,10 @@ class Model {
   // the layer shapes.
   size_t call_bytes(int64_t frames, bool one_batch) const;
   c10::Device device() const { return device_; }
-  // This model's number in the process (new_model_id, device.h): what its
-  // warm-ups are keyed by.
+  // This model's number in the process (new_model_id, device.h).
   uint64_t model_id() const { return id_; }
+  // The warm-ups this model has run (WarmUps, device.h).
+  const WarmUps& warm_ups() const { return warm_ups_; }
   // Keys of the checkpoint that inference does not use (training-only).
   const std::vector<std::string>& unused_keys() const { return unused_; }
 
@@ -151,6 +152,7 @@ class Model {
   at::Tensor q_;
   c10::Device device_;
   uint64_t id_ = new_model_id();
+  WarmUps warm_ups_;
   at::ScalarType dtype_;
   Precision precision_ = Precision::Fp32;
   bool generic_ = false;  // the device-independent path (see the constructor)
@@ -188,7 +190,7 @@ void check_call_memory(const Model& model, int64_t frames, const std::string& se
 // away: the shapes a stream's first frames will have, met before it starts
 // (first-call set-up costs 2-4x a frame).  Once for each model (a model
 // loaded again is warmed again: its packed weights are its own) and batch
-// (first_warm_up, lib/device.h); returns whether it ran.
+// (WarmUps, lib/device.h); returns whether it ran.
 bool warm_up(const Model& model, int64_t batch);
 
 // The renderer shared by the pipelines of a process (issue: many live

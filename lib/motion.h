@@ -90,9 +90,10 @@ class Model {
   int audio_dim() const { return audio_dim_; }  // hubert feature dim H or mfcc dim
   int hubert_layers() const { return hubert_layers_; }
   c10::Device device() const { return device_; }
-  // This model's number in the process (new_model_id, device.h): what its
-  // warm-ups are keyed by.
+  // This model's number in the process (new_model_id, device.h).
   uint64_t model_id() const { return id_; }
+  // The warm-ups this model has run (WarmUps, device.h).
+  const WarmUps& warm_ups() const { return warm_ups_; }
   // Uniform draws of the original's weight initialisation (spec 7 step 2)
   // and the element count of its x_T buffer (step 3).
   int64_t init_draws() const { return init_draws_; }
@@ -145,6 +146,7 @@ class Model {
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
   uint64_t id_ = new_model_id();
+  WarmUps warm_ups_;
   at::ScalarType dtype_;
   Precision precision_ = Precision::Fp32;
   Variant variant_ = Variant::HubertAudioOnly;

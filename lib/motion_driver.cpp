@@ -333,11 +333,8 @@ int64_t window_wait(int64_t per_frame, int window, int lookahead, int64_t next, 
 int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg) {
   c10::InferenceMode guard;
   const Model& m = *model;
-  if (!first_warm_up("motion #" + std::to_string(m.model_id()) + " " + variant_name(m.variant()) + " " +
-                     std::to_string(m.motion_dim()) + "/" + std::to_string(m.start_dim()) + "/" +
-                     std::to_string(m.audio_dim()) + " window " + std::to_string(cfg.window) + "/" +
-                     std::to_string(cfg.context) + "/" + std::to_string(cfg.lookahead) + " steps " +
-                     std::to_string(cfg.steps) + " " + m.device().str()))
+  if (!m.warm_ups().first("window " + std::to_string(cfg.window) + "/" + std::to_string(cfg.context) + "/" +
+                           std::to_string(cfg.lookahead) + " steps " + std::to_string(cfg.steps)))
     return 0;
   const int64_t per = m.hubert() ? 2 : 4;
   const int64_t floats = per * (m.hubert() ? (int64_t)m.hubert_layers() * m.audio_dim() : m.audio_dim());

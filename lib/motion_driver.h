@@ -209,7 +209,7 @@ int64_t window_wait(int64_t per_frame, int window, int lookahead, int64_t next, 
 // more: the network has then met the shapes the first windows of a live
 // stream give it, so that their compute (and the first frame) does not pay
 // for first-call set-up.  Once for each model (a model loaded again is
-// warmed again) and setting (first_warm_up, lib/device.h).  Returns the
+// warmed again) and setting (WarmUps, lib/device.h).  Returns the
 // windows run (0 when done before).
 int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg);
 

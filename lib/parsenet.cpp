@@ -229,7 +229,7 @@ at::Tensor Model::labels(const at::Tensor& x) const { return label_map(x).to(at:
 at::Tensor Model::label_map(const at::Tensor& x) const { return forward(x).argmax(1); }
 
 bool warm_up(const Model& model) {
-  if (!first_warm_up("parsenet #" + std::to_string(model.model_id()))) return false;
+  if (!model.warm_ups().first("512x512")) return false;
   c10::InferenceMode guard;
   model.label_map(at::zeros({1, 3, 512, 512}, at::TensorOptions().dtype(at::kFloat).device(model.device())));
   return true;

@@ -32,9 +32,10 @@ class Model {
   int num_classes() const { return num_classes_; }
   int down_steps() const { return down_steps_; }  // 4 for 512 -> 32
   c10::Device device() const { return device_; }
-  // This model's number in the process (new_model_id, device.h): what its
-  // warm-ups are keyed by.
+  // This model's number in the process (new_model_id, device.h).
   uint64_t model_id() const { return id_; }
+  // The warm-ups this model has run (WarmUps, device.h).
+  const WarmUps& warm_ups() const { return warm_ups_; }
   // Whether it runs the device-independent path (a GPU's, or the CPU's with
   // ANITALKER_GENERIC=1 when it was made: device.h generic_path).
   bool generic() const { return generic_; }
@@ -56,6 +57,7 @@ class Model {
   std::shared_ptr<const Weights> w_;
   c10::Device device_;
   uint64_t id_ = new_model_id();
+  WarmUps warm_ups_;
   at::ScalarType dtype_;
   int num_classes_ = 0, down_steps_ = 0;
   bool generic_ = false;
@@ -66,7 +68,7 @@ class Model {
 // network, thrown away, so that the first real face does not pay its one-off
 // set-up (oneDNN's primitives, weights packed or transformed per
 // convolution: about 1.5 s at full size on 2 cores).  Once for each model
-// (first_warm_up, lib/device.h); returns whether it ran.
+// (WarmUps, lib/device.h); returns whether it ran.
 bool warm_up(const Model& model);
 
 }  // namespace anitalker::parsenet
