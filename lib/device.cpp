@@ -794,30 +794,24 @@ struct PackedConv::Impl {
       std::shared_ptr<Wino> wino;
       if ((type == dt::f32 || wino32) && G == 1 && kh == 3 && kw == 3 && stride[0] == 1 && stride[1] == 1 && ph == pw)
         wino = make_wino(N, x.size(1), H, W, Co, ph, false, c10::nullopt, nhwc);
-      if (!wino && wino32) {
-        if (prims.size() >= 256) prims.clear();
-        prims.emplace(key, nullptr);
-        return nullptr;
-      }
       if (wino) {
         p = std::make_shared<Prim>(
             Prim{dnnl::convolution_forward(), packed_as(wino->weights), {}, {N, Co, Ho, Wo}, wino});
-        if (prims.size() >= 256) prims.clear();
-        prims.emplace(key, p);
-        return p;
+      } else if (!wino32) {  // wino32 without Winograd: nothing (null)
+        const dnnl::memory::desc src({N, x.size(1), H, W}, type, t), dst({N, Co, Ho, Wo}, dt::f32, t),
+            wany(G == 1 ? dnnl::memory::dims{Co, w.size(1), kh, kw}
+                        : dnnl::memory::dims{G, Co / G, w.size(1), kh, kw},
+                 type, tag::any);
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        const dnnl::convolution_forward::primitive_desc pd(
+            dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                            src, wany, dst, {stride[0], stride[1]}, {ph, pw}, {ph, pw}),
+            attr, cpu_engine());
+        if (!reference_only(pd))
+          p = std::make_shared<Prim>(Prim{dnnl::convolution_forward(pd), packed_as(pd.weights_desc()),
+                                          pd.scratchpad_desc(), {N, Co, Ho, Wo}, nullptr});
       }
-      const dnnl::memory::desc src({N, x.size(1), H, W}, type, t), dst({N, Co, Ho, Wo}, dt::f32, t),
-          wany(G == 1 ? dnnl::memory::dims{Co, w.size(1), kh, kw} : dnnl::memory::dims{G, Co / G, w.size(1), kh, kw},
-               type, tag::any);
-      dnnl::primitive_attr attr;
-      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-      const dnnl::convolution_forward::primitive_desc pd(
-          dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
-                                          wany, dst, {stride[0], stride[1]}, {ph, pw}, {ph, pw}),
-          attr, cpu_engine());
-      if (!reference_only(pd))
-        p = std::make_shared<Prim>(Prim{dnnl::convolution_forward(pd), packed_as(pd.weights_desc()),
-                                        pd.scratchpad_desc(), {N, Co, Ho, Wo}, nullptr});
     } catch (const dnnl::error&) {
     }
     if (prims.size() >= 256) prims.clear();

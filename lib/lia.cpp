@@ -377,12 +377,20 @@ at::Tensor run_mod_conv(const ModConv& m, const at::Tensor& x, const at::Tensor&
 // input and the demodulation to the output, around packed weights (the
 // renderer at full size: 256 channels at 64x64 and 128 at 128x128 are not
 // folded, 64 at 256x256 are).
+// What m's convolution takes beyond its input and output as float32
+// Winograd on an H x W image (kernels.h winograd_bytes); 0 where it would
+// not run so (an upsampling, a kernel other than 3x3, a shape it does not
+// take).
+size_t winograd_extra(const ModConv& m, int64_t H, int64_t W) {
+  if (m.upsample || m.w.size(2) != 3 || m.w.size(3) != 3) return 0;
+  return winograd_bytes(m.w.size(1), H, W, m.w.size(0));
+}
+
 bool folds(const ModConv& m, bool cpu, at::ScalarType t, int64_t B, int64_t C, int64_t H, int64_t W) {
   if (m.generic || !cpu || B != 1 || (t != at::kFloat && t != m.low)) return false;
   const int64_t up = m.upsample ? 4 : 1;
   const int64_t y = m.w.size(0) * H * W * up;
-  const bool wino = !m.upsample && m.low == at::kFloat && m.w.size(2) == 3 && m.w.size(3) == 3 &&
-                    m.packed.w.usable() && winograd_bytes(C, H, W, m.w.size(0)) > 0;
+  const bool wino = m.low == at::kFloat && m.packed.w.usable() && winograd_extra(m, H, W) > 0;
   return (wino ? 50 : 1) * m.w.numel() < C * H * W + 2 * y;
 }
 bool fold_pays(const ModConv& m, const at::Tensor& x) {
@@ -741,9 +749,7 @@ Model::Model(const StateDict& all, c10::Device device, at::ScalarType dtype, Pre
     for (int j = 0; j < levels_; ++j) {
       ModConv& c1 = w->convs[2 * j + 1];
       const int64_t r = int64_t{8} << j;
-      if (!c1.upsample && c1.w.size(2) == 3 && c1.w.size(3) == 3 && c1.w.size(1) >= 128 &&
-          winograd_bytes(c1.w.size(1), r, r, c1.w.size(0)) > 0)
-        c1.low = at::kFloat;
+      if (c1.w.size(1) >= 128 && winograd_extra(c1, r, r) > 0) c1.low = at::kFloat;
     }
   }
   for (auto& tf : w->to_flows) generic(tf.conv);
@@ -1071,9 +1077,8 @@ size_t Model::call_bytes(int64_t frames, bool one_batch) const {
     // and the output (the 128x128 level at full size took 99 MB: 107
     // estimated).
     const ModConv& c1 = w.convs[2 * j + 1];
-    if (device_.is_cpu() && !generic_ && c1.low == at::kFloat && !c1.upsample && c1.w.size(2) == 3 &&
-        c1.w.size(3) == 3) {
-      const size_t bytes = winograd_bytes(c1.w.size(1), (int64_t)r, (int64_t)r, c1.w.size(0));
+    if (device_.is_cpu() && !generic_ && c1.low == at::kFloat) {
+      const size_t bytes = winograd_extra(c1, (int64_t)r, (int64_t)r);
       if (bytes > 0) wino = std::max(wino, level + bytes + 2 * c * r * r * elem);
     }
   }
