@@ -191,6 +191,54 @@ void Stream::set_window(int window, int context, int lookahead) {
   cfg_.lookahead = lookahead;
 }
 
+void Stream::set_steps(int steps) {
+  ddim_timesteps(steps);
+  cfg_.steps = steps;
+}
+
+// Whether `steps` DDIM steps have an integer stride over 1000 timesteps
+// (ddim_timesteps's rule, without building the table): the smallest stride
+// that gives at most `steps` gives exactly that many.
+static bool has_stride(int steps) {
+  if (steps < 2) return false;
+  const int k = (1000 + steps - 1) / steps;
+  return (1000 + k - 1) / k == steps;
+}
+
+StepController::StepController(int steps, int min_steps) {
+  ddim_timesteps(steps);
+  ladder_.push_back(steps);
+  if (min_steps <= 0 || min_steps >= steps) return;
+  ddim_timesteps(min_steps);
+  for (int n = steps; n > min_steps;) {
+    int next = std::min(n - 1, n * 7 / 10);
+    // Above 32 not every count has an integer stride: the nearest below.
+    while (next > min_steps && !has_stride(next)) --next;
+    n = std::max(next, min_steps);
+    ladder_.push_back(n);
+  }
+}
+
+int StepController::next(double late_s, double hop_s, double last_compute_s) {
+  const bool late = late_s > hop_s / 2;
+  if (late_s <= 0)
+    ++in_time_;
+  else
+    in_time_ = 0;
+  const bool growing = !have_last_ || late_s >= last_late_s_;
+  last_late_s_ = late_s;
+  have_last_ = true;
+  if (late && growing && last_compute_s >= hop_s / 10 && rung_ + 1 < ladder_.size()) {
+    ++rung_;
+    in_time_ = 0;
+  } else if (in_time_ >= kSettle && rung_ > 0 &&
+             last_compute_s * ladder_[rung_ - 1] / ladder_[rung_] <= hop_s / 2) {
+    --rung_;
+    in_time_ = 0;
+  }
+  return ladder_[rung_];
+}
+
 void Stream::set_codes(const at::Tensor& start, const at::Tensor& direction) {
   if (start.numel() != model_->start_dim())
     throw usage("expected a start code of " + std::to_string(model_->start_dim()) + " values, not " +

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "batcher.h"
 #include "motion.h"
@@ -132,6 +133,11 @@ class Stream {
   // longer than what the stream still holds is cut to it.  Throws
   // Error(Usage) as the constructor.
   void set_window(int window, int context, int lookahead);
+  // DDIM steps from the next window on (StepController's choice; a count the
+  // stride rule cannot meet throws Error(Usage) as the constructor).  The
+  // windows that follow keep their held frames and noise: a step count is
+  // only how finely the same denoising path is walked.
+  void set_steps(int steps);
 
   // The portrait's codes, start (1,S) and direction (1,M); apply from the
   // next window.  Required before the first window.
@@ -203,6 +209,45 @@ class Stream {
 // within `hop` windows), never more than without hops.  Windows of whole
 // hops in phase with them wait for nothing.
 int64_t window_wait(int64_t per_frame, int window, int lookahead, int64_t next, int64_t hop = 0, int64_t origin = 0);
+
+// How many DDIM steps a live stream's next window gets, so that a stream
+// whose windows take longer than real time gives up detail rather than time
+// (anitalkermotion's `min-steps`).  Without it a generator slower than its
+// audio falls behind by the difference at every window, for as long as it
+// runs.  The controller walks a ladder of step counts from `steps` down to
+// `min_steps`, each about 0.7 of the one above (counts the stride rule takes:
+// every one up to 32, the nearest below above that):
+// - down one rung when a window starts more than half a hop after it could
+//   have (`late_s`, against its features' timestamps and upstream's
+//   latency), no earlier than the window before it did (a backlog that
+//   already shrinks is left to drain), and the window's own compute took a
+//   tenth of a hop or more (else fewer steps would not help: the time goes
+//   elsewhere, e.g. a renderer slower than real time);
+// - up one rung after `kSettle` windows in a row that started in time, when
+//   the last window's compute scaled to the rung above stays within half a
+//   hop (HuBERT and the renderer share the cores).
+// Pure arithmetic on what the caller measured: no clock of its own.
+class StepController {
+ public:
+  static constexpr int kSettle = 4;
+  // min_steps 0 (or not below steps): fixed at `steps`.  Throws Error(Usage)
+  // for a `steps` the stride rule cannot meet.
+  StepController(int steps, int min_steps);
+  // The step counts it may choose, from `steps` down.
+  const std::vector<int>& ladder() const { return ladder_; }
+  int steps() const { return ladder_[rung_]; }
+  // The steps for the next window, given how late it starts (seconds; <= 0
+  // in time), its hop (seconds of audio it emits) and the last window's
+  // compute time at steps() (seconds; 0 when unknown).
+  int next(double late_s, double hop_s, double last_compute_s);
+
+ private:
+  std::vector<int> ladder_;
+  size_t rung_ = 0;
+  int in_time_ = 0;
+  double last_late_s_ = 0;
+  bool have_last_ = false;
+};
 
 // Runs a throw-away stream with `cfg` (its own noise) on zero features and
 // codes, frame by frame, until its held context is full and two windows

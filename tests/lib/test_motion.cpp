@@ -564,6 +564,100 @@ TEST(MotionStream, WindowChangesBetweenWindows) {
   EXPECT_THROW(s.set_window(5, -1, 0), anitalker::Error);
 }
 
+// Steps changed between windows (anitalkermotion's min-steps): the windows
+// before the change are the constant-steps stream's, bit for bit; the ones
+// after are another walk of the same denoising path, as close to offline as
+// the fewer steps allow; every frame comes out once.  A count the stride rule
+// cannot meet is refused.
+TEST(MotionStream, StepsChangeBetweenWindows) {
+  auto m = model(Variant::HubertAudioOnly);
+  const at::Tensor feats = synthetic_features(400, m->hubert_layers(), m->audio_dim());  // 200 motion frames
+  const int64_t per = m->hubert_layers() * m->audio_dim();
+  const auto run = [&](bool change) {
+    StreamConfig cfg;
+    cfg.window = 13;
+    cfg.steps = 50;
+    Stream s(m, cfg);
+    s.set_codes(in("start"), in("direction"));
+    std::vector<at::Tensor> out;
+    for (int64_t i = 0; i < 400; i += 26) {
+      s.push(feats.data_ptr<float>() + i * per, std::min<int64_t>(26, 400 - i));
+      while (s.ready(false)) {
+        out.push_back(s.next(false).motion.squeeze(0));
+        if (change && s.emitted() >= 52) s.set_steps(10);
+      }
+    }
+    while (s.ready(true)) out.push_back(s.next(true).motion.squeeze(0));
+    EXPECT_EQ(s.config().steps, change ? 10 : 50);
+    EXPECT_THROW(s.set_steps(37), anitalker::Error);
+    EXPECT_THROW(s.set_steps(1), anitalker::Error);
+    return at::cat(out, 0);
+  };
+  const at::Tensor fifty = run(false), changed = run(true);
+  ASSERT_EQ(fifty.size(0), 200);
+  ASSERT_EQ(changed.size(0), 200);
+  EXPECT_TRUE(at::equal(changed.narrow(0, 0, 52), fifty.narrow(0, 0, 52)));
+  const double after = (changed.narrow(0, 52, 148) - fifty.narrow(0, 52, 148)).abs().mean().item<double>();
+  std::printf("50 -> 10 steps from frame 52: mean abs distance from 50 steps after it %.4f\n", after);
+  EXPECT_GT(after, 0.0);
+  // 10 steps offline lie 0.0036 from 50 (FewerStepsWithinBalancedWindowing);
+  // a window of 10 steps among the held frames of 50-step ones no further.
+  EXPECT_LE(after, 0.0075);
+}
+
+// The ladder of StepController and its decisions (docs/elements.md
+// "Falling behind: min-steps").
+TEST(StepController, Ladder) {
+  using anitalker::motion::StepController;
+  EXPECT_EQ(StepController(50, 10).ladder(), (std::vector<int>{50, 35, 24, 16, 11, 10}));
+  EXPECT_EQ(StepController(50, 6).ladder(), (std::vector<int>{50, 35, 24, 16, 11, 7, 6}));
+  EXPECT_EQ(StepController(10, 6).ladder(), (std::vector<int>{10, 7, 6}));
+  EXPECT_EQ(StepController(3, 2).ladder(), (std::vector<int>{3, 2}));
+  // 100 * 0.7 = 70 has no integer stride: 67, the nearest count below.
+  const std::vector<int> hundred = StepController(100, 6).ladder();
+  EXPECT_EQ(hundred, (std::vector<int>{100, 67, 46, 32, 22, 15, 10, 7, 6}));
+  for (int n : hundred) EXPECT_NO_THROW(anitalker::motion::ddim_timesteps(n)) << n;
+  // Off: min-steps 0 or not below steps.
+  EXPECT_EQ(StepController(50, 0).ladder(), (std::vector<int>{50}));
+  EXPECT_EQ(StepController(10, 50).ladder(), (std::vector<int>{10}));
+  EXPECT_THROW(StepController(37, 0), anitalker::Error);
+  EXPECT_THROW(StepController(50, 37), anitalker::Error);
+}
+
+TEST(StepController, DownWhenFallingBehindUpWhenItFits) {
+  using anitalker::motion::StepController;
+  const double hop = 0.52;
+  StepController c(50, 10);
+  // In time: stays.
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(c.next(-0.05, hop, 0.35), 50);
+  // Late by less than half a hop: stays.
+  EXPECT_EQ(c.next(0.2, hop, 0.35), 50);
+  // Late by more, and later than the window before: one rung a window.
+  EXPECT_EQ(c.next(0.3, hop, 0.35), 35);
+  EXPECT_EQ(c.next(0.4, hop, 0.25), 24);
+  // Still late but catching up: the backlog drains at this rung.
+  EXPECT_EQ(c.next(0.35, hop, 0.17), 24);
+  EXPECT_EQ(c.next(0.28, hop, 0.17), 24);
+  EXPECT_EQ(c.next(0.1, hop, 0.17), 24);
+  // In time for kSettle windows, and 35 steps would take 0.17 * 35 / 24 =
+  // 0.25 s <= half a hop: up one rung, then settle again.
+  for (int i = 0; i < StepController::kSettle - 1; ++i) EXPECT_EQ(c.next(-0.02, hop, 0.17), 24);
+  EXPECT_EQ(c.next(-0.02, hop, 0.17), 35);
+  // At 35 a window takes 0.25 s: 50 would take 0.36 > 0.26: stays at 35.
+  for (int i = 0; i < 3 * StepController::kSettle; ++i) EXPECT_EQ(c.next(-0.02, hop, 0.25), 35);
+  // Late, but the window's own compute is a small part of the hop (the time
+  // goes elsewhere: fewer steps would not help): stays.
+  EXPECT_EQ(c.next(0.5, hop, 0.05), 35);
+  EXPECT_EQ(c.next(0.9, hop, 0.05), 35);
+  // Never below min-steps.
+  StepController low(50, 10);
+  for (int i = 0; i < 20; ++i) low.next(0.3 + i, hop, 0.5);
+  EXPECT_EQ(low.steps(), 10);
+  // Off: whatever happens, the configured steps.
+  StepController off(50, 0);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(off.next(0.3 + i, hop, 0.5), 50);
+}
+
 // The windows of several streams through one executor (anitalkermotion's
 // max-batch): the same-shape windows of a call run as one batch where the
 // model's runs are batch-exact on this machine (AVX-512 kernels; else one
