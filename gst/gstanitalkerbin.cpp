@@ -253,6 +253,7 @@ static const struct {
   Child child;
 } kForwarded[] = {
     {"steps", MOTION},
+    {"min-steps", MOTION},
     {"seed", MOTION},
     {"control", MOTION},
     {"pose-yaw", MOTION},

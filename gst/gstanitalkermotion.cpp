@@ -61,6 +61,19 @@
  * In `auto` mode (the default) the element streams when upstream reports a
  * live source in the LATENCY query and works offline otherwise.
  *
+ * Streaming from a live source, a window that starts later than its
+ * features' timestamps and upstream's latency allow means the generator is
+ * slower than real time here; left so, it would fall further behind at
+ * every window, for as long as the stream runs.  With
+ * #GstAnitalkerMotion:min-steps (10 by default) the element then gives its
+ * next windows fewer DDIM steps, down to that count, and goes back up once
+ * it is in time again and the larger count fits (docs/elements.md "Falling
+ * behind").  Each change posts an "anitalker-motion-steps" element message
+ * (`steps`, `previous`, `configured`, `frame`: the first frame with the new
+ * count, `late`: nanoseconds the window started late); the first
+ * step down of a stream is also a WARNING.  Offline, and from a source that
+ * is not live, every window has #GstAnitalkerMotion:steps.
+ *
  * FLUSH_STOP drops the features not yet used.  A SEGMENT (without a flush:
  * concat, a playlist), and in streaming mode a DISCONT buffer or a GAP
  * event, first finishes the stream so far (as at EOS), then starts anew;
@@ -86,6 +99,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -120,6 +134,7 @@ enum {
   PROP_FACE_LOCATION,
   PROP_FACE_SCALE,
   PROP_POST_MESSAGES,
+  PROP_MIN_STEPS,
 };
 
 // auto, then the released variants (gst_anitalker_variant_get_type() takes
@@ -182,6 +197,12 @@ struct MotionState {
   // Under `lock`: streaming, the first motion frame of the next window (for
   // the LATENCY answer, from any thread).
   gint64 next_window = 0;
+
+  // Streaming thread only: the steps of live windows (min-steps), the last
+  // window's compute time, whether this stream has warned of falling behind.
+  std::unique_ptr<motion::StepController> steps;
+  double last_compute_s = 0;
+  bool warned = false;
 };
 
 // Feature frames a second: HuBERT's 50, MFCC's 100.
@@ -202,6 +223,7 @@ struct _GstAnitalkerMotion {
   gchar* pose_file;
   gfloat location, scale;
   gboolean post_messages;
+  guint min_steps;
 
   MotionState* state;
 };
@@ -234,6 +256,7 @@ G_DEFINE_TYPE(GstAnitalkerMotion, gst_anitalker_motion, GST_TYPE_ANITALKER_ELEME
 GST_ELEMENT_REGISTER_DEFINE(anitalkermotion, "anitalkermotion", GST_RANK_NONE, GST_TYPE_ANITALKER_MOTION);
 
 static void gst_anitalker_motion_flush(GstAnitalkerElement* element);
+static GstClockTime gst_anitalker_motion_latency(GstAnitalkerElement* element, gboolean streaming);
 
 // The streaming windows, in motion frames of 40 ms.
 static const GstAnitalkerWindowSpec kWindows = {
@@ -259,13 +282,17 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
   motion::StreamConfig cfg;
   cfg.steps = (int)self->steps;
   cfg.seed = self->seed;
+  const int min_steps = (int)self->min_steps;
   GST_OBJECT_UNLOCK(self);
   gst_anitalker_element_windows(element, &cfg.window, &cfg.context, &cfg.lookahead);
 
   std::shared_ptr<const motion::Model> model;
   at::Tensor pose_file;
+  std::unique_ptr<motion::StepController> steps;
   if (!GST_ANITALKER_TRY(self, gst_anitalker_printf("steps=%d cannot be used.", cfg.steps), false,
                          motion::ddim_timesteps(cfg.steps)) ||
+      !GST_ANITALKER_TRY(self, gst_anitalker_printf("min-steps=%d cannot be used.", min_steps), false,
+                         steps = std::make_unique<motion::StepController>(cfg.steps, min_steps)) ||
       !gst_anitalker_element_load(element, checkpoint, "checkpoint", "the stage-2 checkpoint",
                                   {anitalker::Precision::Fp32, anitalker::Precision::Bf16}, "the motion generator",
                                   [&](c10::Device device, anitalker::Precision precision) {
@@ -296,6 +323,10 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
   st->stream = std::make_unique<motion::Stream>(model, cfg);
   st->stream->set_executor(std::move(shared));
   st->next_window = 0;
+  GST_DEBUG_OBJECT(self, "live windows: %zu step counts from %d", steps->ladder().size(), cfg.steps);
+  st->steps = std::move(steps);
+  st->last_compute_s = 0;
+  st->warned = false;
   return TRUE;
 }
 
@@ -319,6 +350,7 @@ static void gst_anitalker_motion_stop(GstAnitalkerElement* element) {
   MotionState* st = GST_ANITALKER_MOTION(element)->state;
   GstAnitalkerLocked lock(&st->lock);
   st->stream.reset();
+  st->steps.reset();
   st->model.reset();
   st->codes.reset();
   st->pose_file = at::Tensor();
@@ -477,6 +509,67 @@ static GstFlowReturn gst_anitalker_motion_generate_offline(GstAnitalkerMotion* s
   return gst_anitalker_motion_push(self, g, controls.control, FRAMES_PER_BUFFER);
 }
 
+// How late the next window of `stream` starts, in seconds (<= 0: in time):
+// the running time now against when its features were due (the window's
+// first frame's running time + upstream's minimum latency + what the element
+// waits for a window, its `latency`).  NaN without a clock, a live upstream
+// or timestamps.
+static double gst_anitalker_motion_late_s(GstAnitalkerMotion* self, const motion::Stream& stream) {
+  GstAnitalkerElement* element = GST_ANITALKER_ELEMENT(self);
+  if (!GST_CLOCK_TIME_IS_VALID(element->t0)) return NAN;
+  GstClock* clock = gst_element_get_clock(GST_ELEMENT_CAST(self));
+  if (clock == nullptr) return NAN;
+  const GstClockTime now = gst_clock_get_time(clock);
+  gst_object_unref(clock);
+  const GstClockTime base = gst_element_get_base_time(GST_ELEMENT_CAST(self));
+  const GstClockTime first = gst_segment_to_running_time(
+      &element->segment, GST_FORMAT_TIME, element->t0 + gst_util_uint64_scale((guint64)stream.emitted(), GST_SECOND, FPS));
+  if (!GST_CLOCK_TIME_IS_VALID(now) || !GST_CLOCK_TIME_IS_VALID(base) || !GST_CLOCK_TIME_IS_VALID(first) || now < base)
+    return NAN;
+  gboolean live = FALSE;
+  GstClockTime upstream = 0;
+  GstQuery* q = gst_query_new_latency();
+  if (gst_pad_peer_query(element->sinkpad, q)) gst_query_parse_latency(q, &live, &upstream, nullptr);
+  gst_query_unref(q);
+  if (!live || !GST_CLOCK_TIME_IS_VALID(upstream)) return NAN;
+  const GstClockTime due = first + upstream + gst_anitalker_motion_latency(element, TRUE);
+  return ((double)(now - base) - (double)due) / GST_SECOND;
+}
+
+// Live streaming with min-steps: the steps of the next window
+// (motion::StepController), posted and logged when they change.
+static void gst_anitalker_motion_adapt_steps(GstAnitalkerMotion* self, motion::Stream* stream) {
+  MotionState* st = self->state;
+  if (!st->steps || st->steps->ladder().size() < 2) return;
+  const double late = gst_anitalker_motion_late_s(self, *stream);
+  if (std::isnan(late)) return;
+  const int before = st->steps->steps();
+  const int after = st->steps->next(late, (double)stream->config().window / FPS, st->last_compute_s);
+  if (after == before) return;
+  stream->set_steps(after);
+  const int configured = st->steps->ladder().front();
+  const gint64 late_ns = (gint64)(late * GST_SECOND);
+  GST_INFO_OBJECT(self, "from frame %" G_GINT64_FORMAT ": %d DDIM steps instead of %d (window %.3f s late, the last "
+                  "took %.3f s)", stream->emitted(), after, before, late, st->last_compute_s);
+  if (after < before && !st->warned) {
+    st->warned = true;
+    GST_ELEMENT_WARNING(self, STREAM, FAILED,
+                        ("The motion generator is slower than real time: %d DDIM steps a window instead of %d from "
+                         "now on, fewer if it stays behind (min-steps %d).",
+                         after, configured, st->steps->ladder().back()),
+                        ("window of frame %" G_GINT64_FORMAT " started %.3f s late; the last window took %.3f s for "
+                         "%.3f s of audio",
+                         stream->emitted(), late, st->last_compute_s, (double)stream->config().window / FPS));
+  }
+  gst_element_post_message(
+      GST_ELEMENT_CAST(self),
+      gst_message_new_element(GST_OBJECT_CAST(self),
+                              gst_structure_new("anitalker-motion-steps", "steps", G_TYPE_INT, after, "previous",
+                                                G_TYPE_INT, before, "configured", G_TYPE_INT, configured, "frame",
+                                                G_TYPE_UINT64, (guint64)stream->emitted(), "late", G_TYPE_INT64,
+                                                late_ns, nullptr)));
+}
+
 // Streaming: every window that is ready (all that remain when `final`).
 static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* self, motion::Stream* stream,
                                                            bool final) {
@@ -494,12 +587,14 @@ static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* s
   while (stream->ready(final)) {
     motion::Controls controls;
     if (!gst_anitalker_motion_prepare(self, stream, &controls)) return GST_FLOW_ERROR;
+    if (!final) gst_anitalker_motion_adapt_steps(self, stream);
     motion::Generated g;
     const gint64 t0 = g_get_monotonic_time();
     {
       c10::InferenceMode guard;
       g = stream->next(final);
     }
+    st->last_compute_s = (g_get_monotonic_time() - t0) / 1e6;
     // The window's compute time is part of the latency we add.
     if (!final) gst_anitalker_element_add_compute(element, t0);
     GST_LOG_OBJECT(self, "window: frames %" G_GINT64_FORMAT " .. %" G_GINT64_FORMAT, stream->emitted() - g.motion.size(1),
@@ -545,6 +640,7 @@ static void gst_anitalker_motion_flush(GstAnitalkerElement* element) {
     GST_DEBUG_OBJECT(element, "dropping %" G_GINT64_FORMAT " feature frames", st->stream->held_features());
     st->stream->reset();
   }
+  st->warned = false;  // a new stream warns again (the steps stay where the machine's speed put them)
   GstAnitalkerLocked lock(&st->lock);
   st->next_window = 0;
 }
@@ -676,6 +772,27 @@ static void gst_anitalker_motion_class_init(GstAnitalkerMotionClass* klass) {
                             "others are refused at start naming the nearest",
                             2, 1000, 50, ready),
           FIELD(steps));
+
+  /**
+   * GstAnitalkerMotion:min-steps:
+   *
+   * Streaming from a live source: the fewest DDIM steps a window may get
+   * when the element falls behind real time (a window that starts later
+   * than its features' timestamps and upstream's latency allow).  It then
+   * steps down from #GstAnitalkerMotion:steps about 0.7x a window while it
+   * stays behind, and back up once in time when the larger count fits in
+   * half a window's audio.  10 steps lie within this project's documented
+   * bound for live use (docs/elements.md "Steps and the live presets").
+   * 0, or a count not below `steps`: always `steps`.  Must be a count
+   * `steps` may be.
+   */
+  gst_anitalker_install_property(gobject_class, PROP_MIN_STEPS,
+          gst_anitalker_param_spec_uint("min-steps", "Fewest steps",
+                            "Live streaming: the fewest DDIM steps a window may get while the element is slower "
+                            "than real time, stepping down from steps and back up when in time again; 0 = always "
+                            "steps (default: 10)",
+                            0, 1000, 10, ready),
+          FIELD(min_steps));
 
   /**
    * GstAnitalkerMotion:seed:

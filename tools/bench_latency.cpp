@@ -53,6 +53,8 @@ struct Result {
   double av_offset = 0;  // worst video-behind-audio at synchronised sinks: max(0, out delay - configured), s
   bool retried = false;  // failed --check and was run again (--retries)
   double start = 0;      // NULL -> PLAYING: the elements' loads and warm-ups, s
+  // anitalkermotion's steps (min-steps): changes, the fewest and the last.
+  int step_changes = 0, fewest_steps = 0, last_steps = 0;
 };
 
 Result run_preset(const std::string& preset, long long seconds, const live_probe::Chain& chain) {
@@ -75,8 +77,23 @@ Result run_preset(const std::string& preset, long long seconds, const live_probe
   const double start = (g_get_monotonic_time() - t_start) / 1e6;
   if (playing) configured = live_probe::query_latency(GST_OBJECT(pipe));
   GstBus* bus = gst_element_get_bus(pipe);
-  GstMessage* msg =
-      gst_bus_timed_pop_filtered(bus, GST_CLOCK_TIME_NONE, (GstMessageType)(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  Result r;
+  r.fewest_steps = r.last_steps = chain.steps;
+  GstMessage* msg;
+  // The motion generator's step changes, until the end or an error.
+  while (GST_MESSAGE_TYPE(msg = gst_bus_timed_pop_filtered(
+                              bus, GST_CLOCK_TIME_NONE,
+                              (GstMessageType)(GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_ELEMENT))) ==
+         GST_MESSAGE_ELEMENT) {
+    const GstStructure* s = gst_message_get_structure(msg);
+    int steps = 0;
+    if (gst_structure_has_name(s, "anitalker-motion-steps") && gst_structure_get_int(s, "steps", &steps)) {
+      r.step_changes++;
+      r.last_steps = steps;
+      r.fewest_steps = std::min(r.fewest_steps, steps);
+    }
+    gst_message_unref(msg);
+  }
   std::string error;
   if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
     GError* e = nullptr;
@@ -88,7 +105,6 @@ Result run_preset(const std::string& preset, long long seconds, const live_probe
   }
   gst_message_unref(msg);
   gst_object_unref(bus);
-  Result r;
   r.preset = preset;
   r.start = start;
   r.configured = std::max(configured, live_probe::query_latency(GST_OBJECT(pipe)));
@@ -373,15 +389,22 @@ int bench_latency(int argc, char** argv) {
     std::printf("latency: %s%s, %s, %d steps, %lld s of live audio per preset, device %s, %s; %s\n", models.c_str(),
                 stand_in ? " (stand-in 32x32 renderer)" : "", variant.c_str(), steps, seconds, device.c_str(),
                 chain.precision.c_str(), anitalker::torch_info().c_str());
-    std::printf("%-9s %9s %9s %9s %9s %9s %9s %9s %6s %9s %9s %9s %8s\n", "preset", "reported", "config", "first", "p50",
-                "p95", "max", "max/rep", "late", "frames", "A/V max", "ms/min", "start");
+    std::printf("%-9s %9s %9s %9s %9s %9s %9s %9s %6s %9s %9s %9s %8s %10s\n", "preset", "reported", "config", "first",
+                "p50", "p95", "max", "max/rep", "late", "frames", "A/V max", "ms/min", "start", "steps");
     bool ok = true;
     for (const Result& r : results) {
       if (!r.retried && !passes(r)) ok = false;
-      std::printf("%-9s %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %9.2f %6lld %4lld/%-4lld %8.3fs %9.2f %7.2fs%s%s\n",
+      // steps: the configured count, or the fewest and the last with the
+      // number of changes (anitalkermotion's min-steps at work).
+      const std::string steps = r.step_changes == 0 ? std::to_string(chain.steps)
+                                                    : std::to_string(r.fewest_steps) + "-" +
+                                                          std::to_string(r.last_steps) + " x" +
+                                                          std::to_string(r.step_changes);
+      std::printf("%-9s %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %9.2f %6lld %4lld/%-4lld %8.3fs %9.2f %7.2fs %10s%s%s\n",
                   r.preset.c_str(), r.reported, r.configured, r.first, r.p50, r.p95, r.max,
                   r.reported > 0 ? r.max / r.reported : 0.0, r.late, r.frames, r.expected, r.av_offset, r.trend, r.start,
-                  r.monotonic ? "" : " (timestamps not increasing)", r.retried ? " (failed; run again)" : "");
+                  steps.c_str(), r.monotonic ? "" : " (timestamps not increasing)",
+                  r.retried ? " (failed; run again)" : "");
     }
     if (check && !ok) {
       std::fprintf(stderr,

@@ -103,6 +103,8 @@ struct Chain {
               variant = "hubert_audio_only", device = "cpu", precision = "fp32",
               stage1;  // stage1: an override, or empty
   int steps = 10;
+  // anitalkermotion's min-steps (the bin's default: 10).
+  int min_steps = 10;
   // The renderer's num-threads (0: as the others').
   int render_threads = 0;
   // The renderer's max-batch and max-batch-delay (us): above 1, the
@@ -125,6 +127,9 @@ inline void chain_options(cli::Options& o, Chain* c, bool device = true) {
            {"hubert_audio_only", "hubert_pose_only", "hubert_full_control", "mfcc_pose_only", "mfcc_full_control"},
            "the stage-2 variant");
   o.integer("steps", &c->steps, 2, 1000, "N", "DDIM steps; N must be ceil(1000 / k) for an integer k");
+  o.integer("min-steps", &c->min_steps, 0, 1000, "N",
+            "the fewest DDIM steps the motion generator may drop to while it is slower than real time (the bin's "
+            "min-steps; 0: always --steps)");
   if (device) {
     o.device(&c->device);
     o.precision(&c->precision,
@@ -152,7 +157,8 @@ inline GstElement* live_pipeline(long long buffers, const std::string& preset, c
       " ! fakesink sync=true");
   GstElement* talk = gst_bin_get_by_name(GST_BIN(pipe), "talk");
   gst_util_set_object_arg(G_OBJECT(talk), "variant", c.variant.c_str());
-  g_object_set(talk, "models-dir", c.models.c_str(), "portrait", c.portrait.c_str(), "steps", (guint)c.steps, "seed",
+  g_object_set(talk, "models-dir", c.models.c_str(), "portrait", c.portrait.c_str(), "steps", (guint)c.steps,
+               "min-steps", (guint)c.min_steps, "seed",
                seed, "device", c.device.c_str(), nullptr);
   if (!c.stage1.empty()) g_object_set(talk, "stage1", c.stage1.c_str(), nullptr);
   if (c.face_sr) g_object_set(talk, "face-sr", TRUE, nullptr);

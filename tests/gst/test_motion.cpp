@@ -13,6 +13,7 @@
 #include <gst/check/gstharness.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -469,6 +470,100 @@ GST_START_TEST(test_latency) {
 }
 GST_END_TEST;
 
+// Live, behind real time (a test clock set past when each window's features
+// were due): with min-steps the windows step down the ladder (50, 35, 24,
+// 16, 11, 10 for min-steps 10), one rung a window while the lateness grows,
+// with an "anitalker-motion-steps" message each and one WARNING; in time
+// again, and the rung above fitting in half a hop, they step back up.  The
+// timestamps go on without a gap, the frames before the first change are
+// those of fixed steps, the ones after are not.  With min-steps 0 the same
+// schedule gives the fixed steps' frames and no message.
+struct StepsRun {
+  Output out;
+  std::vector<std::array<int, 3>> changes;  // steps, previous, configured
+  std::vector<guint64> frames;              // the first frame of each change
+  int warnings = 0;
+};
+static StepsRun run_behind(guint min_steps) {
+  const std::string type = "hubert_audio_only";
+  GstHarness* h = new_harness(type, "streaming", [min_steps](GstElement* e) {
+    g_object_set(e, "window", 1u, "context", 5u, "steps", 50u, "min-steps", min_steps, nullptr);
+  });
+  gst_harness_use_testclock(h);
+  gst_element_set_base_time(h->element, 0);
+  gst_harness_set_upstream_latency(h, 40 * GST_MSECOND);  // one buffer of 2 feature frames
+  const at::Tensor f = frames(type);
+  // A window (one motion frame, 40 ms) is due when its buffer has arrived:
+  // its first frame's time + upstream's 40 ms + the element's 20 ms.
+  // The clock only goes forward: after the late windows it stands still
+  // until the windows' due times pass it (the backlog drains).
+  GstClockTime now = 0;
+  const auto window = [&](int k, GstClockTime late) {
+    now = std::max(now, frame_time(k, 25) + 60 * GST_MSECOND + late);
+    fail_unless(gst_harness_set_time(h, now));
+    push_frames(h, f, 2 * k, 2 * k + 2, 2, 50);
+  };
+  int k = 0;
+  for (; k < 5; ++k) window(k, 0);                                   // in time
+  for (int j = 1; j <= 8; ++j, ++k) window(k, j * 100 * GST_MSECOND);  // later and later: 0.8 s at frame 12
+  for (; k < 50; ++k) window(k, 0);  // less and less late, in time from frame 32
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  StepsRun r;
+  r.out = pull_all(h);
+  GstBus* bus = gst_element_get_bus(h->element);
+  while (GstMessage* m = gst_bus_pop(bus)) {
+    const GstStructure* s = gst_message_get_structure(m);
+    if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_WARNING) r.warnings++;
+    if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ELEMENT && gst_structure_has_name(s, "anitalker-motion-steps")) {
+      std::array<int, 3> c{};
+      guint64 frame = 0;
+      gint64 late = 0;
+      fail_unless(gst_structure_get(s, "steps", G_TYPE_INT, &c[0], "previous", G_TYPE_INT, &c[1], "configured",
+                                    G_TYPE_INT, &c[2], "frame", G_TYPE_UINT64, &frame, "late", G_TYPE_INT64, &late,
+                                    nullptr));
+      if (c[0] < c[1]) fail_unless(late > 20 * GST_MSECOND, "stepped down %" G_GINT64_FORMAT " ns late", late);
+      r.changes.push_back(c);
+      r.frames.push_back(frame);
+    }
+    gst_message_unref(m);
+  }
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+  return r;
+}
+
+GST_START_TEST(test_min_steps_when_behind) {
+  const StepsRun fixed = run_behind(0), adapted = run_behind(10);
+  fail_unless_equals_int(fixed.out.frames(), kT);
+  fail_unless_equals_int(adapted.out.frames(), kT);  // pull_all checked PTS, durations and offsets
+  fail_unless(fixed.changes.empty() && fixed.warnings == 0);
+  std::string seen;
+  for (size_t i = 0; i < adapted.changes.size(); ++i)
+    seen += (i ? ", " : "") + std::to_string(adapted.changes[i][1]) + "->" + std::to_string(adapted.changes[i][0]) +
+            " at " + std::to_string(adapted.frames[i]);
+  std::printf("min-steps 10, 8 windows later and later: %s\n", seen.c_str());
+  // Down from the first window more than half a hop late (frame 5), then one
+  // rung a window while it grows: 35, 24, 16, 11, 10, 10 ...
+  fail_unless(adapted.changes.size() >= 6, "%s", seen.c_str());
+  const int down[] = {35, 24, 16, 11, 10};
+  for (int i = 0; i < 5; ++i) {
+    fail_unless_equals_int(adapted.changes[i][0], down[i]);
+    fail_unless_equals_int(adapted.changes[i][2], 50);
+    fail_unless_equals_uint64(adapted.frames[i], 5 + (guint64)i);
+  }
+  fail_unless_equals_int(adapted.warnings, 1);
+  // No step down while the backlog drains (frames 13-31, later than half a
+  // hop but less late each time); up again after kSettle windows in time
+  // (frames 32-35; the tiny model's windows fit).
+  fail_unless(adapted.changes[5][0] > adapted.changes[5][1], "%s", seen.c_str());
+  fail_unless_equals_uint64(adapted.frames[5], 32 + (guint64)anitalker::motion::StepController::kSettle - 1);
+  const size_t first = 5 * kDims;
+  fail_unless(std::equal(adapted.out.motion.begin(), adapted.out.motion.begin() + first, fixed.out.motion.begin()));
+  fail_unless(!std::equal(adapted.out.motion.begin() + first, adapted.out.motion.begin() + first + kDims,
+                          fixed.out.motion.begin() + first));
+}
+GST_END_TEST;
+
 // Upstream that sends its features in hops (hubertenc's answer to the hop
 // query): 6 frames from frame 0; the harness answers the rest.
 static GstPadQueryFunction harness_query = nullptr;
@@ -856,6 +951,15 @@ GST_START_TEST(test_missing_checkpoint) {
   err = checkutil::pop_message(bus, GST_MESSAGE_ERROR, &debug);
   fail_unless(strstr(err->message, "steps=600") != nullptr, "%s", err->message);
   fail_unless(strstr(debug, "the nearest are 500 or 1000") != nullptr, "%s", debug);
+  g_error_free(err);
+  g_free(debug);
+  // a min-steps below steps that the rule cannot meet either (one not below
+  // steps turns the adaptation off and is not checked)
+  g_object_set(e, "steps", 50u, "min-steps", 37u, nullptr);
+  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  err = checkutil::pop_message(bus, GST_MESSAGE_ERROR, &debug);
+  fail_unless(strstr(err->message, "min-steps=37") != nullptr, "%s", err->message);
+  fail_unless(strstr(debug, "the nearest are 36 or 38") != nullptr, "%s", debug);
   g_error_free(err);
   g_free(debug);
   gst_element_set_state(e, GST_STATE_NULL);
@@ -1296,7 +1400,21 @@ GST_START_TEST(test_properties) {
   fail_unless(!control && !post);
   GParamSpec* p = g_object_class_find_property(G_OBJECT_GET_CLASS(e), "pose-yaw");
   fail_unless(p->flags & GST_PARAM_CONTROLLABLE);
+  guint min_steps = 0;
+  g_object_get(e, "min-steps", &min_steps, nullptr);
+  fail_unless_equals_int(min_steps, 10);
   gst_object_unref(e);
+  // The bin forwards it, with the element's default.
+  GstElement* bin = gst_element_factory_make("anitalker", nullptr);
+  fail_unless(bin != nullptr);
+  g_object_get(bin, "min-steps", &min_steps, nullptr);
+  fail_unless_equals_int(min_steps, 10);
+  g_object_set(bin, "min-steps", 6u, nullptr);
+  GstElement* motion = gst_bin_get_by_name(GST_BIN(bin), "motion");
+  g_object_get(motion, "min-steps", &min_steps, nullptr);
+  fail_unless_equals_int(min_steps, 6);
+  gst_object_unref(motion);
+  gst_object_unref(bin);
 }
 GST_END_TEST;
 
@@ -1318,6 +1436,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_streaming_windows);
   tcase_add_test(tc, test_latency);
   tcase_add_test(tc, test_latency_with_hops);
+  tcase_add_test(tc, test_min_steps_when_behind);
   tcase_add_test(tc, test_bin_latency_presets);
   tcase_add_test(tc, test_shared_executor);
   tcase_add_test(tc, test_property_change_while_playing);
