@@ -72,7 +72,10 @@
  * (`steps`, `previous`, `configured`, `frame`: the first frame with the new
  * count, `late`: nanoseconds the window started late); the first
  * step down of a stream is also a WARNING.  Offline, and from a source that
- * is not live, every window has #GstAnitalkerMotion:steps.
+ * is not live, every window has #GstAnitalkerMotion:steps.  A live window
+ * that starts more than 2 s late with no fewer steps left to take (at
+ * min-steps, or with it 0) is a stream that falls further behind: a WARNING
+ * says so, once a stream.
  *
  * FLUSH_STOP drops the features not yet used.  A SEGMENT (without a flush:
  * concat, a playlist), and in streaming mode a DISCONT buffer or a GAP
@@ -202,7 +205,8 @@ struct MotionState {
   // window's compute time, whether this stream has warned of falling behind.
   std::unique_ptr<motion::StepController> steps;
   double last_compute_s = 0;
-  bool warned = false;
+  bool warned = false;         // the first step down
+  bool warned_behind = false;  // far behind at the fewest steps
 };
 
 // Feature frames a second: HuBERT's 50, MFCC's 100.
@@ -326,7 +330,7 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
   GST_DEBUG_OBJECT(self, "live windows: %zu step counts from %d", steps->ladder().size(), cfg.steps);
   st->steps = std::move(steps);
   st->last_compute_s = 0;
-  st->warned = false;
+  st->warned = st->warned_behind = false;
   return TRUE;
 }
 
@@ -536,15 +540,35 @@ static double gst_anitalker_motion_late_s(GstAnitalkerMotion* self, const motion
   return ((double)(now - base) - (double)due) / GST_SECOND;
 }
 
-// Live streaming with min-steps: the steps of the next window
-// (motion::StepController), posted and logged when they change.
+// A live window this late, with no fewer steps left to take, is a stream
+// that falls further behind: warned of once a stream.
+#define BEHIND_WARNING_S 2.0
+
+// Live streaming: the steps of the next window with min-steps
+// (motion::StepController), posted and logged when they change; a WARNING
+// when the stream is far behind with no fewer steps to take.
 static void gst_anitalker_motion_adapt_steps(GstAnitalkerMotion* self, motion::Stream* stream) {
   MotionState* st = self->state;
-  if (!st->steps || st->steps->ladder().size() < 2) return;
+  if (!st->steps) return;
   const double late = gst_anitalker_motion_late_s(self, *stream);
   if (std::isnan(late)) return;
+  const double hop = (double)stream->config().window / FPS;
+  if (late > BEHIND_WARNING_S && st->steps->steps() == st->steps->ladder().back() && !st->warned_behind) {
+    st->warned_behind = true;
+    GST_ELEMENT_WARNING(self, STREAM, FAILED,
+                        ("The stream is %.1f s behind real time at the motion generator and falls further behind: "
+                         "this machine does not keep up with this chain at %d DDIM steps.  A longer window "
+                         "(latency=quality), precision=bf16, fewer steps (min-steps) or a faster device may.",
+                         late, st->steps->steps()),
+                        ("window of frame %" G_GINT64_FORMAT ": the last window took %.3f s for %.3f s of audio%s",
+                         stream->emitted(), st->last_compute_s, hop,
+                         st->last_compute_s < hop ? " (less than its audio: the time goes elsewhere too, hubertenc "
+                                                    "or the elements after this one in its thread)"
+                                                  : ""));
+  }
+  if (st->steps->ladder().size() < 2) return;
   const int before = st->steps->steps();
-  const int after = st->steps->next(late, (double)stream->config().window / FPS, st->last_compute_s);
+  const int after = st->steps->next(late, hop, st->last_compute_s);
   if (after == before) return;
   stream->set_steps(after);
   const int configured = st->steps->ladder().front();
@@ -559,7 +583,7 @@ static void gst_anitalker_motion_adapt_steps(GstAnitalkerMotion* self, motion::S
                          after, configured, st->steps->ladder().back()),
                         ("window of frame %" G_GINT64_FORMAT " started %.3f s late; the last window took %.3f s for "
                          "%.3f s of audio",
-                         stream->emitted(), late, st->last_compute_s, (double)stream->config().window / FPS));
+                         stream->emitted(), late, st->last_compute_s, hop));
   }
   gst_element_post_message(
       GST_ELEMENT_CAST(self),
@@ -640,7 +664,8 @@ static void gst_anitalker_motion_flush(GstAnitalkerElement* element) {
     GST_DEBUG_OBJECT(element, "dropping %" G_GINT64_FORMAT " feature frames", st->stream->held_features());
     st->stream->reset();
   }
-  st->warned = false;  // a new stream warns again (the steps stay where the machine's speed put them)
+  // A new stream warns again (the steps stay where the machine's speed put them).
+  st->warned = st->warned_behind = false;
   GstAnitalkerLocked lock(&st->lock);
   st->next_window = 0;
 }

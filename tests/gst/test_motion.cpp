@@ -483,8 +483,10 @@ struct StepsRun {
   std::vector<std::array<int, 3>> changes;  // steps, previous, configured
   std::vector<guint64> frames;              // the first frame of each change
   int warnings = 0;
+  std::vector<std::string> warning_texts;
 };
-static StepsRun run_behind(guint min_steps) {
+// `step`: how much later each of the 8 late windows starts than the one before.
+static StepsRun run_behind(guint min_steps, GstClockTime step = 100 * GST_MSECOND) {
   const std::string type = "hubert_audio_only";
   GstHarness* h = new_harness(type, "streaming", [min_steps](GstElement* e) {
     g_object_set(e, "window", 1u, "context", 5u, "steps", 50u, "min-steps", min_steps, nullptr);
@@ -505,7 +507,7 @@ static StepsRun run_behind(guint min_steps) {
   };
   int k = 0;
   for (; k < 5; ++k) window(k, 0);                                   // in time
-  for (int j = 1; j <= 8; ++j, ++k) window(k, j * 100 * GST_MSECOND);  // later and later: 0.8 s at frame 12
+  for (int j = 1; j <= 8; ++j, ++k) window(k, j * step);  // later and later: 0.8 s at frame 12 by default
   for (; k < 50; ++k) window(k, 0);  // less and less late, in time from frame 32
   fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
   StepsRun r;
@@ -513,7 +515,13 @@ static StepsRun run_behind(guint min_steps) {
   GstBus* bus = gst_element_get_bus(h->element);
   while (GstMessage* m = gst_bus_pop(bus)) {
     const GstStructure* s = gst_message_get_structure(m);
-    if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_WARNING) r.warnings++;
+    if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_WARNING) {
+      GError* err = nullptr;
+      gst_message_parse_warning(m, &err, nullptr);
+      r.warnings++;
+      r.warning_texts.push_back(err->message);
+      g_error_free(err);
+    }
     if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ELEMENT && gst_structure_has_name(s, "anitalker-motion-steps")) {
       std::array<int, 3> c{};
       guint64 frame = 0;
@@ -561,6 +569,24 @@ GST_START_TEST(test_min_steps_when_behind) {
   fail_unless(std::equal(adapted.out.motion.begin(), adapted.out.motion.begin() + first, fixed.out.motion.begin()));
   fail_unless(!std::equal(adapted.out.motion.begin() + first, adapted.out.motion.begin() + first + kDims,
                           fixed.out.motion.begin() + first));
+}
+GST_END_TEST;
+
+// More than 2 s behind with no fewer steps to take (min-steps 0, or at its
+// floor): one WARNING saying the stream falls behind; 0.8 s behind, none.
+GST_START_TEST(test_behind_warning) {
+  const StepsRun off = run_behind(0, 400 * GST_MSECOND);  // 3.2 s late at frame 12
+  fail_unless_equals_int(off.out.frames(), kT);
+  fail_unless(off.changes.empty());
+  fail_unless_equals_int(off.warnings, 1);
+  fail_unless(off.warning_texts[0].find("behind real time") != std::string::npos, "%s", off.warning_texts[0].c_str());
+  fail_unless(off.warning_texts[0].find("50 DDIM steps") != std::string::npos, "%s", off.warning_texts[0].c_str());
+  // With min-steps: the step-down warning, then at the floor (10) the same.
+  const StepsRun floor = run_behind(10, 400 * GST_MSECOND);
+  fail_unless_equals_int(floor.warnings, 2);
+  fail_unless(floor.warning_texts[0].find("slower than real time") != std::string::npos);
+  fail_unless(floor.warning_texts[1].find("at 10 DDIM steps") != std::string::npos, "%s",
+              floor.warning_texts[1].c_str());
 }
 GST_END_TEST;
 
@@ -1437,6 +1463,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_latency);
   tcase_add_test(tc, test_latency_with_hops);
   tcase_add_test(tc, test_min_steps_when_behind);
+  tcase_add_test(tc, test_behind_warning);
   tcase_add_test(tc, test_bin_latency_presets);
   tcase_add_test(tc, test_shared_executor);
   tcase_add_test(tc, test_property_change_while_playing);
