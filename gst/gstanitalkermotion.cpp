@@ -205,6 +205,8 @@ struct MotionState {
   // window's compute time, whether this stream has warned of falling behind.
   std::unique_ptr<motion::StepController> steps;
   double last_compute_s = 0;
+  gint64 last_start_us = 0;    // when the last window started (monotonic; 0: none this stream)
+  double last_cycle_s = 0;     // from the last window's start to the next one's
   bool warned = false;         // the first step down
   bool warned_behind = false;  // far behind at the fewest steps
 };
@@ -568,7 +570,7 @@ static void gst_anitalker_motion_adapt_steps(GstAnitalkerMotion* self, motion::S
   }
   if (st->steps->ladder().size() < 2) return;
   const int before = st->steps->steps();
-  const int after = st->steps->next(late, hop, st->last_compute_s);
+  const int after = st->steps->next(late, hop, st->last_compute_s, st->last_cycle_s);
   if (after == before) return;
   stream->set_steps(after);
   const int configured = st->steps->ladder().front();
@@ -611,9 +613,16 @@ static GstFlowReturn gst_anitalker_motion_generate_windows(GstAnitalkerMotion* s
   while (stream->ready(final)) {
     motion::Controls controls;
     if (!gst_anitalker_motion_prepare(self, stream, &controls)) return GST_FLOW_ERROR;
-    if (!final) gst_anitalker_motion_adapt_steps(self, stream);
+    if (!final) {
+      // The cycle of the window before: its compute, what the elements after
+      // it in this thread did with its frames, and any wait for input.
+      const gint64 now = g_get_monotonic_time();
+      st->last_cycle_s = st->last_start_us ? (now - st->last_start_us) / 1e6 : 0;
+      gst_anitalker_motion_adapt_steps(self, stream);
+    }
     motion::Generated g;
     const gint64 t0 = g_get_monotonic_time();
+    st->last_start_us = t0;
     {
       c10::InferenceMode guard;
       g = stream->next(final);
@@ -666,6 +675,7 @@ static void gst_anitalker_motion_flush(GstAnitalkerElement* element) {
   }
   // A new stream warns again (the steps stay where the machine's speed put them).
   st->warned = st->warned_behind = false;
+  st->last_start_us = 0;
   GstAnitalkerLocked lock(&st->lock);
   st->next_window = 0;
 }

@@ -219,7 +219,7 @@ StepController::StepController(int steps, int min_steps) {
   }
 }
 
-int StepController::next(double late_s, double hop_s, double last_compute_s) {
+int StepController::next(double late_s, double hop_s, double last_compute_s, double last_cycle_s) {
   const bool late = late_s > hop_s / 2;
   if (late_s <= 0)
     ++in_time_;
@@ -228,7 +228,8 @@ int StepController::next(double late_s, double hop_s, double last_compute_s) {
   const bool growing = !have_last_ || late_s >= last_late_s_;
   last_late_s_ = late_s;
   have_last_ = true;
-  if (late && growing && last_compute_s >= hop_s / 10 && rung_ + 1 < ladder_.size()) {
+  const bool ours = last_cycle_s <= 0 || last_compute_s >= last_cycle_s / 4;
+  if (late && growing && ours && rung_ + 1 < ladder_.size()) {
     ++rung_;
     in_time_ = 0;
   } else if (in_time_ >= kSettle && rung_ > 0 &&

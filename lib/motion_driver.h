@@ -220,9 +220,10 @@ int64_t window_wait(int64_t per_frame, int window, int lookahead, int64_t next, 
 // - down one rung when a window starts more than half a hop after it could
 //   have (`late_s`, against its features' timestamps and upstream's
 //   latency), no earlier than the window before it did (a backlog that
-//   already shrinks is left to drain), and the window's own compute took a
-//   tenth of a hop or more (else fewer steps would not help: the time goes
-//   elsewhere, e.g. a renderer slower than real time);
+//   already shrinks is left to drain), and the window's own compute was a
+//   quarter or more of the time from the window before to this one (else
+//   fewer steps would not help: the time goes elsewhere, e.g. to a GPU
+//   renderer slower than real time in the same thread);
 // - up one rung after `kSettle` windows in a row that started in time, when
 //   the last window's compute scaled to the rung above stays within half a
 //   hop (HuBERT and the renderer share the cores).
@@ -237,9 +238,10 @@ class StepController {
   const std::vector<int>& ladder() const { return ladder_; }
   int steps() const { return ladder_[rung_]; }
   // The steps for the next window, given how late it starts (seconds; <= 0
-  // in time), its hop (seconds of audio it emits) and the last window's
-  // compute time at steps() (seconds; 0 when unknown).
-  int next(double late_s, double hop_s, double last_compute_s);
+  // in time), its hop (seconds of audio it emits), the last window's
+  // compute time at steps() and the time from the start of the window
+  // before it to the start of this one (seconds; 0 when unknown).
+  int next(double late_s, double hop_s, double last_compute_s, double last_cycle_s = 0);
 
  private:
   std::vector<int> ladder_;

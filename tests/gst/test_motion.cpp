@@ -489,26 +489,26 @@ struct StepsRun {
 static StepsRun run_behind(guint min_steps, GstClockTime step = 100 * GST_MSECOND) {
   const std::string type = "hubert_audio_only";
   GstHarness* h = new_harness(type, "streaming", [min_steps](GstElement* e) {
-    g_object_set(e, "window", 1u, "context", 5u, "steps", 50u, "min-steps", min_steps, nullptr);
+    g_object_set(e, "window", 2u, "context", 5u, "steps", 50u, "min-steps", min_steps, nullptr);
   });
   gst_harness_use_testclock(h);
   gst_element_set_base_time(h->element, 0);
-  gst_harness_set_upstream_latency(h, 40 * GST_MSECOND);  // one buffer of 2 feature frames
+  gst_harness_set_upstream_latency(h, 80 * GST_MSECOND);  // one buffer of 4 feature frames
   const at::Tensor f = frames(type);
-  // A window (one motion frame, 40 ms) is due when its buffer has arrived:
-  // its first frame's time + upstream's 40 ms + the element's 20 ms.
+  // A window (two motion frames, 80 ms) is due when its buffer has arrived:
+  // its first frame's time + upstream's 80 ms + the element's 60 ms.
   // The clock only goes forward: after the late windows it stands still
   // until the windows' due times pass it (the backlog drains).
   GstClockTime now = 0;
   const auto window = [&](int k, GstClockTime late) {
-    now = std::max(now, frame_time(k, 25) + 60 * GST_MSECOND + late);
+    now = std::max(now, frame_time(2 * k, 25) + 140 * GST_MSECOND + late);
     fail_unless(gst_harness_set_time(h, now));
-    push_frames(h, f, 2 * k, 2 * k + 2, 2, 50);
+    push_frames(h, f, 4 * k, std::min<int64_t>(4 * k + 4, f.size(0)), 4, 50);
   };
   int k = 0;
-  for (; k < 5; ++k) window(k, 0);                                   // in time
-  for (int j = 1; j <= 8; ++j, ++k) window(k, j * step);  // later and later: 0.8 s at frame 12 by default
-  for (; k < 50; ++k) window(k, 0);  // less and less late, in time from frame 32
+  for (; k < 3; ++k) window(k, 0);                         // in time (frames 0-5)
+  for (int j = 1; j <= 8; ++j, ++k) window(k, j * step);  // later and later: 0.8 s at frame 20 by default
+  for (; k < kT / 2; ++k) window(k, 0);  // less and less late, in time from frame 40 (window 20)
   fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
   StepsRun r;
   r.out = pull_all(h);
@@ -550,22 +550,24 @@ GST_START_TEST(test_min_steps_when_behind) {
     seen += (i ? ", " : "") + std::to_string(adapted.changes[i][1]) + "->" + std::to_string(adapted.changes[i][0]) +
             " at " + std::to_string(adapted.frames[i]);
   std::printf("min-steps 10, 8 windows later and later: %s\n", seen.c_str());
-  // Down from the first window more than half a hop late (frame 5), then one
+  // Down from the first window more than half a hop late (frame 6), then one
   // rung a window while it grows: 35, 24, 16, 11, 10, 10 ...
   fail_unless(adapted.changes.size() >= 6, "%s", seen.c_str());
   const int down[] = {35, 24, 16, 11, 10};
   for (int i = 0; i < 5; ++i) {
     fail_unless_equals_int(adapted.changes[i][0], down[i]);
     fail_unless_equals_int(adapted.changes[i][2], 50);
-    fail_unless_equals_uint64(adapted.frames[i], 5 + (guint64)i);
+    fail_unless_equals_uint64(adapted.frames[i], 6 + 2 * (guint64)i);
   }
   fail_unless_equals_int(adapted.warnings, 1);
-  // No step down while the backlog drains (frames 13-31, later than half a
+  // No step down while the backlog drains (windows 11-19, later than half a
   // hop but less late each time); up again after kSettle windows in time
-  // (frames 32-35; the tiny model's windows fit).
+  // (windows 20-23: frame 46; the tiny model's windows, a few ms, fit in
+  // half of their 80 ms).
+  fail_unless_equals_int(adapted.changes.size(), 6);
   fail_unless(adapted.changes[5][0] > adapted.changes[5][1], "%s", seen.c_str());
-  fail_unless_equals_uint64(adapted.frames[5], 32 + (guint64)anitalker::motion::StepController::kSettle - 1);
-  const size_t first = 5 * kDims;
+  fail_unless_equals_uint64(adapted.frames[5], 2 * (20 + (guint64)anitalker::motion::StepController::kSettle - 1));
+  const size_t first = 6 * kDims;
   fail_unless(std::equal(adapted.out.motion.begin(), adapted.out.motion.begin() + first, fixed.out.motion.begin()));
   fail_unless(!std::equal(adapted.out.motion.begin() + first, adapted.out.motion.begin() + first + kDims,
                           fixed.out.motion.begin() + first));
@@ -575,7 +577,7 @@ GST_END_TEST;
 // More than 2 s behind with no fewer steps to take (min-steps 0, or at its
 // floor): one WARNING saying the stream falls behind; 0.8 s behind, none.
 GST_START_TEST(test_behind_warning) {
-  const StepsRun off = run_behind(0, 400 * GST_MSECOND);  // 3.2 s late at frame 12
+  const StepsRun off = run_behind(0, 400 * GST_MSECOND);  // 3.2 s late at frame 20
   fail_unless_equals_int(off.out.frames(), kT);
   fail_unless(off.changes.empty());
   fail_unless_equals_int(off.warnings, 1);

@@ -645,10 +645,12 @@ TEST(StepController, DownWhenFallingBehindUpWhenItFits) {
   EXPECT_EQ(c.next(-0.02, hop, 0.17), 35);
   // At 35 a window takes 0.25 s: 50 would take 0.36 > 0.26: stays at 35.
   for (int i = 0; i < 3 * StepController::kSettle; ++i) EXPECT_EQ(c.next(-0.02, hop, 0.25), 35);
-  // Late, but the window's own compute is a small part of the hop (the time
-  // goes elsewhere: fewer steps would not help): stays.
-  EXPECT_EQ(c.next(0.5, hop, 0.05), 35);
-  EXPECT_EQ(c.next(0.9, hop, 0.05), 35);
+  // Late, but the window's own compute is a small part of the time between
+  // windows (the time goes elsewhere: fewer steps would not help): stays.
+  EXPECT_EQ(c.next(0.5, hop, 0.05, 0.9), 35);
+  EXPECT_EQ(c.next(0.9, hop, 0.05, 0.9), 35);
+  // A quarter of it or more: down.
+  EXPECT_EQ(c.next(1.3, hop, 0.25, 0.9), 24);
   // Never below min-steps.
   StepController low(50, 10);
   for (int i = 0; i < 20; ++i) low.next(0.3 + i, hop, 0.5);
