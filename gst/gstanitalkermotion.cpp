@@ -348,8 +348,14 @@ static gboolean gst_anitalker_motion_warm_up(GstAnitalkerElement* element) {
   GstAnitalkerMotion* self = GST_ANITALKER_MOTION(element);
   motion::StreamConfig cfg;
   const std::shared_ptr<const motion::Model> model = gst_anitalker_motion_model(self->state, &cfg);
-  return GST_ANITALKER_TRY(self, "Could not run the motion generator on silence (warm-up).", false,
-                           GST_DEBUG_OBJECT(self, "warm-up: %d windows", motion::warm_up(model, cfg)));
+  int windows = 0;
+  if (!GST_ANITALKER_TRY(self, "Could not run the motion generator on silence (warm-up).", false,
+                         windows = motion::warm_up(model, cfg)))
+    return FALSE;
+  // Not inside the logging macro: it evaluates its arguments only when the
+  // category logs at DEBUG (until 2026-12-07 the warm-up ran only then).
+  GST_DEBUG_OBJECT(self, "warm-up: %d windows", windows);
+  return TRUE;
 }
 
 static void gst_anitalker_motion_stop(GstAnitalkerElement* element) {

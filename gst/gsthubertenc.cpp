@@ -285,8 +285,14 @@ static gboolean gst_hubert_enc_warm_up(GstAnitalkerElement* element) {
     model = st->model;
   }
   const anitalker::features::StreamConfig cfg = window_config(element);
-  return GST_ANITALKER_TRY(self, "Could not run HuBERT on silence (warm-up).", false,
-                           GST_DEBUG_OBJECT(self, "warm-up: %d windows", anitalker::features::warm_up(model, cfg)));
+  int windows = 0;
+  if (!GST_ANITALKER_TRY(self, "Could not run HuBERT on silence (warm-up).", false,
+                         windows = anitalker::features::warm_up(model, cfg)))
+    return FALSE;
+  // Not inside the logging macro: it evaluates its arguments only when the
+  // category logs at DEBUG (until 2026-12-07 the warm-up ran only then).
+  GST_DEBUG_OBJECT(self, "warm-up: %d windows", windows);
+  return TRUE;
 }
 
 static void gst_hubert_enc_stop(GstAnitalkerElement* element) {

@@ -1384,6 +1384,30 @@ GST_START_TEST(test_properties) {
 }
 GST_END_TEST;
 
+// The warm-up runs whatever the debug level: until 2026-12-07 it was an
+// argument of a DEBUG log line, and GStreamer evaluates those only when the
+// category logs at DEBUG, so without GST_DEBUG no live stream was warmed.
+// After a start in streaming mode the element's model has warmed the
+// element's setting (one no other test uses): a second warm-up of it runs
+// no window.
+GST_START_TEST(test_warm_up_runs) {
+  gst_debug_set_threshold_for_name("hubertenc", GST_LEVEL_WARNING);
+  GstHarness* h = new_harness(model_dir(), "streaming", 1380, 660, kF32Caps, 40);
+  {
+    auto held = anitalker::hubert::Model::load(model_dir(), c10::Device(c10::kCPU));
+    fail_unless(held.use_count() >= 2);  // the element's and this
+    anitalker::features::StreamConfig cfg;
+    cfg.window_ms = 1380;
+    cfg.context_ms = 660;
+    cfg.lookahead_ms = 40;
+    fail_unless_equals_int(anitalker::features::warm_up(held, cfg), 0);
+    cfg.window_ms = 1400;  // another setting: not warmed
+    fail_unless(anitalker::features::warm_up(held, cfg) > 0);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 static Suite* hubertenc_suite() {
   Suite* s = suite_create("hubertenc");
 
@@ -1403,6 +1427,7 @@ static Suite* hubertenc_suite() {
   tc = tcase_create("streaming");
   tcase_add_test(tc, test_streaming_mfcc_exact);
   tcase_add_test(tc, test_streaming_hubert);
+  tcase_add_test(tc, test_warm_up_runs);
   tcase_add_test(tc, test_window_changes_while_playing);
   tcase_add_test(tc, test_auto_is_streaming_when_live);
   tcase_add_test(tc, test_latency);

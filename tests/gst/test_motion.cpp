@@ -1446,6 +1446,31 @@ GST_START_TEST(test_properties) {
 }
 GST_END_TEST;
 
+// The warm-up runs whatever the debug level: until 2026-12-07 it was an
+// argument of a DEBUG log line, and GStreamer evaluates those only when the
+// category logs at DEBUG, so without GST_DEBUG no live stream was warmed.
+// After a start in streaming mode the element's model has warmed the
+// element's setting (one no other test uses): a second warm-up of it runs
+// no window.
+GST_START_TEST(test_warm_up_runs) {
+  gst_debug_set_threshold_for_name("anitalkermotion", GST_LEVEL_WARNING);
+  GstHarness* h = new_harness("hubert_audio_only", "streaming",
+                              [](GstElement* e) { g_object_set(e, "window", 7u, "context", 3u, nullptr); });
+  {
+    auto held = anitalker::motion::Model::load(checkpoint("hubert_audio_only"), c10::Device(c10::kCPU));
+    fail_unless(held.use_count() >= 2);  // the element's and this
+    anitalker::motion::StreamConfig cfg;
+    cfg.window = 7;
+    cfg.context = 3;
+    cfg.steps = 10;  // new_harness's
+    fail_unless_equals_int(anitalker::motion::warm_up(held, cfg), 0);
+    cfg.window = 8;  // another setting: not warmed
+    fail_unless(anitalker::motion::warm_up(held, cfg) > 0);
+  }
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 static Suite* motion_suite() {
   Suite* s = suite_create("anitalkermotion");
   TCase* tc = tcase_create("offline");
@@ -1466,6 +1491,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_latency_with_hops);
   tcase_add_test(tc, test_min_steps_when_behind);
   tcase_add_test(tc, test_behind_warning);
+  tcase_add_test(tc, test_warm_up_runs);
   tcase_add_test(tc, test_bin_latency_presets);
   tcase_add_test(tc, test_shared_executor);
   tcase_add_test(tc, test_property_change_while_playing);
