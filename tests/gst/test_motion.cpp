@@ -973,23 +973,21 @@ GST_START_TEST(test_missing_checkpoint) {
   fail_unless(strstr(err->message, missing) != nullptr, "%s", err->message);
   g_error_free(err);
   g_free(debug);
-  // steps the stride rule cannot meet
-  g_object_set(e, "checkpoint", checkpoint("hubert_audio_only").c_str(), "steps", 600u, nullptr);
-  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
-  err = checkutil::pop_message(bus, GST_MESSAGE_ERROR, &debug);
-  fail_unless(strstr(err->message, "steps=600") != nullptr, "%s", err->message);
-  fail_unless(strstr(debug, "the nearest are 500 or 1000") != nullptr, "%s", debug);
-  g_error_free(err);
-  g_free(debug);
-  // a min-steps below steps that the rule cannot meet either (one not below
-  // steps turns the adaptation off and is not checked)
-  g_object_set(e, "steps", 50u, "min-steps", 37u, nullptr);
-  fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
-  err = checkutil::pop_message(bus, GST_MESSAGE_ERROR, &debug);
-  fail_unless(strstr(err->message, "min-steps=37") != nullptr, "%s", err->message);
-  fail_unless(strstr(debug, "the nearest are 36 or 38") != nullptr, "%s", debug);
-  g_error_free(err);
-  g_free(debug);
+  // Counts the stride rule cannot meet: steps, and a min-steps below steps
+  // (one not below steps turns the adaptation off and is not checked).
+  const auto refused = [&](guint steps, guint min_steps, const char* named, const char* nearest) {
+    g_object_set(e, "steps", steps, "min-steps", min_steps, nullptr);
+    fail_unless_equals_int(gst_element_set_state(e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+    gchar* why = nullptr;
+    GError* refusal = checkutil::pop_message(bus, GST_MESSAGE_ERROR, &why);
+    fail_unless(strstr(refusal->message, named) != nullptr, "%s", refusal->message);
+    fail_unless(strstr(why, nearest) != nullptr, "%s", why);
+    g_error_free(refusal);
+    g_free(why);
+  };
+  g_object_set(e, "checkpoint", checkpoint("hubert_audio_only").c_str(), nullptr);
+  refused(600, 10, "steps=600", "the nearest are 500 or 1000");
+  refused(50, 37, "min-steps=37", "the nearest are 36 or 38");
   gst_element_set_state(e, GST_STATE_NULL);
   gst_element_set_bus(e, nullptr);
   gst_object_unref(bus);
