@@ -71,11 +71,11 @@
  * behind").  Each change posts an "anitalker-motion-steps" element message
  * (`steps`, `previous`, `configured`, `frame`: the first frame with the new
  * count, `late`: nanoseconds the window started late); the first
- * step down of a stream is also a WARNING.  Offline, and from a source that
+ * step down after the element started is also a WARNING.  Offline, and from a source that
  * is not live, every window has #GstAnitalkerMotion:steps.  A live window
  * that starts more than 2 s late with no fewer steps left to take (at
  * min-steps, or with it 0) is a stream that falls further behind: a WARNING
- * says so, once a stream.
+ * says so, once after each start.
  *
  * FLUSH_STOP drops the features not yet used.  A SEGMENT (without a flush:
  * concat, a playlist), and in streaming mode a DISCONT buffer or a GAP
@@ -263,6 +263,8 @@ GST_ELEMENT_REGISTER_DEFINE(anitalkermotion, "anitalkermotion", GST_RANK_NONE, G
 
 static void gst_anitalker_motion_flush(GstAnitalkerElement* element);
 static GstClockTime gst_anitalker_motion_latency(GstAnitalkerElement* element, gboolean streaming);
+static void gst_anitalker_motion_steps_changed(GstAnitalkerMotion* self, motion::Stream* stream, int before,
+                                               int after, double late, const std::string& why);
 
 // The streaming windows, in motion frames of 40 ms.
 static const GstAnitalkerWindowSpec kWindows = {
@@ -349,12 +351,25 @@ static gboolean gst_anitalker_motion_warm_up(GstAnitalkerElement* element) {
   motion::StreamConfig cfg;
   const std::shared_ptr<const motion::Model> model = gst_anitalker_motion_model(self->state, &cfg);
   int windows = 0;
+  double window_s = 0;
   if (!GST_ANITALKER_TRY(self, "Could not run the motion generator on silence (warm-up).", false,
-                         windows = motion::warm_up(model, cfg)))
+                         windows = motion::warm_up(model, cfg, &window_s)))
     return FALSE;
   // Not inside the logging macro: it evaluates its arguments only when the
   // category logs at DEBUG (until 2026-12-07 the warm-up ran only then).
-  GST_DEBUG_OBJECT(self, "warm-up: %d windows", windows);
+  GST_DEBUG_OBJECT(self, "warm-up: %d windows, the last %.3f s", windows, window_s);
+  // min-steps: a window that takes longer than its audio can never keep up;
+  // start at the rung whose windows fit (the warm-up's last window scaled).
+  MotionState* st = self->state;
+  const double hop = (double)cfg.window / FPS;
+  if (st->steps && st->stream && st->steps->ladder().size() > 1 && window_s > hop) {
+    const int before = st->steps->steps(), after = st->steps->start_from(window_s, hop);
+    if (after != before)
+      gst_anitalker_motion_steps_changed(self, st->stream.get(), before, after, 0.0,
+                                         gst_anitalker_printf("a window of %.3f s of audio took %.3f s at %d steps in "
+                                                              "the warm-up",
+                                                              hop, window_s, before));
+  }
   return TRUE;
 }
 
@@ -549,8 +564,36 @@ static double gst_anitalker_motion_late_s(GstAnitalkerMotion* self, const motion
 }
 
 // A live window this late, with no fewer steps left to take, is a stream
-// that falls further behind: warned of once a stream.
+// that falls further behind: warned of once after each start.
 #define BEHIND_WARNING_S 2.0
+
+// The steps of the stream's next windows changed from `before` to `after`
+// (min-steps): set, logged, posted as an "anitalker-motion-steps" message;
+// the first step down after the element started is also a WARNING (`why`
+// its details).
+static void gst_anitalker_motion_steps_changed(GstAnitalkerMotion* self, motion::Stream* stream, int before,
+                                               int after, double late, const std::string& why) {
+  MotionState* st = self->state;
+  stream->set_steps(after);
+  const int configured = st->steps->ladder().front();
+  GST_INFO_OBJECT(self, "from frame %" G_GINT64_FORMAT ": %d DDIM steps instead of %d (%s)", stream->emitted(), after,
+                  before, why.c_str());
+  if (after < before && !st->warned) {
+    st->warned = true;
+    GST_ELEMENT_WARNING(self, STREAM, FAILED,
+                        ("The motion generator is slower than real time: %d DDIM steps a window instead of %d from "
+                         "now on, fewer if it stays behind (min-steps %d).",
+                         after, configured, st->steps->ladder().back()),
+                        ("%s", why.c_str()));
+  }
+  gst_element_post_message(
+      GST_ELEMENT_CAST(self),
+      gst_message_new_element(GST_OBJECT_CAST(self),
+                              gst_structure_new("anitalker-motion-steps", "steps", G_TYPE_INT, after, "previous",
+                                                G_TYPE_INT, before, "configured", G_TYPE_INT, configured, "frame",
+                                                G_TYPE_UINT64, (guint64)stream->emitted(), "late", G_TYPE_INT64,
+                                                (gint64)(late * GST_SECOND), nullptr)));
+}
 
 // Live streaming: the steps of the next window with min-steps
 // (motion::StepController), posted and logged when they change; a WARNING
@@ -577,29 +620,11 @@ static void gst_anitalker_motion_adapt_steps(GstAnitalkerMotion* self, motion::S
   if (st->steps->ladder().size() < 2) return;
   const int before = st->steps->steps();
   const int after = st->steps->next(late, hop, st->last_compute_s, st->last_cycle_s);
-  if (after == before) return;
-  stream->set_steps(after);
-  const int configured = st->steps->ladder().front();
-  const gint64 late_ns = (gint64)(late * GST_SECOND);
-  GST_INFO_OBJECT(self, "from frame %" G_GINT64_FORMAT ": %d DDIM steps instead of %d (window %.3f s late, the last "
-                  "took %.3f s)", stream->emitted(), after, before, late, st->last_compute_s);
-  if (after < before && !st->warned) {
-    st->warned = true;
-    GST_ELEMENT_WARNING(self, STREAM, FAILED,
-                        ("The motion generator is slower than real time: %d DDIM steps a window instead of %d from "
-                         "now on, fewer if it stays behind (min-steps %d).",
-                         after, configured, st->steps->ladder().back()),
-                        ("window of frame %" G_GINT64_FORMAT " started %.3f s late; the last window took %.3f s for "
-                         "%.3f s of audio",
-                         stream->emitted(), late, st->last_compute_s, hop));
-  }
-  gst_element_post_message(
-      GST_ELEMENT_CAST(self),
-      gst_message_new_element(GST_OBJECT_CAST(self),
-                              gst_structure_new("anitalker-motion-steps", "steps", G_TYPE_INT, after, "previous",
-                                                G_TYPE_INT, before, "configured", G_TYPE_INT, configured, "frame",
-                                                G_TYPE_UINT64, (guint64)stream->emitted(), "late", G_TYPE_INT64,
-                                                late_ns, nullptr)));
+  if (after != before)
+    gst_anitalker_motion_steps_changed(self, stream, before, after, late,
+                                       gst_anitalker_printf("window of frame %" G_GINT64_FORMAT " started %.3f s "
+                                                            "late; the last window took %.3f s for %.3f s of audio",
+                                                            stream->emitted(), late, st->last_compute_s, hop));
 }
 
 // Streaming: every window that is ready (all that remain when `final`).
@@ -679,8 +704,9 @@ static void gst_anitalker_motion_flush(GstAnitalkerElement* element) {
     GST_DEBUG_OBJECT(element, "dropping %" G_GINT64_FORMAT " feature frames", st->stream->held_features());
     st->stream->reset();
   }
-  // A new stream warns again (the steps stay where the machine's speed put them).
-  st->warned = st->warned_behind = false;
+  // The steps stay where the machine's speed put them, and the warnings are
+  // not repeated: once after each start (a stream's first SEGMENT and
+  // STREAM_START come here too).
   st->last_start_us = 0;
   GstAnitalkerLocked lock(&st->lock);
   st->next_window = 0;

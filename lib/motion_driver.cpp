@@ -8,6 +8,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -219,6 +220,11 @@ StepController::StepController(int steps, int min_steps) {
   }
 }
 
+int StepController::start_from(double window_s, double hop_s) {
+  while (window_s > 0 && rung_ + 1 < ladder_.size() && window_s * ladder_[rung_] / ladder_[0] > hop_s) ++rung_;
+  return ladder_[rung_];
+}
+
 int StepController::next(double late_s, double hop_s, double last_compute_s, double last_cycle_s) {
   const bool late = late_s > hop_s / 2;
   if (late_s <= 0)
@@ -379,7 +385,8 @@ int64_t window_wait(int64_t per_frame, int window, int lookahead, int64_t next, 
   return std::min(plain, worst);
 }
 
-int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg) {
+int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg, double* last_window_s) {
+  if (last_window_s) *last_window_s = 0;
   c10::InferenceMode guard;
   const Model& m = *model;
   if (!m.warm_ups().first("window " + std::to_string(cfg.window) + "/" + std::to_string(cfg.context) + "/" +
@@ -395,7 +402,9 @@ int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg) {
   for (int64_t f = 0; f < frames; ++f) {
     s.push(frame.data(), per);
     while (s.ready(false)) {
+      const auto t0 = std::chrono::steady_clock::now();
       s.next(false);
+      if (last_window_s) *last_window_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       windows++;
     }
   }

@@ -242,6 +242,12 @@ class StepController {
   // compute time at steps() and the time from the start of the window
   // before it to the start of this one (seconds; 0 when unknown).
   int next(double late_s, double hop_s, double last_compute_s, double last_cycle_s = 0);
+  // Before the first window: the highest rung at which a window, measured
+  // at `steps` in `window_s` seconds (the warm-up's last; scaled by the step
+  // count), takes no longer than its hop.  A window that takes longer than
+  // its audio can never keep up, so the stream starts lower instead of
+  // falling behind first.  window_s 0 (unknown): unchanged.
+  int start_from(double window_s, double hop_s);
 
  private:
   std::vector<int> ladder_;
@@ -257,7 +263,8 @@ class StepController {
 // stream give it, so that their compute (and the first frame) does not pay
 // for first-call set-up.  Once for each model (a model loaded again is
 // warmed again) and setting (WarmUps, lib/device.h).  Returns the
-// windows run (0 when done before).
-int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg);
+// windows run (0 when done before); `last_window_s`, if given, the seconds
+// the last of them took (a full window of `cfg`; 0 when none ran).
+int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg, double* last_window_s = nullptr);
 
 }  // namespace anitalker::motion

@@ -574,6 +574,49 @@ GST_START_TEST(test_min_steps_when_behind) {
 }
 GST_END_TEST;
 
+// A window that takes longer than its audio can never keep up: with
+// min-steps the stream starts at the rung whose windows fit, from the
+// warm-up's last window (1000 steps of the tiny model take far more than the
+// 40 ms hop of a 1-frame window), with the message (frame 0) and the
+// WARNING; the stream then runs at those steps.  With min-steps 0 it starts
+// at 1000.
+GST_START_TEST(test_min_steps_start_lower) {
+  for (const guint min_steps : {10u, 0u}) {
+    GstHarness* h = new_harness("hubert_audio_only", "streaming", [min_steps](GstElement* e) {
+      g_object_set(e, "window", 1u, "context", 2u, "steps", 1000u, "min-steps", min_steps, nullptr);
+    });
+    GstBus* bus = gst_element_get_bus(h->element);
+    int changes = 0, warnings = 0, steps = 0, previous = 0;
+    guint64 frame = 1;
+    while (GstMessage* m = gst_bus_pop(bus)) {
+      const GstStructure* st = gst_message_get_structure(m);
+      if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_WARNING) warnings++;
+      if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ELEMENT && gst_structure_has_name(st, "anitalker-motion-steps")) {
+        changes++;
+        fail_unless(gst_structure_get(st, "steps", G_TYPE_INT, &steps, "previous", G_TYPE_INT, &previous, "frame",
+                                      G_TYPE_UINT64, &frame, nullptr));
+      }
+      gst_message_unref(m);
+    }
+    gst_object_unref(bus);
+    if (min_steps) {
+      fail_unless_equals_int(changes, 1);
+      fail_unless_equals_int(warnings, 1);
+      fail_unless_equals_int(previous, 1000);
+      fail_unless(steps < 1000 && steps >= 10, "%d", steps);
+      fail_unless_equals_uint64(frame, 0);
+    } else {
+      fail_unless_equals_int(changes + warnings, 0);
+    }
+    const at::Tensor f = frames("hubert_audio_only");
+    push_frames(h, f, 0, 8, 2, 50);  // 4 windows
+    fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+    fail_unless_equals_int(pull_all(h).frames(), 4);
+    gst_harness_teardown(h);
+  }
+}
+GST_END_TEST;
+
 // More than 2 s behind with no fewer steps to take (min-steps 0, or at its
 // floor): one WARNING saying the stream falls behind; 0.8 s behind, none.
 GST_START_TEST(test_behind_warning) {
@@ -1489,6 +1532,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_latency_with_hops);
   tcase_add_test(tc, test_min_steps_when_behind);
   tcase_add_test(tc, test_behind_warning);
+  tcase_add_test(tc, test_min_steps_start_lower);
   tcase_add_test(tc, test_warm_up_runs);
   tcase_add_test(tc, test_bin_latency_presets);
   tcase_add_test(tc, test_shared_executor);

@@ -651,6 +651,13 @@ TEST(StepController, DownWhenFallingBehindUpWhenItFits) {
   EXPECT_EQ(c.next(0.9, hop, 0.05, 0.9), 35);
   // A quarter of it or more: down.
   EXPECT_EQ(c.next(1.3, hop, 0.25, 0.9), 24);
+  // Before the first window, from the warm-up's window: 50 steps in 0.3 s
+  // fit a 0.52 s hop; in 0.8 s they do not, nor 35 (0.56 s): 24 (0.38 s).
+  StepController fits(50, 10), slow(50, 10), hopeless(50, 10), unknown(50, 10);
+  EXPECT_EQ(fits.start_from(0.3, hop), 50);
+  EXPECT_EQ(slow.start_from(0.8, hop), 24);
+  EXPECT_EQ(hopeless.start_from(5.0, 0.12), 10);
+  EXPECT_EQ(unknown.start_from(0, hop), 50);
   // Never below min-steps.
   StepController low(50, 10);
   for (int i = 0; i < 20; ++i) low.next(0.3 + i, hop, 0.5);
