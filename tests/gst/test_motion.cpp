@@ -529,7 +529,9 @@ static StepsRun run_behind(guint min_steps, GstClockTime step = 100 * GST_MSECON
       fail_unless(gst_structure_get(s, "steps", G_TYPE_INT, &c[0], "previous", G_TYPE_INT, &c[1], "configured",
                                     G_TYPE_INT, &c[2], "frame", G_TYPE_UINT64, &frame, "late", G_TYPE_INT64, &late,
                                     nullptr));
-      if (c[0] < c[1]) fail_unless(late > 20 * GST_MSECOND, "stepped down %" G_GINT64_FORMAT " ns late", late);
+      // A step down in the stream comes from lateness; at frame 0 from the warm-up.
+      if (c[0] < c[1] && frame > 0)
+        fail_unless(late > 20 * GST_MSECOND, "stepped down %" G_GINT64_FORMAT " ns late", late);
       r.changes.push_back(c);
       r.frames.push_back(frame);
     }
@@ -550,27 +552,40 @@ GST_START_TEST(test_min_steps_when_behind) {
     seen += (i ? ", " : "") + std::to_string(adapted.changes[i][1]) + "->" + std::to_string(adapted.changes[i][0]) +
             " at " + std::to_string(adapted.frames[i]);
   std::printf("min-steps 10, 8 windows later and later: %s\n", seen.c_str());
+  const std::vector<int> ladder = anitalker::motion::StepController(50, 10).ladder();  // 50, 35, 24, 16, 11, 10
+  size_t i = 0, rung = 0;
+  // Where the warm-up's window took longer than the 80 ms hop (a slow host:
+  // the sanitizer build) the stream starts lower, at frame 0.
+  const bool started_lower = !adapted.changes.empty() && adapted.frames[0] == 0;
+  if (started_lower) {
+    rung = (size_t)(std::find(ladder.begin(), ladder.end(), adapted.changes[0][0]) - ladder.begin());
+    fail_unless(rung < ladder.size(), "%s", seen.c_str());
+    i = 1;
+  }
   // Down from the first window more than half a hop late (frame 6), then one
   // rung a window while it grows: 35, 24, 16, 11, 10, 10 ...
-  fail_unless(adapted.changes.size() >= 6, "%s", seen.c_str());
-  const int down[] = {35, 24, 16, 11, 10};
-  for (int i = 0; i < 5; ++i) {
-    fail_unless_equals_int(adapted.changes[i][0], down[i]);
+  for (guint64 frame = 6; rung + 1 < ladder.size(); frame += 2, ++rung, ++i) {
+    fail_unless(i < adapted.changes.size(), "%s", seen.c_str());
+    fail_unless_equals_int(adapted.changes[i][0], ladder[rung + 1]);
+    fail_unless_equals_int(adapted.changes[i][1], ladder[rung]);
     fail_unless_equals_int(adapted.changes[i][2], 50);
-    fail_unless_equals_uint64(adapted.frames[i], 6 + 2 * (guint64)i);
+    fail_unless_equals_uint64(adapted.frames[i], frame);
   }
   fail_unless_equals_int(adapted.warnings, 1);
   // No step down while the backlog drains (windows 11-19, later than half a
   // hop but less late each time); up again after kSettle windows in time
-  // (windows 20-23: frame 46; the tiny model's windows, a few ms, fit in
-  // half of their 80 ms).
-  fail_unless_equals_int(adapted.changes.size(), 6);
-  fail_unless(adapted.changes[5][0] > adapted.changes[5][1], "%s", seen.c_str());
-  fail_unless_equals_uint64(adapted.frames[5], 2 * (20 + (guint64)anitalker::motion::StepController::kSettle - 1));
-  const size_t first = 6 * kDims;
-  fail_unless(std::equal(adapted.out.motion.begin(), adapted.out.motion.begin() + first, fixed.out.motion.begin()));
-  fail_unless(!std::equal(adapted.out.motion.begin() + first, adapted.out.motion.begin() + first + kDims,
-                          fixed.out.motion.begin() + first));
+  // (windows 20-23: frame 46), where the windows fit in half of their 80 ms
+  // (a few ms of the tiny model; not on a host slow enough to start lower).
+  fail_unless(adapted.changes.size() == i + (started_lower ? 0 : 1), "%s", seen.c_str());
+  if (!started_lower) {
+    fail_unless(adapted.changes[i][0] > adapted.changes[i][1], "%s", seen.c_str());
+    fail_unless_equals_uint64(adapted.frames[i], 2 * (20 + (guint64)anitalker::motion::StepController::kSettle - 1));
+    // the frames before the first change are the fixed steps' frames
+    const size_t first = 6 * kDims;
+    fail_unless(std::equal(adapted.out.motion.begin(), adapted.out.motion.begin() + first, fixed.out.motion.begin()));
+    fail_unless(!std::equal(adapted.out.motion.begin() + first, adapted.out.motion.begin() + first + kDims,
+                            fixed.out.motion.begin() + first));
+  }
 }
 GST_END_TEST;
 
