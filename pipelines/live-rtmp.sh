@@ -51,7 +51,7 @@ run() {
 # stops.  An exit 0 is an end that was asked for; anything else is a failure,
 # and the stream starts again after a pause that doubles (to 30 s) while the
 # runs keep failing within a minute of their start.
-stop=0 child= pause=$restart
+stop=0 child= nag= pause=$restart
 trap 'stop=1; [ -n "$child" ] && kill -INT "$child" 2>/dev/null' INT TERM
 while :; do
   started=$(date +%s)
@@ -59,8 +59,23 @@ while :; do
   child=$!
   status=0
   wait "$child" || status=$?
-  while kill -0 "$child" 2>/dev/null; do status=0; wait "$child" || status=$?; done
+  while kill -0 "$child" 2>/dev/null; do
+    # gst-launch takes SIGINT (EOS, then exit) only once its main loop runs,
+    # after the elements have loaded their models and warmed up; until then
+    # it has SIGINT ignored, as every background job of a script starts, and
+    # a stop asked for during a start was lost (the script then waited for
+    # ever).  So once a stop is asked for, SIGINT again every second until
+    # it ends.
+    if [ "$stop" = 1 ] && [ -z "$nag" ]; then
+      pid=$child
+      ( while kill -0 "$pid" 2>/dev/null; do sleep 1; kill -INT "$pid" 2>/dev/null; done ) &
+      nag=$!
+    fi
+    status=0
+    wait "$child" || status=$?
+  done
   child=
+  [ -n "$nag" ] && { kill "$nag" 2>/dev/null || true; wait "$nag" 2>/dev/null || true; nag=; }
   [ "$stop" = 1 ] && exit 0
   [ "$status" = 0 ] && exit 0
   if [ $(( $(date +%s) - started )) -ge 60 ]; then pause=$restart; fi

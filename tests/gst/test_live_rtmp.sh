@@ -124,6 +124,10 @@ grep "live-rtmp.sh: the stream stopped" "$work/script.log" || true
 [ "$(published)" -ge 2 ] || { tail -20 "$work/script.log"; echo "the script did not publish again"; exit 1; }
 grep -q "live-rtmp.sh: the stream stopped (gst-launch-1.0 exit 1); starting again in 1 s" "$work/script.log" ||
   { tail -20 "$work/script.log"; echo "the restart was not said"; exit 1; }
+# The stop comes right after the new stream published, i.e. while the
+# bin's elements start (sinks start first): a SIGINT then reached a
+# gst-launch that had it ignored until its main loop ran, and before
+# 2026-12-07 the script waited for ever.
 kill -TERM "$pub_pid"
 for i in $(seq 100); do kill -0 "$pub_pid" 2>/dev/null || break; sleep 0.1; done
 status=0
