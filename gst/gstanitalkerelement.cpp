@@ -268,12 +268,18 @@ bool gst_anitalker_element_precision(GstAnitalkerElement* self, c10::Device devi
   return gst_anitalker_check_precision(GST_ELEMENT_CAST(self), value, device, supported, what, precision);
 }
 
-gboolean gst_anitalker_element_upstream_live(GstAnitalkerElement* self) {
+gboolean gst_anitalker_element_upstream_latency(GstAnitalkerElement* self, GstClockTime* min) {
   gboolean live = FALSE;
+  *min = 0;
   GstQuery* q = gst_query_new_latency();
-  if (gst_pad_peer_query(self->sinkpad, q)) gst_query_parse_latency(q, &live, nullptr, nullptr);
+  if (gst_pad_peer_query(self->sinkpad, q)) gst_query_parse_latency(q, &live, min, nullptr);
   gst_query_unref(q);
   return live;
+}
+
+gboolean gst_anitalker_element_upstream_live(GstAnitalkerElement* self) {
+  GstClockTime min;
+  return gst_anitalker_element_upstream_latency(self, &min);
 }
 
 gboolean gst_anitalker_element_streaming(GstAnitalkerElement* self) {

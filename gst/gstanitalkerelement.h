@@ -233,6 +233,9 @@ void gst_anitalker_element_set_model_name(GstAnitalkerElement* self, const std::
 // Whether upstream is live (its answer to a LATENCY query; FALSE when none
 // answers).
 gboolean gst_anitalker_element_upstream_live(GstAnitalkerElement* self);
+// The same LATENCY query, with upstream's minimum latency in *min (0 when
+// the query fails).
+gboolean gst_anitalker_element_upstream_latency(GstAnitalkerElement* self, GstClockTime* min);
 
 // Whether this stream runs in windows: mode=streaming, or mode=auto with a
 // live upstream (asked once a stream); TRUE for a class without a mode.

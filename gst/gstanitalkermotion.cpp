@@ -102,8 +102,8 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -201,8 +201,9 @@ struct MotionState {
   // the LATENCY answer, from any thread).
   gint64 next_window = 0;
 
-  // Streaming thread only: the steps of live windows (min-steps), the last
-  // window's compute time, whether this stream has warned of falling behind.
+  // Streaming thread only (and start): the steps of live windows
+  // (min-steps), what the last window measured, and which warnings were
+  // given since the start.
   std::unique_ptr<motion::StepController> steps;
   double last_compute_s = 0;
   gint64 last_start_us = 0;    // when the last window started (monotonic; 0: none this stream)
@@ -333,7 +334,8 @@ static gboolean gst_anitalker_motion_start(GstAnitalkerElement* element) {
   st->next_window = 0;
   GST_DEBUG_OBJECT(self, "live windows: %zu step counts from %d", steps->ladder().size(), cfg.steps);
   st->steps = std::move(steps);
-  st->last_compute_s = 0;
+  st->last_compute_s = st->last_cycle_s = 0;
+  st->last_start_us = 0;
   st->warned = st->warned_behind = false;
   return TRUE;
 }
@@ -553,12 +555,8 @@ static double gst_anitalker_motion_late_s(GstAnitalkerMotion* self, const motion
       &element->segment, GST_FORMAT_TIME, element->t0 + gst_util_uint64_scale((guint64)stream.emitted(), GST_SECOND, FPS));
   if (!GST_CLOCK_TIME_IS_VALID(now) || !GST_CLOCK_TIME_IS_VALID(base) || !GST_CLOCK_TIME_IS_VALID(first) || now < base)
     return NAN;
-  gboolean live = FALSE;
   GstClockTime upstream = 0;
-  GstQuery* q = gst_query_new_latency();
-  if (gst_pad_peer_query(element->sinkpad, q)) gst_query_parse_latency(q, &live, &upstream, nullptr);
-  gst_query_unref(q);
-  if (!live || !GST_CLOCK_TIME_IS_VALID(upstream)) return NAN;
+  if (!gst_anitalker_element_upstream_latency(element, &upstream) || !GST_CLOCK_TIME_IS_VALID(upstream)) return NAN;
   const GstClockTime due = first + upstream + gst_anitalker_motion_latency(element, TRUE);
   return ((double)(now - base) - (double)due) / GST_SECOND;
 }

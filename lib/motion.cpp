@@ -739,14 +739,21 @@ at::Tensor Model::denoise(const Condition& c, const at::Tensor& x_t, double t, T
   return w.out(z);
 }
 
+// The reference searches strides k from 1 to 999 for ceil(1000 / k) ==
+// steps; ceil(1000 / k) falls as k grows, so the smallest stride that gives
+// at most `steps`, ceil(1000 / steps), is the one that can give exactly it.
+bool ddim_steps_work(int steps) {
+  if (steps < 2 || steps > 1000) return false;
+  const int k = (1000 + steps - 1) / steps;
+  return (1000 + k - 1) / k == steps;
+}
+
 std::vector<int64_t> ddim_timesteps(int steps) {
   constexpr int kT = 1000;
-  for (int i = 1; i < kT; ++i) {
-    if ((kT + i - 1) / i == steps) {
-      std::vector<int64_t> v;
-      for (int n = 0; n < kT; n += i) v.push_back(n);
-      return v;
-    }
+  if (ddim_steps_work(steps)) {
+    std::vector<int64_t> v;
+    for (int n = 0; n < kT; n += (kT + steps - 1) / steps) v.push_back(n);
+    return v;
   }
   // The counts that work are ceil(1000 / k) for k < 1000, as the
   // reference's search runs k from 1 to 999: every one from 2 to 32, then

@@ -159,5 +159,8 @@ class Model {
 // The used timesteps of space_timesteps(1000, "ddim<steps>"), ascending;
 // throws a Usage error when no integer stride yields exactly `steps`.
 std::vector<int64_t> ddim_timesteps(int steps);
+// Whether an integer stride yields exactly `steps` (ddim_timesteps does not
+// throw for it): 2 to 32, then 33, 34, 35, 36, 38, ..., 500, 1000.
+bool ddim_steps_work(int steps);
 
 }  // namespace anitalker::motion

@@ -197,15 +197,6 @@ void Stream::set_steps(int steps) {
   cfg_.steps = steps;
 }
 
-// Whether `steps` DDIM steps have an integer stride over 1000 timesteps
-// (ddim_timesteps's rule, without building the table): the smallest stride
-// that gives at most `steps` gives exactly that many.
-static bool has_stride(int steps) {
-  if (steps < 2) return false;
-  const int k = (1000 + steps - 1) / steps;
-  return (1000 + k - 1) / k == steps;
-}
-
 StepController::StepController(int steps, int min_steps) {
   ddim_timesteps(steps);
   ladder_.push_back(steps);
@@ -214,7 +205,7 @@ StepController::StepController(int steps, int min_steps) {
   for (int n = steps; n > min_steps;) {
     int next = std::min(n - 1, n * 7 / 10);
     // Above 32 not every count has an integer stride: the nearest below.
-    while (next > min_steps && !has_stride(next)) --next;
+    while (next > min_steps && !ddim_steps_work(next)) --next;
     n = std::max(next, min_steps);
     ladder_.push_back(n);
   }
