@@ -401,7 +401,7 @@ static void gst_anitalker_bin_class_init(GstAnitalkerBinClass* klass) {
       gobject_class, PROP_PRECISION,
       g_param_spec_enum("precision", "Precision",
                         "Arithmetic of HuBERT, the motion generator, the renderer and GFPGAN: fp32 (exact, as the "
-                        "reference), bf16 (a CPU with AVX512_BF16: about 1.5-1.7x each on 2 cores, results not exact) or fp16 "
+                        "reference), bf16 (a CPU with AVX512_BF16: on 2 cores HuBERT and the motion generator about 1.4x, the renderer 1.3x, GFPGAN 1.0x, results not exact) or fp16 "
                         "(CUDA: the renderer and GFPGAN in float16; HuBERT and the motion generator, which have no "
                         "float16 path, in fp32); MFCC stays fp32",
                         GST_TYPE_ANITALKER_PRECISION, GST_ANITALKER_PRECISION_FP32, ready));

@@ -820,7 +820,7 @@ int cmd_generate(int argc, char** argv) {
     opt.device(&o.device);
     opt.precision(&o.precision,
                   "the arithmetic of HuBERT, the motion generator, the renderer and with --face-sr GFPGAN (the "
-                  "bin's precision): fp32 (exact), bf16 (a CPU with AVX512_BF16: about 1.5-1.7x each on 2 cores, results not "
+                  "bin's precision): fp32 (exact), bf16 (a CPU with AVX512_BF16: on 2 cores HuBERT and the motion generator about 1.4x, the renderer 1.3x, GFPGAN 1.0x, results not "
                   "exact) or fp16 (CUDA: the renderer and GFPGAN in float16, HuBERT and the motion generator in fp32); "
                   "MFCC stays fp32");
     opt.choice("mode", &o.mode, {"offline", "streaming", "auto"}, "offline is exact, as the reference");
