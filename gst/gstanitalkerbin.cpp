@@ -54,7 +54,10 @@
 
 #include "gstanitalkerbin.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "error.h"
@@ -914,6 +917,46 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
   return gst_anitalker_bin_set_tail(self, face_sr, paste_back, files, device, precision) ? TRUE : FALSE;
 }
 
+// READY->PAUSED: the children that load networks and the portrait
+// (hubertenc, anitalkerrender, gfpgansr) go to PAUSED at once, each from a
+// thread of its own, before GstBin walks all the children in order (it
+// then finds these in PAUSED already).  Their loads are file reads, page
+// faults and single-threaded unpacking, and their warm-ups oneDNN's
+// single-threaded set-up for a good part: one after another, a full-size
+// live start took 5.4 s on 2 cores, of which no part used both.
+// anitalkermotion starts after, alone, as before: its warm-up measures its
+// last window to choose the live stream's first step count (min-steps),
+// which the others' work beside it would make look slower than it is.
+// Errors are the children's own (GST_ELEMENT_ERROR from their start); one
+// that fails fails the bin's change, as GstBin's own walk would, and the
+// others, in PAUSED, go down with the bin.  ANITALKER_PARALLEL_START=0:
+// one after another (a measurement's baseline).
+static GstStateChangeReturn gst_anitalker_bin_start_children(GstAnitalkerBin* self) {
+  const char* env = std::getenv("ANITALKER_PARALLEL_START");
+  if (env && std::strcmp(env, "0") == 0) return GST_STATE_CHANGE_SUCCESS;
+  std::vector<GstElement*> children;
+  GST_OBJECT_LOCK(self);
+  for (GstElement* e : {self->features, self->render, self->sr})
+    if (e && GST_OBJECT_PARENT(e) == GST_OBJECT_CAST(self)) children.push_back(GST_ELEMENT(gst_object_ref(e)));
+  GST_OBJECT_UNLOCK(self);
+  std::vector<GstStateChangeReturn> results(children.size(), GST_STATE_CHANGE_SUCCESS);
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < children.size(); i++)
+    threads.emplace_back([&children, &results, i] { results[i] = gst_element_set_state(children[i], GST_STATE_PAUSED); });
+  // The first in this thread.
+  if (!children.empty()) results[0] = gst_element_set_state(children[0], GST_STATE_PAUSED);
+  for (std::thread& t : threads) t.join();
+  GstStateChangeReturn ret = GST_STATE_CHANGE_SUCCESS;
+  for (size_t i = 0; i < children.size(); i++) {
+    if (results[i] == GST_STATE_CHANGE_FAILURE) {
+      GST_INFO_OBJECT(self, "%s did not start", GST_ELEMENT_NAME(children[i]));
+      ret = GST_STATE_CHANGE_FAILURE;
+    }
+    gst_object_unref(children[i]);
+  }
+  return ret;
+}
+
 static GstStateChangeReturn gst_anitalker_bin_change_state(GstElement* element, GstStateChange transition) {
   GstAnitalkerBin* self = GST_ANITALKER_BIN(element);
   GST_OBJECT_LOCK(self);
@@ -930,5 +973,8 @@ static GstStateChangeReturn gst_anitalker_bin_change_state(GstElement* element, 
     }
     if (!ok) return GST_STATE_CHANGE_FAILURE;
   }
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED &&
+      gst_anitalker_bin_start_children(self) == GST_STATE_CHANGE_FAILURE)
+    return GST_STATE_CHANGE_FAILURE;
   return GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
 }

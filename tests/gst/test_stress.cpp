@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <gst/check/gstcheck.h>
 
@@ -184,6 +186,113 @@ GST_START_TEST(test_seeks) {
 }
 GST_END_TEST;
 
+namespace {
+
+// Which thread posted each child's READY->PAUSED, in the order they came.
+struct Starts {
+  GMutex lock;
+  std::vector<std::pair<std::string, GThread*>> seen;
+};
+
+GstBusSyncReply record_start(GstBus*, GstMessage* m, gpointer data) {
+  auto* starts = static_cast<Starts*>(data);
+  if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_STATE_CHANGED) {
+    GstState old_state, new_state;
+    gst_message_parse_state_changed(m, &old_state, &new_state, nullptr);
+    if (old_state == GST_STATE_READY && new_state == GST_STATE_PAUSED) {
+      g_mutex_lock(&starts->lock);
+      starts->seen.emplace_back(GST_OBJECT_NAME(GST_MESSAGE_SRC(m)), g_thread_self());
+      g_mutex_unlock(&starts->lock);
+    }
+  }
+  return GST_BUS_PASS;
+}
+
+}  // namespace
+
+// The bin starts hubertenc and anitalkerrender (and gfpgansr) at once, each
+// in a thread of its own, and anitalkermotion after them (its warm-up
+// measures its window alone): their READY->PAUSED come from two threads,
+// and motion's after both.  Twice, through a NULL in between.
+GST_START_TEST(test_children_start_together) {
+  GstElement* pipe = make_pipeline(10);
+  Starts starts;
+  g_mutex_init(&starts.lock);
+  GstBus* bus = gst_element_get_bus(pipe);
+  gst_bus_set_sync_handler(bus, record_start, &starts, nullptr);
+  for (int run = 0; run < 2; run++) {
+    starts.seen.clear();
+    fail_unless(gst_element_set_state(pipe, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+    wait_eos(pipe, 120 * GST_SECOND);
+    fail_unless_equals_int(gst_element_set_state(pipe, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+    GThread* features = nullptr;
+    GThread* render = nullptr;
+    int i_features = -1, i_render = -1, i_motion = -1;
+    for (size_t i = 0; i < starts.seen.size(); i++) {
+      const std::string& name = starts.seen[i].first;
+      if (name == "features") features = starts.seen[i].second, i_features = (int)i;
+      if (name == "render") render = starts.seen[i].second, i_render = (int)i;
+      if (name == "motion") i_motion = (int)i;
+    }
+    fail_unless(i_features >= 0 && i_render >= 0 && i_motion >= 0, "run %d: features %d, render %d, motion %d", run,
+                i_features, i_render, i_motion);
+    fail_unless(features != render, "run %d: hubertenc and anitalkerrender started in one thread, one after the other",
+                run);
+    fail_unless(i_motion > i_features && i_motion > i_render, "run %d: anitalkermotion started before the others",
+                run);
+  }
+  gst_bus_set_sync_handler(bus, nullptr, nullptr, nullptr);
+  gst_object_unref(bus);
+  gst_object_unref(pipe);
+  g_mutex_clear(&starts.lock);
+}
+GST_END_TEST;
+
+// A child that fails while the others start beside it (a stage-1 file that
+// is not a checkpoint): the bin's change fails with the renderer's error
+// naming the file, anitalkermotion does not start, and the pipeline goes to
+// NULL and starts again once the file is set right.
+GST_START_TEST(test_child_start_failure) {
+  GstElement* pipe = make_pipeline(10);
+  GstElement* talk = gst_bin_get_by_name(GST_BIN(pipe), "talk");
+  GstElement* motion = gst_bin_get_by_name(GST_BIN(talk), "motion");
+  const std::string bad = data_path("renderer/monalisa.jpg");
+  g_object_set(talk, "stage1", bad.c_str(), nullptr);
+  GstBus* bus = gst_element_get_bus(pipe);
+  for (int run = 0; run < 2; run++) {
+    fail_unless_equals_int(gst_element_set_state(pipe, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+    GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+    fail_unless(m != nullptr, "run %d: no error", run);
+    GError* e = nullptr;
+    gchar* debug = nullptr;
+    gst_message_parse_error(m, &e, &debug);
+    const std::string text = std::string(e->message) + " " + (debug ? debug : "");
+    fail_unless(text.find("monalisa.jpg") != std::string::npos, "run %d: %s", run, text.c_str());
+    fail_unless(std::string(GST_OBJECT_NAME(GST_MESSAGE_SRC(m))) == "render", "run %d: from %s", run,
+                GST_OBJECT_NAME(GST_MESSAGE_SRC(m)));
+    g_error_free(e);
+    g_free(debug);
+    gst_message_unref(m);
+    GstState state;
+    gst_element_get_state(motion, &state, nullptr, 0);
+    fail_unless_equals_int(state, GST_STATE_READY);
+    fail_unless_equals_int(gst_element_set_state(pipe, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+    gst_element_get_state(motion, &state, nullptr, 0);
+    fail_unless_equals_int(state, GST_STATE_NULL);
+  }
+  gst_bus_set_flushing(bus, TRUE);
+  gst_bus_set_flushing(bus, FALSE);
+  g_object_set(talk, "stage1", nullptr, nullptr);
+  fail_unless(gst_element_set_state(pipe, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+  wait_eos(pipe, 120 * GST_SECOND);
+  gst_element_set_state(pipe, GST_STATE_NULL);
+  gst_object_unref(bus);
+  gst_object_unref(motion);
+  gst_object_unref(talk);
+  gst_object_unref(pipe);
+}
+GST_END_TEST;
+
 static Suite* stress_suite() {
   Suite* s = suite_create("stress");
   TCase* tc = tcase_create("stress");
@@ -192,6 +301,8 @@ static Suite* stress_suite() {
   tcase_add_test(tc, test_properties_from_another_thread);
   tcase_add_test(tc, test_two_pipelines_sharing_models);
   tcase_add_test(tc, test_seeks);
+  tcase_add_test(tc, test_children_start_together);
+  tcase_add_test(tc, test_child_start_failure);
   suite_add_tcase(s, tc);
   return s;
 }
