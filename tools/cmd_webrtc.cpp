@@ -148,6 +148,7 @@ struct Session {
   GstPad* tee_pads[2] = {};   // request pads of the video and the audio tee (a reference each)
   std::string offer;          // under app->lock; set once ICE gathering is complete
   bool answered = false;      // main loop
+  gint64 answered_us = 0;     // main loop: when (monotonic)
   bool ending = false;        // main loop
   gint unlinked = 0;          // tee pads still to unlink (atomic)
   gint64 last_seen_us = 0;    // main loop: the last request naming it
@@ -383,6 +384,17 @@ GstPadProbeReturn unlink_when_idle(GstPad* pad, GstPadProbeInfo*, gpointer data)
   return GST_PAD_PROBE_REMOVE;
 }
 
+// Taking out a viewer that answered less than this ago waits for the rest:
+// webrtcbin sets up the answer's transports in a thread of its own, and a
+// webrtcbin stopped in the middle of that left them running, unowned, with
+// their ICE agent and sockets (about 20 files a viewer whose page answered
+// and closed at once, measured 2026-12-07; none once the answer was 1 s
+// old).  In the meantime the viewer is out of the count, and its branch's
+// leaky queues drop what it does not send.
+constexpr gint64 kAnswerSettleUs = 2 * G_USEC_PER_SEC;
+
+void take_out(Session* s);
+
 void end_session(Session* s, const char* why) {
   App* app = s->app;
   if (s->ending) return;
@@ -390,6 +402,19 @@ void end_session(Session* s, const char* why) {
   app->sessions.erase(s->id);
   std::fprintf(stderr, "anitalker webrtc: viewer %d: ended: %s (%zu watching)\n", s->number, why,
                app->sessions.size());
+  const gint64 wait_us = s->answered ? s->answered_us + kAnswerSettleUs - g_get_monotonic_time() : 0;
+  if (wait_us > 0) {
+    g_timeout_add_full(G_PRIORITY_DEFAULT, (guint)(wait_us / 1000) + 1, [](gpointer d) -> gboolean {
+      take_out(static_cast<Session*>(d));
+      return G_SOURCE_REMOVE;
+    }, session_ref(s), session_unref);
+    return;
+  }
+  take_out(s);
+}
+
+// The viewer's tee pads unlinked when idle, then finish_session.
+void take_out(Session* s) {
   int pads = 0;
   for (GstPad* p : s->tee_pads) pads += p != nullptr;
   if (pads == 0) {
@@ -438,19 +463,37 @@ std::string query_value(const std::string& query, const std::string& key) {
 
 // A value a client sent, for the log: control characters (a newline that
 // would forge a line of its own, a terminal's escape sequences) written as
-// \xNN, and at most 200 bytes kept.
+// \xNN for each of their bytes, and at most 200 bytes kept.  Control
+// characters are C0 (below 0x20), DEL, and C1 (U+0080-U+009F: a terminal
+// takes U+009B as ESC [ and U+009D as ESC ]); also the line and paragraph
+// separators and the bidirectional overrides and isolates (which make a
+// line read other than it is), and any byte that is not valid UTF-8.
 std::string printable(const std::string& v) {
   constexpr size_t kMax = 200;
   std::string out;
-  for (size_t i = 0; i < v.size() && out.size() < kMax; ++i) {
-    const unsigned char ch = static_cast<unsigned char>(v[i]);
-    if (ch < 0x20 || ch == 0x7f) {
+  const auto escape = [&out](const char* p, size_t n) {
+    for (size_t k = 0; k < n; ++k) {
       char esc[8];
-      std::snprintf(esc, sizeof esc, "\\x%02x", ch);
+      std::snprintf(esc, sizeof esc, "\\x%02x", static_cast<unsigned char>(p[k]));
       out += esc;
-    } else {
-      out += v[i];
     }
+  };
+  const char* p = v.data();
+  const char* end = v.data() + v.size();
+  while (p < end && out.size() < kMax) {
+    const gunichar c = g_utf8_get_char_validated(p, end - p);
+    if (c == (gunichar)-1 || c == (gunichar)-2) {  // not UTF-8 here: this byte alone
+      escape(p, 1);
+      ++p;
+      continue;
+    }
+    const char* next = g_utf8_next_char(p);
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f) || c == 0x2028 || c == 0x2029 || (c >= 0x202a && c <= 0x202e) ||
+        (c >= 0x2066 && c <= 0x2069))
+      escape(p, next - p);
+    else
+      out.append(p, next - p);
+    p = next;
   }
   if (out.size() >= kMax) out += "... (" + std::to_string(v.size()) + " bytes)";
   return out;
@@ -577,34 +620,52 @@ gboolean on_conn_timeout(gpointer data) {
 }
 
 // An SDP answer that webrtcbin can take: one media section per offered one,
-// each with ICE credentials and a DTLS fingerprint (here or at session level).
+// in the offer's order, each of the offered kind (video, audio) and with
+// the offered a=mid, each with ICE credentials and a DTLS fingerprint (here
+// or at session level).  webrtcbin pairs the answer's sections with its
+// transceivers by mid and asserts that they line up: an answer with two
+// sections of one mid, or a section of another kind in a mid's place,
+// aborted the whole server (found 2026-12-07).
 std::string check_answer(const GstSDPMessage* sdp, const std::string& offer_text) {
   GstSDPMessage* offer = nullptr;
-  guint offered = 0;
-  if (gst_sdp_message_new_from_text(offer_text.c_str(), &offer) == GST_SDP_OK && offer) {
-    offered = gst_sdp_message_medias_len(offer);
-    gst_sdp_message_free(offer);
+  if (gst_sdp_message_new_from_text(offer_text.c_str(), &offer) != GST_SDP_OK || !offer)
+    return "the offer does not parse";  // ours: not the client's fault, but nothing to pair with
+  struct Section {
+    std::string kind, mid;
+  };
+  std::vector<Section> offered;
+  for (guint i = 0; i < gst_sdp_message_medias_len(offer); ++i) {
+    const GstSDPMedia* m = gst_sdp_message_get_media(offer, i);
+    const char* kind = gst_sdp_media_get_media(m);
+    const char* mid = gst_sdp_media_get_attribute_val(m, "mid");
+    offered.push_back({kind ? kind : "", mid ? mid : ""});
   }
+  gst_sdp_message_free(offer);
   const char* version = gst_sdp_message_get_version(sdp);
   if (!version || std::strcmp(version, "0") != 0) return "not an SDP message (no v=0 line)";
   const guint n = gst_sdp_message_medias_len(sdp);
   if (n == 0) return "the SDP has no media section (m= line)";
-  if (offered > 0 && n != offered)
-    return "the SDP answers " + std::to_string(n) + " media sections, the offer has " + std::to_string(offered);
+  if (n != offered.size())
+    return "the SDP answers " + std::to_string(n) + " media sections, the offer has " +
+           std::to_string(offered.size());
   const bool session_fp = gst_sdp_message_get_attribute_val(sdp, "fingerprint") != nullptr;
   const bool session_ufrag = gst_sdp_message_get_attribute_val(sdp, "ice-ufrag") != nullptr;
   const bool session_pwd = gst_sdp_message_get_attribute_val(sdp, "ice-pwd") != nullptr;
   for (guint i = 0; i < n; ++i) {
     const GstSDPMedia* m = gst_sdp_message_get_media(sdp, i);
+    const std::string section = "media section " + std::to_string(i);
+    const char* kind = gst_sdp_media_get_media(m);
     const char* proto = gst_sdp_media_get_proto(m);
-    if (!gst_sdp_media_get_media(m) || !proto || !std::strstr(proto, "RTP"))
-      return "media section " + std::to_string(i) + " is not RTP";
-    if (!session_ufrag && !gst_sdp_media_get_attribute_val(m, "ice-ufrag"))
-      return "media section " + std::to_string(i) + " has no a=ice-ufrag";
-    if (!session_pwd && !gst_sdp_media_get_attribute_val(m, "ice-pwd"))
-      return "media section " + std::to_string(i) + " has no a=ice-pwd";
-    if (!session_fp && !gst_sdp_media_get_attribute_val(m, "fingerprint"))
-      return "media section " + std::to_string(i) + " has no a=fingerprint";
+    if (!kind || !proto || !std::strstr(proto, "RTP")) return section + " is not RTP";
+    if (offered[i].kind != kind)
+      return section + " is " + printable(kind) + ", the offer's is " + offered[i].kind;
+    const char* mid = gst_sdp_media_get_attribute_val(m, "mid");
+    if (!offered[i].mid.empty() && (!mid || offered[i].mid != mid))
+      return section + " has " + (mid ? "a=mid:" + printable(mid) : std::string("no a=mid")) +
+             ", the offer's is a=mid:" + offered[i].mid;
+    if (!session_ufrag && !gst_sdp_media_get_attribute_val(m, "ice-ufrag")) return section + " has no a=ice-ufrag";
+    if (!session_pwd && !gst_sdp_media_get_attribute_val(m, "ice-pwd")) return section + " has no a=ice-pwd";
+    if (!session_fp && !gst_sdp_media_get_attribute_val(m, "fingerprint")) return section + " has no a=fingerprint";
   }
   return "";
 }
@@ -680,6 +741,7 @@ void handle_request(Conn* c) {
     g_signal_emit_by_name(s->webrtc, "set-remote-description", answer, nullptr);
     gst_webrtc_session_description_free(answer);
     s->answered = true;
+    s->answered_us = g_get_monotonic_time();
     std::fprintf(stderr, "anitalker webrtc: viewer %d: answer received\n", s->number);
     return conn_reply(c, 200, "text/plain", "ok\n");
   }
