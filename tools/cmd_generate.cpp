@@ -13,6 +13,7 @@
 #include <cmath>
 #include <chrono>
 #include <cstdint>
+#include <climits>
 #include <cstdlib>
 #include <cstdio>
 #include <cctype>
@@ -373,9 +374,19 @@ std::string video_face_box(const std::string& clip, const std::string& detector,
 // SIGTERM), moved to their names at the end.  No half-written sequence.
 class FramesOutput {
  public:
-  explicit FramesOutput(const std::string& pattern) : pattern_(pattern) {
+  // inputs: the run's input files, which no frame may replace.
+  FramesOutput(const std::string& pattern, const std::vector<std::string>& inputs)
+      : pattern_(pattern), inputs_(inputs) {
     const std::string dir = dir_of(pattern);
     if (!is_dir(dir)) throw anitalker::Error(anitalker::Error::Kind::NotFound, dir + ": no such folder (--out)");
+    // An input named as one of the frames (fr/00001.png for fr/%05d.png):
+    // refused before the run, as an --out file that is an input is.
+    for (const std::string& in : inputs) {
+      if (in.empty()) continue;
+      const size_t s = in.find_last_of('/');
+      const std::string name = in.substr(s == std::string::npos ? 0 : s + 1);
+      if (frame_number(name) > 0) anitalker::check_not_an_input(dir + "/" + name, {in}, "--out " + pattern + ":");
+    }
     temp_ = std::make_unique<anitalker::OutputFolder>(dir, "anitalker-frames");
   }
   std::string temp_pattern() const { return temp_->path() + "/" + pattern_.substr(pattern_.find_last_of('/') + 1); }
@@ -397,6 +408,8 @@ class FramesOutput {
         throw anitalker::Error(anitalker::Error::Kind::Usage,
                                to + ": exists and is not a plain file (a folder, a link, a device or a pipe); no "
                                     "frame was written");
+      // A frame's name that is an input by another name (a hard link).
+      anitalker::check_not_an_input(to, inputs_, "--out " + pattern_ + ": frame");
       moves.emplace_back(from, to);
     }
     guint64 n = 0;
@@ -406,12 +419,45 @@ class FramesOutput {
       ++n;
     }
     temp_->discard();
+    // The frames after the last of this run that an older, longer run left
+    // (plain files numbered on from n + 1, up to the first number missing)
+    // are removed: else the folder would hold this video followed by the
+    // end of the other one.
+    for (guint64 i = n + 1;; ++i) {
+      gchar* name = g_strdup_printf(base.c_str(), (int)i);
+      const std::string old = dir + "/" + name;
+      g_free(name);
+      struct stat st;
+      if (i > (guint64)INT_MAX || ::lstat(old.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) break;
+      if (std::remove(old.c_str()) != 0) break;
+      ++stale_;
+    }
     return n;
+  }
+  // The frames of an older run removed by commit().
+  guint64 stale() const { return stale_; }
+  // i > 0 when `name` is frame i's name under the pattern, else 0.
+  int frame_number(const std::string& name) const {
+    const size_t slash = pattern_.find_last_of('/');
+    const std::string base = pattern_.substr(slash == std::string::npos ? 0 : slash + 1);
+    const size_t pct = base.find('%');
+    if (pct == std::string::npos || name.compare(0, pct, base, 0, pct) != 0) return 0;
+    size_t end = pct;
+    while (end < name.size() && name[end] >= '0' && name[end] <= '9' && end - pct < 9) ++end;
+    if (end == pct) return 0;
+    const int i = std::atoi(name.substr(pct, end - pct).c_str());
+    if (i <= 0) return 0;
+    gchar* made = g_strdup_printf(base.c_str(), i);
+    const bool same = name == made;
+    g_free(made);
+    return same ? i : 0;
   }
   void discard() { temp_->discard(); }
 
  private:
   std::string pattern_;
+  std::vector<std::string> inputs_;
+  guint64 stale_ = 0;
   std::unique_ptr<anitalker::OutputFolder> temp_;
 };
 
@@ -470,7 +516,7 @@ int generate(const Options& o) {
   std::unique_ptr<FramesOutput> frames;
   std::string part;
   if (kind == OutKind::Frames) {
-    frames = std::make_unique<FramesOutput>(out);
+    frames = std::make_unique<FramesOutput>(out, std::vector<std::string>{o.audio, o.portrait, o.pose_file});
     part = frames->temp_pattern();
   } else {
     anitalker::check_not_an_input(out, {o.audio, o.portrait, o.pose_file});
@@ -721,7 +767,14 @@ int generate(const Options& o) {
   if (kind == OutKind::Mp4 && !in_place) cli::clear_mp4_times(part);
   if (kind == OutKind::Webm && !in_place) cli::clear_webm_uids(part);
   if (output) output->commit();
-  if (frames) frames->commit();
+  if (frames) {
+    frames->commit();
+    if (frames->stale() > 0)
+      std::fprintf(stderr,
+                   "anitalker generate: note: removed %" G_GUINT64_FORMAT
+                   " frames after this run's last that an older run of --out %s had left\n",
+                   frames->stale(), out.c_str());
+  }
   // Each stage's share: from the previous stage's last output to its own
   // (offline, the stages run one after the other).
   const double t_end = now_s();

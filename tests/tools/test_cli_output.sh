@@ -241,6 +241,29 @@ mkdir taken && mkfifo taken/0003.png
 gen --portrait face.jpg --audio speech.wav --out 'taken/%04d.png' 2>err.txt; rc=$?
 check "a frame name taken by a pipe: refused, the pipe kept, nothing else left (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 2 ] && [ -p taken/0003.png ] && [ \"\$(ls -A taken)\" = 0003.png ] && grep -q 'is not a plain file' err.txt"
+# A PNG sequence whose frames' names are the inputs (fr/00001.png for
+# fr/%05d.png): refused before the run, the inputs untouched (until
+# 2026-12-07 the frames replaced them); an input linked under a frame's
+# name: refused at the end, no frame moved.
+mkdir fr && cp face.jpg fr/00001.jpg && cp speech.wav fr/00002.png
+ffmpeg -v error -i face.jpg fr/00001.png
+seq_md5=$(md5sum fr/00001.png fr/00002.png)
+gen --portrait fr/00001.png --audio fr/00002.png --out 'fr/%05d.png' 2>err.txt; rc=$?
+check "a PNG sequence over its inputs is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'is the input' err.txt && [ \"\$(md5sum fr/00001.png fr/00002.png)\" = '$seq_md5' ]"
+mkdir fr/in && ln fr/00001.png fr/in/portrait.png
+gen --portrait fr/in/portrait.png --audio speech.wav --out 'fr/%05d.png' 2>err.txt; rc=$?
+check "a PNG sequence over a hard link of an input is refused (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 2 ] && grep -q 'is the input' err.txt && [ \"\$(md5sum fr/00001.png fr/00002.png)\" = '$seq_md5' ] && [ ! -e fr/00003.png ]"
+# A shorter run into a sequence a longer one wrote: the older frames after
+# its last are removed, and it says so (until 2026-12-07 they stayed, the
+# end of another video after this one).
+mkdir seq
+gen --portrait face.jpg --audio speech.wav --out 'seq/%03d.png' 2>err.txt
+ffmpeg -v error -y -i speech.wav -t 1 short.wav
+"$bin" generate --models-dir "$data/chain" --steps 5 --portrait face.jpg --audio short.wav --out 'seq/%03d.png' 2>err.txt; rc=$?
+check "a shorter sequence over a longer one: $(ls seq | wc -l) frames left, the rest removed with a note (rc $rc)" \
+  bash -c "[ $rc -eq 0 ] && [ \$(ls seq | wc -l) -eq 25 ] && grep -q 'removed 27 frames after this run' err.txt"
 rm -f killed.mp4
 timeout -s TERM 1 "$bin" generate --models-dir "$data/chain" --steps 50 --quiet --portrait face.jpg \
   --audio long.wav --out killed.mp4 2>/dev/null; rc=$?
