@@ -448,7 +448,19 @@ static gboolean gst_anitalker_render_update_portrait(GstAnitalkerRender* self, l
     GST_OBJECT_UNLOCK(self);
     if (current.portrait) {
       if (dirty && at == PortraitAt::Buffer) {
-        if (std::optional<lia::PortraitSource> source = take()) {
+        // A crop or face box that cannot be read (crop=garbage; face-box
+        // set before crop=auto, one property at a time) is a warning like a
+        // picture that cannot be used: the current face stays (until
+        // 2026-12-07 the error stopped the stream).
+        std::optional<lia::PortraitSource> source;
+        try {
+          source = take();
+        } catch (...) {
+          gst_anitalker_post_current_exception(GST_ELEMENT_CAST(self),
+                                               "Could not use the crop or face-box set; the current face stays.",
+                                               true, __FILE__, GST_FUNCTION, __LINE__, GST_MESSAGE_WARNING);
+        }
+        if (source) {
           GST_DEBUG_OBJECT(self, "encoding portrait %s apart; the current one stays meanwhile", path.c_str());
           st->renderer.encode_later(std::move(*source));
         }

@@ -1142,6 +1142,35 @@ GST_START_TEST(test_live_portrait_change) {
   check_unusable_portrait_warning(bus, msg, missing);
   fail_unless_equals_int(pull_portrait_changed(h), 0);
 
+  // A crop that cannot be read, set while playing (as face-box before
+  // crop=auto, one property at a time, makes for a moment): a warning
+  // naming the setting, no error, the current face goes on (until
+  // 2026-12-07 the error stopped the stream).
+  g_object_set(h->element, "crop", "garbage", nullptr);
+  {
+    const int row = index % 3;
+    fail_unless(push_pull_bytes(h, row, index++) == alone[1][row]);
+  }
+  msg = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
+  fail_unless(msg != nullptr, "no warning for crop=garbage while playing");
+  {
+    GError* warning = nullptr;
+    gchar* debug = nullptr;
+    gst_message_parse_warning(msg, &warning, &debug);
+    fail_unless(strstr(warning->message, "crop") && strstr(warning->message, "the current face stays"), "%s",
+                warning->message);
+    fail_unless(debug && strstr(debug, "garbage"), "%s", debug ? debug : "(no debug)");
+    g_error_free(warning);
+    g_free(debug);
+    gst_message_unref(msg);
+  }
+  fail_unless(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR) == nullptr, "an error for crop=garbage while playing");
+  g_object_set(h->element, "crop", "none", nullptr);
+  {
+    const int row = index % 3;
+    fail_unless(push_pull_bytes(h, row, index++) == alone[1][row]);
+  }
+
   // Torn down while an encode runs (or waits): no crash, nothing left.
   g_object_set(h->element, "portrait", faces[0].c_str(), nullptr);
   push_pull_bytes(h, 0, index++);
