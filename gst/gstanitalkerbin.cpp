@@ -54,6 +54,8 @@
 
 #include "gstanitalkerbin.h"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -911,9 +913,19 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
   g_object_set(self->motion, "checkpoint", files.stage2.c_str(), "type", variant, "device", device.c_str(), "mode",
                mode, "precision", audio_precision, nullptr);
   g_object_set(self->features, "mode", mode, nullptr);
+  // The detector goes to the renderer whenever models-dir has it, needed
+  // now or not: crop=auto (or face-box cleared) set after this, in READY or
+  // while playing, finds it (until 2026-12-07 the renderer then said it
+  // had no detector).  It is required only where the crop needs it now.
+  std::string detector = files.detector;
+  if (detector.empty()) {
+    const std::string found = anitalker::models::resolve(dir, variant_name, face_sr, true).detector;
+    struct stat st;
+    if (!found.empty() && ::stat(found.c_str(), &st) == 0 && S_ISREG(st.st_mode)) detector = found;
+  }
   g_object_set(self->render, "checkpoint", files.stage1.c_str(), "portrait", portrait.c_str(), "device",
-               device.c_str(), "detector", files.detector.empty() ? nullptr : files.detector.c_str(), "precision",
-               precision, nullptr);
+               device.c_str(), "detector", detector.empty() ? nullptr : detector.c_str(), "precision", precision,
+               nullptr);
   return gst_anitalker_bin_set_tail(self, face_sr, paste_back, files, device, precision) ? TRUE : FALSE;
 }
 

@@ -7,6 +7,7 @@
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 #include <glib/gstdio.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -1334,6 +1335,51 @@ GST_START_TEST(test_file_uris) {
 }
 GST_END_TEST;
 
+// The bin gives the renderer models-dir's detector whenever it is there,
+// so that crop=auto set after NULL->READY (in READY, or while playing)
+// finds it; until 2026-12-07 only a crop=auto set before NULL->READY did,
+// and a later one failed with "crop=auto needs the face detector".
+GST_START_TEST(test_bin_detector_for_a_later_crop) {
+  gchar* dir = g_dir_make_tmp("anitalker-models-XXXXXX", nullptr);
+  fail_unless(dir != nullptr);
+  for (const char* name : {"stage1.ckpt", "stage2_audio_only_hubert.ckpt", "chinese-hubert-large"}) {
+    gchar* link = g_build_filename(dir, name, nullptr);
+    fail_unless(symlink(data_path(std::string("chain/") + name).c_str(), link) == 0, "%s", link);
+    g_free(link);
+  }
+  GstElement* bin = gst_element_factory_make("anitalker", nullptr);
+  g_object_set(bin, "models-dir", dir, "portrait", portrait_path().c_str(), nullptr);
+  GstElement* render = gst_bin_get_by_name(GST_BIN(bin), "render");
+  gchar* detector = nullptr;
+  // Without the file: none given (crop=none needs none).
+  fail_unless(gst_element_set_state(bin, GST_STATE_READY) == GST_STATE_CHANGE_SUCCESS);
+  g_object_get(render, "detector", &detector, nullptr);
+  fail_unless(detector == nullptr || *detector == 0, "%s", detector);
+  g_free(detector);
+  gst_element_set_state(bin, GST_STATE_NULL);
+  // With it, and crop=none at NULL->READY: given all the same.
+  gchar* det = g_build_filename(dir, "detection_Resnet50_Final.pth", nullptr);
+  fail_unless(symlink(data_path("face-sr/retinaface_narrow.pth").c_str(), det) == 0);
+  fail_unless(gst_element_set_state(bin, GST_STATE_READY) == GST_STATE_CHANGE_SUCCESS);
+  g_object_set(bin, "crop", "auto", nullptr);
+  g_object_get(render, "detector", &detector, nullptr);
+  fail_unless(detector != nullptr && std::string(detector) == det, "detector %s, want %s", detector, det);
+  g_free(detector);
+  gst_element_set_state(bin, GST_STATE_NULL);
+  gst_object_unref(render);
+  gst_object_unref(bin);
+  for (const char* name : {"stage1.ckpt", "stage2_audio_only_hubert.ckpt", "chinese-hubert-large",
+                           "detection_Resnet50_Final.pth"}) {
+    gchar* link = g_build_filename(dir, name, nullptr);
+    g_unlink(link);
+    g_free(link);
+  }
+  g_rmdir(dir);
+  g_free(det);
+  g_free(dir);
+}
+GST_END_TEST;
+
 GST_START_TEST(test_properties) {
   GstElement* e = gst_element_factory_make("anitalkerrender", nullptr);
   gchar* device = nullptr;
@@ -1552,6 +1598,7 @@ static Suite* anitalkerrender_suite() {
 
   tc = tcase_create("properties");
   tcase_add_test(tc, test_properties);
+  tcase_add_test(tc, test_bin_detector_for_a_later_crop);
   tcase_add_test(tc, test_file_uris);
   tcase_add_test(tc, test_ready_only_while_playing);
   tcase_add_test(tc, test_num_threads_renders);
