@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <atomic>
 #include <deque>
 #include <string>
 #include <utility>
@@ -68,6 +69,10 @@ struct _GstAnitalkerElementPrivate {
   std::deque<std::pair<GstClockTime, GstEvent*>> held;
   GstClockTime in_end = GST_CLOCK_TIME_NONE;   // the input since the stream (re)started ends here
   GstClockTime out_end = GST_CLOCK_TIME_NONE;  // the output pushed since then ends here
+  // From FLUSH_START to FLUSH_STOP, and from PAUSED->READY on: long work in
+  // the streaming thread (an utterance's offline motion) stops at its next
+  // step (gst_anitalker_element_cancelled).
+  std::atomic<bool> cancel{false};
 };
 
 static GstElementClass* parent_class = nullptr;
@@ -564,7 +569,10 @@ static void stop(GstAnitalkerElement* self) {
 
 static GstStateChangeReturn gst_anitalker_element_change_state(GstElement* element, GstStateChange transition) {
   GstAnitalkerElement* self = GST_ANITALKER_ELEMENT(element);
+  // Before the pads are deactivated, which waits for the streaming thread.
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) self->priv->cancel = true;
   if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) {
+    self->priv->cancel = false;
     gboolean ok;
     try {
       ok = start(self);
@@ -639,9 +647,16 @@ static gboolean sink_caps_fit(GstAnitalkerElement* self, GstCaps* caps) {
   return fits;
 }
 
+gboolean gst_anitalker_element_cancelled(GstAnitalkerElement* self) { return self->priv->cancel.load(); }
+
 static gboolean sink_event(GstAnitalkerElement* self, GstPad* pad, GstEvent* event) {
   GstAnitalkerElementClass* klass = klass_of(self);
   gboolean result = FALSE;
+  // Not serialized: comes while the streaming thread may be in long work,
+  // which then stops at its next step, so that the flush (a seek) does not
+  // wait for it.
+  if (GST_EVENT_TYPE(event) == GST_EVENT_FLUSH_START) self->priv->cancel = true;
+  if (GST_EVENT_TYPE(event) == GST_EVENT_FLUSH_STOP) self->priv->cancel = false;
   if (klass->sink_event && klass->sink_event(self, event, &result)) {
     if (klass->input_end) note_input(self, nullptr);  // it may have taken input (hubertenc's GAP)
     return result;

@@ -516,7 +516,10 @@ static GstFlowReturn gst_anitalker_motion_generate_offline(GstAnitalkerMotion* s
   const gint64 t0 = g_get_monotonic_time();
   gint64 told_at = t0;
   int told = 0;
-  auto on_step = [e, &told, &told_at](int done, int total) {
+  auto on_step = [self, e, &told, &told_at](int done, int total) {
+    // A flush (a seek) or a stop while the utterance is made: stop at this
+    // step, not after all of them (seconds to minutes for a long one).
+    if (gst_anitalker_element_cancelled(GST_ANITALKER_ELEMENT(self))) throw GstAnitalkerCancelled();
     const gint64 now = g_get_monotonic_time();
     if (done == total || now - told_at < G_USEC_PER_SEC / 2) return;
     told_at = now;
@@ -528,6 +531,11 @@ static GstFlowReturn gst_anitalker_motion_generate_offline(GstAnitalkerMotion* s
   try {
     c10::InferenceMode guard;
     g = stream->whole(on_step);
+  } catch (const GstAnitalkerCancelled&) {
+    GST_DEBUG_OBJECT(self, "offline motion stopped at DDIM step %d%% by a flush or a stop", told);
+    gst_anitalker_post_progress(e, GST_PROGRESS_TYPE_CANCELED, "motion", told,
+                                "Generating the motion stopped (a flush or a stop).");
+    return GST_FLOW_FLUSHING;
   } catch (...) {
     gst_anitalker_post_progress(e, GST_PROGRESS_TYPE_ERROR, "motion", told, "Generating the motion failed.");
     throw;  // the element's error (the base posts it)

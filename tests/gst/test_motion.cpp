@@ -797,6 +797,66 @@ GST_START_TEST(test_flush) {
 }
 GST_END_TEST;
 
+// A flush (a seek) while the utterance's offline motion is made stops it at
+// its next DDIM step: the EOS that started it returns at once, with a
+// CANCELED progress message, no frame and no error; until 2026-12-07 the
+// seek waited for every step (7 s for 104 s of audio with the tiny model).
+// Then the element takes a new utterance as before.
+GST_START_TEST(test_flush_stops_offline_work) {
+  GstHarness* h = new_harness("hubert_audio_only", "offline", [](GstElement* e) { g_object_set(e, "steps", 1000u, nullptr); });
+  const at::Tensor f = frames("hubert_audio_only");
+  push_frames(h, f, 0, f.size(0), 25, 50);
+  GstBus* bus = gst_element_get_bus(h->element);
+  GThread* eos = g_thread_new("eos", [](gpointer d) -> gpointer {
+    gst_harness_push_event(static_cast<GstHarness*>(d), gst_event_new_eos());
+    return nullptr;
+  }, h);
+  // Wait for the run to start (its START progress message).
+  bool started = false;
+  for (int i = 0; i < 1000 && !started; i++) {
+    if (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_PROGRESS)) {
+      GstProgressType type;
+      gst_message_parse_progress(m, &type, nullptr, nullptr);
+      started = type == GST_PROGRESS_TYPE_START;
+      gst_message_unref(m);
+    } else {
+      g_usleep(5000);
+    }
+  }
+  fail_unless(started, "the offline run did not start");
+  g_usleep(50000);
+  const gint64 t0 = g_get_monotonic_time();
+  fail_unless(gst_harness_push_event(h, gst_event_new_flush_start()));
+  g_thread_join(eos);
+  const double waited = (g_get_monotonic_time() - t0) / 1e6;
+  fail_unless(waited < 2.0, "the flush waited %.2f s for the offline run", waited);
+  bool cancelled = false;
+  while (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_PROGRESS)) {
+    GstProgressType type;
+    gst_message_parse_progress(m, &type, nullptr, nullptr);
+    cancelled = cancelled || type == GST_PROGRESS_TYPE_CANCELED;
+    fail_unless(type != GST_PROGRESS_TYPE_COMPLETE, "the run completed: the flush did not stop it");
+    gst_message_unref(m);
+  }
+  fail_unless(cancelled, "no CANCELED progress message");
+  fail_unless(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR) == nullptr, "an error for a flush");
+  fail_unless_equals_int(gst_harness_buffers_in_queue(h), 0);
+  GST_INFO("the flush returned after %.3f s", waited);
+  // A new utterance after the flush: its frames, as usual.
+  fail_unless(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+  g_object_set(h->element, "steps", 10u, nullptr);
+  GstSegment seg;
+  gst_segment_init(&seg, GST_FORMAT_TIME);
+  fail_unless(gst_harness_push_event(h, gst_event_new_segment(&seg)));
+  push_frames(h, f, 0, 10, 10, 50);
+  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
+  Output out = pull_all(h);
+  fail_unless_equals_int(out.frames(), 5);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+GST_END_TEST;
+
 // A SEGMENT without a flush (concat, a playlist of clips): the features
 // gathered before it are a stream of their own and give their frames
 // (before, offline, they were dropped: 5 frames here instead of 30).
@@ -1554,6 +1614,7 @@ static Suite* motion_suite() {
   tcase_add_test(tc, test_property_change_while_playing);
   tcase_add_test(tc, test_portrait_change);
   tcase_add_test(tc, test_flush);
+  tcase_add_test(tc, test_flush_stops_offline_work);
   tcase_add_test(tc, test_segment_drains);
   tcase_add_test(tc, test_events_in_place);
   tcase_add_test(tc, test_bin_events_in_place);
