@@ -934,19 +934,27 @@ static gboolean gst_anitalker_bin_configure(GstAnitalkerBin* self) {
 // thread of its own, before GstBin walks all the children in order (it
 // then finds these in PAUSED already).  Their loads are file reads, page
 // faults and single-threaded unpacking, and their warm-ups oneDNN's
-// single-threaded set-up for a good part: one after another, a full-size
-// live start took 5.4 s on 2 cores, of which no part used both.
+// single-threaded set-up for a good part: at full size on 2 cores
+// (latency=balanced, bf16) a live start took 3.3-3.8 s one after another
+// and 2.7-3.0 s so; with face-sr 8.8-14.2 s and 7.8-8.2 s.
 // anitalkermotion starts after, alone, as before: its warm-up measures its
 // last window to choose the live stream's first step count (min-steps),
 // which the others' work beside it would make look slower than it is.
 // Errors are the children's own (GST_ELEMENT_ERROR from their start); one
 // that fails fails the bin's change, as GstBin's own walk would, and the
-// others, in PAUSED, go down with the bin.  ANITALKER_PARALLEL_START=0:
-// one after another (a measurement's baseline).
+// others, in PAUSED, go down with the bin.  mode=offline (`generate`): one
+// after another, as before: without the warm-ups the loads alone, mostly
+// page faults of fresh memory, contend and gain nothing (measured at full
+// size: 1.20-1.79 s one after another, 1.29-1.65 s at once).
+// ANITALKER_PARALLEL_START=0: one after another (a measurement's baseline).
 static GstStateChangeReturn gst_anitalker_bin_start_children(GstAnitalkerBin* self) {
   const char* env = std::getenv("ANITALKER_PARALLEL_START");
   if (env && std::strcmp(env, "0") == 0) return GST_STATE_CHANGE_SUCCESS;
   std::vector<GstElement*> children;
+  GST_OBJECT_LOCK(self);
+  const bool offline = self->mode == GST_ANITALKER_MODE_OFFLINE;
+  GST_OBJECT_UNLOCK(self);
+  if (offline) return GST_STATE_CHANGE_SUCCESS;
   GST_OBJECT_LOCK(self);
   for (GstElement* e : {self->features, self->render, self->sr})
     if (e && GST_OBJECT_PARENT(e) == GST_OBJECT_CAST(self)) children.push_back(GST_ELEMENT(gst_object_ref(e)));
