@@ -895,6 +895,28 @@ int cmd_generate(int argc, char** argv) {
       throw cli::UsageError("--paste-back needs a crop: --crop auto or --crop X,Y,SIDE");
     if (o.crf >= 0 && o.bitrate > 0) throw cli::UsageError("give --crf or --bitrate, not both");
     const bool detect = spec.mode == anitalker::crop::Spec::Mode::Auto && o.face_box.empty();
+    // Options given that this run does not use: a note each, rather than a
+    // result that silently ignores them (found 2026-12-07).
+    const auto ignored = [&opt](std::initializer_list<const char*> names, const std::string& why) {
+      std::string list;
+      for (const char* n : names)
+        if (opt.given(n)) list += (list.empty() ? "--" : ", --") + std::string(n);
+      if (!list.empty()) std::fprintf(stderr, "anitalker generate: note: %s ignored: %s\n", list.c_str(), why.c_str());
+    };
+    const bool audio_only = o.variant == "hubert_audio_only";
+    const bool full_control = o.variant.find("full_control") != std::string::npos;
+    if (audio_only)
+      ignored({"control", "pose", "pose-yaw", "pose-pitch", "pose-roll", "pose-file", "face-location", "face-scale"},
+              "the variant hubert_audio_only takes no pose, location or scale (a pose_only or full_control "
+              "variant does)");
+    else if (!o.control)
+      ignored({"pose", "pose-yaw", "pose-pitch", "pose-roll", "pose-file", "face-location", "face-scale"},
+              "without --control the model predicts pose, location and scale");
+    else if (!full_control)
+      ignored({"face-location", "face-scale"}, "the variant " + o.variant + " takes no location or scale");
+    if (!o.face_sr) ignored({"detect-every", "parse-every"}, "used only with --face-sr");
+    if (!o.paste_back) ignored({"feather", "max-size", "colour-match"}, "used only with --paste-back");
+    if (!detect) ignored({"face-index", "crop-ratio"}, "used only with --crop auto without --face-box");
     for (const std::string* f : {&o.portrait, &o.audio}) {
       if (is_dir(*f))
         throw anitalker::Error(anitalker::Error::Kind::Usage, *f + ": is a folder, expected a file");

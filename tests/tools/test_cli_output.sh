@@ -264,6 +264,14 @@ ffmpeg -v error -y -i speech.wav -t 1 short.wav
 "$bin" generate --models-dir "$data/chain" --steps 5 --portrait face.jpg --audio short.wav --out 'seq/%03d.png' 2>err.txt; rc=$?
 check "a shorter sequence over a longer one: $(ls seq | wc -l) frames left, the rest removed with a note (rc $rc)" \
   bash -c "[ $rc -eq 0 ] && [ \$(ls seq | wc -l) -eq 25 ] && grep -q 'removed 27 frames after this run' err.txt"
+# Options that this run does not use: a note naming them and why (until
+# 2026-12-07 they were ignored without a word).
+gen --control --pose 0.9 0.5 0.5 --face-scale 5 --detect-every 3 --feather 4 --crop-ratio 0.5 \
+  --portrait face.jpg --audio speech.wav --out unused.mp4 2>err.txt; rc=$?
+check "options without effect: notes (rc $rc: $(grep -c note err.txt) notes)" \
+  bash -c "[ $rc -eq 0 ] && grep -q 'note: --control, --pose, --face-scale ignored: the variant hubert_audio_only takes no pose' err.txt && grep -q 'note: --detect-every ignored: used only with --face-sr' err.txt && grep -q 'note: --feather ignored: used only with --paste-back' err.txt && grep -q 'note: --crop-ratio ignored: used only with --crop auto' err.txt"
+gen --portrait face.jpg --audio speech.wav --out used.mp4 2>err.txt; rc=$?
+check "no note when every option given is used (rc $rc)" bash -c "[ $rc -eq 0 ] && ! grep -q note err.txt"
 rm -f killed.mp4
 timeout -s TERM 1 "$bin" generate --models-dir "$data/chain" --steps 50 --quiet --portrait face.jpg \
   --audio long.wav --out killed.mp4 2>/dev/null; rc=$?
