@@ -291,7 +291,12 @@ void portrait_from_video(const std::string& clip, double t, anitalker::OutputFil
     } else if (t > 0 && !gst_element_seek_simple(pipe, GST_FORMAT_TIME,
                                                  (GstSeekFlags)(GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_ACCURATE),
                                                  (gint64)(t * GST_SECOND))) {
-      error = clip + ": cannot seek to --portrait-time";
+      char m[240];
+      std::snprintf(m, sizeof m,
+                    ": cannot seek to --portrait-time %g s: it has no timeline to seek in (a picture, or a video "
+                    "that cannot seek); --portrait-time is for a video portrait",
+                    t);
+      error = clip + m;
     } else if (wait()) {
       sample = gst_app_sink_pull_preroll(GST_APP_SINK(sink));
       if (!sample) error = clip + ": no video frame";
@@ -756,7 +761,9 @@ int generate(const Options& o) {
     if (frames) frames->discard();
     if (error.empty())
       error = o.audio + ": no video frames came out (" +
-              (features.frames == 0 ? std::string("GStreamer's decoders gave no samples; convert it to PCM, e.g. "
+              (features.frames == 0 ? std::string("no audio features: the audio is shorter than one feature "
+                                                  "frame (20 ms, 10 ms for MFCC), or GStreamer's decoders gave "
+                                                  "no samples; for the latter convert it to PCM, e.g. "
                                                   "ffmpeg -i IN -c:a pcm_s16le OUT.wav")
                                     : "the audio is shorter than one video frame") + ")";
     throw anitalker::Error(anitalker::Error::Kind::Runtime, error);
