@@ -354,15 +354,31 @@ static GstFlowReturn gst_hubert_enc_encode(GstHubertEnc* self, bool final) {
     gst_anitalker_post_progress(GST_ELEMENT_CAST(self), GST_PROGRESS_TYPE_START, "features", 0,
                                 gst_anitalker_printf("Encoding %.2f s of audio.", seconds));
   anitalker::features::Frames f;
+  // A flush (a seek) or a stop while the whole utterance is encoded stops
+  // the pass at its next layer, not after all of them.
+  stream->set_interrupt([element]() {
+    if (gst_anitalker_element_cancelled(element)) throw GstAnitalkerCancelled();
+  });
+  bool cancelled = false;
   if (!GST_ANITALKER_TRY(self,
                          gst_anitalker_printf("Encoding %" G_GINT64_FORMAT " samples of audio failed.",
                                               stream->received()),
-                         false, stream->set_window(cfg.window_ms, cfg.context_ms, cfg.lookahead_ms);
-                         stream->set_cache_context(cfg.cache_context); f = stream->next(final))) {
+                         false, try {
+                           stream->set_window(cfg.window_ms, cfg.context_ms, cfg.lookahead_ms);
+                           stream->set_cache_context(cfg.cache_context);
+                           f = stream->next(final);
+                         } catch (const GstAnitalkerCancelled&) { cancelled = true; })) {
     if (whole)
       gst_anitalker_post_progress(GST_ELEMENT_CAST(self), GST_PROGRESS_TYPE_ERROR, "features", 0,
                                   "Encoding the audio failed.");
     return GST_FLOW_ERROR;
+  }
+  if (cancelled) {
+    GST_DEBUG_OBJECT(self, "encoding stopped by a flush or a stop");
+    if (whole)
+      gst_anitalker_post_progress(GST_ELEMENT_CAST(self), GST_PROGRESS_TYPE_CANCELED, "features", 0,
+                                  "Encoding the audio stopped (a flush or a stop).");
+    return GST_FLOW_FLUSHING;
   }
   if (whole)
     gst_anitalker_post_progress(GST_ELEMENT_CAST(self), GST_PROGRESS_TYPE_COMPLETE, "features", 100,

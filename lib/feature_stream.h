@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -68,6 +69,10 @@ class Stream {
   // streams of the model: hubert::shared_windows), which may put cached
   // windows of several streams in one pass; null: here, alone.
   void set_executor(std::shared_ptr<hubert::WindowBatcher> executor) { executor_ = std::move(executor); }
+  // Called before each HuBERT layer of a pass that runs in this thread (not
+  // through an executor); it may throw to stop the pass, which next() then
+  // throws on (a flush while a long utterance is encoded offline).
+  void set_interrupt(std::function<void()> check) { interrupt_ = std::move(check); }
   const StreamConfig& config() const { return cfg_; }
 
   bool is_mfcc() const { return model_ == nullptr; }
@@ -110,6 +115,7 @@ class Stream {
   bool too_short_ = false;
   std::shared_ptr<hubert::Cache> cache_;  // cache_context: the frames sent
   std::shared_ptr<hubert::WindowBatcher> executor_;
+  std::function<void()> interrupt_;
 };
 
 // Runs a throw-away HuBERT stream with `cfg` on silence, in 20 ms pieces,

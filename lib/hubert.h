@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -65,6 +66,10 @@ class Model {
   // positional conv after GELU [T, H].
   struct Taps {
     at::Tensor conv, projected, pos_conv;
+    // Called before each transformer layer (its index); it may throw to
+    // stop the pass (a flush while a long utterance is encoded).
+    std::function<void(int)> before_layer;
+    bool keep = true;  // false: conv, projected and pos_conv are not kept (a hook only)
   };
   // wave: [N] float32 at 16 kHz, not normalised -> [layers+1, T, H] float32
   // on the CPU.  Throws a Usage error when N gives no frame.

@@ -361,6 +361,40 @@ TEST(FeatureStream, MatchesTheReferences) {
   EXPECT_THROW(Stream(nullptr, StreamConfig{100, 0, 200}), anitalker::Error);
 }
 
+// Stream::set_interrupt: called before each HuBERT layer of a pass; what it
+// throws stops the pass and comes out of next(), with nothing sent (a flush
+// while hubertenc encodes a long utterance offline); the same stream then
+// gives the whole utterance, exact, once the check lets it.
+TEST(FeatureStream, InterruptStopsThePass) {
+  using anitalker::features::Stream;
+  using anitalker::features::StreamConfig;
+  struct Stop {};
+  const at::Tensor x = wave();
+  StreamConfig whole;
+  whole.window_ms = 5000;
+  Stream h(tiny(), whole);
+  h.push(x.data_ptr<float>(), x.numel());
+  int layers = 0;
+  bool stop = true;
+  h.set_interrupt([&]() {
+    ++layers;
+    if (stop && layers == 2) throw Stop();
+  });
+  EXPECT_THROW(h.next(true), Stop);
+  EXPECT_EQ(layers, 2);
+  EXPECT_EQ(h.emitted(), 0);
+  stop = false;
+  layers = 0;
+  const auto f = h.next(true);
+  EXPECT_EQ(layers, tiny()->num_states() - 1);  // once per transformer layer
+  const at::Tensor want = read_npy_tensor(data("audio/ref/hubert_padded.npy"));  // [L, T + 1, D]
+  ASSERT_EQ((int64_t)f.data.size(), want.numel());
+  const at::Tensor got =
+      at::from_blob(const_cast<float*>(f.data.data()), {want.size(1), want.size(0), want.size(2)}, at::kFloat)
+          .transpose(0, 1);
+  expect_close(got, want, 1e-4, 1e-4, "hubert after an interrupted pass");
+}
+
 // hubertenc's context-cache (features::StreamConfig::cache_context): each
 // window encodes only its new frames (and look-ahead), attending to the
 // keys and values its earlier windows kept.  Against the Python reference
