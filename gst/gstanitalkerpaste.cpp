@@ -237,10 +237,24 @@ static gboolean gst_anitalker_paste_start(GstAnitalkerElement* element) {
                        portrait.c_str(), square.c_str()));
     return FALSE;
   }
+  // The square alone first: its message names it, and only the form this
+  // property takes (not the renderer crop's auto and none).
+  crop::Spec spec;
+  bool square_ok = false;
   try {
-    const crop::Spec spec = crop::parse_spec(square, "square");
-    if (spec.mode != crop::Spec::Mode::Square)
-      throw anitalker::Error(anitalker::Error::Kind::Usage, "square: expected X,Y,SIDE, got '" + square + "'");
+    spec = crop::parse_spec(square, "square");
+    square_ok = spec.mode == crop::Spec::Mode::Square;
+  } catch (...) {
+  }
+  if (!square_ok) {
+    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS,
+                      ("Could not use square \"%s\": expected X,Y,SIDE, the face's square in the picture's pixels "
+                       "(three integers, SIDE above 0).",
+                       square.c_str()),
+                      ("portrait \"%s\"", portrait.c_str()));
+    return FALSE;
+  }
+  try {
     auto picture = std::make_shared<const anitalker::RgbImage>(anitalker::read_rgb_image(portrait, anitalker::Orientation::Shown));
     const crop::Choice c = crop::choose(spec, picture->width, picture->height, {}, portrait);
     st->picture = std::move(picture);

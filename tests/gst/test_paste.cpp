@@ -304,6 +304,30 @@ GST_START_TEST(test_errors) {
   gst_caps_unref(caps);
   gst_harness_teardown(h);
 
+  // A square that is not X,Y,SIDE (auto, none, two numbers): the start
+  // fails naming the square and the one form it takes (it named the picture,
+  // and offered auto and none, which it then refused).
+  for (const char* bad : {"auto", "none", "a,b,c", "10,10"}) {
+    GstElement* p = gst_element_factory_make("anitalkerpaste", nullptr);
+    GstBus* b = gst_bus_new();
+    gst_element_set_bus(p, b);
+    g_object_set(p, "portrait", "x.png", "square", bad, nullptr);
+    fail_unless_equals_int(gst_element_set_state(p, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+    GstMessage* msg = gst_bus_pop_filtered(b, GST_MESSAGE_ERROR);
+    fail_unless(msg != nullptr, "%s: no error", bad);
+    GError* e2 = nullptr;
+    gst_message_parse_error(msg, &e2, nullptr);
+    fail_unless(g_strrstr(e2->message, "square") && g_strrstr(e2->message, bad) &&
+                    g_strrstr(e2->message, "expected X,Y,SIDE") && !g_strrstr(e2->message, "auto, none"),
+                "%s: %s", bad, e2->message);
+    g_error_free(e2);
+    gst_message_unref(msg);
+    gst_element_set_state(p, GST_STATE_NULL);
+    gst_element_set_bus(p, nullptr);
+    gst_object_unref(b);
+    gst_object_unref(p);
+  }
+
   // portrait without square: the start fails.
   GstElement* e = gst_element_factory_make("anitalkerpaste", nullptr);
   g_object_set(e, "portrait", "x.png", nullptr);
