@@ -952,12 +952,9 @@ static GstStateChangeReturn gst_anitalker_bin_start_children(GstAnitalkerBin* se
   if (env && std::strcmp(env, "0") == 0) return GST_STATE_CHANGE_SUCCESS;
   std::vector<GstElement*> children;
   GST_OBJECT_LOCK(self);
-  const bool offline = self->mode == GST_ANITALKER_MODE_OFFLINE;
-  GST_OBJECT_UNLOCK(self);
-  if (offline) return GST_STATE_CHANGE_SUCCESS;
-  GST_OBJECT_LOCK(self);
-  for (GstElement* e : {self->features, self->render, self->sr})
-    if (e && GST_OBJECT_PARENT(e) == GST_OBJECT_CAST(self)) children.push_back(GST_ELEMENT(gst_object_ref(e)));
+  if (self->mode != GST_ANITALKER_MODE_OFFLINE)
+    for (GstElement* e : {self->features, self->render, self->sr})
+      if (e && GST_OBJECT_PARENT(e) == GST_OBJECT_CAST(self)) children.push_back(GST_ELEMENT(gst_object_ref(e)));
   GST_OBJECT_UNLOCK(self);
   std::vector<GstStateChangeReturn> results(children.size(), GST_STATE_CHANGE_SUCCESS);
   std::vector<std::thread> threads;

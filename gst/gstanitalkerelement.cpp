@@ -3,8 +3,8 @@
 #include "gstanitalkerelement.h"
 
 #include <algorithm>
-#include <cstring>
 #include <atomic>
+#include <cstring>
 #include <deque>
 #include <string>
 #include <utility>
@@ -70,8 +70,8 @@ struct _GstAnitalkerElementPrivate {
   GstClockTime in_end = GST_CLOCK_TIME_NONE;   // the input since the stream (re)started ends here
   GstClockTime out_end = GST_CLOCK_TIME_NONE;  // the output pushed since then ends here
   // From FLUSH_START to FLUSH_STOP, and from PAUSED->READY on: long work in
-  // the streaming thread (an utterance's offline motion) stops at its next
-  // step (gst_anitalker_element_cancelled).
+  // the streaming thread (an utterance's offline motion or HuBERT pass)
+  // stops at its next step (gst_anitalker_element_cancelled).
   std::atomic<bool> cancel{false};
 };
 

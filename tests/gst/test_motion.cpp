@@ -779,13 +779,9 @@ GST_START_TEST(test_portrait_change) {
 }
 GST_END_TEST;
 
-// FLUSH drops what was gathered; the next stream counts from 0.
-GST_START_TEST(test_flush) {
-  GstHarness* h = new_harness("hubert_audio_only");
-  const at::Tensor f = frames("hubert_audio_only");
-  push_frames(h, f, 0, 50, 10, 50);
-  fail_unless(gst_harness_push_event(h, gst_event_new_flush_start()));
-  fail_unless(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+// After a flush: a new segment and 10 feature frames, offline, give their
+// 5 motion frames.
+static void check_utterance_after_flush(GstHarness* h, const at::Tensor& f) {
   GstSegment seg;
   gst_segment_init(&seg, GST_FORMAT_TIME);
   fail_unless(gst_harness_push_event(h, gst_event_new_segment(&seg)));
@@ -793,6 +789,16 @@ GST_START_TEST(test_flush) {
   fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
   Output out = pull_all(h);
   fail_unless_equals_int(out.frames(), 5);
+}
+
+// FLUSH drops what was gathered; the next stream counts from 0.
+GST_START_TEST(test_flush) {
+  GstHarness* h = new_harness("hubert_audio_only");
+  const at::Tensor f = frames("hubert_audio_only");
+  push_frames(h, f, 0, 50, 10, 50);
+  fail_unless(gst_harness_push_event(h, gst_event_new_flush_start()));
+  fail_unless(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+  check_utterance_after_flush(h, f);
   gst_harness_teardown(h);
 }
 GST_END_TEST;
@@ -845,13 +851,7 @@ GST_START_TEST(test_flush_stops_offline_work) {
   // A new utterance after the flush: its frames, as usual.
   fail_unless(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
   g_object_set(h->element, "steps", 10u, nullptr);
-  GstSegment seg;
-  gst_segment_init(&seg, GST_FORMAT_TIME);
-  fail_unless(gst_harness_push_event(h, gst_event_new_segment(&seg)));
-  push_frames(h, f, 0, 10, 10, 50);
-  fail_unless(gst_harness_push_event(h, gst_event_new_eos()));
-  Output out = pull_all(h);
-  fail_unless_equals_int(out.frames(), 5);
+  check_utterance_after_flush(h, f);
   gst_object_unref(bus);
   gst_harness_teardown(h);
 }
