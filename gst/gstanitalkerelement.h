@@ -235,14 +235,14 @@ void gst_anitalker_element_set_model_name(GstAnitalkerElement* self, const std::
 gboolean gst_anitalker_element_upstream_live(GstAnitalkerElement* self);
 // The same LATENCY query, with upstream's minimum latency in *min (0 when
 // the query fails).
+gboolean gst_anitalker_element_upstream_latency(GstAnitalkerElement* self, GstClockTime* min);
+
 // Whether long work in the streaming thread should stop now: a flush
 // started (FLUSH_START, until FLUSH_STOP) or the element is going to READY.
 // The work throws GstAnitalkerCancelled, which the element answers with
 // GST_FLOW_FLUSHING and no error.
 gboolean gst_anitalker_element_cancelled(GstAnitalkerElement* self);
 struct GstAnitalkerCancelled {};
-
-gboolean gst_anitalker_element_upstream_latency(GstAnitalkerElement* self, GstClockTime* min);
 
 // Whether this stream runs in windows: mode=streaming, or mode=auto with a
 // live upstream (asked once a stream); TRUE for a class without a mode.

@@ -272,6 +272,11 @@ static gboolean gst_hubert_enc_start(GstAnitalkerElement* element) {
   st->origin = 0;
   st->stream = std::make_unique<anitalker::features::Stream>(st->model, cfg);
   st->stream->set_executor(st->shared);
+  // A flush (a seek) or a stop while the whole utterance is encoded stops
+  // the pass at its next layer, not after all of them.
+  st->stream->set_interrupt([element]() {
+    if (gst_anitalker_element_cancelled(element)) throw GstAnitalkerCancelled();
+  });
   return TRUE;
 }
 
@@ -354,11 +359,6 @@ static GstFlowReturn gst_hubert_enc_encode(GstHubertEnc* self, bool final) {
     gst_anitalker_post_progress(GST_ELEMENT_CAST(self), GST_PROGRESS_TYPE_START, "features", 0,
                                 gst_anitalker_printf("Encoding %.2f s of audio.", seconds));
   anitalker::features::Frames f;
-  // A flush (a seek) or a stop while the whole utterance is encoded stops
-  // the pass at its next layer, not after all of them.
-  stream->set_interrupt([element]() {
-    if (gst_anitalker_element_cancelled(element)) throw GstAnitalkerCancelled();
-  });
   bool cancelled = false;
   if (!GST_ANITALKER_TRY(self,
                          gst_anitalker_printf("Encoding %" G_GINT64_FORMAT " samples of audio failed.",

@@ -168,10 +168,7 @@ Frames Stream::next_hubert(bool final) {
       } else {
         hubert::WindowJob job;
         job.wave = wave;
-        hubert::Model::Taps hook;
-        hook.keep = false;
-        if (interrupt_) hook.before_layer = [this](int) { interrupt_(); };
-        states = (executor_ ? executor_->submit(job) : model_->hidden_states(wave, interrupt_ ? &hook : nullptr))
+        states = (executor_ ? executor_->submit(job) : model_->hidden_states(wave, nullptr, interrupt_))
                      .slice(1, emitted_ - first_frame, frames)
                      .transpose(0, 1)
                      .contiguous();

@@ -349,14 +349,14 @@ at::Tensor Model::positional(const at::Tensor& x, int64_t first) const {
   return at::gelu(y.narrow(2, first, T))[0].t();  // [T, H]
 }
 
-at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
+at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps, const std::function<void()>& before_layer) const {
   const Weights& w = *w_;
   check_wave(cfg_, wave);
   const int64_t T = frame_count(cfg_, wave.size(0));
   at::NoGradGuard no_grad;
   const double eps = cfg_.layer_norm_eps;
   const at::Tensor feats = conv_features(normalize(wave));  // [C, T]
-  if (taps && taps->keep) taps->conv = feats.t().contiguous().cpu();
+  if (taps) taps->conv = feats.t().contiguous().cpu();
   if (w.time_major) {
     // Time-major rows [T, C] from here, every linear layer packed
     // (Weights::time_major): the channel-major path's sums up to float32
@@ -364,9 +364,9 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
     const int64_t H = cfg_.hidden, nh = cfg_.heads, hd = H / nh;
     const auto ln = [eps](const at::Tensor& x, const Norm& n) { return ln_rows(x, n, eps); };
     at::Tensor h = w.proj.packed(ln(feats.t().contiguous(), w.proj_norm));  // [T, H]
-    if (taps && taps->keep) taps->projected = h.cpu();
+    if (taps) taps->projected = h.cpu();
     const at::Tensor pc = positional(h, 0);
-    if (taps && taps->keep) taps->pos_conv = pc.contiguous().cpu();
+    if (taps) taps->pos_conv = pc.contiguous().cpu();
     h = h + pc;
 
     // ANITALKER_HUBERT_DNN_ATTENTION=0: LibTorch's products instead of
@@ -380,7 +380,7 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
     at::Tensor states = at::empty({layers + 1, T, H}, h.options());
     states[0].copy_(h);
     for (size_t l = 0; l < w.layers.size(); ++l) {
-      if (taps && taps->before_layer) taps->before_layer(static_cast<int>(l));
+      if (before_layer) before_layer();
       const Weights::Layer& L = w.layers[l];
       const at::Tensor qkv = L.qkv_packed(ln(h, L.ln));  // [T, 3H], q scaled
       at::Tensor o = dnn_attention ? attend_heads(qkv, nh, kAllHeadsScores) : at::Tensor();
@@ -419,13 +419,13 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
   }
   // Projection (spec 1.3), channel-major from here: [H, T].
   at::Tensor h = cm_linear(cm_layer_norm(feats, w.proj_norm, eps), w.proj.w, w.proj.w16, w.proj.b);
-  if (taps && taps->keep) taps->projected = h.t().contiguous().cpu();
+  if (taps) taps->projected = h.t().contiguous().cpu();
   // Positional conv: pad K/2 both sides, drop the last frame when K is even (spec 1.4).
   const int64_t K = cfg_.pos_kernel;
   at::Tensor pc = at::conv1d(h.unsqueeze(0), w.pos_w, w.pos_b, 1, K / 2, 1, cfg_.pos_groups);
   if (K % 2 == 0) pc = pc.slice(2, 0, pc.size(2) - 1);
   pc = at::gelu(pc)[0];  // [H, T]
-  if (taps && taps->keep) taps->pos_conv = pc.t().contiguous().cpu();
+  if (taps) taps->pos_conv = pc.t().contiguous().cpu();
   h = h + pc;
 
   // Transformer, pre-LN (spec 1.5), channel-major.
@@ -433,7 +433,7 @@ at::Tensor Model::hidden_states(const at::Tensor& wave, Taps* taps) const {
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   std::vector<at::Tensor> states{h};
   for (size_t l = 0; l < w.layers.size(); ++l) {
-    if (taps && taps->before_layer) taps->before_layer(static_cast<int>(l));
+    if (before_layer) before_layer();
     const Weights::Layer& L = w.layers[l];
     const at::Tensor qkv = cm_linear(cm_layer_norm(h, L.ln, eps), L.qkv_w, L.qkv_w16, L.qkv_b);  // [3H, T]
     // q, k, v as [nh, hd, T]: views.

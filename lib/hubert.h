@@ -66,14 +66,13 @@ class Model {
   // positional conv after GELU [T, H].
   struct Taps {
     at::Tensor conv, projected, pos_conv;
-    // Called before each transformer layer (its index); it may throw to
-    // stop the pass (a flush while a long utterance is encoded).
-    std::function<void(int)> before_layer;
-    bool keep = true;  // false: conv, projected and pos_conv are not kept (a hook only)
   };
   // wave: [N] float32 at 16 kHz, not normalised -> [layers+1, T, H] float32
   // on the CPU.  Throws a Usage error when N gives no frame.
-  at::Tensor hidden_states(const at::Tensor& wave, Taps* taps = nullptr) const;
+  // before_layer, if set, is called before each transformer layer; it may
+  // throw to stop the pass (a flush while a long utterance is encoded).
+  at::Tensor hidden_states(const at::Tensor& wave, Taps* taps = nullptr,
+                           const std::function<void()>& before_layer = nullptr) const;
 
   // The hidden states of the frames of `normalized` (audio already
   // normalised, whose frames are all new), every row attending also to the

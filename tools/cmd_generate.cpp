@@ -191,6 +191,12 @@ std::string dir_of(const std::string& path) {
   return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
 }
 
+// The last part of a path (the whole path without a '/').
+std::string name_of(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
 bool is_video_file(const std::string& path) {
   std::string ext = path.substr(path.find_last_of('.') == std::string::npos ? path.size() : path.find_last_of('.'));
   for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -381,30 +387,23 @@ class FramesOutput {
  public:
   // inputs: the run's input files, which no frame may replace.
   FramesOutput(const std::string& pattern, const std::vector<std::string>& inputs)
-      : pattern_(pattern), inputs_(inputs) {
-    const std::string dir = dir_of(pattern);
-    if (!is_dir(dir)) throw anitalker::Error(anitalker::Error::Kind::NotFound, dir + ": no such folder (--out)");
+      : pattern_(pattern), dir_(dir_of(pattern)), base_(name_of(pattern)), inputs_(inputs) {
+    if (!is_dir(dir_)) throw anitalker::Error(anitalker::Error::Kind::NotFound, dir_ + ": no such folder (--out)");
     // An input named as one of the frames (fr/00001.png for fr/%05d.png):
     // refused before the run, as an --out file that is an input is.
     for (const std::string& in : inputs) {
       if (in.empty()) continue;
-      const size_t s = in.find_last_of('/');
-      const std::string name = in.substr(s == std::string::npos ? 0 : s + 1);
-      if (frame_number(name) > 0) anitalker::check_not_an_input(dir + "/" + name, {in}, "--out " + pattern + ":");
+      const std::string name = name_of(in);
+      if (frame_number(name) > 0) anitalker::check_not_an_input(dir_ + "/" + name, {in}, "--out " + pattern + ":");
     }
-    temp_ = std::make_unique<anitalker::OutputFolder>(dir, "anitalker-frames");
+    temp_ = std::make_unique<anitalker::OutputFolder>(dir_, "anitalker-frames");
   }
-  std::string temp_pattern() const { return temp_->path() + "/" + pattern_.substr(pattern_.find_last_of('/') + 1); }
+  std::string temp_pattern() const { return temp_->path() + "/" + base_; }
   // Moves the frames, numbered from 1, to their names; returns how many.
   guint64 commit() {
-    const std::string dir = dir_of(pattern_);
-    const size_t slash = pattern_.find_last_of('/');
-    const std::string base = pattern_.substr(slash == std::string::npos ? 0 : slash + 1);
     std::vector<std::pair<std::string, std::string>> moves;
     for (int i = 1;; ++i) {
-      gchar* name = g_strdup_printf(base.c_str(), i);
-      const std::string from = temp_->path() + "/" + name, to = dir + "/" + name;
-      g_free(name);
+      const std::string from = temp_->path() + "/" + name(i), to = dir_ + "/" + name(i);
       if (!is_file(from)) break;
       // Only plain files are replaced (as OutputFile does): nothing moves
       // when a name is taken by a folder, a link, a device or a pipe.
@@ -428,39 +427,38 @@ class FramesOutput {
     // (plain files numbered on from n + 1, up to the first number missing)
     // are removed: else the folder would hold this video followed by the
     // end of the other one.
-    for (guint64 i = n + 1;; ++i) {
-      gchar* name = g_strdup_printf(base.c_str(), (int)i);
-      const std::string old = dir + "/" + name;
-      g_free(name);
+    for (guint64 i = n + 1; i <= (guint64)INT_MAX; ++i) {
+      const std::string old = dir_ + "/" + name((int)i);
       struct stat st;
-      if (i > (guint64)INT_MAX || ::lstat(old.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) break;
-      if (std::remove(old.c_str()) != 0) break;
+      if (::lstat(old.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || std::remove(old.c_str()) != 0) break;
       ++stale_;
     }
     return n;
   }
   // The frames of an older run removed by commit().
   guint64 stale() const { return stale_; }
-  // i > 0 when `name` is frame i's name under the pattern, else 0.
-  int frame_number(const std::string& name) const {
-    const size_t slash = pattern_.find_last_of('/');
-    const std::string base = pattern_.substr(slash == std::string::npos ? 0 : slash + 1);
-    const size_t pct = base.find('%');
-    if (pct == std::string::npos || name.compare(0, pct, base, 0, pct) != 0) return 0;
-    size_t end = pct;
-    while (end < name.size() && name[end] >= '0' && name[end] <= '9' && end - pct < 9) ++end;
-    if (end == pct) return 0;
-    const int i = std::atoi(name.substr(pct, end - pct).c_str());
-    if (i <= 0) return 0;
-    gchar* made = g_strdup_printf(base.c_str(), i);
-    const bool same = name == made;
-    g_free(made);
-    return same ? i : 0;
-  }
   void discard() { temp_->discard(); }
 
  private:
-  std::string pattern_;
+  // Frame i's file name.
+  std::string name(int i) const {
+    gchar* made = g_strdup_printf(base_.c_str(), i);
+    std::string out = made;
+    g_free(made);
+    return out;
+  }
+  // i > 0 when `name` is frame i's name under the pattern, else 0.
+  int frame_number(const std::string& file) const {
+    const size_t pct = base_.find('%');
+    if (pct == std::string::npos || file.compare(0, pct, base_, 0, pct) != 0) return 0;
+    size_t end = pct;
+    while (end < file.size() && file[end] >= '0' && file[end] <= '9' && end - pct < 9) ++end;
+    if (end == pct) return 0;
+    const int i = std::atoi(file.substr(pct, end - pct).c_str());
+    return i > 0 && file == name(i) ? i : 0;
+  }
+
+  std::string pattern_, dir_, base_;  // --out, its folder, its file name (with the %d)
   std::vector<std::string> inputs_;
   guint64 stale_ = 0;
   std::unique_ptr<anitalker::OutputFolder> temp_;
