@@ -143,7 +143,9 @@ Spec parse_spec(const std::string& text, const std::string& what) {
 
 Spec make_spec(const std::string& crop, const std::string& face_box, double ratio, int face_index,
                const std::string& crop_name, const std::string& box_name) {
-  Spec spec = parse_spec(crop, crop_name);
+  Spec spec = parse_spec(crop, crop_name.empty() ? "crop" : crop_name);
+  spec.crop_name = crop_name;
+  spec.box_name = box_name;
   spec.ratio = ratio;
   spec.face_index = face_index;
   if (!face_box.empty()) {
@@ -193,14 +195,23 @@ Choice choose(const Spec& spec, int width, int height, const std::vector<Box>& f
       return c;
     }
     c.faces = faces;
-    if (faces.empty())
-      throw Error(Error::Kind::Format,
-                  "no face found (RetinaFace, threshold 0.97); give the face's box (face-box=X1,Y1,X2,Y2, "
-                  "--face-box), the square (crop=X,Y,SIDE), or use the picture as it is (crop=none)");
-    if (spec.face_index >= 0 && static_cast<size_t>(spec.face_index) >= faces.size())
-      throw Error(Error::Kind::Usage, "face-index " + std::to_string(spec.face_index) + ": " +
+    // A setting as the caller's user writes it: --name value or name=value.
+    auto setting = [](const std::string& name, const std::string& value) {
+      return name.compare(0, 2, "--") == 0 ? name + " " + value : name + "=" + value;
+    };
+    if (faces.empty()) {
+      std::string hint = "give the face's box (" + setting(spec.box_name, "X1,Y1,X2,Y2") + ")";
+      if (!spec.crop_name.empty())
+        hint += ", the square (" + setting(spec.crop_name, "X,Y,SIDE") + "), or use the picture as it is (" +
+                setting(spec.crop_name, "none") + ")";
+      throw Error(Error::Kind::Format, "no face found (RetinaFace, threshold 0.97); " + hint);
+    }
+    if (spec.face_index >= 0 && static_cast<size_t>(spec.face_index) >= faces.size()) {
+      const std::string index = spec.box_name.compare(0, 2, "--") == 0 ? "--face-index" : "face-index";
+      throw Error(Error::Kind::Usage, index + " " + std::to_string(spec.face_index) + ": " +
                                           std::to_string(faces.size()) + " face(s) found (0 to " +
                                           std::to_string(faces.size() - 1) + ")");
+    }
     c.picked = spec.face_index >= 0 ? spec.face_index : static_cast<int>(largest(faces));
     c.cropped = true;
     c.square = square_for(faces[c.picked], width, height, spec.ratio);

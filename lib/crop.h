@@ -66,6 +66,11 @@ struct Spec {
   double ratio = 0.6;  // expanded_ratio
   int face_index = -1;  // Mode::Auto with a detector: -1 = the largest face
   Pad pad = Pad::Colour;
+  // How the caller names its settings in messages (make_spec): `crop` and
+  // `face-box` (properties, NAME=VALUE) or `--crop` and `--face-box`
+  // (options, NAME VALUE); an empty crop_name: the caller has no crop
+  // setting (`anitalker crop`), so "no face found" suggests only the box.
+  std::string crop_name = "crop", box_name = "face-box";
 };
 
 // "none", "auto" or "X,Y,SIDE" (integers, SIDE > 0) -> the mode and square.

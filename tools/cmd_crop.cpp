@@ -54,7 +54,7 @@ int cmd_crop(int argc, char** argv) {
     const std::string ext = cli::image_extension(out);
 
     anitalker::crop::Spec spec =
-        anitalker::crop::make_spec("auto", box_text, ratio, static_cast<int>(face_index), "--crop", "--face-box");
+        anitalker::crop::make_spec("auto", box_text, ratio, static_cast<int>(face_index), "", "--face-box");
     spec.pad = pad == "replicate" ? anitalker::crop::Pad::Replicate : anitalker::crop::Pad::Colour;
     const anitalker::RgbImage photo = anitalker::read_rgb_image(portrait, anitalker::Orientation::Shown);
     std::vector<anitalker::crop::Box> faces;

@@ -711,6 +711,11 @@ int generate(const Options& o) {
         replace_all(error, part, out);
         // Likewise a video portrait's frame: the video's name.
         if (still) replace_all(error, portrait, o.portrait);
+        // The renderer's crop messages name its properties (lib/crop.cpp
+        // "no face found", "face-index N"): the options that set them here.
+        for (const auto& [prop, opt] : {std::pair<const char*, const char*>{"(face-box=", "(--face-box "},
+                                        {"(crop=", "(--crop "}, {": face-index ", ": --face-index "}})
+          replace_all(error, prop, opt);
         // A file without audio (a video with no sound track): said so.
         const std::string none = streams.no_audio(o.audio);
         if (!none.empty()) error = none;
