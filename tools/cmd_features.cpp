@@ -142,6 +142,14 @@ int cmd_features(int argc, char** argv) {
                    anitalker::mfcc_video_frames(m.frames), out.c_str());
     } else {
       auto model = anitalker::hubert::Model::load(hubert_dir, dev, prec);
+      // Too little audio is the file's fault (exit 1, naming it), as the
+      // streaming path says it; the library's own check is for its callers.
+      const int64_t n = static_cast<int64_t>(wave.size());
+      if (anitalker::hubert::frame_count(model->config(), n) < 1)
+        throw anitalker::format_error(audio + ": too short for one HuBERT frame (" + std::to_string(n) +
+                                      " samples at 16 kHz; at least " +
+                                      std::to_string(anitalker::hubert::receptive_field(model->config())) +
+                                      " are needed)");
       at::Tensor x = at::from_blob(wave.data(), {static_cast<int64_t>(wave.size())}, at::kFloat);
       at::Tensor hs = anitalker::hubert::pad_for_video(model->hidden_states(x));
       anitalker::write_npy_tensor(out, hs);

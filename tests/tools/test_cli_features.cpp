@@ -184,6 +184,20 @@ TEST(FeaturesCli, Errors) {
     EXPECT_EQ(r.status, 2) << bad << ": " << r.out;
     EXPECT_THAT(r.out, HasSubstr("C from 0 to 30000")) << bad;
   }
+  // Audio shorter than HuBERT's first frame (399 samples, 1): the file's
+  // fault, exit 1 naming it, offline as streaming (offline was exit 2, a
+  // usage error, from the library's check of its caller's tensor).
+  for (size_t n : {size_t{1}, size_t{399}}) {
+    const std::string path = dir / ("short" + std::to_string(n) + ".wav");
+    write_float_wav(path, 16000, std::vector<float>(n, 0.1f));
+    for (const char* stream : {"", " --stream 200"}) {
+      r = testutil::run_cli("features --hubert '" + data("audio/tiny_hubert") + "' --audio '" + path + "' --out '" +
+                            out + "'" + stream + " 2>&1");
+      EXPECT_EQ(r.status, 1) << n << stream << ": " << r.out;
+      EXPECT_THAT(r.out, HasSubstr(path + ": too short for one HuBERT frame")) << stream;
+      EXPECT_NE(::stat(out.c_str(), &st), 0);
+    }
+  }
   r = testutil::run_cli("features --mfcc --hubert x --audio a --out b");
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.out, HasSubstr("give exactly one of --hubert DIR and --mfcc"));
