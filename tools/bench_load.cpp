@@ -6,6 +6,7 @@
 // resident memory split into file-backed and anonymous pages: a reader that
 // copied the weights would show them as anonymous memory.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ATen/ATen.h>
@@ -51,7 +52,26 @@ int bench_load(int argc, char** argv) {
     o.integer("repeat", &repeat, 1, 100, "N", "runs");
     o.flag("keep", &keep, "keep the file");
     if (!o.parse(argc, argv)) return 0;
-    if (file.empty()) file = bench::temp_path("load") + ".bin";
+    if (file.empty()) {
+      file = bench::temp_path("load") + ".bin";
+    } else {
+      // The file is this run's own, written and then removed: never one
+      // that is there already (a model, a link, a pipe: it was replaced,
+      // then deleted without a word, found 2026-12-07).
+      struct stat st;
+      if (::lstat(file.c_str(), &st) == 0)
+        throw cli::UsageError("--file " + file +
+                              " exists: bench load writes a new checkpoint there and removes it after (unless --keep); "
+                              "name a path where nothing is");
+    }
+    // Removed however the run ends (an error, an exception), unless --keep.
+    struct Remove {
+      const std::string& path;
+      const bool& keep;
+      ~Remove() {
+        if (!keep) std::remove(path.c_str());
+      }
+    } remove_after{file, keep};
 
     // HuBERT-large (chinese-hubert-large) keys and shapes.
     bench::RandomCheckpoint ck;
@@ -95,7 +115,6 @@ int bench_load(int argc, char** argv) {
     std::printf("memory after loading (warm, all tensors held and read): rss %.0f MB = file-backed %.0f MB + anonymous %.0f MB "
                 "(anonymous before loading: %.0f MB)\n",
                 m_loaded.rss / 1e6, m_loaded.file / 1e6, m_loaded.anon / 1e6, m0.anon / 1e6);
-    if (!keep) std::remove(file.c_str());
     return 0;
   });
 }

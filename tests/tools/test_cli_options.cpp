@@ -3,7 +3,9 @@
 // choices, required options and aliases are enforced with messages naming
 // the option.  And every subcommand's --help comes from its table.
 #include <gmock/gmock.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <sstream>
@@ -240,4 +242,31 @@ TEST(CliOptions, BenchLatencyRefusesEmptyAudio) {
                                                   "' --models-dir '" + dir.path() + "' --seconds 2");
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_THAT(r.out, HasSubstr("empty.wav: no audio samples"));
+}
+
+// `bench load --file PATH` writes its own checkpoint there and removes it
+// after: a file that is there (a model, a link to one, a pipe) was replaced
+// by random weights and then deleted, exit 0 (found 2026-12-07).  Now
+// refused before anything is written; a path where nothing is gets the
+// file, removed after.
+TEST(CliOptions, BenchLoadNeverTakesAnExistingFile) {
+  testutil::TempDir dir;
+  testutil::spit(dir / "precious.ckpt", "precious");
+  ASSERT_EQ(::symlink("precious.ckpt", (dir / "link.ckpt").c_str()), 0);
+  ASSERT_EQ(::mkfifo((dir / "fifo.ckpt").c_str(), 0600), 0);
+  for (const char* name : {"precious.ckpt", "link.ckpt", "fifo.ckpt"}) {
+    const testutil::CliResult r =
+        testutil::run_cli("bench load --layers 1 --repeat 1 --file '" + dir / name + "' 2>&1");
+    EXPECT_EQ(r.status, 2) << name << ": " << r.out;
+    EXPECT_THAT(r.out, HasSubstr(dir / name + " exists")) << name;
+  }
+  EXPECT_EQ(testutil::slurp(dir / "precious.ckpt"), "precious");
+  struct stat st;
+  EXPECT_EQ(::lstat((dir / "link.ckpt").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  const testutil::CliResult r =
+      testutil::run_cli("bench load --layers 1 --repeat 1 --file '" + dir / "new.ckpt" + "' 2>&1");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("warm"));
+  EXPECT_NE(::lstat((dir / "new.ckpt").c_str(), &st), 0);
 }
