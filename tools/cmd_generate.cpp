@@ -508,7 +508,8 @@ int generate(const Options& o) {
                           ": a video file is at least 16x16 (H.264's and VP9's muxers); PNG frames may be smaller");
   if (kind == OutKind::Frames) need_elements({"pngenc", "multifilesink"});
   else if (kind == OutKind::Webm) need_elements({"vp9enc", "opusenc", "webmmux"});
-  else need_elements({codec == "vp9" ? "vp9enc" : "x264enc", "avenc_aac", "mp4mux", "h264parse"});
+  else if (codec == "vp9") need_elements({"vp9enc", "vp9parse", "avenc_aac", "mp4mux"});
+  else need_elements({"x264enc", "avenc_aac", "mp4mux", "h264parse"});
   if (codec == "vp9" && o.crf > 63) throw cli::UsageError("--crf: VP9's cq-level is 0 to 63");
   if (codec == "h264" && o.crf > 50) throw cli::UsageError("--crf: x264's quantizer is 0 to 50");
   if (kind != OutKind::Frames && o.width > 0)
@@ -588,6 +589,10 @@ int generate(const Options& o) {
     if (codec == "vp9") {
       enc = o.bitrate > 0 ? "vp9enc name=enc end-usage=vbr target-bitrate=" + std::to_string(o.bitrate * 1000)
                           : "vp9enc name=enc end-usage=cq target-bitrate=100000000 cq-level=" + std::to_string(o.crf >= 0 ? o.crf : 30);
+      // mp4mux takes VP9 only with the stream's profile, chroma format and
+      // bit depth in its caps, which vp9parse adds (without it: not
+      // negotiated, every run; webmmux needs none).
+      if (kind != OutKind::Webm) enc += " ! vp9parse";
     } else {
       enc = o.bitrate > 0 ? "x264enc name=enc pass=cbr bitrate=" + std::to_string(o.bitrate)
                           : "x264enc name=enc pass=qual quantizer=" + std::to_string(o.crf >= 0 ? o.crf : 18);
@@ -866,10 +871,18 @@ int cmd_generate(int argc, char** argv) {
     opt.number("portrait-time", &o.portrait_time, 0, HUGE_VAL, "S", "a video portrait: the frame at S seconds").shows("0");
     opt.custom("size", "WxH", 1,
                [&](const std::string& name, const std::vector<std::string>& v) {
-                 int w = 0, h = 0;
-                 char tail = 0;
-                 if (std::sscanf(v[0].c_str(), "%dx%d%c", &w, &h, &tail) != 2 || w < 2 || h < 2 || w > 16384 ||
-                     h > 16384 || w % 2 || h % 2)
+                 // Digits only, each side read whole (sscanf's %d wrapped
+                 // 4294967360 round to 64, found 2026-12-07).
+                 const std::string& t = v[0];
+                 const size_t x = t.find('x');
+                 auto side = [&](const std::string& d) {
+                   return !d.empty() && d.size() <= 5 && d.find_first_not_of("0123456789") == std::string::npos
+                              ? std::stoi(d)
+                              : -1;
+                 };
+                 const int w = x == std::string::npos ? -1 : side(t.substr(0, x));
+                 const int h = x == std::string::npos ? -1 : side(t.substr(x + 1));
+                 if (w < 2 || h < 2 || w > 16384 || h > 16384 || w % 2 || h % 2)
                    throw cli::UsageError(name + ": expected WxH, even numbers from 2 to 16384, got '" + v[0] + "'");
                  o.width = w;
                  o.height = h;

@@ -414,6 +414,18 @@ check "--out 'f%d%d.png' is refused (rc $rc: $(cat err.txt))" \
 gen --portrait face.jpg --audio speech.wav --out small.mp4 --size 8x8 2>err.txt; rc=$?
 check "--size 8x8 for an MP4 is refused (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 2 ] && grep -q 'at least 16x16' err.txt && [ ! -e small.mp4 ]"
+# --size read whole: 4294967360 wrapped round to 64 (sscanf's %d) and gave a
+# 64x64 video, found 2026-12-07.
+for bad in 4294967360x64 64x4294967360 64x64x2 ' 64x64' 64x+64 x64; do
+  gen --portrait face.jpg --audio speech.wav --out wrap.mp4 --size "$bad" 2>err.txt; rc=$?
+  check "--size '$bad' is refused (rc $rc: $(cat err.txt))" \
+    bash -c "[ $rc -eq 2 ] && grep -q 'expected WxH, even numbers from 2 to 16384' err.txt && [ ! -e wrap.mp4 ]"
+done
+# VP9 in an MP4 (the help offers it): mp4mux refused vp9enc's caps without
+# vp9parse, every run ('not-negotiated'), found 2026-12-07.
+gen --portrait face.jpg --audio speech.wav --out vp9.mp4 --codec vp9 --size 64x64 2>err.txt; rc=$?
+check "--codec vp9 to an MP4 works (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 0 ] && [ \"\$(ffprobe -v error -select_streams v:0 -show_entries stream=codec_name -of csv=p=0 vp9.mp4)\" = vp9 ]"
 mkdir small
 gen --portrait face.jpg --audio speech.wav --out 'small/%02d.png' --size 8x8 2>err.txt; rc=$?
 check "--size 8x8 for PNG frames works (rc $rc: $(cat err.txt))" \
