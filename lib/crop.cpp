@@ -43,12 +43,25 @@ Square square_for(const Box& b, int width, int height, double ratio) {
     throw Error(Error::Kind::Usage, "crop: the face box " + box_text(b) + " is outside the picture (" +
                                         size_text(width, height) + ")");
   const double cx = (b.x1 + b.x2) / 2, cy = (b.y1 + b.y2) / 2;
-  long side = std::lround(std::max(b.width(), b.height()) * (1 + ratio));
-  side = std::max(1L, std::min<long>(side, std::min(width, height)));
+  // The side capped before rounding (a box of 1e30 overflowed lround).
+  const long side = std::max(
+      1L, std::lround(std::min(std::max(b.width(), b.height()) * (1 + ratio), double(std::min(width, height)))));
+  const double x = cx - side / 2.0, y = cy - side / 2.0;
+  // A box that reaches into the picture but centres far outside it (one
+  // measured on a larger copy of the photo): its square, capped to the
+  // picture's shorter side, would hold nothing of the picture (it was cut
+  // as an all-black face, found 2026-12-07).
+  if (!(x + side >= 1 && y + side >= 1 && x <= width - 1 && y <= height - 1)) {
+    char centre[96];
+    std::snprintf(centre, sizeof centre, "(%.0f, %.0f)", cx, cy);
+    throw Error(Error::Kind::Usage, "crop: the face box " + box_text(b) + " centres at " + centre + ", so far outside the picture (" +
+                                        size_text(width, height) + ") that its square (side " + std::to_string(side) +
+                                        ") holds none of it: was the box measured on another size of the photo?");
+  }
   Square s;
   s.side = static_cast<int>(side);
-  s.x = static_cast<int>(std::lround(cx - side / 2.0));
-  s.y = static_cast<int>(std::lround(cy - side / 2.0));
+  s.x = static_cast<int>(std::lround(x));
+  s.y = static_cast<int>(std::lround(y));
   return s;
 }
 

@@ -82,6 +82,16 @@ TEST(Crop, BadBoxes) {
   EXPECT_THAT(error_of([] { crop::square_for({10, 10, NAN, 20}, 200, 100); }), HasSubstr("is empty"));
   EXPECT_THAT(error_of([] { crop::square_for({10, 10, 20, 20}, 200, 100, -1); }), HasSubstr("expected a number >= 0"));
   EXPECT_THAT(error_of([] { crop::largest({}); }), HasSubstr("no face boxes"));
+  // A box that reaches into the picture but centres far outside it: its
+  // square (capped to the shorter side) held none of the picture and was
+  // cut as an all-black face; 1e30 overflowed the rounding to a 1x1 square.
+  EXPECT_THAT(error_of([] { crop::square_for({0, 0, 5000, 5000}, 256, 256); }),
+              HasSubstr("the face box (0, 0)-(5000, 5000) centres at (2500, 2500), so far outside the picture (256x256) "
+                        "that its square (side 256) holds none of it"));
+  EXPECT_THAT(error_of([] { crop::square_for({0, 0, 1e30, 1e30}, 256, 256); }), HasSubstr("holds none of it"));
+  EXPECT_THAT(error_of([] { crop::square_for({-1e30, -1e30, 10, 10}, 256, 256); }), HasSubstr("holds none of it"));
+  // Half the face off the picture still gives a square that holds it.
+  expect_square(crop::square_for({-20, 50, 40, 110}, 256, 256, 0), -20, 50, 60);
 }
 
 TEST(Crop, LargestFaceAndVideoMedian) {
