@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "error.h"
+#include "printable.h"
 #include "pickle.h"
 #include "zip.h"
 
@@ -93,7 +94,7 @@ void Checkpoint::load_torch_zip(const std::shared_ptr<const Storage>& bytes) {
   if (zip.has(bo)) {
     auto b = zip.read(bo);
     if (std::string(reinterpret_cast<const char*>(b->data), b->nbytes) != "little")
-      throw format_error(name_ + ": '" + bo + "' says the tensors are big-endian; only little-endian is supported");
+      throw format_error(name_ + ": '" + printable(bo) + "' says the tensors are big-endian; only little-endian is supported");
   }
 
   std::map<std::string, PyRef> storages;
@@ -110,14 +111,14 @@ void Checkpoint::load_torch_zip(const std::shared_ptr<const Storage>& bytes) {
     if (it != storages.end()) return it->second;
     DType dt;
     if (cls->type != T::Global || !storage_dtype(cls->s, dt))
-      throw format_error(name_ + ": storage '" + key->s + "': unknown dtype '" + (cls->type == T::Global ? cls->s : std::string(cls->type_name())) +
+      throw format_error(name_ + ": storage '" + printable(key->s) + "': unknown dtype '" + printable(cls->type == T::Global ? cls->s : std::string(cls->type_name())) +
                          "'; supported: float32, float64, float16, bfloat16, int64, int32, int16, int8, uint8, bool");
     const std::string entry = stem + "/data/" + key->s;
-    if (!zip.has(entry)) throw format_error(name_ + ": missing zip entry '" + entry + "' (truncated or damaged file?)");
+    if (!zip.has(entry)) throw format_error(name_ + ": missing zip entry '" + printable(entry) + "' (truncated or damaged file?)");
     auto data = zip.read(entry);
     const uint64_t want = static_cast<uint64_t>(numel->i) * dtype_size(dt);
     if (numel->i > static_cast<int64_t>(data->nbytes) || data->nbytes < want)
-      throw format_error(name_ + ": storage '" + entry + "' is too short: " + std::to_string(data->nbytes) + " bytes, expected " +
+      throw format_error(name_ + ": storage '" + printable(entry) + "' is too short: " + std::to_string(data->nbytes) + " bytes, expected " +
                          std::to_string(want) + " (" + std::to_string(numel->i) + " x " + dtype_name(dt) + ")");
     // LibTorch's kernels expect naturally aligned data; torch.save aligns
     // entries to 64 bytes, so a copy happens only for odd hand-made files.
@@ -141,27 +142,35 @@ void Checkpoint::load_torch_zip(const std::shared_ptr<const Storage>& bytes) {
   auto pickle = unpickle(entry->data, entry->nbytes, name_ + ": " + pkl, persistent_load);
   const PyObject& root = *pickle->root;
   if (root.type != T::Dict)
-    throw format_error(name_ + ": expected a dict of tensors at the top of " + pkl + ", found a " + root.type_name());
+    throw format_error(name_ + ": expected a dict of tensors at the top of " + pkl + ", found " + root.a_type());
 
-  // Iterative flattening with an explicit stack, in file order.
+  // Iterative flattening with an explicit stack, in file order.  A
+  // container the pickle refers to twice (its memo: torch.save({'model': sd,
+  // 'ema': sd})) is listed under each name, as torch.load gives it; the
+  // walk's work is bounded (shared sub-objects could make it exponential),
+  // a container inside itself and nesting past kMaxDepth are refused (they
+  // were skipped without a word, their tensors missing).
   struct Frame {
     const PyObject* obj;
     std::string prefix;
     size_t next;
-    int depth;
   };
-  std::vector<Frame> st{{&root, "", 0, 0}};
-  // Each container is walked once: shared sub-objects (memo references) could
-  // otherwise make the walk exponential.
-  std::unordered_set<const PyObject*> seen{&root};
+  constexpr size_t kMaxVisits = size_t{1} << 22;
+  size_t visits = 0;
+  std::vector<Frame> st{{&root, "", 0}};
+  std::unordered_set<const PyObject*> open_now{&root};  // the containers on the stack
   while (!st.empty()) {
     Frame& f = st.back();
     const bool is_dict = f.obj->type == T::Dict;
     const size_t count = is_dict ? f.obj->dict.size() : f.obj->items.size();
     if (f.next >= count) {
+      open_now.erase(f.obj);
       st.pop_back();
       continue;
     }
+    if (++visits > kMaxVisits)
+      throw format_error(name_ + ": " + pkl + " refers to its containers more than " + std::to_string(kMaxVisits) +
+                         " times over (shared many times: a damaged or crafted file?)");
     const size_t i = f.next++;
     std::string k;
     const PyObject* v;
@@ -176,10 +185,13 @@ void Checkpoint::load_torch_zip(const std::shared_ptr<const Storage>& bytes) {
     const std::string full = f.prefix + k;
     if (v->type == T::Tensor) {
       add(full, v->tensor);
-    } else if ((v->type == T::Dict || v->type == T::List || v->type == T::Tuple) && f.depth + 1 < kMaxDepth &&
-               seen.insert(v).second) {
-      const int depth = f.depth + 1;
-      st.push_back(Frame{v, full + ".", 0, depth});
+    } else if (v->type == T::Dict || v->type == T::List || v->type == T::Tuple) {
+      if (!open_now.insert(v).second)
+        throw format_error(name_ + ": '" + printable(full) + "' in " + pkl + " holds itself (a damaged or crafted file?)");
+      if (st.size() >= static_cast<size_t>(kMaxDepth))
+        throw format_error(name_ + ": '" + printable(full) + "' in " + pkl + " is nested more than " +
+                           std::to_string(kMaxDepth) + " containers deep, the most this reader follows (a damaged or crafted file?)");
+      st.push_back(Frame{v, full + ".", 0});
     }
   }
 }
@@ -210,13 +222,13 @@ void Checkpoint::load_safetensors(const std::shared_ptr<const Storage>& bytes) {
   std::vector<Item> items;
   for (auto it = h.begin(); it != h.end(); ++it) {
     if (it.key() == "__metadata__") continue;
-    const std::string what = name_ + ": tensor '" + it.key() + "'";
+    const std::string what = name_ + ": tensor '" + printable(it.key()) + "'";
     const auto& v = it.value();
     if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets") ||
         !v["dtype"].is_string() || !v["shape"].is_array() || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
       throw format_error(what + ": expected {\"dtype\", \"shape\", \"data_offsets\": [begin, end]}");
     auto dt = table.find(v["dtype"].get<std::string>());
-    if (dt == table.end()) throw format_error(what + ": unknown dtype '" + v["dtype"].get<std::string>() + "'");
+    if (dt == table.end()) throw format_error(what + ": unknown dtype '" + printable(v["dtype"].get<std::string>()) + "'");
     TensorData t;
     t.dtype = dt->second;
     for (const auto& s : v["shape"]) {

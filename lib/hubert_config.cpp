@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "error.h"
+#include "printable.h"
 #include "tensor_data.h"
 
 namespace anitalker::hubert {
@@ -92,13 +93,13 @@ static Config config_from_json(const nlohmann::json& j, const std::string& path)
   }
   c.feat_extract_norm = j.value("feat_extract_norm", std::string("group"));
   if (c.feat_extract_norm != "layer" && c.feat_extract_norm != "group")
-    throw format_error(path + ": field 'feat_extract_norm' must be \"layer\" or \"group\", got \"" + c.feat_extract_norm + "\"");
+    throw format_error(path + ": field 'feat_extract_norm' must be \"layer\" or \"group\", got \"" + printable(c.feat_extract_norm) + "\"");
   c.conv_bias = j.value("conv_bias", false);
   if (!j.value("do_stable_layer_norm", false))
     throw format_error(path + ": do_stable_layer_norm is false: only the stable-layer-norm (pre-LN) HuBERT of chinese-hubert-large is supported");
   for (const char* act : {"hidden_act", "feat_extract_activation"}) {
     const std::string a = j.value(act, std::string("gelu"));
-    if (a != "gelu") throw format_error(path + ": field '" + std::string(act) + "' is \"" + a + "\"; only \"gelu\" is supported");
+    if (a != "gelu") throw format_error(path + ": field '" + std::string(act) + "' is \"" + printable(a) + "\"; only \"gelu\" is supported");
   }
   if (j.contains("feat_proj_layer_norm") && !j.value("feat_proj_layer_norm", true))
     throw format_error(path + ": feat_proj_layer_norm false is not supported");

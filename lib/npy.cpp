@@ -9,6 +9,7 @@
 #include <map>
 
 #include "error.h"
+#include "printable.h"
 #include "output_file.h"
 
 namespace anitalker {
@@ -74,7 +75,7 @@ TensorData parse_npy(std::shared_ptr<const Storage> bytes, const std::string& na
       {"|b1", DType::Bool},    {"<u1", DType::UInt8},   {"<i1", DType::Int8},    {"<b1", DType::Bool}};
   auto it = table.find(descr);
   if (it == table.end())
-    throw format_error(name + ": unsupported npy dtype '" + descr + "' (expected little-endian float16/32/64, int8/16/32/64, uint8 or bool)");
+    throw format_error(name + ": unsupported npy dtype '" + printable(descr) + "' (expected little-endian float16/32/64, int8/16/32/64, uint8 or bool)");
 
   p = find_key(h, "fortran_order", name);
   bool fortran;

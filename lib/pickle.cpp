@@ -26,6 +26,12 @@ const char* PyObject::type_name() const {
   return "?";
 }
 
+std::string PyObject::a_type() const {
+  const std::string t = type_name();
+  if (type == Type::None) return t;
+  return (t[0] == 'i' || t[0] == 'o' ? "an " : "a ") + t;
+}
+
 namespace {
 
 using T = PyObject::Type;
@@ -130,12 +136,12 @@ class Unpickler {
   void set_items(PyRef target, const std::vector<PyRef>& kv) {
     if (kv.size() % 2) fail("odd number of items for SETITEMS");
     if (target->type == T::Object) return;  // an opaque mapping: its contents are not needed
-    if (target->type != T::Dict) fail(std::string("SETITEM(S) on a ") + target->type_name());
+    if (target->type != T::Dict) fail("SETITEM(S) on " + target->a_type());
     for (size_t i = 0; i < kv.size(); i += 2) target->dict.emplace_back(kv[i], kv[i + 1]);
   }
   void append(PyRef target, const std::vector<PyRef>& v) {
     if (target->type == T::Object) return;
-    if (target->type != T::List) fail(std::string("APPEND(S) on a ") + target->type_name());
+    if (target->type != T::List) fail("APPEND(S) on " + target->a_type());
     target->items.insert(target->items.end(), v.begin(), v.end());
   }
 
@@ -145,12 +151,12 @@ class Unpickler {
     return 0;
   }
   std::vector<int64_t> int_tuple(const PyRef& o, const char* what) {
-    if (o->type != T::Tuple && o->type != T::List) fail(std::string("tensor rebuild: ") + what + " is a " + o->type_name() + ", expected a tuple of ints");
+    if (o->type != T::Tuple && o->type != T::List) fail(std::string("tensor rebuild: ") + what + " is " + o->a_type() + ", expected a tuple of ints");
     std::vector<int64_t> v;
     for (const PyRef& e : o->items) {
       bool ok = true;
       v.push_back(as_int(e, ok));
-      if (!ok) fail(std::string("tensor rebuild: ") + what + " holds a " + e->type_name() + ", expected ints");
+      if (!ok) fail(std::string("tensor rebuild: ") + what + " holds " + e->a_type() + ", expected ints");
     }
     return v;
   }
@@ -160,7 +166,7 @@ class Unpickler {
     if (args->type != T::Tuple || args->items.size() < 4)
       fail(fn + " expects (storage, offset, size, stride, ...)");
     const PyRef& st = args->items[0];
-    if (st->type != T::Storage) fail(fn + ": first argument is a " + std::string(st->type_name()) + ", expected a storage");
+    if (st->type != T::Storage) fail(fn + ": first argument is " + st->a_type() + ", expected a storage");
     bool ok = true;
     const int64_t off = as_int(args->items[1], ok);
     if (!ok) fail(fn + ": storage offset is not an int");

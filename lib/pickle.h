@@ -35,6 +35,8 @@ struct PyObject {
   TensorData tensor;                            // Tensor
 
   const char* type_name() const;
+  // The type with its article, for messages: "a dict", "an int", "None".
+  std::string a_type() const;
 };
 
 struct Pickle {

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "error.h"
+#include "printable.h"
 
 namespace anitalker {
 
@@ -80,11 +81,11 @@ ZipArchive::ZipArchive(std::shared_ptr<const Storage> file, std::string name)
       q += 4 + len;
     }
     if (loff > n || n - loff < 30 || rd32(d + loff) != kLocalSig)
-      throw fail("entry '" + ename + "': bad local header (truncated file?)");
+      throw fail("entry '" + printable(ename) + "': bad local header (truncated file?)");
     const uint64_t data_off = loff + 30 + rd16(d + loff + 26) + rd16(d + loff + 28);
     if (data_off > n || csize > n - data_off)
-      throw fail("entry '" + ename + "' (" + std::to_string(csize) + " bytes) runs past the end of the file (truncated file?)");
-    if (method == 0 && csize != usize) throw fail("entry '" + ename + "': stored sizes disagree");
+      throw fail("entry '" + printable(ename) + "' (" + std::to_string(csize) + " bytes) runs past the end of the file (truncated file?)");
+    if (method == 0 && csize != usize) throw fail("entry '" + printable(ename) + "': stored sizes disagree");
     entries_[ename] = Entry{data_off, method == 0 ? usize : csize, method};
     p += 46 + nlen + xlen + clen;
   }
@@ -92,9 +93,9 @@ ZipArchive::ZipArchive(std::shared_ptr<const Storage> file, std::string name)
 
 std::shared_ptr<const Storage> ZipArchive::read(const std::string& entry) const {
   auto it = entries_.find(entry);
-  if (it == entries_.end()) throw format_error(name_ + ": missing zip entry '" + entry + "'");
+  if (it == entries_.end()) throw format_error(name_ + ": missing zip entry '" + printable(entry) + "'");
   if (it->second.method != 0)
-    throw format_error(name_ + ": zip entry '" + entry + "' is compressed (method " +
+    throw format_error(name_ + ": zip entry '" + printable(entry) + "' is compressed (method " +
                        std::to_string(it->second.method) + "); torch.save stores entries uncompressed");
   auto s = std::make_shared<Storage>();
   s->data = file_->data + it->second.offset;

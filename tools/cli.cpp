@@ -7,12 +7,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
 
 #include "device.h"
 #include "error.h"
+#include "printable.h"
 #include "offline_limit.h"
 
 namespace cli {
@@ -405,18 +407,33 @@ void check_offline_limit(const std::string& amount, double seconds, unsigned lim
 }
 
 int run(const char* cmd, const std::function<int()>& body) {
+  // Messages may quote what a file holds (a key, a field): printed with
+  // their control characters escaped, their own line breaks kept.
+  int rc;
   try {
-    return body();
+    rc = body();
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "anitalker %s: %s (see 'anitalker %s --help')\n", cmd, e.what(), cmd);
+    std::fprintf(stderr, "anitalker %s: %s (see 'anitalker %s --help')\n", cmd,
+                 anitalker::printable_lines(e.what()).c_str(), cmd);
     return 2;
   } catch (const anitalker::Error& e) {
-    std::fprintf(stderr, "anitalker %s: %s\n", cmd, e.what());
+    std::fprintf(stderr, "anitalker %s: %s\n", cmd, anitalker::printable_lines(e.what()).c_str());
     return e.kind() == anitalker::Error::Kind::Usage ? 2 : 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "anitalker %s: %s\n", cmd, e.what());
+    std::fprintf(stderr, "anitalker %s: %s\n", cmd, anitalker::printable_lines(e.what()).c_str());
     return 1;
   }
+  // What went to standard output (inspect's listing, models --manifest)
+  // reached it: a full disk or a closed pipe is a failure, not exit 0 with
+  // nothing written (found 2026-12-07: `inspect F > /dev/full`).
+  errno = 0;
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    const int err = errno;
+    std::fprintf(stderr, "anitalker %s: standard output: cannot write%s%s\n", cmd, err ? ": " : "",
+                 err ? std::strerror(err) : "");
+    return rc == 0 ? 1 : rc;
+  }
+  return rc;
 }
 
 void set_threads(int n) { anitalker::set_num_threads(n); }

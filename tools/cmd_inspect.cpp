@@ -8,6 +8,7 @@
 
 #include "checkpoint.h"
 #include "error.h"
+#include "printable.h"
 #include "cli.h"
 
 
@@ -50,13 +51,21 @@ int cmd_inspect(int argc, char** argv) {
       }
       std::printf("%s\n", out.dump(1).c_str());
     } else {
+      // The keys as the file has them, but printable: a downloaded file's
+      // key could hold a terminal's escape sequences or a newline that
+      // forges a line (found 2026-12-07); --json escapes them its own way.
+      std::vector<std::string> shown;
       size_t w = 0;
-      for (const std::string& k : ckpt->keys()) w = std::max(w, k.size());
+      for (const std::string& k : ckpt->keys()) {
+        shown.push_back(anitalker::printable(k, 4096));
+        w = std::max(w, shown.back().size());
+      }
       long long params = 0;
+      size_t i = 0;
       for (const std::string& k : ckpt->keys()) {
         const anitalker::TensorData& t = ckpt->at(k);
         params += t.numel();
-        std::printf("%-*s  %-8s  %s\n", static_cast<int>(w), k.c_str(), anitalker::dtype_name(t.dtype),
+        std::printf("%-*s  %-8s  %s\n", static_cast<int>(w), shown[i++].c_str(), anitalker::dtype_name(t.dtype),
                     anitalker::shape_string(t.shape).c_str());
       }
       std::fprintf(stderr, "%zu tensors, %lld values\n", ckpt->size(), params);

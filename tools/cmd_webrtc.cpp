@@ -31,6 +31,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "printable.h"
 #include "launch.h"
 
 
@@ -461,44 +462,6 @@ std::string query_value(const std::string& query, const std::string& key) {
   return "";
 }
 
-// A value a client sent, for the log: control characters (a newline that
-// would forge a line of its own, a terminal's escape sequences) written as
-// \xNN for each of their bytes, and at most 200 bytes kept.  Control
-// characters are C0 (below 0x20), DEL, and C1 (U+0080-U+009F: a terminal
-// takes U+009B as ESC [ and U+009D as ESC ]); also the line and paragraph
-// separators and the bidirectional overrides and isolates (which make a
-// line read other than it is), and any byte that is not valid UTF-8.
-std::string printable(const std::string& v) {
-  constexpr size_t kMax = 200;
-  std::string out;
-  const auto escape = [&out](const char* p, size_t n) {
-    for (size_t k = 0; k < n; ++k) {
-      char esc[8];
-      std::snprintf(esc, sizeof esc, "\\x%02x", static_cast<unsigned char>(p[k]));
-      out += esc;
-    }
-  };
-  const char* p = v.data();
-  const char* end = v.data() + v.size();
-  while (p < end && out.size() < kMax) {
-    const gunichar c = g_utf8_get_char_validated(p, end - p);
-    if (c == (gunichar)-1 || c == (gunichar)-2) {  // not UTF-8 here: this byte alone
-      escape(p, 1);
-      ++p;
-      continue;
-    }
-    const char* next = g_utf8_next_char(p);
-    if (c < 0x20 || (c >= 0x7f && c <= 0x9f) || c == 0x2028 || c == 0x2029 || (c >= 0x202a && c <= 0x202e) ||
-        (c >= 0x2066 && c <= 0x2069))
-      escape(p, next - p);
-    else
-      out.append(p, next - p);
-    p = next;
-  }
-  if (out.size() >= kMax) out += "... (" + std::to_string(v.size()) + " bytes)";
-  return out;
-}
-
 // --- The HTTP side ---------------------------------------------------------
 // One request per connection (GET /, GET /offer, POST /answer, GET /stats?...),
 // handled in the main loop with asynchronous reads and writes: no thread per
@@ -658,10 +621,10 @@ std::string check_answer(const GstSDPMessage* sdp, const std::string& offer_text
     const char* proto = gst_sdp_media_get_proto(m);
     if (!kind || !proto || !std::strstr(proto, "RTP")) return section + " is not RTP";
     if (offered[i].kind != kind)
-      return section + " is " + printable(kind) + ", the offer's is " + offered[i].kind;
+      return section + " is " + anitalker::printable(kind) + ", the offer's is " + offered[i].kind;
     const char* mid = gst_sdp_media_get_attribute_val(m, "mid");
     if (!offered[i].mid.empty() && (!mid || offered[i].mid != mid))
-      return section + " has " + (mid ? "a=mid:" + printable(mid) : std::string("no a=mid")) +
+      return section + " has " + (mid ? "a=mid:" + anitalker::printable(mid) : std::string("no a=mid")) +
              ", the offer's is a=mid:" + offered[i].mid;
     if (!session_ufrag && !gst_sdp_media_get_attribute_val(m, "ice-ufrag")) return section + " has no a=ice-ufrag";
     if (!session_pwd && !gst_sdp_media_get_attribute_val(m, "ice-pwd")) return section + " has no a=ice-pwd";
@@ -780,7 +743,7 @@ void handle_request(Conn* c) {
     }
     if (++app->reports_in_second <= 20)
       std::fprintf(stderr, "anitalker webrtc: %s: %s\n", who.c_str(),
-                   printable(err.empty() ? "video frames " + query_value(query, "frames") + " " +
+                   anitalker::printable(err.empty() ? "video frames " + query_value(query, "frames") + " " +
                                                query_value(query, "width") + "x" + query_value(query, "height") +
                                                ", audio packets " + query_value(query, "audio") + ", " +
                                                query_value(query, "state")

@@ -5,6 +5,8 @@
 
 #include <gmock/gmock.h>
 
+#include <chrono>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -326,18 +328,74 @@ TEST(Pickle, CyclesAndDepthDoNotHurt) {
   EXPECT_EQ(pk->root->dict.size(), 1u);
 }
 
-TEST_F(BadFile, SharedContainersAreWalkedOnce) {
-  // 40 lists, each holding the next one twice (memo GET): walking every path
-  // would take 2^40 steps; the reader walks each container once.
-  // Each step: memo the list on top, make a new list, fetch the old one twice
-  // and extend the new list with that pair.
-  std::string q("\x80\x02}", 3);
-  q += std::string("X\x01\x00\x00\x00" "k", 6);
-  q += "]";
-  const std::string step = std::string("q\0", 2) + std::string("0](h\0", 5) + std::string("h\0", 2) + "e";
-  for (int i = 0; i < 40; ++i) q += step;
-  q += "s.";
-  const std::string path = write_zip("dag.ckpt", q, 48);
-  auto ckpt = Checkpoint::open(path);
-  EXPECT_EQ(ckpt->size(), 0u);
+// Pickle pieces for the tests below: a BINUNICODE string, a BININT, a
+// GLOBAL, a tuple, and a float32 tensor of storage "0" (12 values) as
+// torch.save writes one.
+std::string pickled_str(const std::string& s) {
+  std::string out = "X";
+  for (int i = 0; i < 4; ++i) out += static_cast<char>((s.size() >> (8 * i)) & 0xff);
+  return out + s;
+}
+std::string pickled_int(int v) {
+  std::string out = "J";
+  for (int i = 0; i < 4; ++i) out += static_cast<char>((static_cast<uint32_t>(v) >> (8 * i)) & 0xff);
+  return out;
+}
+std::string pickled_global(const std::string& m, const std::string& n) { return "c" + m + "\n" + n + "\n"; }
+std::string pickled_tuple(const std::vector<std::string>& items) {
+  std::string out = "(";
+  for (const std::string& i : items) out += i;
+  return out + "t";
+}
+std::string pickled_tensor_3x4() {
+  return pickled_global("torch._utils", "_rebuild_tensor_v2") + "(" +
+         pickled_tuple({pickled_str("storage"), pickled_global("torch", "FloatStorage"), pickled_str("0"),
+                        pickled_str("cpu"), pickled_int(12)}) +
+         "Q" + pickled_int(0) + pickled_tuple({pickled_int(3), pickled_int(4)}) +
+         pickled_tuple({pickled_int(4), pickled_int(1)}) + "\x89" + pickled_global("collections", "OrderedDict") +
+         ")RtR";
+}
+
+TEST_F(BadFile, SharedContainersAreListedUnderEachName) {
+  // torch.save({'model': sd, 'ema': sd}): the dict is pickled once and
+  // fetched again from the memo; torch.load gives both names, and so does
+  // the reader (it listed model.w alone, found 2026-12-07).
+  const std::string inner = std::string("}q\x01(", 4) + pickled_str("w") + pickled_tensor_3x4() + "u";
+  const std::string q = std::string("\x80\x02}(", 4) + pickled_str("model") + inner + pickled_str("ema") +
+                        std::string("h\x01", 2) + "u.";
+  auto ckpt = Checkpoint::open(write_zip("shared.ckpt", q, 48));
+  ASSERT_EQ(ckpt->keys(), (std::vector<std::string>{"model.w", "ema.w"}));
+  EXPECT_EQ(ckpt->at("ema.w").shape, (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(ckpt->at("ema.w").data(), ckpt->at("model.w").data());
+}
+
+TEST_F(BadFile, SharedContainersAreBounded) {
+  // n lists, each holding the next one twice (memo GET): 2^n paths.  Each
+  // step: memo the list on top, make a new list, fetch the old one twice
+  // and extend the new list with that pair.  40 deep: refused for the
+  // depth; 24 deep (16.8 million paths): refused for the work, at once;
+  // 12 deep (4096 paths) read, no tensors.
+  auto dag = [](int n) {
+    std::string q("\x80\x02}", 3);
+    q += std::string("X\x01\x00\x00\x00" "k", 6);
+    q += "]";
+    const std::string step = std::string("q\0", 2) + std::string("0](h\0", 5) + std::string("h\0", 2) + "e";
+    for (int i = 0; i < n; ++i) q += step;
+    return q + "s.";
+  };
+  EXPECT_THAT(error_of([&] { Checkpoint::open(write_zip("dag40.ckpt", dag(40), 48)); }),
+              HasSubstr("dag40.ckpt: 'k.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0' in archive/data.pkl is "
+                        "nested more than 32 containers deep"));
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THAT(error_of([&] { Checkpoint::open(write_zip("dag24.ckpt", dag(24), 48)); }),
+              HasSubstr("dag24.ckpt: archive/data.pkl refers to its containers more than 4194304 times over"));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 20.0);
+  EXPECT_EQ(Checkpoint::open(write_zip("dag12.ckpt", dag(12), 48))->size(), 0u);
+}
+
+TEST_F(BadFile, ContainerInsideItself) {
+  // {'k': [<itself>]}: a list appended to itself.
+  const std::string q = std::string("\x80\x02}", 3) + pickled_str("k") + std::string("]q\x01h\x01" "as.", 8);
+  EXPECT_THAT(error_of([&] { Checkpoint::open(write_zip("cycle.ckpt", q, 48)); }),
+              HasSubstr("cycle.ckpt: 'k.0' in archive/data.pkl holds itself"));
 }

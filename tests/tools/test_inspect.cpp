@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "../lib/test_util.h"
@@ -70,4 +71,35 @@ TEST(Inspect, ErrorsExitNonZero) {
   EXPECT_EQ(r.status, 0);
   EXPECT_THAT(r.out, HasSubstr("usage: anitalker inspect FILE|FOLDER"));
   EXPECT_THAT(r.out, HasSubstr("--json"));
+}
+
+// What a file holds is printed, never acted on: a key (or a dtype) with a
+// terminal's escape sequences and a newline that forges a line (found
+// 2026-12-07: a downloaded file could clear the screen, set the window's
+// title, add tensors of its own to the listing).  And a listing that could
+// not be written (a full disk) is a failure, not exit 0.
+TEST(Inspect, FileTextIsEscapedAndWritesChecked) {
+  testutil::TempDir dir;
+  auto safetensors = [&](const std::string& name, const std::string& key, const std::string& dtype) {
+    const std::string hdr =
+        "{\"" + key + "\":{\"dtype\":\"" + dtype + "\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    std::string f(8, '\0');
+    f[0] = static_cast<char>(hdr.size());
+    testutil::spit(dir / name, f + hdr + std::string(4, '\0'));
+    return dir / name;
+  };
+  const std::string evil = "a\\u001b[2J\\u001b]0;pwned\\u0007\\nFAKE  float32  [9]\\u00c2\\u009b";
+  testutil::CliResult r = testutil::run_cli("inspect '" + safetensors("k.safetensors", evil, "F32") + "' 2>&1");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("a\\x1b[2J\\x1b]0;pwned\\x07\\x0aFAKE  float32  [9]\xc3\x82"
+                               "\\xc2\\x9b  float32   [1]"));
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;  // the tensor's line and the count
+  r = testutil::run_cli("inspect '" + safetensors("d.safetensors", "w", "Q\\u001b[2J\\n") + "' 2>&1");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("tensor 'w': unknown dtype 'Q\\x1b[2J\\x0a'"));
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+  r = testutil::run_cli("inspect '" + data("face-sr/gfpgan_tiny.pth") + "' 2>&1 >/dev/full");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("anitalker inspect: standard output: cannot write: No space left on device"));
 }
