@@ -389,14 +389,26 @@ int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg, double*
   s.set_codes(at::zeros({1, m.start_dim()}, at::kFloat), at::zeros({1, m.motion_dim()}, at::kFloat));
   const std::vector<float> frame((size_t)floats, 0.0f);
   int windows = 0;
-  const int64_t frames = (int64_t)cfg.context + 3 * (int64_t)cfg.window + cfg.lookahead;
-  for (int64_t f = 0; f < frames; ++f) {
+  // A context of many windows (window 1, context 300) is not filled one
+  // window at a time, each longer than the last: that took minutes with
+  // the tiny models (context**2 / window frames' work) inside a state
+  // change that nothing can interrupt (found 2026-12-07).  Past
+  // kGrowthWindows, the second window fills it at once (a shape no live
+  // window has, once), then two windows of the steady shape.
+  const int64_t growth = ((int64_t)cfg.context + cfg.window - 1) / cfg.window;
+  const bool jump = growth > kGrowthWindows;
+  const int64_t frames = jump ? 2 * (int64_t)cfg.context + 4 * (int64_t)cfg.window + 2 * (int64_t)cfg.lookahead
+                              : (int64_t)cfg.context + 3 * (int64_t)cfg.window + cfg.lookahead;
+  for (int64_t f = 0; f < frames && !(jump && windows == 4); ++f) {
     s.push(frame.data(), per);
-    while (s.ready(false)) {
+    while (s.ready(false) && !(jump && windows == 4)) {
       const auto t0 = std::chrono::steady_clock::now();
       s.next(false);
       if (last_window_s) *last_window_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       windows++;
+      if (jump && windows == 1)
+        s.set_window(std::max({cfg.context - cfg.window, cfg.lookahead, 1}), cfg.context, cfg.lookahead);
+      if (jump && windows == 2) s.set_window(cfg.window, cfg.context, cfg.lookahead);
     }
   }
   return windows;

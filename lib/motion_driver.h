@@ -264,7 +264,10 @@ class StepController {
 // for first-call set-up.  Once for each model (a model loaded again is
 // warmed again) and setting (WarmUps, lib/device.h).  Returns the
 // windows run (0 when done before); `last_window_s`, if given, the seconds
-// the last of them took (a full window of `cfg`; 0 when none ran).
+// the last of them took (a full window of `cfg`; 0 when none ran).  A
+// context of more than kGrowthWindows windows is filled by one window
+// instead (the work stays a few windows' whatever the setting).
+constexpr int64_t kGrowthWindows = 4;
 int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg, double* last_window_s = nullptr);
 
 }  // namespace anitalker::motion
