@@ -519,6 +519,24 @@ static void gst_gfpgan_sr_finalize(GObject* object) {
 
 static void gst_gfpgan_sr_set_property(GObject* object, guint prop_id, const GValue* value, GParamSpec* pspec) {
   GstGfpganSr* self = GST_GFPGAN_SR(object);
+  if (prop_id == PROP_ALIGNED && !g_value_get_boolean(value)) {
+    // Started with aligned=true and no detector: aligned=false cannot take
+    // effect while it runs.  Refused here (a WARNING while playing, the value
+    // in force staying), not at the next frame, where it stopped the stream
+    // with an ERROR (found 2026-12-07).
+    bool started, detector;
+    {
+      GstAnitalkerLocked lock(&self->state->lock);
+      started = self->state->model != nullptr;
+      detector = self->state->detector != nullptr;
+    }
+    if (started && !detector) {
+      gst_anitalker_refuse_setting(GST_ELEMENT_CAST(self), "aligned",
+                                   "aligned=false needs the face detector, and none was loaded when the element "
+                                   "started: set \"detector\" before it starts (it is loaded with aligned=true too)");
+      return;
+    }
+  }
   const guint upscale = gst_anitalker_get(self, &self->upscale);
   gst_anitalker_set_property(object, prop_id, value, pspec);
   // The output size depends on upscale.

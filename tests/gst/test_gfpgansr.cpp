@@ -423,6 +423,32 @@ GST_START_TEST(test_aligned_matches_the_reference) {
   fail_unless(d.exact >= 0.999, "exact %g", d.exact);
   gst_buffer_unref(out);
   fail_unless_equals_uint64(stat(h->element, "faces"), 1);
+  // aligned=false while playing, with no detector loaded: refused with a
+  // WARNING, aligned stays true and the frames go on (the next frame used
+  // to stop the stream with an ERROR, found 2026-12-07).
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  g_object_set(h->element, "aligned", FALSE, nullptr);
+  GstMessage* msg = pop(bus, (GstMessageType)(GST_MESSAGE_WARNING | GST_MESSAGE_ERROR));
+  fail_unless(msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_WARNING);
+  GError* err = nullptr;
+  gchar* dbg = nullptr;
+  gst_message_parse_warning(msg, &err, &dbg);
+  fail_unless(strstr(err->message, "\"aligned\"") != nullptr, "%s", err->message);
+  fail_unless(strstr(dbg, "aligned=false needs the face detector") != nullptr, "%s", dbg);
+  g_error_free(err);
+  g_free(dbg);
+  gst_message_unref(msg);
+  gboolean aligned = FALSE;
+  g_object_get(h->element, "aligned", &aligned, nullptr);
+  fail_unless(aligned);
+  out = gst_harness_push_and_pull(h, frame_buffer(image("aligned_crop_512_bgr.png"), GST_VIDEO_FORMAT_BGR));
+  fail_unless(out != nullptr);
+  gst_buffer_unref(out);
+  fail_unless_equals_uint64(stat(h->element, "faces"), 2);
+  fail_unless(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR) == nullptr);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
   gst_harness_teardown(h);
 }
 GST_END_TEST;
