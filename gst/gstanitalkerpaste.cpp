@@ -284,6 +284,18 @@ static void gst_anitalker_paste_take_crop(GstAnitalkerPaste* self, const GstStru
     GST_WARNING_OBJECT(self, "ignoring a malformed %s event", GST_ANITALKER_EVENT_CROP);
     return;
   }
+  if (!cropped && picture->width != picture->height && st->have_out) {
+    // Running (a live stream whose renderer got crop=none, or a picture
+    // that is not square under it): nothing to paste into, so a WARNING and
+    // the picture and square in use stay; the stream goes on (it stopped
+    // with the ERROR below, found 2026-12-07).  At the start it is an error.
+    GST_ELEMENT_WARNING(self, LIBRARY, SETTINGS,
+                        ("Paste-back needs a crop: the renderer has crop=none for a %dx%d picture; the picture and "
+                         "square in use stay.",
+                         picture->width, picture->height),
+                        ("set crop=auto or crop=X,Y,SIDE on anitalkerrender (the bin's crop) for this picture"));
+    return;
+  }
   GST_INFO_OBJECT(self, "picture %dx%d, square %d,%d,%d%s", picture->width, picture->height, square.x, square.y,
                   square.side, cropped ? "" : " (not cropped)");
   st->picture = std::move(picture);

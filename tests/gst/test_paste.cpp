@@ -259,6 +259,31 @@ GST_START_TEST(test_crop_event) {
   fail_unless_equals_int(hh, 30);
   fail_unless_equals_int(o2[((size_t)15 * 30 + 15) * 3], 200);
   gst_buffer_unref(out);
+  // Then crop=none with a picture that is not square (a live renderer's
+  // crop or portrait changed): a WARNING, the picture and square in use
+  // stay, the frames go on (the next frame stopped the stream with an
+  // ERROR, found 2026-12-07).
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  fail_unless(gst_harness_push_event(h, crop_event(photo(60, 40, 9), 60, 40, 0, 0, 0, false)));
+  GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
+  fail_unless(m != nullptr);
+  GError* err = nullptr;
+  gst_message_parse_warning(m, &err, nullptr);
+  fail_unless(g_strrstr(err->message, "crop=none for a 60x40 picture; the picture and square in use stay") != nullptr,
+              "%s", err->message);
+  g_error_free(err);
+  gst_message_unref(m);
+  fail_unless_equals_int(gst_harness_push(h, frame_buffer(std::vector<guint8>(16 * 16 * 3, 100), 16, 80 * GST_MSECOND)),
+                         GST_FLOW_OK);
+  out = gst_harness_pull(h);
+  const std::vector<guint8> o3 = unpack(h, out, &w, &hh);
+  fail_unless_equals_int(w, 30);
+  fail_unless_equals_int(o3[((size_t)15 * 30 + 15) * 3], 100);
+  gst_buffer_unref(out);
+  fail_unless(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR) == nullptr);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
   gst_harness_teardown(h);
 }
 GST_END_TEST;
