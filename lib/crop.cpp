@@ -308,7 +308,10 @@ Canvas plan_canvas(int width, int height, const Square& sq, int max_size) {
     return c;
   }
   c.scale = static_cast<double>(max_size) / longer;
-  auto even = [](double v) { return std::max(2, static_cast<int>(std::lround(v / 2)) * 2); };
+  // Even sides (the video formats' chroma), never past max_size (an odd
+  // max-size 255 gave 256, found 2026-12-07).
+  const int top = std::max(2, max_size - max_size % 2);
+  auto even = [top](double v) { return std::min(top, std::max(2, static_cast<int>(std::lround(v / 2)) * 2)); };
   c.width = even(width * c.scale);
   c.height = even(height * c.scale);
   c.square.x = static_cast<int>(std::lround(sq.x * c.scale));

@@ -308,6 +308,13 @@ TEST(Crop, CanvasKeepsTheSizeOrScalesTheLongerSide) {
   c = crop::plan_canvas(1001, 3001, {0, 0, 1001}, 1000);
   EXPECT_EQ(c.width, 334);
   EXPECT_EQ(c.height, 1000);
+  // An odd max-size is a bound too: 512x512 at 255 -> 254, at 5 -> 4 (they
+  // rounded up to 256 and 6).
+  for (const auto& [max, side] : {std::pair<int, int>{255, 254}, {101, 100}, {5, 4}, {3, 2}}) {
+    c = crop::plan_canvas(512, 512, {0, 0, 512}, max);
+    EXPECT_EQ(c.width, side) << max;
+    EXPECT_EQ(c.height, side) << max;
+  }
   // fit_picture at scale 1 drops, never resamples.
   const RgbImage p = noise(5, 3, 4);
   const RgbImage f = crop::fit_picture(p, crop::plan_canvas(5, 3, {0, 0, 2}));
