@@ -120,17 +120,22 @@ static void apply_threads(GstAnitalkerElement* self) {
 static void gst_anitalker_element_set_property(GObject* object, guint id, const GValue* value, GParamSpec* pspec) {
   GstAnitalkerElement* self = GST_ANITALKER_ELEMENT(object);
   if (id == PROP_WINDOW || id == PROP_LOOKAHEAD) {
-    // A look-ahead longer than the window: refused (the value in force stays).
+    // A look-ahead longer than the window while running: refused (the value
+    // in force stays).  Stopped, the other of the two may follow (which is
+    // set first is not the user's to choose: gst-launch-1.0 sets a bin's
+    // child::property settings in reverse order, found 2026-12-07), so the
+    // pair is checked at start (check_window()).
     const guint v = g_value_get_uint(value);
     GST_OBJECT_LOCK(self);
     const guint window = id == PROP_WINDOW ? v : self->window;
     const guint lookahead = id == PROP_LOOKAHEAD ? v : self->lookahead;
+    const bool running = GST_STATE(self) >= GST_STATE_PAUSED;
     GST_OBJECT_UNLOCK(self);
-    if (lookahead > window) {
+    if (lookahead > window && running) {
       const char* unit = klass_of(self)->windows ? klass_of(self)->windows->unit : "";
       gst_anitalker_refuse_setting(GST_ELEMENT_CAST(self), pspec->name,
                                    gst_anitalker_printf("%s=%u refused: the look-ahead can be 0 to the window (%u "
-                                                        "%s), not %u %s; set the window first",
+                                                        "%s), not %u %s",
                                                         pspec->name, v, window, unit, lookahead, unit));
       return;
     }
@@ -533,8 +538,25 @@ static void flush(GstAnitalkerElement* self) {
 
 /* --- State changes ------------------------------------------------------------ */
 
+// The window and look-ahead as a pair (set_property takes them one at a
+// time while stopped): a look-ahead longer than the window fails the start.
+static bool check_window(GstAnitalkerElement* self) {
+  if (!has_common(self, GST_ANITALKER_COMMON_STREAMING)) return true;
+  GST_OBJECT_LOCK(self);
+  const guint window = self->window, lookahead = self->lookahead;
+  GST_OBJECT_UNLOCK(self);
+  if (lookahead <= window) return true;
+  const char* unit = klass_of(self)->windows ? klass_of(self)->windows->unit : "";
+  GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS,
+                    ("Invalid values for properties \"lookahead\" and \"window\": the look-ahead (%u %s) is longer "
+                     "than the window (%u %s).",
+                     lookahead, unit, window, unit),
+                    ("the look-ahead can be 0 to the window"));
+  return false;
+}
+
 static gboolean start(GstAnitalkerElement* self) {
-  if (!gst_anitalker_check_settings(GST_ELEMENT_CAST(self))) return FALSE;
+  if (!gst_anitalker_check_settings(GST_ELEMENT_CAST(self)) || !check_window(self)) return FALSE;
   // Freed tensor memory kept for reuse (lib/device.h; ANITALKER_CPU_CACHE_MB
   // caps it, 0 turns it off): the networks run up to 4x faster.  Once per
   // process, and only in processes that run a network.
