@@ -96,7 +96,11 @@ void unregister_temp(const std::string& path) {
     }
 }
 
-const int kSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+// Every signal whose default action ends the process and that a user or
+// the system sends (SIGUSR1, an alarm, a broken pipe, a CPU or file-size
+// limit left .part files of named temporaries behind, found 2026-12-07).
+const int kSignals[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT,   SIGUSR1, SIGUSR2,
+                        SIGALRM, SIGPIPE, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF};
 struct sigaction g_old[sizeof kSignals / sizeof kSignals[0]];
 
 void on_signal(int sig) {

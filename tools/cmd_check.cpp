@@ -72,7 +72,10 @@ int cmd_check(int argc, char** argv) {
         const std::string k = "," + std::string(known) + ",";
         for (size_t p; (p = rest.find(k)) != std::string::npos;) rest.replace(p, k.size() - 1, "");
       }
-      if (rest.find_first_not_of(',') != std::string::npos)
+      // An empty list given ('--only ""', '--only ,': an unset variable in
+      // a script) compared nothing and passed (found 2026-12-07).
+      if (rest.find_first_not_of(',') != std::string::npos ||
+          (o.given("only") && only.find_first_not_of(',') == std::string::npos))
         throw cli::UsageError("--only: expected a list of hubert, motion, render, sr; got '" + only + "'");
     }
     anitalker::motion::ddim_timesteps(steps);  // a clear error for a step count the sampler cannot do

@@ -939,7 +939,10 @@ int cmd_generate(int argc, char** argv) {
       ignored({"face-location", "face-scale"}, "the variant " + o.variant + " takes no location or scale");
     if (!o.face_sr) ignored({"detect-every", "parse-every"}, "used only with --face-sr");
     if (!o.paste_back) ignored({"feather", "max-size", "colour-match"}, "used only with --paste-back");
-    if (!detect) ignored({"face-index", "crop-ratio"}, "used only with --crop auto without --face-box");
+    // The ratio sizes the square around a given box too (it was said to be
+    // ignored there, found 2026-12-07); the index picks among detections.
+    if (!detect) ignored({"face-index"}, "used only with --crop auto without --face-box");
+    if (spec.mode != anitalker::crop::Spec::Mode::Auto) ignored({"crop-ratio"}, "used only with --crop auto");
     for (const std::string* f : {&o.portrait, &o.audio}) {
       if (is_dir(*f))
         throw anitalker::Error(anitalker::Error::Kind::Usage, *f + ": is a folder, expected a file");

@@ -34,6 +34,12 @@ TEST(CheckCli, Errors) {
   testutil::CliResult r = testutil::run_cli("check --only renderer");
   EXPECT_EQ(r.status, 2) << r.out;
   EXPECT_THAT(r.out, HasSubstr("--only: expected a list of hubert, motion, render, sr; got 'renderer'"));
+  // An empty list (a script's unset variable) compared nothing and passed.
+  for (const char* empty : {"''", ",", ",,"}) {
+    r = testutil::run_cli(std::string("check --device cpu --only ") + empty);
+    EXPECT_EQ(r.status, 2) << empty << ": " << r.out;
+    EXPECT_THAT(r.out, HasSubstr("--only: expected a list of hubert, motion, render, sr"));
+  }
   r = testutil::run_cli("check --device cpu --steps 999");
   EXPECT_EQ(r.status, 2) << r.out;
   EXPECT_THAT(r.out, HasSubstr("cannot create exactly 999 DDIM steps"));

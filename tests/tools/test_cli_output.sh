@@ -176,6 +176,22 @@ for sig in INT TERM KILL; do
     rm -f .killed.mp4.*.part
   fi
 done
+# Named temporaries (a file system without unnamed files, forced here):
+# every signal whose default ends the process removes them (SIGUSR1, an
+# alarm, a broken pipe left them, found 2026-12-07).
+for sig in USR1 ALRM PIPE; do
+  rm -f killed.mp4
+  env --default-signal=INT,TERM,USR1,ALRM,PIPE ANITALKER_NAMED_TEMPORARIES=1 "$bin" generate --models-dir "$data/chain" \
+    --steps 5 --quiet --portrait face.jpg --audio long.wav --out killed.mp4 2>/dev/null & p=$!
+  for i in $(seq 200); do [ "$(leftovers)" -gt 0 ] && break; sleep 0.05; done
+  had=$(leftovers)
+  sleep 0.3
+  kill -$sig $p
+  wait $p; rc=$?
+  check "SIG$sig, named temporaries ($had): ends by the signal (rc $rc), no output, no .part left ($(leftovers))" \
+    bash -c "[ $had -gt 0 ] && [ $rc -ne 0 ] && [ ! -e killed.mp4 ] && [ $(leftovers) -eq 0 ]"
+  rm -f .killed.mp4.*.part
+done
 # Where the file system has no unnamed files (forced here), SIGKILL leaves
 # the hidden file, whose name holds its maker; the next run to that output
 # removes it, and keeps another machine's and a live process's.
@@ -272,6 +288,12 @@ check "options without effect: notes (rc $rc: $(grep -c note err.txt) notes)" \
   bash -c "[ $rc -eq 0 ] && grep -q 'note: --control, --pose, --face-scale ignored: the variant hubert_audio_only takes no pose' err.txt && grep -q 'note: --detect-every ignored: used only with --face-sr' err.txt && grep -q 'note: --feather ignored: used only with --paste-back' err.txt && grep -q 'note: --crop-ratio ignored: used only with --crop auto' err.txt"
 gen --portrait face.jpg --audio speech.wav --out used.mp4 2>err.txt; rc=$?
 check "no note when every option given is used (rc $rc)" bash -c "[ $rc -eq 0 ] && ! grep -q note err.txt"
+# --crop-ratio sizes the square around a given --face-box too (it was said
+# to be ignored there, while it changed the video).
+gen --portrait face.jpg --audio speech.wav --out ratio.mp4 --crop auto --face-box 100,80,140,130 --crop-ratio 0.2 \
+  2>err.txt; rc=$?
+check "--crop-ratio with --face-box: no note (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 0 ] && ! grep -q 'crop-ratio ignored' err.txt"
 rm -f killed.mp4
 timeout -s TERM 1 "$bin" generate --models-dir "$data/chain" --steps 50 --quiet --portrait face.jpg \
   --audio long.wav --out killed.mp4 2>/dev/null; rc=$?
