@@ -805,7 +805,11 @@ static GstCaps* gst_anitalker_render_get_caps(GstAnitalkerElement* element, GstP
     gst_caps_set_simple(caps, "dims", G_TYPE_INT, model->motion_dim(), nullptr);
     return caps;
   }
-  gst_caps_set_simple(caps, "width", G_TYPE_INT, model->size(), "height", G_TYPE_INT, model->size(), nullptr);
+  // Progressive, one view: said, so that fields a downstream filter asks for
+  // (interlace-mode=interleaved, multiview-mode=side-by-side) are not taken
+  // into the caps of frames that are neither (found 2026-12-07).
+  gst_caps_set_simple(caps, "width", G_TYPE_INT, model->size(), "height", G_TYPE_INT, model->size(), "interlace-mode",
+                      G_TYPE_STRING, "progressive", "multiview-mode", G_TYPE_STRING, "mono", nullptr);
   GstAnitalkerLocked lock(&st->lock);
   if (st->dims != 0)  // the formats stay in the template's order (RGB first)
     gst_caps_set_simple(caps, "framerate", GST_TYPE_FRACTION, st->fps_n, st->fps_d, "pixel-aspect-ratio",

@@ -204,10 +204,24 @@ GST_START_TEST(test_src_caps) {
   fail_unless(caps != nullptr);
   GstCaps* expected = gst_caps_from_string(
       "video/x-raw, format=(string)RGB, width=(int)256, height=(int)256, framerate=(fraction)25/1, "
-      "pixel-aspect-ratio=(fraction)1/1");
+      "pixel-aspect-ratio=(fraction)1/1, interlace-mode=(string)progressive, multiview-mode=(string)mono");
   fail_unless(gst_caps_is_equal(caps, expected), "got %" GST_PTR_FORMAT, caps);
   gst_caps_unref(expected);
   gst_caps_unref(caps);
+  // Progressive and one view, whatever downstream would like (an
+  // interleaved or side-by-side request was copied into the caps of frames
+  // that are neither, found 2026-12-07): such a downstream is refused.
+  {
+    GstCaps* ours = gst_pad_query_caps(h->element->srcpads->data ? GST_PAD(h->element->srcpads->data) : nullptr,
+                                       nullptr);
+    GstCaps* interleaved = gst_caps_from_string("video/x-raw, interlace-mode=(string)interleaved");
+    GstCaps* side = gst_caps_from_string("video/x-raw, multiview-mode=(string)side-by-side");
+    fail_unless(!gst_caps_can_intersect(ours, interleaved), "%" GST_PTR_FORMAT, ours);
+    fail_unless(!gst_caps_can_intersect(ours, side), "%" GST_PTR_FORMAT, ours);
+    gst_caps_unref(interleaved);
+    gst_caps_unref(side);
+    gst_caps_unref(ours);
+  }
 
   // Event order downstream: stream-start, caps, segment.
   const GstEventType order[] = {GST_EVENT_STREAM_START, GST_EVENT_CAPS, GST_EVENT_SEGMENT};
