@@ -308,7 +308,14 @@ gchar* gst_anitalker_dup_path_property(GParamSpec* pspec, const GValue* value) {
   bool path = false;
   for (const char* name : kPaths) path = path || std::strcmp(pspec->name, name) == 0;
   if (path && v && g_ascii_strncasecmp(v, "file:", 5) == 0) {
-    if (gchar* local = g_filename_from_uri(v, nullptr, nullptr)) return local;
+    // Only a file on this machine: file://otherhost/x.jpg was taken as the
+    // local /x.jpg (found 2026-12-07); kept as given, its error names it.
+    gchar* host = nullptr;
+    gchar* local = g_filename_from_uri(v, &host, nullptr);
+    const bool here = host == nullptr || *host == 0 || g_ascii_strcasecmp(host, "localhost") == 0;
+    g_free(host);
+    if (local && here) return local;
+    g_free(local);
   }
   return g_strdup(v);
 }

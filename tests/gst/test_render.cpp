@@ -1333,6 +1333,12 @@ GST_START_TEST(test_file_uris) {
   g_free(portrait);
   g_free(checkpoint);
   g_free(detector);
+  // Another machine's file is not this one's (file://otherhost/x.jpg was
+  // taken as /x.jpg): kept as given.
+  g_object_set(e, "portrait", "file://otherhost/x.jpg", nullptr);
+  g_object_get(e, "portrait", &portrait, nullptr);
+  fail_unless_equals_string(portrait, "file://otherhost/x.jpg");
+  g_free(portrait);
   gst_object_unref(e);
   GstElement* bin = gst_element_factory_make("anitalker", nullptr);
   g_object_set(bin, "models-dir", "file:///srv/models", "portrait", "file://localhost/tmp/x.png", "device", "file:x",
