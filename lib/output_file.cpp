@@ -501,10 +501,14 @@ OutputFile::~OutputFile() { discard(); }
 void OutputFile::write(const std::string& bytes) {
   FILE* f = std::fopen(temp_.c_str(), "wb");
   if (!f) throw Error(Error::Kind::Unreadable, target_ + ": cannot write: " + std::strerror(errno));
-  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  const int err = errno;
-  const bool closed = std::fclose(f) == 0;
-  if (!ok || !closed) throw Error(Error::Kind::Unreadable, target_ + ": cannot write: " + std::strerror(err));
+  // The error of the call that failed: a short file's bytes are buffered,
+  // so a full disk shows at the flush (the message named a stale errno,
+  // "No such file or directory", found 2026-12-07).
+  int err = 0;
+  if (std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size()) err = errno;
+  if (std::fflush(f) != 0 && err == 0) err = errno;
+  if (std::fclose(f) != 0 && err == 0) err = errno;
+  if (err != 0) throw Error(Error::Kind::Unreadable, target_ + ": cannot write: " + std::strerror(err));
 }
 
 void OutputFile::append(const void* data, size_t n) {

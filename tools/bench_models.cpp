@@ -2,6 +2,7 @@
 
 #include "bench_util.h"
 #include "cli.h"
+#include "npy.h"
 
 #include <ftw.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <sys/stat.h>
 #include <stdexcept>
 
@@ -94,7 +96,10 @@ void write_hubert(const std::string& dir, const HubertShape& shape, RandomCheckp
   if (!dir.empty()) {
     ::mkdir(dir.c_str(), 0777);
     w.write(dir + "/pytorch_model.bin");
-    std::ofstream cfg(dir + "/config.json");
+    // Written whole under a temporary name and renamed (a plain truncating
+    // write, killed half-way, left a cut config.json; a full disk was not
+    // named): anitalker::write_file_atomic.
+    std::ostringstream cfg;
     std::string convs;
     for (int i = 0; i < 7; ++i) convs += (i ? ", " : "") + std::to_string(C);
     cfg << "{\n  \"architectures\": [\"HubertModel\"], \"model_type\": \"hubert\",\n"
@@ -105,11 +110,11 @@ void write_hubert(const std::string& dir, const HubertShape& shape, RandomCheckp
         << "  \"conv_dim\": [" << convs << "], \"conv_kernel\": [10, 3, 3, 3, 3, 2, 2],\n"
            "  \"conv_stride\": [5, 2, 2, 2, 2, 2, 2], \"conv_bias\": true,\n"
         << "  \"num_conv_pos_embeddings\": " << K << ", \"num_conv_pos_embedding_groups\": " << G << "\n}\n";
-    std::ofstream pre(dir + "/preprocessor_config.json");
-    pre << "{\n  \"do_normalize\": true, \"feature_extractor_type\": \"Wav2Vec2FeatureExtractor\",\n"
-           "  \"feature_size\": 1, \"padding_side\": \"right\", \"padding_value\": 0, \"return_attention_mask\": false,\n"
-           "  \"sampling_rate\": 16000\n}\n";
-    if (!cfg) throw std::runtime_error(dir + "/config.json: cannot write");
+    anitalker::write_file_atomic(dir + "/config.json", cfg.str());
+    anitalker::write_file_atomic(dir + "/preprocessor_config.json",
+                                 "{\n  \"do_normalize\": true, \"feature_extractor_type\": \"Wav2Vec2FeatureExtractor\",\n"
+                                 "  \"feature_size\": 1, \"padding_side\": \"right\", \"padding_value\": 0, "
+                                 "\"return_attention_mask\": false,\n  \"sampling_rate\": 16000\n}\n");
   }
 }
 

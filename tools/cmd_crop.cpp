@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <memory>
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <string>
 #include <vector>
@@ -80,13 +82,24 @@ int cmd_crop(int argc, char** argv) {
     const anitalker::RgbImage cut = anitalker::crop::cut(photo, sq, spec.pad);
     cv::Mat rgb(cut.height, cut.width, CV_8UC3, const_cast<uint8_t*>(cut.data.data())), bgr;
     cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
-    cli::write_image(out, ext, bgr);
+    // Both written before either takes its name: a --box-out that cannot
+    // be written (a full disk) left the square behind, from a run that
+    // failed (found 2026-12-07).
+    std::vector<uchar> png;
+    if (!cv::imencode(ext, bgr, png))
+      throw anitalker::Error(anitalker::Error::Kind::Runtime, out + ": OpenCV could not encode the image");
+    anitalker::OutputFile square_file(out);
+    square_file.write(std::string(png.begin(), png.end()));
+    std::unique_ptr<anitalker::OutputFile> box_file;
     if (!box_out.empty()) {
       const nlohmann::json j = {{"x", sq.x},           {"y", sq.y},           {"side", sq.side},
                                 {"box", {box.x1, box.y1, box.x2, box.y2}},    {"picture", {photo.width, photo.height}},
                                 {"ratio", ratio}};
-      anitalker::write_file_atomic(box_out, j.dump(1) + "\n");
+      box_file = std::make_unique<anitalker::OutputFile>(box_out);
+      box_file->write(j.dump(1) + "\n");
     }
+    square_file.commit();
+    if (box_file) box_file->commit();
     std::fprintf(stderr, "anitalker crop: %dx%d square at (%d, %d) of the %dx%d photo to %s\n", sq.side, sq.side, sq.x,
                  sq.y, photo.width, photo.height, out.c_str());
     return 0;

@@ -464,6 +464,12 @@ check "render --out frames.png is refused (rc $rc: $(cat err.txt))" \
 "$bin" crop --portrait face.jpg --face-box 100,80,140,130 --out sq.png --box-out ./sq.png 2>err.txt; rc=$?
 check "crop --box-out = --out is refused (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 2 ] && grep -q 'is also --out' err.txt && [ ! -e sq.png ]"
+# A --box-out that cannot be written (a full disk): the run fails naming
+# the cause, and leaves no square (it was committed first, and the message
+# named a stale errno, found 2026-12-07).
+"$bin" crop --portrait face.jpg --face-box 100,80,140,130 --out sq.png --box-out /dev/full 2>err.txt; rc=$?
+check "crop --box-out /dev/full fails with no square left (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 1 ] && grep -q '/dev/full: cannot write: No space left on device' err.txt && [ ! -e sq.png ]"
 "$bin" crop --portrait face.jpg --face-box 100,80,140,130 --out sq.png --box-out box.png 2>err.txt; rc=$?
 check "crop --box-out box.png (JSON under an image's name) is refused (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 2 ] && grep -q 'give it a .json name' err.txt && [ ! -e box.png ] && [ ! -e sq.png ]"
