@@ -177,13 +177,19 @@ std::string extension(const std::string& path) {
 
 // A PNG-sequence pattern: one printf conversion %d, %Nd or %0Nd, no other
 // '%', ending in .png.
+// One %d or %0Nd (N from 1 to 99), in the file's name: not in a folder's
+// (f%d/x.png failed writing "f1/..."), not %5d (space-padded names), found
+// 2026-12-07.
 bool is_frames_pattern(const std::string& out) {
   if (extension(out) != ".png") return false;
   const size_t pc = out.find('%');
   if (pc == std::string::npos || out.find('%', pc + 1) != std::string::npos) return false;
+  const size_t slash = out.find_last_of('/');
+  if (slash != std::string::npos && pc < slash) return false;
   size_t i = pc + 1;
   while (i < out.size() && std::isdigit(static_cast<unsigned char>(out[i]))) ++i;
-  return i < out.size() && out[i] == 'd' && i - pc - 1 <= 2;
+  const size_t digits = i - pc - 1;
+  return i < out.size() && out[i] == 'd' && (digits == 0 || (out[pc + 1] == '0' && digits >= 2 && digits <= 3));
 }
 
 std::string dir_of(const std::string& path) {

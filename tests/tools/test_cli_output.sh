@@ -433,6 +433,14 @@ check "--out clip.avi is refused (rc $rc: $(cat err.txt))" \
 gen --portrait face.jpg --audio speech.wav --out 'f%d%d.png' 2>err.txt; rc=$?
 check "--out 'f%d%d.png' is refused (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 2 ] && grep -q 'needs one %d' err.txt && [ ! -e 'f%d%d.png' ]"
+# The %d in the file's name only (a folder's failed while writing), and
+# %d or %0Nd only (%5d made names with leading spaces), found 2026-12-07.
+mkdir -p 'pf%d'
+for bad in 'pf%d/x.png' 'pf%d/%d.png' 'sp%5d.png' 'sp%0d.png'; do
+  gen --portrait face.jpg --audio speech.wav --out "$bad" 2>err.txt; rc=$?
+  check "--out '$bad' is refused before the run (rc $rc: $(cat err.txt))" \
+    bash -c "[ $rc -eq 2 ] && grep -q 'needs one %d' err.txt && [ -z \"\$(ls -A 'pf%d')\" ] && ! ls sp*.png >/dev/null 2>&1"
+done
 gen --portrait face.jpg --audio speech.wav --out small.mp4 --size 8x8 2>err.txt; rc=$?
 check "--size 8x8 for an MP4 is refused (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 2 ] && grep -q 'at least 16x16' err.txt && [ ! -e small.mp4 ]"
