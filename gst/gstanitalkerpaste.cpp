@@ -249,7 +249,7 @@ static gboolean gst_anitalker_paste_start(GstAnitalkerElement* element) {
   if (!square_ok) {
     GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS,
                       ("Could not use square \"%s\": expected X,Y,SIDE, the face's square in the picture's pixels "
-                       "(three integers, SIDE above 0).",
+                       "(three whole numbers from -1000000 to 1000000, SIDE above 0).",
                        square.c_str()),
                       ("portrait \"%s\"", portrait.c_str()));
     return FALSE;

@@ -147,7 +147,8 @@ Spec parse_spec(const std::string& text, const std::string& what) {
                                text + "'";
   if (!numbers_of(text, &n) || n.size() != 3) throw Error(Error::Kind::Usage, expected);
   for (double v : n)
-    if (v != std::floor(v) || std::fabs(v) > 1e6) throw Error(Error::Kind::Usage, expected + " (whole numbers)");
+    if (v != std::floor(v) || std::fabs(v) > 1e6)
+      throw Error(Error::Kind::Usage, expected + " (whole numbers from -1000000 to 1000000)");
   if (n[2] < 1) throw Error(Error::Kind::Usage, expected + " (SIDE >= 1)");
   s.mode = Spec::Mode::Square;
   s.square = {static_cast<int>(n[0]), static_cast<int>(n[1]), static_cast<int>(n[2])};

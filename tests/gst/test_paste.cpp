@@ -332,7 +332,7 @@ GST_START_TEST(test_errors) {
   // A square that is not X,Y,SIDE (auto, none, two numbers): the start
   // fails naming the square and the one form it takes (it named the picture,
   // and offered auto and none, which it then refused).
-  for (const char* bad : {"auto", "none", "a,b,c", "10,10"}) {
+  for (const char* bad : {"auto", "none", "a,b,c", "10,10", "0,0,2147483647"}) {
     GstElement* p = gst_element_factory_make("anitalkerpaste", nullptr);
     GstBus* b = gst_bus_new();
     gst_element_set_bus(p, b);
@@ -343,7 +343,8 @@ GST_START_TEST(test_errors) {
     GError* e2 = nullptr;
     gst_message_parse_error(msg, &e2, nullptr);
     fail_unless(g_strrstr(e2->message, "square") && g_strrstr(e2->message, bad) &&
-                    g_strrstr(e2->message, "expected X,Y,SIDE") && !g_strrstr(e2->message, "auto, none"),
+                    g_strrstr(e2->message, "expected X,Y,SIDE") && !g_strrstr(e2->message, "auto, none") &&
+                    g_strrstr(e2->message, "from -1000000 to 1000000"),
                 "%s: %s", bad, e2->message);
     g_error_free(e2);
     gst_message_unref(msg);
