@@ -23,6 +23,7 @@ int cmd_models(int argc, char** argv) {
     o.text("models-dir", &dir, "DIR", "the folder to look in");
     o.flag("manifest", &manifest, "print the table as models/manifest.tsv holds it, and nothing else");
     if (!o.parse(argc, argv)) return 0;
+    if (dir.empty()) throw cli::UsageError("--models-dir: an empty name; give the folder that holds the released files");
     namespace models = anitalker::models;
     if (manifest) {
       std::fputs(models::manifest().c_str(), stdout);
@@ -48,10 +49,17 @@ int cmd_models(int argc, char** argv) {
         if (r.group != g.group) continue;
         struct stat st;
         const std::string path = dir + "/" + r.path;
-        const bool have = ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+        const bool found = ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+        // An empty file (a download that never started, a failed copy) is
+        // no model: said, and counted as missing (it was "present").
+        const bool empty = found && st.st_size == 0;
+        const bool have = found && !empty;
         if (!have && r.group == "required") missing_required++;
-        std::printf("  %-8s %s  (%s)%s\n", have ? "present" : "MISSING", path.c_str(), r.needed.c_str(),
-                    have ? "" : models::why_unusable(path).c_str());
+        std::printf("  %-8s %s  (%s)%s\n", have ? "present" : empty ? "EMPTY" : "MISSING", path.c_str(),
+                    r.needed.c_str(),
+                    have    ? ""
+                    : empty ? ": the file is empty (0 bytes: an interrupted download?)"
+                            : models::why_unusable(path).c_str());
         if (!have) std::printf("           from %s\n", r.url.c_str());
       }
     }

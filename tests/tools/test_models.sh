@@ -42,6 +42,21 @@ set -e
   grep -q "detection_Resnet50_Final.pth.*: a loop of links (detection_Resnet50_Final.pth)" "$work/out.txt" ||
   { cat "$work/out.txt"; echo "FAIL: a dangling link or a pipe is not said (exit $rc)"; exit 1; }
 
+# An empty file (an interrupted download) is no model: EMPTY, counted as
+# missing (it was "present", exit 0, found 2026-12-07); an empty
+# --models-dir is refused.
+mkdir "$work/zero"
+for f in stage1.ckpt stage2_audio_only_hubert.ckpt; do : > "$work/zero/$f"; done
+set +e
+"$bin" models --models-dir "$work/zero" > "$work/out.txt"
+rc=$?
+"$bin" models --models-dir "" > /dev/null 2> "$work/err.txt"
+rc_empty=$?
+set -e
+[ $rc -eq 1 ] && grep -q "EMPTY.*stage1.ckpt.*: the file is empty (0 bytes" "$work/out.txt" &&
+  grep -q "5 required files missing" "$work/out.txt" && [ $rc_empty -eq 2 ] && grep -q "an empty name" "$work/err.txt" ||
+  { cat "$work/out.txt" "$work/err.txt"; echo "FAIL: an empty file is not said (exit $rc), or --models-dir '' ($rc_empty)"; exit 1; }
+
 # A file as the folder: refused (exit 2) naming it; a missing folder is said.
 touch "$work/file"
 set +e
