@@ -710,8 +710,13 @@ int generate(const Options& o) {
         gchar* path = gst_object_get_path_string(GST_MESSAGE_SRC(msg));
         const std::string where = path ? path : "";
         g_free(path);
-        if (where.find("GstFileSrc") != std::string::npos || where.find("GstDecodeBin") != std::string::npos ||
-            where.find("GstHubertEnc") != std::string::npos)
+        // hubertenc's stream errors are about the audio's samples; its
+        // others (a HuBERT folder that cannot be loaded) are not (they were
+        // named after the audio, found 2026-12-07).
+        const bool about_audio = where.find("GstFileSrc") != std::string::npos ||
+                                 where.find("GstDecodeBin") != std::string::npos ||
+                                 (where.find("GstHubertEnc") != std::string::npos && e && e->domain == GST_STREAM_ERROR);
+        if (about_audio)
           error = o.audio + ": " + error;
         else if (where.find("GstFileSink") != std::string::npos || where.find("GstMultiFileSink") != std::string::npos)
           error = out + ": " + error;  // writing the output (a full disk)

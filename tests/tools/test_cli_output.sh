@@ -472,6 +472,17 @@ check "render --out frames.png is refused (rc $rc: $(cat err.txt))" \
 "$bin" crop --portrait face.jpg --face-box 100,80,140,130 --out sq.png --box-out ./sq.png 2>err.txt; rc=$?
 check "crop --box-out = --out is refused (rc $rc: $(cat err.txt))" \
   bash -c "[ $rc -eq 2 ] && grep -q 'is also --out' err.txt && [ ! -e sq.png ]"
+# A HuBERT folder that cannot be loaded is not the audio's fault: the error
+# names the folder's file, not speech.wav (it was prefixed with the audio's
+# name, found 2026-12-07).
+mkdir -p badcfg/chinese-hubert-large
+ln -s "$data/chain/stage1.ckpt" "$data/chain/stage2_audio_only_hubert.ckpt" badcfg/
+ln -s "$data/chain/chinese-hubert-large/pytorch_model.bin" badcfg/chinese-hubert-large/
+cp "$data/chain/chinese-hubert-large/preprocessor_config.json" badcfg/chinese-hubert-large/
+echo '{"hidden_size": "x"}' > badcfg/chinese-hubert-large/config.json
+"$bin" generate --models-dir badcfg --portrait face.jpg --audio speech.wav --out bc.mp4 2>err.txt; rc=$?
+check "a HuBERT config that cannot be read is named, not the audio (rc $rc: $(cat err.txt))" \
+  bash -c "[ $rc -eq 1 ] && grep -q 'config.json: field .hidden_size. must be an integer' err.txt && ! grep -q 'speech.wav:' err.txt && [ ! -e bc.mp4 ]"
 # A --box-out that cannot be written (a full disk): the run fails naming
 # the cause, and leaves no square (it was committed first, and the message
 # named a stale errno, found 2026-12-07).
