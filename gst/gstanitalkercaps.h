@@ -52,6 +52,9 @@
 #define GST_ANITALKER_FIELD_STYLE_DIM "style-dim"
 #define GST_ANITALKER_FIELD_MOTION_DIM "motion-dim"
 #define GST_ANITALKER_FIELD_PORTRAIT_SERIAL "portrait-serial"
+// Set by a renderer that cannot answer (its portrait failed): why, for the
+// asker's message (the renderer has posted its own error).
+#define GST_ANITALKER_FIELD_REASON "reason"
 
 // --- How the features come.
 // A GST_QUERY_CUSTOM that the motion element sends upstream (out of its sink

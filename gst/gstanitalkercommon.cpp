@@ -562,7 +562,11 @@ int gst_anitalker_codes_ask(GstPad* pad, int start_dim, int motion_dim, std::vec
   const GValue* vs = answered ? gst_structure_get_value(s, GST_ANITALKER_FIELD_START) : nullptr;
   const GValue* vd = answered ? gst_structure_get_value(s, GST_ANITALKER_FIELD_DIRECTION) : nullptr;
   int ok = -1;
-  if (vs == nullptr || vd == nullptr || !GST_VALUE_HOLDS_BUFFER(vs) || !GST_VALUE_HOLDS_BUFFER(vd)) {
+  const gchar* reason = s ? gst_structure_get_string(s, GST_ANITALKER_FIELD_REASON) : nullptr;
+  if (reason != nullptr) {
+    ok = -3;
+    *why = reason;
+  } else if (vs == nullptr || vd == nullptr || !GST_VALUE_HOLDS_BUFFER(vs) || !GST_VALUE_HOLDS_BUFFER(vd)) {
     *why = gst_anitalker_printf("the \"%s\" query was not answered: anitalkermotion needs an anitalkerrender (with "
                                 "its checkpoint and portrait set) downstream",
                                 GST_ANITALKER_QUERY_PORTRAIT_CODES);

@@ -324,7 +324,8 @@ void gst_anitalker_codes_answer(GstQuery* query, const float* start, int style_d
                                 int motion_dim, guint serial);
 // Asks the peer of `pad` (downstream).  0 with the codes and their serial;
 // with *why, -1 when nobody answered, -2 when the sizes are not start_dim
-// and motion_dim.
+// and motion_dim, -3 when the renderer could not use its portrait (it posted
+// its own error).
 int gst_anitalker_codes_ask(GstPad* pad, int start_dim, int motion_dim, std::vector<float>* start,
                             std::vector<float>* direction, guint* serial, std::string* why);
 // The "portrait changed" upstream event, and its serial when `event` is one.

@@ -475,8 +475,9 @@ static bool gst_anitalker_motion_prepare(GstAnitalkerMotion* self, motion::Strea
                                               &d, &why);
   if (asked < 0) {
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
-                      ("%s", asked == -1 ? "No portrait codes from downstream."
-                                         : "The portrait codes do not fit the checkpoint."),
+                      ("%s", asked == -1   ? "No portrait codes from downstream."
+                             : asked == -3 ? "No portrait codes: the renderer downstream could not use its portrait."
+                                           : "The portrait codes do not fit the checkpoint."),
                       ("%s", why.c_str()));
     return false;
   }

@@ -771,7 +771,19 @@ static gboolean gst_anitalker_render_sink_event(GstAnitalkerElement* element, Gs
 // The codes query of the motion element (gstanitalkercaps.h).
 static gboolean gst_anitalker_render_codes_query(GstAnitalkerRender* self, GstQuery* query) {
   lia::Renderer::Current now;
-  if (!gst_anitalker_render_update_portrait(self, &now, PortraitAt::Query)) return FALSE;
+  if (!gst_anitalker_render_update_portrait(self, &now, PortraitAt::Query)) {
+    // The error is posted; the motion element's own says what happened
+    // (it said to put a renderer downstream, found 2026-12-07).
+    GST_OBJECT_LOCK(self);
+    const std::string path = self->portrait ? self->portrait : "";
+    GST_OBJECT_UNLOCK(self);
+    gst_structure_set(gst_query_writable_structure(query), GST_ANITALKER_FIELD_REASON, G_TYPE_STRING,
+                      gst_anitalker_printf("%s could not use its portrait \"%s\" (its own error says why)",
+                                           GST_OBJECT_NAME(self), path.c_str())
+                          .c_str(),
+                      nullptr);
+    return FALSE;
+  }
   if (!now.portrait) {
     GST_DEBUG_OBJECT(self, "codes query: no portrait (or no model) yet");
     return FALSE;

@@ -58,6 +58,13 @@ if "$bin" generate --portrait "$work/bad.jpg" --audio "$clip" --models-dir "$mod
 fi
 cat "$work/err"
 ls "$work"/bad.mp4* 2>/dev/null && { echo "a half-written file was left"; exit 1; }
+# In a pipeline, the motion element's error that follows the renderer's says
+# the renderer could not use its portrait (it said to put an anitalkerrender
+# downstream, which is there, found 2026-12-07).
+gst-launch-1.0 filesrc location="$clip" ! wavparse ! anitalker models-dir="$models" portrait="$work/bad.jpg" steps=10 \
+  ! fakesink > "$work/bad.log" 2>&1 && { echo "a bad portrait played"; exit 1; }
+grep -q "Could not use the portrait" "$work/bad.log" || { cat "$work/bad.log"; echo "the renderer's error is missing"; exit 1; }
+if grep -q "needs an anitalkerrender" "$work/bad.log"; then cat "$work/bad.log"; echo "the motion element blames the pipeline"; exit 1; fi
 
 # 5. Caps after the bin that its video cannot meet (another rate or size, no
 # videorate / videoscale between): an error naming both sides.  Until
