@@ -208,7 +208,8 @@ int warm_up(std::shared_ptr<const hubert::Model> model, const StreamConfig& cfg)
   // window at once instead: a few windows' work whatever the setting.
   const int64_t growth = ((int64_t)cfg.context_ms + cfg.window_ms - 1) / cfg.window_ms;
   const bool jump = growth > kGrowthWindows;
-  const int64_t total = (int64_t)((jump ? 2 : 1) * cfg.context_ms + 4 * cfg.window_ms + 2 * cfg.lookahead_ms) *
+  const int64_t total = (jump ? (int64_t)2 * cfg.context_ms + 4 * cfg.window_ms + 2 * cfg.lookahead_ms
+                              : (int64_t)cfg.context_ms + 3 * cfg.window_ms + cfg.lookahead_ms) *
                         kSampleRate / 1000;
   const std::vector<float> piece(320, 0.0f);
   int windows = 0;
