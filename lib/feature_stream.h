@@ -128,7 +128,7 @@ class Stream {
 // Returns the windows run: 0 when done before, and for MFCC (model null).
 // A context of more than kGrowthWindows windows is filled by one window
 // instead (the work stays a few windows' whatever the setting).
-constexpr int64_t kGrowthWindows = 4;
+constexpr int64_t kGrowthWindows = 16;
 int warm_up(std::shared_ptr<const hubert::Model> model, const StreamConfig& cfg);
 
 }  // namespace anitalker::features

@@ -267,7 +267,7 @@ class StepController {
 // the last of them took (a full window of `cfg`; 0 when none ran).  A
 // context of more than kGrowthWindows windows is filled by one window
 // instead (the work stays a few windows' whatever the setting).
-constexpr int64_t kGrowthWindows = 4;
+constexpr int64_t kGrowthWindows = 16;
 int warm_up(std::shared_ptr<const Model> model, const StreamConfig& cfg, double* last_window_s = nullptr);
 
 }  // namespace anitalker::motion
