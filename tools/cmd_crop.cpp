@@ -47,7 +47,9 @@ int cmd_crop(int argc, char** argv) {
     o.device(&device, "the detector").threads(&threads);
     if (!o.parse(argc, argv)) return 0;
     cli::set_threads(threads);
-    if (detector.empty() == box_text.empty()) throw cli::UsageError("give --detector R.pth or --face-box X1,Y1,X2,Y2");
+    if (detector.empty() && box_text.empty()) throw cli::UsageError("give --detector R.pth or --face-box X1,Y1,X2,Y2");
+    if (!detector.empty() && !box_text.empty())
+      throw cli::UsageError("--detector and --face-box: give one, not both (the box is used instead of a detector)");
     if (!box_text.empty() && face_index >= 0) throw cli::UsageError("--face-index chooses among detected faces: not with --face-box");
     anitalker::check_output_path(out, {portrait, detector});
     if (!box_out.empty()) anitalker::check_output_path(box_out, {portrait, detector}, "--box-out");

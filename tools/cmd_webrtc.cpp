@@ -977,7 +977,8 @@ int cmd_webrtc(int argc, char** argv) {
     o.integer("timeout", &timeout, 1, 86400, "S", "with --frames: exit 1 after S seconds");
     if (!o.parse(argc, argv)) return 0;
     if (o.given("timeout") && frames == 0) throw cli::UsageError("--timeout goes with --frames (a server without --frames runs until it is stopped)");
-    if (audio.empty() == !test_source) throw cli::UsageError("give --audio FILE or --test-source");
+    if (audio.empty() && !test_source) throw cli::UsageError("give --audio FILE or --test-source");
+    if (!audio.empty() && test_source) throw cli::UsageError("--audio and --test-source: give one, not both");
     gst_init(nullptr, nullptr);
 
     const std::string src = test_source ? "audiotestsrc is-live=true wave=pink-noise volume=0.3"

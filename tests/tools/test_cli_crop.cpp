@@ -70,6 +70,12 @@ TEST(CropCli, GivenBox) {
   // The output may not be the photo.
   r = testutil::run_cli("crop --portrait " + q(photo) + " --box 100,80,140,130 --out " + q(photo) + " 2>&1");
   EXPECT_EQ(r.status, 2) << r.out;
+  // Both a box and a detector: "not both" (it said "give one or the other",
+  // as if neither were given).
+  r = testutil::run_cli("crop --portrait " + q(photo) + " --box 100,80,140,130 --detector x.pth --out " +
+                        q(dir / "b.png") + " 2>&1");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("--detector and --face-box: give one, not both"));
 }
 
 // A phone's photo, stored sideways with EXIF orientation 6: the box and the

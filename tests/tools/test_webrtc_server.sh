@@ -44,6 +44,14 @@ rc=$?
 check "--timeout without --frames is refused (rc $rc)" \
   bash -c "[ $rc -eq 2 ] && grep -q -- '--timeout goes with --frames' '$work/timeout.log'"
 
+# --audio and --test-source together: "not both" (it said "give --audio
+# FILE or --test-source", as if neither were given).
+"$bin" webrtc --portrait "$data/renderer/monalisa.jpg" --test-source --audio "$data/audio/speech_2s_16k.wav" \
+  --models-dir "$data/chain" --port 0 >"$work/both.log" 2>&1
+rc=$?
+check "--audio with --test-source is refused (rc $rc)" \
+  bash -c "[ $rc -eq 2 ] && grep -q -- '--audio and --test-source: give one, not both' '$work/both.log'"
+
 # An IPv6 address: the URL to open has it in brackets (it was printed
 # bare: http://::1:PORT/).  Where this machine has no IPv6 loopback the
 # server cannot listen there, which it says; nothing more is checked then.
