@@ -61,8 +61,8 @@ at::Tensor to_tensor(const TensorData& t) {
 
 at::Tensor read_npy_tensor(const std::string& path) { return to_tensor(read_npy(path)); }
 
-void write_npy_tensor(const std::string& path, const at::Tensor& t) {
-  at::Tensor c = t.detach().cpu().contiguous();
+namespace {
+DType npy_dtype(const at::Tensor& c, const std::string& path) {
   DType dt;
   switch (c.scalar_type()) {
     case at::kFloat: dt = DType::Float32; break;
@@ -76,7 +76,18 @@ void write_npy_tensor(const std::string& path, const at::Tensor& t) {
     case at::kBool: dt = DType::Bool; break;
     default: throw Error(Error::Kind::Usage, path + ": cannot write a " + std::string(c10::toString(c.scalar_type())) + " tensor as .npy");
   }
-  write_npy(path, dt, c.sizes().vec(), c.data_ptr());
+  return dt;
+}
+}  // namespace
+
+void write_npy_tensor(const std::string& path, const at::Tensor& t) {
+  const at::Tensor c = t.detach().cpu().contiguous();
+  write_npy(path, npy_dtype(c, path), c.sizes().vec(), c.data_ptr());
+}
+
+std::string npy_tensor_bytes(const at::Tensor& t, const std::string& path) {
+  const at::Tensor c = t.detach().cpu().contiguous();
+  return npy_bytes(npy_dtype(c, path), c.sizes().vec(), c.data_ptr());
 }
 
 StateDict::StateDict(std::shared_ptr<const Checkpoint> ckpt, std::string prefix)

@@ -25,6 +25,9 @@ at::Tensor to_tensor(const TensorData& t);
 // device, any layout; written C-ordered, atomically).
 at::Tensor read_npy_tensor(const std::string& path);
 void write_npy_tensor(const std::string& path, const at::Tensor& t);
+// The .npy file's bytes of `t` (for a caller that writes several files as
+// one set); `path` names it in errors.
+std::string npy_tensor_bytes(const at::Tensor& t, const std::string& path);
 
 class StateDict {
  public:

@@ -4,6 +4,9 @@
 #include <ATen/Parallel.h>
 
 #include <cstdio>
+#include <memory>
+#include <utility>
+#include <vector>
 #include <sys/stat.h>
 
 #include "cli.h"
@@ -14,6 +17,24 @@
 #include "image.h"
 #include "lia.h"
 #include "state_dict.h"
+
+namespace {
+
+// The portrait's codes as one set: every file written under a temporary
+// name first, then all renamed (a full disk left part of a set, over an
+// older set of another portrait a mixed one, found 2026-12-07).
+void write_codes(const std::string& dir, const std::vector<std::pair<std::string, at::Tensor>>& files) {
+  ::mkdir(dir.c_str(), 0777);
+  std::vector<std::unique_ptr<anitalker::OutputFile>> outs;
+  for (const auto& [name, t] : files) {
+    const std::string path = dir + "/" + name;
+    outs.push_back(std::make_unique<anitalker::OutputFile>(path));
+    outs.back()->write(anitalker::npy_tensor_bytes(t, path));
+  }
+  for (auto& o : outs) o->commit();
+}
+
+}  // namespace
 
 int cmd_render(int argc, char** argv) {
   return cli::run("render", [&] {
@@ -70,9 +91,7 @@ int cmd_render(int argc, char** argv) {
     if (codes_only) {
       auto model = anitalker::lia::Model::load(stage1, dev, prec);
       const anitalker::lia::Portrait p = model->encode(anitalker::load_portrait(portrait, model->size()));
-      ::mkdir(codes_dir.c_str(), 0777);
-      anitalker::write_npy_tensor(codes_dir + "/h_source.npy", p.start);
-      anitalker::write_npy_tensor(codes_dir + "/h_motion.npy", p.direction);
+      write_codes(codes_dir, {{"h_source.npy", p.start}, {"h_motion.npy", p.direction}});
       std::fprintf(stderr, "anitalker render: the codes of %s to %s (h_source.npy, h_motion.npy)\n", portrait.c_str(),
                    codes_dir.c_str());
       return 0;
@@ -92,13 +111,12 @@ int cmd_render(int argc, char** argv) {
     const anitalker::lia::Portrait p = model->encode(image);
     if (!codes_dir.empty()) {
       check_codes(p.feats.size());
-      ::mkdir(codes_dir.c_str(), 0777);
-      anitalker::write_npy_tensor(codes_dir + "/input.npy", p.image);
-      anitalker::write_npy_tensor(codes_dir + "/h_source.npy", p.start);
-      anitalker::write_npy_tensor(codes_dir + "/h_motion.npy", p.direction);
-      anitalker::write_npy_tensor(codes_dir + "/direction_Q.npy", model->direction_basis());
-      for (size_t k = 0; k < p.feats.size(); ++k)
-        anitalker::write_npy_tensor(codes_dir + "/feat_" + std::to_string(k) + ".npy", p.feats[k]);
+      std::vector<std::pair<std::string, at::Tensor>> files{{"input.npy", p.image},
+                                                            {"h_source.npy", p.start},
+                                                            {"h_motion.npy", p.direction},
+                                                            {"direction_Q.npy", model->direction_basis()}};
+      for (size_t k = 0; k < p.feats.size(); ++k) files.emplace_back("feat_" + std::to_string(k) + ".npy", p.feats[k]);
+      write_codes(codes_dir, files);
     }
     // Each batch's frames go to the file as they are made: a long clip's
     // frames never all in memory (before 2026-12-07 they were, three times
