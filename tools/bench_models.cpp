@@ -94,7 +94,7 @@ void write_hubert(const std::string& dir, const HubertShape& shape, RandomCheckp
     w.add(p + "final_layer_norm.bias", {H}, "zero");
   }
   if (!dir.empty()) {
-    ::mkdir(dir.c_str(), 0777);
+    cli::make_folder(dir);
     w.write(dir + "/pytorch_model.bin");
     // Written whole under a temporary name and renamed (a plain truncating
     // write, killed half-way, left a cut config.json; a full disk was not

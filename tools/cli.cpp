@@ -436,6 +436,12 @@ int run(const char* cmd, const std::function<int()>& body) {
   return rc;
 }
 
+void make_folder(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0777) != 0 && errno != EEXIST)
+    throw anitalker::Error(anitalker::Error::Kind::Unreadable,
+                           dir + ": cannot make the folder (" + std::strerror(errno) + ")");
+}
+
 void set_threads(int n) { anitalker::set_num_threads(n); }
 
 Memory memory() {

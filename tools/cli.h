@@ -120,6 +120,10 @@ int run(const char* cmd, const std::function<int()>& body);
 
 // LibTorch's intra-op threads: n > 0, or every core when n is 0 (Debian's
 // build defaults to 1 when OMP_NUM_THREADS is unset).
+// Makes folder `dir` (one level) unless it is there; throws
+// anitalker::Error(Unreadable) naming it and the system's reason otherwise
+// (a read-only parent was reported later as "the folder does not exist").
+void make_folder(const std::string& dir);
 void set_threads(int n);
 
 // Resident memory of this process, in bytes: total, anonymous, file-backed

@@ -202,7 +202,7 @@ int cmd_motion(int argc, char** argv) {
         std::fprintf(stderr, "anitalker motion: note: %s has no pose, location or scale predictors; nothing written to %s\n",
                      anitalker::motion::variant_name(m.variant()).c_str(), pred_dir.c_str());
       } else {
-        ::mkdir(pred_dir.c_str(), 0777);
+        cli::make_folder(pred_dir);
         anitalker::write_npy_tensor(pred_dir + "/pred_pose.npy", g.pose);
         if (m.has_location()) {
           anitalker::write_npy_tensor(pred_dir + "/pred_location.npy", g.location);

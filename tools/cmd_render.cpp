@@ -24,7 +24,7 @@ namespace {
 // name first, then all renamed (a full disk left part of a set, over an
 // older set of another portrait a mixed one, found 2026-12-07).
 void write_codes(const std::string& dir, const std::vector<std::pair<std::string, at::Tensor>>& files) {
-  ::mkdir(dir.c_str(), 0777);
+  cli::make_folder(dir);
   std::vector<std::unique_ptr<anitalker::OutputFile>> outs;
   for (const auto& [name, t] : files) {
     const std::string path = dir + "/" + name;
