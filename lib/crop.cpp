@@ -209,9 +209,11 @@ Choice choose(const Spec& spec, int width, int height, const std::vector<Box>& f
       return c;
     }
     c.faces = faces;
-    // A setting as the caller's user writes it: --name value or name=value.
-    auto setting = [](const std::string& name, const std::string& value) {
-      return name.compare(0, 2, "--") == 0 ? name + " " + value : name + "=" + value;
+    // A setting as the caller's user writes it: --name value (options) or
+    // name=value (properties).
+    const bool options = spec.box_name.compare(0, 2, "--") == 0;
+    auto setting = [options](const std::string& name, const std::string& value) {
+      return options ? name + " " + value : name + "=" + value;
     };
     if (faces.empty()) {
       std::string hint = "give the face's box (" + setting(spec.box_name, "X1,Y1,X2,Y2") + ")";
@@ -221,8 +223,7 @@ Choice choose(const Spec& spec, int width, int height, const std::vector<Box>& f
       throw Error(Error::Kind::Format, "no face found (RetinaFace, threshold 0.97); " + hint);
     }
     if (spec.face_index >= 0 && static_cast<size_t>(spec.face_index) >= faces.size()) {
-      const std::string index = spec.box_name.compare(0, 2, "--") == 0 ? "--face-index" : "face-index";
-      throw Error(Error::Kind::Usage, index + " " + std::to_string(spec.face_index) + ": " +
+      throw Error(Error::Kind::Usage, std::string(options ? "--face-index " : "face-index ") + std::to_string(spec.face_index) + ": " +
                                           std::to_string(faces.size()) + " face(s) found (0 to " +
                                           std::to_string(faces.size() - 1) + ")");
     }

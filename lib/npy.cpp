@@ -169,6 +169,15 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   out.commit();
 }
 
+void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files) {
+  std::vector<std::unique_ptr<OutputFile>> outs;
+  for (const auto& [path, bytes] : files) {
+    outs.push_back(std::make_unique<OutputFile>(path));
+    outs.back()->write(bytes);
+  }
+  for (auto& o : outs) o->commit();
+}
+
 void write_npy(const std::string& path, DType dtype, const std::vector<int64_t>& shape, const void* data) {
   // Header and data written apart: no copy of the data in memory.
   NpyWriter w(path, dtype, shape);

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "output_file.h"
@@ -65,5 +66,8 @@ class PlaneMajorNpyWriter {
 
 // Writes `bytes` to `path` through a temporary file and a rename.
 void write_file_atomic(const std::string& path, const std::string& bytes);
+// Several files as one set: each written under a temporary name first, then
+// all renamed; a failure on the way leaves none of them (path, bytes).
+void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files);
 
 }  // namespace anitalker

@@ -7,8 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
-#include <memory>
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <string>
 #include <vector>
@@ -87,21 +85,14 @@ int cmd_crop(int argc, char** argv) {
     // Both written before either takes its name: a --box-out that cannot
     // be written (a full disk) left the square behind, from a run that
     // failed (found 2026-12-07).
-    std::vector<uchar> png;
-    if (!cv::imencode(ext, bgr, png))
-      throw anitalker::Error(anitalker::Error::Kind::Runtime, out + ": OpenCV could not encode the image");
-    anitalker::OutputFile square_file(out);
-    square_file.write(std::string(png.begin(), png.end()));
-    std::unique_ptr<anitalker::OutputFile> box_file;
+    std::vector<std::pair<std::string, std::string>> files{{out, cli::encode_image(out, ext, bgr)}};
     if (!box_out.empty()) {
       const nlohmann::json j = {{"x", sq.x},           {"y", sq.y},           {"side", sq.side},
                                 {"box", {box.x1, box.y1, box.x2, box.y2}},    {"picture", {photo.width, photo.height}},
                                 {"ratio", ratio}};
-      box_file = std::make_unique<anitalker::OutputFile>(box_out);
-      box_file->write(j.dump(1) + "\n");
+      files.emplace_back(box_out, j.dump(1) + "\n");
     }
-    square_file.commit();
-    if (box_file) box_file->commit();
+    anitalker::write_files_atomic(files);
     std::fprintf(stderr, "anitalker crop: %dx%d square at (%d, %d) of the %dx%d photo to %s\n", sq.side, sq.side, sq.x,
                  sq.y, photo.width, photo.height, out.c_str());
     return 0;

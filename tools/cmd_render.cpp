@@ -4,7 +4,6 @@
 #include <ATen/Parallel.h>
 
 #include <cstdio>
-#include <memory>
 #include <utility>
 #include <vector>
 #include <sys/stat.h>
@@ -25,13 +24,12 @@ namespace {
 // older set of another portrait a mixed one, found 2026-12-07).
 void write_codes(const std::string& dir, const std::vector<std::pair<std::string, at::Tensor>>& files) {
   cli::make_folder(dir);
-  std::vector<std::unique_ptr<anitalker::OutputFile>> outs;
+  std::vector<std::pair<std::string, std::string>> bytes;
   for (const auto& [name, t] : files) {
     const std::string path = dir + "/" + name;
-    outs.push_back(std::make_unique<anitalker::OutputFile>(path));
-    outs.back()->write(anitalker::npy_tensor_bytes(t, path));
+    bytes.emplace_back(path, anitalker::npy_tensor_bytes(t, path));
   }
-  for (auto& o : outs) o->commit();
+  anitalker::write_files_atomic(bytes);
 }
 
 }  // namespace

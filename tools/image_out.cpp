@@ -19,11 +19,15 @@ std::string image_extension(const std::string& path, const std::string& option) 
   return ext;
 }
 
-void write_image(const std::string& path, const std::string& ext, const cv::Mat& bgr) {
+std::string encode_image(const std::string& path, const std::string& ext, const cv::Mat& bgr) {
   std::vector<uchar> bytes;
   if (!cv::imencode(ext, bgr, bytes))
     throw anitalker::Error(anitalker::Error::Kind::Runtime, path + ": OpenCV could not encode the image");
-  anitalker::write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
+  return std::string(bytes.begin(), bytes.end());
+}
+
+void write_image(const std::string& path, const std::string& ext, const cv::Mat& bgr) {
+  anitalker::write_file_atomic(path, encode_image(path, ext, bgr));
 }
 
 }  // namespace cli

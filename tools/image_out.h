@@ -12,7 +12,9 @@ namespace cli {
 // naming `option` when there is none or OpenCV cannot write it.
 std::string image_extension(const std::string& path, const std::string& option = "--out");
 
-// Encodes the 8-bit BGR image in memory by `ext` and writes it to `path`.
+// The 8-bit BGR image encoded in memory by `ext` (`path` names it in errors).
+std::string encode_image(const std::string& path, const std::string& ext, const cv::Mat& bgr);
+// encode_image() written to `path`.
 void write_image(const std::string& path, const std::string& ext, const cv::Mat& bgr);
 
 }  // namespace cli
